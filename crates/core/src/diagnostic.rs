@@ -1,0 +1,143 @@
+//! Problems found in a document, with the place they were found and a source snippet.
+
+use std::fmt;
+
+/// A position in a source text: 1-based line and column, plus the byte range when known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pos {
+    pub line: u32,
+    pub column: u32,
+    /// Length of the offending text in characters (at least 1 when rendered).
+    pub len: u32,
+}
+
+impl Pos {
+    pub fn from_location(loc: &serde_saphyr::Location) -> Option<Pos> {
+        if loc.line() == 0 {
+            return None;
+        }
+        Some(Pos {
+            line: u32::try_from(loc.line()).unwrap_or(u32::MAX),
+            column: u32::try_from(loc.column()).unwrap_or(u32::MAX),
+            len: u32::try_from(loc.span().len()).unwrap_or(1),
+        })
+    }
+}
+
+/// One problem in a document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub pos: Option<Pos>,
+    pub message: String,
+}
+
+impl Diagnostic {
+    pub fn new(pos: Option<Pos>, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            pos,
+            message: message.into(),
+        }
+    }
+
+    pub fn at(loc: &serde_saphyr::Location, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(Pos::from_location(loc), message)
+    }
+
+    /// `path:line:col: message`, the first line of every rendered problem.
+    pub fn headline(&self, path: &str) -> String {
+        match self.pos {
+            Some(p) => format!("{path}:{}:{}: {}", p.line, p.column, self.message),
+            None => format!("{path}: {}", self.message),
+        }
+    }
+
+    /// The headline followed by the offending source line with a caret underneath.
+    pub fn render(&self, path: &str, source: &str) -> String {
+        let mut out = self.headline(path);
+        let Some(pos) = self.pos else { return out };
+        let Some(line) = source.lines().nth(pos.line.saturating_sub(1) as usize) else {
+            return out;
+        };
+        let gutter = pos.line.to_string();
+        let pad = " ".repeat(gutter.len());
+        let col = pos.column.saturating_sub(1) as usize;
+        let line_chars = line.chars().count();
+        let width = (pos.len.max(1) as usize).min(line_chars.saturating_sub(col).max(1));
+        let lead: String = line
+            .chars()
+            .take(col)
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect();
+        out.push_str(&format!(
+            "\n{pad} |\n{gutter} | {line}\n{pad} | {lead}{}",
+            "^".repeat(width)
+        ));
+        out
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.pos {
+            Some(p) => write!(f, "{}:{}: {}", p.line, p.column, self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The closest candidate to `word`, if it is close enough to be a plausible typo.
+pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let limit = (word.chars().count() / 3).max(1) + 1;
+    candidates
+        .iter()
+        .map(|c| (edit_distance(word, c), *c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_snippet_with_caret() {
+        let d = Diagnostic::new(
+            Some(Pos {
+                line: 2,
+                column: 3,
+                len: 4,
+            }),
+            "unknown field `nmae`",
+        );
+        assert_eq!(
+            d.render("rb.yaml", "metadata:\n  nmae: x\n"),
+            "rb.yaml:2:3: unknown field `nmae`\n  |\n2 |   nmae: x\n  |   ^^^^"
+        );
+    }
+
+    #[test]
+    fn suggests() {
+        assert_eq!(did_you_mean("nmae", &["name", "title"]), Some("name"));
+        assert_eq!(
+            did_you_mean("timout", &["timeout", "retries"]),
+            Some("timeout")
+        );
+        assert_eq!(did_you_mean("zzzzzz", &["name", "title"]), None);
+    }
+}

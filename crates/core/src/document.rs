@@ -1,0 +1,330 @@
+//! The runbook document (`apiVersion: opsbook/v1`) as written in YAML.
+//!
+//! These types mirror the file one to one; `parse` checks what serde cannot
+//! (identifiers, templates, regexes, references) and builds a [`crate::Runbook`].
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::duration::Dur;
+use crate::params::ParamSpec;
+use crate::step::{approval::ApprovalSpec, http::HttpSpec};
+
+/// Top level of a runbook file.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(
+    title = "opsbook runbook",
+    description = "A runbook document (apiVersion: opsbook/v1)"
+)]
+pub struct RawRunbook {
+    /// Always `opsbook/v1`.
+    #[schemars(with = "String", extend("const" = "opsbook/v1"))]
+    pub api_version: Spanned<String>,
+    /// Always `Runbook`.
+    #[schemars(with = "String", extend("const" = "Runbook"))]
+    pub kind: Spanned<String>,
+    pub metadata: RawMetadata,
+    pub spec: RawSpec,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetadata {
+    /// The runbook's identity: ^[a-z0-9][a-z0-9-]{0,62}$
+    #[schemars(with = "String", regex(pattern = r"^[a-z0-9][a-z0-9-]{0,62}$"))]
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(rename = "type")]
+    pub runbook_type: RunbookType,
+    /// Semantic version, e.g. 1.0.0
+    #[schemars(with = "String")]
+    pub version: Spanned<String>,
+    #[serde(default)]
+    pub status: LifecycleStatus,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub review: Option<RawReview>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawReview {
+    /// How often the runbook must be reviewed, e.g. 90d.
+    pub every: Dur,
+    /// Date of the last review, YYYY-MM-DD.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub last_reviewed: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunbookType {
+    Deployment,
+    Maintenance,
+    IncidentResponse,
+    BackupRestore,
+    Scaling,
+    Monitoring,
+}
+
+impl RunbookType {
+    pub const ALL: [RunbookType; 6] = [
+        RunbookType::Deployment,
+        RunbookType::Maintenance,
+        RunbookType::IncidentResponse,
+        RunbookType::BackupRestore,
+        RunbookType::Scaling,
+        RunbookType::Monitoring,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunbookType::Deployment => "deployment",
+            RunbookType::Maintenance => "maintenance",
+            RunbookType::IncidentResponse => "incident_response",
+            RunbookType::BackupRestore => "backup_restore",
+            RunbookType::Scaling => "scaling",
+            RunbookType::Monitoring => "monitoring",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RunbookType> {
+        RunbookType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LifecycleStatus {
+    Draft,
+    #[default]
+    Active,
+    Deprecated,
+    Archived,
+}
+
+impl LifecycleStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LifecycleStatus::Draft => "draft",
+            LifecycleStatus::Active => "active",
+            LifecycleStatus::Deprecated => "deprecated",
+            LifecycleStatus::Archived => "archived",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Run the rollback of every succeeded step, newest first.
+    #[default]
+    Rollback,
+    /// Stop where the failure happened.
+    Stop,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpec {
+    #[serde(default)]
+    pub prerequisites: Vec<RawPrerequisite>,
+    /// Typed parameters, in the order they are declared.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, ParamSpec>")]
+    pub parameters: crate::params::ParamMap,
+    #[serde(default)]
+    pub on_failure: OnFailure,
+    #[schemars(with = "Vec<RawStep>")]
+    pub steps: Vec<Spanned<RawStep>>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrerequisite {
+    pub description: String,
+    #[serde(default)]
+    pub check: Option<RawCheck>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    /// A shell command that must exit 0 before any step runs.
+    #[schemars(with = "String")]
+    pub run: Spanned<String>,
+    #[serde(default)]
+    pub shell: Shell,
+    #[serde(default)]
+    pub timeout: Option<Dur>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Shell {
+    /// `sh -e -c SCRIPT`
+    #[default]
+    Sh,
+    /// `bash --noprofile --norc -e -o pipefail -c SCRIPT`
+    Bash,
+}
+
+impl Shell {
+    pub fn argv(self) -> &'static [&'static str] {
+        match self {
+            Shell::Sh => &["sh", "-e", "-c"],
+            Shell::Bash => &[
+                "bash",
+                "--noprofile",
+                "--norc",
+                "-e",
+                "-o",
+                "pipefail",
+                "-c",
+            ],
+        }
+    }
+}
+
+/// One step as written. Exactly one of `run`, `http`, `sleep`, `approval` is set.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    /// ^[a-z][a-z0-9_]*$, unique within the runbook.
+    #[schemars(with = "String", regex(pattern = r"^[a-z][a-z0-9_]*$"))]
+    pub id: Spanned<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+
+    /// Kind `run`: a shell script; `{{ ... }}` values are shell-quoted.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub run: Option<Spanned<String>>,
+    #[serde(default)]
+    pub shell: Option<Shell>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory, relative to the runbook file's directory.
+    #[serde(default)]
+    pub workdir: Option<String>,
+
+    /// Kind `http`: one HTTP request and its expectations.
+    #[serde(default)]
+    pub http: Option<HttpSpec>,
+    /// Kind `sleep`: wait this long.
+    #[serde(default)]
+    pub sleep: Option<Dur>,
+    /// Kind `approval`: wait for people to approve.
+    #[serde(default)]
+    pub approval: Option<ApprovalSpec>,
+
+    #[serde(default)]
+    pub timeout: Option<Dur>,
+    #[serde(default)]
+    pub retries: Option<Retries>,
+    #[serde(default)]
+    pub validate: Vec<Validation>,
+    #[serde(default)]
+    pub rollback: Option<RawRollback>,
+    /// false: a failure is recorded and the run goes on.
+    #[serde(default = "yes")]
+    pub required: bool,
+    /// An expression; when false the step is skipped.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub when: Option<Spanned<String>>,
+    /// true: may be re-run after a crash.
+    #[serde(default)]
+    pub idempotent: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retries {
+    /// Extra attempts after the first.
+    pub count: u32,
+    #[serde(default)]
+    pub delay: Option<Dur>,
+    /// Multiplier applied to the delay after each attempt.
+    #[serde(default = "one")]
+    pub backoff: f64,
+    #[serde(default)]
+    pub max_delay: Option<Dur>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl Retries {
+    /// The pause before retry number `n` (0 = before the second attempt).
+    pub fn delay_before(&self, n: u32) -> std::time::Duration {
+        let base = self.delay.map_or(1.0, |d| d.0.as_secs_f64());
+        let factor = self
+            .backoff
+            .max(0.0)
+            .powi(i32::try_from(n).unwrap_or(i32::MAX));
+        let mut secs = base * factor;
+        if let Some(cap) = self.max_delay {
+            secs = secs.min(cap.0.as_secs_f64());
+        }
+        // Cap at a day so a silly backoff cannot overflow.
+        std::time::Duration::from_secs_f64(secs.clamp(0.0, 86_400.0))
+    }
+}
+
+/// A check applied to a finished attempt. A failed check fails the attempt.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Validation {
+    /// The accepted exit code (or list of codes). Default: 0.
+    ExitCode(ExitCodes),
+    /// Standard output must contain this text.
+    OutputContains(String),
+    /// Some line of standard output must match this regular expression.
+    #[schemars(with = "String")]
+    OutputMatches(Spanned<String>),
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ExitCodes {
+    One(i32),
+    Many(Vec<i32>),
+}
+
+impl ExitCodes {
+    pub fn accepts(&self, code: i32) -> bool {
+        match self {
+            ExitCodes::One(c) => *c == code,
+            ExitCodes::Many(cs) => cs.contains(&code),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRollback {
+    /// Shell script undoing the step; values are shell-quoted like `run`.
+    #[schemars(with = "String")]
+    pub run: Spanned<String>,
+    #[serde(default)]
+    pub timeout: Option<Dur>,
+}

@@ -1,0 +1,129 @@
+//! The runbook document model: parsing, validation, parameters, templates and masking.
+//!
+//! Architecture invariant: this crate does no IO and knows nothing of processes,
+//! storage or HTTP. Everything here is a pure function of its inputs.
+#![forbid(unsafe_code)]
+
+pub mod diagnostic;
+pub mod document;
+pub mod duration;
+pub mod params;
+mod parse;
+pub mod secret;
+pub mod status;
+pub mod step;
+pub mod template;
+
+use std::collections::BTreeMap;
+
+pub use diagnostic::{Diagnostic, Pos};
+pub use document::{LifecycleStatus, OnFailure, RunbookType, Shell, Validation};
+pub use duration::Dur;
+pub use params::{Input, Param, ParamError, ParamValues};
+pub use parse::parse;
+pub use status::{ExecStatus, StepStatus};
+pub use step::StepKind;
+
+/// A checked runbook, ready to execute.
+#[derive(Debug, Clone)]
+pub struct Runbook {
+    pub name: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub runbook_type: RunbookType,
+    pub version: semver::Version,
+    pub status: LifecycleStatus,
+    pub owner: Option<String>,
+    pub tags: Vec<String>,
+    pub review: Option<Review>,
+    pub prerequisites: Vec<Prerequisite>,
+    pub params: Vec<Param>,
+    pub on_failure: OnFailure,
+    pub steps: Vec<Step>,
+    /// The exact text this runbook was parsed from, and its SHA-256.
+    pub source: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Review {
+    pub every: Dur,
+    pub last_reviewed: Option<jiff::civil::Date>,
+}
+
+impl Review {
+    /// The date the next review is due, if the runbook was ever reviewed.
+    pub fn due(&self) -> Option<jiff::civil::Date> {
+        let last = self.last_reviewed?;
+        let days = i64::try_from(self.every.0.as_secs() / 86_400).ok()?;
+        last.checked_add(jiff::Span::new().days(days)).ok()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Prerequisite {
+    pub description: String,
+    pub check: Option<step::run::Script>,
+}
+
+/// One checked step.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub kind: StepKind,
+    pub timeout: Dur,
+    pub retries: Option<document::Retries>,
+    pub validate: Vec<CheckedValidation>,
+    pub rollback: Option<step::run::Script>,
+    pub required: bool,
+    pub when: Option<String>,
+    pub idempotent: bool,
+    /// Line of the step in the source, for messages.
+    pub line: u32,
+}
+
+impl Step {
+    pub fn attempts(&self) -> u32 {
+        1 + self.retries.as_ref().map_or(0, |r| r.count)
+    }
+}
+
+/// A validation with its regular expression compiled.
+#[derive(Debug, Clone)]
+pub enum CheckedValidation {
+    ExitCode(document::ExitCodes),
+    OutputContains(String),
+    OutputMatches(regex::Regex),
+}
+
+impl Runbook {
+    pub fn param(&self, name: &str) -> Option<&Param> {
+        self.params.iter().find(|p| p.name == name)
+    }
+
+    pub fn step_index(&self, id: &str) -> Option<usize> {
+        self.steps.iter().position(|s| s.id == id)
+    }
+
+    /// Checks submitted values against the declared parameters.
+    pub fn check_params(
+        &self,
+        inputs: &BTreeMap<String, Input>,
+    ) -> Result<ParamValues, Vec<ParamError>> {
+        params::check_values(&self.params, inputs)
+    }
+}
+
+/// SHA-256 of a text, hex encoded.
+pub fn sha256_hex(text: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text))
+}
+
+/// JSON Schema of the runbook format, for editors.
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(document::RawRunbook);
+    serde_json::to_value(schema).expect("a JSON schema always serializes")
+}

@@ -1,0 +1,462 @@
+//! Turning YAML text into a checked [`Runbook`], collecting every problem found.
+
+use std::collections::BTreeSet;
+
+use serde_saphyr::{Location, Spanned};
+
+use crate::diagnostic::{Diagnostic, did_you_mean};
+use crate::document::{RawRunbook, RawStep, Validation};
+use crate::params::Param;
+use crate::step::{StepKind, approval::Approver, run::Script, sleep::SleepSpec};
+use crate::template::{self, Scope};
+use crate::{CheckedValidation, Prerequisite, Review, Runbook, Step};
+
+const API_VERSION: &str = "opsbook/v1";
+
+/// Parses and checks a runbook. On failure returns every problem found, in source order.
+pub fn parse(source: &str) -> Result<Runbook, Vec<Diagnostic>> {
+    let options = serde_saphyr::options! { with_snippet: false };
+    let raw: RawRunbook = match serde_saphyr::from_str_with_options(source, options) {
+        Ok(raw) => raw,
+        Err(e) => return Err(vec![yaml_diagnostic(&e)]),
+    };
+    let mut c = Checker { diags: Vec::new() };
+    let runbook = c.runbook(raw, source);
+    let mut diags = c.diags;
+    if diags.is_empty() {
+        return Ok(runbook.expect("no diagnostics means the runbook was built"));
+    }
+    diags.sort_by_key(|d| d.pos.map(|p| (p.line, p.column)));
+    Err(diags)
+}
+
+fn yaml_diagnostic(e: &serde_saphyr::Error) -> Diagnostic {
+    use serde_saphyr::Error as E;
+    let loc = e.location();
+    let message = match e {
+        E::SerdeUnknownField {
+            field, expected, ..
+        } => unknown("field", field, expected),
+        E::SerdeUnknownVariant {
+            variant, expected, ..
+        } => unknown("value", variant, expected),
+        E::SerdeMissingField { field, .. } => format!("missing required field `{field}`"),
+        other => clean_message(&other.without_snippet().to_string()),
+    };
+    Diagnostic::new(loc.as_ref().and_then(crate::Pos::from_location), message)
+}
+
+fn unknown(what: &str, got: &str, expected: &[&str]) -> String {
+    let hint = did_you_mean(got, expected)
+        .map(|m| format!(" (did you mean `{m}`?)"))
+        .unwrap_or_default();
+    if expected.is_empty() {
+        format!("unknown {what} `{got}`{hint}")
+    } else {
+        format!(
+            "unknown {what} `{got}`{hint}; expected one of: {}",
+            expected.join(", ")
+        )
+    }
+}
+
+/// Drops the position suffix serde-saphyr appends, since we print our own.
+fn clean_message(msg: &str) -> String {
+    let first = msg.lines().next().unwrap_or(msg).trim();
+    match first.rfind(" at line ") {
+        Some(i) => first[..i].trim_end_matches(',').to_string(),
+        None => first.to_string(),
+    }
+}
+
+struct Checker {
+    diags: Vec<Diagnostic>,
+}
+
+impl Checker {
+    fn err(&mut self, loc: &Location, msg: impl Into<String>) {
+        self.diags.push(Diagnostic::at(loc, msg));
+    }
+
+    fn runbook(&mut self, raw: RawRunbook, source: &str) -> Option<Runbook> {
+        if raw.api_version.value != API_VERSION {
+            let msg = format!(
+                "unsupported apiVersion `{}`: expected `{API_VERSION}`",
+                raw.api_version.value
+            );
+            self.err(&raw.api_version.referenced, msg);
+        }
+        if raw.kind.value != "Runbook" {
+            self.err(
+                &raw.kind.referenced,
+                format!("unsupported kind `{}`: expected `Runbook`", raw.kind.value),
+            );
+        }
+        let m = raw.metadata;
+        if !is_slug(&m.name.value) {
+            let msg = format!(
+                "invalid name `{}`: use lowercase letters, digits and dashes, starting with a letter or digit, at most 63 characters",
+                m.name.value
+            );
+            self.err(&m.name.referenced, msg);
+        }
+        let version = match semver::Version::parse(m.version.value.trim()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let msg = format!(
+                    "invalid version `{}`: {e} (expected semver such as 1.2.0)",
+                    m.version.value
+                );
+                self.err(&m.version.referenced, msg);
+                None
+            }
+        };
+        let review = m.review.map(|r| {
+            let last_reviewed =
+                r.last_reviewed
+                    .and_then(|d| match d.value.parse::<jiff::civil::Date>() {
+                        Ok(date) => Some(date),
+                        Err(_) => {
+                            self.err(
+                                &d.referenced,
+                                format!("invalid date `{}`: expected YYYY-MM-DD", d.value),
+                            );
+                            None
+                        }
+                    });
+            Review {
+                every: r.every,
+                last_reviewed,
+            }
+        });
+
+        let spec = raw.spec;
+        let mut params = Vec::new();
+        for (name, pspec) in &spec.parameters.0 {
+            match Param::check_spec(&name.value, pspec) {
+                Ok(p) => params.push(p),
+                Err(errs) => errs.into_iter().for_each(|e| self.err(&name.referenced, e)),
+            }
+        }
+        let param_names: BTreeSet<String> = spec
+            .parameters
+            .0
+            .iter()
+            .map(|(n, _)| n.value.clone())
+            .collect();
+        let all_steps: BTreeSet<String> = spec
+            .steps
+            .iter()
+            .map(|s| s.value.id.value.clone())
+            .collect();
+        let none = BTreeSet::new();
+
+        let prerequisites = spec
+            .prerequisites
+            .into_iter()
+            .map(|p| {
+                let check = p.check.map(|c| {
+                    let scope = Scope {
+                        params: &param_names,
+                        earlier_steps: &none,
+                        all_steps: &all_steps,
+                    };
+                    self.template(&c.run, false, &scope, "check.run");
+                    Script {
+                        template: c.run.value,
+                        shell: c.shell,
+                        env: Default::default(),
+                        workdir: None,
+                        timeout: c.timeout,
+                    }
+                });
+                Prerequisite {
+                    description: p.description,
+                    check,
+                }
+            })
+            .collect();
+
+        if spec.steps.is_empty() {
+            self.diags.push(Diagnostic::new(
+                None,
+                "spec.steps: a runbook needs at least one step",
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        let mut steps = Vec::new();
+        for raw_step in spec.steps {
+            let id = raw_step.value.id.value.clone();
+            let earlier = seen.clone();
+            if !seen.insert(id.clone()) {
+                self.err(
+                    &raw_step.value.id.referenced,
+                    format!("duplicate step id `{id}`"),
+                );
+            }
+            let scope = Scope {
+                params: &param_names,
+                earlier_steps: &earlier,
+                all_steps: &all_steps,
+            };
+            let mut with_self = earlier.clone();
+            with_self.insert(id);
+            let rollback_scope = Scope {
+                params: &param_names,
+                earlier_steps: &with_self,
+                all_steps: &all_steps,
+            };
+            if let Some(step) = self.step(raw_step, &scope, &rollback_scope) {
+                steps.push(step);
+            }
+        }
+
+        if !self.diags.is_empty() {
+            return None;
+        }
+        Some(Runbook {
+            title: m.title.unwrap_or_else(|| m.name.value.clone()),
+            name: m.name.value,
+            description: m.description,
+            runbook_type: m.runbook_type,
+            version: version?,
+            status: m.status,
+            owner: m.owner,
+            tags: m.tags,
+            review,
+            prerequisites,
+            params,
+            on_failure: spec.on_failure,
+            steps,
+            source: source.to_string(),
+            sha256: crate::sha256_hex(source.as_bytes()),
+        })
+    }
+
+    fn template(
+        &mut self,
+        text: &Spanned<String>,
+        expression: bool,
+        scope: &Scope<'_>,
+        field: &str,
+    ) {
+        for e in template::check(&text.value, expression, scope) {
+            self.err(&text.referenced, format!("{field}: {e}"));
+        }
+    }
+
+    fn plain_template(&mut self, text: &str, loc: &Location, scope: &Scope<'_>, field: &str) {
+        for e in template::check(text, false, scope) {
+            self.err(loc, format!("{field}: {e}"));
+        }
+    }
+
+    fn step(
+        &mut self,
+        raw: Spanned<RawStep>,
+        scope: &Scope<'_>,
+        rollback_scope: &Scope<'_>,
+    ) -> Option<Step> {
+        let at = raw.referenced;
+        let s = raw.value;
+        let id = s.id.value.clone();
+        if !is_step_id(&id) {
+            let msg = format!(
+                "invalid step id `{id}`: use lowercase letters, digits and _, starting with a letter"
+            );
+            self.err(&s.id.referenced, msg);
+        }
+        let n = self.diags.len();
+        let set: Vec<&str> = [
+            s.run.is_some().then_some("run"),
+            s.http.is_some().then_some("http"),
+            s.sleep.is_some().then_some("sleep"),
+            s.approval.is_some().then_some("approval"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if set.len() != 1 {
+            let msg = if set.is_empty() {
+                format!("step `{id}` does nothing: set exactly one of run, http, sleep, approval")
+            } else {
+                format!(
+                    "step `{id}` sets {}: set exactly one of run, http, sleep, approval",
+                    set.join(" and ")
+                )
+            };
+            self.err(&at, msg);
+            return None;
+        }
+        let is_run = s.run.is_some();
+        if !is_run && (s.shell.is_some() || !s.env.is_empty() || s.workdir.is_some()) {
+            self.err(
+                &at,
+                format!("step `{id}`: shell, env and workdir apply only to run steps"),
+            );
+        }
+        if !is_run && !s.validate.is_empty() {
+            self.err(&at, format!("step `{id}`: validate applies only to run steps (http steps use expect_status and expect_body_contains)"));
+        }
+        for (k, v) in &s.env {
+            if !crate::step::run::is_env_name(k) {
+                self.err(
+                    &at,
+                    format!("step `{id}`: invalid environment variable name `{k}`"),
+                );
+            }
+            self.plain_template(v, &at, scope, &format!("env.{k}"));
+        }
+        if let Some(when) = &s.when {
+            self.template(when, true, scope, "when");
+        }
+        if let Some(r) = &s.retries {
+            if r.count > 100 {
+                self.err(
+                    &at,
+                    format!("step `{id}`: retries.count {} is more than 100", r.count),
+                );
+            }
+            if !r.backoff.is_finite() || r.backoff < 1.0 || r.backoff > 10.0 {
+                self.err(
+                    &at,
+                    format!("step `{id}`: retries.backoff must be between 1.0 and 10.0"),
+                );
+            }
+        }
+        let mut validate = Vec::new();
+        for v in s.validate {
+            match v {
+                Validation::ExitCode(c) => validate.push(CheckedValidation::ExitCode(c)),
+                Validation::OutputContains(t) => {
+                    validate.push(CheckedValidation::OutputContains(t))
+                }
+                Validation::OutputMatches(re) => {
+                    match regex::RegexBuilder::new(&re.value).multi_line(true).build() {
+                        Ok(r) => validate.push(CheckedValidation::OutputMatches(r)),
+                        Err(e) => {
+                            let last = e
+                                .to_string()
+                                .lines()
+                                .last()
+                                .unwrap_or_default()
+                                .trim()
+                                .to_string();
+                            self.err(
+                                &re.referenced,
+                                format!("output_matches: invalid regular expression: {last}"),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        let shell = s.shell.unwrap_or_default();
+        let rollback = s.rollback.map(|r| {
+            self.template(&r.run, false, rollback_scope, "rollback.run");
+            Script {
+                template: r.run.value,
+                shell,
+                env: s.env.clone(),
+                workdir: s.workdir.clone(),
+                timeout: r.timeout.or(s.timeout),
+            }
+        });
+        let kind = if let Some(run) = s.run {
+            self.template(&run, false, scope, "run");
+            StepKind::Run(Script {
+                template: run.value,
+                shell,
+                env: s.env,
+                workdir: s.workdir,
+                timeout: s.timeout,
+            })
+        } else if let Some(http) = s.http {
+            self.template(&http.url, false, scope, "http.url");
+            if let Some(body) = &http.body {
+                self.plain_template(body, &http.url.referenced, scope, "http.body");
+            }
+            for (k, v) in &http.headers {
+                self.plain_template(v, &http.url.referenced, scope, &format!("http.headers.{k}"));
+            }
+            for code in &http.expect_status {
+                if !(100..=599).contains(code) {
+                    self.err(
+                        &http.url.referenced,
+                        format!("http.expect_status: {code} is not an HTTP status code"),
+                    );
+                }
+            }
+            StepKind::Http(http)
+        } else if let Some(d) = s.sleep {
+            StepKind::Sleep(SleepSpec { duration: d })
+        } else {
+            let a = s.approval.expect("exactly one kind is set");
+            let mut users = BTreeSet::new();
+            let mut has_role = false;
+            for ap in &a.approvers {
+                match Approver::parse(&ap.value) {
+                    Ok(Approver::User(u)) => {
+                        users.insert(u);
+                    }
+                    Ok(Approver::Role(_)) => has_role = true,
+                    Err(e) => self.err(&ap.referenced, format!("approval.approvers: {e}")),
+                }
+            }
+            if a.min_approvals == 0 {
+                self.err(
+                    &at,
+                    format!("step `{id}`: approval.min_approvals must be at least 1"),
+                );
+            } else if !has_role && !users.is_empty() && (a.min_approvals as usize) > users.len() {
+                self.err(
+                    &at,
+                    format!(
+                        "step `{id}`: approval.min_approvals is {} but only {} user(s) may approve",
+                        a.min_approvals,
+                        users.len()
+                    ),
+                );
+            }
+            if let Some(m) = &a.message {
+                self.template(m, false, scope, "approval.message");
+            }
+            StepKind::Approval(a)
+        };
+        if self.diags.len() > n {
+            return None;
+        }
+        let timeout = s.timeout.unwrap_or_else(|| kind.default_timeout());
+        Some(Step {
+            name: s.name.unwrap_or_else(|| id.clone()),
+            id,
+            description: s.description,
+            kind,
+            timeout,
+            retries: s.retries,
+            validate,
+            rollback,
+            required: s.required,
+            when: s.when.map(|w| w.value),
+            idempotent: s.idempotent,
+            line: u32::try_from(at.line()).unwrap_or(0),
+        })
+    }
+}
+
+fn is_slug(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+fn is_step_id(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_lowercase()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+}

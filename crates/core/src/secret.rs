@@ -1,0 +1,104 @@
+//! Masking of secret values in any text that is shown or stored.
+
+use std::borrow::Cow;
+
+use crate::params::MASK;
+
+/// Replaces every occurrence of any secret with `***`.
+#[derive(Clone, Default)]
+pub struct Masker {
+    /// Longest first, so a secret containing another is masked whole.
+    secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for Masker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Masker({} secrets)", self.secrets.len())
+    }
+}
+
+impl Masker {
+    pub fn new(secrets: impl IntoIterator<Item = String>) -> Masker {
+        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
+        // A multi-line secret is also masked line by line, since logs are stored per line.
+        let lines: Vec<String> = secrets
+            .iter()
+            .filter(|s| s.contains('\n'))
+            .flat_map(|s| {
+                s.lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        secrets.extend(lines);
+        secrets.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+        secrets.dedup();
+        Masker { secrets }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty()
+    }
+
+    pub fn mask<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        if !self.secrets.iter().any(|s| text.contains(s.as_str())) {
+            return Cow::Borrowed(text);
+        }
+        let mut out = text.to_string();
+        for s in &self.secrets {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), MASK);
+            }
+        }
+        Cow::Owned(out)
+    }
+
+    pub fn mask_json(&self, value: &serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match value {
+            Value::String(s) => Value::String(self.mask(s).into_owned()),
+            Value::Array(a) => Value::Array(a.iter().map(|v| self.mask_json(v)).collect()),
+            Value::Object(o) => Value::Object(
+                o.iter()
+                    .map(|(k, v)| (k.clone(), self.mask_json(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
+    /// Where to cut `buf` (a piece of a long line being split) so that no secret
+    /// straddles the cut: returns a length `<= buf.len()`.
+    pub fn safe_cut(&self, buf: &[u8]) -> usize {
+        let mut cut = buf.len();
+        for s in &self.secrets {
+            let s = s.as_bytes();
+            for k in (1..s.len()).rev() {
+                if k <= buf.len() && buf[buf.len() - k..] == s[..k] {
+                    cut = cut.min(buf.len() - k);
+                    break;
+                }
+            }
+        }
+        cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks() {
+        let m = Masker::new([
+            "hunter2".to_string(),
+            "hunter2-long".to_string(),
+            String::new(),
+        ]);
+        assert_eq!(m.mask("pw=hunter2-long and hunter2"), "pw=*** and ***");
+        assert_eq!(m.mask("nothing here"), "nothing here");
+        assert_eq!(m.safe_cut(b"abc hunt"), 4);
+        assert_eq!(m.safe_cut(b"abc xyz"), 7);
+    }
+}

@@ -1,0 +1,302 @@
+//! Templates in runbooks (minijinja, strict undefined).
+//!
+//! Inside `run` scripts every `{{ ... }}` value is shell-quoted by the formatter,
+//! so a parameter is always exactly one shell word and can never inject code.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+
+use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
+
+/// What templates can see: `params`, `steps.<id>.outputs/status`, `execution.id`.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    pub params: serde_json::Value,
+    pub steps: BTreeMap<String, StepContext>,
+    pub execution_id: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StepContext {
+    pub status: String,
+    pub outputs: BTreeMap<String, String>,
+}
+
+impl Context {
+    fn to_value(&self) -> Value {
+        let steps: BTreeMap<String, Value> = self
+            .steps
+            .iter()
+            .map(|(id, s)| {
+                let outputs: BTreeMap<String, Value> = s
+                    .outputs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+                    .collect();
+                let mut m = BTreeMap::new();
+                m.insert("status".to_string(), Value::from(s.status.as_str()));
+                m.insert("outputs".to_string(), Value::from(outputs));
+                (id.clone(), Value::from(m))
+            })
+            .collect();
+        let mut execution = BTreeMap::new();
+        execution.insert("id".to_string(), Value::from(self.execution_id.as_str()));
+        let mut root = BTreeMap::new();
+        root.insert("params".to_string(), json_to_value(&self.params));
+        root.insert("steps".to_string(), Value::from(steps));
+        root.insert("execution".to_string(), Value::from(execution));
+        Value::from(root)
+    }
+}
+
+fn json_to_value(v: &serde_json::Value) -> Value {
+    match v {
+        serde_json::Value::Null => Value::from(()),
+        serde_json::Value::Bool(b) => Value::from(*b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Value::from(i),
+            None => Value::from(n.as_f64().unwrap_or(0.0)),
+        },
+        serde_json::Value::String(s) => Value::from(s.as_str()),
+        serde_json::Value::Array(a) => Value::from(a.iter().map(json_to_value).collect::<Vec<_>>()),
+        serde_json::Value::Object(o) => Value::from(
+            o.iter()
+                .map(|(k, v)| (k.clone(), json_to_value(v)))
+                .collect::<BTreeMap<_, _>>(),
+        ),
+    }
+}
+
+fn text_of(value: &Value) -> String {
+    if value.is_none() || value.is_undefined() {
+        String::new()
+    } else if value.kind() == minijinja::value::ValueKind::Bool {
+        value.is_true().to_string()
+    } else if let Some(s) = value.as_str() {
+        s.to_string()
+    } else {
+        value.to_string()
+    }
+}
+
+fn base_env() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env
+}
+
+fn shell_env() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = base_env();
+        env.set_formatter(|out, _state, value| {
+            let text = text_of(value);
+            let quoted = shlex::try_quote(&text).map_err(|_| {
+                Error::new(ErrorKind::InvalidOperation, "a value contains a NUL byte")
+            })?;
+            out.write_str(&quoted)?;
+            Ok(())
+        });
+        env
+    })
+}
+
+fn plain_env() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = base_env();
+        env.set_formatter(|out, _state, value| {
+            out.write_str(&text_of(value))?;
+            Ok(())
+        });
+        env
+    })
+}
+
+fn describe(err: &Error) -> String {
+    let mut msg = match err.kind() {
+        ErrorKind::UndefinedError => "undefined value".to_string(),
+        _ => err.kind().to_string(),
+    };
+    if let Some(detail) = err.detail() {
+        msg.push_str(": ");
+        msg.push_str(detail);
+    }
+    if let Some(line) = err.line() {
+        msg.push_str(&format!(" (template line {line})"));
+    }
+    msg
+}
+
+/// Renders a shell script: every interpolated value is shell-quoted.
+pub fn render_shell(template: &str, ctx: &Context) -> Result<String, String> {
+    shell_env()
+        .render_str(template, ctx.to_value())
+        .map_err(|e| describe(&e))
+}
+
+/// Renders text that no shell reads (URLs, messages, environment values).
+pub fn render_plain(template: &str, ctx: &Context) -> Result<String, String> {
+    plain_env()
+        .render_str(template, ctx.to_value())
+        .map_err(|e| describe(&e))
+}
+
+/// Evaluates a `when:` expression to a boolean.
+pub fn eval_condition(expr: &str, ctx: &Context) -> Result<bool, String> {
+    let compiled = plain_env()
+        .compile_expression(expr)
+        .map_err(|e| describe(&e))?;
+    compiled
+        .eval(ctx.to_value())
+        .map(|v| v.is_true())
+        .map_err(|e| describe(&e))
+}
+
+/// What a template may reference, for checks done before anything runs.
+pub struct Scope<'a> {
+    pub params: &'a BTreeSet<String>,
+    /// Ids of the steps before the one being checked.
+    pub earlier_steps: &'a BTreeSet<String>,
+    /// Ids of all steps, to tell "later step" from "unknown step".
+    pub all_steps: &'a BTreeSet<String>,
+}
+
+/// Checks syntax and references of a template (or of an expression when `expression`).
+pub fn check(source: &str, expression: bool, scope: &Scope<'_>) -> Vec<String> {
+    let env = plain_env();
+    let vars = if expression {
+        match env.compile_expression(source) {
+            Ok(e) => e.undeclared_variables(true),
+            Err(e) => return vec![format!("invalid expression: {}", describe(&e))],
+        }
+    } else {
+        match env.template_from_str(source) {
+            Ok(t) => t.undeclared_variables(true),
+            Err(e) => return vec![format!("invalid template: {}", describe(&e))],
+        }
+    };
+    let mut errs = Vec::new();
+    let mut vars: Vec<String> = vars.into_iter().collect();
+    vars.sort();
+    for var in vars {
+        let mut parts = var.split('.');
+        let root = parts.next().unwrap_or_default();
+        let second = parts.next();
+        match (root, second) {
+            ("params", Some(p)) if !scope.params.contains(p) => {
+                let known: Vec<&str> = scope.params.iter().map(String::as_str).collect();
+                let hint = crate::diagnostic::did_you_mean(p, &known)
+                    .map(|m| format!(" (did you mean `params.{m}`?)"))
+                    .unwrap_or_default();
+                errs.push(format!("unknown parameter `params.{p}`{hint}"));
+            }
+            ("steps", Some(s)) if !scope.earlier_steps.contains(s) => {
+                if scope.all_steps.contains(s) {
+                    errs.push(format!(
+                        "`steps.{s}` refers to a step that has not run yet at this point"
+                    ));
+                } else {
+                    errs.push(format!("unknown step `steps.{s}`"));
+                }
+            }
+            ("steps", Some(_)) => {
+                if let Some(field) = parts.next()
+                    && field != "outputs"
+                    && field != "status"
+                {
+                    errs.push(format!(
+                        "`{var}`: a step exposes only `outputs` and `status`"
+                    ));
+                }
+            }
+            ("execution", Some(f)) if f != "id" => {
+                errs.push(format!("`{var}`: execution exposes only `execution.id`"))
+            }
+            ("params" | "steps" | "execution", _) => {}
+            (other, _) => errs.push(format!(
+                "unknown variable `{other}`: templates can use params, steps and execution"
+            )),
+        }
+    }
+    errs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(params: serde_json::Value) -> Context {
+        Context {
+            params,
+            execution_id: "EX1".into(),
+            ..Context::default()
+        }
+    }
+
+    #[test]
+    fn shell_quotes_every_value() {
+        let c = ctx(serde_json::json!({"a": "x; rm -rf /", "n": 3, "e": "", "b": true}));
+        assert_eq!(
+            render_shell(
+                "echo {{ params.a }} {{ params.n }} {{ params.e }} {{ params.b }}",
+                &c
+            )
+            .unwrap(),
+            "echo 'x; rm -rf /' 3 '' true"
+        );
+        assert_eq!(render_plain("{{ execution.id }}", &c).unwrap(), "EX1");
+    }
+
+    #[test]
+    fn strict_undefined() {
+        let c = ctx(serde_json::json!({}));
+        let err = render_shell("{{ params.nope }}", &c).unwrap_err();
+        assert!(err.starts_with("undefined value"), "{err}");
+    }
+
+    #[test]
+    fn conditions() {
+        let c = ctx(serde_json::json!({"environment": "production"}));
+        assert!(eval_condition("params.environment == 'production'", &c).unwrap());
+        assert!(!eval_condition("params.environment == 'staging'", &c).unwrap());
+    }
+
+    #[test]
+    fn checks_references() {
+        let params: BTreeSet<String> = ["version".to_string()].into();
+        let earlier: BTreeSet<String> = ["build".to_string()].into();
+        let all: BTreeSet<String> = [
+            "build".to_string(),
+            "deploy".to_string(),
+            "smoke".to_string(),
+        ]
+        .into();
+        let scope = Scope {
+            params: &params,
+            earlier_steps: &earlier,
+            all_steps: &all,
+        };
+        assert_eq!(
+            check(
+                "{{ params.version }} {{ steps.build.outputs.x }}",
+                false,
+                &scope
+            ),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            check("{{ params.verison }}", false, &scope),
+            vec!["unknown parameter `params.verison` (did you mean `params.version`?)"]
+        );
+        assert_eq!(
+            check("{{ steps.smoke.status }}", false, &scope),
+            vec!["`steps.smoke` refers to a step that has not run yet at this point"]
+        );
+        assert_eq!(
+            check("{{ foo }}", false, &scope),
+            vec!["unknown variable `foo`: templates can use params, steps and execution"]
+        );
+        assert!(check("{{ params.version ", false, &scope)[0].starts_with("invalid template"));
+    }
+}

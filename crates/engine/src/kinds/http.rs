@@ -1,0 +1,173 @@
+//! `http`: one request; the status and body are checked.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use opsbook_core::step::http::HttpSpec;
+use opsbook_core::{Step, StepStatus, template};
+use opsbook_store::{Phase, Store, Stream};
+
+use super::AttemptResult;
+use crate::Result;
+use crate::runner::Run;
+
+/// Body bytes kept for checks and outputs.
+const MAX_BODY: usize = 1 << 20;
+/// Body lines copied into the log.
+const LOGGED_LINES: usize = 20;
+
+pub(crate) async fn attempt<S: Store>(
+    run: &mut Run<'_, '_, S>,
+    idx: usize,
+    step: &Step,
+    spec: &HttpSpec,
+    attempt: u32,
+) -> Result<AttemptResult> {
+    let ctx = run.context(false);
+    let url = match template::render_plain(&spec.url.value, &ctx) {
+        Ok(u) => u,
+        Err(e) => return Ok(AttemptResult::fatal(format!("http.url: {e}"))),
+    };
+    let mut headers = Vec::new();
+    for (k, v) in &spec.headers {
+        match template::render_plain(v, &ctx) {
+            Ok(v) => headers.push((k.clone(), v)),
+            Err(e) => return Ok(AttemptResult::fatal(format!("http.headers.{k}: {e}"))),
+        }
+    }
+    let body = match spec
+        .body
+        .as_deref()
+        .map(|b| template::render_plain(b, &ctx))
+        .transpose()
+    {
+        Ok(b) => b,
+        Err(e) => return Ok(AttemptResult::fatal(format!("http.body: {e}"))),
+    };
+    let shown_url = run.masker().mask(&url).into_owned();
+    let method = spec.method.as_str();
+    run.steps[idx].rendered = Some(format!("{method} {shown_url}"));
+    run.save_step(idx).await?;
+
+    let client = run.http_client()?;
+    let timeout = spec
+        .timeout
+        .map_or(step.timeout.0, |t| t.0.min(step.timeout.0));
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("methods are valid");
+    let mut req = client.request(method.clone(), &url).timeout(timeout);
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    if let Some(b) = body {
+        req = req.body(b);
+    }
+    let started = Instant::now();
+    let cancel = run.hooks.cancel.clone();
+    let sent = tokio::select! {
+        r = req.send() => r,
+        _ = cancel.reached(1) => return Ok(AttemptResult::failed(StepStatus::Cancelled, "cancelled".into())),
+    };
+    let mut resp = match sent {
+        Ok(r) => r,
+        Err(e) if e.is_timeout() => {
+            return Ok(AttemptResult::failed(
+                StepStatus::TimedOut,
+                format!(
+                    "{method} {shown_url}: no response within {}",
+                    opsbook_core::Dur(timeout)
+                ),
+            ));
+        }
+        Err(e) => {
+            let detail = run.masker().mask(&error_chain(&e)).into_owned();
+            return Ok(AttemptResult::failed(
+                StepStatus::Failed,
+                format!("{method} {shown_url}: {detail}"),
+            ));
+        }
+    };
+    let status = resp.status().as_u16();
+    let mut bytes = Vec::new();
+    loop {
+        let chunk = tokio::select! {
+            c = resp.chunk() => c,
+            _ = cancel.reached(1) => return Ok(AttemptResult::failed(StepStatus::Cancelled, "cancelled".into())),
+        };
+        match chunk {
+            Ok(Some(c)) => {
+                let room = MAX_BODY.saturating_sub(bytes.len());
+                bytes.extend_from_slice(&c[..c.len().min(room)]);
+                if room == 0 {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                let detail = run.masker().mask(&error_chain(&e)).into_owned();
+                return Ok(AttemptResult::failed(
+                    StepStatus::Failed,
+                    format!("reading the response body: {detail}"),
+                ));
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let elapsed = started.elapsed().as_millis();
+    run.system(
+        Some(&step.id),
+        Phase::Step,
+        &format!("{method} {shown_url} -> {status} in {elapsed}ms"),
+    )
+    .await?;
+    for line in text.lines().take(LOGGED_LINES) {
+        run.sink.push(
+            run.hooks.observer,
+            Some(&step.id),
+            Phase::Step,
+            attempt,
+            Stream::Stdout,
+            line.as_bytes(),
+        );
+    }
+    run.sink.flush().await?;
+
+    let mut problems = Vec::new();
+    if !spec.accepts_status(status) {
+        let expected = if spec.expect_status.is_empty() {
+            "2xx".to_string()
+        } else {
+            spec.expect_status
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        problems.push(format!("status {status} (expected {expected})"));
+    }
+    if let Some(needle) = &spec.expect_body_contains
+        && !text.contains(needle.as_str())
+    {
+        problems.push(format!("response body does not contain {needle:?}"));
+    }
+    let mut result = if problems.is_empty() {
+        let mut outputs = BTreeMap::new();
+        outputs.insert("status".to_string(), status.to_string());
+        outputs.insert("body".to_string(), text.chars().take(64 * 1024).collect());
+        AttemptResult::ok(outputs)
+    } else {
+        AttemptResult::failed(StepStatus::Failed, problems.join("; "))
+    };
+    result.exit_code = None;
+    Ok(result)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}

@@ -1,0 +1,51 @@
+//! Executors of the step kinds, one file each (the document side lives in `opsbook_core::step`).
+
+pub(crate) mod approval;
+pub(crate) mod http;
+pub(crate) mod run;
+pub(crate) mod sleep;
+
+use std::collections::BTreeMap;
+
+use opsbook_core::StepStatus;
+
+/// The result of one attempt of a step (or of a rollback or prerequisite check).
+#[derive(Debug, Clone)]
+pub(crate) struct AttemptResult {
+    pub status: StepStatus,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub outputs: BTreeMap<String, String>,
+    /// False when retrying cannot help (e.g. a template that does not render).
+    pub retryable: bool,
+}
+
+impl AttemptResult {
+    pub fn ok(outputs: BTreeMap<String, String>) -> AttemptResult {
+        AttemptResult {
+            status: StepStatus::Succeeded,
+            exit_code: None,
+            error: None,
+            outputs,
+            retryable: true,
+        }
+    }
+
+    pub fn failed(status: StepStatus, error: String) -> AttemptResult {
+        AttemptResult {
+            status,
+            exit_code: None,
+            error: Some(error),
+            outputs: BTreeMap::new(),
+            retryable: true,
+        }
+    }
+
+    /// A failure that no retry can fix.
+    pub fn fatal(error: String) -> AttemptResult {
+        AttemptResult {
+            retryable: false,
+            ..AttemptResult::failed(StepStatus::Failed, error)
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! `run`: a shell script in its own process group, with outputs, validations and timeouts.
+//! Also runs rollbacks and prerequisite checks.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use opsbook_core::step::run::Script;
+use opsbook_core::template;
+use opsbook_core::{CheckedValidation, Step, StepStatus};
+use opsbook_store::{Phase, Store};
+use tokio::sync::mpsc;
+
+use super::AttemptResult;
+use crate::lines::LineSplitter;
+use crate::process::{self, Exit, ProcessSpec};
+use crate::runner::Run;
+use crate::{Error, Result};
+
+/// Largest outputs file read; the rest is ignored with a warning.
+const MAX_OUTPUTS: u64 = 1 << 20;
+
+pub(crate) struct ScriptRun<'a> {
+    /// The rendered script (values already shell-quoted).
+    pub text: &'a str,
+    pub script: &'a Script,
+    pub timeout: Duration,
+    pub step_id: Option<&'a str>,
+    pub phase: Phase,
+    pub attempt: u32,
+    pub validations: &'a [CheckedValidation],
+    pub cancel_level: u8,
+}
+
+pub(crate) async fn attempt<S: Store>(
+    run: &mut Run<'_, '_, S>,
+    idx: usize,
+    step: &Step,
+    script: &Script,
+    attempt: u32,
+) -> Result<AttemptResult> {
+    let text = match template::render_shell(&script.template, &run.context(false)) {
+        Ok(t) => t,
+        Err(e) => return Ok(AttemptResult::fatal(format!("run: {e}"))),
+    };
+    let shown = template::render_shell(&script.template, &run.context(true)).unwrap_or_default();
+    run.steps[idx].rendered = Some(run.masker().mask(&shown).into_owned());
+    run.save_step(idx).await?;
+    let sr = ScriptRun {
+        text: &text,
+        script,
+        timeout: step.timeout.0,
+        step_id: Some(&step.id),
+        phase: Phase::Step,
+        attempt,
+        validations: &step.validate,
+        cancel_level: 1,
+    };
+    exec_script(run, &sr).await
+}
+
+pub(crate) async fn exec_script<S: Store>(
+    run: &mut Run<'_, '_, S>,
+    sr: &ScriptRun<'_>,
+) -> Result<AttemptResult> {
+    let ctx = run.context(false);
+    let mut env = run.params.env_vars();
+    for (k, v) in &sr.script.env {
+        match template::render_plain(v, &ctx) {
+            Ok(v) => env.push((k.clone(), v)),
+            Err(e) => return Ok(AttemptResult::fatal(format!("env.{k}: {e}"))),
+        }
+    }
+    let cwd = match &sr.script.workdir {
+        Some(w) => run.base_dir.join(w),
+        None => run.base_dir.clone(),
+    };
+    if !cwd.is_dir() {
+        return Ok(AttemptResult::fatal(format!(
+            "workdir {} does not exist",
+            cwd.display()
+        )));
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("opsbook-")
+        .tempdir()
+        .map_err(|e| Error::Io(format!("cannot create a temporary directory: {e}")))?;
+    let outputs_path = dir.path().join("outputs");
+    std::fs::File::create(&outputs_path)
+        .map_err(|e| Error::Io(format!("cannot create {}: {e}", outputs_path.display())))?;
+    env.push((
+        "OPSBOOK_OUTPUT".into(),
+        outputs_path.to_string_lossy().into_owned(),
+    ));
+    env.push(("OPSBOOK_EXECUTION_ID".into(), run.exec.id.clone()));
+    env.push((
+        "OPSBOOK_STEP_ID".into(),
+        sr.step_id.unwrap_or_default().to_string(),
+    ));
+    env.push(("OPSBOOK_ATTEMPT".into(), sr.attempt.to_string()));
+
+    let mut argv: Vec<String> = sr
+        .script
+        .shell
+        .argv()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    argv.push(sr.text.to_string());
+    let spec = ProcessSpec {
+        argv,
+        cwd,
+        env,
+        timeout: sr.timeout,
+        kill_grace: run.engine.config.kill_grace,
+        cancel_level: sr.cancel_level,
+    };
+
+    let (tx, mut rx) = mpsc::channel::<process::Chunk>(64);
+    let cancel = run.hooks.cancel.clone();
+    let observer = run.hooks.observer;
+    let sink = &mut run.sink;
+    let mut seen = vec![false; sr.validations.len()];
+    let consume = async {
+        let mut out = LineSplitter::default();
+        let mut err = LineSplitter::default();
+        while let Some(chunk) = rx.recv().await {
+            let masker = sink.masker().clone();
+            let cut = |b: &[u8]| masker.safe_cut(b);
+            let is_out = chunk.stream == opsbook_store::Stream::Stdout;
+            let lines = if is_out {
+                out.push(&chunk.data, &cut)
+            } else {
+                err.push(&chunk.data, &cut)
+            };
+            for line in lines {
+                if is_out {
+                    check_line(sr.validations, &mut seen, &line);
+                }
+                sink.push(
+                    observer,
+                    sr.step_id,
+                    sr.phase,
+                    sr.attempt,
+                    chunk.stream,
+                    &line,
+                );
+            }
+            if sink.should_flush() {
+                sink.flush().await?;
+            }
+        }
+        if let Some(line) = out.finish() {
+            check_line(sr.validations, &mut seen, &line);
+            sink.push(
+                observer,
+                sr.step_id,
+                sr.phase,
+                sr.attempt,
+                opsbook_store::Stream::Stdout,
+                &line,
+            );
+        }
+        if let Some(line) = err.finish() {
+            sink.push(
+                observer,
+                sr.step_id,
+                sr.phase,
+                sr.attempt,
+                opsbook_store::Stream::Stderr,
+                &line,
+            );
+        }
+        sink.flush().await?;
+        Ok::<(), Error>(())
+    };
+    let (exit, consumed) = tokio::join!(process::run(&spec, &cancel, tx), consume);
+    consumed?;
+    let exit = match exit {
+        Ok(exit) => exit,
+        Err(e) => {
+            let program = spec.argv.first().cloned().unwrap_or_default();
+            return Ok(AttemptResult::fatal(format!(
+                "cannot start `{program}`: {e}"
+            )));
+        }
+    };
+    let (code, mut problems) = match exit {
+        Exit::Code(c) => (Some(c), Vec::new()),
+        Exit::Signal(s) => (None, vec![format!("killed by signal {s}")]),
+        Exit::TimedOut => {
+            let mut r = AttemptResult::failed(
+                StepStatus::TimedOut,
+                format!("timed out after {}", opsbook_core::Dur(sr.timeout)),
+            );
+            r.exit_code = None;
+            return Ok(r);
+        }
+        Exit::Cancelled => {
+            return Ok(AttemptResult::failed(
+                StepStatus::Cancelled,
+                "cancelled".into(),
+            ));
+        }
+    };
+    if let Some(c) = code {
+        let exit_rules: Vec<_> = sr
+            .validations
+            .iter()
+            .filter_map(|v| match v {
+                CheckedValidation::ExitCode(codes) => Some(codes),
+                _ => None,
+            })
+            .collect();
+        let accepted = if exit_rules.is_empty() {
+            c == 0
+        } else {
+            exit_rules.iter().all(|r| r.accepts(c))
+        };
+        if !accepted {
+            problems.push(format!("exited with code {c}"));
+        }
+    }
+    for (v, ok) in sr.validations.iter().zip(&seen) {
+        match v {
+            CheckedValidation::OutputContains(t) if !ok => {
+                problems.push(format!("output does not contain {t:?}"))
+            }
+            CheckedValidation::OutputMatches(re) if !ok => {
+                problems.push(format!("no output line matches {}", re.as_str()))
+            }
+            _ => {}
+        }
+    }
+    let (outputs, warnings) = read_outputs(&outputs_path);
+    for w in warnings {
+        run.system(sr.step_id, sr.phase, &format!("warning: {w}"))
+            .await?;
+    }
+    let mut result = if problems.is_empty() {
+        AttemptResult::ok(outputs)
+    } else {
+        AttemptResult::failed(StepStatus::Failed, problems.join("; "))
+    };
+    result.exit_code = code;
+    Ok(result)
+}
+
+fn check_line(validations: &[CheckedValidation], seen: &mut [bool], line: &[u8]) {
+    if validations.is_empty() {
+        return;
+    }
+    let text = String::from_utf8_lossy(line);
+    for (v, ok) in validations.iter().zip(seen.iter_mut()) {
+        if *ok {
+            continue;
+        }
+        *ok = match v {
+            CheckedValidation::OutputContains(t) => text.contains(t.as_str()),
+            CheckedValidation::OutputMatches(re) => re.is_match(&text),
+            CheckedValidation::ExitCode(_) => false,
+        };
+    }
+}
+
+fn read_outputs(path: &std::path::Path) -> (BTreeMap<String, String>, Vec<String>) {
+    use std::io::Read;
+    let mut text = Vec::new();
+    let mut warnings = Vec::new();
+    if let Ok(f) = std::fs::File::open(path) {
+        let _ = f.take(MAX_OUTPUTS + 1).read_to_end(&mut text);
+    }
+    if text.len() as u64 > MAX_OUTPUTS {
+        text.truncate(MAX_OUTPUTS as usize);
+        warnings.push("the outputs file is larger than 1 MiB; the rest was ignored".into());
+    }
+    let (outputs, mut more) = parse_outputs(&String::from_utf8_lossy(&text));
+    warnings.append(&mut more);
+    (outputs, warnings)
+}
+
+/// Parses `key=value` lines and `key<<DELIMITER` blocks, as GitHub Actions does.
+pub(crate) fn parse_outputs(text: &str) -> (BTreeMap<String, String>, Vec<String>) {
+    let mut out = BTreeMap::new();
+    let mut warnings = Vec::new();
+    let mut lines = text.lines();
+    let valid_key = |k: &str| {
+        let mut c = k.chars();
+        matches!(c.next(), Some(f) if f.is_ascii_alphabetic() || f == '_')
+            && c.all(|x| x.is_ascii_alphanumeric() || x == '_' || x == '-')
+    };
+    while let Some(line) = lines.next() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let eq = line.find('=');
+        let heredoc = line.find("<<");
+        if let Some(h) = heredoc.filter(|h| eq.is_none_or(|e| *h < e)) {
+            let key = &line[..h];
+            let delim = &line[h + 2..];
+            let mut value = Vec::new();
+            let mut closed = false;
+            for l in lines.by_ref() {
+                if l == delim {
+                    closed = true;
+                    break;
+                }
+                value.push(l);
+            }
+            if !closed {
+                warnings.push(format!(
+                    "output `{key}`: missing closing delimiter `{delim}`"
+                ));
+            } else if valid_key(key) {
+                out.insert(key.to_string(), value.join("\n"));
+            } else {
+                warnings.push(format!("invalid output name `{key}`"));
+            }
+        } else if let Some(e) = eq {
+            let key = &line[..e];
+            if valid_key(key) {
+                out.insert(key.to_string(), line[e + 1..].to_string());
+            } else {
+                warnings.push(format!("invalid output name `{key}`"));
+            }
+        } else {
+            warnings.push(format!("ignored outputs line without `=`: {line:?}"));
+        }
+    }
+    (out, warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_outputs() {
+        let (out, warnings) = parse_outputs(
+            "port=8080\nurl=http://x/?a=b\nnotes<<EOF\nline 1\nline 2\nEOF\nbad key=1\njunk\n",
+        );
+        assert_eq!(out["port"], "8080");
+        assert_eq!(out["url"], "http://x/?a=b");
+        assert_eq!(out["notes"], "line 1\nline 2");
+        assert_eq!(
+            warnings,
+            vec![
+                "invalid output name `bad key`",
+                "ignored outputs line without `=`: \"junk\""
+            ]
+        );
+    }
+}

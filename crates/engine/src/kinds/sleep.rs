@@ -1,0 +1,16 @@
+//! `sleep`: waits, unless cancelled.
+
+use opsbook_core::StepStatus;
+use opsbook_core::step::sleep::SleepSpec;
+use opsbook_store::Store;
+
+use super::AttemptResult;
+use crate::runner::Run;
+
+pub(crate) async fn attempt<S: Store>(run: &mut Run<'_, '_, S>, spec: &SleepSpec) -> AttemptResult {
+    let cancel = run.hooks.cancel.clone();
+    tokio::select! {
+        _ = tokio::time::sleep(spec.duration.0) => AttemptResult::ok(Default::default()),
+        _ = cancel.reached(1) => AttemptResult::failed(StepStatus::Cancelled, "cancelled".into()),
+    }
+}

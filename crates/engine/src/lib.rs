@@ -1,0 +1,142 @@
+//! Executes runbooks step by step, recording every state change before the next action.
+//!
+//! Architecture invariant: this is the only crate that spawns processes. It talks
+//! to storage only through [`opsbook_store::Store`] and to people only through
+//! [`Observer`] and [`ApprovalPrompt`].
+#![forbid(unsafe_code)]
+
+mod cancel;
+mod error;
+mod kinds;
+mod lines;
+mod logsink;
+mod observer;
+mod process;
+mod recovery;
+pub mod report;
+mod runner;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opsbook_core::{Input, LifecycleStatus, ParamValues, Runbook};
+use opsbook_store::Store;
+
+pub use cancel::{Cancel, CancelHandle, cancel_pair};
+pub use error::{Error, Result};
+pub use observer::{ApprovalPrompt, ApprovalRequest, Decision, Event, Observer, Quiet};
+pub use recovery::{local_owner, owner_pid};
+
+/// Settings of the engine; the defaults suit the local runner.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Time between SIGTERM and SIGKILL when a step is stopped.
+    pub kill_grace: Duration,
+    /// How long a claim on an execution holds without a heartbeat.
+    pub lease: Duration,
+    pub heartbeat: Duration,
+    /// Who runs executions, e.g. `local:HOST:PID`.
+    pub owner: String,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            kill_grace: Duration::from_secs(5),
+            lease: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(1),
+            owner: local_owner(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Engine<S: Store> {
+    pub store: S,
+    pub config: EngineConfig,
+}
+
+/// How a front end takes part in a run.
+pub struct Hooks<'a> {
+    pub observer: &'a dyn Observer,
+    pub prompt: Option<Arc<dyn ApprovalPrompt>>,
+    pub cancel: Cancel,
+    /// Used by the heartbeat to pass on a cancel requested through the store.
+    pub cancel_handle: CancelHandle,
+}
+
+/// A new execution to start.
+pub struct StartRequest {
+    pub runbook: Runbook,
+    pub source_path: Option<String>,
+    /// Directory `workdir` is relative to (the runbook file's directory).
+    pub base_dir: PathBuf,
+    pub params: ParamValues,
+    pub actor: String,
+    pub allow_draft: bool,
+}
+
+/// Where an execution ended up when the engine returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub execution_id: String,
+    pub status: opsbook_core::ExecStatus,
+}
+
+/// Refuses archived runbooks and drafts (unless allowed); warns for deprecated ones.
+pub fn check_lifecycle(rb: &Runbook, allow_draft: bool) -> Result<Option<String>> {
+    match rb.status {
+        LifecycleStatus::Archived => Err(Error::Invalid(format!(
+            "runbook `{}` is archived and can no longer run",
+            rb.name
+        ))),
+        LifecycleStatus::Draft if !allow_draft => Err(Error::Invalid(format!(
+            "runbook `{}` is a draft; pass --allow-draft to run it anyway",
+            rb.name
+        ))),
+        LifecycleStatus::Deprecated => Ok(Some(format!(
+            "runbook `{}` is deprecated; prefer its replacement",
+            rb.name
+        ))),
+        _ => Ok(None),
+    }
+}
+
+impl<S: Store> Engine<S> {
+    pub fn new(store: S, config: EngineConfig) -> Engine<S> {
+        Engine { store, config }
+    }
+
+    /// Runs a new execution until it finishes or waits for approval.
+    pub async fn start(&self, req: StartRequest, hooks: &Hooks<'_>) -> Result<Outcome> {
+        runner::start(self, req, hooks).await
+    }
+
+    /// Continues a `waiting` or `interrupted` execution. Secret parameters must be
+    /// supplied again (they are never stored); they are checked against digests.
+    pub async fn resume(
+        &self,
+        id: &str,
+        secrets: &BTreeMap<String, Input>,
+        hooks: &Hooks<'_>,
+    ) -> Result<Outcome> {
+        runner::resume(self, id, secrets, hooks).await
+    }
+
+    /// Rolls back a stopped execution: the rollback of every succeeded step, newest first.
+    pub async fn rollback(
+        &self,
+        id: &str,
+        secrets: &BTreeMap<String, Input>,
+        hooks: &Hooks<'_>,
+    ) -> Result<Outcome> {
+        runner::rollback_only(self, id, secrets, hooks).await
+    }
+
+    /// Marks executions whose runner died as `interrupted`. Returns their ids.
+    pub async fn recover(&self) -> Result<Vec<String>> {
+        recovery::recover(&self.store).await
+    }
+}

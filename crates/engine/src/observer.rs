@@ -1,0 +1,97 @@
+//! What front ends see of a run while it happens, and how they answer approvals.
+
+use opsbook_core::{ExecStatus, StepStatus};
+use opsbook_store::{Phase, Stream};
+
+/// Something that happened during a run. Text is already masked.
+#[derive(Debug, Clone)]
+pub enum Event<'a> {
+    Started {
+        execution_id: &'a str,
+        runbook: &'a str,
+        version: &'a str,
+        resumed: bool,
+    },
+    Warning {
+        message: &'a str,
+    },
+    CheckStarted {
+        description: &'a str,
+    },
+    CheckFinished {
+        description: &'a str,
+        ok: bool,
+        error: Option<&'a str>,
+    },
+    StepStarted {
+        idx: usize,
+        step_id: &'a str,
+        name: &'a str,
+        attempt: u32,
+        max_attempts: u32,
+    },
+    Log {
+        step_id: Option<&'a str>,
+        phase: Phase,
+        stream: Stream,
+        line: &'a str,
+    },
+    StepFinished {
+        idx: usize,
+        step_id: &'a str,
+        status: StepStatus,
+        duration_ms: i64,
+        error: Option<&'a str>,
+    },
+    Waiting {
+        step_id: &'a str,
+        message: &'a str,
+    },
+    RollbackStarted {
+        step_id: &'a str,
+    },
+    RollbackFinished {
+        step_id: &'a str,
+        status: StepStatus,
+        error: Option<&'a str>,
+    },
+    Finished {
+        status: ExecStatus,
+    },
+}
+
+pub trait Observer: Send + Sync {
+    fn on_event(&self, event: &Event<'_>);
+}
+
+/// Ignores everything.
+pub struct Quiet;
+
+impl Observer for Quiet {
+    fn on_event(&self, _: &Event<'_>) {}
+}
+
+/// An approval asked of a person.
+#[derive(Debug, Clone)]
+pub struct ApprovalRequest {
+    pub execution_id: String,
+    pub step_id: String,
+    pub message: String,
+    pub approvers: Vec<String>,
+    pub min_approvals: u32,
+    pub approvals_so_far: u32,
+}
+
+/// A person's answer.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub approver: String,
+    pub approved: bool,
+    pub comment: Option<String>,
+}
+
+/// Asks a person now (e.g. on a terminal). Blocking; run on a blocking thread.
+pub trait ApprovalPrompt: Send + Sync {
+    /// `None`: nobody can answer here and now; the execution will wait.
+    fn ask(&self, request: &ApprovalRequest) -> Option<Decision>;
+}

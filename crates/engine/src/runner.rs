@@ -1,0 +1,847 @@
+//! The execution loop: prerequisites, steps with retries, approvals, rollbacks, and
+//! the commit of every state change before the next action.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use opsbook_core::params::ParamValues;
+use opsbook_core::secret::Masker;
+use opsbook_core::template::{self, Context, StepContext};
+use opsbook_core::{ExecStatus, Input, OnFailure, Runbook, Step, StepKind, StepStatus};
+use opsbook_store::{
+    Attempt, Execution, Phase, RunbookVersion, StepRecord, Store, Stream, id::new_id, now_ms,
+};
+use tokio::task::JoinHandle;
+
+use crate::kinds::{self, AttemptResult};
+use crate::logsink::LogSink;
+use crate::observer::Event;
+use crate::{Engine, Error, Hooks, Outcome, Result, StartRequest, check_lifecycle};
+
+/// What became of a step.
+pub(crate) enum Flow {
+    Done(StepStatus),
+    Wait,
+}
+
+pub(crate) struct Run<'e, 'h, S: Store> {
+    pub engine: &'e Engine<S>,
+    pub hooks: &'h Hooks<'h>,
+    pub rb: Runbook,
+    pub exec: Execution,
+    pub steps: Vec<StepRecord>,
+    pub params: ParamValues,
+    pub sink: LogSink<S>,
+    pub base_dir: PathBuf,
+    heartbeat: Option<JoinHandle<()>>,
+    http: Option<reqwest::Client>,
+}
+
+impl<S: Store> Drop for Run<'_, '_, S> {
+    fn drop(&mut self) {
+        if let Some(h) = self.heartbeat.take() {
+            h.abort();
+        }
+    }
+}
+
+fn secret_digest(id: &str, value: &str) -> String {
+    opsbook_core::sha256_hex(format!("{id}:{value}").as_bytes())
+}
+
+pub(crate) async fn start<S: Store>(
+    engine: &Engine<S>,
+    req: StartRequest,
+    hooks: &Hooks<'_>,
+) -> Result<Outcome> {
+    let warning = check_lifecycle(&req.runbook, req.allow_draft)?;
+    let rb = req.runbook;
+    let store = &engine.store;
+    let now = now_ms();
+    store
+        .save_runbook(&RunbookVersion {
+            sha256: rb.sha256.clone(),
+            name: rb.name.clone(),
+            version: rb.version.to_string(),
+            content: rb.source.clone(),
+            created_at: now,
+        })
+        .await?;
+    let id = new_id();
+    let digests: serde_json::Map<String, serde_json::Value> = req
+        .params
+        .secret_names
+        .iter()
+        .filter_map(|n| Some((n.clone(), req.params.values.get(n)?.as_str()?)))
+        .map(|(n, v)| (n, serde_json::Value::from(secret_digest(&id, v))))
+        .collect();
+    let exec = Execution {
+        id: id.clone(),
+        runbook_name: rb.name.clone(),
+        runbook_version: rb.version.to_string(),
+        runbook_sha256: rb.sha256.clone(),
+        source_path: req.source_path,
+        base_dir: req.base_dir.to_string_lossy().into_owned(),
+        status: ExecStatus::Running,
+        actor: req.actor,
+        params: req.params.masked(),
+        secret_digests: serde_json::Value::Object(digests),
+        created_at: now,
+        started_at: Some(now),
+        finished_at: None,
+        error: None,
+        current_step: None,
+        rollback_status: None,
+        owner: Some(engine.config.owner.clone()),
+        lease_expires_at: Some(now + lease_ms(engine)),
+        heartbeat_at: Some(now),
+        cancel_requested: false,
+    };
+    let steps: Vec<StepRecord> = rb
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| StepRecord::pending(&id, i as i64, &s.id, &s.name, s.kind.name()))
+        .collect();
+    store.create_execution(&exec, &steps).await?;
+    let mut run = Run::new(engine, hooks, rb, exec, steps, req.params, 0);
+    run.event(&Event::Started {
+        execution_id: &id,
+        runbook: &run.rb.name,
+        version: &run.exec.runbook_version,
+        resumed: false,
+    });
+    if let Some(w) = warning {
+        run.event(&Event::Warning { message: &w });
+        run.system(None, Phase::Check, &format!("warning: {w}"))
+            .await?;
+    }
+    run.start_heartbeat();
+    if !run.prerequisites().await? {
+        return run.outcome();
+    }
+    run.drive(0).await?;
+    run.outcome()
+}
+
+fn lease_ms<S: Store>(engine: &Engine<S>) -> i64 {
+    i64::try_from(engine.config.lease.as_millis()).unwrap_or(30_000)
+}
+
+/// Loads a stored execution with its runbook and parameters for resuming or rolling back.
+async fn load<'e, 'h, S: Store>(
+    engine: &'e Engine<S>,
+    id: &str,
+    secrets: &BTreeMap<String, Input>,
+    hooks: &'h Hooks<'h>,
+) -> Result<Run<'e, 'h, S>> {
+    let store = &engine.store;
+    let exec = store.execution(id).await?;
+    let content = store.runbook(&exec.runbook_sha256).await?.content;
+    let rb = opsbook_core::parse(&content).map_err(|d| {
+        Error::Invalid(format!(
+            "the stored runbook of execution {} no longer parses: {}",
+            exec.id,
+            d.first().map(ToString::to_string).unwrap_or_default()
+        ))
+    })?;
+    let params = restore_params(&rb, &exec, secrets)?;
+    let steps = store.steps(&exec.id).await?;
+    let last_seq = store.last_log_seq(&exec.id).await?;
+    Ok(Run::new(engine, hooks, rb, exec, steps, params, last_seq))
+}
+
+/// Stored (masked) values plus the secrets supplied again, checked against their digests.
+fn restore_params(
+    rb: &Runbook,
+    exec: &Execution,
+    secrets: &BTreeMap<String, Input>,
+) -> Result<ParamValues> {
+    let mut out = ParamValues::default();
+    let mut errors = Vec::new();
+    let stored = exec.params.as_object().cloned().unwrap_or_default();
+    for p in &rb.params {
+        let name = &p.name;
+        if p.is_secret() {
+            out.secret_names.insert(name.clone());
+            let digest = exec.secret_digests.get(name).and_then(|d| d.as_str());
+            match (secrets.get(name), digest) {
+                (Some(input), Some(digest)) => match p.coerce(input) {
+                    Ok(v)
+                        if v.as_str().map(|s| secret_digest(&exec.id, s)).as_deref()
+                            == Some(digest) =>
+                    {
+                        out.values.insert(name.clone(), v);
+                    }
+                    _ => errors.push(opsbook_core::ParamError {
+                        param: name.clone(),
+                        message: "differs from the value the execution started with".into(),
+                    }),
+                },
+                (None, Some(_)) => errors.push(opsbook_core::ParamError {
+                    param: name.clone(),
+                    message: "is a secret and is never stored: pass it again with -p".into(),
+                }),
+                (_, None) => {
+                    out.values.insert(name.clone(), serde_json::Value::Null);
+                }
+            }
+        } else {
+            out.values.insert(
+                name.clone(),
+                stored.get(name).cloned().unwrap_or(serde_json::Value::Null),
+            );
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(Error::Params(errors))
+    }
+}
+
+pub(crate) async fn resume<S: Store>(
+    engine: &Engine<S>,
+    id: &str,
+    secrets: &BTreeMap<String, Input>,
+    hooks: &Hooks<'_>,
+) -> Result<Outcome> {
+    let mut run = load(engine, id, secrets, hooks).await?;
+    let id = run.exec.id.clone();
+    let from = match run.exec.status {
+        ExecStatus::Waiting => run
+            .steps
+            .iter()
+            .position(|s| s.status == StepStatus::Waiting)
+            .unwrap_or(0),
+        ExecStatus::Interrupted => {
+            let hit = run.steps.iter().position(|s| {
+                s.status == StepStatus::Cancelled
+                    && s.error
+                        .as_deref()
+                        .is_some_and(|e| e.starts_with("interrupted"))
+            });
+            match hit {
+                Some(i) if !run.rb.steps[i].idempotent => {
+                    return Err(Error::Invalid(format!(
+                        "step `{}` was interrupted and is not idempotent, so it may have partly run; \
+                         undo the steps that succeeded with `opsbook rollback {id}`",
+                        run.rb.steps[i].id
+                    )));
+                }
+                Some(i) => {
+                    run.steps[i].status = StepStatus::Pending;
+                    run.steps[i].error = None;
+                    i
+                }
+                None => run
+                    .steps
+                    .iter()
+                    .position(|s| s.status == StepStatus::Pending)
+                    .unwrap_or(run.steps.len()),
+            }
+        }
+        ExecStatus::Running => {
+            return Err(Error::Invalid(format!(
+                "execution {id} is still running ({})",
+                run.exec.owner.as_deref().unwrap_or("unknown owner")
+            )));
+        }
+        other => {
+            return Err(Error::Invalid(format!(
+                "execution {id} is {other}; only waiting or interrupted executions can resume"
+            )));
+        }
+    };
+    if run.exec.rollback_status.is_some() {
+        return Err(Error::Invalid(format!(
+            "execution {id} was rolled back; it cannot resume"
+        )));
+    }
+    let now = now_ms();
+    run.exec.status = ExecStatus::Running;
+    run.exec.error = None;
+    run.exec.finished_at = None;
+    run.exec.owner = Some(engine.config.owner.clone());
+    run.exec.lease_expires_at = Some(now + lease_ms(engine));
+    run.exec.heartbeat_at = Some(now);
+    engine.store.update_execution(&run.exec).await?;
+    run.event(&Event::Started {
+        execution_id: &id,
+        runbook: &run.rb.name,
+        version: &run.exec.runbook_version,
+        resumed: true,
+    });
+    run.start_heartbeat();
+    run.drive(from).await?;
+    run.outcome()
+}
+
+pub(crate) async fn rollback_only<S: Store>(
+    engine: &Engine<S>,
+    id: &str,
+    secrets: &BTreeMap<String, Input>,
+    hooks: &Hooks<'_>,
+) -> Result<Outcome> {
+    let mut run = load(engine, id, secrets, hooks).await?;
+    let id = run.exec.id.clone();
+    if run.exec.status == ExecStatus::Running {
+        return Err(Error::Invalid(format!(
+            "execution {id} is still running; cancel it first"
+        )));
+    }
+    if run.exec.status == ExecStatus::Succeeded {
+        return Err(Error::Invalid(format!(
+            "execution {id} succeeded; rolling back a success is not supported"
+        )));
+    }
+    if run.exec.rollback_status.is_some() {
+        return Err(Error::Invalid(format!(
+            "execution {id} was already rolled back"
+        )));
+    }
+    if run.exec.status == ExecStatus::Waiting {
+        for s in run
+            .steps
+            .iter_mut()
+            .filter(|s| s.status == StepStatus::Waiting)
+        {
+            s.status = StepStatus::Cancelled;
+            s.finished_at = Some(now_ms());
+            s.error = Some("cancelled while waiting for approval".into());
+            engine.store.update_step(s).await?;
+        }
+        run.exec.status = ExecStatus::Cancelled;
+        run.exec.error = Some("cancelled while waiting for approval".into());
+    }
+    run.rollback_all().await?;
+    let status = run.exec.status;
+    run.finish(status).await?;
+    run.outcome()
+}
+
+impl<'e, 'h, S: Store> Run<'e, 'h, S> {
+    fn new(
+        engine: &'e Engine<S>,
+        hooks: &'h Hooks<'h>,
+        rb: Runbook,
+        exec: Execution,
+        steps: Vec<StepRecord>,
+        params: ParamValues,
+        last_seq: i64,
+    ) -> Self {
+        let masker = Masker::new(params.secret_values());
+        let sink = LogSink::new(engine.store.clone(), &exec.id, last_seq, masker);
+        let base_dir = PathBuf::from(&exec.base_dir);
+        Run {
+            engine,
+            hooks,
+            rb,
+            exec,
+            steps,
+            params,
+            sink,
+            base_dir,
+            heartbeat: None,
+            http: None,
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.engine.store
+    }
+
+    pub fn event(&self, e: &Event<'_>) {
+        self.hooks.observer.on_event(e);
+    }
+
+    pub fn masker(&self) -> &Masker {
+        self.sink.masker()
+    }
+
+    pub fn cancel_level(&self) -> u8 {
+        self.hooks.cancel.level()
+    }
+
+    fn outcome(&self) -> Result<Outcome> {
+        Ok(Outcome {
+            execution_id: self.exec.id.clone(),
+            status: self.exec.status,
+        })
+    }
+
+    /// A message from opsbook itself, shown and stored with the logs.
+    pub async fn system(&mut self, step_id: Option<&str>, phase: Phase, msg: &str) -> Result<()> {
+        self.sink.push(
+            self.hooks.observer,
+            step_id,
+            phase,
+            0,
+            Stream::System,
+            msg.as_bytes(),
+        );
+        self.sink.flush().await?;
+        Ok(())
+    }
+
+    pub fn http_client(&mut self) -> Result<reqwest::Client> {
+        if self.http.is_none() {
+            let client = reqwest::Client::builder()
+                .user_agent(concat!("opsbook/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| Error::Io(format!("cannot create the HTTP client: {e}")))?;
+            self.http = Some(client);
+        }
+        Ok(self.http.clone().expect("just created"))
+    }
+
+    fn start_heartbeat(&mut self) {
+        let store = self.engine.store.clone();
+        let id = self.exec.id.clone();
+        let owner = self.engine.config.owner.clone();
+        let lease = lease_ms(self.engine);
+        let every = self.engine.config.heartbeat;
+        let cancel = self.hooks.cancel_handle.clone();
+        self.heartbeat = Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Ok(true) = store.heartbeat(&id, &owner, lease).await {
+                    cancel.at_least(1);
+                }
+            }
+        }));
+    }
+
+    /// What templates see. `masked`: secrets replaced, for display.
+    pub fn context(&self, masked: bool) -> Context {
+        let params = if masked {
+            self.params.masked()
+        } else {
+            serde_json::Value::Object(self.params.values.clone().into_iter().collect())
+        };
+        let steps = self
+            .steps
+            .iter()
+            .filter(|s| s.status != StepStatus::Pending)
+            .map(|s| {
+                let outputs = s
+                    .outputs
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                        )
+                    })
+                    .collect();
+                (
+                    s.step_id.clone(),
+                    StepContext {
+                        status: s.status.as_str().to_string(),
+                        outputs,
+                    },
+                )
+            })
+            .collect();
+        Context {
+            params,
+            steps,
+            execution_id: self.exec.id.clone(),
+        }
+    }
+
+    /// Runs the prerequisite checks; false when one failed (the execution is then finished).
+    async fn prerequisites(&mut self) -> Result<bool> {
+        let prereqs = self.rb.prerequisites.clone();
+        for (i, p) in prereqs.iter().enumerate() {
+            let Some(check) = &p.check else { continue };
+            self.event(&Event::CheckStarted {
+                description: &p.description,
+            });
+            let name = format!("prerequisite-{}", i + 1);
+            let started = now_ms();
+            let result = match template::render_shell(&check.template, &self.context(false)) {
+                Ok(text) => {
+                    let timeout = check
+                        .timeout
+                        .map_or(std::time::Duration::from_secs(300), |d| d.0);
+                    let sr = kinds::run::ScriptRun {
+                        text: &text,
+                        script: check,
+                        timeout,
+                        step_id: None,
+                        phase: Phase::Check,
+                        attempt: 1,
+                        validations: &[],
+                        cancel_level: 1,
+                    };
+                    kinds::run::exec_script(self, &sr).await?
+                }
+                Err(e) => AttemptResult::fatal(format!("check.run: {e}")),
+            };
+            self.record(&name, Phase::Check, 1, started, &result)
+                .await?;
+            let ok = result.status == StepStatus::Succeeded;
+            let error = result
+                .error
+                .clone()
+                .map(|e| self.masker().mask(&e).into_owned());
+            self.event(&Event::CheckFinished {
+                description: &p.description,
+                ok,
+                error: error.as_deref(),
+            });
+            if !ok {
+                let status = if result.status == StepStatus::Cancelled {
+                    ExecStatus::Cancelled
+                } else {
+                    ExecStatus::Failed
+                };
+                self.exec.error = Some(format!(
+                    "prerequisite not met: {} ({})",
+                    p.description,
+                    error.unwrap_or_else(|| "check failed".into())
+                ));
+                self.finish(status).await?;
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    pub async fn record(
+        &mut self,
+        step_id: &str,
+        phase: Phase,
+        attempt: u32,
+        started: i64,
+        r: &AttemptResult,
+    ) -> Result<()> {
+        let error = r.error.as_ref().map(|e| self.masker().mask(e).into_owned());
+        self.store()
+            .record_attempt(&Attempt {
+                execution_id: self.exec.id.clone(),
+                step_id: step_id.to_string(),
+                phase,
+                attempt: i64::from(attempt),
+                status: r.status,
+                exit_code: r.exit_code.map(i64::from),
+                started_at: started,
+                finished_at: now_ms(),
+                error,
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn save_step(&self, idx: usize) -> Result<()> {
+        self.store().update_step(&self.steps[idx]).await?;
+        Ok(())
+    }
+
+    /// Runs the steps from `from` on, until the end, a failure, a cancel or a wait.
+    async fn drive(&mut self, from: usize) -> Result<()> {
+        for idx in from..self.rb.steps.len() {
+            let step = self.rb.steps[idx].clone();
+            if self.cancel_level() >= 1 {
+                return self
+                    .stop(ExecStatus::Cancelled, "cancelled".to_string())
+                    .await;
+            }
+            let status = self.steps[idx].status;
+            if status == StepStatus::Succeeded
+                || status == StepStatus::Skipped
+                || (status.is_failure() && !step.required)
+            {
+                continue;
+            }
+            self.exec.current_step = Some(idx as i64);
+            self.store().update_execution(&self.exec).await?;
+
+            let flow = match self.condition(idx, &step).await? {
+                Some(flow) => flow,
+                None => match &step.kind {
+                    StepKind::Approval(spec) => {
+                        kinds::approval::run(self, idx, &step, spec).await?
+                    }
+                    _ => self.attempts(idx, &step).await?,
+                },
+            };
+            match flow {
+                Flow::Wait => {
+                    self.exec.status = ExecStatus::Waiting;
+                    self.exec.owner = None;
+                    self.exec.lease_expires_at = None;
+                    self.store().update_execution(&self.exec).await?;
+                    self.stop_heartbeat();
+                    return Ok(());
+                }
+                Flow::Done(StepStatus::Succeeded | StepStatus::Skipped) => {}
+                Flow::Done(StepStatus::Cancelled) => {
+                    return self
+                        .stop(
+                            ExecStatus::Cancelled,
+                            format!("cancelled during step `{}`", step.id),
+                        )
+                        .await;
+                }
+                Flow::Done(s) if !step.required => {
+                    let msg = format!(
+                        "step `{}` {} but is not required; continuing",
+                        step.id,
+                        describe(s)
+                    );
+                    self.system(Some(&step.id), Phase::Step, &msg).await?;
+                }
+                Flow::Done(s) => {
+                    let why = self.steps[idx].error.clone().unwrap_or_default();
+                    let msg = format!("step `{}` {}: {why}", step.id, describe(s));
+                    return self.stop(ExecStatus::Failed, msg).await;
+                }
+            }
+        }
+        self.finish(ExecStatus::Succeeded).await
+    }
+
+    /// Evaluates `when`; `Some` when the step is settled without running (skipped or failed).
+    async fn condition(&mut self, idx: usize, step: &Step) -> Result<Option<Flow>> {
+        let Some(when) = &step.when else {
+            return Ok(None);
+        };
+        let (status, error) = match template::eval_condition(when, &self.context(false)) {
+            Ok(true) => return Ok(None),
+            Ok(false) => (StepStatus::Skipped, None),
+            Err(e) => (StepStatus::Failed, Some(format!("when: {e}"))),
+        };
+        let now = now_ms();
+        let rec = &mut self.steps[idx];
+        rec.status = status;
+        rec.started_at = Some(now);
+        rec.finished_at = Some(now);
+        rec.error = error.clone();
+        self.save_step(idx).await?;
+        self.event(&Event::StepFinished {
+            idx,
+            step_id: &step.id,
+            status,
+            duration_ms: 0,
+            error: error.as_deref(),
+        });
+        Ok(Some(Flow::Done(status)))
+    }
+
+    /// Runs the attempts of a run/http/sleep step, with retries and backoff.
+    async fn attempts(&mut self, idx: usize, step: &Step) -> Result<Flow> {
+        let max = step.attempts();
+        let first = u32::try_from(self.steps[idx].attempts).unwrap_or(0) + 1;
+        let mut n = 0;
+        loop {
+            let attempt = first + n;
+            let started = now_ms();
+            {
+                let rec = &mut self.steps[idx];
+                rec.status = StepStatus::Running;
+                rec.started_at.get_or_insert(started);
+                rec.finished_at = None;
+                rec.attempts = i64::from(attempt);
+                rec.error = None;
+            }
+            self.save_step(idx).await?;
+            self.event(&Event::StepStarted {
+                idx,
+                step_id: &step.id,
+                name: &step.name,
+                attempt: n + 1,
+                max_attempts: max,
+            });
+            let result = match &step.kind {
+                StepKind::Run(script) => {
+                    kinds::run::attempt(self, idx, step, script, attempt).await?
+                }
+                StepKind::Http(spec) => {
+                    kinds::http::attempt(self, idx, step, spec, attempt).await?
+                }
+                StepKind::Sleep(spec) => kinds::sleep::attempt(self, spec).await,
+                StepKind::Approval(_) => unreachable!("approvals are not attempted"),
+            };
+            self.sink.flush().await?;
+            self.record(&step.id, Phase::Step, attempt, started, &result)
+                .await?;
+            let finished = now_ms();
+            let error = result
+                .error
+                .as_ref()
+                .map(|e| self.masker().mask(e).into_owned());
+            let last = result.status == StepStatus::Succeeded
+                || result.status == StepStatus::Cancelled
+                || !result.retryable
+                || n + 1 >= max;
+            {
+                let masker = self.sink.masker().clone();
+                let rec = &mut self.steps[idx];
+                rec.exit_code = result.exit_code.map(i64::from);
+                rec.error = error.clone();
+                if result.status == StepStatus::Succeeded {
+                    rec.outputs = result
+                        .outputs
+                        .iter()
+                        .map(|(k, v)| (k.clone(), masker.mask(v).into_owned().into()))
+                        .collect();
+                }
+                if last {
+                    rec.status = result.status;
+                    rec.finished_at = Some(finished);
+                }
+            }
+            self.save_step(idx).await?;
+            if last {
+                let duration_ms = finished - self.steps[idx].started_at.unwrap_or(finished);
+                self.event(&Event::StepFinished {
+                    idx,
+                    step_id: &step.id,
+                    status: result.status,
+                    duration_ms,
+                    error: error.as_deref(),
+                });
+                return Ok(Flow::Done(result.status));
+            }
+            let delay = step
+                .retries
+                .as_ref()
+                .map(|r| r.delay_before(n))
+                .unwrap_or_default();
+            let msg = format!(
+                "attempt {} of {max} {}: {}; retrying in {}",
+                n + 1,
+                describe(result.status),
+                error.unwrap_or_default(),
+                opsbook_core::duration::human_ms(
+                    u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)
+                ),
+            );
+            self.system(Some(&step.id), Phase::Step, &msg).await?;
+            let cancel = self.hooks.cancel.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = cancel.reached(1) => {
+                    let rec = &mut self.steps[idx];
+                    rec.status = StepStatus::Cancelled;
+                    rec.finished_at = Some(now_ms());
+                    rec.error = Some("cancelled while waiting to retry".into());
+                    self.save_step(idx).await?;
+                    self.event(&Event::StepFinished { idx, step_id: &step.id, status: StepStatus::Cancelled, duration_ms: 0, error: Some("cancelled") });
+                    return Ok(Flow::Done(StepStatus::Cancelled));
+                }
+            }
+            n += 1;
+        }
+    }
+
+    /// Ends the run as failed or cancelled, rolling back first when the runbook says so.
+    async fn stop(&mut self, status: ExecStatus, error: String) -> Result<()> {
+        self.exec.error = Some(self.masker().mask(&error).into_owned());
+        if self.rb.on_failure == OnFailure::Rollback && self.cancel_level() < 2 {
+            self.rollback_all().await?;
+        }
+        self.finish(status).await
+    }
+
+    pub async fn finish(&mut self, status: ExecStatus) -> Result<()> {
+        self.sink.flush().await?;
+        self.exec.status = status;
+        self.exec.finished_at = Some(now_ms());
+        self.exec.lease_expires_at = None;
+        self.store().update_execution(&self.exec).await?;
+        self.stop_heartbeat();
+        self.event(&Event::Finished { status });
+        Ok(())
+    }
+
+    fn stop_heartbeat(&mut self) {
+        if let Some(h) = self.heartbeat.take() {
+            h.abort();
+        }
+    }
+
+    /// Runs the rollback of every succeeded step, newest first. A failing rollback is
+    /// recorded and the others still run; a second cancel skips the rest.
+    pub async fn rollback_all(&mut self) -> Result<()> {
+        let todo: Vec<usize> = (0..self.steps.len())
+            .rev()
+            .filter(|&i| {
+                self.steps[i].status == StepStatus::Succeeded
+                    && self.rb.steps[i].rollback.is_some()
+                    && self.steps[i].rollback_status.is_none()
+            })
+            .collect();
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let mut overall = StepStatus::Succeeded;
+        for idx in todo {
+            let step = self.rb.steps[idx].clone();
+            let script = step.rollback.as_ref().expect("filtered on rollback");
+            if self.cancel_level() >= 2 {
+                self.steps[idx].rollback_status = Some(StepStatus::Cancelled);
+                self.steps[idx].rollback_error = Some("skipped: cancelled twice".into());
+                self.save_step(idx).await?;
+                overall = StepStatus::Cancelled;
+                continue;
+            }
+            self.event(&Event::RollbackStarted { step_id: &step.id });
+            let started = now_ms();
+            let result = match template::render_shell(&script.template, &self.context(false)) {
+                Ok(text) => {
+                    let timeout = script.timeout.unwrap_or(step.timeout).0;
+                    let sr = kinds::run::ScriptRun {
+                        text: &text,
+                        script,
+                        timeout,
+                        step_id: Some(&step.id),
+                        phase: Phase::Rollback,
+                        attempt: 1,
+                        validations: &[],
+                        cancel_level: 2,
+                    };
+                    kinds::run::exec_script(self, &sr).await?
+                }
+                Err(e) => AttemptResult::fatal(format!("rollback.run: {e}")),
+            };
+            self.sink.flush().await?;
+            self.record(&step.id, Phase::Rollback, 1, started, &result)
+                .await?;
+            let error = result
+                .error
+                .as_ref()
+                .map(|e| self.masker().mask(e).into_owned());
+            let rec = &mut self.steps[idx];
+            rec.rollback_status = Some(result.status);
+            rec.rollback_exit_code = result.exit_code.map(i64::from);
+            rec.rollback_error = error.clone();
+            self.save_step(idx).await?;
+            self.event(&Event::RollbackFinished {
+                step_id: &step.id,
+                status: result.status,
+                error: error.as_deref(),
+            });
+            if result.status != StepStatus::Succeeded && overall == StepStatus::Succeeded {
+                overall = if result.status == StepStatus::Cancelled {
+                    StepStatus::Cancelled
+                } else {
+                    StepStatus::Failed
+                };
+            }
+        }
+        self.exec.rollback_status = Some(overall);
+        self.store().update_execution(&self.exec).await?;
+        Ok(())
+    }
+}
+
+fn describe(s: StepStatus) -> &'static str {
+    match s {
+        StepStatus::TimedOut => "timed out",
+        StepStatus::Cancelled => "was cancelled",
+        _ => "failed",
+    }
+}

@@ -1,0 +1,205 @@
+//! Rows as the rest of opsbook sees them.
+
+use opsbook_core::{ExecStatus, StepStatus};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunbookVersion {
+    pub sha256: String,
+    pub name: String,
+    pub version: String,
+    pub content: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Execution {
+    pub id: String,
+    pub runbook_name: String,
+    pub runbook_version: String,
+    pub runbook_sha256: String,
+    pub source_path: Option<String>,
+    /// Directory `workdir` is relative to.
+    pub base_dir: String,
+    pub status: ExecStatus,
+    pub actor: String,
+    /// Parameter values with secrets masked.
+    pub params: serde_json::Value,
+    /// `{name: sha256(id ":" value)}` for each secret that was set.
+    pub secret_digests: serde_json::Value,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub error: Option<String>,
+    pub current_step: Option<i64>,
+    /// `None` when no rollback ran; else `succeeded` or `failed`.
+    pub rollback_status: Option<StepStatus>,
+    pub owner: Option<String>,
+    pub lease_expires_at: Option<i64>,
+    pub heartbeat_at: Option<i64>,
+    pub cancel_requested: bool,
+}
+
+impl Execution {
+    pub fn duration_ms(&self) -> Option<i64> {
+        Some(self.finished_at? - self.started_at?)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRecord {
+    pub execution_id: String,
+    pub idx: i64,
+    pub step_id: String,
+    pub name: String,
+    pub kind: String,
+    pub status: StepStatus,
+    pub attempts: i64,
+    pub exit_code: Option<i64>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub error: Option<String>,
+    pub outputs: serde_json::Map<String, serde_json::Value>,
+    pub rendered: Option<String>,
+    pub wait_deadline: Option<i64>,
+    pub rollback_status: Option<StepStatus>,
+    pub rollback_exit_code: Option<i64>,
+    pub rollback_error: Option<String>,
+}
+
+impl StepRecord {
+    pub fn pending(
+        execution_id: &str,
+        idx: i64,
+        step_id: &str,
+        name: &str,
+        kind: &str,
+    ) -> StepRecord {
+        StepRecord {
+            execution_id: execution_id.to_string(),
+            idx,
+            step_id: step_id.to_string(),
+            name: name.to_string(),
+            kind: kind.to_string(),
+            status: StepStatus::Pending,
+            attempts: 0,
+            exit_code: None,
+            started_at: None,
+            finished_at: None,
+            error: None,
+            outputs: serde_json::Map::new(),
+            rendered: None,
+            wait_deadline: None,
+            rollback_status: None,
+            rollback_exit_code: None,
+            rollback_error: None,
+        }
+    }
+
+    pub fn duration_ms(&self) -> Option<i64> {
+        Some(self.finished_at? - self.started_at?)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Check,
+    Step,
+    Rollback,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Check => "check",
+            Phase::Step => "step",
+            Phase::Rollback => "rollback",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Phase> {
+        match s {
+            "check" => Some(Phase::Check),
+            "step" => Some(Phase::Step),
+            "rollback" => Some(Phase::Rollback),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub execution_id: String,
+    pub step_id: String,
+    pub phase: Phase,
+    pub attempt: i64,
+    pub status: StepStatus,
+    pub exit_code: Option<i64>,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+    /// Messages from opsbook itself (retries, timeouts, rollbacks).
+    System,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+            Stream::System => "system",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Stream> {
+        match s {
+            "stdout" => Some(Stream::Stdout),
+            "stderr" => Some(Stream::Stderr),
+            "system" => Some(Stream::System),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    pub execution_id: String,
+    pub seq: i64,
+    pub step_id: Option<String>,
+    pub phase: Phase,
+    pub attempt: i64,
+    pub stream: Stream,
+    pub ts: i64,
+    pub line: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Approval {
+    pub execution_id: String,
+    pub step_id: String,
+    pub approver: String,
+    pub approved: bool,
+    pub comment: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionFilter {
+    pub runbook: Option<String>,
+    pub status: Option<ExecStatus>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    pub execution_id: String,
+    pub step_id: Option<String>,
+    /// Only lines with `seq` greater than this.
+    pub after_seq: i64,
+    pub limit: i64,
+}
