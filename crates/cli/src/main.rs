@@ -1,1 +1,77 @@
-fn main() {}
+//! `opsbook`: parse the command line and hand over to one subcommand.
+#![forbid(unsafe_code)]
+
+mod cmd;
+mod prompt;
+mod render;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Runbook automation with durable executions, approvals and rollbacks.
+#[derive(Parser, Debug)]
+#[command(name = "opsbook", version, about, propagate_version = true)]
+pub struct Cli {
+    /// SQLite database (default: $XDG_DATA_HOME/opsbook/opsbook.db)
+    #[arg(long, global = true, env = "OPSBOOK_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a runbook file
+    Run(cmd::run::Args),
+    /// Check runbook files (or directories of them) without running anything
+    Validate(cmd::validate::Args),
+    /// Print the JSON Schema of the runbook format
+    Schema,
+    /// Write a new, commented runbook to start from
+    New(cmd::new::Args),
+    /// List the runbooks in a directory
+    List(cmd::list::Args),
+    /// List past executions
+    History(cmd::history::Args),
+    /// Show one execution
+    Show(cmd::show::Args),
+    /// Print the logs of an execution
+    Logs(cmd::logs::Args),
+    /// Approve the approval step an execution waits on
+    Approve(cmd::approve::Args),
+    /// Reject the approval step an execution waits on
+    Reject(cmd::approve::Args),
+    /// Continue a waiting or interrupted execution
+    Resume(cmd::resume::Args),
+    /// Run the rollbacks of a stopped execution
+    Rollback(cmd::resume::Args),
+    /// Cancel a running or waiting execution
+    Cancel(cmd::cancel::Args),
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Default)]
+pub enum Output {
+    #[default]
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(cmd::dispatch(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("{} {e:#}", console::style("error:").red().bold().for_stderr());
+            ExitCode::from(cmd::exit_code_of(&e))
+        }
+    }
+}

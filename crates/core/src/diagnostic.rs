@@ -33,10 +33,7 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(pos: Option<Pos>, message: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            pos,
-            message: message.into(),
-        }
+        Diagnostic { pos, message: message.into() }
     }
 
     pub fn at(loc: &serde_saphyr::Location, message: impl Into<String>) -> Diagnostic {
@@ -63,15 +60,8 @@ impl Diagnostic {
         let col = pos.column.saturating_sub(1) as usize;
         let line_chars = line.chars().count();
         let width = (pos.len.max(1) as usize).min(line_chars.saturating_sub(col).max(1));
-        let lead: String = line
-            .chars()
-            .take(col)
-            .map(|c| if c == '\t' { '\t' } else { ' ' })
-            .collect();
-        out.push_str(&format!(
-            "\n{pad} |\n{gutter} | {line}\n{pad} | {lead}{}",
-            "^".repeat(width)
-        ));
+        let lead: String = line.chars().take(col).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+        out.push_str(&format!("\n{pad} |\n{gutter} | {line}\n{pad} | {lead}{}", "^".repeat(width)));
         out
     }
 }
@@ -117,14 +107,7 @@ mod tests {
 
     #[test]
     fn renders_snippet_with_caret() {
-        let d = Diagnostic::new(
-            Some(Pos {
-                line: 2,
-                column: 3,
-                len: 4,
-            }),
-            "unknown field `nmae`",
-        );
+        let d = Diagnostic::new(Some(Pos { line: 2, column: 3, len: 4 }), "unknown field `nmae`");
         assert_eq!(
             d.render("rb.yaml", "metadata:\n  nmae: x\n"),
             "rb.yaml:2:3: unknown field `nmae`\n  |\n2 |   nmae: x\n  |   ^^^^"
@@ -134,10 +117,7 @@ mod tests {
     #[test]
     fn suggests() {
         assert_eq!(did_you_mean("nmae", &["name", "title"]), Some("name"));
-        assert_eq!(
-            did_you_mean("timout", &["timeout", "retries"]),
-            Some("timeout")
-        );
+        assert_eq!(did_you_mean("timout", &["timeout", "retries"]), Some("timeout"));
         assert_eq!(did_you_mean("zzzzzz", &["name", "title"]), None);
     }
 }

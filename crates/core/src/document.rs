@@ -16,10 +16,7 @@ use crate::step::{approval::ApprovalSpec, http::HttpSpec};
 /// Top level of a runbook file.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-#[schemars(
-    title = "opsbook runbook",
-    description = "A runbook document (apiVersion: opsbook/v1)"
-)]
+#[schemars(title = "opsbook runbook", description = "A runbook document (apiVersion: opsbook/v1)")]
 pub struct RawRunbook {
     /// Always `opsbook/v1`.
     #[schemars(with = "String", extend("const" = "opsbook/v1"))]
@@ -184,15 +181,7 @@ impl Shell {
     pub fn argv(self) -> &'static [&'static str] {
         match self {
             Shell::Sh => &["sh", "-e", "-c"],
-            Shell::Bash => &[
-                "bash",
-                "--noprofile",
-                "--norc",
-                "-e",
-                "-o",
-                "pipefail",
-                "-c",
-            ],
+            Shell::Bash => &["bash", "--noprofile", "--norc", "-e", "-o", "pipefail", "-c"],
         }
     }
 }
@@ -277,10 +266,7 @@ impl Retries {
     /// The pause before retry number `n` (0 = before the second attempt).
     pub fn delay_before(&self, n: u32) -> std::time::Duration {
         let base = self.delay.map_or(1.0, |d| d.0.as_secs_f64());
-        let factor = self
-            .backoff
-            .max(0.0)
-            .powi(i32::try_from(n).unwrap_or(i32::MAX));
+        let factor = self.backoff.max(0.0).powi(i32::try_from(n).unwrap_or(i32::MAX));
         let mut secs = base * factor;
         if let Some(cap) = self.max_delay {
             secs = secs.min(cap.0.as_secs_f64());

@@ -25,11 +25,8 @@ impl Dur {
 
 /// Parses `500ms`, `30s`, `10m`, `2h`, `7d` and concatenations such as `1h30m`.
 pub fn parse(text: &str) -> Result<Dur, String> {
-    let bad = || {
-        format!(
-            "invalid duration `{text}`: expected a number followed by ms, s, m, h or d (e.g. 30s, 10m, 1h30m)"
-        )
-    };
+    let bad =
+        || format!("invalid duration `{text}`: expected a number followed by ms, s, m, h or d (e.g. 30s, 10m, 1h30m)");
     let s = text.trim();
     if s.is_empty() {
         return Err(bad());
@@ -56,9 +53,7 @@ pub fn parse(text: &str) -> Result<Dur, String> {
         total += n * factor_ms;
     }
     if total == 0 {
-        return Err(format!(
-            "invalid duration `{text}`: must be greater than zero"
-        ));
+        return Err(format!("invalid duration `{text}`: must be greater than zero"));
     }
     let ms = u64::try_from(total).map_err(|_| bad())?;
     Ok(Dur(Duration::from_millis(ms)))
@@ -70,12 +65,7 @@ impl fmt::Display for Dur {
         if ms == 0 {
             return f.write_str("0s");
         }
-        for (unit, size) in [
-            ("d", 86_400_000),
-            ("h", 3_600_000),
-            ("m", 60_000),
-            ("s", 1_000),
-        ] {
+        for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
             if ms >= size {
                 write!(f, "{}{unit}", ms / size)?;
                 ms %= size;
@@ -142,22 +132,12 @@ mod tests {
         check("2h", Ok(7_200_000));
         check("7d", Ok(604_800_000));
         check("1h30m", Ok(5_400_000));
-        check(
-            "5",
-            Err(
-                "invalid duration `5`: expected a number followed by ms, s, m, h or d (e.g. 30s, 10m, 1h30m)",
-            ),
-        );
+        check("5", Err("invalid duration `5`: expected a number followed by ms, s, m, h or d (e.g. 30s, 10m, 1h30m)"));
         check(
             "10 minutes",
-            Err(
-                "invalid duration `10 minutes`: expected a number followed by ms, s, m, h or d (e.g. 30s, 10m, 1h30m)",
-            ),
+            Err("invalid duration `10 minutes`: expected a number followed by ms, s, m, h or d (e.g. 30s, 10m, 1h30m)"),
         );
-        check(
-            "0s",
-            Err("invalid duration `0s`: must be greater than zero"),
-        );
+        check("0s", Err("invalid duration `0s`: must be greater than zero"));
     }
 
     #[test]

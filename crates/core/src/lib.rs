@@ -108,10 +108,7 @@ impl Runbook {
     }
 
     /// Checks submitted values against the declared parameters.
-    pub fn check_params(
-        &self,
-        inputs: &BTreeMap<String, Input>,
-    ) -> Result<ParamValues, Vec<ParamError>> {
+    pub fn check_params(&self, inputs: &BTreeMap<String, Input>) -> Result<ParamValues, Vec<ParamError>> {
         params::check_values(&self.params, inputs)
     }
 }

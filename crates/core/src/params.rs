@@ -22,10 +22,7 @@ impl<'de> Deserialize<'de> for ParamMap {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a mapping of parameter names to parameter specs")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<ParamMap, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ParamMap, A::Error> {
                 let mut out = Vec::new();
                 while let Some((k, v)) = map.next_entry::<Spanned<String>, ParamSpec>()? {
                     out.push((k, v));
@@ -89,10 +86,7 @@ impl ParamType {
     }
 
     fn is_textual(self) -> bool {
-        matches!(
-            self,
-            ParamType::String | ParamType::Secret | ParamType::Enum
-        )
+        matches!(self, ParamType::String | ParamType::Secret | ParamType::Enum)
     }
 }
 
@@ -122,10 +116,7 @@ impl Param {
             Some(p) if ty.is_textual() => match regex::Regex::new(&format!("^(?:{p})$")) {
                 Ok(re) => Some(re),
                 Err(e) => {
-                    errs.push(format!(
-                        "parameter `{name}`: invalid pattern: {}",
-                        first_line(&e.to_string())
-                    ));
+                    errs.push(format!("parameter `{name}`: invalid pattern: {}", first_line(&e.to_string())));
                     None
                 }
             },
@@ -136,27 +127,19 @@ impl Param {
             None => None,
         };
         if ty == ParamType::Enum && spec.values.is_empty() {
-            errs.push(format!(
-                "parameter `{name}`: an enum needs a non-empty `values` list"
-            ));
+            errs.push(format!("parameter `{name}`: an enum needs a non-empty `values` list"));
         }
         if ty != ParamType::Enum && !spec.values.is_empty() {
-            errs.push(format!(
-                "parameter `{name}`: `values` applies only to enum parameters"
-            ));
+            errs.push(format!("parameter `{name}`: `values` applies only to enum parameters"));
         }
         let numeric = matches!(ty, ParamType::Integer | ParamType::Number);
         if !numeric && (spec.min.is_some() || spec.max.is_some()) {
-            errs.push(format!(
-                "parameter `{name}`: `min`/`max` apply only to integer and number parameters"
-            ));
+            errs.push(format!("parameter `{name}`: `min`/`max` apply only to integer and number parameters"));
         }
         if let (Some(lo), Some(hi)) = (spec.min, spec.max)
             && lo > hi
         {
-            errs.push(format!(
-                "parameter `{name}`: min {lo} is greater than max {hi}"
-            ));
+            errs.push(format!("parameter `{name}`: min {lo} is greater than max {hi}"));
         }
         let lengths = matches!(ty, ParamType::String | ParamType::Secret);
         if !lengths && (spec.min_length.is_some() || spec.max_length.is_some()) {
@@ -167,36 +150,24 @@ impl Param {
         if let (Some(lo), Some(hi)) = (spec.min_length, spec.max_length)
             && lo > hi
         {
-            errs.push(format!(
-                "parameter `{name}`: min_length {lo} is greater than max_length {hi}"
-            ));
+            errs.push(format!("parameter `{name}`: min_length {lo} is greater than max_length {hi}"));
         }
         if spec.required && spec.default.is_some() {
-            errs.push(format!(
-                "parameter `{name}`: a required parameter cannot have a default"
-            ));
+            errs.push(format!("parameter `{name}`: a required parameter cannot have a default"));
         }
         if ty == ParamType::Secret && spec.default.is_some() {
             errs.push(format!(
                 "parameter `{name}`: a secret cannot have a default (never write secrets into a runbook)"
             ));
         }
-        let param = Param {
-            name: name.to_string(),
-            spec: spec.clone(),
-            pattern,
-        };
+        let param = Param { name: name.to_string(), spec: spec.clone(), pattern };
         if errs.is_empty()
             && let Some(d) = &spec.default
             && let Err(e) = param.coerce(&Input::Value(d.clone()))
         {
             errs.push(format!("parameter `{name}`: invalid default: {e}"));
         }
-        if errs.is_empty() {
-            Ok(param)
-        } else {
-            Err(errs)
-        }
+        if errs.is_empty() { Ok(param) } else { Err(errs) }
     }
 
     /// Converts one submitted value to its typed form and checks every constraint.
@@ -205,11 +176,7 @@ impl Param {
         let spec = &self.spec;
         let secret = self.is_secret();
         let shown = |v: &str| {
-            if secret {
-                "the value".to_string()
-            } else {
-                format!("{v:?}")
-            }
+            if secret { "the value".to_string() } else { format!("{v:?}") }
         };
         let text = match input {
             Input::Text(s) => Some(s.clone()),
@@ -218,10 +185,7 @@ impl Param {
             Input::Value(Value::Bool(b)) => Some(b.to_string()),
             Input::Value(Value::Null) => None,
             Input::Value(_) => {
-                return Err(format!(
-                    "expected a {} but got a list or mapping",
-                    spec.ty.as_str()
-                ));
+                return Err(format!("expected a {} but got a list or mapping", spec.ty.as_str()));
             }
         };
         let Some(text) = text else {
@@ -236,58 +200,39 @@ impl Param {
                 if let Some(min) = spec.min_length
                     && len < min
                 {
-                    return Err(format!(
-                        "is {len} characters long, shorter than the minimum {min}"
-                    ));
+                    return Err(format!("is {len} characters long, shorter than the minimum {min}"));
                 }
                 if let Some(max) = spec.max_length
                     && len > max
                 {
-                    return Err(format!(
-                        "is {len} characters long, longer than the maximum {max}"
-                    ));
+                    return Err(format!("is {len} characters long, longer than the maximum {max}"));
                 }
                 Value::String(text)
             }
             ParamType::Enum => {
                 if !spec.values.contains(&text) {
-                    return Err(format!(
-                        "{} is not one of: {}",
-                        shown(&text),
-                        spec.values.join(", ")
-                    ));
+                    return Err(format!("{} is not one of: {}", shown(&text), spec.values.join(", ")));
                 }
                 Value::String(text)
             }
             ParamType::Integer => {
-                let n: i64 = text
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("{} is not an integer", shown(&text)))?;
+                let n: i64 = text.trim().parse().map_err(|_| format!("{} is not an integer", shown(&text)))?;
                 self.check_range(n as f64)?;
                 Value::from(n)
             }
             ParamType::Number => {
-                let n: f64 = text
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("{} is not a number", shown(&text)))?;
+                let n: f64 = text.trim().parse().map_err(|_| format!("{} is not a number", shown(&text)))?;
                 if !n.is_finite() {
                     return Err(format!("{} is not a finite number", shown(&text)));
                 }
                 self.check_range(n)?;
-                serde_json::Number::from_f64(n)
-                    .map(Value::Number)
-                    .ok_or("is not a number")?
+                serde_json::Number::from_f64(n).map(Value::Number).ok_or("is not a number")?
             }
             ParamType::Boolean => match text.trim().to_ascii_lowercase().as_str() {
                 "true" | "yes" | "on" | "1" => Value::Bool(true),
                 "false" | "no" | "off" | "0" => Value::Bool(false),
                 _ => {
-                    return Err(format!(
-                        "{} is not a boolean (use true or false)",
-                        shown(&text)
-                    ));
+                    return Err(format!("{} is not a boolean (use true or false)", shown(&text)));
                 }
             },
         };
@@ -316,11 +261,7 @@ impl Param {
 }
 
 fn first_line(s: &str) -> String {
-    s.lines()
-        .rfind(|l| !l.trim().is_empty())
-        .unwrap_or(s)
-        .trim()
-        .to_string()
+    s.lines().rfind(|l| !l.trim().is_empty()).unwrap_or(s).trim().to_string()
 }
 
 pub fn is_param_name(name: &str) -> bool {
@@ -359,9 +300,7 @@ pub struct ParamValues {
 
 impl fmt::Debug for ParamValues {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map()
-            .entries(self.masked().as_object().into_iter().flatten())
-            .finish()
+        f.debug_map().entries(self.masked().as_object().into_iter().flatten()).finish()
     }
 }
 
@@ -374,11 +313,7 @@ impl ParamValues {
             .values
             .iter()
             .map(|(k, v)| {
-                let v = if self.secret_names.contains(k) && !v.is_null() {
-                    Value::from(MASK)
-                } else {
-                    v.clone()
-                };
+                let v = if self.secret_names.contains(k) && !v.is_null() { Value::from(MASK) } else { v.clone() };
                 (k.clone(), v)
             })
             .collect();
@@ -413,26 +348,18 @@ impl ParamValues {
 
 /// Checks every submitted value at once. All problems are reported together;
 /// nothing is accepted unless everything is valid.
-pub fn check_values(
-    params: &[Param],
-    inputs: &BTreeMap<String, Input>,
-) -> Result<ParamValues, Vec<ParamError>> {
+pub fn check_values(params: &[Param], inputs: &BTreeMap<String, Input>) -> Result<ParamValues, Vec<ParamError>> {
     let mut errors = Vec::new();
     let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
     for key in inputs.keys() {
         if !names.contains(&key.as_str()) {
-            let hint = did_you_mean(key, &names)
-                .map(|m| format!(" (did you mean `{m}`?)"))
-                .unwrap_or_default();
+            let hint = did_you_mean(key, &names).map(|m| format!(" (did you mean `{m}`?)")).unwrap_or_default();
             let known = if names.is_empty() {
                 "this runbook takes no parameters".to_string()
             } else {
                 format!("known: {}", names.join(", "))
             };
-            errors.push(ParamError {
-                param: key.clone(),
-                message: format!("unknown parameter{hint}; {known}"),
-            });
+            errors.push(ParamError { param: key.clone(), message: format!("unknown parameter{hint}; {known}") });
         }
     }
     let mut out = ParamValues::default();
@@ -444,18 +371,12 @@ pub fn check_values(
             Some(input) => match p.coerce(input) {
                 Ok(v) => v,
                 Err(message) => {
-                    errors.push(ParamError {
-                        param: p.name.clone(),
-                        message,
-                    });
+                    errors.push(ParamError { param: p.name.clone(), message });
                     continue;
                 }
             },
             None if p.spec.required => {
-                errors.push(ParamError {
-                    param: p.name.clone(),
-                    message: "is required".into(),
-                });
+                errors.push(ParamError { param: p.name.clone(), message: "is required".into() });
                 continue;
             }
             None => match &p.spec.default {
@@ -465,9 +386,5 @@ pub fn check_values(
         };
         out.values.insert(p.name.clone(), value);
     }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(out) } else { Err(errors) }
 }

@@ -34,12 +34,8 @@ fn yaml_diagnostic(e: &serde_saphyr::Error) -> Diagnostic {
     use serde_saphyr::Error as E;
     let loc = e.location();
     let message = match e {
-        E::SerdeUnknownField {
-            field, expected, ..
-        } => unknown("field", field, expected),
-        E::SerdeUnknownVariant {
-            variant, expected, ..
-        } => unknown("value", variant, expected),
+        E::SerdeUnknownField { field, expected, .. } => unknown("field", field, expected),
+        E::SerdeUnknownVariant { variant, expected, .. } => unknown("value", variant, expected),
         E::SerdeMissingField { field, .. } => format!("missing required field `{field}`"),
         other => clean_message(&other.without_snippet().to_string()),
     };
@@ -47,16 +43,11 @@ fn yaml_diagnostic(e: &serde_saphyr::Error) -> Diagnostic {
 }
 
 fn unknown(what: &str, got: &str, expected: &[&str]) -> String {
-    let hint = did_you_mean(got, expected)
-        .map(|m| format!(" (did you mean `{m}`?)"))
-        .unwrap_or_default();
+    let hint = did_you_mean(got, expected).map(|m| format!(" (did you mean `{m}`?)")).unwrap_or_default();
     if expected.is_empty() {
         format!("unknown {what} `{got}`{hint}")
     } else {
-        format!(
-            "unknown {what} `{got}`{hint}; expected one of: {}",
-            expected.join(", ")
-        )
+        format!("unknown {what} `{got}`{hint}; expected one of: {}", expected.join(", "))
     }
 }
 
@@ -80,17 +71,11 @@ impl Checker {
 
     fn runbook(&mut self, raw: RawRunbook, source: &str) -> Option<Runbook> {
         if raw.api_version.value != API_VERSION {
-            let msg = format!(
-                "unsupported apiVersion `{}`: expected `{API_VERSION}`",
-                raw.api_version.value
-            );
+            let msg = format!("unsupported apiVersion `{}`: expected `{API_VERSION}`", raw.api_version.value);
             self.err(&raw.api_version.referenced, msg);
         }
         if raw.kind.value != "Runbook" {
-            self.err(
-                &raw.kind.referenced,
-                format!("unsupported kind `{}`: expected `Runbook`", raw.kind.value),
-            );
+            self.err(&raw.kind.referenced, format!("unsupported kind `{}`: expected `Runbook`", raw.kind.value));
         }
         let m = raw.metadata;
         if !is_slug(&m.name.value) {
@@ -103,31 +88,20 @@ impl Checker {
         let version = match semver::Version::parse(m.version.value.trim()) {
             Ok(v) => Some(v),
             Err(e) => {
-                let msg = format!(
-                    "invalid version `{}`: {e} (expected semver such as 1.2.0)",
-                    m.version.value
-                );
+                let msg = format!("invalid version `{}`: {e} (expected semver such as 1.2.0)", m.version.value);
                 self.err(&m.version.referenced, msg);
                 None
             }
         };
         let review = m.review.map(|r| {
-            let last_reviewed =
-                r.last_reviewed
-                    .and_then(|d| match d.value.parse::<jiff::civil::Date>() {
-                        Ok(date) => Some(date),
-                        Err(_) => {
-                            self.err(
-                                &d.referenced,
-                                format!("invalid date `{}`: expected YYYY-MM-DD", d.value),
-                            );
-                            None
-                        }
-                    });
-            Review {
-                every: r.every,
-                last_reviewed,
-            }
+            let last_reviewed = r.last_reviewed.and_then(|d| match d.value.parse::<jiff::civil::Date>() {
+                Ok(date) => Some(date),
+                Err(_) => {
+                    self.err(&d.referenced, format!("invalid date `{}`: expected YYYY-MM-DD", d.value));
+                    None
+                }
+            });
+            Review { every: r.every, last_reviewed }
         });
 
         let spec = raw.spec;
@@ -138,17 +112,8 @@ impl Checker {
                 Err(errs) => errs.into_iter().for_each(|e| self.err(&name.referenced, e)),
             }
         }
-        let param_names: BTreeSet<String> = spec
-            .parameters
-            .0
-            .iter()
-            .map(|(n, _)| n.value.clone())
-            .collect();
-        let all_steps: BTreeSet<String> = spec
-            .steps
-            .iter()
-            .map(|s| s.value.id.value.clone())
-            .collect();
+        let param_names: BTreeSet<String> = spec.parameters.0.iter().map(|(n, _)| n.value.clone()).collect();
+        let all_steps: BTreeSet<String> = spec.steps.iter().map(|s| s.value.id.value.clone()).collect();
         let none = BTreeSet::new();
 
         let prerequisites = spec
@@ -156,11 +121,7 @@ impl Checker {
             .into_iter()
             .map(|p| {
                 let check = p.check.map(|c| {
-                    let scope = Scope {
-                        params: &param_names,
-                        earlier_steps: &none,
-                        all_steps: &all_steps,
-                    };
+                    let scope = Scope { params: &param_names, earlier_steps: &none, all_steps: &all_steps };
                     self.template(&c.run, false, &scope, "check.run");
                     Script {
                         template: c.run.value,
@@ -170,18 +131,12 @@ impl Checker {
                         timeout: c.timeout,
                     }
                 });
-                Prerequisite {
-                    description: p.description,
-                    check,
-                }
+                Prerequisite { description: p.description, check }
             })
             .collect();
 
         if spec.steps.is_empty() {
-            self.diags.push(Diagnostic::new(
-                None,
-                "spec.steps: a runbook needs at least one step",
-            ));
+            self.diags.push(Diagnostic::new(None, "spec.steps: a runbook needs at least one step"));
         }
         let mut seen = BTreeSet::new();
         let mut steps = Vec::new();
@@ -189,23 +144,12 @@ impl Checker {
             let id = raw_step.value.id.value.clone();
             let earlier = seen.clone();
             if !seen.insert(id.clone()) {
-                self.err(
-                    &raw_step.value.id.referenced,
-                    format!("duplicate step id `{id}`"),
-                );
+                self.err(&raw_step.value.id.referenced, format!("duplicate step id `{id}`"));
             }
-            let scope = Scope {
-                params: &param_names,
-                earlier_steps: &earlier,
-                all_steps: &all_steps,
-            };
+            let scope = Scope { params: &param_names, earlier_steps: &earlier, all_steps: &all_steps };
             let mut with_self = earlier.clone();
             with_self.insert(id);
-            let rollback_scope = Scope {
-                params: &param_names,
-                earlier_steps: &with_self,
-                all_steps: &all_steps,
-            };
+            let rollback_scope = Scope { params: &param_names, earlier_steps: &with_self, all_steps: &all_steps };
             if let Some(step) = self.step(raw_step, &scope, &rollback_scope) {
                 steps.push(step);
             }
@@ -233,13 +177,7 @@ impl Checker {
         })
     }
 
-    fn template(
-        &mut self,
-        text: &Spanned<String>,
-        expression: bool,
-        scope: &Scope<'_>,
-        field: &str,
-    ) {
+    fn template(&mut self, text: &Spanned<String>, expression: bool, scope: &Scope<'_>, field: &str) {
         for e in template::check(&text.value, expression, scope) {
             self.err(&text.referenced, format!("{field}: {e}"));
         }
@@ -251,19 +189,12 @@ impl Checker {
         }
     }
 
-    fn step(
-        &mut self,
-        raw: Spanned<RawStep>,
-        scope: &Scope<'_>,
-        rollback_scope: &Scope<'_>,
-    ) -> Option<Step> {
+    fn step(&mut self, raw: Spanned<RawStep>, scope: &Scope<'_>, rollback_scope: &Scope<'_>) -> Option<Step> {
         let at = raw.referenced;
         let s = raw.value;
         let id = s.id.value.clone();
         if !is_step_id(&id) {
-            let msg = format!(
-                "invalid step id `{id}`: use lowercase letters, digits and _, starting with a letter"
-            );
+            let msg = format!("invalid step id `{id}`: use lowercase letters, digits and _, starting with a letter");
             self.err(&s.id.referenced, msg);
         }
         let n = self.diags.len();
@@ -280,30 +211,21 @@ impl Checker {
             let msg = if set.is_empty() {
                 format!("step `{id}` does nothing: set exactly one of run, http, sleep, approval")
             } else {
-                format!(
-                    "step `{id}` sets {}: set exactly one of run, http, sleep, approval",
-                    set.join(" and ")
-                )
+                format!("step `{id}` sets {}: set exactly one of run, http, sleep, approval", set.join(" and "))
             };
             self.err(&at, msg);
             return None;
         }
         let is_run = s.run.is_some();
         if !is_run && (s.shell.is_some() || !s.env.is_empty() || s.workdir.is_some()) {
-            self.err(
-                &at,
-                format!("step `{id}`: shell, env and workdir apply only to run steps"),
-            );
+            self.err(&at, format!("step `{id}`: shell, env and workdir apply only to run steps"));
         }
         if !is_run && !s.validate.is_empty() {
             self.err(&at, format!("step `{id}`: validate applies only to run steps (http steps use expect_status and expect_body_contains)"));
         }
         for (k, v) in &s.env {
             if !crate::step::run::is_env_name(k) {
-                self.err(
-                    &at,
-                    format!("step `{id}`: invalid environment variable name `{k}`"),
-                );
+                self.err(&at, format!("step `{id}`: invalid environment variable name `{k}`"));
             }
             self.plain_template(v, &at, scope, &format!("env.{k}"));
         }
@@ -312,16 +234,10 @@ impl Checker {
         }
         if let Some(r) = &s.retries {
             if r.count > 100 {
-                self.err(
-                    &at,
-                    format!("step `{id}`: retries.count {} is more than 100", r.count),
-                );
+                self.err(&at, format!("step `{id}`: retries.count {} is more than 100", r.count));
             }
             if !r.backoff.is_finite() || r.backoff < 1.0 || r.backoff > 10.0 {
-                self.err(
-                    &at,
-                    format!("step `{id}`: retries.backoff must be between 1.0 and 10.0"),
-                );
+                self.err(&at, format!("step `{id}`: retries.backoff must be between 1.0 and 10.0"));
             }
         }
         let mut validate = Vec::new();
@@ -329,26 +245,16 @@ impl Checker {
             match v {
                 Validation::ExitCode(c) => validate.push(CheckedValidation::ExitCode(c)),
                 Validation::OutputContains(t) => {
+                    self.plain_template(&t, &at, scope, "validate.output_contains");
                     validate.push(CheckedValidation::OutputContains(t))
                 }
-                Validation::OutputMatches(re) => {
-                    match regex::RegexBuilder::new(&re.value).multi_line(true).build() {
-                        Ok(r) => validate.push(CheckedValidation::OutputMatches(r)),
-                        Err(e) => {
-                            let last = e
-                                .to_string()
-                                .lines()
-                                .last()
-                                .unwrap_or_default()
-                                .trim()
-                                .to_string();
-                            self.err(
-                                &re.referenced,
-                                format!("output_matches: invalid regular expression: {last}"),
-                            );
-                        }
+                Validation::OutputMatches(re) => match regex::RegexBuilder::new(&re.value).multi_line(true).build() {
+                    Ok(r) => validate.push(CheckedValidation::OutputMatches(r)),
+                    Err(e) => {
+                        let last = e.to_string().lines().last().unwrap_or_default().trim().to_string();
+                        self.err(&re.referenced, format!("output_matches: invalid regular expression: {last}"));
                     }
-                }
+                },
             }
         }
         let shell = s.shell.unwrap_or_default();
@@ -364,13 +270,7 @@ impl Checker {
         });
         let kind = if let Some(run) = s.run {
             self.template(&run, false, scope, "run");
-            StepKind::Run(Script {
-                template: run.value,
-                shell,
-                env: s.env,
-                workdir: s.workdir,
-                timeout: s.timeout,
-            })
+            StepKind::Run(Script { template: run.value, shell, env: s.env, workdir: s.workdir, timeout: s.timeout })
         } else if let Some(http) = s.http {
             self.template(&http.url, false, scope, "http.url");
             if let Some(body) = &http.body {
@@ -381,10 +281,7 @@ impl Checker {
             }
             for code in &http.expect_status {
                 if !(100..=599).contains(code) {
-                    self.err(
-                        &http.url.referenced,
-                        format!("http.expect_status: {code} is not an HTTP status code"),
-                    );
+                    self.err(&http.url.referenced, format!("http.expect_status: {code} is not an HTTP status code"));
                 }
             }
             StepKind::Http(http)
@@ -404,10 +301,7 @@ impl Checker {
                 }
             }
             if a.min_approvals == 0 {
-                self.err(
-                    &at,
-                    format!("step `{id}`: approval.min_approvals must be at least 1"),
-                );
+                self.err(&at, format!("step `{id}`: approval.min_approvals must be at least 1"));
             } else if !has_role && !users.is_empty() && (a.min_approvals as usize) > users.len() {
                 self.err(
                     &at,
@@ -449,14 +343,12 @@ fn is_slug(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 63
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 fn is_step_id(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b[0].is_ascii_lowercase()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
 }

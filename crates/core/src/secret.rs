@@ -24,12 +24,7 @@ impl Masker {
         let lines: Vec<String> = secrets
             .iter()
             .filter(|s| s.contains('\n'))
-            .flat_map(|s| {
-                s.lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .map(str::to_string)
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|s| s.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect::<Vec<_>>())
             .collect();
         secrets.extend(lines);
         secrets.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
@@ -59,11 +54,7 @@ impl Masker {
         match value {
             Value::String(s) => Value::String(self.mask(s).into_owned()),
             Value::Array(a) => Value::Array(a.iter().map(|v| self.mask_json(v)).collect()),
-            Value::Object(o) => Value::Object(
-                o.iter()
-                    .map(|(k, v)| (k.clone(), self.mask_json(v)))
-                    .collect(),
-            ),
+            Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), self.mask_json(v))).collect()),
             other => other.clone(),
         }
     }
@@ -91,11 +82,7 @@ mod tests {
 
     #[test]
     fn masks() {
-        let m = Masker::new([
-            "hunter2".to_string(),
-            "hunter2-long".to_string(),
-            String::new(),
-        ]);
+        let m = Masker::new(["hunter2".to_string(), "hunter2-long".to_string(), String::new()]);
         assert_eq!(m.mask("pw=hunter2-long and hunter2"), "pw=*** and ***");
         assert_eq!(m.mask("nothing here"), "nothing here");
         assert_eq!(m.safe_cut(b"abc hunt"), 4);

@@ -43,10 +43,7 @@ status_enum! {
 
 impl ExecStatus {
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            ExecStatus::Succeeded | ExecStatus::Failed | ExecStatus::Cancelled
-        )
+        matches!(self, ExecStatus::Succeeded | ExecStatus::Failed | ExecStatus::Cancelled)
     }
 }
 
@@ -67,9 +64,6 @@ status_enum! {
 impl StepStatus {
     /// A failure of any kind.
     pub fn is_failure(self) -> bool {
-        matches!(
-            self,
-            StepStatus::Failed | StepStatus::TimedOut | StepStatus::Cancelled
-        )
+        matches!(self, StepStatus::Failed | StepStatus::TimedOut | StepStatus::Cancelled)
     }
 }

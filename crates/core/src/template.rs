@@ -14,6 +14,8 @@ pub struct Context {
     pub params: serde_json::Value,
     pub steps: BTreeMap<String, StepContext>,
     pub execution_id: String,
+    /// Dry run: steps that have not run render as `<steps.ID.outputs.KEY>` placeholders.
+    pub placeholders: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -28,11 +30,8 @@ impl Context {
             .steps
             .iter()
             .map(|(id, s)| {
-                let outputs: BTreeMap<String, Value> = s
-                    .outputs
-                    .iter()
-                    .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
-                    .collect();
+                let outputs: BTreeMap<String, Value> =
+                    s.outputs.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect();
                 let mut m = BTreeMap::new();
                 m.insert("status".to_string(), Value::from(s.status.as_str()));
                 m.insert("outputs".to_string(), Value::from(outputs));
@@ -43,9 +42,36 @@ impl Context {
         execution.insert("id".to_string(), Value::from(self.execution_id.as_str()));
         let mut root = BTreeMap::new();
         root.insert("params".to_string(), json_to_value(&self.params));
-        root.insert("steps".to_string(), Value::from(steps));
+        let steps = if self.placeholders {
+            Value::from_object(Placeholder { path: "steps".into(), known: Some(steps) })
+        } else {
+            Value::from(steps)
+        };
+        root.insert("steps".to_string(), steps);
         root.insert("execution".to_string(), Value::from(execution));
         Value::from(root)
+    }
+}
+
+/// Stands in, during a dry run, for values only known once steps have run.
+#[derive(Debug)]
+struct Placeholder {
+    path: String,
+    known: Option<BTreeMap<String, Value>>,
+}
+
+impl minijinja::value::Object for Placeholder {
+    fn get_value(self: &std::sync::Arc<Self>, key: &Value) -> Option<Value> {
+        let key = key.as_str()?;
+        if let Some(v) = self.known.as_ref().and_then(|k| k.get(key)) {
+            return Some(v.clone());
+        }
+        let path = format!("{}.{key}", self.path);
+        if path.matches('.').count() >= 3 || key == "status" {
+            Some(Value::from(format!("<{path}>")))
+        } else {
+            Some(Value::from_object(Placeholder { path, known: None }))
+        }
     }
 }
 
@@ -59,11 +85,9 @@ fn json_to_value(v: &serde_json::Value) -> Value {
         },
         serde_json::Value::String(s) => Value::from(s.as_str()),
         serde_json::Value::Array(a) => Value::from(a.iter().map(json_to_value).collect::<Vec<_>>()),
-        serde_json::Value::Object(o) => Value::from(
-            o.iter()
-                .map(|(k, v)| (k.clone(), json_to_value(v)))
-                .collect::<BTreeMap<_, _>>(),
-        ),
+        serde_json::Value::Object(o) => {
+            Value::from(o.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect::<BTreeMap<_, _>>())
+        }
     }
 }
 
@@ -91,9 +115,8 @@ fn shell_env() -> &'static Environment<'static> {
         let mut env = base_env();
         env.set_formatter(|out, _state, value| {
             let text = text_of(value);
-            let quoted = shlex::try_quote(&text).map_err(|_| {
-                Error::new(ErrorKind::InvalidOperation, "a value contains a NUL byte")
-            })?;
+            let quoted = shlex::try_quote(&text)
+                .map_err(|_| Error::new(ErrorKind::InvalidOperation, "a value contains a NUL byte"))?;
             out.write_str(&quoted)?;
             Ok(())
         });
@@ -130,27 +153,18 @@ fn describe(err: &Error) -> String {
 
 /// Renders a shell script: every interpolated value is shell-quoted.
 pub fn render_shell(template: &str, ctx: &Context) -> Result<String, String> {
-    shell_env()
-        .render_str(template, ctx.to_value())
-        .map_err(|e| describe(&e))
+    shell_env().render_str(template, ctx.to_value()).map_err(|e| describe(&e))
 }
 
 /// Renders text that no shell reads (URLs, messages, environment values).
 pub fn render_plain(template: &str, ctx: &Context) -> Result<String, String> {
-    plain_env()
-        .render_str(template, ctx.to_value())
-        .map_err(|e| describe(&e))
+    plain_env().render_str(template, ctx.to_value()).map_err(|e| describe(&e))
 }
 
 /// Evaluates a `when:` expression to a boolean.
 pub fn eval_condition(expr: &str, ctx: &Context) -> Result<bool, String> {
-    let compiled = plain_env()
-        .compile_expression(expr)
-        .map_err(|e| describe(&e))?;
-    compiled
-        .eval(ctx.to_value())
-        .map(|v| v.is_true())
-        .map_err(|e| describe(&e))
+    let compiled = plain_env().compile_expression(expr).map_err(|e| describe(&e))?;
+    compiled.eval(ctx.to_value()).map(|v| v.is_true()).map_err(|e| describe(&e))
 }
 
 /// What a template may reference, for checks done before anything runs.
@@ -193,9 +207,7 @@ pub fn check(source: &str, expression: bool, scope: &Scope<'_>) -> Vec<String> {
             }
             ("steps", Some(s)) if !scope.earlier_steps.contains(s) => {
                 if scope.all_steps.contains(s) {
-                    errs.push(format!(
-                        "`steps.{s}` refers to a step that has not run yet at this point"
-                    ));
+                    errs.push(format!("`steps.{s}` refers to a step that has not run yet at this point"));
                 } else {
                     errs.push(format!("unknown step `steps.{s}`"));
                 }
@@ -205,18 +217,14 @@ pub fn check(source: &str, expression: bool, scope: &Scope<'_>) -> Vec<String> {
                     && field != "outputs"
                     && field != "status"
                 {
-                    errs.push(format!(
-                        "`{var}`: a step exposes only `outputs` and `status`"
-                    ));
+                    errs.push(format!("`{var}`: a step exposes only `outputs` and `status`"));
                 }
             }
-            ("execution", Some(f)) if f != "id" => {
-                errs.push(format!("`{var}`: execution exposes only `execution.id`"))
-            }
+            ("execution", Some(f)) if f != "id" => errs.push(format!("`{var}`: execution exposes only `execution.id`")),
             ("params" | "steps" | "execution", _) => {}
-            (other, _) => errs.push(format!(
-                "unknown variable `{other}`: templates can use params, steps and execution"
-            )),
+            (other, _) => {
+                errs.push(format!("unknown variable `{other}`: templates can use params, steps and execution"))
+            }
         }
     }
     errs
@@ -227,22 +235,14 @@ mod tests {
     use super::*;
 
     fn ctx(params: serde_json::Value) -> Context {
-        Context {
-            params,
-            execution_id: "EX1".into(),
-            ..Context::default()
-        }
+        Context { params, execution_id: "EX1".into(), ..Context::default() }
     }
 
     #[test]
     fn shell_quotes_every_value() {
         let c = ctx(serde_json::json!({"a": "x; rm -rf /", "n": 3, "e": "", "b": true}));
         assert_eq!(
-            render_shell(
-                "echo {{ params.a }} {{ params.n }} {{ params.e }} {{ params.b }}",
-                &c
-            )
-            .unwrap(),
+            render_shell("echo {{ params.a }} {{ params.n }} {{ params.e }} {{ params.b }}", &c).unwrap(),
             "echo 'x; rm -rf /' 3 '' true"
         );
         assert_eq!(render_plain("{{ execution.id }}", &c).unwrap(), "EX1");
@@ -256,6 +256,15 @@ mod tests {
     }
 
     #[test]
+    fn dry_run_placeholders() {
+        let c = Context { placeholders: true, ..ctx(serde_json::json!({})) };
+        assert_eq!(
+            render_shell("curl {{ steps.deploy.outputs.url }} # {{ steps.deploy.status }}", &c).unwrap(),
+            "curl '<steps.deploy.outputs.url>' # '<steps.deploy.status>'"
+        );
+    }
+
+    #[test]
     fn conditions() {
         let c = ctx(serde_json::json!({"environment": "production"}));
         assert!(eval_condition("params.environment == 'production'", &c).unwrap());
@@ -266,25 +275,9 @@ mod tests {
     fn checks_references() {
         let params: BTreeSet<String> = ["version".to_string()].into();
         let earlier: BTreeSet<String> = ["build".to_string()].into();
-        let all: BTreeSet<String> = [
-            "build".to_string(),
-            "deploy".to_string(),
-            "smoke".to_string(),
-        ]
-        .into();
-        let scope = Scope {
-            params: &params,
-            earlier_steps: &earlier,
-            all_steps: &all,
-        };
-        assert_eq!(
-            check(
-                "{{ params.version }} {{ steps.build.outputs.x }}",
-                false,
-                &scope
-            ),
-            Vec::<String>::new()
-        );
+        let all: BTreeSet<String> = ["build".to_string(), "deploy".to_string(), "smoke".to_string()].into();
+        let scope = Scope { params: &params, earlier_steps: &earlier, all_steps: &all };
+        assert_eq!(check("{{ params.version }} {{ steps.build.outputs.x }}", false, &scope), Vec::<String>::new());
         assert_eq!(
             check("{{ params.verison }}", false, &scope),
             vec!["unknown parameter `params.verison` (did you mean `params.version`?)"]

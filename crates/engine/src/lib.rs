@@ -88,18 +88,13 @@ pub struct Outcome {
 /// Refuses archived runbooks and drafts (unless allowed); warns for deprecated ones.
 pub fn check_lifecycle(rb: &Runbook, allow_draft: bool) -> Result<Option<String>> {
     match rb.status {
-        LifecycleStatus::Archived => Err(Error::Invalid(format!(
-            "runbook `{}` is archived and can no longer run",
-            rb.name
-        ))),
-        LifecycleStatus::Draft if !allow_draft => Err(Error::Invalid(format!(
-            "runbook `{}` is a draft; pass --allow-draft to run it anyway",
-            rb.name
-        ))),
-        LifecycleStatus::Deprecated => Ok(Some(format!(
-            "runbook `{}` is deprecated; prefer its replacement",
-            rb.name
-        ))),
+        LifecycleStatus::Archived => {
+            Err(Error::Invalid(format!("runbook `{}` is archived and can no longer run", rb.name)))
+        }
+        LifecycleStatus::Draft if !allow_draft => {
+            Err(Error::Invalid(format!("runbook `{}` is a draft; pass --allow-draft to run it anyway", rb.name)))
+        }
+        LifecycleStatus::Deprecated => Ok(Some(format!("runbook `{}` is deprecated; prefer its replacement", rb.name))),
         _ => Ok(None),
     }
 }
@@ -116,22 +111,12 @@ impl<S: Store> Engine<S> {
 
     /// Continues a `waiting` or `interrupted` execution. Secret parameters must be
     /// supplied again (they are never stored); they are checked against digests.
-    pub async fn resume(
-        &self,
-        id: &str,
-        secrets: &BTreeMap<String, Input>,
-        hooks: &Hooks<'_>,
-    ) -> Result<Outcome> {
+    pub async fn resume(&self, id: &str, secrets: &BTreeMap<String, Input>, hooks: &Hooks<'_>) -> Result<Outcome> {
         runner::resume(self, id, secrets, hooks).await
     }
 
     /// Rolls back a stopped execution: the rollback of every succeeded step, newest first.
-    pub async fn rollback(
-        &self,
-        id: &str,
-        secrets: &BTreeMap<String, Input>,
-        hooks: &Hooks<'_>,
-    ) -> Result<Outcome> {
+    pub async fn rollback(&self, id: &str, secrets: &BTreeMap<String, Input>, hooks: &Hooks<'_>) -> Result<Outcome> {
         runner::rollback_only(self, id, secrets, hooks).await
     }
 

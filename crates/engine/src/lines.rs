@@ -41,11 +41,7 @@ impl LineSplitter {
 
     /// The last line if the stream did not end with a newline.
     pub fn finish(&mut self) -> Option<Vec<u8>> {
-        if self.buf.is_empty() {
-            None
-        } else {
-            Some(std::mem::take(&mut self.buf))
-        }
+        if self.buf.is_empty() { None } else { Some(std::mem::take(&mut self.buf)) }
     }
 }
 

@@ -50,12 +50,7 @@ impl<S: Store> LogSink<S> {
     ) {
         let text = String::from_utf8_lossy(raw);
         let line = self.masker.mask(&text).into_owned();
-        observer.on_event(&Event::Log {
-            step_id,
-            phase,
-            stream,
-            line: &line,
-        });
+        observer.on_event(&Event::Log { step_id, phase, stream, line: &line });
         self.seq += 1;
         self.bytes += line.len();
         if self.buf.is_empty() {

@@ -18,8 +18,10 @@ pub enum Event<'a> {
     CheckStarted {
         description: &'a str,
     },
+    /// `checked`: false for a prerequisite that is only shown (it has no `check`).
     CheckFinished {
         description: &'a str,
+        checked: bool,
         ok: bool,
         error: Option<&'a str>,
     },

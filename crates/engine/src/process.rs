@@ -58,15 +58,8 @@ impl Drop for GroupGuard {
 }
 
 /// Spawns the process and drives it to the end. Output chunks go to `out` as they arrive.
-pub async fn run(
-    spec: &ProcessSpec,
-    cancel: &Cancel,
-    out: mpsc::Sender<Chunk>,
-) -> io::Result<Exit> {
-    let (program, args) = spec
-        .argv
-        .split_first()
-        .ok_or_else(|| io::Error::other("empty command"))?;
+pub async fn run(spec: &ProcessSpec, cancel: &Cancel, out: mpsc::Sender<Chunk>) -> io::Result<Exit> {
+    let (program, args) = spec.argv.split_first().ok_or_else(|| io::Error::other("empty command"))?;
     let mut cmd = CommandWrap::with_new(program, |c| {
         c.args(args)
             .current_dir(&spec.cwd)
@@ -77,10 +70,7 @@ pub async fn run(
     });
     cmd.wrap(ProcessGroup::leader());
     let mut child = cmd.spawn()?;
-    let pgid = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .map(Pid::from_raw);
+    let pgid = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
     let mut guard = GroupGuard { pgid };
 
     let mut readers = Vec::new();
@@ -103,19 +93,12 @@ pub async fn run(
     let exit = match exit {
         Some(status) => from_status(status),
         None => {
-            let why = if cancel.level() >= spec.cancel_level {
-                Exit::Cancelled
-            } else {
-                Exit::TimedOut
-            };
+            let why = if cancel.level() >= spec.cancel_level { Exit::Cancelled } else { Exit::TimedOut };
             if let Some(pgid) = pgid {
                 let _ = killpg(pgid, Signal::SIGTERM);
             }
             let leader = child.inner_mut();
-            if tokio::time::timeout(spec.kill_grace, leader.wait())
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout(spec.kill_grace, leader.wait()).await.is_err() {
                 if let Some(pgid) = pgid {
                     let _ = killpg(pgid, Signal::SIGKILL);
                 }
@@ -136,10 +119,7 @@ pub async fn run(
             let _ = r.await;
         }
     };
-    if tokio::time::timeout(Duration::from_millis(500), drain)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(Duration::from_millis(500), drain).await.is_err() {
         for r in &readers {
             r.abort();
         }
@@ -161,14 +141,7 @@ async fn pump(mut r: impl tokio::io::AsyncRead + Unpin, stream: Stream, out: mps
         match r.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => {
-                if out
-                    .send(Chunk {
-                        stream,
-                        data: buf[..n].to_vec(),
-                    })
-                    .await
-                    .is_err()
-                {
+                if out.send(Chunk { stream, data: buf[..n].to_vec() }).await.is_err() {
                     return;
                 }
             }

@@ -6,10 +6,7 @@ use opsbook_store::{Store, now_ms};
 use crate::Result;
 
 fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into())
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
 }
 
 /// The owner string of this process: `local:HOST:PID`.

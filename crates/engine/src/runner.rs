@@ -8,9 +8,7 @@ use opsbook_core::params::ParamValues;
 use opsbook_core::secret::Masker;
 use opsbook_core::template::{self, Context, StepContext};
 use opsbook_core::{ExecStatus, Input, OnFailure, Runbook, Step, StepKind, StepStatus};
-use opsbook_store::{
-    Attempt, Execution, Phase, RunbookVersion, StepRecord, Store, Stream, id::new_id, now_ms,
-};
+use opsbook_store::{Attempt, Execution, Phase, RunbookVersion, StepRecord, Store, Stream, id::new_id, now_ms};
 use tokio::task::JoinHandle;
 
 use crate::kinds::{self, AttemptResult};
@@ -49,11 +47,7 @@ fn secret_digest(id: &str, value: &str) -> String {
     opsbook_core::sha256_hex(format!("{id}:{value}").as_bytes())
 }
 
-pub(crate) async fn start<S: Store>(
-    engine: &Engine<S>,
-    req: StartRequest,
-    hooks: &Hooks<'_>,
-) -> Result<Outcome> {
+pub(crate) async fn start<S: Store>(engine: &Engine<S>, req: StartRequest, hooks: &Hooks<'_>) -> Result<Outcome> {
     let warning = check_lifecycle(&req.runbook, req.allow_draft)?;
     let rb = req.runbook;
     let store = &engine.store;
@@ -113,8 +107,7 @@ pub(crate) async fn start<S: Store>(
     });
     if let Some(w) = warning {
         run.event(&Event::Warning { message: &w });
-        run.system(None, Phase::Check, &format!("warning: {w}"))
-            .await?;
+        run.system(None, Phase::Check, &format!("warning: {w}")).await?;
     }
     run.start_heartbeat();
     if !run.prerequisites().await? {
@@ -152,11 +145,7 @@ async fn load<'e, 'h, S: Store>(
 }
 
 /// Stored (masked) values plus the secrets supplied again, checked against their digests.
-fn restore_params(
-    rb: &Runbook,
-    exec: &Execution,
-    secrets: &BTreeMap<String, Input>,
-) -> Result<ParamValues> {
+fn restore_params(rb: &Runbook, exec: &Execution, secrets: &BTreeMap<String, Input>) -> Result<ParamValues> {
     let mut out = ParamValues::default();
     let mut errors = Vec::new();
     let stored = exec.params.as_object().cloned().unwrap_or_default();
@@ -167,10 +156,7 @@ fn restore_params(
             let digest = exec.secret_digests.get(name).and_then(|d| d.as_str());
             match (secrets.get(name), digest) {
                 (Some(input), Some(digest)) => match p.coerce(input) {
-                    Ok(v)
-                        if v.as_str().map(|s| secret_digest(&exec.id, s)).as_deref()
-                            == Some(digest) =>
-                    {
+                    Ok(v) if v.as_str().map(|s| secret_digest(&exec.id, s)).as_deref() == Some(digest) => {
                         out.values.insert(name.clone(), v);
                     }
                     _ => errors.push(opsbook_core::ParamError {
@@ -187,17 +173,10 @@ fn restore_params(
                 }
             }
         } else {
-            out.values.insert(
-                name.clone(),
-                stored.get(name).cloned().unwrap_or(serde_json::Value::Null),
-            );
+            out.values.insert(name.clone(), stored.get(name).cloned().unwrap_or(serde_json::Value::Null));
         }
     }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(Error::Params(errors))
-    }
+    if errors.is_empty() { Ok(out) } else { Err(Error::Params(errors)) }
 }
 
 pub(crate) async fn resume<S: Store>(
@@ -209,17 +188,10 @@ pub(crate) async fn resume<S: Store>(
     let mut run = load(engine, id, secrets, hooks).await?;
     let id = run.exec.id.clone();
     let from = match run.exec.status {
-        ExecStatus::Waiting => run
-            .steps
-            .iter()
-            .position(|s| s.status == StepStatus::Waiting)
-            .unwrap_or(0),
+        ExecStatus::Waiting => run.steps.iter().position(|s| s.status == StepStatus::Waiting).unwrap_or(0),
         ExecStatus::Interrupted => {
             let hit = run.steps.iter().position(|s| {
-                s.status == StepStatus::Cancelled
-                    && s.error
-                        .as_deref()
-                        .is_some_and(|e| e.starts_with("interrupted"))
+                s.status == StepStatus::Cancelled && s.error.as_deref().is_some_and(|e| e.starts_with("interrupted"))
             });
             match hit {
                 Some(i) if !run.rb.steps[i].idempotent => {
@@ -234,11 +206,7 @@ pub(crate) async fn resume<S: Store>(
                     run.steps[i].error = None;
                     i
                 }
-                None => run
-                    .steps
-                    .iter()
-                    .position(|s| s.status == StepStatus::Pending)
-                    .unwrap_or(run.steps.len()),
+                None => run.steps.iter().position(|s| s.status == StepStatus::Pending).unwrap_or(run.steps.len()),
             }
         }
         ExecStatus::Running => {
@@ -254,9 +222,7 @@ pub(crate) async fn resume<S: Store>(
         }
     };
     if run.exec.rollback_status.is_some() {
-        return Err(Error::Invalid(format!(
-            "execution {id} was rolled back; it cannot resume"
-        )));
+        return Err(Error::Invalid(format!("execution {id} was rolled back; it cannot resume")));
     }
     let now = now_ms();
     run.exec.status = ExecStatus::Running;
@@ -286,26 +252,16 @@ pub(crate) async fn rollback_only<S: Store>(
     let mut run = load(engine, id, secrets, hooks).await?;
     let id = run.exec.id.clone();
     if run.exec.status == ExecStatus::Running {
-        return Err(Error::Invalid(format!(
-            "execution {id} is still running; cancel it first"
-        )));
+        return Err(Error::Invalid(format!("execution {id} is still running; cancel it first")));
     }
     if run.exec.status == ExecStatus::Succeeded {
-        return Err(Error::Invalid(format!(
-            "execution {id} succeeded; rolling back a success is not supported"
-        )));
+        return Err(Error::Invalid(format!("execution {id} succeeded; rolling back a success is not supported")));
     }
     if run.exec.rollback_status.is_some() {
-        return Err(Error::Invalid(format!(
-            "execution {id} was already rolled back"
-        )));
+        return Err(Error::Invalid(format!("execution {id} was already rolled back")));
     }
     if run.exec.status == ExecStatus::Waiting {
-        for s in run
-            .steps
-            .iter_mut()
-            .filter(|s| s.status == StepStatus::Waiting)
-        {
+        for s in run.steps.iter_mut().filter(|s| s.status == StepStatus::Waiting) {
             s.status = StepStatus::Cancelled;
             s.finished_at = Some(now_ms());
             s.error = Some("cancelled while waiting for approval".into());
@@ -333,18 +289,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         let masker = Masker::new(params.secret_values());
         let sink = LogSink::new(engine.store.clone(), &exec.id, last_seq, masker);
         let base_dir = PathBuf::from(&exec.base_dir);
-        Run {
-            engine,
-            hooks,
-            rb,
-            exec,
-            steps,
-            params,
-            sink,
-            base_dir,
-            heartbeat: None,
-            http: None,
-        }
+        Run { engine, hooks, rb, exec, steps, params, sink, base_dir, heartbeat: None, http: None }
     }
 
     pub fn store(&self) -> &S {
@@ -364,22 +309,12 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
     }
 
     fn outcome(&self) -> Result<Outcome> {
-        Ok(Outcome {
-            execution_id: self.exec.id.clone(),
-            status: self.exec.status,
-        })
+        Ok(Outcome { execution_id: self.exec.id.clone(), status: self.exec.status })
     }
 
     /// A message from opsbook itself, shown and stored with the logs.
     pub async fn system(&mut self, step_id: Option<&str>, phase: Phase, msg: &str) -> Result<()> {
-        self.sink.push(
-            self.hooks.observer,
-            step_id,
-            phase,
-            0,
-            Stream::System,
-            msg.as_bytes(),
-        );
+        self.sink.push(self.hooks.observer, step_id, phase, 0, Stream::System, msg.as_bytes());
         self.sink.flush().await?;
         Ok(())
     }
@@ -427,44 +362,33 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 let outputs = s
                     .outputs
                     .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            v.as_str().map_or_else(|| v.to_string(), str::to_string),
-                        )
-                    })
+                    .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
                     .collect();
-                (
-                    s.step_id.clone(),
-                    StepContext {
-                        status: s.status.as_str().to_string(),
-                        outputs,
-                    },
-                )
+                (s.step_id.clone(), StepContext { status: s.status.as_str().to_string(), outputs })
             })
             .collect();
-        Context {
-            params,
-            steps,
-            execution_id: self.exec.id.clone(),
-        }
+        Context { params, steps, execution_id: self.exec.id.clone(), placeholders: false }
     }
 
     /// Runs the prerequisite checks; false when one failed (the execution is then finished).
     async fn prerequisites(&mut self) -> Result<bool> {
         let prereqs = self.rb.prerequisites.clone();
         for (i, p) in prereqs.iter().enumerate() {
-            let Some(check) = &p.check else { continue };
-            self.event(&Event::CheckStarted {
-                description: &p.description,
-            });
+            let Some(check) = &p.check else {
+                self.event(&Event::CheckFinished {
+                    description: &p.description,
+                    checked: false,
+                    ok: true,
+                    error: None,
+                });
+                continue;
+            };
+            self.event(&Event::CheckStarted { description: &p.description });
             let name = format!("prerequisite-{}", i + 1);
             let started = now_ms();
             let result = match template::render_shell(&check.template, &self.context(false)) {
                 Ok(text) => {
-                    let timeout = check
-                        .timeout
-                        .map_or(std::time::Duration::from_secs(300), |d| d.0);
+                    let timeout = check.timeout.map_or(std::time::Duration::from_secs(300), |d| d.0);
                     let sr = kinds::run::ScriptRun {
                         text: &text,
                         script: check,
@@ -479,24 +403,18 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 }
                 Err(e) => AttemptResult::fatal(format!("check.run: {e}")),
             };
-            self.record(&name, Phase::Check, 1, started, &result)
-                .await?;
+            self.record(&name, Phase::Check, 1, started, &result).await?;
             let ok = result.status == StepStatus::Succeeded;
-            let error = result
-                .error
-                .clone()
-                .map(|e| self.masker().mask(&e).into_owned());
+            let error = result.error.clone().map(|e| self.masker().mask(&e).into_owned());
             self.event(&Event::CheckFinished {
                 description: &p.description,
+                checked: true,
                 ok,
                 error: error.as_deref(),
             });
             if !ok {
-                let status = if result.status == StepStatus::Cancelled {
-                    ExecStatus::Cancelled
-                } else {
-                    ExecStatus::Failed
-                };
+                let status =
+                    if result.status == StepStatus::Cancelled { ExecStatus::Cancelled } else { ExecStatus::Failed };
                 self.exec.error = Some(format!(
                     "prerequisite not met: {} ({})",
                     p.description,
@@ -544,9 +462,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         for idx in from..self.rb.steps.len() {
             let step = self.rb.steps[idx].clone();
             if self.cancel_level() >= 1 {
-                return self
-                    .stop(ExecStatus::Cancelled, "cancelled".to_string())
-                    .await;
+                return self.stop(ExecStatus::Cancelled, "cancelled".to_string()).await;
             }
             let status = self.steps[idx].status;
             if status == StepStatus::Succeeded
@@ -561,9 +477,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
             let flow = match self.condition(idx, &step).await? {
                 Some(flow) => flow,
                 None => match &step.kind {
-                    StepKind::Approval(spec) => {
-                        kinds::approval::run(self, idx, &step, spec).await?
-                    }
+                    StepKind::Approval(spec) => kinds::approval::run(self, idx, &step, spec).await?,
                     _ => self.attempts(idx, &step).await?,
                 },
             };
@@ -578,19 +492,10 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 }
                 Flow::Done(StepStatus::Succeeded | StepStatus::Skipped) => {}
                 Flow::Done(StepStatus::Cancelled) => {
-                    return self
-                        .stop(
-                            ExecStatus::Cancelled,
-                            format!("cancelled during step `{}`", step.id),
-                        )
-                        .await;
+                    return self.stop(ExecStatus::Cancelled, format!("cancelled during step `{}`", step.id)).await;
                 }
                 Flow::Done(s) if !step.required => {
-                    let msg = format!(
-                        "step `{}` {} but is not required; continuing",
-                        step.id,
-                        describe(s)
-                    );
+                    let msg = format!("step `{}` {} but is not required; continuing", step.id, describe(s));
                     self.system(Some(&step.id), Phase::Step, &msg).await?;
                 }
                 Flow::Done(s) => {
@@ -620,13 +525,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         rec.finished_at = Some(now);
         rec.error = error.clone();
         self.save_step(idx).await?;
-        self.event(&Event::StepFinished {
-            idx,
-            step_id: &step.id,
-            status,
-            duration_ms: 0,
-            error: error.as_deref(),
-        });
+        self.event(&Event::StepFinished { idx, step_id: &step.id, status, duration_ms: 0, error: error.as_deref() });
         Ok(Some(Flow::Done(status)))
     }
 
@@ -655,23 +554,15 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 max_attempts: max,
             });
             let result = match &step.kind {
-                StepKind::Run(script) => {
-                    kinds::run::attempt(self, idx, step, script, attempt).await?
-                }
-                StepKind::Http(spec) => {
-                    kinds::http::attempt(self, idx, step, spec, attempt).await?
-                }
+                StepKind::Run(script) => kinds::run::attempt(self, idx, step, script, attempt).await?,
+                StepKind::Http(spec) => kinds::http::attempt(self, idx, step, spec, attempt).await?,
                 StepKind::Sleep(spec) => kinds::sleep::attempt(self, spec).await,
                 StepKind::Approval(_) => unreachable!("approvals are not attempted"),
             };
             self.sink.flush().await?;
-            self.record(&step.id, Phase::Step, attempt, started, &result)
-                .await?;
+            self.record(&step.id, Phase::Step, attempt, started, &result).await?;
             let finished = now_ms();
-            let error = result
-                .error
-                .as_ref()
-                .map(|e| self.masker().mask(e).into_owned());
+            let error = result.error.as_ref().map(|e| self.masker().mask(e).into_owned());
             let last = result.status == StepStatus::Succeeded
                 || result.status == StepStatus::Cancelled
                 || !result.retryable
@@ -682,11 +573,8 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 rec.exit_code = result.exit_code.map(i64::from);
                 rec.error = error.clone();
                 if result.status == StepStatus::Succeeded {
-                    rec.outputs = result
-                        .outputs
-                        .iter()
-                        .map(|(k, v)| (k.clone(), masker.mask(v).into_owned().into()))
-                        .collect();
+                    rec.outputs =
+                        result.outputs.iter().map(|(k, v)| (k.clone(), masker.mask(v).into_owned().into())).collect();
                 }
                 if last {
                     rec.status = result.status;
@@ -705,19 +593,13 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 });
                 return Ok(Flow::Done(result.status));
             }
-            let delay = step
-                .retries
-                .as_ref()
-                .map(|r| r.delay_before(n))
-                .unwrap_or_default();
+            let delay = step.retries.as_ref().map(|r| r.delay_before(n)).unwrap_or_default();
             let msg = format!(
                 "attempt {} of {max} {}: {}; retrying in {}",
                 n + 1,
                 describe(result.status),
                 error.unwrap_or_default(),
-                opsbook_core::duration::human_ms(
-                    u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)
-                ),
+                opsbook_core::duration::human_ms(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
             );
             self.system(Some(&step.id), Phase::Step, &msg).await?;
             let cancel = self.hooks.cancel.clone();
@@ -808,28 +690,17 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 Err(e) => AttemptResult::fatal(format!("rollback.run: {e}")),
             };
             self.sink.flush().await?;
-            self.record(&step.id, Phase::Rollback, 1, started, &result)
-                .await?;
-            let error = result
-                .error
-                .as_ref()
-                .map(|e| self.masker().mask(e).into_owned());
+            self.record(&step.id, Phase::Rollback, 1, started, &result).await?;
+            let error = result.error.as_ref().map(|e| self.masker().mask(e).into_owned());
             let rec = &mut self.steps[idx];
             rec.rollback_status = Some(result.status);
             rec.rollback_exit_code = result.exit_code.map(i64::from);
             rec.rollback_error = error.clone();
             self.save_step(idx).await?;
-            self.event(&Event::RollbackFinished {
-                step_id: &step.id,
-                status: result.status,
-                error: error.as_deref(),
-            });
+            self.event(&Event::RollbackFinished { step_id: &step.id, status: result.status, error: error.as_deref() });
             if result.status != StepStatus::Succeeded && overall == StepStatus::Succeeded {
-                overall = if result.status == StepStatus::Cancelled {
-                    StepStatus::Cancelled
-                } else {
-                    StepStatus::Failed
-                };
+                overall =
+                    if result.status == StepStatus::Cancelled { StepStatus::Cancelled } else { StepStatus::Failed };
             }
         }
         self.exec.rollback_status = Some(overall);

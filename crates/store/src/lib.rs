@@ -18,9 +18,7 @@ pub use sqlite::SqliteStore;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -32,11 +30,7 @@ pub trait Store: Send + Sync + Clone + 'static {
     fn runbook(&self, sha256: &str) -> impl Future<Output = Result<RunbookVersion>> + Send;
 
     /// Creates an execution and its pending steps in one transaction.
-    fn create_execution(
-        &self,
-        exec: &Execution,
-        steps: &[StepRecord],
-    ) -> impl Future<Output = Result<()>> + Send;
+    fn create_execution(&self, exec: &Execution, steps: &[StepRecord]) -> impl Future<Output = Result<()>> + Send;
     fn update_execution(&self, exec: &Execution) -> impl Future<Output = Result<()>> + Send;
     fn update_step(&self, step: &StepRecord) -> impl Future<Output = Result<()>> + Send;
     fn record_attempt(&self, attempt: &Attempt) -> impl Future<Output = Result<()>> + Send;
@@ -46,10 +40,7 @@ pub trait Store: Send + Sync + Clone + 'static {
     fn execution(&self, id_or_prefix: &str) -> impl Future<Output = Result<Execution>> + Send;
     fn steps(&self, execution_id: &str) -> impl Future<Output = Result<Vec<StepRecord>>> + Send;
     fn attempts(&self, execution_id: &str) -> impl Future<Output = Result<Vec<Attempt>>> + Send;
-    fn executions(
-        &self,
-        filter: &ExecutionFilter,
-    ) -> impl Future<Output = Result<Vec<Execution>>> + Send;
+    fn executions(&self, filter: &ExecutionFilter) -> impl Future<Output = Result<Vec<Execution>>> + Send;
     fn logs(&self, query: &LogQuery) -> impl Future<Output = Result<Vec<LogLine>>> + Send;
     fn last_log_seq(&self, execution_id: &str) -> impl Future<Output = Result<i64>> + Send;
 
@@ -58,12 +49,7 @@ pub trait Store: Send + Sync + Clone + 'static {
     fn approvals(&self, execution_id: &str) -> impl Future<Output = Result<Vec<Approval>>> + Send;
 
     /// Extends the claim of `owner` on a running execution; returns whether cancel was requested.
-    fn heartbeat(
-        &self,
-        execution_id: &str,
-        owner: &str,
-        lease_ms: i64,
-    ) -> impl Future<Output = Result<bool>> + Send;
+    fn heartbeat(&self, execution_id: &str, owner: &str, lease_ms: i64) -> impl Future<Output = Result<bool>> + Send;
     fn request_cancel(&self, execution_id: &str) -> impl Future<Output = Result<()>> + Send;
     /// Executions in `running` state, for crash recovery.
     fn running(&self) -> impl Future<Output = Result<Vec<Execution>>> + Send;

@@ -67,13 +67,7 @@ pub struct StepRecord {
 }
 
 impl StepRecord {
-    pub fn pending(
-        execution_id: &str,
-        idx: i64,
-        step_id: &str,
-        name: &str,
-        kind: &str,
-    ) -> StepRecord {
+    pub fn pending(execution_id: &str, idx: i64, step_id: &str, name: &str, kind: &str) -> StepRecord {
         StepRecord {
             execution_id: execution_id.to_string(),
             idx,

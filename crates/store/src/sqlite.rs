@@ -6,14 +6,13 @@ use std::time::Duration;
 
 use opsbook_core::{ExecStatus, StepStatus};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::{
-    Approval, Attempt, Error, Execution, ExecutionFilter, LogLine, LogQuery, Phase, Result,
-    RunbookVersion, StepRecord, Store, Stream, now_ms,
+    Approval, Attempt, Error, Execution, ExecutionFilter, LogLine, LogQuery, Phase, Result, RunbookVersion, StepRecord,
+    Store, Stream, now_ms,
 };
 
 /// Migrations, applied in order and recorded in `opsbook_migrations`. Append only.
@@ -45,10 +44,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         let store = SqliteStore { pool };
         store.migrate().await?;
         Ok(store)
@@ -62,9 +58,7 @@ impl SqliteStore {
         .await?;
         let mut tx = self.pool.begin().await?;
         let current: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(version) FROM opsbook_migrations")
-                .fetch_one(&mut *tx)
-                .await?;
+            sqlx::query_scalar("SELECT MAX(version) FROM opsbook_migrations").fetch_one(&mut *tx).await?;
         let current = current.unwrap_or(0);
         if let Some((newest, _)) = MIGRATIONS.last()
             && current > *newest
@@ -74,9 +68,7 @@ impl SqliteStore {
             )));
         }
         for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
-                .execute(&mut *tx)
-                .await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*sql)).execute(&mut *tx).await?;
             sqlx::query("INSERT INTO opsbook_migrations (version, applied_at) VALUES (?, ?)")
                 .bind(version)
                 .bind(now_ms())
@@ -208,11 +200,12 @@ impl Store for SqliteStore {
     }
 
     async fn runbook(&self, sha256: &str) -> Result<RunbookVersion> {
-        let row = sqlx::query("SELECT sha256, name, version, content, created_at FROM runbook_versions WHERE sha256 = ?")
-            .bind(sha256)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("runbook version {sha256}")))?;
+        let row =
+            sqlx::query("SELECT sha256, name, version, content, created_at FROM runbook_versions WHERE sha256 = ?")
+                .bind(sha256)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("runbook version {sha256}")))?;
         Ok(RunbookVersion {
             sha256: row.try_get("sha256")?,
             name: row.try_get("name")?,
@@ -303,10 +296,7 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 0 {
-            return Err(Error::NotFound(format!(
-                "step {} of execution {}",
-                s.step_id, s.execution_id
-            )));
+            return Err(Error::NotFound(format!("step {} of execution {}", s.step_id, s.execution_id)));
         }
         Ok(())
     }
@@ -357,21 +347,14 @@ impl Store for SqliteStore {
 
     async fn execution(&self, id: &str) -> Result<Execution> {
         let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?");
-        if let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-        {
+        if let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await? {
             return execution_from(&row);
         }
         if id.len() < 4 || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(Error::NotFound(format!("execution `{id}`")));
         }
         let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id LIKE ? LIMIT 2");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(format!("{id}%"))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(format!("{id}%")).fetch_all(&self.pool).await?;
         match rows.as_slice() {
             [one] => execution_from(one),
             [] => Err(Error::NotFound(format!("execution `{id}`"))),
@@ -388,20 +371,17 @@ impl Store for SqliteStore {
     }
 
     async fn attempts(&self, execution_id: &str) -> Result<Vec<Attempt>> {
-        let rows = sqlx::query(
-            "SELECT * FROM step_attempts WHERE execution_id = ? ORDER BY started_at, rowid",
-        )
-        .bind(execution_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query("SELECT * FROM step_attempts WHERE execution_id = ? ORDER BY started_at, rowid")
+            .bind(execution_id)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| {
                 let phase: String = row.try_get("phase")?;
                 Ok(Attempt {
                     execution_id: row.try_get("execution_id")?,
                     step_id: row.try_get("step_id")?,
-                    phase: Phase::parse(&phase)
-                        .ok_or_else(|| Error::Corrupt(format!("unknown phase `{phase}`")))?,
+                    phase: Phase::parse(&phase).ok_or_else(|| Error::Corrupt(format!("unknown phase `{phase}`")))?,
                     attempt: row.try_get("attempt")?,
                     status: step_status(row.try_get("status")?)?,
                     exit_code: row.try_get("exit_code")?,
@@ -450,8 +430,7 @@ impl Store for SqliteStore {
                     execution_id: row.try_get("execution_id")?,
                     seq: row.try_get("seq")?,
                     step_id: row.try_get("step_id")?,
-                    phase: Phase::parse(&phase)
-                        .ok_or_else(|| Error::Corrupt(format!("unknown phase `{phase}`")))?,
+                    phase: Phase::parse(&phase).ok_or_else(|| Error::Corrupt(format!("unknown phase `{phase}`")))?,
                     attempt: row.try_get("attempt")?,
                     stream: Stream::parse(&stream)
                         .ok_or_else(|| Error::Corrupt(format!("unknown stream `{stream}`")))?,
@@ -463,11 +442,10 @@ impl Store for SqliteStore {
     }
 
     async fn last_log_seq(&self, execution_id: &str) -> Result<i64> {
-        let seq: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(seq) FROM execution_logs WHERE execution_id = ?")
-                .bind(execution_id)
-                .fetch_one(&self.pool)
-                .await?;
+        let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM execution_logs WHERE execution_id = ?")
+            .bind(execution_id)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(seq.unwrap_or(0))
     }
 
@@ -485,22 +463,19 @@ impl Store for SqliteStore {
         .await;
         match res {
             Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(Error::Conflict(format!(
-                    "{} has already decided on step `{}` of execution {}",
-                    a.approver, a.step_id, a.execution_id
-                )))
-            }
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(Error::Conflict(format!(
+                "{} has already decided on step `{}` of execution {}",
+                a.approver, a.step_id, a.execution_id
+            ))),
             Err(e) => Err(e.into()),
         }
     }
 
     async fn approvals(&self, execution_id: &str) -> Result<Vec<Approval>> {
-        let rows =
-            sqlx::query("SELECT * FROM approvals WHERE execution_id = ? ORDER BY created_at")
-                .bind(execution_id)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query("SELECT * FROM approvals WHERE execution_id = ? ORDER BY created_at")
+            .bind(execution_id)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| {
                 Ok(Approval {
@@ -541,9 +516,7 @@ impl Store for SqliteStore {
 
     async fn running(&self) -> Result<Vec<Execution>> {
         let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE status = 'running'");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
         rows.iter().map(execution_from).collect()
     }
 }

@@ -37,27 +37,18 @@ pub enum Approver {
 
 impl Approver {
     pub fn parse(s: &str) -> Result<Approver, String> {
-        let valid = |n: &str| {
-            !n.is_empty()
-                && n.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
-        };
+        let valid = |n: &str| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
         match s.split_once(':') {
             Some(("role", n)) if valid(n) => Ok(Approver::Role(n.to_string())),
             Some(("user", n)) if valid(n) => Ok(Approver::User(n.to_string())),
-            _ => Err(format!(
-                "invalid approver `{s}`: expected `role:NAME` or `user:NAME`"
-            )),
+            _ => Err(format!("invalid approver `{s}`: expected `role:NAME` or `user:NAME`")),
         }
     }
 }
 
 impl ApprovalSpec {
     pub fn approvers(&self) -> Vec<Approver> {
-        self.approvers
-            .iter()
-            .filter_map(|a| Approver::parse(&a.value).ok())
-            .collect()
+        self.approvers.iter().filter_map(|a| Approver::parse(&a.value).ok()).collect()
     }
 
     /// Whether `user` may approve locally. Roles are only known to the server,

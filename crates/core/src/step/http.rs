@@ -32,11 +32,7 @@ pub struct HttpSpec {
 
 impl HttpSpec {
     pub fn accepts_status(&self, status: u16) -> bool {
-        if self.expect_status.is_empty() {
-            (200..300).contains(&status)
-        } else {
-            self.expect_status.contains(&status)
-        }
+        if self.expect_status.is_empty() { (200..300).contains(&status) } else { self.expect_status.contains(&status) }
     }
 }
 

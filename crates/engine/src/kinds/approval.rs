@@ -18,61 +18,34 @@ pub(crate) async fn run<S: Store>(
     spec: &ApprovalSpec,
 ) -> Result<Flow> {
     let now = now_ms();
-    let timeout_ms =
-        i64::try_from(step.kind.default_timeout().0.as_millis()).unwrap_or(i64::MAX / 2);
+    let timeout_ms = i64::try_from(step.kind.default_timeout().0.as_millis()).unwrap_or(i64::MAX / 2);
     {
         let rec = &mut run.steps[idx];
         rec.started_at.get_or_insert(now);
-        rec.wait_deadline
-            .get_or_insert(now.saturating_add(timeout_ms));
+        rec.wait_deadline.get_or_insert(now.saturating_add(timeout_ms));
         rec.status = StepStatus::Running;
         rec.finished_at = None;
     }
     run.save_step(idx).await?;
     let message = match &spec.message {
-        Some(m) => template::render_plain(&m.value, &run.context(true))
-            .unwrap_or_else(|e| format!("(message: {e})")),
+        Some(m) => template::render_plain(&m.value, &run.context(true)).unwrap_or_else(|e| format!("(message: {e})")),
         None => format!("Approve step `{}` of {}?", step.name, run.rb.name),
     };
     let message = run.masker().mask(&message).into_owned();
     run.steps[idx].rendered = Some(message.clone());
     loop {
         let deadline = run.steps[idx].wait_deadline.unwrap_or(i64::MAX);
-        let decisions: Vec<Approval> = run
-            .store()
-            .approvals(&run.exec.id)
-            .await?
-            .into_iter()
-            .filter(|a| a.step_id == step.id)
-            .collect();
-        let approved: Vec<&str> = decisions
-            .iter()
-            .filter(|a| a.approved)
-            .map(|a| a.approver.as_str())
-            .collect();
+        let decisions: Vec<Approval> =
+            run.store().approvals(&run.exec.id).await?.into_iter().filter(|a| a.step_id == step.id).collect();
+        let approved: Vec<&str> = decisions.iter().filter(|a| a.approved).map(|a| a.approver.as_str()).collect();
         let settled = if let Some(r) = decisions.iter().find(|a| !a.approved) {
-            let why = r
-                .comment
-                .as_deref()
-                .map(|c| format!(": {c}"))
-                .unwrap_or_default();
-            Some((
-                StepStatus::Failed,
-                Some(format!("rejected by {}{why}", r.approver)),
-            ))
+            let why = r.comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default();
+            Some((StepStatus::Failed, Some(format!("rejected by {}{why}", r.approver))))
         } else if approved.len() >= spec.min_approvals as usize {
-            run.steps[idx]
-                .outputs
-                .insert("approved_by".into(), approved.join(",").into());
+            run.steps[idx].outputs.insert("approved_by".into(), approved.join(",").into());
             Some((StepStatus::Succeeded, None))
         } else if now_ms() > deadline {
-            Some((
-                StepStatus::TimedOut,
-                Some(format!(
-                    "no decision within {}",
-                    step.kind.default_timeout()
-                )),
-            ))
+            Some((StepStatus::TimedOut, Some(format!("no decision within {}", step.kind.default_timeout()))))
         } else {
             None
         };
@@ -84,13 +57,7 @@ pub(crate) async fn run<S: Store>(
             rec.finished_at = Some(finished);
             let duration_ms = finished - rec.started_at.unwrap_or(finished);
             run.save_step(idx).await?;
-            run.event(&Event::StepFinished {
-                idx,
-                step_id: &step.id,
-                status,
-                duration_ms,
-                error: error.as_deref(),
-            });
+            run.event(&Event::StepFinished { idx, step_id: &step.id, status, duration_ms, error: error.as_deref() });
             return Ok(Flow::Done(status));
         }
         let Some(prompt) = run.hooks.prompt.clone() else {
@@ -104,8 +71,7 @@ pub(crate) async fn run<S: Store>(
             min_approvals: spec.min_approvals,
             approvals_so_far: u32::try_from(approved.len()).unwrap_or(u32::MAX),
         };
-        let left =
-            Duration::from_millis(u64::try_from(deadline.saturating_sub(now_ms())).unwrap_or(0));
+        let left = Duration::from_millis(u64::try_from(deadline.saturating_sub(now_ms())).unwrap_or(0));
         let cancel = run.hooks.cancel.clone();
         let asked = tokio::task::spawn_blocking(move || prompt.ask(&request));
         let decision = tokio::select! {
@@ -122,10 +88,7 @@ pub(crate) async fn run<S: Store>(
         };
         let Some(d) = decision else { break };
         if !spec.local_user_may_approve(&d.approver) {
-            let msg = format!(
-                "{} is not among the approvers of step `{}`",
-                d.approver, step.id
-            );
+            let msg = format!("{} is not among the approvers of step `{}`", d.approver, step.id);
             run.system(Some(&step.id), Phase::Step, &msg).await?;
             break;
         }
@@ -138,23 +101,14 @@ pub(crate) async fn run<S: Store>(
             created_at: now_ms(),
         };
         if let Err(e) = run.store().add_approval(&approval).await {
-            run.system(Some(&step.id), Phase::Step, &e.to_string())
-                .await?;
+            run.system(Some(&step.id), Phase::Step, &e.to_string()).await?;
             break;
         }
         let verb = if d.approved { "approved" } else { "rejected" };
-        run.system(
-            Some(&step.id),
-            Phase::Step,
-            &format!("{verb} by {}", d.approver),
-        )
-        .await?;
+        run.system(Some(&step.id), Phase::Step, &format!("{verb} by {}", d.approver)).await?;
     }
     run.steps[idx].status = StepStatus::Waiting;
     run.save_step(idx).await?;
-    run.event(&Event::Waiting {
-        step_id: &step.id,
-        message: &message,
-    });
+    run.event(&Event::Waiting { step_id: &step.id, message: &message });
     Ok(Flow::Wait)
 }

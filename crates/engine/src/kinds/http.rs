@@ -35,12 +35,7 @@ pub(crate) async fn attempt<S: Store>(
             Err(e) => return Ok(AttemptResult::fatal(format!("http.headers.{k}: {e}"))),
         }
     }
-    let body = match spec
-        .body
-        .as_deref()
-        .map(|b| template::render_plain(b, &ctx))
-        .transpose()
-    {
+    let body = match spec.body.as_deref().map(|b| template::render_plain(b, &ctx)).transpose() {
         Ok(b) => b,
         Err(e) => return Ok(AttemptResult::fatal(format!("http.body: {e}"))),
     };
@@ -50,9 +45,7 @@ pub(crate) async fn attempt<S: Store>(
     run.save_step(idx).await?;
 
     let client = run.http_client()?;
-    let timeout = spec
-        .timeout
-        .map_or(step.timeout.0, |t| t.0.min(step.timeout.0));
+    let timeout = spec.timeout.map_or(step.timeout.0, |t| t.0.min(step.timeout.0));
     let method = reqwest::Method::from_bytes(method.as_bytes()).expect("methods are valid");
     let mut req = client.request(method.clone(), &url).timeout(timeout);
     for (k, v) in headers {
@@ -72,18 +65,12 @@ pub(crate) async fn attempt<S: Store>(
         Err(e) if e.is_timeout() => {
             return Ok(AttemptResult::failed(
                 StepStatus::TimedOut,
-                format!(
-                    "{method} {shown_url}: no response within {}",
-                    opsbook_core::Dur(timeout)
-                ),
+                format!("{method} {shown_url}: no response within {}", opsbook_core::Dur(timeout)),
             ));
         }
         Err(e) => {
             let detail = run.masker().mask(&error_chain(&e)).into_owned();
-            return Ok(AttemptResult::failed(
-                StepStatus::Failed,
-                format!("{method} {shown_url}: {detail}"),
-            ));
+            return Ok(AttemptResult::failed(StepStatus::Failed, format!("{method} {shown_url}: {detail}")));
         }
     };
     let status = resp.status().as_u16();
@@ -104,30 +91,15 @@ pub(crate) async fn attempt<S: Store>(
             Ok(None) => break,
             Err(e) => {
                 let detail = run.masker().mask(&error_chain(&e)).into_owned();
-                return Ok(AttemptResult::failed(
-                    StepStatus::Failed,
-                    format!("reading the response body: {detail}"),
-                ));
+                return Ok(AttemptResult::failed(StepStatus::Failed, format!("reading the response body: {detail}")));
             }
         }
     }
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let elapsed = started.elapsed().as_millis();
-    run.system(
-        Some(&step.id),
-        Phase::Step,
-        &format!("{method} {shown_url} -> {status} in {elapsed}ms"),
-    )
-    .await?;
+    run.system(Some(&step.id), Phase::Step, &format!("{method} {shown_url} -> {status} in {elapsed}ms")).await?;
     for line in text.lines().take(LOGGED_LINES) {
-        run.sink.push(
-            run.hooks.observer,
-            Some(&step.id),
-            Phase::Step,
-            attempt,
-            Stream::Stdout,
-            line.as_bytes(),
-        );
+        run.sink.push(run.hooks.observer, Some(&step.id), Phase::Step, attempt, Stream::Stdout, line.as_bytes());
     }
     run.sink.flush().await?;
 
@@ -136,11 +108,7 @@ pub(crate) async fn attempt<S: Store>(
         let expected = if spec.expect_status.is_empty() {
             "2xx".to_string()
         } else {
-            spec.expect_status
-                .iter()
-                .map(u16::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
+            spec.expect_status.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
         };
         problems.push(format!("status {status} (expected {expected})"));
     }

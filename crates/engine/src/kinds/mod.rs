@@ -22,30 +22,15 @@ pub(crate) struct AttemptResult {
 
 impl AttemptResult {
     pub fn ok(outputs: BTreeMap<String, String>) -> AttemptResult {
-        AttemptResult {
-            status: StepStatus::Succeeded,
-            exit_code: None,
-            error: None,
-            outputs,
-            retryable: true,
-        }
+        AttemptResult { status: StepStatus::Succeeded, exit_code: None, error: None, outputs, retryable: true }
     }
 
     pub fn failed(status: StepStatus, error: String) -> AttemptResult {
-        AttemptResult {
-            status,
-            exit_code: None,
-            error: Some(error),
-            outputs: BTreeMap::new(),
-            retryable: true,
-        }
+        AttemptResult { status, exit_code: None, error: Some(error), outputs: BTreeMap::new(), retryable: true }
     }
 
     /// A failure that no retry can fix.
     pub fn fatal(error: String) -> AttemptResult {
-        AttemptResult {
-            retryable: false,
-            ..AttemptResult::failed(StepStatus::Failed, error)
-        }
+        AttemptResult { retryable: false, ..AttemptResult::failed(StepStatus::Failed, error) }
     }
 }

@@ -58,11 +58,19 @@ pub(crate) async fn attempt<S: Store>(
     exec_script(run, &sr).await
 }
 
-pub(crate) async fn exec_script<S: Store>(
-    run: &mut Run<'_, '_, S>,
-    sr: &ScriptRun<'_>,
-) -> Result<AttemptResult> {
+pub(crate) async fn exec_script<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptRun<'_>) -> Result<AttemptResult> {
     let ctx = run.context(false);
+    let mut validations = Vec::with_capacity(sr.validations.len());
+    for v in sr.validations {
+        validations.push(match v {
+            CheckedValidation::OutputContains(t) => match template::render_plain(t, &ctx) {
+                Ok(t) => CheckedValidation::OutputContains(t),
+                Err(e) => return Ok(AttemptResult::fatal(format!("validate.output_contains: {e}"))),
+            },
+            other => other.clone(),
+        });
+    }
+    let validations = validations.as_slice();
     let mut env = run.params.env_vars();
     for (k, v) in &sr.script.env {
         match template::render_plain(v, &ctx) {
@@ -75,10 +83,7 @@ pub(crate) async fn exec_script<S: Store>(
         None => run.base_dir.clone(),
     };
     if !cwd.is_dir() {
-        return Ok(AttemptResult::fatal(format!(
-            "workdir {} does not exist",
-            cwd.display()
-        )));
+        return Ok(AttemptResult::fatal(format!("workdir {} does not exist", cwd.display())));
     }
     let dir = tempfile::Builder::new()
         .prefix("opsbook-")
@@ -87,24 +92,12 @@ pub(crate) async fn exec_script<S: Store>(
     let outputs_path = dir.path().join("outputs");
     std::fs::File::create(&outputs_path)
         .map_err(|e| Error::Io(format!("cannot create {}: {e}", outputs_path.display())))?;
-    env.push((
-        "OPSBOOK_OUTPUT".into(),
-        outputs_path.to_string_lossy().into_owned(),
-    ));
+    env.push(("OPSBOOK_OUTPUT".into(), outputs_path.to_string_lossy().into_owned()));
     env.push(("OPSBOOK_EXECUTION_ID".into(), run.exec.id.clone()));
-    env.push((
-        "OPSBOOK_STEP_ID".into(),
-        sr.step_id.unwrap_or_default().to_string(),
-    ));
+    env.push(("OPSBOOK_STEP_ID".into(), sr.step_id.unwrap_or_default().to_string()));
     env.push(("OPSBOOK_ATTEMPT".into(), sr.attempt.to_string()));
 
-    let mut argv: Vec<String> = sr
-        .script
-        .shell
-        .argv()
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut argv: Vec<String> = sr.script.shell.argv().iter().map(|s| s.to_string()).collect();
     argv.push(sr.text.to_string());
     let spec = ProcessSpec {
         argv,
@@ -119,7 +112,7 @@ pub(crate) async fn exec_script<S: Store>(
     let cancel = run.hooks.cancel.clone();
     let observer = run.hooks.observer;
     let sink = &mut run.sink;
-    let mut seen = vec![false; sr.validations.len()];
+    let mut seen = vec![false; validations.len()];
     let consume = async {
         let mut out = LineSplitter::default();
         let mut err = LineSplitter::default();
@@ -127,48 +120,23 @@ pub(crate) async fn exec_script<S: Store>(
             let masker = sink.masker().clone();
             let cut = |b: &[u8]| masker.safe_cut(b);
             let is_out = chunk.stream == opsbook_store::Stream::Stdout;
-            let lines = if is_out {
-                out.push(&chunk.data, &cut)
-            } else {
-                err.push(&chunk.data, &cut)
-            };
+            let lines = if is_out { out.push(&chunk.data, &cut) } else { err.push(&chunk.data, &cut) };
             for line in lines {
                 if is_out {
-                    check_line(sr.validations, &mut seen, &line);
+                    check_line(validations, &mut seen, &line);
                 }
-                sink.push(
-                    observer,
-                    sr.step_id,
-                    sr.phase,
-                    sr.attempt,
-                    chunk.stream,
-                    &line,
-                );
+                sink.push(observer, sr.step_id, sr.phase, sr.attempt, chunk.stream, &line);
             }
             if sink.should_flush() {
                 sink.flush().await?;
             }
         }
         if let Some(line) = out.finish() {
-            check_line(sr.validations, &mut seen, &line);
-            sink.push(
-                observer,
-                sr.step_id,
-                sr.phase,
-                sr.attempt,
-                opsbook_store::Stream::Stdout,
-                &line,
-            );
+            check_line(validations, &mut seen, &line);
+            sink.push(observer, sr.step_id, sr.phase, sr.attempt, opsbook_store::Stream::Stdout, &line);
         }
         if let Some(line) = err.finish() {
-            sink.push(
-                observer,
-                sr.step_id,
-                sr.phase,
-                sr.attempt,
-                opsbook_store::Stream::Stderr,
-                &line,
-            );
+            sink.push(observer, sr.step_id, sr.phase, sr.attempt, opsbook_store::Stream::Stderr, &line);
         }
         sink.flush().await?;
         Ok::<(), Error>(())
@@ -179,9 +147,7 @@ pub(crate) async fn exec_script<S: Store>(
         Ok(exit) => exit,
         Err(e) => {
             let program = spec.argv.first().cloned().unwrap_or_default();
-            return Ok(AttemptResult::fatal(format!(
-                "cannot start `{program}`: {e}"
-            )));
+            return Ok(AttemptResult::fatal(format!("cannot start `{program}`: {e}")));
         }
     };
     let (code, mut problems) = match exit {
@@ -196,35 +162,25 @@ pub(crate) async fn exec_script<S: Store>(
             return Ok(r);
         }
         Exit::Cancelled => {
-            return Ok(AttemptResult::failed(
-                StepStatus::Cancelled,
-                "cancelled".into(),
-            ));
+            return Ok(AttemptResult::failed(StepStatus::Cancelled, "cancelled".into()));
         }
     };
     if let Some(c) = code {
-        let exit_rules: Vec<_> = sr
-            .validations
+        let exit_rules: Vec<_> = validations
             .iter()
             .filter_map(|v| match v {
                 CheckedValidation::ExitCode(codes) => Some(codes),
                 _ => None,
             })
             .collect();
-        let accepted = if exit_rules.is_empty() {
-            c == 0
-        } else {
-            exit_rules.iter().all(|r| r.accepts(c))
-        };
+        let accepted = if exit_rules.is_empty() { c == 0 } else { exit_rules.iter().all(|r| r.accepts(c)) };
         if !accepted {
             problems.push(format!("exited with code {c}"));
         }
     }
-    for (v, ok) in sr.validations.iter().zip(&seen) {
+    for (v, ok) in validations.iter().zip(&seen) {
         match v {
-            CheckedValidation::OutputContains(t) if !ok => {
-                problems.push(format!("output does not contain {t:?}"))
-            }
+            CheckedValidation::OutputContains(t) if !ok => problems.push(format!("output does not contain {t:?}")),
             CheckedValidation::OutputMatches(re) if !ok => {
                 problems.push(format!("no output line matches {}", re.as_str()))
             }
@@ -233,8 +189,7 @@ pub(crate) async fn exec_script<S: Store>(
     }
     let (outputs, warnings) = read_outputs(&outputs_path);
     for w in warnings {
-        run.system(sr.step_id, sr.phase, &format!("warning: {w}"))
-            .await?;
+        run.system(sr.step_id, sr.phase, &format!("warning: {w}")).await?;
     }
     let mut result = if problems.is_empty() {
         AttemptResult::ok(outputs)
@@ -307,9 +262,7 @@ pub(crate) fn parse_outputs(text: &str) -> (BTreeMap<String, String>, Vec<String
                 value.push(l);
             }
             if !closed {
-                warnings.push(format!(
-                    "output `{key}`: missing closing delimiter `{delim}`"
-                ));
+                warnings.push(format!("output `{key}`: missing closing delimiter `{delim}`"));
             } else if valid_key(key) {
                 out.insert(key.to_string(), value.join("\n"));
             } else {
@@ -335,18 +288,11 @@ mod tests {
 
     #[test]
     fn parses_outputs() {
-        let (out, warnings) = parse_outputs(
-            "port=8080\nurl=http://x/?a=b\nnotes<<EOF\nline 1\nline 2\nEOF\nbad key=1\njunk\n",
-        );
+        let (out, warnings) =
+            parse_outputs("port=8080\nurl=http://x/?a=b\nnotes<<EOF\nline 1\nline 2\nEOF\nbad key=1\njunk\n");
         assert_eq!(out["port"], "8080");
         assert_eq!(out["url"], "http://x/?a=b");
         assert_eq!(out["notes"], "line 1\nline 2");
-        assert_eq!(
-            warnings,
-            vec![
-                "invalid output name `bad key`",
-                "ignored outputs line without `=`: \"junk\""
-            ]
-        );
+        assert_eq!(warnings, vec!["invalid output name `bad key`", "ignored outputs line without `=`: \"junk\""]);
     }
 }

@@ -1,0 +1,67 @@
+//! `opsbook cancel ID`: stop a running execution (through its runner) or a waiting one.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use opsbook_core::ExecStatus;
+use opsbook_engine::{Hooks, cancel_pair};
+use opsbook_store::Store;
+
+use super::{EXIT_FAILED, EXIT_OK, usage};
+use crate::render::{Live, exec_status};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Execution id (or a unique prefix)
+    pub id: String,
+    /// Secret parameters again, needed by rollbacks of a waiting execution
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+}
+
+pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
+    let engine = super::open(db).await?;
+    let store = &engine.store;
+    let e = store.execution(&args.id).await?;
+    match e.status {
+        ExecStatus::Running => {
+            store.request_cancel(&e.id).await?;
+            // The runner also polls the flag; a signal makes it immediate on this host.
+            if let Some(pid) = e.owner.as_deref().and_then(opsbook_engine::owner_pid) {
+                if let Ok(pid) = i32::try_from(pid) {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+                }
+            }
+            println!("cancel requested for execution {}", e.id);
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(120) {
+                let now = store.execution(&e.id).await?;
+                if now.status != ExecStatus::Running {
+                    println!("execution {} {}", e.id, exec_status(now.status));
+                    return Ok(if now.status == ExecStatus::Cancelled { EXIT_OK } else { EXIT_FAILED });
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            println!("the runner has not stopped yet; check with `opsbook show {}`", e.id);
+            Ok(EXIT_FAILED)
+        }
+        ExecStatus::Waiting => {
+            let secrets = super::collect_params(&args.params, None)?;
+            let live = Live::new(store.steps(&e.id).await?.len());
+            let (handle, cancel) = cancel_pair();
+            super::watch_signals(handle.clone());
+            let hooks = Hooks { observer: &live, prompt: None, cancel, cancel_handle: handle };
+            let outcome = engine.rollback(&e.id, &secrets, &hooks).await?;
+            super::run::finish(store, &outcome.execution_id, crate::Output::Text).await?;
+            Ok(EXIT_OK)
+        }
+        ExecStatus::Interrupted => Err(usage(format!(
+            "execution {} was interrupted and is not running; undo it with `opsbook rollback {}`",
+            e.id, e.id
+        ))),
+        other => Err(usage(format!("execution {} is already {other}", e.id))),
+    }
+}

@@ -1,0 +1,64 @@
+//! `opsbook history`: past executions, newest first.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use opsbook_core::ExecStatus;
+use opsbook_core::duration::human_ms;
+use opsbook_store::{ExecutionFilter, Store};
+
+use super::{EXIT_OK, usage};
+use crate::render::{exec_status, truncate};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Only this runbook
+    #[arg(long)]
+    pub runbook: Option<String>,
+    /// Only this status (queued, running, waiting, succeeded, failed, cancelled, interrupted)
+    #[arg(long)]
+    pub status: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    pub limit: i64,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: crate::Output,
+}
+
+pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
+    let status = match &args.status {
+        Some(s) => Some(ExecStatus::parse(s).ok_or_else(|| {
+            let all: Vec<&str> = ExecStatus::ALL.iter().map(|s| s.as_str()).collect();
+            usage(format!("unknown status `{s}`: use one of {}", all.join(", ")))
+        })?),
+        None => None,
+    };
+    if args.limit < 1 {
+        return Err(usage("--limit must be at least 1"));
+    }
+    let engine = super::open(db).await?;
+    let list = engine.store.executions(&ExecutionFilter { runbook: args.runbook, status, limit: args.limit }).await?;
+    if args.output == crate::Output::Json {
+        let docs: Vec<_> = list.iter().map(opsbook_engine::report::summary).collect();
+        println!("{}", serde_json::to_string_pretty(&docs)?);
+        return Ok(EXIT_OK);
+    }
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED);
+    t.set_header(vec!["ID", "Runbook", "Version", "Status", "Started", "Duration", "Actor", "Error"]);
+    for e in &list {
+        let started = opsbook_engine::report::time(e.started_at.or(Some(e.created_at)));
+        t.add_row(vec![
+            e.id.clone(),
+            e.runbook_name.clone(),
+            e.runbook_version.clone(),
+            exec_status(e.status),
+            started.as_str().unwrap_or_default().chars().take(19).collect::<String>().replace('T', " "),
+            e.duration_ms().map(|d| human_ms(u64::try_from(d).unwrap_or(0))).unwrap_or_default(),
+            e.actor.clone(),
+            truncate(e.error.as_deref().unwrap_or_default(), 60),
+        ]);
+    }
+    println!("{t}");
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,218 @@
+//! The subcommands, one per file, and what they share.
+
+pub mod approve;
+pub mod cancel;
+pub mod history;
+pub mod list;
+pub mod logs;
+pub mod new;
+pub mod resume;
+pub mod run;
+pub mod show;
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use opsbook_core::{Input, Runbook};
+use opsbook_engine::{Engine, EngineConfig};
+use opsbook_store::SqliteStore;
+
+use crate::{Cli, Command};
+
+/// Exit codes (also in the README).
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_INVALID: u8 = 2;
+pub const EXIT_WAITING: u8 = 3;
+
+/// A problem with what the user asked for: exit code 2, nothing ran.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Usage(msg.into()))
+}
+
+pub fn exit_code_of(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<Usage>().is_some() {
+        return EXIT_INVALID;
+    }
+    if let Some(e) = e.downcast_ref::<opsbook_engine::Error>() {
+        return match e {
+            opsbook_engine::Error::Invalid(_) | opsbook_engine::Error::Params(_) => EXIT_INVALID,
+            opsbook_engine::Error::Store(s) => store_code(s),
+            opsbook_engine::Error::Io(_) => EXIT_FAILED,
+        };
+    }
+    if let Some(s) = e.downcast_ref::<opsbook_store::Error>() {
+        return store_code(s);
+    }
+    EXIT_FAILED
+}
+
+fn store_code(e: &opsbook_store::Error) -> u8 {
+    match e {
+        opsbook_store::Error::NotFound(_) | opsbook_store::Error::Ambiguous(_) | opsbook_store::Error::Conflict(_) => {
+            EXIT_INVALID
+        }
+        _ => EXIT_FAILED,
+    }
+}
+
+pub async fn dispatch(cli: Cli) -> Result<u8> {
+    let db = cli.db;
+    match cli.command {
+        Command::Run(a) => run::exec(db, a).await,
+        Command::Validate(a) => validate::exec(a),
+        Command::Schema => {
+            println!("{}", serde_json::to_string_pretty(&opsbook_core::json_schema())?);
+            Ok(EXIT_OK)
+        }
+        Command::New(a) => new::exec(a),
+        Command::List(a) => list::exec(a),
+        Command::History(a) => history::exec(db, a).await,
+        Command::Show(a) => show::exec(db, a).await,
+        Command::Logs(a) => logs::exec(db, a).await,
+        Command::Approve(a) => approve::exec(db, a, true).await,
+        Command::Reject(a) => approve::exec(db, a, false).await,
+        Command::Resume(a) => resume::exec(db, a, false).await,
+        Command::Rollback(a) => resume::exec(db, a, true).await,
+        Command::Cancel(a) => cancel::exec(db, a).await,
+    }
+}
+
+/// `$XDG_DATA_HOME/opsbook/opsbook.db`, falling back to `~/.local/share`.
+pub fn default_db() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("opsbook").join("opsbook.db")
+}
+
+/// Opens the store and marks executions whose runner died as interrupted.
+pub async fn open(db: Option<PathBuf>) -> Result<Engine<SqliteStore>> {
+    let path = db.unwrap_or_else(default_db);
+    let store =
+        SqliteStore::open(&path).await.with_context(|| format!("cannot open the database {}", path.display()))?;
+    let engine = Engine::new(store, EngineConfig::default());
+    for id in engine.recover().await? {
+        eprintln!(
+            "{} execution {id} was interrupted (its runner stopped); see `opsbook show {id}`",
+            console::style("warning:").yellow().bold().for_stderr()
+        );
+    }
+    Ok(engine)
+}
+
+/// Reads and checks a runbook file; problems are printed with snippets.
+pub fn load_runbook(path: &Path) -> Result<Runbook> {
+    let text = std::fs::read(path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+    let text = String::from_utf8(text).map_err(|_| usage(format!("{}: not valid UTF-8", path.display())))?;
+    opsbook_core::parse(&text).map_err(|diags| {
+        let shown = path.display().to_string();
+        for d in &diags {
+            eprintln!("{}\n", d.render(&shown, &text));
+        }
+        usage(format!(
+            "{} is not a valid runbook ({} problem{})",
+            shown,
+            diags.len(),
+            if diags.len() == 1 { "" } else { "s" }
+        ))
+    })
+}
+
+/// Collects `-p key=value` pairs and an optional YAML params file (pairs win).
+pub fn collect_params(pairs: &[String], file: Option<&Path>) -> Result<BTreeMap<String, Input>> {
+    let mut out = BTreeMap::new();
+    if let Some(f) = file {
+        let text = std::fs::read_to_string(f).map_err(|e| usage(format!("cannot read {}: {e}", f.display())))?;
+        let map: BTreeMap<String, serde_json::Value> = serde_saphyr::from_str(&text).map_err(|e| {
+            let at = e.location().map(|l| format!(":{}:{}", l.line(), l.column())).unwrap_or_default();
+            usage(format!("{}{at}: expected a mapping of parameter names to values", f.display()))
+        })?;
+        out.extend(map.into_iter().map(|(k, v)| (k, Input::Value(v))));
+    }
+    for p in pairs {
+        let (k, v) = p.split_once('=').ok_or_else(|| usage(format!("-p {p:?}: expected key=value")))?;
+        out.insert(k.trim().to_string(), Input::Text(v.to_string()));
+    }
+    Ok(out)
+}
+
+/// The person running opsbook: the OS user.
+pub fn os_user() -> String {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Finds runbook files: the files given, and `*.yaml`/`*.yml` under directories given.
+pub fn runbook_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            walk(p, &mut out).with_context(|| format!("cannot read directory {}", p.display()))?;
+        } else if p.exists() {
+            out.push(p.clone());
+        } else {
+            return Err(usage(format!("{}: no such file or directory", p.display())));
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<std::io::Result<_>>()?;
+    entries.sort_by_key(|e| e.path());
+    for e in entries {
+        let path = e.path();
+        let name = e.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if e.file_type()?.is_dir() {
+            walk(&path, out)?;
+        } else if matches!(path.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Ctrl-C / SIGTERM escalate cancellation: first cancel, second skip rollbacks.
+pub fn watch_signals(handle: opsbook_engine::CancelHandle) {
+    use tokio::signal::unix::{SignalKind, signal};
+    tokio::spawn(async move {
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            match handle.escalate() {
+                1 => eprintln!(
+                    "\ncancelling: stopping the current step, then rolling back (press Ctrl-C again to skip rollbacks)"
+                ),
+                _ => eprintln!("\ncancelling: skipping the remaining rollbacks"),
+            }
+        }
+    });
+}

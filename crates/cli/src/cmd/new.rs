@@ -1,0 +1,122 @@
+//! `opsbook new NAME --type TYPE`: write a commented runbook to start from.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use opsbook_core::RunbookType;
+
+use super::{EXIT_OK, usage};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The runbook's name (lowercase letters, digits, dashes)
+    pub name: String,
+    /// deployment, maintenance, incident_response, backup_restore, scaling or monitoring
+    #[arg(long = "type", value_name = "TYPE")]
+    pub runbook_type: String,
+    /// Where to write it (default: NAME.yaml in the current directory)
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+pub fn exec(args: Args) -> Result<u8> {
+    let Some(t) = RunbookType::parse(&args.runbook_type) else {
+        let all: Vec<&str> = RunbookType::ALL.iter().map(|t| t.as_str()).collect();
+        return Err(usage(format!("unknown type `{}`: use one of {}", args.runbook_type, all.join(", "))));
+    };
+    let text = template(&args.name, t);
+    if let Err(diags) = opsbook_core::parse(&text) {
+        return Err(usage(format!("`{}` cannot be a runbook name: {}", args.name, diags[0].message)));
+    }
+    let path = args.output.unwrap_or_else(|| PathBuf::from(format!("{}.yaml", args.name)));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| usage(format!("cannot create {}: {e}", path.display())))?;
+    f.write_all(text.as_bytes())?;
+    println!("wrote {} — try `opsbook run {} --dry-run -p environment=staging`", path.display(), path.display());
+    Ok(EXIT_OK)
+}
+
+fn template(name: &str, t: RunbookType) -> String {
+    let title: String = name
+        .split('-')
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut c = w.chars();
+            c.next().map(|f| f.to_uppercase().chain(c).collect::<String>()).unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let today = jiff::Zoned::now().date();
+    format!(
+        r#"# yaml-language-server: $schema=opsbook.schema.json   (generate it with `opsbook schema > opsbook.schema.json`)
+apiVersion: opsbook/v1
+kind: Runbook
+metadata:
+  name: {name}                      # identity: lowercase letters, digits, dashes
+  title: {title}
+  description: What this runbook does and when to use it.
+  type: {t}
+  version: 0.1.0                    # semver; bump it on every change
+  status: draft                     # draft | active | deprecated | archived (drafts need --allow-draft)
+  owner: your-team
+  tags: [{t}]
+  review: {{ every: 90d, last_reviewed: {today} }}
+
+spec:
+  # Shown before the run; a `check` must exit 0 before any step runs.
+  prerequisites:
+    - description: You are on the right machine
+      check: {{ run: "test -d /tmp" }}
+
+  # Typed parameters: string, integer, number, boolean, enum, secret.
+  # Every value is checked before anything runs.
+  parameters:
+    environment: {{ type: enum, values: [staging, production], required: true }}
+    batch_size: {{ type: integer, default: 10, min: 1, max: 100 }}
+    # api_token: {{ type: secret }}   # secrets are masked in logs, outputs and history
+
+  on_failure: rollback              # rollback (default): undo succeeded steps, newest first | stop
+
+  steps:
+    - id: prepare
+      name: Prepare
+      # {{{{ ... }}}} values are shell-quoted automatically: no injection possible.
+      run: |
+        echo "preparing {{{{ params.environment }}}} in batches of {{{{ params.batch_size }}}}"
+        echo "started=$(date +%s)" >> "$OPSBOOK_OUTPUT"   # publish an output
+      timeout: 5m
+      retries: {{ count: 2, delay: 5s, backoff: 2.0, max_delay: 1m }}
+      validate:
+        - exit_code: 0
+        - output_contains: preparing
+      rollback: {{ run: echo "undo prepare" }}
+
+    - id: confirm
+      when: "params.environment == 'production'"   # skipped unless true
+      approval: {{ approvers: ["role:oncall"], min_approvals: 1, timeout: 4h, message: "Go ahead in {{{{ params.environment }}}}?" }}
+
+    - id: apply
+      name: Apply the change
+      run: echo "applying; prepare started at {{{{ steps.prepare.outputs.started }}}}"
+      idempotent: true              # safe to re-run after a crash
+"#,
+        t = t.as_str()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_template_is_a_valid_runbook() {
+        for t in opsbook_core::RunbookType::ALL {
+            let text = super::template("my-runbook", t);
+            if let Err(d) = opsbook_core::parse(&text) {
+                panic!("{t:?}: {}", d[0].render("new.yaml", &text));
+            }
+        }
+    }
+}

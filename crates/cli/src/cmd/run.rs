@@ -1,0 +1,171 @@
+//! `opsbook run FILE`: check parameters, then execute (or show a dry run).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Result;
+use console::style;
+use opsbook_core::template::{self, Context};
+use opsbook_core::{ExecStatus, ParamValues, Runbook, StepKind};
+use opsbook_engine::{ApprovalPrompt, Hooks, Quiet, StartRequest, cancel_pair};
+use opsbook_store::Store;
+
+use super::{EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_WAITING};
+use crate::Output;
+use crate::prompt::TerminalPrompt;
+use crate::render::{Live, print_summary};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The runbook file
+    pub file: PathBuf,
+    /// A parameter value (repeatable)
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// A YAML file of parameter values (-p wins)
+    #[arg(long, value_name = "FILE")]
+    pub params_file: Option<PathBuf>,
+    /// Print every rendered step (secrets masked) and run nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run a runbook whose status is draft
+    #[arg(long)]
+    pub allow_draft: bool,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
+    let rb = super::load_runbook(&args.file)?;
+    let inputs = super::collect_params(&args.params, args.params_file.as_deref())?;
+    let params = match rb.check_params(&inputs) {
+        Ok(p) => p,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{} {e}", style("error:").red().bold().for_stderr());
+            }
+            eprintln!("nothing ran: {} invalid parameter{}", errors.len(), if errors.len() == 1 { "" } else { "s" });
+            return Ok(EXIT_INVALID);
+        }
+    };
+    opsbook_engine::check_lifecycle(&rb, args.allow_draft)?;
+    if args.dry_run {
+        return dry_run(&rb, &params, args.output);
+    }
+    let engine = super::open(db).await?;
+    let base_dir =
+        args.file.canonicalize().ok().and_then(|p| p.parent().map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("."));
+    let (handle, cancel) = cancel_pair();
+    super::watch_signals(handle.clone());
+    let live = Live::new(rb.steps.len());
+    let json = args.output == Output::Json;
+    let prompt: Option<Arc<dyn ApprovalPrompt>> = (TerminalPrompt::available() && !json)
+        .then(|| Arc::new(TerminalPrompt { progress: live.progress(), user: super::os_user() }) as _);
+    let hooks = Hooks { observer: if json { &Quiet } else { &live }, prompt, cancel, cancel_handle: handle };
+    let req = StartRequest {
+        runbook: rb,
+        source_path: Some(args.file.to_string_lossy().into_owned()),
+        base_dir,
+        params,
+        actor: super::os_user(),
+        allow_draft: args.allow_draft,
+    };
+    let outcome = engine.start(req, &hooks).await?;
+    finish(&engine.store, &outcome.execution_id, args.output).await
+}
+
+/// Prints the result of an execution and returns the exit code for its status.
+pub async fn finish(store: &impl Store, id: &str, output: Output) -> Result<u8> {
+    let exec = store.execution(id).await?;
+    let steps = store.steps(id).await?;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&opsbook_engine::report::document(&exec, &steps))?),
+        Output::Text => print_summary(&exec, &steps),
+    }
+    Ok(match exec.status {
+        ExecStatus::Succeeded => EXIT_OK,
+        ExecStatus::Waiting => EXIT_WAITING,
+        _ => EXIT_FAILED,
+    })
+}
+
+fn dry_run(rb: &Runbook, params: &ParamValues, output: Output) -> Result<u8> {
+    let ctx = Context {
+        params: params.masked(),
+        execution_id: "<execution.id>".into(),
+        placeholders: true,
+        ..Context::default()
+    };
+    let mut steps = Vec::new();
+    for s in &rb.steps {
+        let render = |t: &str, shell: bool| {
+            let r = if shell { template::render_shell(t, &ctx) } else { template::render_plain(t, &ctx) };
+            r.unwrap_or_else(|e| format!("<cannot render: {e}>"))
+        };
+        let action = match &s.kind {
+            StepKind::Run(script) => render(&script.template, true),
+            StepKind::Http(h) => format!("{} {}", h.method.as_str(), render(&h.url.value, false)),
+            StepKind::Sleep(d) => format!("sleep {}", d.duration),
+            StepKind::Approval(a) => {
+                let msg = a.message.as_ref().map(|m| render(&m.value, false)).unwrap_or_default();
+                let who: Vec<&str> = a.approvers.iter().map(|a| a.value.as_str()).collect();
+                format!(
+                    "approval by {} ({} needed) {msg}",
+                    if who.is_empty() { "anyone".into() } else { who.join(", ") },
+                    a.min_approvals
+                )
+            }
+        };
+        let when = s.when.as_ref().map(|w| {
+            let v = template::eval_condition(w, &ctx).map(|b| b.to_string()).unwrap_or_else(|e| format!("error: {e}"));
+            (w.clone(), v)
+        });
+        let rollback = s.rollback.as_ref().map(|r| render(&r.template, true));
+        steps.push((s, action, when, rollback));
+    }
+    if output == Output::Json {
+        let doc = serde_json::json!({
+            "runbook": { "name": rb.name, "version": rb.version.to_string(), "sha256": rb.sha256 },
+            "dry_run": true,
+            "params": params.masked(),
+            "steps": steps.iter().map(|(s, action, when, rollback)| serde_json::json!({
+                "id": s.id, "name": s.name, "kind": s.kind.name(), "action": action,
+                "when": when.as_ref().map(|(w, v)| serde_json::json!({"expression": w, "value": v})),
+                "timeout": s.timeout.to_string(), "attempts": s.attempts(), "required": s.required,
+                "rollback": rollback,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(EXIT_OK);
+    }
+    println!("Dry run of {} v{} — nothing will run", style(&rb.name).bold(), rb.version);
+    for p in &rb.prerequisites {
+        let check = p.check.as_ref().map(|c| format!(": {}", c.template)).unwrap_or_default();
+        println!("  prerequisite: {}{check}", p.description);
+    }
+    for (i, (s, action, when, rollback)) in steps.iter().enumerate() {
+        println!(
+            "\n{} {} {} {}",
+            style(format!("[{}/{}]", i + 1, rb.steps.len())).dim(),
+            style(&s.id).bold(),
+            style(s.kind.name()).cyan(),
+            style(format!(
+                "timeout {} · attempts {}{}",
+                s.timeout,
+                s.attempts(),
+                if s.required { "" } else { " · optional" }
+            ))
+            .dim()
+        );
+        if let Some((w, v)) = when {
+            println!("    when {w} → {v}");
+        }
+        for line in action.lines() {
+            println!("    {line}");
+        }
+        if let Some(r) = rollback {
+            println!("    {} {r}", style("rollback:").magenta());
+        }
+    }
+    Ok(EXIT_OK)
+}

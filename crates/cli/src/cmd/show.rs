@@ -1,0 +1,37 @@
+//! `opsbook show ID`: one execution with its steps.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use console::style;
+use opsbook_store::Store;
+
+use super::EXIT_OK;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Execution id (or a unique prefix of at least 4 characters)
+    pub id: String,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: crate::Output,
+}
+
+pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
+    let engine = super::open(db).await?;
+    let e = engine.store.execution(&args.id).await?;
+    let steps = engine.store.steps(&e.id).await?;
+    if args.output == crate::Output::Json {
+        println!("{}", serde_json::to_string_pretty(&opsbook_engine::report::document(&e, &steps))?);
+        return Ok(EXIT_OK);
+    }
+    let when = |ms| opsbook_engine::report::time(ms).as_str().map(str::to_string).unwrap_or_else(|| "-".into());
+    println!("{} {}", style("Execution").bold(), e.id);
+    println!("  runbook   {} v{} (sha256 {})", e.runbook_name, e.runbook_version, &e.runbook_sha256[..12]);
+    println!("  actor     {}", e.actor);
+    println!("  started   {}", when(e.started_at));
+    println!("  finished  {}", when(e.finished_at));
+    println!("  params    {}", e.params);
+    println!();
+    crate::render::print_summary(&e, &steps);
+    Ok(EXIT_OK)
+}

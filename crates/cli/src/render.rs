@@ -1,0 +1,222 @@
+//! What a person sees: a live step list while running, and summaries afterwards.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use console::style;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use opsbook_core::duration::human_ms;
+use opsbook_core::{ExecStatus, StepStatus};
+use opsbook_engine::{Event, Observer};
+use opsbook_store::{Execution, Phase, StepRecord, Stream};
+
+/// Live display on stderr-free stdout: a spinner with elapsed time for the running
+/// step on a terminal, plain lines otherwise. Output lines stream beneath their step.
+pub struct Live {
+    mp: MultiProgress,
+    tty: bool,
+    total: usize,
+    current: Mutex<Option<ProgressBar>>,
+}
+
+impl Live {
+    pub fn new(total_steps: usize) -> Live {
+        let tty = std::io::stdout().is_terminal();
+        let target = if tty { ProgressDrawTarget::stdout() } else { ProgressDrawTarget::hidden() };
+        Live { mp: MultiProgress::with_draw_target(target), tty, total: total_steps, current: Mutex::new(None) }
+    }
+
+    pub fn progress(&self) -> MultiProgress {
+        self.mp.clone()
+    }
+
+    fn line(&self, text: &str) {
+        if self.tty {
+            let _ = self.mp.println(text);
+        } else {
+            println!("{text}");
+        }
+    }
+
+    fn spinner(&self, msg: String) {
+        let mut cur = self.current.lock().expect("display lock");
+        if let Some(pb) = cur.take() {
+            pb.finish_and_clear();
+        }
+        if !self.tty {
+            return;
+        }
+        let pb = self.mp.add(ProgressBar::new_spinner());
+        pb.set_style(
+            ProgressStyle::with_template("{spinner:.cyan} {msg} {elapsed:.dim}")
+                .expect("valid template")
+                .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏ "),
+        );
+        pb.set_message(msg);
+        pb.enable_steady_tick(Duration::from_millis(100));
+        *cur = Some(pb);
+    }
+
+    fn clear(&self) {
+        if let Some(pb) = self.current.lock().expect("display lock").take() {
+            pb.finish_and_clear();
+        }
+    }
+}
+
+pub fn status_mark(s: StepStatus) -> String {
+    match s {
+        StepStatus::Succeeded => style("✓").green().to_string(),
+        StepStatus::Skipped => style("↷").dim().to_string(),
+        StepStatus::Waiting => style("⏸").yellow().to_string(),
+        StepStatus::Pending => style("·").dim().to_string(),
+        StepStatus::Running => style("▶").cyan().to_string(),
+        _ => style("✗").red().to_string(),
+    }
+}
+
+pub fn exec_status(s: ExecStatus) -> String {
+    let text = s.as_str();
+    match s {
+        ExecStatus::Succeeded => style(text).green().bold().to_string(),
+        ExecStatus::Waiting | ExecStatus::Queued | ExecStatus::Running => style(text).yellow().bold().to_string(),
+        _ => style(text).red().bold().to_string(),
+    }
+}
+
+impl Observer for Live {
+    fn on_event(&self, e: &Event<'_>) {
+        match e {
+            Event::Started { execution_id, runbook, version, resumed } => {
+                let verb = if *resumed { "Resuming" } else { "Running" };
+                self.line(&format!(
+                    "{verb} {} {} {}",
+                    style(runbook).bold(),
+                    style(format!("v{version}")).dim(),
+                    style(format!("(execution {execution_id})")).dim()
+                ));
+            }
+            Event::Warning { message } => self.line(&format!("{} {message}", style("warning:").yellow().bold())),
+            Event::CheckStarted { description } => self.spinner(format!("checking: {description}")),
+            Event::CheckFinished { description, checked: false, .. } => {
+                self.line(&format!(
+                    "{} prerequisite: {description} {}",
+                    style("•").dim(),
+                    style("(confirm yourself)").dim()
+                ));
+            }
+            Event::CheckFinished { description, ok, error, .. } => {
+                self.clear();
+                let mark = if *ok { status_mark(StepStatus::Succeeded) } else { status_mark(StepStatus::Failed) };
+                let err = error.map(|e| format!(" — {}", style(e).red())).unwrap_or_default();
+                self.line(&format!("{mark} prerequisite: {description}{err}"));
+            }
+            Event::StepStarted { idx, step_id, name, attempt, max_attempts } => {
+                let retry = if *attempt > 1 { format!(" (attempt {attempt}/{max_attempts})") } else { String::new() };
+                let label = format!("[{}/{}] {}{}", idx + 1, self.total, style(step_id).bold(), retry);
+                let label = if name != step_id { format!("{label} {}", style(name).dim()) } else { label };
+                if !self.tty {
+                    println!("▶ {label}");
+                }
+                self.spinner(label);
+            }
+            Event::Log { stream, line, phase, .. } => {
+                let bar = match (phase, stream) {
+                    (_, Stream::System) => style("  ›").cyan().to_string(),
+                    (Phase::Rollback, _) => style("  ↺").magenta().to_string(),
+                    (_, Stream::Stderr) => style("  │").red().dim().to_string(),
+                    _ => style("  │").dim().to_string(),
+                };
+                self.line(&format!("{bar} {line}"));
+            }
+            Event::StepFinished { idx, step_id, status, duration_ms, error } => {
+                self.clear();
+                let err = error.map(|e| format!(" — {}", style(e).red())).unwrap_or_default();
+                self.line(&format!(
+                    "{} [{}/{}] {} {} {}{err}",
+                    status_mark(*status),
+                    idx + 1,
+                    self.total,
+                    style(step_id).bold(),
+                    status,
+                    style(human_ms(u64::try_from(*duration_ms).unwrap_or(0))).dim()
+                ));
+            }
+            Event::Waiting { step_id, message } => {
+                self.clear();
+                self.line(&format!(
+                    "{} {} waits for approval: {message}",
+                    status_mark(StepStatus::Waiting),
+                    style(step_id).bold()
+                ));
+            }
+            Event::RollbackStarted { step_id } => self.spinner(format!("rolling back {}", style(step_id).bold())),
+            Event::RollbackFinished { step_id, status, error } => {
+                self.clear();
+                let err = error.map(|e| format!(" — {}", style(e).red())).unwrap_or_default();
+                self.line(&format!("{} rollback of {} {status}{err}", status_mark(*status), style(step_id).bold()));
+            }
+            Event::Finished { .. } => self.clear(),
+        }
+    }
+}
+
+/// The summary table of an execution's steps (and rollbacks).
+pub fn steps_table(steps: &[StepRecord]) -> Table {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED);
+    if !std::io::stdout().is_terminal() {
+        t.force_no_tty();
+    }
+    t.set_header(vec!["#", "Step", "Status", "Attempts", "Exit", "Duration", "Rollback", "Error"]);
+    for s in steps {
+        let rollback = match s.rollback_status {
+            Some(r) => r.to_string(),
+            None => String::new(),
+        };
+        let error = s.error.clone().or_else(|| s.rollback_error.clone()).unwrap_or_default();
+        t.add_row(vec![
+            (s.idx + 1).to_string(),
+            s.step_id.clone(),
+            format!("{} {}", status_mark(s.status), s.status),
+            s.attempts.to_string(),
+            s.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+            s.duration_ms().map(|d| human_ms(u64::try_from(d).unwrap_or(0))).unwrap_or_default(),
+            rollback,
+            truncate(&error, 80),
+        ]);
+    }
+    t
+}
+
+pub fn truncate(s: &str, max: usize) -> String {
+    let first = s.lines().next().unwrap_or_default();
+    if first.chars().count() > max || s.lines().count() > 1 {
+        format!("{}…", first.chars().take(max).collect::<String>())
+    } else {
+        first.to_string()
+    }
+}
+
+/// The closing lines after a run: table, status, and what to do next.
+pub fn print_summary(e: &Execution, steps: &[StepRecord]) {
+    println!("{}", steps_table(steps));
+    let took = e.duration_ms().map(|d| format!(" in {}", human_ms(u64::try_from(d).unwrap_or(0)))).unwrap_or_default();
+    println!("Execution {} {}{took}", style(&e.id).bold(), exec_status(e.status));
+    if let Some(err) = &e.error {
+        println!("  {}", style(err).red());
+    }
+    if let Some(rb) = e.rollback_status {
+        println!("  rollback {rb}");
+    }
+    match e.status {
+        ExecStatus::Waiting => println!(
+            "  approve with `opsbook approve {id}` (or reject), then continue with `opsbook resume {id}`",
+            id = e.id
+        ),
+        ExecStatus::Interrupted => println!("  see `opsbook resume {id}` or `opsbook rollback {id}`", id = e.id),
+        _ => {}
+    }
+}
