@@ -144,7 +144,7 @@ pub struct RawSpec {
     #[serde(default)]
     pub on_failure: OnFailure,
     #[schemars(with = "Vec<RawStep>")]
-    pub steps: Vec<Spanned<RawStep>>,
+    pub steps: Spanned<Vec<Spanned<RawStep>>>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -388,3 +388,99 @@ pub fn check_values(params: &[Param], inputs: &BTreeMap<String, Input>) -> Resul
     }
     if errors.is_empty() { Ok(out) } else { Err(errors) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn param(yaml: &str) -> Param {
+        let spec: ParamSpec = serde_saphyr::from_str(yaml).unwrap();
+        Param::check_spec("p", &spec).unwrap()
+    }
+
+    fn check(params: &[Param], inputs: &[(&str, &str)], expected: Result<serde_json::Value, Vec<&str>>) {
+        let inputs = inputs.iter().map(|(k, v)| (k.to_string(), Input::Text(v.to_string()))).collect();
+        let got = check_values(params, &inputs)
+            .map(|v| v.masked())
+            .map_err(|e| e.iter().map(ToString::to_string).collect::<Vec<_>>());
+        match expected {
+            Ok(v) => assert_eq!(got, Ok(v)),
+            Err(msgs) => assert_eq!(got.unwrap_err(), msgs),
+        }
+    }
+
+    #[test]
+    fn reports_every_violation_at_once() {
+        let mut a = param("{ type: integer, min: 1, max: 20 }");
+        a.name = "replicas".into();
+        let mut b = param("{ type: string, required: true, pattern: \"\\\\d+\\\\.\\\\d+\\\\.\\\\d+\" }");
+        b.name = "version".into();
+        let mut c = param("{ type: secret, min_length: 8 }");
+        c.name = "token".into();
+        let mut d = param("{ type: enum, values: [staging, production], required: true }");
+        d.name = "environment".into();
+        check(
+            &[a, b, c, d],
+            &[("replicas", "25"), ("version", "1.x"), ("token", "short"), ("envirnoment", "prod")],
+            Err(vec![
+                "parameter `envirnoment`: unknown parameter (did you mean `environment`?); known: replicas, version, token, environment",
+                "parameter `replicas`: 25 is greater than the maximum 20",
+                "parameter `version`: \"1.x\" does not match the pattern \\d+\\.\\d+\\.\\d+",
+                "parameter `token`: is 5 characters long, shorter than the minimum 8",
+                "parameter `environment`: is required",
+            ]),
+        );
+    }
+
+    #[test]
+    fn secrets_are_masked_and_never_echoed() {
+        let mut s = param("{ type: secret, pattern: \"[a-z]+\" }");
+        s.name = "pw".into();
+        check(std::slice::from_ref(&s), &[("pw", "abc")], Ok(serde_json::json!({"pw": "***"})));
+        check(&[s], &[("pw", "Hunter2")], Err(vec!["parameter `pw`: the value does not match the pattern [a-z]+"]));
+    }
+
+    #[test]
+    fn defaults_and_types() {
+        let mut n = param("{ type: number, default: 1.5 }");
+        n.name = "ratio".into();
+        let mut b = param("{ type: boolean, default: false }");
+        b.name = "flag".into();
+        check(&[n.clone(), b.clone()], &[], Ok(serde_json::json!({"flag": false, "ratio": 1.5})));
+        check(&[n, b], &[("flag", "yes"), ("ratio", "2")], Ok(serde_json::json!({"flag": true, "ratio": 2.0})));
+    }
+
+    proptest! {
+        #[test]
+        fn integers_respect_bounds(v in any::<i64>(), lo in -1000i64..1000, span in 0i64..1000) {
+            let hi = lo + span;
+            let p = param(&format!("{{ type: integer, min: {lo}, max: {hi} }}"));
+            let got = p.coerce(&Input::Text(v.to_string()));
+            prop_assert_eq!(got.is_ok(), (lo..=hi).contains(&v));
+            if let Ok(value) = got {
+                prop_assert_eq!(value, serde_json::json!(v));
+            }
+        }
+
+        #[test]
+        fn strings_respect_pattern_and_length(s in "\\PC{0,20}") {
+            let p = param("{ type: string, pattern: \"[a-z][a-z0-9-]*\", max_length: 10 }");
+            let ok = p.coerce(&Input::Text(s.clone())).is_ok();
+            let expected = !s.is_empty()
+                && s.chars().count() <= 10
+                && s.starts_with(|c: char| c.is_ascii_lowercase())
+                && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            prop_assert_eq!(ok, expected);
+        }
+
+        #[test]
+        fn coercion_never_panics(s in any::<String>()) {
+            for ty in ["string", "integer", "number", "boolean", "secret"] {
+                let p = param(&format!("{{ type: {ty} }}"));
+                let _ = p.coerce(&Input::Text(s.clone()));
+            }
+            let _ = crate::parse(&s);
+        }
+    }
+}

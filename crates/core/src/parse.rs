@@ -37,7 +37,16 @@ fn yaml_diagnostic(e: &serde_saphyr::Error) -> Diagnostic {
         E::SerdeUnknownField { field, expected, .. } => unknown("field", field, expected),
         E::SerdeUnknownVariant { variant, expected, .. } => unknown("value", variant, expected),
         E::SerdeMissingField { field, .. } => format!("missing required field `{field}`"),
-        other => clean_message(&other.without_snippet().to_string()),
+        other => {
+            let msg = clean_message(&other.without_snippet().to_string());
+            if msg.contains("flow mapping") || msg.contains("flow sequence") {
+                format!(
+                    "{msg} (hint: a value containing `{{{{ }}}}` inside `{{ }}` or `[ ]` must be quoted, or use block style)"
+                )
+            } else {
+                msg
+            }
+        }
     };
     Diagnostic::new(loc.as_ref().and_then(crate::Pos::from_location), message)
 }
@@ -113,7 +122,7 @@ impl Checker {
             }
         }
         let param_names: BTreeSet<String> = spec.parameters.0.iter().map(|(n, _)| n.value.clone()).collect();
-        let all_steps: BTreeSet<String> = spec.steps.iter().map(|s| s.value.id.value.clone()).collect();
+        let all_steps: BTreeSet<String> = spec.steps.value.iter().map(|s| s.value.id.value.clone()).collect();
         let none = BTreeSet::new();
 
         let prerequisites = spec
@@ -135,12 +144,12 @@ impl Checker {
             })
             .collect();
 
-        if spec.steps.is_empty() {
-            self.diags.push(Diagnostic::new(None, "spec.steps: a runbook needs at least one step"));
+        if spec.steps.value.is_empty() {
+            self.err(&spec.steps.referenced, "spec.steps: a runbook needs at least one step");
         }
         let mut seen = BTreeSet::new();
         let mut steps = Vec::new();
-        for raw_step in spec.steps {
+        for raw_step in spec.steps.value {
             let id = raw_step.value.id.value.clone();
             let earlier = seen.clone();
             if !seen.insert(id.clone()) {
@@ -251,7 +260,9 @@ impl Checker {
                 Validation::OutputMatches(re) => match regex::RegexBuilder::new(&re.value).multi_line(true).build() {
                     Ok(r) => validate.push(CheckedValidation::OutputMatches(r)),
                     Err(e) => {
-                        let last = e.to_string().lines().last().unwrap_or_default().trim().to_string();
+                        let msg = e.to_string();
+                        let last = msg.lines().last().unwrap_or_default().trim();
+                        let last = last.strip_prefix("error: ").unwrap_or(last).to_string();
                         self.err(&re.referenced, format!("output_matches: invalid regular expression: {last}"));
                     }
                 },
@@ -351,4 +362,48 @@ fn is_step_id(s: &str) -> bool {
     !b.is_empty()
         && b[0].is_ascii_lowercase()
         && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// Every file in tests/data/valid parses; every file in tests/data/invalid fails with
+    /// exactly the messages in the `.expected` file beside it (OPSBOOK_BLESS=1 rewrites them).
+    #[test]
+    fn fixtures() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(root.join("valid")).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            if let Err(d) = super::parse(&text) {
+                panic!("{} should be valid:\n{}", path.display(), d[0].render("", &text));
+            }
+            seen += 1;
+        }
+        let bless = std::env::var_os("OPSBOOK_BLESS").is_some();
+        let mut failures = Vec::new();
+        for entry in std::fs::read_dir(root.join("invalid")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+                continue;
+            }
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let diags = super::parse(&text).err().unwrap_or_else(|| panic!("{name} should be invalid"));
+            let got: String = diags.iter().map(|d| d.render(&name, &text) + "\n").collect();
+            let expected_path = path.with_extension("expected");
+            if bless {
+                std::fs::write(&expected_path, &got).unwrap();
+            }
+            let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
+            if got != expected {
+                failures.push(format!("{name}:\n--- expected\n{expected}--- got\n{got}"));
+            }
+            seen += 1;
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        assert!(seen >= 20, "only {seen} fixtures");
+    }
 }

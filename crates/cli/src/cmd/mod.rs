@@ -106,7 +106,12 @@ pub async fn open(db: Option<PathBuf>) -> Result<Engine<SqliteStore>> {
     let path = db.unwrap_or_else(default_db);
     let store =
         SqliteStore::open(&path).await.with_context(|| format!("cannot open the database {}", path.display()))?;
-    let engine = Engine::new(store, EngineConfig::default());
+    let mut config = EngineConfig::default();
+    if let Some(grace) = std::env::var("OPSBOOK_KILL_GRACE").ok().filter(|v| !v.is_empty()) {
+        config.kill_grace =
+            opsbook_core::duration::parse(&grace).map_err(|e| usage(format!("OPSBOOK_KILL_GRACE: {e}")))?.0;
+    }
+    let engine = Engine::new(store, config);
     for id in engine.recover().await? {
         eprintln!(
             "{} execution {id} was interrupted (its runner stopped); see `opsbook show {id}`",
