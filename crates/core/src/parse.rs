@@ -20,7 +20,7 @@ pub fn parse(source: &str) -> Result<Runbook, Vec<Diagnostic>> {
         Ok(raw) => raw,
         Err(e) => return Err(vec![yaml_diagnostic(&e)]),
     };
-    let mut c = Checker { diags: Vec::new() };
+    let mut c = Checker { diags: Vec::new(), source };
     let runbook = c.runbook(raw, source);
     let mut diags = c.diags;
     if diags.is_empty() {
@@ -69,11 +69,12 @@ fn clean_message(msg: &str) -> String {
     }
 }
 
-struct Checker {
+struct Checker<'s> {
     diags: Vec<Diagnostic>,
+    source: &'s str,
 }
 
-impl Checker {
+impl Checker<'_> {
     fn err(&mut self, loc: &Location, msg: impl Into<String>) {
         self.diags.push(Diagnostic::at(loc, msg));
     }
@@ -131,7 +132,7 @@ impl Checker {
             .map(|p| {
                 let check = p.check.map(|c| {
                     let scope = Scope { params: &param_names, earlier_steps: &none, all_steps: &all_steps };
-                    self.template(&c.run, false, &scope, "check.run");
+                    self.script(&c.run, &scope, "check.run");
                     Script {
                         template: c.run.value,
                         shell: c.shell,
@@ -183,6 +184,38 @@ impl Checker {
             steps,
             source: source.to_string(),
             sha256: crate::sha256_hex(source.as_bytes()),
+        })
+    }
+
+    /// Checks a shell script template: references, and no `{{ }}` inside shell quotes.
+    fn script(&mut self, text: &Spanned<String>, scope: &Scope<'_>, field: &str) {
+        self.template(text, false, scope, field);
+        for (line, nth) in crate::step::run::quoted_interpolations(&text.value) {
+            let msg = format!(
+                "{field}: `{{{{ }}}}` inside shell quotes: values are shell-quoted automatically, so remove the quotes around them"
+            );
+            let pos = self.locate_tag(&text.referenced, line, nth);
+            self.diags.push(Diagnostic::new(pos, msg));
+        }
+    }
+
+    /// The position of the `nth` template tag on line `line` of a script that starts at `at`.
+    fn locate_tag(&self, at: &Location, line: usize, nth: usize) -> Option<crate::Pos> {
+        let start = crate::Pos::from_location(at)?;
+        let file_line = start.line as usize + line - 1;
+        let text = self.source.lines().nth(file_line - 1)?;
+        let from = if line == 1 { text.char_indices().nth(start.column as usize - 1).map_or(0, |(b, _)| b) } else { 0 };
+        let mut found = text[from..]
+            .match_indices("{{")
+            .chain(text[from..].match_indices("{%"))
+            .map(|(i, _)| i)
+            .collect::<Vec<_>>();
+        found.sort_unstable();
+        let byte = from + *found.get(nth)?;
+        Some(crate::Pos {
+            line: u32::try_from(file_line).ok()?,
+            column: u32::try_from(text[..byte].chars().count() + 1).ok()?,
+            len: 2,
         })
     }
 
@@ -270,7 +303,7 @@ impl Checker {
         }
         let shell = s.shell.unwrap_or_default();
         let rollback = s.rollback.map(|r| {
-            self.template(&r.run, false, rollback_scope, "rollback.run");
+            self.script(&r.run, rollback_scope, "rollback.run");
             Script {
                 template: r.run.value,
                 shell,
@@ -280,7 +313,7 @@ impl Checker {
             }
         });
         let kind = if let Some(run) = s.run {
-            self.template(&run, false, scope, "run");
+            self.script(&run, scope, "run");
             StepKind::Run(Script { template: run.value, shell, env: s.env, workdir: s.workdir, timeout: s.timeout })
         } else if let Some(http) = s.http {
             self.template(&http.url, false, scope, "http.url");

@@ -34,15 +34,10 @@ pub async fn exec(db: Option<PathBuf>, args: Args, approved: bool) -> Result<u8>
     let user = super::os_user();
     if let Some(StepKind::Approval(spec)) =
         rb.steps.get(usize::try_from(step.idx).unwrap_or(usize::MAX)).map(|s| &s.kind)
+        && !spec.local_user_may_approve(&user)
     {
-        if !spec.local_user_may_approve(&user) {
-            let who: Vec<&str> = spec.approvers.iter().map(|a| a.value.as_str()).collect();
-            return Err(usage(format!(
-                "{user} may not decide on step `{}` (approvers: {})",
-                step.step_id,
-                who.join(", ")
-            )));
-        }
+        let who: Vec<&str> = spec.approvers.iter().map(|a| a.value.as_str()).collect();
+        return Err(usage(format!("{user} may not decide on step `{}` (approvers: {})", step.step_id, who.join(", "))));
     }
     store
         .add_approval(&Approval {

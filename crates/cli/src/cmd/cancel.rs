@@ -30,10 +30,10 @@ pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
         ExecStatus::Running => {
             store.request_cancel(&e.id).await?;
             // The runner also polls the flag; a signal makes it immediate on this host.
-            if let Some(pid) = e.owner.as_deref().and_then(opsbook_engine::owner_pid) {
-                if let Ok(pid) = i32::try_from(pid) {
-                    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-                }
+            if let Some(pid) = e.owner.as_deref().and_then(opsbook_engine::owner_pid)
+                && let Ok(pid) = i32::try_from(pid)
+            {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
             }
             println!("cancel requested for execution {}", e.id);
             let start = Instant::now();

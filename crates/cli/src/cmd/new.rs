@@ -84,9 +84,9 @@ spec:
   steps:
     - id: prepare
       name: Prepare
-      # {{{{ ... }}}} values are shell-quoted automatically: no injection possible.
+      # {{{{ ... }}}} values are shell-quoted automatically (never put quotes around them).
       run: |
-        echo "preparing {{{{ params.environment }}}} in batches of {{{{ params.batch_size }}}}"
+        echo preparing {{{{ params.environment }}}} in batches of {{{{ params.batch_size }}}}
         echo "started=$(date +%s)" >> "$OPSBOOK_OUTPUT"   # publish an output
       timeout: 5m
       retries: {{ count: 2, delay: 5s, backoff: 2.0, max_delay: 1m }}
@@ -101,7 +101,7 @@ spec:
 
     - id: apply
       name: Apply the change
-      run: echo "applying; prepare started at {{{{ steps.prepare.outputs.started }}}}"
+      run: echo applying, prepare started at {{{{ steps.prepare.outputs.started }}}}
       idempotent: true              # safe to re-run after a crash
 "#,
         t = t.as_str()

@@ -1,1 +1,9 @@
-//! integration tests
+//! End-to-end tests of the `opsbook` binary: real processes, a real SQLite file.
+
+mod cancel;
+mod cli;
+mod durability;
+mod engine;
+mod logs;
+mod security;
+mod support;

@@ -116,7 +116,16 @@ pub(crate) async fn exec_script<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptR
     let consume = async {
         let mut out = LineSplitter::default();
         let mut err = LineSplitter::default();
-        while let Some(chunk) = rx.recv().await {
+        loop {
+            // Flush on a timer too, so a quiet step's last lines reach the store (and `logs -f`).
+            let chunk = match tokio::time::timeout(std::time::Duration::from_millis(250), rx.recv()).await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(_) => {
+                    sink.flush().await?;
+                    continue;
+                }
+            };
             let masker = sink.masker().clone();
             let cut = |b: &[u8]| masker.safe_cut(b);
             let is_out = chunk.stream == opsbook_store::Stream::Stdout;

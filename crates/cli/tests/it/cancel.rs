@@ -1,0 +1,91 @@
+//! Ctrl-C and `opsbook cancel`: the step's group dies, rollbacks run, a second Ctrl-C skips them.
+
+use nix::sys::signal::Signal;
+use opsbook_core::{ExecStatus, StepStatus};
+use opsbook_store::Store;
+
+use crate::support::{Env, dead, out, runbook, signal, wait_until};
+
+fn book(rollback_of_a: &str) -> String {
+    runbook(
+        "",
+        &format!(
+            "    - id: a\n      run: \"true\"\n      rollback:\n        run: {rollback_of_a}\n    - id: b\n      run: |\n        echo $$ > pid\n        touch started\n        sleep 300\n    - id: c\n      run: touch never\n"
+        ),
+    )
+}
+
+#[test]
+fn ctrl_c_kills_the_step_and_rolls_back() {
+    let env = Env::new();
+    env.write("test.yaml", &book("touch undone"));
+    let child = env.spawn(&["run", "test.yaml"]);
+    env.wait_for_file("started");
+    signal(&child, Signal::SIGINT);
+    let o = out(child.wait_with_output().unwrap());
+    assert_eq!(o.code, 1, "{o:?}");
+    let pid: i32 = env.read("pid").trim().parse().unwrap();
+    wait_until(|| dead(pid), "the step to die");
+    assert!(env.path("undone").exists(), "rollback of a ran");
+    assert!(!env.path("never").exists());
+    let (e, steps) = env.last();
+    assert_eq!(e.status, ExecStatus::Cancelled);
+    assert_eq!(e.error.as_deref(), Some("cancelled during step `b`"));
+    assert_eq!(steps[1].status, StepStatus::Cancelled);
+    assert_eq!(steps[2].status, StepStatus::Pending);
+    assert_eq!(e.rollback_status, Some(StepStatus::Succeeded));
+}
+
+#[test]
+fn second_ctrl_c_skips_rollbacks() {
+    let env = Env::new();
+    env.write("test.yaml", &book("\"touch rolling; sleep 300; touch undone\""));
+    let child = env.spawn(&["run", "test.yaml"]);
+    env.wait_for_file("started");
+    signal(&child, Signal::SIGINT);
+    env.wait_for_file("rolling");
+    signal(&child, Signal::SIGINT);
+    let o = out(child.wait_with_output().unwrap());
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(!env.path("undone").exists());
+    let (e, steps) = env.last();
+    assert_eq!(e.status, ExecStatus::Cancelled);
+    assert_eq!(steps[0].rollback_status, Some(StepStatus::Cancelled));
+    assert_eq!(e.rollback_status, Some(StepStatus::Cancelled));
+}
+
+#[test]
+fn cancel_command_stops_a_run_in_another_process() {
+    let env = Env::new();
+    env.write("test.yaml", &book("touch undone"));
+    let child = env.spawn(&["run", "test.yaml"]);
+    env.wait_for_file("started");
+    let s = env.store();
+    let id = s.block(s.store.running()).unwrap()[0].id.clone();
+    let cancel = env.run(&["cancel", &id]);
+    assert_eq!(cancel.code, 0, "{cancel:?}");
+    assert!(cancel.stdout.contains(&format!("execution {id} cancelled")), "{cancel:?}");
+    let o = out(child.wait_with_output().unwrap());
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(env.path("undone").exists());
+}
+
+#[test]
+fn cancelling_a_waiting_execution_rolls_it_back() {
+    let env = Env::new();
+    let book = runbook(
+        "",
+        "    - id: a\n      run: \"true\"\n      rollback:\n        run: touch undone\n    - id: gate\n      approval: {}\n",
+    );
+    assert_eq!(env.run_book(&book, &[]).code, 3);
+    let (e, _) = env.last();
+    let cancel = env.run(&["cancel", &e.id]);
+    assert_eq!(cancel.code, 0, "{cancel:?}");
+    assert!(env.path("undone").exists());
+    let (e, steps) = env.last();
+    assert_eq!(e.status, ExecStatus::Cancelled);
+    assert_eq!(steps[1].status, StepStatus::Cancelled);
+    let again = env.run(&["cancel", &e.id]);
+    assert_eq!(again.code, 2);
+    assert!(again.stderr.contains("is already cancelled"), "{again:?}");
+}

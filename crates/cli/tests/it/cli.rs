@@ -1,0 +1,194 @@
+//! Exit codes, JSON documents, validation output and the helper subcommands.
+
+use crate::support::{Env, runbook};
+
+const PARAMS: &str = "    version: { type: string, required: true, pattern: \"\\\\d+\\\\.\\\\d+\\\\.\\\\d+\" }
+    replicas: { type: integer, default: 2, min: 1, max: 20 }
+    environment: { type: enum, values: [staging, production], required: true }
+";
+
+#[test]
+fn exit_codes() {
+    let env = Env::new();
+    let ok = env.run_book(&runbook("", "    - id: a\n      run: \"true\"\n"), &[]);
+    assert_eq!(ok.code, 0, "{ok:?}");
+    let failed = env.run_book(&runbook("", "    - id: a\n      run: exit 4\n"), &[]);
+    assert_eq!(failed.code, 1, "{failed:?}");
+    let invalid = env.run_book(&runbook("", "    - id: a\n      runn: exit 4\n"), &[]);
+    assert_eq!(invalid.code, 2, "{invalid:?}");
+    assert!(invalid.stderr.contains("test.yaml:10:7: unknown field `runn` (did you mean `run`?)"), "{invalid:?}");
+    let waiting = env.run_book(&runbook("", "    - id: a\n      approval: { approvers: [\"role:sre\"] }\n"), &[]);
+    assert_eq!(waiting.code, 3, "{waiting:?}");
+    let missing = env.run(&["run", "nope.yaml"]);
+    assert_eq!(missing.code, 2);
+    assert!(missing.stderr.contains("cannot read nope.yaml"), "{missing:?}");
+    let unknown = env.run(&["show", "zzzzzzzz"]);
+    assert_eq!(unknown.code, 2);
+    assert!(unknown.stderr.contains("execution `zzzzzzzz` not found"), "{unknown:?}");
+}
+
+#[test]
+fn every_parameter_problem_is_reported_and_nothing_runs() {
+    let env = Env::new();
+    let book = runbook(PARAMS, "    - id: a\n      run: touch ran\n");
+    let out = env.run_book(&book, &["-p", "version=1.x", "-p", "replicas=25", "-p", "colour=red"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    for msg in [
+        "parameter `colour`: unknown parameter; known: version, replicas, environment",
+        "parameter `version`: \"1.x\" does not match the pattern \\d+\\.\\d+\\.\\d+",
+        "parameter `replicas`: 25 is greater than the maximum 20",
+        "parameter `environment`: is required",
+    ] {
+        assert!(out.stderr.contains(msg), "missing {msg:?} in {out:?}");
+    }
+    assert!(!env.path("ran").exists());
+    assert!(!env.db.exists(), "no execution is recorded for invalid parameters");
+}
+
+#[test]
+fn params_file_and_overrides() {
+    let env = Env::new();
+    env.write("p.yaml", "version: 2.0.0\nreplicas: 3\nenvironment: staging\n");
+    let book = runbook(
+        PARAMS,
+        "    - id: a\n      run: echo {{ params.version }}/{{ params.replicas }}/$OPSBOOK_PARAM_ENVIRONMENT > got\n",
+    );
+    let out = env.run_book(&book, &["--params-file", "p.yaml", "-p", "replicas=4"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(env.read("got"), "2.0.0/4/staging\n");
+}
+
+#[test]
+fn json_document() {
+    let env = Env::new();
+    let book = runbook(
+        "    token: { type: secret }\n    n: { type: integer, default: 1 }\n",
+        "    - id: first\n      name: First step\n      run: echo \"port=8080\" >> $OPSBOOK_OUTPUT\n      rollback:\n        run: \"true\"\n    - id: second\n      run: exit 3\n",
+    );
+    let out = env.run_book(&book, &["-p", "token=abc123", "--output", "json"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let doc = out.json();
+    assert_eq!(doc["runbook"]["name"], "test");
+    assert_eq!(doc["runbook"]["version"], "1.0.0");
+    assert_eq!(doc["runbook"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(doc["status"], "failed");
+    assert_eq!(doc["params"], serde_json::json!({"token": "***", "n": 1}));
+    assert!(doc["duration_ms"].as_i64().unwrap() >= 0);
+    assert!(doc["started_at"].as_str().unwrap().ends_with('Z'));
+    let steps = doc["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["id"], "first");
+    assert_eq!(steps[0]["name"], "First step");
+    assert_eq!(steps[0]["status"], "succeeded");
+    assert_eq!(steps[0]["attempts"], 1);
+    assert_eq!(steps[0]["exit_code"], 0);
+    assert_eq!(steps[0]["outputs"], serde_json::json!({"port": "8080"}));
+    assert_eq!(steps[1]["status"], "failed");
+    assert_eq!(steps[1]["exit_code"], 3);
+    assert_eq!(steps[1]["error"], "exited with code 3");
+    assert_eq!(
+        doc["rollback"],
+        serde_json::json!({"performed": true, "status": "succeeded", "steps": [{"id": "first", "status": "succeeded", "exit_code": 0, "error": null}]})
+    );
+
+    let id = doc["id"].as_str().unwrap();
+    let shown = env.run(&["show", id, "--output", "json"]);
+    assert_eq!(shown.json(), doc, "show prints the same document");
+    let history = env.run(&["history", "--output", "json"]).json();
+    assert_eq!(history[0]["id"], id);
+    assert!(history[0].get("steps").is_none());
+    let by_status = env.run(&["history", "--status", "succeeded", "--output", "json"]).json();
+    assert_eq!(by_status, serde_json::json!([]));
+    let bad = env.run(&["history", "--status", "done"]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("unknown status `done`"), "{bad:?}");
+}
+
+#[test]
+fn validate_reports_every_file() {
+    let env = Env::new();
+    env.write("books/good.yaml", &runbook("", "    - id: a\n      run: \"true\"\n"));
+    env.write("books/nested/bad.yml", &runbook("", "    - id: a\n      run: \"true\"\n      timeout: soon\n"));
+    env.write("books/notes.txt", "not a runbook");
+    let out = env.run(&["validate", "books"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("books/good.yaml: ok (test v1.0.0, 1 steps)"), "{out:?}");
+    assert!(out.stdout.contains(
+        "books/nested/bad.yml:11:16: invalid duration `soon`: expected a number followed by ms, s, m, h or d (e.g. 30s, 10m, 1h30m)\n   |\n11 |       timeout: soon\n   |                ^^^^"
+    ), "{out:?}");
+    assert!(out.stderr.contains("1 of 2 files invalid"), "{out:?}");
+    assert_eq!(env.run(&["validate", "books/good.yaml"]).code, 0);
+}
+
+#[test]
+fn examples_are_valid() {
+    let env = Env::new();
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let out = env.run(&["validate", examples]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.matches(": ok (").count() >= 4, "{out:?}");
+}
+
+#[test]
+fn new_schema_and_list() {
+    let env = Env::new();
+    let out = env.run(&["new", "db-vacuum", "--type", "maintenance"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(env.run(&["validate", "db-vacuum.yaml"]).code, 0);
+    let again = env.run(&["new", "db-vacuum", "--type", "maintenance"]);
+    assert_eq!(again.code, 2, "never overwrites: {again:?}");
+    let bad = env.run(&["new", "x", "--type", "deploy"]);
+    assert!(bad.stderr.contains("unknown type `deploy`"), "{bad:?}");
+    // A fresh draft runs only with --allow-draft.
+    let draft = env.run(&["run", "db-vacuum.yaml", "-p", "environment=staging"]);
+    assert_eq!(draft.code, 2);
+    assert!(draft.stderr.contains("is a draft; pass --allow-draft"), "{draft:?}");
+    let ran = env.run(&["run", "db-vacuum.yaml", "-p", "environment=staging", "--allow-draft"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+
+    let schema = env.run(&["schema"]).json();
+    assert_eq!(schema["title"], "opsbook runbook");
+    assert!(schema["properties"]["apiVersion"].is_object());
+    assert!(schema.to_string().contains("output_matches"));
+
+    env.write(
+        "old.yaml",
+        &runbook("", "    - id: a\n      run: \"true\"\n").replace(
+            "version: 1.0.0",
+            "version: 1.0.0\n  review: { every: 30d, last_reviewed: 2020-01-01 }\n  owner: team-db\n  tags: [db]",
+        ),
+    );
+    let list = env.run(&["list", ".", "--output", "json"]).json();
+    let old = list.as_array().unwrap().iter().find(|r| r["path"].as_str().unwrap().ends_with("old.yaml")).unwrap();
+    assert_eq!(old["review"], "overdue since 2020-01-31");
+    assert_eq!(old["owner"], "team-db");
+}
+
+#[test]
+fn lifecycle_status() {
+    let env = Env::new();
+    let book = runbook("", "    - id: a\n      run: touch ran\n");
+    let archived = env.run_book(&book.replace("version: 1.0.0", "version: 1.0.0\n  status: archived"), &[]);
+    assert_eq!(archived.code, 2);
+    assert!(archived.stderr.contains("runbook `test` is archived and can no longer run"), "{archived:?}");
+    assert!(!env.path("ran").exists());
+    let deprecated = env.run_book(&book.replace("version: 1.0.0", "version: 1.0.0\n  status: deprecated"), &[]);
+    assert_eq!(deprecated.code, 0);
+    assert!(deprecated.stdout.contains("warning: runbook `test` is deprecated"), "{deprecated:?}");
+}
+
+#[test]
+fn dry_run_renders_and_runs_nothing() {
+    let env = Env::new();
+    let book = runbook(
+        "    pw: { type: secret }\n    target: { type: string }\n",
+        "    - id: a\n      run: touch ran && echo {{ params.target }} {{ params.pw }}\n    - id: b\n      when: \"params.target == 'x y'\"\n      http: { url: \"http://localhost:{{ steps.a.outputs.port }}/\" }\n",
+    );
+    let out = env.run_book(&book, &["--dry-run", "-p", "pw=hunter2", "-p", "target=x y"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("touch ran && echo 'x y' '***'"), "{out:?}");
+    assert!(out.stdout.contains("when params.target == 'x y' → true"), "{out:?}");
+    assert!(out.stdout.contains("GET http://localhost:<steps.a.outputs.port>/"), "{out:?}");
+    assert!(!out.stdout.contains("hunter2"));
+    assert!(!env.path("ran").exists());
+    assert!(!env.db.exists());
+}

@@ -1,0 +1,189 @@
+//! kill -9 in the middle of a step, approvals without a terminal, resume and rollback.
+
+use opsbook_core::{ExecStatus, StepStatus};
+use opsbook_store::Store;
+
+use crate::support::{Env, dead, out, runbook, wait_until};
+
+fn crashing_book(idempotent: bool) -> String {
+    runbook(
+        "",
+        &format!(
+            "    - id: a\n      run: echo a >> done\n      rollback:\n        run: echo a >> undone\n    - id: b\n      idempotent: {idempotent}\n      run: |\n        echo b >> done\n        if [ ! -e crashed ]; then touch crashed; echo $$ > pid; sleep 300; fi\n    - id: c\n      run: echo c >> done\n"
+        ),
+    )
+}
+
+fn crash(env: &Env) -> String {
+    let mut child = env.spawn(&["run", "test.yaml"]);
+    env.wait_for_file("pid");
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    let pid: i32 = env.read("pid").trim().parse().unwrap();
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    wait_until(|| dead(pid), "the orphaned step to die");
+    let s = env.store();
+    let e = s.block(s.store.executions(&Default::default())).unwrap().remove(0);
+    assert_eq!(e.status, ExecStatus::Running, "nothing has noticed the crash yet");
+    e.id
+}
+
+#[test]
+fn kill_9_then_resume_an_idempotent_step() {
+    let env = Env::new();
+    env.write("test.yaml", &crashing_book(true));
+    let id = crash(&env);
+    // The next command of any kind notices the dead runner.
+    let show = env.run(&["show", &id, "--output", "json"]);
+    assert!(show.stderr.contains(&format!("execution {id} was interrupted")), "{show:?}");
+    let doc = show.json();
+    assert_eq!(doc["status"], "interrupted");
+    assert_eq!(doc["steps"][1]["status"], "cancelled");
+    assert!(doc["error"].as_str().unwrap().contains("stopped unexpectedly during step `b`"), "{doc}");
+    let resumed = env.run(&["resume", &id]);
+    assert_eq!(resumed.code, 0, "{resumed:?}");
+    assert_eq!(env.read("done"), "a\nb\nb\nc\n", "a ran once, b re-ran, c ran");
+    let (e, steps) = env.last();
+    assert_eq!(e.status, ExecStatus::Succeeded);
+    assert_eq!(steps[1].attempts, 2);
+}
+
+#[test]
+fn kill_9_then_a_non_idempotent_step_offers_rollback() {
+    let env = Env::new();
+    env.write("test.yaml", &crashing_book(false));
+    let id = crash(&env);
+    let resumed = env.run(&["resume", &id]);
+    assert_eq!(resumed.code, 2, "{resumed:?}");
+    assert!(
+        resumed.stderr.contains(&format!(
+            "step `b` was interrupted and is not idempotent, so it may have partly run; undo the steps that succeeded with `opsbook rollback {id}`"
+        )),
+        "{resumed:?}"
+    );
+    let rolled = env.run(&["rollback", &id, "--output", "json"]);
+    assert_eq!(rolled.code, 1, "{rolled:?}");
+    assert_eq!(env.read("undone"), "a\n");
+    let doc = rolled.json();
+    assert_eq!(doc["status"], "interrupted");
+    assert_eq!(doc["rollback"]["performed"], true);
+    let again = env.run(&["rollback", &id]);
+    assert!(again.stderr.contains("was already rolled back"), "{again:?}");
+}
+
+#[test]
+fn state_is_committed_before_the_next_action() {
+    let env = Env::new();
+    let book = runbook(
+        "",
+        "    - id: a\n      run: echo \"k=v\" >> $OPSBOOK_OUTPUT\n    - id: b\n      run: touch started; sleep 300\n",
+    );
+    env.write("test.yaml", &book);
+    let mut child = env.spawn(&["run", "test.yaml"]);
+    env.wait_for_file("started");
+    // While b runs, a's outcome and outputs are already durable.
+    let s = env.store();
+    let e = s.block(s.store.running()).unwrap().remove(0);
+    let steps = s.block(s.store.steps(&e.id)).unwrap();
+    assert_eq!(steps[0].status, StepStatus::Succeeded);
+    assert_eq!(steps[0].outputs["k"], "v");
+    assert_eq!(steps[1].status, StepStatus::Running);
+    assert_eq!(steps[1].attempts, 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn approval_without_a_terminal_waits_then_resumes() {
+    let env = Env::new();
+    let book = runbook(
+        "    pw: { type: secret }\n",
+        "    - id: a\n      run: echo a >> done\n      rollback:\n        run: echo a >> undone\n    - id: gate\n      approval: { approvers: [\"role:release-manager\"], message: \"ship it?\" }\n    - id: c\n      run: echo c {{ params.pw }} >> done\n",
+    );
+    let waiting = env.run_book(&book, &["-p", "pw=hunter2"]);
+    assert_eq!(waiting.code, 3, "{waiting:?}");
+    assert!(waiting.stdout.contains("gate waits for approval: ship it?"), "{waiting:?}");
+    let (e, steps) = env.last();
+    assert_eq!(e.status, ExecStatus::Waiting);
+    assert_eq!(steps[1].status, StepStatus::Waiting);
+    assert_eq!(e.owner, None, "a waiting execution holds no runner");
+
+    let early = env.run(&["resume", &e.id, "-p", "pw=hunter2"]);
+    assert_eq!(early.code, 3, "still no approval: {early:?}");
+    let approve = env.run(&["approve", &e.id, "--comment", "go"]);
+    assert_eq!(approve.code, 0, "{approve:?}");
+    let twice = env.run(&["approve", &e.id]);
+    assert_eq!(twice.code, 2, "one person decides once: {twice:?}");
+    let no_secret = env.run(&["resume", &e.id]);
+    assert_eq!(no_secret.code, 2);
+    assert!(
+        no_secret.stderr.contains("parameter `pw`: is a secret and is never stored: pass it again with -p"),
+        "{no_secret:?}"
+    );
+    let resumed = env.run(&["resume", &e.id, "-p", "pw=hunter2", "--output", "json"]);
+    assert_eq!(resumed.code, 0, "{resumed:?}");
+    assert_eq!(env.read("done"), "a\nc hunter2\n");
+    let doc = resumed.json();
+    assert_eq!(
+        doc["steps"][1]["outputs"]["approved_by"],
+        nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().unwrap().name
+    );
+    let s = env.store();
+    let approvals = s.block(s.store.approvals(&e.id)).unwrap();
+    assert_eq!(approvals.len(), 1);
+    assert_eq!(approvals[0].comment.as_deref(), Some("go"));
+}
+
+#[test]
+fn rejection_fails_and_rolls_back() {
+    let env = Env::new();
+    let book = runbook(
+        "",
+        "    - id: a\n      run: \"true\"\n      rollback:\n        run: touch undone\n    - id: gate\n      approval: {}\n",
+    );
+    assert_eq!(env.run_book(&book, &[]).code, 3);
+    let (e, _) = env.last();
+    assert_eq!(env.run(&["reject", &e.id, "-c", "not today"]).code, 0);
+    let resumed = env.run(&["resume", &e.id, "--output", "json"]);
+    assert_eq!(resumed.code, 1, "{resumed:?}");
+    let doc = resumed.json();
+    assert_eq!(
+        doc["steps"][1]["error"],
+        format!("rejected by {}: not today", nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().unwrap().name)
+    );
+    assert!(env.path("undone").exists());
+}
+
+#[test]
+fn approval_timeout_fails_the_step() {
+    let env = Env::new();
+    let book = runbook("", "    - id: gate\n      approval: { timeout: 1s }\n");
+    assert_eq!(env.run_book(&book, &[]).code, 3);
+    let (e, _) = env.last();
+    wait_until(
+        || {
+            std::time::SystemTime::now()
+                > std::time::UNIX_EPOCH + std::time::Duration::from_millis((e.created_at + 1100) as u64)
+        },
+        "the deadline",
+    );
+    let resumed = env.run(&["resume", &e.id, "--output", "json"]);
+    assert_eq!(resumed.code, 1, "{resumed:?}");
+    assert_eq!(resumed.json()["steps"][0]["status"], "timed_out");
+}
+
+#[test]
+fn a_second_runner_cannot_resume_a_running_execution() {
+    let env = Env::new();
+    env.write("test.yaml", &runbook("", "    - id: a\n      run: touch started; sleep 300\n"));
+    let child = env.spawn(&["run", "test.yaml"]);
+    env.wait_for_file("started");
+    let s = env.store();
+    let id = s.block(s.store.running()).unwrap()[0].id.clone();
+    let r = env.run(&["resume", &id]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains(&format!("execution {id} is still running (local:")), "{r:?}");
+    crate::support::signal(&child, nix::sys::signal::Signal::SIGTERM);
+    let o = out(child.wait_with_output().unwrap());
+    assert_eq!(o.code, 1, "SIGTERM cancels like Ctrl-C: {o:?}");
+}

@@ -1,0 +1,86 @@
+//! Logs: streamed to the store line by line, bounded memory, any bytes.
+
+use std::process::Stdio;
+
+use opsbook_store::{LogQuery, Phase, Store, Stream};
+
+use crate::support::{Env, out, runbook, wait_until};
+
+fn vm_hwm_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn fifty_megabytes_of_output_in_bounded_memory() {
+    let env = Env::new();
+    let book = runbook(
+        "",
+        "    - id: big\n      run: head -c 52428800 /dev/zero | tr '\\0' x | fold -w 99\n    - id: pause\n      run: touch paused; while [ ! -e go ]; do sleep 0.05; done\n",
+    );
+    env.write("test.yaml", &book);
+    let mut child = env.cmd(&["run", "test.yaml"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    env.wait_for_file("paused");
+    let peak_kb = vm_hwm_kb(child.id()).expect("peak memory of the runner");
+    env.write("go", "");
+    assert!(child.wait().unwrap().success());
+    assert!(peak_kb < 60 * 1024, "peak RSS {peak_kb} kB while streaming 50 MB");
+    let (e, _) = env.last();
+    let s = env.store();
+    let lines = 52_428_800 / 99 + 1;
+    assert_eq!(s.block(s.store.last_log_seq(&e.id)).unwrap(), lines as i64);
+    let tail = s
+        .block(s.store.logs(&LogQuery {
+            execution_id: e.id.clone(),
+            after_seq: lines as i64 - 2,
+            ..Default::default()
+        }))
+        .unwrap();
+    assert_eq!(tail[0].line, "x".repeat(99));
+    assert_eq!(tail[1].line.len(), 52_428_800 % 99);
+}
+
+#[test]
+fn invalid_utf8_and_endless_lines_are_stored() {
+    let env = Env::new();
+    let book = runbook(
+        "",
+        "    - id: bytes\n      run: |\n        printf 'ok \\377\\376 done\\n'\n        printf 'to stderr\\n' >&2\n        head -c 200000 /dev/zero | tr '\\0' y\n",
+    );
+    let o = env.run_book(&book, &[]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let (e, _) = env.last();
+    let s = env.store();
+    let logs = s.block(s.store.logs(&LogQuery { execution_id: e.id.clone(), ..Default::default() })).unwrap();
+    let out: Vec<_> = logs.iter().filter(|l| l.stream == Stream::Stdout).map(|l| l.line.as_str()).collect();
+    assert_eq!(out[0], "ok \u{FFFD}\u{FFFD} done");
+    let long: Vec<usize> = out[1..].iter().map(|l| l.len()).collect();
+    assert_eq!(long, vec![65536, 65536, 65536, 200000 - 3 * 65536]);
+    let err = logs.iter().find(|l| l.stream == Stream::Stderr).unwrap();
+    assert_eq!((err.line.as_str(), err.phase, err.step_id.as_deref()), ("to stderr", Phase::Step, Some("bytes")));
+}
+
+#[test]
+fn logs_command_filters_and_follows() {
+    let env = Env::new();
+    let book = runbook(
+        "",
+        "    - id: one\n      run: echo first\n    - id: two\n      run: |\n        echo second\n        touch waiting\n        while [ ! -e go ]; do sleep 0.05; done\n        echo third\n",
+    );
+    env.write("test.yaml", &book);
+    let run = env.spawn(&["run", "test.yaml"]);
+    env.wait_for_file("waiting");
+    let s = env.store();
+    let id = s.block(s.store.running()).unwrap()[0].id.clone();
+    let follow = env.spawn(&["logs", &id, "--follow"]);
+    // Wait until the follower has printed what exists so far, then let the step finish.
+    wait_until(|| s.block(s.store.last_log_seq(&id)).unwrap() >= 2, "the first lines");
+    env.write("go", "");
+    assert_eq!(out(run.wait_with_output().unwrap()).code, 0);
+    let f = out(follow.wait_with_output().unwrap());
+    assert_eq!(f.code, 0, "{f:?}");
+    assert_eq!(f.stdout, "[one] first\n[two] second\n[two] third\n");
+    let only = env.run(&["logs", &id[..6], "--step", "one"]);
+    assert_eq!(only.stdout, "[one] first\n");
+}

@@ -1,0 +1,114 @@
+//! Parameters never reach a shell unquoted; secrets never reach storage or output.
+
+use crate::support::{Env, runbook};
+
+/// Payloads that would run `touch pwned` (or worse) if a value were pasted into the script.
+const CORPUS: &[&str] = &[
+    "; touch pwned",
+    "&& touch pwned",
+    "|| touch pwned",
+    "| touch pwned",
+    "$(touch pwned)",
+    "`touch pwned`",
+    "${IFS}touch${IFS}pwned",
+    "'; touch pwned; '",
+    "\"; touch pwned; \"",
+    "\\\"; touch pwned; \\\"",
+    "a'b\"c",
+    "x\ntouch pwned",
+    "x\r\ntouch pwned",
+    "$((1+1))",
+    "$HOME",
+    "~root",
+    "*",
+    "?",
+    "[a-z]*",
+    "{a,b}",
+    "--output=pwned",
+    "-rf /",
+    "--help",
+    "> pwned",
+    ">> pwned",
+    "< /etc/passwd",
+    "2>pwned",
+    "& touch pwned &",
+    "#comment",
+    "!!",
+    "$(printf pwned > pwned)",
+    "a b  c",
+    "",
+    "\t",
+    "'",
+    "\"",
+    "\\",
+    "$'\\x74ouch' pwned",
+    "<(touch pwned)",
+    "%s%n%x",
+    "ünïcødé 🚀",
+];
+
+#[test]
+fn injection_corpus_never_executes() {
+    assert!(CORPUS.len() >= 30);
+    let env = Env::new();
+    env.write("argv.sh", "#!/bin/sh\nprintf '%s' \"$#\" > count\nprintf '%s' \"$1\" > value\n");
+    let mut perms = std::fs::metadata(env.path("argv.sh")).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(env.path("argv.sh"), perms).unwrap();
+    let book = runbook(
+        "    p: { type: string }\n",
+        "    - id: echo\n      run: ./argv.sh {{ params.p }}\n      rollback:\n        run: ./argv.sh {{ params.p }}\n    - id: out\n      run: printf 'v=%s\\n' \"$OPSBOOK_PARAM_P\" | head -n 1 >> \"$OPSBOOK_OUTPUT\"\n    - id: again\n      run: ./argv.sh {{ steps.out.outputs.v }} && test -e count\n",
+    );
+    env.write("test.yaml", &book);
+    for payload in CORPUS {
+        let o = env.run(&["run", "test.yaml", "-p", &format!("p={payload}")]);
+        assert_eq!(o.code, 0, "payload {payload:?}: {o:?}");
+        assert!(!env.path("pwned").exists(), "payload {payload:?} executed");
+        assert_eq!(env.read("count"), "1", "payload {payload:?} must stay one argument");
+        let first_line = payload.split('\n').next().unwrap().trim_end_matches('\r');
+        assert_eq!(env.read("value"), first_line, "payload {payload:?} via a step output");
+    }
+    // And through the first step directly (the last run overwrote `value` via `again`).
+    let direct = runbook("    p: { type: string }\n", "    - id: echo\n      run: ./argv.sh {{ params.p }}\n");
+    env.write("direct.yaml", &direct);
+    for payload in CORPUS {
+        let o = env.run(&["run", "direct.yaml", "-p", &format!("p={payload}")]);
+        assert_eq!(o.code, 0, "{o:?}");
+        assert_eq!(env.read("value"), *payload);
+        assert!(!env.path("pwned").exists());
+    }
+}
+
+#[test]
+fn secrets_never_reach_storage_or_output() {
+    const SECRET: &str = "S3cr3t-'Value'!";
+    let env = Env::new();
+    let book = runbook(
+        "    pw: { type: secret }\n",
+        "    - id: leak\n      run: |\n        echo stdout {{ params.pw }}\n        echo \"stderr $OPSBOOK_PARAM_PW\" >&2\n        echo \"token=$OPSBOOK_PARAM_PW\" >> \"$OPSBOOK_OUTPUT\"\n      rollback:\n        run: echo rollback {{ params.pw }}\n    - id: fail\n      env: { PW: \"{{ params.pw }}\" }\n      run: echo \"$PW\" >&2; exit 1\n      validate: [ { output_contains: \"{{ params.pw }}\" } ]\n",
+    );
+    let arg = format!("pw={SECRET}");
+    let o = env.run_book(&book, &["-p", &arg, "--output", "json"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let doc = o.json();
+    assert_eq!(doc["params"]["pw"], "***");
+    assert_eq!(doc["steps"][0]["outputs"]["token"], "***");
+    assert_eq!(doc["steps"][1]["error"], "exited with code 1; output does not contain \"***\"");
+    let text = env.run_book(&book, &["-p", &arg]);
+    let id = doc["id"].as_str().unwrap();
+    let mut shown = vec![o.stdout, o.stderr, text.stdout, text.stderr];
+    for args in [vec!["show", id], vec!["show", id, "--output", "json"], vec!["history"], vec!["logs", id]] {
+        let r = env.run(&args);
+        shown.push(r.stdout);
+        shown.push(r.stderr);
+    }
+    for s in &shown {
+        assert!(!s.contains(SECRET) && !s.contains("S3cr3t"), "secret shown:\n{s}");
+    }
+    assert!(shown.iter().any(|s| s.contains("stdout ***")), "the masked line is still shown");
+    // Nothing in the database files either (WAL included).
+    for entry in std::fs::read_dir(env.db.parent().unwrap()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!bytes.windows(6).any(|w| w == b"S3cr3t"), "secret stored on disk");
+    }
+}

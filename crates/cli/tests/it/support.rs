@@ -1,0 +1,151 @@
+//! Helpers: a scratch directory with its own database, and a way to run `opsbook` in it.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use opsbook_store::{Execution, SqliteStore, StepRecord, Store};
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub db: PathBuf,
+}
+
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", self.stdout, self.stderr))
+    }
+}
+
+impl std::fmt::Debug for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+/// A runbook with the given parameters block (may be empty) and steps block.
+pub fn runbook(params: &str, steps: &str) -> String {
+    format!(
+        "apiVersion: opsbook/v1\nkind: Runbook\nmetadata:\n  name: test\n  type: maintenance\n  version: 1.0.0\nspec:\n{}  steps:\n{steps}",
+        if params.is_empty() { String::new() } else { format!("  parameters:\n{params}") }
+    )
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("state/opsbook.db");
+        Env { dir, db }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.path(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_opsbook"));
+        c.args(args)
+            .current_dir(self.dir.path())
+            .env("OPSBOOK_DB", &self.db)
+            .env("OPSBOOK_KILL_GRACE", "1s")
+            .env("NO_COLOR", "1")
+            .env("T", self.dir.path())
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Out {
+        out(self.cmd(args).output().expect("run opsbook"))
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.cmd(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn opsbook")
+    }
+
+    /// Writes `test.yaml` and runs it with the extra arguments.
+    pub fn run_book(&self, text: &str, extra: &[&str]) -> Out {
+        self.write("test.yaml", text);
+        let mut args = vec!["run", "test.yaml"];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    pub fn store(&self) -> Inspect {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let store = rt.block_on(SqliteStore::open(&self.db)).expect("open store");
+        Inspect { rt, store }
+    }
+
+    /// The newest execution.
+    pub fn last(&self) -> (Execution, Vec<StepRecord>) {
+        let s = self.store();
+        let e = s.block(s.store.executions(&Default::default())).unwrap().into_iter().next().expect("an execution");
+        let steps = s.block(s.store.steps(&e.id)).unwrap();
+        (e, steps)
+    }
+
+    /// Polls until `name` exists (written by a step), failing after 20 s.
+    pub fn wait_for_file(&self, name: &str) {
+        let p = self.path(name);
+        wait_until(|| p.exists(), &format!("{name} to appear"));
+    }
+}
+
+pub struct Inspect {
+    rt: tokio::runtime::Runtime,
+    pub store: SqliteStore,
+}
+
+impl Inspect {
+    pub fn block<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+}
+
+pub fn out(o: Output) -> Out {
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+pub fn wait_until(mut f: impl FnMut() -> bool, what: &str) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// True when the process is gone (or a zombie waiting for init to reap it).
+pub fn dead(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')),
+    }
+}
+
+pub fn signal(child: &Child, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+}
