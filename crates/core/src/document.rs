@@ -178,6 +178,7 @@ pub enum Shell {
 }
 
 impl Shell {
+    /// The program name and the arguments that precede the script.
     pub fn argv(self) -> &'static [&'static str] {
         match self {
             Shell::Sh => &["sh", "-e", "-c"],

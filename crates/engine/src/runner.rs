@@ -33,6 +33,8 @@ pub(crate) struct Run<'e, 'h, S: Store> {
     pub base_dir: PathBuf,
     heartbeat: Option<JoinHandle<()>>,
     http: Option<reqwest::Client>,
+    scratch: Option<tempfile::TempDir>,
+    files: u64,
 }
 
 impl<S: Store> Drop for Run<'_, '_, S> {
@@ -289,7 +291,20 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         let masker = Masker::new(params.secret_values());
         let sink = LogSink::new(engine.store.clone(), &exec.id, last_seq, masker);
         let base_dir = PathBuf::from(&exec.base_dir);
-        Run { engine, hooks, rb, exec, steps, params, sink, base_dir, heartbeat: None, http: None }
+        Run {
+            engine,
+            hooks,
+            rb,
+            exec,
+            steps,
+            params,
+            sink,
+            base_dir,
+            heartbeat: None,
+            http: None,
+            scratch: None,
+            files: 0,
+        }
     }
 
     pub fn store(&self) -> &S {
@@ -317,6 +332,21 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         self.sink.push(self.hooks.observer, step_id, phase, 0, Stream::System, msg.as_bytes());
         self.sink.flush().await?;
         Ok(())
+    }
+
+    /// A new empty file in this run's scratch directory (removed when the run ends).
+    pub fn scratch_file(&mut self, prefix: &str) -> Result<PathBuf> {
+        if self.scratch.is_none() {
+            let dir = tempfile::Builder::new()
+                .prefix("opsbook-")
+                .tempdir()
+                .map_err(|e| Error::Io(format!("cannot create a temporary directory: {e}")))?;
+            self.scratch = Some(dir);
+        }
+        self.files += 1;
+        let path = self.scratch.as_ref().expect("just created").path().join(format!("{prefix}-{}", self.files));
+        std::fs::File::create(&path).map_err(|e| Error::Io(format!("cannot create {}: {e}", path.display())))?;
+        Ok(path)
     }
 
     pub fn http_client(&mut self) -> Result<reqwest::Client> {
@@ -403,7 +433,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 }
                 Err(e) => AttemptResult::fatal(format!("check.run: {e}")),
             };
-            self.record(&name, Phase::Check, 1, started, &result).await?;
+            self.record(&name, Phase::Check, 1, started, &result, None).await?;
             let ok = result.status == StepStatus::Succeeded;
             let error = result.error.clone().map(|e| self.masker().mask(&e).into_owned());
             self.event(&Event::CheckFinished {
@@ -434,20 +464,25 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         attempt: u32,
         started: i64,
         r: &AttemptResult,
+        step_idx: Option<usize>,
     ) -> Result<()> {
         let error = r.error.as_ref().map(|e| self.masker().mask(e).into_owned());
+        let step = step_idx.map(|i| &self.steps[i]);
         self.store()
-            .record_attempt(&Attempt {
-                execution_id: self.exec.id.clone(),
-                step_id: step_id.to_string(),
-                phase,
-                attempt: i64::from(attempt),
-                status: r.status,
-                exit_code: r.exit_code.map(i64::from),
-                started_at: started,
-                finished_at: now_ms(),
-                error,
-            })
+            .record_attempt(
+                &Attempt {
+                    execution_id: self.exec.id.clone(),
+                    step_id: step_id.to_string(),
+                    phase,
+                    attempt: i64::from(attempt),
+                    status: r.status,
+                    exit_code: r.exit_code.map(i64::from),
+                    started_at: started,
+                    finished_at: now_ms(),
+                    error,
+                },
+                step,
+            )
             .await?;
         Ok(())
     }
@@ -471,8 +506,9 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
             {
                 continue;
             }
+            // Kept in memory and written with the next execution update: the step rows
+            // already say which step runs, and one write less per step matters.
             self.exec.current_step = Some(idx as i64);
-            self.store().update_execution(&self.exec).await?;
 
             let flow = match self.condition(idx, &step).await? {
                 Some(flow) => flow,
@@ -545,6 +581,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 rec.attempts = i64::from(attempt);
                 rec.error = None;
             }
+            self.steps[idx].rendered = kinds::display(self, step);
             self.save_step(idx).await?;
             self.event(&Event::StepStarted {
                 idx,
@@ -554,13 +591,12 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 max_attempts: max,
             });
             let result = match &step.kind {
-                StepKind::Run(script) => kinds::run::attempt(self, idx, step, script, attempt).await?,
-                StepKind::Http(spec) => kinds::http::attempt(self, idx, step, spec, attempt).await?,
+                StepKind::Run(script) => kinds::run::attempt(self, step, script, attempt).await?,
+                StepKind::Http(spec) => kinds::http::attempt(self, step, spec, attempt).await?,
                 StepKind::Sleep(spec) => kinds::sleep::attempt(self, spec).await,
                 StepKind::Approval(_) => unreachable!("approvals are not attempted"),
             };
             self.sink.flush().await?;
-            self.record(&step.id, Phase::Step, attempt, started, &result).await?;
             let finished = now_ms();
             let error = result.error.as_ref().map(|e| self.masker().mask(e).into_owned());
             let last = result.status == StepStatus::Succeeded
@@ -581,7 +617,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                     rec.finished_at = Some(finished);
                 }
             }
-            self.save_step(idx).await?;
+            self.record(&step.id, Phase::Step, attempt, started, &result, Some(idx)).await?;
             if last {
                 let duration_ms = finished - self.steps[idx].started_at.unwrap_or(finished);
                 self.event(&Event::StepFinished {
@@ -690,13 +726,12 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 Err(e) => AttemptResult::fatal(format!("rollback.run: {e}")),
             };
             self.sink.flush().await?;
-            self.record(&step.id, Phase::Rollback, 1, started, &result).await?;
             let error = result.error.as_ref().map(|e| self.masker().mask(e).into_owned());
             let rec = &mut self.steps[idx];
             rec.rollback_status = Some(result.status);
             rec.rollback_exit_code = result.exit_code.map(i64::from);
             rec.rollback_error = error.clone();
-            self.save_step(idx).await?;
+            self.record(&step.id, Phase::Rollback, 1, started, &result, Some(idx)).await?;
             self.event(&Event::RollbackFinished { step_id: &step.id, status: result.status, error: error.as_deref() });
             if result.status != StepStatus::Succeeded && overall == StepStatus::Succeeded {
                 overall =

@@ -183,6 +183,29 @@ async fn insert_step(tx: &mut Transaction<'_, Sqlite>, s: &StepRecord) -> Result
     Ok(())
 }
 
+const UPDATE_STEP: &str = "UPDATE execution_steps SET status = ?, attempts = ?, exit_code = ?, started_at = ?, \
+    finished_at = ?, error = ?, outputs = ?, rendered = ?, wait_deadline = ?, rollback_status = ?, \
+    rollback_exit_code = ?, rollback_error = ? WHERE execution_id = ? AND idx = ?";
+
+type Query<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
+
+fn bind_step<'q>(q: Query<'q>, s: &'q StepRecord) -> Query<'q> {
+    q.bind(s.status.as_str())
+        .bind(s.attempts)
+        .bind(s.exit_code)
+        .bind(s.started_at)
+        .bind(s.finished_at)
+        .bind(&s.error)
+        .bind(json_text(&s.outputs))
+        .bind(&s.rendered)
+        .bind(s.wait_deadline)
+        .bind(s.rollback_status.map(StepStatus::as_str))
+        .bind(s.rollback_exit_code)
+        .bind(&s.rollback_error)
+        .bind(&s.execution_id)
+        .bind(s.idx)
+}
+
 impl Store for SqliteStore {
     async fn save_runbook(&self, rb: &RunbookVersion) -> Result<()> {
         sqlx::query(
@@ -274,49 +297,44 @@ impl Store for SqliteStore {
     }
 
     async fn update_step(&self, s: &StepRecord) -> Result<()> {
-        let done = sqlx::query(
-            "UPDATE execution_steps SET status = ?, attempts = ?, exit_code = ?, started_at = ?, finished_at = ?, \
-             error = ?, outputs = ?, rendered = ?, wait_deadline = ?, rollback_status = ?, rollback_exit_code = ?, \
-             rollback_error = ? WHERE execution_id = ? AND idx = ?",
-        )
-        .bind(s.status.as_str())
-        .bind(s.attempts)
-        .bind(s.exit_code)
-        .bind(s.started_at)
-        .bind(s.finished_at)
-        .bind(&s.error)
-        .bind(json_text(&s.outputs))
-        .bind(&s.rendered)
-        .bind(s.wait_deadline)
-        .bind(s.rollback_status.map(StepStatus::as_str))
-        .bind(s.rollback_exit_code)
-        .bind(&s.rollback_error)
-        .bind(&s.execution_id)
-        .bind(s.idx)
-        .execute(&self.pool)
-        .await?;
+        let done = bind_step(sqlx::query(UPDATE_STEP), s).execute(&self.pool).await?;
         if done.rows_affected() == 0 {
             return Err(Error::NotFound(format!("step {} of execution {}", s.step_id, s.execution_id)));
         }
         Ok(())
     }
 
-    async fn record_attempt(&self, a: &Attempt) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO step_attempts (execution_id, step_id, phase, attempt, status, exit_code, started_at, \
-             finished_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&a.execution_id)
-        .bind(&a.step_id)
-        .bind(a.phase.as_str())
-        .bind(a.attempt)
-        .bind(a.status.as_str())
-        .bind(a.exit_code)
-        .bind(a.started_at)
-        .bind(a.finished_at)
-        .bind(&a.error)
-        .execute(&self.pool)
-        .await?;
+    async fn record_attempt(&self, a: &Attempt, step: Option<&StepRecord>) -> Result<()> {
+        // One round trip to SQLite's worker thread for the whole transaction: this runs
+        // once per attempt, so it is on the hot path of every step.
+        let mut sql = String::from(
+            "BEGIN; INSERT INTO step_attempts (execution_id, step_id, phase, attempt, status, exit_code, started_at, \
+             finished_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);",
+        );
+        if step.is_some() {
+            sql.push_str(UPDATE_STEP);
+            sql.push(';');
+        }
+        sql.push_str(" COMMIT;");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&a.execution_id)
+            .bind(&a.step_id)
+            .bind(a.phase.as_str())
+            .bind(a.attempt)
+            .bind(a.status.as_str())
+            .bind(a.exit_code)
+            .bind(a.started_at)
+            .bind(a.finished_at)
+            .bind(&a.error);
+        if let Some(s) = step {
+            q = bind_step(q, s);
+        }
+        let mut conn = self.pool.acquire().await?;
+        if let Err(e) = q.execute(&mut *conn).await {
+            // Leave the connection clean for the pool whatever statement failed.
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            return Err(e.into());
+        }
         Ok(())
     }
 

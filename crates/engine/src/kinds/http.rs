@@ -18,7 +18,6 @@ const LOGGED_LINES: usize = 20;
 
 pub(crate) async fn attempt<S: Store>(
     run: &mut Run<'_, '_, S>,
-    idx: usize,
     step: &Step,
     spec: &HttpSpec,
     attempt: u32,
@@ -41,8 +40,6 @@ pub(crate) async fn attempt<S: Store>(
     };
     let shown_url = run.masker().mask(&url).into_owned();
     let method = spec.method.as_str();
-    run.steps[idx].rendered = Some(format!("{method} {shown_url}"));
-    run.save_step(idx).await?;
 
     let client = run.http_client()?;
     let timeout = spec.timeout.map_or(step.timeout.0, |t| t.0.min(step.timeout.0));

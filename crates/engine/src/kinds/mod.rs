@@ -7,7 +7,22 @@ pub(crate) mod sleep;
 
 use std::collections::BTreeMap;
 
-use opsbook_core::StepStatus;
+use opsbook_core::{Step, StepKind, StepStatus, template};
+use opsbook_store::Store;
+
+use crate::runner::Run;
+
+/// What a step is about to do, as shown and stored (secrets masked).
+pub(crate) fn display<S: Store>(run: &Run<'_, '_, S>, step: &Step) -> Option<String> {
+    let ctx = run.context(true);
+    let text = match &step.kind {
+        StepKind::Run(script) => template::render_shell(&script.template, &ctx).ok()?,
+        StepKind::Http(h) => format!("{} {}", h.method.as_str(), template::render_plain(&h.url.value, &ctx).ok()?),
+        StepKind::Sleep(s) => format!("sleep {}", s.duration),
+        StepKind::Approval(_) => return None,
+    };
+    Some(run.masker().mask(&text).into_owned())
+}
 
 /// The result of one attempt of a step (or of a rollback or prerequisite check).
 #[derive(Debug, Clone)]

@@ -33,7 +33,6 @@ pub(crate) struct ScriptRun<'a> {
 
 pub(crate) async fn attempt<S: Store>(
     run: &mut Run<'_, '_, S>,
-    idx: usize,
     step: &Step,
     script: &Script,
     attempt: u32,
@@ -42,9 +41,6 @@ pub(crate) async fn attempt<S: Store>(
         Ok(t) => t,
         Err(e) => return Ok(AttemptResult::fatal(format!("run: {e}"))),
     };
-    let shown = template::render_shell(&script.template, &run.context(true)).unwrap_or_default();
-    run.steps[idx].rendered = Some(run.masker().mask(&shown).into_owned());
-    run.save_step(idx).await?;
     let sr = ScriptRun {
         text: &text,
         script,
@@ -85,19 +81,14 @@ pub(crate) async fn exec_script<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptR
     if !cwd.is_dir() {
         return Ok(AttemptResult::fatal(format!("workdir {} does not exist", cwd.display())));
     }
-    let dir = tempfile::Builder::new()
-        .prefix("opsbook-")
-        .tempdir()
-        .map_err(|e| Error::Io(format!("cannot create a temporary directory: {e}")))?;
-    let outputs_path = dir.path().join("outputs");
-    std::fs::File::create(&outputs_path)
-        .map_err(|e| Error::Io(format!("cannot create {}: {e}", outputs_path.display())))?;
+    let outputs_path = run.scratch_file("outputs")?;
     env.push(("OPSBOOK_OUTPUT".into(), outputs_path.to_string_lossy().into_owned()));
     env.push(("OPSBOOK_EXECUTION_ID".into(), run.exec.id.clone()));
     env.push(("OPSBOOK_STEP_ID".into(), sr.step_id.unwrap_or_default().to_string()));
     env.push(("OPSBOOK_ATTEMPT".into(), sr.attempt.to_string()));
 
     let mut argv: Vec<String> = sr.script.shell.argv().iter().map(|s| s.to_string()).collect();
+    argv[0] = resolve(&argv[0]);
     argv.push(sr.text.to_string());
     let spec = ProcessSpec {
         argv,
@@ -197,6 +188,7 @@ pub(crate) async fn exec_script<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptR
         }
     }
     let (outputs, warnings) = read_outputs(&outputs_path);
+    let _ = std::fs::remove_file(&outputs_path);
     for w in warnings {
         run.system(sr.step_id, sr.phase, &format!("warning: {w}")).await?;
     }
@@ -207,6 +199,26 @@ pub(crate) async fn exec_script<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptR
     };
     result.exit_code = code;
     Ok(result)
+}
+
+/// The absolute path of a program on PATH, looked up once: spawning by absolute path
+/// spares a failed `execve` for every PATH entry before the right one, on every step.
+fn resolve(program: &str) -> String {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut map = cache.lock().expect("resolve cache");
+    map.entry(program.to_string())
+        .or_insert_with(|| {
+            std::env::var_os("PATH")
+                .into_iter()
+                .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+                .map(|dir| dir.join(program))
+                .find(|candidate| candidate.is_file())
+                .map_or_else(|| program.to_string(), |p| p.to_string_lossy().into_owned())
+        })
+        .clone()
 }
 
 fn check_line(validations: &[CheckedValidation], seen: &mut [bool], line: &[u8]) {
