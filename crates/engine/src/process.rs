@@ -13,8 +13,13 @@ use opsbook_store::Stream;
 use process_wrap::tokio::{CommandWrap, ProcessGroup};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
 
 use crate::cancel::Cancel;
+
+/// How long output may still arrive after the leader exited: a background process
+/// that inherited the pipes must not hold the step open.
+const DRAIN: Duration = Duration::from_millis(500);
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -57,7 +62,12 @@ impl Drop for GroupGuard {
     }
 }
 
-/// Spawns the process and drives it to the end. Output chunks go to `out` as they arrive.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 86_400)
+}
+
+/// Spawns the process and drives it to the end. Output chunks go to `out` as they arrive;
+/// the receiver must be polled concurrently (e.g. with `join!`).
 pub async fn run(spec: &ProcessSpec, cancel: &Cancel, out: mpsc::Sender<Chunk>) -> io::Result<Exit> {
     let (program, args) = spec.argv.split_first().ok_or_else(|| io::Error::other("empty command"))?;
     let mut cmd = CommandWrap::with_new(program, |c| {
@@ -72,79 +82,79 @@ pub async fn run(spec: &ProcessSpec, cancel: &Cancel, out: mpsc::Sender<Chunk>) 
     let mut child = cmd.spawn()?;
     let pgid = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
     let mut guard = GroupGuard { pgid };
+    let signal = |sig| {
+        if let Some(pgid) = pgid {
+            let _ = killpg(pgid, sig);
+        }
+    };
 
-    let mut readers = Vec::new();
-    if let Some(stdout) = child.stdout().take() {
-        readers.push(tokio::spawn(pump(stdout, Stream::Stdout, out.clone())));
-    }
-    if let Some(stderr) = child.stderr().take() {
-        readers.push(tokio::spawn(pump(stderr, Stream::Stderr, out.clone())));
-    }
-    drop(out);
-
-    // Wait for the leader only: background grandchildren are reparented to init,
-    // which reaps them, so they neither block the step nor become zombies.
+    let mut stdout = child.stdout().take();
+    let mut stderr = child.stderr().take();
+    let (mut obuf, mut ebuf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
+    let deadline = Instant::now() + spec.timeout;
+    // Set once the process is being stopped: why, and when SIGKILL follows SIGTERM.
+    let mut stopping: Option<Exit> = None;
+    let mut kill_at = far_future();
+    let mut status = None;
+    let mut drain_until = far_future();
     let leader = child.inner_mut();
-    let exit = tokio::select! {
-        status = leader.wait() => Some(status?),
-        _ = tokio::time::sleep(spec.timeout) => None,
-        _ = cancel.reached(spec.cancel_level) => None,
-    };
-    let exit = match exit {
-        Some(status) => from_status(status),
-        None => {
-            let why = if cancel.level() >= spec.cancel_level { Exit::Cancelled } else { Exit::TimedOut };
-            if let Some(pgid) = pgid {
-                let _ = killpg(pgid, Signal::SIGTERM);
-            }
-            let leader = child.inner_mut();
-            if tokio::time::timeout(spec.kill_grace, leader.wait()).await.is_err() {
-                if let Some(pgid) = pgid {
-                    let _ = killpg(pgid, Signal::SIGKILL);
-                }
-                child.inner_mut().wait().await?;
-            }
-            // Anything in the group that ignored SIGTERM goes now.
-            if let Some(pgid) = pgid {
-                let _ = killpg(pgid, Signal::SIGKILL);
-            }
-            why
-        }
-    };
-    guard.pgid = None;
 
-    // Drain what is left; a background process holding the pipes open must not hang us.
-    let drain = async {
-        for r in readers.iter_mut() {
-            let _ = r.await;
-        }
-    };
-    if tokio::time::timeout(Duration::from_millis(500), drain).await.is_err() {
-        for r in &readers {
-            r.abort();
-        }
-    }
-    Ok(exit)
-}
-
-fn from_status(status: std::process::ExitStatus) -> Exit {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => Exit::Code(code),
-        (None, Some(sig)) => Exit::Signal(sig),
-        (None, None) => Exit::Code(-1),
-    }
-}
-
-async fn pump(mut r: impl tokio::io::AsyncRead + Unpin, stream: Stream, out: mpsc::Sender<Chunk>) {
-    let mut buf = vec![0u8; 16 * 1024];
     loop {
-        match r.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                if out.send(Chunk { stream, data: buf[..n].to_vec() }).await.is_err() {
-                    return;
-                }
-            }
+        if status.is_some() && stdout.is_none() && stderr.is_none() {
+            break;
         }
+        tokio::select! {
+            r = read(&mut stdout, &mut obuf), if stdout.is_some() => match r {
+                Some(n) => { let _ = out.send(Chunk { stream: Stream::Stdout, data: obuf[..n].to_vec() }).await; }
+                None => stdout = None,
+            },
+            r = read(&mut stderr, &mut ebuf), if stderr.is_some() => match r {
+                Some(n) => { let _ = out.send(Chunk { stream: Stream::Stderr, data: ebuf[..n].to_vec() }).await; }
+                None => stderr = None,
+            },
+            s = leader.wait(), if status.is_none() => {
+                status = Some(s?);
+                // Wait only for the leader: background grandchildren are reparented to
+                // init, which reaps them, so they neither block the step nor become zombies.
+                guard.pgid = None;
+                if stopping.is_some() {
+                    // Whatever in the group ignored SIGTERM goes now.
+                    signal(Signal::SIGKILL);
+                }
+                drain_until = Instant::now() + DRAIN;
+            },
+            _ = sleep_until(deadline), if status.is_none() && stopping.is_none() => {
+                stopping = Some(Exit::TimedOut);
+                signal(Signal::SIGTERM);
+                kill_at = Instant::now() + spec.kill_grace;
+            },
+            _ = cancel.reached(spec.cancel_level), if status.is_none() && stopping.is_none() => {
+                stopping = Some(Exit::Cancelled);
+                signal(Signal::SIGTERM);
+                kill_at = Instant::now() + spec.kill_grace;
+            },
+            _ = sleep_until(kill_at), if status.is_none() => {
+                signal(Signal::SIGKILL);
+                kill_at = far_future();
+            },
+            _ = sleep_until(drain_until), if status.is_some() => break,
+        }
+    }
+    let status = status.expect("the loop ends after the leader exited");
+    Ok(match stopping {
+        Some(why) => why,
+        None => match (status.code(), status.signal()) {
+            (Some(code), _) => Exit::Code(code),
+            (None, Some(sig)) => Exit::Signal(sig),
+            (None, None) => Exit::Code(-1),
+        },
+    })
+}
+
+/// Reads a chunk; `None` at end of stream or on error.
+async fn read(r: &mut Option<impl tokio::io::AsyncRead + Unpin>, buf: &mut [u8]) -> Option<usize> {
+    match r.as_mut()?.read(buf).await {
+        Ok(0) | Err(_) => None,
+        Ok(n) => Some(n),
     }
 }

@@ -35,6 +35,8 @@ pub(crate) struct Run<'e, 'h, S: Store> {
     http: Option<reqwest::Client>,
     scratch: Option<tempfile::TempDir>,
     files: u64,
+    /// A step's final attempt, written with the next state change (see `save_step`).
+    deferred: Option<(Attempt, usize)>,
 }
 
 impl<S: Store> Drop for Run<'_, '_, S> {
@@ -304,6 +306,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
             http: None,
             scratch: None,
             files: 0,
+            deferred: None,
         }
     }
 
@@ -466,29 +469,46 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         r: &AttemptResult,
         step_idx: Option<usize>,
     ) -> Result<()> {
-        let error = r.error.as_ref().map(|e| self.masker().mask(e).into_owned());
-        let step = step_idx.map(|i| &self.steps[i]);
-        self.store()
-            .record_attempt(
-                &Attempt {
-                    execution_id: self.exec.id.clone(),
-                    step_id: step_id.to_string(),
-                    phase,
-                    attempt: i64::from(attempt),
-                    status: r.status,
-                    exit_code: r.exit_code.map(i64::from),
-                    started_at: started,
-                    finished_at: now_ms(),
-                    error,
-                },
-                step,
-            )
-            .await?;
+        self.flush_deferred().await?;
+        let attempt = self.attempt_row(step_id, phase, attempt, started, r);
+        let steps: Vec<&StepRecord> = step_idx.map(|i| &self.steps[i]).into_iter().collect();
+        self.store().record_attempt(&attempt, &steps).await?;
         Ok(())
     }
 
-    pub async fn save_step(&self, idx: usize) -> Result<()> {
-        self.store().update_step(&self.steps[idx]).await?;
+    fn attempt_row(&self, step_id: &str, phase: Phase, attempt: u32, started: i64, r: &AttemptResult) -> Attempt {
+        Attempt {
+            execution_id: self.exec.id.clone(),
+            step_id: step_id.to_string(),
+            phase,
+            attempt: i64::from(attempt),
+            status: r.status,
+            exit_code: r.exit_code.map(i64::from),
+            started_at: started,
+            finished_at: now_ms(),
+            error: r.error.as_ref().map(|e| self.masker().mask(e).into_owned()),
+        }
+    }
+
+    /// Commits a step's state. A step's final attempt is written together with this
+    /// write (usually the next step's start): one transaction per step on the hot path,
+    /// and still committed before the next action.
+    pub async fn save_step(&mut self, idx: usize) -> Result<()> {
+        match self.deferred.take() {
+            Some((attempt, prev)) if prev != idx => {
+                self.store().record_attempt(&attempt, &[&self.steps[prev], &self.steps[idx]]).await?
+            }
+            Some((attempt, prev)) => self.store().record_attempt(&attempt, &[&self.steps[prev]]).await?,
+            None => self.store().update_step(&self.steps[idx]).await?,
+        }
+        Ok(())
+    }
+
+    /// Writes a step's final attempt if it is still waiting to go out with the next write.
+    pub async fn flush_deferred(&mut self) -> Result<()> {
+        if let Some((attempt, idx)) = self.deferred.take() {
+            self.store().record_attempt(&attempt, &[&self.steps[idx]]).await?;
+        }
         Ok(())
     }
 
@@ -522,6 +542,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                     self.exec.status = ExecStatus::Waiting;
                     self.exec.owner = None;
                     self.exec.lease_expires_at = None;
+                    self.flush_deferred().await?;
                     self.store().update_execution(&self.exec).await?;
                     self.stop_heartbeat();
                     return Ok(());
@@ -617,7 +638,13 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                     rec.finished_at = Some(finished);
                 }
             }
-            self.record(&step.id, Phase::Step, attempt, started, &result, Some(idx)).await?;
+            if last {
+                self.flush_deferred().await?;
+                let row = self.attempt_row(&step.id, Phase::Step, attempt, started, &result);
+                self.deferred = Some((row, idx));
+            } else {
+                self.record(&step.id, Phase::Step, attempt, started, &result, Some(idx)).await?;
+            }
             if last {
                 let duration_ms = finished - self.steps[idx].started_at.unwrap_or(finished);
                 self.event(&Event::StepFinished {
@@ -669,6 +696,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         self.exec.status = status;
         self.exec.finished_at = Some(now_ms());
         self.exec.lease_expires_at = None;
+        self.flush_deferred().await?;
         self.store().update_execution(&self.exec).await?;
         self.stop_heartbeat();
         self.event(&Event::Finished { status });
@@ -739,6 +767,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
             }
         }
         self.exec.rollback_status = Some(overall);
+        self.flush_deferred().await?;
         self.store().update_execution(&self.exec).await?;
         Ok(())
     }

@@ -33,8 +33,9 @@ pub trait Store: Send + Sync + Clone + 'static {
     fn create_execution(&self, exec: &Execution, steps: &[StepRecord]) -> impl Future<Output = Result<()>> + Send;
     fn update_execution(&self, exec: &Execution) -> impl Future<Output = Result<()>> + Send;
     fn update_step(&self, step: &StepRecord) -> impl Future<Output = Result<()>> + Send;
-    /// Records a finished attempt and, in the same transaction, the step's new state.
-    fn record_attempt(&self, attempt: &Attempt, step: Option<&StepRecord>) -> impl Future<Output = Result<()>> + Send;
+    /// Records a finished attempt and, in the same transaction, the new state of the given
+    /// steps (its own, and possibly the next step's start).
+    fn record_attempt(&self, attempt: &Attempt, steps: &[&StepRecord]) -> impl Future<Output = Result<()>> + Send;
     fn append_logs(&self, lines: &[LogLine]) -> impl Future<Output = Result<()>> + Send;
 
     /// Finds an execution by full id or unique prefix (at least 4 characters).

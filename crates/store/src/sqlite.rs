@@ -155,31 +155,44 @@ const EXECUTION_COLUMNS: &str = "id, runbook_name, runbook_version, runbook_sha2
     actor, params, secret_digests, created_at, started_at, finished_at, error, current_step, rollback_status, owner, \
     lease_expires_at, heartbeat_at, cancel_requested";
 
-async fn insert_step(tx: &mut Transaction<'_, Sqlite>, s: &StepRecord) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO execution_steps (execution_id, idx, step_id, name, kind, status, attempts, exit_code, started_at, \
-         finished_at, error, outputs, rendered, wait_deadline, rollback_status, rollback_exit_code, rollback_error) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&s.execution_id)
-    .bind(s.idx)
-    .bind(&s.step_id)
-    .bind(&s.name)
-    .bind(&s.kind)
-    .bind(s.status.as_str())
-    .bind(s.attempts)
-    .bind(s.exit_code)
-    .bind(s.started_at)
-    .bind(s.finished_at)
-    .bind(&s.error)
-    .bind(json_text(&s.outputs))
-    .bind(&s.rendered)
-    .bind(s.wait_deadline)
-    .bind(s.rollback_status.map(StepStatus::as_str))
-    .bind(s.rollback_exit_code)
-    .bind(&s.rollback_error)
-    .execute(&mut **tx)
-    .await?;
+/// Inserts step rows, many per statement (a runbook can have hundreds of steps).
+async fn insert_steps(tx: &mut Transaction<'_, Sqlite>, steps: &[StepRecord]) -> Result<()> {
+    // 17 columns; SQLite allows 32766 parameters per statement.
+    for chunk in steps.chunks(500) {
+        let mut sql = String::from(
+            "INSERT INTO execution_steps (execution_id, idx, step_id, name, kind, status, attempts, exit_code, \
+             started_at, finished_at, error, outputs, rendered, wait_deadline, rollback_status, rollback_exit_code, \
+             rollback_error) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for s in chunk {
+            q = q
+                .bind(&s.execution_id)
+                .bind(s.idx)
+                .bind(&s.step_id)
+                .bind(&s.name)
+                .bind(&s.kind)
+                .bind(s.status.as_str())
+                .bind(s.attempts)
+                .bind(s.exit_code)
+                .bind(s.started_at)
+                .bind(s.finished_at)
+                .bind(&s.error)
+                .bind(json_text(&s.outputs))
+                .bind(&s.rendered)
+                .bind(s.wait_deadline)
+                .bind(s.rollback_status.map(StepStatus::as_str))
+                .bind(s.rollback_exit_code)
+                .bind(&s.rollback_error);
+        }
+        q.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 
@@ -265,9 +278,7 @@ impl Store for SqliteStore {
         .bind(i64::from(e.cancel_requested))
         .execute(&mut *tx)
         .await?;
-        for s in steps {
-            insert_step(&mut tx, s).await?;
-        }
+        insert_steps(&mut tx, steps).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -304,14 +315,14 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn record_attempt(&self, a: &Attempt, step: Option<&StepRecord>) -> Result<()> {
+    async fn record_attempt(&self, a: &Attempt, steps: &[&StepRecord]) -> Result<()> {
         // One round trip to SQLite's worker thread for the whole transaction: this runs
         // once per attempt, so it is on the hot path of every step.
         let mut sql = String::from(
             "BEGIN; INSERT INTO step_attempts (execution_id, step_id, phase, attempt, status, exit_code, started_at, \
              finished_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);",
         );
-        if step.is_some() {
+        for _ in steps {
             sql.push_str(UPDATE_STEP);
             sql.push(';');
         }
@@ -326,7 +337,7 @@ impl Store for SqliteStore {
             .bind(a.started_at)
             .bind(a.finished_at)
             .bind(&a.error);
-        if let Some(s) = step {
+        for s in steps {
             q = bind_step(q, s);
         }
         let mut conn = self.pool.acquire().await?;
