@@ -194,6 +194,16 @@ pub(crate) async fn resume<S: Store>(
     let from = match run.exec.status {
         ExecStatus::Waiting => run.steps.iter().position(|s| s.status == StepStatus::Waiting).unwrap_or(0),
         ExecStatus::Interrupted => {
+            let failed_required =
+                run.steps.iter().zip(&run.rb.steps).any(|(rec, step)| {
+                    step.required && matches!(rec.status, StepStatus::Failed | StepStatus::TimedOut)
+                });
+            if failed_required || run.steps.iter().any(|s| s.rollback_status.is_some()) {
+                return Err(Error::Invalid(format!(
+                    "execution {id} was interrupted after a failure (while rolling back); \
+                     finish the rollback with `opsbook rollback {id}`"
+                )));
+            }
             let hit = run.steps.iter().position(|s| {
                 s.status == StepStatus::Cancelled && s.error.as_deref().is_some_and(|e| e.starts_with("interrupted"))
             });
@@ -685,6 +695,9 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
     /// Ends the run as failed or cancelled, rolling back first when the runbook says so.
     async fn stop(&mut self, status: ExecStatus, error: String) -> Result<()> {
         self.exec.error = Some(self.masker().mask(&error).into_owned());
+        // The failure is on record before any rollback runs.
+        self.flush_deferred().await?;
+        self.store().update_execution(&self.exec).await?;
         if self.rb.on_failure == OnFailure::Rollback && self.cancel_level() < 2 {
             self.rollback_all().await?;
         }

@@ -3,7 +3,7 @@
 use opsbook_core::{ExecStatus, StepStatus};
 use opsbook_store::Store;
 
-use crate::support::{Env, dead, out, runbook, wait_until};
+use crate::support::{Env, SpawnWith, dead, out, runbook, wait_until};
 
 fn crashing_book(idempotent: bool) -> String {
     runbook(
@@ -186,4 +186,52 @@ fn a_second_runner_cannot_resume_a_running_execution() {
     crate::support::signal(&child, nix::sys::signal::Signal::SIGTERM);
     let o = out(child.wait_with_output().unwrap());
     assert_eq!(o.code, 1, "SIGTERM cancels like Ctrl-C: {o:?}");
+}
+
+#[test]
+fn interrupted_while_rolling_back_can_only_finish_the_rollback() {
+    let env = Env::new();
+    let book = runbook(
+        "",
+        "    - id: a\n      run: \"true\"\n      rollback:\n        run: echo a >> undone\n    - id: b\n      run: \"true\"\n      rollback:\n        run: if [ ! -e crashed ]; then touch crashed; echo $$ > pid; sleep 300; fi; echo b >> undone\n    - id: c\n      run: exit 1\n",
+    );
+    env.write("test.yaml", &book);
+    let id = crash(&env);
+    let resumed = env.run(&["resume", &id]);
+    assert_eq!(resumed.code, 2, "{resumed:?}");
+    assert!(resumed.stderr.contains("finish the rollback with `opsbook rollback"), "{resumed:?}");
+    let rolled = env.run(&["rollback", &id]);
+    assert_eq!(rolled.code, 1, "{rolled:?}");
+    assert_eq!(env.read("undone"), "b\na\n", "b's rollback ran again (it never finished), then a's");
+}
+
+#[test]
+fn terminal_approval_records_the_os_user_and_comment() {
+    let env = Env::new();
+    let book = runbook(
+        "",
+        "    - id: gate\n      approval: { message: \"ship it?\" }\n    - id: after\n      run: touch shipped\n",
+    );
+    env.write("test.yaml", &book);
+    // `script` gives opsbook a real terminal; the answers arrive on it.
+    let cmd = format!("{} run test.yaml", env!("CARGO_BIN_EXE_opsbook"));
+    let mut child = env
+        .cmd(&[])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn_with_program("script", &["-qec", &cmd, "/dev/null"]);
+    use std::io::Write;
+    child.stdin.as_mut().unwrap().write_all(b"y\nlooks fine\n").unwrap();
+    let o = out(child.wait_with_output().unwrap());
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.contains("step `gate` needs approval"), "{o:?}");
+    assert!(env.path("shipped").exists());
+    let (e, _) = env.last();
+    let s = env.store();
+    let approvals = s.block(s.store.approvals(&e.id)).unwrap();
+    assert_eq!(approvals.len(), 1);
+    assert!(approvals[0].approved);
+    assert_eq!(approvals[0].approver, nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().unwrap().name);
+    assert_eq!(approvals[0].comment.as_deref(), Some("looks fine"));
 }

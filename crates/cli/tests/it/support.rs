@@ -111,6 +111,28 @@ impl Env {
     }
 }
 
+/// Runs another program with the environment `Env::cmd` sets up.
+pub trait SpawnWith {
+    fn spawn_with_program(&mut self, program: &str, args: &[&str]) -> Child;
+}
+
+impl SpawnWith for Command {
+    fn spawn_with_program(&mut self, program: &str, args: &[&str]) -> Child {
+        let mut c = Command::new(program);
+        c.args(args);
+        if let Some(dir) = self.get_current_dir() {
+            c.current_dir(dir);
+        }
+        for (k, v) in self.get_envs() {
+            if let Some(v) = v {
+                c.env(k, v);
+            }
+        }
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.spawn().expect("spawn")
+    }
+}
+
 pub struct Inspect {
     rt: tokio::runtime::Runtime,
     pub store: SqliteStore,
