@@ -12,7 +12,8 @@ use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
 #[derive(Debug, Clone, Default)]
 pub struct Context {
     pub params: serde_json::Value,
-    pub steps: BTreeMap<String, StepContext>,
+    /// Shared so that building a context per template stays cheap with many steps.
+    pub steps: std::sync::Arc<BTreeMap<String, StepContext>>,
     pub execution_id: String,
     /// Dry run: steps that have not run render as `<steps.ID.outputs.KEY>` placeholders.
     pub placeholders: bool,
@@ -26,30 +27,39 @@ pub struct StepContext {
 
 impl Context {
     fn to_value(&self) -> Value {
-        let steps: BTreeMap<String, Value> = self
-            .steps
-            .iter()
-            .map(|(id, s)| {
-                let outputs: BTreeMap<String, Value> =
-                    s.outputs.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect();
-                let mut m = BTreeMap::new();
-                m.insert("status".to_string(), Value::from(s.status.as_str()));
-                m.insert("outputs".to_string(), Value::from(outputs));
-                (id.clone(), Value::from(m))
-            })
-            .collect();
+        let steps = Value::from_object(Steps(self.steps.clone()));
+        let steps = if self.placeholders {
+            Value::from_object(Placeholder { path: "steps".into(), known: Some(steps) })
+        } else {
+            steps
+        };
         let mut execution = BTreeMap::new();
         execution.insert("id".to_string(), Value::from(self.execution_id.as_str()));
         let mut root = BTreeMap::new();
         root.insert("params".to_string(), json_to_value(&self.params));
-        let steps = if self.placeholders {
-            Value::from_object(Placeholder { path: "steps".into(), known: Some(steps) })
-        } else {
-            Value::from(steps)
-        };
         root.insert("steps".to_string(), steps);
         root.insert("execution".to_string(), Value::from(execution));
         Value::from(root)
+    }
+}
+
+/// `steps`, converted entry by entry when a template looks one up.
+#[derive(Debug)]
+struct Steps(std::sync::Arc<BTreeMap<String, StepContext>>);
+
+impl minijinja::value::Object for Steps {
+    fn get_value(self: &std::sync::Arc<Self>, key: &Value) -> Option<Value> {
+        let s = self.0.get(key.as_str()?)?;
+        let outputs: BTreeMap<String, Value> =
+            s.outputs.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect();
+        let mut m = BTreeMap::new();
+        m.insert("status".to_string(), Value::from(s.status.as_str()));
+        m.insert("outputs".to_string(), Value::from(outputs));
+        Some(Value::from(m))
+    }
+
+    fn enumerate(self: &std::sync::Arc<Self>) -> minijinja::value::Enumerator {
+        minijinja::value::Enumerator::Values(self.0.keys().map(|k| Value::from(k.as_str())).collect())
     }
 }
 
@@ -57,14 +67,15 @@ impl Context {
 #[derive(Debug)]
 struct Placeholder {
     path: String,
-    known: Option<BTreeMap<String, Value>>,
+    /// Values that are known (the steps that did run).
+    known: Option<Value>,
 }
 
 impl minijinja::value::Object for Placeholder {
     fn get_value(self: &std::sync::Arc<Self>, key: &Value) -> Option<Value> {
         let key = key.as_str()?;
-        if let Some(v) = self.known.as_ref().and_then(|k| k.get(key)) {
-            return Some(v.clone());
+        if let Some(v) = self.known.as_ref().and_then(|k| k.get_attr(key).ok()).filter(|v| !v.is_undefined()) {
+            return Some(v);
         }
         let path = format!("{}.{key}", self.path);
         if path.matches('.').count() >= 3 || key == "status" {

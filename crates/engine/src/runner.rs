@@ -347,8 +347,9 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         Ok(())
     }
 
-    /// A new empty file in this run's scratch directory (removed when the run ends).
-    pub fn scratch_file(&mut self, prefix: &str) -> Result<PathBuf> {
+    /// A fresh path in this run's scratch directory (removed when the run ends). The file
+    /// is not created: `>> "$OPSBOOK_OUTPUT"` creates it, and most steps never do.
+    pub fn scratch_path(&mut self, prefix: &str) -> Result<PathBuf> {
         if self.scratch.is_none() {
             let dir = tempfile::Builder::new()
                 .prefix("opsbook-")
@@ -357,9 +358,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
             self.scratch = Some(dir);
         }
         self.files += 1;
-        let path = self.scratch.as_ref().expect("just created").path().join(format!("{prefix}-{}", self.files));
-        std::fs::File::create(&path).map_err(|e| Error::Io(format!("cannot create {}: {e}", path.display())))?;
-        Ok(path)
+        Ok(self.scratch.as_ref().expect("just created").path().join(format!("{prefix}-{}", self.files)))
     }
 
     pub fn http_client(&mut self) -> Result<reqwest::Client> {
@@ -410,7 +409,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 (s.step_id.clone(), StepContext { status: s.status.as_str().to_string(), outputs })
             })
             .collect();
-        Context { params, steps, execution_id: self.exec.id.clone(), placeholders: false }
+        Context { params, steps: std::sync::Arc::new(steps), execution_id: self.exec.id.clone(), placeholders: false }
     }
 
     /// Runs the prerequisite checks; false when one failed (the execution is then finished).

@@ -9,7 +9,9 @@ pub enum Error {
     #[error("ambiguous id prefix `{0}`: it matches several executions")]
     Ambiguous(String),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(#[from] rusqlite::Error),
+    #[error("cannot open the database: {0}")]
+    Open(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }

@@ -1,14 +1,15 @@
 //! The embedded SQLite store (WAL mode, versioned migrations).
+//!
+//! One connection behind a mutex, used synchronously: every call is a few tens of
+//! microseconds, and a step costs one commit, so a hand-off to a database thread per
+//! query would cost more than the query (see ARCHITECTURE.md).
 
 use std::path::Path;
-use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use opsbook_core::{ExecStatus, StepStatus};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{Row, Sqlite, Transaction};
+use rusqlite::{Connection, OptionalExtension, Row, ToSql, params, params_from_iter};
 
 use crate::{
     Approval, Attempt, Error, Execution, ExecutionFilter, LogLine, LogQuery, Phase, Result, RunbookVersion, StepRecord,
@@ -18,48 +19,51 @@ use crate::{
 /// Migrations, applied in order and recorded in `opsbook_migrations`. Append only.
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteStore")
+    }
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<SqliteStore> {
-        if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                Error::Database(sqlx::Error::Configuration(
-                    format!("cannot create directory {}: {e}", dir.display()).into(),
-                ))
-            })?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::Open(format!("cannot create directory {}: {e}", dir.display())))?;
         }
-        let options = SqliteConnectOptions::from_str("sqlite://")?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // WAL + NORMAL: a commit survives a crash of the process (kill -9); only
-            // an OS crash or power loss can lose the last commits.
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
-        let store = SqliteStore { pool };
-        store.migrate().await?;
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        // WAL + NORMAL: a commit survives a crash of the process (kill -9); only an OS
+        // crash or power loss can lose the last commits.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let store = SqliteStore { conn: Arc::new(Mutex::new(conn)) };
+        store.migrate()?;
         Ok(store)
     }
 
-    async fn migrate(&self) -> Result<()> {
-        sqlx::query(
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half-done transaction behind
+        // (rusqlite rolls back on drop), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let mut conn = self.conn();
+        conn.execute(
             "CREATE TABLE IF NOT EXISTS opsbook_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-        )
-        .execute(&self.pool)
-        .await?;
-        let mut tx = self.pool.begin().await?;
-        let current: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(version) FROM opsbook_migrations").fetch_one(&mut *tx).await?;
-        let current = current.unwrap_or(0);
+            [],
+        )?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let current: i64 =
+            tx.query_row("SELECT COALESCE(MAX(version), 0) FROM opsbook_migrations", [], |r| r.get(0))?;
         if let Some((newest, _)) = MIGRATIONS.last()
             && current > *newest
         {
@@ -68,19 +72,14 @@ impl SqliteStore {
             )));
         }
         for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(*sql)).execute(&mut *tx).await?;
-            sqlx::query("INSERT INTO opsbook_migrations (version, applied_at) VALUES (?, ?)")
-                .bind(version)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?;
+            tx.execute_batch(sql)?;
+            tx.execute(
+                "INSERT INTO opsbook_migrations (version, applied_at) VALUES (?, ?)",
+                params![version, now_ms()],
+            )?;
         }
-        tx.commit().await?;
+        tx.commit()?;
         Ok(())
-    }
-
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
     }
 }
 
@@ -104,248 +103,249 @@ fn opt_step_status(s: Option<String>) -> Result<Option<StepStatus>> {
     s.map(|s| step_status(&s)).transpose()
 }
 
-fn execution_from(row: &SqliteRow) -> Result<Execution> {
-    Ok(Execution {
-        id: row.try_get("id")?,
-        runbook_name: row.try_get("runbook_name")?,
-        runbook_version: row.try_get("runbook_version")?,
-        runbook_sha256: row.try_get("runbook_sha256")?,
-        source_path: row.try_get("source_path")?,
-        base_dir: row.try_get("base_dir")?,
-        status: exec_status(row.try_get("status")?)?,
-        actor: row.try_get("actor")?,
-        params: parse_json(row.try_get("params")?, "execution params")?,
-        secret_digests: parse_json(row.try_get("secret_digests")?, "secret digests")?,
-        created_at: row.try_get("created_at")?,
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
-        error: row.try_get("error")?,
-        current_step: row.try_get("current_step")?,
-        rollback_status: opt_step_status(row.try_get("rollback_status")?)?,
-        owner: row.try_get("owner")?,
-        lease_expires_at: row.try_get("lease_expires_at")?,
-        heartbeat_at: row.try_get("heartbeat_at")?,
-        cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
-    })
-}
-
-fn step_from(row: &SqliteRow) -> Result<StepRecord> {
-    Ok(StepRecord {
-        execution_id: row.try_get("execution_id")?,
-        idx: row.try_get("idx")?,
-        step_id: row.try_get("step_id")?,
-        name: row.try_get("name")?,
-        kind: row.try_get("kind")?,
-        status: step_status(row.try_get("status")?)?,
-        attempts: row.try_get("attempts")?,
-        exit_code: row.try_get("exit_code")?,
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
-        error: row.try_get("error")?,
-        outputs: parse_json(row.try_get("outputs")?, "step outputs")?,
-        rendered: row.try_get("rendered")?,
-        wait_deadline: row.try_get("wait_deadline")?,
-        rollback_status: opt_step_status(row.try_get("rollback_status")?)?,
-        rollback_exit_code: row.try_get("rollback_exit_code")?,
-        rollback_error: row.try_get("rollback_error")?,
-    })
+fn phase(s: &str) -> Result<Phase> {
+    Phase::parse(s).ok_or_else(|| Error::Corrupt(format!("unknown phase `{s}`")))
 }
 
 const EXECUTION_COLUMNS: &str = "id, runbook_name, runbook_version, runbook_sha256, source_path, base_dir, status, \
     actor, params, secret_digests, created_at, started_at, finished_at, error, current_step, rollback_status, owner, \
     lease_expires_at, heartbeat_at, cancel_requested";
 
-/// Inserts step rows, many per statement (a runbook can have hundreds of steps).
-async fn insert_steps(tx: &mut Transaction<'_, Sqlite>, steps: &[StepRecord]) -> Result<()> {
-    // 17 columns; SQLite allows 32766 parameters per statement.
-    for chunk in steps.chunks(500) {
-        let mut sql = String::from(
-            "INSERT INTO execution_steps (execution_id, idx, step_id, name, kind, status, attempts, exit_code, \
-             started_at, finished_at, error, outputs, rendered, wait_deadline, rollback_status, rollback_exit_code, \
-             rollback_error) VALUES ",
-        );
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-        }
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for s in chunk {
-            q = q
-                .bind(&s.execution_id)
-                .bind(s.idx)
-                .bind(&s.step_id)
-                .bind(&s.name)
-                .bind(&s.kind)
-                .bind(s.status.as_str())
-                .bind(s.attempts)
-                .bind(s.exit_code)
-                .bind(s.started_at)
-                .bind(s.finished_at)
-                .bind(&s.error)
-                .bind(json_text(&s.outputs))
-                .bind(&s.rendered)
-                .bind(s.wait_deadline)
-                .bind(s.rollback_status.map(StepStatus::as_str))
-                .bind(s.rollback_exit_code)
-                .bind(&s.rollback_error);
-        }
-        q.execute(&mut **tx).await?;
+fn execution_from(row: &Row<'_>) -> Result<Execution> {
+    Ok(Execution {
+        id: row.get(0)?,
+        runbook_name: row.get(1)?,
+        runbook_version: row.get(2)?,
+        runbook_sha256: row.get(3)?,
+        source_path: row.get(4)?,
+        base_dir: row.get(5)?,
+        status: exec_status(&row.get::<_, String>(6)?)?,
+        actor: row.get(7)?,
+        params: parse_json(&row.get::<_, String>(8)?, "execution params")?,
+        secret_digests: parse_json(&row.get::<_, String>(9)?, "secret digests")?,
+        created_at: row.get(10)?,
+        started_at: row.get(11)?,
+        finished_at: row.get(12)?,
+        error: row.get(13)?,
+        current_step: row.get(14)?,
+        rollback_status: opt_step_status(row.get(15)?)?,
+        owner: row.get(16)?,
+        lease_expires_at: row.get(17)?,
+        heartbeat_at: row.get(18)?,
+        cancel_requested: row.get::<_, i64>(19)? != 0,
+    })
+}
+
+const STEP_COLUMNS: &str = "execution_id, idx, step_id, name, kind, status, attempts, exit_code, started_at, \
+    finished_at, error, outputs, rendered, wait_deadline, rollback_status, rollback_exit_code, rollback_error";
+
+fn step_from(row: &Row<'_>) -> Result<StepRecord> {
+    Ok(StepRecord {
+        execution_id: row.get(0)?,
+        idx: row.get(1)?,
+        step_id: row.get(2)?,
+        name: row.get(3)?,
+        kind: row.get(4)?,
+        status: step_status(&row.get::<_, String>(5)?)?,
+        attempts: row.get(6)?,
+        exit_code: row.get(7)?,
+        started_at: row.get(8)?,
+        finished_at: row.get(9)?,
+        error: row.get(10)?,
+        outputs: parse_json(&row.get::<_, String>(11)?, "step outputs")?,
+        rendered: row.get(12)?,
+        wait_deadline: row.get(13)?,
+        rollback_status: opt_step_status(row.get(14)?)?,
+        rollback_exit_code: row.get(15)?,
+        rollback_error: row.get(16)?,
+    })
+}
+
+/// Collects rows through a fallible mapper (rusqlite's own mapper can only fail with its error type).
+fn collect<T>(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+    f: impl Fn(&Row<'_>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(f(row)?);
+    }
+    Ok(out)
+}
+
+fn insert_step(conn: &Connection, s: &StepRecord) -> Result<()> {
+    let outputs = json_text(&s.outputs);
+    conn.prepare_cached(&format!(
+        "INSERT INTO execution_steps ({STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ))?
+    .execute(params![
+        s.execution_id,
+        s.idx,
+        s.step_id,
+        s.name,
+        s.kind,
+        s.status.as_str(),
+        s.attempts,
+        s.exit_code,
+        s.started_at,
+        s.finished_at,
+        s.error,
+        outputs,
+        s.rendered,
+        s.wait_deadline,
+        s.rollback_status.map(StepStatus::as_str),
+        s.rollback_exit_code,
+        s.rollback_error,
+    ])?;
+    Ok(())
+}
+
+fn update_step(conn: &Connection, s: &StepRecord) -> Result<()> {
+    let outputs = json_text(&s.outputs);
+    let done = conn
+        .prepare_cached(
+            "UPDATE execution_steps SET status = ?, attempts = ?, exit_code = ?, started_at = ?, finished_at = ?, \
+             error = ?, outputs = ?, rendered = ?, wait_deadline = ?, rollback_status = ?, rollback_exit_code = ?, \
+             rollback_error = ? WHERE execution_id = ? AND idx = ?",
+        )?
+        .execute(params![
+            s.status.as_str(),
+            s.attempts,
+            s.exit_code,
+            s.started_at,
+            s.finished_at,
+            s.error,
+            outputs,
+            s.rendered,
+            s.wait_deadline,
+            s.rollback_status.map(StepStatus::as_str),
+            s.rollback_exit_code,
+            s.rollback_error,
+            s.execution_id,
+            s.idx,
+        ])?;
+    if done == 0 {
+        return Err(Error::NotFound(format!("step {} of execution {}", s.step_id, s.execution_id)));
     }
     Ok(())
 }
 
-const UPDATE_STEP: &str = "UPDATE execution_steps SET status = ?, attempts = ?, exit_code = ?, started_at = ?, \
-    finished_at = ?, error = ?, outputs = ?, rendered = ?, wait_deadline = ?, rollback_status = ?, \
-    rollback_exit_code = ?, rollback_error = ? WHERE execution_id = ? AND idx = ?";
-
-type Query<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
-
-fn bind_step<'q>(q: Query<'q>, s: &'q StepRecord) -> Query<'q> {
-    q.bind(s.status.as_str())
-        .bind(s.attempts)
-        .bind(s.exit_code)
-        .bind(s.started_at)
-        .bind(s.finished_at)
-        .bind(&s.error)
-        .bind(json_text(&s.outputs))
-        .bind(&s.rendered)
-        .bind(s.wait_deadline)
-        .bind(s.rollback_status.map(StepStatus::as_str))
-        .bind(s.rollback_exit_code)
-        .bind(&s.rollback_error)
-        .bind(&s.execution_id)
-        .bind(s.idx)
-}
-
 impl Store for SqliteStore {
     async fn save_runbook(&self, rb: &RunbookVersion) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO runbook_versions (sha256, name, version, content, created_at) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT (sha256) DO NOTHING",
-        )
-        .bind(&rb.sha256)
-        .bind(&rb.name)
-        .bind(&rb.version)
-        .bind(&rb.content)
-        .bind(rb.created_at)
-        .execute(&self.pool)
-        .await?;
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO runbook_versions (sha256, name, version, content, created_at) VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (sha256) DO NOTHING",
+            )?
+            .execute(params![rb.sha256, rb.name, rb.version, rb.content, rb.created_at])?;
         Ok(())
     }
 
     async fn runbook(&self, sha256: &str) -> Result<RunbookVersion> {
-        let row =
-            sqlx::query("SELECT sha256, name, version, content, created_at FROM runbook_versions WHERE sha256 = ?")
-                .bind(sha256)
-                .fetch_optional(&self.pool)
-                .await?
-                .ok_or_else(|| Error::NotFound(format!("runbook version {sha256}")))?;
-        Ok(RunbookVersion {
-            sha256: row.try_get("sha256")?,
-            name: row.try_get("name")?,
-            version: row.try_get("version")?,
-            content: row.try_get("content")?,
-            created_at: row.try_get("created_at")?,
-        })
+        self.conn()
+            .prepare_cached("SELECT sha256, name, version, content, created_at FROM runbook_versions WHERE sha256 = ?")?
+            .query_row([sha256], |r| {
+                Ok(RunbookVersion {
+                    sha256: r.get(0)?,
+                    name: r.get(1)?,
+                    version: r.get(2)?,
+                    content: r.get(3)?,
+                    created_at: r.get(4)?,
+                })
+            })
+            .optional()?
+            .ok_or_else(|| Error::NotFound(format!("runbook version {sha256}")))
     }
 
     async fn create_execution(&self, e: &Execution, steps: &[StepRecord]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.prepare_cached(&format!(
             "INSERT INTO executions ({EXECUTION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        )))
-        .bind(&e.id)
-        .bind(&e.runbook_name)
-        .bind(&e.runbook_version)
-        .bind(&e.runbook_sha256)
-        .bind(&e.source_path)
-        .bind(&e.base_dir)
-        .bind(e.status.as_str())
-        .bind(&e.actor)
-        .bind(json_text(&e.params))
-        .bind(json_text(&e.secret_digests))
-        .bind(e.created_at)
-        .bind(e.started_at)
-        .bind(e.finished_at)
-        .bind(&e.error)
-        .bind(e.current_step)
-        .bind(e.rollback_status.map(StepStatus::as_str))
-        .bind(&e.owner)
-        .bind(e.lease_expires_at)
-        .bind(e.heartbeat_at)
-        .bind(i64::from(e.cancel_requested))
-        .execute(&mut *tx)
-        .await?;
-        insert_steps(&mut tx, steps).await?;
-        tx.commit().await?;
+        ))?
+        .execute(params![
+            e.id,
+            e.runbook_name,
+            e.runbook_version,
+            e.runbook_sha256,
+            e.source_path,
+            e.base_dir,
+            e.status.as_str(),
+            e.actor,
+            json_text(&e.params),
+            json_text(&e.secret_digests),
+            e.created_at,
+            e.started_at,
+            e.finished_at,
+            e.error,
+            e.current_step,
+            e.rollback_status.map(StepStatus::as_str),
+            e.owner,
+            e.lease_expires_at,
+            e.heartbeat_at,
+            i64::from(e.cancel_requested),
+        ])?;
+        for s in steps {
+            insert_step(&tx, s)?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
     async fn update_execution(&self, e: &Execution) -> Result<()> {
-        let done = sqlx::query(
-            "UPDATE executions SET status = ?, started_at = ?, finished_at = ?, error = ?, current_step = ?, \
-             rollback_status = ?, owner = ?, lease_expires_at = ?, heartbeat_at = ?, actor = ? WHERE id = ?",
-        )
-        .bind(e.status.as_str())
-        .bind(e.started_at)
-        .bind(e.finished_at)
-        .bind(&e.error)
-        .bind(e.current_step)
-        .bind(e.rollback_status.map(StepStatus::as_str))
-        .bind(&e.owner)
-        .bind(e.lease_expires_at)
-        .bind(e.heartbeat_at)
-        .bind(&e.actor)
-        .bind(&e.id)
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() == 0 {
+        let done = self
+            .conn()
+            .prepare_cached(
+                "UPDATE executions SET status = ?, started_at = ?, finished_at = ?, error = ?, current_step = ?, \
+                 rollback_status = ?, owner = ?, lease_expires_at = ?, heartbeat_at = ?, actor = ? WHERE id = ?",
+            )?
+            .execute(params![
+                e.status.as_str(),
+                e.started_at,
+                e.finished_at,
+                e.error,
+                e.current_step,
+                e.rollback_status.map(StepStatus::as_str),
+                e.owner,
+                e.lease_expires_at,
+                e.heartbeat_at,
+                e.actor,
+                e.id,
+            ])?;
+        if done == 0 {
             return Err(Error::NotFound(format!("execution {}", e.id)));
         }
         Ok(())
     }
 
     async fn update_step(&self, s: &StepRecord) -> Result<()> {
-        let done = bind_step(sqlx::query(UPDATE_STEP), s).execute(&self.pool).await?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound(format!("step {} of execution {}", s.step_id, s.execution_id)));
-        }
-        Ok(())
+        update_step(&self.conn(), s)
     }
 
     async fn record_attempt(&self, a: &Attempt, steps: &[&StepRecord]) -> Result<()> {
-        // One round trip to SQLite's worker thread for the whole transaction: this runs
-        // once per attempt, so it is on the hot path of every step.
-        let mut sql = String::from(
-            "BEGIN; INSERT INTO step_attempts (execution_id, step_id, phase, attempt, status, exit_code, started_at, \
-             finished_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);",
-        );
-        for _ in steps {
-            sql.push_str(UPDATE_STEP);
-            sql.push(';');
-        }
-        sql.push_str(" COMMIT;");
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&a.execution_id)
-            .bind(&a.step_id)
-            .bind(a.phase.as_str())
-            .bind(a.attempt)
-            .bind(a.status.as_str())
-            .bind(a.exit_code)
-            .bind(a.started_at)
-            .bind(a.finished_at)
-            .bind(&a.error);
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.prepare_cached(
+            "INSERT INTO step_attempts (execution_id, step_id, phase, attempt, status, exit_code, started_at, \
+             finished_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )?
+        .execute(params![
+            a.execution_id,
+            a.step_id,
+            a.phase.as_str(),
+            a.attempt,
+            a.status.as_str(),
+            a.exit_code,
+            a.started_at,
+            a.finished_at,
+            a.error,
+        ])?;
         for s in steps {
-            q = bind_step(q, s);
+            update_step(&tx, s)?;
         }
-        let mut conn = self.pool.acquire().await?;
-        if let Err(e) = q.execute(&mut *conn).await {
-            // Leave the connection clean for the pool whatever statement failed.
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            return Err(e.into());
-        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -353,206 +353,198 @@ impl Store for SqliteStore {
         if lines.is_empty() {
             return Ok(());
         }
-        // Multi-row inserts: one statement per 100 lines keeps a 50 MB log fast.
-        const ROWS: usize = 100;
-        let mut tx = self.pool.begin().await?;
-        for chunk in lines.chunks(ROWS) {
-            let mut sql = String::from(
-                "INSERT INTO execution_logs (execution_id, seq, step_id, phase, attempt, stream, ts, line) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                sql.push_str(if i == 0 { "(?, ?, ?, ?, ?, ?, ?, ?)" } else { ", (?, ?, ?, ?, ?, ?, ?, ?)" });
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO execution_logs (execution_id, seq, step_id, phase, attempt, stream, ts, line) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )?;
+            for l in lines {
+                stmt.execute(params![
+                    l.execution_id,
+                    l.seq,
+                    l.step_id,
+                    l.phase.as_str(),
+                    l.attempt,
+                    l.stream.as_str(),
+                    l.ts,
+                    l.line
+                ])?;
             }
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for l in chunk {
-                q = q
-                    .bind(&l.execution_id)
-                    .bind(l.seq)
-                    .bind(&l.step_id)
-                    .bind(l.phase.as_str())
-                    .bind(l.attempt)
-                    .bind(l.stream.as_str())
-                    .bind(l.ts)
-                    .bind(&l.line);
-            }
-            q.execute(&mut *tx).await?;
         }
-        tx.commit().await?;
+        tx.commit()?;
         Ok(())
     }
 
     async fn execution(&self, id: &str) -> Result<Execution> {
-        let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?");
-        if let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await? {
-            return execution_from(&row);
+        let conn = self.conn();
+        let mut exact = conn.prepare_cached(&format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?"))?;
+        if let Some(e) = collect(&mut exact, [id], execution_from)?.pop() {
+            return Ok(e);
         }
         if id.len() < 4 || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(Error::NotFound(format!("execution `{id}`")));
         }
-        let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id LIKE ? LIMIT 2");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(format!("{id}%")).fetch_all(&self.pool).await?;
-        match rows.as_slice() {
-            [one] => execution_from(one),
-            [] => Err(Error::NotFound(format!("execution `{id}`"))),
+        let mut prefix =
+            conn.prepare_cached(&format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id LIKE ? LIMIT 2"))?;
+        let mut found = collect(&mut prefix, [format!("{id}%")], execution_from)?;
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err(Error::NotFound(format!("execution `{id}`"))),
             _ => Err(Error::Ambiguous(id.to_string())),
         }
     }
 
     async fn steps(&self, execution_id: &str) -> Result<Vec<StepRecord>> {
-        let rows = sqlx::query("SELECT * FROM execution_steps WHERE execution_id = ? ORDER BY idx")
-            .bind(execution_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(step_from).collect()
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {STEP_COLUMNS} FROM execution_steps WHERE execution_id = ? ORDER BY idx"
+        ))?;
+        collect(&mut stmt, [execution_id], step_from)
     }
 
     async fn attempts(&self, execution_id: &str) -> Result<Vec<Attempt>> {
-        let rows = sqlx::query("SELECT * FROM step_attempts WHERE execution_id = ? ORDER BY started_at, rowid")
-            .bind(execution_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let phase: String = row.try_get("phase")?;
-                Ok(Attempt {
-                    execution_id: row.try_get("execution_id")?,
-                    step_id: row.try_get("step_id")?,
-                    phase: Phase::parse(&phase).ok_or_else(|| Error::Corrupt(format!("unknown phase `{phase}`")))?,
-                    attempt: row.try_get("attempt")?,
-                    status: step_status(row.try_get("status")?)?,
-                    exit_code: row.try_get("exit_code")?,
-                    started_at: row.try_get("started_at")?,
-                    finished_at: row.try_get("finished_at")?,
-                    error: row.try_get("error")?,
-                })
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT execution_id, step_id, phase, attempt, status, exit_code, started_at, finished_at, error \
+             FROM step_attempts WHERE execution_id = ? ORDER BY started_at, rowid",
+        )?;
+        collect(&mut stmt, [execution_id], |row| {
+            Ok(Attempt {
+                execution_id: row.get(0)?,
+                step_id: row.get(1)?,
+                phase: phase(&row.get::<_, String>(2)?)?,
+                attempt: row.get(3)?,
+                status: step_status(&row.get::<_, String>(4)?)?,
+                exit_code: row.get(5)?,
+                started_at: row.get(6)?,
+                finished_at: row.get(7)?,
+                error: row.get(8)?,
             })
-            .collect()
+        })
     }
 
     async fn executions(&self, f: &ExecutionFilter) -> Result<Vec<Execution>> {
-        let sql = format!(
-            "SELECT {EXECUTION_COLUMNS} FROM executions WHERE (? IS NULL OR runbook_name = ?) \
-             AND (? IS NULL OR status = ?) ORDER BY created_at DESC, id DESC LIMIT ?"
-        );
-        let status = f.status.map(ExecStatus::as_str);
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&f.runbook)
-            .bind(&f.runbook)
-            .bind(status)
-            .bind(status)
-            .bind(if f.limit > 0 { f.limit } else { 20 })
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(execution_from).collect()
+        let mut sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE 1 = 1");
+        let mut args: Vec<Box<dyn ToSql>> = Vec::new();
+        if let Some(r) = &f.runbook {
+            sql.push_str(" AND runbook_name = ?");
+            args.push(Box::new(r.clone()));
+        }
+        if let Some(s) = f.status {
+            sql.push_str(" AND status = ?");
+            args.push(Box::new(s.as_str()));
+        }
+        sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ?");
+        args.push(Box::new(if f.limit > 0 { f.limit } else { 20 }));
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&sql)?;
+        collect(&mut stmt, params_from_iter(args.iter()), execution_from)
     }
 
     async fn logs(&self, q: &LogQuery) -> Result<Vec<LogLine>> {
-        let rows = sqlx::query(
-            "SELECT * FROM execution_logs WHERE execution_id = ? AND seq > ? AND (? IS NULL OR step_id = ?) \
-             ORDER BY seq LIMIT ?",
-        )
-        .bind(&q.execution_id)
-        .bind(q.after_seq)
-        .bind(&q.step_id)
-        .bind(&q.step_id)
-        .bind(if q.limit > 0 { q.limit } else { i64::MAX })
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let phase: String = row.try_get("phase")?;
-                let stream: String = row.try_get("stream")?;
-                Ok(LogLine {
-                    execution_id: row.try_get("execution_id")?,
-                    seq: row.try_get("seq")?,
-                    step_id: row.try_get("step_id")?,
-                    phase: Phase::parse(&phase).ok_or_else(|| Error::Corrupt(format!("unknown phase `{phase}`")))?,
-                    attempt: row.try_get("attempt")?,
-                    stream: Stream::parse(&stream)
-                        .ok_or_else(|| Error::Corrupt(format!("unknown stream `{stream}`")))?,
-                    ts: row.try_get("ts")?,
-                    line: row.try_get("line")?,
-                })
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT execution_id, seq, step_id, phase, attempt, stream, ts, line FROM execution_logs \
+             WHERE execution_id = ? AND seq > ? AND (?3 IS NULL OR step_id = ?3) ORDER BY seq LIMIT ?4",
+        )?;
+        let limit = if q.limit > 0 { q.limit } else { i64::MAX };
+        collect(&mut stmt, params![q.execution_id, q.after_seq, q.step_id, limit], |row| {
+            let stream: String = row.get(5)?;
+            Ok(LogLine {
+                execution_id: row.get(0)?,
+                seq: row.get(1)?,
+                step_id: row.get(2)?,
+                phase: phase(&row.get::<_, String>(3)?)?,
+                attempt: row.get(4)?,
+                stream: Stream::parse(&stream).ok_or_else(|| Error::Corrupt(format!("unknown stream `{stream}`")))?,
+                ts: row.get(6)?,
+                line: row.get(7)?,
             })
-            .collect()
+        })
     }
 
     async fn last_log_seq(&self, execution_id: &str) -> Result<i64> {
-        let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM execution_logs WHERE execution_id = ?")
-            .bind(execution_id)
-            .fetch_one(&self.pool)
-            .await?;
+        let seq: Option<i64> = self
+            .conn()
+            .prepare_cached("SELECT MAX(seq) FROM execution_logs WHERE execution_id = ?")?
+            .query_row([execution_id], |r| r.get(0))?;
         Ok(seq.unwrap_or(0))
     }
 
     async fn add_approval(&self, a: &Approval) -> Result<()> {
-        let res = sqlx::query(
-            "INSERT INTO approvals (execution_id, step_id, approver, decision, comment, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&a.execution_id)
-        .bind(&a.step_id)
-        .bind(&a.approver)
-        .bind(if a.approved { "approved" } else { "rejected" })
-        .bind(&a.comment)
-        .bind(a.created_at)
-        .execute(&self.pool)
-        .await;
+        let res = self
+            .conn()
+            .prepare_cached(
+                "INSERT INTO approvals (execution_id, step_id, approver, decision, comment, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )?
+            .execute(params![
+                a.execution_id,
+                a.step_id,
+                a.approver,
+                if a.approved { "approved" } else { "rejected" },
+                a.comment,
+                a.created_at
+            ]);
         match res {
             Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(Error::Conflict(format!(
-                "{} has already decided on step `{}` of execution {}",
-                a.approver, a.step_id, a.execution_id
-            ))),
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                Err(Error::Conflict(format!(
+                    "{} has already decided on step `{}` of execution {}",
+                    a.approver, a.step_id, a.execution_id
+                )))
+            }
             Err(e) => Err(e.into()),
         }
     }
 
     async fn approvals(&self, execution_id: &str) -> Result<Vec<Approval>> {
-        let rows = sqlx::query("SELECT * FROM approvals WHERE execution_id = ? ORDER BY created_at")
-            .bind(execution_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Approval {
-                    execution_id: row.try_get("execution_id")?,
-                    step_id: row.try_get("step_id")?,
-                    approver: row.try_get("approver")?,
-                    approved: row.try_get::<String, _>("decision")? == "approved",
-                    comment: row.try_get("comment")?,
-                    created_at: row.try_get("created_at")?,
-                })
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT execution_id, step_id, approver, decision, comment, created_at FROM approvals \
+             WHERE execution_id = ? ORDER BY created_at",
+        )?;
+        collect(&mut stmt, [execution_id], |row| {
+            Ok(Approval {
+                execution_id: row.get(0)?,
+                step_id: row.get(1)?,
+                approver: row.get(2)?,
+                approved: row.get::<_, String>(3)? == "approved",
+                comment: row.get(4)?,
+                created_at: row.get(5)?,
             })
-            .collect()
+        })
     }
 
     async fn heartbeat(&self, execution_id: &str, owner: &str, lease_ms: i64) -> Result<bool> {
         let now = now_ms();
-        let row = sqlx::query(
-            "UPDATE executions SET heartbeat_at = ?, lease_expires_at = ? WHERE id = ? AND owner = ? \
-             RETURNING cancel_requested",
-        )
-        .bind(now)
-        .bind(now + lease_ms)
-        .bind(execution_id)
-        .bind(owner)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| Error::Conflict(format!("execution {execution_id} is no longer owned by {owner}")))?;
-        Ok(row.try_get::<i64, _>("cancel_requested")? != 0)
+        let cancel: Option<i64> = self
+            .conn()
+            .prepare_cached(
+                "UPDATE executions SET heartbeat_at = ?, lease_expires_at = ? WHERE id = ? AND owner = ? \
+                 RETURNING cancel_requested",
+            )?
+            .query_row(params![now, now + lease_ms, execution_id, owner], |r| r.get(0))
+            .optional()?;
+        match cancel {
+            Some(c) => Ok(c != 0),
+            None => Err(Error::Conflict(format!("execution {execution_id} is no longer owned by {owner}"))),
+        }
     }
 
     async fn request_cancel(&self, execution_id: &str) -> Result<()> {
-        sqlx::query("UPDATE executions SET cancel_requested = 1 WHERE id = ?")
-            .bind(execution_id)
-            .execute(&self.pool)
-            .await?;
+        self.conn()
+            .prepare_cached("UPDATE executions SET cancel_requested = 1 WHERE id = ?")?
+            .execute([execution_id])?;
         Ok(())
     }
 
     async fn running(&self) -> Result<Vec<Execution>> {
-        let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE status = 'running'");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
-        rows.iter().map(execution_from).collect()
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached(&format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE status = 'running'"))?;
+        collect(&mut stmt, [], execution_from)
     }
 }

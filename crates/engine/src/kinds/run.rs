@@ -81,7 +81,7 @@ pub(crate) async fn exec_script<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptR
     if !cwd.is_dir() {
         return Ok(AttemptResult::fatal(format!("workdir {} does not exist", cwd.display())));
     }
-    let outputs_path = run.scratch_file("outputs")?;
+    let outputs_path = run.scratch_path("outputs")?;
     env.push(("OPSBOOK_OUTPUT".into(), outputs_path.to_string_lossy().into_owned()));
     env.push(("OPSBOOK_EXECUTION_ID".into(), run.exec.id.clone()));
     env.push(("OPSBOOK_STEP_ID".into(), sr.step_id.unwrap_or_default().to_string()));
