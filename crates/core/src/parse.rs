@@ -1,6 +1,6 @@
 //! Turning YAML text into a checked [`Runbook`], collecting every problem found.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_saphyr::{Location, Spanned};
 
@@ -123,15 +123,17 @@ impl Checker<'_> {
             }
         }
         let param_names: BTreeSet<String> = spec.parameters.0.iter().map(|(n, _)| n.value.clone()).collect();
-        let all_steps: BTreeSet<String> = spec.steps.value.iter().map(|s| s.value.id.value.clone()).collect();
-        let none = BTreeSet::new();
+        let mut all_steps: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, s) in spec.steps.value.iter().enumerate() {
+            all_steps.entry(s.value.id.value.clone()).or_insert(i);
+        }
 
         let prerequisites = spec
             .prerequisites
             .into_iter()
             .map(|p| {
                 let check = p.check.map(|c| {
-                    let scope = Scope { params: &param_names, earlier_steps: &none, all_steps: &all_steps };
+                    let scope = Scope { params: &param_names, steps: &all_steps, visible_below: 0 };
                     self.script(&c.run, &scope, "check.run");
                     Script {
                         template: c.run.value,
@@ -148,18 +150,14 @@ impl Checker<'_> {
         if spec.steps.value.is_empty() {
             self.err(&spec.steps.referenced, "spec.steps: a runbook needs at least one step");
         }
-        let mut seen = BTreeSet::new();
         let mut steps = Vec::new();
-        for raw_step in spec.steps.value {
-            let id = raw_step.value.id.value.clone();
-            let earlier = seen.clone();
-            if !seen.insert(id.clone()) {
+        for (i, raw_step) in spec.steps.value.into_iter().enumerate() {
+            let id = &raw_step.value.id.value;
+            if all_steps.get(id) != Some(&i) {
                 self.err(&raw_step.value.id.referenced, format!("duplicate step id `{id}`"));
             }
-            let scope = Scope { params: &param_names, earlier_steps: &earlier, all_steps: &all_steps };
-            let mut with_self = earlier.clone();
-            with_self.insert(id);
-            let rollback_scope = Scope { params: &param_names, earlier_steps: &with_self, all_steps: &all_steps };
+            let scope = Scope { params: &param_names, steps: &all_steps, visible_below: i };
+            let rollback_scope = Scope { params: &param_names, steps: &all_steps, visible_below: i + 1 };
             if let Some(step) = self.step(raw_step, &scope, &rollback_scope) {
                 steps.push(step);
             }

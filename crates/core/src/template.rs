@@ -181,10 +181,10 @@ pub fn eval_condition(expr: &str, ctx: &Context) -> Result<bool, String> {
 /// What a template may reference, for checks done before anything runs.
 pub struct Scope<'a> {
     pub params: &'a BTreeSet<String>,
-    /// Ids of the steps before the one being checked.
-    pub earlier_steps: &'a BTreeSet<String>,
-    /// Ids of all steps, to tell "later step" from "unknown step".
-    pub all_steps: &'a BTreeSet<String>,
+    /// Every step id with its position (the first, for a duplicate).
+    pub steps: &'a BTreeMap<String, usize>,
+    /// Steps at positions below this one have run when the template renders.
+    pub visible_below: usize,
 }
 
 /// Checks syntax and references of a template (or of an expression when `expression`).
@@ -216,8 +216,8 @@ pub fn check(source: &str, expression: bool, scope: &Scope<'_>) -> Vec<String> {
                     .unwrap_or_default();
                 errs.push(format!("unknown parameter `params.{p}`{hint}"));
             }
-            ("steps", Some(s)) if !scope.earlier_steps.contains(s) => {
-                if scope.all_steps.contains(s) {
+            ("steps", Some(s)) if !scope.steps.get(s).is_some_and(|i| *i < scope.visible_below) => {
+                if scope.steps.contains_key(s) {
                     errs.push(format!("`steps.{s}` refers to a step that has not run yet at this point"));
                 } else {
                     errs.push(format!("unknown step `steps.{s}`"));
@@ -285,9 +285,9 @@ mod tests {
     #[test]
     fn checks_references() {
         let params: BTreeSet<String> = ["version".to_string()].into();
-        let earlier: BTreeSet<String> = ["build".to_string()].into();
-        let all: BTreeSet<String> = ["build".to_string(), "deploy".to_string(), "smoke".to_string()].into();
-        let scope = Scope { params: &params, earlier_steps: &earlier, all_steps: &all };
+        let steps: BTreeMap<String, usize> =
+            [("build".to_string(), 0), ("deploy".to_string(), 1), ("smoke".to_string(), 2)].into();
+        let scope = Scope { params: &params, steps: &steps, visible_below: 1 };
         assert_eq!(check("{{ params.version }} {{ steps.build.outputs.x }}", false, &scope), Vec::<String>::new());
         assert_eq!(
             check("{{ params.verison }}", false, &scope),

@@ -44,6 +44,10 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Every CLI command opens and closes the database; a checkpoint on each close
+        // would cost more than the command. SQLite's automatic checkpoints (every 1000
+        // pages) keep the WAL bounded instead.
+        conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
         let store = SqliteStore { conn: Arc::new(Mutex::new(conn)) };
         store.migrate()?;
         Ok(store)
@@ -57,10 +61,15 @@ impl SqliteStore {
 
     fn migrate(&self) -> Result<()> {
         let mut conn = self.conn();
-        conn.execute(
+        conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS opsbook_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-            [],
         )?;
+        // Common case first: the schema is current, and checking needs no write lock.
+        let current: i64 =
+            conn.query_row("SELECT COALESCE(MAX(version), 0) FROM opsbook_migrations", [], |r| r.get(0))?;
+        if MIGRATIONS.last().is_some_and(|(newest, _)| current == *newest) {
+            return Ok(());
+        }
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let current: i64 =
             tx.query_row("SELECT COALESCE(MAX(version), 0) FROM opsbook_migrations", [], |r| r.get(0))?;

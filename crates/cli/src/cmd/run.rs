@@ -59,15 +59,16 @@ pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
     super::watch_signals(handle.clone());
     let live = Live::new(rb.steps.len());
     let json = args.output == Output::Json;
+    let user = super::os_user();
     let prompt: Option<Arc<dyn ApprovalPrompt>> = (TerminalPrompt::available() && !json)
-        .then(|| Arc::new(TerminalPrompt { progress: live.progress(), user: super::os_user() }) as _);
+        .then(|| Arc::new(TerminalPrompt { progress: live.progress(), user: user.clone() }) as _);
     let hooks = Hooks { observer: if json { &Quiet } else { &live }, prompt, cancel, cancel_handle: handle };
     let req = StartRequest {
         runbook: rb,
         source_path: Some(args.file.to_string_lossy().into_owned()),
         base_dir,
         params,
-        actor: super::os_user(),
+        actor: user,
         allow_draft: args.allow_draft,
     };
     let outcome = engine.start(req, &hooks).await?;
