@@ -216,7 +216,7 @@ pub fn check(source: &str, expression: bool, scope: &Scope<'_>) -> Vec<String> {
                     .unwrap_or_default();
                 errs.push(format!("unknown parameter `params.{p}`{hint}"));
             }
-            ("steps", Some(s)) if !scope.steps.get(s).is_some_and(|i| *i < scope.visible_below) => {
+            ("steps", Some(s)) if scope.steps.get(s).is_none_or(|i| *i >= scope.visible_below) => {
                 if scope.steps.contains_key(s) {
                     errs.push(format!("`steps.{s}` refers to a step that has not run yet at this point"));
                 } else {
