@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use comfy_table::{Cell, Color, Table, presets::UTF8_FULL_CONDENSED};
 use console::style;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use opsbook_core::duration::human_ms;
@@ -75,6 +75,29 @@ pub fn status_mark(s: StepStatus) -> String {
         StepStatus::Running => style("▶").cyan().to_string(),
         _ => style("✗").red().to_string(),
     }
+}
+
+/// A table cell for a step status: comfy-table colours it (and measures it) itself.
+pub fn step_cell(s: StepStatus) -> Cell {
+    let (mark, color) = match s {
+        StepStatus::Succeeded => ("✓", Color::Green),
+        StepStatus::Skipped => ("↷", Color::DarkGrey),
+        StepStatus::Waiting => ("⏸", Color::Yellow),
+        StepStatus::Pending => ("·", Color::DarkGrey),
+        StepStatus::Running => ("▶", Color::Cyan),
+        _ => ("✗", Color::Red),
+    };
+    Cell::new(format!("{mark} {s}")).fg(color)
+}
+
+/// A table cell for an execution status.
+pub fn exec_cell(s: ExecStatus) -> Cell {
+    let color = match s {
+        ExecStatus::Succeeded => Color::Green,
+        ExecStatus::Waiting | ExecStatus::Queued | ExecStatus::Running => Color::Yellow,
+        _ => Color::Red,
+    };
+    Cell::new(s.as_str()).fg(color)
 }
 
 pub fn exec_status(s: ExecStatus) -> String {
@@ -178,14 +201,14 @@ pub fn steps_table(steps: &[StepRecord]) -> Table {
         };
         let error = s.error.clone().or_else(|| s.rollback_error.clone()).unwrap_or_default();
         t.add_row(vec![
-            (s.idx + 1).to_string(),
-            s.step_id.clone(),
-            format!("{} {}", status_mark(s.status), s.status),
-            s.attempts.to_string(),
-            s.exit_code.map(|c| c.to_string()).unwrap_or_default(),
-            s.duration_ms().map(|d| human_ms(u64::try_from(d).unwrap_or(0))).unwrap_or_default(),
-            rollback,
-            truncate(&error, 80),
+            Cell::new(s.idx + 1),
+            Cell::new(&s.step_id),
+            step_cell(s.status),
+            Cell::new(s.attempts),
+            Cell::new(s.exit_code.map(|c| c.to_string()).unwrap_or_default()),
+            Cell::new(s.duration_ms().map(|d| human_ms(u64::try_from(d).unwrap_or(0))).unwrap_or_default()),
+            Cell::new(rollback),
+            Cell::new(truncate(&error, 80)),
         ]);
     }
     t

@@ -9,7 +9,9 @@ use opsbook_core::duration::human_ms;
 use opsbook_store::{ExecutionFilter, Store};
 
 use super::{EXIT_OK, usage};
-use crate::render::{exec_status, truncate};
+use comfy_table::Cell;
+
+use crate::render::{exec_cell, truncate};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -49,14 +51,14 @@ pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
     for e in &list {
         let started = opsbook_engine::report::time(e.started_at.or(Some(e.created_at)));
         t.add_row(vec![
-            e.id.clone(),
-            e.runbook_name.clone(),
-            e.runbook_version.clone(),
-            exec_status(e.status),
-            started.as_str().unwrap_or_default().chars().take(19).collect::<String>().replace('T', " "),
-            e.duration_ms().map(|d| human_ms(u64::try_from(d).unwrap_or(0))).unwrap_or_default(),
-            e.actor.clone(),
-            truncate(e.error.as_deref().unwrap_or_default(), 60),
+            Cell::new(&e.id),
+            Cell::new(&e.runbook_name),
+            Cell::new(&e.runbook_version),
+            exec_cell(e.status),
+            Cell::new(started.as_str().unwrap_or_default().chars().take(19).collect::<String>().replace('T', " ")),
+            Cell::new(e.duration_ms().map(|d| human_ms(u64::try_from(d).unwrap_or(0))).unwrap_or_default()),
+            Cell::new(&e.actor),
+            Cell::new(truncate(e.error.as_deref().unwrap_or_default(), 60)),
         ]);
     }
     println!("{t}");
