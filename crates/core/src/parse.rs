@@ -202,7 +202,11 @@ impl Checker<'_> {
         let start = crate::Pos::from_location(at)?;
         let file_line = start.line as usize + line - 1;
         let text = self.source.lines().nth(file_line - 1)?;
-        let from = if line == 1 { text.char_indices().nth(start.column as usize - 1).map_or(0, |(b, _)| b) } else { 0 };
+        let from = if line == 1 {
+            text.char_indices().nth((start.column as usize).saturating_sub(1)).map_or(0, |(b, _)| b)
+        } else {
+            0
+        };
         let mut found = text[from..]
             .match_indices("{{")
             .chain(text[from..].match_indices("{%"))

@@ -271,7 +271,7 @@ pub(crate) async fn rollback_only<S: Store>(
     if run.exec.status == ExecStatus::Succeeded {
         return Err(Error::Invalid(format!("execution {id} succeeded; rolling back a success is not supported")));
     }
-    if run.exec.rollback_status.is_some() {
+    if run.exec.rollback_status == Some(StepStatus::Succeeded) {
         return Err(Error::Invalid(format!("execution {id} was already rolled back")));
     }
     if run.exec.status == ExecStatus::Waiting {
@@ -722,14 +722,16 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
     }
 
     /// Runs the rollback of every succeeded step, newest first. A failing rollback is
-    /// recorded and the others still run; a second cancel skips the rest.
+    /// recorded and the others still run; a second cancel skips the rest. Rollbacks that
+    /// already succeeded never run twice; ones that failed or were skipped run again
+    /// (that is what `opsbook rollback` is for after fixing the cause).
     pub async fn rollback_all(&mut self) -> Result<()> {
         let todo: Vec<usize> = (0..self.steps.len())
             .rev()
             .filter(|&i| {
                 self.steps[i].status == StepStatus::Succeeded
                     && self.rb.steps[i].rollback.is_some()
-                    && self.steps[i].rollback_status.is_none()
+                    && self.steps[i].rollback_status != Some(StepStatus::Succeeded)
             })
             .collect();
         if todo.is_empty() {

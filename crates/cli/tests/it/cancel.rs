@@ -39,7 +39,7 @@ fn ctrl_c_kills_the_step_and_rolls_back() {
 #[test]
 fn second_ctrl_c_skips_rollbacks() {
     let env = Env::new();
-    env.write("test.yaml", &book("\"touch rolling; sleep 300; touch undone\""));
+    env.write("test.yaml", &book("\"if [ ! -e rolling ]; then touch rolling; sleep 300; fi; touch undone\""));
     let child = env.spawn(&["run", "test.yaml"]);
     env.wait_for_file("started");
     signal(&child, Signal::SIGINT);
@@ -52,6 +52,13 @@ fn second_ctrl_c_skips_rollbacks() {
     assert_eq!(e.status, ExecStatus::Cancelled);
     assert_eq!(steps[0].rollback_status, Some(StepStatus::Cancelled));
     assert_eq!(e.rollback_status, Some(StepStatus::Cancelled));
+    // The skipped rollback can still be finished.
+    let finish = env.run(&["rollback", &e.id]);
+    assert_eq!(finish.code, 1, "the execution stays cancelled: {finish:?}");
+    assert!(env.path("undone").exists());
+    assert_eq!(env.last().0.rollback_status, Some(StepStatus::Succeeded));
+    let again = env.run(&["rollback", &e.id]);
+    assert!(again.stderr.contains("was already rolled back"), "{again:?}");
 }
 
 #[test]
