@@ -1,6 +1,7 @@
 //! `opsbook`: parse the command line and hand over to one subcommand.
 #![forbid(unsafe_code)]
 
+mod client;
 mod cmd;
 mod prompt;
 mod render;
@@ -17,6 +18,9 @@ pub struct Cli {
     /// SQLite database (default: $XDG_DATA_HOME/opsbook/opsbook.db)
     #[arg(long, global = true, env = "OPSBOOK_DB", value_name = "PATH")]
     pub db: Option<PathBuf>,
+    /// Talk to an opsbook server instead of the local database (token: OPSBOOK_TOKEN or `opsbook login`)
+    #[arg(long, global = true, env = "OPSBOOK_SERVER", value_name = "URL")]
+    pub server: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -49,6 +53,15 @@ pub enum Command {
     Rollback(cmd::resume::Args),
     /// Cancel a running or waiting execution
     Cancel(cmd::cancel::Args),
+    /// Run the server: HTTP API, workers, access control
+    Serve(cmd::serve::Args),
+    /// Publish runbook files to the server (nothing is published unless all can be)
+    Push(cmd::push::Args),
+    /// Check and keep a token for a server
+    Login(cmd::login::Args),
+    /// Tokens and the audit trail (on the server's database)
+    #[command(subcommand)]
+    Admin(cmd::admin::Admin),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Default)]
@@ -60,7 +73,13 @@ pub enum Output {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    // The server wants every core; a local run is sequential and starts faster on one thread.
+    let runtime = if matches!(cli.command, Command::Serve(_)) {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

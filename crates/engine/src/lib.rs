@@ -120,6 +120,20 @@ impl<S: Store> Engine<S> {
         runner::rollback_only(self, id, secrets, hooks).await
     }
 
+    /// The records of a new execution in `status` (the server enqueues them as `queued`).
+    pub async fn new_execution(
+        &self,
+        req: &StartRequest,
+        status: opsbook_core::ExecStatus,
+    ) -> Result<(opsbook_store::Execution, Vec<opsbook_store::StepRecord>)> {
+        runner::new_execution(self, req, status).await
+    }
+
+    /// Runs an execution this engine's owner has claimed from the queue.
+    pub async fn run_claimed(&self, id: &str, secrets: &BTreeMap<String, Input>, hooks: &Hooks<'_>) -> Result<Outcome> {
+        runner::run_claimed(self, id, secrets, hooks).await
+    }
+
     /// Marks executions whose runner died as `interrupted`. Returns their ids.
     pub async fn recover(&self) -> Result<Vec<String>> {
         recovery::recover(&self.store).await

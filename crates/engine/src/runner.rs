@@ -51,12 +51,17 @@ fn secret_digest(id: &str, value: &str) -> String {
     opsbook_core::sha256_hex(format!("{id}:{value}").as_bytes())
 }
 
-pub(crate) async fn start<S: Store>(engine: &Engine<S>, req: StartRequest, hooks: &Hooks<'_>) -> Result<Outcome> {
-    let warning = check_lifecycle(&req.runbook, req.allow_draft)?;
-    let rb = req.runbook;
-    let store = &engine.store;
+/// The records of a new execution: the execution (in `status`) and its pending steps.
+/// Also stores the runbook text it will run.
+pub async fn new_execution<S: Store>(
+    engine: &Engine<S>,
+    req: &StartRequest,
+    status: ExecStatus,
+) -> Result<(Execution, Vec<StepRecord>)> {
+    let rb = &req.runbook;
     let now = now_ms();
-    store
+    engine
+        .store
         .save_runbook(&RunbookVersion {
             sha256: rb.sha256.clone(),
             name: rb.name.clone(),
@@ -73,26 +78,27 @@ pub(crate) async fn start<S: Store>(engine: &Engine<S>, req: StartRequest, hooks
         .filter_map(|n| Some((n.clone(), req.params.values.get(n)?.as_str()?)))
         .map(|(n, v)| (n, serde_json::Value::from(secret_digest(&id, v))))
         .collect();
+    let running = status == ExecStatus::Running;
     let exec = Execution {
         id: id.clone(),
         runbook_name: rb.name.clone(),
         runbook_version: rb.version.to_string(),
         runbook_sha256: rb.sha256.clone(),
-        source_path: req.source_path,
+        source_path: req.source_path.clone(),
         base_dir: req.base_dir.to_string_lossy().into_owned(),
-        status: ExecStatus::Running,
-        actor: req.actor,
+        status,
+        actor: req.actor.clone(),
         params: req.params.masked(),
         secret_digests: serde_json::Value::Object(digests),
         created_at: now,
-        started_at: Some(now),
+        started_at: running.then_some(now),
         finished_at: None,
         error: None,
         current_step: None,
         rollback_status: None,
-        owner: Some(engine.config.owner.clone()),
-        lease_expires_at: Some(now + lease_ms(engine)),
-        heartbeat_at: Some(now),
+        owner: running.then(|| engine.config.owner.clone()),
+        lease_expires_at: running.then(|| now + lease_ms(engine)),
+        heartbeat_at: running.then_some(now),
         cancel_requested: false,
     };
     let steps: Vec<StepRecord> = rb
@@ -101,8 +107,15 @@ pub(crate) async fn start<S: Store>(engine: &Engine<S>, req: StartRequest, hooks
         .enumerate()
         .map(|(i, s)| StepRecord::pending(&id, i as i64, &s.id, &s.name, s.kind.name()))
         .collect();
-    store.create_execution(&exec, &steps).await?;
-    let mut run = Run::new(engine, hooks, rb, exec, steps, req.params, 0);
+    Ok((exec, steps))
+}
+
+pub(crate) async fn start<S: Store>(engine: &Engine<S>, req: StartRequest, hooks: &Hooks<'_>) -> Result<Outcome> {
+    let warning = check_lifecycle(&req.runbook, req.allow_draft)?;
+    let (exec, steps) = new_execution(engine, &req, ExecStatus::Running).await?;
+    engine.store.create_execution(&exec, &steps).await?;
+    let id = exec.id.clone();
+    let mut run = Run::new(engine, hooks, req.runbook, exec, steps, req.params, 0);
     run.event(&Event::Started {
         execution_id: &id,
         runbook: &run.rb.name,
@@ -115,6 +128,26 @@ pub(crate) async fn start<S: Store>(engine: &Engine<S>, req: StartRequest, hooks
     }
     run.start_heartbeat();
     if !run.prerequisites().await? {
+        return run.outcome();
+    }
+    run.drive(0).await?;
+    run.outcome()
+}
+
+/// Runs an execution a worker has claimed (status `running`, owned by this engine):
+/// a fresh one from its prerequisites, a requeued one (after an approval) from where it waited.
+pub(crate) async fn run_claimed<S: Store>(
+    engine: &Engine<S>,
+    id: &str,
+    secrets: &BTreeMap<String, Input>,
+    hooks: &Hooks<'_>,
+) -> Result<Outcome> {
+    let mut run = load(engine, id, secrets, hooks).await?;
+    let fresh = run.steps.iter().all(|s| s.status == StepStatus::Pending);
+    let id = run.exec.id.clone();
+    run.event(&Event::Started { execution_id: &id, runbook: &run.rb.name, version: &run.exec.runbook_version, resumed: !fresh });
+    run.start_heartbeat();
+    if fresh && !run.prerequisites().await? {
         return run.outcome();
     }
     run.drive(0).await?;

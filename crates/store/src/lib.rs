@@ -9,6 +9,7 @@ mod error;
 pub mod id;
 mod records;
 mod sqlite;
+mod sqlite_server;
 
 use std::future::Future;
 
@@ -55,4 +56,60 @@ pub trait Store: Send + Sync + Clone + 'static {
     fn request_cancel(&self, execution_id: &str) -> impl Future<Output = Result<()>> + Send;
     /// Executions in `running` state, for crash recovery.
     fn running(&self) -> impl Future<Output = Result<Vec<Execution>>> + Send;
+}
+
+/// What the server needs beyond running executions: the registry, the queue, tokens
+/// and the audit trail.
+pub trait ServerStore: Store {
+    /// Publishes a runbook version. Identical content is a no-op (`Unchanged`); a new
+    /// version must be greater than the newest one; a published version never changes.
+    fn publish(&self, p: &Publish) -> impl Future<Output = Result<Published>> + Send;
+    fn registry(&self, q: &RunbookQuery) -> impl Future<Output = Result<Vec<RegistryEntry>>> + Send;
+    fn registry_entry(&self, name: &str) -> impl Future<Output = Result<RegistryEntry>> + Send;
+    fn registry_versions(&self, name: &str) -> impl Future<Output = Result<Vec<PublishedVersion>>> + Send;
+    /// A published version and its exact text.
+    fn registry_version(&self, name: &str, version: &str)
+    -> impl Future<Output = Result<(PublishedVersion, String)>> + Send;
+    fn set_lifecycle(&self, e: &LifecycleEvent) -> impl Future<Output = Result<()>> + Send;
+    fn lifecycle_events(&self, name: &str) -> impl Future<Output = Result<Vec<LifecycleEvent>>> + Send;
+
+    /// Creates an execution, unless `(actor, key)` was used before: then returns the earlier id.
+    fn create_execution_once(
+        &self,
+        exec: &Execution,
+        steps: &[StepRecord],
+        idempotency_key: Option<&str>,
+    ) -> impl Future<Output = Result<String>> + Send;
+    /// Claims the oldest queued execution for `owner` until the lease expires.
+    fn claim_next(&self, owner: &str, lease_ms: i64) -> impl Future<Output = Result<Option<Execution>>> + Send;
+    /// Puts a waiting execution back in the queue (after an approval decision).
+    fn requeue(&self, execution_id: &str) -> impl Future<Output = Result<bool>> + Send;
+    fn count_by_status(&self) -> impl Future<Output = Result<Vec<(String, i64)>>> + Send;
+    /// Waiting executions whose approval deadline has passed (to requeue, so they time out).
+    fn expired_waits(&self, now: i64) -> impl Future<Output = Result<Vec<String>>> + Send;
+
+    fn create_token(&self, token: &Token, hash: &str) -> impl Future<Output = Result<()>> + Send;
+    /// The token with this id and its stored hash, marking it used. Comparing the hash
+    /// (in constant time), expiry and revocation are the caller's to check.
+    fn token(&self, id: &str) -> impl Future<Output = Result<Option<(Token, String)>>> + Send;
+    fn tokens(&self) -> impl Future<Output = Result<Vec<Token>>> + Send;
+    fn revoke_token(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Appends to the hash-chained audit trail.
+    fn append_audit(&self, record: &NewAudit) -> impl Future<Output = Result<AuditRecord>> + Send;
+    fn audit(&self, f: &AuditFilter) -> impl Future<Output = Result<Vec<AuditRecord>>> + Send;
+    /// Checks the whole chain: `Ok(count)` or a description of the first broken record.
+    fn verify_audit(&self) -> impl Future<Output = Result<std::result::Result<i64, String>>> + Send;
+}
+
+/// The hash of an audit record: SHA-256 over the previous hash and the record's fields.
+pub fn audit_hash(prev_hash: &str, seq: i64, at: i64, r: &NewAudit) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for part in [prev_hash, &seq.to_string(), &at.to_string(), &r.actor, &r.action, &r.target, &r.request_id] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    h.update(r.details.to_string().as_bytes());
+    hex::encode(h.finalize())
 }

@@ -186,6 +186,11 @@ pub struct Approval {
 pub struct ExecutionFilter {
     pub runbook: Option<String>,
     pub status: Option<ExecStatus>,
+    pub actor: Option<String>,
+    /// Only executions created at or after this time (epoch ms).
+    pub since: Option<i64>,
+    /// Keyset cursor: only executions strictly older than this `(created_at, id)`.
+    pub before: Option<(i64, String)>,
     pub limit: i64,
 }
 
@@ -194,6 +199,111 @@ pub struct LogQuery {
     pub execution_id: String,
     pub step_id: Option<String>,
     /// Only lines with `seq` greater than this.
+    pub after_seq: i64,
+    pub limit: i64,
+}
+
+/// A runbook in the server's registry: its lifecycle and newest version.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RegistryEntry {
+    pub name: String,
+    pub status: String,
+    pub latest_version: String,
+    pub latest_sha256: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub runbook_type: String,
+    pub owner: Option<String>,
+    pub tags: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What to publish: the exact text and what the registry indexes of it.
+#[derive(Debug, Clone)]
+pub struct Publish {
+    pub entry: RegistryEntry,
+    pub content: String,
+    /// Step names and ids, for full-text search.
+    pub steps_text: String,
+    pub actor: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Published {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PublishedVersion {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+    pub published_by: String,
+    pub published_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LifecycleEvent {
+    pub name: String,
+    pub from_status: Option<String>,
+    pub to_status: String,
+    pub actor: String,
+    pub reason: Option<String>,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunbookQuery {
+    pub q: Option<String>,
+    pub runbook_type: Option<String>,
+    pub tag: Option<String>,
+    pub status: Option<String>,
+    pub owner: Option<String>,
+}
+
+/// An API token as stored: never the secret itself, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Token {
+    pub id: String,
+    pub user: String,
+    pub roles: Vec<String>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAudit {
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub request_id: String,
+    pub details: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AuditRecord {
+    pub seq: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub request_id: String,
+    pub details: serde_json::Value,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub target: Option<String>,
     pub after_seq: i64,
     pub limit: i64,
 }

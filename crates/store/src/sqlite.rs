@@ -17,7 +17,10 @@ use crate::{
 };
 
 /// Migrations, applied in order and recorded in `opsbook_migrations`. Append only.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../migrations/sqlite/0002_server.sql")),
+];
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -53,7 +56,7 @@ impl SqliteStore {
         Ok(store)
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a half-done transaction behind
         // (rusqlite rolls back on drop), so a poisoned lock is still usable.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
@@ -92,11 +95,11 @@ impl SqliteStore {
     }
 }
 
-fn json_text(v: &impl serde::Serialize) -> String {
+pub(crate) fn json_text(v: &impl serde::Serialize) -> String {
     serde_json::to_string(v).expect("JSON values always serialize")
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|e| Error::Corrupt(format!("{what}: {e}")))
 }
 
@@ -116,11 +119,11 @@ fn phase(s: &str) -> Result<Phase> {
     Phase::parse(s).ok_or_else(|| Error::Corrupt(format!("unknown phase `{s}`")))
 }
 
-const EXECUTION_COLUMNS: &str = "id, runbook_name, runbook_version, runbook_sha256, source_path, base_dir, status, \
+pub(crate) const EXECUTION_COLUMNS: &str = "id, runbook_name, runbook_version, runbook_sha256, source_path, base_dir, status, \
     actor, params, secret_digests, created_at, started_at, finished_at, error, current_step, rollback_status, owner, \
     lease_expires_at, heartbeat_at, cancel_requested";
 
-fn execution_from(row: &Row<'_>) -> Result<Execution> {
+pub(crate) fn execution_from(row: &Row<'_>) -> Result<Execution> {
     Ok(Execution {
         id: row.get(0)?,
         runbook_name: row.get(1)?,
@@ -171,7 +174,7 @@ fn step_from(row: &Row<'_>) -> Result<StepRecord> {
 }
 
 /// Collects rows through a fallible mapper (rusqlite's own mapper can only fail with its error type).
-fn collect<T>(
+pub(crate) fn collect<T>(
     stmt: &mut rusqlite::Statement<'_>,
     params: impl rusqlite::Params,
     f: impl Fn(&Row<'_>) -> Result<T>,
@@ -444,6 +447,20 @@ impl Store for SqliteStore {
         if let Some(s) = f.status {
             sql.push_str(" AND status = ?");
             args.push(Box::new(s.as_str()));
+        }
+        if let Some(a) = &f.actor {
+            sql.push_str(" AND actor = ?");
+            args.push(Box::new(a.clone()));
+        }
+        if let Some(t) = f.since {
+            sql.push_str(" AND created_at >= ?");
+            args.push(Box::new(t));
+        }
+        if let Some((t, id)) = &f.before {
+            sql.push_str(" AND (created_at < ? OR (created_at = ? AND id < ?))");
+            args.push(Box::new(*t));
+            args.push(Box::new(*t));
+            args.push(Box::new(id.clone()));
         }
         sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ?");
         args.push(Box::new(if f.limit > 0 { f.limit } else { 20 }));

@@ -1,13 +1,18 @@
 //! The subcommands, one per file, and what they share.
 
+pub mod admin;
 pub mod approve;
 pub mod cancel;
 pub mod history;
 pub mod list;
+pub mod login;
 pub mod logs;
 pub mod new;
+pub mod push;
+pub mod remote;
 pub mod resume;
 pub mod run;
+pub mod serve;
 pub mod show;
 pub mod validate;
 
@@ -71,7 +76,36 @@ fn store_code(e: &opsbook_store::Error) -> u8 {
 
 pub async fn dispatch(cli: Cli) -> Result<u8> {
     let db = cli.db;
+    let server = cli.server;
+    if let Some(url) = &server {
+        let client = || crate::client::Client::new(url);
+        match &cli.command {
+            Command::Run(a) => {
+                let params = collect_params(&a.params, a.params_file.as_deref())?
+                    .into_iter()
+                    .map(|(k, v)| (k, match v { Input::Text(t) => serde_json::Value::String(t), Input::Value(v) => v }))
+                    .collect();
+                return remote::run(&client()?, &a.file.to_string_lossy(), params, a.output).await;
+            }
+            Command::History(a) => {
+                return remote::history(&client()?, a.runbook.as_deref(), a.status.as_deref(), a.limit, a.output).await;
+            }
+            Command::Show(a) => return remote::show(&client()?, &a.id, a.output).await,
+            Command::Logs(a) => return remote::logs(&client()?, &a.id, a.step.as_deref(), a.follow).await,
+            Command::Approve(a) => return remote::decide(&client()?, &a.id, true, a.comment.clone()).await,
+            Command::Reject(a) => return remote::decide(&client()?, &a.id, false, a.comment.clone()).await,
+            Command::Cancel(a) => return remote::cancel(&client()?, &a.id).await,
+            Command::Resume(_) | Command::Rollback(_) => {
+                return Err(usage("resume and rollback run on the server's machine: use them there without --server"));
+            }
+            _ => {}
+        }
+    }
     match cli.command {
+        Command::Serve(a) => serve::exec(db, a).await,
+        Command::Push(a) => push::exec(server, a).await,
+        Command::Login(a) => login::exec(server, a).await,
+        Command::Admin(a) => admin::exec(db, a).await,
         Command::Run(a) => run::exec(db, a).await,
         Command::Validate(a) => validate::exec(a),
         Command::Schema => {

@@ -1,0 +1,102 @@
+//! The CLI as a client of `opsbook serve`: the token, requests, and error display.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, anyhow};
+use serde_json::Value;
+
+use crate::cmd::usage;
+
+pub struct Client {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+/// `$XDG_CONFIG_HOME/opsbook/credentials.json`: `{server URL: token}`, mode 0600.
+pub fn credentials_path() -> PathBuf {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("opsbook").join("credentials.json")
+}
+
+pub fn saved_token(server: &str) -> Option<String> {
+    let text = std::fs::read_to_string(credentials_path()).ok()?;
+    let map: serde_json::Map<String, Value> = serde_json::from_str(&text).ok()?;
+    map.get(server.trim_end_matches('/'))?.as_str().map(str::to_string)
+}
+
+impl Client {
+    /// The token comes from `OPSBOOK_TOKEN`, else from `opsbook login`.
+    pub fn new(server: &str) -> Result<Client> {
+        let base = server.trim_end_matches('/').to_string();
+        let token = std::env::var("OPSBOOK_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .or_else(|| saved_token(&base))
+            .ok_or_else(|| usage(format!("no token for {base}: set OPSBOOK_TOKEN or run `opsbook login --server {base}`")))?;
+        Client::with_token(&base, &token)
+    }
+
+    pub fn with_token(base: &str, token: &str) -> Result<Client> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("opsbook/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| anyhow!("cannot create the HTTP client: {e}"))?;
+        Ok(Client { base: base.trim_end_matches('/').to_string(), token: token.to_string(), http })
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value> {
+        let resp = req
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot reach {}: {e}", self.base))?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status.is_success() {
+            return Ok(body);
+        }
+        let message = body["error"]["message"].as_str().map(str::to_string).unwrap_or_else(|| format!("HTTP {status}"));
+        let details: Vec<String> = body["error"]["details"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| match (d["param"].as_str(), d["line"].as_u64(), d["message"].as_str()) {
+                (Some(p), _, Some(m)) => format!("  parameter `{p}`: {m}"),
+                (_, Some(l), Some(m)) => format!("  line {l}, column {}: {m}", d["column"]),
+                (_, _, Some(m)) => format!("  {m}"),
+                _ => format!("  {d}"),
+            })
+            .collect();
+        let full = if details.is_empty() { message } else { format!("{message}\n{}", details.join("\n")) };
+        if status.is_client_error() { Err(usage(full)) } else { Err(anyhow!("server error: {full}")) }
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        self.send(self.http.get(format!("{}{path}", self.base))).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
+    }
+
+    pub async fn post_text(&self, path: &str, body: String) -> Result<Value> {
+        let req = self.http.post(format!("{}{path}", self.base)).header("content-type", "application/yaml").body(body);
+        self.send(req).await
+    }
+}
+
+/// Percent-encodes a path segment or query value.
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,124 @@
+//! `opsbook admin`: tokens and the audit trail, straight on the server's database.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use opsbook_store::{NewAudit, ServerStore, now_ms};
+
+use super::{EXIT_FAILED, EXIT_OK, usage};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Admin {
+    /// API tokens
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// The audit trail
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Create a token (shown once) for a user with one or more roles
+    Create {
+        #[arg(long)]
+        user: String,
+        /// viewer, operator, approver, author, admin, or any label approval steps use (repeatable)
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// e.g. 90d; default: no expiry
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// List tokens (never their secrets)
+    List,
+    /// Revoke a token by id
+    Revoke { id: String },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum AuditCmd {
+    /// Check the hash chain: exit 0 if intact, 1 naming the first broken record
+    Verify,
+}
+
+pub async fn exec(db: Option<PathBuf>, cmd: Admin) -> Result<u8> {
+    let engine = super::open(db).await?;
+    let store = &engine.store;
+    let actor = format!("local:{}", super::os_user());
+    match cmd {
+        Admin::Token(TokenCmd::Create { user, roles, expires }) => {
+            opsbook_server::auth::check_roles(&roles).map_err(usage)?;
+            let expires_at = match expires {
+                Some(d) => {
+                    let d = opsbook_core::duration::parse(&d).map_err(|e| usage(format!("--expires: {e}")))?;
+                    Some(now_ms() + i64::try_from(d.0.as_millis()).unwrap_or(i64::MAX / 2))
+                }
+                None => None,
+            };
+            let new = opsbook_server::auth::generate(&user, roles, expires_at);
+            store.create_token(&new.record, &new.hash).await?;
+            store
+                .append_audit(&NewAudit {
+                    actor,
+                    action: "token.create".into(),
+                    target: new.record.id.clone(),
+                    request_id: opsbook_store::id::new_id(),
+                    details: serde_json::to_value(&new.record)?,
+                })
+                .await?;
+            println!("{}", new.secret);
+            eprintln!(
+                "token {} for {} ({}) — shown once, only its SHA-256 is stored",
+                new.record.id,
+                new.record.user,
+                new.record.roles.join(", ")
+            );
+        }
+        Admin::Token(TokenCmd::List) => {
+            let mut t = Table::new();
+            t.load_style(UTF8_FULL_CONDENSED);
+            t.set_header(vec!["ID", "User", "Roles", "Created", "Expires", "Revoked", "Last used"]);
+            let time = |ms: Option<i64>| opsbook_engine::report::time(ms).as_str().map(|s| s[..19].replace('T', " ")).unwrap_or_default();
+            for tok in store.tokens().await? {
+                t.add_row(vec![
+                    tok.id,
+                    tok.user,
+                    tok.roles.join(", "),
+                    time(Some(tok.created_at)),
+                    time(tok.expires_at),
+                    time(tok.revoked_at),
+                    time(tok.last_used_at),
+                ]);
+            }
+            println!("{t}");
+        }
+        Admin::Token(TokenCmd::Revoke { id }) => {
+            store.revoke_token(&id).await?;
+            store
+                .append_audit(&NewAudit {
+                    actor,
+                    action: "token.revoke".into(),
+                    target: id.clone(),
+                    request_id: opsbook_store::id::new_id(),
+                    details: serde_json::json!({}),
+                })
+                .await?;
+            println!("revoked token {id}");
+        }
+        Admin::Audit(AuditCmd::Verify) => {
+            return match store.verify_audit().await? {
+                Ok(n) => {
+                    println!("audit trail intact: {n} records");
+                    Ok(EXIT_OK)
+                }
+                Err(broken) => {
+                    println!("audit trail broken: {broken}");
+                    Ok(EXIT_FAILED)
+                }
+            };
+        }
+    }
+    Ok(EXIT_OK)
+}

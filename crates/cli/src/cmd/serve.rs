@@ -1,0 +1,71 @@
+//! `opsbook serve`: the multi-user server (HTTP API and workers).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use opsbook_server::Config;
+
+use super::{EXIT_OK, usage};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Address to listen on (default 127.0.0.1:8080)
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Settings file (default: ./opsbook.toml when present)
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Executions run at once
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Write a commented opsbook.toml here and exit
+    #[arg(long)]
+    pub init: bool,
+}
+
+pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
+    if args.init {
+        let path = args.config.unwrap_or_else(|| PathBuf::from("opsbook.toml"));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, opsbook_server::config::DEFAULT_FILE.as_bytes()))
+            .map_err(|e| usage(format!("cannot create {}: {e}", path.display())))?;
+        println!("wrote {}", path.display());
+        return Ok(EXIT_OK);
+    }
+    let mut config = Config::load(args.config.as_deref()).map_err(usage)?;
+    if let Some(l) = args.listen {
+        config.listen = l;
+    }
+    if let Some(w) = args.workers {
+        if w == 0 {
+            return Err(usage("--workers must be at least 1"));
+        }
+        config.workers = w;
+    }
+    let path = db.or_else(|| config.db.clone()).unwrap_or_else(super::default_db);
+    let store = opsbook_store::SqliteStore::open(&path)
+        .await
+        .with_context(|| format!("cannot open the database {}", path.display()))?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| usage(format!("cannot listen on {}: {e}", config.listen)))?;
+    let addr = listener.local_addr()?;
+    println!("opsbook serving on http://{addr} ({} workers, database {})", config.workers, path.display());
+    let state = opsbook_server::state(store, config);
+    let shutdown = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("shutting down: finishing running steps (up to the shutdown grace)");
+    };
+    opsbook_server::serve(state, listener, shutdown).await?;
+    Ok(EXIT_OK)
+}

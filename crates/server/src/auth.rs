@@ -1,0 +1,222 @@
+//! API tokens, roles and permissions.
+//!
+//! A token is `obk_<id>_<secret>`: the id finds the row, the SHA-256 of the whole token
+//! is compared in constant time, and only that hash is stored.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use opsbook_store::{ServerStore, Token, now_ms};
+use sha2::Digest;
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub const PREFIX: &str = "obk_";
+
+/// Built-in roles and what they may do. Any other role name is a label that approval
+/// steps (`role:NAME`) can refer to.
+pub const BUILTIN_ROLES: [&str; 5] = ["viewer", "operator", "approver", "author", "admin"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Perm {
+    /// Read runbooks, executions, logs.
+    Read,
+    /// Start and cancel executions.
+    Run,
+    /// Decide on approval steps.
+    Approve,
+    /// Publish runbooks and change their lifecycle.
+    Author,
+    /// Tokens and the audit trail.
+    Admin,
+}
+
+impl Perm {
+    /// The built-in roles that grant this permission, for error messages.
+    pub fn roles(self) -> &'static str {
+        match self {
+            Perm::Read => "viewer, operator, approver, author or admin",
+            Perm::Run => "operator or admin",
+            Perm::Approve => "approver or admin",
+            Perm::Author => "author or admin",
+            Perm::Admin => "admin",
+        }
+    }
+}
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user: String,
+    pub roles: Vec<String>,
+    pub token_id: String,
+}
+
+impl Principal {
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+
+    pub fn can(&self, p: Perm) -> bool {
+        self.roles.iter().any(|r| match r.as_str() {
+            "admin" => true,
+            "viewer" => p == Perm::Read,
+            "operator" => matches!(p, Perm::Read | Perm::Run),
+            "approver" => matches!(p, Perm::Read | Perm::Approve),
+            "author" => matches!(p, Perm::Read | Perm::Author),
+            _ => false,
+        })
+    }
+}
+
+/// A token just created: the secret is shown once and never stored.
+pub struct NewToken {
+    pub secret: String,
+    pub record: Token,
+    pub hash: String,
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).expect("the OS random source is available");
+    hex::encode(buf)
+}
+
+pub fn hash(token: &str) -> String {
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+pub fn check_roles(roles: &[String]) -> Result<(), String> {
+    if roles.is_empty() {
+        return Err("a token needs at least one role".into());
+    }
+    for r in roles {
+        let ok = !r.is_empty() && r.len() <= 64 && r.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !ok {
+            return Err(format!("invalid role `{r}`: use letters, digits, - _ ."));
+        }
+    }
+    Ok(())
+}
+
+/// Creates a token with 256 random bits.
+pub fn generate(user: &str, roles: Vec<String>, expires_at: Option<i64>) -> NewToken {
+    let id = random_hex(6);
+    let secret = format!("{PREFIX}{id}_{}", random_hex(32));
+    let hash = hash(&secret);
+    NewToken {
+        record: Token {
+            id,
+            user: user.to_string(),
+            roles,
+            created_at: now_ms(),
+            expires_at,
+            revoked_at: None,
+            last_used_at: None,
+        },
+        secret,
+        hash,
+    }
+}
+
+/// Resolves a bearer token to a principal; `None` for any kind of invalid token.
+pub async fn authenticate<S: ServerStore>(store: &S, bearer: &str) -> Result<Option<Principal>, ApiError> {
+    let Some(rest) = bearer.strip_prefix(PREFIX) else { return Ok(None) };
+    let Some((id, _)) = rest.split_once('_') else { return Ok(None) };
+    let Some((token, stored)) = store.token(id).await? else { return Ok(None) };
+    let presented = hash(bearer);
+    if !bool::from(presented.as_bytes().ct_eq(stored.as_bytes())) {
+        return Ok(None);
+    }
+    if token.revoked_at.is_some() || token.expires_at.is_some_and(|t| t <= now_ms()) {
+        return Ok(None);
+    }
+    Ok(Some(Principal { user: token.user, roles: token.roles, token_id: token.id }))
+}
+
+/// Extracts the caller; 401 without a valid token (the failure is audited).
+pub struct Auth(pub Principal);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let bearer = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim);
+        let principal = match bearer {
+            Some(b) => authenticate(&state.store, b).await?,
+            None => None,
+        };
+        match principal {
+            Some(p) => Ok(Auth(p)),
+            None => {
+                let reason = if bearer.is_some() { "invalid, expired or revoked token" } else { "no token" };
+                state
+                    .audit(
+                        "anonymous",
+                        "auth.failed",
+                        parts.uri.path(),
+                        &crate::state::request_id(&parts.headers),
+                        serde_json::json!({ "reason": reason, "method": parts.method.as_str() }),
+                    )
+                    .await;
+                Err(ApiError::unauthenticated())
+            }
+        }
+    }
+}
+
+impl Auth {
+    /// 403 unless the caller may do `p` (the refusal is audited).
+    pub async fn require(&self, state: &AppState, p: Perm, target: &str, request_id: &str) -> Result<(), ApiError> {
+        if self.0.can(p) {
+            return Ok(());
+        }
+        state
+            .audit(
+                &self.0.user,
+                "authz.denied",
+                target,
+                request_id,
+                serde_json::json!({ "needs": format!("{p:?}").to_lowercase(), "roles": self.0.roles }),
+            )
+            .await;
+        Err(ApiError::forbidden(format!("this needs the {} role", p.roles())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn who(roles: &[&str]) -> Principal {
+        Principal { user: "u".into(), roles: roles.iter().map(|r| r.to_string()).collect(), token_id: "t".into() }
+    }
+
+    #[test]
+    fn roles_grant_permissions() {
+        use Perm::*;
+        let table = [
+            ("viewer", [true, false, false, false, false]),
+            ("operator", [true, true, false, false, false]),
+            ("approver", [true, false, true, false, false]),
+            ("author", [true, false, false, true, false]),
+            ("admin", [true, true, true, true, true]),
+            ("release-manager", [false, false, false, false, false]),
+        ];
+        for (role, expected) in table {
+            let got: Vec<bool> = [Read, Run, Approve, Author, Admin].iter().map(|p| who(&[role]).can(*p)).collect();
+            assert_eq!(got, expected, "{role}");
+        }
+    }
+
+    #[test]
+    fn tokens_are_256_bit_and_hashed() {
+        let t = generate("alice", vec!["viewer".into()], None);
+        assert!(t.secret.starts_with("obk_"));
+        assert_eq!(t.secret.len(), 4 + 12 + 1 + 64);
+        assert_eq!(t.hash, hash(&t.secret));
+        assert_ne!(t.hash, t.secret);
+    }
+}

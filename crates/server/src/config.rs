@@ -1,0 +1,130 @@
+//! `opsbook serve` settings: `opsbook.toml`, then `OPSBOOK_*` environment variables.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address of the HTTP API.
+    pub listen: String,
+    /// SQLite database (default: the same as the local runner's).
+    pub db: Option<PathBuf>,
+    /// Executions run at once by this server.
+    pub workers: usize,
+    /// Directory that runbook `workdir`s are relative to.
+    pub workdir: PathBuf,
+    /// How long a running step may finish after a shutdown starts.
+    pub shutdown_grace: String,
+    /// Time between SIGTERM and SIGKILL when a step is stopped.
+    pub kill_grace: String,
+    /// How long a worker's claim on an execution holds without a heartbeat.
+    pub lease: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            db: None,
+            workers: 4,
+            workdir: PathBuf::from("."),
+            shutdown_grace: "30s".into(),
+            kill_grace: "5s".into(),
+            lease: "30s".into(),
+        }
+    }
+}
+
+/// The commented file `opsbook serve --init` writes.
+pub const DEFAULT_FILE: &str = r#"# opsbook server settings. Every key may also be set in the environment:
+# OPSBOOK_LISTEN, OPSBOOK_DB, OPSBOOK_WORKERS, OPSBOOK_WORKDIR, OPSBOOK_SHUTDOWN_GRACE,
+# OPSBOOK_KILL_GRACE, OPSBOOK_LEASE (the environment wins over this file; flags win over both).
+
+# Address of the HTTP API. Put it behind a TLS-terminating proxy for other machines.
+listen = "127.0.0.1:8080"
+
+# SQLite database file (default: $XDG_DATA_HOME/opsbook/opsbook.db).
+# db = "/var/lib/opsbook/opsbook.db"
+
+# Executions this server runs at once. Waiting executions (approvals) hold no worker.
+workers = 4
+
+# Directory that runbook `workdir`s (and their scripts) are relative to.
+workdir = "."
+
+# On shutdown, running steps may finish within this time; then they are stopped and
+# their executions marked interrupted.
+shutdown_grace = "30s"
+
+# Time between SIGTERM and SIGKILL when a step is stopped.
+kill_grace = "5s"
+
+# A worker's claim on an execution lapses after this long without a heartbeat.
+lease = "30s"
+"#;
+
+impl Config {
+    /// Reads `path` (if given, it must exist; else `opsbook.toml` if present), then the environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, String> {
+        let mut config = match path {
+            Some(p) => Self::from_file(p)?,
+            None if Path::new("opsbook.toml").exists() => Self::from_file(Path::new("opsbook.toml"))?,
+            None => Config::default(),
+        };
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        if let Some(v) = env("OPSBOOK_LISTEN") {
+            config.listen = v;
+        }
+        if let Some(v) = env("OPSBOOK_DB") {
+            config.db = Some(v.into());
+        }
+        if let Some(v) = env("OPSBOOK_WORKERS") {
+            config.workers = v.parse().map_err(|_| format!("OPSBOOK_WORKERS: `{v}` is not a number"))?;
+        }
+        if let Some(v) = env("OPSBOOK_WORKDIR") {
+            config.workdir = v.into();
+        }
+        for (k, slot) in [
+            ("OPSBOOK_SHUTDOWN_GRACE", &mut config.shutdown_grace),
+            ("OPSBOOK_KILL_GRACE", &mut config.kill_grace),
+            ("OPSBOOK_LEASE", &mut config.lease),
+        ] {
+            if let Some(v) = env(k) {
+                *slot = v;
+            }
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    fn from_file(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.workers == 0 || self.workers > 256 {
+            return Err(format!("workers must be between 1 and 256, not {}", self.workers));
+        }
+        for (name, v) in [("shutdown_grace", &self.shutdown_grace), ("kill_grace", &self.kill_grace), ("lease", &self.lease)] {
+            opsbook_core::duration::parse(v).map_err(|e| format!("{name}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    pub fn duration(v: &str) -> std::time::Duration {
+        opsbook_core::duration::parse(v).map(|d| d.0).unwrap_or(std::time::Duration::from_secs(30))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_default_file_is_the_default_config() {
+        let parsed: super::Config = toml::from_str(super::DEFAULT_FILE).unwrap();
+        let default = super::Config::default();
+        assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
+    }
+}

@@ -1,0 +1,81 @@
+//! A unified line diff between two runbook versions.
+
+/// Lines of `a` and `b` compared with a longest-common-subsequence table; the output
+/// is in unified format with `context` lines around each change.
+pub fn unified(a: &str, b: &str, from: &str, to: &str, context: usize) -> String {
+    let a: Vec<&str> = a.lines().collect();
+    let b: Vec<&str> = b.lines().collect();
+    // Runbooks are small; cap the table so a huge input cannot exhaust memory.
+    if a.len().saturating_mul(b.len()) > 25_000_000 {
+        return format!("--- {from}\n+++ {to}\n@@ too large to diff ({} and {} lines) @@\n", a.len(), b.len());
+    }
+    let (n, m) = (a.len(), b.len());
+    let mut lcs = vec![vec![0u32; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+        }
+    }
+    // The edit script: (tag, line index in a, line index in b).
+    let mut ops: Vec<(char, usize, usize)> = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < n || j < m {
+        if i < n && j < m && a[i] == b[j] {
+            ops.push((' ', i, j));
+            i += 1;
+            j += 1;
+        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            ops.push(('+', i, j));
+            j += 1;
+        } else {
+            ops.push(('-', i, j));
+            i += 1;
+        }
+    }
+    let mut out = format!("--- {from}\n+++ {to}\n");
+    let mut k = 0;
+    while k < ops.len() {
+        if ops[k].0 == ' ' {
+            k += 1;
+            continue;
+        }
+        // A hunk: from `context` lines before this change to `context` after the last nearby one.
+        let start = k.saturating_sub(context);
+        let mut end = k;
+        let mut last_change = k;
+        while end < ops.len() && end <= last_change + context * 2 {
+            if ops[end].0 != ' ' {
+                last_change = end;
+            }
+            end += 1;
+        }
+        let end = (last_change + context + 1).min(ops.len());
+        let a_start = ops[start].1;
+        let b_start = ops[start].2;
+        let a_len = ops[start..end].iter().filter(|o| o.0 != '+').count();
+        let b_len = ops[start..end].iter().filter(|o| o.0 != '-').count();
+        out.push_str(&format!("@@ -{},{a_len} +{},{b_len} @@\n", a_start + 1, b_start + 1));
+        for &(tag, ai, bj) in &ops[start..end] {
+            let line = if tag == '+' { b[bj] } else { a[ai] };
+            out.push(tag);
+            out.push_str(line);
+            out.push('\n');
+        }
+        k = end;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn diffs_lines() {
+        let a = "a\nb\nc\nd\ne\n";
+        let b = "a\nb\nC\nd\ne\nf\n";
+        assert_eq!(
+            super::unified(a, b, "1.0.0", "1.1.0", 1),
+            "--- 1.0.0\n+++ 1.1.0\n@@ -2,5 +2,6 @@\n b\n-c\n+C\n d\n e\n+f\n"
+        );
+        assert_eq!(super::unified(a, a, "x", "y", 3), "--- x\n+++ y\n");
+    }
+}

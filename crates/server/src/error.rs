@@ -1,0 +1,90 @@
+//! One error type for every endpoint: `{"error": {"code", "message", "details"}}`.
+//! 4xx carry a useful message; 5xx a generic one while the detail is logged.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Value,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into(), details: Value::Null }
+    }
+
+    pub fn with_details(mut self, details: Value) -> ApiError {
+        self.details = details;
+        self
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    pub fn unauthenticated() -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "a valid API token is required (Authorization: Bearer ...)")
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn internal(detail: impl std::fmt::Display) -> ApiError {
+        tracing::error!(%detail, "internal error");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": { "code": self.code, "message": self.message, "details": self.details } });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<opsbook_store::Error> for ApiError {
+    fn from(e: opsbook_store::Error) -> Self {
+        use opsbook_store::Error as E;
+        match e {
+            E::NotFound(what) => ApiError::not_found(format!("{what} not found")),
+            E::Conflict(msg) => ApiError::conflict(msg),
+            E::Ambiguous(_) => ApiError::bad_request(e.to_string()),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<opsbook_engine::Error> for ApiError {
+    fn from(e: opsbook_engine::Error) -> Self {
+        use opsbook_engine::Error as E;
+        match e {
+            E::Store(s) => s.into(),
+            E::Invalid(msg) => ApiError::conflict(msg),
+            E::Params(errors) => params_error(&errors),
+            E::Io(msg) => ApiError::internal(msg),
+        }
+    }
+}
+
+pub fn params_error(errors: &[opsbook_core::ParamError]) -> ApiError {
+    let details: Vec<Value> = errors.iter().map(|e| json!({ "param": e.param, "message": e.message })).collect();
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameters", format!("{} invalid parameter(s)", errors.len()))
+        .with_details(Value::Array(details))
+}

@@ -1,0 +1,78 @@
+//! `opsbook serve`: the HTTP API, the worker pool and access control.
+//!
+//! Architecture invariant: only this crate knows HTTP and JSON wire types. It reaches
+//! storage through `opsbook_store::ServerStore` and runs executions through the engine.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+mod diff;
+mod error;
+mod routes;
+pub mod state;
+mod worker;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use opsbook_engine::{Engine, EngineConfig};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+
+pub use config::Config;
+pub use state::{AppState, Db};
+
+/// The router with all endpoints, for tests and `serve`.
+pub fn app(state: AppState) -> axum::Router {
+    routes::router(state)
+}
+
+/// Builds the shared state on an opened store.
+pub fn state(store: Db, config: Config) -> AppState {
+    let engine_config = EngineConfig {
+        kill_grace: Config::duration(&config.kill_grace),
+        lease: Config::duration(&config.lease),
+        heartbeat: std::time::Duration::from_secs(1),
+        owner: format!("server:{}", opsbook_engine::local_owner().trim_start_matches("local:")),
+    };
+    AppState {
+        engine: Engine::new(store.clone(), engine_config),
+        store,
+        config: Arc::new(config),
+        secrets: Arc::new(Mutex::new(HashMap::new())),
+        running: Arc::new(Mutex::new(HashMap::new())),
+        wake: Arc::new(Notify::new()),
+    }
+}
+
+/// Serves the API on `listener` with the worker pool until `shutdown` resolves; then
+/// stops claiming, lets running executions finish within the grace period, and marks
+/// the rest interrupted.
+pub async fn serve(state: AppState, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let workers = worker::spawn(&state, state.config.workers, stop_rx.clone());
+    let reaper = worker::spawn_reaper(&state, stop_rx.clone());
+    let mut http_stop = stop_rx.clone();
+    let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(async move {
+        let _ = http_stop.wait_for(|s| *s).await;
+    });
+    let server = tokio::spawn(async move { server.await });
+    shutdown.await;
+    tracing::info!("shutting down: no new executions are claimed");
+    let _ = stop_tx.send(true);
+    let grace = Config::duration(&state.config.shutdown_grace);
+    let aborts: Vec<_> = workers.iter().map(|w| w.abort_handle()).collect();
+    if tokio::time::timeout(grace, futures_util::future::join_all(workers)).await.is_err() {
+        let ids: Vec<String> = state.running.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        for a in &aborts {
+            a.abort();
+        }
+        worker::interrupt_remaining(&state, &ids).await;
+    }
+    reaper.abort();
+    match server.await {
+        Ok(r) => r,
+        Err(e) => Err(std::io::Error::other(e)),
+    }
+}

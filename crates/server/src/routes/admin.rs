@@ -1,0 +1,90 @@
+//! Tokens, the audit trail and `whoami`.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use opsbook_store::{AuditFilter, ServerStore, now_ms};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{self, Auth, Perm};
+use crate::error::{ApiError, ApiResult};
+use crate::state::{AppState, request_id};
+
+#[derive(Deserialize)]
+pub struct TokenBody {
+    user: String,
+    roles: Vec<String>,
+    /// A duration such as 30d; none: the token does not expire.
+    expires_in: Option<String>,
+}
+
+/// `POST /api/v1/tokens`: the secret is in this response and nowhere else, ever.
+pub async fn create_token(
+    State(st): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Json(body): Json<TokenBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let rid = request_id(&headers);
+    auth.require(&st, Perm::Admin, "tokens", &rid).await?;
+    if body.user.trim().is_empty() {
+        return Err(ApiError::bad_request("user must not be empty"));
+    }
+    auth::check_roles(&body.roles).map_err(ApiError::bad_request)?;
+    let expires_at = match body.expires_in.as_deref() {
+        Some(d) => {
+            let d = opsbook_core::duration::parse(d).map_err(|e| ApiError::bad_request(format!("expires_in: {e}")))?;
+            Some(now_ms() + i64::try_from(d.0.as_millis()).unwrap_or(i64::MAX / 2))
+        }
+        None => None,
+    };
+    let new = auth::generate(&body.user, body.roles, expires_at);
+    st.store.create_token(&new.record, &new.hash).await?;
+    let record = serde_json::to_value(&new.record).map_err(ApiError::internal)?;
+    st.audit(&auth.0.user, "token.create", &new.record.id, &rid, record.clone()).await;
+    let mut doc = record;
+    doc["token"] = Value::from(new.secret);
+    Ok((StatusCode::CREATED, Json(doc)))
+}
+
+pub async fn list_tokens(State(st): State<AppState>, auth: Auth, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    auth.require(&st, Perm::Admin, "tokens", &request_id(&headers)).await?;
+    Ok(Json(json!({ "items": st.store.tokens().await? })))
+}
+
+pub async fn revoke_token(State(st): State<AppState>, auth: Auth, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let rid = request_id(&headers);
+    auth.require(&st, Perm::Admin, "tokens", &rid).await?;
+    st.store.revoke_token(&id).await?;
+    st.audit(&auth.0.user, "token.revoke", &id, &rid, json!({})).await;
+    Ok(Json(json!({ "id": id, "revoked": true })))
+}
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    actor: Option<String>,
+    action: Option<String>,
+    target: Option<String>,
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+pub async fn audit(State(st): State<AppState>, auth: Auth, headers: HeaderMap, Query(q): Query<AuditQuery>) -> ApiResult<Json<Value>> {
+    auth.require(&st, Perm::Admin, "audit", &request_id(&headers)).await?;
+    let items = st
+        .store
+        .audit(&AuditFilter {
+            actor: q.actor,
+            action: q.action,
+            target: q.target,
+            after_seq: q.after.unwrap_or(0),
+            limit: q.limit.unwrap_or(100).clamp(1, 1000),
+        })
+        .await?;
+    Ok(Json(json!({ "items": items })))
+}
+
+pub async fn whoami(auth: Auth) -> Json<Value> {
+    Json(json!({ "user": auth.0.user, "roles": auth.0.roles, "token": auth.0.token_id }))
+}

@@ -1,0 +1,328 @@
+//! Executions: submit (queued for the workers), list, show, logs, live events, cancel, approvals.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use opsbook_core::step::approval::Approver;
+use opsbook_core::{ExecStatus, Input, StepKind, StepStatus};
+use opsbook_engine::{Hooks, Quiet, StartRequest, cancel_pair};
+use opsbook_store::{Approval, ExecutionFilter, LogQuery, ServerStore, Store, now_ms};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{Auth, Perm};
+use crate::error::{ApiError, ApiResult, params_error};
+use crate::state::{AppState, request_id};
+
+#[derive(Deserialize)]
+pub struct SubmitBody {
+    #[serde(default)]
+    params: BTreeMap<String, Value>,
+    version: Option<String>,
+}
+
+/// `POST /api/v1/runbooks/{name}/executions` → 202 `{id}`; parameters are checked first.
+pub async fn submit(
+    State(st): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Json(body): Json<SubmitBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let rid = request_id(&headers);
+    auth.require(&st, Perm::Run, &name, &rid).await?;
+    let entry = st.store.registry_entry(&name).await?;
+    if entry.status != "active" && entry.status != "deprecated" {
+        return Err(ApiError::conflict(format!("runbook `{name}` is {}; only active and deprecated runbooks run", entry.status)));
+    }
+    let version = body.version.unwrap_or(entry.latest_version);
+    let (_, content) = st.store.registry_version(&name, &version).await?;
+    let rb = opsbook_core::parse(&content).map_err(|_| ApiError::internal(format!("stored {name} {version} does not parse")))?;
+    let inputs: BTreeMap<String, Input> = body.params.into_iter().map(|(k, v)| (k, Input::Value(v))).collect();
+    let params = rb.check_params(&inputs).map_err(|e| params_error(&e))?;
+    let secrets: BTreeMap<String, Input> = inputs.into_iter().filter(|(k, _)| params.secret_names.contains(k)).collect();
+    let masked = params.masked();
+    let req = StartRequest {
+        runbook: rb,
+        source_path: None,
+        base_dir: st.config.workdir.clone(),
+        params,
+        actor: auth.0.user.clone(),
+        allow_draft: false,
+    };
+    let (exec, steps) = st.engine.new_execution(&req, ExecStatus::Queued).await?;
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).filter(|k| !k.is_empty());
+    if !secrets.is_empty() {
+        st.secrets.lock().unwrap_or_else(|p| p.into_inner()).insert(exec.id.clone(), secrets);
+    }
+    let id = st.store.create_execution_once(&exec, &steps, key).await?;
+    if id != exec.id {
+        st.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(&exec.id);
+        return Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "repeated": true }))));
+    }
+    st.audit(
+        &auth.0.user,
+        "execution.submit",
+        &id,
+        &rid,
+        json!({ "runbook": name, "version": version, "params": masked }),
+    )
+    .await;
+    st.wake.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    runbook: Option<String>,
+    status: Option<String>,
+    actor: Option<String>,
+    /// RFC 3339 time or epoch milliseconds.
+    since: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+fn parse_time(s: &str) -> Option<i64> {
+    s.parse::<i64>().ok().or_else(|| s.parse::<jiff::Timestamp>().ok().map(|t| t.as_millisecond()))
+}
+
+/// `GET /api/v1/executions`: newest first, keyset-paginated (`next_cursor`).
+pub async fn list(State(st): State<AppState>, auth: Auth, headers: HeaderMap, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
+    auth.require(&st, Perm::Read, "executions", &request_id(&headers)).await?;
+    let status = match q.status.as_deref() {
+        Some(s) => Some(ExecStatus::parse(s).ok_or_else(|| ApiError::bad_request(format!("unknown status `{s}`")))?),
+        None => None,
+    };
+    let since = match q.since.as_deref() {
+        Some(s) => Some(parse_time(s).ok_or_else(|| ApiError::bad_request(format!("since: `{s}` is not a time")))?),
+        None => None,
+    };
+    let before = match q.cursor.as_deref() {
+        Some(c) => {
+            let (t, id) = c.split_once('.').ok_or_else(|| ApiError::bad_request("invalid cursor"))?;
+            Some((t.parse().map_err(|_| ApiError::bad_request("invalid cursor"))?, id.to_string()))
+        }
+        None => None,
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let list = st
+        .store
+        .executions(&ExecutionFilter { runbook: q.runbook, status, actor: q.actor, since, before, limit })
+        .await?;
+    let next = (list.len() as i64 == limit).then(|| list.last().map(|e| format!("{}.{}", e.created_at, e.id))).flatten();
+    let items: Vec<Value> = list.iter().map(opsbook_engine::report::summary).collect();
+    Ok(Json(json!({ "items": items, "next_cursor": next })))
+}
+
+pub async fn get(State(st): State<AppState>, auth: Auth, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    auth.require(&st, Perm::Read, &id, &request_id(&headers)).await?;
+    Ok(Json(opsbook_engine::report::load(&st.store, &id).await?))
+}
+
+#[derive(Deserialize)]
+pub struct LogsQuery {
+    step: Option<String>,
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+fn log_json(l: &opsbook_store::LogLine) -> Value {
+    json!({
+        "seq": l.seq, "step": l.step_id, "phase": l.phase.as_str(), "attempt": l.attempt,
+        "stream": l.stream.as_str(), "ts": l.ts, "line": l.line,
+    })
+}
+
+pub async fn logs(
+    State(st): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> ApiResult<Json<Value>> {
+    auth.require(&st, Perm::Read, &id, &request_id(&headers)).await?;
+    let exec = st.store.execution(&id).await?;
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let lines = st
+        .store
+        .logs(&LogQuery { execution_id: exec.id, step_id: q.step, after_seq: q.after.unwrap_or(0), limit })
+        .await?;
+    let next = lines.last().map(|l| l.seq);
+    Ok(Json(json!({ "lines": lines.iter().map(log_json).collect::<Vec<_>>(), "next_after": next })))
+}
+
+/// `GET .../events`: server-sent events — `log` events (id = log sequence number, so
+/// `Last-Event-ID` resumes after it) and `status` events; the stream ends when the
+/// execution stops running.
+pub async fn events(
+    State(st): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    auth.require(&st, Perm::Read, &id, &request_id(&headers)).await?;
+    let exec = st.store.execution(&id).await?;
+    let after = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+    struct Cursor {
+        store: crate::state::Db,
+        id: String,
+        after: i64,
+        status: Option<ExecStatus>,
+        pending: std::collections::VecDeque<Event>,
+        done: bool,
+    }
+    let cursor = Cursor { store: st.store.clone(), id: exec.id, after, status: None, pending: Default::default(), done: false };
+    let stream = futures_util::stream::unfold(cursor, |mut c| async move {
+        loop {
+            if let Some(ev) = c.pending.pop_front() {
+                return Some((Ok(ev), c));
+            }
+            if c.done {
+                return None;
+            }
+            let lines = c
+                .store
+                .logs(&LogQuery { execution_id: c.id.clone(), step_id: None, after_seq: c.after, limit: 500 })
+                .await
+                .unwrap_or_default();
+            for l in &lines {
+                c.after = l.seq;
+                c.pending.push_back(Event::default().event("log").id(l.seq.to_string()).data(log_json(l).to_string()));
+            }
+            if let Ok(e) = c.store.execution(&c.id).await {
+                if c.status != Some(e.status) {
+                    c.status = Some(e.status);
+                    let data = json!({ "status": e.status.as_str(), "error": e.error });
+                    c.pending.push_back(Event::default().event("status").id(c.after.to_string()).data(data.to_string()));
+                }
+                let live = matches!(e.status, ExecStatus::Queued | ExecStatus::Running);
+                if !live && lines.is_empty() {
+                    c.done = true;
+                }
+            } else {
+                c.done = true;
+            }
+            if c.pending.is_empty() && !c.done {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// `POST .../cancel`: a running execution is stopped by its worker (rollbacks run);
+/// a queued one is cancelled at once; a waiting one is rolled back.
+pub async fn cancel(State(st): State<AppState>, auth: Auth, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<Value>)> {
+    let rid = request_id(&headers);
+    auth.require(&st, Perm::Run, &id, &rid).await?;
+    let mut exec = st.store.execution(&id).await?;
+    match exec.status {
+        ExecStatus::Running => {
+            st.store.request_cancel(&exec.id).await?;
+            if let Some(h) = st.running.lock().unwrap_or_else(|p| p.into_inner()).get(&exec.id) {
+                h.at_least(1);
+            }
+        }
+        ExecStatus::Queued => {
+            exec.status = ExecStatus::Cancelled;
+            exec.finished_at = Some(now_ms());
+            exec.error = Some(format!("cancelled by {} before it started", auth.0.user));
+            st.store.update_execution(&exec).await?;
+            st.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(&exec.id);
+        }
+        ExecStatus::Waiting => {
+            let secrets = st.secrets_of(&exec.id);
+            let (handle, cancel) = cancel_pair();
+            let hooks = Hooks { observer: &Quiet, prompt: None, cancel, cancel_handle: handle };
+            st.engine.rollback(&exec.id, &secrets, &hooks).await?;
+            st.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(&exec.id);
+        }
+        other => return Err(ApiError::conflict(format!("execution {} is already {other}", exec.id))),
+    }
+    st.audit(&auth.0.user, "execution.cancel", &exec.id, &rid, json!({ "was": exec.status.as_str() })).await;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": exec.id }))))
+}
+
+#[derive(Deserialize)]
+pub struct ApprovalBody {
+    decision: String,
+    comment: Option<String>,
+}
+
+/// `POST .../approvals {decision: approve|reject, comment}`. The requester can never
+/// approve their own execution; one person decides once.
+pub async fn approve(
+    State(st): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<ApprovalBody>,
+) -> ApiResult<Json<Value>> {
+    let rid = request_id(&headers);
+    auth.require(&st, Perm::Approve, &id, &rid).await?;
+    let approved = match body.decision.as_str() {
+        "approve" | "approved" => true,
+        "reject" | "rejected" => false,
+        other => return Err(ApiError::bad_request(format!("decision must be approve or reject, not `{other}`"))),
+    };
+    let exec = st.store.execution(&id).await?;
+    if exec.status != ExecStatus::Waiting {
+        return Err(ApiError::conflict(format!("execution {} is {}, not waiting for approval", exec.id, exec.status)));
+    }
+    let steps = st.store.steps(&exec.id).await?;
+    let step = steps
+        .iter()
+        .find(|s| s.status == StepStatus::Waiting)
+        .ok_or_else(|| ApiError::conflict(format!("execution {} has no step waiting for approval", exec.id)))?;
+    let content = st.store.runbook(&exec.runbook_sha256).await?.content;
+    let rb = opsbook_core::parse(&content).map_err(|_| ApiError::internal("stored runbook does not parse"))?;
+    let Some(StepKind::Approval(spec)) = rb.steps.get(step.idx as usize).map(|s| &s.kind) else {
+        return Err(ApiError::internal("waiting step is not an approval step"));
+    };
+    if exec.actor == auth.0.user {
+        st.audit(&auth.0.user, "authz.denied", &exec.id, &rid, json!({ "reason": "two-person rule" })).await;
+        return Err(ApiError::forbidden("the requester cannot approve their own execution"));
+    }
+    let approvers = spec.approvers();
+    let eligible = approvers.is_empty()
+        || auth.0.has_role("admin")
+        || approvers.iter().any(|a| match a {
+            Approver::User(u) => *u == auth.0.user,
+            Approver::Role(r) => auth.0.has_role(r),
+        });
+    if !eligible {
+        st.audit(&auth.0.user, "authz.denied", &exec.id, &rid, json!({ "reason": "not an approver of this step" })).await;
+        let who: Vec<&str> = spec.approvers.iter().map(|a| a.value.as_str()).collect();
+        return Err(ApiError::forbidden(format!("only {} may decide on step `{}`", who.join(", "), step.step_id)));
+    }
+    st.store
+        .add_approval(&Approval {
+            execution_id: exec.id.clone(),
+            step_id: step.step_id.clone(),
+            approver: auth.0.user.clone(),
+            approved,
+            comment: body.comment.clone(),
+            created_at: now_ms(),
+        })
+        .await?;
+    let decisions: Vec<Approval> =
+        st.store.approvals(&exec.id).await?.into_iter().filter(|a| a.step_id == step.step_id).collect();
+    let count = decisions.iter().filter(|a| a.approved).count();
+    let settled = !approved || count >= spec.min_approvals as usize;
+    if settled && st.store.requeue(&exec.id).await? {
+        st.wake.notify_one();
+    }
+    let doc = json!({
+        "execution": exec.id, "step": step.step_id, "decision": if approved { "approve" } else { "reject" },
+        "comment": body.comment, "approvals": count, "min_approvals": spec.min_approvals, "settled": settled,
+    });
+    st.audit(&auth.0.user, "execution.approval", &exec.id, &rid, doc.clone()).await;
+    Ok(Json(doc))
+}

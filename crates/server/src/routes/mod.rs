@@ -1,0 +1,35 @@
+//! The HTTP API, one file per resource.
+
+mod admin;
+mod executions;
+mod health;
+mod runbooks;
+
+use axum::Router;
+use axum::routing::{delete, get, post};
+
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/api/v1/runbooks", post(runbooks::publish).get(runbooks::list))
+        .route("/api/v1/runbooks/{name}", get(runbooks::get))
+        .route("/api/v1/runbooks/{name}/versions", get(runbooks::versions))
+        .route("/api/v1/runbooks/{name}/versions/{version}", get(runbooks::version))
+        .route("/api/v1/runbooks/{name}/diff", get(runbooks::diff))
+        .route("/api/v1/runbooks/{name}/lifecycle", post(runbooks::lifecycle))
+        .route("/api/v1/runbooks/{name}/executions", post(executions::submit))
+        .route("/api/v1/executions", get(executions::list))
+        .route("/api/v1/executions/{id}", get(executions::get))
+        .route("/api/v1/executions/{id}/logs", get(executions::logs))
+        .route("/api/v1/executions/{id}/events", get(executions::events))
+        .route("/api/v1/executions/{id}/cancel", post(executions::cancel))
+        .route("/api/v1/executions/{id}/approvals", post(executions::approve))
+        .route("/api/v1/tokens", post(admin::create_token).get(admin::list_tokens))
+        .route("/api/v1/tokens/{id}", delete(admin::revoke_token))
+        .route("/api/v1/audit", get(admin::audit))
+        .route("/api/v1/whoami", get(admin::whoami))
+        .with_state(state)
+}

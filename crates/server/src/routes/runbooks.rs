@@ -1,0 +1,214 @@
+//! The runbook registry: immutable versions, lifecycle, search, diff.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use opsbook_core::LifecycleStatus;
+use opsbook_store::{LifecycleEvent, Publish, Published, RegistryEntry, RunbookQuery, ServerStore, now_ms};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{Auth, Perm};
+use crate::error::{ApiError, ApiResult};
+use crate::state::{AppState, request_id};
+
+#[derive(Deserialize)]
+pub struct PublishQuery {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// What publishing would do, without doing it (`?dry_run=true`, used by `opsbook push`
+/// to check every file before publishing any).
+async fn would_publish(st: &AppState, name: &str, version: &str, sha256: &str) -> ApiResult<Published> {
+    match st.store.registry_version(name, version).await {
+        Ok((v, _)) if v.sha256 == sha256 => return Ok(Published::Unchanged),
+        Ok(_) => {
+            return Err(ApiError::conflict(format!(
+                "{name} {version} is already published with different content; published versions never change, so bump the version"
+            )));
+        }
+        Err(opsbook_store::Error::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    match st.store.registry_entry(name).await {
+        Ok(e) => {
+            let newer = matches!(
+                (semver::Version::parse(version), semver::Version::parse(&e.latest_version)),
+                (Ok(a), Ok(b)) if a > b
+            );
+            if newer {
+                Ok(Published::Updated)
+            } else {
+                Err(ApiError::conflict(format!("{name} {version} is not newer than the published {}; versions must increase", e.latest_version)))
+            }
+        }
+        Err(opsbook_store::Error::NotFound(_)) => Ok(Published::Created),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /api/v1/runbooks` with a YAML body: validated like `opsbook validate`.
+pub async fn publish(
+    State(st): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Query(pq): Query<PublishQuery>,
+    body: String,
+) -> ApiResult<Response> {
+    let rid = request_id(&headers);
+    auth.require(&st, Perm::Author, "runbooks", &rid).await?;
+    let rb = opsbook_core::parse(&body).map_err(|diags| {
+        let details: Vec<Value> = diags
+            .iter()
+            .map(|d| json!({ "line": d.pos.map(|p| p.line), "column": d.pos.map(|p| p.column), "message": d.message }))
+            .collect();
+        let first = diags.first().map(ToString::to_string).unwrap_or_default();
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_runbook", format!("invalid runbook: {first}"))
+            .with_details(Value::Array(details))
+    })?;
+    if pq.dry_run {
+        let outcome = would_publish(&st, &rb.name, &rb.version.to_string(), &rb.sha256).await?;
+        let doc = json!({ "name": rb.name, "version": rb.version.to_string(), "sha256": rb.sha256, "result": outcome, "dry_run": true });
+        return Ok((StatusCode::OK, Json(doc)).into_response());
+    }
+    let steps_text = rb.steps.iter().map(|s| format!("{} {}", s.id, s.name)).collect::<Vec<_>>().join(" ");
+    let entry = RegistryEntry {
+        name: rb.name.clone(),
+        status: rb.status.as_str().to_string(),
+        latest_version: rb.version.to_string(),
+        latest_sha256: rb.sha256.clone(),
+        title: rb.title.clone(),
+        description: rb.description.clone(),
+        runbook_type: rb.runbook_type.as_str().to_string(),
+        owner: rb.owner.clone(),
+        tags: rb.tags.clone(),
+        created_at: now_ms(),
+        updated_at: now_ms(),
+    };
+    let outcome = st.store.publish(&Publish { entry, content: body, steps_text, actor: auth.0.user.clone() }).await?;
+    let doc = json!({ "name": rb.name, "version": rb.version.to_string(), "sha256": rb.sha256, "result": outcome });
+    if outcome != Published::Unchanged {
+        st.audit(&auth.0.user, "runbook.publish", &rb.name, &rid, doc.clone()).await;
+    }
+    let status = if outcome == Published::Created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(doc)).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    q: Option<String>,
+    #[serde(rename = "type")]
+    runbook_type: Option<String>,
+    tag: Option<String>,
+    status: Option<String>,
+    owner: Option<String>,
+}
+
+pub async fn list(State(st): State<AppState>, auth: Auth, headers: HeaderMap, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
+    auth.require(&st, Perm::Read, "runbooks", &request_id(&headers)).await?;
+    let items = st
+        .store
+        .registry(&RunbookQuery { q: q.q, runbook_type: q.runbook_type, tag: q.tag, status: q.status, owner: q.owner })
+        .await?;
+    Ok(Json(json!({ "items": items })))
+}
+
+pub async fn get(State(st): State<AppState>, auth: Auth, headers: HeaderMap, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    auth.require(&st, Perm::Read, &name, &request_id(&headers)).await?;
+    let entry = st.store.registry_entry(&name).await?;
+    let lifecycle = st.store.lifecycle_events(&name).await?;
+    let mut doc = serde_json::to_value(entry).map_err(ApiError::internal)?;
+    doc["lifecycle"] = serde_json::to_value(lifecycle).map_err(ApiError::internal)?;
+    Ok(Json(doc))
+}
+
+pub async fn versions(State(st): State<AppState>, auth: Auth, headers: HeaderMap, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    auth.require(&st, Perm::Read, &name, &request_id(&headers)).await?;
+    Ok(Json(json!({ "items": st.store.registry_versions(&name).await? })))
+}
+
+pub async fn version(
+    State(st): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    auth.require(&st, Perm::Read, &name, &request_id(&headers)).await?;
+    let (v, content) = st.store.registry_version(&name, &version).await?;
+    let mut doc = serde_json::to_value(v).map_err(ApiError::internal)?;
+    doc["content"] = Value::from(content);
+    Ok(Json(doc))
+}
+
+#[derive(Deserialize)]
+pub struct DiffQuery {
+    from: String,
+    to: String,
+}
+
+/// `GET .../diff?from=1.0.0&to=1.1.0`: a unified diff of the two texts.
+pub async fn diff(
+    State(st): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<DiffQuery>,
+) -> ApiResult<Response> {
+    auth.require(&st, Perm::Read, &name, &request_id(&headers)).await?;
+    let (_, a) = st.store.registry_version(&name, &q.from).await?;
+    let (_, b) = st.store.registry_version(&name, &q.to).await?;
+    let text = crate::diff::unified(&a, &b, &format!("{name} {}", q.from), &format!("{name} {}", q.to), 3);
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/x-diff; charset=utf-8")], text).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct LifecycleBody {
+    status: String,
+    reason: Option<String>,
+}
+
+/// The allowed transitions: draft → active → deprecated → archived, deprecated → active,
+/// and a draft may be archived without ever running.
+fn allowed(from: &str, to: &str) -> bool {
+    matches!(
+        (from, to),
+        ("draft", "active") | ("draft", "archived") | ("active", "deprecated") | ("deprecated", "active") | ("deprecated", "archived")
+    )
+}
+
+pub async fn lifecycle(
+    State(st): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Json(body): Json<LifecycleBody>,
+) -> ApiResult<Json<Value>> {
+    let rid = request_id(&headers);
+    auth.require(&st, Perm::Author, &name, &rid).await?;
+    let valid = [LifecycleStatus::Draft, LifecycleStatus::Active, LifecycleStatus::Deprecated, LifecycleStatus::Archived];
+    if !valid.iter().any(|s| s.as_str() == body.status) {
+        return Err(ApiError::bad_request(format!(
+            "unknown status `{}`: use draft, active, deprecated or archived",
+            body.status
+        )));
+    }
+    let reason = body.reason.filter(|r| !r.trim().is_empty()).ok_or_else(|| ApiError::bad_request("a reason is required"))?;
+    let entry = st.store.registry_entry(&name).await?;
+    if !allowed(&entry.status, &body.status) {
+        return Err(ApiError::conflict(format!("runbook `{name}` cannot go from {} to {}", entry.status, body.status)));
+    }
+    let event = LifecycleEvent {
+        name: name.clone(),
+        from_status: Some(entry.status.clone()),
+        to_status: body.status.clone(),
+        actor: auth.0.user.clone(),
+        reason: Some(reason),
+        at: now_ms(),
+    };
+    st.store.set_lifecycle(&event).await?;
+    let doc = serde_json::to_value(&event).map_err(ApiError::internal)?;
+    st.audit(&auth.0.user, "runbook.lifecycle", &name, &rid, doc.clone()).await;
+    Ok(Json(doc))
+}

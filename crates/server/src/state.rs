@@ -1,0 +1,59 @@
+//! What every handler and worker shares.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use axum::http::HeaderMap;
+use opsbook_core::Input;
+use opsbook_engine::{CancelHandle, Engine};
+use opsbook_store::{NewAudit, ServerStore};
+use tokio::sync::Notify;
+
+use crate::config::Config;
+
+/// The store the server runs on. (PostgreSQL will be a second `ServerStore`.)
+pub type Db = opsbook_store::SqliteStore;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Db,
+    pub engine: Engine<Db>,
+    pub config: Arc<Config>,
+    /// Secret parameter values of executions not yet finished: kept in memory only,
+    /// never stored (a restart loses them; such executions then fail and say why).
+    pub secrets: Arc<Mutex<HashMap<String, BTreeMap<String, Input>>>>,
+    /// Cancel handles of the executions running in this process.
+    pub running: Arc<Mutex<HashMap<String, CancelHandle>>>,
+    /// Wakes idle workers when something is queued.
+    pub wake: Arc<Notify>,
+}
+
+/// The caller's request id (`X-Request-Id`), or a new one.
+pub fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_string)
+        .unwrap_or_else(opsbook_store::id::new_id)
+}
+
+impl AppState {
+    /// Appends to the audit trail. A failure to audit is logged, never hidden.
+    pub async fn audit(&self, actor: &str, action: &str, target: &str, request_id: &str, details: serde_json::Value) {
+        let record = NewAudit {
+            actor: actor.to_string(),
+            action: action.to_string(),
+            target: target.to_string(),
+            request_id: request_id.to_string(),
+            details,
+        };
+        if let Err(e) = self.store.append_audit(&record).await {
+            tracing::error!(%e, action, target, "cannot append to the audit trail");
+        }
+    }
+
+    pub fn secrets_of(&self, id: &str) -> BTreeMap<String, Input> {
+        self.secrets.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned().unwrap_or_default()
+    }
+}

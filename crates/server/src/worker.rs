@@ -1,0 +1,119 @@
+//! The worker pool: claims queued executions with a lease, runs them, and gives the
+//! worker back when an execution waits for approval.
+
+use std::time::Duration;
+
+use opsbook_core::ExecStatus;
+use opsbook_engine::{Hooks, Quiet, cancel_pair};
+use opsbook_store::{ServerStore, Store, now_ms};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::state::AppState;
+
+pub fn spawn(state: &AppState, n: usize, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    (0..n).map(|_| tokio::spawn(worker(state.clone(), stop.clone()))).collect()
+}
+
+async fn worker(state: AppState, mut stop: watch::Receiver<bool>) {
+    let lease = i64::try_from(state.engine.config.lease.as_millis()).unwrap_or(30_000);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match state.store.claim_next(&state.engine.config.owner, lease).await {
+            Ok(Some(exec)) => run_one(&state, &exec.id).await,
+            Ok(None) => {
+                tokio::select! {
+                    _ = state.wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+            Err(e) => {
+                tracing::error!(%e, "cannot claim an execution");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+async fn run_one(state: &AppState, id: &str) {
+    let (handle, cancel) = cancel_pair();
+    state.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), handle.clone());
+    let secrets = state.secrets_of(id);
+    let hooks = Hooks { observer: &Quiet, prompt: None, cancel, cancel_handle: handle };
+    let result = state.engine.run_claimed(id, &secrets, &hooks).await;
+    state.running.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    match result {
+        Ok(outcome) if outcome.status == ExecStatus::Waiting => {}
+        Ok(_) => {
+            state.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        }
+        Err(e) => {
+            // The engine could not even start (e.g. secrets lost in a restart): say why.
+            tracing::warn!(%e, id, "execution could not run");
+            if let Ok(mut exec) = state.store.execution(id).await {
+                exec.status = ExecStatus::Failed;
+                exec.error = Some(e.to_string());
+                exec.finished_at = Some(now_ms());
+                exec.owner = None;
+                exec.lease_expires_at = None;
+                let _ = state.store.update_execution(&exec).await;
+            }
+            state.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        }
+    }
+}
+
+/// Every few seconds: mark executions whose runner died as interrupted, and requeue
+/// waiting executions whose approval deadline passed (so they fail as timed out).
+pub fn spawn_reaper(state: &AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    let state = state.clone();
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = state.engine.recover().await {
+                tracing::error!(%e, "recovery failed");
+            }
+            match state.store.expired_waits(now_ms()).await {
+                Ok(ids) => {
+                    for id in ids {
+                        if state.store.requeue(&id).await.unwrap_or(false) {
+                            state.wake.notify_one();
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(%e, "cannot look for expired approvals"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    })
+}
+
+/// After the shutdown grace period: executions still running here are marked
+/// interrupted, as a crash would leave them for the next start.
+pub async fn interrupt_remaining(state: &AppState, ids: &[String]) {
+    for id in ids {
+        let Ok(mut exec) = state.store.execution(id).await else { continue };
+        if exec.status != ExecStatus::Running {
+            continue;
+        }
+        if let Ok(mut steps) = state.store.steps(id).await {
+            for s in steps.iter_mut().filter(|s| s.status == opsbook_core::StepStatus::Running) {
+                s.status = opsbook_core::StepStatus::Cancelled;
+                s.finished_at = Some(now_ms());
+                s.error = Some("interrupted: the server shut down while this step was running".into());
+                let _ = state.store.update_step(s).await;
+            }
+        }
+        exec.status = ExecStatus::Interrupted;
+        exec.finished_at = Some(now_ms());
+        exec.error = Some("the server shut down before this execution finished".into());
+        exec.owner = None;
+        exec.lease_expires_at = None;
+        let _ = state.store.update_execution(&exec).await;
+    }
+}

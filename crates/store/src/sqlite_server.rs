@@ -1,0 +1,458 @@
+//! The server's tables on SQLite: registry, queue, tokens, audit trail.
+
+use rusqlite::{OptionalExtension, Row, ToSql, TransactionBehavior, params, params_from_iter};
+
+use crate::sqlite::{EXECUTION_COLUMNS, collect, execution_from, json_text, parse_json};
+use crate::{
+    AuditFilter, AuditRecord, Error, Execution, LifecycleEvent, NewAudit, Publish, Published, PublishedVersion,
+    RegistryEntry, Result, RunbookQuery, ServerStore, SqliteStore, StepRecord, Store, Token, audit_hash, now_ms,
+};
+
+const ENTRY_COLUMNS: &str = "name, status, latest_version, latest_sha256, title, description, runbook_type, owner, \
+    tags, created_at, updated_at";
+
+fn entry_from(row: &Row<'_>) -> Result<RegistryEntry> {
+    Ok(RegistryEntry {
+        name: row.get(0)?,
+        status: row.get(1)?,
+        latest_version: row.get(2)?,
+        latest_sha256: row.get(3)?,
+        title: row.get(4)?,
+        description: row.get(5)?,
+        runbook_type: row.get(6)?,
+        owner: row.get(7)?,
+        tags: parse_json(&row.get::<_, String>(8)?, "runbook tags")?,
+        created_at: row.get(9)?,
+        updated_at: row.get(10)?,
+    })
+}
+
+fn version_from(row: &Row<'_>) -> Result<PublishedVersion> {
+    Ok(PublishedVersion {
+        name: row.get(0)?,
+        version: row.get(1)?,
+        sha256: row.get(2)?,
+        published_by: row.get(3)?,
+        published_at: row.get(4)?,
+    })
+}
+
+fn token_from(row: &Row<'_>) -> Result<Token> {
+    Ok(Token {
+        id: row.get(0)?,
+        user: row.get(1)?,
+        roles: parse_json(&row.get::<_, String>(2)?, "token roles")?,
+        created_at: row.get(3)?,
+        expires_at: row.get(4)?,
+        revoked_at: row.get(5)?,
+        last_used_at: row.get(6)?,
+    })
+}
+
+fn audit_from(row: &Row<'_>) -> Result<AuditRecord> {
+    Ok(AuditRecord {
+        seq: row.get(0)?,
+        at: row.get(1)?,
+        actor: row.get(2)?,
+        action: row.get(3)?,
+        target: row.get(4)?,
+        request_id: row.get(5)?,
+        details: parse_json(&row.get::<_, String>(6)?, "audit details")?,
+        prev_hash: row.get(7)?,
+        hash: row.get(8)?,
+    })
+}
+
+/// Quotes user words for an FTS5 MATCH so that no query syntax can be injected.
+fn fts_query(q: &str) -> String {
+    q.split_whitespace().map(|w| format!("\"{}\"*", w.replace('"', "\"\""))).collect::<Vec<_>>().join(" ")
+}
+
+impl ServerStore for SqliteStore {
+    async fn publish(&self, p: &Publish) -> Result<Published> {
+        let e = &p.entry;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let existing: Option<String> = tx
+            .query_row("SELECT sha256 FROM registry_versions WHERE name = ? AND version = ?", [&e.name, &e.latest_version], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if let Some(sha) = existing {
+            return if sha == e.latest_sha256 {
+                Ok(Published::Unchanged)
+            } else {
+                Err(Error::Conflict(format!(
+                    "{} {} is already published with different content; published versions never change, so bump the version",
+                    e.name, e.latest_version
+                )))
+            };
+        }
+        let current: Option<(String, String)> = tx
+            .query_row("SELECT latest_version, status FROM runbooks WHERE name = ?", [&e.name], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        if let Some((latest, _)) = &current {
+            let newer = match (semver::Version::parse(&e.latest_version), semver::Version::parse(latest)) {
+                (Ok(new), Ok(old)) => new > old,
+                _ => false,
+            };
+            if !newer {
+                return Err(Error::Conflict(format!(
+                    "{} {} is not newer than the published {latest}; versions must increase",
+                    e.name, e.latest_version
+                )));
+            }
+        }
+        let now = now_ms();
+        tx.execute(
+            "INSERT INTO runbook_versions (sha256, name, version, content, created_at) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (sha256) DO NOTHING",
+            params![e.latest_sha256, e.name, e.latest_version, p.content, now],
+        )?;
+        tx.execute(
+            "INSERT INTO registry_versions (name, version, sha256, published_by, published_at) VALUES (?, ?, ?, ?, ?)",
+            params![e.name, e.latest_version, e.latest_sha256, p.actor, now],
+        )?;
+        let tags = json_text(&e.tags);
+        let outcome = match current {
+            None => {
+                tx.execute(
+                    &format!("INSERT INTO runbooks ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                    params![
+                        e.name,
+                        e.status,
+                        e.latest_version,
+                        e.latest_sha256,
+                        e.title,
+                        e.description,
+                        e.runbook_type,
+                        e.owner,
+                        tags,
+                        now,
+                        now
+                    ],
+                )?;
+                tx.execute(
+                    "INSERT INTO lifecycle_events (name, from_status, to_status, actor, reason, at) VALUES (?, NULL, ?, ?, ?, ?)",
+                    params![e.name, e.status, p.actor, "first published", now],
+                )?;
+                Published::Created
+            }
+            Some(_) => {
+                tx.execute(
+                    "UPDATE runbooks SET latest_version = ?, latest_sha256 = ?, title = ?, description = ?, \
+                     runbook_type = ?, owner = ?, tags = ?, updated_at = ? WHERE name = ?",
+                    params![
+                        e.latest_version,
+                        e.latest_sha256,
+                        e.title,
+                        e.description,
+                        e.runbook_type,
+                        e.owner,
+                        tags,
+                        now,
+                        e.name
+                    ],
+                )?;
+                tx.execute("DELETE FROM runbook_search WHERE name = ?", [&e.name])?;
+                Published::Updated
+            }
+        };
+        tx.execute(
+            "INSERT INTO runbook_search (name, title, description, tags, steps) VALUES (?, ?, ?, ?, ?)",
+            params![e.name, e.title, e.description.clone().unwrap_or_default(), e.tags.join(" "), p.steps_text],
+        )?;
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    async fn registry(&self, q: &RunbookQuery) -> Result<Vec<RegistryEntry>> {
+        let mut sql = format!("SELECT {ENTRY_COLUMNS} FROM runbooks WHERE 1 = 1");
+        let mut args: Vec<Box<dyn ToSql>> = Vec::new();
+        if let Some(text) = q.q.as_deref().filter(|t| !t.trim().is_empty()) {
+            sql.push_str(" AND name IN (SELECT name FROM runbook_search WHERE runbook_search MATCH ?)");
+            args.push(Box::new(fts_query(text)));
+        }
+        for (col, v) in [("runbook_type", &q.runbook_type), ("status", &q.status), ("owner", &q.owner)] {
+            if let Some(v) = v {
+                sql.push_str(&format!(" AND {col} = ?"));
+                args.push(Box::new(v.clone()));
+            }
+        }
+        if let Some(tag) = &q.tag {
+            sql.push_str(" AND EXISTS (SELECT 1 FROM json_each(runbooks.tags) WHERE json_each.value = ?)");
+            args.push(Box::new(tag.clone()));
+        }
+        sql.push_str(" ORDER BY name");
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&sql)?;
+        collect(&mut stmt, params_from_iter(args.iter()), entry_from)
+    }
+
+    async fn registry_entry(&self, name: &str) -> Result<RegistryEntry> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!("SELECT {ENTRY_COLUMNS} FROM runbooks WHERE name = ?"))?;
+        collect(&mut stmt, [name], entry_from)?.pop().ok_or_else(|| Error::NotFound(format!("runbook `{name}`")))
+    }
+
+    async fn registry_versions(&self, name: &str) -> Result<Vec<PublishedVersion>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT name, version, sha256, published_by, published_at FROM registry_versions WHERE name = ? \
+             ORDER BY published_at DESC, rowid DESC",
+        )?;
+        let list = collect(&mut stmt, [name], version_from)?;
+        if list.is_empty() {
+            return Err(Error::NotFound(format!("runbook `{name}`")));
+        }
+        Ok(list)
+    }
+
+    async fn registry_version(&self, name: &str, version: &str) -> Result<(PublishedVersion, String)> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT r.name, r.version, r.sha256, r.published_by, r.published_at, v.content FROM registry_versions r \
+             JOIN runbook_versions v ON v.sha256 = r.sha256 WHERE r.name = ? AND r.version = ?",
+        )?;
+        collect(&mut stmt, [name, version], |row| Ok((version_from(row)?, row.get::<_, String>(5)?)))?
+            .pop()
+            .ok_or_else(|| Error::NotFound(format!("version {version} of runbook `{name}`")))
+    }
+
+    async fn set_lifecycle(&self, e: &LifecycleEvent) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: Option<String> =
+            tx.query_row("SELECT status FROM runbooks WHERE name = ?", [&e.name], |r| r.get(0)).optional()?;
+        match current {
+            None => return Err(Error::NotFound(format!("runbook `{}`", e.name))),
+            Some(c) if Some(&c) != e.from_status.as_ref() => {
+                return Err(Error::Conflict(format!("runbook `{}` is {c}, not {:?}", e.name, e.from_status)));
+            }
+            Some(_) => {}
+        }
+        tx.execute("UPDATE runbooks SET status = ?, updated_at = ? WHERE name = ?", params![e.to_status, e.at, e.name])?;
+        tx.execute(
+            "INSERT INTO lifecycle_events (name, from_status, to_status, actor, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
+            params![e.name, e.from_status, e.to_status, e.actor, e.reason, e.at],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    async fn lifecycle_events(&self, name: &str) -> Result<Vec<LifecycleEvent>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT name, from_status, to_status, actor, reason, at FROM lifecycle_events WHERE name = ? ORDER BY at, rowid",
+        )?;
+        collect(&mut stmt, [name], |row| {
+            Ok(LifecycleEvent {
+                name: row.get(0)?,
+                from_status: row.get(1)?,
+                to_status: row.get(2)?,
+                actor: row.get(3)?,
+                reason: row.get(4)?,
+                at: row.get(5)?,
+            })
+        })
+    }
+
+    async fn create_execution_once(&self, exec: &Execution, steps: &[StepRecord], key: Option<&str>) -> Result<String> {
+        if let Some(key) = key {
+            let conn = self.conn();
+            let earlier: Option<String> = conn
+                .query_row(
+                    "SELECT execution_id FROM idempotency_keys WHERE actor = ? AND key = ?",
+                    [&exec.actor, key],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(id) = earlier {
+                return Ok(id);
+            }
+        }
+        self.create_execution(exec, steps).await?;
+        if let Some(key) = key {
+            let conn = self.conn();
+            let inserted = conn.execute(
+                "INSERT INTO idempotency_keys (actor, key, execution_id, created_at) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (actor, key) DO NOTHING",
+                params![exec.actor, key, exec.id, now_ms()],
+            )?;
+            if inserted == 0 {
+                // Two requests with the same key raced: keep the first, drop ours before anyone claims it.
+                conn.execute("DELETE FROM execution_steps WHERE execution_id = ?", [&exec.id])?;
+                conn.execute("DELETE FROM executions WHERE id = ? AND status = 'queued' AND owner IS NULL", [&exec.id])?;
+                return Ok(conn.query_row(
+                    "SELECT execution_id FROM idempotency_keys WHERE actor = ? AND key = ?",
+                    [&exec.actor, key],
+                    |r| r.get(0),
+                )?);
+            }
+        }
+        Ok(exec.id.clone())
+    }
+
+    async fn claim_next(&self, owner: &str, lease_ms: i64) -> Result<Option<Execution>> {
+        let now = now_ms();
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "UPDATE executions SET status = 'running', owner = ?1, lease_expires_at = ?2, heartbeat_at = ?3, \
+             started_at = COALESCE(started_at, ?3) \
+             WHERE id = (SELECT id FROM executions WHERE status = 'queued' ORDER BY created_at, id LIMIT 1) \
+             RETURNING {EXECUTION_COLUMNS}"
+        ))?;
+        Ok(collect(&mut stmt, params![owner, now + lease_ms, now], execution_from)?.pop())
+    }
+
+    async fn requeue(&self, execution_id: &str) -> Result<bool> {
+        let n = self.conn().execute(
+            "UPDATE executions SET status = 'queued', owner = NULL, lease_expires_at = NULL \
+             WHERE id = ? AND status = 'waiting'",
+            [execution_id],
+        )?;
+        Ok(n == 1)
+    }
+
+    async fn count_by_status(&self) -> Result<Vec<(String, i64)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT status, COUNT(*) FROM executions GROUP BY status ORDER BY status")?;
+        collect(&mut stmt, [], |row| Ok((row.get(0)?, row.get(1)?)))
+    }
+
+    async fn expired_waits(&self, now: i64) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT DISTINCT e.id FROM executions e JOIN execution_steps s ON s.execution_id = e.id \
+             WHERE e.status = 'waiting' AND s.status = 'waiting' AND s.wait_deadline < ?",
+        )?;
+        collect(&mut stmt, [now], |row| Ok(row.get(0)?))
+    }
+
+    async fn create_token(&self, t: &Token, hash: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO api_tokens (id, hash, user_name, roles, created_at, expires_at, revoked_at, last_used_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            params![t.id, hash, t.user, json_text(&t.roles), t.created_at, t.expires_at, t.revoked_at, t.last_used_at],
+        )?;
+        Ok(())
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<(Token, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "UPDATE api_tokens SET last_used_at = ? WHERE id = ? \
+             RETURNING id, user_name, roles, created_at, expires_at, revoked_at, last_used_at, hash",
+        )?;
+        Ok(collect(&mut stmt, params![now_ms(), id], |row| Ok((token_from(row)?, row.get::<_, String>(7)?)))?.pop())
+    }
+
+    async fn tokens(&self) -> Result<Vec<Token>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, user_name, roles, created_at, expires_at, revoked_at, last_used_at FROM api_tokens ORDER BY created_at",
+        )?;
+        collect(&mut stmt, [], token_from)
+    }
+
+    async fn revoke_token(&self, id: &str) -> Result<()> {
+        let n = self
+            .conn()
+            .execute("UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", params![now_ms(), id])?;
+        if n == 0 {
+            return Err(Error::NotFound(format!("token `{id}`")));
+        }
+        Ok(())
+    }
+
+    async fn append_audit(&self, r: &NewAudit) -> Result<AuditRecord> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (seq, prev_hash): (i64, String) = tx
+            .query_row("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", [], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?
+            .map_or((1, String::new()), |(s, h): (i64, String)| (s + 1, h));
+        let at = now_ms();
+        let hash = audit_hash(&prev_hash, seq, at, r);
+        let details = json_text(&r.details);
+        tx.execute(
+            "INSERT INTO audit_log (seq, at, actor, action, target, request_id, details, prev_hash, hash) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            params![seq, at, r.actor, r.action, r.target, r.request_id, details, prev_hash, hash],
+        )?;
+        tx.commit()?;
+        Ok(AuditRecord {
+            seq,
+            at,
+            actor: r.actor.clone(),
+            action: r.action.clone(),
+            target: r.target.clone(),
+            request_id: r.request_id.clone(),
+            details: r.details.clone(),
+            prev_hash,
+            hash,
+        })
+    }
+
+    async fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>> {
+        let mut sql = String::from(
+            "SELECT seq, at, actor, action, target, request_id, details, prev_hash, hash FROM audit_log WHERE seq > ?",
+        );
+        let mut args: Vec<Box<dyn ToSql>> = vec![Box::new(f.after_seq)];
+        for (col, v) in [("actor", &f.actor), ("action", &f.action), ("target", &f.target)] {
+            if let Some(v) = v {
+                sql.push_str(&format!(" AND {col} = ?"));
+                args.push(Box::new(v.clone()));
+            }
+        }
+        sql.push_str(" ORDER BY seq LIMIT ?");
+        args.push(Box::new(if f.limit > 0 { f.limit } else { 100 }));
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&sql)?;
+        collect(&mut stmt, params_from_iter(args.iter()), audit_from)
+    }
+
+    async fn verify_audit(&self) -> Result<std::result::Result<i64, String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT seq, at, actor, action, target, request_id, details, prev_hash, hash FROM audit_log ORDER BY seq",
+        )?;
+        let mut rows = stmt.query([])?;
+        let (mut expected_seq, mut prev) = (1i64, String::new());
+        let mut count = 0;
+        while let Some(row) = rows.next()? {
+            let r = audit_from(row)?;
+            if r.seq != expected_seq {
+                return Ok(Err(if r.seq > expected_seq {
+                    format!("record {expected_seq} is missing (the next record is {})", r.seq)
+                } else {
+                    format!("record {} is out of order", r.seq)
+                }));
+            }
+            if r.prev_hash != prev {
+                return Ok(Err(format!("record {} does not follow record {}: a record was deleted or inserted", r.seq, r.seq - 1)));
+            }
+            let recomputed = audit_hash(
+                &prev,
+                r.seq,
+                r.at,
+                &NewAudit {
+                    actor: r.actor.clone(),
+                    action: r.action.clone(),
+                    target: r.target.clone(),
+                    request_id: r.request_id.clone(),
+                    details: r.details.clone(),
+                },
+            );
+            if recomputed != r.hash {
+                return Ok(Err(format!("record {} was edited: its content no longer matches its hash", r.seq)));
+            }
+            prev = r.hash;
+            expected_seq += 1;
+            count += 1;
+        }
+        Ok(Ok(count))
+    }
+}
