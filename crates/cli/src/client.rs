@@ -33,11 +33,10 @@ impl Client {
     /// The token comes from `OPSBOOK_TOKEN`, else from `opsbook login`.
     pub fn new(server: &str) -> Result<Client> {
         let base = server.trim_end_matches('/').to_string();
-        let token = std::env::var("OPSBOOK_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty())
-            .or_else(|| saved_token(&base))
-            .ok_or_else(|| usage(format!("no token for {base}: set OPSBOOK_TOKEN or run `opsbook login --server {base}`")))?;
+        let token =
+            std::env::var("OPSBOOK_TOKEN").ok().filter(|t| !t.is_empty()).or_else(|| saved_token(&base)).ok_or_else(
+                || usage(format!("no token for {base}: set OPSBOOK_TOKEN or run `opsbook login --server {base}`")),
+            )?;
         Client::with_token(&base, &token)
     }
 
@@ -50,11 +49,7 @@ impl Client {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value> {
-        let resp = req
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| anyhow!("cannot reach {}: {e}", self.base))?;
+        let resp = req.bearer_auth(&self.token).send().await.map_err(|e| anyhow!("cannot reach {}: {e}", self.base))?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));

@@ -96,7 +96,8 @@ pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates
         .iter()
         .map(|c| (edit_distance(word, c), *c))
-        .filter(|(d, _)| *d <= limit)
+        // A "match" that changes every character of the word is no hint.
+        .filter(|(d, _)| *d <= limit && *d < word.chars().count())
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
@@ -119,5 +120,6 @@ mod tests {
         assert_eq!(did_you_mean("nmae", &["name", "title"]), Some("name"));
         assert_eq!(did_you_mean("timout", &["timeout", "retries"]), Some("timeout"));
         assert_eq!(did_you_mean("zzzzzz", &["name", "title"]), None);
+        assert_eq!(did_you_mean("x", &["pw", "who"]), None);
     }
 }

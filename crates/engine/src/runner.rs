@@ -145,7 +145,12 @@ pub(crate) async fn run_claimed<S: Store>(
     let mut run = load(engine, id, secrets, hooks).await?;
     let fresh = run.steps.iter().all(|s| s.status == StepStatus::Pending);
     let id = run.exec.id.clone();
-    run.event(&Event::Started { execution_id: &id, runbook: &run.rb.name, version: &run.exec.runbook_version, resumed: !fresh });
+    run.event(&Event::Started {
+        execution_id: &id,
+        runbook: &run.rb.name,
+        version: &run.exec.runbook_version,
+        resumed: !fresh,
+    });
     run.start_heartbeat();
     if fresh && !run.prerequisites().await? {
         return run.outcome();

@@ -108,7 +108,9 @@ impl Config {
         if self.workers == 0 || self.workers > 256 {
             return Err(format!("workers must be between 1 and 256, not {}", self.workers));
         }
-        for (name, v) in [("shutdown_grace", &self.shutdown_grace), ("kill_grace", &self.kill_grace), ("lease", &self.lease)] {
+        for (name, v) in
+            [("shutdown_grace", &self.shutdown_grace), ("kill_grace", &self.kill_grace), ("lease", &self.lease)]
+        {
             opsbook_core::duration::parse(v).map_err(|e| format!("{name}: {e}"))?;
         }
         Ok(())

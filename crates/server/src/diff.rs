@@ -24,12 +24,12 @@ pub fn unified(a: &str, b: &str, from: &str, to: &str, context: usize) -> String
             ops.push((' ', i, j));
             i += 1;
             j += 1;
-        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            ops.push(('+', i, j));
-            j += 1;
-        } else {
+        } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
             ops.push(('-', i, j));
             i += 1;
+        } else {
+            ops.push(('+', i, j));
+            j += 1;
         }
     }
     let mut out = format!("--- {from}\n+++ {to}\n");
@@ -39,13 +39,16 @@ pub fn unified(a: &str, b: &str, from: &str, to: &str, context: usize) -> String
             k += 1;
             continue;
         }
-        // A hunk: from `context` lines before this change to `context` after the last nearby one.
+        // A hunk: `context` lines before this change, through every change separated
+        // from the previous one by at most 2 × `context` unchanged lines, and `context` after.
         let start = k.saturating_sub(context);
-        let mut end = k;
         let mut last_change = k;
-        while end < ops.len() && end <= last_change + context * 2 {
+        let mut end = k + 1;
+        while end < ops.len() {
             if ops[end].0 != ' ' {
                 last_change = end;
+            } else if end - last_change > 2 * context {
+                break;
             }
             end += 1;
         }
@@ -74,7 +77,7 @@ mod tests {
         let b = "a\nb\nC\nd\ne\nf\n";
         assert_eq!(
             super::unified(a, b, "1.0.0", "1.1.0", 1),
-            "--- 1.0.0\n+++ 1.1.0\n@@ -2,5 +2,6 @@\n b\n-c\n+C\n d\n e\n+f\n"
+            "--- 1.0.0\n+++ 1.1.0\n@@ -2,4 +2,5 @@\n b\n-c\n+C\n d\n e\n+f\n"
         );
         assert_eq!(super::unified(a, a, "x", "y", 3), "--- x\n+++ y\n");
     }

@@ -39,7 +39,11 @@ impl ApiError {
     }
 
     pub fn unauthenticated() -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "a valid API token is required (Authorization: Bearer ...)")
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "a valid API token is required (Authorization: Bearer ...)",
+        )
     }
 
     pub fn forbidden(message: impl Into<String>) -> ApiError {

@@ -49,7 +49,11 @@ pub fn state(store: Db, config: Config) -> AppState {
 /// Serves the API on `listener` with the worker pool until `shutdown` resolves; then
 /// stops claiming, lets running executions finish within the grace period, and marks
 /// the rest interrupted.
-pub async fn serve(state: AppState, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let workers = worker::spawn(&state, state.config.workers, stop_rx.clone());
     let reaper = worker::spawn_reaper(&state, stop_rx.clone());

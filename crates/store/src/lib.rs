@@ -68,8 +68,11 @@ pub trait ServerStore: Store {
     fn registry_entry(&self, name: &str) -> impl Future<Output = Result<RegistryEntry>> + Send;
     fn registry_versions(&self, name: &str) -> impl Future<Output = Result<Vec<PublishedVersion>>> + Send;
     /// A published version and its exact text.
-    fn registry_version(&self, name: &str, version: &str)
-    -> impl Future<Output = Result<(PublishedVersion, String)>> + Send;
+    fn registry_version(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> impl Future<Output = Result<(PublishedVersion, String)>> + Send;
     fn set_lifecycle(&self, e: &LifecycleEvent) -> impl Future<Output = Result<()>> + Send;
     fn lifecycle_events(&self, name: &str) -> impl Future<Output = Result<Vec<LifecycleEvent>>> + Send;
 

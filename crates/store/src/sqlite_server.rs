@@ -74,9 +74,11 @@ impl ServerStore for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let existing: Option<String> = tx
-            .query_row("SELECT sha256 FROM registry_versions WHERE name = ? AND version = ?", [&e.name, &e.latest_version], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT sha256 FROM registry_versions WHERE name = ? AND version = ?",
+                [&e.name, &e.latest_version],
+                |r| r.get(0),
+            )
             .optional()?;
         if let Some(sha) = existing {
             return if sha == e.latest_sha256 {
@@ -233,7 +235,10 @@ impl ServerStore for SqliteStore {
             }
             Some(_) => {}
         }
-        tx.execute("UPDATE runbooks SET status = ?, updated_at = ? WHERE name = ?", params![e.to_status, e.at, e.name])?;
+        tx.execute(
+            "UPDATE runbooks SET status = ?, updated_at = ? WHERE name = ?",
+            params![e.to_status, e.at, e.name],
+        )?;
         tx.execute(
             "INSERT INTO lifecycle_events (name, from_status, to_status, actor, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
             params![e.name, e.from_status, e.to_status, e.actor, e.reason, e.at],
@@ -284,7 +289,10 @@ impl ServerStore for SqliteStore {
             if inserted == 0 {
                 // Two requests with the same key raced: keep the first, drop ours before anyone claims it.
                 conn.execute("DELETE FROM execution_steps WHERE execution_id = ?", [&exec.id])?;
-                conn.execute("DELETE FROM executions WHERE id = ? AND status = 'queued' AND owner IS NULL", [&exec.id])?;
+                conn.execute(
+                    "DELETE FROM executions WHERE id = ? AND status = 'queued' AND owner IS NULL",
+                    [&exec.id],
+                )?;
                 return Ok(conn.query_row(
                     "SELECT execution_id FROM idempotency_keys WHERE actor = ? AND key = ?",
                     [&exec.actor, key],
@@ -318,7 +326,8 @@ impl ServerStore for SqliteStore {
 
     async fn count_by_status(&self) -> Result<Vec<(String, i64)>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached("SELECT status, COUNT(*) FROM executions GROUP BY status ORDER BY status")?;
+        let mut stmt =
+            conn.prepare_cached("SELECT status, COUNT(*) FROM executions GROUP BY status ORDER BY status")?;
         collect(&mut stmt, [], |row| Ok((row.get(0)?, row.get(1)?)))
     }
 
@@ -358,9 +367,10 @@ impl ServerStore for SqliteStore {
     }
 
     async fn revoke_token(&self, id: &str) -> Result<()> {
-        let n = self
-            .conn()
-            .execute("UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", params![now_ms(), id])?;
+        let n = self.conn().execute(
+            "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
+            params![now_ms(), id],
+        )?;
         if n == 0 {
             return Err(Error::NotFound(format!("token `{id}`")));
         }
@@ -371,7 +381,9 @@ impl ServerStore for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (seq, prev_hash): (i64, String) = tx
-            .query_row("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", [], |row| Ok((row.get(0)?, row.get(1)?)))
+            .query_row("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
             .optional()?
             .map_or((1, String::new()), |(s, h): (i64, String)| (s + 1, h));
         let at = now_ms();
@@ -432,7 +444,11 @@ impl ServerStore for SqliteStore {
                 }));
             }
             if r.prev_hash != prev {
-                return Ok(Err(format!("record {} does not follow record {}: a record was deleted or inserted", r.seq, r.seq - 1)));
+                return Ok(Err(format!(
+                    "record {} does not follow record {}: a record was deleted or inserted",
+                    r.seq,
+                    r.seq - 1
+                )));
             }
             let recomputed = audit_hash(
                 &prev,

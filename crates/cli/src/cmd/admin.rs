@@ -80,7 +80,9 @@ pub async fn exec(db: Option<PathBuf>, cmd: Admin) -> Result<u8> {
             let mut t = Table::new();
             t.load_style(UTF8_FULL_CONDENSED);
             t.set_header(vec!["ID", "User", "Roles", "Created", "Expires", "Revoked", "Last used"]);
-            let time = |ms: Option<i64>| opsbook_engine::report::time(ms).as_str().map(|s| s[..19].replace('T', " ")).unwrap_or_default();
+            let time = |ms: Option<i64>| {
+                opsbook_engine::report::time(ms).as_str().map(|s| s[..19].replace('T', " ")).unwrap_or_default()
+            };
             for tok in store.tokens().await? {
                 t.add_row(vec![
                     tok.id,

@@ -39,7 +39,10 @@ pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
         return Err(usage("--limit must be at least 1"));
     }
     let engine = super::open(db).await?;
-    let list = engine.store.executions(&ExecutionFilter { runbook: args.runbook, status, limit: args.limit, ..Default::default() }).await?;
+    let list = engine
+        .store
+        .executions(&ExecutionFilter { runbook: args.runbook, status, limit: args.limit, ..Default::default() })
+        .await?;
     if args.output == crate::Output::Json {
         let docs: Vec<_> = list.iter().map(opsbook_engine::report::summary).collect();
         println!("{}", serde_json::to_string_pretty(&docs)?);

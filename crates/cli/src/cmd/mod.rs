@@ -83,7 +83,15 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             Command::Run(a) => {
                 let params = collect_params(&a.params, a.params_file.as_deref())?
                     .into_iter()
-                    .map(|(k, v)| (k, match v { Input::Text(t) => serde_json::Value::String(t), Input::Value(v) => v }))
+                    .map(|(k, v)| {
+                        (
+                            k,
+                            match v {
+                                Input::Text(t) => serde_json::Value::String(t),
+                                Input::Value(v) => v,
+                            },
+                        )
+                    })
                     .collect();
                 return remote::run(&client()?, &a.file.to_string_lossy(), params, a.output).await;
             }

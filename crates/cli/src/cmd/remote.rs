@@ -50,7 +50,12 @@ pub async fn run(client: &Client, name: &str, params: BTreeMap<String, Value>, o
             for l in logs["lines"].as_array().into_iter().flatten() {
                 let stream = Stream::parse(l["stream"].as_str().unwrap_or("stdout")).unwrap_or(Stream::Stdout);
                 let phase = Phase::parse(l["phase"].as_str().unwrap_or("step")).unwrap_or(Phase::Step);
-                live.on_event(&Event::Log { step_id: l["step"].as_str(), phase, stream, line: l["line"].as_str().unwrap_or("") });
+                live.on_event(&Event::Log {
+                    step_id: l["step"].as_str(),
+                    phase,
+                    stream,
+                    line: l["line"].as_str().unwrap_or(""),
+                });
             }
             for (idx, s) in doc["steps"].as_array().into_iter().flatten().enumerate() {
                 let sid = s["id"].as_str().unwrap_or_default();
@@ -72,7 +77,9 @@ pub async fn run(client: &Client, name: &str, params: BTreeMap<String, Value>, o
             after = next;
         }
         let status = status_of(&doc);
-        if !matches!(status, ExecStatus::Queued | ExecStatus::Running) && logs["lines"].as_array().is_none_or(|a| a.is_empty()) {
+        if !matches!(status, ExecStatus::Queued | ExecStatus::Running)
+            && logs["lines"].as_array().is_none_or(|a| a.is_empty())
+        {
             print_doc(&doc, output)?;
             return Ok(exit_for(status));
         }
@@ -102,7 +109,11 @@ fn print_doc(doc: &Value, output: Output) -> Result<()> {
     }
     println!("{t}");
     let took = doc["duration_ms"].as_u64().map(|d| format!(" in {}", human_ms(d))).unwrap_or_default();
-    println!("Execution {} {}{took}", style(doc["id"].as_str().unwrap_or("?")).bold(), crate::render::exec_status(status_of(doc)));
+    println!(
+        "Execution {} {}{took}",
+        style(doc["id"].as_str().unwrap_or("?")).bold(),
+        crate::render::exec_status(status_of(doc))
+    );
     if let Some(err) = doc["error"].as_str() {
         println!("  {}", style(err).red());
     }
@@ -118,7 +129,13 @@ pub async fn show(client: &Client, id: &str, output: Output) -> Result<u8> {
     Ok(EXIT_OK)
 }
 
-pub async fn history(client: &Client, runbook: Option<&str>, status: Option<&str>, limit: i64, output: Output) -> Result<u8> {
+pub async fn history(
+    client: &Client,
+    runbook: Option<&str>,
+    status: Option<&str>,
+    limit: i64,
+    output: Output,
+) -> Result<u8> {
     let mut q = format!("/api/v1/executions?limit={limit}");
     if let Some(r) = runbook {
         q.push_str(&format!("&runbook={}", enc(r)));
@@ -140,7 +157,9 @@ pub async fn history(client: &Client, runbook: Option<&str>, status: Option<&str
             Cell::new(e["runbook"]["name"].as_str().unwrap_or_default()),
             Cell::new(e["runbook"]["version"].as_str().unwrap_or_default()),
             exec_cell(status_of(e)),
-            Cell::new(e["started_at"].as_str().unwrap_or_default().chars().take(19).collect::<String>().replace('T', " ")),
+            Cell::new(
+                e["started_at"].as_str().unwrap_or_default().chars().take(19).collect::<String>().replace('T', " "),
+            ),
             Cell::new(e["duration_ms"].as_u64().map(human_ms).unwrap_or_default()),
             Cell::new(e["actor"].as_str().unwrap_or_default()),
             Cell::new(truncate(e["error"].as_str().unwrap_or_default(), 60)),

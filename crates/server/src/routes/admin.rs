@@ -53,7 +53,12 @@ pub async fn list_tokens(State(st): State<AppState>, auth: Auth, headers: Header
     Ok(Json(json!({ "items": st.store.tokens().await? })))
 }
 
-pub async fn revoke_token(State(st): State<AppState>, auth: Auth, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn revoke_token(
+    State(st): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let rid = request_id(&headers);
     auth.require(&st, Perm::Admin, "tokens", &rid).await?;
     st.store.revoke_token(&id).await?;
@@ -70,7 +75,12 @@ pub struct AuditQuery {
     limit: Option<i64>,
 }
 
-pub async fn audit(State(st): State<AppState>, auth: Auth, headers: HeaderMap, Query(q): Query<AuditQuery>) -> ApiResult<Json<Value>> {
+pub async fn audit(
+    State(st): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Json<Value>> {
     auth.require(&st, Perm::Admin, "audit", &request_id(&headers)).await?;
     let items = st
         .store

@@ -39,14 +39,19 @@ pub async fn submit(
     auth.require(&st, Perm::Run, &name, &rid).await?;
     let entry = st.store.registry_entry(&name).await?;
     if entry.status != "active" && entry.status != "deprecated" {
-        return Err(ApiError::conflict(format!("runbook `{name}` is {}; only active and deprecated runbooks run", entry.status)));
+        return Err(ApiError::conflict(format!(
+            "runbook `{name}` is {}; only active and deprecated runbooks run",
+            entry.status
+        )));
     }
     let version = body.version.unwrap_or(entry.latest_version);
     let (_, content) = st.store.registry_version(&name, &version).await?;
-    let rb = opsbook_core::parse(&content).map_err(|_| ApiError::internal(format!("stored {name} {version} does not parse")))?;
+    let rb = opsbook_core::parse(&content)
+        .map_err(|_| ApiError::internal(format!("stored {name} {version} does not parse")))?;
     let inputs: BTreeMap<String, Input> = body.params.into_iter().map(|(k, v)| (k, Input::Value(v))).collect();
     let params = rb.check_params(&inputs).map_err(|e| params_error(&e))?;
-    let secrets: BTreeMap<String, Input> = inputs.into_iter().filter(|(k, _)| params.secret_names.contains(k)).collect();
+    let secrets: BTreeMap<String, Input> =
+        inputs.into_iter().filter(|(k, _)| params.secret_names.contains(k)).collect();
     let masked = params.masked();
     let req = StartRequest {
         runbook: rb,
@@ -94,7 +99,12 @@ fn parse_time(s: &str) -> Option<i64> {
 }
 
 /// `GET /api/v1/executions`: newest first, keyset-paginated (`next_cursor`).
-pub async fn list(State(st): State<AppState>, auth: Auth, headers: HeaderMap, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
+pub async fn list(
+    State(st): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
     auth.require(&st, Perm::Read, "executions", &request_id(&headers)).await?;
     let status = match q.status.as_deref() {
         Some(s) => Some(ExecStatus::parse(s).ok_or_else(|| ApiError::bad_request(format!("unknown status `{s}`")))?),
@@ -116,12 +126,18 @@ pub async fn list(State(st): State<AppState>, auth: Auth, headers: HeaderMap, Qu
         .store
         .executions(&ExecutionFilter { runbook: q.runbook, status, actor: q.actor, since, before, limit })
         .await?;
-    let next = (list.len() as i64 == limit).then(|| list.last().map(|e| format!("{}.{}", e.created_at, e.id))).flatten();
+    let next =
+        (list.len() as i64 == limit).then(|| list.last().map(|e| format!("{}.{}", e.created_at, e.id))).flatten();
     let items: Vec<Value> = list.iter().map(opsbook_engine::report::summary).collect();
     Ok(Json(json!({ "items": items, "next_cursor": next })))
 }
 
-pub async fn get(State(st): State<AppState>, auth: Auth, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn get(
+    State(st): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     auth.require(&st, Perm::Read, &id, &request_id(&headers)).await?;
     Ok(Json(opsbook_engine::report::load(&st.store, &id).await?))
 }
@@ -169,7 +185,8 @@ pub async fn events(
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     auth.require(&st, Perm::Read, &id, &request_id(&headers)).await?;
     let exec = st.store.execution(&id).await?;
-    let after = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+    let after =
+        headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
     struct Cursor {
         store: crate::state::Db,
         id: String,
@@ -178,7 +195,8 @@ pub async fn events(
         pending: std::collections::VecDeque<Event>,
         done: bool,
     }
-    let cursor = Cursor { store: st.store.clone(), id: exec.id, after, status: None, pending: Default::default(), done: false };
+    let cursor =
+        Cursor { store: st.store.clone(), id: exec.id, after, status: None, pending: Default::default(), done: false };
     let stream = futures_util::stream::unfold(cursor, |mut c| async move {
         loop {
             if let Some(ev) = c.pending.pop_front() {
@@ -200,7 +218,8 @@ pub async fn events(
                 if c.status != Some(e.status) {
                     c.status = Some(e.status);
                     let data = json!({ "status": e.status.as_str(), "error": e.error });
-                    c.pending.push_back(Event::default().event("status").id(c.after.to_string()).data(data.to_string()));
+                    c.pending
+                        .push_back(Event::default().event("status").id(c.after.to_string()).data(data.to_string()));
                 }
                 let live = matches!(e.status, ExecStatus::Queued | ExecStatus::Running);
                 if !live && lines.is_empty() {
@@ -219,7 +238,12 @@ pub async fn events(
 
 /// `POST .../cancel`: a running execution is stopped by its worker (rollbacks run);
 /// a queued one is cancelled at once; a waiting one is rolled back.
-pub async fn cancel(State(st): State<AppState>, auth: Auth, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<Value>)> {
+pub async fn cancel(
+    State(st): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let rid = request_id(&headers);
     auth.require(&st, Perm::Run, &id, &rid).await?;
     let mut exec = st.store.execution(&id).await?;
@@ -298,7 +322,8 @@ pub async fn approve(
             Approver::Role(r) => auth.0.has_role(r),
         });
     if !eligible {
-        st.audit(&auth.0.user, "authz.denied", &exec.id, &rid, json!({ "reason": "not an approver of this step" })).await;
+        st.audit(&auth.0.user, "authz.denied", &exec.id, &rid, json!({ "reason": "not an approver of this step" }))
+            .await;
         let who: Vec<&str> = spec.approvers.iter().map(|a| a.value.as_str()).collect();
         return Err(ApiError::forbidden(format!("only {} may decide on step `{}`", who.join(", "), step.step_id)));
     }

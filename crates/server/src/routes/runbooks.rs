@@ -41,7 +41,10 @@ async fn would_publish(st: &AppState, name: &str, version: &str, sha256: &str) -
             if newer {
                 Ok(Published::Updated)
             } else {
-                Err(ApiError::conflict(format!("{name} {version} is not newer than the published {}; versions must increase", e.latest_version)))
+                Err(ApiError::conflict(format!(
+                    "{name} {version} is not newer than the published {}; versions must increase",
+                    e.latest_version
+                )))
             }
         }
         Err(opsbook_store::Error::NotFound(_)) => Ok(Published::Created),
@@ -106,7 +109,12 @@ pub struct ListQuery {
     owner: Option<String>,
 }
 
-pub async fn list(State(st): State<AppState>, auth: Auth, headers: HeaderMap, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
+pub async fn list(
+    State(st): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
     auth.require(&st, Perm::Read, "runbooks", &request_id(&headers)).await?;
     let items = st
         .store
@@ -115,7 +123,12 @@ pub async fn list(State(st): State<AppState>, auth: Auth, headers: HeaderMap, Qu
     Ok(Json(json!({ "items": items })))
 }
 
-pub async fn get(State(st): State<AppState>, auth: Auth, headers: HeaderMap, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn get(
+    State(st): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
     auth.require(&st, Perm::Read, &name, &request_id(&headers)).await?;
     let entry = st.store.registry_entry(&name).await?;
     let lifecycle = st.store.lifecycle_events(&name).await?;
@@ -124,7 +137,12 @@ pub async fn get(State(st): State<AppState>, auth: Auth, headers: HeaderMap, Pat
     Ok(Json(doc))
 }
 
-pub async fn versions(State(st): State<AppState>, auth: Auth, headers: HeaderMap, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn versions(
+    State(st): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
     auth.require(&st, Perm::Read, &name, &request_id(&headers)).await?;
     Ok(Json(json!({ "items": st.store.registry_versions(&name).await? })))
 }
@@ -174,7 +192,11 @@ pub struct LifecycleBody {
 fn allowed(from: &str, to: &str) -> bool {
     matches!(
         (from, to),
-        ("draft", "active") | ("draft", "archived") | ("active", "deprecated") | ("deprecated", "active") | ("deprecated", "archived")
+        ("draft", "active")
+            | ("draft", "archived")
+            | ("active", "deprecated")
+            | ("deprecated", "active")
+            | ("deprecated", "archived")
     )
 }
 
@@ -187,14 +209,16 @@ pub async fn lifecycle(
 ) -> ApiResult<Json<Value>> {
     let rid = request_id(&headers);
     auth.require(&st, Perm::Author, &name, &rid).await?;
-    let valid = [LifecycleStatus::Draft, LifecycleStatus::Active, LifecycleStatus::Deprecated, LifecycleStatus::Archived];
+    let valid =
+        [LifecycleStatus::Draft, LifecycleStatus::Active, LifecycleStatus::Deprecated, LifecycleStatus::Archived];
     if !valid.iter().any(|s| s.as_str() == body.status) {
         return Err(ApiError::bad_request(format!(
             "unknown status `{}`: use draft, active, deprecated or archived",
             body.status
         )));
     }
-    let reason = body.reason.filter(|r| !r.trim().is_empty()).ok_or_else(|| ApiError::bad_request("a reason is required"))?;
+    let reason =
+        body.reason.filter(|r| !r.trim().is_empty()).ok_or_else(|| ApiError::bad_request("a reason is required"))?;
     let entry = st.store.registry_entry(&name).await?;
     if !allowed(&entry.status, &body.status) {
         return Err(ApiError::conflict(format!("runbook `{name}` cannot go from {} to {}", entry.status, body.status)));

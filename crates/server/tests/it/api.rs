@@ -1,0 +1,305 @@
+//! The registry, executions, approvals, live events and the audit trail.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::support::{Server, runbook};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_versions_are_immutable_and_increasing() {
+    let s = Server::start().await;
+    let author = s.token("ann", &["author"]).await;
+    let v1 = runbook(
+        "web",
+        "1.0.0",
+        "  title: Web deploy\n  tags: [web, prod]\n",
+        "",
+        "    - id: build\n      name: Build the bundle\n      run: \"true\"\n",
+    );
+    let (status, doc) = s.publish(&author, &v1).await;
+    assert_eq!((status, doc["result"].as_str()), (StatusCode::CREATED, Some("created")), "{doc}");
+    let (status, doc) = s.publish(&author, &v1).await;
+    assert_eq!((status, doc["result"].as_str()), (StatusCode::OK, Some("unchanged")));
+    let changed_same_version = v1.replace("\"true\"", "\"false\"");
+    let (status, doc) = s.publish(&author, &changed_same_version).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        doc["error"]["message"],
+        "web 1.0.0 is already published with different content; published versions never change, so bump the version"
+    );
+    let v0 = runbook("web", "0.9.0", "", "", "    - id: a\n      run: \"true\"\n");
+    let (status, doc) = s.publish(&author, &v0).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(doc["error"]["message"], "web 0.9.0 is not newer than the published 1.0.0; versions must increase");
+    let v2 = changed_same_version.replace("1.0.0", "1.1.0");
+    assert_eq!(s.publish(&author, &v2).await.1["result"], "updated");
+
+    let (status, doc) = s.publish(&author, "apiVersion: opsbook/v1\nkind: Runbook\nmetadata:\n  nmae: x\n").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(doc["error"]["code"], "invalid_runbook");
+    assert_eq!(doc["error"]["details"][0]["line"], 4);
+    assert_eq!(doc["error"]["details"][0]["column"], 3);
+    assert!(
+        doc["error"]["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("unknown field `nmae` (did you mean `name`?)")
+    );
+
+    let (_, versions) = s.get("/api/v1/runbooks/web/versions", &author).await;
+    let listed: Vec<&str> =
+        versions["items"].as_array().unwrap().iter().map(|v| v["version"].as_str().unwrap()).collect();
+    assert_eq!(listed, vec!["1.1.0", "1.0.0"]);
+    let (_, one) = s.get("/api/v1/runbooks/web/versions/1.0.0", &author).await;
+    assert_eq!(one["content"], v1);
+    let (status, diff) = s.call("GET", "/api/v1/runbooks/web/diff?from=1.0.0&to=1.1.0", Some(&author), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let diff = diff.as_str().unwrap();
+    assert!(diff.contains("-  version: 1.0.0\n+  version: 1.1.0\n"), "{diff}");
+    assert!(diff.contains("-      run: \"true\"\n+      run: \"false\"\n"), "{diff}");
+
+    // Search over name, title, tags and step names.
+    for (q, hits) in [("bundle", 1), ("web", 1), ("prod", 1), ("nothing", 0), ("\"unbalanced", 0)] {
+        let (status, found) = s.get(&format!("/api/v1/runbooks?q={}", q.replace('"', "%22")), &author).await;
+        assert_eq!(status, StatusCode::OK, "{q}: {found}");
+        assert_eq!(found["items"].as_array().unwrap().len(), hits, "{q}");
+    }
+    assert_eq!(s.get("/api/v1/runbooks?tag=web&type=deployment", &author).await.1["items"][0]["name"], "web");
+    assert_eq!(s.get("/api/v1/runbooks?tag=nope", &author).await.1["items"], json!([]));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_rules_and_who_when_why() {
+    let s = Server::start().await;
+    let author = s.token("ann", &["author", "operator"]).await;
+    let draft = runbook("job", "1.0.0", "  status: draft\n", "", "    - id: a\n      run: \"true\"\n");
+    s.publish(&author, &draft).await;
+    let (status, doc) = s.post("/api/v1/runbooks/job/executions", &author, json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(doc["error"]["message"], "runbook `job` is draft; only active and deprecated runbooks run");
+    let go = |to: &str, reason: &str| json!({ "status": to, "reason": reason });
+    assert_eq!(s.post("/api/v1/runbooks/job/lifecycle", &author, go("deprecated", "x")).await.0, StatusCode::CONFLICT);
+    assert_eq!(
+        s.post("/api/v1/runbooks/job/lifecycle", &author, json!({"status": "active"})).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(s.post("/api/v1/runbooks/job/lifecycle", &author, go("active", "reviewed")).await.0, StatusCode::OK);
+    assert_eq!(s.post("/api/v1/runbooks/job/executions", &author, json!({})).await.0, StatusCode::ACCEPTED);
+    assert_eq!(
+        s.post("/api/v1/runbooks/job/lifecycle", &author, go("deprecated", "replaced by job2")).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(s.post("/api/v1/runbooks/job/executions", &author, json!({})).await.0, StatusCode::ACCEPTED);
+    assert_eq!(s.post("/api/v1/runbooks/job/lifecycle", &author, go("archived", "retired")).await.0, StatusCode::OK);
+    assert_eq!(s.post("/api/v1/runbooks/job/executions", &author, json!({})).await.0, StatusCode::CONFLICT);
+    let (_, doc) = s.get("/api/v1/runbooks/job", &author).await;
+    assert_eq!(doc["status"], "archived");
+    let trail: Vec<(String, String, String)> = doc["lifecycle"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["to_status"].as_str().unwrap().into(),
+                e["actor"].as_str().unwrap().into(),
+                e["reason"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        trail,
+        vec![
+            ("draft".into(), "ann".into(), "first published".into()),
+            ("active".into(), "ann".into(), "reviewed".into()),
+            ("deprecated".into(), "ann".into(), "replaced by job2".into()),
+            ("archived".into(), "ann".into(), "retired".into()),
+        ]
+    );
+    // Archived runbooks stay readable.
+    assert_eq!(s.get("/api/v1/runbooks/job/versions/1.0.0", &author).await.0, StatusCode::OK);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_validate_run_and_page() {
+    let s = Server::start().await;
+    let op = s.token("olga", &["operator", "author"]).await;
+    let book = runbook(
+        "greet",
+        "1.0.0",
+        "",
+        "    who: { type: string, required: true, pattern: \"[a-z]+\" }\n    times: { type: integer, default: 1, max: 3 }\n    pw: { type: secret }\n",
+        "    - id: hello\n      run: echo hello {{ params.who }} {{ params.times }} {{ params.pw }}\n",
+    );
+    s.publish(&op, &book).await;
+    let (status, doc) =
+        s.post("/api/v1/runbooks/greet/executions", &op, json!({"params": {"who": "B0b", "times": 9, "x": 1}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(doc["error"]["code"], "invalid_parameters");
+    assert_eq!(
+        doc["error"]["details"],
+        json!([
+            {"param": "x", "message": "unknown parameter; known: who, times, pw"},
+            {"param": "who", "message": "\"B0b\" does not match the pattern [a-z]+"},
+            {"param": "times", "message": "9 is greater than the maximum 3"},
+        ])
+    );
+    assert_eq!(s.get("/api/v1/executions", &op).await.1["items"], json!([]), "nothing was queued");
+
+    let body = json!({"params": {"who": "bob", "times": 2, "pw": "s3cr3t-pw"}});
+    let (status, sub) = s.post("/api/v1/runbooks/greet/executions", &op, body.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let id = sub["id"].as_str().unwrap().to_string();
+    let doc = s.settled(&id, &op).await;
+    assert_eq!(doc["status"], "succeeded", "{doc}");
+    assert_eq!(doc["params"], json!({"who": "bob", "times": 2, "pw": "***"}));
+    let (_, logs) = s.get(&format!("/api/v1/executions/{id}/logs"), &op).await;
+    assert_eq!(logs["lines"][0]["line"], "hello bob 2 ***");
+
+    // Idempotency-Key: a retried submission returns the first execution.
+    let key_req = |key: &str| {
+        reqwest::Client::new()
+            .post(format!("{}/api/v1/runbooks/greet/executions", s.url))
+            .bearer_auth(&op)
+            .header("Idempotency-Key", key)
+            .json(&json!({"params": {"who": "kim"}}))
+    };
+    let first: serde_json::Value = key_req("abc").send().await.unwrap().json().await.unwrap();
+    let again: serde_json::Value = key_req("abc").send().await.unwrap().json().await.unwrap();
+    assert_eq!(first["id"], again["id"]);
+    assert_eq!(again["repeated"], true);
+
+    // Keyset pagination, newest first.
+    for _ in 0..3 {
+        s.post("/api/v1/runbooks/greet/executions", &op, json!({"params": {"who": "amy"}})).await;
+    }
+    let (_, page1) = s.get("/api/v1/executions?runbook=greet&limit=2", &op).await;
+    let (_, page2) = s
+        .get(
+            &format!("/api/v1/executions?runbook=greet&limit=2&cursor={}", page1["next_cursor"].as_str().unwrap()),
+            &op,
+        )
+        .await;
+    let (_, page3) = s
+        .get(
+            &format!("/api/v1/executions?runbook=greet&limit=2&cursor={}", page2["next_cursor"].as_str().unwrap()),
+            &op,
+        )
+        .await;
+    let ids: Vec<String> = [&page1, &page2, &page3]
+        .iter()
+        .flat_map(|p| p["items"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(ids.len(), 5);
+    let mut sorted = ids.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(ids, sorted, "newest first, no repeats");
+    assert_eq!(s.get("/api/v1/executions?actor=nobody", &op).await.1["items"], json!([]));
+    assert_eq!(s.get("/api/v1/executions?status=finished", &op).await.0, StatusCode::BAD_REQUEST);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_follow_the_two_person_rule() {
+    let s = Server::start().await;
+    let requester = s.token("rita", &["operator", "author", "approver"]).await;
+    let other = s.token("sam", &["approver", "release-manager"]).await;
+    let outsider = s.token("otto", &["approver"]).await;
+    let book = runbook(
+        "release",
+        "1.0.0",
+        "",
+        "",
+        "    - id: prep\n      run: touch prepped\n      rollback:\n        run: touch undone\n    - id: gate\n      approval: { approvers: [\"role:release-manager\"], message: ship? }\n    - id: ship\n      run: touch shipped\n",
+    );
+    s.publish(&requester, &book).await;
+    let (_, sub) = s.post("/api/v1/runbooks/release/executions", &requester, json!({})).await;
+    let id = sub["id"].as_str().unwrap().to_string();
+    s.wait_for(&id, &requester, |d| d["status"] == "waiting").await;
+    let approve = json!({"decision": "approve", "comment": "lgtm"});
+    let (status, doc) = s.post(&format!("/api/v1/executions/{id}/approvals"), &requester, approve.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(doc["error"]["message"], "the requester cannot approve their own execution");
+    let (status, doc) = s.post(&format!("/api/v1/executions/{id}/approvals"), &outsider, approve.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(doc["error"]["message"], "only role:release-manager may decide on step `gate`");
+    let (status, doc) = s.post(&format!("/api/v1/executions/{id}/approvals"), &other, approve.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    assert_eq!(doc["settled"], true);
+    let done = s.settled(&id, &requester).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["steps"][1]["outputs"]["approved_by"], "sam");
+    assert!(s.dir.path().join("shipped").exists());
+
+    // A rejection fails the execution and rolls back.
+    std::fs::remove_file(s.dir.path().join("shipped")).unwrap();
+    let (_, sub) = s.post("/api/v1/runbooks/release/executions", &requester, json!({})).await;
+    let id = sub["id"].as_str().unwrap().to_string();
+    s.wait_for(&id, &requester, |d| d["status"] == "waiting").await;
+    s.post(
+        &format!("/api/v1/executions/{id}/approvals"),
+        &other,
+        json!({"decision": "reject", "comment": "not today"}),
+    )
+    .await;
+    let done = s.settled(&id, &requester).await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["error"], "step `gate` failed: rejected by sam: not today");
+    assert!(s.dir.path().join("undone").exists());
+    assert!(!s.dir.path().join("shipped").exists());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_events_resume_after_the_last_event_id() {
+    let s = Server::start().await;
+    let op = s.token("olga", &["operator", "author"]).await;
+    let book = runbook("count", "1.0.0", "", "", "    - id: a\n      run: for i in 1 2 3 4 5; do echo line $i; done\n");
+    s.publish(&op, &book).await;
+    let (_, sub) = s.post("/api/v1/runbooks/count/executions", &op, json!({})).await;
+    let id = sub["id"].as_str().unwrap().to_string();
+    s.settled(&id, &op).await;
+    let events = |last: Option<&str>| {
+        let mut req = reqwest::Client::new().get(format!("{}/api/v1/executions/{id}/events", s.url)).bearer_auth(&op);
+        if let Some(l) = last {
+            req = req.header("Last-Event-ID", l);
+        }
+        req
+    };
+    let all = events(None).send().await.unwrap().text().await.unwrap();
+    let lines: Vec<&str> = all.lines().filter(|l| l.starts_with("data: {\"seq\"")).collect();
+    assert_eq!(lines.len(), 5, "{all}");
+    assert!(all.contains("event: status\n"), "{all}");
+    assert!(all.contains("\"status\":\"succeeded\""), "{all}");
+    let rest = events(Some("3")).send().await.unwrap().text().await.unwrap();
+    let resumed: Vec<&str> = rest.lines().filter(|l| l.starts_with("data: {\"seq\"")).collect();
+    assert_eq!(resumed.len(), 2, "{rest}");
+    assert!(resumed[0].contains("\"line\":\"line 4\""), "{rest}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_trail_records_and_detects_tampering() {
+    let s = Server::start().await;
+    let admin = s.token("root", &["admin"]).await;
+    let book = runbook("a", "1.0.0", "", "", "    - id: a\n      run: \"true\"\n");
+    s.publish(&admin, &book).await;
+    s.post("/api/v1/runbooks/a/executions", &admin, json!({})).await;
+    s.call("GET", "/api/v1/runbooks", Some("obk_bad"), None).await;
+    let (_, audit) = s.get("/api/v1/audit", &admin).await;
+    let actions: Vec<&str> = audit["items"].as_array().unwrap().iter().map(|r| r["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, vec!["runbook.publish", "execution.submit", "auth.failed"]);
+    use opsbook_store::ServerStore;
+    assert_eq!(s.store.verify_audit().await.unwrap(), Ok(3));
+    let db = rusqlite::Connection::open(s.dir.path().join("opsbook.db")).unwrap();
+    db.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2", []).unwrap();
+    assert_eq!(
+        s.store.verify_audit().await.unwrap(),
+        Err("record 2 was edited: its content no longer matches its hash".into())
+    );
+    db.execute("UPDATE audit_log SET actor = 'root' WHERE seq = 2", []).unwrap();
+    db.execute("DELETE FROM audit_log WHERE seq = 2", []).unwrap();
+    assert_eq!(s.store.verify_audit().await.unwrap(), Err("record 2 is missing (the next record is 3)".into()));
+    s.stop().await;
+}

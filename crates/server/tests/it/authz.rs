@@ -1,0 +1,129 @@
+//! Every endpoint × every role → the expected status; 401 for missing or bad tokens.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::support::{Body, Server, runbook};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_checks_every_role() {
+    let s = Server::start().await;
+    let admin = s.token("root", &["admin"]).await;
+    let book = runbook("demo", "1.0.0", "", "", "    - id: a\n      run: \"true\"\n");
+    assert_eq!(s.publish(&admin, &book).await.0, StatusCode::CREATED);
+    let (_, sub) = s.post("/api/v1/runbooks/demo/executions", &admin, json!({})).await;
+    let id = sub["id"].as_str().unwrap().to_string();
+    s.settled(&id, &admin).await;
+
+    let roles = ["viewer", "operator", "approver", "author", "admin", "release-manager"];
+    let mut tokens = Vec::new();
+    for r in roles {
+        tokens.push(s.token(&format!("user-{r}"), &[r]).await);
+    }
+    let book2 = runbook("demo", "9.9.9", "", "", "    - id: a\n      run: \"true\"\n");
+    // (method, path, body, expected status per role in the order above)
+    use StatusCode as S;
+    let (ok, created, acc, forb, conf) = (S::OK, S::CREATED, S::ACCEPTED, S::FORBIDDEN, S::CONFLICT);
+    let cases: Vec<(&str, String, Option<Body>, [StatusCode; 6])> = vec![
+        ("GET", "/api/v1/runbooks".into(), None, [ok, ok, ok, ok, ok, forb]),
+        ("GET", "/api/v1/runbooks/demo".into(), None, [ok, ok, ok, ok, ok, forb]),
+        ("GET", "/api/v1/runbooks/demo/versions".into(), None, [ok, ok, ok, ok, ok, forb]),
+        ("GET", "/api/v1/runbooks/demo/versions/1.0.0".into(), None, [ok, ok, ok, ok, ok, forb]),
+        ("GET", "/api/v1/runbooks/demo/diff?from=1.0.0&to=1.0.0".into(), None, [ok, ok, ok, ok, ok, forb]),
+        (
+            "POST",
+            "/api/v1/runbooks?dry_run=true".into(),
+            Some(Body::Yaml(book2.clone())),
+            [forb, forb, forb, ok, ok, forb],
+        ),
+        (
+            "POST",
+            "/api/v1/runbooks/demo/lifecycle".into(),
+            Some(Body::Json(json!({"status": "draft", "reason": "x"}))),
+            [forb, forb, forb, conf, conf, forb],
+        ),
+        (
+            "POST",
+            "/api/v1/runbooks/demo/executions".into(),
+            Some(Body::Json(json!({}))),
+            [forb, acc, forb, forb, acc, forb],
+        ),
+        ("GET", "/api/v1/executions".into(), None, [ok, ok, ok, ok, ok, forb]),
+        ("GET", format!("/api/v1/executions/{id}"), None, [ok, ok, ok, ok, ok, forb]),
+        ("GET", format!("/api/v1/executions/{id}/logs"), None, [ok, ok, ok, ok, ok, forb]),
+        (
+            "POST",
+            format!("/api/v1/executions/{id}/cancel"),
+            Some(Body::Json(json!({}))),
+            [forb, conf, forb, forb, conf, forb],
+        ),
+        (
+            "POST",
+            format!("/api/v1/executions/{id}/approvals"),
+            Some(Body::Json(json!({"decision": "approve"}))),
+            [forb, forb, conf, forb, conf, forb],
+        ),
+        ("GET", "/api/v1/tokens".into(), None, [forb, forb, forb, forb, ok, forb]),
+        (
+            "POST",
+            "/api/v1/tokens".into(),
+            Some(Body::Json(json!({"user": "x", "roles": ["viewer"]}))),
+            [forb, forb, forb, forb, created, forb],
+        ),
+        ("DELETE", "/api/v1/tokens/nope".into(), None, [forb, forb, forb, forb, S::NOT_FOUND, forb]),
+        ("GET", "/api/v1/audit".into(), None, [forb, forb, forb, forb, ok, forb]),
+        ("GET", "/api/v1/whoami".into(), None, [ok, ok, ok, ok, ok, ok]),
+    ];
+    let mut failures = Vec::new();
+    for (method, path, body, expected) in &cases {
+        // No token and a bad token: always 401, with nothing about the resource.
+        for token in [None, Some("obk_000000000000_nope"), Some("garbage")] {
+            let (status, doc) = s.call(method, path, token, body.as_ref().map(clone_body)).await;
+            if status != StatusCode::UNAUTHORIZED || doc["error"]["code"] != "unauthenticated" {
+                failures.push(format!("{method} {path} with {token:?}: {status} {doc}"));
+            }
+        }
+        for (i, role) in roles.iter().enumerate() {
+            let (status, doc) = s.call(method, path, Some(&tokens[i]), body.as_ref().map(clone_body)).await;
+            if status != expected[i] {
+                failures.push(format!("{method} {path} as {role}: expected {} got {status} {doc}", expected[i]));
+            }
+            if status == StatusCode::FORBIDDEN && doc["error"]["code"] != "forbidden" {
+                failures.push(format!("{method} {path} as {role}: 403 without code forbidden: {doc}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Health endpoints need no token.
+    assert_eq!(s.call("GET", "/healthz", None, None).await.0, StatusCode::OK);
+    assert_eq!(s.call("GET", "/readyz", None, None).await.0, StatusCode::OK);
+    s.stop().await;
+}
+
+fn clone_body(b: &Body) -> Body {
+    match b {
+        Body::Json(v) => Body::Json(v.clone()),
+        Body::Yaml(t) => Body::Yaml(t.clone()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_and_expired_tokens_are_refused_and_audited() {
+    let s = Server::start().await;
+    let admin = s.token("root", &["admin"]).await;
+    let (status, created) =
+        s.post("/api/v1/tokens", &admin, json!({"user": "temp", "roles": ["viewer"], "expires_in": "1s"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let temp = created["token"].as_str().unwrap().to_string();
+    assert_eq!(s.get("/api/v1/whoami", &temp).await.0, StatusCode::OK);
+    // The secret is never listed or stored.
+    let (_, list) = s.get("/api/v1/tokens", &admin).await;
+    assert!(!list.to_string().contains(&temp));
+    let (_, revoke) =
+        s.call("DELETE", &format!("/api/v1/tokens/{}", created["id"].as_str().unwrap()), Some(&admin), None).await;
+    assert_eq!(revoke["revoked"], true);
+    assert_eq!(s.get("/api/v1/whoami", &temp).await.0, StatusCode::UNAUTHORIZED);
+    let (_, audit) = s.get("/api/v1/audit?action=auth.failed", &admin).await;
+    assert_eq!(audit["items"][0]["details"]["reason"], "invalid, expired or revoked token");
+    s.stop().await;
+}

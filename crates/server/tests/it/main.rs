@@ -1,0 +1,5 @@
+//! The server through a real socket on 127.0.0.1:0, with a real SQLite file.
+
+mod api;
+mod authz;
+mod support;

@@ -1,0 +1,112 @@
+//! A server per test, tokens for each role, and a small JSON client.
+
+use std::time::{Duration, Instant};
+
+use opsbook_server::{Config, auth};
+use opsbook_store::{ServerStore, SqliteStore};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+pub struct Server {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pub store: SqliteStore,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    http: reqwest::Client,
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("opsbook.db")).await.unwrap();
+        let config = Config {
+            workers: 2,
+            workdir: dir.path().to_path_buf(),
+            shutdown_grace: "5s".into(),
+            kill_grace: "1s".into(),
+            ..Config::default()
+        };
+        let state = opsbook_server::state(store.clone(), config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(opsbook_server::serve(state, listener, async {
+            let _ = rx.await;
+        }));
+        Server { url, dir, store, stop: Some(tx), task: Some(task), http: reqwest::Client::new() }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+
+    /// A token for `user` with these roles.
+    pub async fn token(&self, user: &str, roles: &[&str]) -> String {
+        let t = auth::generate(user, roles.iter().map(|r| r.to_string()).collect(), None);
+        self.store.create_token(&t.record, &t.hash).await.unwrap();
+        t.secret
+    }
+
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Body>) -> (StatusCode, Value) {
+        let mut req = self.http.request(method.parse().unwrap(), format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req = match body {
+            Some(Body::Json(v)) => req.json(&v),
+            Some(Body::Yaml(t)) => req.header("content-type", "application/yaml").body(t),
+            None => req,
+        };
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call("GET", path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call("POST", path, Some(token), Some(Body::Json(body))).await
+    }
+
+    pub async fn publish(&self, token: &str, yaml: &str) -> (StatusCode, Value) {
+        self.call("POST", "/api/v1/runbooks", Some(token), Some(Body::Yaml(yaml.to_string()))).await
+    }
+
+    /// Polls the execution until `done` says so (at most 20 s).
+    pub async fn wait_for(&self, id: &str, token: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            let (_, doc) = self.get(&format!("/api/v1/executions/{id}"), token).await;
+            if done(&doc) {
+                return doc;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting on {id}: {doc}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn settled(&self, id: &str, token: &str) -> Value {
+        self.wait_for(id, token, |d| !matches!(d["status"].as_str(), Some("queued" | "running"))).await
+    }
+}
+
+pub enum Body {
+    Json(Value),
+    Yaml(String),
+}
+
+pub fn runbook(name: &str, version: &str, extra_meta: &str, params: &str, steps: &str) -> String {
+    format!(
+        "apiVersion: opsbook/v1\nkind: Runbook\nmetadata:\n  name: {name}\n  type: deployment\n  version: {version}\n{extra_meta}spec:\n{}  steps:\n{steps}",
+        if params.is_empty() { String::new() } else { format!("  parameters:\n{params}") }
+    )
+}
