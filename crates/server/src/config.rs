@@ -21,6 +21,9 @@ pub struct Config {
     pub kill_grace: String,
     /// How long a worker's claim on an execution holds without a heartbeat.
     pub lease: String,
+    /// Who may run what, beyond the built-in roles (`[[policy]]` tables).
+    #[serde(rename = "policy")]
+    pub policies: Vec<crate::policy::Policy>,
 }
 
 impl Default for Config {
@@ -33,6 +36,7 @@ impl Default for Config {
             shutdown_grace: "30s".into(),
             kill_grace: "5s".into(),
             lease: "30s".into(),
+            policies: Vec::new(),
         }
     }
 }
@@ -63,6 +67,21 @@ kill_grace = "5s"
 
 # A worker's claim on an execution lapses after this long without a heartbeat.
 lease = "30s"
+
+# Policies narrow who may run what (admins always may). A policy covers runbooks whose
+# name matches one of `names` (* is a wildcard) and that carry one of `tags` (an empty
+# list matches all), optionally only when a parameter has a value; the caller then needs
+# one of `roles` besides the operator role.
+#
+# [[policy]]
+# description = "web runbooks are run by the web team"
+# tags = ["web"]
+# roles = ["team-web"]
+#
+# [[policy]]
+# description = "production needs a production deployer"
+# param = { name = "environment", value = "production" }
+# roles = ["prod-deployer"]
 "#;
 
 impl Config {

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 mod diff;
 mod error;
+pub mod policy;
 mod routes;
 pub mod state;
 mod worker;

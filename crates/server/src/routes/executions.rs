@@ -50,6 +50,15 @@ pub async fn submit(
         .map_err(|_| ApiError::internal(format!("stored {name} {version} does not parse")))?;
     let inputs: BTreeMap<String, Input> = body.params.into_iter().map(|(k, v)| (k, Input::Value(v))).collect();
     let params = rb.check_params(&inputs).map_err(|e| params_error(&e))?;
+    let values = params.values.clone().into_iter().collect();
+    if let Some(p) = crate::policy::refusal(&st.config.policies, &auth.0, &name, &rb.tags, &values) {
+        let why = p.description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
+        st.audit(&auth.0.user, "authz.denied", &name, &rid, json!({ "policy": why, "roles": auth.0.roles })).await;
+        return Err(ApiError::forbidden(format!(
+            "running `{name}` like this needs one of the roles {}{why}",
+            p.roles.join(", ")
+        )));
+    }
     let secrets: BTreeMap<String, Input> =
         inputs.into_iter().filter(|(k, _)| params.secret_names.contains(k)).collect();
     let masked = params.masked();

@@ -127,3 +127,43 @@ async fn revoked_and_expired_tokens_are_refused_and_audited() {
     assert_eq!(audit["items"][0]["details"]["reason"], "invalid, expired or revoked token");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_narrow_who_may_run_what() {
+    let s = Server::start_with(|c| {
+        c.policies = toml::from_str::<opsbook_server::Config>(
+            "[[policy]]\ndescription = \"web is run by the web team\"\ntags = [\"web\"]\nroles = [\"team-web\"]\n\n\
+             [[policy]]\nparam = { name = \"environment\", value = \"production\" }\nroles = [\"prod-deployer\"]\n",
+        )
+        .unwrap()
+        .policies;
+    })
+    .await;
+    let admin = s.token("root", &["admin"]).await;
+    let book = runbook(
+        "site",
+        "1.0.0",
+        "  tags: [web]\n",
+        "    environment: { type: enum, values: [staging, production], required: true }\n",
+        "    - id: a\n      run: \"true\"\n",
+    );
+    s.publish(&admin, &book).await;
+    let plain = s.token("pat", &["operator"]).await;
+    let web = s.token("wes", &["operator", "team-web"]).await;
+    let prod = s.token("pia", &["operator", "team-web", "prod-deployer"]).await;
+    let submit = |env: &str| json!({ "params": { "environment": env } });
+    let path = "/api/v1/runbooks/site/executions";
+    let (status, doc) = s.post(path, &plain, submit("staging")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        doc["error"]["message"],
+        "running `site` like this needs one of the roles team-web (web is run by the web team)"
+    );
+    assert_eq!(s.post(path, &web, submit("staging")).await.0, StatusCode::ACCEPTED);
+    let (status, doc) = s.post(path, &web, submit("production")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(doc["error"]["message"], "running `site` like this needs one of the roles prod-deployer");
+    assert_eq!(s.post(path, &prod, submit("production")).await.0, StatusCode::ACCEPTED);
+    assert_eq!(s.post(path, &admin, submit("production")).await.0, StatusCode::ACCEPTED);
+    s.stop().await;
+}

@@ -18,15 +18,20 @@ pub struct Server {
 
 impl Server {
     pub async fn start() -> Server {
+        Server::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(change: impl FnOnce(&mut Config)) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("opsbook.db")).await.unwrap();
-        let config = Config {
+        let mut config = Config {
             workers: 2,
             workdir: dir.path().to_path_buf(),
             shutdown_grace: "5s".into(),
             kill_grace: "1s".into(),
             ..Config::default()
         };
+        change(&mut config);
         let state = opsbook_server::state(store.clone(), config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
