@@ -24,6 +24,10 @@ pub struct Config {
     /// Who may run what, beyond the built-in roles (`[[policy]]` tables).
     #[serde(rename = "policy")]
     pub policies: Vec<crate::policy::Policy>,
+    /// Where people reach this server, for links in notifications.
+    pub public_url: Option<String>,
+    /// Notification rules (`[[notify]]` tables).
+    pub notify: Vec<crate::notify::Rule>,
 }
 
 impl Default for Config {
@@ -37,6 +41,8 @@ impl Default for Config {
             kill_grace: "5s".into(),
             lease: "30s".into(),
             policies: Vec::new(),
+            public_url: None,
+            notify: Vec::new(),
         }
     }
 }
@@ -82,6 +88,28 @@ lease = "30s"
 # description = "production needs a production deployer"
 # param = { name = "environment", value = "production" }
 # roles = ["prod-deployer"]
+
+# Where people reach this server, for links in notifications.
+# public_url = "https://opsbook.example.com"
+
+# Notifications on execution events: started, succeeded, failed, cancelled, waiting,
+# blocked, rolled_back (none listed: all). Delivery is retried with backoff and every
+# attempt is recorded; a failing receiver never slows an execution down.
+#
+# [[notify]]
+# name = "ops-webhook"
+# kind = "webhook"                 # JSON body; X-Opsbook-Signature: sha256=HMAC(key, body)
+# url = "https://hooks.example.com/opsbook"
+# secret_env = "OPSBOOK_WEBHOOK_KEY"
+# events = ["failed", "rolled_back", "waiting"]
+#
+# [[notify]]
+# name = "slack-web"
+# kind = "slack"                   # Slack incoming webhook (blocks)
+# url = "https://hooks.slack.com/services/..."
+# runbooks = ["web-*"]
+# attempts = 5
+# backoff = "1s"
 "#;
 
 impl Config {
@@ -131,6 +159,9 @@ impl Config {
             [("shutdown_grace", &self.shutdown_grace), ("kill_grace", &self.kill_grace), ("lease", &self.lease)]
         {
             opsbook_core::duration::parse(v).map_err(|e| format!("{name}: {e}"))?;
+        }
+        for rule in &self.notify {
+            rule.check()?;
         }
         Ok(())
     }

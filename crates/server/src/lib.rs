@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 mod diff;
 mod error;
+pub mod notify;
 pub mod policy;
 mod routes;
 pub mod state;
@@ -29,8 +30,11 @@ pub fn app(state: AppState) -> axum::Router {
     routes::router(state)
 }
 
-/// Builds the shared state on an opened store.
+/// Builds the shared state on an opened store (and starts the notification dispatcher,
+/// so call it inside the runtime).
 pub fn state(store: Db, config: Config) -> AppState {
+    let (notify, rx) = tokio::sync::mpsc::unbounded_channel();
+    notify::spawn_dispatcher(store.clone(), config.notify.clone(), config.public_url.clone(), rx);
     let engine_config = EngineConfig {
         kill_grace: Config::duration(&config.kill_grace),
         lease: Config::duration(&config.lease),
@@ -44,6 +48,7 @@ pub fn state(store: Db, config: Config) -> AppState {
         secrets: Arc::new(Mutex::new(HashMap::new())),
         running: Arc::new(Mutex::new(HashMap::new())),
         wake: Arc::new(Notify::new()),
+        notify,
     }
 }
 

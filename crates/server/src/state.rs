@@ -26,6 +26,8 @@ pub struct AppState {
     pub running: Arc<Mutex<HashMap<String, CancelHandle>>>,
     /// Wakes idle workers when something is queued.
     pub wake: Arc<Notify>,
+    /// Notification events, delivered by the dispatcher task.
+    pub notify: tokio::sync::mpsc::UnboundedSender<(String, &'static str)>,
 }
 
 /// The caller's request id (`X-Request-Id`), or a new one.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use opsbook_core::ExecStatus;
-use opsbook_engine::{Hooks, Quiet, cancel_pair};
+use opsbook_engine::{Hooks, cancel_pair};
 use opsbook_store::{ServerStore, Store, now_ms};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -42,7 +42,8 @@ async fn run_one(state: &AppState, id: &str) {
     let (handle, cancel) = cancel_pair();
     state.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), handle.clone());
     let secrets = state.secrets_of(id);
-    let hooks = Hooks { observer: &Quiet, prompt: None, cancel, cancel_handle: handle };
+    let notifier = crate::notify::Notifier::new(id, state.notify.clone());
+    let hooks = Hooks { observer: &notifier, prompt: None, cancel, cancel_handle: handle };
     let result = state.engine.run_claimed(id, &secrets, &hooks).await;
     state.running.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
     match result {

@@ -98,6 +98,9 @@ pub trait ServerStore: Store {
     fn tokens(&self) -> impl Future<Output = Result<Vec<Token>>> + Send;
     fn revoke_token(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
 
+    fn record_notification(&self, a: &NotificationAttempt) -> impl Future<Output = Result<()>> + Send;
+    fn notifications(&self, execution_id: &str) -> impl Future<Output = Result<Vec<NotificationAttempt>>> + Send;
+
     /// Appends to the hash-chained audit trail.
     fn append_audit(&self, record: &NewAudit) -> impl Future<Output = Result<AuditRecord>> + Send;
     fn audit(&self, f: &AuditFilter) -> impl Future<Output = Result<Vec<AuditRecord>>> + Send;

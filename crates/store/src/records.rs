@@ -307,3 +307,16 @@ pub struct AuditFilter {
     pub after_seq: i64,
     pub limit: i64,
 }
+
+/// One try at delivering a notification.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NotificationAttempt {
+    pub delivery_id: String,
+    pub execution_id: String,
+    pub event: String,
+    pub rule: String,
+    pub attempt: i64,
+    pub status_code: Option<i64>,
+    pub error: Option<String>,
+    pub at: i64,
+}

@@ -20,6 +20,7 @@ use crate::{
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_server.sql")),
+    (3, include_str!("../migrations/sqlite/0003_notifications.sql")),
 ];
 
 #[derive(Clone)]

@@ -4,8 +4,9 @@ use rusqlite::{OptionalExtension, Row, ToSql, TransactionBehavior, params, param
 
 use crate::sqlite::{EXECUTION_COLUMNS, collect, execution_from, json_text, parse_json};
 use crate::{
-    AuditFilter, AuditRecord, Error, Execution, LifecycleEvent, NewAudit, Publish, Published, PublishedVersion,
-    RegistryEntry, Result, RunbookQuery, ServerStore, SqliteStore, StepRecord, Store, Token, audit_hash, now_ms,
+    AuditFilter, AuditRecord, Error, Execution, LifecycleEvent, NewAudit, NotificationAttempt, Publish, Published,
+    PublishedVersion, RegistryEntry, Result, RunbookQuery, ServerStore, SqliteStore, StepRecord, Store, Token,
+    audit_hash, now_ms,
 };
 
 const ENTRY_COLUMNS: &str = "name, status, latest_version, latest_sha256, title, description, runbook_type, owner, \
@@ -338,6 +339,35 @@ impl ServerStore for SqliteStore {
              WHERE e.status = 'waiting' AND s.status = 'waiting' AND s.wait_deadline < ?",
         )?;
         collect(&mut stmt, [now], |row| Ok(row.get(0)?))
+    }
+
+    async fn record_notification(&self, a: &NotificationAttempt) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO notification_attempts (delivery_id, execution_id, event, rule, attempt, status_code, error, at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            params![a.delivery_id, a.execution_id, a.event, a.rule, a.attempt, a.status_code, a.error, a.at],
+        )?;
+        Ok(())
+    }
+
+    async fn notifications(&self, execution_id: &str) -> Result<Vec<NotificationAttempt>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT delivery_id, execution_id, event, rule, attempt, status_code, error, at FROM notification_attempts \
+             WHERE execution_id = ? ORDER BY id",
+        )?;
+        collect(&mut stmt, [execution_id], |row| {
+            Ok(NotificationAttempt {
+                delivery_id: row.get(0)?,
+                execution_id: row.get(1)?,
+                event: row.get(2)?,
+                rule: row.get(3)?,
+                attempt: row.get(4)?,
+                status_code: row.get(5)?,
+                error: row.get(6)?,
+                at: row.get(7)?,
+            })
+        })
     }
 
     async fn create_token(&self, t: &Token, hash: &str) -> Result<()> {

@@ -11,7 +11,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use opsbook_core::step::approval::Approver;
 use opsbook_core::{ExecStatus, Input, StepKind, StepStatus};
-use opsbook_engine::{Hooks, Quiet, StartRequest, cancel_pair};
+use opsbook_engine::{Hooks, StartRequest, cancel_pair};
 use opsbook_store::{Approval, ExecutionFilter, LogQuery, ServerStore, Store, now_ms};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -273,7 +273,8 @@ pub async fn cancel(
         ExecStatus::Waiting => {
             let secrets = st.secrets_of(&exec.id);
             let (handle, cancel) = cancel_pair();
-            let hooks = Hooks { observer: &Quiet, prompt: None, cancel, cancel_handle: handle };
+            let notifier = crate::notify::Notifier::new(&exec.id, st.notify.clone());
+            let hooks = Hooks { observer: &notifier, prompt: None, cancel, cancel_handle: handle };
             st.engine.rollback(&exec.id, &secrets, &hooks).await?;
             st.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(&exec.id);
         }

@@ -2,4 +2,5 @@
 
 mod api;
 mod authz;
+mod notify;
 mod support;

@@ -1,0 +1,267 @@
+//! Notifications: webhook (JSON, HMAC-SHA256 signed) and Slack incoming webhook, on
+//! execution events. Delivery runs beside the executions: retried with backoff, every
+//! attempt recorded, and never able to fail or stall an execution.
+
+use std::time::Duration;
+
+use opsbook_core::ExecStatus;
+use opsbook_engine::{Event, Observer};
+use opsbook_store::{NotificationAttempt, ServerStore, Store, now_ms};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::state::Db;
+
+pub const EVENTS: [&str; 7] = ["started", "succeeded", "failed", "cancelled", "waiting", "blocked", "rolled_back"];
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Webhook,
+    Slack,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub name: String,
+    pub kind: Kind,
+    pub url: String,
+    /// Events to send; empty: all.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Runbook name patterns (`*` wildcard); empty: all runbooks.
+    #[serde(default)]
+    pub runbooks: Vec<String>,
+    /// Environment variable holding the HMAC key of a webhook (keeps the key out of the file).
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// The HMAC key itself (prefer `secret_env`; keep the file readable by the server only).
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Tries before giving up.
+    #[serde(default = "five")]
+    pub attempts: u32,
+    /// Pause before the first retry; doubled for each further one (at most 5 minutes).
+    #[serde(default = "one_second")]
+    pub backoff: String,
+}
+
+fn five() -> u32 {
+    5
+}
+
+fn one_second() -> String {
+    "1s".into()
+}
+
+impl Rule {
+    pub fn check(&self) -> Result<(), String> {
+        for e in &self.events {
+            if !EVENTS.contains(&e.as_str()) {
+                return Err(format!("notify `{}`: unknown event `{e}` (use {})", self.name, EVENTS.join(", ")));
+            }
+        }
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err(format!("notify `{}`: url must be http:// or https://", self.name));
+        }
+        opsbook_core::duration::parse(&self.backoff).map_err(|e| format!("notify `{}`: backoff: {e}", self.name))?;
+        if self.attempts == 0 || self.attempts > 20 {
+            return Err(format!("notify `{}`: attempts must be between 1 and 20", self.name));
+        }
+        Ok(())
+    }
+
+    fn wants(&self, event: &str, runbook: &str) -> bool {
+        (self.events.is_empty() || self.events.iter().any(|e| e == event))
+            && (self.runbooks.is_empty() || self.runbooks.iter().any(|p| crate::policy::glob(p, runbook)))
+    }
+}
+
+/// HMAC-SHA256 (RFC 2104).
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    const BLOCK: usize = 64;
+    let mut k = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| k.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
+    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(message).finalize();
+    Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize().into()
+}
+
+/// Turns engine events of one execution into notification events.
+pub struct Notifier {
+    pub execution_id: String,
+    pub tx: mpsc::UnboundedSender<(String, &'static str)>,
+    rolled_back: std::sync::atomic::AtomicBool,
+}
+
+impl Notifier {
+    pub fn new(execution_id: &str, tx: mpsc::UnboundedSender<(String, &'static str)>) -> Notifier {
+        Notifier { execution_id: execution_id.to_string(), tx, rolled_back: Default::default() }
+    }
+
+    fn send(&self, event: &'static str) {
+        // An unbounded queue: sending never waits, so delivery can never stall a run.
+        let _ = self.tx.send((self.execution_id.clone(), event));
+    }
+}
+
+impl Observer for Notifier {
+    fn on_event(&self, e: &Event<'_>) {
+        use std::sync::atomic::Ordering;
+        match e {
+            Event::Started { resumed: false, .. } => self.send("started"),
+            Event::Waiting { .. } => self.send("waiting"),
+            Event::RollbackFinished { .. } => self.rolled_back.store(true, Ordering::Relaxed),
+            Event::Finished { status } => {
+                if self.rolled_back.swap(false, Ordering::Relaxed) {
+                    self.send("rolled_back");
+                }
+                match status {
+                    ExecStatus::Succeeded => self.send("succeeded"),
+                    ExecStatus::Failed => self.send("failed"),
+                    ExecStatus::Cancelled => self.send("cancelled"),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Receives notification events and delivers them to every matching rule.
+pub fn spawn_dispatcher(
+    store: Db,
+    rules: Vec<Rule>,
+    public_url: Option<String>,
+    mut rx: mpsc::UnboundedReceiver<(String, &'static str)>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let http = match reqwest::Client::builder().timeout(Duration::from_secs(10)).build() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(%e, "notifications disabled: cannot create the HTTP client");
+                return;
+            }
+        };
+        while let Some((id, event)) = rx.recv().await {
+            let Ok(exec) = store.execution(&id).await else { continue };
+            for rule in rules.iter().filter(|r| r.wants(event, &exec.runbook_name)) {
+                let summary = opsbook_engine::report::summary(&exec);
+                let link =
+                    public_url.as_deref().map(|u| format!("{}/api/v1/executions/{}", u.trim_end_matches('/'), exec.id));
+                tokio::spawn(deliver(http.clone(), store.clone(), rule.clone(), event, summary, link));
+            }
+        }
+    })
+}
+
+fn body(rule: &Rule, event: &str, summary: &Value, link: Option<&str>, delivery: &str) -> Value {
+    match rule.kind {
+        Kind::Webhook => json!({
+            "event": event,
+            "delivery_id": delivery,
+            "timestamp": jiff::Timestamp::now().to_string(),
+            "execution": summary,
+            "url": link,
+        }),
+        Kind::Slack => {
+            let name = summary["runbook"]["name"].as_str().unwrap_or("?");
+            let version = summary["runbook"]["version"].as_str().unwrap_or("?");
+            let duration =
+                summary["duration_ms"].as_u64().map(opsbook_core::duration::human_ms).unwrap_or_else(|| "-".into());
+            let title = format!("*{name}* {version}: {}", event.replace('_', " "));
+            let mut blocks = vec![
+                json!({ "type": "section", "text": { "type": "mrkdwn", "text": title } }),
+                json!({ "type": "section", "fields": [
+                    { "type": "mrkdwn", "text": format!("*Runbook*\n{name} {version}") },
+                    { "type": "mrkdwn", "text": format!("*Status*\n{}", summary["status"].as_str().unwrap_or("?")) },
+                    { "type": "mrkdwn", "text": format!("*Actor*\n{}", summary["actor"].as_str().unwrap_or("?")) },
+                    { "type": "mrkdwn", "text": format!("*Duration*\n{duration}") },
+                ]}),
+            ];
+            if let Some(err) = summary["error"].as_str() {
+                blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": format!("```{err}```") } }));
+            }
+            if let Some(l) = link {
+                blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": format!("<{l}|Execution {}>", summary["id"].as_str().unwrap_or("")) } }));
+            }
+            json!({ "text": format!("{name} {version}: {event}"), "blocks": blocks })
+        }
+    }
+}
+
+async fn deliver(
+    http: reqwest::Client,
+    store: Db,
+    rule: Rule,
+    event: &'static str,
+    summary: Value,
+    link: Option<String>,
+) {
+    let delivery = opsbook_store::id::new_id();
+    let payload = body(&rule, event, &summary, link.as_deref(), &delivery).to_string();
+    let key = rule.secret_env.as_deref().and_then(|v| std::env::var(v).ok()).or_else(|| rule.secret.clone());
+    let mut pause = opsbook_core::duration::parse(&rule.backoff).map(|d| d.0).unwrap_or(Duration::from_secs(1));
+    let execution_id = summary["id"].as_str().unwrap_or_default().to_string();
+    for attempt in 1..=rule.attempts {
+        let mut req = http
+            .post(&rule.url)
+            .header("content-type", "application/json")
+            .header("x-opsbook-event", event)
+            .header("x-opsbook-delivery", &delivery)
+            .body(payload.clone());
+        if let Some(k) = &key {
+            req = req.header(
+                "x-opsbook-signature",
+                format!("sha256={}", hex::encode(hmac_sha256(k.as_bytes(), payload.as_bytes()))),
+            );
+        }
+        let (status_code, error) = match req.send().await {
+            Ok(r) if r.status().is_success() => (Some(i64::from(r.status().as_u16())), None),
+            Ok(r) => (Some(i64::from(r.status().as_u16())), Some(format!("HTTP {}", r.status()))),
+            Err(e) => (None, Some(e.without_url().to_string())),
+        };
+        let ok = error.is_none();
+        let record = NotificationAttempt {
+            delivery_id: delivery.clone(),
+            execution_id: execution_id.clone(),
+            event: event.to_string(),
+            rule: rule.name.clone(),
+            attempt: i64::from(attempt),
+            status_code,
+            error,
+            at: now_ms(),
+        };
+        if let Err(e) = store.record_notification(&record).await {
+            tracing::error!(%e, "cannot record a notification attempt");
+        }
+        if ok {
+            return;
+        }
+        if attempt < rule.attempts {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(300));
+        }
+    }
+    tracing::warn!(rule = rule.name, event, execution_id, "notification not delivered after every attempt");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        // RFC 4231 test case 2.
+        let mac = super::hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(hex::encode(mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        // Test case 6: a key longer than the block.
+        let mac = super::hmac_sha256(&[0xaa; 131], b"Test Using Larger Than Block-Size Key - Hash Key First");
+        assert_eq!(hex::encode(mac), "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+    }
+}
