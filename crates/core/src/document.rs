@@ -145,6 +145,64 @@ pub struct RawSpec {
     pub on_failure: OnFailure,
     #[schemars(with = "Vec<RawStep>")]
     pub steps: Spanned<Vec<Spanned<RawStep>>>,
+    /// When the server runs this runbook by itself.
+    #[serde(default)]
+    pub schedules: Vec<RawSchedule>,
+}
+
+/// `schedules: [{cron, timezone, params, overlap, missed}]`, run by `opsbook serve`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchedule {
+    /// Cron pattern: minute hour day-of-month month day-of-week (an optional leading seconds field).
+    #[schemars(with = "String")]
+    pub cron: Spanned<String>,
+    /// IANA time zone, e.g. Europe/Paris (default UTC); daylight-saving changes are handled.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// Parameter values for the scheduled runs (secrets cannot be scheduled).
+    #[serde(default)]
+    pub params: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub overlap: Overlap,
+    #[serde(default)]
+    pub missed: Missed,
+}
+
+/// What to do when the previous scheduled run is still going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    #[default]
+    Skip,
+    Queue,
+}
+
+impl Overlap {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overlap::Skip => "skip",
+            Overlap::Queue => "queue",
+        }
+    }
+}
+
+/// What to do with runs missed while the server was down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Missed {
+    #[default]
+    Skip,
+    RunOnce,
+}
+
+impl Missed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Missed::Skip => "skip",
+            Missed::RunOnce => "run_once",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

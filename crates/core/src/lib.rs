@@ -9,6 +9,7 @@ pub mod document;
 pub mod duration;
 pub mod params;
 mod parse;
+pub mod schedule;
 pub mod secret;
 pub mod status;
 pub mod step;
@@ -40,6 +41,7 @@ pub struct Runbook {
     pub params: Vec<Param>,
     pub on_failure: OnFailure,
     pub steps: Vec<Step>,
+    pub schedules: Vec<schedule::Schedule>,
     /// The exact text this runbook was parsed from, and its SHA-256.
     pub source: String,
     pub sha256: String,

@@ -163,10 +163,44 @@ impl Checker<'_> {
             }
         }
 
+        let mut schedules = Vec::new();
+        for sched in spec.schedules {
+            if let Err(e) = crate::schedule::check_cron(&sched.cron.value) {
+                self.err(&sched.cron.referenced, format!("schedules: {e}"));
+                continue;
+            }
+            let tz = sched.timezone.clone().unwrap_or_else(|| "UTC".into());
+            let valid_tz =
+                !tz.is_empty() && tz.len() <= 64 && tz.chars().all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c));
+            if !valid_tz {
+                self.err(&sched.cron.referenced, format!("schedules: invalid time zone `{tz}`"));
+            }
+            if params.iter().any(|p| p.is_secret() && p.spec.required) {
+                self.err(
+                    &sched.cron.referenced,
+                    "schedules: this runbook needs a secret parameter, and secrets cannot be scheduled",
+                );
+            }
+            let inputs = sched.params.iter().map(|(k, v)| (k.clone(), crate::Input::Value(v.clone()))).collect();
+            if let Err(errors) = crate::params::check_values(&params, &inputs) {
+                for e in errors {
+                    self.err(&sched.cron.referenced, format!("schedules: {e}"));
+                }
+            }
+            schedules.push(crate::schedule::Schedule {
+                cron: sched.cron.value,
+                timezone: tz,
+                params: sched.params,
+                overlap: sched.overlap,
+                missed: sched.missed,
+            });
+        }
+
         if !self.diags.is_empty() {
             return None;
         }
         Some(Runbook {
+            schedules,
             title: m.title.unwrap_or_else(|| m.name.value.clone()),
             name: m.name.value,
             description: m.description,

@@ -11,6 +11,7 @@ mod error;
 pub mod notify;
 pub mod policy;
 mod routes;
+pub mod scheduler;
 pub mod state;
 mod worker;
 
@@ -63,6 +64,7 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let workers = worker::spawn(&state, state.config.workers, stop_rx.clone());
     let reaper = worker::spawn_reaper(&state, stop_rx.clone());
+    let scheduler = scheduler::spawn(&state, stop_rx.clone());
     let mut http_stop = stop_rx.clone();
     let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(async move {
         let _ = http_stop.wait_for(|s| *s).await;
@@ -81,6 +83,7 @@ pub async fn serve(
         worker::interrupt_remaining(&state, &ids).await;
     }
     reaper.abort();
+    scheduler.abort();
     match server.await {
         Ok(r) => r,
         Err(e) => Err(std::io::Error::other(e)),

@@ -98,6 +98,22 @@ pub trait ServerStore: Store {
     fn tokens(&self) -> impl Future<Output = Result<Vec<Token>>> + Send;
     fn revoke_token(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
 
+    /// Replaces a runbook's own schedules (source `runbook`) with these.
+    fn sync_schedules(&self, runbook: &str, schedules: &[ScheduleRecord]) -> impl Future<Output = Result<()>> + Send;
+    fn create_schedule(&self, s: &ScheduleRecord) -> impl Future<Output = Result<()>> + Send;
+    fn schedules(&self) -> impl Future<Output = Result<Vec<ScheduleRecord>>> + Send;
+    fn delete_schedule(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
+    fn due_schedules(&self, now: i64) -> impl Future<Output = Result<Vec<ScheduleRecord>>> + Send;
+    fn schedule_ran(
+        &self,
+        id: &str,
+        ran_at: i64,
+        next: Option<i64>,
+        result: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Whether an execution started by `actor` is still queued, running or waiting.
+    fn has_active_execution(&self, actor: &str) -> impl Future<Output = Result<bool>> + Send;
+
     fn record_notification(&self, a: &NotificationAttempt) -> impl Future<Output = Result<()>> + Send;
     fn notifications(&self, execution_id: &str) -> impl Future<Output = Result<Vec<NotificationAttempt>>> + Send;
 

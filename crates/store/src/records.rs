@@ -320,3 +320,20 @@ pub struct NotificationAttempt {
     pub error: Option<String>,
     pub at: i64,
 }
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ScheduleRecord {
+    pub id: String,
+    pub runbook: String,
+    pub source: String,
+    pub cron: String,
+    pub timezone: String,
+    pub params: serde_json::Value,
+    pub overlap: String,
+    pub missed: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub next_run_at: Option<i64>,
+    pub last_run_at: Option<i64>,
+    pub last_result: Option<String>,
+}

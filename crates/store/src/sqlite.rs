@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_server.sql")),
     (3, include_str!("../migrations/sqlite/0003_notifications.sql")),
+    (4, include_str!("../migrations/sqlite/0004_schedules.sql")),
 ];
 
 #[derive(Clone)]

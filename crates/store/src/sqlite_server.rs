@@ -5,8 +5,8 @@ use rusqlite::{OptionalExtension, Row, ToSql, TransactionBehavior, params, param
 use crate::sqlite::{EXECUTION_COLUMNS, collect, execution_from, json_text, parse_json};
 use crate::{
     AuditFilter, AuditRecord, Error, Execution, LifecycleEvent, NewAudit, NotificationAttempt, Publish, Published,
-    PublishedVersion, RegistryEntry, Result, RunbookQuery, ServerStore, SqliteStore, StepRecord, Store, Token,
-    audit_hash, now_ms,
+    PublishedVersion, RegistryEntry, Result, RunbookQuery, ScheduleRecord, ServerStore, SqliteStore, StepRecord, Store,
+    Token, audit_hash, now_ms,
 };
 
 const ENTRY_COLUMNS: &str = "name, status, latest_version, latest_sha256, title, description, runbook_type, owner, \
@@ -62,6 +62,49 @@ fn audit_from(row: &Row<'_>) -> Result<AuditRecord> {
         prev_hash: row.get(7)?,
         hash: row.get(8)?,
     })
+}
+
+const SCHEDULE_COLUMNS: &str = "id, runbook, source, cron, timezone, params, overlap, missed, created_by, created_at, \
+    next_run_at, last_run_at, last_result";
+
+fn schedule_from(row: &Row<'_>) -> Result<ScheduleRecord> {
+    Ok(ScheduleRecord {
+        id: row.get(0)?,
+        runbook: row.get(1)?,
+        source: row.get(2)?,
+        cron: row.get(3)?,
+        timezone: row.get(4)?,
+        params: parse_json(&row.get::<_, String>(5)?, "schedule params")?,
+        overlap: row.get(6)?,
+        missed: row.get(7)?,
+        created_by: row.get(8)?,
+        created_at: row.get(9)?,
+        next_run_at: row.get(10)?,
+        last_run_at: row.get(11)?,
+        last_result: row.get(12)?,
+    })
+}
+
+fn insert_schedule(conn: &rusqlite::Connection, s: &ScheduleRecord) -> Result<()> {
+    conn.execute(
+        &format!("INSERT INTO schedules ({SCHEDULE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+        params![
+            s.id,
+            s.runbook,
+            s.source,
+            s.cron,
+            s.timezone,
+            json_text(&s.params),
+            s.overlap,
+            s.missed,
+            s.created_by,
+            s.created_at,
+            s.next_run_at,
+            s.last_run_at,
+            s.last_result
+        ],
+    )?;
+    Ok(())
 }
 
 /// Quotes user words for an FTS5 MATCH so that no query syntax can be injected.
@@ -339,6 +382,63 @@ impl ServerStore for SqliteStore {
              WHERE e.status = 'waiting' AND s.status = 'waiting' AND s.wait_deadline < ?",
         )?;
         collect(&mut stmt, [now], |row| Ok(row.get(0)?))
+    }
+
+    async fn sync_schedules(&self, runbook: &str, schedules: &[ScheduleRecord]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM schedules WHERE runbook = ? AND source = 'runbook'", [runbook])?;
+        for s in schedules {
+            insert_schedule(&tx, s)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    async fn create_schedule(&self, s: &ScheduleRecord) -> Result<()> {
+        insert_schedule(&self.conn(), s)
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached(&format!("SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY runbook, id"))?;
+        collect(&mut stmt, [], schedule_from)
+    }
+
+    async fn delete_schedule(&self, id: &str) -> Result<()> {
+        let n = self.conn().execute("DELETE FROM schedules WHERE id = ? AND source = 'api'", [id])?;
+        if n == 0 {
+            return Err(Error::NotFound(format!(
+                "schedule `{id}` (a runbook's own schedules change with the runbook)"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn due_schedules(&self, now: i64) -> Result<Vec<ScheduleRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE next_run_at IS NOT NULL AND next_run_at <= ? ORDER BY next_run_at"
+        ))?;
+        collect(&mut stmt, [now], schedule_from)
+    }
+
+    async fn schedule_ran(&self, id: &str, ran_at: i64, next: Option<i64>, result: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE schedules SET last_run_at = ?, next_run_at = ?, last_result = ? WHERE id = ?",
+            params![ran_at, next, result, id],
+        )?;
+        Ok(())
+    }
+
+    async fn has_active_execution(&self, actor: &str) -> Result<bool> {
+        let n: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM executions WHERE actor = ? AND status IN ('queued', 'running', 'waiting')",
+            [actor],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
     }
 
     async fn record_notification(&self, a: &NotificationAttempt) -> Result<()> {

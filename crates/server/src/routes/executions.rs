@@ -27,33 +27,33 @@ pub struct SubmitBody {
     version: Option<String>,
 }
 
-/// `POST /api/v1/runbooks/{name}/executions` → 202 `{id}`; parameters are checked first.
-pub async fn submit(
-    State(st): State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    Json(body): Json<SubmitBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let rid = request_id(&headers);
-    auth.require(&st, Perm::Run, &name, &rid).await?;
-    let entry = st.store.registry_entry(&name).await?;
+/// Queues an execution of a published runbook after checking its lifecycle, its
+/// parameters (every problem listed) and the policies. Returns the id, whether it is an
+/// earlier execution with the same idempotency key, the version and the masked params.
+pub(crate) async fn enqueue(
+    st: &AppState,
+    name: &str,
+    version: Option<String>,
+    inputs: BTreeMap<String, Input>,
+    who: &crate::auth::Principal,
+    key: Option<&str>,
+) -> ApiResult<(String, bool, String, Value)> {
+    let entry = st.store.registry_entry(name).await?;
     if entry.status != "active" && entry.status != "deprecated" {
         return Err(ApiError::conflict(format!(
             "runbook `{name}` is {}; only active and deprecated runbooks run",
             entry.status
         )));
     }
-    let version = body.version.unwrap_or(entry.latest_version);
-    let (_, content) = st.store.registry_version(&name, &version).await?;
+    let version = version.unwrap_or(entry.latest_version);
+    let (_, content) = st.store.registry_version(name, &version).await?;
     let rb = opsbook_core::parse(&content)
         .map_err(|_| ApiError::internal(format!("stored {name} {version} does not parse")))?;
-    let inputs: BTreeMap<String, Input> = body.params.into_iter().map(|(k, v)| (k, Input::Value(v))).collect();
     let params = rb.check_params(&inputs).map_err(|e| params_error(&e))?;
     let values = params.values.clone().into_iter().collect();
-    if let Some(p) = crate::policy::refusal(&st.config.policies, &auth.0, &name, &rb.tags, &values) {
+    if let Some(p) = crate::policy::refusal(&st.config.policies, who, name, &rb.tags, &values) {
         let why = p.description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
-        st.audit(&auth.0.user, "authz.denied", &name, &rid, json!({ "policy": why, "roles": auth.0.roles })).await;
+        st.audit(&who.user, "authz.denied", name, "", json!({ "policy": why, "roles": who.roles })).await;
         return Err(ApiError::forbidden(format!(
             "running `{name}` like this needs one of the roles {}{why}",
             p.roles.join(", ")
@@ -67,17 +67,36 @@ pub async fn submit(
         source_path: None,
         base_dir: st.config.workdir.clone(),
         params,
-        actor: auth.0.user.clone(),
+        actor: who.user.clone(),
         allow_draft: false,
     };
     let (exec, steps) = st.engine.new_execution(&req, ExecStatus::Queued).await?;
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).filter(|k| !k.is_empty());
     if !secrets.is_empty() {
         st.secrets.lock().unwrap_or_else(|p| p.into_inner()).insert(exec.id.clone(), secrets);
     }
     let id = st.store.create_execution_once(&exec, &steps, key).await?;
     if id != exec.id {
         st.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(&exec.id);
+        return Ok((id, true, version, masked));
+    }
+    st.wake.notify_one();
+    Ok((id, false, version, masked))
+}
+
+/// `POST /api/v1/runbooks/{name}/executions` → 202 `{id}`; parameters are checked first.
+pub async fn submit(
+    State(st): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Json(body): Json<SubmitBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let rid = request_id(&headers);
+    auth.require(&st, Perm::Run, &name, &rid).await?;
+    let inputs: BTreeMap<String, Input> = body.params.into_iter().map(|(k, v)| (k, Input::Value(v))).collect();
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).filter(|k| !k.is_empty());
+    let (id, repeated, version, masked) = enqueue(&st, &name, body.version, inputs, &auth.0, key).await?;
+    if repeated {
         return Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "repeated": true }))));
     }
     st.audit(
@@ -88,7 +107,6 @@ pub async fn submit(
         json!({ "runbook": name, "version": version, "params": masked }),
     )
     .await;
-    st.wake.notify_one();
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))))
 }
 

@@ -4,6 +4,9 @@ mod admin;
 mod executions;
 mod health;
 mod runbooks;
+mod schedules;
+
+pub(crate) use executions::enqueue;
 
 use axum::Router;
 use axum::routing::{delete, get, post};
@@ -27,6 +30,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/executions/{id}/events", get(executions::events))
         .route("/api/v1/executions/{id}/cancel", post(executions::cancel))
         .route("/api/v1/executions/{id}/approvals", post(executions::approve))
+        .route("/api/v1/schedules", post(schedules::create).get(schedules::list))
+        .route("/api/v1/schedules/{id}", delete(schedules::delete))
         .route("/api/v1/tokens", post(admin::create_token).get(admin::list_tokens))
         .route("/api/v1/tokens/{id}", delete(admin::revoke_token))
         .route("/api/v1/audit", get(admin::audit))

@@ -5,7 +5,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use opsbook_core::LifecycleStatus;
-use opsbook_store::{LifecycleEvent, Publish, Published, RegistryEntry, RunbookQuery, ServerStore, now_ms};
+use opsbook_store::{
+    LifecycleEvent, Publish, Published, RegistryEntry, RunbookQuery, ScheduleRecord, ServerStore, now_ms,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -76,6 +78,11 @@ pub async fn publish(
         let doc = json!({ "name": rb.name, "version": rb.version.to_string(), "sha256": rb.sha256, "result": outcome, "dry_run": true });
         return Ok((StatusCode::OK, Json(doc)).into_response());
     }
+    for s in &rb.schedules {
+        crate::scheduler::timezone(&s.timezone).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_runbook", format!("invalid runbook: schedules: {e}"))
+        })?;
+    }
     let steps_text = rb.steps.iter().map(|s| format!("{} {}", s.id, s.name)).collect::<Vec<_>>().join(" ");
     let entry = RegistryEntry {
         name: rb.name.clone(),
@@ -93,6 +100,32 @@ pub async fn publish(
     let outcome = st.store.publish(&Publish { entry, content: body, steps_text, actor: auth.0.user.clone() }).await?;
     let doc = json!({ "name": rb.name, "version": rb.version.to_string(), "sha256": rb.sha256, "result": outcome });
     if outcome != Published::Unchanged {
+        let now = now_ms();
+        let schedules: Vec<ScheduleRecord> = rb
+            .schedules
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let mut rec = ScheduleRecord {
+                    id: format!("{}#{}", rb.name, i + 1),
+                    runbook: rb.name.clone(),
+                    source: "runbook".into(),
+                    cron: s.cron.clone(),
+                    timezone: s.timezone.clone(),
+                    params: serde_json::to_value(&s.params).unwrap_or_default(),
+                    overlap: s.overlap.as_str().into(),
+                    missed: s.missed.as_str().into(),
+                    created_by: auth.0.user.clone(),
+                    created_at: now,
+                    next_run_at: None,
+                    last_run_at: None,
+                    last_result: None,
+                };
+                rec.next_run_at = crate::scheduler::next_run(&rec, now);
+                rec
+            })
+            .collect();
+        st.store.sync_schedules(&rb.name, &schedules).await?;
         st.audit(&auth.0.user, "runbook.publish", &rb.name, &rid, doc.clone()).await;
     }
     let status = if outcome == Published::Created { StatusCode::CREATED } else { StatusCode::OK };

@@ -63,6 +63,14 @@ async fn every_endpoint_checks_every_role() {
             Some(Body::Json(json!({"decision": "approve"}))),
             [forb, forb, conf, forb, conf, forb],
         ),
+        ("GET", "/api/v1/schedules".into(), None, [ok, ok, ok, ok, ok, forb]),
+        (
+            "POST",
+            "/api/v1/schedules".into(),
+            Some(Body::Json(json!({"runbook": "demo", "cron": "0 3 * * *"}))),
+            [forb, created, forb, forb, created, forb],
+        ),
+        ("DELETE", "/api/v1/schedules/nope".into(), None, [forb, S::NOT_FOUND, forb, forb, S::NOT_FOUND, forb]),
         ("GET", "/api/v1/tokens".into(), None, [forb, forb, forb, forb, ok, forb]),
         (
             "POST",

@@ -3,4 +3,5 @@
 mod api;
 mod authz;
 mod notify;
+mod schedules;
 mod support;

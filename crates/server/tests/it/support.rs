@@ -11,6 +11,7 @@ pub struct Server {
     pub url: String,
     pub dir: tempfile::TempDir,
     pub store: SqliteStore,
+    pub state: opsbook_server::AppState,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     http: reqwest::Client,
@@ -33,13 +34,14 @@ impl Server {
         };
         change(&mut config);
         let state = opsbook_server::state(store.clone(), config);
+        let shared = state.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(opsbook_server::serve(state, listener, async {
             let _ = rx.await;
         }));
-        Server { url, dir, store, stop: Some(tx), task: Some(task), http: reqwest::Client::new() }
+        Server { url, dir, store, state: shared, stop: Some(tx), task: Some(task), http: reqwest::Client::new() }
     }
 
     pub async fn stop(mut self) {

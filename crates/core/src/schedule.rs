@@ -1,0 +1,78 @@
+//! Schedules: cron patterns in a time zone, and the next time they fire.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use crate::document::{Missed, Overlap};
+
+/// A checked schedule.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub cron: String,
+    pub timezone: String,
+    pub params: BTreeMap<String, serde_json::Value>,
+    pub overlap: Overlap,
+    pub missed: Missed,
+}
+
+/// Checks a cron pattern (5 fields, or 6 with leading seconds).
+pub fn check_cron(pattern: &str) -> Result<croner::Cron, String> {
+    croner::Cron::from_str(pattern).map_err(|e| format!("invalid cron pattern `{pattern}`: {e}"))
+}
+
+/// The first time strictly after `after_ms` (epoch ms) that `pattern` fires in `tz`.
+/// Daylight-saving gaps and folds follow croner: a skipped local time fires at the
+/// next valid instant, a repeated one fires once.
+pub fn next_after(pattern: &str, tz: &jiff::tz::TimeZone, after_ms: i64) -> Result<i64, String> {
+    let cron = check_cron(pattern)?;
+    let start = jiff::Timestamp::from_millisecond(after_ms).map_err(|e| e.to_string())?.to_zoned(tz.clone());
+    let next = cron.find_next_occurrence(&start, false).map_err(|e| format!("`{pattern}` never fires: {e}"))?;
+    Ok(next.timestamp().as_millisecond())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(s: &str) -> i64 {
+        s.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+    }
+
+    #[test]
+    fn next_runs_in_a_time_zone() {
+        let utc = jiff::tz::TimeZone::UTC;
+        assert_eq!(next_after("0 3 * * *", &utc, ms("2026-11-23T10:00:00Z")).unwrap(), ms("2026-11-24T03:00:00Z"));
+        assert_eq!(next_after("*/15 * * * *", &utc, ms("2026-11-23T10:00:00Z")).unwrap(), ms("2026-11-23T10:15:00Z"));
+        let fixed = jiff::tz::TimeZone::fixed(jiff::tz::offset(2));
+        assert_eq!(next_after("0 3 * * *", &fixed, ms("2026-11-23T10:00:00Z")).unwrap(), ms("2026-11-24T01:00:00Z"));
+        assert!(check_cron("61 * * * *").is_err());
+        assert!(check_cron("every day").is_err());
+    }
+}
+
+#[cfg(test)]
+mod dst {
+    use super::*;
+
+    fn ms(s: &str) -> i64 {
+        s.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+    }
+
+    /// Europe/Paris: clocks go 02:00 → 03:00 on 2026-03-29 and 03:00 → 02:00 on 2026-10-25.
+    #[test]
+    fn daylight_saving_changes() {
+        let paris = jiff::tz::TimeZone::get("Europe/Paris").expect("tzdata is installed");
+        // Spring forward: 02:30 does not exist that day; the run happens once, at the next valid instant.
+        let spring = next_after("30 2 * * *", &paris, ms("2026-03-28T12:00:00Z")).unwrap();
+        assert!(spring >= ms("2026-03-29T00:30:00Z") && spring <= ms("2026-03-29T01:30:00Z"), "{spring}");
+        let after = next_after("30 2 * * *", &paris, spring).unwrap();
+        assert_eq!(after, ms("2026-03-30T00:30:00Z"), "and normally the next day (CEST)");
+        // Fall back: 02:30 happens twice; the job runs once.
+        let fall = next_after("30 2 * * *", &paris, ms("2026-10-24T12:00:00Z")).unwrap();
+        assert_eq!(fall, ms("2026-10-25T00:30:00Z"));
+        let after = next_after("30 2 * * *", &paris, fall).unwrap();
+        assert_eq!(after, ms("2026-10-26T01:30:00Z"), "not again at the repeated 02:30");
+        // A daily 09:00 stays at 09:00 local across the change.
+        assert_eq!(next_after("0 9 * * *", &paris, ms("2026-03-28T12:00:00Z")).unwrap(), ms("2026-03-29T07:00:00Z"));
+    }
+}

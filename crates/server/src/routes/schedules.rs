@@ -1,0 +1,99 @@
+//! Schedules created through the API (a runbook's own come with each published version).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use opsbook_store::{ScheduleRecord, ServerStore, now_ms};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{Auth, Perm};
+use crate::error::{ApiError, ApiResult, params_error};
+use crate::scheduler::{next_run, timezone};
+use crate::state::{AppState, request_id};
+
+#[derive(Deserialize)]
+pub struct ScheduleBody {
+    runbook: String,
+    cron: String,
+    timezone: Option<String>,
+    #[serde(default)]
+    params: serde_json::Map<String, Value>,
+    overlap: Option<String>,
+    missed: Option<String>,
+}
+
+pub async fn create(
+    State(st): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Json(b): Json<ScheduleBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let rid = request_id(&headers);
+    auth.require(&st, Perm::Run, &b.runbook, &rid).await?;
+    opsbook_core::schedule::check_cron(&b.cron).map_err(ApiError::bad_request)?;
+    let tz = b.timezone.unwrap_or_else(|| "UTC".into());
+    timezone(&tz).map_err(ApiError::bad_request)?;
+    let overlap = b.overlap.unwrap_or_else(|| "skip".into());
+    let missed = b.missed.unwrap_or_else(|| "skip".into());
+    if overlap != "skip" && overlap != "queue" {
+        return Err(ApiError::bad_request("overlap must be skip or queue"));
+    }
+    if missed != "skip" && missed != "run_once" {
+        return Err(ApiError::bad_request("missed must be skip or run_once"));
+    }
+    let entry = st.store.registry_entry(&b.runbook).await?;
+    let (_, content) = st.store.registry_version(&b.runbook, &entry.latest_version).await?;
+    let rb = opsbook_core::parse(&content).map_err(|_| ApiError::internal("stored runbook does not parse"))?;
+    let inputs = b.params.iter().map(|(k, v)| (k.clone(), opsbook_core::Input::Value(v.clone()))).collect();
+    let params = rb.check_params(&inputs).map_err(|e| params_error(&e))?;
+    if !params.secret_names.is_empty() && rb.params.iter().any(|p| p.is_secret() && p.spec.required) {
+        return Err(ApiError::bad_request("this runbook needs a secret parameter, and secrets cannot be scheduled"));
+    }
+    let values = params.values.clone().into_iter().collect();
+    if let Some(p) = crate::policy::refusal(&st.config.policies, &auth.0, &b.runbook, &rb.tags, &values) {
+        return Err(ApiError::forbidden(format!(
+            "scheduling `{}` like this needs one of the roles {}",
+            b.runbook,
+            p.roles.join(", ")
+        )));
+    }
+    let mut s = ScheduleRecord {
+        id: opsbook_store::id::new_id(),
+        runbook: b.runbook,
+        source: "api".into(),
+        cron: b.cron,
+        timezone: tz,
+        params: Value::Object(b.params),
+        overlap,
+        missed,
+        created_by: auth.0.user.clone(),
+        created_at: now_ms(),
+        next_run_at: None,
+        last_run_at: None,
+        last_result: None,
+    };
+    s.next_run_at = next_run(&s, now_ms());
+    st.store.create_schedule(&s).await?;
+    let doc = serde_json::to_value(&s).map_err(ApiError::internal)?;
+    st.audit(&auth.0.user, "schedule.create", &s.id, &rid, doc.clone()).await;
+    Ok((StatusCode::CREATED, Json(doc)))
+}
+
+pub async fn list(State(st): State<AppState>, auth: Auth, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    auth.require(&st, Perm::Read, "schedules", &request_id(&headers)).await?;
+    Ok(Json(json!({ "items": st.store.schedules().await? })))
+}
+
+pub async fn delete(
+    State(st): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let rid = request_id(&headers);
+    auth.require(&st, Perm::Run, &id, &rid).await?;
+    st.store.delete_schedule(&id).await?;
+    st.audit(&auth.0.user, "schedule.delete", &id, &rid, json!({})).await;
+    Ok(Json(json!({ "id": id, "deleted": true })))
+}

@@ -1,0 +1,95 @@
+//! The scheduler: starts scheduled executions when they are due, as `schedule:<id>`.
+//! `tick` takes the time as an argument, so tests drive it with any clock.
+
+use std::time::Duration;
+
+use opsbook_core::schedule::next_after;
+use opsbook_store::{ScheduleRecord, ServerStore, now_ms};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::auth::Principal;
+use crate::state::AppState;
+
+/// A due time this far in the past means the server was down: the run was missed.
+pub const MISSED_AFTER_MS: i64 = 60_000;
+
+pub fn timezone(name: &str) -> Result<jiff::tz::TimeZone, String> {
+    jiff::tz::TimeZone::get(name).map_err(|_| format!("unknown time zone `{name}`"))
+}
+
+/// The next run of a schedule after `after`, or `None` if it can never run.
+pub fn next_run(s: &ScheduleRecord, after: i64) -> Option<i64> {
+    let tz = timezone(&s.timezone).ok()?;
+    next_after(&s.cron, &tz, after).ok()
+}
+
+/// Starts every schedule due at `now`; returns `(schedule id, what happened)`.
+pub async fn tick(state: &AppState, now: i64) -> Vec<(String, String)> {
+    let due = match state.store.due_schedules(now).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(%e, "cannot read due schedules");
+            return Vec::new();
+        }
+    };
+    let mut done = Vec::new();
+    for s in due {
+        let due_at = s.next_run_at.unwrap_or(now);
+        let actor = format!("schedule:{}", s.id);
+        let result = if now - due_at > MISSED_AFTER_MS && s.missed == "skip" {
+            "missed while the server was down; skipped".to_string()
+        } else if s.overlap == "skip" && state.store.has_active_execution(&actor).await.unwrap_or(false) {
+            "skipped: the previous run is still going".to_string()
+        } else {
+            let inputs = s
+                .params
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), opsbook_core::Input::Value(v.clone())))
+                .collect();
+            // Policies were checked when the schedule was created (or its runbook published
+            // by an author); a due run is not refused again.
+            let who = Principal {
+                user: actor.clone(),
+                roles: vec!["operator".into(), "admin".into()],
+                token_id: String::new(),
+            };
+            match crate::routes::enqueue(state, &s.runbook, None, inputs, &who, None).await {
+                Ok((id, _, version, masked)) => {
+                    state
+                        .audit(
+                            &actor,
+                            "execution.submit",
+                            &id,
+                            "",
+                            json!({ "runbook": s.runbook, "version": version, "params": masked }),
+                        )
+                        .await;
+                    format!("started {id}")
+                }
+                Err(e) => format!("not started: {}", e.message),
+            }
+        };
+        let next = next_run(&s, now);
+        if let Err(e) = state.store.schedule_ran(&s.id, now, next, &result).await {
+            tracing::error!(%e, schedule = s.id, "cannot record a schedule run");
+        }
+        done.push((s.id, result));
+    }
+    done
+}
+
+pub fn spawn(state: &AppState, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    let state = state.clone();
+    tokio::spawn(async move {
+        loop {
+            tick(&state, now_ms()).await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    })
+}

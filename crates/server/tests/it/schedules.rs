@@ -1,0 +1,134 @@
+//! The scheduler, driven with a controllable clock through `scheduler::tick`.
+
+use opsbook_server::scheduler::tick;
+use opsbook_store::{ExecutionFilter, ServerStore, Store, now_ms};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::support::{Server, runbook};
+
+const DAY: i64 = 86_400_000;
+
+fn next_3am_utc(after: i64) -> i64 {
+    let day = after - after.rem_euclid(DAY);
+    let at = day + 3 * 3_600_000;
+    if at > after { at } else { at + DAY }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runbook_schedules_fire_when_due() {
+    let s = Server::start().await;
+    let author = s.token("ann", &["author", "operator"]).await;
+    let book = runbook(
+        "nightly",
+        "1.0.0",
+        "",
+        "    target: { type: string, required: true }\n",
+        "    - id: a\n      run: echo backing up {{ params.target }}\n",
+    )
+    .replace(
+        "  steps:",
+        "  schedules:\n    - { cron: \"0 3 * * *\", timezone: UTC, params: { target: db } }\n  steps:",
+    );
+    let (status, doc) = s.publish(&author, &book).await;
+    assert_eq!(status, StatusCode::CREATED, "{doc}");
+    let before = now_ms();
+    let (_, list) = s.get("/api/v1/schedules", &author).await;
+    let sched = &list["items"][0];
+    assert_eq!(sched["id"], "nightly#1");
+    let next = sched["next_run_at"].as_i64().unwrap();
+    assert_eq!(next, next_3am_utc(before));
+
+    assert!(tick(&s.state, next - 1).await.is_empty(), "not due yet");
+    let ran = tick(&s.state, next).await;
+    assert_eq!(ran.len(), 1);
+    assert!(ran[0].1.starts_with("started "), "{ran:?}");
+    let id = ran[0].1.trim_start_matches("started ").to_string();
+    let done = s.settled(&id, &author).await;
+    assert_eq!(done["actor"], "schedule:nightly#1");
+    assert_eq!(done["status"], "succeeded");
+    let (_, list) = s.get("/api/v1/schedules", &author).await;
+    assert_eq!(list["items"][0]["next_run_at"].as_i64().unwrap(), next + DAY);
+    assert_eq!(list["items"][0]["last_result"], format!("started {id}"));
+
+    // A new version replaces the runbook's schedules.
+    let v2 = book.replace("1.0.0", "1.1.0").replace("0 3 * * *", "30 4 * * *");
+    s.publish(&author, &v2).await;
+    let (_, list) = s.get("/api/v1/schedules", &author).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list["items"][0]["cron"], "30 4 * * *");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlap_and_missed_runs_follow_their_policy() {
+    let s = Server::start().await;
+    let op = s.token("olga", &["author", "operator"]).await;
+    // Waits for an approval, so a run stays active.
+    s.publish(&op, &runbook("slow", "1.0.0", "", "", "    - id: gate\n      approval: {}\n")).await;
+    let create = |overlap: &str, missed: &str| json!({ "runbook": "slow", "cron": "* * * * *", "overlap": overlap, "missed": missed });
+    let (status, skip) = s.post("/api/v1/schedules", &op, create("skip", "skip")).await;
+    assert_eq!(status, StatusCode::CREATED, "{skip}");
+    let (status, bad) = s.post("/api/v1/schedules", &op, json!({ "runbook": "slow", "cron": "61 * * * *" })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(bad["error"]["message"].as_str().unwrap().starts_with("invalid cron pattern `61 * * * *`"), "{bad}");
+    let (status, bad) = s
+        .post("/api/v1/schedules", &op, json!({ "runbook": "slow", "cron": "* * * * *", "timezone": "Mars/Olympus" }))
+        .await;
+    assert_eq!(
+        (status, bad["error"]["message"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("unknown time zone `Mars/Olympus`"))
+    );
+
+    let t1 = skip["next_run_at"].as_i64().unwrap();
+    let first = tick(&s.state, t1).await;
+    assert!(first[0].1.starts_with("started "), "{first:?}");
+    let id = first[0].1.trim_start_matches("started ").to_string();
+    s.wait_for(&id, &op, |d| d["status"] == "waiting").await;
+    let second = tick(&s.state, t1 + 60_000).await;
+    assert_eq!(second[0].1, "skipped: the previous run is still going");
+
+    // With overlap: queue, a second run starts anyway.
+    s.call("DELETE", &format!("/api/v1/schedules/{}", skip["id"].as_str().unwrap()), Some(&op), None).await;
+    let (_, queue) = s.post("/api/v1/schedules", &op, create("queue", "skip")).await;
+    let t = queue["next_run_at"].as_i64().unwrap();
+    assert!(tick(&s.state, t).await[0].1.starts_with("started "));
+    assert!(tick(&s.state, t + 60_000).await[0].1.starts_with("started "));
+    s.call("DELETE", &format!("/api/v1/schedules/{}", queue["id"].as_str().unwrap()), Some(&op), None).await;
+
+    // Missed while down for three days: skip runs nothing; run_once runs once.
+    let count = |s: &Server| {
+        let store = s.store.clone();
+        async move {
+            store
+                .executions(&ExecutionFilter { runbook: Some("slow".into()), limit: 100, ..Default::default() })
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    let before = count(&s).await;
+    let (_, missed_skip) =
+        s.post("/api/v1/schedules", &op, json!({ "runbook": "slow", "cron": "* * * * *", "overlap": "queue" })).await;
+    let late = missed_skip["next_run_at"].as_i64().unwrap() + 3 * DAY;
+    let r = tick(&s.state, late).await;
+    assert_eq!(r[0].1, "missed while the server was down; skipped");
+    assert_eq!(count(&s).await, before);
+    s.call("DELETE", &format!("/api/v1/schedules/{}", missed_skip["id"].as_str().unwrap()), Some(&op), None).await;
+    let (_, once) = s
+        .post(
+            "/api/v1/schedules",
+            &op,
+            json!({ "runbook": "slow", "cron": "* * * * *", "overlap": "queue", "missed": "run_once" }),
+        )
+        .await;
+    let late = once["next_run_at"].as_i64().unwrap() + 3 * DAY;
+    let r = tick(&s.state, late).await;
+    assert_eq!(r.len(), 1, "one run, not one per missed minute");
+    assert!(r[0].1.starts_with("started "));
+    assert_eq!(count(&s).await, before + 1);
+    let (_, list) = s.get("/api/v1/schedules", &op).await;
+    assert!(list["items"][0]["next_run_at"].as_i64().unwrap() > late, "the next run is after now");
+    assert!(s.store.schedules().await.unwrap().iter().all(|x| x.source == "api"));
+    s.stop().await;
+}
