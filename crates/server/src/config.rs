@@ -9,6 +9,8 @@ use serde::Deserialize;
 pub struct Config {
     /// Address of the HTTP API.
     pub listen: String,
+    /// Address of the Prometheus `/metrics` endpoint; empty: none.
+    pub metrics_listen: String,
     /// SQLite database (default: the same as the local runner's).
     pub db: Option<PathBuf>,
     /// Executions run at once by this server.
@@ -34,6 +36,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: "127.0.0.1:8080".into(),
+            metrics_listen: "127.0.0.1:9464".into(),
             db: None,
             workers: 4,
             workdir: PathBuf::from("."),
@@ -49,11 +52,15 @@ impl Default for Config {
 
 /// The commented file `opsbook serve --init` writes.
 pub const DEFAULT_FILE: &str = r#"# opsbook server settings. Every key may also be set in the environment:
-# OPSBOOK_LISTEN, OPSBOOK_DB, OPSBOOK_WORKERS, OPSBOOK_WORKDIR, OPSBOOK_SHUTDOWN_GRACE,
+# OPSBOOK_LISTEN, OPSBOOK_METRICS_LISTEN, OPSBOOK_DB, OPSBOOK_WORKERS, OPSBOOK_WORKDIR, OPSBOOK_SHUTDOWN_GRACE,
 # OPSBOOK_KILL_GRACE, OPSBOOK_LEASE (the environment wins over this file; flags win over both).
 
 # Address of the HTTP API. Put it behind a TLS-terminating proxy for other machines.
 listen = "127.0.0.1:8080"
+
+# Address of the Prometheus /metrics endpoint (no token: keep it on a private address).
+# An empty string turns it off.
+metrics_listen = "127.0.0.1:9464"
 
 # SQLite database file (default: $XDG_DATA_HOME/opsbook/opsbook.db).
 # db = "/var/lib/opsbook/opsbook.db"
@@ -123,6 +130,9 @@ impl Config {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         if let Some(v) = env("OPSBOOK_LISTEN") {
             config.listen = v;
+        }
+        if let Ok(v) = std::env::var("OPSBOOK_METRICS_LISTEN") {
+            config.metrics_listen = v;
         }
         if let Some(v) = env("OPSBOOK_DB") {
             config.db = Some(v.into());

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 mod diff;
 mod error;
+pub mod metrics;
 pub mod notify;
 pub mod policy;
 mod routes;
@@ -59,6 +60,7 @@ pub fn state(store: Db, config: Config) -> AppState {
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -70,6 +72,17 @@ pub async fn serve(
         let _ = http_stop.wait_for(|s| *s).await;
     });
     let server = tokio::spawn(async move { server.await });
+    let metrics_server = metrics_listener.map(|l| {
+        let mut stop = stop_rx.clone();
+        let app = metrics::router(state.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(l, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+        })
+    });
     shutdown.await;
     tracing::info!("shutting down: no new executions are claimed");
     let _ = stop_tx.send(true);
@@ -84,6 +97,9 @@ pub async fn serve(
     }
     reaper.abort();
     scheduler.abort();
+    if let Some(m) = metrics_server {
+        let _ = m.await;
+    }
     match server.await {
         Ok(r) => r,
         Err(e) => Err(std::io::Error::other(e)),

@@ -94,16 +94,24 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize().into()
 }
 
-/// Turns engine events of one execution into notification events.
+/// Turns engine events of one execution into notification events and metrics.
 pub struct Notifier {
     pub execution_id: String,
+    pub runbook: String,
     pub tx: mpsc::UnboundedSender<(String, &'static str)>,
     rolled_back: std::sync::atomic::AtomicBool,
+    started: std::time::Instant,
 }
 
 impl Notifier {
-    pub fn new(execution_id: &str, tx: mpsc::UnboundedSender<(String, &'static str)>) -> Notifier {
-        Notifier { execution_id: execution_id.to_string(), tx, rolled_back: Default::default() }
+    pub fn new(execution_id: &str, runbook: &str, tx: mpsc::UnboundedSender<(String, &'static str)>) -> Notifier {
+        Notifier {
+            execution_id: execution_id.to_string(),
+            runbook: runbook.to_string(),
+            tx,
+            rolled_back: Default::default(),
+            started: std::time::Instant::now(),
+        }
     }
 
     fn send(&self, event: &'static str) {
@@ -119,7 +127,14 @@ impl Observer for Notifier {
             Event::Started { resumed: false, .. } => self.send("started"),
             Event::Waiting { .. } => self.send("waiting"),
             Event::RollbackFinished { .. } => self.rolled_back.store(true, Ordering::Relaxed),
+            Event::StepFinished { step_id, status, duration_ms, .. } => {
+                crate::metrics::step_finished(&self.runbook, step_id, status.as_str(), *duration_ms as f64 / 1000.0);
+            }
             Event::Finished { status } => {
+                if status.is_terminal() {
+                    let secs = self.started.elapsed().as_secs_f64();
+                    crate::metrics::execution_finished(&self.runbook, status.as_str(), secs);
+                }
                 if self.rolled_back.swap(false, Ordering::Relaxed) {
                     self.send("rolled_back");
                 }
@@ -245,6 +260,7 @@ async fn deliver(
         if ok {
             return;
         }
+        crate::metrics::notification_failed(&rule.name);
         if attempt < rule.attempts {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(300));

@@ -22,7 +22,7 @@ async fn worker(state: AppState, mut stop: watch::Receiver<bool>) {
             return;
         }
         match state.store.claim_next(&state.engine.config.owner, lease).await {
-            Ok(Some(exec)) => run_one(&state, &exec.id).await,
+            Ok(Some(exec)) => run_one(&state, &exec.id, &exec.runbook_name).await,
             Ok(None) => {
                 tokio::select! {
                     _ = state.wake.notified() => {}
@@ -38,11 +38,11 @@ async fn worker(state: AppState, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn run_one(state: &AppState, id: &str) {
+async fn run_one(state: &AppState, id: &str, runbook: &str) {
     let (handle, cancel) = cancel_pair();
     state.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), handle.clone());
     let secrets = state.secrets_of(id);
-    let notifier = crate::notify::Notifier::new(id, state.notify.clone());
+    let notifier = crate::notify::Notifier::new(id, runbook, state.notify.clone());
     let hooks = Hooks { observer: &notifier, prompt: None, cancel, cancel_handle: handle };
     let result = state.engine.run_claimed(id, &secrets, &hooks).await;
     state.running.lock().unwrap_or_else(|p| p.into_inner()).remove(id);

@@ -114,6 +114,13 @@ pub trait ServerStore: Store {
     /// Whether an execution started by `actor` is still queued, running or waiting.
     fn has_active_execution(&self, actor: &str) -> impl Future<Output = Result<bool>> + Send;
 
+    /// Executions created since `since` (optionally of one runbook), for analytics.
+    fn analytics_rows(
+        &self,
+        since: i64,
+        runbook: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<AnalyticsRow>>> + Send;
+
     fn record_notification(&self, a: &NotificationAttempt) -> impl Future<Output = Result<()>> + Send;
     fn notifications(&self, execution_id: &str) -> impl Future<Output = Result<Vec<NotificationAttempt>>> + Send;
 

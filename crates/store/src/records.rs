@@ -337,3 +337,15 @@ pub struct ScheduleRecord {
     pub last_run_at: Option<i64>,
     pub last_result: Option<String>,
 }
+
+/// The columns analytics need of one execution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalyticsRow {
+    pub runbook: String,
+    pub status: String,
+    pub actor: String,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub rolled_back: bool,
+}

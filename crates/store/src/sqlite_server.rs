@@ -4,9 +4,9 @@ use rusqlite::{OptionalExtension, Row, ToSql, TransactionBehavior, params, param
 
 use crate::sqlite::{EXECUTION_COLUMNS, collect, execution_from, json_text, parse_json};
 use crate::{
-    AuditFilter, AuditRecord, Error, Execution, LifecycleEvent, NewAudit, NotificationAttempt, Publish, Published,
-    PublishedVersion, RegistryEntry, Result, RunbookQuery, ScheduleRecord, ServerStore, SqliteStore, StepRecord, Store,
-    Token, audit_hash, now_ms,
+    AnalyticsRow, AuditFilter, AuditRecord, Error, Execution, LifecycleEvent, NewAudit, NotificationAttempt, Publish,
+    Published, PublishedVersion, RegistryEntry, Result, RunbookQuery, ScheduleRecord, ServerStore, SqliteStore,
+    StepRecord, Store, Token, audit_hash, now_ms,
 };
 
 const ENTRY_COLUMNS: &str = "name, status, latest_version, latest_sha256, title, description, runbook_type, owner, \
@@ -439,6 +439,25 @@ impl ServerStore for SqliteStore {
             |r| r.get(0),
         )?;
         Ok(n > 0)
+    }
+
+    async fn analytics_rows(&self, since: i64, runbook: Option<&str>) -> Result<Vec<AnalyticsRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT runbook_name, status, actor, created_at, started_at, finished_at, rollback_status FROM executions \
+             WHERE created_at >= ?1 AND (?2 IS NULL OR runbook_name = ?2) ORDER BY runbook_name",
+        )?;
+        collect(&mut stmt, params![since, runbook], |row| {
+            Ok(AnalyticsRow {
+                runbook: row.get(0)?,
+                status: row.get(1)?,
+                actor: row.get(2)?,
+                created_at: row.get(3)?,
+                started_at: row.get(4)?,
+                finished_at: row.get(5)?,
+                rolled_back: row.get::<_, Option<String>>(6)?.is_some(),
+            })
+        })
     }
 
     async fn record_notification(&self, a: &NotificationAttempt) -> Result<()> {

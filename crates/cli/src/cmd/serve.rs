@@ -12,6 +12,9 @@ pub struct Args {
     /// Address to listen on (default 127.0.0.1:8080)
     #[arg(long)]
     pub listen: Option<String>,
+    /// Address of /metrics (default 127.0.0.1:9464; "" for none)
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
     /// Settings file (default: ./opsbook.toml when present)
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -39,6 +42,9 @@ pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
     if let Some(l) = args.listen {
         config.listen = l;
     }
+    if let Some(l) = args.metrics_listen {
+        config.metrics_listen = l;
+    }
     if let Some(w) = args.workers {
         if w == 0 {
             return Err(usage("--workers must be at least 1"));
@@ -53,7 +59,24 @@ pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
         .await
         .map_err(|e| usage(format!("cannot listen on {}: {e}", config.listen)))?;
     let addr = listener.local_addr()?;
-    println!("opsbook serving on http://{addr} ({} workers, database {})", config.workers, path.display());
+    let metrics = if config.metrics_listen.is_empty() {
+        None
+    } else {
+        Some(
+            tokio::net::TcpListener::bind(&config.metrics_listen)
+                .await
+                .map_err(|e| usage(format!("cannot listen on {} (metrics): {e}", config.metrics_listen)))?,
+        )
+    };
+    let metrics_note = match &metrics {
+        Some(l) => format!(", metrics on http://{}/metrics", l.local_addr()?),
+        None => String::new(),
+    };
+    println!(
+        "opsbook serving on http://{addr} ({} workers, database {}{metrics_note})",
+        config.workers,
+        path.display()
+    );
     let state = opsbook_server::state(store, config);
     let shutdown = async {
         use tokio::signal::unix::{SignalKind, signal};
@@ -66,6 +89,6 @@ pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
         }
         eprintln!("shutting down: finishing running steps (up to the shutdown grace)");
     };
-    opsbook_server::serve(state, listener, shutdown).await?;
+    opsbook_server::serve(state, listener, metrics, shutdown).await?;
     Ok(EXIT_OK)
 }

@@ -291,7 +291,7 @@ pub async fn cancel(
         ExecStatus::Waiting => {
             let secrets = st.secrets_of(&exec.id);
             let (handle, cancel) = cancel_pair();
-            let notifier = crate::notify::Notifier::new(&exec.id, st.notify.clone());
+            let notifier = crate::notify::Notifier::new(&exec.id, &exec.runbook_name, st.notify.clone());
             let hooks = Hooks { observer: &notifier, prompt: None, cancel, cancel_handle: handle };
             st.engine.rollback(&exec.id, &secrets, &hooks).await?;
             st.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(&exec.id);

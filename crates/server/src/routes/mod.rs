@@ -1,6 +1,7 @@
 //! The HTTP API, one file per resource.
 
 mod admin;
+mod analytics;
 mod executions;
 mod health;
 mod runbooks;
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tokens", post(admin::create_token).get(admin::list_tokens))
         .route("/api/v1/tokens/{id}", delete(admin::revoke_token))
         .route("/api/v1/audit", get(admin::audit))
+        .route("/api/v1/analytics", get(analytics::analytics))
         .route("/api/v1/whoami", get(admin::whoami))
         .with_state(state)
 }

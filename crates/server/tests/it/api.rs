@@ -303,3 +303,48 @@ async fn audit_trail_records_and_detects_tampering() {
     assert_eq!(s.store.verify_audit().await.unwrap(), Err("record 2 is missing (the next record is 3)".into()));
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_analytics() {
+    let s = Server::start().await;
+    let op = s.token("olga", &["operator", "author"]).await;
+    let book = runbook(
+        "metered",
+        "1.0.0",
+        "  type: incident_response\n  review: { every: 30d, last_reviewed: 2020-01-01 }\n",
+        "    fail: { type: boolean, default: false }\n",
+        "    - id: first\n      run: \"true\"\n      rollback:\n        run: \"true\"\n    - id: second\n      run: test {{ params.fail }} = false\n",
+    )
+    .replace("  type: deployment\n", "");
+    let (status, doc) = s.publish(&op, &book).await;
+    assert_eq!(status, StatusCode::CREATED, "{doc}");
+    for fail in [false, true, false] {
+        let (_, sub) = s.post("/api/v1/runbooks/metered/executions", &op, json!({"params": {"fail": fail}})).await;
+        s.settled(sub["id"].as_str().unwrap(), &op).await;
+    }
+    let text = reqwest::get(&s.metrics_url).await.unwrap().text().await.unwrap();
+    for needle in [
+        "opsbook_executions_finished_total{runbook=\"metered\",status=\"succeeded\"} 2",
+        "opsbook_executions_finished_total{runbook=\"metered\",status=\"failed\"} 1",
+        "opsbook_execution_duration_seconds_bucket{runbook=\"metered\"",
+        "opsbook_step_duration_seconds_bucket{runbook=\"metered\",step=\"first\",status=\"succeeded\"",
+        "opsbook_queue_depth 0",
+        "opsbook_waiting_approvals 0",
+        "opsbook_executions{status=\"succeeded\"} 2",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+    let (status, a) = s.get("/api/v1/analytics?runbook=metered", &op).await;
+    assert_eq!(status, StatusCode::OK, "{a}");
+    let m = &a["runbooks"][0];
+    assert_eq!(m["runbook"], "metered");
+    assert_eq!(m["runs"], 3);
+    assert_eq!(m["success_rate"], 0.667);
+    assert_eq!(m["rollback_rate"], 0.333);
+    assert_eq!(m["distinct_users"], 1);
+    assert!(m["p95_duration_ms"].as_i64().unwrap() >= m["p50_duration_ms"].as_i64().unwrap());
+    assert!(m["mttr_ms"].is_number(), "incident_response runbooks get a time to recovery: {m}");
+    assert_eq!(a["review_overdue"][0]["runbook"], "metered");
+    assert_eq!(a["review_overdue"][0]["due"], "2020-01-31");
+    s.stop().await;
+}

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 pub struct Server {
     pub url: String,
+    pub metrics_url: String,
     pub dir: tempfile::TempDir,
     pub store: SqliteStore,
     pub state: opsbook_server::AppState,
@@ -38,10 +39,21 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(opsbook_server::serve(state, listener, async {
+        let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metrics_url = format!("http://{}/metrics", metrics.local_addr().unwrap());
+        let task = tokio::spawn(opsbook_server::serve(state, listener, Some(metrics), async {
             let _ = rx.await;
         }));
-        Server { url, dir, store, state: shared, stop: Some(tx), task: Some(task), http: reqwest::Client::new() }
+        Server {
+            url,
+            metrics_url,
+            dir,
+            store,
+            state: shared,
+            stop: Some(tx),
+            task: Some(task),
+            http: reqwest::Client::new(),
+        }
     }
 
     pub async fn stop(mut self) {

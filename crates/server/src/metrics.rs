@@ -1,0 +1,64 @@
+//! Prometheus metrics on their own listener (`metrics_listen`): counters and histograms
+//! recorded as executions run, gauges read from the database on each scrape.
+
+use std::sync::OnceLock;
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use opsbook_store::ServerStore;
+
+use crate::state::AppState;
+
+/// The process-wide recorder (metrics are global; every server in the process shares it).
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let buckets = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
+        let builder = PrometheusBuilder::new().set_buckets(&buckets).expect("bucket list is not empty");
+        match builder.install_recorder() {
+            Ok(h) => h,
+            // Another recorder is already installed: render an empty one rather than fail.
+            Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+        }
+    })
+}
+
+pub fn router(state: AppState) -> Router {
+    handle();
+    Router::new().route("/metrics", get(render)).with_state(state)
+}
+
+async fn render(State(st): State<AppState>) -> String {
+    if let Ok(counts) = st.store.count_by_status().await {
+        for status in ["queued", "running", "waiting", "succeeded", "failed", "cancelled", "interrupted"] {
+            let n = counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+            metrics::gauge!("opsbook_executions", "status" => status).set(n as f64);
+        }
+        let n = |s: &str| counts.iter().find(|(st, _)| st == s).map_or(0, |(_, n)| *n) as f64;
+        metrics::gauge!("opsbook_queue_depth").set(n("queued"));
+        metrics::gauge!("opsbook_waiting_approvals").set(n("waiting"));
+    }
+    metrics::gauge!("opsbook_workers").set(st.config.workers as f64);
+    metrics::gauge!("opsbook_running_here").set(st.running.lock().map(|r| r.len()).unwrap_or(0) as f64);
+    handle().render()
+}
+
+pub fn execution_finished(runbook: &str, status: &str, seconds: f64) {
+    metrics::counter!("opsbook_executions_finished_total", "runbook" => runbook.to_string(), "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!("opsbook_execution_duration_seconds", "runbook" => runbook.to_string()).record(seconds);
+}
+
+pub fn step_finished(runbook: &str, step: &str, status: &str, seconds: f64) {
+    metrics::histogram!(
+        "opsbook_step_duration_seconds",
+        "runbook" => runbook.to_string(), "step" => step.to_string(), "status" => status.to_string()
+    )
+    .record(seconds);
+}
+
+pub fn notification_failed(rule: &str) {
+    metrics::counter!("opsbook_notification_failures_total", "rule" => rule.to_string()).increment(1);
+}

@@ -1,0 +1,168 @@
+//! `GET /api/v1/analytics?runbook=&since=`: how runbooks are used and how they fare.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use opsbook_store::{AnalyticsRow, RunbookQuery, ServerStore, now_ms};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{Auth, Perm};
+use crate::error::{ApiError, ApiResult};
+use crate::state::{AppState, request_id};
+
+const WEEK_MS: f64 = 7.0 * 86_400_000.0;
+
+#[derive(Deserialize)]
+pub struct AnalyticsQuery {
+    runbook: Option<String>,
+    /// RFC 3339 time or epoch ms; default: 90 days ago.
+    since: Option<String>,
+}
+
+/// The value at quantile `q` of sorted values (nearest rank).
+fn percentile(sorted: &[i64], q: f64) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+pub fn summarize(rows: &[AnalyticsRow], window_start: i64, now: i64, incident: bool) -> Value {
+    let finished: Vec<&AnalyticsRow> = rows
+        .iter()
+        .filter(|r| matches!(r.status.as_str(), "succeeded" | "failed" | "cancelled" | "interrupted"))
+        .collect();
+    let succeeded = finished.iter().filter(|r| r.status == "succeeded").count();
+    let mut durations: Vec<i64> =
+        finished.iter().filter_map(|r| Some(r.finished_at? - r.started_at?)).filter(|d| *d >= 0).collect();
+    durations.sort_unstable();
+    let first = rows.iter().map(|r| r.created_at).min().unwrap_or(now).max(window_start);
+    let weeks = ((now - first) as f64 / WEEK_MS).max(1.0);
+    let users: BTreeSet<&str> = rows.iter().map(|r| r.actor.as_str()).collect();
+    let rate = |n: usize| {
+        if finished.is_empty() {
+            Value::Null
+        } else {
+            json!((n as f64 / finished.len() as f64 * 1000.0).round() / 1000.0)
+        }
+    };
+    let mut doc = json!({
+        "runs": rows.len(),
+        "finished": finished.len(),
+        "succeeded": succeeded,
+        "success_rate": rate(succeeded),
+        "p50_duration_ms": percentile(&durations, 0.5),
+        "p95_duration_ms": percentile(&durations, 0.95),
+        "runs_per_week": ((rows.len() as f64 / weeks) * 100.0).round() / 100.0,
+        "distinct_users": users.len(),
+        "rollback_rate": rate(finished.iter().filter(|r| r.rolled_back).count()),
+    });
+    if incident {
+        // Time to recovery: how long a successful incident response took, on average.
+        let recovered: Vec<i64> = finished
+            .iter()
+            .filter(|r| r.status == "succeeded")
+            .filter_map(|r| Some(r.finished_at? - r.started_at?))
+            .collect();
+        doc["mttr_ms"] = if recovered.is_empty() {
+            Value::Null
+        } else {
+            json!(recovered.iter().sum::<i64>() / recovered.len() as i64)
+        };
+    }
+    doc
+}
+
+pub async fn analytics(
+    State(st): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Query(q): Query<AnalyticsQuery>,
+) -> ApiResult<Json<Value>> {
+    auth.require(&st, Perm::Read, "analytics", &request_id(&headers)).await?;
+    let now = now_ms();
+    let since = match q.since.as_deref() {
+        Some(s) => s
+            .parse::<i64>()
+            .ok()
+            .or_else(|| s.parse::<jiff::Timestamp>().ok().map(|t| t.as_millisecond()))
+            .ok_or_else(|| ApiError::bad_request(format!("since: `{s}` is not a time")))?,
+        None => now - 90 * 86_400_000,
+    };
+    let rows = st.store.analytics_rows(since, q.runbook.as_deref()).await?;
+    let mut by_runbook: BTreeMap<&str, Vec<AnalyticsRow>> = BTreeMap::new();
+    for r in &rows {
+        by_runbook.entry(r.runbook.as_str()).or_default().push(r.clone());
+    }
+    let registry = st.store.registry(&RunbookQuery::default()).await?;
+    let kind_of = |name: &str| registry.iter().find(|e| e.name == name).map(|e| e.runbook_type.clone());
+    let runbooks: Vec<Value> = by_runbook
+        .iter()
+        .map(|(name, rows)| {
+            let incident = kind_of(name).as_deref() == Some("incident_response");
+            let mut doc = summarize(rows, since, now, incident);
+            doc["runbook"] = json!(name);
+            doc
+        })
+        .collect();
+    // Runbooks whose review is overdue, from their newest published text.
+    let today = jiff::Zoned::now().date();
+    let mut overdue = Vec::new();
+    for e in registry.iter().filter(|e| q.runbook.as_deref().is_none_or(|r| r == e.name)) {
+        let Ok((_, content)) = st.store.registry_version(&e.name, &e.latest_version).await else { continue };
+        let Ok(rb) = opsbook_core::parse(&content) else { continue };
+        match rb.review.as_ref().map(|r| (r.due(), r.last_reviewed)) {
+            Some((Some(due), _)) if due < today => {
+                overdue.push(json!({ "runbook": e.name, "due": due.to_string(), "owner": e.owner }))
+            }
+            Some((None, None)) => overdue.push(json!({ "runbook": e.name, "due": null, "owner": e.owner })),
+            _ => {}
+        }
+    }
+    Ok(Json(json!({
+        "since": opsbook_engine::report::time(Some(since)),
+        "runbooks": runbooks,
+        "review_overdue": overdue,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(status: &str, actor: &str, start: i64, dur: i64, rolled: bool) -> AnalyticsRow {
+        AnalyticsRow {
+            runbook: "r".into(),
+            status: status.into(),
+            actor: actor.into(),
+            created_at: start,
+            started_at: Some(start),
+            finished_at: Some(start + dur),
+            rolled_back: rolled,
+        }
+    }
+
+    #[test]
+    fn summarizes() {
+        let week = WEEK_MS as i64;
+        let rows = vec![
+            row("succeeded", "a", 0, 100, false),
+            row("succeeded", "b", 10, 200, false),
+            row("failed", "a", 20, 300, true),
+            row("succeeded", "c", 30, 400, false),
+        ];
+        let doc = summarize(&rows, 0, 2 * week, true);
+        assert_eq!(doc["runs"], 4);
+        assert_eq!(doc["success_rate"], 0.75);
+        assert_eq!(doc["p50_duration_ms"], 200);
+        assert_eq!(doc["p95_duration_ms"], 400);
+        assert_eq!(doc["runs_per_week"], 2.0);
+        assert_eq!(doc["distinct_users"], 3);
+        assert_eq!(doc["rollback_rate"], 0.25);
+        assert_eq!(doc["mttr_ms"], 233);
+    }
+}
