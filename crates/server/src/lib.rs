@@ -10,6 +10,7 @@ mod diff;
 mod error;
 pub mod metrics;
 pub mod notify;
+pub mod openapi;
 pub mod policy;
 mod routes;
 pub mod scheduler;

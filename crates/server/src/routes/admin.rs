@@ -11,7 +11,7 @@ use crate::auth::{self, Auth, Perm};
 use crate::error::{ApiError, ApiResult};
 use crate::state::{AppState, request_id};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct TokenBody {
     user: String,
     roles: Vec<String>,
@@ -20,6 +20,7 @@ pub struct TokenBody {
 }
 
 /// `POST /api/v1/tokens`: the secret is in this response and nowhere else, ever.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "admin", request_body = TokenBody, responses((status = 201, description = "The token, shown this once"), (status = 400, description = "Bad user, roles or expiry", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn create_token(
     State(st): State<AppState>,
     auth: Auth,
@@ -48,11 +49,13 @@ pub async fn create_token(
     Ok((StatusCode::CREATED, Json(doc)))
 }
 
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "admin", responses((status = 200, description = "Tokens, never their secrets"), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn list_tokens(State(st): State<AppState>, auth: Auth, headers: HeaderMap) -> ApiResult<Json<Value>> {
     auth.require(&st, Perm::Admin, "tokens", &request_id(&headers)).await?;
     Ok(Json(json!({ "items": st.store.tokens().await? })))
 }
 
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "admin", params(("id" = String, Path)), responses((status = 200, description = "Revoked"), (status = 404, description = "Unknown token", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn revoke_token(
     State(st): State<AppState>,
     auth: Auth,
@@ -66,7 +69,8 @@ pub async fn revoke_token(
     Ok(Json(json!({ "id": id, "revoked": true })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     actor: Option<String>,
     action: Option<String>,
@@ -75,6 +79,7 @@ pub struct AuditQuery {
     limit: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/api/v1/audit", tag = "admin", params(AuditQuery), responses((status = 200, description = "Audit records in order"), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn audit(
     State(st): State<AppState>,
     auth: Auth,
@@ -95,6 +100,7 @@ pub async fn audit(
     Ok(Json(json!({ "items": items })))
 }
 
+#[utoipa::path(get, path = "/api/v1/whoami", tag = "admin", responses((status = 200, description = "The caller"), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn whoami(auth: Auth) -> Json<Value> {
     Json(json!({ "user": auth.0.user, "roles": auth.0.roles, "token": auth.0.token_id }))
 }

@@ -15,7 +15,8 @@ use crate::state::{AppState, request_id};
 
 const WEEK_MS: f64 = 7.0 * 86_400_000.0;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AnalyticsQuery {
     runbook: Option<String>,
     /// RFC 3339 time or epoch ms; default: 90 days ago.
@@ -77,6 +78,7 @@ pub fn summarize(rows: &[AnalyticsRow], window_start: i64, now: i64, incident: b
     doc
 }
 
+#[utoipa::path(get, path = "/api/v1/analytics", tag = "analytics", params(AnalyticsQuery), responses((status = 200, description = "Per-runbook figures and overdue reviews"), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn analytics(
     State(st): State<AppState>,
     auth: Auth,

@@ -20,7 +20,7 @@ use crate::auth::{Auth, Perm};
 use crate::error::{ApiError, ApiResult, params_error};
 use crate::state::{AppState, request_id};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct SubmitBody {
     #[serde(default)]
     params: BTreeMap<String, Value>,
@@ -84,6 +84,7 @@ pub(crate) async fn enqueue(
 }
 
 /// `POST /api/v1/runbooks/{name}/executions` → 202 `{id}`; parameters are checked first.
+#[utoipa::path(post, path = "/api/v1/runbooks/{name}/executions", tag = "executions", params(("name" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries return the first execution")), request_body = SubmitBody, responses((status = 202, description = "Queued: {id}"), (status = 400, description = "Invalid parameters, each listed", body = crate::openapi::ErrorBody), (status = 409, description = "The runbook does not run (draft or archived)", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn submit(
     State(st): State<AppState>,
     auth: Auth,
@@ -110,7 +111,8 @@ pub async fn submit(
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     runbook: Option<String>,
     status: Option<String>,
@@ -126,6 +128,7 @@ fn parse_time(s: &str) -> Option<i64> {
 }
 
 /// `GET /api/v1/executions`: newest first, keyset-paginated (`next_cursor`).
+#[utoipa::path(get, path = "/api/v1/executions", operation_id = "listExecutions", tag = "executions", params(ListQuery), responses((status = 200, description = "Executions, newest first, with next_cursor"), (status = 400, description = "Bad filter", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn list(
     State(st): State<AppState>,
     auth: Auth,
@@ -159,6 +162,7 @@ pub async fn list(
     Ok(Json(json!({ "items": items, "next_cursor": next })))
 }
 
+#[utoipa::path(get, path = "/api/v1/executions/{id}", operation_id = "getExecution", tag = "executions", params(("id" = String, Path)), responses((status = 200, description = "The execution document"), (status = 404, description = "Unknown execution", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn get(
     State(st): State<AppState>,
     auth: Auth,
@@ -169,7 +173,8 @@ pub async fn get(
     Ok(Json(opsbook_engine::report::load(&st.store, &id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogsQuery {
     step: Option<String>,
     after: Option<i64>,
@@ -183,6 +188,7 @@ fn log_json(l: &opsbook_store::LogLine) -> Value {
     })
 }
 
+#[utoipa::path(get, path = "/api/v1/executions/{id}/logs", tag = "executions", params(("id" = String, Path), LogsQuery), responses((status = 200, description = "Log lines after `after`"), (status = 404, description = "Unknown execution", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn logs(
     State(st): State<AppState>,
     auth: Auth,
@@ -204,6 +210,7 @@ pub async fn logs(
 /// `GET .../events`: server-sent events — `log` events (id = log sequence number, so
 /// `Last-Event-ID` resumes after it) and `status` events; the stream ends when the
 /// execution stops running.
+#[utoipa::path(get, path = "/api/v1/executions/{id}/events", tag = "executions", params(("id" = String, Path), ("Last-Event-ID" = Option<String>, Header, description = "Resume after this log sequence number")), responses((status = 200, description = "Server-sent events: log and status", content_type = "text/event-stream"), (status = 404, description = "Unknown execution", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn events(
     State(st): State<AppState>,
     auth: Auth,
@@ -265,6 +272,7 @@ pub async fn events(
 
 /// `POST .../cancel`: a running execution is stopped by its worker (rollbacks run);
 /// a queued one is cancelled at once; a waiting one is rolled back.
+#[utoipa::path(post, path = "/api/v1/executions/{id}/cancel", tag = "executions", params(("id" = String, Path)), responses((status = 202, description = "Cancel requested or done"), (status = 409, description = "Already finished", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn cancel(
     State(st): State<AppState>,
     auth: Auth,
@@ -302,7 +310,7 @@ pub async fn cancel(
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": exec.id }))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ApprovalBody {
     decision: String,
     comment: Option<String>,
@@ -310,6 +318,7 @@ pub struct ApprovalBody {
 
 /// `POST .../approvals {decision: approve|reject, comment}`. The requester can never
 /// approve their own execution; one person decides once.
+#[utoipa::path(post, path = "/api/v1/executions/{id}/approvals", tag = "executions", params(("id" = String, Path)), request_body = ApprovalBody, responses((status = 200, description = "Decision recorded"), (status = 409, description = "Not waiting, or already decided", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn approve(
     State(st): State<AppState>,
     auth: Auth,

@@ -8,11 +8,13 @@ use serde_json::{Value, json};
 
 use crate::state::AppState;
 
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "The process is up")))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// Ready when the database answers.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, description = "The database answers"), (status = 503, description = "The database does not answer")))]
 pub async fn readyz(State(st): State<AppState>) -> (StatusCode, Json<Value>) {
     match st.store.count_by_status().await {
         Ok(_) => (StatusCode::OK, Json(json!({ "status": "ready" }))),

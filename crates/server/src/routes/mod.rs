@@ -1,11 +1,11 @@
 //! The HTTP API, one file per resource.
 
-mod admin;
-mod analytics;
-mod executions;
-mod health;
-mod runbooks;
-mod schedules;
+pub(crate) mod admin;
+pub(crate) mod analytics;
+pub(crate) mod executions;
+pub(crate) mod health;
+pub(crate) mod runbooks;
+pub(crate) mod schedules;
 
 pub(crate) use executions::enqueue;
 
@@ -18,6 +18,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/api/v1/openapi.json", get(crate::openapi::spec))
         .route("/api/v1/runbooks", post(runbooks::publish).get(runbooks::list))
         .route("/api/v1/runbooks/{name}", get(runbooks::get))
         .route("/api/v1/runbooks/{name}/versions", get(runbooks::versions))

@@ -15,7 +15,8 @@ use crate::auth::{Auth, Perm};
 use crate::error::{ApiError, ApiResult};
 use crate::state::{AppState, request_id};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PublishQuery {
     #[serde(default)]
     dry_run: bool,
@@ -55,6 +56,7 @@ async fn would_publish(st: &AppState, name: &str, version: &str, sha256: &str) -
 }
 
 /// `POST /api/v1/runbooks` with a YAML body: validated like `opsbook validate`.
+#[utoipa::path(post, path = "/api/v1/runbooks", tag = "runbooks", params(PublishQuery), request_body(content = String, content_type = "application/yaml", description = "The runbook document"), responses((status = 201, description = "Created"), (status = 200, description = "Updated, unchanged, or the dry-run outcome"), (status = 400, description = "Invalid runbook: details carry line and column", body = crate::openapi::ErrorBody), (status = 409, description = "Version not newer, or a published version with other content", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn publish(
     State(st): State<AppState>,
     auth: Auth,
@@ -132,7 +134,8 @@ pub async fn publish(
     Ok((status, Json(doc)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     q: Option<String>,
     #[serde(rename = "type")]
@@ -142,6 +145,7 @@ pub struct ListQuery {
     owner: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/runbooks", operation_id = "listRunbooks", tag = "runbooks", params(ListQuery), responses((status = 200, description = "Matching runbooks"), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn list(
     State(st): State<AppState>,
     auth: Auth,
@@ -156,6 +160,7 @@ pub async fn list(
     Ok(Json(json!({ "items": items })))
 }
 
+#[utoipa::path(get, path = "/api/v1/runbooks/{name}", operation_id = "getRunbook", tag = "runbooks", params(("name" = String, Path)), responses((status = 200, description = "The runbook and its lifecycle history"), (status = 404, description = "Unknown runbook", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn get(
     State(st): State<AppState>,
     auth: Auth,
@@ -170,6 +175,7 @@ pub async fn get(
     Ok(Json(doc))
 }
 
+#[utoipa::path(get, path = "/api/v1/runbooks/{name}/versions", tag = "runbooks", params(("name" = String, Path)), responses((status = 200, description = "Published versions, newest first"), (status = 404, description = "Unknown runbook", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn versions(
     State(st): State<AppState>,
     auth: Auth,
@@ -180,6 +186,7 @@ pub async fn versions(
     Ok(Json(json!({ "items": st.store.registry_versions(&name).await? })))
 }
 
+#[utoipa::path(get, path = "/api/v1/runbooks/{name}/versions/{version}", tag = "runbooks", params(("name" = String, Path), ("version" = String, Path)), responses((status = 200, description = "One version with its exact text"), (status = 404, description = "Unknown version", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn version(
     State(st): State<AppState>,
     auth: Auth,
@@ -193,13 +200,15 @@ pub async fn version(
     Ok(Json(doc))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DiffQuery {
     from: String,
     to: String,
 }
 
 /// `GET .../diff?from=1.0.0&to=1.1.0`: a unified diff of the two texts.
+#[utoipa::path(get, path = "/api/v1/runbooks/{name}/diff", tag = "runbooks", params(("name" = String, Path), DiffQuery), responses((status = 200, description = "Unified diff", content_type = "text/x-diff"), (status = 404, description = "Unknown version", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn diff(
     State(st): State<AppState>,
     auth: Auth,
@@ -214,7 +223,7 @@ pub async fn diff(
     Ok(([(axum::http::header::CONTENT_TYPE, "text/x-diff; charset=utf-8")], text).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct LifecycleBody {
     status: String,
     reason: Option<String>,
@@ -233,6 +242,7 @@ fn allowed(from: &str, to: &str) -> bool {
     )
 }
 
+#[utoipa::path(post, path = "/api/v1/runbooks/{name}/lifecycle", tag = "runbooks", params(("name" = String, Path)), request_body = LifecycleBody, responses((status = 200, description = "The recorded transition"), (status = 400, description = "Unknown status or no reason", body = crate::openapi::ErrorBody), (status = 409, description = "Transition not allowed", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn lifecycle(
     State(st): State<AppState>,
     auth: Auth,

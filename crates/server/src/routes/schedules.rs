@@ -12,7 +12,7 @@ use crate::error::{ApiError, ApiResult, params_error};
 use crate::scheduler::{next_run, timezone};
 use crate::state::{AppState, request_id};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ScheduleBody {
     runbook: String,
     cron: String,
@@ -23,6 +23,7 @@ pub struct ScheduleBody {
     missed: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/schedules", operation_id = "createSchedule", tag = "schedules", request_body = ScheduleBody, responses((status = 201, description = "The schedule with its next run"), (status = 400, description = "Bad cron, time zone or parameters", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn create(
     State(st): State<AppState>,
     auth: Auth,
@@ -80,11 +81,13 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(doc)))
 }
 
+#[utoipa::path(get, path = "/api/v1/schedules", operation_id = "listSchedules", tag = "schedules", responses((status = 200, description = "All schedules"), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn list(State(st): State<AppState>, auth: Auth, headers: HeaderMap) -> ApiResult<Json<Value>> {
     auth.require(&st, Perm::Read, "schedules", &request_id(&headers)).await?;
     Ok(Json(json!({ "items": st.store.schedules().await? })))
 }
 
+#[utoipa::path(delete, path = "/api/v1/schedules/{id}", operation_id = "deleteSchedule", tag = "schedules", params(("id" = String, Path)), responses((status = 200, description = "Deleted"), (status = 404, description = "Unknown (or a runbook's own) schedule", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn delete(
     State(st): State<AppState>,
     auth: Auth,

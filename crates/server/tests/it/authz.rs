@@ -106,6 +106,8 @@ async fn every_endpoint_checks_every_role() {
     // Health endpoints need no token.
     assert_eq!(s.call("GET", "/healthz", None, None).await.0, StatusCode::OK);
     assert_eq!(s.call("GET", "/readyz", None, None).await.0, StatusCode::OK);
+    let (status, spec) = s.call("GET", "/api/v1/openapi.json", None, None).await;
+    assert_eq!((status, spec["openapi"].as_str()), (StatusCode::OK, Some("3.1.0")));
     s.stop().await;
 }
 
