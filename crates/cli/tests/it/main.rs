@@ -6,4 +6,5 @@ mod durability;
 mod engine;
 mod logs;
 mod security;
+mod server;
 mod support;

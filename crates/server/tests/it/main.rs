@@ -3,5 +3,6 @@
 mod api;
 mod authz;
 mod notify;
+mod restart;
 mod schedules;
 mod support;

@@ -24,7 +24,11 @@ impl Server {
     }
 
     pub async fn start_with(change: impl FnOnce(&mut Config)) -> Server {
-        let dir = tempfile::tempdir().unwrap();
+        Server::start_in(tempfile::tempdir().unwrap(), change).await
+    }
+
+    /// Starts on an existing directory (and its database), e.g. after a restart.
+    pub async fn start_in(dir: tempfile::TempDir, change: impl FnOnce(&mut Config)) -> Server {
         let store = SqliteStore::open(&dir.path().join("opsbook.db")).await.unwrap();
         let mut config = Config {
             workers: 2,
@@ -56,13 +60,19 @@ impl Server {
         }
     }
 
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        self.stop_keep_dir().await;
+    }
+
+    /// Stops the server (graceful shutdown) and hands back its directory.
+    pub async fn stop_keep_dir(mut self) -> tempfile::TempDir {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
         if let Some(t) = self.task.take() {
             t.await.unwrap().unwrap();
         }
+        self.dir
     }
 
     /// A token for `user` with these roles.

@@ -1,0 +1,126 @@
+//! `opsbook serve` as a real process, and the CLI as its client.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+
+use crate::support::{Env, Out, out, runbook};
+
+struct Serve {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(env: &Env) -> Serve {
+    let mut child = env
+        .cmd(&["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "", "--workers", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let url =
+        first.split_whitespace().find(|w| w.starts_with("http://")).expect("the server prints its address").to_string();
+    Serve { child, url }
+}
+
+fn token(env: &Env, user: &str, roles: &[&str]) -> String {
+    let mut args = vec!["admin", "token", "create", "--user", user];
+    for r in roles {
+        args.extend(["--role", r]);
+    }
+    let o = env.run(&args);
+    assert_eq!(o.code, 0, "{o:?}");
+    o.stdout.trim().to_string()
+}
+
+fn client(env: &Env, url: &str, token: &str, args: &[&str]) -> Out {
+    let mut all = vec!["--server", url];
+    all.extend_from_slice(args);
+    out(env.cmd(&all).env("OPSBOOK_TOKEN", token).env("XDG_CONFIG_HOME", env.path("config")).output().unwrap())
+}
+
+#[test]
+fn push_run_and_approve_through_the_server() {
+    let env = Env::new();
+    let author = token(&env, "ann", &["author", "operator", "approver"]);
+    let approver = token(&env, "sam", &["approver"]);
+    let srv = serve(&env);
+
+    env.write(
+        "books/hello.yaml",
+        &runbook(
+            "    who: { type: string, default: world }\n",
+            "    - id: hi\n      run: echo hello {{ params.who }}\n",
+        ),
+    );
+    env.write(
+        "books/gated.yaml",
+        &runbook("", "    - id: gate\n      approval: {}\n    - id: after\n      run: echo approved\n")
+            .replace("name: test", "name: gated"),
+    );
+    let pushed = client(&env, &srv.url, &author, &["push", "books"]);
+    assert_eq!(pushed.code, 0, "{pushed:?}");
+    assert!(pushed.stdout.contains("created   gated 1.0.0"), "{pushed:?}");
+    assert!(pushed.stdout.contains("created   test 1.0.0"), "{pushed:?}");
+
+    // A changed file under the same version is refused, and nothing else is pushed either.
+    env.write("books/hello.yaml", &runbook("", "    - id: hi\n      run: echo changed\n"));
+    env.write(
+        "books/new.yaml",
+        &runbook("", "    - id: x\n      run: \"true\"\n").replace("name: test", "name: fresh"),
+    );
+    let refused = client(&env, &srv.url, &author, &["push", "books"]);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(refused.stderr.contains("test 1.0.0 is already published with different content"), "{refused:?}");
+    assert!(refused.stderr.contains("nothing was pushed"), "{refused:?}");
+    let listed = client(&env, &srv.url, &author, &["show", "nope"]);
+    assert_eq!(listed.code, 2);
+
+    let ran = client(&env, &srv.url, &author, &["run", "test", "-p", "who=cli", "--output", "json"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let doc = ran.json();
+    assert_eq!(doc["status"], "succeeded");
+    assert_eq!(doc["actor"], "ann");
+    let logs = client(&env, &srv.url, &author, &["logs", doc["id"].as_str().unwrap()]);
+    assert_eq!(logs.stdout, "[hi] hello cli\n");
+
+    let waiting = client(&env, &srv.url, &author, &["run", "gated"]);
+    assert_eq!(waiting.code, 3, "{waiting:?}");
+    let history = client(&env, &srv.url, &author, &["history", "--status", "waiting", "--output", "json"]);
+    let id = history.json()[0]["id"].as_str().unwrap().to_string();
+    let own = client(&env, &srv.url, &author, &["approve", &id]);
+    assert_eq!(own.code, 2);
+    assert!(own.stderr.contains("the requester cannot approve their own execution"), "{own:?}");
+    let ok = client(&env, &srv.url, &approver, &["approve", &id, "--comment", "go"]);
+    assert_eq!(ok.code, 0, "{ok:?}");
+    assert!(ok.stdout.contains("the execution continues"), "{ok:?}");
+
+    // login keeps the token for later commands.
+    let login = out(env
+        .cmd(&["--server", &srv.url, "login", "--token", &approver])
+        .env("XDG_CONFIG_HOME", env.path("config"))
+        .output()
+        .unwrap());
+    assert_eq!(login.code, 0, "{login:?}");
+    assert!(login.stdout.contains("logged in to"), "{login:?}");
+    let shown = out(env
+        .cmd(&["--server", &srv.url, "show", &id, "--output", "json"])
+        .env("XDG_CONFIG_HOME", env.path("config"))
+        .output()
+        .unwrap());
+    assert_eq!(shown.code, 0, "{shown:?}");
+    let creds = std::fs::metadata(env.path("config/opsbook/credentials.json")).unwrap();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&creds.permissions()) & 0o777, 0o600);
+
+    let verify = env.run(&["admin", "audit", "verify"]);
+    assert_eq!(verify.code, 0, "{verify:?}");
+    assert!(verify.stdout.starts_with("audit trail intact: "), "{verify:?}");
+}

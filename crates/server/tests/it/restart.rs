@@ -1,0 +1,105 @@
+//! Graceful shutdown and recovery after a restart.
+
+use std::time::{Duration, Instant};
+
+use opsbook_core::{ExecStatus, StepStatus};
+use opsbook_store::{Execution, StepRecord, Store, now_ms};
+use serde_json::json;
+
+use crate::support::{Server, runbook};
+
+fn dead(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_steps_finish_then_interrupts_the_rest() {
+    let s = Server::start_with(|c| c.shutdown_grace = "1s".into()).await;
+    let op = s.token("olga", &["operator", "author"]).await;
+    let book = runbook(
+        "long",
+        "1.0.0",
+        "",
+        "",
+        "    - id: hang\n      run: echo $$ > pid; sleep 300\n    - id: never\n      run: touch never\n",
+    );
+    s.publish(&op, &book).await;
+    let (_, sub) = s.post("/api/v1/runbooks/long/executions", &op, json!({})).await;
+    let id = sub["id"].as_str().unwrap().to_string();
+    let pid_file = s.dir.path().join("pid");
+    let start = Instant::now();
+    while !pid_file.exists() {
+        assert!(start.elapsed() < Duration::from_secs(20), "the step did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let store = s.store.clone();
+    let dir = s.stop_keep_dir().await;
+    let e = store.execution(&id).await.unwrap();
+    assert_eq!(e.status, ExecStatus::Interrupted);
+    assert_eq!(e.error.as_deref(), Some("the server shut down before this execution finished"));
+    let steps = store.steps(&id).await.unwrap();
+    assert_eq!(steps[0].status, StepStatus::Cancelled);
+    let start = Instant::now();
+    while !dead(pid) {
+        assert!(start.elapsed() < Duration::from_secs(10), "the step's process group was not killed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!dir.path().join("never").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_of_a_dead_worker_are_recovered_on_start() {
+    let s = Server::start().await;
+    let op = s.token("olga", &["operator", "author"]).await;
+    s.publish(&op, &runbook("job", "1.0.0", "", "", "    - id: a\n      run: \"true\"\n")).await;
+    let store = s.store.clone();
+    let dir = s.stop_keep_dir().await;
+    // A worker on another machine claimed this and died: its lease ran out.
+    let rb = opsbook_core::parse(&runbook("job", "1.0.0", "", "", "    - id: a\n      run: \"true\"\n")).unwrap();
+    let sha = store.runbook(&rb.sha256).await.unwrap().sha256;
+    let now = now_ms();
+    let exec = Execution {
+        id: "ghost000000000001".into(),
+        runbook_name: "job".into(),
+        runbook_version: "1.0.0".into(),
+        runbook_sha256: sha,
+        source_path: None,
+        base_dir: dir.path().to_string_lossy().into(),
+        status: ExecStatus::Running,
+        actor: "olga".into(),
+        params: json!({}),
+        secret_digests: json!({}),
+        created_at: now - 60_000,
+        started_at: Some(now - 60_000),
+        finished_at: None,
+        error: None,
+        current_step: Some(0),
+        rollback_status: None,
+        owner: Some("server:elsewhere:4242".into()),
+        lease_expires_at: Some(now - 1_000),
+        heartbeat_at: Some(now - 31_000),
+        cancel_requested: false,
+    };
+    let mut step = StepRecord::pending(&exec.id, 0, "a", "a", "run");
+    step.status = StepStatus::Running;
+    store.create_execution(&exec, &[step]).await.unwrap();
+    let s = Server::start_in(dir, |_| {}).await;
+    let start = Instant::now();
+    loop {
+        let e = s.store.execution(&exec.id).await.unwrap();
+        if e.status == ExecStatus::Interrupted {
+            assert_eq!(
+                e.error.as_deref(),
+                Some("the runner (server:elsewhere:4242) stopped unexpectedly during step `a`")
+            );
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "not recovered: {e:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.stop().await;
+}
