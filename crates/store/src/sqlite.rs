@@ -22,6 +22,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/sqlite/0002_server.sql")),
     (3, include_str!("../migrations/sqlite/0003_notifications.sql")),
     (4, include_str!("../migrations/sqlite/0004_schedules.sql")),
+    (5, include_str!("../migrations/sqlite/0005_execution_cursor.sql")),
 ];
 
 #[derive(Clone)]
@@ -459,8 +460,8 @@ impl Store for SqliteStore {
             args.push(Box::new(t));
         }
         if let Some((t, id)) = &f.before {
-            sql.push_str(" AND (created_at < ? OR (created_at = ? AND id < ?))");
-            args.push(Box::new(*t));
+            // A row value, so SQLite walks the (created_at, id) index from the cursor.
+            sql.push_str(" AND (created_at, id) < (?, ?)");
             args.push(Box::new(*t));
             args.push(Box::new(id.clone()));
         }

@@ -348,3 +348,30 @@ async fn metrics_and_analytics() {
     assert_eq!(a["review_overdue"][0]["due"], "2020-01-31");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_approval_times_out_without_holding_a_worker() {
+    let s = Server::start_with(|c| c.workers = 1).await;
+    let op = s.token("olga", &["operator", "author"]).await;
+    let book = runbook(
+        "gate",
+        "1.0.0",
+        "",
+        "",
+        "    - id: a\n      run: \"true\"\n      rollback:\n        run: touch undone\n    - id: wait\n      approval: { timeout: 1s }\n",
+    );
+    s.publish(&op, &book).await;
+    let (_, sub) = s.post("/api/v1/runbooks/gate/executions", &op, json!({})).await;
+    let id = sub["id"].as_str().unwrap().to_string();
+    s.wait_for(&id, &op, |d| d["status"] == "waiting").await;
+    // The only worker is free: another execution runs while the first waits.
+    s.publish(&op, &runbook("quick", "1.0.0", "", "", "    - id: a\n      run: \"true\"\n")).await;
+    let (_, other) = s.post("/api/v1/runbooks/quick/executions", &op, json!({})).await;
+    assert_eq!(s.settled(other["id"].as_str().unwrap(), &op).await["status"], "succeeded");
+    // The reaper requeues the expired wait; the step then fails as timed out and rolls back.
+    let done = s.wait_for(&id, &op, |d| d["status"] == "failed").await;
+    assert_eq!(done["steps"][1]["status"], "timed_out");
+    assert_eq!(done["steps"][1]["error"], "no decision within 1s");
+    assert!(s.dir.path().join("undone").exists());
+    s.stop().await;
+}
