@@ -71,7 +71,26 @@ pub enum Output {
     Json,
 }
 
+/// `opsbook ... | head` must end quietly when the reader goes away, as other Unix tools
+/// do (exit status 141, as if killed by SIGPIPE), not report a panic.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     // The server wants every core; a local run is sequential and starts faster on one thread.
     let runtime = if matches!(cli.command, Command::Serve(_)) {

@@ -47,7 +47,46 @@ pub async fn run(client: &Client, name: &str, params: BTreeMap<String, Value>, o
         let logs = client.get(&format!("/api/v1/executions/{id}/logs?after={after}")).await?;
         let doc = client.get(&format!("/api/v1/executions/{id}")).await?;
         if !json_out {
-            for l in logs["lines"].as_array().into_iter().flatten() {
+            // The same display as a local run: a step starts, its output streams beneath, it ends.
+            let steps = doc["steps"].as_array().cloned().unwrap_or_default();
+            let lines = logs["lines"].as_array().cloned().unwrap_or_default();
+            // Steps before `upto` that ended are reported before anything of a later step.
+            let finish = |upto: usize, seen: &mut BTreeMap<String, String>| {
+                for (idx, s) in steps.iter().enumerate().take(upto) {
+                    let sid = s["id"].as_str().unwrap_or_default();
+                    let st = s["status"].as_str().unwrap_or("pending");
+                    if matches!(st, "pending" | "running") || seen.get(sid).map(String::as_str) == Some(st) {
+                        continue;
+                    }
+                    if !seen.contains_key(sid) {
+                        let name = s["name"].as_str().unwrap_or(sid);
+                        live.on_event(&Event::StepStarted { idx, step_id: sid, name, attempt: 1, max_attempts: 1 });
+                    }
+                    let status = StepStatus::parse(st).unwrap_or(StepStatus::Failed);
+                    let duration_ms = s["duration_ms"].as_i64().unwrap_or(0);
+                    live.on_event(&Event::StepFinished {
+                        idx,
+                        step_id: sid,
+                        status,
+                        duration_ms,
+                        error: s["error"].as_str(),
+                    });
+                    seen.insert(sid.to_string(), st.to_string());
+                }
+            };
+            let start = |idx: usize, seen: &mut BTreeMap<String, String>| {
+                let sid = steps[idx]["id"].as_str().unwrap_or_default();
+                if !seen.contains_key(sid) {
+                    seen.insert(sid.to_string(), "running".into());
+                    let name = steps[idx]["name"].as_str().unwrap_or(sid);
+                    live.on_event(&Event::StepStarted { idx, step_id: sid, name, attempt: 1, max_attempts: 1 });
+                }
+            };
+            for l in &lines {
+                if let Some(idx) = steps.iter().position(|s| s["id"] == l["step"]) {
+                    finish(idx, &mut seen);
+                    start(idx, &mut seen);
+                }
                 let stream = Stream::parse(l["stream"].as_str().unwrap_or("stdout")).unwrap_or(Stream::Stdout);
                 let phase = Phase::parse(l["phase"].as_str().unwrap_or("step")).unwrap_or(Phase::Step);
                 live.on_event(&Event::Log {
@@ -57,20 +96,9 @@ pub async fn run(client: &Client, name: &str, params: BTreeMap<String, Value>, o
                     line: l["line"].as_str().unwrap_or(""),
                 });
             }
-            for (idx, s) in doc["steps"].as_array().into_iter().flatten().enumerate() {
-                let sid = s["id"].as_str().unwrap_or_default();
-                let st = s["status"].as_str().unwrap_or("pending");
-                if seen.get(sid).map(String::as_str) != Some(st) && st != "pending" && st != "running" {
-                    let status = StepStatus::parse(st).unwrap_or(StepStatus::Failed);
-                    live.on_event(&Event::StepFinished {
-                        idx,
-                        step_id: sid,
-                        status,
-                        duration_ms: s["duration_ms"].as_i64().unwrap_or(0),
-                        error: s["error"].as_str(),
-                    });
-                }
-                seen.insert(sid.to_string(), st.to_string());
+            finish(steps.len(), &mut seen);
+            if let Some(idx) = steps.iter().position(|s| s["status"] == "running") {
+                start(idx, &mut seen);
             }
         }
         if let Some(next) = logs["next_after"].as_i64() {

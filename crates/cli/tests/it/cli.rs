@@ -192,3 +192,14 @@ fn dry_run_renders_and_runs_nothing() {
     assert!(!env.path("ran").exists());
     assert!(!env.db.exists());
 }
+
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    let env = Env::new();
+    let mut child =
+        env.cmd(&["schema"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    drop(child.stdout.take()); // the reader goes away at once, like `| head -0`
+    let o = crate::support::out(child.wait_with_output().unwrap());
+    assert!(o.code == 141 || o.code == 0, "{o:?}");
+    assert!(!o.stderr.contains("panicked"), "{o:?}");
+}
