@@ -62,6 +62,9 @@ pub enum Command {
     /// Tokens and the audit trail (on the server's database)
     #[command(subcommand)]
     Admin(cmd::admin::Admin),
+    /// Health gates for any CI: may a deployment go ahead?
+    #[command(subcommand)]
+    Gate(cmd::gate::Gate),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Default)]

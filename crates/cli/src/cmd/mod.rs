@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod approve;
 pub mod cancel;
+pub mod gate;
 pub mod history;
 pub mod list;
 pub mod login;
@@ -114,6 +115,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Push(a) => push::exec(server, a).await,
         Command::Login(a) => login::exec(server, a).await,
         Command::Admin(a) => admin::exec(db, a).await,
+        Command::Gate(g) => gate::exec(g).await,
         Command::Run(a) => run::exec(db, a).await,
         Command::Validate(a) => validate::exec(a),
         Command::Schema => {

@@ -4,6 +4,7 @@ mod cancel;
 mod cli;
 mod durability;
 mod engine;
+mod gate;
 mod logs;
 mod security;
 mod server;

@@ -171,3 +171,60 @@ pub fn dead(pid: i32) -> bool {
 pub fn signal(child: &Child, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
 }
+
+/// A tiny HTTP server on 127.0.0.1 answering each path prefix with a scripted status and
+/// body (changeable while it runs); it records the request lines it saw.
+#[derive(Clone)]
+pub struct FakeHttp {
+    pub url: String,
+    pub routes: std::sync::Arc<std::sync::Mutex<Vec<(String, u16, String)>>>,
+    pub seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl FakeHttp {
+    pub fn start() -> FakeHttp {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let fake = FakeHttp { url, routes: Default::default(), seen: Default::default() };
+        let f = fake.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                if reader.read_line(&mut request).is_err() {
+                    continue;
+                }
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                        break;
+                    }
+                }
+                let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
+                f.seen.lock().unwrap().push(path.clone());
+                let (status, body) = f
+                    .routes
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .find(|(prefix, _, _)| path.starts_with(prefix.as_str()))
+                    .map(|(_, s, b)| (*s, b.clone()))
+                    .unwrap_or((404, "{}".into()));
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        fake
+    }
+
+    pub fn set(&self, prefix: &str, status: u16, body: &str) {
+        let mut routes = self.routes.lock().unwrap();
+        routes.retain(|(p, _, _)| p != prefix);
+        routes.push((prefix.to_string(), status, body.to_string()));
+    }
+}

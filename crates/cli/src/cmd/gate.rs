@@ -1,0 +1,234 @@
+//! `opsbook gate check|wait NAME`: may a deployment go ahead? For any CI system.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use console::style;
+use opsbook_gate::{Checker, GateDef, GateResult, GatesFile, Verdict};
+use serde_json::json;
+
+use super::{EXIT_OK, EXIT_WAITING, usage};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Gate {
+    /// Evaluate a gate once: exit 0 when it passes, 3 when it blocks
+    Check(CheckArgs),
+    /// Wait until a gate passes (exit 0), or give up after --max-wait (exit 3)
+    Wait(WaitArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// The gate's name in the gates file
+    pub name: String,
+    /// The gates file (default: ./opsbook.yaml)
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: GateOutput,
+    /// Per-source timeout
+    #[arg(long, default_value = "20s")]
+    pub timeout: String,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct WaitArgs {
+    #[command(flatten)]
+    pub check: CheckArgs,
+    #[arg(long, default_value = "3h")]
+    pub max_wait: String,
+    #[arg(long, default_value = "1m")]
+    pub poll: String,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum GateOutput {
+    #[default]
+    Text,
+    Json,
+    /// Text, plus GitHub Actions annotations and a step summary ($GITHUB_STEP_SUMMARY)
+    Github,
+}
+
+fn duration(flag: &str, v: &str) -> Result<Duration> {
+    opsbook_core::duration::parse(v).map(|d| d.0).map_err(|e| usage(format!("--{flag}: {e}")))
+}
+
+fn load(path: Option<&Path>, name: &str) -> Result<GateDef> {
+    let path = path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("opsbook.yaml"));
+    let text = std::fs::read_to_string(&path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+    let file = GatesFile::parse(&text).map_err(|e| usage(format!("{}:{e}", path.display())))?;
+    let names: Vec<&str> = file.gates.keys().map(String::as_str).collect();
+    file.gates.get(name).cloned().ok_or_else(|| {
+        let hint = opsbook_core::diagnostic::did_you_mean(name, &names)
+            .map(|m| format!(" (did you mean `{m}`?)"))
+            .unwrap_or_default();
+        usage(format!("no gate `{name}` in {}{hint}; gates: {}", path.display(), names.join(", ")))
+    })
+}
+
+pub fn document(r: &GateResult) -> serde_json::Value {
+    json!({
+        "gate": r.gate,
+        "verdict": r.verdict.as_str(),
+        "passes": r.passes(),
+        "fail_mode": r.fail_mode,
+        "checked_at": r.checked_at,
+        "sources": r.sources,
+        "records": r.records,
+    })
+}
+
+fn print_text(r: &GateResult) {
+    let verdict = match r.verdict {
+        Verdict::Clear => style("clear").green().bold(),
+        Verdict::Blocked => style("blocked").red().bold(),
+        Verdict::Unknown => style("unknown").yellow().bold(),
+    };
+    println!("gate {}: {verdict}", style(&r.gate).bold());
+    for s in &r.sources {
+        let err = s.error.as_deref().map(|e| format!(" — {e}")).unwrap_or_default();
+        println!("  {:<13} {:<8} {:>5}ms{err}", s.kind, s.verdict.as_str(), s.duration_ms);
+    }
+    if !r.records.is_empty() {
+        let mut t = Table::new();
+        t.load_style(UTF8_FULL_CONDENSED);
+        t.set_header(vec!["Source", "What", "Where", "Since", "Link"]);
+        for b in &r.records {
+            let place = [b.region.as_deref(), b.availability_zone.as_deref(), b.service.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" / ");
+            t.add_row(vec![
+                b.source.clone(),
+                b.title.clone(),
+                place,
+                b.started_at.clone().unwrap_or_default(),
+                b.url.clone().unwrap_or_default(),
+            ]);
+        }
+        println!("{t}");
+    }
+    if r.verdict == Verdict::Unknown {
+        let what = r.unreadable().join("; ");
+        if r.passes() {
+            eprintln!(
+                "{} passing under fail_mode: open although {what}",
+                style("warning:").yellow().bold().for_stderr()
+            );
+        } else {
+            eprintln!("blocking under fail_mode: closed because {what}");
+        }
+    }
+}
+
+/// GitHub Actions: annotations on the log, and a step summary listing the block records.
+fn github(r: &GateResult) -> Result<()> {
+    for b in &r.records {
+        println!("::error title=opsbook gate {}::{}: {}", r.gate, b.source, b.title.replace('\n', " "));
+    }
+    for u in r.unreadable() {
+        let level = if r.passes() { "warning" } else { "error" };
+        println!("::{level} title=opsbook gate {}::{u}", r.gate);
+    }
+    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") else { return Ok(()) };
+    let mut md = format!("### opsbook gate `{}`: {}\n\n", r.gate, r.verdict.as_str());
+    if !r.records.is_empty() {
+        md.push_str("| Source | What | Where | Since | Link |\n|---|---|---|---|---|\n");
+        for b in &r.records {
+            let place =
+                [b.region.as_deref(), b.service.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" / ");
+            let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                cell(&b.source),
+                cell(&b.title),
+                cell(&place),
+                cell(b.started_at.as_deref().unwrap_or("")),
+                b.url.as_deref().map(|u| format!("[link]({u})")).unwrap_or_default()
+            ));
+        }
+    }
+    for u in r.unreadable() {
+        md.push_str(&format!("\n- could not read {u}\n"));
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(md.as_bytes()))
+        .map_err(|e| anyhow::anyhow!("cannot write the step summary: {e}"))?;
+    Ok(())
+}
+
+fn report(r: &GateResult, output: GateOutput) -> Result<()> {
+    match output {
+        GateOutput::Json => println!("{}", serde_json::to_string_pretty(&document(r))?),
+        GateOutput::Text => print_text(r),
+        GateOutput::Github => {
+            print_text(r);
+            github(r)?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn exec(cmd: Gate) -> Result<u8> {
+    match cmd {
+        Gate::Check(a) => {
+            let gate = load(a.config.as_deref(), &a.name)?;
+            let checker = Checker::new(duration("timeout", &a.timeout)?).map_err(anyhow::Error::msg)?;
+            let r = checker.check(&a.name, &gate, jiff::Timestamp::now()).await;
+            report(&r, a.output)?;
+            Ok(if r.passes() { EXIT_OK } else { EXIT_WAITING })
+        }
+        Gate::Wait(w) => {
+            let a = w.check;
+            let gate = load(a.config.as_deref(), &a.name)?;
+            let max_wait = duration("max-wait", &w.max_wait)?;
+            let poll = duration("poll", &w.poll)?;
+            let checker = Checker::new(duration("timeout", &a.timeout)?).map_err(anyhow::Error::msg)?;
+            let started = Instant::now();
+            loop {
+                let r = checker.check(&a.name, &gate, jiff::Timestamp::now()).await;
+                if r.passes() {
+                    if started.elapsed() > poll / 2 {
+                        eprintln!(
+                            "gate {} is clear after {}",
+                            a.name,
+                            opsbook_core::duration::human_ms(started.elapsed().as_millis() as u64)
+                        );
+                    }
+                    report(&r, a.output)?;
+                    return Ok(EXIT_OK);
+                }
+                let waited = started.elapsed();
+                if waited + poll > max_wait {
+                    report(&r, a.output)?;
+                    eprintln!(
+                        "gate {} still {} after {}: giving up",
+                        a.name,
+                        r.verdict.as_str(),
+                        opsbook_core::Dur(max_wait)
+                    );
+                    return Ok(EXIT_WAITING);
+                }
+                let why: Vec<String> =
+                    r.records.iter().map(|b| format!("{}: {}", b.source, b.title)).chain(r.unreadable()).collect();
+                eprintln!(
+                    "gate {} {} for {} — {}; checking again in {}",
+                    a.name,
+                    r.verdict.as_str(),
+                    opsbook_core::duration::human_ms(waited.as_millis() as u64),
+                    why.join("; "),
+                    opsbook_core::Dur(poll)
+                );
+                tokio::time::sleep(poll).await;
+            }
+        }
+    }
+}

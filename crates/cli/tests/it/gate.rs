@@ -1,0 +1,163 @@
+//! `opsbook gate check|wait` against local servers speaking the real Statuspage and
+//! Alertmanager formats, plus freeze, http and command sources.
+
+use crate::support::{Env, FakeHttp, out};
+
+const CLEAR_PAGE: &str = r#"{"page":{"url":"https://status.example"},"components":[{"id":"c1","name":"Actions","status":"operational"},{"id":"c2","name":"Pages","status":"operational"}],"incidents":[]}"#;
+
+fn page_with_incident(impact: &str, component: &str) -> String {
+    format!(
+        r#"{{"page":{{"url":"https://status.example"}},"components":[{{"id":"c1","name":"Actions","status":"partial_outage"}},{{"id":"c2","name":"Pages","status":"operational"}}],"incidents":[{{"id":"inc42","name":"Delayed jobs","status":"investigating","impact":"{impact}","created_at":"2026-11-23T10:00:00Z","updated_at":"2026-11-23T10:05:00Z","shortlink":"https://stspg.io/inc42","components":[{{"name":"{component}"}}]}}]}}"#
+    )
+}
+
+const ALERT: &str = r#"[{"fingerprint":"f00d","labels":{"alertname":"HighErrorRate","severity":"critical","team":"web","region":"us-east-1","service":"checkout"},"annotations":{"summary":"5xx above 5%"},"startsAt":"2026-11-23T09:00:00Z","updatedAt":"2026-11-23T09:01:00Z","generatorURL":"http://prom/graph","status":{"state":"active"}}]"#;
+
+fn gates(status: &FakeHttp, am: &FakeHttp) -> String {
+    format!(
+        "gates:\n  prod:\n    sources:\n      - statuspage: {{ url: \"{}\", components: [Actions], min_impact: minor }}\n      - alertmanager: {{ url: \"{}\", matchers: ['severity=\"critical\"', 'team=\"web\"'] }}\n      - command: {{ run: \"exit 0\" }}\n  lenient:\n    fail_mode: open\n    sources:\n      - http: {{ url: \"http://127.0.0.1:9/nothing\" }}\n  strict:\n    sources:\n      - http: {{ url: \"http://127.0.0.1:9/nothing\" }}\n  frozen:\n    sources:\n      - freeze: {{ dates: [\"2000-01-01/2999-12-31\"] }}\n  checks:\n    sources:\n      - http: {{ url: \"{}/health\", expect_json: {{ path: \"$.status\", equals: ok }} }}\n      - command: {{ run: \"echo error budget spent; exit 1\" }}\n",
+        status.url, am.url, status.url
+    )
+}
+
+#[test]
+fn check_reports_verdicts_and_exit_codes() {
+    let env = Env::new();
+    let status = FakeHttp::start();
+    let am = FakeHttp::start();
+    status.set("/api/v2/summary.json", 200, CLEAR_PAGE);
+    status.set("/health", 200, r#"{"status":"degraded"}"#);
+    am.set("/api/v2/alerts", 200, "[]");
+    env.write("opsbook.yaml", &gates(&status, &am));
+
+    let clear = env.run(&["gate", "check", "prod", "--output", "json"]);
+    assert_eq!(clear.code, 0, "{clear:?}");
+    assert_eq!(clear.json()["verdict"], "clear");
+    // The Alertmanager query asks for active, unsilenced, uninhibited alerts with the matchers.
+    let asked = am.seen.lock().unwrap().last().unwrap().clone();
+    assert_eq!(
+        asked,
+        "/api/v2/alerts?active=true&silenced=false&inhibited=false&filter=severity%3D%22critical%22&filter=team%3D%22web%22"
+    );
+
+    status.set("/api/v2/summary.json", 200, &page_with_incident("major", "Actions"));
+    am.set("/api/v2/alerts", 200, ALERT);
+    let blocked = env.run(&["gate", "check", "prod", "--output", "json"]);
+    assert_eq!(blocked.code, 3, "{blocked:?}");
+    let doc = blocked.json();
+    assert_eq!(doc["verdict"], "blocked");
+    let records = doc["records"].as_array().unwrap();
+    assert_eq!(records.len(), 2, "{doc}");
+    assert_eq!(records[0]["source"], "statuspage");
+    assert_eq!(records[0]["id"], "inc42");
+    assert_eq!(records[0]["title"], "Delayed jobs");
+    assert_eq!(records[0]["url"], "https://stspg.io/inc42");
+    assert_eq!(records[1]["source"], "alertmanager");
+    assert_eq!(records[1]["id"], "f00d");
+    assert_eq!(records[1]["title"], "HighErrorRate: 5xx above 5%");
+    assert_eq!(records[1]["region"], "us-east-1");
+    let kinds: Vec<&str> = doc["sources"].as_array().unwrap().iter().map(|s| s["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, vec!["statuspage", "alertmanager", "command"]);
+
+    // An incident on a component the gate does not watch, or below min_impact, does not block.
+    status.set(
+        "/api/v2/summary.json",
+        200,
+        &page_with_incident("major", "Pages").replace("partial_outage", "operational"),
+    );
+    am.set("/api/v2/alerts", 200, "[]");
+    assert_eq!(env.run(&["gate", "check", "prod"]).code, 0);
+    status.set(
+        "/api/v2/summary.json",
+        200,
+        &page_with_incident("none", "Actions").replace("partial_outage", "operational"),
+    );
+    assert_eq!(env.run(&["gate", "check", "prod"]).code, 0);
+
+    // A source that cannot be read: fail_mode open passes with a warning, closed blocks and says why.
+    let lenient = env.run(&["gate", "check", "lenient"]);
+    assert_eq!(lenient.code, 0, "{lenient:?}");
+    assert!(
+        lenient.stderr.contains("warning: passing under fail_mode: open although http: cannot reach"),
+        "{lenient:?}"
+    );
+    let strict = env.run(&["gate", "check", "strict"]);
+    assert_eq!(strict.code, 3, "{strict:?}");
+    assert!(
+        strict
+            .stderr
+            .contains("blocking under fail_mode: closed because http: cannot reach http://127.0.0.1:9/nothing"),
+        "{strict:?}"
+    );
+
+    let frozen = env.run(&["gate", "check", "frozen", "--output", "json"]);
+    assert_eq!(frozen.code, 3);
+    assert_eq!(frozen.json()["records"][0]["title"], "freeze from 2000-01-01 to 2999-12-31");
+    let checks = env.run(&["gate", "check", "checks", "--output", "json"]);
+    assert_eq!(checks.code, 3);
+    let titles: Vec<String> =
+        checks.json()["records"].as_array().unwrap().iter().map(|r| r["title"].as_str().unwrap().to_string()).collect();
+    assert_eq!(titles, vec!["$.status is \"degraded\" (expected \"ok\")", "error budget spent"]);
+
+    let missing = env.run(&["gate", "check", "prd"]);
+    assert_eq!(missing.code, 2);
+    assert!(missing.stderr.contains("no gate `prd` in opsbook.yaml (did you mean `prod`?)"), "{missing:?}");
+    env.write("bad.yaml", "gates:\n  x:\n    sources:\n      - statuspag: { url: \"http://x\" }\n");
+    let bad = env.run(&["gate", "check", "x", "--config", "bad.yaml"]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("bad.yaml:4:9: unknown variant `statuspag`"), "{bad:?}");
+}
+
+#[test]
+fn github_output_writes_annotations_and_a_step_summary() {
+    let env = Env::new();
+    let status = FakeHttp::start();
+    let am = FakeHttp::start();
+    status.set("/api/v2/summary.json", 200, &page_with_incident("critical", "Actions"));
+    am.set("/api/v2/alerts", 200, "[]");
+    env.write("opsbook.yaml", &gates(&status, &am));
+    let summary = env.path("summary.md");
+    let o = out(env
+        .cmd(&["gate", "check", "prod", "--output", "github"])
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap());
+    assert_eq!(o.code, 3, "{o:?}");
+    assert!(o.stdout.contains("::error title=opsbook gate prod::statuspage: Delayed jobs"), "{o:?}");
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(md.starts_with("### opsbook gate `prod`: blocked\n"), "{md}");
+    assert!(
+        md.contains("| statuspage | Delayed jobs | Actions | 2026-11-23T10:00:00Z | [link](https://stspg.io/inc42) |"),
+        "{md}"
+    );
+}
+
+#[test]
+fn wait_resumes_when_the_incident_clears() {
+    let env = Env::new();
+    let status = FakeHttp::start();
+    let am = FakeHttp::start();
+    status.set("/api/v2/summary.json", 200, &page_with_incident("major", "Actions"));
+    am.set("/api/v2/alerts", 200, "[]");
+    env.write("opsbook.yaml", &gates(&status, &am));
+    let child = env
+        .cmd(&["gate", "wait", "prod", "--poll", "200ms", "--max-wait", "30s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the gate has been found blocked at least twice, then clear the incident.
+    crate::support::wait_until(|| status.seen.lock().unwrap().len() >= 2, "two checks");
+    status.set("/api/v2/summary.json", 200, CLEAR_PAGE);
+    let o = out(child.wait_with_output().unwrap());
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stderr.contains("gate prod blocked for"), "{o:?}");
+    assert!(o.stderr.contains("statuspage: Delayed jobs"), "{o:?}");
+    assert!(o.stderr.contains("gate prod is clear after"), "{o:?}");
+
+    // And gives up after --max-wait.
+    status.set("/api/v2/summary.json", 200, &page_with_incident("major", "Actions"));
+    let o = env.run(&["gate", "wait", "prod", "--poll", "100ms", "--max-wait", "300ms"]);
+    assert_eq!(o.code, 3, "{o:?}");
+    assert!(o.stderr.contains("gate prod still blocked after 300ms: giving up"), "{o:?}");
+}

@@ -1,0 +1,286 @@
+//! Gate definitions: `gates:` in `opsbook.yaml` (or a runbook), checked with line:column errors.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `fail_mode`: what a source that cannot be read means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailMode {
+    /// Block (the default): no deployment on an unknown state.
+    #[default]
+    Closed,
+    /// Pass, with a warning.
+    Open,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateDef {
+    #[serde(default)]
+    pub fail_mode: FailMode,
+    pub sources: Vec<Source>,
+}
+
+/// A file with named gates (other top-level keys are left to their owners).
+#[derive(Debug, Clone, Deserialize)]
+pub struct GatesFile {
+    #[serde(default)]
+    pub gates: BTreeMap<String, GateDef>,
+}
+
+/// One place to ask. Each variant is one file in `source/`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Source {
+    Statuspage(Statuspage),
+    Alertmanager(Alertmanager),
+    Freeze(Freeze),
+    Http(HttpCheck),
+    Command(CommandCheck),
+}
+
+impl Source {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::Statuspage(_) => "statuspage",
+            Source::Alertmanager(_) => "alertmanager",
+            Source::Freeze(_) => "freeze",
+            Source::Http(_) => "http",
+            Source::Command(_) => "command",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Impact {
+    None,
+    #[default]
+    Minor,
+    Major,
+    Critical,
+}
+
+impl Impact {
+    pub fn parse(s: &str) -> Option<Impact> {
+        match s {
+            "none" => Some(Impact::None),
+            "minor" => Some(Impact::Minor),
+            "major" => Some(Impact::Major),
+            "critical" => Some(Impact::Critical),
+            _ => None,
+        }
+    }
+}
+
+/// An Atlassian Statuspage (public API v2).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Statuspage {
+    /// The page, e.g. https://www.githubstatus.com
+    pub url: String,
+    /// Component names that matter; empty: all.
+    #[serde(default)]
+    pub components: Vec<String>,
+    /// The least impact that blocks (default minor).
+    #[serde(default)]
+    pub min_impact: Impact,
+}
+
+/// Prometheus Alertmanager (API v2): any active, unsilenced, uninhibited matching alert blocks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alertmanager {
+    pub url: String,
+    /// Alertmanager matchers, e.g. `severity="critical"`.
+    #[serde(default)]
+    pub matchers: Vec<String>,
+}
+
+/// Freeze windows (cron start + duration, in a time zone) and date ranges.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Freeze {
+    #[serde(default)]
+    pub windows: Vec<FreezeWindow>,
+    /// `YYYY-MM-DD` or `YYYY-MM-DD/YYYY-MM-DD` (inclusive), in `timezone`.
+    #[serde(default)]
+    pub dates: Vec<String>,
+    /// For `dates` (default UTC).
+    #[serde(default)]
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreezeWindow {
+    /// Cron pattern of the window's start.
+    pub start: String,
+    pub duration: opsbook_core::Dur,
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCheck {
+    pub url: String,
+    /// Default: any 2xx.
+    #[serde(default)]
+    pub expect_status: Vec<u16>,
+    #[serde(default)]
+    pub expect_json: Option<JsonExpectation>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonExpectation {
+    /// `$.a.b[0].c`
+    pub path: String,
+    pub equals: serde_json::Value,
+}
+
+/// A command: exit 0 clear, 1 blocked (first output line is the reason), anything else unknown.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandCheck {
+    pub run: String,
+}
+
+/// A problem in a gates file, with its place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub line: Option<u64>,
+    pub column: Option<u64>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => write!(f, "{l}:{c}: {}", self.message),
+            _ => f.write_str(&self.message),
+        }
+    }
+}
+
+impl GatesFile {
+    /// Parses and checks a gates file (cron patterns, time zones, dates, URLs, matchers).
+    pub fn parse(text: &str) -> Result<GatesFile, ConfigError> {
+        let options = serde_saphyr::options! { with_snippet: false };
+        let file: GatesFile = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+            let loc = e.location();
+            let message = e.without_snippet().to_string();
+            let message = message.lines().next().unwrap_or_default();
+            let message = message.rfind(" at line ").map_or(message, |i| &message[..i]).to_string();
+            ConfigError { line: loc.map(|l| l.line()), column: loc.map(|l| l.column()), message }
+        })?;
+        for (name, gate) in &file.gates {
+            let err = |m: String| ConfigError { line: None, column: None, message: format!("gate `{name}`: {m}") };
+            if gate.sources.is_empty() {
+                return Err(err("a gate needs at least one source".into()));
+            }
+            for s in &gate.sources {
+                check_source(s).map_err(err)?;
+            }
+        }
+        Ok(file)
+    }
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(format!("`{url}` is not an http:// or https:// URL"))
+    }
+}
+
+pub(crate) fn timezone(name: Option<&str>) -> Result<jiff::tz::TimeZone, String> {
+    match name {
+        None | Some("UTC") => Ok(jiff::tz::TimeZone::UTC),
+        Some(n) => jiff::tz::TimeZone::get(n).map_err(|_| format!("unknown time zone `{n}`")),
+    }
+}
+
+/// `YYYY-MM-DD` or `YYYY-MM-DD/YYYY-MM-DD`.
+pub(crate) fn date_range(s: &str) -> Result<(jiff::civil::Date, jiff::civil::Date), String> {
+    let bad = || format!("invalid date range `{s}`: use YYYY-MM-DD or YYYY-MM-DD/YYYY-MM-DD");
+    let (a, b) = s.split_once('/').unwrap_or((s, s));
+    let a: jiff::civil::Date = a.trim().parse().map_err(|_| bad())?;
+    let b: jiff::civil::Date = b.trim().parse().map_err(|_| bad())?;
+    if b < a {
+        return Err(format!("invalid date range `{s}`: it ends before it starts"));
+    }
+    Ok((a, b))
+}
+
+fn check_source(s: &Source) -> Result<(), String> {
+    match s {
+        Source::Statuspage(p) => check_url(&p.url),
+        Source::Alertmanager(a) => {
+            check_url(&a.url)?;
+            for m in &a.matchers {
+                let ok = ["=~", "!~", "!=", "="]
+                    .iter()
+                    .any(|op| m.split_once(op).is_some_and(|(k, v)| !k.trim().is_empty() && !v.is_empty()));
+                if !ok {
+                    return Err(format!("invalid Alertmanager matcher `{m}`: use name=\"value\" (or != =~ !~)"));
+                }
+            }
+            Ok(())
+        }
+        Source::Freeze(f) => {
+            if f.windows.is_empty() && f.dates.is_empty() {
+                return Err("a freeze needs windows or dates".into());
+            }
+            for w in &f.windows {
+                opsbook_core::schedule::check_cron(&w.start)?;
+                timezone(w.timezone.as_deref())?;
+            }
+            timezone(f.timezone.as_deref())?;
+            for d in &f.dates {
+                date_range(d)?;
+            }
+            Ok(())
+        }
+        Source::Http(h) => check_url(&h.url),
+        Source::Command(c) => {
+            if c.run.trim().is_empty() {
+                return Err("command.run is empty".into());
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_checks() {
+        let ok = GatesFile::parse(
+            "gates:\n  prod:\n    fail_mode: open\n    sources:\n      - statuspage: { url: \"https://status.example\", components: [API], min_impact: major }\n      - freeze: { windows: [{ start: \"0 17 * * FRI\", duration: 63h, timezone: Europe/Berlin, reason: weekend }], dates: [\"2026-12-24/2026-12-27\"] }\n",
+        )
+        .unwrap();
+        assert_eq!(ok.gates["prod"].fail_mode, FailMode::Open);
+        assert_eq!(ok.gates["prod"].sources.len(), 2);
+        let bad = GatesFile::parse("gates:\n  prod:\n    sources:\n      - statuspag: { url: x }\n").unwrap_err();
+        assert_eq!((bad.line, bad.column), (Some(4), Some(9)));
+        assert!(bad.message.contains("statuspag"), "{bad}");
+        let bad =
+            GatesFile::parse("gates:\n  prod:\n    sources:\n      - freeze: { dates: [\"2026-12-27/2026-12-24\"] }\n")
+                .unwrap_err();
+        assert_eq!(bad.message, "gate `prod`: invalid date range `2026-12-27/2026-12-24`: it ends before it starts");
+        let bad = GatesFile::parse(
+            "gates:\n  p:\n    sources:\n      - alertmanager: { url: \"http://am\", matchers: [severity] }\n",
+        )
+        .unwrap_err();
+        assert!(bad.message.contains("invalid Alertmanager matcher `severity`"), "{bad}");
+    }
+}

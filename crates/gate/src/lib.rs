@@ -1,0 +1,157 @@
+//! Health gates: named sets of sources (status pages, Alertmanager, freeze windows,
+//! HTTP and command checks) whose verdict says whether a deployment may start or go on.
+//!
+//! Architecture invariant: a source never hangs and never panics: every failure to read
+//! it becomes an `unknown` verdict that says why, and the gate's `fail_mode` decides.
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod source;
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+pub use config::{FailMode, GateDef, GatesFile, Source};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Clear,
+    Blocked,
+    Unknown,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Clear => "clear",
+            Verdict::Blocked => "blocked",
+            Verdict::Unknown => "unknown",
+        }
+    }
+}
+
+/// One reason to block: an incident, an alert, a freeze window, a failed check.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct BlockRecord {
+    pub source: String,
+    pub id: String,
+    pub title: String,
+    pub region: Option<String>,
+    pub availability_zone: Option<String>,
+    pub service: Option<String>,
+    pub category: Option<String>,
+    pub status: Option<String>,
+    pub started_at: Option<String>,
+    pub updated_at: Option<String>,
+    pub url: Option<String>,
+    /// Which part of the gate's configuration matched.
+    pub rule: String,
+}
+
+/// What one source said.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceResult {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub verdict: Verdict,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+    #[serde(skip)]
+    pub records: Vec<BlockRecord>,
+}
+
+/// The gate's decision.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GateResult {
+    pub gate: String,
+    /// `clear`, `blocked` or `unknown` as the sources said it (before `fail_mode`).
+    pub verdict: Verdict,
+    pub checked_at: String,
+    pub sources: Vec<SourceResult>,
+    pub records: Vec<BlockRecord>,
+    pub fail_mode: FailMode,
+}
+
+impl GateResult {
+    /// Whether a deployment may go ahead: clear, or unknown under `fail_mode: open`.
+    pub fn passes(&self) -> bool {
+        match self.verdict {
+            Verdict::Clear => true,
+            Verdict::Blocked => false,
+            Verdict::Unknown => self.fail_mode == FailMode::Open,
+        }
+    }
+
+    /// The sources that could not be read, with why.
+    pub fn unreadable(&self) -> Vec<String> {
+        self.sources
+            .iter()
+            .filter(|s| s.verdict == Verdict::Unknown)
+            .map(|s| format!("{}: {}", s.kind, s.error.as_deref().unwrap_or("unknown")))
+            .collect()
+    }
+}
+
+/// Shared by every check: the HTTP client and the time (so tests can choose it).
+#[derive(Clone)]
+pub struct Checker {
+    pub http: reqwest::Client,
+    pub timeout: Duration,
+}
+
+impl Checker {
+    pub fn new(timeout: Duration) -> Result<Checker, String> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("opsbook/", env!("CARGO_PKG_VERSION")))
+            .timeout(timeout)
+            .build()
+            .map_err(|e| format!("cannot create the HTTP client: {e}"))?;
+        Ok(Checker { http, timeout })
+    }
+
+    /// Evaluates every source of a gate at time `now`, concurrently. One blocked source
+    /// blocks; otherwise one unknown source makes the gate unknown.
+    pub async fn check(&self, name: &str, gate: &GateDef, now: jiff::Timestamp) -> GateResult {
+        let futures = gate.sources.iter().map(|s| async move {
+            let started = Instant::now();
+            let outcome =
+                tokio::time::timeout(self.timeout + Duration::from_secs(1), source::check(self, s, now)).await;
+            let (verdict, error, records) = match outcome {
+                Ok(Ok(records)) if records.is_empty() => (Verdict::Clear, None, records),
+                Ok(Ok(records)) => (Verdict::Blocked, None, records),
+                Ok(Err(e)) => (Verdict::Unknown, Some(e), Vec::new()),
+                Err(_) => (
+                    Verdict::Unknown,
+                    Some(format!("no answer within {}", opsbook_core::Dur(self.timeout))),
+                    Vec::new(),
+                ),
+            };
+            SourceResult {
+                kind: s.kind().to_string(),
+                verdict,
+                error,
+                duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                records,
+            }
+        });
+        let sources: Vec<SourceResult> = futures_util::future::join_all(futures).await;
+        let verdict = if sources.iter().any(|s| s.verdict == Verdict::Blocked) {
+            Verdict::Blocked
+        } else if sources.iter().any(|s| s.verdict == Verdict::Unknown) {
+            Verdict::Unknown
+        } else {
+            Verdict::Clear
+        };
+        let records = sources.iter().flat_map(|s| s.records.clone()).collect();
+        GateResult {
+            gate: name.to_string(),
+            verdict,
+            checked_at: now.to_string(),
+            sources,
+            records,
+            fail_mode: gate.fail_mode,
+        }
+    }
+}

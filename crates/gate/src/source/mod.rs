@@ -1,0 +1,31 @@
+//! The sources, one file each. Each returns the block records it finds (none: clear)
+//! or why it could not be read.
+
+mod alertmanager;
+mod command;
+mod freeze;
+mod http;
+mod statuspage;
+
+use crate::config::Source;
+use crate::{BlockRecord, Checker};
+
+pub(crate) async fn check(c: &Checker, s: &Source, now: jiff::Timestamp) -> Result<Vec<BlockRecord>, String> {
+    match s {
+        Source::Statuspage(p) => statuspage::check(c, p).await,
+        Source::Alertmanager(a) => alertmanager::check(c, a).await,
+        Source::Freeze(f) => freeze::check(f, now),
+        Source::Http(h) => http::check(c, h).await,
+        Source::Command(cmd) => command::check(c, cmd).await,
+    }
+}
+
+/// GETs a URL and parses its JSON body; every failure is a readable message.
+pub(crate) async fn get_json(c: &Checker, url: &str) -> Result<serde_json::Value, String> {
+    let resp = c.http.get(url).send().await.map_err(|e| format!("cannot reach {url}: {}", e.without_url()))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(format!("{url} answered HTTP {status}"));
+    }
+    resp.json().await.map_err(|e| format!("{url} did not answer JSON: {}", e.without_url()))
+}
