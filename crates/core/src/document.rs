@@ -245,7 +245,7 @@ impl Shell {
     }
 }
 
-/// One step as written. Exactly one of `run`, `http`, `sleep`, `approval` is set.
+/// One step as written. Exactly one of `run`, `http`, `sleep`, `approval`, `gate` is set.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawStep {
@@ -278,6 +278,9 @@ pub struct RawStep {
     /// Kind `approval`: wait for people to approve.
     #[serde(default)]
     pub approval: Option<ApprovalSpec>,
+    /// Kind `gate`: go on only while a health gate is clear.
+    #[serde(default)]
+    pub gate: Option<crate::step::gate::GateStepSpec>,
 
     #[serde(default)]
     pub timeout: Option<Dur>,

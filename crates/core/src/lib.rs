@@ -7,6 +7,7 @@
 pub mod diagnostic;
 pub mod document;
 pub mod duration;
+pub mod gate;
 pub mod params;
 mod parse;
 pub mod schedule;

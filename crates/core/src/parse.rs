@@ -281,15 +281,16 @@ impl Checker<'_> {
             s.http.is_some().then_some("http"),
             s.sleep.is_some().then_some("sleep"),
             s.approval.is_some().then_some("approval"),
+            s.gate.is_some().then_some("gate"),
         ]
         .into_iter()
         .flatten()
         .collect();
         if set.len() != 1 {
             let msg = if set.is_empty() {
-                format!("step `{id}` does nothing: set exactly one of run, http, sleep, approval")
+                format!("step `{id}` does nothing: set exactly one of run, http, sleep, approval, gate")
             } else {
-                format!("step `{id}` sets {}: set exactly one of run, http, sleep, approval", set.join(" and "))
+                format!("step `{id}` sets {}: set exactly one of run, http, sleep, approval, gate", set.join(" and "))
             };
             self.err(&at, msg);
             return None;
@@ -367,6 +368,11 @@ impl Checker<'_> {
             StepKind::Http(http)
         } else if let Some(d) = s.sleep {
             StepKind::Sleep(SleepSpec { duration: d })
+        } else if let Some(g) = s.gate {
+            if let Err(e) = g.check() {
+                self.err(&at, format!("step `{id}`: {e}"));
+            }
+            StepKind::Gate(g)
         } else {
             let a = s.approval.expect("exactly one kind is set");
             let mut users = BTreeSet::new();

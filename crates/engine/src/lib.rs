@@ -39,6 +39,8 @@ pub struct EngineConfig {
     pub heartbeat: Duration,
     /// Who runs executions, e.g. `local:HOST:PID`.
     pub owner: String,
+    /// Named health gates that `gate: { use: NAME }` steps refer to.
+    pub gates: std::sync::Arc<BTreeMap<String, opsbook_core::gate::GateDef>>,
 }
 
 impl Default for EngineConfig {
@@ -48,6 +50,7 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(30),
             heartbeat: Duration::from_secs(1),
             owner: local_owner(),
+            gates: Default::default(),
         }
     }
 }

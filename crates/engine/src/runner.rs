@@ -573,6 +573,9 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
             {
                 continue;
             }
+            if let Some(stop) = self.recheck_gates(idx, &step).await? {
+                return self.stop(ExecStatus::Failed, stop).await;
+            }
             // Kept in memory and written with the next execution update: the step rows
             // already say which step runs, and one write less per step matters.
             self.exec.current_step = Some(idx as i64);
@@ -610,6 +613,30 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
             }
         }
         self.finish(ExecStatus::Succeeded).await
+    }
+
+    /// Before step `idx`: every earlier gate step that passed with `recheck: between_steps`
+    /// is checked again (waiting or failing as it says). `Some(reason)` stops the run.
+    async fn recheck_gates(&mut self, idx: usize, step: &Step) -> Result<Option<String>> {
+        let gates: Vec<(String, opsbook_core::step::gate::GateStepSpec)> = (0..idx)
+            .filter(|&i| self.steps[i].status == StepStatus::Succeeded)
+            .filter_map(|i| match &self.rb.steps[i].kind {
+                StepKind::Gate(g) if g.recheck.is_some() => Some((self.rb.steps[i].id.clone(), g.clone())),
+                _ => None,
+            })
+            .collect();
+        for (gate_step, spec) in gates {
+            let def = match spec.resolve(&self.engine.config.gates) {
+                Ok(d) => d,
+                Err(e) => return Ok(Some(format!("gate `{}` (recheck before step `{}`): {e}", spec.name(), step.id))),
+            };
+            let r = kinds::gate::wait_until_clear(self, &gate_step, &spec, &def).await?;
+            if r.status != StepStatus::Succeeded {
+                let why = r.error.unwrap_or_default();
+                return Ok(Some(format!("recheck before step `{}`: {why}", step.id)));
+            }
+        }
+        Ok(None)
     }
 
     /// Evaluates `when`; `Some` when the step is settled without running (skipped or failed).
@@ -662,6 +689,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 StepKind::Run(script) => kinds::run::attempt(self, step, script, attempt).await?,
                 StepKind::Http(spec) => kinds::http::attempt(self, step, spec, attempt).await?,
                 StepKind::Sleep(spec) => kinds::sleep::attempt(self, spec).await,
+                StepKind::Gate(spec) => kinds::gate::attempt(self, &step.id, spec).await?,
                 StepKind::Approval(_) => unreachable!("approvals are not attempted"),
             };
             self.sink.flush().await?;

@@ -5,8 +5,10 @@
 //! it becomes an `unknown` verdict that says why, and the gate's `fail_mode` decides.
 #![forbid(unsafe_code)]
 
-pub mod config;
 mod source;
+
+/// The definitions live in `opsbook_core::gate` (pure data, used by runbooks too).
+pub use opsbook_core::gate as config;
 
 use std::time::{Duration, Instant};
 

@@ -30,6 +30,11 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Notification rules (`[[notify]]` tables).
     pub notify: Vec<crate::notify::Rule>,
+    /// YAML file with `gates:` that runbook `gate: { use: NAME }` steps refer to.
+    pub gates_file: Option<PathBuf>,
+    /// The gates read from `gates_file`.
+    #[serde(skip)]
+    pub gates: std::collections::BTreeMap<String, opsbook_core::gate::GateDef>,
 }
 
 impl Default for Config {
@@ -46,6 +51,8 @@ impl Default for Config {
             policies: Vec::new(),
             public_url: None,
             notify: Vec::new(),
+            gates_file: None,
+            gates: Default::default(),
         }
     }
 }
@@ -98,6 +105,9 @@ lease = "30s"
 
 # Where people reach this server, for links in notifications.
 # public_url = "https://opsbook.example.com"
+
+# Named health gates (a YAML file with `gates:`) for runbook `gate: { use: NAME }` steps.
+# gates_file = "opsbook.yaml"
 
 # Notifications on execution events: started, succeeded, failed, cancelled, waiting,
 # blocked, rolled_back (none listed: all). Delivery is retried with backoff and every
@@ -153,6 +163,11 @@ impl Config {
             }
         }
         config.check()?;
+        if let Some(path) = &config.gates_file {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            config.gates =
+                opsbook_core::gate::GatesFile::parse(&text).map_err(|e| format!("{}:{e}", path.display()))?.gates;
+        }
         Ok(config)
     }
 

@@ -23,8 +23,20 @@ pub struct Args {
 }
 
 pub async fn exec(db: Option<PathBuf>, args: Args, rollback: bool) -> Result<u8> {
-    let engine = super::open(db).await?;
+    let mut engine = super::open(db).await?;
     let secrets = super::collect_params(&args.params, None)?;
+    // Gate steps name gates from opsbook.yaml beside the runbook (or here), as `run` does.
+    let base = engine.store.execution(&args.id).await?.base_dir;
+    let file = [std::path::PathBuf::from(&base).join("opsbook.yaml"), std::path::PathBuf::from("opsbook.yaml")]
+        .into_iter()
+        .find(|p| p.exists());
+    if let Some(p) = file {
+        let text =
+            std::fs::read_to_string(&p).map_err(|e| super::usage(format!("cannot read {}: {e}", p.display())))?;
+        let gates =
+            opsbook_core::gate::GatesFile::parse(&text).map_err(|e| super::usage(format!("{}:{e}", p.display())))?;
+        engine.config.gates = std::sync::Arc::new(gates.gates);
+    }
     let steps = engine.store.steps(&engine.store.execution(&args.id).await?.id).await?;
     let (handle, cancel) = cancel_pair();
     super::watch_signals(handle.clone());

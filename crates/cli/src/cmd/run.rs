@@ -31,6 +31,10 @@ pub struct Args {
     /// Run a runbook whose status is draft
     #[arg(long)]
     pub allow_draft: bool,
+    /// YAML file with the `gates:` that `gate: { use: NAME }` steps name
+    /// (default: opsbook.yaml beside the runbook, else in the current directory)
+    #[arg(long, value_name = "FILE")]
+    pub gates: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
 }
@@ -52,7 +56,9 @@ pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
     if args.dry_run {
         return dry_run(&rb, &params, args.output);
     }
-    let engine = super::open(db).await?;
+    let gates = load_gates(&rb, &args)?;
+    let mut engine = super::open(db).await?;
+    engine.config.gates = std::sync::Arc::new(gates);
     let base_dir =
         args.file.canonicalize().ok().and_then(|p| p.parent().map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("."));
     let (handle, cancel) = cancel_pair();
@@ -73,6 +79,40 @@ pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
     };
     let outcome = engine.start(req, &hooks).await?;
     finish(&engine.store, &outcome.execution_id, args.output).await
+}
+
+/// The named gates the runbook's `gate` steps use; every name must exist before anything runs.
+fn load_gates(rb: &Runbook, args: &Args) -> Result<std::collections::BTreeMap<String, opsbook_core::gate::GateDef>> {
+    let names: Vec<&str> = rb
+        .steps
+        .iter()
+        .filter_map(|s| match &s.kind {
+            StepKind::Gate(g) => g.use_gate.as_deref(),
+            _ => None,
+        })
+        .collect();
+    let beside = args.file.parent().map(|d| d.join("opsbook.yaml"));
+    let path = args.gates.clone().or_else(|| beside.filter(|p| p.exists())).or_else(|| {
+        let here = PathBuf::from("opsbook.yaml");
+        here.exists().then_some(here)
+    });
+    let gates = match &path {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).map_err(|e| super::usage(format!("cannot read {}: {e}", p.display())))?;
+            opsbook_core::gate::GatesFile::parse(&text).map_err(|e| super::usage(format!("{}:{e}", p.display())))?.gates
+        }
+        None => Default::default(),
+    };
+    for n in names {
+        if !gates.contains_key(n) {
+            let place = path
+                .as_ref()
+                .map_or("no gates file was found (--gates FILE)".to_string(), |p| format!("not in {}", p.display()));
+            return Err(super::usage(format!("gate `{n}` is used by the runbook but {place}")));
+        }
+    }
+    Ok(gates)
 }
 
 /// Prints the result of an execution and returns the exit code for its status.
@@ -107,6 +147,15 @@ fn dry_run(rb: &Runbook, params: &ParamValues, output: Output) -> Result<u8> {
             StepKind::Run(script) => render(&script.template, true),
             StepKind::Http(h) => format!("{} {}", h.method.as_str(), render(&h.url.value, false)),
             StepKind::Sleep(d) => format!("sleep {}", d.duration),
+            StepKind::Gate(g) => format!(
+                "gate {} (on_blocked: {:?}, max_wait {}, poll {}{})",
+                g.name(),
+                g.on_blocked,
+                g.max_wait(),
+                g.poll(),
+                if g.recheck.is_some() { ", rechecked between steps" } else { "" }
+            )
+            .to_lowercase(),
             StepKind::Approval(a) => {
                 let msg = a.message.as_ref().map(|m| render(&m.value, false)).unwrap_or_default();
                 let who: Vec<&str> = a.approvers.iter().map(|a| a.value.as_str()).collect();

@@ -161,3 +161,55 @@ fn wait_resumes_when_the_incident_clears() {
     assert_eq!(o.code, 3, "{o:?}");
     assert!(o.stderr.contains("gate prod still blocked after 300ms: giving up"), "{o:?}");
 }
+
+#[test]
+fn runbook_gate_steps_wait_fail_and_recheck() {
+    let env = Env::new();
+    let status = FakeHttp::start();
+    let am = FakeHttp::start();
+    status.set("/api/v2/summary.json", 200, &page_with_incident("major", "Actions"));
+    am.set("/api/v2/alerts", 200, "[]");
+    env.write("opsbook.yaml", &gates(&status, &am));
+
+    // on_blocked: fail — the step fails at once and the earlier steps roll back.
+    let fail = crate::support::runbook(
+        "",
+        "    - id: prep\n      run: \"true\"\n      rollback:\n        run: touch undone\n    - id: health\n      gate: { use: prod, on_blocked: fail }\n    - id: deploy\n      run: touch deployed\n",
+    );
+    let o = env.run_book(&fail, &["--output", "json"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let doc = o.json();
+    assert_eq!(doc["steps"][1]["status"], "failed");
+    assert_eq!(doc["steps"][1]["error"], "gate `prod` is blocked: statuspage: Delayed jobs");
+    assert!(env.path("undone").exists());
+    assert!(!env.path("deployed").exists());
+    let unknown = env.run_book(&fail.replace("use: prod", "use: prdo"), &[]);
+    assert_eq!(unknown.code, 2);
+    assert!(unknown.stderr.contains("gate `prdo` is used by the runbook but not in opsbook.yaml"), "{unknown:?}");
+
+    // on_blocked: wait — the run goes on by itself once the incident clears.
+    let wait = fail.replace("on_blocked: fail", "on_blocked: wait, poll: 200ms, max_wait: 30s");
+    env.write("test.yaml", &wait);
+    let child = env.spawn(&["run", "test.yaml"]);
+    crate::support::wait_until(|| status.seen.lock().unwrap().len() >= 2, "the gate to be checked twice");
+    status.set("/api/v2/summary.json", 200, CLEAR_PAGE);
+    let o = out(child.wait_with_output().unwrap());
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.contains("gate `prod` blocked for"), "{o:?}");
+    assert!(o.stdout.contains("gate `prod` is clear"), "{o:?}");
+    assert!(env.path("deployed").exists());
+
+    // recheck: between_steps — an incident opening mid-run stops it before the next step.
+    std::fs::remove_file(env.path("undone")).unwrap();
+    let recheck = crate::support::runbook(
+        "",
+        "    - id: health\n      gate:\n        sources:\n          - command: { run: \"test ! -e incident || { echo incident opened; exit 1; }\" }\n        on_blocked: fail\n        recheck: between_steps\n    - id: first\n      run: touch incident\n      rollback:\n        run: touch undone\n    - id: second\n      run: touch second\n",
+    );
+    let o = env.run_book(&recheck, &["--output", "json"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let doc = o.json();
+    assert_eq!(doc["error"], "recheck before step `second`: gate `inline` is blocked: command: incident opened");
+    assert_eq!(doc["steps"][2]["status"], "pending");
+    assert!(!env.path("second").exists());
+    assert!(env.path("undone").exists(), "first was rolled back");
+}

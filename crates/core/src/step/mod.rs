@@ -4,6 +4,7 @@
 //! one variant of [`StepKind`] and one executor file in the engine.
 
 pub mod approval;
+pub mod gate;
 pub mod http;
 pub mod run;
 pub mod sleep;
@@ -17,6 +18,7 @@ pub enum StepKind {
     Http(http::HttpSpec),
     Sleep(sleep::SleepSpec),
     Approval(approval::ApprovalSpec),
+    Gate(gate::GateStepSpec),
 }
 
 impl StepKind {
@@ -26,6 +28,7 @@ impl StepKind {
             StepKind::Http(_) => "http",
             StepKind::Sleep(_) => "sleep",
             StepKind::Approval(_) => "approval",
+            StepKind::Gate(_) => "gate",
         }
     }
 
@@ -36,9 +39,10 @@ impl StepKind {
             StepKind::Http(_) => Dur::from_secs(60),
             StepKind::Sleep(s) => Dur(s.duration.0 + std::time::Duration::from_secs(1)),
             StepKind::Approval(a) => a.timeout.unwrap_or(Dur::from_secs(7 * 86_400)),
+            StepKind::Gate(g) => Dur(g.max_wait().0 + g.poll().0 + std::time::Duration::from_secs(60)),
         }
     }
 }
 
 /// Names of the keys that select a kind, for error messages.
-pub const KIND_KEYS: [&str; 4] = ["run", "http", "sleep", "approval"];
+pub const KIND_KEYS: [&str; 5] = ["run", "http", "sleep", "approval", "gate"];

@@ -1,6 +1,7 @@
 //! Executors of the step kinds, one file each (the document side lives in `opsbook_core::step`).
 
 pub(crate) mod approval;
+pub(crate) mod gate;
 pub(crate) mod http;
 pub(crate) mod run;
 pub(crate) mod sleep;
@@ -20,6 +21,7 @@ pub(crate) fn display<S: Store>(run: &Run<'_, '_, S>, step: &Step) -> Option<Str
         StepKind::Http(h) => format!("{} {}", h.method.as_str(), template::render_plain(&h.url.value, &ctx).ok()?),
         StepKind::Sleep(s) => format!("sleep {}", s.duration),
         StepKind::Approval(_) => return None,
+        StepKind::Gate(g) => format!("gate {}", g.name()),
     };
     Some(run.masker().mask(&text).into_owned())
 }

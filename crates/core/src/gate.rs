@@ -1,11 +1,13 @@
-//! Gate definitions: `gates:` in `opsbook.yaml` (or a runbook), checked with line:column errors.
+//! Gate definitions: `gates:` in `opsbook.yaml` and inline in runbook steps (pure data;
+//! `opsbook-gate` evaluates them).
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// `fail_mode`: what a source that cannot be read means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailMode {
     /// Block (the default): no deployment on an unknown state.
@@ -15,7 +17,7 @@ pub enum FailMode {
     Open,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GateDef {
     #[serde(default)]
@@ -31,7 +33,7 @@ pub struct GatesFile {
 }
 
 /// One place to ask. Each variant is one file in `source/`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Source {
     Statuspage(Statuspage),
@@ -53,7 +55,7 @@ impl Source {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Impact {
     None,
@@ -76,7 +78,7 @@ impl Impact {
 }
 
 /// An Atlassian Statuspage (public API v2).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Statuspage {
     /// The page, e.g. https://www.githubstatus.com
@@ -90,7 +92,7 @@ pub struct Statuspage {
 }
 
 /// Prometheus Alertmanager (API v2): any active, unsilenced, uninhibited matching alert blocks.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Alertmanager {
     pub url: String,
@@ -100,7 +102,7 @@ pub struct Alertmanager {
 }
 
 /// Freeze windows (cron start + duration, in a time zone) and date ranges.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Freeze {
     #[serde(default)]
@@ -113,19 +115,19 @@ pub struct Freeze {
     pub timezone: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FreezeWindow {
     /// Cron pattern of the window's start.
     pub start: String,
-    pub duration: opsbook_core::Dur,
+    pub duration: crate::Dur,
     #[serde(default)]
     pub timezone: Option<String>,
     #[serde(default)]
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpCheck {
     pub url: String,
@@ -136,7 +138,7 @@ pub struct HttpCheck {
     pub expect_json: Option<JsonExpectation>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JsonExpectation {
     /// `$.a.b[0].c`
@@ -145,7 +147,7 @@ pub struct JsonExpectation {
 }
 
 /// A command: exit 0 clear, 1 blocked (first output line is the reason), anything else unknown.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommandCheck {
     pub run: String,
@@ -200,7 +202,7 @@ fn check_url(url: &str) -> Result<(), String> {
     }
 }
 
-pub(crate) fn timezone(name: Option<&str>) -> Result<jiff::tz::TimeZone, String> {
+pub fn timezone(name: Option<&str>) -> Result<jiff::tz::TimeZone, String> {
     match name {
         None | Some("UTC") => Ok(jiff::tz::TimeZone::UTC),
         Some(n) => jiff::tz::TimeZone::get(n).map_err(|_| format!("unknown time zone `{n}`")),
@@ -208,7 +210,7 @@ pub(crate) fn timezone(name: Option<&str>) -> Result<jiff::tz::TimeZone, String>
 }
 
 /// `YYYY-MM-DD` or `YYYY-MM-DD/YYYY-MM-DD`.
-pub(crate) fn date_range(s: &str) -> Result<(jiff::civil::Date, jiff::civil::Date), String> {
+pub fn date_range(s: &str) -> Result<(jiff::civil::Date, jiff::civil::Date), String> {
     let bad = || format!("invalid date range `{s}`: use YYYY-MM-DD or YYYY-MM-DD/YYYY-MM-DD");
     let (a, b) = s.split_once('/').unwrap_or((s, s));
     let a: jiff::civil::Date = a.trim().parse().map_err(|_| bad())?;
@@ -219,7 +221,8 @@ pub(crate) fn date_range(s: &str) -> Result<(jiff::civil::Date, jiff::civil::Dat
     Ok((a, b))
 }
 
-fn check_source(s: &Source) -> Result<(), String> {
+/// Checks one source's settings (URLs, matchers, cron patterns, time zones, dates).
+pub fn check_source(s: &Source) -> Result<(), String> {
     match s {
         Source::Statuspage(p) => check_url(&p.url),
         Source::Alertmanager(a) => {
@@ -239,7 +242,7 @@ fn check_source(s: &Source) -> Result<(), String> {
                 return Err("a freeze needs windows or dates".into());
             }
             for w in &f.windows {
-                opsbook_core::schedule::check_cron(&w.start)?;
+                crate::schedule::check_cron(&w.start)?;
                 timezone(w.timezone.as_deref())?;
             }
             timezone(f.timezone.as_deref())?;
