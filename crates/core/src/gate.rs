@@ -36,6 +36,7 @@ pub struct GatesFile {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Source {
+    AwsHealth(AwsHealth),
     Statuspage(Statuspage),
     Alertmanager(Alertmanager),
     Freeze(Freeze),
@@ -46,6 +47,7 @@ pub enum Source {
 impl Source {
     pub fn kind(&self) -> &'static str {
         match self {
+            Source::AwsHealth(_) => "aws_health",
             Source::Statuspage(_) => "statuspage",
             Source::Alertmanager(_) => "alertmanager",
             Source::Freeze(_) => "freeze",
@@ -53,6 +55,39 @@ impl Source {
             Source::Command(_) => "command",
         }
     }
+}
+
+/// AWS Health (DescribeEvents, every page), for the account or the organization.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AwsHealth {
+    /// Regions whose events block; `global` matches events with region `global`.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// Services, e.g. EC2, RDS, ELASTICLOADBALANCING (empty: all).
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// issue, accountNotification, scheduledChange, investigation (default: issue).
+    #[serde(default)]
+    pub categories: Vec<String>,
+    /// open, closed, upcoming (default: open).
+    #[serde(default)]
+    pub statuses: Vec<String>,
+    #[serde(default)]
+    pub availability_zones: Vec<String>,
+    /// Use DescribeEventsForOrganization (needs the organizational view).
+    #[serde(default)]
+    pub organization: bool,
+    /// Organization: only these accounts (empty: all).
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    /// Also block on `upcoming` scheduled changes that start within this time.
+    #[serde(default)]
+    pub lookahead: Option<crate::Dur>,
+    /// An explicit endpoint (else `AWS_ENDPOINT_URL_HEALTH`, then `AWS_ENDPOINT_URL`, then
+    /// AWS's global endpoint with failover between us-east-1 and us-east-2).
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Deserialize, JsonSchema)]
@@ -224,6 +259,27 @@ pub fn date_range(s: &str) -> Result<(jiff::civil::Date, jiff::civil::Date), Str
 /// Checks one source's settings (URLs, matchers, cron patterns, time zones, dates).
 pub fn check_source(s: &Source) -> Result<(), String> {
     match s {
+        Source::AwsHealth(a) => {
+            for c in &a.categories {
+                if !["issue", "accountNotification", "scheduledChange", "investigation"].contains(&c.as_str()) {
+                    return Err(format!(
+                        "aws_health: unknown category `{c}` (issue, accountNotification, scheduledChange, investigation)"
+                    ));
+                }
+            }
+            for st in &a.statuses {
+                if !["open", "closed", "upcoming"].contains(&st.as_str()) {
+                    return Err(format!("aws_health: unknown status `{st}` (open, closed, upcoming)"));
+                }
+            }
+            if let Some(u) = &a.endpoint_url {
+                check_url(u)?;
+            }
+            if !a.organization && !a.accounts.is_empty() {
+                return Err("aws_health: accounts apply only with organization: true".into());
+            }
+            Ok(())
+        }
         Source::Statuspage(p) => check_url(&p.url),
         Source::Alertmanager(a) => {
             check_url(&a.url)?;

@@ -113,6 +113,10 @@ fn print_text(r: &GateResult) {
         }
         println!("{t}");
     }
+}
+
+/// On stderr, whatever the output format: why an unknown verdict passes or blocks.
+fn explain_unknown(r: &GateResult) {
     if r.verdict == Verdict::Unknown {
         let what = r.unreadable().join("; ");
         if r.passes() {
@@ -166,6 +170,7 @@ fn github(r: &GateResult) -> Result<()> {
 }
 
 fn report(r: &GateResult, output: GateOutput) -> Result<()> {
+    explain_unknown(r);
     match output {
         GateOutput::Json => println!("{}", serde_json::to_string_pretty(&document(r))?),
         GateOutput::Text => print_text(r),

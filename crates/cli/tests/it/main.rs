@@ -1,5 +1,6 @@
 //! End-to-end tests of the `opsbook` binary: real processes, a real SQLite file.
 
+mod aws_health;
 mod cancel;
 mod cli;
 mod durability;

@@ -2,6 +2,7 @@
 //! or why it could not be read.
 
 mod alertmanager;
+mod aws_health;
 mod command;
 mod freeze;
 mod http;
@@ -12,6 +13,7 @@ use crate::{BlockRecord, Checker};
 
 pub(crate) async fn check(c: &Checker, s: &Source, now: jiff::Timestamp) -> Result<Vec<BlockRecord>, String> {
     match s {
+        Source::AwsHealth(a) => aws_health::check(c, a, now).await,
         Source::Statuspage(p) => statuspage::check(c, p).await,
         Source::Alertmanager(a) => alertmanager::check(c, a).await,
         Source::Freeze(f) => freeze::check(f, now),
