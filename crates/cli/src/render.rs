@@ -175,6 +175,8 @@ impl Observer for Live {
                     style(step_id).bold()
                 ));
             }
+            // The gate step logs every check itself; nothing more to show here.
+            Event::GateBlocked { .. } => {}
             Event::RollbackStarted { step_id } => self.spinner(format!("rolling back {}", style(step_id).bold())),
             Event::RollbackFinished { step_id, status, error } => {
                 self.clear();

@@ -41,6 +41,9 @@ pub struct EngineConfig {
     pub owner: String,
     /// Named health gates that `gate: { use: NAME }` steps refer to.
     pub gates: std::sync::Arc<BTreeMap<String, opsbook_core::gate::GateDef>>,
+    /// While a gate step blocks, give the runner back (the execution waits and is queued
+    /// again after `poll`) instead of waiting in place. The server sets this.
+    pub release_gate_waits: bool,
 }
 
 impl Default for EngineConfig {
@@ -51,6 +54,7 @@ impl Default for EngineConfig {
             heartbeat: Duration::from_secs(1),
             owner: local_owner(),
             gates: Default::default(),
+            release_gate_waits: false,
         }
     }
 }

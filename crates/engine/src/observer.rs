@@ -49,6 +49,12 @@ pub enum Event<'a> {
         step_id: &'a str,
         message: &'a str,
     },
+    /// A gate step found its gate blocking (the execution waits or fails).
+    GateBlocked {
+        step_id: &'a str,
+        gate: &'a str,
+        reasons: &'a str,
+    },
     RollbackStarted {
         step_id: &'a str,
     },

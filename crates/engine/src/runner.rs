@@ -584,6 +584,9 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 Some(flow) => flow,
                 None => match &step.kind {
                     StepKind::Approval(spec) => kinds::approval::run(self, idx, &step, spec).await?,
+                    StepKind::Gate(spec) if self.engine.config.release_gate_waits => {
+                        kinds::gate::run_released(self, idx, &step, spec).await?
+                    }
                     _ => self.attempts(idx, &step).await?,
                 },
             };

@@ -86,6 +86,26 @@ impl GateResult {
         }
     }
 
+    /// The JSON document of `opsbook gate check --output json` and `GET /api/v1/gates/{name}`.
+    pub fn document(&self) -> serde_json::Value {
+        serde_json::json!({
+            "gate": self.gate,
+            "verdict": self.verdict.as_str(),
+            "passes": self.passes(),
+            "fail_mode": self.fail_mode,
+            "checked_at": self.checked_at,
+            "sources": self.sources,
+            "records": self.records,
+        })
+    }
+
+    /// One line per reason: each block record, then each unreadable source.
+    pub fn reasons(&self) -> Vec<String> {
+        let mut why: Vec<String> = self.records.iter().map(|b| format!("{}: {}", b.source, b.title)).collect();
+        why.extend(self.unreadable().into_iter().map(|u| format!("cannot read {u}")));
+        why
+    }
+
     /// The sources that could not be read, with why.
     pub fn unreadable(&self) -> Vec<String> {
         self.sources

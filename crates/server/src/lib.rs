@@ -44,6 +44,7 @@ pub fn state(store: Db, config: Config) -> AppState {
         heartbeat: std::time::Duration::from_secs(1),
         owner: format!("server:{}", opsbook_engine::local_owner().trim_start_matches("local:")),
         gates: Arc::new(config.gates.clone()),
+        release_gate_waits: true,
     };
     AppState {
         engine: Engine::new(store.clone(), engine_config),

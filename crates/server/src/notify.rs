@@ -14,7 +14,8 @@ use tokio::sync::mpsc;
 
 use crate::state::Db;
 
-pub const EVENTS: [&str; 7] = ["started", "succeeded", "failed", "cancelled", "waiting", "blocked", "rolled_back"];
+pub const EVENTS: [&str; 8] =
+    ["started", "resumed", "succeeded", "failed", "cancelled", "waiting", "blocked", "rolled_back"];
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "snake_case")]
@@ -125,6 +126,8 @@ impl Observer for Notifier {
         use std::sync::atomic::Ordering;
         match e {
             Event::Started { resumed: false, .. } => self.send("started"),
+            Event::Started { resumed: true, .. } => self.send("resumed"),
+            Event::GateBlocked { .. } => self.send("blocked"),
             Event::Waiting { .. } => self.send("waiting"),
             Event::RollbackFinished { .. } => self.rolled_back.store(true, Ordering::Relaxed),
             Event::StepFinished { step_id, status, duration_ms, .. } => {

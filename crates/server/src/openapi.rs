@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::routes::{admin, analytics, executions, health, runbooks, schedules};
+use crate::routes::{admin, analytics, executions, gates, health, runbooks, schedules};
 
 /// Every error: `{"error": {"code", "message", "details"}}`.
 #[derive(ToSchema)]
@@ -65,6 +65,8 @@ impl Modify for BearerToken {
         admin::audit,
         admin::whoami,
         analytics::analytics,
+        gates::check,
+        gates::override_gate,
         spec,
     ),
     components(schemas(ErrorBody, ErrorDetail)),

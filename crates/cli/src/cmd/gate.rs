@@ -8,7 +8,6 @@ use anyhow::Result;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use console::style;
 use opsbook_gate::{Checker, GateDef, GateResult, GatesFile, Verdict};
-use serde_json::json;
 
 use super::{EXIT_OK, EXIT_WAITING, usage};
 
@@ -67,18 +66,6 @@ fn load(path: Option<&Path>, name: &str) -> Result<GateDef> {
             .map(|m| format!(" (did you mean `{m}`?)"))
             .unwrap_or_default();
         usage(format!("no gate `{name}` in {}{hint}; gates: {}", path.display(), names.join(", ")))
-    })
-}
-
-pub fn document(r: &GateResult) -> serde_json::Value {
-    json!({
-        "gate": r.gate,
-        "verdict": r.verdict.as_str(),
-        "passes": r.passes(),
-        "fail_mode": r.fail_mode,
-        "checked_at": r.checked_at,
-        "sources": r.sources,
-        "records": r.records,
     })
 }
 
@@ -172,7 +159,7 @@ fn github(r: &GateResult) -> Result<()> {
 fn report(r: &GateResult, output: GateOutput) -> Result<()> {
     explain_unknown(r);
     match output {
-        GateOutput::Json => println!("{}", serde_json::to_string_pretty(&document(r))?),
+        GateOutput::Json => println!("{}", serde_json::to_string_pretty(&r.document())?),
         GateOutput::Text => print_text(r),
         GateOutput::Github => {
             print_text(r);

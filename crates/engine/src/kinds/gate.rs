@@ -13,9 +13,7 @@ use crate::Result;
 use crate::runner::Run;
 
 fn describe(r: &opsbook_gate::GateResult) -> String {
-    let mut why: Vec<String> = r.records.iter().map(|b| format!("{}: {}", b.source, b.title)).collect();
-    why.extend(r.unreadable().into_iter().map(|u| format!("cannot read {u}")));
-    why.join("; ")
+    r.reasons().join("; ")
 }
 
 /// Checks the gate until it passes, it blocks under `on_blocked: fail`, `max_wait` runs
@@ -47,6 +45,7 @@ pub(crate) async fn wait_until_clear<S: Store>(
             return Ok(ok);
         }
         let why = describe(&r);
+        run.event(&crate::observer::Event::GateBlocked { step_id, gate: &name, reasons: &why });
         if spec.on_blocked == OnBlocked::Fail {
             return Ok(AttemptResult::fatal(format!("gate `{name}` is {}: {why}", r.verdict.as_str())));
         }
@@ -84,4 +83,86 @@ pub(crate) async fn attempt<S: Store>(
         Err(e) => return Ok(AttemptResult::fatal(e)),
     };
     wait_until_clear(run, step_id, spec, &def).await
+}
+
+/// The server's way: check once; while blocked, the execution waits without holding a
+/// worker and is queued again when `poll` has passed (the reaper requeues expired waits).
+pub(crate) async fn run_released<S: Store>(
+    run: &mut Run<'_, '_, S>,
+    idx: usize,
+    step: &opsbook_core::Step,
+    spec: &GateStepSpec,
+) -> Result<crate::runner::Flow> {
+    use crate::runner::Flow;
+    let now = opsbook_store::now_ms();
+    let def = match spec.resolve(&run.engine.config.gates) {
+        Ok(d) => d,
+        Err(e) => return settle(run, idx, step, StepStatus::Failed, Some(e)).await,
+    };
+    run.steps[idx].started_at.get_or_insert(now);
+    let checker = match Checker::new(std::time::Duration::from_secs(20)) {
+        Ok(c) => c,
+        Err(e) => return settle(run, idx, step, StepStatus::Failed, Some(e)).await,
+    };
+    let name = spec.name().to_string();
+    let r = checker.check(&name, &def, jiff::Timestamp::now()).await;
+    if r.passes() {
+        run.system(Some(&step.id), Phase::Step, &format!("gate `{name}` is {}", r.verdict.as_str())).await?;
+        run.steps[idx].outputs.insert("verdict".into(), r.verdict.as_str().into());
+        return settle(run, idx, step, StepStatus::Succeeded, None).await;
+    }
+    let why = describe(&r);
+    run.event(&crate::observer::Event::GateBlocked { step_id: &step.id, gate: &name, reasons: &why });
+    let waited = now - run.steps[idx].started_at.unwrap_or(now);
+    let max_wait = i64::try_from(spec.max_wait().0.as_millis()).unwrap_or(i64::MAX / 2);
+    let poll = i64::try_from(spec.poll().0.as_millis()).unwrap_or(60_000);
+    if spec.on_blocked == OnBlocked::Fail {
+        return settle(
+            run,
+            idx,
+            step,
+            StepStatus::Failed,
+            Some(format!("gate `{name}` is {}: {why}", r.verdict.as_str())),
+        )
+        .await;
+    }
+    if waited + poll > max_wait {
+        let msg = format!("gate `{name}` still {} after {}: {why}", r.verdict.as_str(), spec.max_wait());
+        return settle(run, idx, step, StepStatus::TimedOut, Some(msg)).await;
+    }
+    let message = format!("gate `{name}` {}: {why}", r.verdict.as_str());
+    run.system(Some(&step.id), Phase::Step, &format!("{message}; checking again in {}", spec.poll())).await?;
+    let rec = &mut run.steps[idx];
+    rec.status = StepStatus::Waiting;
+    rec.wait_deadline = Some(now + poll);
+    rec.error = Some(message.clone());
+    rec.outputs.insert("records".into(), serde_json::to_value(&r.records).unwrap_or_default());
+    run.save_step(idx).await?;
+    run.event(&crate::observer::Event::Waiting { step_id: &step.id, message: &message });
+    Ok(Flow::Wait)
+}
+
+async fn settle<S: Store>(
+    run: &mut Run<'_, '_, S>,
+    idx: usize,
+    step: &opsbook_core::Step,
+    status: StepStatus,
+    error: Option<String>,
+) -> Result<crate::runner::Flow> {
+    let now = opsbook_store::now_ms();
+    let rec = &mut run.steps[idx];
+    rec.status = status;
+    rec.error = error.clone();
+    rec.finished_at = Some(now);
+    rec.wait_deadline = None;
+    let duration_ms = now - rec.started_at.unwrap_or(now);
+    run.save_step(idx).await?;
+    run.event(&crate::observer::Event::StepFinished {
+        idx,
+        step_id: &step.id,
+        status,
+        duration_ms,
+        error: error.as_deref(),
+    });
+    Ok(crate::runner::Flow::Done(status))
 }

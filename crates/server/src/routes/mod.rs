@@ -3,6 +3,7 @@
 pub(crate) mod admin;
 pub(crate) mod analytics;
 pub(crate) mod executions;
+pub(crate) mod gates;
 pub(crate) mod health;
 pub(crate) mod runbooks;
 pub(crate) mod schedules;
@@ -32,6 +33,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/executions/{id}/events", get(executions::events))
         .route("/api/v1/executions/{id}/cancel", post(executions::cancel))
         .route("/api/v1/executions/{id}/approvals", post(executions::approve))
+        .route("/api/v1/executions/{id}/override", post(gates::override_gate))
+        .route("/api/v1/gates/{name}", get(gates::check))
         .route("/api/v1/schedules", post(schedules::create).get(schedules::list))
         .route("/api/v1/schedules/{id}", delete(schedules::delete))
         .route("/api/v1/tokens", post(admin::create_token).get(admin::list_tokens))

@@ -81,6 +81,18 @@ async fn every_endpoint_checks_every_role() {
         ("DELETE", "/api/v1/tokens/nope".into(), None, [forb, forb, forb, forb, S::NOT_FOUND, forb]),
         ("GET", "/api/v1/audit".into(), None, [forb, forb, forb, forb, ok, forb]),
         ("GET", "/api/v1/analytics".into(), None, [ok, ok, ok, ok, ok, forb]),
+        (
+            "GET",
+            "/api/v1/gates/nope".into(),
+            None,
+            [S::NOT_FOUND, S::NOT_FOUND, S::NOT_FOUND, S::NOT_FOUND, S::NOT_FOUND, forb],
+        ),
+        (
+            "POST",
+            format!("/api/v1/executions/{id}/override"),
+            Some(Body::Json(json!({"reason": "outage is over"}))),
+            [forb, forb, forb, forb, conf, forb],
+        ),
         ("GET", "/api/v1/whoami".into(), None, [ok, ok, ok, ok, ok, ok]),
     ];
     let mut failures = Vec::new();

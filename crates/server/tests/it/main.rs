@@ -2,6 +2,7 @@
 
 mod api;
 mod authz;
+mod gates;
 mod notify;
 mod restart;
 mod schedules;

@@ -1,0 +1,73 @@
+//! Gates over HTTP: the verdict for CI systems that prefer it, and the break-glass override.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use opsbook_core::{ExecStatus, StepKind, StepStatus};
+use opsbook_store::{ServerStore, Store, now_ms};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{Auth, Perm};
+use crate::error::{ApiError, ApiResult};
+use crate::state::{AppState, request_id};
+
+/// `GET /api/v1/gates/{name}`: evaluates a named gate now.
+#[utoipa::path(get, path = "/api/v1/gates/{name}", tag = "gates", params(("name" = String, Path)), responses((status = 200, description = "The verdict with its block records"), (status = 404, description = "Unknown gate", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+pub async fn check(
+    State(st): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    auth.require(&st, Perm::Read, &name, &request_id(&headers)).await?;
+    let def = st.config.gates.get(&name).ok_or_else(|| ApiError::not_found(format!("gate `{name}` not found")))?;
+    let checker = opsbook_gate::Checker::new(std::time::Duration::from_secs(20)).map_err(ApiError::internal)?;
+    Ok(Json(checker.check(&name, def, jiff::Timestamp::now()).await.document()))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct OverrideBody {
+    reason: String,
+}
+
+/// `POST /api/v1/executions/{id}/override {reason}` (admin): break glass — the gate step
+/// the execution waits on counts as passed; the reason goes to the audit trail.
+#[utoipa::path(post, path = "/api/v1/executions/{id}/override", tag = "gates", params(("id" = String, Path)), request_body = OverrideBody, responses((status = 200, description = "Overridden; the execution goes on"), (status = 400, description = "No reason", body = crate::openapi::ErrorBody), (status = 409, description = "Not waiting on a gate", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+pub async fn override_gate(
+    State(st): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<OverrideBody>,
+) -> ApiResult<Json<Value>> {
+    let rid = request_id(&headers);
+    auth.require(&st, Perm::Admin, &id, &rid).await?;
+    if body.reason.trim().is_empty() {
+        return Err(ApiError::bad_request("a reason is required to override a gate"));
+    }
+    let exec = st.store.execution(&id).await?;
+    let mut steps = st.store.steps(&exec.id).await?;
+    let content = st.store.runbook(&exec.runbook_sha256).await?.content;
+    let rb = opsbook_core::parse(&content).map_err(|_| ApiError::internal("stored runbook does not parse"))?;
+    let waiting = steps.iter().position(|s| {
+        s.status == StepStatus::Waiting
+            && matches!(rb.steps.get(s.idx as usize).map(|x| &x.kind), Some(StepKind::Gate(_)))
+    });
+    let (Some(i), ExecStatus::Waiting) = (waiting, exec.status) else {
+        return Err(ApiError::conflict(format!("execution {} is not waiting on a gate", exec.id)));
+    };
+    let step = &mut steps[i];
+    step.status = StepStatus::Succeeded;
+    step.finished_at = Some(now_ms());
+    step.wait_deadline = None;
+    step.outputs.insert("overridden_by".into(), auth.0.user.clone().into());
+    step.outputs.insert("override_reason".into(), body.reason.clone().into());
+    st.store.update_step(step).await?;
+    let doc = json!({ "execution": exec.id, "step": step.step_id, "reason": body.reason, "blocked_by": step.error });
+    st.audit(&auth.0.user, "gate.override", &exec.id, &rid, doc.clone()).await;
+    if st.store.requeue(&exec.id).await? {
+        st.wake.notify_one();
+    }
+    Ok(Json(doc))
+}
