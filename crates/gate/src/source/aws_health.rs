@@ -89,6 +89,23 @@ fn ts(t: Option<&aws_sdk_health::primitives::DateTime>) -> Option<i64> {
     t.map(|d| d.secs() * 1000 + i64::from(d.subsec_nanos() / 1_000_000))
 }
 
+/// Account and organization events have the same fields under different types.
+macro_rules! found {
+    ($e:expr, $az:expr) => {
+        Found {
+            arn: $e.arn().unwrap_or_default().to_string(),
+            service: $e.service().map(str::to_string),
+            code: $e.event_type_code().map(str::to_string),
+            category: $e.event_type_category().map(|c| c.as_str().to_string()),
+            region: $e.region().map(str::to_string),
+            az: $az,
+            status: $e.status_code().map(|s| s.as_str().to_string()),
+            start: ts($e.start_time()),
+            updated: ts($e.last_updated_time()),
+        }
+    };
+}
+
 async fn fetch(client: &Client, a: &AwsHealth, now: jiff::Timestamp) -> Result<Vec<BlockRecord>, (String, bool)> {
     let mut statuses: Vec<String> = if a.statuses.is_empty() { vec!["open".into()] } else { a.statuses.clone() };
     if a.lookahead.is_some() && !statuses.iter().any(|s| s == "upcoming") {
@@ -124,17 +141,7 @@ async fn fetch(client: &Client, a: &AwsHealth, now: jiff::Timestamp) -> Result<V
                 .await
                 .map_err(|e| describe(&e))?;
             for e in out.events() {
-                found.push(Found {
-                    arn: e.arn().unwrap_or_default().to_string(),
-                    service: e.service().map(str::to_string),
-                    code: e.event_type_code().map(str::to_string),
-                    category: e.event_type_category().map(|c| c.as_str().to_string()),
-                    region: e.region().map(str::to_string),
-                    az: None,
-                    status: e.status_code().map(|s| s.as_str().to_string()),
-                    start: ts(e.start_time()),
-                    updated: ts(e.last_updated_time()),
-                });
+                found.push(found!(e, None));
             }
             token = out.next_token().map(str::to_string);
         } else {
@@ -155,17 +162,7 @@ async fn fetch(client: &Client, a: &AwsHealth, now: jiff::Timestamp) -> Result<V
                 .await
                 .map_err(|e| describe(&e))?;
             for e in out.events() {
-                found.push(Found {
-                    arn: e.arn().unwrap_or_default().to_string(),
-                    service: e.service().map(str::to_string),
-                    code: e.event_type_code().map(str::to_string),
-                    category: e.event_type_category().map(|c| c.as_str().to_string()),
-                    region: e.region().map(str::to_string),
-                    az: e.availability_zone().map(str::to_string),
-                    status: e.status_code().map(|s| s.as_str().to_string()),
-                    start: ts(e.start_time()),
-                    updated: ts(e.last_updated_time()),
-                });
+                found.push(found!(e, e.availability_zone().map(str::to_string)));
             }
             token = out.next_token().map(str::to_string);
         }
