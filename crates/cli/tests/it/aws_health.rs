@@ -153,7 +153,7 @@ fn health_double(script: Arc<Mutex<Script>>) -> String {
                     (400, json!({ "__type": "ThrottlingException", "message": "Rate exceeded" }))
                 } else if let (Some(code), "DescribeEvents") = (&s.error, op.as_str()) {
                     (400, json!({ "__type": code, "message": "nope" }))
-                } else if op == "DescribeEvents" {
+                } else if op == "DescribeEvents" || op == "DescribeEventsForOrganization" {
                     let f = &input["filter"];
                     let matching: Vec<Value> = s
                         .events
@@ -163,6 +163,8 @@ fn health_double(script: Arc<Mutex<Script>>) -> String {
                                 && listed(f, "services", &e["service"])
                                 && listed(f, "eventTypeCategories", &e["eventTypeCategory"])
                                 && listed(f, "eventStatusCodes", &e["statusCode"])
+                                && listed(f, "availabilityZones", &e["availabilityZone"])
+                                && listed(f, "awsAccountIds", &e["account"])
                         })
                         .cloned()
                         .collect();
@@ -307,4 +309,57 @@ fn aws_health_errors_are_verdicts() {
     let o = gate_check(&env, &url, "prod");
     assert_eq!(o.code, 0, "{o:?}");
     assert_eq!(script.lock().unwrap().calls.iter().filter(|(op, _)| op == "DescribeEvents").count(), 3);
+}
+
+#[test]
+fn aws_health_filters_zones_and_reads_the_organization_view() {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let mut ec2a = event("z1", "EC2", "us-east-1", "issue", "open", now - 60.0);
+    ec2a["availabilityZone"] = json!("us-east-1a");
+    let mut ec2b = event("z2", "EC2", "us-east-1", "issue", "open", now - 60.0);
+    ec2b["availabilityZone"] = json!("us-east-1b");
+    let script = Arc::new(Mutex::new(Script { page_size: 1, events: vec![ec2a, ec2b], ..Script::default() }));
+    let url = health_double(script.clone());
+    let env = Env::new();
+    env.write(
+        "opsbook.yaml",
+        "gates:
+  zone:
+    sources:
+      - aws_health: { regions: [us-east-1], availability_zones: [us-east-1b] }
+  org:
+    sources:
+      - aws_health: { regions: [us-east-1], organization: true, accounts: [\"111122223333\"] }
+",
+    );
+    let o = gate_check(&env, &url, "zone");
+    assert_eq!(o.code, 3, "{o:?}");
+    let doc = o.json();
+    assert_eq!(doc["records"].as_array().unwrap().len(), 1, "{doc}");
+    assert_eq!(doc["records"][0]["availability_zone"], "us-east-1b");
+
+    // Organization: DescribeEventsForOrganization, with the account filter, every page.
+    for (i, e) in script.lock().unwrap().events.iter_mut().enumerate() {
+        e["account"] = json!(if i == 0 { "111122223333" } else { "444455556666" });
+    }
+    script.lock().unwrap().events.push({
+        let mut e = event("z3", "RDS", "us-east-1", "issue", "open", now - 30.0);
+        e["account"] = json!("111122223333");
+        e
+    });
+    script.lock().unwrap().calls.clear();
+    let o = gate_check(&env, &url, "org");
+    assert_eq!(o.code, 3, "{o:?}");
+    let ids: Vec<String> = o.json()["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().rsplit('/').next().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, vec!["z1", "z3"]);
+    let calls = script.lock().unwrap().calls.clone();
+    let org: Vec<&Value> =
+        calls.iter().filter(|(op, _)| op == "DescribeEventsForOrganization").map(|(_, i)| i).collect();
+    assert_eq!(org.len(), 2, "two pages: {calls:?}");
+    assert_eq!(org[0]["filter"]["awsAccountIds"], json!(["111122223333"]));
 }
