@@ -16,6 +16,13 @@ use crate::logsink::LogSink;
 use crate::observer::Event;
 use crate::{Engine, Error, Hooks, Outcome, Result, StartRequest, check_lifecycle};
 
+/// What a re-check of the gates before a step decided.
+pub(crate) enum Recheck {
+    Go,
+    Stop(String),
+    Wait,
+}
+
 /// What became of a step.
 pub(crate) enum Flow {
     Done(StepStatus),
@@ -573,8 +580,10 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
             {
                 continue;
             }
-            if let Some(stop) = self.recheck_gates(idx, &step).await? {
-                return self.stop(ExecStatus::Failed, stop).await;
+            match self.recheck_gates(idx, &step).await? {
+                Recheck::Go => {}
+                Recheck::Stop(why) => return self.stop(ExecStatus::Failed, why).await,
+                Recheck::Wait => return self.park().await,
             }
             // Kept in memory and written with the next execution update: the step rows
             // already say which step runs, and one write less per step matters.
@@ -591,15 +600,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 },
             };
             match flow {
-                Flow::Wait => {
-                    self.exec.status = ExecStatus::Waiting;
-                    self.exec.owner = None;
-                    self.exec.lease_expires_at = None;
-                    self.flush_deferred().await?;
-                    self.store().update_execution(&self.exec).await?;
-                    self.stop_heartbeat();
-                    return Ok(());
-                }
+                Flow::Wait => return self.park().await,
                 Flow::Done(StepStatus::Succeeded | StepStatus::Skipped) => {}
                 Flow::Done(StepStatus::Cancelled) => {
                     return self.stop(ExecStatus::Cancelled, format!("cancelled during step `{}`", step.id)).await;
@@ -618,9 +619,21 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         self.finish(ExecStatus::Succeeded).await
     }
 
+    /// The execution waits (for people or a gate) and gives its runner back.
+    async fn park(&mut self) -> Result<()> {
+        self.exec.status = ExecStatus::Waiting;
+        self.exec.owner = None;
+        self.exec.lease_expires_at = None;
+        self.flush_deferred().await?;
+        self.store().update_execution(&self.exec).await?;
+        self.stop_heartbeat();
+        Ok(())
+    }
+
     /// Before step `idx`: every earlier gate step that passed with `recheck: between_steps`
-    /// is checked again (waiting or failing as it says). `Some(reason)` stops the run.
-    async fn recheck_gates(&mut self, idx: usize, step: &Step) -> Result<Option<String>> {
+    /// is checked again. In place (waiting or failing as it says), or — on the server, for
+    /// `on_blocked: wait` — by parking the execution until the next poll.
+    async fn recheck_gates(&mut self, idx: usize, step: &Step) -> Result<Recheck> {
         let gates: Vec<(String, opsbook_core::step::gate::GateStepSpec)> = (0..idx)
             .filter(|&i| self.steps[i].status == StepStatus::Succeeded)
             .filter_map(|i| match &self.rb.steps[i].kind {
@@ -631,15 +644,30 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         for (gate_step, spec) in gates {
             let def = match spec.resolve(&self.engine.config.gates) {
                 Ok(d) => d,
-                Err(e) => return Ok(Some(format!("gate `{}` (recheck before step `{}`): {e}", spec.name(), step.id))),
+                Err(e) => {
+                    return Ok(Recheck::Stop(format!(
+                        "gate `{}` (recheck before step `{}`): {e}",
+                        spec.name(),
+                        step.id
+                    )));
+                }
             };
+            let release = self.engine.config.release_gate_waits
+                && spec.on_blocked == opsbook_core::step::gate::OnBlocked::Wait
+                && !matches!(step.kind, StepKind::Approval(_));
+            if release {
+                match kinds::gate::recheck_released(self, idx, &gate_step, &spec, &def).await? {
+                    Recheck::Go => continue,
+                    other => return Ok(other),
+                }
+            }
             let r = kinds::gate::wait_until_clear(self, &gate_step, &spec, &def).await?;
             if r.status != StepStatus::Succeeded {
                 let why = r.error.unwrap_or_default();
-                return Ok(Some(format!("recheck before step `{}`: {why}", step.id)));
+                return Ok(Recheck::Stop(format!("recheck before step `{}`: {why}", step.id)));
             }
         }
-        Ok(None)
+        Ok(Recheck::Go)
     }
 
     /// Evaluates `when`; `Some` when the step is settled without running (skipped or failed).

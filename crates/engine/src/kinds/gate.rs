@@ -166,3 +166,52 @@ async fn settle<S: Store>(
     });
     Ok(crate::runner::Flow::Done(status))
 }
+
+/// One re-check before step `idx` on the server: clear goes on; blocked parks the
+/// execution (the step waits until the next poll) or, after `max_wait`, stops the run.
+pub(crate) async fn recheck_released<S: Store>(
+    run: &mut Run<'_, '_, S>,
+    idx: usize,
+    gate_step: &str,
+    spec: &GateStepSpec,
+    def: &GateDef,
+) -> Result<crate::runner::Recheck> {
+    use crate::runner::Recheck;
+    let checker = match Checker::new(std::time::Duration::from_secs(20)) {
+        Ok(c) => c,
+        Err(e) => return Ok(Recheck::Stop(e)),
+    };
+    let name = spec.name().to_string();
+    let r = checker.check(&name, def, jiff::Timestamp::now()).await;
+    let step_id = run.steps[idx].step_id.clone();
+    if r.passes() {
+        if run.steps[idx].status == StepStatus::Waiting {
+            run.steps[idx].status = StepStatus::Pending;
+            run.steps[idx].error = None;
+            run.steps[idx].wait_deadline = None;
+        }
+        return Ok(Recheck::Go);
+    }
+    let why = describe(&r);
+    run.event(&crate::observer::Event::GateBlocked { step_id: gate_step, gate: &name, reasons: &why });
+    let now = opsbook_store::now_ms();
+    let first = *run.steps[idx].started_at.get_or_insert(now);
+    let max_wait = i64::try_from(spec.max_wait().0.as_millis()).unwrap_or(i64::MAX / 2);
+    let poll = i64::try_from(spec.poll().0.as_millis()).unwrap_or(60_000);
+    if now - first + poll > max_wait {
+        return Ok(Recheck::Stop(format!(
+            "recheck before step `{step_id}`: gate `{name}` still {} after {}: {why}",
+            r.verdict.as_str(),
+            spec.max_wait()
+        )));
+    }
+    let message = format!("waiting before step `{step_id}`: gate `{name}` {}: {why}", r.verdict.as_str());
+    run.system(Some(gate_step), Phase::Step, &format!("{message}; checking again in {}", spec.poll())).await?;
+    let rec = &mut run.steps[idx];
+    rec.status = StepStatus::Waiting;
+    rec.wait_deadline = Some(now + poll);
+    rec.error = Some(message.clone());
+    run.save_step(idx).await?;
+    run.event(&crate::observer::Event::Waiting { step_id: &step_id, message: &message });
+    Ok(Recheck::Wait)
+}

@@ -70,3 +70,43 @@ async fn executions_wait_on_gates_without_a_worker_and_resume_by_themselves() {
     assert_eq!(audit["items"][0]["details"]["blocked_by"], "gate `prod` blocked: command: incident open");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incident_mid_run_parks_the_execution_before_the_next_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let incident = dir.path().join("incident");
+    let gates = format!(
+        "gates:\n  prod:\n    sources:\n      - command: {{ run: \"test ! -e {} || {{ echo incident open; exit 1; }}\" }}\n",
+        incident.display()
+    );
+    let s = Server::start_in(dir, |c| {
+        c.workers = 1;
+        c.gates = opsbook_core::gate::GatesFile::parse(&gates).unwrap().gates;
+    })
+    .await;
+    let op = s.token("olga", &["operator", "author"]).await;
+    let book = runbook(
+        "rolling",
+        "1.0.0",
+        "",
+        "",
+        &format!(
+            "    - id: health\n      gate: {{ use: prod, poll: 200ms, recheck: between_steps }}\n    - id: first\n      run: touch {}\n    - id: second\n      run: echo second\n",
+            incident.display()
+        ),
+    );
+    s.publish(&op, &book).await;
+    let (_, sub) = s.post("/api/v1/runbooks/rolling/executions", &op, json!({})).await;
+    let id = sub["id"].as_str().unwrap().to_string();
+    let parked = s.wait_for(&id, &op, |d| d["status"] == "waiting").await;
+    assert_eq!(parked["steps"][1]["status"], "succeeded");
+    assert_eq!(parked["steps"][2]["status"], "waiting");
+    assert_eq!(
+        parked["steps"][2]["error"],
+        "waiting before step `second`: gate `prod` blocked: command: incident open"
+    );
+    std::fs::remove_file(&incident).unwrap();
+    let done = s.wait_for(&id, &op, |d| d["status"] == "succeeded").await;
+    assert_eq!(done["steps"][2]["status"], "succeeded");
+    s.stop().await;
+}
