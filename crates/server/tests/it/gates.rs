@@ -6,8 +6,8 @@ use serde_json::json;
 
 use crate::support::{Server, runbook};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn executions_wait_on_gates_without_a_worker_and_resume_by_themselves() {
+/// A one-worker server with gate `prod`, blocked while the returned file exists.
+async fn gated_server() -> (Server, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let incident = dir.path().join("incident");
     let gates = format!(
@@ -19,6 +19,12 @@ async fn executions_wait_on_gates_without_a_worker_and_resume_by_themselves() {
         c.gates = opsbook_core::gate::GatesFile::parse(&gates).unwrap().gates;
     })
     .await;
+    (s, incident)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_wait_on_gates_without_a_worker_and_resume_by_themselves() {
+    let (s, incident) = gated_server().await;
     let op = s.token("olga", &["operator", "author"]).await;
     let admin = s.token("root", &["admin"]).await;
     std::fs::write(&incident, "").unwrap();
@@ -73,17 +79,7 @@ async fn executions_wait_on_gates_without_a_worker_and_resume_by_themselves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incident_mid_run_parks_the_execution_before_the_next_step() {
-    let dir = tempfile::tempdir().unwrap();
-    let incident = dir.path().join("incident");
-    let gates = format!(
-        "gates:\n  prod:\n    sources:\n      - command: {{ run: \"test ! -e {} || {{ echo incident open; exit 1; }}\" }}\n",
-        incident.display()
-    );
-    let s = Server::start_in(dir, |c| {
-        c.workers = 1;
-        c.gates = opsbook_core::gate::GatesFile::parse(&gates).unwrap().gates;
-    })
-    .await;
+    let (s, incident) = gated_server().await;
     let op = s.token("olga", &["operator", "author"]).await;
     let book = runbook(
         "rolling",
