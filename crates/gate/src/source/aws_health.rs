@@ -13,6 +13,29 @@ use crate::{BlockRecord, Checker};
 /// usual one, then the other.
 const REGIONS: [&str; 2] = ["us-east-1", "us-east-2"];
 
+/// The region named by a Health endpoint host, e.g. `health.us-east-2.amazonaws.com`.
+fn region_of(host: &str) -> Option<&'static str> {
+    REGIONS.iter().copied().find(|r| host.split('.').any(|part| part == *r))
+}
+
+/// The active Health region: the canonical name (CNAME target) of the global endpoint,
+/// as the system resolver reports it (`getent ahosts`: the third column of the first
+/// line). `None` when it cannot be told; the caller then tries the usual order.
+async fn active_region() -> Option<&'static str> {
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        tokio::process::Command::new("getent")
+            .args(["ahosts", "global.health.amazonaws.com"])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    region_of(text.lines().next()?.split_whitespace().nth(2)?)
+}
+
 fn explicit_endpoint(a: &AwsHealth) -> Option<String> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     a.endpoint_url.clone().or_else(|| env("AWS_ENDPOINT_URL_HEALTH")).or_else(|| env("AWS_ENDPOINT_URL"))
@@ -46,7 +69,16 @@ fn status_of(s: &str) -> EventStatusCode {
 
 pub(crate) async fn check(c: &Checker, a: &AwsHealth, now: jiff::Timestamp) -> Result<Vec<BlockRecord>, String> {
     let explicit = explicit_endpoint(a);
-    let candidates: Vec<&str> = if explicit.is_some() { vec![REGIONS[0]] } else { REGIONS.to_vec() };
+    let candidates: Vec<&str> = match (&explicit, active_region().await) {
+        (Some(_), _) => vec![REGIONS[0]],
+        // Sign for the active region first, fall back to the other on failure.
+        (None, Some(active)) => {
+            let mut order = vec![active];
+            order.extend(REGIONS.iter().copied().filter(|r| *r != active));
+            order
+        }
+        (None, None) => REGIONS.to_vec(),
+    };
     let mut last = String::new();
     for region in candidates {
         let shared = aws_config::defaults(BehaviorVersion::latest())
@@ -218,4 +250,14 @@ async fn fetch(client: &Client, a: &AwsHealth, now: jiff::Timestamp) -> Result<V
             }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_the_region_of_the_active_endpoint() {
+        assert_eq!(super::region_of("health.us-east-2.amazonaws.com"), Some("us-east-2"));
+        assert_eq!(super::region_of("health.us-east-1.amazonaws.com"), Some("us-east-1"));
+        assert_eq!(super::region_of("global.health.amazonaws.com"), None);
+    }
 }
