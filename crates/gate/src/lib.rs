@@ -5,6 +5,7 @@
 //! it becomes an `unknown` verdict that says why, and the gate's `fail_mode` decides.
 #![forbid(unsafe_code)]
 
+pub mod codepipeline;
 mod source;
 
 /// The definitions live in `opsbook_core::gate` (pure data, used by runbooks too).

@@ -17,6 +17,33 @@ pub enum Gate {
     Check(CheckArgs),
     /// Wait until a gate passes (exit 0), or give up after --max-wait (exit 3)
     Wait(WaitArgs),
+    /// Serve a CodePipeline custom action: poll its jobs and answer with the gate named
+    /// in the action configuration (`Gate`, and `OnBlocked: wait|fail`)
+    CodepipelineWorker(WorkerArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct WorkerArgs {
+    /// The custom action's category (e.g. Test, Approval, Deploy)
+    #[arg(long)]
+    pub category: String,
+    /// The custom action's provider name
+    #[arg(long)]
+    pub provider: String,
+    /// The custom action's version
+    #[arg(long, default_value = "1")]
+    pub action_version: String,
+    /// The gates file (default: ./opsbook.yaml)
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Time between polls
+    #[arg(long, default_value = "30s")]
+    pub poll: String,
+    /// Poll once and exit (for cron-style runs and tests)
+    #[arg(long)]
+    pub once: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -56,10 +83,15 @@ fn duration(flag: &str, v: &str) -> Result<Duration> {
     opsbook_core::duration::parse(v).map(|d| d.0).map_err(|e| usage(format!("--{flag}: {e}")))
 }
 
-fn load(path: Option<&Path>, name: &str) -> Result<GateDef> {
+fn load_all(path: Option<&Path>) -> Result<(PathBuf, GatesFile)> {
     let path = path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("opsbook.yaml"));
     let text = std::fs::read_to_string(&path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
     let file = GatesFile::parse(&text).map_err(|e| usage(format!("{}:{e}", path.display())))?;
+    Ok((path, file))
+}
+
+fn load(path: Option<&Path>, name: &str) -> Result<GateDef> {
+    let (path, file) = load_all(path)?;
     let names: Vec<&str> = file.gates.keys().map(String::as_str).collect();
     file.gates.get(name).cloned().ok_or_else(|| {
         let hint = opsbook_core::diagnostic::did_you_mean(name, &names)
@@ -171,6 +203,34 @@ fn report(r: &GateResult, output: GateOutput) -> Result<()> {
 
 pub async fn exec(cmd: Gate) -> Result<u8> {
     match cmd {
+        Gate::CodepipelineWorker(w) => {
+            let (_, file) = load_all(w.config.as_deref())?;
+            let poll = duration("poll", &w.poll)?;
+            let cfg = opsbook_gate::codepipeline::WorkerConfig {
+                category: w.category,
+                provider: w.provider,
+                version: w.action_version,
+                gates: file.gates,
+                max_batch: 5,
+            };
+            let checker = Checker::new(Duration::from_secs(20)).map_err(anyhow::Error::msg)?;
+            let client = opsbook_gate::codepipeline::client(w.region).await;
+            loop {
+                match opsbook_gate::codepipeline::poll_once(&client, &cfg, &checker).await {
+                    Ok(done) => {
+                        for (job, outcome) in done {
+                            println!("job {job}: {outcome}");
+                        }
+                    }
+                    Err(e) if w.once => return Err(anyhow::anyhow!(e)),
+                    Err(e) => eprintln!("{} {e}", style("warning:").yellow().bold().for_stderr()),
+                }
+                if w.once {
+                    return Ok(EXIT_OK);
+                }
+                tokio::time::sleep(poll).await;
+            }
+        }
         Gate::Check(a) => {
             let gate = load(a.config.as_deref(), &a.name)?;
             let checker = Checker::new(duration("timeout", &a.timeout)?).map_err(anyhow::Error::msg)?;

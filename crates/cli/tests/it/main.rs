@@ -3,6 +3,7 @@
 mod aws_health;
 mod cancel;
 mod cli;
+mod codepipeline;
 mod durability;
 mod engine;
 mod gate;

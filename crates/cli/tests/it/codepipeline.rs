@@ -1,0 +1,147 @@
+//! `opsbook gate codepipeline-worker` against a local double of CodePipeline's JSON protocol
+//! (awsJson1_1: POST / with X-Amz-Target).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+
+use crate::support::{Env, FakeHttp, out};
+
+type Calls = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// Hands out `jobs` on the first PollForJobs and records every call.
+fn codepipeline_double(jobs: Value) -> (String, Calls) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let calls: Calls = Default::default();
+    let c = calls.clone();
+    let mut pending = Some(jobs);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let (mut len, mut target) = (0, String::new());
+            loop {
+                let mut h = String::new();
+                reader.read_line(&mut h).unwrap();
+                if h == "\r\n" || h.is_empty() {
+                    break;
+                }
+                let lower = h.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+                if lower.starts_with("x-amz-target:") {
+                    target = h["x-amz-target:".len()..].trim().to_string();
+                }
+            }
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            let input: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
+            let op = target.rsplit('.').next().unwrap_or("").to_string();
+            c.lock().unwrap().push((op.clone(), input));
+            let reply = match op.as_str() {
+                "PollForJobs" => json!({ "jobs": pending.take().unwrap_or(json!([])) }),
+                "AcknowledgeJob" => json!({ "status": "InProgress" }),
+                _ => json!({}),
+            };
+            let text = reply.to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                text.len()
+            );
+        }
+    });
+    (url, calls)
+}
+
+fn job(id: &str, gate: &str, on_blocked: Option<&str>) -> Value {
+    let mut conf = json!({ "Gate": gate });
+    if let Some(o) = on_blocked {
+        conf["OnBlocked"] = json!(o);
+    }
+    json!({ "id": id, "nonce": format!("n-{id}"), "accountId": "111122223333", "data": { "actionConfiguration": { "configuration": conf } } })
+}
+
+fn worker(env: &Env, url: &str) -> crate::support::Out {
+    out(env
+        .cmd(&[
+            "gate",
+            "codepipeline-worker",
+            "--category",
+            "Test",
+            "--provider",
+            "OpsbookGate",
+            "--once",
+            "--region",
+            "us-east-1",
+        ])
+        .env("AWS_ENDPOINT_URL_CODEPIPELINE", url)
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("HOME", env.path("home"))
+        .output()
+        .unwrap())
+}
+
+#[test]
+fn jobs_wait_while_blocked_fail_on_request_and_succeed_when_clear() {
+    let env = Env::new();
+    let status = FakeHttp::start();
+    status.set(
+        "/api/v2/summary.json",
+        200,
+        r#"{"page":{"url":"https://status.example"},"components":[],"incidents":[{"id":"inc7","name":"API errors","status":"investigating","impact":"major","created_at":"2026-11-23T10:00:00Z","components":[]}]}"#,
+    );
+    env.write(
+        "opsbook.yaml",
+        &format!("gates:\n  prod:\n    sources:\n      - statuspage: {{ url: \"{}\" }}\n", status.url),
+    );
+
+    let (url, calls) =
+        codepipeline_double(json!([job("j1", "prod", None), job("j2", "prod", Some("fail")), job("j3", "nope", None)]));
+    let o = worker(&env, &url);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.contains("job j1: waiting: gate `prod` is blocked: statuspage: API errors"), "{o:?}");
+    assert!(o.stdout.contains("job j2: failed: gate `prod` is blocked: statuspage: API errors"), "{o:?}");
+    assert!(o.stdout.contains("job j3: failed: no gate `nope` is defined"), "{o:?}");
+    let calls = calls.lock().unwrap().clone();
+    let ops: Vec<&str> = calls.iter().map(|(op, _)| op.as_str()).collect();
+    assert_eq!(
+        ops,
+        vec![
+            "PollForJobs",
+            "AcknowledgeJob",
+            "PutJobSuccessResult",
+            "AcknowledgeJob",
+            "PutJobFailureResult",
+            "AcknowledgeJob",
+            "PutJobFailureResult"
+        ]
+    );
+    assert_eq!(
+        calls[0].1["actionTypeId"],
+        json!({"category": "Test", "owner": "Custom", "provider": "OpsbookGate", "version": "1"})
+    );
+    assert_eq!(calls[1].1, json!({"jobId": "j1", "nonce": "n-j1"}));
+    assert_eq!(calls[2].1["continuationToken"], "opsbook-gate-blocked");
+    assert_eq!(calls[2].1["executionDetails"]["summary"], "gate `prod` is blocked: statuspage: API errors");
+    assert_eq!(
+        calls[4].1["failureDetails"],
+        json!({"type": "JobFailed", "message": "gate `prod` is blocked: statuspage: API errors"})
+    );
+
+    // The incident closes: the job (handed out again) succeeds without a continuation token.
+    status.set("/api/v2/summary.json", 200, r#"{"page":{},"components":[],"incidents":[]}"#);
+    let (url, calls) = codepipeline_double(json!([job("j1", "prod", None)]));
+    let o = worker(&env, &url);
+    assert!(o.stdout.contains("job j1: succeeded"), "{o:?}");
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls[2].0, "PutJobSuccessResult");
+    assert!(calls[2].1.get("continuationToken").is_none(), "{:?}", calls[2]);
+}

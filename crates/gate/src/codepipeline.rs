@@ -1,0 +1,138 @@
+//! CodePipeline without Lambda: a job worker for a custom action. It polls for the
+//! action's jobs, evaluates the gate named in the action configuration (`Gate`), and
+//! reports success, failure (`OnBlocked: fail`) or — while blocked under `OnBlocked: wait`,
+//! the default — success with a continuation token, which keeps the job alive until the
+//! next poll instead of failing the stage.
+
+use std::collections::BTreeMap;
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_codepipeline::Client;
+use aws_sdk_codepipeline::types::{
+    ActionCategory, ActionOwner, ActionTypeId, ExecutionDetails, FailureDetails, FailureType, Job,
+};
+
+use crate::Checker;
+use crate::config::GateDef;
+
+/// Which custom action this worker serves, and the gates it may evaluate.
+pub struct WorkerConfig {
+    pub category: String,
+    pub provider: String,
+    pub version: String,
+    pub gates: BTreeMap<String, GateDef>,
+    pub max_batch: i32,
+}
+
+/// A client with the standard credential chain; the endpoint follows the SDK convention
+/// (`AWS_ENDPOINT_URL_CODEPIPELINE`, `AWS_ENDPOINT_URL`), which is how tests reach a double.
+pub async fn client(region: Option<String>) -> Client {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(r) = region {
+        loader = loader.region(Region::new(r));
+    }
+    let shared = loader.load().await;
+    let mut conf = aws_sdk_codepipeline::config::Builder::from(&shared);
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let Some(ep) = env("AWS_ENDPOINT_URL_CODEPIPELINE").or_else(|| env("AWS_ENDPOINT_URL")) {
+        conf = conf.endpoint_url(ep);
+    }
+    Client::from_conf(conf.build())
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    format!("CodePipeline: {e}")
+}
+
+/// One poll: every job handed out is acknowledged, decided and reported.
+/// Returns `(job id, what was reported)`.
+pub async fn poll_once(
+    client: &Client,
+    cfg: &WorkerConfig,
+    checker: &Checker,
+) -> Result<Vec<(String, String)>, String> {
+    let action = ActionTypeId::builder()
+        .category(ActionCategory::from(cfg.category.as_str()))
+        .owner(ActionOwner::Custom)
+        .provider(&cfg.provider)
+        .version(&cfg.version)
+        .build()
+        .map_err(err)?;
+    let out = client
+        .poll_for_jobs()
+        .action_type_id(action)
+        .max_batch_size(cfg.max_batch)
+        .send()
+        .await
+        .map_err(|e| err(aws_sdk_codepipeline::error::DisplayErrorContext(e)))?;
+    let mut done = Vec::new();
+    for job in out.jobs() {
+        let id = job.id().unwrap_or_default().to_string();
+        let outcome = handle(client, cfg, checker, job).await?;
+        done.push((id, outcome));
+    }
+    Ok(done)
+}
+
+async fn handle(client: &Client, cfg: &WorkerConfig, checker: &Checker, job: &Job) -> Result<String, String> {
+    let id = job.id().unwrap_or_default();
+    client
+        .acknowledge_job()
+        .job_id(id)
+        .nonce(job.nonce().unwrap_or_default())
+        .send()
+        .await
+        .map_err(|e| err(aws_sdk_codepipeline::error::DisplayErrorContext(e)))?;
+    let conf = job.data().and_then(|d| d.action_configuration()).and_then(|c| c.configuration());
+    let get = |k: &str| conf.and_then(|c| c.get(k)).map(String::as_str);
+    let fail = |message: String| async move {
+        let details = FailureDetails::builder()
+            .r#type(FailureType::JobFailed)
+            .message(truncate(&message, 5000))
+            .build()
+            .map_err(err)?;
+        client
+            .put_job_failure_result()
+            .job_id(id)
+            .failure_details(details)
+            .send()
+            .await
+            .map_err(|e| err(aws_sdk_codepipeline::error::DisplayErrorContext(e)))?;
+        Ok::<String, String>(format!("failed: {message}"))
+    };
+    let Some(name) = get("Gate") else { return fail("the action configuration names no Gate".into()).await };
+    let Some(gate) = cfg.gates.get(name) else { return fail(format!("no gate `{name}` is defined")).await };
+    let r = checker.check(name, gate, jiff::Timestamp::now()).await;
+    let why = r.reasons().join("; ");
+    if r.passes() {
+        let summary = format!("gate `{name}` is {}", r.verdict.as_str());
+        let details = ExecutionDetails::builder().summary(truncate(&summary, 2048)).percent_complete(100).build();
+        client
+            .put_job_success_result()
+            .job_id(id)
+            .execution_details(details)
+            .send()
+            .await
+            .map_err(|e| err(aws_sdk_codepipeline::error::DisplayErrorContext(e)))?;
+        return Ok("succeeded".into());
+    }
+    let message = format!("gate `{name}` is {}: {why}", r.verdict.as_str());
+    if get("OnBlocked") == Some("fail") {
+        return fail(message).await;
+    }
+    // Still blocked: keep the job alive; CodePipeline hands it out again with this token.
+    let details = ExecutionDetails::builder().summary(truncate(&message, 2048)).percent_complete(0).build();
+    client
+        .put_job_success_result()
+        .job_id(id)
+        .continuation_token("opsbook-gate-blocked")
+        .execution_details(details)
+        .send()
+        .await
+        .map_err(|e| err(aws_sdk_codepipeline::error::DisplayErrorContext(e)))?;
+    Ok(format!("waiting: {message}"))
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max { s.to_string() } else { format!("{}…", s.chars().take(max - 1).collect::<String>()) }
+}
