@@ -85,8 +85,7 @@ fn duration(flag: &str, v: &str) -> Result<Duration> {
 
 fn load_all(path: Option<&Path>) -> Result<(PathBuf, GatesFile)> {
     let path = path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("opsbook.yaml"));
-    let text = std::fs::read_to_string(&path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
-    let file = GatesFile::parse(&text).map_err(|e| usage(format!("{}:{e}", path.display())))?;
+    let file = super::read_gates(&path)?;
     Ok((path, file))
 }
 

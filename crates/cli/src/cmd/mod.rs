@@ -183,6 +183,12 @@ pub fn load_runbook(path: &Path) -> Result<Runbook> {
     })
 }
 
+/// Reads a gates file (`gates:` in YAML); problems name the file, line and column.
+pub fn read_gates(path: &Path) -> Result<opsbook_core::gate::GatesFile> {
+    let text = std::fs::read_to_string(path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+    opsbook_core::gate::GatesFile::parse(&text).map_err(|e| usage(format!("{}:{e}", path.display())))
+}
+
 /// Collects `-p key=value` pairs and an optional YAML params file (pairs win).
 pub fn collect_params(pairs: &[String], file: Option<&Path>) -> Result<BTreeMap<String, Input>> {
     let mut out = BTreeMap::new();

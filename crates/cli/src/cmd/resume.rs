@@ -31,11 +31,7 @@ pub async fn exec(db: Option<PathBuf>, args: Args, rollback: bool) -> Result<u8>
         .into_iter()
         .find(|p| p.exists());
     if let Some(p) = file {
-        let text =
-            std::fs::read_to_string(&p).map_err(|e| super::usage(format!("cannot read {}: {e}", p.display())))?;
-        let gates =
-            opsbook_core::gate::GatesFile::parse(&text).map_err(|e| super::usage(format!("{}:{e}", p.display())))?;
-        engine.config.gates = std::sync::Arc::new(gates.gates);
+        engine.config.gates = std::sync::Arc::new(super::read_gates(&p)?.gates);
     }
     let steps = engine.store.steps(&engine.store.execution(&args.id).await?.id).await?;
     let (handle, cancel) = cancel_pair();

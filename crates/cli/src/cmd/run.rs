@@ -97,11 +97,7 @@ fn load_gates(rb: &Runbook, args: &Args) -> Result<std::collections::BTreeMap<St
         here.exists().then_some(here)
     });
     let gates = match &path {
-        Some(p) => {
-            let text =
-                std::fs::read_to_string(p).map_err(|e| super::usage(format!("cannot read {}: {e}", p.display())))?;
-            opsbook_core::gate::GatesFile::parse(&text).map_err(|e| super::usage(format!("{}:{e}", p.display())))?.gates
-        }
+        Some(p) => super::read_gates(p)?.gates,
         None => Default::default(),
     };
     for n in names {

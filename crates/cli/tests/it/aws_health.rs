@@ -1,14 +1,14 @@
 //! The AWS Health source against a local double of the Health API that speaks the SDK's
 //! real wire protocol: Smithy RPCv2 CBOR, with paging, event details and errors.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use minicbor::data::{IanaTag, Type};
 use minicbor::{Decoder, Encoder};
 use serde_json::{Value, json};
 
-use crate::support::{Env, out};
+use crate::support::{Env, Request, out};
 
 /// Decodes any CBOR item into JSON (timestamps become `{"$ts": secs}`).
 fn to_json(d: &mut Decoder<'_>) -> Value {
@@ -120,28 +120,10 @@ fn health_double(script: Arc<Mutex<Script>>) -> String {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-            let mut len = 0;
-            let mut cbor_protocol = false;
-            loop {
-                let mut h = String::new();
-                reader.read_line(&mut h).unwrap();
-                if h == "\r\n" || h.is_empty() {
-                    break;
-                }
-                let lower = h.to_ascii_lowercase();
-                if let Some(v) = lower.strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap();
-                }
-                if lower.starts_with("smithy-protocol: rpc-v2-cbor") {
-                    cbor_protocol = true;
-                }
-            }
-            let mut body = vec![0; len];
-            reader.read_exact(&mut body).unwrap();
+            let Some(req) = Request::read(&stream) else { continue };
+            let path = req.path.clone();
+            let cbor_protocol = req.header("smithy-protocol") == Some("rpc-v2-cbor");
+            let body = req.body;
             let input = if body.is_empty() { json!({}) } else { to_json(&mut Decoder::new(&body)) };
             let op = path.rsplit('/').next().unwrap_or("").to_string();
             let (status, reply) = {

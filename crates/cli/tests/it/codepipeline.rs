@@ -1,12 +1,12 @@
 //! `opsbook gate codepipeline-worker` against a local double of CodePipeline's JSON protocol
 //! (awsJson1_1: POST / with X-Amz-Target).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use crate::support::{Env, FakeHttp, out};
+use crate::support::{Env, FakeHttp, Request, out};
 
 type Calls = Arc<Mutex<Vec<(String, Value)>>>;
 
@@ -20,26 +20,9 @@ fn codepipeline_double(jobs: Value) -> (String, Calls) {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            let (mut len, mut target) = (0, String::new());
-            loop {
-                let mut h = String::new();
-                reader.read_line(&mut h).unwrap();
-                if h == "\r\n" || h.is_empty() {
-                    break;
-                }
-                let lower = h.to_ascii_lowercase();
-                if let Some(v) = lower.strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap();
-                }
-                if lower.starts_with("x-amz-target:") {
-                    target = h["x-amz-target:".len()..].trim().to_string();
-                }
-            }
-            let mut body = vec![0; len];
-            reader.read_exact(&mut body).unwrap();
+            let Some(req) = Request::read(&stream) else { continue };
+            let target = req.header("x-amz-target").unwrap_or_default().to_string();
+            let body = req.body;
             let input: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
             let op = target.rsplit('.').next().unwrap_or("").to_string();
             c.lock().unwrap().push((op.clone(), input));
