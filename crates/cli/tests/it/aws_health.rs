@@ -1,201 +1,10 @@
 //! The AWS Health source against a local double of the Health API that speaks the SDK's
 //! real wire protocol: Smithy RPCv2 CBOR, with paging, event details and errors.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use opsbook_doubles::health::{Health, Script, event};
+use serde_json::json;
 
-use minicbor::data::{IanaTag, Type};
-use minicbor::{Decoder, Encoder};
-use serde_json::{Value, json};
-
-use crate::support::{Env, Request, out};
-
-/// Decodes any CBOR item into JSON (timestamps become `{"$ts": secs}`).
-fn to_json(d: &mut Decoder<'_>) -> Value {
-    match d.datatype().unwrap() {
-        Type::Map | Type::MapIndef => {
-            let len = d.map().unwrap();
-            let mut m = serde_json::Map::new();
-            let mut n = 0;
-            loop {
-                if len.is_some_and(|l| n >= l) || (len.is_none() && d.datatype().unwrap() == Type::Break) {
-                    if len.is_none() {
-                        d.skip().unwrap();
-                    }
-                    break;
-                }
-                let k = d.str().unwrap().to_string();
-                m.insert(k, to_json(d));
-                n += 1;
-            }
-            Value::Object(m)
-        }
-        Type::Array | Type::ArrayIndef => {
-            let len = d.array().unwrap();
-            let mut a = Vec::new();
-            loop {
-                if len.is_some_and(|l| a.len() as u64 >= l) || (len.is_none() && d.datatype().unwrap() == Type::Break) {
-                    if len.is_none() {
-                        d.skip().unwrap();
-                    }
-                    break;
-                }
-                a.push(to_json(d));
-            }
-            Value::Array(a)
-        }
-        Type::String | Type::StringIndef => Value::from(d.str().unwrap().to_string()),
-        Type::Bool => Value::from(d.bool().unwrap()),
-        Type::U8 | Type::U16 | Type::U32 | Type::U64 => Value::from(d.u64().unwrap()),
-        Type::I8 | Type::I16 | Type::I32 | Type::I64 | Type::Int => Value::from(d.i64().unwrap()),
-        Type::Tag => {
-            d.tag().unwrap();
-            json!({ "$ts": to_json(d) })
-        }
-        Type::F64 => Value::from(d.f64().unwrap()),
-        Type::F32 => Value::from(d.f32().unwrap()),
-        _ => {
-            d.skip().unwrap();
-            Value::Null
-        }
-    }
-}
-
-/// Encodes JSON as CBOR; `{"$ts": secs}` becomes a tag-1 epoch timestamp.
-fn enc(e: &mut Encoder<&mut Vec<u8>>, v: &Value) {
-    match v {
-        Value::Object(m) if m.contains_key("$ts") => {
-            e.tag(IanaTag::Timestamp).unwrap();
-            e.f64(m["$ts"].as_f64().unwrap()).unwrap();
-        }
-        Value::Object(m) => {
-            e.map(m.len() as u64).unwrap();
-            for (k, v) in m {
-                e.str(k).unwrap();
-                enc(e, v);
-            }
-        }
-        Value::Array(a) => {
-            e.array(a.len() as u64).unwrap();
-            for v in a {
-                enc(e, v);
-            }
-        }
-        Value::String(s) => {
-            e.str(s).unwrap();
-        }
-        Value::Bool(b) => {
-            e.bool(*b).unwrap();
-        }
-        Value::Number(n) => {
-            e.i64(n.as_i64().unwrap()).unwrap();
-        }
-        Value::Null => {
-            e.null().unwrap();
-        }
-    }
-}
-
-#[derive(Default)]
-struct Script {
-    events: Vec<Value>,
-    /// Answer this error code (as AWS does) to every DescribeEvents call.
-    error: Option<String>,
-    /// Throttle this many calls before answering.
-    throttle: usize,
-    page_size: usize,
-    calls: Vec<(String, Value)>,
-}
-
-fn listed(filter: &Value, key: &str, value: &Value) -> bool {
-    match filter[key].as_array() {
-        None => true,
-        Some(list) => list.contains(value),
-    }
-}
-
-fn health_double(script: Arc<Mutex<Script>>) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let Some(req) = Request::read(&stream) else { continue };
-            let path = req.path.clone();
-            let cbor_protocol = req.header("smithy-protocol") == Some("rpc-v2-cbor");
-            let body = req.body;
-            let input = if body.is_empty() { json!({}) } else { to_json(&mut Decoder::new(&body)) };
-            let op = path.rsplit('/').next().unwrap_or("").to_string();
-            let (status, reply) = {
-                let mut s = script.lock().unwrap();
-                s.calls.push((op.clone(), input.clone()));
-                assert!(cbor_protocol, "the SDK announces rpc-v2-cbor");
-                if s.throttle > 0 {
-                    s.throttle -= 1;
-                    (400, json!({ "__type": "ThrottlingException", "message": "Rate exceeded" }))
-                } else if let (Some(code), "DescribeEvents") = (&s.error, op.as_str()) {
-                    (400, json!({ "__type": code, "message": "nope" }))
-                } else if op == "DescribeEvents" || op == "DescribeEventsForOrganization" {
-                    let f = &input["filter"];
-                    let matching: Vec<Value> = s
-                        .events
-                        .iter()
-                        .filter(|e| {
-                            listed(f, "regions", &e["region"])
-                                && listed(f, "services", &e["service"])
-                                && listed(f, "eventTypeCategories", &e["eventTypeCategory"])
-                                && listed(f, "eventStatusCodes", &e["statusCode"])
-                                && listed(f, "availabilityZones", &e["availabilityZone"])
-                                && listed(f, "awsAccountIds", &e["account"])
-                        })
-                        .cloned()
-                        .collect();
-                    let start: usize =
-                        input["nextToken"].as_str().map_or(0, |t| t.trim_start_matches("page-").parse().unwrap());
-                    let end = (start + s.page_size).min(matching.len());
-                    let mut page = json!({ "events": matching[start..end] });
-                    if end < matching.len() {
-                        page["nextToken"] = json!(format!("page-{end}"));
-                    }
-                    (200, page)
-                } else if op == "DescribeEventDetails" {
-                    let set: Vec<Value> = input["eventArns"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|arn| json!({ "event": { "arn": arn }, "eventDescription": { "latestDescription": format!("Details of {}", arn.as_str().unwrap().rsplit('/').next().unwrap()) } }))
-                        .collect();
-                    (200, json!({ "successfulSet": set, "failedSet": [] }))
-                } else {
-                    (400, json!({ "__type": "UnknownOperationException" }))
-                }
-            };
-            let mut buf = Vec::new();
-            enc(&mut Encoder::new(&mut buf), &reply);
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status} X\r\nsmithy-protocol: rpc-v2-cbor\r\ncontent-type: application/cbor\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                buf.len()
-            );
-            let _ = stream.write_all(&buf);
-        }
-    });
-    url
-}
-
-fn event(id: &str, service: &str, region: &str, category: &str, status: &str, start_secs: f64) -> Value {
-    json!({
-        "arn": format!("arn:aws:health:{region}::event/{service}/AWS_{service}_OPERATIONAL_ISSUE/{id}"),
-        "service": service,
-        "eventTypeCode": format!("AWS_{service}_OPERATIONAL_ISSUE"),
-        "eventTypeCategory": category,
-        "region": region,
-        "startTime": { "$ts": start_secs },
-        "lastUpdatedTime": { "$ts": start_secs + 60.0 },
-        "statusCode": status,
-        "eventScopeCode": "PUBLIC",
-    })
-}
+use crate::support::{Env, out};
 
 fn gate_check(env: &Env, url: &str, gate: &str) -> crate::support::Out {
     out(env
@@ -214,8 +23,8 @@ const GATES: &str = "gates:\n  prod:\n    sources:\n      - aws_health: { region
 #[test]
 fn aws_health_pages_filters_and_describes() {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
-    let script = Arc::new(Mutex::new(Script { page_size: 2, ..Script::default() }));
-    script.lock().unwrap().events = vec![
+    let health = Health::start(Script { page_size: 2, ..Script::default() });
+    health.script().events = vec![
         event("e1", "EC2", "us-east-1", "issue", "open", now - 3600.0),
         event("e2", "RDS", "global", "issue", "open", now - 1800.0),
         event("e3", "EC2", "eu-west-1", "issue", "open", now - 600.0),
@@ -225,10 +34,10 @@ fn aws_health_pages_filters_and_describes() {
         event("e7", "EC2", "us-east-1", "issue", "open", now - 60.0),
         event("e8", "LAMBDA", "us-east-1", "issue", "open", now - 60.0),
     ];
-    let url = health_double(script.clone());
+    let url = &health.url;
     let env = Env::new();
     env.write("opsbook.yaml", GATES);
-    let o = gate_check(&env, &url, "prod");
+    let o = gate_check(&env, url, "prod");
     assert_eq!(o.code, 3, "{o:?}");
     let doc = o.json();
     let ids: Vec<&str> = doc["records"]
@@ -249,48 +58,49 @@ fn aws_health_pages_filters_and_describes() {
             .starts_with("https://health.aws.amazon.com/health/home#/account/event-log?eventID=arn:aws:health")
     );
     assert_eq!(doc["records"][2]["rule"], "lookahead");
-    let calls = script.lock().unwrap().calls.clone();
-    let pages: Vec<&Value> = calls.iter().filter(|(op, _)| op == "DescribeEvents").map(|(_, i)| i).collect();
-    assert_eq!(pages.len(), 3, "every page is read: {calls:?}");
+    let pages = health.calls("DescribeEvents");
+    assert_eq!(pages.len(), 3, "every page is read: {pages:?}");
     assert_eq!(pages[0]["filter"]["regions"], json!(["us-east-1", "global"]));
     assert_eq!(pages[0]["filter"]["eventStatusCodes"], json!(["open", "upcoming"]));
     assert_eq!(pages[1]["nextToken"], "page-2");
-    assert!(calls.iter().any(|(op, _)| op == "DescribeEventDetails"));
+    let details = health.calls("DescribeEventDetails");
+    assert_eq!(details.len(), 1, "{details:?}");
+    assert_eq!(details[0]["eventArns"].as_array().unwrap().len(), 4);
 
     // Everything closed: clear.
-    script.lock().unwrap().events.retain(|e| e["statusCode"] == "closed");
-    assert_eq!(gate_check(&env, &url, "prod").code, 0);
+    health.script().events.retain(|e| e["statusCode"] == "closed");
+    assert_eq!(gate_check(&env, url, "prod").code, 0);
 }
 
 #[test]
 fn aws_health_errors_are_verdicts() {
     let env = Env::new();
     env.write("opsbook.yaml", GATES);
-    let script = Arc::new(Mutex::new(Script {
+    let health = Health::start(Script {
         page_size: 10,
         error: Some("SubscriptionRequiredException".into()),
         ..Script::default()
-    }));
-    let url = health_double(script.clone());
-    let closed = gate_check(&env, &url, "prod");
+    });
+    let url = &health.url;
+    let closed = gate_check(&env, url, "prod");
     assert_eq!(closed.code, 3, "{closed:?}");
     assert_eq!(
         closed.json()["sources"][0]["error"],
         "the AWS Health API needs a Business, Enterprise On-Ramp or Enterprise support plan"
     );
-    let open = gate_check(&env, &url, "open");
+    let open = gate_check(&env, url, "open");
     assert_eq!(open.code, 0, "{open:?}");
     assert!(open.stderr.contains("passing under fail_mode: open"), "{open:?}");
 
     // Throttling is retried with backoff.
-    let mut s = script.lock().unwrap();
+    let mut s = health.script();
     s.error = None;
     s.throttle = 2;
     s.calls.clear();
     drop(s);
-    let o = gate_check(&env, &url, "prod");
+    let o = gate_check(&env, url, "prod");
     assert_eq!(o.code, 0, "{o:?}");
-    assert_eq!(script.lock().unwrap().calls.iter().filter(|(op, _)| op == "DescribeEvents").count(), 3);
+    assert_eq!(health.calls("DescribeEvents").len(), 3);
 }
 
 #[test]
@@ -300,8 +110,8 @@ fn aws_health_filters_zones_and_reads_the_organization_view() {
     ec2a["availabilityZone"] = json!("us-east-1a");
     let mut ec2b = event("z2", "EC2", "us-east-1", "issue", "open", now - 60.0);
     ec2b["availabilityZone"] = json!("us-east-1b");
-    let script = Arc::new(Mutex::new(Script { page_size: 1, events: vec![ec2a, ec2b], ..Script::default() }));
-    let url = health_double(script.clone());
+    let health = Health::start(Script { page_size: 1, events: vec![ec2a, ec2b], ..Script::default() });
+    let url = &health.url;
     let env = Env::new();
     env.write(
         "opsbook.yaml",
@@ -314,34 +124,51 @@ fn aws_health_filters_zones_and_reads_the_organization_view() {
       - aws_health: { regions: [us-east-1], organization: true, accounts: [\"111122223333\"] }
 ",
     );
-    let o = gate_check(&env, &url, "zone");
+    let o = gate_check(&env, url, "zone");
     assert_eq!(o.code, 3, "{o:?}");
     let doc = o.json();
     assert_eq!(doc["records"].as_array().unwrap().len(), 1, "{doc}");
     assert_eq!(doc["records"][0]["availability_zone"], "us-east-1b");
 
-    // Organization: DescribeEventsForOrganization, with the account filter, every page.
-    for (i, e) in script.lock().unwrap().events.iter_mut().enumerate() {
+    // Organization: DescribeEventsForOrganization with the account filter over every
+    // page; account-specific events name their affected accounts; details come from
+    // DescribeEventDetailsForOrganization (an account for account-specific events, none
+    // for public ones, as AWS requires).
+    let mut s = health.script();
+    for (i, e) in s.events.iter_mut().enumerate() {
         e["account"] = json!(if i == 0 { "111122223333" } else { "444455556666" });
+        e["eventScopeCode"] = json!("ACCOUNT_SPECIFIC");
     }
-    script.lock().unwrap().events.push({
+    s.events.push({
         let mut e = event("z3", "RDS", "us-east-1", "issue", "open", now - 30.0);
         e["account"] = json!("111122223333");
         e
     });
-    script.lock().unwrap().calls.clear();
-    let o = gate_check(&env, &url, "org");
+    s.calls.clear();
+    drop(s);
+    let o = gate_check(&env, url, "org");
     assert_eq!(o.code, 3, "{o:?}");
-    let ids: Vec<String> = o.json()["records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().rsplit('/').next().unwrap().to_string())
-        .collect();
-    assert_eq!(ids, vec!["z1", "z3"]);
-    let calls = script.lock().unwrap().calls.clone();
-    let org: Vec<&Value> =
-        calls.iter().filter(|(op, _)| op == "DescribeEventsForOrganization").map(|(_, i)| i).collect();
-    assert_eq!(org.len(), 2, "two pages: {calls:?}");
+    let doc = o.json();
+    let titles: Vec<&str> = doc["records"].as_array().unwrap().iter().map(|r| r["title"].as_str().unwrap()).collect();
+    assert_eq!(
+        titles,
+        vec![
+            "EC2 AWS_EC2_OPERATIONAL_ISSUE (account 111122223333): Details of z1",
+            "RDS AWS_RDS_OPERATIONAL_ISSUE: Details of z3"
+        ],
+        "{doc}"
+    );
+    let org = health.calls("DescribeEventsForOrganization");
+    assert_eq!(org.len(), 2, "two pages: {org:?}");
     assert_eq!(org[0]["filter"]["awsAccountIds"], json!(["111122223333"]));
+    let affected = health.calls("DescribeAffectedAccountsForOrganization");
+    assert_eq!(affected.len(), 1, "only account-specific events: {affected:?}");
+    assert!(affected[0]["eventArn"].as_str().unwrap().ends_with("/z1"));
+    let details = health.calls("DescribeEventDetailsForOrganization");
+    assert_eq!(details.len(), 1, "{details:?}");
+    let filters = details[0]["organizationEventDetailFilters"].as_array().unwrap();
+    assert_eq!(filters.len(), 2);
+    assert_eq!(filters[0]["awsAccountId"], "111122223333");
+    assert!(filters[1].get("awsAccountId").is_none(), "{filters:?}");
+    assert!(health.calls("DescribeEventDetails").is_empty());
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub use opsbook_doubles::http::Request;
 use opsbook_store::{Execution, SqliteStore, StepRecord, Store};
 
 pub struct Env {
@@ -170,42 +171,6 @@ pub fn dead(pid: i32) -> bool {
 
 pub fn signal(child: &Child, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
-}
-
-/// One HTTP/1.1 request read from a test double's socket: the request line's path, the
-/// headers (names lower-cased) and the body.
-pub struct Request {
-    pub path: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Request {
-    pub fn read(stream: &std::net::TcpStream) -> Option<Request> {
-        use std::io::{BufRead, BufReader, Read};
-        let mut reader = BufReader::new(stream.try_clone().ok()?);
-        let mut line = String::new();
-        reader.read_line(&mut line).ok()?;
-        let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-        let mut headers = Vec::new();
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-            }
-        }
-        let len = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
-        let mut body = vec![0; len];
-        reader.read_exact(&mut body).ok()?;
-        Some(Request { path, headers, body })
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
 }
 
 /// A tiny HTTP server on 127.0.0.1 answering each path prefix with a scripted status and
