@@ -1,20 +1,38 @@
 //! A command: exit 0 clear, 1 blocked (its first output line says why), anything else unknown.
+//!
+//! It runs in a process group of its own; a check that times out (or is abandoned)
+//! takes everything it started with it.
 
 use std::process::Stdio;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use process_wrap::tokio::{CommandWrap, ProcessGroup};
 
 use crate::config::CommandCheck;
 use crate::{BlockRecord, Checker};
 
+/// Kills the process group when dropped: on timeout, or when the check is abandoned.
+struct Group(Option<Pid>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            let _ = killpg(pgid, Signal::SIGKILL);
+        }
+    }
+}
+
 pub(crate) async fn check(c: &Checker, cmd: &CommandCheck) -> Result<Vec<BlockRecord>, String> {
-    let child = tokio::process::Command::new("sh")
-        .args(["-c", &cmd.run])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot run `{}`: {e}", cmd.run))?;
-    let out = tokio::time::timeout(c.timeout, child.wait_with_output())
+    let mut wrap = CommandWrap::with_new("sh", |w| {
+        w.args(["-c", &cmd.run]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    });
+    wrap.wrap(ProcessGroup::leader());
+    let child = wrap.spawn().map_err(|e| format!("cannot run `{}`: {e}", cmd.run))?;
+    let _group = Group(child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw));
+    // Reads to the end of output, so whatever the command left running holding its
+    // output open is waited for too, up to the timeout (then killed with the group).
+    let out = tokio::time::timeout(c.timeout, Box::into_pin(child.wait_with_output()))
         .await
         .map_err(|_| format!("`{}` did not finish within {}", cmd.run, opsbook_core::Dur(c.timeout)))?
         .map_err(|e| format!("`{}`: {e}", cmd.run))?;
@@ -40,5 +58,33 @@ pub(crate) async fn check(c: &Checker, cmd: &CommandCheck) -> Result<Vec<BlockRe
                 if err.is_empty() { String::new() } else { format!(": {err}") }
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::Checker;
+
+    /// A check that times out is unknown, and what it started is gone with it.
+    #[tokio::test]
+    async fn a_timed_out_check_takes_its_process_group_with_it() {
+        let dir = std::env::temp_dir().join(format!("opsbook-gate-cmd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pidfile = dir.join("pid");
+        let cmd = super::CommandCheck { run: format!("sleep 30 & echo $! > '{}'; wait", pidfile.display()) };
+        let checker = Checker::new(Duration::from_millis(500)).unwrap();
+        let err = super::check(&checker, &cmd).await.unwrap_err();
+        assert!(err.ends_with("did not finish within 500ms"), "{err}");
+        let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_string();
+        let proc = std::path::PathBuf::from(format!("/proc/{pid}"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        // The grandchild is killed, then reaped by init.
+        while proc.exists() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!proc.exists(), "sleep {pid} outlived its check");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
