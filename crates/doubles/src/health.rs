@@ -2,8 +2,9 @@
 //! (`POST /service/AWSHealth_20160804/operation/OP`, `smithy-protocol: rpc-v2-cbor`),
 //! with paging, filters, event details, organization views, throttling, errors and an
 //! outage mode. Its events are JSON values in the API's shape (`startTime` as
-//! `{"$ts": epoch_secs}`), plus `account` for organization events; a test scripts them
-//! to open, update and close while the double runs.
+//! `{"$ts": epoch_secs}`), plus `account` for organization events and `description` for
+//! DescribeEventDetails (default `Details of ID`); a test scripts them to open, update and
+//! close while the double runs.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -189,7 +190,8 @@ fn answer(s: &mut Script, req: &Request) -> (u16, Value) {
 
 fn details(e: &Value, account: Option<&Value>) -> Value {
     let id = e["arn"].as_str().unwrap_or("").rsplit('/').next().unwrap_or("");
-    let mut d = json!({ "event": { "arn": e["arn"] }, "eventDescription": { "latestDescription": format!("Details of {id}") } });
+    let text = e["description"].as_str().map_or_else(|| format!("Details of {id}"), str::to_string);
+    let mut d = json!({ "event": { "arn": e["arn"] }, "eventDescription": { "latestDescription": text } });
     if let Some(a) = account {
         d["awsAccountId"] = a.clone();
     }

@@ -6,16 +6,20 @@ use serde_json::json;
 
 use crate::support::{Env, out};
 
-fn gate_check(env: &Env, url: &str, gate: &str) -> crate::support::Out {
-    out(env
-        .cmd(&["gate", "check", gate, "--output", "json", "--timeout", "10s"])
-        .env("AWS_ENDPOINT_URL_HEALTH", url)
+/// `opsbook ARGS` pointed at the Health double, with example credentials and nothing read
+/// from the machine's AWS configuration.
+fn aws_cmd(env: &Env, url: &str, args: &[&str]) -> std::process::Command {
+    let mut cmd = env.cmd(args);
+    cmd.env("AWS_ENDPOINT_URL_HEALTH", url)
         .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
         .env("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("HOME", env.path("home"))
-        .output()
-        .unwrap())
+        .env("HOME", env.path("home"));
+    cmd
+}
+
+fn gate_check(env: &Env, url: &str, gate: &str) -> crate::support::Out {
+    out(aws_cmd(env, url, &["gate", "check", gate, "--output", "json", "--timeout", "10s"]).output().unwrap())
 }
 
 const GATES: &str = "gates:\n  prod:\n    sources:\n      - aws_health: { regions: [us-east-1, global], services: [EC2, RDS], lookahead: 2h, categories: [issue, scheduledChange] }\n  open:\n    fail_mode: open\n    sources:\n      - aws_health: { regions: [us-east-1] }\n";
@@ -70,6 +74,41 @@ fn aws_health_pages_filters_and_describes() {
     // Everything closed: clear.
     health.script().events.retain(|e| e["statusCode"] == "closed");
     assert_eq!(gate_check(&env, url, "prod").code, 0);
+}
+
+/// `gate wait` on AWS Health: an event opens, AWS updates its description, then closes
+/// it; the wait shows each description as it stands and resumes by itself.
+#[test]
+fn aws_health_wait_follows_an_event_until_it_closes() {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let mut e = event("w1", "EC2", "us-east-1", "issue", "open", now - 600.0);
+    e["description"] = json!("Increased API error rates in us-east-1");
+    let health = Health::start(Script { events: vec![e], ..Script::default() });
+    let env = Env::new();
+    env.write("opsbook.yaml", GATES);
+    let child = aws_cmd(&env, &health.url, &["gate", "wait", "prod", "--poll", "200ms", "--max-wait", "60s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let polls = || health.calls("DescribeEvents").len();
+    crate::support::wait_until(|| polls() >= 2, "two checks while open");
+    let mut s = health.script();
+    s.events[0]["description"] = json!("We are seeing recovery; error rates are decreasing");
+    s.events[0]["lastUpdatedTime"] = json!({ "$ts": now });
+    drop(s);
+    let seen = polls();
+    crate::support::wait_until(|| polls() >= seen + 2, "two checks after the update");
+    health.script().events[0]["statusCode"] = json!("closed");
+    let o = out(child.wait_with_output().unwrap());
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stderr.contains("gate prod blocked for")
+            && o.stderr.contains("aws_health: EC2 AWS_EC2_OPERATIONAL_ISSUE: Increased API error rates in us-east-1"),
+        "{o:?}"
+    );
+    assert!(o.stderr.contains("aws_health: EC2 AWS_EC2_OPERATIONAL_ISSUE: We are seeing recovery"), "{o:?}");
+    assert!(o.stderr.contains("gate prod is clear after"), "{o:?}");
 }
 
 #[test]
