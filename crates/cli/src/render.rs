@@ -9,7 +9,7 @@ use console::style;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use opsbook_core::duration::human_ms;
 use opsbook_core::{ExecStatus, StepStatus};
-use opsbook_engine::{Event, Observer};
+use opsbook_engine::{Event, Observer, Start};
 use opsbook_store::{Execution, Phase, StepRecord, Stream};
 
 /// Live display on stderr-free stdout: a spinner with elapsed time for the running
@@ -112,8 +112,8 @@ pub fn exec_status(s: ExecStatus) -> String {
 impl Observer for Live {
     fn on_event(&self, e: &Event<'_>) {
         match e {
-            Event::Started { execution_id, runbook, version, resumed } => {
-                let verb = if *resumed { "Resuming" } else { "Running" };
+            Event::Started { execution_id, runbook, version, start } => {
+                let verb = if *start == Start::Fresh { "Running" } else { "Resuming" };
                 self.line(&format!(
                     "{verb} {} {} {}",
                     style(runbook).bold(),
@@ -176,7 +176,7 @@ impl Observer for Live {
                 ));
             }
             // The gate step logs every check itself; nothing more to show here.
-            Event::GateBlocked { .. } => {}
+            Event::GateBlocked { .. } | Event::GateCleared { .. } => {}
             Event::RollbackStarted { step_id } => self.spinner(format!("rolling back {}", style(step_id).bold())),
             Event::RollbackFinished { step_id, status, error } => {
                 self.clear();

@@ -26,7 +26,7 @@ use opsbook_store::Store;
 
 pub use cancel::{Cancel, CancelHandle, cancel_pair};
 pub use error::{Error, Result};
-pub use observer::{ApprovalPrompt, ApprovalRequest, Decision, Event, Observer, Quiet};
+pub use observer::{ApprovalPrompt, ApprovalRequest, Decision, Event, Observer, Quiet, Start};
 pub use recovery::{local_owner, owner_pid};
 
 /// Settings of the engine; the defaults suit the local runner.

@@ -3,6 +3,16 @@
 use opsbook_core::{ExecStatus, StepStatus};
 use opsbook_store::{Phase, Stream};
 
+/// How a run (re)starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    Fresh,
+    /// Goes on after an approval, a restart or `opsbook resume`.
+    Resumed,
+    /// A server worker looks again at a gate the execution waits on.
+    GatePoll,
+}
+
 /// Something that happened during a run. Text is already masked.
 #[derive(Debug, Clone)]
 pub enum Event<'a> {
@@ -10,7 +20,7 @@ pub enum Event<'a> {
         execution_id: &'a str,
         runbook: &'a str,
         version: &'a str,
-        resumed: bool,
+        start: Start,
     },
     Warning {
         message: &'a str,
@@ -49,11 +59,18 @@ pub enum Event<'a> {
         step_id: &'a str,
         message: &'a str,
     },
-    /// A gate step found its gate blocking (the execution waits or fails).
+    /// A gate found blocking: newly, or for other reasons than at the last look (a
+    /// server re-poll that finds the same block again reports nothing).
     GateBlocked {
         step_id: &'a str,
         gate: &'a str,
         reasons: &'a str,
+    },
+    /// A gate that blocked is clear again; the run goes on.
+    GateCleared {
+        step_id: &'a str,
+        gate: &'a str,
+        waited_ms: i64,
     },
     RollbackStarted {
         step_id: &'a str,

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::kinds::{self, AttemptResult};
 use crate::logsink::LogSink;
-use crate::observer::Event;
+use crate::observer::{Event, Start};
 use crate::{Engine, Error, Hooks, Outcome, Result, StartRequest, check_lifecycle};
 
 /// What a re-check of the gates before a step decided.
@@ -127,7 +127,7 @@ pub(crate) async fn start<S: Store>(engine: &Engine<S>, req: StartRequest, hooks
         execution_id: &id,
         runbook: &run.rb.name,
         version: &run.exec.runbook_version,
-        resumed: false,
+        start: Start::Fresh,
     });
     if let Some(w) = warning {
         run.event(&Event::Warning { message: &w });
@@ -151,13 +151,20 @@ pub(crate) async fn run_claimed<S: Store>(
 ) -> Result<Outcome> {
     let mut run = load(engine, id, secrets, hooks).await?;
     let fresh = run.steps.iter().all(|s| s.status == StepStatus::Pending);
+    // Waiting on anything but an approval means waiting on a gate (a gate step, or a
+    // recheck before a later step): back to look again, not resumed.
+    let gate_poll = run
+        .steps
+        .iter()
+        .zip(&run.rb.steps)
+        .any(|(rec, step)| rec.status == StepStatus::Waiting && !matches!(step.kind, StepKind::Approval(_)));
+    let start = match (fresh, gate_poll) {
+        (true, _) => Start::Fresh,
+        (false, true) => Start::GatePoll,
+        (false, false) => Start::Resumed,
+    };
     let id = run.exec.id.clone();
-    run.event(&Event::Started {
-        execution_id: &id,
-        runbook: &run.rb.name,
-        version: &run.exec.runbook_version,
-        resumed: !fresh,
-    });
+    run.event(&Event::Started { execution_id: &id, runbook: &run.rb.name, version: &run.exec.runbook_version, start });
     run.start_heartbeat();
     if fresh && !run.prerequisites().await? {
         return run.outcome();
@@ -295,7 +302,7 @@ pub(crate) async fn resume<S: Store>(
         execution_id: &id,
         runbook: &run.rb.name,
         version: &run.exec.runbook_version,
-        resumed: true,
+        start: Start::Resumed,
     });
     run.start_heartbeat();
     run.drive(from).await?;
@@ -635,7 +642,10 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
     /// `on_blocked: wait` — by parking the execution until the next poll.
     async fn recheck_gates(&mut self, idx: usize, step: &Step) -> Result<Recheck> {
         let gates: Vec<(String, opsbook_core::step::gate::GateStepSpec)> = (0..idx)
-            .filter(|&i| self.steps[i].status == StepStatus::Succeeded)
+            // An admin's override (break glass) waives a gate for the rest of the run.
+            .filter(|&i| {
+                self.steps[i].status == StepStatus::Succeeded && !self.steps[i].outputs.contains_key("overridden_by")
+            })
             .filter_map(|i| match &self.rb.steps[i].kind {
                 StepKind::Gate(g) if g.recheck.is_some() => Some((self.rb.steps[i].id.clone(), g.clone())),
                 _ => None,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use opsbook_core::ExecStatus;
-use opsbook_engine::{Event, Observer};
+use opsbook_engine::{Event, Observer, Start};
 use opsbook_store::{NotificationAttempt, ServerStore, Store, now_ms};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -14,8 +14,8 @@ use tokio::sync::mpsc;
 
 use crate::state::Db;
 
-pub const EVENTS: [&str; 8] =
-    ["started", "resumed", "succeeded", "failed", "cancelled", "waiting", "blocked", "rolled_back"];
+pub const EVENTS: [&str; 9] =
+    ["started", "resumed", "succeeded", "failed", "cancelled", "waiting", "blocked", "overridden", "rolled_back"];
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "snake_case")]
@@ -95,17 +95,27 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize().into()
 }
 
+/// One notification event of an execution, on its way to the dispatcher.
+#[derive(Debug, Clone)]
+pub struct Note {
+    pub execution_id: String,
+    pub event: &'static str,
+    /// What happened, in words (masked): for `blocked`, what blocks; for a `resumed`
+    /// after a gate, how long it waited. Sent as `detail`.
+    pub detail: Option<String>,
+}
+
 /// Turns engine events of one execution into notification events and metrics.
 pub struct Notifier {
     pub execution_id: String,
     pub runbook: String,
-    pub tx: mpsc::UnboundedSender<(String, &'static str)>,
+    pub tx: mpsc::UnboundedSender<Note>,
     rolled_back: std::sync::atomic::AtomicBool,
     started: std::time::Instant,
 }
 
 impl Notifier {
-    pub fn new(execution_id: &str, runbook: &str, tx: mpsc::UnboundedSender<(String, &'static str)>) -> Notifier {
+    pub fn new(execution_id: &str, runbook: &str, tx: mpsc::UnboundedSender<Note>) -> Notifier {
         Notifier {
             execution_id: execution_id.to_string(),
             runbook: runbook.to_string(),
@@ -116,8 +126,12 @@ impl Notifier {
     }
 
     fn send(&self, event: &'static str) {
+        self.send_with(event, None);
+    }
+
+    fn send_with(&self, event: &'static str, detail: Option<String>) {
         // An unbounded queue: sending never waits, so delivery can never stall a run.
-        let _ = self.tx.send((self.execution_id.clone(), event));
+        let _ = self.tx.send(Note { execution_id: self.execution_id.clone(), event, detail });
     }
 }
 
@@ -125,10 +139,18 @@ impl Observer for Notifier {
     fn on_event(&self, e: &Event<'_>) {
         use std::sync::atomic::Ordering;
         match e {
-            Event::Started { resumed: false, .. } => self.send("started"),
-            Event::Started { resumed: true, .. } => self.send("resumed"),
-            Event::GateBlocked { .. } => self.send("blocked"),
-            Event::Waiting { .. } => self.send("waiting"),
+            Event::Started { start: Start::Fresh, .. } => self.send("started"),
+            Event::Started { start: Start::Resumed, .. } => self.send("resumed"),
+            // A worker looking at a gate again is no news; a change of verdict is.
+            Event::Started { start: Start::GatePoll, .. } => {}
+            Event::GateBlocked { step_id, gate, reasons } => {
+                self.send_with("blocked", Some(format!("step `{step_id}`: gate `{gate}` blocks: {reasons}")));
+            }
+            Event::GateCleared { step_id, gate, waited_ms } => {
+                let waited = opsbook_core::duration::human_ms(u64::try_from(*waited_ms).unwrap_or(0));
+                self.send_with("resumed", Some(format!("step `{step_id}`: gate `{gate}` is clear after {waited}")));
+            }
+            Event::Waiting { message, .. } => self.send_with("waiting", Some(message.to_string())),
             Event::RollbackFinished { .. } => self.rolled_back.store(true, Ordering::Relaxed),
             Event::StepFinished { step_id, status, duration_ms, .. } => {
                 crate::metrics::step_finished(&self.runbook, step_id, status.as_str(), *duration_ms as f64 / 1000.0);
@@ -158,7 +180,7 @@ pub fn spawn_dispatcher(
     store: Db,
     rules: Vec<Rule>,
     public_url: Option<String>,
-    mut rx: mpsc::UnboundedReceiver<(String, &'static str)>,
+    mut rx: mpsc::UnboundedReceiver<Note>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let http = match reqwest::Client::builder().timeout(Duration::from_secs(10)).build() {
@@ -168,24 +190,26 @@ pub fn spawn_dispatcher(
                 return;
             }
         };
-        while let Some((id, event)) = rx.recv().await {
-            let Ok(exec) = store.execution(&id).await else { continue };
-            for rule in rules.iter().filter(|r| r.wants(event, &exec.runbook_name)) {
+        while let Some(note) = rx.recv().await {
+            let Ok(exec) = store.execution(&note.execution_id).await else { continue };
+            for rule in rules.iter().filter(|r| r.wants(note.event, &exec.runbook_name)) {
                 let summary = opsbook_engine::report::summary(&exec);
                 let link =
                     public_url.as_deref().map(|u| format!("{}/api/v1/executions/{}", u.trim_end_matches('/'), exec.id));
-                tokio::spawn(deliver(http.clone(), store.clone(), rule.clone(), event, summary, link));
+                tokio::spawn(deliver(http.clone(), store.clone(), rule.clone(), note.clone(), summary, link));
             }
         }
     })
 }
 
-fn body(rule: &Rule, event: &str, summary: &Value, link: Option<&str>, delivery: &str) -> Value {
+fn body(rule: &Rule, note: &Note, summary: &Value, link: Option<&str>, delivery: &str) -> Value {
+    let event = note.event;
     match rule.kind {
         Kind::Webhook => json!({
             "event": event,
             "delivery_id": delivery,
             "timestamp": jiff::Timestamp::now().to_string(),
+            "detail": note.detail,
             "execution": summary,
             "url": link,
         }),
@@ -204,7 +228,9 @@ fn body(rule: &Rule, event: &str, summary: &Value, link: Option<&str>, delivery:
                     { "type": "mrkdwn", "text": format!("*Duration*\n{duration}") },
                 ]}),
             ];
-            if let Some(err) = summary["error"].as_str() {
+            if let Some(d) = &note.detail {
+                blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": d } }));
+            } else if let Some(err) = summary["error"].as_str() {
                 blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": format!("```{err}```") } }));
             }
             if let Some(l) = link {
@@ -215,16 +241,10 @@ fn body(rule: &Rule, event: &str, summary: &Value, link: Option<&str>, delivery:
     }
 }
 
-async fn deliver(
-    http: reqwest::Client,
-    store: Db,
-    rule: Rule,
-    event: &'static str,
-    summary: Value,
-    link: Option<String>,
-) {
+async fn deliver(http: reqwest::Client, store: Db, rule: Rule, note: Note, summary: Value, link: Option<String>) {
+    let event = note.event;
     let delivery = opsbook_store::id::new_id();
-    let payload = body(&rule, event, &summary, link.as_deref(), &delivery).to_string();
+    let payload = body(&rule, &note, &summary, link.as_deref(), &delivery).to_string();
     let key = rule.secret_env.as_deref().and_then(|v| std::env::var(v).ok()).or_else(|| rule.secret.clone());
     let mut pause = opsbook_core::duration::parse(&rule.backoff).map(|d| d.0).unwrap_or(Duration::from_secs(1));
     let execution_id = summary["id"].as_str().unwrap_or_default().to_string();

@@ -27,7 +27,7 @@ pub struct AppState {
     /// Wakes idle workers when something is queued.
     pub wake: Arc<Notify>,
     /// Notification events, delivered by the dispatcher task.
-    pub notify: tokio::sync::mpsc::UnboundedSender<(String, &'static str)>,
+    pub notify: tokio::sync::mpsc::UnboundedSender<crate::notify::Note>,
 }
 
 /// The caller's request id (`X-Request-Id`), or a new one.

@@ -39,7 +39,12 @@ pub async fn run(client: &Client, name: &str, params: BTreeMap<String, Value>, o
     let json_out = output == Output::Json;
     if !json_out {
         let version = first["runbook"]["version"].as_str().unwrap_or_default();
-        live.on_event(&Event::Started { execution_id: &id, runbook: name, version, resumed: false });
+        live.on_event(&Event::Started {
+            execution_id: &id,
+            runbook: name,
+            version,
+            start: opsbook_engine::Start::Fresh,
+        });
     }
     let mut after = 0i64;
     let mut seen: BTreeMap<String, String> = BTreeMap::new();

@@ -10,10 +10,13 @@ use opsbook_store::{Phase, Store};
 
 use super::AttemptResult;
 use crate::Result;
+use crate::observer::Event;
 use crate::runner::Run;
 
-fn describe(r: &opsbook_gate::GateResult) -> String {
-    r.reasons().join("; ")
+/// Why a gate does not pass, masked: reasons come from outside and end up in logs,
+/// step records and notifications.
+fn describe<S: Store>(run: &Run<'_, '_, S>, r: &opsbook_gate::GateResult) -> String {
+    run.masker().mask(&r.reasons().join("; ")).into_owned()
 }
 
 /// Checks the gate until it passes, it blocks under `on_blocked: fail`, `max_wait` runs
@@ -31,21 +34,29 @@ pub(crate) async fn wait_until_clear<S: Store>(
     let name = spec.name().to_string();
     let started = Instant::now();
     let (max_wait, poll) = (spec.max_wait().0, spec.poll().0);
+    let mut last_block: Option<String> = None;
     loop {
         let r = checker.check(&name, def, jiff::Timestamp::now()).await;
         if r.passes() {
             let note = if r.verdict == opsbook_gate::Verdict::Unknown {
-                format!(" (fail_mode: open, although {})", describe(&r))
+                format!(" (fail_mode: open, although {})", describe(run, &r))
             } else {
                 String::new()
             };
             run.system(Some(step_id), Phase::Step, &format!("gate `{name}` is {}{note}", r.verdict.as_str())).await?;
+            if last_block.is_some() {
+                let waited_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+                run.event(&Event::GateCleared { step_id, gate: &name, waited_ms });
+            }
             let mut ok = AttemptResult::ok([("verdict".to_string(), r.verdict.as_str().to_string())].into());
             ok.exit_code = None;
             return Ok(ok);
         }
-        let why = describe(&r);
-        run.event(&crate::observer::Event::GateBlocked { step_id, gate: &name, reasons: &why });
+        let why = describe(run, &r);
+        if last_block.as_deref() != Some(why.as_str()) {
+            run.event(&Event::GateBlocked { step_id, gate: &name, reasons: &why });
+            last_block = Some(why.clone());
+        }
         if spec.on_blocked == OnBlocked::Fail {
             return Ok(AttemptResult::fatal(format!("gate `{name}` is {}: {why}", r.verdict.as_str())));
         }
@@ -106,14 +117,21 @@ pub(crate) async fn run_released<S: Store>(
     };
     let name = spec.name().to_string();
     let r = checker.check(&name, &def, jiff::Timestamp::now()).await;
+    let waited = now - run.steps[idx].started_at.unwrap_or(now);
+    let previous = waiting_on(&run.steps[idx]);
     if r.passes() {
         run.system(Some(&step.id), Phase::Step, &format!("gate `{name}` is {}", r.verdict.as_str())).await?;
         run.steps[idx].outputs.insert("verdict".into(), r.verdict.as_str().into());
+        if previous.is_some() {
+            run.event(&Event::GateCleared { step_id: &step.id, gate: &name, waited_ms: waited });
+        }
         return settle(run, idx, step, StepStatus::Succeeded, None).await;
     }
-    let why = describe(&r);
-    run.event(&crate::observer::Event::GateBlocked { step_id: &step.id, gate: &name, reasons: &why });
-    let waited = now - run.steps[idx].started_at.unwrap_or(now);
+    let why = describe(run, &r);
+    let message = format!("gate `{name}` {}: {why}", r.verdict.as_str());
+    if previous.as_deref() != Some(message.as_str()) {
+        run.event(&Event::GateBlocked { step_id: &step.id, gate: &name, reasons: &why });
+    }
     let max_wait = i64::try_from(spec.max_wait().0.as_millis()).unwrap_or(i64::MAX / 2);
     let poll = i64::try_from(spec.poll().0.as_millis()).unwrap_or(60_000);
     if spec.on_blocked == OnBlocked::Fail {
@@ -130,16 +148,23 @@ pub(crate) async fn run_released<S: Store>(
         let msg = format!("gate `{name}` still {} after {}: {why}", r.verdict.as_str(), spec.max_wait());
         return settle(run, idx, step, StepStatus::TimedOut, Some(msg)).await;
     }
-    let message = format!("gate `{name}` {}: {why}", r.verdict.as_str());
     run.system(Some(&step.id), Phase::Step, &format!("{message}; checking again in {}", spec.poll())).await?;
+    let records = run.masker().mask_json(&serde_json::to_value(&r.records).unwrap_or_default());
     let rec = &mut run.steps[idx];
     rec.status = StepStatus::Waiting;
     rec.wait_deadline = Some(now + poll);
     rec.error = Some(message.clone());
-    rec.outputs.insert("records".into(), serde_json::to_value(&r.records).unwrap_or_default());
+    rec.outputs.insert("records".into(), records);
     run.save_step(idx).await?;
-    run.event(&crate::observer::Event::Waiting { step_id: &step.id, message: &message });
+    if previous.is_none() {
+        run.event(&Event::Waiting { step_id: &step.id, message: &message });
+    }
     Ok(Flow::Wait)
+}
+
+/// What a step waiting on a gate was last blocked by; `None` when it was not waiting.
+fn waiting_on(rec: &opsbook_store::StepRecord) -> Option<String> {
+    (rec.status == StepStatus::Waiting).then(|| rec.error.clone().unwrap_or_default())
 }
 
 async fn settle<S: Store>(
@@ -157,13 +182,7 @@ async fn settle<S: Store>(
     rec.wait_deadline = None;
     let duration_ms = now - rec.started_at.unwrap_or(now);
     run.save_step(idx).await?;
-    run.event(&crate::observer::Event::StepFinished {
-        idx,
-        step_id: &step.id,
-        status,
-        duration_ms,
-        error: error.as_deref(),
-    });
+    run.event(&Event::StepFinished { idx, step_id: &step.id, status, duration_ms, error: error.as_deref() });
     Ok(crate::runner::Flow::Done(status))
 }
 
@@ -184,17 +203,24 @@ pub(crate) async fn recheck_released<S: Store>(
     let name = spec.name().to_string();
     let r = checker.check(&name, def, jiff::Timestamp::now()).await;
     let step_id = run.steps[idx].step_id.clone();
+    let previous = waiting_on(&run.steps[idx]);
+    let now = opsbook_store::now_ms();
     if r.passes() {
-        if run.steps[idx].status == StepStatus::Waiting {
-            run.steps[idx].status = StepStatus::Pending;
-            run.steps[idx].error = None;
-            run.steps[idx].wait_deadline = None;
+        if previous.is_some() {
+            let waited_ms = now - run.steps[idx].started_at.unwrap_or(now);
+            let rec = &mut run.steps[idx];
+            rec.status = StepStatus::Pending;
+            rec.error = None;
+            rec.wait_deadline = None;
+            run.event(&Event::GateCleared { step_id: gate_step, gate: &name, waited_ms });
         }
         return Ok(Recheck::Go);
     }
-    let why = describe(&r);
-    run.event(&crate::observer::Event::GateBlocked { step_id: gate_step, gate: &name, reasons: &why });
-    let now = opsbook_store::now_ms();
+    let why = describe(run, &r);
+    let message = format!("waiting before step `{step_id}`: gate `{name}` {}: {why}", r.verdict.as_str());
+    if previous.as_deref() != Some(message.as_str()) {
+        run.event(&Event::GateBlocked { step_id: gate_step, gate: &name, reasons: &why });
+    }
     let first = *run.steps[idx].started_at.get_or_insert(now);
     let max_wait = i64::try_from(spec.max_wait().0.as_millis()).unwrap_or(i64::MAX / 2);
     let poll = i64::try_from(spec.poll().0.as_millis()).unwrap_or(60_000);
@@ -205,13 +231,14 @@ pub(crate) async fn recheck_released<S: Store>(
             spec.max_wait()
         )));
     }
-    let message = format!("waiting before step `{step_id}`: gate `{name}` {}: {why}", r.verdict.as_str());
     run.system(Some(gate_step), Phase::Step, &format!("{message}; checking again in {}", spec.poll())).await?;
     let rec = &mut run.steps[idx];
     rec.status = StepStatus::Waiting;
     rec.wait_deadline = Some(now + poll);
     rec.error = Some(message.clone());
     run.save_step(idx).await?;
-    run.event(&crate::observer::Event::Waiting { step_id: &step_id, message: &message });
+    if previous.is_none() {
+        run.event(&Event::Waiting { step_id: &step_id, message: &message });
+    }
     Ok(Recheck::Wait)
 }

@@ -50,22 +50,72 @@ pub async fn override_gate(
     let mut steps = st.store.steps(&exec.id).await?;
     let content = st.store.runbook(&exec.runbook_sha256).await?.content;
     let rb = opsbook_core::parse(&content).map_err(|_| ApiError::internal("stored runbook does not parse"))?;
+    // Waiting on a gate: at a gate step, or before a later step on a gate's recheck.
     let waiting = steps.iter().position(|s| {
         s.status == StepStatus::Waiting
-            && matches!(rb.steps.get(s.idx as usize).map(|x| &x.kind), Some(StepKind::Gate(_)))
+            && !matches!(rb.steps.get(s.idx as usize).map(|x| &x.kind), Some(StepKind::Approval(_)) | None)
     });
     let (Some(i), ExecStatus::Waiting) = (waiting, exec.status) else {
         return Err(ApiError::conflict(format!("execution {} is not waiting on a gate", exec.id)));
     };
-    let step = &mut steps[i];
-    step.status = StepStatus::Succeeded;
-    step.finished_at = Some(now_ms());
-    step.wait_deadline = None;
-    step.outputs.insert("overridden_by".into(), auth.0.user.clone().into());
-    step.outputs.insert("override_reason".into(), body.reason.clone().into());
-    st.store.update_step(step).await?;
-    let doc = json!({ "execution": exec.id, "step": step.step_id, "reason": body.reason, "blocked_by": step.error });
+    let now = now_ms();
+    let blocked_by = steps[i].error.clone();
+    let at_gate_step = matches!(rb.steps[steps[i].idx as usize].kind, StepKind::Gate(_));
+    // The gates waived: the gate step itself, or every gate whose recheck holds step `i`.
+    let waived: Vec<usize> = if at_gate_step {
+        vec![i]
+    } else {
+        (0..i)
+            .filter(|&g| steps[g].status == StepStatus::Succeeded && !steps[g].outputs.contains_key("overridden_by"))
+            .filter(
+                |&g| matches!(&rb.steps[steps[g].idx as usize].kind, StepKind::Gate(spec) if spec.recheck.is_some()),
+            )
+            .collect()
+    };
+    let mut changed = Vec::new();
+    for g in waived {
+        let gate = &mut steps[g];
+        if g == i {
+            gate.status = StepStatus::Succeeded;
+            gate.finished_at = Some(now);
+            gate.wait_deadline = None;
+        }
+        gate.outputs.insert("overridden_by".into(), auth.0.user.clone().into());
+        gate.outputs.insert("override_reason".into(), body.reason.clone().into());
+        changed.push(g);
+    }
+    if !at_gate_step {
+        // The held step runs when the execution goes on; its waiting is over.
+        let held = &mut steps[i];
+        held.status = StepStatus::Pending;
+        held.error = None;
+        held.wait_deadline = None;
+        held.started_at = None;
+        changed.push(i);
+    }
+    for &c in &changed {
+        st.store.update_step(&steps[c]).await?;
+    }
+    let gates: Vec<&str> =
+        changed.iter().filter(|&&c| c != i || at_gate_step).map(|&c| steps[c].step_id.as_str()).collect();
+    let doc = json!({
+        "execution": exec.id,
+        "step": steps[i].step_id,
+        "gate_steps": gates,
+        "reason": body.reason,
+        "blocked_by": blocked_by,
+    });
     st.audit(&auth.0.user, "gate.override", &exec.id, &rid, doc.clone()).await;
+    let _ = st.notify.send(crate::notify::Note {
+        execution_id: exec.id.clone(),
+        event: "overridden",
+        detail: Some(format!(
+            "{} overrode {}: {}",
+            auth.0.user,
+            blocked_by.as_deref().unwrap_or("the gate"),
+            body.reason
+        )),
+    });
     if st.store.requeue(&exec.id).await? {
         st.wake.notify_one();
     }

@@ -4,19 +4,31 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
+use opsbook_server::config::Config;
+use opsbook_server::notify::Kind;
+use serde_json::Value;
+
+use crate::notify::{receiver, rule};
 use crate::support::{Server, runbook};
 
-/// A one-worker server with gate `prod`, blocked while the returned file exists.
+/// A one-worker server with gate `prod`, blocked while the returned file exists, for the
+/// reason written in it.
 async fn gated_server() -> (Server, std::path::PathBuf) {
+    gated_server_with(|_| {}).await
+}
+
+async fn gated_server_with(change: impl FnOnce(&mut Config)) -> (Server, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let incident = dir.path().join("incident");
     let gates = format!(
-        "gates:\n  prod:\n    sources:\n      - command: {{ run: \"test ! -e {} || {{ echo incident open; exit 1; }}\" }}\n",
+        "gates:\n  prod:\n    sources:\n      - command: {{ run: \"test ! -e {} || {{ cat {}; exit 1; }}\" }}\n",
+        incident.display(),
         incident.display()
     );
     let s = Server::start_in(dir, |c| {
         c.workers = 1;
         c.gates = opsbook_core::gate::GatesFile::parse(&gates).unwrap().gates;
+        change(c);
     })
     .await;
     (s, incident)
@@ -27,7 +39,7 @@ async fn executions_wait_on_gates_without_a_worker_and_resume_by_themselves() {
     let (s, incident) = gated_server().await;
     let op = s.token("olga", &["operator", "author"]).await;
     let admin = s.token("root", &["admin"]).await;
-    std::fs::write(&incident, "").unwrap();
+    std::fs::write(&incident, "incident open").unwrap();
 
     let (status, verdict) = s.get("/api/v1/gates/prod", &op).await;
     assert_eq!(status, StatusCode::OK);
@@ -60,7 +72,7 @@ async fn executions_wait_on_gates_without_a_worker_and_resume_by_themselves() {
     assert_eq!(done["steps"][0]["outputs"]["verdict"], "clear");
 
     // Break glass: an admin overrides a blocking gate, with a reason, on record.
-    std::fs::write(&incident, "").unwrap();
+    std::fs::write(&incident, "incident open").unwrap();
     let (_, sub) = s.post("/api/v1/runbooks/deploy/executions", &op, json!({})).await;
     let id = sub["id"].as_str().unwrap().to_string();
     s.wait_for(&id, &op, |d| d["status"] == "waiting").await;
@@ -77,23 +89,29 @@ async fn executions_wait_on_gates_without_a_worker_and_resume_by_themselves() {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_incident_mid_run_parks_the_execution_before_the_next_step() {
-    let (s, incident) = gated_server().await;
-    let op = s.token("olga", &["operator", "author"]).await;
+/// Starts a rolling deployment whose first step opens the incident: a recheck holds
+/// `second` (and would hold `third`).
+async fn start_rolling(s: &Server, op: &str, incident: &std::path::Path) -> String {
     let book = runbook(
         "rolling",
         "1.0.0",
         "",
         "",
         &format!(
-            "    - id: health\n      gate: {{ use: prod, poll: 200ms, recheck: between_steps }}\n    - id: first\n      run: touch {}\n    - id: second\n      run: echo second\n",
+            "    - id: health\n      gate: {{ use: prod, poll: 200ms, recheck: between_steps }}\n    - id: first\n      run: printf \"incident open\" > {}\n    - id: second\n      run: echo second\n    - id: third\n      run: echo third\n",
             incident.display()
         ),
     );
-    s.publish(&op, &book).await;
-    let (_, sub) = s.post("/api/v1/runbooks/rolling/executions", &op, json!({})).await;
-    let id = sub["id"].as_str().unwrap().to_string();
+    s.publish(op, &book).await;
+    let (_, sub) = s.post("/api/v1/runbooks/rolling/executions", op, json!({})).await;
+    sub["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incident_mid_run_parks_the_execution_before_the_next_step() {
+    let (s, incident) = gated_server().await;
+    let op = s.token("olga", &["operator", "author"]).await;
+    let id = start_rolling(&s, &op, &incident).await;
     let parked = s.wait_for(&id, &op, |d| d["status"] == "waiting").await;
     assert_eq!(parked["steps"][1]["status"], "succeeded");
     assert_eq!(parked["steps"][2]["status"], "waiting");
@@ -104,5 +122,120 @@ async fn an_incident_mid_run_parks_the_execution_before_the_next_step() {
     std::fs::remove_file(&incident).unwrap();
     let done = s.wait_for(&id, &op, |d| d["status"] == "succeeded").await;
     assert_eq!(done["steps"][2]["status"], "succeeded");
+    s.stop().await;
+}
+
+/// What a webhook received, as (event, detail) pairs.
+fn deliveries(got: &crate::notify::Received) -> Vec<(String, String)> {
+    let calls = got.calls.lock().unwrap();
+    calls
+        .iter()
+        .map(|(_, body)| {
+            let doc: Value = serde_json::from_str(body).unwrap();
+            (doc["event"].as_str().unwrap().to_string(), doc["detail"].as_str().unwrap_or("").to_string())
+        })
+        .collect()
+}
+
+async fn wait_deliveries(got: &crate::notify::Received, event: &str, n: usize) -> Vec<(String, String)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let all = deliveries(got);
+        if all.iter().filter(|(e, _)| e == event).count() >= n {
+            return all;
+        }
+        assert!(std::time::Instant::now() < deadline, "no {n} `{event}` deliveries: {all:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_say_what_blocks_once_per_change_and_when_it_clears() {
+    let (hook, got) = receiver(0).await;
+    let (s, incident) = gated_server_with(|c| {
+        c.notify = vec![rule("oncall", Kind::Webhook, &hook, &[])];
+    })
+    .await;
+    let op = s.token("olga", &["operator", "author"]).await;
+    std::fs::write(&incident, "incident open").unwrap();
+    let book = runbook(
+        "deploy",
+        "1.0.0",
+        "",
+        "",
+        "    - id: health\n      gate: { use: prod, poll: 100ms, max_wait: 1h }\n    - id: ship\n      run: echo shipped\n",
+    );
+    s.publish(&op, &book).await;
+    let (_, sub) = s.post("/api/v1/runbooks/deploy/executions", &op, json!({})).await;
+    let id = sub["id"].as_str().unwrap().to_string();
+    s.wait_for(&id, &op, |d| d["status"] == "waiting").await;
+    wait_deliveries(&got, "blocked", 1).await;
+    // Several polls find the same block: nobody is told again.
+    let polls_before = polls(&s, &id, &op).await;
+    while polls(&s, &id, &op).await < polls_before + 4 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The incident changes: that is news.
+    std::fs::write(&incident, "incident worse").unwrap();
+    wait_deliveries(&got, "blocked", 2).await;
+    std::fs::remove_file(&incident).unwrap();
+    s.wait_for(&id, &op, |d| d["status"] == "succeeded").await;
+    let all = wait_deliveries(&got, "succeeded", 1).await;
+    let of = |e: &str| all.iter().filter(|(ev, _)| ev == e).map(|(_, d)| d.as_str()).collect::<Vec<_>>();
+    assert_eq!(of("started"), vec![""], "{all:?}");
+    assert_eq!(
+        of("blocked"),
+        vec![
+            "step `health`: gate `prod` blocks: command: incident open",
+            "step `health`: gate `prod` blocks: command: incident worse"
+        ],
+        "{all:?}"
+    );
+    assert_eq!(of("waiting"), vec!["gate `prod` blocked: command: incident open"], "{all:?}");
+    let resumed = of("resumed");
+    assert_eq!(resumed.len(), 1, "{all:?}");
+    assert!(resumed[0].starts_with("step `health`: gate `prod` is clear after "), "{all:?}");
+    assert_eq!(all.len(), 6, "{all:?}");
+    s.stop().await;
+}
+
+/// How many times the gate of execution `id` has been checked (one log line per check).
+async fn polls(s: &Server, id: &str, token: &str) -> usize {
+    let (_, logs) = s.get(&format!("/api/v1/executions/{id}/logs"), token).await;
+    logs["lines"]
+        .as_array()
+        .map_or(0, |l| l.iter().filter(|x| x["line"].as_str().is_some_and(|t| t.contains("checking again"))).count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breaking_glass_on_a_recheck_waives_the_gate_for_the_rest_of_the_run() {
+    let (hook, got) = receiver(0).await;
+    let (s, incident) = gated_server_with(|c| {
+        c.notify = vec![rule("oncall", Kind::Webhook, &hook, &["overridden"])];
+    })
+    .await;
+    let op = s.token("olga", &["operator", "author"]).await;
+    let admin = s.token("root", &["admin"]).await;
+    let id = start_rolling(&s, &op, &incident).await;
+    s.wait_for(&id, &op, |d| d["status"] == "waiting").await;
+    let (status, doc) = s
+        .post(&format!("/api/v1/executions/{id}/override"), &admin, json!({"reason": "hotfix for the incident itself"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    assert_eq!(doc["step"], "second");
+    assert_eq!(doc["gate_steps"], json!(["health"]));
+    // The incident is still open, yet `second` and `third` run: the gate is waived.
+    let done = s.wait_for(&id, &op, |d| d["status"] == "succeeded").await;
+    assert!(incident.exists());
+    assert_eq!(done["steps"][0]["outputs"]["overridden_by"], "root");
+    assert_eq!(done["steps"][3]["status"], "succeeded");
+    let all = wait_deliveries(&got, "overridden", 1).await;
+    assert_eq!(
+        all[0].1,
+        "root overrode waiting before step `second`: gate `prod` blocked: command: incident open: hotfix for the incident itself"
+    );
+    // Nothing left to override.
+    let (status, _) = s.post(&format!("/api/v1/executions/{id}/override"), &admin, json!({"reason": "again"})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
     s.stop().await;
 }

@@ -11,12 +11,12 @@ use serde_json::{Value, json};
 use crate::support::{Server, runbook};
 
 #[derive(Default, Clone)]
-struct Received {
-    calls: Arc<Mutex<Vec<(HeaderMap, String)>>>,
+pub(crate) struct Received {
+    pub(crate) calls: Arc<Mutex<Vec<(HeaderMap, String)>>>,
 }
 
 /// A receiver that answers 500 to the first `fail_first` requests, then 200.
-async fn receiver(fail_first: usize) -> (String, Received) {
+pub(crate) async fn receiver(fail_first: usize) -> (String, Received) {
     let got = Received::default();
     let g = got.clone();
     let app = axum::Router::new().route(
@@ -36,7 +36,7 @@ async fn receiver(fail_first: usize) -> (String, Received) {
     (url, got)
 }
 
-fn rule(name: &str, kind: Kind, url: &str, events: &[&str]) -> Rule {
+pub(crate) fn rule(name: &str, kind: Kind, url: &str, events: &[&str]) -> Rule {
     Rule {
         name: name.into(),
         kind,
