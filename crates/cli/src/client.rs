@@ -41,11 +41,14 @@ impl Client {
     }
 
     pub fn with_token(base: &str, token: &str) -> Result<Client> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("opsbook/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| anyhow!("cannot create the HTTP client: {e}"))?;
+        let http = http_client(reqwest::Client::builder())?;
         Ok(Client { base: base.trim_end_matches('/').to_string(), token: token.to_string(), http })
+    }
+
+    /// Every request gives up after `timeout` (the default waits as long as the server takes).
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Result<Client> {
+        self.http = http_client(reqwest::Client::builder().timeout(timeout))?;
+        Ok(self)
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value> {
@@ -84,6 +87,13 @@ impl Client {
         let req = self.http.post(format!("{}{path}", self.base)).header("content-type", "application/yaml").body(body);
         self.send(req).await
     }
+}
+
+fn http_client(builder: reqwest::ClientBuilder) -> Result<reqwest::Client> {
+    builder
+        .user_agent(concat!("opsbook/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| anyhow!("cannot create the HTTP client: {e}"))
 }
 
 /// Percent-encodes a path segment or query value.

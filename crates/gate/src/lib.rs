@@ -13,11 +13,11 @@ pub use opsbook_core::gate as config;
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use config::{FailMode, GateDef, GatesFile, Source};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Clear,
@@ -36,7 +36,8 @@ impl Verdict {
 }
 
 /// One reason to block: an incident, an alert, a freeze window, a failed check.
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct BlockRecord {
     pub source: String,
     pub id: String,
@@ -54,7 +55,7 @@ pub struct BlockRecord {
 }
 
 /// What one source said.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceResult {
     #[serde(rename = "type")]
     pub kind: String,
@@ -65,8 +66,8 @@ pub struct SourceResult {
     pub records: Vec<BlockRecord>,
 }
 
-/// The gate's decision.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The gate's decision (also read back from `GET /api/v1/gates/{name}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateResult {
     pub gate: String,
     /// `clear`, `blocked` or `unknown` as the sources said it (before `fail_mode`).

@@ -85,6 +85,13 @@ fn duration(flag: &str, v: &str) -> Result<Duration> {
 
 fn load_all(path: Option<&Path>) -> Result<(PathBuf, GatesFile)> {
     let path = path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("opsbook.yaml"));
+    if !path.exists() {
+        return Err(usage(format!(
+            "no gates file {}: write one with `gates:` (see docs/gates.md), pass --config FILE, \
+             or --server URL to use the server's gates",
+            path.display()
+        )));
+    }
     let file = super::read_gates(&path)?;
     Ok((path, file))
 }
@@ -98,6 +105,64 @@ fn load(path: Option<&Path>, name: &str) -> Result<GateDef> {
             .unwrap_or_default();
         usage(format!("no gate `{name}` in {}{hint}; gates: {}", path.display(), names.join(", ")))
     })
+}
+
+/// Where verdicts come from: the local gates file, or the server's `GET /api/v1/gates/{name}`
+/// (its gates, its network, one place to keep them).
+enum Judge {
+    Local { name: String, gate: GateDef, checker: Checker },
+    Remote { name: String, server: String, client: crate::client::Client },
+}
+
+impl Judge {
+    fn new(server: Option<&str>, a: &CheckArgs) -> Result<Judge> {
+        let timeout = duration("timeout", &a.timeout)?;
+        if let Some(server) = server {
+            if a.config.is_some() {
+                return Err(usage("--config and --server: the server evaluates its own gates; use one or the other"));
+            }
+            let client = crate::client::Client::new(server)?.with_timeout(timeout + Duration::from_secs(5))?;
+            return Ok(Judge::Remote { name: a.name.clone(), server: server.to_string(), client });
+        }
+        let gate = load(a.config.as_deref(), &a.name)?;
+        let checker = Checker::new(timeout).map_err(anyhow::Error::msg)?;
+        Ok(Judge::Local { name: a.name.clone(), gate, checker })
+    }
+
+    /// The verdict now. A server that cannot be reached or fails is an unreadable source
+    /// (fail closed: the gate's own `fail_mode` is on the server); a refusal (unknown gate,
+    /// no permission) is an error.
+    async fn check(&self) -> Result<GateResult> {
+        match self {
+            Judge::Local { name, gate, checker } => Ok(checker.check(name, gate, jiff::Timestamp::now()).await),
+            Judge::Remote { name, server, client } => {
+                let started = Instant::now();
+                let path = format!("/api/v1/gates/{}", crate::client::enc(name));
+                let error = match client.get(&path).await {
+                    Ok(doc) => match serde_json::from_value::<GateResult>(doc) {
+                        Ok(r) => return Ok(r),
+                        Err(e) => format!("{server}{path}: not a gate verdict: {e}"),
+                    },
+                    Err(e) if e.downcast_ref::<super::Usage>().is_some() => return Err(e),
+                    Err(e) => e.to_string(),
+                };
+                Ok(GateResult {
+                    gate: name.clone(),
+                    verdict: Verdict::Unknown,
+                    checked_at: jiff::Timestamp::now().to_string(),
+                    sources: vec![opsbook_gate::SourceResult {
+                        kind: "server".into(),
+                        verdict: Verdict::Unknown,
+                        error: Some(error),
+                        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                        records: Vec::new(),
+                    }],
+                    records: Vec::new(),
+                    fail_mode: opsbook_gate::FailMode::Closed,
+                })
+            }
+        }
+    }
 }
 
 fn print_text(r: &GateResult) {
@@ -200,9 +265,14 @@ fn report(r: &GateResult, output: GateOutput) -> Result<()> {
     Ok(())
 }
 
-pub async fn exec(cmd: Gate) -> Result<u8> {
+pub async fn exec(server: Option<&str>, cmd: Gate) -> Result<u8> {
     match cmd {
         Gate::CodepipelineWorker(w) => {
+            if server.is_some() {
+                return Err(usage(
+                    "codepipeline-worker evaluates the gates of its own gates file (--config): run it without --server",
+                ));
+            }
             let (_, file) = load_all(w.config.as_deref())?;
             let poll = duration("poll", &w.poll)?;
             let cfg = opsbook_gate::codepipeline::WorkerConfig {
@@ -231,21 +301,20 @@ pub async fn exec(cmd: Gate) -> Result<u8> {
             }
         }
         Gate::Check(a) => {
-            let gate = load(a.config.as_deref(), &a.name)?;
-            let checker = Checker::new(duration("timeout", &a.timeout)?).map_err(anyhow::Error::msg)?;
-            let r = checker.check(&a.name, &gate, jiff::Timestamp::now()).await;
+            let judge = Judge::new(server, &a)?;
+            let r = judge.check().await?;
             report(&r, a.output)?;
             Ok(if r.passes() { EXIT_OK } else { EXIT_WAITING })
         }
         Gate::Wait(w) => {
             let a = w.check;
-            let gate = load(a.config.as_deref(), &a.name)?;
+            let judge = Judge::new(server, &a)?;
             let max_wait = duration("max-wait", &w.max_wait)?;
             let poll = duration("poll", &w.poll)?;
-            let checker = Checker::new(duration("timeout", &a.timeout)?).map_err(anyhow::Error::msg)?;
             let started = Instant::now();
+            let mut said: Vec<String> = Vec::new();
             loop {
-                let r = checker.check(&a.name, &gate, jiff::Timestamp::now()).await;
+                let r = judge.check().await?;
                 if r.passes() {
                     if started.elapsed() > poll / 2 {
                         eprintln!(
@@ -268,16 +337,22 @@ pub async fn exec(cmd: Gate) -> Result<u8> {
                     );
                     return Ok(EXIT_WAITING);
                 }
+                // The reasons in full when they change; a short line while they stay the same.
                 let why: Vec<String> =
                     r.records.iter().map(|b| format!("{}: {}", b.source, b.title)).chain(r.unreadable()).collect();
-                eprintln!(
-                    "gate {} {} for {} — {}; checking again in {}",
-                    a.name,
-                    r.verdict.as_str(),
-                    opsbook_core::duration::human_ms(waited.as_millis() as u64),
-                    why.join("; "),
-                    opsbook_core::Dur(poll)
-                );
+                let waited = opsbook_core::duration::human_ms(waited.as_millis() as u64);
+                if why != said {
+                    eprintln!(
+                        "gate {} {} for {waited} — {}; checking again every {}",
+                        a.name,
+                        r.verdict.as_str(),
+                        why.join("; "),
+                        opsbook_core::Dur(poll)
+                    );
+                    said = why;
+                } else {
+                    eprintln!("gate {} still {} for {waited} (same reasons)", a.name, r.verdict.as_str());
+                }
                 tokio::time::sleep(poll).await;
             }
         }

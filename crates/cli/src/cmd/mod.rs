@@ -115,7 +115,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Push(a) => push::exec(server, a).await,
         Command::Login(a) => login::exec(server, a).await,
         Command::Admin(a) => admin::exec(db, a).await,
-        Command::Gate(g) => gate::exec(g).await,
+        Command::Gate(g) => gate::exec(server.as_deref(), g).await,
         Command::Run(a) => run::exec(db, a).await,
         Command::Validate(a) => validate::exec(a),
         Command::Schema => {

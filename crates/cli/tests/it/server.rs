@@ -18,12 +18,13 @@ impl Drop for Serve {
 }
 
 fn serve(env: &Env) -> Serve {
-    let mut child = env
-        .cmd(&["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "", "--workers", "2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    serve_with(env, &[])
+}
+
+fn serve_with(env: &Env, extra: &[&str]) -> Serve {
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "", "--workers", "2"];
+    args.extend_from_slice(extra);
+    let mut child = env.cmd(&args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let mut first = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
     let url =
@@ -123,4 +124,76 @@ fn push_run_and_approve_through_the_server() {
     let verify = env.run(&["admin", "audit", "verify"]);
     assert_eq!(verify.code, 0, "{verify:?}");
     assert!(verify.stdout.starts_with("audit trail intact: "), "{verify:?}");
+}
+
+#[test]
+fn gate_check_and_wait_ask_the_server() {
+    let env = Env::new();
+    // The server's gate: blocked while the file `incident` exists; each check leaves a line in `checks`.
+    env.write(
+        "opsbook.yaml",
+        "gates:\n  prod:\n    sources:\n      - command: { run: \"echo >> checks; test ! -e incident || { echo maintenance running; exit 1; }\" }\n",
+    );
+    env.write("server.toml", "gates_file = \"opsbook.yaml\"\n");
+    let viewer = token(&env, "vic", &["viewer"]);
+    let srv = serve_with(&env, &["--config", "server.toml"]);
+    // The client's directory has no gates file: the verdict is the server's.
+    let elsewhere = env.path("ci");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let gate = |args: &[&str]| {
+        let mut all = vec!["--server", srv.url.as_str(), "gate"];
+        all.extend_from_slice(args);
+        let mut cmd = env.cmd(&all);
+        cmd.current_dir(&elsewhere).env("OPSBOOK_TOKEN", &viewer).env("XDG_CONFIG_HOME", env.path("config"));
+        cmd
+    };
+
+    let clear = out(gate(&["check", "prod", "--output", "json"]).output().unwrap());
+    assert_eq!(clear.code, 0, "{clear:?}");
+    assert_eq!(clear.json()["verdict"], "clear");
+    assert_eq!(clear.json()["sources"][0]["type"], "command");
+
+    env.write("incident", "");
+    let blocked = out(gate(&["check", "prod"]).output().unwrap());
+    assert_eq!(blocked.code, 3, "{blocked:?}");
+    assert!(blocked.stdout.contains("gate prod: blocked"), "{blocked:?}");
+    assert!(blocked.stdout.contains("maintenance running"), "{blocked:?}");
+
+    let unknown = out(gate(&["check", "prdo"]).output().unwrap());
+    assert_eq!(unknown.code, 2, "{unknown:?}");
+    assert!(unknown.stderr.contains("gate `prdo` not found"), "{unknown:?}");
+    let both = out(gate(&["check", "prod", "--config", "x.yaml"]).output().unwrap());
+    assert_eq!(both.code, 2, "{both:?}");
+    assert!(both.stderr.contains("--config and --server"), "{both:?}");
+
+    // wait: the reasons once, then short lines, and exit 0 once the server says clear.
+    let child = gate(&["wait", "prod", "--poll", "200ms", "--max-wait", "60s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let checks = || std::fs::read_to_string(env.path("checks")).unwrap_or_default().lines().count();
+    let before = checks();
+    crate::support::wait_until(|| checks() >= before + 3, "three checks on the server");
+    std::fs::remove_file(env.path("incident")).unwrap();
+    let waited = out(child.wait_with_output().unwrap());
+    assert_eq!(waited.code, 0, "{waited:?}");
+    assert_eq!(waited.stderr.matches("command: maintenance running").count(), 1, "{waited:?}");
+    assert!(waited.stderr.contains("gate prod still blocked for"), "{waited:?}");
+    assert!(waited.stderr.contains("(same reasons)"), "{waited:?}");
+    assert!(waited.stderr.contains("gate prod is clear after"), "{waited:?}");
+
+    // A server that cannot be reached blocks (fail closed) and says why.
+    drop(srv);
+    let gone = out(env
+        .cmd(&["--server", "http://127.0.0.1:9", "gate", "check", "prod"])
+        .current_dir(&elsewhere)
+        .env("OPSBOOK_TOKEN", &viewer)
+        .output()
+        .unwrap());
+    assert_eq!(gone.code, 3, "{gone:?}");
+    assert!(
+        gone.stderr.contains("blocking under fail_mode: closed because server: cannot reach http://127.0.0.1:9"),
+        "{gone:?}"
+    );
 }
