@@ -20,6 +20,18 @@ pub enum Gate {
     /// Serve a CodePipeline custom action: poll its jobs and answer with the gate named
     /// in the action configuration (`Gate`, and `OnBlocked: wait|fail`)
     CodepipelineWorker(WorkerArgs),
+    /// Break glass (admin, with --server): let an execution waiting on a gate go on, with
+    /// a reason for the audit trail; the gate is waived for the rest of that execution
+    Override(OverrideArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct OverrideArgs {
+    /// The execution waiting on a gate (id or unique prefix)
+    pub id: String,
+    /// Why (required; recorded in the audit trail and sent with the `overridden` notification)
+    #[arg(long)]
+    pub reason: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -267,6 +279,29 @@ fn report(r: &GateResult, output: GateOutput) -> Result<()> {
 
 pub async fn exec(server: Option<&str>, cmd: Gate) -> Result<u8> {
     match cmd {
+        Gate::Override(o) => {
+            let Some(server) = server else {
+                return Err(usage(
+                    "override applies to executions on a server: pass --server URL (a local `opsbook run` \
+                     waiting on a gate stops with Ctrl-C)",
+                ));
+            };
+            if o.reason.trim().is_empty() {
+                return Err(usage("--reason: say why the gate is overridden (it goes to the audit trail)"));
+            }
+            let client = crate::client::Client::new(server)?;
+            let path = format!("/api/v1/executions/{}/override", crate::client::enc(&o.id));
+            let doc = client.post(&path, &serde_json::json!({ "reason": o.reason })).await?;
+            let steps: Vec<&str> =
+                doc["gate_steps"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+            println!(
+                "overrode gate step {} of execution {}: the execution goes on (was: {})",
+                steps.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "),
+                doc["execution"].as_str().unwrap_or(&o.id),
+                doc["blocked_by"].as_str().unwrap_or("waiting on a gate")
+            );
+            Ok(EXIT_OK)
+        }
         Gate::CodepipelineWorker(w) => {
             if server.is_some() {
                 return Err(usage(

@@ -183,6 +183,46 @@ fn gate_check_and_wait_ask_the_server() {
     assert!(waited.stderr.contains("(same reasons)"), "{waited:?}");
     assert!(waited.stderr.contains("gate prod is clear after"), "{waited:?}");
 
+    // Break glass from the CLI: an admin lets a waiting deployment go on, with a reason.
+    let author = token(&env, "ann", &["author", "operator"]);
+    let admin = token(&env, "ada", &["admin"]);
+    env.write(
+        "books/deploy.yaml",
+        &runbook(
+            "",
+            "    - id: health\n      gate: { use: prod, poll: 200ms }\n    - id: ship\n      run: echo shipped\n",
+        )
+        .replace("name: test", "name: deploy"),
+    );
+    assert_eq!(client(&env, &srv.url, &author, &["push", "books/deploy.yaml"]).code, 0);
+    env.write("incident", "");
+    let ran = client(&env, &srv.url, &author, &["run", "deploy", "--output", "json"]);
+    assert_eq!(ran.code, 3, "{ran:?}");
+    let id = ran.json()["id"].as_str().unwrap().to_string();
+    let denied = client(&env, &srv.url, &author, &["gate", "override", &id, "--reason", "hotfix"]);
+    assert_eq!(denied.code, 2, "{denied:?}");
+    assert!(denied.stderr.contains("this needs the admin role"), "{denied:?}");
+    let bare = client(&env, &srv.url, &admin, &["gate", "override", &id, "--reason", " "]);
+    assert_eq!(bare.code, 2, "{bare:?}");
+    assert!(bare.stderr.contains("--reason: say why the gate is overridden"), "{bare:?}");
+    let broke = client(&env, &srv.url, &admin, &["gate", "override", &id, "--reason", "hotfix for the outage"]);
+    assert_eq!(broke.code, 0, "{broke:?}");
+    assert_eq!(
+        broke.stdout.trim(),
+        format!(
+            "overrode gate step `health` of execution {id}: the execution goes on \
+             (was: gate `prod` blocked: command: maintenance running)"
+        )
+    );
+    crate::support::wait_until(
+        || client(&env, &srv.url, &author, &["show", &id, "--output", "json"]).json()["status"] == "succeeded",
+        "the overridden execution to succeed",
+    );
+    let again = client(&env, &srv.url, &admin, &["gate", "override", &id, "--reason", "again"]);
+    assert_eq!(again.code, 2, "{again:?}");
+    assert!(again.stderr.contains("is not waiting on a gate"), "{again:?}");
+    std::fs::remove_file(env.path("incident")).unwrap();
+
     // A server that cannot be reached blocks (fail closed) and says why.
     drop(srv);
     let gone = out(env
