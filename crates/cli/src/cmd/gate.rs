@@ -177,6 +177,15 @@ impl Judge {
     }
 }
 
+/// Where a block record applies: region / availability zone / service, as far as known.
+fn place(b: &opsbook_gate::BlockRecord) -> String {
+    [b.region.as_deref(), b.availability_zone.as_deref(), b.service.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
 fn print_text(r: &GateResult) {
     let verdict = match r.verdict {
         Verdict::Clear => style("clear").green().bold(),
@@ -193,11 +202,7 @@ fn print_text(r: &GateResult) {
         t.load_style(UTF8_FULL_CONDENSED);
         t.set_header(vec!["Source", "What", "Where", "Since", "Link"]);
         for b in &r.records {
-            let place = [b.region.as_deref(), b.availability_zone.as_deref(), b.service.as_deref()]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join(" / ");
+            let place = place(b);
             t.add_row(vec![
                 b.source.clone(),
                 b.title.clone(),
@@ -225,8 +230,8 @@ fn explain_unknown(r: &GateResult) {
     }
 }
 
-/// GitHub Actions: annotations on the log, and a step summary listing the block records.
-fn github(r: &GateResult) -> Result<()> {
+/// GitHub Actions annotations on the log.
+fn annotations(r: &GateResult) {
     for b in &r.records {
         println!("::error title=opsbook gate {}::{}: {}", r.gate, b.source, b.title.replace('\n', " "));
     }
@@ -234,13 +239,17 @@ fn github(r: &GateResult) -> Result<()> {
         let level = if r.passes() { "warning" } else { "error" };
         println!("::{level} title=opsbook gate {}::{u}", r.gate);
     }
-    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") else { return Ok(()) };
+}
+
+/// Under GitHub Actions (`$GITHUB_STEP_SUMMARY` set), whatever the output format: a step
+/// summary with the verdict and the block records.
+fn step_summary(r: &GateResult) -> Result<()> {
+    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) else { return Ok(()) };
     let mut md = format!("### opsbook gate `{}`: {}\n\n", r.gate, r.verdict.as_str());
     if !r.records.is_empty() {
         md.push_str("| Source | What | Where | Since | Link |\n|---|---|---|---|---|\n");
         for b in &r.records {
-            let place =
-                [b.region.as_deref(), b.service.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" / ");
+            let place = place(b);
             let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
             md.push_str(&format!(
                 "| {} | {} | {} | {} | {} |\n",
@@ -271,10 +280,10 @@ fn report(r: &GateResult, output: GateOutput) -> Result<()> {
         GateOutput::Text => print_text(r),
         GateOutput::Github => {
             print_text(r);
-            github(r)?;
+            annotations(r);
         }
     }
-    Ok(())
+    step_summary(r)
 }
 
 pub async fn exec(server: Option<&str>, cmd: Gate) -> Result<u8> {

@@ -130,6 +130,20 @@ fn github_output_writes_annotations_and_a_step_summary() {
         md.contains("| statuspage | Delayed jobs | Actions | 2026-11-23T10:00:00Z | [link](https://stspg.io/inc42) |"),
         "{md}"
     );
+
+    // Under GitHub Actions the summary is written whatever the output format, and JSON
+    // output stays pure JSON (no annotations).
+    std::fs::remove_file(&summary).unwrap();
+    let o = out(env
+        .cmd(&["gate", "check", "prod", "--output", "json"])
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap());
+    assert_eq!(o.code, 3, "{o:?}");
+    assert_eq!(o.json()["verdict"], "blocked");
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(md.starts_with("### opsbook gate `prod`: blocked\n"), "{md}");
+    assert!(md.contains("| statuspage | Delayed jobs |"), "{md}");
 }
 
 #[test]
