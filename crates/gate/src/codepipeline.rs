@@ -2,9 +2,11 @@
 //! action's jobs, evaluates the gate named in the action configuration (`Gate`), and
 //! reports success, failure (`OnBlocked: fail`) or — while blocked under `OnBlocked: wait`,
 //! the default — success with a continuation token, which keeps the job alive until the
-//! next poll instead of failing the stage.
+//! next poll instead of failing the stage. The token carries when the job was first found
+//! blocked, so `MaxWait` (default 3h) bounds the wait across polls and workers.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_codepipeline::Client;
@@ -68,7 +70,8 @@ pub async fn poll_once(
     let mut done = Vec::new();
     for job in out.jobs() {
         let id = job.id().unwrap_or_default().to_string();
-        let outcome = handle(client, cfg, checker, job).await?;
+        // One job's trouble (e.g. another worker acknowledged it first) spares the others.
+        let outcome = handle(client, cfg, checker, job).await.unwrap_or_else(|e| format!("error: {e}"));
         done.push((id, outcome));
     }
     Ok(done)
@@ -102,7 +105,15 @@ async fn handle(client: &Client, cfg: &WorkerConfig, checker: &Checker, job: &Jo
     };
     let Some(name) = get("Gate") else { return fail("the action configuration names no Gate".into()).await };
     let Some(gate) = cfg.gates.get(name) else { return fail(format!("no gate `{name}` is defined")).await };
-    let r = checker.check(name, gate, jiff::Timestamp::now()).await;
+    let max_wait = match get("MaxWait").map(opsbook_core::duration::parse).transpose() {
+        Ok(d) => d.map_or(DEFAULT_MAX_WAIT, |d| d.0),
+        Err(e) => return fail(format!("MaxWait: {e}")).await,
+    };
+    let now = jiff::Timestamp::now();
+    // Blocked since: carried in the continuation token from the first blocked check.
+    let since = job.data().and_then(|d| d.continuation_token()).and_then(blocked_since).unwrap_or(now.as_millisecond());
+    let waited = Duration::from_millis(u64::try_from(now.as_millisecond() - since).unwrap_or(0));
+    let r = checker.check(name, gate, now).await;
     let why = r.reasons().join("; ");
     if r.passes() {
         let summary = format!("gate `{name}` is {}", r.verdict.as_str());
@@ -120,17 +131,40 @@ async fn handle(client: &Client, cfg: &WorkerConfig, checker: &Checker, job: &Jo
     if get("OnBlocked") == Some("fail") {
         return fail(message).await;
     }
+    if waited >= max_wait {
+        let human = opsbook_core::Dur(max_wait);
+        return fail(format!("gate `{name}` still {} after {human}: {why}", r.verdict.as_str())).await;
+    }
     // Still blocked: keep the job alive; CodePipeline hands it out again with this token.
+    let message = if waited.is_zero() {
+        format!("{message} (waiting up to {})", opsbook_core::Dur(max_wait))
+    } else {
+        format!(
+            "{message} (blocked for {}; waiting up to {})",
+            opsbook_core::duration::human_ms(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX)),
+            opsbook_core::Dur(max_wait)
+        )
+    };
     let details = ExecutionDetails::builder().summary(truncate(&message, 2048)).percent_complete(0).build();
     client
         .put_job_success_result()
         .job_id(id)
-        .continuation_token("opsbook-gate-blocked")
+        .continuation_token(format!("{TOKEN_PREFIX}{since}"))
         .execution_details(details)
         .send()
         .await
         .map_err(|e| err(aws_sdk_codepipeline::error::DisplayErrorContext(e)))?;
     Ok(format!("waiting: {message}"))
+}
+
+/// How long a job waits on a blocked gate without `MaxWait` (as `opsbook gate wait`).
+const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(3 * 3600);
+
+/// The continuation token: when the job was first found blocked (epoch ms).
+const TOKEN_PREFIX: &str = "opsbook-gate-blocked:since=";
+
+fn blocked_since(token: &str) -> Option<i64> {
+    token.strip_prefix(TOKEN_PREFIX)?.parse().ok()
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -86,13 +86,36 @@ fn jobs_wait_while_blocked_fail_on_request_and_succeed_when_clear() {
         &format!("gates:\n  prod:\n    sources:\n      - statuspage: {{ url: \"{}\" }}\n", status.url),
     );
 
-    let (url, calls) =
-        codepipeline_double(json!([job("j1", "prod", None), job("j2", "prod", Some("fail")), job("j3", "nope", None)]));
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    // j4 has been waiting for two hours (its continuation token says since when), beyond its MaxWait.
+    let mut j4 = job("j4", "prod", None);
+    j4["data"]["actionConfiguration"]["configuration"]["MaxWait"] = json!("1h");
+    j4["data"]["continuationToken"] = json!(format!("opsbook-gate-blocked:since={}", now_ms - 2 * 3600 * 1000));
+    let mut j5 = job("j5", "prod", None);
+    j5["data"]["actionConfiguration"]["configuration"]["MaxWait"] = json!("soon");
+    let mut j6 = j4.clone();
+    j6["id"] = json!("j6");
+    j6["data"]["continuationToken"] = json!(format!("opsbook-gate-blocked:since={}", now_ms - 10 * 60 * 1000));
+    let j6_token = j6["data"]["continuationToken"].clone();
+    let (url, calls) = codepipeline_double(json!([
+        job("j1", "prod", None),
+        job("j2", "prod", Some("fail")),
+        job("j3", "nope", None),
+        j4,
+        j5,
+        j6
+    ]));
     let o = worker(&env, &url);
     assert_eq!(o.code, 0, "{o:?}");
     assert!(o.stdout.contains("job j1: waiting: gate `prod` is blocked: statuspage: API errors"), "{o:?}");
     assert!(o.stdout.contains("job j2: failed: gate `prod` is blocked: statuspage: API errors"), "{o:?}");
     assert!(o.stdout.contains("job j3: failed: no gate `nope` is defined"), "{o:?}");
+    assert!(o.stdout.contains("job j4: failed: gate `prod` still blocked after 1h: statuspage: API errors"), "{o:?}");
+    assert!(o.stdout.contains("job j5: failed: MaxWait: invalid duration `soon`"), "{o:?}");
+    assert!(
+        o.stdout.contains("job j6: waiting: gate `prod` is blocked: statuspage: API errors (blocked for 10m"),
+        "{o:?}"
+    );
     let calls = calls.lock().unwrap().clone();
     let ops: Vec<&str> = calls.iter().map(|(op, _)| op.as_str()).collect();
     assert_eq!(
@@ -104,16 +127,29 @@ fn jobs_wait_while_blocked_fail_on_request_and_succeed_when_clear() {
             "AcknowledgeJob",
             "PutJobFailureResult",
             "AcknowledgeJob",
-            "PutJobFailureResult"
+            "PutJobFailureResult",
+            "AcknowledgeJob",
+            "PutJobFailureResult",
+            "AcknowledgeJob",
+            "PutJobFailureResult",
+            "AcknowledgeJob",
+            "PutJobSuccessResult"
         ]
     );
+    // j6 keeps the time it was first blocked.
+    assert_eq!(calls[12].1["continuationToken"], j6_token);
     assert_eq!(
         calls[0].1["actionTypeId"],
         json!({"category": "Test", "owner": "Custom", "provider": "OpsbookGate", "version": "1"})
     );
     assert_eq!(calls[1].1, json!({"jobId": "j1", "nonce": "n-j1"}));
-    assert_eq!(calls[2].1["continuationToken"], "opsbook-gate-blocked");
-    assert_eq!(calls[2].1["executionDetails"]["summary"], "gate `prod` is blocked: statuspage: API errors");
+    let token = calls[2].1["continuationToken"].as_str().unwrap();
+    let since: i64 = token.strip_prefix("opsbook-gate-blocked:since=").unwrap().parse().unwrap();
+    assert!((now_ms..now_ms + 60_000).contains(&since), "{token}");
+    assert_eq!(
+        calls[2].1["executionDetails"]["summary"],
+        "gate `prod` is blocked: statuspage: API errors (waiting up to 3h)"
+    );
     assert_eq!(
         calls[4].1["failureDetails"],
         json!({"type": "JobFailed", "message": "gate `prod` is blocked: statuspage: API errors"})
