@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_codepipeline::Client;
+use aws_sdk_codepipeline::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_codepipeline::types::{
     ActionCategory, ActionOwner, ActionTypeId, ExecutionDetails, FailureDetails, FailureType, Job,
 };
@@ -46,6 +47,20 @@ fn err(e: impl std::fmt::Display) -> String {
     format!("CodePipeline: {e}")
 }
 
+/// CodePipeline's own words for a refusal (`InvalidNonceException: …`), else the whole chain.
+fn sdk_err<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    e: SdkError<E, aws_sdk_codepipeline::config::http::HttpResponse>,
+) -> String {
+    match &e {
+        SdkError::ServiceError(s) => {
+            let code = s.err().code().unwrap_or("unknown error");
+            err(format!("{code}: {}", s.err().message().unwrap_or("")).trim_end_matches([':', ' ']))
+        }
+        SdkError::TimeoutError(_) => err("no answer in time"),
+        _ => err(aws_sdk_codepipeline::error::DisplayErrorContext(e)),
+    }
+}
+
 /// One poll: every job handed out is acknowledged, decided and reported.
 /// Returns `(job id, what was reported)`.
 pub async fn poll_once(
@@ -60,13 +75,8 @@ pub async fn poll_once(
         .version(&cfg.version)
         .build()
         .map_err(err)?;
-    let out = client
-        .poll_for_jobs()
-        .action_type_id(action)
-        .max_batch_size(cfg.max_batch)
-        .send()
-        .await
-        .map_err(|e| err(aws_sdk_codepipeline::error::DisplayErrorContext(e)))?;
+    let out =
+        client.poll_for_jobs().action_type_id(action).max_batch_size(cfg.max_batch).send().await.map_err(sdk_err)?;
     let mut done = Vec::new();
     for job in out.jobs() {
         let id = job.id().unwrap_or_default().to_string();
@@ -79,13 +89,7 @@ pub async fn poll_once(
 
 async fn handle(client: &Client, cfg: &WorkerConfig, checker: &Checker, job: &Job) -> Result<String, String> {
     let id = job.id().unwrap_or_default();
-    client
-        .acknowledge_job()
-        .job_id(id)
-        .nonce(job.nonce().unwrap_or_default())
-        .send()
-        .await
-        .map_err(|e| err(aws_sdk_codepipeline::error::DisplayErrorContext(e)))?;
+    client.acknowledge_job().job_id(id).nonce(job.nonce().unwrap_or_default()).send().await.map_err(sdk_err)?;
     let conf = job.data().and_then(|d| d.action_configuration()).and_then(|c| c.configuration());
     let get = |k: &str| conf.and_then(|c| c.get(k)).map(String::as_str);
     let fail = |message: String| async move {
@@ -94,13 +98,7 @@ async fn handle(client: &Client, cfg: &WorkerConfig, checker: &Checker, job: &Jo
             .message(truncate(&message, 5000))
             .build()
             .map_err(err)?;
-        client
-            .put_job_failure_result()
-            .job_id(id)
-            .failure_details(details)
-            .send()
-            .await
-            .map_err(|e| err(aws_sdk_codepipeline::error::DisplayErrorContext(e)))?;
+        client.put_job_failure_result().job_id(id).failure_details(details).send().await.map_err(sdk_err)?;
         Ok::<String, String>(format!("failed: {message}"))
     };
     let Some(name) = get("Gate") else { return fail("the action configuration names no Gate".into()).await };
@@ -118,13 +116,7 @@ async fn handle(client: &Client, cfg: &WorkerConfig, checker: &Checker, job: &Jo
     if r.passes() {
         let summary = format!("gate `{name}` is {}", r.verdict.as_str());
         let details = ExecutionDetails::builder().summary(truncate(&summary, 2048)).percent_complete(100).build();
-        client
-            .put_job_success_result()
-            .job_id(id)
-            .execution_details(details)
-            .send()
-            .await
-            .map_err(|e| err(aws_sdk_codepipeline::error::DisplayErrorContext(e)))?;
+        client.put_job_success_result().job_id(id).execution_details(details).send().await.map_err(sdk_err)?;
         return Ok("succeeded".into());
     }
     let message = format!("gate `{name}` is {}: {why}", r.verdict.as_str());
@@ -153,7 +145,7 @@ async fn handle(client: &Client, cfg: &WorkerConfig, checker: &Checker, job: &Jo
         .execution_details(details)
         .send()
         .await
-        .map_err(|e| err(aws_sdk_codepipeline::error::DisplayErrorContext(e)))?;
+        .map_err(sdk_err)?;
     Ok(format!("waiting: {message}"))
 }
 

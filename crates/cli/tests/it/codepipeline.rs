@@ -25,16 +25,22 @@ fn codepipeline_double(jobs: Value) -> (String, Calls) {
             let body = req.body;
             let input: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
             let op = target.rsplit('.').next().unwrap_or("").to_string();
+            let taken = op == "AcknowledgeJob" && input["nonce"] == "taken";
             c.lock().unwrap().push((op.clone(), input));
-            let reply = match op.as_str() {
-                "PollForJobs" => json!({ "jobs": pending.take().unwrap_or(json!([])) }),
-                "AcknowledgeJob" => json!({ "status": "InProgress" }),
-                _ => json!({}),
+            let (status, reply) = match op.as_str() {
+                // Another worker acknowledged this job first.
+                _ if taken => (
+                    "400 Bad Request",
+                    json!({ "__type": "InvalidNonceException", "message": "The nonce was already used" }),
+                ),
+                "PollForJobs" => ("200 OK", json!({ "jobs": pending.take().unwrap_or(json!([])) })),
+                "AcknowledgeJob" => ("200 OK", json!({ "status": "InProgress" })),
+                _ => ("200 OK", json!({})),
             };
             let text = reply.to_string();
             let _ = write!(
                 stream,
-                "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                "HTTP/1.1 {status}\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
                 text.len()
             );
         }
@@ -97,7 +103,10 @@ fn jobs_wait_while_blocked_fail_on_request_and_succeed_when_clear() {
     j6["id"] = json!("j6");
     j6["data"]["continuationToken"] = json!(format!("opsbook-gate-blocked:since={}", now_ms - 10 * 60 * 1000));
     let j6_token = j6["data"]["continuationToken"].clone();
+    let mut j0 = job("j0", "prod", None);
+    j0["nonce"] = json!("taken");
     let (url, calls) = codepipeline_double(json!([
+        j0,
         job("j1", "prod", None),
         job("j2", "prod", Some("fail")),
         job("j3", "nope", None),
@@ -107,6 +116,10 @@ fn jobs_wait_while_blocked_fail_on_request_and_succeed_when_clear() {
     ]));
     let o = worker(&env, &url);
     assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stdout.contains("job j0: error: CodePipeline: InvalidNonceException: The nonce was already used\n"),
+        "{o:?}"
+    );
     assert!(o.stdout.contains("job j1: waiting: gate `prod` is blocked: statuspage: API errors"), "{o:?}");
     assert!(o.stdout.contains("job j2: failed: gate `prod` is blocked: statuspage: API errors"), "{o:?}");
     assert!(o.stdout.contains("job j3: failed: no gate `nope` is defined"), "{o:?}");
@@ -123,6 +136,7 @@ fn jobs_wait_while_blocked_fail_on_request_and_succeed_when_clear() {
         vec![
             "PollForJobs",
             "AcknowledgeJob",
+            "AcknowledgeJob",
             "PutJobSuccessResult",
             "AcknowledgeJob",
             "PutJobFailureResult",
@@ -137,21 +151,21 @@ fn jobs_wait_while_blocked_fail_on_request_and_succeed_when_clear() {
         ]
     );
     // j6 keeps the time it was first blocked.
-    assert_eq!(calls[12].1["continuationToken"], j6_token);
+    assert_eq!(calls[13].1["continuationToken"], j6_token);
     assert_eq!(
         calls[0].1["actionTypeId"],
         json!({"category": "Test", "owner": "Custom", "provider": "OpsbookGate", "version": "1"})
     );
-    assert_eq!(calls[1].1, json!({"jobId": "j1", "nonce": "n-j1"}));
-    let token = calls[2].1["continuationToken"].as_str().unwrap();
+    assert_eq!(calls[2].1, json!({"jobId": "j1", "nonce": "n-j1"}));
+    let token = calls[3].1["continuationToken"].as_str().unwrap();
     let since: i64 = token.strip_prefix("opsbook-gate-blocked:since=").unwrap().parse().unwrap();
     assert!((now_ms..now_ms + 60_000).contains(&since), "{token}");
     assert_eq!(
-        calls[2].1["executionDetails"]["summary"],
+        calls[3].1["executionDetails"]["summary"],
         "gate `prod` is blocked: statuspage: API errors (waiting up to 3h)"
     );
     assert_eq!(
-        calls[4].1["failureDetails"],
+        calls[5].1["failureDetails"],
         json!({"type": "JobFailed", "message": "gate `prod` is blocked: statuspage: API errors"})
     );
 
