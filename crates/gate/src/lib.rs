@@ -169,13 +169,28 @@ impl Checker {
             Verdict::Clear
         };
         let records = sources.iter().flat_map(|s| s.records.clone()).collect();
-        GateResult {
+        let result = GateResult {
             gate: name.to_string(),
             verdict,
             checked_at: now.to_string(),
             sources,
             records,
             fail_mode: gate.fail_mode,
-        }
+        };
+        record_metrics(&result);
+        result
+    }
+}
+
+/// Prometheus figures for `opsbook serve` (a no-op without a recorder, as in the CLI):
+/// checks by verdict, whether each gate blocked at its last check, and how long sources take.
+fn record_metrics(r: &GateResult) {
+    let gate = r.gate.clone();
+    metrics::counter!("opsbook_gate_checks_total", "gate" => gate.clone(), "verdict" => r.verdict.as_str())
+        .increment(1);
+    metrics::gauge!("opsbook_gate_blocked", "gate" => gate).set(if r.passes() { 0.0 } else { 1.0 });
+    for s in &r.sources {
+        metrics::histogram!("opsbook_gate_source_duration_seconds", "type" => s.kind.clone(), "verdict" => s.verdict.as_str())
+            .record(s.duration_ms as f64 / 1000.0);
     }
 }

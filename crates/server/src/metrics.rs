@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use opsbook_store::ServerStore;
 
 use crate::state::AppState;
@@ -16,7 +16,11 @@ pub fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
         let buckets = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
-        let builder = PrometheusBuilder::new().set_buckets(&buckets).expect("bucket list is not empty");
+        let fast = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0];
+        let builder = PrometheusBuilder::new()
+            .set_buckets(&buckets)
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full("opsbook_gate_source_duration_seconds".into()), &fast))
+            .expect("bucket lists are not empty");
         match builder.install_recorder() {
             Ok(h) => h,
             // Another recorder is already installed: render an empty one rather than fail.
@@ -38,7 +42,10 @@ async fn render(State(st): State<AppState>) -> String {
         }
         let n = |s: &str| counts.iter().find(|(st, _)| st == s).map_or(0, |(_, n)| *n) as f64;
         metrics::gauge!("opsbook_queue_depth").set(n("queued"));
-        metrics::gauge!("opsbook_waiting_approvals").set(n("waiting"));
+    }
+    if let Ok((approvals, gates)) = st.store.count_waiting().await {
+        metrics::gauge!("opsbook_waiting_approvals").set(approvals as f64);
+        metrics::gauge!("opsbook_waiting_gates").set(gates as f64);
     }
     metrics::gauge!("opsbook_workers").set(st.config.workers as f64);
     metrics::gauge!("opsbook_running_here").set(st.running.lock().map(|r| r.len()).unwrap_or(0) as f64);

@@ -88,6 +88,9 @@ pub trait ServerStore: Store {
     /// Puts a waiting execution back in the queue (after an approval decision).
     fn requeue(&self, execution_id: &str) -> impl Future<Output = Result<bool>> + Send;
     fn count_by_status(&self) -> impl Future<Output = Result<Vec<(String, i64)>>> + Send;
+    /// Waiting executions by what they wait on: `(approval, gate)` (a gate step, or a
+    /// gate's recheck holding a later step).
+    fn count_waiting(&self) -> impl Future<Output = Result<(i64, i64)>> + Send;
     /// Waiting executions whose approval deadline has passed (to requeue, so they time out).
     fn expired_waits(&self, now: i64) -> impl Future<Output = Result<Vec<String>>> + Send;
 

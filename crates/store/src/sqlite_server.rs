@@ -375,6 +375,16 @@ impl ServerStore for SqliteStore {
         collect(&mut stmt, [], |row| Ok((row.get(0)?, row.get(1)?)))
     }
 
+    async fn count_waiting(&self) -> Result<(i64, i64)> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT COALESCE(SUM(s.kind = 'approval'), 0), COALESCE(SUM(s.kind <> 'approval'), 0) \
+             FROM executions e JOIN execution_steps s ON s.execution_id = e.id \
+             WHERE e.status = 'waiting' AND s.status = 'waiting'",
+        )?;
+        Ok(stmt.query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?)
+    }
+
     async fn expired_waits(&self, now: i64) -> Result<Vec<String>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(

@@ -239,3 +239,57 @@ async fn breaking_glass_on_a_recheck_waives_the_gate_for_the_rest_of_the_run() {
     assert_eq!(status, StatusCode::CONFLICT);
     s.stop().await;
 }
+
+/// Scrapes `/metrics` until every needle is there (the recorder is process-wide and other
+/// tests' servers set the gauges too, so one scrape may see theirs).
+async fn scrape_until(s: &Server, needles: &[&str]) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let text = reqwest::get(&s.metrics_url).await.unwrap().text().await.unwrap();
+        let missing: Vec<&&str> = needles.iter().filter(|n| !text.contains(**n)).collect();
+        if missing.is_empty() {
+            return text;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "missing {missing:?} in\n{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gate_checks_and_waits_show_in_metrics() {
+    let (s, incident) = gated_server_with(|c| {
+        let prod = c.gates.remove("prod").unwrap();
+        c.gates.insert("metered".into(), prod);
+    })
+    .await;
+    let op = s.token("olga", &["operator", "author"]).await;
+    std::fs::write(&incident, "incident open").unwrap();
+    let book = runbook("watched", "1.0.0", "", "", "    - id: health\n      gate: { use: metered, poll: 200ms }\n");
+    s.publish(&op, &book).await;
+    let (_, sub) = s.post("/api/v1/runbooks/watched/executions", &op, json!({})).await;
+    let id = sub["id"].as_str().unwrap().to_string();
+    s.wait_for(&id, &op, |d| d["status"] == "waiting").await;
+    scrape_until(
+        &s,
+        &[
+            "opsbook_waiting_gates 1",
+            "opsbook_waiting_approvals 0",
+            "opsbook_gate_blocked{gate=\"metered\"} 1",
+            "opsbook_gate_checks_total{gate=\"metered\",verdict=\"blocked\"}",
+            "opsbook_gate_source_duration_seconds_bucket{type=\"command\",verdict=\"blocked\",le=\"0.001\"}",
+        ],
+    )
+    .await;
+    std::fs::remove_file(&incident).unwrap();
+    s.wait_for(&id, &op, |d| d["status"] == "succeeded").await;
+    scrape_until(
+        &s,
+        &[
+            "opsbook_waiting_gates 0",
+            "opsbook_gate_blocked{gate=\"metered\"} 0",
+            "opsbook_gate_checks_total{gate=\"metered\",verdict=\"clear\"} 1",
+        ],
+    )
+    .await;
+    s.stop().await;
+}
