@@ -15,8 +15,8 @@ const ALERT: &str = r#"[{"fingerprint":"f00d","labels":{"alertname":"HighErrorRa
 
 fn gates(status: &FakeHttp, am: &FakeHttp) -> String {
     format!(
-        "gates:\n  prod:\n    sources:\n      - statuspage: {{ url: \"{}\", components: [Actions], min_impact: minor }}\n      - alertmanager: {{ url: \"{}\", matchers: ['severity=\"critical\"', 'team=\"web\"'] }}\n      - command: {{ run: \"exit 0\" }}\n  lenient:\n    fail_mode: open\n    sources:\n      - http: {{ url: \"http://127.0.0.1:9/nothing\" }}\n  strict:\n    sources:\n      - http: {{ url: \"http://127.0.0.1:9/nothing\" }}\n  frozen:\n    sources:\n      - freeze: {{ dates: [\"2000-01-01/2999-12-31\"] }}\n  checks:\n    sources:\n      - http: {{ url: \"{}/health\", expect_json: {{ path: \"$.status\", equals: ok }} }}\n      - command: {{ run: \"echo error budget spent; exit 1\" }}\n",
-        status.url, am.url, status.url
+        "gates:\n  prod:\n    sources:\n      - statuspage: {{ url: \"{}\", components: [Actions], min_impact: minor }}\n      - alertmanager: {{ url: \"{}\", matchers: ['severity=\"critical\"', 'team=\"web\"'] }}\n      - command: {{ run: \"exit 0\" }}\n  lenient:\n    fail_mode: open\n    sources:\n      - http: {{ url: \"http://127.0.0.1:9/nothing\" }}\n  strict:\n    sources:\n      - http: {{ url: \"http://127.0.0.1:9/nothing\" }}\n  typo:\n    sources:\n      - statuspage: {{ url: \"{}\", components: [Actons] }}\n  frozen:\n    sources:\n      - freeze: {{ dates: [\"2000-01-01/2999-12-31\"] }}\n  checks:\n    sources:\n      - http: {{ url: \"{}/health\", expect_json: {{ path: \"$.status\", equals: ok }} }}\n      - command: {{ run: \"echo error budget spent; exit 1\" }}\n",
+        status.url, am.url, status.url, status.url
     )
 }
 
@@ -88,6 +88,17 @@ fn check_reports_verdicts_and_exit_codes() {
             .stderr
             .contains("blocking under fail_mode: closed because http: cannot reach http://127.0.0.1:9/nothing"),
         "{strict:?}"
+    );
+
+    // A watched component the page does not have never blocks silently: the source is unreadable.
+    let typo = env.run(&["gate", "check", "typo"]);
+    assert_eq!(typo.code, 3, "{typo:?}");
+    assert!(
+        typo.stderr.contains(&format!(
+            "statuspage: {}/api/v2/summary.json has no component `Actons` (did you mean `Actions`?); it has: Actions, Pages",
+            status.url
+        )),
+        "{typo:?}"
     );
 
     let frozen = env.run(&["gate", "check", "frozen", "--output", "json"]);

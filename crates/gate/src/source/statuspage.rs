@@ -19,6 +19,22 @@ pub(crate) async fn check(c: &Checker, p: &Statuspage) -> Result<Vec<BlockRecord
     let doc = super::get_json(c, &url).await?;
     let wanted = |name: &str| p.components.is_empty() || p.components.iter().any(|c| c == name);
     let page = doc["page"]["url"].as_str().unwrap_or(&p.url).to_string();
+    // A watched component the page does not have (a typo, a rename) would never block:
+    // say so instead of passing.
+    let listed: Vec<&str> =
+        doc["components"].as_array().into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
+    let absent: Vec<&str> = p.components.iter().map(String::as_str).filter(|c| !listed.contains(c)).collect();
+    if !absent.is_empty() {
+        let hint = absent
+            .iter()
+            .find_map(|a| opsbook_core::diagnostic::did_you_mean(a, &listed).map(|m| format!(" (did you mean `{m}`?)")))
+            .unwrap_or_default();
+        return Err(format!(
+            "{url} has no component {}{hint}; it has: {}",
+            absent.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", "),
+            listed.join(", ")
+        ));
+    }
     let mut records = Vec::new();
     for inc in doc["incidents"].as_array().ok_or_else(|| format!("{url}: no incidents list"))? {
         if matches!(inc["status"].as_str(), Some("resolved" | "postmortem")) {
