@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
 
 /// `fail_mode`: what a source that cannot be read means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
@@ -217,16 +218,41 @@ impl GatesFile {
             ConfigError { line: loc.map(|l| l.line()), column: loc.map(|l| l.column()), message }
         })?;
         for (name, gate) in &file.gates {
-            let err = |m: String| ConfigError { line: None, column: None, message: format!("gate `{name}`: {m}") };
+            let err = |at: Option<usize>, m: String| {
+                let (line, column) = place(text, name, at);
+                ConfigError { line, column, message: format!("gate `{name}`: {m}") }
+            };
             if gate.sources.is_empty() {
-                return Err(err("a gate needs at least one source".into()));
+                return Err(err(None, "a gate needs at least one source".into()));
             }
-            for s in &gate.sources {
-                check_source(s).map_err(err)?;
+            for (i, s) in gate.sources.iter().enumerate() {
+                check_source(s).map_err(|m| err(Some(i), m))?;
             }
         }
         Ok(file)
     }
+}
+
+/// Where a gate (or its source number `at`) starts in the file, to place an error found
+/// after parsing. Read again only on that error path.
+fn place(text: &str, gate: &str, at: Option<usize>) -> (Option<u64>, Option<u64>) {
+    #[derive(Deserialize)]
+    struct Places {
+        #[serde(default)]
+        gates: BTreeMap<String, Spanned<PlacedGate>>,
+    }
+    #[derive(Deserialize)]
+    struct PlacedGate {
+        #[serde(default)]
+        sources: Vec<Spanned<serde::de::IgnoredAny>>,
+    }
+    let Ok(places) = serde_saphyr::from_str::<Places>(text) else { return (None, None) };
+    let Some(g) = places.gates.get(gate) else { return (None, None) };
+    let loc = match at {
+        Some(i) => g.value.sources.get(i).map(|s| s.referenced),
+        None => Some(g.referenced),
+    };
+    loc.map_or((None, None), |l| (Some(l.line()), Some(l.column())))
 }
 
 fn check_url(url: &str) -> Result<(), String> {
@@ -256,6 +282,16 @@ pub fn date_range(s: &str) -> Result<(jiff::civil::Date, jiff::civil::Date), Str
     Ok((a, b))
 }
 
+/// `global`, or a region code: `us-east-1`, `ap-southeast-2`, `us-gov-west-1`.
+fn is_region(r: &str) -> bool {
+    let parts: Vec<&str> = r.split('-').collect();
+    r == "global"
+        || (parts.len() >= 3
+            && parts[0].len() == 2
+            && parts[..parts.len() - 1].iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+            && parts[parts.len() - 1].parse::<u8>().is_ok())
+}
+
 /// Checks one source's settings (URLs, matchers, cron patterns, time zones, dates).
 pub fn check_source(s: &Source) -> Result<(), String> {
     match s {
@@ -264,6 +300,21 @@ pub fn check_source(s: &Source) -> Result<(), String> {
                 if !["issue", "accountNotification", "scheduledChange", "investigation"].contains(&c.as_str()) {
                     return Err(format!(
                         "aws_health: unknown category `{c}` (issue, accountNotification, scheduledChange, investigation)"
+                    ));
+                }
+            }
+            for r in &a.regions {
+                if !is_region(r) {
+                    return Err(format!(
+                        "aws_health: `{r}` is not an AWS region (e.g. us-east-1, eu-west-2, or global)"
+                    ));
+                }
+            }
+            for sv in &a.services {
+                if sv.is_empty() || sv.chars().any(|c| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')) {
+                    return Err(format!(
+                        "aws_health: `{sv}` is not an AWS Health service code: they are upper case, e.g. `{}`",
+                        sv.to_ascii_uppercase().replace(['-', ' '], "")
                     ));
                 }
             }
@@ -320,6 +371,28 @@ pub fn check_source(s: &Source) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aws_regions_and_service_codes() {
+        for ok in ["us-east-1", "global", "ap-southeast-2", "us-gov-west-1", "il-central-1"] {
+            assert!(is_region(ok), "{ok}");
+        }
+        for bad in ["us-east1", "US-EAST-1", "useast-1", "us-east-", "east-1", ""] {
+            assert!(!is_region(bad), "{bad}");
+        }
+        let file = GatesFile::parse(
+            "gates:\n  g:\n    sources:\n      - aws_health: { regions: [us-east-1], services: [ec2] }\n",
+        );
+        assert_eq!(
+            file.unwrap_err().to_string(),
+            "4:9: gate `g`: aws_health: `ec2` is not an AWS Health service code: they are upper case, e.g. `EC2`"
+        );
+        let file = GatesFile::parse("gates:\n  g:\n    sources:\n      - aws_health: { regions: [us-east1] }\n");
+        assert_eq!(
+            file.unwrap_err().to_string(),
+            "4:9: gate `g`: aws_health: `us-east1` is not an AWS region (e.g. us-east-1, eu-west-2, or global)"
+        );
+    }
 
     #[test]
     fn parses_and_checks() {

@@ -117,6 +117,14 @@ fn check_reports_verdicts_and_exit_codes() {
     let bad = env.run(&["gate", "check", "x", "--config", "bad.yaml"]);
     assert_eq!(bad.code, 2);
     assert!(bad.stderr.contains("bad.yaml:4:9: unknown variant `statuspag`"), "{bad:?}");
+    // Errors found after parsing name their place too.
+    env.write(
+        "bad.yaml",
+        "gates:\n  x:\n    sources:\n      - statuspage: { url: \"http://x\" }\n      - freeze: { windows: [{ start: \"0 17 * * FRI\", duration: 1h, timezone: Mars/Base }] }\n",
+    );
+    let bad = env.run(&["gate", "check", "x", "--config", "bad.yaml"]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("bad.yaml:5:9: gate `x`: unknown time zone `Mars/Base`"), "{bad:?}");
 }
 
 #[test]
