@@ -369,8 +369,8 @@ impl Checker<'_> {
         } else if let Some(d) = s.sleep {
             StepKind::Sleep(SleepSpec { duration: d })
         } else if let Some(g) = s.gate {
-            if let Err(e) = g.check() {
-                self.err(&at, format!("step `{id}`: {e}"));
+            if let Err((place, e)) = g.check() {
+                self.err(place.as_ref().unwrap_or(&at), format!("step `{id}`: {e}"));
             }
             StepKind::Gate(g)
         } else {

@@ -145,8 +145,16 @@ fn new_schema_and_list() {
     let ran = env.run(&["run", "db-vacuum.yaml", "-p", "environment=staging", "--allow-draft"]);
     assert_eq!(ran.code, 0, "{ran:?}");
 
-    let schema = env.run(&["schema"]).json();
+    let printed = env.run(&["schema"]);
+    let schema = printed.json();
     assert_eq!(schema["title"], "opsbook runbook");
+    // The copy the examples point their editors at stays current.
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/opsbook.schema.json"));
+    assert_eq!(
+        committed.ok().as_deref(),
+        Some(printed.stdout.as_str()),
+        "examples/opsbook.schema.json is stale: run `opsbook schema > examples/opsbook.schema.json`"
+    );
     assert!(schema["properties"]["apiVersion"].is_object());
     assert!(schema.to_string().contains("output_matches"));
 

@@ -3,6 +3,7 @@
 
 use schemars::JsonSchema;
 use serde::Deserialize;
+use serde_saphyr::Spanned;
 
 use crate::duration::Dur;
 use crate::gate::{FailMode, GateDef, Source};
@@ -15,7 +16,8 @@ pub struct GateStepSpec {
     pub use_gate: Option<String>,
     /// Or the gate's sources inline.
     #[serde(default)]
-    pub sources: Vec<Source>,
+    #[schemars(with = "Vec<Source>")]
+    pub sources: Vec<Spanned<Source>>,
     /// For inline sources: what an unreadable source means.
     #[serde(default)]
     pub fail_mode: FailMode,
@@ -72,19 +74,23 @@ impl GateStepSpec {
                     .unwrap_or_default();
                 format!("no gate `{name}` is defined{hint}")
             }),
-            None => Ok(GateDef { fail_mode: self.fail_mode, sources: self.sources.clone() }),
+            None => Ok(GateDef {
+                fail_mode: self.fail_mode,
+                sources: self.sources.iter().map(|s| s.value.clone()).collect(),
+            }),
         }
     }
 
-    /// Checks the spec itself.
-    pub fn check(&self) -> Result<(), String> {
+    /// Checks the spec itself: `Err` with where (an inline source, or `None` for the step)
+    /// and what.
+    pub fn check(&self) -> Result<(), (Option<serde_saphyr::Location>, String)> {
         match (&self.use_gate, self.sources.is_empty()) {
-            (Some(_), false) => return Err("gate: set either `use` or `sources`, not both".into()),
-            (None, true) => return Err("gate: set `use` (a named gate) or inline `sources`".into()),
+            (Some(_), false) => return Err((None, "gate: set either `use` or `sources`, not both".into())),
+            (None, true) => return Err((None, "gate: set `use` (a named gate) or inline `sources`".into())),
             _ => {}
         }
         for s in &self.sources {
-            crate::gate::check_source(s).map_err(|e| format!("gate: {e}"))?;
+            crate::gate::check_source(&s.value).map_err(|e| (Some(s.referenced), format!("gate: {e}")))?;
         }
         Ok(())
     }
