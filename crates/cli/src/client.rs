@@ -52,7 +52,11 @@ impl Client {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value> {
-        let resp = req.bearer_auth(&self.token).send().await.map_err(|e| anyhow!("cannot reach {}: {e}", self.base))?;
+        let resp = req.bearer_auth(&self.token).send().await.map_err(|e| {
+            let why =
+                if e.is_timeout() { "no answer in time".into() } else { opsbook_core::diagnostic::root_cause(&e) };
+            anyhow!("cannot reach {}: {why}", self.base)
+        })?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));

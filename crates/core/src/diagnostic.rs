@@ -102,6 +102,16 @@ pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
+/// Why something failed, in words a person can act on: the innermost cause of an error
+/// ("Connection refused (os error 111)") rather than the outermost ("error sending request").
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

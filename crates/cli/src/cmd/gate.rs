@@ -384,10 +384,14 @@ pub async fn exec(server: Option<&str>, cmd: Gate) -> Result<u8> {
                 // The reasons in full when they change; a short line while they stay the same.
                 let why: Vec<String> =
                     r.records.iter().map(|b| format!("{}: {}", b.source, b.title)).chain(r.unreadable()).collect();
-                let waited = opsbook_core::duration::human_ms(waited.as_millis() as u64);
+                let since = if waited.as_secs() == 0 {
+                    String::new()
+                } else {
+                    format!(" for {}", opsbook_core::duration::human_ms(waited.as_millis() as u64))
+                };
                 if why != said {
                     eprintln!(
-                        "gate {} {} for {waited} — {}; checking again every {}",
+                        "gate {} {}{since} — {}; checking again every {}",
                         a.name,
                         r.verdict.as_str(),
                         why.join("; "),
@@ -395,7 +399,7 @@ pub async fn exec(server: Option<&str>, cmd: Gate) -> Result<u8> {
                     );
                     said = why;
                 } else {
-                    eprintln!("gate {} still {} for {waited} (same reasons)", a.name, r.verdict.as_str());
+                    eprintln!("gate {} still {}{since} (same reasons)", a.name, r.verdict.as_str());
                 }
                 tokio::time::sleep(poll).await;
             }

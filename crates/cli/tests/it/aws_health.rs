@@ -103,7 +103,7 @@ fn aws_health_wait_follows_an_event_until_it_closes() {
     let o = out(child.wait_with_output().unwrap());
     assert_eq!(o.code, 0, "{o:?}");
     assert!(
-        o.stderr.contains("gate prod blocked for")
+        o.stderr.contains("gate prod blocked — ")
             && o.stderr.contains("aws_health: EC2 AWS_EC2_OPERATIONAL_ISSUE: Increased API error rates in us-east-1"),
         "{o:?}"
     );
@@ -140,6 +140,30 @@ fn aws_health_errors_are_verdicts() {
     let o = gate_check(&env, url, "prod");
     assert_eq!(o.code, 0, "{o:?}");
     assert_eq!(health.calls("DescribeEvents").len(), 3);
+
+    // No credentials anywhere: said so, and nothing is sent.
+    let mut bare = aws_cmd(&env, url, &["gate", "check", "prod", "--output", "json", "--timeout", "10s"]);
+    for var in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ] {
+        bare.env_remove(var);
+    }
+    let o = out(bare.output().unwrap());
+    assert_eq!(o.code, 3, "{o:?}");
+    let error = o.json()["sources"][0]["error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        error.starts_with("no AWS credentials (environment, profile, SSO, web identity, container or instance role): "),
+        "{error}"
+    );
+    assert_eq!(health.calls("DescribeEvents").len(), 3, "nothing reached the API");
 }
 
 #[test]

@@ -84,9 +84,9 @@ fn check_reports_verdicts_and_exit_codes() {
     let strict = env.run(&["gate", "check", "strict"]);
     assert_eq!(strict.code, 3, "{strict:?}");
     assert!(
-        strict
-            .stderr
-            .contains("blocking under fail_mode: closed because http: cannot reach http://127.0.0.1:9/nothing"),
+        strict.stderr.contains(
+            "blocking under fail_mode: closed because http: cannot reach http://127.0.0.1:9/nothing: Connection refused"
+        ),
         "{strict:?}"
     );
 
@@ -184,7 +184,7 @@ fn wait_resumes_when_the_incident_clears() {
     status.set("/api/v2/summary.json", 200, CLEAR_PAGE);
     let o = out(child.wait_with_output().unwrap());
     assert_eq!(o.code, 0, "{o:?}");
-    assert!(o.stderr.contains("gate prod blocked for"), "{o:?}");
+    assert!(o.stderr.contains("gate prod blocked — "), "{o:?}");
     assert!(o.stderr.contains("statuspage: Delayed jobs"), "{o:?}");
     assert!(o.stderr.contains("gate prod is clear after"), "{o:?}");
 

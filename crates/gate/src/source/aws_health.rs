@@ -66,11 +66,35 @@ fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
             (msg, server_side)
         }
         SdkError::TimeoutError(_) => ("AWS Health did not answer in time".into(), true),
+        SdkError::DispatchFailure(d) if d.as_connector_error().is_some_and(|c| credentials_missing(c)) => {
+            let why = d.as_connector_error().map(|c| super::root_cause(c)).unwrap_or_default();
+            // The same credentials sign for every region: no failover.
+            (
+                format!(
+                    "no AWS credentials (environment, profile, SSO, web identity, container or instance role): {why}"
+                ),
+                false,
+            )
+        }
         SdkError::DispatchFailure(d) => {
-            (format!("cannot reach AWS Health: {:?}", d.as_connector_error().map(|c| c.to_string())), true)
+            let why =
+                d.as_connector_error().map_or_else(|| "the request could not be sent".into(), |c| super::root_cause(c));
+            (format!("cannot reach AWS Health: {why}"), true)
         }
         other => (format!("AWS Health: {}", aws_sdk_health::error::DisplayErrorContext(other)), true),
     }
+}
+
+/// Whether the request never left because the credential chain found nothing usable.
+fn credentials_missing(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if e.is::<aws_credential_types::provider::error::CredentialsError>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
 }
 
 fn status_of(s: &str) -> EventStatusCode {

@@ -22,7 +22,7 @@ pub(crate) fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
 }
 
 pub(crate) async fn check(c: &Checker, h: &HttpCheck) -> Result<Vec<BlockRecord>, String> {
-    let resp = c.http.get(&h.url).send().await.map_err(|e| format!("cannot reach {}: {}", h.url, e.without_url()))?;
+    let resp = c.http.get(&h.url).send().await.map_err(|e| super::unreachable(c, &h.url, &e))?;
     let status = resp.status().as_u16();
     let ok_status =
         if h.expect_status.is_empty() { (200..300).contains(&status) } else { h.expect_status.contains(&status) };

@@ -22,9 +22,20 @@ pub(crate) async fn check(c: &Checker, s: &Source, now: jiff::Timestamp) -> Resu
     }
 }
 
+pub(crate) use opsbook_core::diagnostic::root_cause;
+
+/// `cannot reach URL: cause`, or `URL did not answer within …` on a timeout.
+pub(crate) fn unreachable(c: &Checker, url: &str, e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        format!("{url} did not answer within {}", opsbook_core::Dur(c.timeout))
+    } else {
+        format!("cannot reach {url}: {}", root_cause(e))
+    }
+}
+
 /// GETs a URL and parses its JSON body; every failure is a readable message.
 pub(crate) async fn get_json(c: &Checker, url: &str) -> Result<serde_json::Value, String> {
-    let resp = c.http.get(url).send().await.map_err(|e| format!("cannot reach {url}: {}", e.without_url()))?;
+    let resp = c.http.get(url).send().await.map_err(|e| unreachable(c, url, &e))?;
     let status = resp.status();
     if !status.is_success() {
         return Err(format!("{url} answered HTTP {status}"));
