@@ -23,6 +23,8 @@ impl Dur {
     }
 }
 
+const MAX_MS: u128 = 3650 * 86_400_000;
+
 /// Parses `500ms`, `30s`, `10m`, `2h`, `7d` and concatenations such as `1h30m`.
 pub fn parse(text: &str) -> Result<Dur, String> {
     let bad =
@@ -55,8 +57,11 @@ pub fn parse(text: &str) -> Result<Dur, String> {
     if total == 0 {
         return Err(format!("invalid duration `{text}`: must be greater than zero"));
     }
-    let ms = u64::try_from(total).map_err(|_| bad())?;
-    Ok(Dur(Duration::from_millis(ms)))
+    // Anything longer is a slip of the keyboard, and would overflow date arithmetic.
+    if total > MAX_MS {
+        return Err(format!("invalid duration `{text}`: longer than 10 years (3650d)"));
+    }
+    Ok(Dur(Duration::from_millis(total as u64)))
 }
 
 impl fmt::Display for Dur {
@@ -138,6 +143,9 @@ mod tests {
             Err("invalid duration `10 minutes`: expected a number followed by ms, s, m, h or d (e.g. 30s, 10m, 1h30m)"),
         );
         check("0s", Err("invalid duration `0s`: must be greater than zero"));
+        check("3650d", Ok(315_360_000_000));
+        check("3650d1ms", Err("invalid duration `3650d1ms`: longer than 10 years (3650d)"));
+        check("99999999999h", Err("invalid duration `99999999999h`: longer than 10 years (3650d)"));
     }
 
     #[test]

@@ -182,6 +182,39 @@ pub struct JsonExpectation {
     pub equals: serde_json::Value,
 }
 
+/// One step of a JSON path: a member name or an array index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathStep {
+    Key(String),
+    Index(usize),
+}
+
+/// Parses `$.a.b[0].c`: `$`, then `.name` (no `.`, `[` or `]` in it) and `[N]` steps.
+pub fn json_path(path: &str) -> Result<Vec<PathStep>, String> {
+    let bad = |why: &str| format!("expect_json.path `{path}`: {why} (write it like `$.status` or `$.a.b[0].c`)");
+    let Some(mut rest) = path.strip_prefix('$') else { return Err(bad("it must start with `$`")) };
+    let mut steps = Vec::new();
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('.') {
+            let end = r.find(['.', '[']).unwrap_or(r.len());
+            let key = &r[..end];
+            if key.is_empty() || key.contains(']') {
+                return Err(bad("a member name is missing or has a `]`"));
+            }
+            steps.push(PathStep::Key(key.to_string()));
+            rest = &r[end..];
+        } else if let Some(r) = rest.strip_prefix('[') {
+            let (n, after) = r.split_once(']').ok_or_else(|| bad("a `[` is not closed"))?;
+            let n = n.trim().parse::<usize>().map_err(|_| bad(&format!("`[{n}]` is not an array index")))?;
+            steps.push(PathStep::Index(n));
+            rest = after;
+        } else {
+            return Err(bad(&format!("unexpected `{}`", rest.chars().next().unwrap_or_default())));
+        }
+    }
+    Ok(steps)
+}
+
 /// A command: exit 0 clear, 1 blocked (first output line is the reason), anything else unknown.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -358,7 +391,18 @@ pub fn check_source(s: &Source) -> Result<(), String> {
             }
             Ok(())
         }
-        Source::Http(h) => check_url(&h.url),
+        Source::Http(h) => {
+            check_url(&h.url)?;
+            for code in &h.expect_status {
+                if !(100..=599).contains(code) {
+                    return Err(format!("http.expect_status: {code} is not an HTTP status code"));
+                }
+            }
+            match &h.expect_json {
+                Some(e) => json_path(&e.path).map(drop),
+                None => Ok(()),
+            }
+        }
         Source::Command(c) => {
             if c.run.trim().is_empty() {
                 return Err("command.run is empty".into());
@@ -371,6 +415,25 @@ pub fn check_source(s: &Source) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_paths_parse_or_say_why() {
+        use PathStep::{Index, Key};
+        assert_eq!(json_path("$"), Ok(vec![]));
+        assert_eq!(
+            json_path("$.a.b[1][2].c"),
+            Ok(vec![Key("a".into()), Key("b".into()), Index(1), Index(2), Key("c".into())])
+        );
+        let hint = "(write it like `$.status` or `$.a.b[0].c`)";
+        assert_eq!(json_path("status"), Err(format!("expect_json.path `status`: it must start with `$` {hint}")));
+        assert_eq!(json_path("$$[[["), Err(format!("expect_json.path `$$[[[`: unexpected `$` {hint}")));
+        assert_eq!(json_path("$.a[x]"), Err(format!("expect_json.path `$.a[x]`: `[x]` is not an array index {hint}")));
+        assert_eq!(json_path("$.a[1"), Err(format!("expect_json.path `$.a[1`: a `[` is not closed {hint}")));
+        assert_eq!(
+            json_path("$..a"),
+            Err(format!("expect_json.path `$..a`: a member name is missing or has a `]` {hint}"))
+        );
+    }
 
     #[test]
     fn aws_regions_and_service_codes() {
@@ -414,5 +477,30 @@ mod tests {
         )
         .unwrap_err();
         assert!(bad.message.contains("invalid Alertmanager matcher `severity`"), "{bad}");
+    }
+
+    /// A file with every kind of source, to cut up in the property below.
+    const EVERY_SOURCE: &str = r#"gates:
+  prod-us-east-1:
+    fail_mode: closed
+    sources:
+      - aws_health: { regions: [us-east-1, global], services: [EC2, RDS], categories: [issue], statuses: [open], availability_zones: [use1-az1], organization: false, lookahead: 2h }
+      - statuspage: { url: "https://www.githubstatus.com", components: ["Actions"], min_impact: minor }
+      - alertmanager: { url: "http://127.0.0.1:9093", matchers: ['severity="critical"', 'team=~"web|api"'] }
+      - freeze: { windows: [{ start: "0 17 * * FRI", duration: 63h, timezone: Europe/Berlin, reason: weekend freeze }], dates: ["2026-12-24/2026-12-27"] }
+      - http: { url: "http://127.0.0.1:8080/health", expect_status: [200], expect_json: { path: "$.status", equals: "ok" } }
+      - command: { run: "./checks/error-budget.sh" }
+"#;
+
+    proptest::proptest! {
+        /// Any edit of a valid file is read or refused with a message, never a panic, and a
+        /// refusal's place is inside the file.
+        #[test]
+        fn any_edit_is_read_or_refused_with_a_place(text in crate::testing::edits(EVERY_SOURCE)) {
+            if let Err(e) = GatesFile::parse(&text) {
+                proptest::prop_assert!(!e.message.is_empty());
+                proptest::prop_assert!(e.line.is_none_or(|l| crate::testing::within(&text, l)), "{e} in {text}");
+            }
+        }
     }
 }

@@ -15,6 +15,8 @@ pub mod secret;
 pub mod status;
 pub mod step;
 pub mod template;
+#[cfg(test)]
+mod testing;
 
 use std::collections::BTreeMap;
 

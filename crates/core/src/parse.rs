@@ -481,4 +481,22 @@ mod tests {
         assert!(failures.is_empty(), "{}", failures.join("\n"));
         assert!(seen >= 20, "only {seen} fixtures");
     }
+
+    const EXAMPLE: &str = include_str!("../../../examples/web-app-deploy/runbook.yaml");
+
+    proptest::proptest! {
+        /// Any edit of a valid runbook is read or refused with messages, never a panic; every
+        /// placed message points inside the file and renders.
+        #[test]
+        fn any_edit_is_read_or_refused_with_places(text in crate::testing::edits(EXAMPLE)) {
+            if let Err(diags) = super::parse(&text) {
+                proptest::prop_assert!(!diags.is_empty());
+                for d in diags {
+                    proptest::prop_assert!(!d.message.is_empty());
+                    proptest::prop_assert!(d.pos.is_none_or(|p| crate::testing::within(&text, p.line.into())), "{d:?}");
+                    proptest::prop_assert!(d.render("x.yaml", &text).contains(&d.message));
+                }
+            }
+        }
+    }
 }

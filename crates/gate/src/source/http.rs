@@ -1,22 +1,19 @@
 //! A generic HTTP check: a status code and, optionally, a value in the JSON body.
 
+use opsbook_core::gate::PathStep;
 use serde_json::Value;
 
 use crate::config::HttpCheck;
 use crate::{BlockRecord, Checker};
 
-/// Follows `$.a.b[0].c` into a JSON value.
+/// Follows `$.a.b[0].c` into a JSON value (the path was checked when the file was read).
 pub(crate) fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
     let mut cur = v;
-    let rest = path.strip_prefix('$').unwrap_or(path);
-    for part in rest.split('.').filter(|p| !p.is_empty()) {
-        let (key, indexes) = part.split_once('[').map_or((part, ""), |(k, i)| (k, i));
-        if !key.is_empty() {
-            cur = cur.get(key)?;
-        }
-        for idx in indexes.split('[').filter(|s| !s.is_empty()) {
-            cur = cur.get(idx.trim_end_matches(']').parse::<usize>().ok()?)?;
-        }
+    for step in opsbook_core::gate::json_path(path).ok()? {
+        cur = match step {
+            PathStep::Key(k) => cur.get(k)?,
+            PathStep::Index(i) => cur.get(i)?,
+        };
     }
     Some(cur)
 }
