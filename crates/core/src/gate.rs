@@ -382,7 +382,7 @@ pub fn check_source(s: &Source) -> Result<(), String> {
                 return Err("a freeze needs windows or dates".into());
             }
             for w in &f.windows {
-                crate::schedule::check_cron(&w.start)?;
+                crate::schedule::check_cron_fires(&w.start)?;
                 timezone(w.timezone.as_deref())?;
             }
             timezone(f.timezone.as_deref())?;

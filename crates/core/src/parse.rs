@@ -165,7 +165,7 @@ impl Checker<'_> {
 
         let mut schedules = Vec::new();
         for sched in spec.schedules {
-            if let Err(e) = crate::schedule::check_cron(&sched.cron.value) {
+            if let Err(e) = crate::schedule::check_cron_fires(&sched.cron.value) {
                 self.err(&sched.cron.referenced, format!("schedules: {e}"));
                 continue;
             }

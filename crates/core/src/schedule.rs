@@ -20,6 +20,18 @@ pub fn check_cron(pattern: &str) -> Result<croner::Cron, String> {
     croner::Cron::from_str(pattern).map_err(|e| format!("invalid cron pattern `{pattern}`: {e}"))
 }
 
+/// Checks a cron pattern that is to fire: valid, and naming a time that exists (`0 0 30 2 *`,
+/// 30 February, is valid cron but never fires).
+pub fn check_cron_fires(pattern: &str) -> Result<croner::Cron, String> {
+    let cron = check_cron(pattern)?;
+    // From a leap year, so that 29 February is found.
+    let from = jiff::Timestamp::from_second(946_684_800).map_err(|e| e.to_string())?.to_zoned(jiff::tz::TimeZone::UTC);
+    match cron.find_next_occurrence(&from, true) {
+        Ok(_) => Ok(cron),
+        Err(_) => Err(format!("cron pattern `{pattern}` never fires: no date matches it")),
+    }
+}
+
 /// The first time strictly after `after_ms` (epoch ms) that `pattern` fires in `tz`.
 /// Daylight-saving gaps and folds follow croner: a skipped local time fires at the
 /// next valid instant, a repeated one fires once.
@@ -47,6 +59,12 @@ mod tests {
         assert_eq!(next_after("0 3 * * *", &fixed, ms("2026-11-23T10:00:00Z")).unwrap(), ms("2026-11-24T01:00:00Z"));
         assert!(check_cron("61 * * * *").is_err());
         assert!(check_cron("every day").is_err());
+        assert_eq!(
+            check_cron_fires("0 0 30 2 *").unwrap_err(),
+            "cron pattern `0 0 30 2 *` never fires: no date matches it"
+        );
+        assert!(check_cron_fires("0 0 29 2 *").is_ok());
+        assert!(check_cron_fires("0 17 * * FRI").is_ok());
     }
 }
 

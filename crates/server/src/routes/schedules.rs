@@ -32,7 +32,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let rid = request_id(&headers);
     auth.require(&st, Perm::Run, &b.runbook, &rid).await?;
-    opsbook_core::schedule::check_cron(&b.cron).map_err(ApiError::bad_request)?;
+    opsbook_core::schedule::check_cron_fires(&b.cron).map_err(ApiError::bad_request)?;
     let tz = b.timezone.unwrap_or_else(|| "UTC".into());
     timezone(&tz).map_err(ApiError::bad_request)?;
     let overlap = b.overlap.unwrap_or_else(|| "skip".into());

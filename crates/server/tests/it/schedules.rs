@@ -72,6 +72,11 @@ async fn overlap_and_missed_runs_follow_their_policy() {
     let (status, bad) = s.post("/api/v1/schedules", &op, json!({ "runbook": "slow", "cron": "61 * * * *" })).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(bad["error"]["message"].as_str().unwrap().starts_with("invalid cron pattern `61 * * * *`"), "{bad}");
+    let (status, bad) = s.post("/api/v1/schedules", &op, json!({ "runbook": "slow", "cron": "0 0 31 4 *" })).await;
+    assert_eq!(
+        (status, bad["error"]["message"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("cron pattern `0 0 31 4 *` never fires: no date matches it"))
+    );
     let (status, bad) = s
         .post("/api/v1/schedules", &op, json!({ "runbook": "slow", "cron": "* * * * *", "timezone": "Mars/Olympus" }))
         .await;
