@@ -371,7 +371,7 @@ pub async fn exec(server: Option<&str>, cmd: Gate) -> Result<u8> {
                     return Ok(EXIT_OK);
                 }
                 let waited = started.elapsed();
-                if waited + poll > max_wait {
+                if waited >= max_wait {
                     report(&r, a.output)?;
                     eprintln!(
                         "gate {} still {} after {}: giving up",
@@ -401,7 +401,8 @@ pub async fn exec(server: Option<&str>, cmd: Gate) -> Result<u8> {
                 } else {
                     eprintln!("gate {} still {}{since} (same reasons)", a.name, r.verdict.as_str());
                 }
-                tokio::time::sleep(poll).await;
+                // The last check lands on the deadline, not a poll after it.
+                tokio::time::sleep(poll.min(max_wait - waited)).await;
             }
         }
     }

@@ -193,6 +193,14 @@ fn wait_resumes_when_the_incident_clears() {
     let o = env.run(&["gate", "wait", "prod", "--poll", "100ms", "--max-wait", "300ms"]);
     assert_eq!(o.code, 3, "{o:?}");
     assert!(o.stderr.contains("gate prod still blocked after 300ms: giving up"), "{o:?}");
+
+    // A poll longer than what is left of --max-wait: the last check lands on the deadline.
+    let before = status.seen.lock().unwrap().len();
+    let started = std::time::Instant::now();
+    let o = env.run(&["gate", "wait", "prod", "--poll", "1s", "--max-wait", "1500ms"]);
+    assert_eq!(o.code, 3, "{o:?}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1500), "{o:?}");
+    assert_eq!(status.seen.lock().unwrap().len() - before, 3, "checks at 0s, 1s and 1.5s: {o:?}");
 }
 
 #[test]
