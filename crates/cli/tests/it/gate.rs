@@ -240,6 +240,20 @@ fn runbook_gate_steps_wait_fail_and_recheck() {
     assert!(o.stdout.contains("gate `prod` is clear"), "{o:?}");
     assert!(env.path("deployed").exists());
 
+    // Still blocked at max_wait: timed out, with the last check on the deadline (not a
+    // poll early), and the run rolled back.
+    status.set("/api/v2/summary.json", 200, &page_with_incident("major", "Actions"));
+    let before = status.seen.lock().unwrap().len();
+    let started = std::time::Instant::now();
+    let short = fail.replace("on_blocked: fail", "on_blocked: wait, poll: 1s, max_wait: 1500ms");
+    let o = env.run_book(&short, &["--output", "json"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1500), "{o:?}");
+    assert_eq!(status.seen.lock().unwrap().len() - before, 3, "checks at 0s, 1s and 1.5s: {o:?}");
+    let doc = o.json();
+    assert_eq!(doc["steps"][1]["status"], "timed_out");
+    assert_eq!(doc["steps"][1]["error"], "gate `prod` still blocked after 1s500ms: statuspage: Delayed jobs");
+
     // recheck: between_steps — an incident opening mid-run stops it before the next step.
     std::fs::remove_file(env.path("undone")).unwrap();
     let recheck = crate::support::runbook(

@@ -61,7 +61,7 @@ pub(crate) async fn wait_until_clear<S: Store>(
             return Ok(AttemptResult::fatal(format!("gate `{name}` is {}: {why}", r.verdict.as_str())));
         }
         let waited = started.elapsed();
-        if waited + poll > max_wait {
+        if waited >= max_wait {
             let mut res = AttemptResult::failed(
                 StepStatus::TimedOut,
                 format!("gate `{name}` still {} after {}: {why}", r.verdict.as_str(), opsbook_core::Dur(max_wait)),
@@ -78,7 +78,8 @@ pub(crate) async fn wait_until_clear<S: Store>(
         run.system(Some(step_id), Phase::Step, &msg).await?;
         let cancel = run.hooks.cancel.clone();
         tokio::select! {
-            _ = tokio::time::sleep(poll) => {}
+            // The last check lands on the deadline, not a poll after it.
+            _ = tokio::time::sleep(poll.min(max_wait - waited)) => {}
             _ = cancel.reached(1) => return Ok(AttemptResult::failed(StepStatus::Cancelled, "cancelled".into())),
         }
     }
@@ -144,7 +145,7 @@ pub(crate) async fn run_released<S: Store>(
         )
         .await;
     }
-    if waited + poll > max_wait {
+    if waited >= max_wait {
         let msg = format!("gate `{name}` still {} after {}: {why}", r.verdict.as_str(), spec.max_wait());
         return settle(run, idx, step, StepStatus::TimedOut, Some(msg)).await;
     }
@@ -152,7 +153,7 @@ pub(crate) async fn run_released<S: Store>(
     let records = run.masker().mask_json(&serde_json::to_value(&r.records).unwrap_or_default());
     let rec = &mut run.steps[idx];
     rec.status = StepStatus::Waiting;
-    rec.wait_deadline = Some(now + poll);
+    rec.wait_deadline = Some(now + poll.min(max_wait - waited));
     rec.error = Some(message.clone());
     rec.outputs.insert("records".into(), records);
     run.save_step(idx).await?;
@@ -224,7 +225,7 @@ pub(crate) async fn recheck_released<S: Store>(
     let first = *run.steps[idx].started_at.get_or_insert(now);
     let max_wait = i64::try_from(spec.max_wait().0.as_millis()).unwrap_or(i64::MAX / 2);
     let poll = i64::try_from(spec.poll().0.as_millis()).unwrap_or(60_000);
-    if now - first + poll > max_wait {
+    if now - first >= max_wait {
         return Ok(Recheck::Stop(format!(
             "recheck before step `{step_id}`: gate `{name}` still {} after {}: {why}",
             r.verdict.as_str(),
@@ -234,7 +235,7 @@ pub(crate) async fn recheck_released<S: Store>(
     run.system(Some(gate_step), Phase::Step, &format!("{message}; checking again in {}", spec.poll())).await?;
     let rec = &mut run.steps[idx];
     rec.status = StepStatus::Waiting;
-    rec.wait_deadline = Some(now + poll);
+    rec.wait_deadline = Some(now + poll.min(max_wait - (now - first)));
     rec.error = Some(message.clone());
     run.save_step(idx).await?;
     if previous.is_none() {
