@@ -24,6 +24,11 @@ pub struct GateDef {
     #[serde(default)]
     pub fail_mode: FailMode,
     pub sources: Vec<Source>,
+    /// Where `command` sources run: the gates file's directory, or the runbook's for
+    /// inline sources (the current directory when unset). Not written in the file.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub dir: Option<std::path::PathBuf>,
 }
 
 /// A file with named gates (other top-level keys are left to their owners).
@@ -240,6 +245,16 @@ impl std::fmt::Display for ConfigError {
 }
 
 impl GatesFile {
+    /// Reads a gates file and places it: its `command` sources run in `dir` (the file's
+    /// directory).
+    pub fn parse_in(text: &str, dir: &std::path::Path) -> Result<GatesFile, ConfigError> {
+        let mut file = GatesFile::parse(text)?;
+        for gate in file.gates.values_mut() {
+            gate.dir = Some(dir.to_path_buf());
+        }
+        Ok(file)
+    }
+
     /// Parses and checks a gates file (cron patterns, time zones, dates, URLs, matchers).
     pub fn parse(text: &str) -> Result<GatesFile, ConfigError> {
         let options = serde_saphyr::options! { with_snippet: false };
@@ -255,6 +270,12 @@ impl GatesFile {
                 let (line, column) = place(text, name, at);
                 ConfigError { line, column, message: format!("gate `{name}`: {m}") }
             };
+            if !is_gate_name(name) {
+                return Err(err(
+                    None,
+                    "a gate name is letters, digits, `-`, `_` and `.`, starting with a letter or digit (it goes in URLs and CI logs)".into(),
+                ));
+            }
             if gate.sources.is_empty() {
                 return Err(err(None, "a gate needs at least one source".into()));
             }
@@ -286,6 +307,13 @@ fn place(text: &str, gate: &str, at: Option<usize>) -> (Option<u64>, Option<u64>
         None => Some(g.referenced),
     };
     loc.map_or((None, None), |l| (Some(l.line()), Some(l.column())))
+}
+
+/// `prod-us-east-1`, `web_eu.v2`: safe in a URL path and a CI log line.
+pub fn is_gate_name(name: &str) -> bool {
+    name.len() <= 100
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 fn check_url(url: &str) -> Result<(), String> {
@@ -454,6 +482,22 @@ mod tests {
         assert_eq!(
             file.unwrap_err().to_string(),
             "4:9: gate `g`: aws_health: `us-east1` is not an AWS region (e.g. us-east-1, eu-west-2, or global)"
+        );
+    }
+
+    #[test]
+    fn gate_names_are_safe_in_urls_and_logs() {
+        for ok in ["prod", "prod-us-east-1", "web_eu.v2", "1st"] {
+            assert!(is_gate_name(ok), "{ok}");
+        }
+        for bad in ["", "-x", "a b", "a/b", "we:ird,gate", "über"] {
+            assert!(!is_gate_name(bad), "{bad}");
+        }
+        let bad =
+            GatesFile::parse("gates:\n  \"a/b\":\n    sources:\n      - command: { run: \"true\" }\n").unwrap_err();
+        assert_eq!(
+            bad.to_string(),
+            "3:5: gate `a/b`: a gate name is letters, digits, `-`, `_` and `.`, starting with a letter or digit (it goes in URLs and CI logs)"
         );
     }
 

@@ -140,8 +140,11 @@ impl Checker {
     pub async fn check(&self, name: &str, gate: &GateDef, now: jiff::Timestamp) -> GateResult {
         let futures = gate.sources.iter().map(|s| async move {
             let started = Instant::now();
-            let outcome =
-                tokio::time::timeout(self.timeout + Duration::from_secs(1), source::check(self, s, now)).await;
+            let outcome = tokio::time::timeout(
+                self.timeout + Duration::from_secs(1),
+                source::check(self, s, gate.dir.as_deref(), now),
+            )
+            .await;
             let (verdict, error, records) = match outcome {
                 Ok(Ok(records)) if records.is_empty() => (Verdict::Clear, None, records),
                 Ok(Ok(records)) => (Verdict::Blocked, None, records),

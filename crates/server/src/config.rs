@@ -165,8 +165,12 @@ impl Config {
         config.check()?;
         if let Some(path) = &config.gates_file {
             let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            config.gates =
-                opsbook_core::gate::GatesFile::parse(&text).map_err(|e| format!("{}:{e}", path.display()))?.gates;
+            // Its `command` sources run in its directory.
+            let dir = std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let dir = dir.parent().unwrap_or(Path::new("/"));
+            config.gates = opsbook_core::gate::GatesFile::parse_in(&text, dir)
+                .map_err(|e| format!("{}:{e}", path.display()))?
+                .gates;
         }
         Ok(config)
     }

@@ -230,21 +230,32 @@ fn explain_unknown(r: &GateResult) {
     }
 }
 
+/// A workflow command's message, escaped as GitHub's runner reads it back.
+fn gh_data(s: &str) -> String {
+    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+}
+
+/// A workflow command's property value (`title=`): also `:` and `,`.
+fn gh_property(s: &str) -> String {
+    gh_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
 /// GitHub Actions annotations on the log.
 fn annotations(r: &GateResult) {
+    let title = gh_property(&format!("opsbook gate {}", r.gate));
     for b in &r.records {
-        println!("::error title=opsbook gate {}::{}: {}", r.gate, b.source, b.title.replace('\n', " "));
+        println!("::error title={title}::{}", gh_data(&format!("{}: {}", b.source, b.title)));
     }
     for u in r.unreadable() {
         let level = if r.passes() { "warning" } else { "error" };
-        println!("::{level} title=opsbook gate {}::{u}", r.gate);
+        println!("::{level} title={title}::{}", gh_data(&u));
     }
 }
 
 /// Under GitHub Actions (`$GITHUB_STEP_SUMMARY` set), whatever the output format: a step
 /// summary with the verdict and the block records.
-fn step_summary(r: &GateResult) -> Result<()> {
-    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) else { return Ok(()) };
+fn step_summary(r: &GateResult) {
+    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) else { return };
     let mut md = format!("### opsbook gate `{}`: {}\n\n", r.gate, r.verdict.as_str());
     if !r.records.is_empty() {
         md.push_str("| Source | What | Where | Since | Link |\n|---|---|---|---|---|\n");
@@ -264,13 +275,16 @@ fn step_summary(r: &GateResult) -> Result<()> {
     for u in r.unreadable() {
         md.push_str(&format!("\n- could not read {u}\n"));
     }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .and_then(|mut f| f.write_all(md.as_bytes()))
-        .map_err(|e| anyhow::anyhow!("cannot write the step summary: {e}"))?;
-    Ok(())
+    // A summary is a report: failing to write it must not change the verdict's exit code.
+    if let Err(e) =
+        std::fs::OpenOptions::new().create(true).append(true).open(&path).and_then(|mut f| f.write_all(md.as_bytes()))
+    {
+        eprintln!(
+            "{} cannot write the step summary to {}: {e}",
+            style("warning:").yellow().bold().for_stderr(),
+            std::path::Path::new(&path).display()
+        );
+    }
 }
 
 fn report(r: &GateResult, output: GateOutput) -> Result<()> {
@@ -283,10 +297,32 @@ fn report(r: &GateResult, output: GateOutput) -> Result<()> {
             annotations(r);
         }
     }
-    step_summary(r)
+    step_summary(r);
+    Ok(())
 }
 
+/// Exit code after Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+const EXIT_INTERRUPTED: u8 = 130;
+
+/// Runs a gate command until it ends or Ctrl-C / SIGTERM arrives. Then the command is
+/// dropped mid-check, which kills the process groups of running `command` sources (a
+/// signal would otherwise end this process and leave them running).
 pub async fn exec(server: Option<&str>, cmd: Gate) -> Result<u8> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut int, mut term) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
+    tokio::select! {
+        code = exec_until_done(server, cmd) => code,
+        _ = int.recv() => interrupted(),
+        _ = term.recv() => interrupted(),
+    }
+}
+
+fn interrupted() -> Result<u8> {
+    eprintln!("\ninterrupted: the check was abandoned and its commands killed");
+    Ok(EXIT_INTERRUPTED)
+}
+
+async fn exec_until_done(server: Option<&str>, cmd: Gate) -> Result<u8> {
     match cmd {
         Gate::Override(o) => {
             let Some(server) = server else {
@@ -405,5 +441,14 @@ pub async fn exec(server: Option<&str>, cmd: Gate) -> Result<u8> {
                 tokio::time::sleep(poll.min(max_wait - waited)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn workflow_commands_are_escaped() {
+        assert_eq!(super::gh_data("50% down\r\nsince 10:00, still"), "50%25 down%0D%0Asince 10:00, still");
+        assert_eq!(super::gh_property("opsbook gate a:b,c"), "opsbook gate a%3Ab%2Cc");
     }
 }

@@ -186,7 +186,14 @@ pub fn load_runbook(path: &Path) -> Result<Runbook> {
 /// Reads a gates file (`gates:` in YAML); problems name the file, line and column.
 pub fn read_gates(path: &Path) -> Result<opsbook_core::gate::GatesFile> {
     let text = std::fs::read_to_string(path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
-    opsbook_core::gate::GatesFile::parse(&text).map_err(|e| usage(format!("{}:{e}", path.display())))
+    opsbook_core::gate::GatesFile::parse_in(&text, &gates_dir(path))
+        .map_err(|e| usage(format!("{}:{e}", path.display())))
+}
+
+/// The directory a gates file's `command` sources run in: the file's own.
+pub fn gates_dir(path: &Path) -> std::path::PathBuf {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    path.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 /// Collects `-p key=value` pairs and an optional YAML params file (pairs win).

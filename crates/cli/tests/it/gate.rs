@@ -268,3 +268,80 @@ fn runbook_gate_steps_wait_fail_and_recheck() {
     assert!(!env.path("second").exists());
     assert!(env.path("undone").exists(), "first was rolled back");
 }
+
+#[test]
+fn command_sources_run_beside_their_file_and_stop_when_asked() {
+    use nix::sys::signal::Signal;
+
+    use crate::support::{dead, signal, wait_until};
+
+    let env = Env::new();
+    // A gates file elsewhere: `./check.sh` is found beside it, whatever the current directory.
+    env.write("conf/check.sh", "#!/bin/sh\necho maintenance window open\nexit 1\n");
+    let script = env.path("conf/check.sh");
+    let mut perms = std::fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&script, perms).unwrap();
+    env.write(
+        "conf/opsbook.yaml",
+        "gates:\n  beside:\n    sources:\n      - command: { run: ./check.sh }\n  background:\n    sources:\n      - command: { run: \"sleep 30 & echo $! > bg.pid; echo ok\" }\n  hang:\n    sources:\n      - command: { run: \"echo $$ > hang.pid; sleep 77\" }\n  outage:\n    sources:\n      - command: { run: \"echo '100% down\nfor real'; exit 1\" }\n",
+    );
+    let o = env.run(&["gate", "check", "beside", "--config", "conf/opsbook.yaml", "--output", "json"]);
+    assert_eq!(o.code, 3, "{o:?}");
+    assert_eq!(o.json()["records"][0]["title"], "maintenance window open");
+
+    // A background process holding the output open does not hold the check: it is clear
+    // at once, and what it left running is killed with its group.
+    let started = std::time::Instant::now();
+    let o = env.run(&["gate", "check", "background", "--config", "conf/opsbook.yaml", "--timeout", "20s"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{o:?}");
+    let bg: i32 = env.read("conf/bg.pid").trim().parse().unwrap();
+    wait_until(|| dead(bg), "the background sleep to be killed");
+
+    // Ctrl-C abandons the check and kills the command's group.
+    let child = env.spawn(&["gate", "check", "hang", "--config", "conf/opsbook.yaml"]);
+    wait_until(|| env.path("conf/hang.pid").exists(), "the command to start");
+    let pid: i32 = env.read("conf/hang.pid").trim().parse().unwrap();
+    signal(&child, Signal::SIGINT);
+    let o = out(child.wait_with_output().unwrap());
+    assert_eq!(o.code, 130, "{o:?}");
+    assert!(o.stderr.contains("interrupted: the check was abandoned and its commands killed"), "{o:?}");
+    wait_until(|| dead(pid), "the command's shell to be killed");
+
+    // GitHub annotations escape what would end or split them (`%`); an unwritable step
+    // summary is a warning, not a failure.
+    let o = out(env
+        .cmd(&["gate", "check", "outage", "--config", "conf/opsbook.yaml", "--output", "github"])
+        .env("GITHUB_STEP_SUMMARY", env.path("no/such/dir/summary.md"))
+        .output()
+        .unwrap());
+    assert_eq!(o.code, 3, "{o:?}");
+    assert!(o.stdout.contains("::error title=opsbook gate outage::command: 100%25 down for real\n"), "{o:?}");
+    assert!(o.stderr.contains("warning: cannot write the step summary to "), "{o:?}");
+
+    // In a runbook, inline command sources run beside the runbook, and Ctrl-C stops a
+    // gate step mid-check (not after the source's timeout).
+    env.write("books/marker", "");
+    env.write(
+        "books/test.yaml",
+        &crate::support::runbook(
+            "",
+            "    - id: health\n      gate:\n        sources:\n          - command: { run: \"test -e marker && echo $$ > ../step.pid && sleep 77\" }\n    - id: deploy\n      run: touch ../deployed\n",
+        ),
+    );
+    let started = std::time::Instant::now();
+    let child = env.spawn(&["run", "books/test.yaml"]);
+    wait_until(|| env.path("step.pid").exists(), "the gate command to start beside the runbook");
+    let pid: i32 = env.read("step.pid").trim().parse().unwrap();
+    signal(&child, Signal::SIGINT);
+    let o = out(child.wait_with_output().unwrap());
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "stopped well before the 20s source timeout: {o:?}"
+    );
+    wait_until(|| dead(pid), "the gate command to be killed");
+    assert!(!env.path("deployed").exists());
+    assert_eq!(env.last().1[0].status, opsbook_core::StepStatus::Cancelled);
+}

@@ -64,8 +64,13 @@ impl GateStepSpec {
         self.use_gate.as_deref().unwrap_or("inline")
     }
 
-    /// The definition to evaluate: inline sources, or the named gate from `gates`.
-    pub fn resolve(&self, gates: &std::collections::BTreeMap<String, GateDef>) -> Result<GateDef, String> {
+    /// The definition to evaluate: inline sources (whose commands run in `inline_dir`, the
+    /// runbook's directory), or the named gate from `gates`.
+    pub fn resolve(
+        &self,
+        gates: &std::collections::BTreeMap<String, GateDef>,
+        inline_dir: &std::path::Path,
+    ) -> Result<GateDef, String> {
         match &self.use_gate {
             Some(name) => gates.get(name).cloned().ok_or_else(|| {
                 let known: Vec<&str> = gates.keys().map(String::as_str).collect();
@@ -77,6 +82,7 @@ impl GateStepSpec {
             None => Ok(GateDef {
                 fail_mode: self.fail_mode,
                 sources: self.sources.iter().map(|s| s.value.clone()).collect(),
+                dir: Some(inline_dir.to_path_buf()),
             }),
         }
     }

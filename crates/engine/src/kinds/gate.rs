@@ -35,8 +35,13 @@ pub(crate) async fn wait_until_clear<S: Store>(
     let started = Instant::now();
     let (max_wait, poll) = (spec.max_wait().0, spec.poll().0);
     let mut last_block: Option<String> = None;
+    let cancel = run.hooks.cancel.clone();
     loop {
-        let r = checker.check(&name, def, jiff::Timestamp::now()).await;
+        // A cancel stops a check under way too (dropping it kills its commands).
+        let r = tokio::select! {
+            r = checker.check(&name, def, jiff::Timestamp::now()) => r,
+            _ = cancel.reached(1) => return Ok(AttemptResult::failed(StepStatus::Cancelled, "cancelled".into())),
+        };
         if r.passes() {
             let note = if r.verdict == opsbook_gate::Verdict::Unknown {
                 format!(" (fail_mode: open, although {})", describe(run, &r))
@@ -76,7 +81,6 @@ pub(crate) async fn wait_until_clear<S: Store>(
             opsbook_core::Dur(poll)
         );
         run.system(Some(step_id), Phase::Step, &msg).await?;
-        let cancel = run.hooks.cancel.clone();
         tokio::select! {
             // The last check lands on the deadline, not a poll after it.
             _ = tokio::time::sleep(poll.min(max_wait - waited)) => {}
@@ -90,7 +94,7 @@ pub(crate) async fn attempt<S: Store>(
     step_id: &str,
     spec: &GateStepSpec,
 ) -> Result<AttemptResult> {
-    let def = match spec.resolve(&run.engine.config.gates) {
+    let def = match spec.resolve(&run.engine.config.gates, &run.base_dir) {
         Ok(d) => d,
         Err(e) => return Ok(AttemptResult::fatal(e)),
     };
@@ -107,7 +111,7 @@ pub(crate) async fn run_released<S: Store>(
 ) -> Result<crate::runner::Flow> {
     use crate::runner::Flow;
     let now = opsbook_store::now_ms();
-    let def = match spec.resolve(&run.engine.config.gates) {
+    let def = match spec.resolve(&run.engine.config.gates, &run.base_dir) {
         Ok(d) => d,
         Err(e) => return settle(run, idx, step, StepStatus::Failed, Some(e)).await,
     };

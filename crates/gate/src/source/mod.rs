@@ -11,14 +11,20 @@ mod statuspage;
 use crate::config::Source;
 use crate::{BlockRecord, Checker};
 
-pub(crate) async fn check(c: &Checker, s: &Source, now: jiff::Timestamp) -> Result<Vec<BlockRecord>, String> {
+/// Checks one source; `dir` is where `command` sources run.
+pub(crate) async fn check(
+    c: &Checker,
+    s: &Source,
+    dir: Option<&std::path::Path>,
+    now: jiff::Timestamp,
+) -> Result<Vec<BlockRecord>, String> {
     match s {
         Source::AwsHealth(a) => aws_health::check(c, a, now).await,
         Source::Statuspage(p) => statuspage::check(c, p).await,
         Source::Alertmanager(a) => alertmanager::check(c, a).await,
         Source::Freeze(f) => freeze::check(f, now),
         Source::Http(h) => http::check(c, h).await,
-        Source::Command(cmd) => command::check(c, cmd).await,
+        Source::Command(cmd) => command::check(c, cmd, dir).await,
     }
 }
 
