@@ -235,6 +235,16 @@ pub struct ConfigError {
     pub message: String,
 }
 
+impl ConfigError {
+    /// `path:line:col: message`, or `path: message` when the place is not known.
+    pub fn in_file(&self, path: &str) -> String {
+        match (self.line, self.column) {
+            (Some(_), Some(_)) => format!("{path}:{self}"),
+            _ => format!("{path}: {self}"),
+        }
+    }
+}
+
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (self.line, self.column) {
@@ -307,6 +317,60 @@ fn place(text: &str, gate: &str, at: Option<usize>) -> (Option<u64>, Option<u64>
         None => Some(g.referenced),
     };
     loc.map_or((None, None), |l| (Some(l.line()), Some(l.column())))
+}
+
+/// Parses an Alertmanager matcher as Alertmanager does: a label name, one of `=` `!=`
+/// `=~` `!~`, and a value, double-quoted (with `\"`, `\\` and `\n` escapes) or bare;
+/// a regular expression must compile (anchored, as Alertmanager anchors it).
+/// Returns (name, operator, value).
+pub fn matcher(m: &str) -> Result<(String, &'static str, String), String> {
+    let m = m.trim();
+    let name_len = m.bytes().take_while(|b| b.is_ascii_alphanumeric() || *b == b'_').count();
+    let name = &m[..name_len];
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err("it must start with a label name (letters, digits and `_`), e.g. severity=\"critical\"".into());
+    }
+    let rest = m[name_len..].trim_start();
+    let Some(op) = ["=~", "!~", "!=", "="].into_iter().find(|op| rest.starts_with(op)) else {
+        return Err(format!("expected =, !=, =~ or !~ after `{name}`"));
+    };
+    let rest = rest[op.len()..].trim_start();
+    let value = if let Some(quoted) = rest.strip_prefix('"') {
+        let mut value = String::new();
+        let mut chars = quoted.chars();
+        loop {
+            match chars.next() {
+                None => return Err("the quoted value is not closed with `\"`".into()),
+                Some('"') => break,
+                Some('\\') => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(c @ ('"' | '\\')) => value.push(c),
+                    Some(c) => return Err(format!("unknown escape `\\{c}` in the quoted value")),
+                    None => return Err("the quoted value is not closed with `\"`".into()),
+                },
+                Some(c) => value.push(c),
+            }
+        }
+        let after = chars.as_str().trim();
+        if !after.is_empty() {
+            return Err(format!("unexpected `{after}` after the quoted value"));
+        }
+        value
+    } else {
+        if rest.is_empty() {
+            return Err(format!("no value after `{name}{op}` (write `{name}{op}\"\"` to mean empty)"));
+        }
+        if let Some(c) = rest.chars().find(|c| c.is_whitespace() || "{}!=~,\\\"'`".contains(*c)) {
+            return Err(format!("the bare value `{rest}` has `{c}`: put the value in double quotes"));
+        }
+        rest.to_string()
+    };
+    if op.ends_with('~') {
+        regex::Regex::new(&format!("^(?:{value})$")).map_err(|e| {
+            format!("invalid regular expression `{value}`: {}", e.to_string().lines().last().unwrap_or(""))
+        })?;
+    }
+    Ok((name.to_string(), op, value))
 }
 
 /// `prod-us-east-1`, `web_eu.v2`: safe in a URL path and a CI log line.
@@ -396,12 +460,7 @@ pub fn check_source(s: &Source) -> Result<(), String> {
         Source::Alertmanager(a) => {
             check_url(&a.url)?;
             for m in &a.matchers {
-                let ok = ["=~", "!~", "!=", "="]
-                    .iter()
-                    .any(|op| m.split_once(op).is_some_and(|(k, v)| !k.trim().is_empty() && !v.is_empty()));
-                if !ok {
-                    return Err(format!("invalid Alertmanager matcher `{m}`: use name=\"value\" (or != =~ !~)"));
-                }
+                matcher(m).map_err(|why| format!("invalid Alertmanager matcher `{m}`: {why}"))?;
             }
             Ok(())
         }
@@ -483,6 +542,26 @@ mod tests {
             file.unwrap_err().to_string(),
             "4:9: gate `g`: aws_health: `us-east1` is not an AWS region (e.g. us-east-1, eu-west-2, or global)"
         );
+    }
+
+    #[test]
+    fn alertmanager_matchers_parse_as_alertmanager_reads_them() {
+        let ok = |m: &str| matcher(m).unwrap();
+        assert_eq!(ok(r#"severity="critical""#), ("severity".into(), "=", "critical".into()));
+        assert_eq!(ok(r#" team =~ "web|api" "#), ("team".into(), "=~", "web|api".into()));
+        assert_eq!(ok("env!=prod"), ("env".into(), "!=", "prod".into()));
+        assert_eq!(ok(r#"msg="say \"hi\"\n""#), ("msg".into(), "=", "say \"hi\"\n".into()));
+        assert_eq!(ok(r#"x="""#), ("x".into(), "=", String::new()));
+        let err = |m: &str| matcher(m).unwrap_err();
+        assert_eq!(err("a==b"), "the bare value `=b` has `=`: put the value in double quotes");
+        assert_eq!(err(r#"severity="crit"#), "the quoted value is not closed with `\"`");
+        assert_eq!(err(r#"team=~"(""#), "invalid regular expression `(`: error: unclosed group");
+        assert!(err(r#"a!~"[z-a]""#).starts_with("invalid regular expression `[z-a]`: "), "{}", err(r#"a!~"[z-a]""#));
+        assert_eq!(err("severity"), "expected =, !=, =~ or !~ after `severity`");
+        assert_eq!(err("=x"), "it must start with a label name (letters, digits and `_`), e.g. severity=\"critical\"");
+        assert_eq!(err("a="), "no value after `a=` (write `a=\"\"` to mean empty)");
+        assert_eq!(err(r#"a="b" c"#), "unexpected `c` after the quoted value");
+        assert_eq!(err(r#"a="\q""#), "unknown escape `\\q` in the quoted value");
     }
 
     #[test]

@@ -85,8 +85,9 @@ pub struct Step {
     pub required: bool,
     pub when: Option<String>,
     pub idempotent: bool,
-    /// Line of the step in the source, for messages.
+    /// Line and column of the step in the source, for messages.
     pub line: u32,
+    pub column: u32,
 }
 
 impl Step {

@@ -420,6 +420,7 @@ impl Checker<'_> {
             when: s.when.map(|w| w.value),
             idempotent: s.idempotent,
             line: u32::try_from(at.line()).unwrap_or(0),
+            column: u32::try_from(at.column()).unwrap_or(0),
         })
     }
 }

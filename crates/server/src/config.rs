@@ -169,7 +169,7 @@ impl Config {
             let dir = std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
             let dir = dir.parent().unwrap_or(Path::new("/"));
             config.gates = opsbook_core::gate::GatesFile::parse_in(&text, dir)
-                .map_err(|e| format!("{}:{e}", path.display()))?
+                .map_err(|e| e.in_file(&path.display().to_string()))?
                 .gates;
         }
         Ok(config)

@@ -187,7 +187,52 @@ pub fn load_runbook(path: &Path) -> Result<Runbook> {
 pub fn read_gates(path: &Path) -> Result<opsbook_core::gate::GatesFile> {
     let text = std::fs::read_to_string(path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
     opsbook_core::gate::GatesFile::parse_in(&text, &gates_dir(path))
-        .map_err(|e| usage(format!("{}:{e}", path.display())))
+        .map_err(|e| usage(e.in_file(&path.display().to_string())))
+}
+
+/// The gates file for a runbook: `--gates FILE`, else `opsbook.yaml` beside the runbook,
+/// else `opsbook.yaml` in the current directory.
+pub fn gates_file_for(runbook: &Path, explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = explicit {
+        return Some(p.to_path_buf());
+    }
+    let beside = runbook.parent().map(|d| d.join("opsbook.yaml")).filter(|p| p.exists());
+    beside.or_else(|| Some(PathBuf::from("opsbook.yaml")).filter(|p| p.exists()))
+}
+
+/// Each `gate: { use: NAME }` step whose gate is not defined, placed at the step.
+pub fn unknown_gates(
+    rb: &opsbook_core::Runbook,
+    gates: &BTreeMap<String, opsbook_core::gate::GateDef>,
+    path: Option<&Path>,
+) -> Vec<opsbook_core::Diagnostic> {
+    let known: Vec<&str> = gates.keys().map(String::as_str).collect();
+    rb.steps
+        .iter()
+        .filter_map(|s| match &s.kind {
+            opsbook_core::StepKind::Gate(g) => g.use_gate.as_deref().map(|n| (s, n)),
+            _ => None,
+        })
+        .filter(|(_, n)| !gates.contains_key(*n))
+        .map(|(s, n)| {
+            let place = match path {
+                None => {
+                    "no gates file was found (opsbook.yaml beside the runbook or here, or --gates FILE)".to_string()
+                }
+                Some(p) => {
+                    let hint = opsbook_core::diagnostic::did_you_mean(n, &known)
+                        .map(|m| format!(" (did you mean `{m}`?)"))
+                        .unwrap_or_default();
+                    format!("not in {}{hint}", p.display())
+                }
+            };
+            let pos = opsbook_core::Pos { line: s.line, column: s.column, len: 1 };
+            opsbook_core::Diagnostic::new(
+                Some(pos),
+                format!("step `{}`: gate `{n}` is used by the runbook but {place}", s.id),
+            )
+        })
+        .collect()
 }
 
 /// The directory a gates file's `command` sources run in: the file's own.

@@ -83,30 +83,13 @@ pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
 
 /// The named gates the runbook's `gate` steps use; every name must exist before anything runs.
 fn load_gates(rb: &Runbook, args: &Args) -> Result<std::collections::BTreeMap<String, opsbook_core::gate::GateDef>> {
-    let names: Vec<&str> = rb
-        .steps
-        .iter()
-        .filter_map(|s| match &s.kind {
-            StepKind::Gate(g) => g.use_gate.as_deref(),
-            _ => None,
-        })
-        .collect();
-    let beside = args.file.parent().map(|d| d.join("opsbook.yaml"));
-    let path = args.gates.clone().or_else(|| beside.filter(|p| p.exists())).or_else(|| {
-        let here = PathBuf::from("opsbook.yaml");
-        here.exists().then_some(here)
-    });
+    let path = super::gates_file_for(&args.file, args.gates.as_deref());
     let gates = match &path {
         Some(p) => super::read_gates(p)?.gates,
         None => Default::default(),
     };
-    for n in names {
-        if !gates.contains_key(n) {
-            let place = path
-                .as_ref()
-                .map_or("no gates file was found (--gates FILE)".to_string(), |p| format!("not in {}", p.display()));
-            return Err(super::usage(format!("gate `{n}` is used by the runbook but {place}")));
-        }
+    if let Some(d) = super::unknown_gates(rb, &gates, path.as_deref()).into_iter().next() {
+        return Err(super::usage(d.headline(&args.file.display().to_string())));
     }
     Ok(gates)
 }

@@ -1,6 +1,7 @@
-//! `opsbook validate PATH...`: check runbooks, printing every problem with its place.
+//! `opsbook validate PATH...`: check runbooks (and gates files), printing every problem
+//! with its place.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
@@ -11,6 +12,45 @@ pub struct Args {
     /// Runbook files, or directories searched for *.yaml and *.yml
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    /// Gates file that `gate: { use: NAME }` steps are checked against (default:
+    /// opsbook.yaml beside each runbook, else in the current directory)
+    #[arg(long, value_name = "FILE")]
+    pub gates: Option<PathBuf>,
+}
+
+/// Whether a YAML text is a gates file (`gates:` at the top, no `apiVersion`).
+fn is_gates_file(text: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(rename = "apiVersion")]
+        api_version: Option<serde::de::IgnoredAny>,
+        gates: Option<serde::de::IgnoredAny>,
+    }
+    serde_saphyr::from_str::<Probe>(text).is_ok_and(|p| p.api_version.is_none() && p.gates.is_some())
+}
+
+/// Checks a runbook's `use:` of named gates; the problems, rendered.
+fn check_uses(
+    rb: &opsbook_core::Runbook,
+    file: &Path,
+    explicit: Option<&Path>,
+    shown: &str,
+    text: &str,
+) -> Vec<String> {
+    let path = super::gates_file_for(file, explicit);
+    let uses_named =
+        rb.steps.iter().any(|s| matches!(&s.kind, opsbook_core::StepKind::Gate(g) if g.use_gate.is_some()));
+    if !uses_named {
+        return Vec::new();
+    }
+    let gates = match &path {
+        Some(p) => match super::read_gates(p) {
+            Ok(g) => g.gates,
+            Err(e) => return vec![format!("{shown}: its gates file is invalid: {e}")],
+        },
+        None => Default::default(),
+    };
+    super::unknown_gates(rb, &gates, path.as_deref()).iter().map(|d| d.render(shown, text)).collect()
 }
 
 pub fn exec(args: Args) -> Result<u8> {
@@ -26,8 +66,30 @@ pub fn exec(args: Args) -> Result<u8> {
                 continue;
             }
         };
+        if is_gates_file(&text) {
+            match opsbook_core::gate::GatesFile::parse(&text) {
+                Ok(g) => println!(
+                    "{shown}: ok (gates file, {} gate{})",
+                    g.gates.len(),
+                    if g.gates.len() == 1 { "" } else { "s" }
+                ),
+                Err(e) => {
+                    bad += 1;
+                    println!("{}\n", e.in_file(&shown));
+                }
+            }
+            continue;
+        }
         match opsbook_core::parse(&text) {
-            Ok(rb) => println!("{shown}: ok ({} v{}, {} steps)", rb.name, rb.version, rb.steps.len()),
+            Ok(rb) => {
+                let problems = check_uses(&rb, f, args.gates.as_deref(), &shown, &text);
+                if problems.is_empty() {
+                    println!("{shown}: ok ({} v{}, {} steps)", rb.name, rb.version, rb.steps.len());
+                } else {
+                    bad += 1;
+                    problems.iter().for_each(|p| println!("{p}\n"));
+                }
+            }
             Err(diags) => {
                 bad += 1;
                 for d in diags {

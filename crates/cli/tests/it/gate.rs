@@ -226,7 +226,23 @@ fn runbook_gate_steps_wait_fail_and_recheck() {
     assert!(!env.path("deployed").exists());
     let unknown = env.run_book(&fail.replace("use: prod", "use: prdo"), &[]);
     assert_eq!(unknown.code, 2);
-    assert!(unknown.stderr.contains("gate `prdo` is used by the runbook but not in opsbook.yaml"), "{unknown:?}");
+    assert!(
+        unknown.stderr.contains(
+            "test.yaml:13:7: step `health`: gate `prdo` is used by the runbook but not in opsbook.yaml (did you mean `prod`?)"
+        ),
+        "{unknown:?}"
+    );
+    // validate checks the same, and reads gates files it meets as gates files.
+    env.write("test.yaml", &fail.replace("use: prod", "use: prdo"));
+    let checked = env.run(&["validate", "."]);
+    assert_eq!(checked.code, 1, "{checked:?}");
+    assert!(checked.stdout.contains("./opsbook.yaml: ok (gates file, 6 gates)"), "{checked:?}");
+    assert!(
+        checked.stdout.contains("./test.yaml:13:7: step `health`: gate `prdo` is used by the runbook but not in ./opsbook.yaml (did you mean `prod`?)\n   |\n13 |     - id: health\n"),
+        "{checked:?}"
+    );
+    env.write("test.yaml", &fail);
+    assert_eq!(env.run(&["validate", "test.yaml"]).code, 0);
 
     // on_blocked: wait — the run goes on by itself once the incident clears.
     let wait = fail.replace("on_blocked: fail", "on_blocked: wait, poll: 200ms, max_wait: 30s");
