@@ -269,11 +269,12 @@ impl GatesFile {
     pub fn parse(text: &str) -> Result<GatesFile, ConfigError> {
         let options = serde_saphyr::options! { with_snippet: false };
         let file: GatesFile = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
-            let loc = e.location();
-            let message = e.without_snippet().to_string();
-            let message = message.lines().next().unwrap_or_default();
-            let message = message.rfind(" at line ").map_or(message, |i| &message[..i]).to_string();
-            ConfigError { line: loc.map(|l| l.line()), column: loc.map(|l| l.column()), message }
+            let d = crate::parse::yaml_diagnostic(&e);
+            ConfigError {
+                line: d.pos.map(|p| u64::from(p.line)),
+                column: d.pos.map(|p| u64::from(p.column)),
+                message: d.message,
+            }
         })?;
         for (name, gate) in &file.gates {
             let err = |at: Option<usize>, m: String| {
@@ -562,6 +563,30 @@ mod tests {
         assert_eq!(err("a="), "no value after `a=` (write `a=\"\"` to mean empty)");
         assert_eq!(err(r#"a="b" c"#), "unexpected `c` after the quoted value");
         assert_eq!(err(r#"a="\q""#), "unknown escape `\\q` in the quoted value");
+    }
+
+    #[test]
+    fn yaml_errors_say_what_to_write() {
+        let err =
+            |body: &str| GatesFile::parse(&format!("gates:\n  a:\n    sources:\n{body}")).unwrap_err().to_string();
+        assert_eq!(
+            err("      - statuspage: { url: \"http://x\", components: Actions }\n"),
+            "4:52: expected a list here: `[a, b]`, or one `- item` per line"
+        );
+        assert_eq!(
+            err("      - http: { url: \"http://x\", expect_status: [70000] }\n"),
+            "4:50: expected a whole number (0 to 65535)"
+        );
+        assert_eq!(
+            err("      - http: { url: \"http://x\" }\n        command: { run: x }\n"),
+            "5:9: one kind per entry: this entry already has one; start the next with `- `"
+        );
+        assert_eq!(
+            err("      - statuspag: { url: \"http://x\" }\n"),
+            "4:9: unknown value `statuspag` (did you mean `statuspage`?); expected one of: aws_health, statuspage, alertmanager, freeze, http, command"
+        );
+        let dup = GatesFile::parse("gates:\n  a:\n    sources: []\n  a:\n    sources: []\n").unwrap_err();
+        assert_eq!(dup.to_string(), "4:3: duplicate key `a`");
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub fn parse(source: &str) -> Result<Runbook, Vec<Diagnostic>> {
     Err(diags)
 }
 
-fn yaml_diagnostic(e: &serde_saphyr::Error) -> Diagnostic {
+pub(crate) fn yaml_diagnostic(e: &serde_saphyr::Error) -> Diagnostic {
     use serde_saphyr::Error as E;
     let loc = e.location();
     let message = match e {
@@ -60,12 +60,34 @@ fn unknown(what: &str, got: &str, expected: &[&str]) -> String {
     }
 }
 
-/// Drops the position suffix serde-saphyr appends, since we print our own.
+/// Drops the position suffix serde-saphyr appends, since we print our own, and says
+/// its terser messages in words that tell what to write.
 fn clean_message(msg: &str) -> String {
     let first = msg.lines().next().unwrap_or(msg).trim();
-    match first.rfind(" at line ") {
-        Some(i) => first[..i].trim_end_matches(',').to_string(),
-        None => first.to_string(),
+    let first = match first.rfind(" at line ") {
+        Some(i) => first[..i].trim_end_matches(','),
+        None => first,
+    };
+    let range = |ty: &str| match ty {
+        "u8" => Some("0 to 255"),
+        "u16" => Some("0 to 65535"),
+        "u32" => Some("0 to 4294967295"),
+        "u64" | "usize" => Some("0 or more"),
+        "i64" | "i32" => Some("without a fraction"),
+        _ => None,
+    };
+    if first == "expected sequence start" {
+        "expected a list here: `[a, b]`, or one `- item` per line".into()
+    } else if first == "expected mapping start" {
+        "expected a mapping here: `key: value` lines, or `{ key: value }`".into()
+    } else if first == "expected end of mapping after enum variant value" {
+        "one kind per entry: this entry already has one; start the next with `- `".into()
+    } else if let Some(key) = first.strip_prefix("duplicate mapping key: ") {
+        format!("duplicate key `{}`", key.split(", set DuplicateKeyPolicy").next().unwrap_or(key))
+    } else if let Some(r) = first.strip_prefix("invalid ").and_then(range) {
+        format!("expected a whole number ({r})")
+    } else {
+        first.to_string()
     }
 }
 

@@ -115,6 +115,12 @@ fn load(path: Option<&Path>, name: &str) -> Result<GateDef> {
         let hint = opsbook_core::diagnostic::did_you_mean(name, &names)
             .map(|m| format!(" (did you mean `{m}`?)"))
             .unwrap_or_default();
+        if names.is_empty() {
+            return usage(format!(
+                "{} defines no gates: they go in a `gates:` mapping at the top of the file (see docs/gates.md)",
+                path.display()
+            ));
+        }
         usage(format!("no gate `{name}` in {}{hint}; gates: {}", path.display(), names.join(", ")))
     })
 }
