@@ -33,6 +33,12 @@ impl Client {
     /// The token comes from `OPSBOOK_TOKEN`, else from `opsbook login`.
     pub fn new(server: &str) -> Result<Client> {
         let base = server.trim_end_matches('/').to_string();
+        let is_url = reqwest::Url::parse(&base).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+        if !is_url {
+            return Err(usage(format!(
+                "--server `{server}`: expected an http:// or https:// URL, e.g. https://opsbook.example.com"
+            )));
+        }
         let token =
             std::env::var("OPSBOOK_TOKEN").ok().filter(|t| !t.is_empty()).or_else(|| saved_token(&base)).ok_or_else(
                 || usage(format!("no token for {base}: set OPSBOOK_TOKEN or run `opsbook login --server {base}`")),
@@ -58,12 +64,16 @@ impl Client {
             anyhow!("cannot reach {}: {why}", self.base)
         })?;
         let status = resp.status();
+        let path = resp.url().path().to_string();
         let text = resp.text().await.unwrap_or_default();
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if status.is_success() {
             return Ok(body);
         }
-        let message = body["error"]["message"].as_str().map(str::to_string).unwrap_or_else(|| format!("HTTP {status}"));
+        // An answer without opsbook's error document did not come from an opsbook server.
+        let message = body["error"]["message"].as_str().map(str::to_string).unwrap_or_else(|| {
+            format!("{} answered HTTP {status} to {path}: is it an opsbook server (`opsbook serve`)?", self.base)
+        });
         let details: Vec<String> = body["error"]["details"]
             .as_array()
             .into_iter()

@@ -260,7 +260,7 @@ fn annotations(r: &GateResult) {
 
 /// Under GitHub Actions (`$GITHUB_STEP_SUMMARY` set), whatever the output format: a step
 /// summary with the verdict and the block records.
-fn step_summary(r: &GateResult) {
+fn step_summary(r: &GateResult, note: Option<&str>) {
     let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) else { return };
     let mut md = format!("### opsbook gate `{}`: {}\n\n", r.gate, r.verdict.as_str());
     if !r.records.is_empty() {
@@ -281,6 +281,9 @@ fn step_summary(r: &GateResult) {
     for u in r.unreadable() {
         md.push_str(&format!("\n- could not read {u}\n"));
     }
+    if let Some(note) = note {
+        md.push_str(&format!("\n{}\n", note.replace('\n', " ")));
+    }
     // A summary is a report: failing to write it must not change the verdict's exit code.
     if let Err(e) =
         std::fs::OpenOptions::new().create(true).append(true).open(&path).and_then(|mut f| f.write_all(md.as_bytes()))
@@ -294,6 +297,11 @@ fn step_summary(r: &GateResult) {
 }
 
 fn report(r: &GateResult, output: GateOutput) -> Result<()> {
+    report_with(r, output, None)
+}
+
+/// `report`, with a line for the step summary (what a wait went through).
+fn report_with(r: &GateResult, output: GateOutput, note: Option<&str>) -> Result<()> {
     explain_unknown(r);
     match output {
         GateOutput::Json => println!("{}", serde_json::to_string_pretty(&r.document())?),
@@ -303,7 +311,7 @@ fn report(r: &GateResult, output: GateOutput) -> Result<()> {
             annotations(r);
         }
     }
-    step_summary(r);
+    step_summary(r, note);
     Ok(())
 }
 
@@ -409,7 +417,15 @@ async fn exec_until_done(server: Option<&str>, cmd: Gate) -> Result<u8> {
                             opsbook_core::duration::human_ms(started.elapsed().as_millis() as u64)
                         );
                     }
-                    report(&r, a.output)?;
+                    // The summary keeps what the deployment waited for.
+                    let note = (!said.is_empty()).then(|| {
+                        format!(
+                            "Waited {} for it to clear: {}",
+                            opsbook_core::duration::human_ms(started.elapsed().as_millis() as u64),
+                            said.join("; ")
+                        )
+                    });
+                    report_with(&r, a.output, note.as_deref())?;
                     return Ok(EXIT_OK);
                 }
                 let waited = started.elapsed();

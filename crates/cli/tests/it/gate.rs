@@ -74,6 +74,18 @@ fn check_reports_verdicts_and_exit_codes() {
     );
     assert_eq!(env.run(&["gate", "check", "prod"]).code, 0);
 
+    // The API's own address, pasted as the page's, reads the same page.
+    env.write(
+        "pasted.yaml",
+        &format!(
+            "gates:\n  pasted:\n    sources:\n      - statuspage: {{ url: \"{}/api/v2/summary.json\" }}\n",
+            status.url
+        ),
+    );
+    let pasted = env.run(&["gate", "check", "pasted", "--config", "pasted.yaml"]);
+    assert_eq!(pasted.code, 0, "{pasted:?}");
+    assert_eq!(status.seen.lock().unwrap().last().unwrap(), "/api/v2/summary.json");
+
     // A source that cannot be read: fail_mode open passes with a warning, closed blocks and says why.
     let lenient = env.run(&["gate", "check", "lenient"]);
     assert_eq!(lenient.code, 0, "{lenient:?}");
@@ -91,14 +103,13 @@ fn check_reports_verdicts_and_exit_codes() {
     );
 
     // A watched component the page does not have never blocks silently: the source is unreadable.
-    let typo = env.run(&["gate", "check", "typo"]);
-    assert_eq!(typo.code, 3, "{typo:?}");
-    assert!(
-        typo.stderr.contains(&format!(
+    crate::support::assert_fails_saying(
+        &env.run(&["gate", "check", "typo"]),
+        3,
+        &format!(
             "statuspage: {}/api/v2/summary.json has no component `Actons` (did you mean `Actions`?); it has: Actions, Pages",
             status.url
-        )),
-        "{typo:?}"
+        ),
     );
 
     let frozen = env.run(&["gate", "check", "frozen", "--output", "json"]);
@@ -116,7 +127,7 @@ fn check_reports_verdicts_and_exit_codes() {
     env.write("bad.yaml", "gates:\n  x:\n    sources:\n      - statuspag: { url: \"http://x\" }\n");
     let bad = env.run(&["gate", "check", "x", "--config", "bad.yaml"]);
     assert_eq!(bad.code, 2);
-    assert!(bad.stderr.contains("bad.yaml:4:9: unknown variant `statuspag`"), "{bad:?}");
+    assert!(bad.stderr.contains("bad.yaml:4:9: unknown value `statuspag` (did you mean `statuspage`?)"), "{bad:?}");
     // Errors found after parsing name their place too.
     env.write(
         "bad.yaml",
@@ -175,6 +186,7 @@ fn wait_resumes_when_the_incident_clears() {
     env.write("opsbook.yaml", &gates(&status, &am));
     let child = env
         .cmd(&["gate", "wait", "prod", "--poll", "200ms", "--max-wait", "30s"])
+        .env("GITHUB_STEP_SUMMARY", env.path("summary.md"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -187,6 +199,11 @@ fn wait_resumes_when_the_incident_clears() {
     assert!(o.stderr.contains("gate prod blocked — "), "{o:?}");
     assert!(o.stderr.contains("statuspage: Delayed jobs"), "{o:?}");
     assert!(o.stderr.contains("gate prod is clear after"), "{o:?}");
+    // The step summary keeps what the deployment waited for.
+    let summary = env.read("summary.md");
+    assert!(summary.starts_with("### opsbook gate `prod`: clear\n"), "{summary}");
+    assert!(summary.contains("\nWaited "), "{summary}");
+    assert!(summary.contains(" for it to clear: statuspage: Delayed jobs\n"), "{summary}");
 
     // And gives up after --max-wait.
     status.set("/api/v2/summary.json", 200, &page_with_incident("major", "Actions"));
@@ -360,4 +377,27 @@ fn command_sources_run_beside_their_file_and_stop_when_asked() {
     wait_until(|| dead(pid), "the gate command to be killed");
     assert!(!env.path("deployed").exists());
     assert_eq!(env.last().1[0].status, opsbook_core::StepStatus::Cancelled);
+}
+
+#[test]
+fn server_flag_mistakes_are_usage_errors() {
+    let env = Env::new();
+    let run = |server: &str| {
+        out(env.cmd(&["--server", server, "gate", "check", "prod"]).env("OPSBOOK_TOKEN", "obk_x_y").output().unwrap())
+    };
+    crate::support::assert_fails_saying(
+        &run("notaurl"),
+        2,
+        "--server `notaurl`: expected an http:// or https:// URL, e.g. https://opsbook.example.com",
+    );
+    // Something that is not an opsbook server answers: said so, not a bare "HTTP 404".
+    let other = FakeHttp::start();
+    crate::support::assert_fails_saying(
+        &run(&other.url),
+        2,
+        &format!(
+            "{} answered HTTP 404 Not Found to /api/v1/gates/prod: is it an opsbook server (`opsbook serve`)?",
+            other.url
+        ),
+    );
 }

@@ -153,6 +153,13 @@ pub fn out(o: Output) -> Out {
     }
 }
 
+/// Asserts an exit code and a piece of standard error.
+#[track_caller]
+pub fn assert_fails_saying(o: &Out, code: i32, stderr_part: &str) {
+    assert_eq!(o.code, code, "{o:?}");
+    assert!(o.stderr.contains(stderr_part), "wanted {stderr_part:?} in {o:?}");
+}
+
 pub fn wait_until(mut f: impl FnMut() -> bool, what: &str) {
     let start = Instant::now();
     while !f() {

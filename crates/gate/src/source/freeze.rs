@@ -30,15 +30,20 @@ pub(crate) fn check(f: &Freeze, now: jiff::Timestamp) -> Result<Vec<BlockRecord>
         }
     }
     let tz = timezone(f.timezone.as_deref())?;
-    let today = now.to_zoned(tz).date();
+    let today = now.to_zoned(tz.clone()).date();
+    let mut seen = std::collections::BTreeSet::new();
     for d in &f.dates {
         let (from, to) = date_range(d)?;
-        if from <= today && today <= to {
+        // The same range written twice is one freeze.
+        if from <= today && today <= to && seen.insert((from, to)) {
+            // Like windows: the instant it began, in RFC 3339.
+            let began =
+                from.to_zoned(tz.clone()).map(|z| z.timestamp().to_string()).unwrap_or_else(|_| from.to_string());
             records.push(BlockRecord {
                 source: "freeze".into(),
                 id: d.clone(),
                 title: format!("freeze from {from} to {to}"),
-                started_at: Some(from.to_string()),
+                started_at: Some(began),
                 rule: format!("dates {d}"),
                 ..BlockRecord::default()
             });
@@ -76,6 +81,16 @@ mod tests {
         assert!(check(&f, at("2026-11-30T07:00:00Z")).unwrap().is_empty());
         let xmas = check(&f, at("2026-12-25T12:00:00Z")).unwrap();
         assert_eq!(xmas[0].title, "freeze from 2026-12-24 to 2026-12-27");
+        assert_eq!(xmas[0].started_at.as_deref(), Some("2026-12-24T00:00:00Z"));
+        // The same range twice is one record; in a time zone, the day starts there.
+        let twice = Freeze {
+            windows: vec![],
+            dates: vec!["2026-12-24/2026-12-27".into(), "2026-12-24/2026-12-27".into()],
+            timezone: Some("America/New_York".into()),
+        };
+        let recs = check(&twice, at("2026-12-25T12:00:00Z")).unwrap();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].started_at.as_deref(), Some("2026-12-24T05:00:00Z"));
         assert_eq!(
             check(&f, at("2026-12-28T00:00:00Z")).unwrap()[0].rule,
             "window `0 17 * * FRI` for 2d15h (Europe/Berlin)"

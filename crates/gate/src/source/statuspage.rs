@@ -15,7 +15,10 @@ fn component_impact(status: &str) -> Option<Impact> {
 }
 
 pub(crate) async fn check(c: &Checker, p: &Statuspage) -> Result<Vec<BlockRecord>, String> {
-    let url = format!("{}/api/v2/summary.json", p.url.trim_end_matches('/'));
+    // The page's address, or the API's own (`…/api/v2/summary.json`) as people paste it.
+    let base = p.url.trim_end_matches('/');
+    let base = base.strip_suffix("/api/v2/summary.json").unwrap_or(base);
+    let url = format!("{base}/api/v2/summary.json");
     let doc = super::get_json(c, &url).await?;
     let wanted = |name: &str| p.components.is_empty() || p.components.iter().any(|c| c == name);
     let page = doc["page"]["url"].as_str().unwrap_or(&p.url).to_string();
