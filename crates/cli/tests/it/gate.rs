@@ -302,6 +302,13 @@ fn runbook_gate_steps_wait_fail_and_recheck() {
     assert!(env.path("undone").exists(), "first was rolled back");
 }
 
+/// The process id a command wrote to `file`, once it is all there.
+fn pid_in(env: &Env, file: &str) -> i32 {
+    let read = || std::fs::read_to_string(env.path(file)).ok().and_then(|s| s.trim().parse::<i32>().ok());
+    crate::support::wait_until(|| read().is_some(), file);
+    read().unwrap_or_default()
+}
+
 #[test]
 fn command_sources_run_beside_their_file_and_stop_when_asked() {
     use nix::sys::signal::Signal;
@@ -329,13 +336,12 @@ fn command_sources_run_beside_their_file_and_stop_when_asked() {
     let o = env.run(&["gate", "check", "background", "--config", "conf/opsbook.yaml", "--timeout", "20s"]);
     assert_eq!(o.code, 0, "{o:?}");
     assert!(started.elapsed() < std::time::Duration::from_secs(5), "{o:?}");
-    let bg: i32 = env.read("conf/bg.pid").trim().parse().unwrap();
+    let bg = pid_in(&env, "conf/bg.pid");
     wait_until(|| dead(bg), "the background sleep to be killed");
 
     // Ctrl-C abandons the check and kills the command's group.
     let child = env.spawn(&["gate", "check", "hang", "--config", "conf/opsbook.yaml"]);
-    wait_until(|| env.path("conf/hang.pid").exists(), "the command to start");
-    let pid: i32 = env.read("conf/hang.pid").trim().parse().unwrap();
+    let pid = pid_in(&env, "conf/hang.pid");
     signal(&child, Signal::SIGINT);
     let o = out(child.wait_with_output().unwrap());
     assert_eq!(o.code, 130, "{o:?}");
@@ -365,8 +371,7 @@ fn command_sources_run_beside_their_file_and_stop_when_asked() {
     );
     let started = std::time::Instant::now();
     let child = env.spawn(&["run", "books/test.yaml"]);
-    wait_until(|| env.path("step.pid").exists(), "the gate command to start beside the runbook");
-    let pid: i32 = env.read("step.pid").trim().parse().unwrap();
+    let pid = pid_in(&env, "step.pid");
     signal(&child, Signal::SIGINT);
     let o = out(child.wait_with_output().unwrap());
     assert_eq!(o.code, 1, "{o:?}");
