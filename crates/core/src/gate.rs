@@ -31,6 +31,25 @@ pub struct GateDef {
     pub dir: Option<std::path::PathBuf>,
 }
 
+/// Named gates that can be replaced while in use (the server reloads its gates file when
+/// it changes). Readers take a snapshot, so one check sees one version.
+#[derive(Clone, Debug, Default)]
+pub struct GateBook(std::sync::Arc<std::sync::RwLock<std::sync::Arc<BTreeMap<String, GateDef>>>>);
+
+impl GateBook {
+    pub fn new(gates: BTreeMap<String, GateDef>) -> GateBook {
+        GateBook(std::sync::Arc::new(std::sync::RwLock::new(std::sync::Arc::new(gates))))
+    }
+
+    pub fn snapshot(&self) -> std::sync::Arc<BTreeMap<String, GateDef>> {
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    pub fn replace(&self, gates: BTreeMap<String, GateDef>) {
+        *self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = std::sync::Arc::new(gates);
+    }
+}
+
 /// A file with named gates (other top-level keys are left to their owners).
 #[derive(Debug, Clone, Deserialize)]
 pub struct GatesFile {

@@ -40,7 +40,7 @@ pub struct EngineConfig {
     /// Who runs executions, e.g. `local:HOST:PID`.
     pub owner: String,
     /// Named health gates that `gate: { use: NAME }` steps refer to.
-    pub gates: std::sync::Arc<BTreeMap<String, opsbook_core::gate::GateDef>>,
+    pub gates: opsbook_core::gate::GateBook,
     /// While a gate step blocks, give the runner back (the execution waits and is queued
     /// again after `poll`) instead of waiting in place. The server sets this.
     pub release_gate_waits: bool,

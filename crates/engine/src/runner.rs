@@ -652,7 +652,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
             })
             .collect();
         for (gate_step, spec) in gates {
-            let def = match spec.resolve(&self.engine.config.gates, &self.base_dir) {
+            let def = match spec.resolve(&self.engine.config.gates.snapshot(), &self.base_dir) {
                 Ok(d) => d,
                 Err(e) => {
                     return Ok(Recheck::Stop(format!(

@@ -129,6 +129,15 @@ lease = "30s"
 # backoff = "1s"
 "#;
 
+/// Reads a gates file; its `command` sources run in its directory. Errors name the file,
+/// line and column.
+pub fn read_gates(path: &Path) -> Result<std::collections::BTreeMap<String, opsbook_core::gate::GateDef>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let dir = std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let dir = dir.parent().unwrap_or(Path::new("/"));
+    Ok(opsbook_core::gate::GatesFile::parse_in(&text, dir).map_err(|e| e.in_file(&path.display().to_string()))?.gates)
+}
+
 impl Config {
     /// Reads `path` (if given, it must exist; else `opsbook.toml` if present), then the environment.
     pub fn load(path: Option<&Path>) -> Result<Config, String> {
@@ -164,13 +173,7 @@ impl Config {
         }
         config.check()?;
         if let Some(path) = &config.gates_file {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            // Its `command` sources run in its directory.
-            let dir = std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let dir = dir.parent().unwrap_or(Path::new("/"));
-            config.gates = opsbook_core::gate::GatesFile::parse_in(&text, dir)
-                .map_err(|e| e.in_file(&path.display().to_string()))?
-                .gates;
+            config.gates = read_gates(path)?;
         }
         Ok(config)
     }

@@ -43,7 +43,7 @@ pub fn state(store: Db, config: Config) -> AppState {
         lease: Config::duration(&config.lease),
         heartbeat: std::time::Duration::from_secs(1),
         owner: format!("server:{}", opsbook_engine::local_owner().trim_start_matches("local:")),
-        gates: Arc::new(config.gates.clone()),
+        gates: opsbook_core::gate::GateBook::new(config.gates.clone()),
         release_gate_waits: true,
     };
     AppState {
@@ -54,6 +54,33 @@ pub fn state(store: Db, config: Config) -> AppState {
         running: Arc::new(Mutex::new(HashMap::new())),
         wake: Arc::new(Notify::new()),
         notify,
+    }
+}
+
+/// Reads the gates file again whenever it changes (checked every 2 seconds): gate checks
+/// from then on use the new definitions. A file that does not parse is reported and the
+/// gates in use are kept.
+async fn watch_gates(state: AppState, path: std::path::PathBuf) {
+    let stamp = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| Ok((m.modified()?, m.len()))).ok();
+    let mut seen = stamp(&path);
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let now = stamp(&path);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match config::read_gates(&path) {
+            Ok(gates) => {
+                tracing::info!(file = %path.display(), gates = gates.len(), "gates file reloaded");
+                state.engine.config.gates.replace(gates);
+                ::metrics::counter!("opsbook_gates_reloads_total", "result" => "ok").increment(1);
+            }
+            Err(e) => {
+                tracing::error!("gates file not reloaded, the previous gates stay in use: {e}");
+                ::metrics::counter!("opsbook_gates_reloads_total", "result" => "error").increment(1);
+            }
+        }
     }
 }
 
@@ -70,6 +97,7 @@ pub async fn serve(
     let workers = worker::spawn(&state, state.config.workers, stop_rx.clone());
     let reaper = worker::spawn_reaper(&state, stop_rx.clone());
     let scheduler = scheduler::spawn(&state, stop_rx.clone());
+    let gates_watch = state.config.gates_file.clone().map(|path| tokio::spawn(watch_gates(state.clone(), path)));
     let mut http_stop = stop_rx.clone();
     let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(async move {
         let _ = http_stop.wait_for(|s| *s).await;
@@ -100,6 +128,9 @@ pub async fn serve(
     }
     reaper.abort();
     scheduler.abort();
+    if let Some(w) = gates_watch {
+        w.abort();
+    }
     if let Some(m) = metrics_server {
         let _ = m.await;
     }

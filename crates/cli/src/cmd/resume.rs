@@ -31,7 +31,7 @@ pub async fn exec(db: Option<PathBuf>, args: Args, rollback: bool) -> Result<u8>
         .into_iter()
         .find(|p| p.exists());
     if let Some(p) = file {
-        engine.config.gates = std::sync::Arc::new(super::read_gates(&p)?.gates);
+        engine.config.gates = opsbook_core::gate::GateBook::new(super::read_gates(&p)?.gates);
     }
     let steps = engine.store.steps(&engine.store.execution(&args.id).await?.id).await?;
     let (handle, cancel) = cancel_pair();

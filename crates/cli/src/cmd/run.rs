@@ -58,7 +58,7 @@ pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
     }
     let gates = load_gates(&rb, &args)?;
     let mut engine = super::open(db).await?;
-    engine.config.gates = std::sync::Arc::new(gates);
+    engine.config.gates = opsbook_core::gate::GateBook::new(gates);
     let base_dir =
         args.file.canonicalize().ok().and_then(|p| p.parent().map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("."));
     let (handle, cancel) = cancel_pair();

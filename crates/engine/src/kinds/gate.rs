@@ -94,7 +94,7 @@ pub(crate) async fn attempt<S: Store>(
     step_id: &str,
     spec: &GateStepSpec,
 ) -> Result<AttemptResult> {
-    let def = match spec.resolve(&run.engine.config.gates, &run.base_dir) {
+    let def = match spec.resolve(&run.engine.config.gates.snapshot(), &run.base_dir) {
         Ok(d) => d,
         Err(e) => return Ok(AttemptResult::fatal(e)),
     };
@@ -111,7 +111,7 @@ pub(crate) async fn run_released<S: Store>(
 ) -> Result<crate::runner::Flow> {
     use crate::runner::Flow;
     let now = opsbook_store::now_ms();
-    let def = match spec.resolve(&run.engine.config.gates, &run.base_dir) {
+    let def = match spec.resolve(&run.engine.config.gates.snapshot(), &run.base_dir) {
         Ok(d) => d,
         Err(e) => return settle(run, idx, step, StepStatus::Failed, Some(e)).await,
     };

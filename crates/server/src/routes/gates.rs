@@ -21,7 +21,8 @@ pub async fn check(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     auth.require(&st, Perm::Read, &name, &request_id(&headers)).await?;
-    let def = st.config.gates.get(&name).ok_or_else(|| ApiError::not_found(format!("gate `{name}` not found")))?;
+    let gates = st.engine.config.gates.snapshot();
+    let def = gates.get(&name).ok_or_else(|| ApiError::not_found(format!("gate `{name}` not found")))?;
     let checker = opsbook_gate::Checker::new(std::time::Duration::from_secs(20)).map_err(ApiError::internal)?;
     Ok(Json(checker.check(&name, def, jiff::Timestamp::now()).await.document()))
 }

@@ -293,3 +293,43 @@ async fn gate_checks_and_waits_show_in_metrics() {
     .await;
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_gates_file_is_picked_up_and_a_broken_one_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gates.yaml");
+    let one = "gates:\n  prod:\n    sources:\n      - command: { run: \"exit 0\" }\n";
+    std::fs::write(&file, one).unwrap();
+    let gates = opsbook_server::config::read_gates(&file).unwrap();
+    let s = Server::start_in(dir, |c| {
+        c.gates_file = Some(file.clone());
+        c.gates = gates;
+    })
+    .await;
+    let viewer = s.token("vera", &["viewer"]).await;
+    assert_eq!(s.get("/api/v1/gates/staging", &viewer).await.0, StatusCode::NOT_FOUND);
+
+    // A new gate appears without a restart, and its command runs beside the file.
+    std::fs::write(s.dir.path().join("check.sh"), "echo staging frozen; exit 1\n").unwrap();
+    std::fs::write(&file, format!("{one}  staging:\n    sources:\n      - command: {{ run: \"sh check.sh\" }}\n"))
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let verdict = loop {
+        let (status, v) = s.get("/api/v1/gates/staging", &viewer).await;
+        if status == StatusCode::OK {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "the edited gates file was not picked up");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(verdict["verdict"], "blocked", "{verdict}");
+    assert_eq!(verdict["records"][0]["title"], "staging frozen", "{verdict}");
+
+    // A broken edit keeps the gates in use.
+    scrape_until(&s, &["opsbook_gates_reloads_total{result=\"ok\"}"]).await;
+    std::fs::write(&file, "gates:\n  staging:\n    sources: [ { statuspag: {} } ]\n").unwrap();
+    scrape_until(&s, &["opsbook_gates_reloads_total{result=\"error\"}"]).await;
+    assert_eq!(s.get("/api/v1/gates/staging", &viewer).await.0, StatusCode::OK);
+    assert_eq!(s.get("/api/v1/gates/prod", &viewer).await.0, StatusCode::OK);
+    s.stop().await;
+}
