@@ -46,6 +46,11 @@ impl Client {
         Client::with_token(&base, &token)
     }
 
+    /// The server's address, as given.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     pub fn with_token(base: &str, token: &str) -> Result<Client> {
         let http = http_client(reqwest::Client::builder())?;
         Ok(Client { base: base.trim_end_matches('/').to_string(), token: token.to_string(), http })

@@ -9,8 +9,10 @@ pub enum Start {
     Fresh,
     /// Goes on after an approval, a restart or `opsbook resume`.
     Resumed,
-    /// A server worker looks again at a gate the execution waits on.
+    /// The server looks again at a gate the execution waits on.
     GatePoll,
+    /// A worker goes on after a gate poll found the gate clear.
+    Continued,
 }
 
 /// Something that happened during a run. Text is already masked.

@@ -44,6 +44,9 @@ pub(crate) struct Run<'e, 'h, S: Store> {
     files: u64,
     /// A step's final attempt, written with the next state change (see `save_step`).
     deferred: Option<(Attempt, usize)>,
+    /// This run only polls a waiting gate (the server's gate pool, not a worker): when
+    /// the gate is clear it queues the execution for a worker instead of going on.
+    pub gate_poll_only: bool,
 }
 
 impl<S: Store> Drop for Run<'_, '_, S> {
@@ -148,8 +151,15 @@ pub(crate) async fn run_claimed<S: Store>(
     id: &str,
     secrets: &BTreeMap<String, Input>,
     hooks: &Hooks<'_>,
+    gate_poll_only: bool,
 ) -> Result<Outcome> {
     let mut run = load(engine, id, secrets, hooks).await?;
+    run.gate_poll_only = gate_poll_only;
+    // A cancel asked for while another runner had the execution (e.g. mid gate check)
+    // is still owed.
+    if run.exec.cancel_requested && run.cancel_level() == 0 {
+        hooks.cancel_handle.escalate();
+    }
     let fresh = run.steps.iter().all(|s| s.status == StepStatus::Pending);
     // Waiting on anything but an approval means waiting on a gate (a gate step, or a
     // recheck before a later step): back to look again, not resumed.
@@ -158,10 +168,17 @@ pub(crate) async fn run_claimed<S: Store>(
         .iter()
         .zip(&run.rb.steps)
         .any(|(rec, step)| rec.status == StepStatus::Waiting && !matches!(step.kind, StepKind::Approval(_)));
-    let start = match (fresh, gate_poll) {
-        (true, _) => Start::Fresh,
-        (false, true) => Start::GatePoll,
-        (false, false) => Start::Resumed,
+    let approval = run
+        .steps
+        .iter()
+        .zip(&run.rb.steps)
+        .any(|(rec, step)| rec.status == StepStatus::Waiting && matches!(step.kind, StepKind::Approval(_)));
+    let start = match (fresh, gate_poll, approval) {
+        (true, _, _) => Start::Fresh,
+        (false, true, _) => Start::GatePoll,
+        (false, false, true) => Start::Resumed,
+        // Queued again after a gate poll found its gate clear (the poll said so).
+        (false, false, false) => Start::Continued,
     };
     let id = run.exec.id.clone();
     run.event(&Event::Started { execution_id: &id, runbook: &run.rb.name, version: &run.exec.runbook_version, start });
@@ -327,14 +344,22 @@ pub(crate) async fn rollback_only<S: Store>(
         return Err(Error::Invalid(format!("execution {id} was already rolled back")));
     }
     if run.exec.status == ExecStatus::Waiting {
+        // What it waited for: an approval, or a gate (at a gate step or a recheck).
+        let on_approval = run
+            .steps
+            .iter()
+            .zip(&run.rb.steps)
+            .any(|(rec, step)| rec.status == StepStatus::Waiting && matches!(step.kind, StepKind::Approval(_)));
+        let why =
+            if on_approval { "cancelled while waiting for approval" } else { "cancelled while waiting on a gate" };
         for s in run.steps.iter_mut().filter(|s| s.status == StepStatus::Waiting) {
             s.status = StepStatus::Cancelled;
             s.finished_at = Some(now_ms());
-            s.error = Some("cancelled while waiting for approval".into());
+            s.error = Some(why.into());
             engine.store.update_step(s).await?;
         }
         run.exec.status = ExecStatus::Cancelled;
-        run.exec.error = Some("cancelled while waiting for approval".into());
+        run.exec.error = Some(why.into());
     }
     run.rollback_all().await?;
     let status = run.exec.status;
@@ -369,6 +394,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
             scratch: None,
             files: 0,
             deferred: None,
+            gate_poll_only: false,
         }
     }
 
@@ -590,7 +616,16 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
             match self.recheck_gates(idx, &step).await? {
                 Recheck::Go => {}
                 Recheck::Stop(why) => return self.stop(ExecStatus::Failed, why).await,
+                Recheck::Wait if self.cancel_level() >= 1 => {
+                    return self.stop(ExecStatus::Cancelled, format!("cancelled before step `{}`", step.id)).await;
+                }
                 Recheck::Wait => return self.park().await,
+            }
+            // A gate poll never runs anything but gates: once they are clear, the rest
+            // is a worker's.
+            if self.gate_poll_only && !matches!(step.kind, StepKind::Gate(_)) {
+                self.save_step(idx).await?;
+                return self.requeue().await;
             }
             // Kept in memory and written with the next execution update: the step rows
             // already say which step runs, and one write less per step matters.
@@ -607,6 +642,9 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 },
             };
             match flow {
+                Flow::Wait if self.cancel_level() >= 1 => {
+                    return self.stop(ExecStatus::Cancelled, format!("cancelled during step `{}`", step.id)).await;
+                }
                 Flow::Wait => return self.park().await,
                 Flow::Done(StepStatus::Succeeded | StepStatus::Skipped) => {}
                 Flow::Done(StepStatus::Cancelled) => {
@@ -629,6 +667,17 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
     /// The execution waits (for people or a gate) and gives its runner back.
     async fn park(&mut self) -> Result<()> {
         self.exec.status = ExecStatus::Waiting;
+        self.exec.owner = None;
+        self.exec.lease_expires_at = None;
+        self.flush_deferred().await?;
+        self.store().update_execution(&self.exec).await?;
+        self.stop_heartbeat();
+        Ok(())
+    }
+
+    /// Back to the queue for a worker, after a gate poll found every gate clear.
+    async fn requeue(&mut self) -> Result<()> {
+        self.exec.status = ExecStatus::Queued;
         self.exec.owner = None;
         self.exec.lease_expires_at = None;
         self.flush_deferred().await?;
@@ -800,6 +849,18 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
 
     /// Ends the run as failed or cancelled, rolling back first when the runbook says so.
     async fn stop(&mut self, status: ExecStatus, error: String) -> Result<()> {
+        // A step held by a gate's recheck never ran: it is pending again, not waiting.
+        for idx in 0..self.steps.len() {
+            if self.steps[idx].status == StepStatus::Waiting
+                && !matches!(self.rb.steps[idx].kind, StepKind::Approval(_) | StepKind::Gate(_))
+            {
+                let rec = &mut self.steps[idx];
+                rec.status = StepStatus::Pending;
+                rec.wait_deadline = None;
+                rec.started_at = None;
+                self.save_step(idx).await?;
+            }
+        }
         self.exec.error = Some(self.masker().mask(&error).into_owned());
         // The failure is on record before any rollback runs.
         self.flush_deferred().await?;

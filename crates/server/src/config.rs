@@ -58,9 +58,10 @@ impl Default for Config {
 }
 
 /// The commented file `opsbook serve --init` writes.
-pub const DEFAULT_FILE: &str = r#"# opsbook server settings. Every key may also be set in the environment:
+pub const DEFAULT_FILE: &str = r#"# opsbook server settings. These keys may also be set in the environment:
 # OPSBOOK_LISTEN, OPSBOOK_METRICS_LISTEN, OPSBOOK_DB, OPSBOOK_WORKERS, OPSBOOK_WORKDIR, OPSBOOK_SHUTDOWN_GRACE,
-# OPSBOOK_KILL_GRACE, OPSBOOK_LEASE (the environment wins over this file; flags win over both).
+# OPSBOOK_KILL_GRACE, OPSBOOK_LEASE, OPSBOOK_GATES_FILE, OPSBOOK_PUBLIC_URL (the environment wins
+# over this file; flags win over both). Policies and notifications live only in this file.
 
 # Address of the HTTP API. Put it behind a TLS-terminating proxy for other machines.
 listen = "127.0.0.1:8080"
@@ -109,8 +110,8 @@ lease = "30s"
 # Named health gates (a YAML file with `gates:`) for runbook `gate: { use: NAME }` steps.
 # gates_file = "opsbook.yaml"
 
-# Notifications on execution events: started, succeeded, failed, cancelled, waiting,
-# blocked, rolled_back (none listed: all). Delivery is retried with backoff and every
+# Notifications on execution events: started, resumed, succeeded, failed, cancelled,
+# waiting, blocked, overridden, rolled_back (none listed: all). Delivery is retried with backoff and every
 # attempt is recorded; a failing receiver never slows an execution down.
 #
 # [[notify]]
@@ -161,6 +162,12 @@ impl Config {
         }
         if let Some(v) = env("OPSBOOK_WORKDIR") {
             config.workdir = v.into();
+        }
+        if let Some(v) = env("OPSBOOK_GATES_FILE") {
+            config.gates_file = Some(v.into());
+        }
+        if let Some(v) = env("OPSBOOK_PUBLIC_URL") {
+            config.public_url = Some(v);
         }
         for (k, slot) in [
             ("OPSBOOK_SHUTDOWN_GRACE", &mut config.shutdown_grace),

@@ -92,3 +92,22 @@ pub fn params_error(errors: &[opsbook_core::ParamError]) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameters", format!("{} invalid parameter(s)", errors.len()))
         .with_details(Value::Array(details))
 }
+
+/// `Json<T>` whose rejections (no body, wrong content type, bad JSON, a missing field)
+/// answer in the same `{"error": …}` shape as every other refusal, with 400.
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(ApiError::bad_request(format!("request body: {}", rejection.body_text()))),
+        }
+    }
+}

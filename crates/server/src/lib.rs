@@ -126,7 +126,8 @@ pub async fn serve(
         }
         worker::interrupt_remaining(&state, &ids).await;
     }
-    reaper.abort();
+    // The reaper stops on the signal, after the gate polls under way (within the grace).
+    let _ = reaper.await;
     scheduler.abort();
     if let Some(w) = gates_watch {
         w.abort();

@@ -22,7 +22,7 @@ async fn worker(state: AppState, mut stop: watch::Receiver<bool>) {
             return;
         }
         match state.store.claim_next(&state.engine.config.owner, lease).await {
-            Ok(Some(exec)) => run_one(&state, &exec.id, &exec.runbook_name).await,
+            Ok(Some(exec)) => run_one(&state, &exec.id, &exec.runbook_name, false).await,
             Ok(None) => {
                 tokio::select! {
                     _ = state.wake.notified() => {}
@@ -38,16 +38,23 @@ async fn worker(state: AppState, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn run_one(state: &AppState, id: &str, runbook: &str) {
+/// Runs a claimed execution: all of it (a worker), or only a poll of the gate it waits on.
+async fn run_one(state: &AppState, id: &str, runbook: &str, gate_poll: bool) {
     let (handle, cancel) = cancel_pair();
     state.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), handle.clone());
     let secrets = state.secrets_of(id);
     let notifier = crate::notify::Notifier::new(id, runbook, state.notify.clone());
     let hooks = Hooks { observer: &notifier, prompt: None, cancel, cancel_handle: handle };
-    let result = state.engine.run_claimed(id, &secrets, &hooks).await;
+    let result = if gate_poll {
+        state.engine.poll_gate(id, &secrets, &hooks).await
+    } else {
+        state.engine.run_claimed(id, &secrets, &hooks).await
+    };
     state.running.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
     match result {
         Ok(outcome) if outcome.status == ExecStatus::Waiting => {}
+        // The gate cleared: a worker goes on from here.
+        Ok(outcome) if outcome.status == ExecStatus::Queued => state.wake.notify_one(),
         Ok(_) => {
             state.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
         }
@@ -67,30 +74,55 @@ async fn run_one(state: &AppState, id: &str, runbook: &str) {
     }
 }
 
-/// Every few seconds: mark executions whose runner died as interrupted, and requeue
-/// waiting executions whose approval deadline passed (so they fail as timed out).
+/// Gate polls at once. They run beside the workers, never on them, so executions waiting
+/// on slow or unreachable gate sources cannot hold up other work.
+const GATE_POLLS: usize = 16;
+
+/// Every second: mark executions whose runner died as interrupted; requeue waiting
+/// executions whose approval deadline passed (so they fail as timed out); and poll the
+/// gates of those whose gate poll is due, on the gate pool. On shutdown, polls under way
+/// get the shutdown grace period to finish.
 pub fn spawn_reaper(state: &AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
     let state = state.clone();
     tokio::spawn(async move {
+        let lease = i64::try_from(state.engine.config.lease.as_millis()).unwrap_or(30_000);
+        let mut polls = tokio::task::JoinSet::new();
         loop {
+            while polls.try_join_next().is_some() {}
             if let Err(e) = state.engine.recover().await {
                 tracing::error!(%e, "recovery failed");
             }
             match state.store.expired_waits(now_ms()).await {
-                Ok(ids) => {
-                    for id in ids {
-                        if state.store.requeue(&id).await.unwrap_or(false) {
-                            state.wake.notify_one();
+                Ok(waits) => {
+                    for (id, gate) in waits {
+                        if !gate {
+                            if state.store.requeue(&id).await.unwrap_or(false) {
+                                state.wake.notify_one();
+                            }
+                            continue;
+                        }
+                        if polls.len() >= GATE_POLLS {
+                            continue; // the rest at the next round
+                        }
+                        match state.store.claim_waiting(&id, &state.engine.config.owner, lease).await {
+                            Ok(Some(exec)) => {
+                                let state = state.clone();
+                                polls.spawn(async move { run_one(&state, &exec.id, &exec.runbook_name, true).await });
+                            }
+                            Ok(None) => {}
+                            Err(e) => tracing::error!(%e, id, "cannot claim a gate poll"),
                         }
                     }
                 }
-                Err(e) => tracing::error!(%e, "cannot look for expired approvals"),
+                Err(e) => tracing::error!(%e, "cannot look for expired waits"),
             }
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                _ = stop.changed() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => break,
             }
         }
+        let grace = crate::config::Config::duration(&state.config.shutdown_grace);
+        let _ = tokio::time::timeout(grace, async { while polls.join_next().await.is_some() {} }).await;
     })
 }
 

@@ -83,16 +83,25 @@ pub trait ServerStore: Store {
         steps: &[StepRecord],
         idempotency_key: Option<&str>,
     ) -> impl Future<Output = Result<String>> + Send;
-    /// Claims the oldest queued execution for `owner` until the lease expires.
+    /// Claims the queued execution that has waited longest for a runner (since it was
+    /// created, or since it last ran) for `owner` until the lease expires.
     fn claim_next(&self, owner: &str, lease_ms: i64) -> impl Future<Output = Result<Option<Execution>>> + Send;
+    /// Claims a waiting execution (to poll its gate) unless someone else moved it.
+    fn claim_waiting(
+        &self,
+        execution_id: &str,
+        owner: &str,
+        lease_ms: i64,
+    ) -> impl Future<Output = Result<Option<Execution>>> + Send;
     /// Puts a waiting execution back in the queue (after an approval decision).
     fn requeue(&self, execution_id: &str) -> impl Future<Output = Result<bool>> + Send;
     fn count_by_status(&self) -> impl Future<Output = Result<Vec<(String, i64)>>> + Send;
     /// Waiting executions by what they wait on: `(approval, gate)` (a gate step, or a
     /// gate's recheck holding a later step).
     fn count_waiting(&self) -> impl Future<Output = Result<(i64, i64)>> + Send;
-    /// Waiting executions whose approval deadline has passed (to requeue, so they time out).
-    fn expired_waits(&self, now: i64) -> impl Future<Output = Result<Vec<String>>> + Send;
+    /// Waiting executions whose deadline has passed, each with whether it waits on a
+    /// gate (to poll it) rather than an approval (to requeue, so it times out).
+    fn expired_waits(&self, now: i64) -> impl Future<Output = Result<Vec<(String, bool)>>> + Send;
 
     fn create_token(&self, token: &Token, hash: &str) -> impl Future<Output = Result<()>> + Send;
     /// The token with this id and its stored hash, marking it used. Comparing the hash

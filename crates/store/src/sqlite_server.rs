@@ -353,10 +353,21 @@ impl ServerStore for SqliteStore {
         let mut stmt = conn.prepare_cached(&format!(
             "UPDATE executions SET status = 'running', owner = ?1, lease_expires_at = ?2, heartbeat_at = ?3, \
              started_at = COALESCE(started_at, ?3) \
-             WHERE id = (SELECT id FROM executions WHERE status = 'queued' ORDER BY created_at, id LIMIT 1) \
+             WHERE id = (SELECT id FROM executions WHERE status = 'queued' \
+             ORDER BY COALESCE(heartbeat_at, created_at), id LIMIT 1) \
              RETURNING {EXECUTION_COLUMNS}"
         ))?;
         Ok(collect(&mut stmt, params![owner, now + lease_ms, now], execution_from)?.pop())
+    }
+
+    async fn claim_waiting(&self, execution_id: &str, owner: &str, lease_ms: i64) -> Result<Option<Execution>> {
+        let now = now_ms();
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "UPDATE executions SET status = 'running', owner = ?1, lease_expires_at = ?2, heartbeat_at = ?3 \
+             WHERE id = ?4 AND status = 'waiting' RETURNING {EXECUTION_COLUMNS}"
+        ))?;
+        Ok(collect(&mut stmt, params![owner, now + lease_ms, now, execution_id], execution_from)?.pop())
     }
 
     async fn requeue(&self, execution_id: &str) -> Result<bool> {
@@ -378,20 +389,23 @@ impl ServerStore for SqliteStore {
     async fn count_waiting(&self) -> Result<(i64, i64)> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT COALESCE(SUM(s.kind = 'approval'), 0), COALESCE(SUM(s.kind <> 'approval'), 0) \
+            // A gate wait counts while its gate is being polled (running) or has just
+            // cleared (queued for a worker); an approval only while nobody decided.
+            "SELECT COALESCE(SUM(s.kind = 'approval' AND e.status = 'waiting'), 0), \
+             COALESCE(SUM(s.kind <> 'approval'), 0) \
              FROM executions e JOIN execution_steps s ON s.execution_id = e.id \
-             WHERE e.status = 'waiting' AND s.status = 'waiting'",
+             WHERE e.status IN ('waiting', 'queued', 'running') AND s.status = 'waiting'",
         )?;
         Ok(stmt.query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?)
     }
 
-    async fn expired_waits(&self, now: i64) -> Result<Vec<String>> {
+    async fn expired_waits(&self, now: i64) -> Result<Vec<(String, bool)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT DISTINCT e.id FROM executions e JOIN execution_steps s ON s.execution_id = e.id \
-             WHERE e.status = 'waiting' AND s.status = 'waiting' AND s.wait_deadline < ?",
+            "SELECT e.id, MAX(s.kind <> 'approval') FROM executions e JOIN execution_steps s ON s.execution_id = e.id \
+             WHERE e.status = 'waiting' AND s.status = 'waiting' AND s.wait_deadline < ? GROUP BY e.id",
         )?;
-        collect(&mut stmt, [now], |row| Ok(row.get(0)?))
+        collect(&mut stmt, [now], |row| Ok((row.get(0)?, row.get(1)?)))
     }
 
     async fn sync_schedules(&self, runbook: &str, schedules: &[ScheduleRecord]) -> Result<()> {

@@ -207,29 +207,21 @@ pub fn unknown_gates(
     path: Option<&Path>,
 ) -> Vec<opsbook_core::Diagnostic> {
     let known: Vec<&str> = gates.keys().map(String::as_str).collect();
-    rb.steps
-        .iter()
-        .filter_map(|s| match &s.kind {
-            opsbook_core::StepKind::Gate(g) => g.use_gate.as_deref().map(|n| (s, n)),
-            _ => None,
-        })
-        .filter(|(_, n)| !gates.contains_key(*n))
-        .map(|(s, n)| {
+    rb.unknown_gates(&known)
+        .into_iter()
+        .map(|(pos, step, name, meant)| {
             let place = match path {
                 None => {
                     "no gates file was found (opsbook.yaml beside the runbook or here, or --gates FILE)".to_string()
                 }
                 Some(p) => {
-                    let hint = opsbook_core::diagnostic::did_you_mean(n, &known)
-                        .map(|m| format!(" (did you mean `{m}`?)"))
-                        .unwrap_or_default();
+                    let hint = meant.map(|m| format!(" (did you mean `{m}`?)")).unwrap_or_default();
                     format!("not in {}{hint}", p.display())
                 }
             };
-            let pos = opsbook_core::Pos { line: s.line, column: s.column, len: 1 };
             opsbook_core::Diagnostic::new(
                 Some(pos),
-                format!("step `{}`: gate `{n}` is used by the runbook but {place}", s.id),
+                format!("step `{step}`: gate `{name}` is used by the runbook but {place}"),
             )
         })
         .collect()

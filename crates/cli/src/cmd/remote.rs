@@ -22,6 +22,20 @@ fn status_of(doc: &Value) -> ExecStatus {
     doc["status"].as_str().and_then(ExecStatus::parse).unwrap_or(ExecStatus::Failed)
 }
 
+/// Still going: queued, running, or waiting on a gate (which resumes by itself), as
+/// opposed to waiting for people.
+fn in_progress(doc: &Value) -> bool {
+    match status_of(doc) {
+        ExecStatus::Queued | ExecStatus::Running => true,
+        ExecStatus::Waiting => waits_on_gate(doc),
+        _ => false,
+    }
+}
+
+fn waits_on_gate(doc: &Value) -> bool {
+    doc["steps"].as_array().into_iter().flatten().any(|s| s["status"] == "waiting" && s["kind"] != "approval")
+}
+
 fn exit_for(status: ExecStatus) -> u8 {
     match status {
         ExecStatus::Succeeded => EXIT_OK,
@@ -110,17 +124,15 @@ pub async fn run(client: &Client, name: &str, params: BTreeMap<String, Value>, o
             after = next;
         }
         let status = status_of(&doc);
-        if !matches!(status, ExecStatus::Queued | ExecStatus::Running)
-            && logs["lines"].as_array().is_none_or(|a| a.is_empty())
-        {
-            print_doc(&doc, output)?;
+        if !in_progress(&doc) && logs["lines"].as_array().is_none_or(|a| a.is_empty()) {
+            print_doc(client, &doc, output)?;
             return Ok(exit_for(status));
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
 
-fn print_doc(doc: &Value, output: Output) -> Result<()> {
+fn print_doc(client: &Client, doc: &Value, output: Output) -> Result<()> {
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(doc)?);
         return Ok(());
@@ -150,15 +162,22 @@ fn print_doc(doc: &Value, output: Output) -> Result<()> {
     if let Some(err) = doc["error"].as_str() {
         println!("  {}", style(err).red());
     }
-    if status_of(doc) == ExecStatus::Waiting {
-        println!("  approve with `opsbook --server URL approve {}`", doc["id"].as_str().unwrap_or("?"));
+    let id = doc["id"].as_str().unwrap_or("?");
+    if status_of(doc) == ExecStatus::Waiting && waits_on_gate(doc) {
+        println!(
+            "  waiting on a gate: it goes on by itself when the gate clears; an admin may override with \
+             `opsbook --server {} gate override {id} --reason \"…\"`",
+            client.base()
+        );
+    } else if status_of(doc) == ExecStatus::Waiting {
+        println!("  approve with `opsbook --server {} approve {id}`", client.base());
     }
     Ok(())
 }
 
 pub async fn show(client: &Client, id: &str, output: Output) -> Result<u8> {
     let doc = client.get(&format!("/api/v1/executions/{}", enc(id))).await?;
-    print_doc(&doc, output)?;
+    print_doc(client, &doc, output)?;
     Ok(EXIT_OK)
 }
 
@@ -224,7 +243,7 @@ pub async fn logs(client: &Client, id: &str, step: Option<&str>, follow: bool) -
             return Ok(EXIT_OK);
         }
         let doc = client.get(&format!("/api/v1/executions/{}", enc(id))).await?;
-        if !matches!(status_of(&doc), ExecStatus::Queued | ExecStatus::Running) {
+        if !in_progress(&doc) {
             return Ok(EXIT_OK);
         }
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -196,9 +196,25 @@ fn gate_check_and_wait_ask_the_server() {
     );
     assert_eq!(client(&env, &srv.url, &author, &["push", "books/deploy.yaml"]).code, 0);
     env.write("incident", "");
-    let ran = client(&env, &srv.url, &author, &["run", "deploy", "--output", "json"]);
-    assert_eq!(ran.code, 3, "{ran:?}");
-    let id = ran.json()["id"].as_str().unwrap().to_string();
+    // `run` follows the execution through its gate wait (it goes on by itself).
+    let follower = env
+        .cmd(&["--server", &srv.url, "run", "deploy", "--output", "json"])
+        .env("OPSBOOK_TOKEN", &author)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let newest = || client(&env, &srv.url, &author, &["history", "--output", "json"]).json()[0].clone();
+    crate::support::wait_until(|| newest()["status"] == "waiting", "the deployment to wait on its gate");
+    let id = newest()["id"].as_str().unwrap().to_string();
+    let shown = client(&env, &srv.url, &author, &["show", &id]);
+    assert!(
+        shown.stdout.contains(&format!(
+            "waiting on a gate: it goes on by itself when the gate clears; an admin may override with `opsbook --server {} gate override {id} --reason",
+            srv.url
+        )),
+        "{shown:?}"
+    );
     let denied = client(&env, &srv.url, &author, &["gate", "override", &id, "--reason", "hotfix"]);
     assert_eq!(denied.code, 2, "{denied:?}");
     assert!(denied.stderr.contains("this needs the admin role"), "{denied:?}");
@@ -214,13 +230,13 @@ fn gate_check_and_wait_ask_the_server() {
              (was: gate `prod` blocked: command: maintenance running)"
         )
     );
-    crate::support::wait_until(
-        || client(&env, &srv.url, &author, &["show", &id, "--output", "json"]).json()["status"] == "succeeded",
-        "the overridden execution to succeed",
-    );
+    let followed = out(follower.wait_with_output().unwrap());
+    assert_eq!(followed.code, 0, "followed through the wait and the override: {followed:?}");
+    assert_eq!(followed.json()["status"], "succeeded");
+    assert_eq!(followed.json()["id"], id.as_str());
     let again = client(&env, &srv.url, &admin, &["gate", "override", &id, "--reason", "again"]);
     assert_eq!(again.code, 2, "{again:?}");
-    assert!(again.stderr.contains("is not waiting on a gate"), "{again:?}");
+    assert!(again.stderr.contains(&format!("execution {id} is succeeded, not waiting on a gate")), "{again:?}");
     std::fs::remove_file(env.path("incident")).unwrap();
 
     // A server that cannot be reached blocks (fail closed) and says why.

@@ -121,7 +121,13 @@ pub(crate) async fn run_released<S: Store>(
         Err(e) => return settle(run, idx, step, StepStatus::Failed, Some(e)).await,
     };
     let name = spec.name().to_string();
-    let r = checker.check(&name, &def, jiff::Timestamp::now()).await;
+    let cancel = run.hooks.cancel.clone();
+    let r = tokio::select! {
+        r = checker.check(&name, &def, jiff::Timestamp::now()) => r,
+        _ = cancel.reached(1) => {
+            return settle(run, idx, step, StepStatus::Cancelled, Some("cancelled while waiting on a gate".into())).await;
+        }
+    };
     let waited = now - run.steps[idx].started_at.unwrap_or(now);
     let previous = waiting_on(&run.steps[idx]);
     if r.passes() {
@@ -206,7 +212,12 @@ pub(crate) async fn recheck_released<S: Store>(
         Err(e) => return Ok(Recheck::Stop(e)),
     };
     let name = spec.name().to_string();
-    let r = checker.check(&name, def, jiff::Timestamp::now()).await;
+    // Cancelled mid-check: the run stops at its next look at the cancel level.
+    let cancel = run.hooks.cancel.clone();
+    let r = tokio::select! {
+        r = checker.check(&name, def, jiff::Timestamp::now()) => r,
+        _ = cancel.reached(1) => return Ok(Recheck::Wait),
+    };
     let step_id = run.steps[idx].step_id.clone();
     let previous = waiting_on(&run.steps[idx]);
     let now = opsbook_store::now_ms();

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{self, Auth, Perm};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiJson, ApiResult};
 use crate::state::{AppState, request_id};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -25,7 +25,7 @@ pub async fn create_token(
     State(st): State<AppState>,
     auth: Auth,
     headers: HeaderMap,
-    Json(body): Json<TokenBody>,
+    ApiJson(body): ApiJson<TokenBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let rid = request_id(&headers);
     auth.require(&st, Perm::Admin, "tokens", &rid).await?;

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{Auth, Perm};
-use crate::error::{ApiError, ApiResult, params_error};
+use crate::error::{ApiError, ApiJson, ApiResult, params_error};
 use crate::state::{AppState, request_id};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -90,7 +90,7 @@ pub async fn submit(
     auth: Auth,
     headers: HeaderMap,
     Path(name): Path<String>,
-    Json(body): Json<SubmitBody>,
+    ApiJson(body): ApiJson<SubmitBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let rid = request_id(&headers);
     auth.require(&st, Perm::Run, &name, &rid).await?;
@@ -297,12 +297,24 @@ pub async fn cancel(
             st.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(&exec.id);
         }
         ExecStatus::Waiting => {
+            // Recorded first: should a gate poll take the execution meanwhile, it cancels.
+            st.store.request_cancel(&exec.id).await?;
             let secrets = st.secrets_of(&exec.id);
             let (handle, cancel) = cancel_pair();
             let notifier = crate::notify::Notifier::new(&exec.id, &exec.runbook_name, st.notify.clone());
             let hooks = Hooks { observer: &notifier, prompt: None, cancel, cancel_handle: handle };
-            st.engine.rollback(&exec.id, &secrets, &hooks).await?;
-            st.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(&exec.id);
+            match st.engine.rollback(&exec.id, &secrets, &hooks).await {
+                Ok(_) => {
+                    st.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(&exec.id);
+                }
+                // A gate poll took it first: it sees the request and cancels.
+                Err(_) if st.store.execution(&exec.id).await?.status == ExecStatus::Running => {
+                    if let Some(h) = st.running.lock().unwrap_or_else(|p| p.into_inner()).get(&exec.id) {
+                        h.at_least(1);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         other => return Err(ApiError::conflict(format!("execution {} is already {other}", exec.id))),
     }
@@ -324,7 +336,7 @@ pub async fn approve(
     auth: Auth,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Json(body): Json<ApprovalBody>,
+    ApiJson(body): ApiJson<ApprovalBody>,
 ) -> ApiResult<Json<Value>> {
     let rid = request_id(&headers);
     auth.require(&st, Perm::Approve, &id, &rid).await?;
@@ -345,7 +357,10 @@ pub async fn approve(
     let content = st.store.runbook(&exec.runbook_sha256).await?.content;
     let rb = opsbook_core::parse(&content).map_err(|_| ApiError::internal("stored runbook does not parse"))?;
     let Some(StepKind::Approval(spec)) = rb.steps.get(step.idx as usize).map(|s| &s.kind) else {
-        return Err(ApiError::internal("waiting step is not an approval step"));
+        return Err(ApiError::conflict(format!(
+            "execution {} waits on a gate at step `{}`, not for approval (an admin may override it)",
+            exec.id, step.step_id
+        )));
     };
     if exec.actor == auth.0.user {
         st.audit(&auth.0.user, "authz.denied", &exec.id, &rid, json!({ "reason": "two-person rule" })).await;

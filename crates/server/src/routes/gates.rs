@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{Auth, Perm};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiJson, ApiResult};
 use crate::state::{AppState, request_id};
 
 /// `GET /api/v1/gates/{name}`: evaluates a named gate now.
@@ -40,7 +40,7 @@ pub async fn override_gate(
     auth: Auth,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Json(body): Json<OverrideBody>,
+    ApiJson(body): ApiJson<OverrideBody>,
 ) -> ApiResult<Json<Value>> {
     let rid = request_id(&headers);
     auth.require(&st, Perm::Admin, &id, &rid).await?;
@@ -48,16 +48,51 @@ pub async fn override_gate(
         return Err(ApiError::bad_request("a reason is required to override a gate"));
     }
     let exec = st.store.execution(&id).await?;
-    let mut steps = st.store.steps(&exec.id).await?;
     let content = st.store.runbook(&exec.runbook_sha256).await?.content;
     let rb = opsbook_core::parse(&content).map_err(|_| ApiError::internal("stored runbook does not parse"))?;
     // Waiting on a gate: at a gate step, or before a later step on a gate's recheck.
-    let waiting = steps.iter().position(|s| {
-        s.status == StepStatus::Waiting
-            && !matches!(rb.steps.get(s.idx as usize).map(|x| &x.kind), Some(StepKind::Approval(_)) | None)
-    });
-    let (Some(i), ExecStatus::Waiting) = (waiting, exec.status) else {
-        return Err(ApiError::conflict(format!("execution {} is not waiting on a gate", exec.id)));
+    let gate_wait = |steps: &[opsbook_store::StepRecord]| {
+        steps.iter().position(|s| {
+            s.status == StepStatus::Waiting
+                && !matches!(rb.steps.get(s.idx as usize).map(|x| &x.kind), Some(StepKind::Approval(_)) | None)
+        })
+    };
+    // Hold the execution while the override is written. A gate poll under way (bounded
+    // by the check timeout) is waited for, so the override never races it.
+    let owner = format!("override:{}", auth.0.user);
+    let deadline = now_ms() + 30_000;
+    let (exec, mut steps, i) = loop {
+        let steps = st.store.steps(&exec.id).await?;
+        let current = st.store.execution(&exec.id).await?;
+        if gate_wait(&steps).is_none() {
+            return Err(ApiError::conflict(format!(
+                "execution {} is {}, not waiting on a gate",
+                exec.id, current.status
+            )));
+        }
+        match current.status {
+            ExecStatus::Waiting => {
+                if let Some(held) = st.store.claim_waiting(&exec.id, &owner, 60_000).await? {
+                    // Read again: the poll that just ended may have changed them.
+                    let steps = st.store.steps(&exec.id).await?;
+                    match gate_wait(&steps) {
+                        Some(i) => break (held, steps, i),
+                        None => {
+                            release(&st, held, ExecStatus::Waiting).await?;
+                            return Err(ApiError::conflict(format!(
+                                "execution {} is no longer waiting on a gate",
+                                exec.id
+                            )));
+                        }
+                    }
+                }
+            }
+            ExecStatus::Running | ExecStatus::Queued if now_ms() < deadline => {}
+            other => {
+                return Err(ApiError::conflict(format!("execution {} is {other}, not waiting on a gate", exec.id)));
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
     let now = now_ms();
     let blocked_by = steps[i].error.clone();
@@ -83,6 +118,8 @@ pub async fn override_gate(
         }
         gate.outputs.insert("overridden_by".into(), auth.0.user.clone().into());
         gate.outputs.insert("override_reason".into(), body.reason.clone().into());
+        // What blocked it is in the audit record (`blocked_by`); the step passed.
+        gate.error = None;
         changed.push(g);
     }
     if !at_gate_step {
@@ -117,8 +154,16 @@ pub async fn override_gate(
             body.reason
         )),
     });
-    if st.store.requeue(&exec.id).await? {
-        st.wake.notify_one();
-    }
+    release(&st, exec, ExecStatus::Queued).await?;
+    st.wake.notify_one();
     Ok(Json(doc))
+}
+
+/// Gives a held execution back: to the queue (it goes on) or to waiting.
+async fn release(st: &AppState, mut exec: opsbook_store::Execution, to: ExecStatus) -> Result<(), ApiError> {
+    exec.status = to;
+    exec.owner = None;
+    exec.lease_expires_at = None;
+    st.store.update_execution(&exec).await?;
+    Ok(())
 }

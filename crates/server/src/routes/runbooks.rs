@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{Auth, Perm};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiJson, ApiResult};
 use crate::state::{AppState, request_id};
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -75,6 +75,25 @@ pub async fn publish(
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_runbook", format!("invalid runbook: {first}"))
             .with_details(Value::Array(details))
     })?;
+    // Every named gate must exist here: a typo would otherwise surface only at run time.
+    let gates = st.engine.config.gates.snapshot();
+    let known: Vec<&str> = gates.keys().map(String::as_str).collect();
+    let unknown = rb.unknown_gates(&known);
+    if let Some((_, step, name, meant)) = unknown.first() {
+        let hint = meant.map(|m| format!(" (did you mean `{m}`?)")).unwrap_or_default();
+        let details: Vec<Value> = unknown
+            .iter()
+            .map(|(pos, step, name, _)| {
+                json!({ "line": pos.line, "column": pos.column, "message": format!("step `{step}`: no gate `{name}` on this server") })
+            })
+            .collect();
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_runbook",
+            format!("invalid runbook: step `{step}` uses gate `{name}`, which this server does not define (its gates_file){hint}"),
+        )
+        .with_details(Value::Array(details)));
+    }
     if pq.dry_run {
         let outcome = would_publish(&st, &rb.name, &rb.version.to_string(), &rb.sha256).await?;
         let doc = json!({ "name": rb.name, "version": rb.version.to_string(), "sha256": rb.sha256, "result": outcome, "dry_run": true });
@@ -248,7 +267,7 @@ pub async fn lifecycle(
     auth: Auth,
     headers: HeaderMap,
     Path(name): Path<String>,
-    Json(body): Json<LifecycleBody>,
+    ApiJson(body): ApiJson<LifecycleBody>,
 ) -> ApiResult<Json<Value>> {
     let rid = request_id(&headers);
     auth.require(&st, Perm::Author, &name, &rid).await?;

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{Auth, Perm};
-use crate::error::{ApiError, ApiResult, params_error};
+use crate::error::{ApiError, ApiJson, ApiResult, params_error};
 use crate::scheduler::{next_run, timezone};
 use crate::state::{AppState, request_id};
 
@@ -28,7 +28,7 @@ pub async fn create(
     State(st): State<AppState>,
     auth: Auth,
     headers: HeaderMap,
-    Json(b): Json<ScheduleBody>,
+    ApiJson(b): ApiJson<ScheduleBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let rid = request_id(&headers);
     auth.require(&st, Perm::Run, &b.runbook, &rid).await?;
