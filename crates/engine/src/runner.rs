@@ -666,18 +666,16 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
 
     /// The execution waits (for people or a gate) and gives its runner back.
     async fn park(&mut self) -> Result<()> {
-        self.exec.status = ExecStatus::Waiting;
-        self.exec.owner = None;
-        self.exec.lease_expires_at = None;
-        self.flush_deferred().await?;
-        self.store().update_execution(&self.exec).await?;
-        self.stop_heartbeat();
-        Ok(())
+        self.hand_back(ExecStatus::Waiting).await
     }
 
     /// Back to the queue for a worker, after a gate poll found every gate clear.
     async fn requeue(&mut self) -> Result<()> {
-        self.exec.status = ExecStatus::Queued;
+        self.hand_back(ExecStatus::Queued).await
+    }
+
+    async fn hand_back(&mut self, status: ExecStatus) -> Result<()> {
+        self.exec.status = status;
         self.exec.owner = None;
         self.exec.lease_expires_at = None;
         self.flush_deferred().await?;

@@ -333,3 +333,87 @@ async fn an_edited_gates_file_is_picked_up_and_a_broken_one_ignored() {
     assert_eq!(s.get("/api/v1/gates/prod", &viewer).await.0, StatusCode::OK);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_gates_never_hold_workers_and_cancel_and_override_reach_a_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let incident = dir.path().join("incident");
+    // Every check of this gate takes a second: a poll is nearly always under way.
+    let gates = format!(
+        "gates:\n  slow:\n    sources:\n      - command: {{ run: \"sleep 1; test ! -e {} || {{ echo incident open; exit 1; }}\" }}\n",
+        incident.display()
+    );
+    let s = Server::start_in(dir, |c| {
+        c.workers = 1;
+        c.gates = opsbook_core::gate::GatesFile::parse(&gates).unwrap().gates;
+    })
+    .await;
+    let op = s.token("olga", &["operator", "author", "approver"]).await;
+    let admin = s.token("root", &["admin"]).await;
+    std::fs::write(&incident, "").unwrap();
+    let gated = "    - id: health\n      gate: { use: slow, poll: 100ms }\n    - id: ship\n      run: echo shipped\n";
+    s.publish(&op, &runbook("slowgated", "1.0.0", "", "", gated)).await;
+    s.publish(&op, &runbook("plain", "1.0.0", "", "", "    - id: a\n      run: \"true\"\n")).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (_, sub) = s.post("/api/v1/runbooks/slowgated/executions", &op, json!({})).await;
+        ids.push(sub["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        s.wait_for(id, &op, |d| d["status"] == "waiting").await;
+    }
+
+    // Three executions polling a slow gate, one worker: other work still runs at once.
+    let started = std::time::Instant::now();
+    let (_, plain) = s.post("/api/v1/runbooks/plain/executions", &op, json!({})).await;
+    assert_eq!(s.settled(plain["id"].as_str().unwrap(), &op).await["status"], "succeeded");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "took {:?}", started.elapsed());
+
+    // Approving an execution that waits on a gate is a conflict, not a server error.
+    let (status, body) =
+        s.post(&format!("/api/v1/executions/{}/approvals", ids[0]), &op, json!({"decision": "approve"})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("waits on a gate at step `health`, not for approval"),
+        "{body}"
+    );
+
+    // A body that is not the JSON asked for answers in the API's error shape.
+    let path = format!("/api/v1/executions/{}/override", ids[0]);
+    let (status, body) = s.post(&path, &admin, json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().starts_with("request body: "), "{body}");
+
+    // Cancel and override land whether or not a poll is under way at that moment.
+    for id in &ids[..2] {
+        let (status, _) = s.post(&format!("/api/v1/executions/{id}/cancel"), &op, json!({})).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    for id in &ids[..2] {
+        let done = s.wait_for(id, &op, |d| d["status"] == "cancelled").await;
+        assert_eq!(done["steps"][1]["status"], "pending", "{done}");
+    }
+    let (status, doc) =
+        s.post(&format!("/api/v1/executions/{}/override", ids[2]), &admin, json!({"reason": "hotfix"})).await;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    let done = s.wait_for(&ids[2], &op, |d| d["status"] == "succeeded").await;
+    assert_eq!(done["steps"][0]["outputs"]["override_reason"], "hotfix");
+    assert!(done["steps"][0]["error"].is_null(), "{done}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_a_runbook_that_names_an_unknown_gate_is_refused() {
+    let (s, _) = gated_server().await;
+    let op = s.token("olga", &["operator", "author"]).await;
+    let book = runbook("typo", "1.0.0", "", "", "    - id: health\n      gate: { use: prdo }\n");
+    let (status, body) = s.publish(&op, &book).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "invalid runbook: step `health` uses gate `prdo`, which this server does not define (its gates_file) (did you mean `prod`?)"
+    );
+    assert_eq!(body["error"]["details"][0]["message"], "step `health`: no gate `prdo` on this server");
+    assert!(body["error"]["details"][0]["line"].as_u64().is_some(), "{body}");
+    s.stop().await;
+}
