@@ -21,12 +21,33 @@ pub fn handle() -> &'static PrometheusHandle {
             .set_buckets(&buckets)
             .and_then(|b| b.set_buckets_for_metric(Matcher::Full("opsbook_gate_source_duration_seconds".into()), &fast))
             .expect("bucket lists are not empty");
-        match builder.install_recorder() {
+        let handle = match builder.install_recorder() {
             Ok(h) => h,
             // Another recorder is already installed: render an empty one rather than fail.
             Err(_) => PrometheusBuilder::new().build_recorder().handle(),
-        }
+        };
+        describe();
+        handle
     })
+}
+
+/// `# HELP` lines, so a scrape explains itself.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!("opsbook_executions", "Executions in the database by status");
+    describe_gauge!("opsbook_queue_depth", "Executions queued for a worker");
+    describe_gauge!("opsbook_waiting_approvals", "Executions waiting for an approval decision");
+    describe_gauge!("opsbook_waiting_gates", "Executions waiting on a health gate (including one being polled)");
+    describe_gauge!("opsbook_workers", "Workers this server runs");
+    describe_gauge!("opsbook_running_here", "Executions this server is running or polling a gate of now");
+    describe_counter!("opsbook_executions_finished_total", "Executions that finished, by runbook and status");
+    describe_histogram!("opsbook_execution_duration_seconds", "Duration of finished executions");
+    describe_histogram!("opsbook_step_duration_seconds", "Duration of finished steps");
+    describe_counter!("opsbook_notification_failures_total", "Failed notification delivery attempts, by rule");
+    describe_counter!("opsbook_gate_checks_total", "Gate checks by gate and verdict");
+    describe_gauge!("opsbook_gate_blocked", "1 while the gate's last check did not pass");
+    describe_histogram!("opsbook_gate_source_duration_seconds", "Time to read one gate source, by type and verdict");
+    describe_counter!("opsbook_gates_reloads_total", "Reloads of the gates file after it changed, by result");
 }
 
 pub fn router(state: AppState) -> Router {

@@ -288,6 +288,9 @@ async fn gate_checks_and_waits_show_in_metrics() {
             "opsbook_waiting_gates 0",
             "opsbook_gate_blocked{gate=\"metered\"} 0",
             "opsbook_gate_checks_total{gate=\"metered\",verdict=\"clear\"} 1",
+            // Every series explains itself.
+            "# HELP opsbook_gate_checks_total Gate checks by gate and verdict\n",
+            "# HELP opsbook_waiting_gates Executions waiting on a health gate (including one being polled)\n",
         ],
     )
     .await;
