@@ -228,14 +228,14 @@ pub(crate) async fn recheck_released<S: Store>(
             rec.status = StepStatus::Pending;
             rec.error = None;
             rec.wait_deadline = None;
-            run.event(&Event::GateCleared { step_id: gate_step, gate: &name, waited_ms });
+            run.event(&Event::GateCleared { step_id: &step_id, gate: &name, waited_ms });
         }
         return Ok(Recheck::Go);
     }
     let why = describe(run, &r);
     let message = format!("waiting before step `{step_id}`: gate `{name}` {}: {why}", r.verdict.as_str());
     if previous.as_deref() != Some(message.as_str()) {
-        run.event(&Event::GateBlocked { step_id: gate_step, gate: &name, reasons: &why });
+        run.event(&Event::GateBlocked { step_id: &step_id, gate: &name, reasons: &why });
     }
     let first = *run.steps[idx].started_at.get_or_insert(now);
     let max_wait = i64::try_from(spec.max_wait().0.as_millis()).unwrap_or(i64::MAX / 2);

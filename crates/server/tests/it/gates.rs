@@ -211,13 +211,16 @@ async fn polls(s: &Server, id: &str, token: &str) -> usize {
 async fn breaking_glass_on_a_recheck_waives_the_gate_for_the_rest_of_the_run() {
     let (hook, got) = receiver(0).await;
     let (s, incident) = gated_server_with(|c| {
-        c.notify = vec![rule("oncall", Kind::Webhook, &hook, &["overridden"])];
+        c.notify = vec![rule("oncall", Kind::Webhook, &hook, &["overridden", "blocked"])];
     })
     .await;
     let op = s.token("olga", &["operator", "author"]).await;
     let admin = s.token("root", &["admin"]).await;
     let id = start_rolling(&s, &op, &incident).await;
     s.wait_for(&id, &op, |d| d["status"] == "waiting").await;
+    // The notice names the step the recheck holds.
+    let blocked = wait_deliveries(&got, "blocked", 1).await;
+    assert_eq!(blocked[0].1, "step `second`: gate `prod` blocks: command: incident open");
     let (status, doc) = s
         .post(&format!("/api/v1/executions/{id}/override"), &admin, json!({"reason": "hotfix for the incident itself"}))
         .await;
@@ -229,7 +232,8 @@ async fn breaking_glass_on_a_recheck_waives_the_gate_for_the_rest_of_the_run() {
     assert!(incident.exists());
     assert_eq!(done["steps"][0]["outputs"]["overridden_by"], "root");
     assert_eq!(done["steps"][3]["status"], "succeeded");
-    let all = wait_deliveries(&got, "overridden", 1).await;
+    let all: Vec<_> =
+        wait_deliveries(&got, "overridden", 1).await.into_iter().filter(|(e, _)| e == "overridden").collect();
     assert_eq!(
         all[0].1,
         "root overrode waiting before step `second`: gate `prod` blocked: command: incident open: hotfix for the incident itself"
