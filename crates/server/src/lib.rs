@@ -70,7 +70,11 @@ async fn watch_gates(state: AppState, path: std::path::PathBuf) {
             continue;
         }
         seen = now;
-        match config::read_gates(&path) {
+        let read = match config::read_gates(&path) {
+            Ok(gates) => still_used(&state, &gates).await.map(|()| gates),
+            Err(e) => Err(e),
+        };
+        match read {
             Ok(gates) => {
                 tracing::info!(file = %path.display(), gates = gates.len(), "gates file reloaded");
                 state.engine.config.gates.replace(gates);
@@ -82,6 +86,52 @@ async fn watch_gates(state: AppState, path: std::path::PathBuf) {
             }
         }
     }
+}
+
+/// Refuses a gates file that drops a gate still in use — by the latest version of a
+/// runbook that can run, or by an execution not finished — which would fail them.
+async fn still_used(
+    state: &AppState,
+    gates: &std::collections::BTreeMap<String, opsbook_core::gate::GateDef>,
+) -> Result<(), String> {
+    use opsbook_store::{ExecutionFilter, RunbookQuery, ServerStore, Store};
+    let current = state.engine.config.gates.snapshot();
+    let dropped: Vec<&String> = current.keys().filter(|k| !gates.contains_key(*k)).collect();
+    if dropped.is_empty() {
+        return Ok(());
+    }
+    let mut sources: Vec<(String, String)> = Vec::new(); // (who, sha256)
+    for entry in state.store.registry(&RunbookQuery::default()).await.map_err(|e| e.to_string())? {
+        if entry.status != "archived" {
+            sources.push((format!("runbook `{}`", entry.name), entry.latest_sha256));
+        }
+    }
+    use opsbook_core::ExecStatus;
+    for status in [ExecStatus::Queued, ExecStatus::Running, ExecStatus::Waiting] {
+        let filter = ExecutionFilter { status: Some(status), limit: 10_000, ..ExecutionFilter::default() };
+        for e in state.store.executions(&filter).await.map_err(|e| e.to_string())? {
+            sources.push((format!("execution {} ({status})", e.id), e.runbook_sha256));
+        }
+    }
+    let mut users = Vec::new();
+    for (who, sha) in sources {
+        let Ok(stored) = state.store.runbook(&sha).await else { continue };
+        let Ok(rb) = opsbook_core::parse(&stored.content) else { continue };
+        for step in &rb.steps {
+            if let opsbook_core::StepKind::Gate(g) = &step.kind
+                && let Some(name) = g.use_gate.as_ref().filter(|n| dropped.contains(n))
+            {
+                users.push(format!("{who} uses `{name}`"));
+            }
+        }
+    }
+    users.dedup();
+    if users.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<&str> = users.iter().take(5).map(String::as_str).collect();
+    let more = if users.len() > 5 { format!(" and {} more", users.len() - 5) } else { String::new() };
+    Err(format!("the edited gates file removes gates still in use: {}{more}", shown.join("; ")))
 }
 
 /// Serves the API on `listener` with the worker pool until `shutdown` resolves; then

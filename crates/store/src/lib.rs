@@ -86,7 +86,8 @@ pub trait ServerStore: Store {
     /// Claims the queued execution that has waited longest for a runner (since it was
     /// created, or since it last ran) for `owner` until the lease expires.
     fn claim_next(&self, owner: &str, lease_ms: i64) -> impl Future<Output = Result<Option<Execution>>> + Send;
-    /// Claims a waiting execution (to poll its gate) unless someone else moved it.
+    /// Holds a waiting execution (to poll its gate, cancel or override it) unless someone
+    /// else holds it or moved it. It stays `waiting` meanwhile: that is what it does.
     fn claim_waiting(
         &self,
         execution_id: &str,

@@ -364,8 +364,9 @@ impl ServerStore for SqliteStore {
         let now = now_ms();
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
-            "UPDATE executions SET status = 'running', owner = ?1, lease_expires_at = ?2, heartbeat_at = ?3 \
-             WHERE id = ?4 AND status = 'waiting' RETURNING {EXECUTION_COLUMNS}"
+            "UPDATE executions SET owner = ?1, lease_expires_at = ?2, heartbeat_at = ?3 \
+             WHERE id = ?4 AND status = 'waiting' AND (owner IS NULL OR lease_expires_at < ?3) \
+             RETURNING {EXECUTION_COLUMNS}"
         ))?;
         Ok(collect(&mut stmt, params![owner, now + lease_ms, now, execution_id], execution_from)?.pop())
     }

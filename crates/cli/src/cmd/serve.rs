@@ -41,7 +41,8 @@ pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
     // The server log: standard error, `info` and up unless RUST_LOG says otherwise.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour).try_init();
     let mut config = Config::load(args.config.as_deref()).map_err(usage)?;
     if let Some(l) = args.listen {
         config.listen = l;

@@ -116,6 +116,11 @@ pub(crate) async fn run_released<S: Store>(
         Err(e) => return settle(run, idx, step, StepStatus::Failed, Some(e)).await,
     };
     run.steps[idx].started_at.get_or_insert(now);
+    if run.steps[idx].status == StepStatus::Pending {
+        // On record while the first check runs (an override waits for it).
+        run.steps[idx].status = StepStatus::Running;
+        run.save_step(idx).await?;
+    }
     let checker = match Checker::new(std::time::Duration::from_secs(20)) {
         Ok(c) => c,
         Err(e) => return settle(run, idx, step, StepStatus::Failed, Some(e)).await,

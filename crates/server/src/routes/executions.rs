@@ -297,23 +297,18 @@ pub async fn cancel(
             st.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(&exec.id);
         }
         ExecStatus::Waiting => {
-            // Recorded first: should a gate poll take the execution meanwhile, it cancels.
+            // Recorded first: a gate poll holding the execution sees it and cancels.
             st.store.request_cancel(&exec.id).await?;
-            let secrets = st.secrets_of(&exec.id);
-            let (handle, cancel) = cancel_pair();
-            let notifier = crate::notify::Notifier::new(&exec.id, &exec.runbook_name, st.notify.clone());
-            let hooks = Hooks { observer: &notifier, prompt: None, cancel, cancel_handle: handle };
-            match st.engine.rollback(&exec.id, &secrets, &hooks).await {
-                Ok(_) => {
-                    st.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(&exec.id);
-                }
-                // A gate poll took it first: it sees the request and cancels.
-                Err(_) if st.store.execution(&exec.id).await?.status == ExecStatus::Running => {
-                    if let Some(h) = st.running.lock().unwrap_or_else(|p| p.into_inner()).get(&exec.id) {
-                        h.at_least(1);
-                    }
-                }
-                Err(e) => return Err(e.into()),
+            let lease = i64::try_from(st.engine.config.lease.as_millis()).unwrap_or(30_000);
+            if st.store.claim_waiting(&exec.id, &format!("cancel:{}", auth.0.user), lease).await?.is_some() {
+                let secrets = st.secrets_of(&exec.id);
+                let (handle, cancel) = cancel_pair();
+                let notifier = crate::notify::Notifier::new(&exec.id, &exec.runbook_name, st.notify.clone());
+                let hooks = Hooks { observer: &notifier, prompt: None, cancel, cancel_handle: handle };
+                st.engine.rollback(&exec.id, &secrets, &hooks).await?;
+                st.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(&exec.id);
+            } else if let Some(h) = st.running.lock().unwrap_or_else(|p| p.into_inner()).get(&exec.id) {
+                h.at_least(1);
             }
         }
         other => return Err(ApiError::conflict(format!("execution {} is already {other}", exec.id))),

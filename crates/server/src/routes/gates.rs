@@ -57,23 +57,26 @@ pub async fn override_gate(
                 && !matches!(rb.steps.get(s.idx as usize).map(|x| &x.kind), Some(StepKind::Approval(_)) | None)
         })
     };
-    // Hold the execution while the override is written. A gate poll under way (bounded
-    // by the check timeout) is waited for, so the override never races it.
+    // Hold the execution while the override is written. A gate check under way (a poll,
+    // or the first check on a worker) is waited for, so the override never races it; a
+    // check is bounded by its timeout.
+    let gate_checking = |steps: &[opsbook_store::StepRecord]| {
+        steps.iter().any(|s| {
+            s.status == StepStatus::Running
+                && matches!(rb.steps.get(s.idx as usize).map(|x| &x.kind), Some(StepKind::Gate(_)))
+        })
+    };
     let owner = format!("override:{}", auth.0.user);
     let deadline = now_ms() + 30_000;
     let (exec, mut steps, i) = loop {
         let steps = st.store.steps(&exec.id).await?;
         let current = st.store.execution(&exec.id).await?;
-        if gate_wait(&steps).is_none() {
-            return Err(ApiError::conflict(format!(
-                "execution {} is {}, not waiting on a gate",
-                exec.id, current.status
-            )));
-        }
+        let waiting = gate_wait(&steps).is_some();
+        let busy = now_ms() < deadline && gate_checking(&steps);
         match current.status {
-            ExecStatus::Waiting => {
+            ExecStatus::Waiting if waiting => {
                 if let Some(held) = st.store.claim_waiting(&exec.id, &owner, 60_000).await? {
-                    // Read again: the poll that just ended may have changed them.
+                    // Read again: a poll that just ended may have changed them.
                     let steps = st.store.steps(&exec.id).await?;
                     match gate_wait(&steps) {
                         Some(i) => break (held, steps, i),
@@ -86,8 +89,9 @@ pub async fn override_gate(
                         }
                     }
                 }
+                // Else a poll holds it: try again when it is done.
             }
-            ExecStatus::Running | ExecStatus::Queued if now_ms() < deadline => {}
+            ExecStatus::Running | ExecStatus::Queued if busy || (waiting && now_ms() < deadline) => {}
             other => {
                 return Err(ApiError::conflict(format!("execution {} is {other}, not waiting on a gate", exec.id)));
             }
@@ -134,6 +138,26 @@ pub async fn override_gate(
     for &c in &changed {
         st.store.update_step(&steps[c]).await?;
     }
+    // In the execution's log too, where people following it look.
+    let line = format!(
+        "gate overridden by {}: {} (was: {})",
+        auth.0.user,
+        body.reason,
+        blocked_by.as_deref().unwrap_or("blocked")
+    );
+    let seq = st.store.last_log_seq(&exec.id).await? + 1;
+    st.store
+        .append_logs(&[opsbook_store::LogLine {
+            execution_id: exec.id.clone(),
+            seq,
+            step_id: Some(steps[i].step_id.clone()),
+            phase: opsbook_store::Phase::Step,
+            attempt: 0,
+            stream: opsbook_store::Stream::System,
+            ts: now,
+            line,
+        }])
+        .await?;
     let gates: Vec<&str> =
         changed.iter().filter(|&&c| c != i || at_gate_step).map(|&c| steps[c].step_id.as_str()).collect();
     let doc = json!({

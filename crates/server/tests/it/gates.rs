@@ -335,9 +335,17 @@ async fn an_edited_gates_file_is_picked_up_and_a_broken_one_ignored() {
     // A broken edit keeps the gates in use.
     scrape_until(&s, &["opsbook_gates_reloads_total{result=\"ok\"}"]).await;
     std::fs::write(&file, "gates:\n  staging:\n    sources: [ { statuspag: {} } ]\n").unwrap();
-    scrape_until(&s, &["opsbook_gates_reloads_total{result=\"error\"}"]).await;
+    scrape_until(&s, &["opsbook_gates_reloads_total{result=\"error\"} 1"]).await;
     assert_eq!(s.get("/api/v1/gates/staging", &viewer).await.0, StatusCode::OK);
     assert_eq!(s.get("/api/v1/gates/prod", &viewer).await.0, StatusCode::OK);
+
+    // Nor may an edit drop a gate a runbook still uses: its runs would fail.
+    let op = s.token("olga", &["author"]).await;
+    let uses = runbook("stage-deploy", "1.0.0", "", "", "    - id: health\n      gate: { use: staging }\n");
+    assert_eq!(s.publish(&op, &uses).await.0, StatusCode::CREATED);
+    std::fs::write(&file, one).unwrap();
+    scrape_until(&s, &["opsbook_gates_reloads_total{result=\"error\"} 2"]).await;
+    assert_eq!(s.get("/api/v1/gates/staging", &viewer).await.0, StatusCode::OK);
     s.stop().await;
 }
 
@@ -375,6 +383,10 @@ async fn slow_gates_never_hold_workers_and_cancel_and_override_reach_a_poll() {
     let (_, plain) = s.post("/api/v1/runbooks/plain/executions", &op, json!({})).await;
     assert_eq!(s.settled(plain["id"].as_str().unwrap(), &op).await["status"], "succeeded");
     assert!(started.elapsed() < std::time::Duration::from_secs(3), "took {:?}", started.elapsed());
+    // Being polled, they still say what they do: wait.
+    let (_, listed) = s.get("/api/v1/executions?status=waiting", &op).await;
+    let waiting: Vec<&str> = listed["items"].as_array().unwrap().iter().filter_map(|e| e["id"].as_str()).collect();
+    assert!(ids.iter().all(|id| waiting.contains(&id.as_str())), "{listed}");
 
     // Approving an execution that waits on a gate is a conflict, not a server error.
     let (status, body) =
@@ -406,6 +418,23 @@ async fn slow_gates_never_hold_workers_and_cancel_and_override_reach_a_poll() {
     let done = s.wait_for(&ids[2], &op, |d| d["status"] == "succeeded").await;
     assert_eq!(done["steps"][0]["outputs"]["override_reason"], "hotfix");
     assert!(done["steps"][0]["error"].is_null(), "{done}");
+    let (_, logs) = s.get(&format!("/api/v1/executions/{}/logs", ids[2]), &op).await;
+    assert!(
+        logs["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["line"] == "gate overridden by root: hotfix (was: gate `slow` blocked: command: incident open)"),
+        "{logs}"
+    );
+
+    // An override sent during the very first check (on a worker) waits for it.
+    let (_, sub) = s.post("/api/v1/runbooks/slowgated/executions", &op, json!({})).await;
+    let fresh = sub["id"].as_str().unwrap().to_string();
+    s.wait_for(&fresh, &op, |d| d["steps"][0]["status"] == "running").await;
+    let (status, doc) = s.post(&format!("/api/v1/executions/{fresh}/override"), &admin, json!({"reason": "now"})).await;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    s.wait_for(&fresh, &op, |d| d["status"] == "succeeded").await;
     s.stop().await;
 }
 
