@@ -127,18 +127,31 @@ pub(crate) async fn run_released<S: Store>(
     };
     let name = spec.name().to_string();
     let cancel = run.hooks.cancel.clone();
+    // A worker gives a check a short while; a slower one is handed to the gate pool, so
+    // a slow or hanging source never holds a worker for long.
+    let budget = if run.gate_poll_only { std::time::Duration::from_secs(86_400) } else { WORKER_CHECK_BUDGET };
     let r = tokio::select! {
         r = checker.check(&name, &def, jiff::Timestamp::now()) => r,
         _ = cancel.reached(1) => {
             return settle(run, idx, step, StepStatus::Cancelled, Some("cancelled while waiting on a gate".into())).await;
         }
+        _ = tokio::time::sleep(budget) => {
+            let rec = &mut run.steps[idx];
+            rec.status = StepStatus::Waiting;
+            rec.wait_deadline = Some(now);
+            rec.error = Some(format!("gate `{name}`: checking (slow sources)"));
+            run.save_step(idx).await?;
+            return Ok(Flow::Wait);
+        }
     };
     let waited = now - run.steps[idx].started_at.unwrap_or(now);
     let previous = waiting_on(&run.steps[idx]);
+    // Blocked before (not merely handed over from a worker): its clearing is news.
+    let was_blocked = previous.is_some() && run.steps[idx].outputs.contains_key("records");
     if r.passes() {
         run.system(Some(&step.id), Phase::Step, &format!("gate `{name}` is {}", r.verdict.as_str())).await?;
         run.steps[idx].outputs.insert("verdict".into(), r.verdict.as_str().into());
-        if previous.is_some() {
+        if was_blocked {
             run.event(&Event::GateCleared { step_id: &step.id, gate: &name, waited_ms: waited });
         }
         return settle(run, idx, step, StepStatus::Succeeded, None).await;
@@ -172,11 +185,14 @@ pub(crate) async fn run_released<S: Store>(
     rec.error = Some(message.clone());
     rec.outputs.insert("records".into(), records);
     run.save_step(idx).await?;
-    if previous.is_none() {
+    if !was_blocked {
         run.event(&Event::Waiting { step_id: &step.id, message: &message });
     }
     Ok(Flow::Wait)
 }
+
+/// How long a worker checks a gate before handing the check to the gate pool.
+const WORKER_CHECK_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What a step waiting on a gate was last blocked by; `None` when it was not waiting.
 fn waiting_on(rec: &opsbook_store::StepRecord) -> Option<String> {

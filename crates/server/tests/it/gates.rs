@@ -453,3 +453,34 @@ async fn publishing_a_runbook_that_names_an_unknown_gate_is_refused() {
     assert!(body["error"]["details"][0]["line"].as_u64().is_some(), "{body}");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_check_that_is_slow_is_handed_from_the_worker_to_the_gate_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    // One check takes 5 seconds, well beyond what a worker gives a check.
+    let gates = "gates:\n  sluggish:\n    sources:\n      - command: { run: \"sleep 5; echo still under maintenance; exit 1\" }\n";
+    let s = Server::start_in(dir, |c| {
+        c.workers = 1;
+        c.gates = opsbook_core::gate::GatesFile::parse(gates).unwrap().gates;
+    })
+    .await;
+    let op = s.token("olga", &["operator", "author"]).await;
+    let book = "    - id: health\n      gate: { use: sluggish, poll: 1s }\n    - id: ship\n      run: echo shipped\n";
+    s.publish(&op, &runbook("sluggish", "1.0.0", "", "", book)).await;
+    s.publish(&op, &runbook("plain", "1.0.0", "", "", "    - id: a\n      run: \"true\"\n")).await;
+    let (_, gated) = s.post("/api/v1/runbooks/sluggish/executions", &op, json!({})).await;
+    let gated = gated["id"].as_str().unwrap().to_string();
+    s.wait_for(&gated, &op, |d| d["steps"][0]["status"] == "running").await;
+    let started = std::time::Instant::now();
+    let (_, plain) = s.post("/api/v1/runbooks/plain/executions", &op, json!({})).await;
+    assert_eq!(s.settled(plain["id"].as_str().unwrap(), &op).await["status"], "succeeded");
+    assert!(started.elapsed() < std::time::Duration::from_secs(4), "took {:?}", started.elapsed());
+    // The check goes on in the gate pool and its verdict lands as usual.
+    let doc = s.wait_for(&gated, &op, |d| d["steps"][0]["outputs"]["records"].is_array()).await;
+    assert_eq!(doc["status"], "waiting");
+    assert_eq!(doc["steps"][0]["error"], "gate `sluggish` blocked: command: still under maintenance");
+    let (status, _) = s.post(&format!("/api/v1/executions/{gated}/cancel"), &op, json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    s.wait_for(&gated, &op, |d| d["status"] == "cancelled").await;
+    s.stop().await;
+}
