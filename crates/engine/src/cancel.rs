@@ -21,6 +21,11 @@ pub fn cancel_pair() -> (CancelHandle, Cancel) {
 }
 
 impl CancelHandle {
+    /// Whether both handles cancel the same run.
+    pub fn same(&self, other: &CancelHandle) -> bool {
+        self.tx.same_channel(&other.tx)
+    }
+
     /// Raises the level by one (capped at 2) and returns the new level.
     pub fn escalate(&self) -> u8 {
         let mut level = 0;

@@ -42,6 +42,14 @@ pub(crate) async fn recover<S: Store>(store: &S) -> Result<Vec<String>> {
             continue;
         }
         let mut steps = store.steps(&exec.id).await?;
+        // A wait whose holder died (a gate poll, a cancel, an override) that still waits
+        // is simply let go: it is polled or decided again.
+        if exec.status == ExecStatus::Waiting && steps.iter().any(|s| s.status == StepStatus::Waiting) {
+            exec.owner = None;
+            exec.lease_expires_at = None;
+            store.update_execution(&exec).await?;
+            continue;
+        }
         let mut during = None;
         for s in steps.iter_mut().filter(|s| s.status == StepStatus::Running) {
             s.status = StepStatus::Cancelled;

@@ -847,18 +847,26 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
 
     /// Ends the run as failed or cancelled, rolling back first when the runbook says so.
     async fn stop(&mut self, status: ExecStatus, error: String) -> Result<()> {
-        // A step held by a gate's recheck never ran: it is pending again, not waiting.
+        // Nothing waits any more: a step held by a gate's recheck never ran (pending
+        // again); a gate or approval step that waited was cancelled with the run.
         for idx in 0..self.steps.len() {
-            if self.steps[idx].status == StepStatus::Waiting
-                && !matches!(self.rb.steps[idx].kind, StepKind::Approval(_) | StepKind::Gate(_))
-            {
-                let rec = &mut self.steps[idx];
-                rec.status = StepStatus::Pending;
-                rec.wait_deadline = None;
-                rec.started_at = None;
-                self.save_step(idx).await?;
+            if self.steps[idx].status != StepStatus::Waiting {
+                continue;
             }
+            let held = !matches!(self.rb.steps[idx].kind, StepKind::Approval(_) | StepKind::Gate(_));
+            let rec = &mut self.steps[idx];
+            rec.wait_deadline = None;
+            if held {
+                rec.status = StepStatus::Pending;
+                rec.started_at = None;
+            } else {
+                rec.status = StepStatus::Cancelled;
+                rec.finished_at = Some(now_ms());
+            }
+            self.save_step(idx).await?;
         }
+        // On record as running while rollbacks run (a gate poll held it as waiting).
+        self.exec.status = ExecStatus::Running;
         self.exec.error = Some(self.masker().mask(&error).into_owned());
         // The failure is on record before any rollback runs.
         self.flush_deferred().await?;

@@ -54,6 +54,7 @@ pub fn state(store: Db, config: Config) -> AppState {
         running: Arc::new(Mutex::new(HashMap::new())),
         wake: Arc::new(Notify::new()),
         notify,
+        gates_lock: Arc::new(tokio::sync::Mutex::new(())),
     }
 }
 
@@ -70,6 +71,7 @@ async fn watch_gates(state: AppState, path: std::path::PathBuf) {
             continue;
         }
         seen = now;
+        let _guard = state.gates_lock.lock().await;
         let read = match config::read_gates(&path) {
             Ok(gates) => still_used(&state, &gates).await.map(|()| gates),
             Err(e) => Err(e),

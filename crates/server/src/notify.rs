@@ -141,8 +141,9 @@ impl Observer for Notifier {
         match e {
             Event::Started { start: Start::Fresh, .. } => self.send("started"),
             Event::Started { start: Start::Resumed, .. } => self.send("resumed"),
-            // A gate looked at again is no news, nor a worker going on after the gate
-            // cleared (`resumed` went out then); a change of verdict is.
+            // A gate looked at again is no news, nor a worker going on after it cleared
+            // (`resumed` went out then) or was overridden (`overridden` did); a change of
+            // verdict is.
             Event::Started { start: Start::GatePoll | Start::Continued, .. } => {}
             Event::GateBlocked { step_id, gate, reasons } => {
                 self.send_with("blocked", Some(format!("step `{step_id}`: gate `{gate}` blocks: {reasons}")));

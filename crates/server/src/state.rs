@@ -28,6 +28,9 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     /// Notification events, delivered by the dispatcher task.
     pub notify: tokio::sync::mpsc::UnboundedSender<crate::notify::Note>,
+    /// Held while a publish checks its gate names and while the gates file is swapped,
+    /// so neither sees the other half done.
+    pub gates_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The caller's request id (`X-Request-Id`), or a new one.

@@ -50,7 +50,13 @@ async fn run_one(state: &AppState, id: &str, runbook: &str, gate_poll: bool) {
     } else {
         state.engine.run_claimed(id, &secrets, &hooks).await
     };
-    state.running.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    {
+        // Only this run's entry: the next runner (a worker after a poll) may be in already.
+        let mut running = state.running.lock().unwrap_or_else(|p| p.into_inner());
+        if running.get(id).is_some_and(|h| h.same(&hooks.cancel_handle)) {
+            running.remove(id);
+        }
+    }
     match result {
         Ok(outcome) if outcome.status == ExecStatus::Waiting => {}
         // The gate cleared: a worker goes on from here.

@@ -54,7 +54,8 @@ pub trait Store: Send + Sync + Clone + 'static {
     /// Extends the claim of `owner` on a running execution; returns whether cancel was requested.
     fn heartbeat(&self, execution_id: &str, owner: &str, lease_ms: i64) -> impl Future<Output = Result<bool>> + Send;
     fn request_cancel(&self, execution_id: &str) -> impl Future<Output = Result<()>> + Send;
-    /// Executions in `running` state, for crash recovery.
+    /// Executions in `running` state, and `waiting` ones someone holds (a gate poll, a
+    /// cancel, an override), for crash recovery.
     fn running(&self) -> impl Future<Output = Result<Vec<Execution>>> + Send;
 }
 

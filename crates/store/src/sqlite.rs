@@ -572,8 +572,10 @@ impl Store for SqliteStore {
 
     async fn running(&self) -> Result<Vec<Execution>> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached(&format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE status = 'running'"))?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions \
+                 WHERE status = 'running' OR (status = 'waiting' AND owner IS NOT NULL)"
+        ))?;
         collect(&mut stmt, [], execution_from)
     }
 }

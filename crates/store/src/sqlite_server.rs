@@ -374,8 +374,8 @@ impl ServerStore for SqliteStore {
     async fn requeue(&self, execution_id: &str) -> Result<bool> {
         let n = self.conn().execute(
             "UPDATE executions SET status = 'queued', owner = NULL, lease_expires_at = NULL \
-             WHERE id = ? AND status = 'waiting'",
-            [execution_id],
+             WHERE id = ?1 AND status = 'waiting' AND (owner IS NULL OR lease_expires_at < ?2)",
+            params![execution_id, now_ms()],
         )?;
         Ok(n == 1)
     }
@@ -390,12 +390,10 @@ impl ServerStore for SqliteStore {
     async fn count_waiting(&self) -> Result<(i64, i64)> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            // A gate wait counts while its gate is being polled (running) or has just
-            // cleared (queued for a worker); an approval only while nobody decided.
-            "SELECT COALESCE(SUM(s.kind = 'approval' AND e.status = 'waiting'), 0), \
-             COALESCE(SUM(s.kind <> 'approval'), 0) \
+            // A gate poll leaves the execution `waiting`, so polled waits count too.
+            "SELECT COALESCE(SUM(s.kind = 'approval'), 0), COALESCE(SUM(s.kind <> 'approval'), 0) \
              FROM executions e JOIN execution_steps s ON s.execution_id = e.id \
-             WHERE e.status IN ('waiting', 'queued', 'running') AND s.status = 'waiting'",
+             WHERE e.status = 'waiting' AND s.status = 'waiting'",
         )?;
         Ok(stmt.query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?)
     }
@@ -403,8 +401,13 @@ impl ServerStore for SqliteStore {
     async fn expired_waits(&self, now: i64) -> Result<Vec<(String, bool)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
+            // Due (or asked to cancel), not held by anyone; the longest overdue first, so
+            // a busy gate pool gets to every one in turn.
             "SELECT e.id, MAX(s.kind <> 'approval') FROM executions e JOIN execution_steps s ON s.execution_id = e.id \
-             WHERE e.status = 'waiting' AND s.status = 'waiting' AND s.wait_deadline < ? GROUP BY e.id",
+             WHERE e.status = 'waiting' AND s.status = 'waiting' \
+             AND (s.wait_deadline < ?1 OR e.cancel_requested = 1) \
+             AND (e.owner IS NULL OR e.lease_expires_at < ?1) \
+             GROUP BY e.id ORDER BY MIN(COALESCE(s.wait_deadline, 0))",
         )?;
         collect(&mut stmt, [now], |row| Ok((row.get(0)?, row.get(1)?)))
     }

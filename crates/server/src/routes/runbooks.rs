@@ -76,6 +76,8 @@ pub async fn publish(
             .with_details(Value::Array(details))
     })?;
     // Every named gate must exist here: a typo would otherwise surface only at run time.
+    // Held until the runbook is stored, so a gates-file reload cannot slip in between.
+    let _gates_guard = st.gates_lock.lock().await;
     let gates = st.engine.config.gates.snapshot();
     let known: Vec<&str> = gates.keys().map(String::as_str).collect();
     let unknown = rb.unknown_gates(&known);

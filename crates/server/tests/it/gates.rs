@@ -410,6 +410,7 @@ async fn slow_gates_never_hold_workers_and_cancel_and_override_reach_a_poll() {
     }
     for id in &ids[..2] {
         let done = s.wait_for(id, &op, |d| d["status"] == "cancelled").await;
+        assert_eq!(done["steps"][0]["status"], "cancelled", "nothing is left waiting: {done}");
         assert_eq!(done["steps"][1]["status"], "pending", "{done}");
     }
     let (status, doc) =
@@ -482,5 +483,32 @@ async fn a_first_check_that_is_slow_is_handed_from_the_worker_to_the_gate_pool()
     let (status, _) = s.post(&format!("/api/v1/executions/{gated}/cancel"), &op, json!({})).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     s.wait_for(&gated, &op, |d| d["status"] == "cancelled").await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_whose_holder_died_is_let_go_and_polled_again() {
+    use opsbook_store::{ServerStore, Store};
+    let (s, incident) = gated_server().await;
+    let op = s.token("olga", &["operator", "author"]).await;
+    std::fs::write(&incident, "incident open").unwrap();
+    let book = "    - id: health\n      gate: { use: prod, poll: 100ms }\n    - id: ship\n      run: echo shipped\n";
+    s.publish(&op, &runbook("deploy", "1.0.0", "", "", book)).await;
+    let (_, sub) = s.post("/api/v1/runbooks/deploy/executions", &op, json!({})).await;
+    let id = sub["id"].as_str().unwrap().to_string();
+    s.wait_for(&id, &op, |d| d["status"] == "waiting").await;
+    // Someone (a poll on a server that then died) holds it, and its lease runs out.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while s.store.claim_waiting(&id, "server:gone:1", 1).await.unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "never free to hold");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    s.state.engine.recover().await.unwrap();
+    let exec = s.store.execution(&id).await.unwrap();
+    assert_eq!((exec.status.as_str(), exec.owner), ("waiting", None));
+    // Polled again: it goes on once the incident closes.
+    std::fs::remove_file(&incident).unwrap();
+    s.wait_for(&id, &op, |d| d["status"] == "succeeded").await;
     s.stop().await;
 }
