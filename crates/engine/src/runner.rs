@@ -690,8 +690,11 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
     async fn recheck_gates(&mut self, idx: usize, step: &Step) -> Result<Recheck> {
         let gates: Vec<(String, opsbook_core::step::gate::GateStepSpec)> = (0..idx)
             // An admin's override (break glass) waives a gate for the rest of the run.
+            // (not the gate step just before: it has only now been checked)
             .filter(|&i| {
-                self.steps[i].status == StepStatus::Succeeded && !self.steps[i].outputs.contains_key("overridden_by")
+                i + 1 < idx
+                    && self.steps[i].status == StepStatus::Succeeded
+                    && !self.steps[i].outputs.contains_key("overridden_by")
             })
             .filter_map(|i| match &self.rb.steps[i].kind {
                 StepKind::Gate(g) if g.recheck.is_some() => Some((self.rb.steps[i].id.clone(), g.clone())),

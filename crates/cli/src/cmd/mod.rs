@@ -107,6 +107,13 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             Command::Resume(_) | Command::Rollback(_) => {
                 return Err(usage("resume and rollback run on the server's machine: use them there without --server"));
             }
+            // Never answer for the server from a local database (an empty one says "intact").
+            Command::Admin(_) => {
+                return Err(usage(
+                    "admin commands work on the server's database: run them on the server's machine \
+                     without --server (and with --db / OPSBOOK_DB if it is not the default)",
+                ));
+            }
             _ => {}
         }
     }

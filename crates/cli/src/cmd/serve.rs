@@ -77,8 +77,12 @@ pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
         Some(l) => format!(", metrics on http://{}/metrics", l.local_addr()?),
         None => String::new(),
     };
+    let gates_note = match &config.gates_file {
+        Some(f) => format!(", {} gates from {}", config.gates.len(), f.display()),
+        None => String::new(),
+    };
     println!(
-        "opsbook serving on http://{addr} ({} workers, database {}{metrics_note})",
+        "opsbook serving on http://{addr} ({} workers, database {}{metrics_note}{gates_note})",
         config.workers,
         path.display()
     );

@@ -297,6 +297,11 @@ fn runbook_gate_steps_wait_fail_and_recheck() {
     assert_eq!(o.code, 1, "{o:?}");
     let doc = o.json();
     assert_eq!(doc["error"], "recheck before step `second`: gate `inline` is blocked: command: incident opened");
+    let logs = env.run(&["logs", doc["id"].as_str().unwrap()]);
+    assert!(
+        logs.stdout.contains("gate `inline` is blocked: command: incident opened"),
+        "the check is in the log: {logs:?}"
+    );
     assert_eq!(doc["steps"][2]["status"], "pending");
     assert!(!env.path("second").exists());
     assert!(env.path("undone").exists(), "first was rolled back");
@@ -395,6 +400,13 @@ fn server_flag_mistakes_are_usage_errors() {
         2,
         "--server `notaurl`: expected an http:// or https:// URL, e.g. https://opsbook.example.com",
     );
+    // Admin commands never answer for a server from a local database.
+    crate::support::assert_fails_saying(
+        &out(env.cmd(&["--server", "http://127.0.0.1:9", "admin", "audit", "verify"]).output().unwrap()),
+        2,
+        "admin commands work on the server's database: run them on the server's machine without --server",
+    );
+    assert!(!env.db.exists(), "no local database was created");
     // Something that is not an opsbook server answers: said so, not a bare "HTTP 404".
     let other = FakeHttp::start();
     crate::support::assert_fails_saying(

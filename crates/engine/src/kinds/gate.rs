@@ -63,7 +63,9 @@ pub(crate) async fn wait_until_clear<S: Store>(
             last_block = Some(why.clone());
         }
         if spec.on_blocked == OnBlocked::Fail {
-            return Ok(AttemptResult::fatal(format!("gate `{name}` is {}: {why}", r.verdict.as_str())));
+            let msg = format!("gate `{name}` is {}: {why}", r.verdict.as_str());
+            run.system(Some(step_id), Phase::Step, &msg).await?;
+            return Ok(AttemptResult::fatal(msg));
         }
         let waited = started.elapsed();
         if waited >= max_wait {
@@ -151,6 +153,8 @@ pub(crate) async fn run_released<S: Store>(
     if r.passes() {
         run.system(Some(&step.id), Phase::Step, &format!("gate `{name}` is {}", r.verdict.as_str())).await?;
         run.steps[idx].outputs.insert("verdict".into(), r.verdict.as_str().into());
+        // What blocked it is history now (in the log and the notifications).
+        run.steps[idx].outputs.remove("records");
         if was_blocked {
             run.event(&Event::GateCleared { step_id: &step.id, gate: &name, waited_ms: waited });
         }
@@ -243,6 +247,9 @@ pub(crate) async fn recheck_released<S: Store>(
     let previous = waiting_on(&run.steps[idx]);
     let now = opsbook_store::now_ms();
     if r.passes() {
+        // Every check is in the log, as in a local run.
+        let clear = format!("recheck before step `{step_id}`: gate `{name}` is {}", r.verdict.as_str());
+        run.system(Some(gate_step), Phase::Step, &clear).await?;
         if previous.is_some() {
             let waited_ms = now - run.steps[idx].started_at.unwrap_or(now);
             let rec = &mut run.steps[idx];

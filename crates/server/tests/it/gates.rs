@@ -70,6 +70,7 @@ async fn executions_wait_on_gates_without_a_worker_and_resume_by_themselves() {
     std::fs::remove_file(&incident).unwrap();
     let done = s.wait_for(&id, &op, |d| d["status"] == "succeeded").await;
     assert_eq!(done["steps"][0]["outputs"]["verdict"], "clear");
+    assert!(done["steps"][0]["outputs"]["records"].is_null(), "what blocked it is history: {done}");
 
     // Break glass: an admin overrides a blocking gate, with a reason, on record.
     std::fs::write(&incident, "incident open").unwrap();
@@ -122,6 +123,10 @@ async fn an_incident_mid_run_parks_the_execution_before_the_next_step() {
     std::fs::remove_file(&incident).unwrap();
     let done = s.wait_for(&id, &op, |d| d["status"] == "succeeded").await;
     assert_eq!(done["steps"][2]["status"], "succeeded");
+    // Every check is in the log, the clear ones too.
+    let (_, logs) = s.get(&format!("/api/v1/executions/{id}/logs"), &op).await;
+    let lines: Vec<&str> = logs["lines"].as_array().unwrap().iter().filter_map(|l| l["line"].as_str()).collect();
+    assert!(lines.contains(&"recheck before step `third`: gate `prod` is clear"), "{lines:?}");
     s.stop().await;
 }
 
