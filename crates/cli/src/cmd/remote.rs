@@ -244,6 +244,8 @@ pub async fn logs(client: &Client, id: &str, step: Option<&str>, follow: bool) -
         }
         let doc = client.get(&format!("/api/v1/executions/{}", enc(id))).await?;
         if !in_progress(&doc) {
+            // How it ended, on stderr so the log lines on stdout stay just those.
+            eprintln!("execution {id} {}", crate::render::exec_status(status_of(&doc)));
             return Ok(EXIT_OK);
         }
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -234,6 +234,11 @@ fn gate_check_and_wait_ask_the_server() {
     assert_eq!(followed.code, 0, "followed through the wait and the override: {followed:?}");
     assert_eq!(followed.json()["status"], "succeeded");
     assert_eq!(followed.json()["id"], id.as_str());
+    assert_eq!(followed.json()["steps"][0]["attempts"], 1, "a gate step counts once");
+    let logs = client(&env, &srv.url, &author, &["logs", &id, "--follow"]);
+    assert_eq!(logs.code, 0, "{logs:?}");
+    assert!(logs.stdout.contains("gate overridden by ada: hotfix for the outage"), "{logs:?}");
+    assert!(logs.stderr.contains(&format!("execution {id} succeeded")), "{logs:?}");
     let again = client(&env, &srv.url, &admin, &["gate", "override", &id, "--reason", "again"]);
     assert_eq!(again.code, 2, "{again:?}");
     assert!(again.stderr.contains(&format!("execution {id} is succeeded, not waiting on a gate")), "{again:?}");

@@ -215,6 +215,8 @@ async fn settle<S: Store>(
     rec.status = status;
     rec.error = error.clone();
     rec.finished_at = Some(now);
+    // One step, done once (its polls are not retries), as a local run counts it.
+    rec.attempts = rec.attempts.max(1);
     rec.wait_deadline = None;
     let duration_ms = now - rec.started_at.unwrap_or(now);
     run.save_step(idx).await?;

@@ -119,6 +119,7 @@ pub async fn override_gate(
             gate.status = StepStatus::Succeeded;
             gate.finished_at = Some(now);
             gate.wait_deadline = None;
+            gate.attempts = gate.attempts.max(1);
         }
         gate.outputs.insert("overridden_by".into(), auth.0.user.clone().into());
         gate.outputs.insert("override_reason".into(), body.reason.clone().into());
