@@ -146,7 +146,12 @@ fn dry_run(rb: &Runbook, params: &ParamValues, output: Output) -> Result<u8> {
             }
         };
         let when = s.when.as_ref().map(|w| {
-            let v = template::eval_condition(w, &ctx).map(|b| b.to_string()).unwrap_or_else(|e| format!("error: {e}"));
+            // Nothing has run, so what earlier steps output is not known yet.
+            let v = if w.contains("steps.") {
+                "unknown until it runs (it reads earlier steps' outputs)".to_string()
+            } else {
+                template::eval_condition(w, &ctx).map(|b| b.to_string()).unwrap_or_else(|e| format!("error: {e}"))
+            };
             (w.clone(), v)
         });
         let rollback = s.rollback.as_ref().map(|r| render(&r.template, true));

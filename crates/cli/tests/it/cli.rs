@@ -189,13 +189,18 @@ fn dry_run_renders_and_runs_nothing() {
     let env = Env::new();
     let book = runbook(
         "    pw: { type: secret }\n    target: { type: string }\n",
-        "    - id: a\n      run: touch ran && echo {{ params.target }} {{ params.pw }}\n    - id: b\n      when: \"params.target == 'x y'\"\n      http: { url: \"http://localhost:{{ steps.a.outputs.port }}/\" }\n",
+        "    - id: a\n      run: touch ran && echo {{ params.target }} {{ params.pw }}\n    - id: b\n      when: \"params.target == 'x y'\"\n      http: { url: \"http://localhost:{{ steps.a.outputs.port }}/\" }\n    - id: c\n      when: \"steps.a.outputs.port == '80'\"\n      run: \"true\"\n",
     );
     let out = env.run_book(&book, &["--dry-run", "-p", "pw=hunter2", "-p", "target=x y"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("touch ran && echo 'x y' '***'"), "{out:?}");
     assert!(out.stdout.contains("when params.target == 'x y' → true"), "{out:?}");
     assert!(out.stdout.contains("GET http://localhost:<steps.a.outputs.port>/"), "{out:?}");
+    assert!(
+        out.stdout
+            .contains("when steps.a.outputs.port == '80' → unknown until it runs (it reads earlier steps' outputs)"),
+        "{out:?}"
+    );
     assert!(!out.stdout.contains("hunter2"));
     assert!(!env.path("ran").exists());
     assert!(!env.db.exists());
