@@ -46,6 +46,13 @@ pub struct EngineConfig {
     pub release_gate_waits: bool,
 }
 
+impl EngineConfig {
+    /// The lease in epoch-ms arithmetic, as the store takes it.
+    pub fn lease_ms(&self) -> i64 {
+        i64::try_from(self.lease.as_millis()).unwrap_or(30_000)
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {

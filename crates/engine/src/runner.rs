@@ -107,7 +107,7 @@ pub async fn new_execution<S: Store>(
         current_step: None,
         rollback_status: None,
         owner: running.then(|| engine.config.owner.clone()),
-        lease_expires_at: running.then(|| now + lease_ms(engine)),
+        lease_expires_at: running.then(|| now + engine.config.lease_ms()),
         heartbeat_at: running.then_some(now),
         cancel_requested: false,
     };
@@ -188,10 +188,6 @@ pub(crate) async fn run_claimed<S: Store>(
     }
     run.drive(0).await?;
     run.outcome()
-}
-
-fn lease_ms<S: Store>(engine: &Engine<S>) -> i64 {
-    i64::try_from(engine.config.lease.as_millis()).unwrap_or(30_000)
 }
 
 /// Loads a stored execution with its runbook and parameters for resuming or rolling back.
@@ -312,7 +308,7 @@ pub(crate) async fn resume<S: Store>(
     run.exec.error = None;
     run.exec.finished_at = None;
     run.exec.owner = Some(engine.config.owner.clone());
-    run.exec.lease_expires_at = Some(now + lease_ms(engine));
+    run.exec.lease_expires_at = Some(now + engine.config.lease_ms());
     run.exec.heartbeat_at = Some(now);
     engine.store.update_execution(&run.exec).await?;
     run.event(&Event::Started {
@@ -454,7 +450,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         let store = self.engine.store.clone();
         let id = self.exec.id.clone();
         let owner = self.engine.config.owner.clone();
-        let lease = lease_ms(self.engine);
+        let lease = self.engine.config.lease_ms();
         let every = self.engine.config.heartbeat;
         let cancel = self.hooks.cancel_handle.clone();
         self.heartbeat = Some(tokio::spawn(async move {

@@ -16,7 +16,7 @@ pub fn spawn(state: &AppState, n: usize, stop: watch::Receiver<bool>) -> Vec<Joi
 }
 
 async fn worker(state: AppState, mut stop: watch::Receiver<bool>) {
-    let lease = i64::try_from(state.engine.config.lease.as_millis()).unwrap_or(30_000);
+    let lease = state.engine.config.lease_ms();
     loop {
         if *stop.borrow() {
             return;
@@ -91,7 +91,7 @@ const GATE_POLLS: usize = 16;
 pub fn spawn_reaper(state: &AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
     let state = state.clone();
     tokio::spawn(async move {
-        let lease = i64::try_from(state.engine.config.lease.as_millis()).unwrap_or(30_000);
+        let lease = state.engine.config.lease_ms();
         let mut polls = tokio::task::JoinSet::new();
         loop {
             while polls.try_join_next().is_some() {}

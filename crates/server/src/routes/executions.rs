@@ -299,7 +299,7 @@ pub async fn cancel(
         ExecStatus::Waiting => {
             // Recorded first: a gate poll holding the execution sees it and cancels.
             st.store.request_cancel(&exec.id).await?;
-            let lease = i64::try_from(st.engine.config.lease.as_millis()).unwrap_or(30_000);
+            let lease = st.engine.config.lease_ms();
             if st.store.claim_waiting(&exec.id, &format!("cancel:{}", auth.0.user), lease).await?.is_some() {
                 let secrets = st.secrets_of(&exec.id);
                 let (handle, cancel) = cancel_pair();

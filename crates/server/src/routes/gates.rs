@@ -75,7 +75,7 @@ pub async fn override_gate(
         let busy = now_ms() < deadline && gate_checking(&steps);
         match current.status {
             ExecStatus::Waiting if waiting => {
-                if let Some(held) = st.store.claim_waiting(&exec.id, &owner, 60_000).await? {
+                if let Some(held) = st.store.claim_waiting(&exec.id, &owner, st.engine.config.lease_ms()).await? {
                     // Read again: a poll that just ended may have changed them.
                     let steps = st.store.steps(&exec.id).await?;
                     match gate_wait(&steps) {
