@@ -23,6 +23,14 @@ pub(crate) enum Recheck {
     Wait,
 }
 
+/// What a waiting execution waits for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    Approval,
+    /// A gate step, or a gate's recheck holding a later step.
+    Gate,
+}
+
 /// What became of a step.
 pub(crate) enum Flow {
     Done(StepStatus),
@@ -161,19 +169,8 @@ pub(crate) async fn run_claimed<S: Store>(
         hooks.cancel_handle.escalate();
     }
     let fresh = run.steps.iter().all(|s| s.status == StepStatus::Pending);
-    // Waiting on anything but an approval means waiting on a gate (a gate step, or a
-    // recheck before a later step): back to look again, not resumed.
-    let gate_poll = run
-        .steps
-        .iter()
-        .zip(&run.rb.steps)
-        .any(|(rec, step)| rec.status == StepStatus::Waiting && !matches!(step.kind, StepKind::Approval(_)));
-    let approval = run
-        .steps
-        .iter()
-        .zip(&run.rb.steps)
-        .any(|(rec, step)| rec.status == StepStatus::Waiting && matches!(step.kind, StepKind::Approval(_)));
-    let start = match (fresh, gate_poll, approval) {
+    // Waiting on a gate: back to look again, not resumed.
+    let start = match (fresh, run.waits_on(Wait::Gate), run.waits_on(Wait::Approval)) {
         (true, _, _) => Start::Fresh,
         (false, true, _) => Start::GatePoll,
         (false, false, true) => Start::Resumed,
@@ -340,14 +337,11 @@ pub(crate) async fn rollback_only<S: Store>(
         return Err(Error::Invalid(format!("execution {id} was already rolled back")));
     }
     if run.exec.status == ExecStatus::Waiting {
-        // What it waited for: an approval, or a gate (at a gate step or a recheck).
-        let on_approval = run
-            .steps
-            .iter()
-            .zip(&run.rb.steps)
-            .any(|(rec, step)| rec.status == StepStatus::Waiting && matches!(step.kind, StepKind::Approval(_)));
-        let why =
-            if on_approval { "cancelled while waiting for approval" } else { "cancelled while waiting on a gate" };
+        let why = if run.waits_on(Wait::Approval) {
+            "cancelled while waiting for approval"
+        } else {
+            "cancelled while waiting on a gate"
+        };
         for s in run.steps.iter_mut().filter(|s| s.status == StepStatus::Waiting) {
             s.status = StepStatus::Cancelled;
             s.finished_at = Some(now_ms());
@@ -658,6 +652,14 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
             }
         }
         self.finish(ExecStatus::Succeeded).await
+    }
+
+    /// Whether a step waits, for the given reason.
+    fn waits_on(&self, what: Wait) -> bool {
+        self.steps.iter().zip(&self.rb.steps).any(|(rec, step)| {
+            let on = if matches!(step.kind, StepKind::Approval(_)) { Wait::Approval } else { Wait::Gate };
+            rec.status == StepStatus::Waiting && on == what
+        })
     }
 
     /// The execution waits (for people or a gate) and gives its runner back.

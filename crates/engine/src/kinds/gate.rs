@@ -37,10 +37,8 @@ pub(crate) async fn wait_until_clear<S: Store>(
     let mut last_block: Option<String> = None;
     let cancel = run.hooks.cancel.clone();
     loop {
-        // A cancel stops a check under way too (dropping it kills its commands).
-        let r = tokio::select! {
-            r = checker.check(&name, def, jiff::Timestamp::now()) => r,
-            _ = cancel.reached(1) => return Ok(AttemptResult::failed(StepStatus::Cancelled, "cancelled".into())),
+        let Some(r) = check_unless_cancelled(&cancel, &checker, &name, def).await else {
+            return Ok(AttemptResult::failed(StepStatus::Cancelled, "cancelled".into()));
         };
         if r.passes() {
             let note = if r.verdict == opsbook_gate::Verdict::Unknown {
@@ -131,13 +129,16 @@ pub(crate) async fn run_released<S: Store>(
     let cancel = run.hooks.cancel.clone();
     // A worker gives a check a short while; a slower one is handed to the gate pool, so
     // a slow or hanging source never holds a worker for long.
-    let budget = if run.gate_poll_only { std::time::Duration::from_secs(86_400) } else { WORKER_CHECK_BUDGET };
+    let on_worker = !run.gate_poll_only;
     let r = tokio::select! {
-        r = checker.check(&name, &def, jiff::Timestamp::now()) => r,
-        _ = cancel.reached(1) => {
-            return settle(run, idx, step, StepStatus::Cancelled, Some("cancelled while waiting on a gate".into())).await;
-        }
-        _ = tokio::time::sleep(budget) => {
+        r = check_unless_cancelled(&cancel, &checker, &name, &def) => match r {
+            Some(r) => r,
+            None => {
+                return settle(run, idx, step, StepStatus::Cancelled, Some("cancelled while waiting on a gate".into()))
+                    .await;
+            }
+        },
+        _ = tokio::time::sleep(WORKER_CHECK_BUDGET), if on_worker => {
             let rec = &mut run.steps[idx];
             rec.status = StepStatus::Waiting;
             rec.wait_deadline = Some(now);
@@ -195,6 +196,20 @@ pub(crate) async fn run_released<S: Store>(
     Ok(Flow::Wait)
 }
 
+/// A check of the gate, or `None` when the run is cancelled first (dropping the check
+/// kills the processes of its `command` sources).
+async fn check_unless_cancelled(
+    cancel: &crate::cancel::Cancel,
+    checker: &Checker,
+    name: &str,
+    def: &GateDef,
+) -> Option<opsbook_gate::GateResult> {
+    tokio::select! {
+        r = checker.check(name, def, jiff::Timestamp::now()) => Some(r),
+        _ = cancel.reached(1) => None,
+    }
+}
+
 /// How long a worker checks a gate before handing the check to the gate pool.
 const WORKER_CHECK_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -240,10 +255,8 @@ pub(crate) async fn recheck_released<S: Store>(
     };
     let name = spec.name().to_string();
     // Cancelled mid-check: the run stops at its next look at the cancel level.
-    let cancel = run.hooks.cancel.clone();
-    let r = tokio::select! {
-        r = checker.check(&name, def, jiff::Timestamp::now()) => r,
-        _ = cancel.reached(1) => return Ok(Recheck::Wait),
+    let Some(r) = check_unless_cancelled(&run.hooks.cancel, &checker, &name, def).await else {
+        return Ok(Recheck::Wait);
     };
     let step_id = run.steps[idx].step_id.clone();
     let previous = waiting_on(&run.steps[idx]);
