@@ -17,6 +17,15 @@ use serde::{Deserialize, Serialize};
 
 pub use config::{FailMode, GateDef, GatesFile, Source};
 
+/// Reads a gates file; its `command` sources run in its directory. Errors name the file,
+/// line and column (`path:line:col: message`).
+pub fn read_gates_file(path: &std::path::Path) -> Result<GatesFile, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let absolute = std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let dir = absolute.parent().unwrap_or(std::path::Path::new("/"));
+    GatesFile::parse_in(&text, dir).map_err(|e| e.in_file(&path.display().to_string()))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {

@@ -130,15 +130,6 @@ lease = "30s"
 # backoff = "1s"
 "#;
 
-/// Reads a gates file; its `command` sources run in its directory. Errors name the file,
-/// line and column.
-pub fn read_gates(path: &Path) -> Result<std::collections::BTreeMap<String, opsbook_core::gate::GateDef>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let dir = std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let dir = dir.parent().unwrap_or(Path::new("/"));
-    Ok(opsbook_core::gate::GatesFile::parse_in(&text, dir).map_err(|e| e.in_file(&path.display().to_string()))?.gates)
-}
-
 impl Config {
     /// Reads `path` (if given, it must exist; else `opsbook.toml` if present), then the environment.
     pub fn load(path: Option<&Path>) -> Result<Config, String> {
@@ -180,7 +171,7 @@ impl Config {
         }
         config.check()?;
         if let Some(path) = &config.gates_file {
-            config.gates = read_gates(path)?;
+            config.gates = opsbook_gate::read_gates_file(path)?.gates;
         }
         Ok(config)
     }

@@ -72,8 +72,8 @@ async fn watch_gates(state: AppState, path: std::path::PathBuf) {
         }
         seen = now;
         let _guard = state.gates_lock.lock().await;
-        let read = match config::read_gates(&path) {
-            Ok(gates) => still_used(&state, &gates).await.map(|()| gates),
+        let read = match opsbook_gate::read_gates_file(&path) {
+            Ok(file) => still_used(&state, &file.gates).await.map(|()| file.gates),
             Err(e) => Err(e),
         };
         match read {

@@ -192,9 +192,7 @@ pub fn load_runbook(path: &Path) -> Result<Runbook> {
 
 /// Reads a gates file (`gates:` in YAML); problems name the file, line and column.
 pub fn read_gates(path: &Path) -> Result<opsbook_core::gate::GatesFile> {
-    let text = std::fs::read_to_string(path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
-    opsbook_core::gate::GatesFile::parse_in(&text, &gates_dir(path))
-        .map_err(|e| usage(e.in_file(&path.display().to_string())))
+    opsbook_gate::read_gates_file(path).map_err(usage)
 }
 
 /// The gates file for a runbook: `--gates FILE`, else `opsbook.yaml` beside the runbook,
@@ -232,12 +230,6 @@ pub fn unknown_gates(
             )
         })
         .collect()
-}
-
-/// The directory a gates file's `command` sources run in: the file's own.
-pub fn gates_dir(path: &Path) -> std::path::PathBuf {
-    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    path.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 /// Collects `-p key=value` pairs and an optional YAML params file (pairs win).

@@ -29,11 +29,15 @@ fn is_gates_file(text: &str) -> bool {
     serde_saphyr::from_str::<Probe>(text).is_ok_and(|p| p.api_version.is_none() && p.gates.is_some())
 }
 
+/// Gates files read so far, by path: runbooks side by side share one.
+type GatesFiles = std::collections::HashMap<PathBuf, Result<opsbook_core::gate::GatesFile, String>>;
+
 /// Checks a runbook's `use:` of named gates; the problems, rendered.
 fn check_uses(
     rb: &opsbook_core::Runbook,
     file: &Path,
     explicit: Option<&Path>,
+    read: &mut GatesFiles,
     shown: &str,
     text: &str,
 ) -> Vec<String> {
@@ -43,17 +47,19 @@ fn check_uses(
     if !uses_named {
         return Vec::new();
     }
+    let none = Default::default();
     let gates = match &path {
-        Some(p) => match super::read_gates(p) {
-            Ok(g) => g.gates,
+        Some(p) => match read.entry(p.clone()).or_insert_with(|| opsbook_gate::read_gates_file(p)) {
+            Ok(g) => &g.gates,
             Err(e) => return vec![format!("{shown}: its gates file is invalid: {e}")],
         },
-        None => Default::default(),
+        None => &none,
     };
-    super::unknown_gates(rb, &gates, path.as_deref()).iter().map(|d| d.render(shown, text)).collect()
+    super::unknown_gates(rb, gates, path.as_deref()).iter().map(|d| d.render(shown, text)).collect()
 }
 
 pub fn exec(args: Args) -> Result<u8> {
+    let mut gates_files = GatesFiles::new();
     let files = super::runbook_files(&args.paths)?;
     let mut bad = 0;
     for f in &files {
@@ -82,7 +88,7 @@ pub fn exec(args: Args) -> Result<u8> {
         }
         match opsbook_core::parse(&text) {
             Ok(rb) => {
-                let problems = check_uses(&rb, f, args.gates.as_deref(), &shown, &text);
+                let problems = check_uses(&rb, f, args.gates.as_deref(), &mut gates_files, &shown, &text);
                 if problems.is_empty() {
                     println!("{shown}: ok ({} v{}, {} steps)", rb.name, rb.version, rb.steps.len());
                 } else {

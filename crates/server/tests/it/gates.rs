@@ -312,7 +312,7 @@ async fn an_edited_gates_file_is_picked_up_and_a_broken_one_ignored() {
     let file = dir.path().join("gates.yaml");
     let one = "gates:\n  prod:\n    sources:\n      - command: { run: \"exit 0\" }\n";
     std::fs::write(&file, one).unwrap();
-    let gates = opsbook_server::config::read_gates(&file).unwrap();
+    let gates = opsbook_gate::read_gates_file(&file).unwrap().gates;
     let s = Server::start_in(dir, |c| {
         c.gates_file = Some(file.clone());
         c.gates = gates;
