@@ -265,16 +265,17 @@ fn gate_check_and_wait_ask_the_server() {
 fn the_gates_file_can_come_from_the_environment_and_must_be_valid() {
     let env = Env::new();
     env.write("bad.yaml", "gates:\n  x:\n    sources:\n      - statuspag: { url: \"http://x\" }\n");
-    let o = out(env
-        .cmd(&["serve", "--listen", "127.0.0.1:0", "--metrics-listen", ""])
-        .env("OPSBOOK_GATES_FILE", "bad.yaml")
-        .output()
-        .unwrap());
-    crate::support::assert_fails_saying(&o, 2, "bad.yaml:4:9: unknown value `statuspag` (did you mean `statuspage`?)");
-    let o = out(env
-        .cmd(&["serve", "--listen", "127.0.0.1:0", "--metrics-listen", ""])
-        .env("OPSBOOK_GATES_FILE", "missing.yaml")
-        .output()
-        .unwrap());
-    crate::support::assert_fails_saying(&o, 2, "cannot read missing.yaml");
+    let serve = |gates: &str| {
+        out(env
+            .cmd(&["serve", "--listen", "127.0.0.1:0", "--metrics-listen", ""])
+            .env("OPSBOOK_GATES_FILE", gates)
+            .output()
+            .unwrap())
+    };
+    crate::support::assert_fails_saying(
+        &serve("bad.yaml"),
+        2,
+        "bad.yaml:4:9: unknown value `statuspag` (did you mean `statuspage`?)",
+    );
+    crate::support::assert_fails_saying(&serve("missing.yaml"), 2, "cannot read missing.yaml");
 }

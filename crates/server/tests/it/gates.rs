@@ -354,6 +354,15 @@ async fn an_edited_gates_file_is_picked_up_and_a_broken_one_ignored() {
     s.stop().await;
 }
 
+/// A server with a single worker and these gates (YAML).
+async fn one_worker(dir: tempfile::TempDir, gates: &str) -> Server {
+    Server::start_in(dir, |c| {
+        c.workers = 1;
+        c.gates = opsbook_core::gate::GatesFile::parse(gates).unwrap().gates;
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_gates_never_hold_workers_and_cancel_and_override_reach_a_poll() {
     let dir = tempfile::tempdir().unwrap();
@@ -363,11 +372,7 @@ async fn slow_gates_never_hold_workers_and_cancel_and_override_reach_a_poll() {
         "gates:\n  slow:\n    sources:\n      - command: {{ run: \"sleep 1; test ! -e {} || {{ echo incident open; exit 1; }}\" }}\n",
         incident.display()
     );
-    let s = Server::start_in(dir, |c| {
-        c.workers = 1;
-        c.gates = opsbook_core::gate::GatesFile::parse(&gates).unwrap().gates;
-    })
-    .await;
+    let s = one_worker(dir, &gates).await;
     let op = s.token("olga", &["operator", "author", "approver"]).await;
     let admin = s.token("root", &["admin"]).await;
     std::fs::write(&incident, "").unwrap();
@@ -465,11 +470,7 @@ async fn a_first_check_that_is_slow_is_handed_from_the_worker_to_the_gate_pool()
     let dir = tempfile::tempdir().unwrap();
     // One check takes 5 seconds, well beyond what a worker gives a check.
     let gates = "gates:\n  sluggish:\n    sources:\n      - command: { run: \"sleep 5; echo still under maintenance; exit 1\" }\n";
-    let s = Server::start_in(dir, |c| {
-        c.workers = 1;
-        c.gates = opsbook_core::gate::GatesFile::parse(gates).unwrap().gates;
-    })
-    .await;
+    let s = one_worker(dir, gates).await;
     let op = s.token("olga", &["operator", "author"]).await;
     let book = "    - id: health\n      gate: { use: sluggish, poll: 1s }\n    - id: ship\n      run: echo shipped\n";
     s.publish(&op, &runbook("sluggish", "1.0.0", "", "", book)).await;
