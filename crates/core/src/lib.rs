@@ -12,6 +12,7 @@ pub mod params;
 mod parse;
 pub mod schedule;
 pub mod secret;
+pub mod shell;
 pub mod status;
 pub mod step;
 pub mod template;

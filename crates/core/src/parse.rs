@@ -241,15 +241,18 @@ impl Checker<'_> {
         })
     }
 
-    /// Checks a shell script template: references, and no `{{ }}` inside shell quotes.
+    /// Checks a shell script template: references, and no `{{ }}` where no value can be
+    /// written safely (inside backquotes or `${…}`, right after `\` or `$`).
     fn script(&mut self, text: &Spanned<String>, scope: &Scope<'_>, field: &str) {
         self.template(text, false, scope, field);
-        for (line, nth) in crate::step::run::quoted_interpolations(&text.value) {
-            let msg = format!(
-                "{field}: `{{{{ }}}}` inside shell quotes: values are shell-quoted automatically, so remove the quotes around them"
-            );
-            let pos = self.locate_tag(&text.referenced, line, nth);
-            self.diags.push(Diagnostic::new(pos, msg));
+        for i in crate::shell::interpolations(&text.value) {
+            if let crate::shell::Context::Refused(why) = i.context {
+                let pos = self.locate_tag(&text.referenced, i.line, i.nth);
+                self.diags.push(Diagnostic::new(pos, format!("{field}: {why}")));
+            }
+        }
+        if text.value.contains("__opsbook") {
+            self.err(&text.referenced, format!("{field}: `__opsbook…` names are reserved"));
         }
     }
 

@@ -27,6 +27,19 @@ impl Masker {
             .flat_map(|s| s.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect::<Vec<_>>())
             .collect();
         secrets.extend(lines);
+        // Rendered scripts hold secrets as written for their shell context (quoted,
+        // backslash-escaped), which is not the value itself when it has special characters.
+        let written: Vec<String> = secrets
+            .iter()
+            .flat_map(|s| {
+                [crate::shell::Context::Bare, crate::shell::Context::Double]
+                    .iter()
+                    .filter_map(|c| crate::shell::escape(s, c).ok())
+                    .filter(|w| w != s && !w.contains(s.as_str()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        secrets.extend(written);
         secrets.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
         secrets.dedup();
         Masker { secrets }
@@ -87,5 +100,13 @@ mod tests {
         assert_eq!(m.mask("nothing here"), "nothing here");
         assert_eq!(m.safe_cut(b"abc hunt"), 4);
         assert_eq!(m.safe_cut(b"abc xyz"), 7);
+    }
+
+    #[test]
+    fn masks_secrets_as_written_into_scripts() {
+        let m = Masker::new(["it's $ecret".to_string()]);
+        assert_eq!(m.mask(r#"echo "pw=it's \$ecret" done"#), r#"echo "pw=***" done"#);
+        let quoted = crate::shell::escape("it's $ecret", &crate::shell::Context::Bare).unwrap();
+        assert_eq!(m.mask(&format!("login {quoted}")), "login ***");
     }
 }

@@ -1,12 +1,16 @@
 //! Templates in runbooks (minijinja, strict undefined).
 //!
-//! Inside `run` scripts every `{{ ... }}` value is shell-quoted by the formatter,
-//! so a parameter is always exactly one shell word and can never inject code.
+//! Inside `run` scripts every `{{ ... }}` value is written for the shell context it lands
+//! in ([`crate::shell`]): one quoted word where a word goes, escaped inside `"…"` and
+//! here-documents, a closed-and-reopened quote inside `'…'`. The shell reads back exactly
+//! the value, and it can never inject code.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
+
+use crate::shell;
 
 /// What templates can see: `params`, `steps.<id>.outputs/status`, `execution.id`.
 #[derive(Debug, Clone, Default)]
@@ -26,7 +30,8 @@ pub struct StepContext {
 }
 
 impl Context {
-    fn to_value(&self) -> Value {
+    /// The root of what templates see; `plans` only for shell scripts.
+    fn to_value(&self, plans: Option<Vec<shell::Context>>) -> Value {
         let steps = Value::from_object(Steps(self.steps.clone()));
         let steps = if self.placeholders {
             Value::from_object(Placeholder { path: "steps".into(), known: Some(steps) })
@@ -37,6 +42,9 @@ impl Context {
         execution.insert("id".to_string(), Value::from(self.execution_id.as_str()));
         let mut root = BTreeMap::new();
         root.insert("params".to_string(), json_to_value(&self.params));
+        if let Some(plans) = plans {
+            root.insert(PLANS.to_string(), Value::from_object(Plans(plans)));
+        }
         root.insert("steps".to_string(), steps);
         root.insert("execution".to_string(), Value::from(execution));
         Value::from(root)
@@ -120,19 +128,86 @@ fn base_env() -> Environment<'static> {
     env
 }
 
+/// Names templates may not use: they carry the shell contexts of a render.
+const RESERVED: &str = "__opsbook";
+const PLANS: &str = "__opsbook_plans";
+const FILTER: &str = "__opsbook_sh";
+
+/// The shell context of each rewritten interpolation of one render, by number.
+#[derive(Debug)]
+struct Plans(Vec<shell::Context>);
+
+impl minijinja::value::Object for Plans {}
+
+/// A value already written for its shell context: the formatter passes it through.
+#[derive(Debug)]
+struct Written(String);
+
+impl minijinja::value::Object for Written {}
+
 fn shell_env() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = base_env();
+        env.add_filter(FILTER, |state: &minijinja::State<'_, '_>, value: Value, n: usize| -> Result<Value, Error> {
+            let plans = state.lookup(PLANS);
+            let context = plans
+                .as_ref()
+                .and_then(|p| p.downcast_object_ref::<Plans>())
+                .and_then(|p| p.0.get(n))
+                .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "no shell context for this value"))?;
+            let text =
+                shell::escape(&text_of(&value), context).map_err(|e| Error::new(ErrorKind::InvalidOperation, e))?;
+            Ok(Value::from_object(Written(text)))
+        });
         env.set_formatter(|out, _state, value| {
-            let text = text_of(value);
-            let quoted = shlex::try_quote(&text)
-                .map_err(|_| Error::new(ErrorKind::InvalidOperation, "a value contains a NUL byte"))?;
-            out.write_str(&quoted)?;
+            if let Some(Written(text)) = value.downcast_object_ref::<Written>() {
+                out.write_str(text)?;
+                return Ok(());
+            }
+            let text = shell::escape(&text_of(value), &shell::Context::Bare)
+                .map_err(|e| Error::new(ErrorKind::InvalidOperation, e))?;
+            out.write_str(&text)?;
             Ok(())
         });
         env
     })
+}
+
+/// Rewrites every `{{ x }}` that is not where a bare word goes into
+/// `{{ (x) | __opsbook_sh(N) }}`, N numbering its shell context. Refuses contexts that
+/// cannot be made safe, and templates that use the reserved names.
+fn plan_shell(source: &str) -> Result<(String, Vec<shell::Context>), String> {
+    if source.contains(RESERVED) {
+        return Err(format!("`{RESERVED}…` names are reserved"));
+    }
+    let mut out = String::with_capacity(source.len() + 64);
+    let mut plans = Vec::new();
+    let mut last = 0;
+    for i in shell::interpolations(source) {
+        if let shell::Context::Refused(why) = i.context {
+            return Err(format!("template line {}: {why}", i.line));
+        }
+        if i.context == shell::Context::Bare || !source[..i.end].ends_with("}}") || i.end - i.start < 4 {
+            continue;
+        }
+        let inner = &source[i.start + 2..i.end - 2];
+        let control = |c: char| matches!(c, '-' | '+' | '~');
+        let (left, inner) = match inner.chars().next() {
+            Some(c) if control(c) => inner.split_at(c.len_utf8()),
+            _ => ("", inner),
+        };
+        let (inner, right) = match inner.chars().last() {
+            Some(c) if control(c) => inner.split_at(inner.len() - c.len_utf8()),
+            _ => (inner, ""),
+        };
+        out.push_str(&source[last..i.start]);
+        out.push_str(&format!("{{{{{left} ({inner}) | {FILTER}({}) {right}}}}}", plans.len()));
+        plans.push(i.context);
+        last = i.end;
+    }
+    out.push_str(&source[last..]);
+    Ok((out, plans))
 }
 
 fn plain_env() -> &'static Environment<'static> {
@@ -162,20 +237,22 @@ fn describe(err: &Error) -> String {
     msg
 }
 
-/// Renders a shell script: every interpolated value is shell-quoted.
+/// Renders a shell script: every interpolated value is written for its shell context.
 pub fn render_shell(template: &str, ctx: &Context) -> Result<String, String> {
-    shell_env().render_str(template, ctx.to_value()).map_err(|e| describe(&e))
+    let (source, plans) = plan_shell(template)?;
+    let root = ctx.to_value(Some(plans));
+    shell_env().render_str(&source, root).map_err(|e| describe(&e))
 }
 
 /// Renders text that no shell reads (URLs, messages, environment values).
 pub fn render_plain(template: &str, ctx: &Context) -> Result<String, String> {
-    plain_env().render_str(template, ctx.to_value()).map_err(|e| describe(&e))
+    plain_env().render_str(template, ctx.to_value(None)).map_err(|e| describe(&e))
 }
 
 /// Evaluates a `when:` expression to a boolean.
 pub fn eval_condition(expr: &str, ctx: &Context) -> Result<bool, String> {
     let compiled = plain_env().compile_expression(expr).map_err(|e| describe(&e))?;
-    compiled.eval(ctx.to_value()).map(|v| v.is_true()).map_err(|e| describe(&e))
+    compiled.eval(ctx.to_value(None)).map(|v| v.is_true()).map_err(|e| describe(&e))
 }
 
 /// What a template may reference, for checks done before anything runs.
@@ -271,7 +348,7 @@ mod tests {
         let c = Context { placeholders: true, ..ctx(serde_json::json!({})) };
         assert_eq!(
             render_shell("curl {{ steps.deploy.outputs.url }} # {{ steps.deploy.status }}", &c).unwrap(),
-            "curl '<steps.deploy.outputs.url>' # '<steps.deploy.status>'"
+            "curl '<steps.deploy.outputs.url>' # <steps.deploy.status>"
         );
     }
 

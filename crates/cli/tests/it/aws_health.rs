@@ -76,6 +76,46 @@ fn aws_health_pages_filters_and_describes() {
     assert_eq!(gate_check(&env, url, "prod").code, 0);
 }
 
+/// `lookahead` blocks on maintenance starting soon even when `categories` asks only for
+/// issues (the documented example): upcoming `scheduledChange` events are asked for too,
+/// while open ones still follow `categories`.
+#[test]
+fn lookahead_blocks_on_scheduled_changes_whatever_the_categories() {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let health = Health::start(Script::default());
+    health.script().events = vec![
+        event("soon", "EC2", "us-east-1", "scheduledChange", "upcoming", now + 3600.0),
+        event("later", "EC2", "us-east-1", "scheduledChange", "upcoming", now + 5.0 * 3600.0),
+        event("ongoing", "EC2", "us-east-1", "scheduledChange", "open", now - 600.0),
+    ];
+    let url = &health.url;
+    let env = Env::new();
+    env.write(
+        "opsbook.yaml",
+        "gates:\n  deploy:\n    sources:\n      - aws_health: { regions: [us-east-1], categories: [issue], lookahead: 2h }\n  now:\n    sources:\n      - aws_health: { regions: [us-east-1], categories: [issue] }\n",
+    );
+    let o = gate_check(&env, url, "deploy");
+    assert_eq!(o.code, 3, "{o:?}");
+    let doc = o.json();
+    let ids: Vec<&str> = doc["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["soon"], "{doc}");
+    assert_eq!(doc["records"][0]["rule"], "lookahead");
+    let asked = health.calls("DescribeEvents");
+    assert_eq!(asked[0]["filter"]["eventTypeCategories"], json!(["issue", "scheduledChange"]));
+    assert_eq!(asked[0]["filter"]["eventStatusCodes"], json!(["open", "upcoming"]));
+
+    // Without lookahead, nothing upcoming is asked for, and categories hold.
+    assert_eq!(gate_check(&env, url, "now").code, 0);
+    // Once the change starts beyond the horizon, the gate is clear.
+    health.script().events.retain(|e| e["statusCode"] != "upcoming" || e["arn"].as_str().unwrap().ends_with("/later"));
+    assert_eq!(gate_check(&env, url, "deploy").code, 0);
+}
+
 /// `gate wait` on AWS Health: an event opens, AWS updates its description, then closes
 /// it; the wait shows each description as it stands and resumes by itself.
 #[test]
@@ -192,6 +232,30 @@ fn aws_health_filters_zones_and_reads_the_organization_view() {
     let doc = o.json();
     assert_eq!(doc["records"].as_array().unwrap().len(), 1, "{doc}");
     assert_eq!(doc["records"][0]["availability_zone"], "us-east-1b");
+    // Zones are filtered here: AWS would return only events tagged with the zone.
+    let asked = health.calls("DescribeEvents");
+    assert!(asked[0]["filter"].get("availabilityZones").is_none(), "{asked:?}");
+
+    // A region-wide event (no zone) in the zone's region blocks too; one in another
+    // zone or another region does not.
+    let saved = health.script().events.clone();
+    health.script().events = vec![
+        event("wide", "EC2", "us-east-1", "issue", "open", now - 60.0),
+        event("elsewhere", "EC2", "eu-west-1", "issue", "open", now - 60.0),
+        saved[0].clone(),
+    ];
+    let o = gate_check(&env, url, "zone");
+    assert_eq!(o.code, 3, "a region-wide event blocks a zone gate: {o:?}");
+    let doc = o.json();
+    let ids: Vec<&str> = doc["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["wide"], "{doc}");
+    assert!(doc["records"][0].get("availability_zone").is_none_or(|z| z.is_null()), "{doc}");
+    health.script().events = saved;
 
     // Organization: DescribeEventsForOrganization with the account filter over every
     // page; account-specific events name their affected accounts; details come from

@@ -79,6 +79,45 @@ fn injection_corpus_never_executes() {
     }
 }
 
+/// The corpus in every shell context a value can take: inside double and single quotes,
+/// and in here-documents with unquoted and quoted delimiters. Each prints exactly the value.
+#[test]
+fn injection_corpus_never_executes_in_any_quoting_context() {
+    let env = Env::new();
+    let book = runbook(
+        "    p: { type: string }\n",
+        concat!(
+            "    - id: contexts\n",
+            "      run: |\n",
+            "        echo \"Deploying {{ params.p }}\" > dq\n",
+            "        printf '%s' '<{{ params.p }}>' > sq\n",
+            "        printf '%s' \"$(printf '%s' {{ params.p }})\" > sub\n",
+            "        cat > hd <<EOF\n",
+            "        [{{ params.p }}]\n",
+            "        EOF\n",
+            "        cat > hl <<'EOF'\n",
+            "        [{{ params.p }}]\n",
+            "        EOF\n",
+        ),
+    );
+    env.write("contexts.yaml", &book);
+    for payload in CORPUS {
+        let o = env.run(&["run", "contexts.yaml", "-p", &format!("p={payload}")]);
+        assert_eq!(o.code, 0, "payload {payload:?}: {o:?}");
+        assert!(!env.path("pwned").exists(), "payload {payload:?} executed");
+        assert_eq!(env.read("dq"), format!("Deploying {payload}\n"), "double quotes");
+        assert_eq!(env.read("sq"), format!("<{payload}>"), "single quotes");
+        assert_eq!(env.read("sub"), payload.trim_end_matches('\n'), "command substitution in double quotes");
+        assert_eq!(env.read("hd"), format!("[{payload}]\n"), "here-document");
+        assert_eq!(env.read("hl"), format!("[{payload}]\n"), "here-document, quoted delimiter");
+    }
+    // A value that would end the here-document early is refused before anything runs.
+    let o = env.run(&["run", "contexts.yaml", "-p", "p=x\nEOF\ntouch pwned"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stdout.contains("would end the here-document early"), "{o:?}");
+    assert!(!env.path("pwned").exists());
+}
+
 #[test]
 fn secrets_never_reach_storage_or_output() {
     const SECRET: &str = "S3cr3t-'Value'!";

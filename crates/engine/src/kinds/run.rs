@@ -316,4 +316,72 @@ mod tests {
         assert_eq!(out["notes"], "line 1\nline 2");
         assert_eq!(warnings, vec!["invalid output name `bad key`", "ignored outputs line without `=`: \"junk\""]);
     }
+
+    /// Whatever a value holds, a script that prints it in any shell context prints
+    /// exactly the value (run by a real `sh`): bare, inside double and single quotes,
+    /// and in here-documents with unquoted and quoted delimiters.
+    mod quoting {
+        use opsbook_core::template::{Context, render_shell};
+        use proptest::prelude::*;
+
+        fn printed(script: &str, value: &str) -> Result<String, String> {
+            let ctx = Context { params: serde_json::json!({ "x": value }), ..Context::default() };
+            let text = render_shell(script, &ctx)?;
+            let out = std::process::Command::new("sh").arg("-c").arg(&text).output().expect("sh runs");
+            assert!(out.status.success(), "{text:?}: {}", String::from_utf8_lossy(&out.stderr));
+            Ok(String::from_utf8(out.stdout).expect("what went in was UTF-8"))
+        }
+
+        /// Strings rich in what shells treat specially, and anything else (no NUL).
+        fn value() -> impl Strategy<Value = String> {
+            let special = prop::sample::select(vec![
+                "'", "\"", "\\", "$", "`", "$(", ")", "${", "}", "\n", "\r", "\t", " ", ";", "&", "|", "<", ">", "*",
+                "?", "[", "~", "#", "!", "EOF", "\nEOF\n", "{{", "%}", "-", "ü", "🚀",
+            ]);
+            let piece = prop_oneof![special.prop_map(str::to_string), "[^\\x00]{0,4}"];
+            prop::collection::vec(piece, 0..12).prop_map(|p| p.concat())
+        }
+
+        const FORMS: [(&str, &str, &str); 6] = [
+            ("printf %s {{ params.x }}", "", ""),
+            ("printf %s \"<{{ params.x }}>\"", "<", ">"),
+            ("printf %s '<{{ params.x }}>'", "<", ">"),
+            ("printf %s \"$(printf %s {{ params.x }})|\"", "", "|"),
+            ("cat <<EOF\n<{{ params.x }}>\nEOF", "<", ">\n"),
+            ("cat <<'EOF'\n<{{ params.x }}>\nEOF", "<", ">\n"),
+        ];
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+            #[test]
+            fn the_shell_reads_back_exactly_the_value(v in value()) {
+                for (script, before, after) in FORMS {
+                    match printed(script, &v) {
+                        Ok(out) => {
+                            // $( ) drops trailing newlines, as it always does.
+                            let expected = if script.contains("$(") {
+                                format!("{before}{}{after}", v.trim_end_matches('\n'))
+                            } else {
+                                format!("{before}{v}{after}")
+                            };
+                            prop_assert_eq!(out, expected, "{}", script);
+                        }
+                        // Only a value that would end the here-document is refused.
+                        Err(e) => {
+                            prop_assert!(script.contains("<<") && e.contains("would end the here-document"), "{}: {}", script, e);
+                            prop_assert!(format!("<{v}>").split('\n').any(|l| l == "EOF"), "{:?}", v);
+                        }
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn a_nul_byte_is_refused_everywhere() {
+            for (script, _, _) in FORMS {
+                let err = printed(script, "a\0b").unwrap_err();
+                assert!(err.contains("NUL"), "{script}: {err}");
+            }
+        }
+    }
 }

@@ -205,24 +205,99 @@ macro_rules! found {
     };
 }
 
-async fn fetch(client: &Client, a: &AwsHealth, now: jiff::Timestamp) -> Result<Vec<BlockRecord>, (String, bool)> {
-    let mut statuses: Vec<String> = if a.statuses.is_empty() { vec!["open".into()] } else { a.statuses.clone() };
-    if a.lookahead.is_some() && !statuses.iter().any(|s| s == "upcoming") {
-        statuses.push("upcoming".into());
+/// The region of an availability zone name: `us-east-1b` → `us-east-1`,
+/// `us-west-2-lax-1a` (a Local Zone) → `us-west-2`, `us-gov-west-1a` → `us-gov-west-1`.
+fn region_of_zone(zone: &str) -> Option<String> {
+    let mut parts = Vec::new();
+    for part in zone.split('-') {
+        let digits = part.len() - part.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits > 0 {
+            parts.push(&part[..digits]);
+            return Some(parts.join("-"));
+        }
+        parts.push(part);
     }
-    let categories: Vec<String> = if a.categories.is_empty() { vec!["issue".into()] } else { a.categories.clone() };
+    None
+}
+
+/// What one DescribeEvents call asks for. The API filters by what it is given, so a
+/// few things are asked more widely and narrowed by [`Wanted::keeps`]:
+/// - availability zones are not sent: AWS then returns only events tagged with one of
+///   them, and a region-wide event (no zone) affects every zone of its region;
+/// - with `lookahead`, upcoming `scheduledChange` events are asked for whatever
+///   `categories` says (categories govern open events; maintenance starting soon blocks).
+struct Wanted {
+    regions: Vec<String>,
+    categories: Vec<String>,
+    statuses: Vec<String>,
+    asked: Vec<String>,
+    zones: Vec<String>,
+    asked_upcoming: bool,
+    /// Upcoming events starting before this (epoch ms) block; `None` without lookahead.
+    horizon: Option<i64>,
+}
+
+impl Wanted {
+    fn new(a: &AwsHealth, now: jiff::Timestamp) -> Wanted {
+        let mut statuses: Vec<String> = if a.statuses.is_empty() { vec!["open".into()] } else { a.statuses.clone() };
+        if a.lookahead.is_some() && !statuses.iter().any(|s| s == "upcoming") {
+            statuses.push("upcoming".into());
+        }
+        let asked: Vec<String> = if a.categories.is_empty() { vec!["issue".into()] } else { a.categories.clone() };
+        let mut categories = asked.clone();
+        if a.lookahead.is_some() && !categories.iter().any(|c| c == "scheduledChange") {
+            categories.push("scheduledChange".into());
+        }
+        let mut regions = a.regions.clone();
+        if regions.is_empty() {
+            // Zones name their regions: region-wide events there are wanted too.
+            for r in a.availability_zones.iter().filter_map(|z| region_of_zone(z)) {
+                if !regions.contains(&r) {
+                    regions.push(r);
+                }
+            }
+        }
+        Wanted {
+            regions,
+            categories,
+            statuses,
+            asked,
+            zones: a.availability_zones.clone(),
+            asked_upcoming: a.statuses.iter().any(|s| s == "upcoming"),
+            horizon: a
+                .lookahead
+                .map(|d| now.as_millisecond().saturating_add(i64::try_from(d.0.as_millis()).unwrap_or(i64::MAX / 2))),
+        }
+    }
+
+    fn keeps(&self, f: &Found) -> bool {
+        let zone_ok = self.zones.is_empty() || f.az.as_ref().is_none_or(|z| self.zones.contains(z));
+        let category = f.category.as_deref().unwrap_or_default();
+        let category_ok = self.asked.iter().any(|c| c == category);
+        let status_ok = if f.status.as_deref() == Some("upcoming") {
+            (self.asked_upcoming && category_ok) || self.horizon.is_some_and(|h| f.start.is_some_and(|s| s <= h))
+        } else {
+            category_ok
+        };
+        zone_ok && status_ok
+    }
+}
+
+async fn fetch(client: &Client, a: &AwsHealth, now: jiff::Timestamp) -> Result<Vec<BlockRecord>, (String, bool)> {
+    let wanted = Wanted::new(a, now);
+    let list = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    let categories = || Some(wanted.categories.iter().map(|c| EventTypeCategory::from(c.as_str())).collect());
+    let statuses = || Some(wanted.statuses.iter().map(|s| status_of(s)).collect());
     let mut found = Vec::new();
     let mut token: Option<String> = None;
     loop {
         if a.organization {
             let mut f = OrganizationEventFilter::builder()
-                .set_regions((!a.regions.is_empty()).then(|| a.regions.clone()))
-                .set_services((!a.services.is_empty()).then(|| a.services.clone()))
-                .set_aws_account_ids((!a.accounts.is_empty()).then(|| a.accounts.clone()))
-                .set_event_type_categories(Some(
-                    categories.iter().map(|c| EventTypeCategory::from(c.as_str())).collect(),
-                ))
-                .set_event_status_codes(Some(statuses.iter().map(|s| status_of(s)).collect()));
+                .set_regions(list(&wanted.regions))
+                .set_services(list(&a.services))
+                .set_aws_account_ids(list(&a.accounts))
+                .set_event_type_categories(categories())
+                .set_event_status_codes(statuses());
             if a.lookahead.is_some() {
                 // The organization filter takes single time ranges: anything still relevant.
                 f = f.end_time(
@@ -245,13 +320,10 @@ async fn fetch(client: &Client, a: &AwsHealth, now: jiff::Timestamp) -> Result<V
             token = out.next_token().map(str::to_string);
         } else {
             let f = EventFilter::builder()
-                .set_regions((!a.regions.is_empty()).then(|| a.regions.clone()))
-                .set_services((!a.services.is_empty()).then(|| a.services.clone()))
-                .set_availability_zones((!a.availability_zones.is_empty()).then(|| a.availability_zones.clone()))
-                .set_event_type_categories(Some(
-                    categories.iter().map(|c| EventTypeCategory::from(c.as_str())).collect(),
-                ))
-                .set_event_status_codes(Some(statuses.iter().map(|s| status_of(s)).collect()));
+                .set_regions(list(&wanted.regions))
+                .set_services(list(&a.services))
+                .set_event_type_categories(categories())
+                .set_event_status_codes(statuses());
             let out = client
                 .describe_events()
                 .filter(f.build())
@@ -269,11 +341,7 @@ async fn fetch(client: &Client, a: &AwsHealth, now: jiff::Timestamp) -> Result<V
             break;
         }
     }
-    // Upcoming changes block only when they start within the lookahead.
-    let horizon = now.as_millisecond() + a.lookahead.map_or(0, |d| i64::try_from(d.0.as_millis()).unwrap_or(0));
-    let asked_upcoming = a.statuses.iter().any(|s| s == "upcoming");
-    found
-        .retain(|f| f.status.as_deref() != Some("upcoming") || asked_upcoming || f.start.is_some_and(|s| s <= horizon));
+    found.retain(|f| wanted.keeps(f));
     let descriptions = if a.organization {
         organization_details(client, a, &mut found).await
     } else {
