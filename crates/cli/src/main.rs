@@ -1,6 +1,23 @@
 //! `opsbook`: parse the command line and hand over to one subcommand.
 #![forbid(unsafe_code)]
 
+/// `println!` for what a runner shows: a reader that went away (`opsbook run … | head`)
+/// must not stop the run (the stored log is the record), so write errors are ignored.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that ignores a closed standard error, for the same reason.
+macro_rules! say_err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod client;
 mod cmd;
 mod prompt;

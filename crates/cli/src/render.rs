@@ -36,7 +36,7 @@ impl Live {
         if self.tty {
             let _ = self.mp.println(text);
         } else {
-            println!("{text}");
+            say!("{text}");
         }
     }
 
@@ -141,7 +141,7 @@ impl Observer for Live {
                 let label = format!("[{}/{}] {}{}", idx + 1, self.total, style(step_id).bold(), retry);
                 let label = if name != step_id { format!("{label} {}", style(name).dim()) } else { label };
                 if !self.tty {
-                    println!("▶ {label}");
+                    say!("▶ {label}");
                 }
                 self.spinner(label);
             }
@@ -227,21 +227,23 @@ pub fn truncate(s: &str, max: usize) -> String {
 
 /// The closing lines after a run: table, status, and what to do next.
 pub fn print_summary(e: &Execution, steps: &[StepRecord]) {
-    println!("{}", steps_table(steps));
+    say!("{}", steps_table(steps));
     let took = e.duration_ms().map(|d| format!(" in {}", human_ms(u64::try_from(d).unwrap_or(0)))).unwrap_or_default();
-    println!("Execution {} {}{took}", style(&e.id).bold(), exec_status(e.status));
+    say!("Execution {} {}{took}", style(&e.id).bold(), exec_status(e.status));
     if let Some(err) = &e.error {
-        println!("  {}", style(err).red());
+        say!("  {}", style(err).red());
     }
     if let Some(rb) = e.rollback_status {
-        println!("  rollback {rb}");
+        say!("  rollback {rb}");
     }
     match e.status {
-        ExecStatus::Waiting => println!(
-            "  approve with `opsbook approve {id}` (or reject), then continue with `opsbook resume {id}`",
+        ExecStatus::Waiting if steps.iter().any(|s| s.status == StepStatus::Waiting && s.kind == "approval") => say!(
+            "  decide with `opsbook approve {id}` or `opsbook reject {id}` (pass secret parameters again with -p); \
+             the execution then goes on",
             id = e.id
         ),
-        ExecStatus::Interrupted => println!("  see `opsbook resume {id}` or `opsbook rollback {id}`", id = e.id),
+        ExecStatus::Waiting => say!("  it waits for a gate; continue with `opsbook resume {id}`", id = e.id),
+        ExecStatus::Interrupted => say!("  see `opsbook resume {id}` or `opsbook rollback {id}`", id = e.id),
         _ => {}
     }
 }

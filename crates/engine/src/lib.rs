@@ -97,6 +97,9 @@ pub struct StartRequest {
 pub struct Outcome {
     pub execution_id: String,
     pub status: opsbook_core::ExecStatus,
+    /// A rollback was asked for, but no step that succeeded has one left to run:
+    /// nothing was changed.
+    pub nothing_to_roll_back: bool,
 }
 
 /// Refuses archived runbooks and drafts (unless allowed); warns for deprecated ones.
@@ -127,6 +130,12 @@ impl<S: Store> Engine<S> {
     /// supplied again (they are never stored); they are checked against digests.
     pub async fn resume(&self, id: &str, secrets: &BTreeMap<String, Input>, hooks: &Hooks<'_>) -> Result<Outcome> {
         runner::resume(self, id, secrets, hooks).await
+    }
+
+    /// Checks, without changing anything, that `secrets` are what a `resume` or
+    /// `rollback` of execution `id` needs (the secret parameters it started with).
+    pub async fn check_secrets(&self, id: &str, secrets: &BTreeMap<String, Input>) -> Result<()> {
+        runner::check_secrets(self, id, secrets).await
     }
 
     /// Rolls back a stopped execution: the rollback of every succeeded step, newest first.

@@ -210,6 +210,19 @@ async fn load<'e, 'h, S: Store>(
     Ok(Run::new(engine, hooks, rb, exec, steps, params, last_seq))
 }
 
+pub(crate) async fn check_secrets<S: Store>(
+    engine: &Engine<S>,
+    id: &str,
+    secrets: &BTreeMap<String, Input>,
+) -> Result<()> {
+    let store = &engine.store;
+    let exec = store.execution(id).await?;
+    let content = store.runbook(&exec.runbook_sha256).await?.content;
+    let rb = opsbook_core::parse(&content)
+        .map_err(|_| Error::Invalid(format!("the stored runbook of execution {} no longer parses", exec.id)))?;
+    restore_params(&rb, &exec, secrets).map(|_| ())
+}
+
 /// Stored (masked) values plus the secrets supplied again, checked against their digests.
 fn restore_params(rb: &Runbook, exec: &Execution, secrets: &BTreeMap<String, Input>) -> Result<ParamValues> {
     let mut out = ParamValues::default();
@@ -336,6 +349,11 @@ pub(crate) async fn rollback_only<S: Store>(
     if run.exec.rollback_status == Some(StepStatus::Succeeded) {
         return Err(Error::Invalid(format!("execution {id} was already rolled back")));
     }
+    // Nothing to undo and nothing waiting to cancel: change nothing (not even the
+    // finish time, which analytics read).
+    if run.exec.status != ExecStatus::Waiting && run.rollbacks_left().is_empty() {
+        return Ok(Outcome { execution_id: id, status: run.exec.status, nothing_to_roll_back: true });
+    }
     if run.exec.status == ExecStatus::Waiting {
         let why = if run.waits_on(Wait::Approval) {
             "cancelled while waiting for approval"
@@ -405,7 +423,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
     }
 
     fn outcome(&self) -> Result<Outcome> {
-        Ok(Outcome { execution_id: self.exec.id.clone(), status: self.exec.status })
+        Ok(Outcome { execution_id: self.exec.id.clone(), status: self.exec.status, nothing_to_roll_back: false })
     }
 
     /// A message from opsbook itself, shown and stored with the logs.
@@ -881,7 +899,8 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
     pub async fn finish(&mut self, status: ExecStatus) -> Result<()> {
         self.sink.flush().await?;
         self.exec.status = status;
-        self.exec.finished_at = Some(now_ms());
+        // A later rollback of a finished execution does not move its finish (or duration).
+        self.exec.finished_at.get_or_insert_with(now_ms);
         self.exec.lease_expires_at = None;
         self.flush_deferred().await?;
         self.store().update_execution(&self.exec).await?;
@@ -896,19 +915,25 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         }
     }
 
-    /// Runs the rollback of every succeeded step, newest first. A failing rollback is
-    /// recorded and the others still run; a second cancel skips the rest. Rollbacks that
-    /// already succeeded never run twice; ones that failed or were skipped run again
-    /// (that is what `opsbook rollback` is for after fixing the cause).
-    pub async fn rollback_all(&mut self) -> Result<()> {
-        let todo: Vec<usize> = (0..self.steps.len())
+    /// The steps whose rollback is still to run, newest first: they succeeded, have a
+    /// rollback, and it has not succeeded yet.
+    fn rollbacks_left(&self) -> Vec<usize> {
+        (0..self.steps.len())
             .rev()
             .filter(|&i| {
                 self.steps[i].status == StepStatus::Succeeded
                     && self.rb.steps[i].rollback.is_some()
                     && self.steps[i].rollback_status != Some(StepStatus::Succeeded)
             })
-            .collect();
+            .collect()
+    }
+
+    /// Runs the rollback of every succeeded step, newest first. A failing rollback is
+    /// recorded and the others still run; a second cancel skips the rest. Rollbacks that
+    /// already succeeded never run twice; ones that failed or were skipped run again
+    /// (that is what `opsbook rollback` is for after fixing the cause).
+    pub async fn rollback_all(&mut self) -> Result<()> {
+        let todo = self.rollbacks_left();
         if todo.is_empty() {
             return Ok(());
         }

@@ -87,14 +87,29 @@ pub fn hash(token: &str) -> String {
     hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
-pub fn check_roles(roles: &[String]) -> Result<(), String> {
-    if roles.is_empty() {
-        return Err("a token needs at least one role".into());
+/// Checks the roles of a new token: `roles` must be built-in (a typo such as `admn` or a
+/// made-up `superuser` is refused, naming the valid ones); `labels` are any other names
+/// that approval steps (`role:NAME`) and policies use, which grant nothing by themselves.
+pub fn check_roles(roles: &[String], labels: &[String]) -> Result<(), String> {
+    if roles.is_empty() && labels.is_empty() {
+        return Err(format!("a token needs at least one role: {}", BUILTIN_ROLES.join(", ")));
     }
     for r in roles {
-        let ok = !r.is_empty() && r.len() <= 64 && r.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !BUILTIN_ROLES.contains(&r.as_str()) {
+            let hint = opsbook_core::diagnostic::did_you_mean(r, &BUILTIN_ROLES)
+                .map(|m| format!(" (did you mean `{m}`?)"))
+                .unwrap_or_default();
+            return Err(format!(
+                "unknown role `{r}`{hint}: the roles are {}. A name that approval steps or policies use \
+                 (such as release-manager) is a label: give it with --label (\"labels\" in the API)",
+                BUILTIN_ROLES.join(", ")
+            ));
+        }
+    }
+    for l in labels {
+        let ok = !l.is_empty() && l.len() <= 64 && l.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
         if !ok {
-            return Err(format!("invalid role `{r}`: use letters, digits, - _ ."));
+            return Err(format!("invalid label `{l}`: use letters, digits, - _ . (at most 64)"));
         }
     }
     Ok(())
@@ -132,6 +147,7 @@ pub async fn authenticate<S: ServerStore>(store: &S, bearer: &str) -> Result<Opt
     if token.revoked_at.is_some() || token.expires_at.is_some_and(|t| t <= now_ms()) {
         return Ok(None);
     }
+    store.token_used(&token.id, now_ms()).await?;
     Ok(Some(Principal { user: token.user, roles: token.roles, token_id: token.id }))
 }
 
@@ -209,6 +225,25 @@ mod tests {
             let got: Vec<bool> = [Read, Run, Approve, Author, Admin].iter().map(|p| who(&[role]).can(*p)).collect();
             assert_eq!(got, expected, "{role}");
         }
+    }
+
+    #[test]
+    fn roles_must_be_built_in_and_labels_well_formed() {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(check_roles(&v(&["admin", "viewer"]), &v(&["release-manager"])), Ok(()));
+        assert_eq!(check_roles(&[], &v(&["release-manager"])), Ok(()));
+        let typo = check_roles(&v(&["admn"]), &[]).unwrap_err();
+        assert!(
+            typo.starts_with(
+                "unknown role `admn` (did you mean `admin`?): the roles are viewer, operator, approver, author, admin."
+            ),
+            "{typo}"
+        );
+        let made_up = check_roles(&v(&["superuser"]), &[]).unwrap_err();
+        assert!(made_up.starts_with("unknown role `superuser`: the roles are"), "{made_up}");
+        assert!(made_up.contains("--label"), "{made_up}");
+        assert!(check_roles(&[], &[]).unwrap_err().starts_with("a token needs at least one role"));
+        assert!(check_roles(&[], &v(&["a b"])).unwrap_err().starts_with("invalid label `a b`"));
     }
 
     #[test]

@@ -176,6 +176,11 @@ impl Config {
         Ok(config)
     }
 
+    /// The `db` a settings file names, relative paths as `opsbook serve` reads them.
+    pub fn db_in(path: &Path) -> Result<Option<PathBuf>, String> {
+        Ok(Self::from_file(path)?.db)
+    }
+
     fn from_file(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))

@@ -111,3 +111,48 @@ where
         }
     }
 }
+
+/// `Query<T>` whose refusals name the parameter (`?limit=abc`, a missing `from`) and answer
+/// in the API's `{"error": …}` shape with 400, like every other refusal.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parse_query(parts.uri.query().unwrap_or_default()).map(ApiQuery)
+    }
+}
+
+/// Reads a query string into `T`, naming the parameter a refusal is about.
+pub fn parse_query<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let inner = e.inner().to_string();
+        let path = e.path().to_string();
+        // A missing field is reported at the top (`.`), with its name in the message.
+        let param = if path == "." || path.is_empty() {
+            inner.strip_prefix("missing field `").and_then(|r| r.split('`').next()).unwrap_or_default().to_string()
+        } else {
+            path
+        };
+        let message = match inner.strip_prefix("missing field ") {
+            Some(_) => format!("query parameter `{param}` is required"),
+            None if param.is_empty() => format!("query string: {inner}"),
+            None => format!("query parameter `{param}`: {}", truncate(&inner, 200)),
+        };
+        ApiError::bad_request(message).with_details(json!({ "param": param }))
+    })
+}
+
+/// At most `max` characters of `s` (refusals never echo megabytes back).
+pub fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}

@@ -74,7 +74,9 @@ pub trait ServerStore: Store {
         name: &str,
         version: &str,
     ) -> impl Future<Output = Result<(PublishedVersion, String)>> + Send;
-    fn set_lifecycle(&self, e: &LifecycleEvent) -> impl Future<Output = Result<()>> + Send;
+    /// Records a lifecycle transition. Archiving a runbook (it can never run again)
+    /// removes its schedules in the same transaction; they are returned.
+    fn set_lifecycle(&self, e: &LifecycleEvent) -> impl Future<Output = Result<Vec<ScheduleRecord>>> + Send;
     fn lifecycle_events(&self, name: &str) -> impl Future<Output = Result<Vec<LifecycleEvent>>> + Send;
 
     /// Creates an execution, unless `(actor, key)` was used before: then returns the earlier id.
@@ -106,9 +108,11 @@ pub trait ServerStore: Store {
     fn expired_waits(&self, now: i64) -> impl Future<Output = Result<Vec<(String, bool)>>> + Send;
 
     fn create_token(&self, token: &Token, hash: &str) -> impl Future<Output = Result<()>> + Send;
-    /// The token with this id and its stored hash, marking it used. Comparing the hash
-    /// (in constant time), expiry and revocation are the caller's to check.
+    /// The token with this id and its stored hash. Comparing the hash (in constant
+    /// time), expiry and revocation are the caller's to check.
     fn token(&self, id: &str) -> impl Future<Output = Result<Option<(Token, String)>>> + Send;
+    /// Records that a token was accepted (only then: a refused one is not "used").
+    fn token_used(&self, id: &str, at: i64) -> impl Future<Output = Result<()>> + Send;
     fn tokens(&self) -> impl Future<Output = Result<Vec<Token>>> + Send;
     fn revoke_token(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
 

@@ -267,7 +267,7 @@ impl ServerStore for SqliteStore {
             .ok_or_else(|| Error::NotFound(format!("version {version} of runbook `{name}`")))
     }
 
-    async fn set_lifecycle(&self, e: &LifecycleEvent) -> Result<()> {
+    async fn set_lifecycle(&self, e: &LifecycleEvent) -> Result<Vec<ScheduleRecord>> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let current: Option<String> =
@@ -287,8 +287,16 @@ impl ServerStore for SqliteStore {
             "INSERT INTO lifecycle_events (name, from_status, to_status, actor, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
             params![e.name, e.from_status, e.to_status, e.actor, e.reason, e.at],
         )?;
+        let mut removed = Vec::new();
+        if e.to_status == opsbook_core::LifecycleStatus::Archived.as_str() {
+            let mut stmt =
+                tx.prepare(&format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE runbook = ? ORDER BY id"))?;
+            removed = collect(&mut stmt, [&e.name], schedule_from)?;
+            drop(stmt);
+            tx.execute("DELETE FROM schedules WHERE runbook = ?", [&e.name])?;
+        }
         tx.commit()?;
-        Ok(())
+        Ok(removed)
     }
 
     async fn lifecycle_events(&self, name: &str) -> Result<Vec<LifecycleEvent>> {
@@ -529,10 +537,15 @@ impl ServerStore for SqliteStore {
     async fn token(&self, id: &str) -> Result<Option<(Token, String)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "UPDATE api_tokens SET last_used_at = ? WHERE id = ? \
-             RETURNING id, user_name, roles, created_at, expires_at, revoked_at, last_used_at, hash",
+            "SELECT id, user_name, roles, created_at, expires_at, revoked_at, last_used_at, hash \
+             FROM api_tokens WHERE id = ?",
         )?;
-        Ok(collect(&mut stmt, params![now_ms(), id], |row| Ok((token_from(row)?, row.get::<_, String>(7)?)))?.pop())
+        Ok(collect(&mut stmt, params![id], |row| Ok((token_from(row)?, row.get::<_, String>(7)?)))?.pop())
+    }
+
+    async fn token_used(&self, id: &str, at: i64) -> Result<()> {
+        self.conn().prepare_cached("UPDATE api_tokens SET last_used_at = ? WHERE id = ?")?.execute(params![at, id])?;
+        Ok(())
     }
 
     async fn tokens(&self) -> Result<Vec<Token>> {

@@ -24,9 +24,13 @@ pub enum TokenCmd {
     Create {
         #[arg(long)]
         user: String,
-        /// viewer, operator, approver, author, admin, or any label approval steps use (repeatable)
-        #[arg(long = "role", required = true)]
+        /// viewer, operator, approver, author or admin (repeatable)
+        #[arg(long = "role", required_unless_present = "labels")]
         roles: Vec<String>,
+        /// Another name that approval steps (`role:NAME`) or policies use, e.g.
+        /// release-manager; grants nothing by itself (repeatable)
+        #[arg(long = "label")]
+        labels: Vec<String>,
         /// e.g. 90d; default: no expiry
         #[arg(long)]
         expires: Option<String>,
@@ -44,12 +48,16 @@ pub enum AuditCmd {
 }
 
 pub async fn exec(db: Option<PathBuf>, cmd: Admin) -> Result<u8> {
-    let engine = super::open(db).await?;
+    let db = super::resolve_db(db)?;
+    let engine = super::open_at(&db).await?;
+    // The server reads tokens from one database: say which one this is.
+    eprintln!("database {} (chosen by {})", db.path.display(), db.chosen_by);
     let store = &engine.store;
     let actor = format!("local:{}", super::os_user());
     match cmd {
-        Admin::Token(TokenCmd::Create { user, roles, expires }) => {
-            opsbook_server::auth::check_roles(&roles).map_err(usage)?;
+        Admin::Token(TokenCmd::Create { user, roles, labels, expires }) => {
+            opsbook_server::auth::check_roles(&roles, &labels).map_err(usage)?;
+            let roles: Vec<String> = roles.into_iter().chain(labels).collect();
             let expires_at = match expires {
                 Some(d) => {
                     let d = opsbook_core::duration::parse(&d).map_err(|e| usage(format!("--expires: {e}")))?;

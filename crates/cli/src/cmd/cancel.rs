@@ -35,24 +35,24 @@ pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
             {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
             }
-            println!("cancel requested for execution {}", e.id);
+            say!("cancel requested for execution {}", e.id);
             let start = Instant::now();
             while start.elapsed() < Duration::from_secs(120) {
                 let now = store.execution(&e.id).await?;
                 if now.status != ExecStatus::Running {
-                    println!("execution {} {}", e.id, exec_status(now.status));
+                    say!("execution {} {}", e.id, exec_status(now.status));
                     return Ok(if now.status == ExecStatus::Cancelled { EXIT_OK } else { EXIT_FAILED });
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            println!("the runner has not stopped yet; check with `opsbook show {}`", e.id);
+            say!("the runner has not stopped yet; check with `opsbook show {}`", e.id);
             Ok(EXIT_FAILED)
         }
         ExecStatus::Waiting => {
             let secrets = super::collect_params(&args.params, None)?;
             let live = Live::new(store.steps(&e.id).await?.len());
             let (handle, cancel) = cancel_pair();
-            super::watch_signals(handle.clone());
+            super::watch_signals(handle.clone(), super::OnCancel::RollingBack);
             let hooks = Hooks { observer: &live, prompt: None, cancel, cancel_handle: handle };
             let outcome = engine.rollback(&e.id, &secrets, &hooks).await?;
             super::run::finish(store, &outcome.execution_id, crate::Output::Text).await?;

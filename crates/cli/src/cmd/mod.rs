@@ -101,6 +101,9 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             }
             Command::Show(a) => return remote::show(&client()?, &a.id, a.output).await,
             Command::Logs(a) => return remote::logs(&client()?, &a.id, a.step.as_deref(), a.follow).await,
+            Command::Approve(a) | Command::Reject(a) if !a.params.is_empty() => {
+                return Err(usage("-p is not needed with --server: the server keeps what its executions need"));
+            }
             Command::Approve(a) => return remote::decide(&client()?, &a.id, true, a.comment.clone()).await,
             Command::Reject(a) => return remote::decide(&client()?, &a.id, false, a.comment.clone()).await,
             Command::Cancel(a) => return remote::cancel(&client()?, &a.id).await,
@@ -134,10 +137,10 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::History(a) => history::exec(db, a).await,
         Command::Show(a) => show::exec(db, a).await,
         Command::Logs(a) => logs::exec(db, a).await,
-        Command::Approve(a) => approve::exec(db, a, true).await,
-        Command::Reject(a) => approve::exec(db, a, false).await,
-        Command::Resume(a) => resume::exec(db, a, false).await,
-        Command::Rollback(a) => resume::exec(db, a, true).await,
+        Command::Approve(a) => approve::exec(db, a, approve::Decision::Approve).await,
+        Command::Reject(a) => approve::exec(db, a, approve::Decision::Reject).await,
+        Command::Resume(a) => resume::exec(db, a, resume::Mode::Resume).await,
+        Command::Rollback(a) => resume::exec(db, a, resume::Mode::Rollback).await,
         Command::Cancel(a) => cancel::exec(db, a).await,
     }
 }
@@ -152,9 +155,41 @@ pub fn default_db() -> PathBuf {
     base.join("opsbook").join("opsbook.db")
 }
 
+/// Where the database is, and what chose it.
+#[derive(Debug, Clone)]
+pub struct DbPath {
+    pub path: PathBuf,
+    pub chosen_by: &'static str,
+}
+
+/// Every command finds the database the same way: `--db` (or `OPSBOOK_DB`), else the
+/// `db` of `./opsbook.toml` (the file `opsbook serve` reads), else the default.
+pub fn resolve_db(flag: Option<PathBuf>) -> Result<DbPath> {
+    if let Some(path) = flag {
+        let chosen_by = if std::env::var_os("OPSBOOK_DB").is_some_and(|v| path.as_os_str() == v) {
+            "OPSBOOK_DB"
+        } else {
+            "--db"
+        };
+        return Ok(DbPath { path, chosen_by });
+    }
+    let settings = Path::new("opsbook.toml");
+    if settings.exists()
+        && let Some(path) = opsbook_server::Config::db_in(settings).map_err(usage)?
+    {
+        return Ok(DbPath { path, chosen_by: "opsbook.toml" });
+    }
+    Ok(DbPath { path: default_db(), chosen_by: "the default" })
+}
+
 /// Opens the store and marks executions whose runner died as interrupted.
 pub async fn open(db: Option<PathBuf>) -> Result<Engine<SqliteStore>> {
-    let path = db.unwrap_or_else(default_db);
+    open_at(&resolve_db(db)?).await
+}
+
+/// [`open`], for a database already resolved.
+pub async fn open_at(db: &DbPath) -> Result<Engine<SqliteStore>> {
+    let path = db.path.clone();
     let store =
         SqliteStore::open(&path).await.with_context(|| format!("cannot open the database {}", path.display()))?;
     let mut config = EngineConfig::default();
@@ -164,7 +199,7 @@ pub async fn open(db: Option<PathBuf>) -> Result<Engine<SqliteStore>> {
     }
     let engine = Engine::new(store, config);
     for id in engine.recover().await? {
-        eprintln!(
+        say_err!(
             "{} execution {id} was interrupted (its runner stopped); see `opsbook show {id}`",
             console::style("warning:").yellow().bold().for_stderr()
         );
@@ -293,8 +328,27 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// What a Ctrl-C does to the run in the foreground, to say so truthfully.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnCancel {
+    /// Stop the current step, then roll back (`on_failure: rollback`).
+    RollBack,
+    /// Stop the current step; nothing is rolled back (`on_failure: stop`).
+    Stop,
+    /// Rollbacks are running (`opsbook rollback`, or cancelling a waiting execution).
+    RollingBack,
+}
+
+/// The runbook an execution runs, as stored when it started.
+pub async fn stored_runbook(store: &SqliteStore, e: &opsbook_store::Execution) -> Result<Runbook> {
+    use opsbook_store::Store as _;
+    let content = store.runbook(&e.runbook_sha256).await?.content;
+    opsbook_core::parse(&content)
+        .map_err(|_| usage(format!("the stored runbook of execution {} no longer parses", e.id)))
+}
+
 /// Ctrl-C / SIGTERM escalate cancellation: first cancel, second skip rollbacks.
-pub fn watch_signals(handle: opsbook_engine::CancelHandle) {
+pub fn watch_signals(handle: opsbook_engine::CancelHandle, on_cancel: OnCancel) {
     use tokio::signal::unix::{SignalKind, signal};
     tokio::spawn(async move {
         let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
@@ -305,11 +359,19 @@ pub fn watch_signals(handle: opsbook_engine::CancelHandle) {
                 _ = int.recv() => {}
                 _ = term.recv() => {}
             }
-            match handle.escalate() {
-                1 => eprintln!(
+            let level = handle.escalate();
+            match (on_cancel, level) {
+                (OnCancel::RollBack, 1) => say_err!(
                     "\ncancelling: stopping the current step, then rolling back (press Ctrl-C again to skip rollbacks)"
                 ),
-                _ => eprintln!("\ncancelling: skipping the remaining rollbacks"),
+                (OnCancel::RollBack, _) => say_err!("\ncancelling: skipping the remaining rollbacks"),
+                (OnCancel::Stop, _) => say_err!(
+                    "\ncancelling: stopping the current step; nothing is rolled back (the runbook says on_failure: stop)"
+                ),
+                (OnCancel::RollingBack, 1) => {
+                    say_err!("\nthe rollbacks go on (press Ctrl-C again to stop the running one and skip the rest)")
+                }
+                (OnCancel::RollingBack, _) => say_err!("\ncancelling: stopping the rollback and skipping the rest"),
             }
         }
     });

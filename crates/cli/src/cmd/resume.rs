@@ -1,12 +1,15 @@
 //! `opsbook resume ID` and `opsbook rollback ID`: continue or undo a stopped execution.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Result;
-use opsbook_engine::{ApprovalPrompt, Hooks, Quiet, cancel_pair};
-use opsbook_store::Store;
+use opsbook_core::{Input, OnFailure, StepStatus};
+use opsbook_engine::{ApprovalPrompt, Engine, Hooks, Quiet, cancel_pair};
+use opsbook_store::{SqliteStore, Store};
 
+use super::{EXIT_FAILED, EXIT_OK, OnCancel};
 use crate::Output;
 use crate::prompt::TerminalPrompt;
 use crate::render::Live;
@@ -22,29 +25,72 @@ pub struct Args {
     pub output: Output,
 }
 
-pub async fn exec(db: Option<PathBuf>, args: Args, rollback: bool) -> Result<u8> {
+/// What to do with a stopped execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Run the rest (after approvals, or what an interruption left).
+    Resume,
+    /// Run the rollbacks of the steps that succeeded.
+    Rollback,
+}
+
+pub async fn exec(db: Option<PathBuf>, args: Args, mode: Mode) -> Result<u8> {
     let mut engine = super::open(db).await?;
     let secrets = super::collect_params(&args.params, None)?;
+    carry_on(&mut engine, &args.id, &secrets, args.output, mode).await
+}
+
+/// Resumes or rolls back execution `id` in the foreground, with the live display, and
+/// returns the exit code: for a rollback, 0 when it succeeded (or there was nothing to
+/// roll back); otherwise that of the execution's status.
+pub async fn carry_on(
+    engine: &mut Engine<SqliteStore>,
+    id: &str,
+    secrets: &BTreeMap<String, Input>,
+    output: Output,
+    mode: Mode,
+) -> Result<u8> {
+    let exec = engine.store.execution(id).await?;
+    let rb = super::stored_runbook(&engine.store, &exec).await?;
     // Gate steps name gates from opsbook.yaml beside the runbook (or here), as `run` does.
-    let base = engine.store.execution(&args.id).await?.base_dir;
-    let file = [std::path::PathBuf::from(&base).join("opsbook.yaml"), std::path::PathBuf::from("opsbook.yaml")]
+    let file = [PathBuf::from(&exec.base_dir).join("opsbook.yaml"), PathBuf::from("opsbook.yaml")]
         .into_iter()
         .find(|p| p.exists());
     if let Some(p) = file {
         engine.config.gates = opsbook_core::gate::GateBook::new(super::read_gates(&p)?.gates);
     }
-    let steps = engine.store.steps(&engine.store.execution(&args.id).await?.id).await?;
+    let steps = engine.store.steps(&exec.id).await?;
     let (handle, cancel) = cancel_pair();
-    super::watch_signals(handle.clone());
+    let on_cancel = match (mode, rb.on_failure) {
+        (Mode::Rollback, _) => OnCancel::RollingBack,
+        (Mode::Resume, OnFailure::Rollback) => OnCancel::RollBack,
+        (Mode::Resume, OnFailure::Stop) => OnCancel::Stop,
+    };
+    super::watch_signals(handle.clone(), on_cancel);
     let live = Live::new(steps.len());
-    let json = args.output == Output::Json;
-    let prompt: Option<Arc<dyn ApprovalPrompt>> = (TerminalPrompt::available() && !json && !rollback)
+    let json = output == Output::Json;
+    let prompt: Option<Arc<dyn ApprovalPrompt>> = (TerminalPrompt::available() && !json && mode == Mode::Resume)
         .then(|| Arc::new(TerminalPrompt { progress: live.progress(), user: super::os_user() }) as _);
     let hooks = Hooks { observer: if json { &Quiet } else { &live }, prompt, cancel, cancel_handle: handle };
-    let outcome = if rollback {
-        engine.rollback(&args.id, &secrets, &hooks).await?
-    } else {
-        engine.resume(&args.id, &secrets, &hooks).await?
+    let outcome = match mode {
+        Mode::Rollback => engine.rollback(&exec.id, secrets, &hooks).await?,
+        Mode::Resume => engine.resume(&exec.id, secrets, &hooks).await?,
     };
-    super::run::finish(&engine.store, &outcome.execution_id, args.output).await
+    if outcome.nothing_to_roll_back {
+        if json {
+            super::run::finish(&engine.store, &outcome.execution_id, output).await?;
+        } else {
+            say!(
+                "nothing to roll back: no step of execution {} that succeeded has a rollback left to run; nothing was changed",
+                outcome.execution_id
+            );
+        }
+        return Ok(EXIT_OK);
+    }
+    let code = super::run::finish(&engine.store, &outcome.execution_id, output).await?;
+    if mode == Mode::Rollback {
+        let rolled = engine.store.execution(&outcome.execution_id).await?.rollback_status;
+        return Ok(if matches!(rolled, None | Some(StepStatus::Succeeded)) { EXIT_OK } else { EXIT_FAILED });
+    }
+    Ok(code)
 }

@@ -46,9 +46,9 @@ pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
         Ok(p) => p,
         Err(errors) => {
             for e in &errors {
-                eprintln!("{} {e}", style("error:").red().bold().for_stderr());
+                say_err!("{} {e}", style("error:").red().bold().for_stderr());
             }
-            eprintln!("nothing ran: {} invalid parameter{}", errors.len(), if errors.len() == 1 { "" } else { "s" });
+            say_err!("nothing ran: {} invalid parameter{}", errors.len(), if errors.len() == 1 { "" } else { "s" });
             return Ok(EXIT_INVALID);
         }
     };
@@ -62,7 +62,11 @@ pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
     let base_dir =
         args.file.canonicalize().ok().and_then(|p| p.parent().map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("."));
     let (handle, cancel) = cancel_pair();
-    super::watch_signals(handle.clone());
+    let on_cancel = match rb.on_failure {
+        opsbook_core::OnFailure::Rollback => super::OnCancel::RollBack,
+        opsbook_core::OnFailure::Stop => super::OnCancel::Stop,
+    };
+    super::watch_signals(handle.clone(), on_cancel);
     let live = Live::new(rb.steps.len());
     let json = args.output == Output::Json;
     let user = super::os_user();
@@ -99,7 +103,7 @@ pub async fn finish(store: &impl Store, id: &str, output: Output) -> Result<u8> 
     let exec = store.execution(id).await?;
     let steps = store.steps(id).await?;
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&opsbook_engine::report::document(&exec, &steps))?),
+        Output::Json => say!("{}", serde_json::to_string_pretty(&opsbook_engine::report::document(&exec, &steps))?),
         Output::Text => print_summary(&exec, &steps),
     }
     Ok(match exec.status {
@@ -169,16 +173,16 @@ fn dry_run(rb: &Runbook, params: &ParamValues, output: Output) -> Result<u8> {
                 "rollback": rollback,
             })).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        say!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(EXIT_OK);
     }
-    println!("Dry run of {} v{} — nothing will run", style(&rb.name).bold(), rb.version);
+    say!("Dry run of {} v{} — nothing will run", style(&rb.name).bold(), rb.version);
     for p in &rb.prerequisites {
         let check = p.check.as_ref().map(|c| format!(": {}", c.template)).unwrap_or_default();
-        println!("  prerequisite: {}{check}", p.description);
+        say!("  prerequisite: {}{check}", p.description);
     }
     for (i, (s, action, when, rollback)) in steps.iter().enumerate() {
-        println!(
+        say!(
             "\n{} {} {} {}",
             style(format!("[{}/{}]", i + 1, rb.steps.len())).dim(),
             style(&s.id).bold(),
@@ -192,13 +196,13 @@ fn dry_run(rb: &Runbook, params: &ParamValues, output: Output) -> Result<u8> {
             .dim()
         );
         if let Some((w, v)) = when {
-            println!("    when {w} → {v}");
+            say!("    when {w} → {v}");
         }
         for line in action.lines() {
-            println!("    {line}");
+            say!("    {line}");
         }
         if let Some(r) = rollback {
-            println!("    {} {r}", style("rollback:").magenta());
+            say!("    {} {r}", style("rollback:").magenta());
         }
     }
     Ok(EXIT_OK)

@@ -56,22 +56,34 @@ pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
         }
         config.workers = w;
     }
-    let path = db.or_else(|| config.db.clone()).unwrap_or_else(super::default_db);
+    // As every command finds it (flag or OPSBOOK_DB, then the settings file, then the
+    // default), except that `--config FILE` names the settings file.
+    let path = match (db, &args.config) {
+        (Some(p), _) => p,
+        (None, Some(_)) => config.db.clone().unwrap_or_else(super::default_db),
+        (None, None) => super::resolve_db(None)?.path,
+    };
     let store = opsbook_store::SqliteStore::open(&path)
         .await
         .with_context(|| format!("cannot open the database {}", path.display()))?;
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .map_err(|e| usage(format!("cannot listen on {}: {e}", config.listen)))?;
+    let listener = tokio::net::TcpListener::bind(&config.listen).await.map_err(|e| {
+        usage(format!(
+            "cannot listen on {}: {e}; choose another address with --listen ADDR (or listen in opsbook.toml)",
+            config.listen
+        ))
+    })?;
     let addr = listener.local_addr()?;
     let metrics = if config.metrics_listen.is_empty() {
         None
     } else {
-        Some(
-            tokio::net::TcpListener::bind(&config.metrics_listen)
-                .await
-                .map_err(|e| usage(format!("cannot listen on {} (metrics): {e}", config.metrics_listen)))?,
-        )
+        Some(tokio::net::TcpListener::bind(&config.metrics_listen).await.map_err(|e| {
+            usage(format!(
+                "cannot listen on {} for /metrics: {e}; choose another address with \
+                         --metrics-listen ADDR (or metrics_listen in opsbook.toml), or turn metrics off with \
+                         --metrics-listen \"\"",
+                config.metrics_listen
+            ))
+        })?)
     };
     let metrics_note = match &metrics {
         Some(l) => format!(", metrics on http://{}/metrics", l.local_addr()?),

@@ -31,6 +31,12 @@ pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
     println!("  started   {}", when(e.started_at));
     println!("  finished  {}", when(e.finished_at));
     println!("  params    {}", e.params);
+    let decisions = engine.store.approvals(&e.id).await?;
+    for a in &decisions {
+        let verb = if a.approved { "approved" } else { "rejected" };
+        let why = a.comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default();
+        println!("  decision  step `{}` {verb} by {} at {}{why}", a.step_id, a.approver, when(Some(a.created_at)));
+    }
     println!();
     crate::render::print_summary(&e, &steps);
     Ok(EXIT_OK)

@@ -54,7 +54,8 @@ fn second_ctrl_c_skips_rollbacks() {
     assert_eq!(e.rollback_status, Some(StepStatus::Cancelled));
     // The skipped rollback can still be finished.
     let finish = env.run(&["rollback", &e.id]);
-    assert_eq!(finish.code, 1, "the execution stays cancelled: {finish:?}");
+    assert_eq!(finish.code, 0, "the rollback succeeded (the execution stays cancelled): {finish:?}");
+    assert_eq!(env.last().0.status, ExecStatus::Cancelled);
     assert!(env.path("undone").exists());
     assert_eq!(env.last().0.rollback_status, Some(StepStatus::Succeeded));
     let again = env.run(&["rollback", &e.id]);
@@ -95,4 +96,44 @@ fn cancelling_a_waiting_execution_rolls_it_back() {
     let again = env.run(&["cancel", &e.id]);
     assert_eq!(again.code, 2);
     assert!(again.stderr.contains("is already cancelled"), "{again:?}");
+}
+
+/// With `on_failure: stop`, Ctrl-C says what happens: the step stops, nothing rolls back.
+#[test]
+fn ctrl_c_says_nothing_is_rolled_back_with_on_failure_stop() {
+    let env = Env::new();
+    let text = book("touch undone").replace("  steps:", "  on_failure: stop\n  steps:");
+    env.write("test.yaml", &text);
+    let child = env.spawn(&["run", "test.yaml"]);
+    env.wait_for_file("started");
+    signal(&child, Signal::SIGINT);
+    let o = out(child.wait_with_output().unwrap());
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stderr.contains("nothing is rolled back (the runbook says on_failure: stop)"), "{o:?}");
+    assert!(!o.stderr.contains("then rolling back"), "{o:?}");
+    assert!(!env.path("undone").exists());
+    let (e, _) = env.last();
+    assert_eq!(e.status, ExecStatus::Cancelled);
+    assert_eq!(e.rollback_status, None);
+}
+
+/// `rollback` with nothing to roll back says so, exits 0 and changes nothing (the
+/// finish time, which analytics read, included).
+#[test]
+fn rollback_with_nothing_to_roll_back_changes_nothing() {
+    let env = Env::new();
+    let text = runbook("", "    - id: a\n      run: \"true\"\n    - id: b\n      run: exit 1\n");
+    assert_eq!(env.run_book(&text, &[]).code, 1);
+    let (before, steps_before) = env.last();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    for _ in 0..2 {
+        let o = env.run(&["rollback", &before.id]);
+        assert_eq!(o.code, 0, "{o:?}");
+        assert!(o.stdout.contains("nothing to roll back"), "{o:?}");
+    }
+    let (after, steps_after) = env.last();
+    assert_eq!(after.finished_at, before.finished_at);
+    assert_eq!(after.status, before.status);
+    assert_eq!(after.rollback_status, None);
+    assert_eq!(format!("{steps_after:?}"), format!("{steps_before:?}"));
 }

@@ -279,3 +279,67 @@ fn the_gates_file_can_come_from_the_environment_and_must_be_valid() {
     );
     crate::support::assert_fails_saying(&serve("missing.yaml"), 2, "cannot read missing.yaml");
 }
+
+/// `admin` finds the database as `serve` does: in a directory whose `opsbook.toml` names
+/// one, a token created there is accepted by the server started there (and `admin` says
+/// which database it wrote to).
+#[test]
+fn admin_and_serve_find_the_same_database() {
+    let env = Env::new();
+    env.write("opsbook.toml", "db = \"team/opsbook.db\"\nmetrics_listen = \"\"\n");
+    // No OPSBOOK_DB: the settings file decides, for both commands.
+    let bare = |args: &[&str]| {
+        let mut c = env.cmd(args);
+        c.env_remove("OPSBOOK_DB").env("XDG_DATA_HOME", env.path("xdg"));
+        c
+    };
+    let o = out(bare(&["admin", "token", "create", "--user", "alice", "--role", "viewer"]).output().unwrap());
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stderr.contains("database team/opsbook.db (chosen by opsbook.toml)"), "{o:?}");
+    let secret = o.stdout.trim().to_string();
+    assert!(env.path("team/opsbook.db").exists());
+    assert!(!env.path("xdg/opsbook/opsbook.db").exists());
+    let mut child = bare(&["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let srv = Serve { url: first.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_string(), child };
+    assert!(first.contains("database team/opsbook.db"), "{first}");
+    let list = client(&env, &srv.url, &secret, &["history"]);
+    assert_eq!(list.code, 0, "the token is known to the server: {list:?}");
+}
+
+/// Roles are the built-in ones; other names are labels, given as such.
+#[test]
+fn token_roles_are_checked() {
+    let env = Env::new();
+    for (role, says) in [
+        ("superuser", "unknown role `superuser`: the roles are viewer, operator, approver, author, admin."),
+        ("admn", "unknown role `admn` (did you mean `admin`?)"),
+    ] {
+        let o = env.run(&["admin", "token", "create", "--user", "u", "--role", role]);
+        assert_eq!(o.code, 2, "{o:?}");
+        assert!(o.stderr.contains(says), "{o:?}");
+    }
+    let s = env.store();
+    assert!(s.block(opsbook_store::ServerStore::tokens(&s.store)).unwrap().is_empty(), "nothing was created");
+    let o = env.run(&["admin", "token", "create", "--user", "u", "--role", "approver", "--label", "release-manager"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let tokens = s.block(opsbook_store::ServerStore::tokens(&s.store)).unwrap();
+    assert_eq!(tokens[0].roles, vec!["approver", "release-manager"]);
+}
+
+/// A second server on the same host says how to move (or turn off) its metrics.
+#[test]
+fn a_taken_metrics_port_names_the_flag() {
+    let env = Env::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let o = env.run(&["serve", "--listen", "127.0.0.1:0", "--metrics-listen", &addr]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(o.stderr.contains(&format!("cannot listen on {addr} for /metrics")), "{o:?}");
+    assert!(o.stderr.contains("--metrics-listen ADDR") && o.stderr.contains("--metrics-listen \"\""), "{o:?}");
+}

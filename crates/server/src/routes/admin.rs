@@ -1,20 +1,25 @@
 //! Tokens, the audit trail and `whoami`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use opsbook_store::{AuditFilter, ServerStore, now_ms};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{self, Auth, Perm};
-use crate::error::{ApiError, ApiJson, ApiResult};
+use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
 use crate::state::{AppState, request_id};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct TokenBody {
     user: String,
+    /// Built-in roles: viewer, operator, approver, author, admin.
+    #[serde(default)]
     roles: Vec<String>,
+    /// Other names that approval steps (`role:NAME`) and policies use.
+    #[serde(default)]
+    labels: Vec<String>,
     /// A duration such as 30d; none: the token does not expire.
     expires_in: Option<String>,
 }
@@ -32,7 +37,7 @@ pub async fn create_token(
     if body.user.trim().is_empty() {
         return Err(ApiError::bad_request("user must not be empty"));
     }
-    auth::check_roles(&body.roles).map_err(ApiError::bad_request)?;
+    auth::check_roles(&body.roles, &body.labels).map_err(ApiError::bad_request)?;
     let expires_at = match body.expires_in.as_deref() {
         Some(d) => {
             let d = opsbook_core::duration::parse(d).map_err(|e| ApiError::bad_request(format!("expires_in: {e}")))?;
@@ -40,7 +45,8 @@ pub async fn create_token(
         }
         None => None,
     };
-    let new = auth::generate(&body.user, body.roles, expires_at);
+    let roles = body.roles.into_iter().chain(body.labels).collect();
+    let new = auth::generate(&body.user, roles, expires_at);
     st.store.create_token(&new.record, &new.hash).await?;
     let record = serde_json::to_value(&new.record).map_err(ApiError::internal)?;
     st.audit(&auth.0.user, "token.create", &new.record.id, &rid, record.clone()).await;
@@ -84,7 +90,7 @@ pub async fn audit(
     State(st): State<AppState>,
     auth: Auth,
     headers: HeaderMap,
-    Query(q): Query<AuditQuery>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<Value>> {
     auth.require(&st, Perm::Admin, "audit", &request_id(&headers)).await?;
     let items = st

@@ -3,14 +3,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use opsbook_store::{AnalyticsRow, RunbookQuery, ServerStore, now_ms};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{Auth, Perm};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiQuery, ApiResult};
 use crate::state::{AppState, request_id};
 
 const WEEK_MS: f64 = 7.0 * 86_400_000.0;
@@ -83,7 +83,7 @@ pub async fn analytics(
     State(st): State<AppState>,
     auth: Auth,
     headers: HeaderMap,
-    Query(q): Query<AnalyticsQuery>,
+    ApiQuery(q): ApiQuery<AnalyticsQuery>,
 ) -> ApiResult<Json<Value>> {
     auth.require(&st, Perm::Read, "analytics", &request_id(&headers)).await?;
     let now = now_ms();

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{Auth, Perm};
-use crate::error::{ApiError, ApiJson, ApiResult, params_error};
+use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult, params_error};
 use crate::state::{AppState, request_id};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -133,7 +133,7 @@ pub async fn list(
     State(st): State<AppState>,
     auth: Auth,
     headers: HeaderMap,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     auth.require(&st, Perm::Read, "executions", &request_id(&headers)).await?;
     let status = match q.status.as_deref() {
@@ -194,7 +194,7 @@ pub async fn logs(
     auth: Auth,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(q): Query<LogsQuery>,
+    ApiQuery(q): ApiQuery<LogsQuery>,
 ) -> ApiResult<Json<Value>> {
     auth.require(&st, Perm::Read, &id, &request_id(&headers)).await?;
     let exec = st.store.execution(&id).await?;

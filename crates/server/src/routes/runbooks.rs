@@ -1,7 +1,7 @@
 //! The runbook registry: immutable versions, lifecycle, search, diff.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use opsbook_core::LifecycleStatus;
@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{Auth, Perm};
-use crate::error::{ApiError, ApiJson, ApiResult};
+use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
 use crate::state::{AppState, request_id};
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -61,7 +61,7 @@ pub async fn publish(
     State(st): State<AppState>,
     auth: Auth,
     headers: HeaderMap,
-    Query(pq): Query<PublishQuery>,
+    ApiQuery(pq): ApiQuery<PublishQuery>,
     body: String,
 ) -> ApiResult<Response> {
     let rid = request_id(&headers);
@@ -171,7 +171,7 @@ pub async fn list(
     State(st): State<AppState>,
     auth: Auth,
     headers: HeaderMap,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     auth.require(&st, Perm::Read, "runbooks", &request_id(&headers)).await?;
     let items = st
@@ -235,7 +235,7 @@ pub async fn diff(
     auth: Auth,
     headers: HeaderMap,
     Path(name): Path<String>,
-    Query(q): Query<DiffQuery>,
+    ApiQuery(q): ApiQuery<DiffQuery>,
 ) -> ApiResult<Response> {
     auth.require(&st, Perm::Read, &name, &request_id(&headers)).await?;
     let (_, a) = st.store.registry_version(&name, &q.from).await?;
@@ -295,8 +295,17 @@ pub async fn lifecycle(
         reason: Some(reason),
         at: now_ms(),
     };
-    st.store.set_lifecycle(&event).await?;
-    let doc = serde_json::to_value(&event).map_err(ApiError::internal)?;
+    let removed = st.store.set_lifecycle(&event).await?;
+    let mut doc = serde_json::to_value(&event).map_err(ApiError::internal)?;
+    if event.to_status == LifecycleStatus::Archived.as_str() {
+        // An archived runbook never runs again: its schedules went with it. Say which.
+        let ids: Vec<&str> = removed.iter().map(|s| s.id.as_str()).collect();
+        doc["schedules_removed"] = json!(ids);
+        doc["note"] = json!(match ids.len() {
+            0 => "archived; it had no schedules".to_string(),
+            n => format!("archived; its {n} schedule(s) were removed, since an archived runbook never runs again"),
+        });
+    }
     st.audit(&auth.0.user, "runbook.lifecycle", &name, &rid, doc.clone()).await;
     Ok(Json(doc))
 }

@@ -23,7 +23,7 @@ pub struct ScheduleBody {
     missed: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/schedules", operation_id = "createSchedule", tag = "schedules", request_body = ScheduleBody, responses((status = 201, description = "The schedule with its next run"), (status = 400, description = "Bad cron, time zone or parameters", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+#[utoipa::path(post, path = "/api/v1/schedules", operation_id = "createSchedule", tag = "schedules", request_body = ScheduleBody, responses((status = 201, description = "The schedule with its next run"), (status = 400, description = "Bad cron, time zone or parameters", body = crate::openapi::ErrorBody), (status = 409, description = "The runbook is a draft or archived", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn create(
     State(st): State<AppState>,
     auth: Auth,
@@ -44,6 +44,22 @@ pub async fn create(
         return Err(ApiError::bad_request("missed must be skip or run_once"));
     }
     let entry = st.store.registry_entry(&b.runbook).await?;
+    match entry.status.as_str() {
+        "active" | "deprecated" => {}
+        "draft" => {
+            return Err(ApiError::conflict(format!(
+                "runbook `{}` is a draft, and drafts do not run: make it active \
+                 (POST /api/v1/runbooks/{}/lifecycle {{\"status\": \"active\"}}) before scheduling it",
+                b.runbook, b.runbook
+            )));
+        }
+        other => {
+            return Err(ApiError::conflict(format!(
+                "runbook `{}` is {other} and can never run again, so it cannot be scheduled",
+                b.runbook
+            )));
+        }
+    }
     let (_, content) = st.store.registry_version(&b.runbook, &entry.latest_version).await?;
     let rb = opsbook_core::parse(&content).map_err(|_| ApiError::internal("stored runbook does not parse"))?;
     let inputs = b.params.iter().map(|(k, v)| (k.clone(), opsbook_core::Input::Value(v.clone()))).collect();

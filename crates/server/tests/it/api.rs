@@ -375,3 +375,51 @@ async fn an_unanswered_approval_times_out_without_holding_a_worker() {
     assert!(s.dir.path().join("undone").exists());
     s.stop().await;
 }
+
+/// Query-string refusals answer in the API's error shape, naming the parameter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_string_errors_name_the_parameter() {
+    let s = Server::start().await;
+    let admin = s.token("root", &["admin"]).await;
+    let book = runbook("a", "1.0.0", "", "", "    - id: a\n      run: \"true\"\n");
+    s.publish(&admin, &book).await;
+    let (status, doc) = s.get("/api/v1/runbooks/a/diff?to=1.0.0", &admin).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{doc}");
+    assert_eq!(doc["error"]["code"], "bad_request");
+    assert_eq!(doc["error"]["message"], "query parameter `from` is required");
+    assert_eq!(doc["error"]["details"]["param"], "from");
+    let (status, doc) = s.get("/api/v1/executions?limit=abc", &admin).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{doc}");
+    assert!(doc["error"]["message"].as_str().unwrap().starts_with("query parameter `limit`: "), "{doc}");
+    assert_eq!(doc["error"]["details"]["param"], "limit");
+    let (status, doc) = s.get("/api/v1/audit?after=soon", &admin).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{doc}");
+    assert_eq!(doc["error"]["details"]["param"], "after");
+    s.stop().await;
+}
+
+/// A token is "used" only when a request with it is accepted: an expired or revoked
+/// token, or a wrong secret with a real id, leaves `last_used_at` alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_tokens_are_not_marked_used() {
+    use opsbook_store::ServerStore;
+    let s = Server::start().await;
+    let expired = opsbook_server::auth::generate("eve", vec!["viewer".into()], Some(opsbook_store::now_ms() - 1));
+    s.store.create_token(&expired.record, &expired.hash).await.unwrap();
+    let (status, _) = s.get("/api/v1/runbooks", &expired.secret).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let forged = format!("obk_{}_{}", expired.record.id, "0".repeat(64));
+    let (status, _) = s.get("/api/v1/runbooks", &forged).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let used = |id: String| {
+        let store = s.store.clone();
+        async move { store.tokens().await.unwrap().into_iter().find(|t| t.id == id).unwrap().last_used_at }
+    };
+    assert_eq!(used(expired.record.id.clone()).await, None);
+    let good = opsbook_server::auth::generate("val", vec!["viewer".into()], None);
+    s.store.create_token(&good.record, &good.hash).await.unwrap();
+    let (status, _) = s.get("/api/v1/runbooks", &good.secret).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(used(good.record.id.clone()).await.is_some());
+    s.stop().await;
+}

@@ -137,3 +137,43 @@ async fn overlap_and_missed_runs_follow_their_policy() {
     assert!(s.store.schedules().await.unwrap().iter().all(|x| x.source == "api"));
     s.stop().await;
 }
+
+/// Drafts and archived runbooks never run, so they cannot be scheduled (409, naming the
+/// state); archiving a runbook removes its schedules and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_runnable_runbooks_are_scheduled_and_archiving_removes_schedules() {
+    let s = Server::start().await;
+    let author = s.token("ann", &["author", "operator"]).await;
+    let draft = runbook("later", "1.0.0", "  status: draft\n", "", "    - id: a\n      run: \"true\"\n");
+    let (status, doc) = s.publish(&author, &draft).await;
+    assert_eq!(status, StatusCode::CREATED, "{doc}");
+    let body = json!({ "runbook": "later", "cron": "0 3 * * *" });
+    let (status, doc) = s.post("/api/v1/schedules", &author, body.clone()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{doc}");
+    assert!(doc["error"]["message"].as_str().unwrap().starts_with("runbook `later` is a draft"), "{doc}");
+
+    let reason = |status: &str| json!({ "status": status, "reason": "test" });
+    let (status, _) = s.post("/api/v1/runbooks/later/lifecycle", &author, reason("active")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, created) = s.post("/api/v1/schedules", &author, body.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    s.post("/api/v1/runbooks/later/lifecycle", &author, reason("deprecated")).await;
+    let (status, doc) = s.post("/api/v1/runbooks/later/lifecycle", &author, reason("archived")).await;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    assert_eq!(doc["schedules_removed"], json!([created["id"]]));
+    assert!(doc["note"].as_str().unwrap().contains("1 schedule(s) were removed"), "{doc}");
+    let (_, list) = s.get("/api/v1/schedules", &author).await;
+    assert_eq!(list["items"], json!([]));
+    let (status, doc) = s.post("/api/v1/schedules", &author, body).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{doc}");
+    assert_eq!(
+        doc["error"]["message"],
+        "runbook `later` is archived and can never run again, so it cannot be scheduled"
+    );
+    // The removal is in the audit trail.
+    let admin = s.token("root", &["admin"]).await;
+    let (_, audit) = s.get("/api/v1/audit?action=runbook.lifecycle", &admin).await;
+    let archived = audit["items"].as_array().unwrap().iter().find(|r| r["details"]["to_status"] == "archived");
+    assert_eq!(archived.unwrap()["details"]["schedules_removed"], json!([created["id"]]));
+    s.stop().await;
+}
