@@ -257,7 +257,7 @@ pub struct RawStep {
     #[serde(default)]
     pub description: Option<String>,
 
-    /// Kind `run`: a shell script; `{{ ... }}` values are shell-quoted.
+    /// Kind `run`: a shell script; `{{ ... }}` values are quoted for the shell context they land in.
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub run: Option<Spanned<String>>,
@@ -370,7 +370,7 @@ impl ExitCodes {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRollback {
-    /// Shell script undoing the step; values are shell-quoted like `run`.
+    /// Shell script undoing the step; values are quoted like in `run`.
     #[schemars(with = "String")]
     pub run: Spanned<String>,
     #[serde(default)]

@@ -84,9 +84,10 @@ spec:
   steps:
     - id: prepare
       name: Prepare
-      # {{{{ ... }}}} values are shell-quoted automatically (never put quotes around them).
+      # {{{{ ... }}}} values are quoted for where they land (bare, "…", '…', here-documents):
+      # the shell always reads back exactly the value.
       run: |
-        echo preparing {{{{ params.environment }}}} in batches of {{{{ params.batch_size }}}}
+        echo "preparing {{{{ params.environment }}}}" in batches of {{{{ params.batch_size }}}}
         echo "started=$(date +%s)" >> "$OPSBOOK_OUTPUT"   # publish an output
       timeout: 5m
       retries: {{ count: 2, delay: 5s, backoff: 2.0, max_delay: 1m }}
