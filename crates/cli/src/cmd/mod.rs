@@ -166,11 +166,8 @@ pub struct DbPath {
 /// `db` of `./opsbook.toml` (the file `opsbook serve` reads), else the default.
 pub fn resolve_db(flag: Option<PathBuf>) -> Result<DbPath> {
     if let Some(path) = flag {
-        let chosen_by = if std::env::var_os("OPSBOOK_DB").is_some_and(|v| path.as_os_str() == v) {
-            "OPSBOOK_DB"
-        } else {
-            "--db"
-        };
+        let chosen_by =
+            if std::env::var_os("OPSBOOK_DB").is_some_and(|v| path.as_os_str() == v) { "OPSBOOK_DB" } else { "--db" };
         return Ok(DbPath { path, chosen_by });
     }
     let settings = Path::new("opsbook.toml");
