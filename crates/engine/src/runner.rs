@@ -206,6 +206,14 @@ async fn load<'e, 'h, S: Store>(
     })?;
     let params = restore_params(&rb, &exec, secrets)?;
     let steps = store.steps(&exec.id).await?;
+    if steps.len() != rb.steps.len() {
+        return Err(Error::Invalid(format!(
+            "execution {} has {} step records for a runbook of {} steps",
+            exec.id,
+            steps.len(),
+            rb.steps.len()
+        )));
+    }
     let last_seq = store.last_log_seq(&exec.id).await?;
     Ok(Run::new(engine, hooks, rb, exec, steps, params, last_seq))
 }

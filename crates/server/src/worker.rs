@@ -22,7 +22,7 @@ async fn worker(state: AppState, mut stop: watch::Receiver<bool>) {
             return;
         }
         match state.store.claim_next(&state.engine.config.owner, lease).await {
-            Ok(Some(exec)) => run_one(&state, &exec.id, &exec.runbook_name, false).await,
+            Ok(Some(exec)) => run_guarded(&state, exec.id, exec.runbook_name, RunKind::Whole).await,
             Ok(None) => {
                 tokio::select! {
                     _ = state.wake.notified() => {}
@@ -38,8 +38,57 @@ async fn worker(state: AppState, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// What a runner does with a claimed execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunKind {
+    /// All of it (a worker).
+    Whole,
+    /// Only a poll of the gate it waits on (the gate pool).
+    GatePoll,
+}
+
+/// Runs a claimed execution on a task of its own, so that nothing in one execution (a
+/// panic included) takes its worker down: the execution fails with what happened, and
+/// the worker goes on to the next.
+async fn run_guarded(state: &AppState, id: String, runbook: String, kind: RunKind) {
+    let task = {
+        let (state, id) = (state.clone(), id.clone());
+        tokio::spawn(async move { run_one(&state, &id, &runbook, kind).await })
+    };
+    if let Err(e) = task.await {
+        let why = match e.try_into_panic() {
+            Ok(payload) => {
+                let text = payload
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| payload.downcast_ref::<&str>().copied())
+                    .unwrap_or("no message");
+                format!("internal error: the runner panicked ({text}); see the server log")
+            }
+            Err(_) => "internal error: the runner was cancelled".to_string(),
+        };
+        tracing::error!(id, %why, "execution failed inside its runner");
+        state.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        fail(state, &id, why).await;
+    }
+}
+
+/// Ends an execution that could not run (or whose runner broke) as failed, saying why.
+async fn fail(state: &AppState, id: &str, why: String) {
+    if let Ok(mut exec) = state.store.execution(id).await {
+        exec.status = ExecStatus::Failed;
+        exec.error = Some(why);
+        exec.finished_at = Some(now_ms());
+        exec.owner = None;
+        exec.lease_expires_at = None;
+        let _ = state.store.update_execution(&exec).await;
+    }
+    state.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+}
+
 /// Runs a claimed execution: all of it (a worker), or only a poll of the gate it waits on.
-async fn run_one(state: &AppState, id: &str, runbook: &str, gate_poll: bool) {
+async fn run_one(state: &AppState, id: &str, runbook: &str, kind: RunKind) {
+    let gate_poll = kind == RunKind::GatePoll;
     let (handle, cancel) = cancel_pair();
     state.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), handle.clone());
     let secrets = state.secrets_of(id);
@@ -67,15 +116,7 @@ async fn run_one(state: &AppState, id: &str, runbook: &str, gate_poll: bool) {
         Err(e) => {
             // The engine could not even start (e.g. secrets lost in a restart): say why.
             tracing::warn!(%e, id, "execution could not run");
-            if let Ok(mut exec) = state.store.execution(id).await {
-                exec.status = ExecStatus::Failed;
-                exec.error = Some(e.to_string());
-                exec.finished_at = Some(now_ms());
-                exec.owner = None;
-                exec.lease_expires_at = None;
-                let _ = state.store.update_execution(&exec).await;
-            }
-            state.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+            fail(state, id, e.to_string()).await;
         }
     }
 }
@@ -113,7 +154,9 @@ pub fn spawn_reaper(state: &AppState, mut stop: watch::Receiver<bool>) -> JoinHa
                         match state.store.claim_waiting(&id, &state.engine.config.owner, lease).await {
                             Ok(Some(exec)) => {
                                 let state = state.clone();
-                                polls.spawn(async move { run_one(&state, &exec.id, &exec.runbook_name, true).await });
+                                polls.spawn(async move {
+                                    run_guarded(&state, exec.id, exec.runbook_name, RunKind::GatePoll).await
+                                });
                             }
                             Ok(None) => {}
                             Err(e) => tracing::error!(%e, id, "cannot claim a gate poll"),

@@ -6,6 +6,9 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The request repeats an earlier one (an idempotency key) but asks for something else.
+    #[error("{0}")]
+    Mismatch(String),
     #[error("ambiguous id prefix `{0}`: it matches several executions")]
     Ambiguous(String),
     #[error("database error: {0}")]

@@ -277,34 +277,7 @@ impl Store for SqliteStore {
     async fn create_execution(&self, e: &Execution, steps: &[StepRecord]) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        tx.prepare_cached(&format!(
-            "INSERT INTO executions ({EXECUTION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))?
-        .execute(params![
-            e.id,
-            e.runbook_name,
-            e.runbook_version,
-            e.runbook_sha256,
-            e.source_path,
-            e.base_dir,
-            e.status.as_str(),
-            e.actor,
-            json_text(&e.params),
-            json_text(&e.secret_digests),
-            e.created_at,
-            e.started_at,
-            e.finished_at,
-            e.error,
-            e.current_step,
-            e.rollback_status.map(StepStatus::as_str),
-            e.owner,
-            e.lease_expires_at,
-            e.heartbeat_at,
-            i64::from(e.cancel_requested),
-        ])?;
-        for s in steps {
-            insert_step(&tx, s)?;
-        }
+        insert_execution(&tx, e, steps)?;
         tx.commit()?;
         Ok(())
     }
@@ -578,4 +551,37 @@ impl Store for SqliteStore {
         ))?;
         collect(&mut stmt, [], execution_from)
     }
+}
+
+/// Inserts an execution and its steps (inside the caller's transaction).
+pub(crate) fn insert_execution(tx: &rusqlite::Transaction<'_>, e: &Execution, steps: &[StepRecord]) -> Result<()> {
+    tx.prepare_cached(&format!(
+        "INSERT INTO executions ({EXECUTION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ))?
+    .execute(params![
+        e.id,
+        e.runbook_name,
+        e.runbook_version,
+        e.runbook_sha256,
+        e.source_path,
+        e.base_dir,
+        e.status.as_str(),
+        e.actor,
+        json_text(&e.params),
+        json_text(&e.secret_digests),
+        e.created_at,
+        e.started_at,
+        e.finished_at,
+        e.error,
+        e.current_step,
+        e.rollback_status.map(StepStatus::as_str),
+        e.owner,
+        e.lease_expires_at,
+        e.heartbeat_at,
+        i64::from(e.cancel_requested),
+    ])?;
+    for s in steps {
+        insert_step(tx, s)?;
+    }
+    Ok(())
 }

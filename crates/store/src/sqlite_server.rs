@@ -6,7 +6,7 @@ use crate::sqlite::{EXECUTION_COLUMNS, collect, execution_from, json_text, parse
 use crate::{
     AnalyticsRow, AuditFilter, AuditRecord, Error, Execution, LifecycleEvent, NewAudit, NotificationAttempt, Publish,
     Published, PublishedVersion, RegistryEntry, Result, RunbookQuery, ScheduleRecord, ServerStore, SqliteStore,
-    StepRecord, Store, Token, audit_hash, now_ms,
+    StepRecord, Token, audit_hash, now_ms,
 };
 
 const ENTRY_COLUMNS: &str = "name, status, latest_version, latest_sha256, title, description, runbook_type, owner, \
@@ -317,41 +317,38 @@ impl ServerStore for SqliteStore {
     }
 
     async fn create_execution_once(&self, exec: &Execution, steps: &[StepRecord], key: Option<&str>) -> Result<String> {
+        // One transaction: either the earlier execution with this key is returned, or the
+        // new one and its key are stored together. No window in which a worker could
+        // claim an execution that is then taken back.
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if let Some(key) = key {
-            let conn = self.conn();
-            let earlier: Option<String> = conn
+            let earlier: Option<(String, String)> = tx
                 .query_row(
-                    "SELECT execution_id FROM idempotency_keys WHERE actor = ? AND key = ?",
+                    "SELECT k.execution_id, e.runbook_name FROM idempotency_keys k \
+                     JOIN executions e ON e.id = k.execution_id WHERE k.actor = ? AND k.key = ?",
                     [&exec.actor, key],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
-            if let Some(id) = earlier {
+            if let Some((id, runbook)) = earlier {
+                if runbook != exec.runbook_name {
+                    return Err(Error::Mismatch(format!(
+                        "this Idempotency-Key was used for runbook `{runbook}` (execution {id}), not `{}`: use a new key",
+                        exec.runbook_name
+                    )));
+                }
                 return Ok(id);
             }
         }
-        self.create_execution(exec, steps).await?;
+        crate::sqlite::insert_execution(&tx, exec, steps)?;
         if let Some(key) = key {
-            let conn = self.conn();
-            let inserted = conn.execute(
-                "INSERT INTO idempotency_keys (actor, key, execution_id, created_at) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (actor, key) DO NOTHING",
+            tx.execute(
+                "INSERT INTO idempotency_keys (actor, key, execution_id, created_at) VALUES (?, ?, ?, ?)",
                 params![exec.actor, key, exec.id, now_ms()],
             )?;
-            if inserted == 0 {
-                // Two requests with the same key raced: keep the first, drop ours before anyone claims it.
-                conn.execute("DELETE FROM execution_steps WHERE execution_id = ?", [&exec.id])?;
-                conn.execute(
-                    "DELETE FROM executions WHERE id = ? AND status = 'queued' AND owner IS NULL",
-                    [&exec.id],
-                )?;
-                return Ok(conn.query_row(
-                    "SELECT execution_id FROM idempotency_keys WHERE actor = ? AND key = ?",
-                    [&exec.actor, key],
-                    |r| r.get(0),
-                )?);
-            }
         }
+        tx.commit()?;
         Ok(exec.id.clone())
     }
 

@@ -27,6 +27,9 @@ pub struct SubmitBody {
     version: Option<String>,
 }
 
+/// Longer keys are refused: a key names a request, it does not carry data.
+const MAX_IDEMPOTENCY_KEY: usize = 200;
+
 /// Queues an execution of a published runbook after checking its lifecycle, its
 /// parameters (every problem listed) and the policies. Returns the id, whether it is an
 /// earlier execution with the same idempotency key, the version and the masked params.
@@ -84,7 +87,7 @@ pub(crate) async fn enqueue(
 }
 
 /// `POST /api/v1/runbooks/{name}/executions` → 202 `{id}`; parameters are checked first.
-#[utoipa::path(post, path = "/api/v1/runbooks/{name}/executions", tag = "executions", params(("name" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries return the first execution")), request_body = SubmitBody, responses((status = 202, description = "Queued: {id}"), (status = 400, description = "Invalid parameters, each listed", body = crate::openapi::ErrorBody), (status = 409, description = "The runbook does not run (draft or archived)", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+#[utoipa::path(post, path = "/api/v1/runbooks/{name}/executions", tag = "executions", params(("name" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries return the first execution")), request_body = SubmitBody, responses((status = 202, description = "Queued: {id}"), (status = 400, description = "Invalid parameters, each listed", body = crate::openapi::ErrorBody), (status = 409, description = "The runbook does not run (draft or archived)", body = crate::openapi::ErrorBody), (status = 422, description = "The Idempotency-Key was used for another runbook", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn submit(
     State(st): State<AppState>,
     auth: Auth,
@@ -96,6 +99,14 @@ pub async fn submit(
     auth.require(&st, Perm::Run, &name, &rid).await?;
     let inputs: BTreeMap<String, Input> = body.params.into_iter().map(|(k, v)| (k, Input::Value(v))).collect();
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).filter(|k| !k.is_empty());
+    if let Some(k) = key
+        && k.len() > MAX_IDEMPOTENCY_KEY
+    {
+        return Err(ApiError::bad_request(format!(
+            "Idempotency-Key is {} bytes long; at most {MAX_IDEMPOTENCY_KEY}",
+            k.len()
+        )));
+    }
     let (id, repeated, version, masked) = enqueue(&st, &name, body.version, inputs, &auth.0, key).await?;
     if repeated {
         return Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "repeated": true }))));

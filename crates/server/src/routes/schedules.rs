@@ -63,10 +63,23 @@ pub async fn create(
     let (_, content) = st.store.registry_version(&b.runbook, &entry.latest_version).await?;
     let rb = opsbook_core::parse(&content).map_err(|_| ApiError::internal("stored runbook does not parse"))?;
     let inputs = b.params.iter().map(|(k, v)| (k.clone(), opsbook_core::Input::Value(v.clone()))).collect();
-    let params = rb.check_params(&inputs).map_err(|e| params_error(&e))?;
-    if !params.secret_names.is_empty() && rb.params.iter().any(|p| p.is_secret() && p.spec.required) {
-        return Err(ApiError::bad_request("this runbook needs a secret parameter, and secrets cannot be scheduled"));
+    // Secrets are never stored, and a schedule is stored: no secret value goes in one,
+    // required or not (it would sit in clear in the schedule and its audit record).
+    if let Some(p) = rb.params.iter().find(|p| p.is_secret() && b.params.contains_key(&p.name)) {
+        return Err(ApiError::bad_request(format!(
+            "parameter `{}` is a secret: secrets are never stored, so they cannot be scheduled",
+            p.name
+        ))
+        .with_details(json!({ "param": p.name })));
     }
+    if let Some(p) = rb.params.iter().find(|p| p.is_secret() && p.spec.required) {
+        return Err(ApiError::bad_request(format!(
+            "this runbook needs the secret parameter `{}`, and secrets cannot be scheduled",
+            p.name
+        ))
+        .with_details(json!({ "param": p.name })));
+    }
+    let params = rb.check_params(&inputs).map_err(|e| params_error(&e))?;
     let values = params.values.clone().into_iter().collect();
     if let Some(p) = crate::policy::refusal(&st.config.policies, &auth.0, &b.runbook, &rb.tags, &values) {
         return Err(ApiError::forbidden(format!(

@@ -423,3 +423,74 @@ async fn refused_tokens_are_not_marked_used() {
     assert!(used(good.record.id.clone()).await.is_some());
     s.stop().await;
 }
+
+/// Identical keyed submissions racing each other: one execution per key, every request
+/// answered with it, nothing left behind without steps, and every worker still working.
+/// A key reused for another runbook is 422; an oversized key is 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idempotency_keys_are_claimed_atomically() {
+    use opsbook_store::{ExecutionFilter, Store};
+    let s = Server::start().await;
+    let op = s.token("olga", &["operator", "author"]).await;
+    s.publish(&op, &runbook("quick", "1.0.0", "", "", "    - id: a\n      run: \"true\"\n")).await;
+    s.publish(&op, &runbook("other", "1.0.0", "", "", "    - id: a\n      run: \"true\"\n")).await;
+    let http = reqwest::Client::new();
+    let submit = |runbook: &str, key: String| {
+        http.post(format!("{}/api/v1/runbooks/{runbook}/executions", s.url))
+            .bearer_auth(&op)
+            .header("Idempotency-Key", key)
+            .json(&json!({}))
+            .send()
+    };
+    for round in 0..40 {
+        let key = format!("race-{round}");
+        let answers = futures_util::future::join_all((0..8).map(|_| submit("quick", key.clone()))).await;
+        let mut ids = std::collections::BTreeSet::new();
+        for a in answers {
+            let a = a.unwrap();
+            assert_eq!(a.status(), StatusCode::ACCEPTED);
+            ids.insert(a.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string());
+        }
+        assert_eq!(ids.len(), 1, "round {round}: {ids:?}");
+    }
+    let all = s.store.executions(&ExecutionFilter { limit: 1000, ..ExecutionFilter::default() }).await.unwrap();
+    assert_eq!(all.len(), 40, "one execution per key");
+    for e in &all {
+        let done = s.settled(&e.id, &op).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        assert_eq!(s.store.steps(&e.id).await.unwrap().len(), 1);
+    }
+
+    let (status, doc) = {
+        let r = submit("other", "race-0".into()).await.unwrap();
+        (r.status(), r.json::<serde_json::Value>().await.unwrap())
+    };
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{doc}");
+    assert!(doc["error"]["message"].as_str().unwrap().starts_with("this Idempotency-Key was used for runbook `quick`"));
+    let r = submit("quick", "k".repeat(201)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    s.stop().await;
+}
+
+/// An execution that cannot run (its step records are gone) fails with why; the worker
+/// lives on and runs the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_execution_fails_and_the_worker_goes_on() {
+    let s = Server::start_with(|c| c.workers = 1).await;
+    let op = s.token("olga", &["operator", "author"]).await;
+    s.publish(&op, &runbook("slow", "1.0.0", "", "", "    - id: a\n      run: sleep 0.5\n")).await;
+    s.publish(&op, &runbook("quick", "1.0.0", "", "", "    - id: a\n      run: \"true\"\n")).await;
+    // The only worker is busy while the next execution loses its steps.
+    let (_, first) = s.post("/api/v1/runbooks/slow/executions", &op, json!({})).await;
+    let (_, broken) = s.post("/api/v1/runbooks/quick/executions", &op, json!({})).await;
+    let broken = broken["id"].as_str().unwrap().to_string();
+    let db = rusqlite::Connection::open(s.dir.path().join("opsbook.db")).unwrap();
+    db.execute("DELETE FROM execution_steps WHERE execution_id = ?", [&broken]).unwrap();
+    let (_, next) = s.post("/api/v1/runbooks/quick/executions", &op, json!({})).await;
+    let failed = s.settled(&broken, &op).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(failed["error"].as_str().unwrap().contains("has 0 step records for a runbook of 1 steps"), "{failed}");
+    assert_eq!(s.settled(first["id"].as_str().unwrap(), &op).await["status"], "succeeded");
+    assert_eq!(s.settled(next["id"].as_str().unwrap(), &op).await["status"], "succeeded");
+    s.stop().await;
+}

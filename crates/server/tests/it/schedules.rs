@@ -177,3 +177,28 @@ async fn only_runnable_runbooks_are_scheduled_and_archiving_removes_schedules() 
     assert_eq!(archived.unwrap()["details"]["schedules_removed"], json!([created["id"]]));
     s.stop().await;
 }
+
+/// No secret value is ever stored in a schedule, required or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_never_scheduled() {
+    let s = Server::start().await;
+    let author = s.token("ann", &["author", "operator", "admin"]).await;
+    let book = runbook("sec", "1.0.0", "", "    password: { type: secret }\n", "    - id: a\n      run: \"true\"\n");
+    s.publish(&author, &book).await;
+    let body = json!({ "runbook": "sec", "cron": "0 3 * * *", "params": { "password": "hunter2-in-clear" } });
+    let (status, doc) = s.post("/api/v1/schedules", &author, body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{doc}");
+    assert_eq!(
+        doc["error"]["message"],
+        "parameter `password` is a secret: secrets are never stored, so they cannot be scheduled"
+    );
+    assert_eq!(doc["error"]["details"]["param"], "password");
+    let (_, list) = s.get("/api/v1/schedules", &author).await;
+    assert_eq!(list["items"], json!([]));
+    let (_, audit) = s.get("/api/v1/audit", &author).await;
+    assert!(!audit.to_string().contains("hunter2-in-clear"), "{audit}");
+    // Without the secret (it is optional), the schedule is fine.
+    let (status, doc) = s.post("/api/v1/schedules", &author, json!({ "runbook": "sec", "cron": "0 3 * * *" })).await;
+    assert_eq!(status, StatusCode::CREATED, "{doc}");
+    s.stop().await;
+}
