@@ -9,23 +9,67 @@ fn hostname() -> String {
     nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
 }
 
-/// The owner string of this process: `local:HOST:PID`.
+/// Which process this is, beyond its PID (which the kernel reuses, and which means
+/// something else after a reboot or in another PID namespace): the boot id and the
+/// process's start time in clock ticks since boot, `BOOT8.TICKS`.
+fn process_identity(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 2 (the command) is in parentheses and may hold anything: count after it.
+    let after = stat.get(stat.rfind(')')? + 1..)?;
+    let start = after.split_whitespace().nth(19)?;
+    Some(format!("{}.{start}", boot_id()))
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|b| b.trim().chars().filter(char::is_ascii_hexdigit).take(8).collect())
+        .unwrap_or_default()
+}
+
+/// The owner string of this process: `local:HOST:PID:IDENTITY` (see [`process_identity`]).
 pub fn local_owner() -> String {
-    format!("local:{}:{}", hostname(), std::process::id())
-}
-
-/// The PID in a local owner string on this host.
-pub fn owner_pid(owner: &str) -> Option<u32> {
-    let rest = owner.strip_prefix("local:")?;
-    let (host, pid) = rest.rsplit_once(':')?;
-    if host != hostname() {
-        return None;
+    let pid = std::process::id();
+    match process_identity(pid) {
+        Some(identity) => format!("local:{}:{pid}:{identity}", hostname()),
+        None => format!("local:{}:{pid}", hostname()),
     }
-    pid.parse().ok()
 }
 
-fn alive(pid: u32) -> bool {
-    pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists()
+/// A local owner string, parsed: `local:HOST:PID[:IDENTITY]` (older records have no identity).
+struct LocalOwner<'a> {
+    host: &'a str,
+    pid: u32,
+    identity: Option<&'a str>,
+}
+
+fn parse_local(owner: &str) -> Option<LocalOwner<'_>> {
+    let rest = owner.strip_prefix("local:")?;
+    let (host, rest) = rest.split_once(':')?;
+    let (pid, identity) = match rest.split_once(':') {
+        Some((pid, identity)) => (pid, Some(identity)),
+        None => (rest, None),
+    };
+    Some(LocalOwner { host, pid: pid.parse().ok()?, identity })
+}
+
+/// The PID of the process a local owner string names, if that very process is alive on
+/// this host (same PID, same boot, same start time): safe to signal.
+pub fn owner_pid(owner: &str) -> Option<u32> {
+    let o = parse_local(owner)?;
+    (o.host == hostname() && alive(&o)).then_some(o.pid)
+}
+
+fn alive(o: &LocalOwner<'_>) -> bool {
+    match o.identity {
+        Some(identity) => process_identity(o.pid).as_deref() == Some(identity),
+        None => std::path::Path::new(&format!("/proc/{}", o.pid)).exists(),
+    }
+}
+
+/// Whether the holder named by `owner` is gone: a local process on this host that is no
+/// longer alive. Other owners (another host, a server) are judged by their lease.
+pub(crate) fn holder_gone(owner: &str) -> bool {
+    parse_local(owner).is_some_and(|o| o.host == hostname() && !alive(&o))
 }
 
 pub(crate) async fn recover<S: Store>(store: &S) -> Result<Vec<String>> {
@@ -33,10 +77,10 @@ pub(crate) async fn recover<S: Store>(store: &S) -> Result<Vec<String>> {
     let mut found = Vec::new();
     for mut exec in store.running().await? {
         let owner = exec.owner.clone().unwrap_or_default();
-        let dead = match owner_pid(&owner) {
-            Some(pid) => !alive(pid),
+        let dead = match parse_local(&owner) {
+            Some(o) if o.host == hostname() => !alive(&o),
             // Another host or a server worker: trust the lease.
-            None => exec.lease_expires_at.is_none_or(|t| t < now),
+            _ => exec.lease_expires_at.is_none_or(|t| t < now),
         };
         if !dead {
             continue;
@@ -70,4 +114,29 @@ pub(crate) async fn recover<S: Store>(store: &S) -> Result<Vec<String>> {
         found.push(exec.id);
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_owner_names_this_very_process() {
+        let me = local_owner();
+        assert_eq!(owner_pid(&me), Some(std::process::id()));
+        assert!(!holder_gone(&me));
+        let o = parse_local(&me).unwrap();
+        assert!(o.identity.is_some_and(|i| i.contains('.')), "{me}");
+        // Same PID, another start (a reused PID, or before a reboot): not this process.
+        let reused = format!("local:{}:{}:{}", o.host, o.pid, "00000000.1");
+        assert_eq!(owner_pid(&reused), None);
+        // PID 1 is alive, but under another identity than the one recorded.
+        let stale = format!("local:{}:1:deadbeef.42", o.host);
+        assert!(holder_gone(&stale));
+        // Older records without an identity: the PID alone.
+        assert_eq!(owner_pid(&format!("local:{}:1", o.host)), Some(1));
+        // Other hosts and servers are judged by their lease, not here.
+        assert!(!holder_gone("local:elsewhere:1:x.1"));
+        assert!(!holder_gone("server:host:12"));
+    }
 }

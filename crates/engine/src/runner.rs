@@ -180,6 +180,17 @@ pub(crate) async fn run_claimed<S: Store>(
     let id = run.exec.id.clone();
     run.event(&Event::Started { execution_id: &id, runbook: &run.rb.name, version: &run.exec.runbook_version, start });
     run.start_heartbeat();
+    // Cancelled while it waited (and queued so that a runner stops it): nothing more
+    // runs; the rollbacks do, as the runbook says.
+    if run.cancel_level() >= 1 && (run.waits_on(Wait::Approval) || run.waits_on(Wait::Gate)) {
+        let why = if run.waits_on(Wait::Approval) {
+            "cancelled while waiting for approval"
+        } else {
+            "cancelled while waiting on a gate"
+        };
+        run.stop(ExecStatus::Cancelled, why.to_string()).await?;
+        return run.outcome();
+    }
     if fresh && !run.prerequisites().await? {
         return run.outcome();
     }
@@ -266,7 +277,60 @@ fn restore_params(rb: &Runbook, exec: &Execution, secrets: &BTreeMap<String, Inp
     if errors.is_empty() { Ok(out) } else { Err(Error::Params(errors)) }
 }
 
+/// Holds a stopped execution for this engine's owner before acting on it, so that two
+/// commands (two `rollback`s, a `rollback` and a `resume`) never act at once. A holder
+/// that is a dead local process is taken over; a live one is named in the refusal.
+async fn claim<S: Store>(engine: &Engine<S>, id: &str) -> Result<String> {
+    let store = &engine.store;
+    let exec = store.execution(id).await?;
+    if exec.status == ExecStatus::Running {
+        return Err(Error::Invalid(format!(
+            "execution {} is still running ({})",
+            exec.id,
+            exec.owner.as_deref().unwrap_or("unknown owner")
+        )));
+    }
+    let gone = exec.owner.clone().filter(|o| crate::recovery::holder_gone(o));
+    let owner = &engine.config.owner;
+    if store.claim_stopped(&exec.id, owner, engine.config.lease_ms(), gone.as_deref()).await?.is_some() {
+        return Ok(exec.id);
+    }
+    let now = store.execution(&exec.id).await?;
+    Err(Error::Invalid(match now.owner {
+        Some(holder) => format!(
+            "execution {} is held by {holder}: another resume, rollback or cancel is acting on it; \
+             try again when it is done",
+            now.id
+        ),
+        None => format!("execution {} is {} now", now.id, now.status),
+    }))
+}
+
+/// Runs `act` on an execution held by [`claim`]; lets go of it if `act` fails before
+/// the execution finished or was handed back.
+async fn claimed<S: Store, F: Future<Output = Result<Outcome>>>(
+    engine: &Engine<S>,
+    id: &str,
+    act: impl FnOnce(String) -> F,
+) -> Result<Outcome> {
+    let id = claim(engine, id).await?;
+    let result = act(id.clone()).await;
+    if result.is_err() {
+        let _ = engine.store.release(&id, &engine.config.owner).await;
+    }
+    result
+}
+
 pub(crate) async fn resume<S: Store>(
+    engine: &Engine<S>,
+    id: &str,
+    secrets: &BTreeMap<String, Input>,
+    hooks: &Hooks<'_>,
+) -> Result<Outcome> {
+    claimed(engine, id, |id| async move { resume_claimed(engine, &id, secrets, hooks).await }).await
+}
+
+async fn resume_claimed<S: Store>(
     engine: &Engine<S>,
     id: &str,
     secrets: &BTreeMap<String, Input>,
@@ -346,6 +410,15 @@ pub(crate) async fn rollback_only<S: Store>(
     secrets: &BTreeMap<String, Input>,
     hooks: &Hooks<'_>,
 ) -> Result<Outcome> {
+    claimed(engine, id, |id| async move { rollback_claimed(engine, &id, secrets, hooks).await }).await
+}
+
+async fn rollback_claimed<S: Store>(
+    engine: &Engine<S>,
+    id: &str,
+    secrets: &BTreeMap<String, Input>,
+    hooks: &Hooks<'_>,
+) -> Result<Outcome> {
     let mut run = load(engine, id, secrets, hooks).await?;
     let id = run.exec.id.clone();
     if run.exec.status == ExecStatus::Running {
@@ -360,8 +433,11 @@ pub(crate) async fn rollback_only<S: Store>(
     // Nothing to undo and nothing waiting to cancel: change nothing (not even the
     // finish time, which analytics read).
     if run.exec.status != ExecStatus::Waiting && run.rollbacks_left().is_empty() {
+        engine.store.release(&id, &engine.config.owner).await?;
         return Ok(Outcome { execution_id: id, status: run.exec.status, nothing_to_roll_back: true });
     }
+    // The claim holds while the rollbacks run (and a cancel asked for meanwhile is seen).
+    run.start_heartbeat();
     if run.exec.status == ExecStatus::Waiting {
         let why = if run.waits_on(Wait::Approval) {
             "cancelled while waiting for approval"
@@ -909,6 +985,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         self.exec.status = status;
         // A later rollback of a finished execution does not move its finish (or duration).
         self.exec.finished_at.get_or_insert_with(now_ms);
+        self.exec.owner = None;
         self.exec.lease_expires_at = None;
         self.flush_deferred().await?;
         self.store().update_execution(&self.exec).await?;

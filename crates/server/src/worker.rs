@@ -51,11 +51,11 @@ enum RunKind {
 /// panic included) takes its worker down: the execution fails with what happened, and
 /// the worker goes on to the next.
 async fn run_guarded(state: &AppState, id: String, runbook: String, kind: RunKind) {
-    let task = {
+    let mut task = AbortOnDrop({
         let (state, id) = (state.clone(), id.clone());
         tokio::spawn(async move { run_one(&state, &id, &runbook, kind).await })
-    };
-    if let Err(e) = task.await {
+    });
+    if let Err(e) = (&mut task.0).await {
         let why = match e.try_into_panic() {
             Ok(payload) => {
                 let text = payload
@@ -70,6 +70,16 @@ async fn run_guarded(state: &AppState, id: String, runbook: String, kind: RunKin
         tracing::error!(id, %why, "execution failed inside its runner");
         state.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         fail(state, &id, why).await;
+    }
+}
+
+/// A runner's task goes when its worker goes (at shutdown): dropping the run kills the
+/// step's process group, as it would inline.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -54,6 +54,19 @@ pub trait Store: Send + Sync + Clone + 'static {
     /// Extends the claim of `owner` on a running execution; returns whether cancel was requested.
     fn heartbeat(&self, execution_id: &str, owner: &str, lease_ms: i64) -> impl Future<Output = Result<bool>> + Send;
     fn request_cancel(&self, execution_id: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Claims an execution that is not running or queued (to resume, roll back or cancel
+    /// it) for `owner`, compare-and-set: only when no one holds it, its holder's lease
+    /// lapsed, `owner` holds it already, or its holder is `take_over_from` (a runner known
+    /// to be dead). `None` when someone else holds it (or it started running).
+    fn claim_stopped(
+        &self,
+        execution_id: &str,
+        owner: &str,
+        lease_ms: i64,
+        take_over_from: Option<&str>,
+    ) -> impl Future<Output = Result<Option<Execution>>> + Send;
+    /// Lets go of a claim of `owner` (nothing happens if someone else holds it).
+    fn release(&self, execution_id: &str, owner: &str) -> impl Future<Output = Result<()>> + Send;
     /// Executions in `running` state, and `waiting` ones someone holds (a gate poll, a
     /// cancel, an override), for crash recovery.
     fn running(&self) -> impl Future<Output = Result<Vec<Execution>>> + Send;

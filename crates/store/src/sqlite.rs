@@ -543,6 +543,31 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn claim_stopped(
+        &self,
+        execution_id: &str,
+        owner: &str,
+        lease_ms: i64,
+        take_over_from: Option<&str>,
+    ) -> Result<Option<Execution>> {
+        let now = now_ms();
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "UPDATE executions SET owner = ?1, lease_expires_at = ?2, heartbeat_at = ?3 \
+             WHERE id = ?4 AND status NOT IN ('running', 'queued') \
+             AND (owner IS NULL OR owner = ?1 OR owner = ?5 OR lease_expires_at IS NULL OR lease_expires_at < ?3) \
+             RETURNING {EXECUTION_COLUMNS}"
+        ))?;
+        Ok(collect(&mut stmt, params![owner, now + lease_ms, now, execution_id, take_over_from], execution_from)?.pop())
+    }
+
+    async fn release(&self, execution_id: &str, owner: &str) -> Result<()> {
+        self.conn()
+            .prepare_cached("UPDATE executions SET owner = NULL, lease_expires_at = NULL WHERE id = ? AND owner = ?")?
+            .execute([execution_id, owner])?;
+        Ok(())
+    }
+
     async fn running(&self) -> Result<Vec<Execution>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(

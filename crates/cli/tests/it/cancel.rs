@@ -137,3 +137,30 @@ fn rollback_with_nothing_to_roll_back_changes_nothing() {
     assert_eq!(after.rollback_status, None);
     assert_eq!(format!("{steps_after:?}"), format!("{steps_before:?}"));
 }
+
+/// Two commands never act on one execution at once: while `rollback` runs, a second
+/// `rollback` and a `resume` are refused, naming who holds it; every rollback runs once.
+#[test]
+fn a_second_rollback_or_resume_is_refused_while_one_runs() {
+    let env = Env::new();
+    let text = runbook(
+        "",
+        "    - id: a\n      run: \"true\"\n      rollback:\n        run: touch rolling; sleep 1; echo a >> undone\n    - id: b\n      run: exit 1\n",
+    )
+    .replace("  steps:", "  on_failure: stop\n  steps:");
+    assert_eq!(env.run_book(&text, &[]).code, 1);
+    let (e, _) = env.last();
+    let first = env.spawn(&["rollback", &e.id]);
+    env.wait_for_file("rolling");
+    for args in [vec!["rollback", &e.id], vec!["resume", &e.id]] {
+        let o = env.run(&args);
+        assert_eq!(o.code, 2, "{o:?}");
+        assert!(o.stderr.contains(&format!("execution {} is held by local:", e.id)), "{o:?}");
+    }
+    let o = out(first.wait_with_output().unwrap());
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(env.read("undone"), "a\n", "the rollback ran once");
+    let (e, _) = env.last();
+    assert_eq!(e.owner, None, "let go when done");
+    assert_eq!(e.rollback_status, Some(StepStatus::Succeeded));
+}

@@ -283,3 +283,36 @@ fn a_closed_stdout_does_not_stop_the_run() {
     assert_eq!(e.status, ExecStatus::Succeeded);
     assert!(steps.iter().all(|s| s.status == StepStatus::Succeeded));
 }
+
+/// A runner is its PID *and* its start (and boot): a PID that now belongs to another
+/// process (here PID 1) does not keep an execution running, nor a claim held.
+#[test]
+fn a_reused_pid_does_not_keep_an_execution_running() {
+    let env = Env::new();
+    let text = runbook(
+        "",
+        "    - id: a\n      run: \"true\"\n      rollback:\n        run: echo a >> undone\n    - id: gate\n      approval: {}\n",
+    );
+    assert_eq!(env.run_book(&text, &[]).code, 3);
+    let (mut e, _) = env.last();
+    let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    let s = env.store();
+    // As if a runner had died and its PID gone to another process.
+    e.status = ExecStatus::Running;
+    e.owner = Some(format!("local:{host}:1:deadbeef.42"));
+    e.lease_expires_at = Some(opsbook_store::now_ms() + 3_600_000);
+    s.block(s.store.update_execution(&e)).unwrap();
+    let o = env.run(&["history"]);
+    assert!(o.stderr.contains(&format!("execution {} was interrupted", e.id)), "{o:?}");
+    let (e2, _) = env.last();
+    assert_eq!(e2.status, ExecStatus::Interrupted);
+
+    // A claim held by such a runner (a rollback that died) is taken over.
+    let mut held = e2.clone();
+    held.owner = Some(format!("local:{host}:1:deadbeef.42"));
+    held.lease_expires_at = Some(opsbook_store::now_ms() + 3_600_000);
+    s.block(s.store.update_execution(&held)).unwrap();
+    let o = env.run(&["rollback", &e.id]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(env.read("undone"), "a\n");
+}

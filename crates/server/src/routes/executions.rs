@@ -11,7 +11,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use opsbook_core::step::approval::Approver;
 use opsbook_core::{ExecStatus, Input, StepKind, StepStatus};
-use opsbook_engine::{Hooks, StartRequest, cancel_pair};
+use opsbook_engine::StartRequest;
 use opsbook_store::{Approval, ExecutionFilter, LogQuery, ServerStore, Store, now_ms};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -282,7 +282,8 @@ pub async fn events(
 }
 
 /// `POST .../cancel`: a running execution is stopped by its worker (rollbacks run);
-/// a queued one is cancelled at once; a waiting one is rolled back.
+/// a queued one is cancelled at once; a waiting one is queued for a worker, which stops
+/// it and runs its rollbacks. The answer (202) comes at once in every case.
 #[utoipa::path(post, path = "/api/v1/executions/{id}/cancel", tag = "executions", params(("id" = String, Path)), responses((status = 202, description = "Cancel requested or done"), (status = 409, description = "Already finished", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn cancel(
     State(st): State<AppState>,
@@ -309,15 +310,11 @@ pub async fn cancel(
         }
         ExecStatus::Waiting => {
             // Recorded first: a gate poll holding the execution sees it and cancels.
+            // Otherwise it is queued: a worker stops it and runs its rollbacks, never
+            // this request (a client that gives up must not cut a rollback short).
             st.store.request_cancel(&exec.id).await?;
-            let lease = st.engine.config.lease_ms();
-            if st.store.claim_waiting(&exec.id, &format!("cancel:{}", auth.0.user), lease).await?.is_some() {
-                let secrets = st.secrets_of(&exec.id);
-                let (handle, cancel) = cancel_pair();
-                let notifier = crate::notify::Notifier::new(&exec.id, &exec.runbook_name, st.notify.clone());
-                let hooks = Hooks { observer: &notifier, prompt: None, cancel, cancel_handle: handle };
-                st.engine.rollback(&exec.id, &secrets, &hooks).await?;
-                st.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(&exec.id);
+            if st.store.requeue(&exec.id).await? {
+                st.wake.notify_one();
             } else if let Some(h) = st.running.lock().unwrap_or_else(|p| p.into_inner()).get(&exec.id) {
                 h.at_least(1);
             }

@@ -494,3 +494,32 @@ async fn a_broken_execution_fails_and_the_worker_goes_on() {
     assert_eq!(s.settled(next["id"].as_str().unwrap(), &op).await["status"], "succeeded");
     s.stop().await;
 }
+
+/// Cancelling a waiting execution answers at once (202); a worker stops it and runs its
+/// rollbacks, whatever the client does meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_of_a_waiting_execution_answers_at_once_and_a_worker_rolls_back() {
+    let s = Server::start().await;
+    let op = s.token("olga", &["operator", "author"]).await;
+    let book = runbook(
+        "slowundo",
+        "1.0.0",
+        "",
+        "",
+        "    - id: a\n      run: \"true\"\n      rollback:\n        run: sleep 2; touch undone\n    - id: gate\n      approval: {}\n",
+    );
+    s.publish(&op, &book).await;
+    let (_, doc) = s.post("/api/v1/runbooks/slowundo/executions", &op, json!({})).await;
+    let id = doc["id"].as_str().unwrap().to_string();
+    s.wait_for(&id, &op, |d| d["status"] == "waiting").await;
+    let started = std::time::Instant::now();
+    let (status, _) = s.post(&format!("/api/v1/executions/{id}/cancel"), &op, json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert!(started.elapsed() < std::time::Duration::from_millis(1500), "answered before the 2 s rollback");
+    let done = s.settled(&id, &op).await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+    assert_eq!(done["error"], "cancelled while waiting for approval");
+    assert_eq!(done["rollback"]["status"], "succeeded", "{done}");
+    assert!(s.dir.path().join("undone").exists());
+    s.stop().await;
+}
