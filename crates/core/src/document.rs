@@ -236,11 +236,13 @@ pub enum Shell {
 }
 
 impl Shell {
-    /// The program name and the arguments that precede the script.
+    /// The program name and the arguments that precede the path of the script file.
+    /// (Scripts are run from a file, never as a `-c` argument: values interpolated into
+    /// them, secrets included, must not show in the process list.)
     pub fn argv(self) -> &'static [&'static str] {
         match self {
-            Shell::Sh => &["sh", "-e", "-c"],
-            Shell::Bash => &["bash", "--noprofile", "--norc", "-e", "-o", "pipefail", "-c"],
+            Shell::Sh => &["sh", "-e"],
+            Shell::Bash => &["bash", "--noprofile", "--norc", "-e", "-o", "pipefail"],
         }
     }
 }

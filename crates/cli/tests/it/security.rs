@@ -151,3 +151,38 @@ fn secrets_never_reach_storage_or_output() {
         assert!(!bytes.windows(6).any(|w| w == b"S3cr3t"), "secret stored on disk");
     }
 }
+
+/// Scripts are not passed on the command line (any local user can read
+/// /proc/PID/cmdline), and a secret's variable goes only to the steps that name it.
+#[test]
+fn secrets_stay_out_of_process_lists_and_unrelated_steps() {
+    const SECRET: &str = "S3cr3t-in-argv";
+    let env = Env::new();
+    let book = runbook(
+        "    pw: { type: secret }\n",
+        concat!(
+            "    - id: uses\n",
+            "      run: |\n",
+            "        test -n \"$OPSBOOK_PARAM_PW\" && echo {{ params.pw }} > /dev/null\n",
+            "        tr '\\0' ' ' < /proc/$$/cmdline > cmdline\n",
+            "    - id: other\n",
+            "      run: env > environment\n",
+        ),
+    );
+    let o = env.run_book(&book, &["-p", &format!("pw={SECRET}")]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let cmdline = env.read("cmdline");
+    assert!(cmdline.contains("sh -e /") && cmdline.contains("/script-"), "{cmdline}");
+    assert!(!cmdline.contains(SECRET), "{cmdline}");
+    let environment = env.read("environment");
+    assert!(!environment.contains("OPSBOOK_PARAM_PW") && !environment.contains(SECRET), "{environment}");
+    // The script files are gone once the run is over.
+    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("opsbook-"))
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .filter(|f| std::fs::read_to_string(f.path()).is_ok_and(|t| t.contains(SECRET)))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -68,6 +68,11 @@ pub(crate) async fn exec_script<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptR
     }
     let validations = validations.as_slice();
     let mut env = run.params.env_vars();
+    // A secret's variable goes only to scripts that name it.
+    let names_it = |var: &str| sr.script.template.contains(var) || sr.script.env.values().any(|v| v.contains(var));
+    let secret_vars: Vec<String> =
+        run.params.secret_names.iter().map(|n| format!("OPSBOOK_PARAM_{}", n.to_ascii_uppercase())).collect();
+    env.retain(|(k, _)| !secret_vars.contains(k) || names_it(k));
     for (k, v) in &sr.script.env {
         match template::render_plain(v, &ctx) {
             Ok(v) => env.push((k.clone(), v)),
@@ -87,9 +92,14 @@ pub(crate) async fn exec_script<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptR
     env.push(("OPSBOOK_STEP_ID".into(), sr.step_id.unwrap_or_default().to_string()));
     env.push(("OPSBOOK_ATTEMPT".into(), sr.attempt.to_string()));
 
+    // The script goes in a file only this user can read (in the run's 0700 scratch
+    // directory), not on the command line, where any local user could read it.
+    let script_path = run.scratch_path("script")?;
+    write_private(&script_path, sr.text)
+        .map_err(|e| Error::Io(format!("cannot write the script to {}: {e}", script_path.display())))?;
     let mut argv: Vec<String> = sr.script.shell.argv().iter().map(|s| s.to_string()).collect();
     argv[0] = resolve(&argv[0]);
-    argv.push(sr.text.to_string());
+    argv.push(script_path.to_string_lossy().into_owned());
     let spec = ProcessSpec {
         argv,
         cwd,
@@ -142,6 +152,7 @@ pub(crate) async fn exec_script<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptR
         Ok::<(), Error>(())
     };
     let (exit, consumed) = tokio::join!(process::run(&spec, &cancel, tx), consume);
+    let _ = std::fs::remove_file(&script_path);
     consumed?;
     let exit = match exit {
         Ok(exit) => exit,
@@ -199,6 +210,14 @@ pub(crate) async fn exec_script<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptR
     };
     result.exit_code = code;
     Ok(result)
+}
+
+/// Writes `text` to a new file readable and writable by this user only.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())
 }
 
 /// The absolute path of a program on PATH, looked up once: spawning by absolute path
