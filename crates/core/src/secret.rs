@@ -40,6 +40,11 @@ impl Masker {
             })
             .collect();
         secrets.extend(written);
+        // The common encodings a script may print a secret in. Only the encoding of the
+        // whole value is caught: a secret encoded together with other text (base64 of
+        // `user:password`) is not.
+        let encoded: Vec<String> = secrets.iter().flat_map(|s| encodings(s)).filter(|e| e.len() >= 4).collect();
+        secrets.extend(encoded);
         secrets.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
         secrets.dedup();
         Masker { secrets }
@@ -89,6 +94,42 @@ impl Masker {
     }
 }
 
+/// A value's base64 (standard, padded and not; URL-safe), percent-encoded and
+/// JSON-escaped forms, where they differ from the value.
+fn encodings(value: &str) -> Vec<String> {
+    const STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let padded = base64(value.as_bytes(), STD);
+    let bare = padded.trim_end_matches('=').to_string();
+    let url_safe = bare.replace('+', "-").replace('/', "_");
+    let percent: String = value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect();
+    let json = serde_json::to_string(value).map(|j| j[1..j.len() - 1].to_string()).unwrap_or_default();
+    let mut out = vec![padded, bare, url_safe, percent, json];
+    out.retain(|e| e != value);
+    out.dedup();
+    out
+}
+
+fn base64(bytes: &[u8], alphabet: &[u8; 64]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(alphabet[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +141,21 @@ mod tests {
         assert_eq!(m.mask("nothing here"), "nothing here");
         assert_eq!(m.safe_cut(b"abc hunt"), 4);
         assert_eq!(m.safe_cut(b"abc xyz"), 7);
+    }
+
+    #[test]
+    fn masks_common_encodings_of_a_secret() {
+        assert_eq!(
+            super::base64(b"hunter2", b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"),
+            "aHVudGVyMg=="
+        );
+        let m = Masker::new(["p@ss w/rd\"x".to_string()]);
+        for shown in
+            ["cEBzcyB3L3JkIng=", "cEBzcyB3L3JkIng", "cEBzcyB3L3JkIng", "p%40ss%20w%2Frd%22x", r#"p@ss w/rd\"x"#]
+        {
+            assert_eq!(m.mask(&format!("token={shown};")), "token=***;", "{shown}");
+        }
+        assert_eq!(m.mask("c3ViamVjdA=="), "c3ViamVjdA==", "other base64 stays");
     }
 
     #[test]
