@@ -159,7 +159,11 @@ impl FromRequestParts<AppState> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let bearer = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim);
+        // The scheme is case-insensitive (RFC 9110): `bearer` is `Bearer`.
+        let bearer = header
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
         let principal = match bearer {
             Some(b) => authenticate(&state.store, b).await?,
             None => None,

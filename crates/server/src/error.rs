@@ -56,9 +56,13 @@ impl ApiError {
     }
 }
 
+/// Refusals never echo megabytes of input back: messages are cut at this many characters.
+const MAX_MESSAGE: usize = 1000;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code, "message": self.message, "details": self.details } });
+        let message = truncate(&self.message, MAX_MESSAGE);
+        let body = json!({ "error": { "code": self.code, "message": message, "details": self.details } });
         (self.status, Json(body)).into_response()
     }
 }
@@ -94,8 +98,9 @@ pub fn params_error(errors: &[opsbook_core::ParamError]) -> ApiError {
         .with_details(Value::Array(details))
 }
 
-/// `Json<T>` whose rejections (no body, wrong content type, bad JSON, a missing field)
-/// answer in the same `{"error": …}` shape as every other refusal, with 400.
+/// `Json<T>` whose refusals (no body, wrong content type, bad JSON, a missing or unknown
+/// field, a body over the size limit) answer in the same `{"error": …}` shape as every
+/// other refusal, naming the field: 400 (413 for a body too large).
 pub struct ApiJson<T>(pub T);
 
 impl<T, S> axum::extract::FromRequest<S> for ApiJson<T>
@@ -106,11 +111,71 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(rejection) => Err(ApiError::bad_request(format!("request body: {}", rejection.body_text()))),
+        let content_type = req.headers().get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let json = content_type.is_some_and(|ct| {
+            let ct = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+            ct == "application/json" || (ct.starts_with("application/") && ct.ends_with("+json"))
+        });
+        if !json {
+            return Err(ApiError::bad_request("request body: expected Content-Type: application/json"));
         }
+        let bytes = body_bytes(req, state).await?;
+        if bytes.is_empty() {
+            return Err(ApiError::bad_request("request body: expected a JSON document, got nothing"));
+        }
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(&mut de).map(ApiJson).map_err(|e| {
+            let (field, message) = named(e.path().to_string(), e.inner().to_string());
+            ApiError::bad_request(format!("request body: {message}")).with_details(json!({ "field": field }))
+        })
     }
+}
+
+/// The request body, refusals in the API's shape (413 past the size limit).
+async fn body_bytes<S: Send + Sync>(req: axum::extract::Request, state: &S) -> Result<axum::body::Bytes, ApiError> {
+    use axum::extract::FromRequest;
+    axum::body::Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "request body: too large (at most 2 MiB)")
+        } else {
+            ApiError::bad_request(format!("request body: {}", truncate(&rejection.body_text(), 200)))
+        }
+    })
+}
+
+/// A UTF-8 text body (a runbook's YAML), refusals in the API's shape.
+pub struct ApiText(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for ApiText {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = body_bytes(req, state).await?;
+        String::from_utf8(bytes.to_vec()).map(ApiText).map_err(|e| {
+            ApiError::bad_request(format!("request body: not UTF-8 (at byte {})", e.utf8_error().valid_up_to()))
+        })
+    }
+}
+
+/// The name a serde error is about (from its path, or from the message for a missing
+/// or unknown field, which are reported at the parent) and the message, cut short.
+fn named(path: String, inner: String) -> (String, String) {
+    let quoted = |prefix: &str| inner.strip_prefix(prefix).and_then(|r| r.split('`').nth(1)).map(str::to_string);
+    let from_message = quoted("missing field ").or_else(|| quoted("unknown field "));
+    let at_top = path == "." || path.is_empty();
+    let field = match (at_top, from_message) {
+        (true, Some(f)) => f,
+        (false, Some(f)) if path == f || path.ends_with(&format!(".{f}")) => path,
+        (false, Some(f)) => format!("{path}.{f}"),
+        (_, None) if at_top => String::new(),
+        (_, None) => path,
+    };
+    let message = if field.is_empty() || inner.contains(&format!("`{field}`")) {
+        truncate(&inner, 300)
+    } else {
+        format!("`{field}`: {}", truncate(&inner, 300))
+    };
+    (field, message)
 }
 
 /// `Query<T>` whose refusals name the parameter (`?limit=abc`, a missing `from`) and answer
@@ -134,16 +199,10 @@ pub fn parse_query<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, Api
     let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
     serde_path_to_error::deserialize(de).map_err(|e| {
         let inner = e.inner().to_string();
-        let path = e.path().to_string();
-        // A missing field is reported at the top (`.`), with its name in the message.
-        let param = if path == "." || path.is_empty() {
-            inner.strip_prefix("missing field `").and_then(|r| r.split('`').next()).unwrap_or_default().to_string()
-        } else {
-            path
-        };
+        let (param, _) = named(e.path().to_string(), inner.clone());
         let message = match inner.strip_prefix("missing field ") {
             Some(_) => format!("query parameter `{param}` is required"),
-            None if param.is_empty() => format!("query string: {inner}"),
+            None if param.is_empty() => format!("query string: {}", truncate(&inner, 200)),
             None => format!("query parameter `{param}`: {}", truncate(&inner, 200)),
         };
         ApiError::bad_request(message).with_details(json!({ "param": param }))

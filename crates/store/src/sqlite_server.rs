@@ -108,8 +108,16 @@ fn insert_schedule(conn: &rusqlite::Connection, s: &ScheduleRecord) -> Result<()
 }
 
 /// Quotes user words for an FTS5 MATCH so that no query syntax can be injected.
-fn fts_query(q: &str) -> String {
-    q.split_whitespace().map(|w| format!("\"{}\"*", w.replace('"', "\"\""))).collect::<Vec<_>>().join(" ")
+/// Search words as FTS5 prefix phrases. Control characters (a NUL included) are not
+/// text anyone searches for: they are dropped rather than handed to FTS5.
+fn fts_query(q: &str) -> Option<String> {
+    let words: Vec<String> = q
+        .split_whitespace()
+        .map(|w| w.chars().filter(|c| !c.is_control()).collect::<String>())
+        .filter(|w| !w.is_empty())
+        .map(|w| format!("\"{}\"*", w.replace('"', "\"\"")))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
 }
 
 impl ServerStore for SqliteStore {
@@ -217,9 +225,9 @@ impl ServerStore for SqliteStore {
     async fn registry(&self, q: &RunbookQuery) -> Result<Vec<RegistryEntry>> {
         let mut sql = format!("SELECT {ENTRY_COLUMNS} FROM runbooks WHERE 1 = 1");
         let mut args: Vec<Box<dyn ToSql>> = Vec::new();
-        if let Some(text) = q.q.as_deref().filter(|t| !t.trim().is_empty()) {
+        if let Some(text) = q.q.as_deref().and_then(fts_query) {
             sql.push_str(" AND name IN (SELECT name FROM runbook_search WHERE runbook_search MATCH ?)");
-            args.push(Box::new(fts_query(text)));
+            args.push(Box::new(text));
         }
         for (col, v) in [("runbook_type", &q.runbook_type), ("status", &q.status), ("owner", &q.owner)] {
             if let Some(v) = v {

@@ -12,6 +12,7 @@ use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
 use crate::state::{AppState, request_id};
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TokenBody {
     user: String,
     /// Built-in roles: viewer, operator, approver, author, admin.

@@ -21,6 +21,7 @@ use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult, params_error};
 use crate::state::{AppState, request_id};
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SubmitBody {
     #[serde(default)]
     params: BTreeMap<String, Value>,
@@ -326,6 +327,7 @@ pub async fn cancel(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ApprovalBody {
     decision: String,
     comment: Option<String>,

@@ -28,6 +28,7 @@ pub async fn check(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct OverrideBody {
     reason: String,
 }

@@ -42,5 +42,20 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/audit", get(admin::audit))
         .route("/api/v1/analytics", get(analytics::analytics))
         .route("/api/v1/whoami", get(admin::whoami))
+        .fallback(unknown_path)
+        .method_not_allowed_fallback(wrong_method)
         .with_state(state)
+}
+
+/// Paths that are not served answer in the API's error shape too.
+async fn unknown_path(uri: axum::http::Uri) -> crate::error::ApiError {
+    crate::error::ApiError::not_found(format!("no such endpoint: {}", crate::error::truncate(uri.path(), 200)))
+}
+
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> crate::error::ApiError {
+    crate::error::ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not served at {}", crate::error::truncate(uri.path(), 200)),
+    )
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{Auth, Perm};
-use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
+use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult, ApiText};
 use crate::state::{AppState, request_id};
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -62,7 +62,7 @@ pub async fn publish(
     auth: Auth,
     headers: HeaderMap,
     ApiQuery(pq): ApiQuery<PublishQuery>,
-    body: String,
+    ApiText(body): ApiText,
 ) -> ApiResult<Response> {
     let rid = request_id(&headers);
     auth.require(&st, Perm::Author, "runbooks", &rid).await?;
@@ -245,6 +245,7 @@ pub async fn diff(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LifecycleBody {
     status: String,
     reason: Option<String>,

@@ -13,6 +13,7 @@ use crate::scheduler::{next_run, timezone};
 use crate::state::{AppState, request_id};
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ScheduleBody {
     runbook: String,
     cron: String,

@@ -1,5 +1,6 @@
 //! The server through a real socket on 127.0.0.1:0, with a real SQLite file.
 
+mod abuse;
 mod api;
 mod authz;
 mod gates;
