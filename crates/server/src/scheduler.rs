@@ -41,6 +41,13 @@ pub async fn tick(state: &AppState, now: i64) -> Vec<(String, String)> {
             "missed while the server was down; skipped".to_string()
         } else if s.overlap == "skip" && state.store.has_active_execution(&actor).await.unwrap_or(false) {
             "skipped: the previous run is still going".to_string()
+        } else if s.source == "api" && !has_valid_token(state, &s.created_by, now).await {
+            // Whoever scheduled it can no longer act (every token revoked or expired).
+            format!(
+                "not started: {} created this schedule and has no valid token any more (revoked or expired); \
+                 delete it, or recreate it as someone who may run it",
+                s.created_by
+            )
         } else {
             let inputs = s
                 .params
@@ -64,7 +71,10 @@ pub async fn tick(state: &AppState, now: i64) -> Vec<(String, String)> {
                             "execution.submit",
                             &id,
                             "",
-                            json!({ "runbook": s.runbook, "version": version, "params": masked }),
+                            json!({
+                                "runbook": s.runbook, "version": version, "params": masked,
+                                "requested_by": s.created_by,
+                            }),
                         )
                         .await;
                     format!("started {id}")
@@ -79,6 +89,17 @@ pub async fn tick(state: &AppState, now: i64) -> Vec<(String, String)> {
         done.push((s.id, result));
     }
     done
+}
+
+/// Whether `user` holds a token that is neither revoked nor expired.
+async fn has_valid_token(state: &AppState, user: &str, now: i64) -> bool {
+    match state.store.tokens().await {
+        Ok(tokens) => tokens.iter().any(|t| {
+            crate::routes::same_user(&t.user, user) && t.revoked_at.is_none() && t.expires_at.is_none_or(|e| e > now)
+        }),
+        // Unknown: the run goes ahead as before (a database error shows elsewhere).
+        Err(_) => true,
+    }
 }
 
 pub fn spawn(state: &AppState, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {

@@ -65,6 +65,11 @@ pub async fn exec(db: Option<PathBuf>, cmd: Admin) -> Result<u8> {
                 }
                 None => None,
             };
+            // Names are kept as people mean them: no surrounding spaces, one case.
+            let user = user.trim().to_lowercase();
+            if user.is_empty() {
+                return Err(usage("--user must not be empty"));
+            }
             let new = opsbook_server::auth::generate(&user, roles, expires_at);
             store.create_token(&new.record, &new.hash).await?;
             store

@@ -35,7 +35,9 @@ pub async fn create_token(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let rid = request_id(&headers);
     auth.require(&st, Perm::Admin, "tokens", &rid).await?;
-    if body.user.trim().is_empty() {
+    // Names are kept as people mean them: no surrounding spaces, one case.
+    let user = body.user.trim().to_lowercase();
+    if user.is_empty() {
         return Err(ApiError::bad_request("user must not be empty"));
     }
     auth::check_roles(&body.roles, &body.labels).map_err(ApiError::bad_request)?;
@@ -47,7 +49,7 @@ pub async fn create_token(
         None => None,
     };
     let roles = body.roles.into_iter().chain(body.labels).collect();
-    let new = auth::generate(&body.user, roles, expires_at);
+    let new = auth::generate(&user, roles, expires_at);
     st.store.create_token(&new.record, &new.hash).await?;
     let record = serde_json::to_value(&new.record).map_err(ApiError::internal)?;
     st.audit(&auth.0.user, "token.create", &new.record.id, &rid, record.clone()).await;

@@ -326,6 +326,34 @@ pub async fn cancel(
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": exec.id }))))
 }
 
+/// Who asked for an execution, for the two-person rule: its actor, or for a scheduled
+/// run the user who created the schedule (from the schedule, or from the audit record
+/// of the run once the schedule is gone).
+async fn requester(st: &AppState, exec: &opsbook_store::Execution) -> ApiResult<String> {
+    let Some(schedule) = exec.actor.strip_prefix("schedule:") else {
+        return Ok(exec.actor.clone());
+    };
+    if let Some(s) = st.store.schedules().await?.into_iter().find(|s| s.id == schedule) {
+        return Ok(s.created_by);
+    }
+    let filter = opsbook_store::AuditFilter {
+        action: Some("execution.submit".into()),
+        target: Some(exec.id.clone()),
+        limit: 1,
+        ..Default::default()
+    };
+    let submitted = st.store.audit(&filter).await?;
+    Ok(submitted
+        .first()
+        .and_then(|r| r.details["requested_by"].as_str().map(str::to_string))
+        .unwrap_or_else(|| exec.actor.clone()))
+}
+
+/// User names compare as people mean them: case and surrounding spaces aside.
+pub(crate) fn same_user(a: &str, b: &str) -> bool {
+    a.trim().to_lowercase() == b.trim().to_lowercase()
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalBody {
@@ -367,7 +395,7 @@ pub async fn approve(
             exec.id, step.step_id
         )));
     };
-    if exec.actor == auth.0.user {
+    if same_user(&requester(&st, &exec).await?, &auth.0.user) {
         st.audit(&auth.0.user, "authz.denied", &exec.id, &rid, json!({ "reason": "two-person rule" })).await;
         return Err(ApiError::forbidden("the requester cannot approve their own execution"));
     }
@@ -375,7 +403,7 @@ pub async fn approve(
     let eligible = approvers.is_empty()
         || auth.0.has_role("admin")
         || approvers.iter().any(|a| match a {
-            Approver::User(u) => *u == auth.0.user,
+            Approver::User(u) => same_user(u, &auth.0.user),
             Approver::Role(r) => auth.0.has_role(r),
         });
     if !eligible {

@@ -8,7 +8,7 @@ pub(crate) mod health;
 pub(crate) mod runbooks;
 pub(crate) mod schedules;
 
-pub(crate) use executions::enqueue;
+pub(crate) use executions::{enqueue, same_user};
 
 use axum::Router;
 use axum::routing::{delete, get, post};

@@ -202,3 +202,50 @@ async fn secrets_are_never_scheduled() {
     assert_eq!(status, StatusCode::CREATED, "{doc}");
     s.stop().await;
 }
+
+/// A scheduled run was asked for by whoever scheduled it: they cannot approve it (the
+/// two-person rule), whatever the case of their name; once they can no longer act (every
+/// token revoked), their schedules stop firing and say why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_is_its_creators_request() {
+    let s = Server::start().await;
+    let admin = s.token("root", &["admin"]).await;
+    let (status, ann) =
+        s.post("/api/v1/tokens", &admin, json!({ "user": " Ann ", "roles": ["operator", "approver", "author"] })).await;
+    assert_eq!(status, StatusCode::CREATED, "{ann}");
+    assert_eq!(ann["user"], "ann");
+    let ann_token = ann["token"].as_str().unwrap().to_string();
+    let other = s.token("bob", &["approver"]).await;
+    let book =
+        runbook("gated", "1.0.0", "", "", "    - id: gate\n      approval: {}\n    - id: b\n      run: \"true\"\n");
+    s.publish(&ann_token, &book).await;
+    let (status, sched) =
+        s.post("/api/v1/schedules", &ann_token, json!({ "runbook": "gated", "cron": "0 3 * * *" })).await;
+    assert_eq!(status, StatusCode::CREATED, "{sched}");
+    let due = sched["next_run_at"].as_i64().unwrap();
+    let ran = tick(&s.state, due).await;
+    let id = ran[0].1.trim_start_matches("started ").to_string();
+    s.wait_for(&id, &ann_token, |d| d["status"] == "waiting").await;
+    let (status, doc) =
+        s.post(&format!("/api/v1/executions/{id}/approvals"), &ann_token, json!({ "decision": "approve" })).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{doc}");
+    assert_eq!(doc["error"]["message"], "the requester cannot approve their own execution");
+    // Still true once the schedule is gone (the run's audit record says who asked).
+    let sched_id = sched["id"].as_str().unwrap();
+    s.call("DELETE", &format!("/api/v1/schedules/{sched_id}"), Some(&ann_token), None).await;
+    let (status, _) =
+        s.post(&format!("/api/v1/executions/{id}/approvals"), &ann_token, json!({ "decision": "approve" })).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, doc) =
+        s.post(&format!("/api/v1/executions/{id}/approvals"), &other, json!({ "decision": "approve" })).await;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+
+    // Revoked: the schedules of that user stop firing, and say so.
+    let (_, sched) = s.post("/api/v1/schedules", &ann_token, json!({ "runbook": "gated", "cron": "0 4 * * *" })).await;
+    let due = sched["next_run_at"].as_i64().unwrap();
+    s.call("DELETE", &format!("/api/v1/tokens/{}", ann["id"].as_str().unwrap()), Some(&admin), None).await;
+    let ran = tick(&s.state, due).await;
+    assert_eq!(ran.len(), 1);
+    assert!(ran[0].1.starts_with("not started: ann created this schedule and has no valid token"), "{ran:?}");
+    s.stop().await;
+}
