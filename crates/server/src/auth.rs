@@ -171,17 +171,29 @@ impl FromRequestParts<AppState> for Auth {
         match principal {
             Some(p) => Ok(Auth(p)),
             None => {
-                let reason = if bearer.is_some() { "invalid, expired or revoked token" } else { "no token" };
-                state
-                    .audit(
-                        "anonymous",
-                        "auth.failed",
-                        parts.uri.path(),
-                        &crate::state::request_id(&parts.headers),
-                        serde_json::json!({ "reason": reason, "method": parts.method.as_str() }),
-                    )
-                    .await;
-                Err(ApiError::unauthenticated())
+                // One audit record per source and minute (the next says how many more
+                // there were); past a rate, 429. A flood costs neither disk nor much time.
+                let source = crate::listen::peer(parts).map(|p| p.ip());
+                let failure = state.auth_failures.record(source, now_ms());
+                if failure.audit {
+                    let reason = if bearer.is_some() { "invalid, expired or revoked token" } else { "no token" };
+                    let mut details = serde_json::json!({ "reason": reason, "method": parts.method.as_str() });
+                    if let Some(ip) = source {
+                        details["source"] = ip.to_string().into();
+                    }
+                    if failure.suppressed_before > 0 {
+                        details["more_failures_in_the_previous_minute"] = failure.suppressed_before.into();
+                    }
+                    let rid = crate::state::request_id(&parts.headers);
+                    state.audit("anonymous", "auth.failed", parts.uri.path(), &rid, details).await;
+                }
+                match failure.retry_after {
+                    Some(seconds) => Err(ApiError::too_many(
+                        "too many failed authentications from this address; try again later",
+                        seconds,
+                    )),
+                    None => Err(ApiError::unauthenticated()),
+                }
             }
         }
     }

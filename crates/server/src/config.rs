@@ -32,6 +32,15 @@ pub struct Config {
     pub notify: Vec<crate::notify::Rule>,
     /// YAML file with `gates:` that runbook `gate: { use: NAME }` steps refer to.
     pub gates_file: Option<PathBuf>,
+    /// Connections open at once (more wait to be accepted).
+    pub max_connections: usize,
+    /// A request's headers must arrive within this (also the idle limit between requests).
+    pub header_read_timeout: String,
+    /// Executions queued at once; past it, submissions get 429 with Retry-After.
+    pub max_queued: usize,
+    /// Failed authentications per client address and minute answered 401; more get 429
+    /// (0: never). Behind a proxy every client shares its address: raise it there.
+    pub auth_failures_per_minute: u32,
     /// The gates read from `gates_file`.
     #[serde(skip)]
     pub gates: std::collections::BTreeMap<String, opsbook_core::gate::GateDef>,
@@ -52,6 +61,10 @@ impl Default for Config {
             public_url: None,
             notify: Vec::new(),
             gates_file: None,
+            max_connections: 1024,
+            header_read_timeout: "10s".into(),
+            max_queued: 10_000,
+            auth_failures_per_minute: crate::limits::FAILURES_PER_MINUTE,
             gates: Default::default(),
         }
     }
@@ -109,6 +122,17 @@ lease = "30s"
 
 # Named health gates (a YAML file with `gates:`) for runbook `gate: { use: NAME }` steps.
 # gates_file = "opsbook.yaml"
+
+# Limits: connections open at once (more wait to be accepted); the time a request's
+# headers may take to arrive (also how long an idle connection stays open); executions
+# queued at once (past it, submissions get 429 with Retry-After).
+max_connections = 1024
+header_read_timeout = "10s"
+max_queued = 10000
+# Failed authentications per client address and minute answered 401; more get 429
+# (0: never). Each address's failures are audited once a minute, with a count. Behind a
+# proxy every client shares its address: raise this there.
+auth_failures_per_minute = 60
 
 # Notifications on execution events: started, resumed, succeeded, failed, cancelled,
 # waiting, blocked, overridden, rolled_back (none listed: all). Delivery is retried with backoff and every
@@ -190,9 +214,15 @@ impl Config {
         if self.workers == 0 || self.workers > 256 {
             return Err(format!("workers must be between 1 and 256, not {}", self.workers));
         }
-        for (name, v) in
-            [("shutdown_grace", &self.shutdown_grace), ("kill_grace", &self.kill_grace), ("lease", &self.lease)]
-        {
+        if self.max_connections == 0 || self.max_queued == 0 {
+            return Err("max_connections and max_queued must be at least 1".into());
+        }
+        for (name, v) in [
+            ("shutdown_grace", &self.shutdown_grace),
+            ("kill_grace", &self.kill_grace),
+            ("lease", &self.lease),
+            ("header_read_timeout", &self.header_read_timeout),
+        ] {
             opsbook_core::duration::parse(v).map_err(|e| format!("{name}: {e}"))?;
         }
         for rule in &self.notify {

@@ -12,13 +12,22 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub details: Value,
+    /// Seconds to wait before trying again (`Retry-After`), for 429 and 503.
+    pub retry_after: Option<u16>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), details: Value::Null }
+        ApiError { status, code, message: message.into(), details: Value::Null, retry_after: None }
+    }
+
+    /// 429: the caller should slow down, and may try again after `seconds`.
+    pub fn too_many(message: impl Into<String>, seconds: u16) -> ApiError {
+        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message);
+        e.retry_after = Some(seconds);
+        e
     }
 
     pub fn with_details(mut self, details: Value) -> ApiError {
@@ -63,7 +72,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let message = truncate(&self.message, MAX_MESSAGE);
         let body = json!({ "error": { "code": self.code, "message": message, "details": self.details } });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

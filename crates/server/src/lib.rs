@@ -8,6 +8,8 @@ pub mod auth;
 pub mod config;
 mod diff;
 mod error;
+pub mod limits;
+mod listen;
 pub mod metrics;
 pub mod notify;
 pub mod openapi;
@@ -46,6 +48,7 @@ pub fn state(store: Db, config: Config) -> AppState {
         gates: opsbook_core::gate::GateBook::new(config.gates.clone()),
         release_gate_waits: true,
     };
+    let auth_failures = Arc::new(limits::AuthFailures::new(config.auth_failures_per_minute));
     AppState {
         engine: Engine::new(store.clone(), engine_config),
         store,
@@ -55,6 +58,7 @@ pub fn state(store: Db, config: Config) -> AppState {
         wake: Arc::new(Notify::new()),
         notify,
         gates_lock: Arc::new(tokio::sync::Mutex::new(())),
+        auth_failures,
     }
 }
 
@@ -150,11 +154,12 @@ pub async fn serve(
     let reaper = worker::spawn_reaper(&state, stop_rx.clone());
     let scheduler = scheduler::spawn(&state, stop_rx.clone());
     let gates_watch = state.config.gates_file.clone().map(|path| tokio::spawn(watch_gates(state.clone(), path)));
-    let mut http_stop = stop_rx.clone();
-    let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(async move {
-        let _ = http_stop.wait_for(|s| *s).await;
-    });
-    let server = tokio::spawn(async move { server.await });
+    let limits = listen::Limits {
+        header_read_timeout: Config::duration(&state.config.header_read_timeout),
+        max_connections: state.config.max_connections,
+        drain: Config::duration(&state.config.shutdown_grace),
+    };
+    let server = tokio::spawn(listen::serve(listener, app(state.clone()), limits, stop_rx.clone()));
     let metrics_server = metrics_listener.map(|l| {
         let mut stop = stop_rx.clone();
         let app = metrics::router(state.clone());

@@ -31,6 +31,8 @@ pub struct AppState {
     /// Held while a publish checks its gate names and while the gates file is swapped,
     /// so neither sees the other half done.
     pub gates_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Failed authentications per source and minute (audited once, then counted).
+    pub auth_failures: Arc<crate::limits::AuthFailures>,
 }
 
 /// The caller's request id (`X-Request-Id`), or a new one.
@@ -46,12 +48,14 @@ pub fn request_id(headers: &HeaderMap) -> String {
 impl AppState {
     /// Appends to the audit trail. A failure to audit is logged, never hidden.
     pub async fn audit(&self, actor: &str, action: &str, target: &str, request_id: &str, details: serde_json::Value) {
+        // Bounded whatever a client sent: an audit record costs at most a few kilobytes.
+        use crate::limits::{bounded, bounded_json};
         let record = NewAudit {
-            actor: actor.to_string(),
-            action: action.to_string(),
-            target: target.to_string(),
-            request_id: request_id.to_string(),
-            details,
+            actor: bounded(actor, 256),
+            action: bounded(action, 64),
+            target: bounded(target, 256),
+            request_id: bounded(request_id, 128),
+            details: bounded_json(&details, 1024, 100),
         };
         if let Err(e) = self.store.append_audit(&record).await {
             tracing::error!(%e, action, target, "cannot append to the audit trail");

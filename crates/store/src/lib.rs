@@ -113,6 +113,8 @@ pub trait ServerStore: Store {
     /// Puts a waiting execution back in the queue (after an approval decision).
     fn requeue(&self, execution_id: &str) -> impl Future<Output = Result<bool>> + Send;
     fn count_by_status(&self) -> impl Future<Output = Result<Vec<(String, i64)>>> + Send;
+    /// Executions waiting in the queue for a worker.
+    fn count_queued(&self) -> impl Future<Output = Result<i64>> + Send;
     /// Waiting executions by what they wait on: `(approval, gate)` (a gate step, or a
     /// gate's recheck holding a later step).
     fn count_waiting(&self) -> impl Future<Output = Result<(i64, i64)>> + Send;

@@ -393,6 +393,13 @@ impl ServerStore for SqliteStore {
         Ok(n == 1)
     }
 
+    async fn count_queued(&self) -> Result<i64> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT COUNT(*) FROM executions WHERE status = 'queued'")?
+            .query_row([], |r| r.get(0))?)
+    }
+
     async fn count_by_status(&self) -> Result<Vec<(String, i64)>> {
         let conn = self.conn();
         let mut stmt =

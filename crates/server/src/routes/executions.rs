@@ -42,6 +42,13 @@ pub(crate) async fn enqueue(
     who: &crate::auth::Principal,
     key: Option<&str>,
 ) -> ApiResult<(String, bool, String, Value)> {
+    let queued = st.store.count_queued().await?;
+    if queued >= i64::try_from(st.config.max_queued).unwrap_or(i64::MAX) {
+        return Err(ApiError::too_many(
+            format!("{queued} executions are queued already (max_queued); try again shortly"),
+            5,
+        ));
+    }
     let entry = st.store.registry_entry(name).await?;
     if entry.status != "active" && entry.status != "deprecated" {
         return Err(ApiError::conflict(format!(
@@ -88,7 +95,7 @@ pub(crate) async fn enqueue(
 }
 
 /// `POST /api/v1/runbooks/{name}/executions` → 202 `{id}`; parameters are checked first.
-#[utoipa::path(post, path = "/api/v1/runbooks/{name}/executions", tag = "executions", params(("name" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries return the first execution")), request_body = SubmitBody, responses((status = 202, description = "Queued: {id}"), (status = 400, description = "Invalid parameters, each listed", body = crate::openapi::ErrorBody), (status = 409, description = "The runbook does not run (draft or archived)", body = crate::openapi::ErrorBody), (status = 422, description = "The Idempotency-Key was used for another runbook", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+#[utoipa::path(post, path = "/api/v1/runbooks/{name}/executions", tag = "executions", params(("name" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries return the first execution")), request_body = SubmitBody, responses((status = 202, description = "Queued: {id}"), (status = 400, description = "Invalid parameters, each listed", body = crate::openapi::ErrorBody), (status = 409, description = "The runbook does not run (draft or archived)", body = crate::openapi::ErrorBody), (status = 422, description = "The Idempotency-Key was used for another runbook", body = crate::openapi::ErrorBody), (status = 429, description = "The queue is full (max_queued): try again after Retry-After seconds", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn submit(
     State(st): State<AppState>,
     auth: Auth,

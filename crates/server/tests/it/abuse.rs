@@ -70,3 +70,76 @@ async fn malformed_requests_get_named_refusals_in_the_error_shape() {
     assert_eq!(r.status(), StatusCode::OK);
     s.stop().await;
 }
+
+/// Failed authentications cost a bounded amount: one audit record per source and
+/// minute (with bounded fields), and 429 with Retry-After past the rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_floods_do_not_fill_the_audit_trail() {
+    use opsbook_store::{AuditFilter, ServerStore};
+    let s = Server::start().await;
+    let http = reqwest::Client::new();
+    let long = format!("/api/v1/runbooks/{}", "p".repeat(30_000));
+    let mut statuses = Vec::new();
+    for _ in 0..80 {
+        let r = http.get(format!("{}{long}", s.url)).send().await.unwrap();
+        statuses.push((r.status(), r.headers().get("retry-after").cloned()));
+    }
+    assert!(statuses[..60].iter().all(|(st, _)| *st == StatusCode::UNAUTHORIZED), "{statuses:?}");
+    let (last, retry) = &statuses[79];
+    assert_eq!(*last, StatusCode::TOO_MANY_REQUESTS);
+    assert!(retry.is_some(), "Retry-After is set");
+    let records = s.store.audit(&AuditFilter { limit: 1000, ..AuditFilter::default() }).await.unwrap();
+    let failed: Vec<_> = records.iter().filter(|r| r.action == "auth.failed").collect();
+    assert_eq!(failed.len(), 1, "one record for the source's minute");
+    assert!(failed[0].target.chars().count() <= 257, "{}", failed[0].target.len());
+    assert_eq!(failed[0].details["source"], "127.0.0.1");
+    s.stop().await;
+}
+
+/// A half-sent request is dropped after the header deadline; connections beyond
+/// `max_connections` wait until one closes; a full queue answers 429 with Retry-After.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_and_the_queue_are_bounded() {
+    use std::io::{Read, Write};
+    let s = Server::start_with(|c| {
+        c.header_read_timeout = "1s".into();
+        c.max_connections = 3;
+        c.max_queued = 2;
+        c.workers = 1;
+    })
+    .await;
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let mut half = std::net::TcpStream::connect(&addr).unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
+    half.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = half.read_to_end(&mut buf);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "closed after the header deadline");
+
+    // Three silent connections take every slot: a fourth client waits for one.
+    let silent: Vec<_> = (0..3).map(|_| std::net::TcpStream::connect(&addr).unwrap()).collect();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let waiting = tokio::spawn({
+        let url = s.url.clone();
+        async move { reqwest::get(format!("{url}/healthz")).await.map(|r| r.status()) }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "no slot while three connections are open");
+    drop(silent);
+    assert_eq!(waiting.await.unwrap().unwrap(), StatusCode::OK);
+
+    // The queue: one runs, two wait, the next is refused.
+    let op = s.token("olga", &["operator", "author"]).await;
+    s.publish(&op, &crate::support::runbook("slow", "1.0.0", "", "", "    - id: a\n      run: sleep 2\n")).await;
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        answers.push(s.post("/api/v1/runbooks/slow/executions", &op, json!({})).await);
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+    let codes: Vec<StatusCode> = answers.iter().map(|(c, _)| *c).collect();
+    assert_eq!(codes[..3], [StatusCode::ACCEPTED; 3], "{answers:?}");
+    assert_eq!(codes[3], StatusCode::TOO_MANY_REQUESTS, "{answers:?}");
+    assert!(error_shape(&answers[3].1).contains("(max_queued)"));
+    s.stop().await;
+}
