@@ -66,10 +66,32 @@ fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(100 * 365 * 86_400)
 }
 
+/// `setpriv` (util-linux), which gives the step's shell a parent-death signal: if the
+/// runner dies (kill -9), the shell is killed with it instead of running on unowned.
+/// (Setting it ourselves would need code between fork and exec, which is `unsafe`.)
+fn setpriv() -> Option<&'static str> {
+    static FOUND: std::sync::OnceLock<Option<&'static str>> = std::sync::OnceLock::new();
+    *FOUND.get_or_init(|| ["/usr/bin/setpriv", "/bin/setpriv"].into_iter().find(|p| std::path::Path::new(p).is_file()))
+}
+
 /// Spawns the process and drives it to the end. Output chunks go to `out` as they arrive;
-/// the receiver must be polled concurrently (e.g. with `join!`).
-pub async fn run(spec: &ProcessSpec, cancel: &Cancel, out: mpsc::Sender<Chunk>) -> io::Result<Exit> {
-    let (program, args) = spec.argv.split_first().ok_or_else(|| io::Error::other("empty command"))?;
+/// the receiver must be polled concurrently (e.g. with `join!`). `started` gets the
+/// process group's id as soon as it exists.
+pub async fn run(
+    spec: &ProcessSpec,
+    cancel: &Cancel,
+    out: mpsc::Sender<Chunk>,
+    started: Option<tokio::sync::oneshot::Sender<u32>>,
+) -> io::Result<Exit> {
+    if spec.argv.is_empty() {
+        return Err(io::Error::other("empty command"));
+    }
+    let mut argv: Vec<&str> = Vec::with_capacity(spec.argv.len() + 4);
+    if let Some(sp) = setpriv() {
+        argv.extend([sp, "--pdeathsig", "KILL", "--"]);
+    }
+    argv.extend(spec.argv.iter().map(String::as_str));
+    let (program, args) = argv.split_first().expect("checked not empty");
     let mut cmd = CommandWrap::with_new(program, |c| {
         c.args(args)
             .current_dir(&spec.cwd)
@@ -80,6 +102,9 @@ pub async fn run(spec: &ProcessSpec, cancel: &Cancel, out: mpsc::Sender<Chunk>) 
     });
     cmd.wrap(ProcessGroup::leader());
     let mut child = cmd.spawn()?;
+    if let (Some(tx), Some(id)) = (started, child.id()) {
+        let _ = tx.send(id);
+    }
     let pgid = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
     let mut guard = GroupGuard { pgid };
     let signal = |sig| {

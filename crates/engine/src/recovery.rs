@@ -26,6 +26,40 @@ fn boot_id() -> String {
         .unwrap_or_default()
 }
 
+/// How a process group is recorded: `PGID:IDENTITY`, the identity of its leader (which
+/// tells it from a later process given the same number).
+pub(crate) fn process_record(pgid: u32) -> String {
+    format!("{pgid}:{}", process_identity(pgid).unwrap_or_default())
+}
+
+/// Kills what is left of a recorded process group, if anything. The group is ours if its
+/// leader is the recorded process, or, the leader gone, if any process is still in the
+/// group (Linux gives no new process a PID that is still some group's id). Returns
+/// whether anything was killed.
+fn kill_recorded_group(record: &str) -> bool {
+    let Some((pgid, identity)) = record.split_once(':') else { return false };
+    let Ok(pgid) = pgid.parse::<i32>() else { return false };
+    if pgid <= 1 {
+        return false;
+    }
+    let ours = match process_identity(pgid.unsigned_abs()) {
+        Some(now) => now == identity,
+        None => group_has_members(pgid),
+    };
+    ours && nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::Signal::SIGKILL).is_ok()
+}
+
+/// Whether any process on this machine is in process group `pgid`.
+fn group_has_members(pgid: i32) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return false };
+    dir.flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()).any(|pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().is_some_and(|stat| {
+            // After the command in parentheses: state, ppid, pgrp.
+            stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().nth(2)?.parse::<i32>().ok()) == Some(pgid)
+        })
+    })
+}
+
 /// The owner string of this process: `local:HOST:PID:IDENTITY` (see [`process_identity`]).
 pub fn local_owner() -> String {
     let pid = std::process::id();
@@ -94,20 +128,49 @@ pub(crate) async fn recover<S: Store>(store: &S) -> Result<Vec<String>> {
             store.update_execution(&exec).await?;
             continue;
         }
+        // What the dead runner left running goes first: nothing may run beside a
+        // resumed step or a rollback, nor finish unrecorded.
+        let processes = store.processes(&exec.id).await?;
+        let live: Vec<&String> = steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Running || s.rollback_status == Some(StepStatus::Running))
+            .map(|s| &s.step_id)
+            .collect();
+        let mut killed = Vec::new();
+        for (step_id, record) in processes.iter().filter(|(id, _)| live.contains(&id)) {
+            if kill_recorded_group(record) {
+                killed.push(step_id.clone());
+            }
+            store.set_process(&exec.id, step_id, None).await?;
+        }
         let mut during = None;
-        for s in steps.iter_mut().filter(|s| s.status == StepStatus::Running) {
-            s.status = StepStatus::Cancelled;
-            s.finished_at = Some(now);
-            s.error = Some("interrupted: the runner stopped while this step was running".into());
-            store.update_step(s).await?;
-            during = Some(s.step_id.clone());
+        for s in steps.iter_mut() {
+            if s.status == StepStatus::Running {
+                s.status = StepStatus::Cancelled;
+                s.finished_at = Some(now);
+                s.error = Some("interrupted: the runner stopped while this step was running".into());
+                store.update_step(s).await?;
+                during = Some(format!("during step `{}`", s.step_id));
+            } else if s.rollback_status == Some(StepStatus::Running) {
+                s.rollback_status = Some(StepStatus::Cancelled);
+                s.rollback_error = Some("interrupted: the runner stopped during this rollback".into());
+                store.update_step(s).await?;
+                during = Some(format!("during the rollback of step `{}`", s.step_id));
+            }
         }
         exec.status = ExecStatus::Interrupted;
         exec.finished_at = Some(now);
-        exec.error = Some(match during {
-            Some(step) => format!("the runner ({owner}) stopped unexpectedly during step `{step}`"),
+        let mut error = match during {
+            Some(when) => format!("the runner ({owner}) stopped unexpectedly {when}"),
             None => format!("the runner ({owner}) stopped unexpectedly"),
-        });
+        };
+        if !killed.is_empty() {
+            error.push_str(&format!(
+                "; processes it left running (step {}) were killed",
+                killed.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        exec.error = Some(error);
         exec.owner = None;
         exec.lease_expires_at = None;
         store.update_execution(&exec).await?;

@@ -1034,6 +1034,15 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 continue;
             }
             self.event(&Event::RollbackStarted { step_id: &step.id });
+            // On record before it runs: a rollback never runs (or runs again) unrecorded.
+            let again = self.steps[idx].rollback_status.is_some();
+            self.steps[idx].rollback_status = Some(StepStatus::Running);
+            self.steps[idx].rollback_error = None;
+            self.save_step(idx).await?;
+            if again {
+                let msg = format!("running the rollback of step `{}` again (it did not succeed before)", step.id);
+                self.system(Some(&step.id), Phase::Rollback, &msg).await?;
+            }
             let started = now_ms();
             let result = match template::render_shell(&script.template, &self.context(false)) {
                 Ok(text) => {

@@ -65,6 +65,16 @@ pub trait Store: Send + Sync + Clone + 'static {
         lease_ms: i64,
         take_over_from: Option<&str>,
     ) -> impl Future<Output = Result<Option<Execution>>> + Send;
+    /// Records the process group a step's attempt or rollback runs in (`PGID:IDENTITY`),
+    /// right after it is spawned.
+    fn set_process(
+        &self,
+        execution_id: &str,
+        step_id: &str,
+        process: Option<&str>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// `(step id, process)` of the steps that recorded one.
+    fn processes(&self, execution_id: &str) -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
     /// Lets go of a claim of `owner` (nothing happens if someone else holds it).
     fn release(&self, execution_id: &str, owner: &str) -> impl Future<Output = Result<()>> + Send;
     /// Executions in `running` state, and `waiting` ones someone holds (a gate poll, a

@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/sqlite/0003_notifications.sql")),
     (4, include_str!("../migrations/sqlite/0004_schedules.sql")),
     (5, include_str!("../migrations/sqlite/0005_execution_cursor.sql")),
+    (6, include_str!("../migrations/sqlite/0006_step_process.sql")),
 ];
 
 #[derive(Clone)]
@@ -559,6 +560,21 @@ impl Store for SqliteStore {
              RETURNING {EXECUTION_COLUMNS}"
         ))?;
         Ok(collect(&mut stmt, params![owner, now + lease_ms, now, execution_id, take_over_from], execution_from)?.pop())
+    }
+
+    async fn set_process(&self, execution_id: &str, step_id: &str, process: Option<&str>) -> Result<()> {
+        self.conn()
+            .prepare_cached("UPDATE execution_steps SET process = ? WHERE execution_id = ? AND step_id = ?")?
+            .execute(params![process, execution_id, step_id])?;
+        Ok(())
+    }
+
+    async fn processes(&self, execution_id: &str) -> Result<Vec<(String, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT step_id, process FROM execution_steps WHERE execution_id = ? AND process IS NOT NULL ORDER BY idx",
+        )?;
+        collect(&mut stmt, [execution_id], |r| Ok((r.get(0)?, r.get(1)?)))
     }
 
     async fn release(&self, execution_id: &str, owner: &str) -> Result<()> {

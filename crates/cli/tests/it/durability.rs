@@ -316,3 +316,32 @@ fn a_reused_pid_does_not_keep_an_execution_running() {
     assert_eq!(o.code, 0, "{o:?}");
     assert_eq!(env.read("undone"), "a\n");
 }
+
+/// kill -9 of the runner: the step's shell dies with it (parent-death signal), and what
+/// else it left running in its process group is killed by the next command, which says
+/// so, before the execution can be resumed or rolled back.
+#[test]
+fn kill_9_leaves_no_process_running() {
+    let env = Env::new();
+    env.write(
+        "test.yaml",
+        &runbook(
+            "",
+            "    - id: a\n      run: |\n        echo $$ > shell\n        sleep 300 &\n        echo $! > child\n        wait\n",
+        ),
+    );
+    let mut child = env.spawn(&["run", "test.yaml"]);
+    env.wait_for_file("child");
+    wait_until(|| !env.read("child").trim().is_empty(), "the child's pid");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let shell: i32 = env.read("shell").trim().parse().unwrap();
+    let orphan: i32 = env.read("child").trim().parse().unwrap();
+    wait_until(|| dead(shell), "the step's shell to die with its runner");
+    assert!(!dead(orphan), "its background child is still running, orphaned");
+    let o = env.run(&["history"]);
+    assert!(o.stderr.contains("was interrupted"), "{o:?}");
+    wait_until(|| dead(orphan), "the orphaned group to be killed");
+    let (e, _) = env.last();
+    assert!(e.error.as_deref().unwrap().contains("processes it left running (step `a`) were killed"), "{e:?}");
+}

@@ -2,6 +2,7 @@
 
 mod aws_health;
 mod cancel;
+mod chaos;
 mod cli;
 mod codepipeline;
 mod durability;

@@ -151,7 +151,21 @@ pub(crate) async fn exec_script<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptR
         sink.flush().await?;
         Ok::<(), Error>(())
     };
-    let (exit, consumed) = tokio::join!(process::run(&spec, &cancel, tx), consume);
+    // The process group is on record as soon as it exists: if this runner dies, the next
+    // one kills what is left of it before deciding anything.
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let recorded = {
+        let store = run.engine.store.clone();
+        let (exec_id, step_id) = (run.exec.id.clone(), sr.step_id.map(str::to_string));
+        async move {
+            let (Ok(pgid), Some(step_id)) = (started_rx.await, step_id) else { return Ok(()) };
+            let process = crate::recovery::process_record(pgid);
+            store.set_process(&exec_id, &step_id, Some(&process)).await
+        }
+    };
+    let (exit, consumed, recorded) =
+        tokio::join!(process::run(&spec, &cancel, tx, Some(started_tx)), consume, recorded);
+    recorded?;
     let _ = std::fs::remove_file(&script_path);
     consumed?;
     let exit = match exit {
