@@ -45,7 +45,7 @@ fn book() -> String {
     format!(
         "apiVersion: opsbook/v1\nkind: Runbook\nmetadata:\n  name: chaos\n  type: maintenance\n  version: 1.0.0\nspec:\n  parameters:\n    n: {{ type: integer, required: true }}\n  steps:\n{}{}{}    - id: last\n      idempotent: true\n      run: |\n        echo $$ >> pids\n        echo {{{{ params.n }}}}:last >> ran\n        sleep 0.1\n        test $(( {{{{ params.n }}}} % 2 )) -eq 0\n",
         step("prepare", true, ""),
-        step("deploy", false, "        sleep 1\n"),
+        step("deploy", false, "        sleep $(( {{ params.n }} % 3 ))\n"),
         step("verify", true, ""),
     )
 }
@@ -83,7 +83,7 @@ fn kill_9_at_random_points_locally() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.below(700)));
+        std::thread::sleep(Duration::from_millis(rng.below(1200)));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap();
             killed += 1;
