@@ -236,9 +236,9 @@ pub enum Shell {
 }
 
 impl Shell {
-    /// The program name and the arguments that precede the path of the script file.
-    /// (Scripts are run from a file, never as a `-c` argument: values interpolated into
-    /// them, secrets included, must not show in the process list.)
+    /// The program name and the arguments that precede the script: its file, or `-c`
+    /// and its text. (A run with secret parameters runs scripts from files: values
+    /// interpolated into them must not show in the process list.)
     pub fn argv(self) -> &'static [&'static str] {
         match self {
             Shell::Sh => &["sh", "-e"],

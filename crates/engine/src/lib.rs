@@ -3,7 +3,8 @@
 //! Architecture invariant: this is the only crate that spawns processes. It talks
 //! to storage only through [`opsbook_store::Store`] and to people only through
 //! [`Observer`] and [`ApprovalPrompt`].
-#![forbid(unsafe_code)]
+// One audited exception: `process::parent_death_signal` (see ARCHITECTURE.md).
+#![deny(unsafe_code)]
 
 mod cancel;
 mod error;
@@ -27,6 +28,7 @@ use opsbook_store::Store;
 pub use cancel::{Cancel, CancelHandle, cancel_pair};
 pub use error::{Error, Result};
 pub use observer::{ApprovalPrompt, ApprovalRequest, Decision, Event, Observer, Quiet, Start};
+pub use process::ParentDeath;
 pub use recovery::{local_owner, owner_pid};
 
 /// Settings of the engine; the defaults suit the local runner.
@@ -44,6 +46,8 @@ pub struct EngineConfig {
     /// While a gate step blocks, give the runner back (the execution waits and is queued
     /// again after `poll`) instead of waiting in place. The server sets this.
     pub release_gate_waits: bool,
+    /// Whether step shells die with their runner at once, or are left to recovery.
+    pub parent_death: ParentDeath,
 }
 
 impl EngineConfig {
@@ -62,6 +66,7 @@ impl Default for EngineConfig {
             owner: local_owner(),
             gates: Default::default(),
             release_gate_waits: false,
+            parent_death: ParentDeath::Kill,
         }
     }
 }

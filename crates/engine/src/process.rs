@@ -32,6 +32,18 @@ pub struct ProcessSpec {
     pub kill_grace: Duration,
     /// Cancellation level that stops this process (1 for steps, 2 for rollbacks).
     pub cancel_level: u8,
+    pub parent_death: ParentDeath,
+}
+
+/// What happens to a step's shell when its runner dies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ParentDeath {
+    /// It is killed at once (a parent-death signal). Spawning then forks instead of
+    /// vforking: cheap for the small local runner, about 0.6 ms per step in a server.
+    #[default]
+    Kill,
+    /// It runs on until the next recovery kills its recorded process group.
+    LeaveToRecovery,
 }
 
 /// How the process ended.
@@ -66,12 +78,17 @@ fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(100 * 365 * 86_400)
 }
 
-/// `setpriv` (util-linux), which gives the step's shell a parent-death signal: if the
-/// runner dies (kill -9), the shell is killed with it instead of running on unowned.
-/// (Setting it ourselves would need code between fork and exec, which is `unsafe`.)
-fn setpriv() -> Option<&'static str> {
-    static FOUND: std::sync::OnceLock<Option<&'static str>> = std::sync::OnceLock::new();
-    *FOUND.get_or_init(|| ["/usr/bin/setpriv", "/bin/setpriv"].into_iter().find(|p| std::path::Path::new(p).is_file()))
+/// Gives the child a parent-death signal: if the runner dies (kill -9), the step's shell
+/// is killed with it instead of running on unowned (what it started is killed by the next
+/// command's recovery, from the recorded process group).
+#[allow(unsafe_code)]
+fn parent_death_signal(c: &mut tokio::process::Command) {
+    // SAFETY: the closure runs in the child between fork and exec. It only makes the
+    // prctl(2) system call, which is async-signal-safe, allocates nothing and touches no
+    // memory shared with the parent.
+    unsafe {
+        c.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from));
+    }
 }
 
 /// Spawns the process and drives it to the end. Output chunks go to `out` as they arrive;
@@ -83,16 +100,11 @@ pub async fn run(
     out: mpsc::Sender<Chunk>,
     started: Option<tokio::sync::oneshot::Sender<u32>>,
 ) -> io::Result<Exit> {
-    if spec.argv.is_empty() {
-        return Err(io::Error::other("empty command"));
-    }
-    let mut argv: Vec<&str> = Vec::with_capacity(spec.argv.len() + 4);
-    if let Some(sp) = setpriv() {
-        argv.extend([sp, "--pdeathsig", "KILL", "--"]);
-    }
-    argv.extend(spec.argv.iter().map(String::as_str));
-    let (program, args) = argv.split_first().expect("checked not empty");
+    let (program, args) = spec.argv.split_first().ok_or_else(|| io::Error::other("empty command"))?;
     let mut cmd = CommandWrap::with_new(program, |c| {
+        if spec.parent_death == ParentDeath::Kill {
+            parent_death_signal(c);
+        }
         c.args(args)
             .current_dir(&spec.cwd)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))

@@ -20,10 +20,14 @@ fn process_identity(pid: u32) -> Option<String> {
     Some(format!("{}.{start}", boot_id()))
 }
 
-fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|b| b.trim().chars().filter(char::is_ascii_hexdigit).take(8).collect())
-        .unwrap_or_default()
+/// The first 8 hex digits of this boot's id (read once: it does not change).
+fn boot_id() -> &'static str {
+    static BOOT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BOOT.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|b| b.trim().chars().filter(char::is_ascii_hexdigit).take(8).collect())
+            .unwrap_or_default()
+    })
 }
 
 /// How a process group is recorded: `PGID:IDENTITY`, the identity of its leader (which

@@ -147,7 +147,11 @@ pub async fn authenticate<S: ServerStore>(store: &S, bearer: &str) -> Result<Opt
     if token.revoked_at.is_some() || token.expires_at.is_some_and(|t| t <= now_ms()) {
         return Ok(None);
     }
-    store.token_used(&token.id, now_ms()).await?;
+    // "Last used" to the minute: one write per token and minute, not per request.
+    let now = now_ms();
+    if token.last_used_at.is_none_or(|t| now - t >= 60_000) {
+        store.token_used(&token.id, now).await?;
+    }
     Ok(Some(Principal { user: token.user, roles: token.roles, token_id: token.id }))
 }
 

@@ -47,6 +47,11 @@ pub fn state(store: Db, config: Config) -> AppState {
         owner: format!("server:{}", opsbook_engine::local_owner().trim_start_matches("local:")),
         gates: opsbook_core::gate::GateBook::new(config.gates.clone()),
         release_gate_waits: true,
+        parent_death: if config.step_parent_death_signal {
+            opsbook_engine::ParentDeath::Kill
+        } else {
+            opsbook_engine::ParentDeath::LeaveToRecovery
+        },
     };
     let auth_failures = Arc::new(limits::AuthFailures::new(config.auth_failures_per_minute));
     AppState {
@@ -59,6 +64,7 @@ pub fn state(store: Db, config: Config) -> AppState {
         notify,
         gates_lock: Arc::new(tokio::sync::Mutex::new(())),
         auth_failures,
+        queue_count: Arc::new(Mutex::new((0, 0))),
     }
 }
 

@@ -33,6 +33,9 @@ pub struct AppState {
     pub gates_lock: Arc<tokio::sync::Mutex<()>>,
     /// Failed authentications per source and minute (audited once, then counted).
     pub auth_failures: Arc<crate::limits::AuthFailures>,
+    /// The queue's length and when it was counted (epoch ms): counted at most every
+    /// 100 ms, not on every submission (the bound is a guard, not an exact quota).
+    pub queue_count: Arc<Mutex<(i64, i64)>>,
 }
 
 /// The caller's request id (`X-Request-Id`), or a new one.
@@ -60,6 +63,22 @@ impl AppState {
         if let Err(e) = self.store.append_audit(&record).await {
             tracing::error!(%e, action, target, "cannot append to the audit trail");
         }
+    }
+
+    /// Executions queued, as counted within the last 100 ms (plus those queued since
+    /// through this process).
+    pub async fn queued(&self) -> Result<i64, opsbook_store::Error> {
+        let now = opsbook_store::now_ms();
+        {
+            let mut c = self.queue_count.lock().unwrap_or_else(|p| p.into_inner());
+            if now - c.0 < 100 {
+                c.1 += 1;
+                return Ok(c.1 - 1);
+            }
+        }
+        let n = self.store.count_queued().await?;
+        *self.queue_count.lock().unwrap_or_else(|p| p.into_inner()) = (now, n + 1);
+        Ok(n)
     }
 
     pub fn secrets_of(&self, id: &str) -> BTreeMap<String, Input> {

@@ -92,14 +92,21 @@ pub(crate) async fn exec_script<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptR
     env.push(("OPSBOOK_STEP_ID".into(), sr.step_id.unwrap_or_default().to_string()));
     env.push(("OPSBOOK_ATTEMPT".into(), sr.attempt.to_string()));
 
-    // The script goes in a file only this user can read (in the run's 0700 scratch
-    // directory), not on the command line, where any local user could read it.
-    let script_path = run.scratch_path("script")?;
-    write_private(&script_path, sr.text)
-        .map_err(|e| Error::Io(format!("cannot write the script to {}: {e}", script_path.display())))?;
+    // With secrets about, the script goes in a file only this user can read (in the
+    // run's 0700 scratch directory), not on the command line, where any local user could
+    // read it. Without, `-c` spares the file (a step's overhead is what users feel).
     let mut argv: Vec<String> = sr.script.shell.argv().iter().map(|s| s.to_string()).collect();
     argv[0] = resolve(&argv[0]);
-    argv.push(script_path.to_string_lossy().into_owned());
+    let script_path = if run.params.secret_names.is_empty() {
+        argv.extend(["-c".to_string(), sr.text.to_string()]);
+        None
+    } else {
+        let path = run.scratch_path("script")?;
+        write_private(&path, sr.text)
+            .map_err(|e| Error::Io(format!("cannot write the script to {}: {e}", path.display())))?;
+        argv.push(path.to_string_lossy().into_owned());
+        Some(path)
+    };
     let spec = ProcessSpec {
         argv,
         cwd,
@@ -107,6 +114,7 @@ pub(crate) async fn exec_script<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptR
         timeout: sr.timeout,
         kill_grace: run.engine.config.kill_grace,
         cancel_level: sr.cancel_level,
+        parent_death: run.engine.config.parent_death,
     };
 
     let (tx, mut rx) = mpsc::channel::<process::Chunk>(64);
@@ -166,7 +174,9 @@ pub(crate) async fn exec_script<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptR
     let (exit, consumed, recorded) =
         tokio::join!(process::run(&spec, &cancel, tx, Some(started_tx)), consume, recorded);
     recorded?;
-    let _ = std::fs::remove_file(&script_path);
+    if let Some(path) = &script_path {
+        let _ = std::fs::remove_file(path);
+    }
     consumed?;
     let exit = match exit {
         Ok(exit) => exit,

@@ -42,7 +42,7 @@ pub(crate) async fn enqueue(
     who: &crate::auth::Principal,
     key: Option<&str>,
 ) -> ApiResult<(String, bool, String, Value)> {
-    let queued = st.store.count_queued().await?;
+    let queued = st.queued().await?;
     if queued >= i64::try_from(st.config.max_queued).unwrap_or(i64::MAX) {
         return Err(ApiError::too_many(
             format!("{queued} executions are queued already (max_queued); try again shortly"),
