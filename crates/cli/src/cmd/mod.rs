@@ -194,6 +194,13 @@ pub async fn open_at(db: &DbPath) -> Result<Engine<SqliteStore>> {
         config.kill_grace =
             opsbook_core::duration::parse(&grace).map_err(|e| usage(format!("OPSBOOK_KILL_GRACE: {e}")))?.0;
     }
+    if let Some(v) = std::env::var("OPSBOOK_STEP_PARENT_DEATH").ok().filter(|v| !v.is_empty()) {
+        config.parent_death = match v.as_str() {
+            "kill" => opsbook_engine::ParentDeath::Kill,
+            "recovery" => opsbook_engine::ParentDeath::LeaveToRecovery,
+            other => return Err(usage(format!("OPSBOOK_STEP_PARENT_DEATH: `{other}`: use kill or recovery"))),
+        };
+    }
     let engine = Engine::new(store, config);
     for id in engine.recover().await? {
         say_err!(
