@@ -1,6 +1,7 @@
 //! Executes runbooks step by step, recording every state change before the next action.
 //!
-//! Architecture invariant: this is the only crate that spawns processes. It talks
+//! Architecture invariant: this is the only crate that spawns step processes (the gate
+//! crate runs its own `command` checks). It talks
 //! to storage only through [`opsbook_store::Store`] and to people only through
 //! [`Observer`] and [`ApprovalPrompt`].
 // One audited exception: `process::parent_death_signal` (see ARCHITECTURE.md).

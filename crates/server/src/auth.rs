@@ -155,32 +155,79 @@ pub async fn authenticate<S: ServerStore>(store: &S, bearer: &str) -> Result<Opt
     Ok(Some(Principal { user: token.user, roles: token.roles, token_id: token.id }))
 }
 
-/// Extracts the caller; 401 without a valid token (the failure is audited).
-pub struct Auth(pub Principal);
+/// What a request presents to say who it is. (A browser session will be a second kind,
+/// resolving to the same principal.)
+#[derive(Debug, Clone, Copy)]
+pub enum Credential<'a> {
+    Bearer(&'a str),
+}
 
-impl FromRequestParts<AppState> for Auth {
+impl<'a> Credential<'a> {
+    /// The credential a request carries: `Authorization: Bearer …` (the scheme is
+    /// case-insensitive, RFC 9110).
+    pub fn of(parts: &'a Parts) -> Option<Credential<'a>> {
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok())?;
+        let (scheme, token) = header.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| Credential::Bearer(token.trim()))
+    }
+}
+
+/// The principal a credential stands for, if it is valid.
+pub async fn resolve<S: ServerStore>(store: &S, credential: Credential<'_>) -> Result<Option<Principal>, ApiError> {
+    match credential {
+        Credential::Bearer(token) => authenticate(store, token).await,
+    }
+}
+
+/// Who is calling and which request this is: what every handler starts from. 401
+/// without a valid credential (the failure is audited, bounded per address).
+pub struct Ctx {
+    pub principal: Principal,
+    pub request_id: String,
+}
+
+impl Ctx {
+    /// 403 unless the caller may do `p` (the refusal is audited).
+    pub async fn require(&self, state: &AppState, p: Perm, target: &str) -> Result<(), ApiError> {
+        if self.principal.can(p) {
+            return Ok(());
+        }
+        state
+            .audit(
+                &self.principal.user,
+                "authz.denied",
+                target,
+                &self.request_id,
+                serde_json::json!({ "needs": format!("{p:?}").to_lowercase(), "roles": self.principal.roles }),
+            )
+            .await;
+        Err(ApiError::forbidden(format!("this needs the {} role", p.roles())))
+    }
+
+    /// The caller's user name.
+    pub fn user(&self) -> &str {
+        &self.principal.user
+    }
+}
+
+impl FromRequestParts<AppState> for Ctx {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        // The scheme is case-insensitive (RFC 9110): `bearer` is `Bearer`.
-        let bearer = header
-            .and_then(|h| h.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim());
-        let principal = match bearer {
-            Some(b) => authenticate(&state.store, b).await?,
+        let credential = Credential::of(parts);
+        let principal = match credential {
+            Some(c) => resolve(&state.store, c).await?,
             None => None,
         };
         match principal {
-            Some(p) => Ok(Auth(p)),
+            Some(principal) => Ok(Ctx { principal, request_id: crate::state::request_id(&parts.headers) }),
             None => {
                 // One audit record per source and minute (the next says how many more
                 // there were); past a rate, 429. A flood costs neither disk nor much time.
                 let source = crate::listen::peer(parts).map(|p| p.ip());
                 let failure = state.auth_failures.record(source, now_ms());
                 if failure.audit {
-                    let reason = if bearer.is_some() { "invalid, expired or revoked token" } else { "no token" };
+                    let reason = if credential.is_some() { "invalid, expired or revoked token" } else { "no token" };
                     let mut details = serde_json::json!({ "reason": reason, "method": parts.method.as_str() });
                     if let Some(ip) = source {
                         details["source"] = ip.to_string().into();
@@ -200,25 +247,6 @@ impl FromRequestParts<AppState> for Auth {
                 }
             }
         }
-    }
-}
-
-impl Auth {
-    /// 403 unless the caller may do `p` (the refusal is audited).
-    pub async fn require(&self, state: &AppState, p: Perm, target: &str, request_id: &str) -> Result<(), ApiError> {
-        if self.0.can(p) {
-            return Ok(());
-        }
-        state
-            .audit(
-                &self.0.user,
-                "authz.denied",
-                target,
-                request_id,
-                serde_json::json!({ "needs": format!("{p:?}").to_lowercase(), "roles": self.0.roles }),
-            )
-            .await;
-        Err(ApiError::forbidden(format!("this needs the {} role", p.roles())))
     }
 }
 

@@ -2,14 +2,14 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use opsbook_store::{AuditFilter, ServerStore, now_ms};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{self, Auth, Perm};
+use crate::auth::{self, Ctx, Perm};
 use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
-use crate::state::{AppState, request_id};
+use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -29,12 +29,11 @@ pub struct TokenBody {
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "admin", request_body = TokenBody, responses((status = 201, description = "The token, shown this once"), (status = 400, description = "Bad user, roles or expiry", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn create_token(
     State(st): State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
+    ctx: Ctx,
     ApiJson(body): ApiJson<TokenBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let rid = request_id(&headers);
-    auth.require(&st, Perm::Admin, "tokens", &rid).await?;
+    let rid = ctx.request_id.clone();
+    ctx.require(&st, Perm::Admin, "tokens").await?;
     // Names are kept as people mean them: no surrounding spaces, one case.
     let user = body.user.trim().to_lowercase();
     if user.is_empty() {
@@ -52,29 +51,24 @@ pub async fn create_token(
     let new = auth::generate(&user, roles, expires_at);
     st.store.create_token(&new.record, &new.hash).await?;
     let record = serde_json::to_value(&new.record).map_err(ApiError::internal)?;
-    st.audit(&auth.0.user, "token.create", &new.record.id, &rid, record.clone()).await;
+    st.audit(ctx.user(), "token.create", &new.record.id, &rid, record.clone()).await;
     let mut doc = record;
     doc["token"] = Value::from(new.secret);
     Ok((StatusCode::CREATED, Json(doc)))
 }
 
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "admin", responses((status = 200, description = "Tokens, never their secrets"), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
-pub async fn list_tokens(State(st): State<AppState>, auth: Auth, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    auth.require(&st, Perm::Admin, "tokens", &request_id(&headers)).await?;
+pub async fn list_tokens(State(st): State<AppState>, ctx: Ctx) -> ApiResult<Json<Value>> {
+    ctx.require(&st, Perm::Admin, "tokens").await?;
     Ok(Json(json!({ "items": st.store.tokens().await? })))
 }
 
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "admin", params(("id" = String, Path)), responses((status = 200, description = "Revoked"), (status = 404, description = "Unknown token", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
-pub async fn revoke_token(
-    State(st): State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let rid = request_id(&headers);
-    auth.require(&st, Perm::Admin, "tokens", &rid).await?;
+pub async fn revoke_token(State(st): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let rid = ctx.request_id.clone();
+    ctx.require(&st, Perm::Admin, "tokens").await?;
     st.store.revoke_token(&id).await?;
-    st.audit(&auth.0.user, "token.revoke", &id, &rid, json!({})).await;
+    st.audit(ctx.user(), "token.revoke", &id, &rid, json!({})).await;
     Ok(Json(json!({ "id": id, "revoked": true })))
 }
 
@@ -89,13 +83,8 @@ pub struct AuditQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/audit", tag = "admin", params(AuditQuery), responses((status = 200, description = "Audit records in order"), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
-pub async fn audit(
-    State(st): State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
-    ApiQuery(q): ApiQuery<AuditQuery>,
-) -> ApiResult<Json<Value>> {
-    auth.require(&st, Perm::Admin, "audit", &request_id(&headers)).await?;
+pub async fn audit(State(st): State<AppState>, ctx: Ctx, ApiQuery(q): ApiQuery<AuditQuery>) -> ApiResult<Json<Value>> {
+    ctx.require(&st, Perm::Admin, "audit").await?;
     let items = st
         .store
         .audit(&AuditFilter {
@@ -110,6 +99,6 @@ pub async fn audit(
 }
 
 #[utoipa::path(get, path = "/api/v1/whoami", tag = "admin", responses((status = 200, description = "The caller"), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody)), security(("token" = [])))]
-pub async fn whoami(auth: Auth) -> Json<Value> {
-    Json(json!({ "user": auth.0.user, "roles": auth.0.roles, "token": auth.0.token_id }))
+pub async fn whoami(ctx: Ctx) -> Json<Value> {
+    Json(json!({ "user": ctx.principal.user, "roles": ctx.principal.roles, "token": ctx.principal.token_id }))
 }

@@ -4,14 +4,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use opsbook_store::{AnalyticsRow, RunbookQuery, ServerStore, now_ms};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{Auth, Perm};
+use crate::auth::{Ctx, Perm};
 use crate::error::{ApiError, ApiQuery, ApiResult};
-use crate::state::{AppState, request_id};
+use crate::state::AppState;
 
 const WEEK_MS: f64 = 7.0 * 86_400_000.0;
 
@@ -81,11 +80,10 @@ pub fn summarize(rows: &[AnalyticsRow], window_start: i64, now: i64, incident: b
 #[utoipa::path(get, path = "/api/v1/analytics", tag = "analytics", params(AnalyticsQuery), responses((status = 200, description = "Per-runbook figures and overdue reviews"), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn analytics(
     State(st): State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
+    ctx: Ctx,
     ApiQuery(q): ApiQuery<AnalyticsQuery>,
 ) -> ApiResult<Json<Value>> {
-    auth.require(&st, Perm::Read, "analytics", &request_id(&headers)).await?;
+    ctx.require(&st, Perm::Read, "analytics").await?;
     let now = now_ms();
     let since = match q.since.as_deref() {
         Some(s) => s

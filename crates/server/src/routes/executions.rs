@@ -16,9 +16,9 @@ use opsbook_store::{Approval, ExecutionFilter, LogQuery, ServerStore, Store, now
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{Auth, Perm};
+use crate::auth::{Ctx, Perm};
 use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult, params_error};
-use crate::state::{AppState, request_id};
+use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -98,13 +98,13 @@ pub(crate) async fn enqueue(
 #[utoipa::path(post, path = "/api/v1/runbooks/{name}/executions", tag = "executions", params(("name" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries return the first execution")), request_body = SubmitBody, responses((status = 202, description = "Queued: {id}"), (status = 400, description = "Invalid parameters, each listed", body = crate::openapi::ErrorBody), (status = 409, description = "The runbook does not run (draft or archived)", body = crate::openapi::ErrorBody), (status = 422, description = "The Idempotency-Key was used for another runbook", body = crate::openapi::ErrorBody), (status = 429, description = "The queue is full (max_queued): try again after Retry-After seconds", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn submit(
     State(st): State<AppState>,
-    auth: Auth,
+    ctx: Ctx,
     headers: HeaderMap,
     Path(name): Path<String>,
     ApiJson(body): ApiJson<SubmitBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let rid = request_id(&headers);
-    auth.require(&st, Perm::Run, &name, &rid).await?;
+    let rid = ctx.request_id.clone();
+    ctx.require(&st, Perm::Run, &name).await?;
     let inputs: BTreeMap<String, Input> = body.params.into_iter().map(|(k, v)| (k, Input::Value(v))).collect();
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).filter(|k| !k.is_empty());
     if let Some(k) = key
@@ -115,12 +115,12 @@ pub async fn submit(
             k.len()
         )));
     }
-    let (id, repeated, version, masked) = enqueue(&st, &name, body.version, inputs, &auth.0, key).await?;
+    let (id, repeated, version, masked) = enqueue(&st, &name, body.version, inputs, &ctx.principal, key).await?;
     if repeated {
         return Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "repeated": true }))));
     }
     st.audit(
-        &auth.0.user,
+        ctx.user(),
         "execution.submit",
         &id,
         &rid,
@@ -148,13 +148,8 @@ fn parse_time(s: &str) -> Option<i64> {
 
 /// `GET /api/v1/executions`: newest first, keyset-paginated (`next_cursor`).
 #[utoipa::path(get, path = "/api/v1/executions", operation_id = "listExecutions", tag = "executions", params(ListQuery), responses((status = 200, description = "Executions, newest first, with next_cursor"), (status = 400, description = "Bad filter", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
-pub async fn list(
-    State(st): State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
-    ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Value>> {
-    auth.require(&st, Perm::Read, "executions", &request_id(&headers)).await?;
+pub async fn list(State(st): State<AppState>, ctx: Ctx, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Value>> {
+    ctx.require(&st, Perm::Read, "executions").await?;
     let status = match q.status.as_deref() {
         Some(s) => Some(ExecStatus::parse(s).ok_or_else(|| ApiError::bad_request(format!("unknown status `{s}`")))?),
         None => None,
@@ -182,13 +177,8 @@ pub async fn list(
 }
 
 #[utoipa::path(get, path = "/api/v1/executions/{id}", operation_id = "getExecution", tag = "executions", params(("id" = String, Path)), responses((status = 200, description = "The execution document"), (status = 404, description = "Unknown execution", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
-pub async fn get(
-    State(st): State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    auth.require(&st, Perm::Read, &id, &request_id(&headers)).await?;
+pub async fn get(State(st): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    ctx.require(&st, Perm::Read, &id).await?;
     Ok(Json(opsbook_engine::report::load(&st.store, &id).await?))
 }
 
@@ -210,12 +200,11 @@ fn log_json(l: &opsbook_store::LogLine) -> Value {
 #[utoipa::path(get, path = "/api/v1/executions/{id}/logs", tag = "executions", params(("id" = String, Path), LogsQuery), responses((status = 200, description = "Log lines after `after`"), (status = 404, description = "Unknown execution", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn logs(
     State(st): State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
+    ctx: Ctx,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<LogsQuery>,
 ) -> ApiResult<Json<Value>> {
-    auth.require(&st, Perm::Read, &id, &request_id(&headers)).await?;
+    ctx.require(&st, Perm::Read, &id).await?;
     let exec = st.store.execution(&id).await?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
     let lines = st
@@ -232,11 +221,11 @@ pub async fn logs(
 #[utoipa::path(get, path = "/api/v1/executions/{id}/events", tag = "executions", params(("id" = String, Path), ("Last-Event-ID" = Option<String>, Header, description = "Resume after this log sequence number")), responses((status = 200, description = "Server-sent events: log and status", content_type = "text/event-stream"), (status = 404, description = "Unknown execution", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn events(
     State(st): State<AppState>,
-    auth: Auth,
+    ctx: Ctx,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    auth.require(&st, Perm::Read, &id, &request_id(&headers)).await?;
+    ctx.require(&st, Perm::Read, &id).await?;
     let exec = st.store.execution(&id).await?;
     let after =
         headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
@@ -295,12 +284,11 @@ pub async fn events(
 #[utoipa::path(post, path = "/api/v1/executions/{id}/cancel", tag = "executions", params(("id" = String, Path)), responses((status = 202, description = "Cancel requested or done"), (status = 409, description = "Already finished", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn cancel(
     State(st): State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
+    ctx: Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let rid = request_id(&headers);
-    auth.require(&st, Perm::Run, &id, &rid).await?;
+    let rid = ctx.request_id.clone();
+    ctx.require(&st, Perm::Run, &id).await?;
     let mut exec = st.store.execution(&id).await?;
     match exec.status {
         ExecStatus::Running => {
@@ -312,7 +300,7 @@ pub async fn cancel(
         ExecStatus::Queued => {
             exec.status = ExecStatus::Cancelled;
             exec.finished_at = Some(now_ms());
-            exec.error = Some(format!("cancelled by {} before it started", auth.0.user));
+            exec.error = Some(format!("cancelled by {} before it started", ctx.principal.user));
             st.store.update_execution(&exec).await?;
             st.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(&exec.id);
         }
@@ -329,7 +317,7 @@ pub async fn cancel(
         }
         other => return Err(ApiError::conflict(format!("execution {} is already {other}", exec.id))),
     }
-    st.audit(&auth.0.user, "execution.cancel", &exec.id, &rid, json!({ "was": exec.status.as_str() })).await;
+    st.audit(ctx.user(), "execution.cancel", &exec.id, &rid, json!({ "was": exec.status.as_str() })).await;
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": exec.id }))))
 }
 
@@ -373,13 +361,12 @@ pub struct ApprovalBody {
 #[utoipa::path(post, path = "/api/v1/executions/{id}/approvals", tag = "executions", params(("id" = String, Path)), request_body = ApprovalBody, responses((status = 200, description = "Decision recorded"), (status = 409, description = "Not waiting, or already decided", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn approve(
     State(st): State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
+    ctx: Ctx,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ApprovalBody>,
 ) -> ApiResult<Json<Value>> {
-    let rid = request_id(&headers);
-    auth.require(&st, Perm::Approve, &id, &rid).await?;
+    let rid = ctx.request_id.clone();
+    ctx.require(&st, Perm::Approve, &id).await?;
     let approved = match body.decision.as_str() {
         "approve" | "approved" => true,
         "reject" | "rejected" => false,
@@ -402,20 +389,19 @@ pub async fn approve(
             exec.id, step.step_id
         )));
     };
-    if same_user(&requester(&st, &exec).await?, &auth.0.user) {
-        st.audit(&auth.0.user, "authz.denied", &exec.id, &rid, json!({ "reason": "two-person rule" })).await;
+    if same_user(&requester(&st, &exec).await?, ctx.user()) {
+        st.audit(ctx.user(), "authz.denied", &exec.id, &rid, json!({ "reason": "two-person rule" })).await;
         return Err(ApiError::forbidden("the requester cannot approve their own execution"));
     }
     let approvers = spec.approvers();
     let eligible = approvers.is_empty()
-        || auth.0.has_role("admin")
+        || ctx.principal.has_role("admin")
         || approvers.iter().any(|a| match a {
-            Approver::User(u) => same_user(u, &auth.0.user),
-            Approver::Role(r) => auth.0.has_role(r),
+            Approver::User(u) => same_user(u, ctx.user()),
+            Approver::Role(r) => ctx.principal.has_role(r),
         });
     if !eligible {
-        st.audit(&auth.0.user, "authz.denied", &exec.id, &rid, json!({ "reason": "not an approver of this step" }))
-            .await;
+        st.audit(ctx.user(), "authz.denied", &exec.id, &rid, json!({ "reason": "not an approver of this step" })).await;
         let who: Vec<&str> = spec.approvers.iter().map(|a| a.value.as_str()).collect();
         return Err(ApiError::forbidden(format!("only {} may decide on step `{}`", who.join(", "), step.step_id)));
     }
@@ -423,7 +409,7 @@ pub async fn approve(
         .add_approval(&Approval {
             execution_id: exec.id.clone(),
             step_id: step.step_id.clone(),
-            approver: auth.0.user.clone(),
+            approver: ctx.user().to_string(),
             approved,
             comment: body.comment.clone(),
             created_at: now_ms(),
@@ -440,6 +426,6 @@ pub async fn approve(
         "execution": exec.id, "step": step.step_id, "decision": if approved { "approve" } else { "reject" },
         "comment": body.comment, "approvals": count, "min_approvals": spec.min_approvals, "settled": settled,
     });
-    st.audit(&auth.0.user, "execution.approval", &exec.id, &rid, doc.clone()).await;
+    st.audit(ctx.user(), "execution.approval", &exec.id, &rid, doc.clone()).await;
     Ok(Json(doc))
 }

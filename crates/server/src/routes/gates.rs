@@ -2,25 +2,19 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use opsbook_core::{ExecStatus, StepKind, StepStatus};
 use opsbook_store::{ServerStore, Store, now_ms};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{Auth, Perm};
+use crate::auth::{Ctx, Perm};
 use crate::error::{ApiError, ApiJson, ApiResult};
-use crate::state::{AppState, request_id};
+use crate::state::AppState;
 
 /// `GET /api/v1/gates/{name}`: evaluates a named gate now.
 #[utoipa::path(get, path = "/api/v1/gates/{name}", tag = "gates", params(("name" = String, Path)), responses((status = 200, description = "The verdict with its block records"), (status = 404, description = "Unknown gate", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
-pub async fn check(
-    State(st): State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
-    auth.require(&st, Perm::Read, &name, &request_id(&headers)).await?;
+pub async fn check(State(st): State<AppState>, ctx: Ctx, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    ctx.require(&st, Perm::Read, &name).await?;
     let gates = st.engine.config.gates.snapshot();
     let def = gates.get(&name).ok_or_else(|| ApiError::not_found(format!("gate `{name}` not found")))?;
     let checker = opsbook_gate::Checker::new(std::time::Duration::from_secs(20)).map_err(ApiError::internal)?;
@@ -38,13 +32,12 @@ pub struct OverrideBody {
 #[utoipa::path(post, path = "/api/v1/executions/{id}/override", tag = "gates", params(("id" = String, Path)), request_body = OverrideBody, responses((status = 200, description = "Overridden; the execution goes on"), (status = 400, description = "No reason", body = crate::openapi::ErrorBody), (status = 409, description = "Not waiting on a gate", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn override_gate(
     State(st): State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
+    ctx: Ctx,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<OverrideBody>,
 ) -> ApiResult<Json<Value>> {
-    let rid = request_id(&headers);
-    auth.require(&st, Perm::Admin, &id, &rid).await?;
+    let rid = ctx.request_id.clone();
+    ctx.require(&st, Perm::Admin, &id).await?;
     if body.reason.trim().is_empty() {
         return Err(ApiError::bad_request("a reason is required to override a gate"));
     }
@@ -67,7 +60,7 @@ pub async fn override_gate(
                 && matches!(rb.steps.get(s.idx as usize).map(|x| &x.kind), Some(StepKind::Gate(_)))
         })
     };
-    let owner = format!("override:{}", auth.0.user);
+    let owner = format!("override:{}", ctx.principal.user);
     let deadline = now_ms() + 30_000;
     let (exec, mut steps, i) = loop {
         let steps = st.store.steps(&exec.id).await?;
@@ -122,7 +115,7 @@ pub async fn override_gate(
             gate.wait_deadline = None;
             gate.attempts = gate.attempts.max(1);
         }
-        gate.outputs.insert("overridden_by".into(), auth.0.user.clone().into());
+        gate.outputs.insert("overridden_by".into(), ctx.user().to_string().into());
         gate.outputs.insert("override_reason".into(), body.reason.clone().into());
         // What blocked it is in the audit record (`blocked_by`); the step passed.
         gate.error = None;
@@ -143,7 +136,7 @@ pub async fn override_gate(
     // In the execution's log too, where people following it look.
     let line = format!(
         "gate overridden by {}: {} (was: {})",
-        auth.0.user,
+        ctx.principal.user,
         body.reason,
         blocked_by.as_deref().unwrap_or("blocked")
     );
@@ -169,13 +162,13 @@ pub async fn override_gate(
         "reason": body.reason,
         "blocked_by": blocked_by,
     });
-    st.audit(&auth.0.user, "gate.override", &exec.id, &rid, doc.clone()).await;
+    st.audit(ctx.user(), "gate.override", &exec.id, &rid, doc.clone()).await;
     let _ = st.notify.send(crate::notify::Note {
         execution_id: exec.id.clone(),
         event: "overridden",
         detail: Some(format!(
             "{} overrode {}: {}",
-            auth.0.user,
+            ctx.principal.user,
             blocked_by.as_deref().unwrap_or("the gate"),
             body.reason
         )),

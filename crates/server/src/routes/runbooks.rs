@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use opsbook_core::LifecycleStatus;
 use opsbook_store::{
@@ -11,9 +11,9 @@ use opsbook_store::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{Auth, Perm};
+use crate::auth::{Ctx, Perm};
 use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult, ApiText};
-use crate::state::{AppState, request_id};
+use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -59,13 +59,12 @@ async fn would_publish(st: &AppState, name: &str, version: &str, sha256: &str) -
 #[utoipa::path(post, path = "/api/v1/runbooks", tag = "runbooks", params(PublishQuery), request_body(content = String, content_type = "application/yaml", description = "The runbook document"), responses((status = 201, description = "Created"), (status = 200, description = "Updated, unchanged, or the dry-run outcome"), (status = 400, description = "Invalid runbook: details carry line and column", body = crate::openapi::ErrorBody), (status = 409, description = "Version not newer, or a published version with other content", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn publish(
     State(st): State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
+    ctx: Ctx,
     ApiQuery(pq): ApiQuery<PublishQuery>,
     ApiText(body): ApiText,
 ) -> ApiResult<Response> {
-    let rid = request_id(&headers);
-    auth.require(&st, Perm::Author, "runbooks", &rid).await?;
+    let rid = ctx.request_id.clone();
+    ctx.require(&st, Perm::Author, "runbooks").await?;
     let rb = opsbook_core::parse(&body).map_err(|diags| {
         let details: Vec<Value> = diags
             .iter()
@@ -120,7 +119,8 @@ pub async fn publish(
         created_at: now_ms(),
         updated_at: now_ms(),
     };
-    let outcome = st.store.publish(&Publish { entry, content: body, steps_text, actor: auth.0.user.clone() }).await?;
+    let outcome =
+        st.store.publish(&Publish { entry, content: body, steps_text, actor: ctx.user().to_string() }).await?;
     let doc = json!({ "name": rb.name, "version": rb.version.to_string(), "sha256": rb.sha256, "result": outcome });
     if outcome != Published::Unchanged {
         let now = now_ms();
@@ -138,7 +138,7 @@ pub async fn publish(
                     params: serde_json::to_value(&s.params).unwrap_or_default(),
                     overlap: s.overlap.as_str().into(),
                     missed: s.missed.as_str().into(),
-                    created_by: auth.0.user.clone(),
+                    created_by: ctx.user().to_string(),
                     created_at: now,
                     next_run_at: None,
                     last_run_at: None,
@@ -149,7 +149,7 @@ pub async fn publish(
             })
             .collect();
         st.store.sync_schedules(&rb.name, &schedules).await?;
-        st.audit(&auth.0.user, "runbook.publish", &rb.name, &rid, doc.clone()).await;
+        st.audit(ctx.user(), "runbook.publish", &rb.name, &rid, doc.clone()).await;
     }
     let status = if outcome == Published::Created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(doc)).into_response())
@@ -167,13 +167,8 @@ pub struct ListQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/runbooks", operation_id = "listRunbooks", tag = "runbooks", params(ListQuery), responses((status = 200, description = "Matching runbooks"), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
-pub async fn list(
-    State(st): State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
-    ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Value>> {
-    auth.require(&st, Perm::Read, "runbooks", &request_id(&headers)).await?;
+pub async fn list(State(st): State<AppState>, ctx: Ctx, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Value>> {
+    ctx.require(&st, Perm::Read, "runbooks").await?;
     let items = st
         .store
         .registry(&RunbookQuery { q: q.q, runbook_type: q.runbook_type, tag: q.tag, status: q.status, owner: q.owner })
@@ -182,13 +177,8 @@ pub async fn list(
 }
 
 #[utoipa::path(get, path = "/api/v1/runbooks/{name}", operation_id = "getRunbook", tag = "runbooks", params(("name" = String, Path)), responses((status = 200, description = "The runbook and its lifecycle history"), (status = 404, description = "Unknown runbook", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
-pub async fn get(
-    State(st): State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
-    auth.require(&st, Perm::Read, &name, &request_id(&headers)).await?;
+pub async fn get(State(st): State<AppState>, ctx: Ctx, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    ctx.require(&st, Perm::Read, &name).await?;
     let entry = st.store.registry_entry(&name).await?;
     let lifecycle = st.store.lifecycle_events(&name).await?;
     let mut doc = serde_json::to_value(entry).map_err(ApiError::internal)?;
@@ -197,24 +187,18 @@ pub async fn get(
 }
 
 #[utoipa::path(get, path = "/api/v1/runbooks/{name}/versions", tag = "runbooks", params(("name" = String, Path)), responses((status = 200, description = "Published versions, newest first"), (status = 404, description = "Unknown runbook", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
-pub async fn versions(
-    State(st): State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
-    auth.require(&st, Perm::Read, &name, &request_id(&headers)).await?;
+pub async fn versions(State(st): State<AppState>, ctx: Ctx, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    ctx.require(&st, Perm::Read, &name).await?;
     Ok(Json(json!({ "items": st.store.registry_versions(&name).await? })))
 }
 
 #[utoipa::path(get, path = "/api/v1/runbooks/{name}/versions/{version}", tag = "runbooks", params(("name" = String, Path), ("version" = String, Path)), responses((status = 200, description = "One version with its exact text"), (status = 404, description = "Unknown version", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn version(
     State(st): State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
+    ctx: Ctx,
     Path((name, version)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    auth.require(&st, Perm::Read, &name, &request_id(&headers)).await?;
+    ctx.require(&st, Perm::Read, &name).await?;
     let (v, content) = st.store.registry_version(&name, &version).await?;
     let mut doc = serde_json::to_value(v).map_err(ApiError::internal)?;
     doc["content"] = Value::from(content);
@@ -232,12 +216,11 @@ pub struct DiffQuery {
 #[utoipa::path(get, path = "/api/v1/runbooks/{name}/diff", tag = "runbooks", params(("name" = String, Path), DiffQuery), responses((status = 200, description = "Unified diff", content_type = "text/x-diff"), (status = 404, description = "Unknown version", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn diff(
     State(st): State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
+    ctx: Ctx,
     Path(name): Path<String>,
     ApiQuery(q): ApiQuery<DiffQuery>,
 ) -> ApiResult<Response> {
-    auth.require(&st, Perm::Read, &name, &request_id(&headers)).await?;
+    ctx.require(&st, Perm::Read, &name).await?;
     let (_, a) = st.store.registry_version(&name, &q.from).await?;
     let (_, b) = st.store.registry_version(&name, &q.to).await?;
     let text = crate::diff::unified(&a, &b, &format!("{name} {}", q.from), &format!("{name} {}", q.to), 3);
@@ -267,13 +250,12 @@ fn allowed(from: &str, to: &str) -> bool {
 #[utoipa::path(post, path = "/api/v1/runbooks/{name}/lifecycle", tag = "runbooks", params(("name" = String, Path)), request_body = LifecycleBody, responses((status = 200, description = "The recorded transition"), (status = 400, description = "Unknown status or no reason", body = crate::openapi::ErrorBody), (status = 409, description = "Transition not allowed", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn lifecycle(
     State(st): State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
+    ctx: Ctx,
     Path(name): Path<String>,
     ApiJson(body): ApiJson<LifecycleBody>,
 ) -> ApiResult<Json<Value>> {
-    let rid = request_id(&headers);
-    auth.require(&st, Perm::Author, &name, &rid).await?;
+    let rid = ctx.request_id.clone();
+    ctx.require(&st, Perm::Author, &name).await?;
     let valid =
         [LifecycleStatus::Draft, LifecycleStatus::Active, LifecycleStatus::Deprecated, LifecycleStatus::Archived];
     if !valid.iter().any(|s| s.as_str() == body.status) {
@@ -292,7 +274,7 @@ pub async fn lifecycle(
         name: name.clone(),
         from_status: Some(entry.status.clone()),
         to_status: body.status.clone(),
-        actor: auth.0.user.clone(),
+        actor: ctx.user().to_string(),
         reason: Some(reason),
         at: now_ms(),
     };
@@ -307,6 +289,6 @@ pub async fn lifecycle(
             n => format!("archived; its {n} schedule(s) were removed, since an archived runbook never runs again"),
         });
     }
-    st.audit(&auth.0.user, "runbook.lifecycle", &name, &rid, doc.clone()).await;
+    st.audit(ctx.user(), "runbook.lifecycle", &name, &rid, doc.clone()).await;
     Ok(Json(doc))
 }

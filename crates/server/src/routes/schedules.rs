@@ -2,15 +2,15 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use opsbook_store::{ScheduleRecord, ServerStore, now_ms};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{Auth, Perm};
+use crate::auth::{Ctx, Perm};
 use crate::error::{ApiError, ApiJson, ApiResult, params_error};
 use crate::scheduler::{next_run, timezone};
-use crate::state::{AppState, request_id};
+use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -27,12 +27,11 @@ pub struct ScheduleBody {
 #[utoipa::path(post, path = "/api/v1/schedules", operation_id = "createSchedule", tag = "schedules", request_body = ScheduleBody, responses((status = 201, description = "The schedule with its next run"), (status = 400, description = "Bad cron, time zone or parameters", body = crate::openapi::ErrorBody), (status = 409, description = "The runbook is a draft or archived", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn create(
     State(st): State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
+    ctx: Ctx,
     ApiJson(b): ApiJson<ScheduleBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let rid = request_id(&headers);
-    auth.require(&st, Perm::Run, &b.runbook, &rid).await?;
+    let rid = ctx.request_id.clone();
+    ctx.require(&st, Perm::Run, &b.runbook).await?;
     opsbook_core::schedule::check_cron_fires(&b.cron).map_err(ApiError::bad_request)?;
     let tz = b.timezone.unwrap_or_else(|| "UTC".into());
     timezone(&tz).map_err(ApiError::bad_request)?;
@@ -82,7 +81,7 @@ pub async fn create(
     }
     let params = rb.check_params(&inputs).map_err(|e| params_error(&e))?;
     let values = params.values.clone().into_iter().collect();
-    if let Some(p) = crate::policy::refusal(&st.config.policies, &auth.0, &b.runbook, &rb.tags, &values) {
+    if let Some(p) = crate::policy::refusal(&st.config.policies, &ctx.principal, &b.runbook, &rb.tags, &values) {
         return Err(ApiError::forbidden(format!(
             "scheduling `{}` like this needs one of the roles {}",
             b.runbook,
@@ -98,7 +97,7 @@ pub async fn create(
         params: Value::Object(b.params),
         overlap,
         missed,
-        created_by: auth.0.user.clone(),
+        created_by: ctx.user().to_string(),
         created_at: now_ms(),
         next_run_at: None,
         last_run_at: None,
@@ -107,26 +106,21 @@ pub async fn create(
     s.next_run_at = next_run(&s, now_ms());
     st.store.create_schedule(&s).await?;
     let doc = serde_json::to_value(&s).map_err(ApiError::internal)?;
-    st.audit(&auth.0.user, "schedule.create", &s.id, &rid, doc.clone()).await;
+    st.audit(ctx.user(), "schedule.create", &s.id, &rid, doc.clone()).await;
     Ok((StatusCode::CREATED, Json(doc)))
 }
 
 #[utoipa::path(get, path = "/api/v1/schedules", operation_id = "listSchedules", tag = "schedules", responses((status = 200, description = "All schedules"), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
-pub async fn list(State(st): State<AppState>, auth: Auth, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    auth.require(&st, Perm::Read, "schedules", &request_id(&headers)).await?;
+pub async fn list(State(st): State<AppState>, ctx: Ctx) -> ApiResult<Json<Value>> {
+    ctx.require(&st, Perm::Read, "schedules").await?;
     Ok(Json(json!({ "items": st.store.schedules().await? })))
 }
 
 #[utoipa::path(delete, path = "/api/v1/schedules/{id}", operation_id = "deleteSchedule", tag = "schedules", params(("id" = String, Path)), responses((status = 200, description = "Deleted"), (status = 404, description = "Unknown (or a runbook's own) schedule", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
-pub async fn delete(
-    State(st): State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let rid = request_id(&headers);
-    auth.require(&st, Perm::Run, &id, &rid).await?;
+pub async fn delete(State(st): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let rid = ctx.request_id.clone();
+    ctx.require(&st, Perm::Run, &id).await?;
     st.store.delete_schedule(&id).await?;
-    st.audit(&auth.0.user, "schedule.delete", &id, &rid, json!({})).await;
+    st.audit(ctx.user(), "schedule.delete", &id, &rid, json!({})).await;
     Ok(Json(json!({ "id": id, "deleted": true })))
 }
