@@ -1,0 +1,411 @@
+//! The behaviour every storage backend must have, as one suite any backend runs
+//! unchanged (SQLite now; PostgreSQL next): records round-trip, claims are exclusive
+//! under concurrency, leases lapse, idempotency keys hold under concurrent submits,
+//! keyset pagination is complete at 10,000 rows, and the audit chain catches an edit,
+//! an insert and a delete.
+//!
+//! A backend's test calls [`run_all`] on a multi-thread tokio runtime with a factory of
+//! fresh, empty stores and a [`Tamper`] that edits its audit table behind its back.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+
+use opsbook_core::{ExecStatus, StepStatus};
+
+use crate::{
+    Approval, Attempt, AuditFilter, Execution, ExecutionFilter, LifecycleEvent, LogLine, LogQuery, NewAudit, Phase,
+    Publish, Published, RegistryEntry, RunbookQuery, RunbookVersion, ScheduleRecord, ServerStore, StepRecord, Stream,
+    Token,
+};
+
+/// Edits a backend's audit trail directly, as an attacker with database access would.
+pub trait Tamper {
+    /// Changes the actor of record `seq`.
+    fn edit(&self, seq: i64);
+    /// Deletes record `seq`.
+    fn delete(&self, seq: i64);
+    /// Inserts a forged record after the last one, with a made-up hash.
+    fn insert(&self);
+}
+
+/// Runs every check on fresh stores from `fresh`.
+pub async fn run_all<S, F, Fut, T>(fresh: F, tamper: impl Fn(&S) -> T)
+where
+    S: ServerStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+    T: Tamper,
+{
+    executions_round_trip(fresh().await).await;
+    claims_are_exclusive(fresh().await).await;
+    leases_lapse_and_holders_are_named(fresh().await).await;
+    idempotency_keys_hold_under_concurrent_submits(fresh().await).await;
+    keyset_pagination_is_complete(fresh().await).await;
+    registry_rules(fresh().await).await;
+    tokens_and_schedules(fresh().await).await;
+    let store = fresh().await;
+    audit_chain_catches_tampering(&store, &tamper(&store)).await;
+}
+
+fn execution(id: &str, runbook: &str, status: ExecStatus, created_at: i64) -> Execution {
+    Execution {
+        id: id.to_string(),
+        runbook_name: runbook.to_string(),
+        runbook_version: "1.0.0".into(),
+        runbook_sha256: "0".repeat(64),
+        source_path: None,
+        base_dir: ".".into(),
+        status,
+        actor: "alice".into(),
+        params: serde_json::json!({ "n": 1 }),
+        secret_digests: serde_json::json!({}),
+        created_at,
+        started_at: None,
+        finished_at: None,
+        error: None,
+        current_step: None,
+        rollback_status: None,
+        owner: None,
+        lease_expires_at: None,
+        heartbeat_at: None,
+        cancel_requested: false,
+    }
+}
+
+/// The runbook text every execution here runs (executions refer to their runbook).
+async fn runbook_text<S: ServerStore>(s: &S) {
+    let rb = RunbookVersion {
+        sha256: "0".repeat(64),
+        name: "demo".into(),
+        version: "1.0.0".into(),
+        content: "text".into(),
+        created_at: 1,
+    };
+    s.save_runbook(&rb).await.unwrap();
+}
+
+fn steps(id: &str, n: i64) -> Vec<StepRecord> {
+    (0..n).map(|i| StepRecord::pending(id, i, &format!("s{i}"), &format!("Step {i}"), "run")).collect()
+}
+
+async fn executions_round_trip<S: ServerStore>(s: S) {
+    let rb = RunbookVersion {
+        sha256: "0".repeat(64),
+        name: "demo".into(),
+        version: "1.0.0".into(),
+        content: "text".into(),
+        created_at: 1,
+    };
+    s.save_runbook(&rb).await.unwrap();
+    s.save_runbook(&rb).await.unwrap();
+    assert_eq!(s.runbook(&rb.sha256).await.unwrap(), rb);
+
+    let e = execution("EX0001", "demo", ExecStatus::Running, 100);
+    s.create_execution(&e, &steps("EX0001", 2)).await.unwrap();
+    assert_eq!(s.execution("EX0001").await.unwrap(), e);
+    assert_eq!(s.execution("EX00").await.unwrap().id, "EX0001", "a unique prefix finds it");
+    assert!(matches!(s.execution("NOPE").await, Err(crate::Error::NotFound(_))));
+
+    let mut st = s.steps("EX0001").await.unwrap();
+    assert_eq!(st.len(), 2);
+    st[0].status = StepStatus::Succeeded;
+    st[0].attempts = 1;
+    st[0].outputs.insert("port".into(), "8080".into());
+    st[1].status = StepStatus::Running;
+    let attempt = Attempt {
+        execution_id: "EX0001".into(),
+        step_id: "s0".into(),
+        phase: Phase::Step,
+        attempt: 1,
+        status: StepStatus::Succeeded,
+        exit_code: Some(0),
+        started_at: 101,
+        finished_at: 102,
+        error: None,
+    };
+    s.record_attempt(&attempt, &[&st[0], &st[1]]).await.unwrap();
+    assert_eq!(s.steps("EX0001").await.unwrap(), st, "the attempt and both steps in one write");
+    assert_eq!(s.attempts("EX0001").await.unwrap(), vec![attempt]);
+    st[1].error = Some("boom".into());
+    s.update_step(&st[1]).await.unwrap();
+    assert_eq!(s.steps("EX0001").await.unwrap()[1].error.as_deref(), Some("boom"));
+
+    let lines: Vec<LogLine> = (1..=3)
+        .map(|seq| LogLine {
+            execution_id: "EX0001".into(),
+            seq,
+            step_id: Some("s0".into()),
+            phase: Phase::Step,
+            attempt: 1,
+            stream: Stream::Stdout,
+            ts: 100 + seq,
+            line: format!("line {seq}"),
+        })
+        .collect();
+    s.append_logs(&lines).await.unwrap();
+    let q = LogQuery { execution_id: "EX0001".into(), step_id: None, after_seq: 1, limit: 10 };
+    assert_eq!(s.logs(&q).await.unwrap(), lines[1..].to_vec());
+    assert_eq!(s.last_log_seq("EX0001").await.unwrap(), 3);
+
+    let a = Approval {
+        execution_id: "EX0001".into(),
+        step_id: "s1".into(),
+        approver: "bob".into(),
+        approved: true,
+        comment: Some("go".into()),
+        created_at: 5,
+    };
+    s.add_approval(&a).await.unwrap();
+    assert!(s.add_approval(&a).await.is_err(), "one person decides once");
+    assert_eq!(s.approvals("EX0001").await.unwrap(), vec![a]);
+
+    let mut done = s.execution("EX0001").await.unwrap();
+    done.status = ExecStatus::Failed;
+    done.finished_at = Some(200);
+    done.error = Some("step `s1` failed".into());
+    s.update_execution(&done).await.unwrap();
+    assert_eq!(s.execution("EX0001").await.unwrap(), done);
+    s.set_process("EX0001", "s1", Some("123:abc.1")).await.unwrap();
+    assert_eq!(s.processes("EX0001").await.unwrap(), vec![("s1".to_string(), "123:abc.1".to_string())]);
+    s.set_process("EX0001", "s1", None).await.unwrap();
+    assert!(s.processes("EX0001").await.unwrap().is_empty());
+}
+
+/// Many claimers at once over a queue: each execution is claimed exactly once.
+async fn claims_are_exclusive<S: ServerStore>(s: S) {
+    runbook_text(&s).await;
+    for i in 0..40 {
+        let id = format!("Q{i:04}");
+        s.create_execution(&execution(&id, "demo", ExecStatus::Queued, 1000 + i), &steps(&id, 1)).await.unwrap();
+    }
+    let claimers: Vec<_> = (0..8)
+        .map(|w| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                while let Some(e) = s.claim_next(&format!("worker-{w}"), 30_000).await.unwrap() {
+                    assert_eq!(e.status, ExecStatus::Running);
+                    mine.push(e.id);
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for c in claimers {
+        all.extend(c.await.unwrap());
+    }
+    let unique: BTreeSet<&String> = all.iter().collect();
+    assert_eq!((all.len(), unique.len()), (40, 40), "every execution claimed once");
+    assert_eq!(s.count_queued().await.unwrap(), 0);
+    let first = s.execution("Q0000").await.unwrap();
+    assert!(first.owner.as_deref().is_some_and(|o| o.starts_with("worker-")));
+}
+
+async fn leases_lapse_and_holders_are_named<S: ServerStore>(s: S) {
+    runbook_text(&s).await;
+    let e = execution("L0001", "demo", ExecStatus::Waiting, 1);
+    s.create_execution(&e, &steps("L0001", 1)).await.unwrap();
+    // Two holders at once: the second is refused.
+    assert!(s.claim_stopped("L0001", "me", 30_000, None).await.unwrap().is_some());
+    assert!(s.claim_stopped("L0001", "you", 30_000, None).await.unwrap().is_none());
+    assert!(s.claim_stopped("L0001", "me", 30_000, None).await.unwrap().is_some(), "re-entrant");
+    assert!(s.claim_stopped("L0001", "you", 30_000, Some("me")).await.unwrap().is_some(), "taken over from the dead");
+    s.release("L0001", "me").await.unwrap();
+    assert_eq!(s.execution("L0001").await.unwrap().owner.as_deref(), Some("you"), "only the holder lets go");
+    s.release("L0001", "you").await.unwrap();
+    assert_eq!(s.execution("L0001").await.unwrap().owner, None);
+    // A lapsed lease frees it.
+    assert!(s.claim_stopped("L0001", "me", -1, None).await.unwrap().is_some());
+    assert!(s.claim_stopped("L0001", "you", 30_000, None).await.unwrap().is_some());
+    // Heartbeats extend only the holder's lease and carry a cancel request.
+    assert!(!s.heartbeat("L0001", "you", 30_000).await.unwrap());
+    assert!(s.heartbeat("L0001", "me", 30_000).await.is_err());
+    s.request_cancel("L0001").await.unwrap();
+    assert!(s.heartbeat("L0001", "you", 30_000).await.unwrap());
+    // Running executions are found for recovery.
+    let r = execution("L0002", "demo", ExecStatus::Running, 2);
+    s.create_execution(&r, &steps("L0002", 1)).await.unwrap();
+    assert!(s.running().await.unwrap().iter().any(|e| e.id == "L0002"));
+    assert!(s.claim_stopped("L0002", "me", 30_000, None).await.unwrap().is_none(), "running is not stopped");
+}
+
+/// Identical keyed submissions racing: one execution, every caller gets its id.
+async fn idempotency_keys_hold_under_concurrent_submits<S: ServerStore>(s: S) {
+    runbook_text(&s).await;
+    for round in 0..20 {
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let id = format!("K{round:02}{i}");
+                    let e = execution(&id, "demo", ExecStatus::Queued, 10 + round);
+                    s.create_execution_once(&e, &steps(&id, 2), Some(&format!("key-{round}"))).await.unwrap()
+                })
+            })
+            .collect();
+        let mut ids = BTreeSet::new();
+        for t in tasks {
+            ids.insert(t.await.unwrap());
+        }
+        assert_eq!(ids.len(), 1, "round {round}: {ids:?}");
+        let id = ids.into_iter().next().unwrap();
+        assert_eq!(s.steps(&id).await.unwrap().len(), 2);
+    }
+    let all = s.executions(&ExecutionFilter { limit: 1000, ..Default::default() }).await.unwrap();
+    assert_eq!(all.len(), 20, "one execution per key, no leftovers");
+    let other = execution("KX", "other", ExecStatus::Queued, 99);
+    assert!(matches!(
+        s.create_execution_once(&other, &steps("KX", 1), Some("key-0")).await,
+        Err(crate::Error::Mismatch(_))
+    ));
+}
+
+async fn keyset_pagination_is_complete<S: ServerStore>(s: S) {
+    runbook_text(&s).await;
+    const N: i64 = 10_000;
+    for i in 0..N {
+        // Ten share each creation time: the id breaks ties.
+        let id = format!("P{i:06}");
+        s.create_execution(
+            &execution(&id, if i % 2 == 0 { "even" } else { "odd" }, ExecStatus::Succeeded, i / 10),
+            &[],
+        )
+        .await
+        .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page =
+            s.executions(&ExecutionFilter { before: before.clone(), limit: 333, ..Default::default() }).await.unwrap();
+        let Some(last) = page.last() else { break };
+        before = Some((last.created_at, last.id.clone()));
+        seen.extend(page.into_iter().map(|e| (e.created_at, e.id)));
+    }
+    assert_eq!(seen.len() as i64, N, "every row once");
+    assert!(seen.windows(2).all(|w| w[0] > w[1]), "newest first, no repeats");
+    let odd = s.executions(&ExecutionFilter { runbook: Some("odd".into()), limit: 20_000, ..Default::default() }).await;
+    assert_eq!(odd.unwrap().len() as i64, N / 2);
+    let counts = s.count_by_status().await.unwrap();
+    assert!(counts.contains(&(ExecStatus::Succeeded.as_str().to_string(), N)), "{counts:?}");
+}
+
+fn entry(name: &str, version: &str, status: &str) -> RegistryEntry {
+    RegistryEntry {
+        name: name.into(),
+        status: status.into(),
+        latest_version: version.into(),
+        latest_sha256: format!("{name}-{version}"),
+        title: format!("{name} title"),
+        description: None,
+        runbook_type: "deployment".into(),
+        owner: Some("team".into()),
+        tags: vec!["web".into()],
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+async fn registry_rules<S: ServerStore>(s: S) {
+    let publish = |version: &str, content: &str| Publish {
+        entry: RegistryEntry { latest_sha256: format!("sha-of-{content}"), ..entry("web", version, "active") },
+        content: content.into(),
+        steps_text: "deploy".into(),
+        actor: "ann".into(),
+    };
+    assert_eq!(s.publish(&publish("1.0.0", "a")).await.unwrap(), Published::Created);
+    assert_eq!(s.publish(&publish("1.0.0", "a")).await.unwrap(), Published::Unchanged);
+    assert!(matches!(s.publish(&publish("1.0.0", "b")).await, Err(crate::Error::Conflict(_))), "immutable");
+    assert_eq!(s.publish(&publish("1.1.0", "b")).await.unwrap(), Published::Updated);
+    assert!(matches!(s.publish(&publish("1.0.5", "c")).await, Err(crate::Error::Conflict(_))), "versions increase");
+    assert_eq!(s.registry_entry("web").await.unwrap().latest_version, "1.1.0");
+    assert_eq!(s.registry_versions("web").await.unwrap().len(), 2);
+    assert_eq!(s.registry_version("web", "1.0.0").await.unwrap().1, "a");
+    let found = s.registry(&RunbookQuery { q: Some("deploy".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(found.len(), 1);
+    let ev = |from: &str, to: &str| LifecycleEvent {
+        name: "web".into(),
+        from_status: Some(from.into()),
+        to_status: to.into(),
+        actor: "ann".into(),
+        reason: Some("why".into()),
+        at: 5,
+    };
+    s.set_lifecycle(&ev("active", "deprecated")).await.unwrap();
+    assert!(
+        matches!(s.set_lifecycle(&ev("active", "archived")).await, Err(crate::Error::Conflict(_))),
+        "from must match"
+    );
+    let events = s.lifecycle_events("web").await.unwrap();
+    assert_eq!(events.len(), 2, "publishing starts the history: {events:?}");
+    assert!(events.iter().any(|e| e.from_status.as_deref() == Some("active") && e.to_status == "deprecated"));
+    assert_eq!(s.registry_entry("web").await.unwrap().status, "deprecated");
+}
+
+async fn tokens_and_schedules<S: ServerStore>(s: S) {
+    let t = Token {
+        id: "tok1".into(),
+        user: "ann".into(),
+        roles: vec!["viewer".into()],
+        created_at: 1,
+        expires_at: None,
+        revoked_at: None,
+        last_used_at: None,
+    };
+    s.create_token(&t, "hash").await.unwrap();
+    assert_eq!(s.token("tok1").await.unwrap(), Some((t.clone(), "hash".to_string())));
+    s.token_used("tok1", 9).await.unwrap();
+    assert_eq!(s.tokens().await.unwrap()[0].last_used_at, Some(9));
+    s.revoke_token("tok1").await.unwrap();
+    assert!(s.tokens().await.unwrap()[0].revoked_at.is_some());
+    assert!(matches!(s.revoke_token("nope").await, Err(crate::Error::NotFound(_))));
+
+    let sched = ScheduleRecord {
+        id: "sch1".into(),
+        runbook: "web".into(),
+        source: "api".into(),
+        cron: "0 3 * * *".into(),
+        timezone: "UTC".into(),
+        params: serde_json::json!({}),
+        overlap: "skip".into(),
+        missed: "skip".into(),
+        created_by: "ann".into(),
+        created_at: 1,
+        next_run_at: Some(100),
+        last_run_at: None,
+        last_result: None,
+    };
+    s.create_schedule(&sched).await.unwrap();
+    assert!(s.due_schedules(99).await.unwrap().is_empty());
+    assert_eq!(s.due_schedules(100).await.unwrap(), vec![sched.clone()]);
+    s.schedule_ran("sch1", 100, Some(200), "started X").await.unwrap();
+    let now = s.schedules().await.unwrap();
+    assert_eq!((now[0].next_run_at, now[0].last_result.as_deref()), (Some(200), Some("started X")));
+    s.delete_schedule("sch1").await.unwrap();
+    assert!(s.schedules().await.unwrap().is_empty());
+}
+
+async fn audit_chain_catches_tampering<S: ServerStore>(s: &S, tamper: &impl Tamper) {
+    for i in 0..5 {
+        let r = NewAudit {
+            actor: "ann".into(),
+            action: "test".into(),
+            target: format!("t{i}"),
+            request_id: "r".into(),
+            details: serde_json::json!({ "i": i }),
+        };
+        s.append_audit(&r).await.unwrap();
+    }
+    assert_eq!(s.verify_audit().await.unwrap(), Ok(5));
+    assert_eq!(s.audit(&AuditFilter { limit: 10, ..Default::default() }).await.unwrap().len(), 5);
+    tamper.edit(2);
+    assert!(s.verify_audit().await.unwrap().is_err_and(|e| e.contains("record 2")), "an edit");
+    tamper.edit(2); // edits it back
+    assert_eq!(s.verify_audit().await.unwrap(), Ok(5));
+    tamper.insert();
+    assert!(s.verify_audit().await.unwrap().is_err(), "an insert");
+    tamper.delete(6);
+    tamper.delete(3);
+    assert!(s.verify_audit().await.unwrap().is_err_and(|e| e.contains("record 3 is missing")), "a delete");
+}
