@@ -461,16 +461,26 @@ fn quote_word(value: &str) -> Result<String, String> {
 /// A here-document ends at a line equal to its delimiter: a value must not make one.
 fn refuse_delimiter_lines(value: &str, h: &Heredoc) -> Result<(), String> {
     let text = format!("{}{value}{}", h.before, h.after);
-    let ends = text.split('\n').any(|line| {
-        let line = line.strip_suffix('\r').unwrap_or(line);
+    for line in text.split('\n') {
         let line = if h.strip_tabs { line.trim_start_matches('\t') } else { line };
-        line == h.delimiter || line.strip_suffix('\r') == Some(h.delimiter.as_str())
-    });
-    if ends {
-        return Err(format!(
-            "a value has a line `{}`, which would end the here-document early; choose another delimiter",
-            h.delimiter
-        ));
+        // A line that merely begins with the delimiter is refused too (shells differ on
+        // it), and so is one whose start matches the delimiter's up to a non-ASCII
+        // character: dash (Debian's /bin/sh) drops that character's first byte.
+        let matched = line.bytes().zip(h.delimiter.bytes()).take_while(|(a, b)| a == b).count();
+        if matched == h.delimiter.len() {
+            return Err(format!(
+                "a value has a line beginning with `{}`, which would end the here-document early; choose another delimiter",
+                h.delimiter
+            ));
+        }
+        if matched > 0 && line.as_bytes().get(matched).is_some_and(|b| !b.is_ascii()) {
+            return Err(format!(
+                "a value has a line beginning with `{}` and a non-ASCII character, which /bin/sh (dash) misreads in a \
+                 here-document with delimiter `{}`; choose another delimiter",
+                &line[..matched],
+                h.delimiter
+            ));
+        }
     }
     Ok(())
 }
@@ -561,6 +571,12 @@ mod tests {
         assert!(escape("OF", &Context::Heredoc(tabs.clone())).is_err(), "completes the delimiter line");
         assert!(escape("x\n\t\tEOF", &Context::Heredoc(tabs)).is_err());
         assert!(escape("a\0b", &Context::Bare).is_err());
+        // dash drops the first byte of a non-ASCII character after a delimiter prefix.
+        let eof =
+            super::Heredoc { delimiter: "EOF".into(), strip_tabs: false, before: String::new(), after: String::new() };
+        assert!(escape("x\nE¡", &Context::Heredoc(eof.clone())).unwrap_err().contains("dash"));
+        assert!(escape("x\nEOFx", &Context::Heredoc(eof.clone())).is_err());
+        assert!(escape("x\nEz¡ and E", &Context::Heredoc(eof)).is_ok());
         assert!(escape("x", &Context::Refused("no")).is_err());
     }
 }
