@@ -21,7 +21,7 @@ async fn main() {
     let rounds = env("ROUNDS", 50) as usize;
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("bench.db");
-    let store = opsbook_store::SqliteStore::open(&path).await.expect("database");
+    let store = opsbook_store_sqlite::SqliteStore::open(&path).await.expect("database");
     let fill = Instant::now();
     {
         let mut db = rusqlite::Connection::open(&path).expect("open");

@@ -30,7 +30,7 @@ async fn main() {
     let seconds = env("DURATION", 10);
     let workers = env("WORKERS", 4) as usize;
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = opsbook_store::SqliteStore::open(&dir.path().join("bench.db")).await.expect("database");
+    let store = opsbook_store_sqlite::SqliteStore::open(&dir.path().join("bench.db")).await.expect("database");
     let config =
         Config { workers, workdir: dir.path().to_path_buf(), metrics_listen: String::new(), ..Config::default() };
     let state = opsbook_server::state(store.clone(), config);

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use crate::config::Config;
 
 /// The store the server runs on. (PostgreSQL will be a second `ServerStore`.)
-pub type Db = opsbook_store::SqliteStore;
+pub type Db = opsbook_store_sqlite::SqliteStore;
 
 #[derive(Clone)]
 pub struct AppState {

@@ -1,4 +1,5 @@
-//! The embedded SQLite store (WAL mode, versioned migrations).
+//! The embedded SQLite backend of the storage traits (WAL mode, versioned migrations).
+//! Architecture invariant: with the other backends, the only crates that know SQL.
 //!
 //! One connection behind a mutex, used synchronously: every call is a few tens of
 //! microseconds, and a step costs one commit, so a hand-off to a database thread per
@@ -11,10 +12,23 @@ use std::time::Duration;
 use opsbook_core::{ExecStatus, StepStatus};
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, params, params_from_iter};
 
-use crate::{
+use opsbook_store::{
     Approval, Attempt, Error, Execution, ExecutionFilter, LogLine, LogQuery, Phase, Result, RunbookVersion, StepRecord,
     Store, Stream, now_ms,
 };
+
+mod server;
+
+/// `?` on a SQLite call: its error becomes the backend-neutral storage error.
+pub(crate) trait Db<T> {
+    fn db(self) -> Result<T>;
+}
+
+impl<T> Db<T> for rusqlite::Result<T> {
+    fn db(self) -> Result<T> {
+        self.map_err(|e| Error::Database(Box::new(e)))
+    }
+}
 
 /// Migrations, applied in order and recorded in `opsbook_migrations`. Append only.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -44,17 +58,17 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::Open(format!("cannot create directory {}: {e}", dir.display())))?;
         }
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        let conn = Connection::open(path).db()?;
+        conn.busy_timeout(Duration::from_secs(10)).db()?;
         // WAL + NORMAL: a commit survives a crash of the process (kill -9); only an OS
         // crash or power loss can lose the last commits.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "journal_mode", "WAL").db()?;
+        conn.pragma_update(None, "synchronous", "NORMAL").db()?;
+        conn.pragma_update(None, "foreign_keys", "ON").db()?;
         // Every CLI command opens and closes the database; a checkpoint on each close
         // would cost more than the command. SQLite's automatic checkpoints (every 1000
         // pages) keep the WAL bounded instead.
-        conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+        conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true).db()?;
         let store = SqliteStore { conn: Arc::new(Mutex::new(conn)) };
         store.migrate()?;
         Ok(store)
@@ -70,16 +84,17 @@ impl SqliteStore {
         let mut conn = self.conn();
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS opsbook_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-        )?;
+        )
+        .db()?;
         // Common case first: the schema is current, and checking needs no write lock.
         let current: i64 =
-            conn.query_row("SELECT COALESCE(MAX(version), 0) FROM opsbook_migrations", [], |r| r.get(0))?;
+            conn.query_row("SELECT COALESCE(MAX(version), 0) FROM opsbook_migrations", [], |r| r.get(0)).db()?;
         if MIGRATIONS.last().is_some_and(|(newest, _)| current == *newest) {
             return Ok(());
         }
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).db()?;
         let current: i64 =
-            tx.query_row("SELECT COALESCE(MAX(version), 0) FROM opsbook_migrations", [], |r| r.get(0))?;
+            tx.query_row("SELECT COALESCE(MAX(version), 0) FROM opsbook_migrations", [], |r| r.get(0)).db()?;
         if let Some((newest, _)) = MIGRATIONS.last()
             && current > *newest
         {
@@ -88,13 +103,14 @@ impl SqliteStore {
             )));
         }
         for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
-            tx.execute_batch(sql)?;
+            tx.execute_batch(sql).db()?;
             tx.execute(
                 "INSERT INTO opsbook_migrations (version, applied_at) VALUES (?, ?)",
                 params![version, now_ms()],
-            )?;
+            )
+            .db()?;
         }
-        tx.commit()?;
+        tx.commit().db()?;
         Ok(())
     }
 }
@@ -129,26 +145,26 @@ pub(crate) const EXECUTION_COLUMNS: &str = "id, runbook_name, runbook_version, r
 
 pub(crate) fn execution_from(row: &Row<'_>) -> Result<Execution> {
     Ok(Execution {
-        id: row.get(0)?,
-        runbook_name: row.get(1)?,
-        runbook_version: row.get(2)?,
-        runbook_sha256: row.get(3)?,
-        source_path: row.get(4)?,
-        base_dir: row.get(5)?,
-        status: exec_status(&row.get::<_, String>(6)?)?,
-        actor: row.get(7)?,
-        params: parse_json(&row.get::<_, String>(8)?, "execution params")?,
-        secret_digests: parse_json(&row.get::<_, String>(9)?, "secret digests")?,
-        created_at: row.get(10)?,
-        started_at: row.get(11)?,
-        finished_at: row.get(12)?,
-        error: row.get(13)?,
-        current_step: row.get(14)?,
-        rollback_status: opt_step_status(row.get(15)?)?,
-        owner: row.get(16)?,
-        lease_expires_at: row.get(17)?,
-        heartbeat_at: row.get(18)?,
-        cancel_requested: row.get::<_, i64>(19)? != 0,
+        id: row.get(0).db()?,
+        runbook_name: row.get(1).db()?,
+        runbook_version: row.get(2).db()?,
+        runbook_sha256: row.get(3).db()?,
+        source_path: row.get(4).db()?,
+        base_dir: row.get(5).db()?,
+        status: exec_status(&row.get::<_, String>(6).db()?)?,
+        actor: row.get(7).db()?,
+        params: parse_json(&row.get::<_, String>(8).db()?, "execution params")?,
+        secret_digests: parse_json(&row.get::<_, String>(9).db()?, "secret digests")?,
+        created_at: row.get(10).db()?,
+        started_at: row.get(11).db()?,
+        finished_at: row.get(12).db()?,
+        error: row.get(13).db()?,
+        current_step: row.get(14).db()?,
+        rollback_status: opt_step_status(row.get(15).db()?)?,
+        owner: row.get(16).db()?,
+        lease_expires_at: row.get(17).db()?,
+        heartbeat_at: row.get(18).db()?,
+        cancel_requested: row.get::<_, i64>(19).db()? != 0,
     })
 }
 
@@ -157,23 +173,23 @@ const STEP_COLUMNS: &str = "execution_id, idx, step_id, name, kind, status, atte
 
 fn step_from(row: &Row<'_>) -> Result<StepRecord> {
     Ok(StepRecord {
-        execution_id: row.get(0)?,
-        idx: row.get(1)?,
-        step_id: row.get(2)?,
-        name: row.get(3)?,
-        kind: row.get(4)?,
-        status: step_status(&row.get::<_, String>(5)?)?,
-        attempts: row.get(6)?,
-        exit_code: row.get(7)?,
-        started_at: row.get(8)?,
-        finished_at: row.get(9)?,
-        error: row.get(10)?,
-        outputs: parse_json(&row.get::<_, String>(11)?, "step outputs")?,
-        rendered: row.get(12)?,
-        wait_deadline: row.get(13)?,
-        rollback_status: opt_step_status(row.get(14)?)?,
-        rollback_exit_code: row.get(15)?,
-        rollback_error: row.get(16)?,
+        execution_id: row.get(0).db()?,
+        idx: row.get(1).db()?,
+        step_id: row.get(2).db()?,
+        name: row.get(3).db()?,
+        kind: row.get(4).db()?,
+        status: step_status(&row.get::<_, String>(5).db()?)?,
+        attempts: row.get(6).db()?,
+        exit_code: row.get(7).db()?,
+        started_at: row.get(8).db()?,
+        finished_at: row.get(9).db()?,
+        error: row.get(10).db()?,
+        outputs: parse_json(&row.get::<_, String>(11).db()?, "step outputs")?,
+        rendered: row.get(12).db()?,
+        wait_deadline: row.get(13).db()?,
+        rollback_status: opt_step_status(row.get(14).db()?)?,
+        rollback_exit_code: row.get(15).db()?,
+        rollback_error: row.get(16).db()?,
     })
 }
 
@@ -183,9 +199,9 @@ pub(crate) fn collect<T>(
     params: impl rusqlite::Params,
     f: impl Fn(&Row<'_>) -> Result<T>,
 ) -> Result<Vec<T>> {
-    let mut rows = stmt.query(params)?;
+    let mut rows = stmt.query(params).db()?;
     let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
+    while let Some(row) = rows.next().db()? {
         out.push(f(row)?);
     }
     Ok(out)
@@ -195,7 +211,8 @@ fn insert_step(conn: &Connection, s: &StepRecord) -> Result<()> {
     let outputs = json_text(&s.outputs);
     conn.prepare_cached(&format!(
         "INSERT INTO execution_steps ({STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    ))?
+    ))
+    .db()?
     .execute(params![
         s.execution_id,
         s.idx,
@@ -214,7 +231,8 @@ fn insert_step(conn: &Connection, s: &StepRecord) -> Result<()> {
         s.rollback_status.map(StepStatus::as_str),
         s.rollback_exit_code,
         s.rollback_error,
-    ])?;
+    ])
+    .db()?;
     Ok(())
 }
 
@@ -225,7 +243,8 @@ fn update_step(conn: &Connection, s: &StepRecord) -> Result<()> {
             "UPDATE execution_steps SET status = ?, attempts = ?, exit_code = ?, started_at = ?, finished_at = ?, \
              error = ?, outputs = ?, rendered = ?, wait_deadline = ?, rollback_status = ?, rollback_exit_code = ?, \
              rollback_error = ? WHERE execution_id = ? AND idx = ?",
-        )?
+        )
+        .db()?
         .execute(params![
             s.status.as_str(),
             s.attempts,
@@ -241,7 +260,8 @@ fn update_step(conn: &Connection, s: &StepRecord) -> Result<()> {
             s.rollback_error,
             s.execution_id,
             s.idx,
-        ])?;
+        ])
+        .db()?;
     if done == 0 {
         return Err(Error::NotFound(format!("step {} of execution {}", s.step_id, s.execution_id)));
     }
@@ -254,14 +274,17 @@ impl Store for SqliteStore {
             .prepare_cached(
                 "INSERT INTO runbook_versions (sha256, name, version, content, created_at) VALUES (?, ?, ?, ?, ?) \
                  ON CONFLICT (sha256) DO NOTHING",
-            )?
-            .execute(params![rb.sha256, rb.name, rb.version, rb.content, rb.created_at])?;
+            )
+            .db()?
+            .execute(params![rb.sha256, rb.name, rb.version, rb.content, rb.created_at])
+            .db()?;
         Ok(())
     }
 
     async fn runbook(&self, sha256: &str) -> Result<RunbookVersion> {
         self.conn()
-            .prepare_cached("SELECT sha256, name, version, content, created_at FROM runbook_versions WHERE sha256 = ?")?
+            .prepare_cached("SELECT sha256, name, version, content, created_at FROM runbook_versions WHERE sha256 = ?")
+            .db()?
             .query_row([sha256], |r| {
                 Ok(RunbookVersion {
                     sha256: r.get(0)?,
@@ -271,15 +294,16 @@ impl Store for SqliteStore {
                     created_at: r.get(4)?,
                 })
             })
-            .optional()?
+            .optional()
+            .db()?
             .ok_or_else(|| Error::NotFound(format!("runbook version {sha256}")))
     }
 
     async fn create_execution(&self, e: &Execution, steps: &[StepRecord]) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction().db()?;
         insert_execution(&tx, e, steps)?;
-        tx.commit()?;
+        tx.commit().db()?;
         Ok(())
     }
 
@@ -289,7 +313,8 @@ impl Store for SqliteStore {
             .prepare_cached(
                 "UPDATE executions SET status = ?, started_at = ?, finished_at = ?, error = ?, current_step = ?, \
                  rollback_status = ?, owner = ?, lease_expires_at = ?, heartbeat_at = ?, actor = ? WHERE id = ?",
-            )?
+            )
+            .db()?
             .execute(params![
                 e.status.as_str(),
                 e.started_at,
@@ -302,7 +327,8 @@ impl Store for SqliteStore {
                 e.heartbeat_at,
                 e.actor,
                 e.id,
-            ])?;
+            ])
+            .db()?;
         if done == 0 {
             return Err(Error::NotFound(format!("execution {}", e.id)));
         }
@@ -315,11 +341,12 @@ impl Store for SqliteStore {
 
     async fn record_attempt(&self, a: &Attempt, steps: &[&StepRecord]) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction().db()?;
         tx.prepare_cached(
             "INSERT INTO step_attempts (execution_id, step_id, phase, attempt, status, exit_code, started_at, \
              finished_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )?
+        )
+        .db()?
         .execute(params![
             a.execution_id,
             a.step_id,
@@ -330,11 +357,12 @@ impl Store for SqliteStore {
             a.started_at,
             a.finished_at,
             a.error,
-        ])?;
+        ])
+        .db()?;
         for s in steps {
             update_step(&tx, s)?;
         }
-        tx.commit()?;
+        tx.commit().db()?;
         Ok(())
     }
 
@@ -343,12 +371,14 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction().db()?;
         {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO execution_logs (execution_id, seq, step_id, phase, attempt, stream, ts, line) \
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO execution_logs (execution_id, seq, step_id, phase, attempt, stream, ts, line) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            )?;
+                )
+                .db()?;
             for l in lines {
                 stmt.execute(params![
                     l.execution_id,
@@ -359,16 +389,18 @@ impl Store for SqliteStore {
                     l.stream.as_str(),
                     l.ts,
                     l.line
-                ])?;
+                ])
+                .db()?;
             }
         }
-        tx.commit()?;
+        tx.commit().db()?;
         Ok(())
     }
 
     async fn execution(&self, id: &str) -> Result<Execution> {
         let conn = self.conn();
-        let mut exact = conn.prepare_cached(&format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?"))?;
+        let mut exact =
+            conn.prepare_cached(&format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?")).db()?;
         if let Some(e) = collect(&mut exact, [id], execution_from)?.pop() {
             return Ok(e);
         }
@@ -376,7 +408,7 @@ impl Store for SqliteStore {
             return Err(Error::NotFound(format!("execution `{id}`")));
         }
         let mut prefix =
-            conn.prepare_cached(&format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id LIKE ? LIMIT 2"))?;
+            conn.prepare_cached(&format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id LIKE ? LIMIT 2")).db()?;
         let mut found = collect(&mut prefix, [format!("{id}%")], execution_from)?;
         match found.len() {
             1 => Ok(found.remove(0)),
@@ -387,29 +419,31 @@ impl Store for SqliteStore {
 
     async fn steps(&self, execution_id: &str) -> Result<Vec<StepRecord>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {STEP_COLUMNS} FROM execution_steps WHERE execution_id = ? ORDER BY idx"
-        ))?;
+        let mut stmt = conn
+            .prepare_cached(&format!("SELECT {STEP_COLUMNS} FROM execution_steps WHERE execution_id = ? ORDER BY idx"))
+            .db()?;
         collect(&mut stmt, [execution_id], step_from)
     }
 
     async fn attempts(&self, execution_id: &str) -> Result<Vec<Attempt>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT execution_id, step_id, phase, attempt, status, exit_code, started_at, finished_at, error \
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT execution_id, step_id, phase, attempt, status, exit_code, started_at, finished_at, error \
              FROM step_attempts WHERE execution_id = ? ORDER BY started_at, rowid",
-        )?;
+            )
+            .db()?;
         collect(&mut stmt, [execution_id], |row| {
             Ok(Attempt {
-                execution_id: row.get(0)?,
-                step_id: row.get(1)?,
-                phase: phase(&row.get::<_, String>(2)?)?,
-                attempt: row.get(3)?,
-                status: step_status(&row.get::<_, String>(4)?)?,
-                exit_code: row.get(5)?,
-                started_at: row.get(6)?,
-                finished_at: row.get(7)?,
-                error: row.get(8)?,
+                execution_id: row.get(0).db()?,
+                step_id: row.get(1).db()?,
+                phase: phase(&row.get::<_, String>(2).db()?)?,
+                attempt: row.get(3).db()?,
+                status: step_status(&row.get::<_, String>(4).db()?)?,
+                exit_code: row.get(5).db()?,
+                started_at: row.get(6).db()?,
+                finished_at: row.get(7).db()?,
+                error: row.get(8).db()?,
             })
         })
     }
@@ -442,28 +476,30 @@ impl Store for SqliteStore {
         sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ?");
         args.push(Box::new(if f.limit > 0 { f.limit } else { 20 }));
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut stmt = conn.prepare_cached(&sql).db()?;
         collect(&mut stmt, params_from_iter(args.iter()), execution_from)
     }
 
     async fn logs(&self, q: &LogQuery) -> Result<Vec<LogLine>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT execution_id, seq, step_id, phase, attempt, stream, ts, line FROM execution_logs \
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT execution_id, seq, step_id, phase, attempt, stream, ts, line FROM execution_logs \
              WHERE execution_id = ? AND seq > ? AND (?3 IS NULL OR step_id = ?3) ORDER BY seq LIMIT ?4",
-        )?;
+            )
+            .db()?;
         let limit = if q.limit > 0 { q.limit } else { i64::MAX };
         collect(&mut stmt, params![q.execution_id, q.after_seq, q.step_id, limit], |row| {
-            let stream: String = row.get(5)?;
+            let stream: String = row.get(5).db()?;
             Ok(LogLine {
-                execution_id: row.get(0)?,
-                seq: row.get(1)?,
-                step_id: row.get(2)?,
-                phase: phase(&row.get::<_, String>(3)?)?,
-                attempt: row.get(4)?,
+                execution_id: row.get(0).db()?,
+                seq: row.get(1).db()?,
+                step_id: row.get(2).db()?,
+                phase: phase(&row.get::<_, String>(3).db()?)?,
+                attempt: row.get(4).db()?,
                 stream: Stream::parse(&stream).ok_or_else(|| Error::Corrupt(format!("unknown stream `{stream}`")))?,
-                ts: row.get(6)?,
-                line: row.get(7)?,
+                ts: row.get(6).db()?,
+                line: row.get(7).db()?,
             })
         })
     }
@@ -471,8 +507,10 @@ impl Store for SqliteStore {
     async fn last_log_seq(&self, execution_id: &str) -> Result<i64> {
         let seq: Option<i64> = self
             .conn()
-            .prepare_cached("SELECT MAX(seq) FROM execution_logs WHERE execution_id = ?")?
-            .query_row([execution_id], |r| r.get(0))?;
+            .prepare_cached("SELECT MAX(seq) FROM execution_logs WHERE execution_id = ?")
+            .db()?
+            .query_row([execution_id], |r| r.get(0))
+            .db()?;
         Ok(seq.unwrap_or(0))
     }
 
@@ -482,7 +520,8 @@ impl Store for SqliteStore {
             .prepare_cached(
                 "INSERT INTO approvals (execution_id, step_id, approver, decision, comment, created_at) \
                  VALUES (?, ?, ?, ?, ?, ?)",
-            )?
+            )
+            .db()?
             .execute(params![
                 a.execution_id,
                 a.step_id,
@@ -499,24 +538,26 @@ impl Store for SqliteStore {
                     a.approver, a.step_id, a.execution_id
                 )))
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(Error::Database(Box::new(e))),
         }
     }
 
     async fn approvals(&self, execution_id: &str) -> Result<Vec<Approval>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT execution_id, step_id, approver, decision, comment, created_at FROM approvals \
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT execution_id, step_id, approver, decision, comment, created_at FROM approvals \
              WHERE execution_id = ? ORDER BY created_at",
-        )?;
+            )
+            .db()?;
         collect(&mut stmt, [execution_id], |row| {
             Ok(Approval {
-                execution_id: row.get(0)?,
-                step_id: row.get(1)?,
-                approver: row.get(2)?,
-                approved: row.get::<_, String>(3)? == "approved",
-                comment: row.get(4)?,
-                created_at: row.get(5)?,
+                execution_id: row.get(0).db()?,
+                step_id: row.get(1).db()?,
+                approver: row.get(2).db()?,
+                approved: row.get::<_, String>(3).db()? == "approved",
+                comment: row.get(4).db()?,
+                created_at: row.get(5).db()?,
             })
         })
     }
@@ -528,9 +569,11 @@ impl Store for SqliteStore {
             .prepare_cached(
                 "UPDATE executions SET heartbeat_at = ?, lease_expires_at = ? WHERE id = ? AND owner = ? \
                  RETURNING cancel_requested",
-            )?
+            )
+            .db()?
             .query_row(params![now, now + lease_ms, execution_id, owner], |r| r.get(0))
-            .optional()?;
+            .optional()
+            .db()?;
         match cancel {
             Some(c) => Ok(c != 0),
             None => Err(Error::Conflict(format!("execution {execution_id} is no longer owned by {owner}"))),
@@ -539,8 +582,10 @@ impl Store for SqliteStore {
 
     async fn request_cancel(&self, execution_id: &str) -> Result<()> {
         self.conn()
-            .prepare_cached("UPDATE executions SET cancel_requested = 1 WHERE id = ?")?
-            .execute([execution_id])?;
+            .prepare_cached("UPDATE executions SET cancel_requested = 1 WHERE id = ?")
+            .db()?
+            .execute([execution_id])
+            .db()?;
         Ok(())
     }
 
@@ -553,19 +598,23 @@ impl Store for SqliteStore {
     ) -> Result<Option<Execution>> {
         let now = now_ms();
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "UPDATE executions SET owner = ?1, lease_expires_at = ?2, heartbeat_at = ?3 \
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "UPDATE executions SET owner = ?1, lease_expires_at = ?2, heartbeat_at = ?3 \
              WHERE id = ?4 AND status NOT IN ('running', 'queued') \
              AND (owner IS NULL OR owner = ?1 OR owner = ?5 OR lease_expires_at IS NULL OR lease_expires_at < ?3) \
              RETURNING {EXECUTION_COLUMNS}"
-        ))?;
+            ))
+            .db()?;
         Ok(collect(&mut stmt, params![owner, now + lease_ms, now, execution_id, take_over_from], execution_from)?.pop())
     }
 
     async fn set_process(&self, execution_id: &str, step_id: &str, process: Option<&str>) -> Result<()> {
         self.conn()
-            .prepare_cached("UPDATE execution_steps SET process = ? WHERE execution_id = ? AND step_id = ?")?
-            .execute(params![process, execution_id, step_id])?;
+            .prepare_cached("UPDATE execution_steps SET process = ? WHERE execution_id = ? AND step_id = ?")
+            .db()?
+            .execute(params![process, execution_id, step_id])
+            .db()?;
         Ok(())
     }
 
@@ -573,23 +622,27 @@ impl Store for SqliteStore {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT step_id, process FROM execution_steps WHERE execution_id = ? AND process IS NOT NULL ORDER BY idx",
-        )?;
-        collect(&mut stmt, [execution_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        ).db()?;
+        collect(&mut stmt, [execution_id], |r| Ok((r.get(0).db()?, r.get(1).db()?)))
     }
 
     async fn release(&self, execution_id: &str, owner: &str) -> Result<()> {
         self.conn()
-            .prepare_cached("UPDATE executions SET owner = NULL, lease_expires_at = NULL WHERE id = ? AND owner = ?")?
-            .execute([execution_id, owner])?;
+            .prepare_cached("UPDATE executions SET owner = NULL, lease_expires_at = NULL WHERE id = ? AND owner = ?")
+            .db()?
+            .execute([execution_id, owner])
+            .db()?;
         Ok(())
     }
 
     async fn running(&self) -> Result<Vec<Execution>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {EXECUTION_COLUMNS} FROM executions \
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {EXECUTION_COLUMNS} FROM executions \
                  WHERE status = 'running' OR (status = 'waiting' AND owner IS NOT NULL)"
-        ))?;
+            ))
+            .db()?;
         collect(&mut stmt, [], execution_from)
     }
 }
@@ -598,7 +651,7 @@ impl Store for SqliteStore {
 pub(crate) fn insert_execution(tx: &rusqlite::Transaction<'_>, e: &Execution, steps: &[StepRecord]) -> Result<()> {
     tx.prepare_cached(&format!(
         "INSERT INTO executions ({EXECUTION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    ))?
+    )).db()?
     .execute(params![
         e.id,
         e.runbook_name,
@@ -620,9 +673,66 @@ pub(crate) fn insert_execution(tx: &rusqlite::Transaction<'_>, e: &Execution, st
         e.lease_expires_at,
         e.heartbeat_at,
         i64::from(e.cancel_requested),
-    ])?;
+    ]).db()?;
     for s in steps {
         insert_step(tx, s)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    use opsbook_store::conformance::{Tamper, run_all};
+
+    use crate::SqliteStore;
+
+    /// Edits the SQLite file directly, beside the store's own connection.
+    struct SqliteTamper(PathBuf);
+
+    impl SqliteTamper {
+        fn exec(&self, sql: &str, seq: i64) {
+            rusqlite::Connection::open(&self.0).unwrap().execute(sql, [seq]).unwrap();
+        }
+    }
+
+    impl Tamper for SqliteTamper {
+        fn edit(&self, seq: i64) {
+            self.exec(
+                "UPDATE audit_log SET actor = CASE actor WHEN 'mallory' THEN 'ann' ELSE 'mallory' END WHERE seq = ?",
+                seq,
+            );
+        }
+
+        fn delete(&self, seq: i64) {
+            self.exec("DELETE FROM audit_log WHERE seq = ?", seq);
+        }
+
+        fn insert(&self) {
+            self.exec(
+                "INSERT INTO audit_log (seq, at, actor, action, target, request_id, details, prev_hash, hash) \
+                 SELECT seq + 1, at, 'mallory', 'forged', '', '', '{}', hash, ? FROM audit_log ORDER BY seq DESC LIMIT 1",
+                0,
+            );
+        }
+    }
+
+    /// SQLite passes the suite every backend must pass.
+    #[test]
+    fn sqlite_passes_the_conformance_suite() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let made = Mutex::new(Vec::<PathBuf>::new());
+        rt.block_on(run_all(
+            || {
+                let mut made = made.lock().unwrap();
+                let path = dir.path().join(format!("{}.db", made.len()));
+                made.push(path.clone());
+                async move { SqliteStore::open(&path).await.unwrap() }
+            },
+            |_| SqliteTamper(made.lock().unwrap().last().cloned().unwrap()),
+        ));
+    }
 }

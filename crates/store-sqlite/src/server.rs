@@ -2,65 +2,66 @@
 
 use rusqlite::{OptionalExtension, Row, ToSql, TransactionBehavior, params, params_from_iter};
 
-use crate::sqlite::{EXECUTION_COLUMNS, collect, execution_from, json_text, parse_json};
-use crate::{
+use opsbook_store::{
     AnalyticsRow, AuditFilter, AuditRecord, Error, Execution, LifecycleEvent, NewAudit, NotificationAttempt, Publish,
-    Published, PublishedVersion, RegistryEntry, Result, RunbookQuery, ScheduleRecord, ServerStore, SqliteStore,
-    StepRecord, Token, audit_hash, now_ms,
+    Published, PublishedVersion, RegistryEntry, Result, RunbookQuery, ScheduleRecord, ServerStore, StepRecord, Token,
+    audit_hash, now_ms,
 };
+
+use crate::{Db, EXECUTION_COLUMNS, SqliteStore, collect, execution_from, json_text, parse_json};
 
 const ENTRY_COLUMNS: &str = "name, status, latest_version, latest_sha256, title, description, runbook_type, owner, \
     tags, created_at, updated_at";
 
 fn entry_from(row: &Row<'_>) -> Result<RegistryEntry> {
     Ok(RegistryEntry {
-        name: row.get(0)?,
-        status: row.get(1)?,
-        latest_version: row.get(2)?,
-        latest_sha256: row.get(3)?,
-        title: row.get(4)?,
-        description: row.get(5)?,
-        runbook_type: row.get(6)?,
-        owner: row.get(7)?,
-        tags: parse_json(&row.get::<_, String>(8)?, "runbook tags")?,
-        created_at: row.get(9)?,
-        updated_at: row.get(10)?,
+        name: row.get(0).db()?,
+        status: row.get(1).db()?,
+        latest_version: row.get(2).db()?,
+        latest_sha256: row.get(3).db()?,
+        title: row.get(4).db()?,
+        description: row.get(5).db()?,
+        runbook_type: row.get(6).db()?,
+        owner: row.get(7).db()?,
+        tags: parse_json(&row.get::<_, String>(8).db()?, "runbook tags")?,
+        created_at: row.get(9).db()?,
+        updated_at: row.get(10).db()?,
     })
 }
 
 fn version_from(row: &Row<'_>) -> Result<PublishedVersion> {
     Ok(PublishedVersion {
-        name: row.get(0)?,
-        version: row.get(1)?,
-        sha256: row.get(2)?,
-        published_by: row.get(3)?,
-        published_at: row.get(4)?,
+        name: row.get(0).db()?,
+        version: row.get(1).db()?,
+        sha256: row.get(2).db()?,
+        published_by: row.get(3).db()?,
+        published_at: row.get(4).db()?,
     })
 }
 
 fn token_from(row: &Row<'_>) -> Result<Token> {
     Ok(Token {
-        id: row.get(0)?,
-        user: row.get(1)?,
-        roles: parse_json(&row.get::<_, String>(2)?, "token roles")?,
-        created_at: row.get(3)?,
-        expires_at: row.get(4)?,
-        revoked_at: row.get(5)?,
-        last_used_at: row.get(6)?,
+        id: row.get(0).db()?,
+        user: row.get(1).db()?,
+        roles: parse_json(&row.get::<_, String>(2).db()?, "token roles")?,
+        created_at: row.get(3).db()?,
+        expires_at: row.get(4).db()?,
+        revoked_at: row.get(5).db()?,
+        last_used_at: row.get(6).db()?,
     })
 }
 
 fn audit_from(row: &Row<'_>) -> Result<AuditRecord> {
     Ok(AuditRecord {
-        seq: row.get(0)?,
-        at: row.get(1)?,
-        actor: row.get(2)?,
-        action: row.get(3)?,
-        target: row.get(4)?,
-        request_id: row.get(5)?,
-        details: parse_json(&row.get::<_, String>(6)?, "audit details")?,
-        prev_hash: row.get(7)?,
-        hash: row.get(8)?,
+        seq: row.get(0).db()?,
+        at: row.get(1).db()?,
+        actor: row.get(2).db()?,
+        action: row.get(3).db()?,
+        target: row.get(4).db()?,
+        request_id: row.get(5).db()?,
+        details: parse_json(&row.get::<_, String>(6).db()?, "audit details")?,
+        prev_hash: row.get(7).db()?,
+        hash: row.get(8).db()?,
     })
 }
 
@@ -69,19 +70,19 @@ const SCHEDULE_COLUMNS: &str = "id, runbook, source, cron, timezone, params, ove
 
 fn schedule_from(row: &Row<'_>) -> Result<ScheduleRecord> {
     Ok(ScheduleRecord {
-        id: row.get(0)?,
-        runbook: row.get(1)?,
-        source: row.get(2)?,
-        cron: row.get(3)?,
-        timezone: row.get(4)?,
-        params: parse_json(&row.get::<_, String>(5)?, "schedule params")?,
-        overlap: row.get(6)?,
-        missed: row.get(7)?,
-        created_by: row.get(8)?,
-        created_at: row.get(9)?,
-        next_run_at: row.get(10)?,
-        last_run_at: row.get(11)?,
-        last_result: row.get(12)?,
+        id: row.get(0).db()?,
+        runbook: row.get(1).db()?,
+        source: row.get(2).db()?,
+        cron: row.get(3).db()?,
+        timezone: row.get(4).db()?,
+        params: parse_json(&row.get::<_, String>(5).db()?, "schedule params")?,
+        overlap: row.get(6).db()?,
+        missed: row.get(7).db()?,
+        created_by: row.get(8).db()?,
+        created_at: row.get(9).db()?,
+        next_run_at: row.get(10).db()?,
+        last_run_at: row.get(11).db()?,
+        last_result: row.get(12).db()?,
     })
 }
 
@@ -103,7 +104,8 @@ fn insert_schedule(conn: &rusqlite::Connection, s: &ScheduleRecord) -> Result<()
             s.last_run_at,
             s.last_result
         ],
-    )?;
+    )
+    .db()?;
     Ok(())
 }
 
@@ -124,14 +126,15 @@ impl ServerStore for SqliteStore {
     async fn publish(&self, p: &Publish) -> Result<Published> {
         let e = &p.entry;
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
         let existing: Option<String> = tx
             .query_row(
                 "SELECT sha256 FROM registry_versions WHERE name = ? AND version = ?",
                 [&e.name, &e.latest_version],
                 |r| r.get(0),
             )
-            .optional()?;
+            .optional()
+            .db()?;
         if let Some(sha) = existing {
             return if sha == e.latest_sha256 {
                 Ok(Published::Unchanged)
@@ -146,7 +149,8 @@ impl ServerStore for SqliteStore {
             .query_row("SELECT latest_version, status FROM runbooks WHERE name = ?", [&e.name], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
-            .optional()?;
+            .optional()
+            .db()?;
         if let Some((latest, _)) = &current {
             let newer = match (semver::Version::parse(&e.latest_version), semver::Version::parse(latest)) {
                 (Ok(new), Ok(old)) => new > old,
@@ -164,11 +168,13 @@ impl ServerStore for SqliteStore {
             "INSERT INTO runbook_versions (sha256, name, version, content, created_at) VALUES (?, ?, ?, ?, ?) \
              ON CONFLICT (sha256) DO NOTHING",
             params![e.latest_sha256, e.name, e.latest_version, p.content, now],
-        )?;
+        )
+        .db()?;
         tx.execute(
             "INSERT INTO registry_versions (name, version, sha256, published_by, published_at) VALUES (?, ?, ?, ?, ?)",
             params![e.name, e.latest_version, e.latest_sha256, p.actor, now],
-        )?;
+        )
+        .db()?;
         let tags = json_text(&e.tags);
         let outcome = match current {
             None => {
@@ -187,11 +193,12 @@ impl ServerStore for SqliteStore {
                         now,
                         now
                     ],
-                )?;
+                )
+                .db()?;
                 tx.execute(
                     "INSERT INTO lifecycle_events (name, from_status, to_status, actor, reason, at) VALUES (?, NULL, ?, ?, ?, ?)",
                     params![e.name, e.status, p.actor, "first published", now],
-                )?;
+                ).db()?;
                 Published::Created
             }
             Some(_) => {
@@ -209,16 +216,18 @@ impl ServerStore for SqliteStore {
                         now,
                         e.name
                     ],
-                )?;
-                tx.execute("DELETE FROM runbook_search WHERE name = ?", [&e.name])?;
+                )
+                .db()?;
+                tx.execute("DELETE FROM runbook_search WHERE name = ?", [&e.name]).db()?;
                 Published::Updated
             }
         };
         tx.execute(
             "INSERT INTO runbook_search (name, title, description, tags, steps) VALUES (?, ?, ?, ?, ?)",
             params![e.name, e.title, e.description.clone().unwrap_or_default(), e.tags.join(" "), p.steps_text],
-        )?;
-        tx.commit()?;
+        )
+        .db()?;
+        tx.commit().db()?;
         Ok(outcome)
     }
 
@@ -241,22 +250,24 @@ impl ServerStore for SqliteStore {
         }
         sql.push_str(" ORDER BY name");
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut stmt = conn.prepare_cached(&sql).db()?;
         collect(&mut stmt, params_from_iter(args.iter()), entry_from)
     }
 
     async fn registry_entry(&self, name: &str) -> Result<RegistryEntry> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!("SELECT {ENTRY_COLUMNS} FROM runbooks WHERE name = ?"))?;
+        let mut stmt = conn.prepare_cached(&format!("SELECT {ENTRY_COLUMNS} FROM runbooks WHERE name = ?")).db()?;
         collect(&mut stmt, [name], entry_from)?.pop().ok_or_else(|| Error::NotFound(format!("runbook `{name}`")))
     }
 
     async fn registry_versions(&self, name: &str) -> Result<Vec<PublishedVersion>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT name, version, sha256, published_by, published_at FROM registry_versions WHERE name = ? \
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT name, version, sha256, published_by, published_at FROM registry_versions WHERE name = ? \
              ORDER BY published_at DESC, rowid DESC",
-        )?;
+            )
+            .db()?;
         let list = collect(&mut stmt, [name], version_from)?;
         if list.is_empty() {
             return Err(Error::NotFound(format!("runbook `{name}`")));
@@ -269,17 +280,17 @@ impl ServerStore for SqliteStore {
         let mut stmt = conn.prepare_cached(
             "SELECT r.name, r.version, r.sha256, r.published_by, r.published_at, v.content FROM registry_versions r \
              JOIN runbook_versions v ON v.sha256 = r.sha256 WHERE r.name = ? AND r.version = ?",
-        )?;
-        collect(&mut stmt, [name, version], |row| Ok((version_from(row)?, row.get::<_, String>(5)?)))?
+        ).db()?;
+        collect(&mut stmt, [name, version], |row| Ok((version_from(row)?, row.get::<_, String>(5).db()?)))?
             .pop()
             .ok_or_else(|| Error::NotFound(format!("version {version} of runbook `{name}`")))
     }
 
     async fn set_lifecycle(&self, e: &LifecycleEvent) -> Result<Vec<ScheduleRecord>> {
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
         let current: Option<String> =
-            tx.query_row("SELECT status FROM runbooks WHERE name = ?", [&e.name], |r| r.get(0)).optional()?;
+            tx.query_row("SELECT status FROM runbooks WHERE name = ?", [&e.name], |r| r.get(0)).optional().db()?;
         match current {
             None => return Err(Error::NotFound(format!("runbook `{}`", e.name))),
             Some(c) if Some(&c) != e.from_status.as_ref() => {
@@ -287,23 +298,22 @@ impl ServerStore for SqliteStore {
             }
             Some(_) => {}
         }
-        tx.execute(
-            "UPDATE runbooks SET status = ?, updated_at = ? WHERE name = ?",
-            params![e.to_status, e.at, e.name],
-        )?;
+        tx.execute("UPDATE runbooks SET status = ?, updated_at = ? WHERE name = ?", params![e.to_status, e.at, e.name])
+            .db()?;
         tx.execute(
             "INSERT INTO lifecycle_events (name, from_status, to_status, actor, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
             params![e.name, e.from_status, e.to_status, e.actor, e.reason, e.at],
-        )?;
+        )
+        .db()?;
         let mut removed = Vec::new();
         if e.to_status == opsbook_core::LifecycleStatus::Archived.as_str() {
             let mut stmt =
-                tx.prepare(&format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE runbook = ? ORDER BY id"))?;
+                tx.prepare(&format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE runbook = ? ORDER BY id")).db()?;
             removed = collect(&mut stmt, [&e.name], schedule_from)?;
             drop(stmt);
-            tx.execute("DELETE FROM schedules WHERE runbook = ?", [&e.name])?;
+            tx.execute("DELETE FROM schedules WHERE runbook = ?", [&e.name]).db()?;
         }
-        tx.commit()?;
+        tx.commit().db()?;
         Ok(removed)
     }
 
@@ -311,15 +321,15 @@ impl ServerStore for SqliteStore {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT name, from_status, to_status, actor, reason, at FROM lifecycle_events WHERE name = ? ORDER BY at, rowid",
-        )?;
+        ).db()?;
         collect(&mut stmt, [name], |row| {
             Ok(LifecycleEvent {
-                name: row.get(0)?,
-                from_status: row.get(1)?,
-                to_status: row.get(2)?,
-                actor: row.get(3)?,
-                reason: row.get(4)?,
-                at: row.get(5)?,
+                name: row.get(0).db()?,
+                from_status: row.get(1).db()?,
+                to_status: row.get(2).db()?,
+                actor: row.get(3).db()?,
+                reason: row.get(4).db()?,
+                at: row.get(5).db()?,
             })
         })
     }
@@ -329,7 +339,7 @@ impl ServerStore for SqliteStore {
         // new one and its key are stored together. No window in which a worker could
         // claim an execution that is then taken back.
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
         if let Some(key) = key {
             let earlier: Option<(String, String)> = tx
                 .query_row(
@@ -338,7 +348,8 @@ impl ServerStore for SqliteStore {
                     [&exec.actor, key],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
-                .optional()?;
+                .optional()
+                .db()?;
             if let Some((id, runbook)) = earlier {
                 if runbook != exec.runbook_name {
                     return Err(Error::Mismatch(format!(
@@ -349,73 +360,84 @@ impl ServerStore for SqliteStore {
                 return Ok(id);
             }
         }
-        crate::sqlite::insert_execution(&tx, exec, steps)?;
+        crate::insert_execution(&tx, exec, steps)?;
         if let Some(key) = key {
             tx.execute(
                 "INSERT INTO idempotency_keys (actor, key, execution_id, created_at) VALUES (?, ?, ?, ?)",
                 params![exec.actor, key, exec.id, now_ms()],
-            )?;
+            )
+            .db()?;
         }
-        tx.commit()?;
+        tx.commit().db()?;
         Ok(exec.id.clone())
     }
 
     async fn claim_next(&self, owner: &str, lease_ms: i64) -> Result<Option<Execution>> {
         let now = now_ms();
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "UPDATE executions SET status = 'running', owner = ?1, lease_expires_at = ?2, heartbeat_at = ?3, \
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "UPDATE executions SET status = 'running', owner = ?1, lease_expires_at = ?2, heartbeat_at = ?3, \
              started_at = COALESCE(started_at, ?3) \
              WHERE id = (SELECT id FROM executions WHERE status = 'queued' \
              ORDER BY COALESCE(heartbeat_at, created_at), id LIMIT 1) \
              RETURNING {EXECUTION_COLUMNS}"
-        ))?;
+            ))
+            .db()?;
         Ok(collect(&mut stmt, params![owner, now + lease_ms, now], execution_from)?.pop())
     }
 
     async fn claim_waiting(&self, execution_id: &str, owner: &str, lease_ms: i64) -> Result<Option<Execution>> {
         let now = now_ms();
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "UPDATE executions SET owner = ?1, lease_expires_at = ?2, heartbeat_at = ?3 \
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "UPDATE executions SET owner = ?1, lease_expires_at = ?2, heartbeat_at = ?3 \
              WHERE id = ?4 AND status = 'waiting' AND (owner IS NULL OR lease_expires_at < ?3) \
              RETURNING {EXECUTION_COLUMNS}"
-        ))?;
+            ))
+            .db()?;
         Ok(collect(&mut stmt, params![owner, now + lease_ms, now, execution_id], execution_from)?.pop())
     }
 
     async fn requeue(&self, execution_id: &str) -> Result<bool> {
-        let n = self.conn().execute(
-            "UPDATE executions SET status = 'queued', owner = NULL, lease_expires_at = NULL \
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE executions SET status = 'queued', owner = NULL, lease_expires_at = NULL \
              WHERE id = ?1 AND status = 'waiting' AND (owner IS NULL OR lease_expires_at < ?2)",
-            params![execution_id, now_ms()],
-        )?;
+                params![execution_id, now_ms()],
+            )
+            .db()?;
         Ok(n == 1)
     }
 
     async fn count_queued(&self) -> Result<i64> {
-        Ok(self
-            .conn()
-            .prepare_cached("SELECT COUNT(*) FROM executions WHERE status = 'queued'")?
-            .query_row([], |r| r.get(0))?)
+        self.conn()
+            .prepare_cached("SELECT COUNT(*) FROM executions WHERE status = 'queued'")
+            .db()?
+            .query_row([], |r| r.get(0))
+            .db()
     }
 
     async fn count_by_status(&self) -> Result<Vec<(String, i64)>> {
         let conn = self.conn();
         let mut stmt =
-            conn.prepare_cached("SELECT status, COUNT(*) FROM executions GROUP BY status ORDER BY status")?;
-        collect(&mut stmt, [], |row| Ok((row.get(0)?, row.get(1)?)))
+            conn.prepare_cached("SELECT status, COUNT(*) FROM executions GROUP BY status ORDER BY status").db()?;
+        collect(&mut stmt, [], |row| Ok((row.get(0).db()?, row.get(1).db()?)))
     }
 
     async fn count_waiting(&self) -> Result<(i64, i64)> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            // A gate poll leaves the execution `waiting`, so polled waits count too.
-            "SELECT COALESCE(SUM(s.kind = 'approval'), 0), COALESCE(SUM(s.kind <> 'approval'), 0) \
+        let mut stmt = conn
+            .prepare_cached(
+                // A gate poll leaves the execution `waiting`, so polled waits count too.
+                "SELECT COALESCE(SUM(s.kind = 'approval'), 0), COALESCE(SUM(s.kind <> 'approval'), 0) \
              FROM executions e JOIN execution_steps s ON s.execution_id = e.id \
              WHERE e.status = 'waiting' AND s.status = 'waiting'",
-        )?;
-        Ok(stmt.query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?)
+            )
+            .db()?;
+        stmt.query_row([], |row| Ok((row.get(0)?, row.get(1)?))).db()
     }
 
     async fn expired_waits(&self, now: i64) -> Result<Vec<(String, bool)>> {
@@ -428,18 +450,18 @@ impl ServerStore for SqliteStore {
              AND (s.wait_deadline < ?1 OR e.cancel_requested = 1) \
              AND (e.owner IS NULL OR e.lease_expires_at < ?1) \
              GROUP BY e.id ORDER BY MIN(COALESCE(s.wait_deadline, 0))",
-        )?;
-        collect(&mut stmt, [now], |row| Ok((row.get(0)?, row.get(1)?)))
+        ).db()?;
+        collect(&mut stmt, [now], |row| Ok((row.get(0).db()?, row.get(1).db()?)))
     }
 
     async fn sync_schedules(&self, runbook: &str, schedules: &[ScheduleRecord]) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.execute("DELETE FROM schedules WHERE runbook = ? AND source = 'runbook'", [runbook])?;
+        let tx = conn.transaction().db()?;
+        tx.execute("DELETE FROM schedules WHERE runbook = ? AND source = 'runbook'", [runbook]).db()?;
         for s in schedules {
             insert_schedule(&tx, s)?;
         }
-        tx.commit()?;
+        tx.commit().db()?;
         Ok(())
     }
 
@@ -450,12 +472,12 @@ impl ServerStore for SqliteStore {
     async fn schedules(&self) -> Result<Vec<ScheduleRecord>> {
         let conn = self.conn();
         let mut stmt =
-            conn.prepare_cached(&format!("SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY runbook, id"))?;
+            conn.prepare_cached(&format!("SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY runbook, id")).db()?;
         collect(&mut stmt, [], schedule_from)
     }
 
     async fn delete_schedule(&self, id: &str) -> Result<()> {
-        let n = self.conn().execute("DELETE FROM schedules WHERE id = ? AND source = 'api'", [id])?;
+        let n = self.conn().execute("DELETE FROM schedules WHERE id = ? AND source = 'api'", [id]).db()?;
         if n == 0 {
             return Err(Error::NotFound(format!(
                 "schedule `{id}` (a runbook's own schedules change with the runbook)"
@@ -468,24 +490,29 @@ impl ServerStore for SqliteStore {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE next_run_at IS NOT NULL AND next_run_at <= ? ORDER BY next_run_at"
-        ))?;
+        )).db()?;
         collect(&mut stmt, [now], schedule_from)
     }
 
     async fn schedule_ran(&self, id: &str, ran_at: i64, next: Option<i64>, result: &str) -> Result<()> {
-        self.conn().execute(
-            "UPDATE schedules SET last_run_at = ?, next_run_at = ?, last_result = ? WHERE id = ?",
-            params![ran_at, next, result, id],
-        )?;
+        self.conn()
+            .execute(
+                "UPDATE schedules SET last_run_at = ?, next_run_at = ?, last_result = ? WHERE id = ?",
+                params![ran_at, next, result, id],
+            )
+            .db()?;
         Ok(())
     }
 
     async fn has_active_execution(&self, actor: &str) -> Result<bool> {
-        let n: i64 = self.conn().query_row(
-            "SELECT COUNT(*) FROM executions WHERE actor = ? AND status IN ('queued', 'running', 'waiting')",
-            [actor],
-            |r| r.get(0),
-        )?;
+        let n: i64 = self
+            .conn()
+            .query_row(
+                "SELECT COUNT(*) FROM executions WHERE actor = ? AND status IN ('queued', 'running', 'waiting')",
+                [actor],
+                |r| r.get(0),
+            )
+            .db()?;
         Ok(n > 0)
     }
 
@@ -494,16 +521,16 @@ impl ServerStore for SqliteStore {
         let mut stmt = conn.prepare_cached(
             "SELECT runbook_name, status, actor, created_at, started_at, finished_at, rollback_status FROM executions \
              WHERE created_at >= ?1 AND (?2 IS NULL OR runbook_name = ?2) ORDER BY runbook_name",
-        )?;
+        ).db()?;
         collect(&mut stmt, params![since, runbook], |row| {
             Ok(AnalyticsRow {
-                runbook: row.get(0)?,
-                status: row.get(1)?,
-                actor: row.get(2)?,
-                created_at: row.get(3)?,
-                started_at: row.get(4)?,
-                finished_at: row.get(5)?,
-                rolled_back: row.get::<_, Option<String>>(6)?.is_some(),
+                runbook: row.get(0).db()?,
+                status: row.get(1).db()?,
+                actor: row.get(2).db()?,
+                created_at: row.get(3).db()?,
+                started_at: row.get(4).db()?,
+                finished_at: row.get(5).db()?,
+                rolled_back: row.get::<_, Option<String>>(6).db()?.is_some(),
             })
         })
     }
@@ -513,7 +540,7 @@ impl ServerStore for SqliteStore {
             "INSERT INTO notification_attempts (delivery_id, execution_id, event, rule, attempt, status_code, error, at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             params![a.delivery_id, a.execution_id, a.event, a.rule, a.attempt, a.status_code, a.error, a.at],
-        )?;
+        ).db()?;
         Ok(())
     }
 
@@ -522,41 +549,58 @@ impl ServerStore for SqliteStore {
         let mut stmt = conn.prepare_cached(
             "SELECT delivery_id, execution_id, event, rule, attempt, status_code, error, at FROM notification_attempts \
              WHERE execution_id = ? ORDER BY id",
-        )?;
+        ).db()?;
         collect(&mut stmt, [execution_id], |row| {
             Ok(NotificationAttempt {
-                delivery_id: row.get(0)?,
-                execution_id: row.get(1)?,
-                event: row.get(2)?,
-                rule: row.get(3)?,
-                attempt: row.get(4)?,
-                status_code: row.get(5)?,
-                error: row.get(6)?,
-                at: row.get(7)?,
+                delivery_id: row.get(0).db()?,
+                execution_id: row.get(1).db()?,
+                event: row.get(2).db()?,
+                rule: row.get(3).db()?,
+                attempt: row.get(4).db()?,
+                status_code: row.get(5).db()?,
+                error: row.get(6).db()?,
+                at: row.get(7).db()?,
             })
         })
     }
 
     async fn create_token(&self, t: &Token, hash: &str) -> Result<()> {
-        self.conn().execute(
-            "INSERT INTO api_tokens (id, hash, user_name, roles, created_at, expires_at, revoked_at, last_used_at) \
+        self.conn()
+            .execute(
+                "INSERT INTO api_tokens (id, hash, user_name, roles, created_at, expires_at, revoked_at, last_used_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            params![t.id, hash, t.user, json_text(&t.roles), t.created_at, t.expires_at, t.revoked_at, t.last_used_at],
-        )?;
+                params![
+                    t.id,
+                    hash,
+                    t.user,
+                    json_text(&t.roles),
+                    t.created_at,
+                    t.expires_at,
+                    t.revoked_at,
+                    t.last_used_at
+                ],
+            )
+            .db()?;
         Ok(())
     }
 
     async fn token(&self, id: &str) -> Result<Option<(Token, String)>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, user_name, roles, created_at, expires_at, revoked_at, last_used_at, hash \
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, user_name, roles, created_at, expires_at, revoked_at, last_used_at, hash \
              FROM api_tokens WHERE id = ?",
-        )?;
-        Ok(collect(&mut stmt, params![id], |row| Ok((token_from(row)?, row.get::<_, String>(7)?)))?.pop())
+            )
+            .db()?;
+        Ok(collect(&mut stmt, params![id], |row| Ok((token_from(row)?, row.get::<_, String>(7).db()?)))?.pop())
     }
 
     async fn token_used(&self, id: &str, at: i64) -> Result<()> {
-        self.conn().prepare_cached("UPDATE api_tokens SET last_used_at = ? WHERE id = ?")?.execute(params![at, id])?;
+        self.conn()
+            .prepare_cached("UPDATE api_tokens SET last_used_at = ? WHERE id = ?")
+            .db()?
+            .execute(params![at, id])
+            .db()?;
         Ok(())
     }
 
@@ -564,15 +608,15 @@ impl ServerStore for SqliteStore {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT id, user_name, roles, created_at, expires_at, revoked_at, last_used_at FROM api_tokens ORDER BY created_at",
-        )?;
+        ).db()?;
         collect(&mut stmt, [], token_from)
     }
 
     async fn revoke_token(&self, id: &str) -> Result<()> {
-        let n = self.conn().execute(
-            "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
-            params![now_ms(), id],
-        )?;
+        let n = self
+            .conn()
+            .execute("UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", params![now_ms(), id])
+            .db()?;
         if n == 0 {
             return Err(Error::NotFound(format!("token `{id}`")));
         }
@@ -581,12 +625,13 @@ impl ServerStore for SqliteStore {
 
     async fn append_audit(&self, r: &NewAudit) -> Result<AuditRecord> {
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
         let (seq, prev_hash): (i64, String) = tx
             .query_row("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", [], |row| {
                 Ok((row.get(0)?, row.get(1)?))
             })
-            .optional()?
+            .optional()
+            .db()?
             .map_or((1, String::new()), |(s, h): (i64, String)| (s + 1, h));
         let at = now_ms();
         let hash = audit_hash(&prev_hash, seq, at, r);
@@ -595,8 +640,9 @@ impl ServerStore for SqliteStore {
             "INSERT INTO audit_log (seq, at, actor, action, target, request_id, details, prev_hash, hash) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             params![seq, at, r.actor, r.action, r.target, r.request_id, details, prev_hash, hash],
-        )?;
-        tx.commit()?;
+        )
+        .db()?;
+        tx.commit().db()?;
         Ok(AuditRecord {
             seq,
             at,
@@ -624,7 +670,7 @@ impl ServerStore for SqliteStore {
         sql.push_str(" ORDER BY seq LIMIT ?");
         args.push(Box::new(if f.limit > 0 { f.limit } else { 100 }));
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut stmt = conn.prepare_cached(&sql).db()?;
         collect(&mut stmt, params_from_iter(args.iter()), audit_from)
     }
 
@@ -632,11 +678,11 @@ impl ServerStore for SqliteStore {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT seq, at, actor, action, target, request_id, details, prev_hash, hash FROM audit_log ORDER BY seq",
-        )?;
-        let mut rows = stmt.query([])?;
+        ).db()?;
+        let mut rows = stmt.query([]).db()?;
         let (mut expected_seq, mut prev) = (1i64, String::new());
         let mut count = 0;
-        while let Some(row) = rows.next()? {
+        while let Some(row) = rows.next().db()? {
             let r = audit_from(row)?;
             if r.seq != expected_seq {
                 return Ok(Err(if r.seq > expected_seq {

@@ -11,8 +11,9 @@ pub enum Error {
     Mismatch(String),
     #[error("ambiguous id prefix `{0}`: it matches several executions")]
     Ambiguous(String),
+    /// The backend failed (its own error, kept for the log).
     #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(Box<dyn std::error::Error + Send + Sync>),
     #[error("cannot open the database: {0}")]
     Open(String),
     #[error("stored data is corrupt: {0}")]

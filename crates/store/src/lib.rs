@@ -1,8 +1,9 @@
 //! Durable storage of runbooks, executions, steps, attempts, logs and approvals.
 //!
-//! Architecture invariant: this is the only crate that knows SQL. The engine
-//! and the front ends talk to the [`Store`] trait; SQLite is the embedded
-//! default and PostgreSQL will be a second implementation of the same trait.
+//! The records, the storage traits and the rules every backend shares (audit hashing,
+//! ids, the clock); the backends live in their own crates (`opsbook-store-sqlite`).
+//! Architecture invariant: no SQL and no database driver here. The engine and the
+//! front ends talk to the [`Store`] and [`ServerStore`] traits.
 #![forbid(unsafe_code)]
 
 #[cfg(any(test, feature = "conformance"))]
@@ -10,14 +11,11 @@ pub mod conformance;
 mod error;
 pub mod id;
 mod records;
-mod sqlite;
-mod sqlite_server;
 
 use std::future::Future;
 
 pub use error::{Error, Result};
 pub use records::*;
-pub use sqlite::SqliteStore;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -186,60 +184,4 @@ pub fn audit_hash(prev_hash: &str, seq: i64, at: i64, r: &NewAudit) -> String {
     }
     h.update(r.details.to_string().as_bytes());
     hex::encode(h.finalize())
-}
-
-#[cfg(test)]
-mod tests {
-    use std::path::PathBuf;
-    use std::sync::Mutex;
-
-    use crate::SqliteStore;
-    use crate::conformance::{Tamper, run_all};
-
-    /// Edits the SQLite file directly, beside the store's own connection.
-    struct SqliteTamper(PathBuf);
-
-    impl SqliteTamper {
-        fn exec(&self, sql: &str, seq: i64) {
-            rusqlite::Connection::open(&self.0).unwrap().execute(sql, [seq]).unwrap();
-        }
-    }
-
-    impl Tamper for SqliteTamper {
-        fn edit(&self, seq: i64) {
-            self.exec(
-                "UPDATE audit_log SET actor = CASE actor WHEN 'mallory' THEN 'ann' ELSE 'mallory' END WHERE seq = ?",
-                seq,
-            );
-        }
-
-        fn delete(&self, seq: i64) {
-            self.exec("DELETE FROM audit_log WHERE seq = ?", seq);
-        }
-
-        fn insert(&self) {
-            self.exec(
-                "INSERT INTO audit_log (seq, at, actor, action, target, request_id, details, prev_hash, hash) \
-                 SELECT seq + 1, at, 'mallory', 'forged', '', '', '{}', hash, ? FROM audit_log ORDER BY seq DESC LIMIT 1",
-                0,
-            );
-        }
-    }
-
-    /// SQLite passes the suite every backend must pass.
-    #[test]
-    fn sqlite_passes_the_conformance_suite() {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let made = Mutex::new(Vec::<PathBuf>::new());
-        rt.block_on(run_all(
-            || {
-                let mut made = made.lock().unwrap();
-                let path = dir.path().join(format!("{}.db", made.len()));
-                made.push(path.clone());
-                async move { SqliteStore::open(&path).await.unwrap() }
-            },
-            |_| SqliteTamper(made.lock().unwrap().last().cloned().unwrap()),
-        ));
-    }
 }

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use opsbook_core::{Input, Runbook};
 use opsbook_engine::{Engine, EngineConfig};
-use opsbook_store::SqliteStore;
+use opsbook_store_sqlite::SqliteStore;
 
 use crate::{Cli, Command};
 

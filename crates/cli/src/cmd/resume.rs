@@ -7,7 +7,8 @@ use std::sync::Arc;
 use anyhow::Result;
 use opsbook_core::{Input, OnFailure, StepStatus};
 use opsbook_engine::{ApprovalPrompt, Engine, Hooks, Quiet, cancel_pair};
-use opsbook_store::{SqliteStore, Store};
+use opsbook_store::Store;
+use opsbook_store_sqlite::SqliteStore;
 
 use super::{EXIT_FAILED, EXIT_OK, OnCancel};
 use crate::Output;

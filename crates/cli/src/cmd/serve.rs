@@ -63,7 +63,7 @@ pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
         (None, Some(_)) => config.db.clone().unwrap_or_else(super::default_db),
         (None, None) => super::resolve_db(None)?.path,
     };
-    let store = opsbook_store::SqliteStore::open(&path)
+    let store = opsbook_store_sqlite::SqliteStore::open(&path)
         .await
         .with_context(|| format!("cannot open the database {}", path.display()))?;
     let listener = tokio::net::TcpListener::bind(&config.listen).await.map_err(|e| {

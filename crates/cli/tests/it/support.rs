@@ -5,7 +5,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub use opsbook_doubles::http::Request;
-use opsbook_store::{Execution, SqliteStore, StepRecord, Store};
+use opsbook_store::{Execution, StepRecord, Store};
+use opsbook_store_sqlite::SqliteStore;
 
 pub struct Env {
     pub dir: tempfile::TempDir,

@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use opsbook_server::{Config, auth};
-use opsbook_store::{ServerStore, SqliteStore};
+use opsbook_store::ServerStore;
+use opsbook_store_sqlite::SqliteStore;
 use reqwest::StatusCode;
 use serde_json::Value;
 
