@@ -13,6 +13,8 @@ pub struct Config {
     pub metrics_listen: String,
     /// SQLite database (default: the same as the local runner's).
     pub db: Option<PathBuf>,
+    /// The database as a URL (`sqlite:///path.db`); wins over `db`.
+    pub database_url: Option<String>,
     /// Executions run at once by this server.
     pub workers: usize,
     /// Directory that runbook `workdir`s are relative to.
@@ -55,6 +57,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             metrics_listen: "127.0.0.1:9464".into(),
             db: None,
+            database_url: None,
             workers: 4,
             workdir: PathBuf::from("."),
             shutdown_grace: "30s".into(),
@@ -76,7 +79,7 @@ impl Default for Config {
 
 /// The commented file `opsbook serve --init` writes.
 pub const DEFAULT_FILE: &str = r#"# opsbook server settings. These keys may also be set in the environment:
-# OPSBOOK_LISTEN, OPSBOOK_METRICS_LISTEN, OPSBOOK_DB, OPSBOOK_WORKERS, OPSBOOK_WORKDIR, OPSBOOK_SHUTDOWN_GRACE,
+# OPSBOOK_LISTEN, OPSBOOK_METRICS_LISTEN, OPSBOOK_DB, OPSBOOK_DATABASE_URL, OPSBOOK_WORKERS, OPSBOOK_WORKDIR, OPSBOOK_SHUTDOWN_GRACE,
 # OPSBOOK_KILL_GRACE, OPSBOOK_LEASE, OPSBOOK_GATES_FILE, OPSBOOK_PUBLIC_URL (the environment wins
 # over this file; flags win over both). Policies and notifications live only in this file.
 
@@ -87,8 +90,10 @@ listen = "127.0.0.1:8080"
 # An empty string turns it off.
 metrics_listen = "127.0.0.1:9464"
 
-# SQLite database file (default: $XDG_DATA_HOME/opsbook/opsbook.db).
+# SQLite database file (default: $XDG_DATA_HOME/opsbook/opsbook.db), or the database as
+# a URL (wins over db): sqlite:///var/lib/opsbook/opsbook.db.
 # db = "/var/lib/opsbook/opsbook.db"
+# database_url = "sqlite:///var/lib/opsbook/opsbook.db"
 
 # Executions this server runs at once. Waiting executions (approvals) hold no worker.
 workers = 4
@@ -181,6 +186,9 @@ impl Config {
         if let Some(v) = env("OPSBOOK_DB") {
             config.db = Some(v.into());
         }
+        if let Some(v) = env("OPSBOOK_DATABASE_URL") {
+            config.database_url = Some(v);
+        }
         if let Some(v) = env("OPSBOOK_WORKERS") {
             config.workers = v.parse().map_err(|_| format!("OPSBOOK_WORKERS: `{v}` is not a number"))?;
         }
@@ -209,9 +217,20 @@ impl Config {
         Ok(config)
     }
 
-    /// The `db` a settings file names, relative paths as `opsbook serve` reads them.
+    /// The database a settings file names (`database_url`, else `db`), relative paths as
+    /// `opsbook serve` reads them.
     pub fn db_in(path: &Path) -> Result<Option<PathBuf>, String> {
-        Ok(Self::from_file(path)?.db)
+        let c = Self::from_file(path)?;
+        c.sqlite_path().map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The SQLite file these settings name: `database_url`, else `db`. A PostgreSQL URL is
+    /// refused (that backend is not in this build yet).
+    pub fn sqlite_path(&self) -> Result<Option<PathBuf>, String> {
+        match &self.database_url {
+            Some(url) => sqlite_file(url).map(Some),
+            None => Ok(self.db.clone()),
+        }
     }
 
     fn from_file(path: &Path) -> Result<Config, String> {
@@ -242,6 +261,17 @@ impl Config {
 
     pub fn duration(v: &str) -> std::time::Duration {
         opsbook_core::duration::parse(v).map(|d| d.0).unwrap_or(std::time::Duration::from_secs(30))
+    }
+}
+
+/// The SQLite file of a database URL; other backends are refused, saying so.
+pub fn sqlite_file(url: &str) -> Result<PathBuf, String> {
+    match opsbook_store::DatabaseUrl::parse(url)? {
+        opsbook_store::DatabaseUrl::Sqlite(p) => Ok(p),
+        opsbook_store::DatabaseUrl::Postgres(_) => Err(
+            "database_url: PostgreSQL (postgres://) is not supported by this build yet; use sqlite:///path/to/opsbook.db"
+                .into(),
+        ),
     }
 }
 

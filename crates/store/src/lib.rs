@@ -17,6 +17,34 @@ use std::future::Future;
 pub use error::{Error, Result};
 pub use records::*;
 
+/// Where a store lives, from a URL: `sqlite:///abs/path.db`, `sqlite://rel/path.db` or
+/// `sqlite:path.db` (the embedded default), or `postgres://…` (a server database).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> std::result::Result<DatabaseUrl, String> {
+        let url = url.trim();
+        if let Some(rest) = url.strip_prefix("sqlite:") {
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            if path.is_empty() {
+                return Err(format!("`{url}`: no file named (write sqlite:///path/to/opsbook.db)"));
+            }
+            return Ok(DatabaseUrl::Sqlite(path.into()));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(url.to_string()));
+        }
+        Err(format!(
+            "`{}`: not a database URL opsbook knows (sqlite:///path/to/opsbook.db, or postgres://user@host/db)",
+            url.split('@').next_back().unwrap_or(url)
+        ))
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
@@ -184,4 +212,20 @@ pub fn audit_hash(prev_hash: &str, seq: i64, at: i64, r: &NewAudit) -> String {
     }
     h.update(r.details.to_string().as_bytes());
     hex::encode(h.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DatabaseUrl;
+
+    #[test]
+    fn database_urls() {
+        assert_eq!(DatabaseUrl::parse("sqlite:///var/lib/o.db"), Ok(DatabaseUrl::Sqlite("/var/lib/o.db".into())));
+        assert_eq!(DatabaseUrl::parse("sqlite://rel/o.db"), Ok(DatabaseUrl::Sqlite("rel/o.db".into())));
+        assert_eq!(DatabaseUrl::parse("sqlite:o.db"), Ok(DatabaseUrl::Sqlite("o.db".into())));
+        assert!(matches!(DatabaseUrl::parse("postgres://u@h/db"), Ok(DatabaseUrl::Postgres(_))));
+        assert!(DatabaseUrl::parse("sqlite://").unwrap_err().contains("no file named"));
+        let err = DatabaseUrl::parse("mysql://root:secret@h/db").unwrap_err();
+        assert!(err.contains("not a database URL") && !err.contains("secret"), "{err}");
+    }
 }

@@ -76,7 +76,18 @@ fn store_code(e: &opsbook_store::Error) -> u8 {
 }
 
 pub async fn dispatch(cli: Cli) -> Result<u8> {
-    let db = cli.db;
+    let db = match &cli.database {
+        Some(url) => {
+            let path = opsbook_server::config::sqlite_file(url).map_err(|e| usage(format!("--database: {e}")))?;
+            let _ = DB_CHOSEN_BY.set(if std::env::var("OPSBOOK_DATABASE_URL").is_ok_and(|v| v == *url) {
+                "OPSBOOK_DATABASE_URL"
+            } else {
+                "--database"
+            });
+            Some(path)
+        }
+        None => cli.db,
+    };
     let server = cli.server;
     if let Some(url) = &server {
         let client = || crate::client::Client::new(url);
@@ -155,6 +166,9 @@ pub fn default_db() -> PathBuf {
     base.join("opsbook").join("opsbook.db")
 }
 
+/// Set when `--database URL` (or `OPSBOOK_DATABASE_URL`) chose the database.
+static DB_CHOSEN_BY: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
 /// Where the database is, and what chose it.
 #[derive(Debug, Clone)]
 pub struct DbPath {
@@ -162,12 +176,16 @@ pub struct DbPath {
     pub chosen_by: &'static str,
 }
 
-/// Every command finds the database the same way: `--db` (or `OPSBOOK_DB`), else the
-/// `db` of `./opsbook.toml` (the file `opsbook serve` reads), else the default.
+/// Every command finds the database the same way: `--database URL` (or
+/// `OPSBOOK_DATABASE_URL`), else `--db` (or `OPSBOOK_DB`), else the `database_url` or `db`
+/// of `./opsbook.toml` (the file `opsbook serve` reads), else the default.
 pub fn resolve_db(flag: Option<PathBuf>) -> Result<DbPath> {
     if let Some(path) = flag {
-        let chosen_by =
-            if std::env::var_os("OPSBOOK_DB").is_some_and(|v| path.as_os_str() == v) { "OPSBOOK_DB" } else { "--db" };
+        let chosen_by = match DB_CHOSEN_BY.get() {
+            Some(by) => by,
+            None if std::env::var_os("OPSBOOK_DB").is_some_and(|v| path.as_os_str() == v) => "OPSBOOK_DB",
+            None => "--db",
+        };
         return Ok(DbPath { path, chosen_by });
     }
     let settings = Path::new("opsbook.toml");

@@ -60,7 +60,7 @@ pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
     // default), except that `--config FILE` names the settings file.
     let path = match (db, &args.config) {
         (Some(p), _) => p,
-        (None, Some(_)) => config.db.clone().unwrap_or_else(super::default_db),
+        (None, Some(_)) => config.sqlite_path().map_err(usage)?.unwrap_or_else(super::default_db),
         (None, None) => super::resolve_db(None)?.path,
     };
     let store = opsbook_store_sqlite::SqliteStore::open(&path)

@@ -1,6 +1,6 @@
 //! Exit codes, JSON documents, validation output and the helper subcommands.
 
-use crate::support::{Env, runbook};
+use crate::support::{Env, out, runbook};
 
 const PARAMS: &str = "    version: { type: string, required: true, pattern: \"\\\\d+\\\\.\\\\d+\\\\.\\\\d+\" }
     replicas: { type: integer, default: 2, min: 1, max: 20 }
@@ -215,4 +215,30 @@ fn a_closed_pipe_ends_quietly() {
     let o = crate::support::out(child.wait_with_output().unwrap());
     assert!(o.code == 141 || o.code == 0, "{o:?}");
     assert!(!o.stderr.contains("panicked"), "{o:?}");
+}
+
+/// `--database URL` (and `database_url` in opsbook.toml) name the database as a URL;
+/// a backend this build lacks is refused, saying so, before anything runs.
+#[test]
+fn the_database_is_named_by_a_url() {
+    let env = Env::new();
+    env.write("test.yaml", &runbook("", "    - id: a\n      run: touch ran\n"));
+    let url = format!("sqlite://{}", env.path("by-url.db").display());
+    let o = env.run(&["--database", &url, "run", "test.yaml"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(env.path("by-url.db").exists());
+    let o = env.run(&["--database", &url, "history", "--output", "json"]);
+    assert_eq!(o.json().as_array().unwrap().len(), 1, "{o:?}");
+
+    let o = env.run(&["--database", "postgres://ops@db.internal/opsbook", "run", "test.yaml"]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(o.stderr.contains("PostgreSQL (postgres://) is not supported by this build yet"), "{o:?}");
+    let o = env.run(&["--database", "mysql://x/y", "history"]);
+    assert_eq!(o.code, 2);
+    assert!(o.stderr.contains("not a database URL opsbook knows"), "{o:?}");
+
+    env.write("opsbook.toml", "database_url = \"sqlite://from-toml.db\"\n");
+    let o = out(env.cmd(&["admin", "token", "list"]).env_remove("OPSBOOK_DB").output().unwrap());
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stderr.contains("database from-toml.db (chosen by opsbook.toml)"), "{o:?}");
 }
