@@ -601,12 +601,14 @@ impl Store for SqliteStore {
         let mut stmt = conn
             .prepare_cached(&format!(
                 "UPDATE executions SET owner = ?1, lease_expires_at = ?2, heartbeat_at = ?3 \
-             WHERE id = ?4 AND status NOT IN ('running', 'queued') \
+             WHERE id = ?4 AND status NOT IN (?6, ?7) \
              AND (owner IS NULL OR owner = ?1 OR owner = ?5 OR lease_expires_at IS NULL OR lease_expires_at < ?3) \
              RETURNING {EXECUTION_COLUMNS}"
             ))
             .db()?;
-        Ok(collect(&mut stmt, params![owner, now + lease_ms, now, execution_id, take_over_from], execution_from)?.pop())
+        let (running, queued) = (ExecStatus::Running.as_str(), ExecStatus::Queued.as_str());
+        let args = params![owner, now + lease_ms, now, execution_id, take_over_from, running, queued];
+        Ok(collect(&mut stmt, args, execution_from)?.pop())
     }
 
     async fn set_process(&self, execution_id: &str, step_id: &str, process: Option<&str>) -> Result<()> {
@@ -640,10 +642,10 @@ impl Store for SqliteStore {
         let mut stmt = conn
             .prepare_cached(&format!(
                 "SELECT {EXECUTION_COLUMNS} FROM executions \
-                 WHERE status = 'running' OR (status = 'waiting' AND owner IS NOT NULL)"
+                 WHERE status = ?1 OR (status = ?2 AND owner IS NOT NULL)"
             ))
             .db()?;
-        collect(&mut stmt, [], execution_from)
+        collect(&mut stmt, [ExecStatus::Running.as_str(), ExecStatus::Waiting.as_str()], execution_from)
     }
 }
 

@@ -1,5 +1,6 @@
 //! The server's tables on SQLite: registry, queue, tokens, audit trail.
 
+use opsbook_core::{ExecStatus, StepStatus};
 use rusqlite::{OptionalExtension, Row, ToSql, TransactionBehavior, params, params_from_iter};
 
 use opsbook_store::{
@@ -9,6 +10,9 @@ use opsbook_store::{
 };
 
 use crate::{Db, EXECUTION_COLUMNS, SqliteStore, collect, execution_from, json_text, parse_json};
+
+/// The step kind whose waits are approvals (the others wait on gates).
+const APPROVAL: &str = "approval";
 
 const ENTRY_COLUMNS: &str = "name, status, latest_version, latest_sha256, title, description, runbook_type, owner, \
     tags, created_at, updated_at";
@@ -377,14 +381,15 @@ impl ServerStore for SqliteStore {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(&format!(
-                "UPDATE executions SET status = 'running', owner = ?1, lease_expires_at = ?2, heartbeat_at = ?3, \
+                "UPDATE executions SET status = ?4, owner = ?1, lease_expires_at = ?2, heartbeat_at = ?3, \
              started_at = COALESCE(started_at, ?3) \
-             WHERE id = (SELECT id FROM executions WHERE status = 'queued' \
+             WHERE id = (SELECT id FROM executions WHERE status = ?5 \
              ORDER BY COALESCE(heartbeat_at, created_at), id LIMIT 1) \
              RETURNING {EXECUTION_COLUMNS}"
             ))
             .db()?;
-        Ok(collect(&mut stmt, params![owner, now + lease_ms, now], execution_from)?.pop())
+        let (running, queued) = (ExecStatus::Running.as_str(), ExecStatus::Queued.as_str());
+        Ok(collect(&mut stmt, params![owner, now + lease_ms, now, running, queued], execution_from)?.pop())
     }
 
     async fn claim_waiting(&self, execution_id: &str, owner: &str, lease_ms: i64) -> Result<Option<Execution>> {
@@ -393,20 +398,21 @@ impl ServerStore for SqliteStore {
         let mut stmt = conn
             .prepare_cached(&format!(
                 "UPDATE executions SET owner = ?1, lease_expires_at = ?2, heartbeat_at = ?3 \
-             WHERE id = ?4 AND status = 'waiting' AND (owner IS NULL OR lease_expires_at < ?3) \
+             WHERE id = ?4 AND status = ?5 AND (owner IS NULL OR lease_expires_at < ?3) \
              RETURNING {EXECUTION_COLUMNS}"
             ))
             .db()?;
-        Ok(collect(&mut stmt, params![owner, now + lease_ms, now, execution_id], execution_from)?.pop())
+        let args = params![owner, now + lease_ms, now, execution_id, ExecStatus::Waiting.as_str()];
+        Ok(collect(&mut stmt, args, execution_from)?.pop())
     }
 
     async fn requeue(&self, execution_id: &str) -> Result<bool> {
         let n = self
             .conn()
             .execute(
-                "UPDATE executions SET status = 'queued', owner = NULL, lease_expires_at = NULL \
-             WHERE id = ?1 AND status = 'waiting' AND (owner IS NULL OR lease_expires_at < ?2)",
-                params![execution_id, now_ms()],
+                "UPDATE executions SET status = ?3, owner = NULL, lease_expires_at = NULL \
+             WHERE id = ?1 AND status = ?4 AND (owner IS NULL OR lease_expires_at < ?2)",
+                params![execution_id, now_ms(), ExecStatus::Queued.as_str(), ExecStatus::Waiting.as_str()],
             )
             .db()?;
         Ok(n == 1)
@@ -414,9 +420,9 @@ impl ServerStore for SqliteStore {
 
     async fn count_queued(&self) -> Result<i64> {
         self.conn()
-            .prepare_cached("SELECT COUNT(*) FROM executions WHERE status = 'queued'")
+            .prepare_cached("SELECT COUNT(*) FROM executions WHERE status = ?")
             .db()?
-            .query_row([], |r| r.get(0))
+            .query_row([ExecStatus::Queued.as_str()], |r| r.get(0))
             .db()
     }
 
@@ -432,26 +438,30 @@ impl ServerStore for SqliteStore {
         let mut stmt = conn
             .prepare_cached(
                 // A gate poll leaves the execution `waiting`, so polled waits count too.
-                "SELECT COALESCE(SUM(s.kind = 'approval'), 0), COALESCE(SUM(s.kind <> 'approval'), 0) \
+                "SELECT COALESCE(SUM(s.kind = ?3), 0), COALESCE(SUM(s.kind <> ?3), 0) \
              FROM executions e JOIN execution_steps s ON s.execution_id = e.id \
-             WHERE e.status = 'waiting' AND s.status = 'waiting'",
+             WHERE e.status = ?1 AND s.status = ?2",
             )
             .db()?;
-        stmt.query_row([], |row| Ok((row.get(0)?, row.get(1)?))).db()
+        let args = params![ExecStatus::Waiting.as_str(), StepStatus::Waiting.as_str(), APPROVAL];
+        stmt.query_row(args, |row| Ok((row.get(0)?, row.get(1)?))).db()
     }
 
     async fn expired_waits(&self, now: i64) -> Result<Vec<(String, bool)>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            // Due (or asked to cancel), not held by anyone; the longest overdue first, so
-            // a busy gate pool gets to every one in turn.
-            "SELECT e.id, MAX(s.kind <> 'approval') FROM executions e JOIN execution_steps s ON s.execution_id = e.id \
-             WHERE e.status = 'waiting' AND s.status = 'waiting' \
+        let mut stmt = conn
+            .prepare_cached(
+                // Due (or asked to cancel), not held by anyone; the longest overdue first, so
+                // a busy gate pool gets to every one in turn.
+                "SELECT e.id, MAX(s.kind <> ?4) FROM executions e JOIN execution_steps s ON s.execution_id = e.id \
+             WHERE e.status = ?2 AND s.status = ?3 \
              AND (s.wait_deadline < ?1 OR e.cancel_requested = 1) \
              AND (e.owner IS NULL OR e.lease_expires_at < ?1) \
              GROUP BY e.id ORDER BY MIN(COALESCE(s.wait_deadline, 0))",
-        ).db()?;
-        collect(&mut stmt, [now], |row| Ok((row.get(0).db()?, row.get(1).db()?)))
+            )
+            .db()?;
+        let args = params![now, ExecStatus::Waiting.as_str(), StepStatus::Waiting.as_str(), APPROVAL];
+        collect(&mut stmt, args, |row| Ok((row.get(0).db()?, row.get(1).db()?)))
     }
 
     async fn sync_schedules(&self, runbook: &str, schedules: &[ScheduleRecord]) -> Result<()> {
@@ -508,8 +518,8 @@ impl ServerStore for SqliteStore {
         let n: i64 = self
             .conn()
             .query_row(
-                "SELECT COUNT(*) FROM executions WHERE actor = ? AND status IN ('queued', 'running', 'waiting')",
-                [actor],
+                "SELECT COUNT(*) FROM executions WHERE actor = ? AND status IN (?, ?, ?)",
+                [actor, ExecStatus::Queued.as_str(), ExecStatus::Running.as_str(), ExecStatus::Waiting.as_str()],
                 |r| r.get(0),
             )
             .db()?;
