@@ -139,33 +139,16 @@ impl ServerStore for SqliteStore {
             )
             .optional()
             .db()?;
-        if let Some(sha) = existing {
-            return if sha == e.latest_sha256 {
-                Ok(Published::Unchanged)
-            } else {
-                Err(Error::Conflict(format!(
-                    "{} {} is already published with different content; published versions never change, so bump the version",
-                    e.name, e.latest_version
-                )))
-            };
-        }
         let current: Option<(String, String)> = tx
             .query_row("SELECT latest_version, status FROM runbooks WHERE name = ?", [&e.name], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .optional()
             .db()?;
-        if let Some((latest, _)) = &current {
-            let newer = match (semver::Version::parse(&e.latest_version), semver::Version::parse(latest)) {
-                (Ok(new), Ok(old)) => new > old,
-                _ => false,
-            };
-            if !newer {
-                return Err(Error::Conflict(format!(
-                    "{} {} is not newer than the published {latest}; versions must increase",
-                    e.name, e.latest_version
-                )));
-            }
+        if let Some(outcome) =
+            opsbook_store::publish_rule(p, existing.as_deref(), current.as_ref().map(|c| c.0.as_str()))?
+        {
+            return Ok(outcome);
         }
         let now = now_ms();
         tx.execute(
@@ -690,43 +673,12 @@ impl ServerStore for SqliteStore {
             "SELECT seq, at, actor, action, target, request_id, details, prev_hash, hash FROM audit_log ORDER BY seq",
         ).db()?;
         let mut rows = stmt.query([]).db()?;
-        let (mut expected_seq, mut prev) = (1i64, String::new());
-        let mut count = 0;
+        let mut chain = opsbook_store::AuditChain::new();
         while let Some(row) = rows.next().db()? {
-            let r = audit_from(row)?;
-            if r.seq != expected_seq {
-                return Ok(Err(if r.seq > expected_seq {
-                    format!("record {expected_seq} is missing (the next record is {})", r.seq)
-                } else {
-                    format!("record {} is out of order", r.seq)
-                }));
+            if let Err(broken) = chain.next(audit_from(row)?) {
+                return Ok(Err(broken));
             }
-            if r.prev_hash != prev {
-                return Ok(Err(format!(
-                    "record {} does not follow record {}: a record was deleted or inserted",
-                    r.seq,
-                    r.seq - 1
-                )));
-            }
-            let recomputed = audit_hash(
-                &prev,
-                r.seq,
-                r.at,
-                &NewAudit {
-                    actor: r.actor.clone(),
-                    action: r.action.clone(),
-                    target: r.target.clone(),
-                    request_id: r.request_id.clone(),
-                    details: r.details.clone(),
-                },
-            );
-            if recomputed != r.hash {
-                return Ok(Err(format!("record {} was edited: its content no longer matches its hash", r.seq)));
-            }
-            prev = r.hash;
-            expected_seq += 1;
-            count += 1;
         }
-        Ok(Ok(count))
+        Ok(Ok(chain.count()))
     }
 }

@@ -45,6 +45,37 @@ impl DatabaseUrl {
     }
 }
 
+/// What publishing a version does, decided the same way by every backend (inside its
+/// transaction, from what it read there): `same_version` is the content hash already
+/// published under this version, `latest` the newest published version of the runbook.
+/// `Ok(Some(Unchanged))`: nothing to write; `Ok(None)`: write the new version.
+pub fn publish_rule(p: &Publish, same_version: Option<&str>, latest: Option<&str>) -> Result<Option<Published>> {
+    let e = &p.entry;
+    if let Some(sha) = same_version {
+        return if sha == e.latest_sha256 {
+            Ok(Some(Published::Unchanged))
+        } else {
+            Err(Error::Conflict(format!(
+                "{} {} is already published with different content; published versions never change, so bump the version",
+                e.name, e.latest_version
+            )))
+        };
+    }
+    if let Some(latest) = latest {
+        let newer = match (semver::Version::parse(&e.latest_version), semver::Version::parse(latest)) {
+            (Ok(new), Ok(old)) => new > old,
+            _ => false,
+        };
+        if !newer {
+            return Err(Error::Conflict(format!(
+                "{} {} is not newer than the published {latest}; versions must increase",
+                e.name, e.latest_version
+            )));
+        }
+    }
+    Ok(None)
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
@@ -212,6 +243,59 @@ pub fn audit_hash(prev_hash: &str, seq: i64, at: i64, r: &NewAudit) -> String {
     }
     h.update(r.details.to_string().as_bytes());
     hex::encode(h.finalize())
+}
+
+/// Checks the audit chain record by record, in `seq` order, the same way for every
+/// backend: feed each record to [`AuditChain::next`], then read [`AuditChain::count`].
+#[derive(Debug, Default)]
+pub struct AuditChain {
+    expected_seq: i64,
+    prev: String,
+    count: i64,
+}
+
+impl AuditChain {
+    pub fn new() -> AuditChain {
+        AuditChain { expected_seq: 1, prev: String::new(), count: 0 }
+    }
+
+    /// The next record; `Err` names the first break: a missing, inserted, reordered or
+    /// edited record.
+    pub fn next(&mut self, r: AuditRecord) -> std::result::Result<(), String> {
+        if r.seq != self.expected_seq {
+            return Err(if r.seq > self.expected_seq {
+                format!("record {} is missing (the next record is {})", self.expected_seq, r.seq)
+            } else {
+                format!("record {} is out of order", r.seq)
+            });
+        }
+        if r.prev_hash != self.prev {
+            return Err(format!(
+                "record {} does not follow record {}: a record was deleted or inserted",
+                r.seq,
+                r.seq - 1
+            ));
+        }
+        let fields = NewAudit {
+            actor: r.actor,
+            action: r.action,
+            target: r.target,
+            request_id: r.request_id,
+            details: r.details,
+        };
+        if audit_hash(&self.prev, r.seq, r.at, &fields) != r.hash {
+            return Err(format!("record {} was edited: its content no longer matches its hash", r.seq));
+        }
+        self.prev = r.hash;
+        self.expected_seq += 1;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Records checked so far.
+    pub fn count(&self) -> i64 {
+        self.count
+    }
 }
 
 #[cfg(test)]
