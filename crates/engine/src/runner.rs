@@ -8,7 +8,9 @@ use opsbook_core::params::ParamValues;
 use opsbook_core::secret::Masker;
 use opsbook_core::template::{self, Context, StepContext};
 use opsbook_core::{ExecStatus, Input, OnFailure, Runbook, Step, StepKind, StepStatus};
-use opsbook_store::{Attempt, Execution, Phase, RunbookVersion, StepRecord, Store, Stream, id::new_id, now_ms};
+use opsbook_store::{
+    Attempt, Execution, Phase, RunbookVersion, StepRecord, Store, Stream, WaitKind, id::new_id, now_ms,
+};
 use tokio::task::JoinHandle;
 
 use crate::kinds::{self, AttemptResult};
@@ -21,14 +23,6 @@ pub(crate) enum Recheck {
     Go,
     Stop(String),
     Wait,
-}
-
-/// What a waiting execution waits for.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Wait {
-    Approval,
-    /// A gate step, or a gate's recheck holding a later step.
-    Gate,
 }
 
 /// What became of a step.
@@ -170,7 +164,7 @@ pub(crate) async fn run_claimed<S: Store>(
     }
     let fresh = run.steps.iter().all(|s| s.status == StepStatus::Pending);
     // Waiting on a gate: back to look again, not resumed.
-    let start = match (fresh, run.waits_on(Wait::Gate), run.waits_on(Wait::Approval)) {
+    let start = match (fresh, run.waits_on(WaitKind::Gate), run.waits_on(WaitKind::Approval)) {
         (true, _, _) => Start::Fresh,
         (false, true, _) => Start::GatePoll,
         (false, false, true) => Start::Resumed,
@@ -182,8 +176,8 @@ pub(crate) async fn run_claimed<S: Store>(
     run.start_heartbeat();
     // Cancelled while it waited (and queued so that a runner stops it): nothing more
     // runs; the rollbacks do, as the runbook says.
-    if run.cancel_level() >= 1 && (run.waits_on(Wait::Approval) || run.waits_on(Wait::Gate)) {
-        let why = if run.waits_on(Wait::Approval) {
+    if run.cancel_level() >= 1 && (run.waits_on(WaitKind::Approval) || run.waits_on(WaitKind::Gate)) {
+        let why = if run.waits_on(WaitKind::Approval) {
             "cancelled while waiting for approval"
         } else {
             "cancelled while waiting on a gate"
@@ -439,7 +433,7 @@ async fn rollback_claimed<S: Store>(
     // The claim holds while the rollbacks run (and a cancel asked for meanwhile is seen).
     run.start_heartbeat();
     if run.exec.status == ExecStatus::Waiting {
-        let why = if run.waits_on(Wait::Approval) {
+        let why = if run.waits_on(WaitKind::Approval) {
             "cancelled while waiting for approval"
         } else {
             "cancelled while waiting on a gate"
@@ -757,11 +751,8 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
     }
 
     /// Whether a step waits, for the given reason.
-    fn waits_on(&self, what: Wait) -> bool {
-        self.steps.iter().zip(&self.rb.steps).any(|(rec, step)| {
-            let on = if matches!(step.kind, StepKind::Approval(_)) { Wait::Approval } else { Wait::Gate };
-            rec.status == StepStatus::Waiting && on == what
-        })
+    fn waits_on(&self, what: WaitKind) -> bool {
+        self.steps.iter().any(|rec| rec.status == StepStatus::Waiting && rec.wait_kind == Some(what))
     }
 
     /// The execution waits (for people or a gate) and gives its runner back.

@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, Row, ToSql, params, params_from_it
 
 use opsbook_store::{
     Approval, Attempt, Error, Execution, ExecutionFilter, LogLine, LogQuery, Phase, Result, RunbookVersion, StepRecord,
-    Store, Stream, now_ms,
+    Store, Stream, WaitKind, now_ms,
 };
 
 mod server;
@@ -38,6 +38,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/sqlite/0004_schedules.sql")),
     (5, include_str!("../migrations/sqlite/0005_execution_cursor.sql")),
     (6, include_str!("../migrations/sqlite/0006_step_process.sql")),
+    (7, include_str!("../migrations/sqlite/0007_wait_kind.sql")),
 ];
 
 #[derive(Clone)]
@@ -169,7 +170,7 @@ pub(crate) fn execution_from(row: &Row<'_>) -> Result<Execution> {
 }
 
 const STEP_COLUMNS: &str = "execution_id, idx, step_id, name, kind, status, attempts, exit_code, started_at, \
-    finished_at, error, outputs, rendered, wait_deadline, rollback_status, rollback_exit_code, rollback_error";
+    finished_at, error, outputs, rendered, wait_deadline, rollback_status, rollback_exit_code, rollback_error, wait_kind";
 
 fn step_from(row: &Row<'_>) -> Result<StepRecord> {
     Ok(StepRecord {
@@ -190,6 +191,7 @@ fn step_from(row: &Row<'_>) -> Result<StepRecord> {
         rollback_status: opt_step_status(row.get(14).db()?)?,
         rollback_exit_code: row.get(15).db()?,
         rollback_error: row.get(16).db()?,
+        wait_kind: row.get::<_, Option<String>>(17).db()?.as_deref().and_then(WaitKind::parse),
     })
 }
 
@@ -210,7 +212,7 @@ pub(crate) fn collect<T>(
 fn insert_step(conn: &Connection, s: &StepRecord) -> Result<()> {
     let outputs = json_text(&s.outputs);
     conn.prepare_cached(&format!(
-        "INSERT INTO execution_steps ({STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO execution_steps ({STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ))
     .db()?
     .execute(params![
@@ -231,9 +233,15 @@ fn insert_step(conn: &Connection, s: &StepRecord) -> Result<()> {
         s.rollback_status.map(StepStatus::as_str),
         s.rollback_exit_code,
         s.rollback_error,
+        wait_kind(s),
     ])
     .db()?;
     Ok(())
+}
+
+/// What a step waits for, stored only while it waits.
+fn wait_kind(s: &StepRecord) -> Option<&'static str> {
+    s.wait_kind.filter(|_| s.status == StepStatus::Waiting).map(WaitKind::as_str)
 }
 
 fn update_step(conn: &Connection, s: &StepRecord) -> Result<()> {
@@ -242,7 +250,7 @@ fn update_step(conn: &Connection, s: &StepRecord) -> Result<()> {
         .prepare_cached(
             "UPDATE execution_steps SET status = ?, attempts = ?, exit_code = ?, started_at = ?, finished_at = ?, \
              error = ?, outputs = ?, rendered = ?, wait_deadline = ?, rollback_status = ?, rollback_exit_code = ?, \
-             rollback_error = ? WHERE execution_id = ? AND idx = ?",
+             rollback_error = ?, wait_kind = ? WHERE execution_id = ? AND idx = ?",
         )
         .db()?
         .execute(params![
@@ -258,6 +266,7 @@ fn update_step(conn: &Connection, s: &StepRecord) -> Result<()> {
             s.rollback_status.map(StepStatus::as_str),
             s.rollback_exit_code,
             s.rollback_error,
+            wait_kind(s),
             s.execution_id,
             s.idx,
         ])

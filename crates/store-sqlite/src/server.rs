@@ -6,13 +6,10 @@ use rusqlite::{OptionalExtension, Row, ToSql, TransactionBehavior, params, param
 use opsbook_store::{
     AnalyticsRow, AuditFilter, AuditRecord, Error, Execution, LifecycleEvent, NewAudit, NotificationAttempt, Publish,
     Published, PublishedVersion, RegistryEntry, Result, RunbookQuery, ScheduleRecord, ServerStore, StepRecord, Token,
-    audit_hash, now_ms,
+    WaitKind, audit_hash, now_ms,
 };
 
 use crate::{Db, EXECUTION_COLUMNS, SqliteStore, collect, execution_from, json_text, parse_json};
-
-/// The step kind whose waits are approvals (the others wait on gates).
-const APPROVAL: &str = "approval";
 
 const ENTRY_COLUMNS: &str = "name, status, latest_version, latest_sha256, title, description, runbook_type, owner, \
     tags, created_at, updated_at";
@@ -421,12 +418,17 @@ impl ServerStore for SqliteStore {
         let mut stmt = conn
             .prepare_cached(
                 // A gate poll leaves the execution `waiting`, so polled waits count too.
-                "SELECT COALESCE(SUM(s.kind = ?3), 0), COALESCE(SUM(s.kind <> ?3), 0) \
+                "SELECT COALESCE(SUM(s.wait_kind = ?3), 0), COALESCE(SUM(s.wait_kind = ?4), 0) \
              FROM executions e JOIN execution_steps s ON s.execution_id = e.id \
              WHERE e.status = ?1 AND s.status = ?2",
             )
             .db()?;
-        let args = params![ExecStatus::Waiting.as_str(), StepStatus::Waiting.as_str(), APPROVAL];
+        let args = params![
+            ExecStatus::Waiting.as_str(),
+            StepStatus::Waiting.as_str(),
+            WaitKind::Approval.as_str(),
+            WaitKind::Gate.as_str()
+        ];
         stmt.query_row(args, |row| Ok((row.get(0)?, row.get(1)?))).db()
     }
 
@@ -436,14 +438,14 @@ impl ServerStore for SqliteStore {
             .prepare_cached(
                 // Due (or asked to cancel), not held by anyone; the longest overdue first, so
                 // a busy gate pool gets to every one in turn.
-                "SELECT e.id, MAX(s.kind <> ?4) FROM executions e JOIN execution_steps s ON s.execution_id = e.id \
+                "SELECT e.id, MAX(s.wait_kind = ?4) FROM executions e JOIN execution_steps s ON s.execution_id = e.id \
              WHERE e.status = ?2 AND s.status = ?3 \
              AND (s.wait_deadline < ?1 OR e.cancel_requested = 1) \
              AND (e.owner IS NULL OR e.lease_expires_at < ?1) \
              GROUP BY e.id ORDER BY MIN(COALESCE(s.wait_deadline, 0))",
             )
             .db()?;
-        let args = params![now, ExecStatus::Waiting.as_str(), StepStatus::Waiting.as_str(), APPROVAL];
+        let args = params![now, ExecStatus::Waiting.as_str(), StepStatus::Waiting.as_str(), WaitKind::Gate.as_str()];
         collect(&mut stmt, args, |row| Ok((row.get(0).db()?, row.get(1).db()?)))
     }
 

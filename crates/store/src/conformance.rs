@@ -15,7 +15,7 @@ use opsbook_core::{ExecStatus, StepStatus};
 use crate::{
     Approval, Attempt, AuditFilter, Execution, ExecutionFilter, LifecycleEvent, LogLine, LogQuery, NewAudit, Phase,
     Publish, Published, RegistryEntry, RunbookQuery, RunbookVersion, ScheduleRecord, ServerStore, StepRecord, Stream,
-    Token,
+    Token, WaitKind,
 };
 
 /// Edits a backend's audit trail directly, as an attacker with database access would.
@@ -129,6 +129,13 @@ async fn executions_round_trip<S: ServerStore>(s: S) {
     st[1].error = Some("boom".into());
     s.update_step(&st[1]).await.unwrap();
     assert_eq!(s.steps("EX0001").await.unwrap()[1].error.as_deref(), Some("boom"));
+    // What a waiting step waits for is stored with it, and only while it waits.
+    st[1].wait_for(WaitKind::Gate);
+    s.update_step(&st[1]).await.unwrap();
+    assert_eq!(s.steps("EX0001").await.unwrap()[1].wait_kind, Some(WaitKind::Gate));
+    st[1].status = StepStatus::Running;
+    s.update_step(&st[1]).await.unwrap();
+    assert_eq!(s.steps("EX0001").await.unwrap()[1].wait_kind, None);
 
     let lines: Vec<LogLine> = (1..=3)
         .map(|seq| LogLine {

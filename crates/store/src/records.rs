@@ -64,6 +64,30 @@ pub struct StepRecord {
     pub rollback_status: Option<StepStatus>,
     pub rollback_exit_code: Option<i64>,
     pub rollback_error: Option<String>,
+    /// What the step waits for while it is `waiting` (stored, not inferred from its kind).
+    pub wait_kind: Option<WaitKind>,
+}
+
+/// What a waiting step waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitKind {
+    /// People's decisions.
+    Approval,
+    /// A health gate to clear (a gate step, or a gate's recheck holding a later step).
+    Gate,
+}
+
+impl WaitKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitKind::Approval => "approval",
+            WaitKind::Gate => "gate",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<WaitKind> {
+        [WaitKind::Approval, WaitKind::Gate].into_iter().find(|k| k.as_str() == s)
+    }
 }
 
 impl StepRecord {
@@ -86,7 +110,14 @@ impl StepRecord {
             rollback_status: None,
             rollback_exit_code: None,
             rollback_error: None,
+            wait_kind: None,
         }
+    }
+
+    /// The step waits for `kind` (its status and what it waits for change together).
+    pub fn wait_for(&mut self, kind: WaitKind) {
+        self.status = StepStatus::Waiting;
+        self.wait_kind = Some(kind);
     }
 
     pub fn duration_ms(&self) -> Option<i64> {

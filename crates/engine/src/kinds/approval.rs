@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use opsbook_core::step::approval::ApprovalSpec;
 use opsbook_core::{Step, StepStatus, template};
-use opsbook_store::{Approval, Phase, Store, now_ms};
+use opsbook_store::{Approval, Phase, Store, WaitKind, now_ms};
 
 use crate::observer::{ApprovalRequest, Event};
 use crate::runner::{Flow, Run};
@@ -107,7 +107,7 @@ pub(crate) async fn run<S: Store>(
         let verb = if d.approved { "approved" } else { "rejected" };
         run.system(Some(&step.id), Phase::Step, &format!("{verb} by {}", d.approver)).await?;
     }
-    run.steps[idx].status = StepStatus::Waiting;
+    run.steps[idx].wait_for(WaitKind::Approval);
     run.save_step(idx).await?;
     run.event(&Event::Waiting { step_id: &step.id, message: &message });
     Ok(Flow::Wait)

@@ -6,7 +6,7 @@ use std::time::Instant;
 use opsbook_core::step::gate::{GateStepSpec, OnBlocked};
 use opsbook_core::{StepStatus, gate::GateDef};
 use opsbook_gate::Checker;
-use opsbook_store::{Phase, Store};
+use opsbook_store::{Phase, Store, WaitKind};
 
 use super::AttemptResult;
 use crate::Result;
@@ -140,7 +140,7 @@ pub(crate) async fn run_released<S: Store>(
         },
         _ = tokio::time::sleep(WORKER_CHECK_BUDGET), if on_worker => {
             let rec = &mut run.steps[idx];
-            rec.status = StepStatus::Waiting;
+            rec.wait_for(WaitKind::Gate);
             rec.wait_deadline = Some(now);
             rec.error = Some(format!("gate `{name}`: checking (slow sources)"));
             run.save_step(idx).await?;
@@ -185,7 +185,7 @@ pub(crate) async fn run_released<S: Store>(
     run.system(Some(&step.id), Phase::Step, &format!("{message}; checking again in {}", spec.poll())).await?;
     let records = run.masker().mask_json(&serde_json::to_value(&r.records).unwrap_or_default());
     let rec = &mut run.steps[idx];
-    rec.status = StepStatus::Waiting;
+    rec.wait_for(WaitKind::Gate);
     rec.wait_deadline = Some(now + poll.min(max_wait - waited));
     rec.error = Some(message.clone());
     rec.outputs.insert("records".into(), records);
@@ -292,7 +292,7 @@ pub(crate) async fn recheck_released<S: Store>(
     }
     run.system(Some(gate_step), Phase::Step, &format!("{message}; checking again in {}", spec.poll())).await?;
     let rec = &mut run.steps[idx];
-    rec.status = StepStatus::Waiting;
+    rec.wait_for(WaitKind::Gate);
     rec.wait_deadline = Some(now + poll.min(max_wait - (now - first)));
     rec.error = Some(message.clone());
     run.save_step(idx).await?;
