@@ -783,9 +783,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
             // An admin's override (break glass) waives a gate for the rest of the run.
             // (not the gate step just before: it has only now been checked)
             .filter(|&i| {
-                i + 1 < idx
-                    && self.steps[i].status == StepStatus::Succeeded
-                    && !self.steps[i].outputs.contains_key("overridden_by")
+                i + 1 < idx && self.steps[i].status == StepStatus::Succeeded && self.steps[i].overridden_by.is_none()
             })
             .filter_map(|i| match &self.rb.steps[i].kind {
                 StepKind::Gate(g) if g.recheck.is_some() => Some((self.rb.steps[i].id.clone(), g.clone())),

@@ -39,6 +39,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/sqlite/0005_execution_cursor.sql")),
     (6, include_str!("../migrations/sqlite/0006_step_process.sql")),
     (7, include_str!("../migrations/sqlite/0007_wait_kind.sql")),
+    (8, include_str!("../migrations/sqlite/0008_step_override.sql")),
 ];
 
 #[derive(Clone)]
@@ -170,7 +171,8 @@ pub(crate) fn execution_from(row: &Row<'_>) -> Result<Execution> {
 }
 
 const STEP_COLUMNS: &str = "execution_id, idx, step_id, name, kind, status, attempts, exit_code, started_at, \
-    finished_at, error, outputs, rendered, wait_deadline, rollback_status, rollback_exit_code, rollback_error, wait_kind";
+    finished_at, error, outputs, rendered, wait_deadline, rollback_status, rollback_exit_code, rollback_error, wait_kind, \
+    overridden_by";
 
 fn step_from(row: &Row<'_>) -> Result<StepRecord> {
     Ok(StepRecord {
@@ -192,6 +194,7 @@ fn step_from(row: &Row<'_>) -> Result<StepRecord> {
         rollback_exit_code: row.get(15).db()?,
         rollback_error: row.get(16).db()?,
         wait_kind: row.get::<_, Option<String>>(17).db()?.as_deref().and_then(WaitKind::parse),
+        overridden_by: row.get(18).db()?,
     })
 }
 
@@ -212,7 +215,7 @@ pub(crate) fn collect<T>(
 fn insert_step(conn: &Connection, s: &StepRecord) -> Result<()> {
     let outputs = json_text(&s.outputs);
     conn.prepare_cached(&format!(
-        "INSERT INTO execution_steps ({STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO execution_steps ({STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ))
     .db()?
     .execute(params![
@@ -234,6 +237,7 @@ fn insert_step(conn: &Connection, s: &StepRecord) -> Result<()> {
         s.rollback_exit_code,
         s.rollback_error,
         wait_kind(s),
+        s.overridden_by,
     ])
     .db()?;
     Ok(())
@@ -250,7 +254,7 @@ fn update_step(conn: &Connection, s: &StepRecord) -> Result<()> {
         .prepare_cached(
             "UPDATE execution_steps SET status = ?, attempts = ?, exit_code = ?, started_at = ?, finished_at = ?, \
              error = ?, outputs = ?, rendered = ?, wait_deadline = ?, rollback_status = ?, rollback_exit_code = ?, \
-             rollback_error = ?, wait_kind = ? WHERE execution_id = ? AND idx = ?",
+             rollback_error = ?, wait_kind = ?, overridden_by = ? WHERE execution_id = ? AND idx = ?",
         )
         .db()?
         .execute(params![
@@ -267,6 +271,7 @@ fn update_step(conn: &Connection, s: &StepRecord) -> Result<()> {
             s.rollback_exit_code,
             s.rollback_error,
             wait_kind(s),
+            s.overridden_by,
             s.execution_id,
             s.idx,
         ])

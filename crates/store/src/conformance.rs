@@ -136,6 +136,9 @@ async fn executions_round_trip<S: ServerStore>(s: S) {
     st[1].status = StepStatus::Running;
     s.update_step(&st[1]).await.unwrap();
     assert_eq!(s.steps("EX0001").await.unwrap()[1].wait_kind, None);
+    st[1].overridden_by = Some("root".into());
+    s.update_step(&st[1]).await.unwrap();
+    assert_eq!(s.steps("EX0001").await.unwrap()[1].overridden_by.as_deref(), Some("root"));
 
     let lines: Vec<LogLine> = (1..=3)
         .map(|seq| LogLine {

@@ -66,6 +66,9 @@ pub struct StepRecord {
     pub rollback_error: Option<String>,
     /// What the step waits for while it is `waiting` (stored, not inferred from its kind).
     pub wait_kind: Option<WaitKind>,
+    /// The admin who waived this gate step (break glass): it then counts as passed and
+    /// is not checked again for the rest of the run.
+    pub overridden_by: Option<String>,
 }
 
 /// What a waiting step waits for.
@@ -111,6 +114,7 @@ impl StepRecord {
             rollback_exit_code: None,
             rollback_error: None,
             wait_kind: None,
+            overridden_by: None,
         }
     }
 

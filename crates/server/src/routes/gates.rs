@@ -100,7 +100,7 @@ pub async fn override_gate(
         vec![i]
     } else {
         (0..i)
-            .filter(|&g| steps[g].status == StepStatus::Succeeded && !steps[g].outputs.contains_key("overridden_by"))
+            .filter(|&g| steps[g].status == StepStatus::Succeeded && steps[g].overridden_by.is_none())
             .filter(
                 |&g| matches!(&rb.steps[steps[g].idx as usize].kind, StepKind::Gate(spec) if spec.recheck.is_some()),
             )
@@ -115,6 +115,8 @@ pub async fn override_gate(
             gate.wait_deadline = None;
             gate.attempts = gate.attempts.max(1);
         }
+        gate.overridden_by = Some(ctx.user().to_string());
+        // Also shown with the step's outputs, where people read what a step produced.
         gate.outputs.insert("overridden_by".into(), ctx.user().to_string().into());
         gate.outputs.insert("override_reason".into(), body.reason.clone().into());
         // What blocked it is in the audit record (`blocked_by`); the step passed.
