@@ -76,7 +76,12 @@ impl Default for EngineConfig {
 pub struct Engine<S: Store> {
     pub store: S,
     pub config: EngineConfig,
+    /// Stored runbooks already parsed, by sha256 (a version never changes).
+    parsed: Arc<std::sync::Mutex<BTreeMap<String, Arc<Runbook>>>>,
 }
+
+/// Parsed runbooks kept at most; past it the cache starts over.
+const PARSED_RUNBOOKS: usize = 256;
 
 /// How a front end takes part in a run.
 pub struct Hooks<'a> {
@@ -124,7 +129,29 @@ pub fn check_lifecycle(rb: &Runbook, allow_draft: bool) -> Result<Option<String>
 
 impl<S: Store> Engine<S> {
     pub fn new(store: S, config: EngineConfig) -> Engine<S> {
-        Engine { store, config }
+        Engine { store, config, parsed: Arc::default() }
+    }
+
+    /// The runbook stored under `sha256`, parsed once and kept (every front end loads
+    /// stored runbooks through this).
+    pub async fn stored_runbook(&self, sha256: &str) -> Result<Arc<Runbook>> {
+        if let Some(rb) = self.parsed.lock().unwrap_or_else(|p| p.into_inner()).get(sha256) {
+            return Ok(rb.clone());
+        }
+        let content = self.store.runbook(sha256).await?.content;
+        let rb = Arc::new(opsbook_core::parse(&content).map_err(|d| {
+            Error::Store(opsbook_store::Error::Corrupt(format!(
+                "the stored runbook {} no longer parses: {}",
+                &sha256[..sha256.len().min(12)],
+                d.first().map(ToString::to_string).unwrap_or_default()
+            )))
+        })?);
+        let mut parsed = self.parsed.lock().unwrap_or_else(|p| p.into_inner());
+        if parsed.len() >= PARSED_RUNBOOKS {
+            parsed.clear();
+        }
+        parsed.insert(sha256.to_string(), rb.clone());
+        Ok(rb)
     }
 
     /// Runs a new execution until it finishes or waits for approval.

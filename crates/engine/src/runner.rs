@@ -201,14 +201,7 @@ async fn load<'e, 'h, S: Store>(
 ) -> Result<Run<'e, 'h, S>> {
     let store = &engine.store;
     let exec = store.execution(id).await?;
-    let content = store.runbook(&exec.runbook_sha256).await?.content;
-    let rb = opsbook_core::parse(&content).map_err(|d| {
-        Error::Invalid(format!(
-            "the stored runbook of execution {} no longer parses: {}",
-            exec.id,
-            d.first().map(ToString::to_string).unwrap_or_default()
-        ))
-    })?;
+    let rb = Runbook::clone(&*engine.stored_runbook(&exec.runbook_sha256).await?);
     let params = restore_params(&rb, &exec, secrets)?;
     let steps = store.steps(&exec.id).await?;
     if steps.len() != rb.steps.len() {
@@ -228,11 +221,8 @@ pub(crate) async fn check_secrets<S: Store>(
     id: &str,
     secrets: &BTreeMap<String, Input>,
 ) -> Result<()> {
-    let store = &engine.store;
-    let exec = store.execution(id).await?;
-    let content = store.runbook(&exec.runbook_sha256).await?.content;
-    let rb = opsbook_core::parse(&content)
-        .map_err(|_| Error::Invalid(format!("the stored runbook of execution {} no longer parses", exec.id)))?;
+    let exec = engine.store.execution(id).await?;
+    let rb = engine.stored_runbook(&exec.runbook_sha256).await?;
     restore_params(&rb, &exec, secrets).map(|_| ())
 }
 

@@ -362,11 +362,8 @@ pub enum OnCancel {
 }
 
 /// The runbook an execution runs, as stored when it started.
-pub async fn stored_runbook(store: &SqliteStore, e: &opsbook_store::Execution) -> Result<Runbook> {
-    use opsbook_store::Store as _;
-    let content = store.runbook(&e.runbook_sha256).await?.content;
-    opsbook_core::parse(&content)
-        .map_err(|_| usage(format!("the stored runbook of execution {} no longer parses", e.id)))
+pub async fn stored_runbook(engine: &Engine<SqliteStore>, e: &opsbook_store::Execution) -> Result<Runbook> {
+    Ok(Runbook::clone(&*engine.stored_runbook(&e.runbook_sha256).await?))
 }
 
 /// Ctrl-C / SIGTERM escalate cancellation: first cancel, second skip rollbacks.

@@ -52,7 +52,7 @@ pub async fn carry_on(
     mode: Mode,
 ) -> Result<u8> {
     let exec = engine.store.execution(id).await?;
-    let rb = super::stored_runbook(&engine.store, &exec).await?;
+    let rb = super::stored_runbook(engine, &exec).await?;
     // Gate steps name gates from opsbook.yaml beside the runbook (or here), as `run` does.
     let file = [PathBuf::from(&exec.base_dir).join("opsbook.yaml"), PathBuf::from("opsbook.yaml")]
         .into_iter()

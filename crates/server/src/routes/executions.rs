@@ -57,9 +57,8 @@ pub(crate) async fn enqueue(
         )));
     }
     let version = version.unwrap_or(entry.latest_version);
-    let (_, content) = st.store.registry_version(name, &version).await?;
-    let rb = opsbook_core::parse(&content)
-        .map_err(|_| ApiError::internal(format!("stored {name} {version} does not parse")))?;
+    let (published, _) = st.store.registry_version(name, &version).await?;
+    let rb = opsbook_core::Runbook::clone(&*st.engine.stored_runbook(&published.sha256).await?);
     let params = rb.check_params(&inputs).map_err(|e| params_error(&e))?;
     let values = params.values.clone().into_iter().collect();
     if let Some(p) = crate::policy::refusal(&st.config.policies, who, name, &rb.tags, &values) {
@@ -381,8 +380,7 @@ pub async fn approve(
         .iter()
         .find(|s| s.status == StepStatus::Waiting)
         .ok_or_else(|| ApiError::conflict(format!("execution {} has no step waiting for approval", exec.id)))?;
-    let content = st.store.runbook(&exec.runbook_sha256).await?.content;
-    let rb = opsbook_core::parse(&content).map_err(|_| ApiError::internal("stored runbook does not parse"))?;
+    let rb = st.engine.stored_runbook(&exec.runbook_sha256).await?;
     let Some(StepKind::Approval(spec)) = rb.steps.get(step.idx as usize).map(|s| &s.kind) else {
         return Err(ApiError::conflict(format!(
             "execution {} waits on a gate at step `{}`, not for approval (an admin may override it)",

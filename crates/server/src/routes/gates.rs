@@ -42,8 +42,7 @@ pub async fn override_gate(
         return Err(ApiError::bad_request("a reason is required to override a gate"));
     }
     let exec = st.store.execution(&id).await?;
-    let content = st.store.runbook(&exec.runbook_sha256).await?.content;
-    let rb = opsbook_core::parse(&content).map_err(|_| ApiError::internal("stored runbook does not parse"))?;
+    let rb = st.engine.stored_runbook(&exec.runbook_sha256).await?;
     // Waiting on a gate: at a gate step, or before a later step on a gate's recheck.
     let gate_wait = |steps: &[opsbook_store::StepRecord]| {
         steps.iter().position(|s| {

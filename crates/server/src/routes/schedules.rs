@@ -60,8 +60,8 @@ pub async fn create(
             )));
         }
     }
-    let (_, content) = st.store.registry_version(&b.runbook, &entry.latest_version).await?;
-    let rb = opsbook_core::parse(&content).map_err(|_| ApiError::internal("stored runbook does not parse"))?;
+    let (published, _) = st.store.registry_version(&b.runbook, &entry.latest_version).await?;
+    let rb = st.engine.stored_runbook(&published.sha256).await?;
     let inputs = b.params.iter().map(|(k, v)| (k.clone(), opsbook_core::Input::Value(v.clone()))).collect();
     // Secrets are never stored, and a schedule is stored: no secret value goes in one,
     // required or not (it would sit in clear in the schedule and its audit record).
