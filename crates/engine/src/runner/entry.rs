@@ -1,0 +1,397 @@
+//! Where runs begin: a new execution, a claimed one, a resume or a rollback of a stopped
+//! one (claimed first), and the parameters restored from what was stored.
+
+use std::collections::BTreeMap;
+
+use opsbook_core::params::ParamValues;
+use opsbook_core::{ExecStatus, Input, Runbook, StepStatus};
+use opsbook_store::{Execution, Phase, RunbookVersion, StepRecord, Store, WaitKind, id::new_id, now_ms};
+
+use crate::observer::{Event, Start};
+use crate::{Engine, Error, Hooks, Outcome, Result, StartRequest, check_lifecycle};
+
+use super::Run;
+
+fn secret_digest(id: &str, value: &str) -> String {
+    opsbook_core::sha256_hex(format!("{id}:{value}").as_bytes())
+}
+
+/// The records of a new execution: the execution (in `status`) and its pending steps.
+/// Also stores the runbook text it will run.
+pub async fn new_execution<S: Store>(
+    engine: &Engine<S>,
+    req: &StartRequest,
+    status: ExecStatus,
+) -> Result<(Execution, Vec<StepRecord>)> {
+    let rb = &req.runbook;
+    let now = now_ms();
+    engine
+        .store
+        .save_runbook(&RunbookVersion {
+            sha256: rb.sha256.clone(),
+            name: rb.name.clone(),
+            version: rb.version.to_string(),
+            content: rb.source.clone(),
+            created_at: now,
+        })
+        .await?;
+    let id = new_id();
+    let digests: serde_json::Map<String, serde_json::Value> = req
+        .params
+        .secret_names
+        .iter()
+        .filter_map(|n| Some((n.clone(), req.params.values.get(n)?.as_str()?)))
+        .map(|(n, v)| (n, serde_json::Value::from(secret_digest(&id, v))))
+        .collect();
+    let running = status == ExecStatus::Running;
+    let exec = Execution {
+        id: id.clone(),
+        runbook_name: rb.name.clone(),
+        runbook_version: rb.version.to_string(),
+        runbook_sha256: rb.sha256.clone(),
+        source_path: req.source_path.clone(),
+        base_dir: req.base_dir.to_string_lossy().into_owned(),
+        status,
+        actor: req.actor.clone(),
+        params: req.params.masked(),
+        secret_digests: serde_json::Value::Object(digests),
+        created_at: now,
+        started_at: running.then_some(now),
+        finished_at: None,
+        error: None,
+        current_step: None,
+        rollback_status: None,
+        owner: running.then(|| engine.config.owner.clone()),
+        lease_expires_at: running.then(|| now + engine.config.lease_ms()),
+        heartbeat_at: running.then_some(now),
+        cancel_requested: false,
+    };
+    let steps: Vec<StepRecord> = rb
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| StepRecord::pending(&id, i as i64, &s.id, &s.name, s.kind.name()))
+        .collect();
+    Ok((exec, steps))
+}
+
+pub(crate) async fn start<S: Store>(engine: &Engine<S>, req: StartRequest, hooks: &Hooks<'_>) -> Result<Outcome> {
+    let warning = check_lifecycle(&req.runbook, req.allow_draft)?;
+    let (exec, steps) = new_execution(engine, &req, ExecStatus::Running).await?;
+    engine.store.create_execution(&exec, &steps).await?;
+    let id = exec.id.clone();
+    let mut run = Run::new(engine, hooks, req.runbook, exec, steps, req.params, 0);
+    run.event(&Event::Started {
+        execution_id: &id,
+        runbook: &run.rb.name,
+        version: &run.exec.runbook_version,
+        start: Start::Fresh,
+    });
+    if let Some(w) = warning {
+        run.event(&Event::Warning { message: &w });
+        run.system(None, Phase::Check, &format!("warning: {w}")).await?;
+    }
+    run.start_heartbeat();
+    if !run.prerequisites().await? {
+        return run.outcome();
+    }
+    run.drive(0).await?;
+    run.outcome()
+}
+
+/// Runs an execution a worker has claimed (status `running`, owned by this engine):
+/// a fresh one from its prerequisites, a requeued one (after an approval) from where it waited.
+pub(crate) async fn run_claimed<S: Store>(
+    engine: &Engine<S>,
+    id: &str,
+    secrets: &BTreeMap<String, Input>,
+    hooks: &Hooks<'_>,
+    gate_poll_only: bool,
+) -> Result<Outcome> {
+    let mut run = load(engine, id, secrets, hooks).await?;
+    run.gate_poll_only = gate_poll_only;
+    // A cancel asked for while another runner had the execution (e.g. mid gate check)
+    // is still owed.
+    if run.exec.cancel_requested && run.cancel_level() == 0 {
+        hooks.cancel_handle.escalate();
+    }
+    let fresh = run.steps.iter().all(|s| s.status == StepStatus::Pending);
+    // Waiting on a gate: back to look again, not resumed.
+    let start = match (fresh, run.waits_on(WaitKind::Gate), run.waits_on(WaitKind::Approval)) {
+        (true, _, _) => Start::Fresh,
+        (false, true, _) => Start::GatePoll,
+        (false, false, true) => Start::Resumed,
+        // Queued again after a gate poll found its gate clear (the poll said so).
+        (false, false, false) => Start::Continued,
+    };
+    let id = run.exec.id.clone();
+    run.event(&Event::Started { execution_id: &id, runbook: &run.rb.name, version: &run.exec.runbook_version, start });
+    run.start_heartbeat();
+    // Cancelled while it waited (and queued so that a runner stops it): nothing more
+    // runs; the rollbacks do, as the runbook says.
+    if run.cancel_level() >= 1 && (run.waits_on(WaitKind::Approval) || run.waits_on(WaitKind::Gate)) {
+        let why = if run.waits_on(WaitKind::Approval) {
+            "cancelled while waiting for approval"
+        } else {
+            "cancelled while waiting on a gate"
+        };
+        run.stop(ExecStatus::Cancelled, why.to_string()).await?;
+        return run.outcome();
+    }
+    if fresh && !run.prerequisites().await? {
+        return run.outcome();
+    }
+    run.drive(0).await?;
+    run.outcome()
+}
+
+/// Loads a stored execution with its runbook and parameters for resuming or rolling back.
+async fn load<'e, 'h, S: Store>(
+    engine: &'e Engine<S>,
+    id: &str,
+    secrets: &BTreeMap<String, Input>,
+    hooks: &'h Hooks<'h>,
+) -> Result<Run<'e, 'h, S>> {
+    let store = &engine.store;
+    let exec = store.execution(id).await?;
+    let rb = Runbook::clone(&*engine.stored_runbook(&exec.runbook_sha256).await?);
+    let params = restore_params(&rb, &exec, secrets)?;
+    let steps = store.steps(&exec.id).await?;
+    if steps.len() != rb.steps.len() {
+        return Err(Error::Invalid(format!(
+            "execution {} has {} step records for a runbook of {} steps",
+            exec.id,
+            steps.len(),
+            rb.steps.len()
+        )));
+    }
+    let last_seq = store.last_log_seq(&exec.id).await?;
+    Ok(Run::new(engine, hooks, rb, exec, steps, params, last_seq))
+}
+
+pub(crate) async fn check_secrets<S: Store>(
+    engine: &Engine<S>,
+    id: &str,
+    secrets: &BTreeMap<String, Input>,
+) -> Result<()> {
+    let exec = engine.store.execution(id).await?;
+    let rb = engine.stored_runbook(&exec.runbook_sha256).await?;
+    restore_params(&rb, &exec, secrets).map(|_| ())
+}
+
+/// Stored (masked) values plus the secrets supplied again, checked against their digests.
+fn restore_params(rb: &Runbook, exec: &Execution, secrets: &BTreeMap<String, Input>) -> Result<ParamValues> {
+    let mut out = ParamValues::default();
+    let mut errors = Vec::new();
+    let stored = exec.params.as_object().cloned().unwrap_or_default();
+    for p in &rb.params {
+        let name = &p.name;
+        if p.is_secret() {
+            out.secret_names.insert(name.clone());
+            let digest = exec.secret_digests.get(name).and_then(|d| d.as_str());
+            match (secrets.get(name), digest) {
+                (Some(input), Some(digest)) => match p.coerce(input) {
+                    Ok(v) if v.as_str().map(|s| secret_digest(&exec.id, s)).as_deref() == Some(digest) => {
+                        out.values.insert(name.clone(), v);
+                    }
+                    _ => errors.push(opsbook_core::ParamError {
+                        param: name.clone(),
+                        message: "differs from the value the execution started with".into(),
+                    }),
+                },
+                (None, Some(_)) => errors.push(opsbook_core::ParamError {
+                    param: name.clone(),
+                    message: "is a secret and is never stored: pass it again with -p".into(),
+                }),
+                (_, None) => {
+                    out.values.insert(name.clone(), serde_json::Value::Null);
+                }
+            }
+        } else {
+            out.values.insert(name.clone(), stored.get(name).cloned().unwrap_or(serde_json::Value::Null));
+        }
+    }
+    if errors.is_empty() { Ok(out) } else { Err(Error::Params(errors)) }
+}
+
+/// Holds a stopped execution for this engine's owner before acting on it, so that two
+/// commands (two `rollback`s, a `rollback` and a `resume`) never act at once. A holder
+/// that is a dead local process is taken over; a live one is named in the refusal.
+async fn claim<S: Store>(engine: &Engine<S>, id: &str) -> Result<String> {
+    let store = &engine.store;
+    let exec = store.execution(id).await?;
+    if exec.status == ExecStatus::Running {
+        return Err(Error::Invalid(format!(
+            "execution {} is still running ({})",
+            exec.id,
+            exec.owner.as_deref().unwrap_or("unknown owner")
+        )));
+    }
+    let gone = exec.owner.clone().filter(|o| crate::recovery::holder_gone(o));
+    let owner = &engine.config.owner;
+    if store.claim_stopped(&exec.id, owner, engine.config.lease_ms(), gone.as_deref()).await?.is_some() {
+        return Ok(exec.id);
+    }
+    let now = store.execution(&exec.id).await?;
+    Err(Error::Invalid(match now.owner {
+        Some(holder) => format!(
+            "execution {} is held by {holder}: another resume, rollback or cancel is acting on it; \
+             try again when it is done",
+            now.id
+        ),
+        None => format!("execution {} is {} now", now.id, now.status),
+    }))
+}
+
+/// Runs `act` on an execution held by [`claim`]; lets go of it if `act` fails before
+/// the execution finished or was handed back.
+async fn claimed<S: Store, F: Future<Output = Result<Outcome>>>(
+    engine: &Engine<S>,
+    id: &str,
+    act: impl FnOnce(String) -> F,
+) -> Result<Outcome> {
+    let id = claim(engine, id).await?;
+    let result = act(id.clone()).await;
+    if result.is_err() {
+        let _ = engine.store.release(&id, &engine.config.owner).await;
+    }
+    result
+}
+
+pub(crate) async fn resume<S: Store>(
+    engine: &Engine<S>,
+    id: &str,
+    secrets: &BTreeMap<String, Input>,
+    hooks: &Hooks<'_>,
+) -> Result<Outcome> {
+    claimed(engine, id, |id| async move { resume_claimed(engine, &id, secrets, hooks).await }).await
+}
+
+async fn resume_claimed<S: Store>(
+    engine: &Engine<S>,
+    id: &str,
+    secrets: &BTreeMap<String, Input>,
+    hooks: &Hooks<'_>,
+) -> Result<Outcome> {
+    let mut run = load(engine, id, secrets, hooks).await?;
+    let id = run.exec.id.clone();
+    let from = match run.exec.status {
+        ExecStatus::Waiting => run.steps.iter().position(|s| s.status == StepStatus::Waiting).unwrap_or(0),
+        ExecStatus::Interrupted => {
+            let failed_required =
+                run.steps.iter().zip(&run.rb.steps).any(|(rec, step)| {
+                    step.required && matches!(rec.status, StepStatus::Failed | StepStatus::TimedOut)
+                });
+            if failed_required || run.steps.iter().any(|s| s.rollback_status.is_some()) {
+                return Err(Error::Invalid(format!(
+                    "execution {id} was interrupted after a failure (while rolling back); \
+                     finish the rollback with `opsbook rollback {id}`"
+                )));
+            }
+            let hit = run.steps.iter().position(|s| {
+                s.status == StepStatus::Cancelled && s.error.as_deref().is_some_and(|e| e.starts_with("interrupted"))
+            });
+            match hit {
+                Some(i) if !run.rb.steps[i].idempotent => {
+                    return Err(Error::Invalid(format!(
+                        "step `{}` was interrupted and is not idempotent, so it may have partly run; \
+                         undo the steps that succeeded with `opsbook rollback {id}`",
+                        run.rb.steps[i].id
+                    )));
+                }
+                Some(i) => {
+                    run.steps[i].status = StepStatus::Pending;
+                    run.steps[i].error = None;
+                    i
+                }
+                None => run.steps.iter().position(|s| s.status == StepStatus::Pending).unwrap_or(run.steps.len()),
+            }
+        }
+        ExecStatus::Running => {
+            return Err(Error::Invalid(format!(
+                "execution {id} is still running ({})",
+                run.exec.owner.as_deref().unwrap_or("unknown owner")
+            )));
+        }
+        other => {
+            return Err(Error::Invalid(format!(
+                "execution {id} is {other}; only waiting or interrupted executions can resume"
+            )));
+        }
+    };
+    if run.exec.rollback_status.is_some() {
+        return Err(Error::Invalid(format!("execution {id} was rolled back; it cannot resume")));
+    }
+    let now = now_ms();
+    run.exec.status = ExecStatus::Running;
+    run.exec.error = None;
+    run.exec.finished_at = None;
+    run.exec.owner = Some(engine.config.owner.clone());
+    run.exec.lease_expires_at = Some(now + engine.config.lease_ms());
+    run.exec.heartbeat_at = Some(now);
+    engine.store.update_execution(&run.exec).await?;
+    run.event(&Event::Started {
+        execution_id: &id,
+        runbook: &run.rb.name,
+        version: &run.exec.runbook_version,
+        start: Start::Resumed,
+    });
+    run.start_heartbeat();
+    run.drive(from).await?;
+    run.outcome()
+}
+
+pub(crate) async fn rollback_only<S: Store>(
+    engine: &Engine<S>,
+    id: &str,
+    secrets: &BTreeMap<String, Input>,
+    hooks: &Hooks<'_>,
+) -> Result<Outcome> {
+    claimed(engine, id, |id| async move { rollback_claimed(engine, &id, secrets, hooks).await }).await
+}
+
+async fn rollback_claimed<S: Store>(
+    engine: &Engine<S>,
+    id: &str,
+    secrets: &BTreeMap<String, Input>,
+    hooks: &Hooks<'_>,
+) -> Result<Outcome> {
+    let mut run = load(engine, id, secrets, hooks).await?;
+    let id = run.exec.id.clone();
+    if run.exec.status == ExecStatus::Running {
+        return Err(Error::Invalid(format!("execution {id} is still running; cancel it first")));
+    }
+    if run.exec.status == ExecStatus::Succeeded {
+        return Err(Error::Invalid(format!("execution {id} succeeded; rolling back a success is not supported")));
+    }
+    if run.exec.rollback_status == Some(StepStatus::Succeeded) {
+        return Err(Error::Invalid(format!("execution {id} was already rolled back")));
+    }
+    // Nothing to undo and nothing waiting to cancel: change nothing (not even the
+    // finish time, which analytics read).
+    if run.exec.status != ExecStatus::Waiting && run.rollbacks_left().is_empty() {
+        engine.store.release(&id, &engine.config.owner).await?;
+        return Ok(Outcome { execution_id: id, status: run.exec.status, nothing_to_roll_back: true });
+    }
+    // The claim holds while the rollbacks run (and a cancel asked for meanwhile is seen).
+    run.start_heartbeat();
+    if run.exec.status == ExecStatus::Waiting {
+        let why = if run.waits_on(WaitKind::Approval) {
+            "cancelled while waiting for approval"
+        } else {
+            "cancelled while waiting on a gate"
+        };
+        for s in run.steps.iter_mut().filter(|s| s.status == StepStatus::Waiting) {
+            s.status = StepStatus::Cancelled;
+            s.finished_at = Some(now_ms());
+            s.error = Some(why.into());
+            engine.store.update_step(s).await?;
+        }
+        run.exec.status = ExecStatus::Cancelled;
+        run.exec.error = Some(why.into());
+    }
+    run.rollback_all().await?;
+    let status = run.exec.status;
+    run.finish(status).await?;
+    run.outcome()
+}

@@ -1,0 +1,195 @@
+//! The execution loop: prerequisites, steps with retries, approvals, rollbacks, and
+//! the commit of every state change before the next action.
+
+use std::path::PathBuf;
+
+use opsbook_core::params::ParamValues;
+use opsbook_core::secret::Masker;
+use opsbook_core::template::{Context, StepContext};
+use opsbook_core::{Runbook, StepStatus};
+use opsbook_store::{Attempt, Execution, Phase, StepRecord, Store, Stream};
+use tokio::task::JoinHandle;
+
+use crate::logsink::LogSink;
+use crate::observer::Event;
+use crate::{Engine, Error, Hooks, Outcome, Result};
+
+mod drive;
+mod entry;
+mod persist;
+mod rollback;
+
+pub(crate) use entry::{check_secrets, new_execution, resume, rollback_only, run_claimed, start};
+
+/// What a re-check of the gates before a step decided.
+pub(crate) enum Recheck {
+    Go,
+    Stop(String),
+    Wait,
+}
+
+/// What became of a step.
+pub(crate) enum Flow {
+    Done(StepStatus),
+    Wait,
+}
+
+pub(crate) struct Run<'e, 'h, S: Store> {
+    pub engine: &'e Engine<S>,
+    pub hooks: &'h Hooks<'h>,
+    pub rb: Runbook,
+    pub exec: Execution,
+    pub steps: Vec<StepRecord>,
+    pub params: ParamValues,
+    pub sink: LogSink<S>,
+    pub base_dir: PathBuf,
+    heartbeat: Option<JoinHandle<()>>,
+    http: Option<reqwest::Client>,
+    scratch: Option<tempfile::TempDir>,
+    files: u64,
+    /// A step's final attempt, written with the next state change (see `save_step`).
+    deferred: Option<(Attempt, usize)>,
+    /// This run only polls a waiting gate (the server's gate pool, not a worker): when
+    /// the gate is clear it queues the execution for a worker instead of going on.
+    pub gate_poll_only: bool,
+}
+
+impl<S: Store> Drop for Run<'_, '_, S> {
+    fn drop(&mut self) {
+        if let Some(h) = self.heartbeat.take() {
+            h.abort();
+        }
+    }
+}
+
+impl<'e, 'h, S: Store> Run<'e, 'h, S> {
+    fn new(
+        engine: &'e Engine<S>,
+        hooks: &'h Hooks<'h>,
+        rb: Runbook,
+        exec: Execution,
+        steps: Vec<StepRecord>,
+        params: ParamValues,
+        last_seq: i64,
+    ) -> Self {
+        let masker = Masker::new(params.secret_values());
+        let sink = LogSink::new(engine.store.clone(), &exec.id, last_seq, masker);
+        let base_dir = PathBuf::from(&exec.base_dir);
+        Run {
+            engine,
+            hooks,
+            rb,
+            exec,
+            steps,
+            params,
+            sink,
+            base_dir,
+            heartbeat: None,
+            http: None,
+            scratch: None,
+            files: 0,
+            deferred: None,
+            gate_poll_only: false,
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.engine.store
+    }
+
+    pub fn event(&self, e: &Event<'_>) {
+        self.hooks.observer.on_event(e);
+    }
+
+    pub fn masker(&self) -> &Masker {
+        self.sink.masker()
+    }
+
+    pub fn cancel_level(&self) -> u8 {
+        self.hooks.cancel.level()
+    }
+
+    fn outcome(&self) -> Result<Outcome> {
+        Ok(Outcome { execution_id: self.exec.id.clone(), status: self.exec.status, nothing_to_roll_back: false })
+    }
+
+    /// A message from opsbook itself, shown and stored with the logs.
+    pub async fn system(&mut self, step_id: Option<&str>, phase: Phase, msg: &str) -> Result<()> {
+        self.sink.push(self.hooks.observer, step_id, phase, 0, Stream::System, msg.as_bytes());
+        self.sink.flush().await?;
+        Ok(())
+    }
+
+    /// A fresh path in this run's scratch directory (removed when the run ends). The file
+    /// is not created: `>> "$OPSBOOK_OUTPUT"` creates it, and most steps never do.
+    pub fn scratch_path(&mut self, prefix: &str) -> Result<PathBuf> {
+        if self.scratch.is_none() {
+            let dir = tempfile::Builder::new()
+                .prefix("opsbook-")
+                .tempdir()
+                .map_err(|e| Error::Io(format!("cannot create a temporary directory: {e}")))?;
+            self.scratch = Some(dir);
+        }
+        self.files += 1;
+        Ok(self.scratch.as_ref().expect("just created").path().join(format!("{prefix}-{}", self.files)))
+    }
+
+    pub fn http_client(&mut self) -> Result<reqwest::Client> {
+        if self.http.is_none() {
+            let client = reqwest::Client::builder()
+                .user_agent(concat!("opsbook/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| Error::Io(format!("cannot create the HTTP client: {e}")))?;
+            self.http = Some(client);
+        }
+        Ok(self.http.clone().expect("just created"))
+    }
+
+    fn start_heartbeat(&mut self) {
+        let store = self.engine.store.clone();
+        let id = self.exec.id.clone();
+        let owner = self.engine.config.owner.clone();
+        let lease = self.engine.config.lease_ms();
+        let every = self.engine.config.heartbeat;
+        let cancel = self.hooks.cancel_handle.clone();
+        self.heartbeat = Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Ok(true) = store.heartbeat(&id, &owner, lease).await {
+                    cancel.at_least(1);
+                }
+            }
+        }));
+    }
+
+    /// What templates see. `masked`: secrets replaced, for display.
+    pub fn context(&self, masked: bool) -> Context {
+        let params = if masked {
+            self.params.masked()
+        } else {
+            serde_json::Value::Object(self.params.values.clone().into_iter().collect())
+        };
+        let steps = self
+            .steps
+            .iter()
+            .filter(|s| s.status != StepStatus::Pending)
+            .map(|s| {
+                let outputs = s
+                    .outputs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+                    .collect();
+                (s.step_id.clone(), StepContext { status: s.status.as_str().to_string(), outputs })
+            })
+            .collect();
+        Context { params, steps: std::sync::Arc::new(steps), execution_id: self.exec.id.clone(), placeholders: false }
+    }
+}
+
+fn describe(s: StepStatus) -> &'static str {
+    match s {
+        StepStatus::TimedOut => "timed out",
+        StepStatus::Cancelled => "was cancelled",
+        _ => "failed",
+    }
+}
