@@ -50,15 +50,7 @@ pub(crate) async fn run<S: Store>(
             None
         };
         if let Some((status, error)) = settled {
-            let finished = now_ms();
-            let rec = &mut run.steps[idx];
-            rec.status = status;
-            rec.error = error.clone();
-            rec.finished_at = Some(finished);
-            let duration_ms = finished - rec.started_at.unwrap_or(finished);
-            run.save_step(idx).await?;
-            run.event(&Event::StepFinished { idx, step_id: &step.id, status, duration_ms, error: error.as_deref() });
-            return Ok(Flow::Done(status));
+            return run.settle(idx, status, error).await;
         }
         let Some(prompt) = run.hooks.prompt.clone() else {
             break;

@@ -113,7 +113,7 @@ pub(crate) async fn run_released<S: Store>(
     let now = opsbook_store::now_ms();
     let def = match spec.resolve(&run.engine.config.gates.snapshot(), &run.base_dir) {
         Ok(d) => d,
-        Err(e) => return settle(run, idx, step, StepStatus::Failed, Some(e)).await,
+        Err(e) => return settle(run, idx, StepStatus::Failed, Some(e)).await,
     };
     run.steps[idx].started_at.get_or_insert(now);
     if run.steps[idx].status == StepStatus::Pending {
@@ -123,7 +123,7 @@ pub(crate) async fn run_released<S: Store>(
     }
     let checker = match Checker::new(std::time::Duration::from_secs(20)) {
         Ok(c) => c,
-        Err(e) => return settle(run, idx, step, StepStatus::Failed, Some(e)).await,
+        Err(e) => return settle(run, idx, StepStatus::Failed, Some(e)).await,
     };
     let name = spec.name().to_string();
     let cancel = run.hooks.cancel.clone();
@@ -134,7 +134,7 @@ pub(crate) async fn run_released<S: Store>(
         r = check_unless_cancelled(&cancel, &checker, &name, &def) => match r {
             Some(r) => r,
             None => {
-                return settle(run, idx, step, StepStatus::Cancelled, Some("cancelled while waiting on a gate".into()))
+                return settle(run, idx, StepStatus::Cancelled, Some("cancelled while waiting on a gate".into()))
                     .await;
             }
         },
@@ -159,7 +159,7 @@ pub(crate) async fn run_released<S: Store>(
         if was_blocked {
             run.event(&Event::GateCleared { step_id: &step.id, gate: &name, waited_ms: waited });
         }
-        return settle(run, idx, step, StepStatus::Succeeded, None).await;
+        return settle(run, idx, StepStatus::Succeeded, None).await;
     }
     let why = describe(run, &r);
     let message = format!("gate `{name}` {}: {why}", r.verdict.as_str());
@@ -169,18 +169,12 @@ pub(crate) async fn run_released<S: Store>(
     let max_wait = i64::try_from(spec.max_wait().0.as_millis()).unwrap_or(i64::MAX / 2);
     let poll = i64::try_from(spec.poll().0.as_millis()).unwrap_or(60_000);
     if spec.on_blocked == OnBlocked::Fail {
-        return settle(
-            run,
-            idx,
-            step,
-            StepStatus::Failed,
-            Some(format!("gate `{name}` is {}: {why}", r.verdict.as_str())),
-        )
-        .await;
+        return settle(run, idx, StepStatus::Failed, Some(format!("gate `{name}` is {}: {why}", r.verdict.as_str())))
+            .await;
     }
     if waited >= max_wait {
         let msg = format!("gate `{name}` still {} after {}: {why}", r.verdict.as_str(), spec.max_wait());
-        return settle(run, idx, step, StepStatus::TimedOut, Some(msg)).await;
+        return settle(run, idx, StepStatus::TimedOut, Some(msg)).await;
     }
     run.system(Some(&step.id), Phase::Step, &format!("{message}; checking again in {}", spec.poll())).await?;
     let records = run.masker().mask_json(&serde_json::to_value(&r.records).unwrap_or_default());
@@ -221,22 +215,13 @@ fn waiting_on(rec: &opsbook_store::StepRecord) -> Option<String> {
 async fn settle<S: Store>(
     run: &mut Run<'_, '_, S>,
     idx: usize,
-    step: &opsbook_core::Step,
     status: StepStatus,
     error: Option<String>,
 ) -> Result<crate::runner::Flow> {
-    let now = opsbook_store::now_ms();
-    let rec = &mut run.steps[idx];
-    rec.status = status;
-    rec.error = error.clone();
-    rec.finished_at = Some(now);
     // One step, done once (its polls are not retries), as a local run counts it.
+    let rec = &mut run.steps[idx];
     rec.attempts = rec.attempts.max(1);
-    rec.wait_deadline = None;
-    let duration_ms = now - rec.started_at.unwrap_or(now);
-    run.save_step(idx).await?;
-    run.event(&Event::StepFinished { idx, step_id: &step.id, status, duration_ms, error: error.as_deref() });
-    Ok(crate::runner::Flow::Done(status))
+    run.settle(idx, status, error).await
 }
 
 /// One re-check before step `idx` on the server: clear goes on; blocked parks the

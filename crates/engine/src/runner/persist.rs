@@ -1,14 +1,14 @@
 //! Persistence: attempts and steps committed before the next action (one commit per
 //! step on the hot path), and the end of a run.
 
-use opsbook_core::ExecStatus;
+use opsbook_core::{ExecStatus, StepStatus};
 use opsbook_store::{Attempt, Phase, StepRecord, Store, now_ms};
 
 use crate::Result;
 use crate::kinds::AttemptResult;
 use crate::observer::Event;
 
-use super::Run;
+use super::{Flow, Run};
 
 impl<'e, 'h, S: Store> Run<'e, 'h, S> {
     pub async fn record(
@@ -88,5 +88,23 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         if let Some(h) = self.heartbeat.take() {
             h.abort();
         }
+    }
+
+    /// Ends step `idx` with `status` (and `error`): on record, then announced. The one
+    /// way a step kind settles a step.
+    pub async fn settle(&mut self, idx: usize, status: StepStatus, error: Option<String>) -> Result<Flow> {
+        let now = now_ms();
+        let rec = &mut self.steps[idx];
+        rec.status = status;
+        rec.error = error;
+        rec.finished_at = Some(now);
+        rec.wait_deadline = None;
+        let duration_ms = now - rec.started_at.unwrap_or(now);
+        self.save_step(idx).await?;
+        let rec = &self.steps[idx];
+        let event =
+            Event::StepFinished { idx, step_id: &rec.step_id, status, duration_ms, error: rec.error.as_deref() };
+        self.hooks.observer.on_event(&event);
+        Ok(Flow::Done(status))
     }
 }
