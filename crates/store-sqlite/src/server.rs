@@ -9,7 +9,8 @@ use opsbook_store::{
     WaitKind, audit_hash, now_ms,
 };
 
-use crate::{Db, EXECUTION_COLUMNS, SqliteStore, collect, execution_from, json_text, parse_json};
+use crate::rows::{EXECUTION_COLUMNS, collect, execution_from, insert_execution, json_text, parse_json};
+use crate::{Db, SqliteStore};
 
 const ENTRY_COLUMNS: &str = "name, status, latest_version, latest_sha256, title, description, runbook_type, owner, \
     tags, created_at, updated_at";
@@ -344,7 +345,7 @@ impl ServerStore for SqliteStore {
                 return Ok(id);
             }
         }
-        crate::insert_execution(&tx, exec, steps)?;
+        insert_execution(&tx, exec, steps)?;
         if let Some(key) = key {
             tx.execute(
                 "INSERT INTO idempotency_keys (actor, key, execution_id, created_at) VALUES (?, ?, ?, ?)",
