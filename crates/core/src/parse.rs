@@ -251,8 +251,8 @@ impl Checker<'_> {
                 self.diags.push(Diagnostic::new(pos, format!("{field}: {why}")));
             }
         }
-        if text.value.contains("__opsbook") {
-            self.err(&text.referenced, format!("{field}: `__opsbook…` names are reserved"));
+        if text.value.contains(template::RESERVED) {
+            self.err(&text.referenced, format!("{field}: `{}…` names are reserved", template::RESERVED));
         }
     }
 

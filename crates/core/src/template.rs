@@ -129,7 +129,7 @@ fn base_env() -> Environment<'static> {
 }
 
 /// Names templates may not use: they carry the shell contexts of a render.
-const RESERVED: &str = "__opsbook";
+pub const RESERVED: &str = "__opsbook";
 const PLANS: &str = "__opsbook_plans";
 const FILTER: &str = "__opsbook_sh";
 

@@ -13,11 +13,16 @@ fn hostname() -> String {
 /// something else after a reboot or in another PID namespace): the boot id and the
 /// process's start time in clock ticks since boot, `BOOT8.TICKS`.
 fn process_identity(pid: u32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 2 (the command) is in parentheses and may hold anything: count after it.
-    let after = stat.get(stat.rfind(')')? + 1..)?;
-    let start = after.split_whitespace().nth(19)?;
+    let start = stat_field(pid, 19)?;
     Some(format!("{}.{start}", boot_id()))
+}
+
+/// Field `n` of `/proc/PID/stat`, counted after the command (field 2, in parentheses,
+/// may hold anything): 0 is the state, 2 the process group, 19 the start time.
+fn stat_field(pid: u32, n: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.get(stat.rfind(')')? + 1..)?;
+    after.split_whitespace().nth(n).map(str::to_string)
 }
 
 /// The first 8 hex digits of this boot's id (read once: it does not change).
@@ -56,12 +61,9 @@ fn kill_recorded_group(record: &str) -> bool {
 /// Whether any process on this machine is in process group `pgid`.
 fn group_has_members(pgid: i32) -> bool {
     let Ok(dir) = std::fs::read_dir("/proc") else { return false };
-    dir.flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()).any(|pid| {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().is_some_and(|stat| {
-            // After the command in parentheses: state, ppid, pgrp.
-            stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().nth(2)?.parse::<i32>().ok()) == Some(pgid)
-        })
-    })
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .any(|pid| stat_field(pid, 2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid))
 }
 
 /// The owner string of this process: `local:HOST:PID:IDENTITY` (see [`process_identity`]).

@@ -70,6 +70,16 @@ impl Principal {
     }
 }
 
+/// A user name as kept: no surrounding spaces, one case.
+pub fn user_name(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
+/// User names compare as people mean them: case and surrounding spaces aside.
+pub fn same_user(a: &str, b: &str) -> bool {
+    user_name(a) == user_name(b)
+}
+
 /// A token just created: the secret is shown once and never stored.
 pub struct NewToken {
     pub secret: String,

@@ -6,6 +6,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::limits::bounded;
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -70,7 +72,7 @@ const MAX_MESSAGE: usize = 1000;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let message = truncate(&self.message, MAX_MESSAGE);
+        let message = bounded(&self.message, MAX_MESSAGE);
         let body = json!({ "error": { "code": self.code, "message": message, "details": self.details } });
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
@@ -151,7 +153,7 @@ async fn body_bytes<S: Send + Sync>(req: axum::extract::Request, state: &S) -> R
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "request body: too large (at most 2 MiB)")
         } else {
-            ApiError::bad_request(format!("request body: {}", truncate(&rejection.body_text(), 200)))
+            ApiError::bad_request(format!("request body: {}", bounded(&rejection.body_text(), 200)))
         }
     })
 }
@@ -184,9 +186,9 @@ fn named(path: String, inner: String) -> (String, String) {
         (_, None) => path,
     };
     let message = if field.is_empty() || inner.contains(&format!("`{field}`")) {
-        truncate(&inner, 300)
+        bounded(&inner, 300)
     } else {
-        format!("`{field}`: {}", truncate(&inner, 300))
+        format!("`{field}`: {}", bounded(&inner, 300))
     };
     (field, message)
 }
@@ -215,17 +217,9 @@ pub fn parse_query<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, Api
         let (param, _) = named(e.path().to_string(), inner.clone());
         let message = match inner.strip_prefix("missing field ") {
             Some(_) => format!("query parameter `{param}` is required"),
-            None if param.is_empty() => format!("query string: {}", truncate(&inner, 200)),
-            None => format!("query parameter `{param}`: {}", truncate(&inner, 200)),
+            None if param.is_empty() => format!("query string: {}", bounded(&inner, 200)),
+            None => format!("query parameter `{param}`: {}", bounded(&inner, 200)),
         };
         ApiError::bad_request(message).with_details(json!({ "param": param }))
     })
-}
-
-/// At most `max` characters of `s` (refusals never echo megabytes back).
-pub fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
 }

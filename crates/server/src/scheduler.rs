@@ -95,7 +95,7 @@ pub async fn tick(state: &AppState, now: i64) -> Vec<(String, String)> {
 async fn has_valid_token(state: &AppState, user: &str, now: i64) -> bool {
     match state.store.tokens().await {
         Ok(tokens) => tokens.iter().any(|t| {
-            crate::routes::same_user(&t.user, user) && t.revoked_at.is_none() && t.expires_at.is_none_or(|e| e > now)
+            crate::auth::same_user(&t.user, user) && t.revoked_at.is_none() && t.expires_at.is_none_or(|e| e > now)
         }),
         // Unknown: the run goes ahead as before (a database error shows elsewhere).
         Err(_) => true,

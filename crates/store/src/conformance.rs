@@ -72,8 +72,8 @@ fn execution(id: &str, runbook: &str, status: ExecStatus, created_at: i64) -> Ex
     }
 }
 
-/// The runbook text every execution here runs (executions refer to their runbook).
-async fn runbook_text<S: ServerStore>(s: &S) {
+/// Saves the runbook text every execution here runs (executions refer to their runbook).
+async fn runbook_text<S: ServerStore>(s: &S) -> RunbookVersion {
     let rb = RunbookVersion {
         sha256: "0".repeat(64),
         name: "demo".into(),
@@ -82,6 +82,7 @@ async fn runbook_text<S: ServerStore>(s: &S) {
         created_at: 1,
     };
     s.save_runbook(&rb).await.unwrap();
+    rb
 }
 
 fn steps(id: &str, n: i64) -> Vec<StepRecord> {
@@ -89,14 +90,7 @@ fn steps(id: &str, n: i64) -> Vec<StepRecord> {
 }
 
 async fn executions_round_trip<S: ServerStore>(s: S) {
-    let rb = RunbookVersion {
-        sha256: "0".repeat(64),
-        name: "demo".into(),
-        version: "1.0.0".into(),
-        content: "text".into(),
-        created_at: 1,
-    };
-    s.save_runbook(&rb).await.unwrap();
+    let rb = runbook_text(&s).await;
     s.save_runbook(&rb).await.unwrap();
     assert_eq!(s.runbook(&rb.sha256).await.unwrap(), rb);
 

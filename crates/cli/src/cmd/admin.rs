@@ -66,7 +66,7 @@ pub async fn exec(db: Option<PathBuf>, cmd: Admin) -> Result<u8> {
                 None => None,
             };
             // Names are kept as people mean them: no surrounding spaces, one case.
-            let user = user.trim().to_lowercase();
+            let user = opsbook_server::auth::user_name(&user);
             if user.is_empty() {
                 return Err(usage("--user must not be empty"));
             }

@@ -40,7 +40,7 @@ pub async fn exec(db: Option<PathBuf>, args: Args, decision: Decision) -> Result
         return Err(usage(format!("execution {} is {}, not waiting for approval", e.id, e.status)));
     }
     let steps = store.steps(&e.id).await?;
-    let rb = super::stored_runbook(&engine, &e).await?;
+    let rb = engine.stored_runbook(&e.runbook_sha256).await?;
     let (step, spec) = steps
         .iter()
         .filter(|s| s.status == StepStatus::Waiting)

@@ -361,9 +361,14 @@ pub enum OnCancel {
     RollingBack,
 }
 
-/// The runbook an execution runs, as stored when it started.
-pub async fn stored_runbook(engine: &Engine<SqliteStore>, e: &opsbook_store::Execution) -> Result<Runbook> {
-    Ok(Runbook::clone(&*engine.stored_runbook(&e.runbook_sha256).await?))
+impl OnCancel {
+    /// What a Ctrl-C does while steps run, as the runbook's `on_failure` says.
+    pub fn running(on_failure: opsbook_core::OnFailure) -> OnCancel {
+        match on_failure {
+            opsbook_core::OnFailure::Rollback => OnCancel::RollBack,
+            opsbook_core::OnFailure::Stop => OnCancel::Stop,
+        }
+    }
 }
 
 /// Ctrl-C / SIGTERM escalate cancellation: first cancel, second skip rollbacks.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Result;
-use opsbook_core::{Input, OnFailure, StepStatus};
+use opsbook_core::{Input, StepStatus};
 use opsbook_engine::{ApprovalPrompt, Engine, Hooks, Quiet, cancel_pair};
 use opsbook_store::Store;
 use opsbook_store_sqlite::SqliteStore;
@@ -52,7 +52,7 @@ pub async fn carry_on(
     mode: Mode,
 ) -> Result<u8> {
     let exec = engine.store.execution(id).await?;
-    let rb = super::stored_runbook(engine, &exec).await?;
+    let rb = engine.stored_runbook(&exec.runbook_sha256).await?;
     // Gate steps name gates from opsbook.yaml beside the runbook (or here), as `run` does.
     let file = [PathBuf::from(&exec.base_dir).join("opsbook.yaml"), PathBuf::from("opsbook.yaml")]
         .into_iter()
@@ -62,10 +62,9 @@ pub async fn carry_on(
     }
     let steps = engine.store.steps(&exec.id).await?;
     let (handle, cancel) = cancel_pair();
-    let on_cancel = match (mode, rb.on_failure) {
-        (Mode::Rollback, _) => OnCancel::RollingBack,
-        (Mode::Resume, OnFailure::Rollback) => OnCancel::RollBack,
-        (Mode::Resume, OnFailure::Stop) => OnCancel::Stop,
+    let on_cancel = match mode {
+        Mode::Rollback => OnCancel::RollingBack,
+        Mode::Resume => OnCancel::running(rb.on_failure),
     };
     super::watch_signals(handle.clone(), on_cancel);
     let live = Live::new(steps.len());

@@ -62,11 +62,7 @@ pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
     let base_dir =
         args.file.canonicalize().ok().and_then(|p| p.parent().map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("."));
     let (handle, cancel) = cancel_pair();
-    let on_cancel = match rb.on_failure {
-        opsbook_core::OnFailure::Rollback => super::OnCancel::RollBack,
-        opsbook_core::OnFailure::Stop => super::OnCancel::Stop,
-    };
-    super::watch_signals(handle.clone(), on_cancel);
+    super::watch_signals(handle.clone(), super::OnCancel::running(rb.on_failure));
     let live = Live::new(rb.steps.len());
     let json = args.output == Output::Json;
     let user = super::os_user();

@@ -4,7 +4,6 @@
 //! printed (and `OPSBOOK_CHAOS_SEED` replays one).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -151,16 +150,9 @@ fn kill_9_the_server_with_executions_in_flight() {
         o.stdout.trim().to_string()
     };
     let serve = || {
-        let mut child = env
-            .cmd(&["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "", "--workers", "4"])
-            .env("OPSBOOK_LEASE", "2s")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
-        let url = first.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_string();
+        let mut cmd = env.cmd(&["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "", "--workers", "4"]);
+        cmd.env("OPSBOOK_LEASE", "2s");
+        let (child, url, _) = crate::support::start_server(cmd);
         (child, url)
     };
     let client = |url: &str, args: &[&str]| {

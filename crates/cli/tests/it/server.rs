@@ -1,9 +1,8 @@
 //! `opsbook serve` as a real process, and the CLI as its client.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 
-use crate::support::{Env, Out, out, runbook};
+use crate::support::{Env, Out, out, runbook, start_server};
 
 struct Serve {
     child: Child,
@@ -24,11 +23,7 @@ fn serve(env: &Env) -> Serve {
 fn serve_with(env: &Env, extra: &[&str]) -> Serve {
     let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "", "--workers", "2"];
     args.extend_from_slice(extra);
-    let mut child = env.cmd(&args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
-    let url =
-        first.split_whitespace().find(|w| w.starts_with("http://")).expect("the server prints its address").to_string();
+    let (child, url, _) = start_server(env.cmd(&args));
     Serve { child, url }
 }
 
@@ -299,14 +294,8 @@ fn admin_and_serve_find_the_same_database() {
     let secret = o.stdout.trim().to_string();
     assert!(env.path("team/opsbook.db").exists());
     assert!(!env.path("xdg/opsbook/opsbook.db").exists());
-    let mut child = bare(&["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
-    let srv = Serve { url: first.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_string(), child };
+    let (child, url, first) = start_server(bare(&["serve", "--listen", "127.0.0.1:0", "--workers", "1"]));
+    let srv = Serve { url, child };
     assert!(first.contains("database team/opsbook.db"), "{first}");
     let list = client(&env, &srv.url, &secret, &["history"]);
     assert_eq!(list.code, 0, "the token is known to the server: {list:?}");

@@ -227,3 +227,14 @@ impl FakeHttp {
         routes.push((prefix.to_string(), status, body.to_string()));
     }
 }
+
+/// Starts `opsbook serve` from `cmd` and reads its first line (which names its address):
+/// the running child, its `http://` URL and that line.
+pub fn start_server(mut cmd: Command) -> (Child, String, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn opsbook serve");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut first).expect("the server's first line");
+    let url = first.split_whitespace().find(|w| w.starts_with("http://")).expect("the server prints its address");
+    (child, url.to_string(), first)
+}

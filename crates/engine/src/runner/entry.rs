@@ -307,12 +307,7 @@ async fn resume_claimed<S: Store>(
                 None => run.steps.iter().position(|s| s.status == StepStatus::Pending).unwrap_or(run.steps.len()),
             }
         }
-        ExecStatus::Running => {
-            return Err(Error::Invalid(format!(
-                "execution {id} is still running ({})",
-                run.exec.owner.as_deref().unwrap_or("unknown owner")
-            )));
-        }
+        // (A running execution was refused by the claim.)
         other => {
             return Err(Error::Invalid(format!(
                 "execution {id} is {other}; only waiting or interrupted executions can resume"
@@ -358,9 +353,6 @@ async fn rollback_claimed<S: Store>(
 ) -> Result<Outcome> {
     let mut run = load(engine, id, secrets, hooks).await?;
     let id = run.exec.id.clone();
-    if run.exec.status == ExecStatus::Running {
-        return Err(Error::Invalid(format!("execution {id} is still running; cancel it first")));
-    }
     if run.exec.status == ExecStatus::Succeeded {
         return Err(Error::Invalid(format!("execution {id} succeeded; rolling back a success is not supported")));
     }

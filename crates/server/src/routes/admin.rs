@@ -35,7 +35,7 @@ pub async fn create_token(
     let rid = ctx.request_id.clone();
     ctx.require(&st, Perm::Admin, "tokens").await?;
     // Names are kept as people mean them: no surrounding spaces, one case.
-    let user = body.user.trim().to_lowercase();
+    let user = auth::user_name(&body.user);
     if user.is_empty() {
         return Err(ApiError::bad_request("user must not be empty"));
     }

@@ -16,7 +16,7 @@ use opsbook_store::{Approval, ExecutionFilter, LogQuery, ServerStore, Store, now
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{Ctx, Perm};
+use crate::auth::{Ctx, Perm, same_user};
 use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult, params_error};
 use crate::state::AppState;
 
@@ -341,11 +341,6 @@ async fn requester(st: &AppState, exec: &opsbook_store::Execution) -> ApiResult<
         .first()
         .and_then(|r| r.details["requested_by"].as_str().map(str::to_string))
         .unwrap_or_else(|| exec.actor.clone()))
-}
-
-/// User names compare as people mean them: case and surrounding spaces aside.
-pub(crate) fn same_user(a: &str, b: &str) -> bool {
-    a.trim().to_lowercase() == b.trim().to_lowercase()
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -8,7 +8,7 @@ pub(crate) mod health;
 pub(crate) mod runbooks;
 pub(crate) mod schedules;
 
-pub(crate) use executions::{enqueue, same_user};
+pub(crate) use executions::enqueue;
 
 use axum::Router;
 use axum::routing::{delete, get, post};
@@ -49,13 +49,13 @@ pub fn router(state: AppState) -> Router {
 
 /// Paths that are not served answer in the API's error shape too.
 async fn unknown_path(uri: axum::http::Uri) -> crate::error::ApiError {
-    crate::error::ApiError::not_found(format!("no such endpoint: {}", crate::error::truncate(uri.path(), 200)))
+    crate::error::ApiError::not_found(format!("no such endpoint: {}", crate::limits::bounded(uri.path(), 200)))
 }
 
 async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> crate::error::ApiError {
     crate::error::ApiError::new(
         axum::http::StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        format!("{method} is not served at {}", crate::error::truncate(uri.path(), 200)),
+        format!("{method} is not served at {}", crate::limits::bounded(uri.path(), 200)),
     )
 }
