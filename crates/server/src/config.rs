@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use opsbook_store::DatabaseUrl;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -219,17 +220,16 @@ impl Config {
 
     /// The database a settings file names (`database_url`, else `db`), relative paths as
     /// `opsbook serve` reads them.
-    pub fn db_in(path: &Path) -> Result<Option<PathBuf>, String> {
+    pub fn db_in(path: &Path) -> Result<Option<DatabaseUrl>, String> {
         let c = Self::from_file(path)?;
-        c.sqlite_path().map_err(|e| format!("{}: {e}", path.display()))
+        c.database().map_err(|e| format!("{}: {e}", path.display()))
     }
 
-    /// The SQLite file these settings name: `database_url`, else `db`. A PostgreSQL URL is
-    /// refused (that backend is not in this build yet).
-    pub fn sqlite_path(&self) -> Result<Option<PathBuf>, String> {
+    /// The database these settings name: `database_url`, else `db` (a SQLite file).
+    pub fn database(&self) -> Result<Option<DatabaseUrl>, String> {
         match &self.database_url {
-            Some(url) => sqlite_file(url).map(Some),
-            None => Ok(self.db.clone()),
+            Some(url) => DatabaseUrl::parse(url).map(Some).map_err(|e| format!("database_url: {e}")),
+            None => Ok(self.db.clone().map(DatabaseUrl::Sqlite)),
         }
     }
 
@@ -261,17 +261,6 @@ impl Config {
 
     pub fn duration(v: &str) -> std::time::Duration {
         opsbook_core::duration::parse(v).map(|d| d.0).unwrap_or(std::time::Duration::from_secs(30))
-    }
-}
-
-/// The SQLite file of a database URL; other backends are refused, saying so.
-pub fn sqlite_file(url: &str) -> Result<PathBuf, String> {
-    match opsbook_store::DatabaseUrl::parse(url)? {
-        opsbook_store::DatabaseUrl::Sqlite(p) => Ok(p),
-        opsbook_store::DatabaseUrl::Postgres(_) => Err(
-            "database_url: PostgreSQL (postgres://) is not supported by this build yet; use sqlite:///path/to/opsbook.db"
-                .into(),
-        ),
     }
 }
 

@@ -37,7 +37,8 @@ pub fn app(state: AppState) -> axum::Router {
 
 /// Builds the shared state on an opened store (and starts the notification dispatcher,
 /// so call it inside the runtime).
-pub fn state(store: Db, config: Config) -> AppState {
+pub fn state(store: impl Into<Db>, config: Config) -> AppState {
+    let store = store.into();
     let (notify, rx) = tokio::sync::mpsc::unbounded_channel();
     notify::spawn_dispatcher(store.clone(), config.notify.clone(), config.public_url.clone(), rx);
     let engine_config = EngineConfig {

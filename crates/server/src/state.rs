@@ -11,8 +11,8 @@ use tokio::sync::Notify;
 
 use crate::config::Config;
 
-/// The store the server runs on. (PostgreSQL will be a second `ServerStore`.)
-pub type Db = opsbook_store_sqlite::SqliteStore;
+/// The store the server runs on: whichever backend its database URL names.
+pub type Db = opsbook_store_any::AnyStore;
 
 #[derive(Clone)]
 pub struct AppState {

@@ -1,7 +1,5 @@
 //! `opsbook admin`: tokens and the audit trail, straight on the server's database.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use opsbook_store::{NewAudit, ServerStore, now_ms};
@@ -47,11 +45,13 @@ pub enum AuditCmd {
     Verify,
 }
 
-pub async fn exec(db: Option<PathBuf>, cmd: Admin) -> Result<u8> {
+use opsbook_store_any::AnyStore;
+
+pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, cmd: Admin) -> Result<u8> {
     let db = super::resolve_db(db)?;
     let engine = super::open_at(&db).await?;
     // The server reads tokens from one database: say which one this is.
-    eprintln!("database {} (chosen by {})", db.path.display(), db.chosen_by);
+    eprintln!("database {} (chosen by {})", AnyStore::describe(&db.url), db.chosen_by);
     let store = &engine.store;
     let actor = format!("local:{}", super::os_user());
     match cmd {

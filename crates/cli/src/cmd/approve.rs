@@ -1,8 +1,6 @@
 //! `opsbook approve|reject ID`: decide on the approval step an execution waits on, then
 //! carry the execution on in the foreground (the rest of its steps, or its rollbacks).
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use opsbook_core::{ExecStatus, StepKind, StepStatus};
 use opsbook_store::{Approval, Store, now_ms};
@@ -32,7 +30,7 @@ pub enum Decision {
     Reject,
 }
 
-pub async fn exec(db: Option<PathBuf>, args: Args, decision: Decision) -> Result<u8> {
+pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args, decision: Decision) -> Result<u8> {
     let mut engine = super::open(db).await?;
     let store = &engine.store;
     let e = store.execution(&args.id).await?;

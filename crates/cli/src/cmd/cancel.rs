@@ -1,6 +1,5 @@
 //! `opsbook cancel ID`: stop a running execution (through its runner) or a waiting one.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -22,7 +21,7 @@ pub struct Args {
     pub params: Vec<String>,
 }
 
-pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
+pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<u8> {
     let engine = super::open(db).await?;
     let store = &engine.store;
     let e = store.execution(&args.id).await?;

@@ -1,7 +1,5 @@
 //! `opsbook history`: past executions, newest first.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use opsbook_core::ExecStatus;
@@ -27,7 +25,7 @@ pub struct Args {
     pub output: crate::Output,
 }
 
-pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
+pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<u8> {
     let status = match &args.status {
         Some(s) => Some(ExecStatus::parse(s).ok_or_else(|| {
             let all: Vec<&str> = ExecStatus::ALL.iter().map(|s| s.as_str()).collect();

@@ -1,6 +1,5 @@
 //! `opsbook logs ID`: the stored output of an execution, optionally followed live.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -22,7 +21,7 @@ pub struct Args {
     pub follow: bool,
 }
 
-pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
+pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<u8> {
     let engine = super::open(db).await?;
     let store = &engine.store;
     let id = store.execution(&args.id).await?.id;

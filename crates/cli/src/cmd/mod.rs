@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use opsbook_core::{Input, Runbook};
 use opsbook_engine::{Engine, EngineConfig};
-use opsbook_store_sqlite::SqliteStore;
+use opsbook_store::DatabaseUrl;
+use opsbook_store_any::AnyStore;
 
 use crate::{Cli, Command};
 
@@ -78,15 +79,15 @@ fn store_code(e: &opsbook_store::Error) -> u8 {
 pub async fn dispatch(cli: Cli) -> Result<u8> {
     let db = match &cli.database {
         Some(url) => {
-            let path = opsbook_server::config::sqlite_file(url).map_err(|e| usage(format!("--database: {e}")))?;
+            let parsed = DatabaseUrl::parse(url).map_err(|e| usage(format!("--database: {e}")))?;
             let _ = DB_CHOSEN_BY.set(if std::env::var("OPSBOOK_DATABASE_URL").is_ok_and(|v| v == *url) {
                 "OPSBOOK_DATABASE_URL"
             } else {
                 "--database"
             });
-            Some(path)
+            Some(parsed)
         }
-        None => cli.db,
+        None => cli.db.map(DatabaseUrl::Sqlite),
     };
     let server = cli.server;
     if let Some(url) = &server {
@@ -171,42 +172,52 @@ static DB_CHOSEN_BY: std::sync::OnceLock<&'static str> = std::sync::OnceLock::ne
 
 /// Where the database is, and what chose it.
 #[derive(Debug, Clone)]
-pub struct DbPath {
-    pub path: PathBuf,
+pub struct DbChoice {
+    pub url: DatabaseUrl,
     pub chosen_by: &'static str,
 }
 
 /// Every command finds the database the same way: `--database URL` (or
 /// `OPSBOOK_DATABASE_URL`), else `--db` (or `OPSBOOK_DB`), else the `database_url` or `db`
 /// of `./opsbook.toml` (the file `opsbook serve` reads), else the default.
-pub fn resolve_db(flag: Option<PathBuf>) -> Result<DbPath> {
-    if let Some(path) = flag {
+pub fn resolve_db(flag: Option<DatabaseUrl>) -> Result<DbChoice> {
+    if let Some(url) = flag {
         let chosen_by = match DB_CHOSEN_BY.get() {
             Some(by) => by,
-            None if std::env::var_os("OPSBOOK_DB").is_some_and(|v| path.as_os_str() == v) => "OPSBOOK_DB",
+            None if std::env::var_os("OPSBOOK_DB")
+                .is_some_and(|v| matches!(&url, DatabaseUrl::Sqlite(p) if p.as_os_str() == v)) =>
+            {
+                "OPSBOOK_DB"
+            }
             None => "--db",
         };
-        return Ok(DbPath { path, chosen_by });
+        return Ok(DbChoice { url, chosen_by });
     }
     let settings = Path::new("opsbook.toml");
     if settings.exists()
-        && let Some(path) = opsbook_server::Config::db_in(settings).map_err(usage)?
+        && let Some(url) = opsbook_server::Config::db_in(settings).map_err(usage)?
     {
-        return Ok(DbPath { path, chosen_by: "opsbook.toml" });
+        return Ok(DbChoice { url, chosen_by: "opsbook.toml" });
     }
-    Ok(DbPath { path: default_db(), chosen_by: "the default" })
+    Ok(DbChoice { url: DatabaseUrl::Sqlite(default_db()), chosen_by: "the default" })
 }
 
 /// Opens the store and marks executions whose runner died as interrupted.
-pub async fn open(db: Option<PathBuf>) -> Result<Engine<SqliteStore>> {
+pub async fn open(db: Option<DatabaseUrl>) -> Result<Engine<AnyStore>> {
     open_at(&resolve_db(db)?).await
 }
 
+/// Opens the database a URL names, saying which one when it cannot.
+pub async fn open_store(url: &DatabaseUrl) -> Result<AnyStore> {
+    let store = opsbook_store_any::open(url)
+        .await
+        .with_context(|| format!("cannot open the database {}", AnyStore::describe(url)))?;
+    Ok(store)
+}
+
 /// [`open`], for a database already resolved.
-pub async fn open_at(db: &DbPath) -> Result<Engine<SqliteStore>> {
-    let path = db.path.clone();
-    let store =
-        SqliteStore::open(&path).await.with_context(|| format!("cannot open the database {}", path.display()))?;
+pub async fn open_at(db: &DbChoice) -> Result<Engine<AnyStore>> {
+    let store = open_store(&db.url).await?;
     let mut config = EngineConfig::default();
     if let Some(grace) = std::env::var("OPSBOOK_KILL_GRACE").ok().filter(|v| !v.is_empty()) {
         config.kill_grace =

@@ -8,7 +8,7 @@ use anyhow::Result;
 use opsbook_core::{Input, StepStatus};
 use opsbook_engine::{ApprovalPrompt, Engine, Hooks, Quiet, cancel_pair};
 use opsbook_store::Store;
-use opsbook_store_sqlite::SqliteStore;
+use opsbook_store_any::AnyStore;
 
 use super::{EXIT_FAILED, EXIT_OK, OnCancel};
 use crate::Output;
@@ -35,7 +35,7 @@ pub enum Mode {
     Rollback,
 }
 
-pub async fn exec(db: Option<PathBuf>, args: Args, mode: Mode) -> Result<u8> {
+pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args, mode: Mode) -> Result<u8> {
     let mut engine = super::open(db).await?;
     let secrets = super::collect_params(&args.params, None)?;
     carry_on(&mut engine, &args.id, &secrets, args.output, mode).await
@@ -45,7 +45,7 @@ pub async fn exec(db: Option<PathBuf>, args: Args, mode: Mode) -> Result<u8> {
 /// returns the exit code: for a rollback, 0 when it succeeded (or there was nothing to
 /// roll back); otherwise that of the execution's status.
 pub async fn carry_on(
-    engine: &mut Engine<SqliteStore>,
+    engine: &mut Engine<AnyStore>,
     id: &str,
     secrets: &BTreeMap<String, Input>,
     output: Output,

@@ -39,7 +39,7 @@ pub struct Args {
     pub output: Output,
 }
 
-pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
+pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<u8> {
     let rb = super::load_runbook(&args.file)?;
     let inputs = super::collect_params(&args.params, args.params_file.as_deref())?;
     let params = match rb.check_params(&inputs) {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use opsbook_server::Config;
 
 use super::{EXIT_OK, usage};
@@ -26,7 +26,7 @@ pub struct Args {
     pub init: bool,
 }
 
-pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
+pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<u8> {
     if args.init {
         let path = args.config.unwrap_or_else(|| PathBuf::from("opsbook.toml"));
         std::fs::OpenOptions::new()
@@ -58,14 +58,14 @@ pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
     }
     // As every command finds it (flag or OPSBOOK_DB, then the settings file, then the
     // default), except that `--config FILE` names the settings file.
-    let path = match (db, &args.config) {
-        (Some(p), _) => p,
-        (None, Some(_)) => config.sqlite_path().map_err(usage)?.unwrap_or_else(super::default_db),
-        (None, None) => super::resolve_db(None)?.path,
+    let url = match (db, &args.config) {
+        (Some(url), _) => url,
+        (None, Some(_)) => {
+            config.database().map_err(usage)?.unwrap_or_else(|| opsbook_store::DatabaseUrl::Sqlite(super::default_db()))
+        }
+        (None, None) => super::resolve_db(None)?.url,
     };
-    let store = opsbook_store_sqlite::SqliteStore::open(&path)
-        .await
-        .with_context(|| format!("cannot open the database {}", path.display()))?;
+    let store = super::open_store(&url).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen).await.map_err(|e| {
         usage(format!(
             "cannot listen on {}: {e}; choose another address with --listen ADDR (or listen in opsbook.toml)",
@@ -96,7 +96,7 @@ pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
     println!(
         "opsbook serving on http://{addr} ({} workers, database {}{metrics_note}{gates_note})",
         config.workers,
-        path.display()
+        opsbook_store_any::AnyStore::describe(&url)
     );
     let state = opsbook_server::state(store, config);
     let shutdown = async {

@@ -1,7 +1,5 @@
 //! `opsbook show ID`: one execution with its steps.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use console::style;
 use opsbook_store::Store;
@@ -16,7 +14,7 @@ pub struct Args {
     pub output: crate::Output,
 }
 
-pub async fn exec(db: Option<PathBuf>, args: Args) -> Result<u8> {
+pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<u8> {
     let engine = super::open(db).await?;
     let e = engine.store.execution(&args.id).await?;
     let steps = engine.store.steps(&e.id).await?;

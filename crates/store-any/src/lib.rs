@@ -1,0 +1,138 @@
+//! One store type for the front ends, whichever backend a database URL names.
+//!
+//! The server and the CLI hold an [`AnyStore`] and call [`open`] with the URL they were
+//! given; each trait method goes to the backend underneath. A new backend is a new
+//! variant here and one arm in [`each!`]; nothing above this crate changes.
+#![forbid(unsafe_code)]
+
+use opsbook_store::*;
+use opsbook_store_sqlite::SqliteStore;
+
+/// A store on one of the backends opsbook knows.
+#[derive(Debug, Clone)]
+pub enum AnyStore {
+    Sqlite(SqliteStore),
+}
+
+impl From<SqliteStore> for AnyStore {
+    fn from(s: SqliteStore) -> AnyStore {
+        AnyStore::Sqlite(s)
+    }
+}
+
+/// Opens (creating or migrating as needed) the database a URL names.
+pub async fn open(url: &DatabaseUrl) -> Result<AnyStore> {
+    match url {
+        DatabaseUrl::Sqlite(path) => Ok(AnyStore::Sqlite(SqliteStore::open(path).await?)),
+        DatabaseUrl::Postgres(_) => Err(Error::Open(
+            "PostgreSQL (postgres://) is not supported by this build yet; use sqlite:///path/to/opsbook.db".into(),
+        )),
+    }
+}
+
+impl AnyStore {
+    /// What to call the database in messages: the SQLite file's path, or the server
+    /// without its credentials.
+    pub fn describe(url: &DatabaseUrl) -> String {
+        match url {
+            DatabaseUrl::Sqlite(path) => path.display().to_string(),
+            DatabaseUrl::Postgres(u) => u.split('@').next_back().unwrap_or(u).to_string(),
+        }
+    }
+}
+
+/// The same call on whichever backend this is.
+macro_rules! each {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            AnyStore::Sqlite($s) => $call,
+        }
+    };
+}
+
+/// Trait methods that hand their arguments to the backend's method of the same name.
+macro_rules! delegate {
+    ($( fn $name:ident(&self $(, $arg:ident : $ty:ty)* $(,)?) -> $ret:ty; )*) => {
+        $(
+            async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                each!(self, s => s.$name($($arg),*).await)
+            }
+        )*
+    };
+}
+
+impl Store for AnyStore {
+    delegate! {
+        fn save_runbook(&self, rb: &RunbookVersion) -> Result<()>;
+        fn runbook(&self, sha256: &str) -> Result<RunbookVersion>;
+        fn create_execution(&self, exec: &Execution, steps: &[StepRecord]) -> Result<()>;
+        fn update_execution(&self, exec: &Execution) -> Result<()>;
+        fn update_step(&self, step: &StepRecord) -> Result<()>;
+        fn record_attempt(&self, attempt: &Attempt, steps: &[&StepRecord]) -> Result<()>;
+        fn append_logs(&self, lines: &[LogLine]) -> Result<()>;
+        fn execution(&self, id_or_prefix: &str) -> Result<Execution>;
+        fn steps(&self, execution_id: &str) -> Result<Vec<StepRecord>>;
+        fn attempts(&self, execution_id: &str) -> Result<Vec<Attempt>>;
+        fn executions(&self, filter: &ExecutionFilter) -> Result<Vec<Execution>>;
+        fn logs(&self, query: &LogQuery) -> Result<Vec<LogLine>>;
+        fn last_log_seq(&self, execution_id: &str) -> Result<i64>;
+        fn add_approval(&self, approval: &Approval) -> Result<()>;
+        fn approvals(&self, execution_id: &str) -> Result<Vec<Approval>>;
+        fn heartbeat(&self, execution_id: &str, owner: &str, lease_ms: i64) -> Result<bool>;
+        fn request_cancel(&self, execution_id: &str) -> Result<()>;
+        fn claim_stopped(
+            &self,
+            execution_id: &str,
+            owner: &str,
+            lease_ms: i64,
+            take_over_from: Option<&str>,
+        ) -> Result<Option<Execution>>;
+        fn set_process(&self, execution_id: &str, step_id: &str, process: Option<&str>) -> Result<()>;
+        fn processes(&self, execution_id: &str) -> Result<Vec<(String, String)>>;
+        fn release(&self, execution_id: &str, owner: &str) -> Result<()>;
+        fn running(&self) -> Result<Vec<Execution>>;
+    }
+}
+
+impl ServerStore for AnyStore {
+    delegate! {
+        fn publish(&self, p: &Publish) -> Result<Published>;
+        fn registry(&self, q: &RunbookQuery) -> Result<Vec<RegistryEntry>>;
+        fn registry_entry(&self, name: &str) -> Result<RegistryEntry>;
+        fn registry_versions(&self, name: &str) -> Result<Vec<PublishedVersion>>;
+        fn registry_version(&self, name: &str, version: &str) -> Result<(PublishedVersion, String)>;
+        fn set_lifecycle(&self, e: &LifecycleEvent) -> Result<Vec<ScheduleRecord>>;
+        fn lifecycle_events(&self, name: &str) -> Result<Vec<LifecycleEvent>>;
+        fn create_execution_once(
+            &self,
+            exec: &Execution,
+            steps: &[StepRecord],
+            idempotency_key: Option<&str>,
+        ) -> Result<String>;
+        fn claim_next(&self, owner: &str, lease_ms: i64) -> Result<Option<Execution>>;
+        fn claim_waiting(&self, execution_id: &str, owner: &str, lease_ms: i64) -> Result<Option<Execution>>;
+        fn requeue(&self, execution_id: &str) -> Result<bool>;
+        fn count_by_status(&self) -> Result<Vec<(String, i64)>>;
+        fn count_queued(&self) -> Result<i64>;
+        fn count_waiting(&self) -> Result<(i64, i64)>;
+        fn expired_waits(&self, now: i64) -> Result<Vec<(String, bool)>>;
+        fn create_token(&self, token: &Token, hash: &str) -> Result<()>;
+        fn token(&self, id: &str) -> Result<Option<(Token, String)>>;
+        fn token_used(&self, id: &str, at: i64) -> Result<()>;
+        fn tokens(&self) -> Result<Vec<Token>>;
+        fn revoke_token(&self, id: &str) -> Result<()>;
+        fn sync_schedules(&self, runbook: &str, schedules: &[ScheduleRecord]) -> Result<()>;
+        fn create_schedule(&self, s: &ScheduleRecord) -> Result<()>;
+        fn schedules(&self) -> Result<Vec<ScheduleRecord>>;
+        fn delete_schedule(&self, id: &str) -> Result<()>;
+        fn due_schedules(&self, now: i64) -> Result<Vec<ScheduleRecord>>;
+        fn schedule_ran(&self, id: &str, ran_at: i64, next: Option<i64>, result: &str) -> Result<()>;
+        fn has_active_execution(&self, actor: &str) -> Result<bool>;
+        fn analytics_rows(&self, since: i64, runbook: Option<&str>) -> Result<Vec<AnalyticsRow>>;
+        fn record_notification(&self, a: &NotificationAttempt) -> Result<()>;
+        fn notifications(&self, execution_id: &str) -> Result<Vec<NotificationAttempt>>;
+        fn append_audit(&self, record: &NewAudit) -> Result<AuditRecord>;
+        fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>>;
+        fn verify_audit(&self) -> Result<std::result::Result<i64, String>>;
+    }
+}
