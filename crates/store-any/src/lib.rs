@@ -20,13 +20,22 @@ impl From<SqliteStore> for AnyStore {
     }
 }
 
+const NO_POSTGRES: &str =
+    "PostgreSQL (postgres://) is not supported by this build yet; use sqlite:///path/to/opsbook.db";
+
+/// Whether this build has the backend a URL names (a usage error when not).
+pub fn check(url: &DatabaseUrl) -> std::result::Result<(), String> {
+    match url {
+        DatabaseUrl::Sqlite(_) => Ok(()),
+        DatabaseUrl::Postgres(_) => Err(NO_POSTGRES.into()),
+    }
+}
+
 /// Opens (creating or migrating as needed) the database a URL names.
 pub async fn open(url: &DatabaseUrl) -> Result<AnyStore> {
     match url {
         DatabaseUrl::Sqlite(path) => Ok(AnyStore::Sqlite(SqliteStore::open(path).await?)),
-        DatabaseUrl::Postgres(_) => Err(Error::Open(
-            "PostgreSQL (postgres://) is not supported by this build yet; use sqlite:///path/to/opsbook.db".into(),
-        )),
+        DatabaseUrl::Postgres(_) => Err(Error::Open(NO_POSTGRES.into())),
     }
 }
 
