@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, anyhow};
+use opsbook_api::ErrorBody;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::cmd::usage;
@@ -62,7 +65,9 @@ impl Client {
         Ok(self)
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value> {
+    /// Sends a request and reads the answer as `T` (the API's own types; `Value` for
+    /// documents the API leaves open, such as a gate verdict).
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T> {
         let resp = req.bearer_auth(&self.token).send().await.map_err(|e| {
             let why =
                 if e.is_timeout() { "no answer in time".into() } else { opsbook_core::diagnostic::root_cause(&e) };
@@ -71,16 +76,21 @@ impl Client {
         let status = resp.status();
         let path = resp.url().path().to_string();
         let text = resp.text().await.unwrap_or_default();
-        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if status.is_success() {
-            return Ok(body);
+            return serde_json::from_str(&text).map_err(|e| {
+                anyhow!("{} answered {path} with a document this opsbook does not understand: {e}", self.base)
+            });
         }
         // An answer without opsbook's error document did not come from an opsbook server.
-        let message = body["error"]["message"].as_str().map(str::to_string).unwrap_or_else(|| {
-            format!("{} answered HTTP {status} to {path}: is it an opsbook server (`opsbook serve`)?", self.base)
-        });
-        let details: Vec<String> = body["error"]["details"]
-            .as_array()
+        let Ok(ErrorBody { error }) = serde_json::from_str::<ErrorBody>(&text) else {
+            let message =
+                format!("{} answered HTTP {status} to {path}: is it an opsbook server (`opsbook serve`)?", self.base);
+            return Err(if status.is_client_error() { usage(message) } else { anyhow!("server error: {message}") });
+        };
+        let details: Vec<String> = error
+            .details
+            .as_ref()
+            .and_then(Value::as_array)
             .into_iter()
             .flatten()
             .map(|d| match (d["param"].as_str(), d["line"].as_u64(), d["message"].as_str()) {
@@ -90,19 +100,20 @@ impl Client {
                 _ => format!("  {d}"),
             })
             .collect();
+        let message = error.message;
         let full = if details.is_empty() { message } else { format!("{message}\n{}", details.join("\n")) };
         if status.is_client_error() { Err(usage(full)) } else { Err(anyhow!("server error: {full}")) }
     }
 
-    pub async fn get(&self, path: &str) -> Result<Value> {
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.send(self.http.get(format!("{}{path}", self.base))).await
     }
 
-    pub async fn post(&self, path: &str, body: &Value) -> Result<Value> {
+    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
     }
 
-    pub async fn post_text(&self, path: &str, body: String) -> Result<Value> {
+    pub async fn post_text<T: DeserializeOwned>(&self, path: &str, body: String) -> Result<T> {
         let req = self.http.post(format!("{}{path}", self.base)).header("content-type", "application/yaml").body(body);
         self.send(req).await
     }

@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 mod cancel;
+mod decide;
 mod error;
 mod kinds;
 mod lines;
@@ -15,7 +16,6 @@ mod logsink;
 mod observer;
 mod process;
 mod recovery;
-pub mod report;
 mod runner;
 
 use std::collections::BTreeMap;
@@ -27,6 +27,7 @@ use opsbook_core::{Input, LifecycleStatus, ParamValues, Runbook};
 use opsbook_store::Store;
 
 pub use cancel::{Cancel, CancelHandle, cancel_pair};
+pub use decide::{ApprovalWait, Overridden, Tally};
 pub use error::{Error, Result};
 pub use observer::{ApprovalPrompt, ApprovalRequest, Decision, Event, Observer, Quiet, Start};
 pub use process::ParentDeath;
@@ -195,6 +196,18 @@ impl<S: Store> Engine<S> {
     /// on). The server's gate pool runs these, so polls never take a worker.
     pub async fn poll_gate(&self, id: &str, secrets: &BTreeMap<String, Input>, hooks: &Hooks<'_>) -> Result<Outcome> {
         runner::run_claimed(self, id, secrets, hooks, true).await
+    }
+
+    /// Ends an execution still running in this process as `interrupted` because `what`
+    /// happened (e.g. "the server shut down"), with `error` as its error; its running
+    /// step is cancelled. False when it was no longer running.
+    pub async fn interrupt(&self, id: &str, what: &str, error: String) -> Result<bool> {
+        recovery::interrupt(&self.store, id, what, error).await
+    }
+
+    /// Ends an execution that could not run (or whose runner broke) as failed, saying why.
+    pub async fn fail(&self, id: &str, why: String) -> Result<()> {
+        recovery::fail(&self.store, id, why).await
     }
 
     /// Marks executions whose runner died as `interrupted`. Returns their ids.

@@ -1,7 +1,7 @@
 //! Finding executions whose runner died (kill -9, power cut) and marking them `interrupted`.
 
 use opsbook_core::{ExecStatus, StepStatus};
-use opsbook_store::{Store, now_ms};
+use opsbook_store::{Execution, StepRecord, Store, now_ms};
 
 use crate::Result;
 
@@ -149,23 +149,7 @@ pub(crate) async fn recover<S: Store>(store: &S) -> Result<Vec<String>> {
             }
             store.set_process(&exec.id, step_id, None).await?;
         }
-        let mut during = None;
-        for s in steps.iter_mut() {
-            if s.status == StepStatus::Running {
-                s.status = StepStatus::Cancelled;
-                s.finished_at = Some(now);
-                s.error = Some("interrupted: the runner stopped while this step was running".into());
-                store.update_step(s).await?;
-                during = Some(format!("during step `{}`", s.step_id));
-            } else if s.rollback_status == Some(StepStatus::Running) {
-                s.rollback_status = Some(StepStatus::Cancelled);
-                s.rollback_error = Some("interrupted: the runner stopped during this rollback".into());
-                store.update_step(s).await?;
-                during = Some(format!("during the rollback of step `{}`", s.step_id));
-            }
-        }
-        exec.status = ExecStatus::Interrupted;
-        exec.finished_at = Some(now);
+        let during = cancel_running_steps(store, &mut steps, "the runner stopped", now).await?;
         let mut error = match during {
             Some(when) => format!("the runner ({owner}) stopped unexpectedly {when}"),
             None => format!("the runner ({owner}) stopped unexpectedly"),
@@ -176,13 +160,73 @@ pub(crate) async fn recover<S: Store>(store: &S) -> Result<Vec<String>> {
                 killed.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
             ));
         }
-        exec.error = Some(error);
-        exec.owner = None;
-        exec.lease_expires_at = None;
-        store.update_execution(&exec).await?;
+        end_interrupted(store, &mut exec, error, now).await?;
         found.push(exec.id);
     }
     Ok(found)
+}
+
+/// Marks the steps (or rollbacks) that were running as cancelled, saying what stopped
+/// them; returns when that was, for the execution's error.
+async fn cancel_running_steps<S: Store>(
+    store: &S,
+    steps: &mut [StepRecord],
+    what: &str,
+    now: i64,
+) -> Result<Option<String>> {
+    let mut during = None;
+    for s in steps.iter_mut() {
+        if s.status == StepStatus::Running {
+            s.status = StepStatus::Cancelled;
+            s.finished_at = Some(now);
+            s.error = Some(format!("interrupted: {what} while this step was running"));
+            store.update_step(s).await?;
+            during = Some(format!("during step `{}`", s.step_id));
+        } else if s.rollback_status == Some(StepStatus::Running) {
+            s.rollback_status = Some(StepStatus::Cancelled);
+            s.rollback_error = Some(format!("interrupted: {what} during this rollback"));
+            store.update_step(s).await?;
+            during = Some(format!("during the rollback of step `{}`", s.step_id));
+        }
+    }
+    Ok(during)
+}
+
+async fn end_interrupted<S: Store>(store: &S, exec: &mut Execution, error: String, now: i64) -> Result<()> {
+    exec.status = ExecStatus::Interrupted;
+    exec.finished_at = Some(now);
+    exec.error = Some(error);
+    exec.owner = None;
+    exec.lease_expires_at = None;
+    store.update_execution(exec).await?;
+    Ok(())
+}
+
+/// Ends an execution still running here as `interrupted` because `what` (e.g. "the
+/// server shut down"): what was running is cancelled, as a crash would leave it for
+/// recovery, and `error` says why. Nothing happens to an execution no longer running.
+pub(crate) async fn interrupt<S: Store>(store: &S, id: &str, what: &str, error: String) -> Result<bool> {
+    let mut exec = store.execution(id).await?;
+    if exec.status != ExecStatus::Running {
+        return Ok(false);
+    }
+    let now = now_ms();
+    let mut steps = store.steps(&exec.id).await?;
+    cancel_running_steps(store, &mut steps, what, now).await?;
+    end_interrupted(store, &mut exec, error, now).await?;
+    Ok(true)
+}
+
+/// Ends an execution that could not run (or whose runner broke) as failed, saying why.
+pub(crate) async fn fail<S: Store>(store: &S, id: &str, why: String) -> Result<()> {
+    let mut exec = store.execution(id).await?;
+    exec.status = ExecStatus::Failed;
+    exec.error = Some(why);
+    exec.finished_at = Some(now_ms());
+    exec.owner = None;
+    exec.lease_expires_at = None;
+    store.update_execution(&exec).await?;
+    Ok(())
 }
 
 #[cfg(test)]

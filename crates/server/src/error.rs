@@ -73,7 +73,13 @@ const MAX_MESSAGE: usize = 1000;
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let message = bounded(&self.message, MAX_MESSAGE);
-        let body = json!({ "error": { "code": self.code, "message": message, "details": self.details } });
+        let body = opsbook_api::ErrorBody {
+            error: opsbook_api::ErrorDetail {
+                code: self.code.to_string(),
+                message,
+                details: (!self.details.is_null()).then_some(self.details),
+            },
+        };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));

@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod policy;
 mod routes;
 pub mod scheduler;
+pub mod service;
 pub mod state;
 mod worker;
 

@@ -195,7 +195,7 @@ pub fn spawn_dispatcher(
         while let Some(note) = rx.recv().await {
             let Ok(exec) = store.execution(&note.execution_id).await else { continue };
             for rule in rules.iter().filter(|r| r.wants(note.event, &exec.runbook_name)) {
-                let summary = opsbook_engine::report::summary(&exec);
+                let summary = serde_json::to_value(opsbook_api::ExecutionSummary::from(&exec)).unwrap_or_default();
                 let link =
                     public_url.as_deref().map(|u| format!("{}/api/v1/executions/{}", u.trim_end_matches('/'), exec.id));
                 tokio::spawn(deliver(http.clone(), store.clone(), rule.clone(), note.clone(), summary, link));

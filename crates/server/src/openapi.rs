@@ -1,26 +1,11 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
 use crate::routes::{admin, analytics, executions, gates, health, runbooks, schedules};
 
-/// Every error: `{"error": {"code", "message", "details"}}`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorDetail {
-    /// Stable machine-readable code, e.g. `not_found`, `invalid_parameters`.
-    code: String,
-    message: String,
-    /// Per-problem details (parameters, line and column), or null.
-    details: Option<serde_json::Value>,
-}
+pub use opsbook_api::{ErrorBody, ErrorDetail};
 
 struct BearerToken;
 

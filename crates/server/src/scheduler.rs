@@ -63,7 +63,7 @@ pub async fn tick(state: &AppState, now: i64) -> Vec<(String, String)> {
                 roles: vec!["operator".into(), "admin".into()],
                 token_id: String::new(),
             };
-            match crate::routes::enqueue(state, &s.runbook, None, inputs, &who, None).await {
+            match crate::service::enqueue(state, &s.runbook, None, inputs, &who, None).await {
                 Ok((id, _, version, masked)) => {
                     state
                         .audit(

@@ -65,6 +65,13 @@ impl AppState {
         }
     }
 
+    /// Asks the runner of execution `id`, when it runs in this process, to stop now.
+    pub fn stop_running(&self, id: &str) {
+        if let Some(h) = self.running.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            h.at_least(1);
+        }
+    }
+
     /// Executions queued, as counted within the last 100 ms (plus those queued since
     /// through this process).
     pub async fn queued(&self) -> Result<i64, opsbook_store::Error> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use opsbook_core::ExecStatus;
 use opsbook_engine::{Hooks, cancel_pair};
-use opsbook_store::{ServerStore, Store, now_ms};
+use opsbook_store::{ServerStore, now_ms};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -85,13 +85,8 @@ impl Drop for AbortOnDrop {
 
 /// Ends an execution that could not run (or whose runner broke) as failed, saying why.
 async fn fail(state: &AppState, id: &str, why: String) {
-    if let Ok(mut exec) = state.store.execution(id).await {
-        exec.status = ExecStatus::Failed;
-        exec.error = Some(why);
-        exec.finished_at = Some(now_ms());
-        exec.owner = None;
-        exec.lease_expires_at = None;
-        let _ = state.store.update_execution(&exec).await;
+    if let Err(e) = state.engine.fail(id, why).await {
+        tracing::error!(%e, id, "cannot record that the execution failed");
     }
     state.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
 }
@@ -189,23 +184,9 @@ pub fn spawn_reaper(state: &AppState, mut stop: watch::Receiver<bool>) -> JoinHa
 /// interrupted, as a crash would leave them for the next start.
 pub async fn interrupt_remaining(state: &AppState, ids: &[String]) {
     for id in ids {
-        let Ok(mut exec) = state.store.execution(id).await else { continue };
-        if exec.status != ExecStatus::Running {
-            continue;
+        let why = "the server shut down before this execution finished".to_string();
+        if let Err(e) = state.engine.interrupt(id, "the server shut down", why).await {
+            tracing::error!(%e, id, "cannot mark the execution interrupted");
         }
-        if let Ok(mut steps) = state.store.steps(id).await {
-            for s in steps.iter_mut().filter(|s| s.status == opsbook_core::StepStatus::Running) {
-                s.status = opsbook_core::StepStatus::Cancelled;
-                s.finished_at = Some(now_ms());
-                s.error = Some("interrupted: the server shut down while this step was running".into());
-                let _ = state.store.update_step(s).await;
-            }
-        }
-        exec.status = ExecStatus::Interrupted;
-        exec.finished_at = Some(now_ms());
-        exec.error = Some("the server shut down before this execution finished".into());
-        exec.owner = None;
-        exec.lease_expires_at = None;
-        let _ = state.store.update_execution(&exec).await;
     }
 }

@@ -124,6 +124,33 @@ impl StepRecord {
         self.wait_kind = Some(kind);
     }
 
+    /// An admin waived this gate step (break glass): a waiting one passes now; one that
+    /// passed is not checked again. Who and why are also shown with its outputs.
+    pub fn waive(&mut self, by: &str, reason: &str, now: i64) {
+        if self.status == StepStatus::Waiting {
+            self.status = StepStatus::Succeeded;
+            self.finished_at = Some(now);
+            self.wait_deadline = None;
+            self.wait_kind = None;
+            self.attempts = self.attempts.max(1);
+        }
+        self.overridden_by = Some(by.to_string());
+        self.outputs.insert("overridden_by".into(), by.into());
+        self.outputs.insert("override_reason".into(), reason.into());
+        // What blocked it stays in the audit record; the step passed.
+        self.error = None;
+    }
+
+    /// A step a gate's recheck held goes back to pending: it runs when the execution
+    /// goes on.
+    pub fn unhold(&mut self) {
+        self.status = StepStatus::Pending;
+        self.error = None;
+        self.wait_deadline = None;
+        self.wait_kind = None;
+        self.started_at = None;
+    }
+
     pub fn duration_ms(&self) -> Option<i64> {
         Some(self.finished_at? - self.started_at?)
     }
@@ -239,7 +266,7 @@ pub struct LogQuery {
 }
 
 /// A runbook in the server's registry: its lifecycle and newest version.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RegistryEntry {
     pub name: String,
     pub status: String,
@@ -264,15 +291,24 @@ pub struct Publish {
     pub actor: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Published {
     Created,
     Updated,
     Unchanged,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+impl Published {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Published::Created => "created",
+            Published::Updated => "updated",
+            Published::Unchanged => "unchanged",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct PublishedVersion {
     pub name: String,
     pub version: String,
@@ -281,7 +317,7 @@ pub struct PublishedVersion {
     pub published_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LifecycleEvent {
     pub name: String,
     pub from_status: Option<String>,
@@ -301,7 +337,7 @@ pub struct RunbookQuery {
 }
 
 /// An API token as stored: never the secret itself, only its SHA-256.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Token {
     pub id: String,
     pub user: String,
@@ -321,7 +357,7 @@ pub struct NewAudit {
     pub details: serde_json::Value,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuditRecord {
     pub seq: i64,
     pub at: i64,
@@ -344,7 +380,7 @@ pub struct AuditFilter {
 }
 
 /// One try at delivering a notification.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NotificationAttempt {
     pub delivery_id: String,
     pub execution_id: String,
@@ -356,7 +392,7 @@ pub struct NotificationAttempt {
     pub at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ScheduleRecord {
     pub id: String,
     pub runbook: String,

@@ -78,7 +78,7 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, cmd: Admin) -> Result<
                     action: "token.create".into(),
                     target: new.record.id.clone(),
                     request_id: opsbook_store::id::new_id(),
-                    details: serde_json::to_value(&new.record)?,
+                    details: serde_json::to_value(opsbook_api::TokenInfo::from(new.record.clone()))?,
                 })
                 .await?;
             println!("{}", new.secret);
@@ -94,7 +94,7 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, cmd: Admin) -> Result<
             t.load_style(UTF8_FULL_CONDENSED);
             t.set_header(vec!["ID", "User", "Roles", "Created", "Expires", "Revoked", "Last used"]);
             let time = |ms: Option<i64>| {
-                opsbook_engine::report::time(ms).as_str().map(|s| s[..19].replace('T', " ")).unwrap_or_default()
+                opsbook_api::time(ms).and_then(|s| s.get(..19).map(|s| s.replace('T', " "))).unwrap_or_default()
             };
             for tok in store.tokens().await? {
                 t.add_row(vec![

@@ -156,7 +156,7 @@ impl Judge {
             Judge::Remote { name, server, client } => {
                 let started = Instant::now();
                 let path = format!("/api/v1/gates/{}", crate::client::enc(name));
-                let error = match client.get(&path).await {
+                let error = match client.get::<serde_json::Value>(&path).await {
                     Ok(doc) => match serde_json::from_value::<GateResult>(doc) {
                         Ok(r) => return Ok(r),
                         Err(e) => format!("{server}{path}: not a gate verdict: {e}"),
@@ -350,14 +350,13 @@ async fn exec_until_done(server: Option<&str>, cmd: Gate) -> Result<u8> {
             }
             let client = crate::client::Client::new(server)?;
             let path = format!("/api/v1/executions/{}/override", crate::client::enc(&o.id));
-            let doc = client.post(&path, &serde_json::json!({ "reason": o.reason })).await?;
-            let steps: Vec<&str> =
-                doc["gate_steps"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+            let done: opsbook_api::Overridden =
+                client.post(&path, &opsbook_api::Override { reason: o.reason.clone() }).await?;
             println!(
                 "overrode gate step {} of execution {}: the execution goes on (was: {})",
-                steps.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "),
-                doc["execution"].as_str().unwrap_or(&o.id),
-                doc["blocked_by"].as_str().unwrap_or("waiting on a gate")
+                done.gate_steps.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "),
+                done.execution,
+                done.blocked_by.as_deref().unwrap_or("waiting on a gate")
             );
             Ok(EXIT_OK)
         }

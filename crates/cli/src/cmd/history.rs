@@ -42,7 +42,7 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
         .executions(&ExecutionFilter { runbook: args.runbook, status, limit: args.limit, ..Default::default() })
         .await?;
     if args.output == crate::Output::Json {
-        let docs: Vec<_> = list.iter().map(opsbook_engine::report::summary).collect();
+        let docs: Vec<_> = list.iter().map(opsbook_api::ExecutionSummary::from).collect();
         println!("{}", serde_json::to_string_pretty(&docs)?);
         return Ok(EXIT_OK);
     }
@@ -50,13 +50,13 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
     t.load_style(UTF8_FULL_CONDENSED);
     t.set_header(vec!["ID", "Runbook", "Version", "Status", "Started", "Duration", "Actor", "Error"]);
     for e in &list {
-        let started = opsbook_engine::report::time(e.started_at.or(Some(e.created_at)));
+        let started = opsbook_api::time(e.started_at.or(Some(e.created_at)));
         t.add_row(vec![
             Cell::new(&e.id),
             Cell::new(&e.runbook_name),
             Cell::new(&e.runbook_version),
             exec_cell(e.status),
-            Cell::new(started.as_str().unwrap_or_default().chars().take(19).collect::<String>().replace('T', " ")),
+            Cell::new(started.as_deref().unwrap_or_default().chars().take(19).collect::<String>().replace('T', " ")),
             Cell::new(e.duration_ms().map(|d| human_ms(u64::try_from(d).unwrap_or(0))).unwrap_or_default()),
             Cell::new(&e.actor),
             Cell::new(truncate(e.error.as_deref().unwrap_or_default(), 60)),

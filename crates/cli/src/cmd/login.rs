@@ -27,7 +27,7 @@ pub async fn exec(server: Option<String>, args: Args) -> Result<u8> {
             line.trim().to_string()
         }
     };
-    let me = Client::with_token(&server, &token)?.get("/api/v1/whoami").await?;
+    let me: opsbook_api::Whoami = Client::with_token(&server, &token)?.get("/api/v1/whoami").await?;
     let path = credentials_path();
     let mut map: serde_json::Map<String, serde_json::Value> =
         std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
@@ -41,6 +41,6 @@ pub async fn exec(server: Option<String>, args: Args) -> Result<u8> {
     }
     .with_context(|| format!("cannot write {}", path.display()))?;
     f.write_all(serde_json::to_string_pretty(&map)?.as_bytes())?;
-    println!("logged in to {server} as {} ({})", me["user"].as_str().unwrap_or("?"), me["roles"]);
+    println!("logged in to {server} as {} ({})", me.user, serde_json::Value::from(me.roles));
     Ok(EXIT_OK)
 }

@@ -45,7 +45,9 @@ pub async fn exec(server: Option<String>, args: Args) -> Result<u8> {
     }
     let mut refused = 0;
     for (path, text, name, version) in &docs {
-        if let Err(e) = client.post_text("/api/v1/runbooks?dry_run=true", text.clone()).await {
+        if let Err(e) =
+            client.post_text::<opsbook_api::PublishResult>("/api/v1/runbooks?dry_run=true", text.clone()).await
+        {
             refused += 1;
             eprintln!("{} {path} ({name} {version}): {e:#}", style("refused:").red().bold().for_stderr());
         }
@@ -55,9 +57,8 @@ pub async fn exec(server: Option<String>, args: Args) -> Result<u8> {
         return Ok(EXIT_FAILED);
     }
     for (path, text, name, version) in &docs {
-        let doc = client.post_text("/api/v1/runbooks", text.clone()).await?;
-        let result = doc["result"].as_str().unwrap_or("?");
-        println!("{result:<9} {name} {version}  ({path})");
+        let done: opsbook_api::PublishResult = client.post_text("/api/v1/runbooks", text.clone()).await?;
+        println!("{:<9} {name} {version}  ({path})", done.result);
     }
     Ok(EXIT_OK)
 }

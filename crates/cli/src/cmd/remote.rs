@@ -1,5 +1,6 @@
 //! The commands that also work against a server (`--server URL`): run, history, show,
-//! logs, approve, reject, cancel.
+//! logs, approve, reject, cancel. Answers are read as the API's own types
+//! (`opsbook_api`), the ones the server sends.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -7,34 +8,17 @@ use std::time::Duration;
 use anyhow::Result;
 use comfy_table::{Cell, Table, presets::UTF8_FULL_CONDENSED};
 use console::style;
+use opsbook_api::{CancelAccepted, Decide, Decided, ExecutionDoc, ExecutionPage, LogPage, StepDoc, Submit, Submitted};
 use opsbook_core::duration::human_ms;
 use opsbook_core::{ExecStatus, StepStatus};
 use opsbook_engine::{Event, Observer};
 use opsbook_store::{Phase, Stream};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{EXIT_FAILED, EXIT_OK, EXIT_WAITING};
 use crate::Output;
 use crate::client::{Client, enc};
 use crate::render::{Live, exec_cell, step_cell, truncate};
-
-fn status_of(doc: &Value) -> ExecStatus {
-    doc["status"].as_str().and_then(ExecStatus::parse).unwrap_or(ExecStatus::Failed)
-}
-
-/// Still going: queued, running, or waiting on a gate (which resumes by itself), as
-/// opposed to waiting for people.
-fn in_progress(doc: &Value) -> bool {
-    match status_of(doc) {
-        ExecStatus::Queued | ExecStatus::Running => true,
-        ExecStatus::Waiting => waits_on_gate(doc),
-        _ => false,
-    }
-}
-
-fn waits_on_gate(doc: &Value) -> bool {
-    doc["steps"].as_array().into_iter().flatten().any(|s| s["status"] == "waiting" && s["kind"] != "approval")
-}
 
 fn exit_for(status: ExecStatus) -> u8 {
     match status {
@@ -44,95 +28,98 @@ fn exit_for(status: ExecStatus) -> u8 {
     }
 }
 
+fn duration(ms: Option<i64>) -> Option<String> {
+    ms.and_then(|d| u64::try_from(d).ok()).map(human_ms)
+}
+
+async fn execution(client: &Client, id: &str) -> Result<ExecutionDoc> {
+    client.get(&format!("/api/v1/executions/{}", enc(id))).await
+}
+
 /// Submits an execution of a published runbook and follows it until it stops running.
 pub async fn run(client: &Client, name: &str, params: BTreeMap<String, Value>, output: Output) -> Result<u8> {
-    let sub = client.post(&format!("/api/v1/runbooks/{}/executions", enc(name)), &json!({ "params": params })).await?;
-    let id = sub["id"].as_str().unwrap_or_default().to_string();
-    let first = client.get(&format!("/api/v1/executions/{id}")).await?;
-    let live = Live::new(first["steps"].as_array().map_or(0, Vec::len));
+    let submit = Submit { params, version: None };
+    let sub: Submitted = client.post(&format!("/api/v1/runbooks/{}/executions", enc(name)), &submit).await?;
+    let id = sub.id;
+    let first = execution(client, &id).await?;
+    let live = Live::new(first.steps.len());
     let json_out = output == Output::Json;
     if !json_out {
-        let version = first["runbook"]["version"].as_str().unwrap_or_default();
         live.on_event(&Event::Started {
             execution_id: &id,
             runbook: name,
-            version,
+            version: &first.summary.runbook.version,
             start: opsbook_engine::Start::Fresh,
         });
     }
     let mut after = 0i64;
-    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    let mut seen: BTreeMap<String, StepStatus> = BTreeMap::new();
     loop {
-        let logs = client.get(&format!("/api/v1/executions/{id}/logs?after={after}")).await?;
-        let doc = client.get(&format!("/api/v1/executions/{id}")).await?;
+        let logs: LogPage = client.get(&format!("/api/v1/executions/{id}/logs?after={after}")).await?;
+        let doc = execution(client, &id).await?;
         if !json_out {
-            // The same display as a local run: a step starts, its output streams beneath, it ends.
-            let steps = doc["steps"].as_array().cloned().unwrap_or_default();
-            let lines = logs["lines"].as_array().cloned().unwrap_or_default();
-            // Steps before `upto` that ended are reported before anything of a later step.
-            let finish = |upto: usize, seen: &mut BTreeMap<String, String>| {
-                for (idx, s) in steps.iter().enumerate().take(upto) {
-                    let sid = s["id"].as_str().unwrap_or_default();
-                    let st = s["status"].as_str().unwrap_or("pending");
-                    if matches!(st, "pending" | "running") || seen.get(sid).map(String::as_str) == Some(st) {
-                        continue;
-                    }
-                    if !seen.contains_key(sid) {
-                        let name = s["name"].as_str().unwrap_or(sid);
-                        live.on_event(&Event::StepStarted { idx, step_id: sid, name, attempt: 1, max_attempts: 1 });
-                    }
-                    let status = StepStatus::parse(st).unwrap_or(StepStatus::Failed);
-                    let duration_ms = s["duration_ms"].as_i64().unwrap_or(0);
-                    live.on_event(&Event::StepFinished {
-                        idx,
-                        step_id: sid,
-                        status,
-                        duration_ms,
-                        error: s["error"].as_str(),
-                    });
-                    seen.insert(sid.to_string(), st.to_string());
-                }
-            };
-            let start = |idx: usize, seen: &mut BTreeMap<String, String>| {
-                let sid = steps[idx]["id"].as_str().unwrap_or_default();
-                if !seen.contains_key(sid) {
-                    seen.insert(sid.to_string(), "running".into());
-                    let name = steps[idx]["name"].as_str().unwrap_or(sid);
-                    live.on_event(&Event::StepStarted { idx, step_id: sid, name, attempt: 1, max_attempts: 1 });
-                }
-            };
-            for l in &lines {
-                if let Some(idx) = steps.iter().position(|s| s["id"] == l["step"]) {
-                    finish(idx, &mut seen);
-                    start(idx, &mut seen);
-                }
-                let stream = Stream::parse(l["stream"].as_str().unwrap_or("stdout")).unwrap_or(Stream::Stdout);
-                let phase = Phase::parse(l["phase"].as_str().unwrap_or("step")).unwrap_or(Phase::Step);
-                live.on_event(&Event::Log {
-                    step_id: l["step"].as_str(),
-                    phase,
-                    stream,
-                    line: l["line"].as_str().unwrap_or(""),
-                });
-            }
-            finish(steps.len(), &mut seen);
-            if let Some(idx) = steps.iter().position(|s| s["status"] == "running") {
-                start(idx, &mut seen);
-            }
+            show_progress(&live, &doc.steps, &logs, &mut seen);
         }
-        if let Some(next) = logs["next_after"].as_i64() {
+        if let Some(next) = logs.next_after {
             after = next;
         }
-        let status = status_of(&doc);
-        if !in_progress(&doc) && logs["lines"].as_array().is_none_or(|a| a.is_empty()) {
+        if !doc.in_progress() && logs.lines.is_empty() {
             print_doc(client, &doc, output)?;
-            return Ok(exit_for(status));
+            return Ok(exit_for(doc.status()));
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
 
-fn print_doc(client: &Client, doc: &Value, output: Output) -> Result<()> {
+/// The same display as a local run: a step starts, its output streams beneath, it ends.
+fn show_progress(live: &Live, steps: &[StepDoc], logs: &LogPage, seen: &mut BTreeMap<String, StepStatus>) {
+    let started = |idx: usize, s: &StepDoc| {
+        live.on_event(&Event::StepStarted { idx, step_id: &s.id, name: &s.name, attempt: 1, max_attempts: 1 });
+    };
+    // Steps before `upto` that ended are reported before anything of a later step.
+    let finish = |upto: usize, seen: &mut BTreeMap<String, StepStatus>| {
+        for (idx, s) in steps.iter().enumerate().take(upto) {
+            if matches!(s.status, StepStatus::Pending | StepStatus::Running) || seen.get(&s.id) == Some(&s.status) {
+                continue;
+            }
+            if !seen.contains_key(&s.id) {
+                started(idx, s);
+            }
+            live.on_event(&Event::StepFinished {
+                idx,
+                step_id: &s.id,
+                status: s.status,
+                duration_ms: s.duration_ms.unwrap_or(0),
+                error: s.error.as_deref(),
+            });
+            seen.insert(s.id.clone(), s.status);
+        }
+    };
+    let start = |idx: usize, seen: &mut BTreeMap<String, StepStatus>| {
+        if !seen.contains_key(&steps[idx].id) {
+            seen.insert(steps[idx].id.clone(), StepStatus::Running);
+            started(idx, &steps[idx]);
+        }
+    };
+    for l in &logs.lines {
+        if let Some(idx) = steps.iter().position(|s| Some(&s.id) == l.step.as_ref()) {
+            finish(idx, seen);
+            start(idx, seen);
+        }
+        live.on_event(&Event::Log {
+            step_id: l.step.as_deref(),
+            phase: Phase::parse(&l.phase).unwrap_or(Phase::Step),
+            stream: Stream::parse(&l.stream).unwrap_or(Stream::Stdout),
+            line: &l.line,
+        });
+    }
+    finish(steps.len(), seen);
+    if let Some(idx) = steps.iter().position(|s| s.status == StepStatus::Running) {
+        start(idx, seen);
+    }
+}
+
+fn print_doc(client: &Client, doc: &ExecutionDoc, output: Output) -> Result<()> {
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(doc)?);
         return Ok(());
@@ -140,44 +127,39 @@ fn print_doc(client: &Client, doc: &Value, output: Output) -> Result<()> {
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
     t.set_header(vec!["#", "Step", "Status", "Attempts", "Exit", "Duration", "Error"]);
-    for (i, s) in doc["steps"].as_array().into_iter().flatten().enumerate() {
-        let status = StepStatus::parse(s["status"].as_str().unwrap_or("")).unwrap_or(StepStatus::Pending);
+    for (i, s) in doc.steps.iter().enumerate() {
         t.add_row(vec![
             Cell::new(i + 1),
-            Cell::new(s["id"].as_str().unwrap_or_default()),
-            step_cell(status),
-            Cell::new(s["attempts"].as_i64().unwrap_or(0)),
-            Cell::new(s["exit_code"].as_i64().map(|c| c.to_string()).unwrap_or_default()),
-            Cell::new(s["duration_ms"].as_u64().map(human_ms).unwrap_or_default()),
-            Cell::new(truncate(s["error"].as_str().unwrap_or_default(), 80)),
+            Cell::new(&s.id),
+            step_cell(s.status),
+            Cell::new(s.attempts),
+            Cell::new(s.exit_code.map(|c| c.to_string()).unwrap_or_default()),
+            Cell::new(duration(s.duration_ms).unwrap_or_default()),
+            Cell::new(truncate(s.error.as_deref().unwrap_or_default(), 80)),
         ]);
     }
     println!("{t}");
-    let took = doc["duration_ms"].as_u64().map(|d| format!(" in {}", human_ms(d))).unwrap_or_default();
-    println!(
-        "Execution {} {}{took}",
-        style(doc["id"].as_str().unwrap_or("?")).bold(),
-        crate::render::exec_status(status_of(doc))
-    );
-    if let Some(err) = doc["error"].as_str() {
+    let e = &doc.summary;
+    let took = duration(e.duration_ms).map(|d| format!(" in {d}")).unwrap_or_default();
+    println!("Execution {} {}{took}", style(&e.id).bold(), crate::render::exec_status(e.status));
+    if let Some(err) = &e.error {
         println!("  {}", style(err).red());
     }
-    let id = doc["id"].as_str().unwrap_or("?");
-    if status_of(doc) == ExecStatus::Waiting && waits_on_gate(doc) {
+    if doc.waits_on_gate() {
         println!(
             "  waiting on a gate: it goes on by itself when the gate clears; an admin may override with \
-             `opsbook --server {} gate override {id} --reason \"…\"`",
-            client.base()
+             `opsbook --server {} gate override {} --reason \"…\"`",
+            client.base(),
+            e.id
         );
-    } else if status_of(doc) == ExecStatus::Waiting {
-        println!("  approve with `opsbook --server {} approve {id}`", client.base());
+    } else if e.status == ExecStatus::Waiting {
+        println!("  approve with `opsbook --server {} approve {}`", client.base(), e.id);
     }
     Ok(())
 }
 
 pub async fn show(client: &Client, id: &str, output: Output) -> Result<u8> {
-    let doc = client.get(&format!("/api/v1/executions/{}", enc(id))).await?;
-    print_doc(client, &doc, output)?;
+    print_doc(client, &execution(client, id).await?, output)?;
     Ok(EXIT_OK)
 }
 
@@ -195,26 +177,25 @@ pub async fn history(
     if let Some(s) = status {
         q.push_str(&format!("&status={}", enc(s)));
     }
-    let page = client.get(&q).await?;
+    let page: ExecutionPage = client.get(&q).await?;
     if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&page["items"])?);
+        println!("{}", serde_json::to_string_pretty(&page.items)?);
         return Ok(EXIT_OK);
     }
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
     t.set_header(vec!["ID", "Runbook", "Version", "Status", "Started", "Duration", "Actor", "Error"]);
-    for e in page["items"].as_array().into_iter().flatten() {
+    for e in &page.items {
+        let started = e.started_at.as_deref().unwrap_or_default().chars().take(19).collect::<String>();
         t.add_row(vec![
-            Cell::new(e["id"].as_str().unwrap_or_default()),
-            Cell::new(e["runbook"]["name"].as_str().unwrap_or_default()),
-            Cell::new(e["runbook"]["version"].as_str().unwrap_or_default()),
-            exec_cell(status_of(e)),
-            Cell::new(
-                e["started_at"].as_str().unwrap_or_default().chars().take(19).collect::<String>().replace('T', " "),
-            ),
-            Cell::new(e["duration_ms"].as_u64().map(human_ms).unwrap_or_default()),
-            Cell::new(e["actor"].as_str().unwrap_or_default()),
-            Cell::new(truncate(e["error"].as_str().unwrap_or_default(), 60)),
+            Cell::new(&e.id),
+            Cell::new(&e.runbook.name),
+            Cell::new(&e.runbook.version),
+            exec_cell(e.status),
+            Cell::new(started.replace('T', " ")),
+            Cell::new(duration(e.duration_ms).unwrap_or_default()),
+            Cell::new(&e.actor),
+            Cell::new(truncate(e.error.as_deref().unwrap_or_default(), 60)),
         ]);
     }
     println!("{t}");
@@ -228,24 +209,23 @@ pub async fn logs(client: &Client, id: &str, step: Option<&str>, follow: bool) -
         if let Some(s) = step {
             q.push_str(&format!("&step={}", enc(s)));
         }
-        let page = client.get(&q).await?;
-        let lines = page["lines"].as_array().cloned().unwrap_or_default();
-        for l in &lines {
-            println!("[{}] {}", l["step"].as_str().unwrap_or("-"), l["line"].as_str().unwrap_or_default());
+        let page: LogPage = client.get(&q).await?;
+        for l in &page.lines {
+            println!("[{}] {}", l.step.as_deref().unwrap_or("-"), l.line);
         }
-        if let Some(n) = page["next_after"].as_i64() {
+        if let Some(n) = page.next_after {
             after = n;
         }
-        if !lines.is_empty() {
+        if !page.lines.is_empty() {
             continue;
         }
         if !follow {
             return Ok(EXIT_OK);
         }
-        let doc = client.get(&format!("/api/v1/executions/{}", enc(id))).await?;
-        if !in_progress(&doc) {
+        let doc = execution(client, id).await?;
+        if !doc.in_progress() {
             // How it ended, on stderr so the log lines on stdout stay just those.
-            eprintln!("execution {id} {}", crate::render::exec_status(status_of(&doc)));
+            eprintln!("execution {id} {}", crate::render::exec_status(doc.status()));
             return Ok(EXIT_OK);
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -253,22 +233,23 @@ pub async fn logs(client: &Client, id: &str, step: Option<&str>, follow: bool) -
 }
 
 pub async fn decide(client: &Client, id: &str, approved: bool, comment: Option<String>) -> Result<u8> {
-    let body = json!({ "decision": if approved { "approve" } else { "reject" }, "comment": comment });
-    let doc = client.post(&format!("/api/v1/executions/{}/approvals", enc(id)), &body).await?;
+    let body = Decide { decision: if approved { "approve" } else { "reject" }.into(), comment };
+    let done: Decided = client.post(&format!("/api/v1/executions/{}/approvals", enc(id)), &body).await?;
     let verb = if approved { "approved" } else { "rejected" };
     println!(
         "{verb} step `{}` of execution {} ({} of {} approvals{})",
-        doc["step"].as_str().unwrap_or("?"),
-        doc["execution"].as_str().unwrap_or("?"),
-        doc["approvals"],
-        doc["min_approvals"],
-        if doc["settled"].as_bool() == Some(true) { "; the execution continues" } else { "" }
+        done.step,
+        done.execution,
+        done.approvals,
+        done.min_approvals,
+        if done.settled { "; the execution continues" } else { "" }
     );
     Ok(EXIT_OK)
 }
 
 pub async fn cancel(client: &Client, id: &str) -> Result<u8> {
-    client.post(&format!("/api/v1/executions/{}/cancel", enc(id)), &json!({})).await?;
-    println!("cancel requested for execution {id}");
+    let done: CancelAccepted =
+        client.post(&format!("/api/v1/executions/{}/cancel", enc(id)), &serde_json::json!({})).await?;
+    println!("cancel requested for execution {}", done.id);
     Ok(EXIT_OK)
 }

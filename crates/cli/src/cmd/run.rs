@@ -99,7 +99,7 @@ pub async fn finish(store: &impl Store, id: &str, output: Output) -> Result<u8> 
     let exec = store.execution(id).await?;
     let steps = store.steps(id).await?;
     match output {
-        Output::Json => say!("{}", serde_json::to_string_pretty(&opsbook_engine::report::document(&exec, &steps))?),
+        Output::Json => say!("{}", serde_json::to_string_pretty(&opsbook_api::ExecutionDoc::new(&exec, &steps))?),
         Output::Text => print_summary(&exec, &steps),
     }
     Ok(match exec.status {

@@ -19,10 +19,10 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
     let e = engine.store.execution(&args.id).await?;
     let steps = engine.store.steps(&e.id).await?;
     if args.output == crate::Output::Json {
-        println!("{}", serde_json::to_string_pretty(&opsbook_engine::report::document(&e, &steps))?);
+        println!("{}", serde_json::to_string_pretty(&opsbook_api::ExecutionDoc::new(&e, &steps))?);
         return Ok(EXIT_OK);
     }
-    let when = |ms| opsbook_engine::report::time(ms).as_str().map(str::to_string).unwrap_or_else(|| "-".into());
+    let when = |ms| opsbook_api::time(ms).unwrap_or_else(|| "-".into());
     println!("{} {}", style("Execution").bold(), e.id);
     println!("  runbook   {} v{} (sha256 {})", e.runbook_name, e.runbook_version, &e.runbook_sha256[..12]);
     println!("  actor     {}", e.actor);

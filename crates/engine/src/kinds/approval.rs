@@ -19,14 +19,7 @@ pub(crate) async fn run<S: Store>(
 ) -> Result<Flow> {
     let now = now_ms();
     let timeout_ms = i64::try_from(step.kind.default_timeout().0.as_millis()).unwrap_or(i64::MAX / 2);
-    {
-        let rec = &mut run.steps[idx];
-        rec.started_at.get_or_insert(now);
-        rec.wait_deadline.get_or_insert(now.saturating_add(timeout_ms));
-        rec.status = StepStatus::Running;
-        rec.finished_at = None;
-    }
-    run.save_step(idx).await?;
+    run.mark_running(idx, Some(now.saturating_add(timeout_ms))).await?;
     let message = match &spec.message {
         Some(m) => template::render_plain(&m.value, &run.context(true)).unwrap_or_else(|e| format!("(message: {e})")),
         None => format!("Approve step `{}` of {}?", step.name, run.rb.name),
@@ -70,11 +63,7 @@ pub(crate) async fn run<S: Store>(
             d = asked => d.map_err(|e| Error::Io(format!("approval prompt failed: {e}")))?,
             _ = tokio::time::sleep(left) => continue,
             _ = cancel.reached(1) => {
-                let rec = &mut run.steps[idx];
-                rec.status = StepStatus::Cancelled;
-                rec.finished_at = Some(now_ms());
-                rec.error = Some("cancelled while waiting for approval".into());
-                run.save_step(idx).await?;
+                run.cancel_step(idx, "cancelled while waiting for approval").await?;
                 return Ok(Flow::Done(StepStatus::Cancelled));
             }
         };
@@ -99,8 +88,7 @@ pub(crate) async fn run<S: Store>(
         let verb = if d.approved { "approved" } else { "rejected" };
         run.system(Some(&step.id), Phase::Step, &format!("{verb} by {}", d.approver)).await?;
     }
-    run.steps[idx].wait_for(WaitKind::Approval);
-    run.save_step(idx).await?;
+    run.wait_step(idx, WaitKind::Approval, None, None).await?;
     run.event(&Event::Waiting { step_id: &step.id, message: &message });
     Ok(Flow::Wait)
 }

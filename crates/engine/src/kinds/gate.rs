@@ -115,11 +115,10 @@ pub(crate) async fn run_released<S: Store>(
         Ok(d) => d,
         Err(e) => return settle(run, idx, StepStatus::Failed, Some(e)).await,
     };
-    run.steps[idx].started_at.get_or_insert(now);
+    let started = run.started(idx);
     if run.steps[idx].status == StepStatus::Pending {
         // On record while the first check runs (an override waits for it).
-        run.steps[idx].status = StepStatus::Running;
-        run.save_step(idx).await?;
+        run.mark_running(idx, None).await?;
     }
     let checker = match Checker::new(std::time::Duration::from_secs(20)) {
         Ok(c) => c,
@@ -139,15 +138,12 @@ pub(crate) async fn run_released<S: Store>(
             }
         },
         _ = tokio::time::sleep(WORKER_CHECK_BUDGET), if on_worker => {
-            let rec = &mut run.steps[idx];
-            rec.wait_for(WaitKind::Gate);
-            rec.wait_deadline = Some(now);
-            rec.error = Some(format!("gate `{name}`: checking (slow sources)"));
-            run.save_step(idx).await?;
+            let why = format!("gate `{name}`: checking (slow sources)");
+            run.wait_step(idx, WaitKind::Gate, Some(now), Some(why)).await?;
             return Ok(Flow::Wait);
         }
     };
-    let waited = now - run.steps[idx].started_at.unwrap_or(now);
+    let waited = now - started;
     let previous = waiting_on(&run.steps[idx]);
     // Blocked before (not merely handed over from a worker): its clearing is news.
     let was_blocked = previous.is_some() && run.steps[idx].outputs.contains_key("records");
@@ -178,12 +174,8 @@ pub(crate) async fn run_released<S: Store>(
     }
     run.system(Some(&step.id), Phase::Step, &format!("{message}; checking again in {}", spec.poll())).await?;
     let records = run.masker().mask_json(&serde_json::to_value(&r.records).unwrap_or_default());
-    let rec = &mut run.steps[idx];
-    rec.wait_for(WaitKind::Gate);
-    rec.wait_deadline = Some(now + poll.min(max_wait - waited));
-    rec.error = Some(message.clone());
-    rec.outputs.insert("records".into(), records);
-    run.save_step(idx).await?;
+    run.steps[idx].outputs.insert("records".into(), records);
+    run.wait_step(idx, WaitKind::Gate, Some(now + poll.min(max_wait - waited)), Some(message.clone())).await?;
     if !was_blocked {
         run.event(&Event::Waiting { step_id: &step.id, message: &message });
     }
@@ -218,10 +210,7 @@ async fn settle<S: Store>(
     status: StepStatus,
     error: Option<String>,
 ) -> Result<crate::runner::Flow> {
-    // One step, done once (its polls are not retries), as a local run counts it.
-    let rec = &mut run.steps[idx];
-    rec.attempts = rec.attempts.max(1);
-    run.settle(idx, status, error).await
+    run.settle_once(idx, status, error).await
 }
 
 /// One re-check before step `idx` on the server: clear goes on; blocked parks the
@@ -252,10 +241,7 @@ pub(crate) async fn recheck_released<S: Store>(
         run.system(Some(gate_step), Phase::Step, &clear).await?;
         if previous.is_some() {
             let waited_ms = now - run.steps[idx].started_at.unwrap_or(now);
-            let rec = &mut run.steps[idx];
-            rec.status = StepStatus::Pending;
-            rec.error = None;
-            rec.wait_deadline = None;
+            run.release_hold(idx);
             run.event(&Event::GateCleared { step_id: &step_id, gate: &name, waited_ms });
         }
         return Ok(Recheck::Go);
@@ -265,7 +251,7 @@ pub(crate) async fn recheck_released<S: Store>(
     if previous.as_deref() != Some(message.as_str()) {
         run.event(&Event::GateBlocked { step_id: &step_id, gate: &name, reasons: &why });
     }
-    let first = *run.steps[idx].started_at.get_or_insert(now);
+    let first = run.started(idx);
     let max_wait = i64::try_from(spec.max_wait().0.as_millis()).unwrap_or(i64::MAX / 2);
     let poll = i64::try_from(spec.poll().0.as_millis()).unwrap_or(60_000);
     if now - first >= max_wait {
@@ -276,11 +262,7 @@ pub(crate) async fn recheck_released<S: Store>(
         )));
     }
     run.system(Some(gate_step), Phase::Step, &format!("{message}; checking again in {}", spec.poll())).await?;
-    let rec = &mut run.steps[idx];
-    rec.wait_for(WaitKind::Gate);
-    rec.wait_deadline = Some(now + poll.min(max_wait - (now - first)));
-    rec.error = Some(message.clone());
-    run.save_step(idx).await?;
+    run.wait_step(idx, WaitKind::Gate, Some(now + poll.min(max_wait - (now - first))), Some(message.clone())).await?;
     if previous.is_none() {
         run.event(&Event::Waiting { step_id: &step_id, message: &message });
     }

@@ -308,11 +308,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = cancel.reached(1) => {
-                    let rec = &mut self.steps[idx];
-                    rec.status = StepStatus::Cancelled;
-                    rec.finished_at = Some(now_ms());
-                    rec.error = Some("cancelled while waiting to retry".into());
-                    self.save_step(idx).await?;
+                    self.cancel_step(idx, "cancelled while waiting to retry").await?;
                     self.event(&Event::StepFinished { idx, step_id: &step.id, status: StepStatus::Cancelled, duration_ms: 0, error: Some("cancelled") });
                     return Ok(Flow::Done(StepStatus::Cancelled));
                 }

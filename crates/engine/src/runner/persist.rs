@@ -2,7 +2,7 @@
 //! step on the hot path), and the end of a run.
 
 use opsbook_core::{ExecStatus, StepStatus};
-use opsbook_store::{Attempt, Phase, StepRecord, Store, now_ms};
+use opsbook_store::{Attempt, Phase, StepRecord, Store, WaitKind, now_ms};
 
 use crate::Result;
 use crate::kinds::AttemptResult;
@@ -106,5 +106,71 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
             Event::StepFinished { idx, step_id: &rec.step_id, status, duration_ms, error: rec.error.as_deref() };
         self.hooks.observer.on_event(&event);
         Ok(Flow::Done(status))
+    }
+
+    /// When step `idx` started (now, if it had not).
+    pub fn started(&mut self, idx: usize) -> i64 {
+        *self.steps[idx].started_at.get_or_insert_with(now_ms)
+    }
+
+    /// Step `idx` is under way (a first gate check, or a wait for people), on record;
+    /// `deadline`, when given, is kept if it had one already.
+    pub async fn mark_running(&mut self, idx: usize, deadline: Option<i64>) -> Result<()> {
+        self.started(idx);
+        let rec = &mut self.steps[idx];
+        if let Some(d) = deadline {
+            rec.wait_deadline.get_or_insert(d);
+        }
+        rec.status = StepStatus::Running;
+        rec.finished_at = None;
+        self.save_step(idx).await
+    }
+
+    /// Step `idx` waits for `kind`, on record: looked at again at `deadline`, and `why`
+    /// says what it waits on (both kept when not given).
+    pub async fn wait_step(
+        &mut self,
+        idx: usize,
+        kind: WaitKind,
+        deadline: Option<i64>,
+        why: Option<String>,
+    ) -> Result<()> {
+        let rec = &mut self.steps[idx];
+        rec.wait_for(kind);
+        if let Some(d) = deadline {
+            rec.wait_deadline = Some(d);
+        }
+        if let Some(why) = why {
+            rec.error = Some(why);
+        }
+        self.save_step(idx).await
+    }
+
+    /// Step `idx` was cancelled while it waited (for people, or to retry), on record;
+    /// the caller announces it if it should.
+    pub async fn cancel_step(&mut self, idx: usize, why: &str) -> Result<()> {
+        let rec = &mut self.steps[idx];
+        rec.status = StepStatus::Cancelled;
+        rec.finished_at = Some(now_ms());
+        rec.error = Some(why.to_string());
+        self.save_step(idx).await
+    }
+
+    /// Step `idx`, held by a gate's recheck, may run: pending again, nothing to wait on.
+    /// (Saved when it starts.)
+    pub fn release_hold(&mut self, idx: usize) {
+        let rec = &mut self.steps[idx];
+        rec.status = StepStatus::Pending;
+        rec.error = None;
+        rec.wait_deadline = None;
+        rec.wait_kind = None;
+    }
+
+    /// [`Run::settle`] for a step done once whatever it took (a gate's polls are not
+    /// retries): it counts one attempt, as a local run counts it.
+    pub async fn settle_once(&mut self, idx: usize, status: StepStatus, error: Option<String>) -> Result<Flow> {
+        let rec = &mut self.steps[idx];
+        rec.attempts = rec.attempts.max(1);
+        self.settle(idx, status, error).await
     }
 }

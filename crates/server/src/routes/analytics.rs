@@ -4,9 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Json;
 use axum::extract::State;
+use opsbook_api::{Analytics, ReviewOverdue, RunbookFigures};
 use opsbook_store::{AnalyticsRow, RunbookQuery, ServerStore, now_ms};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use crate::auth::{Ctx, Perm};
 use crate::error::{ApiError, ApiQuery, ApiResult};
@@ -31,7 +31,8 @@ fn percentile(sorted: &[i64], q: f64) -> Option<i64> {
     Some(sorted[rank - 1])
 }
 
-pub fn summarize(rows: &[AnalyticsRow], window_start: i64, now: i64, incident: bool) -> Value {
+/// The figures of one runbook's executions over the window.
+pub fn summarize(runbook: &str, rows: &[AnalyticsRow], window_start: i64, now: i64, incident: bool) -> RunbookFigures {
     let finished: Vec<&AnalyticsRow> = rows
         .iter()
         .filter(|r| matches!(r.status.as_str(), "succeeded" | "failed" | "cancelled" | "interrupted"))
@@ -43,46 +44,37 @@ pub fn summarize(rows: &[AnalyticsRow], window_start: i64, now: i64, incident: b
     let first = rows.iter().map(|r| r.created_at).min().unwrap_or(now).max(window_start);
     let weeks = ((now - first) as f64 / WEEK_MS).max(1.0);
     let users: BTreeSet<&str> = rows.iter().map(|r| r.actor.as_str()).collect();
-    let rate = |n: usize| {
-        if finished.is_empty() {
-            Value::Null
-        } else {
-            json!((n as f64 / finished.len() as f64 * 1000.0).round() / 1000.0)
-        }
-    };
-    let mut doc = json!({
-        "runs": rows.len(),
-        "finished": finished.len(),
-        "succeeded": succeeded,
-        "success_rate": rate(succeeded),
-        "p50_duration_ms": percentile(&durations, 0.5),
-        "p95_duration_ms": percentile(&durations, 0.95),
-        "runs_per_week": ((rows.len() as f64 / weeks) * 100.0).round() / 100.0,
-        "distinct_users": users.len(),
-        "rollback_rate": rate(finished.iter().filter(|r| r.rolled_back).count()),
-    });
-    if incident {
-        // Time to recovery: how long a successful incident response took, on average.
+    let rate = |n: usize| (!finished.is_empty()).then(|| (n as f64 / finished.len() as f64 * 1000.0).round() / 1000.0);
+    // Time to recovery: how long a successful incident response took, on average.
+    let mttr_ms = incident.then(|| {
         let recovered: Vec<i64> = finished
             .iter()
             .filter(|r| r.status == "succeeded")
             .filter_map(|r| Some(r.finished_at? - r.started_at?))
             .collect();
-        doc["mttr_ms"] = if recovered.is_empty() {
-            Value::Null
-        } else {
-            json!(recovered.iter().sum::<i64>() / recovered.len() as i64)
-        };
+        (!recovered.is_empty()).then(|| recovered.iter().sum::<i64>() / recovered.len() as i64)
+    });
+    RunbookFigures {
+        runbook: runbook.to_string(),
+        runs: rows.len(),
+        finished: finished.len(),
+        succeeded,
+        success_rate: rate(succeeded),
+        p50_duration_ms: percentile(&durations, 0.5),
+        p95_duration_ms: percentile(&durations, 0.95),
+        runs_per_week: ((rows.len() as f64 / weeks) * 100.0).round() / 100.0,
+        distinct_users: users.len(),
+        rollback_rate: rate(finished.iter().filter(|r| r.rolled_back).count()),
+        mttr_ms,
     }
-    doc
 }
 
-#[utoipa::path(get, path = "/api/v1/analytics", tag = "analytics", params(AnalyticsQuery), responses((status = 200, description = "Per-runbook figures and overdue reviews"), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+#[utoipa::path(get, path = "/api/v1/analytics", tag = "analytics", params(AnalyticsQuery), responses((status = 200, description = "Per-runbook figures and overdue reviews", body = opsbook_api::Analytics), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn analytics(
     State(st): State<AppState>,
     ctx: Ctx,
     ApiQuery(q): ApiQuery<AnalyticsQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Analytics>> {
     ctx.require(&st, Perm::Read, "analytics").await?;
     let now = now_ms();
     let since = match q.since.as_deref() {
@@ -100,13 +92,11 @@ pub async fn analytics(
     }
     let registry = st.store.registry(&RunbookQuery::default()).await?;
     let kind_of = |name: &str| registry.iter().find(|e| e.name == name).map(|e| e.runbook_type.clone());
-    let runbooks: Vec<Value> = by_runbook
+    let runbooks = by_runbook
         .iter()
         .map(|(name, rows)| {
             let incident = kind_of(name).as_deref() == Some("incident_response");
-            let mut doc = summarize(rows, since, now, incident);
-            doc["runbook"] = json!(name);
-            doc
+            summarize(name, rows, since, now, incident)
         })
         .collect();
     // Runbooks whose review is overdue, from their newest published text.
@@ -116,18 +106,18 @@ pub async fn analytics(
         let Ok((_, content)) = st.store.registry_version(&e.name, &e.latest_version).await else { continue };
         let Ok(rb) = opsbook_core::parse(&content) else { continue };
         match rb.review.as_ref().map(|r| (r.due(), r.last_reviewed)) {
-            Some((Some(due), _)) if due < today => {
-                overdue.push(json!({ "runbook": e.name, "due": due.to_string(), "owner": e.owner }))
+            Some((Some(due), _)) if due < today => overdue.push(ReviewOverdue {
+                runbook: e.name.clone(),
+                due: Some(due.to_string()),
+                owner: e.owner.clone(),
+            }),
+            Some((None, None)) => {
+                overdue.push(ReviewOverdue { runbook: e.name.clone(), due: None, owner: e.owner.clone() })
             }
-            Some((None, None)) => overdue.push(json!({ "runbook": e.name, "due": null, "owner": e.owner })),
             _ => {}
         }
     }
-    Ok(Json(json!({
-        "since": opsbook_engine::report::time(Some(since)),
-        "runbooks": runbooks,
-        "review_overdue": overdue,
-    })))
+    Ok(Json(Analytics { since: opsbook_api::time(Some(since)), runbooks, review_overdue: overdue }))
 }
 
 #[cfg(test)]
@@ -155,14 +145,17 @@ mod tests {
             row("failed", "a", 20, 300, true),
             row("succeeded", "c", 30, 400, false),
         ];
-        let doc = summarize(&rows, 0, 2 * week, true);
-        assert_eq!(doc["runs"], 4);
-        assert_eq!(doc["success_rate"], 0.75);
-        assert_eq!(doc["p50_duration_ms"], 200);
-        assert_eq!(doc["p95_duration_ms"], 400);
-        assert_eq!(doc["runs_per_week"], 2.0);
-        assert_eq!(doc["distinct_users"], 3);
-        assert_eq!(doc["rollback_rate"], 0.25);
-        assert_eq!(doc["mttr_ms"], 233);
+        let f = summarize("r", &rows, 0, 2 * week, true);
+        assert_eq!(f.runs, 4);
+        assert_eq!(f.success_rate, Some(0.75));
+        assert_eq!(f.p50_duration_ms, Some(200));
+        assert_eq!(f.p95_duration_ms, Some(400));
+        assert_eq!(f.runs_per_week, 2.0);
+        assert_eq!(f.distinct_users, 3);
+        assert_eq!(f.rollback_rate, Some(0.25));
+        assert_eq!(f.mttr_ms, Some(Some(233)));
+        // Not an incident response: no time to recovery at all (not even null).
+        let doc = serde_json::to_value(summarize("r", &rows, 0, 2 * week, false)).unwrap();
+        assert!(doc.get("mttr_ms").is_none(), "{doc}");
     }
 }

@@ -8,8 +8,6 @@ pub(crate) mod health;
 pub(crate) mod runbooks;
 pub(crate) mod schedules;
 
-pub(crate) use executions::enqueue;
-
 use axum::Router;
 use axum::routing::{delete, get, post};
 

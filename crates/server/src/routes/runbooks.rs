@@ -4,15 +4,18 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use opsbook_core::LifecycleStatus;
-use opsbook_store::{
-    LifecycleEvent, Publish, Published, RegistryEntry, RunbookQuery, ScheduleRecord, ServerStore, now_ms,
+use opsbook_api::{
+    Items, LifecycleChange, LifecycleChanged, LifecycleEvent, PublishResult, RunbookDoc, RunbookEntry, VersionDoc,
+    VersionEntry,
 };
+use opsbook_core::LifecycleStatus;
+use opsbook_store::{Publish, Published, RegistryEntry, RunbookQuery, ScheduleRecord, ServerStore, now_ms};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{Ctx, Perm};
 use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult, ApiText};
+use crate::service::to_value;
 use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -56,7 +59,7 @@ async fn would_publish(st: &AppState, name: &str, version: &str, sha256: &str) -
 }
 
 /// `POST /api/v1/runbooks` with a YAML body: validated like `opsbook validate`.
-#[utoipa::path(post, path = "/api/v1/runbooks", tag = "runbooks", params(PublishQuery), request_body(content = String, content_type = "application/yaml", description = "The runbook document"), responses((status = 201, description = "Created"), (status = 200, description = "Updated, unchanged, or the dry-run outcome"), (status = 400, description = "Invalid runbook: details carry line and column", body = crate::openapi::ErrorBody), (status = 409, description = "Version not newer, or a published version with other content", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+#[utoipa::path(post, path = "/api/v1/runbooks", tag = "runbooks", params(PublishQuery), request_body(content = String, content_type = "application/yaml", description = "The runbook document"), responses((status = 201, description = "Created", body = PublishResult), (status = 200, description = "Updated, unchanged, or the dry-run outcome", body = PublishResult), (status = 400, description = "Invalid runbook: details carry line and column", body = crate::openapi::ErrorBody), (status = 409, description = "Version not newer, or a published version with other content", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn publish(
     State(st): State<AppState>,
     ctx: Ctx,
@@ -97,7 +100,13 @@ pub async fn publish(
     }
     if pq.dry_run {
         let outcome = would_publish(&st, &rb.name, &rb.version.to_string(), &rb.sha256).await?;
-        let doc = json!({ "name": rb.name, "version": rb.version.to_string(), "sha256": rb.sha256, "result": outcome, "dry_run": true });
+        let doc = PublishResult {
+            name: rb.name.clone(),
+            version: rb.version.to_string(),
+            sha256: rb.sha256.clone(),
+            result: outcome.as_str().into(),
+            dry_run: true,
+        };
         return Ok((StatusCode::OK, Json(doc)).into_response());
     }
     for s in &rb.schedules {
@@ -121,7 +130,13 @@ pub async fn publish(
     };
     let outcome =
         st.store.publish(&Publish { entry, content: body, steps_text, actor: ctx.user().to_string() }).await?;
-    let doc = json!({ "name": rb.name, "version": rb.version.to_string(), "sha256": rb.sha256, "result": outcome });
+    let doc = PublishResult {
+        name: rb.name.clone(),
+        version: rb.version.to_string(),
+        sha256: rb.sha256.clone(),
+        result: outcome.as_str().into(),
+        dry_run: false,
+    };
     if outcome != Published::Unchanged {
         let now = now_ms();
         let schedules: Vec<ScheduleRecord> = rb
@@ -149,7 +164,7 @@ pub async fn publish(
             })
             .collect();
         st.store.sync_schedules(&rb.name, &schedules).await?;
-        st.audit(ctx.user(), "runbook.publish", &rb.name, &rid, doc.clone()).await;
+        st.audit(ctx.user(), "runbook.publish", &rb.name, &rid, to_value(&doc)).await;
     }
     let status = if outcome == Published::Created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(doc)).into_response())
@@ -166,43 +181,48 @@ pub struct ListQuery {
     owner: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/runbooks", operation_id = "listRunbooks", tag = "runbooks", params(ListQuery), responses((status = 200, description = "Matching runbooks"), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
-pub async fn list(State(st): State<AppState>, ctx: Ctx, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/api/v1/runbooks", operation_id = "listRunbooks", tag = "runbooks", params(ListQuery), responses((status = 200, description = "Matching runbooks", body = Items<RunbookEntry>), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+pub async fn list(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Items<RunbookEntry>>> {
     ctx.require(&st, Perm::Read, "runbooks").await?;
     let items = st
         .store
         .registry(&RunbookQuery { q: q.q, runbook_type: q.runbook_type, tag: q.tag, status: q.status, owner: q.owner })
         .await?;
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(Items { items: items.into_iter().map(RunbookEntry::from).collect() }))
 }
 
-#[utoipa::path(get, path = "/api/v1/runbooks/{name}", operation_id = "getRunbook", tag = "runbooks", params(("name" = String, Path)), responses((status = 200, description = "The runbook and its lifecycle history"), (status = 404, description = "Unknown runbook", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
-pub async fn get(State(st): State<AppState>, ctx: Ctx, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/api/v1/runbooks/{name}", operation_id = "getRunbook", tag = "runbooks", params(("name" = String, Path)), responses((status = 200, description = "The runbook and its lifecycle history", body = RunbookDoc), (status = 404, description = "Unknown runbook", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+pub async fn get(State(st): State<AppState>, ctx: Ctx, Path(name): Path<String>) -> ApiResult<Json<RunbookDoc>> {
     ctx.require(&st, Perm::Read, &name).await?;
-    let entry = st.store.registry_entry(&name).await?;
-    let lifecycle = st.store.lifecycle_events(&name).await?;
-    let mut doc = serde_json::to_value(entry).map_err(ApiError::internal)?;
-    doc["lifecycle"] = serde_json::to_value(lifecycle).map_err(ApiError::internal)?;
-    Ok(Json(doc))
+    let entry = st.store.registry_entry(&name).await?.into();
+    let lifecycle = st.store.lifecycle_events(&name).await?.into_iter().map(LifecycleEvent::from).collect();
+    Ok(Json(RunbookDoc { entry, lifecycle }))
 }
 
-#[utoipa::path(get, path = "/api/v1/runbooks/{name}/versions", tag = "runbooks", params(("name" = String, Path)), responses((status = 200, description = "Published versions, newest first"), (status = 404, description = "Unknown runbook", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
-pub async fn versions(State(st): State<AppState>, ctx: Ctx, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/api/v1/runbooks/{name}/versions", tag = "runbooks", params(("name" = String, Path)), responses((status = 200, description = "Published versions, newest first", body = Items<VersionEntry>), (status = 404, description = "Unknown runbook", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+pub async fn versions(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Items<VersionEntry>>> {
     ctx.require(&st, Perm::Read, &name).await?;
-    Ok(Json(json!({ "items": st.store.registry_versions(&name).await? })))
+    let items = st.store.registry_versions(&name).await?.into_iter().map(VersionEntry::from).collect();
+    Ok(Json(Items { items }))
 }
 
-#[utoipa::path(get, path = "/api/v1/runbooks/{name}/versions/{version}", tag = "runbooks", params(("name" = String, Path), ("version" = String, Path)), responses((status = 200, description = "One version with its exact text"), (status = 404, description = "Unknown version", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+#[utoipa::path(get, path = "/api/v1/runbooks/{name}/versions/{version}", tag = "runbooks", params(("name" = String, Path), ("version" = String, Path)), responses((status = 200, description = "One version with its exact text", body = VersionDoc), (status = 404, description = "Unknown version", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn version(
     State(st): State<AppState>,
     ctx: Ctx,
     Path((name, version)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<VersionDoc>> {
     ctx.require(&st, Perm::Read, &name).await?;
     let (v, content) = st.store.registry_version(&name, &version).await?;
-    let mut doc = serde_json::to_value(v).map_err(ApiError::internal)?;
-    doc["content"] = Value::from(content);
-    Ok(Json(doc))
+    Ok(Json(VersionDoc { version: v.into(), content }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -227,13 +247,6 @@ pub async fn diff(
     Ok(([(axum::http::header::CONTENT_TYPE, "text/x-diff; charset=utf-8")], text).into_response())
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LifecycleBody {
-    status: String,
-    reason: Option<String>,
-}
-
 /// The allowed transitions: draft → active → deprecated → archived, deprecated → active,
 /// and a draft may be archived without ever running.
 fn allowed(from: &str, to: &str) -> bool {
@@ -247,13 +260,13 @@ fn allowed(from: &str, to: &str) -> bool {
     )
 }
 
-#[utoipa::path(post, path = "/api/v1/runbooks/{name}/lifecycle", tag = "runbooks", params(("name" = String, Path)), request_body = LifecycleBody, responses((status = 200, description = "The recorded transition"), (status = 400, description = "Unknown status or no reason", body = crate::openapi::ErrorBody), (status = 409, description = "Transition not allowed", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+#[utoipa::path(post, path = "/api/v1/runbooks/{name}/lifecycle", tag = "runbooks", params(("name" = String, Path)), request_body = LifecycleChange, responses((status = 200, description = "The recorded transition", body = LifecycleChanged), (status = 400, description = "Unknown status or no reason", body = crate::openapi::ErrorBody), (status = 409, description = "Transition not allowed", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn lifecycle(
     State(st): State<AppState>,
     ctx: Ctx,
     Path(name): Path<String>,
-    ApiJson(body): ApiJson<LifecycleBody>,
-) -> ApiResult<Json<Value>> {
+    ApiJson(body): ApiJson<LifecycleChange>,
+) -> ApiResult<Json<LifecycleChanged>> {
     let rid = ctx.request_id.clone();
     ctx.require(&st, Perm::Author, &name).await?;
     let valid =
@@ -270,7 +283,7 @@ pub async fn lifecycle(
     if !allowed(&entry.status, &body.status) {
         return Err(ApiError::conflict(format!("runbook `{name}` cannot go from {} to {}", entry.status, body.status)));
     }
-    let event = LifecycleEvent {
+    let event = opsbook_store::LifecycleEvent {
         name: name.clone(),
         from_status: Some(entry.status.clone()),
         to_status: body.status.clone(),
@@ -279,16 +292,17 @@ pub async fn lifecycle(
         at: now_ms(),
     };
     let removed = st.store.set_lifecycle(&event).await?;
-    let mut doc = serde_json::to_value(&event).map_err(ApiError::internal)?;
-    if event.to_status == LifecycleStatus::Archived.as_str() {
+    let archived = event.to_status == LifecycleStatus::Archived.as_str();
+    let mut doc = LifecycleChanged { event: event.into(), schedules_removed: None, note: None };
+    if archived {
         // An archived runbook never runs again: its schedules went with it. Say which.
-        let ids: Vec<&str> = removed.iter().map(|s| s.id.as_str()).collect();
-        doc["schedules_removed"] = json!(ids);
-        doc["note"] = json!(match ids.len() {
+        let ids: Vec<String> = removed.into_iter().map(|s| s.id).collect();
+        doc.note = Some(match ids.len() {
             0 => "archived; it had no schedules".to_string(),
             n => format!("archived; its {n} schedule(s) were removed, since an archived runbook never runs again"),
         });
+        doc.schedules_removed = Some(ids);
     }
-    st.audit(ctx.user(), "runbook.lifecycle", &name, &rid, doc.clone()).await;
+    st.audit(ctx.user(), "runbook.lifecycle", &name, &rid, to_value(&doc)).await;
     Ok(Json(doc))
 }

@@ -3,33 +3,22 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use opsbook_api::{Deleted, Items, NewSchedule, Schedule};
 use opsbook_store::{ScheduleRecord, ServerStore, now_ms};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{Ctx, Perm};
 use crate::error::{ApiError, ApiJson, ApiResult, params_error};
 use crate::scheduler::{next_run, timezone};
+use crate::service::to_value;
 use crate::state::AppState;
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ScheduleBody {
-    runbook: String,
-    cron: String,
-    timezone: Option<String>,
-    #[serde(default)]
-    params: serde_json::Map<String, Value>,
-    overlap: Option<String>,
-    missed: Option<String>,
-}
-
-#[utoipa::path(post, path = "/api/v1/schedules", operation_id = "createSchedule", tag = "schedules", request_body = ScheduleBody, responses((status = 201, description = "The schedule with its next run"), (status = 400, description = "Bad cron, time zone or parameters", body = crate::openapi::ErrorBody), (status = 409, description = "The runbook is a draft or archived", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+#[utoipa::path(post, path = "/api/v1/schedules", operation_id = "createSchedule", tag = "schedules", request_body = NewSchedule, responses((status = 201, description = "The schedule with its next run", body = Schedule), (status = 400, description = "Bad cron, time zone or parameters", body = crate::openapi::ErrorBody), (status = 409, description = "The runbook is a draft or archived", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn create(
     State(st): State<AppState>,
     ctx: Ctx,
-    ApiJson(b): ApiJson<ScheduleBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    ApiJson(b): ApiJson<NewSchedule>,
+) -> ApiResult<(StatusCode, Json<Schedule>)> {
     let rid = ctx.request_id.clone();
     ctx.require(&st, Perm::Run, &b.runbook).await?;
     opsbook_core::schedule::check_cron_fires(&b.cron).map_err(ApiError::bad_request)?;
@@ -105,22 +94,22 @@ pub async fn create(
     };
     s.next_run_at = next_run(&s, now_ms());
     st.store.create_schedule(&s).await?;
-    let doc = serde_json::to_value(&s).map_err(ApiError::internal)?;
-    st.audit(ctx.user(), "schedule.create", &s.id, &rid, doc.clone()).await;
+    let doc = Schedule::from(s);
+    st.audit(ctx.user(), "schedule.create", &doc.id, &rid, to_value(&doc)).await;
     Ok((StatusCode::CREATED, Json(doc)))
 }
 
-#[utoipa::path(get, path = "/api/v1/schedules", operation_id = "listSchedules", tag = "schedules", responses((status = 200, description = "All schedules"), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
-pub async fn list(State(st): State<AppState>, ctx: Ctx) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/api/v1/schedules", operation_id = "listSchedules", tag = "schedules", responses((status = 200, description = "All schedules", body = Items<Schedule>), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+pub async fn list(State(st): State<AppState>, ctx: Ctx) -> ApiResult<Json<Items<Schedule>>> {
     ctx.require(&st, Perm::Read, "schedules").await?;
-    Ok(Json(json!({ "items": st.store.schedules().await? })))
+    Ok(Json(Items { items: st.store.schedules().await?.into_iter().map(Schedule::from).collect() }))
 }
 
-#[utoipa::path(delete, path = "/api/v1/schedules/{id}", operation_id = "deleteSchedule", tag = "schedules", params(("id" = String, Path)), responses((status = 200, description = "Deleted"), (status = 404, description = "Unknown (or a runbook's own) schedule", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
-pub async fn delete(State(st): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+#[utoipa::path(delete, path = "/api/v1/schedules/{id}", operation_id = "deleteSchedule", tag = "schedules", params(("id" = String, Path)), responses((status = 200, description = "Deleted", body = Deleted), (status = 404, description = "Unknown (or a runbook's own) schedule", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+pub async fn delete(State(st): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Json<Deleted>> {
     let rid = ctx.request_id.clone();
     ctx.require(&st, Perm::Run, &id).await?;
     st.store.delete_schedule(&id).await?;
     st.audit(ctx.user(), "schedule.delete", &id, &rid, json!({})).await;
-    Ok(Json(json!({ "id": id, "deleted": true })))
+    Ok(Json(Deleted { id, deleted: true }))
 }

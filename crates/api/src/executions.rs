@@ -1,0 +1,281 @@
+//! Executions: submitting, reading, following and deciding on them.
+
+use std::collections::BTreeMap;
+
+use opsbook_core::{ExecStatus, StepStatus};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::time;
+
+/// `POST /api/v1/runbooks/{name}/executions`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Submit {
+    /// Parameter values by name.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub params: BTreeMap<String, Value>,
+    /// A published version (default: the newest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// An execution was queued (or, `repeated`, an earlier one had the same Idempotency-Key).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Submitted {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repeated: bool,
+}
+
+/// Which runbook version an execution runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RunbookRef {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+}
+
+/// An execution without its steps (lists).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionSummary {
+    pub id: String,
+    pub runbook: RunbookRef,
+    #[schema(value_type = String, example = "succeeded")]
+    pub status: ExecStatus,
+    pub actor: String,
+    /// RFC 3339.
+    pub created_at: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub duration_ms: Option<i64>,
+    /// Parameter values, secrets masked.
+    #[schema(value_type = Object)]
+    pub params: Value,
+    pub error: Option<String>,
+}
+
+/// An execution with its steps and rollback: `GET /api/v1/executions/{id}`, and the
+/// CLI's `--output json`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionDoc {
+    #[serde(flatten)]
+    pub summary: ExecutionSummary,
+    pub steps: Vec<StepDoc>,
+    pub rollback: RollbackDoc,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StepDoc {
+    pub id: String,
+    pub name: String,
+    /// `run`, `http`, `sleep`, `approval` or `gate`.
+    pub kind: String,
+    #[schema(value_type = String, example = "succeeded")]
+    pub status: StepStatus,
+    pub attempts: i64,
+    pub exit_code: Option<i64>,
+    pub duration_ms: Option<i64>,
+    #[schema(value_type = Object)]
+    pub outputs: Map<String, Value>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RollbackDoc {
+    pub performed: bool,
+    #[schema(value_type = Option<String>)]
+    pub status: Option<StepStatus>,
+    /// Newest first, as they ran.
+    pub steps: Vec<RollbackStep>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RollbackStep {
+    pub id: String,
+    #[schema(value_type = String)]
+    pub status: StepStatus,
+    pub exit_code: Option<i64>,
+    pub error: Option<String>,
+}
+
+impl ExecutionDoc {
+    pub fn status(&self) -> ExecStatus {
+        self.summary.status
+    }
+
+    /// The step waiting on a gate (a gate step, or one a gate's recheck holds), if any.
+    pub fn waits_on_gate(&self) -> bool {
+        self.summary.status == ExecStatus::Waiting
+            && self.steps.iter().any(|s| s.status == StepStatus::Waiting && s.kind != "approval")
+    }
+
+    /// Still going: queued, running, or waiting on a gate (which resumes by itself), as
+    /// opposed to waiting for people or stopped.
+    pub fn in_progress(&self) -> bool {
+        matches!(self.summary.status, ExecStatus::Queued | ExecStatus::Running) || self.waits_on_gate()
+    }
+}
+
+impl From<&opsbook_store::Execution> for ExecutionSummary {
+    fn from(e: &opsbook_store::Execution) -> ExecutionSummary {
+        ExecutionSummary {
+            id: e.id.clone(),
+            runbook: RunbookRef {
+                name: e.runbook_name.clone(),
+                version: e.runbook_version.clone(),
+                sha256: e.runbook_sha256.clone(),
+            },
+            status: e.status,
+            actor: e.actor.clone(),
+            created_at: time(Some(e.created_at)),
+            started_at: time(e.started_at),
+            finished_at: time(e.finished_at),
+            duration_ms: e.duration_ms(),
+            params: e.params.clone(),
+            error: e.error.clone(),
+        }
+    }
+}
+
+impl ExecutionDoc {
+    /// The document of an execution and its steps.
+    pub fn new(e: &opsbook_store::Execution, steps: &[opsbook_store::StepRecord]) -> ExecutionDoc {
+        let step_docs = steps
+            .iter()
+            .map(|s| StepDoc {
+                id: s.step_id.clone(),
+                name: s.name.clone(),
+                kind: s.kind.clone(),
+                status: s.status,
+                attempts: s.attempts,
+                exit_code: s.exit_code,
+                duration_ms: s.duration_ms(),
+                outputs: s.outputs.clone(),
+                error: s.error.clone(),
+            })
+            .collect();
+        let rolled = steps
+            .iter()
+            .rev()
+            .filter_map(|s| {
+                Some(RollbackStep {
+                    id: s.step_id.clone(),
+                    status: s.rollback_status?,
+                    exit_code: s.rollback_exit_code,
+                    error: s.rollback_error.clone(),
+                })
+            })
+            .collect();
+        ExecutionDoc {
+            summary: ExecutionSummary::from(e),
+            steps: step_docs,
+            rollback: RollbackDoc { performed: e.rollback_status.is_some(), status: e.rollback_status, steps: rolled },
+        }
+    }
+}
+
+/// `GET /api/v1/executions`: newest first; pass `next_cursor` as `cursor` for more.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionPage {
+    pub items: Vec<ExecutionSummary>,
+    pub next_cursor: Option<String>,
+}
+
+/// One line of an execution's log.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LogLine {
+    /// Its sequence number in the execution (also the SSE event id).
+    pub seq: i64,
+    /// The step it belongs to (none for the execution's own lines).
+    pub step: Option<String>,
+    /// `check`, `step` or `rollback`.
+    pub phase: String,
+    pub attempt: i64,
+    /// `stdout`, `stderr` or `system`.
+    pub stream: String,
+    /// Epoch milliseconds.
+    pub ts: i64,
+    pub line: String,
+}
+
+impl From<&opsbook_store::LogLine> for LogLine {
+    fn from(l: &opsbook_store::LogLine) -> LogLine {
+        LogLine {
+            seq: l.seq,
+            step: l.step_id.clone(),
+            phase: l.phase.as_str().to_string(),
+            attempt: l.attempt,
+            stream: l.stream.as_str().to_string(),
+            ts: l.ts,
+            line: l.line.clone(),
+        }
+    }
+}
+
+/// `GET /api/v1/executions/{id}/logs`: pass `next_after` as `after` for more.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LogPage {
+    pub lines: Vec<LogLine>,
+    pub next_after: Option<i64>,
+}
+
+/// The `status` event of `GET /api/v1/executions/{id}/events`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StatusEvent {
+    #[schema(value_type = String)]
+    pub status: ExecStatus,
+    pub error: Option<String>,
+}
+
+/// `POST /api/v1/executions/{id}/approvals`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Decide {
+    /// `approve` or `reject`.
+    pub decision: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// A decision was recorded; `settled` when the step is decided and the execution goes on.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Decided {
+    pub execution: String,
+    pub step: String,
+    /// `approve` or `reject`.
+    pub decision: String,
+    pub comment: Option<String>,
+    pub approvals: usize,
+    pub min_approvals: u32,
+    pub settled: bool,
+}
+
+/// `POST /api/v1/executions/{id}/cancel`: asked for (or done, for a queued one).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CancelAccepted {
+    pub id: String,
+}
+
+/// `POST /api/v1/executions/{id}/override`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Override {
+    /// Why the gate is waived (goes to the audit trail and the execution's log).
+    pub reason: String,
+}
+
+/// A gate was waived: the execution goes on.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Overridden {
+    pub execution: String,
+    /// The step it waited at.
+    pub step: String,
+    /// The gate steps waived.
+    pub gate_steps: Vec<String>,
+    pub reason: String,
+    /// What blocked it.
+    pub blocked_by: Option<String>,
+}

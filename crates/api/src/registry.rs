@@ -1,0 +1,239 @@
+//! The registry (published runbooks, their versions and lifecycle), schedules and
+//! analytics.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+/// A runbook in the registry: its lifecycle and newest version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RunbookEntry {
+    pub name: String,
+    /// `draft`, `active`, `deprecated` or `archived`.
+    pub status: String,
+    pub latest_version: String,
+    pub latest_sha256: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub runbook_type: String,
+    pub owner: Option<String>,
+    pub tags: Vec<String>,
+    /// Epoch milliseconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl From<opsbook_store::RegistryEntry> for RunbookEntry {
+    fn from(e: opsbook_store::RegistryEntry) -> RunbookEntry {
+        RunbookEntry {
+            name: e.name,
+            status: e.status,
+            latest_version: e.latest_version,
+            latest_sha256: e.latest_sha256,
+            title: e.title,
+            description: e.description,
+            runbook_type: e.runbook_type,
+            owner: e.owner,
+            tags: e.tags,
+            created_at: e.created_at,
+            updated_at: e.updated_at,
+        }
+    }
+}
+
+/// `GET /api/v1/runbooks/{name}`: the entry and its lifecycle history.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RunbookDoc {
+    #[serde(flatten)]
+    pub entry: RunbookEntry,
+    pub lifecycle: Vec<LifecycleEvent>,
+}
+
+/// `POST /api/v1/runbooks` (the runbook's YAML text is the body).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PublishResult {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+    /// `created` (a new runbook), `updated` (a new version) or `unchanged`.
+    pub result: String,
+    /// Set when `?dry_run=true`: nothing was stored.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+}
+
+/// One published version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VersionEntry {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+    pub published_by: String,
+    pub published_at: i64,
+}
+
+impl From<opsbook_store::PublishedVersion> for VersionEntry {
+    fn from(v: opsbook_store::PublishedVersion) -> VersionEntry {
+        VersionEntry {
+            name: v.name,
+            version: v.version,
+            sha256: v.sha256,
+            published_by: v.published_by,
+            published_at: v.published_at,
+        }
+    }
+}
+
+/// `GET /api/v1/runbooks/{name}/versions/{version}`: the version and its exact text.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct VersionDoc {
+    #[serde(flatten)]
+    pub version: VersionEntry,
+    pub content: String,
+}
+
+/// `POST /api/v1/runbooks/{name}/lifecycle`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleChange {
+    /// `draft`, `active`, `deprecated` or `archived`.
+    pub status: String,
+    /// Required: why (kept in the runbook's history and the audit trail).
+    pub reason: Option<String>,
+}
+
+/// A lifecycle transition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LifecycleEvent {
+    pub name: String,
+    pub from_status: Option<String>,
+    pub to_status: String,
+    pub actor: String,
+    pub reason: Option<String>,
+    pub at: i64,
+}
+
+impl From<opsbook_store::LifecycleEvent> for LifecycleEvent {
+    fn from(e: opsbook_store::LifecycleEvent) -> LifecycleEvent {
+        LifecycleEvent {
+            name: e.name,
+            from_status: e.from_status,
+            to_status: e.to_status,
+            actor: e.actor,
+            reason: e.reason,
+            at: e.at,
+        }
+    }
+}
+
+/// The answer to a lifecycle change; archiving also says which schedules went with it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LifecycleChanged {
+    #[serde(flatten)]
+    pub event: LifecycleEvent,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedules_removed: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// `POST /api/v1/schedules`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSchedule {
+    pub runbook: String,
+    /// Five fields (minute hour day month weekday).
+    pub cron: String,
+    /// IANA name (default UTC).
+    pub timezone: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub params: Map<String, Value>,
+    /// `skip` (default) or `queue`: when the previous run is still going.
+    pub overlap: Option<String>,
+    /// `skip` (default) or `run_once`: runs missed while the server was down.
+    pub missed: Option<String>,
+}
+
+/// A schedule: a runbook's own (`source: runbook`) or created through the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Schedule {
+    pub id: String,
+    pub runbook: String,
+    pub source: String,
+    pub cron: String,
+    pub timezone: String,
+    #[schema(value_type = Object)]
+    pub params: Value,
+    pub overlap: String,
+    pub missed: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub next_run_at: Option<i64>,
+    pub last_run_at: Option<i64>,
+    pub last_result: Option<String>,
+}
+
+impl From<opsbook_store::ScheduleRecord> for Schedule {
+    fn from(s: opsbook_store::ScheduleRecord) -> Schedule {
+        Schedule {
+            id: s.id,
+            runbook: s.runbook,
+            source: s.source,
+            cron: s.cron,
+            timezone: s.timezone,
+            params: s.params,
+            overlap: s.overlap,
+            missed: s.missed,
+            created_by: s.created_by,
+            created_at: s.created_at,
+            next_run_at: s.next_run_at,
+            last_run_at: s.last_run_at,
+            last_result: s.last_result,
+        }
+    }
+}
+
+/// `DELETE /api/v1/schedules/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Deleted {
+    pub id: String,
+    pub deleted: bool,
+}
+
+/// `GET /api/v1/analytics`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Analytics {
+    /// RFC 3339: the start of the window.
+    pub since: Option<String>,
+    pub runbooks: Vec<RunbookFigures>,
+    pub review_overdue: Vec<ReviewOverdue>,
+}
+
+/// How one runbook fares over the window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RunbookFigures {
+    pub runbook: String,
+    pub runs: usize,
+    pub finished: usize,
+    pub succeeded: usize,
+    /// Of finished runs, to three decimals (null: none finished).
+    pub success_rate: Option<f64>,
+    pub p50_duration_ms: Option<i64>,
+    pub p95_duration_ms: Option<i64>,
+    pub runs_per_week: f64,
+    pub distinct_users: usize,
+    pub rollback_rate: Option<f64>,
+    /// Incident-response runbooks only: the mean time a successful run took (null: none yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mttr_ms: Option<Option<i64>>,
+}
+
+/// A runbook whose review is due (or that was never reviewed and names no due date).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReviewOverdue {
+    pub runbook: String,
+    /// YYYY-MM-DD, or null.
+    pub due: Option<String>,
+    pub owner: Option<String>,
+}

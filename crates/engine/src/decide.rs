@@ -1,0 +1,195 @@
+//! Decisions on a waiting execution, the same for every front end: approving or
+//! rejecting the approval step it waits on, and (on the server) overriding the gate it
+//! waits on. Who may decide is the front end's to check; what a decision changes is here.
+
+use opsbook_core::step::approval::ApprovalSpec;
+use opsbook_core::{ExecStatus, StepKind, StepStatus};
+use opsbook_store::{Approval, Execution, LogLine, Phase, ServerStore, StepRecord, Store, Stream, WaitKind, now_ms};
+
+use crate::{Engine, Error, Result};
+
+/// The approval step an execution waits on.
+#[derive(Debug, Clone)]
+pub struct ApprovalWait {
+    pub execution: Execution,
+    pub step: StepRecord,
+    pub spec: ApprovalSpec,
+}
+
+/// Where the decisions on a step stand after one more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    /// Approvals recorded for the step so far.
+    pub approvals: usize,
+    pub min_approvals: u32,
+    /// The step is decided: rejected, or approved often enough. The execution goes on.
+    pub settled: bool,
+}
+
+/// A gate waived by an admin (break glass).
+#[derive(Debug, Clone)]
+pub struct Overridden {
+    pub execution: Execution,
+    /// The step the execution waited at: the gate step, or the step a gate's recheck held.
+    pub step: String,
+    /// The gate steps waived.
+    pub gate_steps: Vec<String>,
+    /// What blocked it.
+    pub blocked_by: Option<String>,
+}
+
+impl<S: Store> Engine<S> {
+    /// The approval step execution `id` waits on; refused (naming why) when it waits on
+    /// nothing or on a gate.
+    pub async fn approval_wait(&self, id: &str) -> Result<ApprovalWait> {
+        let execution = self.store.execution(id).await?;
+        if execution.status != ExecStatus::Waiting {
+            return Err(Error::Invalid(format!(
+                "execution {} is {}, not waiting for approval",
+                execution.id, execution.status
+            )));
+        }
+        let steps = self.store.steps(&execution.id).await?;
+        let Some(step) = steps.into_iter().find(|s| s.status == StepStatus::Waiting) else {
+            return Err(Error::Invalid(format!("execution {} has no step waiting for approval", execution.id)));
+        };
+        let rb = self.stored_runbook(&execution.runbook_sha256).await?;
+        match usize::try_from(step.idx).ok().and_then(|i| rb.steps.get(i)).map(|s| &s.kind) {
+            Some(StepKind::Approval(spec)) => Ok(ApprovalWait { spec: spec.clone(), execution, step }),
+            _ => Err(Error::Invalid(format!(
+                "execution {} waits on a gate at step `{}`, not for approval (an admin may override it)",
+                execution.id, step.step_id
+            ))),
+        }
+    }
+
+    /// Records `who`'s decision on the step (one person decides once) and tallies them.
+    /// A settled step is the runner's to act on: the front end carries the execution on
+    /// (locally) or queues it (on the server).
+    pub async fn decide(
+        &self,
+        wait: &ApprovalWait,
+        who: &str,
+        approved: bool,
+        comment: Option<String>,
+    ) -> Result<Tally> {
+        let id = &wait.execution.id;
+        self.store
+            .add_approval(&Approval {
+                execution_id: id.clone(),
+                step_id: wait.step.step_id.clone(),
+                approver: who.to_string(),
+                approved,
+                comment,
+                created_at: now_ms(),
+            })
+            .await?;
+        let approvals =
+            self.store.approvals(id).await?.iter().filter(|a| a.step_id == wait.step.step_id && a.approved).count();
+        let min_approvals = wait.spec.min_approvals;
+        Ok(Tally { approvals, min_approvals, settled: !approved || approvals >= min_approvals as usize })
+    }
+}
+
+/// How long an override waits for a gate check under way before giving up.
+const OVERRIDE_PATIENCE_MS: i64 = 30_000;
+
+impl<S: ServerStore> Engine<S> {
+    /// Break glass: the gate execution `id` waits on counts as passed (the gate step, or
+    /// every gate whose recheck holds a later step), recorded on the steps (who, why) and
+    /// in the execution's log; the execution is then queued to go on. A gate check under
+    /// way is waited for (at most 30 s), so an override never races it.
+    pub async fn override_gate(&self, id: &str, by: &str, reason: &str) -> Result<Overridden> {
+        let exec = self.store.execution(id).await?;
+        let rb = self.stored_runbook(&exec.runbook_sha256).await?;
+        let kind = |s: &StepRecord| usize::try_from(s.idx).ok().and_then(|i| rb.steps.get(i)).map(|x| &x.kind);
+        let gate_wait = |steps: &[StepRecord]| {
+            steps.iter().position(|s| s.status == StepStatus::Waiting && s.wait_kind == Some(WaitKind::Gate))
+        };
+        let gate_checking = |steps: &[StepRecord]| {
+            steps.iter().any(|s| s.status == StepStatus::Running && matches!(kind(s), Some(StepKind::Gate(_))))
+        };
+        let owner = format!("override:{by}");
+        let deadline = now_ms() + OVERRIDE_PATIENCE_MS;
+        let (held, mut steps, i) = loop {
+            let steps = self.store.steps(&exec.id).await?;
+            let current = self.store.execution(&exec.id).await?;
+            let waiting = gate_wait(&steps).is_some();
+            let patient = now_ms() < deadline;
+            match current.status {
+                ExecStatus::Waiting if waiting => {
+                    if let Some(held) = self.store.claim_waiting(&exec.id, &owner, self.config.lease_ms()).await? {
+                        // Read again: a poll that just ended may have changed them.
+                        let steps = self.store.steps(&exec.id).await?;
+                        match gate_wait(&steps) {
+                            Some(i) => break (held, steps, i),
+                            None => {
+                                self.let_go(held, ExecStatus::Waiting).await?;
+                                return Err(Error::Invalid(format!(
+                                    "execution {} is no longer waiting on a gate",
+                                    exec.id
+                                )));
+                            }
+                        }
+                    }
+                    // Else a poll holds it: try again when it is done.
+                }
+                ExecStatus::Running | ExecStatus::Queued if patient && (waiting || gate_checking(&steps)) => {}
+                other => {
+                    return Err(Error::Invalid(format!("execution {} is {other}, not waiting on a gate", exec.id)));
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        let now = now_ms();
+        let blocked_by = steps[i].error.clone();
+        let at_gate_step = matches!(kind(&steps[i]), Some(StepKind::Gate(_)));
+        // The gates waived: the gate step itself, or every gate whose recheck holds step `i`.
+        let waived: Vec<usize> = if at_gate_step {
+            vec![i]
+        } else {
+            (0..i)
+                .filter(|&g| steps[g].status == StepStatus::Succeeded && steps[g].overridden_by.is_none())
+                .filter(|&g| matches!(kind(&steps[g]), Some(StepKind::Gate(spec)) if spec.recheck.is_some()))
+                .collect()
+        };
+        for &g in &waived {
+            steps[g].waive(by, reason, now);
+        }
+        let mut changed = waived.clone();
+        if !at_gate_step {
+            // The held step runs when the execution goes on; its waiting is over.
+            steps[i].unhold();
+            changed.push(i);
+        }
+        for &c in &changed {
+            self.store.update_step(&steps[c]).await?;
+        }
+        // In the execution's log too, where people following it look.
+        let seq = self.store.last_log_seq(&exec.id).await? + 1;
+        let line = LogLine {
+            execution_id: exec.id.clone(),
+            seq,
+            step_id: Some(steps[i].step_id.clone()),
+            phase: Phase::Step,
+            attempt: 0,
+            stream: Stream::System,
+            ts: now,
+            line: format!("gate overridden by {by}: {reason} (was: {})", blocked_by.as_deref().unwrap_or("blocked")),
+        };
+        self.store.append_logs(&[line]).await?;
+        let gate_steps = waived.iter().map(|&g| steps[g].step_id.clone()).collect();
+        let step = steps[i].step_id.clone();
+        let execution = self.let_go(held, ExecStatus::Queued).await?;
+        Ok(Overridden { execution, step, gate_steps, blocked_by })
+    }
+
+    /// Gives a held execution back: to the queue (it goes on) or to waiting.
+    async fn let_go(&self, mut exec: Execution, to: ExecStatus) -> Result<Execution> {
+        exec.status = to;
+        exec.owner = None;
+        exec.lease_expires_at = None;
+        self.store.update_execution(&exec).await?;
+        Ok(exec)
+    }
+}
