@@ -279,3 +279,53 @@ pub struct Overridden {
     /// What blocked it.
     pub blocked_by: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// The execution document keeps its shape: what clients (and `--output json`
+    /// scripts) read, field for field, survives a round trip through the types.
+    #[test]
+    fn the_execution_document_keeps_its_shape() {
+        let doc = json!({
+            "id": "01JABC",
+            "runbook": { "name": "deploy", "version": "1.2.0", "sha256": "ab12" },
+            "status": "waiting",
+            "actor": "alice",
+            "created_at": "2026-12-02T08:00:00Z",
+            "started_at": "2026-12-02T08:00:01Z",
+            "finished_at": null,
+            "duration_ms": null,
+            "params": { "env": "prod", "token": "***" },
+            "error": null,
+            "steps": [
+                { "id": "build", "name": "Build", "kind": "run", "status": "succeeded", "attempts": 1,
+                  "exit_code": 0, "duration_ms": 12, "outputs": { "sha": "f00" }, "error": null },
+                { "id": "health", "name": "Health", "kind": "gate", "status": "waiting", "attempts": 0,
+                  "exit_code": null, "duration_ms": null, "outputs": {}, "error": "gate `aws` blocked" }
+            ],
+            "rollback": { "performed": false, "status": null, "steps": [] }
+        });
+        let typed: ExecutionDoc = serde_json::from_value(doc.clone()).unwrap();
+        assert_eq!(typed.status(), ExecStatus::Waiting);
+        assert!(typed.waits_on_gate() && typed.in_progress());
+        assert_eq!(serde_json::to_value(&typed).unwrap(), doc);
+    }
+
+    #[test]
+    fn an_unknown_status_is_refused_by_name() {
+        let err = serde_json::from_value::<StatusEvent>(json!({ "status": "exploded", "error": null })).unwrap_err();
+        assert!(err.to_string().contains("unknown status `exploded`"), "{err}");
+    }
+
+    #[test]
+    fn a_repeated_submission_says_so_and_a_first_one_does_not() {
+        let first = serde_json::to_value(Submitted { id: "a".into(), repeated: false }).unwrap();
+        assert_eq!(first, json!({ "id": "a" }));
+        let again: Submitted = serde_json::from_value(json!({ "id": "a", "repeated": true })).unwrap();
+        assert!(again.repeated);
+    }
+}

@@ -3,6 +3,7 @@
 mod abuse;
 mod api;
 mod authz;
+mod contract;
 mod gates;
 mod notify;
 mod restart;

@@ -1,0 +1,125 @@
+//! The API's answers are its typed wire types (`opsbook_api`), the ones clients read:
+//! every JSON answer deserializes into the type its OpenAPI entry names, and every
+//! answer the document lists has a schema.
+
+use opsbook_api::*;
+use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::support::{Server, runbook};
+
+/// `doc` read as `T`, failing the test with the document when it does not fit.
+fn typed<T: DeserializeOwned>(what: &str, doc: Value) -> T {
+    match serde_json::from_value(doc.clone()) {
+        Ok(t) => t,
+        Err(e) => panic!("{what}: {e}\n{doc:#}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_is_its_wire_type() {
+    let s = Server::start().await;
+    let admin = s.token("root", &["admin"]).await;
+    let ops = s.token("ops", &["operator"]).await;
+    let boss = s.token("boss", &["approver"]).await;
+    let text = runbook(
+        "web",
+        "1.0.0",
+        "",
+        "    env: { type: string, default: dev }\n",
+        "    - id: build\n      run: echo built\n    - id: ok\n      approval: { approvers: [\"role:approver\"] }\n",
+    );
+    let (status, doc) = s.publish(&admin, &text).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let published: PublishResult = typed("publish", doc);
+    assert_eq!((published.result.as_str(), published.dry_run), ("created", false));
+    let (_, doc) =
+        s.post("/api/v1/runbooks/web/lifecycle", &admin, json!({ "status": "deprecated", "reason": "v2 soon" })).await;
+    let changed: LifecycleChanged = typed("lifecycle", doc);
+    assert_eq!(changed.event.to_status, "deprecated");
+
+    let list: Items<RunbookEntry> = typed("runbooks", s.get("/api/v1/runbooks", &ops).await.1);
+    assert_eq!(list.items[0].name, "web");
+    let one: RunbookDoc = typed("runbook", s.get("/api/v1/runbooks/web", &ops).await.1);
+    assert!(one.lifecycle.iter().any(|e| e.reason.as_deref() == Some("v2 soon")), "{one:?}");
+    let versions: Items<VersionEntry> = typed("versions", s.get("/api/v1/runbooks/web/versions", &ops).await.1);
+    assert_eq!(versions.items[0].version, "1.0.0");
+    let version: VersionDoc = typed("version", s.get("/api/v1/runbooks/web/versions/1.0.0", &ops).await.1);
+    assert_eq!(version.content, text);
+
+    let (status, doc) = s.post("/api/v1/runbooks/web/executions", &ops, json!({ "params": { "env": "prod" } })).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let submitted: Submitted = typed("submit", doc);
+    let id = submitted.id;
+    let doc = s.wait_for(&id, &ops, |d| d["status"] == "waiting").await;
+    let execution: ExecutionDoc = typed("execution", doc);
+    assert_eq!(execution.steps.len(), 2);
+    assert!(!execution.waits_on_gate() && !execution.in_progress());
+    let page: ExecutionPage = typed("executions", s.get("/api/v1/executions", &ops).await.1);
+    assert_eq!(page.items[0].id, id);
+    let logs: LogPage = typed("logs", s.get(&format!("/api/v1/executions/{id}/logs"), &ops).await.1);
+    assert!(logs.lines.iter().any(|l| l.line == "built"), "{logs:?}");
+    let decided: Decided = typed(
+        "decide",
+        s.post(&format!("/api/v1/executions/{id}/approvals"), &boss, json!({ "decision": "approve" })).await.1,
+    );
+    assert!(decided.settled);
+    s.wait_for(&id, &ops, |d| d["status"] == "succeeded").await;
+
+    let (status, doc) = s.post(&format!("/api/v1/executions/{id}/cancel"), &ops, json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let refusal: ErrorBody = typed("refusal", doc);
+    assert_eq!(refusal.error.code, "conflict");
+
+    let (status, doc) =
+        s.post("/api/v1/schedules", &ops, json!({ "runbook": "web", "cron": "0 3 * * *", "params": {} })).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let schedule: Schedule = typed("schedule", doc);
+    let schedules: Items<Schedule> = typed("schedules", s.get("/api/v1/schedules", &ops).await.1);
+    assert_eq!(schedules.items[0].id, schedule.id);
+    let (_, doc) = s.call("DELETE", &format!("/api/v1/schedules/{}", schedule.id), Some(&ops), None).await;
+    assert!(typed::<Deleted>("delete schedule", doc).deleted);
+
+    let (status, doc) = s.post("/api/v1/tokens", &admin, json!({ "user": "ci", "roles": ["operator"] })).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let created: CreatedToken = typed("token", doc);
+    assert!(created.token.starts_with("obk_"));
+    let tokens: Items<TokenInfo> = typed("tokens", s.get("/api/v1/tokens", &admin).await.1);
+    assert!(tokens.items.iter().any(|t| t.id == created.info.id));
+    let (_, doc) = s.call("DELETE", &format!("/api/v1/tokens/{}", created.info.id), Some(&admin), None).await;
+    assert!(typed::<Revoked>("revoke", doc).revoked);
+    let audit: Items<AuditEntry> = typed("audit", s.get("/api/v1/audit", &admin).await.1);
+    assert!(audit.items.iter().any(|r| r.action == "execution.approval"));
+    let me: Whoami = typed("whoami", s.get("/api/v1/whoami", &ops).await.1);
+    assert_eq!(me.user, "ops");
+    let figures: Analytics = typed("analytics", s.get("/api/v1/analytics", &ops).await.1);
+    assert_eq!(figures.runbooks[0].succeeded, 1);
+    let health: Health = typed("readyz", s.call("GET", "/readyz", None, None).await.1);
+    assert_eq!(health.status, "ready");
+    s.stop().await;
+}
+
+/// Every JSON answer in the OpenAPI document names its schema (a client generated
+/// from the document gets types, not `any`).
+#[test]
+fn every_documented_answer_has_a_schema() {
+    let doc = opsbook_server::openapi::document();
+    let mut untyped = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            for (code, answer) in op["responses"].as_object().unwrap() {
+                let open = path.ends_with("/events") || path.ends_with("/diff") || path.ends_with("openapi.json");
+                // A gate verdict is the gate crate's document, shared with `opsbook gate check`.
+                let verdict = path == "/api/v1/gates/{name}";
+                if open || verdict {
+                    continue;
+                }
+                if answer["content"]["application/json"]["schema"].is_null() {
+                    untyped.push(format!("{method} {path} {code}"));
+                }
+            }
+        }
+    }
+    assert!(untyped.is_empty(), "answers without a schema: {untyped:#?}");
+}
