@@ -60,6 +60,9 @@ pub struct PublishResult {
     /// Set when `?dry_run=true`: nothing was stored.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// The bundle of files published with it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle_sha256: Option<String>,
 }
 
 /// One published version.
@@ -70,6 +73,8 @@ pub struct VersionEntry {
     pub sha256: String,
     pub published_by: String,
     pub published_at: i64,
+    /// The files published with this version (`GET /api/v1/bundles/{sha256}`), if any.
+    pub bundle_sha256: Option<String>,
 }
 
 impl From<opsbook_store::PublishedVersion> for VersionEntry {
@@ -80,6 +85,7 @@ impl From<opsbook_store::PublishedVersion> for VersionEntry {
             sha256: v.sha256,
             published_by: v.published_by,
             published_at: v.published_at,
+            bundle_sha256: v.bundle_sha256,
         }
     }
 }
@@ -90,6 +96,16 @@ pub struct VersionDoc {
     #[serde(flatten)]
     pub version: VersionEntry,
     pub content: String,
+}
+
+/// `PUT /api/v1/bundles/{sha256}`: a bundle of files is stored (or was already).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BundleStored {
+    pub sha256: String,
+    /// How many files it holds.
+    pub files: usize,
+    /// Its size in bytes (encoded).
+    pub size: usize,
 }
 
 /// `POST /api/v1/runbooks/{name}/lifecycle`.

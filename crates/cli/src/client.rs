@@ -113,6 +113,15 @@ impl Client {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
     }
 
+    pub async fn put_bytes<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>) -> Result<T> {
+        let req = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .header("content-type", "application/vnd.opsbook.bundle")
+            .body(body);
+        self.send(req).await
+    }
+
     pub async fn post_text<T: DeserializeOwned>(&self, path: &str, body: String) -> Result<T> {
         let req = self.http.post(format!("{}{path}", self.base)).header("content-type", "application/yaml").body(body);
         self.send(req).await

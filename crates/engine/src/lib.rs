@@ -7,6 +7,7 @@
 // One audited exception: `process::parent_death_signal` (see ARCHITECTURE.md).
 #![deny(unsafe_code)]
 
+pub mod bundle;
 mod cancel;
 mod decide;
 mod error;

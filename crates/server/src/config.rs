@@ -18,8 +18,14 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Executions run at once by this server.
     pub workers: usize,
-    /// Directory that runbook `workdir`s are relative to.
+    /// Directory that runbook `workdir`s are relative to; an execution of a version
+    /// published with files runs in `executions/ID` under it, holding those files.
     pub workdir: PathBuf,
+    /// How long the working directory of an execution that did not succeed is kept
+    /// (to look into); a successful one's goes when it ends.
+    pub keep_failed_workdirs: String,
+    /// The largest bundle of files (encoded) a runbook version may be published with.
+    pub max_bundle_bytes: usize,
     /// How long a running step may finish after a shutdown starts.
     pub shutdown_grace: String,
     /// Time between SIGTERM and SIGKILL when a step is stopped.
@@ -61,6 +67,8 @@ impl Default for Config {
             database_url: None,
             workers: 4,
             workdir: PathBuf::from("."),
+            keep_failed_workdirs: "24h".into(),
+            max_bundle_bytes: opsbook_core::bundle::DEFAULT_MAX_BYTES,
             shutdown_grace: "30s".into(),
             kill_grace: "5s".into(),
             lease: "30s".into(),
@@ -99,8 +107,14 @@ metrics_listen = "127.0.0.1:9464"
 # Executions this server runs at once. Waiting executions (approvals) hold no worker.
 workers = 4
 
-# Directory that runbook `workdir`s (and their scripts) are relative to.
+# Directory that runbook `workdir`s (and their scripts) are relative to. An execution of
+# a runbook pushed with its files (`opsbook push`) runs in workdir/executions/ID, where
+# those files are written out; it is removed when the execution succeeds, and kept this
+# long otherwise, to look into.
 workdir = "."
+keep_failed_workdirs = "24h"
+# The most a runbook's files (its bundle) may weigh.
+max_bundle_bytes = 10485760
 
 # On shutdown, running steps may finish within this time; then they are stopped and
 # their executions marked interrupted.
@@ -206,6 +220,7 @@ impl Config {
             ("OPSBOOK_SHUTDOWN_GRACE", &mut config.shutdown_grace),
             ("OPSBOOK_KILL_GRACE", &mut config.kill_grace),
             ("OPSBOOK_LEASE", &mut config.lease),
+            ("OPSBOOK_KEEP_FAILED_WORKDIRS", &mut config.keep_failed_workdirs),
         ] {
             if let Some(v) = env(k) {
                 *slot = v;
@@ -242,14 +257,15 @@ impl Config {
         if self.workers == 0 || self.workers > 256 {
             return Err(format!("workers must be between 1 and 256, not {}", self.workers));
         }
-        if self.max_connections == 0 || self.max_queued == 0 {
-            return Err("max_connections and max_queued must be at least 1".into());
+        if self.max_connections == 0 || self.max_queued == 0 || self.max_bundle_bytes == 0 {
+            return Err("max_connections, max_queued and max_bundle_bytes must be at least 1".into());
         }
         for (name, v) in [
             ("shutdown_grace", &self.shutdown_grace),
             ("kill_grace", &self.kill_grace),
             ("lease", &self.lease),
             ("header_read_timeout", &self.header_read_timeout),
+            ("keep_failed_workdirs", &self.keep_failed_workdirs),
         ] {
             opsbook_core::duration::parse(v).map_err(|e| format!("{name}: {e}"))?;
         }

@@ -69,6 +69,45 @@ pub fn unified(a: &str, b: &str, from: &str, to: &str, context: usize) -> String
     out
 }
 
+/// The files that differ between two bundles: a unified diff for text, a line saying so
+/// for binary content and for a mode that changed.
+pub fn bundles(old: &opsbook_core::bundle::Bundle, new: &opsbook_core::bundle::Bundle, from: &str, to: &str) -> String {
+    use opsbook_core::bundle::BundleFile;
+    fn text(f: Option<&BundleFile>) -> Option<&str> {
+        match f {
+            None => Some(""),
+            Some(f) if f.data.contains(&0) => None,
+            Some(f) => std::str::from_utf8(&f.data).ok(),
+        }
+    }
+    let mode = |f: &BundleFile| if f.executable { "755" } else { "644" };
+    let mut out = String::new();
+    for (path, a, b) in opsbook_core::bundle::changes(old, new) {
+        let (la, lb) = (format!("{from}: {path}"), format!("{to}: {path}"));
+        if let (Some(a), Some(b)) = (a, b)
+            && a.executable != b.executable
+        {
+            out.push_str(&format!("mode of {path}: {} -> {}\n", mode(a), mode(b)));
+        }
+        if a.map(|f| &f.data) == b.map(|f| &f.data) {
+            continue;
+        }
+        match (text(a), text(b)) {
+            (Some(ta), Some(tb)) => {
+                let la = if a.is_some() { la } else { "/dev/null".to_string() };
+                let lb = if b.is_some() { lb } else { "/dev/null".to_string() };
+                out.push_str(&unified(ta, tb, &la, &lb, 3));
+            }
+            _ => out.push_str(&format!(
+                "Binary file {path} differs ({} -> {} bytes)\n",
+                a.map_or(0, |f| f.data.len()),
+                b.map_or(0, |f| f.data.len())
+            )),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -80,5 +119,23 @@ mod tests {
             "--- 1.0.0\n+++ 1.1.0\n@@ -2,4 +2,5 @@\n b\n-c\n+C\n d\n e\n+f\n"
         );
         assert_eq!(super::unified(a, a, "x", "y", 3), "--- x\n+++ y\n");
+    }
+
+    #[test]
+    fn diffs_bundles_file_by_file() {
+        use opsbook_core::bundle::Bundle;
+        let mut old = Bundle::new();
+        old.add("deploy.sh", false, b"echo 1\n".to_vec()).unwrap();
+        old.add("logo.png", false, vec![0, 1, 2]).unwrap();
+        let mut new = Bundle::new();
+        new.add("deploy.sh", true, b"echo 2\n".to_vec()).unwrap();
+        new.add("logo.png", false, vec![0, 1, 2, 3]).unwrap();
+        new.add("notes.txt", false, b"new\n".to_vec()).unwrap();
+        let d = super::bundles(&old, &new, "web 1.0.0", "web 1.1.0");
+        assert!(d.contains("mode of deploy.sh: 644 -> 755\n"), "{d}");
+        assert!(d.contains("--- web 1.0.0: deploy.sh\n+++ web 1.1.0: deploy.sh\n"), "{d}");
+        assert!(d.contains("-echo 1\n+echo 2\n"), "{d}");
+        assert!(d.contains("Binary file logo.png differs (3 -> 4 bytes)\n"), "{d}");
+        assert!(d.contains("--- /dev/null\n+++ web 1.1.0: notes.txt\n"), "{d}");
     }
 }

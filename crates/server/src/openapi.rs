@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, analytics, executions, gates, health, runbooks, schedules};
+use crate::routes::{admin, analytics, bundles, executions, gates, health, runbooks, schedules};
 
 pub use opsbook_api::{ErrorBody, ErrorDetail};
 
@@ -34,6 +34,8 @@ impl Modify for BearerToken {
         runbooks::version,
         runbooks::diff,
         runbooks::lifecycle,
+        bundles::upload,
+        bundles::download,
         executions::submit,
         executions::list,
         executions::get,

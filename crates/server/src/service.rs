@@ -69,7 +69,11 @@ pub async fn enqueue(
         actor: who.user.clone(),
         allow_draft: false,
     };
-    let (exec, steps) = st.engine.new_execution(&req, ExecStatus::Queued).await?;
+    let (mut exec, steps) = st.engine.new_execution(&req, ExecStatus::Queued).await?;
+    if published.bundle_sha256.is_some() {
+        // Its files are written out there when a worker takes it (see `worker::prepare`).
+        exec.base_dir = crate::worker::execution_dir(&st.config.workdir, &exec.id).to_string_lossy().into_owned();
+    }
     if !secrets.is_empty() {
         st.secrets.lock().unwrap_or_else(|p| p.into_inner()).insert(exec.id.clone(), secrets);
     }

@@ -1,11 +1,12 @@
 //! The worker pool: claims queued executions with a lease, runs them, and gives the
 //! worker back when an execution waits for approval.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use opsbook_core::ExecStatus;
 use opsbook_engine::{Hooks, cancel_pair};
-use opsbook_store::{ServerStore, now_ms};
+use opsbook_store::{ServerStore, Store, now_ms};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -91,8 +92,86 @@ async fn fail(state: &AppState, id: &str, why: String) {
     state.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
 }
 
+/// Where an execution of a version published with files runs: `executions/ID` under
+/// the server's workdir.
+pub fn execution_dir(workdir: &Path, id: &str) -> PathBuf {
+    workdir.join("executions").join(id)
+}
+
+/// Writes out the files of the execution's version as its working directory, unless it
+/// is there already (a later run of the same execution: a resume, a gate poll).
+async fn prepare(state: &AppState, id: &str) -> Result<(), String> {
+    let exec = state.store.execution(id).await.map_err(|e| e.to_string())?;
+    let dir = PathBuf::from(&exec.base_dir);
+    if dir.exists() {
+        return Ok(());
+    }
+    let (version, _) = state
+        .store
+        .registry_version(&exec.runbook_name, &exec.runbook_version)
+        .await
+        .map_err(|e| format!("cannot find the files of {} {}: {e}", exec.runbook_name, exec.runbook_version))?;
+    let Some(sha) = version.bundle_sha256 else {
+        return Err(format!("its working directory {} is gone", dir.display()));
+    };
+    let bytes = state
+        .store
+        .bundle(&sha)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("the bundle {sha} of {} {} is missing", exec.runbook_name, exec.runbook_version))?;
+    let bundle = opsbook_core::bundle::Bundle::decode(&bytes)?;
+    let written = tokio::task::spawn_blocking(move || opsbook_engine::bundle::materialize(&bundle, &dir))
+        .await
+        .map_err(|e| e.to_string())?;
+    written.map(|_| ()).map_err(|e| format!("cannot write out its files in {}: {e}", exec.base_dir))
+}
+
+/// An execution that succeeded needs its working directory no more (one that did not
+/// keeps it for `keep_failed_workdirs`, to look into; see `sweep_workdirs`).
+fn tidy(state: &AppState, id: &str, status: ExecStatus) {
+    let dir = execution_dir(&state.config.workdir, id);
+    if status == ExecStatus::Succeeded && dir.exists() {
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(%e, id, "cannot remove the execution's working directory");
+        }
+    }
+}
+
+/// Removes the working directories of executions that ended (or are gone) longer than
+/// `keep_failed_workdirs` ago. Directories of executions still under way stay.
+async fn sweep_workdirs(state: &AppState) {
+    let root = state.config.workdir.join("executions");
+    let Ok(entries) = std::fs::read_dir(&root) else { return };
+    let keep = i64::try_from(crate::config::Config::duration(&state.config.keep_failed_workdirs).as_millis())
+        .unwrap_or(i64::MAX);
+    let now = now_ms();
+    for entry in entries.flatten() {
+        let Some(id) = entry.file_name().to_str().map(str::to_string) else { continue };
+        if id.starts_with('.') {
+            continue; // being written out
+        }
+        let ended = match state.store.execution(&id).await {
+            Ok(e) if matches!(e.status, ExecStatus::Queued | ExecStatus::Running | ExecStatus::Waiting) => continue,
+            Ok(e) => e.finished_at.unwrap_or(e.created_at),
+            Err(opsbook_store::Error::NotFound(_)) => 0,
+            Err(_) => continue,
+        };
+        if now - ended >= keep {
+            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                tracing::warn!(%e, id, "cannot remove an old working directory");
+            }
+        }
+    }
+}
+
 /// Runs a claimed execution: all of it (a worker), or only a poll of the gate it waits on.
 async fn run_one(state: &AppState, id: &str, runbook: &str, kind: RunKind) {
+    if let Err(why) = prepare(state, id).await {
+        tracing::warn!(id, %why, "execution could not run");
+        fail(state, id, format!("cannot prepare the execution: {why}")).await;
+        return;
+    }
     let gate_poll = kind == RunKind::GatePoll;
     let (handle, cancel) = cancel_pair();
     state.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), handle.clone());
@@ -115,8 +194,9 @@ async fn run_one(state: &AppState, id: &str, runbook: &str, kind: RunKind) {
         Ok(outcome) if outcome.status == ExecStatus::Waiting => {}
         // The gate cleared: a worker goes on from here.
         Ok(outcome) if outcome.status == ExecStatus::Queued => state.wake.notify_one(),
-        Ok(_) => {
+        Ok(outcome) => {
             state.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+            tidy(state, id, outcome.status);
         }
         Err(e) => {
             // The engine could not even start (e.g. secrets lost in a restart): say why.
@@ -139,8 +219,13 @@ pub fn spawn_reaper(state: &AppState, mut stop: watch::Receiver<bool>) -> JoinHa
     tokio::spawn(async move {
         let lease = state.engine.config.lease_ms();
         let mut polls = tokio::task::JoinSet::new();
+        let mut swept_at = 0;
         loop {
             while polls.try_join_next().is_some() {}
+            if now_ms() - swept_at >= 60_000 {
+                swept_at = now_ms();
+                sweep_workdirs(&state).await;
+            }
             if let Err(e) = state.engine.recover().await {
                 tracing::error!(%e, "recovery failed");
             }

@@ -109,6 +109,8 @@ impl ServerStore for AnyStore {
         fn registry(&self, q: &RunbookQuery) -> Result<Vec<RegistryEntry>>;
         fn registry_entry(&self, name: &str) -> Result<RegistryEntry>;
         fn registry_versions(&self, name: &str) -> Result<Vec<PublishedVersion>>;
+        fn save_bundle(&self, sha256: &str, content: &[u8]) -> Result<()>;
+        fn bundle(&self, sha256: &str) -> Result<Option<Vec<u8>>>;
         fn registry_version(&self, name: &str, version: &str) -> Result<(PublishedVersion, String)>;
         fn set_lifecycle(&self, e: &LifecycleEvent) -> Result<Vec<ScheduleRecord>>;
         fn lifecycle_events(&self, name: &str) -> Result<Vec<LifecycleEvent>>;

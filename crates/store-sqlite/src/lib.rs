@@ -13,6 +13,7 @@ use rusqlite::{Connection, params};
 
 use opsbook_store::{Error, Result, now_ms};
 
+mod registry;
 mod rows;
 mod server;
 mod store;
@@ -38,6 +39,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/sqlite/0006_step_process.sql")),
     (7, include_str!("../migrations/sqlite/0007_wait_kind.sql")),
     (8, include_str!("../migrations/sqlite/0008_step_override.sql")),
+    (9, include_str!("../migrations/sqlite/0009_bundles.sql")),
 ];
 
 #[derive(Clone)]

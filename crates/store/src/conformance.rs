@@ -317,6 +317,7 @@ async fn registry_rules<S: ServerStore>(s: S) {
         content: content.into(),
         steps_text: "deploy".into(),
         actor: "ann".into(),
+        bundle_sha256: None,
     };
     assert_eq!(s.publish(&publish("1.0.0", "a")).await.unwrap(), Published::Created);
     assert_eq!(s.publish(&publish("1.0.0", "a")).await.unwrap(), Published::Unchanged);
@@ -326,6 +327,20 @@ async fn registry_rules<S: ServerStore>(s: S) {
     assert_eq!(s.registry_entry("web").await.unwrap().latest_version, "1.1.0");
     assert_eq!(s.registry_versions("web").await.unwrap().len(), 2);
     assert_eq!(s.registry_version("web", "1.0.0").await.unwrap().1, "a");
+    // A bundle is content-addressed and part of the version it is published with: the
+    // same text with other files is another content.
+    assert_eq!(s.bundle("b1").await.unwrap(), None);
+    s.save_bundle("b1", b"files").await.unwrap();
+    s.save_bundle("b1", b"files").await.unwrap();
+    assert_eq!(s.bundle("b1").await.unwrap().as_deref(), Some(&b"files"[..]));
+    let bundled = |b: Option<&str>| Publish { bundle_sha256: b.map(str::to_string), ..publish("1.2.0", "b") };
+    assert_eq!(s.publish(&bundled(Some("b1"))).await.unwrap(), Published::Updated);
+    assert_eq!(s.publish(&bundled(Some("b1"))).await.unwrap(), Published::Unchanged);
+    assert!(matches!(s.publish(&bundled(None)).await, Err(crate::Error::Conflict(_))), "files are content");
+    let (v, _) = s.registry_version("web", "1.2.0").await.unwrap();
+    assert_eq!(v.bundle_sha256.as_deref(), Some("b1"));
+    assert_eq!(s.registry_versions("web").await.unwrap()[0].bundle_sha256.as_deref(), Some("b1"));
+    assert_eq!(s.registry_version("web", "1.0.0").await.unwrap().0.bundle_sha256, None);
     let found = s.registry(&RunbookQuery { q: Some("deploy".into()), ..Default::default() }).await.unwrap();
     assert_eq!(found.len(), 1);
     let ev = |from: &str, to: &str| LifecycleEvent {

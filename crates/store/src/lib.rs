@@ -46,13 +46,18 @@ impl DatabaseUrl {
 }
 
 /// What publishing a version does, decided the same way by every backend (inside its
-/// transaction, from what it read there): `same_version` is the content hash already
-/// published under this version, `latest` the newest published version of the runbook.
-/// `Ok(Some(Unchanged))`: nothing to write; `Ok(None)`: write the new version.
-pub fn publish_rule(p: &Publish, same_version: Option<&str>, latest: Option<&str>) -> Result<Option<Published>> {
+/// transaction, from what it read there): `same_version` is what is already published
+/// under this version (the text's hash and the bundle's), `latest` the newest published
+/// version of the runbook. `Ok(Some(Unchanged))`: nothing to write; `Ok(None)`: write the
+/// new version.
+pub fn publish_rule(
+    p: &Publish,
+    same_version: Option<(&str, Option<&str>)>,
+    latest: Option<&str>,
+) -> Result<Option<Published>> {
     let e = &p.entry;
-    if let Some(sha) = same_version {
-        return if sha == e.latest_sha256 {
+    if let Some((sha, bundle)) = same_version {
+        return if sha == e.latest_sha256 && bundle == p.bundle_sha256.as_deref() {
             Ok(Some(Published::Unchanged))
         } else {
             Err(Error::Conflict(format!(
@@ -150,6 +155,11 @@ pub trait ServerStore: Store {
     fn registry(&self, q: &RunbookQuery) -> impl Future<Output = Result<Vec<RegistryEntry>>> + Send;
     fn registry_entry(&self, name: &str) -> impl Future<Output = Result<RegistryEntry>> + Send;
     fn registry_versions(&self, name: &str) -> impl Future<Output = Result<Vec<PublishedVersion>>> + Send;
+    /// Stores a bundle of files under its SHA-256 (no-op if stored already). The caller
+    /// has checked that `sha256` is the digest of `content`.
+    fn save_bundle(&self, sha256: &str, content: &[u8]) -> impl Future<Output = Result<()>> + Send;
+    /// A stored bundle's bytes.
+    fn bundle(&self, sha256: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
     /// A published version and its exact text.
     fn registry_version(
         &self,

@@ -289,6 +289,8 @@ pub struct Publish {
     /// Step names and ids, for full-text search.
     pub steps_text: String,
     pub actor: String,
+    /// The files published with it (`ServerStore::save_bundle` first), if any.
+    pub bundle_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -315,6 +317,8 @@ pub struct PublishedVersion {
     pub sha256: String,
     pub published_by: String,
     pub published_at: i64,
+    /// The bundle of files published with this version (part of the immutable version).
+    pub bundle_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

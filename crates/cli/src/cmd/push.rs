@@ -1,11 +1,14 @@
-//! `opsbook push PATH...`: publish runbooks to the server (GitOps). Every file is
-//! checked first — locally, then against the registry — and nothing is published
-//! unless all of them can be.
+//! `opsbook push PATH...`: publish runbooks to the server (GitOps), each with the files
+//! beside it (its bundle: scripts, templates, configuration), so that a worker runs
+//! `./scripts/deploy.sh` as a local run does. Every file is checked first — locally,
+//! then against the registry — and nothing is published unless all of them can be.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use console::style;
+use opsbook_api::{BundleStored, PublishResult};
+use opsbook_core::bundle::Bundle;
 
 use super::{EXIT_FAILED, EXIT_INVALID, EXIT_OK, usage};
 use crate::client::Client;
@@ -15,6 +18,18 @@ pub struct Args {
     /// Runbook files or directories (searched for *.yaml and *.yml)
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    /// The most the files beside a runbook may weigh, in bytes (the server has its own limit)
+    #[arg(long, default_value_t = opsbook_core::bundle::DEFAULT_MAX_BYTES)]
+    pub max_bundle_bytes: usize,
+}
+
+/// A runbook to publish: where it is, its text, name and version, and its bundle.
+struct Doc {
+    path: String,
+    text: String,
+    name: String,
+    version: String,
+    bundle: String,
 }
 
 pub async fn exec(server: Option<String>, args: Args) -> Result<u8> {
@@ -25,12 +40,32 @@ pub async fn exec(server: Option<String>, args: Args) -> Result<u8> {
         return Err(usage("no runbook files found"));
     }
     let mut docs = Vec::new();
+    let mut bundles: Vec<(PathBuf, String, Bundle)> = Vec::new();
     let mut invalid = 0;
     for f in &files {
         let shown = f.display().to_string();
         let text = std::fs::read_to_string(f).map_err(|e| usage(format!("cannot read {shown}: {e}")))?;
         match opsbook_core::parse(&text) {
-            Ok(rb) => docs.push((shown, text, rb.name, rb.version.to_string())),
+            Ok(rb) => {
+                // The files beside it travel with it, packed once per directory.
+                let dir = f.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+                let sha = match bundles.iter().find(|(d, _, _)| d == dir) {
+                    Some((_, sha, _)) => sha.clone(),
+                    None => match opsbook_engine::bundle::pack_dir(dir, args.max_bundle_bytes) {
+                        Ok(b) => {
+                            let sha = b.sha256();
+                            bundles.push((dir.to_path_buf(), sha.clone(), b));
+                            sha
+                        }
+                        Err(e) => {
+                            invalid += 1;
+                            eprintln!("{} {shown}: its files: {e}", style("error:").red().bold().for_stderr());
+                            continue;
+                        }
+                    },
+                };
+                docs.push(Doc { path: shown, text, name: rb.name, version: rb.version.to_string(), bundle: sha });
+            }
             Err(diags) => {
                 invalid += 1;
                 for d in diags {
@@ -43,22 +78,31 @@ pub async fn exec(server: Option<String>, args: Args) -> Result<u8> {
         eprintln!("{invalid} invalid file(s): nothing was pushed");
         return Ok(EXIT_INVALID);
     }
+    // Bundles are stored by their digest: uploading one is not publishing anything.
+    for (dir, sha, bundle) in &bundles {
+        let stored: BundleStored = client
+            .put_bytes(&format!("/api/v1/bundles/{sha}"), bundle.encode())
+            .await
+            .map_err(|e| e.context(format!("cannot upload the files of {}", dir.display())))?;
+        debug_assert_eq!(&stored.sha256, sha);
+    }
     let mut refused = 0;
-    for (path, text, name, version) in &docs {
-        if let Err(e) =
-            client.post_text::<opsbook_api::PublishResult>("/api/v1/runbooks?dry_run=true", text.clone()).await
-        {
+    for d in &docs {
+        let path = format!("/api/v1/runbooks?dry_run=true&bundle={}", d.bundle);
+        if let Err(e) = client.post_text::<PublishResult>(&path, d.text.clone()).await {
             refused += 1;
-            eprintln!("{} {path} ({name} {version}): {e:#}", style("refused:").red().bold().for_stderr());
+            eprintln!("{} {} ({} {}): {e:#}", style("refused:").red().bold().for_stderr(), d.path, d.name, d.version);
         }
     }
     if refused > 0 {
         eprintln!("{refused} file(s) refused by the server: nothing was pushed");
         return Ok(EXIT_FAILED);
     }
-    for (path, text, name, version) in &docs {
-        let done: opsbook_api::PublishResult = client.post_text("/api/v1/runbooks", text.clone()).await?;
-        println!("{:<9} {name} {version}  ({path})", done.result);
+    for d in &docs {
+        let path = format!("/api/v1/runbooks?bundle={}", d.bundle);
+        let done: PublishResult = client.post_text(&path, d.text.clone()).await?;
+        let files = bundles.iter().find(|(_, sha, _)| *sha == d.bundle).map_or(0, |(_, _, b)| b.len());
+        println!("{:<9} {} {}  ({}, with {files} file(s) beside it)", done.result, d.name, d.version, d.path);
     }
     Ok(EXIT_OK)
 }

@@ -2,6 +2,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod analytics;
+pub(crate) mod bundles;
 pub(crate) mod executions;
 pub(crate) mod gates;
 pub(crate) mod health;
@@ -9,7 +10,8 @@ pub(crate) mod runbooks;
 pub(crate) mod schedules;
 
 use axum::Router;
-use axum::routing::{delete, get, post};
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post, put};
 
 use crate::state::AppState;
 
@@ -19,6 +21,11 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/api/v1/openapi.json", get(crate::openapi::spec))
         .route("/api/v1/runbooks", post(runbooks::publish).get(runbooks::list))
+        // The bundle handler bounds its body itself (max_bundle_bytes), naming the limit.
+        .route(
+            "/api/v1/bundles/{sha256}",
+            put(bundles::upload).get(bundles::download).layer(DefaultBodyLimit::disable()),
+        )
         .route("/api/v1/runbooks/{name}", get(runbooks::get))
         .route("/api/v1/runbooks/{name}/versions", get(runbooks::versions))
         .route("/api/v1/runbooks/{name}/versions/{version}", get(runbooks::version))

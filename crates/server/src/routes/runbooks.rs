@@ -23,39 +23,31 @@ use crate::state::AppState;
 pub struct PublishQuery {
     #[serde(default)]
     dry_run: bool,
+    /// The SHA-256 of the bundle of files published with it (`PUT /api/v1/bundles/{sha256}` first).
+    bundle: Option<String>,
 }
 
 /// What publishing would do, without doing it (`?dry_run=true`, used by `opsbook push`
-/// to check every file before publishing any).
-async fn would_publish(st: &AppState, name: &str, version: &str, sha256: &str) -> ApiResult<Published> {
-    match st.store.registry_version(name, version).await {
-        Ok((v, _)) if v.sha256 == sha256 => return Ok(Published::Unchanged),
-        Ok(_) => {
-            return Err(ApiError::conflict(format!(
-                "{name} {version} is already published with different content; published versions never change, so bump the version"
-            )));
-        }
-        Err(opsbook_store::Error::NotFound(_)) => {}
+/// to check every file before publishing any): the rule every backend applies, on what
+/// is published now.
+async fn would_publish(st: &AppState, p: &Publish) -> ApiResult<Published> {
+    let (name, version) = (&p.entry.name, &p.entry.latest_version);
+    let same = match st.store.registry_version(name, version).await {
+        Ok((v, _)) => Some((v.sha256, v.bundle_sha256)),
+        Err(opsbook_store::Error::NotFound(_)) => None,
         Err(e) => return Err(e.into()),
-    }
-    match st.store.registry_entry(name).await {
-        Ok(e) => {
-            let newer = matches!(
-                (semver::Version::parse(version), semver::Version::parse(&e.latest_version)),
-                (Ok(a), Ok(b)) if a > b
-            );
-            if newer {
-                Ok(Published::Updated)
-            } else {
-                Err(ApiError::conflict(format!(
-                    "{name} {version} is not newer than the published {}; versions must increase",
-                    e.latest_version
-                )))
-            }
-        }
-        Err(opsbook_store::Error::NotFound(_)) => Ok(Published::Created),
-        Err(e) => Err(e.into()),
-    }
+    };
+    let latest = match st.store.registry_entry(name).await {
+        Ok(e) => Some(e.latest_version),
+        Err(opsbook_store::Error::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let same = same.as_ref().map(|(sha, bundle)| (sha.as_str(), bundle.as_deref()));
+    Ok(match opsbook_store::publish_rule(p, same, latest.as_deref())? {
+        Some(outcome) => outcome,
+        None if latest.is_some() => Published::Updated,
+        None => Published::Created,
+    })
 }
 
 /// `POST /api/v1/runbooks` with a YAML body: validated like `opsbook validate`.
@@ -98,16 +90,13 @@ pub async fn publish(
         )
         .with_details(Value::Array(details)));
     }
-    if pq.dry_run {
-        let outcome = would_publish(&st, &rb.name, &rb.version.to_string(), &rb.sha256).await?;
-        let doc = PublishResult {
-            name: rb.name.clone(),
-            version: rb.version.to_string(),
-            sha256: rb.sha256.clone(),
-            result: outcome.as_str().into(),
-            dry_run: true,
-        };
-        return Ok((StatusCode::OK, Json(doc)).into_response());
+    if let Some(sha) = &pq.bundle {
+        crate::routes::bundles::check_sha(sha)?;
+        if st.store.bundle(sha).await?.is_none() {
+            return Err(ApiError::bad_request(format!(
+                "bundle {sha} is not on this server: upload it first (PUT /api/v1/bundles/{sha})"
+            )));
+        }
     }
     for s in &rb.schedules {
         crate::scheduler::timezone(&s.timezone).map_err(|e| {
@@ -128,14 +117,28 @@ pub async fn publish(
         created_at: now_ms(),
         updated_at: now_ms(),
     };
-    let outcome =
-        st.store.publish(&Publish { entry, content: body, steps_text, actor: ctx.user().to_string() }).await?;
+    let publish =
+        Publish { entry, content: body, steps_text, actor: ctx.user().to_string(), bundle_sha256: pq.bundle.clone() };
+    if pq.dry_run {
+        let outcome = would_publish(&st, &publish).await?;
+        let doc = PublishResult {
+            name: rb.name.clone(),
+            version: rb.version.to_string(),
+            sha256: rb.sha256.clone(),
+            result: outcome.as_str().into(),
+            dry_run: true,
+            bundle_sha256: pq.bundle,
+        };
+        return Ok((StatusCode::OK, Json(doc)).into_response());
+    }
+    let outcome = st.store.publish(&publish).await?;
     let doc = PublishResult {
         name: rb.name.clone(),
         version: rb.version.to_string(),
         sha256: rb.sha256.clone(),
         result: outcome.as_str().into(),
         dry_run: false,
+        bundle_sha256: pq.bundle,
     };
     if outcome != Published::Unchanged {
         let now = now_ms();
@@ -241,10 +244,23 @@ pub async fn diff(
     ApiQuery(q): ApiQuery<DiffQuery>,
 ) -> ApiResult<Response> {
     ctx.require(&st, Perm::Read, &name).await?;
-    let (_, a) = st.store.registry_version(&name, &q.from).await?;
-    let (_, b) = st.store.registry_version(&name, &q.to).await?;
-    let text = crate::diff::unified(&a, &b, &format!("{name} {}", q.from), &format!("{name} {}", q.to), 3);
+    let (va, a) = st.store.registry_version(&name, &q.from).await?;
+    let (vb, b) = st.store.registry_version(&name, &q.to).await?;
+    let (from, to) = (format!("{name} {}", q.from), format!("{name} {}", q.to));
+    let mut text = crate::diff::unified(&a, &b, &from, &to, 3);
+    if va.bundle_sha256 != vb.bundle_sha256 {
+        let old = bundle_of(&st, va.bundle_sha256.as_deref()).await?;
+        let new = bundle_of(&st, vb.bundle_sha256.as_deref()).await?;
+        text.push_str(&crate::diff::bundles(&old, &new, &from, &to));
+    }
     Ok(([(axum::http::header::CONTENT_TYPE, "text/x-diff; charset=utf-8")], text).into_response())
+}
+
+/// The files of a version (none: an empty bundle).
+async fn bundle_of(st: &AppState, sha: Option<&str>) -> ApiResult<opsbook_core::bundle::Bundle> {
+    let Some(sha) = sha else { return Ok(Default::default()) };
+    let bytes = st.store.bundle(sha).await?.ok_or_else(|| ApiError::internal(format!("bundle {sha} is missing")))?;
+    opsbook_core::bundle::Bundle::decode(&bytes).map_err(ApiError::internal)
 }
 
 /// The allowed transitions: draft → active → deprecated → archived, deprecated → active,
