@@ -96,10 +96,14 @@ mod tests {
     fn every_route_is_documented() {
         let source = include_str!("routes/mod.rs");
         let mut routed = BTreeSet::new();
-        for part in source.split(".route(\"").skip(1) {
+        for part in source.split(".route(").skip(1) {
+            // `.route("PATH", METHODS)`, on one line or spread over a few.
+            let part = part.trim_start().trim_start_matches('"');
             let path = &part[..part.find('"').unwrap()];
-            let rest = &part[part.find(',').unwrap()..part.find('\n').unwrap_or(part.len())];
-            for method in ["get", "post", "delete"] {
+            let rest = &part[part.find(',').unwrap()..];
+            // Up to the next call in the chain (`.fallback(…)` after the last route).
+            let rest = &rest[..rest.find("\n        .").unwrap_or(rest.len())];
+            for method in ["get", "post", "put", "delete"] {
                 if rest.contains(&format!("{method}(")) {
                     routed.insert(format!("{method} {path}"));
                 }
