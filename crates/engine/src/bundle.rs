@@ -2,7 +2,9 @@
 //! version's files out as an execution's working directory (server workers).
 //!
 //! What is packed: every regular file under the runbook's directory, except hidden ones
-//! (a name starting with `.`) and what `.opsbookignore` in that directory lists. A
+//! (a name starting with `.`), runbooks (the runbook's own text is its version already,
+//! and runbooks sharing a directory each have their own versions: editing one must not
+//! change the others) and what `.opsbookignore` in that directory lists. A
 //! symbolic link is packed as the file it points to when that file is inside the
 //! directory; one pointing outside (or to a directory) is refused, so no path leaves
 //! the bundle.
@@ -97,10 +99,28 @@ fn walk(root: &Path, dir: &Path, prefix: &str, ignore: &Ignore, found: &mut Vec<
         if !meta.is_file() {
             return Err(format!("{rel}: not a regular file (list it in {IGNORE_FILE})"));
         }
+        if is_runbook(&source, meta.len()) {
+            continue;
+        }
         let executable = meta.permissions().mode() & 0o111 != 0;
         found.push(Found { rel, source, executable, size: meta.len() });
     }
     Ok(())
+}
+
+/// Whether a file is an opsbook runbook (YAML with `apiVersion: opsbook/…` and
+/// `kind: Runbook` at the top level).
+fn is_runbook(path: &Path, size: u64) -> bool {
+    let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+    if !yaml || size > 4 << 20 {
+        return false;
+    }
+    let Ok(text) = std::fs::read_to_string(path) else { return false };
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':').map(|v| v.trim().trim_matches('"').to_string()))
+    };
+    value("apiVersion").is_some_and(|v| v.starts_with("opsbook/")) && value("kind").is_some_and(|v| v == "Runbook")
 }
 
 fn human(bytes: u64) -> String {
@@ -220,7 +240,9 @@ mod tests {
     fn a_directory_packs_and_comes_back_with_its_modes() {
         let tmp = tempfile::tempdir().unwrap();
         let src = tmp.path().join("rb");
-        write(&src.join("deploy.yaml"), "kind: Runbook\n", 0o644);
+        write(&src.join("deploy.yaml"), "apiVersion: opsbook/v1\nkind: Runbook\n", 0o644);
+        write(&src.join("other.yml"), "apiVersion: \"opsbook/v1\"\nkind: Runbook\n", 0o644);
+        write(&src.join("config.yaml"), "apiVersion: apps/v1\nkind: Deployment\n", 0o644);
         write(&src.join("scripts/deploy.sh"), "#!/bin/sh\necho deployed\n", 0o755);
         write(&src.join("scripts/notes.tmp"), "scratch\n", 0o644);
         write(&src.join("build/out.bin"), "big\n", 0o644);
@@ -229,7 +251,8 @@ mod tests {
         std::os::unix::fs::symlink("scripts/deploy.sh", src.join("run.sh")).unwrap();
         let b = pack_dir(&src, 1 << 20).unwrap();
         let listed: Vec<(&str, bool)> = b.files().map(|(p, f)| (p, f.executable)).collect();
-        assert_eq!(listed, vec![("deploy.yaml", false), ("run.sh", true), ("scripts/deploy.sh", true)]);
+        // Runbooks are not bundled (each is its own version); other YAML is.
+        assert_eq!(listed, vec![("config.yaml", false), ("run.sh", true), ("scripts/deploy.sh", true)]);
 
         let out = tmp.path().join("work/exec1");
         assert!(materialize(&b, &out).unwrap());
@@ -237,7 +260,7 @@ mod tests {
         assert_eq!(std::fs::metadata(&script).unwrap().permissions().mode() & 0o777, 0o755);
         let ran = std::process::Command::new(&script).current_dir(&out).output().unwrap();
         assert_eq!(String::from_utf8_lossy(&ran.stdout), "deployed\n");
-        assert_eq!(std::fs::metadata(out.join("deploy.yaml")).unwrap().permissions().mode() & 0o777, 0o644);
+        assert_eq!(std::fs::metadata(out.join("config.yaml")).unwrap().permissions().mode() & 0o777, 0o644);
         // Written once: an existing directory is left as it is.
         std::fs::write(out.join("state"), "kept").unwrap();
         assert!(!materialize(&b, &out).unwrap());
@@ -251,7 +274,7 @@ mod tests {
     fn links_out_and_oversized_directories_are_refused_saying_why() {
         let tmp = tempfile::tempdir().unwrap();
         let src = tmp.path().join("rb");
-        write(&src.join("deploy.yaml"), "kind: Runbook\n", 0o644);
+        write(&src.join("deploy.sh"), "echo deploy\n", 0o644);
         write(&tmp.path().join("secret.txt"), "outside\n", 0o644);
         std::os::unix::fs::symlink("../secret.txt", src.join("leak")).unwrap();
         let err = pack_dir(&src, 1 << 20).unwrap_err();
@@ -268,7 +291,7 @@ mod tests {
         write(&src.join("artifact.bin"), &"x".repeat(4096), 0o644);
         let err = pack_dir(&src, 2048).unwrap_err();
         assert!(err.contains("over the 2.0 KiB a bundle may hold"), "{err}");
-        assert!(err.contains("(largest: artifact.bin (4.0 KiB), deploy.yaml (14 bytes))"), "{err}");
+        assert!(err.contains("(largest: artifact.bin (4.0 KiB), deploy.sh (12 bytes))"), "{err}");
     }
 
     #[test]

@@ -220,9 +220,13 @@ pub fn spawn_reaper(state: &AppState, mut stop: watch::Receiver<bool>) -> JoinHa
         let lease = state.engine.config.lease_ms();
         let mut polls = tokio::task::JoinSet::new();
         let mut swept_at = 0;
+        // Old working directories are looked for every minute (more often when they are
+        // kept a short while).
+        let keep = crate::config::Config::duration(&state.config.keep_failed_workdirs);
+        let sweep_every = i64::try_from((keep / 4).as_millis()).unwrap_or(i64::MAX).clamp(1_000, 60_000);
         loop {
             while polls.try_join_next().is_some() {}
-            if now_ms() - swept_at >= 60_000 {
+            if now_ms() - swept_at >= sweep_every {
                 swept_at = now_ms();
                 sweep_workdirs(&state).await;
             }

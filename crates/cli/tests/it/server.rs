@@ -332,3 +332,76 @@ fn a_taken_metrics_port_names_the_flag() {
     assert!(o.stderr.contains(&format!("cannot listen on {addr} for /metrics")), "{o:?}");
     assert!(o.stderr.contains("--metrics-listen ADDR") && o.stderr.contains("--metrics-listen \"\""), "{o:?}");
 }
+
+/// `push` sends the files beside each runbook (its bundle), so scripts run on the server
+/// as they do locally: the README's example deploys through a server, and runbooks that
+/// share a directory do not change each other's versions.
+#[test]
+fn pushed_runbooks_bring_their_files() {
+    let env = Env::new();
+    let admin = token(&env, "ann", &["admin"]);
+    let srv = serve(&env);
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/web-app-deploy/runbook.yaml");
+    let pushed = client(&env, &srv.url, &admin, &["push", example.to_str().unwrap()]);
+    assert_eq!(pushed.code, 0, "{pushed:?}");
+    assert!(pushed.stdout.contains("created   web-app-deploy"), "{pushed:?}");
+    assert!(pushed.stdout.contains("with 7 file(s) beside it"), "{pushed:?}");
+    let ran = out(env
+        .cmd(&[
+            "--server",
+            &srv.url,
+            "run",
+            "web-app-deploy",
+            "-p",
+            "application_name=shop",
+            "-p",
+            "version=1.4.2",
+            "-p",
+            "environment=staging",
+        ])
+        .env("OPSBOOK_TOKEN", &admin)
+        .env("OPSBOOK_EXAMPLE_ROOT", env.path("servers"))
+        .output()
+        .unwrap());
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert!(ran.stdout.contains("succeeded"), "{ran:?}");
+
+    // Two runbooks in one directory, with a script each uses.
+    env.write("svc/scripts/ctl.sh", "#!/bin/sh\necho \"ctl $1 ($(cat ../VERSION 2>/dev/null || cat VERSION))\"\n");
+    std::fs::set_permissions(env.path("svc/scripts/ctl.sh"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
+    env.write("svc/VERSION", "v7\n");
+    env.write(
+        "svc/start.yaml",
+        &runbook("", "    - id: go\n      run: ./scripts/ctl.sh start\n").replace("name: test", "name: start"),
+    );
+    env.write(
+        "svc/stop.yaml",
+        &runbook("", "    - id: go\n      run: ./scripts/ctl.sh stop\n").replace("name: test", "name: stop"),
+    );
+    let pushed = client(&env, &srv.url, &admin, &["push", "svc"]);
+    assert_eq!(pushed.code, 0, "{pushed:?}");
+    let ran = client(&env, &srv.url, &admin, &["run", "start", "--output", "json"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let logs = client(&env, &srv.url, &admin, &["logs", ran.json()["id"].as_str().unwrap()]);
+    assert_eq!(logs.stdout, "[go] ctl start (v7)\n", "{logs:?}");
+    // Editing one runbook (with a new version) leaves the other's published version as it is.
+    env.write(
+        "svc/stop.yaml",
+        &runbook("", "    - id: go\n      run: ./scripts/ctl.sh halt\n")
+            .replace("name: test", "name: stop")
+            .replace("1.0.0", "1.1.0"),
+    );
+    let again = client(&env, &srv.url, &admin, &["push", "svc"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(again.stdout.contains("unchanged start 1.0.0"), "{again:?}");
+    assert!(again.stdout.contains("updated   stop 1.1.0"), "{again:?}");
+
+    // A link out of the directory is refused before anything is sent.
+    env.write("outside.txt", "secret\n");
+    std::os::unix::fs::symlink(env.path("outside.txt"), env.path("svc/leak.txt")).unwrap();
+    let refused = client(&env, &srv.url, &admin, &["push", "svc"]);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(refused.stderr.contains("leak.txt: a symbolic link to"), "{refused:?}");
+    assert!(refused.stderr.contains("nothing was pushed"), "{refused:?}");
+}

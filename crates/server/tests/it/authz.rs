@@ -22,6 +22,9 @@ async fn every_endpoint_checks_every_role() {
         tokens.push(s.token(&format!("user-{r}"), &[r]).await);
     }
     let book2 = runbook("demo", "9.9.9", "", "", "    - id: a\n      run: \"true\"\n");
+    let mut files = opsbook_core::bundle::Bundle::new();
+    files.add("run.sh", true, b"true\n".to_vec()).unwrap();
+    let sha = files.sha256();
     // (method, path, body, expected status per role in the order above)
     use StatusCode as S;
     let (ok, created, acc, forb, conf) = (S::OK, S::CREATED, S::ACCEPTED, S::FORBIDDEN, S::CONFLICT);
@@ -49,6 +52,13 @@ async fn every_endpoint_checks_every_role() {
             Some(Body::Json(json!({}))),
             [forb, acc, forb, forb, acc, forb],
         ),
+        (
+            "PUT",
+            format!("/api/v1/bundles/{sha}"),
+            Some(Body::Bytes(files.encode())),
+            [forb, forb, forb, created, ok, forb],
+        ),
+        ("GET", format!("/api/v1/bundles/{sha}"), None, [ok, ok, ok, ok, ok, forb]),
         ("GET", "/api/v1/executions".into(), None, [ok, ok, ok, ok, ok, forb]),
         ("GET", format!("/api/v1/executions/{id}"), None, [ok, ok, ok, ok, ok, forb]),
         ("GET", format!("/api/v1/executions/{id}/logs"), None, [ok, ok, ok, ok, ok, forb]),
@@ -128,6 +138,7 @@ fn clone_body(b: &Body) -> Body {
     match b {
         Body::Json(v) => Body::Json(v.clone()),
         Body::Yaml(t) => Body::Yaml(t.clone()),
+        Body::Bytes(b) => Body::Bytes(b.clone()),
     }
 }
 

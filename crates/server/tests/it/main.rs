@@ -3,6 +3,7 @@
 mod abuse;
 mod api;
 mod authz;
+mod bundles;
 mod contract;
 mod gates;
 mod notify;

@@ -91,6 +91,7 @@ impl Server {
         req = match body {
             Some(Body::Json(v)) => req.json(&v),
             Some(Body::Yaml(t)) => req.header("content-type", "application/yaml").body(t),
+            Some(Body::Bytes(b)) => req.header("content-type", "application/vnd.opsbook.bundle").body(b),
             None => req,
         };
         let resp = req.send().await.unwrap();
@@ -105,6 +106,15 @@ impl Server {
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
         self.call("POST", path, Some(token), Some(Body::Json(body))).await
+    }
+
+    /// Publishes with a bundle of files (uploaded before).
+    pub async fn publish_with(&self, token: &str, yaml: &str, bundle: Option<&str>) -> (StatusCode, Value) {
+        let path = match bundle {
+            Some(sha) => format!("/api/v1/runbooks?bundle={sha}"),
+            None => "/api/v1/runbooks".to_string(),
+        };
+        self.call("POST", &path, Some(token), Some(Body::Yaml(yaml.to_string()))).await
     }
 
     pub async fn publish(&self, token: &str, yaml: &str) -> (StatusCode, Value) {
@@ -132,6 +142,7 @@ impl Server {
 pub enum Body {
     Json(Value),
     Yaml(String),
+    Bytes(Vec<u8>),
 }
 
 pub fn runbook(name: &str, version: &str, extra_meta: &str, params: &str, steps: &str) -> String {
