@@ -58,6 +58,106 @@ fn check_uses(
     super::unknown_gates(rb, gates, path.as_deref()).iter().map(|d| d.render(shown, text)).collect()
 }
 
+/// The relative paths (`./x`, `../x`) a script names, as written.
+fn relative_paths(script: &str) -> Vec<&str> {
+    let bytes = script.as_bytes();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let starts = script[i..].starts_with("./") || script[i..].starts_with("../");
+        let boundary =
+            i == 0 || matches!(bytes[i - 1], b' ' | b'\t' | b'\n' | b'"' | b'\'' | b'=' | b'(' | b';' | b'|' | b'&');
+        if starts && boundary {
+            let end = script[i..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || "._-/".contains(c)))
+                .map_or(script.len(), |n| i + n);
+            let token = script[i..end].trim_end_matches('.');
+            if token.len() > 2 && !token.ends_with('/') && !script[end..].starts_with("{{") {
+                found.push(token);
+            }
+            i = end.max(i + 1);
+        } else {
+            i += 1;
+        }
+    }
+    found
+}
+
+/// Warnings for files a runbook's scripts name that would not travel with it to a
+/// server (`opsbook push` sends what is beside it: its bundle).
+fn bundle_warnings(rb: &opsbook_core::Runbook, file: &Path, shown: &str) -> Vec<String> {
+    use opsbook_engine::bundle::{IGNORE_FILE, Ignore};
+    let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let Ok(root) = dir.canonicalize() else { return Vec::new() };
+    let ignore = Ignore::read(&root.join(IGNORE_FILE)).unwrap_or_default();
+    let mut scripts: Vec<(String, u32, u32, &opsbook_core::step::run::Script)> = Vec::new();
+    for s in &rb.steps {
+        if let opsbook_core::StepKind::Run(script) = &s.kind {
+            scripts.push((format!("step `{}`", s.id), s.line, s.column, script));
+        }
+        if let Some(r) = &s.rollback {
+            scripts.push((format!("the rollback of step `{}`", s.id), s.line, s.column, r));
+        }
+    }
+    for p in &rb.prerequisites {
+        if let Some(check) = &p.check {
+            scripts.push((format!("prerequisite `{}`", p.description), 0, 0, check));
+        }
+    }
+    let mut warnings = Vec::new();
+    for (what, line, column, script) in scripts {
+        let base = root.join(script.workdir.as_deref().unwrap_or(""));
+        for path in relative_paths(&script.template) {
+            let at = if line > 0 { format!("{shown}:{line}:{column}") } else { shown.to_string() };
+            let target = base.join(path);
+            let Some(rel) = normalize(&target).and_then(|t| t.strip_prefix(&root).ok().map(Path::to_path_buf)) else {
+                warnings.push(format!(
+                    "{at}: warning: {what} names `{path}`, outside the runbook's directory: it is not in the files \
+                     `opsbook push` sends with the runbook"
+                ));
+                continue;
+            };
+            if !target.exists() {
+                warnings.push(format!(
+                    "{at}: warning: {what} names `{path}`, which is not beside the runbook: a server would not have it"
+                ));
+                continue;
+            }
+            let mut prefix = String::new();
+            let left_out = rel.components().any(|c| {
+                let name = c.as_os_str().to_string_lossy();
+                prefix = if prefix.is_empty() { name.to_string() } else { format!("{prefix}/{name}") };
+                let is_dir = root.join(&prefix).is_dir();
+                name.starts_with('.') || ignore.excludes(&prefix, &name, is_dir)
+            });
+            if left_out {
+                warnings.push(format!(
+                    "{at}: warning: {what} names `{path}`, which is hidden or listed in {IGNORE_FILE}, so it is \
+                     not sent with the runbook"
+                ));
+            }
+        }
+    }
+    warnings
+}
+
+/// A path with `.` and `..` resolved lexically (None when `..` climbs above the root).
+fn normalize(path: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    Some(out)
+}
+
 pub fn exec(args: Args) -> Result<u8> {
     let mut gates_files = GatesFiles::new();
     let files = super::runbook_files(&args.paths)?;
@@ -89,6 +189,9 @@ pub fn exec(args: Args) -> Result<u8> {
         match opsbook_core::parse(&text) {
             Ok(rb) => {
                 let problems = check_uses(&rb, f, args.gates.as_deref(), &mut gates_files, &shown, &text);
+                for w in bundle_warnings(&rb, f, &shown) {
+                    println!("{w}");
+                }
                 if problems.is_empty() {
                     println!("{shown}: ok ({} v{}, {} steps)", rb.name, rb.version, rb.steps.len());
                 } else {
@@ -113,4 +216,14 @@ pub fn exec(args: Args) -> Result<u8> {
         return Ok(EXIT_FAILED);
     }
     Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn relative_paths_are_found_as_written() {
+        let script = "./scripts/deploy.sh {{ x }} && cd ../up; cat \"./a b\" x=./conf/app.env ./{{ y }} / ./";
+        assert_eq!(super::relative_paths(script), vec!["./scripts/deploy.sh", "../up", "./a", "./conf/app.env"]);
+        assert!(super::relative_paths("echo a./b http://x/./y").is_empty());
+    }
 }

@@ -242,3 +242,44 @@ fn the_database_is_named_by_a_url() {
     assert_eq!(o.code, 0, "{o:?}");
     assert!(o.stderr.contains("database from-toml.db (chosen by opsbook.toml)"), "{o:?}");
 }
+
+/// `validate` warns about files a script names that would not travel with the runbook
+/// to a server (`push` sends what is beside it), naming the step's place; it still passes.
+#[test]
+fn validate_warns_of_files_a_server_would_not_have() {
+    let env = Env::new();
+    env.write("rb/scripts/ok.sh", "true\n");
+    env.write("rb/.secret.sh", "true\n");
+    env.write("rb/build/tool.sh", "true\n");
+    env.write("rb/.opsbookignore", "build/\n");
+    env.write("rb/other.sh", "true\n");
+    env.write(
+        "rb/deploy.yaml",
+        &runbook(
+            "",
+            "    - id: fine\n      run: ./scripts/ok.sh\n    - id: missing\n      run: ./scripts/gone.sh\n    - id: out\n      run: sh ../other.sh\n    - id: hidden\n      run: ./.secret.sh && ./build/tool.sh\n",
+        ),
+    );
+    let o = env.run(&["validate", "rb/deploy.yaml"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stdout.contains(
+            "rb/deploy.yaml:11:7: warning: step `missing` names `./scripts/gone.sh`, which is not beside the runbook"
+        ),
+        "{o:?}"
+    );
+    assert!(o.stdout.contains("step `out` names `../other.sh`, outside the runbook's directory"), "{o:?}");
+    assert!(
+        o.stdout.contains("step `hidden` names `./.secret.sh`, which is hidden or listed in .opsbookignore"),
+        "{o:?}"
+    );
+    assert!(
+        o.stdout.contains("step `hidden` names `./build/tool.sh`, which is hidden or listed in .opsbookignore"),
+        "{o:?}"
+    );
+    assert!(!o.stdout.contains("`fine`"), "{o:?}");
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let o = env.run(&["validate", examples.to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(!o.stdout.contains("warning"), "the examples bring what they use: {o:?}");
+}
