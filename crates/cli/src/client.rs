@@ -16,25 +16,113 @@ pub struct Client {
     http: reqwest::Client,
 }
 
-/// `$XDG_CONFIG_HOME/opsbook/credentials.json`: `{server URL: token}`, mode 0600.
-pub fn credentials_path() -> PathBuf {
+/// `$XDG_CONFIG_HOME/opsbook` (else `~/.config/opsbook`).
+fn config_dir() -> PathBuf {
     let base = std::env::var_os("XDG_CONFIG_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
         .unwrap_or_else(|| PathBuf::from("."));
-    base.join("opsbook").join("credentials.json")
+    base.join("opsbook")
 }
 
-pub fn saved_token(server: &str) -> Option<String> {
-    let text = std::fs::read_to_string(credentials_path()).ok()?;
-    let map: serde_json::Map<String, Value> = serde_json::from_str(&text).ok()?;
-    map.get(server.trim_end_matches('/'))?.as_str().map(str::to_string)
+/// `credentials.toml`: the servers `opsbook login` checked, a profile each, mode 0600.
+pub fn credentials_path() -> PathBuf {
+    config_dir().join("credentials.toml")
+}
+
+/// The saved logins: a profile per server, and which one commands use by default.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    /// The profile used when none is named (`--profile`, `OPSBOOK_PROFILE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    #[serde(default)]
+    pub profiles: std::collections::BTreeMap<String, Profile>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub server: String,
+    pub token: String,
+}
+
+impl Credentials {
+    /// Reads the file (none yet: no logins). A file that does not parse is an error
+    /// naming it, never silently ignored.
+    pub fn load() -> Result<Credentials> {
+        let path = credentials_path();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| usage(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Credentials::default()),
+            Err(e) => Err(usage(format!("cannot read {}: {e}", path.display()))),
+        }
+    }
+
+    /// Writes the file, readable by its owner only.
+    pub fn save(&self) -> Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        let path = credentials_path();
+        if let Some(dir) = path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| anyhow!("cannot create {}: {e}", dir.display()))?;
+        }
+        let text = toml::to_string(self).map_err(|e| anyhow!("cannot write the credentials: {e}"))?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| anyhow!("cannot write {}: {e}", path.display()))?;
+        // An older file may have been created with a looser mode.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(text.as_bytes())?;
+        Ok(())
+    }
+
+    /// The profile named, or the default one.
+    pub fn profile(&self, name: Option<&str>) -> Result<Option<(&str, &Profile)>> {
+        match name.or(self.default.as_deref()) {
+            None => Ok(None),
+            Some(n) => match self.profiles.get_key_value(n) {
+                Some((k, p)) => Ok(Some((k.as_str(), p))),
+                None if name.is_some() => {
+                    let known: Vec<&str> = self.profiles.keys().map(String::as_str).collect();
+                    Err(usage(format!(
+                        "no profile `{n}` in {} (profiles: {}); `opsbook login URL --profile {n}` adds it",
+                        credentials_path().display(),
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    )))
+                }
+                None => Ok(None),
+            },
+        }
+    }
+}
+
+/// The token saved for a server: the profile's, else one whose server is the same URL.
+pub fn saved_token(server: &str, profile: Option<&str>) -> Option<String> {
+    let creds = Credentials::load().ok()?;
+    let server = server.trim_end_matches('/');
+    if let Ok(Some((_, p))) = creds.profile(profile)
+        && p.server == server
+    {
+        return Some(p.token.clone());
+    }
+    creds.profiles.values().find(|p| p.server == server).map(|p| p.token.clone())
 }
 
 impl Client {
-    /// The token comes from `OPSBOOK_TOKEN`, else from `opsbook login`.
-    pub fn new(server: &str) -> Result<Client> {
+    /// The token comes from `OPSBOOK_TOKEN`, else from `opsbook login` (the profile in use,
+    /// or one for the same server).
+    pub fn new(server: &str, profile: Option<&str>) -> Result<Client> {
         let base = server.trim_end_matches('/').to_string();
         let is_url = reqwest::Url::parse(&base).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
         if !is_url {
@@ -42,10 +130,11 @@ impl Client {
                 "--server `{server}`: expected an http:// or https:// URL, e.g. https://opsbook.example.com"
             )));
         }
-        let token =
-            std::env::var("OPSBOOK_TOKEN").ok().filter(|t| !t.is_empty()).or_else(|| saved_token(&base)).ok_or_else(
-                || usage(format!("no token for {base}: set OPSBOOK_TOKEN or run `opsbook login --server {base}`")),
-            )?;
+        let token = std::env::var("OPSBOOK_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .or_else(|| saved_token(&base, profile))
+            .ok_or_else(|| usage(format!("no token for {base}: set OPSBOOK_TOKEN or run `opsbook login {base}`")))?;
         Client::with_token(&base, &token)
     }
 

@@ -38,9 +38,16 @@ pub struct Cli {
     /// The database as a URL (sqlite:///path/to/opsbook.db); wins over --db
     #[arg(long, global = true, env = "OPSBOOK_DATABASE_URL", value_name = "URL")]
     pub database: Option<String>,
-    /// Talk to an opsbook server instead of the local database (token: OPSBOOK_TOKEN or `opsbook login`)
+    /// Talk to an opsbook server instead of the local database (token: OPSBOOK_TOKEN or
+    /// `opsbook login`); without it, the server of the login profile in use, if any
     #[arg(long, global = true, env = "OPSBOOK_SERVER", value_name = "URL")]
     pub server: Option<String>,
+    /// The `opsbook login` profile to use (default: the one marked default)
+    #[arg(long, global = true, env = "OPSBOOK_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Use the local database even when logged in to a server
+    #[arg(long, global = true)]
+    pub local: bool,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -133,13 +133,13 @@ enum Judge {
 }
 
 impl Judge {
-    fn new(server: Option<&str>, a: &CheckArgs) -> Result<Judge> {
+    fn new(server: Option<&str>, profile: Option<&str>, a: &CheckArgs) -> Result<Judge> {
         let timeout = duration("timeout", &a.timeout)?;
         if let Some(server) = server {
             if a.config.is_some() {
                 return Err(usage("--config and --server: the server evaluates its own gates; use one or the other"));
             }
-            let client = crate::client::Client::new(server)?.with_timeout(timeout + Duration::from_secs(5))?;
+            let client = crate::client::Client::new(server, profile)?.with_timeout(timeout + Duration::from_secs(5))?;
             return Ok(Judge::Remote { name: a.name.clone(), server: server.to_string(), client });
         }
         let gate = load(a.config.as_deref(), &a.name)?;
@@ -321,11 +321,14 @@ const EXIT_INTERRUPTED: u8 = 130;
 /// Runs a gate command until it ends or Ctrl-C / SIGTERM arrives. Then the command is
 /// dropped mid-check, which kills the process groups of running `command` sources (a
 /// signal would otherwise end this process and leave them running).
-pub async fn exec(server: Option<&str>, cmd: Gate) -> Result<u8> {
+/// `server` is where overrides go; checks ask it only when it was named (`explicit`):
+/// a CI job's verdict never depends on who is logged in on the machine.
+pub async fn exec(server: Option<&str>, explicit: bool, profile: Option<&str>, cmd: Gate) -> Result<u8> {
     use tokio::signal::unix::{SignalKind, signal};
     let (mut int, mut term) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
+    let to = Target { server, explicit, profile };
     tokio::select! {
-        code = exec_until_done(server, cmd) => code,
+        code = exec_until_done(to, cmd) => code,
         _ = int.recv() => interrupted(),
         _ = term.recv() => interrupted(),
     }
@@ -336,10 +339,19 @@ fn interrupted() -> Result<u8> {
     Ok(EXIT_INTERRUPTED)
 }
 
-async fn exec_until_done(server: Option<&str>, cmd: Gate) -> Result<u8> {
+/// Where a gate command talks to.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    server: Option<&'a str>,
+    explicit: bool,
+    profile: Option<&'a str>,
+}
+
+async fn exec_until_done(to: Target<'_>, cmd: Gate) -> Result<u8> {
+    let checks_on = if to.explicit { to.server } else { None };
     match cmd {
         Gate::Override(o) => {
-            let Some(server) = server else {
+            let Some(server) = to.server else {
                 return Err(usage(
                     "override applies to executions on a server: pass --server URL (a local `opsbook run` \
                      waiting on a gate stops with Ctrl-C)",
@@ -348,7 +360,7 @@ async fn exec_until_done(server: Option<&str>, cmd: Gate) -> Result<u8> {
             if o.reason.trim().is_empty() {
                 return Err(usage("--reason: say why the gate is overridden (it goes to the audit trail)"));
             }
-            let client = crate::client::Client::new(server)?;
+            let client = crate::client::Client::new(server, to.profile)?;
             let path = format!("/api/v1/executions/{}/override", crate::client::enc(&o.id));
             let done: opsbook_api::Overridden =
                 client.post(&path, &opsbook_api::Override { reason: o.reason.clone() }).await?;
@@ -361,7 +373,7 @@ async fn exec_until_done(server: Option<&str>, cmd: Gate) -> Result<u8> {
             Ok(EXIT_OK)
         }
         Gate::CodepipelineWorker(w) => {
-            if server.is_some() {
+            if checks_on.is_some() {
                 return Err(usage(
                     "codepipeline-worker evaluates the gates of its own gates file (--config): run it without --server",
                 ));
@@ -394,14 +406,14 @@ async fn exec_until_done(server: Option<&str>, cmd: Gate) -> Result<u8> {
             }
         }
         Gate::Check(a) => {
-            let judge = Judge::new(server, &a)?;
+            let judge = Judge::new(checks_on, to.profile, &a)?;
             let r = judge.check().await?;
             report(&r, a.output)?;
             Ok(if r.passes() { EXIT_OK } else { EXIT_WAITING })
         }
         Gate::Wait(w) => {
             let a = w.check;
-            let judge = Judge::new(server, &a)?;
+            let judge = Judge::new(checks_on, to.profile, &a)?;
             let max_wait = duration("max-wait", &w.max_wait)?;
             let poll = duration("poll", &w.poll)?;
             let started = Instant::now();

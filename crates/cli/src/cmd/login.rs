@@ -1,21 +1,29 @@
-//! `opsbook login --server URL`: check a token and keep it for later commands.
+//! `opsbook login URL`: check a token and keep it, with the server, as a profile: later
+//! commands then talk to that server unless told `--local` (or `--db`).
 
 use std::io::{BufRead, Write};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::{EXIT_OK, usage};
-use crate::client::{Client, credentials_path};
+use crate::client::{Client, Credentials, Profile, credentials_path};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The server (default: --server, OPSBOOK_SERVER)
+    pub url: Option<String>,
     /// The token (default: read from standard input)
     #[arg(long)]
     pub token: Option<String>,
 }
 
-pub async fn exec(server: Option<String>, args: Args) -> Result<u8> {
-    let server = server.ok_or_else(|| usage("login needs --server URL (or OPSBOOK_SERVER)"))?;
+/// Checks the token against the server, then keeps both as a profile (`--profile`, else
+/// `default`); the first profile saved becomes the default one.
+pub async fn exec(server: Option<String>, profile: Option<&str>, args: Args) -> Result<u8> {
+    let server = args
+        .url
+        .or(server)
+        .ok_or_else(|| usage("login needs the server: `opsbook login https://opsbook.example.com`"))?;
     let server = server.trim_end_matches('/').to_string();
     let token = match args.token {
         Some(t) => t,
@@ -28,19 +36,19 @@ pub async fn exec(server: Option<String>, args: Args) -> Result<u8> {
         }
     };
     let me: opsbook_api::Whoami = Client::with_token(&server, &token)?.get("/api/v1/whoami").await?;
-    let path = credentials_path();
-    let mut map: serde_json::Map<String, serde_json::Value> =
-        std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
-    map.insert(server.clone(), token.into());
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut creds = Credentials::load()?;
+    let name = profile.unwrap_or("default").to_string();
+    creds.profiles.insert(name.clone(), Profile { server: server.clone(), token });
+    if creds.default.is_none() {
+        creds.default = Some(name.clone());
     }
-    let mut f = {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)
-    }
-    .with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(serde_json::to_string_pretty(&map)?.as_bytes())?;
-    println!("logged in to {server} as {} ({})", me.user, serde_json::Value::from(me.roles));
+    creds.save()?;
+    let default = if creds.default.as_deref() == Some(name.as_str()) { ", the default" } else { "" };
+    println!(
+        "logged in to {server} as {} ({}); saved as profile `{name}`{default} in {}",
+        me.user,
+        serde_json::Value::from(me.roles),
+        credentials_path().display()
+    );
     Ok(EXIT_OK)
 }

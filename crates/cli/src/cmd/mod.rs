@@ -77,6 +77,7 @@ fn store_code(e: &opsbook_store::Error) -> u8 {
 }
 
 pub async fn dispatch(cli: Cli) -> Result<u8> {
+    let (server, explicit) = server_for(&cli)?;
     let db = match &cli.database {
         Some(url) => {
             let parsed = DatabaseUrl::parse(url).map_err(|e| usage(format!("--database: {e}")))?;
@@ -89,9 +90,12 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         }
         None => cli.db.map(DatabaseUrl::Sqlite),
     };
-    let server = cli.server;
+    let profile = cli.profile.clone();
     if let Some(url) = &server {
-        let client = || crate::client::Client::new(url);
+        let client = || crate::client::Client::new(url, profile.as_deref());
+        if let Some(why) = local_only(&cli.command, explicit) {
+            return Err(usage(why));
+        }
         match &cli.command {
             Command::Run(a) => {
                 let params = collect_params(&a.params, a.params_file.as_deref())?
@@ -132,12 +136,13 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             _ => {}
         }
     }
+    let profile = cli.profile.as_deref();
     match cli.command {
         Command::Serve(a) => serve::exec(db, a).await,
-        Command::Push(a) => push::exec(server, a).await,
-        Command::Login(a) => login::exec(server, a).await,
+        Command::Push(a) => push::exec(server, profile, a).await,
+        Command::Login(a) => login::exec(if explicit { server } else { None }, profile, a).await,
         Command::Admin(a) => admin::exec(db, a).await,
-        Command::Gate(g) => gate::exec(server.as_deref(), g).await,
+        Command::Gate(g) => gate::exec(server.as_deref(), explicit, profile, g).await,
         Command::Run(a) => run::exec(db, a).await,
         Command::Validate(a) => validate::exec(a),
         Command::Schema => {
@@ -155,6 +160,46 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Rollback(a) => resume::exec(db, a, resume::Mode::Rollback).await,
         Command::Cancel(a) => cancel::exec(db, a).await,
     }
+}
+
+/// The server commands talk to, and whether it was asked for (`--server`,
+/// `OPSBOOK_SERVER`) rather than taken from the login profile. A profile is used unless
+/// `--local`, `--db` or `--database` says to stay local.
+fn server_for(cli: &Cli) -> Result<(Option<String>, bool)> {
+    if cli.local && cli.server.is_some() {
+        return Err(usage("--local and --server (or OPSBOOK_SERVER): choose one"));
+    }
+    if let Some(s) = &cli.server {
+        return Ok((Some(s.clone()), true));
+    }
+    let stays_local = cli.local || cli.db.is_some() || cli.database.is_some();
+    if stays_local || matches!(cli.command, Command::Login(_)) {
+        return Ok((None, false));
+    }
+    let creds = crate::client::Credentials::load()?;
+    Ok((creds.profile(cli.profile.as_deref())?.map(|(_, p)| p.server.clone()), false))
+}
+
+/// Why a command cannot go to a server, when it has no server form. Asked for
+/// explicitly, that is an error; with a login profile, such commands simply run here.
+/// A runbook file given to `run` with a profile's server is a mistake either way.
+fn local_only(command: &Command, explicit: bool) -> Option<String> {
+    let name = match command {
+        Command::Validate(_) => "validate checks files here",
+        Command::Schema => "schema prints the runbook format",
+        Command::New(_) => "new writes a file here",
+        Command::Serve(_) => "serve runs a server here",
+        Command::Run(a) if !explicit && a.file.is_file() => {
+            return Some(format!(
+                "`{}` is a file, and you are logged in to a server (which runs published runbooks by name): run                  it here with --local, or publish it with `opsbook push` and run it by name",
+                a.file.display()
+            ));
+        }
+        _ => return None,
+    };
+    explicit.then(|| {
+        format!("{name} and has no server form: drop --server (or unset OPSBOOK_SERVER), or use `opsbook --local`")
+    })
 }
 
 /// `$XDG_DATA_HOME/opsbook/opsbook.db`, falling back to `~/.local/share`.

@@ -32,9 +32,10 @@ struct Doc {
     bundle: String,
 }
 
-pub async fn exec(server: Option<String>, args: Args) -> Result<u8> {
-    let server = server.ok_or_else(|| usage("push needs --server URL (or OPSBOOK_SERVER)"))?;
-    let client = Client::new(&server)?;
+pub async fn exec(server: Option<String>, profile: Option<&str>, args: Args) -> Result<u8> {
+    let server = server
+        .ok_or_else(|| usage("push needs a server: `opsbook login URL` once, or --server URL (or OPSBOOK_SERVER)"))?;
+    let client = Client::new(&server, profile)?;
     let files = super::runbook_files(&args.paths)?;
     if files.is_empty() {
         return Err(usage("no runbook files found"));

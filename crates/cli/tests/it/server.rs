@@ -113,7 +113,7 @@ fn push_run_and_approve_through_the_server() {
         .output()
         .unwrap());
     assert_eq!(shown.code, 0, "{shown:?}");
-    let creds = std::fs::metadata(env.path("config/opsbook/credentials.json")).unwrap();
+    let creds = std::fs::metadata(env.path("config/opsbook/credentials.toml")).unwrap();
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&creds.permissions()) & 0o777, 0o600);
 
     let verify = env.run(&["admin", "audit", "verify"]);
@@ -404,4 +404,77 @@ fn pushed_runbooks_bring_their_files() {
     assert_eq!(refused.code, 2, "{refused:?}");
     assert!(refused.stderr.contains("leak.txt: a symbolic link to"), "{refused:?}");
     assert!(refused.stderr.contains("nothing was pushed"), "{refused:?}");
+}
+
+/// `opsbook login URL` keeps the server and token as a profile; later commands use it
+/// unless told `--local` (or `--db`); a command with no server form refuses `--server`
+/// rather than quietly acting here.
+#[test]
+fn login_profiles_choose_the_server() {
+    let env = Env::new();
+    let admin = token(&env, "ann", &["admin"]);
+    let viewer = token(&env, "vic", &["viewer"]);
+    let srv = serve(&env);
+    // Without OPSBOOK_DB, so the profile decides; the local database is another file.
+    let cmd = |args: &[&str]| {
+        out(env
+            .cmd(args)
+            .env_remove("OPSBOOK_DB")
+            .env("XDG_CONFIG_HOME", env.path("config"))
+            .env("XDG_DATA_HOME", env.path("local-data"))
+            .output()
+            .unwrap())
+    };
+    let login = cmd(&["login", &srv.url, "--token", &admin]);
+    assert_eq!(login.code, 0, "{login:?}");
+    assert!(login.stdout.contains("as ann ([\"admin\"]); saved as profile `default`, the default"), "{login:?}");
+    let file = env.path("config/opsbook/credentials.toml");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let second = cmd(&["login", &srv.url, "--token", &viewer, "--profile", "readonly"]);
+    assert_eq!(second.code, 0, "{second:?}");
+    assert!(second.stdout.contains("saved as profile `readonly` in"), "{second:?}");
+
+    env.write("books/hi.yaml", &runbook("", "    - id: hi\n      run: echo hi\n"));
+    let pushed = cmd(&["push", "books"]);
+    assert_eq!(pushed.code, 0, "push goes to the default profile's server: {pushed:?}");
+    let ran = cmd(&["run", "test", "--output", "json"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(ran.json()["actor"], "ann");
+    let refused = cmd(&["--profile", "readonly", "run", "test"]);
+    assert_eq!(refused.code, 2, "a viewer may not run: {refused:?}");
+    let unknown = cmd(&["--profile", "nope", "history"]);
+    assert_eq!(unknown.code, 2);
+    assert!(
+        unknown.stderr.contains("no profile `nope`") && unknown.stderr.contains("default, readonly"),
+        "{unknown:?}"
+    );
+
+    // A file given to `run` while logged in: say how to run it here.
+    let file = cmd(&["run", "books/hi.yaml"]);
+    assert_eq!(file.code, 2, "{file:?}");
+    assert!(
+        file.stderr.contains("is a file, and you are logged in to a server") && file.stderr.contains("--local"),
+        "{file:?}"
+    );
+    let local = cmd(&["--local", "run", "books/hi.yaml", "--output", "json"]);
+    assert_eq!(local.code, 0, "{local:?}");
+    let remote = cmd(&["history", "--output", "json"]);
+    let local = cmd(&["--local", "history", "--output", "json"]);
+    assert_eq!(remote.json().as_array().unwrap().len(), 1, "{remote:?}");
+    assert_eq!(local.json().as_array().unwrap().len(), 1, "{local:?}");
+    assert_ne!(remote.json()[0]["id"], local.json()[0]["id"]);
+
+    // Commands with no server form: refused when a server is asked for, local otherwise.
+    let validate = cmd(&["--server", &srv.url, "validate", "books"]);
+    assert_eq!(validate.code, 2, "{validate:?}");
+    assert!(validate.stderr.contains("validate checks files here and has no server form"), "{validate:?}");
+    assert_eq!(cmd(&["validate", "books"]).code, 0);
+    assert_eq!(cmd(&["--local", "--server", &srv.url, "history"]).code, 2);
+
+    // A broken credentials file is an error naming it, not silently ignored.
+    std::fs::write(env.path("config/opsbook/credentials.toml"), "default = [\n").unwrap();
+    let broken = cmd(&["history"]);
+    assert_eq!(broken.code, 2, "{broken:?}");
+    assert!(broken.stderr.contains("credentials.toml"), "{broken:?}");
 }
