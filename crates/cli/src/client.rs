@@ -154,9 +154,8 @@ impl Client {
         Ok(self)
     }
 
-    /// Sends a request and reads the answer as `T` (the API's own types; `Value` for
-    /// documents the API leaves open, such as a gate verdict).
-    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T> {
+    /// Sends a request: the status, the path it went to and the body's text.
+    async fn exchange(&self, req: reqwest::RequestBuilder) -> Result<(reqwest::StatusCode, String, String)> {
         let resp = req.bearer_auth(&self.token).send().await.map_err(|e| {
             let why =
                 if e.is_timeout() { "no answer in time".into() } else { opsbook_core::diagnostic::root_cause(&e) };
@@ -165,16 +164,27 @@ impl Client {
         let status = resp.status();
         let path = resp.url().path().to_string();
         let text = resp.text().await.unwrap_or_default();
-        if status.is_success() {
-            return serde_json::from_str(&text).map_err(|e| {
-                anyhow!("{} answered {path} with a document this opsbook does not understand: {e}", self.base)
-            });
+        Ok((status, path, text))
+    }
+
+    /// Sends a request and reads the answer as `T` (the API's own types; `Value` for
+    /// documents the API leaves open, such as a gate verdict).
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T> {
+        let (status, path, text) = self.exchange(req).await?;
+        if !status.is_success() {
+            return Err(self.refusal(status, &path, &text));
         }
-        // An answer without opsbook's error document did not come from an opsbook server.
-        let Ok(ErrorBody { error }) = serde_json::from_str::<ErrorBody>(&text) else {
+        serde_json::from_str(&text)
+            .map_err(|e| anyhow!("{} answered {path} with a document this opsbook does not understand: {e}", self.base))
+    }
+
+    /// The error for a refusal: the API's message and details, or, for an answer without
+    /// opsbook's error document, that it did not come from an opsbook server.
+    fn refusal(&self, status: reqwest::StatusCode, path: &str, text: &str) -> anyhow::Error {
+        let Ok(ErrorBody { error }) = serde_json::from_str::<ErrorBody>(text) else {
             let message =
                 format!("{} answered HTTP {status} to {path}: is it an opsbook server (`opsbook serve`)?", self.base);
-            return Err(if status.is_client_error() { usage(message) } else { anyhow!("server error: {message}") });
+            return if status.is_client_error() { usage(message) } else { anyhow!("server error: {message}") };
         };
         let details: Vec<String> = error
             .details
@@ -191,7 +201,17 @@ impl Client {
             .collect();
         let message = error.message;
         let full = if details.is_empty() { message } else { format!("{message}\n{}", details.join("\n")) };
-        if status.is_client_error() { Err(usage(full)) } else { Err(anyhow!("server error: {full}")) }
+        if status.is_client_error() { usage(full) } else { anyhow!("server error: {full}") }
+    }
+
+    /// A text answer (a diff).
+    pub async fn get_text(&self, path: &str) -> Result<String> {
+        let (status, path, text) = self.exchange(self.http.get(format!("{}{path}", self.base))).await?;
+        if status.is_success() { Ok(text) } else { Err(self.refusal(status, &path, &text)) }
+    }
+
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.send(self.http.delete(format!("{}{path}", self.base))).await
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {

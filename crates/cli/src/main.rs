@@ -54,7 +54,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run a runbook file
+    /// Run a runbook file (with a server: a published runbook, by name)
     Run(cmd::run::Args),
     /// Check runbook files (or directories of them) without running anything
     Validate(cmd::validate::Args),
@@ -62,23 +62,31 @@ pub enum Command {
     Schema,
     /// Write a new, commented runbook to start from
     New(cmd::new::Args),
-    /// List the runbooks in a directory
+    /// List runbooks: the server's registry (with a server), else those in a directory
     List(cmd::list::Args),
-    /// List past executions
+    /// Search the server's registry (name, title, description, tags, steps)
+    Search(cmd::list::SearchArgs),
+    /// The published versions of a runbook on the server (with their files)
+    Versions(cmd::registry::VersionsArgs),
+    /// Diff two published versions of a runbook: the text, then the files
+    Diff(cmd::registry::DiffArgs),
+    /// Move a published runbook through its lifecycle (draft, active, deprecated, archived)
+    Lifecycle(cmd::registry::LifecycleArgs),
+    /// List past executions (here, or on the server)
     History(cmd::history::Args),
-    /// Show one execution
+    /// Show one execution (with a server: or a published runbook, by name)
     Show(cmd::show::Args),
-    /// Print the logs of an execution
+    /// Print the logs of an execution (here, or on the server)
     Logs(cmd::logs::Args),
-    /// Approve the approval step an execution waits on
+    /// Approve the approval step an execution waits on (here, or on the server)
     Approve(cmd::approve::Args),
-    /// Reject the approval step an execution waits on
+    /// Reject the approval step an execution waits on (here, or on the server)
     Reject(cmd::approve::Args),
     /// Continue a waiting or interrupted execution
     Resume(cmd::resume::Args),
     /// Run the rollbacks of a stopped execution
     Rollback(cmd::resume::Args),
-    /// Cancel a running or waiting execution
+    /// Cancel a running or waiting execution (here, or on the server)
     Cancel(cmd::cancel::Args),
     /// Run the server: HTTP API, workers, access control
     Serve(cmd::serve::Args),
@@ -86,7 +94,17 @@ pub enum Command {
     Push(cmd::push::Args),
     /// Check and keep a token for a server
     Login(cmd::login::Args),
-    /// Tokens and the audit trail (on the server's database)
+    /// The server's schedules: list, create, delete
+    #[command(subcommand)]
+    Schedules(cmd::schedules::Schedules),
+    /// How runbooks fare on the server: runs, success and rollback rates, durations, reviews due
+    Analytics(cmd::insights::AnalyticsArgs),
+    /// The server's audit trail, filtered (admins)
+    Audit(cmd::insights::AuditArgs),
+    /// The server's API tokens: list, create, revoke (admins)
+    #[command(subcommand)]
+    Tokens(cmd::insights::Tokens),
+    /// Tokens and the audit trail, on the server's machine (its database, no server needed)
     #[command(subcommand)]
     Admin(cmd::admin::Admin),
     /// Health gates for any CI: may a deployment go ahead?

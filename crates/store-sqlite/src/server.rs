@@ -503,6 +503,10 @@ impl ServerStore for SqliteStore {
                 args.push(Box::new(v.clone()));
             }
         }
+        if let Some(since) = f.since {
+            sql.push_str(" AND at >= ?");
+            args.push(Box::new(since));
+        }
         sql.push_str(" ORDER BY seq LIMIT ?");
         args.push(Box::new(if f.limit > 0 { f.limit } else { 100 }));
         let conn = self.conn();

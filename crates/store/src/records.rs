@@ -380,6 +380,8 @@ pub struct AuditFilter {
     pub action: Option<String>,
     pub target: Option<String>,
     pub after_seq: i64,
+    /// Only records at or after this time (epoch ms).
+    pub since: Option<i64>,
     pub limit: i64,
 }
 

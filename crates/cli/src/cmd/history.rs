@@ -19,10 +19,40 @@ pub struct Args {
     /// Only this status (queued, running, waiting, succeeded, failed, cancelled, interrupted)
     #[arg(long)]
     pub status: Option<String>,
+    /// Only executions started by this user (or `schedule:ID`)
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only executions created since (RFC 3339 time, a date, or a duration ago such as 24h or 7d)
+    #[arg(long)]
+    pub since: Option<String>,
     #[arg(long, default_value_t = 20)]
     pub limit: i64,
     #[arg(long, value_enum, default_value_t)]
     pub output: crate::Output,
+}
+
+/// A point in time as people write it: RFC 3339, a date (midnight UTC), epoch
+/// milliseconds, or a duration before now (`24h`, `7d`).
+pub fn since_ms(text: &str) -> Result<i64> {
+    let t = text.trim();
+    if let Ok(ms) = t.parse::<i64>() {
+        return Ok(ms);
+    }
+    if let Ok(ts) = t.parse::<jiff::Timestamp>() {
+        return Ok(ts.as_millisecond());
+    }
+    if let Ok(date) = t.parse::<jiff::civil::Date>()
+        && let Ok(z) = date.to_zoned(jiff::tz::TimeZone::UTC)
+    {
+        return Ok(z.timestamp().as_millisecond());
+    }
+    if let Ok(d) = opsbook_core::duration::parse(t) {
+        let ago = i64::try_from(d.0.as_millis()).unwrap_or(i64::MAX);
+        return Ok(opsbook_store::now_ms().saturating_sub(ago));
+    }
+    Err(usage(format!(
+        "--since `{text}`: expected a time (2026-12-01T08:00:00Z), a date (2026-12-01) or a duration ago (24h, 7d)"
+    )))
 }
 
 pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<u8> {
@@ -39,7 +69,14 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
     let engine = super::open(db).await?;
     let list = engine
         .store
-        .executions(&ExecutionFilter { runbook: args.runbook, status, limit: args.limit, ..Default::default() })
+        .executions(&ExecutionFilter {
+            runbook: args.runbook,
+            status,
+            actor: args.actor,
+            since: args.since.as_deref().map(since_ms).transpose()?,
+            limit: args.limit,
+            ..Default::default()
+        })
         .await?;
     if args.output == crate::Output::Json {
         let docs: Vec<_> = list.iter().map(opsbook_api::ExecutionSummary::from).collect();

@@ -10,15 +10,35 @@ use super::{EXIT_FAILED, EXIT_OK};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Directory (searched recursively for *.yaml and *.yml)
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
+    /// Directory searched recursively for *.yaml and *.yml (default: the current one;
+    /// with a server, the registry is listed instead)
+    pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub filters: super::registry::Filters,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: crate::Output,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SearchArgs {
+    /// Words to look for
+    pub query: String,
+    #[command(flatten)]
+    pub filters: super::registry::Filters,
     #[arg(long, value_enum, default_value_t)]
     pub output: crate::Output,
 }
 
 pub fn exec(args: Args) -> Result<u8> {
-    let files = super::runbook_files(std::slice::from_ref(&args.dir))?;
+    let f = &args.filters;
+    if f.search.is_some() || f.tag.is_some() || f.status.is_some() || f.runbook_type.is_some() || f.owner.is_some() {
+        return Err(super::usage(
+            "--search, --tag, --status, --type and --owner filter the server's registry: `opsbook login URL` \
+             first, or pass --server URL",
+        ));
+    }
+    let dir = args.dir.unwrap_or_else(|| PathBuf::from("."));
+    let files = super::runbook_files(std::slice::from_ref(&dir))?;
     let today = jiff::Zoned::now().date();
     let mut rows = Vec::new();
     let mut invalid = 0;

@@ -5,14 +5,17 @@ pub mod approve;
 pub mod cancel;
 pub mod gate;
 pub mod history;
+pub mod insights;
 pub mod list;
 pub mod login;
 pub mod logs;
 pub mod new;
 pub mod push;
+pub mod registry;
 pub mod remote;
 pub mod resume;
 pub mod run;
+pub mod schedules;
 pub mod serve;
 pub mod show;
 pub mod validate;
@@ -112,10 +115,25 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
                     .collect();
                 return remote::run(&client()?, &a.file.to_string_lossy(), params, a.output).await;
             }
-            Command::History(a) => {
-                return remote::history(&client()?, a.runbook.as_deref(), a.status.as_deref(), a.limit, a.output).await;
-            }
+            Command::History(a) => return remote::history(&client()?, a).await,
+            Command::Schedules(c) => return schedules::exec(&client()?, c).await,
+            Command::Analytics(a) => return insights::analytics(&client()?, a).await,
+            Command::Audit(a) => return insights::audit(&client()?, a).await,
+            Command::Tokens(c) => return insights::tokens(&client()?, c).await,
             Command::Show(a) => return remote::show(&client()?, &a.id, a.output).await,
+            Command::List(a) if a.dir.is_some() => {
+                return Err(usage(
+                    "with a server, list shows its registry: drop the directory, or list files here with --local",
+                ));
+            }
+            Command::List(a) => return registry::list(&client()?, &a.filters, a.output).await,
+            Command::Search(a) => {
+                let filters = registry::Filters { search: Some(a.query.clone()), ..a.filters.clone() };
+                return registry::list(&client()?, &filters, a.output).await;
+            }
+            Command::Versions(a) => return registry::versions(&client()?, a).await,
+            Command::Diff(a) => return registry::diff(&client()?, a).await,
+            Command::Lifecycle(a) => return registry::lifecycle(&client()?, a).await,
             Command::Logs(a) => return remote::logs(&client()?, &a.id, a.step.as_deref(), a.follow).await,
             Command::Approve(a) | Command::Reject(a) if !a.params.is_empty() => {
                 return Err(usage("-p is not needed with --server: the server keeps what its executions need"));
@@ -151,6 +169,13 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::New(a) => new::exec(a),
         Command::List(a) => list::exec(a),
+        Command::Search(_) | Command::Versions(_) | Command::Diff(_) | Command::Lifecycle(_) => {
+            Err(usage("this reads the server's registry: `opsbook login URL` first, or pass --server URL"))
+        }
+        Command::Schedules(_) | Command::Analytics(_) | Command::Audit(_) | Command::Tokens(_) => Err(usage(
+            "this asks a server: `opsbook login URL` first, or pass --server URL (on the server's machine, \
+             `opsbook admin` reads its database)",
+        )),
         Command::History(a) => history::exec(db, a).await,
         Command::Show(a) => show::exec(db, a).await,
         Command::Logs(a) => logs::exec(db, a).await,

@@ -158,27 +158,33 @@ fn print_doc(client: &Client, doc: &ExecutionDoc, output: Output) -> Result<()> 
     Ok(())
 }
 
+/// An execution by id, else a published runbook by name.
 pub async fn show(client: &Client, id: &str, output: Output) -> Result<u8> {
-    print_doc(client, &execution(client, id).await?, output)?;
-    Ok(EXIT_OK)
+    match execution(client, id).await {
+        Ok(doc) => {
+            print_doc(client, &doc, output)?;
+            Ok(EXIT_OK)
+        }
+        Err(e) if e.to_string().contains("not found") => match super::registry::show(client, id, output).await {
+            Ok(code) => Ok(code),
+            Err(_) => Err(super::usage(format!("no execution or runbook `{id}` on {}", client.base()))),
+        },
+        Err(e) => Err(e),
+    }
 }
 
-pub async fn history(
-    client: &Client,
-    runbook: Option<&str>,
-    status: Option<&str>,
-    limit: i64,
-    output: Output,
-) -> Result<u8> {
-    let mut q = format!("/api/v1/executions?limit={limit}");
-    if let Some(r) = runbook {
-        q.push_str(&format!("&runbook={}", enc(r)));
+pub async fn history(client: &Client, a: &super::history::Args) -> Result<u8> {
+    let mut q = format!("/api/v1/executions?limit={}", a.limit);
+    for (k, v) in [("runbook", &a.runbook), ("status", &a.status), ("actor", &a.actor)] {
+        if let Some(v) = v {
+            q.push_str(&format!("&{k}={}", enc(v)));
+        }
     }
-    if let Some(s) = status {
-        q.push_str(&format!("&status={}", enc(s)));
+    if let Some(s) = &a.since {
+        q.push_str(&format!("&since={}", super::history::since_ms(s)?));
     }
     let page: ExecutionPage = client.get(&q).await?;
-    if output == Output::Json {
+    if a.output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&page.items)?);
         return Ok(EXIT_OK);
     }

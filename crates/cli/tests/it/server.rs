@@ -478,3 +478,92 @@ fn login_profiles_choose_the_server() {
     assert_eq!(broken.code, 2, "{broken:?}");
     assert!(broken.stderr.contains("credentials.toml"), "{broken:?}");
 }
+
+/// The registry, schedules, analytics, the audit trail and tokens from the command line.
+#[test]
+fn the_cli_is_a_client_of_the_whole_server() {
+    let env = Env::new();
+    let admin = token(&env, "ann", &["admin"]);
+    let srv = serve(&env);
+    let c = |args: &[&str]| client(&env, &srv.url, &admin, args);
+    env.write("web/deploy.sh", "#!/bin/sh\necho one\n");
+    env.write(
+        "web/web.yaml",
+        &runbook("", "    - id: go\n      run: sh ./deploy.sh\n").replace("name: test", "name: web"),
+    );
+    assert_eq!(c(&["push", "web"]).code, 0);
+    env.write("web/deploy.sh", "#!/bin/sh\necho two\n");
+    env.write(
+        "web/web.yaml",
+        &runbook("", "    - id: go\n      run: sh ./deploy.sh\n")
+            .replace("name: test", "name: web")
+            .replace("1.0.0", "1.1.0"),
+    );
+    assert_eq!(c(&["push", "web"]).code, 0);
+
+    let listed = c(&["list", "--output", "json"]);
+    assert_eq!(listed.code, 0, "{listed:?}");
+    assert_eq!(listed.json()[0]["latest_version"], "1.1.0");
+    let found = c(&["search", "web"]);
+    assert!(found.stdout.contains("web") && found.stdout.contains("1.1.0"), "{found:?}");
+    let none = c(&["list", "--tag", "nothing-has-this"]);
+    assert!(none.stderr.contains("no runbook matches"), "{none:?}");
+    let versions = c(&["versions", "web"]);
+    assert_eq!(versions.code, 0, "{versions:?}");
+    assert!(versions.stdout.contains("1.0.0") && versions.stdout.contains("1.1.0"), "{versions:?}");
+    let diff = c(&["diff", "web", "1.0.0", "1.1.0"]);
+    assert_eq!(diff.code, 0, "{diff:?}");
+    assert!(diff.stdout.contains("-  version: 1.0.0\n+  version: 1.1.0\n"), "{diff:?}");
+    assert!(diff.stdout.contains("--- web 1.0.0: deploy.sh\n+++ web 1.1.0: deploy.sh\n"), "{diff:?}");
+    assert!(diff.stdout.contains("-echo one\n+echo two\n"), "{diff:?}");
+    let shown = c(&["show", "web"]);
+    assert_eq!(shown.code, 0, "{shown:?}");
+    assert!(shown.stdout.contains("web 1.1.0 (active, maintenance)"), "{shown:?}");
+    let moved = c(&["lifecycle", "web", "deprecated", "--reason", "web2 replaces it"]);
+    assert_eq!(moved.code, 0, "{moved:?}");
+    assert!(moved.stdout.contains("web: active -> deprecated"), "{moved:?}");
+    let bad = c(&["lifecycle", "web", "draft", "--reason", "no"]);
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(bad.stderr.contains("cannot go from deprecated to draft"), "{bad:?}");
+
+    let ran = c(&["run", "web", "--output", "json"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let mine = c(&["history", "--actor", "ann", "--since", "1h", "--output", "json"]);
+    assert_eq!(mine.json().as_array().unwrap().len(), 1, "{mine:?}");
+    let nobody = c(&["history", "--actor", "bob", "--output", "json"]);
+    assert_eq!(nobody.json().as_array().unwrap().len(), 0, "{nobody:?}");
+    let bad_since = c(&["history", "--since", "yesterday-ish"]);
+    assert_eq!(bad_since.code, 2);
+    assert!(bad_since.stderr.contains("--since `yesterday-ish`: expected a time"), "{bad_since:?}");
+
+    let made = c(&["schedules", "create", "web", "--cron", "0 3 * * *", "--timezone", "Europe/Paris"]);
+    assert_eq!(made.code, 0, "{made:?}");
+    let id = made.stdout.split_whitespace().nth(1).unwrap().to_string();
+    let schedules = c(&["schedules", "list", "--output", "json"]);
+    assert_eq!(schedules.json()[0]["timezone"], "Europe/Paris", "{schedules:?}");
+    assert_eq!(c(&["schedules", "delete", &id]).code, 0);
+    assert_eq!(c(&["schedules", "list", "--output", "json"]).json().as_array().unwrap().len(), 0);
+
+    let figures = c(&["analytics", "--output", "json"]);
+    assert_eq!(figures.json()["runbooks"][0]["succeeded"], 1, "{figures:?}");
+    assert!(c(&["analytics"]).stdout.contains("100%"));
+    let audit = c(&["audit", "--action", "runbook.lifecycle", "--since", "1h", "--output", "json"]);
+    assert_eq!(audit.json().as_array().unwrap().len(), 1, "{audit:?}");
+    assert_eq!(audit.json()[0]["details"]["reason"], "web2 replaces it");
+
+    let made = c(&["tokens", "create", "--user", "ci", "--role", "operator", "--expires", "30d"]);
+    assert_eq!(made.code, 0, "{made:?}");
+    assert!(made.stdout.trim().starts_with("obk_"), "{made:?}");
+    let listed = c(&["tokens", "list", "--output", "json"]);
+    let ci = listed.json().as_array().unwrap().iter().find(|t| t["user"] == "ci").cloned().unwrap();
+    assert_eq!(c(&["tokens", "revoke", ci["id"].as_str().unwrap()]).code, 0);
+    let refused = client(&env, &srv.url, made.stdout.trim(), &["history"]);
+    assert_eq!(refused.code, 2, "a revoked token: {refused:?}");
+
+    // Without a server these say where to go instead of answering from here.
+    for args in [&["versions", "web"][..], &["schedules", "list"], &["audit"], &["search", "x"]] {
+        let o = env.run(args);
+        assert_eq!(o.code, 2, "{args:?}: {o:?}");
+        assert!(o.stderr.contains("`opsbook login URL` first, or pass --server URL"), "{o:?}");
+    }
+}

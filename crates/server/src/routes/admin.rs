@@ -61,6 +61,8 @@ pub async fn revoke_token(State(st): State<AppState>, ctx: Ctx, Path(id): Path<S
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// RFC 3339 time or epoch milliseconds.
+    since: Option<String>,
     actor: Option<String>,
     action: Option<String>,
     target: Option<String>,
@@ -82,6 +84,13 @@ pub async fn audit(
             action: q.action,
             target: q.target,
             after_seq: q.after.unwrap_or(0),
+            since: match q.since.as_deref() {
+                Some(s) => Some(
+                    crate::routes::executions::parse_time(s)
+                        .ok_or_else(|| ApiError::bad_request(format!("since: `{s}` is not a time")))?,
+                ),
+                None => None,
+            },
             limit: q.limit.unwrap_or(100).clamp(1, 1000),
         })
         .await?;

@@ -69,7 +69,7 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-fn parse_time(s: &str) -> Option<i64> {
+pub(crate) fn parse_time(s: &str) -> Option<i64> {
     s.parse::<i64>().ok().or_else(|| s.parse::<jiff::Timestamp>().ok().map(|t| t.as_millisecond()))
 }
 

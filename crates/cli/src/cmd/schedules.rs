@@ -1,0 +1,106 @@
+//! `opsbook schedules list|create|delete`: the server's schedules.
+
+use anyhow::Result;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use opsbook_api::{Deleted, Items, NewSchedule, Schedule};
+
+use super::EXIT_OK;
+use crate::Output;
+use crate::client::{Client, enc};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Schedules {
+    /// Every schedule: the runbooks' own and those created here
+    List {
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Run a published runbook on a cron schedule
+    Create {
+        /// The runbook
+        runbook: String,
+        /// Five fields: minute hour day-of-month month day-of-week, e.g. "0 3 * * 1-5"
+        #[arg(long)]
+        cron: String,
+        /// IANA time zone (default UTC)
+        #[arg(long)]
+        timezone: Option<String>,
+        /// Parameters, KEY=VALUE (secrets cannot be scheduled)
+        #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        /// When the previous run is still going: skip (default) or queue
+        #[arg(long)]
+        overlap: Option<String>,
+        /// Runs missed while the server was down: skip (default) or run_once
+        #[arg(long)]
+        missed: Option<String>,
+    },
+    /// Delete a schedule created through the API (a runbook's own go with its versions)
+    Delete { id: String },
+}
+
+fn time(ms: Option<i64>) -> String {
+    opsbook_api::time(ms).and_then(|s| s.get(..16).map(|s| s.replace('T', " "))).unwrap_or_else(|| "-".into())
+}
+
+pub async fn exec(client: &Client, cmd: &Schedules) -> Result<u8> {
+    match cmd {
+        Schedules::List { output } => {
+            let found: Items<Schedule> = client.get("/api/v1/schedules").await?;
+            if *output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&found.items)?);
+                return Ok(EXIT_OK);
+            }
+            let mut t = Table::new();
+            t.load_style(UTF8_FULL_CONDENSED);
+            t.set_header(vec!["ID", "Runbook", "Cron", "Zone", "Next run", "Last run", "Last result", "By"]);
+            for s in &found.items {
+                t.add_row(vec![
+                    s.id.clone(),
+                    s.runbook.clone(),
+                    s.cron.clone(),
+                    s.timezone.clone(),
+                    time(s.next_run_at),
+                    time(s.last_run_at),
+                    s.last_result.clone().unwrap_or_default(),
+                    s.created_by.clone(),
+                ]);
+            }
+            println!("{t}");
+        }
+        Schedules::Create { runbook, cron, timezone, params, overlap, missed } => {
+            let params = super::collect_params(params, None)?
+                .into_iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        opsbook_core::Input::Text(t) => serde_json::Value::String(t),
+                        opsbook_core::Input::Value(v) => v,
+                    };
+                    (k, v)
+                })
+                .collect();
+            let body = NewSchedule {
+                runbook: runbook.clone(),
+                cron: cron.clone(),
+                timezone: timezone.clone(),
+                params,
+                overlap: overlap.clone(),
+                missed: missed.clone(),
+            };
+            let s: Schedule = client.post("/api/v1/schedules", &body).await?;
+            println!(
+                "schedule {} runs {} at `{}` ({}); next run {}",
+                s.id,
+                s.runbook,
+                s.cron,
+                s.timezone,
+                time(s.next_run_at)
+            );
+        }
+        Schedules::Delete { id } => {
+            let done: Deleted = client.delete(&format!("/api/v1/schedules/{}", enc(id))).await?;
+            println!("deleted schedule {}", done.id);
+        }
+    }
+    Ok(EXIT_OK)
+}
