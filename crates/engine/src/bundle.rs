@@ -28,7 +28,7 @@ pub fn pack_dir(dir: &Path, max_bytes: usize) -> Result<Bundle, String> {
     walk(&root, &root, "", &ignore, &mut found)?;
     let total: u64 = found.iter().map(|f| f.size).sum();
     if total > max_bytes as u64 {
-        found.sort_by(|a, b| b.size.cmp(&a.size));
+        found.sort_by_key(|f| std::cmp::Reverse(f.size));
         let largest: Vec<String> = found.iter().take(5).map(|f| format!("{} ({})", f.rel, human(f.size))).collect();
         return Err(format!(
             "the files beside the runbook in {} come to {}, over the {} a bundle may hold; list what the runbook \

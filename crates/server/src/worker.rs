@@ -131,10 +131,11 @@ async fn prepare(state: &AppState, id: &str) -> Result<(), String> {
 /// keeps it for `keep_failed_workdirs`, to look into; see `sweep_workdirs`).
 fn tidy(state: &AppState, id: &str, status: ExecStatus) {
     let dir = execution_dir(&state.config.workdir, id);
-    if status == ExecStatus::Succeeded && dir.exists() {
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            tracing::warn!(%e, id, "cannot remove the execution's working directory");
-        }
+    if status == ExecStatus::Succeeded
+        && dir.exists()
+        && let Err(e) = std::fs::remove_dir_all(&dir)
+    {
+        tracing::warn!(%e, id, "cannot remove the execution's working directory");
     }
 }
 
@@ -157,10 +158,10 @@ async fn sweep_workdirs(state: &AppState) {
             Err(opsbook_store::Error::NotFound(_)) => 0,
             Err(_) => continue,
         };
-        if now - ended >= keep {
-            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
-                tracing::warn!(%e, id, "cannot remove an old working directory");
-            }
+        if now - ended >= keep
+            && let Err(e) = std::fs::remove_dir_all(entry.path())
+        {
+            tracing::warn!(%e, id, "cannot remove an old working directory");
         }
     }
 }
