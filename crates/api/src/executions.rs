@@ -259,6 +259,25 @@ pub struct CancelAccepted {
     pub id: String,
 }
 
+/// `POST /api/v1/executions/{id}/resume` and `…/rollback`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resume {
+    /// The secret parameters the execution started with, again (they are never stored;
+    /// each is checked against its digest). Other parameters are the stored ones.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub params: BTreeMap<String, Value>,
+}
+
+/// A resume or rollback was started on the server; follow it like any execution.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Resumed {
+    pub id: String,
+    /// `resume` or `rollback`.
+    pub action: String,
+}
+
 /// `POST /api/v1/executions/{id}/override`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -82,9 +82,9 @@ pub enum Command {
     Approve(cmd::approve::Args),
     /// Reject the approval step an execution waits on (here, or on the server)
     Reject(cmd::approve::Args),
-    /// Continue a waiting or interrupted execution
+    /// Continue a waiting or interrupted execution (here, or on the server)
     Resume(cmd::resume::Args),
-    /// Run the rollbacks of a stopped execution
+    /// Run the rollbacks of a stopped execution (here, or on the server)
     Rollback(cmd::resume::Args),
     /// Cancel a running or waiting execution (here, or on the server)
     Cancel(cmd::cancel::Args),

@@ -173,6 +173,12 @@ impl<S: Store> Engine<S> {
         runner::check_secrets(self, id, secrets).await
     }
 
+    /// Checks, changing nothing, that execution `id` could resume (or, `rollback`, be
+    /// rolled back) now with these secrets; the error is the refusal it would get.
+    pub async fn check_resume(&self, id: &str, secrets: &BTreeMap<String, Input>, rollback: bool) -> Result<()> {
+        runner::check_resume(self, id, secrets, rollback).await
+    }
+
     /// Rolls back a stopped execution: the rollback of every succeeded step, newest first.
     pub async fn rollback(&self, id: &str, secrets: &BTreeMap<String, Input>, hooks: &Hooks<'_>) -> Result<Outcome> {
         runner::rollback_only(self, id, secrets, hooks).await

@@ -42,6 +42,8 @@ impl Modify for BearerToken {
         executions::logs,
         executions::events,
         executions::cancel,
+        executions::resume,
+        executions::rollback,
         executions::approve,
         schedules::create,
         schedules::list,

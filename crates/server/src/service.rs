@@ -219,6 +219,35 @@ pub async fn override_gate(st: &AppState, ctx: &Ctx, id: &str, reason: &str) -> 
     Ok(answer)
 }
 
+/// Resumes (`rollback` false) or rolls back a stopped execution on this server, in the
+/// background, as a worker would run it (claimed, heartbeating, recovered if the server
+/// dies). Refusals come first, changing nothing: not stopped, a secret missing or wrong,
+/// a step that may not run again.
+pub async fn resume(
+    st: &AppState,
+    ctx: &Ctx,
+    id: &str,
+    params: BTreeMap<String, Value>,
+    rollback: bool,
+) -> ApiResult<opsbook_api::Resumed> {
+    let exec = st.store.execution(id).await?;
+    let secrets: BTreeMap<String, Input> = params.into_iter().map(|(k, v)| (k, Input::Value(v))).collect();
+    st.engine.check_resume(&exec.id, &secrets, rollback).await?;
+    crate::worker::prepare(st, &exec.id)
+        .await
+        .map_err(|why| ApiError::conflict(format!("cannot prepare the execution: {why}")))?;
+    let action = if rollback { "rollback" } else { "resume" };
+    let secret_names: Vec<&String> = secrets.keys().collect();
+    let details = json!({ "was": exec.status.as_str(), "secrets_supplied": secret_names });
+    st.audit(ctx.user(), &format!("execution.{action}"), &exec.id, &ctx.request_id, details).await;
+    if !secrets.is_empty() {
+        // Later runs of it (after an approval, a gate) need them too.
+        st.secrets.lock().unwrap_or_else(|p| p.into_inner()).insert(exec.id.clone(), secrets.clone());
+    }
+    crate::worker::spawn_resume(st, exec.id.clone(), exec.runbook_name.clone(), secrets, rollback);
+    Ok(opsbook_api::Resumed { id: exec.id, action: action.into() })
+}
+
 /// A wire type as the audit trail records it.
 pub fn to_value(v: &impl serde::Serialize) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)

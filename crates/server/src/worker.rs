@@ -100,7 +100,7 @@ pub fn execution_dir(workdir: &Path, id: &str) -> PathBuf {
 
 /// Writes out the files of the execution's version as its working directory, unless it
 /// is there already (a later run of the same execution: a resume, a gate poll).
-async fn prepare(state: &AppState, id: &str) -> Result<(), String> {
+pub(crate) async fn prepare(state: &AppState, id: &str) -> Result<(), String> {
     let exec = state.store.execution(id).await.map_err(|e| e.to_string())?;
     let dir = PathBuf::from(&exec.base_dir);
     if dir.exists() {
@@ -205,6 +205,45 @@ async fn run_one(state: &AppState, id: &str, runbook: &str, kind: RunKind) {
             fail(state, id, e.to_string()).await;
         }
     }
+}
+
+/// Runs a resume or a rollback of a stopped execution (checked already by the caller)
+/// on a task of its own, as a worker runs an execution: its cancel handle registered,
+/// notifications sent, its working directory tidied when it ends.
+pub(crate) fn spawn_resume(
+    state: &AppState,
+    id: String,
+    runbook: String,
+    secrets: std::collections::BTreeMap<String, opsbook_core::Input>,
+    rollback: bool,
+) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let (handle, cancel) = cancel_pair();
+        state.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), handle.clone());
+        let notifier = crate::notify::Notifier::new(&id, &runbook, state.notify.clone());
+        let hooks = Hooks { observer: &notifier, prompt: None, cancel, cancel_handle: handle };
+        let result = if rollback {
+            state.engine.rollback(&id, &secrets, &hooks).await
+        } else {
+            state.engine.resume(&id, &secrets, &hooks).await
+        };
+        {
+            let mut running = state.running.lock().unwrap_or_else(|p| p.into_inner());
+            if running.get(&id).is_some_and(|h| h.same(&hooks.cancel_handle)) {
+                running.remove(&id);
+            }
+        }
+        match result {
+            Ok(outcome) if outcome.status == ExecStatus::Waiting => {}
+            Ok(outcome) => {
+                state.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                tidy(&state, &id, outcome.status);
+            }
+            // Refused after all (it changed since the check): nothing was done.
+            Err(e) => tracing::warn!(%e, id, rollback, "could not go on with the execution"),
+        }
+    });
 }
 
 /// Gate polls at once. They run beside the workers, never on them, so executions waiting

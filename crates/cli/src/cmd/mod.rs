@@ -141,8 +141,19 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             Command::Approve(a) => return remote::decide(&client()?, &a.id, true, a.comment.clone()).await,
             Command::Reject(a) => return remote::decide(&client()?, &a.id, false, a.comment.clone()).await,
             Command::Cancel(a) => return remote::cancel(&client()?, &a.id).await,
-            Command::Resume(_) | Command::Rollback(_) => {
-                return Err(usage("resume and rollback run on the server's machine: use them there without --server"));
+            Command::Resume(a) | Command::Rollback(a) => {
+                let rollback = matches!(cli.command, Command::Rollback(_));
+                let params = collect_params(&a.params, None)?
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            Input::Text(t) => serde_json::Value::String(t),
+                            Input::Value(v) => v,
+                        };
+                        (k, v)
+                    })
+                    .collect();
+                return remote::resume(&client()?, &a.id, params, rollback, a.output).await;
             }
             // Never answer for the server from a local database (an empty one says "intact").
             Command::Admin(_) => {

@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::Result;
 use comfy_table::{Cell, Table, presets::UTF8_FULL_CONDENSED};
 use console::style;
-use opsbook_api::{CancelAccepted, Decide, Decided, ExecutionDoc, ExecutionPage, LogPage, StepDoc, Submit, Submitted};
+use opsbook_api::{
+    CancelAccepted, Decide, Decided, ExecutionDoc, ExecutionPage, LogPage, Resume, Resumed, StepDoc, Submit, Submitted,
+};
 use opsbook_core::duration::human_ms;
 use opsbook_core::{ExecStatus, StepStatus};
 use opsbook_engine::{Event, Observer};
@@ -40,16 +42,42 @@ async fn execution(client: &Client, id: &str) -> Result<ExecutionDoc> {
 pub async fn run(client: &Client, name: &str, params: BTreeMap<String, Value>, output: Output) -> Result<u8> {
     let submit = Submit { params, version: None };
     let sub: Submitted = client.post(&format!("/api/v1/runbooks/{}/executions", enc(name)), &submit).await?;
-    let id = sub.id;
+    follow(client, &sub.id, Some(opsbook_engine::Start::Fresh), output).await
+}
+
+/// Resumes (or rolls back) an execution on the server, with the secrets it needs, and
+/// follows it until it stops running.
+pub async fn resume(
+    client: &Client,
+    id: &str,
+    params: BTreeMap<String, Value>,
+    rollback: bool,
+    output: Output,
+) -> Result<u8> {
+    let action = if rollback { "rollback" } else { "resume" };
+    let done: Resumed = client.post(&format!("/api/v1/executions/{}/{action}", enc(id)), &Resume { params }).await?;
+    let start = (!rollback).then_some(opsbook_engine::Start::Resumed);
+    let code = follow(client, &done.id, start, output).await?;
+    if !rollback {
+        return Ok(code);
+    }
+    // A rollback did what was asked when its rollbacks (if any) succeeded.
+    let doc = execution(client, &done.id).await?;
+    Ok(if matches!(doc.rollback.status, None | Some(StepStatus::Succeeded)) { EXIT_OK } else { EXIT_FAILED })
+}
+
+/// Follows an execution on the server until it stops running, shown as a local run is.
+async fn follow(client: &Client, id: &str, start: Option<opsbook_engine::Start>, output: Output) -> Result<u8> {
+    let id = id.to_string();
     let first = execution(client, &id).await?;
     let live = Live::new(first.steps.len());
     let json_out = output == Output::Json;
-    if !json_out {
+    if let Some(start) = start.filter(|_| !json_out) {
         live.on_event(&Event::Started {
             execution_id: &id,
-            runbook: name,
+            runbook: &first.summary.runbook.name,
             version: &first.summary.runbook.version,
-            start: opsbook_engine::Start::Fresh,
+            start,
         });
     }
     let mut after = 0i64;

@@ -567,3 +567,92 @@ fn the_cli_is_a_client_of_the_whole_server() {
         assert!(o.stderr.contains("`opsbook login URL` first, or pass --server URL"), "{o:?}");
     }
 }
+
+/// `resume` and `rollback` through the server: refusals first (nothing changes), secrets
+/// supplied again and checked, then the server carries the execution on and the CLI
+/// follows it.
+#[test]
+fn resume_and_rollback_through_the_server() {
+    let env = Env::new();
+    let admin = token(&env, "ann", &["admin"]);
+    let start = |env: &Env| {
+        let args = ["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "", "--workers", "2"];
+        let (child, url, _) = start_server({
+            let mut c = env.cmd(&args);
+            c.env("OPSBOOK_LEASE", "2s");
+            c
+        });
+        Serve { child, url }
+    };
+    let srv = start(&env);
+    let c = |url: &str, args: &[&str]| client(&env, url, &admin, args);
+    let params = "    pw: { type: secret, required: true }\n";
+    env.write(
+        "books/undo.yaml",
+        &runbook(
+            params,
+            "    - id: make\n      run: touch \"$T/made\"\n      rollback: { run: rm \"$T/made\" }\n    - id: boom\n      run: exit 4\n",
+        )
+        .replace("name: test", "name: undo")
+        .replace("spec:\n", "spec:\n  on_failure: stop\n"),
+    );
+    env.write(
+        "books/slow.yaml",
+        &runbook(params, "    - id: wait\n      idempotent: true\n      run: test -e \"$T/once\" || { touch \"$T/once\"; sleep 30; }\n    - id: after\n      run: touch \"$T/resumed\"\n")
+            .replace("name: test", "name: slow"),
+    );
+    assert_eq!(c(&srv.url, &["push", "books"]).code, 0);
+
+    let failed = c(&srv.url, &["run", "undo", "-p", "pw=hunter2", "--output", "json"]);
+    assert_eq!(failed.code, 1, "{failed:?}");
+    let id = failed.json()["id"].as_str().unwrap().to_string();
+    assert!(env.path("made").exists());
+    let again = c(&srv.url, &["resume", &id, "-p", "pw=hunter2"]);
+    assert_eq!(again.code, 2, "{again:?}");
+    assert!(again.stderr.contains("is failed; only waiting or interrupted executions can resume"), "{again:?}");
+    let no_secret = c(&srv.url, &["rollback", &id]);
+    assert_eq!(no_secret.code, 2, "{no_secret:?}");
+    assert!(no_secret.stderr.contains("parameter `pw`: is a secret and is never stored"), "{no_secret:?}");
+    let wrong = c(&srv.url, &["rollback", &id, "-p", "pw=guess"]);
+    assert!(wrong.stderr.contains("differs from the value the execution started with"), "{wrong:?}");
+    assert!(env.path("made").exists(), "nothing was done");
+    let rolled = c(&srv.url, &["rollback", &id, "-p", "pw=hunter2"]);
+    assert_eq!(rolled.code, 0, "{rolled:?}");
+    assert!(!env.path("made").exists(), "the rollback ran on the server");
+    let twice = c(&srv.url, &["rollback", &id, "-p", "pw=hunter2"]);
+    assert_eq!(twice.code, 2);
+    assert!(twice.stderr.contains("was already rolled back"), "{twice:?}");
+
+    // Interrupted by a server that died mid-step: resumed, the idempotent step again.
+    let mut run = env.cmd(&["--server", &srv.url, "run", "slow", "-p", "pw=hunter2"]);
+    let mut follower = run.env("OPSBOOK_TOKEN", &admin).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let slow = loop {
+        let h = c(&srv.url, &["history", "--runbook", "slow", "--status", "running", "--output", "json"]);
+        if let Some(id) = h.json()[0]["id"].as_str() {
+            break id.to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "never ran");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    drop(srv); // kill -9
+    let _ = follower.kill();
+    let _ = follower.wait();
+    std::thread::sleep(std::time::Duration::from_millis(2500)); // the lease lapses
+    let srv = start(&env);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let shown = c(&srv.url, &["show", &slow, "--output", "json"]);
+        if shown.json()["status"] == "interrupted" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never marked interrupted: {shown:?}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let resumed = c(&srv.url, &["resume", &slow, "-p", "pw=hunter2", "--output", "json"]);
+    assert_eq!(resumed.code, 0, "{resumed:?}");
+    assert_eq!(resumed.json()["status"], "succeeded");
+    assert!(env.path("resumed").exists());
+    let audit = c(&srv.url, &["audit", "--action", "execution.resume", "--output", "json"]);
+    assert_eq!(audit.json()[0]["details"]["secrets_supplied"][0], "pw", "{audit:?}");
+}

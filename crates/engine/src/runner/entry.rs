@@ -275,8 +275,36 @@ async fn resume_claimed<S: Store>(
 ) -> Result<Outcome> {
     let mut run = load(engine, id, secrets, hooks).await?;
     let id = run.exec.id.clone();
-    let from = match run.exec.status {
-        ExecStatus::Waiting => run.steps.iter().position(|s| s.status == StepStatus::Waiting).unwrap_or(0),
+    let (from, rerun) = resume_point(&run)?;
+    if let Some(i) = rerun {
+        run.steps[i].status = StepStatus::Pending;
+        run.steps[i].error = None;
+    }
+    let now = now_ms();
+    run.exec.status = ExecStatus::Running;
+    run.exec.error = None;
+    run.exec.finished_at = None;
+    run.exec.owner = Some(engine.config.owner.clone());
+    run.exec.lease_expires_at = Some(now + engine.config.lease_ms());
+    run.exec.heartbeat_at = Some(now);
+    engine.store.update_execution(&run.exec).await?;
+    run.event(&Event::Started {
+        execution_id: &id,
+        runbook: &run.rb.name,
+        version: &run.exec.runbook_version,
+        start: Start::Resumed,
+    });
+    run.start_heartbeat();
+    run.drive(from).await?;
+    run.outcome()
+}
+
+/// Where a resume of `run` goes on from (and the interrupted idempotent step it runs
+/// again, if any), or why it cannot resume. Changes nothing.
+fn resume_point<S: Store>(run: &Run<'_, '_, S>) -> Result<(usize, Option<usize>)> {
+    let id = &run.exec.id;
+    let point = match run.exec.status {
+        ExecStatus::Waiting => (run.steps.iter().position(|s| s.status == StepStatus::Waiting).unwrap_or(0), None),
         ExecStatus::Interrupted => {
             let failed_required =
                 run.steps.iter().zip(&run.rb.steps).any(|(rec, step)| {
@@ -299,12 +327,10 @@ async fn resume_claimed<S: Store>(
                         run.rb.steps[i].id
                     )));
                 }
-                Some(i) => {
-                    run.steps[i].status = StepStatus::Pending;
-                    run.steps[i].error = None;
-                    i
+                Some(i) => (i, Some(i)),
+                None => {
+                    (run.steps.iter().position(|s| s.status == StepStatus::Pending).unwrap_or(run.steps.len()), None)
                 }
-                None => run.steps.iter().position(|s| s.status == StepStatus::Pending).unwrap_or(run.steps.len()),
             }
         }
         // (A running execution was refused by the claim.)
@@ -317,23 +343,38 @@ async fn resume_claimed<S: Store>(
     if run.exec.rollback_status.is_some() {
         return Err(Error::Invalid(format!("execution {id} was rolled back; it cannot resume")));
     }
-    let now = now_ms();
-    run.exec.status = ExecStatus::Running;
-    run.exec.error = None;
-    run.exec.finished_at = None;
-    run.exec.owner = Some(engine.config.owner.clone());
-    run.exec.lease_expires_at = Some(now + engine.config.lease_ms());
-    run.exec.heartbeat_at = Some(now);
-    engine.store.update_execution(&run.exec).await?;
-    run.event(&Event::Started {
-        execution_id: &id,
-        runbook: &run.rb.name,
-        version: &run.exec.runbook_version,
-        start: Start::Resumed,
-    });
-    run.start_heartbeat();
-    run.drive(from).await?;
-    run.outcome()
+    Ok(point)
+}
+
+/// Whether a rollback of `run` may start: `Ok(true)` when there is nothing to do.
+fn rollback_point<S: Store>(run: &Run<'_, '_, S>) -> Result<bool> {
+    let id = &run.exec.id;
+    if run.exec.status == ExecStatus::Succeeded {
+        return Err(Error::Invalid(format!("execution {id} succeeded; rolling back a success is not supported")));
+    }
+    if run.exec.rollback_status == Some(StepStatus::Succeeded) {
+        return Err(Error::Invalid(format!("execution {id} was already rolled back")));
+    }
+    Ok(run.exec.status != ExecStatus::Waiting && run.rollbacks_left().is_empty())
+}
+
+/// Checks, changing nothing, that execution `id` could resume (`rollback` false) or be
+/// rolled back now with these secrets: the refusal `resume`/`rollback` would give.
+/// A front end that runs them in the background answers with this first.
+pub(crate) async fn check_resume<S: Store>(
+    engine: &Engine<S>,
+    id: &str,
+    secrets: &BTreeMap<String, Input>,
+    rollback: bool,
+) -> Result<()> {
+    let exec = engine.store.execution(id).await?;
+    if matches!(exec.status, ExecStatus::Running | ExecStatus::Queued) {
+        return Err(Error::Invalid(format!("execution {} is {}; it is not stopped", exec.id, exec.status)));
+    }
+    let (_handle, cancel) = crate::cancel::cancel_pair();
+    let hooks = Hooks { observer: &crate::Quiet, prompt: None, cancel, cancel_handle: _handle };
+    let run = load(engine, id, secrets, &hooks).await?;
+    if rollback { rollback_point(&run).map(|_| ()) } else { resume_point(&run).map(|_| ()) }
 }
 
 pub(crate) async fn rollback_only<S: Store>(
@@ -353,15 +394,9 @@ async fn rollback_claimed<S: Store>(
 ) -> Result<Outcome> {
     let mut run = load(engine, id, secrets, hooks).await?;
     let id = run.exec.id.clone();
-    if run.exec.status == ExecStatus::Succeeded {
-        return Err(Error::Invalid(format!("execution {id} succeeded; rolling back a success is not supported")));
-    }
-    if run.exec.rollback_status == Some(StepStatus::Succeeded) {
-        return Err(Error::Invalid(format!("execution {id} was already rolled back")));
-    }
     // Nothing to undo and nothing waiting to cancel: change nothing (not even the
     // finish time, which analytics read).
-    if run.exec.status != ExecStatus::Waiting && run.rollbacks_left().is_empty() {
+    if rollback_point(&run)? {
         engine.store.release(&id, &engine.config.owner).await?;
         return Ok(Outcome { execution_id: id, status: run.exec.status, nothing_to_roll_back: true });
     }

@@ -239,3 +239,29 @@ pub async fn approve(
     };
     Ok(Json(service::decide(&st, &ctx, &id, approved, body.comment).await?))
 }
+
+/// `POST .../resume {params}`: goes on with an interrupted execution (runs again an
+/// interrupted step only if it is idempotent); secret parameters are supplied again.
+#[utoipa::path(post, path = "/api/v1/executions/{id}/resume", tag = "executions", params(("id" = String, Path)), request_body = opsbook_api::Resume, responses((status = 202, description = "Resuming on the server; follow it like any execution", body = opsbook_api::Resumed), (status = 400, description = "A secret missing or not the one it started with", body = crate::openapi::ErrorBody), (status = 409, description = "Not stopped, or it may not resume (the message says what to do)", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+pub async fn resume(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<opsbook_api::Resume>,
+) -> ApiResult<(StatusCode, Json<opsbook_api::Resumed>)> {
+    ctx.require(&st, Perm::Run, &id).await?;
+    Ok((StatusCode::ACCEPTED, Json(service::resume(&st, &ctx, &id, body.params, false).await?)))
+}
+
+/// `POST .../rollback {params}`: runs the rollbacks of the succeeded steps of a stopped
+/// execution, newest first (a waiting one is cancelled first).
+#[utoipa::path(post, path = "/api/v1/executions/{id}/rollback", tag = "executions", params(("id" = String, Path)), request_body = opsbook_api::Resume, responses((status = 202, description = "Rolling back on the server; follow it like any execution", body = opsbook_api::Resumed), (status = 400, description = "A secret missing or not the one it started with", body = crate::openapi::ErrorBody), (status = 409, description = "Not stopped, succeeded, or rolled back already", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+pub async fn rollback(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<opsbook_api::Resume>,
+) -> ApiResult<(StatusCode, Json<opsbook_api::Resumed>)> {
+    ctx.require(&st, Perm::Run, &id).await?;
+    Ok((StatusCode::ACCEPTED, Json(service::resume(&st, &ctx, &id, body.params, true).await?)))
+}

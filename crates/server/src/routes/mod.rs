@@ -37,6 +37,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/executions/{id}/logs", get(executions::logs))
         .route("/api/v1/executions/{id}/events", get(executions::events))
         .route("/api/v1/executions/{id}/cancel", post(executions::cancel))
+        .route("/api/v1/executions/{id}/resume", post(executions::resume))
+        .route("/api/v1/executions/{id}/rollback", post(executions::rollback))
         .route("/api/v1/executions/{id}/approvals", post(executions::approve))
         .route("/api/v1/executions/{id}/override", post(gates::override_gate))
         .route("/api/v1/gates/{name}", get(gates::check))
