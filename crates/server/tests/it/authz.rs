@@ -70,6 +70,18 @@ async fn every_endpoint_checks_every_role() {
         ),
         (
             "POST",
+            format!("/api/v1/executions/{id}/resume"),
+            Some(Body::Json(json!({}))),
+            [forb, conf, forb, forb, conf, forb],
+        ),
+        (
+            "POST",
+            format!("/api/v1/executions/{id}/rollback"),
+            Some(Body::Json(json!({}))),
+            [forb, conf, forb, forb, conf, forb],
+        ),
+        (
+            "POST",
             format!("/api/v1/executions/{id}/approvals"),
             Some(Body::Json(json!({"decision": "approve"}))),
             [forb, forb, conf, forb, conf, forb],
@@ -198,7 +210,15 @@ async fn policies_narrow_who_may_run_what() {
     let (status, doc) = s.post(path, &web, submit("production")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(doc["error"]["message"], "running `site` like this needs one of the roles prod-deployer");
-    assert_eq!(s.post(path, &prod, submit("production")).await.0, StatusCode::ACCEPTED);
+    let (_, sub) = s.post(path, &prod, submit("production")).await;
     assert_eq!(s.post(path, &admin, submit("production")).await.0, StatusCode::ACCEPTED);
+    // Carrying an execution on (resume, rollback) is running it: the same policies apply.
+    let id = sub["id"].as_str().unwrap().to_string();
+    s.settled(&id, &admin).await;
+    let (status, doc) = s.post(&format!("/api/v1/executions/{id}/rollback"), &web, json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{doc}");
+    assert_eq!(doc["error"]["message"], "carrying `site` on needs one of the roles prod-deployer");
+    let (status, _) = s.post(&format!("/api/v1/executions/{id}/rollback"), &prod, json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "allowed, and refused for what it is: a success");
     s.stop().await;
 }
