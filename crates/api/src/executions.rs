@@ -65,6 +65,32 @@ pub struct ExecutionDoc {
     pub summary: ExecutionSummary,
     pub steps: Vec<StepDoc>,
     pub rollback: RollbackDoc,
+    /// Who decided on its approval steps, in order.
+    #[serde(default)]
+    pub approvals: Vec<ApprovalDoc>,
+}
+
+/// One decision on an approval step.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApprovalDoc {
+    pub step: String,
+    pub approver: String,
+    pub approved: bool,
+    pub comment: Option<String>,
+    /// RFC 3339.
+    pub at: Option<String>,
+}
+
+impl From<&opsbook_store::Approval> for ApprovalDoc {
+    fn from(a: &opsbook_store::Approval) -> ApprovalDoc {
+        ApprovalDoc {
+            step: a.step_id.clone(),
+            approver: a.approver.clone(),
+            approved: a.approved,
+            comment: a.comment.clone(),
+            at: time(Some(a.created_at)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -110,6 +136,12 @@ impl ExecutionDoc {
     pub fn waits_on_gate(&self) -> bool {
         self.summary.status == ExecStatus::Waiting
             && self.steps.iter().any(|s| s.status == StepStatus::Waiting && s.kind != "approval")
+    }
+
+    /// What the execution waits for, when it waits: `Some(true)` people (an approval),
+    /// `Some(false)` a gate.
+    pub fn waits_for_people(&self) -> Option<bool> {
+        (self.summary.status == ExecStatus::Waiting).then(|| !self.waits_on_gate())
     }
 
     /// Still going: queued, running, or waiting on a gate (which resumes by itself), as
@@ -173,7 +205,14 @@ impl ExecutionDoc {
             summary: ExecutionSummary::from(e),
             steps: step_docs,
             rollback: RollbackDoc { performed: e.rollback_status.is_some(), status: e.rollback_status, steps: rolled },
+            approvals: Vec::new(),
         }
+    }
+
+    /// With the decisions on its approval steps.
+    pub fn with_approvals(mut self, approvals: &[opsbook_store::Approval]) -> ExecutionDoc {
+        self.approvals = approvals.iter().map(ApprovalDoc::from).collect();
+        self
     }
 }
 
@@ -326,7 +365,8 @@ mod tests {
                 { "id": "health", "name": "Health", "kind": "gate", "status": "waiting", "attempts": 0,
                   "exit_code": null, "duration_ms": null, "outputs": {}, "error": "gate `aws` blocked" }
             ],
-            "rollback": { "performed": false, "status": null, "steps": [] }
+            "rollback": { "performed": false, "status": null, "steps": [] },
+            "approvals": [{ "step": "ok", "approver": "bob", "approved": true, "comment": "go", "at": "2026-12-02T08:00:02Z" }]
         });
         let typed: ExecutionDoc = serde_json::from_value(doc.clone()).unwrap();
         assert_eq!(typed.status(), ExecStatus::Waiting);

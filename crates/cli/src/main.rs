@@ -22,6 +22,7 @@ mod client;
 mod cmd;
 mod prompt;
 mod render;
+mod view;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

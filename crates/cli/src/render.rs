@@ -4,13 +4,13 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use comfy_table::{Cell, Color, Table, presets::UTF8_FULL_CONDENSED};
+use comfy_table::{Cell, Color};
 use console::style;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use opsbook_core::duration::human_ms;
 use opsbook_core::{ExecStatus, StepStatus};
 use opsbook_engine::{Event, Observer, Start};
-use opsbook_store::{Execution, Phase, StepRecord, Stream};
+use opsbook_store::{Phase, Stream};
 
 /// Live display on stderr-free stdout: a spinner with elapsed time for the running
 /// step on a terminal, plain lines otherwise. Output lines stream beneath their step.
@@ -188,62 +188,11 @@ impl Observer for Live {
     }
 }
 
-/// The summary table of an execution's steps (and rollbacks).
-pub fn steps_table(steps: &[StepRecord]) -> Table {
-    let mut t = Table::new();
-    t.load_style(UTF8_FULL_CONDENSED);
-    if !std::io::stdout().is_terminal() {
-        t.force_no_tty();
-    }
-    t.set_header(vec!["#", "Step", "Status", "Attempts", "Exit", "Duration", "Rollback", "Error"]);
-    for s in steps {
-        let rollback = match s.rollback_status {
-            Some(r) => r.to_string(),
-            None => String::new(),
-        };
-        let error = s.error.clone().or_else(|| s.rollback_error.clone()).unwrap_or_default();
-        t.add_row(vec![
-            Cell::new(s.idx + 1),
-            Cell::new(&s.step_id),
-            step_cell(s.status),
-            Cell::new(s.attempts),
-            Cell::new(s.exit_code.map(|c| c.to_string()).unwrap_or_default()),
-            Cell::new(s.duration_ms().map(|d| human_ms(u64::try_from(d).unwrap_or(0))).unwrap_or_default()),
-            Cell::new(rollback),
-            Cell::new(truncate(&error, 80)),
-        ]);
-    }
-    t
-}
-
 pub fn truncate(s: &str, max: usize) -> String {
     let first = s.lines().next().unwrap_or_default();
     if first.chars().count() > max || s.lines().count() > 1 {
         format!("{}…", first.chars().take(max).collect::<String>())
     } else {
         first.to_string()
-    }
-}
-
-/// The closing lines after a run: table, status, and what to do next.
-pub fn print_summary(e: &Execution, steps: &[StepRecord]) {
-    say!("{}", steps_table(steps));
-    let took = e.duration_ms().map(|d| format!(" in {}", human_ms(u64::try_from(d).unwrap_or(0)))).unwrap_or_default();
-    say!("Execution {} {}{took}", style(&e.id).bold(), exec_status(e.status));
-    if let Some(err) = &e.error {
-        say!("  {}", style(err).red());
-    }
-    if let Some(rb) = e.rollback_status {
-        say!("  rollback {rb}");
-    }
-    match e.status {
-        ExecStatus::Waiting if steps.iter().any(|s| s.status == StepStatus::Waiting && s.kind == "approval") => say!(
-            "  decide with `opsbook approve {id}` or `opsbook reject {id}` (pass secret parameters again with -p); \
-             the execution then goes on",
-            id = e.id
-        ),
-        ExecStatus::Waiting => say!("  it waits for a gate; continue with `opsbook resume {id}`", id = e.id),
-        ExecStatus::Interrupted => say!("  see `opsbook resume {id}` or `opsbook rollback {id}`", id = e.id),
-        _ => {}
     }
 }

@@ -234,7 +234,8 @@ pub async fn resume(
     // Carrying an execution on is running its runbook: the same policies decide.
     let rb = st.engine.stored_runbook(&exec.runbook_sha256).await?;
     let values = exec.params.as_object().map(|m| m.clone().into_iter().collect()).unwrap_or_default();
-    if let Some(p) = crate::policy::refusal(&st.config.policies, &ctx.principal, &exec.runbook_name, &rb.tags, &values) {
+    if let Some(p) = crate::policy::refusal(&st.config.policies, &ctx.principal, &exec.runbook_name, &rb.tags, &values)
+    {
         st.audit(ctx.user(), "authz.denied", &exec.id, &ctx.request_id, json!({ "roles": ctx.principal.roles })).await;
         return Err(ApiError::forbidden(format!(
             "carrying `{}` on needs one of the roles {}",

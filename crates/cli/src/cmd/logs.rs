@@ -1,13 +1,11 @@
 //! `opsbook logs ID`: the stored output of an execution, optionally followed live.
 
-use std::time::Duration;
-
 use anyhow::Result;
-use console::style;
-use opsbook_core::ExecStatus;
-use opsbook_store::{LogQuery, Phase, Store, Stream};
+use opsbook_api::{ExecutionDoc, LogLine};
+use opsbook_store::{LogQuery, Store};
 
 use super::EXIT_OK;
+use crate::view::{Follow, Where};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -16,49 +14,38 @@ pub struct Args {
     /// Only this step
     #[arg(long)]
     pub step: Option<String>,
-    /// Keep printing new lines until the execution stops running
+    /// Keep printing new lines until the execution ends (through approval and gate waits)
     #[arg(short, long)]
     pub follow: bool,
+    /// Start each line with the time it was written (UTC)
+    #[arg(short, long)]
+    pub timestamps: bool,
+}
+
+impl Args {
+    pub fn follow<'a>(&'a self, at: Where<'a>) -> Follow<'a> {
+        Follow { step: self.step.as_deref(), follow: self.follow, timestamps: self.timestamps, at }
+    }
+}
+
+/// The document of a stored execution, as a server would send it.
+pub async fn doc(store: &impl Store, id: &str) -> Result<ExecutionDoc> {
+    let e = store.execution(id).await?;
+    let steps = store.steps(&e.id).await?;
+    let approvals = store.approvals(&e.id).await?;
+    Ok(ExecutionDoc::new(&e, &steps).with_approvals(&approvals))
 }
 
 pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<u8> {
     let engine = super::open(db).await?;
     let store = &engine.store;
-    let id = store.execution(&args.id).await?.id;
-    let mut after = 0;
-    loop {
-        let lines = store
-            .logs(&LogQuery { execution_id: id.clone(), step_id: args.step.clone(), after_seq: after, limit: 10_000 })
-            .await?;
-        for l in &lines {
-            let step = l.step_id.as_deref().unwrap_or("-");
-            let tag = match (l.phase, l.stream) {
-                (_, Stream::System) => style(format!("[{step}]")).cyan(),
-                (Phase::Rollback, _) => style(format!("[{step} rollback]")).magenta(),
-                (_, Stream::Stderr) => style(format!("[{step}]")).red(),
-                _ => style(format!("[{step}]")).dim(),
-            };
-            println!("{tag} {}", l.line);
-            after = l.seq;
-        }
-        if lines.len() == 10_000 {
-            continue;
-        }
-        if !args.follow {
-            break;
-        }
-        let status = store.execution(&id).await?.status;
-        if status != ExecStatus::Running && status != ExecStatus::Queued {
-            // One last read so nothing written just before the end is missed.
-            let rest = store
-                .logs(&LogQuery { execution_id: id.clone(), step_id: args.step.clone(), after_seq: after, limit: 0 })
-                .await?;
-            for l in rest {
-                println!("[{}] {}", l.step_id.as_deref().unwrap_or("-"), l.line);
-            }
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let first = doc(store, &args.id).await?;
+    let id = first.summary.id.clone();
+    let fetch = async |after: i64| -> Result<Vec<LogLine>> {
+        let q = LogQuery { execution_id: id.clone(), step_id: args.step.clone(), after_seq: after, limit: 10_000 };
+        Ok(store.logs(&q).await?.iter().map(LogLine::from).collect())
+    };
+    let state = async || doc(store, &id).await;
+    crate::view::logs(args.follow(Where::Here), &first, fetch, state).await?;
     Ok(EXIT_OK)
 }

@@ -134,7 +134,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             Command::Versions(a) => return registry::versions(&client()?, a).await,
             Command::Diff(a) => return registry::diff(&client()?, a).await,
             Command::Lifecycle(a) => return registry::lifecycle(&client()?, a).await,
-            Command::Logs(a) => return remote::logs(&client()?, &a.id, a.step.as_deref(), a.follow).await,
+            Command::Logs(a) => return remote::logs(&client()?, a).await,
             Command::Approve(a) | Command::Reject(a) if !a.params.is_empty() => {
                 return Err(usage("-p is not needed with --server: the server keeps what its executions need"));
             }

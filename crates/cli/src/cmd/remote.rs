@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use comfy_table::{Cell, Table, presets::UTF8_FULL_CONDENSED};
-use console::style;
+
 use opsbook_api::{
     CancelAccepted, Decide, Decided, ExecutionDoc, ExecutionPage, LogPage, Resume, Resumed, StepDoc, Submit, Submitted,
 };
@@ -20,7 +20,8 @@ use serde_json::Value;
 use super::{EXIT_FAILED, EXIT_OK, EXIT_WAITING};
 use crate::Output;
 use crate::client::{Client, enc};
-use crate::render::{Live, exec_cell, step_cell, truncate};
+use crate::render::{Live, exec_cell, truncate};
+use crate::view::{self, Where};
 
 fn exit_for(status: ExecStatus) -> u8 {
     match status {
@@ -152,43 +153,18 @@ fn print_doc(client: &Client, doc: &ExecutionDoc, output: Output) -> Result<()> 
         println!("{}", serde_json::to_string_pretty(doc)?);
         return Ok(());
     }
-    let mut t = Table::new();
-    t.load_style(UTF8_FULL_CONDENSED);
-    t.set_header(vec!["#", "Step", "Status", "Attempts", "Exit", "Duration", "Error"]);
-    for (i, s) in doc.steps.iter().enumerate() {
-        t.add_row(vec![
-            Cell::new(i + 1),
-            Cell::new(&s.id),
-            step_cell(s.status),
-            Cell::new(s.attempts),
-            Cell::new(s.exit_code.map(|c| c.to_string()).unwrap_or_default()),
-            Cell::new(duration(s.duration_ms).unwrap_or_default()),
-            Cell::new(truncate(s.error.as_deref().unwrap_or_default(), 80)),
-        ]);
-    }
-    println!("{t}");
-    let e = &doc.summary;
-    let took = duration(e.duration_ms).map(|d| format!(" in {d}")).unwrap_or_default();
-    println!("Execution {} {}{took}", style(&e.id).bold(), crate::render::exec_status(e.status));
-    if let Some(err) = &e.error {
-        println!("  {}", style(err).red());
-    }
-    if doc.waits_on_gate() {
-        println!(
-            "  waiting on a gate: it goes on by itself when the gate clears; an admin may override with \
-             `opsbook --server {} gate override {} --reason \"…\"`",
-            client.base(),
-            e.id
-        );
-    } else if e.status == ExecStatus::Waiting {
-        println!("  approve with `opsbook --server {} approve {}`", client.base(), e.id);
-    }
+    view::print_summary(doc, Where::Server(client.base()));
     Ok(())
 }
 
 /// An execution by id, else a published runbook by name.
 pub async fn show(client: &Client, id: &str, output: Output) -> Result<u8> {
     match execution(client, id).await {
+        Ok(doc) if output == Output::Text => {
+            view::print_header(&doc);
+            print_doc(client, &doc, output)?;
+            Ok(EXIT_OK)
+        }
         Ok(doc) => {
             print_doc(client, &doc, output)?;
             Ok(EXIT_OK)
@@ -236,34 +212,19 @@ pub async fn history(client: &Client, a: &super::history::Args) -> Result<u8> {
     Ok(EXIT_OK)
 }
 
-pub async fn logs(client: &Client, id: &str, step: Option<&str>, follow: bool) -> Result<u8> {
-    let mut after = 0;
-    loop {
-        let mut q = format!("/api/v1/executions/{}/logs?after={after}", enc(id));
-        if let Some(s) = step {
+pub async fn logs(client: &Client, args: &super::logs::Args) -> Result<u8> {
+    let first = execution(client, &args.id).await?;
+    let id = first.summary.id.clone();
+    let fetch = async |after: i64| -> Result<Vec<opsbook_api::LogLine>> {
+        let mut q = format!("/api/v1/executions/{}/logs?after={after}&limit=10000", enc(&id));
+        if let Some(s) = &args.step {
             q.push_str(&format!("&step={}", enc(s)));
         }
-        let page: LogPage = client.get(&q).await?;
-        for l in &page.lines {
-            println!("[{}] {}", l.step.as_deref().unwrap_or("-"), l.line);
-        }
-        if let Some(n) = page.next_after {
-            after = n;
-        }
-        if !page.lines.is_empty() {
-            continue;
-        }
-        if !follow {
-            return Ok(EXIT_OK);
-        }
-        let doc = execution(client, id).await?;
-        if !doc.in_progress() {
-            // How it ended, on stderr so the log lines on stdout stay just those.
-            eprintln!("execution {id} {}", crate::render::exec_status(doc.status()));
-            return Ok(EXIT_OK);
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+        Ok(client.get::<LogPage>(&q).await?.lines)
+    };
+    let state = async || execution(client, &id).await;
+    view::logs(args.follow(Where::Server(client.base())), &first, fetch, state).await?;
+    Ok(EXIT_OK)
 }
 
 pub async fn decide(client: &Client, id: &str, approved: bool, comment: Option<String>) -> Result<u8> {

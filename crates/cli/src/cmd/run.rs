@@ -13,7 +13,7 @@ use opsbook_store::Store;
 use super::{EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_WAITING};
 use crate::Output;
 use crate::prompt::TerminalPrompt;
-use crate::render::{Live, print_summary};
+use crate::render::Live;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -96,13 +96,12 @@ fn load_gates(rb: &Runbook, args: &Args) -> Result<std::collections::BTreeMap<St
 
 /// Prints the result of an execution and returns the exit code for its status.
 pub async fn finish(store: &impl Store, id: &str, output: Output) -> Result<u8> {
-    let exec = store.execution(id).await?;
-    let steps = store.steps(id).await?;
+    let doc = super::logs::doc(store, id).await?;
     match output {
-        Output::Json => say!("{}", serde_json::to_string_pretty(&opsbook_api::ExecutionDoc::new(&exec, &steps))?),
-        Output::Text => print_summary(&exec, &steps),
+        Output::Json => say!("{}", serde_json::to_string_pretty(&doc)?),
+        Output::Text => crate::view::print_summary(&doc, crate::view::Where::Here),
     }
-    Ok(match exec.status {
+    Ok(match doc.summary.status {
         ExecStatus::Succeeded => EXIT_OK,
         ExecStatus::Waiting => EXIT_WAITING,
         _ => EXIT_FAILED,

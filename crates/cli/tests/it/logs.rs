@@ -84,3 +84,49 @@ fn logs_command_filters_and_follows() {
     let only = env.run(&["logs", &id[..6], "--step", "one"]);
     assert_eq!(only.stdout, "[one] first\n");
 }
+
+/// `logs` marks what a step wrote to standard error and what its rollback wrote,
+/// `--timestamps` puts the time first, and an unknown `--step` lists the steps.
+#[test]
+fn logs_marks_streams_and_times() {
+    let env = Env::new();
+    env.write(
+        "test.yaml",
+        &runbook("", "    - id: one\n      run: echo out; echo err >&2\n      rollback: { run: echo undone }\n    - id: two\n      run: exit 1\n"),
+    );
+    let ran = env.run(&["run", "test.yaml", "--output", "json"]);
+    let id = ran.json()["id"].as_str().unwrap().to_string();
+    let o = env.run(&["logs", &id]);
+    assert!(o.stdout.contains("[one] out\n"), "{o:?}");
+    assert!(o.stdout.contains("[one stderr] err\n"), "{o:?}");
+    assert!(o.stdout.contains("[one rollback] undone\n"), "{o:?}");
+    let t = env.run(&["logs", &id, "--timestamps", "--step", "one"]);
+    let first = t.stdout.lines().find(|l| l.ends_with("[one] out")).unwrap_or_else(|| panic!("{t:?}"));
+    assert!(first.starts_with("20") && first.as_bytes()[10] == b'T' && first[..24].ends_with('Z'), "{first}");
+    let bad = env.run(&["logs", &id, "--step", "three"]);
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(bad.stderr.contains(&format!("execution {id} has no step `three`; its steps: one, two")), "{bad:?}");
+}
+
+/// `logs --follow` goes on through an approval wait, saying once how to go on, until
+/// the execution ends.
+#[test]
+fn logs_follow_through_an_approval() {
+    let env = Env::new();
+    env.write(
+        "test.yaml",
+        &runbook("", "    - id: before\n      run: echo before\n    - id: ok\n      approval: {}\n    - id: after\n      run: echo after\n"),
+    );
+    let ran = env.run(&["run", "test.yaml", "--output", "json"]);
+    assert_eq!(ran.code, 3, "{ran:?}");
+    let id = ran.json()["id"].as_str().unwrap().to_string();
+    let follow = env.spawn(&["logs", &id, "--follow"]);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let approved = env.run(&["approve", &id]);
+    assert_eq!(approved.code, 0, "{approved:?}");
+    let f = out(follow.wait_with_output().unwrap());
+    assert_eq!(f.code, 0, "{f:?}");
+    assert!(f.stdout.contains("[before] before\n") && f.stdout.contains("[after] after\n"), "{f:?}");
+    assert!(f.stderr.contains(&format!("decide with `opsbook approve {id}`")), "{f:?}");
+    assert!(f.stderr.contains(&format!("execution {id} succeeded")), "{f:?}");
+}

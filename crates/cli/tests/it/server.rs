@@ -591,7 +591,7 @@ fn resume_and_rollback_through_the_server() {
         "books/undo.yaml",
         &runbook(
             params,
-            "    - id: make\n      run: touch \"$T/made\"\n      rollback: { run: rm \"$T/made\" }\n    - id: boom\n      run: exit 4\n",
+            "    - id: make\n      run: touch \"$T/made\"\n      rollback: { run: rm \"$T/made\" && echo undone }\n    - id: boom\n      run: exit 4\n",
         )
         .replace("name: test", "name: undo")
         .replace("spec:\n", "spec:\n  on_failure: stop\n"),
@@ -619,6 +619,13 @@ fn resume_and_rollback_through_the_server() {
     let rolled = c(&srv.url, &["rollback", &id, "-p", "pw=hunter2"]);
     assert_eq!(rolled.code, 0, "{rolled:?}");
     assert!(!env.path("made").exists(), "the rollback ran on the server");
+    // Shown as a local one is: header, rollback column, rollback lines.
+    let shown = c(&srv.url, &["show", &id]);
+    assert!(shown.stdout.contains("  runbook   undo v1.0.0 (sha256 "), "{shown:?}");
+    assert!(shown.stdout.contains("  actor     ann"), "{shown:?}");
+    assert!(shown.stdout.contains("Rollback") && shown.stdout.contains("  rollback succeeded"), "{shown:?}");
+    let logs = c(&srv.url, &["logs", &id, "--timestamps"]);
+    assert!(logs.stdout.lines().any(|l| l.ends_with("[make rollback] undone") && l.starts_with("20")), "{logs:?}");
     let twice = c(&srv.url, &["rollback", &id, "-p", "pw=hunter2"]);
     assert_eq!(twice.code, 2);
     assert!(twice.stderr.contains("was already rolled back"), "{twice:?}");

@@ -116,7 +116,8 @@ pub async fn get(
     ctx.require(&st, Perm::Read, &id).await?;
     let exec = st.store.execution(&id).await?;
     let steps = st.store.steps(&exec.id).await?;
-    Ok(Json(opsbook_api::ExecutionDoc::new(&exec, &steps)))
+    let approvals = st.store.approvals(&exec.id).await?;
+    Ok(Json(opsbook_api::ExecutionDoc::new(&exec, &steps).with_approvals(&approvals)))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

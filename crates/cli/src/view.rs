@@ -1,0 +1,204 @@
+//! How an execution and its log read, the same whether it ran here or on a server: both
+//! are shown from the API's types (`opsbook_api`), which local commands build from the
+//! store and remote ones receive.
+
+use std::io::IsTerminal;
+
+use comfy_table::{Cell, Table, presets::UTF8_FULL_CONDENSED};
+use console::style;
+use opsbook_api::{ExecutionDoc, LogLine};
+use opsbook_core::ExecStatus;
+use opsbook_core::duration::human_ms;
+
+use crate::render::{exec_status, step_cell, truncate};
+
+/// Where an execution lives, for the commands a reader is told to run next.
+#[derive(Debug, Clone, Copy)]
+pub enum Where<'a> {
+    Here,
+    Server(&'a str),
+}
+
+impl Where<'_> {
+    /// `opsbook` as the reader would type it to reach the execution.
+    fn opsbook(&self) -> String {
+        match self {
+            Where::Here => "opsbook".into(),
+            Where::Server(url) => format!("opsbook --server {url}"),
+        }
+    }
+}
+
+fn duration(ms: Option<i64>) -> String {
+    ms.and_then(|d| u64::try_from(d).ok()).map(human_ms).unwrap_or_default()
+}
+
+/// The header `show` prints: runbook, actor, times, parameters, decisions.
+pub fn print_header(doc: &ExecutionDoc) {
+    let e = &doc.summary;
+    let dash = |t: &Option<String>| t.clone().unwrap_or_else(|| "-".into());
+    say!("{} {}", style("Execution").bold(), e.id);
+    let sha = e.runbook.sha256.get(..12).unwrap_or(&e.runbook.sha256);
+    say!("  runbook   {} v{} (sha256 {sha})", e.runbook.name, e.runbook.version);
+    say!("  actor     {}", e.actor);
+    say!("  started   {}", dash(&e.started_at));
+    say!("  finished  {}", dash(&e.finished_at));
+    say!("  params    {}", e.params);
+    for a in &doc.approvals {
+        let verb = if a.approved { "approved" } else { "rejected" };
+        let why = a.comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default();
+        say!("  decision  step `{}` {verb} by {} at {}{why}", a.step, a.approver, dash(&a.at));
+    }
+    say!("");
+}
+
+/// The table of steps (with their rollbacks), the status, and what to do next.
+pub fn print_summary(doc: &ExecutionDoc, at: Where<'_>) {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED);
+    if !std::io::stdout().is_terminal() {
+        t.force_no_tty();
+    }
+    t.set_header(vec!["#", "Step", "Status", "Attempts", "Exit", "Duration", "Rollback", "Error"]);
+    for (i, s) in doc.steps.iter().enumerate() {
+        let rollback = doc.rollback.steps.iter().find(|r| r.id == s.id);
+        let error = s.error.clone().or_else(|| rollback.and_then(|r| r.error.clone())).unwrap_or_default();
+        t.add_row(vec![
+            Cell::new(i + 1),
+            Cell::new(&s.id),
+            step_cell(s.status),
+            Cell::new(s.attempts),
+            Cell::new(s.exit_code.map(|c| c.to_string()).unwrap_or_default()),
+            Cell::new(duration(s.duration_ms)),
+            Cell::new(rollback.map(|r| r.status.to_string()).unwrap_or_default()),
+            Cell::new(truncate(&error, 80)),
+        ]);
+    }
+    say!("{t}");
+    let e = &doc.summary;
+    let took = e.duration_ms.map(|d| format!(" in {}", duration(Some(d)))).unwrap_or_default();
+    say!("Execution {} {}{took}", style(&e.id).bold(), exec_status(e.status));
+    if let Some(err) = &e.error {
+        say!("  {}", style(err).red());
+    }
+    if let Some(rb) = doc.rollback.status {
+        say!("  rollback {rb}");
+    }
+    if let Some(next) = next_step(doc, at) {
+        say!("  {next}");
+    }
+}
+
+/// What the reader can do about a waiting or interrupted execution.
+pub fn next_step(doc: &ExecutionDoc, at: Where<'_>) -> Option<String> {
+    let (id, ops) = (&doc.summary.id, at.opsbook());
+    let secrets = match at {
+        Where::Here => " (pass secret parameters again with -p)",
+        Where::Server(_) => "",
+    };
+    match (doc.summary.status, doc.waits_for_people(), at) {
+        (ExecStatus::Waiting, Some(true), _) => Some(format!(
+            "decide with `{ops} approve {id}` or `{ops} reject {id}`{secrets}; the execution then goes on"
+        )),
+        (ExecStatus::Waiting, _, Where::Here) => {
+            Some(format!("it waits for a gate; continue with `{ops} resume {id}`"))
+        }
+        (ExecStatus::Waiting, _, Where::Server(_)) => Some(format!(
+            "waiting on a gate: it goes on by itself when the gate clears; an admin may override with `{ops} gate \
+             override {id} --reason \"…\"`"
+        )),
+        (ExecStatus::Interrupted, _, _) => Some(format!("see `{ops} resume {id}` or `{ops} rollback {id}`")),
+        _ => None,
+    }
+}
+
+/// How `logs` shows a line: `[step]` for its output, `[step stderr]` for what it wrote
+/// to standard error, `[step rollback]` for its rollback's, in colour on a terminal; with
+/// `timestamps`, the time first.
+pub fn log_line(l: &LogLine, timestamps: bool) -> String {
+    let step = l.step.as_deref().unwrap_or("-");
+    let tag = match (l.phase.as_str(), l.stream.as_str()) {
+        (_, "system") => style(format!("[{step}]")).cyan(),
+        ("rollback", "stderr") => style(format!("[{step} rollback stderr]")).magenta(),
+        ("rollback", _) => style(format!("[{step} rollback]")).magenta(),
+        (_, "stderr") => style(format!("[{step} stderr]")).red(),
+        _ => style(format!("[{step}]")).dim(),
+    };
+    let time = match timestamps.then(|| jiff::Timestamp::from_millisecond(l.ts).ok()).flatten() {
+        Some(t) => format!("{} ", t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")),
+        None => String::new(),
+    };
+    format!("{time}{tag} {}", l.line)
+}
+
+/// How `logs` reads: the options both local and remote follow.
+#[derive(Debug, Clone, Copy)]
+pub struct Follow<'a> {
+    pub step: Option<&'a str>,
+    pub follow: bool,
+    pub timestamps: bool,
+    pub at: Where<'a>,
+}
+
+/// Prints an execution's log, and with `follow` keeps printing until the execution
+/// ends: through approval and gate waits (saying once what it waits for and how to go
+/// on), not only while it runs. `fetch(after)` gives the lines after a sequence number,
+/// `state()` the execution now.
+pub async fn logs(
+    opts: Follow<'_>,
+    first: &ExecutionDoc,
+    mut fetch: impl AsyncFnMut(i64) -> anyhow::Result<Vec<LogLine>>,
+    mut state: impl AsyncFnMut() -> anyhow::Result<ExecutionDoc>,
+) -> anyhow::Result<()> {
+    if let Some(step) = opts.step
+        && !first.steps.iter().any(|s| s.id == step)
+    {
+        let ids: Vec<&str> = first.steps.iter().map(|s| s.id.as_str()).collect();
+        return Err(crate::cmd::usage(format!(
+            "execution {} has no step `{step}`; its steps: {}",
+            first.summary.id,
+            ids.join(", ")
+        )));
+    }
+    let mut after = 0;
+    let mut said: Option<String> = None;
+    loop {
+        let lines = fetch(after).await?;
+        for l in lines.iter().filter(|l| opts.step.is_none() || l.step.as_deref() == opts.step) {
+            say!("{}", log_line(l, opts.timestamps));
+        }
+        if let Some(last) = lines.last() {
+            after = last.seq;
+            continue;
+        }
+        if !opts.follow {
+            return Ok(());
+        }
+        let doc = state().await?;
+        let ended = match doc.summary.status {
+            ExecStatus::Queued | ExecStatus::Running => false,
+            ExecStatus::Waiting => {
+                // Once per wait: what it waits for and how it goes on (on stderr, so the
+                // log lines on stdout stay just those).
+                let now = next_step(&doc, opts.at);
+                if now != said {
+                    if let Some(n) = &now {
+                        say_err!("execution {} waits: {n}", doc.summary.id);
+                    }
+                    said = now;
+                }
+                false
+            }
+            _ => true,
+        };
+        if ended {
+            // One last read, so nothing written just before the end is missed.
+            for l in fetch(after).await?.iter().filter(|l| opts.step.is_none() || l.step.as_deref() == opts.step) {
+                say!("{}", log_line(l, opts.timestamps));
+            }
+            say_err!("execution {} {}", doc.summary.id, exec_status(doc.summary.status));
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
