@@ -19,6 +19,8 @@ pub struct Args {
     /// Secret parameters again, for the steps that run after the decision (local only)
     #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
     pub params: Vec<String>,
+    #[command(flatten)]
+    pub secret: super::SecretArgs,
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
 }
@@ -40,7 +42,7 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args, decision: 
         return Err(usage(format!("{user} may not decide on step `{}` (approvers: {})", step.step_id, who.join(", "))));
     }
     // What runs next needs the secrets again: refuse before recording anything.
-    let secrets = super::collect_params(&args.params, None)?;
+    let secrets = super::gather_params(&args.params, None, &args.secret)?;
     engine.check_secrets(&e.id, &secrets).await?;
     let approved = decision == Decision::Approve;
     let verb = if approved { "approved" } else { "rejected" };

@@ -19,6 +19,8 @@ pub struct Args {
     /// Secret parameters again, needed by rollbacks of a waiting execution
     #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
     pub params: Vec<String>,
+    #[command(flatten)]
+    pub secret: super::SecretArgs,
 }
 
 pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<u8> {
@@ -48,7 +50,7 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
             Ok(EXIT_FAILED)
         }
         ExecStatus::Waiting => {
-            let secrets = super::collect_params(&args.params, None)?;
+            let secrets = super::gather_params(&args.params, None, &args.secret)?;
             let live = Live::new(store.steps(&e.id).await?.len());
             let (handle, cancel) = cancel_pair();
             super::watch_signals(handle.clone(), super::OnCancel::RollingBack);

@@ -101,7 +101,14 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         }
         match &cli.command {
             Command::Run(a) => {
-                let params = collect_params(&a.params, a.params_file.as_deref())?
+                let mut inputs = gather_params(&a.params, a.params_file.as_deref(), &a.secret)?;
+                let name = a.file.to_string_lossy();
+                if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                    // Required secrets not given: asked for, as a local run does.
+                    let published = remote::published(&client()?, &name).await?;
+                    inputs.extend(prompt_secrets(&missing_secrets(&published, &inputs))?);
+                }
+                let params = inputs
                     .into_iter()
                     .map(|(k, v)| {
                         (
@@ -143,7 +150,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             Command::Cancel(a) => return remote::cancel(&client()?, &a.id).await,
             Command::Resume(a) | Command::Rollback(a) => {
                 let rollback = matches!(cli.command, Command::Rollback(_));
-                let params = collect_params(&a.params, None)?
+                let params = gather_params(&a.params, None, &a.secret)?
                     .into_iter()
                     .map(|(k, v)| {
                         let v = match v {
@@ -382,6 +389,82 @@ pub fn unknown_gates(
         .collect()
 }
 
+/// `--secret NAME` (repeatable): a parameter read from standard input, one line each,
+/// so the value is in neither the process list nor the shell's history.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct SecretArgs {
+    /// Read this parameter's value from standard input (one line each, in order)
+    #[arg(long = "secret", value_name = "NAME")]
+    pub secrets: Vec<String>,
+}
+
+impl SecretArgs {
+    /// The values of `--secret` names, read from standard input.
+    pub fn read(&self) -> Result<BTreeMap<String, Input>> {
+        let mut out = BTreeMap::new();
+        let stdin = std::io::stdin();
+        for name in &self.secrets {
+            let mut line = String::new();
+            let n = std::io::BufRead::read_line(&mut stdin.lock(), &mut line)
+                .map_err(|e| usage(format!("--secret {name}: cannot read standard input: {e}")))?;
+            if n == 0 {
+                return Err(usage(format!("--secret {name}: standard input ended before its value")));
+            }
+            let value = line.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(&line);
+            out.insert(name.clone(), Input::Text(value.to_string()));
+        }
+        Ok(out)
+    }
+}
+
+/// Asks on the terminal, without echo, for the secret parameters in `missing` (none
+/// when standard input is not a terminal: the parameter check then names them).
+pub fn prompt_secrets(missing: &[String]) -> Result<BTreeMap<String, Input>> {
+    let mut out = BTreeMap::new();
+    if missing.is_empty() || !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Ok(out);
+    }
+    let term = console::Term::stderr();
+    for name in missing {
+        let _ = term.write_str(&format!("{name} (secret, not shown): "));
+        let value = term.read_secure_line().map_err(|e| usage(format!("{name}: cannot read the terminal: {e}")))?;
+        out.insert(name.clone(), Input::Text(value));
+    }
+    Ok(out)
+}
+
+/// The required secret parameters of `rb` that `inputs` does not give.
+pub fn missing_secrets(rb: &Runbook, inputs: &BTreeMap<String, Input>) -> Vec<String> {
+    rb.params
+        .iter()
+        .filter(|p| p.is_secret() && p.spec.required && p.spec.default.is_none() && !inputs.contains_key(&p.name))
+        .map(|p| p.name.clone())
+        .collect()
+}
+
+/// A `-p` value: `@env:VAR` reads an environment variable, `@file:PATH` a file (one
+/// trailing newline dropped), `@@…` is a value starting with `@`; anything else is the
+/// value itself.
+fn param_value(key: &str, v: &str) -> Result<String> {
+    if let Some(var) = v.strip_prefix("@env:") {
+        return std::env::var(var).map_err(|_| usage(format!("-p {key}=@env:{var}: {var} is not set")));
+    }
+    if let Some(path) = v.strip_prefix("@file:") {
+        let text = std::fs::read_to_string(path).map_err(|e| usage(format!("-p {key}=@file:{path}: {e}")))?;
+        let text = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
+        return Ok(text.to_string());
+    }
+    Ok(v.strip_prefix('@').filter(|r| r.starts_with('@')).unwrap_or(v).to_string())
+}
+
+/// The parameters a command was given: the params file, then `-p` pairs, then the
+/// `--secret` values read from standard input.
+pub fn gather_params(pairs: &[String], file: Option<&Path>, secret: &SecretArgs) -> Result<BTreeMap<String, Input>> {
+    let mut out = collect_params(pairs, file)?;
+    out.extend(secret.read()?);
+    Ok(out)
+}
+
 /// Collects `-p key=value` pairs and an optional YAML params file (pairs win).
 pub fn collect_params(pairs: &[String], file: Option<&Path>) -> Result<BTreeMap<String, Input>> {
     let mut out = BTreeMap::new();
@@ -395,7 +478,8 @@ pub fn collect_params(pairs: &[String], file: Option<&Path>) -> Result<BTreeMap<
     }
     for p in pairs {
         let (k, v) = p.split_once('=').ok_or_else(|| usage(format!("-p {p:?}: expected key=value")))?;
-        out.insert(k.trim().to_string(), Input::Text(v.to_string()));
+        let k = k.trim();
+        out.insert(k.to_string(), Input::Text(param_value(k, v)?));
     }
     Ok(out)
 }

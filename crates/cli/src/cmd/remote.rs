@@ -46,6 +46,20 @@ pub async fn run(client: &Client, name: &str, params: BTreeMap<String, Value>, o
     follow(client, &sub.id, Some(opsbook_engine::Start::Fresh), output).await
 }
 
+/// The newest published version of a runbook, parsed (to know its parameters).
+pub async fn published(client: &Client, name: &str) -> Result<opsbook_core::Runbook> {
+    let entry: opsbook_api::RunbookDoc = client.get(&format!("/api/v1/runbooks/{}", enc(name))).await?;
+    let path = format!("/api/v1/runbooks/{}/versions/{}", enc(name), enc(&entry.entry.latest_version));
+    let version: opsbook_api::VersionDoc = client.get(&path).await?;
+    opsbook_core::parse(&version.content).map_err(|d| {
+        anyhow::anyhow!(
+            "{name} {}: the published text no longer parses: {}",
+            entry.entry.latest_version,
+            d.first().map(ToString::to_string).unwrap_or_default()
+        )
+    })
+}
+
 /// Resumes (or rolls back) an execution on the server, with the secrets it needs, and
 /// follows it until it stops running.
 pub async fn resume(

@@ -22,6 +22,8 @@ pub struct Args {
     /// Secret parameters again (secrets are never stored)
     #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
     pub params: Vec<String>,
+    #[command(flatten)]
+    pub secret: super::SecretArgs,
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
 }
@@ -37,7 +39,7 @@ pub enum Mode {
 
 pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args, mode: Mode) -> Result<u8> {
     let mut engine = super::open(db).await?;
-    let secrets = super::collect_params(&args.params, None)?;
+    let secrets = super::gather_params(&args.params, None, &args.secret)?;
     carry_on(&mut engine, &args.id, &secrets, args.output, mode).await
 }
 

@@ -22,6 +22,8 @@ pub struct Args {
     /// A parameter value (repeatable)
     #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
     pub params: Vec<String>,
+    #[command(flatten)]
+    pub secret: super::SecretArgs,
     /// A YAML file of parameter values (-p wins)
     #[arg(long, value_name = "FILE")]
     pub params_file: Option<PathBuf>,
@@ -41,7 +43,9 @@ pub struct Args {
 
 pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<u8> {
     let rb = super::load_runbook(&args.file)?;
-    let inputs = super::collect_params(&args.params, args.params_file.as_deref())?;
+    let mut inputs = super::gather_params(&args.params, args.params_file.as_deref(), &args.secret)?;
+    // Required secrets not given: asked for on a terminal, never echoed.
+    inputs.extend(super::prompt_secrets(&super::missing_secrets(&rb, &inputs))?);
     let params = match rb.check_params(&inputs) {
         Ok(p) => p,
         Err(errors) => {

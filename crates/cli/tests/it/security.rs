@@ -1,6 +1,6 @@
 //! Parameters never reach a shell unquoted; secrets never reach storage or output.
 
-use crate::support::{Env, runbook};
+use crate::support::{Env, SpawnWith, out, runbook};
 
 /// Payloads that would run `touch pwned` (or worse) if a value were pasted into the script.
 const CORPUS: &[&str] = &[
@@ -185,4 +185,68 @@ fn secrets_stay_out_of_process_lists_and_unrelated_steps() {
         .filter(|f| std::fs::read_to_string(f.path()).is_ok_and(|t| t.contains(SECRET)))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Secret values can come from the environment, a file, standard input or a prompt
+/// that does not echo: never from the command line, so never in `ps` or the shell's
+/// history; and wherever they come from, they are checked and masked alike.
+#[test]
+fn secrets_come_from_the_environment_a_file_stdin_or_a_prompt() {
+    let env = Env::new();
+    env.write(
+        "test.yaml",
+        &runbook(
+            "    pw: { type: secret, required: true }\n",
+            "    - id: use\n      env: { PW: \"{{ params.pw }}\" }\n      run: test \"$PW\" = hunter2 && echo \"got $PW\"\n",
+        ),
+    );
+    env.write("pw.txt", "hunter2\n");
+    let logs_of = |o: &crate::support::Out| {
+        let id = o.json()["id"].as_str().unwrap().to_string();
+        env.run(&["logs", &id]).stdout
+    };
+    let from_env = out(env
+        .cmd(&["run", "test.yaml", "-p", "pw=@env:THE_PW", "--output", "json"])
+        .env("THE_PW", "hunter2")
+        .output()
+        .unwrap());
+    assert_eq!(from_env.code, 0, "{from_env:?}");
+    assert_eq!(logs_of(&from_env), "[use] got ***\n");
+    let from_file = env.run(&["run", "test.yaml", "-p", "pw=@file:pw.txt", "--output", "json"]);
+    assert_eq!(from_file.code, 0, "{from_file:?}");
+    let unset = env.run(&["run", "test.yaml", "-p", "pw=@env:NOT_SET_ANYWHERE"]);
+    assert_eq!(unset.code, 2);
+    assert!(unset.stderr.contains("-p pw=@env:NOT_SET_ANYWHERE: NOT_SET_ANYWHERE is not set"), "{unset:?}");
+    let mut child = env
+        .cmd(&["run", "test.yaml", "--secret", "pw", "--output", "json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"hunter2\n").unwrap();
+    let from_stdin = out(child.wait_with_output().unwrap());
+    assert_eq!(from_stdin.code, 0, "{from_stdin:?}");
+    let empty = env.run(&["run", "test.yaml", "--secret", "pw"]);
+    assert!(empty.stderr.contains("--secret pw: standard input ended before its value"), "{empty:?}");
+
+    // On a terminal, a required secret not given is asked for, and not echoed.
+    let cmd = format!("{} run test.yaml", env!("CARGO_BIN_EXE_opsbook"));
+    let mut child = env.cmd(&[]).spawn_with_program("script", &["-qec", &cmd, "/dev/null"]);
+    // Answer once the prompt is shown (echo is off by then).
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("not shown): ") {
+        let mut buf = [0u8; 256];
+        let n = std::io::Read::read(&mut stdout, &mut buf).unwrap();
+        assert!(n > 0, "no prompt: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"hunter2\n").unwrap();
+    std::io::Read::read_to_end(&mut stdout, &mut seen).unwrap();
+    let status = child.wait().unwrap();
+    let shown = String::from_utf8_lossy(&seen);
+    assert!(status.success(), "{shown}");
+    assert!(shown.contains("got ***"), "{shown}");
+    assert!(!shown.contains("hunter2"), "not echoed: {shown}");
 }
