@@ -15,9 +15,12 @@ pub struct Args {
     /// deployment, maintenance, incident_response, backup_restore, scaling or monitoring
     #[arg(long = "type", value_name = "TYPE")]
     pub runbook_type: String,
-    /// Where to write it (default: NAME.yaml in the current directory)
+    /// Where to write it (default: NAME.yaml in the current directory; `-` for standard output)
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    /// Overwrite the file if it exists
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn exec(args: Args) -> Result<u8> {
@@ -27,16 +30,32 @@ pub fn exec(args: Args) -> Result<u8> {
     };
     let text = template(&args.name, t);
     if let Err(diags) = opsbook_core::parse(&text) {
-        return Err(usage(format!("`{}` cannot be a runbook name: {}", args.name, diags[0].message)));
+        let why = diags.first().map(|d| d.message.clone()).unwrap_or_default();
+        return Err(usage(format!("`{}` cannot be a runbook name: {why}", args.name)));
     }
     let path = args.output.unwrap_or_else(|| PathBuf::from(format!("{}.yaml", args.name)));
+    if path.as_os_str() == "-" {
+        std::io::stdout().write_all(text.as_bytes())?;
+        return Ok(EXIT_OK);
+    }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create_new(true)
+        .create_new(!args.force)
+        .create(args.force)
+        .truncate(args.force)
         .open(&path)
-        .map_err(|e| usage(format!("cannot create {}: {e}", path.display())))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => usage(format!(
+                "{} exists already: choose another name with -o, or overwrite it with --force",
+                path.display()
+            )),
+            _ => usage(format!("cannot create {}: {e}", path.display())),
+        })?;
     f.write_all(text.as_bytes())?;
-    println!("wrote {} — try `opsbook run {} --dry-run -p environment=staging`", path.display(), path.display());
+    // A draft may be dry-run as it is; running it for real needs --allow-draft (or status: active).
+    let shown = path.display().to_string();
+    let arg = if shown.contains(char::is_whitespace) { format!("'{shown}'") } else { shown.clone() };
+    println!("wrote {shown} — try `opsbook run {arg} --dry-run -p environment=staging`");
     Ok(EXIT_OK)
 }
 

@@ -27,7 +27,7 @@ pub struct Args {
     /// A YAML file of parameter values (-p wins)
     #[arg(long, value_name = "FILE")]
     pub params_file: Option<PathBuf>,
-    /// Print every rendered step (secrets masked) and run nothing
+    /// Print every rendered step (secrets masked) and run nothing (drafts too)
     #[arg(long)]
     pub dry_run: bool,
     /// Run a runbook whose status is draft
@@ -56,7 +56,8 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
             return Ok(EXIT_INVALID);
         }
     };
-    opsbook_engine::check_lifecycle(&rb, args.allow_draft)?;
+    // A dry run of a draft is how a draft is tried: it runs nothing.
+    opsbook_engine::check_lifecycle(&rb, args.allow_draft || args.dry_run)?;
     if args.dry_run {
         return dry_run(&rb, &params, args.output);
     }

@@ -134,8 +134,23 @@ fn new_schema_and_list() {
     let out = env.run(&["new", "db-vacuum", "--type", "maintenance"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(env.run(&["validate", "db-vacuum.yaml"]).code, 0);
+    // The command it suggests works as printed: a dry run of the draft.
+    let suggested = out.stdout.split('`').nth(1).unwrap().to_string();
+    let args: Vec<&str> = suggested.split_whitespace().skip(1).collect();
+    let tried = env.run(&args);
+    assert_eq!(tried.code, 0, "{suggested}: {tried:?}");
     let again = env.run(&["new", "db-vacuum", "--type", "maintenance"]);
     assert_eq!(again.code, 2, "never overwrites: {again:?}");
+    assert!(
+        again.stderr.contains("exists already: choose another name with -o, or overwrite it with --force"),
+        "{again:?}"
+    );
+    std::fs::write(env.path("db-vacuum.yaml"), "changed").unwrap();
+    assert_eq!(env.run(&["new", "db-vacuum", "--type", "maintenance", "--force"]).code, 0);
+    assert!(env.read("db-vacuum.yaml").starts_with("# yaml-language-server"));
+    let printed = env.run(&["new", "other", "--type", "backup_restore", "-o", "-"]);
+    assert!(printed.stdout.contains("name: other"), "{printed:?}");
+    assert!(!env.path("other.yaml").exists() && !env.path("-").exists());
     let bad = env.run(&["new", "x", "--type", "deploy"]);
     assert!(bad.stderr.contains("unknown type `deploy`"), "{bad:?}");
     // A fresh draft runs only with --allow-draft.
