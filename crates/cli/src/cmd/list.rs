@@ -37,8 +37,10 @@ pub fn exec(args: Args) -> Result<u8> {
              first, or pass --server URL",
         ));
     }
-    let dir = args.dir.unwrap_or_else(|| PathBuf::from("."));
-    let files = super::runbook_files(std::slice::from_ref(&dir))?;
+    let files = match &args.dir {
+        Some(dir) => super::runbook_files(std::slice::from_ref(dir))?,
+        None => super::runbook_files_here()?,
+    };
     let today = jiff::Zoned::now().date();
     let mut rows = Vec::new();
     let mut invalid = 0;
@@ -79,8 +81,8 @@ pub fn exec(args: Args) -> Result<u8> {
     } else {
         let mut t = Table::new();
         t.load_style(UTF8_FULL_CONDENSED);
-        t.set_header(vec!["Name", "Type", "Version", "Status", "Owner", "Tags", "Review"]);
-        for (_, rb, review) in &rows {
+        t.set_header(vec!["Name", "Type", "Version", "Status", "Owner", "Tags", "Review", "Path"]);
+        for (path, rb, review) in &rows {
             let review = if review.starts_with("overdue") { style(review).red().to_string() } else { review.clone() };
             t.add_row(vec![
                 rb.name.clone(),
@@ -90,6 +92,7 @@ pub fn exec(args: Args) -> Result<u8> {
                 rb.owner.clone().unwrap_or_default(),
                 rb.tags.join(", "),
                 review,
+                path.clone(),
             ]);
         }
         println!("{t}");

@@ -509,17 +509,35 @@ pub fn runbook_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Directories `opsbook list` looks into only when named: test fixtures, build output.
+const NOT_RUNBOOKS: &[&str] = &["tests", "test", "fixtures", "target", "node_modules"];
+
+/// Runbook files under the current directory, leaving out test fixtures and build output
+/// (`list` without a directory).
+pub fn runbook_files_here() -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    walk_skipping(Path::new("."), &mut out, NOT_RUNBOOKS).context("cannot read the current directory")?;
+    Ok(out.into_iter().map(|p| p.strip_prefix(".").map(Path::to_path_buf).unwrap_or(p)).collect())
+}
+
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    walk_skipping(dir, out, &[])
+}
+
+fn walk_skipping(dir: &Path, out: &mut Vec<PathBuf>, skip: &[&str]) -> std::io::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<std::io::Result<_>>()?;
     entries.sort_by_key(|e| e.path());
     for e in entries {
         let path = e.path();
         let name = e.file_name();
-        if name.to_string_lossy().starts_with('.') {
+        let name = name.to_string_lossy();
+        if name.starts_with('.') {
             continue;
         }
         if e.file_type()?.is_dir() {
-            walk(&path, out)?;
+            if !skip.contains(&name.as_ref()) {
+                walk_skipping(&path, out, skip)?;
+            }
         } else if matches!(path.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")) {
             out.push(path);
         }

@@ -184,6 +184,20 @@ fn new_schema_and_list() {
     let old = list.as_array().unwrap().iter().find(|r| r["path"].as_str().unwrap().ends_with("old.yaml")).unwrap();
     assert_eq!(old["review"], "overdue since 2020-01-31");
     assert_eq!(old["owner"], "team-db");
+    // Without a directory: here, leaving out test fixtures; the table says where each is.
+    env.write(
+        "tests/fixture.yaml",
+        &runbook("", "    - id: a\n      run: \"true\"\n").replace("name: test", "name: fixture"),
+    );
+    env.write("ops/db.yaml", &runbook("", "    - id: a\n      run: \"true\"\n").replace("name: test", "name: dbops"));
+    let here = env.run(&["list", "--output", "json"]).json();
+    let paths: Vec<&str> = here.as_array().unwrap().iter().map(|r| r["path"].as_str().unwrap()).collect();
+    assert!(paths.contains(&"ops/db.yaml") && paths.contains(&"old.yaml"), "{paths:?}");
+    assert!(!paths.iter().any(|p| p.starts_with("tests/")), "{paths:?}");
+    let table = env.run(&["list"]);
+    assert!(table.stdout.contains("Path") && table.stdout.contains("ops/db.yaml"), "{table:?}");
+    let named = env.run(&["list", "tests", "--output", "json"]).json();
+    assert_eq!(named[0]["name"], "fixture", "named, it is listed");
 }
 
 #[test]
