@@ -111,6 +111,10 @@ pub enum Command {
     /// Health gates for any CI: may a deployment go ahead?
     #[command(subcommand)]
     Gate(cmd::gate::Gate),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell)
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff): `opsbook man | man -l -`
+    Man,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Default)]

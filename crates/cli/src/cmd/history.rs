@@ -27,8 +27,41 @@ pub struct Args {
     pub since: Option<String>,
     #[arg(long, default_value_t = 20)]
     pub limit: i64,
+    /// Times in UTC (default: this machine's time zone, named in the header)
+    #[arg(long)]
+    pub utc: bool,
     #[arg(long, value_enum, default_value_t)]
     pub output: crate::Output,
+}
+
+/// How `history` shows times: in this machine's zone (or UTC), named once in the header.
+pub struct Clock {
+    zone: jiff::tz::TimeZone,
+    pub label: String,
+}
+
+impl Clock {
+    pub fn new(utc: bool) -> Clock {
+        let zone = if utc { jiff::tz::TimeZone::UTC } else { jiff::tz::TimeZone::system() };
+        let label = match zone.iana_name() {
+            Some(name) => name.to_string(),
+            None if utc => "UTC".into(),
+            None => jiff::Timestamp::now().to_zoned(zone.clone()).strftime("%Z").to_string(),
+        };
+        Clock { zone, label }
+    }
+
+    /// `2026-12-02 09:14:03` in this clock's zone.
+    pub fn show(&self, ms: Option<i64>) -> String {
+        ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok())
+            .map(|t| t.to_zoned(self.zone.clone()).strftime("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default()
+    }
+
+    /// The same for an RFC 3339 time (as the API sends them).
+    pub fn show_text(&self, text: Option<&str>) -> String {
+        self.show(text.and_then(|t| t.parse::<jiff::Timestamp>().ok()).map(|t| t.as_millisecond()))
+    }
 }
 
 /// A point in time as people write it: RFC 3339, a date (midnight UTC), epoch
@@ -85,15 +118,17 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
     }
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
-    t.set_header(vec!["ID", "Runbook", "Version", "Status", "Started", "Duration", "Actor", "Error"]);
+    let clock = Clock::new(args.utc);
+    let started_in = format!("Started ({})", clock.label);
+    t.set_header(vec!["ID", "Runbook", "Version", "Status", &started_in, "Duration", "Actor", "Error"]);
     for e in &list {
-        let started = opsbook_api::time(e.started_at.or(Some(e.created_at)));
+        let started = clock.show(e.started_at.or(Some(e.created_at)));
         t.add_row(vec![
             Cell::new(&e.id),
             Cell::new(&e.runbook_name),
             Cell::new(&e.runbook_version),
             exec_cell(e.status),
-            Cell::new(started.as_deref().unwrap_or_default().chars().take(19).collect::<String>().replace('T', " ")),
+            Cell::new(started),
             Cell::new(e.duration_ms().map(|d| human_ms(u64::try_from(d).unwrap_or(0))).unwrap_or_default()),
             Cell::new(&e.actor),
             Cell::new(truncate(e.error.as_deref().unwrap_or_default(), 60)),

@@ -187,6 +187,16 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::New(a) => new::exec(a),
         Command::List(a) => list::exec(a),
+        Command::Completions { shell } => {
+            let mut cli = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cli, "opsbook", &mut std::io::stdout());
+            Ok(EXIT_OK)
+        }
+        Command::Man => {
+            let cli = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cli).render(&mut std::io::stdout())?;
+            Ok(EXIT_OK)
+        }
         Command::Search(_) | Command::Versions(_) | Command::Diff(_) | Command::Lifecycle(_) => {
             Err(usage("this reads the server's registry: `opsbook login URL` first, or pass --server URL"))
         }
@@ -230,6 +240,8 @@ fn local_only(command: &Command, explicit: bool) -> Option<String> {
     let name = match command {
         Command::Validate(_) => "validate checks files here",
         Command::Schema => "schema prints the runbook format",
+        Command::Completions { .. } => "completions prints shell completions",
+        Command::Man => "man prints the manual page",
         Command::New(_) => "new writes a file here",
         Command::Serve(_) => "serve runs a server here",
         Command::Run(a) if !explicit && a.file.is_file() => {

@@ -208,15 +208,17 @@ pub async fn history(client: &Client, a: &super::history::Args) -> Result<u8> {
     }
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
-    t.set_header(vec!["ID", "Runbook", "Version", "Status", "Started", "Duration", "Actor", "Error"]);
+    let clock = super::history::Clock::new(a.utc);
+    let started_in = format!("Started ({})", clock.label);
+    t.set_header(vec!["ID", "Runbook", "Version", "Status", &started_in, "Duration", "Actor", "Error"]);
     for e in &page.items {
-        let started = e.started_at.as_deref().unwrap_or_default().chars().take(19).collect::<String>();
+        let started = clock.show_text(e.started_at.as_deref().or(e.created_at.as_deref()));
         t.add_row(vec![
             Cell::new(&e.id),
             Cell::new(&e.runbook.name),
             Cell::new(&e.runbook.version),
             exec_cell(e.status),
-            Cell::new(started.replace('T', " ")),
+            Cell::new(started),
             Cell::new(duration(e.duration_ms).unwrap_or_default()),
             Cell::new(&e.actor),
             Cell::new(truncate(e.error.as_deref().unwrap_or_default(), 60)),

@@ -312,3 +312,35 @@ fn validate_warns_of_files_a_server_would_not_have() {
     assert_eq!(o.code, 0, "{o:?}");
     assert!(!o.stdout.contains("warning"), "the examples bring what they use: {o:?}");
 }
+
+/// Completions and a man page come from the same definitions as `--help`; history
+/// names the time zone its times are in.
+#[test]
+fn completions_man_page_and_time_zones() {
+    let env = Env::new();
+    let bash = env.run(&["completions", "bash"]);
+    assert_eq!(bash.code, 0, "{bash:?}");
+    assert!(bash.stdout.contains("_opsbook()") && bash.stdout.contains("rollback"), "{}", &bash.stdout[..200]);
+    let fish = env.run(&["completions", "fish"]);
+    assert!(fish.stdout.contains("complete -c opsbook"), "{fish:?}");
+    let man = env.run(&["man"]);
+    assert_eq!(man.code, 0);
+    assert!(
+        man.stdout.starts_with(".ie \\n(.g .ds Aq") || man.stdout.contains(".TH opsbook"),
+        "{}",
+        &man.stdout[..200]
+    );
+    let bad = env.run(&["completions", "tcsh"]);
+    assert_eq!(bad.code, 2, "{bad:?}");
+
+    env.write("test.yaml", &runbook("", "    - id: a\n      run: \"true\"\n"));
+    let ran = env.run(&["run", "test.yaml", "--output", "json"]);
+    let utc_start = ran.json()["started_at"].as_str().unwrap().to_string();
+    let tokyo = out(env.cmd(&["history"]).env("TZ", "Asia/Tokyo").output().unwrap());
+    assert!(tokyo.stdout.contains("Started (Asia/Tokyo)"), "{tokyo:?}");
+    let t = utc_start.parse::<jiff::Timestamp>().unwrap();
+    let local = t.to_zoned(jiff::tz::TimeZone::get("Asia/Tokyo").unwrap()).strftime("%Y-%m-%d %H:%M:%S").to_string();
+    assert!(tokyo.stdout.contains(&local), "{local} in {tokyo:?}");
+    let utc = out(env.cmd(&["history", "--utc"]).env("TZ", "Asia/Tokyo").output().unwrap());
+    assert!(utc.stdout.contains("Started (UTC)") && utc.stdout.contains(&utc_start[..19].replace('T', " ")), "{utc:?}");
+}
