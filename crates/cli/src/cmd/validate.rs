@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use opsbook_core::diagnostic::Diagnostic;
 
 use super::{EXIT_FAILED, EXIT_OK};
 
@@ -16,6 +17,8 @@ pub struct Args {
     /// opsbook.yaml beside each runbook, else in the current directory)
     #[arg(long, value_name = "FILE")]
     pub gates: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: crate::Output,
 }
 
 /// Whether a YAML text is a gates file (`gates:` at the top, no `apiVersion`).
@@ -32,15 +35,13 @@ fn is_gates_file(text: &str) -> bool {
 /// Gates files read so far, by path: runbooks side by side share one.
 type GatesFiles = std::collections::HashMap<PathBuf, Result<opsbook_core::gate::GatesFile, String>>;
 
-/// Checks a runbook's `use:` of named gates; the problems, rendered.
+/// Checks a runbook's `use:` of named gates.
 fn check_uses(
     rb: &opsbook_core::Runbook,
     file: &Path,
     explicit: Option<&Path>,
     read: &mut GatesFiles,
-    shown: &str,
-    text: &str,
-) -> Vec<String> {
+) -> Vec<Diagnostic> {
     let path = super::gates_file_for(file, explicit);
     let uses_named =
         rb.steps.iter().any(|s| matches!(&s.kind, opsbook_core::StepKind::Gate(g) if g.use_gate.is_some()));
@@ -51,11 +52,11 @@ fn check_uses(
     let gates = match &path {
         Some(p) => match read.entry(p.clone()).or_insert_with(|| opsbook_gate::read_gates_file(p)) {
             Ok(g) => &g.gates,
-            Err(e) => return vec![format!("{shown}: its gates file is invalid: {e}")],
+            Err(e) => return vec![Diagnostic::new(None, format!("its gates file is invalid: {e}"))],
         },
         None => &none,
     };
-    super::unknown_gates(rb, gates, path.as_deref()).iter().map(|d| d.render(shown, text)).collect()
+    super::unknown_gates(rb, gates, path.as_deref())
 }
 
 /// The relative paths (`./x`, `../x`) a script names, as written.
@@ -85,7 +86,7 @@ fn relative_paths(script: &str) -> Vec<&str> {
 
 /// Warnings for files a runbook's scripts name that would not travel with it to a
 /// server (`opsbook push` sends what is beside it: its bundle).
-fn bundle_warnings(rb: &opsbook_core::Runbook, file: &Path, shown: &str) -> Vec<String> {
+fn bundle_warnings(rb: &opsbook_core::Runbook, file: &Path) -> Vec<Diagnostic> {
     use opsbook_engine::bundle::{IGNORE_FILE, Ignore};
     let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let Ok(root) = dir.canonicalize() else { return Vec::new() };
@@ -108,18 +109,22 @@ fn bundle_warnings(rb: &opsbook_core::Runbook, file: &Path, shown: &str) -> Vec<
     for (what, line, column, script) in scripts {
         let base = root.join(script.workdir.as_deref().unwrap_or(""));
         for path in relative_paths(&script.template) {
-            let at = if line > 0 { format!("{shown}:{line}:{column}") } else { shown.to_string() };
+            let at = (line > 0).then_some(opsbook_core::Pos { line, column, len: 0 });
             let target = base.join(path);
             let Some(rel) = normalize(&target).and_then(|t| t.strip_prefix(&root).ok().map(Path::to_path_buf)) else {
-                warnings.push(format!(
-                    "{at}: warning: {what} names `{path}`, outside the runbook's directory: it is not in the files \
-                     `opsbook push` sends with the runbook"
+                warnings.push(Diagnostic::new(
+                    at,
+                    format!(
+                        "{what} names `{path}`, outside the runbook's directory: it is not in the files `opsbook \
+                         push` sends with the runbook"
+                    ),
                 ));
                 continue;
             };
             if !target.exists() {
-                warnings.push(format!(
-                    "{at}: warning: {what} names `{path}`, which is not beside the runbook: a server would not have it"
+                warnings.push(Diagnostic::new(
+                    at,
+                    format!("{what} names `{path}`, which is not beside the runbook: a server would not have it"),
                 ));
                 continue;
             }
@@ -131,9 +136,12 @@ fn bundle_warnings(rb: &opsbook_core::Runbook, file: &Path, shown: &str) -> Vec<
                 name.starts_with('.') || ignore.excludes(&prefix, &name, is_dir)
             });
             if left_out {
-                warnings.push(format!(
-                    "{at}: warning: {what} names `{path}`, which is hidden or listed in {IGNORE_FILE}, so it is \
-                     not sent with the runbook"
+                warnings.push(Diagnostic::new(
+                    at,
+                    format!(
+                        "{what} names `{path}`, which is hidden or listed in {IGNORE_FILE}, so it is not sent with \
+                         the runbook"
+                    ),
                 ));
             }
         }
@@ -158,52 +166,123 @@ fn normalize(path: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
+/// What `validate` found in one file (`--output json` prints a list of these).
+#[derive(Debug, serde::Serialize)]
+struct Report {
+    file: String,
+    /// `runbook`, `gates` (a gates file), or `unreadable`.
+    kind: &'static str,
+    valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    steps: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gates: Option<usize>,
+    problems: Vec<Problem>,
+    warnings: Vec<Problem>,
+    /// How the problems read as text (with snippets), for the text output.
+    #[serde(skip)]
+    rendered: Vec<String>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Problem {
+    line: Option<u32>,
+    column: Option<u32>,
+    message: String,
+}
+
+impl From<&Diagnostic> for Problem {
+    fn from(d: &Diagnostic) -> Problem {
+        Problem { line: d.pos.map(|p| p.line), column: d.pos.map(|p| p.column), message: d.message.clone() }
+    }
+}
+
+fn check_file(f: &Path, explicit: Option<&Path>, gates_files: &mut GatesFiles) -> Report {
+    let shown = f.display().to_string();
+    let mut report = Report {
+        file: shown.clone(),
+        kind: "runbook",
+        valid: false,
+        name: None,
+        version: None,
+        steps: None,
+        gates: None,
+        problems: Vec::new(),
+        warnings: Vec::new(),
+        rendered: Vec::new(),
+    };
+    let text = match std::fs::read(f) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) => {
+            report.kind = "unreadable";
+            report.problems.push(Problem { line: None, column: None, message: format!("cannot read: {e}") });
+            report.rendered.push(format!("{shown}: cannot read: {e}"));
+            return report;
+        }
+    };
+    if is_gates_file(&text) {
+        report.kind = "gates";
+        match opsbook_core::gate::GatesFile::parse(&text) {
+            Ok(g) => {
+                report.valid = true;
+                report.gates = Some(g.gates.len());
+            }
+            Err(e) => {
+                report.problems.push(Problem { line: None, column: None, message: e.to_string() });
+                report.rendered.push(e.in_file(&shown).to_string());
+            }
+        }
+        return report;
+    }
+    let diags = match opsbook_core::parse(&text) {
+        Ok(rb) => {
+            report.name = Some(rb.name.clone());
+            report.version = Some(rb.version.to_string());
+            report.steps = Some(rb.steps.len());
+            report.warnings = bundle_warnings(&rb, f).iter().map(Problem::from).collect();
+            check_uses(&rb, f, explicit, gates_files)
+        }
+        Err(diags) => diags,
+    };
+    report.valid = diags.is_empty();
+    report.problems = diags.iter().map(Problem::from).collect();
+    report.rendered = diags.iter().map(|d| d.render(&shown, &text)).collect();
+    report
+}
+
 pub fn exec(args: Args) -> Result<u8> {
     let mut gates_files = GatesFiles::new();
     let files = super::runbook_files(&args.paths)?;
-    let mut bad = 0;
-    for f in &files {
-        let shown = f.display().to_string();
-        let text = match std::fs::read(f) {
-            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-            Err(e) => {
-                println!("{shown}: cannot read: {e}");
-                bad += 1;
-                continue;
+    let reports: Vec<Report> = files.iter().map(|f| check_file(f, args.gates.as_deref(), &mut gates_files)).collect();
+    let bad = reports.iter().filter(|r| !r.valid).count();
+    if args.output == crate::Output::Json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        for r in &reports {
+            for w in &r.warnings {
+                let at = match (w.line, w.column) {
+                    (Some(l), Some(c)) => format!("{}:{l}:{c}", r.file),
+                    _ => r.file.clone(),
+                };
+                println!("{at}: warning: {}", w.message);
             }
-        };
-        if is_gates_file(&text) {
-            match opsbook_core::gate::GatesFile::parse(&text) {
-                Ok(g) => println!(
-                    "{shown}: ok (gates file, {} gate{})",
-                    g.gates.len(),
-                    if g.gates.len() == 1 { "" } else { "s" }
+            match (r.valid, r.kind) {
+                (true, "gates") => {
+                    let n = r.gates.unwrap_or(0);
+                    println!("{}: ok (gates file, {n} gate{})", r.file, if n == 1 { "" } else { "s" });
+                }
+                (true, _) => println!(
+                    "{}: ok ({} v{}, {} steps)",
+                    r.file,
+                    r.name.as_deref().unwrap_or("?"),
+                    r.version.as_deref().unwrap_or("?"),
+                    r.steps.unwrap_or(0)
                 ),
-                Err(e) => {
-                    bad += 1;
-                    println!("{}\n", e.in_file(&shown));
-                }
-            }
-            continue;
-        }
-        match opsbook_core::parse(&text) {
-            Ok(rb) => {
-                let problems = check_uses(&rb, f, args.gates.as_deref(), &mut gates_files, &shown, &text);
-                for w in bundle_warnings(&rb, f, &shown) {
-                    println!("{w}");
-                }
-                if problems.is_empty() {
-                    println!("{shown}: ok ({} v{}, {} steps)", rb.name, rb.version, rb.steps.len());
-                } else {
-                    bad += 1;
-                    problems.iter().for_each(|p| println!("{p}\n"));
-                }
-            }
-            Err(diags) => {
-                bad += 1;
-                for d in diags {
-                    println!("{}\n", d.render(&shown, &text));
-                }
+                (false, _) => r.rendered.iter().for_each(|p| println!("{p}\n")),
             }
         }
     }
@@ -212,7 +291,13 @@ pub fn exec(args: Args) -> Result<u8> {
         return Ok(EXIT_FAILED);
     }
     if bad > 0 {
-        eprintln!("{bad} of {} file{} invalid", files.len(), if files.len() == 1 { "" } else { "s" });
+        let problems: usize = reports.iter().map(|r| r.problems.len()).sum();
+        eprintln!(
+            "{bad} of {} file{} invalid ({problems} problem{})",
+            files.len(),
+            if files.len() == 1 { "" } else { "s" },
+            if problems == 1 { "" } else { "s" }
+        );
         return Ok(EXIT_FAILED);
     }
     Ok(EXIT_OK)

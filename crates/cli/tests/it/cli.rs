@@ -344,3 +344,49 @@ fn completions_man_page_and_time_zones() {
     let utc = out(env.cmd(&["history", "--utc"]).env("TZ", "Asia/Tokyo").output().unwrap());
     assert!(utc.stdout.contains("Started (UTC)") && utc.stdout.contains(&utc_start[..19].replace('T', " ")), "{utc:?}");
 }
+
+/// One `validate` pass reports every problem it can (not the first only), says what a
+/// misshapen value should look like and when indentation is the likely cause, and
+/// `--output json` gives the same as data.
+#[test]
+fn validate_reports_every_problem_in_one_pass() {
+    let env = Env::new();
+    env.write(
+        "many.yaml",
+        "apiVersion: opsbook/v1\nkind: Runbook\nmetadata:\n  name: demo\n  type: maintenance\n  version: 1.0.0\n  ownr: me\nspec:\n  steps:\n    - id: a\n      run: echo hi\n      retries: 3\n    - id: b\n      run: echo b\n      rollback: echo undo\n    - id: c\n      run: echo c\n      timout: 5s\n",
+    );
+    env.write(
+        "when.yaml",
+        &runbook(
+            "    x: { type: integer, default: 1 }\n",
+            "    - id: c\n      run: echo c\n      when: \"{{ params.x == 1 }}\"\n",
+        ),
+    );
+    let o = env.run(&["validate", "many.yaml", "when.yaml"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    for expected in [
+        "many.yaml:7:3: unknown field `ownr` (did you mean `owner`?)",
+        "many.yaml:12:16: expected a mapping here: `key: value` lines, or `{ key: value }` (write `retries: { count: 3, delay: 10s, backoff: 2.0 }`)",
+        "(write `rollback: { run: ./undo.sh }`)",
+        "many.yaml:18:7: unknown field `timout` (did you mean `timeout`?)",
+        "when: an expression, not a template: drop the braces (`when: \"params.x == 1\"`)",
+    ] {
+        assert!(o.stdout.contains(expected), "{expected} in {o:?}");
+    }
+    assert!(o.stderr.contains("2 of 2 files invalid (5 problems)"), "{o:?}");
+    let json = env.run(&["validate", "many.yaml", "when.yaml", "--output", "json"]).json();
+    assert_eq!(json[0]["valid"], false);
+    assert_eq!(json[0]["problems"].as_array().unwrap().len(), 4, "{json}");
+    assert_eq!(json[0]["problems"][3]["line"], 18);
+    assert_eq!(json[1]["problems"][0]["column"], 13);
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let ok = env.run(&["validate", examples.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(ok.code, 0, "{ok:?}");
+    assert!(
+        ok.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["valid"] == true && r["problems"].as_array().unwrap().is_empty())
+    );
+}
