@@ -173,6 +173,16 @@ impl<S: Store> Engine<S> {
         runner::check_secrets(self, id, secrets).await
     }
 
+    /// The secret parameters a resume (or, `rollback`, a rollback) of execution `id` needs
+    /// again: those that what is left to run mentions.
+    pub async fn secrets_needed(&self, id: &str, rollback: bool) -> Result<Vec<String>> {
+        let exec = self.store.execution(id).await?;
+        let rb = self.stored_runbook(&exec.runbook_sha256).await?;
+        let steps = self.store.steps(&exec.id).await?;
+        let work = if rollback { runner::Work::Rollbacks } else { runner::Work::Rest };
+        Ok(runner::needed_secrets(&rb, &steps, work).into_iter().collect())
+    }
+
     /// Checks, changing nothing, that execution `id` could resume (or, `rollback`, be
     /// rolled back) now with these secrets; the error is the refusal it would get.
     pub async fn check_resume(&self, id: &str, secrets: &BTreeMap<String, Input>, rollback: bool) -> Result<()> {

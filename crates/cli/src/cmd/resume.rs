@@ -39,7 +39,11 @@ pub enum Mode {
 
 pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args, mode: Mode) -> Result<u8> {
     let mut engine = super::open(db).await?;
-    let secrets = super::gather_params(&args.params, None, &args.secret)?;
+    let mut secrets = super::gather_params(&args.params, None, &args.secret)?;
+    // Only the secrets what is left to run uses are asked for (on a terminal).
+    let needed = engine.secrets_needed(&args.id, mode == Mode::Rollback).await?;
+    let missing: Vec<String> = needed.into_iter().filter(|n| !secrets.contains_key(n)).collect();
+    secrets.extend(super::prompt_secrets(&missing)?);
     carry_on(&mut engine, &args.id, &secrets, args.output, mode).await
 }
 

@@ -250,3 +250,31 @@ fn secrets_come_from_the_environment_a_file_stdin_or_a_prompt() {
     assert!(shown.contains("got ***"), "{shown}");
     assert!(!shown.contains("hunter2"), "not echoed: {shown}");
 }
+
+/// `rollback` (and `resume`) need again only the secrets what is left to run uses.
+#[test]
+fn rollback_asks_only_for_the_secrets_it_uses() {
+    let env = Env::new();
+    env.write(
+        "test.yaml",
+        &runbook(
+            "    deploy_pw: { type: secret, required: true }\n    undo_pw: { type: secret, required: true }\n    spare_pw: { type: secret, required: true }\n",
+            "    - id: deploy\n      run: test {{ params.deploy_pw }} = d && touch deployed\n      rollback: { run: test \"$OPSBOOK_PARAM_UNDO_PW\" = u && rm deployed }\n    - id: boom\n      run: exit 1\n",
+        )
+        .replace("spec:\n", "spec:\n  on_failure: stop\n"),
+    );
+    let ran =
+        env.run(&["run", "test.yaml", "-p", "deploy_pw=d", "-p", "undo_pw=u", "-p", "spare_pw=s", "--output", "json"]);
+    assert_eq!(ran.code, 1, "{ran:?}");
+    let id = ran.json()["id"].as_str().unwrap().to_string();
+    let none = env.run(&["rollback", &id]);
+    assert_eq!(none.code, 2, "{none:?}");
+    assert!(none.stderr.contains("`undo_pw`: is a secret and is never stored"), "{none:?}");
+    assert!(
+        !none.stderr.contains("deploy_pw") && !none.stderr.contains("spare_pw"),
+        "only what the rollback uses: {none:?}"
+    );
+    let rolled = env.run(&["rollback", &id, "-p", "undo_pw=u"]);
+    assert_eq!(rolled.code, 0, "{rolled:?}");
+    assert!(!env.path("deployed").exists());
+}

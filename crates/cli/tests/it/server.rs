@@ -591,7 +591,7 @@ fn resume_and_rollback_through_the_server() {
         "books/undo.yaml",
         &runbook(
             params,
-            "    - id: make\n      run: touch \"$T/made\"\n      rollback: { run: rm \"$T/made\" && echo undone }\n    - id: boom\n      run: exit 4\n",
+            "    - id: make\n      run: touch \"$T/made\"\n      rollback: { run: \"test {{ params.pw }} = hunter2 && rm -- $T/made && echo undone\" }\n    - id: boom\n      run: exit 4\n",
         )
         .replace("name: test", "name: undo")
         .replace("spec:\n", "spec:\n  on_failure: stop\n"),

@@ -108,7 +108,7 @@ pub(crate) async fn run_claimed<S: Store>(
     hooks: &Hooks<'_>,
     gate_poll_only: bool,
 ) -> Result<Outcome> {
-    let mut run = load(engine, id, secrets, hooks).await?;
+    let mut run = load(engine, id, secrets, hooks, Work::Rest).await?;
     run.gate_poll_only = gate_poll_only;
     // A cancel asked for while another runner had the execution (e.g. mid gate check)
     // is still owed.
@@ -151,12 +151,14 @@ async fn load<'e, 'h, S: Store>(
     id: &str,
     secrets: &BTreeMap<String, Input>,
     hooks: &'h Hooks<'h>,
+    work: Work,
 ) -> Result<Run<'e, 'h, S>> {
     let store = &engine.store;
     let exec = store.execution(id).await?;
     let rb = Runbook::clone(&*engine.stored_runbook(&exec.runbook_sha256).await?);
-    let params = restore_params(&rb, &exec, secrets)?;
     let steps = store.steps(&exec.id).await?;
+    let needed = needed_secrets(&rb, &steps, work);
+    let params = restore_params(&rb, &exec, secrets, &needed)?;
     if steps.len() != rb.steps.len() {
         return Err(Error::Invalid(format!(
             "execution {} has {} step records for a runbook of {} steps",
@@ -176,11 +178,84 @@ pub(crate) async fn check_secrets<S: Store>(
 ) -> Result<()> {
     let exec = engine.store.execution(id).await?;
     let rb = engine.stored_runbook(&exec.runbook_sha256).await?;
-    restore_params(&rb, &exec, secrets).map(|_| ())
+    let steps = engine.store.steps(&exec.id).await?;
+    restore_params(&rb, &exec, secrets, &needed_secrets(&rb, &steps, Work::Rest)).map(|_| ())
+}
+
+/// What is left of an execution to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// The rest of its steps (and, should one fail, the rollbacks of those that succeeded).
+    Rest,
+    /// The rollbacks of the steps that succeeded.
+    Rollbacks,
+}
+
+/// The secret parameters what is left to run mentions (`params.NAME`, `params["NAME"]`,
+/// `OPSBOOK_PARAM_NAME`, or `params` whole): only those must be supplied again. Judged
+/// from the text, erring towards asking: a secret left out is undefined, so a template
+/// that used it after all fails loudly rather than running with a wrong value.
+pub(crate) fn needed_secrets(rb: &Runbook, steps: &[StepRecord], work: Work) -> std::collections::BTreeSet<String> {
+    let secrets: Vec<&str> = rb.params.iter().filter(|p| p.is_secret()).map(|p| p.name.as_str()).collect();
+    let mut texts: Vec<String> = Vec::new();
+    let script_text = |s: &opsbook_core::step::run::Script| {
+        let mut t = s.template.clone();
+        for v in s.env.values().chain(s.workdir.iter()) {
+            t.push('\n');
+            t.push_str(v);
+        }
+        t
+    };
+    let lines: Vec<&str> = rb.source.lines().collect();
+    let done = |rec: &StepRecord| matches!(rec.status, StepStatus::Succeeded | StepStatus::Skipped);
+    for (i, (step, rec)) in rb.steps.iter().zip(steps).enumerate() {
+        if rec.status == StepStatus::Succeeded
+            && rec.rollback_status != Some(StepStatus::Succeeded)
+            && let Some(r) = &step.rollback
+        {
+            texts.push(script_text(r));
+        }
+        if work == Work::Rest && !done(rec) {
+            // All of a step that is still to run: its text in the runbook, every field.
+            let from = (step.line as usize).saturating_sub(1);
+            let to = rb.steps.get(i + 1).map_or(lines.len(), |n| (n.line as usize).saturating_sub(1));
+            texts.push(lines.get(from..to.max(from)).map(|l| l.join("\n")).unwrap_or_default());
+        }
+    }
+    if work == Work::Rest && steps.iter().all(|s| s.status == StepStatus::Pending) {
+        texts.extend(rb.prerequisites.iter().filter_map(|p| p.check.as_ref()).map(script_text));
+    }
+    secrets.into_iter().filter(|name| texts.iter().any(|t| mentions(t, name))).map(str::to_string).collect()
+}
+
+/// Whether a text may use secret parameter `name`.
+fn mentions(text: &str, name: &str) -> bool {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let var = format!("OPSBOOK_PARAM_{}", name.to_ascii_uppercase());
+    let by_var = text.match_indices(&var).any(|(i, _)| !text[i + var.len()..].starts_with(ident));
+    if by_var || text.contains(&format!("params['{name}']")) || text.contains(&format!("params[\"{name}\"]")) {
+        return true;
+    }
+    let dotted = format!("params.{name}");
+    let by_name = text.match_indices(&dotted).any(|(i, _)| !text[i + dotted.len()..].starts_with(ident));
+    // `params` handed on whole (`{{ params | tojson }}`) may carry any of them.
+    let whole = text.match_indices("params").any(|(i, _)| {
+        let before_ok = i == 0 || !text[..i].ends_with(ident);
+        let after = &text[i + "params".len()..];
+        before_ok && !after.starts_with(ident) && !after.starts_with('.') && !after.starts_with('[')
+    });
+    by_name || whole
 }
 
 /// Stored (masked) values plus the secrets supplied again, checked against their digests.
-fn restore_params(rb: &Runbook, exec: &Execution, secrets: &BTreeMap<String, Input>) -> Result<ParamValues> {
+/// A secret is required only when what is left to run needs it (`needed`); one not
+/// needed and not given stays undefined.
+fn restore_params(
+    rb: &Runbook,
+    exec: &Execution,
+    secrets: &BTreeMap<String, Input>,
+    needed: &std::collections::BTreeSet<String>,
+) -> Result<ParamValues> {
     let mut out = ParamValues::default();
     let mut errors = Vec::new();
     let stored = exec.params.as_object().cloned().unwrap_or_default();
@@ -199,6 +274,7 @@ fn restore_params(rb: &Runbook, exec: &Execution, secrets: &BTreeMap<String, Inp
                         message: "differs from the value the execution started with".into(),
                     }),
                 },
+                (None, Some(_)) if !needed.contains(name) => {}
                 (None, Some(_)) => errors.push(opsbook_core::ParamError {
                     param: name.clone(),
                     message: "is a secret and is never stored: pass it again with -p".into(),
@@ -273,7 +349,7 @@ async fn resume_claimed<S: Store>(
     secrets: &BTreeMap<String, Input>,
     hooks: &Hooks<'_>,
 ) -> Result<Outcome> {
-    let mut run = load(engine, id, secrets, hooks).await?;
+    let mut run = load(engine, id, secrets, hooks, Work::Rest).await?;
     let id = run.exec.id.clone();
     let (from, rerun) = resume_point(&run)?;
     if let Some(i) = rerun {
@@ -373,7 +449,7 @@ pub(crate) async fn check_resume<S: Store>(
     }
     let (_handle, cancel) = crate::cancel::cancel_pair();
     let hooks = Hooks { observer: &crate::Quiet, prompt: None, cancel, cancel_handle: _handle };
-    let run = load(engine, id, secrets, &hooks).await?;
+    let run = load(engine, id, secrets, &hooks, if rollback { Work::Rollbacks } else { Work::Rest }).await?;
     if rollback { rollback_point(&run).map(|_| ()) } else { resume_point(&run).map(|_| ()) }
 }
 
@@ -392,7 +468,7 @@ async fn rollback_claimed<S: Store>(
     secrets: &BTreeMap<String, Input>,
     hooks: &Hooks<'_>,
 ) -> Result<Outcome> {
-    let mut run = load(engine, id, secrets, hooks).await?;
+    let mut run = load(engine, id, secrets, hooks, Work::Rollbacks).await?;
     let id = run.exec.id.clone();
     // Nothing to undo and nothing waiting to cancel: change nothing (not even the
     // finish time, which analytics read).
@@ -421,4 +497,19 @@ async fn rollback_claimed<S: Store>(
     let status = run.exec.status;
     run.finish(status).await?;
     run.outcome()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mentions;
+
+    #[test]
+    fn a_secret_is_mentioned_by_name_by_variable_or_with_all_params() {
+        assert!(mentions("echo {{ params.pw }}", "pw"));
+        assert!(mentions("echo {{ params['pw'] }}", "pw"));
+        assert!(mentions("echo \"$OPSBOOK_PARAM_PW\"", "pw"));
+        assert!(mentions("curl -d '{{ params | tojson }}'", "pw"));
+        assert!(!mentions("echo {{ params.pw_old }} {{ params.other }}", "pw"));
+        assert!(!mentions("echo {{ myparams.x }} $OPSBOOK_PARAM_PWD", "pw"));
+    }
 }

@@ -19,7 +19,9 @@ mod entry;
 mod persist;
 mod rollback;
 
-pub(crate) use entry::{check_resume, check_secrets, new_execution, resume, rollback_only, run_claimed, start};
+pub(crate) use entry::{
+    Work, check_resume, check_secrets, needed_secrets, new_execution, resume, rollback_only, run_claimed, start,
+};
 
 /// What a re-check of the gates before a step decided.
 pub(crate) enum Recheck {
