@@ -180,7 +180,7 @@ impl Client {
 
     /// The error for a refusal: the API's message and details, or, for an answer without
     /// opsbook's error document, that it did not come from an opsbook server.
-    fn refusal(&self, status: reqwest::StatusCode, path: &str, text: &str) -> anyhow::Error {
+    pub fn refusal(&self, status: reqwest::StatusCode, path: &str, text: &str) -> anyhow::Error {
         let Ok(ErrorBody { error }) = serde_json::from_str::<ErrorBody>(text) else {
             let message =
                 format!("{} answered HTTP {status} to {path}: is it an opsbook server (`opsbook serve`)?", self.base);
@@ -202,6 +202,25 @@ impl Client {
         let message = error.message;
         let full = if details.is_empty() { message } else { format!("{message}\n{}", details.join("\n")) };
         if status.is_client_error() { usage(full) } else { anyhow!("server error: {full}") }
+    }
+
+    /// A POST whose refusal the caller wants to read (`Err` of the inner result: the
+    /// status and the API's error document); other failures are errors as usual.
+    pub async fn try_post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<std::result::Result<T, (reqwest::StatusCode, ErrorBody)>> {
+        let (status, path, text) = self.exchange(self.http.post(format!("{}{path}", self.base)).json(body)).await?;
+        if status.is_success() {
+            return serde_json::from_str(&text).map(Ok).map_err(|e| {
+                anyhow!("{} answered {path} with a document this opsbook does not understand: {e}", self.base)
+            });
+        }
+        match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(body) => Ok(Err((status, body))),
+            Err(_) => Err(self.refusal(status, &path, &text)),
+        }
     }
 
     /// A text answer (a diff).

@@ -70,7 +70,38 @@ pub async fn resume(
     output: Output,
 ) -> Result<u8> {
     let action = if rollback { "rollback" } else { "resume" };
-    let done: Resumed = client.post(&format!("/api/v1/executions/{}/{action}", enc(id)), &Resume { params }).await?;
+    let path = format!("/api/v1/executions/{}/{action}", enc(id));
+    let mut params = params;
+    let done: Resumed = match client.try_post(&path, &Resume { params: params.clone() }).await? {
+        Ok(done) => done,
+        Err((status, refusal)) => {
+            // The secrets it still needs (the server names only those): asked for on a
+            // terminal, once, then the request again.
+            let needed: Vec<String> = refusal
+                .error
+                .details
+                .as_ref()
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|d| d["message"].as_str().is_some_and(|m| m.contains("is a secret and is never stored")))
+                .filter_map(|d| d["param"].as_str().map(str::to_string))
+                .collect();
+            let asked = super::prompt_secrets(&needed)?;
+            if needed.is_empty() || asked.is_empty() {
+                let text = serde_json::to_string(&refusal).unwrap_or_default();
+                return Err(client.refusal(status, &path, &text));
+            }
+            for (k, v) in asked {
+                let v = match v {
+                    opsbook_core::Input::Text(t) => Value::String(t),
+                    opsbook_core::Input::Value(v) => v,
+                };
+                params.insert(k, v);
+            }
+            client.post(&path, &Resume { params }).await?
+        }
+    };
     let start = (!rollback).then_some(opsbook_engine::Start::Resumed);
     let code = follow(client, &done.id, start, output).await?;
     if !rollback {
