@@ -11,6 +11,7 @@ pub mod duration;
 pub mod gate;
 pub mod params;
 mod parse;
+mod recover;
 pub mod schedule;
 pub mod secret;
 pub mod shell;

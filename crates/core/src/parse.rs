@@ -15,12 +15,12 @@ const API_VERSION: &str = "opsbook/v1";
 
 /// Parses and checks a runbook. On failure returns every problem found, in source order.
 pub fn parse(source: &str) -> Result<Runbook, Vec<Diagnostic>> {
-    let (raw, mut diags) = read_recovering(source);
+    let (raw, mut diags) = crate::recover::read_recovering(source);
     let mut c = Checker { diags: Vec::new(), source };
     let runbook = raw.and_then(|raw| c.runbook(raw, source));
     // Once the document had to be patched up, what it lacks may be what was misspelt:
     // a missing `name` after "unknown field `nmae` (did you mean `name`?)" says nothing new.
-    let suggested: Vec<String> = diags.iter().filter_map(|d| suggestion(&d.message)).collect();
+    let suggested: Vec<String> = diags.iter().filter_map(|d| crate::recover::suggestion(&d.message)).collect();
     diags.extend(
         c.diags.into_iter().filter(|d| !suggested.iter().any(|s| d.message == format!("missing required field `{s}`"))),
     );
@@ -32,140 +32,6 @@ pub fn parse(source: &str) -> Result<Runbook, Vec<Diagnostic>> {
             Err(diags)
         }
     }
-}
-
-/// Most problems a document can hold, at most this many per pass.
-const MAX_RECOVERIES: usize = 30;
-
-/// Reads the document; on a problem, blanks out the key it is at (and what is nested
-/// under it) and reads again, so one pass reports every problem it can, not the first
-/// one only. Returns the document read in the end (with its problems blanked out).
-fn read_recovering(source: &str) -> (Option<RawRunbook>, Vec<Diagnostic>) {
-    use serde_saphyr::Error as E;
-    let options = serde_saphyr::options! { with_snippet: false };
-    let mut text = source.to_string();
-    let mut diags: Vec<Diagnostic> = Vec::new();
-    for _ in 0..MAX_RECOVERIES {
-        let e = match serde_saphyr::from_str_with_options::<RawRunbook>(&text, options.clone()) {
-            Ok(raw) => return (Some(raw), diags),
-            Err(e) => e,
-        };
-        let mut d = yaml_diagnostic(&e);
-        hint_shape(&mut d, &text);
-        // After a key was blanked out, only a later problem of a key or a value is a
-        // problem of its own: one before it, a missing field or an early end is what
-        // blanking did (a parent left empty), and is not reported.
-        if let Some(last) = diags.last() {
-            let later = matches!((d.pos, last.pos), (Some(now), Some(before)) if now.line > before.line);
-            let own = matches!(
-                e,
-                E::SerdeUnknownField { .. }
-                    | E::SerdeUnknownVariant { .. }
-                    | E::SerdeInvalidType { .. }
-                    | E::SerdeInvalidValue { .. }
-                    | E::SerdeInvalidLength { .. }
-                    | E::Unexpected { .. }
-                    | E::Message { .. }
-                    | E::DuplicateMappingKey { .. }
-                    | E::InvalidScalar { .. }
-                    | E::InvalidBooleanStrict { .. }
-                    | E::ExternalMessage { .. }
-            );
-            if !(later && own) {
-                return (None, diags);
-            }
-        }
-        // A syntax error ends the reading: what follows it cannot be trusted.
-        let syntax = matches!(
-            e,
-            E::ExternalMessage { .. }
-                | E::IndentationError { .. }
-                | E::IOError { .. }
-                | E::Eof { .. }
-                | E::MultipleDocuments { .. }
-                | E::Budget { .. }
-                | E::InvalidUtf8Input
-        );
-        let at = d.pos;
-        diags.push(d);
-        match at.filter(|_| !syntax) {
-            Some(pos) if blank_out(&mut text, pos) => {}
-            _ => return (None, diags),
-        }
-    }
-    (None, diags)
-}
-
-/// Replaces the entry on the line of `pos` (its key and value; a list item's `- `
-/// stays) and the lines nested under it with spaces, keeping every other position.
-/// False when there is nothing left to blank out there.
-fn blank_out(text: &mut String, pos: crate::Pos) -> bool {
-    let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
-    let Some(idx) = (pos.line as usize).checked_sub(1).filter(|&i| i < lines.len()) else { return false };
-    let line = lines[idx].clone();
-    // Where the entry starts: after the indentation and any `- ` of a list item.
-    let start = line.len() - line.trim_start_matches([' ', '-']).len();
-    if line[start..].trim().is_empty() {
-        return false;
-    }
-    let spaces = |n: usize| " ".repeat(n);
-    lines[idx] = format!("{}{}", &line[..start], spaces(line[start..].chars().count()));
-    let indent = |s: &str| s.len() - s.trim_start_matches(' ').len();
-    for next in lines.iter_mut().skip(idx + 1) {
-        let trimmed = next.trim_start();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
-        if indent(next) <= start {
-            break;
-        }
-        *next = spaces(next.chars().count());
-    }
-    *text = lines.join("\n");
-    true
-}
-
-/// What a key takes, for a value of the wrong shape (`retries: 3`).
-const SHAPES: &[(&str, &str)] = &[
-    ("retries", "retries: { count: 3, delay: 10s, backoff: 2.0 }"),
-    ("rollback", "rollback: { run: ./undo.sh }"),
-    ("approval", "approval: { approvers: [\"role:oncall\"], min_approvals: 1 }"),
-    ("gate", "gate: { use: NAME }"),
-    ("http", "http: { url: \"https://…\", method: GET, expect_status: [200] }"),
-    ("check", "check: { run: test -f build.tar }"),
-    ("review", "review: { every: 90d, last_reviewed: 2026-01-31 }"),
-    ("validate", "validate: [ { output_matches: \"^OK$\" } ]"),
-    ("steps", "steps: with one `- id: …` entry per step"),
-    ("prerequisites", "prerequisites: with one `- description: …` entry each"),
-    ("parameters", "parameters: { name: { type: string } }"),
-    ("env", "env: { NAME: value }"),
-    ("tags", "tags: [web, prod]"),
-];
-
-/// Adds what was meant to a diagnostic about a value of the wrong shape, from the key on
-/// its line; and to a syntax error, that indentation is the usual cause.
-fn hint_shape(d: &mut Diagnostic, text: &str) {
-    let Some(pos) = d.pos else { return };
-    let Some(line) = text.lines().nth((pos.line as usize).saturating_sub(1)) else { return };
-    let key = line.trim_start_matches([' ', '-']).split(':').next().unwrap_or("").trim();
-    if d.message.starts_with("expected a ") || d.message.starts_with("invalid type") {
-        if let Some((_, shape)) = SHAPES.iter().find(|(k, _)| *k == key) {
-            d.message.push_str(&format!(" (write `{shape}`)"));
-        }
-    } else if (d.message.contains("did not find expected") || d.message.contains("mapping values are not allowed"))
-        && !d.message.contains("(hint:")
-    {
-        d.message.push_str(
-            " (check the indentation: the keys of one mapping line up, and a step's keys line up under its \
-             first one, after `- `)",
-        );
-    }
-}
-
-/// The key a diagnostic suggests (`did you mean `X`?`).
-fn suggestion(message: &str) -> Option<String> {
-    let rest = message.split("(did you mean `").nth(1)?;
-    Some(rest.split('`').next()?.to_string())
 }
 
 pub(crate) fn yaml_diagnostic(e: &serde_saphyr::Error) -> Diagnostic {
