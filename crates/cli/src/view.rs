@@ -202,3 +202,25 @@ pub async fn logs(
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
 }
+
+/// The table of API tokens (never their secrets), for `tokens list` and `admin token list`.
+pub fn tokens_table(tokens: &[opsbook_api::TokenInfo]) -> Table {
+    let time = |ms: Option<i64>| {
+        opsbook_api::time(ms).and_then(|s| s.get(..19).map(|s| s.replace('T', " "))).unwrap_or_default()
+    };
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED);
+    t.set_header(vec!["ID", "User", "Roles", "Created", "Expires", "Revoked", "Last used"]);
+    for k in tokens {
+        t.add_row(vec![
+            k.id.clone(),
+            k.user.clone(),
+            k.roles.join(", "),
+            time(Some(k.created_at)),
+            time(k.expires_at),
+            time(k.revoked_at),
+            time(k.last_used_at),
+        ]);
+    }
+    t
+}

@@ -1,7 +1,6 @@
 //! `opsbook admin`: tokens and the audit trail, straight on the server's database.
 
 use anyhow::Result;
-use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use opsbook_store::{NewAudit, ServerStore, now_ms};
 
 use super::{EXIT_FAILED, EXIT_OK, usage};
@@ -90,24 +89,8 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, cmd: Admin) -> Result<
             );
         }
         Admin::Token(TokenCmd::List) => {
-            let mut t = Table::new();
-            t.load_style(UTF8_FULL_CONDENSED);
-            t.set_header(vec!["ID", "User", "Roles", "Created", "Expires", "Revoked", "Last used"]);
-            let time = |ms: Option<i64>| {
-                opsbook_api::time(ms).and_then(|s| s.get(..19).map(|s| s.replace('T', " "))).unwrap_or_default()
-            };
-            for tok in store.tokens().await? {
-                t.add_row(vec![
-                    tok.id,
-                    tok.user,
-                    tok.roles.join(", "),
-                    time(Some(tok.created_at)),
-                    time(tok.expires_at),
-                    time(tok.revoked_at),
-                    time(tok.last_used_at),
-                ]);
-            }
-            println!("{t}");
+            let tokens: Vec<opsbook_api::TokenInfo> = store.tokens().await?.into_iter().map(Into::into).collect();
+            println!("{}", crate::view::tokens_table(&tokens));
         }
         Admin::Token(TokenCmd::Revoke { id }) => {
             store.revoke_token(&id).await?;

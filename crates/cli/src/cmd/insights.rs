@@ -153,23 +153,7 @@ pub async fn tokens(client: &Client, cmd: &Tokens) -> Result<u8> {
                 println!("{}", serde_json::to_string_pretty(&found.items)?);
                 return Ok(EXIT_OK);
             }
-            let time = |ms: Option<i64>| {
-                opsbook_api::time(ms).and_then(|s| s.get(..16).map(|s| s.replace('T', " "))).unwrap_or_default()
-            };
-            let mut t = Table::new();
-            t.load_style(UTF8_FULL_CONDENSED);
-            t.set_header(vec!["ID", "User", "Roles", "Created", "Expires", "Revoked", "Last used"]);
-            for k in &found.items {
-                t.add_row(vec![
-                    k.id.clone(),
-                    k.user.clone(),
-                    k.roles.join(", "),
-                    time(Some(k.created_at)),
-                    time(k.expires_at),
-                    time(k.revoked_at),
-                    time(k.last_used_at),
-                ]);
-            }
+            let t = crate::view::tokens_table(&found.items);
             println!("{t}");
         }
         Tokens::Create { user, roles, labels, expires } => {

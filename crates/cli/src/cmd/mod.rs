@@ -108,18 +108,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
                     let published = remote::published(&client()?, &name).await?;
                     inputs.extend(prompt_secrets(&missing_secrets(&published, &inputs))?);
                 }
-                let params = inputs
-                    .into_iter()
-                    .map(|(k, v)| {
-                        (
-                            k,
-                            match v {
-                                Input::Text(t) => serde_json::Value::String(t),
-                                Input::Value(v) => v,
-                            },
-                        )
-                    })
-                    .collect();
+                let params = as_json(inputs);
                 return remote::run(&client()?, &a.file.to_string_lossy(), params, a.output).await;
             }
             Command::History(a) => return remote::history(&client()?, a).await,
@@ -150,16 +139,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             Command::Cancel(a) => return remote::cancel(&client()?, &a.id).await,
             Command::Resume(a) | Command::Rollback(a) => {
                 let rollback = matches!(cli.command, Command::Rollback(_));
-                let params = gather_params(&a.params, None, &a.secret)?
-                    .into_iter()
-                    .map(|(k, v)| {
-                        let v = match v {
-                            Input::Text(t) => serde_json::Value::String(t),
-                            Input::Value(v) => v,
-                        };
-                        (k, v)
-                    })
-                    .collect();
+                let params = as_json(gather_params(&a.params, None, &a.secret)?);
                 return remote::resume(&client()?, &a.id, params, rollback, a.output).await;
             }
             // Never answer for the server from a local database (an empty one says "intact").
@@ -475,6 +455,20 @@ pub fn gather_params(pairs: &[String], file: Option<&Path>, secret: &SecretArgs)
     let mut out = collect_params(pairs, file)?;
     out.extend(secret.read()?);
     Ok(out)
+}
+
+/// Parameters as JSON values, as the API takes them.
+pub fn as_json(inputs: BTreeMap<String, Input>) -> BTreeMap<String, serde_json::Value> {
+    inputs
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Input::Text(t) => serde_json::Value::String(t),
+                Input::Value(v) => v,
+            };
+            (k, v)
+        })
+        .collect()
 }
 
 /// Collects `-p key=value` pairs and an optional YAML params file (pairs win).

@@ -92,13 +92,7 @@ pub async fn resume(
                 let text = serde_json::to_string(&refusal).unwrap_or_default();
                 return Err(client.refusal(status, &path, &text));
             }
-            for (k, v) in asked {
-                let v = match v {
-                    opsbook_core::Input::Text(t) => Value::String(t),
-                    opsbook_core::Input::Value(v) => v,
-                };
-                params.insert(k, v);
-            }
+            params.extend(super::as_json(asked));
             client.post(&path, &Resume { params }).await?
         }
     };

@@ -69,16 +69,7 @@ pub async fn exec(client: &Client, cmd: &Schedules) -> Result<u8> {
             println!("{t}");
         }
         Schedules::Create { runbook, cron, timezone, params, overlap, missed } => {
-            let params = super::collect_params(params, None)?
-                .into_iter()
-                .map(|(k, v)| {
-                    let v = match v {
-                        opsbook_core::Input::Text(t) => serde_json::Value::String(t),
-                        opsbook_core::Input::Value(v) => v,
-                    };
-                    (k, v)
-                })
-                .collect();
+            let params = super::as_json(super::collect_params(params, None)?).into_iter().collect();
             let body = NewSchedule {
                 runbook: runbook.clone(),
                 cron: cron.clone(),

@@ -232,20 +232,9 @@ fn secrets_come_from_the_environment_a_file_stdin_or_a_prompt() {
 
     // On a terminal, a required secret not given is asked for, and not echoed.
     let cmd = format!("{} run test.yaml", env!("CARGO_BIN_EXE_opsbook"));
-    let mut child = env.cmd(&[]).spawn_with_program("script", &["-qec", &cmd, "/dev/null"]);
+    let child = env.cmd(&[]).spawn_with_program("script", &["-qec", &cmd, "/dev/null"]);
     // Answer once the prompt is shown (echo is off by then).
-    let mut stdout = child.stdout.take().unwrap();
-    let mut seen = Vec::new();
-    while !String::from_utf8_lossy(&seen).contains("not shown): ") {
-        let mut buf = [0u8; 256];
-        let n = std::io::Read::read(&mut stdout, &mut buf).unwrap();
-        assert!(n > 0, "no prompt: {}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&buf[..n]);
-    }
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"hunter2\n").unwrap();
-    std::io::Read::read_to_end(&mut stdout, &mut seen).unwrap();
-    let status = child.wait().unwrap();
-    let shown = String::from_utf8_lossy(&seen);
+    let (status, shown) = crate::support::answer_prompt(child, "not shown): ", "hunter2");
     assert!(status.success(), "{shown}");
     assert!(shown.contains("got ***"), "{shown}");
     assert!(!shown.contains("hunter2"), "not echoed: {shown}");

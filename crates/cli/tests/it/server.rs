@@ -618,21 +618,11 @@ fn resume_and_rollback_through_the_server() {
     assert!(env.path("made").exists(), "nothing was done");
     // On a terminal, the secret the server says it still needs is asked for (not echoed).
     let cmd = format!("{} --server {} rollback {id}", env!("CARGO_BIN_EXE_opsbook"), srv.url);
-    let mut child =
+    let child =
         env.cmd(&[]).env("OPSBOOK_TOKEN", &admin).spawn_with_program("script", &["-qec", &cmd, "/dev/null"]);
-    let mut stdout = child.stdout.take().unwrap();
-    let mut seen = Vec::new();
-    while !String::from_utf8_lossy(&seen).contains("pw (secret, not shown): ") {
-        let mut buf = [0u8; 256];
-        let n = std::io::Read::read(&mut stdout, &mut buf).unwrap();
-        assert!(n > 0, "no prompt: {}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&buf[..n]);
-    }
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"hunter2\n").unwrap();
-    std::io::Read::read_to_end(&mut stdout, &mut seen).unwrap();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{}", String::from_utf8_lossy(&seen));
-    assert!(!String::from_utf8_lossy(&seen).contains("hunter2"));
+    let (status, screen) = crate::support::answer_prompt(child, "pw (secret, not shown): ", "hunter2");
+    assert!(status.success(), "{screen}");
+    assert!(!screen.contains("hunter2"), "{screen}");
     assert!(!env.path("made").exists(), "the rollback ran on the server");
     // Shown as a local one is: header, rollback column, rollback lines.
     let shown = c(&srv.url, &["show", &id]);

@@ -118,6 +118,24 @@ pub trait SpawnWith {
     fn spawn_with_program(&mut self, program: &str, args: &[&str]) -> Child;
 }
 
+/// Waits for `prompt` in a terminal program's output (under `script`), types `answer`,
+/// and returns how it ended with everything it showed.
+pub fn answer_prompt(mut child: Child, prompt: &str, answer: &str) -> (std::process::ExitStatus, String) {
+    use std::io::{Read, Write};
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains(prompt) {
+        let mut buf = [0u8; 256];
+        let n = stdout.read(&mut buf).expect("read the terminal");
+        assert!(n > 0, "no prompt `{prompt}`: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    child.stdin.as_mut().expect("piped").write_all(format!("{answer}\n").as_bytes()).expect("answer");
+    stdout.read_to_end(&mut seen).expect("read the rest");
+    let status = child.wait().expect("wait");
+    (status, String::from_utf8_lossy(&seen).into_owned())
+}
+
 impl SpawnWith for Command {
     fn spawn_with_program(&mut self, program: &str, args: &[&str]) -> Child {
         let mut c = Command::new(program);
