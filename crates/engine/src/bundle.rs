@@ -26,6 +26,19 @@ pub fn pack_dir(dir: &Path, max_bytes: usize) -> Result<Bundle, String> {
     let ignore = Ignore::read(&root.join(IGNORE_FILE))?;
     let mut found = Vec::new();
     walk(&root, &root, "", &ignore, &mut found)?;
+    // Whoever may read runbooks may read their files: what looks private is refused, never
+    // sent quietly (listed in .opsbookignore, it stays home).
+    let private: Vec<String> =
+        found.iter().filter_map(|f| private_why(f).map(|why| format!("{} ({why})", f.rel))).collect();
+    if !private.is_empty() {
+        let more = if private.len() > 5 { format!(" and {} more", private.len() - 5) } else { String::new() };
+        return Err(format!(
+            "{}{more}: these look private, and a runbook's files can be read by everyone who may read runbooks; \
+             list them in {}/{IGNORE_FILE} (or make them readable by others if they are meant to travel)",
+            private.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+            dir.display()
+        ));
+    }
     let total: u64 = found.iter().map(|f| f.size).sum();
     if total > max_bytes as u64 {
         found.sort_by_key(|f| std::cmp::Reverse(f.size));
@@ -53,6 +66,21 @@ struct Found {
     source: PathBuf,
     executable: bool,
     size: u64,
+    mode: u32,
+}
+
+/// Why a file looks private: readable by its owner only, a database, or its journal.
+fn private_why(f: &Found) -> Option<&'static str> {
+    if f.mode & 0o044 == 0 {
+        return Some("readable by its owner only");
+    }
+    let name = f.rel.rsplit('/').next().unwrap_or(&f.rel);
+    if [".db-wal", ".db-shm", ".db-journal", ".sqlite-wal", ".sqlite-shm"].iter().any(|s| name.ends_with(s)) {
+        return Some("a database journal");
+    }
+    let mut magic = [0u8; 16];
+    let read = std::fs::File::open(&f.source).and_then(|mut file| std::io::Read::read(&mut file, &mut magic));
+    (read.ok() == Some(16) && &magic == b"SQLite format 3\0").then_some("a database")
 }
 
 fn walk(root: &Path, dir: &Path, prefix: &str, ignore: &Ignore, found: &mut Vec<Found>) -> Result<(), String> {
@@ -102,8 +130,8 @@ fn walk(root: &Path, dir: &Path, prefix: &str, ignore: &Ignore, found: &mut Vec<
         if is_runbook(&source, meta.len()) {
             continue;
         }
-        let executable = meta.permissions().mode() & 0o111 != 0;
-        found.push(Found { rel, source, executable, size: meta.len() });
+        let mode = meta.permissions().mode();
+        found.push(Found { rel, source, executable: mode & 0o111 != 0, size: meta.len(), mode });
     }
     Ok(())
 }
@@ -287,6 +315,18 @@ mod tests {
         let err = pack_dir(&src, 1 << 20).unwrap_err();
         assert!(err.contains("loop: a symbolic link to a directory"), "{err}");
         std::fs::remove_file(src.join("loop")).unwrap();
+
+        // What looks private stays home: owner-only files, databases.
+        write(&src.join("creds.toml"), "token = \"obk_x\"\n", 0o600);
+        let err = pack_dir(&src, 1 << 20).unwrap_err();
+        assert!(err.starts_with("creds.toml (readable by its owner only): these look private"), "{err}");
+        std::fs::remove_file(src.join("creds.toml")).unwrap();
+        write(&src.join("state.db"), "SQLite format 3\0 and pages", 0o644);
+        let err = pack_dir(&src, 1 << 20).unwrap_err();
+        assert!(err.starts_with("state.db (a database)"), "{err}");
+        write(&src.join(".opsbookignore"), "*.db\n", 0o644);
+        assert!(pack_dir(&src, 1 << 20).is_ok(), "listed, it stays home");
+        std::fs::remove_file(src.join("state.db")).unwrap();
 
         write(&src.join("artifact.bin"), &"x".repeat(4096), 0o644);
         let err = pack_dir(&src, 2048).unwrap_err();

@@ -191,6 +191,11 @@ async fn run_one(state: &AppState, id: &str, runbook: &str, kind: RunKind) {
             running.remove(id);
         }
     }
+    if let Ok(outcome) = &result
+        && !gate_poll
+    {
+        tracing::info!(id, runbook, status = %outcome.status, "execution {}", outcome.status);
+    }
     match result {
         Ok(outcome) if outcome.status == ExecStatus::Waiting => {}
         // The gate cleared: a worker goes on from here.

@@ -103,6 +103,12 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             Command::Run(a) => {
                 let mut inputs = gather_params(&a.params, a.params_file.as_deref(), &a.secret)?;
                 let name = a.file.to_string_lossy();
+                if a.dry_run {
+                    // What the published version would run, rendered here: nothing is
+                    // submitted (a server never runs a dry run).
+                    let published = remote::published(&client()?, &name).await?;
+                    return run::dry_run_checked(&published, &inputs, a.output);
+                }
                 if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
                     // Required secrets not given: asked for, as a local run does.
                     let published = remote::published(&client()?, &name).await?;
@@ -174,8 +180,11 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::Man => {
             let cli = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(cli).render(&mut std::io::stdout())?;
-            Ok(EXIT_OK)
+            match clap_mangen::Man::new(cli).render(&mut std::io::stdout()) {
+                // `opsbook man | head`: the reader had enough.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(EXIT_OK),
+                other => other.map(|()| EXIT_OK).map_err(Into::into),
+            }
         }
         Command::Search(_) | Command::Versions(_) | Command::Diff(_) | Command::Lifecycle(_) => {
             Err(usage("this reads the server's registry: `opsbook login URL` first, or pass --server URL"))
@@ -199,14 +208,29 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
 /// `OPSBOOK_SERVER`) rather than taken from the login profile. A profile is used unless
 /// `--local`, `--db` or `--database` says to stay local.
 fn server_for(cli: &Cli) -> Result<(Option<String>, bool)> {
-    if cli.local && cli.server.is_some() {
-        return Err(usage("--local and --server (or OPSBOOK_SERVER): choose one"));
+    // `--local` wins over OPSBOOK_SERVER from the environment (a flag beats a setting);
+    // with `--server` given too, the two say opposite things.
+    let from_env = std::env::var("OPSBOOK_SERVER").ok().filter(|v| !v.is_empty());
+    if cli.local && cli.server.is_some() && cli.server != from_env {
+        return Err(usage("--local and --server: choose one"));
     }
-    if let Some(s) = &cli.server {
+    if let Some(s) = cli.server.as_ref().filter(|_| !cli.local) {
         return Ok((Some(s.clone()), true));
     }
     let stays_local = cli.local || cli.db.is_some() || cli.database.is_some();
-    if stays_local || matches!(cli.command, Command::Login(_)) {
+    // Commands that work here only never go to a login profile's server.
+    let here_only = matches!(
+        cli.command,
+        Command::Login(_)
+            | Command::Admin(_)
+            | Command::Serve(_)
+            | Command::Validate(_)
+            | Command::Schema
+            | Command::New(_)
+            | Command::Completions { .. }
+            | Command::Man
+    );
+    if stays_local || here_only {
         return Ok((None, false));
     }
     let creds = crate::client::Credentials::load()?;
@@ -226,7 +250,8 @@ fn local_only(command: &Command, explicit: bool) -> Option<String> {
         Command::Serve(_) => "serve runs a server here",
         Command::Run(a) if !explicit && a.file.is_file() => {
             return Some(format!(
-                "`{}` is a file, and you are logged in to a server (which runs published runbooks by name): run                  it here with --local, or publish it with `opsbook push` and run it by name",
+                "`{}` is a file, and you are logged in to a server (which runs published runbooks by name): \
+                 run it here with --local, or publish it with `opsbook push` and run it by name",
                 a.file.display()
             ));
         }

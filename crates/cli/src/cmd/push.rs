@@ -21,6 +21,9 @@ pub struct Args {
     /// The most the files beside a runbook may weigh, in bytes (the server has its own limit)
     #[arg(long, default_value_t = opsbook_core::bundle::DEFAULT_MAX_BYTES)]
     pub max_bundle_bytes: usize,
+    /// Check the files and list what each runbook would carry; send nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// A runbook to publish: where it is, its text, name and version, and its bundle.
@@ -33,9 +36,6 @@ struct Doc {
 }
 
 pub async fn exec(server: Option<String>, profile: Option<&str>, args: Args) -> Result<u8> {
-    let server = server
-        .ok_or_else(|| usage("push needs a server: `opsbook login URL` once, or --server URL (or OPSBOOK_SERVER)"))?;
-    let client = Client::new(&server, profile)?;
     let files = super::runbook_files(&args.paths)?;
     if files.is_empty() {
         return Err(usage("no runbook files found"));
@@ -79,6 +79,24 @@ pub async fn exec(server: Option<String>, profile: Option<&str>, args: Args) -> 
         eprintln!("{invalid} invalid file(s): nothing was pushed");
         return Ok(EXIT_INVALID);
     }
+    if args.dry_run {
+        for d in &docs {
+            let files = bundles.iter().find(|(_, sha, _)| *sha == d.bundle).map(|(_, _, b)| b);
+            let list: Vec<String> = files
+                .into_iter()
+                .flat_map(|b| b.files())
+                .map(|(p, f)| {
+                    format!("    {p} ({} bytes{})", f.data.len(), if f.executable { ", executable" } else { "" })
+                })
+                .collect();
+            println!("{} {} ({}) would go with {} file(s):", d.name, d.version, d.path, list.len());
+            list.iter().for_each(|l| println!("{l}"));
+        }
+        return Ok(EXIT_OK);
+    }
+    let server = server
+        .ok_or_else(|| usage("push needs a server: `opsbook login URL` once, or --server URL (or OPSBOOK_SERVER)"))?;
+    let client = Client::new(&server, profile)?;
     // Bundles are stored by their digest: uploading one is not publishing anything.
     for (dir, sha, bundle) in &bundles {
         let stored: BundleStored = client

@@ -123,8 +123,10 @@ async fn follow(client: &Client, id: &str, start: Option<opsbook_engine::Start>,
     let mut after = 0i64;
     let mut seen: BTreeMap<String, StepStatus> = BTreeMap::new();
     loop {
-        let logs: LogPage = client.get(&format!("/api/v1/executions/{id}/logs?after={after}")).await?;
+        // The state first, then the log: every line of a step the state shows ended is in
+        // the log read after it, so no line shows up under a later step.
         let doc = execution(client, &id).await?;
+        let logs: LogPage = client.get(&format!("/api/v1/executions/{id}/logs?after={after}&limit=10000")).await?;
         if !json_out {
             show_progress(&live, &doc.steps, &logs, &mut seen);
         }
@@ -217,6 +219,9 @@ pub async fn show(client: &Client, id: &str, output: Output) -> Result<u8> {
 }
 
 pub async fn history(client: &Client, a: &super::history::Args) -> Result<u8> {
+    if a.limit < 1 {
+        return Err(super::usage("--limit must be at least 1"));
+    }
     let mut q = format!("/api/v1/executions?limit={}", a.limit);
     for (k, v) in [("runbook", &a.runbook), ("status", &a.status), ("actor", &a.actor)] {
         if let Some(v) = v {

@@ -113,6 +113,25 @@ pub async fn finish(store: &impl Store, id: &str, output: Output) -> Result<u8> 
     })
 }
 
+/// A dry run of a runbook (a published one, fetched from a server) after checking the
+/// parameters, as `run --dry-run` does for a file.
+pub fn dry_run_checked(
+    rb: &Runbook,
+    inputs: &std::collections::BTreeMap<String, opsbook_core::Input>,
+    output: Output,
+) -> Result<u8> {
+    match rb.check_params(inputs) {
+        Ok(params) => dry_run(rb, &params, output),
+        Err(errors) => {
+            for e in &errors {
+                say_err!("{} {e}", style("error:").red().bold().for_stderr());
+            }
+            say_err!("nothing ran: {} invalid parameter{}", errors.len(), if errors.len() == 1 { "" } else { "s" });
+            Ok(EXIT_INVALID)
+        }
+    }
+}
+
 fn dry_run(rb: &Runbook, params: &ParamValues, output: Output) -> Result<u8> {
     let ctx = Context {
         params: params.masked(),

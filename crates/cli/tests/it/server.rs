@@ -397,6 +397,18 @@ fn pushed_runbooks_bring_their_files() {
     assert!(again.stdout.contains("unchanged start 1.0.0"), "{again:?}");
     assert!(again.stdout.contains("updated   stop 1.1.0"), "{again:?}");
 
+    // What would travel can be seen first; what looks private is refused.
+    let listed = client(&env, &srv.url, &admin, &["push", "svc", "--dry-run"]);
+    assert_eq!(listed.code, 0, "{listed:?}");
+    assert!(listed.stdout.contains("start 1.0.0 (svc/start.yaml) would go with 2 file(s):"), "{listed:?}");
+    assert!(listed.stdout.contains("    scripts/ctl.sh (") && listed.stdout.contains("executable)"), "{listed:?}");
+    env.write("svc/token.txt", "obk_secret\n");
+    std::fs::set_permissions(env.path("svc/token.txt"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let private = client(&env, &srv.url, &admin, &["push", "svc"]);
+    assert_eq!(private.code, 2, "{private:?}");
+    assert!(private.stderr.contains("token.txt (readable by its owner only): these look private"), "{private:?}");
+    std::fs::remove_file(env.path("svc/token.txt")).unwrap();
+
     // A link out of the directory is refused before anything is sent.
     env.write("outside.txt", "secret\n");
     std::os::unix::fs::symlink(env.path("outside.txt"), env.path("svc/leak.txt")).unwrap();
@@ -471,6 +483,17 @@ fn login_profiles_choose_the_server() {
     assert!(validate.stderr.contains("validate checks files here and has no server form"), "{validate:?}");
     assert_eq!(cmd(&["validate", "books"]).code, 0);
     assert_eq!(cmd(&["--local", "--server", &srv.url, "history"]).code, 2);
+    // `--local` wins over OPSBOOK_SERVER from the environment; admin is always here.
+    let env_local = out(env
+        .cmd(&["--local", "validate", "books"])
+        .env_remove("OPSBOOK_DB")
+        .env("OPSBOOK_SERVER", &srv.url)
+        .env("XDG_CONFIG_HOME", env.path("config"))
+        .output()
+        .unwrap());
+    assert_eq!(env_local.code, 0, "{env_local:?}");
+    let admin_here = cmd(&["admin", "token", "list"]);
+    assert_eq!(admin_here.code, 0, "admin works on this machine's database: {admin_here:?}");
 
     // A broken credentials file is an error naming it, not silently ignored.
     std::fs::write(env.path("config/opsbook/credentials.toml"), "default = [\n").unwrap();
@@ -526,6 +549,11 @@ fn the_cli_is_a_client_of_the_whole_server() {
     assert_eq!(bad.code, 2, "{bad:?}");
     assert!(bad.stderr.contains("cannot go from deprecated to draft"), "{bad:?}");
 
+    // A dry run of a published runbook is rendered here; nothing is submitted.
+    let dry = c(&["run", "web", "--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert!(dry.stdout.contains("sh ./deploy.sh"), "{dry:?}");
+    assert_eq!(c(&["history", "--output", "json"]).json().as_array().unwrap().len(), 0, "nothing ran");
     let ran = c(&["run", "web", "--output", "json"]);
     assert_eq!(ran.code, 0, "{ran:?}");
     let mine = c(&["history", "--actor", "ann", "--since", "1h", "--output", "json"]);
@@ -579,7 +607,7 @@ fn resume_and_rollback_through_the_server() {
         let args = ["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "", "--workers", "2"];
         let (child, url, _) = start_server({
             let mut c = env.cmd(&args);
-            c.env("OPSBOOK_LEASE", "2s");
+            c.env("OPSBOOK_LEASE", "4s");
             c
         });
         Serve { child, url }
@@ -618,8 +646,7 @@ fn resume_and_rollback_through_the_server() {
     assert!(env.path("made").exists(), "nothing was done");
     // On a terminal, the secret the server says it still needs is asked for (not echoed).
     let cmd = format!("{} --server {} rollback {id}", env!("CARGO_BIN_EXE_opsbook"), srv.url);
-    let child =
-        env.cmd(&[]).env("OPSBOOK_TOKEN", &admin).spawn_with_program("script", &["-qec", &cmd, "/dev/null"]);
+    let child = env.cmd(&[]).env("OPSBOOK_TOKEN", &admin).spawn_with_program("script", &["-qec", &cmd, "/dev/null"]);
     let (status, screen) = crate::support::answer_prompt(child, "pw (secret, not shown): ", "hunter2");
     assert!(status.success(), "{screen}");
     assert!(!screen.contains("hunter2"), "{screen}");
@@ -650,7 +677,7 @@ fn resume_and_rollback_through_the_server() {
     drop(srv); // kill -9
     let _ = follower.kill();
     let _ = follower.wait();
-    std::thread::sleep(std::time::Duration::from_millis(2500)); // the lease lapses
+    std::thread::sleep(std::time::Duration::from_millis(4500)); // the lease lapses (4 s: long enough for heartbeats on a loaded machine)
     let srv = start(&env);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
