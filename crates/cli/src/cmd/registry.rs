@@ -93,6 +93,34 @@ pub async fn show(client: &Client, name: &str, output: Output) -> Result<u8> {
     if !e.tags.is_empty() {
         println!("  tags: {}", e.tags.join(", "));
     }
+    // What it takes and does: from its newest published text.
+    let path = format!("/api/v1/runbooks/{}/versions/{}", enc(&e.name), enc(&e.latest_version));
+    let version: opsbook_api::VersionDoc = client.get(&path).await?;
+    if let Ok(rb) = opsbook_core::parse(&version.content) {
+        if !rb.params.is_empty() {
+            println!("Parameters:");
+        }
+        for p in &rb.params {
+            let s = &p.spec;
+            let mut what = vec![s.ty.as_str().to_string()];
+            if !s.values.is_empty() {
+                what.push(format!("one of {}", s.values.join(", ")));
+            }
+            if s.required {
+                what.push("required".into());
+            }
+            if let Some(d) = &s.default {
+                what.push(format!("default {d}"));
+            }
+            let about = s.description.as_deref().map(|d| format!(" — {d}")).unwrap_or_default();
+            println!("  {} ({}){about}", p.name, what.join(", "));
+        }
+        println!("Steps:");
+        for (i, st) in rb.steps.iter().enumerate() {
+            let rollback = if st.rollback.is_some() { " (with a rollback)" } else { "" };
+            println!("  {}. {} [{}] {}{rollback}", i + 1, st.id, st.kind.name(), st.name);
+        }
+    }
     println!("Lifecycle:");
     for ev in &doc.lifecycle {
         let from = ev.from_status.as_deref().map(|f| format!("{f} -> ")).unwrap_or_default();

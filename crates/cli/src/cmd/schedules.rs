@@ -79,14 +79,14 @@ pub async fn exec(client: &Client, cmd: &Schedules) -> Result<u8> {
                 missed: missed.clone(),
             };
             let s: Schedule = client.post("/api/v1/schedules", &body).await?;
-            println!(
-                "schedule {} runs {} at `{}` ({}); next run {}",
-                s.id,
-                s.runbook,
-                s.cron,
-                s.timezone,
-                time(s.next_run_at)
-            );
+            // The next run in the schedule's own zone, as its cron reads.
+            let next = s
+                .next_run_at
+                .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+                .zip(jiff::tz::TimeZone::get(&s.timezone).ok())
+                .map(|(t, tz)| t.to_zoned(tz).strftime("%Y-%m-%d %H:%M %Z").to_string())
+                .unwrap_or_else(|| time(s.next_run_at));
+            println!("schedule {} runs {} at `{}` ({}); next run {next}", s.id, s.runbook, s.cron, s.timezone);
         }
         Schedules::Delete { id } => {
             let done: Deleted = client.delete(&format!("/api/v1/schedules/{}", enc(id))).await?;

@@ -566,6 +566,7 @@ fn the_cli_is_a_client_of_the_whole_server() {
 
     let made = c(&["schedules", "create", "web", "--cron", "0 3 * * *", "--timezone", "Europe/Paris"]);
     assert_eq!(made.code, 0, "{made:?}");
+    assert!(made.stdout.contains(" 03:00 CE"), "the next run in the schedule's zone: {made:?}");
     let id = made.stdout.split_whitespace().nth(1).unwrap().to_string();
     let schedules = c(&["schedules", "list", "--output", "json"]);
     assert_eq!(schedules.json()[0]["timezone"], "Europe/Paris", "{schedules:?}");
