@@ -121,14 +121,14 @@ async fn follow(client: &Client, id: &str, start: Option<opsbook_engine::Start>,
         });
     }
     let mut after = 0i64;
-    let mut seen: BTreeMap<String, StepStatus> = BTreeMap::new();
+    let mut shown = Shown::default();
     loop {
         // The state first, then the log: every line of a step the state shows ended is in
         // the log read after it, so no line shows up under a later step.
         let doc = execution(client, &id).await?;
         let logs: LogPage = client.get(&format!("/api/v1/executions/{id}/logs?after={after}&limit=10000")).await?;
         if !json_out {
-            show_progress(&live, &doc.steps, &logs, &mut seen);
+            show_progress(&live, &doc, &logs, &mut shown);
         }
         if let Some(next) = logs.next_after {
             after = next;
@@ -141,8 +141,17 @@ async fn follow(client: &Client, id: &str, start: Option<opsbook_engine::Start>,
     }
 }
 
-/// The same display as a local run: a step starts, its output streams beneath, it ends.
-fn show_progress(live: &Live, steps: &[StepDoc], logs: &LogPage, seen: &mut BTreeMap<String, StepStatus>) {
+/// What a follower has shown so far: each step's last status, each rollback's.
+#[derive(Default)]
+struct Shown {
+    steps: BTreeMap<String, StepStatus>,
+    rollbacks: BTreeMap<String, Option<StepStatus>>,
+}
+
+/// The same display as a local run: a step starts, its output streams beneath, it ends;
+/// then the rollbacks, each with its output and how it ended.
+fn show_progress(live: &Live, doc: &ExecutionDoc, logs: &LogPage, shown: &mut Shown) {
+    let steps = &doc.steps;
     let started = |idx: usize, s: &StepDoc| {
         live.on_event(&Event::StepStarted { idx, step_id: &s.id, name: &s.name, attempt: 1, max_attempts: 1 });
     };
@@ -171,21 +180,46 @@ fn show_progress(live: &Live, steps: &[StepDoc], logs: &LogPage, seen: &mut BTre
             started(idx, &steps[idx]);
         }
     };
+    let rollback_started = |id: &str, rolled: &mut BTreeMap<String, Option<StepStatus>>| {
+        if !rolled.contains_key(id) {
+            rolled.insert(id.to_string(), None);
+            live.on_event(&Event::RollbackStarted { step_id: id });
+        }
+    };
     for l in &logs.lines {
-        if let Some(idx) = steps.iter().position(|s| Some(&s.id) == l.step.as_ref()) {
-            finish(idx, seen);
-            start(idx, seen);
+        let phase = Phase::parse(&l.phase).unwrap_or(Phase::Step);
+        match (phase, steps.iter().position(|s| Some(&s.id) == l.step.as_ref())) {
+            // Rollbacks come after every step that ran has ended.
+            (Phase::Rollback, _) => {
+                finish(steps.len(), &mut shown.steps);
+                if let Some(id) = &l.step {
+                    rollback_started(id, &mut shown.rollbacks);
+                }
+            }
+            (_, Some(idx)) => {
+                finish(idx, &mut shown.steps);
+                start(idx, &mut shown.steps);
+            }
+            _ => {}
         }
         live.on_event(&Event::Log {
             step_id: l.step.as_deref(),
-            phase: Phase::parse(&l.phase).unwrap_or(Phase::Step),
+            phase,
             stream: Stream::parse(&l.stream).unwrap_or(Stream::Stdout),
             line: &l.line,
         });
     }
-    finish(steps.len(), seen);
+    finish(steps.len(), &mut shown.steps);
     if let Some(idx) = steps.iter().position(|s| s.status == StepStatus::Running) {
-        start(idx, seen);
+        start(idx, &mut shown.steps);
+    }
+    for r in &doc.rollback.steps {
+        if r.status == StepStatus::Running || shown.rollbacks.get(&r.id) == Some(&Some(r.status)) {
+            continue;
+        }
+        rollback_started(&r.id, &mut shown.rollbacks);
+        live.on_event(&Event::RollbackFinished { step_id: &r.id, status: r.status, error: r.error.as_deref() });
+        shown.rollbacks.insert(r.id.clone(), Some(r.status));
     }
 }
 

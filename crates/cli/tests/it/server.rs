@@ -632,6 +632,19 @@ fn resume_and_rollback_through_the_server() {
     );
     assert_eq!(c(&srv.url, &["push", "books"]).code, 0);
 
+    // Shown as a local run is: the failure, then the rollbacks (with on_failure: rollback).
+    env.write(
+        "books/auto.yaml",
+        &runbook("", "    - id: one\n      run: echo did\n      rollback: { run: echo undid }\n    - id: two\n      run: exit 3\n")
+            .replace("name: test", "name: auto"),
+    );
+    assert_eq!(c(&srv.url, &["push", "books/auto.yaml"]).code, 0);
+    let auto = c(&srv.url, &["run", "auto"]);
+    assert_eq!(auto.code, 1, "{auto:?}");
+    let failed_at = auto.stdout.find("two failed").unwrap_or_else(|| panic!("{auto:?}"));
+    let undid_at = auto.stdout.find("undid").unwrap_or_else(|| panic!("{auto:?}"));
+    assert!(failed_at < undid_at, "the failure, then the rollback: {auto:?}");
+    assert!(auto.stdout.contains("rollback of one succeeded"), "{auto:?}");
     let failed = c(&srv.url, &["run", "undo", "-p", "pw=hunter2", "--output", "json"]);
     assert_eq!(failed.code, 1, "{failed:?}");
     let id = failed.json()["id"].as_str().unwrap().to_string();
