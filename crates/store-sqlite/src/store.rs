@@ -151,7 +151,10 @@ impl Store for SqliteStore {
         if let Some(e) = collect(&mut exact, [id], execution_from)?.pop() {
             return Ok(e);
         }
-        if id.len() < 4 || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        if id.len() < 4 && id.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(Error::NotFound(format!("execution `{id}` (a shortened id needs 4 or more characters)")));
+        }
+        if !id.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(Error::NotFound(format!("execution `{id}`")));
         }
         let mut prefix =

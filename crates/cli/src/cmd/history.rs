@@ -135,5 +135,8 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
         ]);
     }
     println!("{t}");
+    if list.is_empty() {
+        eprintln!("no execution matches");
+    }
     Ok(EXIT_OK)
 }

@@ -25,6 +25,12 @@ pub async fn exec(server: Option<String>, profile: Option<&str>, args: Args) -> 
         .or(server)
         .ok_or_else(|| usage("login needs the server: `opsbook login https://opsbook.example.com`"))?;
     let server = server.trim_end_matches('/').to_string();
+    let is_url = reqwest::Url::parse(&server).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+    if !is_url {
+        return Err(usage(format!(
+            "`{server}`: expected the server's http:// or https:// URL, e.g. https://opsbook.example.com"
+        )));
+    }
     let token = match args.token {
         Some(t) => t,
         None => {

@@ -289,6 +289,9 @@ pub async fn history(client: &Client, a: &super::history::Args) -> Result<u8> {
         ]);
     }
     println!("{t}");
+    if page.items.is_empty() {
+        eprintln!("no execution matches");
+    }
     Ok(EXIT_OK)
 }
 

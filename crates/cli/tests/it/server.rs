@@ -560,6 +560,15 @@ fn the_cli_is_a_client_of_the_whole_server() {
     assert_eq!(mine.json().as_array().unwrap().len(), 1, "{mine:?}");
     let nobody = c(&["history", "--actor", "bob", "--output", "json"]);
     assert_eq!(nobody.json().as_array().unwrap().len(), 0, "{nobody:?}");
+    let bogus = c(&["history", "--status", "bogus"]);
+    assert!(bogus.stderr.contains("unknown status `bogus`: use one of queued, running"), "{bogus:?}");
+    let short = c(&["logs", "06h"]);
+    assert!(short.stderr.contains("a shortened id needs 4 or more characters"), "{short:?}");
+    let empty = c(&["history", "--runbook", "nosuch"]);
+    assert!(empty.stderr.contains("no execution matches"), "{empty:?}");
+    let not_url = env.run(&["login", "notaurl", "--token", "x"]);
+    assert_eq!(not_url.code, 2);
+    assert!(not_url.stderr.contains("expected the server's http:// or https:// URL"), "{not_url:?}");
     let bad_since = c(&["history", "--since", "yesterday-ish"]);
     assert_eq!(bad_since.code, 2);
     assert!(bad_since.stderr.contains("--since `yesterday-ish`: expected a time"), "{bad_since:?}");

@@ -82,7 +82,10 @@ pub async fn list(
 ) -> ApiResult<Json<opsbook_api::ExecutionPage>> {
     ctx.require(&st, Perm::Read, "executions").await?;
     let status = match q.status.as_deref() {
-        Some(s) => Some(ExecStatus::parse(s).ok_or_else(|| ApiError::bad_request(format!("unknown status `{s}`")))?),
+        Some(s) => Some(ExecStatus::parse(s).ok_or_else(|| {
+            let all: Vec<&str> = ExecStatus::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::bad_request(format!("unknown status `{s}`: use one of {}", all.join(", ")))
+        })?),
         None => None,
     };
     let since = match q.since.as_deref() {
