@@ -107,6 +107,9 @@ pub struct StepDoc {
     #[schema(value_type = Object)]
     pub outputs: Map<String, Value>,
     pub error: Option<String>,
+    /// What an approval step asks (its message, rendered; secrets masked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -187,6 +190,7 @@ impl ExecutionDoc {
                 duration_ms: s.duration_ms(),
                 outputs: s.outputs.clone(),
                 error: s.error.clone(),
+                message: (s.kind == "approval").then(|| s.rendered.clone()).flatten(),
             })
             .collect();
         let rolled = steps

@@ -96,9 +96,16 @@ pub fn next_step(doc: &ExecutionDoc, at: Where<'_>) -> Option<String> {
         Where::Here => " (pass secret parameters again with -p)",
         Where::Server(_) => "",
     };
+    let asks = doc
+        .steps
+        .iter()
+        .find(|s| s.status == opsbook_core::StepStatus::Waiting)
+        .and_then(|s| s.message.as_deref())
+        .map(|m| format!("step asks: {m}; "))
+        .unwrap_or_default();
     match (doc.summary.status, doc.waits_for_people(), at) {
         (ExecStatus::Waiting, Some(true), _) => Some(format!(
-            "decide with `{ops} approve {id}` or `{ops} reject {id}`{secrets}; the execution then goes on"
+            "{asks}decide with `{ops} approve {id}` or `{ops} reject {id}`{secrets}; the execution then goes on"
         )),
         (ExecStatus::Waiting, _, Where::Here) => {
             Some(format!("it waits for a gate; continue with `{ops} resume {id}`"))

@@ -90,6 +90,7 @@ fn push_run_and_approve_through_the_server() {
 
     let waiting = client(&env, &srv.url, &author, &["run", "gated"]);
     assert_eq!(waiting.code, 3, "{waiting:?}");
+    assert!(waiting.stdout.contains("step asks: Approve step `gate` of gated?; decide with"), "{waiting:?}");
     let history = client(&env, &srv.url, &author, &["history", "--status", "waiting", "--output", "json"]);
     let id = history.json()[0]["id"].as_str().unwrap().to_string();
     let own = client(&env, &srv.url, &author, &["approve", &id]);

@@ -109,6 +109,26 @@ pub async fn list(State(st): State<AppState>, ctx: Ctx) -> ApiResult<Json<Items<
 pub async fn delete(State(st): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Json<Deleted>> {
     let rid = ctx.request_id.clone();
     ctx.require(&st, Perm::Run, &id).await?;
+    // A unique prefix of 4 or more characters names a schedule, as it names an execution.
+    let all = st.store.schedules().await?;
+    let id = match all.iter().find(|s| s.id == id) {
+        Some(s) => s.id.clone(),
+        None if id.len() >= 4 => {
+            let found: Vec<&str> = all.iter().filter(|s| s.id.starts_with(&id)).map(|s| s.id.as_str()).collect();
+            match found.as_slice() {
+                [one] => one.to_string(),
+                [] => id,
+                many => {
+                    return Err(ApiError::bad_request(format!(
+                        "`{id}` names {} schedules ({}): give more of the id",
+                        many.len(),
+                        many.join(", ")
+                    )));
+                }
+            }
+        }
+        None => id,
+    };
     st.store.delete_schedule(&id).await?;
     st.audit(ctx.user(), "schedule.delete", &id, &rid, json!({})).await;
     Ok(Json(Deleted { id, deleted: true }))
