@@ -212,12 +212,12 @@ pub async fn logs(
 
 /// The table of API tokens (never their secrets), for `tokens list` and `admin token list`.
 pub fn tokens_table(tokens: &[opsbook_api::TokenInfo]) -> Table {
-    let time = |ms: Option<i64>| {
-        opsbook_api::time(ms).and_then(|s| s.get(..19).map(|s| s.replace('T', " "))).unwrap_or_default()
-    };
+    let clock = crate::cmd::history::Clock::new(false);
+    let time = |ms: Option<i64>| clock.show(ms);
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
-    t.set_header(vec!["ID", "User", "Roles", "Created", "Expires", "Revoked", "Last used"]);
+    let created = format!("Created ({})", clock.label);
+    t.set_header(vec!["ID", "User", "Roles", &created, "Expires", "Revoked", "Last used"]);
     for k in tokens {
         t.add_row(vec![
             k.id.clone(),

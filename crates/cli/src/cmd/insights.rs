@@ -105,11 +105,13 @@ pub async fn audit(client: &Client, a: &AuditArgs) -> Result<u8> {
     }
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
-    t.set_header(vec!["#", "At", "Actor", "Action", "Target", "Details"]);
+    let clock = super::history::Clock::new(false);
+    let at = format!("At ({})", clock.label);
+    t.set_header(vec!["#", &at, "Actor", "Action", "Target", "Details"]);
     for r in &found.items {
         t.add_row(vec![
             r.seq.to_string(),
-            opsbook_api::time(Some(r.at)).and_then(|s| s.get(..19).map(|s| s.replace('T', " "))).unwrap_or_default(),
+            clock.show(Some(r.at)),
             r.actor.clone(),
             r.action.clone(),
             r.target.clone(),

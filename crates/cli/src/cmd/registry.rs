@@ -146,11 +146,13 @@ pub async fn versions(client: &Client, a: &VersionsArgs) -> Result<u8> {
     }
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
-    t.set_header(vec!["Version", "Published", "By", "Text", "Files"]);
+    let clock = super::history::Clock::new(false);
+    let published = format!("Published ({})", clock.label);
+    t.set_header(vec!["Version", &published, "By", "Text", "Files"]);
     for v in &found.items {
         t.add_row(vec![
             v.version.clone(),
-            time(v.published_at),
+            clock.show(Some(v.published_at)),
             v.published_by.clone(),
             short(&v.sha256).to_string(),
             v.bundle_sha256.as_deref().map(short).unwrap_or("-").to_string(),
