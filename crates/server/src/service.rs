@@ -233,7 +233,7 @@ pub async fn resume(
     let exec = st.store.execution(id).await?;
     // Carrying an execution on is running its runbook: the same policies decide.
     let rb = st.engine.stored_runbook(&exec.runbook_sha256).await?;
-    let values = exec.params.as_object().map(|m| m.clone().into_iter().collect()).unwrap_or_default();
+    let values = exec.params.as_object().cloned().unwrap_or_default();
     if let Some(p) = crate::policy::refusal(&st.config.policies, &ctx.principal, &exec.runbook_name, &rb.tags, &values)
     {
         st.audit(ctx.user(), "authz.denied", &exec.id, &ctx.request_id, json!({ "roles": ctx.principal.roles })).await;
@@ -252,11 +252,18 @@ pub async fn resume(
     let secret_names: Vec<&String> = secrets.keys().collect();
     let details = json!({ "was": exec.status.as_str(), "secrets_supplied": secret_names });
     st.audit(ctx.user(), &format!("execution.{action}"), &exec.id, &ctx.request_id, details).await;
-    if !secrets.is_empty() {
-        // Later runs of it (after an approval, a gate) need them too.
-        st.secrets.lock().unwrap_or_else(|p| p.into_inner()).insert(exec.id.clone(), secrets.clone());
+    // In the vault, where the runner (and later runs of it, after an approval or a gate)
+    // finds them: exactly the ones supplied now.
+    {
+        let mut vault = st.secrets.lock().unwrap_or_else(|p| p.into_inner());
+        if secrets.is_empty() {
+            vault.remove(&exec.id);
+        } else {
+            vault.insert(exec.id.clone(), secrets);
+        }
     }
-    crate::worker::spawn_resume(st, exec.id.clone(), exec.runbook_name.clone(), secrets, rollback);
+    let kind = if rollback { crate::worker::RunKind::Rollback } else { crate::worker::RunKind::Resume };
+    crate::worker::spawn_carry_on(st, exec.id.clone(), exec.runbook_name.clone(), kind);
     Ok(opsbook_api::Resumed { id: exec.id, action: action.into() })
 }
 

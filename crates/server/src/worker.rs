@@ -39,13 +39,17 @@ async fn worker(state: AppState, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// What a runner does with a claimed execution.
+/// What a runner does with an execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RunKind {
+pub(crate) enum RunKind {
     /// All of it (a worker).
     Whole,
     /// Only a poll of the gate it waits on (the gate pool).
     GatePoll,
+    /// Goes on with a stopped one (`POST …/resume`, checked by the caller).
+    Resume,
+    /// Rolls a stopped one back (`POST …/rollback`, checked by the caller).
+    Rollback,
 }
 
 /// Runs a claimed execution on a task of its own, so that nothing in one execution (a
@@ -179,10 +183,11 @@ async fn run_one(state: &AppState, id: &str, runbook: &str, kind: RunKind) {
     let secrets = state.secrets_of(id);
     let notifier = crate::notify::Notifier::new(id, runbook, state.notify.clone());
     let hooks = Hooks { observer: &notifier, prompt: None, cancel, cancel_handle: handle };
-    let result = if gate_poll {
-        state.engine.poll_gate(id, &secrets, &hooks).await
-    } else {
-        state.engine.run_claimed(id, &secrets, &hooks).await
+    let result = match kind {
+        RunKind::Whole => state.engine.run_claimed(id, &secrets, &hooks).await,
+        RunKind::GatePoll => state.engine.poll_gate(id, &secrets, &hooks).await,
+        RunKind::Resume => state.engine.resume(id, &secrets, &hooks).await,
+        RunKind::Rollback => state.engine.rollback(id, &secrets, &hooks).await,
     };
     {
         // Only this run's entry: the next runner (a worker after a poll) may be in already.
@@ -204,6 +209,11 @@ async fn run_one(state: &AppState, id: &str, runbook: &str, kind: RunKind) {
             state.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
             tidy(state, id, outcome.status);
         }
+        // A resume or rollback refused after all (it changed since the caller checked
+        // it): nothing was done, and the execution stays as it was.
+        Err(e) if matches!(kind, RunKind::Resume | RunKind::Rollback) => {
+            tracing::warn!(%e, id, "could not go on with the execution");
+        }
         Err(e) => {
             // The engine could not even start (e.g. secrets lost in a restart): say why.
             tracing::warn!(%e, id, "execution could not run");
@@ -212,43 +222,12 @@ async fn run_one(state: &AppState, id: &str, runbook: &str, kind: RunKind) {
     }
 }
 
-/// Runs a resume or a rollback of a stopped execution (checked already by the caller)
-/// on a task of its own, as a worker runs an execution: its cancel handle registered,
-/// notifications sent, its working directory tidied when it ends.
-pub(crate) fn spawn_resume(
-    state: &AppState,
-    id: String,
-    runbook: String,
-    secrets: std::collections::BTreeMap<String, opsbook_core::Input>,
-    rollback: bool,
-) {
+/// Carries a stopped execution on (a resume or a rollback, checked by the caller) on a
+/// task of its own, as a worker runs one: with the secrets in the vault, guarded, its
+/// working directory tidied when it ends.
+pub(crate) fn spawn_carry_on(state: &AppState, id: String, runbook: String, kind: RunKind) {
     let state = state.clone();
-    tokio::spawn(async move {
-        let (handle, cancel) = cancel_pair();
-        state.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), handle.clone());
-        let notifier = crate::notify::Notifier::new(&id, &runbook, state.notify.clone());
-        let hooks = Hooks { observer: &notifier, prompt: None, cancel, cancel_handle: handle };
-        let result = if rollback {
-            state.engine.rollback(&id, &secrets, &hooks).await
-        } else {
-            state.engine.resume(&id, &secrets, &hooks).await
-        };
-        {
-            let mut running = state.running.lock().unwrap_or_else(|p| p.into_inner());
-            if running.get(&id).is_some_and(|h| h.same(&hooks.cancel_handle)) {
-                running.remove(&id);
-            }
-        }
-        match result {
-            Ok(outcome) if outcome.status == ExecStatus::Waiting => {}
-            Ok(outcome) => {
-                state.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-                tidy(&state, &id, outcome.status);
-            }
-            // Refused after all (it changed since the check): nothing was done.
-            Err(e) => tracing::warn!(%e, id, rollback, "could not go on with the execution"),
-        }
-    });
+    tokio::spawn(async move { run_guarded(&state, id, runbook, kind).await });
 }
 
 /// Gate polls at once. They run beside the workers, never on them, so executions waiting
