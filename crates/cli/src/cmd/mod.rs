@@ -115,7 +115,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
                     inputs.extend(prompt_secrets(&missing_secrets(&published, &inputs))?);
                 }
                 let params = as_json(inputs);
-                return remote::run(&client()?, &a.file.to_string_lossy(), params, a.output).await;
+                return remote::run(&client()?, &name, params, a.output).await;
             }
             Command::History(a) => return remote::history(&client()?, a).await,
             Command::Schedules(c) => return schedules::exec(&client()?, c).await,
@@ -219,17 +219,8 @@ fn server_for(cli: &Cli) -> Result<(Option<String>, bool)> {
     }
     let stays_local = cli.local || cli.db.is_some() || cli.database.is_some();
     // Commands that work here only never go to a login profile's server.
-    let here_only = matches!(
-        cli.command,
-        Command::Login(_)
-            | Command::Admin(_)
-            | Command::Serve(_)
-            | Command::Validate(_)
-            | Command::Schema
-            | Command::New(_)
-            | Command::Completions { .. }
-            | Command::Man
-    );
+    let here_only =
+        matches!(cli.command, Command::Login(_) | Command::Admin(_)) || no_server_form(&cli.command).is_some();
     if stays_local || here_only {
         return Ok((None, false));
     }
@@ -241,24 +232,32 @@ fn server_for(cli: &Cli) -> Result<(Option<String>, bool)> {
 /// explicitly, that is an error; with a login profile, such commands simply run here.
 /// A runbook file given to `run` with a profile's server is a mistake either way.
 fn local_only(command: &Command, explicit: bool) -> Option<String> {
-    let name = match command {
+    if let Command::Run(a) = command
+        && !explicit
+        && a.file.is_file()
+    {
+        return Some(format!(
+            "`{}` is a file, and you are logged in to a server (which runs published runbooks by name): \
+             run it here with --local, or publish it with `opsbook push` and run it by name",
+            a.file.display()
+        ));
+    }
+    let name = no_server_form(command)?;
+    explicit.then(|| {
+        format!("{name} and has no server form: drop --server (or unset OPSBOOK_SERVER), or use `opsbook --local`")
+    })
+}
+
+/// What a command that only ever acts here does (for the refusal of `--server`).
+fn no_server_form(command: &Command) -> Option<&'static str> {
+    Some(match command {
         Command::Validate(_) => "validate checks files here",
         Command::Schema => "schema prints the runbook format",
         Command::Completions { .. } => "completions prints shell completions",
         Command::Man => "man prints the manual page",
         Command::New(_) => "new writes a file here",
         Command::Serve(_) => "serve runs a server here",
-        Command::Run(a) if !explicit && a.file.is_file() => {
-            return Some(format!(
-                "`{}` is a file, and you are logged in to a server (which runs published runbooks by name): \
-                 run it here with --local, or publish it with `opsbook push` and run it by name",
-                a.file.display()
-            ));
-        }
         _ => return None,
-    };
-    explicit.then(|| {
-        format!("{name} and has no server form: drop --server (or unset OPSBOOK_SERVER), or use `opsbook --local`")
     })
 }
 

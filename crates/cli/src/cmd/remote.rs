@@ -49,12 +49,12 @@ pub async fn run(client: &Client, name: &str, params: BTreeMap<String, Value>, o
 /// The newest published version of a runbook, parsed (to know its parameters).
 pub async fn published(client: &Client, name: &str) -> Result<opsbook_core::Runbook> {
     let entry: opsbook_api::RunbookDoc = client.get(&format!("/api/v1/runbooks/{}", enc(name))).await?;
-    let path = format!("/api/v1/runbooks/{}/versions/{}", enc(name), enc(&entry.entry.latest_version));
-    let version: opsbook_api::VersionDoc = client.get(&path).await?;
-    opsbook_core::parse(&version.content).map_err(|d| {
+    let version = &entry.entry.latest_version;
+    let path = format!("/api/v1/runbooks/{}/versions/{}", enc(name), enc(version));
+    let doc: opsbook_api::VersionDoc = client.get(&path).await?;
+    opsbook_core::parse(&doc.content).map_err(|d| {
         anyhow::anyhow!(
-            "{name} {}: the published text no longer parses: {}",
-            entry.entry.latest_version,
+            "{name} {version}: the published text no longer parses: {}",
             d.first().map(ToString::to_string).unwrap_or_default()
         )
     })
@@ -65,13 +65,12 @@ pub async fn published(client: &Client, name: &str) -> Result<opsbook_core::Runb
 pub async fn resume(
     client: &Client,
     id: &str,
-    params: BTreeMap<String, Value>,
+    mut params: BTreeMap<String, Value>,
     rollback: bool,
     output: Output,
 ) -> Result<u8> {
     let action = if rollback { "rollback" } else { "resume" };
     let path = format!("/api/v1/executions/{}/{action}", enc(id));
-    let mut params = params;
     let done: Resumed = match client.try_post(&path, &Resume { params: params.clone() }).await? {
         Ok(done) => done,
         Err((status, refusal)) => {
