@@ -231,3 +231,14 @@ pub fn tokens_table(tokens: &[opsbook_api::TokenInfo]) -> Table {
     }
     t
 }
+
+/// A new token: its secret on stdout (for scripts), what it is on stderr.
+pub fn print_new_token(secret: &str, info: &opsbook_api::TokenInfo) {
+    println!("{secret}");
+    eprintln!(
+        "token {} for {} ({}) — shown once, only its SHA-256 is stored",
+        info.id,
+        info.user,
+        info.roles.join(", ")
+    );
+}

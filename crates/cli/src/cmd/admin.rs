@@ -71,22 +71,17 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, cmd: Admin) -> Result<
             }
             let new = opsbook_server::auth::generate(&user, roles, expires_at);
             store.create_token(&new.record, &new.hash).await?;
+            let info = opsbook_api::TokenInfo::from(new.record.clone());
             store
                 .append_audit(&NewAudit {
                     actor,
                     action: "token.create".into(),
                     target: new.record.id.clone(),
                     request_id: opsbook_store::id::new_id(),
-                    details: serde_json::to_value(opsbook_api::TokenInfo::from(new.record.clone()))?,
+                    details: serde_json::to_value(&info)?,
                 })
                 .await?;
-            println!("{}", new.secret);
-            eprintln!(
-                "token {} for {} ({}) — shown once, only its SHA-256 is stored",
-                new.record.id,
-                new.record.user,
-                new.record.roles.join(", ")
-            );
+            crate::view::print_new_token(&new.secret, &info);
         }
         Admin::Token(TokenCmd::List) => {
             let tokens: Vec<opsbook_api::TokenInfo> = store.tokens().await?.into_iter().map(Into::into).collect();

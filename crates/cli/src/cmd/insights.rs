@@ -166,13 +166,7 @@ pub async fn tokens(client: &Client, cmd: &Tokens) -> Result<u8> {
                 expires_in: expires.clone(),
             };
             let made: CreatedToken = client.post("/api/v1/tokens", &body).await?;
-            println!("{}", made.token);
-            eprintln!(
-                "token {} for {} ({}) — shown once, only its SHA-256 is stored",
-                made.info.id,
-                made.info.user,
-                made.info.roles.join(", ")
-            );
+            crate::view::print_new_token(&made.token, &made.info);
         }
         Tokens::Revoke { id } => {
             let done: Revoked = client.delete(&format!("/api/v1/tokens/{}", enc(id))).await?;
