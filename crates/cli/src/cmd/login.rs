@@ -1,7 +1,7 @@
 //! `opsbook login URL`: check a token and keep it, with the server, as a profile: later
 //! commands then talk to that server unless told `--local` (or `--db`).
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal};
 
 use anyhow::Result;
 
@@ -33,9 +33,11 @@ pub async fn exec(server: Option<String>, profile: Option<&str>, args: Args) -> 
     }
     let token = match args.token {
         Some(t) => t,
+        None if std::io::stdin().is_terminal() => super::read_hidden(&format!("token for {server} (not shown): "))
+            .map_err(|e| usage(format!("the token: cannot read the terminal: {e}")))?
+            .trim()
+            .to_string(),
         None => {
-            eprint!("token for {server}: ");
-            let _ = std::io::stderr().flush();
             let mut line = String::new();
             std::io::stdin().lock().read_line(&mut line)?;
             line.trim().to_string()

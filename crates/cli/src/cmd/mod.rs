@@ -426,8 +426,7 @@ impl SecretArgs {
             if n == 0 {
                 return Err(usage(format!("--secret {name}: standard input ended before its value")));
             }
-            let value = line.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(&line);
-            out.insert(name.clone(), Input::Text(value.to_string()));
+            out.insert(name.clone(), Input::Text(chomp(&line).to_string()));
         }
         Ok(out)
     }
@@ -440,13 +439,41 @@ pub fn prompt_secrets(missing: &[String]) -> Result<BTreeMap<String, Input>> {
     if missing.is_empty() || !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         return Ok(out);
     }
-    let term = console::Term::stderr();
     for name in missing {
-        let _ = term.write_str(&format!("{name} (secret, not shown): "));
-        let value = term.read_secure_line().map_err(|e| usage(format!("{name}: cannot read the terminal: {e}")))?;
+        let value = read_hidden(&format!("{name} (secret, not shown): "))
+            .map_err(|e| usage(format!("{name}: cannot read the terminal: {e}")))?;
         out.insert(name.clone(), Input::Text(value));
     }
     Ok(out)
+}
+
+/// Reads a line from the terminal on standard input without echoing it. Echo goes off
+/// before the prompt is shown and nothing typed is discarded, so an answer typed as
+/// soon as the prompt appears is neither echoed nor lost.
+pub(crate) fn read_hidden(prompt: &str) -> std::io::Result<String> {
+    use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+    use std::io::{BufRead, Write};
+    let stdin = std::io::stdin();
+    let original = tcgetattr(&stdin)?;
+    let mut quiet = original.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    tcsetattr(&stdin, SetArg::TCSANOW, &quiet)?;
+    let mut stderr = std::io::stderr();
+    let mut line = String::new();
+    let read =
+        write!(stderr, "{prompt}").and_then(|()| stderr.flush()).and_then(|()| stdin.lock().read_line(&mut line));
+    let restored = tcsetattr(&stdin, SetArg::TCSANOW, &original);
+    let _ = writeln!(stderr);
+    if read? == 0 {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "it ended before a value"));
+    }
+    restored?;
+    Ok(chomp(&line).to_string())
+}
+
+/// `text` without one trailing line ending.
+fn chomp(text: &str) -> &str {
+    text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(text)
 }
 
 /// The required secret parameters of `rb` that `inputs` does not give.
@@ -467,8 +494,7 @@ fn param_value(key: &str, v: &str) -> Result<String> {
     }
     if let Some(path) = v.strip_prefix("@file:") {
         let text = std::fs::read_to_string(path).map_err(|e| usage(format!("-p {key}=@file:{path}: {e}")))?;
-        let text = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
-        return Ok(text.to_string());
+        return Ok(chomp(&text).to_string());
     }
     Ok(v.strip_prefix('@').filter(|r| r.starts_with('@')).unwrap_or(v).to_string())
 }

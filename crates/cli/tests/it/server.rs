@@ -2,7 +2,7 @@
 
 use std::process::{Child, Stdio};
 
-use crate::support::{Env, Out, out, runbook, start_server};
+use crate::support::{Env, Out, SpawnWith, out, runbook, start_server};
 
 pub(crate) struct Serve {
     pub(crate) child: Child,
@@ -444,9 +444,17 @@ fn login_profiles_choose_the_server() {
     let file = env.path("config/opsbook/credentials.toml");
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
-    let second = cmd(&["login", &srv.url, "--token", &viewer, "--profile", "readonly"]);
-    assert_eq!(second.code, 0, "{second:?}");
-    assert!(second.stdout.contains("saved as profile `readonly` in"), "{second:?}");
+    // On a terminal, the token is asked for and not echoed.
+    let login_cmd = format!("{} login {} --profile readonly", env!("CARGO_BIN_EXE_opsbook"), srv.url);
+    let child = env
+        .cmd(&[])
+        .env_remove("OPSBOOK_DB")
+        .env("XDG_CONFIG_HOME", env.path("config"))
+        .spawn_with_program("script", &["-qec", &login_cmd, "/dev/null"]);
+    let (status, screen) = crate::support::answer_prompt(child, "(not shown): ", &viewer);
+    assert!(status.success(), "{screen}");
+    assert!(screen.contains("saved as profile `readonly` in"), "{screen}");
+    assert!(!screen.contains(&viewer), "not echoed: {screen}");
 
     env.write("books/hi.yaml", &runbook("", "    - id: hi\n      run: echo hi\n"));
     let pushed = cmd(&["push", "books"]);

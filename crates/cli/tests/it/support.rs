@@ -119,19 +119,41 @@ pub trait SpawnWith {
 }
 
 /// Waits for `prompt` in a terminal program's output (under `script`), types `answer`,
-/// and returns how it ended with everything it showed.
+/// and returns how it ended with everything it showed. A program that shows no prompt,
+/// or does not end, within a minute is killed and the test fails with its screen.
 pub fn answer_prompt(mut child: Child, prompt: &str, answer: &str) -> (std::process::ExitStatus, String) {
     use std::io::{Read, Write};
+    use std::sync::mpsc;
     let mut stdout = child.stdout.take().expect("piped");
-    let mut seen = Vec::new();
-    while !String::from_utf8_lossy(&seen).contains(prompt) {
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
         let mut buf = [0u8; 256];
-        let n = stdout.read(&mut buf).expect("read the terminal");
-        assert!(n > 0, "no prompt `{prompt}`: {}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&buf[..n]);
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    let mut answered = false;
+    loop {
+        if !answered && String::from_utf8_lossy(&seen).contains(prompt) {
+            child.stdin.as_mut().expect("piped").write_all(format!("{answer}\n").as_bytes()).expect("answer");
+            answered = true;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(chunk) => seen.extend_from_slice(&chunk),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("answered: {answered}; no prompt `{prompt}` or no end: {}", String::from_utf8_lossy(&seen));
+            }
+        }
     }
-    child.stdin.as_mut().expect("piped").write_all(format!("{answer}\n").as_bytes()).expect("answer");
-    stdout.read_to_end(&mut seen).expect("read the rest");
+    assert!(answered, "no prompt `{prompt}`: {}", String::from_utf8_lossy(&seen));
     let status = child.wait().expect("wait");
     (status, String::from_utf8_lossy(&seen).into_owned())
 }
