@@ -154,6 +154,12 @@ pub async fn authenticate<S: ServerStore>(store: &S, bearer: &str) -> Result<Opt
     if !bool::from(presented.as_bytes().ct_eq(stored.as_bytes())) {
         return Ok(None);
     }
+    principal_of(store, token).await
+}
+
+/// The principal of a token found by its id or through a session: none once revoked or
+/// expired. Marks it used.
+async fn principal_of<S: ServerStore>(store: &S, token: Token) -> Result<Option<Principal>, ApiError> {
     if token.revoked_at.is_some() || token.expires_at.is_some_and(|t| t <= now_ms()) {
         return Ok(None);
     }
@@ -165,27 +171,79 @@ pub async fn authenticate<S: ServerStore>(store: &S, bearer: &str) -> Result<Opt
     Ok(Some(Principal { user: token.user, roles: token.roles, token_id: token.id }))
 }
 
-/// What a request presents to say who it is. (A browser session will be a second kind,
-/// resolving to the same principal.)
+/// The web UI's session cookie.
+pub const SESSION_COOKIE: &str = "opsbook_session";
+
+/// What a request presents to say who it is: an API token, or the web UI's session
+/// cookie. Both resolve to the same principal, so roles apply alike.
 #[derive(Debug, Clone, Copy)]
 pub enum Credential<'a> {
     Bearer(&'a str),
+    Session(&'a str),
 }
 
 impl<'a> Credential<'a> {
     /// The credential a request carries: `Authorization: Bearer …` (the scheme is
-    /// case-insensitive, RFC 9110).
+    /// case-insensitive, RFC 9110), else the session cookie.
     pub fn of(parts: &'a Parts) -> Option<Credential<'a>> {
-        let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok())?;
-        let (scheme, token) = header.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| Credential::Bearer(token.trim()))
+        if let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+            let (scheme, token) = header.split_once(' ')?;
+            return scheme.eq_ignore_ascii_case("bearer").then(|| Credential::Bearer(token.trim()));
+        }
+        cookie(&parts.headers, SESSION_COOKIE).map(Credential::Session)
     }
+}
+
+/// The value of cookie `name` in a request's `Cookie` headers.
+pub fn cookie<'h>(headers: &'h axum::http::HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
 }
 
 /// The principal a credential stands for, if it is valid.
 pub async fn resolve<S: ServerStore>(store: &S, credential: Credential<'_>) -> Result<Option<Principal>, ApiError> {
     match credential {
         Credential::Bearer(token) => authenticate(store, token).await,
+        Credential::Session(cookie) => {
+            let Some(session) = store.session(&hash(cookie)).await? else { return Ok(None) };
+            if session.ended_at.is_some() || session.expires_at <= now_ms() {
+                return Ok(None);
+            }
+            let Some((token, _)) = store.token(&session.token_id).await? else { return Ok(None) };
+            principal_of(store, token).await
+        }
+    }
+}
+
+/// The form token of a session: derived from its cookie, so a page from another site,
+/// which can neither read the cookie nor this page, cannot know it.
+pub fn csrf_token(cookie: &str) -> String {
+    hash(&format!("csrf:{cookie}"))
+}
+
+/// Whether a state-changing request from a browser comes from this site: a
+/// `Sec-Fetch-Site` other than same-origin (or none: typed by the user) is refused, and
+/// so is an `Origin` whose host is not this request's `Host`.
+pub fn same_origin(headers: &axum::http::HeaderMap) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = header("sec-fetch-site")
+        && site != "same-origin"
+        && site != "none"
+    {
+        return false;
+    }
+    match (header("origin"), header("host")) {
+        (Some(origin), Some(host)) => {
+            origin.split_once("://").is_some_and(|(_, rest)| rest.trim_end_matches('/').eq_ignore_ascii_case(host))
+        }
+        (Some(_), None) => false,
+        (None, _) => true,
     }
 }
 
@@ -225,6 +283,17 @@ impl FromRequestParts<AppState> for Ctx {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let credential = Credential::of(parts);
+        if let Some(Credential::Session(cookie)) = credential
+            && !parts.method.is_safe()
+            && !session_write_allowed(parts, cookie)
+        {
+            // The API takes a session only for what a page's own script sends: same
+            // origin, with the form token in `X-CSRF-Token`.
+            return Err(ApiError::forbidden(
+                "a request with a session cookie that changes something must come from this site with its form \
+                 token (X-CSRF-Token)",
+            ));
+        }
         let principal = match credential {
             Some(c) => resolve(&state.store, c).await?,
             None => None,
@@ -232,32 +301,38 @@ impl FromRequestParts<AppState> for Ctx {
         match principal {
             Some(principal) => Ok(Ctx { principal, request_id: crate::state::request_id(&parts.headers) }),
             None => {
-                // One audit record per source and minute (the next says how many more
-                // there were); past a rate, 429. A flood costs neither disk nor much time.
-                let source = crate::listen::peer(parts).map(|p| p.ip());
-                let failure = state.auth_failures.record(source, now_ms());
-                if failure.audit {
-                    let reason = if credential.is_some() { "invalid, expired or revoked token" } else { "no token" };
-                    let mut details = serde_json::json!({ "reason": reason, "method": parts.method.as_str() });
-                    if let Some(ip) = source {
-                        details["source"] = ip.to_string().into();
-                    }
-                    if failure.suppressed_before > 0 {
-                        details["more_failures_in_the_previous_minute"] = failure.suppressed_before.into();
-                    }
-                    let rid = crate::state::request_id(&parts.headers);
-                    state.audit("anonymous", "auth.failed", parts.uri.path(), &rid, details).await;
-                }
-                match failure.retry_after {
-                    Some(seconds) => Err(ApiError::too_many(
-                        "too many failed authentications from this address; try again later",
-                        seconds,
-                    )),
-                    None => Err(ApiError::unauthenticated()),
-                }
+                let reason = if credential.is_some() { "invalid, expired or revoked token" } else { "no token" };
+                Err(failed(state, parts, reason).await.unwrap_or_else(ApiError::unauthenticated))
             }
         }
     }
+}
+
+/// Counts a failed authentication: one audit record per source and minute (the next
+/// says how many more there were); past a rate, the 429 to answer instead of 401. A
+/// flood costs neither disk nor much time.
+pub async fn failed(state: &AppState, parts: &Parts, reason: &str) -> Option<ApiError> {
+    let source = crate::listen::peer(parts).map(|p| p.ip());
+    let failure = state.auth_failures.record(source, now_ms());
+    if failure.audit {
+        let mut details = serde_json::json!({ "reason": reason, "method": parts.method.as_str() });
+        if let Some(ip) = source {
+            details["source"] = ip.to_string().into();
+        }
+        if failure.suppressed_before > 0 {
+            details["more_failures_in_the_previous_minute"] = failure.suppressed_before.into();
+        }
+        let rid = crate::state::request_id(&parts.headers);
+        state.audit("anonymous", "auth.failed", parts.uri.path(), &rid, details).await;
+    }
+    failure.retry_after.map(|seconds| {
+        ApiError::too_many("too many failed authentications from this address; try again later", seconds)
+    })
+}
+
+fn session_write_allowed(parts: &Parts, cookie: &str) -> bool {
+    let sent = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+    same_origin(&parts.headers) && bool::from(sent.as_bytes().ct_eq(csrf_token(cookie).as_bytes()))
 }
 
 #[cfg(test)]

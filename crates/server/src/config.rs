@@ -53,6 +53,8 @@ pub struct Config {
     /// Failed authentications per client address and minute answered 401; more get 429
     /// (0: never). Behind a proxy every client shares its address: raise it there.
     pub auth_failures_per_minute: u32,
+    /// How long a web UI sign-in lasts (it also ends with sign-out and with its token).
+    pub session_ttl: String,
     /// The gates read from `gates_file`.
     #[serde(skip)]
     pub gates: std::collections::BTreeMap<String, opsbook_core::gate::GateDef>,
@@ -81,6 +83,7 @@ impl Default for Config {
             max_queued: 10_000,
             auth_failures_per_minute: crate::limits::FAILURES_PER_MINUTE,
             step_parent_death_signal: false,
+            session_ttl: "12h".into(),
             gates: Default::default(),
         }
     }
@@ -125,6 +128,10 @@ kill_grace = "5s"
 
 # A worker's claim on an execution lapses after this long without a heartbeat.
 lease = "30s"
+
+# How long a web UI sign-in lasts. Signing out, or revoking the token signed in with,
+# ends it sooner. The cookie is Secure when public_url is https.
+session_ttl = "12h"
 
 # Policies narrow who may run what (admins always may). A policy covers runbooks whose
 # name matches one of `names` (* is a wildcard) and that carry one of `tags` (an empty
@@ -266,6 +273,7 @@ impl Config {
             ("lease", &self.lease),
             ("header_read_timeout", &self.header_read_timeout),
             ("keep_failed_workdirs", &self.keep_failed_workdirs),
+            ("session_ttl", &self.session_ttl),
         ] {
             opsbook_core::duration::parse(v).map_err(|e| format!("{name}: {e}"))?;
         }

@@ -1,13 +1,13 @@
 //! A unified line diff between two runbook versions.
 
-/// Lines of `a` and `b` compared with a longest-common-subsequence table; the output
-/// is in unified format with `context` lines around each change.
-pub fn unified(a: &str, b: &str, from: &str, to: &str, context: usize) -> String {
-    let a: Vec<&str> = a.lines().collect();
-    let b: Vec<&str> = b.lines().collect();
-    // Runbooks are small; cap the table so a huge input cannot exhaust memory.
-    if a.len().saturating_mul(b.len()) > 25_000_000 {
-        return format!("--- {from}\n+++ {to}\n@@ too large to diff ({} and {} lines) @@\n", a.len(), b.len());
+/// Runbooks are small; the table is capped so a huge input cannot exhaust memory.
+const MAX_TABLE: usize = 25_000_000;
+
+/// The edit script from `a` to `b` by a longest-common-subsequence table: (tag, line
+/// index in a, line index in b), tag ' ' (same), '-' or '+'. `None` past [`MAX_TABLE`].
+fn edit_script(a: &[&str], b: &[&str]) -> Option<Vec<(char, usize, usize)>> {
+    if a.len().saturating_mul(b.len()) > MAX_TABLE {
+        return None;
     }
     let (n, m) = (a.len(), b.len());
     let mut lcs = vec![vec![0u32; m + 1]; n + 1];
@@ -16,8 +16,7 @@ pub fn unified(a: &str, b: &str, from: &str, to: &str, context: usize) -> String
             lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
         }
     }
-    // The edit script: (tag, line index in a, line index in b).
-    let mut ops: Vec<(char, usize, usize)> = Vec::new();
+    let mut ops = Vec::new();
     let (mut i, mut j) = (0, 0);
     while i < n || j < m {
         if i < n && j < m && a[i] == b[j] {
@@ -32,6 +31,42 @@ pub fn unified(a: &str, b: &str, from: &str, to: &str, context: usize) -> String
             j += 1;
         }
     }
+    Some(ops)
+}
+
+/// One line of a line-by-line comparison.
+#[derive(Debug, PartialEq)]
+pub enum LineOp<'a> {
+    Same(&'a str),
+    Removed(&'a str),
+    Added(&'a str),
+}
+
+/// `a` and `b` compared line by line (for a side-by-side view); past the size cap, all
+/// of `a` removed and all of `b` added.
+pub fn line_ops<'a>(a: &'a str, b: &'a str) -> Vec<LineOp<'a>> {
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    match edit_script(&a, &b) {
+        Some(ops) => ops
+            .into_iter()
+            .map(|(tag, i, j)| match tag {
+                ' ' => LineOp::Same(a[i]),
+                '-' => LineOp::Removed(a[i]),
+                _ => LineOp::Added(b[j]),
+            })
+            .collect(),
+        None => a.iter().map(|l| LineOp::Removed(l)).chain(b.iter().map(|l| LineOp::Added(l))).collect(),
+    }
+}
+
+/// Lines of `a` and `b` compared with a longest-common-subsequence table; the output
+/// is in unified format with `context` lines around each change.
+pub fn unified(a: &str, b: &str, from: &str, to: &str, context: usize) -> String {
+    let a: Vec<&str> = a.lines().collect();
+    let b: Vec<&str> = b.lines().collect();
+    let Some(ops) = edit_script(&a, &b) else {
+        return format!("--- {from}\n+++ {to}\n@@ too large to diff ({} and {} lines) @@\n", a.len(), b.len());
+    };
     let mut out = format!("--- {from}\n+++ {to}\n");
     let mut k = 0;
     while k < ops.len() {

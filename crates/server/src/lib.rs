@@ -18,6 +18,7 @@ mod routes;
 pub mod scheduler;
 pub mod service;
 pub mod state;
+mod ui;
 mod worker;
 
 use std::collections::HashMap;

@@ -86,6 +86,84 @@ pub async fn enqueue(
     Ok((id, false, version, masked))
 }
 
+/// Queues an execution for `ctx` (the API's submit and the web UI's run form) and
+/// audits it; a repeated idempotency key answers the first execution, not audited again.
+pub async fn submit(
+    st: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    version: Option<String>,
+    inputs: BTreeMap<String, Input>,
+    key: Option<&str>,
+) -> ApiResult<opsbook_api::Submitted> {
+    let (id, repeated, version, masked) = enqueue(st, name, version, inputs, &ctx.principal, key).await?;
+    if !repeated {
+        let details = json!({ "runbook": name, "version": version, "params": masked });
+        st.audit(ctx.user(), "execution.submit", &id, &ctx.request_id, details).await;
+    }
+    Ok(opsbook_api::Submitted { id, repeated })
+}
+
+/// The allowed transitions: draft → active → deprecated → archived, deprecated → active,
+/// and a draft may be archived without ever running.
+pub fn lifecycle_allowed(from: &str, to: &str) -> bool {
+    matches!(
+        (from, to),
+        ("draft", "active")
+            | ("draft", "archived")
+            | ("active", "deprecated")
+            | ("deprecated", "active")
+            | ("deprecated", "archived")
+    )
+}
+
+/// Moves runbook `name` to lifecycle `status`, with a reason (required); archiving
+/// removes its schedules and says which.
+pub async fn change_lifecycle(
+    st: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    status: &str,
+    reason: Option<String>,
+) -> ApiResult<opsbook_api::LifecycleChanged> {
+    use opsbook_core::LifecycleStatus;
+    let valid =
+        [LifecycleStatus::Draft, LifecycleStatus::Active, LifecycleStatus::Deprecated, LifecycleStatus::Archived];
+    if !valid.iter().any(|s| s.as_str() == status) {
+        return Err(ApiError::bad_request(format!(
+            "unknown status `{status}`: use draft, active, deprecated or archived"
+        )));
+    }
+    let reason =
+        reason.filter(|r| !r.trim().is_empty()).ok_or_else(|| ApiError::bad_request("a reason is required"))?;
+    let entry = st.store.registry_entry(name).await?;
+    if !lifecycle_allowed(&entry.status, status) {
+        return Err(ApiError::conflict(format!("runbook `{name}` cannot go from {} to {status}", entry.status)));
+    }
+    let event = opsbook_store::LifecycleEvent {
+        name: name.to_string(),
+        from_status: Some(entry.status.clone()),
+        to_status: status.to_string(),
+        actor: ctx.user().to_string(),
+        reason: Some(reason),
+        at: now_ms(),
+    };
+    let removed = st.store.set_lifecycle(&event).await?;
+    let archived = event.to_status == LifecycleStatus::Archived.as_str();
+    let mut doc = opsbook_api::LifecycleChanged { event: event.into(), schedules_removed: None, note: None };
+    if archived {
+        // An archived runbook never runs again: its schedules went with it. Say which.
+        let ids: Vec<String> = removed.into_iter().map(|s| s.id).collect();
+        doc.note = Some(match ids.len() {
+            0 => "archived; it had no schedules".to_string(),
+            n => format!("archived; its {n} schedule(s) were removed, since an archived runbook never runs again"),
+        });
+        doc.schedules_removed = Some(ids);
+    }
+    st.audit(ctx.user(), "runbook.lifecycle", name, &ctx.request_id, to_value(&doc)).await;
+    Ok(doc)
+}
+
 /// Records `ctx`'s decision on the approval step execution `id` waits on: never the
 /// requester's own (two-person rule), only an eligible approver's, one per person. A
 /// settled step queues the execution for a worker.
@@ -99,21 +177,9 @@ pub async fn decide(
     let wait = st.engine.approval_wait(id).await?;
     let exec_id = wait.execution.id.clone();
     let rid = &ctx.request_id;
-    if same_user(&requester(st, &wait.execution).await?, ctx.user()) {
-        st.audit(ctx.user(), "authz.denied", &exec_id, rid, json!({ "reason": "two-person rule" })).await;
-        return Err(ApiError::forbidden("the requester cannot approve their own execution"));
-    }
-    let approvers = wait.spec.approvers();
-    let eligible = approvers.is_empty()
-        || ctx.principal.has_role("admin")
-        || approvers.iter().any(|a| match a {
-            Approver::User(u) => same_user(u, ctx.user()),
-            Approver::Role(r) => ctx.principal.has_role(r),
-        });
-    if !eligible {
-        st.audit(ctx.user(), "authz.denied", &exec_id, rid, json!({ "reason": "not an approver of this step" })).await;
-        let who: Vec<&str> = wait.spec.approvers.iter().map(|a| a.value.as_str()).collect();
-        return Err(ApiError::forbidden(format!("only {} may decide on step `{}`", who.join(", "), wait.step.step_id)));
+    if let Err((reason, message)) = may_decide(st, &ctx.principal, &wait).await? {
+        st.audit(ctx.user(), "authz.denied", &exec_id, rid, json!({ "reason": reason })).await;
+        return Err(ApiError::forbidden(message));
     }
     let tally = st.engine.decide(&wait, ctx.user(), approved, comment.clone()).await?;
     if tally.settled && st.store.requeue(&exec_id).await? {
@@ -130,6 +196,32 @@ pub async fn decide(
     };
     st.audit(ctx.user(), "execution.approval", &exec_id, rid, to_value(&decided)).await;
     Ok(decided)
+}
+
+/// Whether `who` may decide on the approval `wait` is for: never the requester (the
+/// two-person rule), else an eligible approver (or an admin). A refusal carries the
+/// reason audited and the message shown.
+pub async fn may_decide(
+    st: &AppState,
+    who: &crate::auth::Principal,
+    wait: &opsbook_engine::ApprovalWait,
+) -> ApiResult<Result<(), (&'static str, String)>> {
+    if same_user(&requester(st, &wait.execution).await?, &who.user) {
+        return Ok(Err(("two-person rule", "the requester cannot approve their own execution".into())));
+    }
+    let approvers = wait.spec.approvers();
+    let eligible = approvers.is_empty()
+        || who.has_role("admin")
+        || approvers.iter().any(|a| match a {
+            Approver::User(u) => same_user(u, &who.user),
+            Approver::Role(r) => who.has_role(r),
+        });
+    if !eligible {
+        let names: Vec<&str> = wait.spec.approvers.iter().map(|a| a.value.as_str()).collect();
+        let message = format!("only {} may decide on step `{}`", names.join(", "), wait.step.step_id);
+        return Ok(Err(("not an approver of this step", message)));
+    }
+    Ok(Ok(()))
 }
 
 /// Who asked for an execution, for the two-person rule: its actor, or for a scheduled

@@ -132,6 +132,10 @@ impl ServerStore for AnyStore {
         fn token_used(&self, id: &str, at: i64) -> Result<()>;
         fn tokens(&self) -> Result<Vec<Token>>;
         fn revoke_token(&self, id: &str) -> Result<()>;
+        fn create_session(&self, s: &WebSession) -> Result<()>;
+        fn session(&self, hash: &str) -> Result<Option<WebSession>>;
+        fn end_session(&self, hash: &str, at: i64) -> Result<()>;
+        fn prune_sessions(&self, before: i64) -> Result<u64>;
         fn sync_schedules(&self, runbook: &str, schedules: &[ScheduleRecord]) -> Result<()>;
         fn create_schedule(&self, s: &ScheduleRecord) -> Result<()>;
         fn schedules(&self) -> Result<Vec<ScheduleRecord>>;

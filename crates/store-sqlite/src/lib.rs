@@ -40,6 +40,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/sqlite/0007_wait_kind.sql")),
     (8, include_str!("../migrations/sqlite/0008_step_override.sql")),
     (9, include_str!("../migrations/sqlite/0009_bundles.sql")),
+    (10, include_str!("../migrations/sqlite/0010_web_sessions.sql")),
 ];
 
 #[derive(Clone)]

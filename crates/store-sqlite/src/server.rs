@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, Row, ToSql, TransactionBehavior, params, param
 use opsbook_store::{
     AnalyticsRow, AuditFilter, AuditRecord, Error, Execution, LifecycleEvent, NewAudit, NotificationAttempt, Publish,
     Published, PublishedVersion, RegistryEntry, Result, RunbookQuery, ScheduleRecord, ServerStore, StepRecord, Token,
-    WaitKind, audit_hash, now_ms,
+    WaitKind, WebSession, audit_hash, now_ms,
 };
 
 use crate::rows::{EXECUTION_COLUMNS, collect, execution_from, insert_execution, json_text, parse_json};
@@ -457,6 +457,51 @@ impl ServerStore for SqliteStore {
             return Err(Error::NotFound(format!("token `{id}`")));
         }
         Ok(())
+    }
+
+    async fn create_session(&self, s: &WebSession) -> Result<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO web_sessions (hash, token_id, created_at, expires_at, ended_at) VALUES (?, ?, ?, ?, ?)",
+                params![s.hash, s.token_id, s.created_at, s.expires_at, s.ended_at],
+            )
+            .db()?;
+        Ok(())
+    }
+
+    async fn session(&self, hash: &str) -> Result<Option<WebSession>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT hash, token_id, created_at, expires_at, ended_at FROM web_sessions WHERE hash = ?")
+            .db()?;
+        let found = collect(&mut stmt, params![hash], |row| {
+            Ok(WebSession {
+                hash: row.get(0).db()?,
+                token_id: row.get(1).db()?,
+                created_at: row.get(2).db()?,
+                expires_at: row.get(3).db()?,
+                ended_at: row.get(4).db()?,
+            })
+        })?;
+        Ok(found.into_iter().next())
+    }
+
+    async fn end_session(&self, hash: &str, at: i64) -> Result<()> {
+        self.conn()
+            .execute("UPDATE web_sessions SET ended_at = COALESCE(ended_at, ?) WHERE hash = ?", params![at, hash])
+            .db()?;
+        Ok(())
+    }
+
+    async fn prune_sessions(&self, before: i64) -> Result<u64> {
+        let n = self
+            .conn()
+            .execute(
+                "DELETE FROM web_sessions WHERE expires_at < ?1 OR (ended_at IS NOT NULL AND ended_at < ?1)",
+                params![before],
+            )
+            .db()?;
+        Ok(n as u64)
     }
 
     async fn append_audit(&self, r: &NewAudit) -> Result<AuditRecord> {

@@ -15,7 +15,7 @@ use opsbook_core::{ExecStatus, StepStatus};
 use crate::{
     Approval, Attempt, AuditFilter, Execution, ExecutionFilter, LifecycleEvent, LogLine, LogQuery, NewAudit, Phase,
     Publish, Published, RegistryEntry, RunbookQuery, RunbookVersion, ScheduleRecord, ServerStore, StepRecord, Stream,
-    Token, WaitKind,
+    Token, WaitKind, WebSession,
 };
 
 /// Edits a backend's audit trail directly, as an attacker with database access would.
@@ -374,6 +374,18 @@ async fn tokens_and_schedules<S: ServerStore>(s: S) {
     };
     s.create_token(&t, "hash").await.unwrap();
     assert_eq!(s.token("tok1").await.unwrap(), Some((t.clone(), "hash".to_string())));
+    let web = WebSession { hash: "h1".into(), token_id: "tok1".into(), created_at: 5, expires_at: 50, ended_at: None };
+    s.create_session(&web).await.unwrap();
+    s.create_session(&WebSession { hash: "h2".into(), expires_at: 500, ..web.clone() }).await.unwrap();
+    assert_eq!(s.session("h1").await.unwrap(), Some(web.clone()));
+    assert_eq!(s.session("nope").await.unwrap(), None);
+    s.end_session("h1", 7).await.unwrap();
+    s.end_session("h1", 8).await.unwrap();
+    assert_eq!(s.session("h1").await.unwrap().unwrap().ended_at, Some(7), "the first end stays");
+    assert!(s.create_session(&web).await.is_err(), "a session hash is unique");
+    assert_eq!(s.prune_sessions(60).await.unwrap(), 1, "only the expired one");
+    assert_eq!(s.session("h1").await.unwrap(), None);
+    assert!(s.session("h2").await.unwrap().is_some());
     s.token_used("tok1", 9).await.unwrap();
     assert_eq!(s.tokens().await.unwrap()[0].last_used_at, Some(9));
     s.revoke_token("tok1").await.unwrap();

@@ -210,6 +210,14 @@ pub trait ServerStore: Store {
     fn tokens(&self) -> impl Future<Output = Result<Vec<Token>>> + Send;
     fn revoke_token(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
 
+    fn create_session(&self, s: &WebSession) -> impl Future<Output = Result<()>> + Send;
+    /// The session whose cookie hashes to `hash`, ended or not (the caller checks).
+    fn session(&self, hash: &str) -> impl Future<Output = Result<Option<WebSession>>> + Send;
+    /// Ends a session (sign-out); ending an ended or unknown one is no error.
+    fn end_session(&self, hash: &str, at: i64) -> impl Future<Output = Result<()>> + Send;
+    /// Forgets sessions that expired or ended before `before`; returns how many.
+    fn prune_sessions(&self, before: i64) -> impl Future<Output = Result<u64>> + Send;
+
     /// Replaces a runbook's own schedules (source `runbook`) with these.
     fn sync_schedules(&self, runbook: &str, schedules: &[ScheduleRecord]) -> impl Future<Output = Result<()>> + Send;
     fn create_schedule(&self, s: &ScheduleRecord) -> impl Future<Output = Result<()>> + Send;

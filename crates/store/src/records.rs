@@ -352,6 +352,17 @@ pub struct Token {
     pub last_used_at: Option<i64>,
 }
 
+/// A browser session: the cookie's SHA-256 (never the cookie), the token it was signed
+/// in with (revoking that token ends it), and its server-side expiry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebSession {
+    pub hash: String,
+    pub token_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub ended_at: Option<i64>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewAudit {
     pub actor: String,

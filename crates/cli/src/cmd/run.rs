@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use console::style;
-use opsbook_core::template::{self, Context};
-use opsbook_core::{ExecStatus, ParamValues, Runbook, StepKind};
+use opsbook_core::{ExecStatus, ParamValues, Runbook};
 use opsbook_engine::{ApprovalPrompt, Hooks, Quiet, StartRequest, cancel_pair};
 use opsbook_store::Store;
 
@@ -133,63 +132,17 @@ pub fn dry_run_checked(
 }
 
 fn dry_run(rb: &Runbook, params: &ParamValues, output: Output) -> Result<u8> {
-    let ctx = Context {
-        params: params.masked(),
-        execution_id: "<execution.id>".into(),
-        placeholders: true,
-        ..Context::default()
-    };
-    let mut steps = Vec::new();
-    for s in &rb.steps {
-        let render = |t: &str, shell: bool| {
-            let r = if shell { template::render_shell(t, &ctx) } else { template::render_plain(t, &ctx) };
-            r.unwrap_or_else(|e| format!("<cannot render: {e}>"))
-        };
-        let action = match &s.kind {
-            StepKind::Run(script) => render(&script.template, true),
-            StepKind::Http(h) => format!("{} {}", h.method.as_str(), render(&h.url.value, false)),
-            StepKind::Sleep(d) => format!("sleep {}", d.duration),
-            StepKind::Gate(g) => format!(
-                "gate {} (on_blocked: {:?}, max_wait {}, poll {}{})",
-                g.name(),
-                g.on_blocked,
-                g.max_wait(),
-                g.poll(),
-                if g.recheck.is_some() { ", rechecked between steps" } else { "" }
-            )
-            .to_lowercase(),
-            StepKind::Approval(a) => {
-                let msg = a.message.as_ref().map(|m| render(&m.value, false)).unwrap_or_default();
-                let who: Vec<&str> = a.approvers.iter().map(|a| a.value.as_str()).collect();
-                format!(
-                    "approval by {} ({} needed) {msg}",
-                    if who.is_empty() { "anyone".into() } else { who.join(", ") },
-                    a.min_approvals
-                )
-            }
-        };
-        let when = s.when.as_ref().map(|w| {
-            // Nothing has run, so what earlier steps output is not known yet.
-            let v = if w.contains("steps.") {
-                "unknown until it runs (it reads earlier steps' outputs)".to_string()
-            } else {
-                template::eval_condition(w, &ctx).map(|b| b.to_string()).unwrap_or_else(|e| format!("error: {e}"))
-            };
-            (w.clone(), v)
-        });
-        let rollback = s.rollback.as_ref().map(|r| render(&r.template, true));
-        steps.push((s, action, when, rollback));
-    }
+    let steps = opsbook_engine::plan::plan(rb, params);
     if output == Output::Json {
         let doc = serde_json::json!({
             "runbook": { "name": rb.name, "version": rb.version.to_string(), "sha256": rb.sha256 },
             "dry_run": true,
             "params": params.masked(),
-            "steps": steps.iter().map(|(s, action, when, rollback)| serde_json::json!({
-                "id": s.id, "name": s.name, "kind": s.kind.name(), "action": action,
-                "when": when.as_ref().map(|(w, v)| serde_json::json!({"expression": w, "value": v})),
-                "timeout": s.timeout.to_string(), "attempts": s.attempts(), "required": s.required,
-                "rollback": rollback,
+            "steps": steps.iter().map(|s| serde_json::json!({
+                "id": s.id, "name": s.name, "kind": s.kind, "action": s.action,
+                "when": s.when.as_ref().map(|(w, v)| serde_json::json!({"expression": w, "value": v})),
+                "timeout": s.timeout, "attempts": s.attempts, "required": s.required,
+                "rollback": s.rollback,
             })).collect::<Vec<_>>(),
         });
         say!("{}", serde_json::to_string_pretty(&doc)?);
@@ -200,27 +153,27 @@ fn dry_run(rb: &Runbook, params: &ParamValues, output: Output) -> Result<u8> {
         let check = p.check.as_ref().map(|c| format!(": {}", c.template)).unwrap_or_default();
         say!("  prerequisite: {}{check}", p.description);
     }
-    for (i, (s, action, when, rollback)) in steps.iter().enumerate() {
+    for (i, s) in steps.iter().enumerate() {
         say!(
             "\n{} {} {} {}",
             style(format!("[{}/{}]", i + 1, rb.steps.len())).dim(),
             style(&s.id).bold(),
-            style(s.kind.name()).cyan(),
+            style(s.kind).cyan(),
             style(format!(
                 "timeout {} · attempts {}{}",
                 s.timeout,
-                s.attempts(),
+                s.attempts,
                 if s.required { "" } else { " · optional" }
             ))
             .dim()
         );
-        if let Some((w, v)) = when {
+        if let Some((w, v)) = &s.when {
             say!("    when {w} → {v}");
         }
-        for line in action.lines() {
+        for line in s.action.lines() {
             say!("    {line}");
         }
-        if let Some(r) = rollback {
+        if let Some(r) = &s.rollback {
             say!("    {} {r}", style("rollback:").magenta());
         }
     }

@@ -76,16 +76,22 @@ pub async fn analytics(
     ApiQuery(q): ApiQuery<AnalyticsQuery>,
 ) -> ApiResult<Json<Analytics>> {
     ctx.require(&st, Perm::Read, "analytics").await?;
-    let now = now_ms();
     let since = match q.since.as_deref() {
         Some(s) => s
             .parse::<i64>()
             .ok()
             .or_else(|| s.parse::<jiff::Timestamp>().ok().map(|t| t.as_millisecond()))
             .ok_or_else(|| ApiError::bad_request(format!("since: `{s}` is not a time")))?,
-        None => now - 90 * 86_400_000,
+        None => now_ms() - 90 * 86_400_000,
     };
-    let rows = st.store.analytics_rows(since, q.runbook.as_deref()).await?;
+    Ok(Json(figures(&st, since, q.runbook.as_deref()).await?))
+}
+
+/// The figures of every runbook (or one) since `since`, and the overdue reviews: what
+/// the API answers and the web UI draws.
+pub async fn figures(st: &AppState, since: i64, runbook: Option<&str>) -> ApiResult<Analytics> {
+    let now = now_ms();
+    let rows = st.store.analytics_rows(since, runbook).await?;
     let mut by_runbook: BTreeMap<&str, Vec<AnalyticsRow>> = BTreeMap::new();
     for r in &rows {
         by_runbook.entry(r.runbook.as_str()).or_default().push(r.clone());
@@ -102,9 +108,8 @@ pub async fn analytics(
     // Runbooks whose review is overdue, from their newest published text.
     let today = jiff::Zoned::now().date();
     let mut overdue = Vec::new();
-    for e in registry.iter().filter(|e| q.runbook.as_deref().is_none_or(|r| r == e.name)) {
-        let Ok((_, content)) = st.store.registry_version(&e.name, &e.latest_version).await else { continue };
-        let Ok(rb) = opsbook_core::parse(&content) else { continue };
+    for e in registry.iter().filter(|e| runbook.is_none_or(|r| r == e.name)) {
+        let Ok(rb) = st.engine.stored_runbook(&e.latest_sha256).await else { continue };
         match rb.review.as_ref().map(|r| (r.due(), r.last_reviewed)) {
             Some((Some(due), _)) if due < today => overdue.push(ReviewOverdue {
                 runbook: e.name.clone(),
@@ -117,7 +122,7 @@ pub async fn analytics(
             _ => {}
         }
     }
-    Ok(Json(Analytics { since: opsbook_api::time(Some(since)), runbooks, review_overdue: overdue }))
+    Ok(Analytics { since: opsbook_api::time(Some(since)), runbooks, review_overdue: overdue })
 }
 
 #[cfg(test)]

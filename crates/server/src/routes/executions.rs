@@ -12,7 +12,6 @@ use futures_util::Stream;
 use opsbook_core::{ExecStatus, Input};
 use opsbook_store::{ExecutionFilter, LogQuery, Store};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::auth::{Ctx, Perm};
 use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
@@ -28,7 +27,6 @@ pub async fn submit(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<opsbook_api::Submit>,
 ) -> ApiResult<(StatusCode, Json<opsbook_api::Submitted>)> {
-    let rid = ctx.request_id.clone();
     ctx.require(&st, Perm::Run, &name).await?;
     let inputs: BTreeMap<String, Input> = body.params.into_iter().map(|(k, v)| (k, Input::Value(v))).collect();
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).filter(|k| !k.is_empty());
@@ -41,20 +39,8 @@ pub async fn submit(
             service::MAX_IDEMPOTENCY_KEY
         )));
     }
-    let (id, repeated, version, masked) =
-        service::enqueue(&st, &name, body.version, inputs, &ctx.principal, key).await?;
-    if repeated {
-        return Ok((StatusCode::ACCEPTED, Json(opsbook_api::Submitted { id, repeated: true })));
-    }
-    st.audit(
-        ctx.user(),
-        "execution.submit",
-        &id,
-        &rid,
-        json!({ "runbook": name, "version": version, "params": masked }),
-    )
-    .await;
-    Ok((StatusCode::ACCEPTED, Json(opsbook_api::Submitted { id, repeated: false })))
+    let submitted = service::submit(&st, &ctx, &name, body.version, inputs, key).await?;
+    Ok((StatusCode::ACCEPTED, Json(submitted)))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

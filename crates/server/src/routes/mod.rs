@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/audit", get(admin::audit))
         .route("/api/v1/analytics", get(analytics::analytics))
         .route("/api/v1/whoami", get(admin::whoami))
+        .merge(crate::ui::router())
         .fallback(unknown_path)
         .method_not_allowed_fallback(wrong_method)
         .with_state(state)

@@ -8,7 +8,6 @@ use opsbook_api::{
     Items, LifecycleChange, LifecycleChanged, LifecycleEvent, PublishResult, RunbookDoc, RunbookEntry, VersionDoc,
     VersionEntry,
 };
-use opsbook_core::LifecycleStatus;
 use opsbook_store::{Publish, Published, RegistryEntry, RunbookQuery, ScheduleRecord, ServerStore, now_ms};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -263,19 +262,6 @@ async fn bundle_of(st: &AppState, sha: Option<&str>) -> ApiResult<opsbook_core::
     opsbook_core::bundle::Bundle::decode(&bytes).map_err(ApiError::internal)
 }
 
-/// The allowed transitions: draft → active → deprecated → archived, deprecated → active,
-/// and a draft may be archived without ever running.
-fn allowed(from: &str, to: &str) -> bool {
-    matches!(
-        (from, to),
-        ("draft", "active")
-            | ("draft", "archived")
-            | ("active", "deprecated")
-            | ("deprecated", "active")
-            | ("deprecated", "archived")
-    )
-}
-
 #[utoipa::path(post, path = "/api/v1/runbooks/{name}/lifecycle", tag = "runbooks", params(("name" = String, Path)), request_body = LifecycleChange, responses((status = 200, description = "The recorded transition", body = LifecycleChanged), (status = 400, description = "Unknown status or no reason", body = crate::openapi::ErrorBody), (status = 409, description = "Transition not allowed", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn lifecycle(
     State(st): State<AppState>,
@@ -283,42 +269,6 @@ pub async fn lifecycle(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<LifecycleChange>,
 ) -> ApiResult<Json<LifecycleChanged>> {
-    let rid = ctx.request_id.clone();
     ctx.require(&st, Perm::Author, &name).await?;
-    let valid =
-        [LifecycleStatus::Draft, LifecycleStatus::Active, LifecycleStatus::Deprecated, LifecycleStatus::Archived];
-    if !valid.iter().any(|s| s.as_str() == body.status) {
-        return Err(ApiError::bad_request(format!(
-            "unknown status `{}`: use draft, active, deprecated or archived",
-            body.status
-        )));
-    }
-    let reason =
-        body.reason.filter(|r| !r.trim().is_empty()).ok_or_else(|| ApiError::bad_request("a reason is required"))?;
-    let entry = st.store.registry_entry(&name).await?;
-    if !allowed(&entry.status, &body.status) {
-        return Err(ApiError::conflict(format!("runbook `{name}` cannot go from {} to {}", entry.status, body.status)));
-    }
-    let event = opsbook_store::LifecycleEvent {
-        name: name.clone(),
-        from_status: Some(entry.status.clone()),
-        to_status: body.status.clone(),
-        actor: ctx.user().to_string(),
-        reason: Some(reason),
-        at: now_ms(),
-    };
-    let removed = st.store.set_lifecycle(&event).await?;
-    let archived = event.to_status == LifecycleStatus::Archived.as_str();
-    let mut doc = LifecycleChanged { event: event.into(), schedules_removed: None, note: None };
-    if archived {
-        // An archived runbook never runs again: its schedules went with it. Say which.
-        let ids: Vec<String> = removed.into_iter().map(|s| s.id).collect();
-        doc.note = Some(match ids.len() {
-            0 => "archived; it had no schedules".to_string(),
-            n => format!("archived; its {n} schedule(s) were removed, since an archived runbook never runs again"),
-        });
-        doc.schedules_removed = Some(ids);
-    }
-    st.audit(ctx.user(), "runbook.lifecycle", &name, &rid, to_value(&doc)).await;
-    Ok(Json(doc))
+    Ok(Json(crate::service::change_lifecycle(&st, &ctx, &name, &body.status, body.reason).await?))
 }

@@ -1,0 +1,85 @@
+//! What a run would do, without running anything: each step rendered with the given
+//! parameters (secrets masked), for `run --dry-run` and the web UI's run preview.
+
+use opsbook_core::template::{self, Context};
+use opsbook_core::{ParamValues, Runbook, StepKind};
+
+/// One step as it would run.
+#[derive(Debug, Clone)]
+pub struct PlannedStep {
+    pub id: String,
+    pub name: String,
+    pub kind: &'static str,
+    /// The rendered command, request, wait or question.
+    pub action: String,
+    /// The `when` expression and what it gives now (or why that is not known yet).
+    pub when: Option<(String, String)>,
+    pub timeout: String,
+    pub attempts: u32,
+    pub required: bool,
+    /// The rendered rollback script.
+    pub rollback: Option<String>,
+}
+
+/// The steps of `rb` rendered with `params`; a template that cannot render says so in
+/// its place (a dry run shows everything, it does not stop at the first problem).
+pub fn plan(rb: &Runbook, params: &ParamValues) -> Vec<PlannedStep> {
+    let ctx = Context {
+        params: params.masked(),
+        execution_id: "<execution.id>".into(),
+        placeholders: true,
+        ..Context::default()
+    };
+    let render = |t: &str, shell: bool| {
+        let r = if shell { template::render_shell(t, &ctx) } else { template::render_plain(t, &ctx) };
+        r.unwrap_or_else(|e| format!("<cannot render: {e}>"))
+    };
+    rb.steps
+        .iter()
+        .map(|s| {
+            let action = match &s.kind {
+                StepKind::Run(script) => render(&script.template, true),
+                StepKind::Http(h) => format!("{} {}", h.method.as_str(), render(&h.url.value, false)),
+                StepKind::Sleep(d) => format!("sleep {}", d.duration),
+                StepKind::Gate(g) => format!(
+                    "gate {} (on_blocked: {:?}, max_wait {}, poll {}{})",
+                    g.name(),
+                    g.on_blocked,
+                    g.max_wait(),
+                    g.poll(),
+                    if g.recheck.is_some() { ", rechecked between steps" } else { "" }
+                )
+                .to_lowercase(),
+                StepKind::Approval(a) => {
+                    let msg = a.message.as_ref().map(|m| render(&m.value, false)).unwrap_or_default();
+                    let who: Vec<&str> = a.approvers.iter().map(|a| a.value.as_str()).collect();
+                    format!(
+                        "approval by {} ({} needed) {msg}",
+                        if who.is_empty() { "anyone".into() } else { who.join(", ") },
+                        a.min_approvals
+                    )
+                }
+            };
+            let when = s.when.as_ref().map(|w| {
+                // Nothing has run, so what earlier steps output is not known yet.
+                let v = if w.contains("steps.") {
+                    "unknown until it runs (it reads earlier steps' outputs)".to_string()
+                } else {
+                    template::eval_condition(w, &ctx).map(|b| b.to_string()).unwrap_or_else(|e| format!("error: {e}"))
+                };
+                (w.clone(), v)
+            });
+            PlannedStep {
+                id: s.id.clone(),
+                name: s.name.clone(),
+                kind: s.kind.name(),
+                action,
+                when,
+                timeout: s.timeout.to_string(),
+                attempts: s.attempts(),
+                required: s.required,
+                rollback: s.rollback.as_ref().map(|r| render(&r.template, true)),
+            }
+        })
+        .collect()
+}

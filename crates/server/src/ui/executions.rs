@@ -1,0 +1,450 @@
+//! Executions: the list, one execution's page with its live log, and what may be done
+//! to it (approve, reject, cancel, resume, roll back, override a gate).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use askama::Template;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use opsbook_core::{ExecStatus, StepStatus};
+use opsbook_store::{ExecutionFilter, LogLine, LogQuery, Store, Stream, WaitKind, now_ms};
+use serde::Deserialize;
+
+use super::{Layout, Stamp, UiResult, Web, WebForm, age, enc, escape, render, see_other, took};
+use crate::auth::Perm;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Lines shown when the page opens (the newest); earlier ones come a page at a time.
+const TAIL: i64 = 500;
+
+#[derive(Deserialize, Default)]
+pub struct ListQuery {
+    #[serde(default)]
+    runbook: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    actor: String,
+    /// `7d` (the default), `24h`, `30d` or `all`.
+    #[serde(default)]
+    window: String,
+    cursor: Option<String>,
+}
+
+struct ListRow {
+    id: String,
+    runbook: String,
+    version: String,
+    status: &'static str,
+    actor: String,
+    created: Stamp,
+    took: String,
+}
+
+#[derive(Template)]
+#[template(path = "executions.html")]
+struct ListPage {
+    l: Layout,
+    f: ListQuery,
+    rows: Vec<ListRow>,
+    next: Option<String>,
+    statuses: Vec<&'static str>,
+    windows: Vec<(&'static str, &'static str)>,
+}
+
+/// One page of the list: the store's keyset index, no parameters or payloads.
+pub async fn list(State(st): State<AppState>, web: Web, Query(f): Query<ListQuery>) -> UiResult<Response> {
+    web.require(&st, Perm::Read, "executions").await?;
+    let day = 86_400_000;
+    let since = match f.window.as_str() {
+        "24h" => Some(now_ms() - day),
+        "30d" => Some(now_ms() - 30 * day),
+        "all" => None,
+        _ => Some(now_ms() - 7 * day),
+    };
+    let status = match f.status.as_str() {
+        "" => None,
+        s => Some(ExecStatus::parse(s).ok_or_else(|| ApiError::bad_request(format!("unknown status `{s}`")))?),
+    };
+    let before = f.cursor.as_deref().and_then(|c| {
+        let (t, id) = c.split_once('.')?;
+        Some((t.parse().ok()?, id.to_string()))
+    });
+    let some = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+    let limit = 50;
+    let filter = ExecutionFilter { runbook: some(&f.runbook), status, actor: some(&f.actor), since, before, limit };
+    let found = st.store.executions(&filter).await?;
+    let next =
+        (found.len() as i64 == limit).then(|| found.last().map(|e| format!("{}.{}", e.created_at, e.id))).flatten();
+    let rows = found
+        .iter()
+        .map(|e| ListRow {
+            id: e.id.clone(),
+            runbook: e.runbook_name.clone(),
+            version: e.runbook_version.clone(),
+            status: e.status.as_str(),
+            actor: e.actor.clone(),
+            created: Stamp(e.created_at),
+            took: match (e.started_at, e.finished_at) {
+                (Some(a), Some(b)) => took(b - a),
+                _ => String::new(),
+            },
+        })
+        .collect();
+    render(ListPage {
+        l: web.layout("executions"),
+        f,
+        rows,
+        next,
+        statuses: ExecStatus::ALL.iter().map(|s| s.as_str()).collect(),
+        windows: vec![("24h", "last 24 hours"), ("7d", "last 7 days"), ("30d", "last 30 days"), ("all", "all time")],
+    })
+}
+
+struct StepView {
+    id: String,
+    name: String,
+    kind: String,
+    status: &'static str,
+    attempts: i64,
+    took: String,
+    error: String,
+    message: String,
+    rollback: &'static str,
+    /// A blocked gate's records (JSON, secrets masked), pretty.
+    records: String,
+}
+
+#[derive(Template)]
+#[template(path = "execution.html")]
+struct ExecutionPage {
+    l: Layout,
+    d: opsbook_api::ExecutionDoc,
+    created: Stamp,
+    took: String,
+    status: &'static str,
+    live: bool,
+    steps: Vec<StepView>,
+    lines: String,
+    first_seq: i64,
+    last_seq: i64,
+    /// A waiting approval step this person may decide on.
+    decide: Option<String>,
+    can_cancel: bool,
+    can_resume: bool,
+    can_rollback: bool,
+    /// The gate step waiting, for an admin's override.
+    override_gate: Option<String>,
+    secrets_resume: Vec<String>,
+    secrets_rollback: Vec<String>,
+    /// Why the runner seems gone, when it holds a lapsed lease.
+    stuck: String,
+    params: Vec<(String, String)>,
+}
+
+/// Log lines as HTML, one element each, carrying their sequence number.
+fn lines_html(lines: &[LogLine]) -> String {
+    let mut out = String::new();
+    for l in lines {
+        let class = match l.stream {
+            Stream::Stderr => "l e",
+            Stream::System => "l s",
+            _ => "l",
+        };
+        let step = l.step_id.as_deref().map(|s| format!("<span class=sid>[{}]</span> ", escape(s))).unwrap_or_default();
+        out.push_str(&format!(
+            "<div class=\"{class}\" data-seq=\"{}\">{step}{}</div>",
+            l.seq,
+            super::ansi::to_html(&l.line)
+        ));
+    }
+    out
+}
+
+pub async fn page(State(st): State<AppState>, web: Web, Path(id): Path<String>) -> UiResult<Response> {
+    web.require(&st, Perm::Read, &id).await?;
+    let exec = st.store.execution(&id).await?;
+    let steps = st.store.steps(&exec.id).await?;
+    let approvals = st.store.approvals(&exec.id).await?;
+    let d = opsbook_api::ExecutionDoc::new(&exec, &steps).with_approvals(&approvals);
+    let last_seq = st.store.last_log_seq(&exec.id).await?;
+    let tail = st
+        .store
+        .logs(&LogQuery {
+            execution_id: exec.id.clone(),
+            step_id: None,
+            after_seq: (last_seq - TAIL).max(0),
+            limit: TAIL,
+        })
+        .await?;
+    let first_seq = tail.first().map_or(last_seq + 1, |l| l.seq);
+    let views = steps
+        .iter()
+        .zip(&d.steps)
+        .map(|(s, doc)| StepView {
+            id: s.step_id.clone(),
+            name: s.name.clone(),
+            kind: s.kind.clone(),
+            status: s.status.as_str(),
+            attempts: s.attempts,
+            took: match (s.started_at, s.finished_at) {
+                (Some(a), Some(b)) => took(b - a),
+                (Some(a), None) if s.status == StepStatus::Running || s.status == StepStatus::Waiting => {
+                    format!("{} so far", super::age(a, now_ms()))
+                }
+                _ => String::new(),
+            },
+            error: s.error.clone().unwrap_or_default(),
+            message: doc.message.clone().unwrap_or_default(),
+            rollback: s.rollback_status.map(|r| r.as_str()).unwrap_or(""),
+            records: s
+                .outputs
+                .get("records")
+                .map(|r| serde_json::to_string_pretty(r).unwrap_or_default())
+                .unwrap_or_default(),
+        })
+        .collect();
+    let waiting = |kind: WaitKind| {
+        steps.iter().find(|s| s.status == StepStatus::Waiting && s.wait_kind == Some(kind)).map(|s| s.step_id.clone())
+    };
+    let stopped = matches!(exec.status, ExecStatus::Failed | ExecStatus::Cancelled | ExecStatus::Interrupted);
+    let decide =
+        (exec.status == ExecStatus::Waiting && web.can(Perm::Approve)).then(|| waiting(WaitKind::Approval)).flatten();
+    let override_gate =
+        (exec.status == ExecStatus::Waiting && web.can(Perm::Admin)).then(|| waiting(WaitKind::Gate)).flatten();
+    let can_run = web.can(Perm::Run);
+    let can_resume = can_run && matches!(exec.status, ExecStatus::Interrupted | ExecStatus::Waiting);
+    let can_rollback = can_run && (stopped || exec.status == ExecStatus::Waiting) && exec.rollback_status.is_none();
+    let secrets_resume =
+        if can_resume { st.engine.secrets_needed(&exec.id, false).await.unwrap_or_default() } else { Vec::new() };
+    let secrets_rollback =
+        if can_rollback { st.engine.secrets_needed(&exec.id, true).await.unwrap_or_default() } else { Vec::new() };
+    let stuck = match (exec.status, exec.lease_expires_at) {
+        (ExecStatus::Running, Some(t)) if t < now_ms() => format!(
+            "Its runner ({}) has not checked in for {}: it is probably gone. A server recovers such runs when its \
+             lease lapses; Cancel stops it for good.",
+            exec.owner.clone().unwrap_or_default(),
+            age(t, now_ms())
+        ),
+        _ => String::new(),
+    };
+    let params = d
+        .summary
+        .params
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    render(ExecutionPage {
+        l: web.layout("executions"),
+        created: Stamp(exec.created_at),
+        took: d.summary.duration_ms.map(took).unwrap_or_default(),
+        status: exec.status.as_str(),
+        live: matches!(exec.status, ExecStatus::Queued | ExecStatus::Running | ExecStatus::Waiting),
+        steps: views,
+        lines: lines_html(&tail),
+        first_seq,
+        last_seq,
+        decide,
+        can_cancel: can_run && !exec.status.is_terminal(),
+        can_resume,
+        can_rollback,
+        override_gate,
+        secrets_resume,
+        secrets_rollback,
+        stuck,
+        params,
+        d,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct Before {
+    before: i64,
+}
+
+/// `GET /executions/{id}/log?before=SEQ`: the page of lines before SEQ (an HTML
+/// fragment for the "earlier lines" button), newest last.
+pub async fn earlier(
+    State(st): State<AppState>,
+    web: Web,
+    Path(id): Path<String>,
+    Query(q): Query<Before>,
+) -> UiResult<Response> {
+    web.require(&st, Perm::Read, &id).await?;
+    let exec = st.store.execution(&id).await?;
+    let from = (q.before - 1 - TAIL).max(0);
+    let lines = st
+        .store
+        .logs(&LogQuery {
+            execution_id: exec.id.clone(),
+            step_id: None,
+            after_seq: from,
+            limit: (q.before - 1 - from).max(0),
+        })
+        .await?;
+    let mut html = String::new();
+    if let Some(first) = lines.first().filter(|l| l.seq > 1) {
+        html.push_str(&more_button(&exec.id, first.seq));
+    }
+    html.push_str(&lines_html(&lines));
+    Ok(Html(html).into_response())
+}
+
+fn more_button(id: &str, before: i64) -> String {
+    format!(
+        "<button class=more hx-get=\"/executions/{}/log?before={before}\" hx-target=\"this\" hx-swap=\"outerHTML\">\
+         Earlier lines</button>",
+        enc(id)
+    )
+}
+
+/// `GET /executions/{id}/log.txt`: every line as plain text, streamed a page at a time.
+pub async fn raw_log(State(st): State<AppState>, web: Web, Path(id): Path<String>) -> UiResult<Response> {
+    web.require(&st, Perm::Read, &id).await?;
+    let exec = st.store.execution(&id).await?;
+    let store = st.store.clone();
+    let stream = futures_util::stream::unfold(Some((store, exec.id.clone(), 0i64)), |state| async move {
+        let (store, id, after) = state?;
+        let q = LogQuery { execution_id: id.clone(), step_id: None, after_seq: after, limit: 5000 };
+        let lines = match store.logs(&q).await {
+            Ok(lines) if !lines.is_empty() => lines,
+            Ok(_) => return None,
+            Err(e) => return Some((Err(std::io::Error::other(e.to_string())), None)),
+        };
+        let next = lines.last().map_or(after, |l| l.seq);
+        let mut text = String::new();
+        for l in &lines {
+            if let Some(s) = &l.step_id {
+                text.push_str(&format!("[{s}] "));
+            }
+            text.push_str(&l.line);
+            text.push('\n');
+        }
+        Some((Ok::<_, std::io::Error>(text), Some((store, id, next))))
+    });
+    let name = format!("attachment; filename=\"opsbook-{}.log\"", exec.id);
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, name)],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct After {
+    #[serde(default)]
+    after: i64,
+}
+
+/// `GET /executions/{id}/live?after=SEQ`: server-sent events for the page — `lines`
+/// (HTML of the lines after SEQ, the event id their last sequence number, so a
+/// reconnect's Last-Event-ID goes on exactly there) and `status` when it changes. The
+/// page's stored tail ends at SEQ: nothing is shown twice or skipped.
+pub async fn live(
+    State(st): State<AppState>,
+    web: Web,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<After>,
+) -> UiResult<Response> {
+    web.require(&st, Perm::Read, &id).await?;
+    let exec = st.store.execution(&id).await?;
+    let after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(q.after);
+    let state = (st.store.clone(), exec.id, after, exec.status, false);
+    let stream = futures_util::stream::unfold(state, |(store, id, after, status, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            let q = LogQuery { execution_id: id.clone(), step_id: None, after_seq: after, limit: 1000 };
+            let lines = store.logs(&q).await.unwrap_or_default();
+            if let Some(last) = lines.last() {
+                let ev = Event::default().event("lines").id(last.seq.to_string()).data(lines_html(&lines));
+                return Some((Ok::<_, Infallible>(ev), (store, id, last.seq, status, false)));
+            }
+            let now = match store.execution(&id).await {
+                Ok(e) => e.status,
+                Err(_) => return None,
+            };
+            if now != status || now.is_terminal() {
+                // Sent once the lines before it are: the page reloads for the final state.
+                let ev = Event::default().event("status").data(now.as_str());
+                return Some((Ok(ev), (store, id, after, now, now.is_terminal())));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
+pub async fn decide(State(st): State<AppState>, Path(id): Path<String>, form: WebForm) -> UiResult<Response> {
+    let web = &form.web;
+    web.require(&st, Perm::Approve, &id).await?;
+    let approved = match form.get("decision") {
+        Some("approve") => true,
+        Some("reject") => false,
+        _ => return Err(ApiError::bad_request("decision must be approve or reject").into()),
+    };
+    crate::service::decide(&st, &web.ctx, &id, approved, form.text("comment")).await?;
+    Ok(back(&form, &id))
+}
+
+/// Where a form goes after it did its work: back to the page it came from (`back`), or
+/// to the execution's page.
+fn back(form: &WebForm, id: &str) -> Response {
+    match form.get("back") {
+        Some(b) if b.starts_with('/') && !b.starts_with("//") => see_other(b),
+        _ => see_other(&format!("/executions/{}", enc(id))),
+    }
+}
+
+pub async fn cancel(State(st): State<AppState>, Path(id): Path<String>, form: WebForm) -> UiResult<Response> {
+    let web = &form.web;
+    web.require(&st, Perm::Run, &id).await?;
+    crate::service::cancel(&st, &web.ctx, &id).await?;
+    Ok(back(&form, &id))
+}
+
+/// The secret values a resume or rollback form carried (`secret.NAME` fields).
+fn secrets(form: &WebForm) -> BTreeMap<String, serde_json::Value> {
+    form.fields
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("secret.")?.to_string(), serde_json::Value::String(v.clone()))))
+        .collect()
+}
+
+pub async fn resume(State(st): State<AppState>, Path(id): Path<String>, form: WebForm) -> UiResult<Response> {
+    let web = &form.web;
+    web.require(&st, Perm::Run, &id).await?;
+    crate::service::resume(&st, &web.ctx, &id, secrets(&form), false).await?;
+    Ok(back(&form, &id))
+}
+
+pub async fn rollback(State(st): State<AppState>, Path(id): Path<String>, form: WebForm) -> UiResult<Response> {
+    let web = &form.web;
+    web.require(&st, Perm::Run, &id).await?;
+    crate::service::resume(&st, &web.ctx, &id, secrets(&form), true).await?;
+    Ok(back(&form, &id))
+}
+
+pub async fn override_gate(State(st): State<AppState>, Path(id): Path<String>, form: WebForm) -> UiResult<Response> {
+    let web = &form.web;
+    web.require(&st, Perm::Admin, &id).await?;
+    let reason = form.text("reason").ok_or_else(|| ApiError::bad_request("an override needs a reason"))?;
+    crate::service::override_gate(&st, &web.ctx, &id, &reason).await?;
+    Ok(back(&form, &id))
+}
