@@ -6,8 +6,8 @@ use std::fmt::Write;
 use super::escape;
 
 const ROW: usize = 22;
-const LABEL: usize = 150;
-const WIDTH: usize = 460;
+const LABEL: usize = 110;
+const WIDTH: usize = 360;
 
 /// A horizontal bar per item, longest = the largest value; an item with no value shows
 /// "–" and no bar.
@@ -54,8 +54,8 @@ mod tests {
     fn bars_scale_to_the_largest_and_escape_names() {
         let svg = super::bars("Success", "%", &[("a<b", Some(50.0)), ("web", Some(100.0)), ("new", None)]);
         assert!(svg.contains("a&lt;b"), "{svg}");
-        assert!(svg.contains("width=\"240.0\""), "the largest bar spans the chart: {svg}");
-        assert!(svg.contains("width=\"120.0\""), "half of it: {svg}");
+        assert!(svg.contains("width=\"180.0\""), "the largest bar spans the chart: {svg}");
+        assert!(svg.contains("width=\"90.0\""), "half of it: {svg}");
         assert!(svg.contains(">–</text>"), "{svg}");
         assert_eq!(svg.matches("<rect").count(), 2);
     }

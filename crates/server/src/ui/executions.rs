@@ -344,12 +344,16 @@ pub async fn raw_log(State(st): State<AppState>, web: Web, Path(id): Path<String
 pub struct After {
     #[serde(default)]
     after: i64,
+    /// The status the page shows: any other is news (even one reached before this
+    /// stream opened, or between a drop and a reconnect).
+    status: Option<String>,
 }
 
-/// `GET /executions/{id}/live?after=SEQ`: server-sent events for the page — `lines`
-/// (HTML of the lines after SEQ, the event id their last sequence number, so a
-/// reconnect's Last-Event-ID goes on exactly there) and `status` when it changes. The
-/// page's stored tail ends at SEQ: nothing is shown twice or skipped.
+/// `GET /executions/{id}/live?after=SEQ&status=S`: server-sent events for the page —
+/// `lines` (HTML of the lines after SEQ, the event id their last sequence number, so a
+/// reconnect's Last-Event-ID goes on exactly there) and `status` once it is no longer S
+/// (the page then reloads). The page's stored tail ends at SEQ: nothing is shown twice
+/// or skipped.
 pub async fn live(
     State(st): State<AppState>,
     web: Web,
@@ -364,7 +368,8 @@ pub async fn live(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i64>().ok())
         .unwrap_or(q.after);
-    let state = (st.store.clone(), exec.id, after, exec.status, false);
+    let shown = q.status.as_deref().and_then(ExecStatus::parse).unwrap_or(exec.status);
+    let state = (st.store.clone(), exec.id, after, shown, false);
     let stream = futures_util::stream::unfold(state, |(store, id, after, status, done)| async move {
         if done {
             return None;

@@ -161,6 +161,7 @@ struct AnalyticsPage {
     chart_duration: String,
     chart_runs: String,
     window: String,
+    days: i64,
 }
 
 #[derive(Deserialize)]
@@ -180,16 +181,16 @@ pub async fn analytics(State(st): State<AppState>, web: Web, Query(w): Query<Win
     let a = crate::routes::analytics::figures(&st, now_ms() - days * 86_400_000, None).await?;
     let chart_success = super::chart::bars(
         "Success rate",
-        "%",
+        " %",
         &a.runbooks.iter().map(|f| (f.runbook.as_str(), f.success_rate.map(|r| r * 100.0))).collect::<Vec<_>>(),
     );
+    // Seconds, unless every run is quicker than ten of them.
+    let slowest = a.runbooks.iter().filter_map(|f| f.p95_duration_ms).max().unwrap_or(0);
+    let (unit, per) = if slowest < 10_000 { (" ms", 1.0) } else { (" s", 1000.0) };
     let chart_duration = super::chart::bars(
         "p95 duration",
-        "s",
-        &a.runbooks
-            .iter()
-            .map(|f| (f.runbook.as_str(), f.p95_duration_ms.map(|d| d as f64 / 1000.0)))
-            .collect::<Vec<_>>(),
+        unit,
+        &a.runbooks.iter().map(|f| (f.runbook.as_str(), f.p95_duration_ms.map(|d| d as f64 / per))).collect::<Vec<_>>(),
     );
     let chart_runs = super::chart::bars(
         "Runs per week",
@@ -220,6 +221,7 @@ pub async fn analytics(State(st): State<AppState>, web: Web, Query(w): Query<Win
         chart_duration,
         chart_runs,
         window: format!("last {days} days"),
+        days,
     })
 }
 

@@ -407,13 +407,10 @@ pub async fn run(State(st): State<AppState>, Path(name): Path<String>, form: Web
     for p in &rb.params {
         let Some(v) = form.get(&p.name) else { continue };
         given.insert(p.name.clone(), v.to_string());
-        if v.is_empty() && p.spec.ty != ParamType::String {
-            continue;
+        // An empty input is one not filled in: its default applies, or it is missing.
+        if !v.is_empty() {
+            inputs.insert(p.name.clone(), Input::Text(v.to_string()));
         }
-        if v.is_empty() && !p.spec.required {
-            continue;
-        }
-        inputs.insert(p.name.clone(), Input::Text(v.to_string()));
     }
     let key = form.get("idempotency_key").filter(|k| k.len() <= crate::service::MAX_IDEMPOTENCY_KEY);
     let submitted = if form.get("action") == Some("preview") {

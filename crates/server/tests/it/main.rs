@@ -3,6 +3,7 @@
 mod abuse;
 mod api;
 mod authz;
+mod browser;
 mod bundles;
 mod contract;
 mod gates;
@@ -10,3 +11,4 @@ mod notify;
 mod restart;
 mod schedules;
 mod support;
+mod ui;

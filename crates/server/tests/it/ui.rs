@@ -1,0 +1,345 @@
+//! The web UI over HTTP: sessions, CSRF, roles on every page and form, the run form's
+//! checks, the live log's handoff. (The browser tests are in browser.rs.)
+
+use opsbook_store::{ServerStore, Store};
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use serde_json::json;
+
+use crate::support::{Server, runbook};
+
+/// A browser without a browser: no redirects followed, the session cookie sent by hand.
+pub struct Page {
+    http: reqwest::Client,
+    base: String,
+    pub cookie: String,
+}
+
+impl Page {
+    pub fn client() -> reqwest::Client {
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+    }
+
+    /// Signs in with `token` through the form; panics unless it worked.
+    pub async fn sign_in(srv: &Server, token: &str) -> Page {
+        let http = Page::client();
+        let resp = http.post(format!("{}/login", srv.url)).form(&[("token", token)]).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+        let set = resp.headers()[SET_COOKIE].to_str().unwrap().to_string();
+        let cookie = set.split(';').next().unwrap().to_string();
+        Page { http, base: srv.url.clone(), cookie }
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, String) {
+        let resp = self.http.get(format!("{}{path}", self.base)).header(COOKIE, &self.cookie).send().await.unwrap();
+        (resp.status(), resp.text().await.unwrap())
+    }
+
+    /// Posts a form as the page itself would: same origin, with its form token.
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let (_, html) = self.get("/runbooks").await;
+        let csrf = between(&html, "name=\"csrf\" value=\"", "\"").to_string();
+        let mut all: Vec<(&str, &str)> = vec![("csrf", &csrf)];
+        all.extend_from_slice(fields);
+        self.http
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, &self.cookie)
+            .header("origin", &self.base)
+            .header("sec-fetch-site", "same-origin")
+            .form(&all)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+pub fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+    let from = text.find(start).unwrap_or_else(|| panic!("no `{start}` in {text}")) + start.len();
+    let to = text[from..].find(end).unwrap() + from;
+    &text[from..to]
+}
+
+pub const DEPLOY: &str = "    - id: build\n      run: echo building {{ params.app }}\n    - id: ship\n      approval: { message: \"ship {{ params.app }}?\" }\n    - id: done\n      run: printf '\\033[1;32mshipped\\033[0m\\n'\n";
+pub const PARAMS: &str = "    app: { type: string, required: true, pattern: \"[a-z]+\" }\n    replicas: { type: integer, min: 1, max: 5, default: 2 }\n    env: { type: enum, values: [staging, production], required: true }\n    canary: { type: boolean, default: true }\n    pw: { type: secret }\n";
+
+pub async fn publish_deploy(srv: &Server, admin: &str) {
+    let yaml = runbook("deploy", "1.0.0", "  status: active\n", PARAMS, DEPLOY);
+    let (status, body) = srv.publish(admin, &yaml).await;
+    assert!(status.is_success(), "{body}");
+}
+
+#[tokio::test]
+async fn sessions_start_end_and_follow_their_token() {
+    let srv = Server::start().await;
+    let admin = srv.token("ann", &["admin"]).await;
+    let http = Page::client();
+
+    // Every page wants a session: to the sign-in form, keeping where it was going.
+    let resp = http.get(format!("{}/executions?window=all", srv.url)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()[LOCATION], "/login?next=%2Fexecutions%3Fwindow%3Dall");
+    let form = http.get(format!("{}/login", srv.url)).send().await.unwrap().text().await.unwrap();
+    assert!(form.contains("name=\"token\""), "{form}");
+
+    // A wrong token: 401 with the form again, and an audit record.
+    let resp = http.post(format!("{}/login", srv.url)).form(&[("token", "obk_nope_nope")]).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(resp.text().await.unwrap().contains("That token is not valid"));
+
+    // A good one: an HttpOnly, SameSite=Strict cookie; the store keeps only its hash.
+    let resp = http
+        .post(format!("{}/login", srv.url))
+        .form(&[("token", admin.as_str()), ("next", "/executions")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()[LOCATION], "/executions");
+    let set = resp.headers()[SET_COOKIE].to_str().unwrap().to_string();
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/"), "{set}");
+    assert!(!set.contains("Secure"), "plain http here: {set}");
+    let value = between(&set, "opsbook_session=", ";").to_string();
+    let stored = srv.store.session(&opsbook_server::auth::hash(&value)).await.unwrap().unwrap();
+    assert!(stored.expires_at - stored.created_at == 12 * 3600 * 1000, "the default session_ttl");
+    assert!(srv.store.session(&value).await.unwrap().is_none(), "never the cookie itself");
+
+    // An off-site `next` is not followed.
+    let resp = http
+        .post(format!("{}/login", srv.url))
+        .form(&[("token", admin.as_str()), ("next", "//evil.example/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()[LOCATION], "/runbooks");
+
+    // Signing out ends it in the store: the same cookie no longer works.
+    let page = Page::sign_in(&srv, &admin).await;
+    assert_eq!(page.get("/runbooks").await.0, StatusCode::OK);
+    assert_eq!(page.post("/logout", &[]).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(page.get("/runbooks").await.0, StatusCode::SEE_OTHER);
+
+    // Revoking the token ends its sessions too, on the API as on pages.
+    let page = Page::sign_in(&srv, &admin).await;
+    let id = between(&admin, "obk_", "_").to_string();
+    srv.store.revoke_token(&id).await.unwrap();
+    assert_eq!(page.get("/runbooks").await.0, StatusCode::SEE_OTHER);
+    let api = http.get(format!("{}/api/v1/whoami", srv.url)).header(COOKIE, &page.cookie).send().await.unwrap();
+    assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
+    let audit = srv.store.audit(&opsbook_store::AuditFilter { limit: 100, ..Default::default() }).await.unwrap();
+    let actions: Vec<&str> = audit.iter().map(|r| r.action.as_str()).collect();
+    assert!(actions.contains(&"session.start") && actions.contains(&"session.end"), "{actions:?}");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn sessions_expire_on_the_server_and_are_secure_behind_https() {
+    let srv = Server::start_with(|c| {
+        c.session_ttl = "1s".into();
+        c.public_url = Some("https://ops.example.com".into());
+    })
+    .await;
+    let admin = srv.token("ann", &["admin"]).await;
+    let resp =
+        Page::client().post(format!("{}/login", srv.url)).form(&[("token", admin.as_str())]).send().await.unwrap();
+    assert!(resp.headers()[SET_COOKIE].to_str().unwrap().contains("; Secure"));
+    let page = Page::sign_in(&srv, &admin).await;
+    assert_eq!(page.get("/runbooks").await.0, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(page.get("/runbooks").await.0, StatusCode::SEE_OTHER, "expired on the server, whatever the cookie says");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn forms_from_other_sites_and_without_the_form_token_are_refused() {
+    let srv = Server::start().await;
+    let admin = srv.token("ann", &["admin"]).await;
+    publish_deploy(&srv, &admin).await;
+    let page = Page::sign_in(&srv, &admin).await;
+    let (_, html) = page.get("/runbooks/deploy/run").await;
+    let csrf = between(&html, "name=\"csrf\" value=\"", "\"").to_string();
+    let fields = [("csrf", csrf.as_str()), ("app", "web"), ("env", "staging"), ("action", "run")];
+    let http = Page::client();
+    let url = format!("{}/runbooks/deploy/run", srv.url);
+    let post = |headers: Vec<(&'static str, String)>, fields: Vec<(&'static str, String)>| {
+        let mut req = http.post(&url).header(COOKIE, &page.cookie).form(&fields);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    let owned = |f: &[(&'static str, &str)]| f.iter().map(|(k, v)| (*k, v.to_string())).collect::<Vec<_>>();
+    // A page on another site posting here (the browser sends the cookie with it).
+    let cross = post(vec![("origin", "https://evil.example".into())], owned(&fields)).await.unwrap();
+    assert_eq!(cross.status(), StatusCode::FORBIDDEN);
+    assert!(cross.text().await.unwrap().contains("a form from another site is refused"));
+    let cross = post(vec![("sec-fetch-site", "cross-site".into())], owned(&fields)).await.unwrap();
+    assert_eq!(cross.status(), StatusCode::FORBIDDEN);
+    // Same site, no or a wrong form token.
+    let no_token = post(vec![("origin", srv.url.clone())], owned(&fields[1..])).await.unwrap();
+    assert_eq!(no_token.status(), StatusCode::FORBIDDEN);
+    assert!(no_token.text().await.unwrap().contains("token is missing or stale"));
+    let mut wrong = owned(&fields);
+    wrong[0].1 = "0".repeat(64);
+    assert_eq!(post(vec![], wrong).await.unwrap().status(), StatusCode::FORBIDDEN);
+    let listed = srv.store.executions(&opsbook_store::ExecutionFilter { limit: 10, ..Default::default() }).await;
+    assert!(listed.unwrap().is_empty(), "nothing was queued");
+
+    // The API takes the cookie for reads; a write with it needs the form token header.
+    let api = format!("{}/api/v1/runbooks/deploy/executions", srv.url);
+    let body = json!({ "params": { "app": "web", "env": "staging" } });
+    let bare = http.post(&api).header(COOKIE, &page.cookie).json(&body).send().await.unwrap();
+    assert_eq!(bare.status(), StatusCode::FORBIDDEN);
+    let ok = http
+        .post(&api)
+        .header(COOKIE, &page.cookie)
+        .header("origin", &srv.url)
+        .header("x-csrf-token", &csrf)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::ACCEPTED);
+    let whoami = http.get(format!("{}/api/v1/whoami", srv.url)).header(COOKIE, &page.cookie).send().await.unwrap();
+    assert_eq!(whoami.status(), StatusCode::OK);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn roles_decide_pages_and_forms_not_buttons() {
+    let srv = Server::start().await;
+    let admin = srv.token("ann", &["admin"]).await;
+    let viewer = srv.token("vic", &["viewer"]).await;
+    publish_deploy(&srv, &admin).await;
+    let vic = Page::sign_in(&srv, &viewer).await;
+    let (status, html) = vic.get("/runbooks/deploy").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!html.contains(">Run</a>"), "a viewer sees no Run button");
+    assert!(!html.contains("Change lifecycle"), "nor lifecycle actions");
+    assert_eq!(vic.get("/runbooks/deploy/run").await.0, StatusCode::FORBIDDEN);
+    // A forged POST from the viewer's own session: refused by the server, audited.
+    let forged = vic.post("/runbooks/deploy/run", &[("app", "web"), ("env", "staging"), ("action", "run")]).await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert!(forged.text().await.unwrap().contains("this needs the operator or admin role"));
+    let forged = vic.post("/runbooks/deploy/lifecycle", &[("status", "deprecated"), ("reason", "x")]).await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(vic.get("/audit").await.0, StatusCode::FORBIDDEN, "the audit trail is for admins");
+    for page in ["/runbooks", "/executions", "/approvals", "/gates", "/analytics", "/schedules"] {
+        assert_eq!(vic.get(page).await.0, StatusCode::OK, "{page}");
+    }
+    let executions = srv.store.executions(&opsbook_store::ExecutionFilter { limit: 10, ..Default::default() }).await;
+    assert!(executions.unwrap().is_empty());
+    let denied = srv
+        .store
+        .audit(&opsbook_store::AuditFilter { action: Some("authz.denied".into()), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert!(denied.iter().any(|r| r.actor == "vic"), "{denied:?}");
+
+    let ann = Page::sign_in(&srv, &admin).await;
+    let (_, html) = ann.get("/runbooks/deploy").await;
+    assert!(html.contains(">Run</a>") && html.contains("Change lifecycle"));
+    let moved = ann.post("/runbooks/deploy/lifecycle", &[("status", "deprecated"), ("reason", "v2 is out")]).await;
+    assert_eq!(moved.status(), StatusCode::SEE_OTHER);
+    assert_eq!(srv.store.registry_entry("deploy").await.unwrap().status, "deprecated");
+    let no_reason = ann.post("/runbooks/deploy/lifecycle", &[("status", "active")]).await;
+    assert_eq!(no_reason.status(), StatusCode::BAD_REQUEST);
+    assert!(no_reason.text().await.unwrap().contains("a reason is required"));
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn the_run_form_names_inputs_after_parameters_and_shows_every_problem() {
+    let srv = Server::start().await;
+    let admin = srv.token("ann", &["admin"]).await;
+    publish_deploy(&srv, &admin).await;
+    let ann = Page::sign_in(&srv, &admin).await;
+    let (status, html) = ann.get("/runbooks/deploy/run").await;
+    assert_eq!(status, StatusCode::OK);
+    for expected in [
+        "name=\"app\" type=\"text\"",
+        "name=\"replicas\" type=\"number\" value=\"2\"",
+        "min=\"1\" max=\"5\" step=\"1\"",
+        "<select id=\"p-env\" name=\"env\" required>",
+        "<option value=\"production\">production</option>",
+        "type=\"checkbox\" id=\"p-canary\" name=\"canary\" value=\"true\" checked",
+        "name=\"pw\" type=\"password\"",
+        ">Run</button>",
+    ] {
+        assert!(html.contains(expected), "{expected} in {html}");
+    }
+    let key = between(&html, "name=\"idempotency_key\" value=\"", "\"").to_string();
+
+    // Every problem at once, each at its input; what was typed stays.
+    let bad = ann.post("/runbooks/deploy/run", &[("app", "Web1"), ("replicas", "9"), ("action", "run")]).await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let page = bad.text().await.unwrap();
+    assert!(page.contains("3 invalid parameter(s)"), "{page}");
+    assert!(page.contains("id=\"err-app\""), "{page}");
+    assert!(page.contains("id=\"err-replicas\">9 is greater than the maximum 5"), "{page}");
+    assert!(page.contains("id=\"err-env\""), "{page}");
+    assert!(page.contains("value=\"Web1\""), "{page}");
+
+    // The preview renders the steps (secrets masked) and queues nothing.
+    let preview = ann
+        .post("/runbooks/deploy/run", &[("app", "web"), ("env", "staging"), ("pw", "hunter2"), ("action", "preview")])
+        .await;
+    assert_eq!(preview.status(), StatusCode::OK);
+    let page = preview.text().await.unwrap();
+    assert!(page.contains("echo building web") && page.contains("ship web?"), "{page}");
+    assert!(!page.contains("hunter2"), "{page}");
+
+    // Submitted twice with the form's key (a double click): one execution.
+    let fields =
+        [("app", "web"), ("env", "staging"), ("canary", "false"), ("idempotency_key", key.as_str()), ("action", "run")];
+    let first = ann.post("/runbooks/deploy/run", &fields).await;
+    assert_eq!(first.status(), StatusCode::SEE_OTHER);
+    let to = first.headers()[LOCATION].to_str().unwrap().to_string();
+    let again = ann.post("/runbooks/deploy/run", &fields).await;
+    assert_eq!(again.headers()[LOCATION].to_str().unwrap(), to);
+    let all = srv.store.executions(&opsbook_store::ExecutionFilter { limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].params["canary"], false, "an unticked box is false, not its default");
+    assert_eq!(all[0].actor, "ann");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn the_live_log_takes_over_where_the_page_ends() {
+    let srv = Server::start().await;
+    let admin = srv.token("ann", &["admin"]).await;
+    let yaml = runbook(
+        "count",
+        "1.0.0",
+        "  status: active\n",
+        "",
+        "    - id: count\n      run: for i in $(seq 1 30); do echo line $i; sleep 0.05; done\n",
+    );
+    assert!(srv.publish(&admin, &yaml).await.0.is_success());
+    let ann = Page::sign_in(&srv, &admin).await;
+    let (_, run) = srv.post("/api/v1/runbooks/count/executions", &admin, json!({})).await;
+    let id = run["id"].as_str().unwrap().to_string();
+    // Open the page while it runs: its stored lines, then the stream after the last.
+    srv.wait_for(&id, &admin, |d| d["status"] == "running").await;
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let (_, html) = ann.get(&format!("/executions/{id}")).await;
+    let after: i64 = between(&html, &format!("/executions/{id}/live?after="), "&").parse().unwrap();
+    let shown: Vec<String> = html.split("data-seq=\"").skip(1).map(|s| s[..s.find('"').unwrap()].to_string()).collect();
+    assert_eq!(shown.last().map(|s| s.parse::<i64>().unwrap()), Some(after).filter(|a| *a > 0), "{html}");
+    let resp = Page::client()
+        .get(format!("{}/executions/{id}/live?after={after}&status=running", srv.url))
+        .header(COOKIE, &ann.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let stream = resp.text().await.unwrap();
+    let streamed: Vec<String> =
+        stream.split("data-seq=\"").skip(1).map(|s| s[..s.find('"').unwrap()].to_string()).collect();
+    let all: Vec<i64> = shown.iter().chain(&streamed).map(|s| s.parse().unwrap()).collect();
+    let expected: Vec<i64> = (1..=*all.last().unwrap()).collect();
+    assert_eq!(all, expected, "every line once, in order");
+    assert!(stream.contains("event: status\ndata: succeeded"), "{stream}");
+    let q = opsbook_store::LogQuery { execution_id: id.clone(), limit: 100, ..Default::default() };
+    assert!(srv.store.logs(&q).await.unwrap().iter().any(|l| l.line == "line 30"));
+    srv.stop().await;
+}
