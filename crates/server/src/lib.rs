@@ -68,6 +68,7 @@ pub fn state(store: impl Into<Db>, config: Config) -> AppState {
         gates_lock: Arc::new(tokio::sync::Mutex::new(())),
         auth_failures,
         queue_count: Arc::new(Mutex::new((0, 0))),
+        figures: Arc::default(),
     }
 }
 

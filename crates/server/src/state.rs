@@ -36,6 +36,8 @@ pub struct AppState {
     /// The queue's length and when it was counted (epoch ms): counted at most every
     /// 100 ms, not on every submission (the bound is a guard, not an exact quota).
     pub queue_count: Arc<Mutex<(i64, i64)>>,
+    /// The web UI's analytics, summarized at most once a minute per window.
+    pub figures: Arc<crate::routes::analytics::FiguresCache>,
 }
 
 /// The caller's request id (`X-Request-Id`), or a new one.

@@ -41,6 +41,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../migrations/sqlite/0008_step_override.sql")),
     (9, include_str!("../migrations/sqlite/0009_bundles.sql")),
     (10, include_str!("../migrations/sqlite/0010_web_sessions.sql")),
+    (11, include_str!("../migrations/sqlite/0011_runbook_status_index.sql")),
 ];
 
 #[derive(Clone)]

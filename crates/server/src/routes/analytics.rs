@@ -125,6 +125,66 @@ pub async fn figures(st: &AppState, since: i64, runbook: Option<&str>) -> ApiRes
     Ok(Analytics { since: opsbook_api::time(Some(since)), runbooks, review_overdue: overdue })
 }
 
+/// How long the web UI shows figures before summarizing again.
+const FRESH_MS: i64 = 60_000;
+
+/// Figures over the last N days, for pages: summarizing a million executions takes the
+/// better part of a second, so each window's figures are kept a minute; past that they
+/// are still shown while one refresh runs behind them. (The API always summarizes anew.)
+#[derive(Default)]
+pub struct FiguresCache {
+    entries: std::sync::Mutex<BTreeMap<(i64, Option<String>), Entry>>,
+}
+
+struct Entry {
+    at: i64,
+    figures: std::sync::Arc<Analytics>,
+    refreshing: bool,
+}
+
+/// The figures of the last `days` days (of every runbook, or one) and when they were
+/// summarized.
+pub async fn cached(st: &AppState, days: i64, runbook: Option<&str>) -> ApiResult<(i64, std::sync::Arc<Analytics>)> {
+    let now = now_ms();
+    let key = (days, runbook.map(str::to_string));
+    let stale = {
+        let mut entries = st.figures.entries.lock().unwrap_or_else(|p| p.into_inner());
+        match entries.get_mut(&key) {
+            Some(e) if now - e.at < FRESH_MS => return Ok((e.at, e.figures.clone())),
+            Some(e) => {
+                let started = !e.refreshing;
+                e.refreshing = true;
+                Some((e.at, e.figures.clone(), started))
+            }
+            None => None,
+        }
+    };
+    let refresh = move |st: AppState, key: (i64, Option<String>)| async move {
+        let figures = std::sync::Arc::new(figures(&st, now_ms() - key.0 * 86_400_000, key.1.as_deref()).await?);
+        let entry = Entry { at: now_ms(), figures: figures.clone(), refreshing: false };
+        st.figures.entries.lock().unwrap_or_else(|p| p.into_inner()).insert(key, entry);
+        Ok::<_, ApiError>(figures)
+    };
+    match stale {
+        Some((at, figures, started)) => {
+            if started {
+                let st = st.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = refresh(st.clone(), key.clone()).await {
+                        tracing::warn!(error = %e.message, "cannot summarize the analytics");
+                        let mut entries = st.figures.entries.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Some(e) = entries.get_mut(&key) {
+                            e.refreshing = false;
+                        }
+                    }
+                });
+            }
+            Ok((at, figures))
+        }
+        None => Ok((now_ms(), refresh(st.clone(), key).await?)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

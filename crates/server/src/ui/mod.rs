@@ -51,6 +51,9 @@ pub fn router() -> Router<AppState> {
         .route("/analytics", get(ops::analytics))
         .route("/audit", get(ops::audit))
         .route("/schedules", get(ops::schedules))
+        // Pages and assets go gzipped to browsers that take it (not the live log's
+        // event stream, which must flush each event).
+        .layer(tower_http::compression::CompressionLayer::new())
 }
 
 /// htmx 2 (0BSD, see assets/htmx-LICENSE), the style sheet and the page script, under

@@ -162,6 +162,8 @@ struct AnalyticsPage {
     chart_runs: String,
     window: String,
     days: i64,
+    /// When the figures were summarized (at most a minute ago, or being refreshed).
+    at: Stamp,
 }
 
 #[derive(Deserialize)]
@@ -178,7 +180,8 @@ fn percent(v: Option<f64>) -> String {
 pub async fn analytics(State(st): State<AppState>, web: Web, Query(w): Query<Window>) -> UiResult<Response> {
     web.require(&st, Perm::Read, "analytics").await?;
     let days = w.days.unwrap_or(90).clamp(1, 3650);
-    let a = crate::routes::analytics::figures(&st, now_ms() - days * 86_400_000, None).await?;
+    let (at, a) = crate::routes::analytics::cached(&st, days, None).await?;
+    let a = opsbook_api::Analytics::clone(&a);
     let chart_success = super::chart::bars(
         "Success rate",
         " %",
@@ -222,6 +225,7 @@ pub async fn analytics(State(st): State<AppState>, web: Web, Query(w): Query<Win
         chart_runs,
         window: format!("last {days} days"),
         days,
+        at: Stamp(at),
     })
 }
 

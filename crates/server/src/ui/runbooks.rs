@@ -233,9 +233,11 @@ pub async fn page(
     let schedules = st.store.schedules().await?.into_iter().filter(|s| s.runbook == name).collect();
     let filter = ExecutionFilter { runbook: Some(name.clone()), limit: 10, ..Default::default() };
     let recent = st.store.executions(&filter).await?.iter().map(opsbook_api::ExecutionSummary::from).collect();
-    let since = opsbook_store::now_ms() - 90 * 86_400_000;
-    let figures = crate::routes::analytics::figures(&st, since, Some(&name)).await?.runbooks.into_iter().next();
-    let figures = figures.unwrap_or_else(|| crate::routes::analytics::summarize(&name, &[], since, since, false));
+    let (_, figures) = crate::routes::analytics::cached(&st, 90, Some(&name)).await?;
+    let figures = figures.runbooks.first().cloned().unwrap_or_else(|| {
+        let now = opsbook_store::now_ms();
+        crate::routes::analytics::summarize(&name, &[], now, now, false)
+    });
     let (review, review_title) = review_state(rb.review.as_ref(), jiff::Zoned::now().date());
     render(RunbookPage {
         l: web.layout("runbooks"),
