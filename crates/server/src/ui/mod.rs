@@ -20,6 +20,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use subtle::ConstantTimeEq;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::auth::{Ctx, Perm, Principal};
 use crate::error::ApiError;
@@ -54,7 +55,15 @@ pub fn router() -> Router<AppState> {
         // Pages and assets go gzipped to browsers that take it (not the live log's
         // event stream, which must flush each event).
         .layer(tower_http::compression::CompressionLayer::new())
+        // Only this site's own script runs, no page frames this one, forms post here.
+        .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
 }
+
+/// Scripts and styles from this site only (inline style attributes colour log lines).
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+                   connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// htmx 2 (0BSD, see assets/htmx-LICENSE), the style sheet and the page script, under
 /// names that change with their content so browsers may keep them for a year.
@@ -91,10 +100,28 @@ impl IntoResponse for UiError {
     fn into_response(self) -> Response {
         let e = self.0;
         let title = e.status.canonical_reason().unwrap_or("Error");
+        // Each problem the details name (a parameter, a line), as the API lists them.
+        let items: String = e
+            .details
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .take(50)
+                    .filter_map(|d| {
+                        let message = d["message"].as_str()?;
+                        let place = d["param"].as_str().map(|p| format!("{p}: ")).unwrap_or_default();
+                        Some(format!("<li>{}</li>", escape(&crate::limits::bounded(&format!("{place}{message}"), 500))))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let list = if items.is_empty() { String::new() } else { format!("<ul class=error>{items}</ul>") };
         let body = format!(
             "<!doctype html><html lang=en><meta charset=utf-8><meta name=viewport content=\"width=device-width\">\
              <title>{title} · opsbook</title><link rel=stylesheet href=\"{CSS_PATH}\">\
-             <main class=narrow><h1>{title}</h1><p class=error role=alert>{}</p><p><a href=\"/runbooks\">Runbooks</a></p></main>",
+             <main class=narrow><h1>{title}</h1><p class=error role=alert>{}</p>{list}\
+             <p><a href=\"/runbooks\">Runbooks</a> · <a href=\"/executions\">Executions</a></p></main>",
             escape(&crate::limits::bounded(&e.message, 1000))
         );
         let mut r = (e.status, Html(body)).into_response();

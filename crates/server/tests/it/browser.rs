@@ -356,6 +356,14 @@ async fn every_page_fits_a_phone_and_a_desktop() {
             assert!(overflow.as_i64().unwrap() <= 0, "{path} is wider than {width} px by {overflow}");
             let inner = b.execute("return window.innerWidth", vec![]).await.unwrap();
             assert_eq!(inner, json!(width), "{path}");
+            // The page's own scripts ran under its Content-Security-Policy.
+            let htmx = b.execute("return typeof htmx", vec![]).await.unwrap();
+            assert_eq!(htmx, json!("object"), "{path}");
+            if *name == "execution" {
+                // Shown in the browser's zone by the page script, UTC on hover.
+                let local = b.find(Locator::Css("time[data-local]")).await.unwrap();
+                assert!(local.attr("title").await.unwrap().unwrap().ends_with(" UTC"), "{path}");
+            }
             if let Some(dir) = &shots {
                 std::fs::create_dir_all(dir).unwrap();
                 let png = b.screenshot().await.unwrap();

@@ -13,7 +13,7 @@ use crate::support::{Server, runbook};
 
 /// A one-worker server with gate `prod`, blocked while the returned file exists, for the
 /// reason written in it.
-async fn gated_server() -> (Server, std::path::PathBuf) {
+pub async fn gated_server() -> (Server, std::path::PathBuf) {
     gated_server_with(|_| {}).await
 }
 

@@ -78,7 +78,10 @@ async fn sessions_start_end_and_follow_their_token() {
     let resp = http.get(format!("{}/executions?window=all", srv.url)).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     assert_eq!(resp.headers()[LOCATION], "/login?next=%2Fexecutions%3Fwindow%3Dall");
-    let form = http.get(format!("{}/login", srv.url)).send().await.unwrap().text().await.unwrap();
+    let resp = http.get(format!("{}/login", srv.url)).send().await.unwrap();
+    let csp = resp.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    let form = resp.text().await.unwrap();
     assert!(form.contains("name=\"token\""), "{form}");
 
     // A wrong token: 401 with the form again, and an audit record.
@@ -341,5 +344,102 @@ async fn the_live_log_takes_over_where_the_page_ends() {
     assert!(stream.contains("event: status\ndata: succeeded"), "{stream}");
     let q = opsbook_store::LogQuery { execution_id: id.clone(), limit: 100, ..Default::default() };
     assert!(srv.store.logs(&q).await.unwrap().iter().any(|l| l.line == "line 30"));
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_gate_shows_why_and_an_admin_breaks_glass_from_the_page() {
+    let (srv, incident) = crate::gates::gated_server().await;
+    let admin = srv.token("root", &["admin"]).await;
+    let operator = srv.token("olga", &["operator"]).await;
+    std::fs::write(&incident, "database failover in progress").unwrap();
+    let book = runbook(
+        "deploy",
+        "1.0.0",
+        "  status: active\n",
+        "",
+        "    - id: health\n      gate: { use: prod, poll: 200ms, max_wait: 1h }\n    - id: ship\n      run: echo shipped\n",
+    );
+    assert!(srv.publish(&admin, &book).await.0.is_success());
+    let (_, sub) = srv.post("/api/v1/runbooks/deploy/executions", &operator, json!({})).await;
+    let id = sub["id"].as_str().unwrap().to_string();
+    srv.wait_for(&id, &admin, |d| d["status"] == "waiting").await;
+
+    let root = Page::sign_in(&srv, &admin).await;
+    let olga = Page::sign_in(&srv, &operator).await;
+    let (_, page) = root.get(&format!("/executions/{id}")).await;
+    assert!(page.contains("What blocks the gate") && page.contains("database failover in progress"), "{page}");
+    assert!(page.contains(&format!("action=\"/executions/{id}/override\"")), "{page}");
+    let (_, page) = olga.get(&format!("/executions/{id}")).await;
+    assert!(!page.contains("/override\""), "only an admin breaks glass: {page}");
+    let (_, gates) = olga.get("/gates").await;
+    assert!(gates.contains("/gates/prod/verdict") && gates.contains(&format!("/executions/{id}")), "{gates}");
+    let (status, verdict) = olga.get("/gates/prod/verdict").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(verdict.contains("blocked") && verdict.contains("database failover in progress"), "{verdict}");
+
+    let path = format!("/executions/{id}/override");
+    assert_eq!(olga.post(&path, &[("reason", "me too")]).await.status(), StatusCode::FORBIDDEN);
+    let blank = root.post(&path, &[("reason", "  ")]).await;
+    assert_eq!(blank.status(), StatusCode::BAD_REQUEST);
+    assert!(blank.text().await.unwrap().contains("an override needs a reason"));
+    let done = root.post(&path, &[("reason", "the failover is the fix")]).await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    let doc = srv.wait_for(&id, &admin, |d| d["status"] == "succeeded").await;
+    assert_eq!(doc["steps"][0]["outputs"]["overridden_by"], "root");
+    let audit = srv
+        .store
+        .audit(&opsbook_store::AuditFilter { action: Some("gate.override".into()), limit: 5, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(audit[0].details["reason"], "the failover is the fix");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_rollback_from_the_page_asks_for_the_secrets_it_needs() {
+    let srv = Server::start().await;
+    let admin = srv.token("root", &["admin"]).await;
+    let viewer = srv.token("vic", &["viewer"]).await;
+    let marker = srv.dir.path().join("made");
+    let book = runbook(
+        "undo",
+        "1.0.0",
+        "  status: active\n",
+        "    pw: { type: secret, required: true }\n",
+        &format!(
+            "    - id: make\n      run: touch {m}\n      rollback: {{ run: \"test {{{{ params.pw }}}} = hunter2 && rm {m}\" }}\n    - id: boom\n      run: exit 3\n",
+            m = marker.display()
+        ),
+    )
+    .replace("spec:\n", "spec:\n  on_failure: stop\n");
+    assert!(srv.publish(&admin, &book).await.0.is_success());
+    let (_, sub) = srv.post("/api/v1/runbooks/undo/executions", &admin, json!({ "params": { "pw": "hunter2" } })).await;
+    let id = sub["id"].as_str().unwrap().to_string();
+    assert_eq!(srv.settled(&id, &admin).await["status"], "failed");
+    assert!(marker.exists());
+
+    let vic = Page::sign_in(&srv, &viewer).await;
+    let (_, page) = vic.get(&format!("/executions/{id}")).await;
+    assert!(!page.contains("Roll back"), "{page}");
+    let path = format!("/executions/{id}/rollback");
+    assert_eq!(vic.post(&path, &[("secret.pw", "hunter2")]).await.status(), StatusCode::FORBIDDEN);
+
+    let root = Page::sign_in(&srv, &admin).await;
+    let (_, page) = root.get(&format!("/executions/{id}")).await;
+    assert!(page.contains("Roll back") && page.contains("name=\"secret.pw\" required"), "{page}");
+    let missing = root.post(&path, &[]).await;
+    assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
+    let text = missing.text().await.unwrap();
+    assert!(text.contains("is a secret and is never stored"), "{text}");
+    let wrong = root.post(&path, &[("secret.pw", "guess")]).await;
+    assert!(wrong.text().await.unwrap().contains("differs from the value the execution started with"));
+    assert!(marker.exists(), "nothing was done");
+    assert_eq!(root.post(&path, &[("secret.pw", "hunter2")]).await.status(), StatusCode::SEE_OTHER);
+    srv.wait_for(&id, &admin, |d| d["rollback"]["status"] == "succeeded").await;
+    assert!(!marker.exists(), "rolled back on the server");
+    let (_, page) = root.get(&format!("/executions/{id}")).await;
+    assert!(!page.contains("Roll back</button>"), "once only: {page}");
+    assert!(!page.contains("hunter2"));
     srv.stop().await;
 }
