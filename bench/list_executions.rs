@@ -8,6 +8,9 @@
 
 use std::time::Instant;
 
+#[path = "common/fill.rs"]
+mod fill;
+
 use opsbook_server::{Config, auth};
 use opsbook_store::ServerStore;
 
@@ -22,43 +25,19 @@ async fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("bench.db");
     let store = opsbook_store_sqlite::SqliteStore::open(&path).await.expect("database");
-    let fill = Instant::now();
     {
-        let mut db = rusqlite::Connection::open(&path).expect("open");
-        let tx = db.transaction().expect("tx");
-        tx.execute(
+        let db = rusqlite::Connection::open(&path).expect("open");
+        db.execute(
             "INSERT INTO runbook_versions (sha256, name, version, content, created_at) VALUES ('s', 'rb', '1.0.0', '', 0)",
             [],
         )
         .expect("runbook");
-        {
-            let mut stmt = tx
-                .prepare(
-                    "INSERT INTO executions (id, runbook_name, runbook_version, runbook_sha256, base_dir, status, actor, \
-                     params, secret_digests, created_at, started_at, finished_at) \
-                     VALUES (?, ?, '1.0.0', 's', '.', ?, ?, '{}', '{}', ?, ?, ?)",
-                )
-                .expect("prepare");
-            let statuses = ["succeeded", "succeeded", "succeeded", "failed", "cancelled", "waiting", "interrupted"];
-            let year_ms = 365 * 86_400_000i64;
-            let start = opsbook_store::now_ms() - year_ms;
-            for i in 0..rows {
-                let t = start + i * (year_ms / rows.max(1));
-                stmt.execute(rusqlite::params![
-                    format!("{t:013}{i:07}"),
-                    format!("runbook-{}", i % 50),
-                    statuses[(i % 7) as usize],
-                    format!("user-{}", i % 20),
-                    t,
-                    t,
-                    t + 1000
-                ])
-                .expect("insert");
-            }
-        }
-        tx.commit().expect("commit");
     }
-    let filled = fill.elapsed();
+    let statuses = ["succeeded", "succeeded", "succeeded", "failed", "cancelled", "waiting", "interrupted"];
+    let filled = fill::executions(
+        &path,
+        &fill::Fill { rows, runbooks: 50, statuses: &statuses, sha: &|_| "s".to_string(), params: "{}" },
+    );
     let config = Config { workers: 1, metrics_listen: String::new(), ..Config::default() };
     let state = opsbook_server::state(store.clone(), config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listen");

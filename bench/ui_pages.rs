@@ -10,6 +10,9 @@
 
 use std::time::Instant;
 
+#[path = "common/fill.rs"]
+mod fill;
+
 use opsbook_server::{Config, auth};
 use opsbook_store::ServerStore;
 
@@ -79,39 +82,17 @@ async fn main() {
         let doc: serde_json::Value = resp.json().await.expect("json");
         waiting.push(doc["id"].as_str().expect("queued").to_string());
     }
-    let fill = Instant::now();
-    {
-        let mut db = rusqlite::Connection::open(&path).expect("open");
-        let tx = db.transaction().expect("tx");
-        {
-            let mut stmt = tx
-                .prepare(
-                    "INSERT INTO executions (id, runbook_name, runbook_version, runbook_sha256, base_dir, status, actor, \
-                     params, secret_digests, created_at, started_at, finished_at) \
-                     VALUES (?, ?, '1.0.0', ?, '.', ?, ?, '{\"app\":\"web\",\"env\":\"staging\"}', '{}', ?, ?, ?)",
-                )
-                .expect("prepare");
-            let statuses = ["succeeded", "succeeded", "succeeded", "succeeded", "failed", "cancelled"];
-            let year_ms = 365 * 86_400_000i64;
-            let start = opsbook_store::now_ms() - year_ms - 60_000;
-            for i in 0..rows {
-                let t = start + i * (year_ms / rows.max(1));
-                stmt.execute(rusqlite::params![
-                    format!("{t:013}{i:07}"),
-                    format!("runbook-{}", i % RUNBOOKS),
-                    shas[(i % RUNBOOKS) as usize],
-                    statuses[(i % 6) as usize],
-                    format!("user-{}", i % 20),
-                    t,
-                    t,
-                    t + 1000 + (i % 97) * 100
-                ])
-                .expect("insert");
-            }
-        }
-        tx.commit().expect("commit");
-    }
-    let filled = fill.elapsed();
+    let statuses = ["succeeded", "succeeded", "succeeded", "succeeded", "failed", "cancelled"];
+    let filled = fill::executions(
+        &path,
+        &fill::Fill {
+            rows,
+            runbooks: RUNBOOKS,
+            statuses: &statuses,
+            sha: &|n| shas[n as usize].clone(),
+            params: "{\"app\":\"web\",\"env\":\"staging\"}",
+        },
+    );
 
     // Sign in as a browser does.
     let resp = http.post(format!("{url}/login")).form(&[("token", admin.secret.as_str())]).send().await.expect("login");

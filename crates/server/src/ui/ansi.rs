@@ -120,20 +120,18 @@ pub fn to_html(line: &str) -> String {
     let mut out = String::with_capacity(line.len() + 16);
     let mut pen = Pen::default();
     let mut open = false;
+    // Text between sequences, escaped as a whole when a sequence (or the end) comes.
+    let mut text = String::new();
     let mut chars = line.chars().peekable();
     while let Some(c) = chars.next() {
         if c != '\x1b' {
-            match c {
-                '&' => out.push_str("&amp;"),
-                '<' => out.push_str("&lt;"),
-                '>' => out.push_str("&gt;"),
-                '"' => out.push_str("&quot;"),
-                '\'' => out.push_str("&#39;"),
-                c if c.is_control() && c != '\t' => {}
-                c => out.push(c),
+            if !c.is_control() || c == '\t' {
+                text.push(c);
             }
             continue;
         }
+        out.push_str(&super::escape(&text));
+        text.clear();
         match chars.peek() {
             Some('[') => {
                 chars.next();
@@ -182,6 +180,7 @@ pub fn to_html(line: &str) -> String {
             None => {}
         }
     }
+    out.push_str(&super::escape(&text));
     if open {
         out.push_str("</span>");
     }
