@@ -236,7 +236,8 @@ const GATE_POLLS: usize = 16;
 
 /// Every second: mark executions whose runner died as interrupted; requeue waiting
 /// executions whose approval deadline passed (so they fail as timed out); and poll the
-/// gates of those whose gate poll is due, on the gate pool. On shutdown, polls under way
+/// gates of those whose gate poll is due, on the gate pool. Every minute or so: sweep old
+/// working directories and forget old web sessions. On shutdown, polls under way
 /// get the shutdown grace period to finish.
 pub fn spawn_reaper(state: &AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
     let state = state.clone();
@@ -253,6 +254,10 @@ pub fn spawn_reaper(state: &AppState, mut stop: watch::Receiver<bool>) -> JoinHa
             if now_ms() - swept_at >= sweep_every {
                 swept_at = now_ms();
                 sweep_workdirs(&state).await;
+                // Web sessions a day past their end are forgotten (any node may do it).
+                if let Err(e) = state.store.prune_sessions(now_ms() - 86_400_000).await {
+                    tracing::warn!(%e, "cannot prune old web sessions");
+                }
             }
             if let Err(e) = state.engine.recover().await {
                 tracing::error!(%e, "recovery failed");

@@ -240,6 +240,7 @@ pub async fn page(State(st): State<AppState>, web: Web, Path(id): Path<String>) 
         .as_object()
         .map(|m| {
             m.iter()
+                .filter(|(_, v)| !v.is_null())
                 .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
                 .collect()
         })

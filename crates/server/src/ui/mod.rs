@@ -185,7 +185,13 @@ impl FromRequestParts<AppState> for Web {
         let to_login = || {
             let next = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
             let next: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
-            Redirect::to(&format!("/login?next={next}")).into_response()
+            let login = format!("/login?next={next}");
+            if parts.headers.contains_key("hx-request") {
+                // A fragment's request: the whole page goes to sign in, not the fragment.
+                let to = HeaderValue::from_str(&login).unwrap_or(HeaderValue::from_static("/login"));
+                return (StatusCode::UNAUTHORIZED, [("hx-redirect", to)]).into_response();
+            }
+            Redirect::to(&login).into_response()
         };
         let Some(cookie) = crate::auth::cookie(&parts.headers, crate::auth::SESSION_COOKIE) else {
             return Err(to_login());

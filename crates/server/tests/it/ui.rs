@@ -78,6 +78,10 @@ async fn sessions_start_end_and_follow_their_token() {
     let resp = http.get(format!("{}/executions?window=all", srv.url)).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     assert_eq!(resp.headers()[LOCATION], "/login?next=%2Fexecutions%3Fwindow%3Dall");
+    // A fragment asked for by htmx: the whole page goes to sign in.
+    let resp = http.get(format!("{}/gates/prod/verdict", srv.url)).header("hx-request", "true").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(resp.headers()["hx-redirect"], "/login?next=%2Fgates%2Fprod%2Fverdict");
     let resp = http.get(format!("{}/login", srv.url)).send().await.unwrap();
     let csp = resp.headers()["content-security-policy"].to_str().unwrap().to_string();
     assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
