@@ -55,6 +55,14 @@ pub struct Config {
     pub auth_failures_per_minute: u32,
     /// How long a web UI sign-in lasts (it also ends with sign-out and with its token).
     pub session_ttl: String,
+    /// File of the keys that seal secret parameters in the database (64 hex digits per
+    /// line, the first seals); `OPSBOOK_SECRET_KEY` wins. Default: `opsbook-secret.key`
+    /// beside the SQLite database, made on first start.
+    pub secret_key_file: Option<PathBuf>,
+    /// The keys' text, as read from `OPSBOOK_SECRET_KEY` or the file (none: a key for
+    /// this process only, and secrets do not outlive it).
+    #[serde(skip)]
+    pub secret_keys: Option<String>,
     /// The gates read from `gates_file`.
     #[serde(skip)]
     pub gates: std::collections::BTreeMap<String, opsbook_core::gate::GateDef>,
@@ -84,6 +92,8 @@ impl Default for Config {
             auth_failures_per_minute: crate::limits::FAILURES_PER_MINUTE,
             step_parent_death_signal: false,
             session_ttl: "12h".into(),
+            secret_key_file: None,
+            secret_keys: None,
             gates: Default::default(),
         }
     }
@@ -132,6 +142,12 @@ lease = "30s"
 # How long a web UI sign-in lasts. Signing out, or revoking the token signed in with,
 # ends it sooner. The cookie is Secure when public_url is https.
 session_ttl = "12h"
+
+# The keys that seal secret parameters in the database while their execution runs
+# (AES-256-GCM): a file of 64 hex digits per line, the first sealing, the others only
+# opening (for rotation). OPSBOOK_SECRET_KEY (keys comma-separated) wins. Default:
+# opsbook-secret.key beside the SQLite database, made on first start (mode 0600).
+# secret_key_file = "/etc/opsbook/secret.key"
 
 # Policies narrow who may run what (admins always may). A policy covers runbooks whose
 # name matches one of `names` (* is a wildcard) and that carry one of `tags` (an empty

@@ -19,6 +19,7 @@ pub mod scheduler;
 pub mod service;
 pub mod state;
 mod ui;
+pub mod vault;
 mod worker;
 
 use std::collections::HashMap;
@@ -57,11 +58,19 @@ pub fn state(store: impl Into<Db>, config: Config) -> AppState {
         },
     };
     let auth_failures = Arc::new(limits::AuthFailures::new(config.auth_failures_per_minute));
+    // Checked where they are read (`opsbook serve`): a broken key text here is a bug.
+    let keys = match config.secret_keys.as_deref() {
+        Some(text) => vault::Keys::parse(text).expect("secret keys checked when read"),
+        None => {
+            tracing::warn!("no secret key configured: secret parameters will not outlive this process");
+            vault::Keys::parse(&vault::new_key_text()).expect("a new key parses")
+        }
+    };
     AppState {
         engine: Engine::new(store.clone(), engine_config),
         store,
         config: Arc::new(config),
-        secrets: Arc::new(Mutex::new(HashMap::new())),
+        keys: Arc::new(keys),
         running: Arc::new(Mutex::new(HashMap::new())),
         wake: Arc::new(Notify::new()),
         notify,

@@ -74,12 +74,19 @@ pub async fn enqueue(
         // Its files are written out there when a worker takes it (see `worker::prepare`).
         exec.base_dir = crate::worker::execution_dir(&st.config.workdir, &exec.id).to_string_lossy().into_owned();
     }
+    // Sealed in the store before the execution is, so no worker finds it without them.
     if !secrets.is_empty() {
-        st.secrets.lock().unwrap_or_else(|p| p.into_inner()).insert(exec.id.clone(), secrets);
+        crate::vault::put(st, &exec.id, &secrets).await?;
     }
-    let id = st.store.create_execution_once(&exec, &steps, key).await?;
+    let id = match st.store.create_execution_once(&exec, &steps, key).await {
+        Ok(id) => id,
+        Err(e) => {
+            crate::vault::remove(st, &exec.id).await;
+            return Err(e.into());
+        }
+    };
     if id != exec.id {
-        st.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(&exec.id);
+        crate::vault::remove(st, &exec.id).await;
         return Ok((id, true, version, masked));
     }
     st.wake.notify_one();
@@ -264,7 +271,7 @@ pub async fn cancel(st: &AppState, ctx: &Ctx, id: &str) -> ApiResult<opsbook_api
             exec.finished_at = Some(now_ms());
             exec.error = Some(format!("cancelled by {} before it started", ctx.principal.user));
             st.store.update_execution(&exec).await?;
-            st.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(&exec.id);
+            crate::vault::remove(st, &exec.id).await;
         }
         ExecStatus::Waiting => {
             // Recorded first: a gate poll holding the execution sees it and cancels.
@@ -346,14 +353,7 @@ pub async fn resume(
     st.audit(ctx.user(), &format!("execution.{action}"), &exec.id, &ctx.request_id, details).await;
     // In the vault, where the runner (and later runs of it, after an approval or a gate)
     // finds them: exactly the ones supplied now.
-    {
-        let mut vault = st.secrets.lock().unwrap_or_else(|p| p.into_inner());
-        if secrets.is_empty() {
-            vault.remove(&exec.id);
-        } else {
-            vault.insert(exec.id.clone(), secrets);
-        }
-    }
+    crate::vault::put(st, &exec.id, &secrets).await?;
     let kind = if rollback { crate::worker::RunKind::Rollback } else { crate::worker::RunKind::Resume };
     crate::worker::spawn_carry_on(st, exec.id.clone(), exec.runbook_name.clone(), kind);
     Ok(opsbook_api::Resumed { id: exec.id, action: action.into() })

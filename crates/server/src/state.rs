@@ -1,10 +1,9 @@
 //! What every handler and worker shares.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::http::HeaderMap;
-use opsbook_core::Input;
 use opsbook_engine::{CancelHandle, Engine};
 use opsbook_store::{NewAudit, ServerStore};
 use tokio::sync::Notify;
@@ -19,9 +18,9 @@ pub struct AppState {
     pub store: Db,
     pub engine: Engine<Db>,
     pub config: Arc<Config>,
-    /// Secret parameter values of executions not yet finished: kept in memory only,
-    /// never stored (a restart loses them; such executions then fail and say why).
-    pub secrets: Arc<Mutex<HashMap<String, BTreeMap<String, Input>>>>,
+    /// The keys that seal the secret parameters of unfinished executions in the store
+    /// (`vault`).
+    pub keys: Arc<crate::vault::Keys>,
     /// Cancel handles of the executions running in this process.
     pub running: Arc<Mutex<HashMap<String, CancelHandle>>>,
     /// Wakes idle workers when something is queued.
@@ -88,9 +87,5 @@ impl AppState {
         let n = self.store.count_queued().await?;
         *self.queue_count.lock().unwrap_or_else(|p| p.into_inner()) = (now, n + 1);
         Ok(n)
-    }
-
-    pub fn secrets_of(&self, id: &str) -> BTreeMap<String, Input> {
-        self.secrets.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned().unwrap_or_default()
     }
 }

@@ -93,7 +93,7 @@ async fn fail(state: &AppState, id: &str, why: String) {
     if let Err(e) = state.engine.fail(id, why).await {
         tracing::error!(%e, id, "cannot record that the execution failed");
     }
-    state.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    crate::vault::remove(state, id).await;
 }
 
 /// Where an execution of a version published with files runs: `executions/ID` under
@@ -177,10 +177,17 @@ async fn run_one(state: &AppState, id: &str, runbook: &str, kind: RunKind) {
         fail(state, id, format!("cannot prepare the execution: {why}")).await;
         return;
     }
+    let secrets = match crate::vault::get(state, id).await {
+        Ok(secrets) => secrets,
+        Err(why) => {
+            tracing::warn!(id, %why, "execution could not run");
+            fail(state, id, format!("cannot run: {why}")).await;
+            return;
+        }
+    };
     let gate_poll = kind == RunKind::GatePoll;
     let (handle, cancel) = cancel_pair();
     state.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), handle.clone());
-    let secrets = state.secrets_of(id);
     let notifier = crate::notify::Notifier::new(id, runbook, state.notify.clone());
     let hooks = Hooks { observer: &notifier, prompt: None, cancel, cancel_handle: handle };
     let result = match kind {
@@ -206,7 +213,9 @@ async fn run_one(state: &AppState, id: &str, runbook: &str, kind: RunKind) {
         // The gate cleared: a worker goes on from here.
         Ok(outcome) if outcome.status == ExecStatus::Queued => state.wake.notify_one(),
         Ok(outcome) => {
-            state.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+            if outcome.status.is_terminal() {
+                crate::vault::remove(state, id).await;
+            }
             tidy(state, id, outcome.status);
         }
         // A resume or rollback refused after all (it changed since the caller checked
@@ -254,9 +263,13 @@ pub fn spawn_reaper(state: &AppState, mut stop: watch::Receiver<bool>) -> JoinHa
             if now_ms() - swept_at >= sweep_every {
                 swept_at = now_ms();
                 sweep_workdirs(&state).await;
-                // Web sessions a day past their end are forgotten (any node may do it).
+                // Web sessions a day past their end are forgotten (any node may do it), and
+                // the secrets of executions that ended (should deleting them have failed).
                 if let Err(e) = state.store.prune_sessions(now_ms() - 86_400_000).await {
                     tracing::warn!(%e, "cannot prune old web sessions");
+                }
+                if let Err(e) = state.store.prune_secrets(now_ms() - 60_000).await {
+                    tracing::warn!(%e, "cannot prune the secrets of ended executions");
                 }
             }
             if let Err(e) = state.engine.recover().await {

@@ -132,6 +132,10 @@ impl ServerStore for AnyStore {
         fn token_used(&self, id: &str, at: i64) -> Result<()>;
         fn tokens(&self) -> Result<Vec<Token>>;
         fn revoke_token(&self, id: &str) -> Result<()>;
+        fn put_secrets(&self, s: &SealedSecrets) -> Result<()>;
+        fn sealed_secrets(&self, execution_id: &str) -> Result<Option<SealedSecrets>>;
+        fn delete_secrets(&self, execution_id: &str) -> Result<()>;
+        fn prune_secrets(&self, before: i64) -> Result<u64>;
         fn create_session(&self, s: &WebSession) -> Result<()>;
         fn session(&self, hash: &str) -> Result<Option<WebSession>>;
         fn end_session(&self, hash: &str, at: i64) -> Result<()>;

@@ -42,6 +42,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../migrations/sqlite/0009_bundles.sql")),
     (10, include_str!("../migrations/sqlite/0010_web_sessions.sql")),
     (11, include_str!("../migrations/sqlite/0011_runbook_status_index.sql")),
+    (12, include_str!("../migrations/sqlite/0012_execution_secrets.sql")),
 ];
 
 #[derive(Clone)]

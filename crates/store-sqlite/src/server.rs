@@ -5,8 +5,8 @@ use rusqlite::{OptionalExtension, Row, ToSql, TransactionBehavior, params, param
 
 use opsbook_store::{
     AnalyticsRow, AuditFilter, AuditRecord, Error, Execution, LifecycleEvent, NewAudit, NotificationAttempt, Publish,
-    Published, PublishedVersion, RegistryEntry, Result, RunbookQuery, ScheduleRecord, ServerStore, StepRecord, Token,
-    WaitKind, WebSession, audit_hash, now_ms,
+    Published, PublishedVersion, RegistryEntry, Result, RunbookQuery, ScheduleRecord, SealedSecrets, ServerStore,
+    StepRecord, Token, WaitKind, WebSession, audit_hash, now_ms,
 };
 
 use crate::rows::{EXECUTION_COLUMNS, collect, execution_from, insert_execution, json_text, parse_json};
@@ -461,6 +461,56 @@ impl ServerStore for SqliteStore {
             return Err(Error::NotFound(format!("token `{id}`")));
         }
         Ok(())
+    }
+
+    async fn put_secrets(&self, s: &SealedSecrets) -> Result<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO execution_secrets (execution_id, key_id, nonce, ciphertext, created_at) \
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (execution_id) DO UPDATE SET key_id = excluded.key_id, \
+                 nonce = excluded.nonce, ciphertext = excluded.ciphertext, created_at = excluded.created_at",
+                params![s.execution_id, s.key_id, s.nonce, s.ciphertext, s.created_at],
+            )
+            .db()?;
+        Ok(())
+    }
+
+    async fn sealed_secrets(&self, execution_id: &str) -> Result<Option<SealedSecrets>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT execution_id, key_id, nonce, ciphertext, created_at FROM execution_secrets \
+                 WHERE execution_id = ?",
+            )
+            .db()?;
+        let found = collect(&mut stmt, params![execution_id], |row| {
+            Ok(SealedSecrets {
+                execution_id: row.get(0).db()?,
+                key_id: row.get(1).db()?,
+                nonce: row.get(2).db()?,
+                ciphertext: row.get(3).db()?,
+                created_at: row.get(4).db()?,
+            })
+        })?;
+        Ok(found.into_iter().next())
+    }
+
+    async fn delete_secrets(&self, execution_id: &str) -> Result<()> {
+        self.conn().execute("DELETE FROM execution_secrets WHERE execution_id = ?", params![execution_id]).db()?;
+        Ok(())
+    }
+
+    async fn prune_secrets(&self, before: i64) -> Result<u64> {
+        let ended = [ExecStatus::Succeeded, ExecStatus::Failed, ExecStatus::Cancelled];
+        let n = self
+            .conn()
+            .execute(
+                "DELETE FROM execution_secrets WHERE created_at < ?1 AND execution_id NOT IN \
+                 (SELECT id FROM executions WHERE status NOT IN (?2, ?3, ?4))",
+                params![before, ended[0].as_str(), ended[1].as_str(), ended[2].as_str()],
+            )
+            .db()?;
+        Ok(n as u64)
     }
 
     async fn create_session(&self, s: &WebSession) -> Result<()> {

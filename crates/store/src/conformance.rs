@@ -14,8 +14,8 @@ use opsbook_core::{ExecStatus, StepStatus};
 
 use crate::{
     Approval, Attempt, AuditFilter, Execution, ExecutionFilter, LifecycleEvent, LogLine, LogQuery, NewAudit, Phase,
-    Publish, Published, RegistryEntry, RunbookQuery, RunbookVersion, ScheduleRecord, ServerStore, StepRecord, Stream,
-    Token, WaitKind, WebSession,
+    Publish, Published, RegistryEntry, RunbookQuery, RunbookVersion, ScheduleRecord, SealedSecrets, ServerStore,
+    StepRecord, Stream, Token, WaitKind, WebSession,
 };
 
 /// Edits a backend's audit trail directly, as an attacker with database access would.
@@ -386,6 +386,32 @@ async fn tokens_and_schedules<S: ServerStore>(s: S) {
     assert_eq!(s.prune_sessions(60).await.unwrap(), 1, "only the expired one");
     assert_eq!(s.session("h1").await.unwrap(), None);
     assert!(s.session("h2").await.unwrap().is_some());
+
+    // Sealed secrets: kept, replaced, deleted; pruned once their execution ended.
+    runbook_text(&s).await;
+    let running = execution("e-running", "demo", ExecStatus::Running, 1);
+    let done = execution("e-done", "demo", ExecStatus::Succeeded, 2);
+    s.create_execution(&running, &[]).await.unwrap();
+    s.create_execution(&done, &[]).await.unwrap();
+    let sealed = |id: &str, key: &str| SealedSecrets {
+        execution_id: id.into(),
+        key_id: key.into(),
+        nonce: vec![1; 12],
+        ciphertext: vec![0, 255, 7],
+        created_at: 10,
+    };
+    s.put_secrets(&sealed("e-running", "k1")).await.unwrap();
+    s.put_secrets(&sealed("e-running", "k2")).await.unwrap();
+    assert_eq!(s.sealed_secrets("e-running").await.unwrap(), Some(sealed("e-running", "k2")), "replaced");
+    s.put_secrets(&sealed("e-done", "k1")).await.unwrap();
+    s.put_secrets(&sealed("e-gone", "k1")).await.unwrap();
+    s.put_secrets(&SealedSecrets { created_at: 100, ..sealed("e-new", "k1") }).await.unwrap();
+    assert_eq!(s.prune_secrets(50).await.unwrap(), 2, "the ended one and the one with no execution");
+    assert!(s.sealed_secrets("e-done").await.unwrap().is_none());
+    assert!(s.sealed_secrets("e-running").await.unwrap().is_some());
+    assert!(s.sealed_secrets("e-new").await.unwrap().is_some(), "too new to judge");
+    s.delete_secrets("e-running").await.unwrap();
+    assert!(s.sealed_secrets("e-running").await.unwrap().is_none());
     s.token_used("tok1", 9).await.unwrap();
     assert_eq!(s.tokens().await.unwrap()[0].last_used_at, Some(9));
     s.revoke_token("tok1").await.unwrap();

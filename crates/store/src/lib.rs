@@ -210,6 +210,15 @@ pub trait ServerStore: Store {
     fn tokens(&self) -> impl Future<Output = Result<Vec<Token>>> + Send;
     fn revoke_token(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
 
+    /// Keeps (or replaces) an execution's sealed secrets.
+    fn put_secrets(&self, s: &SealedSecrets) -> impl Future<Output = Result<()>> + Send;
+    fn sealed_secrets(&self, execution_id: &str) -> impl Future<Output = Result<Option<SealedSecrets>>> + Send;
+    fn delete_secrets(&self, execution_id: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Deletes the secrets of executions that ended (succeeded, failed, cancelled) or
+    /// do not exist, keeping those created after `before` (one being queued right now);
+    /// returns how many went.
+    fn prune_secrets(&self, before: i64) -> impl Future<Output = Result<u64>> + Send;
+
     fn create_session(&self, s: &WebSession) -> impl Future<Output = Result<()>> + Send;
     /// The session whose cookie hashes to `hash`, ended or not (the caller checks).
     fn session(&self, hash: &str) -> impl Future<Output = Result<Option<WebSession>>> + Send;

@@ -352,6 +352,18 @@ pub struct Token {
     pub last_used_at: Option<i64>,
 }
 
+/// The secret parameters of an unfinished execution, sealed (AES-256-GCM) by the
+/// server: the store never sees them in the clear, nor the key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SealedSecrets {
+    pub execution_id: String,
+    /// Which key sealed them (a digest of it), so a rotated key can still open them.
+    pub key_id: String,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+    pub created_at: i64,
+}
+
 /// A browser session: the cookie's SHA-256 (never the cookie), the token it was signed
 /// in with (revoking that token ends it), and its server-side expiry.
 #[derive(Debug, Clone, PartialEq)]

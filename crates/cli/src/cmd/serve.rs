@@ -65,6 +65,7 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
         }
         (None, None) => super::resolve_db(None)?.url,
     };
+    config.secret_keys = Some(secret_keys(&config, &url)?);
     let store = super::open_store(&url).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen).await.map_err(|e| {
         usage(format!(
@@ -112,4 +113,52 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
     };
     opsbook_server::serve(state, listener, metrics, shutdown).await?;
     Ok(EXIT_OK)
+}
+
+/// The keys that seal secret parameters: `OPSBOOK_SECRET_KEY`, else `secret_key_file`,
+/// else `opsbook-secret.key` beside the SQLite database, made (0600) when missing.
+fn secret_keys(config: &Config, url: &opsbook_store::DatabaseUrl) -> Result<String> {
+    let check = |text: String, whence: &str| {
+        opsbook_server::vault::Keys::parse(&text).map_err(|e| usage(format!("{whence}: {e}")))?;
+        Ok(text)
+    };
+    if let Ok(text) = std::env::var("OPSBOOK_SECRET_KEY") {
+        return check(text, "OPSBOOK_SECRET_KEY");
+    }
+    let path = match (&config.secret_key_file, url) {
+        (Some(path), _) => path.clone(),
+        (None, opsbook_store::DatabaseUrl::Sqlite(db)) => db.with_file_name("opsbook-secret.key"),
+        (None, _) => {
+            return Err(usage(
+                "set OPSBOOK_SECRET_KEY or secret_key_file: every node of a shared database needs the same key",
+            ));
+        }
+    };
+    if config.secret_key_file.is_none() && !path.exists() {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let text = format!(
+            "# opsbook: the key that seals secret parameters in {} (keep it apart from its backups)\n{}\n",
+            url_path(url),
+            opsbook_server::vault::new_key_text()
+        );
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| usage(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| usage(format!("cannot create the secret key file {}: {e}", path.display())))?;
+        f.write_all(text.as_bytes())?;
+        eprintln!("made a secret key for this server's database: {}", path.display());
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| usage(format!("cannot read the secret key file {}: {e}", path.display())))?;
+    check(text, &path.display().to_string())
+}
+
+fn url_path(url: &opsbook_store::DatabaseUrl) -> String {
+    opsbook_store_any::AnyStore::describe(url)
 }

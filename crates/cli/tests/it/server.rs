@@ -334,6 +334,34 @@ fn a_taken_metrics_port_names_the_flag() {
     assert!(o.stderr.contains("--metrics-listen ADDR") && o.stderr.contains("--metrics-listen \"\""), "{o:?}");
 }
 
+/// The server seals secret parameters with a key kept beside its database (made, 0600,
+/// on the first start) unless OPSBOOK_SECRET_KEY or secret_key_file names one.
+#[test]
+fn serve_keeps_its_secret_key_beside_the_database() {
+    let env = Env::new();
+    let args = ["serve", "--listen", "127.0.0.1:0", "--metrics-listen", ""];
+    let bad = out(env.cmd(&args).env("OPSBOOK_SECRET_KEY", "abc").output().unwrap());
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(bad.stderr.contains("OPSBOOK_SECRET_KEY: key 1: expected 64 hex digits"), "{bad:?}");
+    let key = env.db.with_file_name("opsbook-secret.key");
+    assert!(!key.exists(), "nothing made when the key given is wrong");
+    let srv = serve(&env);
+    drop(srv);
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let text = std::fs::read_to_string(&key).unwrap();
+    let first = text.lines().find(|l| !l.starts_with('#')).unwrap().to_string();
+    assert_eq!(first.len(), 64);
+    // The next start keeps it.
+    drop(serve(&env));
+    assert!(std::fs::read_to_string(&key).unwrap().contains(&first));
+    env.write("bad.key", "not a key\n");
+    env.write("opsbook.toml", &format!("secret_key_file = \"{}\"\n", env.path("bad.key").display()));
+    let o = out(env.cmd(&args).arg("--config").arg(env.path("opsbook.toml")).output().unwrap());
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(o.stderr.contains("bad.key: key 1: expected 64 hex digits"), "{o:?}");
+}
+
 /// `push` sends the files beside each runbook (its bundle), so scripts run on the server
 /// as they do locally: the README's example deploys through a server, and runbooks that
 /// share a directory do not change each other's versions.

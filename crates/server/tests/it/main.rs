@@ -10,5 +10,6 @@ mod gates;
 mod notify;
 mod restart;
 mod schedules;
+mod secrets;
 mod support;
 mod ui;

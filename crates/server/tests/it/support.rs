@@ -8,6 +8,9 @@ use opsbook_store_sqlite::SqliteStore;
 use reqwest::StatusCode;
 use serde_json::Value;
 
+/// The secret key of test servers (64 hex digits).
+pub const TEST_KEY: &str = "5e0c2f8a1b3d4c6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6";
+
 pub struct Server {
     pub url: String,
     pub metrics_url: String,
@@ -36,6 +39,8 @@ impl Server {
             workdir: dir.path().to_path_buf(),
             shutdown_grace: "5s".into(),
             kill_grace: "1s".into(),
+            // One key for every test server, so a restarted one opens what it sealed.
+            secret_keys: Some(TEST_KEY.into()),
             ..Config::default()
         };
         change(&mut config);
