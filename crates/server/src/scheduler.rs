@@ -63,8 +63,12 @@ pub async fn tick(state: &AppState, now: i64) -> Vec<(String, String)> {
                 roles: vec!["operator".into(), "admin".into()],
                 token_id: String::new(),
             };
-            match crate::service::enqueue(state, &s.runbook, None, inputs, &who, None).await {
-                Ok((id, _, version, masked)) => {
+            // One execution per (schedule, fire time), however many servers see it due:
+            // the fire is the idempotency key of the schedule's own actor.
+            let fire = format!("fire:{due_at}");
+            match crate::service::enqueue(state, &s.runbook, None, inputs, &who, Some(&fire)).await {
+                Ok((id, true, _, _)) => format!("started {id} (by another server)"),
+                Ok((id, false, version, masked)) => {
                     state
                         .audit(
                             &actor,

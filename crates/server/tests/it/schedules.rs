@@ -249,3 +249,44 @@ async fn a_schedule_is_its_creators_request() {
     assert!(ran[0].1.starts_with("not started: ann created this schedule and has no valid token"), "{ran:?}");
     s.stop().await;
 }
+
+/// Two servers on one database see the same schedule due at the same moment: one
+/// execution for that fire, not two (the fire is the run's idempotency key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fire_starts_one_execution_however_many_servers_see_it() {
+    let s = Server::start().await;
+    let op = s.token("olga", &["operator", "author"]).await;
+    s.publish(&op, &runbook("slow", "1.0.0", "", "", "    - id: a\n      run: sleep 0.2\n")).await;
+    let (_, sched) =
+        s.post("/api/v1/schedules", &op, json!({ "runbook": "slow", "cron": "0 4 * * *", "overlap": "queue" })).await;
+    let due = sched["next_run_at"].as_i64().unwrap();
+    // A second server (its own connection and state) on the same database file.
+    let other_store = opsbook_store_sqlite::SqliteStore::open(&s.dir.path().join("opsbook.db")).await.unwrap();
+    let config = opsbook_server::Config { secret_keys: Some(crate::support::TEST_KEY.into()), ..Default::default() };
+    let other = opsbook_server::state(other_store, config);
+    let a = tick(&s.state, due).await;
+    assert!(a[0].1.starts_with("started "), "{a:?}");
+    // The other server read the schedule as due before the first recorded the run.
+    let id = sched["id"].as_str().unwrap();
+    s.store.schedule_ran(id, due, Some(due), "as the other server saw it").await.unwrap();
+    let b = tick(&other, due).await;
+    assert_eq!(b[0].1, format!("{} (by another server)", a[0].1), "{b:?}");
+    let runs = s
+        .store
+        .executions(&ExecutionFilter { runbook: Some("slow".into()), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 1, "one execution for the fire: {a:?} {b:?}");
+    let submits = s
+        .store
+        .audit(&opsbook_store::AuditFilter {
+            action: Some("execution.submit".into()),
+            target: Some(runs[0].id.clone()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(submits.len(), 1, "audited once");
+    s.stop().await;
+}
