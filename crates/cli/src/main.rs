@@ -91,6 +91,8 @@ pub enum Command {
     Cancel(cmd::cancel::Args),
     /// Run the server: HTTP API, workers, access control
     Serve(cmd::serve::Args),
+    /// Run executions queued on the server's database, without HTTP (beside API nodes)
+    Worker(cmd::serve::WorkerArgs),
     /// Publish runbook files to the server (nothing is published unless all can be)
     Push(cmd::push::Args),
     /// Check and keep a token for a server
@@ -146,7 +148,7 @@ fn main() -> ExitCode {
     quiet_on_broken_pipe();
     let cli = Cli::parse();
     // The server wants every core; a local run is sequential and starts faster on one thread.
-    let runtime = if matches!(cli.command, Command::Serve(_)) {
+    let runtime = if matches!(cli.command, Command::Serve(_) | Command::Worker(_)) {
         tokio::runtime::Builder::new_multi_thread().enable_all().build()
     } else {
         tokio::runtime::Builder::new_current_thread().enable_all().build()

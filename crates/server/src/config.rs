@@ -118,6 +118,7 @@ metrics_listen = "127.0.0.1:9464"
 # database_url = "sqlite:///var/lib/opsbook/opsbook.db"
 
 # Executions this server runs at once. Waiting executions (approvals) hold no worker.
+# 0: an API node only, beside `opsbook worker` processes on the same database.
 workers = 4
 
 # Directory that runbook `workdir`s (and their scripts) are relative to. An execution of
@@ -277,8 +278,8 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), String> {
-        if self.workers == 0 || self.workers > 256 {
-            return Err(format!("workers must be between 1 and 256, not {}", self.workers));
+        if self.workers > 256 {
+            return Err(format!("workers must be between 0 (an API node only) and 256, not {}", self.workers));
         }
         if self.max_connections == 0 || self.max_queued == 0 || self.max_bundle_bytes == 0 {
             return Err("max_connections, max_queued and max_bundle_bytes must be at least 1".into());

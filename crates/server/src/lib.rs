@@ -159,9 +159,50 @@ async fn still_used(
     Err(format!("the edited gates file removes gates still in use: {}{more}", shown.join("; ")))
 }
 
-/// Serves the API on `listener` with the worker pool until `shutdown` resolves; then
-/// stops claiming, lets running executions finish within the grace period, and marks
-/// the rest interrupted.
+/// What runs behind the API: the worker pool, the reaper, the scheduler and the gates
+/// file watch. Any number of processes may run it on one database: claims, recovery
+/// and schedule fires are decided in the store.
+struct Background {
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    reaper: tokio::task::JoinHandle<()>,
+    scheduler: tokio::task::JoinHandle<()>,
+    gates_watch: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Background {
+    fn start(state: &AppState, stop_rx: &watch::Receiver<bool>) -> Background {
+        Background {
+            workers: worker::spawn(state, state.config.workers, stop_rx.clone()),
+            reaper: worker::spawn_reaper(state, stop_rx.clone()),
+            scheduler: scheduler::spawn(state, stop_rx.clone()),
+            gates_watch: state.config.gates_file.clone().map(|path| tokio::spawn(watch_gates(state.clone(), path))),
+        }
+    }
+
+    /// After the stop signal: running executions get the shutdown grace period, then
+    /// are stopped and marked interrupted.
+    async fn finish(self, state: &AppState) {
+        let grace = Config::duration(&state.config.shutdown_grace);
+        let aborts: Vec<_> = self.workers.iter().map(|w| w.abort_handle()).collect();
+        if tokio::time::timeout(grace, futures_util::future::join_all(self.workers)).await.is_err() {
+            let ids: Vec<String> = state.running.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+            for a in &aborts {
+                a.abort();
+            }
+            worker::interrupt_remaining(state, &ids).await;
+        }
+        // The reaper stops on the signal, after the gate polls under way (within the grace).
+        let _ = self.reaper.await;
+        self.scheduler.abort();
+        if let Some(w) = self.gates_watch {
+            w.abort();
+        }
+    }
+}
+
+/// Serves the API on `listener` with the worker pool (none with `workers = 0`: an API
+/// node) until `shutdown` resolves; then stops claiming, lets running executions finish
+/// within the grace period, and marks the rest interrupted.
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
@@ -169,10 +210,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let workers = worker::spawn(&state, state.config.workers, stop_rx.clone());
-    let reaper = worker::spawn_reaper(&state, stop_rx.clone());
-    let scheduler = scheduler::spawn(&state, stop_rx.clone());
-    let gates_watch = state.config.gates_file.clone().map(|path| tokio::spawn(watch_gates(state.clone(), path)));
+    let background = Background::start(&state, &stop_rx);
     let limits = listen::Limits {
         header_read_timeout: Config::duration(&state.config.header_read_timeout),
         max_connections: state.config.max_connections,
@@ -193,21 +231,7 @@ pub async fn serve(
     shutdown.await;
     tracing::info!("shutting down: no new executions are claimed");
     let _ = stop_tx.send(true);
-    let grace = Config::duration(&state.config.shutdown_grace);
-    let aborts: Vec<_> = workers.iter().map(|w| w.abort_handle()).collect();
-    if tokio::time::timeout(grace, futures_util::future::join_all(workers)).await.is_err() {
-        let ids: Vec<String> = state.running.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
-        for a in &aborts {
-            a.abort();
-        }
-        worker::interrupt_remaining(&state, &ids).await;
-    }
-    // The reaper stops on the signal, after the gate polls under way (within the grace).
-    let _ = reaper.await;
-    scheduler.abort();
-    if let Some(w) = gates_watch {
-        w.abort();
-    }
+    background.finish(&state).await;
     if let Some(m) = metrics_server {
         let _ = m.await;
     }
@@ -215,4 +239,16 @@ pub async fn serve(
         Ok(r) => r,
         Err(e) => Err(std::io::Error::other(e)),
     }
+}
+
+/// Runs executions without serving HTTP (`opsbook worker`): the worker pool, the reaper
+/// and the scheduler, beside API nodes on the same database, until `shutdown` resolves.
+/// A worker picks up what any node queued within its poll interval (half a second).
+pub async fn work(state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let background = Background::start(&state, &stop_rx);
+    shutdown.await;
+    tracing::info!("shutting down: no new executions are claimed");
+    let _ = stop_tx.send(true);
+    background.finish(&state).await;
 }

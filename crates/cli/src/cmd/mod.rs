@@ -161,6 +161,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
     let profile = cli.profile.as_deref();
     match cli.command {
         Command::Serve(a) => serve::exec(db, a).await,
+        Command::Worker(a) => serve::worker(db, a).await,
         Command::Push(a) => push::exec(server, profile, a).await,
         Command::Login(a) => login::exec(if explicit { server } else { None }, profile, a).await,
         Command::Admin(a) => admin::exec(db, a).await,
@@ -257,6 +258,7 @@ fn no_server_form(command: &Command) -> Option<&'static str> {
         Command::Man => "man prints the manual page",
         Command::New(_) => "new writes a file here",
         Command::Serve(_) => "serve runs a server here",
+        Command::Worker(_) => "worker runs executions here",
         _ => return None,
     })
 }

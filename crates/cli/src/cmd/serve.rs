@@ -18,7 +18,7 @@ pub struct Args {
     /// Settings file (default: ./opsbook.toml when present)
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Executions run at once
+    /// Executions run at once (0: serve the API only, beside `opsbook worker`s)
     #[arg(long)]
     pub workers: Option<usize>,
     /// Write a commented opsbook.toml here and exit
@@ -38,12 +38,7 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
         println!("wrote {}", path.display());
         return Ok(EXIT_OK);
     }
-    // The server log: standard error, `info` and up unless RUST_LOG says otherwise.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour).try_init();
-    let mut config = Config::load(args.config.as_deref()).map_err(usage)?;
+    let (mut config, url, store) = setup(db, args.config.as_deref()).await?;
     if let Some(l) = args.listen {
         config.listen = l;
     }
@@ -51,22 +46,8 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
         config.metrics_listen = l;
     }
     if let Some(w) = args.workers {
-        if w == 0 {
-            return Err(usage("--workers must be at least 1"));
-        }
         config.workers = w;
     }
-    // As every command finds it (flag or OPSBOOK_DB, then the settings file, then the
-    // default), except that `--config FILE` names the settings file.
-    let url = match (db, &args.config) {
-        (Some(url), _) => url,
-        (None, Some(_)) => {
-            config.database().map_err(usage)?.unwrap_or_else(|| opsbook_store::DatabaseUrl::Sqlite(super::default_db()))
-        }
-        (None, None) => super::resolve_db(None)?.url,
-    };
-    config.secret_keys = Some(secret_keys(&config, &url)?);
-    let store = super::open_store(&url).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen).await.map_err(|e| {
         usage(format!(
             "cannot listen on {}: {e}; choose another address with --listen ADDR (or listen in opsbook.toml)",
@@ -94,24 +75,85 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
         Some(f) => format!(", {} gates from {}", config.gates.len(), f.display()),
         None => String::new(),
     };
+    let workers = match config.workers {
+        0 => "no workers: an API node".to_string(),
+        n => format!("{n} workers"),
+    };
     println!(
-        "opsbook serving on http://{addr} ({} workers, database {}{metrics_note}{gates_note})",
+        "opsbook serving on http://{addr} ({workers}, database {}{metrics_note}{gates_note})",
+        opsbook_store_any::AnyStore::describe(&url)
+    );
+    let state = opsbook_server::state(store, config);
+    opsbook_server::serve(state, listener, metrics, signalled()).await?;
+    Ok(EXIT_OK)
+}
+
+/// What `serve` and `worker` share: the log, the settings (`--config`, then the
+/// environment), the database as every command finds it, and the secret keys.
+async fn setup(
+    db: Option<opsbook_store::DatabaseUrl>,
+    config_path: Option<&std::path::Path>,
+) -> Result<(Config, opsbook_store::DatabaseUrl, opsbook_store_any::AnyStore)> {
+    // The server log: standard error, `info` and up unless RUST_LOG says otherwise.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour).try_init();
+    let mut config = Config::load(config_path).map_err(usage)?;
+    // As every command finds it (flag or OPSBOOK_DB, then the settings file, then the
+    // default), except that `--config FILE` names the settings file.
+    let url = match (db, config_path) {
+        (Some(url), _) => url,
+        (None, Some(_)) => {
+            config.database().map_err(usage)?.unwrap_or_else(|| opsbook_store::DatabaseUrl::Sqlite(super::default_db()))
+        }
+        (None, None) => super::resolve_db(None)?.url,
+    };
+    config.secret_keys = Some(secret_keys(&config, &url)?);
+    let store = super::open_store(&url).await?;
+    Ok((config, url, store))
+}
+
+/// Resolves at SIGINT or SIGTERM.
+async fn signalled() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    eprintln!("shutting down: finishing running steps (up to the shutdown grace)");
+}
+
+#[derive(clap::Args, Debug)]
+pub struct WorkerArgs {
+    /// Settings file (default: ./opsbook.toml when present)
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Executions run at once (default: `workers` of the settings, 4)
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+}
+
+/// `opsbook worker`: runs executions queued by API nodes on the same database, without
+/// serving HTTP; any number of them.
+pub async fn worker(db: Option<opsbook_store::DatabaseUrl>, args: WorkerArgs) -> Result<u8> {
+    let (mut config, url, store) = setup(db, args.config.as_deref()).await?;
+    if let Some(n) = args.concurrency {
+        config.workers = n;
+    }
+    if config.workers == 0 {
+        return Err(usage("--concurrency must be at least 1: a worker that runs nothing is an API node"));
+    }
+    println!(
+        "opsbook worker running up to {} executions at once (database {})",
         config.workers,
         opsbook_store_any::AnyStore::describe(&url)
     );
     let state = opsbook_server::state(store, config);
-    let shutdown = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-        eprintln!("shutting down: finishing running steps (up to the shutdown grace)");
-    };
-    opsbook_server::serve(state, listener, metrics, shutdown).await?;
+    opsbook_server::work(state, signalled()).await;
     Ok(EXIT_OK)
 }
 

@@ -334,6 +334,74 @@ fn a_taken_metrics_port_names_the_flag() {
     assert!(o.stderr.contains("--metrics-listen ADDR") && o.stderr.contains("--metrics-listen \"\""), "{o:?}");
 }
 
+/// `serve --workers 0` serves the API only; `opsbook worker` processes on the same
+/// database run what it queues, secrets included (sealed in the database, opened with
+/// the key beside it), and a cancel on the API node reaches a step running in a worker.
+#[test]
+fn api_nodes_and_worker_processes_share_one_database() {
+    use std::io::{BufRead, BufReader};
+    let env = Env::new();
+    let admin = token(&env, "ann", &["admin"]);
+    let (child, url, line) =
+        start_server(env.cmd(&["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "", "--workers", "0"]));
+    assert!(line.contains("(no workers: an API node, database"), "{line}");
+    let api = Serve { child, url };
+    let mut worker =
+        env.cmd(&["worker", "--concurrency", "2"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut first = String::new();
+    BufReader::new(worker.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.starts_with("opsbook worker running up to 2 executions at once"), "{first}");
+    let _worker = Serve { child: worker, url: String::new() };
+    env.write(
+        "books/secret.yaml",
+        &runbook(
+            "    pw: { type: secret, required: true }\n",
+            "    - id: use\n      run: test \"$(printf %s \"$PW\" | wc -c)\" -eq 7 && echo \"worker $PPID got it\"\n      env: { PW: \"{{ params.pw }}\" }\n",
+        ),
+    );
+    env.write(
+        "books/slow.yaml",
+        &runbook("", "    - id: wait\n      run: sleep 30\n").replace("name: test", "name: slow"),
+    );
+    assert_eq!(client(&env, &api.url, &admin, &["push", "books"]).code, 0);
+    let ran = client(&env, &api.url, &admin, &["run", "test", "-p", "pw=hunter2", "--output", "json"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(ran.json()["status"], "succeeded");
+    let id = ran.json()["id"].as_str().unwrap().to_string();
+    let logs = client(&env, &api.url, &admin, &["logs", &id]);
+    assert!(logs.stdout.contains("got it") && !logs.stdout.contains("hunter2"), "{logs:?}");
+
+    // Cancelled on the API node while its step runs in the worker: it stops there.
+    let mut follower = env
+        .cmd(&["--server", &api.url, "run", "slow"])
+        .env("OPSBOOK_TOKEN", &admin)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let slow = loop {
+        let h = client(
+            &env,
+            &api.url,
+            &admin,
+            &["history", "--runbook", "slow", "--status", "running", "--output", "json"],
+        );
+        if let Some(id) = h.json()[0]["id"].as_str() {
+            break id.to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "the worker did not start it: {h:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let started = std::time::Instant::now();
+    assert_eq!(client(&env, &api.url, &admin, &["cancel", &slow]).code, 0);
+    let status = follower.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "the follower sees it end");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "stopped, not waited out");
+    let shown = client(&env, &api.url, &admin, &["show", &slow, "--output", "json"]);
+    assert_eq!(shown.json()["status"], "cancelled", "{shown:?}");
+}
+
 /// The server seals secret parameters with a key kept beside its database (made, 0600,
 /// on the first start) unless OPSBOOK_SECRET_KEY or secret_key_file names one.
 #[test]
