@@ -31,7 +31,7 @@ pub struct Next {
 fn local_path(next: Option<&str>) -> String {
     match next {
         Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
-        _ => "/runbooks".to_string(),
+        _ => "/".to_string(),
     }
 }
 
@@ -109,7 +109,7 @@ mod tests {
     fn only_local_paths_are_followed() {
         assert_eq!(super::local_path(Some("/executions/x?y=1")), "/executions/x?y=1");
         for bad in ["//evil.example", "https://evil.example", "/\\evil", "evil"] {
-            assert_eq!(super::local_path(Some(bad)), "/runbooks", "{bad}");
+            assert_eq!(super::local_path(Some(bad)), "/", "{bad}");
         }
     }
 }

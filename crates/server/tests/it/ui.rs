@@ -117,7 +117,7 @@ async fn sessions_start_end_and_follow_their_token() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.headers()[LOCATION], "/runbooks");
+    assert_eq!(resp.headers()[LOCATION], "/", "the home page (the catalog)");
 
     // Signing out ends it in the store: the same cookie no longer works.
     let page = Page::sign_in(&srv, &admin).await;
