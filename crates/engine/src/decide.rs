@@ -163,7 +163,7 @@ impl<S: ServerStore> Engine<S> {
             changed.push(i);
         }
         for &c in &changed {
-            self.store.update_step(&steps[c]).await?;
+            self.store.update_step(&steps[c], None).await?;
         }
         // In the execution's log too, where people following it look.
         let seq = self.store.last_log_seq(&exec.id).await? + 1;
@@ -189,7 +189,7 @@ impl<S: ServerStore> Engine<S> {
         exec.status = to;
         exec.owner = None;
         exec.lease_expires_at = None;
-        self.store.update_execution(&exec).await?;
+        self.store.update_execution(&exec, None).await?;
         Ok(exec)
     }
 }

@@ -131,7 +131,7 @@ pub(crate) async fn recover<S: Store>(store: &S) -> Result<Vec<String>> {
         if exec.status == ExecStatus::Waiting && steps.iter().any(|s| s.status == StepStatus::Waiting) {
             exec.owner = None;
             exec.lease_expires_at = None;
-            store.update_execution(&exec).await?;
+            store.update_execution(&exec, None).await?;
             continue;
         }
         // What the dead runner left running goes first: nothing may run beside a
@@ -180,12 +180,12 @@ async fn cancel_running_steps<S: Store>(
             s.status = StepStatus::Cancelled;
             s.finished_at = Some(now);
             s.error = Some(format!("interrupted: {what} while this step was running"));
-            store.update_step(s).await?;
+            store.update_step(s, None).await?;
             during = Some(format!("during step `{}`", s.step_id));
         } else if s.rollback_status == Some(StepStatus::Running) {
             s.rollback_status = Some(StepStatus::Cancelled);
             s.rollback_error = Some(format!("interrupted: {what} during this rollback"));
-            store.update_step(s).await?;
+            store.update_step(s, None).await?;
             during = Some(format!("during the rollback of step `{}`", s.step_id));
         }
     }
@@ -198,7 +198,7 @@ async fn end_interrupted<S: Store>(store: &S, exec: &mut Execution, error: Strin
     exec.error = Some(error);
     exec.owner = None;
     exec.lease_expires_at = None;
-    store.update_execution(exec).await?;
+    store.update_execution(exec, None).await?;
     Ok(())
 }
 
@@ -225,7 +225,7 @@ pub(crate) async fn fail<S: Store>(store: &S, id: &str, why: String) -> Result<(
     exec.finished_at = Some(now_ms());
     exec.owner = None;
     exec.lease_expires_at = None;
-    store.update_execution(&exec).await?;
+    store.update_execution(&exec, None).await?;
     Ok(())
 }
 

@@ -93,7 +93,7 @@ impl From<opsbook_store::Error> for ApiError {
         use opsbook_store::Error as E;
         match e {
             E::NotFound(what) => ApiError::not_found(format!("{what} not found")),
-            E::Conflict(msg) => ApiError::conflict(msg),
+            E::Conflict(msg) | E::LostClaim(msg) => ApiError::conflict(msg),
             E::Mismatch(msg) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", msg),
             E::Ambiguous(_) => ApiError::bad_request(e.to_string()),
             other => ApiError::internal(other),

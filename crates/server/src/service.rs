@@ -270,7 +270,7 @@ pub async fn cancel(st: &AppState, ctx: &Ctx, id: &str) -> ApiResult<opsbook_api
             exec.status = ExecStatus::Cancelled;
             exec.finished_at = Some(now_ms());
             exec.error = Some(format!("cancelled by {} before it started", ctx.principal.user));
-            st.store.update_execution(&exec).await?;
+            st.store.update_execution(&exec, None).await?;
             crate::vault::remove(st, &exec.id).await;
         }
         ExecStatus::Waiting => {

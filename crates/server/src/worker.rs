@@ -218,6 +218,12 @@ async fn run_one(state: &AppState, id: &str, runbook: &str, kind: RunKind) {
             }
             tidy(state, id, outcome.status);
         }
+        // This runner's claim lapsed and another took the execution (it was paused, or cut
+        // off from the database): it stopped and wrote nothing more; the execution is the
+        // new holder's.
+        Err(opsbook_engine::Error::Store(opsbook_store::Error::LostClaim(why))) => {
+            tracing::warn!(id, %why, "stopped: the execution was taken over");
+        }
         // A resume or rollback refused after all (it changed since the caller checked
         // it): nothing was done, and the execution stays as it was.
         Err(e) if matches!(kind, RunKind::Resume | RunKind::Rollback) => {

@@ -75,9 +75,9 @@ impl Store for AnyStore {
         fn save_runbook(&self, rb: &RunbookVersion) -> Result<()>;
         fn runbook(&self, sha256: &str) -> Result<RunbookVersion>;
         fn create_execution(&self, exec: &Execution, steps: &[StepRecord]) -> Result<()>;
-        fn update_execution(&self, exec: &Execution) -> Result<()>;
-        fn update_step(&self, step: &StepRecord) -> Result<()>;
-        fn record_attempt(&self, attempt: &Attempt, steps: &[&StepRecord]) -> Result<()>;
+        fn update_execution(&self, exec: &Execution, fence: Option<&str>) -> Result<()>;
+        fn update_step(&self, step: &StepRecord, fence: Option<&str>) -> Result<()>;
+        fn record_attempt(&self, attempt: &Attempt, steps: &[&StepRecord], fence: Option<&str>) -> Result<()>;
         fn append_logs(&self, lines: &[LogLine]) -> Result<()>;
         fn execution(&self, id_or_prefix: &str) -> Result<Execution>;
         fn steps(&self, execution_id: &str) -> Result<Vec<StepRecord>>;

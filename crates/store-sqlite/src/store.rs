@@ -54,12 +54,13 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn update_execution(&self, e: &Execution) -> Result<()> {
-        let done = self
-            .conn()
+    async fn update_execution(&self, e: &Execution, fence: Option<&str>) -> Result<()> {
+        let conn = self.conn();
+        let done = conn
             .prepare_cached(
                 "UPDATE executions SET status = ?, started_at = ?, finished_at = ?, error = ?, current_step = ?, \
-                 rollback_status = ?, owner = ?, lease_expires_at = ?, heartbeat_at = ?, actor = ? WHERE id = ?",
+                 rollback_status = ?, owner = ?, lease_expires_at = ?, heartbeat_at = ?, actor = ? \
+                 WHERE id = ?11 AND (?12 IS NULL OR owner = ?12)",
             )
             .db()?
             .execute(params![
@@ -74,21 +75,39 @@ impl Store for SqliteStore {
                 e.heartbeat_at,
                 e.actor,
                 e.id,
+                fence,
             ])
             .db()?;
         if done == 0 {
+            check_fence(&conn, &e.id, fence)?;
             return Err(Error::NotFound(format!("execution {}", e.id)));
         }
         Ok(())
     }
 
-    async fn update_step(&self, s: &StepRecord) -> Result<()> {
-        update_step(&self.conn(), s)
+    async fn update_step(&self, s: &StepRecord, fence: Option<&str>) -> Result<()> {
+        let mut conn = self.conn();
+        if fence.is_none() {
+            return update_step(&conn, s);
+        }
+        // The check and the write in one write transaction: no other process can take
+        // the claim in between.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).db()?;
+        check_fence(&tx, &s.execution_id, fence)?;
+        update_step(&tx, s)?;
+        tx.commit().db()?;
+        Ok(())
     }
 
-    async fn record_attempt(&self, a: &Attempt, steps: &[&StepRecord]) -> Result<()> {
+    async fn record_attempt(&self, a: &Attempt, steps: &[&StepRecord], fence: Option<&str>) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction().db()?;
+        let behavior = if fence.is_some() {
+            rusqlite::TransactionBehavior::Immediate
+        } else {
+            rusqlite::TransactionBehavior::Deferred
+        };
+        let tx = conn.transaction_with_behavior(behavior).db()?;
+        check_fence(&tx, &a.execution_id, fence)?;
         tx.prepare_cached(
             "INSERT INTO step_attempts (execution_id, step_id, phase, attempt, status, exit_code, started_at, \
              finished_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -396,5 +415,24 @@ impl Store for SqliteStore {
             ))
             .db()?;
         collect(&mut stmt, [ExecStatus::Running.as_str(), ExecStatus::Waiting.as_str()], execution_from)
+    }
+}
+
+/// `Error::LostClaim` unless execution `id` is held by `fence` (when there is one).
+fn check_fence(conn: &rusqlite::Connection, id: &str, fence: Option<&str>) -> Result<()> {
+    let Some(fence) = fence else { return Ok(()) };
+    let holder: Option<Option<String>> = conn
+        .prepare_cached("SELECT owner FROM executions WHERE id = ?")
+        .db()?
+        .query_row([id], |r| r.get(0))
+        .optional()
+        .db()?;
+    match holder {
+        None => Err(Error::NotFound(format!("execution {id}"))),
+        Some(Some(h)) if h == fence => Ok(()),
+        Some(h) => Err(Error::LostClaim(format!(
+            "execution {id} is held by {}, not {fence}: this runner's claim lapsed and was taken, so it stops",
+            h.as_deref().unwrap_or("no one")
+        ))),
     }
 }

@@ -43,6 +43,7 @@ where
     keyset_pagination_is_complete(fresh().await).await;
     registry_rules(fresh().await).await;
     tokens_and_schedules(fresh().await).await;
+    fenced_writes_need_the_claim(fresh().await).await;
     let store = fresh().await;
     audit_chain_catches_tampering(&store, &tamper(&store)).await;
 }
@@ -117,21 +118,21 @@ async fn executions_round_trip<S: ServerStore>(s: S) {
         finished_at: 102,
         error: None,
     };
-    s.record_attempt(&attempt, &[&st[0], &st[1]]).await.unwrap();
+    s.record_attempt(&attempt, &[&st[0], &st[1]], None).await.unwrap();
     assert_eq!(s.steps("EX0001").await.unwrap(), st, "the attempt and both steps in one write");
     assert_eq!(s.attempts("EX0001").await.unwrap(), vec![attempt]);
     st[1].error = Some("boom".into());
-    s.update_step(&st[1]).await.unwrap();
+    s.update_step(&st[1], None).await.unwrap();
     assert_eq!(s.steps("EX0001").await.unwrap()[1].error.as_deref(), Some("boom"));
     // What a waiting step waits for is stored with it, and only while it waits.
     st[1].wait_for(WaitKind::Gate);
-    s.update_step(&st[1]).await.unwrap();
+    s.update_step(&st[1], None).await.unwrap();
     assert_eq!(s.steps("EX0001").await.unwrap()[1].wait_kind, Some(WaitKind::Gate));
     st[1].status = StepStatus::Running;
-    s.update_step(&st[1]).await.unwrap();
+    s.update_step(&st[1], None).await.unwrap();
     assert_eq!(s.steps("EX0001").await.unwrap()[1].wait_kind, None);
     st[1].overridden_by = Some("root".into());
-    s.update_step(&st[1]).await.unwrap();
+    s.update_step(&st[1], None).await.unwrap();
     assert_eq!(s.steps("EX0001").await.unwrap()[1].overridden_by.as_deref(), Some("root"));
 
     let lines: Vec<LogLine> = (1..=3)
@@ -167,7 +168,7 @@ async fn executions_round_trip<S: ServerStore>(s: S) {
     done.status = ExecStatus::Failed;
     done.finished_at = Some(200);
     done.error = Some("step `s1` failed".into());
-    s.update_execution(&done).await.unwrap();
+    s.update_execution(&done, None).await.unwrap();
     assert_eq!(s.execution("EX0001").await.unwrap(), done);
     s.set_process("EX0001", "s1", Some("123:abc.1")).await.unwrap();
     assert_eq!(s.processes("EX0001").await.unwrap(), vec![("s1".to_string(), "123:abc.1".to_string())]);
@@ -176,6 +177,57 @@ async fn executions_round_trip<S: ServerStore>(s: S) {
 }
 
 /// Many claimers at once over a queue: each execution is claimed exactly once.
+/// A runner whose claim was taken writes nothing: every fenced write checks the holder in
+/// its own transaction.
+async fn fenced_writes_need_the_claim<S: ServerStore>(s: S) {
+    runbook_text(&s).await;
+    let mut e = execution("EXF001", "demo", ExecStatus::Running, 100);
+    e.owner = Some("w1".into());
+    s.create_execution(&e, &steps("EXF001", 1)).await.unwrap();
+    let mut st = s.steps("EXF001").await.unwrap();
+    st[0].status = StepStatus::Running;
+    s.update_step(&st[0], Some("w1")).await.unwrap();
+    // The claim passes to w2 (w1's lease lapsed).
+    let mut taken = e.clone();
+    taken.owner = Some("w2".into());
+    s.update_execution(&taken, None).await.unwrap();
+    st[0].status = StepStatus::Failed;
+    let lost = |r: crate::Result<()>| matches!(r, Err(crate::Error::LostClaim(m)) if m.contains("w2"));
+    assert!(lost(s.update_step(&st[0], Some("w1")).await), "a step write");
+    let attempt = Attempt {
+        execution_id: "EXF001".into(),
+        step_id: "s0".into(),
+        phase: Phase::Step,
+        attempt: 1,
+        status: StepStatus::Failed,
+        exit_code: Some(1),
+        started_at: 101,
+        finished_at: 102,
+        error: None,
+    };
+    assert!(lost(s.record_attempt(&attempt, &[&st[0]], Some("w1")).await), "an attempt");
+    let mut finished = e.clone();
+    finished.status = ExecStatus::Failed;
+    finished.owner = None;
+    assert!(lost(s.update_execution(&finished, Some("w1")).await), "the execution");
+    assert_eq!(s.steps("EXF001").await.unwrap()[0].status, StepStatus::Running, "nothing written");
+    assert!(s.attempts("EXF001").await.unwrap().is_empty());
+    assert_eq!(s.execution("EXF001").await.unwrap(), taken);
+    // The holder writes.
+    s.record_attempt(&attempt, &[&st[0]], Some("w2")).await.unwrap();
+    finished.owner = None;
+    s.update_execution(&finished, Some("w2")).await.unwrap();
+    assert_eq!(s.execution("EXF001").await.unwrap().status, ExecStatus::Failed);
+    assert!(
+        matches!(s.update_step(&st[0], Some("w2")).await, Err(crate::Error::LostClaim(_))),
+        "released: no one holds it"
+    );
+    assert!(matches!(s.update_execution(&finished, Some("w2")).await, Err(crate::Error::LostClaim(_))));
+    let mut ghost = finished.clone();
+    ghost.id = "NOPE01".into();
+    assert!(matches!(s.update_execution(&ghost, Some("w2")).await, Err(crate::Error::NotFound(_))));
+}
+
 async fn claims_are_exclusive<S: ServerStore>(s: S) {
     runbook_text(&s).await;
     for i in 0..40 {

@@ -6,6 +6,10 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A fenced write by a runner whose claim on the execution lapsed and was taken
+    /// (it must stop: another runner carries the execution on).
+    #[error("{0}")]
+    LostClaim(String),
     /// The request repeats an earlier one (an idempotency key) but asks for something else.
     #[error("{0}")]
     Mismatch(String),

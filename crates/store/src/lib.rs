@@ -96,11 +96,19 @@ pub trait Store: Send + Sync + Clone + 'static {
 
     /// Creates an execution and its pending steps in one transaction.
     fn create_execution(&self, exec: &Execution, steps: &[StepRecord]) -> impl Future<Output = Result<()>> + Send;
-    fn update_execution(&self, exec: &Execution) -> impl Future<Output = Result<()>> + Send;
-    fn update_step(&self, step: &StepRecord) -> impl Future<Output = Result<()>> + Send;
+    /// Writes an execution's state. With a `fence` (the owner its runner claimed it as),
+    /// the write happens only while the execution is still held by that owner, checked
+    /// in the same transaction; otherwise `Error::LostClaim` and nothing is written.
+    fn update_execution(&self, exec: &Execution, fence: Option<&str>) -> impl Future<Output = Result<()>> + Send;
+    fn update_step(&self, step: &StepRecord, fence: Option<&str>) -> impl Future<Output = Result<()>> + Send;
     /// Records a finished attempt and, in the same transaction, the new state of the given
-    /// steps (its own, and possibly the next step's start).
-    fn record_attempt(&self, attempt: &Attempt, steps: &[&StepRecord]) -> impl Future<Output = Result<()>> + Send;
+    /// steps (its own, and possibly the next step's start); fenced as `update_execution`.
+    fn record_attempt(
+        &self,
+        attempt: &Attempt,
+        steps: &[&StepRecord],
+        fence: Option<&str>,
+    ) -> impl Future<Output = Result<()>> + Send;
     fn append_logs(&self, lines: &[LogLine]) -> impl Future<Output = Result<()>> + Send;
 
     /// Finds an execution by full id or unique prefix (at least 4 characters).

@@ -301,7 +301,7 @@ fn a_reused_pid_does_not_keep_an_execution_running() {
     e.status = ExecStatus::Running;
     e.owner = Some(format!("local:{host}:1:deadbeef.42"));
     e.lease_expires_at = Some(opsbook_store::now_ms() + 3_600_000);
-    s.block(s.store.update_execution(&e)).unwrap();
+    s.block(s.store.update_execution(&e, None)).unwrap();
     let o = env.run(&["history"]);
     assert!(o.stderr.contains(&format!("execution {} was interrupted", e.id)), "{o:?}");
     let (e2, _) = env.last();
@@ -311,7 +311,7 @@ fn a_reused_pid_does_not_keep_an_execution_running() {
     let mut held = e2.clone();
     held.owner = Some(format!("local:{host}:1:deadbeef.42"));
     held.lease_expires_at = Some(opsbook_store::now_ms() + 3_600_000);
-    s.block(s.store.update_execution(&held)).unwrap();
+    s.block(s.store.update_execution(&held, None)).unwrap();
     let o = env.run(&["rollback", &e.id]);
     assert_eq!(o.code, 0, "{o:?}");
     assert_eq!(env.read("undone"), "a\n");

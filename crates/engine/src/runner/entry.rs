@@ -367,7 +367,7 @@ async fn resume_claimed<S: Store>(
     run.exec.owner = Some(engine.config.owner.clone());
     run.exec.lease_expires_at = Some(now + engine.config.lease_ms());
     run.exec.heartbeat_at = Some(now);
-    engine.store.update_execution(&run.exec).await?;
+    engine.store.update_execution(&run.exec, run.fence()).await?;
     run.event(&Event::Started {
         execution_id: &id,
         runbook: &run.rb.name,
@@ -492,7 +492,7 @@ async fn rollback_claimed<S: Store>(
             s.status = StepStatus::Cancelled;
             s.finished_at = Some(now_ms());
             s.error = Some(why.into());
-            engine.store.update_step(s).await?;
+            engine.store.update_step(s, Some(&engine.config.owner)).await?;
         }
         run.exec.status = ExecStatus::Cancelled;
         run.exec.error = Some(why.into());

@@ -99,6 +99,12 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         &self.engine.store
     }
 
+    /// The owner this runner claimed the execution as: every write it makes is fenced by
+    /// it (a runner whose claim lapsed and was taken writes nothing more, and stops).
+    pub fn fence(&self) -> Option<&str> {
+        Some(&self.engine.config.owner)
+    }
+
     pub fn event(&self, e: &Event<'_>) {
         self.hooks.observer.on_event(e);
     }
@@ -157,8 +163,19 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         self.heartbeat = Some(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                if let Ok(true) = store.heartbeat(&id, &owner, lease).await {
-                    cancel.at_least(1);
+                match store.heartbeat(&id, &owner, lease).await {
+                    // Cancelled by someone: rollbacks still run.
+                    Ok(true) => cancel.at_least(1),
+                    Ok(false) => {}
+                    // The claim lapsed and another runner took it: stop now (the running
+                    // step's process group is killed), write nothing more, roll nothing
+                    // back; the new holder carries the execution on.
+                    Err(opsbook_store::Error::Conflict(_) | opsbook_store::Error::LostClaim(_)) => {
+                        cancel.at_least(2);
+                        return;
+                    }
+                    // The database did not answer: try again at the next beat.
+                    Err(_) => {}
                 }
             }
         }));

@@ -103,3 +103,50 @@ async fn executions_of_a_dead_worker_are_recovered_on_start() {
     }
     s.stop().await;
 }
+
+/// Fencing: a runner whose claim is taken while its step runs (it was paused, or cut off
+/// from the database, past its lease) stops at its next heartbeat — its step's process
+/// group killed — and writes nothing more: no attempt, no step, no final status, no next
+/// step. The execution is the new holder's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_whose_claim_is_taken_stops_and_writes_nothing() {
+    let s = Server::start().await;
+    let op = s.token("olga", &["operator", "author"]).await;
+    let dir = s.dir.path().to_path_buf();
+    let book = runbook(
+        "fenced",
+        "1.0.0",
+        "",
+        "",
+        &format!(
+            "    - id: long\n      run: touch {d}/started; sleep 4; touch {d}/finished\n    - id: next\n      run: touch {d}/next\n",
+            d = dir.display()
+        ),
+    );
+    s.publish(&op, &book).await;
+    let (_, sub) = s.post("/api/v1/runbooks/fenced/executions", &op, json!({})).await;
+    let id = sub["id"].as_str().unwrap().to_string();
+    let start = Instant::now();
+    while !dir.join("started").exists() {
+        assert!(start.elapsed() < Duration::from_secs(20), "the step did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Another runner takes the claim, as after a lapsed lease.
+    let db = rusqlite::Connection::open(dir.join("opsbook.db")).unwrap();
+    let far = now_ms() + 3_600_000;
+    db.execute(
+        "UPDATE executions SET owner = 'server:thief', lease_expires_at = ?1 WHERE id = ?2",
+        rusqlite::params![far, id],
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(!dir.join("finished").exists(), "the step's process group was killed");
+    assert!(!dir.join("next").exists(), "no next step");
+    let exec = s.store.execution(&id).await.unwrap();
+    assert_eq!((exec.status, exec.owner.as_deref()), (ExecStatus::Running, Some("server:thief")), "{exec:?}");
+    let steps = s.store.steps(&id).await.unwrap();
+    assert_eq!(steps[0].status, StepStatus::Running, "the stale runner did not settle it");
+    assert_eq!(steps[1].status, StepStatus::Pending);
+    assert!(s.store.attempts(&id).await.unwrap().is_empty(), "no attempt written");
+    s.stop().await;
+}
