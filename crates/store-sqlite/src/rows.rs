@@ -137,13 +137,16 @@ pub(crate) fn wait_kind(s: &StepRecord) -> Option<&'static str> {
     s.wait_kind.filter(|_| s.status == StepStatus::Waiting).map(WaitKind::as_str)
 }
 
-pub(crate) fn update_step(conn: &Connection, s: &StepRecord) -> Result<()> {
+/// Writes a step's state; with a `fence`, only while its execution is held by that owner
+/// (checked by the same statement, so nothing can take the claim in between).
+pub(crate) fn update_step(conn: &Connection, s: &StepRecord, fence: Option<&str>) -> Result<()> {
     let outputs = json_text(&s.outputs);
     let done = conn
         .prepare_cached(
             "UPDATE execution_steps SET status = ?, attempts = ?, exit_code = ?, started_at = ?, finished_at = ?, \
              error = ?, outputs = ?, rendered = ?, wait_deadline = ?, rollback_status = ?, rollback_exit_code = ?, \
-             rollback_error = ?, wait_kind = ?, overridden_by = ? WHERE execution_id = ? AND idx = ?",
+             rollback_error = ?, wait_kind = ?, overridden_by = ? WHERE execution_id = ?15 AND idx = ?16 \
+             AND (?17 IS NULL OR EXISTS (SELECT 1 FROM executions WHERE id = ?15 AND owner = ?17))",
         )
         .db()?
         .execute(params![
@@ -163,9 +166,11 @@ pub(crate) fn update_step(conn: &Connection, s: &StepRecord) -> Result<()> {
             s.overridden_by,
             s.execution_id,
             s.idx,
+            fence,
         ])
         .db()?;
     if done == 0 {
+        crate::store::check_fence(conn, &s.execution_id, fence)?;
         return Err(Error::NotFound(format!("step {} of execution {}", s.step_id, s.execution_id)));
     }
     Ok(())

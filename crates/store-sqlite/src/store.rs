@@ -86,47 +86,39 @@ impl Store for SqliteStore {
     }
 
     async fn update_step(&self, s: &StepRecord, fence: Option<&str>) -> Result<()> {
-        let mut conn = self.conn();
-        if fence.is_none() {
-            return update_step(&conn, s);
-        }
-        // The check and the write in one write transaction: no other process can take
-        // the claim in between.
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).db()?;
-        check_fence(&tx, &s.execution_id, fence)?;
-        update_step(&tx, s)?;
-        tx.commit().db()?;
-        Ok(())
+        update_step(&self.conn(), s, fence)
     }
 
     async fn record_attempt(&self, a: &Attempt, steps: &[&StepRecord], fence: Option<&str>) -> Result<()> {
         let mut conn = self.conn();
-        let behavior = if fence.is_some() {
-            rusqlite::TransactionBehavior::Immediate
-        } else {
-            rusqlite::TransactionBehavior::Deferred
-        };
-        let tx = conn.transaction_with_behavior(behavior).db()?;
-        check_fence(&tx, &a.execution_id, fence)?;
-        tx.prepare_cached(
-            "INSERT INTO step_attempts (execution_id, step_id, phase, attempt, status, exit_code, started_at, \
-             finished_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .db()?
-        .execute(params![
-            a.execution_id,
-            a.step_id,
-            a.phase.as_str(),
-            a.attempt,
-            a.status.as_str(),
-            a.exit_code,
-            a.started_at,
-            a.finished_at,
-            a.error,
-        ])
-        .db()?;
+        let tx = conn.transaction().db()?;
+        // The fence is checked by the first write; from there the transaction holds the
+        // write lock, so no one can take the claim before the commit.
+        let inserted = tx
+            .prepare_cached(
+                "INSERT INTO step_attempts (execution_id, step_id, phase, attempt, status, exit_code, started_at, \
+                 finished_at, error) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 \
+                 WHERE ?10 IS NULL OR EXISTS (SELECT 1 FROM executions WHERE id = ?1 AND owner = ?10)",
+            )
+            .db()?
+            .execute(params![
+                a.execution_id,
+                a.step_id,
+                a.phase.as_str(),
+                a.attempt,
+                a.status.as_str(),
+                a.exit_code,
+                a.started_at,
+                a.finished_at,
+                a.error,
+                fence,
+            ])
+            .db()?;
+        if inserted == 0 {
+            check_fence(&tx, &a.execution_id, fence)?;
+        }
         for s in steps {
-            update_step(&tx, s)?;
+            update_step(&tx, s, None)?;
         }
         tx.commit().db()?;
         Ok(())
@@ -419,7 +411,7 @@ impl Store for SqliteStore {
 }
 
 /// `Error::LostClaim` unless execution `id` is held by `fence` (when there is one).
-fn check_fence(conn: &rusqlite::Connection, id: &str, fence: Option<&str>) -> Result<()> {
+pub(crate) fn check_fence(conn: &rusqlite::Connection, id: &str, fence: Option<&str>) -> Result<()> {
     let Some(fence) = fence else { return Ok(()) };
     let holder: Option<Option<String>> = conn
         .prepare_cached("SELECT owner FROM executions WHERE id = ?")

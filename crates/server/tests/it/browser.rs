@@ -6,6 +6,7 @@
 //! With OPSBOOK_SCREENSHOTS=DIR, `every_page_fits_a_phone_and_a_desktop` saves each
 //! page there (scripts/screenshots writes docs/ui/).
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,9 @@ use serde_json::json;
 use crate::support::{Server, runbook};
 use crate::ui::{DEPLOY, PARAMS, publish_deploy};
 
-/// A chromedriver of our own on a free loopback port; ended (by its PID) when dropped.
+/// A chromedriver of our own on a free loopback port, in a process group of its own with
+/// the browsers it starts; the whole group is ended when dropped (a test that fails
+/// before closing its browser leaves none behind).
 struct Driver {
     child: Child,
     url: String,
@@ -28,6 +31,7 @@ impl Driver {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -67,7 +71,8 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // The group's id is chromedriver's PID: it and every browser it started.
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
         let _ = self.child.wait();
     }
 }
