@@ -96,6 +96,16 @@ impl From<opsbook_store::Error> for ApiError {
             E::Conflict(msg) | E::LostClaim(msg) => ApiError::conflict(msg),
             E::Mismatch(msg) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", msg),
             E::Ambiguous(_) => ApiError::bad_request(e.to_string()),
+            E::Unavailable(why) => {
+                tracing::warn!(%why, "database unavailable");
+                let mut e = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    format!("database unavailable: {why}"),
+                );
+                e.retry_after = Some(2);
+                e
+            }
             other => ApiError::internal(other),
         }
     }

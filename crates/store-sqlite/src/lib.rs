@@ -25,7 +25,39 @@ pub(crate) trait Db<T> {
 
 impl<T> Db<T> for rusqlite::Result<T> {
     fn db(self) -> Result<T> {
-        self.map_err(|e| Error::Database(Box::new(e)))
+        self.map_err(classify)
+    }
+}
+
+/// A driver error as the storage error: a database held by another process past the
+/// busy wait, or one that cannot be read or written, is unavailable (try again); the
+/// rest is a database error.
+fn classify(e: rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode as C;
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            C::DatabaseBusy | C::DatabaseLocked => {
+                Error::Unavailable("the database is locked by another process; try again shortly".into())
+            }
+            C::CannotOpen | C::SystemIoFailure | C::DiskFull | C::ReadOnly => {
+                Error::Unavailable(format!("the database cannot be used: {e}"))
+            }
+            _ => Error::Database(Box::new(e)),
+        },
+        _ => Error::Database(Box::new(e)),
+    }
+}
+
+#[cfg(test)]
+mod errors {
+    #[test]
+    fn busy_and_broken_databases_are_unavailable() {
+        use rusqlite::ffi;
+        let failure = |code| rusqlite::Error::SqliteFailure(ffi::Error::new(code), None);
+        for code in [ffi::SQLITE_BUSY, ffi::SQLITE_LOCKED, ffi::SQLITE_IOERR, ffi::SQLITE_FULL] {
+            assert!(matches!(super::classify(failure(code)), opsbook_store::Error::Unavailable(_)), "{code}");
+        }
+        assert!(matches!(super::classify(failure(ffi::SQLITE_CONSTRAINT)), opsbook_store::Error::Database(_)));
     }
 }
 

@@ -15,6 +15,10 @@ pub enum Error {
     Mismatch(String),
     #[error("ambiguous id prefix `{0}`: it matches several executions")]
     Ambiguous(String),
+    /// The database cannot be reached or used right now (locked past the wait, down,
+    /// restarting): worth trying again shortly.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     /// The backend failed (its own error, kept for the log).
     #[error("database error: {0}")]
     Database(Box<dyn std::error::Error + Send + Sync>),
