@@ -158,29 +158,24 @@ async fn a_locked_database_answers_503_and_recovers() {
     let s = Server::start().await;
     let op = s.token("olga", &["operator", "author"]).await;
     s.publish(&op, &runbook("quick", "1.0.0", "", "", "    - id: a\n      run: \"true\"\n")).await;
+    // Each on a new connection: a pooled one may sit idle past the server's idle limit.
+    let submit = || {
+        reqwest::Client::new()
+            .post(format!("{}/api/v1/runbooks/quick/executions", s.url))
+            .bearer_auth(&op)
+            .json(&json!({}))
+            .send()
+    };
     let holder = rusqlite::Connection::open(s.dir.path().join("opsbook.db")).unwrap();
     holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    let resp = reqwest::Client::new()
-        .post(format!("{}/api/v1/runbooks/quick/executions", s.url))
-        .bearer_auth(&op)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let resp = submit().await.unwrap();
     assert_eq!(resp.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(resp.headers()["retry-after"], "2");
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "database_unavailable", "{body}");
     assert!(body["error"]["message"].as_str().unwrap().starts_with("database unavailable: the database is locked"));
     holder.execute_batch("ROLLBACK").unwrap();
-    // (A new connection: the test client's pooled one sat idle past the server's idle limit.)
-    let resp = reqwest::Client::new()
-        .post(format!("{}/api/v1/runbooks/quick/executions", s.url))
-        .bearer_auth(&op)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let resp = submit().await.unwrap();
     assert_eq!(resp.status(), reqwest::StatusCode::ACCEPTED);
     let sub: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(s.settled(sub["id"].as_str().unwrap(), &op).await["status"], "succeeded");
