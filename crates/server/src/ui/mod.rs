@@ -70,16 +70,32 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsa
 const HTMX: &[u8] = include_bytes!("../../assets/htmx-2.0.11.min.js");
 const CSS: &str = include_str!("../../assets/app.css");
 const JS: &str = include_str!("../../assets/app.js");
-pub const HTMX_PATH: &str = "/assets/htmx-2.0.11.min.js";
-pub const CSS_PATH: &str = "/assets/app-3.css";
-pub const JS_PATH: &str = "/assets/app-3.js";
+const HTMX_PATH: &str = "/assets/htmx-2.0.11.min.js";
+
+/// `/assets/NAME-HASH.EXT`: the name changes whenever the content does.
+fn versioned(name: &str, ext: &str, content: &[u8]) -> String {
+    use sha2::Digest;
+    format!("/assets/{name}-{}.{ext}", &hex::encode(sha2::Sha256::digest(content))[..12])
+}
+
+static CSS_PATH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| versioned("app", "css", CSS.as_bytes()));
+static JS_PATH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| versioned("app", "js", JS.as_bytes()));
+
+/// The style sheet's path, for pages outside the frame (sign-in, errors).
+pub fn css_path() -> &'static str {
+    CSS_PATH.as_str()
+}
 
 async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
-    let (body, kind): (&'static [u8], &str) = match format!("/assets/{file}").as_str() {
-        HTMX_PATH => (HTMX, "text/javascript; charset=utf-8"),
-        CSS_PATH => (CSS.as_bytes(), "text/css; charset=utf-8"),
-        JS_PATH => (JS.as_bytes(), "text/javascript; charset=utf-8"),
-        _ => return (StatusCode::NOT_FOUND, "no such asset").into_response(),
+    let path = format!("/assets/{file}");
+    let (body, kind): (&'static [u8], &str) = if path == HTMX_PATH {
+        (HTMX, "text/javascript; charset=utf-8")
+    } else if path == *CSS_PATH {
+        (CSS.as_bytes(), "text/css; charset=utf-8")
+    } else if path == *JS_PATH {
+        (JS.as_bytes(), "text/javascript; charset=utf-8")
+    } else {
+        return (StatusCode::NOT_FOUND, "no such asset").into_response();
     };
     ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "public, max-age=31536000, immutable")], body)
         .into_response()
@@ -119,9 +135,10 @@ impl IntoResponse for UiError {
         let list = if items.is_empty() { String::new() } else { format!("<ul class=error>{items}</ul>") };
         let body = format!(
             "<!doctype html><html lang=en><meta charset=utf-8><meta name=viewport content=\"width=device-width\">\
-             <title>{title} · opsbook</title><link rel=stylesheet href=\"{CSS_PATH}\">\
+             <title>{title} · opsbook</title><link rel=stylesheet href=\"{}\">\
              <main class=narrow><h1>{title}</h1><p class=error role=alert>{}</p>{list}\
              <p><a href=\"/runbooks\">Runbooks</a> · <a href=\"/executions\">Executions</a></p></main>",
+            css_path(),
             escape(&crate::limits::bounded(&e.message, 1000))
         );
         let mut r = (e.status, Html(body)).into_response();
@@ -163,8 +180,8 @@ impl Web {
             csrf: self.csrf.clone(),
             section,
             htmx: HTMX_PATH,
-            css: CSS_PATH,
-            js: JS_PATH,
+            css: CSS_PATH.as_str(),
+            js: JS_PATH.as_str(),
         }
     }
 }

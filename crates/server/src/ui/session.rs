@@ -9,7 +9,7 @@ use opsbook_store::{ServerStore, WebSession, now_ms};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{CSS_PATH, UiError, UiResult, WebForm, render, see_other};
+use super::{UiError, UiResult, WebForm, css_path, render, see_other};
 use crate::auth::{SESSION_COOKIE, hash};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -36,7 +36,7 @@ fn local_path(next: Option<&str>) -> String {
 }
 
 pub async fn form(Query(q): Query<Next>) -> UiResult<Response> {
-    render(LoginPage { css: CSS_PATH, next: local_path(q.next.as_deref()), error: None })
+    render(LoginPage { css: css_path(), next: local_path(q.next.as_deref()), error: None })
 }
 
 /// `POST /login` with `token`: a valid token starts a session and goes on to `next`.
@@ -59,7 +59,7 @@ pub async fn sign_in(State(st): State<AppState>, req: Request) -> UiResult<Respo
             return Err(UiError(too_many));
         }
         let page = LoginPage {
-            css: CSS_PATH,
+            css: css_path(),
             next,
             error: Some("That token is not valid: it may be mistyped, expired or revoked.".into()),
         };
