@@ -283,15 +283,16 @@ pub async fn earlier(
 ) -> UiResult<Response> {
     web.require(&st, Perm::Read, &id).await?;
     let exec = st.store.execution(&id).await?;
-    let from = (q.before - 1 - TAIL).max(0);
+    let from = q.before.saturating_sub(1 + TAIL).max(0);
+    // Lines `from + 1` to `before - 1`: none when `before` is 1 or less (a limit of 0
+    // would mean no limit to the store).
+    let count = q.before.saturating_sub(1 + from);
+    if count <= 0 {
+        return Ok(Html(String::new()).into_response());
+    }
     let lines = st
         .store
-        .logs(&LogQuery {
-            execution_id: exec.id.clone(),
-            step_id: None,
-            after_seq: from,
-            limit: (q.before - 1 - from).max(0),
-        })
+        .logs(&LogQuery { execution_id: exec.id.clone(), step_id: None, after_seq: from, limit: count })
         .await?;
     let mut html = String::new();
     if let Some(first) = lines.first().filter(|l| l.seq > 1) {

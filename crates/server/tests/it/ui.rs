@@ -348,6 +348,14 @@ async fn the_live_log_takes_over_where_the_page_ends() {
     assert!(stream.contains("event: status\ndata: succeeded"), "{stream}");
     let q = opsbook_store::LogQuery { execution_id: id.clone(), limit: 100, ..Default::default() };
     assert!(srv.store.logs(&q).await.unwrap().iter().any(|l| l.line == "line 30"));
+    // Earlier pages: the lines before a sequence number; before the first, nothing.
+    let (_, page) = ann.get(&format!("/executions/{id}/log?before=5")).await;
+    let seqs: Vec<&str> = page.split("data-seq=\"").skip(1).map(|s| &s[..s.find('"').unwrap()]).collect();
+    assert_eq!(seqs, ["1", "2", "3", "4"]);
+    for before in ["1", "0", "-5"] {
+        let (status, page) = ann.get(&format!("/executions/{id}/log?before={before}")).await;
+        assert_eq!((status, page.as_str()), (StatusCode::OK, ""), "before={before}");
+    }
     srv.stop().await;
 }
 
