@@ -10,6 +10,8 @@ use std::time::Instant;
 
 #[path = "common/fill.rs"]
 mod fill;
+#[path = "common/server.rs"]
+mod server;
 
 use opsbook_server::{Config, auth};
 use opsbook_store::ServerStore;
@@ -39,13 +41,8 @@ async fn main() {
         &fill::Fill { rows, runbooks: 50, statuses: &statuses, sha: &|_| "s".to_string(), params: "{}" },
     );
     let config = Config { workers: 1, metrics_listen: String::new(), ..Config::default() };
-    let state = opsbook_server::state(store.clone(), config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listen");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(opsbook_server::serve(state, listener, None, async {
-        let _ = stop_rx.await;
-    }));
+    let server = server::start(store.clone(), config).await;
+    let url = server.url.clone();
     let token = auth::generate("bench", vec!["viewer".into()], None);
     store.create_token(&token.record, &token.hash).await.expect("token");
     let http = reqwest::Client::new();
@@ -96,6 +93,5 @@ async fn main() {
         let p99 = times[((times.len() as f64 * 0.99).ceil() as usize).clamp(1, times.len()) - 1];
         println!("  {name:<16} {n:>3} items  p50 {p50:>6.2} ms  p99 {p99:>6.2} ms");
     }
-    let _ = stop_tx.send(());
-    let _ = server.await;
+    server.stop().await;
 }

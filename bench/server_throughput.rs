@@ -10,6 +10,9 @@
 
 use std::time::{Duration, Instant};
 
+#[path = "common/server.rs"]
+mod server;
+
 use opsbook_server::{Config, auth};
 use opsbook_store::{ExecutionFilter, ServerStore, Store};
 
@@ -33,13 +36,8 @@ async fn main() {
     let store = opsbook_store_sqlite::SqliteStore::open(&dir.path().join("bench.db")).await.expect("database");
     let config =
         Config { workers, workdir: dir.path().to_path_buf(), metrics_listen: String::new(), ..Config::default() };
-    let state = opsbook_server::state(store.clone(), config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listen");
-    let url = format!("http://{}", listener.local_addr().expect("address"));
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(opsbook_server::serve(state, listener, None, async {
-        let _ = stop_rx.await;
-    }));
+    let server = server::start(store.clone(), config).await;
+    let url = server.url.clone();
     let token = auth::generate("bench", vec!["admin".into()], None);
     store.create_token(&token.record, &token.hash).await.expect("token");
     let http = reqwest::Client::new();
@@ -107,8 +105,7 @@ async fn main() {
     }
     latencies.sort_by(|a, b| a.total_cmp(b));
     overhead.sort_by(|a, b| a.total_cmp(b));
-    let _ = stop_tx.send(());
-    let _ = server.await;
+    server.stop().await;
     println!(
         "server_throughput: {clients} clients, {seconds} s of submissions, {workers} workers, {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())

@@ -12,6 +12,8 @@ use std::time::Instant;
 
 #[path = "common/fill.rs"]
 mod fill;
+#[path = "common/server.rs"]
+mod server;
 
 use opsbook_server::{Config, auth};
 use opsbook_store::ServerStore;
@@ -44,13 +46,8 @@ async fn main() {
     let path = dir.path().join("bench.db");
     let store = opsbook_store_sqlite::SqliteStore::open(&path).await.expect("database");
     let config = Config { workers: 2, metrics_listen: String::new(), workdir: dir.path().into(), ..Config::default() };
-    let state = opsbook_server::state(store.clone(), config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listen");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(opsbook_server::serve(state, listener, None, async {
-        let _ = stop_rx.await;
-    }));
+    let server = server::start(store.clone(), config).await;
+    let url = server.url.clone();
     let admin = auth::generate("bench", vec!["admin".into()], None);
     store.create_token(&admin.record, &admin.hash).await.expect("token");
     let operator = auth::generate("oper", vec!["operator".into()], None);
@@ -179,6 +176,5 @@ async fn main() {
         let gz = gz as f64 / 1024.0;
         println!("  {name:<20} {kb:>8.1} {gz:>8.1} {first:>9.1} kB {cold:>9.2} {p50:>8.2} {p99:>8.2}");
     }
-    let _ = stop_tx.send(());
-    let _ = server.await;
+    server.stop().await;
 }

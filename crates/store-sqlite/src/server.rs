@@ -357,12 +357,12 @@ impl ServerStore for SqliteStore {
         // Two statements, so that one runbook's rows come through its index.
         let columns = "SELECT runbook_name, status, actor, created_at, started_at, finished_at, rollback_status \
                        FROM executions WHERE created_at >= ?1";
-        let mut stmt = match runbook {
-            Some(_) => conn.prepare_cached(&format!("{columns} AND runbook_name = ?2")),
-            None => conn.prepare_cached(&format!("{columns} AND ?2 IS NULL ORDER BY runbook_name")),
-        }
-        .db()?;
-        collect(&mut stmt, params![since, runbook], |row| {
+        let (sql, args): (String, Vec<&dyn ToSql>) = match &runbook {
+            Some(r) => (format!("{columns} AND runbook_name = ?2"), vec![&since, r]),
+            None => (format!("{columns} ORDER BY runbook_name"), vec![&since]),
+        };
+        let mut stmt = conn.prepare_cached(&sql).db()?;
+        collect(&mut stmt, args.as_slice(), |row| {
             Ok(AnalyticsRow {
                 runbook: row.get(0).db()?,
                 status: row.get(1).db()?,

@@ -181,7 +181,7 @@ fn secret_keys(config: &Config, url: &opsbook_store::DatabaseUrl) -> Result<Stri
         use std::os::unix::fs::OpenOptionsExt;
         let text = format!(
             "# opsbook: the key that seals secret parameters in {} (keep it apart from its backups)\n{}\n",
-            url_path(url),
+            opsbook_store_any::AnyStore::describe(url),
             opsbook_server::vault::new_key_text()
         );
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -199,8 +199,4 @@ fn secret_keys(config: &Config, url: &opsbook_store::DatabaseUrl) -> Result<Stri
     let text = std::fs::read_to_string(&path)
         .map_err(|e| usage(format!("cannot read the secret key file {}: {e}", path.display())))?;
     check(text, &path.display().to_string())
-}
-
-fn url_path(url: &opsbook_store::DatabaseUrl) -> String {
-    opsbook_store_any::AnyStore::describe(url)
 }

@@ -55,6 +55,18 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
+/// A list cursor, `CREATED_AT.ID` (the last item of the page before): the keyset to
+/// go on from.
+pub(crate) fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
+    let (t, id) = cursor.split_once('.')?;
+    Some((t.parse().ok()?, id.to_string()))
+}
+
+/// The cursor of the page after `page` (none when it was not full: the last page).
+pub(crate) fn next_cursor(page: &[opsbook_store::Execution], limit: i64) -> Option<String> {
+    (page.len() as i64 == limit).then(|| page.last().map(|e| format!("{}.{}", e.created_at, e.id))).flatten()
+}
+
 pub(crate) fn parse_time(s: &str) -> Option<i64> {
     s.parse::<i64>().ok().or_else(|| s.parse::<jiff::Timestamp>().ok().map(|t| t.as_millisecond()))
 }
@@ -79,10 +91,7 @@ pub async fn list(
         None => None,
     };
     let before = match q.cursor.as_deref() {
-        Some(c) => {
-            let (t, id) = c.split_once('.').ok_or_else(|| ApiError::bad_request("invalid cursor"))?;
-            Some((t.parse().map_err(|_| ApiError::bad_request("invalid cursor"))?, id.to_string()))
-        }
+        Some(c) => Some(parse_cursor(c).ok_or_else(|| ApiError::bad_request("invalid cursor"))?),
         None => None,
     };
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
@@ -90,8 +99,7 @@ pub async fn list(
         .store
         .executions(&ExecutionFilter { runbook: q.runbook, status, actor: q.actor, since, before, limit })
         .await?;
-    let next =
-        (list.len() as i64 == limit).then(|| list.last().map(|e| format!("{}.{}", e.created_at, e.id))).flatten();
+    let next = next_cursor(&list, limit);
     let items = list.iter().map(opsbook_api::ExecutionSummary::from).collect();
     Ok(Json(opsbook_api::ExecutionPage { items, next_cursor: next }))
 }

@@ -72,16 +72,12 @@ pub async fn list(State(st): State<AppState>, web: Web, Query(f): Query<ListQuer
         "" => None,
         s => Some(ExecStatus::parse(s).ok_or_else(|| ApiError::bad_request(format!("unknown status `{s}`")))?),
     };
-    let before = f.cursor.as_deref().and_then(|c| {
-        let (t, id) = c.split_once('.')?;
-        Some((t.parse().ok()?, id.to_string()))
-    });
+    let before = f.cursor.as_deref().and_then(crate::routes::executions::parse_cursor);
     let some = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
     let limit = 50;
     let filter = ExecutionFilter { runbook: some(&f.runbook), status, actor: some(&f.actor), since, before, limit };
     let found = st.store.executions(&filter).await?;
-    let next =
-        (found.len() as i64 == limit).then(|| found.last().map(|e| format!("{}.{}", e.created_at, e.id))).flatten();
+    let next = crate::routes::executions::next_cursor(&found, limit);
     let rows = found
         .iter()
         .map(|e| ListRow {

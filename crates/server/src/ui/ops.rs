@@ -40,9 +40,8 @@ pub async fn approvals(State(st): State<AppState>, web: Web) -> UiResult<Respons
         let Ok(wait) = st.engine.approval_wait(&e.id).await else { continue };
         let since = wait.step.started_at.unwrap_or(e.created_at);
         let mine = web.can(Perm::Approve) && crate::service::may_decide(&st, &web.ctx.principal, &wait).await?.is_ok();
-        let steps = st.store.steps(&e.id).await?;
-        let doc = opsbook_api::ExecutionDoc::new(&e, &steps);
-        let message = doc.steps.iter().find(|s| s.id == wait.step.step_id).and_then(|s| s.message.clone());
+        // What it asks, as rendered when the step began waiting (secrets masked).
+        let message = wait.step.rendered.clone();
         waiting.push(Waiting {
             id: e.id.clone(),
             runbook: e.runbook_name.clone(),
