@@ -1,0 +1,754 @@
+//! The server's tables on PostgreSQL: registry, queue, tokens, sessions, secrets,
+//! schedules, notifications and the audit trail.
+
+use opsbook_core::{ExecStatus, StepStatus};
+use sqlx::QueryBuilder;
+use sqlx::postgres::PgRow;
+
+use opsbook_store::{
+    AnalyticsRow, AuditFilter, AuditRecord, Error, Execution, LifecycleEvent, NewAudit, NotificationAttempt, Publish,
+    Published, PublishedVersion, RegistryEntry, Result, RunbookQuery, ScheduleRecord, SealedSecrets, ServerStore,
+    StepRecord, Token, WaitKind, WebSession, audit_hash, now_ms,
+};
+
+use crate::rows::{Tx, col, execution_columns, execution_from, insert_execution, json_text, map_rows, parse_json};
+use crate::{Db, PgStore};
+
+/// The transaction advisory lock appends to the audit chain take, one at a time.
+const AUDIT_LOCK: i64 = 0x6f70_7361_7564_6974;
+
+fn token_from(row: &PgRow) -> Result<Token> {
+    Ok(Token {
+        id: col(row, 0)?,
+        user: col(row, 1)?,
+        roles: parse_json(col(row, 2)?, "token roles")?,
+        created_at: col(row, 3)?,
+        expires_at: col(row, 4)?,
+        revoked_at: col(row, 5)?,
+        last_used_at: col(row, 6)?,
+    })
+}
+
+fn audit_from(row: &PgRow) -> Result<AuditRecord> {
+    Ok(AuditRecord {
+        seq: col(row, 0)?,
+        at: col(row, 1)?,
+        actor: col(row, 2)?,
+        action: col(row, 3)?,
+        target: col(row, 4)?,
+        request_id: col(row, 5)?,
+        details: parse_json(col(row, 6)?, "audit details")?,
+        prev_hash: col(row, 7)?,
+        hash: col(row, 8)?,
+    })
+}
+
+/// The columns of `schedules`, in the order [`schedule_from`] reads them.
+macro_rules! schedule_columns {
+    () => {
+        "id, runbook, source, cron, timezone, params, overlap, missed, created_by, created_at, next_run_at, \
+         last_run_at, last_result"
+    };
+}
+
+fn schedule_from(row: &PgRow) -> Result<ScheduleRecord> {
+    Ok(ScheduleRecord {
+        id: col(row, 0)?,
+        runbook: col(row, 1)?,
+        source: col(row, 2)?,
+        cron: col(row, 3)?,
+        timezone: col(row, 4)?,
+        params: parse_json(col(row, 5)?, "schedule params")?,
+        overlap: col(row, 6)?,
+        missed: col(row, 7)?,
+        created_by: col(row, 8)?,
+        created_at: col(row, 9)?,
+        next_run_at: col(row, 10)?,
+        last_run_at: col(row, 11)?,
+        last_result: col(row, 12)?,
+    })
+}
+
+async fn insert_schedule<'e>(e: impl sqlx::Executor<'e, Database = sqlx::Postgres>, s: &ScheduleRecord) -> Result<()> {
+    sqlx::query(concat!(
+        "INSERT INTO schedules (",
+        schedule_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    ))
+    .bind(&s.id)
+    .bind(&s.runbook)
+    .bind(&s.source)
+    .bind(&s.cron)
+    .bind(&s.timezone)
+    .bind(json_text(&s.params))
+    .bind(&s.overlap)
+    .bind(&s.missed)
+    .bind(&s.created_by)
+    .bind(s.created_at)
+    .bind(s.next_run_at)
+    .bind(s.last_run_at)
+    .bind(&s.last_result)
+    .execute(e)
+    .await
+    .db()?;
+    Ok(())
+}
+
+/// The execution an idempotency key was first used for, and its runbook.
+async fn keyed_execution(tx: &mut Tx<'_>, actor: &str, key: &str) -> Result<Option<(String, String)>> {
+    let row = sqlx::query(
+        "SELECT k.execution_id, e.runbook_name FROM idempotency_keys k \
+         JOIN executions e ON e.id = k.execution_id WHERE k.actor = $1 AND k.key = $2",
+    )
+    .bind(actor)
+    .bind(key)
+    .fetch_optional(&mut **tx)
+    .await
+    .db()?;
+    row.map(|r| Ok((col(&r, 0)?, col(&r, 1)?))).transpose()
+}
+
+impl ServerStore for PgStore {
+    async fn publish(&self, p: &Publish) -> Result<Published> {
+        self.publish_now(p).await
+    }
+
+    async fn registry(&self, q: &RunbookQuery) -> Result<Vec<RegistryEntry>> {
+        self.registry_now(q).await
+    }
+
+    async fn registry_entry(&self, name: &str) -> Result<RegistryEntry> {
+        self.registry_entry_now(name).await
+    }
+
+    async fn registry_versions(&self, name: &str) -> Result<Vec<PublishedVersion>> {
+        self.registry_versions_now(name).await
+    }
+
+    async fn registry_version(&self, name: &str, version: &str) -> Result<(PublishedVersion, String)> {
+        self.registry_version_now(name, version).await
+    }
+
+    async fn save_bundle(&self, sha256: &str, content: &[u8]) -> Result<()> {
+        self.save_bundle_now(sha256, content).await
+    }
+
+    async fn bundle(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
+        self.bundle_now(sha256).await
+    }
+
+    async fn set_lifecycle(&self, e: &LifecycleEvent) -> Result<Vec<ScheduleRecord>> {
+        let mut tx = self.pool().begin().await.db()?;
+        let current: Option<String> = sqlx::query_scalar("SELECT status FROM runbooks WHERE name = $1 FOR UPDATE")
+            .bind(&e.name)
+            .fetch_optional(&mut *tx)
+            .await
+            .db()?;
+        match current {
+            None => return Err(Error::NotFound(format!("runbook `{}`", e.name))),
+            Some(c) if Some(&c) != e.from_status.as_ref() => {
+                return Err(Error::Conflict(format!("runbook `{}` is {c}, not {:?}", e.name, e.from_status)));
+            }
+            Some(_) => {}
+        }
+        sqlx::query("UPDATE runbooks SET status = $1, updated_at = $2 WHERE name = $3")
+            .bind(&e.to_status)
+            .bind(e.at)
+            .bind(&e.name)
+            .execute(&mut *tx)
+            .await
+            .db()?;
+        sqlx::query(
+            "INSERT INTO lifecycle_events (name, from_status, to_status, actor, reason, at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&e.name)
+        .bind(&e.from_status)
+        .bind(&e.to_status)
+        .bind(&e.actor)
+        .bind(&e.reason)
+        .bind(e.at)
+        .execute(&mut *tx)
+        .await
+        .db()?;
+        let mut removed = Vec::new();
+        if e.to_status == opsbook_core::LifecycleStatus::Archived.as_str() {
+            let rows = sqlx::query(concat!("DELETE FROM schedules WHERE runbook = $1 RETURNING ", schedule_columns!()))
+                .bind(&e.name)
+                .fetch_all(&mut *tx)
+                .await
+                .db()?;
+            removed = map_rows(&rows, schedule_from)?;
+            removed.sort_by(|a, b| a.id.cmp(&b.id));
+        }
+        tx.commit().await.db()?;
+        Ok(removed)
+    }
+
+    async fn lifecycle_events(&self, name: &str) -> Result<Vec<LifecycleEvent>> {
+        let rows = sqlx::query(
+            "SELECT name, from_status, to_status, actor, reason, at FROM lifecycle_events WHERE name = $1 \
+             ORDER BY at, id",
+        )
+        .bind(name)
+        .fetch_all(self.pool())
+        .await
+        .db()?;
+        map_rows(&rows, |row| {
+            Ok(LifecycleEvent {
+                name: col(row, 0)?,
+                from_status: col(row, 1)?,
+                to_status: col(row, 2)?,
+                actor: col(row, 3)?,
+                reason: col(row, 4)?,
+                at: col(row, 5)?,
+            })
+        })
+    }
+
+    async fn create_execution_once(&self, exec: &Execution, steps: &[StepRecord], key: Option<&str>) -> Result<String> {
+        let mut tx = self.pool().begin().await.db()?;
+        if let Some(key) = key {
+            // The key first: a concurrent submit with the same key waits here for this
+            // transaction, then finds the key taken and returns this execution.
+            let claimed = sqlx::query(
+                "INSERT INTO idempotency_keys (actor, key, execution_id, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (actor, key) DO NOTHING",
+            )
+            .bind(&exec.actor)
+            .bind(key)
+            .bind(&exec.id)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .db()?;
+            if claimed.rows_affected() == 0 {
+                let (id, runbook) = keyed_execution(&mut tx, &exec.actor, key).await?.ok_or_else(|| {
+                    Error::Corrupt(format!("idempotency key of {} without its execution", exec.actor))
+                })?;
+                if runbook != exec.runbook_name {
+                    return Err(Error::Mismatch(format!(
+                        "this Idempotency-Key was used for runbook `{runbook}` (execution {id}), not `{}`: use a new key",
+                        exec.runbook_name
+                    )));
+                }
+                return Ok(id);
+            }
+        }
+        insert_execution(&mut tx, exec, steps).await?;
+        tx.commit().await.db()?;
+        Ok(exec.id.clone())
+    }
+
+    async fn claim_next(&self, owner: &str, lease_ms: i64) -> Result<Option<Execution>> {
+        let now = now_ms();
+        // SKIP LOCKED: claimers in other processes pass over a row being claimed rather
+        // than queue behind it, and each takes a different execution.
+        let row = sqlx::query(concat!(
+            "UPDATE executions SET status = $4, owner = $1, lease_expires_at = $2, heartbeat_at = $3, \
+             started_at = COALESCE(started_at, $3) \
+             WHERE id = (SELECT id FROM executions WHERE status = $5 \
+             ORDER BY COALESCE(heartbeat_at, created_at), id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             RETURNING ",
+            execution_columns!()
+        ))
+        .bind(owner)
+        .bind(now + lease_ms)
+        .bind(now)
+        .bind(ExecStatus::Running.as_str())
+        .bind(ExecStatus::Queued.as_str())
+        .fetch_optional(self.pool())
+        .await
+        .db()?;
+        row.as_ref().map(execution_from).transpose()
+    }
+
+    async fn claim_waiting(&self, execution_id: &str, owner: &str, lease_ms: i64) -> Result<Option<Execution>> {
+        let now = now_ms();
+        let row = sqlx::query(concat!(
+            "UPDATE executions SET owner = $1, lease_expires_at = $2, heartbeat_at = $3 \
+             WHERE id = $4 AND status = $5 AND (owner IS NULL OR lease_expires_at < $3) RETURNING ",
+            execution_columns!()
+        ))
+        .bind(owner)
+        .bind(now + lease_ms)
+        .bind(now)
+        .bind(execution_id)
+        .bind(ExecStatus::Waiting.as_str())
+        .fetch_optional(self.pool())
+        .await
+        .db()?;
+        row.as_ref().map(execution_from).transpose()
+    }
+
+    async fn requeue(&self, execution_id: &str) -> Result<bool> {
+        let mut tx = self.pool().begin().await.db()?;
+        let n = sqlx::query(
+            "UPDATE executions SET status = $3, owner = NULL, lease_expires_at = NULL \
+             WHERE id = $1 AND status = $4 AND (owner IS NULL OR lease_expires_at < $2)",
+        )
+        .bind(execution_id)
+        .bind(now_ms())
+        .bind(ExecStatus::Queued.as_str())
+        .bind(ExecStatus::Waiting.as_str())
+        .execute(&mut *tx)
+        .await
+        .db()?;
+        if n.rows_affected() == 1 {
+            crate::announce_queued(&mut *tx).await?;
+        }
+        tx.commit().await.db()?;
+        Ok(n.rows_affected() == 1)
+    }
+
+    async fn count_queued(&self) -> Result<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM executions WHERE status = $1")
+            .bind(ExecStatus::Queued.as_str())
+            .fetch_one(self.pool())
+            .await
+            .db()
+    }
+
+    async fn count_by_status(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT status, COUNT(*) FROM executions GROUP BY status ORDER BY status")
+            .fetch_all(self.pool())
+            .await
+            .db()?;
+        map_rows(&rows, |r| Ok((col(r, 0)?, col(r, 1)?)))
+    }
+
+    async fn count_waiting(&self) -> Result<(i64, i64)> {
+        // A gate poll leaves the execution `waiting`, so polled waits count too.
+        let row = sqlx::query(
+            "SELECT COUNT(*) FILTER (WHERE s.wait_kind = $3), COUNT(*) FILTER (WHERE s.wait_kind = $4) \
+             FROM executions e JOIN execution_steps s ON s.execution_id = e.id \
+             WHERE e.status = $1 AND s.status = $2",
+        )
+        .bind(ExecStatus::Waiting.as_str())
+        .bind(StepStatus::Waiting.as_str())
+        .bind(WaitKind::Approval.as_str())
+        .bind(WaitKind::Gate.as_str())
+        .fetch_one(self.pool())
+        .await
+        .db()?;
+        Ok((col(&row, 0)?, col(&row, 1)?))
+    }
+
+    async fn expired_waits(&self, now: i64) -> Result<Vec<(String, bool)>> {
+        // Due (or asked to cancel), not held by anyone; the longest overdue first, so a
+        // busy gate pool gets to every one in turn.
+        let rows = sqlx::query(
+            "SELECT e.id, bool_or(s.wait_kind = $4) FROM executions e \
+             JOIN execution_steps s ON s.execution_id = e.id \
+             WHERE e.status = $2 AND s.status = $3 \
+             AND (s.wait_deadline < $1 OR e.cancel_requested) \
+             AND (e.owner IS NULL OR e.lease_expires_at < $1) \
+             GROUP BY e.id ORDER BY MIN(COALESCE(s.wait_deadline, 0))",
+        )
+        .bind(now)
+        .bind(ExecStatus::Waiting.as_str())
+        .bind(StepStatus::Waiting.as_str())
+        .bind(WaitKind::Gate.as_str())
+        .fetch_all(self.pool())
+        .await
+        .db()?;
+        map_rows(&rows, |r| Ok((col(r, 0)?, col::<Option<bool>>(r, 1)?.unwrap_or(false))))
+    }
+
+    async fn sync_schedules(&self, runbook: &str, schedules: &[ScheduleRecord]) -> Result<()> {
+        let mut tx = self.pool().begin().await.db()?;
+        sqlx::query("DELETE FROM schedules WHERE runbook = $1 AND source = 'runbook'")
+            .bind(runbook)
+            .execute(&mut *tx)
+            .await
+            .db()?;
+        for s in schedules {
+            insert_schedule(&mut *tx, s).await?;
+        }
+        tx.commit().await.db()
+    }
+
+    async fn create_schedule(&self, s: &ScheduleRecord) -> Result<()> {
+        insert_schedule(self.pool(), s).await
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>> {
+        let rows = sqlx::query(concat!("SELECT ", schedule_columns!(), " FROM schedules ORDER BY runbook, id"))
+            .fetch_all(self.pool())
+            .await
+            .db()?;
+        map_rows(&rows, schedule_from)
+    }
+
+    async fn delete_schedule(&self, id: &str) -> Result<()> {
+        let n = sqlx::query("DELETE FROM schedules WHERE id = $1 AND source = 'api'")
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .db()?;
+        if n.rows_affected() == 0 {
+            return Err(Error::NotFound(format!(
+                "schedule `{id}` (a runbook's own schedules change with the runbook)"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn due_schedules(&self, now: i64) -> Result<Vec<ScheduleRecord>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            schedule_columns!(),
+            " FROM schedules WHERE next_run_at IS NOT NULL AND next_run_at <= $1 ORDER BY next_run_at"
+        ))
+        .bind(now)
+        .fetch_all(self.pool())
+        .await
+        .db()?;
+        map_rows(&rows, schedule_from)
+    }
+
+    async fn schedule_ran(&self, id: &str, ran_at: i64, next: Option<i64>, result: &str) -> Result<()> {
+        sqlx::query("UPDATE schedules SET last_run_at = $1, next_run_at = $2, last_result = $3 WHERE id = $4")
+            .bind(ran_at)
+            .bind(next)
+            .bind(result)
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .db()?;
+        Ok(())
+    }
+
+    async fn has_active_execution(&self, actor: &str) -> Result<bool> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM executions WHERE actor = $1 AND status IN ($2, $3, $4))")
+            .bind(actor)
+            .bind(ExecStatus::Queued.as_str())
+            .bind(ExecStatus::Running.as_str())
+            .bind(ExecStatus::Waiting.as_str())
+            .fetch_one(self.pool())
+            .await
+            .db()
+    }
+
+    async fn analytics_rows(&self, since: i64, runbook: Option<&str>) -> Result<Vec<AnalyticsRow>> {
+        let rows = sqlx::query(
+            "SELECT runbook_name, status, actor, created_at, started_at, finished_at, rollback_status IS NOT NULL \
+             FROM executions WHERE created_at >= $1 AND ($2::text IS NULL OR runbook_name = $2) ORDER BY runbook_name",
+        )
+        .bind(since)
+        .bind(runbook)
+        .fetch_all(self.pool())
+        .await
+        .db()?;
+        map_rows(&rows, |row| {
+            Ok(AnalyticsRow {
+                runbook: col(row, 0)?,
+                status: col(row, 1)?,
+                actor: col(row, 2)?,
+                created_at: col(row, 3)?,
+                started_at: col(row, 4)?,
+                finished_at: col(row, 5)?,
+                rolled_back: col(row, 6)?,
+            })
+        })
+    }
+
+    async fn record_notification(&self, a: &NotificationAttempt) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO notification_attempts (delivery_id, execution_id, event, rule, attempt, status_code, error, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&a.delivery_id)
+        .bind(&a.execution_id)
+        .bind(&a.event)
+        .bind(&a.rule)
+        .bind(a.attempt)
+        .bind(a.status_code)
+        .bind(&a.error)
+        .bind(a.at)
+        .execute(self.pool())
+        .await
+        .db()?;
+        Ok(())
+    }
+
+    async fn notifications(&self, execution_id: &str) -> Result<Vec<NotificationAttempt>> {
+        let rows = sqlx::query(
+            "SELECT delivery_id, execution_id, event, rule, attempt, status_code, error, at FROM notification_attempts \
+             WHERE execution_id = $1 ORDER BY id",
+        )
+        .bind(execution_id)
+        .fetch_all(self.pool())
+        .await
+        .db()?;
+        map_rows(&rows, |row| {
+            Ok(NotificationAttempt {
+                delivery_id: col(row, 0)?,
+                execution_id: col(row, 1)?,
+                event: col(row, 2)?,
+                rule: col(row, 3)?,
+                attempt: col(row, 4)?,
+                status_code: col(row, 5)?,
+                error: col(row, 6)?,
+                at: col(row, 7)?,
+            })
+        })
+    }
+
+    async fn create_token(&self, t: &Token, hash: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_tokens (id, hash, user_name, roles, created_at, expires_at, revoked_at, last_used_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&t.id)
+        .bind(hash)
+        .bind(&t.user)
+        .bind(json_text(&t.roles))
+        .bind(t.created_at)
+        .bind(t.expires_at)
+        .bind(t.revoked_at)
+        .bind(t.last_used_at)
+        .execute(self.pool())
+        .await
+        .db()?;
+        Ok(())
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<(Token, String)>> {
+        let row = sqlx::query(
+            "SELECT id, user_name, roles, created_at, expires_at, revoked_at, last_used_at, hash \
+             FROM api_tokens WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await
+        .db()?;
+        row.map(|r| Ok((token_from(&r)?, col(&r, 7)?))).transpose()
+    }
+
+    async fn token_used(&self, id: &str, at: i64) -> Result<()> {
+        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .db()?;
+        Ok(())
+    }
+
+    async fn tokens(&self) -> Result<Vec<Token>> {
+        let rows = sqlx::query(
+            "SELECT id, user_name, roles, created_at, expires_at, revoked_at, last_used_at FROM api_tokens \
+             ORDER BY created_at, id",
+        )
+        .fetch_all(self.pool())
+        .await
+        .db()?;
+        map_rows(&rows, token_from)
+    }
+
+    async fn revoke_token(&self, id: &str) -> Result<()> {
+        let n = sqlx::query("UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
+            .bind(now_ms())
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .db()?;
+        if n.rows_affected() == 0 {
+            return Err(Error::NotFound(format!("token `{id}`")));
+        }
+        Ok(())
+    }
+
+    async fn put_secrets(&self, s: &SealedSecrets) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO execution_secrets (execution_id, key_id, nonce, ciphertext, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (execution_id) DO UPDATE SET key_id = excluded.key_id, \
+             nonce = excluded.nonce, ciphertext = excluded.ciphertext, created_at = excluded.created_at",
+        )
+        .bind(&s.execution_id)
+        .bind(&s.key_id)
+        .bind(&s.nonce)
+        .bind(&s.ciphertext)
+        .bind(s.created_at)
+        .execute(self.pool())
+        .await
+        .db()?;
+        Ok(())
+    }
+
+    async fn sealed_secrets(&self, execution_id: &str) -> Result<Option<SealedSecrets>> {
+        let row = sqlx::query(
+            "SELECT execution_id, key_id, nonce, ciphertext, created_at FROM execution_secrets WHERE execution_id = $1",
+        )
+        .bind(execution_id)
+        .fetch_optional(self.pool())
+        .await
+        .db()?;
+        row.map(|r| {
+            Ok(SealedSecrets {
+                execution_id: col(&r, 0)?,
+                key_id: col(&r, 1)?,
+                nonce: col(&r, 2)?,
+                ciphertext: col(&r, 3)?,
+                created_at: col(&r, 4)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_secrets(&self, execution_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM execution_secrets WHERE execution_id = $1")
+            .bind(execution_id)
+            .execute(self.pool())
+            .await
+            .db()?;
+        Ok(())
+    }
+
+    async fn prune_secrets(&self, before: i64) -> Result<u64> {
+        let n = sqlx::query(
+            "DELETE FROM execution_secrets s WHERE s.created_at < $1 AND NOT EXISTS \
+             (SELECT 1 FROM executions e WHERE e.id = s.execution_id AND e.status NOT IN ($2, $3, $4))",
+        )
+        .bind(before)
+        .bind(ExecStatus::Succeeded.as_str())
+        .bind(ExecStatus::Failed.as_str())
+        .bind(ExecStatus::Cancelled.as_str())
+        .execute(self.pool())
+        .await
+        .db()?;
+        Ok(n.rows_affected())
+    }
+
+    async fn create_session(&self, s: &WebSession) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO web_sessions (hash, token_id, created_at, expires_at, ended_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&s.hash)
+        .bind(&s.token_id)
+        .bind(s.created_at)
+        .bind(s.expires_at)
+        .bind(s.ended_at)
+        .execute(self.pool())
+        .await
+        .db()?;
+        Ok(())
+    }
+
+    async fn session(&self, hash: &str) -> Result<Option<WebSession>> {
+        let row =
+            sqlx::query("SELECT hash, token_id, created_at, expires_at, ended_at FROM web_sessions WHERE hash = $1")
+                .bind(hash)
+                .fetch_optional(self.pool())
+                .await
+                .db()?;
+        row.map(|r| {
+            Ok(WebSession {
+                hash: col(&r, 0)?,
+                token_id: col(&r, 1)?,
+                created_at: col(&r, 2)?,
+                expires_at: col(&r, 3)?,
+                ended_at: col(&r, 4)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn end_session(&self, hash: &str, at: i64) -> Result<()> {
+        sqlx::query("UPDATE web_sessions SET ended_at = COALESCE(ended_at, $1) WHERE hash = $2")
+            .bind(at)
+            .bind(hash)
+            .execute(self.pool())
+            .await
+            .db()?;
+        Ok(())
+    }
+
+    async fn prune_sessions(&self, before: i64) -> Result<u64> {
+        let n =
+            sqlx::query("DELETE FROM web_sessions WHERE expires_at < $1 OR (ended_at IS NOT NULL AND ended_at < $1)")
+                .bind(before)
+                .execute(self.pool())
+                .await
+                .db()?;
+        Ok(n.rows_affected())
+    }
+
+    async fn append_audit(&self, r: &NewAudit) -> Result<AuditRecord> {
+        let mut tx = self.pool().begin().await.db()?;
+        // One append at a time across every node: each record's hash covers the last one.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(AUDIT_LOCK).execute(&mut *tx).await.db()?;
+        let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await
+            .db()?;
+        let (seq, prev_hash) = match last {
+            Some(row) => (col::<i64>(&row, 0)? + 1, col::<String>(&row, 1)?),
+            None => (1, String::new()),
+        };
+        let at = now_ms();
+        let hash = audit_hash(&prev_hash, seq, at, r);
+        sqlx::query(
+            "INSERT INTO audit_log (seq, at, actor, action, target, request_id, details, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(seq)
+        .bind(at)
+        .bind(&r.actor)
+        .bind(&r.action)
+        .bind(&r.target)
+        .bind(&r.request_id)
+        .bind(json_text(&r.details))
+        .bind(&prev_hash)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await
+        .db()?;
+        tx.commit().await.db()?;
+        Ok(AuditRecord {
+            seq,
+            at,
+            actor: r.actor.clone(),
+            action: r.action.clone(),
+            target: r.target.clone(),
+            request_id: r.request_id.clone(),
+            details: r.details.clone(),
+            prev_hash,
+            hash,
+        })
+    }
+
+    async fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>> {
+        let mut q = QueryBuilder::new(
+            "SELECT seq, at, actor, action, target, request_id, details, prev_hash, hash FROM audit_log WHERE seq > ",
+        );
+        q.push_bind(f.after_seq);
+        for (column, v) in [("actor", &f.actor), ("action", &f.action), ("target", &f.target)] {
+            if let Some(v) = v {
+                q.push(format_args!(" AND {column} = ")).push_bind(v);
+            }
+        }
+        if let Some(since) = f.since {
+            q.push(" AND at >= ").push_bind(since);
+        }
+        q.push(" ORDER BY seq LIMIT ").push_bind(if f.limit > 0 { f.limit } else { 100 });
+        let rows = q.build().fetch_all(self.pool()).await.db()?;
+        map_rows(&rows, audit_from)
+    }
+
+    async fn verify_audit(&self) -> Result<std::result::Result<i64, String>> {
+        use futures_util::TryStreamExt;
+        // Streamed: the chain can be long, and only one record is needed at a time.
+        let mut rows = sqlx::query(
+            "SELECT seq, at, actor, action, target, request_id, details, prev_hash, hash FROM audit_log ORDER BY seq",
+        )
+        .fetch(self.pool());
+        let mut chain = opsbook_store::AuditChain::new();
+        while let Some(row) = rows.try_next().await.db()? {
+            if let Err(broken) = chain.next(audit_from(&row)?) {
+                return Ok(Err(broken));
+            }
+        }
+        Ok(Ok(chain.count()))
+    }
+}

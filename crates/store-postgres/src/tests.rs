@@ -1,0 +1,82 @@
+//! The PostgreSQL backend against the suite every backend passes, on a real server.
+
+use opsbook_store::conformance::{Tamper, run_all};
+use sqlx::PgPool;
+
+use crate::PgStore;
+
+/// Edits the audit table over a connection of its own, as an attacker with database
+/// access would.
+struct PgTamper(PgPool);
+
+impl PgTamper {
+    fn exec(&self, sql: &'static str, seq: i64) {
+        let pool = self.0.clone();
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current()
+                .block_on(async move { sqlx::query(sql).bind(seq).execute(&pool).await.unwrap() })
+        });
+    }
+}
+
+impl Tamper for PgTamper {
+    fn edit(&self, seq: i64) {
+        self.exec(
+            "UPDATE audit_log SET actor = CASE actor WHEN 'mallory' THEN 'ann' ELSE 'mallory' END WHERE seq = $1",
+            seq,
+        );
+    }
+
+    fn delete(&self, seq: i64) {
+        self.exec("DELETE FROM audit_log WHERE seq = $1", seq);
+    }
+
+    fn insert(&self) {
+        self.exec(
+            "INSERT INTO audit_log (seq, at, actor, action, target, request_id, details, prev_hash, hash) \
+             SELECT seq + 1, at, 'mallory', 'forged', '', '', '{}', hash, $1::text FROM audit_log \
+             ORDER BY seq DESC LIMIT 1",
+            0,
+        );
+    }
+}
+
+/// PostgreSQL passes the suite every backend must pass.
+#[test]
+fn postgres_passes_the_conformance_suite() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
+    rt.block_on(run_all(
+        || async { PgStore::open(&crate::testing::fresh_database().await).await.unwrap() },
+        |s: &PgStore| PgTamper(s.pool().clone()),
+    ));
+}
+
+/// Nodes starting together migrate once: the others wait on the advisory lock, then find
+/// the schema current.
+#[test]
+fn nodes_starting_together_migrate_once() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
+    rt.block_on(async {
+        let url = crate::testing::fresh_database().await;
+        let opened = futures_util::future::join_all((0..6).map(|_| PgStore::open(&url))).await;
+        for s in &opened {
+            assert!(s.is_ok(), "{:?}", s.as_ref().err());
+        }
+        let s = opened.into_iter().next().unwrap().unwrap();
+        assert_eq!(s.schema_version().await.unwrap(), (crate::newest(), crate::newest()));
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM opsbook_migrations").fetch_one(s.pool()).await.unwrap();
+        assert_eq!(applied, crate::MIGRATIONS.len() as i64);
+    });
+}
+
+/// A server that cannot be reached is "unavailable", and the message names it without
+/// its password.
+#[test]
+fn an_unreachable_server_is_named_without_its_password() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let config = crate::PgConfig { acquire_timeout: std::time::Duration::from_millis(500), ..Default::default() };
+    let err = rt.block_on(PgStore::open_with("postgres://me:hunter2@127.0.0.1:1/db", &config)).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("postgres://127.0.0.1:1/db") && !text.contains("hunter2"), "{text}");
+}
