@@ -30,7 +30,7 @@ mod store;
 const QUEUE_CHANNEL: &str = "opsbook_queue";
 
 /// The session advisory lock migrations run under ("opsbook" in ASCII).
-const MIGRATION_LOCK: i64 = 0x6f70_7362_6f6f_6b;
+const MIGRATION_LOCK: i64 = 0x006f_7073_626f_6f6b;
 
 /// Migrations, applied in order and recorded in `opsbook_migrations`. Append only.
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
