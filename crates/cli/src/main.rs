@@ -36,7 +36,7 @@ pub struct Cli {
     /// SQLite database (default: $XDG_DATA_HOME/opsbook/opsbook.db)
     #[arg(long, global = true, env = "OPSBOOK_DB", value_name = "PATH")]
     pub db: Option<PathBuf>,
-    /// The database as a URL (sqlite:///path/to/opsbook.db); wins over --db
+    /// The database as a URL (sqlite:///path/to/opsbook.db, or postgres://user@host/db for a server shared by many nodes); wins over --db
     #[arg(long, global = true, env = "OPSBOOK_DATABASE_URL", value_name = "URL")]
     pub database: Option<String>,
     /// Talk to an opsbook server instead of the local database (token: OPSBOOK_TOKEN or

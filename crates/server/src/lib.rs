@@ -171,6 +171,11 @@ struct Background {
 
 impl Background {
     fn start(state: &AppState, stop_rx: &watch::Receiver<bool>) -> Background {
+        if state.config.workers > 0 {
+            // Executions queued by other processes on a shared database wake a worker here.
+            let wake = state.wake.clone();
+            state.store.on_queued(Arc::new(move || wake.notify_one()));
+        }
         Background {
             workers: worker::spawn(state, state.config.workers, stop_rx.clone()),
             reaper: worker::spawn_reaper(state, stop_rx.clone()),

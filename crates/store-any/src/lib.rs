@@ -6,12 +6,16 @@
 #![forbid(unsafe_code)]
 
 use opsbook_store::*;
+use opsbook_store_postgres::PgStore;
 use opsbook_store_sqlite::SqliteStore;
+
+pub use opsbook_store_postgres::PgConfig;
 
 /// A store on one of the backends opsbook knows.
 #[derive(Debug, Clone)]
 pub enum AnyStore {
     Sqlite(SqliteStore),
+    Postgres(PgStore),
 }
 
 impl From<SqliteStore> for AnyStore {
@@ -20,22 +24,22 @@ impl From<SqliteStore> for AnyStore {
     }
 }
 
-const NO_POSTGRES: &str =
-    "PostgreSQL (postgres://) is not supported by this build yet; use sqlite:///path/to/opsbook.db";
-
-/// Whether this build has the backend a URL names (a usage error when not).
-pub fn check(url: &DatabaseUrl) -> std::result::Result<(), String> {
-    match url {
-        DatabaseUrl::Sqlite(_) => Ok(()),
-        DatabaseUrl::Postgres(_) => Err(NO_POSTGRES.into()),
+impl From<PgStore> for AnyStore {
+    fn from(s: PgStore) -> AnyStore {
+        AnyStore::Postgres(s)
     }
 }
 
 /// Opens (creating or migrating as needed) the database a URL names.
 pub async fn open(url: &DatabaseUrl) -> Result<AnyStore> {
+    open_with(url, &PgConfig::default()).await
+}
+
+/// [`open`], with the connection settings of a PostgreSQL database.
+pub async fn open_with(url: &DatabaseUrl, pg: &PgConfig) -> Result<AnyStore> {
     match url {
         DatabaseUrl::Sqlite(path) => Ok(AnyStore::Sqlite(SqliteStore::open(path).await?)),
-        DatabaseUrl::Postgres(_) => Err(Error::Open(NO_POSTGRES.into())),
+        DatabaseUrl::Postgres(u) => Ok(AnyStore::Postgres(PgStore::open_with(u, pg).await?)),
     }
 }
 
@@ -45,9 +49,49 @@ impl AnyStore {
     pub fn describe(url: &DatabaseUrl) -> String {
         match url {
             DatabaseUrl::Sqlite(path) => path.display().to_string(),
-            DatabaseUrl::Postgres(u) => u.split('@').next_back().unwrap_or(u).to_string(),
+            DatabaseUrl::Postgres(u) => opsbook_store_postgres::redact(u),
         }
     }
+
+    /// The schema version of the database and the newest this build knows.
+    pub async fn schema_version(&self) -> Result<(i64, i64)> {
+        match self {
+            AnyStore::Sqlite(s) => s.schema_version(),
+            AnyStore::Postgres(s) => s.schema_version().await,
+        }
+    }
+
+    /// Whether other processes may share this database (and queue executions in it).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, AnyStore::Postgres(_))
+    }
+
+    /// Calls `wake` whenever an execution is queued, by any process on the database, when
+    /// the backend can tell (PostgreSQL's `LISTEN`); otherwise never (workers poll).
+    pub fn on_queued(&self, wake: std::sync::Arc<dyn Fn() + Send + Sync>) {
+        if let AnyStore::Postgres(s) = self {
+            s.on_queued(wake);
+        }
+    }
+}
+
+/// Copies a SQLite server's database into an empty PostgreSQL one (`opsbook admin copy`):
+/// every row, in one transaction; returns how many rows each table received.
+pub async fn copy(from: &DatabaseUrl, to: &DatabaseUrl) -> std::result::Result<opsbook_store_postgres::Copied, String> {
+    let (DatabaseUrl::Sqlite(path), DatabaseUrl::Postgres(target)) = (from, to) else {
+        return Err(
+            "copy goes from a SQLite database to a PostgreSQL one: --from sqlite:///path --to postgres://…".into()
+        );
+    };
+    if !path.exists() {
+        return Err(format!("{}: no such database file", path.display()));
+    }
+    // Opening brings the source up to the newest schema, which the copy expects.
+    SqliteStore::open(path).await.map_err(|e| format!("{}: {e}", path.display()))?;
+    let target = PgStore::open(target).await.map_err(|e| e.to_string())?;
+    let copied = opsbook_store_postgres::copy_from_sqlite(path, &target).await.map_err(|e| e.to_string());
+    target.close().await;
+    copied
 }
 
 /// The same call on whichever backend this is.
@@ -55,6 +99,7 @@ macro_rules! each {
     ($self:ident, $s:ident => $call:expr) => {
         match $self {
             AnyStore::Sqlite($s) => $call,
+            AnyStore::Postgres($s) => $call,
         }
     };
 }

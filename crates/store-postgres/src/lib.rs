@@ -21,6 +21,9 @@ use sqlx::{Connection, Executor};
 
 use opsbook_store::{Error, Result, now_ms};
 
+pub use copy::{Copied, copy_from_sqlite};
+
+mod copy;
 mod registry;
 mod rows;
 mod server;
@@ -56,6 +59,9 @@ pub(crate) fn classify(e: sqlx::Error) -> Error {
             Error::Unavailable(format!("PostgreSQL cannot be reached: {e}"))
         }
         sqlx::Error::Protocol(_) => Error::Unavailable(format!("the connection to PostgreSQL broke: {e}")),
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("55P03") => {
+            Error::Unavailable("the database is locked by another session; try again shortly".into())
+        }
         sqlx::Error::Database(d) => match d.code().as_deref().map(|c| c.split_at(2)) {
             // 08: connection exception; 53: insufficient resources; 57P: operator
             // intervention (shutdown, restart, cannot connect now); 40: rollback.
@@ -81,11 +87,14 @@ pub struct PgConfig {
     /// How long a query waits for a free connection (or for the server to answer a
     /// connect) before the call fails as unavailable.
     pub acquire_timeout: Duration,
+    /// How long a statement waits for a row or table another session locked before it
+    /// fails as unavailable (SQLite's busy wait).
+    pub lock_timeout: Duration,
 }
 
 impl Default for PgConfig {
     fn default() -> PgConfig {
-        PgConfig { max_connections: 16, acquire_timeout: Duration::from_secs(5) }
+        PgConfig { max_connections: 16, acquire_timeout: Duration::from_secs(5), lock_timeout: Duration::from_secs(10) }
     }
 }
 
@@ -111,7 +120,12 @@ impl PgStore {
     pub async fn open_with(url: &str, config: &PgConfig) -> Result<PgStore> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| Error::Open(format!("{}: {e}", redact(url))))?
-            .application_name("opsbook");
+            .application_name("opsbook")
+            // Notices ("already exists, skipping") are not news for the log.
+            .options([
+                ("client_min_messages", "warning".to_string()),
+                ("lock_timeout", format!("{}ms", config.lock_timeout.as_millis())),
+            ]);
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections.max(2))
             .acquire_timeout(config.acquire_timeout)

@@ -132,22 +132,26 @@ impl Store for PgStore {
         if lines.is_empty() {
             return Ok(());
         }
-        // One statement for the batch: a round trip per line would bound a chatty step.
-        let mut q = QueryBuilder::new(
-            "INSERT INTO execution_logs (execution_id, seq, step_id, phase, attempt, stream, ts, line) ",
-        );
-        q.push_values(lines, |mut b, l| {
-            b.push_bind(&l.execution_id)
-                .push_bind(l.seq)
-                .push_bind(&l.step_id)
-                .push_bind(l.phase.as_str())
-                .push_bind(l.attempt)
-                .push_bind(l.stream.as_str())
-                .push_bind(l.ts)
-                .push_bind(&l.line);
-        });
-        q.build().execute(self.pool()).await.db()?;
-        Ok(())
+        // A statement per chunk of lines (a round trip per line would bound a chatty
+        // step; PostgreSQL takes at most 65,535 parameters, 8 a line), all in one commit.
+        let mut tx = self.pool().begin().await.db()?;
+        for chunk in lines.chunks(4096) {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO execution_logs (execution_id, seq, step_id, phase, attempt, stream, ts, line) ",
+            );
+            q.push_values(chunk, |mut b, l| {
+                b.push_bind(&l.execution_id)
+                    .push_bind(l.seq)
+                    .push_bind(&l.step_id)
+                    .push_bind(l.phase.as_str())
+                    .push_bind(l.attempt)
+                    .push_bind(l.stream.as_str())
+                    .push_bind(l.ts)
+                    .push_bind(&l.line);
+            });
+            q.build().execute(&mut *tx).await.db()?;
+        }
+        tx.commit().await.db()
     }
 
     async fn execution(&self, id: &str) -> Result<Execution> {

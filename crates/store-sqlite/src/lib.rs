@@ -117,6 +117,13 @@ impl SqliteStore {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The schema version of the database and the newest this build knows.
+    pub fn schema_version(&self) -> Result<(i64, i64)> {
+        let current: i64 =
+            self.conn().query_row("SELECT COALESCE(MAX(version), 0) FROM opsbook_migrations", [], |r| r.get(0)).db()?;
+        Ok((current, MIGRATIONS.last().map_or(0, |(v, _)| *v)))
+    }
+
     fn migrate(&self) -> Result<()> {
         let mut conn = self.conn();
         conn.execute_batch(

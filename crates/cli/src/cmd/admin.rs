@@ -1,4 +1,5 @@
-//! `opsbook admin`: tokens and the audit trail, straight on the server's database.
+//! `opsbook admin`: tokens, the audit trail and the schema, straight on the server's
+//! database; and moving a SQLite server's data to PostgreSQL.
 
 use anyhow::Result;
 use opsbook_store::{NewAudit, ServerStore, now_ms};
@@ -13,6 +14,23 @@ pub enum Admin {
     /// The audit trail
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Bring the database's schema up to date and say which version it is at (nodes
+    /// also do this as they start, one at a time)
+    Migrate,
+    /// Copy a SQLite server's database into an empty PostgreSQL database, in one
+    /// transaction (stop the server first)
+    Copy {
+        /// The SQLite database, e.g. sqlite:///var/lib/opsbook/opsbook.db
+        #[arg(long, value_parser = parse_url)]
+        from: opsbook_store::DatabaseUrl,
+        /// The PostgreSQL database, e.g. postgres://opsbook@db.internal/opsbook
+        #[arg(long, value_parser = parse_url)]
+        to: opsbook_store::DatabaseUrl,
+    },
+}
+
+fn parse_url(s: &str) -> std::result::Result<opsbook_store::DatabaseUrl, String> {
+    opsbook_store::DatabaseUrl::parse(s)
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -47,6 +65,14 @@ pub enum AuditCmd {
 use opsbook_store_any::AnyStore;
 
 pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, cmd: Admin) -> Result<u8> {
+    match cmd {
+        // Names both databases itself: the one every command finds is not opened.
+        Admin::Copy { from, to } => copy(&from, &to).await,
+        cmd => on_database(db, cmd).await,
+    }
+}
+
+async fn on_database(db: Option<opsbook_store::DatabaseUrl>, cmd: Admin) -> Result<u8> {
     let db = super::resolve_db(db)?;
     let engine = super::open_at(&db).await?;
     // The server reads tokens from one database: say which one this is.
@@ -100,6 +126,11 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, cmd: Admin) -> Result<
                 .await?;
             println!("revoked token {id}");
         }
+        Admin::Migrate => {
+            let (current, newest) = store.schema_version().await?;
+            println!("schema at version {current} (the newest this opsbook knows is {newest})");
+        }
+        Admin::Copy { from, to } => return copy(&from, &to).await,
         Admin::Audit(AuditCmd::Verify) => {
             return match store.verify_audit().await? {
                 Ok(n) => {
@@ -113,5 +144,17 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, cmd: Admin) -> Result<
             };
         }
     }
+    Ok(EXIT_OK)
+}
+
+/// `admin copy`: every row of a SQLite server's database into an empty PostgreSQL one.
+async fn copy(from: &opsbook_store::DatabaseUrl, to: &opsbook_store::DatabaseUrl) -> Result<u8> {
+    eprintln!("copying {} to {}", AnyStore::describe(from), AnyStore::describe(to));
+    let copied = opsbook_store_any::copy(from, to).await.map_err(usage)?;
+    for (name, rows) in &copied {
+        println!("{name:<24}{rows:>10}");
+    }
+    let total: u64 = copied.iter().map(|(_, n)| n).sum();
+    println!("copied {total} rows; the audit trail verifies on {}", AnyStore::describe(to));
     Ok(EXIT_OK)
 }

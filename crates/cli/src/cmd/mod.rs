@@ -315,7 +315,6 @@ pub async fn open(db: Option<DatabaseUrl>) -> Result<Engine<AnyStore>> {
 
 /// Opens the database a URL names, saying which one when it cannot.
 pub async fn open_store(url: &DatabaseUrl) -> Result<AnyStore> {
-    opsbook_store_any::check(url).map_err(usage)?;
     let store = opsbook_store_any::open(url)
         .await
         .with_context(|| format!("cannot open the database {}", AnyStore::describe(url)))?;

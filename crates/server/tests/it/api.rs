@@ -292,14 +292,13 @@ async fn audit_trail_records_and_detects_tampering() {
     assert_eq!(actions, vec!["runbook.publish", "execution.submit", "auth.failed"]);
     use opsbook_store::ServerStore;
     assert_eq!(s.store.verify_audit().await.unwrap(), Ok(3));
-    let db = rusqlite::Connection::open(s.dir.path().join("opsbook.db")).unwrap();
-    db.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2", []).unwrap();
+    s.sql("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2").await;
     assert_eq!(
         s.store.verify_audit().await.unwrap(),
         Err("record 2 was edited: its content no longer matches its hash".into())
     );
-    db.execute("UPDATE audit_log SET actor = 'root' WHERE seq = 2", []).unwrap();
-    db.execute("DELETE FROM audit_log WHERE seq = 2", []).unwrap();
+    s.sql("UPDATE audit_log SET actor = 'root' WHERE seq = 2").await;
+    s.sql("DELETE FROM audit_log WHERE seq = 2").await;
     assert_eq!(s.store.verify_audit().await.unwrap(), Err("record 2 is missing (the next record is 3)".into()));
     s.stop().await;
 }
@@ -484,8 +483,7 @@ async fn a_broken_execution_fails_and_the_worker_goes_on() {
     let (_, first) = s.post("/api/v1/runbooks/slow/executions", &op, json!({})).await;
     let (_, broken) = s.post("/api/v1/runbooks/quick/executions", &op, json!({})).await;
     let broken = broken["id"].as_str().unwrap().to_string();
-    let db = rusqlite::Connection::open(s.dir.path().join("opsbook.db")).unwrap();
-    db.execute("DELETE FROM execution_steps WHERE execution_id = ?", [&broken]).unwrap();
+    s.sql(&format!("DELETE FROM execution_steps WHERE execution_id = '{broken}'")).await;
     let (_, next) = s.post("/api/v1/runbooks/quick/executions", &op, json!({})).await;
     let failed = s.settled(&broken, &op).await;
     assert_eq!(failed["status"], "failed", "{failed}");

@@ -132,13 +132,8 @@ async fn a_runner_whose_claim_is_taken_stops_and_writes_nothing() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Another runner takes the claim, as after a lapsed lease.
-    let db = rusqlite::Connection::open(dir.join("opsbook.db")).unwrap();
     let far = now_ms() + 3_600_000;
-    db.execute(
-        "UPDATE executions SET owner = 'server:thief', lease_expires_at = ?1 WHERE id = ?2",
-        rusqlite::params![far, id],
-    )
-    .unwrap();
+    s.sql(&format!("UPDATE executions SET owner = 'server:thief', lease_expires_at = {far} WHERE id = '{id}'")).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert!(!dir.join("finished").exists(), "the step's process group was killed");
     assert!(!dir.join("next").exists(), "no next step");
@@ -166,18 +161,54 @@ async fn a_locked_database_answers_503_and_recovers() {
             .json(&json!({}))
             .send()
     };
-    let holder = rusqlite::Connection::open(s.dir.path().join("opsbook.db")).unwrap();
-    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let holder = Holder::lock(&s.database).await;
     let resp = submit().await.unwrap();
     assert_eq!(resp.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(resp.headers()["retry-after"], "2");
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "database_unavailable", "{body}");
     assert!(body["error"]["message"].as_str().unwrap().starts_with("database unavailable: the database is locked"));
-    holder.execute_batch("ROLLBACK").unwrap();
+    holder.release().await;
     let resp = submit().await.unwrap();
     assert_eq!(resp.status(), reqwest::StatusCode::ACCEPTED);
     let sub: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(s.settled(sub["id"].as_str().unwrap(), &op).await["status"], "succeeded");
     s.stop().await;
+}
+
+/// Another process holding the database: SQLite's exclusive transaction, or a PostgreSQL
+/// session holding an exclusive lock on the executions table.
+enum Holder {
+    Sqlite(rusqlite::Connection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl Holder {
+    async fn lock(url: &opsbook_store::DatabaseUrl) -> Holder {
+        match url {
+            opsbook_store::DatabaseUrl::Sqlite(path) => {
+                let holder = rusqlite::Connection::open(path).unwrap();
+                holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+                Holder::Sqlite(holder)
+            }
+            opsbook_store::DatabaseUrl::Postgres(url) => {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::raw_sql("BEGIN; LOCK TABLE executions IN ACCESS EXCLUSIVE MODE")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                Holder::Postgres(conn)
+            }
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            Holder::Sqlite(c) => c.execute_batch("ROLLBACK").unwrap(),
+            Holder::Postgres(mut c) => {
+                sqlx::raw_sql("ROLLBACK").execute(&mut c).await.unwrap();
+            }
+        }
+    }
 }

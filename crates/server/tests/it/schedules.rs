@@ -260,8 +260,8 @@ async fn a_fire_starts_one_execution_however_many_servers_see_it() {
     let (_, sched) =
         s.post("/api/v1/schedules", &op, json!({ "runbook": "slow", "cron": "0 4 * * *", "overlap": "queue" })).await;
     let due = sched["next_run_at"].as_i64().unwrap();
-    // A second server (its own connection and state) on the same database file.
-    let other_store = opsbook_store_sqlite::SqliteStore::open(&s.dir.path().join("opsbook.db")).await.unwrap();
+    // A second server (its own connection and state) on the same database.
+    let other_store = s.open_again().await;
     let config = opsbook_server::Config { secret_keys: Some(crate::support::TEST_KEY.into()), ..Default::default() };
     let other = opsbook_server::state(other_store, config);
     let a = tick(&s.state, due).await;

@@ -1,12 +1,62 @@
 //! A server per test, tokens for each role, and a small JSON client.
+//!
+//! The database is a SQLite file in the test's directory, or, with
+//! `OPSBOOK_TEST_BACKEND=postgres`, a new database on the PostgreSQL server named by
+//! `OPSBOOK_TEST_POSTGRES` (`./scripts/test` runs this suite once on each).
 
 use std::time::{Duration, Instant};
 
-use opsbook_server::{Config, auth};
-use opsbook_store::ServerStore;
-use opsbook_store_sqlite::SqliteStore;
+use opsbook_server::{Config, Db, auth};
+use opsbook_store::{DatabaseUrl, ServerStore};
 use reqwest::StatusCode;
 use serde_json::Value;
+
+/// The backend the tests run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn current() -> Backend {
+        match std::env::var("OPSBOOK_TEST_BACKEND").as_deref() {
+            Ok("postgres") => Backend::Postgres,
+            Ok("sqlite") | Err(_) => Backend::Sqlite,
+            Ok(other) => panic!("OPSBOOK_TEST_BACKEND={other}: use sqlite or postgres"),
+        }
+    }
+}
+
+/// The database of a test directory: made on first use and remembered in the directory,
+/// so a restarted server (`start_in`) finds the same one.
+pub async fn database_of(dir: &std::path::Path) -> DatabaseUrl {
+    let remembered = dir.join("database-url");
+    if let Ok(url) = std::fs::read_to_string(&remembered) {
+        return DatabaseUrl::parse(&url).unwrap();
+    }
+    let url = match Backend::current() {
+        Backend::Sqlite => format!("sqlite://{}", dir.join("opsbook.db").display()),
+        Backend::Postgres => opsbook_store_postgres::testing::fresh_database().await,
+    };
+    std::fs::write(&remembered, &url).unwrap();
+    DatabaseUrl::parse(&url).unwrap()
+}
+
+/// Runs one statement on a test's database over a connection of its own (as another
+/// process, or an attacker with database access, would).
+pub async fn sql(url: &DatabaseUrl, statement: &str) {
+    match url {
+        DatabaseUrl::Sqlite(path) => {
+            rusqlite::Connection::open(path).unwrap().execute_batch(statement).unwrap();
+        }
+        DatabaseUrl::Postgres(url) => {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_string())).execute(&mut conn).await.unwrap();
+        }
+    }
+}
 
 /// The secret key of test servers (64 hex digits).
 pub const TEST_KEY: &str = "5e0c2f8a1b3d4c6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6";
@@ -15,7 +65,8 @@ pub struct Server {
     pub url: String,
     pub metrics_url: String,
     pub dir: tempfile::TempDir,
-    pub store: SqliteStore,
+    pub database: DatabaseUrl,
+    pub store: Db,
     pub state: opsbook_server::AppState,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -33,7 +84,8 @@ impl Server {
 
     /// Starts on an existing directory (and its database), e.g. after a restart.
     pub async fn start_in(dir: tempfile::TempDir, change: impl FnOnce(&mut Config)) -> Server {
-        let store = SqliteStore::open(&dir.path().join("opsbook.db")).await.unwrap();
+        let database = database_of(dir.path()).await;
+        let store = opsbook_store_any::open(&database).await.unwrap();
         let mut config = Config {
             workers: 2,
             workdir: dir.path().to_path_buf(),
@@ -58,6 +110,7 @@ impl Server {
             url,
             metrics_url,
             dir,
+            database,
             store,
             state: shared,
             stop: Some(tx),
@@ -79,6 +132,16 @@ impl Server {
             t.await.unwrap().unwrap();
         }
         self.dir
+    }
+
+    /// Another store on this server's database (as a second server would open it).
+    pub async fn open_again(&self) -> Db {
+        opsbook_store_any::open(&self.database).await.unwrap()
+    }
+
+    /// Runs one statement on this server's database behind its back.
+    pub async fn sql(&self, statement: &str) {
+        sql(&self.database, statement).await
     }
 
     /// A token for `user` with these roles.
