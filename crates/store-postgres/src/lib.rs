@@ -126,15 +126,16 @@ impl PgStore {
                 ("client_min_messages", "warning".to_string()),
                 ("lock_timeout", format!("{}ms", config.lock_timeout.as_millis())),
             ]);
+        // One connection first, so that what is wrong (refused, no such database, a
+        // password refused) is said rather than a pool's time-out.
+        let first = sqlx::PgConnection::connect_with(&options)
+            .await
+            .map_err(|e| Error::Open(format!("PostgreSQL at {}: {e}", redact(url))))?;
+        let _ = first.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections.max(2))
             .acquire_timeout(config.acquire_timeout)
-            .connect_with(options)
-            .await
-            .map_err(|e| match classify(e) {
-                Error::Unavailable(m) => Error::Open(format!("{}: {m}", redact(url))),
-                other => Error::Open(format!("{}: {other}", redact(url))),
-            })?;
+            .connect_lazy_with(options);
         let store = PgStore { pool, listening: Arc::default() };
         store.migrate().await?;
         Ok(store)

@@ -315,10 +315,13 @@ pub async fn open(db: Option<DatabaseUrl>) -> Result<Engine<AnyStore>> {
 
 /// Opens the database a URL names, saying which one when it cannot.
 pub async fn open_store(url: &DatabaseUrl) -> Result<AnyStore> {
-    let store = opsbook_store_any::open(url)
-        .await
-        .with_context(|| format!("cannot open the database {}", AnyStore::describe(url)))?;
-    Ok(store)
+    match opsbook_store_any::open(url).await {
+        Ok(store) => Ok(store),
+        Err(opsbook_store::Error::Open(why)) => {
+            Err(anyhow::anyhow!("cannot open the database {}: {why}", AnyStore::describe(url)))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot open the database {}", AnyStore::describe(url))),
+    }
 }
 
 /// [`open`], for a database already resolved.

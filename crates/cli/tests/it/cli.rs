@@ -263,7 +263,7 @@ fn the_database_is_named_by_a_url() {
     let o = env.run(&["--database", "postgres://ops:hunter2@127.0.0.1:1/opsbook", "run", "test.yaml"]);
     assert_ne!(o.code, 0, "{o:?}");
     assert!(o.stderr.contains("cannot open the database postgres://127.0.0.1:1/opsbook"), "{o:?}");
-    assert!(!o.stderr.contains("hunter2") && !env.path("ran").exists(), "{o:?}");
+    assert!(o.stderr.contains("Connection refused") && !o.stderr.contains("hunter2"), "{o:?}");
     let o = env.run(&["--database", "mysql://x/y", "history"]);
     assert_eq!(o.code, 2);
     assert!(o.stderr.contains("not a database URL opsbook knows"), "{o:?}");
