@@ -9,6 +9,7 @@ mod durability;
 mod engine;
 mod gate;
 mod logs;
+mod postgres;
 mod remote;
 mod security;
 mod server;
