@@ -230,6 +230,6 @@ impl<S: Store> Engine<S> {
 
     /// Marks executions whose runner died as `interrupted`. Returns their ids.
     pub async fn recover(&self) -> Result<Vec<String>> {
-        recovery::recover(&self.store).await
+        recovery::recover(&self.store, &self.config.owner).await
     }
 }

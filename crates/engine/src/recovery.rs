@@ -112,7 +112,11 @@ pub(crate) fn holder_gone(owner: &str) -> bool {
     parse_local(owner).is_some_and(|o| o.host == hostname() && !alive(&o))
 }
 
-pub(crate) async fn recover<S: Store>(store: &S) -> Result<Vec<String>> {
+///
+/// `me` takes over each one first, compare-and-set on the dead holder (a write fenced on
+/// it): of several processes recovering at once (API nodes and workers on one database),
+/// one does it, and none undoes a resume that happened since it looked.
+pub(crate) async fn recover<S: Store>(store: &S, me: &str) -> Result<Vec<String>> {
     let now = now_ms();
     let mut found = Vec::new();
     for mut exec in store.running().await? {
@@ -124,6 +128,16 @@ pub(crate) async fn recover<S: Store>(store: &S) -> Result<Vec<String>> {
         };
         if !dead {
             continue;
+        }
+        if let Some(holder) = exec.owner.clone() {
+            let mut taken = exec.clone();
+            taken.owner = Some(me.to_string());
+            taken.lease_expires_at = Some(now + 60_000);
+            match store.update_execution(&taken, Some(&holder)).await {
+                Ok(()) => exec = taken,
+                Err(opsbook_store::Error::LostClaim(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
         }
         let mut steps = store.steps(&exec.id).await?;
         // A wait whose holder died (a gate poll, a cancel, an override) that still waits

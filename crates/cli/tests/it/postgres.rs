@@ -1,7 +1,10 @@
 //! `opsbook` on a shared PostgreSQL database: moving a SQLite server's data there, API
 //! nodes and worker processes as separate processes, and what a kill -9 of a worker does.
 
-use crate::support::{Env, runbook};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::support::{Env, out, runbook};
 
 /// A new, empty database on the test server.
 pub(crate) fn fresh_database() -> String {
@@ -63,4 +66,188 @@ fn admin_copy_moves_a_sqlite_server_to_postgres() {
     let backwards = env.run(&["admin", "copy", "--from", &pg, "--to", &from]);
     assert_eq!(backwards.code, 2, "{backwards:?}");
     assert!(backwards.stderr.contains("from a SQLite database to a PostgreSQL one"), "{backwards:?}");
+}
+
+/// One HTTP/1.1 request over a new connection: the status and the body.
+fn http(url: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        conn,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    let status = answer.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    // Chunked bodies: the JSON is the longest line.
+    let body = body.lines().max_by_key(|l| l.len()).unwrap_or_default().to_string();
+    (status, body)
+}
+
+/// A process started for the test, killed (kill -9) when dropped.
+struct Proc(std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The environment every node of the shared database gets: the database, the secret key
+/// and a short lease (a killed worker's executions are recovered within seconds).
+fn node(env: &Env, pg: &str, args: &[&str]) -> std::process::Command {
+    let mut cmd = env.cmd(args);
+    cmd.env("OPSBOOK_DATABASE_URL", pg)
+        .env("OPSBOOK_SECRET_KEY", "5e0c2f8a1b3d4c6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6")
+        .env("OPSBOOK_LEASE", "3s")
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+fn api_node(env: &Env, pg: &str) -> (Proc, String) {
+    let cmd = node(env, pg, &["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "", "--workers", "0"]);
+    let (child, url, _) = crate::support::start_server(cmd);
+    (Proc(child), url)
+}
+
+fn worker(env: &Env, pg: &str) -> Proc {
+    let child = node(env, pg, &["worker", "--concurrency", "4"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    Proc(child)
+}
+
+/// Five steps that append a marker per run of themselves; `deploy` and `migrate` are
+/// not idempotent.
+fn chaos_book() -> String {
+    let step = |id: &str, idempotent: bool| {
+        format!(
+            "    - id: {id}\n      idempotent: {idempotent}\n      run: |\n        echo {{{{ params.n }}}}:{id} >> \"$T/markers\"\n        sleep 0.1\n"
+        )
+    };
+    let steps: String = [("prepare", true), ("deploy", false), ("migrate", false), ("verify", true), ("report", true)]
+        .iter()
+        .map(|(id, idem)| step(id, *idem))
+        .collect();
+    format!(
+        "apiVersion: opsbook/v1\nkind: Runbook\nmetadata:\n  name: chaos\n  type: deployment\n  version: 1.0.0\nspec:\n  parameters:\n    n: {{ type: integer, required: true }}\n  steps:\n{steps}"
+    )
+}
+
+/// Two API nodes and three worker processes on one database; 500 executions of a 5-step
+/// runbook; a random worker is killed (kill -9) every 2 s and a new one started. At the
+/// end every execution is final, no step that is not idempotent ran twice, and every run
+/// of a step (its marker) is a recorded attempt or the one recovery cancelled.
+#[test]
+fn kill_9_workers_on_a_shared_database() {
+    let env = Env::new();
+    let pg = fresh_database();
+    let admin = {
+        let o = out(node(&env, &pg, &["admin", "token", "create", "--user", "ann", "--role", "admin"]).output().unwrap());
+        assert_eq!(o.code, 0, "{o:?}");
+        o.stdout.trim().to_string()
+    };
+    let nodes = [api_node(&env, &pg), api_node(&env, &pg)];
+    let mut workers: Vec<Proc> = (0..3).map(|_| worker(&env, &pg)).collect();
+    env.write("chaos.yaml", &chaos_book());
+    let push = out(env.cmd(&["--server", &nodes[0].1, "push", "chaos.yaml"]).env("OPSBOOK_TOKEN", &admin).output().unwrap());
+    assert_eq!(push.code, 0, "{push:?}");
+
+    let total = 500;
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for n in 0..total {
+        let url = &nodes[n % 2].1;
+        let (status, body) =
+            http(url, "POST", "/api/v1/runbooks/chaos/executions", &admin, &format!("{{\"params\":{{\"n\":{n}}}}}"));
+        assert_eq!(status, 202, "{body}");
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        ids.push(doc["id"].as_str().unwrap().to_string());
+    }
+    let submitted = started.elapsed();
+
+    let mut rng = 0x2545_F491_4F6C_DD1Du64 ^ u64::from(std::process::id());
+    let mut killed = 0;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let unfinished = |url: &str| -> usize {
+        ["queued", "running"]
+            .iter()
+            .map(|status| {
+                let (_, body) = http(url, "GET", &format!("/api/v1/executions?status={status}&limit=500"), &admin, "");
+                let doc: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                doc["items"].as_array().map_or(0, Vec::len)
+            })
+            .sum()
+    };
+    while unfinished(&nodes[1].1) > 0 {
+        assert!(Instant::now() < deadline, "executions still unfinished after 90 s");
+        std::thread::sleep(Duration::from_secs(2));
+        if killed < 12 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let victim = (rng % workers.len() as u64) as usize;
+            drop(workers.remove(victim));
+            killed += 1;
+            workers.push(worker(&env, &pg));
+        }
+    }
+    let elapsed = started.elapsed();
+
+    // As a person would: resume each interrupted execution (the server refuses those
+    // whose interrupted step is not idempotent: they are for a person to look at).
+    let (mut resumed, mut refused) = (0, 0);
+    for (n, id) in ids.iter().enumerate() {
+        let (_, body) = http(&nodes[n % 2].1, "GET", &format!("/api/v1/executions/{id}"), &admin, "");
+        if body.contains("\"status\":\"interrupted\"") {
+            match http(&nodes[n % 2].1, "POST", &format!("/api/v1/executions/{id}/resume"), &admin, "{}") {
+                (202 | 200, _) => resumed += 1,
+                (409, _) => refused += 1,
+                (status, body) => panic!("resume {id}: {status} {body}"),
+            }
+        }
+    }
+    while unfinished(&nodes[0].1) > 0 {
+        assert!(Instant::now() < deadline + Duration::from_secs(30), "resumed executions unfinished");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Every execution is final; count each outcome.
+    let mut outcomes = BTreeMap::<String, usize>::new();
+    let markers = std::fs::read_to_string(env.path("markers")).unwrap_or_default();
+    let mut reruns = 0;
+    for (n, id) in ids.iter().enumerate() {
+        let (status, body) = http(&nodes[n % 2].1, "GET", &format!("/api/v1/executions/{id}"), &admin, "");
+        assert_eq!(status, 200, "{body}");
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let state = doc["status"].as_str().unwrap().to_string();
+        assert!(matches!(state.as_str(), "succeeded" | "failed" | "interrupted" | "cancelled"), "{id}: {state}");
+        *outcomes.entry(state).or_default() += 1;
+        for step in doc["steps"].as_array().unwrap() {
+            let step_id = step["id"].as_str().unwrap();
+            let runs = markers.lines().filter(|l| *l == format!("{n}:{step_id}")).count();
+            let attempts = step["attempts"].as_u64().unwrap() as usize;
+            let cancelled = usize::from(step["status"] == "cancelled");
+            if matches!(step_id, "deploy" | "migrate") {
+                assert!(runs <= 1, "execution {n}: `{step_id}` ran {runs} times");
+            }
+            assert!(runs <= attempts + cancelled, "execution {n}: `{step_id}` ran {runs} times, {attempts} attempts recorded");
+            reruns += runs.saturating_sub(1);
+        }
+    }
+    eprintln!(
+        "shared-database chaos: {total} executions on 2 API nodes and 3 workers, {killed} workers killed (kill -9); \
+         submitted in {submitted:.1?}, all final in {elapsed:.1?}; {resumed} interrupted ones resumed, {refused} refused \
+         (a step that is not idempotent); outcomes {outcomes:?}; {reruns} step re-runs"
+    );
+    assert!(outcomes.get("succeeded").copied().unwrap_or(0) > total / 2, "{outcomes:?}");
+    drop(nodes);
 }
