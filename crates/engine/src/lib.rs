@@ -15,6 +15,7 @@ mod kinds;
 mod lines;
 mod logsink;
 mod observer;
+mod patient;
 pub mod plan;
 mod process;
 mod recovery;

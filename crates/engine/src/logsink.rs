@@ -78,7 +78,7 @@ impl<S: Store> LogSink<S> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.store.append_logs(&self.buf).await?;
+        crate::patient::Patient(&self.store).append_logs(&self.buf).await?;
         self.buf.clear();
         self.bytes = 0;
         Ok(())

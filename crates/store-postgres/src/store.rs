@@ -149,6 +149,8 @@ impl Store for PgStore {
                     .push_bind(l.ts)
                     .push_bind(&l.line);
             });
+            // A retry after a commit whose answer was lost adds nothing twice.
+            q.push(" ON CONFLICT (execution_id, seq) DO NOTHING");
             q.build().execute(&mut *tx).await.db()?;
         }
         tx.commit().await.db()

@@ -151,14 +151,16 @@ fn kill_9_workers_on_a_shared_database() {
     let env = Env::new();
     let pg = fresh_database();
     let admin = {
-        let o = out(node(&env, &pg, &["admin", "token", "create", "--user", "ann", "--role", "admin"]).output().unwrap());
+        let o =
+            out(node(&env, &pg, &["admin", "token", "create", "--user", "ann", "--role", "admin"]).output().unwrap());
         assert_eq!(o.code, 0, "{o:?}");
         o.stdout.trim().to_string()
     };
     let nodes = [api_node(&env, &pg), api_node(&env, &pg)];
     let mut workers: Vec<Proc> = (0..3).map(|_| worker(&env, &pg)).collect();
     env.write("chaos.yaml", &chaos_book());
-    let push = out(env.cmd(&["--server", &nodes[0].1, "push", "chaos.yaml"]).env("OPSBOOK_TOKEN", &admin).output().unwrap());
+    let push =
+        out(env.cmd(&["--server", &nodes[0].1, "push", "chaos.yaml"]).env("OPSBOOK_TOKEN", &admin).output().unwrap());
     assert_eq!(push.code, 0, "{push:?}");
 
     let total = 500;
@@ -239,7 +241,10 @@ fn kill_9_workers_on_a_shared_database() {
             if matches!(step_id, "deploy" | "migrate") {
                 assert!(runs <= 1, "execution {n}: `{step_id}` ran {runs} times");
             }
-            assert!(runs <= attempts + cancelled, "execution {n}: `{step_id}` ran {runs} times, {attempts} attempts recorded");
+            assert!(
+                runs <= attempts + cancelled,
+                "execution {n}: `{step_id}` ran {runs} times, {attempts} attempts recorded"
+            );
             reruns += runs.saturating_sub(1);
         }
     }
@@ -250,4 +255,112 @@ fn kill_9_workers_on_a_shared_database() {
     );
     assert!(outcomes.get("succeeded").copied().unwrap_or(0) > total / 2, "{outcomes:?}");
     drop(nodes);
+}
+
+/// A PostgreSQL cluster of the test's own (to stop and start), removed when dropped.
+struct Cluster {
+    dir: String,
+    url: String,
+}
+
+impl Cluster {
+    fn script(args: &[&str]) -> String {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/postgres");
+        let o = std::process::Command::new(script).args(args).output().unwrap();
+        assert!(o.status.success(), "scripts/postgres {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    fn start() -> Cluster {
+        let exports = Cluster::script(&["start"]);
+        let value = |name: &str| {
+            let line = exports.lines().find(|l| l.starts_with(&format!("export {name}="))).unwrap();
+            line.split_once('=').unwrap().1.to_string()
+        };
+        Cluster { dir: value("OPSBOOK_TEST_PGDATA"), url: value("OPSBOOK_TEST_POSTGRES") }
+    }
+
+    fn down(&self) {
+        Cluster::script(&["down", &self.dir]);
+    }
+
+    fn up(&self) {
+        Cluster::script(&["up", &self.dir]);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/postgres"))
+            .args(["stop", &self.dir])
+            .output();
+    }
+}
+
+/// PostgreSQL stops while a step runs: the API answers 503 `database_unavailable` (never
+/// a 500), the step goes on, and once the database is back its result and the next
+/// step are recorded; nothing is lost.
+#[test]
+fn postgres_going_down_mid_step_loses_nothing() {
+    let env = Env::new();
+    let cluster = Cluster::start();
+    let admin = {
+        let o = out(node(&env, &cluster.url, &["admin", "token", "create", "--user", "ann", "--role", "admin"])
+            .output()
+            .unwrap());
+        o.stdout.trim().to_string()
+    };
+    let (child, url, _) = crate::support::start_server(node(
+        &env,
+        &cluster.url,
+        &["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "", "--workers", "1"],
+    ));
+    let _server = Proc(child);
+    env.write(
+        "outage.yaml",
+        &runbook(
+            "",
+            "    - id: long\n      run: |\n        touch \"$T/started\"\n        sleep 4\n        echo done > \"$T/long\"\n    - id: next\n      run: echo next > \"$T/next\"\n",
+        ),
+    );
+    let push = out(env.cmd(&["--server", &url, "push", "outage.yaml"]).env("OPSBOOK_TOKEN", &admin).output().unwrap());
+    assert_eq!(push.code, 0, "{push:?}");
+    let (status, body) = http(&url, "POST", "/api/v1/runbooks/test/executions", &admin, "{}");
+    assert_eq!(status, 202, "{body}");
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"].as_str().unwrap().to_string();
+    crate::support::wait_until(|| env.path("started").exists(), "the step to start");
+
+    cluster.down();
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        answers.push(http(&url, "GET", &format!("/api/v1/executions/{id}"), &admin, ""));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for (status, body) in &answers {
+        assert_eq!(*status, 503, "{body}");
+        assert!(body.contains("database_unavailable"), "{body}");
+    }
+    // The step finishes while the database is down; its result waits.
+    crate::support::wait_until(|| env.path("long").exists(), "the step to finish");
+    std::thread::sleep(Duration::from_secs(1));
+    cluster.up();
+
+    let start = Instant::now();
+    let doc = loop {
+        let (status, body) = http(&url, "GET", &format!("/api/v1/executions/{id}"), &admin, "");
+        if status == 200 {
+            let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+            if doc["status"] == "succeeded" {
+                break doc;
+            }
+            assert!(matches!(doc["status"].as_str(), Some("running" | "queued")), "{doc}");
+        } else {
+            assert_eq!(status, 503, "{body}");
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "not recorded after the database came back: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let steps = doc["steps"].as_array().unwrap();
+    assert!(steps.iter().all(|s| s["status"] == "succeeded" && s["attempts"] == 1), "{doc}");
+    assert_eq!(env.read("next"), "next\n");
 }

@@ -154,7 +154,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         self.exec.owner = None;
         self.exec.lease_expires_at = None;
         self.flush_deferred().await?;
-        self.store().update_execution(&self.exec, self.fence()).await?;
+        self.patient().update_execution(&self.exec, self.fence()).await?;
         self.stop_heartbeat();
         Ok(())
     }
@@ -342,7 +342,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         self.exec.error = Some(self.masker().mask(&error).into_owned());
         // The failure is on record before any rollback runs.
         self.flush_deferred().await?;
-        self.store().update_execution(&self.exec, self.fence()).await?;
+        self.patient().update_execution(&self.exec, self.fence()).await?;
         if self.rb.on_failure == OnFailure::Rollback && self.cancel_level() < 2 {
             self.rollback_all().await?;
         }

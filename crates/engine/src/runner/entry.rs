@@ -367,7 +367,7 @@ async fn resume_claimed<S: Store>(
     run.exec.owner = Some(engine.config.owner.clone());
     run.exec.lease_expires_at = Some(now + engine.config.lease_ms());
     run.exec.heartbeat_at = Some(now);
-    engine.store.update_execution(&run.exec, run.fence()).await?;
+    run.patient().update_execution(&run.exec, run.fence()).await?;
     run.event(&Event::Started {
         execution_id: &id,
         runbook: &run.rb.name,

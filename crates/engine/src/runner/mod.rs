@@ -99,6 +99,11 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         &self.engine.store
     }
 
+    /// The store, for the run's own writes: they wait out an unavailable database.
+    pub fn patient(&self) -> crate::patient::Patient<'_, S> {
+        crate::patient::Patient(&self.engine.store)
+    }
+
     /// The owner this runner claimed the execution as: every write it makes is fenced by
     /// it (a runner whose claim lapsed and was taken writes nothing more, and stops).
     pub fn fence(&self) -> Option<&str> {

@@ -23,7 +23,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         self.flush_deferred().await?;
         let attempt = self.attempt_row(step_id, phase, attempt, started, r);
         let steps: Vec<&StepRecord> = step_idx.map(|i| &self.steps[i]).into_iter().collect();
-        self.store().record_attempt(&attempt, &steps, self.fence()).await?;
+        self.patient().record_attempt(&attempt, &steps, self.fence()).await?;
         Ok(())
     }
 
@@ -54,10 +54,12 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
     pub async fn save_step(&mut self, idx: usize) -> Result<()> {
         match self.deferred.take() {
             Some((attempt, prev)) if prev != idx => {
-                self.store().record_attempt(&attempt, &[&self.steps[prev], &self.steps[idx]], self.fence()).await?
+                self.patient().record_attempt(&attempt, &[&self.steps[prev], &self.steps[idx]], self.fence()).await?
             }
-            Some((attempt, prev)) => self.store().record_attempt(&attempt, &[&self.steps[prev]], self.fence()).await?,
-            None => self.store().update_step(&self.steps[idx], self.fence()).await?,
+            Some((attempt, prev)) => {
+                self.patient().record_attempt(&attempt, &[&self.steps[prev]], self.fence()).await?
+            }
+            None => self.patient().update_step(&self.steps[idx], self.fence()).await?,
         }
         Ok(())
     }
@@ -65,7 +67,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
     /// Writes a step's final attempt if it is still waiting to go out with the next write.
     pub async fn flush_deferred(&mut self) -> Result<()> {
         if let Some((attempt, idx)) = self.deferred.take() {
-            self.store().record_attempt(&attempt, &[&self.steps[idx]], self.fence()).await?;
+            self.patient().record_attempt(&attempt, &[&self.steps[idx]], self.fence()).await?;
         }
         Ok(())
     }
@@ -78,7 +80,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         self.exec.owner = None;
         self.exec.lease_expires_at = None;
         self.flush_deferred().await?;
-        self.store().update_execution(&self.exec, self.fence()).await?;
+        self.patient().update_execution(&self.exec, self.fence()).await?;
         self.stop_heartbeat();
         self.event(&Event::Finished { status });
         Ok(())

@@ -88,7 +88,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         }
         self.exec.rollback_status = Some(overall);
         self.flush_deferred().await?;
-        self.store().update_execution(&self.exec, self.fence()).await?;
+        self.patient().update_execution(&self.exec, self.fence()).await?;
         Ok(())
     }
 }
