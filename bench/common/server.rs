@@ -10,7 +10,7 @@ pub struct Running {
 }
 
 /// Serves `store` with `config` on `127.0.0.1:0`.
-pub async fn start(store: opsbook_store_sqlite::SqliteStore, config: Config) -> Running {
+pub async fn start(store: impl Into<opsbook_server::Db>, config: Config) -> Running {
     let state = opsbook_server::state(store, config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listen");
     let url = format!("http://{}", listener.local_addr().expect("address"));

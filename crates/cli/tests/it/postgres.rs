@@ -364,3 +364,44 @@ fn postgres_going_down_mid_step_loses_nothing() {
     assert!(steps.iter().all(|s| s["status"] == "succeeded" && s["attempts"] == 1), "{doc}");
     assert_eq!(env.read("next"), "next\n");
 }
+
+/// A worker process runs what one API node queued, with a secret parameter sealed by
+/// that node; `logs --follow` on the other API node shows every line once, in order,
+/// with the secret masked.
+#[test]
+fn output_and_secrets_travel_between_nodes() {
+    let env = Env::new();
+    let pg = fresh_database();
+    let o = out(node(&env, &pg, &["admin", "migrate"]).output().unwrap());
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.contains("schema at version"), "{o:?}");
+    let admin = {
+        let o = out(node(&env, &pg, &["admin", "token", "create", "--user", "ann", "--role", "admin"]).output().unwrap());
+        o.stdout.trim().to_string()
+    };
+    let (a, b) = (api_node(&env, &pg), api_node(&env, &pg));
+    let _worker = worker(&env, &pg);
+    env.write(
+        "talk.yaml",
+        &runbook(
+            "    password: { type: string, secret: true, required: true }\n",
+            "    - id: talk\n      run: |\n        for i in $(seq 1 40); do echo \"line $i\"; sleep 0.05; done\n        echo \"using {{ params.password }}\"\n        printf %s {{ params.password }} > \"$T/seen\"\n",
+        ),
+    );
+    let push = out(env.cmd(&["--server", &a.1, "push", "talk.yaml"]).env("OPSBOOK_TOKEN", &admin).output().unwrap());
+    assert_eq!(push.code, 0, "{push:?}");
+    let (status, body) =
+        http(&a.1, "POST", "/api/v1/runbooks/test/executions", &admin, "{\"params\":{\"password\":\"hunter2-s3cret\"}}");
+    assert_eq!(status, 202, "{body}");
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"].as_str().unwrap().to_string();
+    let follow =
+        out(env.cmd(&["--server", &b.1, "logs", "--follow", &id]).env("OPSBOOK_TOKEN", &admin).output().unwrap());
+    assert_eq!(follow.code, 0, "{follow:?}");
+    let lines: Vec<&str> = follow.stdout.lines().filter_map(|l| l.split("line ").nth(1)).collect();
+    let expected: Vec<String> = (1..=40).map(|i| i.to_string()).collect();
+    assert_eq!(lines, expected, "every line once, in order: {}", follow.stdout);
+    assert!(follow.stdout.contains("using ***") && !follow.stdout.contains("hunter2"), "{}", follow.stdout);
+    assert_eq!(env.read("seen"), "hunter2-s3cret", "the worker opened the secret the other node sealed");
+    let (_, doc) = http(&b.1, "GET", &format!("/api/v1/executions/{id}"), &admin, "");
+    assert!(doc.contains("\"status\":\"succeeded\""), "{doc}");
+}
