@@ -384,7 +384,7 @@ fn output_and_secrets_travel_between_nodes() {
     env.write(
         "talk.yaml",
         &runbook(
-            "    password: { type: string, secret: true, required: true }\n",
+            "    password: { type: secret, required: true }\n",
             "    - id: talk\n      run: |\n        for i in $(seq 1 40); do echo \"line $i\"; sleep 0.05; done\n        echo \"using {{ params.password }}\"\n        printf %s {{ params.password }} > \"$T/seen\"\n",
         ),
     );
