@@ -36,7 +36,10 @@ const QUEUE_CHANNEL: &str = "opsbook_queue";
 const MIGRATION_LOCK: i64 = 0x006f_7073_626f_6f6b;
 
 /// Migrations, applied in order and recorded in `opsbook_migrations`. Append only.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../migrations/postgres/0002_audit_append.sql")),
+];
 
 /// `?` on a driver call: its error becomes the backend-neutral storage error.
 pub(crate) trait Db<T> {

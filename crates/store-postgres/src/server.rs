@@ -675,36 +675,26 @@ impl ServerStore for PgStore {
     }
 
     async fn append_audit(&self, r: &NewAudit) -> Result<AuditRecord> {
-        let mut tx = self.pool().begin().await.db()?;
-        // One append at a time across every node: each record's hash covers the last one.
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(AUDIT_LOCK).execute(&mut *tx).await.db()?;
-        let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
+        // One statement (see migration 2): appends from every node go one at a time, each
+        // holding the lock only while the function runs.
+        let at = now_ms();
+        let row = sqlx::query("SELECT o_seq, o_prev, o_hash FROM opsbook_append_audit($1, $2, $3, $4, $5, $6, $7)")
+            .bind(AUDIT_LOCK)
+            .bind(at)
+            .bind(&r.actor)
+            .bind(&r.action)
+            .bind(&r.target)
+            .bind(&r.request_id)
+            .bind(json_text(&r.details))
+            .fetch_one(self.pool())
             .await
             .db()?;
-        let (seq, prev_hash) = match last {
-            Some(row) => (col::<i64>(&row, 0)? + 1, col::<String>(&row, 1)?),
-            None => (1, String::new()),
-        };
-        let at = now_ms();
-        let hash = audit_hash(&prev_hash, seq, at, r);
-        sqlx::query(
-            "INSERT INTO audit_log (seq, at, actor, action, target, request_id, details, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(seq)
-        .bind(at)
-        .bind(&r.actor)
-        .bind(&r.action)
-        .bind(&r.target)
-        .bind(&r.request_id)
-        .bind(json_text(&r.details))
-        .bind(&prev_hash)
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await
-        .db()?;
-        tx.commit().await.db()?;
+        let (seq, prev_hash, hash): (i64, String, String) = (col(&row, 0)?, col(&row, 1)?, col(&row, 2)?);
+        if hash != audit_hash(&prev_hash, seq, at, r) {
+            return Err(Error::Corrupt(format!(
+                "audit record {seq}: the database's hash differs from opsbook's (is migration 2 intact?)"
+            )));
+        }
         Ok(AuditRecord {
             seq,
             at,

@@ -80,3 +80,26 @@ fn an_unreachable_server_is_named_without_its_password() {
     let text = err.to_string();
     assert!(text.contains("postgres://127.0.0.1:1/db") && !text.contains("hunter2"), "{text}");
 }
+
+/// The audit hash the database computes (migration 2) is opsbook's, byte for byte, for
+/// text beyond ASCII too: the chain verifies, and each append checked it.
+#[test]
+fn audit_hashes_match_beyond_ascii() {
+    use opsbook_store::{NewAudit, ServerStore};
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let s = PgStore::open(&crate::testing::fresh_database().await).await.unwrap();
+        for (i, actor) in ["zoë", "✓ ops", "李"].iter().enumerate() {
+            let r = NewAudit {
+                actor: actor.to_string(),
+                action: "runbook.publish".into(),
+                target: format!("déploiement-{i}"),
+                request_id: "req-1".into(),
+                details: serde_json::json!({ "note": "naïve — ✓ \"quoted\" \\ \u{1}", "n": i }),
+            };
+            let rec = s.append_audit(&r).await.unwrap();
+            assert_eq!(rec.seq, i as i64 + 1);
+        }
+        assert_eq!(s.verify_audit().await.unwrap(), Ok(3));
+    });
+}
