@@ -296,7 +296,10 @@ async fn list_at_scale(pg: &Postgres, dir: &std::path::Path, rows: i64, rounds: 
         ("runbook+status", "runbook=runbook-7&status=waiting&limit=50".to_string()),
         ("cursor page 21", format!("limit=50&cursor={cursor}")),
     ];
-    println!("  GET /api/v1/executions over {rows} executions on PostgreSQL (filled in {:.1} s):", filled.as_secs_f64());
+    println!(
+        "  GET /api/v1/executions over {rows} executions on PostgreSQL (filled in {:.1} s):",
+        filled.as_secs_f64()
+    );
     for (name, q) in &queries {
         let mut times = Vec::new();
         let mut n = 0;

@@ -138,6 +138,11 @@ impl<S: Store> Engine<S> {
 
     /// The runbook stored under `sha256`, parsed once and kept (every front end loads
     /// stored runbooks through this).
+    /// Whether the runbook text with this digest was read from the store (so it is there).
+    fn has_stored_runbook(&self, sha256: &str) -> bool {
+        self.parsed.lock().unwrap_or_else(|p| p.into_inner()).contains_key(sha256)
+    }
+
     pub async fn stored_runbook(&self, sha256: &str) -> Result<Arc<Runbook>> {
         if let Some(rb) = self.parsed.lock().unwrap_or_else(|p| p.into_inner()).get(sha256) {
             return Ok(rb.clone());

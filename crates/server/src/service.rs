@@ -344,7 +344,7 @@ pub async fn resume(
     }
     let secrets: BTreeMap<String, Input> = params.into_iter().map(|(k, v)| (k, Input::Value(v))).collect();
     st.engine.check_resume(&exec.id, &secrets, rollback).await?;
-    crate::worker::prepare(st, &exec.id)
+    crate::worker::prepare(st, &exec)
         .await
         .map_err(|why| ApiError::conflict(format!("cannot prepare the execution: {why}")))?;
     let action = if rollback { "rollback" } else { "resume" };
@@ -355,7 +355,7 @@ pub async fn resume(
     // finds them: exactly the ones supplied now.
     crate::vault::put(st, &exec.id, &secrets).await?;
     let kind = if rollback { crate::worker::RunKind::Rollback } else { crate::worker::RunKind::Resume };
-    crate::worker::spawn_carry_on(st, exec.id.clone(), exec.runbook_name.clone(), kind);
+    crate::worker::spawn_carry_on(st, exec.clone(), kind);
     Ok(opsbook_api::Resumed { id: exec.id, action: action.into() })
 }
 

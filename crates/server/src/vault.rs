@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use opsbook_core::Input;
-use opsbook_store::{SealedSecrets, ServerStore, now_ms};
+use opsbook_store::{Execution, SealedSecrets, ServerStore, now_ms};
 use serde_json::{Map, Value, json};
 use sha2::Digest;
 
@@ -141,11 +141,20 @@ pub async fn put(st: &AppState, id: &str, secrets: &BTreeMap<String, Input>) -> 
 }
 
 /// The secrets of execution `id` (none kept: none).
-pub async fn get(st: &AppState, id: &str) -> Result<BTreeMap<String, Input>, String> {
-    match st.store.sealed_secrets(id).await.map_err(|e| e.to_string())? {
+pub async fn get(st: &AppState, exec: &Execution) -> Result<BTreeMap<String, Input>, String> {
+    if !has_secrets(exec) {
+        return Ok(BTreeMap::new());
+    }
+    match st.store.sealed_secrets(&exec.id).await.map_err(|e| e.to_string())? {
         Some(sealed) => st.keys.open(&sealed),
         None => Ok(BTreeMap::new()),
     }
+}
+
+/// Whether an execution was given secret parameters (their digests are stored with it):
+/// only then is there anything sealed to read or delete.
+pub fn has_secrets(exec: &Execution) -> bool {
+    exec.secret_digests.as_object().is_some_and(|o| !o.is_empty())
 }
 
 /// Forgets the secrets of execution `id` (it ended).

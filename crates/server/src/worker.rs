@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use opsbook_core::ExecStatus;
 use opsbook_engine::{Hooks, cancel_pair};
-use opsbook_store::{ServerStore, Store, now_ms};
+use opsbook_store::{Execution, ServerStore, Store, now_ms};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -23,7 +23,7 @@ async fn worker(state: AppState, mut stop: watch::Receiver<bool>) {
             return;
         }
         match state.store.claim_next(&state.engine.config.owner, lease).await {
-            Ok(Some(exec)) => run_guarded(&state, exec.id, exec.runbook_name, RunKind::Whole).await,
+            Ok(Some(exec)) => run_guarded(&state, exec, RunKind::Whole).await,
             Ok(None) => {
                 tokio::select! {
                     _ = state.wake.notified() => {}
@@ -55,10 +55,11 @@ pub(crate) enum RunKind {
 /// Runs a claimed execution on a task of its own, so that nothing in one execution (a
 /// panic included) takes its worker down: the execution fails with what happened, and
 /// the worker goes on to the next.
-async fn run_guarded(state: &AppState, id: String, runbook: String, kind: RunKind) {
+async fn run_guarded(state: &AppState, exec: Execution, kind: RunKind) {
+    let id = exec.id.clone();
     let mut task = AbortOnDrop({
-        let (state, id) = (state.clone(), id.clone());
-        tokio::spawn(async move { run_one(&state, &id, &runbook, kind).await })
+        let state = state.clone();
+        tokio::spawn(async move { run_one(&state, exec, kind).await })
     });
     if let Err(e) = (&mut task.0).await {
         let why = match e.try_into_panic() {
@@ -104,8 +105,7 @@ pub fn execution_dir(workdir: &Path, id: &str) -> PathBuf {
 
 /// Writes out the files of the execution's version as its working directory, unless it
 /// is there already (a later run of the same execution: a resume, a gate poll).
-pub(crate) async fn prepare(state: &AppState, id: &str) -> Result<(), String> {
-    let exec = state.store.execution(id).await.map_err(|e| e.to_string())?;
+pub(crate) async fn prepare(state: &AppState, exec: &Execution) -> Result<(), String> {
     let dir = PathBuf::from(&exec.base_dir);
     if dir.exists() {
         return Ok(());
@@ -170,14 +170,16 @@ async fn sweep_workdirs(state: &AppState) {
     }
 }
 
-/// Runs a claimed execution: all of it (a worker), or only a poll of the gate it waits on.
-async fn run_one(state: &AppState, id: &str, runbook: &str, kind: RunKind) {
-    if let Err(why) = prepare(state, id).await {
+/// Runs a claimed execution (as its claim returned it): all of it (a worker), or only a
+/// poll of the gate it waits on, or what a resume or rollback asked for.
+async fn run_one(state: &AppState, exec: Execution, kind: RunKind) {
+    let (id, runbook) = (exec.id.as_str(), exec.runbook_name.as_str());
+    if let Err(why) = prepare(state, &exec).await {
         tracing::warn!(id, %why, "execution could not run");
         fail(state, id, format!("cannot prepare the execution: {why}")).await;
         return;
     }
-    let secrets = match crate::vault::get(state, id).await {
+    let secrets = match crate::vault::get(state, &exec).await {
         Ok(secrets) => secrets,
         Err(why) => {
             tracing::warn!(id, %why, "execution could not run");
@@ -213,7 +215,7 @@ async fn run_one(state: &AppState, id: &str, runbook: &str, kind: RunKind) {
         // The gate cleared: a worker goes on from here.
         Ok(outcome) if outcome.status == ExecStatus::Queued => state.wake.notify_one(),
         Ok(outcome) => {
-            if outcome.status.is_terminal() {
+            if outcome.status.is_terminal() && crate::vault::has_secrets(&exec) {
                 crate::vault::remove(state, id).await;
             }
             tidy(state, id, outcome.status);
@@ -240,9 +242,9 @@ async fn run_one(state: &AppState, id: &str, runbook: &str, kind: RunKind) {
 /// Carries a stopped execution on (a resume or a rollback, checked by the caller) on a
 /// task of its own, as a worker runs one: with the secrets in the vault, guarded, its
 /// working directory tidied when it ends.
-pub(crate) fn spawn_carry_on(state: &AppState, id: String, runbook: String, kind: RunKind) {
+pub(crate) fn spawn_carry_on(state: &AppState, exec: Execution, kind: RunKind) {
     let state = state.clone();
-    tokio::spawn(async move { run_guarded(&state, id, runbook, kind).await });
+    tokio::spawn(async move { run_guarded(&state, exec, kind).await });
 }
 
 /// Gate polls at once. They run beside the workers, never on them, so executions waiting
@@ -296,9 +298,7 @@ pub fn spawn_reaper(state: &AppState, mut stop: watch::Receiver<bool>) -> JoinHa
                         match state.store.claim_waiting(&id, &state.engine.config.owner, lease).await {
                             Ok(Some(exec)) => {
                                 let state = state.clone();
-                                polls.spawn(async move {
-                                    run_guarded(&state, exec.id, exec.runbook_name, RunKind::GatePoll).await
-                                });
+                                polls.spawn(async move { run_guarded(&state, exec, RunKind::GatePoll).await });
                             }
                             Ok(None) => {}
                             Err(e) => tracing::error!(%e, id, "cannot claim a gate poll"),

@@ -30,7 +30,7 @@ mod server;
 mod store;
 
 /// The channel `NOTIFY` announces queued executions on.
-const QUEUE_CHANNEL: &str = "opsbook_queue";
+pub(crate) const QUEUE_CHANNEL: &str = "opsbook_queue";
 
 /// The session advisory lock migrations run under ("opsbook" in ASCII).
 const MIGRATION_LOCK: i64 = 0x006f_7073_626f_6f6b;
@@ -62,6 +62,8 @@ pub(crate) fn classify(e: sqlx::Error) -> Error {
             Error::Unavailable(format!("PostgreSQL cannot be reached: {e}"))
         }
         sqlx::Error::Protocol(_) => Error::Unavailable(format!("the connection to PostgreSQL broke: {e}")),
+        // Raised by `opsbook_fail` (migration 2): a part of a one-statement write was missing.
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("P0002") => Error::NotFound(d.message().to_string()),
         sqlx::Error::Database(d) if d.code().as_deref() == Some("55P03") => {
             Error::Unavailable("the database is locked by another session; try again shortly".into())
         }

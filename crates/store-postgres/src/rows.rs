@@ -3,7 +3,7 @@
 use opsbook_core::{ExecStatus, StepStatus};
 use opsbook_store::{Error, Execution, Phase, Result, StepRecord, WaitKind};
 use sqlx::postgres::PgRow;
-use sqlx::{Postgres, Row};
+use sqlx::{Postgres, QueryBuilder, Row};
 
 use crate::Db;
 
@@ -120,107 +120,114 @@ fn wait_kind(s: &StepRecord) -> Option<&'static str> {
     s.wait_kind.filter(|_| s.status == StepStatus::Waiting).map(WaitKind::as_str)
 }
 
-/// Inserts an execution and its steps (inside the caller's transaction).
-pub(crate) async fn insert_execution(tx: &mut Tx<'_>, e: &Execution, steps: &[StepRecord]) -> Result<()> {
-    sqlx::query(concat!(
-        "INSERT INTO executions (",
-        execution_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
-    ))
-    .bind(&e.id)
-    .bind(&e.runbook_name)
-    .bind(&e.runbook_version)
-    .bind(&e.runbook_sha256)
-    .bind(&e.source_path)
-    .bind(&e.base_dir)
-    .bind(e.status.as_str())
-    .bind(&e.actor)
-    .bind(json_text(&e.params))
-    .bind(json_text(&e.secret_digests))
-    .bind(e.created_at)
-    .bind(e.started_at)
-    .bind(e.finished_at)
-    .bind(&e.error)
-    .bind(e.current_step)
-    .bind(e.rollback_status.map(StepStatus::as_str))
-    .bind(&e.owner)
-    .bind(e.lease_expires_at)
-    .bind(e.heartbeat_at)
-    .bind(e.cancel_requested)
-    .execute(&mut **tx)
-    .await
-    .db()?;
-    for s in steps {
-        sqlx::query(concat!(
-            "INSERT INTO execution_steps (",
-            step_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
-        ))
-        .bind(&s.execution_id)
-        .bind(s.idx)
-        .bind(&s.step_id)
-        .bind(&s.name)
-        .bind(&s.kind)
-        .bind(s.status.as_str())
-        .bind(s.attempts)
-        .bind(s.exit_code)
-        .bind(s.started_at)
-        .bind(s.finished_at)
-        .bind(&s.error)
-        .bind(json_text(&s.outputs))
-        .bind(&s.rendered)
-        .bind(s.wait_deadline)
-        .bind(s.rollback_status.map(StepStatus::as_str))
-        .bind(s.rollback_exit_code)
-        .bind(&s.rollback_error)
-        .bind(wait_kind(s))
-        .bind(&s.overridden_by)
-        .execute(&mut **tx)
-        .await
-        .db()?;
+/// Inserts an execution and its steps in one statement (so in one round trip, and
+/// atomically without a transaction around it), announcing it to idle workers when it
+/// is queued. With `key` (`actor`, idempotency key), only if the key is new: the key is
+/// inserted first (`ON CONFLICT DO NOTHING`, which waits for a concurrent insert of the
+/// same key to commit or roll back) and the rest only when it went in. Returns whether
+/// the execution was inserted.
+pub(crate) async fn insert_execution<'c>(
+    c: impl sqlx::Executor<'c, Database = Postgres>,
+    e: &Execution,
+    steps: &[StepRecord],
+    key: Option<&str>,
+) -> Result<bool> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new("WITH ");
+    let gate = match key {
+        Some(key) => {
+            q.push("k AS (INSERT INTO idempotency_keys (actor, key, execution_id, created_at) VALUES (")
+                .push_bind(&e.actor)
+                .push(", ")
+                .push_bind(key)
+                .push(", ")
+                .push_bind(&e.id)
+                .push(", ")
+                .push_bind(opsbook_store::now_ms())
+                .push(") ON CONFLICT (actor, key) DO NOTHING RETURNING 1), ");
+            " WHERE EXISTS (SELECT 1 FROM k)"
+        }
+        None => "",
+    };
+    q.push(concat!("e AS (INSERT INTO executions (", execution_columns!(), ") SELECT "));
+    {
+        let mut v = q.separated(", ");
+        v.push_bind(&e.id)
+            .push_bind(&e.runbook_name)
+            .push_bind(&e.runbook_version)
+            .push_bind(&e.runbook_sha256)
+            .push_bind(&e.source_path)
+            .push_bind(&e.base_dir)
+            .push_bind(e.status.as_str())
+            .push_bind(&e.actor)
+            .push_bind(json_text(&e.params))
+            .push_bind(json_text(&e.secret_digests))
+            .push_bind(e.created_at)
+            .push_bind(e.started_at)
+            .push_bind(e.finished_at)
+            .push_bind(&e.error)
+            .push_bind(e.current_step)
+            .push_bind(e.rollback_status.map(StepStatus::as_str))
+            .push_bind(&e.owner)
+            .push_bind(e.lease_expires_at)
+            .push_bind(e.heartbeat_at)
+            .push_bind(e.cancel_requested);
     }
-    if e.status == ExecStatus::Queued {
-        crate::announce_queued(&mut **tx).await?;
+    q.push(gate).push(" RETURNING 1)");
+    // The steps refer to the execution; references are checked at the statement's end.
+    for (i, chunk) in steps.chunks(1000).enumerate() {
+        q.push(format_args!(", s{i} AS (INSERT INTO execution_steps ("))
+            .push(step_columns!())
+            .push(") SELECT v.* FROM (");
+        q.push_values(chunk, |mut b, s| {
+            b.push_bind(&s.execution_id)
+                .push_bind(s.idx)
+                .push_bind(&s.step_id)
+                .push_bind(&s.name)
+                .push_bind(&s.kind)
+                .push_bind(s.status.as_str())
+                .push_bind(s.attempts)
+                .push_bind(s.exit_code)
+                .push_bind(s.started_at)
+                .push_bind(s.finished_at)
+                .push_bind(&s.error)
+                .push_bind(json_text(&s.outputs))
+                .push_bind(&s.rendered)
+                .push_bind(s.wait_deadline)
+                .push_bind(s.rollback_status.map(StepStatus::as_str))
+                .push_bind(s.rollback_exit_code)
+                .push_bind(&s.rollback_error)
+                .push_bind(wait_kind(s))
+                .push_bind(&s.overridden_by);
+        });
+        q.push(") AS v WHERE EXISTS (SELECT 1 FROM e))");
     }
-    Ok(())
+    // A plain SELECT in WITH runs only if read: the main query reads it.
+    q.push(", n AS (SELECT pg_notify(").push_bind(crate::QUEUE_CHANNEL).push(", '') FROM e WHERE ");
+    q.push_bind(e.status == ExecStatus::Queued).push(") SELECT EXISTS (SELECT 1 FROM e), (SELECT COUNT(*) FROM n)");
+    let row = q.build().fetch_one(c).await.db()?;
+    col(&row, 0)
 }
 
-/// Writes a step's state through `e`. With a `fence`, only while the execution is held by
-/// that owner: the statement share-locks the execution's row while it checks, so a claim
-/// cannot pass until this write commits. Returns whether a row was written.
-pub(crate) async fn update_step<'e>(
-    e: impl sqlx::Executor<'e, Database = Postgres>,
-    s: &StepRecord,
-    fence: Option<&str>,
-) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE execution_steps SET status = $1, attempts = $2, exit_code = $3, started_at = $4, finished_at = $5, \
-         error = $6, outputs = $7, rendered = $8, wait_deadline = $9, rollback_status = $10, \
-         rollback_exit_code = $11, rollback_error = $12, wait_kind = $13, overridden_by = $14 \
-         WHERE execution_id = $15 AND idx = $16 \
-         AND ($17::text IS NULL OR EXISTS (SELECT 1 FROM executions WHERE id = $15 AND owner = $17 FOR SHARE))",
-    )
-    .bind(s.status.as_str())
-    .bind(s.attempts)
-    .bind(s.exit_code)
-    .bind(s.started_at)
-    .bind(s.finished_at)
-    .bind(&s.error)
-    .bind(json_text(&s.outputs))
-    .bind(&s.rendered)
-    .bind(s.wait_deadline)
-    .bind(s.rollback_status.map(StepStatus::as_str))
-    .bind(s.rollback_exit_code)
-    .bind(&s.rollback_error)
-    .bind(wait_kind(s))
-    .bind(&s.overridden_by)
-    .bind(&s.execution_id)
-    .bind(s.idx)
-    .bind(fence)
-    .execute(e)
-    .await
-    .db()?;
-    Ok(done.rows_affected() > 0)
+/// `UPDATE execution_steps SET … WHERE execution_id = … AND idx = …` for a step's state;
+/// the caller adds its conditions (the fence) after it.
+pub(crate) fn push_step_update(q: &mut QueryBuilder<Postgres>, s: &StepRecord) {
+    q.push("UPDATE execution_steps SET ");
+    let mut set = q.separated(", ");
+    set.push("status = ").push_bind_unseparated(s.status.as_str());
+    set.push("attempts = ").push_bind_unseparated(s.attempts);
+    set.push("exit_code = ").push_bind_unseparated(s.exit_code);
+    set.push("started_at = ").push_bind_unseparated(s.started_at);
+    set.push("finished_at = ").push_bind_unseparated(s.finished_at);
+    set.push("error = ").push_bind_unseparated(&s.error);
+    set.push("outputs = ").push_bind_unseparated(json_text(&s.outputs));
+    set.push("rendered = ").push_bind_unseparated(&s.rendered);
+    set.push("wait_deadline = ").push_bind_unseparated(s.wait_deadline);
+    set.push("rollback_status = ").push_bind_unseparated(s.rollback_status.map(StepStatus::as_str));
+    set.push("rollback_exit_code = ").push_bind_unseparated(s.rollback_exit_code);
+    set.push("rollback_error = ").push_bind_unseparated(&s.rollback_error);
+    set.push("wait_kind = ").push_bind_unseparated(wait_kind(s));
+    set.push("overridden_by = ").push_bind_unseparated(&s.overridden_by);
+    q.push(" WHERE execution_id = ").push_bind(&s.execution_id).push(" AND idx = ").push_bind(s.idx);
 }
 
 /// `Error::LostClaim` unless execution `id` is held by `fence` (when there is one).

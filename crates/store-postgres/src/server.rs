@@ -11,7 +11,7 @@ use opsbook_store::{
     StepRecord, Token, WaitKind, WebSession, audit_hash, now_ms,
 };
 
-use crate::rows::{Tx, col, execution_columns, execution_from, insert_execution, json_text, map_rows, parse_json};
+use crate::rows::{col, execution_columns, execution_from, insert_execution, json_text, map_rows, parse_json};
 use crate::{Db, PgStore};
 
 /// The transaction advisory lock appends to the audit chain take, one at a time.
@@ -95,14 +95,18 @@ async fn insert_schedule<'e>(e: impl sqlx::Executor<'e, Database = sqlx::Postgre
 }
 
 /// The execution an idempotency key was first used for, and its runbook.
-async fn keyed_execution(tx: &mut Tx<'_>, actor: &str, key: &str) -> Result<Option<(String, String)>> {
+async fn keyed_execution<'c>(
+    c: impl sqlx::Executor<'c, Database = sqlx::Postgres>,
+    actor: &str,
+    key: &str,
+) -> Result<Option<(String, String)>> {
     let row = sqlx::query(
         "SELECT k.execution_id, e.runbook_name FROM idempotency_keys k \
          JOIN executions e ON e.id = k.execution_id WHERE k.actor = $1 AND k.key = $2",
     )
     .bind(actor)
     .bind(key)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(c)
     .await
     .db()?;
     row.map(|r| Ok((col(&r, 0)?, col(&r, 1)?))).transpose()
@@ -206,37 +210,24 @@ impl ServerStore for PgStore {
     }
 
     async fn create_execution_once(&self, exec: &Execution, steps: &[StepRecord], key: Option<&str>) -> Result<String> {
-        let mut tx = self.pool().begin().await.db()?;
-        if let Some(key) = key {
-            // The key first: a concurrent submit with the same key waits here for this
-            // transaction, then finds the key taken and returns this execution.
-            let claimed = sqlx::query(
-                "INSERT INTO idempotency_keys (actor, key, execution_id, created_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (actor, key) DO NOTHING",
-            )
-            .bind(&exec.actor)
-            .bind(key)
-            .bind(&exec.id)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await
-            .db()?;
-            if claimed.rows_affected() == 0 {
-                let (id, runbook) = keyed_execution(&mut tx, &exec.actor, key).await?.ok_or_else(|| {
-                    Error::Corrupt(format!("idempotency key of {} without its execution", exec.actor))
-                })?;
-                if runbook != exec.runbook_name {
-                    return Err(Error::Mismatch(format!(
-                        "this Idempotency-Key was used for runbook `{runbook}` (execution {id}), not `{}`: use a new key",
-                        exec.runbook_name
-                    )));
-                }
-                return Ok(id);
-            }
+        // The key goes in with the execution, in one statement; a concurrent submit with
+        // the same key waits for it, then finds the key taken and returns this execution.
+        if insert_execution(self.pool(), exec, steps, key).await? {
+            return Ok(exec.id.clone());
         }
-        insert_execution(&mut tx, exec, steps).await?;
-        tx.commit().await.db()?;
-        Ok(exec.id.clone())
+        let Some(key) = key else {
+            return Err(Error::Conflict(format!("execution {} exists already", exec.id)));
+        };
+        let (id, runbook) = keyed_execution(self.pool(), &exec.actor, key)
+            .await?
+            .ok_or_else(|| Error::Corrupt(format!("idempotency key of {} without its execution", exec.actor)))?;
+        if runbook != exec.runbook_name {
+            return Err(Error::Mismatch(format!(
+                "this Idempotency-Key was used for runbook `{runbook}` (execution {id}), not `{}`: use a new key",
+                exec.runbook_name
+            )));
+        }
+        Ok(id)
     }
 
     async fn claim_next(&self, owner: &str, lease_ms: i64) -> Result<Option<Execution>> {

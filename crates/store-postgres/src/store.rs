@@ -9,8 +9,8 @@ use opsbook_store::{
 use sqlx::QueryBuilder;
 
 use crate::rows::{
-    check_fence, col, execution_columns, execution_from, insert_execution, map_rows, phase, step_columns, step_from,
-    step_status, update_step,
+    check_fence, col, execution_columns, execution_from, insert_execution, map_rows, phase, push_step_update,
+    step_columns, step_from, step_status,
 };
 use crate::{Db, PgStore, is_unique_violation};
 
@@ -49,9 +49,8 @@ impl Store for PgStore {
     }
 
     async fn create_execution(&self, e: &Execution, steps: &[StepRecord]) -> Result<()> {
-        let mut tx = self.pool().begin().await.db()?;
-        insert_execution(&mut tx, e, steps).await?;
-        tx.commit().await.db()
+        insert_execution(self.pool(), e, steps, None).await?;
+        Ok(())
     }
 
     async fn update_execution(&self, e: &Execution, fence: Option<&str>) -> Result<()> {
@@ -88,7 +87,11 @@ impl Store for PgStore {
     }
 
     async fn update_step(&self, s: &StepRecord, fence: Option<&str>) -> Result<()> {
-        if !update_step(self.pool(), s, fence).await? {
+        let mut q = QueryBuilder::new("");
+        push_step_update(&mut q, s);
+        q.push(" AND (").push_bind(fence).push("::text IS NULL OR EXISTS (SELECT 1 FROM executions WHERE id = ");
+        q.push_bind(&s.execution_id).push(" AND owner = ").push_bind(fence).push(" FOR SHARE))");
+        if q.build().execute(self.pool()).await.db()?.rows_affected() == 0 {
             check_fence(self.pool(), &s.execution_id, fence).await?;
             return Err(Error::NotFound(format!("step {} of execution {}", s.step_id, s.execution_id)));
         }
@@ -96,36 +99,46 @@ impl Store for PgStore {
     }
 
     async fn record_attempt(&self, a: &Attempt, steps: &[&StepRecord], fence: Option<&str>) -> Result<()> {
-        let mut tx = self.pool().begin().await.db()?;
-        // The fence is checked by the first write, which share-locks the execution's row
-        // until the commit: no claim can pass in between.
-        let inserted = sqlx::query(
-            "INSERT INTO step_attempts (execution_id, step_id, phase, attempt, status, exit_code, started_at, \
-             finished_at, error) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 \
-             WHERE $10::text IS NULL OR EXISTS (SELECT 1 FROM executions WHERE id = $1 AND owner = $10 FOR SHARE)",
-        )
-        .bind(&a.execution_id)
-        .bind(&a.step_id)
-        .bind(a.phase.as_str())
-        .bind(a.attempt)
-        .bind(a.status.as_str())
-        .bind(a.exit_code)
-        .bind(a.started_at)
-        .bind(a.finished_at)
-        .bind(&a.error)
-        .bind(fence)
-        .execute(&mut *tx)
-        .await
-        .db()?;
-        if inserted.rows_affected() == 0 {
-            check_fence(&mut *tx, &a.execution_id, fence).await?;
+        // One statement, so one round trip and atomic: `f` share-locks the execution's row
+        // while it is held by `fence` (no claim passes until the commit), and the attempt
+        // and the steps are written only then; a step that is not there aborts it all.
+        let mut q: QueryBuilder<sqlx::Postgres> = QueryBuilder::new("WITH f AS (SELECT 1 FROM executions WHERE id = ");
+        q.push_bind(&a.execution_id).push(" AND (");
+        q.push_bind(fence).push("::text IS NULL OR owner = ").push_bind(fence).push(") FOR SHARE), ");
+        q.push(
+            "a AS (INSERT INTO step_attempts (execution_id, step_id, phase, attempt, status, exit_code, started_at, \
+             finished_at, error) SELECT ",
+        );
+        {
+            let mut v = q.separated(", ");
+            v.push_bind(&a.execution_id)
+                .push_bind(&a.step_id)
+                .push_bind(a.phase.as_str())
+                .push_bind(a.attempt)
+                .push_bind(a.status.as_str())
+                .push_bind(a.exit_code)
+                .push_bind(a.started_at)
+                .push_bind(a.finished_at)
+                .push_bind(&a.error);
         }
-        for s in steps {
-            if !update_step(&mut *tx, s, None).await? {
-                return Err(Error::NotFound(format!("step {} of execution {}", s.step_id, s.execution_id)));
-            }
+        q.push(" FROM f RETURNING 1)");
+        for (i, s) in steps.iter().enumerate() {
+            q.push(format_args!(", u{i} AS ("));
+            push_step_update(&mut q, s);
+            q.push(" AND EXISTS (SELECT 1 FROM f) RETURNING 1)");
         }
-        tx.commit().await.db()
+        q.push(" SELECT (SELECT COUNT(*) FROM a), CASE WHEN (SELECT COUNT(*) FROM a) = 1 AND 0");
+        for i in 0..steps.len() {
+            q.push(format_args!(" + (SELECT COUNT(*) FROM u{i})"));
+        }
+        q.push(format_args!(" <> {} THEN opsbook_fail(", steps.len()));
+        q.push_bind(format!("a step of execution {} is missing", a.execution_id)).push(") END");
+        let row = q.build().fetch_one(self.pool()).await.db()?;
+        if col::<i64>(&row, 0)? == 0 {
+            check_fence(self.pool(), &a.execution_id, fence).await?;
+            return Err(Error::NotFound(format!("execution {}", a.execution_id)));
+        }
+        Ok(())
     }
 
     async fn append_logs(&self, lines: &[LogLine]) -> Result<()> {

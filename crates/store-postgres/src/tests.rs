@@ -103,3 +103,64 @@ fn audit_hashes_match_beyond_ascii() {
         assert_eq!(s.verify_audit().await.unwrap(), Ok(3));
     });
 }
+
+/// A one-statement write whose parts do not all apply writes nothing: an attempt recorded
+/// with a step that is not there leaves no attempt behind.
+#[test]
+fn an_attempt_with_a_missing_step_writes_nothing() {
+    use opsbook_core::{ExecStatus, StepStatus};
+    use opsbook_store::{Attempt, Execution, Phase, RunbookVersion, StepRecord, Store};
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let s = PgStore::open(&crate::testing::fresh_database().await).await.unwrap();
+        let rb = RunbookVersion {
+            sha256: "1".repeat(64),
+            name: "demo".into(),
+            version: "1.0.0".into(),
+            content: "text".into(),
+            created_at: 1,
+        };
+        s.save_runbook(&rb).await.unwrap();
+        let e = Execution {
+            id: "EXM001".into(),
+            runbook_name: "demo".into(),
+            runbook_version: "1.0.0".into(),
+            runbook_sha256: rb.sha256.clone(),
+            source_path: None,
+            base_dir: ".".into(),
+            status: ExecStatus::Running,
+            actor: "alice".into(),
+            params: serde_json::json!({}),
+            secret_digests: serde_json::json!({}),
+            created_at: 1,
+            started_at: None,
+            finished_at: None,
+            error: None,
+            current_step: None,
+            rollback_status: None,
+            owner: None,
+            lease_expires_at: None,
+            heartbeat_at: None,
+            cancel_requested: false,
+        };
+        let step = StepRecord::pending("EXM001", 0, "a", "A", "run");
+        s.create_execution(&e, std::slice::from_ref(&step)).await.unwrap();
+        let ghost = StepRecord::pending("EXM001", 7, "ghost", "Ghost", "run");
+        let attempt = Attempt {
+            execution_id: "EXM001".into(),
+            step_id: "a".into(),
+            phase: Phase::Step,
+            attempt: 1,
+            status: StepStatus::Succeeded,
+            exit_code: Some(0),
+            started_at: 2,
+            finished_at: 3,
+            error: None,
+        };
+        let err = s.record_attempt(&attempt, &[&step, &ghost], None).await.unwrap_err();
+        assert!(matches!(&err, opsbook_store::Error::NotFound(m) if m.contains("missing")), "{err}");
+        assert!(s.attempts("EXM001").await.unwrap().is_empty(), "nothing written");
+        s.record_attempt(&attempt, &[&step], None).await.unwrap();
+        assert_eq!(s.attempts("EXM001").await.unwrap().len(), 1);
+    });
+}

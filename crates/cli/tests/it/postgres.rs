@@ -376,7 +376,8 @@ fn output_and_secrets_travel_between_nodes() {
     assert_eq!(o.code, 0, "{o:?}");
     assert!(o.stdout.contains("schema at version"), "{o:?}");
     let admin = {
-        let o = out(node(&env, &pg, &["admin", "token", "create", "--user", "ann", "--role", "admin"]).output().unwrap());
+        let o =
+            out(node(&env, &pg, &["admin", "token", "create", "--user", "ann", "--role", "admin"]).output().unwrap());
         o.stdout.trim().to_string()
     };
     let (a, b) = (api_node(&env, &pg), api_node(&env, &pg));
@@ -390,8 +391,13 @@ fn output_and_secrets_travel_between_nodes() {
     );
     let push = out(env.cmd(&["--server", &a.1, "push", "talk.yaml"]).env("OPSBOOK_TOKEN", &admin).output().unwrap());
     assert_eq!(push.code, 0, "{push:?}");
-    let (status, body) =
-        http(&a.1, "POST", "/api/v1/runbooks/test/executions", &admin, "{\"params\":{\"password\":\"hunter2-s3cret\"}}");
+    let (status, body) = http(
+        &a.1,
+        "POST",
+        "/api/v1/runbooks/test/executions",
+        &admin,
+        "{\"params\":{\"password\":\"hunter2-s3cret\"}}",
+    );
     assert_eq!(status, 202, "{body}");
     let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"].as_str().unwrap().to_string();
     let follow =

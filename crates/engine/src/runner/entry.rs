@@ -25,16 +25,20 @@ pub async fn new_execution<S: Store>(
 ) -> Result<(Execution, Vec<StepRecord>)> {
     let rb = &req.runbook;
     let now = now_ms();
-    engine
-        .store
-        .save_runbook(&RunbookVersion {
-            sha256: rb.sha256.clone(),
-            name: rb.name.clone(),
-            version: rb.version.to_string(),
-            content: rb.source.clone(),
-            created_at: now,
-        })
-        .await?;
+    // A text this engine read from the store is there already (the server's case: every
+    // submission of a published version); a local run saves its file's text.
+    if !engine.has_stored_runbook(&rb.sha256) {
+        engine
+            .store
+            .save_runbook(&RunbookVersion {
+                sha256: rb.sha256.clone(),
+                name: rb.name.clone(),
+                version: rb.version.to_string(),
+                content: rb.source.clone(),
+                created_at: now,
+            })
+            .await?;
+    }
     let id = new_id();
     let digests: serde_json::Map<String, serde_json::Value> = req
         .params

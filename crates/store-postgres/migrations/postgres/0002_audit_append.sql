@@ -32,3 +32,11 @@ BEGIN
     RETURN QUERY SELECT v_seq, v_prev, v_hash;
 END
 $$;
+
+-- Aborts the statement it is called in, with `message` (SQLSTATE P0002, no_data_found):
+-- a one-statement write whose parts did not all apply writes nothing.
+CREATE FUNCTION opsbook_fail(message TEXT) RETURNS BIGINT LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = message;
+END
+$$;
