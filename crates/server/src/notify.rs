@@ -193,6 +193,10 @@ pub fn spawn_dispatcher(
             }
         };
         while let Some(note) = rx.recv().await {
+            // The execution is read only for an event some rule may want.
+            if !rules.iter().any(|r| r.events.is_empty() || r.events.iter().any(|e| e == note.event)) {
+                continue;
+            }
             let Ok(exec) = store.execution(&note.execution_id).await else { continue };
             for rule in rules.iter().filter(|r| r.wants(note.event, &exec.runbook_name)) {
                 let summary = serde_json::to_value(opsbook_api::ExecutionSummary::from(&exec)).unwrap_or_default();
