@@ -339,6 +339,15 @@ async fn main() {
         api.stop().await;
         print("SQLite, 1 node, 4 workers", &f);
     }
+    // The same single node on PostgreSQL: what the database costs, apart from processes.
+    {
+        let url = pg.database("opsbook_bench_node").await;
+        let store = opsbook_store_any::open(&opsbook_store::DatabaseUrl::parse(&url).expect("url")).await.expect("pg");
+        let api = server::start(store.clone(), api_config(dir.path(), 4)).await;
+        let f = drive(&store, &api.url, clients, seconds).await;
+        api.stop().await;
+        print("PostgreSQL, 1 node, 4 workers", &f);
+    }
     // An API node (no workers) and N worker processes (4 at once each) on PostgreSQL.
     for n in [1usize, 2, 4] {
         let url = pg.database(&format!("opsbook_bench_{n}")).await;

@@ -211,15 +211,25 @@ impl<S: Store> Engine<S> {
     }
 
     /// Runs an execution this engine's owner has claimed from the queue.
-    pub async fn run_claimed(&self, id: &str, secrets: &BTreeMap<String, Input>, hooks: &Hooks<'_>) -> Result<Outcome> {
-        runner::run_claimed(self, id, secrets, hooks, false).await
+    pub async fn run_claimed(
+        &self,
+        exec: opsbook_store::Execution,
+        secrets: &BTreeMap<String, Input>,
+        hooks: &Hooks<'_>,
+    ) -> Result<Outcome> {
+        runner::run_claimed(self, exec, secrets, hooks, false).await
     }
 
     /// Checks the gate a claimed execution waits on, and nothing more: still blocked, it
     /// waits again; clear, it is queued for a worker (which checks once more and goes
     /// on). The server's gate pool runs these, so polls never take a worker.
-    pub async fn poll_gate(&self, id: &str, secrets: &BTreeMap<String, Input>, hooks: &Hooks<'_>) -> Result<Outcome> {
-        runner::run_claimed(self, id, secrets, hooks, true).await
+    pub async fn poll_gate(
+        &self,
+        exec: opsbook_store::Execution,
+        secrets: &BTreeMap<String, Input>,
+        hooks: &Hooks<'_>,
+    ) -> Result<Outcome> {
+        runner::run_claimed(self, exec, secrets, hooks, true).await
     }
 
     /// Ends an execution still running in this process as `interrupted` because `what`

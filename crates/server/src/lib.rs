@@ -78,6 +78,7 @@ pub fn state(store: impl Into<Db>, config: Config) -> AppState {
         auth_failures,
         queue_count: Arc::new(Mutex::new((0, 0))),
         figures: Arc::default(),
+        versions: Arc::default(),
     }
 }
 

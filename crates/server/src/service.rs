@@ -46,7 +46,7 @@ pub async fn enqueue(
         )));
     }
     let version = version.unwrap_or(entry.latest_version);
-    let (published, _) = st.store.registry_version(name, &version).await?;
+    let published = st.published_version(name, &version).await?;
     let rb = opsbook_core::Runbook::clone(&*st.engine.stored_runbook(&published.sha256).await?);
     let params = rb.check_params(&inputs).map_err(|e| params_error(&e))?;
     let values = params.values.clone().into_iter().collect();

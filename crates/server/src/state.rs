@@ -37,6 +37,8 @@ pub struct AppState {
     pub queue_count: Arc<Mutex<(i64, i64)>>,
     /// The web UI's analytics, summarized at most once a minute per window.
     pub figures: Arc<crate::routes::analytics::FiguresCache>,
+    /// Published versions read so far, by (runbook, version): they never change.
+    pub versions: Arc<Mutex<HashMap<(String, String), opsbook_store::PublishedVersion>>>,
 }
 
 /// The caller's request id (`X-Request-Id`), or a new one.
@@ -71,6 +73,26 @@ impl AppState {
         if let Some(h) = self.running.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
             h.at_least(1);
         }
+    }
+
+    /// A published version (kept once read: a published version never changes, so a
+    /// submission need not read it from the database again).
+    pub async fn published_version(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<opsbook_store::PublishedVersion, opsbook_store::Error> {
+        let key = (name.to_string(), version.to_string());
+        if let Some(v) = self.versions.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(v.clone());
+        }
+        let (v, _) = self.store.registry_version(name, version).await?;
+        let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        if versions.len() >= 1024 {
+            versions.clear();
+        }
+        versions.insert(key, v.clone());
+        Ok(v)
     }
 
     /// Executions queued, as counted within the last 100 ms (plus those queued since

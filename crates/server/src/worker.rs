@@ -193,8 +193,8 @@ async fn run_one(state: &AppState, exec: Execution, kind: RunKind) {
     let notifier = crate::notify::Notifier::new(id, runbook, state.notify.clone());
     let hooks = Hooks { observer: &notifier, prompt: None, cancel, cancel_handle: handle };
     let result = match kind {
-        RunKind::Whole => state.engine.run_claimed(id, &secrets, &hooks).await,
-        RunKind::GatePoll => state.engine.poll_gate(id, &secrets, &hooks).await,
+        RunKind::Whole => state.engine.run_claimed(exec.clone(), &secrets, &hooks).await,
+        RunKind::GatePoll => state.engine.poll_gate(exec.clone(), &secrets, &hooks).await,
         RunKind::Resume => state.engine.resume(id, &secrets, &hooks).await,
         RunKind::Rollback => state.engine.rollback(id, &secrets, &hooks).await,
     };

@@ -107,12 +107,12 @@ pub(crate) async fn start<S: Store>(engine: &Engine<S>, req: StartRequest, hooks
 /// a fresh one from its prerequisites, a requeued one (after an approval) from where it waited.
 pub(crate) async fn run_claimed<S: Store>(
     engine: &Engine<S>,
-    id: &str,
+    exec: Execution,
     secrets: &BTreeMap<String, Input>,
     hooks: &Hooks<'_>,
     gate_poll_only: bool,
 ) -> Result<Outcome> {
-    let mut run = load(engine, id, secrets, hooks, Work::Rest).await?;
+    let mut run = load_exec(engine, exec, secrets, hooks, Work::Rest).await?;
     run.gate_poll_only = gate_poll_only;
     // A cancel asked for while another runner had the execution (e.g. mid gate check)
     // is still owed.
@@ -157,8 +157,19 @@ async fn load<'e, 'h, S: Store>(
     hooks: &'h Hooks<'h>,
     work: Work,
 ) -> Result<Run<'e, 'h, S>> {
+    let exec = engine.store.execution(id).await?;
+    load_exec(engine, exec, secrets, hooks, work).await
+}
+
+/// [`load`], for an execution just read (as a claim returned it).
+async fn load_exec<'e, 'h, S: Store>(
+    engine: &'e Engine<S>,
+    exec: Execution,
+    secrets: &BTreeMap<String, Input>,
+    hooks: &'h Hooks<'h>,
+    work: Work,
+) -> Result<Run<'e, 'h, S>> {
     let store = &engine.store;
-    let exec = store.execution(id).await?;
     let rb = Runbook::clone(&*engine.stored_runbook(&exec.runbook_sha256).await?);
     let steps = store.steps(&exec.id).await?;
     let needed = needed_secrets(&rb, &steps, work);
