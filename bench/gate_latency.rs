@@ -8,6 +8,10 @@
 //! events, DescribeEventDetails) when credentials are in the environment, as the wrapper
 //! script sets them (example keys; the double does not check signatures).
 
+#[path = "common/figures.rs"]
+mod figures;
+
+use figures::{env, pct};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -15,14 +19,6 @@ use std::time::{Duration, Instant};
 use axum::routing::get;
 use opsbook_doubles::health::{Health, Script, event};
 use opsbook_gate::{Checker, GatesFile};
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn pct(sorted: &[f64], q: f64) -> f64 {
-    sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
-}
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {

@@ -6,19 +6,18 @@
 //!
 //!   bench/list_executions                 # ROWS=1000000 ROUNDS=50
 
-use std::time::Instant;
-
+#[path = "common/figures.rs"]
+mod figures;
 #[path = "common/fill.rs"]
 mod fill;
+#[path = "common/listing.rs"]
+mod listing;
 #[path = "common/server.rs"]
 mod server;
 
+use figures::env;
 use opsbook_server::{Config, auth};
 use opsbook_store::ServerStore;
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
@@ -42,56 +41,9 @@ async fn main() {
     );
     let config = Config { workers: 1, metrics_listen: String::new(), ..Config::default() };
     let server = server::start(store.clone(), config).await;
-    let url = server.url.clone();
     let token = auth::generate("bench", vec!["viewer".into()], None);
     store.create_token(&token.record, &token.hash).await.expect("token");
-    let http = reqwest::Client::new();
-    let get = |q: String| {
-        let (http, url, secret) = (http.clone(), url.clone(), token.secret.clone());
-        async move {
-            let t = Instant::now();
-            let body: serde_json::Value = http
-                .get(format!("{url}/api/v1/executions?{q}"))
-                .bearer_auth(secret)
-                .send()
-                .await
-                .expect("get")
-                .json()
-                .await
-                .expect("json");
-            (t.elapsed().as_secs_f64() * 1000.0, body)
-        }
-    };
-    // A cursor deep in the list: the 10,000th newest.
-    let (_, deep) = get("limit=500".into()).await;
-    let mut cursor = deep["next_cursor"].as_str().unwrap_or_default().to_string();
-    for _ in 0..19 {
-        let (_, page) = get(format!("limit=500&cursor={cursor}")).await;
-        cursor = page["next_cursor"].as_str().unwrap_or_default().to_string();
-    }
-    let since = opsbook_store::now_ms() - 7 * 86_400_000;
-    let queries = [
-        ("newest 50", "limit=50".to_string()),
-        ("runbook", "runbook=runbook-7&limit=50".to_string()),
-        ("status", "status=failed&limit=50".to_string()),
-        ("actor", "actor=user-3&limit=50".to_string()),
-        ("since last week", format!("since={since}&limit=50")),
-        ("runbook+status", "runbook=runbook-7&status=waiting&limit=50".to_string()),
-        ("cursor page 21", format!("limit=50&cursor={cursor}")),
-    ];
     println!("list_executions: {rows} executions (filled in {:.1} s), {rounds} rounds per query", filled.as_secs_f64());
-    for (name, q) in &queries {
-        let mut times = Vec::new();
-        let mut n = 0;
-        for _ in 0..rounds {
-            let (ms, body) = get(q.clone()).await;
-            n = body["items"].as_array().map_or(0, Vec::len);
-            times.push(ms);
-        }
-        times.sort_by(|a, b| a.total_cmp(b));
-        let p50 = times[times.len() / 2];
-        let p99 = times[((times.len() as f64 * 0.99).ceil() as usize).clamp(1, times.len()) - 1];
-        println!("  {name:<16} {n:>3} items  p50 {p50:>6.2} ms  p99 {p99:>6.2} ms");
-    }
+    listing::time_queries(&server.url, &token.secret, rounds, "  ").await;
     server.stop().await;
 }

@@ -10,22 +10,14 @@
 
 use std::time::{Duration, Instant};
 
+#[path = "common/figures.rs"]
+mod figures;
 #[path = "common/server.rs"]
 mod server;
 
+use figures::{env, pct};
 use opsbook_server::{Config, auth};
 use opsbook_store::{ExecutionFilter, ServerStore, Store};
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn pct(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
-}
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {

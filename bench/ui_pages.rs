@@ -10,17 +10,16 @@
 
 use std::time::Instant;
 
+#[path = "common/figures.rs"]
+mod figures;
 #[path = "common/fill.rs"]
 mod fill;
 #[path = "common/server.rs"]
 mod server;
 
+use figures::env;
 use opsbook_server::{Config, auth};
 use opsbook_store::ServerStore;
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 const RUNBOOKS: i64 = 50;
 

@@ -355,7 +355,7 @@ pub async fn resume(
     // finds them: exactly the ones supplied now.
     crate::vault::put(st, &exec.id, &secrets).await?;
     let kind = if rollback { crate::worker::RunKind::Rollback } else { crate::worker::RunKind::Resume };
-    crate::worker::spawn_carry_on(st, exec.clone(), kind);
+    crate::worker::spawn_carry_on(st, exec.clone(), kind).await;
     Ok(opsbook_api::Resumed { id: exec.id, action: action.into() })
 }
 

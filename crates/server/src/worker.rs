@@ -56,10 +56,16 @@ pub(crate) enum RunKind {
 /// panic included) takes its worker down: the execution fails with what happened, and
 /// the worker goes on to the next.
 async fn run_guarded(state: &AppState, exec: Execution, kind: RunKind) {
+    run_guarded_then(state, exec, kind, None).await
+}
+
+/// [`run_guarded`], saying on `taken_up` when the runner has taken the execution up (its
+/// start is written), or dropping it if the runner never got that far.
+async fn run_guarded_then(state: &AppState, exec: Execution, kind: RunKind, taken_up: Option<TakenUp>) {
     let id = exec.id.clone();
     let mut task = AbortOnDrop({
         let state = state.clone();
-        tokio::spawn(async move { run_one(&state, exec, kind).await })
+        tokio::spawn(async move { run_one(&state, exec, kind, taken_up).await })
     });
     if let Err(e) = (&mut task.0).await {
         let why = match e.try_into_panic() {
@@ -172,7 +178,7 @@ async fn sweep_workdirs(state: &AppState) {
 
 /// Runs a claimed execution (as its claim returned it): all of it (a worker), or only a
 /// poll of the gate it waits on, or what a resume or rollback asked for.
-async fn run_one(state: &AppState, exec: Execution, kind: RunKind) {
+async fn run_one(state: &AppState, exec: Execution, kind: RunKind, taken_up: Option<TakenUp>) {
     let (id, runbook) = (exec.id.as_str(), exec.runbook_name.as_str());
     if let Err(why) = prepare(state, &exec).await {
         tracing::warn!(id, %why, "execution could not run");
@@ -191,7 +197,8 @@ async fn run_one(state: &AppState, exec: Execution, kind: RunKind) {
     let (handle, cancel) = cancel_pair();
     state.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), handle.clone());
     let notifier = crate::notify::Notifier::new(id, runbook, state.notify.clone());
-    let hooks = Hooks { observer: &notifier, prompt: None, cancel, cancel_handle: handle };
+    let observer = Announcing { inner: &notifier, taken_up: std::sync::Mutex::new(taken_up) };
+    let hooks = Hooks { observer: &observer, prompt: None, cancel, cancel_handle: handle };
     let result = match kind {
         RunKind::Whole => state.engine.run_claimed(exec.clone(), &secrets, &hooks).await,
         RunKind::GatePoll => state.engine.poll_gate(exec.clone(), &secrets, &hooks).await,
@@ -242,9 +249,32 @@ async fn run_one(state: &AppState, exec: Execution, kind: RunKind) {
 /// Carries a stopped execution on (a resume or a rollback, checked by the caller) on a
 /// task of its own, as a worker runs one: with the secrets in the vault, guarded, its
 /// working directory tidied when it ends.
-pub(crate) fn spawn_carry_on(state: &AppState, exec: Execution, kind: RunKind) {
+///
+/// Returns once the runner has taken it up (its start written, so that whoever follows
+/// it sees it running rather than as it was), or could not (within 10 s).
+pub(crate) async fn spawn_carry_on(state: &AppState, exec: Execution, kind: RunKind) {
     let state = state.clone();
-    tokio::spawn(async move { run_guarded(&state, exec, kind).await });
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move { run_guarded_then(&state, exec, kind, Some(tx)).await });
+    let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
+}
+
+/// Told once when a runner takes an execution up.
+type TakenUp = tokio::sync::oneshot::Sender<()>;
+
+/// The notifier, and the signal that the run has started (its first event).
+struct Announcing<'a> {
+    inner: &'a crate::notify::Notifier,
+    taken_up: std::sync::Mutex<Option<TakenUp>>,
+}
+
+impl opsbook_engine::Observer for Announcing<'_> {
+    fn on_event(&self, e: &opsbook_engine::Event<'_>) {
+        if let Some(tx) = self.taken_up.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = tx.send(());
+        }
+        self.inner.on_event(e);
+    }
 }
 
 /// Gate polls at once. They run beside the workers, never on them, so executions waiting

@@ -1,7 +1,7 @@
 //! Rows: how records are read from and written to the tables.
 
 use opsbook_core::{ExecStatus, StepStatus};
-use opsbook_store::{Error, Execution, Phase, Result, StepRecord, WaitKind};
+use opsbook_store::{Error, Execution, Result, StepRecord, WaitKind};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
 
@@ -9,29 +9,7 @@ use crate::Db;
 
 pub(crate) type Tx<'a> = sqlx::Transaction<'a, Postgres>;
 
-pub(crate) fn json_text(v: &impl serde::Serialize) -> String {
-    serde_json::to_string(v).expect("JSON values always serialize")
-}
-
-pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
-    serde_json::from_str(text).map_err(|e| Error::Corrupt(format!("{what}: {e}")))
-}
-
-pub(crate) fn exec_status(s: &str) -> Result<ExecStatus> {
-    ExecStatus::parse(s).ok_or_else(|| Error::Corrupt(format!("unknown execution status `{s}`")))
-}
-
-pub(crate) fn step_status(s: &str) -> Result<StepStatus> {
-    StepStatus::parse(s).ok_or_else(|| Error::Corrupt(format!("unknown step status `{s}`")))
-}
-
-fn opt_step_status(s: Option<String>) -> Result<Option<StepStatus>> {
-    s.map(|s| step_status(&s)).transpose()
-}
-
-pub(crate) fn phase(s: &str) -> Result<Phase> {
-    Phase::parse(s).ok_or_else(|| Error::Corrupt(format!("unknown phase `{s}`")))
-}
+pub(crate) use opsbook_store::codec::{exec_status, json_text, opt_step_status, parse_json, phase, step_status};
 
 /// A column of a row, by position, as `T`.
 pub(crate) fn col<'r, T>(row: &'r PgRow, i: usize) -> Result<T>

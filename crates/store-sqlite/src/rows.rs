@@ -1,34 +1,12 @@
 //! Rows: how records are read from and written to the tables.
 
-use opsbook_core::{ExecStatus, StepStatus};
-use opsbook_store::{Error, Execution, Phase, Result, StepRecord, WaitKind};
+use opsbook_core::StepStatus;
+use opsbook_store::{Error, Execution, Result, StepRecord, WaitKind};
 use rusqlite::{Connection, Row, params};
 
 use crate::Db;
 
-pub(crate) fn json_text(v: &impl serde::Serialize) -> String {
-    serde_json::to_string(v).expect("JSON values always serialize")
-}
-
-pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
-    serde_json::from_str(text).map_err(|e| Error::Corrupt(format!("{what}: {e}")))
-}
-
-pub(crate) fn exec_status(s: &str) -> Result<ExecStatus> {
-    ExecStatus::parse(s).ok_or_else(|| Error::Corrupt(format!("unknown execution status `{s}`")))
-}
-
-pub(crate) fn step_status(s: &str) -> Result<StepStatus> {
-    StepStatus::parse(s).ok_or_else(|| Error::Corrupt(format!("unknown step status `{s}`")))
-}
-
-pub(crate) fn opt_step_status(s: Option<String>) -> Result<Option<StepStatus>> {
-    s.map(|s| step_status(&s)).transpose()
-}
-
-pub(crate) fn phase(s: &str) -> Result<Phase> {
-    Phase::parse(s).ok_or_else(|| Error::Corrupt(format!("unknown phase `{s}`")))
-}
+pub(crate) use opsbook_store::codec::{exec_status, json_text, opt_step_status, parse_json, phase, step_status};
 
 pub(crate) const EXECUTION_COLUMNS: &str = "id, runbook_name, runbook_version, runbook_sha256, source_path, base_dir, status, \
     actor, params, secret_digests, created_at, started_at, finished_at, error, current_step, rollback_status, owner, \

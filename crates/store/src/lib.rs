@@ -6,6 +6,7 @@
 //! front ends talk to the [`Store`] and [`ServerStore`] traits.
 #![forbid(unsafe_code)]
 
+pub mod codec;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod error;

@@ -1,0 +1,30 @@
+//! How record fields are spelled in a database, for every backend: JSON as text, and
+//! statuses by name, read back with a `Corrupt` error that names what did not read.
+
+use opsbook_core::{ExecStatus, StepStatus};
+
+use crate::{Error, Phase, Result};
+
+pub fn json_text(v: &impl serde::Serialize) -> String {
+    serde_json::to_string(v).expect("JSON values always serialize")
+}
+
+pub fn parse_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| Error::Corrupt(format!("{what}: {e}")))
+}
+
+pub fn exec_status(s: &str) -> Result<ExecStatus> {
+    ExecStatus::parse(s).ok_or_else(|| Error::Corrupt(format!("unknown execution status `{s}`")))
+}
+
+pub fn step_status(s: &str) -> Result<StepStatus> {
+    StepStatus::parse(s).ok_or_else(|| Error::Corrupt(format!("unknown step status `{s}`")))
+}
+
+pub fn opt_step_status(s: Option<String>) -> Result<Option<StepStatus>> {
+    s.map(|s| step_status(&s)).transpose()
+}
+
+pub fn phase(s: &str) -> Result<Phase> {
+    Phase::parse(s).ok_or_else(|| Error::Corrupt(format!("unknown phase `{s}`")))
+}
