@@ -109,7 +109,7 @@ fn audit_hashes_match_beyond_ascii() {
 #[test]
 fn an_attempt_with_a_missing_step_writes_nothing() {
     use opsbook_core::{ExecStatus, StepStatus};
-    use opsbook_store::{Attempt, Execution, Phase, RunbookVersion, StepRecord, Store};
+    use opsbook_store::{Attempt, Phase, RunbookVersion, StepRecord, Store};
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         let s = PgStore::open(&crate::testing::fresh_database().await).await.unwrap();
@@ -121,28 +121,8 @@ fn an_attempt_with_a_missing_step_writes_nothing() {
             created_at: 1,
         };
         s.save_runbook(&rb).await.unwrap();
-        let e = Execution {
-            id: "EXM001".into(),
-            runbook_name: "demo".into(),
-            runbook_version: "1.0.0".into(),
-            runbook_sha256: rb.sha256.clone(),
-            source_path: None,
-            base_dir: ".".into(),
-            status: ExecStatus::Running,
-            actor: "alice".into(),
-            params: serde_json::json!({}),
-            secret_digests: serde_json::json!({}),
-            created_at: 1,
-            started_at: None,
-            finished_at: None,
-            error: None,
-            current_step: None,
-            rollback_status: None,
-            owner: None,
-            lease_expires_at: None,
-            heartbeat_at: None,
-            cancel_requested: false,
-        };
+        let mut e = opsbook_store::conformance::execution("EXM001", "demo", ExecStatus::Running, 1);
+        e.runbook_sha256 = rb.sha256.clone();
         let step = StepRecord::pending("EXM001", 0, "a", "A", "run");
         s.create_execution(&e, std::slice::from_ref(&step)).await.unwrap();
         let ghost = StepRecord::pending("EXM001", 7, "ghost", "Ghost", "run");

@@ -48,7 +48,8 @@ where
     audit_chain_catches_tampering(&store, &tamper(&store)).await;
 }
 
-fn execution(id: &str, runbook: &str, status: ExecStatus, created_at: i64) -> Execution {
+/// An execution of `runbook` as the suite writes them (for backends' own tests too).
+pub fn execution(id: &str, runbook: &str, status: ExecStatus, created_at: i64) -> Execution {
     Execution {
         id: id.to_string(),
         runbook_name: runbook.to_string(),
