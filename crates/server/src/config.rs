@@ -16,6 +16,11 @@ pub struct Config {
     pub db: Option<PathBuf>,
     /// The database as a URL (`sqlite:///path.db`); wins over `db`.
     pub database_url: Option<String>,
+    /// Connections this process may hold to a PostgreSQL database at once.
+    pub database_pool: u32,
+    /// How long a request waits for a database connection (PostgreSQL restarting,
+    /// every connection busy) before it is answered 503.
+    pub database_wait: String,
     /// Executions run at once by this server.
     pub workers: usize,
     /// Directory that runbook `workdir`s are relative to; an execution of a version
@@ -75,6 +80,8 @@ impl Default for Config {
             metrics_listen: "127.0.0.1:9464".into(),
             db: None,
             database_url: None,
+            database_pool: 16,
+            database_wait: "5s".into(),
             workers: 4,
             workdir: PathBuf::from("."),
             keep_failed_workdirs: "24h".into(),
@@ -102,7 +109,8 @@ impl Default for Config {
 /// The commented file `opsbook serve --init` writes.
 pub const DEFAULT_FILE: &str = r#"# opsbook server settings. These keys may also be set in the environment:
 # OPSBOOK_LISTEN, OPSBOOK_METRICS_LISTEN, OPSBOOK_DB, OPSBOOK_DATABASE_URL, OPSBOOK_WORKERS, OPSBOOK_WORKDIR, OPSBOOK_SHUTDOWN_GRACE,
-# OPSBOOK_KILL_GRACE, OPSBOOK_LEASE, OPSBOOK_GATES_FILE, OPSBOOK_PUBLIC_URL (the environment wins
+# OPSBOOK_KILL_GRACE, OPSBOOK_LEASE, OPSBOOK_GATES_FILE, OPSBOOK_PUBLIC_URL, OPSBOOK_DATABASE_POOL,
+# OPSBOOK_DATABASE_WAIT (the environment wins
 # over this file; flags win over both). Policies and notifications live only in this file.
 
 # Address of the HTTP API. Put it behind a TLS-terminating proxy for other machines.
@@ -116,6 +124,10 @@ metrics_listen = "127.0.0.1:9464"
 # a URL (wins over db): sqlite:///var/lib/opsbook/opsbook.db.
 # db = "/var/lib/opsbook/opsbook.db"
 # database_url = "sqlite:///var/lib/opsbook/opsbook.db"
+# On PostgreSQL (database_url = "postgres://user@host:5432/db"): the connections this
+# process may hold, and how long a request waits for one before it is answered 503.
+database_pool = 16
+database_wait = "5s"
 
 # Executions this server runs at once. Waiting executions (approvals) hold no worker.
 # 0: an API node only, beside `opsbook worker` processes on the same database.
@@ -228,6 +240,9 @@ impl Config {
         if let Some(v) = env("OPSBOOK_DATABASE_URL") {
             config.database_url = Some(v);
         }
+        if let Some(v) = env("OPSBOOK_DATABASE_POOL") {
+            config.database_pool = v.parse().map_err(|_| format!("OPSBOOK_DATABASE_POOL: `{v}` is not a number"))?;
+        }
         if let Some(v) = env("OPSBOOK_WORKERS") {
             config.workers = v.parse().map_err(|_| format!("OPSBOOK_WORKERS: `{v}` is not a number"))?;
         }
@@ -245,6 +260,7 @@ impl Config {
             ("OPSBOOK_KILL_GRACE", &mut config.kill_grace),
             ("OPSBOOK_LEASE", &mut config.lease),
             ("OPSBOOK_KEEP_FAILED_WORKDIRS", &mut config.keep_failed_workdirs),
+            ("OPSBOOK_DATABASE_WAIT", &mut config.database_wait),
         ] {
             if let Some(v) = env(k) {
                 *slot = v;
@@ -284,6 +300,9 @@ impl Config {
         if self.max_connections == 0 || self.max_queued == 0 || self.max_bundle_bytes == 0 {
             return Err("max_connections, max_queued and max_bundle_bytes must be at least 1".into());
         }
+        if !(2..=1000).contains(&self.database_pool) {
+            return Err(format!("database_pool must be between 2 and 1000, not {}", self.database_pool));
+        }
         for (name, v) in [
             ("shutdown_grace", &self.shutdown_grace),
             ("kill_grace", &self.kill_grace),
@@ -291,6 +310,7 @@ impl Config {
             ("header_read_timeout", &self.header_read_timeout),
             ("keep_failed_workdirs", &self.keep_failed_workdirs),
             ("session_ttl", &self.session_ttl),
+            ("database_wait", &self.database_wait),
         ] {
             opsbook_core::duration::parse(v).map_err(|e| format!("{name}: {e}"))?;
         }
@@ -298,6 +318,15 @@ impl Config {
             rule.check()?;
         }
         Ok(())
+    }
+
+    /// How this process connects to a PostgreSQL database.
+    pub fn postgres(&self) -> opsbook_store_any::PgConfig {
+        opsbook_store_any::PgConfig {
+            max_connections: self.database_pool,
+            acquire_timeout: Self::duration(&self.database_wait),
+            ..opsbook_store_any::PgConfig::default()
+        }
     }
 
     pub fn duration(v: &str) -> std::time::Duration {
@@ -312,5 +341,19 @@ mod tests {
         let parsed: super::Config = toml::from_str(super::DEFAULT_FILE).unwrap();
         let default = super::Config::default();
         assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
+    }
+
+    /// The PostgreSQL connection settings are checked, and reach the store's.
+    #[test]
+    fn database_settings() {
+        let parse = |text: &str| -> Result<super::Config, String> {
+            let c: super::Config = toml::from_str(text).map_err(|e| e.to_string())?;
+            c.check().map(|()| c)
+        };
+        let c = parse("database_pool = 40\ndatabase_wait = \"2s\"\n").unwrap();
+        let pg = c.postgres();
+        assert_eq!((pg.max_connections, pg.acquire_timeout), (40, std::time::Duration::from_secs(2)));
+        assert_eq!(parse("database_pool = 1\n").unwrap_err(), "database_pool must be between 2 and 1000, not 1");
+        assert!(parse("database_wait = \"soon\"\n").unwrap_err().starts_with("database_wait: "));
     }
 }

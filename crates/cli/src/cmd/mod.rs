@@ -315,7 +315,12 @@ pub async fn open(db: Option<DatabaseUrl>) -> Result<Engine<AnyStore>> {
 
 /// Opens the database a URL names, saying which one when it cannot.
 pub async fn open_store(url: &DatabaseUrl) -> Result<AnyStore> {
-    match opsbook_store_any::open(url).await {
+    open_store_with(url, &opsbook_store_any::PgConfig::default()).await
+}
+
+/// [`open_store`], with the PostgreSQL connection settings of a server or worker.
+pub async fn open_store_with(url: &DatabaseUrl, pg: &opsbook_store_any::PgConfig) -> Result<AnyStore> {
+    match opsbook_store_any::open_with(url, pg).await {
         Ok(store) => Ok(store),
         Err(opsbook_store::Error::Open(why)) => {
             Err(anyhow::anyhow!("cannot open the database {}: {why}", AnyStore::describe(url)))

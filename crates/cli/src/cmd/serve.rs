@@ -110,7 +110,7 @@ async fn setup(
         (None, None) => super::resolve_db(None)?.url,
     };
     config.secret_keys = Some(secret_keys(&config, &url)?);
-    let store = super::open_store(&url).await?;
+    let store = super::open_store_with(&url, &config.postgres()).await?;
     Ok((config, url, store))
 }
 
