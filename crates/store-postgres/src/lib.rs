@@ -23,6 +23,7 @@ use opsbook_store::{Error, Result, now_ms};
 
 pub use copy::{Copied, copy_from_sqlite};
 
+mod audit;
 mod copy;
 mod registry;
 mod rows;
