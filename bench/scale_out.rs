@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 mod figures;
 #[path = "common/listing.rs"]
 mod listing;
+#[path = "common/load.rs"]
+mod load;
 #[path = "common/server.rs"]
 mod server;
 
@@ -26,29 +28,23 @@ use opsbook_server::{Config, auth};
 use opsbook_store::{ExecutionFilter, ServerStore, Store};
 use sqlx::Connection;
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/postgres");
 const BOOK: &str = "apiVersion: opsbook/v1\nkind: Runbook\nmetadata:\n  name: bench\n  type: maintenance\n  version: 1.0.0\nspec:\n  steps:\n    - id: one\n      run: \"true\"\n";
 const KEY: &str = "5e0c2f8a1b3d4c6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6";
 
 /// The PostgreSQL server: the test server, or a cluster of the benchmark's own.
 struct Postgres {
     url: String,
-    own: Option<String>,
+    _own: Option<opsbook_store_postgres::testing::Cluster>,
 }
 
 impl Postgres {
     fn start() -> Postgres {
         if let Ok(url) = std::env::var("OPSBOOK_TEST_POSTGRES") {
-            return Postgres { url, own: None };
+            return Postgres { url, _own: None };
         }
-        let out = Command::new(SCRIPT).args(["start", "durable"]).output().expect("scripts/postgres");
-        assert!(out.status.success(), "scripts/postgres start: {}", String::from_utf8_lossy(&out.stderr));
-        let text = String::from_utf8(out.stdout).expect("text");
-        let value = |name: &str| {
-            let line = text.lines().find(|l| l.starts_with(&format!("export {name}="))).expect("exported");
-            line.split_once('=').expect("=").1.to_string()
-        };
-        Postgres { url: value("OPSBOOK_TEST_POSTGRES"), own: Some(value("OPSBOOK_TEST_PGDATA")) }
+        use opsbook_store_postgres::testing::{Cluster, Durability};
+        let own = Cluster::start(Durability::Durable);
+        Postgres { url: own.url.clone(), _own: Some(own) }
     }
 
     async fn database(&self, name: &str) -> String {
@@ -58,14 +54,6 @@ impl Postgres {
         let create = format!("CREATE DATABASE {name}");
         sqlx::raw_sql(sqlx::AssertSqlSafe(create)).execute(&mut admin).await.expect("create");
         format!("{}/{name}", self.url.rsplit_once('/').expect("a database").0)
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        if let Some(dir) = &self.own {
-            let _ = Command::new(SCRIPT).args(["stop", dir]).output();
-        }
     }
 }
 
@@ -119,32 +107,7 @@ async fn drive(store: &opsbook_server::Db, url: &str, clients: usize, seconds: u
     let http = reqwest::Client::new();
     let r = http.post(format!("{url}/api/v1/runbooks")).bearer_auth(&token.secret).body(BOOK).send().await;
     assert!(r.expect("publish").status().is_success(), "publish failed");
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let tasks: Vec<_> = (0..clients)
-        .map(|_| {
-            let (http, url, secret) = (http.clone(), url.to_string(), token.secret.clone());
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                while Instant::now() < deadline {
-                    let t = Instant::now();
-                    let r = http
-                        .post(format!("{url}/api/v1/runbooks/bench/executions"))
-                        .bearer_auth(&secret)
-                        .json(&serde_json::json!({}))
-                        .send()
-                        .await;
-                    if matches!(&r, Ok(resp) if resp.status().as_u16() == 202) {
-                        latencies.push(t.elapsed().as_secs_f64() * 1000.0);
-                    }
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.expect("client"));
-    }
+    let latencies = load::submit_for(url, &token.secret, "bench", clients, seconds).await;
     let drain = Instant::now() + Duration::from_secs(180);
     while Instant::now() < drain {
         let counts = store.count_by_status().await.expect("counts");
@@ -157,7 +120,6 @@ async fn drive(store: &opsbook_server::Db, url: &str, clients: usize, seconds: u
     let ok: Vec<_> = done.iter().filter(|e| e.status == opsbook_core::ExecStatus::Succeeded).collect();
     let first = ok.iter().filter_map(|e| e.started_at).min().unwrap_or(0);
     let last = ok.iter().filter_map(|e| e.finished_at).max().unwrap_or(0);
-    latencies.sort_by(|a, b| a.total_cmp(b));
     Figures {
         submitted: latencies.len(),
         completed_per_s: ok.len() as f64 / ((last - first) as f64 / 1000.0).max(0.001),

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 #[path = "common/figures.rs"]
 mod figures;
+#[path = "common/load.rs"]
+mod load;
 #[path = "common/server.rs"]
 mod server;
 
@@ -43,32 +45,8 @@ async fn main() {
         .expect("publish");
     assert!(r.status().is_success(), "publish failed: {}", r.text().await.unwrap_or_default());
 
-    let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (http, url, secret) = (http.clone(), url.clone(), token.secret.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                let r = http
-                    .post(format!("{url}/api/v1/runbooks/bench/executions"))
-                    .bearer_auth(&secret)
-                    .json(&serde_json::json!({}))
-                    .send()
-                    .await;
-                if matches!(&r, Ok(resp) if resp.status().as_u16() == 202) {
-                    latencies.push(t.elapsed().as_secs_f64() * 1000.0);
-                }
-            }
-            latencies
-        }));
-    }
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.expect("client"));
-    }
+    let latencies = load::submit_for(&url, &token.secret, "bench", clients, seconds).await;
     let submit_window = started.elapsed().as_secs_f64();
     let submitted = latencies.len();
     // Wait (bounded) until every submitted execution has finished.
@@ -95,7 +73,6 @@ async fn main() {
             overhead.push((d - s) as f64);
         }
     }
-    latencies.sort_by(|a, b| a.total_cmp(b));
     overhead.sort_by(|a, b| a.total_cmp(b));
     server.stop().await;
     println!(

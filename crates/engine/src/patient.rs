@@ -14,7 +14,7 @@ const PATIENCE: Duration = Duration::from_secs(15 * 60);
 pub struct Patient<'a, S>(pub &'a S);
 
 /// When a write that found the database unavailable tries again: after 100 ms, then
-/// twice as long each time up to 2 s; `None` once [`PATIENCE`] is spent.
+/// twice as long each time up to 2 s; [`Backoff::wait`] says false once [`PATIENCE`] is spent.
 struct Backoff {
     start: Instant,
     pause: Duration,

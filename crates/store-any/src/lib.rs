@@ -61,11 +61,6 @@ impl AnyStore {
         }
     }
 
-    /// Whether other processes may share this database (and queue executions in it).
-    pub fn is_shared(&self) -> bool {
-        matches!(self, AnyStore::Postgres(_))
-    }
-
     /// Calls `wake` whenever an execution is queued, by any process on the database, when
     /// the backend can tell (PostgreSQL's `LISTEN`); otherwise never (workers poll).
     pub fn on_queued(&self, wake: std::sync::Arc<dyn Fn() + Send + Sync>) {

@@ -108,7 +108,7 @@ impl Default for PgConfig {
 pub struct PgStore {
     pool: PgPool,
     /// Whether [`PgStore::on_queued`] listens already.
-    listening: Arc<std::sync::Mutex<bool>>,
+    listening: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -206,12 +206,8 @@ impl PgStore {
     /// rather than at its next poll. The listener reconnects after a lost connection;
     /// what was queued meanwhile is found by the workers' slow poll. Once per store.
     pub fn on_queued(&self, wake: Arc<dyn Fn() + Send + Sync>) {
-        {
-            let mut listening = self.listening.lock().unwrap_or_else(|p| p.into_inner());
-            if *listening {
-                return;
-            }
-            *listening = true;
+        if self.listening.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
         }
         let pool = self.pool.clone();
         tokio::spawn(async move {

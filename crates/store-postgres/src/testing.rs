@@ -1,5 +1,6 @@
-//! Empty databases on the PostgreSQL server the tests use, for this crate's tests and
-//! those of the crates above it (feature `testing`).
+//! Empty databases on the PostgreSQL server the tests use, and clusters of a test's own
+//! (to stop and start), for this crate's tests and those of the crates above it (feature
+//! `testing`).
 //!
 //! `./scripts/test` starts a throwaway cluster and exports its URL as
 //! `OPSBOOK_TEST_POSTGRES`; without it, PostgreSQL tests fail (they are never skipped).
@@ -35,4 +36,59 @@ pub async fn fresh_database() -> String {
     admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create a test database");
     let (server, _) = base.rsplit_once('/').expect("a URL with a database");
     format!("{server}/{name}")
+}
+
+/// A PostgreSQL cluster of a test's or benchmark's own (`scripts/postgres`), to stop and
+/// start again; stopped and removed when dropped.
+pub struct Cluster {
+    pub dir: String,
+    /// A URL to its `postgres` database.
+    pub url: String,
+}
+
+/// How a cluster keeps its commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync off: for tests, thrown away afterwards.
+    Throwaway,
+    /// fsync on, asynchronous commit (as SQLite's WAL + NORMAL): for benchmarks.
+    Durable,
+}
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/postgres");
+
+fn script(args: &[&str]) -> String {
+    let o = std::process::Command::new(SCRIPT).args(args).output().expect("run scripts/postgres");
+    assert!(o.status.success(), "scripts/postgres {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).expect("text")
+}
+
+impl Cluster {
+    pub fn start(durability: Durability) -> Cluster {
+        let exports = match durability {
+            Durability::Throwaway => script(&["start"]),
+            Durability::Durable => script(&["start", "durable"]),
+        };
+        let value = |name: &str| {
+            let line = exports.lines().find(|l| l.starts_with(&format!("export {name}="))).expect("exported");
+            line.split_once('=').expect("NAME=VALUE").1.to_string()
+        };
+        Cluster { dir: value("OPSBOOK_TEST_PGDATA"), url: value("OPSBOOK_TEST_POSTGRES") }
+    }
+
+    /// Stops the server (fast shutdown), keeping its data.
+    pub fn down(&self) {
+        script(&["down", &self.dir]);
+    }
+
+    /// Starts it again on the same port.
+    pub fn up(&self) {
+        script(&["up", &self.dir]);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(SCRIPT).args(["stop", &self.dir]).output();
+    }
 }

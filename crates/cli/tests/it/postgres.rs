@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use opsbook_store_postgres::testing::{Cluster, Durability};
+
 use crate::support::{Env, out, runbook};
 
 /// A new, empty database on the test server.
@@ -257,53 +259,13 @@ fn kill_9_workers_on_a_shared_database() {
     drop(nodes);
 }
 
-/// A PostgreSQL cluster of the test's own (to stop and start), removed when dropped.
-struct Cluster {
-    dir: String,
-    url: String,
-}
-
-impl Cluster {
-    fn script(args: &[&str]) -> String {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/postgres");
-        let o = std::process::Command::new(script).args(args).output().unwrap();
-        assert!(o.status.success(), "scripts/postgres {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8(o.stdout).unwrap()
-    }
-
-    fn start() -> Cluster {
-        let exports = Cluster::script(&["start"]);
-        let value = |name: &str| {
-            let line = exports.lines().find(|l| l.starts_with(&format!("export {name}="))).unwrap();
-            line.split_once('=').unwrap().1.to_string()
-        };
-        Cluster { dir: value("OPSBOOK_TEST_PGDATA"), url: value("OPSBOOK_TEST_POSTGRES") }
-    }
-
-    fn down(&self) {
-        Cluster::script(&["down", &self.dir]);
-    }
-
-    fn up(&self) {
-        Cluster::script(&["up", &self.dir]);
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/postgres"))
-            .args(["stop", &self.dir])
-            .output();
-    }
-}
-
 /// PostgreSQL stops while a step runs: the API answers 503 `database_unavailable` (never
 /// a 500), the step goes on, and once the database is back its result and the next
 /// step are recorded; nothing is lost.
 #[test]
 fn postgres_going_down_mid_step_loses_nothing() {
     let env = Env::new();
-    let cluster = Cluster::start();
+    let cluster = Cluster::start(Durability::Throwaway);
     let admin = {
         let o = out(node(&env, &cluster.url, &["admin", "token", "create", "--user", "ann", "--role", "admin"])
             .output()
