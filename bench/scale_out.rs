@@ -10,6 +10,7 @@
 //!
 //!   bench/scale_out                      # 16 clients, 8 s per setup, ROWS=1000000
 //!   CLIENTS=32 DURATION=15 ROWS=200000 bench/scale_out
+//!   SETUPS=sqlite,2 bench/scale_out      # only some of: sqlite,node,1,2,4,wake,list
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -232,6 +233,8 @@ async fn main() {
     let clients = env("CLIENTS", 16) as usize;
     let seconds = env("DURATION", 8);
     let rows = env("ROWS", 1_000_000) as i64;
+    let setups = std::env::var("SETUPS").unwrap_or_else(|_| "sqlite,node,1,2,4,wake,list".into());
+    let wanted = |name: &str| setups.split(',').any(|s| s.trim() == name);
     let dir = tempfile::tempdir().expect("temp dir");
     let pg = Postgres::start();
     println!(
@@ -240,7 +243,7 @@ async fn main() {
     );
 
     // One node on SQLite, its workers in the process, as `opsbook serve` runs by default.
-    {
+    if wanted("sqlite") {
         let path = dir.path().join("sqlite.db");
         let store: opsbook_server::Db = opsbook_store_sqlite::SqliteStore::open(&path).await.expect("sqlite").into();
         let api = server::start(store.clone(), api_config(dir.path(), 4)).await;
@@ -249,7 +252,7 @@ async fn main() {
         print("SQLite, 1 node, 4 workers", &f);
     }
     // The same single node on PostgreSQL: what the database costs, apart from processes.
-    {
+    if wanted("node") {
         let url = pg.database("opsbook_bench_node").await;
         let store = opsbook_store_any::open(&opsbook_store::DatabaseUrl::parse(&url).expect("url")).await.expect("pg");
         let api = server::start(store.clone(), api_config(dir.path(), 4)).await;
@@ -258,7 +261,7 @@ async fn main() {
         print("PostgreSQL, 1 node, 4 workers", &f);
     }
     // An API node (no workers) and N worker processes (4 at once each) on PostgreSQL.
-    for n in [1usize, 2, 4] {
+    for n in [1usize, 2, 4].into_iter().filter(|n| wanted(&n.to_string())) {
         let url = pg.database(&format!("opsbook_bench_{n}")).await;
         let store = opsbook_store_any::open(&opsbook_store::DatabaseUrl::parse(&url).expect("url")).await.expect("pg");
         let api = server::start(store.clone(), api_config(dir.path(), 0)).await;
@@ -268,11 +271,13 @@ async fn main() {
         api.stop().await;
         print(&format!("PostgreSQL, {n} worker process{}", if n == 1 { "" } else { "es" }), &f);
     }
-    let (p50, p99) = wake_latency(&pg, dir.path(), 40).await;
-    println!(
-        "  queued to claimed by an idle worker in another process: p50 {p50:.0} ms, p99 {p99:.0} ms (target < 50 ms)"
-    );
-    if rows > 0 {
+    if wanted("wake") {
+        let (p50, p99) = wake_latency(&pg, dir.path(), 40).await;
+        println!(
+            "  queued to claimed by an idle worker in another process: p50 {p50:.0} ms, p99 {p99:.0} ms (target < 50 ms)"
+        );
+    }
+    if wanted("list") && rows > 0 {
         list_at_scale(&pg, dir.path(), rows, 30).await;
     }
 }

@@ -20,6 +20,7 @@ pub mod plan;
 mod process;
 mod recovery;
 mod runner;
+mod scratch;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -82,6 +83,8 @@ pub struct Engine<S: Store> {
     pub config: EngineConfig,
     /// Stored runbooks already parsed, by sha256 (a version never changes).
     parsed: Arc<std::sync::Mutex<BTreeMap<String, Arc<Runbook>>>>,
+    /// Where steps' scratch files go.
+    scratch: Arc<scratch::Scratch>,
 }
 
 /// Parsed runbooks kept at most; past it the cache starts over.
@@ -133,7 +136,7 @@ pub fn check_lifecycle(rb: &Runbook, allow_draft: bool) -> Result<Option<String>
 
 impl<S: Store> Engine<S> {
     pub fn new(store: S, config: EngineConfig) -> Engine<S> {
-        Engine { store, config, parsed: Arc::default() }
+        Engine { store, config, parsed: Arc::default(), scratch: Arc::default() }
     }
 
     /// The runbook stored under `sha256`, parsed once and kept (every front end loads

@@ -75,6 +75,15 @@ impl<S: Store> Patient<'_, S> {
         patiently!("the execution", self.0.update_execution(e, fence))
     }
 
+    pub async fn finish_execution(
+        &self,
+        e: &Execution,
+        last: Option<(&Attempt, &[&StepRecord])>,
+        fence: Option<&str>,
+    ) -> Result<()> {
+        patiently!("the end of the execution", self.0.finish_execution(e, last, fence))
+    }
+
     pub async fn append_logs(&self, lines: &[LogLine]) -> Result<()> {
         patiently!("log lines", self.0.append_logs(lines))
     }

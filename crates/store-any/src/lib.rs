@@ -125,6 +125,13 @@ impl Store for AnyStore {
         fn executions(&self, filter: &ExecutionFilter) -> Result<Vec<Execution>>;
         fn logs(&self, query: &LogQuery) -> Result<Vec<LogLine>>;
         fn last_log_seq(&self, execution_id: &str) -> Result<i64>;
+        fn steps_and_last_seq(&self, execution_id: &str) -> Result<(Vec<StepRecord>, i64)>;
+        fn finish_execution(
+            &self,
+            exec: &Execution,
+            last: Option<(&Attempt, &[&StepRecord])>,
+            fence: Option<&str>,
+        ) -> Result<()>;
         fn add_approval(&self, approval: &Approval) -> Result<()>;
         fn approvals(&self, execution_id: &str) -> Result<Vec<Approval>>;
         fn heartbeat(&self, execution_id: &str, owner: &str, lease_ms: i64) -> Result<bool>;

@@ -40,6 +40,7 @@ const MIGRATION_LOCK: i64 = 0x006f_7073_626f_6f6b;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_audit_append.sql")),
+    (3, include_str!("../migrations/postgres/0003_queue_index.sql")),
 ];
 
 /// `?` on a driver call: its error becomes the backend-neutral storage error.

@@ -1,7 +1,7 @@
 //! Rows: how records are read from and written to the tables.
 
 use opsbook_core::{ExecStatus, StepStatus};
-use opsbook_store::{Error, Execution, Result, StepRecord, WaitKind};
+use opsbook_store::{Attempt, Error, Execution, Result, StepRecord, WaitKind};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
 
@@ -63,6 +63,9 @@ macro_rules! step_columns {
     };
 }
 pub(crate) use step_columns;
+
+/// How many columns `step_columns!()` names: the index of a column a query adds after them.
+pub(crate) const STEP_COLUMNS: usize = 19;
 
 pub(crate) fn step_from(row: &PgRow) -> Result<StepRecord> {
     Ok(StepRecord {
@@ -206,6 +209,59 @@ pub(crate) fn push_step_update(q: &mut QueryBuilder<Postgres>, s: &StepRecord) {
     set.push("wait_kind = ").push_bind_unseparated(wait_kind(s));
     set.push("overridden_by = ").push_bind_unseparated(&s.overridden_by);
     q.push(" WHERE execution_id = ").push_bind(&s.execution_id).push(" AND idx = ").push_bind(s.idx);
+}
+
+/// `UPDATE executions SET … WHERE id = …`, only while `fence` (when there is one) holds it.
+pub(crate) fn push_execution_update(q: &mut QueryBuilder<Postgres>, e: &Execution, fence: Option<&str>) {
+    q.push("UPDATE executions SET ");
+    let mut set = q.separated(", ");
+    set.push("status = ").push_bind_unseparated(e.status.as_str());
+    set.push("started_at = ").push_bind_unseparated(e.started_at);
+    set.push("finished_at = ").push_bind_unseparated(e.finished_at);
+    set.push("error = ").push_bind_unseparated(&e.error);
+    set.push("current_step = ").push_bind_unseparated(e.current_step);
+    set.push("rollback_status = ").push_bind_unseparated(e.rollback_status.map(StepStatus::as_str));
+    set.push("owner = ").push_bind_unseparated(&e.owner);
+    set.push("lease_expires_at = ").push_bind_unseparated(e.lease_expires_at);
+    set.push("heartbeat_at = ").push_bind_unseparated(e.heartbeat_at);
+    set.push("actor = ").push_bind_unseparated(&e.actor);
+    q.push(" WHERE id = ").push_bind(&e.id);
+    q.push(" AND (").push_bind(fence).push("::text IS NULL OR owner = ").push_bind(fence).push(")");
+}
+
+/// `, a AS (INSERT the attempt), u0 AS (the steps' updates) … SELECT …` after a CTE
+/// named `guard` that yields one row when the write may go ahead. The statement's row
+/// says how many rows `guard` had; when it had one, a step that is not there aborts the
+/// whole statement.
+pub(crate) fn push_attempt(q: &mut QueryBuilder<Postgres>, a: &Attempt, steps: &[&StepRecord], guard: &str) {
+    q.push(
+        ", a AS (INSERT INTO step_attempts (execution_id, step_id, phase, attempt, status, exit_code, started_at, \
+         finished_at, error) SELECT ",
+    );
+    {
+        let mut v = q.separated(", ");
+        v.push_bind(&a.execution_id)
+            .push_bind(&a.step_id)
+            .push_bind(a.phase.as_str())
+            .push_bind(a.attempt)
+            .push_bind(a.status.as_str())
+            .push_bind(a.exit_code)
+            .push_bind(a.started_at)
+            .push_bind(a.finished_at)
+            .push_bind(&a.error);
+    }
+    q.push(format_args!(" FROM {guard} RETURNING 1)"));
+    for (i, s) in steps.iter().enumerate() {
+        q.push(format_args!(", u{i} AS ("));
+        push_step_update(q, s);
+        q.push(format_args!(" AND EXISTS (SELECT 1 FROM {guard}) RETURNING 1)"));
+    }
+    q.push(format_args!(" SELECT (SELECT COUNT(*) FROM {guard}), CASE WHEN (SELECT COUNT(*) FROM {guard}) = 1 AND (SELECT COUNT(*) FROM a)"));
+    for i in 0..steps.len() {
+        q.push(format_args!(" + (SELECT COUNT(*) FROM u{i})"));
+    }
+    q.push(format_args!(" <> {} THEN opsbook_fail(", steps.len() + 1));
+    q.push_bind(format!("a step of execution {} is missing", a.execution_id)).push(") END");
 }
 
 /// `Error::LostClaim` unless execution `id` is held by `fence` (when there is one).

@@ -215,11 +215,12 @@ impl ServerStore for PgStore {
     async fn claim_next(&self, owner: &str, lease_ms: i64) -> Result<Option<Execution>> {
         let now = now_ms();
         // SKIP LOCKED: claimers in other processes pass over a row being claimed rather
-        // than queue behind it, and each takes a different execution.
+        // than queue behind it, and each takes a different execution. `queued` is written
+        // out, not bound, so that the planner uses the partial queue index (migration 3).
         let row = sqlx::query(concat!(
             "UPDATE executions SET status = $4, owner = $1, lease_expires_at = $2, heartbeat_at = $3, \
              started_at = COALESCE(started_at, $3) \
-             WHERE id = (SELECT id FROM executions WHERE status = $5 \
+             WHERE id = (SELECT id FROM executions WHERE status = 'queued' \
              ORDER BY COALESCE(heartbeat_at, created_at), id LIMIT 1 FOR UPDATE SKIP LOCKED) \
              RETURNING ",
             execution_columns!()
@@ -228,7 +229,6 @@ impl ServerStore for PgStore {
         .bind(now + lease_ms)
         .bind(now)
         .bind(ExecStatus::Running.as_str())
-        .bind(ExecStatus::Queued.as_str())
         .fetch_optional(self.pool())
         .await
         .db()?;

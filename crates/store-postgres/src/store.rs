@@ -1,7 +1,7 @@
 //! The engine's tables: runbook texts, executions, steps, attempts, logs, approvals
 //! and claims.
 
-use opsbook_core::{ExecStatus, StepStatus};
+use opsbook_core::ExecStatus;
 use opsbook_store::{
     Approval, Attempt, Error, Execution, ExecutionFilter, LogLine, LogQuery, Result, RunbookVersion, StepRecord, Store,
     Stream, now_ms,
@@ -9,8 +9,8 @@ use opsbook_store::{
 use sqlx::QueryBuilder;
 
 use crate::rows::{
-    check_fence, col, execution_columns, execution_from, insert_execution, map_rows, phase, push_step_update,
-    step_columns, step_from, step_status,
+    STEP_COLUMNS, check_fence, col, execution_columns, execution_from, insert_execution, map_rows, phase,
+    push_attempt, push_execution_update, push_step_update, step_columns, step_from, step_status,
 };
 use crate::{Db, PgStore, is_unique_violation};
 
@@ -56,27 +56,9 @@ impl Store for PgStore {
     async fn update_execution(&self, e: &Execution, fence: Option<&str>) -> Result<()> {
         // The row lock this takes (and PostgreSQL's recheck of the condition after waiting
         // for a concurrent writer) makes the owner test and the write one step.
-        let done = sqlx::query(
-            "UPDATE executions SET status = $1, started_at = $2, finished_at = $3, error = $4, current_step = $5, \
-             rollback_status = $6, owner = $7, lease_expires_at = $8, heartbeat_at = $9, actor = $10 \
-             WHERE id = $11 AND ($12::text IS NULL OR owner = $12)",
-        )
-        .bind(e.status.as_str())
-        .bind(e.started_at)
-        .bind(e.finished_at)
-        .bind(&e.error)
-        .bind(e.current_step)
-        .bind(e.rollback_status.map(StepStatus::as_str))
-        .bind(&e.owner)
-        .bind(e.lease_expires_at)
-        .bind(e.heartbeat_at)
-        .bind(&e.actor)
-        .bind(&e.id)
-        .bind(fence)
-        .execute(self.pool())
-        .await
-        .db()?;
-        if done.rows_affected() == 0 {
+        let mut q = QueryBuilder::new("");
+        push_execution_update(&mut q, e, fence);
+        if q.build().execute(self.pool()).await.db()?.rows_affected() == 0 {
             check_fence(self.pool(), &e.id, fence).await?;
             return Err(Error::NotFound(format!("execution {}", e.id)));
         }
@@ -104,39 +86,36 @@ impl Store for PgStore {
         // and the steps are written only then; a step that is not there aborts it all.
         let mut q: QueryBuilder<sqlx::Postgres> = QueryBuilder::new("WITH f AS (SELECT 1 FROM executions WHERE id = ");
         q.push_bind(&a.execution_id).push(" AND (");
-        q.push_bind(fence).push("::text IS NULL OR owner = ").push_bind(fence).push(") FOR SHARE), ");
-        q.push(
-            "a AS (INSERT INTO step_attempts (execution_id, step_id, phase, attempt, status, exit_code, started_at, \
-             finished_at, error) SELECT ",
-        );
-        {
-            let mut v = q.separated(", ");
-            v.push_bind(&a.execution_id)
-                .push_bind(&a.step_id)
-                .push_bind(a.phase.as_str())
-                .push_bind(a.attempt)
-                .push_bind(a.status.as_str())
-                .push_bind(a.exit_code)
-                .push_bind(a.started_at)
-                .push_bind(a.finished_at)
-                .push_bind(&a.error);
-        }
-        q.push(" FROM f RETURNING 1)");
-        for (i, s) in steps.iter().enumerate() {
-            q.push(format_args!(", u{i} AS ("));
-            push_step_update(&mut q, s);
-            q.push(" AND EXISTS (SELECT 1 FROM f) RETURNING 1)");
-        }
-        q.push(" SELECT (SELECT COUNT(*) FROM a), CASE WHEN (SELECT COUNT(*) FROM a) = 1 AND 0");
-        for i in 0..steps.len() {
-            q.push(format_args!(" + (SELECT COUNT(*) FROM u{i})"));
-        }
-        q.push(format_args!(" <> {} THEN opsbook_fail(", steps.len()));
-        q.push_bind(format!("a step of execution {} is missing", a.execution_id)).push(") END");
+        q.push_bind(fence).push("::text IS NULL OR owner = ").push_bind(fence).push(") FOR SHARE)");
+        push_attempt(&mut q, a, steps, "f");
         let row = q.build().fetch_one(self.pool()).await.db()?;
         if col::<i64>(&row, 0)? == 0 {
             check_fence(self.pool(), &a.execution_id, fence).await?;
             return Err(Error::NotFound(format!("execution {}", a.execution_id)));
+        }
+        Ok(())
+    }
+
+    async fn finish_execution(
+        &self,
+        e: &Execution,
+        last: Option<(&Attempt, &[&StepRecord])>,
+        fence: Option<&str>,
+    ) -> Result<()> {
+        let Some((a, steps)) = last else { return self.update_execution(e, fence).await };
+        // One statement: the execution's write (its row lock is the fence, as in
+        // `update_execution`), then the attempt and its steps only if it was written.
+        let mut q: QueryBuilder<sqlx::Postgres> = QueryBuilder::new("WITH x AS (");
+        push_execution_update(&mut q, e, fence);
+        q.push(" RETURNING 1)");
+        push_attempt(&mut q, a, steps, "x");
+        let row = q.build().fetch_one(self.pool()).await.db()?;
+        if col::<i64>(&row, 0)? == 0 {
+            check_fence(self.pool(), &e.id, fence).await?;
+            return Err(Error::NotFound(format!("execution {}", e.id)));
+        }
+        if e.status == ExecStatus::Queued {
+            crate::announce_queued(self.pool()).await?;
         }
         Ok(())
     }
@@ -287,6 +266,26 @@ impl Store for PgStore {
                 line: col(row, 7)?,
             })
         })
+    }
+
+    async fn steps_and_last_seq(&self, execution_id: &str) -> Result<(Vec<StepRecord>, i64)> {
+        // The last sequence number rides on every step row: one round trip.
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            step_columns!(),
+            ", (SELECT MAX(seq) FROM execution_logs WHERE execution_id = $1) \
+             FROM execution_steps WHERE execution_id = $1 ORDER BY idx"
+        ))
+        .bind(execution_id)
+        .fetch_all(self.pool())
+        .await
+        .db()?;
+        let steps = map_rows(&rows, step_from)?;
+        let last = match rows.first() {
+            Some(row) => col::<Option<i64>>(row, STEP_COLUMNS)?,
+            None => self.last_log_seq(execution_id).await.map(Some)?,
+        };
+        Ok((steps, last.unwrap_or(0)))
     }
 
     async fn last_log_seq(&self, execution_id: &str) -> Result<i64> {

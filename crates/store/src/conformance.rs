@@ -152,6 +152,10 @@ async fn executions_round_trip<S: ServerStore>(s: S) {
     let q = LogQuery { execution_id: "EX0001".into(), step_id: None, after_seq: 1, limit: 10 };
     assert_eq!(s.logs(&q).await.unwrap(), lines[1..].to_vec());
     assert_eq!(s.last_log_seq("EX0001").await.unwrap(), 3);
+    assert_eq!(s.steps_and_last_seq("EX0001").await.unwrap(), (s.steps("EX0001").await.unwrap(), 3));
+    let fresh = execution("EX0002", "demo", ExecStatus::Queued, 100);
+    s.create_execution(&fresh, &steps("EX0002", 1)).await.unwrap();
+    assert_eq!(s.steps_and_last_seq("EX0002").await.unwrap(), (s.steps("EX0002").await.unwrap(), 0), "no logs yet");
 
     let a = Approval {
         execution_id: "EX0001".into(),
@@ -211,14 +215,22 @@ async fn fenced_writes_need_the_claim<S: ServerStore>(s: S) {
     finished.status = ExecStatus::Failed;
     finished.owner = None;
     assert!(lost(s.update_execution(&finished, Some("w1")).await), "the execution");
+    assert!(lost(s.finish_execution(&finished, Some((&attempt, &[&st[0]])), Some("w1")).await), "the end");
     assert_eq!(s.steps("EXF001").await.unwrap()[0].status, StepStatus::Running, "nothing written");
     assert!(s.attempts("EXF001").await.unwrap().is_empty());
     assert_eq!(s.execution("EXF001").await.unwrap(), taken);
-    // The holder writes.
-    s.record_attempt(&attempt, &[&st[0]], Some("w2")).await.unwrap();
+    // The end with a step that is not there writes nothing.
+    let mut ghost_step = st[0].clone();
+    ghost_step.idx = 7;
+    assert!(s.finish_execution(&finished, Some((&attempt, &[&ghost_step])), Some("w2")).await.is_err());
+    assert!(s.attempts("EXF001").await.unwrap().is_empty(), "no attempt without its step");
+    assert_eq!(s.execution("EXF001").await.unwrap(), taken, "nor the execution's end");
+    // The holder writes: the last attempt, its step and the execution's end at once.
     finished.owner = None;
-    s.update_execution(&finished, Some("w2")).await.unwrap();
+    s.finish_execution(&finished, Some((&attempt, &[&st[0]])), Some("w2")).await.unwrap();
     assert_eq!(s.execution("EXF001").await.unwrap().status, ExecStatus::Failed);
+    assert_eq!(s.attempts("EXF001").await.unwrap(), vec![attempt.clone()]);
+    assert_eq!(s.steps("EXF001").await.unwrap()[0].status, StepStatus::Failed);
     assert!(
         matches!(s.update_step(&st[0], Some("w2")).await, Err(crate::Error::LostClaim(_))),
         "released: no one holds it"

@@ -119,6 +119,29 @@ pub trait Store: Send + Sync + Clone + 'static {
     fn executions(&self, filter: &ExecutionFilter) -> impl Future<Output = Result<Vec<Execution>>> + Send;
     fn logs(&self, query: &LogQuery) -> impl Future<Output = Result<Vec<LogLine>>> + Send;
     fn last_log_seq(&self, execution_id: &str) -> impl Future<Output = Result<i64>> + Send;
+    /// An execution's steps and the sequence number of its last log line (0 when it has
+    /// none): what a runner loads before it goes on. One round trip where the backend can.
+    /// (A wrapper such as `AnyStore` must hand this and `finish_execution` on, or the
+    /// defaults below hide the backend's own.)
+    fn steps_and_last_seq(&self, execution_id: &str) -> impl Future<Output = Result<(Vec<StepRecord>, i64)>> + Send {
+        async move { Ok((self.steps(execution_id).await?, self.last_log_seq(execution_id).await?)) }
+    }
+    /// The end of a run: the final attempt still to be recorded, if any (with its steps,
+    /// as `record_attempt`), then the execution's state, both fenced as
+    /// `update_execution`. One atomic write where the backend can.
+    fn finish_execution(
+        &self,
+        exec: &Execution,
+        last: Option<(&Attempt, &[&StepRecord])>,
+        fence: Option<&str>,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async move {
+            if let Some((attempt, steps)) = last {
+                self.record_attempt(attempt, steps, fence).await?;
+            }
+            self.update_execution(exec, fence).await
+        }
+    }
 
     /// Records a decision; one person decides once per step.
     fn add_approval(&self, approval: &Approval) -> impl Future<Output = Result<()>> + Send;

@@ -93,7 +93,7 @@ pub(crate) async fn exec_script<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptR
     env.push(("OPSBOOK_ATTEMPT".into(), sr.attempt.to_string()));
 
     // With secrets about, the script goes in a file only this user can read (in the
-    // run's 0700 scratch directory), not on the command line, where any local user could
+    // engine's 0700 scratch directory), not on the command line, where any local user could
     // read it. Without, `-c` spares the file (a step's overhead is what users feel).
     let mut argv: Vec<String> = sr.script.shell.argv().iter().map(|s| s.to_string()).collect();
     argv[0] = resolve(&argv[0]);

@@ -171,7 +171,7 @@ async fn load_exec<'e, 'h, S: Store>(
 ) -> Result<Run<'e, 'h, S>> {
     let store = &engine.store;
     let rb = Runbook::clone(&*engine.stored_runbook(&exec.runbook_sha256).await?);
-    let steps = store.steps(&exec.id).await?;
+    let (steps, last_seq) = store.steps_and_last_seq(&exec.id).await?;
     let needed = needed_secrets(&rb, &steps, work);
     let params = restore_params(&rb, &exec, secrets, &needed)?;
     if steps.len() != rb.steps.len() {
@@ -182,7 +182,6 @@ async fn load_exec<'e, 'h, S: Store>(
             rb.steps.len()
         )));
     }
-    let last_seq = store.last_log_seq(&exec.id).await?;
     Ok(Run::new(engine, hooks, rb, exec, steps, params, last_seq))
 }
 

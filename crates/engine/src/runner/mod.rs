@@ -47,8 +47,8 @@ pub(crate) struct Run<'e, 'h, S: Store> {
     pub base_dir: PathBuf,
     heartbeat: Option<JoinHandle<()>>,
     http: Option<reqwest::Client>,
-    scratch: Option<tempfile::TempDir>,
-    files: u64,
+    /// Scratch files given to this run's steps, removed when it ends.
+    scratch: Vec<PathBuf>,
     /// A step's final attempt, written with the next state change (see `save_step`).
     deferred: Option<(Attempt, usize)>,
     /// This run only polls a waiting gate (the server's gate pool, not a worker): when
@@ -60,6 +60,9 @@ impl<S: Store> Drop for Run<'_, '_, S> {
     fn drop(&mut self) {
         if let Some(h) = self.heartbeat.take() {
             h.abort();
+        }
+        for path in &self.scratch {
+            let _ = std::fs::remove_file(path);
         }
     }
 }
@@ -88,8 +91,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
             base_dir,
             heartbeat: None,
             http: None,
-            scratch: None,
-            files: 0,
+            scratch: Vec::new(),
             deferred: None,
             gate_poll_only: false,
         }
@@ -133,18 +135,12 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         Ok(())
     }
 
-    /// A fresh path in this run's scratch directory (removed when the run ends). The file
-    /// is not created: `>> "$OPSBOOK_OUTPUT"` creates it, and most steps never do.
+    /// A fresh path in the engine's private scratch directory, removed when the run ends.
+    /// The file is not created: `>> "$OPSBOOK_OUTPUT"` creates it, and most steps never do.
     pub fn scratch_path(&mut self, prefix: &str) -> Result<PathBuf> {
-        if self.scratch.is_none() {
-            let dir = tempfile::Builder::new()
-                .prefix("opsbook-")
-                .tempdir()
-                .map_err(|e| Error::Io(format!("cannot create a temporary directory: {e}")))?;
-            self.scratch = Some(dir);
-        }
-        self.files += 1;
-        Ok(self.scratch.as_ref().expect("just created").path().join(format!("{prefix}-{}", self.files)))
+        let path = self.engine.scratch.path(prefix)?;
+        self.scratch.push(path.clone());
+        Ok(path)
     }
 
     pub fn http_client(&mut self) -> Result<reqwest::Client> {

@@ -79,8 +79,14 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         self.exec.finished_at.get_or_insert_with(now_ms);
         self.exec.owner = None;
         self.exec.lease_expires_at = None;
-        self.flush_deferred().await?;
-        self.patient().update_execution(&self.exec, self.fence()).await?;
+        // The last attempt goes out with the execution's end: one write.
+        match self.deferred.take() {
+            Some((attempt, idx)) => {
+                let last = (&attempt, &[&self.steps[idx]][..]);
+                self.patient().finish_execution(&self.exec, Some(last), self.fence()).await?
+            }
+            None => self.patient().finish_execution(&self.exec, None, self.fence()).await?,
+        }
         self.stop_heartbeat();
         self.event(&Event::Finished { status });
         Ok(())
