@@ -9,8 +9,8 @@ use opsbook_store::{
 use sqlx::QueryBuilder;
 
 use crate::rows::{
-    STEP_COLUMNS, check_fence, col, execution_columns, execution_from, insert_execution, map_rows, phase,
-    push_attempt, push_execution_update, push_step_update, step_columns, step_from, step_status,
+    STEP_COLUMNS, check_fence, col, execution_columns, execution_from, insert_execution, map_rows, phase, push_attempt,
+    push_execution_update, push_step_update, step_columns, step_from, step_status,
 };
 use crate::{Db, PgStore, is_unique_violation};
 
