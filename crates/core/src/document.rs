@@ -247,7 +247,7 @@ impl Shell {
     }
 }
 
-/// One step as written. Exactly one of `run`, `http`, `sleep`, `approval`, `gate` is set.
+/// One step as written. Exactly one of `run`, `http`, `sleep`, `approval`, `gate`, `aws_lambda` is set.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawStep {
@@ -283,13 +283,17 @@ pub struct RawStep {
     /// Kind `gate`: go on only while a health gate is clear.
     #[serde(default)]
     pub gate: Option<crate::step::gate::GateStepSpec>,
+    /// Kind `aws_lambda`: invoke an AWS Lambda function and take its JSON answer as the result.
+    #[serde(default)]
+    pub aws_lambda: Option<crate::step::aws::LambdaSpec>,
 
     #[serde(default)]
     pub timeout: Option<Dur>,
     #[serde(default)]
     pub retries: Option<Retries>,
     #[serde(default)]
-    pub validate: Vec<Validation>,
+    #[schemars(with = "Vec<Validation>")]
+    pub validate: Vec<Spanned<Validation>>,
     #[serde(default)]
     pub rollback: Option<RawRollback>,
     /// false: a failure is recorded and the run goes on.
@@ -340,17 +344,41 @@ impl Retries {
     }
 }
 
-/// A check applied to a finished attempt. A failed check fails the attempt.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum Validation {
+/// A check applied to a finished attempt; a failed check fails the attempt. Each entry
+/// sets one check: `exit_code`, `output_contains` or `output_matches` (run steps),
+/// `json` with `equals` (the JSON a step returns: an aws_lambda answer, an http body), or
+/// `lambda` (a function given the step's result decides).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Validation {
     /// The accepted exit code (or list of codes). Default: 0.
-    ExitCode(ExitCodes),
+    #[serde(default)]
+    pub exit_code: Option<ExitCodes>,
     /// Standard output must contain this text.
-    OutputContains(String),
+    #[serde(default)]
+    pub output_contains: Option<String>,
     /// Some line of standard output must match this regular expression.
-    #[schemars(with = "String")]
-    OutputMatches(Spanned<String>),
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub output_matches: Option<Spanned<String>>,
+    /// A JSONPath into the step's JSON result (`$.healthy`, `$.items[0].id`); its value must equal `equals`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub json: Option<Spanned<String>>,
+    /// The value `json` must point at (any YAML value, compared as JSON).
+    #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub equals: Option<serde_json::Value>,
+    /// An AWS Lambda function given the step's result (JSON); it fails the step by answering
+    /// `false` (or `{"valid": false, "reason": …}`) or by failing.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub lambda: Option<Spanned<String>>,
+}
+
+/// A value that is there, `null` included (`equals: null` checks for null).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -206,39 +206,6 @@ pub struct JsonExpectation {
     pub equals: serde_json::Value,
 }
 
-/// One step of a JSON path: a member name or an array index.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathStep {
-    Key(String),
-    Index(usize),
-}
-
-/// Parses `$.a.b[0].c`: `$`, then `.name` (no `.`, `[` or `]` in it) and `[N]` steps.
-pub fn json_path(path: &str) -> Result<Vec<PathStep>, String> {
-    let bad = |why: &str| format!("expect_json.path `{path}`: {why} (write it like `$.status` or `$.a.b[0].c`)");
-    let Some(mut rest) = path.strip_prefix('$') else { return Err(bad("it must start with `$`")) };
-    let mut steps = Vec::new();
-    while !rest.is_empty() {
-        if let Some(r) = rest.strip_prefix('.') {
-            let end = r.find(['.', '[']).unwrap_or(r.len());
-            let key = &r[..end];
-            if key.is_empty() || key.contains(']') {
-                return Err(bad("a member name is missing or has a `]`"));
-            }
-            steps.push(PathStep::Key(key.to_string()));
-            rest = &r[end..];
-        } else if let Some(r) = rest.strip_prefix('[') {
-            let (n, after) = r.split_once(']').ok_or_else(|| bad("a `[` is not closed"))?;
-            let n = n.trim().parse::<usize>().map_err(|_| bad(&format!("`[{n}]` is not an array index")))?;
-            steps.push(PathStep::Index(n));
-            rest = after;
-        } else {
-            return Err(bad(&format!("unexpected `{}`", rest.chars().next().unwrap_or_default())));
-        }
-    }
-    Ok(steps)
-}
-
 /// A command: exit 0 clear, 1 blocked (first output line is the reason), anything else unknown.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -506,7 +473,9 @@ pub fn check_source(s: &Source) -> Result<(), String> {
                 }
             }
             match &h.expect_json {
-                Some(e) => json_path(&e.path).map(drop),
+                Some(e) => {
+                    crate::jsonpath::JsonPath::parse(&e.path).map(drop).map_err(|e| format!("expect_json.path: {e}"))
+                }
                 None => Ok(()),
             }
         }
@@ -524,21 +493,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn json_paths_parse_or_say_why() {
-        use PathStep::{Index, Key};
-        assert_eq!(json_path("$"), Ok(vec![]));
-        assert_eq!(
-            json_path("$.a.b[1][2].c"),
-            Ok(vec![Key("a".into()), Key("b".into()), Index(1), Index(2), Key("c".into())])
+    fn json_paths_say_where_they_are_wrong() {
+        let file = GatesFile::parse(
+            "gates:\n  g:\n    sources:\n      - http: { url: \"https://x.test/s\", expect_json: { path: status, equals: ok } }\n",
         );
-        let hint = "(write it like `$.status` or `$.a.b[0].c`)";
-        assert_eq!(json_path("status"), Err(format!("expect_json.path `status`: it must start with `$` {hint}")));
-        assert_eq!(json_path("$$[[["), Err(format!("expect_json.path `$$[[[`: unexpected `$` {hint}")));
-        assert_eq!(json_path("$.a[x]"), Err(format!("expect_json.path `$.a[x]`: `[x]` is not an array index {hint}")));
-        assert_eq!(json_path("$.a[1"), Err(format!("expect_json.path `$.a[1`: a `[` is not closed {hint}")));
         assert_eq!(
-            json_path("$..a"),
-            Err(format!("expect_json.path `$..a`: a member name is missing or has a `]` {hint}"))
+            file.unwrap_err().to_string(),
+            "4:9: gate `g`: expect_json.path: invalid JSON path `status`: it starts with `$` (e.g. `$.status` or `$.items[0].id`)"
         );
     }
 

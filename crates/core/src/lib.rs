@@ -9,6 +9,7 @@ pub mod diagnostic;
 pub mod document;
 pub mod duration;
 pub mod gate;
+pub mod jsonpath;
 pub mod params;
 mod parse;
 mod recover;
@@ -105,6 +106,13 @@ pub enum CheckedValidation {
     ExitCode(document::ExitCodes),
     OutputContains(String),
     OutputMatches(regex::Regex),
+    /// The value at `path` in the step's JSON result must equal `equals`.
+    Json {
+        path: jsonpath::JsonPath,
+        equals: serde_json::Value,
+    },
+    /// A Lambda function given the step's result decides.
+    Lambda(String),
 }
 
 impl Runbook {

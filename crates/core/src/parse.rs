@@ -72,6 +72,7 @@ const LEVELS: &[(&str, &[&str])] = &[
             "sleep",
             "approval",
             "gate",
+            "aws_lambda",
             "timeout",
             "retries",
             "validate",
@@ -343,15 +344,20 @@ impl Checker<'_> {
             s.sleep.is_some().then_some("sleep"),
             s.approval.is_some().then_some("approval"),
             s.gate.is_some().then_some("gate"),
+            s.aws_lambda.is_some().then_some("aws_lambda"),
         ]
         .into_iter()
         .flatten()
         .collect();
         if set.len() != 1 {
             let msg = if set.is_empty() {
-                format!("step `{id}` does nothing: set exactly one of run, http, sleep, approval, gate")
+                format!("step `{id}` does nothing: set exactly one of {}", crate::step::KIND_KEYS.join(", "))
             } else {
-                format!("step `{id}` sets {}: set exactly one of run, http, sleep, approval, gate", set.join(" and "))
+                format!(
+                    "step `{id}` sets {}: set exactly one of {}",
+                    set.join(" and "),
+                    crate::step::KIND_KEYS.join(", ")
+                )
             };
             self.err(&at, msg);
             return None;
@@ -359,9 +365,6 @@ impl Checker<'_> {
         let is_run = s.run.is_some();
         if !is_run && (s.shell.is_some() || !s.env.is_empty() || s.workdir.is_some()) {
             self.err(&at, format!("step `{id}`: shell, env and workdir apply only to run steps"));
-        }
-        if !is_run && !s.validate.is_empty() {
-            self.err(&at, format!("step `{id}`: validate applies only to run steps (http steps use expect_status and expect_body_contains)"));
         }
         for (k, v) in &s.env {
             if !crate::step::run::is_env_name(k) {
@@ -389,23 +392,11 @@ impl Checker<'_> {
                 self.err(&at, format!("step `{id}`: retries.backoff must be between 1.0 and 10.0"));
             }
         }
+        let kind_name = set[0];
         let mut validate = Vec::new();
         for v in s.validate {
-            match v {
-                Validation::ExitCode(c) => validate.push(CheckedValidation::ExitCode(c)),
-                Validation::OutputContains(t) => {
-                    self.plain_template(&t, &at, scope, "validate.output_contains");
-                    validate.push(CheckedValidation::OutputContains(t))
-                }
-                Validation::OutputMatches(re) => match regex::RegexBuilder::new(&re.value).multi_line(true).build() {
-                    Ok(r) => validate.push(CheckedValidation::OutputMatches(r)),
-                    Err(e) => {
-                        let msg = e.to_string();
-                        let last = msg.lines().last().unwrap_or_default().trim();
-                        let last = last.strip_prefix("error: ").unwrap_or(last).to_string();
-                        self.err(&re.referenced, format!("output_matches: invalid regular expression: {last}"));
-                    }
-                },
+            if let Some(c) = self.validation(v, kind_name, &id, scope) {
+                validate.push(c);
             }
         }
         let shell = s.shell.unwrap_or_default();
@@ -436,6 +427,17 @@ impl Checker<'_> {
                 }
             }
             StepKind::Http(http)
+        } else if let Some(l) = s.aws_lambda {
+            self.template(&l.function, false, scope, "aws_lambda.function");
+            if let Some(payload) = &l.payload {
+                for e in template::check_json(payload, scope, "aws_lambda.payload") {
+                    self.err(&l.function.referenced, e);
+                }
+            }
+            for (place, e) in l.check_target() {
+                self.err(&place, e);
+            }
+            StepKind::AwsLambda(l)
         } else if let Some(d) = s.sleep {
             StepKind::Sleep(SleepSpec { duration: d })
         } else if let Some(g) = s.gate {
@@ -491,6 +493,102 @@ impl Checker<'_> {
             idempotent: s.idempotent,
             line: u32::try_from(at.line()).unwrap_or(0),
             column: u32::try_from(at.column()).unwrap_or(0),
+        })
+    }
+}
+
+impl Checker<'_> {
+    /// Checks one `validate` entry of a step of kind `kind`: one check per entry, and one
+    /// that applies to the kind.
+    fn validation(
+        &mut self,
+        v: Spanned<Validation>,
+        kind: &str,
+        id: &str,
+        scope: &Scope<'_>,
+    ) -> Option<CheckedValidation> {
+        let at = v.referenced;
+        let v = v.value;
+        let set: Vec<&str> = [
+            v.exit_code.is_some().then_some("exit_code"),
+            v.output_contains.is_some().then_some("output_contains"),
+            v.output_matches.is_some().then_some("output_matches"),
+            v.json.is_some().then_some("json"),
+            v.lambda.is_some().then_some("lambda"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let one = "each entry sets one of exit_code, output_contains, output_matches, json (with equals), lambda";
+        match set.as_slice() {
+            [] if v.equals.is_some() => {
+                self.err(&at, "validate: `equals` goes with `json: PATH`, the value to compare")
+            }
+            [] => self.err(&at, format!("validate: {one}")),
+            [_] => {}
+            more => self.err(&at, format!("validate: this entry sets {}; {one}", more.join(" and "))),
+        }
+        if set.len() != 1 {
+            return None;
+        }
+        let check = set[0];
+        let applies = match check {
+            "exit_code" | "output_contains" | "output_matches" => kind == "run",
+            "json" => matches!(kind, "aws_lambda" | "http"),
+            _ => matches!(kind, "run" | "http" | "aws_lambda"),
+        };
+        if !applies {
+            let which = match check {
+                "json" => "aws_lambda and http steps",
+                "lambda" => "run, http and aws_lambda steps",
+                _ => "run steps",
+            };
+            self.err(&at, format!("step `{id}`: validate.{check} applies to {which}, not to {kind} steps"));
+            return None;
+        }
+        if v.equals.is_some() && check != "json" {
+            self.err(&at, format!("validate: `equals` goes with `json`, not with `{check}`"));
+            return None;
+        }
+        Some(match v {
+            Validation { exit_code: Some(c), .. } => CheckedValidation::ExitCode(c),
+            Validation { output_contains: Some(t), .. } => {
+                self.plain_template(&t, &at, scope, "validate.output_contains");
+                CheckedValidation::OutputContains(t)
+            }
+            Validation { output_matches: Some(re), .. } => {
+                match regex::RegexBuilder::new(&re.value).multi_line(true).build() {
+                    Ok(r) => CheckedValidation::OutputMatches(r),
+                    Err(e) => {
+                        let msg = e.to_string();
+                        let last = msg.lines().last().unwrap_or_default().trim();
+                        let last = last.strip_prefix("error: ").unwrap_or(last).to_string();
+                        self.err(&re.referenced, format!("output_matches: invalid regular expression: {last}"));
+                        return None;
+                    }
+                }
+            }
+            Validation { json: Some(path), equals, .. } => {
+                let Some(equals) = equals else {
+                    self.err(&path.referenced, format!("validate: `json: {}` needs `equals: VALUE`", path.value));
+                    return None;
+                };
+                match crate::jsonpath::JsonPath::parse(&path.value) {
+                    Ok(p) => CheckedValidation::Json { path: p, equals },
+                    Err(e) => {
+                        self.err(&path.referenced, format!("validate.json: {e}"));
+                        return None;
+                    }
+                }
+            }
+            Validation { lambda: Some(f), .. } => {
+                if f.value.trim().is_empty() {
+                    self.err(&f.referenced, "validate.lambda: name the function");
+                    return None;
+                }
+                CheckedValidation::Lambda(f.value)
+            }
+            _ => return None,
         })
     }
 }

@@ -255,6 +255,58 @@ pub fn eval_condition(expr: &str, ctx: &Context) -> Result<bool, String> {
     compiled.eval(ctx.to_value(None)).map(|v| v.is_true()).map_err(|e| describe(&e))
 }
 
+/// The expression inside a string that is only `{{ expression }}`, if it is one.
+fn sole_expression(text: &str) -> Option<&str> {
+    let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    (!inner.contains("{{") && !inner.contains("}}")).then(|| inner.trim_start_matches('-').trim_end_matches('-'))
+}
+
+/// Renders a JSON document whose strings are templates (a Lambda payload): each string
+/// renders as text, except one that is only `{{ expression }}`, which takes the value's
+/// own type. Keys are kept as written. Values are never spliced into JSON text.
+pub fn render_json(value: &serde_json::Value, ctx: &Context) -> Result<serde_json::Value, String> {
+    use serde_json::Value as J;
+    Ok(match value {
+        J::String(s) => match sole_expression(s) {
+            Some(expr) => {
+                let compiled = plain_env().compile_expression(expr).map_err(|e| describe(&e))?;
+                let v = compiled.eval(ctx.to_value(None)).map_err(|e| describe(&e))?;
+                if v.is_undefined() {
+                    return Err(format!("`{}` is undefined", expr.trim()));
+                }
+                serde_json::to_value(&v).map_err(|e| format!("{{{{ {} }}}} is not a JSON value: {e}", expr.trim()))?
+            }
+            None if s.contains("{{") || s.contains("{%") => J::String(render_plain(s, ctx)?),
+            None => J::String(s.clone()),
+        },
+        J::Array(items) => J::Array(items.iter().map(|v| render_json(v, ctx)).collect::<Result<_, _>>()?),
+        J::Object(map) => {
+            J::Object(map.iter().map(|(k, v)| Ok((k.clone(), render_json(v, ctx)?))).collect::<Result<_, String>>()?)
+        }
+        other => other.clone(),
+    })
+}
+
+/// Checks every template string of a JSON document; each problem names its path
+/// (`payload.items[0].name: …`).
+pub fn check_json(value: &serde_json::Value, scope: &Scope<'_>, path: &str) -> Vec<String> {
+    use serde_json::Value as J;
+    match value {
+        J::String(s) => {
+            let errs = match sole_expression(s) {
+                Some(expr) => check(expr, true, scope),
+                None => check(s, false, scope),
+            };
+            errs.into_iter().map(|e| format!("{path}: {e}")).collect()
+        }
+        J::Array(items) => {
+            items.iter().enumerate().flat_map(|(i, v)| check_json(v, scope, &format!("{path}[{i}]"))).collect()
+        }
+        J::Object(map) => map.iter().flat_map(|(k, v)| check_json(v, scope, &format!("{path}.{k}"))).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// What a template may reference, for checks done before anything runs.
 pub struct Scope<'a> {
     pub params: &'a BTreeSet<String>,
@@ -324,6 +376,41 @@ mod tests {
 
     fn ctx(params: serde_json::Value) -> Context {
         Context { params, execution_id: "EX1".into(), ..Context::default() }
+    }
+
+    #[test]
+    fn json_payloads_keep_types_and_never_splice() {
+        let c = ctx(serde_json::json!({"env": "prod", "n": 3, "on": true, "quote": "a\"b", "list": [1, 2]}));
+        let doc = serde_json::json!({
+            "env": "{{ params.env }}",
+            "n": "{{ params.n }}",
+            "next": "{{ params.n + 1 }}",
+            "on": "{{params.on}}",
+            "text": "n={{ params.n }}",
+            "quote": "{{ params.quote }}",
+            "list": ["{{ params.list }}", "x"],
+            "plain": 7,
+            "{{ not a key }}": null,
+        });
+        assert_eq!(
+            render_json(&doc, &c).unwrap(),
+            serde_json::json!({
+                "env": "prod", "n": 3, "next": 4, "on": true, "text": "n=3", "quote": "a\"b",
+                "list": [[1, 2], "x"], "plain": 7, "{{ not a key }}": null,
+            })
+        );
+        assert!(render_json(&serde_json::json!({"x": "{{ params.missing }}"}), &c).is_err());
+        let names = BTreeSet::from(["env".to_string()]);
+        let steps = BTreeMap::new();
+        let scope = Scope { params: &names, steps: &steps, visible_below: 0 };
+        assert_eq!(
+            check_json(
+                &serde_json::json!({"a": [{"b": "{{ params.nope }}"}], "c": "{{ params.env }}"}),
+                &scope,
+                "payload"
+            ),
+            vec!["payload.a[0].b: unknown parameter `params.nope`"]
+        );
     }
 
     #[test]

@@ -6,3 +6,5 @@
 
 pub mod health;
 pub mod http;
+pub mod lambda;
+pub mod sts;

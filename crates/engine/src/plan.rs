@@ -50,6 +50,22 @@ pub fn plan(rb: &Runbook, params: &ParamValues) -> Vec<PlannedStep> {
                     if g.recheck.is_some() { ", rechecked between steps" } else { "" }
                 )
                 .to_lowercase(),
+                StepKind::AwsLambda(l) => {
+                    let payload = match l.payload.as_ref().map(|p| template::render_json(p, &ctx)).transpose() {
+                        Ok(p) => p.unwrap_or_else(|| serde_json::json!({})).to_string(),
+                        Err(e) => format!("<cannot render: {e}>"),
+                    };
+                    let mut where_ = Vec::new();
+                    let target = l.target();
+                    if let Some(r) = &target.region {
+                        where_.push(format!("region {r}"));
+                    }
+                    if let Some(r) = &target.role_arn {
+                        where_.push(format!("as {r}"));
+                    }
+                    let where_ = if where_.is_empty() { String::new() } else { format!(" ({})", where_.join(", ")) };
+                    format!("aws_lambda {} {payload}{where_}", render(&l.function.value, false))
+                }
                 StepKind::Approval(a) => {
                     let msg = a.message.as_ref().map(|m| render(&m.value, false)).unwrap_or_default();
                     let who: Vec<&str> = a.approvers.iter().map(|a| a.value.as_str()).collect();

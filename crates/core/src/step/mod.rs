@@ -4,6 +4,7 @@
 //! one variant of [`StepKind`] and one executor file in the engine.
 
 pub mod approval;
+pub mod aws;
 pub mod gate;
 pub mod http;
 pub mod run;
@@ -19,6 +20,7 @@ pub enum StepKind {
     Sleep(sleep::SleepSpec),
     Approval(approval::ApprovalSpec),
     Gate(gate::GateStepSpec),
+    AwsLambda(aws::LambdaSpec),
 }
 
 impl StepKind {
@@ -29,6 +31,7 @@ impl StepKind {
             StepKind::Sleep(_) => "sleep",
             StepKind::Approval(_) => "approval",
             StepKind::Gate(_) => "gate",
+            StepKind::AwsLambda(_) => "aws_lambda",
         }
     }
 
@@ -40,9 +43,11 @@ impl StepKind {
             StepKind::Sleep(s) => Dur(s.duration.0 + std::time::Duration::from_secs(1)),
             StepKind::Approval(a) => a.timeout.unwrap_or(Dur::from_secs(7 * 86_400)),
             StepKind::Gate(g) => Dur(g.max_wait().0 + g.poll().0 + std::time::Duration::from_secs(60)),
+            // Lambda's own limit is 15 minutes.
+            StepKind::AwsLambda(_) => Dur::from_secs(16 * 60),
         }
     }
 }
 
 /// Names of the keys that select a kind, for error messages.
-pub const KIND_KEYS: [&str; 5] = ["run", "http", "sleep", "approval", "gate"];
+pub const KIND_KEYS: [&str; 6] = ["run", "http", "sleep", "approval", "gate", "aws_lambda"];

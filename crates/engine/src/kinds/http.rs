@@ -118,7 +118,7 @@ pub(crate) async fn attempt<S: Store>(
         let mut outputs = BTreeMap::new();
         outputs.insert("status".to_string(), status.to_string());
         outputs.insert("body".to_string(), text.chars().take(64 * 1024).collect());
-        AttemptResult::ok(outputs)
+        AttemptResult { document: serde_json::from_str(&text).ok(), ..AttemptResult::ok(outputs) }
     } else {
         AttemptResult::failed(StepStatus::Failed, problems.join("; "))
     };

@@ -1,10 +1,12 @@
 //! Executors of the step kinds, one file each (the document side lives in `opsbook_core::step`).
 
 pub(crate) mod approval;
+pub(crate) mod aws_lambda;
 pub(crate) mod gate;
 pub(crate) mod http;
 pub(crate) mod run;
 pub(crate) mod sleep;
+pub(crate) mod validate;
 
 use std::collections::BTreeMap;
 
@@ -22,6 +24,11 @@ pub(crate) fn display<S: Store>(run: &Run<'_, '_, S>, step: &Step) -> Option<Str
         StepKind::Sleep(s) => format!("sleep {}", s.duration),
         StepKind::Approval(_) => return None,
         StepKind::Gate(g) => format!("gate {}", g.name()),
+        StepKind::AwsLambda(l) => {
+            let payload = l.payload.as_ref().map(|p| template::render_json(p, &ctx)).transpose().ok()?;
+            let function = template::render_plain(&l.function.value, &ctx).ok()?;
+            format!("aws_lambda {function} {}", payload.unwrap_or_else(|| serde_json::json!({})))
+        }
     };
     Some(run.masker().mask(&text).into_owned())
 }
@@ -35,15 +42,31 @@ pub(crate) struct AttemptResult {
     pub outputs: BTreeMap<String, String>,
     /// False when retrying cannot help (e.g. a template that does not render).
     pub retryable: bool,
+    /// The JSON the step returned (an aws_lambda answer, an http body), for `json` checks.
+    pub document: Option<serde_json::Value>,
 }
 
 impl AttemptResult {
     pub fn ok(outputs: BTreeMap<String, String>) -> AttemptResult {
-        AttemptResult { status: StepStatus::Succeeded, exit_code: None, error: None, outputs, retryable: true }
+        AttemptResult {
+            status: StepStatus::Succeeded,
+            exit_code: None,
+            error: None,
+            outputs,
+            retryable: true,
+            document: None,
+        }
     }
 
     pub fn failed(status: StepStatus, error: String) -> AttemptResult {
-        AttemptResult { status, exit_code: None, error: Some(error), outputs: BTreeMap::new(), retryable: true }
+        AttemptResult {
+            status,
+            exit_code: None,
+            error: Some(error),
+            outputs: BTreeMap::new(),
+            retryable: true,
+            document: None,
+        }
     }
 
     /// A failure that no retry can fix.

@@ -154,6 +154,16 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         Ok(self.http.clone().expect("just created"))
     }
 
+    /// Where this run's AWS calls for `target` go; an assumed role's session is named
+    /// after the execution, so CloudTrail shows which one acted.
+    pub fn aws_target(&self, target: opsbook_core::step::aws::Target) -> opsbook_aws::Target {
+        opsbook_aws::Target {
+            region: target.region,
+            role_arn: target.role_arn,
+            session: format!("opsbook-{}", self.exec.id),
+        }
+    }
+
     fn start_heartbeat(&mut self) {
         let store = self.engine.store.clone();
         let id = self.exec.id.clone();

@@ -1,6 +1,5 @@
 //! A generic HTTP check: a status code and, optionally, a value in the JSON body.
 
-use opsbook_core::gate::PathStep;
 use serde_json::Value;
 
 use crate::config::HttpCheck;
@@ -8,14 +7,7 @@ use crate::{BlockRecord, Checker};
 
 /// Follows `$.a.b[0].c` into a JSON value (the path was checked when the file was read).
 pub(crate) fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
-    let mut cur = v;
-    for step in opsbook_core::gate::json_path(path).ok()? {
-        cur = match step {
-            PathStep::Key(k) => cur.get(k)?,
-            PathStep::Index(i) => cur.get(i)?,
-        };
-    }
-    Some(cur)
+    opsbook_core::jsonpath::JsonPath::parse(path).ok()?.find(v)
 }
 
 pub(crate) async fn check(c: &Checker, h: &HttpCheck) -> Result<Vec<BlockRecord>, String> {

@@ -1,0 +1,283 @@
+//! AWS step kinds through the binary, against local doubles that speak each service's
+//! real protocol (Lambda restJson1, STS awsQuery), so the real SDK talks to them.
+
+use std::time::{Duration, Instant};
+
+use opsbook_doubles::lambda::{self, Function, Lambda, Outcome};
+use opsbook_doubles::sts::{self, Sts};
+use opsbook_store::Store;
+use serde_json::json;
+
+use crate::support::{Env, Out, out, runbook};
+
+/// The doubles a run talks to.
+struct Aws {
+    lambda: Lambda,
+    sts: Sts,
+}
+
+impl Aws {
+    fn start(functions: &[(&str, Function)]) -> Aws {
+        let script = lambda::Script {
+            functions: functions.iter().map(|(n, f)| (n.to_string(), f.clone())).collect(),
+            ..lambda::Script::default()
+        };
+        Aws { lambda: Lambda::start(script), sts: Sts::start(sts::Script::default()) }
+    }
+
+    /// `opsbook run test.yaml ARGS` with `book`, pointed at the doubles, with example
+    /// credentials and nothing read from the machine's AWS configuration.
+    fn run(&self, env: &Env, book: &str, extra: &[&str]) -> Out {
+        env.write("test.yaml", book);
+        let mut args = vec!["run", "test.yaml"];
+        args.extend_from_slice(extra);
+        let mut cmd = env.cmd(&args);
+        cmd.env("AWS_ENDPOINT_URL_LAMBDA", &self.lambda.url)
+            .env("AWS_ENDPOINT_URL_STS", &self.sts.url)
+            .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", env.path("no-aws-config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", env.path("no-aws-credentials"))
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN");
+        out(cmd.output().expect("run opsbook"))
+    }
+}
+
+/// The step log lines of the newest execution.
+fn log_lines(env: &Env) -> Vec<String> {
+    let (e, _) = env.last();
+    let s = env.store();
+    let logs = s.block(s.store.logs(&opsbook_store::LogQuery { execution_id: e.id, ..Default::default() })).unwrap();
+    logs.into_iter().map(|l| l.line).collect()
+}
+
+#[test]
+fn lambda_payload_keeps_types_and_the_answer_becomes_outputs() {
+    let check = Function::new(|event| {
+        Outcome::Return(json!({ "healthy": true, "checked": event["environment"], "targets": [1, 2], "version": 2 }))
+    })
+    .logging(&["checking prod", "all targets healthy"]);
+    let aws = Aws::start(&[("health-check-function", check)]);
+    let env = Env::new();
+    let book = runbook(
+        "    environment: { type: string }\n    replicas: { type: integer }\n    token: { type: secret }\n",
+        r#"    - id: pre_check
+      aws_lambda:
+        function: health-check-function
+        payload:
+          environment: "{{ params.environment }}"
+          replicas: "{{ params.replicas }}"
+          label: "env-{{ params.environment }}"
+          token: "{{ params.token }}"
+          nested: { list: [1, "{{ params.replicas + 1 }}"], "on": true }
+      validate: [ { json: "$.healthy", equals: true }, { json: "$.targets[-1]", equals: 2 } ]
+    - id: report
+      run: echo "checked={{ steps.pre_check.outputs.checked }} healthy={{ steps.pre_check.outputs.healthy }}"
+      validate: [ { output_contains: "checked=prod healthy=true" } ]
+"#,
+    );
+    let o = aws.run(
+        &env,
+        &book,
+        &["-p", "environment=prod", "-p", "replicas=3", "-p", "token=s3cr3t-value", "--output", "json"],
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    let calls = aws.lambda.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let call = &calls[0];
+    assert_eq!(call.function, "health-check-function");
+    assert_eq!(
+        call.event,
+        json!({ "environment": "prod", "replicas": 3, "label": "env-prod", "token": "s3cr3t-value", "nested": { "list": [1, 4], "on": true } })
+    );
+    assert_eq!(call.invocation_type.as_deref(), Some("RequestResponse"));
+    assert_eq!(call.log_type.as_deref(), Some("Tail"));
+    assert_eq!(call.region.as_deref(), Some("us-east-1"));
+    assert_eq!(call.access_key.as_deref(), Some("AKIDEXAMPLE"));
+
+    let doc = o.json();
+    let outputs = &doc["steps"][0]["outputs"];
+    assert_eq!(outputs["healthy"], "true", "{doc}");
+    assert_eq!(outputs["checked"], "prod");
+    assert_eq!(outputs["targets"], "[1,2]");
+    assert_eq!(doc["steps"][1]["status"], "succeeded", "{doc}");
+    let (_, steps) = env.last();
+    let rendered = steps[0].rendered.clone().unwrap_or_default();
+    assert!(rendered.starts_with("aws_lambda health-check-function {"), "{rendered}");
+    assert!(!rendered.contains("s3cr3t-value") && rendered.contains("***"), "the secret is masked: {rendered}");
+
+    let lines = log_lines(&env);
+    assert!(lines.iter().any(|l| l.starts_with("Lambda `health-check-function` answered in ")), "{lines:?}");
+    assert!(lines.iter().any(|l| l == "all targets healthy"), "the tail log is in the step's log: {lines:?}");
+    assert!(lines.iter().any(|l| l.starts_with("START RequestId:")), "{lines:?}");
+    assert!(!lines.iter().any(|l| l.contains("s3cr3t-value")), "{lines:?}");
+}
+
+#[test]
+fn a_function_error_fails_the_step_and_rolls_back() {
+    let aws =
+        Aws::start(&[("post-deployment-check", Function::raising("DeploymentCheckFailed", "3 targets unhealthy"))]);
+    let env = Env::new();
+    let book = runbook(
+        "",
+        "    - id: deploy\n      run: touch deployed\n      rollback: { run: touch rolled-back }\n    - id: post_check\n      aws_lambda: { function: post-deployment-check }\n",
+    );
+    let o = aws.run(&env, &book, &["--output", "json"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let doc = o.json();
+    assert_eq!(doc["steps"][1]["status"], "failed");
+    assert_eq!(
+        doc["steps"][1]["error"],
+        "Lambda function `post-deployment-check` failed (Unhandled): DeploymentCheckFailed: 3 targets unhealthy"
+    );
+    assert!(env.path("rolled-back").exists(), "the deploy step was rolled back");
+    assert_eq!(aws.lambda.calls()[0].event, json!({}), "no payload sends an empty event");
+}
+
+#[test]
+fn json_checks_fail_the_attempt_and_are_retried() {
+    let aws = Aws::start(&[("check", Function::returning(json!({ "healthy": false, "reasons": ["db lag"] })))]);
+    let env = Env::new();
+    let book = runbook(
+        "",
+        "    - id: pre_check\n      aws_lambda: { function: check }\n      validate: [ { json: \"$.healthy\", equals: true }, { json: \"$.missing\", equals: 1 } ]\n      retries: { count: 1, delay: 10ms }\n",
+    );
+    let o = aws.run(&env, &book, &["--output", "json"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let doc = o.json();
+    assert_eq!(
+        doc["steps"][0]["error"],
+        "validate: $.healthy is false, expected true; $.missing is missing from the result, expected 1"
+    );
+    assert_eq!(doc["steps"][0]["attempts"], 2);
+    assert_eq!(aws.lambda.calls().len(), 2);
+}
+
+#[test]
+fn a_lambda_validation_gets_the_result_and_decides() {
+    let validator = Function::new(|event| {
+        if event["result"]["version"] == 2 {
+            Outcome::Return(json!(true))
+        } else {
+            Outcome::Return(
+                json!({ "valid": false, "reason": format!("version {} is too old", event["result"]["version"]) }),
+            )
+        }
+    });
+    let aws = Aws::start(&[
+        ("new", Function::returning(json!({ "version": 2 }))),
+        ("old", Function::returning(json!({ "version": 1 }))),
+        ("validator", validator),
+        ("broken-validator", Function::raising("KeyError", "'result'")),
+    ]);
+    let env = Env::new();
+    let book = runbook(
+        "",
+        "    - id: fresh\n      aws_lambda: { function: new }\n      validate: [ { lambda: validator } ]\n    - id: stale\n      aws_lambda: { function: old }\n      validate: [ { lambda: validator } ]\n      required: false\n    - id: shell\n      run: echo 'version=3' >> \"$OPSBOOK_OUTPUT\"\n      validate: [ { lambda: broken-validator } ]\n      required: false\n",
+    );
+    let o = aws.run(&env, &book, &["--output", "json"]);
+    let doc = o.json();
+    assert_eq!(doc["steps"][0]["status"], "succeeded", "{doc}");
+    assert_eq!(doc["steps"][1]["status"], "failed", "{doc}");
+    assert_eq!(
+        doc["steps"][1]["error"],
+        "validate: the validation function `validator` refused the result: version 1 is too old"
+    );
+    assert_eq!(doc["steps"][2]["status"], "failed", "{doc}");
+    assert_eq!(
+        doc["steps"][2]["error"],
+        "validate: the validation function `broken-validator` failed (Unhandled): KeyError: 'result'"
+    );
+    let calls: Vec<_> = aws.lambda.calls().into_iter().filter(|c| c.function.contains("validator")).collect();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    let (e, _) = crate::support::Env::last(&env);
+    let first = &calls[0].event;
+    assert_eq!(first["execution_id"], e.id);
+    assert_eq!(first["runbook"], "test");
+    assert_eq!(first["step"], "fresh");
+    assert_eq!(first["kind"], "aws_lambda");
+    assert_eq!(first["outputs"]["version"], "2");
+    assert_eq!(first["result"], json!({ "version": 2 }));
+    assert_eq!(calls[2].event["kind"], "run");
+    assert_eq!(calls[2].event["exit_code"], 0);
+    assert_eq!(calls[2].event["outputs"]["version"], "3");
+}
+
+#[test]
+fn throttling_is_retried_by_the_sdk_and_denials_name_the_action() {
+    let aws = Aws::start(&[
+        ("check", Function::returning(json!({ "ok": true }))),
+        ("secret-fn", Function::returning(json!(1))),
+    ]);
+    aws.lambda.script().throttle = 2;
+    aws.lambda.script().denied = vec!["secret-fn".into()];
+    let env = Env::new();
+    let book = runbook(
+        "",
+        "    - id: throttled\n      aws_lambda: { function: check }\n    - id: denied\n      aws_lambda: { function: secret-fn }\n      retries: { count: 2, delay: 10ms }\n      required: false\n    - id: missing\n      aws_lambda: { function: nope, qualifier: live }\n      retries: { count: 2, delay: 10ms }\n      required: false\n",
+    );
+    let o = aws.run(&env, &book, &["--output", "json"]);
+    let doc = o.json();
+    assert_eq!(doc["steps"][0]["status"], "succeeded", "{doc}");
+    assert_eq!(doc["steps"][0]["attempts"], 1, "the SDK retried the throttled calls inside one attempt");
+    let calls = aws.lambda.calls();
+    assert_eq!(calls.iter().filter(|c| c.function == "check").count(), 3, "{calls:?}");
+
+    let denied = doc["steps"][1]["error"].as_str().unwrap();
+    assert!(
+        denied.starts_with("access denied: allow `lambda:InvokeFunction` on function `secret-fn` for the credentials opsbook runs with (AccessDeniedException: User: "),
+        "{denied}"
+    );
+    assert_eq!(doc["steps"][1]["attempts"], 1, "retrying cannot help a denial");
+    assert_eq!(doc["steps"][2]["error"], "Lambda function `nope` (qualifier live) not found in us-east-1");
+    assert_eq!(doc["steps"][2]["attempts"], 1);
+    assert_eq!(calls.iter().find(|c| c.function == "nope").unwrap().qualifier.as_deref(), Some("live"));
+}
+
+#[test]
+fn a_slow_function_times_the_step_out() {
+    let aws = Aws::start(&[("slow", Function::returning(json!(1)).slow(Duration::from_secs(6)))]);
+    let env = Env::new();
+    let book = runbook("", "    - id: slow\n      aws_lambda: { function: slow }\n      timeout: 1s\n");
+    let started = Instant::now();
+    let o = aws.run(&env, &book, &["--output", "json"]);
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    let doc = o.json();
+    assert_eq!(doc["steps"][0]["status"], "timed_out", "{doc}");
+    assert_eq!(doc["steps"][0]["error"], "Lambda function `slow` did not answer within 1s");
+}
+
+#[test]
+fn a_step_assumes_its_role_in_its_region() {
+    let aws = Aws::start(&[("check", Function::returning(json!({ "ok": true })))]);
+    aws.sts.script().denied = vec!["arn:aws:iam::123456789012:role/forbidden".into()];
+    let env = Env::new();
+    let book = runbook(
+        "",
+        "    - id: cross_account\n      aws_lambda: { function: check, region: eu-west-1, role_arn: \"arn:aws:iam::123456789012:role/deployer\" }\n    - id: again\n      aws_lambda: { function: check, region: eu-west-1, role_arn: \"arn:aws:iam::123456789012:role/deployer\" }\n    - id: refused\n      aws_lambda: { function: check, role_arn: \"arn:aws:iam::123456789012:role/forbidden\" }\n",
+    );
+    let o = aws.run(&env, &book, &["--output", "json"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let doc = o.json();
+    let (e, _) = env.last();
+    let assumed = aws.sts.calls();
+    assert_eq!(assumed.len(), 2, "the role's credentials are reused: {assumed:?}");
+    assert_eq!(assumed[0].role_arn, "arn:aws:iam::123456789012:role/deployer");
+    assert_eq!(assumed[0].session_name, format!("opsbook-{}", e.id));
+    assert_eq!(assumed[0].access_key.as_deref(), Some("AKIDEXAMPLE"), "assumed with the chain's credentials");
+    let calls = aws.lambda.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    for c in &calls {
+        assert_eq!(c.access_key, assumed[0].issued, "signed with the role's credentials");
+        assert_eq!(c.region.as_deref(), Some("eu-west-1"));
+    }
+    let refused = doc["steps"][2]["error"].as_str().unwrap();
+    assert!(refused.starts_with("cannot assume role arn:aws:iam::123456789012:role/forbidden: "), "{refused}");
+    assert_eq!(
+        refused,
+        "cannot assume role arn:aws:iam::123456789012:role/forbidden: AccessDenied: User: arn:aws:iam::123456789012:user/AKIDEXAMPLE is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::123456789012:role/forbidden (the caller needs `sts:AssumeRole` on it, and the role's trust policy must allow the caller)"
+    );
+}

@@ -1,0 +1,105 @@
+//! `aws_lambda`: one synchronous Invoke; the function's JSON answer is the step's result.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use opsbook_core::step::aws::LambdaSpec;
+use opsbook_core::{Dur, Step, StepStatus, template};
+use opsbook_store::{Phase, Store, Stream};
+
+use super::AttemptResult;
+use crate::Result;
+use crate::runner::Run;
+
+/// Longest output value kept from an answer (the whole answer is the step's document).
+const MAX_OUTPUT: usize = 64 * 1024;
+/// Answer lines copied into the log.
+const LOGGED_LINES: usize = 20;
+
+pub(crate) async fn attempt<S: Store>(
+    run: &mut Run<'_, '_, S>,
+    step: &Step,
+    spec: &LambdaSpec,
+    attempt: u32,
+) -> Result<AttemptResult> {
+    let ctx = run.context(false);
+    let function = match template::render_plain(&spec.function.value, &ctx) {
+        Ok(f) => f,
+        Err(e) => return Ok(AttemptResult::fatal(format!("aws_lambda.function: {e}"))),
+    };
+    let payload = match spec.payload.as_ref().map(|p| template::render_json(p, &ctx)).transpose() {
+        Ok(p) => p.unwrap_or_else(|| serde_json::json!({})),
+        Err(e) => return Ok(AttemptResult::fatal(format!("aws_lambda.payload: {e}"))),
+    };
+    let body = serde_json::to_vec(&payload).expect("a JSON value serializes");
+    let target = run.aws_target(spec.target());
+    let timeout = step.timeout.0;
+    let started = Instant::now();
+    let cancel = run.hooks.cancel.clone();
+    let call = opsbook_aws::lambda::invoke(&target, &function, spec.qualifier.as_deref(), body);
+    let invoked = tokio::select! {
+        r = tokio::time::timeout(timeout, call) => r,
+        _ = cancel.reached(1) => {
+            return Ok(AttemptResult::failed(StepStatus::Cancelled, format!("cancelled while `{function}` ran (Lambda runs a started invocation to its end)")));
+        }
+    };
+    let out = match invoked {
+        Err(_) => {
+            return Ok(AttemptResult::failed(
+                StepStatus::TimedOut,
+                format!("Lambda function `{function}` did not answer within {}", Dur(timeout)),
+            ));
+        }
+        Ok(Err(e)) => {
+            return Ok(AttemptResult { retryable: e.retryable, ..AttemptResult::failed(StepStatus::Failed, e.message) });
+        }
+        Ok(Ok(out)) => out,
+    };
+    let elapsed = started.elapsed().as_millis();
+    let version = out.version.as_deref().map(|v| format!(", version {v}")).unwrap_or_default();
+    let verdict = out.function_error.as_deref().map_or_else(|| "answered".to_string(), |e| format!("failed ({e})"));
+    run.system(Some(&step.id), Phase::Step, &format!("Lambda `{function}` {verdict} in {elapsed}ms{version}")).await?;
+    for line in out.log_tail.lines() {
+        run.sink.push(run.hooks.observer, Some(&step.id), Phase::Step, attempt, Stream::Stderr, line.as_bytes());
+    }
+    let text = String::from_utf8_lossy(&out.payload).into_owned();
+    for line in text.lines().take(LOGGED_LINES) {
+        run.sink.push(run.hooks.observer, Some(&step.id), Phase::Step, attempt, Stream::Stdout, line.as_bytes());
+    }
+    run.sink.flush().await?;
+    let document: serde_json::Value =
+        serde_json::from_slice(&out.payload).unwrap_or_else(|_| serde_json::Value::String(text.clone()));
+    if let Some(kind) = out.function_error {
+        let field = |k: &str| document.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let (error_type, message) = (field("errorType"), field("errorMessage"));
+        let what = match (error_type.is_empty(), message.is_empty()) {
+            (true, true) => text.chars().take(500).collect(),
+            (true, false) => message,
+            (false, true) => error_type,
+            (false, false) => format!("{error_type}: {message}"),
+        };
+        return Ok(AttemptResult::failed(
+            StepStatus::Failed,
+            format!("Lambda function `{function}` failed ({kind}): {what}"),
+        ));
+    }
+    let mut result = AttemptResult::ok(outputs(&document));
+    result.document = Some(document);
+    Ok(result)
+}
+
+/// The step's outputs from an answer: each top-level key of an object (strings as they
+/// are, other values as JSON), or `result` for any other answer.
+pub(crate) fn outputs(doc: &serde_json::Value) -> BTreeMap<String, String> {
+    let text = |v: &serde_json::Value| -> String {
+        let s = match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        s.chars().take(MAX_OUTPUT).collect()
+    };
+    match doc {
+        serde_json::Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
+        other => BTreeMap::from([("result".to_string(), text(other))]),
+    }
+}

@@ -1,0 +1,117 @@
+//! The checks of a step's result that apply after any kind has run: `json` (a value of
+//! the JSON the step returned must equal one written in the runbook) and `lambda` (a
+//! function given the step's result decides). `run`'s own checks (exit code, output)
+//! are applied while its process runs.
+
+use opsbook_core::{CheckedValidation, Step, StepStatus};
+use opsbook_store::{Phase, Store};
+
+use super::AttemptResult;
+use crate::Result;
+use crate::runner::Run;
+
+/// Applies the step's `json` and `lambda` checks to a succeeded attempt; a failed check
+/// fails it (and may be retried like any failure).
+pub(crate) async fn after<S: Store>(run: &mut Run<'_, '_, S>, step: &Step, result: &mut AttemptResult) -> Result<()> {
+    if result.status != StepStatus::Succeeded {
+        return Ok(());
+    }
+    let mut problems = Vec::new();
+    for v in &step.validate {
+        match v {
+            CheckedValidation::Json { path, equals } => {
+                let found = result.document.as_ref().and_then(|d| path.find(d));
+                match found {
+                    Some(got) if got == equals => {}
+                    Some(got) => problems.push(format!("{path} is {}, expected {equals}", short(got))),
+                    None if result.document.is_none() => problems.push(format!("{path}: the step returned no JSON")),
+                    None => problems.push(format!("{path} is missing from the result, expected {equals}")),
+                }
+            }
+            CheckedValidation::Lambda(function) => {
+                if let Some(p) = lambda_check(run, step, result, function).await? {
+                    problems.push(p);
+                }
+            }
+            _ => {}
+        }
+    }
+    if !problems.is_empty() {
+        let error = format!("validate: {}", problems.join("; "));
+        *result = AttemptResult { exit_code: result.exit_code, ..AttemptResult::failed(StepStatus::Failed, error) };
+    }
+    Ok(())
+}
+
+/// A value for a message, cut to a readable length.
+fn short(v: &serde_json::Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 200 { format!("{}…", s.chars().take(200).collect::<String>()) } else { s }
+}
+
+/// Invokes the validation function with the step's result; a problem when it answers
+/// `false` (or `{"valid": false, "reason": …}`) or fails.
+async fn lambda_check<S: Store>(
+    run: &mut Run<'_, '_, S>,
+    step: &Step,
+    result: &AttemptResult,
+    function: &str,
+) -> Result<Option<String>> {
+    let masker = run.masker().clone();
+    let outputs: serde_json::Map<String, serde_json::Value> =
+        result.outputs.iter().map(|(k, v)| (k.clone(), masker.mask(v).into_owned().into())).collect();
+    let event = serde_json::json!({
+        "execution_id": run.exec.id,
+        "runbook": run.rb.name,
+        "version": run.rb.version.to_string(),
+        "step": step.id,
+        "kind": step.kind.name(),
+        "status": "succeeded",
+        "exit_code": result.exit_code,
+        "outputs": outputs,
+        "result": result.document,
+    });
+    let target = run.aws_target(Default::default());
+    let body = serde_json::to_vec(&event).expect("a JSON value serializes");
+    let cancel = run.hooks.cancel.clone();
+    let call = opsbook_aws::lambda::invoke(&target, function, None, body);
+    let out = tokio::select! {
+        r = tokio::time::timeout(step.timeout.0, call) => r,
+        _ = cancel.reached(1) => return Ok(Some(format!("cancelled while the validation function `{function}` ran"))),
+    };
+    let out = match out {
+        Err(_) => return Ok(Some(format!("the validation function `{function}` did not answer in time"))),
+        Ok(Err(e)) => return Ok(Some(format!("the validation function `{function}`: {e}"))),
+        Ok(Ok(out)) => out,
+    };
+    let answer: serde_json::Value = serde_json::from_slice(&out.payload).unwrap_or(serde_json::Value::Null);
+    let msg = format!("validation function `{function}` answered {}", short(&answer));
+    run.system(Some(&step.id), Phase::Step, &masker.mask(&msg)).await?;
+    if let Some(kind) = out.function_error {
+        let field = |k: &str| answer.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        return Ok(Some(format!(
+            "the validation function `{function}` failed ({kind}): {}: {}",
+            field("errorType"),
+            field("errorMessage")
+        )));
+    }
+    let verdict = match &answer {
+        serde_json::Value::Bool(b) => Some(*b),
+        serde_json::Value::Object(m) => m.get("valid").and_then(serde_json::Value::as_bool),
+        _ => None,
+    };
+    Ok(match verdict {
+        Some(true) => None,
+        Some(false) => {
+            let reason = answer.get("reason").or_else(|| answer.get("message")).and_then(|v| v.as_str());
+            Some(match reason {
+                Some(r) => format!("the validation function `{function}` refused the result: {r}"),
+                None => format!("the validation function `{function}` refused the result"),
+            })
+        }
+        None => Some(format!(
+            "the validation function `{function}` answered {}: expected true, false or {{\"valid\": …}}",
+            short(&answer)
+        )),
+    })
+}
