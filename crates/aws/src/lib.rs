@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod lambda;
+pub mod ssm;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -60,7 +61,7 @@ impl std::fmt::Display for Error {
 impl std::error::Error for Error {}
 
 impl Error {
-    fn fatal(message: String) -> Error {
+    pub(crate) fn fatal(message: String) -> Error {
         Error { message, retryable: false }
     }
 }

@@ -247,7 +247,8 @@ impl Shell {
     }
 }
 
-/// One step as written. Exactly one of `run`, `http`, `sleep`, `approval`, `gate`, `aws_lambda` is set.
+/// One step as written. Exactly one kind is set: `run`, `http`, `sleep`, `approval`, `gate`,
+/// `aws_lambda`, `aws_ssm_command` or `aws_ssm_automation`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawStep {
@@ -286,6 +287,12 @@ pub struct RawStep {
     /// Kind `aws_lambda`: invoke an AWS Lambda function and take its JSON answer as the result.
     #[serde(default)]
     pub aws_lambda: Option<crate::step::aws::LambdaSpec>,
+    /// Kind `aws_ssm_command`: run an SSM document on instances (SendCommand) and wait for every one.
+    #[serde(default)]
+    pub aws_ssm_command: Option<crate::step::aws::SsmCommandSpec>,
+    /// Kind `aws_ssm_automation`: run an SSM Automation runbook and wait for its end.
+    #[serde(default)]
+    pub aws_ssm_automation: Option<crate::step::aws::SsmAutomationSpec>,
 
     #[serde(default)]
     pub timeout: Option<Dur>,
@@ -401,8 +408,18 @@ impl ExitCodes {
 #[serde(deny_unknown_fields)]
 pub struct RawRollback {
     /// Shell script undoing the step; values are quoted like in `run`.
-    #[schemars(with = "String")]
-    pub run: Spanned<String>,
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub run: Option<Spanned<String>>,
+    /// Or an AWS Lambda function undoing it.
+    #[serde(default)]
+    pub aws_lambda: Option<crate::step::aws::LambdaSpec>,
+    /// Or an SSM document run on instances (e.g. restore-application).
+    #[serde(default)]
+    pub aws_ssm_command: Option<crate::step::aws::SsmCommandSpec>,
+    /// Or an SSM Automation runbook.
+    #[serde(default)]
+    pub aws_ssm_automation: Option<crate::step::aws::SsmAutomationSpec>,
     #[serde(default)]
     pub timeout: Option<Dur>,
 }

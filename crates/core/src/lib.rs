@@ -85,7 +85,7 @@ pub struct Step {
     pub timeout: Dur,
     pub retries: Option<document::Retries>,
     pub validate: Vec<CheckedValidation>,
-    pub rollback: Option<step::run::Script>,
+    pub rollback: Option<step::Rollback>,
     pub required: bool,
     pub when: Option<String>,
     pub idempotent: bool,

@@ -7,7 +7,8 @@ use serde_saphyr::{Location, Spanned};
 use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::document::{RawRunbook, RawStep, Validation};
 use crate::params::Param;
-use crate::step::{StepKind, approval::Approver, run::Script, sleep::SleepSpec};
+use crate::step::aws::{self, LambdaSpec, SsmAutomationSpec, SsmCommandSpec};
+use crate::step::{Rollback, StepKind, approval::Approver, run::Script, sleep::SleepSpec};
 use crate::template::{self, Scope};
 use crate::{CheckedValidation, Prerequisite, Review, Runbook, Step};
 
@@ -73,6 +74,8 @@ const LEVELS: &[(&str, &[&str])] = &[
             "approval",
             "gate",
             "aws_lambda",
+            "aws_ssm_command",
+            "aws_ssm_automation",
             "timeout",
             "retries",
             "validate",
@@ -345,6 +348,8 @@ impl Checker<'_> {
             s.approval.is_some().then_some("approval"),
             s.gate.is_some().then_some("gate"),
             s.aws_lambda.is_some().then_some("aws_lambda"),
+            s.aws_ssm_command.is_some().then_some("aws_ssm_command"),
+            s.aws_ssm_automation.is_some().then_some("aws_ssm_automation"),
         ]
         .into_iter()
         .flatten()
@@ -400,15 +405,42 @@ impl Checker<'_> {
             }
         }
         let shell = s.shell.unwrap_or_default();
-        let rollback = s.rollback.map(|r| {
-            self.script(&r.run, rollback_scope, "rollback.run");
-            Script {
-                template: r.run.value,
-                shell,
-                env: s.env.clone(),
-                workdir: s.workdir.clone(),
-                timeout: r.timeout.or(s.timeout),
+        let rollback = s.rollback.and_then(|r| {
+            let set: Vec<&str> = [
+                r.run.is_some().then_some("run"),
+                r.aws_lambda.is_some().then_some("aws_lambda"),
+                r.aws_ssm_command.is_some().then_some("aws_ssm_command"),
+                r.aws_ssm_automation.is_some().then_some("aws_ssm_automation"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if set.len() != 1 {
+                let one = "set exactly one of run, aws_lambda, aws_ssm_command, aws_ssm_automation";
+                let what =
+                    if set.is_empty() { "does nothing".to_string() } else { format!("sets {}", set.join(" and ")) };
+                self.err(&at, format!("step `{id}`: the rollback {what}: {one}"));
+                return None;
             }
+            let timeout = r.timeout.or(s.timeout);
+            if let Some(run) = r.run {
+                self.script(&run, rollback_scope, "rollback.run");
+                return Some(Rollback::Run(Script {
+                    template: run.value,
+                    shell,
+                    env: s.env.clone(),
+                    workdir: s.workdir.clone(),
+                    timeout,
+                }));
+            }
+            let kind = if let Some(l) = r.aws_lambda {
+                self.lambda(l, rollback_scope, "rollback.aws_lambda")
+            } else if let Some(c) = r.aws_ssm_command {
+                self.ssm_command(c, rollback_scope, "rollback.aws_ssm_command")
+            } else {
+                self.ssm_automation(r.aws_ssm_automation?, rollback_scope, "rollback.aws_ssm_automation")
+            };
+            Some(Rollback::Aws { kind: Box::new(kind), timeout })
         });
         let kind = if let Some(run) = s.run {
             self.script(&run, scope, "run");
@@ -428,16 +460,11 @@ impl Checker<'_> {
             }
             StepKind::Http(http)
         } else if let Some(l) = s.aws_lambda {
-            self.template(&l.function, false, scope, "aws_lambda.function");
-            if let Some(payload) = &l.payload {
-                for e in template::check_json(payload, scope, "aws_lambda.payload") {
-                    self.err(&l.function.referenced, e);
-                }
-            }
-            for (place, e) in l.check_target() {
-                self.err(&place, e);
-            }
-            StepKind::AwsLambda(l)
+            self.lambda(l, scope, "aws_lambda")
+        } else if let Some(c) = s.aws_ssm_command {
+            self.ssm_command(c, scope, "aws_ssm_command")
+        } else if let Some(a) = s.aws_ssm_automation {
+            self.ssm_automation(a, scope, "aws_ssm_automation")
         } else if let Some(d) = s.sleep {
             StepKind::Sleep(SleepSpec { duration: d })
         } else if let Some(g) = s.gate {
@@ -498,6 +525,95 @@ impl Checker<'_> {
 }
 
 impl Checker<'_> {
+    /// Checks an `aws_lambda` action (of a step or a rollback, as `field` says).
+    fn lambda(&mut self, l: LambdaSpec, scope: &Scope<'_>, field: &str) -> StepKind {
+        self.template(&l.function, false, scope, &format!("{field}.function"));
+        if let Some(payload) = &l.payload {
+            for e in template::check_json(payload, scope, &format!("{field}.payload")) {
+                self.err(&l.function.referenced, e);
+            }
+        }
+        for (place, e) in aws::check_target(field, &l.region, &l.role_arn) {
+            self.err(&place, e);
+        }
+        StepKind::AwsLambda(l)
+    }
+
+    /// Checks SSM parameters: strings or lists of strings, each a template.
+    fn ssm_params(
+        &mut self,
+        params: &BTreeMap<String, serde_json::Value>,
+        at: &Location,
+        scope: &Scope<'_>,
+        field: &str,
+    ) {
+        match aws::ssm_parameters(params) {
+            Ok(lists) => {
+                for (k, values) in lists {
+                    for v in values {
+                        self.plain_template(&v, at, scope, &format!("{field}.parameters.{k}"));
+                    }
+                }
+            }
+            Err(e) => self.err(at, format!("{field}.{e}")),
+        }
+    }
+
+    fn ssm_command(&mut self, c: SsmCommandSpec, scope: &Scope<'_>, field: &str) -> StepKind {
+        let at = c.document.referenced;
+        self.template(&c.document, false, scope, &format!("{field}.document"));
+        let t = &c.targets;
+        match (t.instance_ids.is_empty(), t.tags.is_empty()) {
+            (true, true) => self.err(&at, format!("{field}.targets: set instance_ids or tags")),
+            (false, false) => self.err(&at, format!("{field}.targets: set instance_ids or tags, not both")),
+            _ => {}
+        }
+        if t.instance_ids.len() > 50 {
+            self.err(
+                &at,
+                format!("{field}.targets.instance_ids: {} ids, SSM takes at most 50 (use tags)", t.instance_ids.len()),
+            );
+        }
+        for id in &t.instance_ids {
+            self.plain_template(id, &at, scope, &format!("{field}.targets.instance_ids"));
+        }
+        if t.tags.len() > 5 {
+            self.err(&at, format!("{field}.targets.tags: {} tags, SSM takes at most 5", t.tags.len()));
+        }
+        match aws::ssm_parameters(&t.tags) {
+            Ok(tags) => {
+                for (k, values) in tags {
+                    for v in values {
+                        self.plain_template(&v, &at, scope, &format!("{field}.targets.tags.{k}"));
+                    }
+                }
+            }
+            Err(e) => self.err(&at, format!("{field}.targets.tags.{}", e.strip_prefix("parameters.").unwrap_or(&e))),
+        }
+        self.ssm_params(&c.parameters, &at, scope, field);
+        for (name, rate) in [("max_concurrency", &c.max_concurrency), ("max_errors", &c.max_errors)] {
+            if let Some(r) = rate
+                && let Err(e) = aws::check_rate(&format!("{field}.{name}"), &r.value)
+            {
+                self.err(&r.referenced, e);
+            }
+        }
+        for (place, e) in aws::check_target(field, &c.region, &c.role_arn) {
+            self.err(&place, e);
+        }
+        StepKind::AwsSsmCommand(Box::new(c))
+    }
+
+    fn ssm_automation(&mut self, a: SsmAutomationSpec, scope: &Scope<'_>, field: &str) -> StepKind {
+        let at = a.document.referenced;
+        self.template(&a.document, false, scope, &format!("{field}.document"));
+        self.ssm_params(&a.parameters, &at, scope, field);
+        for (place, e) in aws::check_target(field, &a.region, &a.role_arn) {
+            self.err(&place, e);
+        }
+        StepKind::AwsSsmAutomation(a)
+    }
+
     /// Checks one `validate` entry of a step of kind `kind`: one check per entry, and one
     /// that applies to the kind.
     fn validation(
@@ -535,12 +651,12 @@ impl Checker<'_> {
         let applies = match check {
             "exit_code" | "output_contains" | "output_matches" => kind == "run",
             "json" => matches!(kind, "aws_lambda" | "http"),
-            _ => matches!(kind, "run" | "http" | "aws_lambda"),
+            _ => !matches!(kind, "sleep" | "approval" | "gate"),
         };
         if !applies {
             let which = match check {
                 "json" => "aws_lambda and http steps",
-                "lambda" => "run, http and aws_lambda steps",
+                "lambda" => "steps that run something (not sleep, approval or gate steps)",
                 _ => "run steps",
             };
             self.err(&at, format!("step `{id}`: validate.{check} applies to {which}, not to {kind} steps"));

@@ -7,4 +7,5 @@
 pub mod health;
 pub mod http;
 pub mod lambda;
+pub mod ssm;
 pub mod sts;

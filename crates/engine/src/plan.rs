@@ -1,8 +1,11 @@
 //! What a run would do, without running anything: each step rendered with the given
 //! parameters (secrets masked), for `run --dry-run` and the web UI's run preview.
 
+use opsbook_core::step::Rollback;
 use opsbook_core::template::{self, Context};
 use opsbook_core::{ParamValues, Runbook, StepKind};
+
+use crate::kinds::aws_ssm;
 
 /// One step as it would run.
 #[derive(Debug, Clone)]
@@ -34,48 +37,55 @@ pub fn plan(rb: &Runbook, params: &ParamValues) -> Vec<PlannedStep> {
         let r = if shell { template::render_shell(t, &ctx) } else { template::render_plain(t, &ctx) };
         r.unwrap_or_else(|e| format!("<cannot render: {e}>"))
     };
+    let describe = |kind: &StepKind| match kind {
+        StepKind::Run(script) => render(&script.template, true),
+        StepKind::Http(h) => format!("{} {}", h.method.as_str(), render(&h.url.value, false)),
+        StepKind::AwsSsmCommand(c) => {
+            aws_ssm::display_command(c, &ctx).unwrap_or_else(|| "aws_ssm_command <cannot render>".into())
+        }
+        StepKind::AwsSsmAutomation(a) => {
+            aws_ssm::display_automation(a, &ctx).unwrap_or_else(|| "aws_ssm_automation <cannot render>".into())
+        }
+        StepKind::Sleep(d) => format!("sleep {}", d.duration),
+        StepKind::Gate(g) => format!(
+            "gate {} (on_blocked: {:?}, max_wait {}, poll {}{})",
+            g.name(),
+            g.on_blocked,
+            g.max_wait(),
+            g.poll(),
+            if g.recheck.is_some() { ", rechecked between steps" } else { "" }
+        )
+        .to_lowercase(),
+        StepKind::AwsLambda(l) => {
+            let payload = match l.payload.as_ref().map(|p| template::render_json(p, &ctx)).transpose() {
+                Ok(p) => p.unwrap_or_else(|| serde_json::json!({})).to_string(),
+                Err(e) => format!("<cannot render: {e}>"),
+            };
+            let mut where_ = Vec::new();
+            let target = l.target();
+            if let Some(r) = &target.region {
+                where_.push(format!("region {r}"));
+            }
+            if let Some(r) = &target.role_arn {
+                where_.push(format!("as {r}"));
+            }
+            let where_ = if where_.is_empty() { String::new() } else { format!(" ({})", where_.join(", ")) };
+            format!("aws_lambda {} {payload}{where_}", render(&l.function.value, false))
+        }
+        StepKind::Approval(a) => {
+            let msg = a.message.as_ref().map(|m| render(&m.value, false)).unwrap_or_default();
+            let who: Vec<&str> = a.approvers.iter().map(|a| a.value.as_str()).collect();
+            format!(
+                "approval by {} ({} needed) {msg}",
+                if who.is_empty() { "anyone".into() } else { who.join(", ") },
+                a.min_approvals
+            )
+        }
+    };
     rb.steps
         .iter()
         .map(|s| {
-            let action = match &s.kind {
-                StepKind::Run(script) => render(&script.template, true),
-                StepKind::Http(h) => format!("{} {}", h.method.as_str(), render(&h.url.value, false)),
-                StepKind::Sleep(d) => format!("sleep {}", d.duration),
-                StepKind::Gate(g) => format!(
-                    "gate {} (on_blocked: {:?}, max_wait {}, poll {}{})",
-                    g.name(),
-                    g.on_blocked,
-                    g.max_wait(),
-                    g.poll(),
-                    if g.recheck.is_some() { ", rechecked between steps" } else { "" }
-                )
-                .to_lowercase(),
-                StepKind::AwsLambda(l) => {
-                    let payload = match l.payload.as_ref().map(|p| template::render_json(p, &ctx)).transpose() {
-                        Ok(p) => p.unwrap_or_else(|| serde_json::json!({})).to_string(),
-                        Err(e) => format!("<cannot render: {e}>"),
-                    };
-                    let mut where_ = Vec::new();
-                    let target = l.target();
-                    if let Some(r) = &target.region {
-                        where_.push(format!("region {r}"));
-                    }
-                    if let Some(r) = &target.role_arn {
-                        where_.push(format!("as {r}"));
-                    }
-                    let where_ = if where_.is_empty() { String::new() } else { format!(" ({})", where_.join(", ")) };
-                    format!("aws_lambda {} {payload}{where_}", render(&l.function.value, false))
-                }
-                StepKind::Approval(a) => {
-                    let msg = a.message.as_ref().map(|m| render(&m.value, false)).unwrap_or_default();
-                    let who: Vec<&str> = a.approvers.iter().map(|a| a.value.as_str()).collect();
-                    format!(
-                        "approval by {} ({} needed) {msg}",
-                        if who.is_empty() { "anyone".into() } else { who.join(", ") },
-                        a.min_approvals
-                    )
-                }
-            };
+            let action = describe(&s.kind);
             let when = s.when.as_ref().map(|w| {
                 // Nothing has run, so what earlier steps output is not known yet.
                 let v = if w.contains("steps.") {
@@ -94,7 +104,10 @@ pub fn plan(rb: &Runbook, params: &ParamValues) -> Vec<PlannedStep> {
                 timeout: s.timeout.to_string(),
                 attempts: s.attempts(),
                 required: s.required,
-                rollback: s.rollback.as_ref().map(|r| render(&r.template, true)),
+                rollback: s.rollback.as_ref().map(|r| match r {
+                    Rollback::Run(script) => render(&script.template, true),
+                    Rollback::Aws { kind, .. } => describe(kind),
+                }),
             }
         })
         .collect()

@@ -96,7 +96,7 @@ fn bundle_warnings(rb: &opsbook_core::Runbook, file: &Path) -> Vec<Diagnostic> {
         if let opsbook_core::StepKind::Run(script) = &s.kind {
             scripts.push((format!("step `{}`", s.id), s.line, s.column, script));
         }
-        if let Some(r) = &s.rollback {
+        if let Some(r) = s.rollback.as_ref().and_then(|r| r.script()) {
             scripts.push((format!("the rollback of step `{}`", s.id), s.line, s.column, r));
         }
     }

@@ -1,9 +1,11 @@
 //! AWS step kinds through the binary, against local doubles that speak each service's
-//! real protocol (Lambda restJson1, STS awsQuery), so the real SDK talks to them.
+//! real protocol (Lambda restJson1, SSM awsJson1.1, STS awsQuery), so the real SDK talks
+//! to them.
 
 use std::time::{Duration, Instant};
 
 use opsbook_doubles::lambda::{self, Function, Lambda, Outcome};
+use opsbook_doubles::ssm::{self, Automation, AutomationResult, Document, InstanceResult, Ssm};
 use opsbook_doubles::sts::{self, Sts};
 use opsbook_store::Store;
 use serde_json::json;
@@ -13,6 +15,7 @@ use crate::support::{Env, Out, out, runbook};
 /// The doubles a run talks to.
 struct Aws {
     lambda: Lambda,
+    ssm: Ssm,
     sts: Sts,
 }
 
@@ -22,17 +25,19 @@ impl Aws {
             functions: functions.iter().map(|(n, f)| (n.to_string(), f.clone())).collect(),
             ..lambda::Script::default()
         };
-        Aws { lambda: Lambda::start(script), sts: Sts::start(sts::Script::default()) }
+        Aws {
+            lambda: Lambda::start(script),
+            ssm: Ssm::start(ssm::Script::default()),
+            sts: Sts::start(sts::Script::default()),
+        }
     }
 
-    /// `opsbook run test.yaml ARGS` with `book`, pointed at the doubles, with example
-    /// credentials and nothing read from the machine's AWS configuration.
-    fn run(&self, env: &Env, book: &str, extra: &[&str]) -> Out {
-        env.write("test.yaml", book);
-        let mut args = vec!["run", "test.yaml"];
-        args.extend_from_slice(extra);
-        let mut cmd = env.cmd(&args);
+    /// `opsbook ARGS` pointed at the doubles, with example credentials and nothing read
+    /// from the machine's AWS configuration.
+    fn cmd(&self, env: &Env, args: &[&str]) -> std::process::Command {
+        let mut cmd = env.cmd(args);
         cmd.env("AWS_ENDPOINT_URL_LAMBDA", &self.lambda.url)
+            .env("AWS_ENDPOINT_URL_SSM", &self.ssm.url)
             .env("AWS_ENDPOINT_URL_STS", &self.sts.url)
             .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
             .env("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
@@ -42,7 +47,16 @@ impl Aws {
             .env("AWS_SHARED_CREDENTIALS_FILE", env.path("no-aws-credentials"))
             .env_remove("AWS_PROFILE")
             .env_remove("AWS_SESSION_TOKEN");
-        out(cmd.output().expect("run opsbook"))
+        cmd
+    }
+
+    /// `opsbook run test.yaml ARGS` with `book`, pointed at the doubles, with example
+    /// credentials and nothing read from the machine's AWS configuration.
+    fn run(&self, env: &Env, book: &str, extra: &[&str]) -> Out {
+        env.write("test.yaml", book);
+        let mut args = vec!["run", "test.yaml"];
+        args.extend_from_slice(extra);
+        out(self.cmd(env, &args).output().expect("run opsbook"))
     }
 }
 
@@ -280,4 +294,238 @@ fn a_step_assumes_its_role_in_its_region() {
         refused,
         "cannot assume role arn:aws:iam::123456789012:role/forbidden: AccessDenied: User: arn:aws:iam::123456789012:user/AKIDEXAMPLE is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::123456789012:role/forbidden (the caller needs `sts:AssumeRole` on it, and the role's trust policy must allow the caller)"
     );
+}
+
+fn instance(success: bool, code: i32, output: &str) -> InstanceResult {
+    InstanceResult { success, code, output: output.to_string() }
+}
+
+/// The design's deployment: an SSM backup on one instance with an SSM restore on the web
+/// fleet as its rollback, then a deployment that fails on one instance of two.
+#[test]
+fn ssm_commands_report_each_instance_and_roll_back_through_ssm() {
+    let aws = Aws::start(&[]);
+    {
+        let mut s = aws.ssm.script();
+        s.tags.insert("role=web".into(), vec!["i-0abc".into(), "i-0def".into()]);
+        s.documents.insert(
+            "backup-application".into(),
+            Document::new(2, |i, p| {
+                instance(true, 0, &format!("backed up {} on {i}", p["app_name"][0].as_str().unwrap()))
+            }),
+        );
+        s.documents.insert(
+            "deploy-application".into(),
+            Document::new(1, |i, _| {
+                if i == "i-0def" {
+                    instance(false, 1, "disk full\nno space left")
+                } else {
+                    instance(true, 0, "deployed")
+                }
+            }),
+        );
+        s.documents
+            .insert("restore-application".into(), Document::new(1, |i, _| instance(true, 0, &format!("restored {i}"))));
+    }
+    let env = Env::new();
+    let book = runbook(
+        "    application_name: { type: string }\n",
+        r#"    - id: backup
+      aws_ssm_command:
+        document: backup-application
+        targets: { instance_ids: [i-0abc] }
+        parameters: { app_name: ["{{ params.application_name }}"] }
+        max_concurrency: "50%"
+        max_errors: 0
+      rollback:
+        aws_ssm_command: { document: restore-application, targets: { tags: { role: web } }, parameters: { app_name: "{{ params.application_name }}" } }
+    - id: deploy
+      aws_ssm_command: { document: deploy-application, targets: { tags: { role: web } } }
+"#,
+    );
+    let o = aws.run(&env, &book, &["-p", "application_name=shop", "--output", "json"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let doc = o.json();
+    assert_eq!(doc["steps"][0]["status"], "succeeded", "{doc}");
+    let backup = &doc["steps"][0]["outputs"];
+    assert_eq!(backup["status"], "Success");
+    assert_eq!(backup["instances"], r#"{"i-0abc":"Success"}"#);
+    let cmd_id = backup["command_id"].as_str().unwrap().to_string();
+    let deploy = doc["steps"][1]["error"].as_str().unwrap();
+    assert!(
+        deploy.starts_with("command ")
+            && deploy.ends_with(" ended Failed (Failed): 1 of 2 instances did not succeed: i-0def Failed, exit 1"),
+        "{deploy}"
+    );
+    assert_eq!(doc["rollback"]["status"], "succeeded", "{doc}");
+
+    let sent = aws.ssm.calls("SendCommand");
+    assert_eq!(sent.len(), 3, "backup, deploy, restore: {sent:?}");
+    assert_eq!(sent[0]["DocumentName"], "backup-application");
+    assert_eq!(sent[0]["InstanceIds"], json!(["i-0abc"]));
+    assert_eq!(sent[0]["Parameters"], json!({ "app_name": ["shop"] }));
+    assert_eq!(sent[0]["MaxConcurrency"], "50%");
+    assert_eq!(sent[0]["MaxErrors"], "0");
+    assert!(sent[0]["Comment"].as_str().unwrap().starts_with("opsbook "), "{sent:?}");
+    assert_eq!(sent[2]["DocumentName"], "restore-application");
+    assert_eq!(sent[2]["Targets"], json!([{ "Key": "tag:role", "Values": ["web"] }]));
+    assert_eq!(sent[2]["Parameters"], json!({ "app_name": ["shop"] }));
+    assert!(aws.ssm.calls("ListCommandInvocations").iter().all(|c| c["Details"] == true));
+
+    let lines = log_lines(&env);
+    for want in [
+        format!("SendCommand `backup-application` to i-0abc: command {cmd_id}"),
+        "i-0abc: Success, exit 0".to_string(),
+        "[i-0abc] backed up shop on i-0abc".to_string(),
+        "i-0def: Failed, exit 1".to_string(),
+        "[i-0def] disk full".to_string(),
+        "[i-0def] no space left".to_string(),
+        "[i-0def] restored i-0def".to_string(),
+    ] {
+        assert!(lines.contains(&want), "{want:?} in {lines:?}");
+    }
+}
+
+#[test]
+fn ssm_command_failures_say_what_to_fix() {
+    let aws = Aws::start(&[]);
+    {
+        let mut s = aws.ssm.script();
+        s.documents.insert("ok-doc".into(), Document::new(1, |_, _| instance(true, 0, "")));
+        s.unmanaged.push("i-0dead".into());
+    }
+    let env = Env::new();
+    let book = runbook(
+        "",
+        "    - id: missing\n      aws_ssm_command: { document: nope, targets: { instance_ids: [i-1] } }\n      required: false\n    - id: unmanaged\n      aws_ssm_command: { document: ok-doc, targets: { instance_ids: [i-0dead] } }\n      required: false\n    - id: nobody\n      aws_ssm_command: { document: ok-doc, targets: { tags: { role: [nobody, none] } } }\n      required: false\n",
+    );
+    let doc = aws.run(&env, &book, &["--output", "json"]).json();
+    assert_eq!(
+        doc["steps"][0]["error"],
+        "SSM document `nope` not found or not usable (Document with name nope does not exist.)"
+    );
+    assert_eq!(
+        doc["steps"][1]["error"],
+        "SSM cannot run document `ok-doc` on these instances: not managed, not running, or unknown (Instances [[i-0dead]] not in a valid state for account 123456789012)"
+    );
+    let nobody = doc["steps"][2]["error"].as_str().unwrap();
+    assert!(nobody.ends_with(" ran on no instance: nothing matched tag:role=nobody|none"), "{nobody}");
+
+    aws.ssm.script().denied = vec!["SendCommand".into()];
+    let doc = aws.run(&env, &book, &["--output", "json"]).json();
+    let denied = doc["steps"][1]["error"].as_str().unwrap();
+    assert!(
+        denied.starts_with("access denied: allow `ssm:SendCommand` on document `ok-doc` for the credentials opsbook runs with (AccessDeniedException: User: "),
+        "{denied}"
+    );
+}
+
+#[test]
+fn a_command_past_its_timeout_or_cancelled_is_cancelled_in_ssm() {
+    let aws = Aws::start(&[]);
+    aws.ssm.script().documents.insert("slow".into(), Document::new(100_000, |_, _| instance(true, 0, "")));
+    let env = Env::new();
+    let book = runbook(
+        "",
+        "    - id: slow\n      aws_ssm_command: { document: slow, targets: { instance_ids: [i-1] } }\n      timeout: 2s\n",
+    );
+    let doc = aws.run(&env, &book, &["--output", "json"]).json();
+    assert_eq!(doc["steps"][0]["status"], "timed_out", "{doc}");
+    let id = aws.ssm.script().commands[0].id.clone();
+    assert_eq!(doc["steps"][0]["error"], format!("command {id} did not finish within 2s; CancelCommand sent"));
+    assert_eq!(aws.ssm.calls("CancelCommand"), vec![json!({ "CommandId": id })]);
+    assert!(aws.ssm.script().commands[0].cancelled);
+
+    // Ctrl-C while the command runs: cancelled in SSM as well.
+    let book =
+        runbook("", "    - id: slow\n      aws_ssm_command: { document: slow, targets: { instance_ids: [i-2] } }\n");
+    env.write("test.yaml", &book);
+    let child = aws
+        .cmd(&env, &["run", "test.yaml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    crate::support::wait_until(
+        || aws.ssm.calls("ListCommands").len() > 1 && aws.ssm.script().commands.len() == 2,
+        "the second command runs",
+    );
+    crate::support::signal(&child, nix::sys::signal::Signal::SIGINT);
+    let o = out(child.wait_with_output().unwrap());
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stdout.contains("cancelled"), "{o:?}");
+    let second = aws.ssm.script().commands[1].id.clone();
+    assert_eq!(aws.ssm.calls("CancelCommand").last().unwrap()["CommandId"], second.as_str());
+    let (_, steps) = env.last();
+    assert_eq!(steps[0].status, opsbook_core::StepStatus::Cancelled);
+    assert_eq!(steps[0].error.as_deref(), Some(format!("cancelled; CancelCommand sent for command {second}").as_str()));
+}
+
+#[test]
+fn ssm_automations_give_outputs_fail_with_the_reason_and_stop_on_timeout() {
+    let aws = Aws::start(&[]);
+    {
+        let mut s = aws.ssm.script();
+        s.automations.insert(
+            "AWS-RestartEC2Instance".into(),
+            Automation::new(2, |p| {
+                AutomationResult::Success(
+                    [
+                        ("RestartedIds".to_string(), vec![p["InstanceId"][0].as_str().unwrap().to_string()]),
+                        ("Checks".to_string(), vec!["a".into(), "b".into()]),
+                    ]
+                    .into(),
+                )
+            }),
+        );
+        s.automations.insert(
+            "Broken".into(),
+            Automation::new(1, |_| AutomationResult::Failed("Step fails when it is verifying the instance.".into())),
+        );
+        s.automations
+            .insert("Forever".into(), Automation::new(100_000, |_| AutomationResult::Success(Default::default())));
+    }
+    let env = Env::new();
+    let book = runbook(
+        "",
+        r#"    - id: patch
+      aws_ssm_automation: { document: AWS-RestartEC2Instance, parameters: { InstanceId: ["i-0abc"] } }
+    - id: report
+      run: echo "restarted {{ steps.patch.outputs.RestartedIds }} checks {{ steps.patch.outputs.Checks }}"
+      validate: [ { output_contains: 'restarted i-0abc checks ["a","b"]' } ]
+    - id: broken
+      aws_ssm_automation: { document: Broken }
+      required: false
+    - id: forever
+      aws_ssm_automation: { document: Forever }
+      timeout: 2s
+"#,
+    );
+    let o = aws.run(&env, &book, &["--output", "json"]);
+    let doc = o.json();
+    assert_eq!(doc["steps"][0]["status"], "succeeded", "{doc}");
+    assert_eq!(doc["steps"][1]["status"], "succeeded", "{doc}");
+    let execs = aws.ssm.script().executions.clone();
+    assert_eq!(doc["steps"][0]["outputs"]["automation_execution_id"], execs[0].id.as_str());
+    assert_eq!(
+        doc["steps"][2]["error"],
+        format!("automation {} ended Failed: Step fails when it is verifying the instance.", execs[1].id)
+    );
+    assert_eq!(doc["steps"][3]["status"], "timed_out");
+    assert_eq!(
+        doc["steps"][3]["error"],
+        format!("automation {} did not finish within 2s; StopAutomationExecution sent", execs[2].id)
+    );
+    assert!(execs[2].stopped || aws.ssm.script().executions[2].stopped);
+    let started = aws.ssm.calls("StartAutomationExecution");
+    assert_eq!(started[0]["Parameters"], json!({ "InstanceId": ["i-0abc"] }));
+    let token = started[0]["ClientToken"].as_str().unwrap();
+    assert_eq!(token.len(), 36, "a UUID-shaped idempotency token: {token}");
+    assert_eq!(
+        aws.ssm.calls("StopAutomationExecution"),
+        vec![json!({ "AutomationExecutionId": execs[2].id, "Type": "Cancel" })]
+    );
+    let lines = log_lines(&env);
+    assert!(lines.contains(&format!("automation {}: InProgress (step run)", execs[0].id)), "{lines:?}");
+    assert!(lines.contains(&format!("automation {}: Success (step run)", execs[0].id)), "{lines:?}");
 }

@@ -1,10 +1,13 @@
-//! The AWS kinds. `aws_lambda` invokes a function and takes its JSON answer as the
-//! step's result. The calls are made by the engine through `opsbook_aws`; here are their
+//! The AWS kinds: `aws_lambda` invokes a function and takes its JSON answer as the
+//! step's result; `aws_ssm_command` runs an SSM document on instances; `aws_ssm_automation`
+//! runs an Automation runbook. The calls are made by the engine through `opsbook_aws`; here are their
 //! YAML shapes and checks.
+
+use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_saphyr::Spanned;
+use serde_saphyr::{Location, Spanned};
 
 /// Where an AWS call goes: the region and the role, when not the standard chain's.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -40,26 +43,155 @@ pub struct LambdaSpec {
 
 impl LambdaSpec {
     pub fn target(&self) -> Target {
-        Target {
-            region: self.region.as_ref().map(|r| r.value.clone()),
-            role_arn: self.role_arn.as_ref().map(|r| r.value.clone()),
-        }
+        target(&self.region, &self.role_arn)
+    }
+}
+
+/// `aws_ssm_command`: SendCommand of an SSM document to instances, waited on until every
+/// instance has finished.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SsmCommandSpec {
+    /// The SSM document's name or ARN, e.g. AWS-RunShellScript (a template).
+    #[schemars(with = "String")]
+    pub document: Spanned<String>,
+    /// A document version (`$LATEST`, `$DEFAULT` or a number).
+    #[serde(default)]
+    pub document_version: Option<String>,
+    /// Which instances: `instance_ids: [i-0abc]` or `tags: { role: web }`.
+    pub targets: SsmTargets,
+    /// The document's parameters: each a string or a list of strings (templates).
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
+    pub parameters: BTreeMap<String, serde_json::Value>,
+    /// How many instances run at once: a number or a percentage such as `50%` (SSM's default: 50).
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub max_concurrency: Option<Spanned<serde_json::Value>>,
+    /// How many instances may fail before SSM stops sending: a number or a percentage (default 0).
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub max_errors: Option<Spanned<serde_json::Value>>,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub region: Option<Spanned<String>>,
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub role_arn: Option<Spanned<String>>,
+}
+
+/// The instances an SSM command goes to.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SsmTargets {
+    /// Instance ids (templates), at most 50.
+    #[serde(default)]
+    pub instance_ids: Vec<String>,
+    /// Instances by tag: each key a tag name, its value one value or a list.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
+    pub tags: BTreeMap<String, serde_json::Value>,
+}
+
+impl SsmCommandSpec {
+    pub fn target(&self) -> Target {
+        target(&self.region, &self.role_arn)
     }
 
-    /// The problems of `region` and `role_arn`, each with its place.
-    pub fn check_target(&self) -> Vec<(serde_saphyr::Location, String)> {
-        let mut errs = Vec::new();
-        if let Some(r) = &self.region
-            && let Err(e) = check_region(&r.value)
-        {
-            errs.push((r.referenced, format!("aws_lambda.region: {e}")));
+    /// `max_concurrency` and `max_errors` as SSM takes them (checked when parsed).
+    pub fn rates(&self) -> (Option<String>, Option<String>) {
+        let rate = |v: &Option<Spanned<serde_json::Value>>| v.as_ref().and_then(|r| check_rate("", &r.value).ok());
+        (rate(&self.max_concurrency), rate(&self.max_errors))
+    }
+}
+
+/// `aws_ssm_automation`: StartAutomationExecution, waited on until it ends.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SsmAutomationSpec {
+    /// The Automation runbook's name or ARN, e.g. AWS-RestartEC2Instance (a template).
+    #[schemars(with = "String")]
+    pub document: Spanned<String>,
+    #[serde(default)]
+    pub document_version: Option<String>,
+    /// Its parameters: each a string or a list of strings (templates).
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
+    pub parameters: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub region: Option<Spanned<String>>,
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub role_arn: Option<Spanned<String>>,
+}
+
+impl SsmAutomationSpec {
+    pub fn target(&self) -> Target {
+        target(&self.region, &self.role_arn)
+    }
+}
+
+fn target(region: &Option<Spanned<String>>, role_arn: &Option<Spanned<String>>) -> Target {
+    Target { region: region.as_ref().map(|r| r.value.clone()), role_arn: role_arn.as_ref().map(|r| r.value.clone()) }
+}
+
+/// The problems of a step's `region` and `role_arn`, each with its place.
+pub fn check_target(
+    kind: &str,
+    region: &Option<Spanned<String>>,
+    role_arn: &Option<Spanned<String>>,
+) -> Vec<(Location, String)> {
+    let mut errs = Vec::new();
+    if let Some(r) = region
+        && let Err(e) = check_region(&r.value)
+    {
+        errs.push((r.referenced, format!("{kind}.region: {e}")));
+    }
+    if let Some(a) = role_arn
+        && let Err(e) = check_role_arn(&a.value)
+    {
+        errs.push((a.referenced, format!("{kind}.role_arn: {e}")));
+    }
+    errs
+}
+
+/// SSM parameters as SSM takes them: each name with a list of strings (numbers and
+/// booleans written as text). The problem, if a value is neither.
+pub fn ssm_parameters(params: &BTreeMap<String, serde_json::Value>) -> Result<BTreeMap<String, Vec<String>>, String> {
+    let text = |name: &str, v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => Ok(s.clone()),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        serde_json::Value::Bool(b) => Ok(b.to_string()),
+        _ => Err(format!("parameters.{name}: expected a string or a list of strings")),
+    };
+    params
+        .iter()
+        .map(|(k, v)| {
+            let list = match v {
+                serde_json::Value::Array(items) => items.iter().map(|i| text(k, i)).collect::<Result<Vec<_>, _>>()?,
+                other => vec![text(k, other)?],
+            };
+            Ok((k.clone(), list))
+        })
+        .collect()
+}
+
+/// Checks a `max_concurrency` or `max_errors` value: a whole number, or a percentage.
+pub fn check_rate(field: &str, v: &serde_json::Value) -> Result<String, String> {
+    let bad = || format!("{field}: expected a number such as 2 or a percentage such as \"50%\", not {v}");
+    match v {
+        serde_json::Value::Number(n) => n.as_u64().map(|n| n.to_string()).ok_or_else(bad),
+        serde_json::Value::String(s) => {
+            let digits = s.strip_suffix('%').unwrap_or(s);
+            let ok = !digits.is_empty()
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && (!s.ends_with('%') || digits.parse::<u32>().is_ok_and(|p| p <= 100));
+            if ok { Ok(s.clone()) } else { Err(bad()) }
         }
-        if let Some(a) = &self.role_arn
-            && let Err(e) = check_role_arn(&a.value)
-        {
-            errs.push((a.referenced, format!("aws_lambda.role_arn: {e}")));
-        }
-        errs
+        _ => Err(bad()),
     }
 }
 

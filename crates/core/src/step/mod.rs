@@ -21,6 +21,36 @@ pub enum StepKind {
     Approval(approval::ApprovalSpec),
     Gate(gate::GateStepSpec),
     AwsLambda(aws::LambdaSpec),
+    AwsSsmCommand(Box<aws::SsmCommandSpec>),
+    AwsSsmAutomation(aws::SsmAutomationSpec),
+}
+
+/// What undoes a succeeded step: a script, or one of the AWS kinds.
+#[derive(Debug, Clone)]
+pub enum Rollback {
+    Run(run::Script),
+    /// An `aws_lambda`, `aws_ssm_command` or `aws_ssm_automation` action, with its timeout.
+    Aws {
+        kind: Box<StepKind>,
+        timeout: Option<Dur>,
+    },
+}
+
+impl Rollback {
+    /// The timeout set on the rollback itself, if any.
+    pub fn timeout(&self) -> Option<Dur> {
+        match self {
+            Rollback::Run(s) => s.timeout,
+            Rollback::Aws { timeout, .. } => *timeout,
+        }
+    }
+
+    pub fn script(&self) -> Option<&run::Script> {
+        match self {
+            Rollback::Run(s) => Some(s),
+            Rollback::Aws { .. } => None,
+        }
+    }
 }
 
 impl StepKind {
@@ -32,6 +62,8 @@ impl StepKind {
             StepKind::Approval(_) => "approval",
             StepKind::Gate(_) => "gate",
             StepKind::AwsLambda(_) => "aws_lambda",
+            StepKind::AwsSsmCommand(_) => "aws_ssm_command",
+            StepKind::AwsSsmAutomation(_) => "aws_ssm_automation",
         }
     }
 
@@ -45,9 +77,11 @@ impl StepKind {
             StepKind::Gate(g) => Dur(g.max_wait().0 + g.poll().0 + std::time::Duration::from_secs(60)),
             // Lambda's own limit is 15 minutes.
             StepKind::AwsLambda(_) => Dur::from_secs(16 * 60),
+            StepKind::AwsSsmCommand(_) | StepKind::AwsSsmAutomation(_) => Dur::from_secs(3600),
         }
     }
 }
 
 /// Names of the keys that select a kind, for error messages.
-pub const KIND_KEYS: [&str; 6] = ["run", "http", "sleep", "approval", "gate", "aws_lambda"];
+pub const KIND_KEYS: [&str; 8] =
+    ["run", "http", "sleep", "approval", "gate", "aws_lambda", "aws_ssm_command", "aws_ssm_automation"];

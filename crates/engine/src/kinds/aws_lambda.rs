@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use opsbook_core::step::aws::LambdaSpec;
-use opsbook_core::{Dur, Step, StepStatus, template};
-use opsbook_store::{Phase, Store, Stream};
+use opsbook_core::{Dur, StepStatus, template};
+use opsbook_store::{Store, Stream};
 
-use super::AttemptResult;
+use super::{Action, AttemptResult};
 use crate::Result;
 use crate::runner::Run;
 
@@ -18,22 +18,22 @@ const LOGGED_LINES: usize = 20;
 
 pub(crate) async fn attempt<S: Store>(
     run: &mut Run<'_, '_, S>,
-    step: &Step,
+    act: &Action<'_>,
     spec: &LambdaSpec,
-    attempt: u32,
 ) -> Result<AttemptResult> {
+    let field = act.field("aws_lambda");
     let ctx = run.context(false);
     let function = match template::render_plain(&spec.function.value, &ctx) {
         Ok(f) => f,
-        Err(e) => return Ok(AttemptResult::fatal(format!("aws_lambda.function: {e}"))),
+        Err(e) => return Ok(AttemptResult::fatal(format!("{field}.function: {e}"))),
     };
     let payload = match spec.payload.as_ref().map(|p| template::render_json(p, &ctx)).transpose() {
         Ok(p) => p.unwrap_or_else(|| serde_json::json!({})),
-        Err(e) => return Ok(AttemptResult::fatal(format!("aws_lambda.payload: {e}"))),
+        Err(e) => return Ok(AttemptResult::fatal(format!("{field}.payload: {e}"))),
     };
     let body = serde_json::to_vec(&payload).expect("a JSON value serializes");
     let target = run.aws_target(spec.target());
-    let timeout = step.timeout.0;
+    let timeout = act.timeout;
     let started = Instant::now();
     let cancel = run.hooks.cancel.clone();
     let call = opsbook_aws::lambda::invoke(&target, &function, spec.qualifier.as_deref(), body);
@@ -51,20 +51,20 @@ pub(crate) async fn attempt<S: Store>(
             ));
         }
         Ok(Err(e)) => {
-            return Ok(AttemptResult { retryable: e.retryable, ..AttemptResult::failed(StepStatus::Failed, e.message) });
+            return Ok(AttemptResult::aws(e));
         }
         Ok(Ok(out)) => out,
     };
     let elapsed = started.elapsed().as_millis();
     let version = out.version.as_deref().map(|v| format!(", version {v}")).unwrap_or_default();
     let verdict = out.function_error.as_deref().map_or_else(|| "answered".to_string(), |e| format!("failed ({e})"));
-    run.system(Some(&step.id), Phase::Step, &format!("Lambda `{function}` {verdict} in {elapsed}ms{version}")).await?;
+    run.system(Some(act.step_id), act.phase, &format!("Lambda `{function}` {verdict} in {elapsed}ms{version}")).await?;
     for line in out.log_tail.lines() {
-        run.sink.push(run.hooks.observer, Some(&step.id), Phase::Step, attempt, Stream::Stderr, line.as_bytes());
+        run.sink.push(run.hooks.observer, Some(act.step_id), act.phase, act.attempt, Stream::Stderr, line.as_bytes());
     }
     let text = String::from_utf8_lossy(&out.payload).into_owned();
     for line in text.lines().take(LOGGED_LINES) {
-        run.sink.push(run.hooks.observer, Some(&step.id), Phase::Step, attempt, Stream::Stdout, line.as_bytes());
+        run.sink.push(run.hooks.observer, Some(act.step_id), act.phase, act.attempt, Stream::Stdout, line.as_bytes());
     }
     run.sink.flush().await?;
     let document: serde_json::Value =

@@ -2,6 +2,7 @@
 
 pub(crate) mod approval;
 pub(crate) mod aws_lambda;
+pub(crate) mod aws_ssm;
 pub(crate) mod gate;
 pub(crate) mod http;
 pub(crate) mod run;
@@ -11,7 +12,7 @@ pub(crate) mod validate;
 use std::collections::BTreeMap;
 
 use opsbook_core::{Step, StepKind, StepStatus, template};
-use opsbook_store::Store;
+use opsbook_store::{Phase, Store};
 
 use crate::runner::Run;
 
@@ -29,8 +30,40 @@ pub(crate) fn display<S: Store>(run: &Run<'_, '_, S>, step: &Step) -> Option<Str
             let function = template::render_plain(&l.function.value, &ctx).ok()?;
             format!("aws_lambda {function} {}", payload.unwrap_or_else(|| serde_json::json!({})))
         }
+        StepKind::AwsSsmCommand(c) => aws_ssm::display_command(c, &ctx)?,
+        StepKind::AwsSsmAutomation(a) => aws_ssm::display_automation(a, &ctx)?,
     };
     Some(run.masker().mask(&text).into_owned())
+}
+
+/// One run of an action (a step's attempt, or a rollback): whose, in which phase, which
+/// attempt, and the time it has.
+pub(crate) struct Action<'a> {
+    pub step_id: &'a str,
+    pub phase: Phase,
+    pub attempt: u32,
+    pub timeout: std::time::Duration,
+}
+
+impl Action<'_> {
+    /// The field of the runbook messages name: `KIND`, or `rollback.KIND` in a rollback.
+    pub fn field(&self, kind: &str) -> String {
+        if self.phase == Phase::Rollback { format!("rollback.{kind}") } else { kind.to_string() }
+    }
+}
+
+/// Runs one of the AWS kinds (`None` for any other kind).
+pub(crate) async fn aws<S: Store>(
+    run: &mut Run<'_, '_, S>,
+    act: &Action<'_>,
+    kind: &StepKind,
+) -> crate::Result<Option<AttemptResult>> {
+    Ok(Some(match kind {
+        StepKind::AwsLambda(spec) => aws_lambda::attempt(run, act, spec).await?,
+        StepKind::AwsSsmCommand(spec) => aws_ssm::command(run, act, spec).await?,
+        StepKind::AwsSsmAutomation(spec) => aws_ssm::automation(run, act, spec).await?,
+        _ => return Ok(None),
+    }))
 }
 
 /// The result of one attempt of a step (or of a rollback or prerequisite check).
@@ -67,6 +100,11 @@ impl AttemptResult {
             retryable: true,
             document: None,
         }
+    }
+
+    /// A failed AWS call: retried only when trying again can help.
+    pub fn aws(e: opsbook_aws::Error) -> AttemptResult {
+        AttemptResult { retryable: e.retryable, ..AttemptResult::failed(StepStatus::Failed, e.message) }
     }
 
     /// A failure that no retry can fix.

@@ -254,8 +254,11 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 StepKind::Http(spec) => kinds::http::attempt(self, step, spec, attempt).await?,
                 StepKind::Sleep(spec) => kinds::sleep::attempt(self, spec).await,
                 StepKind::Gate(spec) => kinds::gate::attempt(self, &step.id, spec).await?,
-                StepKind::AwsLambda(spec) => kinds::aws_lambda::attempt(self, step, spec, attempt).await?,
                 StepKind::Approval(_) => unreachable!("approvals are not attempted"),
+                aws => {
+                    let act = kinds::Action { step_id: &step.id, phase: Phase::Step, attempt, timeout: step.timeout.0 };
+                    kinds::aws(self, &act, aws).await?.expect("the AWS kinds")
+                }
             };
             let mut result = result;
             kinds::validate::after(self, step, &mut result).await?;

@@ -231,7 +231,15 @@ pub(crate) fn needed_secrets(rb: &Runbook, steps: &[StepRecord], work: Work) -> 
             && rec.rollback_status != Some(StepStatus::Succeeded)
             && let Some(r) = &step.rollback
         {
-            texts.push(script_text(r));
+            match r.script() {
+                Some(script) => texts.push(script_text(script)),
+                // An AWS rollback: the step's whole text, which holds it.
+                None => {
+                    let from = (step.line as usize).saturating_sub(1);
+                    let to = rb.steps.get(i + 1).map_or(lines.len(), |n| (n.line as usize).saturating_sub(1));
+                    texts.push(lines.get(from..to.max(from)).map(|l| l.join("\n")).unwrap_or_default());
+                }
+            }
         }
         if work == Work::Rest && !done(rec) {
             // All of a step that is still to run: its text in the runbook, every field.

@@ -2,6 +2,7 @@
 //! before it runs.
 
 use opsbook_core::StepStatus;
+use opsbook_core::step::Rollback;
 use opsbook_core::template;
 use opsbook_store::{Phase, Store, now_ms};
 
@@ -37,7 +38,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         let mut overall = StepStatus::Succeeded;
         for idx in todo {
             let step = self.rb.steps[idx].clone();
-            let script = step.rollback.as_ref().expect("filtered on rollback");
+            let rollback = step.rollback.as_ref().expect("filtered on rollback");
             if self.cancel_level() >= 2 {
                 self.steps[idx].rollback_status = Some(StepStatus::Cancelled);
                 self.steps[idx].rollback_error = Some("skipped: cancelled twice".into());
@@ -56,22 +57,28 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 self.system(Some(&step.id), Phase::Rollback, &msg).await?;
             }
             let started = now_ms();
-            let result = match template::render_shell(&script.template, &self.context(false)) {
-                Ok(text) => {
-                    let timeout = script.timeout.unwrap_or(step.timeout).0;
-                    let sr = kinds::run::ScriptRun {
-                        text: &text,
-                        script,
-                        timeout,
-                        step_id: Some(&step.id),
-                        phase: Phase::Rollback,
-                        attempt: 1,
-                        validations: &[],
-                        cancel_level: 2,
-                    };
-                    kinds::run::exec_script(self, &sr).await?
+            let timeout = rollback.timeout().unwrap_or(step.timeout).0;
+            let result = match rollback {
+                Rollback::Run(script) => match template::render_shell(&script.template, &self.context(false)) {
+                    Ok(text) => {
+                        let sr = kinds::run::ScriptRun {
+                            text: &text,
+                            script,
+                            timeout,
+                            step_id: Some(&step.id),
+                            phase: Phase::Rollback,
+                            attempt: 1,
+                            validations: &[],
+                            cancel_level: 2,
+                        };
+                        kinds::run::exec_script(self, &sr).await?
+                    }
+                    Err(e) => AttemptResult::fatal(format!("rollback.run: {e}")),
+                },
+                Rollback::Aws { kind, .. } => {
+                    let act = kinds::Action { step_id: &step.id, phase: Phase::Rollback, attempt: 1, timeout };
+                    kinds::aws(self, &act, kind).await?.expect("the AWS kinds")
                 }
-                Err(e) => AttemptResult::fatal(format!("rollback.run: {e}")),
             };
             self.sink.flush().await?;
             let error = result.error.as_ref().map(|e| self.masker().mask(e).into_owned());
