@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod lambda;
+pub mod secrets;
 pub mod ssm;
 
 use std::collections::HashMap;

@@ -60,6 +60,61 @@ pub struct ParamSpec {
     pub min_length: Option<u64>,
     #[serde(default)]
     pub max_length: Option<u64>,
+    /// A secret's value read from AWS when the execution starts (never stored):
+    /// `aws-secretsmanager:NAME_OR_ARN[#json_key]` or `aws-ssm-parameter:/path`.
+    #[serde(default)]
+    pub from: Option<String>,
+}
+
+/// Where a secret parameter's value is read from when an execution starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A Secrets Manager secret (name or ARN), whole or one key of its JSON.
+    SecretsManager { id: String, key: Option<String> },
+    /// A Parameter Store parameter, decrypted.
+    SsmParameter { name: String },
+}
+
+impl SecretSource {
+    pub fn parse(text: &str) -> Result<SecretSource, String> {
+        let usage = "expected aws-secretsmanager:NAME_OR_ARN[#json_key] or aws-ssm-parameter:/path";
+        let (scheme, rest) = text.split_once(':').ok_or_else(|| format!("`from: {text}`: {usage}"))?;
+        match scheme {
+            "aws-secretsmanager" => {
+                let (id, key) = match rest.rsplit_once('#') {
+                    Some((id, key)) if !key.is_empty() => (id, Some(key.to_string())),
+                    Some(_) => return Err(format!("`from: {text}`: the JSON key after `#` is empty")),
+                    None => (rest, None),
+                };
+                if id.is_empty() {
+                    return Err(format!("`from: {text}`: name the secret"));
+                }
+                Ok(SecretSource::SecretsManager { id: id.to_string(), key })
+            }
+            "aws-ssm-parameter" if rest.is_empty() => Err(format!("`from: {text}`: name the parameter")),
+            "aws-ssm-parameter" => Ok(SecretSource::SsmParameter { name: rest.to_string() }),
+            other => Err(format!("`from: {text}`: unknown source `{other}`; {usage}")),
+        }
+    }
+
+    /// The region an ARN names, if the source is given by ARN.
+    pub fn arn_region(&self) -> Option<&str> {
+        let id = match self {
+            SecretSource::SecretsManager { id, .. } => id,
+            SecretSource::SsmParameter { name } => name,
+        };
+        id.strip_prefix("arn:").and_then(|r| r.split(':').nth(2)).filter(|r| !r.is_empty())
+    }
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::SecretsManager { id, key: Some(k) } => write!(f, "aws-secretsmanager:{id}#{k}"),
+            SecretSource::SecretsManager { id, key: None } => write!(f, "aws-secretsmanager:{id}"),
+            SecretSource::SsmParameter { name } => write!(f, "aws-ssm-parameter:{name}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -101,6 +156,11 @@ pub struct Param {
 impl Param {
     pub fn is_secret(&self) -> bool {
         self.spec.ty == ParamType::Secret
+    }
+
+    /// Where the value comes from when none is given (a secret's `from:`).
+    pub fn source(&self) -> Option<SecretSource> {
+        self.spec.from.as_deref().and_then(|f| SecretSource::parse(f).ok())
     }
 
     /// Checks the declaration itself; returns the problems found.
@@ -159,6 +219,13 @@ impl Param {
             errs.push(format!(
                 "parameter `{name}`: a secret cannot have a default (never write secrets into a runbook)"
             ));
+        }
+        if let Some(from) = &spec.from {
+            if ty != ParamType::Secret {
+                errs.push(format!("parameter `{name}`: `from` applies only to secret parameters"));
+            } else if let Err(e) = SecretSource::parse(from) {
+                errs.push(format!("parameter `{name}`: {e}"));
+            }
         }
         let param = Param { name: name.to_string(), spec: spec.clone(), pattern };
         if errs.is_empty()
@@ -375,7 +442,7 @@ pub fn check_values(params: &[Param], inputs: &BTreeMap<String, Input>) -> Resul
                     continue;
                 }
             },
-            None if p.spec.required => {
+            None if p.spec.required && p.spec.from.is_none() => {
                 errors.push(ParamError { param: p.name.clone(), message: "is required".into() });
                 continue;
             }
@@ -431,6 +498,39 @@ mod tests {
                 "parameter `environment`: is required",
             ]),
         );
+    }
+
+    #[test]
+    fn secret_sources_parse_or_say_why() {
+        use SecretSource::*;
+        assert_eq!(
+            SecretSource::parse("aws-secretsmanager:prod/db#password"),
+            Ok(SecretsManager { id: "prod/db".into(), key: Some("password".into()) })
+        );
+        let arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/db-AbCdEf";
+        let s = SecretSource::parse(&format!("aws-secretsmanager:{arn}")).unwrap();
+        assert_eq!(s, SecretsManager { id: arn.into(), key: None });
+        assert_eq!(s.arn_region(), Some("eu-west-1"));
+        assert_eq!(SecretSource::parse("aws-ssm-parameter:/app/key"), Ok(SsmParameter { name: "/app/key".into() }));
+        assert_eq!(SecretSource::parse("aws-ssm-parameter:/app/key").unwrap().arn_region(), None);
+        assert_eq!(
+            SecretSource::parse("vault:x").unwrap_err(),
+            "`from: vault:x`: unknown source `vault`; expected aws-secretsmanager:NAME_OR_ARN[#json_key] or aws-ssm-parameter:/path"
+        );
+        assert_eq!(
+            SecretSource::parse("aws-secretsmanager:db#").unwrap_err(),
+            "`from: aws-secretsmanager:db#`: the JSON key after `#` is empty"
+        );
+        let spec: ParamSpec = serde_saphyr::from_str("{ type: string, from: \"aws-ssm-parameter:/x\" }").unwrap();
+        assert_eq!(
+            Param::check_spec("p", &spec).unwrap_err(),
+            vec!["parameter `p`: `from` applies only to secret parameters"]
+        );
+        // A required secret with a source needs no value.
+        let spec: ParamSpec =
+            serde_saphyr::from_str("{ type: secret, required: true, from: \"aws-ssm-parameter:/x\" }").unwrap();
+        let p = Param::check_spec("p", &spec).unwrap();
+        assert_eq!(check_values(&[p], &BTreeMap::new()).unwrap().values["p"], Value::Null);
     }
 
     #[test]

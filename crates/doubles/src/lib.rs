@@ -7,5 +7,6 @@
 pub mod health;
 pub mod http;
 pub mod lambda;
+pub mod secrets;
 pub mod ssm;
 pub mod sts;

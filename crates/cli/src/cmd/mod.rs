@@ -489,7 +489,13 @@ fn chomp(text: &str) -> &str {
 pub fn missing_secrets(rb: &Runbook, inputs: &BTreeMap<String, Input>) -> Vec<String> {
     rb.params
         .iter()
-        .filter(|p| p.is_secret() && p.spec.required && p.spec.default.is_none() && !inputs.contains_key(&p.name))
+        .filter(|p| {
+            p.is_secret()
+                && p.spec.required
+                && p.spec.default.is_none()
+                && p.spec.from.is_none()
+                && !inputs.contains_key(&p.name)
+        })
         .map(|p| p.name.clone())
         .collect()
 }

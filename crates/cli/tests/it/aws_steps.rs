@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use opsbook_doubles::lambda::{self, Function, Lambda, Outcome};
+use opsbook_doubles::secrets::{self, SecretsManager};
 use opsbook_doubles::ssm::{self, Automation, AutomationResult, Document, InstanceResult, Ssm};
 use opsbook_doubles::sts::{self, Sts};
 use opsbook_store::Store;
@@ -16,6 +17,7 @@ use crate::support::{Env, Out, out, runbook};
 struct Aws {
     lambda: Lambda,
     ssm: Ssm,
+    secrets: SecretsManager,
     sts: Sts,
 }
 
@@ -28,6 +30,7 @@ impl Aws {
         Aws {
             lambda: Lambda::start(script),
             ssm: Ssm::start(ssm::Script::default()),
+            secrets: SecretsManager::start(secrets::Script::default()),
             sts: Sts::start(sts::Script::default()),
         }
     }
@@ -38,6 +41,7 @@ impl Aws {
         let mut cmd = env.cmd(args);
         cmd.env("AWS_ENDPOINT_URL_LAMBDA", &self.lambda.url)
             .env("AWS_ENDPOINT_URL_SSM", &self.ssm.url)
+            .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", &self.secrets.url)
             .env("AWS_ENDPOINT_URL_STS", &self.sts.url)
             .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
             .env("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
@@ -528,4 +532,120 @@ fn ssm_automations_give_outputs_fail_with_the_reason_and_stop_on_timeout() {
     let lines = log_lines(&env);
     assert!(lines.contains(&format!("automation {}: InProgress (step run)", execs[0].id)), "{lines:?}");
     assert!(lines.contains(&format!("automation {}: Success (step run)", execs[0].id)), "{lines:?}");
+}
+
+const SECRET_PARAMS: &str = "    db_password: { type: secret, from: \"aws-secretsmanager:prod/db#password\" }\n    api_key: { type: secret, required: true, from: \"aws-ssm-parameter:/app/api-key\", min_length: 8 }\n";
+
+fn secret_aws() -> Aws {
+    let aws = Aws::start(&[]);
+    aws.secrets
+        .script()
+        .secrets
+        .insert("prod/db".into(), r#"{"username": "app", "password": "pw-from-secrets-manager"}"#.into());
+    aws.ssm.script().parameters.insert("/app/api-key".into(), "key-from-parameter-store".into());
+    aws
+}
+
+#[test]
+fn secret_parameters_are_read_from_aws_masked_and_never_stored() {
+    let aws = secret_aws();
+    let env = Env::new();
+    let book = runbook(
+        SECRET_PARAMS,
+        "    - id: use\n      run: |\n        printf %s \"$OPSBOOK_PARAM_DB_PASSWORD\" > pw.txt\n        printf %s {{ params.api_key }} > key.txt\n        echo \"db {{ params.db_password }} key {{ params.api_key }}\"\n      rollback: { run: \"printf %s {{ params.db_password }} > undone.txt\" }\n    - id: maybe\n      run: test -e go\n",
+    )
+    .replace("spec:\n", "spec:\n  on_failure: stop\n");
+    let o = aws.run(&env, &book, &["--output", "json"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert_eq!(env.read("pw.txt"), "pw-from-secrets-manager");
+    assert_eq!(env.read("key.txt"), "key-from-parameter-store");
+    let doc = o.json();
+    assert_eq!(
+        doc["params"],
+        json!({ "db_password": "<from aws-secretsmanager:prod/db#password>", "api_key": "<from aws-ssm-parameter:/app/api-key>" })
+    );
+    let lines = log_lines(&env);
+    assert!(lines.contains(&"db *** key ***".to_string()), "{lines:?}");
+    let everything = format!("{}{}{lines:?}", o.stdout, o.stderr);
+    assert!(!everything.contains("pw-from-secrets-manager") && !everything.contains("key-from-parameter-store"));
+    let db = std::fs::read(&env.db).unwrap();
+    assert!(!String::from_utf8_lossy(&db).contains("from-secrets-manager"), "never stored");
+    assert_eq!(aws.secrets.script().calls, vec![json!({ "SecretId": "prod/db" })]);
+    assert_eq!(aws.ssm.calls("GetParameter"), vec![json!({ "Name": "/app/api-key", "WithDecryption": true })]);
+
+    // A later rollback reads them again.
+    let (e, _) = env.last();
+    let o = out(aws.cmd(&env, &["rollback", &e.id]).output().unwrap());
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(env.read("undone.txt"), "pw-from-secrets-manager");
+    assert_eq!(aws.secrets.script().calls.len(), 2);
+
+    // A value given on the command line wins over the source.
+    let o = aws.run(&env, &book, &["-p", "api_key=given-on-the-line", "-p", "db_password=given-too"]);
+    assert_eq!(env.read("key.txt"), "given-on-the-line", "{o:?}");
+    assert_eq!(aws.ssm.calls("GetParameter").len(), 2, "not read when given");
+}
+
+#[test]
+fn a_secret_that_cannot_be_read_starts_nothing() {
+    let aws = secret_aws();
+    aws.secrets.script().denied.push("prod/db".into());
+    aws.ssm.script().parameters.insert("/app/api-key".into(), "short".into());
+    let env = Env::new();
+    let book = runbook(SECRET_PARAMS, "    - id: use\n      run: touch ran\n");
+    let o = aws.run(&env, &book, &[]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(
+        o.stderr.contains("parameter `db_password`: from aws-secretsmanager:prod/db#password: access denied: allow `secretsmanager:GetSecretValue` on secret `prod/db` for the credentials opsbook runs with"),
+        "{o:?}"
+    );
+    assert!(
+        o.stderr.contains(
+            "parameter `api_key`: from aws-ssm-parameter:/app/api-key: is 5 characters long, shorter than the minimum 8"
+        ),
+        "{o:?}"
+    );
+    assert!(!o.stderr.contains("short\""), "the value is never echoed: {o:?}");
+    assert!(!env.path("ran").exists());
+    let s = env.store();
+    assert!(s.block(s.store.executions(&Default::default())).unwrap().is_empty(), "nothing stored");
+
+    aws.secrets.script().denied.clear();
+    aws.secrets.script().secrets.insert("prod/db".into(), r#"{"user": "app"}"#.into());
+    let o = aws.run(&env, &book, &[]);
+    assert!(
+        o.stderr.contains(
+            "parameter `db_password`: from aws-secretsmanager:prod/db#password: secret `prod/db` has no key `password`"
+        ),
+        "{o:?}"
+    );
+}
+
+/// On the server, the worker reads the secret when it starts the execution: the request
+/// carries none, and no node stores it.
+#[test]
+fn a_worker_reads_secret_parameters_from_aws() {
+    let aws = secret_aws();
+    let env = Env::new();
+    let admin = crate::server::token(&env, "ann", &["admin"]);
+    let args = ["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "", "--workers", "1"];
+    let (child, url, _) = crate::support::start_server(aws.cmd(&env, &args));
+    let _srv = crate::server::Serve { child, url: url.clone() };
+    env.write(
+        "books/secret.yaml",
+        &runbook(
+            SECRET_PARAMS,
+            "    - id: use\n      run: printf %s \"$OPSBOOK_PARAM_DB_PASSWORD/{{ params.api_key }}\" > \"$T/seen\"\n",
+        )
+        .replace("name: test", "name: secret"),
+    );
+    assert_eq!(crate::server::client(&env, &url, &admin, &["push", "books"]).code, 0);
+    let o = crate::server::client(&env, &url, &admin, &["run", "secret", "--output", "json"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(env.read("seen"), "pw-from-secrets-manager/key-from-parameter-store");
+    assert_eq!(
+        o.json()["params"],
+        json!({ "db_password": "<from aws-secretsmanager:prod/db#password>", "api_key": "<from aws-ssm-parameter:/app/api-key>" })
+    );
+    assert_eq!(aws.secrets.script().calls.len(), 1);
 }

@@ -57,7 +57,7 @@ pub async fn new_execution<S: Store>(
         base_dir: req.base_dir.to_string_lossy().into_owned(),
         status,
         actor: req.actor.clone(),
-        params: req.params.masked(),
+        params: stored_params(rb, &req.params),
         secret_digests: serde_json::Value::Object(digests),
         created_at: now,
         started_at: running.then_some(now),
@@ -79,12 +79,29 @@ pub async fn new_execution<S: Store>(
     Ok((exec, steps))
 }
 
+/// The parameters as stored: secrets masked, and a secret left to its `from:` source
+/// shown as `<from SOURCE>` (its value is read when the execution runs, never stored).
+fn stored_params(rb: &Runbook, params: &ParamValues) -> serde_json::Value {
+    let mut shown = params.masked();
+    for p in &rb.params {
+        if let Some(source) = p.source()
+            && shown.get(&p.name).is_none_or(serde_json::Value::is_null)
+        {
+            shown[&p.name] = serde_json::Value::from(format!("<from {source}>"));
+        }
+    }
+    shown
+}
+
 pub(crate) async fn start<S: Store>(engine: &Engine<S>, req: StartRequest, hooks: &Hooks<'_>) -> Result<Outcome> {
     let warning = check_lifecycle(&req.runbook, req.allow_draft)?;
     let (exec, steps) = new_execution(engine, &req, ExecStatus::Running).await?;
+    // Read before anything is stored: a secret that cannot be read starts nothing.
+    let mut params = req.params;
+    resolve_sources(&exec.id, &req.runbook, &mut params).await?;
     engine.store.create_execution(&exec, &steps).await?;
     let id = exec.id.clone();
-    let mut run = Run::new(engine, hooks, req.runbook, exec, steps, req.params, 0);
+    let mut run = Run::new(engine, hooks, req.runbook, exec, steps, params, 0);
     run.event(&Event::Started {
         execution_id: &id,
         runbook: &run.rb.name,
@@ -173,7 +190,8 @@ async fn load_exec<'e, 'h, S: Store>(
     let rb = Runbook::clone(&*engine.stored_runbook(&exec.runbook_sha256).await?);
     let (steps, last_seq) = store.steps_and_last_seq(&exec.id).await?;
     let needed = needed_secrets(&rb, &steps, work);
-    let params = restore_params(&rb, &exec, secrets, &needed)?;
+    let mut params = restore_params(&rb, &exec, secrets, &needed)?;
+    resolve_sources(&exec.id, &rb, &mut params).await?;
     if steps.len() != rb.steps.len() {
         return Err(Error::Invalid(format!(
             "execution {} has {} step records for a runbook of {} steps",
@@ -183,6 +201,49 @@ async fn load_exec<'e, 'h, S: Store>(
         )));
     }
     Ok(Run::new(engine, hooks, rb, exec, steps, params, last_seq))
+}
+
+/// How long reading one secret from AWS may take.
+const SOURCE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reads each secret parameter that names a `from:` and was not given a value, from AWS,
+/// each time an execution starts or goes on (never stored; masked like any secret).
+async fn resolve_sources(execution_id: &str, rb: &Runbook, params: &mut ParamValues) -> Result<()> {
+    use opsbook_core::params::SecretSource;
+    let mut errors = Vec::new();
+    for p in &rb.params {
+        let Some(source) = p.source() else { continue };
+        if params.values.get(&p.name).is_some_and(|v| !v.is_null()) {
+            continue;
+        }
+        let target = opsbook_aws::Target {
+            region: source.arn_region().map(str::to_string),
+            role_arn: None,
+            session: format!("opsbook-{execution_id}"),
+        };
+        let read = async {
+            match &source {
+                SecretSource::SecretsManager { id, key } => {
+                    opsbook_aws::secrets::secrets_manager(&target, id, key.as_deref()).await
+                }
+                SecretSource::SsmParameter { name } => opsbook_aws::secrets::ssm_parameter(&target, name).await,
+            }
+        };
+        let value = match tokio::time::timeout(SOURCE_WITHIN, read).await {
+            Ok(Ok(text)) => p.coerce(&Input::Text(text)),
+            Ok(Err(e)) => Err(e.message),
+            Err(_) => Err(format!("no answer within {}", opsbook_core::Dur(SOURCE_WITHIN))),
+        };
+        match value {
+            Ok(v) => {
+                params.values.insert(p.name.clone(), v);
+            }
+            Err(e) => {
+                errors.push(opsbook_core::ParamError { param: p.name.clone(), message: format!("from {source}: {e}") })
+            }
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(Error::Params(errors)) }
 }
 
 pub(crate) async fn check_secrets<S: Store>(
