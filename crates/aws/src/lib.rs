@@ -10,6 +10,7 @@
 
 pub mod lambda;
 pub mod secrets;
+pub mod sns;
 pub mod ssm;
 
 use std::collections::HashMap;

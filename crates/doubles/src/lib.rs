@@ -8,5 +8,6 @@ pub mod health;
 pub mod http;
 pub mod lambda;
 pub mod secrets;
+pub mod sns;
 pub mod ssm;
 pub mod sts;

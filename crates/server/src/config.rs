@@ -217,6 +217,11 @@ step_parent_death_signal = false
 # runbooks = ["web-*"]
 # attempts = 5
 # backoff = "1s"
+#
+# [[notify]]
+# name = "ops-topic"
+# sns = "arn:aws:sns:eu-west-1:123456789012:deployments"   # Publish with the server's AWS credentials
+# events = ["failed", "blocked"]   # attributes: runbook, status, event, execution_id
 "#;
 
 impl Config {

@@ -1,5 +1,5 @@
-//! Notifications: webhook (JSON, HMAC-SHA256 signed) and Slack incoming webhook, on
-//! execution events. Delivery runs beside the executions: retried with backoff, every
+//! Notifications: webhook (JSON, HMAC-SHA256 signed), Slack incoming webhook and Amazon
+//! SNS topic, on execution events. Delivery runs beside the executions: retried with backoff, every
 //! attempt recorded, and never able to fail or stall an execution.
 
 use std::time::Duration;
@@ -22,14 +22,23 @@ pub const EVENTS: [&str; 9] =
 pub enum Kind {
     Webhook,
     Slack,
+    /// An SNS topic (`sns = "arn:aws:sns:REGION:ACCOUNT:TOPIC"`).
+    Sns,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     pub name: String,
-    pub kind: Kind,
+    /// `webhook` or `slack` (with `url`); an `sns` topic needs no kind.
+    #[serde(default)]
+    pub kind: Option<Kind>,
+    #[serde(default)]
     pub url: String,
+    /// An SNS topic ARN to publish to (Publish, with message attributes runbook, status,
+    /// event and execution_id), with the server's AWS credentials.
+    #[serde(default)]
+    pub sns: Option<String>,
     /// Events to send; empty: all.
     #[serde(default)]
     pub events: Vec<String>,
@@ -65,8 +74,30 @@ impl Rule {
                 return Err(format!("notify `{}`: unknown event `{e}` (use {})", self.name, EVENTS.join(", ")));
             }
         }
-        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err(format!("notify `{}`: url must be http:// or https://", self.name));
+        match (&self.kind, &self.sns) {
+            (None | Some(Kind::Sns), Some(arn)) => {
+                if !self.url.is_empty() {
+                    return Err(format!("notify `{}`: set `sns` or `url`, not both", self.name));
+                }
+                if opsbook_aws::sns::topic_region(arn).is_none() {
+                    return Err(format!(
+                        "notify `{}`: sns must be a topic ARN, arn:aws:sns:REGION:ACCOUNT:TOPIC (not `{arn}`)",
+                        self.name
+                    ));
+                }
+            }
+            (Some(Kind::Sns), None) => {
+                return Err(format!("notify `{}`: kind sns needs `sns = \"arn:aws:sns:…\"`", self.name));
+            }
+            (Some(_), Some(_)) => return Err(format!("notify `{}`: `sns` goes without a kind", self.name)),
+            (None, None) => {
+                return Err(format!("notify `{}`: set `kind` (webhook or slack) and `url`, or `sns`", self.name));
+            }
+            (Some(_), None) => {
+                if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+                    return Err(format!("notify `{}`: url must be http:// or https://", self.name));
+                }
+            }
         }
         opsbook_core::duration::parse(&self.backoff).map_err(|e| format!("notify `{}`: backoff: {e}", self.name))?;
         if self.attempts == 0 || self.attempts > 20 {
@@ -210,8 +241,8 @@ pub fn spawn_dispatcher(
 
 fn body(rule: &Rule, note: &Note, summary: &Value, link: Option<&str>, delivery: &str) -> Value {
     let event = note.event;
-    match rule.kind {
-        Kind::Webhook => json!({
+    match rule.kind.as_ref().unwrap_or(&Kind::Sns) {
+        Kind::Webhook | Kind::Sns => json!({
             "event": event,
             "delivery_id": delivery,
             "timestamp": jiff::Timestamp::now().to_string(),
@@ -255,22 +286,9 @@ async fn deliver(http: reqwest::Client, store: Db, rule: Rule, note: Note, summa
     let mut pause = opsbook_core::duration::parse(&rule.backoff).map(|d| d.0).unwrap_or(Duration::from_secs(1));
     let execution_id = summary["id"].as_str().unwrap_or_default().to_string();
     for attempt in 1..=rule.attempts {
-        let mut req = http
-            .post(&rule.url)
-            .header("content-type", "application/json")
-            .header("x-opsbook-event", event)
-            .header("x-opsbook-delivery", &delivery)
-            .body(payload.clone());
-        if let Some(k) = &key {
-            req = req.header(
-                "x-opsbook-signature",
-                format!("sha256={}", hex::encode(hmac_sha256(k.as_bytes(), payload.as_bytes()))),
-            );
-        }
-        let (status_code, error) = match req.send().await {
-            Ok(r) if r.status().is_success() => (Some(i64::from(r.status().as_u16())), None),
-            Ok(r) => (Some(i64::from(r.status().as_u16())), Some(format!("HTTP {}", r.status()))),
-            Err(e) => (None, Some(e.without_url().to_string())),
+        let (status_code, error) = match &rule.sns {
+            Some(topic) => publish(topic, &rule, &note, &summary, &payload).await,
+            None => post(&http, &rule, event, &delivery, &payload, key.as_deref()).await,
         };
         let ok = error.is_none();
         let record = NotificationAttempt {
@@ -298,8 +316,87 @@ async fn deliver(http: reqwest::Client, store: Db, rule: Rule, note: Note, summa
     tracing::warn!(rule = rule.name, event, execution_id, "notification not delivered after every attempt");
 }
 
+/// One POST of a webhook or Slack message: the status code, and what went wrong.
+async fn post(
+    http: &reqwest::Client,
+    rule: &Rule,
+    event: &str,
+    delivery: &str,
+    payload: &str,
+    key: Option<&str>,
+) -> (Option<i64>, Option<String>) {
+    let mut req = http
+        .post(&rule.url)
+        .header("content-type", "application/json")
+        .header("x-opsbook-event", event)
+        .header("x-opsbook-delivery", delivery)
+        .body(payload.to_string());
+    if let Some(k) = key {
+        req = req.header(
+            "x-opsbook-signature",
+            format!("sha256={}", hex::encode(hmac_sha256(k.as_bytes(), payload.as_bytes()))),
+        );
+    }
+    match req.send().await {
+        Ok(r) if r.status().is_success() => (Some(i64::from(r.status().as_u16())), None),
+        Ok(r) => (Some(i64::from(r.status().as_u16())), Some(format!("HTTP {}", r.status()))),
+        Err(e) => (None, Some(e.without_url().to_string())),
+    }
+}
+
+/// One Publish to an SNS topic, in the topic's region: the webhook's JSON as the
+/// message, a readable subject, and attributes subscribers can filter on.
+async fn publish(
+    topic: &str,
+    rule: &Rule,
+    note: &Note,
+    summary: &Value,
+    payload: &str,
+) -> (Option<i64>, Option<String>) {
+    let target = opsbook_aws::Target {
+        region: opsbook_aws::sns::topic_region(topic).map(str::to_string),
+        role_arn: None,
+        session: format!("opsbook-notify-{}", rule.name),
+    };
+    let name = summary["runbook"]["name"].as_str().unwrap_or("?");
+    let version = summary["runbook"]["version"].as_str().unwrap_or("?");
+    let status = summary["status"].as_str().unwrap_or("?");
+    let id = summary["id"].as_str().unwrap_or("");
+    let subject = format!("opsbook: {name} {version} {}", note.event.replace('_', " "));
+    let attributes = [("runbook", name), ("status", status), ("event", note.event), ("execution_id", id)];
+    let msg = opsbook_aws::sns::Message { topic_arn: topic, subject: &subject, body: payload, attributes: &attributes };
+    match tokio::time::timeout(Duration::from_secs(30), opsbook_aws::sns::publish(&target, &msg)).await {
+        Ok(Ok(_)) => (Some(200), None),
+        Ok(Err(e)) => (None, Some(e.message)),
+        Err(_) => (None, Some("SNS did not answer within 30s".into())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sns_rules_name_a_topic() {
+        let rule = |toml: &str| -> Result<(), String> {
+            let r: super::Rule = toml::from_str(&format!("name = \"n\"\n{toml}")).map_err(|e| e.to_string())?;
+            r.check()
+        };
+        assert_eq!(rule("sns = \"arn:aws:sns:eu-west-1:123456789012:t\""), Ok(()));
+        assert_eq!(rule("kind = \"sns\"\nsns = \"arn:aws:sns:eu-west-1:123456789012:t\""), Ok(()));
+        assert_eq!(
+            rule("sns = \"deployments\""),
+            Err("notify `n`: sns must be a topic ARN, arn:aws:sns:REGION:ACCOUNT:TOPIC (not `deployments`)".into())
+        );
+        assert_eq!(
+            rule("sns = \"arn:aws:sns:eu-west-1:123456789012:t\"\nurl = \"https://x\""),
+            Err("notify `n`: set `sns` or `url`, not both".into())
+        );
+        assert_eq!(rule(""), Err("notify `n`: set `kind` (webhook or slack) and `url`, or `sns`".into()));
+        assert_eq!(
+            rule("kind = \"slack\"\nurl = \"ftp://x\""),
+            Err("notify `n`: url must be http:// or https://".into())
+        );
+    }
+
     #[test]
     fn hmac_matches_rfc_4231() {
         // RFC 4231 test case 2.

@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use opsbook_doubles::lambda::{self, Function, Lambda, Outcome};
 use opsbook_doubles::secrets::{self, SecretsManager};
+use opsbook_doubles::sns::{self, Sns};
 use opsbook_doubles::ssm::{self, Automation, AutomationResult, Document, InstanceResult, Ssm};
 use opsbook_doubles::sts::{self, Sts};
-use opsbook_store::Store;
+use opsbook_store::{ServerStore, Store};
 use serde_json::json;
 
 use crate::support::{Env, Out, out, runbook};
@@ -18,6 +19,7 @@ struct Aws {
     lambda: Lambda,
     ssm: Ssm,
     secrets: SecretsManager,
+    sns: Sns,
     sts: Sts,
 }
 
@@ -31,6 +33,7 @@ impl Aws {
             lambda: Lambda::start(script),
             ssm: Ssm::start(ssm::Script::default()),
             secrets: SecretsManager::start(secrets::Script::default()),
+            sns: Sns::start(sns::Script::default()),
             sts: Sts::start(sts::Script::default()),
         }
     }
@@ -42,6 +45,7 @@ impl Aws {
         cmd.env("AWS_ENDPOINT_URL_LAMBDA", &self.lambda.url)
             .env("AWS_ENDPOINT_URL_SSM", &self.ssm.url)
             .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", &self.secrets.url)
+            .env("AWS_ENDPOINT_URL_SNS", &self.sns.url)
             .env("AWS_ENDPOINT_URL_STS", &self.sts.url)
             .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
             .env("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
@@ -648,4 +652,65 @@ fn a_worker_reads_secret_parameters_from_aws() {
         json!({ "db_password": "<from aws-secretsmanager:prod/db#password>", "api_key": "<from aws-ssm-parameter:/app/api-key>" })
     );
     assert_eq!(aws.secrets.script().calls.len(), 1);
+}
+
+#[test]
+fn sns_notifications_are_published_retried_and_recorded() {
+    let aws = Aws::start(&[]);
+    let topic = "arn:aws:sns:eu-west-1:123456789012:deployments";
+    aws.sns.script().topics.push(topic.into());
+    aws.sns.script().fail = 1;
+    let env = Env::new();
+    env.write(
+        "opsbook.toml",
+        &format!(
+            "[[notify]]\nname = \"ops-topic\"\nsns = \"{topic}\"\nevents = [\"failed\"]\nbackoff = \"50ms\"\n\n[[notify]]\nname = \"gone\"\nsns = \"arn:aws:sns:eu-west-1:123456789012:gone\"\nevents = [\"failed\"]\nattempts = 2\nbackoff = \"50ms\"\n"
+        ),
+    );
+    let admin = crate::server::token(&env, "ann", &["admin"]);
+    let args = ["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "", "--workers", "1"];
+    let (child, url, _) = crate::support::start_server(aws.cmd(&env, &args));
+    let _srv = crate::server::Serve { child, url: url.clone() };
+    env.write(
+        "books/boom.yaml",
+        &runbook("", "    - id: boom\n      run: exit 3\n").replace("name: test", "name: boom"),
+    );
+    assert_eq!(crate::server::client(&env, &url, &admin, &["push", "books"]).code, 0);
+    let o = crate::server::client(&env, &url, &admin, &["run", "boom", "--output", "json"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let id = o.json()["id"].as_str().unwrap().to_string();
+
+    let s = env.store();
+    crate::support::wait_until(
+        || s.block(s.store.notifications(&id)).unwrap().len() >= 4,
+        "two attempts for each topic",
+    );
+    let published = aws.sns.script().published.clone();
+    assert_eq!(published.len(), 1, "{published:?}");
+    let p = &published[0];
+    assert_eq!(p.topic_arn, topic);
+    assert_eq!(p.subject, "opsbook: boom 1.0.0 failed");
+    assert_eq!(p.region.as_deref(), Some("eu-west-1"), "published in the topic's region");
+    let attrs: Vec<(&str, &str)> = p.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(
+        attrs,
+        vec![("event", "failed"), ("execution_id", id.as_str()), ("runbook", "boom"), ("status", "failed")]
+    );
+    let body: serde_json::Value = serde_json::from_str(&p.message).unwrap();
+    assert_eq!(body["event"], "failed");
+    assert_eq!(body["execution"]["id"], id.as_str());
+
+    let attempts = s.block(s.store.notifications(&id)).unwrap();
+    let of = |rule: &str| -> Vec<(i64, Option<i64>, Option<String>)> {
+        attempts.iter().filter(|a| a.rule == rule).map(|a| (a.attempt, a.status_code, a.error.clone())).collect()
+    };
+    assert_eq!(
+        of("ops-topic"),
+        vec![
+            (1, None, Some("SNS `sns:Publish` failed (InternalError: Request could not be completed)".into())),
+            (2, Some(200), None)
+        ]
+    );
+    let gone = "SNS topic arn:aws:sns:eu-west-1:123456789012:gone does not exist".to_string();
+    assert_eq!(of("gone"), vec![(1, None, Some(gone.clone())), (2, None, Some(gone))]);
 }

@@ -39,8 +39,9 @@ pub(crate) async fn receiver(fail_first: usize) -> (String, Received) {
 pub(crate) fn rule(name: &str, kind: Kind, url: &str, events: &[&str]) -> Rule {
     Rule {
         name: name.into(),
-        kind,
+        kind: Some(kind),
         url: url.into(),
+        sns: None,
         events: events.iter().map(|e| e.to_string()).collect(),
         runbooks: vec![],
         secret_env: None,
