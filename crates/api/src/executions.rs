@@ -392,3 +392,16 @@ mod tests {
         assert!(again.repeated);
     }
 }
+
+/// A trigger fired: the execution it queued, or (`repeated`) the one an earlier event with
+/// the same id queued.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Triggered {
+    pub execution_id: String,
+    pub runbook: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repeated: bool,
+    /// The event's id, when it has one (a repeated id starts nothing new).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+}

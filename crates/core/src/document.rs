@@ -148,6 +148,36 @@ pub struct RawSpec {
     /// When the server runs this runbook by itself.
     #[serde(default)]
     pub schedules: Vec<RawSchedule>,
+    /// Events that start this runbook on the server: `POST /api/v1/triggers/{name}`.
+    #[serde(default)]
+    pub triggers: Vec<RawTrigger>,
+}
+
+/// `triggers: [{name, token_sha256 | hmac_secret_env, event_id, params}]`: an event
+/// (an EventBridge API destination, a GitHub or Alertmanager webhook) starts the runbook.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrigger {
+    /// Unique on the server; the URL is /api/v1/triggers/NAME. ^[a-z0-9][a-z0-9-]{0,62}$
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// SHA-256 (hex) of the token callers send as `Authorization: Bearer TOKEN` (the
+    /// token itself is never written down; `opsbook trigger token` makes one).
+    #[serde(default)]
+    pub token_sha256: Option<String>,
+    /// The server's environment variable holding the key of HMAC-SHA256 signed calls
+    /// (`X-Hub-Signature-256: sha256=…` as GitHub sends, or `X-Opsbook-Signature`).
+    #[serde(default)]
+    pub hmac_secret_env: Option<String>,
+    /// Where the event's id is (a JSONPath; default `$.id`, as EventBridge sends). A
+    /// repeated id starts nothing new.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub event_id: Option<Spanned<String>>,
+    /// Parameter values from the event: a JSONPath into it (`$.detail.service`), or any
+    /// other value as it is.
+    #[serde(default)]
+    pub params: BTreeMap<String, serde_json::Value>,
 }
 
 /// `schedules: [{cron, timezone, params, overlap, missed}]`, run by `opsbook serve`.

@@ -21,6 +21,7 @@ pub mod step;
 pub mod template;
 #[cfg(test)]
 mod testing;
+pub mod trigger;
 
 use std::collections::BTreeMap;
 
@@ -49,6 +50,7 @@ pub struct Runbook {
     pub on_failure: OnFailure,
     pub steps: Vec<Step>,
     pub schedules: Vec<schedule::Schedule>,
+    pub triggers: Vec<trigger::Trigger>,
     /// The exact text this runbook was parsed from, and its SHA-256.
     pub source: String,
     pub sha256: String,

@@ -60,7 +60,7 @@ pub(crate) fn yaml_diagnostic(e: &serde_saphyr::Error) -> Diagnostic {
 const LEVELS: &[(&str, &[&str])] = &[
     ("the document", &["apiVersion", "kind", "metadata", "spec"]),
     ("metadata", &["name", "title", "description", "type", "version", "status", "owner", "tags", "review"]),
-    ("spec", &["prerequisites", "parameters", "on_failure", "steps", "schedules"]),
+    ("spec", &["prerequisites", "parameters", "on_failure", "steps", "schedules", "triggers"]),
     (
         "a step",
         &[
@@ -258,11 +258,25 @@ impl Checker<'_> {
             });
         }
 
+        let mut triggers = Vec::new();
+        let mut trigger_names = BTreeSet::new();
+        for raw in &spec.triggers {
+            if !trigger_names.insert(raw.name.value.as_str()) {
+                self.err(&raw.name.referenced, format!("duplicate trigger `{}`", raw.name.value));
+                continue;
+            }
+            match crate::trigger::check(raw, &params) {
+                Ok(t) => triggers.push(t),
+                Err(errs) => errs.into_iter().for_each(|e| self.err(&raw.name.referenced, e)),
+            }
+        }
+
         if !self.diags.is_empty() {
             return None;
         }
         Some(Runbook {
             schedules,
+            triggers,
             title: m.title.unwrap_or_else(|| m.name.value.clone()),
             name: m.name.value,
             description: m.description,

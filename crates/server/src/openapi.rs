@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, analytics, bundles, executions, gates, health, runbooks, schedules};
+use crate::routes::{admin, analytics, bundles, executions, gates, health, runbooks, schedules, triggers};
 
 pub use opsbook_api::{ErrorBody, ErrorDetail};
 
@@ -56,6 +56,7 @@ impl Modify for BearerToken {
         analytics::analytics,
         gates::check,
         gates::override_gate,
+        triggers::fire,
         spec,
     ),
     components(schemas(ErrorBody, ErrorDetail)),

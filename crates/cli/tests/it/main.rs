@@ -15,3 +15,4 @@ mod remote;
 mod security;
 mod server;
 mod support;
+mod triggers;

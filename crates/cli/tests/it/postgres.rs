@@ -72,23 +72,9 @@ fn admin_copy_moves_a_sqlite_server_to_postgres() {
 
 /// One HTTP/1.1 request over a new connection: the status and the body.
 fn http(url: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let addr = url.trim_start_matches("http://");
-    let mut conn = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        conn,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    conn.read_to_string(&mut answer).unwrap();
-    let status = answer.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    // Chunked bodies: the JSON is the longest line.
-    let body = body.lines().max_by_key(|l| l.len()).unwrap_or_default().to_string();
-    (status, body)
+    let auth = format!("Bearer {token}");
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+    crate::support::request(url, method, path, &headers, body.as_bytes())
 }
 
 /// A process started for the test, killed (kill -9) when dropped.

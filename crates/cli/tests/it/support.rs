@@ -278,3 +278,25 @@ pub fn start_server(mut cmd: Command) -> (Child, String, String) {
     let url = first.split_whitespace().find(|w| w.starts_with("http://")).expect("the server prints its address");
     (child, url.to_string(), first)
 }
+
+/// One raw HTTP/1.1 request to a server on loopback: the status and the body (for a
+/// chunked answer, its longest line: the JSON document).
+pub fn request(url: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    conn.write_all(head.as_bytes()).unwrap();
+    conn.write_all(body).unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    let status = answer.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = body.lines().max_by_key(|l| l.len()).unwrap_or_default().to_string();
+    (status, body)
+}

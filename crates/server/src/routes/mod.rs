@@ -8,6 +8,7 @@ pub(crate) mod gates;
 pub(crate) mod health;
 pub(crate) mod runbooks;
 pub(crate) mod schedules;
+pub(crate) mod triggers;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -42,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/executions/{id}/approvals", post(executions::approve))
         .route("/api/v1/executions/{id}/override", post(gates::override_gate))
         .route("/api/v1/gates/{name}", get(gates::check))
+        .route("/api/v1/triggers/{name}", post(triggers::fire).layer(DefaultBodyLimit::disable()))
         .route("/api/v1/schedules", post(schedules::create).get(schedules::list))
         .route("/api/v1/schedules/{id}", delete(schedules::delete))
         .route("/api/v1/tokens", post(admin::create_token).get(admin::list_tokens))

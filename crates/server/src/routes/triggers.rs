@@ -1,0 +1,127 @@
+//! Event-driven runs: `POST /api/v1/triggers/{name}` starts the runbook that declares the
+//! trigger, called by an EventBridge API destination or any webhook (GitHub,
+//! Alertmanager). The caller proves itself with the trigger's own token or HMAC
+//! signature (not an API token); the event's id makes a repeated delivery start nothing
+//! new; every call is audited.
+
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use opsbook_core::trigger::{Auth, Trigger};
+use opsbook_store::{RunbookQuery, ServerStore};
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// Largest event accepted (EventBridge sends at most 256 KB).
+const MAX_EVENT: usize = 1 << 20;
+
+/// `POST /api/v1/triggers/{name}`: queues an execution of the runbook declaring trigger `name`.
+#[utoipa::path(post, path = "/api/v1/triggers/{name}", tag = "executions", params(("name" = String, Path)), request_body(content = Value, description = "The event (JSON)"), responses((status = 202, description = "Queued (or, repeated, an earlier event with this id was)", body = opsbook_api::Triggered), (status = 400, description = "The event is not JSON, or the parameters it gives are invalid", body = crate::openapi::ErrorBody), (status = 401, description = "Wrong token or signature", body = crate::openapi::ErrorBody), (status = 404, description = "No such trigger", body = crate::openapi::ErrorBody), (status = 409, description = "The runbook does not run now", body = crate::openapi::ErrorBody)))]
+pub async fn fire(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    req: Request,
+) -> ApiResult<(StatusCode, Json<opsbook_api::Triggered>)> {
+    let (parts, body) = req.into_parts();
+    let rid = crate::state::request_id(&parts.headers);
+    let Some((runbook, trigger)) = find(&st, &name).await? else {
+        // Counted like a failed authentication, so that names cannot be probed at speed.
+        return Err(crate::auth::failed(&st, &parts, "unknown trigger").await.unwrap_or_else(|| {
+            ApiError::not_found(format!("trigger `{}` not found", crate::limits::bounded(&name, 100)))
+        }));
+    };
+    let body = axum::body::to_bytes(body, MAX_EVENT).await.map_err(|_| {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("an event is at most {MAX_EVENT} bytes"))
+    })?;
+    if let Err(why) = authentic(&trigger.auth, &parts.headers, &body) {
+        if let Some(limited) = crate::auth::failed(&st, &parts, why).await {
+            return Err(limited);
+        }
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", format!("trigger `{name}`: {why}")));
+    }
+    let event: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the event is not JSON: {e}")))?;
+    let event_id = trigger
+        .event_id(&event)
+        .or_else(|| ["x-github-delivery", "idempotency-key"].iter().find_map(|h| header(&parts.headers, h)));
+    // The event's id names the execution: a repeated delivery answers the first one.
+    let key = event_id.as_ref().map(|id| {
+        let key = format!("trigger:{name}:{id}");
+        if key.len() > crate::service::MAX_IDEMPOTENCY_KEY {
+            format!("trigger:{name}:{}", opsbook_core::sha256_hex(id.as_bytes()))
+        } else {
+            key
+        }
+    });
+    let who = Principal { user: format!("trigger:{name}"), roles: vec!["trigger".into()], token_id: String::new() };
+    let queued = crate::service::enqueue(&st, &runbook, None, trigger.inputs(&event), &who, key.as_deref()).await;
+    match queued {
+        Ok((id, repeated, version, masked)) => {
+            let action = if repeated { "trigger.repeated" } else { "trigger.fired" };
+            let details = json!({ "runbook": runbook, "version": version, "event_id": event_id, "params": masked, "execution": id });
+            st.audit(&who.user, action, &id, &rid, details).await;
+            let doc = opsbook_api::Triggered { execution_id: id, runbook, repeated, event_id };
+            Ok((if repeated { StatusCode::OK } else { StatusCode::ACCEPTED }, Json(doc)))
+        }
+        Err(e) => {
+            let details =
+                json!({ "runbook": runbook, "event_id": event_id, "status": e.status.as_u16(), "error": e.message });
+            st.audit(&who.user, "trigger.refused", &runbook, &rid, details).await;
+            Err(e)
+        }
+    }
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()).map(str::to_string)
+}
+
+/// The runbook (active or deprecated, its latest version) declaring trigger `name`.
+async fn find(st: &AppState, name: &str) -> ApiResult<Option<(String, Trigger)>> {
+    let mut found = Vec::new();
+    for entry in st.store.registry(&RunbookQuery::default()).await? {
+        if entry.status != "active" && entry.status != "deprecated" {
+            continue;
+        }
+        let rb = st.engine.stored_runbook(&entry.latest_sha256).await?;
+        if let Some(t) = rb.triggers.iter().find(|t| t.name == name) {
+            found.push((entry.name.clone(), t.clone()));
+        }
+    }
+    if found.len() > 1 {
+        let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(ApiError::conflict(format!(
+            "trigger `{name}` is declared by runbooks {}: rename it in all but one",
+            names.join(" and ")
+        )));
+    }
+    Ok(found.pop())
+}
+
+/// Whether the call carries the trigger's token or a valid signature of its body.
+fn authentic(auth: &Auth, headers: &HeaderMap, body: &[u8]) -> Result<(), &'static str> {
+    match auth {
+        Auth::Token { sha256 } => {
+            let sent = header(headers, "authorization").and_then(|a| a.strip_prefix("Bearer ").map(str::to_string));
+            let Some(token) = sent else { return Err("no bearer token") };
+            let digest = opsbook_core::sha256_hex(token.trim().as_bytes());
+            if bool::from(digest.as_bytes().ct_eq(sha256.as_bytes())) { Ok(()) } else { Err("wrong token") }
+        }
+        Auth::Hmac { env } => {
+            let Some(key) = std::env::var(env).ok().filter(|k| !k.is_empty()) else {
+                tracing::error!(env, "a trigger's HMAC key variable is not set on this server: its calls are refused");
+                return Err("the server has no key for this trigger's signatures");
+            };
+            let sent = header(headers, "x-hub-signature-256").or_else(|| header(headers, "x-opsbook-signature"));
+            let Some(sig) = sent.as_deref().and_then(|s| s.strip_prefix("sha256=")).map(str::to_ascii_lowercase) else {
+                return Err("no signature (X-Hub-Signature-256 or X-Opsbook-Signature: sha256=HEX)");
+            };
+            let expected = hex::encode(crate::notify::hmac_sha256(key.as_bytes(), body));
+            if bool::from(sig.as_bytes().ct_eq(expected.as_bytes())) { Ok(()) } else { Err("wrong signature") }
+        }
+    }
+}
