@@ -74,15 +74,27 @@ static TARGETS: Mutex<Option<HashMap<Target, SdkConfig>>> = Mutex::new(None);
 /// Bound on the cache above (one entry per role, region and session).
 const MAX_TARGETS: usize = 256;
 
+/// The one HTTP client (connection pool, TLS stack) of every AWS call in the process.
+pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    static CLIENT: std::sync::OnceLock<aws_smithy_runtime_api::client::http::SharedHttpClient> =
+        std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+            aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::AwsLc)).build_https()
+        })
+        .clone()
+}
+
+/// A configuration loader from the standard chain with the shared HTTP client, for
+/// callers that set more (the health gate sets its region and timeouts per route).
+pub fn loader() -> aws_config::ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest()).http_client(http_client())
+}
+
 /// The process's configuration from the standard chain, with the one shared HTTP client.
 pub async fn base() -> &'static SdkConfig {
-    BASE.get_or_init(|| async {
-        use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-        let http =
-            aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::AwsLc)).build_https();
-        aws_config::defaults(BehaviorVersion::latest()).http_client(http).load().await
-    })
-    .await
+    BASE.get_or_init(|| loader().load()).await
 }
 
 /// The configuration for calls to `target`: its region (or the chain's), and the

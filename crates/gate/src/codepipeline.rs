@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region};
+use aws_config::Region;
 use aws_sdk_codepipeline::Client;
 use aws_sdk_codepipeline::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_codepipeline::types::{
@@ -30,7 +30,7 @@ pub struct WorkerConfig {
 /// A client with the standard credential chain; the endpoint follows the SDK convention
 /// (`AWS_ENDPOINT_URL_CODEPIPELINE`, `AWS_ENDPOINT_URL`), which is how tests reach a double.
 pub async fn client(region: Option<String>) -> Client {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    let mut loader = opsbook_aws::loader();
     if let Some(r) = region {
         loader = loader.region(Region::new(r));
     }

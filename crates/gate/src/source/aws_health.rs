@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use aws_config::{BehaviorVersion, Region};
+use aws_config::Region;
 use aws_sdk_health::Client;
 use aws_sdk_health::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_health::types::{
@@ -123,7 +123,7 @@ fn routes(explicit: Option<String>, active: Option<&'static str>) -> Vec<Route> 
 pub(crate) async fn check(c: &Checker, a: &AwsHealth, now: jiff::Timestamp) -> Result<Vec<BlockRecord>, String> {
     let explicit = explicit_endpoint(a);
     let active = if explicit.is_some() { None } else { active_region().await };
-    check_routes(c, a, now, &routes(explicit, active), || aws_config::defaults(BehaviorVersion::latest())).await
+    check_routes(c, a, now, &routes(explicit, active), opsbook_aws::loader).await
 }
 
 /// Tries each route until one answers. A region that cannot be reached, times out or
