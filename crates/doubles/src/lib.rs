@@ -7,6 +7,7 @@
 pub mod health;
 pub mod http;
 pub mod lambda;
+pub mod scenario;
 pub mod secrets;
 pub mod sns;
 pub mod ssm;

@@ -209,10 +209,21 @@ fn answer(script: &Mutex<Script>, req: &Request) -> Reply {
                 .flatten()
                 .filter_map(|v| v.as_str().map(str::to_string))
                 .collect();
-            for t in input["Targets"].as_array().into_iter().flatten() {
+            // Tag targets: any of a key's values matches; every key must match (as SSM does).
+            for (n, t) in input["Targets"].as_array().into_iter().flatten().enumerate() {
                 let key = t["Key"].as_str().unwrap_or_default().trim_start_matches("tag:");
+                let mut matching: Vec<String> = Vec::new();
                 for v in t["Values"].as_array().into_iter().flatten().filter_map(|v| v.as_str()) {
-                    instances.extend(s.tags.get(&format!("{key}={v}")).cloned().unwrap_or_default());
+                    for i in s.tags.get(&format!("{key}={v}")).cloned().unwrap_or_default() {
+                        if !matching.contains(&i) {
+                            matching.push(i);
+                        }
+                    }
+                }
+                if n == 0 {
+                    instances = matching;
+                } else {
+                    instances.retain(|i| matching.contains(i));
                 }
             }
             if let Some(bad) = instances.iter().find(|i| s.unmanaged.contains(i)) {

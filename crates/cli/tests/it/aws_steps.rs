@@ -714,3 +714,78 @@ fn sns_notifications_are_published_retried_and_recorded() {
     let gone = "SNS topic arn:aws:sns:eu-west-1:123456789012:gone does not exist".to_string();
     assert_eq!(of("gone"), vec![(1, None, Some(gone.clone())), (2, None, Some(gone))]);
 }
+
+/// examples/aws-web-app-deploy against the doubles its script uses: deployed, then with a
+/// failing post-deployment check, rolled back through SSM.
+#[test]
+fn the_aws_example_deploys_and_rolls_back_through_ssm() {
+    use opsbook_doubles::scenario::{DEPLOY_HOST, INSTANCES, web_app_deploy};
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/aws-web-app-deploy/runbook.yaml");
+    let run = |fail: bool| {
+        let doubles = web_app_deploy(fail);
+        let env = Env::new();
+        let mut cmd = env.cmd(&[
+            "run",
+            example,
+            "-p",
+            "application_name=shop",
+            "-p",
+            "version=2.4.1",
+            "-p",
+            "environment=staging",
+            "--output",
+            "json",
+        ]);
+        cmd.env("AWS_CONFIG_FILE", env.path("none"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", env.path("none"))
+            .env_remove("AWS_PROFILE");
+        for (k, v) in doubles.env() {
+            cmd.env(k, v);
+        }
+        let o = out(cmd.output().unwrap());
+        (doubles, env, o)
+    };
+
+    let (doubles, _env, o) = run(false);
+    assert_eq!(o.code, 0, "{o:?}");
+    let doc = o.json();
+    let steps: Vec<&str> = doc["steps"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap()).collect();
+    assert_eq!(steps, vec!["succeeded"; 5], "{doc}");
+    let sent = doubles.ssm.calls("SendCommand");
+    assert_eq!(sent.len(), 2, "backup and deploy: {sent:?}");
+    assert_eq!(
+        sent[0]["Targets"],
+        json!([{ "Key": "tag:app", "Values": ["shop"] }, { "Key": "tag:env", "Values": ["staging"] }])
+    );
+    assert_eq!(sent[1]["InstanceIds"], json!([DEPLOY_HOST]));
+    let command = sent[1]["Parameters"]["commands"][0].as_str().unwrap();
+    assert!(
+        command.starts_with("aws deploy create-deployment --application-name shop --deployment-group-name staging"),
+        "{command}"
+    );
+    let backup = doubles.ssm.script().commands[0].instances.clone();
+    assert_eq!(backup, INSTANCES.map(str::to_string).to_vec());
+    assert_eq!(doc["steps"][3]["outputs"]["healthy_targets"], "2");
+
+    let (doubles, env, o) = run(true);
+    assert_eq!(o.code, 1, "{o:?}");
+    let doc = o.json();
+    assert_eq!(doc["steps"][3]["status"], "failed");
+    assert_eq!(
+        doc["steps"][3]["error"],
+        "validate: $.healthy is false, expected true; the validation function `deployment-validator` refused the result: 0 of 2 targets healthy"
+    );
+    assert_eq!(doc["steps"][3]["attempts"], 3, "retried as the runbook says");
+    assert_eq!(doc["rollback"]["status"], "succeeded", "{doc}");
+    let sent = doubles.ssm.calls("SendCommand");
+    let restore = sent.last().unwrap();
+    assert_eq!(restore["DocumentName"], "restore-application");
+    let backup_id = doubles.ssm.script().commands[0].id.clone();
+    assert_eq!(restore["Parameters"]["backup_command"], json!([backup_id]));
+    let lines = log_lines(&env);
+    assert!(
+        lines.iter().any(|l| l
+            == &format!("[{}] restored shop on {} from the backup of command {backup_id}", INSTANCES[0], INSTANCES[0])),
+        "{lines:?}"
+    );
+}
