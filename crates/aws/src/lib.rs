@@ -3,8 +3,8 @@
 //! One configuration is loaded per process from the standard chain (environment,
 //! profiles, SSO, web identity, container and instance roles) with one HTTP client, so
 //! every service client shares its connection pool and TLS stack. A step may name its
-//! own region and a role to assume; assumed-role credentials are cached per role, region
-//! and session. Endpoints follow the SDK's convention (`AWS_ENDPOINT_URL_LAMBDA`, …,
+//! own region and a role to assume; an assumed role's credentials are cached per role,
+//! region and session (an execution), so its steps assume the role once. Endpoints follow the SDK's convention (`AWS_ENDPOINT_URL_LAMBDA`, …,
 //! `AWS_ENDPOINT_URL`), which is how the tests reach local doubles.
 #![forbid(unsafe_code)]
 
@@ -100,7 +100,12 @@ pub async fn base() -> &'static SdkConfig {
 /// The configuration for calls to `target`: its region (or the chain's), and the
 /// assumed role's credentials when it names one.
 pub async fn config(target: &Target) -> Result<SdkConfig, Error> {
-    if let Some(conf) = TARGETS.lock().unwrap_or_else(|e| e.into_inner()).as_ref().and_then(|m| m.get(target)) {
+    // The session matters only to an assumed role.
+    let key = Target {
+        session: if target.role_arn.is_some() { target.session.clone() } else { String::new() },
+        ..target.clone()
+    };
+    if let Some(conf) = TARGETS.lock().unwrap_or_else(|e| e.into_inner()).as_ref().and_then(|m| m.get(&key)) {
         return Ok(conf.clone());
     }
     let base = base().await;
@@ -130,7 +135,7 @@ pub async fn config(target: &Target) -> Result<SdkConfig, Error> {
     if map.len() >= MAX_TARGETS {
         map.clear();
     }
-    map.insert(target.clone(), conf.clone());
+    map.insert(key, conf.clone());
     Ok(conf)
 }
 
@@ -171,10 +176,12 @@ pub struct Call<'a> {
 }
 
 /// Says what went wrong with a call, naming what to fix.
-pub fn describe<E, R>(call: &Call<'_>, e: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> Error
+pub fn describe<E>(
+    call: &Call<'_>,
+    e: &aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
+) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     use aws_smithy_runtime_api::client::result::SdkError;
     let Call { service, action, resource, target } = call;

@@ -18,10 +18,9 @@ pub fn topic_region(arn: &str) -> Option<&str> {
     (parts.len() == 6 && parts[0] == "arn" && parts[2] == "sns" && !parts[3].is_empty()).then(|| parts[3])
 }
 
-/// A subject SNS accepts: printable ASCII, no line breaks, at most 100 characters.
+/// A subject SNS accepts: printable ASCII, no line breaks, fewer than 100 characters.
 fn subject(text: &str) -> String {
-    let clean: String =
-        text.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).take(100).collect();
+    let clean: String = text.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).take(99).collect();
     if clean.trim().is_empty() { "opsbook".into() } else { clean }
 }
 
@@ -34,7 +33,8 @@ pub async fn publish(target: &Target, msg: &Message<'_>) -> Result<String, Error
         aws_sdk_sns::config::Builder::from(&conf).retry_config(aws_config::retry::RetryConfig::disabled()).build();
     let client = aws_sdk_sns::Client::from_conf(conf);
     let mut call = client.publish().topic_arn(msg.topic_arn).subject(subject(msg.subject)).message(msg.body);
-    for (name, value) in msg.attributes {
+    // SNS refuses an attribute with an empty value.
+    for (name, value) in msg.attributes.iter().filter(|(_, v)| !v.is_empty()) {
         let v = MessageAttributeValue::builder()
             .data_type("String")
             .string_value(*value)

@@ -12,10 +12,9 @@ async fn client(target: &Target) -> Result<Client, Error> {
     Ok(Client::new(&crate::config(target).await?))
 }
 
-fn failed<E, R>(target: &Target, action: &str, resource: &str, e: &aws_sdk_ssm::error::SdkError<E, R>) -> Error
+fn failed<E>(target: &Target, action: &str, resource: &str, e: &aws_sdk_ssm::error::SdkError<E>) -> Error
 where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     use aws_smithy_types::error::metadata::ProvideErrorMetadata;
     let code = e.as_service_error().and_then(ProvideErrorMetadata::code);

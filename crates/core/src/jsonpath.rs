@@ -1,5 +1,6 @@
-//! A small JSONPath: `$`, then `.name`, `['name']` or `["name"]`, and `[N]` (`[-1]` is the
-//! last item). Enough to point at one value of a response, which is all a check needs.
+//! A small JSONPath: `$`, then `.name` (any characters but `.`, `[` and `]`), `['name']`
+//! or `["name"]`, and `[N]` (`[-1]` is the last item). Enough to point at one value of a
+//! response, which is all a check needs.
 
 use std::fmt;
 
@@ -38,8 +39,7 @@ impl JsonPath {
                 '.' => {
                     let start = i + 1;
                     let mut end = start;
-                    while end < chars.len() && (chars[end].is_alphanumeric() || chars[end] == '_' || chars[end] == '-')
-                    {
+                    while end < chars.len() && !matches!(chars[end], '.' | '[' | ']') {
                         end += 1;
                     }
                     if end == start {
@@ -130,6 +130,15 @@ mod tests {
         assert_eq!(
             JsonPath::parse("$a").unwrap_err(),
             "invalid JSON path `$a`: expected `.name` or `[…]` at character 2"
+        );
+        assert_eq!(
+            JsonPath::parse("$.a]").unwrap_err(),
+            "invalid JSON path `$.a]`: expected `.name` or `[…]` at character 4"
+        );
+        let odd = JsonPath::parse("$.x.@type.a:b").unwrap();
+        assert_eq!(
+            odd.segments,
+            vec![Segment::Key("x".into()), Segment::Key("@type".into()), Segment::Key("a:b".into())]
         );
     }
 }

@@ -79,9 +79,13 @@ pub fn check(raw: &crate::document::RawTrigger, params: &[crate::Param]) -> Resu
             ));
             None
         }
-        (None, Some(env)) if crate::step::run::is_env_name(env) => Some(Auth::Hmac { env: env.clone() }),
+        (None, Some(env)) if crate::step::run::is_env_name(env) && env.starts_with("OPSBOOK_") => {
+            Some(Auth::Hmac { env: env.clone() })
+        }
         (None, Some(env)) => {
-            errs.push(format!("trigger `{name}`: hmac_secret_env `{env}` is not an environment variable name"));
+            errs.push(format!(
+                "trigger `{name}`: hmac_secret_env `{env}` must be a variable named OPSBOOK_… (a runbook cannot pick any of the server's variables as its key)"
+            ));
             None
         }
         (Some(_), Some(_)) => {

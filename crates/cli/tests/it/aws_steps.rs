@@ -583,11 +583,12 @@ fn secret_parameters_are_read_from_aws_masked_and_never_stored() {
     assert_eq!(o.code, 0, "{o:?}");
     assert_eq!(env.read("undone.txt"), "pw-from-secrets-manager");
     assert_eq!(aws.secrets.script().calls.len(), 2);
+    assert_eq!(aws.ssm.calls("GetParameter").len(), 1, "the rollback does not use api_key: not read");
 
     // A value given on the command line wins over the source.
     let o = aws.run(&env, &book, &["-p", "api_key=given-on-the-line", "-p", "db_password=given-too"]);
     assert_eq!(env.read("key.txt"), "given-on-the-line", "{o:?}");
-    assert_eq!(aws.ssm.calls("GetParameter").len(), 2, "not read when given");
+    assert_eq!(aws.ssm.calls("GetParameter").len(), 1, "not read when given");
 }
 
 #[test]
@@ -788,4 +789,37 @@ fn the_aws_example_deploys_and_rolls_back_through_ssm() {
             == &format!("[{}] restored shop on {} from the backup of command {backup_id}", INSTANCES[0], INSTANCES[0])),
         "{lines:?}"
     );
+}
+
+/// A first cancel stops the step and starts the rollbacks: an AWS rollback runs (only a
+/// second cancel would stop it).
+#[test]
+fn a_first_cancel_runs_aws_rollbacks() {
+    let aws = Aws::start(&[]);
+    aws.ssm
+        .script()
+        .documents
+        .insert("restore".into(), Document::new(2, |i, _| instance(true, 0, &format!("restored {i}"))));
+    let env = Env::new();
+    let book = runbook(
+        "",
+        "    - id: change\n      run: \"true\"\n      rollback: { aws_ssm_command: { document: restore, targets: { instance_ids: [i-1] } } }\n    - id: slow\n      run: touch started && sleep 30\n",
+    );
+    env.write("test.yaml", &book);
+    let child = aws
+        .cmd(&env, &["run", "test.yaml", "--output", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    env.wait_for_file("started");
+    crate::support::signal(&child, nix::sys::signal::Signal::SIGINT);
+    let o = out(child.wait_with_output().unwrap());
+    assert_eq!(o.code, 1, "{o:?}");
+    let doc = o.json();
+    assert_eq!(doc["status"], "cancelled", "{doc}");
+    assert_eq!(doc["rollback"]["status"], "succeeded", "{doc}");
+    assert_eq!(aws.ssm.calls("SendCommand").len(), 1);
+    assert!(aws.ssm.calls("CancelCommand").is_empty());
+    assert!(log_lines(&env).contains(&"[i-1] restored i-1".to_string()));
 }

@@ -96,13 +96,33 @@ fn events_start_runbooks_once_each_and_every_call_is_audited() {
     assert_eq!(env.read("handled"), "checkout eu-west-1 main\nweb us-east-1 refs/heads/release\n");
 
     // Refusals: wrong token, no token, bad signature, unknown trigger, invalid parameters.
+    // An unknown name answers like wrong credentials, so that names cannot be probed.
     let (status, wrong) = fire(&url, "on-alarm", &[("Authorization", "Bearer guess")], &event);
-    assert_eq!((status, wrong["error"]["message"].as_str()), (401, Some("trigger `on-alarm`: wrong token")));
+    assert_eq!(
+        (status, wrong["error"]["message"].as_str()),
+        (401, Some("trigger `on-alarm`: unknown, or not these credentials"))
+    );
     assert_eq!(fire(&url, "on-alarm", &[], &event).0, 401);
     let (status, bad) = fire(&url, "on-push", &[("X-Hub-Signature-256", "sha256=00")], &push);
-    assert_eq!((status, bad["error"]["message"].as_str()), (401, Some("trigger `on-push`: wrong signature")));
-    let (status, _) = fire(&url, "no-such-trigger", &bearer, &event);
-    assert_eq!(status, 404);
+    assert_eq!(
+        (status, bad["error"]["message"].as_str()),
+        (401, Some("trigger `on-push`: unknown, or not these credentials"))
+    );
+    let (status, unknown) = fire(&url, "no-such-trigger", &bearer, &event);
+    assert_eq!(
+        (status, unknown["error"]["message"].as_str()),
+        (401, Some("trigger `no-such-trigger`: unknown, or not these credentials"))
+    );
+    // A signed event without its id could be replayed: refused.
+    let no_id = json!({ "ref": "refs/heads/main" });
+    let sig = signature(&no_id.to_string());
+    let (status, refused) =
+        fire(&url, "on-push", &[("X-Hub-Signature-256", sig.as_str()), ("X-GitHub-Delivery", "d-1")], &no_id);
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(
+        refused["error"]["message"],
+        "trigger `on-push`: the signed event has no id at $.after (set `event_id`): without one a captured event could be replayed"
+    );
     let invalid = json!({ "id": "e-2", "region": "eu-west-1", "detail": { "service": "Not Valid!" } });
     let (status, refused) = fire(&url, "on-alarm", &bearer, &invalid);
     assert_eq!(status, 400, "{refused}");

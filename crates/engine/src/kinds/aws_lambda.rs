@@ -13,6 +13,8 @@ use crate::runner::Run;
 
 /// Longest output value kept from an answer (the whole answer is the step's document).
 const MAX_OUTPUT: usize = 64 * 1024;
+/// Outputs taken from an answer (its first keys).
+const MAX_OUTPUTS: usize = 100;
 /// Answer lines copied into the log.
 const LOGGED_LINES: usize = 20;
 
@@ -39,16 +41,21 @@ pub(crate) async fn attempt<S: Store>(
     let call = opsbook_aws::lambda::invoke(&target, &function, spec.qualifier.as_deref(), body);
     let invoked = tokio::select! {
         r = tokio::time::timeout(timeout, call) => r,
-        _ = cancel.reached(1) => {
+        _ = cancel.reached(act.cancel_level) => {
             return Ok(AttemptResult::failed(StepStatus::Cancelled, format!("cancelled while `{function}` ran (Lambda runs a started invocation to its end)")));
         }
     };
     let out = match invoked {
         Err(_) => {
-            return Ok(AttemptResult::failed(
-                StepStatus::TimedOut,
-                format!("Lambda function `{function}` did not answer within {}", Dur(timeout)),
-            ));
+            // It may still be running (Lambda has no way to stop an invocation): a retry
+            // could run it twice.
+            return Ok(AttemptResult {
+                retryable: false,
+                ..AttemptResult::failed(
+                    StepStatus::TimedOut,
+                    format!("Lambda function `{function}` did not answer within {}", Dur(timeout)),
+                )
+            });
         }
         Ok(Err(e)) => {
             return Ok(AttemptResult::aws(e));
@@ -59,14 +66,9 @@ pub(crate) async fn attempt<S: Store>(
     let version = out.version.as_deref().map(|v| format!(", version {v}")).unwrap_or_default();
     let verdict = out.function_error.as_deref().map_or_else(|| "answered".to_string(), |e| format!("failed ({e})"));
     run.system(Some(act.step_id), act.phase, &format!("Lambda `{function}` {verdict} in {elapsed}ms{version}")).await?;
-    for line in out.log_tail.lines() {
-        run.sink.push(run.hooks.observer, Some(act.step_id), act.phase, act.attempt, Stream::Stderr, line.as_bytes());
-    }
+    act.log(run, Stream::Stderr, "", &out.log_tail, usize::MAX).await?;
     let text = String::from_utf8_lossy(&out.payload).into_owned();
-    for line in text.lines().take(LOGGED_LINES) {
-        run.sink.push(run.hooks.observer, Some(act.step_id), act.phase, act.attempt, Stream::Stdout, line.as_bytes());
-    }
-    run.sink.flush().await?;
+    act.log(run, Stream::Stdout, "", &text, LOGGED_LINES).await?;
     let document: serde_json::Value =
         serde_json::from_slice(&out.payload).unwrap_or_else(|_| serde_json::Value::String(text.clone()));
     if let Some(kind) = out.function_error {
@@ -99,7 +101,7 @@ pub(crate) fn outputs(doc: &serde_json::Value) -> BTreeMap<String, String> {
         s.chars().take(MAX_OUTPUT).collect()
     };
     match doc {
-        serde_json::Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
+        serde_json::Value::Object(map) => map.iter().take(MAX_OUTPUTS).map(|(k, v)| (k.clone(), text(v))).collect(),
         other => BTreeMap::from([("result".to_string(), text(other))]),
     }
 }

@@ -94,14 +94,32 @@ fn cancelled(what: String) -> AttemptResult {
     AttemptResult::failed(StepStatus::Cancelled, what)
 }
 
-/// Waits `pause` (or less, up to the deadline); `false` when cancelled meanwhile.
-async fn pause<S: Store>(run: &Run<'_, '_, S>, pause: Duration, deadline: Instant) -> bool {
-    let wait = pause.min(deadline.saturating_duration_since(Instant::now()));
+/// Runs `f` until it ends, the deadline passes or the action is cancelled.
+async fn bounded<S: Store, T>(
+    run: &Run<'_, '_, S>,
+    act: &Action<'_>,
+    deadline: Instant,
+    f: impl std::future::Future<Output = T>,
+) -> Bounded<T> {
     let cancel = run.hooks.cancel.clone();
     tokio::select! {
-        _ = tokio::time::sleep(wait) => true,
-        _ = cancel.reached(1) => false,
+        r = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), f) => match r {
+            Ok(v) => Bounded::Done(v),
+            Err(_) => Bounded::TimedOut,
+        },
+        _ = cancel.reached(act.cancel_level) => Bounded::Cancelled,
     }
+}
+
+enum Bounded<T> {
+    Done(T),
+    TimedOut,
+    Cancelled,
+}
+
+/// A failure after the work may have started in AWS: retrying could run it twice.
+fn unknown_outcome(status: StepStatus, error: String) -> AttemptResult {
+    AttemptResult { retryable: false, ..AttemptResult::failed(status, error) }
 }
 
 pub(crate) async fn command<S: Store>(
@@ -127,22 +145,16 @@ pub(crate) async fn command<S: Store>(
         comment: Some(&comment),
     };
     let deadline = Instant::now() + act.timeout;
-    let cancel = run.hooks.cancel.clone();
-    let sent = tokio::select! {
-        r = tokio::time::timeout(act.timeout, opsbook_aws::ssm::send_command(&target, &req)) => r,
-        _ = cancel.reached(1) => return Ok(cancelled("cancelled before SSM accepted the command".into())),
-    };
-    let id = match sent {
-        Err(_) => {
-            return Ok(AttemptResult::failed(
+    let id = match bounded(run, act, deadline, opsbook_aws::ssm::send_command(&target, &req)).await {
+        Bounded::Cancelled => return Ok(cancelled("cancelled before SSM answered SendCommand".into())),
+        Bounded::TimedOut => {
+            return Ok(unknown_outcome(
                 StepStatus::TimedOut,
-                format!("SendCommand did not answer within {}", Dur(act.timeout)),
+                format!("SendCommand did not answer within {}; the command may have started", Dur(act.timeout)),
             ));
         }
-        Ok(Err(e)) => {
-            return Ok(AttemptResult::aws(e));
-        }
-        Ok(Ok(id)) => id,
+        Bounded::Done(Err(e)) => return Ok(AttemptResult::aws(e)),
+        Bounded::Done(Ok(id)) => id,
     };
     let msg = format!("SendCommand `{}` to {}: command {id}", prepared.document, prepared.targets());
     run.system(Some(act.step_id), act.phase, &msg).await?;
@@ -151,32 +163,41 @@ pub(crate) async fn command<S: Store>(
     let mut delay = FIRST_POLL;
     let mut poll_failures = 0;
     let state = loop {
-        if !pause(run, delay, deadline).await {
-            stop_command(run, act, &target, &id).await?;
-            return Ok(cancelled(format!("cancelled; CancelCommand sent for command {id}")));
-        }
-        if Instant::now() >= deadline {
-            stop_command(run, act, &target, &id).await?;
-            return Ok(AttemptResult::failed(
-                StepStatus::TimedOut,
-                format!("command {id} did not finish within {}; CancelCommand sent", Dur(act.timeout)),
-            ));
-        }
+        let pause = Instant::now() + delay;
         delay = (delay * 3 / 2).min(MAX_POLL);
-        let polled = tokio::time::timeout(
-            deadline.saturating_duration_since(Instant::now()),
-            opsbook_aws::ssm::command_state(&target, &id),
-        )
-        .await;
+        let polled = match bounded(run, act, deadline, async {
+            tokio::time::sleep_until(pause.min(deadline).into()).await;
+            if Instant::now() >= deadline { None } else { Some(opsbook_aws::ssm::command_state(&target, &id).await) }
+        })
+        .await
+        {
+            Bounded::Cancelled => {
+                stop_command(run, act, &target, &id).await?;
+                return Ok(cancelled(format!("cancelled; CancelCommand sent for command {id}")));
+            }
+            Bounded::TimedOut | Bounded::Done(None) => {
+                stop_command(run, act, &target, &id).await?;
+                return Ok(unknown_outcome(
+                    StepStatus::TimedOut,
+                    format!("command {id} did not finish within {}; CancelCommand sent", Dur(act.timeout)),
+                ));
+            }
+            Bounded::Done(Some(p)) => p,
+        };
         let state = match polled {
-            Err(_) => continue,
-            Ok(Err(e)) if e.retryable && poll_failures + 1 < POLL_FAILURES => {
+            Err(e) if e.retryable && poll_failures + 1 < POLL_FAILURES => {
                 poll_failures += 1;
                 run.system(Some(act.step_id), act.phase, &format!("warning: polling command {id}: {e}")).await?;
                 continue;
             }
-            Ok(Err(e)) => return Ok(AttemptResult::failed(StepStatus::Failed, format!("polling command {id}: {e}"))),
-            Ok(Ok(s)) => s,
+            Err(e) => {
+                stop_command(run, act, &target, &id).await?;
+                return Ok(unknown_outcome(
+                    StepStatus::Failed,
+                    format!("polling command {id}: {e}; CancelCommand sent"),
+                ));
+            }
+            Ok(s) => s,
         };
         poll_failures = 0;
         for inv in &state.invocations {
@@ -185,18 +206,7 @@ pub(crate) async fn command<S: Store>(
             }
             let code = inv.exit_code.map(|c| format!(", exit {c}")).unwrap_or_default();
             run.system(Some(act.step_id), act.phase, &format!("{}: {}{code}", inv.instance_id, inv.status)).await?;
-            for line in inv.output.lines() {
-                let line = format!("[{}] {line}", inv.instance_id);
-                run.sink.push(
-                    run.hooks.observer,
-                    Some(act.step_id),
-                    act.phase,
-                    act.attempt,
-                    Stream::Stdout,
-                    line.as_bytes(),
-                );
-            }
-            run.sink.flush().await?;
+            act.log(run, Stream::Stdout, &format!("[{}] ", inv.instance_id), &inv.output, usize::MAX).await?;
         }
         if state.terminal && state.invocations.iter().all(|i| i.terminal) {
             break state;
@@ -251,7 +261,7 @@ async fn stop_command<S: Store>(run: &mut Run<'_, '_, S>, act: &Action<'_>, targ
     run.system(Some(act.step_id), act.phase, &msg).await
 }
 
-/// An idempotency token in the UUID form SSM asks for, the same for the same attempt.
+/// An idempotency token in the UUID form SSM asks for.
 fn client_token(parts: &[&str]) -> String {
     let h = opsbook_core::sha256_hex(parts.join("\u{0}").as_bytes());
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
@@ -274,60 +284,67 @@ pub(crate) async fn automation<S: Store>(
     };
     let target = run.aws_target(spec.target());
     let attempt = act.attempt.to_string();
-    let token = client_token(&[&run.exec.id, act.step_id, act.phase.as_str(), &attempt]);
+    // One token per start: the SDK's own retries of this call reuse it; a later attempt
+    // (or a rollback run again) starts anew.
+    let nonce = opsbook_store::id::new_id();
+    let token = client_token(&[&run.exec.id, act.step_id, act.phase.as_str(), &attempt, &nonce]);
     let deadline = Instant::now() + act.timeout;
-    let cancel = run.hooks.cancel.clone();
     let start =
         opsbook_aws::ssm::start_automation(&target, &document, spec.document_version.as_deref(), &parameters, &token);
-    let started = tokio::select! {
-        r = tokio::time::timeout(act.timeout, start) => r,
-        _ = cancel.reached(1) => return Ok(cancelled("cancelled before SSM started the automation".into())),
-    };
-    let id = match started {
-        Err(_) => {
-            return Ok(AttemptResult::failed(
+    let id = match bounded(run, act, deadline, start).await {
+        Bounded::Cancelled => return Ok(cancelled("cancelled before SSM answered StartAutomationExecution".into())),
+        Bounded::TimedOut => {
+            return Ok(unknown_outcome(
                 StepStatus::TimedOut,
-                format!("StartAutomationExecution did not answer within {}", Dur(act.timeout)),
+                format!(
+                    "StartAutomationExecution did not answer within {}; the automation may have started",
+                    Dur(act.timeout)
+                ),
             ));
         }
-        Ok(Err(e)) => {
-            return Ok(AttemptResult::aws(e));
-        }
-        Ok(Ok(id)) => id,
+        Bounded::Done(Err(e)) => return Ok(AttemptResult::aws(e)),
+        Bounded::Done(Ok(id)) => id,
     };
     run.system(Some(act.step_id), act.phase, &format!("StartAutomationExecution `{document}`: execution {id}")).await?;
     let mut last_seen = String::new();
     let mut delay = FIRST_POLL;
     let mut poll_failures = 0;
     let state = loop {
-        if !pause(run, delay, deadline).await {
-            stop_automation(run, act, &target, &id).await?;
-            return Ok(cancelled(format!("cancelled; StopAutomationExecution sent for {id}")));
-        }
-        if Instant::now() >= deadline {
-            stop_automation(run, act, &target, &id).await?;
-            return Ok(AttemptResult::failed(
-                StepStatus::TimedOut,
-                format!("automation {id} did not finish within {}; StopAutomationExecution sent", Dur(act.timeout)),
-            ));
-        }
+        let pause = Instant::now() + delay;
         delay = (delay * 3 / 2).min(MAX_POLL);
-        let polled = tokio::time::timeout(
-            deadline.saturating_duration_since(Instant::now()),
-            opsbook_aws::ssm::automation_state(&target, &id),
-        )
-        .await;
+        let polled = match bounded(run, act, deadline, async {
+            tokio::time::sleep_until(pause.min(deadline).into()).await;
+            if Instant::now() >= deadline { None } else { Some(opsbook_aws::ssm::automation_state(&target, &id).await) }
+        })
+        .await
+        {
+            Bounded::Cancelled => {
+                stop_automation(run, act, &target, &id).await?;
+                return Ok(cancelled(format!("cancelled; StopAutomationExecution sent for {id}")));
+            }
+            Bounded::TimedOut | Bounded::Done(None) => {
+                stop_automation(run, act, &target, &id).await?;
+                return Ok(unknown_outcome(
+                    StepStatus::TimedOut,
+                    format!("automation {id} did not finish within {}; StopAutomationExecution sent", Dur(act.timeout)),
+                ));
+            }
+            Bounded::Done(Some(p)) => p,
+        };
         let state = match polled {
-            Err(_) => continue,
-            Ok(Err(e)) if e.retryable && poll_failures + 1 < POLL_FAILURES => {
+            Err(e) if e.retryable && poll_failures + 1 < POLL_FAILURES => {
                 poll_failures += 1;
                 run.system(Some(act.step_id), act.phase, &format!("warning: polling automation {id}: {e}")).await?;
                 continue;
             }
-            Ok(Err(e)) => {
-                return Ok(AttemptResult::failed(StepStatus::Failed, format!("polling automation {id}: {e}")));
+            Err(e) => {
+                stop_automation(run, act, &target, &id).await?;
+                return Ok(unknown_outcome(
+                    StepStatus::Failed,
+                    format!("polling automation {id}: {e}; StopAutomationExecution sent"),
+                ));
             }
-            Ok(Ok(s)) => s,
+            Ok(s) => s,
         };
         poll_failures = 0;
         let seen = match &state.current_step {

@@ -43,6 +43,44 @@ pub(crate) struct Action<'a> {
     pub phase: Phase,
     pub attempt: u32,
     pub timeout: std::time::Duration,
+    /// The cancel level that stops it: 1 for a step, 2 for a rollback (a first cancel
+    /// starts the rollbacks; only a second one stops them).
+    pub cancel_level: u8,
+}
+
+impl<'a> Action<'a> {
+    pub fn step(step_id: &'a str, attempt: u32, timeout: std::time::Duration) -> Action<'a> {
+        Action { step_id, phase: Phase::Step, attempt, timeout, cancel_level: 1 }
+    }
+
+    pub fn rollback(step_id: &'a str, timeout: std::time::Duration) -> Action<'a> {
+        Action { step_id, phase: Phase::Rollback, attempt: 1, timeout, cancel_level: 2 }
+    }
+
+    /// Writes `text` to the log, line by line, each prefixed and cut to the longest line
+    /// a process's output may have; at most `max` lines.
+    pub async fn log<S: Store>(
+        &self,
+        run: &mut Run<'_, '_, S>,
+        stream: opsbook_store::Stream,
+        prefix: &str,
+        text: &str,
+        max: usize,
+    ) -> crate::Result<()> {
+        for line in text.lines().take(max) {
+            let mut line = format!("{prefix}{line}");
+            if line.len() > crate::lines::MAX_LINE {
+                let mut at = crate::lines::MAX_LINE;
+                while !line.is_char_boundary(at) {
+                    at -= 1;
+                }
+                line.truncate(at);
+            }
+            run.sink.push(run.hooks.observer, Some(self.step_id), self.phase, self.attempt, stream, line.as_bytes());
+        }
+        run.sink.flush().await?;
+        Ok(())
+    }
 }
 
 impl Action<'_> {

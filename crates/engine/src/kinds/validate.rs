@@ -17,6 +17,7 @@ pub(crate) async fn after<S: Store>(run: &mut Run<'_, '_, S>, step: &Step, resul
         return Ok(());
     }
     let mut problems = Vec::new();
+    let mut retryable = true;
     for v in &step.validate {
         match v {
             CheckedValidation::Json { path, equals } => {
@@ -28,19 +29,40 @@ pub(crate) async fn after<S: Store>(run: &mut Run<'_, '_, S>, step: &Step, resul
                     None => problems.push(format!("{path} is missing from the result, expected {equals}")),
                 }
             }
-            CheckedValidation::Lambda(function) => {
-                if let Some(p) = lambda_check(run, step, result, function).await? {
-                    problems.push(p);
+            CheckedValidation::Lambda(function) => match lambda_check(run, step, result, function).await? {
+                Verdict::Pass => {}
+                Verdict::Problem { message, retry } => {
+                    problems.push(message);
+                    retryable &= retry;
                 }
-            }
+                Verdict::Cancelled => {
+                    let error = format!("cancelled while the validation function `{function}` ran");
+                    *result = AttemptResult {
+                        exit_code: result.exit_code,
+                        ..AttemptResult::failed(StepStatus::Cancelled, error)
+                    };
+                    return Ok(());
+                }
+            },
             _ => {}
         }
     }
     if !problems.is_empty() {
         let error = format!("validate: {}", problems.join("; "));
-        *result = AttemptResult { exit_code: result.exit_code, ..AttemptResult::failed(StepStatus::Failed, error) };
+        *result = AttemptResult {
+            exit_code: result.exit_code,
+            retryable,
+            ..AttemptResult::failed(StepStatus::Failed, error)
+        };
     }
     Ok(())
+}
+
+/// What a validation function decided.
+enum Verdict {
+    Pass,
+    Problem { message: String, retry: bool },
+    Cancelled,
 }
 
 /// A value for a message, cut to a readable length.
@@ -49,17 +71,22 @@ fn short(v: &serde_json::Value) -> String {
     if s.chars().count() > 200 { format!("{}…", s.chars().take(200).collect::<String>()) } else { s }
 }
 
-/// Invokes the validation function with the step's result; a problem when it answers
-/// `false` (or `{"valid": false, "reason": …}`) or fails.
+/// Invokes the validation function with the step's result (secrets masked): it passes
+/// on `true` (or `{"valid": true}`), fails on `false` (or `{"valid": false, "reason": …}`)
+/// or when the function fails.
 async fn lambda_check<S: Store>(
     run: &mut Run<'_, '_, S>,
     step: &Step,
     result: &AttemptResult,
     function: &str,
-) -> Result<Option<String>> {
+) -> Result<Verdict> {
     let masker = run.masker().clone();
     let outputs: serde_json::Map<String, serde_json::Value> =
         result.outputs.iter().map(|(k, v)| (k.clone(), masker.mask(v).into_owned().into())).collect();
+    let document = result.document.as_ref().map(|d| {
+        let text = masker.mask(&d.to_string()).into_owned();
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+    });
     let event = serde_json::json!({
         "execution_id": run.exec.id,
         "runbook": run.rb.name,
@@ -69,19 +96,20 @@ async fn lambda_check<S: Store>(
         "status": "succeeded",
         "exit_code": result.exit_code,
         "outputs": outputs,
-        "result": result.document,
+        "result": document,
     });
     let target = run.aws_target(Default::default());
     let body = serde_json::to_vec(&event).expect("a JSON value serializes");
     let cancel = run.hooks.cancel.clone();
     let call = opsbook_aws::lambda::invoke(&target, function, None, body);
+    let problem = |message: String, retry: bool| Ok(Verdict::Problem { message, retry });
     let out = tokio::select! {
         r = tokio::time::timeout(step.timeout.0, call) => r,
-        _ = cancel.reached(1) => return Ok(Some(format!("cancelled while the validation function `{function}` ran"))),
+        _ = cancel.reached(1) => return Ok(Verdict::Cancelled),
     };
     let out = match out {
-        Err(_) => return Ok(Some(format!("the validation function `{function}` did not answer in time"))),
-        Ok(Err(e)) => return Ok(Some(format!("the validation function `{function}`: {e}"))),
+        Err(_) => return problem(format!("the validation function `{function}` did not answer in time"), true),
+        Ok(Err(e)) => return problem(format!("the validation function `{function}`: {e}"), e.retryable),
         Ok(Ok(out)) => out,
     };
     let answer: serde_json::Value = serde_json::from_slice(&out.payload).unwrap_or(serde_json::Value::Null);
@@ -89,29 +117,31 @@ async fn lambda_check<S: Store>(
     run.system(Some(&step.id), Phase::Step, &masker.mask(&msg)).await?;
     if let Some(kind) = out.function_error {
         let field = |k: &str| answer.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
-        return Ok(Some(format!(
+        let message = format!(
             "the validation function `{function}` failed ({kind}): {}: {}",
             field("errorType"),
             field("errorMessage")
-        )));
+        );
+        return problem(message, true);
     }
     let verdict = match &answer {
         serde_json::Value::Bool(b) => Some(*b),
         serde_json::Value::Object(m) => m.get("valid").and_then(serde_json::Value::as_bool),
         _ => None,
     };
-    Ok(match verdict {
-        Some(true) => None,
+    let message = match verdict {
+        Some(true) => return Ok(Verdict::Pass),
         Some(false) => {
             let reason = answer.get("reason").or_else(|| answer.get("message")).and_then(|v| v.as_str());
-            Some(match reason {
+            match reason {
                 Some(r) => format!("the validation function `{function}` refused the result: {r}"),
                 None => format!("the validation function `{function}` refused the result"),
-            })
+            }
         }
-        None => Some(format!(
+        None => format!(
             "the validation function `{function}` answered {}: expected true, false or {{\"valid\": …}}",
             short(&answer)
-        )),
-    })
+        ),
+    };
+    problem(message, true)
 }

@@ -256,7 +256,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 StepKind::Gate(spec) => kinds::gate::attempt(self, &step.id, spec).await?,
                 StepKind::Approval(_) => unreachable!("approvals are not attempted"),
                 aws => {
-                    let act = kinds::Action { step_id: &step.id, phase: Phase::Step, attempt, timeout: step.timeout.0 };
+                    let act = kinds::Action::step(&step.id, attempt, step.timeout.0);
                     kinds::aws(self, &act, aws).await?.expect("the AWS kinds")
                 }
             };

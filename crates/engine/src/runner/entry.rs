@@ -98,7 +98,7 @@ pub(crate) async fn start<S: Store>(engine: &Engine<S>, req: StartRequest, hooks
     let (exec, steps) = new_execution(engine, &req, ExecStatus::Running).await?;
     // Read before anything is stored: a secret that cannot be read starts nothing.
     let mut params = req.params;
-    resolve_sources(&exec.id, &req.runbook, &mut params).await?;
+    resolve_sources(&exec.id, &req.runbook, &mut params, None).await?;
     engine.store.create_execution(&exec, &steps).await?;
     let id = exec.id.clone();
     let mut run = Run::new(engine, hooks, req.runbook, exec, steps, params, 0);
@@ -129,7 +129,8 @@ pub(crate) async fn run_claimed<S: Store>(
     hooks: &Hooks<'_>,
     gate_poll_only: bool,
 ) -> Result<Outcome> {
-    let mut run = load_exec(engine, exec, secrets, hooks, Work::Rest).await?;
+    // A gate poll runs no step: it needs no secret read from AWS.
+    let mut run = load_exec(engine, exec, secrets, hooks, Work::Rest, !gate_poll_only).await?;
     run.gate_poll_only = gate_poll_only;
     // A cancel asked for while another runner had the execution (e.g. mid gate check)
     // is still owed.
@@ -175,7 +176,7 @@ async fn load<'e, 'h, S: Store>(
     work: Work,
 ) -> Result<Run<'e, 'h, S>> {
     let exec = engine.store.execution(id).await?;
-    load_exec(engine, exec, secrets, hooks, work).await
+    load_exec(engine, exec, secrets, hooks, work, true).await
 }
 
 /// [`load`], for an execution just read (as a claim returned it).
@@ -185,13 +186,16 @@ async fn load_exec<'e, 'h, S: Store>(
     secrets: &BTreeMap<String, Input>,
     hooks: &'h Hooks<'h>,
     work: Work,
+    read_sources: bool,
 ) -> Result<Run<'e, 'h, S>> {
     let store = &engine.store;
     let rb = Runbook::clone(&*engine.stored_runbook(&exec.runbook_sha256).await?);
     let (steps, last_seq) = store.steps_and_last_seq(&exec.id).await?;
     let needed = needed_secrets(&rb, &steps, work);
     let mut params = restore_params(&rb, &exec, secrets, &needed)?;
-    resolve_sources(&exec.id, &rb, &mut params).await?;
+    if read_sources {
+        resolve_sources(&exec.id, &rb, &mut params, Some(&needed)).await?;
+    }
     if steps.len() != rb.steps.len() {
         return Err(Error::Invalid(format!(
             "execution {} has {} step records for a runbook of {} steps",
@@ -207,12 +211,21 @@ async fn load_exec<'e, 'h, S: Store>(
 const SOURCE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Reads each secret parameter that names a `from:` and was not given a value, from AWS,
-/// each time an execution starts or goes on (never stored; masked like any secret).
-async fn resolve_sources(execution_id: &str, rb: &Runbook, params: &mut ParamValues) -> Result<()> {
+/// each time an execution starts or goes on (never stored; masked like any secret);
+/// `only`: just those the work left mentions.
+async fn resolve_sources(
+    execution_id: &str,
+    rb: &Runbook,
+    params: &mut ParamValues,
+    only: Option<&std::collections::BTreeSet<String>>,
+) -> Result<()> {
     use opsbook_core::params::SecretSource;
     let mut errors = Vec::new();
     for p in &rb.params {
         let Some(source) = p.source() else { continue };
+        if only.is_some_and(|names| !names.contains(&p.name)) {
+            continue;
+        }
         if params.values.get(&p.name).is_some_and(|v| !v.is_null()) {
             continue;
         }

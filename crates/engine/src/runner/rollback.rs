@@ -76,7 +76,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                     Err(e) => AttemptResult::fatal(format!("rollback.run: {e}")),
                 },
                 Rollback::Aws { kind, .. } => {
-                    let act = kinds::Action { step_id: &step.id, phase: Phase::Rollback, attempt: 1, timeout };
+                    let act = kinds::Action::rollback(&step.id, timeout);
                     kinds::aws(self, &act, kind).await?.expect("the AWS kinds")
                 }
             };

@@ -20,7 +20,7 @@ use crate::state::AppState;
 const MAX_EVENT: usize = 1 << 20;
 
 /// `POST /api/v1/triggers/{name}`: queues an execution of the runbook declaring trigger `name`.
-#[utoipa::path(post, path = "/api/v1/triggers/{name}", tag = "executions", params(("name" = String, Path)), request_body(content = Value, description = "The event (JSON)"), responses((status = 202, description = "Queued (or, repeated, an earlier event with this id was)", body = opsbook_api::Triggered), (status = 400, description = "The event is not JSON, or the parameters it gives are invalid", body = crate::openapi::ErrorBody), (status = 401, description = "Wrong token or signature", body = crate::openapi::ErrorBody), (status = 404, description = "No such trigger", body = crate::openapi::ErrorBody), (status = 409, description = "The runbook does not run now", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/triggers/{name}", tag = "executions", params(("name" = String, Path)), request_body(content = Value, description = "The event (JSON)"), responses((status = 202, description = "Queued", body = opsbook_api::Triggered), (status = 200, description = "An earlier event with this id queued it (repeated)", body = opsbook_api::Triggered), (status = 400, description = "The event is not JSON, a signed event has no id, or the parameters it gives are invalid", body = crate::openapi::ErrorBody), (status = 401, description = "Unknown trigger, or wrong token or signature", body = crate::openapi::ErrorBody), (status = 409, description = "The runbook does not run now", body = crate::openapi::ErrorBody)))]
 pub async fn fire(
     State(st): State<AppState>,
     Path(name): Path<String>,
@@ -28,26 +28,58 @@ pub async fn fire(
 ) -> ApiResult<(StatusCode, Json<opsbook_api::Triggered>)> {
     let (parts, body) = req.into_parts();
     let rid = crate::state::request_id(&parts.headers);
-    let Some((runbook, trigger)) = find(&st, &name).await? else {
-        // Counted like a failed authentication, so that names cannot be probed at speed.
-        return Err(crate::auth::failed(&st, &parts, "unknown trigger").await.unwrap_or_else(|| {
-            ApiError::not_found(format!("trigger `{}` not found", crate::limits::bounded(&name, 100)))
-        }));
-    };
     let body = axum::body::to_bytes(body, MAX_EVENT).await.map_err(|_| {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("an event is at most {MAX_EVENT} bytes"))
     })?;
-    if let Err(why) = authentic(&trigger.auth, &parts.headers, &body) {
-        if let Some(limited) = crate::auth::failed(&st, &parts, why).await {
-            return Err(limited);
+    // An unknown name and wrong credentials answer alike (the audit record tells them
+    // apart), so that names cannot be found by asking.
+    let mut accepted = Vec::new();
+    let mut why = "unknown trigger";
+    for (runbook, trigger) in find(&st, &name).await? {
+        match authentic(&trigger.auth, &parts.headers, &body) {
+            Ok(()) => accepted.push((runbook, trigger)),
+            Err(e) => why = e,
         }
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", format!("trigger `{name}`: {why}")));
     }
+    let (runbook, trigger) = match accepted.len() {
+        0 => {
+            if let Some(limited) = crate::auth::failed(&st, &parts, &format!("trigger: {why}")).await {
+                return Err(limited);
+            }
+            let name = crate::limits::bounded(&name, 100);
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                format!("trigger `{name}`: unknown, or not these credentials"),
+            ));
+        }
+        1 => accepted.remove(0),
+        _ => {
+            let names: Vec<&str> = accepted.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(ApiError::conflict(format!(
+                "trigger `{name}` is declared by runbooks {}: rename it in all but one",
+                names.join(" and ")
+            )));
+        }
+    };
     let event: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the event is not JSON: {e}")))?;
-    let event_id = trigger
-        .event_id(&event)
-        .or_else(|| ["x-github-delivery", "idempotency-key"].iter().find_map(|h| header(&parts.headers, h)));
+    // A signed event's id must come from what was signed: a header could be changed to
+    // replay it. A token's caller may name it in a header.
+    let event_id = match &trigger.auth {
+        Auth::Hmac { .. } => trigger.event_id(&event),
+        Auth::Token { .. } => trigger
+            .event_id(&event)
+            .or_else(|| ["x-github-delivery", "idempotency-key"].iter().find_map(|h| header(&parts.headers, h))),
+    };
+    if event_id.is_none() && matches!(trigger.auth, Auth::Hmac { .. }) {
+        let details = json!({ "runbook": runbook, "error": "no event id" });
+        st.audit(&format!("trigger:{name}"), "trigger.refused", &runbook, &rid, details).await;
+        return Err(ApiError::bad_request(format!(
+            "trigger `{name}`: the signed event has no id at {} (set `event_id`): without one a captured event could be replayed",
+            trigger.event_id
+        )));
+    }
     // The event's id names the execution: a repeated delivery answers the first one.
     let key = event_id.as_ref().map(|id| {
         let key = format!("trigger:{name}:{id}");
@@ -80,8 +112,8 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()).map(str::to_string)
 }
 
-/// The runbook (active or deprecated, its latest version) declaring trigger `name`.
-async fn find(st: &AppState, name: &str) -> ApiResult<Option<(String, Trigger)>> {
+/// The runbooks (active or deprecated, their latest versions) declaring trigger `name`.
+async fn find(st: &AppState, name: &str) -> ApiResult<Vec<(String, Trigger)>> {
     let mut found = Vec::new();
     for entry in st.store.registry(&RunbookQuery::default()).await? {
         if entry.status != "active" && entry.status != "deprecated" {
@@ -92,14 +124,7 @@ async fn find(st: &AppState, name: &str) -> ApiResult<Option<(String, Trigger)>>
             found.push((entry.name.clone(), t.clone()));
         }
     }
-    if found.len() > 1 {
-        let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
-        return Err(ApiError::conflict(format!(
-            "trigger `{name}` is declared by runbooks {}: rename it in all but one",
-            names.join(" and ")
-        )));
-    }
-    Ok(found.pop())
+    Ok(found)
 }
 
 /// Whether the call carries the trigger's token or a valid signature of its body.
