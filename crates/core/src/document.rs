@@ -162,7 +162,7 @@ pub struct RawTrigger {
     #[schemars(with = "String")]
     pub name: Spanned<String>,
     /// SHA-256 (hex) of the token callers send as `Authorization: Bearer TOKEN` (the
-    /// token itself is never written down; `opsbook trigger token` makes one).
+    /// token itself is never written down; make one with `openssl rand -hex 32`).
     #[serde(default)]
     pub token_sha256: Option<String>,
     /// The server's environment variable holding the key of HMAC-SHA256 signed calls
