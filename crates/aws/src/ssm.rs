@@ -84,7 +84,7 @@ pub struct Invocation {
     pub details: Option<String>,
     /// The plugins' exit code (the last plugin's that has one).
     pub exit_code: Option<i32>,
-    /// The plugins' output (SSM keeps the first 24,000 characters of each).
+    /// The plugins' output (ListCommandInvocations returns the first 2,500 characters of each).
     pub output: String,
 }
 
