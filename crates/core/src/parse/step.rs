@@ -1,0 +1,404 @@
+//! The checks of one step: its kind (with the AWS kinds' fields), its validations and
+//! its rollback.
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+
+use serde_saphyr::{Location, Spanned};
+
+use super::Checker;
+use crate::document::{RawStep, Validation};
+use crate::step::aws::{self, LambdaSpec, SsmAutomationSpec, SsmCommandSpec};
+use crate::step::{Rollback, StepKind, approval::Approver, run::Script, sleep::SleepSpec};
+use crate::template::{self, Scope};
+use crate::{CheckedValidation, Step};
+
+impl Checker<'_> {
+    pub(super) fn step(
+        &mut self,
+        raw: Spanned<RawStep>,
+        scope: &Scope<'_>,
+        rollback_scope: &Scope<'_>,
+    ) -> Option<Step> {
+        let at = raw.referenced;
+        let s = raw.value;
+        let id = s.id.value.clone();
+        if !is_step_id(&id) {
+            let msg = format!("invalid step id `{id}`: use lowercase letters, digits and _, starting with a letter");
+            self.err(&s.id.referenced, msg);
+        }
+        let n = self.diags.len();
+        let set: Vec<&str> = [
+            s.run.is_some().then_some("run"),
+            s.http.is_some().then_some("http"),
+            s.sleep.is_some().then_some("sleep"),
+            s.approval.is_some().then_some("approval"),
+            s.gate.is_some().then_some("gate"),
+            s.aws_lambda.is_some().then_some("aws_lambda"),
+            s.aws_ssm_command.is_some().then_some("aws_ssm_command"),
+            s.aws_ssm_automation.is_some().then_some("aws_ssm_automation"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if set.len() != 1 {
+            let msg = if set.is_empty() {
+                format!("step `{id}` does nothing: set exactly one of {}", crate::step::KIND_KEYS.join(", "))
+            } else {
+                format!(
+                    "step `{id}` sets {}: set exactly one of {}",
+                    set.join(" and "),
+                    crate::step::KIND_KEYS.join(", ")
+                )
+            };
+            self.err(&at, msg);
+            return None;
+        }
+        let is_run = s.run.is_some();
+        if !is_run && (s.shell.is_some() || !s.env.is_empty() || s.workdir.is_some()) {
+            self.err(&at, format!("step `{id}`: shell, env and workdir apply only to run steps"));
+        }
+        for (k, v) in &s.env {
+            if !crate::step::run::is_env_name(k) {
+                self.err(&at, format!("step `{id}`: invalid environment variable name `{k}`"));
+            }
+            self.plain_template(v, &at, scope, &format!("env.{k}"));
+        }
+        if let Some(when) = &s.when {
+            let bare = when.value.trim();
+            if bare.starts_with("{{") && bare.ends_with("}}") {
+                let inner = bare.trim_start_matches("{{").trim_end_matches("}}").trim();
+                self.err(
+                    &when.referenced,
+                    format!("when: an expression, not a template: drop the braces (`when: \"{inner}\"`)"),
+                );
+            } else {
+                self.template(when, true, scope, "when");
+            }
+        }
+        if let Some(r) = &s.retries {
+            if r.count > 100 {
+                self.err(&at, format!("step `{id}`: retries.count {} is more than 100", r.count));
+            }
+            if !r.backoff.is_finite() || r.backoff < 1.0 || r.backoff > 10.0 {
+                self.err(&at, format!("step `{id}`: retries.backoff must be between 1.0 and 10.0"));
+            }
+        }
+        let kind_name = set[0];
+        let mut validate = Vec::new();
+        for v in s.validate {
+            if let Some(c) = self.validation(v, kind_name, &id, scope) {
+                validate.push(c);
+            }
+        }
+        let shell = s.shell.unwrap_or_default();
+        let rollback = s.rollback.and_then(|r| {
+            let set: Vec<&str> = [
+                r.run.is_some().then_some("run"),
+                r.aws_lambda.is_some().then_some("aws_lambda"),
+                r.aws_ssm_command.is_some().then_some("aws_ssm_command"),
+                r.aws_ssm_automation.is_some().then_some("aws_ssm_automation"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if set.len() != 1 {
+                let one = "set exactly one of run, aws_lambda, aws_ssm_command, aws_ssm_automation";
+                let what =
+                    if set.is_empty() { "does nothing".to_string() } else { format!("sets {}", set.join(" and ")) };
+                self.err(&at, format!("step `{id}`: the rollback {what}: {one}"));
+                return None;
+            }
+            let timeout = r.timeout.or(s.timeout);
+            if let Some(run) = r.run {
+                self.script(&run, rollback_scope, "rollback.run");
+                return Some(Rollback::Run(Script {
+                    template: run.value,
+                    shell,
+                    env: s.env.clone(),
+                    workdir: s.workdir.clone(),
+                    timeout,
+                }));
+            }
+            let kind = if let Some(l) = r.aws_lambda {
+                self.lambda(l, rollback_scope, "rollback.aws_lambda")
+            } else if let Some(c) = r.aws_ssm_command {
+                self.ssm_command(c, rollback_scope, "rollback.aws_ssm_command")
+            } else {
+                self.ssm_automation(r.aws_ssm_automation?, rollback_scope, "rollback.aws_ssm_automation")
+            };
+            Some(Rollback::Aws { kind: Box::new(kind), timeout })
+        });
+        let kind = if let Some(run) = s.run {
+            self.script(&run, scope, "run");
+            StepKind::Run(Script { template: run.value, shell, env: s.env, workdir: s.workdir, timeout: s.timeout })
+        } else if let Some(http) = s.http {
+            self.template(&http.url, false, scope, "http.url");
+            if let Some(body) = &http.body {
+                self.plain_template(body, &http.url.referenced, scope, "http.body");
+            }
+            for (k, v) in &http.headers {
+                self.plain_template(v, &http.url.referenced, scope, &format!("http.headers.{k}"));
+            }
+            for code in &http.expect_status {
+                if !(100..=599).contains(code) {
+                    self.err(&http.url.referenced, format!("http.expect_status: {code} is not an HTTP status code"));
+                }
+            }
+            StepKind::Http(http)
+        } else if let Some(l) = s.aws_lambda {
+            self.lambda(l, scope, "aws_lambda")
+        } else if let Some(c) = s.aws_ssm_command {
+            self.ssm_command(c, scope, "aws_ssm_command")
+        } else if let Some(a) = s.aws_ssm_automation {
+            self.ssm_automation(a, scope, "aws_ssm_automation")
+        } else if let Some(d) = s.sleep {
+            StepKind::Sleep(SleepSpec { duration: d })
+        } else if let Some(g) = s.gate {
+            if let Err((place, e)) = g.check() {
+                self.err(place.as_ref().unwrap_or(&at), format!("step `{id}`: {e}"));
+            }
+            StepKind::Gate(g)
+        } else {
+            let a = s.approval.expect("exactly one kind is set");
+            let mut users = BTreeSet::new();
+            let mut has_role = false;
+            for ap in &a.approvers {
+                match Approver::parse(&ap.value) {
+                    Ok(Approver::User(u)) => {
+                        users.insert(u);
+                    }
+                    Ok(Approver::Role(_)) => has_role = true,
+                    Err(e) => self.err(&ap.referenced, format!("approval.approvers: {e}")),
+                }
+            }
+            if a.min_approvals == 0 {
+                self.err(&at, format!("step `{id}`: approval.min_approvals must be at least 1"));
+            } else if !has_role && !users.is_empty() && (a.min_approvals as usize) > users.len() {
+                self.err(
+                    &at,
+                    format!(
+                        "step `{id}`: approval.min_approvals is {} but only {} user(s) may approve",
+                        a.min_approvals,
+                        users.len()
+                    ),
+                );
+            }
+            if let Some(m) = &a.message {
+                self.template(m, false, scope, "approval.message");
+            }
+            StepKind::Approval(a)
+        };
+        if self.diags.len() > n {
+            return None;
+        }
+        let timeout = s.timeout.unwrap_or_else(|| kind.default_timeout());
+        Some(Step {
+            name: s.name.unwrap_or_else(|| id.clone()),
+            id,
+            description: s.description,
+            kind,
+            timeout,
+            retries: s.retries,
+            validate,
+            rollback,
+            required: s.required,
+            when: s.when.map(|w| w.value),
+            idempotent: s.idempotent,
+            line: u32::try_from(at.line()).unwrap_or(0),
+            column: u32::try_from(at.column()).unwrap_or(0),
+        })
+    }
+}
+
+impl Checker<'_> {
+    /// Checks an `aws_lambda` action (of a step or a rollback, as `field` says).
+    fn lambda(&mut self, l: LambdaSpec, scope: &Scope<'_>, field: &str) -> StepKind {
+        self.template(&l.function, false, scope, &format!("{field}.function"));
+        if let Some(payload) = &l.payload {
+            for e in template::check_json(payload, scope, &format!("{field}.payload")) {
+                self.err(&l.function.referenced, e);
+            }
+        }
+        for (place, e) in aws::check_target(field, &l.region, &l.role_arn) {
+            self.err(&place, e);
+        }
+        StepKind::AwsLambda(l)
+    }
+
+    /// Checks SSM parameters: strings or lists of strings, each a template.
+    fn ssm_params(
+        &mut self,
+        params: &BTreeMap<String, serde_json::Value>,
+        at: &Location,
+        scope: &Scope<'_>,
+        field: &str,
+    ) {
+        match aws::ssm_parameters(params) {
+            Ok(lists) => {
+                for (k, values) in lists {
+                    for v in values {
+                        self.plain_template(&v, at, scope, &format!("{field}.parameters.{k}"));
+                    }
+                }
+            }
+            Err(e) => self.err(at, format!("{field}.{e}")),
+        }
+    }
+
+    fn ssm_command(&mut self, c: SsmCommandSpec, scope: &Scope<'_>, field: &str) -> StepKind {
+        let at = c.document.referenced;
+        self.template(&c.document, false, scope, &format!("{field}.document"));
+        let t = &c.targets;
+        match (t.instance_ids.is_empty(), t.tags.is_empty()) {
+            (true, true) => self.err(&at, format!("{field}.targets: set instance_ids or tags")),
+            (false, false) => self.err(&at, format!("{field}.targets: set instance_ids or tags, not both")),
+            _ => {}
+        }
+        if t.instance_ids.len() > 50 {
+            self.err(
+                &at,
+                format!("{field}.targets.instance_ids: {} ids, SSM takes at most 50 (use tags)", t.instance_ids.len()),
+            );
+        }
+        for id in &t.instance_ids {
+            self.plain_template(id, &at, scope, &format!("{field}.targets.instance_ids"));
+        }
+        if t.tags.len() > 5 {
+            self.err(&at, format!("{field}.targets.tags: {} tags, SSM takes at most 5", t.tags.len()));
+        }
+        match aws::ssm_parameters(&t.tags) {
+            Ok(tags) => {
+                for (k, values) in tags {
+                    for v in values {
+                        self.plain_template(&v, &at, scope, &format!("{field}.targets.tags.{k}"));
+                    }
+                }
+            }
+            Err(e) => self.err(&at, format!("{field}.targets.tags.{}", e.strip_prefix("parameters.").unwrap_or(&e))),
+        }
+        self.ssm_params(&c.parameters, &at, scope, field);
+        for (name, rate) in [("max_concurrency", &c.max_concurrency), ("max_errors", &c.max_errors)] {
+            if let Some(r) = rate
+                && let Err(e) = aws::check_rate(&format!("{field}.{name}"), &r.value)
+            {
+                self.err(&r.referenced, e);
+            }
+        }
+        for (place, e) in aws::check_target(field, &c.region, &c.role_arn) {
+            self.err(&place, e);
+        }
+        StepKind::AwsSsmCommand(Box::new(c))
+    }
+
+    fn ssm_automation(&mut self, a: SsmAutomationSpec, scope: &Scope<'_>, field: &str) -> StepKind {
+        let at = a.document.referenced;
+        self.template(&a.document, false, scope, &format!("{field}.document"));
+        self.ssm_params(&a.parameters, &at, scope, field);
+        for (place, e) in aws::check_target(field, &a.region, &a.role_arn) {
+            self.err(&place, e);
+        }
+        StepKind::AwsSsmAutomation(a)
+    }
+
+    /// Checks one `validate` entry of a step of kind `kind`: one check per entry, and one
+    /// that applies to the kind.
+    fn validation(
+        &mut self,
+        v: Spanned<Validation>,
+        kind: &str,
+        id: &str,
+        scope: &Scope<'_>,
+    ) -> Option<CheckedValidation> {
+        let at = v.referenced;
+        let v = v.value;
+        let set: Vec<&str> = [
+            v.exit_code.is_some().then_some("exit_code"),
+            v.output_contains.is_some().then_some("output_contains"),
+            v.output_matches.is_some().then_some("output_matches"),
+            v.json.is_some().then_some("json"),
+            v.lambda.is_some().then_some("lambda"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let one = "each entry sets one of exit_code, output_contains, output_matches, json (with equals), lambda";
+        match set.as_slice() {
+            [] if v.equals.is_some() => {
+                self.err(&at, "validate: `equals` goes with `json: PATH`, the value to compare")
+            }
+            [] => self.err(&at, format!("validate: {one}")),
+            [_] => {}
+            more => self.err(&at, format!("validate: this entry sets {}; {one}", more.join(" and "))),
+        }
+        if set.len() != 1 {
+            return None;
+        }
+        let check = set[0];
+        let applies = match check {
+            "exit_code" | "output_contains" | "output_matches" => kind == "run",
+            "json" => matches!(kind, "aws_lambda" | "http"),
+            _ => !matches!(kind, "sleep" | "approval" | "gate"),
+        };
+        if !applies {
+            let which = match check {
+                "json" => "aws_lambda and http steps",
+                "lambda" => "steps that run something (not sleep, approval or gate steps)",
+                _ => "run steps",
+            };
+            self.err(&at, format!("step `{id}`: validate.{check} applies to {which}, not to {kind} steps"));
+            return None;
+        }
+        if v.equals.is_some() && check != "json" {
+            self.err(&at, format!("validate: `equals` goes with `json`, not with `{check}`"));
+            return None;
+        }
+        Some(match v {
+            Validation { exit_code: Some(c), .. } => CheckedValidation::ExitCode(c),
+            Validation { output_contains: Some(t), .. } => {
+                self.plain_template(&t, &at, scope, "validate.output_contains");
+                CheckedValidation::OutputContains(t)
+            }
+            Validation { output_matches: Some(re), .. } => {
+                match regex::RegexBuilder::new(&re.value).multi_line(true).build() {
+                    Ok(r) => CheckedValidation::OutputMatches(r),
+                    Err(e) => {
+                        let msg = e.to_string();
+                        let last = msg.lines().last().unwrap_or_default().trim();
+                        let last = last.strip_prefix("error: ").unwrap_or(last).to_string();
+                        self.err(&re.referenced, format!("output_matches: invalid regular expression: {last}"));
+                        return None;
+                    }
+                }
+            }
+            Validation { json: Some(path), equals, .. } => {
+                let Some(equals) = equals else {
+                    self.err(&path.referenced, format!("validate: `json: {}` needs `equals: VALUE`", path.value));
+                    return None;
+                };
+                match crate::jsonpath::JsonPath::parse(&path.value) {
+                    Ok(p) => CheckedValidation::Json { path: p, equals },
+                    Err(e) => {
+                        self.err(&path.referenced, format!("validate.json: {e}"));
+                        return None;
+                    }
+                }
+            }
+            Validation { lambda: Some(f), .. } => {
+                if f.value.trim().is_empty() {
+                    self.err(&f.referenced, "validate.lambda: name the function");
+                    return None;
+                }
+                CheckedValidation::Lambda(f.value)
+            }
+            _ => return None,
+        })
+    }
+}
+
+fn is_step_id(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_lowercase()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+}
