@@ -122,6 +122,81 @@ fn unknown_outcome(status: StepStatus, error: String) -> AttemptResult {
     AttemptResult { retryable: false, ..AttemptResult::failed(status, error) }
 }
 
+/// Polls work started in AWS (a command, an automation) with backoff until the caller
+/// sees it end: each `next` pauses, then reads its state once. A read that fails is tried
+/// again at the next pause, up to `POLL_FAILURES` in a row.
+struct Poller {
+    /// `command ID` or `automation ID`, for messages.
+    what: String,
+    deadline: Instant,
+    delay: Duration,
+    failures: u32,
+}
+
+/// What `Poller::next` gave: the work's state, or why polling stops (the work must then
+/// be stopped in AWS).
+enum Polled<T> {
+    State(T),
+    Stop(StepStatus, String),
+}
+
+impl Poller {
+    fn new(what: String, deadline: Instant) -> Poller {
+        Poller { what, deadline, delay: FIRST_POLL, failures: 0 }
+    }
+
+    async fn next<S: Store, T, F, Fut>(
+        &mut self,
+        run: &mut Run<'_, '_, S>,
+        act: &Action<'_>,
+        read: F,
+    ) -> Result<Polled<T>>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, opsbook_aws::Error>>,
+    {
+        let what = &self.what;
+        loop {
+            let pause = Instant::now() + self.delay;
+            self.delay = (self.delay * 3 / 2).min(MAX_POLL);
+            let deadline = self.deadline;
+            let polled = bounded(run, act, deadline, async {
+                tokio::time::sleep_until(pause.min(deadline).into()).await;
+                if Instant::now() >= deadline { None } else { Some(read().await) }
+            })
+            .await;
+            match polled {
+                Bounded::Cancelled => return Ok(Polled::Stop(StepStatus::Cancelled, format!("cancelled {what}"))),
+                Bounded::TimedOut | Bounded::Done(None) => {
+                    let why = format!("{what} did not finish within {}", Dur(act.timeout));
+                    return Ok(Polled::Stop(StepStatus::TimedOut, why));
+                }
+                Bounded::Done(Some(Ok(state))) => {
+                    self.failures = 0;
+                    return Ok(Polled::State(state));
+                }
+                Bounded::Done(Some(Err(e))) if e.retryable && self.failures + 1 < POLL_FAILURES => {
+                    self.failures += 1;
+                    run.system(Some(act.step_id), act.phase, &format!("warning: polling {what}: {e}")).await?;
+                }
+                Bounded::Done(Some(Err(e))) => {
+                    return Ok(Polled::Stop(StepStatus::Failed, format!("polling {what}: {e}")));
+                }
+            }
+        }
+    }
+
+    /// The attempt's result once polling stopped and `stop_call` was sent. Not retried
+    /// (unless cancelled): the work may still have run in AWS.
+    fn stopped(&self, status: StepStatus, why: String, stop_call: &str) -> AttemptResult {
+        if status == StepStatus::Cancelled {
+            cancelled(format!("cancelled; {stop_call} sent for {}", self.what))
+        } else {
+            unknown_outcome(status, format!("{why}; {stop_call} sent"))
+        }
+    }
+}
+
 pub(crate) async fn command<S: Store>(
     run: &mut Run<'_, '_, S>,
     act: &Action<'_>,
@@ -160,46 +235,15 @@ pub(crate) async fn command<S: Store>(
     run.system(Some(act.step_id), act.phase, &msg).await?;
 
     let mut reported = BTreeSet::new();
-    let mut delay = FIRST_POLL;
-    let mut poll_failures = 0;
+    let mut poller = Poller::new(format!("command {id}"), deadline);
     let state = loop {
-        let pause = Instant::now() + delay;
-        delay = (delay * 3 / 2).min(MAX_POLL);
-        let polled = match bounded(run, act, deadline, async {
-            tokio::time::sleep_until(pause.min(deadline).into()).await;
-            if Instant::now() >= deadline { None } else { Some(opsbook_aws::ssm::command_state(&target, &id).await) }
-        })
-        .await
-        {
-            Bounded::Cancelled => {
+        let state = match poller.next(run, act, || opsbook_aws::ssm::command_state(&target, &id)).await? {
+            Polled::State(s) => s,
+            Polled::Stop(status, why) => {
                 stop_command(run, act, &target, &id).await?;
-                return Ok(cancelled(format!("cancelled; CancelCommand sent for command {id}")));
+                return Ok(poller.stopped(status, why, "CancelCommand"));
             }
-            Bounded::TimedOut | Bounded::Done(None) => {
-                stop_command(run, act, &target, &id).await?;
-                return Ok(unknown_outcome(
-                    StepStatus::TimedOut,
-                    format!("command {id} did not finish within {}; CancelCommand sent", Dur(act.timeout)),
-                ));
-            }
-            Bounded::Done(Some(p)) => p,
         };
-        let state = match polled {
-            Err(e) if e.retryable && poll_failures + 1 < POLL_FAILURES => {
-                poll_failures += 1;
-                run.system(Some(act.step_id), act.phase, &format!("warning: polling command {id}: {e}")).await?;
-                continue;
-            }
-            Err(e) => {
-                stop_command(run, act, &target, &id).await?;
-                return Ok(unknown_outcome(
-                    StepStatus::Failed,
-                    format!("polling command {id}: {e}; CancelCommand sent"),
-                ));
-            }
-            Ok(s) => s,
-        };
-        poll_failures = 0;
         for inv in &state.invocations {
             if !inv.terminal || !reported.insert(inv.instance_id.clone()) {
                 continue;
@@ -307,46 +351,15 @@ pub(crate) async fn automation<S: Store>(
     };
     run.system(Some(act.step_id), act.phase, &format!("StartAutomationExecution `{document}`: execution {id}")).await?;
     let mut last_seen = String::new();
-    let mut delay = FIRST_POLL;
-    let mut poll_failures = 0;
+    let mut poller = Poller::new(format!("automation {id}"), deadline);
     let state = loop {
-        let pause = Instant::now() + delay;
-        delay = (delay * 3 / 2).min(MAX_POLL);
-        let polled = match bounded(run, act, deadline, async {
-            tokio::time::sleep_until(pause.min(deadline).into()).await;
-            if Instant::now() >= deadline { None } else { Some(opsbook_aws::ssm::automation_state(&target, &id).await) }
-        })
-        .await
-        {
-            Bounded::Cancelled => {
+        let state = match poller.next(run, act, || opsbook_aws::ssm::automation_state(&target, &id)).await? {
+            Polled::State(s) => s,
+            Polled::Stop(status, why) => {
                 stop_automation(run, act, &target, &id).await?;
-                return Ok(cancelled(format!("cancelled; StopAutomationExecution sent for {id}")));
+                return Ok(poller.stopped(status, why, "StopAutomationExecution"));
             }
-            Bounded::TimedOut | Bounded::Done(None) => {
-                stop_automation(run, act, &target, &id).await?;
-                return Ok(unknown_outcome(
-                    StepStatus::TimedOut,
-                    format!("automation {id} did not finish within {}; StopAutomationExecution sent", Dur(act.timeout)),
-                ));
-            }
-            Bounded::Done(Some(p)) => p,
         };
-        let state = match polled {
-            Err(e) if e.retryable && poll_failures + 1 < POLL_FAILURES => {
-                poll_failures += 1;
-                run.system(Some(act.step_id), act.phase, &format!("warning: polling automation {id}: {e}")).await?;
-                continue;
-            }
-            Err(e) => {
-                stop_automation(run, act, &target, &id).await?;
-                return Ok(unknown_outcome(
-                    StepStatus::Failed,
-                    format!("polling automation {id}: {e}; StopAutomationExecution sent"),
-                ));
-            }
-            Ok(s) => s,
-        };
-        poll_failures = 0;
         let seen = match &state.current_step {
             Some(step) => format!("automation {id}: {} (step {step})", state.status),
             None => format!("automation {id}: {}", state.status),
