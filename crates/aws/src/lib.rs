@@ -232,7 +232,7 @@ where
 
 /// Whether the request never left because credentials could not be had (none found, or
 /// the role could not be assumed).
-fn credentials_failed(e: &(dyn std::error::Error + 'static)) -> bool {
+pub fn credentials_failed(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(e);
     while let Some(e) = cur {
         if e.is::<CredentialsError>() {
@@ -243,21 +243,15 @@ fn credentials_failed(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// The innermost message of an error chain, with the chain's distinct messages.
+/// Why a call failed: a service's refusal in the chain (STS's AccessDenied behind a
+/// credentials error) as `Code: message` rather than its debug form, else the innermost cause.
 pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
     let mut cur = Some(e);
-    while let Some(e) = cur {
-        // A service's refusal (STS's AccessDenied behind a credentials error) reads as
-        // `Code: message`, not as its debug form.
-        let s = match e.downcast_ref::<aws_smithy_types::error::ErrorMetadata>() {
-            Some(m) => format!("{}: {}", m.code().unwrap_or("error"), m.message().unwrap_or("")),
-            None => e.to_string(),
-        };
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
+    while let Some(err) = cur {
+        if let Some(m) = err.downcast_ref::<aws_smithy_types::error::ErrorMetadata>() {
+            return format!("{}: {}", m.code().unwrap_or("error"), m.message().unwrap_or(""));
         }
-        cur = e.source();
+        cur = err.source();
     }
-    parts.last().cloned().unwrap_or_default()
+    opsbook_core::diagnostic::root_cause(e)
 }

@@ -66,7 +66,7 @@ fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
             (msg, server_side)
         }
         SdkError::TimeoutError(_) => ("AWS Health did not answer in time".into(), true),
-        SdkError::DispatchFailure(d) if d.as_connector_error().is_some_and(|c| credentials_missing(c)) => {
+        SdkError::DispatchFailure(d) if d.as_connector_error().is_some_and(|c| opsbook_aws::credentials_failed(c)) => {
             let why = d.as_connector_error().map(|c| super::root_cause(c)).unwrap_or_default();
             // The same credentials sign for every region: no failover.
             (
@@ -83,18 +83,6 @@ fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
         }
         other => (format!("AWS Health: {}", aws_sdk_health::error::DisplayErrorContext(other)), true),
     }
-}
-
-/// Whether the request never left because the credential chain found nothing usable.
-fn credentials_missing(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(e) = cur {
-        if e.is::<aws_credential_types::provider::error::CredentialsError>() {
-            return true;
-        }
-        cur = e.source();
-    }
-    false
 }
 
 fn status_of(s: &str) -> EventStatusCode {
