@@ -65,26 +65,39 @@ pub struct ExecutionDoc {
     pub summary: ExecutionSummary,
     pub steps: Vec<StepDoc>,
     pub rollback: RollbackDoc,
-    /// Who decided on its approval steps, in order.
+    /// Who decided on its approval steps and confirmed its manual steps, in order.
     #[serde(default)]
     pub approvals: Vec<ApprovalDoc>,
 }
 
-/// One decision on an approval step.
+/// One decision on an approval step, or the confirmation of a manual step (or rollback).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ApprovalDoc {
     pub step: String,
+    /// `step`, or `rollback` for the confirmation of a manual rollback.
+    #[serde(default = "step_phase")]
+    pub phase: String,
+    /// `approved`, `rejected`, `confirmed` (a manual step done) or `declined` (not done).
+    #[serde(default)]
+    pub decision: String,
     pub approver: String,
+    /// Approved, or confirmed done.
     pub approved: bool,
     pub comment: Option<String>,
     /// RFC 3339.
     pub at: Option<String>,
 }
 
+fn step_phase() -> String {
+    "step".into()
+}
+
 impl From<&opsbook_store::Approval> for ApprovalDoc {
     fn from(a: &opsbook_store::Approval) -> ApprovalDoc {
         ApprovalDoc {
             step: a.step_id.clone(),
+            phase: a.phase.as_str().into(),
+            decision: a.decision().into(),
             approver: a.approver.clone(),
             approved: a.approved,
             comment: a.comment.clone(),
@@ -97,7 +110,8 @@ impl From<&opsbook_store::Approval> for ApprovalDoc {
 pub struct StepDoc {
     pub id: String,
     pub name: String,
-    /// `run`, `http`, `sleep`, `approval` or `gate`.
+    /// `run`, `http`, `sleep`, `approval`, `manual`, `gate`, `aws_lambda`,
+    /// `aws_ssm_command` or `aws_ssm_automation`.
     pub kind: String,
     #[schema(value_type = String, example = "succeeded")]
     pub status: StepStatus,
@@ -107,7 +121,8 @@ pub struct StepDoc {
     #[schema(value_type = Object)]
     pub outputs: Map<String, Value>,
     pub error: Option<String>,
-    /// What an approval step asks (its message, rendered; secrets masked).
+    /// What an approval step asks (its message), or a manual step's instructions and
+    /// checklist: rendered, secrets masked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -138,7 +153,18 @@ impl ExecutionDoc {
     /// The step waiting on a gate (a gate step, or one a gate's recheck holds), if any.
     pub fn waits_on_gate(&self) -> bool {
         self.summary.status == ExecStatus::Waiting
-            && self.steps.iter().any(|s| s.status == StepStatus::Waiting && s.kind != "approval")
+            && self.steps.iter().any(|s| s.status == StepStatus::Waiting && s.kind != "approval" && s.kind != "manual")
+    }
+
+    /// The manual step waiting for its confirmation, or the step whose manual rollback
+    /// waits for it (`true`), if any.
+    pub fn waits_for_confirmation(&self) -> Option<(&str, bool)> {
+        if self.summary.status == ExecStatus::Waiting
+            && let Some(s) = self.steps.iter().find(|s| s.status == StepStatus::Waiting && s.kind == "manual")
+        {
+            return Some((&s.id, false));
+        }
+        self.rollback.steps.iter().find(|r| r.status == StepStatus::Waiting).map(|r| (r.id.as_str(), true))
     }
 
     /// What the execution waits for, when it waits: `Some(true)` people (an approval),
@@ -190,7 +216,7 @@ impl ExecutionDoc {
                 duration_ms: s.duration_ms(),
                 outputs: s.outputs.clone(),
                 error: s.error.clone(),
-                message: (s.kind == "approval").then(|| s.rendered.clone()).flatten(),
+                message: (s.kind == "approval" || s.kind == "manual").then(|| s.rendered.clone()).flatten(),
             })
             .collect();
         let rolled = steps

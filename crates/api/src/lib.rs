@@ -8,10 +8,12 @@
 
 mod admin;
 mod executions;
+mod quality;
 mod registry;
 
 pub use admin::*;
 pub use executions::*;
+pub use quality::*;
 pub use registry::*;
 
 use serde::{Deserialize, Serialize};

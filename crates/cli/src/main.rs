@@ -83,6 +83,12 @@ pub enum Command {
     Approve(cmd::approve::Args),
     /// Reject the approval step an execution waits on (here, or on the server)
     Reject(cmd::approve::Args),
+    /// Confirm the manual step (or manual rollback) an execution waits on was done (here, or on the server)
+    Confirm(cmd::confirm::Args),
+    /// Rate an execution that ended, 1-5, with a comment (here, or on the server)
+    Feedback(cmd::quality::FeedbackArgs),
+    /// Record a review of a published runbook; its next review is then due a cycle later
+    Review(cmd::quality::ReviewArgs),
     /// Continue a waiting or interrupted execution (here, or on the server)
     Resume(cmd::resume::Args),
     /// Run the rollbacks of a stopped execution (here, or on the server)

@@ -169,8 +169,10 @@ impl Observer for Live {
             }
             Event::Waiting { step_id, message } => {
                 self.clear();
+                // A manual step's message says so itself ("manual step: …").
+                let what = if message.starts_with("manual ") { "waits for a person" } else { "waits for approval" };
                 self.line(&format!(
-                    "{} {} waits for approval: {message}",
+                    "{} {} {what}: {message}",
                     status_mark(StepStatus::Waiting),
                     style(step_id).bold()
                 ));

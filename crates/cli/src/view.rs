@@ -45,9 +45,15 @@ pub fn print_header(doc: &ExecutionDoc) {
     say!("  finished  {}", dash(&e.finished_at));
     say!("  params    {}", e.params);
     for a in &doc.approvals {
-        let verb = if a.approved { "approved" } else { "rejected" };
+        let verb = match a.decision.as_str() {
+            "confirmed" => "done, confirmed",
+            "declined" => "not done, said",
+            _ if a.approved => "approved",
+            _ => "rejected",
+        };
+        let what = if a.phase == "rollback" { "the rollback of step" } else { "step" };
         let why = a.comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default();
-        say!("  decision  step `{}` {verb} by {} at {}{why}", a.step, a.approver, dash(&a.at));
+        say!("  decision  {what} `{}` {verb} by {} at {}{why}", a.step, a.approver, dash(&a.at));
     }
     say!("");
 }
@@ -103,6 +109,14 @@ pub fn next_step(doc: &ExecutionDoc, at: Where<'_>) -> Option<String> {
         .and_then(|s| s.message.as_deref())
         .map(|m| format!("step asks: {m}; "))
         .unwrap_or_default();
+    if let Some((step, rollback)) = doc.waits_for_confirmation() {
+        let what = if rollback { format!("the rollback of step `{step}`") } else { format!("step `{step}`") };
+        let then = if rollback { "the other rollbacks then run" } else { "the execution then goes on" };
+        return Some(format!(
+            "{asks}{what} is for a person to do: when it is done, `{ops} confirm {id} --step {step}` (or \
+             `--not-done`){secrets}; {then}"
+        ));
+    }
     match (doc.summary.status, doc.waits_for_people(), at) {
         (ExecStatus::Waiting, Some(true), _) => Some(format!(
             "{asks}decide with `{ops} approve {id}` or `{ops} reject {id}`{secrets}; the execution then goes on"

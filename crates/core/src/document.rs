@@ -51,6 +51,10 @@ pub struct RawMetadata {
     pub tags: Vec<String>,
     #[serde(default)]
     pub review: Option<RawReview>,
+    /// How long the procedure takes by hand, e.g. 45m: the time an execution saves is
+    /// this minus how long it took.
+    #[serde(default)]
+    pub manual_duration: Option<Dur>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -277,7 +281,7 @@ impl Shell {
     }
 }
 
-/// One step as written. Exactly one kind is set: `run`, `http`, `sleep`, `approval`, `gate`,
+/// One step as written. Exactly one kind is set: `run`, `http`, `sleep`, `approval`, `manual`, `gate`,
 /// `aws_lambda`, `aws_ssm_command` or `aws_ssm_automation`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -311,6 +315,9 @@ pub struct RawStep {
     /// Kind `approval`: wait for people to approve.
     #[serde(default)]
     pub approval: Option<ApprovalSpec>,
+    /// Kind `manual`: something a person does by hand, with a checklist to confirm.
+    #[serde(default)]
+    pub manual: Option<crate::step::manual::ManualSpec>,
     /// Kind `gate`: go on only while a health gate is clear.
     #[serde(default)]
     pub gate: Option<crate::step::gate::GateStepSpec>,
@@ -450,6 +457,9 @@ pub struct RawRollback {
     /// Or an SSM Automation runbook.
     #[serde(default)]
     pub aws_ssm_automation: Option<crate::step::aws::SsmAutomationSpec>,
+    /// Or something a person undoes by hand, confirmed like a `manual` step.
+    #[serde(default)]
+    pub manual: Option<crate::step::manual::ManualSpec>,
     #[serde(default)]
     pub timeout: Option<Dur>,
 }

@@ -45,6 +45,8 @@ pub struct Runbook {
     pub owner: Option<String>,
     pub tags: Vec<String>,
     pub review: Option<Review>,
+    /// How long the procedure takes by hand (`metadata.manual_duration`).
+    pub manual_duration: Option<Dur>,
     pub prerequisites: Vec<Prerequisite>,
     pub params: Vec<Param>,
     pub on_failure: OnFailure,
@@ -65,7 +67,13 @@ pub struct Review {
 impl Review {
     /// The date the next review is due, if the runbook was ever reviewed.
     pub fn due(&self) -> Option<jiff::civil::Date> {
-        let last = self.last_reviewed?;
+        self.due_after(None)
+    }
+
+    /// The date the next review is due, counting a review recorded apart from the
+    /// document (`opsbook review`) as well as `last_reviewed`: the later of the two.
+    pub fn due_after(&self, recorded: Option<jiff::civil::Date>) -> Option<jiff::civil::Date> {
+        let last = self.last_reviewed.max(recorded)?;
         let days = i64::try_from(self.every.0.as_secs() / 86_400).ok()?;
         last.checked_add(jiff::Span::new().days(days)).ok()
     }

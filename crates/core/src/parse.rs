@@ -60,7 +60,10 @@ pub(crate) fn yaml_diagnostic(e: &serde_saphyr::Error) -> Diagnostic {
 /// Keys by where they belong, to tell a mis-indented key from a misspelt one.
 const LEVELS: &[(&str, &[&str])] = &[
     ("the document", &["apiVersion", "kind", "metadata", "spec"]),
-    ("metadata", &["name", "title", "description", "type", "version", "status", "owner", "tags", "review"]),
+    (
+        "metadata",
+        &["name", "title", "description", "type", "version", "status", "owner", "tags", "review", "manual_duration"],
+    ),
     ("spec", &["prerequisites", "parameters", "on_failure", "steps", "schedules", "triggers"]),
     (
         "a step",
@@ -73,6 +76,7 @@ const LEVELS: &[(&str, &[&str])] = &[
             "http",
             "sleep",
             "approval",
+            "manual",
             "gate",
             "aws_lambda",
             "aws_ssm_command",
@@ -287,6 +291,7 @@ impl Checker<'_> {
             owner: m.owner,
             tags: m.tags,
             review,
+            manual_duration: m.manual_duration,
             prerequisites,
             params,
             on_failure: spec.on_failure,

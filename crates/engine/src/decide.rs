@@ -2,7 +2,9 @@
 //! rejecting the approval step it waits on, and (on the server) overriding the gate it
 //! waits on. Who may decide is the front end's to check; what a decision changes is here.
 
+use opsbook_core::step::Rollback;
 use opsbook_core::step::approval::ApprovalSpec;
+use opsbook_core::step::manual::ManualSpec;
 use opsbook_core::{ExecStatus, StepKind, StepStatus};
 use opsbook_store::{Approval, Execution, LogLine, Phase, ServerStore, StepRecord, Store, Stream, WaitKind, now_ms};
 
@@ -24,6 +26,16 @@ pub struct Tally {
     pub min_approvals: u32,
     /// The step is decided: rejected, or approved often enough. The execution goes on.
     pub settled: bool,
+}
+
+/// The manual step (or manual rollback) an execution waits on.
+#[derive(Debug, Clone)]
+pub struct ManualWait {
+    pub execution: Execution,
+    pub step: StepRecord,
+    /// `Step`, or `Rollback` when it is the step's manual rollback that waits.
+    pub phase: Phase,
+    pub spec: ManualSpec,
 }
 
 /// A gate waived by an admin (break glass).
@@ -56,11 +68,107 @@ impl<S: Store> Engine<S> {
         let rb = self.stored_runbook(&execution.runbook_sha256).await?;
         match usize::try_from(step.idx).ok().and_then(|i| rb.steps.get(i)).map(|s| &s.kind) {
             Some(StepKind::Approval(spec)) => Ok(ApprovalWait { spec: spec.clone(), execution, step }),
+            Some(StepKind::Manual(_)) => Err(Error::Invalid(format!(
+                "execution {} waits for manual step `{}` to be done and confirmed (`opsbook confirm`), not for approval",
+                execution.id, step.step_id
+            ))),
             _ => Err(Error::Invalid(format!(
                 "execution {} waits on a gate at step `{}`, not for approval (an admin may override it)",
                 execution.id, step.step_id
             ))),
         }
+    }
+
+    /// The manual step (or rollback) execution `id` waits on: `step`, when given, must
+    /// be it. Refused, naming why, when nothing manual waits.
+    pub async fn manual_wait(&self, id: &str, step: Option<&str>) -> Result<ManualWait> {
+        let execution = self.store.execution(id).await?;
+        let steps = self.store.steps(&execution.id).await?;
+        let rb = self.stored_runbook(&execution.runbook_sha256).await?;
+        let spec_of = |s: &StepRecord| usize::try_from(s.idx).ok().and_then(|i| rb.steps.get(i));
+        let waiting: Vec<ManualWait> = steps
+            .iter()
+            .filter_map(|s| {
+                let rb_step = spec_of(s)?;
+                match (&rb_step.kind, &rb_step.rollback) {
+                    (StepKind::Manual(spec), _)
+                        if execution.status == ExecStatus::Waiting
+                            && s.status == StepStatus::Waiting
+                            && s.wait_kind == Some(WaitKind::Manual) =>
+                    {
+                        Some((Phase::Step, spec.clone()))
+                    }
+                    (_, Some(Rollback::Manual(spec))) if s.rollback_status == Some(StepStatus::Waiting) => {
+                        Some((Phase::Rollback, spec.clone()))
+                    }
+                    _ => None,
+                }
+                .map(|(phase, spec)| ManualWait { execution: execution.clone(), step: s.clone(), phase, spec })
+            })
+            .collect();
+        let names = |w: &[ManualWait]| {
+            w.iter()
+                .map(|w| match w.phase {
+                    Phase::Rollback => format!("`{}` (its rollback)", w.step.step_id),
+                    _ => format!("`{}`", w.step.step_id),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match step {
+            Some(want) => {
+                let listed = names(&waiting);
+                waiting.into_iter().find(|w| w.step.step_id == want).ok_or_else(|| {
+                    let others =
+                        if listed.is_empty() { String::new() } else { format!("; it waits on {listed}") };
+                    Error::Invalid(format!(
+                        "step `{want}` of execution {} is not waiting for confirmation{others}",
+                        execution.id
+                    ))
+                })
+            }
+            None if waiting.is_empty() => {
+                let what = if execution.status == ExecStatus::Waiting { "on something else" } else { "on nothing" };
+                Err(Error::Invalid(format!(
+                    "execution {} has no manual step waiting for confirmation (it is {} and waits {what})",
+                    execution.id, execution.status
+                )))
+            }
+            None => Ok(waiting.into_iter().next().expect("not empty")),
+        }
+    }
+
+    /// Records `who`'s answer to a manual step or rollback: done (every item on its
+    /// checklist) or not done. The front end then carries the execution on (locally),
+    /// queues it or runs its rollbacks (on the server).
+    pub async fn confirm(&self, wait: &ManualWait, who: &str, done: bool, note: Option<String>) -> Result<()> {
+        let record = Approval {
+            execution_id: wait.execution.id.clone(),
+            step_id: wait.step.step_id.clone(),
+            phase: wait.phase,
+            approver: who.to_string(),
+            approved: done,
+            manual: true,
+            comment: note,
+            created_at: now_ms(),
+        };
+        if let Some(earlier) = self
+            .store
+            .approvals(&record.execution_id)
+            .await?
+            .into_iter()
+            .find(|a| a.manual && a.step_id == record.step_id && a.phase == record.phase)
+        {
+            return Err(Error::Invalid(format!(
+                "step `{}` of execution {} was already answered by {} ({})",
+                record.step_id,
+                record.execution_id,
+                earlier.approver,
+                earlier.decision()
+            )));
+        }
+        self.store.add_approval(&record).await?;
+        Ok(())
     }
 
     /// Records `who`'s decision on the step (one person decides once) and tallies them.
@@ -79,7 +187,9 @@ impl<S: Store> Engine<S> {
                 execution_id: id.clone(),
                 step_id: wait.step.step_id.clone(),
                 approver: who.to_string(),
+                phase: Phase::Step,
                 approved,
+                manual: false,
                 comment,
                 created_at: now_ms(),
             })

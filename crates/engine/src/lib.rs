@@ -11,6 +11,7 @@ pub mod bundle;
 mod cancel;
 mod decide;
 mod error;
+mod feedback;
 mod kinds;
 mod lines;
 mod logsink;
@@ -31,9 +32,11 @@ use opsbook_core::{Input, LifecycleStatus, ParamValues, Runbook};
 use opsbook_store::Store;
 
 pub use cancel::{Cancel, CancelHandle, cancel_pair};
-pub use decide::{ApprovalWait, Overridden, Tally};
+pub use decide::{ApprovalWait, ManualWait, Overridden, Tally};
 pub use error::{Error, Result};
-pub use observer::{ApprovalPrompt, ApprovalRequest, Decision, Event, Observer, Quiet, Start};
+pub use observer::{
+    ApprovalPrompt, ApprovalRequest, Confirmation, Decision, Event, ManualRequest, Observer, Quiet, Start,
+};
 pub use process::ParentDeath;
 pub use recovery::{local_owner, owner_pid};
 

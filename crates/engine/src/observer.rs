@@ -117,8 +117,34 @@ pub struct Decision {
     pub comment: Option<String>,
 }
 
+/// A manual step (or rollback) for a person to do and confirm.
+#[derive(Debug, Clone)]
+pub struct ManualRequest {
+    pub execution_id: String,
+    pub step_id: String,
+    /// `Step`, or `Rollback` for a manual rollback.
+    pub phase: Phase,
+    /// What to do, rendered and masked.
+    pub instructions: String,
+    /// The items to confirm one by one, rendered and masked.
+    pub checklist: Vec<String>,
+}
+
+/// A person's answer to a manual step: done (every item confirmed) or not done.
+#[derive(Debug, Clone)]
+pub struct Confirmation {
+    pub by: String,
+    pub done: bool,
+    pub note: Option<String>,
+}
+
 /// Asks a person now (e.g. on a terminal). Blocking; run on a blocking thread.
 pub trait ApprovalPrompt: Send + Sync {
     /// `None`: nobody can answer here and now; the execution will wait.
     fn ask(&self, request: &ApprovalRequest) -> Option<Decision>;
+
+    /// Asks for a manual step to be done and confirmed. `None`: not now; it waits.
+    fn confirm(&self, _request: &ManualRequest) -> Option<Confirmation> {
+        None
+    }
 }

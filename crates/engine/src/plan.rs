@@ -37,6 +37,13 @@ pub fn plan(rb: &Runbook, params: &ParamValues) -> Vec<PlannedStep> {
         let r = if shell { template::render_shell(t, &ctx) } else { template::render_plain(t, &ctx) };
         r.unwrap_or_else(|e| format!("<cannot render: {e}>"))
     };
+    let manual = |m: &opsbook_core::step::manual::ManualSpec| {
+        let mut text = format!("manual: {}", render(&m.instructions.value, false));
+        for item in &m.checklist {
+            text.push_str(&format!("\n- [ ] {}", render(&item.value, false)));
+        }
+        text
+    };
     let describe = |kind: &StepKind| match kind {
         StepKind::Run(script) => render(&script.template, true),
         StepKind::Http(h) => format!("{} {}", h.method.as_str(), render(&h.url.value, false)),
@@ -72,6 +79,7 @@ pub fn plan(rb: &Runbook, params: &ParamValues) -> Vec<PlannedStep> {
             let where_ = if where_.is_empty() { String::new() } else { format!(" ({})", where_.join(", ")) };
             format!("aws_lambda {} {payload}{where_}", render(&l.function.value, false))
         }
+        StepKind::Manual(m) => manual(m),
         StepKind::Approval(a) => {
             let msg = a.message.as_ref().map(|m| render(&m.value, false)).unwrap_or_default();
             let who: Vec<&str> = a.approvers.iter().map(|a| a.value.as_str()).collect();
@@ -107,6 +115,7 @@ pub fn plan(rb: &Runbook, params: &ParamValues) -> Vec<PlannedStep> {
                 rollback: s.rollback.as_ref().map(|r| match r {
                     Rollback::Run(script) => render(&script.template, true),
                     Rollback::Aws { kind, .. } => describe(kind),
+                    Rollback::Manual(m) => manual(m),
                 }),
             }
         })

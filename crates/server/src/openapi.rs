@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, analytics, bundles, executions, gates, health, runbooks, schedules, triggers};
+use crate::routes::{admin, analytics, bundles, executions, gates, health, quality, runbooks, schedules, triggers};
 
 pub use opsbook_api::{ErrorBody, ErrorDetail};
 
@@ -45,6 +45,11 @@ impl Modify for BearerToken {
         executions::resume,
         executions::rollback,
         executions::approve,
+        quality::confirm,
+        quality::add_feedback,
+        quality::feedback,
+        quality::add_review,
+        quality::reviews,
         schedules::create,
         schedules::list,
         schedules::delete,

@@ -16,6 +16,8 @@ use crate::auth::{Ctx, same_user};
 use crate::error::{ApiError, ApiResult, params_error};
 use crate::state::AppState;
 
+pub mod quality;
+
 /// Longer keys are refused: a key names a request, it does not carry data.
 pub const MAX_IDEMPOTENCY_KEY: usize = 200;
 
@@ -330,18 +332,7 @@ pub async fn resume(
     rollback: bool,
 ) -> ApiResult<opsbook_api::Resumed> {
     let exec = st.store.execution(id).await?;
-    // Carrying an execution on is running its runbook: the same policies decide.
-    let rb = st.engine.stored_runbook(&exec.runbook_sha256).await?;
-    let values = exec.params.as_object().cloned().unwrap_or_default();
-    if let Some(p) = crate::policy::refusal(&st.config.policies, &ctx.principal, &exec.runbook_name, &rb.tags, &values)
-    {
-        st.audit(ctx.user(), "authz.denied", &exec.id, &ctx.request_id, json!({ "roles": ctx.principal.roles })).await;
-        return Err(ApiError::forbidden(format!(
-            "carrying `{}` on needs one of the roles {}",
-            exec.runbook_name,
-            p.roles.join(", ")
-        )));
-    }
+    may_carry_on(st, ctx, &exec).await?;
     let secrets: BTreeMap<String, Input> = params.into_iter().map(|(k, v)| (k, Input::Value(v))).collect();
     st.engine.check_resume(&exec.id, &secrets, rollback).await?;
     crate::worker::prepare(st, &exec)
@@ -357,6 +348,23 @@ pub async fn resume(
     let kind = if rollback { crate::worker::RunKind::Rollback } else { crate::worker::RunKind::Resume };
     crate::worker::spawn_carry_on(st, exec.clone(), kind).await;
     Ok(opsbook_api::Resumed { id: exec.id, action: action.into() })
+}
+
+/// Carrying an execution on is running its runbook: the same policies decide (refusals
+/// audited).
+pub async fn may_carry_on(st: &AppState, ctx: &Ctx, exec: &Execution) -> ApiResult<()> {
+    let rb = st.engine.stored_runbook(&exec.runbook_sha256).await?;
+    let values = exec.params.as_object().cloned().unwrap_or_default();
+    if let Some(p) = crate::policy::refusal(&st.config.policies, &ctx.principal, &exec.runbook_name, &rb.tags, &values)
+    {
+        st.audit(ctx.user(), "authz.denied", &exec.id, &ctx.request_id, json!({ "roles": ctx.principal.roles })).await;
+        return Err(ApiError::forbidden(format!(
+            "carrying `{}` on needs one of the roles {}",
+            exec.runbook_name,
+            p.roles.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// A wire type as the audit trail records it.

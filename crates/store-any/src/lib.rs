@@ -134,6 +134,8 @@ impl Store for AnyStore {
         ) -> Result<()>;
         fn add_approval(&self, approval: &Approval) -> Result<()>;
         fn approvals(&self, execution_id: &str) -> Result<Vec<Approval>>;
+        fn add_feedback(&self, feedback: &Feedback) -> Result<()>;
+        fn feedback(&self, execution_id: &str) -> Result<Vec<Feedback>>;
         fn heartbeat(&self, execution_id: &str, owner: &str, lease_ms: i64) -> Result<bool>;
         fn request_cancel(&self, execution_id: &str) -> Result<()>;
         fn claim_stopped(
@@ -195,6 +197,9 @@ impl ServerStore for AnyStore {
         fn schedule_ran(&self, id: &str, ran_at: i64, next: Option<i64>, result: &str) -> Result<()>;
         fn has_active_execution(&self, actor: &str) -> Result<bool>;
         fn analytics_rows(&self, since: i64, runbook: Option<&str>) -> Result<Vec<AnalyticsRow>>;
+        fn add_review(&self, review: &Review) -> Result<()>;
+        fn reviews(&self, name: Option<&str>) -> Result<Vec<Review>>;
+        fn feedback_since(&self, since: i64, runbook: Option<&str>) -> Result<Vec<(String, Feedback)>>;
         fn record_notification(&self, a: &NotificationAttempt) -> Result<()>;
         fn notifications(&self, execution_id: &str) -> Result<Vec<NotificationAttempt>>;
         fn append_audit(&self, record: &NewAudit) -> Result<AuditRecord>;

@@ -41,7 +41,9 @@ const TABLES: &[(&str, &str, &str)] = &[
         "rowid, execution_id, step_id, phase, attempt, status, exit_code, started_at, finished_at, error",
     ),
     ("execution_logs", "execution_id, seq, step_id, phase, attempt, stream, ts, line", ""),
-    ("approvals", "execution_id, step_id, approver, decision, comment, created_at", ""),
+    ("approvals", "execution_id, step_id, phase, approver, decision, comment, created_at", ""),
+    ("runbook_reviews", "name, version, reviewer, note, at", ""),
+    ("execution_feedback", "execution_id, user_name, rating, comment, at", ""),
     (
         "runbooks",
         "name, status, latest_version, latest_sha256, title, description, runbook_type, owner, tags, created_at, \

@@ -25,6 +25,7 @@ pub use copy::{Copied, copy_from_sqlite};
 
 mod audit;
 mod copy;
+mod quality;
 mod registry;
 mod rows;
 mod server;
@@ -41,6 +42,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_audit_append.sql")),
     (3, include_str!("../migrations/postgres/0003_queue_index.sql")),
+    (4, include_str!("../migrations/postgres/0004_quality.sql")),
 ];
 
 /// `?` on a driver call: its error becomes the backend-neutral storage error.

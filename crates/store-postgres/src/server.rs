@@ -5,8 +5,8 @@ use opsbook_core::{ExecStatus, StepStatus};
 use sqlx::postgres::PgRow;
 
 use opsbook_store::{
-    AnalyticsRow, AuditFilter, AuditRecord, Error, Execution, LifecycleEvent, NewAudit, NotificationAttempt, Publish,
-    Published, PublishedVersion, RegistryEntry, Result, RunbookQuery, ScheduleRecord, SealedSecrets, ServerStore,
+    AnalyticsRow, AuditFilter, AuditRecord, Error, Execution, Feedback, LifecycleEvent, NewAudit, NotificationAttempt, Publish,
+    Published, PublishedVersion, RegistryEntry, Result, Review, RunbookQuery, ScheduleRecord, SealedSecrets, ServerStore,
     StepRecord, Token, WaitKind, WebSession, now_ms,
 };
 
@@ -423,6 +423,18 @@ impl ServerStore for PgStore {
                 rolled_back: col(row, 6)?,
             })
         })
+    }
+
+    async fn add_review(&self, r: &Review) -> Result<()> {
+        crate::quality::add_review(self, r).await
+    }
+
+    async fn reviews(&self, name: Option<&str>) -> Result<Vec<Review>> {
+        crate::quality::reviews(self, name).await
+    }
+
+    async fn feedback_since(&self, since: i64, runbook: Option<&str>) -> Result<Vec<(String, Feedback)>> {
+        crate::quality::feedback_since(self, since, runbook).await
     }
 
     async fn record_notification(&self, a: &NotificationAttempt) -> Result<()> {

@@ -3,8 +3,8 @@
 
 use opsbook_core::ExecStatus;
 use opsbook_store::{
-    Approval, Attempt, Error, Execution, ExecutionFilter, LogLine, LogQuery, Result, RunbookVersion, StepRecord, Store,
-    Stream, now_ms,
+    Approval, Attempt, Error, Execution, ExecutionFilter, Feedback, LogLine, LogQuery, Result, RunbookVersion,
+    StepRecord, Store, Stream, codec, now_ms,
 };
 use sqlx::QueryBuilder;
 
@@ -299,30 +299,28 @@ impl Store for PgStore {
 
     async fn add_approval(&self, a: &Approval) -> Result<()> {
         let res = sqlx::query(
-            "INSERT INTO approvals (execution_id, step_id, approver, decision, comment, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO approvals (execution_id, step_id, phase, approver, decision, comment, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&a.execution_id)
         .bind(&a.step_id)
+        .bind(a.phase.as_str())
         .bind(&a.approver)
-        .bind(if a.approved { "approved" } else { "rejected" })
+        .bind(a.decision())
         .bind(&a.comment)
         .bind(a.created_at)
         .execute(self.pool())
         .await;
         match res {
             Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(Error::Conflict(format!(
-                "{} has already decided on step `{}` of execution {}",
-                a.approver, a.step_id, a.execution_id
-            ))),
+            Err(e) if is_unique_violation(&e) => Err(Error::Conflict(codec::decided_twice(a))),
             Err(e) => Err(crate::classify(e)),
         }
     }
 
     async fn approvals(&self, execution_id: &str) -> Result<Vec<Approval>> {
         let rows = sqlx::query(
-            "SELECT execution_id, step_id, approver, decision, comment, created_at FROM approvals \
+            "SELECT execution_id, step_id, approver, decision, comment, created_at, phase FROM approvals \
              WHERE execution_id = $1 ORDER BY created_at, approver",
         )
         .bind(execution_id)
@@ -330,15 +328,26 @@ impl Store for PgStore {
         .await
         .db()?;
         map_rows(&rows, |row| {
+            let (approved, manual) = codec::decision(col(row, 3)?)?;
             Ok(Approval {
                 execution_id: col(row, 0)?,
                 step_id: col(row, 1)?,
+                phase: phase(col(row, 6)?)?,
                 approver: col(row, 2)?,
-                approved: col::<&str>(row, 3)? == "approved",
+                approved,
+                manual,
                 comment: col(row, 4)?,
                 created_at: col(row, 5)?,
             })
         })
+    }
+
+    async fn add_feedback(&self, f: &Feedback) -> Result<()> {
+        crate::quality::add_feedback(self, f).await
+    }
+
+    async fn feedback(&self, execution_id: &str) -> Result<Vec<Feedback>> {
+        crate::quality::feedback(self, execution_id).await
     }
 
     async fn heartbeat(&self, execution_id: &str, owner: &str, lease_ms: i64) -> Result<bool> {

@@ -13,6 +13,7 @@ use rusqlite::{Connection, params};
 
 use opsbook_store::{Error, Result, now_ms};
 
+mod quality;
 mod registry;
 mod rows;
 mod server;
@@ -75,6 +76,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("../migrations/sqlite/0010_web_sessions.sql")),
     (11, include_str!("../migrations/sqlite/0011_runbook_status_index.sql")),
     (12, include_str!("../migrations/sqlite/0012_execution_secrets.sql")),
+    (13, include_str!("../migrations/sqlite/0013_quality.sql")),
 ];
 
 #[derive(Clone)]

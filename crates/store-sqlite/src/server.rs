@@ -4,8 +4,8 @@ use opsbook_core::{ExecStatus, StepStatus};
 use rusqlite::{OptionalExtension, Row, ToSql, TransactionBehavior, params, params_from_iter};
 
 use opsbook_store::{
-    AnalyticsRow, AuditFilter, AuditRecord, Error, Execution, LifecycleEvent, NewAudit, NotificationAttempt, Publish,
-    Published, PublishedVersion, RegistryEntry, Result, RunbookQuery, ScheduleRecord, SealedSecrets, ServerStore,
+    AnalyticsRow, AuditFilter, AuditRecord, Error, Execution, Feedback, LifecycleEvent, NewAudit, NotificationAttempt, Publish,
+    Published, PublishedVersion, RegistryEntry, Result, Review, RunbookQuery, ScheduleRecord, SealedSecrets, ServerStore,
     StepRecord, Token, WaitKind, WebSession, audit_hash, now_ms,
 };
 
@@ -373,6 +373,18 @@ impl ServerStore for SqliteStore {
                 rolled_back: row.get::<_, Option<String>>(6).db()?.is_some(),
             })
         })
+    }
+
+    async fn add_review(&self, r: &Review) -> Result<()> {
+        crate::quality::add_review(self, r)
+    }
+
+    async fn reviews(&self, name: Option<&str>) -> Result<Vec<Review>> {
+        crate::quality::reviews(self, name)
+    }
+
+    async fn feedback_since(&self, since: i64, runbook: Option<&str>) -> Result<Vec<(String, Feedback)>> {
+        crate::quality::feedback_since(self, since, runbook)
     }
 
     async fn record_notification(&self, a: &NotificationAttempt) -> Result<()> {

@@ -3,8 +3,8 @@
 
 use opsbook_core::{ExecStatus, StepStatus};
 use opsbook_store::{
-    Approval, Attempt, Error, Execution, ExecutionFilter, LogLine, LogQuery, Result, RunbookVersion, StepRecord, Store,
-    Stream, now_ms,
+    Approval, Attempt, Error, Execution, ExecutionFilter, Feedback, LogLine, LogQuery, Result, RunbookVersion,
+    StepRecord, Store, Stream, codec, now_ms,
 };
 use rusqlite::{OptionalExtension, ToSql, params, params_from_iter};
 
@@ -279,25 +279,23 @@ impl Store for SqliteStore {
         let res = self
             .conn()
             .prepare_cached(
-                "INSERT INTO approvals (execution_id, step_id, approver, decision, comment, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO approvals (execution_id, step_id, phase, approver, decision, comment, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
             )
             .db()?
             .execute(params![
                 a.execution_id,
                 a.step_id,
+                a.phase.as_str(),
                 a.approver,
-                if a.approved { "approved" } else { "rejected" },
+                a.decision(),
                 a.comment,
                 a.created_at
             ]);
         match res {
             Ok(_) => Ok(()),
             Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
-                Err(Error::Conflict(format!(
-                    "{} has already decided on step `{}` of execution {}",
-                    a.approver, a.step_id, a.execution_id
-                )))
+                Err(Error::Conflict(codec::decided_twice(a)))
             }
             Err(e) => Err(Error::Database(Box::new(e))),
         }
@@ -307,20 +305,31 @@ impl Store for SqliteStore {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT execution_id, step_id, approver, decision, comment, created_at FROM approvals \
+                "SELECT execution_id, step_id, approver, decision, comment, created_at, phase FROM approvals \
              WHERE execution_id = ? ORDER BY created_at",
             )
             .db()?;
         collect(&mut stmt, [execution_id], |row| {
+            let (approved, manual) = codec::decision(&row.get::<_, String>(3).db()?)?;
             Ok(Approval {
                 execution_id: row.get(0).db()?,
                 step_id: row.get(1).db()?,
+                phase: phase(&row.get::<_, String>(6).db()?)?,
                 approver: row.get(2).db()?,
-                approved: row.get::<_, String>(3).db()? == "approved",
+                approved,
+                manual,
                 comment: row.get(4).db()?,
                 created_at: row.get(5).db()?,
             })
         })
+    }
+
+    async fn add_feedback(&self, f: &Feedback) -> Result<()> {
+        crate::quality::add_feedback(self, f)
+    }
+
+    async fn feedback(&self, execution_id: &str) -> Result<Vec<Feedback>> {
+        crate::quality::feedback(self, execution_id)
     }
 
     async fn heartbeat(&self, execution_id: &str, owner: &str, lease_ms: i64) -> Result<bool> {

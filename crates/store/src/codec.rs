@@ -28,3 +28,24 @@ pub fn opt_step_status(s: Option<String>) -> Result<Option<StepStatus>> {
 pub fn phase(s: &str) -> Result<Phase> {
     Phase::parse(s).ok_or_else(|| Error::Corrupt(format!("unknown phase `{s}`")))
 }
+
+/// `(approved, manual)` from a stored decision (see `Approval::decision`).
+pub fn decision(s: &str) -> Result<(bool, bool)> {
+    match s {
+        "approved" => Ok((true, false)),
+        "rejected" => Ok((false, false)),
+        "confirmed" => Ok((true, true)),
+        "declined" => Ok((false, true)),
+        _ => Err(Error::Corrupt(format!("unknown decision `{s}`"))),
+    }
+}
+
+/// The conflict of a second decision by the same person on the same step and phase.
+pub fn decided_twice(a: &crate::Approval) -> String {
+    let what = match (a.manual, a.phase) {
+        (true, crate::Phase::Rollback) => "confirmed the rollback of",
+        (true, _) => "confirmed",
+        (false, _) => "decided on",
+    };
+    format!("{} has already {what} step `{}` of execution {}", a.approver, a.step_id, a.execution_id)
+}

@@ -13,8 +13,8 @@ use std::future::Future;
 use opsbook_core::{ExecStatus, StepStatus};
 
 use crate::{
-    Approval, Attempt, AuditFilter, Execution, ExecutionFilter, LifecycleEvent, LogLine, LogQuery, NewAudit, Phase,
-    Publish, Published, RegistryEntry, RunbookQuery, RunbookVersion, ScheduleRecord, SealedSecrets, ServerStore,
+    Approval, Attempt, AuditFilter, Execution, ExecutionFilter, Feedback, LifecycleEvent, LogLine, LogQuery, NewAudit, Phase,
+    Publish, Published, RegistryEntry, Review, RunbookQuery, RunbookVersion, ScheduleRecord, SealedSecrets, ServerStore,
     StepRecord, Stream, Token, WaitKind, WebSession,
 };
 
@@ -160,14 +160,38 @@ async fn executions_round_trip<S: ServerStore>(s: S) {
     let a = Approval {
         execution_id: "EX0001".into(),
         step_id: "s1".into(),
+        phase: Phase::Step,
         approver: "bob".into(),
         approved: true,
+        manual: false,
         comment: Some("go".into()),
         created_at: 5,
     };
     s.add_approval(&a).await.unwrap();
-    assert!(s.add_approval(&a).await.is_err(), "one person decides once");
-    assert_eq!(s.approvals("EX0001").await.unwrap(), vec![a]);
+    let twice = s.add_approval(&a).await.unwrap_err().to_string();
+    assert!(twice.contains("bob has already decided on step `s1` of execution EX0001"), "{twice}");
+    // A manual rollback's confirmation is a decision apart from its step's.
+    let undone = Approval { phase: Phase::Rollback, manual: true, approved: false, created_at: 6, ..a.clone() };
+    s.add_approval(&undone).await.unwrap();
+    let twice = s.add_approval(&undone).await.unwrap_err().to_string();
+    assert!(twice.contains("bob has already confirmed the rollback of step `s1`"), "{twice}");
+    assert_eq!(s.approvals("EX0001").await.unwrap(), vec![a, undone]);
+
+    // Ratings: one per person, given again it replaces theirs.
+    let f = Feedback { execution_id: "EX0001".into(), user: "bob".into(), rating: 2, comment: None, at: 7 };
+    s.add_feedback(&f).await.unwrap();
+    let again = Feedback { rating: 5, comment: Some("smooth".into()), at: 8, ..f.clone() };
+    s.add_feedback(&again).await.unwrap();
+    let carol = Feedback { user: "carol".into(), rating: 3, at: 9, ..f.clone() };
+    s.add_feedback(&carol).await.unwrap();
+    assert_eq!(s.feedback("EX0001").await.unwrap(), vec![again.clone(), carol.clone()]);
+    let other = Feedback { execution_id: "EX0002".into(), at: 9, ..f.clone() };
+    s.add_feedback(&other).await.unwrap();
+    let since = s.feedback_since(8, None).await.unwrap();
+    let demo = |f: &Feedback| ("demo".to_string(), f.clone());
+    assert_eq!(since, vec![demo(&again), demo(&carol), demo(&other)], "by time, then execution, then person");
+    assert_eq!(s.feedback_since(9, Some("demo")).await.unwrap(), vec![demo(&carol), demo(&other)]);
+    assert!(s.feedback_since(0, Some("other")).await.unwrap().is_empty());
 
     let mut done = s.execution("EX0001").await.unwrap();
     done.status = ExecStatus::Failed;
@@ -425,6 +449,21 @@ async fn registry_rules<S: ServerStore>(s: S) {
     assert_eq!(events.len(), 2, "publishing starts the history: {events:?}");
     assert!(events.iter().any(|e| e.from_status.as_deref() == Some("active") && e.to_status == "deprecated"));
     assert_eq!(s.registry_entry("web").await.unwrap().status, "deprecated");
+
+    let review = |name: &str, who: &str, at| Review {
+        name: name.into(),
+        version: "1.0.0".into(),
+        reviewer: who.into(),
+        note: format!("read by {who}"),
+        at,
+    };
+    let (first, second, other) = (review("web", "ann", 10), review("web", "bob", 20), review("db", "ann", 15));
+    for r in [&second, &first, &other] {
+        s.add_review(r).await.unwrap();
+    }
+    assert_eq!(s.reviews(Some("web")).await.unwrap(), vec![first.clone(), second.clone()], "oldest first");
+    assert_eq!(s.reviews(None).await.unwrap(), vec![first, other, second]);
+    assert!(s.reviews(Some("nothing")).await.unwrap().is_empty());
 }
 
 async fn tokens_and_schedules<S: ServerStore>(s: S) {

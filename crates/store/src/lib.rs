@@ -143,9 +143,15 @@ pub trait Store: Send + Sync + Clone + 'static {
         }
     }
 
-    /// Records a decision; one person decides once per step.
+    /// Records a decision (an approval, or a manual step's confirmation); one person
+    /// decides once per step and phase.
     fn add_approval(&self, approval: &Approval) -> impl Future<Output = Result<()>> + Send;
     fn approvals(&self, execution_id: &str) -> impl Future<Output = Result<Vec<Approval>>> + Send;
+
+    /// Records a person's rating of an execution; given again, it replaces theirs.
+    fn add_feedback(&self, feedback: &Feedback) -> impl Future<Output = Result<()>> + Send;
+    /// An execution's ratings, oldest first.
+    fn feedback(&self, execution_id: &str) -> impl Future<Output = Result<Vec<Feedback>>> + Send;
 
     /// Extends the claim of `owner` on a running execution; returns whether cancel was requested.
     fn heartbeat(&self, execution_id: &str, owner: &str, lease_ms: i64) -> impl Future<Output = Result<bool>> + Send;
@@ -202,6 +208,17 @@ pub trait ServerStore: Store {
     /// removes its schedules in the same transaction; they are returned.
     fn set_lifecycle(&self, e: &LifecycleEvent) -> impl Future<Output = Result<Vec<ScheduleRecord>>> + Send;
     fn lifecycle_events(&self, name: &str) -> impl Future<Output = Result<Vec<LifecycleEvent>>> + Send;
+    /// Records a review of a runbook.
+    fn add_review(&self, review: &Review) -> impl Future<Output = Result<()>> + Send;
+    /// The reviews of one runbook (or of all), oldest first.
+    fn reviews(&self, name: Option<&str>) -> impl Future<Output = Result<Vec<Review>>> + Send;
+    /// Ratings given since `since` (optionally on one runbook's executions), each with
+    /// its execution's runbook, oldest first.
+    fn feedback_since(
+        &self,
+        since: i64,
+        runbook: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<(String, Feedback)>>> + Send;
 
     /// Creates an execution, unless `(actor, key)` was used before: then returns the earlier id.
     fn create_execution_once(

@@ -78,6 +78,8 @@ pub enum WaitKind {
     Approval,
     /// A health gate to clear (a gate step, or a gate's recheck holding a later step).
     Gate,
+    /// A person to do a manual step and confirm it.
+    Manual,
 }
 
 impl WaitKind {
@@ -85,11 +87,12 @@ impl WaitKind {
         match self {
             WaitKind::Approval => "approval",
             WaitKind::Gate => "gate",
+            WaitKind::Manual => "manual",
         }
     }
 
     pub fn parse(s: &str) -> Option<WaitKind> {
-        [WaitKind::Approval, WaitKind::Gate].into_iter().find(|k| k.as_str() == s)
+        [WaitKind::Approval, WaitKind::Gate, WaitKind::Manual].into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -238,10 +241,47 @@ pub struct LogLine {
 pub struct Approval {
     pub execution_id: String,
     pub step_id: String,
+    /// `Step`, or `Rollback` for the confirmation of a manual rollback.
+    pub phase: Phase,
     pub approver: String,
+    /// Approved, or (for a manual step) confirmed done.
     pub approved: bool,
+    /// A confirmation of a manual step (or rollback), not an approval.
+    pub manual: bool,
     pub comment: Option<String>,
     pub created_at: i64,
+}
+
+impl Approval {
+    /// How the decision is spelled: `approved`, `rejected`, `confirmed` or `declined`.
+    pub fn decision(&self) -> &'static str {
+        match (self.manual, self.approved) {
+            (false, true) => "approved",
+            (false, false) => "rejected",
+            (true, true) => "confirmed",
+            (true, false) => "declined",
+        }
+    }
+}
+
+/// A review of a runbook: who read which version, when, and what they noted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Review {
+    pub name: String,
+    pub version: String,
+    pub reviewer: String,
+    pub note: String,
+    pub at: i64,
+}
+
+/// A person's rating (1-5) of a finished execution, with an optional comment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Feedback {
+    pub execution_id: String,
+    pub user: String,
+    pub rating: u8,
+    pub comment: Option<String>,
+    pub at: i64,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -10,7 +10,7 @@ use opsbook_engine::{ApprovalPrompt, Engine, Hooks, Quiet, cancel_pair};
 use opsbook_store::Store;
 use opsbook_store_any::AnyStore;
 
-use super::{EXIT_FAILED, EXIT_OK, OnCancel};
+use super::{EXIT_FAILED, EXIT_OK, EXIT_WAITING, OnCancel};
 use crate::Output;
 use crate::prompt::TerminalPrompt;
 use crate::render::Live;
@@ -75,7 +75,8 @@ pub async fn carry_on(
     super::watch_signals(handle.clone(), on_cancel);
     let live = Live::new(steps.len());
     let json = output == Output::Json;
-    let prompt: Option<Arc<dyn ApprovalPrompt>> = (TerminalPrompt::available() && !json && mode == Mode::Resume)
+    // Rollbacks ask only for manual ones to be confirmed.
+    let prompt: Option<Arc<dyn ApprovalPrompt>> = (TerminalPrompt::available() && !json)
         .then(|| Arc::new(TerminalPrompt { progress: live.progress(), user: super::os_user() }) as _);
     let hooks = Hooks { observer: if json { &Quiet } else { &live }, prompt, cancel, cancel_handle: handle };
     let outcome = match mode {
@@ -96,7 +97,11 @@ pub async fn carry_on(
     let code = super::run::finish(&engine.store, &outcome.execution_id, output).await?;
     if mode == Mode::Rollback {
         let rolled = engine.store.execution(&outcome.execution_id).await?.rollback_status;
-        return Ok(if matches!(rolled, None | Some(StepStatus::Succeeded)) { EXIT_OK } else { EXIT_FAILED });
+        return Ok(match rolled {
+            None | Some(StepStatus::Succeeded) => EXIT_OK,
+            Some(StepStatus::Waiting) => EXIT_WAITING,
+            _ => EXIT_FAILED,
+        });
     }
     Ok(code)
 }

@@ -108,6 +108,8 @@ pub async fn finish(store: &impl Store, id: &str, output: Output) -> Result<u8> 
     Ok(match doc.summary.status {
         ExecStatus::Succeeded => EXIT_OK,
         ExecStatus::Waiting => EXIT_WAITING,
+        // Stopped, with a manual rollback waiting for a person.
+        _ if doc.waits_for_confirmation().is_some() => EXIT_WAITING,
         _ => EXIT_FAILED,
     })
 }

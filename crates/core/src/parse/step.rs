@@ -33,6 +33,7 @@ impl Checker<'_> {
             s.http.is_some().then_some("http"),
             s.sleep.is_some().then_some("sleep"),
             s.approval.is_some().then_some("approval"),
+            s.manual.is_some().then_some("manual"),
             s.gate.is_some().then_some("gate"),
             s.aws_lambda.is_some().then_some("aws_lambda"),
             s.aws_ssm_command.is_some().then_some("aws_ssm_command"),
@@ -98,18 +99,26 @@ impl Checker<'_> {
                 r.aws_lambda.is_some().then_some("aws_lambda"),
                 r.aws_ssm_command.is_some().then_some("aws_ssm_command"),
                 r.aws_ssm_automation.is_some().then_some("aws_ssm_automation"),
+                r.manual.is_some().then_some("manual"),
             ]
             .into_iter()
             .flatten()
             .collect();
             if set.len() != 1 {
-                let one = "set exactly one of run, aws_lambda, aws_ssm_command, aws_ssm_automation";
+                let one = "set exactly one of run, aws_lambda, aws_ssm_command, aws_ssm_automation, manual";
                 let what =
                     if set.is_empty() { "does nothing".to_string() } else { format!("sets {}", set.join(" and ")) };
                 self.err(&at, format!("step `{id}`: the rollback {what}: {one}"));
                 return None;
             }
             let timeout = r.timeout.or(s.timeout);
+            if let Some(m) = r.manual {
+                if r.timeout.is_some() {
+                    self.err(&at, format!("step `{id}`: a manual rollback sets its wait as rollback.manual.timeout"));
+                }
+                self.manual(&m, rollback_scope, "rollback.manual");
+                return Some(Rollback::Manual(m));
+            }
             if let Some(run) = r.run {
                 self.script(&run, rollback_scope, "rollback.run");
                 return Some(Rollback::Run(Script {
@@ -154,6 +163,15 @@ impl Checker<'_> {
             self.ssm_automation(a, scope, "aws_ssm_automation")
         } else if let Some(d) = s.sleep {
             StepKind::Sleep(SleepSpec { duration: d })
+        } else if let Some(m) = s.manual {
+            if s.timeout.is_some() {
+                self.err(&at, format!("step `{id}`: a manual step sets its wait as manual.timeout"));
+            }
+            if s.retries.is_some() {
+                self.err(&at, format!("step `{id}`: retries do not apply to manual steps"));
+            }
+            self.manual(&m, scope, "manual");
+            StepKind::Manual(m)
         } else if let Some(g) = s.gate {
             if let Err((place, e)) = g.check() {
                 self.err(place.as_ref().unwrap_or(&at), format!("step `{id}`: {e}"));
@@ -212,6 +230,20 @@ impl Checker<'_> {
 }
 
 impl Checker<'_> {
+    /// Checks a `manual` action's templates (of a step or a rollback, as `field` says).
+    fn manual(&mut self, m: &crate::step::manual::ManualSpec, scope: &Scope<'_>, field: &str) {
+        if m.instructions.value.trim().is_empty() {
+            self.err(&m.instructions.referenced, format!("{field}.instructions: say what to do"));
+        }
+        self.template(&m.instructions, false, scope, &format!("{field}.instructions"));
+        for item in &m.checklist {
+            if item.value.trim().is_empty() {
+                self.err(&item.referenced, format!("{field}.checklist: an item is empty"));
+            }
+            self.template(item, false, scope, &format!("{field}.checklist"));
+        }
+    }
+
     /// Checks an `aws_lambda` action (of a step or a rollback, as `field` says).
     fn lambda(&mut self, l: LambdaSpec, scope: &Scope<'_>, field: &str) -> StepKind {
         self.template(&l.function, false, scope, &format!("{field}.function"));
@@ -338,12 +370,12 @@ impl Checker<'_> {
         let applies = match check {
             "exit_code" | "output_contains" | "output_matches" => kind == "run",
             "json" => matches!(kind, "aws_lambda" | "http"),
-            _ => !matches!(kind, "sleep" | "approval" | "gate"),
+            _ => !matches!(kind, "sleep" | "approval" | "manual" | "gate"),
         };
         if !applies {
             let which = match check {
                 "json" => "aws_lambda and http steps",
-                "lambda" => "steps that run something (not sleep, approval or gate steps)",
+                "lambda" => "steps that run something (not sleep, approval, manual or gate steps)",
                 _ => "run steps",
             };
             self.err(&at, format!("step `{id}`: validate.{check} applies to {which}, not to {kind} steps"));

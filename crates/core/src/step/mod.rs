@@ -7,6 +7,7 @@ pub mod approval;
 pub mod aws;
 pub mod gate;
 pub mod http;
+pub mod manual;
 pub mod run;
 pub mod sleep;
 
@@ -19,6 +20,7 @@ pub enum StepKind {
     Http(http::HttpSpec),
     Sleep(sleep::SleepSpec),
     Approval(approval::ApprovalSpec),
+    Manual(manual::ManualSpec),
     Gate(gate::GateStepSpec),
     AwsLambda(aws::LambdaSpec),
     AwsSsmCommand(Box<aws::SsmCommandSpec>),
@@ -34,6 +36,8 @@ pub enum Rollback {
         kind: Box<StepKind>,
         timeout: Option<Dur>,
     },
+    /// Something a person undoes by hand, confirmed like a `manual` step.
+    Manual(manual::ManualSpec),
 }
 
 impl Rollback {
@@ -42,13 +46,14 @@ impl Rollback {
         match self {
             Rollback::Run(s) => s.timeout,
             Rollback::Aws { timeout, .. } => *timeout,
+            Rollback::Manual(m) => Some(m.wait()),
         }
     }
 
     pub fn script(&self) -> Option<&run::Script> {
         match self {
             Rollback::Run(s) => Some(s),
-            Rollback::Aws { .. } => None,
+            Rollback::Aws { .. } | Rollback::Manual(_) => None,
         }
     }
 }
@@ -60,6 +65,7 @@ impl StepKind {
             StepKind::Http(_) => "http",
             StepKind::Sleep(_) => "sleep",
             StepKind::Approval(_) => "approval",
+            StepKind::Manual(_) => "manual",
             StepKind::Gate(_) => "gate",
             StepKind::AwsLambda(_) => "aws_lambda",
             StepKind::AwsSsmCommand(_) => "aws_ssm_command",
@@ -74,6 +80,7 @@ impl StepKind {
             StepKind::Http(_) => Dur::from_secs(60),
             StepKind::Sleep(s) => Dur(s.duration.0 + std::time::Duration::from_secs(1)),
             StepKind::Approval(a) => a.timeout.unwrap_or(Dur::from_secs(7 * 86_400)),
+            StepKind::Manual(m) => m.wait(),
             StepKind::Gate(g) => Dur(g.max_wait().0 + g.poll().0 + std::time::Duration::from_secs(60)),
             // Lambda's own limit is 15 minutes.
             StepKind::AwsLambda(_) => Dur::from_secs(16 * 60),
@@ -83,5 +90,5 @@ impl StepKind {
 }
 
 /// Names of the keys that select a kind, for error messages.
-pub const KIND_KEYS: [&str; 8] =
-    ["run", "http", "sleep", "approval", "gate", "aws_lambda", "aws_ssm_command", "aws_ssm_automation"];
+pub const KIND_KEYS: [&str; 9] =
+    ["run", "http", "sleep", "approval", "manual", "gate", "aws_lambda", "aws_ssm_command", "aws_ssm_automation"];

@@ -77,7 +77,9 @@ pub(crate) async fn run<S: Store>(
             execution_id: run.exec.id.clone(),
             step_id: step.id.clone(),
             approver: d.approver.clone(),
+            phase: Phase::Step,
             approved: d.approved,
+            manual: false,
             comment: d.comment.clone(),
             created_at: now_ms(),
         };

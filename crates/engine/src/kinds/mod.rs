@@ -5,6 +5,7 @@ pub(crate) mod aws_lambda;
 pub(crate) mod aws_ssm;
 pub(crate) mod gate;
 pub(crate) mod http;
+pub(crate) mod manual;
 pub(crate) mod run;
 pub(crate) mod sleep;
 pub(crate) mod validate;
@@ -24,6 +25,7 @@ pub(crate) fn display<S: Store>(run: &Run<'_, '_, S>, step: &Step) -> Option<Str
         StepKind::Http(h) => format!("{} {}", h.method.as_str(), template::render_plain(&h.url.value, &ctx).ok()?),
         StepKind::Sleep(s) => format!("sleep {}", s.duration),
         StepKind::Approval(_) => return None,
+        StepKind::Manual(m) => return Some(manual::describe(&manual::request(run, &step.id, Phase::Step, m))),
         StepKind::Gate(g) => format!("gate {}", g.name()),
         StepKind::AwsLambda(l) => {
             let payload = l.payload.as_ref().map(|p| template::render_json(p, &ctx)).transpose().ok()?;

@@ -105,6 +105,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 Some(flow) => flow,
                 None => match &step.kind {
                     StepKind::Approval(spec) => kinds::approval::run(self, idx, &step, spec).await?,
+                    StepKind::Manual(spec) => kinds::manual::run(self, idx, &step, spec).await?,
                     StepKind::Gate(spec) if self.engine.config.release_gate_waits => {
                         kinds::gate::run_released(self, idx, &step, spec).await?
                     }
@@ -137,6 +138,19 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
     /// Whether a step waits, for the given reason.
     pub(super) fn waits_on(&self, what: WaitKind) -> bool {
         self.steps.iter().any(|rec| rec.status == StepStatus::Waiting && rec.wait_kind == Some(what))
+    }
+
+    /// How a cancel reads while the run waits (on people or a gate); `None` when nothing waits.
+    pub(super) fn cancelled_waiting(&self) -> Option<&'static str> {
+        if self.waits_on(WaitKind::Approval) {
+            Some("cancelled while waiting for approval")
+        } else if self.waits_on(WaitKind::Manual) {
+            Some("cancelled while waiting for confirmation")
+        } else if self.waits_on(WaitKind::Gate) {
+            Some("cancelled while waiting on a gate")
+        } else {
+            None
+        }
     }
 
     /// The execution waits (for people or a gate) and gives its runner back.
@@ -187,7 +201,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
             };
             let release = self.engine.config.release_gate_waits
                 && spec.on_blocked == opsbook_core::step::gate::OnBlocked::Wait
-                && !matches!(step.kind, StepKind::Approval(_));
+                && !matches!(step.kind, StepKind::Approval(_) | StepKind::Manual(_));
             if release {
                 match kinds::gate::recheck_released(self, idx, &gate_step, &spec, &def).await? {
                     Recheck::Go => continue,
@@ -254,7 +268,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 StepKind::Http(spec) => kinds::http::attempt(self, step, spec, attempt).await?,
                 StepKind::Sleep(spec) => kinds::sleep::attempt(self, spec).await,
                 StepKind::Gate(spec) => kinds::gate::attempt(self, &step.id, spec).await?,
-                StepKind::Approval(_) => unreachable!("approvals are not attempted"),
+                StepKind::Approval(_) | StepKind::Manual(_) => unreachable!("people's steps are not attempted"),
                 aws => {
                     let act = kinds::Action::step(&step.id, attempt, step.timeout.0);
                     kinds::aws(self, &act, aws).await?.expect("the AWS kinds")
@@ -331,7 +345,8 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
             if self.steps[idx].status != StepStatus::Waiting {
                 continue;
             }
-            let held = !matches!(self.rb.steps[idx].kind, StepKind::Approval(_) | StepKind::Gate(_));
+            let held =
+                !matches!(self.rb.steps[idx].kind, StepKind::Approval(_) | StepKind::Manual(_) | StepKind::Gate(_));
             let rec = &mut self.steps[idx];
             rec.wait_deadline = None;
             if held {

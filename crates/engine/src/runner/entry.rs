@@ -139,7 +139,8 @@ pub(crate) async fn run_claimed<S: Store>(
     }
     let fresh = run.steps.iter().all(|s| s.status == StepStatus::Pending);
     // Waiting on a gate: back to look again, not resumed.
-    let start = match (fresh, run.waits_on(WaitKind::Gate), run.waits_on(WaitKind::Approval)) {
+    let people = run.waits_on(WaitKind::Approval) || run.waits_on(WaitKind::Manual);
+    let start = match (fresh, run.waits_on(WaitKind::Gate), people) {
         (true, _, _) => Start::Fresh,
         (false, true, _) => Start::GatePoll,
         (false, false, true) => Start::Resumed,
@@ -151,12 +152,9 @@ pub(crate) async fn run_claimed<S: Store>(
     run.start_heartbeat();
     // Cancelled while it waited (and queued so that a runner stops it): nothing more
     // runs; the rollbacks do, as the runbook says.
-    if run.cancel_level() >= 1 && (run.waits_on(WaitKind::Approval) || run.waits_on(WaitKind::Gate)) {
-        let why = if run.waits_on(WaitKind::Approval) {
-            "cancelled while waiting for approval"
-        } else {
-            "cancelled while waiting on a gate"
-        };
+    if run.cancel_level() >= 1
+        && let Some(why) = run.cancelled_waiting()
+    {
         run.stop(ExecStatus::Cancelled, why.to_string()).await?;
         return run.outcome();
     }
@@ -579,11 +577,7 @@ async fn rollback_claimed<S: Store>(
     // The claim holds while the rollbacks run (and a cancel asked for meanwhile is seen).
     run.start_heartbeat();
     if run.exec.status == ExecStatus::Waiting {
-        let why = if run.waits_on(WaitKind::Approval) {
-            "cancelled while waiting for approval"
-        } else {
-            "cancelled while waiting on a gate"
-        };
+        let why = run.cancelled_waiting().unwrap_or("cancelled while waiting");
         for s in run.steps.iter_mut().filter(|s| s.status == StepStatus::Waiting) {
             s.status = StepStatus::Cancelled;
             s.finished_at = Some(now_ms());

@@ -3,10 +3,12 @@
 
 use opsbook_core::StepStatus;
 use opsbook_core::step::Rollback;
+use opsbook_core::step::manual::ManualSpec;
 use opsbook_core::template;
 use opsbook_store::{Phase, Store, now_ms};
 
 use crate::Result;
+use crate::kinds::manual::Answer;
 use crate::kinds::{self, AttemptResult};
 use crate::observer::Event;
 
@@ -46,9 +48,13 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 overall = StepStatus::Cancelled;
                 continue;
             }
-            self.event(&Event::RollbackStarted { step_id: &step.id });
+            // A manual rollback still waiting is looked at again, not run again.
+            let waited = self.steps[idx].rollback_status == Some(StepStatus::Waiting);
+            if !waited {
+                self.event(&Event::RollbackStarted { step_id: &step.id });
+            }
             // On record before it runs: a rollback never runs (or runs again) unrecorded.
-            let again = self.steps[idx].rollback_status.is_some();
+            let again = self.steps[idx].rollback_status.is_some() && !waited;
             self.steps[idx].rollback_status = Some(StepStatus::Running);
             self.steps[idx].rollback_error = None;
             self.save_step(idx).await?;
@@ -79,6 +85,14 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                     let act = kinds::Action::rollback(&step.id, timeout);
                     kinds::aws(self, &act, kind).await?.expect("the AWS kinds")
                 }
+                Rollback::Manual(spec) => match self.manual_rollback(idx, spec).await? {
+                    Some(result) => result,
+                    None => {
+                        // Older rollbacks wait for this one: undone newest first.
+                        overall = StepStatus::Waiting;
+                        break;
+                    }
+                },
             };
             self.sink.flush().await?;
             let error = result.error.as_ref().map(|e| self.masker().mask(e).into_owned());
@@ -97,5 +111,43 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         self.flush_deferred().await?;
         self.patient().update_execution(&self.exec, self.fence()).await?;
         Ok(())
+    }
+
+    /// Step `idx`'s manual rollback: its result once confirmed (or declined, timed out,
+    /// cancelled), or `None` when it waits for a person, on record (`waiting`, with the
+    /// deadline in the step's `wait_deadline`) and announced.
+    async fn manual_rollback(&mut self, idx: usize, spec: &ManualSpec) -> Result<Option<AttemptResult>> {
+        let step_id = self.steps[idx].step_id.clone();
+        let req = kinds::manual::request(self, &step_id, Phase::Rollback, spec);
+        let wait_ms = i64::try_from(spec.wait().0.as_millis()).unwrap_or(i64::MAX / 2);
+        let deadline = *self.steps[idx].wait_deadline.get_or_insert(now_ms().saturating_add(wait_ms));
+        let result = match kinds::manual::answer(self, &req, deadline, 2).await? {
+            Answer::Done { by, note } => {
+                let mut outputs = std::collections::BTreeMap::new();
+                outputs.insert("confirmed_by".to_string(), by.clone());
+                self.system(Some(&step_id), Phase::Rollback, &kinds::manual::said(true, &by, note.as_deref())).await?;
+                AttemptResult::ok(outputs)
+            }
+            Answer::NotDone { by, note } => {
+                let why = kinds::manual::said(false, &by, note.as_deref());
+                self.system(Some(&step_id), Phase::Rollback, &why).await?;
+                AttemptResult::failed(StepStatus::Failed, why)
+            }
+            Answer::TimedOut => {
+                AttemptResult::failed(StepStatus::TimedOut, format!("not confirmed within {}", spec.wait()))
+            }
+            Answer::Cancelled => AttemptResult::failed(StepStatus::Cancelled, "cancelled while waiting for confirmation".into()),
+            Answer::Waits => {
+                let rec = &mut self.steps[idx];
+                rec.rollback_status = Some(StepStatus::Waiting);
+                rec.rollback_error = Some(format!("waiting for confirmation: {}", req.instructions));
+                self.save_step(idx).await?;
+                let message = format!("manual rollback: {}", kinds::manual::describe(&req));
+                self.event(&Event::Waiting { step_id: &step_id, message: &message });
+                return Ok(None);
+            }
+        };
+        self.steps[idx].wait_deadline = None;
+        Ok(Some(result))
     }
 }

@@ -6,6 +6,7 @@ pub(crate) mod bundles;
 pub(crate) mod executions;
 pub(crate) mod gates;
 pub(crate) mod health;
+pub(crate) mod quality;
 pub(crate) mod runbooks;
 pub(crate) mod schedules;
 pub(crate) mod triggers;
@@ -41,6 +42,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/executions/{id}/resume", post(executions::resume))
         .route("/api/v1/executions/{id}/rollback", post(executions::rollback))
         .route("/api/v1/executions/{id}/approvals", post(executions::approve))
+        .route("/api/v1/executions/{id}/confirmations", post(quality::confirm))
+        .route("/api/v1/executions/{id}/feedback", post(quality::add_feedback).get(quality::feedback))
+        .route("/api/v1/runbooks/{name}/reviews", post(quality::add_review).get(quality::reviews))
         .route("/api/v1/executions/{id}/override", post(gates::override_gate))
         .route("/api/v1/gates/{name}", get(gates::check))
         .route("/api/v1/triggers/{name}", post(triggers::fire).layer(DefaultBodyLimit::disable()))

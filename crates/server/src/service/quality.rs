@@ -1,0 +1,141 @@
+//! Manual steps' confirmations, reviews of runbooks and feedback on executions: what
+//! the API and the web UI do for them (who may, the queue, the audit trail).
+
+use opsbook_store::{Phase, Review, ServerStore, now_ms};
+
+use super::to_value;
+use crate::auth::Ctx;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// Records that the manual step (or manual rollback) execution `id` waits on was done
+/// (or not), then carries it on: a step's execution is queued for a worker; a rollback's
+/// rollbacks go on (the manual one settled by this answer), as `rollback` would.
+pub async fn confirm(st: &AppState, ctx: &Ctx, id: &str, body: opsbook_api::Confirm) -> ApiResult<opsbook_api::Confirmed> {
+    let wait = st.engine.manual_wait(id, body.step.as_deref()).await?;
+    let exec = &wait.execution;
+    super::may_carry_on(st, ctx, exec).await?;
+    let rollback = wait.phase == Phase::Rollback;
+    if rollback {
+        // The rollbacks after it must be able to run: refuse before recording anything.
+        st.engine.check_resume(&exec.id, &Default::default(), true).await?;
+    }
+    st.engine.confirm(&wait, ctx.user(), body.done, body.note.clone()).await?;
+    let next = if rollback {
+        crate::worker::prepare(st, exec)
+            .await
+            .map_err(|why| ApiError::conflict(format!("cannot prepare the execution: {why}")))?;
+        crate::worker::spawn_carry_on(st, exec.clone(), crate::worker::RunKind::Rollback).await;
+        "rolling_back"
+    } else {
+        if st.store.requeue(&exec.id).await? {
+            st.wake.notify_one();
+        }
+        "queued"
+    };
+    let ctx_values = opsbook_core::template::Context {
+        params: exec.params.clone(),
+        execution_id: exec.id.clone(),
+        ..Default::default()
+    };
+    let checklist = wait
+        .spec
+        .checklist
+        .iter()
+        .map(|i| opsbook_core::template::render_plain(&i.value, &ctx_values).unwrap_or_else(|_| i.value.clone()))
+        .collect();
+    let done = opsbook_api::Confirmed {
+        execution: exec.id.clone(),
+        step: wait.step.step_id.clone(),
+        phase: wait.phase.as_str().into(),
+        done: body.done,
+        by: ctx.user().to_string(),
+        note: body.note,
+        checklist,
+        next: next.into(),
+    };
+    st.audit(ctx.user(), "execution.confirm", &exec.id, &ctx.request_id, to_value(&done)).await;
+    Ok(done)
+}
+
+/// Records `ctx`'s rating of execution `id`, which ended (given again, it replaces theirs).
+pub async fn feedback(
+    st: &AppState,
+    ctx: &Ctx,
+    id: &str,
+    body: opsbook_api::FeedbackIn,
+) -> ApiResult<opsbook_api::FeedbackDoc> {
+    if !(1..=5).contains(&body.rating) {
+        return Err(ApiError::bad_request(format!("rating: {} is not between 1 and 5", body.rating)));
+    }
+    let f = st.engine.rate(id, ctx.user(), body.rating, body.comment).await?;
+    let doc = opsbook_api::FeedbackDoc::from(&f);
+    st.audit(ctx.user(), "execution.feedback", &f.execution_id, &ctx.request_id, to_value(&doc)).await;
+    Ok(doc)
+}
+
+/// Records `ctx`'s review of runbook `name`'s newest version; the next review is due
+/// `review.every` after today.
+pub async fn review(st: &AppState, ctx: &Ctx, name: &str, note: String) -> ApiResult<opsbook_api::ReviewDoc> {
+    let note = note.trim().to_string();
+    if note.is_empty() {
+        return Err(ApiError::bad_request("note: say what the review checked or found"));
+    }
+    let entry = st.store.registry_entry(name).await?;
+    let r = Review {
+        name: entry.name.clone(),
+        version: entry.latest_version.clone(),
+        reviewer: ctx.user().to_string(),
+        note,
+        at: now_ms(),
+    };
+    st.store.add_review(&r).await?;
+    let mut doc = opsbook_api::ReviewDoc::from(&r);
+    doc.next_due = next_due(st, &entry.latest_sha256, Some(&r)).await.map(|d| d.to_string());
+    st.audit(ctx.user(), "runbook.review", name, &ctx.request_id, to_value(&doc)).await;
+    Ok(doc)
+}
+
+/// When a runbook's next review is due: `review.every` after the later of its
+/// `last_reviewed` and its newest recorded review. `None` without a review cycle, or
+/// never reviewed.
+pub async fn next_due(st: &AppState, sha256: &str, last: Option<&Review>) -> Option<jiff::civil::Date> {
+    let rb = st.engine.stored_runbook(sha256).await.ok()?;
+    rb.review.as_ref()?.due_after(last.map(|r| review_date(r.at)))
+}
+
+/// The day (UTC) a review was recorded.
+pub fn review_date(at_ms: i64) -> jiff::civil::Date {
+    jiff::Timestamp::from_millisecond(at_ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH).to_zoned(jiff::tz::TimeZone::UTC).date()
+}
+
+/// Where a runbook's review stands, as analytics, the catalog and the metric see it.
+pub fn review_state(
+    review: Option<&opsbook_core::Review>,
+    last: Option<&Review>,
+    today: jiff::civil::Date,
+) -> ReviewState {
+    let Some(r) = review else { return ReviewState::NoCycle };
+    match r.due_after(last.map(|l| review_date(l.at))) {
+        None => ReviewState::Never,
+        Some(due) if due < today => ReviewState::Overdue(due),
+        Some(due) => ReviewState::Due(due),
+    }
+}
+
+/// See [`review_state`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewState {
+    /// The runbook sets no `review.every`.
+    NoCycle,
+    /// It has a cycle and was never reviewed.
+    Never,
+    Overdue(jiff::civil::Date),
+    Due(jiff::civil::Date),
+}
+
+impl ReviewState {
+    pub fn overdue(self) -> bool {
+        matches!(self, ReviewState::Never | ReviewState::Overdue(_))
+    }
+}
