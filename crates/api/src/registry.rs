@@ -224,6 +224,64 @@ pub struct Analytics {
     pub since: Option<String>,
     pub runbooks: Vec<RunbookFigures>,
     pub review_overdue: Vec<ReviewOverdue>,
+    /// Every runbook together.
+    #[serde(default)]
+    pub totals: Totals,
+    /// Runbooks flagged "needs attention": an average rating below 3, or a failure rate
+    /// rising week over week.
+    #[serde(default)]
+    pub needs_attention: Vec<Attention>,
+    /// Active or deprecated runbooks not run in the last 90 days.
+    #[serde(default)]
+    pub never_run_90d: Vec<String>,
+}
+
+/// The KPIs over every runbook in the window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Totals {
+    pub runs: usize,
+    pub finished: usize,
+    pub success_rate: Option<f64>,
+    /// Deployment runbooks' runs that failed or were rolled back, of those finished.
+    pub change_failure_rate: Option<f64>,
+    /// The mean time a successful incident-response run took.
+    pub mttr_ms: Option<i64>,
+    pub distinct_users: usize,
+    /// What `metadata.manual_duration` estimates the work took by hand, minus what the
+    /// succeeded runs took, summed.
+    pub time_saved_ms: i64,
+    /// Runs and distinct users per week, oldest first.
+    pub weekly: Vec<WeekFigures>,
+}
+
+/// One week of the window (the last seven days, the seven before, …).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WeekFigures {
+    /// YYYY-MM-DD, the week's first day (UTC).
+    pub week: String,
+    pub runs: usize,
+    pub finished: usize,
+    pub succeeded: usize,
+    pub success_rate: Option<f64>,
+    pub distinct_users: usize,
+}
+
+/// A runbook that needs attention, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Attention {
+    pub runbook: String,
+    pub reasons: Vec<String>,
+}
+
+/// A rating with its comment, for the recent comments of a runbook.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Comment {
+    pub execution: String,
+    pub user: String,
+    pub rating: u8,
+    pub comment: String,
+    /// RFC 3339.
+    pub at: Option<String>,
 }
 
 /// How one runbook fares over the window.
@@ -243,6 +301,40 @@ pub struct RunbookFigures {
     /// Incident-response runbooks only: the mean time a successful run took (null: none yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mttr_ms: Option<Option<i64>>,
+    /// `deployment`, `incident_response`, … (empty when not in the registry).
+    #[serde(default)]
+    pub runbook_type: String,
+    /// Deployment runbooks only: runs that failed or were rolled back, of those finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_failure_rate: Option<Option<f64>>,
+    /// The success rate of the last seven days minus that of the seven before (null
+    /// when either week has no finished run).
+    #[serde(default)]
+    pub success_trend: Option<f64>,
+    /// Week by week, oldest first: runs, successes and distinct users (adoption).
+    #[serde(default)]
+    pub weekly: Vec<WeekFigures>,
+    /// `metadata.manual_duration` minus the duration, summed over succeeded runs (null:
+    /// the runbook gives no estimate).
+    #[serde(default)]
+    pub time_saved_ms: Option<i64>,
+    /// Feedback: the mean rating (null: none), how many, and the latest comments.
+    #[serde(default)]
+    pub rating_avg: Option<f64>,
+    #[serde(default)]
+    pub ratings: usize,
+    #[serde(default)]
+    pub recent_comments: Vec<Comment>,
+    /// Where its review stands: `overdue`, `never` (a cycle, never reviewed), `ok`, or
+    /// empty (no review cycle).
+    #[serde(default)]
+    pub review: String,
+    /// YYYY-MM-DD: when the next review is due.
+    #[serde(default)]
+    pub review_due: Option<String>,
+    /// Why it needs attention (empty: it does not).
+    #[serde(default)]
+    pub attention: Vec<String>,
 }
 
 /// A runbook whose review is due (or that was never reviewed and names no due date).

@@ -14,8 +14,18 @@ use tokio::sync::mpsc;
 
 use crate::state::Db;
 
-pub const EVENTS: [&str; 9] =
-    ["started", "resumed", "succeeded", "failed", "cancelled", "waiting", "blocked", "overridden", "rolled_back"];
+pub const EVENTS: [&str; 10] = [
+    "started",
+    "resumed",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "waiting",
+    "blocked",
+    "overridden",
+    "rolled_back",
+    "review_due",
+];
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "snake_case")]
@@ -134,6 +144,17 @@ pub struct Note {
     /// What happened, in words (masked): for `blocked`, what blocks; for a `resumed`
     /// after a gate, how long it waited. Sent as `detail`.
     pub detail: Option<String>,
+    /// For an event of a runbook rather than an execution (`review_due`): the runbook,
+    /// with `execution_id` empty.
+    pub runbook: Option<RunbookNote>,
+}
+
+/// The runbook a runbook event is about.
+#[derive(Debug, Clone)]
+pub struct RunbookNote {
+    pub name: String,
+    pub version: String,
+    pub owner: Option<String>,
 }
 
 /// Turns engine events of one execution into notification events and metrics.
@@ -162,7 +183,7 @@ impl Notifier {
 
     fn send_with(&self, event: &'static str, detail: Option<String>) {
         // An unbounded queue: sending never waits, so delivery can never stall a run.
-        let _ = self.tx.send(Note { execution_id: self.execution_id.clone(), event, detail });
+        let _ = self.tx.send(Note { execution_id: self.execution_id.clone(), event, detail, runbook: None });
     }
 }
 
@@ -228,11 +249,24 @@ pub fn spawn_dispatcher(
             if !rules.iter().any(|r| r.events.is_empty() || r.events.iter().any(|e| e == note.event)) {
                 continue;
             }
-            let Ok(exec) = store.execution(&note.execution_id).await else { continue };
-            for rule in rules.iter().filter(|r| r.wants(note.event, &exec.runbook_name)) {
-                let summary = serde_json::to_value(opsbook_api::ExecutionSummary::from(&exec)).unwrap_or_default();
-                let link =
-                    public_url.as_deref().map(|u| format!("{}/api/v1/executions/{}", u.trim_end_matches('/'), exec.id));
+            let base = public_url.as_deref().map(|u| u.trim_end_matches('/').to_string());
+            let (name, summary, link) = match &note.runbook {
+                Some(r) => {
+                    // What an execution's summary says, as far as a runbook has it.
+                    let summary = json!({
+                        "id": "", "runbook": { "name": r.name, "version": r.version },
+                        "status": note.event, "actor": r.owner.clone().unwrap_or_default(),
+                    });
+                    (r.name.clone(), summary, base.map(|u| format!("{u}/runbooks/{}", r.name)))
+                }
+                None => {
+                    let Ok(exec) = store.execution(&note.execution_id).await else { continue };
+                    let summary = serde_json::to_value(opsbook_api::ExecutionSummary::from(&exec)).unwrap_or_default();
+                    (exec.runbook_name.clone(), summary, base.map(|u| format!("{u}/api/v1/executions/{}", exec.id)))
+                }
+            };
+            for rule in rules.iter().filter(|r| r.wants(note.event, &name)) {
+                let (summary, link) = (summary.clone(), link.clone());
                 tokio::spawn(deliver(http.clone(), store.clone(), rule.clone(), note.clone(), summary, link));
             }
         }
@@ -284,7 +318,11 @@ async fn deliver(http: reqwest::Client, store: Db, rule: Rule, note: Note, summa
     let payload = body(&rule, &note, &summary, link.as_deref(), &delivery).to_string();
     let key = rule.secret_env.as_deref().and_then(|v| std::env::var(v).ok()).or_else(|| rule.secret.clone());
     let mut pause = opsbook_core::duration::parse(&rule.backoff).map(|d| d.0).unwrap_or(Duration::from_secs(1));
-    let execution_id = summary["id"].as_str().unwrap_or_default().to_string();
+    // A runbook event is recorded under `runbook:NAME`.
+    let execution_id = match &note.runbook {
+        Some(r) => format!("runbook:{}", r.name),
+        None => summary["id"].as_str().unwrap_or_default().to_string(),
+    };
     for attempt in 1..=rule.attempts {
         let (status_code, error) = match &rule.sns {
             Some(topic) => publish(topic, &rule, &note, &summary, &payload).await,

@@ -109,8 +109,16 @@ async fn has_valid_token(state: &AppState, user: &str, now: i64) -> bool {
 pub fn spawn(state: &AppState, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     let state = state.clone();
     tokio::spawn(async move {
+        // Overdue reviews are looked for at start and then hourly.
+        let mut reviews_at = 0;
         loop {
             tick(&state, now_ms()).await;
+            if now_ms() - reviews_at >= 3_600_000 {
+                reviews_at = now_ms();
+                if let Err(e) = crate::service::quality::remind_reviews(&state, jiff::Zoned::now().date()).await {
+                    tracing::warn!(error = %e.message, "cannot look for overdue reviews");
+                }
+            }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = stop.changed() => return,

@@ -315,6 +315,7 @@ pub async fn override_gate(st: &AppState, ctx: &Ctx, id: &str, reason: &str) -> 
             ctx.principal.user,
             answer.blocked_by.as_deref().unwrap_or("the gate")
         )),
+        runbook: None,
     });
     st.wake.notify_one();
     Ok(answer)

@@ -1,7 +1,7 @@
 //! Manual steps' confirmations, reviews of runbooks and feedback on executions: what
 //! the API and the web UI do for them (who may, the queue, the audit trail).
 
-use opsbook_store::{Phase, Review, ServerStore, now_ms};
+use opsbook_store::{AuditFilter, Phase, RegistryEntry, Review, ServerStore, now_ms};
 
 use super::to_value;
 use crate::auth::Ctx;
@@ -33,17 +33,7 @@ pub async fn confirm(st: &AppState, ctx: &Ctx, id: &str, body: opsbook_api::Conf
         }
         "queued"
     };
-    let ctx_values = opsbook_core::template::Context {
-        params: exec.params.clone(),
-        execution_id: exec.id.clone(),
-        ..Default::default()
-    };
-    let checklist = wait
-        .spec
-        .checklist
-        .iter()
-        .map(|i| opsbook_core::template::render_plain(&i.value, &ctx_values).unwrap_or_else(|_| i.value.clone()))
-        .collect();
+    let checklist = checklist(&wait);
     let done = opsbook_api::Confirmed {
         execution: exec.id.clone(),
         step: wait.step.step_id.clone(),
@@ -56,6 +46,17 @@ pub async fn confirm(st: &AppState, ctx: &Ctx, id: &str, body: opsbook_api::Conf
     };
     st.audit(ctx.user(), "execution.confirm", &exec.id, &ctx.request_id, to_value(&done)).await;
     Ok(done)
+}
+
+/// The checklist of a manual wait, rendered with the execution's (masked) parameters.
+pub fn checklist(wait: &opsbook_engine::ManualWait) -> Vec<String> {
+    let ctx = opsbook_core::template::Context {
+        params: wait.execution.params.clone(),
+        execution_id: wait.execution.id.clone(),
+        ..Default::default()
+    };
+    let render = |t: &str| opsbook_core::template::render_plain(t, &ctx).unwrap_or_else(|_| t.to_string());
+    wait.spec.checklist.iter().map(|i| render(&i.value)).collect()
 }
 
 /// Records `ctx`'s rating of execution `id`, which ended (given again, it replaces theirs).
@@ -138,4 +139,61 @@ impl ReviewState {
     pub fn overdue(self) -> bool {
         matches!(self, ReviewState::Never | ReviewState::Overdue(_))
     }
+}
+
+/// Runbooks whose review is overdue (past due, or a cycle and never reviewed), with the
+/// due date (`None`: never reviewed), from each one's newest published text. Archived
+/// runbooks are left out: they never run again.
+pub async fn overdue_reviews(st: &AppState, today: jiff::civil::Date) -> ApiResult<Vec<(RegistryEntry, Option<String>)>> {
+    let registry = st.store.registry(&Default::default()).await?;
+    let reviews = st.store.reviews(None).await?;
+    let mut out = Vec::new();
+    for e in registry.into_iter().filter(|e| e.status != "archived") {
+        let Ok(rb) = st.engine.stored_runbook(&e.latest_sha256).await else { continue };
+        let last = reviews.iter().rev().find(|r| r.name == e.name);
+        match review_state(rb.review.as_ref(), last, today) {
+            ReviewState::Never => out.push((e, None)),
+            ReviewState::Overdue(d) => out.push((e, Some(d.to_string()))),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Sends `review_due` once per runbook and due date: each overdue review not announced
+/// yet is audited (`runbook.review_due`, which is also how it is known to have gone
+/// out) and handed to the notification rules. Returns the runbooks announced.
+pub async fn remind_reviews(st: &AppState, today: jiff::civil::Date) -> ApiResult<Vec<String>> {
+    let mut sent = Vec::new();
+    for (e, due) in overdue_reviews(st, today).await? {
+        let key = due.clone().unwrap_or_else(|| "never".into());
+        let filter = AuditFilter {
+            action: Some("runbook.review_due".into()),
+            target: Some(e.name.clone()),
+            limit: 1000,
+            ..Default::default()
+        };
+        let told = st.store.audit(&filter).await?;
+        if told.last().is_some_and(|r| r.details["due"].as_str() == Some(&key)) {
+            continue;
+        }
+        let detail = match &due {
+            Some(d) => format!("the review of {} (v{}) was due on {d}", e.name, e.latest_version),
+            None => format!("{} (v{}) has a review cycle and was never reviewed", e.name, e.latest_version),
+        };
+        let details = serde_json::json!({ "due": key, "owner": e.owner, "detail": detail });
+        st.audit("opsbook", "runbook.review_due", &e.name, "", details).await;
+        let _ = st.notify.send(crate::notify::Note {
+            execution_id: String::new(),
+            event: "review_due",
+            detail: Some(detail),
+            runbook: Some(crate::notify::RunbookNote {
+                name: e.name.clone(),
+                version: e.latest_version.clone(),
+                owner: e.owner.clone(),
+            }),
+        });
+        sent.push(e.name);
+    }
+    Ok(sent)
 }

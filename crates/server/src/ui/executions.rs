@@ -139,9 +139,22 @@ struct ExecutionPage {
     override_gate: Option<String>,
     secrets_resume: Vec<String>,
     secrets_rollback: Vec<String>,
+    /// A manual step (or rollback) waiting, for someone who may carry the execution on.
+    manual: Option<ManualView>,
+    /// Whether this person may rate it (it ended), and the ratings so far.
+    can_rate: bool,
+    ratings: Vec<opsbook_api::FeedbackDoc>,
     /// Why the runner seems gone, when it holds a lapsed lease.
     stuck: String,
     params: Vec<(String, String)>,
+}
+
+/// A manual step (or rollback) for a person to do, with the checklist to tick.
+struct ManualView {
+    step: String,
+    rollback: bool,
+    instructions: String,
+    checklist: Vec<String>,
 }
 
 /// Log lines as HTML, one element each, carrying their sequence number.
@@ -221,6 +234,21 @@ pub async fn page(State(st): State<AppState>, web: Web, Path(id): Path<String>) 
         if can_resume { st.engine.secrets_needed(&exec.id, false).await.unwrap_or_default() } else { Vec::new() };
     let secrets_rollback =
         if can_rollback { st.engine.secrets_needed(&exec.id, true).await.unwrap_or_default() } else { Vec::new() };
+    let manual = match st.engine.manual_wait(&exec.id, None).await {
+        Ok(w) if can_run => {
+            let rollback = w.phase == opsbook_store::Phase::Rollback;
+            let instructions = if rollback {
+                w.step.rollback_error.clone().unwrap_or_default()
+            } else {
+                w.step.rendered.clone().unwrap_or_default().lines().next().unwrap_or_default().to_string()
+            };
+            let checklist = crate::service::quality::checklist(&w);
+            Some(ManualView { step: w.step.step_id, rollback, instructions, checklist })
+        }
+        _ => None,
+    };
+    let ratings = st.store.feedback(&exec.id).await?.iter().map(opsbook_api::FeedbackDoc::from).collect();
+    let can_rate = exec.status.is_terminal() && exec.status != ExecStatus::Interrupted;
     let stuck = match (exec.status, exec.lease_expires_at) {
         (ExecStatus::Running, Some(t)) if t < now_ms() => format!(
             "Its runner ({}) has not checked in for {}: it is probably gone. A server recovers such runs when its \
@@ -258,6 +286,9 @@ pub async fn page(State(st): State<AppState>, web: Web, Path(id): Path<String>) 
         override_gate,
         secrets_resume,
         secrets_rollback,
+        manual,
+        can_rate,
+        ratings,
         stuck,
         params,
         d,
@@ -403,6 +434,45 @@ pub async fn decide(State(st): State<AppState>, Path(id): Path<String>, form: We
         _ => return Err(ApiError::bad_request("decision must be approve or reject").into()),
     };
     crate::service::decide(&st, &web.ctx, &id, approved, form.text("comment")).await?;
+    Ok(back(&form, &id))
+}
+
+/// The manual step's form: `done` (every checklist item ticked, `item` fields) or
+/// `not_done`, with an optional note.
+pub async fn confirm(State(st): State<AppState>, Path(id): Path<String>, form: WebForm) -> UiResult<Response> {
+    let web = &form.web;
+    web.require(&st, Perm::Run, &id).await?;
+    let done = match form.get("answer") {
+        Some("done") => true,
+        Some("not_done") => false,
+        _ => return Err(ApiError::bad_request("answer must be done or not_done").into()),
+    };
+    let step = form.text("step");
+    if done {
+        let wait = st.engine.manual_wait(&id, step.as_deref()).await?;
+        let ticked = form.fields.iter().filter(|(k, _)| k == "item").count();
+        if ticked < wait.spec.checklist.len() {
+            return Err(ApiError::bad_request(format!(
+                "tick every checklist item of step `{}` ({} of {} ticked)",
+                wait.step.step_id,
+                ticked,
+                wait.spec.checklist.len()
+            ))
+            .into());
+        }
+    }
+    let body = opsbook_api::Confirm { step, done, note: form.text("note") };
+    crate::service::quality::confirm(&st, &web.ctx, &id, body).await?;
+    Ok(back(&form, &id))
+}
+
+/// The rating form of an execution that ended.
+pub async fn rate(State(st): State<AppState>, Path(id): Path<String>, form: WebForm) -> UiResult<Response> {
+    let web = &form.web;
+    web.require(&st, Perm::Read, &id).await?;
+    let rating = form.get("rating").and_then(|r| r.parse::<u8>().ok()).unwrap_or(0);
+    let body = opsbook_api::FeedbackIn { rating, comment: form.text("comment") };
+    crate::service::quality::feedback(&st, &web.ctx, &id, body).await?;
     Ok(back(&form, &id))
 }
 

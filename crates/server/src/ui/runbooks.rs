@@ -64,10 +64,11 @@ pub async fn catalog(State(st): State<AppState>, web: Web, Query(f): Query<Catal
     };
     let entries = st.store.registry(&query).await?;
     let today = jiff::Zoned::now().date();
+    let last = last_reviews(&st).await?;
     let mut rows = Vec::with_capacity(entries.len());
     for e in entries {
         let (review, review_title) = match st.engine.stored_runbook(&e.latest_sha256).await {
-            Ok(rb) => review_state(rb.review.as_ref(), today),
+            Ok(rb) => review_badge(rb.review.as_ref(), last.get(&e.name), today),
             Err(_) => ("", String::new()),
         };
         rows.push(Row { e, review, review_title });
@@ -81,17 +82,27 @@ pub async fn catalog(State(st): State<AppState>, web: Web, Query(f): Query<Catal
     })
 }
 
+/// Each runbook's newest recorded review.
+pub async fn last_reviews(st: &AppState) -> UiResult<BTreeMap<String, opsbook_store::Review>> {
+    Ok(st.store.reviews(None).await?.into_iter().map(|r| (r.name.clone(), r)).collect())
+}
+
 /// Where a review stands: overdue (past its date, or never reviewed), due within two
 /// weeks, or fine; with a sentence for the badge's title.
-fn review_state(review: Option<&opsbook_core::Review>, today: jiff::civil::Date) -> (&'static str, String) {
-    let Some(r) = review else { return ("", String::new()) };
-    match r.due() {
-        None => ("overdue", "never reviewed".into()),
-        Some(due) if due < today => ("overdue", format!("review was due on {due}")),
-        Some(due) if today.checked_add(jiff::Span::new().days(14)).is_ok_and(|soon| due <= soon) => {
+fn review_badge(
+    review: Option<&opsbook_core::Review>,
+    last: Option<&opsbook_store::Review>,
+    today: jiff::civil::Date,
+) -> (&'static str, String) {
+    use crate::service::quality::{ReviewState, review_state};
+    match review_state(review, last, today) {
+        ReviewState::NoCycle => ("", String::new()),
+        ReviewState::Never => ("overdue", "never reviewed".into()),
+        ReviewState::Overdue(due) => ("overdue", format!("review was due on {due}")),
+        ReviewState::Due(due) if today.checked_add(jiff::Span::new().days(14)).is_ok_and(|soon| due <= soon) => {
             ("due", format!("review due on {due}"))
         }
-        Some(_) => ("", String::new()),
+        ReviewState::Due(_) => ("", String::new()),
     }
 }
 
@@ -154,6 +165,8 @@ struct RunbookPage {
     can_author: bool,
     review: &'static str,
     review_title: String,
+    /// Its reviews, newest first.
+    reviews: Vec<opsbook_api::ReviewDoc>,
 }
 
 #[derive(Deserialize)]
@@ -236,9 +249,11 @@ pub async fn page(
     let (_, figures) = crate::routes::analytics::cached(&st, 90, Some(&name)).await?;
     let figures = figures.runbooks.first().cloned().unwrap_or_else(|| {
         let now = opsbook_store::now_ms();
-        crate::routes::analytics::summarize(&name, &[], now, now, false)
+        crate::routes::analytics::summarize(&name, &[], now, now, Default::default())
     });
-    let (review, review_title) = review_state(rb.review.as_ref(), jiff::Zoned::now().date());
+    let recorded = st.store.reviews(Some(&name)).await?;
+    let (review, review_title) = review_badge(rb.review.as_ref(), recorded.last(), jiff::Zoned::now().date());
+    let reviews = recorded.iter().rev().map(opsbook_api::ReviewDoc::from).collect();
     render(RunbookPage {
         l: web.layout("runbooks"),
         can_run: web.can(Perm::Run) && matches!(e.status.as_str(), "active" | "deprecated"),
@@ -255,7 +270,16 @@ pub async fn page(
         figures,
         review,
         review_title,
+        reviews,
     })
+}
+
+/// An author's review of the runbook's newest version.
+pub async fn review(State(st): State<AppState>, Path(name): Path<String>, form: WebForm) -> UiResult<Response> {
+    let web = &form.web;
+    web.require(&st, Perm::Author, &name).await?;
+    crate::service::quality::review(&st, &web.ctx, &name, form.text("note").unwrap_or_default()).await?;
+    Ok(see_other(&format!("/runbooks/{}#reviews", enc(&name))))
 }
 
 /// What a parameter accepts beyond its type, in words.
