@@ -63,6 +63,8 @@ pub enum Command {
     Schema,
     /// Write a new, commented runbook to start from
     New(cmd::new::Args),
+    /// Write a runbook out for people (Markdown or HTML): purpose, parameters, steps, rollbacks, checklists
+    Doc(cmd::doc::Args),
     /// List runbooks: the server's registry (with a server), else those in a directory
     List(cmd::list::Args),
     /// Search the server's registry (name, title, description, tags, steps)
@@ -108,6 +110,8 @@ pub enum Command {
     Schedules(cmd::schedules::Schedules),
     /// How runbooks fare on the server: runs, success and rollback rates, durations, reviews due
     Analytics(cmd::insights::AnalyticsArgs),
+    /// The KPIs of the server's runbooks: success and its trend, change failure rate, MTTR, adoption, reviews, feedback, time saved
+    Report(cmd::report::Args),
     /// The server's audit trail, filtered (admins)
     Audit(cmd::insights::AuditArgs),
     /// The server's API tokens: list, create, revoke (admins)

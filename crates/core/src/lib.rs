@@ -6,6 +6,7 @@
 
 pub mod bundle;
 pub mod diagnostic;
+pub mod doc;
 pub mod document;
 pub mod duration;
 pub mod gate;

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod approve;
 pub mod cancel;
 pub mod confirm;
+pub mod doc;
 pub mod gate;
 pub mod history;
 pub mod insights;
@@ -15,6 +16,7 @@ pub mod params;
 pub mod push;
 pub mod quality;
 pub mod registry;
+pub mod report;
 pub mod remote;
 pub mod resume;
 pub mod run;
@@ -127,6 +129,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             Command::History(a) => return remote::history(&client()?, a).await,
             Command::Schedules(c) => return schedules::exec(&client()?, c).await,
             Command::Analytics(a) => return insights::analytics(&client()?, a).await,
+            Command::Report(a) => return report::exec(&client()?, a).await,
             Command::Audit(a) => return insights::audit(&client()?, a).await,
             Command::Tokens(c) => return insights::tokens(&client()?, c).await,
             Command::Show(a) => return remote::show(&client()?, &a.id, a.output).await,
@@ -186,6 +189,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             Ok(EXIT_OK)
         }
         Command::New(a) => new::exec(a),
+        Command::Doc(a) => doc::exec(a),
         Command::List(a) => list::exec(a),
         Command::Completions { shell } => {
             let mut cli = <Cli as clap::CommandFactory>::command();
@@ -203,7 +207,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Search(_) | Command::Versions(_) | Command::Diff(_) | Command::Lifecycle(_) | Command::Review(_) => {
             Err(usage("this reads the server's registry: `opsbook login URL` first, or pass --server URL"))
         }
-        Command::Schedules(_) | Command::Analytics(_) | Command::Audit(_) | Command::Tokens(_) => Err(usage(
+        Command::Schedules(_) | Command::Analytics(_) | Command::Report(_) | Command::Audit(_) | Command::Tokens(_) => Err(usage(
             "this asks a server: `opsbook login URL` first, or pass --server URL (on the server's machine, \
              `opsbook admin` reads its database)",
         )),
@@ -272,6 +276,7 @@ fn no_server_form(command: &Command) -> Option<&'static str> {
         Command::Completions { .. } => "completions prints shell completions",
         Command::Man => "man prints the manual page",
         Command::New(_) => "new writes a file here",
+        Command::Doc(_) => "doc renders a file here",
         Command::Serve(_) => "serve runs a server here",
         Command::Worker(_) => "worker runs executions here",
         _ => return None,
