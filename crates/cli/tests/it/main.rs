@@ -11,6 +11,7 @@ mod engine;
 mod gate;
 mod logs;
 mod postgres;
+mod quality;
 mod remote;
 mod security;
 mod server;

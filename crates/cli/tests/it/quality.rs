@@ -1,0 +1,231 @@
+//! Runbook quality: manual steps and rollbacks, ratings, and `opsbook doc`.
+
+use opsbook_core::{ExecStatus, StepStatus};
+use opsbook_store::{Phase, Store, WaitKind};
+
+use crate::support::{Env, SpawnWith, assert_fails_saying, out, runbook, wait_until};
+
+fn me() -> String {
+    nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().unwrap().name
+}
+
+const DRAIN: &str = "    - id: before\n      run: echo before >> done\n      rollback:\n        run: echo before >> undone\n    - id: drain\n      manual:\n        instructions: \"Drain {{ params.node }} in the load balancer console\"\n        checklist: [\"Traffic to {{ params.node }} at 0\", \"Alarms quiet\"]\n    - id: after\n      run: echo after >> done\n";
+
+#[test]
+fn manual_step_waits_then_confirm_carries_it_on() {
+    let env = Env::new();
+    let book = runbook("    node: { type: string }\n", DRAIN);
+    let waiting = env.run_book(&book, &["-p", "node=web-1"]);
+    assert_eq!(waiting.code, 3, "{waiting:?}");
+    assert!(
+        waiting.stdout.contains("drain waits for a person: manual step: Drain web-1 in the load balancer console"),
+        "{waiting:?}"
+    );
+    assert!(waiting.stdout.contains("- [ ] Traffic to web-1 at 0"), "{waiting:?}");
+    assert!(waiting.stdout.contains("`opsbook confirm"), "the summary says what to do: {waiting:?}");
+    let (e, steps) = env.last();
+    assert_eq!(e.status, ExecStatus::Waiting);
+    assert_eq!((steps[1].status, steps[1].wait_kind), (StepStatus::Waiting, Some(WaitKind::Manual)));
+    assert!(steps[1].wait_deadline.is_some(), "a manual step has a deadline (7 days by default)");
+    assert_eq!(env.read("done"), "before\n");
+
+    // `approve` is not how a manual step is answered, and says so.
+    let wrong = env.run(&["approve", &e.id]);
+    assert_fails_saying(&wrong, 2, "waits for manual step `drain` to be done and confirmed (`opsbook confirm`)");
+    let other = env.run(&["confirm", &e.id, "--step", "after"]);
+    assert_fails_saying(&other, 2, "step `after` of execution");
+    assert!(other.stderr.contains("is not waiting for confirmation; it waits on `drain`"), "{other:?}");
+
+    let done = env.run(&["confirm", &e.id, "--note", "drained at 14:02", "--output", "json"]);
+    assert_eq!(done.code, 0, "{done:?}");
+    let doc = done.json();
+    assert_eq!(doc["status"], "succeeded");
+    assert_eq!(doc["steps"][1]["outputs"]["confirmed_by"], me().as_str());
+    assert_eq!(doc["steps"][1]["outputs"]["note"], "drained at 14:02");
+    assert_eq!(doc["approvals"][0]["decision"], "confirmed");
+    assert_eq!(env.read("done"), "before\nafter\n");
+    let s = env.store();
+    let recorded = s.block(s.store.approvals(&e.id)).unwrap();
+    assert_eq!(recorded.len(), 1);
+    let c = &recorded[0];
+    assert!(c.manual && c.approved && c.phase == Phase::Step, "{c:?}");
+    assert_eq!((c.approver.as_str(), c.comment.as_deref()), (me().as_str(), Some("drained at 14:02")));
+    let show = env.run(&["show", &e.id]);
+    assert!(show.stdout.contains(&format!("step `drain` done, confirmed by {}", me())), "{show:?}");
+    let logs = env.run(&["logs", &e.id]);
+    assert!(logs.stdout.contains(&format!("done, confirmed by {}: drained at 14:02", me())), "{logs:?}");
+    let twice = env.run(&["confirm", &e.id]);
+    assert_fails_saying(&twice, 2, "has no manual step waiting for confirmation (it is succeeded");
+}
+
+#[test]
+fn manual_step_not_done_fails_and_rolls_back() {
+    let env = Env::new();
+    let book = runbook("    node: { type: string }\n", DRAIN);
+    assert_eq!(env.run_book(&book, &["-p", "node=web-1"]).code, 3);
+    let (e, _) = env.last();
+    let said = env.run(&["confirm", &e.id, "--not-done", "-n", "console down"]);
+    assert_eq!(said.code, 1, "the step failed: {said:?}");
+    assert!(said.stdout.contains("not done"), "{said:?}");
+    let (e, steps) = env.last();
+    assert_eq!(e.status, ExecStatus::Failed);
+    assert_eq!(steps[1].status, StepStatus::Failed);
+    assert_eq!(steps[1].error.as_deref(), Some(format!("not done, said {}: console down", me()).as_str()));
+    assert_eq!(env.read("undone"), "before\n", "the rollbacks ran");
+    assert!(!env.read("done").contains("after"));
+}
+
+#[test]
+fn manual_rollback_waits_for_a_person_then_the_older_rollbacks_run() {
+    let env = Env::new();
+    let book = runbook(
+        "",
+        "    - id: a\n      run: \"true\"\n      rollback:\n        run: echo a >> undone\n    - id: switch\n      run: \"true\"\n      rollback:\n        manual: { instructions: \"Point DNS back at the old pool\", checklist: [\"TTL expired\"] }\n    - id: boom\n      run: exit 1\n",
+    );
+    let first = env.run_book(&book, &[]);
+    assert_eq!(first.code, 3, "the rollback waits for a person: {first:?}");
+    assert!(first.stdout.contains("manual rollback: Point DNS back at the old pool"), "{first:?}");
+    assert!(first.stdout.contains("the rollback of step `switch` is for a person to do"), "{first:?}");
+    assert!(!env.path("undone").exists(), "a's rollback waits for the newer manual one");
+    let (e, steps) = env.last();
+    assert_eq!(e.status, ExecStatus::Failed);
+    assert_eq!(e.rollback_status, Some(StepStatus::Waiting));
+    assert_eq!(steps[1].rollback_status, Some(StepStatus::Waiting));
+
+    let done = env.run(&["confirm", &e.id, "--step", "switch", "--note", "TTL 60s"]);
+    assert_eq!(done.code, 0, "{done:?}");
+    assert!(done.stdout.contains("confirmed the rollback of step `switch`"), "{done:?}");
+    assert_eq!(env.read("undone"), "a\n");
+    let (e, steps) = env.last();
+    assert_eq!(e.rollback_status, Some(StepStatus::Succeeded));
+    assert_eq!(steps[1].rollback_status, Some(StepStatus::Succeeded));
+    let s = env.store();
+    let recorded = s.block(s.store.approvals(&e.id)).unwrap();
+    assert_eq!(recorded.len(), 1);
+    assert_eq!((recorded[0].phase, recorded[0].manual), (Phase::Rollback, true));
+}
+
+#[test]
+fn manual_step_on_a_terminal_asks_each_item() {
+    let env = Env::new();
+    let book = runbook("    node: { type: string }\n", DRAIN);
+    env.write("test.yaml", &book);
+    let cmd = format!("{} run test.yaml -p node=web-2", env!("CARGO_BIN_EXE_opsbook"));
+    let mut child = env
+        .cmd(&[])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn_with_program("script", &["-qec", &cmd, "/dev/null"]);
+    use std::io::Write;
+    child.stdin.as_mut().unwrap().write_all(b"y\ny\nall quiet\n").unwrap();
+    let o = out(child.wait_with_output().unwrap());
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.contains("[1/2] Traffic to web-2 at 0: done?"), "{o:?}");
+    assert!(o.stdout.contains("[2/2] Alarms quiet: done?"), "{o:?}");
+    assert_eq!(env.read("done"), "before\nafter\n");
+    let (e, _) = env.last();
+    let s = env.store();
+    let recorded = s.block(s.store.approvals(&e.id)).unwrap();
+    assert_eq!(recorded[0].comment.as_deref(), Some("all quiet"));
+    assert_eq!(recorded[0].approver, me());
+}
+
+#[test]
+fn manual_step_times_out() {
+    let env = Env::new();
+    let book = runbook("", "    - id: drain\n      manual: { instructions: \"Drain it\", timeout: 1s }\n");
+    assert_eq!(env.run_book(&book, &[]).code, 3);
+    let (e, _) = env.last();
+    let deadline = std::time::UNIX_EPOCH + std::time::Duration::from_millis((e.created_at + 1200) as u64);
+    wait_until(|| std::time::SystemTime::now() > deadline, "the deadline");
+    let resumed = env.run(&["resume", &e.id, "--output", "json"]);
+    assert_eq!(resumed.code, 1, "{resumed:?}");
+    assert_eq!(resumed.json()["steps"][0]["status"], "timed_out");
+    assert_eq!(resumed.json()["steps"][0]["error"], "not confirmed within 1s");
+}
+
+#[test]
+fn manual_steps_are_checked() {
+    let env = Env::new();
+    let cases = [
+        ("    - id: m\n      manual: { instructions: \"  \" }\n", "manual.instructions: say what to do"),
+        ("    - id: m\n      timeout: 5m\n      manual: { instructions: x }\n", "a manual step sets its wait as manual.timeout"),
+        (
+            "    - id: m\n      retries: { count: 2 }\n      manual: { instructions: x }\n",
+            "retries do not apply to manual steps",
+        ),
+        ("    - id: m\n      manual: { instructions: \"{{ params.nope }}\" }\n", "manual.instructions"),
+        ("    - id: m\n      manual: { instruction: x }\n", "instruction"),
+        (
+            "    - id: m\n      run: \"true\"\n      rollback: { manual: { instructions: x, checklist: [\"\"] } }\n",
+            "rollback.manual.checklist: an item is empty",
+        ),
+    ];
+    for (steps, message) in cases {
+        env.write("bad.yaml", &runbook("", steps));
+        let o = env.run(&["validate", "bad.yaml"]);
+        assert_eq!(o.code, 1, "{steps}: {o:?}");
+        let text = format!("{}{}", o.stdout, o.stderr);
+        assert!(text.contains(message), "{steps}: expected `{message}` in {o:?}");
+        assert!(text.contains("bad.yaml:"), "the place is named: {o:?}");
+    }
+}
+
+#[test]
+fn feedback_rates_executions_that_ended() {
+    let env = Env::new();
+    assert_eq!(env.run_book(&runbook("", "    - id: a\n      run: \"true\"\n"), &[]).code, 0);
+    let (e, _) = env.last();
+    let rated = env.run(&["feedback", &e.id, "--rating", "4", "--comment", "smooth"]);
+    assert_eq!(rated.code, 0, "{rated:?}");
+    assert_eq!(rated.stdout.trim(), format!("{} rated execution {} 4/5", me(), e.id));
+    // Given again, it replaces the person's rating.
+    assert_eq!(env.run(&["feedback", &e.id, "--rating", "2"]).code, 0);
+    let s = env.store();
+    let ratings = s.block(s.store.feedback(&e.id)).unwrap();
+    assert_eq!(ratings.len(), 1);
+    assert_eq!((ratings[0].rating, ratings[0].comment.as_deref()), (2, None));
+    let too_high = env.run(&["feedback", &e.id, "--rating", "6"]);
+    assert_fails_saying(&too_high, 2, "6 is not in 1..=5");
+
+    let book = runbook("", "    - id: gate\n      approval: {}\n");
+    assert_eq!(env.run_book(&book, &[]).code, 3);
+    let (waiting, _) = env.last();
+    let early = env.run(&["feedback", &waiting.id, "--rating", "5"]);
+    assert_fails_saying(&early, 2, "is waiting: feedback is for executions that ended");
+}
+
+#[test]
+fn doc_writes_the_runbook_for_people() {
+    let env = Env::new();
+    let book = runbook(
+        "    node: { type: string, description: \"Node to drain\" }\n    pw: { type: secret }\n",
+        "    - id: check\n      run: curl -sf \"http://{{ params.node }}/health\" | grep -q '<ok>'\n      retries: { count: 2 }\n      rollback:\n        run: echo undo\n    - id: drain\n      manual: { instructions: \"Drain {{ params.node }}\", checklist: [\"Traffic at 0\", \"Alarms quiet\"] }\n    - id: ok\n      approval: { approvers: [\"role:sre\"], message: \"Go?\" }\n",
+    );
+    env.write("book.yaml", &book);
+    let md = env.run(&["doc", "book.yaml"]);
+    assert_eq!(md.code, 0, "{md:?}");
+    for part in [
+        "# test\n",
+        "| node | string | no |  | Node to drain |",
+        "| pw | secret | no | (secret) |  |",
+        "### 1. check (`check`)",
+        "- **Limits:** times out after 1h, up to 3 attempts",
+        "curl -sf \"http://{{ params.node }}/health\" | grep -q '<ok>'",
+        "Rollback (undoes this step):\n\n```\necho undo\n```",
+        "By hand: Drain {{ params.node }}\n\n- [ ] Traffic at 0\n- [ ] Alarms quiet\n",
+        "Approval: 1 approval(s) needed, from role:sre. They are asked: “Go?”",
+    ] {
+        assert!(md.stdout.contains(part), "expected {part:?} in\n{}", md.stdout);
+    }
+    let html = env.run(&["doc", "book.yaml", "--format", "html", "-o", "book.html"]);
+    assert_eq!(html.code, 0, "{html:?}");
+    let page = env.read("book.html");
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+    assert!(page.contains("grep -q &#x27;&lt;ok&gt;&#x27;") || page.contains("grep -q '&lt;ok&gt;'"), "escaped: {page}");
+    assert!(!page.contains("<ok>"), "nothing from the runbook is taken as HTML");
+    assert!(page.contains("<li><label><input type=\"checkbox\"> Traffic at 0</label></li>"), "{page}");
+    let missing = env.run(&["doc", "nope.yaml"]);
+    assert_fails_saying(&missing, 2, "nope.yaml");
+}
