@@ -171,11 +171,7 @@ impl Observer for Live {
                 self.clear();
                 // A manual step's message says so itself ("manual step: …").
                 let what = if message.starts_with("manual ") { "waits for a person" } else { "waits for approval" };
-                self.line(&format!(
-                    "{} {} {what}: {message}",
-                    status_mark(StepStatus::Waiting),
-                    style(step_id).bold()
-                ));
+                self.line(&format!("{} {} {what}: {message}", status_mark(StepStatus::Waiting), style(step_id).bold()));
             }
             // The gate step logs every check itself; nothing more to show here.
             Event::GateBlocked { .. } | Event::GateCleared { .. } => {}

@@ -103,7 +103,12 @@ impl<S: Store> Engine<S> {
                     }
                     _ => None,
                 }
-                .map(|(phase, spec)| ManualWait { execution: execution.clone(), step: s.clone(), phase, spec })
+                .map(|(phase, spec)| ManualWait {
+                    execution: execution.clone(),
+                    step: s.clone(),
+                    phase,
+                    spec,
+                })
             })
             .collect();
         let names = |w: &[ManualWait]| {
@@ -119,8 +124,7 @@ impl<S: Store> Engine<S> {
             Some(want) => {
                 let listed = names(&waiting);
                 waiting.into_iter().find(|w| w.step.step_id == want).ok_or_else(|| {
-                    let others =
-                        if listed.is_empty() { String::new() } else { format!("; it waits on {listed}") };
+                    let others = if listed.is_empty() { String::new() } else { format!("; it waits on {listed}") };
                     Error::Invalid(format!(
                         "step `{want}` of execution {} is not waiting for confirmation{others}",
                         execution.id

@@ -39,7 +39,10 @@ fn describe() {
     describe_gauge!("opsbook_waiting_approvals", "Executions waiting for an approval decision");
     describe_gauge!("opsbook_waiting_gates", "Executions waiting on a health gate (including one being polled)");
     describe_gauge!("opsbook_workers", "Workers this server runs");
-    describe_gauge!("opsbook_runbooks_review_overdue", "Runbooks whose review is overdue (or that were never reviewed)");
+    describe_gauge!(
+        "opsbook_runbooks_review_overdue",
+        "Runbooks whose review is overdue (or that were never reviewed)"
+    );
     describe_gauge!("opsbook_running_here", "Executions this server is running or polling a gate of now");
     describe_counter!("opsbook_executions_finished_total", "Executions that finished, by runbook and status");
     describe_histogram!("opsbook_execution_duration_seconds", "Duration of finished executions");

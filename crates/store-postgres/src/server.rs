@@ -5,9 +5,9 @@ use opsbook_core::{ExecStatus, StepStatus};
 use sqlx::postgres::PgRow;
 
 use opsbook_store::{
-    AnalyticsRow, AuditFilter, AuditRecord, Error, Execution, Feedback, LifecycleEvent, NewAudit, NotificationAttempt, Publish,
-    Published, PublishedVersion, RegistryEntry, Result, Review, RunbookQuery, ScheduleRecord, SealedSecrets, ServerStore,
-    StepRecord, Token, WaitKind, WebSession, now_ms,
+    AnalyticsRow, AuditFilter, AuditRecord, Error, Execution, Feedback, LifecycleEvent, NewAudit, NotificationAttempt,
+    Publish, Published, PublishedVersion, RegistryEntry, Result, Review, RunbookQuery, ScheduleRecord, SealedSecrets,
+    ServerStore, StepRecord, Token, WaitKind, WebSession, now_ms,
 };
 
 use crate::rows::{col, execution_columns, execution_from, insert_execution, json_text, map_rows, parse_json};

@@ -4,9 +4,9 @@ use opsbook_core::{ExecStatus, StepStatus};
 use rusqlite::{OptionalExtension, Row, ToSql, TransactionBehavior, params, params_from_iter};
 
 use opsbook_store::{
-    AnalyticsRow, AuditFilter, AuditRecord, Error, Execution, Feedback, LifecycleEvent, NewAudit, NotificationAttempt, Publish,
-    Published, PublishedVersion, RegistryEntry, Result, Review, RunbookQuery, ScheduleRecord, SealedSecrets, ServerStore,
-    StepRecord, Token, WaitKind, WebSession, audit_hash, now_ms,
+    AnalyticsRow, AuditFilter, AuditRecord, Error, Execution, Feedback, LifecycleEvent, NewAudit, NotificationAttempt,
+    Publish, Published, PublishedVersion, RegistryEntry, Result, Review, RunbookQuery, ScheduleRecord, SealedSecrets,
+    ServerStore, StepRecord, Token, WaitKind, WebSession, audit_hash, now_ms,
 };
 
 use crate::rows::{EXECUTION_COLUMNS, collect, execution_from, insert_execution, json_text, parse_json};

@@ -13,9 +13,9 @@ use std::future::Future;
 use opsbook_core::{ExecStatus, StepStatus};
 
 use crate::{
-    Approval, Attempt, AuditFilter, Execution, ExecutionFilter, Feedback, LifecycleEvent, LogLine, LogQuery, NewAudit, Phase,
-    Publish, Published, RegistryEntry, Review, RunbookQuery, RunbookVersion, ScheduleRecord, SealedSecrets, ServerStore,
-    StepRecord, Stream, Token, WaitKind, WebSession,
+    Approval, Attempt, AuditFilter, Execution, ExecutionFilter, Feedback, LifecycleEvent, LogLine, LogQuery, NewAudit,
+    Phase, Publish, Published, RegistryEntry, Review, RunbookQuery, RunbookVersion, ScheduleRecord, SealedSecrets,
+    ServerStore, StepRecord, Stream, Token, WaitKind, WebSession,
 };
 
 /// Edits a backend's audit trail directly, as an attacker with database access would.

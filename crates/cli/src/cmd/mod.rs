@@ -16,8 +16,8 @@ pub mod params;
 pub mod push;
 pub mod quality;
 pub mod registry;
-pub mod report;
 pub mod remote;
+pub mod report;
 pub mod resume;
 pub mod run;
 pub mod schedules;
@@ -36,9 +36,7 @@ use opsbook_store_any::AnyStore;
 
 use crate::{Cli, Command};
 
-pub use params::{
-    SecretArgs, as_json, collect_params, gather_params, missing_secrets, prompt_secrets, read_hidden,
-};
+pub use params::{SecretArgs, as_json, collect_params, gather_params, missing_secrets, prompt_secrets, read_hidden};
 
 /// Exit codes (also in the README).
 pub const EXIT_OK: u8 = 0;
@@ -207,10 +205,12 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Search(_) | Command::Versions(_) | Command::Diff(_) | Command::Lifecycle(_) | Command::Review(_) => {
             Err(usage("this reads the server's registry: `opsbook login URL` first, or pass --server URL"))
         }
-        Command::Schedules(_) | Command::Analytics(_) | Command::Report(_) | Command::Audit(_) | Command::Tokens(_) => Err(usage(
-            "this asks a server: `opsbook login URL` first, or pass --server URL (on the server's machine, \
+        Command::Schedules(_) | Command::Analytics(_) | Command::Report(_) | Command::Audit(_) | Command::Tokens(_) => {
+            Err(usage(
+                "this asks a server: `opsbook login URL` first, or pass --server URL (on the server's machine, \
              `opsbook admin` reads its database)",
-        )),
+            ))
+        }
         Command::History(a) => history::exec(db, a).await,
         Command::Show(a) => show::exec(db, a).await,
         Command::Logs(a) => logs::exec(db, a).await,

@@ -58,7 +58,8 @@ pub async fn review(client: &Client, args: &ReviewArgs) -> Result<u8> {
         return Err(usage("--note: say what the review checked or found"));
     }
     let body = opsbook_api::ReviewIn { note: args.note.clone() };
-    let doc: opsbook_api::ReviewDoc = client.post(&format!("/api/v1/runbooks/{}/reviews", enc(&args.name)), &body).await?;
+    let doc: opsbook_api::ReviewDoc =
+        client.post(&format!("/api/v1/runbooks/{}/reviews", enc(&args.name)), &body).await?;
     match args.output {
         Output::Json => say!("{}", serde_json::to_string_pretty(&doc)?),
         Output::Text => {

@@ -140,7 +140,12 @@ fn table(doc: &Analytics) {
         weeks.load_style(UTF8_FULL_CONDENSED);
         weeks.set_header(vec!["Week of", "Runs", "Users", "Success"]);
         for w in t.weekly.iter().filter(|w| w.runs > 0) {
-            weeks.add_row(vec![w.week.clone(), w.runs.to_string(), w.distinct_users.to_string(), percent(w.success_rate)]);
+            weeks.add_row(vec![
+                w.week.clone(),
+                w.runs.to_string(),
+                w.distinct_users.to_string(),
+                percent(w.success_rate),
+            ]);
         }
         say!("Adoption\n{weeks}");
     }

@@ -150,7 +150,10 @@ fn manual_steps_are_checked() {
     let env = Env::new();
     let cases = [
         ("    - id: m\n      manual: { instructions: \"  \" }\n", "manual.instructions: say what to do"),
-        ("    - id: m\n      timeout: 5m\n      manual: { instructions: x }\n", "a manual step sets its wait as manual.timeout"),
+        (
+            "    - id: m\n      timeout: 5m\n      manual: { instructions: x }\n",
+            "a manual step sets its wait as manual.timeout",
+        ),
         (
             "    - id: m\n      retries: { count: 2 }\n      manual: { instructions: x }\n",
             "retries do not apply to manual steps",
@@ -223,7 +226,10 @@ fn doc_writes_the_runbook_for_people() {
     assert_eq!(html.code, 0, "{html:?}");
     let page = env.read("book.html");
     assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
-    assert!(page.contains("grep -q &#x27;&lt;ok&gt;&#x27;") || page.contains("grep -q '&lt;ok&gt;'"), "escaped: {page}");
+    assert!(
+        page.contains("grep -q &#x27;&lt;ok&gt;&#x27;") || page.contains("grep -q '&lt;ok&gt;'"),
+        "escaped: {page}"
+    );
     assert!(!page.contains("<ok>"), "nothing from the runbook is taken as HTML");
     assert!(page.contains("<li><label><input type=\"checkbox\"> Traffic at 0</label></li>"), "{page}");
     let missing = env.run(&["doc", "nope.yaml"]);

@@ -14,8 +14,14 @@ use crate::{Error, Result};
 
 /// Where a manual step (or rollback) stands.
 pub(crate) enum Answer {
-    Done { by: String, note: Option<String> },
-    NotDone { by: String, note: Option<String> },
+    Done {
+        by: String,
+        note: Option<String>,
+    },
+    NotDone {
+        by: String,
+        note: Option<String>,
+    },
     TimedOut,
     Cancelled,
     /// Nobody has answered and nobody here can: the execution waits.
@@ -109,7 +115,12 @@ pub(crate) fn said(done: bool, by: &str, note: Option<&str>) -> String {
     if done { format!("done, confirmed by {by}{note}") } else { format!("not done, said {by}{note}") }
 }
 
-pub(crate) async fn run<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, step: &Step, spec: &ManualSpec) -> Result<Flow> {
+pub(crate) async fn run<S: Store>(
+    run: &mut Run<'_, '_, S>,
+    idx: usize,
+    step: &Step,
+    spec: &ManualSpec,
+) -> Result<Flow> {
     let wait_ms = i64::try_from(spec.wait().0.as_millis()).unwrap_or(i64::MAX / 2);
     run.mark_running(idx, Some(now_ms().saturating_add(wait_ms))).await?;
     let req = request(run, &step.id, Phase::Step, spec);

@@ -136,7 +136,9 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
             Answer::TimedOut => {
                 AttemptResult::failed(StepStatus::TimedOut, format!("not confirmed within {}", spec.wait()))
             }
-            Answer::Cancelled => AttemptResult::failed(StepStatus::Cancelled, "cancelled while waiting for confirmation".into()),
+            Answer::Cancelled => {
+                AttemptResult::failed(StepStatus::Cancelled, "cancelled while waiting for confirmation".into())
+            }
             Answer::Waits => {
                 let rec = &mut self.steps[idx];
                 rec.rollback_status = Some(StepStatus::Waiting);

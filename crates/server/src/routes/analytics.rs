@@ -65,7 +65,8 @@ pub fn weekly(rows: &[&AnalyticsRow], window_start: i64, now: i64) -> Vec<WeekFi
         .rev()
         .map(|back| {
             let (from, to) = (now - (back + 1) * week, now - back * week);
-            let inside: Vec<&&AnalyticsRow> = rows.iter().filter(|r| r.created_at >= from && r.created_at < to).collect();
+            let inside: Vec<&&AnalyticsRow> =
+                rows.iter().filter(|r| r.created_at >= from && r.created_at < to).collect();
             let done = inside.iter().filter(|r| finished(r)).count();
             let ok = inside.iter().filter(|r| r.status == "succeeded").count();
             let users: BTreeSet<&str> = inside.iter().map(|r| r.actor.as_str()).collect();
@@ -105,7 +106,8 @@ pub fn summarize(runbook: &str, rows: &[AnalyticsRow], window_start: i64, now: i
     let users: BTreeSet<&str> = rows.iter().map(|r| r.actor.as_str()).collect();
     let weekly = weekly(&all, window_start, now);
     let last_two = weekly.len().checked_sub(2).map(|i| (&weekly[i], &weekly[i + 1]));
-    let success_trend = last_two.and_then(|(a, b)| Some(((b.success_rate? - a.success_rate?) * 1000.0).round() / 1000.0));
+    let success_trend =
+        last_two.and_then(|(a, b)| Some(((b.success_rate? - a.success_rate?) * 1000.0).round() / 1000.0));
     let time_saved_ms = meta.manual_duration_ms.map(|manual| {
         done.iter().filter(|r| r.status == "succeeded").filter_map(|r| duration(r)).map(|d| manual - d).sum()
     });
@@ -193,7 +195,8 @@ pub async fn figures(st: &AppState, since: i64, runbook: Option<&str>) -> ApiRes
     // Adoption looks 90 days back whatever the window: read that far at least.
     let horizon = now - 90 * 86_400_000;
     let rows = st.store.analytics_rows(since.min(horizon), runbook).await?;
-    let ran_lately: BTreeSet<&str> = rows.iter().filter(|r| r.created_at >= horizon).map(|r| r.runbook.as_str()).collect();
+    let ran_lately: BTreeSet<&str> =
+        rows.iter().filter(|r| r.created_at >= horizon).map(|r| r.runbook.as_str()).collect();
     let rows: Vec<&AnalyticsRow> = rows.iter().filter(|r| r.created_at >= since).collect();
     let mut by_runbook: BTreeMap<&str, Vec<AnalyticsRow>> = BTreeMap::new();
     for r in &rows {
@@ -257,7 +260,8 @@ pub async fn figures(st: &AppState, since: i64, runbook: Option<&str>) -> ApiRes
         .collect();
     let type_of = |name: &str| registry.iter().find(|e| e.name == name).map(|e| e.runbook_type.as_str());
     let done: Vec<&AnalyticsRow> = rows.iter().copied().filter(|r| finished(r)).collect();
-    let of_type = |t: &str| -> Vec<&AnalyticsRow> { done.iter().copied().filter(|r| type_of(&r.runbook) == Some(t)).collect() };
+    let of_type =
+        |t: &str| -> Vec<&AnalyticsRow> { done.iter().copied().filter(|r| type_of(&r.runbook) == Some(t)).collect() };
     let users: BTreeSet<&str> = rows.iter().map(|r| r.actor.as_str()).collect();
     let totals = Totals {
         runs: rows.len(),
@@ -392,7 +396,8 @@ mod tests {
             row("failed", "d", now - 1_000_000, 30_000, false),
         ];
         let fb = |rating, comment: Option<&str>, at| {
-            let f = Feedback { execution_id: "E".into(), user: "u".into(), rating, comment: comment.map(Into::into), at };
+            let f =
+                Feedback { execution_id: "E".into(), user: "u".into(), rating, comment: comment.map(Into::into), at };
             ("r".to_string(), f)
         };
         let feedback = vec![fb(2, Some("confusing step 3"), 1), fb(3, None, 2), fb(1, Some("broke prod"), 3)];
@@ -410,10 +415,7 @@ mod tests {
         assert_eq!(f.ratings, 3);
         let comments: Vec<&str> = f.recent_comments.iter().map(|c| c.comment.as_str()).collect();
         assert_eq!(comments, ["broke prod", "confusing step 3"], "newest first, only those with a comment");
-        assert_eq!(
-            f.attention,
-            ["average rating 2 is below 3", "failure rate rose from 0% to 67% week over week"]
-        );
+        assert_eq!(f.attention, ["average rating 2 is below 3", "failure rate rose from 0% to 67% week over week"]);
         // No estimate, no time saved; not a deployment, no change failure rate.
         let plain = summarize("r", &rows, 0, now, Meta::default());
         assert_eq!((plain.time_saved_ms, plain.change_failure_rate), (None, None));

@@ -11,7 +11,12 @@ use crate::state::AppState;
 /// Records that the manual step (or manual rollback) execution `id` waits on was done
 /// (or not), then carries it on: a step's execution is queued for a worker; a rollback's
 /// rollbacks go on (the manual one settled by this answer), as `rollback` would.
-pub async fn confirm(st: &AppState, ctx: &Ctx, id: &str, body: opsbook_api::Confirm) -> ApiResult<opsbook_api::Confirmed> {
+pub async fn confirm(
+    st: &AppState,
+    ctx: &Ctx,
+    id: &str,
+    body: opsbook_api::Confirm,
+) -> ApiResult<opsbook_api::Confirmed> {
     let wait = st.engine.manual_wait(id, body.step.as_deref()).await?;
     let exec = &wait.execution;
     super::may_carry_on(st, ctx, exec).await?;
@@ -107,7 +112,10 @@ pub async fn next_due(st: &AppState, sha256: &str, last: Option<&Review>) -> Opt
 
 /// The day (UTC) a review was recorded.
 pub fn review_date(at_ms: i64) -> jiff::civil::Date {
-    jiff::Timestamp::from_millisecond(at_ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH).to_zoned(jiff::tz::TimeZone::UTC).date()
+    jiff::Timestamp::from_millisecond(at_ms)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
 }
 
 /// Where a runbook's review stands, as analytics, the catalog and the metric see it.
@@ -144,7 +152,10 @@ impl ReviewState {
 /// Runbooks whose review is overdue (past due, or a cycle and never reviewed), with the
 /// due date (`None`: never reviewed), from each one's newest published text. Archived
 /// runbooks are left out: they never run again.
-pub async fn overdue_reviews(st: &AppState, today: jiff::civil::Date) -> ApiResult<Vec<(RegistryEntry, Option<String>)>> {
+pub async fn overdue_reviews(
+    st: &AppState,
+    today: jiff::civil::Date,
+) -> ApiResult<Vec<(RegistryEntry, Option<String>)>> {
     let registry = st.store.registry(&Default::default()).await?;
     let reviews = st.store.reviews(None).await?;
     let mut out = Vec::new();

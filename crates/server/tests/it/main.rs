@@ -8,6 +8,7 @@ mod bundles;
 mod contract;
 mod gates;
 mod notify;
+mod quality;
 mod restart;
 mod schedules;
 mod secrets;
