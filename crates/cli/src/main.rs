@@ -63,6 +63,8 @@ pub enum Command {
     Schema,
     /// Write a new, commented runbook to start from
     New(cmd::new::Args),
+    /// Run runbooks' tests (`tests:`, NAME.test.yaml) with mocks: no process, no network
+    Test(cmd::test::Args),
     /// Write a runbook out for people (Markdown or HTML): purpose, parameters, steps, rollbacks, checklists
     Doc(cmd::doc::Args),
     /// List runbooks: the server's registry (with a server), else those in a directory

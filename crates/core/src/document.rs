@@ -26,6 +26,10 @@ pub struct RawRunbook {
     pub kind: Spanned<String>,
     pub metadata: RawMetadata,
     pub spec: RawSpec,
+    /// Test cases run by `opsbook test` (and by the server on publish): parameters,
+    /// mocks per step, and what to expect. No process runs and nothing is sent.
+    #[serde(default)]
+    pub tests: Vec<crate::testcase::RawTest>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -20,6 +20,7 @@ pub mod shell;
 pub mod status;
 pub mod step;
 pub mod template;
+pub mod testcase;
 #[cfg(test)]
 mod testing;
 pub mod trigger;
@@ -57,6 +58,8 @@ pub struct Runbook {
     /// The exact text this runbook was parsed from, and its SHA-256.
     pub source: String,
     pub sha256: String,
+    /// Its test cases (`tests:`), for `opsbook test`.
+    pub tests: Vec<testcase::TestCase>,
 }
 
 #[derive(Debug, Clone)]

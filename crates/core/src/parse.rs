@@ -59,7 +59,7 @@ pub(crate) fn yaml_diagnostic(e: &serde_saphyr::Error) -> Diagnostic {
 
 /// Keys by where they belong, to tell a mis-indented key from a misspelt one.
 const LEVELS: &[(&str, &[&str])] = &[
-    ("the document", &["apiVersion", "kind", "metadata", "spec"]),
+    ("the document", &["apiVersion", "kind", "metadata", "spec", "tests"]),
     (
         "metadata",
         &["name", "title", "description", "type", "version", "status", "owner", "tags", "review", "manual_duration"],
@@ -279,7 +279,7 @@ impl Checker<'_> {
         if !self.diags.is_empty() {
             return None;
         }
-        Some(Runbook {
+        let mut rb = Runbook {
             schedules,
             triggers,
             title: m.title.unwrap_or_else(|| m.name.value.clone()),
@@ -298,7 +298,16 @@ impl Checker<'_> {
             steps,
             source: source.to_string(),
             sha256: crate::sha256_hex(source.as_bytes()),
-        })
+            tests: Vec::new(),
+        };
+        match crate::testcase::check(&rb, raw.tests) {
+            Ok(tests) => rb.tests = tests,
+            Err(diags) => {
+                self.diags.extend(diags);
+                return None;
+            }
+        }
+        Some(rb)
     }
 
     /// Checks a shell script template: references, and no `{{ }}` where no value can be

@@ -22,6 +22,7 @@ mod process;
 mod recovery;
 mod runner;
 mod scratch;
+pub mod suite;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -57,6 +58,9 @@ pub struct EngineConfig {
     pub release_gate_waits: bool,
     /// Whether step shells die with their runner at once, or are left to recovery.
     pub parent_death: ParentDeath,
+    /// A runbook test's mocks: every step answers from them and nothing runs (no
+    /// process, no network). `None` in real runs.
+    pub mocks: Option<Arc<BTreeMap<String, opsbook_core::testcase::StepMock>>>,
 }
 
 impl EngineConfig {
@@ -76,6 +80,7 @@ impl Default for EngineConfig {
             gates: Default::default(),
             release_gate_waits: false,
             parent_death: ParentDeath::Kill,
+            mocks: None,
         }
     }
 }

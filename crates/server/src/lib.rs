@@ -56,6 +56,7 @@ pub fn state(store: impl Into<Db>, config: Config) -> AppState {
         } else {
             opsbook_engine::ParentDeath::LeaveToRecovery
         },
+        mocks: None,
     };
     let auth_failures = Arc::new(limits::AuthFailures::new(config.auth_failures_per_minute));
     // Checked where they are read (`opsbook serve`): a broken key text here is a bug.

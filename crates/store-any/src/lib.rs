@@ -44,6 +44,11 @@ pub async fn open_with(url: &DatabaseUrl, pg: &PgConfig) -> Result<AnyStore> {
 }
 
 impl AnyStore {
+    /// A database in memory that keeps nothing (runbook tests).
+    pub fn in_memory() -> Result<AnyStore> {
+        Ok(AnyStore::Sqlite(SqliteStore::in_memory()?))
+    }
+
     /// What to call the database in messages: the SQLite file's path, or the server
     /// without its credentials.
     pub fn describe(url: &DatabaseUrl) -> String {

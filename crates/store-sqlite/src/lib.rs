@@ -113,6 +113,16 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// A database in memory, gone when the store is dropped: for runbook tests, which
+    /// keep nothing.
+    pub fn in_memory() -> Result<SqliteStore> {
+        let conn = Connection::open_in_memory().db()?;
+        conn.pragma_update(None, "foreign_keys", "ON").db()?;
+        let store = SqliteStore { conn: Arc::new(Mutex::new(conn)) };
+        store.migrate()?;
+        Ok(store)
+    }
+
     pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a half-done transaction behind
         // (rusqlite rolls back on drop), so a poisoned lock is still usable.

@@ -23,6 +23,7 @@ pub mod run;
 pub mod schedules;
 pub mod serve;
 pub mod show;
+pub mod test;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -188,6 +189,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::New(a) => new::exec(a),
         Command::Doc(a) => doc::exec(a),
+        Command::Test(a) => test::exec(a).await,
         Command::List(a) => list::exec(a),
         Command::Completions { shell } => {
             let mut cli = <Cli as clap::CommandFactory>::command();
@@ -277,6 +279,7 @@ fn no_server_form(command: &Command) -> Option<&'static str> {
         Command::Man => "man prints the manual page",
         Command::New(_) => "new writes a file here",
         Command::Doc(_) => "doc renders a file here",
+        Command::Test(_) => "test runs runbooks' tests here",
         Command::Serve(_) => "serve runs a server here",
         Command::Worker(_) => "worker runs executions here",
         _ => return None,

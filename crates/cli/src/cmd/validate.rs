@@ -22,7 +22,7 @@ pub struct Args {
 }
 
 /// Whether a YAML text is a gates file (`gates:` at the top, no `apiVersion`).
-fn is_gates_file(text: &str) -> bool {
+pub(crate) fn is_gates_file(text: &str) -> bool {
     #[derive(serde::Deserialize)]
     struct Probe {
         #[serde(rename = "apiVersion")]

@@ -26,6 +26,29 @@ pub(crate) async fn run<S: Store>(
     };
     let message = run.masker().mask(&message).into_owned();
     run.steps[idx].rendered = Some(message.clone());
+    // A runbook test's decision, recorded as a person's would be.
+    if let Some(m) = run.engine.config.mocks.as_ref().and_then(|m| m.get(&step.id)).cloned()
+        && let Some(answer) = m.approval
+        && !run.store().approvals(&run.exec.id).await?.iter().any(|a| a.step_id == step.id && !a.manual)
+    {
+        let decision = Approval {
+            execution_id: run.exec.id.clone(),
+            step_id: step.id.clone(),
+            phase: Phase::Step,
+            approver: m.who(),
+            approved: answer == opsbook_core::testcase::ApprovalAnswer::Approved,
+            manual: false,
+            comment: m.comment.clone(),
+            created_at: now_ms(),
+        };
+        for n in 0..spec.min_approvals {
+            let approver = if n == 0 { decision.approver.clone() } else { format!("{}-{}", decision.approver, n + 1) };
+            run.store().add_approval(&Approval { approver, ..decision.clone() }).await?;
+            if !decision.approved {
+                break;
+            }
+        }
+    }
     loop {
         let deadline = run.steps[idx].wait_deadline.unwrap_or(i64::MAX);
         let decisions: Vec<Approval> =

@@ -94,6 +94,9 @@ pub(crate) async fn attempt<S: Store>(
     step_id: &str,
     spec: &GateStepSpec,
 ) -> Result<AttemptResult> {
+    if let Some(mocks) = &run.engine.config.mocks {
+        return Ok(super::mock::gate(mocks, step_id, spec));
+    }
     let def = match spec.resolve(&run.engine.config.gates.snapshot(), &run.base_dir) {
         Ok(d) => d,
         Err(e) => return Ok(AttemptResult::fatal(e)),

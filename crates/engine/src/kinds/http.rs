@@ -22,6 +22,9 @@ pub(crate) async fn attempt<S: Store>(
     spec: &HttpSpec,
     attempt: u32,
 ) -> Result<AttemptResult> {
+    if let Some(mocks) = run.engine.config.mocks.clone() {
+        return super::mock::http(run, step, spec, attempt, &mocks).await;
+    }
     let ctx = run.context(false);
     let url = match template::render_plain(&spec.url.value, &ctx) {
         Ok(u) => u,

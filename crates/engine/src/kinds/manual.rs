@@ -61,6 +61,26 @@ pub(crate) async fn answer<S: Store>(
     deadline: i64,
     cancel_level: u8,
 ) -> Result<Answer> {
+    // A runbook test's answer, recorded as a person's would be.
+    if let Some(m) = run.engine.config.mocks.as_ref().and_then(|m| m.get(&req.step_id)).cloned() {
+        let answer = if req.phase == Phase::Rollback { m.rollback_manual } else { m.manual };
+        if let Some(a) = answer {
+            let record = Approval {
+                execution_id: run.exec.id.clone(),
+                step_id: req.step_id.clone(),
+                phase: req.phase,
+                approver: m.who(),
+                approved: a == opsbook_core::testcase::ManualAnswer::Done,
+                manual: true,
+                comment: m.comment.clone(),
+                created_at: now_ms(),
+            };
+            let recorded = run.store().approvals(&run.exec.id).await?;
+            if !recorded.iter().any(|a| a.manual && a.step_id == record.step_id && a.phase == record.phase) {
+                run.store().add_approval(&record).await?;
+            }
+        }
+    }
     loop {
         let decided = run
             .store()

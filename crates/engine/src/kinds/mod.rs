@@ -6,6 +6,7 @@ pub(crate) mod aws_ssm;
 pub(crate) mod gate;
 pub(crate) mod http;
 pub(crate) mod manual;
+pub(crate) mod mock;
 pub(crate) mod run;
 pub(crate) mod sleep;
 pub(crate) mod validate;
@@ -98,6 +99,11 @@ pub(crate) async fn aws<S: Store>(
     act: &Action<'_>,
     kind: &StepKind,
 ) -> crate::Result<Option<AttemptResult>> {
+    if let Some(mocks) = run.engine.config.mocks.clone()
+        && kind.name().starts_with("aws_")
+    {
+        return Ok(Some(mock::aws(run, act, &mocks).await?));
+    }
     Ok(Some(match kind {
         StepKind::AwsLambda(spec) => aws_lambda::attempt(run, act, spec).await?,
         StepKind::AwsSsmCommand(spec) => aws_ssm::command(run, act, spec).await?,

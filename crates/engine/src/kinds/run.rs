@@ -67,6 +67,9 @@ pub(crate) async fn exec_script<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptR
         });
     }
     let validations = validations.as_slice();
+    if let Some(mocks) = run.engine.config.mocks.clone() {
+        return super::mock::script(run, sr, validations, &mocks).await;
+    }
     let mut env = run.params.env_vars();
     // A secret's variable goes only to scripts that name it.
     let names_it = |var: &str| sr.script.template.contains(var) || sr.script.env.values().any(|v| v.contains(var));
@@ -200,6 +203,25 @@ pub(crate) async fn exec_script<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptR
             return Ok(AttemptResult::failed(StepStatus::Cancelled, "cancelled".into()));
         }
     };
+    problems.extend(judge(validations, &seen, code));
+    let (outputs, warnings) = read_outputs(&outputs_path);
+    let _ = std::fs::remove_file(&outputs_path);
+    for w in warnings {
+        run.system(sr.step_id, sr.phase, &format!("warning: {w}")).await?;
+    }
+    let mut result = if problems.is_empty() {
+        AttemptResult::ok(outputs)
+    } else {
+        AttemptResult::failed(StepStatus::Failed, problems.join("; "))
+    };
+    result.exit_code = code;
+    Ok(result)
+}
+
+/// What a script's exit code and output fail of its validations (without any, a
+/// non-zero exit code fails it).
+pub(crate) fn judge(validations: &[CheckedValidation], seen: &[bool], code: Option<i32>) -> Vec<String> {
+    let mut problems = Vec::new();
     if let Some(c) = code {
         let exit_rules: Vec<_> = validations
             .iter()
@@ -213,7 +235,7 @@ pub(crate) async fn exec_script<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptR
             problems.push(format!("exited with code {c}"));
         }
     }
-    for (v, ok) in validations.iter().zip(&seen) {
+    for (v, ok) in validations.iter().zip(seen) {
         match v {
             CheckedValidation::OutputContains(t) if !ok => problems.push(format!("output does not contain {t:?}")),
             CheckedValidation::OutputMatches(re) if !ok => {
@@ -222,18 +244,7 @@ pub(crate) async fn exec_script<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptR
             _ => {}
         }
     }
-    let (outputs, warnings) = read_outputs(&outputs_path);
-    let _ = std::fs::remove_file(&outputs_path);
-    for w in warnings {
-        run.system(sr.step_id, sr.phase, &format!("warning: {w}")).await?;
-    }
-    let mut result = if problems.is_empty() {
-        AttemptResult::ok(outputs)
-    } else {
-        AttemptResult::failed(StepStatus::Failed, problems.join("; "))
-    };
-    result.exit_code = code;
-    Ok(result)
+    problems
 }
 
 /// Writes `text` to a new file readable and writable by this user only.
@@ -264,7 +275,7 @@ fn resolve(program: &str) -> String {
         .clone()
 }
 
-fn check_line(validations: &[CheckedValidation], seen: &mut [bool], line: &[u8]) {
+pub(crate) fn check_line(validations: &[CheckedValidation], seen: &mut [bool], line: &[u8]) {
     if validations.is_empty() {
         return;
     }

@@ -189,6 +189,14 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
             })
             .collect();
         for (gate_step, spec) in gates {
+            if let Some(mocks) = &self.engine.config.mocks {
+                let r = kinds::mock::gate(mocks, &gate_step, &spec);
+                if r.status != StepStatus::Succeeded {
+                    let why = r.error.unwrap_or_default();
+                    return Ok(Recheck::Stop(format!("recheck before step `{}`: {why}", step.id)));
+                }
+                continue;
+            }
             let def = match spec.resolve(&self.engine.config.gates.snapshot(), &self.base_dir) {
                 Ok(d) => d,
                 Err(e) => {
@@ -315,7 +323,11 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 });
                 return Ok(Flow::Done(result.status));
             }
-            let delay = step.retries.as_ref().map(|r| r.delay_before(n)).unwrap_or_default();
+            let mut delay = step.retries.as_ref().map(|r| r.delay_before(n)).unwrap_or_default();
+            if self.engine.config.mocks.is_some() {
+                // A runbook test does not wait between attempts.
+                delay = std::time::Duration::ZERO;
+            }
             let msg = format!(
                 "attempt {} of {max} {}: {}; retrying in {}",
                 n + 1,

@@ -1,0 +1,152 @@
+//! Runs a runbook's test cases: each case is an execution on the engine with the case's
+//! mocks (nothing runs for real), then its records are held against what the case
+//! expects. The same for `opsbook test` and for the server's check on publish.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opsbook_core::testcase::TestCase;
+use opsbook_core::{Input, Runbook, StepStatus};
+use opsbook_store::{Phase, Store};
+
+use crate::{Engine, EngineConfig, Hooks, Quiet, StartRequest, cancel_pair};
+
+/// How one case went: `failures` empty when it passed.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    pub runbook: String,
+    pub name: String,
+    pub failures: Vec<String>,
+    pub took: Duration,
+}
+
+impl CaseResult {
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// Runs every test case of `rb` (with `extra` cases from a test file), each as a new
+/// execution in `store` (an in-memory one keeps nothing), with the gates of `config`.
+pub async fn run_tests<S: Store>(
+    store: S,
+    config: &EngineConfig,
+    rb: &Runbook,
+    extra: &[TestCase],
+    base_dir: PathBuf,
+) -> Vec<CaseResult> {
+    let mut out = Vec::new();
+    for case in rb.tests.iter().chain(extra) {
+        let started = Instant::now();
+        let failures = match run_case(store.clone(), config, rb, case, base_dir.clone()).await {
+            Ok(f) => f,
+            Err(e) => vec![e.to_string()],
+        };
+        out.push(CaseResult { runbook: rb.name.clone(), name: case.name.clone(), failures, took: started.elapsed() });
+    }
+    out
+}
+
+async fn run_case<S: Store>(
+    store: S,
+    config: &EngineConfig,
+    rb: &Runbook,
+    case: &TestCase,
+    base_dir: PathBuf,
+) -> crate::Result<Vec<String>> {
+    let inputs: BTreeMap<String, Input> =
+        case.params.iter().map(|(k, v)| (k.clone(), Input::Value(v.clone()))).collect();
+    let params = match opsbook_core::params::check_values(&rb.params, &inputs) {
+        Ok(p) => p,
+        Err(errors) => {
+            return Ok(errors.iter().map(|e| format!("parameter `{}`: {}", e.param, e.message)).collect());
+        }
+    };
+    let config = EngineConfig { mocks: Some(Arc::new(case.mocks.clone())), ..config.clone() };
+    let engine = Engine::new(store, config);
+    let (handle, cancel) = cancel_pair();
+    let hooks = Hooks { observer: &Quiet, prompt: None, cancel, cancel_handle: handle };
+    let req = StartRequest {
+        runbook: rb.clone(),
+        source_path: None,
+        base_dir,
+        params,
+        actor: "opsbook-test".into(),
+        allow_draft: true,
+    };
+    let outcome = engine.start(req, &hooks).await?;
+    let id = outcome.execution_id;
+    let exec = engine.store.execution(&id).await?;
+    let steps = engine.store.steps(&id).await?;
+    let attempts = engine.store.attempts(&id).await?;
+    let e = &case.expect;
+    let mut failures = Vec::new();
+    if let Some(want) = e.status.as_deref().filter(|w| *w != exec.status.as_str()) {
+        let why = exec.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
+        failures.push(format!("status: expected {want}, got {}{why}", exec.status));
+    }
+    let mut check = |what: String, want: &str, got: &str| {
+        if want != got {
+            failures.push(format!("{what}: expected {want}, got {got}"));
+        }
+    };
+    let list = |v: &[String]| format!("[{}]", v.join(", "));
+    if let Some(want) = &e.ran {
+        let ran: Vec<String> = steps
+            .iter()
+            .filter(|s| !matches!(s.status, StepStatus::Pending | StepStatus::Skipped))
+            .map(|s| s.step_id.clone())
+            .collect();
+        check("ran".into(), &list(want), &list(&ran));
+    }
+    let step = |id: &str| steps.iter().find(|s| s.step_id == id);
+    for id in &e.skipped {
+        let got = step(id).map(|s| s.status.as_str()).unwrap_or("missing");
+        check(format!("step `{id}`"), "skipped", got);
+    }
+    for (id, want) in &e.steps {
+        let got = step(id).map(|s| s.status.as_str()).unwrap_or("missing");
+        check(format!("step `{id}`"), want, got);
+    }
+    for (id, want) in &e.attempts {
+        let got = step(id).map(|s| s.attempts.to_string()).unwrap_or_default();
+        check(format!("attempts of `{id}`"), &want.to_string(), &got);
+    }
+    for (id, outputs) in &e.outputs {
+        for (k, want) in outputs {
+            let got = step(id)
+                .and_then(|s| s.outputs.get(k))
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string));
+            check(
+                format!("output `{k}` of `{id}`"),
+                &format!("{want:?}"),
+                &got.map_or("nothing".into(), |g| format!("{g:?}")),
+            );
+        }
+    }
+    if let Some(want) = &e.rollback_order {
+        let mut order: Vec<String> = Vec::new();
+        for a in attempts.iter().filter(|a| a.phase == Phase::Rollback) {
+            if !order.contains(&a.step_id) {
+                order.push(a.step_id.clone());
+            }
+        }
+        check("rollback order".into(), &list(want), &list(&order));
+    }
+    if let Some(want) = &e.rollback_status {
+        check("rollback status".into(), want, exec.rollback_status.map_or("none", |s| s.as_str()));
+    }
+    for (id, want) in &e.rendered {
+        let got = step(id).and_then(|s| s.rendered.clone());
+        check(format!("rendered `{id}`"), &format!("{want:?}"), &got.map_or("nothing".into(), |g| format!("{g:?}")));
+    }
+    if let Some(want) = &e.error_contains {
+        let got = exec.error.clone().unwrap_or_default();
+        if !got.contains(want.as_str()) {
+            failures.push(format!("error: expected it to contain {want:?}, got {got:?}"));
+        }
+    }
+    Ok(failures)
+}
