@@ -29,7 +29,15 @@ fn test_file_of(runbook: &Path) -> Option<PathBuf> {
 }
 
 fn is_test_file(path: &Path) -> bool {
-    path.file_name().map(|n| n.to_string_lossy()).is_some_and(|n| n.ends_with(".test.yaml") || n.ends_with(".test.yml"))
+    runbook_of(path).is_some()
+}
+
+/// The runbook a test file (`NAME.test.yaml`) is beside: `NAME.yaml` (or `.yml`).
+pub fn runbook_of(test_file: &Path) -> Option<PathBuf> {
+    let name = test_file.file_name()?.to_string_lossy().into_owned();
+    let stem = name.strip_suffix(".test.yaml").or_else(|| name.strip_suffix(".test.yml"))?;
+    let candidates = ["yaml", "yml"].map(|ext| test_file.with_file_name(format!("{stem}.{ext}")));
+    Some(candidates.iter().find(|p| p.is_file()).unwrap_or(&candidates[0]).clone())
 }
 
 fn read(path: &Path) -> Result<String> {

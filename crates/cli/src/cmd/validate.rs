@@ -170,7 +170,7 @@ fn normalize(path: &Path) -> Option<PathBuf> {
 #[derive(Debug, serde::Serialize)]
 struct Report {
     file: String,
-    /// `runbook`, `gates` (a gates file), or `unreadable`.
+    /// `runbook`, `gates` (a gates file), `tests` (a runbook's test file), or `unreadable`.
     kind: &'static str,
     valid: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -224,6 +224,27 @@ fn check_file(f: &Path, explicit: Option<&Path>, gates_files: &mut GatesFiles) -
             return report;
         }
     };
+    if let Some(runbook) = super::test::runbook_of(f) {
+        report.kind = "tests";
+        let diags = match std::fs::read_to_string(&runbook).ok().and_then(|t| opsbook_core::parse(&t).ok()) {
+            Some(rb) => match opsbook_core::testcase::parse_file(&text, &rb) {
+                Ok(cases) => {
+                    report.name = Some(rb.name.clone());
+                    report.steps = Some(cases.len());
+                    Vec::new()
+                }
+                Err(diags) => diags,
+            },
+            None => vec![Diagnostic::new(
+                None,
+                format!("the tests of {}, which is missing or not valid", runbook.display()),
+            )],
+        };
+        report.valid = diags.is_empty();
+        report.problems = diags.iter().map(Problem::from).collect();
+        report.rendered = diags.iter().map(|d| d.render(&shown, &text)).collect();
+        return report;
+    }
     if is_gates_file(&text) {
         report.kind = "gates";
         match opsbook_core::gate::GatesFile::parse(&text) {
@@ -271,6 +292,15 @@ pub fn exec(args: Args) -> Result<u8> {
                 println!("{at}: warning: {}", w.message);
             }
             match (r.valid, r.kind) {
+                (true, "tests") => {
+                    let n = r.steps.unwrap_or(0);
+                    println!(
+                        "{}: ok (tests of {}, {n} case{})",
+                        r.file,
+                        r.name.as_deref().unwrap_or("?"),
+                        if n == 1 { "" } else { "s" }
+                    );
+                }
                 (true, "gates") => {
                     let n = r.gates.unwrap_or(0);
                     println!("{}: ok (gates file, {n} gate{})", r.file, if n == 1 { "" } else { "s" });
