@@ -63,6 +63,24 @@ pub struct PublishResult {
     /// The bundle of files published with it, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle_sha256: Option<String>,
+    /// Its tests, run on publish (a draft may be published with failing tests; an
+    /// active runbook may not).
+    #[serde(default)]
+    pub tests: TestsRun,
+}
+
+/// How a runbook's tests went.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct TestsRun {
+    pub passed: usize,
+    pub failed: Vec<FailedTest>,
+}
+
+/// A test that failed, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FailedTest {
+    pub test: String,
+    pub failures: Vec<String>,
 }
 
 /// One published version.

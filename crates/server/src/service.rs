@@ -149,6 +149,12 @@ pub async fn change_lifecycle(
     if !lifecycle_allowed(&entry.status, status) {
         return Err(ApiError::conflict(format!("runbook `{name}` cannot go from {} to {status}", entry.status)));
     }
+    if status == LifecycleStatus::Active.as_str() {
+        // Its newest version's tests must pass (they are run again: nothing is cached).
+        let rb = st.engine.stored_runbook(&entry.latest_sha256).await?;
+        let bundle = st.store.registry_version(name, &entry.latest_version).await?.0.bundle_sha256;
+        quality::refuse_failing(name, &quality::run_tests(st, &rb, bundle.as_deref()).await?)?;
+    }
     let event = opsbook_store::LifecycleEvent {
         name: name.to_string(),
         from_status: Some(entry.status.clone()),

@@ -17,6 +17,16 @@ use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult, ApiText};
 use crate::service::to_value;
 use crate::state::AppState;
 
+/// How a publish's test run went, as its answer says.
+fn tests_doc(results: &[opsbook_engine::suite::CaseResult]) -> opsbook_api::TestsRun {
+    let failed: Vec<opsbook_api::FailedTest> = results
+        .iter()
+        .filter(|r| !r.passed())
+        .map(|r| opsbook_api::FailedTest { test: r.name.clone(), failures: r.failures.clone() })
+        .collect();
+    opsbook_api::TestsRun { passed: results.len() - failed.len(), failed }
+}
+
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PublishQuery {
@@ -102,6 +112,15 @@ pub async fn publish(
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_runbook", format!("invalid runbook: schedules: {e}"))
         })?;
     }
+    // Its tests run on every publish; it may not be (or stay) active while they fail.
+    let tests = crate::service::quality::run_tests(&st, &rb, pq.bundle.as_deref()).await?;
+    let status = match st.store.registry_entry(&rb.name).await {
+        Ok(e) => e.status,
+        Err(_) => rb.status.as_str().to_string(),
+    };
+    if status == "active" {
+        crate::service::quality::refuse_failing(&rb.name, &tests)?;
+    }
     let steps_text = rb.steps.iter().map(|s| format!("{} {}", s.id, s.name)).collect::<Vec<_>>().join(" ");
     let entry = RegistryEntry {
         name: rb.name.clone(),
@@ -127,6 +146,7 @@ pub async fn publish(
             result: outcome.as_str().into(),
             dry_run: true,
             bundle_sha256: pq.bundle,
+            tests: tests_doc(&tests),
         };
         return Ok((StatusCode::OK, Json(doc)).into_response());
     }
@@ -138,6 +158,7 @@ pub async fn publish(
         result: outcome.as_str().into(),
         dry_run: false,
         bundle_sha256: pq.bundle,
+        tests: tests_doc(&tests),
     };
     if outcome != Published::Unchanged {
         let now = now_ms();

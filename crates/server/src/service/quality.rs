@@ -208,3 +208,60 @@ pub async fn remind_reviews(st: &AppState, today: jiff::civil::Date) -> ApiResul
     }
     Ok(sent)
 }
+
+/// Runs a runbook's tests (its `tests:`, and the `NAME.test.yaml` beside it in its
+/// bundle, found as the test file whose runbook there has this very text), with
+/// mocks and on a database in memory: nothing runs, nothing is kept.
+pub async fn run_tests(
+    st: &AppState,
+    rb: &opsbook_core::Runbook,
+    bundle_sha: Option<&str>,
+) -> ApiResult<Vec<opsbook_engine::suite::CaseResult>> {
+    let mut extra = Vec::new();
+    if let Some(sha) = bundle_sha
+        && let Some(bytes) = st.store.bundle(sha).await?
+        && let Ok(bundle) = opsbook_core::bundle::Bundle::decode(&bytes)
+    {
+        for (path, file) in bundle.files() {
+            let Some(stem) = path.strip_suffix(".test.yaml").or_else(|| path.strip_suffix(".test.yml")) else {
+                continue;
+            };
+            let beside = ["yaml", "yml"].iter().find_map(|ext| bundle.get(&format!("{stem}.{ext}")));
+            if beside.is_none_or(|f| opsbook_core::sha256_hex(&f.data) != rb.sha256) {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&file.data);
+            let cases = opsbook_core::testcase::parse_file(&text, rb).map_err(|d| {
+                let first = d.first().map(|d| d.headline(path)).unwrap_or_default();
+                ApiError::bad_request(format!("invalid tests: {first}"))
+            })?;
+            extra.extend(cases);
+        }
+    }
+    let store = opsbook_store_any::AnyStore::in_memory()?;
+    let config = opsbook_engine::EngineConfig { owner: "server:tests".into(), ..st.engine.config.clone() };
+    let base = std::env::temp_dir();
+    Ok(opsbook_engine::suite::run_tests(store, &config, rb, &extra, base).await)
+}
+
+/// The refusal of a runbook whose tests fail, when it would become (or stay) active:
+/// 422 `tests_failed`, each failing case in the details.
+pub fn refuse_failing(name: &str, results: &[opsbook_engine::suite::CaseResult]) -> ApiResult<()> {
+    let failing: Vec<&opsbook_engine::suite::CaseResult> = results.iter().filter(|r| !r.passed()).collect();
+    if failing.is_empty() {
+        return Ok(());
+    }
+    let details = failing.iter().map(|r| serde_json::json!({ "test": r.name, "failures": r.failures })).collect();
+    Err(ApiError::new(
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+        "tests_failed",
+        format!(
+            "runbook `{name}` cannot be active while its tests fail: {} of {} failed (first: `{}`: {})",
+            failing.len(),
+            results.len(),
+            failing[0].name,
+            failing[0].failures.first().map(String::as_str).unwrap_or_default()
+        ),
+    )
+    .with_details(serde_json::Value::Array(details)))
+}

@@ -243,3 +243,50 @@ async fn an_overdue_review_is_notified_once() {
     assert_eq!(audit[0].details["due"], "2020-01-31");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runbook_cannot_be_active_while_its_tests_fail() {
+    let s = Server::start().await;
+    let author = s.token("ann", &["author"]).await;
+    let tests = |expected: &str| {
+        format!(
+            "tests:\n  - name: the check passes\n    mocks:\n      check: {{ stdout: \"all {expected}\" }}\n    expect:\n      status: succeeded\n      rendered: {{ check: \"./check.sh --strict\" }}\n"
+        )
+    };
+    let book = |status: &str, version: &str, expected: &str| {
+        let steps =
+            "    - id: check\n      run: ./check.sh --strict\n      validate: [ { output_contains: \"all good\" } ]\n";
+        format!("{}{}", runbook("checked", version, &format!("  status: {status}\n"), "", steps), tests(expected))
+    };
+    // Its test fails (the mock prints "all bad"): refused as active, with every failure listed.
+    let (status, body) = s.publish(&author, &book("active", "1.0.0", "bad")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "tests_failed");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("runbook `checked` cannot be active while its tests fail: 1 of 1 failed"), "{message}");
+    assert_eq!(body["error"]["details"][0]["test"], "the check passes");
+    let failures = body["error"]["details"][0]["failures"][0].as_str().unwrap();
+    assert!(failures.contains("step `check` failed: output does not contain \"all good\""), "{failures}");
+    assert_eq!(s.get("/api/v1/runbooks/checked", &author).await.0, StatusCode::NOT_FOUND, "nothing was stored");
+
+    // A draft may be published with failing tests (the answer says so), not activated.
+    let (status, body) = s.publish(&author, &book("draft", "1.0.0", "bad")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["tests"]["passed"], 0);
+    assert_eq!(body["tests"]["failed"][0]["test"], "the check passes");
+    let activate = json!({"status": "active", "reason": "ready"});
+    let (status, body) = s.post("/api/v1/runbooks/checked/lifecycle", &author, activate.clone()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(s.get("/api/v1/runbooks/checked", &author).await.1["status"], "draft");
+
+    // Fixed: the next version's tests pass, and it goes active.
+    let (status, body) = s.publish(&author, &book("draft", "1.0.1", "good")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["tests"], json!({"passed": 1, "failed": []}));
+    let (status, body) = s.post("/api/v1/runbooks/checked/lifecycle", &author, activate).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // And an active runbook's next version must pass too.
+    let (status, _) = s.publish(&author, &book("active", "1.0.2", "bad")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    s.stop().await;
+}
