@@ -235,3 +235,55 @@ fn doc_writes_the_runbook_for_people() {
     let missing = env.run(&["doc", "nope.yaml"]);
     assert_fails_saying(&missing, 2, "nope.yaml");
 }
+
+const TESTED: &str = "    - id: build\n      run: make {{ params.target }}\n      validate: [ { output_contains: built } ]\n      rollback:\n        run: make clean\n    - id: ship\n      run: ./ship.sh --token {{ params.token }}\n      retries: { count: 1, delay: 30s }\n    - id: notify\n      when: \"params.target == 'release'\"\n      run: ./notify.sh\n";
+
+#[test]
+fn opsbook_test_runs_cases_without_running_anything() {
+    let env = Env::new();
+    let params = "    target: { type: string, required: true }\n    token: { type: secret }\n";
+    let tests = "tests:\n  - name: a release ships and notifies\n    params: { target: release, token: s3cr3t }\n    mocks:\n      build: { stdout: built }\n    expect:\n      status: succeeded\n      ran: [build, ship, notify]\n      rendered: { ship: \"./ship.sh --token '***'\" }\n  - name: a failed ship is retried then rolled back\n    params: { target: dev }\n    mocks:\n      build: { stdout: built }\n      ship: { attempts: [ { exit_code: 2 }, { exit_code: 3, stderr: refused } ] }\n    expect:\n      status: failed\n      attempts: { ship: 2 }\n      steps: { notify: pending }\n      rollback_order: [build]\n      error_contains: exited with code 3\n";
+    env.write("app.yaml", &format!("{}{tests}", runbook(params, TESTED)));
+    // A test file beside it adds cases, one of them wrong on purpose.
+    env.write(
+        "app.test.yaml",
+        "tests:\n  - name: wrong on purpose\n    params: { target: dev }\n    expect: { status: succeeded, ran: [build] }\n",
+    );
+    let started = std::time::Instant::now();
+    let o = env.run(&["test", ".", "--junit", "report.xml"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "retry delays are not waited for");
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stdout.contains("ok   test › a release ships and notifies"), "{o:?}");
+    assert!(o.stdout.contains("ok   test › a failed ship is retried then rolled back"), "{o:?}");
+    assert!(o.stdout.contains("FAIL test › wrong on purpose"), "{o:?}");
+    assert!(o.stdout.contains("status: expected succeeded, got failed (step `build` failed: output does not contain \"built\")"), "{o:?}");
+    assert!(o.stdout.ends_with("2 passed, 1 failed\n"), "{o:?}");
+    assert!(!env.path("state/opsbook.db").exists(), "nothing was stored");
+    let xml = env.read("report.xml");
+    assert!(xml.contains("<testsuites name=\"opsbook\" tests=\"3\" failures=\"1\""), "{xml}");
+    assert!(xml.contains("<testcase name=\"wrong on purpose\" classname=\"test\""), "{xml}");
+    assert!(xml.contains("<failure message=\"status: expected succeeded, got failed (step `build` failed: output does not contain &quot;built&quot;)\">"), "{xml}");
+
+    // Cases that name no step of the runbook, or check nothing, are refused with their place.
+    env.write(
+        "app.test.yaml",
+        "tests:\n  - name: typo\n    mocks:\n      biuld: { stdout: built }\n    expect: { status: succeeded }\n  - name: checks nothing\n",
+    );
+    let bad = env.run(&["test", "app.yaml"]);
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(bad.stderr.contains("app.test.yaml:4:"), "{bad:?}");
+    assert!(bad.stderr.contains("mocks: no step `biuld` in runbook `test` (did you mean `build`?)"), "{bad:?}");
+    assert!(bad.stderr.contains("test `checks nothing`: expect: say what the run must come to"), "{bad:?}");
+    let wrong_kind = "tests:\n  - name: x\n    mocks:\n      notify: { http: { status: 500 } }\n    expect: { status: failed }\n";
+    env.write("app.test.yaml", wrong_kind);
+    let bad = env.run(&["test", "app.yaml"]);
+    assert!(bad.stderr.contains("mocks.notify: `http` mocks an http step, not a run step"), "{bad:?}");
+    let validate = env.run(&["validate", "app.test.yaml"]);
+    assert_eq!(validate.code, 1, "{validate:?}");
+
+    std::fs::remove_file(env.path("app.test.yaml")).unwrap();
+    env.write("plain.yaml", &runbook("", "    - id: a\n      run: \"true\"\n"));
+    let none = env.run(&["test", "plain.yaml"]);
+    assert_fails_saying(&none, 2, "found no test cases");
+    assert!(none.stdout.contains("without tests: plain.yaml"), "{none:?}");
+}
