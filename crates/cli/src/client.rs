@@ -241,6 +241,25 @@ impl Client {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
     }
 
+    /// A binary answer (a bundle).
+    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>> {
+        let url = format!("{}{path}", self.base);
+        let resp = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot reach {}: {}", self.base, opsbook_core::diagnostic::root_cause(&e)))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| anyhow!("reading {path}: {e}"))?;
+        if status.is_success() {
+            Ok(bytes.to_vec())
+        } else {
+            Err(self.refusal(status, path, &String::from_utf8_lossy(&bytes)))
+        }
+    }
+
     pub async fn put_bytes<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>) -> Result<T> {
         let req = self
             .http

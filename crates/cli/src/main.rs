@@ -114,6 +114,10 @@ pub enum Command {
     Analytics(cmd::insights::AnalyticsArgs),
     /// The KPIs of the server's runbooks: success and its trend, change failure rate, MTTR, adoption, reviews, feedback, time saved
     Report(cmd::report::Args),
+    /// Write the registry (every version, its files, lifecycle and reviews; --executions too) to one .tar.gz
+    Export(cmd::archive::ExportArgs),
+    /// Restore an export into this database (either backend); refuses runbooks it has already
+    Import(cmd::archive::ImportArgs),
     /// The server's audit trail, filtered (admins)
     Audit(cmd::insights::AuditArgs),
     /// The server's API tokens: list, create, revoke (admins)

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod approve;
+pub mod archive;
 pub mod cancel;
 pub mod confirm;
 pub mod doc;
@@ -158,6 +159,16 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             Command::Confirm(a) => return confirm::remote(&client()?, a).await,
             Command::Feedback(a) => return quality::feedback_remote(&client()?, a).await,
             Command::Review(a) => return quality::review(&client()?, a).await,
+            Command::Export(_) => {
+                let Command::Export(a) = cli.command else { unreachable!() };
+                return archive::export(Err(client()?), a).await;
+            }
+            Command::Import(_) => {
+                return Err(usage(
+                    "import writes a database: run it on the server's machine without --server \
+                     (with --db or --database naming the server's database)",
+                ));
+            }
             Command::Resume(a) | Command::Rollback(a) => {
                 let rollback = matches!(cli.command, Command::Rollback(_));
                 let params = as_json(gather_params(&a.params, None, &a.secret)?);
@@ -223,6 +234,8 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Cancel(a) => cancel::exec(db, a).await,
         Command::Confirm(a) => confirm::exec(db, a).await,
         Command::Feedback(a) => quality::feedback(db, a).await,
+        Command::Export(a) => archive::export(Ok(open(db).await?.store), a).await,
+        Command::Import(a) => archive::import(&open(db).await?.store, a).await,
     }
 }
 

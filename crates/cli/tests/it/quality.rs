@@ -256,7 +256,12 @@ fn opsbook_test_runs_cases_without_running_anything() {
     assert!(o.stdout.contains("ok   test › a release ships and notifies"), "{o:?}");
     assert!(o.stdout.contains("ok   test › a failed ship is retried then rolled back"), "{o:?}");
     assert!(o.stdout.contains("FAIL test › wrong on purpose"), "{o:?}");
-    assert!(o.stdout.contains("status: expected succeeded, got failed (step `build` failed: output does not contain \"built\")"), "{o:?}");
+    assert!(
+        o.stdout.contains(
+            "status: expected succeeded, got failed (step `build` failed: output does not contain \"built\")"
+        ),
+        "{o:?}"
+    );
     assert!(o.stdout.ends_with("2 passed, 1 failed\n"), "{o:?}");
     assert!(!env.path("state/opsbook.db").exists(), "nothing was stored");
     let xml = env.read("report.xml");
@@ -274,7 +279,8 @@ fn opsbook_test_runs_cases_without_running_anything() {
     assert!(bad.stderr.contains("app.test.yaml:4:"), "{bad:?}");
     assert!(bad.stderr.contains("mocks: no step `biuld` in runbook `test` (did you mean `build`?)"), "{bad:?}");
     assert!(bad.stderr.contains("test `checks nothing`: expect: say what the run must come to"), "{bad:?}");
-    let wrong_kind = "tests:\n  - name: x\n    mocks:\n      notify: { http: { status: 500 } }\n    expect: { status: failed }\n";
+    let wrong_kind =
+        "tests:\n  - name: x\n    mocks:\n      notify: { http: { status: 500 } }\n    expect: { status: failed }\n";
     env.write("app.test.yaml", wrong_kind);
     let bad = env.run(&["test", "app.yaml"]);
     assert!(bad.stderr.contains("mocks.notify: `http` mocks an http step, not a run step"), "{bad:?}");
@@ -286,4 +292,92 @@ fn opsbook_test_runs_cases_without_running_anything() {
     let none = env.run(&["test", "plain.yaml"]);
     assert_fails_saying(&none, 2, "found no test cases");
     assert!(none.stdout.contains("without tests: plain.yaml"), "{none:?}");
+}
+
+#[test]
+fn export_and_import_carry_the_registry_to_another_database() {
+    use crate::server::{client, serve, token};
+    let env = Env::new();
+    let author = token(&env, "ann", &["author", "operator"]);
+    let srv = serve(&env);
+    env.write("books/scripts/hello.sh", "echo hello\n");
+    env.write(
+        "books/web.yaml",
+        &runbook("", "    - id: hi\n      run: sh scripts/hello.sh\n").replace("name: test", "name: web"),
+    );
+    assert_eq!(client(&env, &srv.url, &author, &["push", "books"]).code, 0);
+    env.write(
+        "books/web.yaml",
+        &runbook("", "    - id: hi\n      run: sh scripts/hello.sh twice\n")
+            .replace("name: test", "name: web")
+            .replace("1.0.0", "1.1.0"),
+    );
+    assert_eq!(client(&env, &srv.url, &author, &["push", "books"]).code, 0);
+    let moved = client(&env, &srv.url, &author, &["lifecycle", "web", "deprecated", "--reason", "replaced by web2"]);
+    assert_eq!(moved.code, 0, "{moved:?}");
+    assert_eq!(client(&env, &srv.url, &author, &["review", "web", "--note", "still right"]).code, 0);
+    let ran = client(&env, &srv.url, &author, &["run", "web", "--output", "json"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+
+    let exported = client(&env, &srv.url, &author, &["export", "-o", "registry.tar.gz", "--executions"]);
+    assert_eq!(exported.code, 0, "{exported:?}");
+    assert!(
+        exported.stdout.contains("exported 1 runbooks (2 versions, 1 bundles, 1 executions) to registry.tar.gz"),
+        "{exported:?}"
+    );
+    // An ordinary archive of YAML and JSON.
+    let listing = std::process::Command::new("tar").args(["tzf"]).arg(env.path("registry.tar.gz")).output().unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    for f in [
+        "opsbook-export/manifest.json",
+        "opsbook-export/runbooks/web/runbook.json",
+        "opsbook-export/runbooks/web/1.1.0.yaml",
+    ] {
+        assert!(listing.contains(f), "{f} in {listing}");
+    }
+    assert!(listing.contains("opsbook-export/executions/"), "{listing}");
+    drop(srv);
+
+    let other = env.path("other/opsbook.db");
+    let other = other.to_str().unwrap();
+    let imported = env.run(&["--db", other, "import", "registry.tar.gz"]);
+    assert_eq!(imported.code, 0, "{imported:?}");
+    assert!(imported.stdout.contains("imported 1 runbooks (2 versions)"), "{imported:?}");
+    assert!(imported.stdout.contains("its 1 executions are kept in the archive for the record"), "{imported:?}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use opsbook_store::{ServerStore, Store};
+        let s = opsbook_store_sqlite::SqliteStore::open(std::path::Path::new(other)).await.unwrap();
+        let e = s.registry_entry("web").await.unwrap();
+        assert_eq!((e.latest_version.as_str(), e.status.as_str()), ("1.1.0", "deprecated"));
+        let versions = s.registry_versions("web").await.unwrap();
+        assert_eq!(versions.len(), 2);
+        assert!(versions.iter().all(|v| v.published_by == "ann" && v.bundle_sha256.is_some()));
+        let bundle = versions[0].bundle_sha256.clone().unwrap();
+        assert!(s.bundle(&bundle).await.unwrap().is_some(), "the files came along");
+        let events = s.lifecycle_events("web").await.unwrap();
+        assert!(
+            events.iter().any(|e| e.to_status == "deprecated"
+                && e.actor == "ann"
+                && e.reason.as_deref() == Some("replaced by web2")),
+            "{events:?}"
+        );
+        let reviews = s.reviews(Some("web")).await.unwrap();
+        assert_eq!((reviews[0].reviewer.as_str(), reviews[0].note.as_str()), ("ann", "still right"));
+        assert!(s.executions(&Default::default()).await.unwrap().is_empty(), "executions are not imported");
+    });
+    // Again: every conflict listed, nothing written.
+    let again = env.run(&["--db", other, "import", "registry.tar.gz"]);
+    assert_fails_saying(
+        &again,
+        2,
+        "nothing was imported from registry.tar.gz:\n  - runbook `web` exists already (v1.1.0, deprecated)",
+    );
+    // The server's own database exports the same registry.
+    let direct = env.run(&["export", "-o", "direct.tar.gz"]);
+    assert_eq!(direct.code, 0, "{direct:?}");
+    assert!(direct.stdout.contains("exported 1 runbooks (2 versions, 1 bundles)"), "{direct:?}");
+    env.write("junk.tar.gz", "not an archive");
+    let junk = env.run(&["--db", other, "import", "junk.tar.gz"]);
+    assert_fails_saying(&junk, 2, "junk.tar.gz: not an opsbook export");
 }
