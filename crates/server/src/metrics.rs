@@ -36,7 +36,10 @@ fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_gauge!("opsbook_executions", "Executions in the database by status");
     describe_gauge!("opsbook_queue_depth", "Executions queued for a worker");
-    describe_gauge!("opsbook_waiting_approvals", "Executions waiting for an approval decision");
+    describe_gauge!(
+        "opsbook_waiting_approvals",
+        "Executions waiting for people: an approval decision or a manual step"
+    );
     describe_gauge!("opsbook_waiting_gates", "Executions waiting on a health gate (including one being polled)");
     describe_gauge!("opsbook_workers", "Workers this server runs");
     describe_gauge!(

@@ -292,7 +292,7 @@ impl ServerStore for PgStore {
     async fn count_waiting(&self) -> Result<(i64, i64)> {
         // A gate poll leaves the execution `waiting`, so polled waits count too.
         let row = sqlx::query(
-            "SELECT COUNT(*) FILTER (WHERE s.wait_kind = $3), COUNT(*) FILTER (WHERE s.wait_kind = $4) \
+            "SELECT COUNT(*) FILTER (WHERE s.wait_kind IN ($3, $5)), COUNT(*) FILTER (WHERE s.wait_kind = $4) \
              FROM executions e JOIN execution_steps s ON s.execution_id = e.id \
              WHERE e.status = $1 AND s.status = $2",
         )
@@ -300,6 +300,7 @@ impl ServerStore for PgStore {
         .bind(StepStatus::Waiting.as_str())
         .bind(WaitKind::Approval.as_str())
         .bind(WaitKind::Gate.as_str())
+        .bind(WaitKind::Manual.as_str())
         .fetch_one(self.pool())
         .await
         .db()?;

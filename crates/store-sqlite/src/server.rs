@@ -259,7 +259,7 @@ impl ServerStore for SqliteStore {
         let mut stmt = conn
             .prepare_cached(
                 // A gate poll leaves the execution `waiting`, so polled waits count too.
-                "SELECT COALESCE(SUM(s.wait_kind = ?3), 0), COALESCE(SUM(s.wait_kind = ?4), 0) \
+                "SELECT COALESCE(SUM(s.wait_kind IN (?3, ?5)), 0), COALESCE(SUM(s.wait_kind = ?4), 0) \
              FROM executions e JOIN execution_steps s ON s.execution_id = e.id \
              WHERE e.status = ?1 AND s.status = ?2",
             )
@@ -268,7 +268,8 @@ impl ServerStore for SqliteStore {
             ExecStatus::Waiting.as_str(),
             StepStatus::Waiting.as_str(),
             WaitKind::Approval.as_str(),
-            WaitKind::Gate.as_str()
+            WaitKind::Gate.as_str(),
+            WaitKind::Manual.as_str()
         ];
         stmt.query_row(args, |row| Ok((row.get(0)?, row.get(1)?))).db()
     }

@@ -243,8 +243,8 @@ pub trait ServerStore: Store {
     fn count_by_status(&self) -> impl Future<Output = Result<Vec<(String, i64)>>> + Send;
     /// Executions waiting in the queue for a worker.
     fn count_queued(&self) -> impl Future<Output = Result<i64>> + Send;
-    /// Waiting executions by what they wait on: `(approval, gate)` (a gate step, or a
-    /// gate's recheck holding a later step).
+    /// Waiting executions by what they wait on: `(people, gate)`: people are approvals
+    /// and manual steps; a gate is a gate step, or a gate's recheck holding a later step.
     fn count_waiting(&self) -> impl Future<Output = Result<(i64, i64)>> + Send;
     /// Waiting executions whose deadline has passed, each with whether it waits on a
     /// gate (to poll it) rather than an approval (to requeue, so it times out).
