@@ -21,7 +21,7 @@ pub struct AnalyticsArgs {
     pub output: Output,
 }
 
-fn percent(rate: Option<f64>) -> String {
+pub(crate) fn percent(rate: Option<f64>) -> String {
     rate.map(|r| format!("{:.0}%", r * 100.0)).unwrap_or_else(|| "-".into())
 }
 

@@ -7,6 +7,7 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use opsbook_api::{Analytics, RunbookFigures};
 
 use super::EXIT_OK;
+use super::insights::percent;
 use crate::client::{Client, enc};
 
 #[derive(clap::Args, Debug)]
@@ -27,10 +28,6 @@ pub enum Format {
     Table,
     Csv,
     Json,
-}
-
-fn percent(rate: Option<f64>) -> String {
-    rate.map(|r| format!("{:.0}%", r * 100.0)).unwrap_or_else(|| "-".into())
 }
 
 fn points(trend: Option<f64>) -> String {

@@ -381,3 +381,17 @@ fn export_and_import_carry_the_registry_to_another_database() {
     let junk = env.run(&["--db", other, "import", "junk.tar.gz"]);
     assert_fails_saying(&junk, 2, "junk.tar.gz: not an opsbook export");
 }
+
+#[test]
+fn every_example_ships_passing_tests() {
+    let env = Env::new();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let o = env.run(&["test", examples.to_str().unwrap(), "--junit", "examples.xml"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(!o.stdout.contains("without tests"), "every example has tests: {o:?}");
+    assert!(o.stdout.contains(" passed, 0 failed"), "{o:?}");
+    let xml = env.read("examples.xml");
+    for name in ["web-app-deploy", "aws-web-app-deploy", "directory-backup", "high-error-rate", "log-cleanup"] {
+        assert!(xml.contains(&format!("<testsuite name=\"{name}\"")), "{name} in {xml}");
+    }
+}

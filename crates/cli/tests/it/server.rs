@@ -442,7 +442,7 @@ fn pushed_runbooks_bring_their_files() {
     let pushed = client(&env, &srv.url, &admin, &["push", example.to_str().unwrap()]);
     assert_eq!(pushed.code, 0, "{pushed:?}");
     assert!(pushed.stdout.contains("created   web-app-deploy"), "{pushed:?}");
-    assert!(pushed.stdout.contains("with 7 file(s) beside it"), "{pushed:?}");
+    assert!(pushed.stdout.contains("with 8 file(s) beside it"), "its scripts and its tests: {pushed:?}");
     let ran = out(env
         .cmd(&[
             "--server",
