@@ -98,6 +98,10 @@ pub struct StepMock {
     /// A manual rollback's answer.
     #[serde(default)]
     pub rollback_manual: Option<ManualAnswer>,
+    /// What a `validate: - lambda: F` check says: it fails with this message (by
+    /// default it passes; the function is never called in a test).
+    #[serde(default)]
+    pub validator_error: Option<String>,
     /// Who decided or confirmed (default `tester`).
     #[serde(default)]
     pub by: Option<String>,

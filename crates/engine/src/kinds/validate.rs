@@ -29,6 +29,13 @@ pub(crate) async fn after<S: Store>(run: &mut Run<'_, '_, S>, step: &Step, resul
                     None => problems.push(format!("{path} is missing from the result, expected {equals}")),
                 }
             }
+            CheckedValidation::Lambda(function) if run.engine.config.mocks.is_some() => {
+                // A runbook test calls no function: the case says what it would answer.
+                let mocks = run.engine.config.mocks.as_ref().expect("checked");
+                if let Some(e) = mocks.get(&step.id).and_then(|m| m.validator_error.clone()) {
+                    problems.push(format!("validation function `{function}`: {e}"));
+                }
+            }
             CheckedValidation::Lambda(function) => match lambda_check(run, step, result, function).await? {
                 Verdict::Pass => {}
                 Verdict::Problem { message, retry } => {
