@@ -396,7 +396,8 @@ mod tests {
                   "exit_code": null, "duration_ms": null, "outputs": {}, "error": "gate `aws` blocked" }
             ],
             "rollback": { "performed": false, "status": null, "steps": [] },
-            "approvals": [{ "step": "ok", "approver": "bob", "approved": true, "comment": "go", "at": "2026-12-02T08:00:02Z" }]
+            "approvals": [{ "step": "ok", "phase": "step", "decision": "approved", "approver": "bob", "approved": true,
+                            "comment": "go", "at": "2026-12-02T08:00:02Z" }]
         });
         let typed: ExecutionDoc = serde_json::from_value(doc.clone()).unwrap();
         assert_eq!(typed.status(), ExecStatus::Waiting);

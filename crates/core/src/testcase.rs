@@ -331,6 +331,8 @@ pub fn check(rb: &Runbook, raw: Vec<RawTest>) -> Result<Vec<TestCase>, Vec<Diagn
 fn fits(m: &StepMock, kind: &StepKind, rollback: Option<&Rollback>) -> Vec<String> {
     let mut problems = Vec::new();
     let kind_name = kind.name();
+    // "a run step", "an approval step".
+    let a_kind = format!("{} {kind_name}", if kind_name.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" });
     let result_set = m.exit_code.is_some()
         || m.stdout.is_some()
         || m.stderr.is_some()
@@ -348,7 +350,7 @@ fn fits(m: &StepMock, kind: &StepKind, rollback: Option<&Rollback>) -> Vec<Strin
             | StepKind::AwsSsmAutomation(_)
     );
     if result_set && !attempted {
-        problems.push(format!("a {kind_name} step has no attempt result to mock (exit_code, stdout, http, aws…)"));
+        problems.push(format!("{a_kind} step has no attempt result to mock (exit_code, stdout, http, aws…)"));
     }
     let mut results: Vec<&MockResult> = m.attempts.iter().collect();
     let first = m.attempt(1);
@@ -357,13 +359,13 @@ fn fits(m: &StepMock, kind: &StepKind, rollback: Option<&Rollback>) -> Vec<Strin
     }
     for r in results {
         if r.http.is_some() && !matches!(kind, StepKind::Http(_)) {
-            problems.push(format!("`http` mocks an http step, not a {kind_name} step"));
+            problems.push(format!("`http` mocks an http step, not {a_kind} step"));
         }
         if r.aws.is_some() && !kind_name.starts_with("aws_") {
-            problems.push(format!("`aws` mocks an AWS step, not a {kind_name} step"));
+            problems.push(format!("`aws` mocks an AWS step, not {a_kind} step"));
         }
         if r.exit_code.is_some() && !matches!(kind, StepKind::Run(_)) {
-            problems.push(format!("`exit_code` mocks a run step, not a {kind_name} step"));
+            problems.push(format!("`exit_code` mocks a run step, not {a_kind} step"));
         }
         if let Some(a) = &r.aws
             && a.response.is_some() == a.error.is_some()
@@ -372,16 +374,16 @@ fn fits(m: &StepMock, kind: &StepKind, rollback: Option<&Rollback>) -> Vec<Strin
         }
     }
     if m.gate.is_some() != matches!(kind, StepKind::Gate(_)) && m.gate.is_some() {
-        problems.push(format!("`gate` mocks a gate step, not a {kind_name} step"));
+        problems.push(format!("`gate` mocks a gate step, not {a_kind} step"));
     }
     if m.reason.is_some() && m.gate != Some(GateVerdict::Blocked) {
         problems.push("`reason` goes with `gate: blocked`".into());
     }
     if m.approval.is_some() && !matches!(kind, StepKind::Approval(_)) {
-        problems.push(format!("`approval` mocks an approval step, not a {kind_name} step"));
+        problems.push(format!("`approval` mocks an approval step, not {a_kind} step"));
     }
     if m.manual.is_some() && !matches!(kind, StepKind::Manual(_)) {
-        problems.push(format!("`manual` mocks a manual step, not a {kind_name} step"));
+        problems.push(format!("`manual` mocks a manual step, not {a_kind} step"));
     }
     match (rollback, &m.rollback, &m.rollback_manual) {
         (None, Some(_), _) | (None, _, Some(_)) => problems.push("the step has no rollback to mock".into()),
