@@ -148,6 +148,7 @@ struct FigureRow {
     p95: String,
     rollback: String,
     mttr: String,
+    rating: String,
 }
 
 #[derive(Template)]
@@ -156,6 +157,11 @@ struct AnalyticsPage {
     l: Layout,
     rows: Vec<FigureRow>,
     overdue: Vec<opsbook_api::ReviewOverdue>,
+    attention: Vec<opsbook_api::Attention>,
+    never_run: Vec<String>,
+    totals: opsbook_api::Totals,
+    /// The KPIs over every runbook, in words.
+    kpis: Vec<(&'static str, String)>,
     chart_success: String,
     chart_duration: String,
     chart_runs: String,
@@ -212,13 +218,26 @@ pub async fn analytics(State(st): State<AppState>, web: Web, Query(w): Query<Win
                 Some(None) => "none yet".into(),
                 None => String::new(),
             },
+            rating: f.rating_avg.map(|r| format!("{r:.1} ({})", f.ratings)).unwrap_or_default(),
             f,
         })
         .collect();
+    let t = &a.totals;
+    let kpis = vec![
+        ("Success rate", percent(t.success_rate)),
+        ("Change failure rate", percent(t.change_failure_rate)),
+        ("MTTR", t.mttr_ms.map(took).unwrap_or_else(|| "–".into())),
+        ("People", t.distinct_users.to_string()),
+        ("Time saved", if t.time_saved_ms > 0 { took(t.time_saved_ms) } else { "–".into() }),
+    ];
     render(AnalyticsPage {
         l: web.layout("analytics"),
         rows,
         overdue: a.review_overdue,
+        attention: a.needs_attention,
+        never_run: a.never_run_90d,
+        totals: a.totals,
+        kpis,
         chart_success,
         chart_duration,
         chart_runs,

@@ -170,6 +170,10 @@ async fn ratings_and_reviews_feed_the_kpis() {
     };
     let scrape = reqwest::get(&s.metrics_url).await.unwrap().text().await.unwrap();
     assert_eq!(metric(&scrape), "opsbook_runbooks_review_overdue 1");
+    let (_, page) = Page::sign_in(&s, &op).await.get("/analytics").await;
+    assert!(page.contains("<a href=\"/runbooks/ship\">ship</a>: average rating 2 is below 3"), "{page}");
+    assert!(page.contains("<td>2.0 (1)</td>"), "the rating column: {page}");
+    assert!(page.contains("Not run in 90 days: <a href=\"/runbooks/idle\">idle</a>"), "{page}");
 
     let reviews = "/api/v1/runbooks/ship/reviews";
     let (status, _) = s.post(reviews, &op, json!({"note": "read it"})).await;
