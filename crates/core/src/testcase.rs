@@ -180,7 +180,7 @@ pub struct Expect {
     /// Exactly the rollbacks that ran, in order (newest step first).
     #[serde(default)]
     pub rollback_order: Option<Vec<String>>,
-    /// The rollbacks' overall status.
+    /// The rollbacks' overall status (`none`: no rollback ran).
     #[serde(default)]
     pub rollback_status: Option<String>,
     /// Each step's rendered command as recorded (secrets masked), exactly.
@@ -311,7 +311,8 @@ pub fn check(rb: &Runbook, raw: Vec<RawTest>) -> Result<Vec<TestCase>, Vec<Diagn
             diags.push(Diagnostic::at(&at, format!("expect.status: `{s}` is not an execution status")));
         }
         for (id, s) in e.steps.iter().map(|(k, v)| (k.as_str(), v)).chain(e.rollback_status.iter().map(|s| ("", s))) {
-            if StepStatus::parse(s).is_none() {
+            // `rollback_status: none`: nothing was rolled back.
+            if StepStatus::parse(s).is_none() && !(id.is_empty() && s == "none") {
                 let field = if id.is_empty() { "expect.rollback_status".into() } else { format!("expect.steps.{id}") };
                 diags.push(Diagnostic::at(&at, format!("{field}: `{s}` is not a step status")));
             }

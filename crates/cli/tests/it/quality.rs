@@ -395,3 +395,54 @@ fn every_example_ships_passing_tests() {
         assert!(xml.contains(&format!("<testsuite name=\"{name}\"")), "{name} in {xml}");
     }
 }
+
+#[test]
+fn confirm_feedback_and_report_through_a_server() {
+    use crate::server::{client, serve, token};
+    let env = Env::new();
+    let op = token(&env, "olga", &["operator", "author"]);
+    let srv = serve(&env);
+    let meta = "  type: deployment\n  manual_duration: 30m\n";
+    let book = runbook("    node: { type: string }\n", DRAIN)
+        .replace("name: test", "name: drain")
+        .replace("  type: maintenance\n", meta);
+    env.write("books/drain.yaml", &book);
+    assert_eq!(client(&env, &srv.url, &op, &["push", "books"]).code, 0);
+    let waiting = client(&env, &srv.url, &op, &["run", "drain", "-p", "node=web-9", "--output", "json"]);
+    assert_eq!(waiting.code, 3, "{waiting:?}");
+    let id = waiting.json()["id"].as_str().unwrap().to_string();
+    let hint = client(&env, &srv.url, &op, &["show", &id]);
+    assert!(hint.stdout.contains(&format!("confirm {id} --step drain` (or `--not-done`)")), "{hint:?}");
+    let done = client(&env, &srv.url, &op, &["confirm", &id, "--note", "drained"]);
+    assert_eq!(done.code, 0, "{done:?}");
+    assert_eq!(
+        done.stdout.trim(),
+        format!("confirmed step `drain` of execution {id} done as olga; the execution goes on")
+    );
+    crate::support::wait_until(
+        || client(&env, &srv.url, &op, &["show", &id, "--output", "json"]).json()["status"] == "succeeded",
+        "the execution to go on",
+    );
+    let rated = client(&env, &srv.url, &op, &["feedback", &id, "--rating", "5", "--comment", "clear steps"]);
+    assert_eq!(rated.stdout.trim(), format!("olga rated execution {id} 5/5"), "{rated:?}");
+
+    let table = client(&env, &srv.url, &op, &["report"]);
+    assert_eq!(table.code, 0, "{table:?}");
+    assert!(table.stdout.contains("1 runs (1 finished) by 1 people; success rate 100%"), "{table:?}");
+    assert!(table.stdout.contains("change failure rate 0%"), "{table:?}");
+    assert!(table.stdout.contains("Comment on drain (5/5 by olga): clear steps"), "{table:?}");
+    let csv = client(&env, &srv.url, &op, &["report", "--output", "csv"]);
+    let mut lines = csv.stdout.lines();
+    assert!(
+        lines.next().unwrap().starts_with("runbook,type,runs,finished,succeeded,success_rate,success_trend,"),
+        "{csv:?}"
+    );
+    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(&row[..6], ["drain", "deployment", "1", "1", "1", "1"], "{csv:?}");
+    assert_eq!(row[15], "5", "the average rating: {csv:?}");
+    let json = client(&env, &srv.url, &op, &["report", "--output", "json"]).json();
+    assert_eq!(json["runbooks"][0]["change_failure_rate"], 0.0);
+    assert!(json["runbooks"][0]["time_saved_ms"].as_i64().unwrap() > 0, "30 minutes by hand against a few seconds");
+    let local = env.run(&["--local", "report"]);
+    assert_fails_saying(&local, 2, "this asks a server");
+}
