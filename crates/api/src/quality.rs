@@ -22,6 +22,11 @@ pub struct Confirm {
     pub done: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// For a manual rollback: secret parameters the rollbacks after it use (an execution
+    /// that ended keeps none), as for `POST …/rollback`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[schema(value_type = Object)]
+    pub params: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// A confirmation was recorded.

@@ -22,7 +22,7 @@ pub struct Args {
     /// It could not be done: the step fails (and the rollbacks run as the runbook says)
     #[arg(long)]
     pub not_done: bool,
-    /// Secret parameters again, for the steps that run next (local only)
+    /// Secret parameters again, for the steps (or, on a server, the rollbacks) that run next
     #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
     pub params: Vec<String>,
     #[command(flatten)]
@@ -57,7 +57,8 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
 
 /// The same on the server: recorded there, and the server carries the execution on.
 pub async fn remote(client: &Client, args: &Args) -> Result<u8> {
-    let body = opsbook_api::Confirm { step: args.step.clone(), done: !args.not_done, note: args.note.clone() };
+    let params = super::as_json(super::gather_params(&args.params, None, &args.secret)?);
+    let body = opsbook_api::Confirm { step: args.step.clone(), done: !args.not_done, note: args.note.clone(), params };
     let done: opsbook_api::Confirmed =
         client.post(&format!("/api/v1/executions/{}/confirmations", enc(&args.id)), &body).await?;
     if args.output == Output::Json {

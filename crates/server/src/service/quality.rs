@@ -21,15 +21,18 @@ pub async fn confirm(
     let exec = &wait.execution;
     super::may_carry_on(st, ctx, exec).await?;
     let rollback = wait.phase == Phase::Rollback;
+    let secrets: std::collections::BTreeMap<String, opsbook_core::Input> =
+        body.params.iter().map(|(k, v)| (k.clone(), opsbook_core::Input::Value(v.clone()))).collect();
     if rollback {
         // The rollbacks after it must be able to run: refuse before recording anything.
-        st.engine.check_resume(&exec.id, &Default::default(), true).await?;
+        st.engine.check_resume(&exec.id, &secrets, true).await?;
     }
     st.engine.confirm(&wait, ctx.user(), body.done, body.note.clone()).await?;
     let next = if rollback {
         crate::worker::prepare(st, exec)
             .await
             .map_err(|why| ApiError::conflict(format!("cannot prepare the execution: {why}")))?;
+        crate::vault::put(st, &exec.id, &secrets).await?;
         crate::worker::spawn_carry_on(st, exec.clone(), crate::worker::RunKind::Rollback).await;
         "rolling_back"
     } else {

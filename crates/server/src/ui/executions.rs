@@ -155,6 +155,8 @@ struct ManualView {
     rollback: bool,
     instructions: String,
     checklist: Vec<String>,
+    /// For a manual rollback: the secrets the rollbacks after it need again.
+    secrets: Vec<String>,
 }
 
 /// Log lines as HTML, one element each, carrying their sequence number.
@@ -243,7 +245,9 @@ pub async fn page(State(st): State<AppState>, web: Web, Path(id): Path<String>) 
                 w.step.rendered.clone().unwrap_or_default().lines().next().unwrap_or_default().to_string()
             };
             let checklist = crate::service::quality::checklist(&w);
-            Some(ManualView { step: w.step.step_id, rollback, instructions, checklist })
+            let secrets =
+                if rollback { st.engine.secrets_needed(&exec.id, true).await.unwrap_or_default() } else { Vec::new() };
+            Some(ManualView { step: w.step.step_id, rollback, instructions, checklist, secrets })
         }
         _ => None,
     };
@@ -461,7 +465,7 @@ pub async fn confirm(State(st): State<AppState>, Path(id): Path<String>, form: W
             .into());
         }
     }
-    let body = opsbook_api::Confirm { step, done, note: form.text("note") };
+    let body = opsbook_api::Confirm { step, done, note: form.text("note"), params: secrets(&form) };
     crate::service::quality::confirm(&st, &web.ctx, &id, body).await?;
     Ok(back(&form, &id))
 }

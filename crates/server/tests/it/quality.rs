@@ -294,3 +294,39 @@ async fn a_runbook_cannot_be_active_while_its_tests_fail() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_rollback_takes_the_secrets_the_older_rollbacks_need() {
+    let s = Server::start().await;
+    let op = s.token("olga", &["operator", "author"]).await;
+    let m = s.dir.path().display().to_string();
+    let steps = format!(
+        "    - id: open\n      run: \"true\"\n      rollback:\n        run: test {{{{ params.pw }}}} = hunter2 && touch {m}/closed\n    - id: switch\n      run: \"true\"\n      rollback:\n        manual: {{ instructions: \"Switch back by hand\" }}\n    - id: boom\n      run: exit 1\n"
+    );
+    let book = runbook("vaulted", "1.0.0", "  status: active\n", "    pw: { type: secret, required: true }\n", &steps);
+    assert!(s.publish(&op, &book).await.0.is_success());
+    let (_, sub) = s.post("/api/v1/runbooks/vaulted/executions", &op, json!({"params": {"pw": "hunter2"}})).await;
+    let id = sub["id"].as_str().unwrap().to_string();
+    s.wait_for(&id, &op, |d| d["rollback"]["status"] == "waiting").await;
+    let path = format!("/api/v1/executions/{id}/confirmations");
+    // The execution ended: its secrets are gone, and the rollback after the manual one needs one.
+    let (status, body) = s.post(&path, &op, json!({"step": "switch"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["details"][0]["param"], "pw", "{body}");
+    let (status, body) = s.post(&path, &op, json!({"step": "switch", "params": {"pw": "guess"}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("differs from the value the execution started with"),
+        "{body}"
+    );
+    let (_, doc) = s.get(&format!("/api/v1/executions/{id}"), &op).await;
+    assert!(doc["approvals"].as_array().unwrap().is_empty(), "nothing recorded while refused: {doc}");
+    let (status, body) = s.post(&path, &op, json!({"step": "switch", "params": {"pw": "hunter2"}})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    s.wait_for(&id, &op, |d| d["rollback"]["status"] == "succeeded").await;
+    assert!(s.dir.path().join("closed").exists());
+    s.stop().await;
+}
