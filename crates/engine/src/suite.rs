@@ -19,6 +19,8 @@ pub struct CaseResult {
     pub runbook: String,
     pub name: String,
     pub failures: Vec<String>,
+    /// What may be a mistake in the case without failing it: mocks of steps that never ran.
+    pub notes: Vec<String>,
     pub took: Duration,
 }
 
@@ -40,11 +42,12 @@ pub async fn run_tests<S: Store>(
     let mut out = Vec::new();
     for case in rb.tests.iter().chain(extra) {
         let started = Instant::now();
-        let failures = match run_case(store.clone(), config, rb, case, base_dir.clone()).await {
+        let (failures, notes) = match run_case(store.clone(), config, rb, case, base_dir.clone()).await {
             Ok(f) => f,
-            Err(e) => vec![e.to_string()],
+            Err(e) => (vec![e.to_string()], Vec::new()),
         };
-        out.push(CaseResult { runbook: rb.name.clone(), name: case.name.clone(), failures, took: started.elapsed() });
+        let took = started.elapsed();
+        out.push(CaseResult { runbook: rb.name.clone(), name: case.name.clone(), failures, notes, took });
     }
     out
 }
@@ -55,13 +58,16 @@ async fn run_case<S: Store>(
     rb: &Runbook,
     case: &TestCase,
     base_dir: PathBuf,
-) -> crate::Result<Vec<String>> {
+) -> crate::Result<(Vec<String>, Vec<String>)> {
     let inputs: BTreeMap<String, Input> =
         case.params.iter().map(|(k, v)| (k.clone(), Input::Value(v.clone()))).collect();
     let params = match opsbook_core::params::check_values(&rb.params, &inputs) {
         Ok(p) => p,
         Err(errors) => {
-            return Ok(errors.iter().map(|e| format!("parameter `{}`: {}", e.param, e.message)).collect());
+            return Ok((
+                errors.iter().map(|e| format!("parameter `{}`: {}", e.param, e.message)).collect(),
+                Vec::new(),
+            ));
         }
     };
     let config = EngineConfig { mocks: Some(Arc::new(case.mocks.clone())), ..config.clone() };
@@ -148,5 +154,18 @@ async fn run_case<S: Store>(
             failures.push(format!("error: expected it to contain {want:?}, got {got:?}"));
         }
     }
-    Ok(failures)
+    let notes = case
+        .mocks
+        .keys()
+        .filter_map(|id| {
+            let s = steps.iter().find(|s| &s.step_id == id)?;
+            let why = match s.status {
+                StepStatus::Pending => "it never ran",
+                StepStatus::Skipped => "it was skipped",
+                _ => return None,
+            };
+            Some(format!("the mock of step `{id}` was not used ({why})"))
+        })
+        .collect();
+    Ok((failures, notes))
 }

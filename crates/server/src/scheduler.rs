@@ -24,6 +24,34 @@ pub fn next_run(s: &ScheduleRecord, after: i64) -> Option<i64> {
     next_after(&s.cron, &tz, after).ok()
 }
 
+/// The schedules a runbook defines (`spec.schedules`), as published by `actor` at `now`:
+/// ids `NAME#1`, `NAME#2`…, each with its next run.
+pub fn runbook_schedules(rb: &opsbook_core::Runbook, actor: &str, now: i64) -> Vec<ScheduleRecord> {
+    rb.schedules
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut rec = ScheduleRecord {
+                id: format!("{}#{}", rb.name, i + 1),
+                runbook: rb.name.clone(),
+                source: "runbook".into(),
+                cron: s.cron.clone(),
+                timezone: s.timezone.clone(),
+                params: serde_json::to_value(&s.params).unwrap_or_default(),
+                overlap: s.overlap.as_str().into(),
+                missed: s.missed.as_str().into(),
+                created_by: actor.to_string(),
+                created_at: now,
+                next_run_at: None,
+                last_run_at: None,
+                last_result: None,
+            };
+            rec.next_run_at = next_run(&rec, now);
+            rec
+        })
+        .collect()
+}
+
 /// Starts every schedule due at `now`; returns `(schedule id, what happened)`.
 pub async fn tick(state: &AppState, now: i64) -> Vec<(String, String)> {
     let due = match state.store.due_schedules(now).await {

@@ -297,6 +297,7 @@ pub async fn import(store: &AnyStore, args: ImportArgs) -> Result<u8> {
 /// lifecycle transitions and reviews as recorded. Returns the versions written.
 async fn restore(store: &AnyStore, r: &Archived, files: &BTreeMap<String, Vec<u8>>) -> Result<usize> {
     let name = &r.doc.entry.name;
+    let mut newest = None;
     for v in &r.versions {
         let text = String::from_utf8_lossy(&files[&format!("runbooks/{name}/{}.yaml", v.version)]).into_owned();
         let rb = opsbook_core::parse(&text).map_err(|d| anyhow!("v{}: {}", v.version, d[0]))?;
@@ -326,6 +327,12 @@ async fn restore(store: &AnyStore, r: &Archived, files: &BTreeMap<String, Vec<u8
             bundle_sha256: v.bundle_sha256.clone(),
         };
         store.publish(&publish).await?;
+        newest = Some((rb, v.published_by.clone()));
+    }
+    // The schedules its newest version defines, as publishing it would set them.
+    if let Some((rb, by)) = newest {
+        let schedules = opsbook_server::scheduler::runbook_schedules(&rb, &by, opsbook_store::now_ms());
+        store.sync_schedules(name, &schedules).await?;
     }
     for e in r.doc.lifecycle.iter().filter(|e| e.from_status.is_some()) {
         let event = opsbook_store::LifecycleEvent {

@@ -126,6 +126,9 @@ fn print_case(file: &str, r: &CaseResult) {
             say!("       {f}");
         }
     }
+    for n in &r.notes {
+        say!("       {} {n}", style("note:").yellow());
+    }
 }
 
 fn xml(text: &str) -> String {

@@ -247,7 +247,7 @@ fn opsbook_test_runs_cases_without_running_anything() {
     // A test file beside it adds cases, one of them wrong on purpose.
     env.write(
         "app.test.yaml",
-        "tests:\n  - name: wrong on purpose\n    params: { target: dev }\n    expect: { status: succeeded, ran: [build] }\n",
+        "tests:\n  - name: wrong on purpose\n    params: { target: dev }\n    mocks: { notify: { stdout: sent } }\n    expect: { status: succeeded, ran: [build] }\n",
     );
     let started = std::time::Instant::now();
     let o = env.run(&["test", ".", "--junit", "report.xml"]);
@@ -263,6 +263,7 @@ fn opsbook_test_runs_cases_without_running_anything() {
         "{o:?}"
     );
     assert!(o.stdout.ends_with("2 passed, 1 failed\n"), "{o:?}");
+    assert!(o.stdout.contains("note: the mock of step `notify` was not used (it never ran)"), "{o:?}");
     assert!(!env.path("state/opsbook.db").exists(), "nothing was stored");
     let xml = env.read("report.xml");
     assert!(xml.contains("<testsuites name=\"opsbook\" tests=\"3\" failures=\"1\""), "{xml}");
@@ -310,7 +311,8 @@ fn export_and_import_carry_the_registry_to_another_database() {
         "books/web.yaml",
         &runbook("", "    - id: hi\n      run: sh scripts/hello.sh twice\n")
             .replace("name: test", "name: web")
-            .replace("1.0.0", "1.1.0"),
+            .replace("1.0.0", "1.1.0")
+            .replace("spec:\n", "spec:\n  schedules: [ { cron: \"0 3 * * *\", timezone: UTC } ]\n"),
     );
     assert_eq!(client(&env, &srv.url, &author, &["push", "books"]).code, 0);
     let moved = client(&env, &srv.url, &author, &["lifecycle", "web", "deprecated", "--reason", "replaced by web2"]);
@@ -365,6 +367,10 @@ fn export_and_import_carry_the_registry_to_another_database() {
         let reviews = s.reviews(Some("web")).await.unwrap();
         assert_eq!((reviews[0].reviewer.as_str(), reviews[0].note.as_str()), ("ann", "still right"));
         assert!(s.executions(&Default::default()).await.unwrap().is_empty(), "executions are not imported");
+        let schedules = s.schedules().await.unwrap();
+        assert_eq!(schedules.len(), 1, "its own schedule, as publishing sets it: {schedules:?}");
+        assert_eq!((schedules[0].id.as_str(), schedules[0].cron.as_str()), ("web#1", "0 3 * * *"));
+        assert!(schedules[0].next_run_at.is_some());
     });
     // Again: every conflict listed, nothing written.
     let again = env.run(&["--db", other, "import", "registry.tar.gz"]);

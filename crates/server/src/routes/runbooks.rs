@@ -8,7 +8,7 @@ use opsbook_api::{
     Items, LifecycleChange, LifecycleChanged, LifecycleEvent, PublishResult, RunbookDoc, RunbookEntry, VersionDoc,
     VersionEntry,
 };
-use opsbook_store::{Publish, Published, RegistryEntry, RunbookQuery, ScheduleRecord, ServerStore, now_ms};
+use opsbook_store::{Publish, Published, RegistryEntry, RunbookQuery, ServerStore, now_ms};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -162,30 +162,7 @@ pub async fn publish(
     };
     if outcome != Published::Unchanged {
         let now = now_ms();
-        let schedules: Vec<ScheduleRecord> = rb
-            .schedules
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let mut rec = ScheduleRecord {
-                    id: format!("{}#{}", rb.name, i + 1),
-                    runbook: rb.name.clone(),
-                    source: "runbook".into(),
-                    cron: s.cron.clone(),
-                    timezone: s.timezone.clone(),
-                    params: serde_json::to_value(&s.params).unwrap_or_default(),
-                    overlap: s.overlap.as_str().into(),
-                    missed: s.missed.as_str().into(),
-                    created_by: ctx.user().to_string(),
-                    created_at: now,
-                    next_run_at: None,
-                    last_run_at: None,
-                    last_result: None,
-                };
-                rec.next_run_at = crate::scheduler::next_run(&rec, now);
-                rec
-            })
-            .collect();
+        let schedules = crate::scheduler::runbook_schedules(&rb, ctx.user(), now);
         st.store.sync_schedules(&rb.name, &schedules).await?;
         st.audit(ctx.user(), "runbook.publish", &rb.name, &rid, to_value(&doc)).await;
     }
