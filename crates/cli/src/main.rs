@@ -163,6 +163,24 @@ fn quiet_on_broken_pipe() {
 fn main() -> ExitCode {
     quiet_on_broken_pipe();
     let cli = Cli::parse();
+    // Commands that may run steps get a guardian (it kills their process groups if this
+    // process dies); it must be forked now, while this is the only thread.
+    let runs_steps = matches!(
+        cli.command,
+        Command::Run(_)
+            | Command::Test(_)
+            | Command::Approve(_)
+            | Command::Reject(_)
+            | Command::Confirm(_)
+            | Command::Resume(_)
+            | Command::Rollback(_)
+            | Command::Serve(_)
+            | Command::Worker(_)
+    );
+    if runs_steps {
+        // On failure steps get a parent-death signal instead: the same protection, slower.
+        let _ = opsbook_engine::guardian::start();
+    }
     // The server wants every core; a local run is sequential and starts faster on one thread.
     let runtime = if matches!(cli.command, Command::Serve(_) | Command::Worker(_)) {
         tokio::runtime::Builder::new_multi_thread().enable_all().build()

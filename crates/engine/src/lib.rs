@@ -4,7 +4,8 @@
 //! crate runs its own `command` checks). It talks
 //! to storage only through [`opsbook_store::Store`] and to people only through
 //! [`Observer`] and [`ApprovalPrompt`].
-// One audited exception: `process::parent_death_signal` (see ARCHITECTURE.md).
+// Audited exceptions: `process::parent_death_signal` and the guardian's fork (see
+// ARCHITECTURE.md).
 #![deny(unsafe_code)]
 
 pub mod bundle;
@@ -12,6 +13,7 @@ mod cancel;
 mod decide;
 mod error;
 mod feedback;
+pub mod guardian;
 mod kinds;
 mod lines;
 mod logsink;

@@ -51,19 +51,23 @@ fn kill_recorded_group(record: &str) -> bool {
     if pgid <= 1 {
         return false;
     }
+    // A leader that is a zombie is still itself; a group of zombies only (killed at once by
+    // the runner's guardian, not yet reaped) has nothing left to kill.
     let ours = match process_identity(pgid.unsigned_abs()) {
         Some(now) => now == identity,
-        None => group_has_members(pgid),
+        None => true,
     };
-    ours && nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::Signal::SIGKILL).is_ok()
+    ours && group_has_live_members(pgid)
+        && nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::Signal::SIGKILL).is_ok()
 }
 
-/// Whether any process on this machine is in process group `pgid`.
-fn group_has_members(pgid: i32) -> bool {
+/// Whether any process on this machine that is not a zombie is in process group `pgid`.
+fn group_has_live_members(pgid: i32) -> bool {
     let Ok(dir) = std::fs::read_dir("/proc") else { return false };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .any(|pid| stat_field(pid, 2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid))
+    dir.flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()).any(|pid| {
+        stat_field(pid, 2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid)
+            && stat_field(pid, 0).is_some_and(|state| state != "Z" && state != "X")
+    })
 }
 
 /// The owner string of this process: `local:HOST:PID:IDENTITY` (see [`process_identity`]).

@@ -317,31 +317,52 @@ fn a_reused_pid_does_not_keep_an_execution_running() {
     assert_eq!(env.read("undone"), "a\n");
 }
 
-/// kill -9 of the runner: the step's shell dies with it (parent-death signal), and what
-/// else it left running in its process group is killed by the next command, which says
-/// so, before the execution can be resumed or rolled back.
+/// kill -9 of the runner: its guardian process kills the step's whole process group at
+/// once (the shell and what it started in the background); the next command says the
+/// execution was interrupted, and `OPSBOOK_STEP_PARENT_DEATH=recovery` leaves the group
+/// to that command, which kills it and says so.
 #[test]
 fn kill_9_leaves_no_process_running() {
-    let env = Env::new();
-    env.write(
-        "test.yaml",
-        &runbook(
-            "",
-            "    - id: a\n      run: |\n        echo $$ > shell\n        sleep 300 &\n        echo $! > child\n        wait\n",
-        ),
+    let book = runbook(
+        "",
+        "    - id: a\n      run: |\n        echo $$ > shell\n        sleep 300 &\n        echo $! > child\n        wait\n",
     );
-    let mut child = env.spawn(&["run", "test.yaml"]);
-    env.wait_for_file("child");
-    wait_until(|| !env.read("child").trim().is_empty(), "the child's pid");
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let shell: i32 = env.read("shell").trim().parse().unwrap();
-    let orphan: i32 = env.read("child").trim().parse().unwrap();
-    wait_until(|| dead(shell), "the step's shell to die with its runner");
-    assert!(!dead(orphan), "its background child is still running, orphaned");
-    let o = env.run(&["history"]);
-    assert!(o.stderr.contains("was interrupted"), "{o:?}");
-    wait_until(|| dead(orphan), "the orphaned group to be killed");
-    let (e, _) = env.last();
-    assert!(e.error.as_deref().unwrap().contains("processes it left running (step `a`) were killed"), "{e:?}");
+    for leave_to_recovery in [false, true] {
+        let env = Env::new();
+        env.write("test.yaml", &book);
+        let mut cmd = env.cmd(&["run", "test.yaml"]);
+        if leave_to_recovery {
+            cmd.env("OPSBOOK_STEP_PARENT_DEATH", "recovery");
+        }
+        let mut child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        env.wait_for_file("child");
+        wait_until(|| !env.read("child").trim().is_empty(), "the child's pid");
+        let guardian = guardian_of(child.id());
+        assert!(guardian.is_some(), "`opsbook run` has a guardian process");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let shell: i32 = env.read("shell").trim().parse().unwrap();
+        let orphan: i32 = env.read("child").trim().parse().unwrap();
+        if leave_to_recovery {
+            assert!(!dead(shell) && !dead(orphan), "the step's group runs on, orphaned");
+        } else {
+            wait_until(|| dead(shell) && dead(orphan), "the step's group to die with its runner");
+        }
+        wait_until(|| dead(guardian.unwrap()), "the guardian to end after its runner");
+        let o = env.run(&["history"]);
+        assert!(o.stderr.contains("was interrupted"), "{o:?}");
+        wait_until(|| dead(shell) && dead(orphan), "the orphaned group to be killed");
+        let (e, _) = env.last();
+        let error = e.error.as_deref().unwrap();
+        assert_eq!(error.contains("processes it left running (step `a`) were killed"), leave_to_recovery, "{e:?}");
+    }
+}
+
+/// The child of `pid` named `opsbook-guard`, if any.
+fn guardian_of(pid: u32) -> Option<i32> {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    children
+        .split_whitespace()
+        .filter_map(|c| c.parse::<i32>().ok())
+        .find(|c| std::fs::read_to_string(format!("/proc/{c}/comm")).is_ok_and(|name| name.trim() == "opsbook-guard"))
 }
