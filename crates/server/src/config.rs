@@ -52,8 +52,9 @@ pub struct Config {
     pub header_read_timeout: String,
     /// Executions queued at once; past it, submissions get 429 with Retry-After.
     pub max_queued: usize,
-    /// Step shells get a parent-death signal (die at once with a killed server), at
-    /// about 0.6 ms per step; otherwise the next start's recovery kills what is left.
+    /// Steps' process groups die at once with a killed server (its guardian process
+    /// kills them; a parent-death signal when there is none); otherwise the next
+    /// start's recovery kills what is left.
     pub step_parent_death_signal: bool,
     /// Failed authentications per client address and minute answered 401; more get 429
     /// (0: never). Behind a proxy every client shares its address: raise it there.
@@ -195,8 +196,8 @@ max_queued = 10000
 auth_failures_per_minute = 60
 
 # If this server is killed (kill -9), its running steps' processes are killed when it
-# starts again (their process groups are on record). With this on, step shells also die
-# at once with it, at about 0.6 ms more per step (spawning forks instead of vforking).
+# starts again (their process groups are on record). With this on, their process groups
+# also die at once with it, killed by its guardian process (two small pipe writes a step).
 step_parent_death_signal = false
 
 # Notifications on execution events: started, resumed, succeeded, failed, cancelled,
