@@ -143,7 +143,7 @@ fn outputs_conditions_and_templates_flow_between_steps() {
     let env = Env::new();
     let book = runbook(
         "    env: { type: enum, values: [staging, production], required: true }\n",
-        "    - id: make\n      run: |\n        echo \"port=8080\" >> \"$OPSBOOK_OUTPUT\"\n        printf 'notes<<EOT\\nline one\\nline two\\nEOT\\n' >> \"$OPSBOOK_OUTPUT\"\n    - id: prod_only\n      when: \"params.env == 'production'\"\n      run: touch prod\n    - id: use\n      run: echo {{ steps.make.outputs.port }} {{ steps.make.status }} {{ steps.prod_only.status }} {{ execution.id }} > used; echo {{ steps.make.outputs.notes }} > notes\n",
+        "    - id: make\n      run: |\n        echo \"port=8080\" >> \"$OPSBOOK_OUTPUT\"\n        printf 'notes<<EOT\\nline one\\nline two\\nEOT\\n' >> \"$OPSBOOK_OUTPUT\"\n    - id: prod_only\n      when: \"params.env == 'production'\"\n      run: touch prod\n    - id: use\n      run: echo {{ steps.make.outputs.port }} {{ steps.make.status }} {{ steps.prod_only.status }} {{ execution.id }} > used; echo {{ steps.make.outputs.notes }} > notes\n    - id: by_env\n      env:\n        PORT: \"{{ steps.make.outputs.port }}\"\n      run: echo \"port $PORT\" | tee by_env; echo {{ params.env }}\n      validate:\n        - output_contains: \"{{ steps.make.outputs.port }}\"\n",
     );
     let out = env.run_book(&book, &["-p", "env=staging", "--output", "json"]);
     assert_eq!(out.code, 0, "{out:?}");
@@ -152,6 +152,9 @@ fn outputs_conditions_and_templates_flow_between_steps() {
     assert!(!env.path("prod").exists());
     assert_eq!(env.read("used"), format!("8080 succeeded skipped {}\n", doc["id"].as_str().unwrap()));
     assert_eq!(env.read("notes"), "line one\nline two\n");
+    // Templates outside the script (env, validations) see the steps too.
+    assert_eq!(env.read("by_env"), "port 8080\n");
+    assert_eq!(doc["steps"][3]["status"], "succeeded");
 }
 
 #[test]

@@ -20,7 +20,10 @@ use crate::runner::Run;
 
 /// What a step is about to do, as shown and stored (secrets masked).
 pub(crate) fn display<S: Store>(run: &Run<'_, '_, S>, step: &Step) -> Option<String> {
-    let ctx = run.context(true);
+    let ctx = match &step.kind {
+        StepKind::Run(script) => run.context_for(true, &[&script.template]),
+        _ => run.context(true),
+    };
     let text = match &step.kind {
         StepKind::Run(script) => template::render_shell(&script.template, &ctx).ok()?,
         StepKind::Http(h) => format!("{} {}", h.method.as_str(), template::render_plain(&h.url.value, &ctx).ok()?),

@@ -37,7 +37,7 @@ pub(crate) async fn attempt<S: Store>(
     script: &Script,
     attempt: u32,
 ) -> Result<AttemptResult> {
-    let text = match template::render_shell(&script.template, &run.context(false)) {
+    let text = match template::render_shell(&script.template, &run.context_for(false, &[&script.template])) {
         Ok(t) => t,
         Err(e) => return Ok(AttemptResult::fatal(format!("run: {e}"))),
     };
@@ -55,7 +55,15 @@ pub(crate) async fn attempt<S: Store>(
 }
 
 pub(crate) async fn exec_script<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptRun<'_>) -> Result<AttemptResult> {
-    let ctx = run.context(false);
+    // The templates rendered here: the script's environment and `output_contains` checks.
+    let templates: Vec<&str> = (sr.validations.iter())
+        .filter_map(|v| match v {
+            CheckedValidation::OutputContains(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .chain(sr.script.env.values().map(String::as_str))
+        .collect();
+    let ctx = run.context_for(false, &templates);
     let mut validations = Vec::with_capacity(sr.validations.len());
     for v in sr.validations {
         validations.push(match v {

@@ -193,12 +193,31 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
     }
 
     /// What templates see. `masked`: secrets replaced, for display.
-    pub fn context(&self, masked: bool) -> Context {
-        let params = if masked {
+    /// [`Run::context`] for rendering `templates` only: the finished steps (rebuilt for
+    /// every context, so a cost that grows with the runbook) are left out when none of
+    /// them names `steps`.
+    pub fn context_for(&self, masked: bool, templates: &[&str]) -> Context {
+        if templates.iter().any(|t| t.contains("steps")) {
+            return self.context(masked);
+        }
+        Context {
+            params: self.params_value(masked),
+            steps: Default::default(),
+            execution_id: self.exec.id.clone(),
+            placeholders: false,
+        }
+    }
+
+    fn params_value(&self, masked: bool) -> serde_json::Value {
+        if masked {
             self.params.masked()
         } else {
             serde_json::Value::Object(self.params.values.clone().into_iter().collect())
-        };
+        }
+    }
+
+    pub fn context(&self, masked: bool) -> Context {
+        let params = self.params_value(masked);
         let steps = self
             .steps
             .iter()
