@@ -22,7 +22,6 @@ static GUARDIAN: OnceLock<Guardian> = OnceLock::new();
 #[derive(Debug)]
 pub struct Guardian {
     pipe: io::PipeWriter,
-    pid: i32,
 }
 
 /// Starts the guardian of this process's steps. Call it early in `main`, before any
@@ -44,9 +43,9 @@ pub fn start() -> io::Result<()> {
             drop(writer);
             guard(reader.into())
         }
-        ForkResult::Parent { child } => {
+        ForkResult::Parent { .. } => {
             drop(reader);
-            let _ = GUARDIAN.set(Guardian { pipe: writer, pid: child.as_raw() });
+            let _ = GUARDIAN.set(Guardian { pipe: writer });
             Ok(())
         }
     }
@@ -58,11 +57,6 @@ pub fn get() -> Option<&'static Guardian> {
 }
 
 impl Guardian {
-    /// The guardian's process id.
-    pub fn pid(&self) -> i32 {
-        self.pid
-    }
-
     /// From now on the group dies with the runner.
     pub fn watch(&self, pgid: i32) {
         self.send(b'+', pgid);

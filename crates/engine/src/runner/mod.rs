@@ -192,32 +192,32 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         }));
     }
 
-    /// What templates see. `masked`: secrets replaced, for display.
     /// [`Run::context`] for rendering `templates` only: the finished steps (rebuilt for
     /// every context, so a cost that grows with the runbook) are left out when none of
     /// them names `steps`.
     pub fn context_for(&self, masked: bool, templates: &[&str]) -> Context {
-        if templates.iter().any(|t| t.contains("steps")) {
-            return self.context(masked);
-        }
-        Context {
-            params: self.params_value(masked),
-            steps: Default::default(),
-            execution_id: self.exec.id.clone(),
-            placeholders: false,
-        }
+        self.context_with(masked, templates.iter().any(|t| t.contains("steps")))
     }
 
-    fn params_value(&self, masked: bool) -> serde_json::Value {
-        if masked {
+    /// What templates see. `masked`: secrets replaced, for display.
+    pub fn context(&self, masked: bool) -> Context {
+        self.context_with(masked, true)
+    }
+
+    fn context_with(&self, masked: bool, with_steps: bool) -> Context {
+        let params = if masked {
             self.params.masked()
         } else {
             serde_json::Value::Object(self.params.values.clone().into_iter().collect())
+        };
+        if !with_steps {
+            return Context {
+                params,
+                steps: Default::default(),
+                execution_id: self.exec.id.clone(),
+                placeholders: false,
+            };
         }
-    }
-
-    pub fn context(&self, masked: bool) -> Context {
-        let params = self.params_value(masked);
         let steps = self
             .steps
             .iter()
