@@ -1,11 +1,13 @@
 //! The embedded SQLite backend of the storage traits (WAL mode, versioned migrations).
 //! Architecture invariant: with the other backends, the only crates that know SQL.
 //!
-//! One connection behind a mutex, used synchronously: every call is a few tens of
-//! microseconds, and a step costs one commit, so a hand-off to a database thread per
-//! query would cost more than the query (see ARCHITECTURE.md).
+//! One writing connection behind a mutex, used synchronously: every call is a few tens
+//! of microseconds, and a step costs one commit, so a hand-off to a database thread per
+//! query would cost more than the query (see ARCHITECTURE.md). A server also reads
+//! through a pool of read-only connections ([`SqliteStore::read_pool`]): in WAL mode they
+//! read beside the writer, so listing executions does not hold up the workers.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -77,11 +79,66 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("../migrations/sqlite/0011_runbook_status_index.sql")),
     (12, include_str!("../migrations/sqlite/0012_execution_secrets.sql")),
     (13, include_str!("../migrations/sqlite/0013_quality.sql")),
+    (14, include_str!("../migrations/sqlite/0014_claim_index.sql")),
 ];
 
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    readers: Arc<Readers>,
+}
+
+/// Read-only connections to the same file, opened when needed and kept for reuse.
+struct Readers {
+    /// The database file; `None` in memory, where reads use the writer.
+    path: Option<PathBuf>,
+    /// How many idle connections to keep; 0 (the default): reads use the writer.
+    keep: std::sync::atomic::AtomicUsize,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    fn new(path: Option<PathBuf>) -> Arc<Readers> {
+        Arc::new(Readers { path, keep: 0.into(), idle: Mutex::new(Vec::new()) })
+    }
+
+    fn open(path: &Path) -> Result<Connection> {
+        use rusqlite::OpenFlags;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(path, flags).db()?;
+        conn.busy_timeout(Duration::from_secs(10)).db()?;
+        Ok(conn)
+    }
+}
+
+/// A connection to read with: one of the pool's, given back when dropped, or the writer.
+pub(crate) enum Reader<'a> {
+    Pooled(Option<Connection>, &'a Readers),
+    Writer(MutexGuard<'a, Connection>),
+}
+
+impl std::ops::Deref for Reader<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        match self {
+            Reader::Pooled(c, _) => c.as_ref().expect("a pooled connection is held until dropped"),
+            Reader::Writer(c) => c,
+        }
+    }
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        if let Reader::Pooled(conn, readers) = self
+            && let Some(conn) = conn.take()
+        {
+            let mut idle = readers.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < readers.keep.load(std::sync::atomic::Ordering::Relaxed) {
+                idle.push(conn);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -108,9 +165,17 @@ impl SqliteStore {
         // would cost more than the command. SQLite's automatic checkpoints (every 1000
         // pages) keep the WAL bounded instead.
         conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true).db()?;
-        let store = SqliteStore { conn: Arc::new(Mutex::new(conn)) };
+        let store = SqliteStore { conn: Arc::new(Mutex::new(conn)), readers: Readers::new(Some(path.to_path_buf())) };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Lets reads go through up to `keep` idle read-only connections (more are opened
+    /// while more threads read at once) instead of waiting for the writer: for a server,
+    /// whose clients read while its workers write. A CLI command, which reads and
+    /// writes in turn, is better off with the one connection it has (the default).
+    pub fn read_pool(&self, keep: usize) {
+        self.readers.keep.store(keep, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// A database in memory, gone when the store is dropped: for runbook tests, which
@@ -118,9 +183,29 @@ impl SqliteStore {
     pub fn in_memory() -> Result<SqliteStore> {
         let conn = Connection::open_in_memory().db()?;
         conn.pragma_update(None, "foreign_keys", "ON").db()?;
-        let store = SqliteStore { conn: Arc::new(Mutex::new(conn)) };
+        let store = SqliteStore { conn: Arc::new(Mutex::new(conn)), readers: Readers::new(None) };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// A connection for a read-only query: from the read pool when there is one (a read
+    /// that cannot open a connection of its own falls back to the writer), else the writer.
+    /// In WAL mode every read sees every commit made before it began, on any connection.
+    pub(crate) fn reader(&self) -> Reader<'_> {
+        let readers = &*self.readers;
+        let Some(path) =
+            readers.path.as_deref().filter(|_| readers.keep.load(std::sync::atomic::Ordering::Relaxed) > 0)
+        else {
+            return Reader::Writer(self.conn());
+        };
+        let pooled = readers.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match pooled.map(Ok).unwrap_or_else(|| Readers::open(path)) {
+            Ok(conn) => Reader::Pooled(Some(conn), readers),
+            Err(e) => {
+                tracing::warn!(%e, "cannot open a read connection; reading through the writer");
+                Reader::Writer(self.conn())
+            }
+        }
     }
 
     pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -210,9 +295,15 @@ mod tests {
         }
     }
 
-    /// SQLite passes the suite every backend must pass.
+    /// SQLite passes the suite every backend must pass: as the CLI uses it (one
+    /// connection) and as a server does (reads through a pool of read-only connections).
     #[test]
     fn sqlite_passes_the_conformance_suite() {
+        conformance(0);
+        conformance(2);
+    }
+
+    fn conformance(read_pool: usize) {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let made = Mutex::new(Vec::<PathBuf>::new());
@@ -221,9 +312,44 @@ mod tests {
                 let mut made = made.lock().unwrap();
                 let path = dir.path().join(format!("{}.db", made.len()));
                 made.push(path.clone());
-                async move { SqliteStore::open(&path).await.unwrap() }
+                async move {
+                    let store = SqliteStore::open(&path).await.unwrap();
+                    store.read_pool(read_pool);
+                    store
+                }
             },
             |_| SqliteTamper(made.lock().unwrap().last().cloned().unwrap()),
         ));
+    }
+
+    /// With a read pool, a read does not wait for the writer: it answers while another
+    /// thread holds the writing connection, and sees what was committed before it.
+    #[test]
+    fn reads_go_beside_a_busy_writer() {
+        use opsbook_store::Store;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = rt.block_on(SqliteStore::open(&dir.path().join("r.db"))).unwrap();
+        store.read_pool(2);
+        let rb = opsbook_store::RunbookVersion {
+            sha256: "abc".into(),
+            name: "book".into(),
+            version: "1.0.0".into(),
+            content: "x".into(),
+            created_at: 1,
+        };
+        rt.block_on(store.save_runbook(&rb)).unwrap();
+        let writer = store.conn();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reading = store.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let _ = tx.send(rt.block_on(reading.runbook("abc")).map(|r| r.name));
+        });
+        let read = rx.recv_timeout(std::time::Duration::from_secs(5)).expect("the read waited for the writer");
+        assert_eq!(read.unwrap(), "book");
+        drop(writer);
+        // The pool keeps the connection it opened for the next read.
+        assert_eq!(store.readers.idle.lock().unwrap().len(), 1);
     }
 }

@@ -31,7 +31,7 @@ fn feedback_from(row: &rusqlite::Row<'_>, at: usize) -> Result<Feedback> {
 }
 
 pub(crate) fn feedback(s: &SqliteStore, execution_id: &str) -> Result<Vec<Feedback>> {
-    let conn = s.conn();
+    let conn = s.reader();
     let mut stmt = conn
         .prepare_cached(
             "SELECT execution_id, user_name, rating, comment, at FROM execution_feedback \
@@ -42,7 +42,7 @@ pub(crate) fn feedback(s: &SqliteStore, execution_id: &str) -> Result<Vec<Feedba
 }
 
 pub(crate) fn feedback_since(s: &SqliteStore, since: i64, runbook: Option<&str>) -> Result<Vec<(String, Feedback)>> {
-    let conn = s.conn();
+    let conn = s.reader();
     let mut stmt = conn
         .prepare_cached(
             "SELECT e.runbook_name, f.execution_id, f.user_name, f.rating, f.comment, f.at \
@@ -64,7 +64,7 @@ pub(crate) fn add_review(s: &SqliteStore, r: &Review) -> Result<()> {
 }
 
 pub(crate) fn reviews(s: &SqliteStore, name: Option<&str>) -> Result<Vec<Review>> {
-    let conn = s.conn();
+    let conn = s.reader();
     let mut stmt = conn
         .prepare_cached(
             "SELECT name, version, reviewer, note, at FROM runbook_reviews \

@@ -163,19 +163,19 @@ impl SqliteStore {
             args.push(Box::new(tag.clone()));
         }
         sql.push_str(" ORDER BY name");
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(&sql).db()?;
         collect(&mut stmt, params_from_iter(args.iter()), entry_from)
     }
 
     pub(crate) fn registry_entry_now(&self, name: &str) -> Result<RegistryEntry> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(&format!("SELECT {ENTRY_COLUMNS} FROM runbooks WHERE name = ?")).db()?;
         collect(&mut stmt, [name], entry_from)?.pop().ok_or_else(|| Error::NotFound(format!("runbook `{name}`")))
     }
 
     pub(crate) fn registry_versions_now(&self, name: &str) -> Result<Vec<PublishedVersion>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT name, version, sha256, published_by, published_at, bundle_sha256 FROM registry_versions WHERE name = ? \
@@ -190,7 +190,7 @@ impl SqliteStore {
     }
 
     pub(crate) fn registry_version_now(&self, name: &str, version: &str) -> Result<(PublishedVersion, String)> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT r.name, r.version, r.sha256, r.published_by, r.published_at, r.bundle_sha256, v.content \
@@ -216,6 +216,6 @@ impl SqliteStore {
     }
 
     pub(crate) fn bundle_now(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
-        self.conn().query_row("SELECT content FROM bundles WHERE sha256 = ?", [sha256], |r| r.get(0)).optional().db()
+        self.reader().query_row("SELECT content FROM bundles WHERE sha256 = ?", [sha256], |r| r.get(0)).optional().db()
     }
 }

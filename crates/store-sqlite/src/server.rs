@@ -143,7 +143,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn lifecycle_events(&self, name: &str) -> Result<Vec<LifecycleEvent>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(
             "SELECT name, from_status, to_status, actor, reason, at FROM lifecycle_events WHERE name = ? ORDER BY at, rowid",
         ).db()?;
@@ -240,7 +240,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn count_queued(&self) -> Result<i64> {
-        self.conn()
+        self.reader()
             .prepare_cached("SELECT COUNT(*) FROM executions WHERE status = ?")
             .db()?
             .query_row([ExecStatus::Queued.as_str()], |r| r.get(0))
@@ -248,14 +248,14 @@ impl ServerStore for SqliteStore {
     }
 
     async fn count_by_status(&self) -> Result<Vec<(String, i64)>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt =
             conn.prepare_cached("SELECT status, COUNT(*) FROM executions GROUP BY status ORDER BY status").db()?;
         collect(&mut stmt, [], |row| Ok((row.get(0).db()?, row.get(1).db()?)))
     }
 
     async fn count_waiting(&self) -> Result<(i64, i64)> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn
             .prepare_cached(
                 // A gate poll leaves the execution `waiting`, so polled waits count too.
@@ -275,7 +275,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn expired_waits(&self, now: i64) -> Result<Vec<(String, bool)>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn
             .prepare_cached(
                 // Due (or asked to cancel), not held by anyone; the longest overdue first, so
@@ -307,7 +307,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn schedules(&self) -> Result<Vec<ScheduleRecord>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt =
             conn.prepare_cached(&format!("SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY runbook, id")).db()?;
         collect(&mut stmt, [], schedule_from)
@@ -324,7 +324,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn due_schedules(&self, now: i64) -> Result<Vec<ScheduleRecord>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE next_run_at IS NOT NULL AND next_run_at <= ? ORDER BY next_run_at"
         )).db()?;
@@ -343,7 +343,7 @@ impl ServerStore for SqliteStore {
 
     async fn has_active_execution(&self, actor: &str) -> Result<bool> {
         let n: i64 = self
-            .conn()
+            .reader()
             .query_row(
                 "SELECT COUNT(*) FROM executions WHERE actor = ? AND status IN (?, ?, ?)",
                 [actor, ExecStatus::Queued.as_str(), ExecStatus::Running.as_str(), ExecStatus::Waiting.as_str()],
@@ -354,7 +354,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn analytics_rows(&self, since: i64, runbook: Option<&str>) -> Result<Vec<AnalyticsRow>> {
-        let conn = self.conn();
+        let conn = self.reader();
         // Two statements, so that one runbook's rows come through its index.
         let columns = "SELECT runbook_name, status, actor, created_at, started_at, finished_at, rollback_status \
                        FROM executions WHERE created_at >= ?1";
@@ -398,7 +398,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn notifications(&self, execution_id: &str) -> Result<Vec<NotificationAttempt>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(
             "SELECT delivery_id, execution_id, event, rule, attempt, status_code, error, at FROM notification_attempts \
              WHERE execution_id = ? ORDER BY id",
@@ -438,7 +438,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn token(&self, id: &str) -> Result<Option<(Token, String)>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT id, user_name, roles, created_at, expires_at, revoked_at, last_used_at, hash \
@@ -458,7 +458,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn tokens(&self) -> Result<Vec<Token>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(
             "SELECT id, user_name, roles, created_at, expires_at, revoked_at, last_used_at FROM api_tokens ORDER BY created_at",
         ).db()?;
@@ -489,7 +489,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn sealed_secrets(&self, execution_id: &str) -> Result<Option<SealedSecrets>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT execution_id, key_id, nonce, ciphertext, created_at FROM execution_secrets \
@@ -537,7 +537,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn session(&self, hash: &str) -> Result<Option<WebSession>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn
             .prepare_cached("SELECT hash, token_id, created_at, expires_at, ended_at FROM web_sessions WHERE hash = ?")
             .db()?;
@@ -621,13 +621,13 @@ impl ServerStore for SqliteStore {
         }
         sql.push_str(" ORDER BY seq LIMIT ?");
         args.push(Box::new(if f.limit > 0 { f.limit } else { 100 }));
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(&sql).db()?;
         collect(&mut stmt, params_from_iter(args.iter()), audit_from)
     }
 
     async fn verify_audit(&self) -> Result<std::result::Result<i64, String>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare(
             "SELECT seq, at, actor, action, target, request_id, details, prev_hash, hash FROM audit_log ORDER BY seq",
         ).db()?;

@@ -29,7 +29,7 @@ impl Store for SqliteStore {
     }
 
     async fn runbook(&self, sha256: &str) -> Result<RunbookVersion> {
-        self.conn()
+        self.reader()
             .prepare_cached("SELECT sha256, name, version, content, created_at FROM runbook_versions WHERE sha256 = ?")
             .db()?
             .query_row([sha256], |r| {
@@ -156,7 +156,7 @@ impl Store for SqliteStore {
     }
 
     async fn execution(&self, id: &str) -> Result<Execution> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut exact =
             conn.prepare_cached(&format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?")).db()?;
         if let Some(e) = collect(&mut exact, [id], execution_from)?.pop() {
@@ -179,7 +179,7 @@ impl Store for SqliteStore {
     }
 
     async fn steps(&self, execution_id: &str) -> Result<Vec<StepRecord>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn
             .prepare_cached(&format!("SELECT {STEP_COLUMNS} FROM execution_steps WHERE execution_id = ? ORDER BY idx"))
             .db()?;
@@ -187,7 +187,7 @@ impl Store for SqliteStore {
     }
 
     async fn attempts(&self, execution_id: &str) -> Result<Vec<Attempt>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT execution_id, step_id, phase, attempt, status, exit_code, started_at, finished_at, error \
@@ -236,13 +236,13 @@ impl Store for SqliteStore {
         }
         sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ?");
         args.push(Box::new(if f.limit > 0 { f.limit } else { 20 }));
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(&sql).db()?;
         collect(&mut stmt, params_from_iter(args.iter()), execution_from)
     }
 
     async fn logs(&self, q: &LogQuery) -> Result<Vec<LogLine>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT execution_id, seq, step_id, phase, attempt, stream, ts, line FROM execution_logs \
@@ -267,7 +267,7 @@ impl Store for SqliteStore {
 
     async fn last_log_seq(&self, execution_id: &str) -> Result<i64> {
         let seq: Option<i64> = self
-            .conn()
+            .reader()
             .prepare_cached("SELECT MAX(seq) FROM execution_logs WHERE execution_id = ?")
             .db()?
             .query_row([execution_id], |r| r.get(0))
@@ -302,7 +302,7 @@ impl Store for SqliteStore {
     }
 
     async fn approvals(&self, execution_id: &str) -> Result<Vec<Approval>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT execution_id, step_id, approver, decision, comment, created_at, phase FROM approvals \
@@ -391,7 +391,7 @@ impl Store for SqliteStore {
     }
 
     async fn processes(&self, execution_id: &str) -> Result<Vec<(String, String)>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(
             "SELECT step_id, process FROM execution_steps WHERE execution_id = ? AND process IS NOT NULL ORDER BY idx",
         ).db()?;
@@ -408,7 +408,7 @@ impl Store for SqliteStore {
     }
 
     async fn running(&self) -> Result<Vec<Execution>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn
             .prepare_cached(&format!(
                 "SELECT {EXECUTION_COLUMNS} FROM executions \
