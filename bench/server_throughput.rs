@@ -240,7 +240,7 @@ impl Figures {
         }
         if let Some((name, base)) = base {
             let share = 100.0 * self.rate / base.rate.max(0.001);
-            println!("    {:<21} {share:>8.0} %", format!("completions vs {name}"));
+            println!("    {:<24} {share:>5.0} %", format!("completions vs {name}"));
         }
     }
 }

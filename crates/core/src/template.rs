@@ -237,8 +237,22 @@ fn describe(err: &Error) -> String {
     msg
 }
 
+/// The output of a template with no tags (`{{`, `{%`, `{#`) in it, without compiling
+/// it: the text, less one trailing newline, as the engine renders it. Most `run`
+/// scripts have none, and compiling one costs more than running the step's shell.
+fn untemplated(template: &str) -> Option<String> {
+    if template.contains("{{") || template.contains("{%") || template.contains("{#") {
+        return None;
+    }
+    let text = template.strip_suffix("\r\n").or_else(|| template.strip_suffix('\n')).unwrap_or(template);
+    Some(text.to_string())
+}
+
 /// Renders a shell script: every interpolated value is written for its shell context.
 pub fn render_shell(template: &str, ctx: &Context) -> Result<String, String> {
+    if let Some(text) = untemplated(template) {
+        return Ok(text);
+    }
     let (source, plans) = plan_shell(template)?;
     let root = ctx.to_value(Some(plans));
     shell_env().render_str(&source, root).map_err(|e| describe(&e))
@@ -246,6 +260,9 @@ pub fn render_shell(template: &str, ctx: &Context) -> Result<String, String> {
 
 /// Renders text that no shell reads (URLs, messages, environment values).
 pub fn render_plain(template: &str, ctx: &Context) -> Result<String, String> {
+    if let Some(text) = untemplated(template) {
+        return Ok(text);
+    }
     plain_env().render_str(template, ctx.to_value(None)).map_err(|e| describe(&e))
 }
 
@@ -376,6 +393,24 @@ mod tests {
 
     fn ctx(params: serde_json::Value) -> Context {
         Context { params, execution_id: "EX1".into(), ..Context::default() }
+    }
+
+    /// A template without tags skips the template engine, and comes out as the engine
+    /// would render it (one trailing newline dropped, the rest as written).
+    #[test]
+    fn text_without_tags_renders_as_the_engine_would() {
+        let c = ctx(serde_json::json!({}));
+        for text in
+            ["", "true", "true\n", "a\n\n", "a\r\n", "\n", "echo '}}' {x} { {\n", "  spaced  \n\t", "x\r\n\r\n", "é\n"]
+        {
+            let engine = plain_env().render_str(text, c.to_value(None)).unwrap();
+            assert_eq!(untemplated(text).as_deref(), Some(engine.as_str()), "{text:?}");
+            assert_eq!(render_shell(text, &c).unwrap(), engine, "{text:?}");
+            assert_eq!(render_plain(text, &c).unwrap(), engine, "{text:?}");
+        }
+        for tagged in ["{{ 1 }}", "a {% if true %}b{% endif %}", "{# note #}x"] {
+            assert_eq!(untemplated(tagged), None, "{tagged:?}");
+        }
     }
 
     #[test]
