@@ -16,10 +16,9 @@ fn crashing_book(idempotent: bool) -> String {
 
 fn crash(env: &Env) -> String {
     let mut child = env.spawn(&["run", "test.yaml"]);
-    env.wait_for_file("pid");
+    let pid = env.wait_for_pid("pid");
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
-    let pid: i32 = env.read("pid").trim().parse().unwrap();
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
     wait_until(|| dead(pid), "the orphaned step to die");
     let s = env.store();
@@ -335,14 +334,12 @@ fn kill_9_leaves_no_process_running() {
             cmd.env("OPSBOOK_STEP_PARENT_DEATH", "recovery");
         }
         let mut child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
-        env.wait_for_file("child");
-        wait_until(|| !env.read("child").trim().is_empty(), "the child's pid");
+        let orphan = env.wait_for_pid("child");
         let guardian = guardian_of(child.id());
         assert!(guardian.is_some(), "`opsbook run` has a guardian process");
         child.kill().unwrap();
         child.wait().unwrap();
         let shell: i32 = env.read("shell").trim().parse().unwrap();
-        let orphan: i32 = env.read("child").trim().parse().unwrap();
         if leave_to_recovery {
             assert!(!dead(shell) && !dead(orphan), "the step's group runs on, orphaned");
         } else {

@@ -111,6 +111,15 @@ impl Env {
         let p = self.path(name);
         wait_until(|| p.exists(), &format!("{name} to appear"));
     }
+
+    /// Waits for a file a step writes a process id into (`echo $$ > name`): the shell
+    /// creates the file before it writes the number.
+    pub fn wait_for_pid(&self, name: &str) -> i32 {
+        let p = self.path(name);
+        let read = || std::fs::read_to_string(&p).ok().and_then(|t| t.trim().parse().ok());
+        wait_until(|| read().is_some(), &format!("a process id in {name}"));
+        read().expect("a process id, read just now")
+    }
 }
 
 /// Runs another program with the environment `Env::cmd` sets up.

@@ -101,10 +101,17 @@ async fn webhooks_are_signed_retried_and_recorded() {
     }
     assert_eq!(slack_events[0]["blocks"][1]["fields"][2]["text"], "*Actor*\nolga");
 
-    // Every attempt is on record: for the webhook, two 500s and a 200 for one event.
-    let attempts = s.store.notifications(&id).await.unwrap();
-    let hook_attempts: Vec<(i64, Option<i64>)> =
-        attempts.iter().filter(|a| a.rule == "hook").map(|a| (a.attempt, a.status_code)).collect();
+    // Every attempt is on record: for the webhook, two 500s and a 200 for one event. (An
+    // attempt is recorded once its answer is in, just after the receiver counted it.)
+    let hook_attempts = |attempts: &[opsbook_store::NotificationAttempt]| -> Vec<(i64, Option<i64>)> {
+        attempts.iter().filter(|a| a.rule == "hook").map(|a| (a.attempt, a.status_code)).collect()
+    };
+    let mut attempts = s.store.notifications(&id).await.unwrap();
+    while hook_attempts(&attempts).len() < 4 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        attempts = s.store.notifications(&id).await.unwrap();
+    }
+    let hook_attempts = hook_attempts(&attempts);
     assert_eq!(hook_attempts.len(), 4, "{attempts:?}");
     assert_eq!(hook_attempts.iter().filter(|(_, c)| *c == Some(500)).count(), 2);
     assert_eq!(hook_attempts.iter().filter(|(_, c)| *c == Some(200)).count(), 2);

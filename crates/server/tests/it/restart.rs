@@ -31,11 +31,14 @@ async fn shutdown_lets_steps_finish_then_interrupts_the_rest() {
     let id = sub["id"].as_str().unwrap().to_string();
     let pid_file = s.dir.path().join("pid");
     let start = Instant::now();
-    while !pid_file.exists() {
+    // The shell creates the file before it writes the number: wait for the number.
+    let pid: i32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file).ok().and_then(|t| t.trim().parse().ok()) {
+            break pid;
+        }
         assert!(start.elapsed() < Duration::from_secs(20), "the step did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    };
     let store = s.store.clone();
     let dir = s.stop_keep_dir().await;
     let e = store.execution(&id).await.unwrap();
