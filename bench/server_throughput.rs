@@ -3,7 +3,7 @@
 //!
 //! Starts a server in this process (release build, a temporary SQLite file), publishes a
 //! one-step runbook (`true`), then N concurrent clients submit executions for a bounded
-//! time, three times: alone; beside READERS clients listing and reading executions
+//! time, in four phases: alone; beside READERS clients listing and reading executions
 //! (READ_RATE requests/s in all; by default 1,600, a load under which workers once starved); and
 //! beside STREAMS executions that run all along, first without, then with an event stream
 //! (SSE) open on each. Each phase has a server of its own and waits until its executions
@@ -99,6 +99,8 @@ struct Figures {
     drained_after: f64,
     /// Reads per second while it ran, or streams open.
     side: Option<(&'static str, f64)>,
+    /// The size of the database's write-ahead log at the end (checkpoints keep up).
+    wal: u64,
 }
 
 impl Bench {
@@ -133,9 +135,10 @@ impl Bench {
         loop {
             let counts = self.store.count_by_status().await.expect("counts");
             let count = |status: &str| counts.iter().filter(|(s, _)| s == status).map(|(_, n)| *n).sum::<i64>();
-            if (count("queued") == 0 && count("running") <= held as i64) || Instant::now() > drain_deadline {
+            if count("queued") == 0 && count("running") <= held as i64 {
                 break;
             }
+            assert!(Instant::now() < drain_deadline, "the executions did not finish within 120 s: {counts:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let drained_after = started.elapsed().as_secs_f64();
@@ -164,7 +167,9 @@ impl Bench {
             }
         }
         server.stop().await;
+        let wal = std::fs::metadata(self.dir.path().join("bench.db-wal")).map_or(0, |m| m.len());
         Figures {
+            wal,
             submitted: latencies.len(),
             submit_window,
             completed,
@@ -211,9 +216,10 @@ impl Bench {
         loop {
             let counts = self.store.count_by_status().await.expect("counts");
             let running: i64 = counts.iter().filter(|(s, _)| s == "running").map(|(_, n)| n).sum();
-            if running >= n as i64 || Instant::now() > deadline {
+            if running >= n as i64 {
                 return ids;
             }
+            assert!(Instant::now() < deadline, "only {running} of {n} held executions run after 60 s");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -233,6 +239,7 @@ impl Figures {
         let mean = self.overhead.iter().sum::<f64>() / self.overhead.len().max(1) as f64;
         println!("    engine overhead mean  {mean:>8.2} ms per execution beyond its step (ms-resolution timestamps)");
         println!("    all done after        {:>8.1} s", self.drained_after);
+        println!("    WAL file at the end   {:>8.1} MB", self.wal as f64 / 1e6);
         match self.side {
             Some(("reads", rate)) => println!("    reads                 {rate:>8.0}/s"),
             Some((what, n)) => println!("    {what:<21} {n:>8.0}"),

@@ -31,16 +31,15 @@ pub fn read_until(
                 if let Some(t) = &mut tick {
                     t.tick().await;
                 }
-                let Ok(r) = http.get(format!("{url}/api/v1/executions?limit=50")).bearer_auth(&token).send().await
-                else {
-                    continue;
-                };
+                let list = http.get(format!("{url}/api/v1/executions?limit=50")).bearer_auth(&token).send().await;
+                let Ok(r) = list.and_then(|r| r.error_for_status()) else { continue };
                 let Ok(page) = r.json::<serde_json::Value>().await else { continue };
                 count.fetch_add(1, Ordering::Relaxed);
-                if let Some(id) = page["items"][0]["id"].as_str()
-                    && http.get(format!("{url}/api/v1/executions/{id}")).bearer_auth(&token).send().await.is_ok()
-                {
-                    count.fetch_add(1, Ordering::Relaxed);
+                if let Some(id) = page["items"][0]["id"].as_str() {
+                    let one = http.get(format!("{url}/api/v1/executions/{id}")).bearer_auth(&token).send().await;
+                    if one.is_ok_and(|r| r.status().is_success()) {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
         });
@@ -63,10 +62,8 @@ pub fn hold_streams(
         let (http, url, token, stop, opened) =
             (http.clone(), url.to_string(), token.to_string(), stop.clone(), opened.clone());
         tokio::spawn(async move {
-            let Ok(mut r) = http.get(format!("{url}/api/v1/executions/{id}/events")).bearer_auth(&token).send().await
-            else {
-                return;
-            };
+            let events = http.get(format!("{url}/api/v1/executions/{id}/events")).bearer_auth(&token).send().await;
+            let Ok(mut r) = events.and_then(|r| r.error_for_status()) else { return };
             opened.fetch_add(1, Ordering::Relaxed);
             while !stop.load(Ordering::Relaxed) {
                 match tokio::time::timeout(Duration::from_millis(200), r.chunk()).await {

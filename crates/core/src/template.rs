@@ -244,8 +244,9 @@ fn untemplated(template: &str) -> Option<String> {
     if template.contains("{{") || template.contains("{%") || template.contains("{#") {
         return None;
     }
-    let text = template.strip_suffix("\r\n").or_else(|| template.strip_suffix('\n')).unwrap_or(template);
-    Some(text.to_string())
+    // As minijinja's lexer does: a trailing `\n`, then a trailing `\r`.
+    let text = template.strip_suffix('\n').unwrap_or(template);
+    Some(text.strip_suffix('\r').unwrap_or(text).to_string())
 }
 
 /// Renders a shell script: every interpolated value is written for its shell context.
@@ -400,9 +401,21 @@ mod tests {
     #[test]
     fn text_without_tags_renders_as_the_engine_would() {
         let c = ctx(serde_json::json!({}));
-        for text in
-            ["", "true", "true\n", "a\n\n", "a\r\n", "\n", "echo '}}' {x} { {\n", "  spaced  \n\t", "x\r\n\r\n", "é\n"]
-        {
+        for text in [
+            "",
+            "true",
+            "true\n",
+            "a\n\n",
+            "a\r\n",
+            "a\r",
+            "a\n\r",
+            "\r",
+            "\n",
+            "echo '}}' {x} { {\n",
+            "  spaced  \n\t",
+            "x\r\n\r\n",
+            "é\n",
+        ] {
             let engine = plain_env().render_str(text, c.to_value(None)).unwrap();
             assert_eq!(untemplated(text).as_deref(), Some(engine.as_str()), "{text:?}");
             assert_eq!(render_shell(text, &c).unwrap(), engine, "{text:?}");

@@ -42,10 +42,7 @@ pub fn app(state: AppState) -> axum::Router {
 /// so call it inside the runtime).
 pub fn state(store: impl Into<Db>, config: Config) -> AppState {
     let store = store.into();
-    if let opsbook_store_any::AnyStore::Sqlite(s) = &store {
-        // Clients' reads beside the workers' writes, not behind them (WAL readers).
-        s.read_pool(4);
-    }
+    store.serve_reads();
     let (notify, rx) = tokio::sync::mpsc::unbounded_channel();
     notify::spawn_dispatcher(store.clone(), config.notify.clone(), config.public_url.clone(), rx);
     let engine_config = EngineConfig {

@@ -66,6 +66,15 @@ impl AnyStore {
         }
     }
 
+    /// Sets the store up for a server, whose clients read while its workers write: on
+    /// SQLite, reads go through read-only connections beside the writer (one kept per
+    /// core, at least two). PostgreSQL's pool serves both already.
+    pub fn serve_reads(&self) {
+        if let AnyStore::Sqlite(s) = self {
+            s.read_pool(std::thread::available_parallelism().map_or(2, |n| n.get().max(2)));
+        }
+    }
+
     /// Calls `wake` whenever an execution is queued, by any process on the database, when
     /// the backend can tell (PostgreSQL's `LISTEN`); otherwise never (workers poll).
     pub fn on_queued(&self, wake: std::sync::Arc<dyn Fn() + Send + Sync>) {

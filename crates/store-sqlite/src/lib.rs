@@ -8,6 +8,7 @@
 //! read beside the writer, so listing executions does not hold up the workers.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -80,6 +81,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (12, include_str!("../migrations/sqlite/0012_execution_secrets.sql")),
     (13, include_str!("../migrations/sqlite/0013_quality.sql")),
     (14, include_str!("../migrations/sqlite/0014_claim_index.sql")),
+    (15, include_str!("../migrations/sqlite/0015_claim_index_queued_only.sql")),
 ];
 
 #[derive(Clone)]
@@ -93,13 +95,15 @@ struct Readers {
     /// The database file; `None` in memory, where reads use the writer.
     path: Option<PathBuf>,
     /// How many idle connections to keep; 0 (the default): reads use the writer.
-    keep: std::sync::atomic::AtomicUsize,
+    keep: AtomicUsize,
+    /// Whether a failure to open a read connection was logged (once is enough).
+    warned: AtomicBool,
     idle: Mutex<Vec<Connection>>,
 }
 
 impl Readers {
     fn new(path: Option<PathBuf>) -> Arc<Readers> {
-        Arc::new(Readers { path, keep: 0.into(), idle: Mutex::new(Vec::new()) })
+        Arc::new(Readers { path, keep: 0.into(), warned: AtomicBool::new(false), idle: Mutex::new(Vec::new()) })
     }
 
     fn open(path: &Path) -> Result<Connection> {
@@ -134,7 +138,7 @@ impl Drop for Reader<'_> {
             && let Some(conn) = conn.take()
         {
             let mut idle = readers.idle.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.len() < readers.keep.load(std::sync::atomic::Ordering::Relaxed) {
+            if idle.len() < readers.keep.load(Ordering::Relaxed) {
                 idle.push(conn);
             }
         }
@@ -158,14 +162,18 @@ impl SqliteStore {
         conn.busy_timeout(Duration::from_secs(10)).db()?;
         // WAL + NORMAL: a commit survives a crash of the process (kill -9); only an OS
         // crash or power loss can lose the last commits.
-        conn.pragma_update(None, "journal_mode", "WAL").db()?;
+        let journal: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).db()?;
         conn.pragma_update(None, "synchronous", "NORMAL").db()?;
         conn.pragma_update(None, "foreign_keys", "ON").db()?;
         // Every CLI command opens and closes the database; a checkpoint on each close
         // would cost more than the command. SQLite's automatic checkpoints (every 1000
         // pages) keep the WAL bounded instead.
         conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true).db()?;
-        let store = SqliteStore { conn: Arc::new(Mutex::new(conn)), readers: Readers::new(Some(path.to_path_buf())) };
+        // Other connections read beside the writer only in a WAL file (not in memory,
+        // `:memory:`, nor where WAL mode could not be set).
+        let shared = journal.eq_ignore_ascii_case("wal") && conn.path().is_some_and(|p| !p.is_empty());
+        let readers = Readers::new(shared.then(|| path.to_path_buf()));
+        let store = SqliteStore { conn: Arc::new(Mutex::new(conn)), readers };
         store.migrate()?;
         Ok(store)
     }
@@ -175,7 +183,9 @@ impl SqliteStore {
     /// whose clients read while its workers write. A CLI command, which reads and
     /// writes in turn, is better off with the one connection it has (the default).
     pub fn read_pool(&self, keep: usize) {
-        self.readers.keep.store(keep, std::sync::atomic::Ordering::Relaxed);
+        self.readers.keep.store(keep, Ordering::Relaxed);
+        let mut idle = self.readers.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.truncate(keep);
     }
 
     /// A database in memory, gone when the store is dropped: for runbook tests, which
@@ -193,16 +203,16 @@ impl SqliteStore {
     /// In WAL mode every read sees every commit made before it began, on any connection.
     pub(crate) fn reader(&self) -> Reader<'_> {
         let readers = &*self.readers;
-        let Some(path) =
-            readers.path.as_deref().filter(|_| readers.keep.load(std::sync::atomic::Ordering::Relaxed) > 0)
-        else {
+        let Some(path) = readers.path.as_deref().filter(|_| readers.keep.load(Ordering::Relaxed) > 0) else {
             return Reader::Writer(self.conn());
         };
         let pooled = readers.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match pooled.map(Ok).unwrap_or_else(|| Readers::open(path)) {
             Ok(conn) => Reader::Pooled(Some(conn), readers),
             Err(e) => {
-                tracing::warn!(%e, "cannot open a read connection; reading through the writer");
+                if !readers.warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(%e, "cannot open a read connection; reading through the writer");
+                }
                 Reader::Writer(self.conn())
             }
         }
@@ -320,6 +330,26 @@ mod tests {
             },
             |_| SqliteTamper(made.lock().unwrap().last().cloned().unwrap()),
         ));
+    }
+
+    /// A database that is not a WAL file (here `:memory:`, as `--db :memory:` opens) has
+    /// no read pool: other connections would see another, empty database.
+    #[test]
+    fn a_database_in_memory_reads_through_its_writer() {
+        use opsbook_store::Store;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let store = rt.block_on(SqliteStore::open(std::path::Path::new(":memory:"))).unwrap();
+        store.read_pool(2);
+        let rb = opsbook_store::RunbookVersion {
+            sha256: "abc".into(),
+            name: "book".into(),
+            version: "1.0.0".into(),
+            content: "x".into(),
+            created_at: 1,
+        };
+        rt.block_on(store.save_runbook(&rb)).unwrap();
+        assert_eq!(rt.block_on(store.runbook("abc")).unwrap().name, "book");
+        assert!(store.readers.path.is_none());
     }
 
     /// With a read pool, a read does not wait for the writer: it answers while another

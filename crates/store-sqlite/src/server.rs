@@ -204,13 +204,13 @@ impl ServerStore for SqliteStore {
             .prepare_cached(&format!(
                 "UPDATE executions SET status = ?4, owner = ?1, lease_expires_at = ?2, heartbeat_at = ?3, \
              started_at = COALESCE(started_at, ?3) \
-             WHERE id = (SELECT id FROM executions WHERE status = ?5 \
+             WHERE id = (SELECT id FROM executions INDEXED BY executions_claim WHERE status = 'queued' \
              ORDER BY COALESCE(heartbeat_at, created_at), id LIMIT 1) \
              RETURNING {EXECUTION_COLUMNS}"
             ))
             .db()?;
-        let (running, queued) = (ExecStatus::Running.as_str(), ExecStatus::Queued.as_str());
-        Ok(collect(&mut stmt, params![owner, now + lease_ms, now, running, queued], execution_from)?.pop())
+        let running = ExecStatus::Running.as_str();
+        Ok(collect(&mut stmt, params![owner, now + lease_ms, now, running], execution_from)?.pop())
     }
 
     async fn claim_waiting(&self, execution_id: &str, owner: &str, lease_ms: i64) -> Result<Option<Execution>> {

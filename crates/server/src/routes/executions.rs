@@ -175,6 +175,9 @@ pub async fn events(
             if c.done {
                 return None;
             }
+            // The status first: an execution's last lines are stored before its end, so
+            // once a status read before the lines says it ended, no line can follow them.
+            let exec = c.store.execution(&c.id).await;
             let lines = c
                 .store
                 .logs(&LogQuery { execution_id: c.id.clone(), step_id: None, after_seq: c.after, limit: 500 })
@@ -185,7 +188,7 @@ pub async fn events(
                 let data = service::to_value(&opsbook_api::LogLine::from(l)).to_string();
                 c.pending.push_back(Event::default().event("log").id(l.seq.to_string()).data(data));
             }
-            if let Ok(e) = c.store.execution(&c.id).await {
+            if let Ok(e) = exec {
                 if c.status != Some(e.status) {
                     c.status = Some(e.status);
                     let data = service::to_value(&opsbook_api::StatusEvent { status: e.status, error: e.error });
