@@ -332,6 +332,16 @@ mod tests {
         ));
     }
 
+    fn version_abc() -> opsbook_store::RunbookVersion {
+        opsbook_store::RunbookVersion {
+            sha256: "abc".into(),
+            name: "book".into(),
+            version: "1.0.0".into(),
+            content: "x".into(),
+            created_at: 1,
+        }
+    }
+
     /// A database that is not a WAL file (here `:memory:`, as `--db :memory:` opens) has
     /// no read pool: other connections would see another, empty database.
     #[test]
@@ -340,13 +350,7 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let store = rt.block_on(SqliteStore::open(std::path::Path::new(":memory:"))).unwrap();
         store.read_pool(2);
-        let rb = opsbook_store::RunbookVersion {
-            sha256: "abc".into(),
-            name: "book".into(),
-            version: "1.0.0".into(),
-            content: "x".into(),
-            created_at: 1,
-        };
+        let rb = version_abc();
         rt.block_on(store.save_runbook(&rb)).unwrap();
         assert_eq!(rt.block_on(store.runbook("abc")).unwrap().name, "book");
         assert!(store.readers.path.is_none());
@@ -361,13 +365,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = rt.block_on(SqliteStore::open(&dir.path().join("r.db"))).unwrap();
         store.read_pool(2);
-        let rb = opsbook_store::RunbookVersion {
-            sha256: "abc".into(),
-            name: "book".into(),
-            version: "1.0.0".into(),
-            content: "x".into(),
-            created_at: 1,
-        };
+        let rb = version_abc();
         rt.block_on(store.save_runbook(&rb)).unwrap();
         let writer = store.conn();
         let (tx, rx) = std::sync::mpsc::channel();
