@@ -7,8 +7,9 @@
 //! through a pool of read-only connections ([`SqliteStore::read_pool`]): in WAL mode they
 //! read beside the writer, so listing executions does not hold up the workers.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -33,6 +34,14 @@ impl<T> Db<T> for rusqlite::Result<T> {
     }
 }
 
+const LOCKED: &str = "the database is locked by another process; try again shortly";
+
+thread_local! {
+    /// Set when a call on this thread met a database another process held past the busy
+    /// wait; the writer guard held around it tells its store (see [`SqliteStore::conn`]).
+    static GAVE_UP: Cell<bool> = const { Cell::new(false) };
+}
+
 /// A driver error as the storage error: a database held by another process past the
 /// busy wait, or one that cannot be read or written, is unavailable (try again); the
 /// rest is a database error.
@@ -41,7 +50,8 @@ fn classify(e: rusqlite::Error) -> Error {
     match &e {
         rusqlite::Error::SqliteFailure(f, _) => match f.code {
             C::DatabaseBusy | C::DatabaseLocked => {
-                Error::Unavailable("the database is locked by another process; try again shortly".into())
+                GAVE_UP.set(true);
+                Error::Unavailable(LOCKED.into())
             }
             C::CannotOpen | C::SystemIoFailure | C::DiskFull | C::ReadOnly => {
                 Error::Unavailable(format!("the database cannot be used: {e}"))
@@ -88,6 +98,38 @@ const MIGRATIONS: &[(i64, &str)] = &[
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     readers: Arc<Readers>,
+    /// How many times a write gave up on a database another process held.
+    gave_up: Arc<AtomicU64>,
+}
+
+/// The writing connection, held: tells the store when a call made with it gave up on a
+/// database another process held.
+pub(crate) struct Writer<'a> {
+    conn: MutexGuard<'a, Connection>,
+    gave_up: &'a AtomicU64,
+}
+
+impl std::ops::Deref for Writer<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Writer<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
+impl Drop for Writer<'_> {
+    fn drop(&mut self) {
+        // Before the lock is released: whoever waited for it sees this.
+        if GAVE_UP.take() {
+            self.gave_up.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Read-only connections to the same file, opened when needed and kept for reuse.
@@ -118,7 +160,7 @@ impl Readers {
 /// A connection to read with: one of the pool's, given back when dropped, or the writer.
 pub(crate) enum Reader<'a> {
     Pooled(Option<Connection>, &'a Readers),
-    Writer(MutexGuard<'a, Connection>),
+    Writer(Writer<'a>),
 }
 
 impl std::ops::Deref for Reader<'_> {
@@ -173,7 +215,7 @@ impl SqliteStore {
         // `:memory:`, nor where WAL mode could not be set).
         let shared = journal.eq_ignore_ascii_case("wal") && conn.path().is_some_and(|p| !p.is_empty());
         let readers = Readers::new(shared.then(|| path.to_path_buf()));
-        let store = SqliteStore { conn: Arc::new(Mutex::new(conn)), readers };
+        let store = SqliteStore { conn: Arc::new(Mutex::new(conn)), readers, gave_up: Arc::default() };
         store.migrate()?;
         Ok(store)
     }
@@ -193,7 +235,8 @@ impl SqliteStore {
     pub fn in_memory() -> Result<SqliteStore> {
         let conn = Connection::open_in_memory().db()?;
         conn.pragma_update(None, "foreign_keys", "ON").db()?;
-        let store = SqliteStore { conn: Arc::new(Mutex::new(conn)), readers: Readers::new(None) };
+        let store =
+            SqliteStore { conn: Arc::new(Mutex::new(conn)), readers: Readers::new(None), gave_up: Arc::default() };
         store.migrate()?;
         Ok(store)
     }
@@ -201,38 +244,50 @@ impl SqliteStore {
     /// A connection for a read-only query: from the read pool when there is one (a read
     /// that cannot open a connection of its own falls back to the writer), else the writer.
     /// In WAL mode every read sees every commit made before it began, on any connection.
-    pub(crate) fn reader(&self) -> Reader<'_> {
+    pub(crate) fn reader(&self) -> Result<Reader<'_>> {
         let readers = &*self.readers;
         let Some(path) = readers.path.as_deref().filter(|_| readers.keep.load(Ordering::Relaxed) > 0) else {
-            return Reader::Writer(self.conn());
+            return Ok(Reader::Writer(self.conn()?));
         };
         let pooled = readers.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match pooled.map(Ok).unwrap_or_else(|| Readers::open(path)) {
-            Ok(conn) => Reader::Pooled(Some(conn), readers),
+            Ok(conn) => Ok(Reader::Pooled(Some(conn), readers)),
             Err(e) => {
                 if !readers.warned.swap(true, Ordering::Relaxed) {
                     tracing::warn!(%e, "cannot open a read connection; reading through the writer");
                 }
-                Reader::Writer(self.conn())
+                Ok(Reader::Writer(self.conn()?))
             }
         }
     }
 
-    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
+    /// The writing connection. A caller that waited for it while the call holding it gave
+    /// up on a database another process held gives up too, at once: without this, every
+    /// writer in the process waited out SQLite's busy timeout (10 s) in turn, so a request
+    /// behind a worker's claim took 20 s or more to be told the database is locked.
+    pub(crate) fn conn(&self) -> Result<Writer<'_>> {
+        let seen = self.gave_up.load(Ordering::Relaxed);
         // A panic while holding the lock cannot leave a half-done transaction behind
         // (rusqlite rolls back on drop), so a poisoned lock is still usable.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        GAVE_UP.set(false);
+        if self.gave_up.load(Ordering::Relaxed) != seen {
+            return Err(Error::Unavailable(LOCKED.into()));
+        }
+        Ok(Writer { conn, gave_up: &self.gave_up })
     }
 
     /// The schema version of the database and the newest this build knows.
     pub fn schema_version(&self) -> Result<(i64, i64)> {
-        let current: i64 =
-            self.conn().query_row("SELECT COALESCE(MAX(version), 0) FROM opsbook_migrations", [], |r| r.get(0)).db()?;
+        let current: i64 = self
+            .conn()?
+            .query_row("SELECT COALESCE(MAX(version), 0) FROM opsbook_migrations", [], |r| r.get(0))
+            .db()?;
         Ok((current, MIGRATIONS.last().map_or(0, |(v, _)| *v)))
     }
 
     fn migrate(&self) -> Result<()> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS opsbook_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
         )
@@ -273,7 +328,7 @@ mod tests {
 
     use opsbook_store::conformance::{Tamper, run_all};
 
-    use crate::SqliteStore;
+    use crate::{LOCKED, SqliteStore};
 
     /// Edits the SQLite file directly, beside the store's own connection.
     struct SqliteTamper(PathBuf);
@@ -356,6 +411,44 @@ mod tests {
         assert!(store.readers.path.is_none());
     }
 
+    /// While another process holds the database, a write gives up after the busy wait;
+    /// a write that waited behind it gives up at once, not after a busy wait of its own.
+    #[test]
+    fn writes_queued_behind_a_locked_out_write_give_up_with_it() {
+        use opsbook_store::Store;
+        use std::time::{Duration, Instant};
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.db");
+        let store = rt.block_on(SqliteStore::open(&path)).unwrap();
+        store.conn().unwrap().busy_timeout(Duration::from_secs(2)).unwrap();
+        let holder = rusqlite::Connection::open(&path).unwrap();
+        holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let write = |store: SqliteStore| {
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                let started = Instant::now();
+                let result = rt.block_on(store.save_runbook(&version_abc()));
+                (result, started.elapsed())
+            })
+        };
+        let first = write(store.clone());
+        std::thread::sleep(Duration::from_millis(300));
+        let second = write(store.clone());
+        let (first, first_took) = first.join().unwrap();
+        let (second, second_took) = second.join().unwrap();
+        assert!(matches!(first, Err(opsbook_store::Error::Unavailable(_))), "{first:?}");
+        assert!(first_took >= Duration::from_secs(2), "the first write waited out the busy timeout");
+        match second {
+            Err(opsbook_store::Error::Unavailable(m)) => assert_eq!(m, LOCKED),
+            other => panic!("{other:?}"),
+        }
+        assert!(second_took < Duration::from_secs(3), "the second write gave up with the first: {second_took:?}");
+        // Once the lock is gone, writes go through again.
+        holder.execute_batch("ROLLBACK").unwrap();
+        rt.block_on(store.save_runbook(&version_abc())).unwrap();
+    }
+
     /// With a read pool, a read does not wait for the writer: it answers while another
     /// thread holds the writing connection, and sees what was committed before it.
     #[test]
@@ -367,7 +460,7 @@ mod tests {
         store.read_pool(2);
         let rb = version_abc();
         rt.block_on(store.save_runbook(&rb)).unwrap();
-        let writer = store.conn();
+        let writer = store.conn().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let reading = store.clone();
         std::thread::spawn(move || {

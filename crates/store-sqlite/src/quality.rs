@@ -8,7 +8,7 @@ use crate::SqliteStore;
 use crate::rows::collect;
 
 pub(crate) fn add_feedback(s: &SqliteStore, f: &Feedback) -> Result<()> {
-    s.conn()
+    s.conn()?
         .prepare_cached(
             "INSERT INTO execution_feedback (execution_id, user_name, rating, comment, at) VALUES (?, ?, ?, ?, ?) \
              ON CONFLICT (execution_id, user_name) DO UPDATE SET rating = excluded.rating, \
@@ -31,7 +31,7 @@ fn feedback_from(row: &rusqlite::Row<'_>, at: usize) -> Result<Feedback> {
 }
 
 pub(crate) fn feedback(s: &SqliteStore, execution_id: &str) -> Result<Vec<Feedback>> {
-    let conn = s.reader();
+    let conn = s.reader()?;
     let mut stmt = conn
         .prepare_cached(
             "SELECT execution_id, user_name, rating, comment, at FROM execution_feedback \
@@ -42,7 +42,7 @@ pub(crate) fn feedback(s: &SqliteStore, execution_id: &str) -> Result<Vec<Feedba
 }
 
 pub(crate) fn feedback_since(s: &SqliteStore, since: i64, runbook: Option<&str>) -> Result<Vec<(String, Feedback)>> {
-    let conn = s.reader();
+    let conn = s.reader()?;
     let mut stmt = conn
         .prepare_cached(
             "SELECT e.runbook_name, f.execution_id, f.user_name, f.rating, f.comment, f.at \
@@ -55,7 +55,7 @@ pub(crate) fn feedback_since(s: &SqliteStore, since: i64, runbook: Option<&str>)
 }
 
 pub(crate) fn add_review(s: &SqliteStore, r: &Review) -> Result<()> {
-    s.conn()
+    s.conn()?
         .prepare_cached("INSERT INTO runbook_reviews (name, version, reviewer, note, at) VALUES (?, ?, ?, ?, ?)")
         .db()?
         .execute(params![r.name, r.version, r.reviewer, r.note, r.at])
@@ -64,7 +64,7 @@ pub(crate) fn add_review(s: &SqliteStore, r: &Review) -> Result<()> {
 }
 
 pub(crate) fn reviews(s: &SqliteStore, name: Option<&str>) -> Result<Vec<Review>> {
-    let conn = s.reader();
+    let conn = s.reader()?;
     let mut stmt = conn
         .prepare_cached(
             "SELECT name, version, reviewer, note, at FROM runbook_reviews \

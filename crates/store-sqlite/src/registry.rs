@@ -53,7 +53,7 @@ fn fts_query(q: &str) -> Option<String> {
 impl SqliteStore {
     pub(crate) fn publish_now(&self, p: &Publish) -> Result<Published> {
         let e = &p.entry;
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
         let existing: Option<(String, Option<String>)> = tx
             .query_row(
@@ -163,19 +163,19 @@ impl SqliteStore {
             args.push(Box::new(tag.clone()));
         }
         sql.push_str(" ORDER BY name");
-        let conn = self.reader();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(&sql).db()?;
         collect(&mut stmt, params_from_iter(args.iter()), entry_from)
     }
 
     pub(crate) fn registry_entry_now(&self, name: &str) -> Result<RegistryEntry> {
-        let conn = self.reader();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(&format!("SELECT {ENTRY_COLUMNS} FROM runbooks WHERE name = ?")).db()?;
         collect(&mut stmt, [name], entry_from)?.pop().ok_or_else(|| Error::NotFound(format!("runbook `{name}`")))
     }
 
     pub(crate) fn registry_versions_now(&self, name: &str) -> Result<Vec<PublishedVersion>> {
-        let conn = self.reader();
+        let conn = self.reader()?;
         let mut stmt = conn
             .prepare_cached(
                 "SELECT name, version, sha256, published_by, published_at, bundle_sha256 FROM registry_versions WHERE name = ? \
@@ -190,7 +190,7 @@ impl SqliteStore {
     }
 
     pub(crate) fn registry_version_now(&self, name: &str, version: &str) -> Result<(PublishedVersion, String)> {
-        let conn = self.reader();
+        let conn = self.reader()?;
         let mut stmt = conn
             .prepare_cached(
                 "SELECT r.name, r.version, r.sha256, r.published_by, r.published_at, r.bundle_sha256, v.content \
@@ -205,7 +205,7 @@ impl SqliteStore {
 
     pub(crate) fn save_bundle_now(&self, sha256: &str, content: &[u8]) -> Result<()> {
         let size = i64::try_from(content.len()).unwrap_or(i64::MAX);
-        self.conn()
+        self.conn()?
             .execute(
                 "INSERT INTO bundles (sha256, content, size, created_at) VALUES (?, ?, ?, ?) \
                  ON CONFLICT (sha256) DO NOTHING",
@@ -216,6 +216,6 @@ impl SqliteStore {
     }
 
     pub(crate) fn bundle_now(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
-        self.reader().query_row("SELECT content FROM bundles WHERE sha256 = ?", [sha256], |r| r.get(0)).optional().db()
+        self.reader()?.query_row("SELECT content FROM bundles WHERE sha256 = ?", [sha256], |r| r.get(0)).optional().db()
     }
 }

@@ -112,7 +112,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn set_lifecycle(&self, e: &LifecycleEvent) -> Result<Vec<ScheduleRecord>> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
         let current: Option<String> =
             tx.query_row("SELECT status FROM runbooks WHERE name = ?", [&e.name], |r| r.get(0)).optional().db()?;
@@ -143,7 +143,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn lifecycle_events(&self, name: &str) -> Result<Vec<LifecycleEvent>> {
-        let conn = self.reader();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
             "SELECT name, from_status, to_status, actor, reason, at FROM lifecycle_events WHERE name = ? ORDER BY at, rowid",
         ).db()?;
@@ -163,7 +163,7 @@ impl ServerStore for SqliteStore {
         // One transaction: either the earlier execution with this key is returned, or the
         // new one and its key are stored together. No window in which a worker could
         // claim an execution that is then taken back.
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
         if let Some(key) = key {
             let earlier: Option<(String, String)> = tx
@@ -199,7 +199,7 @@ impl ServerStore for SqliteStore {
 
     async fn claim_next(&self, owner: &str, lease_ms: i64) -> Result<Option<Execution>> {
         let now = now_ms();
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn
             .prepare_cached(&format!(
                 "UPDATE executions SET status = ?4, owner = ?1, lease_expires_at = ?2, heartbeat_at = ?3, \
@@ -215,7 +215,7 @@ impl ServerStore for SqliteStore {
 
     async fn claim_waiting(&self, execution_id: &str, owner: &str, lease_ms: i64) -> Result<Option<Execution>> {
         let now = now_ms();
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn
             .prepare_cached(&format!(
                 "UPDATE executions SET owner = ?1, lease_expires_at = ?2, heartbeat_at = ?3 \
@@ -229,7 +229,7 @@ impl ServerStore for SqliteStore {
 
     async fn requeue(&self, execution_id: &str) -> Result<bool> {
         let n = self
-            .conn()
+            .conn()?
             .execute(
                 "UPDATE executions SET status = ?3, owner = NULL, lease_expires_at = NULL \
              WHERE id = ?1 AND status = ?4 AND (owner IS NULL OR lease_expires_at < ?2)",
@@ -240,7 +240,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn count_queued(&self) -> Result<i64> {
-        self.reader()
+        self.reader()?
             .prepare_cached("SELECT COUNT(*) FROM executions WHERE status = ?")
             .db()?
             .query_row([ExecStatus::Queued.as_str()], |r| r.get(0))
@@ -248,14 +248,14 @@ impl ServerStore for SqliteStore {
     }
 
     async fn count_by_status(&self) -> Result<Vec<(String, i64)>> {
-        let conn = self.reader();
+        let conn = self.reader()?;
         let mut stmt =
             conn.prepare_cached("SELECT status, COUNT(*) FROM executions GROUP BY status ORDER BY status").db()?;
         collect(&mut stmt, [], |row| Ok((row.get(0).db()?, row.get(1).db()?)))
     }
 
     async fn count_waiting(&self) -> Result<(i64, i64)> {
-        let conn = self.reader();
+        let conn = self.reader()?;
         let mut stmt = conn
             .prepare_cached(
                 // A gate poll leaves the execution `waiting`, so polled waits count too.
@@ -275,7 +275,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn expired_waits(&self, now: i64) -> Result<Vec<(String, bool)>> {
-        let conn = self.reader();
+        let conn = self.reader()?;
         let mut stmt = conn
             .prepare_cached(
                 // Due (or asked to cancel), not held by anyone; the longest overdue first, so
@@ -292,7 +292,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn sync_schedules(&self, runbook: &str, schedules: &[ScheduleRecord]) -> Result<()> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn.transaction().db()?;
         tx.execute("DELETE FROM schedules WHERE runbook = ? AND source = 'runbook'", [runbook]).db()?;
         for s in schedules {
@@ -303,18 +303,19 @@ impl ServerStore for SqliteStore {
     }
 
     async fn create_schedule(&self, s: &ScheduleRecord) -> Result<()> {
-        insert_schedule(&self.conn(), s)
+        let conn = self.conn()?;
+        insert_schedule(&conn, s)
     }
 
     async fn schedules(&self) -> Result<Vec<ScheduleRecord>> {
-        let conn = self.reader();
+        let conn = self.reader()?;
         let mut stmt =
             conn.prepare_cached(&format!("SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY runbook, id")).db()?;
         collect(&mut stmt, [], schedule_from)
     }
 
     async fn delete_schedule(&self, id: &str) -> Result<()> {
-        let n = self.conn().execute("DELETE FROM schedules WHERE id = ? AND source = 'api'", [id]).db()?;
+        let n = self.conn()?.execute("DELETE FROM schedules WHERE id = ? AND source = 'api'", [id]).db()?;
         if n == 0 {
             return Err(Error::NotFound(format!(
                 "schedule `{id}` (a runbook's own schedules change with the runbook)"
@@ -324,7 +325,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn due_schedules(&self, now: i64) -> Result<Vec<ScheduleRecord>> {
-        let conn = self.reader();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE next_run_at IS NOT NULL AND next_run_at <= ? ORDER BY next_run_at"
         )).db()?;
@@ -332,7 +333,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn schedule_ran(&self, id: &str, ran_at: i64, next: Option<i64>, result: &str) -> Result<()> {
-        self.conn()
+        self.conn()?
             .execute(
                 "UPDATE schedules SET last_run_at = ?, next_run_at = ?, last_result = ? WHERE id = ?",
                 params![ran_at, next, result, id],
@@ -343,7 +344,7 @@ impl ServerStore for SqliteStore {
 
     async fn has_active_execution(&self, actor: &str) -> Result<bool> {
         let n: i64 = self
-            .reader()
+            .reader()?
             .query_row(
                 "SELECT COUNT(*) FROM executions WHERE actor = ? AND status IN (?, ?, ?)",
                 [actor, ExecStatus::Queued.as_str(), ExecStatus::Running.as_str(), ExecStatus::Waiting.as_str()],
@@ -354,7 +355,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn analytics_rows(&self, since: i64, runbook: Option<&str>) -> Result<Vec<AnalyticsRow>> {
-        let conn = self.reader();
+        let conn = self.reader()?;
         // Two statements, so that one runbook's rows come through its index.
         let columns = "SELECT runbook_name, status, actor, created_at, started_at, finished_at, rollback_status \
                        FROM executions WHERE created_at >= ?1";
@@ -389,7 +390,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn record_notification(&self, a: &NotificationAttempt) -> Result<()> {
-        self.conn().execute(
+        self.conn()?.execute(
             "INSERT INTO notification_attempts (delivery_id, execution_id, event, rule, attempt, status_code, error, at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             params![a.delivery_id, a.execution_id, a.event, a.rule, a.attempt, a.status_code, a.error, a.at],
@@ -398,7 +399,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn notifications(&self, execution_id: &str) -> Result<Vec<NotificationAttempt>> {
-        let conn = self.reader();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
             "SELECT delivery_id, execution_id, event, rule, attempt, status_code, error, at FROM notification_attempts \
              WHERE execution_id = ? ORDER BY id",
@@ -418,7 +419,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn create_token(&self, t: &Token, hash: &str) -> Result<()> {
-        self.conn()
+        self.conn()?
             .execute(
                 "INSERT INTO api_tokens (id, hash, user_name, roles, created_at, expires_at, revoked_at, last_used_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -438,7 +439,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn token(&self, id: &str) -> Result<Option<(Token, String)>> {
-        let conn = self.reader();
+        let conn = self.reader()?;
         let mut stmt = conn
             .prepare_cached(
                 "SELECT id, user_name, roles, created_at, expires_at, revoked_at, last_used_at, hash \
@@ -449,7 +450,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn token_used(&self, id: &str, at: i64) -> Result<()> {
-        self.conn()
+        self.conn()?
             .prepare_cached("UPDATE api_tokens SET last_used_at = ? WHERE id = ?")
             .db()?
             .execute(params![at, id])
@@ -458,7 +459,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn tokens(&self) -> Result<Vec<Token>> {
-        let conn = self.reader();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
             "SELECT id, user_name, roles, created_at, expires_at, revoked_at, last_used_at FROM api_tokens ORDER BY created_at",
         ).db()?;
@@ -467,7 +468,7 @@ impl ServerStore for SqliteStore {
 
     async fn revoke_token(&self, id: &str) -> Result<()> {
         let n = self
-            .conn()
+            .conn()?
             .execute("UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", params![now_ms(), id])
             .db()?;
         if n == 0 {
@@ -477,7 +478,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn put_secrets(&self, s: &SealedSecrets) -> Result<()> {
-        self.conn()
+        self.conn()?
             .execute(
                 "INSERT INTO execution_secrets (execution_id, key_id, nonce, ciphertext, created_at) \
                  VALUES (?, ?, ?, ?, ?) ON CONFLICT (execution_id) DO UPDATE SET key_id = excluded.key_id, \
@@ -489,7 +490,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn sealed_secrets(&self, execution_id: &str) -> Result<Option<SealedSecrets>> {
-        let conn = self.reader();
+        let conn = self.reader()?;
         let mut stmt = conn
             .prepare_cached(
                 "SELECT execution_id, key_id, nonce, ciphertext, created_at FROM execution_secrets \
@@ -509,14 +510,14 @@ impl ServerStore for SqliteStore {
     }
 
     async fn delete_secrets(&self, execution_id: &str) -> Result<()> {
-        self.conn().execute("DELETE FROM execution_secrets WHERE execution_id = ?", params![execution_id]).db()?;
+        self.conn()?.execute("DELETE FROM execution_secrets WHERE execution_id = ?", params![execution_id]).db()?;
         Ok(())
     }
 
     async fn prune_secrets(&self, before: i64) -> Result<u64> {
         let ended = [ExecStatus::Succeeded, ExecStatus::Failed, ExecStatus::Cancelled];
         let n = self
-            .conn()
+            .conn()?
             .execute(
                 "DELETE FROM execution_secrets WHERE created_at < ?1 AND execution_id NOT IN \
                  (SELECT id FROM executions WHERE status NOT IN (?2, ?3, ?4))",
@@ -527,7 +528,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn create_session(&self, s: &WebSession) -> Result<()> {
-        self.conn()
+        self.conn()?
             .execute(
                 "INSERT INTO web_sessions (hash, token_id, created_at, expires_at, ended_at) VALUES (?, ?, ?, ?, ?)",
                 params![s.hash, s.token_id, s.created_at, s.expires_at, s.ended_at],
@@ -537,7 +538,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn session(&self, hash: &str) -> Result<Option<WebSession>> {
-        let conn = self.reader();
+        let conn = self.reader()?;
         let mut stmt = conn
             .prepare_cached("SELECT hash, token_id, created_at, expires_at, ended_at FROM web_sessions WHERE hash = ?")
             .db()?;
@@ -554,7 +555,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn end_session(&self, hash: &str, at: i64) -> Result<()> {
-        self.conn()
+        self.conn()?
             .execute("UPDATE web_sessions SET ended_at = COALESCE(ended_at, ?) WHERE hash = ?", params![at, hash])
             .db()?;
         Ok(())
@@ -562,7 +563,7 @@ impl ServerStore for SqliteStore {
 
     async fn prune_sessions(&self, before: i64) -> Result<u64> {
         let n = self
-            .conn()
+            .conn()?
             .execute(
                 "DELETE FROM web_sessions WHERE expires_at < ?1 OR (ended_at IS NOT NULL AND ended_at < ?1)",
                 params![before],
@@ -572,7 +573,7 @@ impl ServerStore for SqliteStore {
     }
 
     async fn append_audit(&self, r: &NewAudit) -> Result<AuditRecord> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
         let (seq, prev_hash): (i64, String) = tx
             .query_row("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", [], |row| {
@@ -621,13 +622,13 @@ impl ServerStore for SqliteStore {
         }
         sql.push_str(" ORDER BY seq LIMIT ?");
         args.push(Box::new(if f.limit > 0 { f.limit } else { 100 }));
-        let conn = self.reader();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(&sql).db()?;
         collect(&mut stmt, params_from_iter(args.iter()), audit_from)
     }
 
     async fn verify_audit(&self) -> Result<std::result::Result<i64, String>> {
-        let conn = self.reader();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare(
             "SELECT seq, at, actor, action, target, request_id, details, prev_hash, hash FROM audit_log ORDER BY seq",
         ).db()?;

@@ -17,7 +17,7 @@ use crate::rows::{
 
 impl Store for SqliteStore {
     async fn save_runbook(&self, rb: &RunbookVersion) -> Result<()> {
-        self.conn()
+        self.conn()?
             .prepare_cached(
                 "INSERT INTO runbook_versions (sha256, name, version, content, created_at) VALUES (?, ?, ?, ?, ?) \
                  ON CONFLICT (sha256) DO NOTHING",
@@ -29,7 +29,7 @@ impl Store for SqliteStore {
     }
 
     async fn runbook(&self, sha256: &str) -> Result<RunbookVersion> {
-        self.reader()
+        self.reader()?
             .prepare_cached("SELECT sha256, name, version, content, created_at FROM runbook_versions WHERE sha256 = ?")
             .db()?
             .query_row([sha256], |r| {
@@ -47,7 +47,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_execution(&self, e: &Execution, steps: &[StepRecord]) -> Result<()> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn.transaction().db()?;
         insert_execution(&tx, e, steps)?;
         tx.commit().db()?;
@@ -55,7 +55,7 @@ impl Store for SqliteStore {
     }
 
     async fn update_execution(&self, e: &Execution, fence: Option<&str>) -> Result<()> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let done = conn
             .prepare_cached(
                 "UPDATE executions SET status = ?, started_at = ?, finished_at = ?, error = ?, current_step = ?, \
@@ -86,11 +86,12 @@ impl Store for SqliteStore {
     }
 
     async fn update_step(&self, s: &StepRecord, fence: Option<&str>) -> Result<()> {
-        update_step(&self.conn(), s, fence)
+        let conn = self.conn()?;
+        update_step(&conn, s, fence)
     }
 
     async fn record_attempt(&self, a: &Attempt, steps: &[&StepRecord], fence: Option<&str>) -> Result<()> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn.transaction().db()?;
         // The fence is checked by the first write; from there the transaction holds the
         // write lock, so no one can take the claim before the commit.
@@ -128,7 +129,7 @@ impl Store for SqliteStore {
         if lines.is_empty() {
             return Ok(());
         }
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn.transaction().db()?;
         {
             let mut stmt = tx
@@ -156,7 +157,7 @@ impl Store for SqliteStore {
     }
 
     async fn execution(&self, id: &str) -> Result<Execution> {
-        let conn = self.reader();
+        let conn = self.reader()?;
         let mut exact =
             conn.prepare_cached(&format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?")).db()?;
         if let Some(e) = collect(&mut exact, [id], execution_from)?.pop() {
@@ -179,7 +180,7 @@ impl Store for SqliteStore {
     }
 
     async fn steps(&self, execution_id: &str) -> Result<Vec<StepRecord>> {
-        let conn = self.reader();
+        let conn = self.reader()?;
         let mut stmt = conn
             .prepare_cached(&format!("SELECT {STEP_COLUMNS} FROM execution_steps WHERE execution_id = ? ORDER BY idx"))
             .db()?;
@@ -187,7 +188,7 @@ impl Store for SqliteStore {
     }
 
     async fn attempts(&self, execution_id: &str) -> Result<Vec<Attempt>> {
-        let conn = self.reader();
+        let conn = self.reader()?;
         let mut stmt = conn
             .prepare_cached(
                 "SELECT execution_id, step_id, phase, attempt, status, exit_code, started_at, finished_at, error \
@@ -236,13 +237,13 @@ impl Store for SqliteStore {
         }
         sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ?");
         args.push(Box::new(if f.limit > 0 { f.limit } else { 20 }));
-        let conn = self.reader();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(&sql).db()?;
         collect(&mut stmt, params_from_iter(args.iter()), execution_from)
     }
 
     async fn logs(&self, q: &LogQuery) -> Result<Vec<LogLine>> {
-        let conn = self.reader();
+        let conn = self.reader()?;
         let mut stmt = conn
             .prepare_cached(
                 "SELECT execution_id, seq, step_id, phase, attempt, stream, ts, line FROM execution_logs \
@@ -267,7 +268,7 @@ impl Store for SqliteStore {
 
     async fn last_log_seq(&self, execution_id: &str) -> Result<i64> {
         let seq: Option<i64> = self
-            .reader()
+            .reader()?
             .prepare_cached("SELECT MAX(seq) FROM execution_logs WHERE execution_id = ?")
             .db()?
             .query_row([execution_id], |r| r.get(0))
@@ -277,7 +278,7 @@ impl Store for SqliteStore {
 
     async fn add_approval(&self, a: &Approval) -> Result<()> {
         let res = self
-            .conn()
+            .conn()?
             .prepare_cached(
                 "INSERT INTO approvals (execution_id, step_id, phase, approver, decision, comment, created_at) \
                  VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -302,7 +303,7 @@ impl Store for SqliteStore {
     }
 
     async fn approvals(&self, execution_id: &str) -> Result<Vec<Approval>> {
-        let conn = self.reader();
+        let conn = self.reader()?;
         let mut stmt = conn
             .prepare_cached(
                 "SELECT execution_id, step_id, approver, decision, comment, created_at, phase FROM approvals \
@@ -335,7 +336,7 @@ impl Store for SqliteStore {
     async fn heartbeat(&self, execution_id: &str, owner: &str, lease_ms: i64) -> Result<bool> {
         let now = now_ms();
         let cancel: Option<i64> = self
-            .conn()
+            .conn()?
             .prepare_cached(
                 "UPDATE executions SET heartbeat_at = ?, lease_expires_at = ? WHERE id = ? AND owner = ? \
                  RETURNING cancel_requested",
@@ -351,7 +352,7 @@ impl Store for SqliteStore {
     }
 
     async fn request_cancel(&self, execution_id: &str) -> Result<()> {
-        self.conn()
+        self.conn()?
             .prepare_cached("UPDATE executions SET cancel_requested = 1 WHERE id = ?")
             .db()?
             .execute([execution_id])
@@ -367,7 +368,7 @@ impl Store for SqliteStore {
         take_over_from: Option<&str>,
     ) -> Result<Option<Execution>> {
         let now = now_ms();
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn
             .prepare_cached(&format!(
                 "UPDATE executions SET owner = ?1, lease_expires_at = ?2, heartbeat_at = ?3 \
@@ -382,7 +383,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_process(&self, execution_id: &str, step_id: &str, process: Option<&str>) -> Result<()> {
-        self.conn()
+        self.conn()?
             .prepare_cached("UPDATE execution_steps SET process = ? WHERE execution_id = ? AND step_id = ?")
             .db()?
             .execute(params![process, execution_id, step_id])
@@ -391,7 +392,7 @@ impl Store for SqliteStore {
     }
 
     async fn processes(&self, execution_id: &str) -> Result<Vec<(String, String)>> {
-        let conn = self.reader();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
             "SELECT step_id, process FROM execution_steps WHERE execution_id = ? AND process IS NOT NULL ORDER BY idx",
         ).db()?;
@@ -399,7 +400,7 @@ impl Store for SqliteStore {
     }
 
     async fn release(&self, execution_id: &str, owner: &str) -> Result<()> {
-        self.conn()
+        self.conn()?
             .prepare_cached("UPDATE executions SET owner = NULL, lease_expires_at = NULL WHERE id = ? AND owner = ?")
             .db()?
             .execute([execution_id, owner])
@@ -408,7 +409,7 @@ impl Store for SqliteStore {
     }
 
     async fn running(&self) -> Result<Vec<Execution>> {
-        let conn = self.reader();
+        let conn = self.reader()?;
         let mut stmt = conn
             .prepare_cached(&format!(
                 "SELECT {EXECUTION_COLUMNS} FROM executions \
