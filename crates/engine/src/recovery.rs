@@ -20,14 +20,15 @@ fn process_identity(pid: u32) -> Option<String> {
 /// Field `n` of `/proc/PID/stat`, counted after the command (field 2, in parentheses,
 /// may hold anything): 0 is the state, 2 the process group, 19 the start time.
 fn stat_field(pid: u32, n: usize) -> Option<String> {
-    stat_fields(pid)?.into_iter().nth(n)
+    stat_after_command(pid)?.split_whitespace().nth(n).map(str::to_string)
 }
 
-/// The fields of `/proc/PID/stat` after the command, as [`stat_field`] counts them.
-fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = stat.get(stat.rfind(')')? + 1..)?;
-    Some(after.split_whitespace().map(str::to_string).collect())
+/// `/proc/PID/stat` after the command: the fields [`stat_field`] counts, read once.
+fn stat_after_command(pid: u32) -> Option<String> {
+    let mut stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let start = stat.rfind(')')? + 1;
+    stat.drain(..start);
+    Some(stat)
 }
 
 /// The first 8 hex digits of this boot's id (read once: it does not change).
@@ -70,8 +71,9 @@ fn kill_recorded_group(record: &str) -> bool {
 fn group_has_live_members(pgid: i32) -> bool {
     let Ok(dir) = std::fs::read_dir("/proc") else { return false };
     dir.flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()).any(|pid| {
-        let Some(fields) = stat_fields(pid) else { return false };
-        let (state, group) = (fields.first().map(String::as_str), fields.get(2).and_then(|g| g.parse::<i32>().ok()));
+        let Some(rest) = stat_after_command(pid) else { return false };
+        let mut fields = rest.split_whitespace();
+        let (state, group) = (fields.next(), fields.nth(1).and_then(|g| g.parse::<i32>().ok()));
         group == Some(pgid) && !matches!(state, Some("Z" | "X") | None)
     })
 }

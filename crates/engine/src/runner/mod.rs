@@ -210,18 +210,10 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         } else {
             serde_json::Value::Object(self.params.values.clone().into_iter().collect())
         };
-        if !with_steps {
-            return Context {
-                params,
-                steps: Default::default(),
-                execution_id: self.exec.id.clone(),
-                placeholders: false,
-            };
-        }
         let steps = self
             .steps
             .iter()
-            .filter(|s| s.status != StepStatus::Pending)
+            .filter(|s| with_steps && s.status != StepStatus::Pending)
             .map(|s| {
                 let outputs = s
                     .outputs
