@@ -115,7 +115,9 @@ impl Server {
             state: shared,
             stop: Some(tx),
             task: Some(task),
-            http: reqwest::Client::new(),
+            // Idle connections are dropped before the server's idle limit (10 s) closes
+            // them: one reused as the server closes it fails the request.
+            http: reqwest::Client::builder().pool_idle_timeout(std::time::Duration::from_secs(5)).build().unwrap(),
         }
     }
 
