@@ -9,6 +9,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::auth::Principal;
+use crate::service::AuditAs;
 use crate::state::AppState;
 
 /// A due time this far in the past means the server was down: the run was missed.
@@ -94,23 +95,12 @@ pub async fn tick(state: &AppState, now: i64) -> Vec<(String, String)> {
             // One execution per (schedule, fire time), however many servers see it due:
             // the fire is the idempotency key of the schedule's own actor.
             let fire = format!("fire:{due_at}");
-            match crate::service::enqueue(state, &s.runbook, None, inputs, &who, Some(&fire)).await {
+            let mut details = serde_json::Map::new();
+            details.insert("requested_by".into(), json!(s.created_by));
+            let audit = AuditAs { actor: &actor, action: "execution.submit", request_id: "", details };
+            match crate::service::enqueue(state, &s.runbook, None, inputs, &who, Some(&fire), audit).await {
                 Ok((id, true, _, _)) => format!("started {id} (by another server)"),
-                Ok((id, false, version, masked)) => {
-                    state
-                        .audit(
-                            &actor,
-                            "execution.submit",
-                            &id,
-                            "",
-                            json!({
-                                "runbook": s.runbook, "version": version, "params": masked,
-                                "requested_by": s.created_by,
-                            }),
-                        )
-                        .await;
-                    format!("started {id}")
-                }
+                Ok((id, false, _, _)) => format!("started {id}"),
                 Err(e) => format!("not started: {}", e.message),
             }
         };

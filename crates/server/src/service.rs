@@ -21,10 +21,20 @@ pub mod quality;
 /// Longer keys are refused: a key names a request, it does not carry data.
 pub const MAX_IDEMPOTENCY_KEY: usize = 200;
 
+/// How a new execution goes on the audit trail: by whom, as what action, for which
+/// request, and what its details add to the runbook, version and (masked) params.
+pub struct AuditAs<'a> {
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub request_id: &'a str,
+    pub details: serde_json::Map<String, Value>,
+}
+
 /// Queues an execution of a published runbook after checking its lifecycle, its
-/// parameters (every problem listed) and the policies. Returns the id, whether it is an
-/// earlier execution with the same idempotency key, the version and the masked params.
-/// (Submissions and schedules both queue through here; the caller audits.)
+/// parameters (every problem listed) and the policies, and audits it as `audit` in the
+/// same transaction. Returns the id, whether it is an earlier execution with the same
+/// idempotency key (then nothing was audited), the version and the masked params.
+/// (Submissions, triggers and schedules all queue through here.)
 pub async fn enqueue(
     st: &AppState,
     name: &str,
@@ -32,6 +42,7 @@ pub async fn enqueue(
     inputs: BTreeMap<String, Input>,
     who: &crate::auth::Principal,
     key: Option<&str>,
+    audit: AuditAs<'_>,
 ) -> ApiResult<(String, bool, String, Value)> {
     let queued = st.queued().await?;
     if queued >= i64::try_from(st.config.max_queued).unwrap_or(i64::MAX) {
@@ -80,7 +91,12 @@ pub async fn enqueue(
     if !secrets.is_empty() {
         crate::vault::put(st, &exec.id, &secrets).await?;
     }
-    let id = match st.store.create_execution_once(&exec, &steps, key).await {
+    let mut details = audit.details;
+    details.insert("runbook".into(), json!(name));
+    details.insert("version".into(), json!(version));
+    details.insert("params".into(), masked.clone());
+    let record = st.audit_record(audit.actor, audit.action, &exec.id, audit.request_id, &Value::Object(details));
+    let id = match st.store.create_execution_once(&exec, &steps, key, &record).await {
         Ok(id) => id,
         Err(e) => {
             crate::vault::remove(st, &exec.id).await;
@@ -95,8 +111,8 @@ pub async fn enqueue(
     Ok((id, false, version, masked))
 }
 
-/// Queues an execution for `ctx` (the API's submit and the web UI's run form) and
-/// audits it; a repeated idempotency key answers the first execution, not audited again.
+/// Queues an execution for `ctx` (the API's submit and the web UI's run form), audited;
+/// a repeated idempotency key answers the first execution, not audited again.
 pub async fn submit(
     st: &AppState,
     ctx: &Ctx,
@@ -105,11 +121,13 @@ pub async fn submit(
     inputs: BTreeMap<String, Input>,
     key: Option<&str>,
 ) -> ApiResult<opsbook_api::Submitted> {
-    let (id, repeated, version, masked) = enqueue(st, name, version, inputs, &ctx.principal, key).await?;
-    if !repeated {
-        let details = json!({ "runbook": name, "version": version, "params": masked });
-        st.audit(ctx.user(), "execution.submit", &id, &ctx.request_id, details).await;
-    }
+    let audit = AuditAs {
+        actor: ctx.user(),
+        action: "execution.submit",
+        request_id: &ctx.request_id,
+        details: Default::default(),
+    };
+    let (id, repeated, _, _) = enqueue(st, name, version, inputs, &ctx.principal, key, audit).await?;
     Ok(opsbook_api::Submitted { id, repeated })
 }
 

@@ -54,17 +54,28 @@ pub fn request_id(headers: &HeaderMap) -> String {
 impl AppState {
     /// Appends to the audit trail. A failure to audit is logged, never hidden.
     pub async fn audit(&self, actor: &str, action: &str, target: &str, request_id: &str, details: serde_json::Value) {
-        // Bounded whatever a client sent: an audit record costs at most a few kilobytes.
+        let record = self.audit_record(actor, action, target, request_id, &details);
+        if let Err(e) = self.store.append_audit(&record).await {
+            tracing::error!(%e, action, target, "cannot append to the audit trail");
+        }
+    }
+
+    /// An audit record, bounded whatever a client sent: it costs at most a few kilobytes.
+    pub fn audit_record(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        request_id: &str,
+        details: &serde_json::Value,
+    ) -> NewAudit {
         use crate::limits::{bounded, bounded_json};
-        let record = NewAudit {
+        NewAudit {
             actor: bounded(actor, 256),
             action: bounded(action, 64),
             target: bounded(target, 256),
             request_id: bounded(request_id, 128),
-            details: bounded_json(&details, 1024, 100),
-        };
-        if let Err(e) = self.store.append_audit(&record).await {
-            tracing::error!(%e, action, target, "cannot append to the audit trail");
+            details: bounded_json(details, 1024, 100),
         }
     }
 

@@ -182,6 +182,7 @@ impl ServerStore for AnyStore {
             exec: &Execution,
             steps: &[StepRecord],
             idempotency_key: Option<&str>,
+            audit: &NewAudit,
         ) -> Result<String>;
         fn claim_next(&self, owner: &str, lease_ms: i64) -> Result<Option<Execution>>;
         fn claim_waiting(&self, execution_id: &str, owner: &str, lease_ms: i64) -> Result<Option<Execution>>;

@@ -26,6 +26,28 @@ fn audit_from(row: &PgRow) -> Result<AuditRecord> {
     })
 }
 
+/// `, au AS (…)`: appends `r` (whose target is the execution `guard` yields) to the audit
+/// chain in the statement being built, only when the CTE `guard` has a row; read
+/// `o_seq, o_prev, o_hash` from `au`. The function's argument from `guard` makes the
+/// join lateral, so it runs once per row of `guard`, never without one.
+pub(crate) fn push_append(q: &mut QueryBuilder<sqlx::Postgres>, r: &NewAudit, at: i64, guard: &str) {
+    q.push(", au AS (SELECT f.o_seq, f.o_prev, f.o_hash FROM ").push(guard);
+    q.push(" g CROSS JOIN LATERAL opsbook_append_audit(").push_bind(AUDIT_LOCK);
+    q.push(", ").push_bind(at).push(", ").push_bind(&r.actor).push(", ").push_bind(&r.action);
+    q.push(", g.id, ").push_bind(&r.request_id).push(", ").push_bind(json_text(&r.details)).push(") f)");
+}
+
+/// The record the database appended for `r` at `at`, once its hash is checked against
+/// opsbook's own computation.
+pub(crate) fn appended(r: &NewAudit, at: i64, seq: i64, prev_hash: String, hash: String) -> Result<AuditRecord> {
+    if hash != audit_hash(&prev_hash, seq, at, r) {
+        return Err(Error::Corrupt(format!(
+            "audit record {seq}: the database's hash differs from opsbook's (is migration 2 intact?)"
+        )));
+    }
+    Ok(r.recorded(seq, at, prev_hash, hash))
+}
+
 impl PgStore {
     pub(crate) async fn append_audit_now(&self, r: &NewAudit) -> Result<AuditRecord> {
         // One statement (see migration 2): appends from every node go one at a time, each
@@ -42,23 +64,7 @@ impl PgStore {
             .fetch_one(self.pool())
             .await
             .db()?;
-        let (seq, prev_hash, hash): (i64, String, String) = (col(&row, 0)?, col(&row, 1)?, col(&row, 2)?);
-        if hash != audit_hash(&prev_hash, seq, at, r) {
-            return Err(Error::Corrupt(format!(
-                "audit record {seq}: the database's hash differs from opsbook's (is migration 2 intact?)"
-            )));
-        }
-        Ok(AuditRecord {
-            seq,
-            at,
-            actor: r.actor.clone(),
-            action: r.action.clone(),
-            target: r.target.clone(),
-            request_id: r.request_id.clone(),
-            details: r.details.clone(),
-            prev_hash,
-            hash,
-        })
+        appended(r, at, col(&row, 0)?, col(&row, 1)?, col(&row, 2)?)
     }
 
     pub(crate) async fn audit_now(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>> {

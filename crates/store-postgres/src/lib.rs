@@ -34,6 +34,9 @@ mod store;
 /// The channel `NOTIFY` announces queued executions on.
 pub(crate) const QUEUE_CHANNEL: &str = "opsbook_queue";
 
+/// A pooled connection idle this long is pinged before it is handed out.
+const IDLE_PING: Duration = Duration::from_secs(1);
+
 /// The session advisory lock migrations run under ("opsbook" in ASCII).
 const MIGRATION_LOCK: i64 = 0x006f_7073_626f_6f6b;
 
@@ -141,9 +144,21 @@ impl PgStore {
             .await
             .map_err(|e| Error::Open(format!("PostgreSQL at {}: {e}", redact(url))))?;
         let _ = first.close().await;
+        // sqlx pings every connection it hands out (a round trip of its own, as many as
+        // the queries themselves); one used within the last second is alive, and should it
+        // have died since, the query fails as unavailable like any other lost connection.
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections.max(2))
             .acquire_timeout(config.acquire_timeout)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_PING {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(options);
         let store = PgStore { pool, listening: Arc::default() };
         store.migrate().await?;

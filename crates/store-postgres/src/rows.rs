@@ -1,7 +1,7 @@
 //! Rows: how records are read from and written to the tables.
 
 use opsbook_core::{ExecStatus, StepStatus};
-use opsbook_store::{Attempt, Error, Execution, Result, StepRecord, WaitKind};
+use opsbook_store::{Attempt, Error, Execution, NewAudit, Result, StepRecord, WaitKind, now_ms};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
 
@@ -105,13 +105,15 @@ fn wait_kind(s: &StepRecord) -> Option<&'static str> {
 /// atomically without a transaction around it), announcing it to idle workers when it
 /// is queued. With `key` (`actor`, idempotency key), only if the key is new: the key is
 /// inserted first (`ON CONFLICT DO NOTHING`, which waits for a concurrent insert of the
-/// same key to commit or roll back) and the rest only when it went in. Returns whether
-/// the execution was inserted.
+/// same key to commit or roll back) and the rest only when it went in. With `audit`
+/// (whose target is the execution's id), its record is appended in the same statement.
+/// Returns whether the execution was inserted.
 pub(crate) async fn insert_execution<'c>(
     c: impl sqlx::Executor<'c, Database = Postgres>,
     e: &Execution,
     steps: &[StepRecord],
     key: Option<&str>,
+    audit: Option<&NewAudit>,
 ) -> Result<bool> {
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new("WITH ");
     let gate = match key {
@@ -153,7 +155,7 @@ pub(crate) async fn insert_execution<'c>(
             .push_bind(e.heartbeat_at)
             .push_bind(e.cancel_requested);
     }
-    q.push(gate).push(" RETURNING 1)");
+    q.push(gate).push(" RETURNING id)");
     // The steps refer to the execution; references are checked at the statement's end.
     for (i, chunk) in steps.chunks(1000).enumerate() {
         q.push(format_args!(", s{i} AS (INSERT INTO execution_steps ("))
@@ -184,9 +186,21 @@ pub(crate) async fn insert_execution<'c>(
     }
     // A plain SELECT in WITH runs only if read: the main query reads it.
     q.push(", n AS (SELECT pg_notify(").push_bind(crate::QUEUE_CHANNEL).push(", '') FROM e WHERE ");
-    q.push_bind(e.status == ExecStatus::Queued).push(") SELECT EXISTS (SELECT 1 FROM e), (SELECT COUNT(*) FROM n)");
+    q.push_bind(e.status == ExecStatus::Queued).push(")");
+    let at = now_ms();
+    if let Some(r) = audit {
+        crate::audit::push_append(&mut q, r, at, "e");
+    }
+    q.push(" SELECT EXISTS (SELECT 1 FROM e), (SELECT COUNT(*) FROM n)");
+    if audit.is_some() {
+        q.push(", (SELECT o_seq FROM au), (SELECT o_prev FROM au), (SELECT o_hash FROM au)");
+    }
     let row = q.build().fetch_one(c).await.db()?;
-    col(&row, 0)
+    let inserted = col::<bool>(&row, 0)?;
+    if let (true, Some(r)) = (inserted, audit) {
+        crate::audit::appended(r, at, col(&row, 2)?, col(&row, 3)?, col(&row, 4)?)?;
+    }
+    Ok(inserted)
 }
 
 /// `UPDATE execution_steps SET … WHERE execution_id = … AND idx = …` for a step's state;

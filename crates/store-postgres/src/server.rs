@@ -191,10 +191,18 @@ impl ServerStore for PgStore {
         })
     }
 
-    async fn create_execution_once(&self, exec: &Execution, steps: &[StepRecord], key: Option<&str>) -> Result<String> {
-        // The key goes in with the execution, in one statement; a concurrent submit with
-        // the same key waits for it, then finds the key taken and returns this execution.
-        if insert_execution(self.pool(), exec, steps, key).await? {
+    async fn create_execution_once(
+        &self,
+        exec: &Execution,
+        steps: &[StepRecord],
+        key: Option<&str>,
+        audit: &NewAudit,
+    ) -> Result<String> {
+        // The key and the audit record go in with the execution, in one statement; a
+        // concurrent submit with the same key waits for it, then finds the key taken and
+        // returns this execution.
+        let audit = NewAudit { target: exec.id.clone(), ..audit.clone() };
+        if insert_execution(self.pool(), exec, steps, key, Some(&audit)).await? {
             return Ok(exec.id.clone());
         }
         let Some(key) = key else {

@@ -49,7 +49,7 @@ impl Store for PgStore {
     }
 
     async fn create_execution(&self, e: &Execution, steps: &[StepRecord]) -> Result<()> {
-        insert_execution(self.pool(), e, steps, None).await?;
+        insert_execution(self.pool(), e, steps, None, None).await?;
         Ok(())
     }
 

@@ -159,10 +159,16 @@ impl ServerStore for SqliteStore {
         })
     }
 
-    async fn create_execution_once(&self, exec: &Execution, steps: &[StepRecord], key: Option<&str>) -> Result<String> {
+    async fn create_execution_once(
+        &self,
+        exec: &Execution,
+        steps: &[StepRecord],
+        key: Option<&str>,
+        audit: &NewAudit,
+    ) -> Result<String> {
         // One transaction: either the earlier execution with this key is returned, or the
-        // new one and its key are stored together. No window in which a worker could
-        // claim an execution that is then taken back.
+        // new one, its key and its audit record are stored together. No window in which a
+        // worker could claim an execution that is then taken back, or that is unaudited.
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
         if let Some(key) = key {
@@ -193,6 +199,7 @@ impl ServerStore for SqliteStore {
             )
             .db()?;
         }
+        append_audit_in(&tx, &NewAudit { target: exec.id.clone(), ..audit.clone() })?;
         tx.commit().db()?;
         Ok(exec.id.clone())
     }
@@ -575,34 +582,9 @@ impl ServerStore for SqliteStore {
     async fn append_audit(&self, r: &NewAudit) -> Result<AuditRecord> {
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
-        let (seq, prev_hash): (i64, String) = tx
-            .query_row("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", [], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })
-            .optional()
-            .db()?
-            .map_or((1, String::new()), |(s, h): (i64, String)| (s + 1, h));
-        let at = now_ms();
-        let hash = audit_hash(&prev_hash, seq, at, r);
-        let details = json_text(&r.details);
-        tx.execute(
-            "INSERT INTO audit_log (seq, at, actor, action, target, request_id, details, prev_hash, hash) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            params![seq, at, r.actor, r.action, r.target, r.request_id, details, prev_hash, hash],
-        )
-        .db()?;
+        let record = append_audit_in(&tx, r)?;
         tx.commit().db()?;
-        Ok(AuditRecord {
-            seq,
-            at,
-            actor: r.actor.clone(),
-            action: r.action.clone(),
-            target: r.target.clone(),
-            request_id: r.request_id.clone(),
-            details: r.details.clone(),
-            prev_hash,
-            hash,
-        })
+        Ok(record)
     }
 
     async fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>> {
@@ -641,4 +623,27 @@ impl ServerStore for SqliteStore {
         }
         Ok(Ok(chain.count()))
     }
+}
+
+/// Appends `r` to the audit chain inside `tx` (an IMMEDIATE transaction: it holds the
+/// write lock, so the last record read is the last there is).
+fn append_audit_in(tx: &rusqlite::Transaction<'_>, r: &NewAudit) -> Result<AuditRecord> {
+    let (seq, prev_hash): (i64, String) = tx
+        .query_row("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()
+        .db()?
+        .map_or((1, String::new()), |(s, h): (i64, String)| (s + 1, h));
+    let at = now_ms();
+    let hash = audit_hash(&prev_hash, seq, at, r);
+    let details = json_text(&r.details);
+    tx.prepare_cached(
+        "INSERT INTO audit_log (seq, at, actor, action, target, request_id, details, prev_hash, hash) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .db()?
+    .execute(params![seq, at, r.actor, r.action, r.target, r.request_id, details, prev_hash, hash])
+    .db()?;
+    Ok(r.recorded(seq, at, prev_hash, hash))
 }

@@ -323,7 +323,20 @@ async fn leases_lapse_and_holders_are_named<S: ServerStore>(s: S) {
     assert!(s.claim_stopped("L0002", "me", 30_000, None).await.unwrap().is_none(), "running is not stopped");
 }
 
-/// Identical keyed submissions racing: one execution, every caller gets its id.
+/// The audit record a submission passes with its execution.
+fn submitted(i: i64) -> NewAudit {
+    NewAudit {
+        actor: "alice".into(),
+        action: "execution.submit".into(),
+        target: String::new(),
+        request_id: format!("req-{i}"),
+        details: serde_json::json!({ "runbook": "demo" }),
+    }
+}
+
+/// Identical keyed submissions racing: one execution, every caller gets its id, and
+/// the audit trail holds one record for it, in the same transaction (with the
+/// execution's id as its target), none for the repeats.
 async fn idempotency_keys_hold_under_concurrent_submits<S: ServerStore>(s: S) {
     runbook_text(&s).await;
     for round in 0..20 {
@@ -333,7 +346,8 @@ async fn idempotency_keys_hold_under_concurrent_submits<S: ServerStore>(s: S) {
                 tokio::spawn(async move {
                     let id = format!("K{round:02}{i}");
                     let e = execution(&id, "demo", ExecStatus::Queued, 10 + round);
-                    s.create_execution_once(&e, &steps(&id, 2), Some(&format!("key-{round}"))).await.unwrap()
+                    let key = format!("key-{round}");
+                    s.create_execution_once(&e, &steps(&id, 2), Some(&key), &submitted(round)).await.unwrap()
                 })
             })
             .collect();
@@ -347,11 +361,18 @@ async fn idempotency_keys_hold_under_concurrent_submits<S: ServerStore>(s: S) {
     }
     let all = s.executions(&ExecutionFilter { limit: 1000, ..Default::default() }).await.unwrap();
     assert_eq!(all.len(), 20, "one execution per key, no leftovers");
+    let audited = s.audit(&AuditFilter { limit: 1000, ..Default::default() }).await.unwrap();
+    let targets: BTreeSet<&str> = audited.iter().map(|r| r.target.as_str()).collect();
+    assert_eq!(audited.len(), 20, "one record per execution: {audited:?}");
+    assert_eq!(targets, all.iter().map(|e| e.id.as_str()).collect(), "each names its execution");
+    assert!(audited.iter().all(|r| r.action == "execution.submit" && r.details["runbook"] == "demo"));
+    assert_eq!(s.verify_audit().await.unwrap(), Ok(20), "the chain holds");
     let other = execution("KX", "other", ExecStatus::Queued, 99);
     assert!(matches!(
-        s.create_execution_once(&other, &steps("KX", 1), Some("key-0")).await,
+        s.create_execution_once(&other, &steps("KX", 1), Some("key-0"), &submitted(99)).await,
         Err(crate::Error::Mismatch(_))
     ));
+    assert_eq!(s.verify_audit().await.unwrap(), Ok(20), "a refused submit audits nothing");
 }
 
 async fn keyset_pagination_is_complete<S: ServerStore>(s: S) {

@@ -220,12 +220,16 @@ pub trait ServerStore: Store {
         runbook: Option<&str>,
     ) -> impl Future<Output = Result<Vec<(String, Feedback)>>> + Send;
 
-    /// Creates an execution, unless `(actor, key)` was used before: then returns the earlier id.
+    /// Creates an execution and appends `audit` (its record in the audit trail, with the
+    /// execution's id as its target) in the same transaction, unless `(actor, key)` was
+    /// used before: then returns the earlier id and appends nothing. No execution is ever
+    /// queued unaudited.
     fn create_execution_once(
         &self,
         exec: &Execution,
         steps: &[StepRecord],
         idempotency_key: Option<&str>,
+        audit: &NewAudit,
     ) -> impl Future<Output = Result<String>> + Send;
     /// Claims the queued execution that has waited longest for a runner (since it was
     /// created, or since it last ran) for `owner` until the lease expires.

@@ -424,6 +424,23 @@ pub struct NewAudit {
     pub details: serde_json::Value,
 }
 
+impl NewAudit {
+    /// The record as appended: number `seq`, at `at`, chained after `prev_hash`.
+    pub fn recorded(&self, seq: i64, at: i64, prev_hash: String, hash: String) -> AuditRecord {
+        AuditRecord {
+            seq,
+            at,
+            actor: self.actor.clone(),
+            action: self.action.clone(),
+            target: self.target.clone(),
+            request_id: self.request_id.clone(),
+            details: self.details.clone(),
+            prev_hash,
+            hash,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditRecord {
     pub seq: i64,

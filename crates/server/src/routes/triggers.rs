@@ -14,6 +14,7 @@ use subtle::ConstantTimeEq;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
+use crate::service::AuditAs;
 use crate::state::AppState;
 
 /// Largest event accepted (EventBridge sends at most 256 KB).
@@ -90,12 +91,17 @@ pub async fn fire(
         }
     });
     let who = Principal { user: format!("trigger:{name}"), roles: vec!["trigger".into()], token_id: String::new() };
-    let queued = crate::service::enqueue(&st, &runbook, None, trigger.inputs(&event), &who, key.as_deref()).await;
+    let mut fired = serde_json::Map::new();
+    fired.insert("event_id".into(), json!(event_id));
+    let audit = AuditAs { actor: &who.user, action: "trigger.fired", request_id: &rid, details: fired };
+    let queued =
+        crate::service::enqueue(&st, &runbook, None, trigger.inputs(&event), &who, key.as_deref(), audit).await;
     match queued {
         Ok((id, repeated, version, masked)) => {
-            let action = if repeated { "trigger.repeated" } else { "trigger.fired" };
-            let details = json!({ "runbook": runbook, "version": version, "event_id": event_id, "params": masked, "execution": id });
-            st.audit(&who.user, action, &id, &rid, details).await;
+            if repeated {
+                let details = json!({ "runbook": runbook, "version": version, "event_id": event_id, "params": masked });
+                st.audit(&who.user, "trigger.repeated", &id, &rid, details).await;
+            }
             let doc = opsbook_api::Triggered { execution_id: id, runbook, repeated, event_id };
             Ok((if repeated { StatusCode::OK } else { StatusCode::ACCEPTED }, Json(doc)))
         }
