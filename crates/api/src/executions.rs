@@ -28,6 +28,9 @@ pub struct Submitted {
     pub id: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub repeated: bool,
+    /// What the submitter should know, e.g. that the runbook is deprecated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Which runbook version an execution runs.
@@ -413,7 +416,7 @@ mod tests {
 
     #[test]
     fn a_repeated_submission_says_so_and_a_first_one_does_not() {
-        let first = serde_json::to_value(Submitted { id: "a".into(), repeated: false }).unwrap();
+        let first = serde_json::to_value(Submitted { id: "a".into(), repeated: false, warnings: Vec::new() }).unwrap();
         assert_eq!(first, json!({ "id": "a" }));
         let again: Submitted = serde_json::from_value(json!({ "id": "a", "repeated": true })).unwrap();
         assert!(again.repeated);

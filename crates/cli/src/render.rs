@@ -34,7 +34,9 @@ impl Live {
 
     fn line(&self, text: &str) {
         if self.tty {
-            let _ = self.mp.println(text);
+            // Above the spinner, as a plain line (`MultiProgress::println` pads each line
+            // with spaces to the terminal's width, which copied output keeps).
+            self.mp.suspend(|| say!("{text}"));
         } else {
             say!("{text}");
         }

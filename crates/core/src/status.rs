@@ -61,6 +61,20 @@ impl ExecStatus {
     pub fn is_terminal(self) -> bool {
         matches!(self, ExecStatus::Succeeded | ExecStatus::Failed | ExecStatus::Cancelled)
     }
+
+    /// The status as messages say it after "execution ID": "is running", "has
+    /// succeeded", "was cancelled".
+    pub fn phrase(self) -> &'static str {
+        match self {
+            ExecStatus::Queued => "is queued",
+            ExecStatus::Running => "is running",
+            ExecStatus::Waiting => "is waiting",
+            ExecStatus::Succeeded => "has succeeded",
+            ExecStatus::Failed => "has failed",
+            ExecStatus::Cancelled => "was cancelled",
+            ExecStatus::Interrupted => "was interrupted",
+        }
+    }
 }
 
 status_enum! {

@@ -57,8 +57,9 @@ impl<S: Store> Engine<S> {
         let execution = self.store.execution(id).await?;
         if execution.status != ExecStatus::Waiting {
             return Err(Error::Invalid(format!(
-                "execution {} is {}, not waiting for approval",
-                execution.id, execution.status
+                "execution {} {}, not waiting for approval",
+                execution.id,
+                execution.status.phrase()
             )));
         }
         let steps = self.store.steps(&execution.id).await?;
@@ -134,8 +135,9 @@ impl<S: Store> Engine<S> {
             None if waiting.is_empty() => {
                 let what = if execution.status == ExecStatus::Waiting { "on something else" } else { "on nothing" };
                 Err(Error::Invalid(format!(
-                    "execution {} has no manual step waiting for confirmation (it is {} and waits {what})",
-                    execution.id, execution.status
+                    "execution {} has no manual step waiting for confirmation (it {} and waits {what})",
+                    execution.id,
+                    execution.status.phrase()
                 )))
             }
             None => Ok(waiting.into_iter().next().expect("not empty")),
@@ -250,7 +252,11 @@ impl<S: ServerStore> Engine<S> {
                 }
                 ExecStatus::Running | ExecStatus::Queued if patient && (waiting || gate_checking(&steps)) => {}
                 other => {
-                    return Err(Error::Invalid(format!("execution {} is {other}, not waiting on a gate", exec.id)));
+                    return Err(Error::Invalid(format!(
+                        "execution {} {}, not waiting on a gate",
+                        exec.id,
+                        other.phrase()
+                    )));
                 }
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;

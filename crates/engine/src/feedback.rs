@@ -15,8 +15,9 @@ impl<S: Store> Engine<S> {
         let exec = self.store.execution(id).await?;
         if !matches!(exec.status, ExecStatus::Succeeded | ExecStatus::Failed | ExecStatus::Cancelled) {
             return Err(Error::Invalid(format!(
-                "execution {} is {}: feedback is for executions that ended",
-                exec.id, exec.status
+                "execution {} {}: feedback is for executions that ended",
+                exec.id,
+                exec.status.phrase()
             )));
         }
         let comment = comment.map(|c| c.trim().to_string()).filter(|c| !c.is_empty());

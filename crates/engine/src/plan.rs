@@ -15,6 +15,8 @@ pub struct PlannedStep {
     pub kind: &'static str,
     /// The rendered command, request, wait or question.
     pub action: String,
+    /// A `run` step's own environment, rendered (secret parameters show as `***`).
+    pub env: Vec<(String, String)>,
     /// The `when` expression and what it gives now (or why that is not known yet).
     pub when: Option<(String, String)>,
     pub timeout: String,
@@ -94,6 +96,10 @@ pub fn plan(rb: &Runbook, params: &ParamValues) -> Vec<PlannedStep> {
         .iter()
         .map(|s| {
             let action = describe(&s.kind);
+            let env = match &s.kind {
+                StepKind::Run(script) => script.env.iter().map(|(k, v)| (k.clone(), render(v, false))).collect(),
+                _ => Vec::new(),
+            };
             let when = s.when.as_ref().map(|w| {
                 // Nothing has run, so what earlier steps output is not known yet.
                 let v = if w.contains("steps.") {
@@ -108,6 +114,7 @@ pub fn plan(rb: &Runbook, params: &ParamValues) -> Vec<PlannedStep> {
                 name: s.name.clone(),
                 kind: s.kind.name(),
                 action,
+                env,
                 when,
                 timeout: s.timeout.to_string(),
                 attempts: s.attempts(),

@@ -99,8 +99,8 @@ pub async fn tick(state: &AppState, now: i64) -> Vec<(String, String)> {
             details.insert("requested_by".into(), json!(s.created_by));
             let audit = AuditAs { actor: &actor, action: "execution.submit", request_id: "", details };
             match crate::service::enqueue(state, &s.runbook, None, inputs, &who, Some(&fire), audit).await {
-                Ok((id, true, _, _)) => format!("started {id} (by another server)"),
-                Ok((id, false, _, _)) => format!("started {id}"),
+                Ok(q) if q.repeated => format!("started {} (by another server)", q.id),
+                Ok(q) => format!("started {}", q.id),
                 Err(e) => format!("not started: {}", e.message),
             }
         };

@@ -30,11 +30,21 @@ pub struct AuditAs<'a> {
     pub details: serde_json::Map<String, Value>,
 }
 
+/// An execution [`enqueue`] queued.
+pub struct Queued {
+    pub id: String,
+    /// An earlier execution with the same idempotency key (nothing was queued or audited).
+    pub repeated: bool,
+    pub version: String,
+    /// The params, secrets masked.
+    pub masked: Value,
+    /// What the submitter should know (a deprecated runbook).
+    pub warnings: Vec<String>,
+}
+
 /// Queues an execution of a published runbook after checking its lifecycle, its
 /// parameters (every problem listed) and the policies, and audits it as `audit` in the
-/// same transaction. Returns the id, whether it is an earlier execution with the same
-/// idempotency key (then nothing was audited), the version and the masked params.
-/// (Submissions, triggers and schedules all queue through here.)
+/// same transaction. (Submissions, triggers and schedules all queue through here.)
 pub async fn enqueue(
     st: &AppState,
     name: &str,
@@ -43,7 +53,7 @@ pub async fn enqueue(
     who: &crate::auth::Principal,
     key: Option<&str>,
     audit: AuditAs<'_>,
-) -> ApiResult<(String, bool, String, Value)> {
+) -> ApiResult<Queued> {
     let queued = st.queued().await?;
     if queued >= i64::try_from(st.config.max_queued).unwrap_or(i64::MAX) {
         return Err(ApiError::too_many(
@@ -57,6 +67,10 @@ pub async fn enqueue(
             "runbook `{name}` is {}; only active and deprecated runbooks run",
             entry.status
         )));
+    }
+    let mut warnings = Vec::new();
+    if entry.status == "deprecated" {
+        warnings.push(format!("runbook `{name}` is deprecated; prefer its replacement"));
     }
     let version = version.unwrap_or(entry.latest_version);
     let published = st.published_version(name, &version).await?;
@@ -103,12 +117,13 @@ pub async fn enqueue(
             return Err(e.into());
         }
     };
-    if id != exec.id {
+    let repeated = id != exec.id;
+    if repeated {
         crate::vault::remove(st, &exec.id).await;
-        return Ok((id, true, version, masked));
+    } else {
+        st.wake.notify_one();
     }
-    st.wake.notify_one();
-    Ok((id, false, version, masked))
+    Ok(Queued { id, repeated, version, masked, warnings })
 }
 
 /// Queues an execution for `ctx` (the API's submit and the web UI's run form), audited;
@@ -127,8 +142,8 @@ pub async fn submit(
         request_id: &ctx.request_id,
         details: Default::default(),
     };
-    let (id, repeated, _, _) = enqueue(st, name, version, inputs, &ctx.principal, key, audit).await?;
-    Ok(opsbook_api::Submitted { id, repeated })
+    let q = enqueue(st, name, version, inputs, &ctx.principal, key, audit).await?;
+    Ok(opsbook_api::Submitted { id: q.id, repeated: q.repeated, warnings: q.warnings })
 }
 
 /// The allowed transitions: draft → active → deprecated → archived, deprecated → active,

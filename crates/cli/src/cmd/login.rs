@@ -52,10 +52,14 @@ pub async fn exec(server: Option<String>, profile: Option<&str>, args: Args) -> 
     }
     creds.save()?;
     let default = if creds.default.as_deref() == Some(name.as_str()) { ", the default" } else { "" };
+    let roles = match me.roles.len() {
+        0 => "no roles".to_string(),
+        1 => format!("role {}", me.roles[0]),
+        _ => format!("roles {}", me.roles.join(", ")),
+    };
     println!(
-        "logged in to {server} as {} ({}); saved as profile `{name}`{default} in {}",
+        "logged in to {server} as {} ({roles}); saved as profile `{name}`{default} in {}",
         me.user,
-        serde_json::Value::from(me.roles),
         credentials_path().display()
     );
     Ok(EXIT_OK)

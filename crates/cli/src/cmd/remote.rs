@@ -43,6 +43,9 @@ async fn execution(client: &Client, id: &str) -> Result<ExecutionDoc> {
 pub async fn run(client: &Client, name: &str, params: BTreeMap<String, Value>, output: Output) -> Result<u8> {
     let submit = Submit { params, version: None };
     let sub: Submitted = client.post(&format!("/api/v1/runbooks/{}/executions", enc(name)), &submit).await?;
+    for w in &sub.warnings {
+        say_err!("{} {w}", console::style("warning:").yellow().bold().for_stderr());
+    }
     follow(client, &sub.id, Some(opsbook_engine::Start::Fresh), output).await
 }
 

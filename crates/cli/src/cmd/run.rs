@@ -142,6 +142,7 @@ fn dry_run(rb: &Runbook, params: &ParamValues, output: Output) -> Result<u8> {
             "params": params.masked(),
             "steps": steps.iter().map(|s| serde_json::json!({
                 "id": s.id, "name": s.name, "kind": s.kind, "action": s.action,
+                "env": s.env.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
                 "when": s.when.as_ref().map(|(w, v)| serde_json::json!({"expression": w, "value": v})),
                 "timeout": s.timeout, "attempts": s.attempts, "required": s.required,
                 "rollback": s.rollback,
@@ -174,6 +175,9 @@ fn dry_run(rb: &Runbook, params: &ParamValues, output: Output) -> Result<u8> {
         }
         for line in s.action.lines() {
             say!("    {line}");
+        }
+        for (k, v) in &s.env {
+            say!("    {} {k}={v}", style("env").dim());
         }
         if let Some(r) = &s.rollback {
             say!("    {} {r}", style("rollback:").magenta());

@@ -211,6 +211,7 @@ fn lifecycle_status() {
     let deprecated = env.run_book(&book.replace("version: 1.0.0", "version: 1.0.0\n  status: deprecated"), &[]);
     assert_eq!(deprecated.code, 0);
     assert!(deprecated.stdout.contains("warning: runbook `test` is deprecated"), "{deprecated:?}");
+    assert_eq!(deprecated.stdout.matches("is deprecated").count(), 1, "said once: {deprecated:?}");
 }
 
 #[test]
@@ -218,7 +219,7 @@ fn dry_run_renders_and_runs_nothing() {
     let env = Env::new();
     let book = runbook(
         "    pw: { type: secret }\n    target: { type: string }\n",
-        "    - id: a\n      run: touch ran && echo {{ params.target }} {{ params.pw }}\n    - id: b\n      when: \"params.target == 'x y'\"\n      http: { url: \"http://localhost:{{ steps.a.outputs.port }}/\" }\n    - id: c\n      when: \"steps.a.outputs.port == '80'\"\n      run: \"true\"\n",
+        "    - id: a\n      run: touch ran && echo {{ params.target }} {{ params.pw }}\n      env: { PW: \"{{ params.pw }}\", T: \"at {{ params.target }}\" }\n    - id: b\n      when: \"params.target == 'x y'\"\n      http: { url: \"http://localhost:{{ steps.a.outputs.port }}/\" }\n    - id: c\n      when: \"steps.a.outputs.port == '80'\"\n      run: \"true\"\n",
     );
     let out = env.run_book(&book, &["--dry-run", "-p", "pw=hunter2", "-p", "target=x y"]);
     assert_eq!(out.code, 0, "{out:?}");
@@ -230,9 +231,37 @@ fn dry_run_renders_and_runs_nothing() {
             .contains("when steps.a.outputs.port == '80' → unknown until it runs (it reads earlier steps' outputs)"),
         "{out:?}"
     );
+    // The step's environment shows, rendered, secrets masked.
+    assert!(out.stdout.contains("    env PW=***\n    env T=at x y\n"), "{out:?}");
     assert!(!out.stdout.contains("hunter2"));
+    let json = env.run_book(&book, &["--dry-run", "-p", "pw=hunter2", "-p", "target=x y", "--output", "json"]);
+    assert_eq!(json.json()["steps"][0]["env"], serde_json::json!({ "PW": "***", "T": "at x y" }), "{json:?}");
+    assert!(!json.stdout.contains("hunter2"));
     assert!(!env.path("ran").exists());
     assert!(!env.db.exists());
+}
+
+/// On a terminal, streamed output lines end with a newline, not with spaces to the
+/// terminal's width (copied output stays clean).
+#[test]
+fn terminal_output_lines_are_not_padded() {
+    use crate::support::SpawnWith;
+    let env = Env::new();
+    env.write("test.yaml", &runbook("", "    - id: a\n      run: echo first-line && echo second-line\n"));
+    let cmd = format!("{} run test.yaml", env!("CARGO_BIN_EXE_opsbook"));
+    let child = env
+        .cmd(&[])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn_with_program("script", &["-qec", &cmd, "/dev/null"]);
+    let o = out(child.wait_with_output().unwrap());
+    assert_eq!(o.code, 0, "{o:?}");
+    for line in ["first-line", "second-line"] {
+        let at = o.stdout.find(line).unwrap_or_else(|| panic!("{line} in {o:?}"));
+        let after = &o.stdout[at + line.len()..];
+        assert!(after.starts_with("\r\n"), "{line} ends with a newline: {:?}", &after[..after.len().min(20)]);
+    }
 }
 
 #[test]

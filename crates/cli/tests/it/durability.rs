@@ -128,7 +128,7 @@ fn approval_without_a_terminal_waits_then_resumes() {
     assert_eq!(doc["steps"][1]["outputs"]["approved_by"], me.as_str());
     let twice = env.run(&["approve", &e.id]);
     assert_eq!(twice.code, 2, "{twice:?}");
-    assert!(twice.stderr.contains("is succeeded, not waiting for approval"), "{twice:?}");
+    assert!(twice.stderr.contains("has succeeded, not waiting for approval"), "{twice:?}");
     let approvals = s.block(s.store.approvals(&e.id)).unwrap();
     assert_eq!(approvals.len(), 1);
     assert_eq!(approvals[0].comment.as_deref(), Some("go"));

@@ -55,7 +55,7 @@ fn manual_step_waits_then_confirm_carries_it_on() {
     let logs = env.run(&["logs", &e.id]);
     assert!(logs.stdout.contains(&format!("done, confirmed by {}: drained at 14:02", me())), "{logs:?}");
     let twice = env.run(&["confirm", &e.id]);
-    assert_fails_saying(&twice, 2, "has no manual step waiting for confirmation (it is succeeded");
+    assert_fails_saying(&twice, 2, "has no manual step waiting for confirmation (it has succeeded");
 }
 
 #[test]

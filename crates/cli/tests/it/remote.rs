@@ -60,6 +60,8 @@ fn the_cli_is_a_client_of_the_whole_server() {
     assert_eq!(c(&["history", "--output", "json"]).json().as_array().unwrap().len(), 0, "nothing ran");
     let ran = c(&["run", "web", "--output", "json"]);
     assert_eq!(ran.code, 0, "{ran:?}");
+    // (web was deprecated above.)
+    assert!(ran.stderr.contains("warning: runbook `web` is deprecated; prefer its replacement"), "{ran:?}");
     let mine = c(&["history", "--actor", "ann", "--since", "1h", "--output", "json"]);
     assert_eq!(mine.json().as_array().unwrap().len(), 1, "{mine:?}");
     let nobody = c(&["history", "--actor", "bob", "--output", "json"]);
@@ -164,7 +166,7 @@ fn resume_and_rollback_through_the_server() {
     assert!(env.path("made").exists());
     let again = c(&srv.url, &["resume", &id, "-p", "pw=hunter2"]);
     assert_eq!(again.code, 2, "{again:?}");
-    assert!(again.stderr.contains("is failed; only waiting or interrupted executions can resume"), "{again:?}");
+    assert!(again.stderr.contains("has failed; only waiting or interrupted executions can resume"), "{again:?}");
     let no_secret = c(&srv.url, &["rollback", &id]);
     assert_eq!(no_secret.code, 2, "{no_secret:?}");
     assert!(no_secret.stderr.contains("parameter `pw`: is a secret and is never stored"), "{no_secret:?}");

@@ -107,7 +107,7 @@ fn push_run_and_approve_through_the_server() {
         .output()
         .unwrap());
     assert_eq!(login.code, 0, "{login:?}");
-    assert!(login.stdout.contains("logged in to"), "{login:?}");
+    assert!(login.stdout.contains(&format!("logged in to {} as sam (role approver);", srv.url)), "{login:?}");
     let shown = out(env
         .cmd(&["--server", &srv.url, "show", &id, "--output", "json"])
         .env("XDG_CONFIG_HOME", env.path("config"))
@@ -237,7 +237,7 @@ fn gate_check_and_wait_ask_the_server() {
     assert!(logs.stderr.contains(&format!("execution {id} succeeded")), "{logs:?}");
     let again = client(&env, &srv.url, &admin, &["gate", "override", &id, "--reason", "again"]);
     assert_eq!(again.code, 2, "{again:?}");
-    assert!(again.stderr.contains(&format!("execution {id} is succeeded, not waiting on a gate")), "{again:?}");
+    assert!(again.stderr.contains(&format!("execution {id} has succeeded, not waiting on a gate")), "{again:?}");
     std::fs::remove_file(env.path("incident")).unwrap();
 
     // A server that cannot be reached blocks (fail closed) and says why.
@@ -536,7 +536,7 @@ fn login_profiles_choose_the_server() {
     };
     let login = cmd(&["login", &srv.url, "--token", &admin]);
     assert_eq!(login.code, 0, "{login:?}");
-    assert!(login.stdout.contains("as ann ([\"admin\"]); saved as profile `default`, the default"), "{login:?}");
+    assert!(login.stdout.contains("as ann (role admin); saved as profile `default`, the default"), "{login:?}");
     let file = env.path("config/opsbook/credentials.toml");
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);

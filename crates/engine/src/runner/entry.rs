@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use opsbook_core::params::ParamValues;
 use opsbook_core::{ExecStatus, Input, Runbook, StepStatus};
-use opsbook_store::{Execution, Phase, RunbookVersion, StepRecord, Store, WaitKind, id::new_id, now_ms};
+use opsbook_store::{Execution, Phase, RunbookVersion, StepRecord, Store, Stream, WaitKind, id::new_id, now_ms};
 
 use crate::observer::{Event, Start};
 use crate::{Engine, Error, Hooks, Outcome, Result, StartRequest, check_lifecycle};
@@ -121,8 +121,10 @@ pub(crate) async fn start<S: Store>(engine: &Engine<S>, req: StartRequest, hooks
         start: Start::Fresh,
     });
     if let Some(w) = warning {
+        // Shown once (the event), kept in the log for later readers and server runs.
         run.event(&Event::Warning { message: &w });
-        run.system(None, Phase::Check, &format!("warning: {w}")).await?;
+        run.sink.push(&crate::Quiet, None, Phase::Check, 0, Stream::System, format!("warning: {w}").as_bytes());
+        run.sink.flush().await?;
     }
     run.start_heartbeat();
     if !run.prerequisites().await? {
@@ -425,7 +427,7 @@ async fn claim<S: Store>(engine: &Engine<S>, id: &str) -> Result<String> {
              try again when it is done",
             now.id
         ),
-        None => format!("execution {} is {} now", now.id, now.status),
+        None => format!("execution {} {} now", now.id, now.status.phrase()),
     }))
 }
 
@@ -522,7 +524,8 @@ fn resume_point<S: Store>(run: &Run<'_, '_, S>) -> Result<(usize, Option<usize>)
         // (A running execution was refused by the claim.)
         other => {
             return Err(Error::Invalid(format!(
-                "execution {id} is {other}; only waiting or interrupted executions can resume"
+                "execution {id} {}; only waiting or interrupted executions can resume",
+                other.phrase()
             )));
         }
     };
@@ -555,7 +558,7 @@ pub(crate) async fn check_resume<S: Store>(
 ) -> Result<()> {
     let exec = engine.store.execution(id).await?;
     if matches!(exec.status, ExecStatus::Running | ExecStatus::Queued) {
-        return Err(Error::Invalid(format!("execution {} is {}; it is not stopped", exec.id, exec.status)));
+        return Err(Error::Invalid(format!("execution {} {}; it is not stopped", exec.id, exec.status.phrase())));
     }
     let (_handle, cancel) = crate::cancel::cancel_pair();
     let hooks = Hooks { observer: &crate::Quiet, prompt: None, cancel, cancel_handle: _handle };

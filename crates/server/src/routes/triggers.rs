@@ -97,7 +97,7 @@ pub async fn fire(
     let queued =
         crate::service::enqueue(&st, &runbook, None, trigger.inputs(&event), &who, key.as_deref(), audit).await;
     match queued {
-        Ok((id, repeated, version, masked)) => {
+        Ok(crate::service::Queued { id, repeated, version, masked, .. }) => {
             if repeated {
                 let details = json!({ "runbook": runbook, "version": version, "event_id": event_id, "params": masked });
                 st.audit(&who.user, "trigger.repeated", &id, &rid, details).await;

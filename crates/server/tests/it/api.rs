@@ -85,12 +85,16 @@ async fn lifecycle_rules_and_who_when_why() {
         StatusCode::BAD_REQUEST
     );
     assert_eq!(s.post("/api/v1/runbooks/job/lifecycle", &author, go("active", "reviewed")).await.0, StatusCode::OK);
-    assert_eq!(s.post("/api/v1/runbooks/job/executions", &author, json!({})).await.0, StatusCode::ACCEPTED);
+    let (status, active) = s.post("/api/v1/runbooks/job/executions", &author, json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert!(active.get("warnings").is_none(), "{active}");
     assert_eq!(
         s.post("/api/v1/runbooks/job/lifecycle", &author, go("deprecated", "replaced by job2")).await.0,
         StatusCode::OK
     );
-    assert_eq!(s.post("/api/v1/runbooks/job/executions", &author, json!({})).await.0, StatusCode::ACCEPTED);
+    let (status, deprecated) = s.post("/api/v1/runbooks/job/executions", &author, json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(deprecated["warnings"], json!(["runbook `job` is deprecated; prefer its replacement"]));
     assert_eq!(s.post("/api/v1/runbooks/job/lifecycle", &author, go("archived", "retired")).await.0, StatusCode::OK);
     assert_eq!(s.post("/api/v1/runbooks/job/executions", &author, json!({})).await.0, StatusCode::CONFLICT);
     let (_, doc) = s.get("/api/v1/runbooks/job", &author).await;
