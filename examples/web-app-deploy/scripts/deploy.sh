@@ -8,8 +8,11 @@ mkdir -p "$release"
 tar -xf "$(dirname "$0")/app.tar" -C "$release"
 echo "$version" > "$release/VERSION"
 echo ok > "$release/health"
-: "${DB_PASSWORD:=}"
-echo "connecting with password $DB_PASSWORD"   # masked as *** in every log
+if [ -n "${DB_PASSWORD:-}" ]; then
+  echo "connecting with password $DB_PASSWORD"   # masked as *** in every log
+else
+  echo "no database password given (-p db_password=... to pass one)"
+fi
 echo "release_dir=$release" >> "$OPSBOOK_OUTPUT"
 if command -v python3 >/dev/null 2>&1; then
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
