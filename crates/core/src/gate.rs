@@ -222,12 +222,18 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    /// `path:line:col: message`, or `path: message` when the place is not known.
-    pub fn in_file(&self, path: &str) -> String {
-        match (self.line, self.column) {
-            (Some(_), Some(_)) => format!("{path}:{self}"),
-            _ => format!("{path}: {self}"),
-        }
+    /// `path:line:col: message` (or `path: message` when the place is not known), then
+    /// the offending line of `source` with a caret, as runbook problems show.
+    pub fn render(&self, path: &str, source: &str) -> String {
+        let pos = match (self.line, self.column) {
+            (Some(line), Some(column)) => Some(crate::diagnostic::Pos {
+                line: u32::try_from(line).unwrap_or(u32::MAX),
+                column: u32::try_from(column).unwrap_or(u32::MAX),
+                len: 1,
+            }),
+            _ => None,
+        };
+        crate::diagnostic::Diagnostic::new(pos, self.message.clone()).render(path, source)
     }
 }
 
@@ -378,7 +384,14 @@ fn check_url(url: &str) -> Result<(), String> {
 pub fn timezone(name: Option<&str>) -> Result<jiff::tz::TimeZone, String> {
     match name {
         None | Some("UTC") => Ok(jiff::tz::TimeZone::UTC),
-        Some(n) => jiff::tz::TimeZone::get(n).map_err(|_| format!("unknown time zone `{n}`")),
+        Some(n) => jiff::tz::TimeZone::get(n).map_err(|_| {
+            let known: Vec<String> = jiff::tz::db().available().map(|z| z.to_string()).collect();
+            let known: Vec<&str> = known.iter().map(String::as_str).collect();
+            match crate::diagnostic::did_you_mean(n, &known) {
+                Some(m) => format!("unknown time zone `{n}` (did you mean `{m}`?)"),
+                None => format!("unknown time zone `{n}` (an IANA name such as `Europe/Berlin`, or `UTC`)"),
+            }
+        }),
     }
 }
 

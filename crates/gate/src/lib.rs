@@ -23,7 +23,7 @@ pub fn read_gates_file(path: &std::path::Path) -> Result<GatesFile, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let absolute = std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let dir = absolute.parent().unwrap_or(std::path::Path::new("/"));
-    GatesFile::parse_in(&text, dir).map_err(|e| e.in_file(&path.display().to_string()))
+    GatesFile::parse_in(&text, dir).map_err(|e| e.render(&path.display().to_string(), &text))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,8 +15,9 @@ use crate::state::AppState;
 /// A due time this far in the past means the server was down: the run was missed.
 pub const MISSED_AFTER_MS: i64 = 60_000;
 
+/// A time zone by its IANA name; an unknown one is named with a did-you-mean.
 pub fn timezone(name: &str) -> Result<jiff::tz::TimeZone, String> {
-    jiff::tz::TimeZone::get(name).map_err(|_| format!("unknown time zone `{name}`"))
+    opsbook_core::gate::timezone(Some(name))
 }
 
 /// The next run of a schedule after `after`, or `None` if it can never run.

@@ -253,8 +253,13 @@ fn check_file(f: &Path, explicit: Option<&Path>, gates_files: &mut GatesFiles) -
                 report.gates = Some(g.gates.len());
             }
             Err(e) => {
-                report.problems.push(Problem { line: None, column: None, message: e.to_string() });
-                report.rendered.push(e.in_file(&shown).to_string());
+                let place = |n: Option<u64>| n.and_then(|n| u32::try_from(n).ok());
+                report.problems.push(Problem {
+                    line: place(e.line),
+                    column: place(e.column),
+                    message: e.message.clone(),
+                });
+                report.rendered.push(e.render(&shown, &text));
             }
         }
         return report;

@@ -82,7 +82,10 @@ async fn overlap_and_missed_runs_follow_their_policy() {
         .await;
     assert_eq!(
         (status, bad["error"]["message"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("unknown time zone `Mars/Olympus`"))
+        (
+            StatusCode::BAD_REQUEST,
+            Some("unknown time zone `Mars/Olympus` (an IANA name such as `Europe/Berlin`, or `UTC`)")
+        )
     );
 
     let t1 = skip["next_run_at"].as_i64().unwrap();
