@@ -4,6 +4,7 @@
 //! storage or HTTP. Everything here is a pure function of its inputs.
 #![forbid(unsafe_code)]
 
+pub mod aws_regions;
 pub mod bundle;
 pub mod diagnostic;
 pub mod doc;
