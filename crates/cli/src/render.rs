@@ -169,7 +169,7 @@ impl Observer for Live {
                     style(human_ms(u64::try_from(*duration_ms).unwrap_or(0))).dim()
                 ));
             }
-            Event::Waiting { step_id, message } => {
+            Event::Waiting { step_id, message, .. } => {
                 self.clear();
                 // A manual step's message says so itself ("manual step: …").
                 let what = if message.starts_with("manual ") { "waits for a person" } else { "waits for approval" };

@@ -1,7 +1,7 @@
 //! What front ends see of a run while it happens, and how they answer approvals.
 
 use opsbook_core::{ExecStatus, StepStatus};
-use opsbook_store::{Phase, Stream};
+use opsbook_store::{Phase, Stream, WaitKind};
 
 /// How a run (re)starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +59,9 @@ pub enum Event<'a> {
     },
     Waiting {
         step_id: &'a str,
+        /// What it waits for: people's decision, a person's confirmation, or a gate
+        /// (announced as [`Event::GateBlocked`] too).
+        kind: WaitKind,
         message: &'a str,
     },
     /// A gate found blocking: newly, or for other reasons than at the last look (a

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use opsbook_core::ExecStatus;
 use opsbook_engine::{Event, Observer, Start};
-use opsbook_store::{NotificationAttempt, ServerStore, Store, now_ms};
+use opsbook_store::{NotificationAttempt, ServerStore, Store, WaitKind, now_ms};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -204,7 +204,20 @@ impl Observer for Notifier {
                 let waited = opsbook_core::duration::human_ms(u64::try_from(*waited_ms).unwrap_or(0));
                 self.send_with("resumed", Some(format!("step `{step_id}`: gate `{gate}` is clear after {waited}")));
             }
-            Event::Waiting { message, .. } => self.send_with("waiting", Some(message.to_string())),
+            // A gate's wait went out as `blocked`, which says what blocks: one notification.
+            Event::Waiting { kind: WaitKind::Gate, .. } => {}
+            Event::Waiting { kind, message, .. } => {
+                let id = &self.execution_id;
+                let how = match kind {
+                    WaitKind::Approval => {
+                        format!(
+                            "decide on the execution's page, or with `opsbook approve {id}` or `opsbook reject {id}`"
+                        )
+                    }
+                    _ => format!("when it is done, confirm on the execution's page or with `opsbook confirm {id}`"),
+                };
+                self.send_with("waiting", Some(format!("{message}. To go on: {how}.")));
+            }
             Event::RollbackFinished { .. } => self.rolled_back.store(true, Ordering::Relaxed),
             Event::StepFinished { step_id, status, duration_ms, .. } => {
                 crate::metrics::step_finished(&self.runbook, step_id, status.as_str(), *duration_ms as f64 / 1000.0);
@@ -262,7 +275,8 @@ pub fn spawn_dispatcher(
                 None => {
                     let Ok(exec) = store.execution(&note.execution_id).await else { continue };
                     let summary = serde_json::to_value(opsbook_api::ExecutionSummary::from(&exec)).unwrap_or_default();
-                    (exec.runbook_name.clone(), summary, base.map(|u| format!("{u}/api/v1/executions/{}", exec.id)))
+                    // The execution's web page (the API's URL answers 401 in a browser).
+                    (exec.runbook_name.clone(), summary, base.map(|u| format!("{u}/executions/{}", exec.id)))
                 }
             };
             for rule in rules.iter().filter(|r| r.wants(note.event, &name)) {
@@ -305,7 +319,7 @@ fn body(rule: &Rule, note: &Note, summary: &Value, link: Option<&str>, delivery:
                 blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": format!("```{err}```") } }));
             }
             if let Some(l) = link {
-                blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": format!("<{l}|Execution {}>", summary["id"].as_str().unwrap_or("")) } }));
+                blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": format!("<{l}|Open execution {}>", summary["id"].as_str().unwrap_or("")) } }));
             }
             json!({ "text": format!("{name} {version}: {event}"), "blocks": blocks })
         }

@@ -114,6 +114,6 @@ pub(crate) async fn run<S: Store>(
         run.system(Some(&step.id), Phase::Step, &format!("{verb} by {}", d.approver)).await?;
     }
     run.wait_step(idx, WaitKind::Approval, None, None).await?;
-    run.event(&Event::Waiting { step_id: &step.id, message: &message });
+    run.event(&Event::Waiting { step_id: &step.id, kind: WaitKind::Approval, message: &message });
     Ok(Flow::Wait)
 }

@@ -180,7 +180,7 @@ pub(crate) async fn run_released<S: Store>(
     run.steps[idx].outputs.insert("records".into(), records);
     run.wait_step(idx, WaitKind::Gate, Some(now + poll.min(max_wait - waited)), Some(message.clone())).await?;
     if !was_blocked {
-        run.event(&Event::Waiting { step_id: &step.id, message: &message });
+        run.event(&Event::Waiting { step_id: &step.id, kind: WaitKind::Gate, message: &message });
     }
     Ok(Flow::Wait)
 }
@@ -267,7 +267,7 @@ pub(crate) async fn recheck_released<S: Store>(
     run.system(Some(gate_step), Phase::Step, &format!("{message}; checking again in {}", spec.poll())).await?;
     run.wait_step(idx, WaitKind::Gate, Some(now + poll.min(max_wait - (now - first))), Some(message.clone())).await?;
     if previous.is_none() {
-        run.event(&Event::Waiting { step_id: &step_id, message: &message });
+        run.event(&Event::Waiting { step_id: &step_id, kind: WaitKind::Gate, message: &message });
     }
     Ok(Recheck::Wait)
 }

@@ -172,7 +172,7 @@ pub(crate) async fn run<S: Store>(
         Answer::Waits => {
             run.wait_step(idx, WaitKind::Manual, None, None).await?;
             let message = format!("manual step: {}", describe(&req));
-            run.event(&Event::Waiting { step_id: &step.id, message: &message });
+            run.event(&Event::Waiting { step_id: &step.id, kind: WaitKind::Manual, message: &message });
             Ok(Flow::Wait)
         }
     }

@@ -5,7 +5,7 @@ use opsbook_core::StepStatus;
 use opsbook_core::step::Rollback;
 use opsbook_core::step::manual::ManualSpec;
 use opsbook_core::template;
-use opsbook_store::{Phase, Store, now_ms};
+use opsbook_store::{Phase, Store, WaitKind, now_ms};
 
 use crate::Result;
 use crate::kinds::manual::Answer;
@@ -145,7 +145,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 rec.rollback_error = Some(format!("waiting for confirmation: {}", req.instructions));
                 self.save_step(idx).await?;
                 let message = format!("manual rollback: {}", kinds::manual::describe(&req));
-                self.event(&Event::Waiting { step_id: &step_id, message: &message });
+                self.event(&Event::Waiting { step_id: &step_id, kind: WaitKind::Manual, message: &message });
                 return Ok(None);
             }
         };

@@ -87,7 +87,8 @@ async fn webhooks_are_signed_retried_and_recorded() {
         assert_eq!(sig, format!("sha256={}", hex::encode(hmac_sha256(b"k3y", body.as_bytes()))));
         let doc: Value = serde_json::from_str(body).unwrap();
         assert_eq!(doc["execution"]["id"], id.as_str());
-        assert_eq!(doc["url"], format!("https://ops.example/api/v1/executions/{id}"));
+        // The execution's web page: the API's URL would answer 401 in a browser.
+        assert_eq!(doc["url"], format!("https://ops.example/executions/{id}"));
         assert_eq!(headers["x-opsbook-event"], doc["event"].as_str().unwrap());
     }
     let events: Vec<String> =
@@ -100,6 +101,8 @@ async fn webhooks_are_signed_retried_and_recorded() {
         assert!(texts.contains(&format!("deploy 1.0.0: {e}").as_str()), "{texts:?}");
     }
     assert_eq!(slack_events[0]["blocks"][1]["fields"][2]["text"], "*Actor*\nolga");
+    let link = slack_events[0]["blocks"].as_array().unwrap().last().unwrap()["text"]["text"].clone();
+    assert_eq!(link, format!("<https://ops.example/executions/{id}|Open execution {id}>"));
 
     // Every attempt is on record: for the webhook, two 500s and a 200 for one event. (An
     // attempt is recorded once its answer is in, just after the receiver counted it.)
@@ -144,5 +147,40 @@ async fn a_dead_receiver_never_slows_an_execution() {
         assert!(std::time::Instant::now() < deadline, "{a:?}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    s.stop().await;
+}
+
+/// A `waiting` notification says what the execution waits for and how to decide, and
+/// links to the page where that is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_says_what_for_and_how_to_decide() {
+    let (hook, got) = receiver(0).await;
+    let s = Server::start_with(|c| {
+        c.public_url = Some("https://ops.example/".into());
+        c.notify = vec![rule("hook", Kind::Webhook, &hook, &["waiting"])];
+    })
+    .await;
+    let op = s.token("olga", &["operator", "author"]).await;
+    let book = runbook("ship", "1.0.0", "", "", "    - id: go\n      approval: { message: \"ship it?\" }\n");
+    s.publish(&op, &book).await;
+    let (_, sub) = s.post("/api/v1/runbooks/ship/executions", &op, json!({})).await;
+    let id = sub["id"].as_str().unwrap().to_string();
+    s.wait_for(&id, &op, |d| d["status"] == "waiting").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while got.calls.lock().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no waiting notification");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let doc: Value = serde_json::from_str(&got.calls.lock().unwrap()[0].1).unwrap();
+    assert_eq!(doc["event"], "waiting");
+    let detail = doc["detail"].as_str().unwrap();
+    assert!(detail.contains("ship it?"), "{detail}");
+    assert!(
+        detail.ends_with(&format!(
+            ". To go on: decide on the execution's page, or with `opsbook approve {id}` or `opsbook reject {id}`."
+        )),
+        "{detail}"
+    );
+    assert_eq!(doc["url"], format!("https://ops.example/executions/{id}"));
     s.stop().await;
 }
