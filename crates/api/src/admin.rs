@@ -25,9 +25,17 @@ pub struct TokenInfo {
     pub id: String,
     pub user: String,
     pub roles: Vec<String>,
+    #[schema(value_type = String, format = DateTime, example = "2026-12-02T09:14:03.512Z")]
+    #[serde(with = "crate::rfc3339")]
     pub created_at: i64,
+    #[schema(value_type = Option<String>, format = DateTime, example = "2026-12-02T09:14:03.512Z")]
+    #[serde(default, with = "crate::rfc3339::option")]
     pub expires_at: Option<i64>,
+    #[schema(value_type = Option<String>, format = DateTime, example = "2026-12-02T09:14:03.512Z")]
+    #[serde(default, with = "crate::rfc3339::option")]
     pub revoked_at: Option<i64>,
+    #[schema(value_type = Option<String>, format = DateTime, example = "2026-12-02T09:14:03.512Z")]
+    #[serde(default, with = "crate::rfc3339::option")]
     pub last_used_at: Option<i64>,
 }
 
@@ -64,6 +72,8 @@ pub struct Revoked {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AuditEntry {
     pub seq: i64,
+    #[schema(value_type = String, format = DateTime, example = "2026-12-02T09:14:03.512Z")]
+    #[serde(with = "crate::rfc3339")]
     pub at: i64,
     pub actor: String,
     pub action: String,

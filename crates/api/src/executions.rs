@@ -50,8 +50,11 @@ pub struct ExecutionSummary {
     pub status: ExecStatus,
     pub actor: String,
     /// RFC 3339.
+    #[schema(format = DateTime, example = "2026-12-02T09:14:03.512Z")]
     pub created_at: Option<String>,
+    #[schema(format = DateTime, example = "2026-12-02T09:14:03.512Z")]
     pub started_at: Option<String>,
+    #[schema(format = DateTime, example = "2026-12-02T09:14:03.512Z")]
     pub finished_at: Option<String>,
     pub duration_ms: Option<i64>,
     /// Parameter values, secrets masked.
@@ -88,6 +91,7 @@ pub struct ApprovalDoc {
     pub approved: bool,
     pub comment: Option<String>,
     /// RFC 3339.
+    #[schema(format = DateTime, example = "2026-12-02T09:14:03.512Z")]
     pub at: Option<String>,
 }
 
@@ -268,7 +272,9 @@ pub struct LogLine {
     pub attempt: i64,
     /// `stdout`, `stderr` or `system`.
     pub stream: String,
-    /// Epoch milliseconds.
+    /// When it was written.
+    #[schema(value_type = String, format = DateTime, example = "2026-12-02T09:14:03.512Z")]
+    #[serde(with = "crate::rfc3339")]
     pub ts: i64,
     pub line: String,
 }

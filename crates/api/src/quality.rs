@@ -63,6 +63,7 @@ pub struct FeedbackDoc {
     pub rating: u8,
     pub comment: Option<String>,
     /// RFC 3339.
+    #[schema(format = DateTime, example = "2026-12-02T09:14:03.512Z")]
     pub at: Option<String>,
 }
 
@@ -94,9 +95,11 @@ pub struct ReviewDoc {
     pub reviewer: String,
     pub note: String,
     /// RFC 3339.
+    #[schema(format = DateTime, example = "2026-12-02T09:14:03.512Z")]
     pub at: Option<String>,
     /// When the next review is due (YYYY-MM-DD), when the runbook sets `review.every`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = Date, example = "2026-12-31")]
     pub next_due: Option<String>,
 }
 

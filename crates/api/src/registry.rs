@@ -18,8 +18,12 @@ pub struct RunbookEntry {
     pub runbook_type: String,
     pub owner: Option<String>,
     pub tags: Vec<String>,
-    /// Epoch milliseconds.
+    /// When it was first published.
+    #[schema(value_type = String, format = DateTime, example = "2026-12-02T09:14:03.512Z")]
+    #[serde(with = "crate::rfc3339")]
     pub created_at: i64,
+    #[schema(value_type = String, format = DateTime, example = "2026-12-02T09:14:03.512Z")]
+    #[serde(with = "crate::rfc3339")]
     pub updated_at: i64,
 }
 
@@ -90,6 +94,8 @@ pub struct VersionEntry {
     pub version: String,
     pub sha256: String,
     pub published_by: String,
+    #[schema(value_type = String, format = DateTime, example = "2026-12-02T09:14:03.512Z")]
+    #[serde(with = "crate::rfc3339")]
     pub published_at: i64,
     /// The files published with this version (`GET /api/v1/bundles/{sha256}`), if any.
     pub bundle_sha256: Option<String>,
@@ -144,6 +150,8 @@ pub struct LifecycleEvent {
     pub to_status: String,
     pub actor: String,
     pub reason: Option<String>,
+    #[schema(value_type = String, format = DateTime, example = "2026-12-02T09:14:03.512Z")]
+    #[serde(with = "crate::rfc3339")]
     pub at: i64,
 }
 
@@ -202,8 +210,14 @@ pub struct Schedule {
     pub overlap: String,
     pub missed: String,
     pub created_by: String,
+    #[schema(value_type = String, format = DateTime, example = "2026-12-02T09:14:03.512Z")]
+    #[serde(with = "crate::rfc3339")]
     pub created_at: i64,
+    #[schema(value_type = Option<String>, format = DateTime, example = "2026-12-02T09:14:03.512Z")]
+    #[serde(default, with = "crate::rfc3339::option")]
     pub next_run_at: Option<i64>,
+    #[schema(value_type = Option<String>, format = DateTime, example = "2026-12-02T09:14:03.512Z")]
+    #[serde(default, with = "crate::rfc3339::option")]
     pub last_run_at: Option<i64>,
     pub last_result: Option<String>,
 }
@@ -239,6 +253,7 @@ pub struct Deleted {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Analytics {
     /// RFC 3339: the start of the window.
+    #[schema(format = DateTime, example = "2026-12-02T09:14:03.512Z")]
     pub since: Option<String>,
     pub runbooks: Vec<RunbookFigures>,
     pub review_overdue: Vec<ReviewOverdue>,
@@ -299,6 +314,7 @@ pub struct Comment {
     pub rating: u8,
     pub comment: String,
     /// RFC 3339.
+    #[schema(format = DateTime, example = "2026-12-02T09:14:03.512Z")]
     pub at: Option<String>,
 }
 
@@ -349,6 +365,7 @@ pub struct RunbookFigures {
     pub review: String,
     /// YYYY-MM-DD: when the next review is due.
     #[serde(default)]
+    #[schema(format = Date, example = "2026-12-31")]
     pub review_due: Option<String>,
     /// Why it needs attention (empty: it does not).
     #[serde(default)]
@@ -360,6 +377,7 @@ pub struct RunbookFigures {
 pub struct ReviewOverdue {
     pub runbook: String,
     /// YYYY-MM-DD, or null.
+    #[schema(format = Date, example = "2026-12-31")]
     pub due: Option<String>,
     pub owner: Option<String>,
 }

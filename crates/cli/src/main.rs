@@ -49,6 +49,10 @@ pub struct Cli {
     /// Use the local database even when logged in to a server
     #[arg(long, global = true)]
     pub local: bool,
+    /// Show times in UTC (default: this machine's time zone, named with each time or
+    /// table). JSON output is always RFC 3339 in UTC.
+    #[arg(long, global = true)]
+    pub utc: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -163,6 +167,7 @@ fn quiet_on_broken_pipe() {
 fn main() -> ExitCode {
     quiet_on_broken_pipe();
     let cli = Cli::parse();
+    cmd::history::Clock::set_utc(cli.utc);
     // Commands that may run steps get a guardian (it kills their process groups if this
     // process dies); it must be forked now, while this is the only thread.
     let runs_steps = matches!(

@@ -36,7 +36,8 @@ fn duration(ms: Option<i64>) -> String {
 /// The header `show` prints: runbook, actor, times, parameters, decisions.
 pub fn print_header(doc: &ExecutionDoc) {
     let e = &doc.summary;
-    let dash = |t: &Option<String>| t.clone().unwrap_or_else(|| "-".into());
+    let clock = crate::cmd::history::Clock::new();
+    let dash = |t: &Option<String>| clock.show_text_zoned(t.as_deref());
     say!("{} {}", style("Execution").bold(), e.id);
     let sha = e.runbook.sha256.get(..12).unwrap_or(&e.runbook.sha256);
     say!("  runbook   {} v{} (sha256 {sha})", e.runbook.name, e.runbook.version);
@@ -145,8 +146,8 @@ pub fn log_line(l: &LogLine, timestamps: bool) -> String {
         (_, "stderr") => style(format!("[{step} stderr]")).red(),
         _ => style(format!("[{step}]")).dim(),
     };
-    let time = match timestamps.then(|| jiff::Timestamp::from_millisecond(l.ts).ok()).flatten() {
-        Some(t) => format!("{} ", t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")),
+    let time = match timestamps.then(|| crate::cmd::history::Clock::new().stamp(l.ts)).flatten() {
+        Some(t) => format!("{t} "),
         None => String::new(),
     };
     format!("{time}{tag} {}", l.line)
@@ -226,7 +227,7 @@ pub async fn logs(
 
 /// The table of API tokens (never their secrets), for `tokens list` and `admin token list`.
 pub fn tokens_table(tokens: &[opsbook_api::TokenInfo]) -> Table {
-    let clock = crate::cmd::history::Clock::new(false);
+    let clock = crate::cmd::history::Clock::new();
     let time = |ms: Option<i64>| clock.show(ms);
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);

@@ -27,21 +27,27 @@ pub struct Args {
     pub since: Option<String>,
     #[arg(long, default_value_t = 20)]
     pub limit: i64,
-    /// Times in UTC (default: this machine's time zone, named in the header)
-    #[arg(long)]
-    pub utc: bool,
     #[arg(long, value_enum, default_value_t)]
     pub output: crate::Output,
 }
 
-/// How `history` shows times: in this machine's zone (or UTC), named once in the header.
+/// How the CLI shows times: in this machine's zone, or in UTC with `--utc`, the zone
+/// named once in a table's header (`label`) or with each time (`show_zoned`).
 pub struct Clock {
     zone: jiff::tz::TimeZone,
     pub label: String,
 }
 
+/// `--utc`, set once at start.
+static UTC: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 impl Clock {
-    pub fn new(utc: bool) -> Clock {
+    pub fn set_utc(utc: bool) {
+        UTC.store(utc, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn new() -> Clock {
+        let utc = UTC.load(std::sync::atomic::Ordering::Relaxed);
         let zone = if utc { jiff::tz::TimeZone::UTC } else { jiff::tz::TimeZone::system() };
         let label = match zone.iana_name() {
             Some(name) => name.to_string(),
@@ -61,6 +67,29 @@ impl Clock {
     /// The same for an RFC 3339 time (as the API sends them).
     pub fn show_text(&self, text: Option<&str>) -> String {
         self.show(text.and_then(|t| t.parse::<jiff::Timestamp>().ok()).map(|t| t.as_millisecond()))
+    }
+
+    /// `2026-12-02 10:14:03 CET`: with the zone, for a time shown alone.
+    pub fn show_zoned(&self, ms: Option<i64>) -> Option<String> {
+        let t = jiff::Timestamp::from_millisecond(ms?).ok()?;
+        Some(t.to_zoned(self.zone.clone()).strftime("%Y-%m-%d %H:%M:%S %Z").to_string())
+    }
+
+    /// The same for an RFC 3339 time (as the API sends them); `-` for none.
+    pub fn show_text_zoned(&self, text: Option<&str>) -> String {
+        let ms = text.and_then(|t| t.parse::<jiff::Timestamp>().ok()).map(|t| t.as_millisecond());
+        self.show_zoned(ms).unwrap_or_else(|| "-".into())
+    }
+
+    /// `2026-12-02T10:14:03.512+01:00`: a log line's time, to the millisecond (`Z` when
+    /// the zone is at UTC's offset).
+    pub fn stamp(&self, ms: i64) -> Option<String> {
+        let z = jiff::Timestamp::from_millisecond(ms).ok()?.to_zoned(self.zone.clone());
+        Some(if z.offset() == jiff::tz::Offset::UTC {
+            z.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+        } else {
+            z.strftime("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string()
+        })
     }
 }
 
@@ -118,7 +147,7 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
     }
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
-    let clock = Clock::new(args.utc);
+    let clock = Clock::new();
     let started_in = format!("Started ({})", clock.label);
     t.set_header(vec!["ID", "Runbook", "Version", "Status", &started_in, "Duration", "Actor", "Error"]);
     for e in &list {

@@ -105,7 +105,7 @@ pub async fn audit(client: &Client, a: &AuditArgs) -> Result<u8> {
     }
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
-    let clock = super::history::Clock::new(false);
+    let clock = super::history::Clock::new();
     let at = format!("At ({})", clock.label);
     t.set_header(vec!["#", &at, "Actor", "Action", "Target", "Details"]);
     for r in &found.items {

@@ -29,10 +29,6 @@ pub struct Filters {
     pub owner: Option<String>,
 }
 
-fn time(ms: i64) -> String {
-    opsbook_api::time(Some(ms)).and_then(|s| s.get(..16).map(|s| s.replace('T', " "))).unwrap_or_default()
-}
-
 fn short(sha: &str) -> &str {
     sha.get(..12).unwrap_or(sha)
 }
@@ -122,10 +118,12 @@ pub async fn show(client: &Client, name: &str, output: Output) -> Result<u8> {
         }
     }
     println!("Lifecycle:");
+    let clock = super::history::Clock::new();
     for ev in &doc.lifecycle {
         let from = ev.from_status.as_deref().map(|f| format!("{f} -> ")).unwrap_or_default();
         let why = ev.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
-        println!("  {}  {from}{} by {}{why}", time(ev.at), ev.to_status, ev.actor);
+        let at = clock.show_zoned(Some(ev.at)).unwrap_or_default();
+        println!("  {at}  {from}{} by {}{why}", ev.to_status, ev.actor);
     }
     Ok(EXIT_OK)
 }
@@ -146,7 +144,7 @@ pub async fn versions(client: &Client, a: &VersionsArgs) -> Result<u8> {
     }
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
-    let clock = super::history::Clock::new(false);
+    let clock = super::history::Clock::new();
     let published = format!("Published ({})", clock.label);
     t.set_header(vec!["Version", &published, "By", "Text", "Files"]);
     for v in &found.items {

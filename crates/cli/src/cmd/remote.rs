@@ -274,7 +274,7 @@ pub async fn history(client: &Client, a: &super::history::Args) -> Result<u8> {
     }
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
-    let clock = super::history::Clock::new(a.utc);
+    let clock = super::history::Clock::new();
     let started_in = format!("Started ({})", clock.label);
     t.set_header(vec!["ID", "Runbook", "Version", "Status", &started_in, "Duration", "Actor", "Error"]);
     for e in &page.items {

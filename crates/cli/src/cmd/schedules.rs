@@ -39,10 +39,6 @@ pub enum Schedules {
     Delete { id: String },
 }
 
-fn time(ms: Option<i64>) -> String {
-    opsbook_api::time(ms).and_then(|s| s.get(..16).map(|s| s.replace('T', " "))).unwrap_or_else(|| "-".into())
-}
-
 pub async fn exec(client: &Client, cmd: &Schedules) -> Result<u8> {
     match cmd {
         Schedules::List { output } => {
@@ -53,7 +49,10 @@ pub async fn exec(client: &Client, cmd: &Schedules) -> Result<u8> {
             }
             let mut t = Table::new();
             t.load_style(UTF8_FULL_CONDENSED);
-            t.set_header(vec!["ID", "Runbook", "Cron", "Zone", "Next run", "Last run", "Last result", "By"]);
+            let clock = super::history::Clock::new();
+            let (next, last) = (format!("Next run ({})", clock.label), format!("Last run ({})", clock.label));
+            t.set_header(vec!["ID", "Runbook", "Cron", "Zone", &next, &last, "Last result", "By"]);
+            let time = |ms: Option<i64>| if ms.is_some() { clock.show(ms) } else { "-".into() };
             for s in &found.items {
                 t.add_row(vec![
                     s.id.clone(),
@@ -85,7 +84,8 @@ pub async fn exec(client: &Client, cmd: &Schedules) -> Result<u8> {
                 .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
                 .zip(jiff::tz::TimeZone::get(&s.timezone).ok())
                 .map(|(t, tz)| t.to_zoned(tz).strftime("%Y-%m-%d %H:%M %Z").to_string())
-                .unwrap_or_else(|| time(s.next_run_at));
+                .or_else(|| super::history::Clock::new().show_zoned(s.next_run_at))
+                .unwrap_or_else(|| "never".into());
             println!("schedule {} runs {} at `{}` ({}); next run {next}", s.id, s.runbook, s.cron, s.timezone);
         }
         Schedules::Delete { id } => {

@@ -364,7 +364,7 @@ fn completions_man_page_and_time_zones() {
     let bad = env.run(&["completions", "tcsh"]);
     assert_eq!(bad.code, 2, "{bad:?}");
 
-    env.write("test.yaml", &runbook("", "    - id: a\n      run: \"true\"\n"));
+    env.write("test.yaml", &runbook("", "    - id: a\n      run: echo hi\n"));
     let ran = env.run(&["run", "test.yaml", "--output", "json"]);
     let utc_start = ran.json()["started_at"].as_str().unwrap().to_string();
     let tokyo = out(env.cmd(&["history"]).env("TZ", "Asia/Tokyo").output().unwrap());
@@ -374,6 +374,18 @@ fn completions_man_page_and_time_zones() {
     assert!(tokyo.stdout.contains(&local), "{local} in {tokyo:?}");
     let utc = out(env.cmd(&["history", "--utc"]).env("TZ", "Asia/Tokyo").output().unwrap());
     assert!(utc.stdout.contains("Started (UTC)") && utc.stdout.contains(&utc_start[..19].replace('T', " ")), "{utc:?}");
+    // `show` names the zone with each time; `--utc` is global; JSON stays RFC 3339 in UTC.
+    assert!(utc_start.ends_with('Z'), "{utc_start}");
+    let id = ran.json()["id"].as_str().unwrap().to_string();
+    let shown = out(env.cmd(&["show", &id]).env("TZ", "Asia/Tokyo").output().unwrap());
+    assert!(shown.stdout.contains(&format!("  started   {local} JST\n")), "{local} JST in {shown:?}");
+    let shown = out(env.cmd(&["--utc", "show", &id]).env("TZ", "Asia/Tokyo").output().unwrap());
+    assert!(shown.stdout.contains(&format!("  started   {} UTC\n", &utc_start[..19].replace('T', " "))), "{shown:?}");
+    let logs = out(env.cmd(&["logs", &id, "--timestamps"]).env("TZ", "Asia/Tokyo").output().unwrap());
+    assert!(logs.stdout.contains("[a] hi"), "{logs:?}");
+    assert!(logs.stdout.lines().all(|l| l.get(23..29) == Some("+09:00")), "local stamps with offset: {logs:?}");
+    let logs = out(env.cmd(&["logs", &id, "--timestamps", "--utc"]).env("TZ", "Asia/Tokyo").output().unwrap());
+    assert!(logs.stdout.lines().all(|l| l.get(23..24) == Some("Z")), "UTC stamps: {logs:?}");
 }
 
 /// One `validate` pass reports every problem it can (not the first only), says what a

@@ -81,8 +81,14 @@ pub async fn sign_in(State(st): State<AppState>, req: Request) -> UiResult<Respo
     };
     st.store.create_session(&session).await?;
     let rid = crate::state::request_id(&parts.headers);
-    st.audit(&principal.user, "session.start", &principal.token_id, &rid, json!({ "expires_at": session.expires_at }))
-        .await;
+    st.audit(
+        &principal.user,
+        "session.start",
+        &principal.token_id,
+        &rid,
+        json!({ "expires_at": opsbook_api::time(Some(session.expires_at)) }),
+    )
+    .await;
     let https = st.config.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
         || parts.headers.get("x-forwarded-proto").is_some_and(|v| v == "https");
     let secure = if https { "; Secure" } else { "" };

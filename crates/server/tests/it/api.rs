@@ -525,3 +525,68 @@ async fn cancel_of_a_waiting_execution_answers_at_once_and_a_worker_rolls_back()
     assert!(s.dir.path().join("undone").exists());
     s.stop().await;
 }
+
+/// Every time in every answer is RFC 3339 in UTC (`…Z`), whatever it is the time of.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_time_is_rfc3339_utc() {
+    let s = Server::start().await;
+    let admin = s.token("ada", &["admin"]).await;
+    let book = runbook("timed", "1.0.0", "", "", "    - id: a\n      run: echo hi\n")
+        .replace("spec:\n", "spec:\n  schedules:\n    - cron: \"0 3 * * *\"\n");
+    s.publish(&admin, &book).await;
+    let (_, sub) = s.post("/api/v1/runbooks/timed/executions", &admin, json!({})).await;
+    let id = sub["id"].as_str().unwrap().to_string();
+    s.settled(&id, &admin).await;
+    let mut seen = 0;
+    for path in [
+        "/api/v1/runbooks".to_string(),
+        "/api/v1/runbooks/timed".into(),
+        "/api/v1/runbooks/timed/versions".into(),
+        "/api/v1/schedules".into(),
+        "/api/v1/tokens".into(),
+        "/api/v1/audit".into(),
+        "/api/v1/executions".into(),
+        format!("/api/v1/executions/{id}"),
+        format!("/api/v1/executions/{id}/logs"),
+    ] {
+        let (status, doc) = s.get(&path, &admin).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {doc}");
+        seen += check_times(&path, &doc);
+    }
+    assert!(seen >= 15, "only {seen} times seen");
+    s.stop().await;
+}
+
+/// Checks every field named like a time in `v`; returns how many held a time.
+fn check_times(path: &str, v: &serde_json::Value) -> usize {
+    const TIMES: [&str; 12] = [
+        "created_at",
+        "updated_at",
+        "published_at",
+        "started_at",
+        "finished_at",
+        "at",
+        "ts",
+        "next_run_at",
+        "last_run_at",
+        "expires_at",
+        "revoked_at",
+        "last_used_at",
+    ];
+    match v {
+        serde_json::Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| {
+                if TIMES.contains(&k.as_str()) && !v.is_null() {
+                    let t = v.as_str().unwrap_or_else(|| panic!("{path}: `{k}` is {v}, not RFC 3339 text"));
+                    assert!(t.ends_with('Z') && t.parse::<jiff::Timestamp>().is_ok(), "{path}: `{k}` = {t}");
+                    1
+                } else {
+                    check_times(path, v)
+                }
+            })
+            .sum(),
+        serde_json::Value::Array(a) => a.iter().map(|v| check_times(path, v)).sum(),
+        _ => 0,
+    }
+}

@@ -5,7 +5,7 @@ use opsbook_store::{ExecutionFilter, ServerStore, Store, now_ms};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::{Server, runbook};
+use crate::support::{Server, at_ms, runbook};
 
 const DAY: i64 = 86_400_000;
 
@@ -36,7 +36,7 @@ async fn runbook_schedules_fire_when_due() {
     let (_, list) = s.get("/api/v1/schedules", &author).await;
     let sched = &list["items"][0];
     assert_eq!(sched["id"], "nightly#1");
-    let next = sched["next_run_at"].as_i64().unwrap();
+    let next = at_ms(&sched["next_run_at"]);
     assert_eq!(next, next_3am_utc(before));
 
     assert!(tick(&s.state, next - 1).await.is_empty(), "not due yet");
@@ -48,7 +48,7 @@ async fn runbook_schedules_fire_when_due() {
     assert_eq!(done["actor"], "schedule:nightly#1");
     assert_eq!(done["status"], "succeeded");
     let (_, list) = s.get("/api/v1/schedules", &author).await;
-    assert_eq!(list["items"][0]["next_run_at"].as_i64().unwrap(), next + DAY);
+    assert_eq!(at_ms(&list["items"][0]["next_run_at"]), next + DAY);
     assert_eq!(list["items"][0]["last_result"], format!("started {id}"));
 
     // A new version replaces the runbook's schedules.
@@ -88,7 +88,7 @@ async fn overlap_and_missed_runs_follow_their_policy() {
         )
     );
 
-    let t1 = skip["next_run_at"].as_i64().unwrap();
+    let t1 = at_ms(&skip["next_run_at"]);
     let first = tick(&s.state, t1).await;
     assert!(first[0].1.starts_with("started "), "{first:?}");
     let id = first[0].1.trim_start_matches("started ").to_string();
@@ -99,7 +99,7 @@ async fn overlap_and_missed_runs_follow_their_policy() {
     // With overlap: queue, a second run starts anyway.
     s.call("DELETE", &format!("/api/v1/schedules/{}", skip["id"].as_str().unwrap()), Some(&op), None).await;
     let (_, queue) = s.post("/api/v1/schedules", &op, create("queue", "skip")).await;
-    let t = queue["next_run_at"].as_i64().unwrap();
+    let t = at_ms(&queue["next_run_at"]);
     assert!(tick(&s.state, t).await[0].1.starts_with("started "));
     assert!(tick(&s.state, t + 60_000).await[0].1.starts_with("started "));
     s.call("DELETE", &format!("/api/v1/schedules/{}", queue["id"].as_str().unwrap()), Some(&op), None).await;
@@ -118,7 +118,7 @@ async fn overlap_and_missed_runs_follow_their_policy() {
     let before = count(&s).await;
     let (_, missed_skip) =
         s.post("/api/v1/schedules", &op, json!({ "runbook": "slow", "cron": "* * * * *", "overlap": "queue" })).await;
-    let late = missed_skip["next_run_at"].as_i64().unwrap() + 3 * DAY;
+    let late = at_ms(&missed_skip["next_run_at"]) + 3 * DAY;
     let r = tick(&s.state, late).await;
     assert_eq!(r[0].1, "missed while the server was down; skipped");
     assert_eq!(count(&s).await, before);
@@ -130,13 +130,13 @@ async fn overlap_and_missed_runs_follow_their_policy() {
             json!({ "runbook": "slow", "cron": "* * * * *", "overlap": "queue", "missed": "run_once" }),
         )
         .await;
-    let late = once["next_run_at"].as_i64().unwrap() + 3 * DAY;
+    let late = at_ms(&once["next_run_at"]) + 3 * DAY;
     let r = tick(&s.state, late).await;
     assert_eq!(r.len(), 1, "one run, not one per missed minute");
     assert!(r[0].1.starts_with("started "));
     assert_eq!(count(&s).await, before + 1);
     let (_, list) = s.get("/api/v1/schedules", &op).await;
-    assert!(list["items"][0]["next_run_at"].as_i64().unwrap() > late, "the next run is after now");
+    assert!(at_ms(&list["items"][0]["next_run_at"]) > late, "the next run is after now");
     assert!(s.store.schedules().await.unwrap().iter().all(|x| x.source == "api"));
     s.stop().await;
 }
@@ -225,7 +225,7 @@ async fn a_schedule_is_its_creators_request() {
     let (status, sched) =
         s.post("/api/v1/schedules", &ann_token, json!({ "runbook": "gated", "cron": "0 3 * * *" })).await;
     assert_eq!(status, StatusCode::CREATED, "{sched}");
-    let due = sched["next_run_at"].as_i64().unwrap();
+    let due = at_ms(&sched["next_run_at"]);
     let ran = tick(&s.state, due).await;
     let id = ran[0].1.trim_start_matches("started ").to_string();
     s.wait_for(&id, &ann_token, |d| d["status"] == "waiting").await;
@@ -245,7 +245,7 @@ async fn a_schedule_is_its_creators_request() {
 
     // Revoked: the schedules of that user stop firing, and say so.
     let (_, sched) = s.post("/api/v1/schedules", &ann_token, json!({ "runbook": "gated", "cron": "0 4 * * *" })).await;
-    let due = sched["next_run_at"].as_i64().unwrap();
+    let due = at_ms(&sched["next_run_at"]);
     s.call("DELETE", &format!("/api/v1/tokens/{}", ann["id"].as_str().unwrap()), Some(&admin), None).await;
     let ran = tick(&s.state, due).await;
     assert_eq!(ran.len(), 1);
@@ -262,7 +262,7 @@ async fn a_fire_starts_one_execution_however_many_servers_see_it() {
     s.publish(&op, &runbook("slow", "1.0.0", "", "", "    - id: a\n      run: sleep 0.2\n")).await;
     let (_, sched) =
         s.post("/api/v1/schedules", &op, json!({ "runbook": "slow", "cron": "0 4 * * *", "overlap": "queue" })).await;
-    let due = sched["next_run_at"].as_i64().unwrap();
+    let due = at_ms(&sched["next_run_at"]);
     // A second server (its own connection and state) on the same database.
     let other_store = s.open_again().await;
     let config = opsbook_server::Config { secret_keys: Some(crate::support::TEST_KEY.into()), ..Default::default() };

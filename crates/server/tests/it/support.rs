@@ -221,3 +221,9 @@ pub fn runbook(name: &str, version: &str, extra_meta: &str, params: &str, steps:
         if params.is_empty() { String::new() } else { format!("  parameters:\n{params}") }
     )
 }
+
+/// An RFC 3339 time of an answer (as every time in the API is) as epoch milliseconds.
+pub fn at_ms(v: &serde_json::Value) -> i64 {
+    let text = v.as_str().unwrap_or_else(|| panic!("{v} is not an RFC 3339 time"));
+    text.parse::<jiff::Timestamp>().unwrap_or_else(|e| panic!("{text}: {e}")).as_millisecond()
+}
