@@ -16,6 +16,7 @@ pub mod params;
 mod parse;
 mod recover;
 pub mod schedule;
+mod schema;
 pub mod secret;
 pub mod shell;
 pub mod status;
@@ -168,8 +169,4 @@ pub fn sha256_hex(text: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(text))
 }
 
-/// JSON Schema of the runbook format, for editors.
-pub fn json_schema() -> serde_json::Value {
-    let schema = schemars::schema_for!(document::RawRunbook);
-    serde_json::to_value(schema).expect("a JSON schema always serializes")
-}
+pub use schema::json_schema;

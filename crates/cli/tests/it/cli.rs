@@ -147,7 +147,15 @@ fn new_schema_and_list() {
     );
     std::fs::write(env.path("db-vacuum.yaml"), "changed").unwrap();
     assert_eq!(env.run(&["new", "db-vacuum", "--type", "maintenance", "--force"]).code, 0);
-    assert!(env.read("db-vacuum.yaml").starts_with("# yaml-language-server"));
+    // The first line is a modeline as the YAML language server (VS Code's YAML extension)
+    // reads it: `^#\s+yaml-language-server\s*:`, then `$schema=` and a path up to a space.
+    let text = env.read("db-vacuum.yaml");
+    let first = text.lines().next().unwrap();
+    let rest = first.strip_prefix("# yaml-language-server:").unwrap_or_else(|| panic!("{first}"));
+    let at = rest.find("$schema=").unwrap_or_else(|| panic!("{first}"));
+    let path = rest[at + "$schema=".len()..].split_whitespace().next();
+    assert_eq!(path, Some("opsbook.schema.json"), "{first}");
+    assert_eq!(rest.matches("$schema").count(), 1, "one $schema: {first}");
     let printed = env.run(&["new", "other", "--type", "backup_restore", "-o", "-"]);
     assert!(printed.stdout.contains("name: other"), "{printed:?}");
     assert!(!env.path("other.yaml").exists() && !env.path("-").exists());
@@ -172,6 +180,10 @@ fn new_schema_and_list() {
     );
     assert!(schema["properties"]["apiVersion"].is_object());
     assert!(schema.to_string().contains("output_matches"));
+    // Draft 7, with definitions under the names authors know, each titled.
+    assert_eq!(schema["$schema"], "http://json-schema.org/draft-07/schema#");
+    assert_eq!(schema["definitions"]["Step"]["title"], "Step");
+    assert!(schema["definitions"].get("RawStep").is_none() && schema["definitions"].get("RawMetadata").is_none());
 
     env.write(
         "old.yaml",
