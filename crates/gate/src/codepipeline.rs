@@ -4,16 +4,24 @@
 //! the default — success with a continuation token, which keeps the job alive until the
 //! next poll instead of failing the stage. The token carries when the job was first found
 //! blocked, so `MaxWait` (default 3h) bounds the wait across polls and workers.
+//!
+//! `OnBlocked: retry` shows a block as a failed stage instead (visible, alarmed): the job
+//! fails with the block records, the stage's pipeline execution is kept in the worker's
+//! state file (so a restarted worker still knows it), and once the gate clears, within
+//! `MaxWait`, the worker calls `RetryStageExecution` (`FAILED_ACTIONS`): CodePipeline
+//! hands the action out again, and this time it passes.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use aws_config::Region;
 use aws_sdk_codepipeline::Client;
 use aws_sdk_codepipeline::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_codepipeline::types::{
-    ActionCategory, ActionOwner, ActionTypeId, ExecutionDetails, FailureDetails, FailureType, Job,
+    ActionCategory, ActionOwner, ActionTypeId, ExecutionDetails, FailureDetails, FailureType, Job, StageRetryMode,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::Checker;
 use crate::config::GateDef;
@@ -25,6 +33,8 @@ pub struct WorkerConfig {
     pub version: String,
     pub gates: BTreeMap<String, GateDef>,
     pub max_batch: i32,
+    /// Where the stages to retry once their gate clears are kept (`OnBlocked: retry`).
+    pub state: PathBuf,
 }
 
 /// A client with the standard credential chain; the endpoint follows the SDK convention
@@ -61,13 +71,15 @@ fn sdk_err<E: ProvideErrorMetadata + std::error::Error + 'static>(
     }
 }
 
-/// One poll: every job handed out is acknowledged, decided and reported.
-/// Returns `(job id, what was reported)`.
+/// One poll: the stages waiting for their gate (`OnBlocked: retry`) are retried when it
+/// cleared, then every job handed out is acknowledged, decided and reported.
+/// Returns `(what: "job ID" or "stage PIPELINE/STAGE", what was done)`.
 pub async fn poll_once(
     client: &Client,
     cfg: &WorkerConfig,
     checker: &Checker,
 ) -> Result<Vec<(String, String)>, String> {
+    let mut done = retry_cleared(client, cfg, checker).await?;
     let action = ActionTypeId::builder()
         .category(ActionCategory::from(cfg.category.as_str()))
         .owner(ActionOwner::Custom)
@@ -77,12 +89,11 @@ pub async fn poll_once(
         .map_err(err)?;
     let out =
         client.poll_for_jobs().action_type_id(action).max_batch_size(cfg.max_batch).send().await.map_err(sdk_err)?;
-    let mut done = Vec::new();
     for job in out.jobs() {
         let id = job.id().unwrap_or_default().to_string();
         // One job's trouble (e.g. another worker acknowledged it first) spares the others.
         let outcome = handle(client, cfg, checker, job).await.unwrap_or_else(|e| format!("error: {e}"));
-        done.push((id, outcome));
+        done.push((format!("job {id}"), outcome));
     }
     Ok(done)
 }
@@ -120,8 +131,26 @@ async fn handle(client: &Client, cfg: &WorkerConfig, checker: &Checker, job: &Jo
         return Ok("succeeded".into());
     }
     let message = format!("gate `{name}` is {}: {why}", r.verdict.as_str());
-    if get("OnBlocked") == Some("fail") {
-        return fail(message).await;
+    match get("OnBlocked") {
+        None | Some("wait") => {}
+        Some("fail") => return fail(message).await,
+        Some("retry") => {
+            let Some(stage) = StageRun::of(job, name, now.as_millisecond(), max_wait) else {
+                return fail(format!("{message} (OnBlocked: retry needs the job's pipeline, stage and execution)"))
+                    .await;
+            };
+            // Kept before the job fails: a worker that dies in between still retries it.
+            let mut pending = load(&cfg.state)?;
+            pending.retain(|p| !p.same_stage(&stage));
+            pending.push(stage);
+            save(&cfg.state, &pending)?;
+            let retried = format!(
+                "{message}; the stage is retried when the gate clears (within {})",
+                opsbook_core::Dur(max_wait)
+            );
+            return fail(retried).await;
+        }
+        Some(other) => return fail(format!("OnBlocked: `{other}` is not wait, fail or retry")).await,
     }
     if waited >= max_wait {
         let human = opsbook_core::Dur(max_wait);
@@ -147,6 +176,133 @@ async fn handle(client: &Client, cfg: &WorkerConfig, checker: &Checker, job: &Jo
         .await
         .map_err(sdk_err)?;
     Ok(format!("waiting: {message}"))
+}
+
+/// A stage failed by a blocked gate (`OnBlocked: retry`), to retry once the gate clears.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageRun {
+    pub pipeline: String,
+    pub stage: String,
+    pub pipeline_execution_id: String,
+    pub gate: String,
+    /// When the gate was found blocked, and until when a clear gate still retries the
+    /// stage (epoch ms).
+    pub blocked_at: i64,
+    pub retry_until: i64,
+}
+
+impl StageRun {
+    fn of(job: &Job, gate: &str, now: i64, max_wait: Duration) -> Option<StageRun> {
+        let ctx = job.data()?.pipeline_context()?;
+        Some(StageRun {
+            pipeline: ctx.pipeline_name()?.to_string(),
+            stage: ctx.stage()?.name()?.to_string(),
+            pipeline_execution_id: ctx.pipeline_execution_id()?.to_string(),
+            gate: gate.to_string(),
+            blocked_at: now,
+            retry_until: now.saturating_add(i64::try_from(max_wait.as_millis()).unwrap_or(i64::MAX)),
+        })
+    }
+
+    fn same_stage(&self, other: &StageRun) -> bool {
+        (&self.pipeline, &self.stage, &self.pipeline_execution_id)
+            == (&other.pipeline, &other.stage, &other.pipeline_execution_id)
+    }
+
+    fn label(&self) -> String {
+        format!("stage {}/{}", self.pipeline, self.stage)
+    }
+}
+
+/// The stages waiting for their gate, from the state file (none when it does not exist).
+pub fn load(path: &std::path::Path) -> Result<Vec<StageRun>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Writes the state file whole: a temporary file, synced, renamed over the old one.
+fn save(path: &std::path::Path, pending: &[StageRun]) -> Result<(), String> {
+    use std::io::Write;
+    let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(fail)?;
+    f.write_all(serde_json::to_string_pretty(pending).expect("plain data").as_bytes()).map_err(fail)?;
+    f.sync_all().map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(fail)
+}
+
+/// Retries the stages whose gate cleared; forgets those past their `MaxWait` or that
+/// CodePipeline will not retry (a newer run, a stage no longer failed).
+async fn retry_cleared(
+    client: &Client,
+    cfg: &WorkerConfig,
+    checker: &Checker,
+) -> Result<Vec<(String, String)>, String> {
+    let pending = load(&cfg.state)?;
+    if pending.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = jiff::Timestamp::now();
+    let mut kept = Vec::new();
+    let mut done = Vec::new();
+    for run in pending {
+        let Some(gate) = cfg.gates.get(&run.gate) else {
+            done.push((run.label(), format!("not retried: no gate `{}` is defined now", run.gate)));
+            continue;
+        };
+        if now.as_millisecond() > run.retry_until {
+            let max_wait = Duration::from_millis(u64::try_from(run.retry_until - run.blocked_at).unwrap_or(0));
+            let waited = opsbook_core::Dur(max_wait);
+            done.push((run.label(), format!("not retried: gate `{}` still blocked after {waited}", run.gate)));
+            continue;
+        }
+        let r = checker.check(&run.gate, gate, now).await;
+        if !r.passes() {
+            kept.push(run);
+            continue;
+        }
+        let sent = client
+            .retry_stage_execution()
+            .pipeline_name(&run.pipeline)
+            .stage_name(&run.stage)
+            .pipeline_execution_id(&run.pipeline_execution_id)
+            .retry_mode(StageRetryMode::FailedActions)
+            .send()
+            .await;
+        match sent {
+            Ok(_) => done.push((
+                run.label(),
+                format!("retried (pipeline execution {}): gate `{}` is clear", run.pipeline_execution_id, run.gate),
+            )),
+            Err(SdkError::ServiceError(s))
+                if matches!(
+                    s.err().code(),
+                    Some(
+                        "StageNotRetryableException"
+                            | "NotLatestPipelineExecutionException"
+                            | "PipelineNotFoundException"
+                            | "StageNotFoundException"
+                    )
+                ) =>
+            {
+                let why = format!("{}: {}", s.err().code().unwrap_or_default(), s.err().message().unwrap_or_default());
+                done.push((run.label(), format!("not retried: CodePipeline: {why}")));
+            }
+            // Unreachable, throttled…: tried again at the next poll.
+            Err(e) => {
+                done.push((run.label(), format!("error: {}", sdk_err(e))));
+                kept.push(run);
+            }
+        }
+    }
+    save(&cfg.state, &kept)?;
+    Ok(done)
 }
 
 /// How long a job waits on a blocked gate without `MaxWait` (as `opsbook gate wait`).

@@ -56,6 +56,10 @@ pub struct WorkerArgs {
     /// Poll once and exit (for cron-style runs and tests)
     #[arg(long)]
     pub once: bool,
+    /// Where stages failed by a blocked gate (`OnBlocked: retry`) are kept until it
+    /// clears (default: $XDG_DATA_HOME/opsbook/codepipeline-retries.json)
+    #[arg(long)]
+    pub state: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -386,14 +390,15 @@ async fn exec_until_done(to: Target<'_>, cmd: Gate) -> Result<u8> {
                 version: w.action_version,
                 gates: file.gates,
                 max_batch: 5,
+                state: w.state.unwrap_or_else(|| super::default_db().with_file_name("codepipeline-retries.json")),
             };
             let checker = Checker::new(Duration::from_secs(20)).map_err(anyhow::Error::msg)?;
             let client = opsbook_gate::codepipeline::client(w.region).await;
             loop {
                 match opsbook_gate::codepipeline::poll_once(&client, &cfg, &checker).await {
                     Ok(done) => {
-                        for (job, outcome) in done {
-                            println!("job {job}: {outcome}");
+                        for (what, outcome) in done {
+                            println!("{what}: {outcome}");
                         }
                     }
                     Err(e) if w.once => return Err(anyhow::anyhow!(e)),

@@ -26,6 +26,8 @@ fn codepipeline_double(jobs: Value) -> (String, Calls) {
             let input: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
             let op = target.rsplit('.').next().unwrap_or("").to_string();
             let taken = op == "AcknowledgeJob" && input["nonce"] == "taken";
+            let stale = op == "RetryStageExecution" && input["pipelineName"] == "old";
+            let execution = input["pipelineExecutionId"].clone();
             c.lock().unwrap().push((op.clone(), input));
             let (status, reply) = match op.as_str() {
                 // Another worker acknowledged this job first.
@@ -33,6 +35,12 @@ fn codepipeline_double(jobs: Value) -> (String, Calls) {
                     "400 Bad Request",
                     json!({ "__type": "InvalidNonceException", "message": "The nonce was already used" }),
                 ),
+                // A newer run of this pipeline went past the stage.
+                _ if stale => (
+                    "400 Bad Request",
+                    json!({ "__type": "StageNotRetryableException", "message": "Stage is not in a failed state" }),
+                ),
+                "RetryStageExecution" => ("200 OK", json!({ "pipelineExecutionId": execution })),
                 "PollForJobs" => ("200 OK", json!({ "jobs": pending.take().unwrap_or(json!([])) })),
                 "AcknowledgeJob" => ("200 OK", json!({ "status": "InProgress" })),
                 _ => ("200 OK", json!({})),
@@ -68,6 +76,8 @@ fn worker(env: &Env, url: &str) -> crate::support::Out {
             "--once",
             "--region",
             "us-east-1",
+            "--state",
+            env.path("state/retries.json").to_str().unwrap(),
         ])
         .env("AWS_ENDPOINT_URL_CODEPIPELINE", url)
         .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
@@ -177,4 +187,83 @@ fn jobs_wait_while_blocked_fail_on_request_and_succeed_when_clear() {
     let calls = calls.lock().unwrap().clone();
     assert_eq!(calls[2].0, "PutJobSuccessResult");
     assert!(calls[2].1.get("continuationToken").is_none(), "{:?}", calls[2]);
+}
+
+/// `OnBlocked: retry`: a blocked gate fails the job (a failed stage, visible), the stage is
+/// remembered across worker restarts, and retried (FAILED_ACTIONS) once the gate clears;
+/// one past its MaxWait, or that CodePipeline will not retry, is let go.
+#[test]
+fn blocked_stages_fail_then_are_retried_when_the_gate_clears() {
+    let env = Env::new();
+    let status = FakeHttp::start();
+    let incident = r#"{"page":{},"components":[],"incidents":[{"id":"inc7","name":"API errors","status":"investigating","impact":"major","created_at":"2026-11-23T10:00:00Z","components":[]}]}"#;
+    status.set("/api/v2/summary.json", 200, incident);
+    env.write(
+        "opsbook.yaml",
+        &format!("gates:\n  prod:\n    sources:\n      - statuspage: {{ url: \"{}\" }}\n", status.url),
+    );
+    let in_pipeline = |id: &str, pipeline: &str| {
+        let mut j = job(id, "prod", Some("retry"));
+        j["data"]["pipelineContext"] =
+            json!({ "pipelineName": pipeline, "stage": { "name": "Prod" }, "pipelineExecutionId": format!("pe-{id}") });
+        j
+    };
+    let (url, calls) = codepipeline_double(json!([in_pipeline("j7", "web"), job("j8", "prod", Some("retry"))]));
+    let o = worker(&env, &url);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stdout.contains(
+            "job j7: failed: gate `prod` is blocked: statuspage: API errors; the stage is retried when the gate clears (within 3h)\n"
+        ),
+        "{o:?}"
+    );
+    assert!(o.stdout.contains("job j8: failed: gate `prod` is blocked: statuspage: API errors (OnBlocked: retry needs the job's pipeline, stage and execution)"), "{o:?}");
+    let failed =
+        calls.lock().unwrap().iter().find(|(op, i)| op == "PutJobFailureResult" && i["jobId"] == "j7").cloned();
+    let message = failed.expect("j7 failed").1["failureDetails"]["message"].as_str().unwrap().to_string();
+    assert!(message.starts_with("gate `prod` is blocked: statuspage: API errors"), "{message}");
+    let state = env.read("state/retries.json");
+    let kept: Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(kept.as_array().unwrap().len(), 1, "{state}");
+    assert_eq!((kept[0]["pipeline"].as_str(), kept[0]["stage"].as_str()), (Some("web"), Some("Prod")), "{state}");
+
+    // A restarted worker, the gate still blocked: nothing is retried, the stage is kept.
+    let (url, calls) = codepipeline_double(json!([]));
+    let o = worker(&env, &url);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(calls.lock().unwrap().iter().all(|(op, _)| op != "RetryStageExecution"), "{o:?}");
+    assert_eq!(serde_json::from_str::<Value>(&env.read("state/retries.json")).unwrap(), kept);
+
+    // The incident closes: the next poll retries the failed actions of that stage, once.
+    status.set("/api/v2/summary.json", 200, r#"{"page":{},"components":[],"incidents":[]}"#);
+    let (url, calls) = codepipeline_double(json!([]));
+    let o = worker(&env, &url);
+    assert!(o.stdout.contains("stage web/Prod: retried (pipeline execution pe-j7): gate `prod` is clear"), "{o:?}");
+    let retried: Vec<Value> =
+        calls.lock().unwrap().iter().filter(|(op, _)| op == "RetryStageExecution").map(|(_, i)| i.clone()).collect();
+    assert_eq!(
+        retried,
+        vec![
+            json!({ "pipelineName": "web", "stageName": "Prod", "pipelineExecutionId": "pe-j7", "retryMode": "FAILED_ACTIONS" })
+        ]
+    );
+    assert_eq!(env.read("state/retries.json").split_whitespace().collect::<String>(), "[]");
+
+    // One past its MaxWait is let go; one CodePipeline will not retry is let go too.
+    let now = jiff::Timestamp::now().as_millisecond();
+    let stale = json!([
+        { "pipeline": "web", "stage": "Prod", "pipeline_execution_id": "pe-1", "gate": "prod", "blocked_at": now - 7_200_000, "retry_until": now - 3_600_000 },
+        { "pipeline": "old", "stage": "Prod", "pipeline_execution_id": "pe-2", "gate": "prod", "blocked_at": now, "retry_until": now + 3_600_000 }
+    ]);
+    env.write("state/retries.json", &stale.to_string());
+    let (url, _) = codepipeline_double(json!([]));
+    let o = worker(&env, &url);
+    assert!(o.stdout.contains("stage web/Prod: not retried: gate `prod` still blocked after 1h\n"), "{o:?}");
+    assert!(
+        o.stdout.contains(
+            "stage old/Prod: not retried: CodePipeline: StageNotRetryableException: Stage is not in a failed state"
+        ),
+        "{o:?}"
+    );
+    assert_eq!(env.read("state/retries.json").split_whitespace().collect::<String>(), "[]");
 }
