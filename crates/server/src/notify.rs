@@ -157,6 +157,10 @@ pub struct RunbookNote {
     pub owner: Option<String>,
 }
 
+/// How a `waiting` detail names the execution's web page; the dispatcher puts its URL
+/// there when the server knows its public URL.
+const PAGE: &str = "the execution's page";
+
 /// Turns engine events of one execution into notification events and metrics.
 pub struct Notifier {
     pub execution_id: String,
@@ -210,11 +214,9 @@ impl Observer for Notifier {
                 let id = &self.execution_id;
                 let how = match kind {
                     WaitKind::Approval => {
-                        format!(
-                            "decide on the execution's page, or with `opsbook approve {id}` or `opsbook reject {id}`"
-                        )
+                        format!("decide on {PAGE}, or with `opsbook approve {id}` or `opsbook reject {id}`")
                     }
-                    _ => format!("when it is done, confirm on the execution's page or with `opsbook confirm {id}`"),
+                    _ => format!("when it is done, confirm on {PAGE} or with `opsbook confirm {id}`"),
                 };
                 self.send_with("waiting", Some(format!("{message}. To go on: {how}.")));
             }
@@ -279,6 +281,10 @@ pub fn spawn_dispatcher(
                     (exec.runbook_name.clone(), summary, base.map(|u| format!("{u}/executions/{}", exec.id)))
                 }
             };
+            let mut note = note;
+            if let (Some(detail), Some(link)) = (&mut note.detail, &link) {
+                *detail = detail.replace(PAGE, link);
+            }
             for rule in rules.iter().filter(|r| r.wants(note.event, &name)) {
                 let (summary, link) = (summary.clone(), link.clone());
                 tokio::spawn(deliver(http.clone(), store.clone(), rule.clone(), note.clone(), summary, link));

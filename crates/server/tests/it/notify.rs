@@ -177,7 +177,7 @@ async fn waiting_says_what_for_and_how_to_decide() {
     assert!(detail.contains("ship it?"), "{detail}");
     assert!(
         detail.ends_with(&format!(
-            ". To go on: decide on the execution's page, or with `opsbook approve {id}` or `opsbook reject {id}`."
+            ". To go on: decide on https://ops.example/executions/{id}, or with `opsbook approve {id}` or `opsbook reject {id}`."
         )),
         "{detail}"
     );
