@@ -74,7 +74,9 @@ pub mod rfc3339 {
     pub fn serialize<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
         match jiff::Timestamp::from_millisecond(*ms) {
             Ok(t) => s.serialize_str(&t.to_string()),
-            Err(e) => Err(serde::ser::Error::custom(format!("time {ms} ms: {e}"))),
+            // Beyond year 9999 (a corrupt or hand-made row): the number as stored, which
+            // reads back, rather than failing the whole answer.
+            Err(_) => s.serialize_i64(*ms),
         }
     }
 
@@ -138,6 +140,9 @@ mod tests {
         assert_eq!(old, Stamped { at: 1_764_666_843_512, next: Some(5) });
         let missing: Stamped = serde_json::from_value(serde_json::json!({ "at": "2025-12-02T09:14:03Z" })).unwrap();
         assert_eq!(missing, Stamped { at: 1_764_666_843_000, next: None });
+        // A time beyond year 9999 (a corrupt row) goes out as its number, not as an error.
+        let far = serde_json::to_value(Stamped { at: i64::MAX, next: None }).unwrap();
+        assert_eq!(far["at"], i64::MAX);
         let bad = serde_json::from_value::<Stamped>(serde_json::json!({ "at": "yesterday" })).unwrap_err();
         assert!(bad.to_string().contains("`yesterday` is not an RFC 3339 time"), "{bad}");
     }

@@ -419,7 +419,7 @@ pub fn check_source(s: &Source) -> Result<(), String> {
                 }
             }
             for r in a.regions.iter().filter(|r| *r != "global") {
-                crate::aws_regions::check_region(r).map_err(|e| format!("aws_health: {e} (or `global`)"))?;
+                crate::aws_regions::check_region(r).map_err(|e| format!("aws_health: {e}; a region, or `global`"))?;
             }
             for sv in &a.services {
                 if sv.is_empty() || sv.chars().any(|c| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')) {
@@ -518,7 +518,7 @@ mod tests {
         let file = GatesFile::parse("gates:\n  g:\n    sources:\n      - aws_health: { regions: [us-east1] }\n");
         assert_eq!(
             file.unwrap_err().to_string(),
-            "4:9: gate `g`: aws_health: unknown AWS region `us-east1` (did you mean `us-east-1`?) (or `global`)"
+            "4:9: gate `g`: aws_health: unknown AWS region `us-east1` (did you mean `us-east-1`?); a region, or `global`"
         );
     }
 

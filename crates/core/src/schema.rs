@@ -194,7 +194,7 @@ const SHOWN: &[Shown] = &[
         "HttpSource",
         "HTTP source",
         "An HTTP endpoint that must answer an expected status (and JSON) for the gate to be clear.",
-        r#"{"url": "https://slo.example/budget", "expect_status": [200], "expect_json": [{"path": "$.status", "equals": "ok"}]}"#,
+        r#"{"url": "https://slo.example/budget", "expect_status": [200], "expect_json": {"path": "$.status", "equals": "ok"}}"#,
     ),
     shown(
         "JsonExpectation",

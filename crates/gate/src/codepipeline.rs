@@ -79,7 +79,10 @@ pub async fn poll_once(
     cfg: &WorkerConfig,
     checker: &Checker,
 ) -> Result<Vec<(String, String)>, String> {
-    let mut done = retry_cleared(client, cfg, checker).await?;
+    // Trouble with the state file is said, and spares the jobs.
+    let mut done = retry_cleared(client, cfg, checker)
+        .await
+        .unwrap_or_else(|e| vec![("retries".to_string(), format!("error: {e}"))]);
     let action = ActionTypeId::builder()
         .category(ActionCategory::from(cfg.category.as_str()))
         .owner(ActionOwner::Custom)
@@ -118,6 +121,16 @@ async fn handle(client: &Client, cfg: &WorkerConfig, checker: &Checker, job: &Jo
         Ok(d) => d.map_or(DEFAULT_MAX_WAIT, |d| d.0),
         Err(e) => return fail(format!("MaxWait: {e}")).await,
     };
+    // Checked before the gate is, so a typo shows at the first run, not at the first block.
+    let on_blocked = match get("OnBlocked").map(str::to_ascii_lowercase).as_deref() {
+        None | Some("wait") => OnBlocked::Wait,
+        Some("fail") => OnBlocked::Fail,
+        Some("retry") => OnBlocked::Retry,
+        Some(_) => {
+            let other = get("OnBlocked").unwrap_or_default();
+            return fail(format!("OnBlocked: `{other}` is not wait, fail or retry")).await;
+        }
+    };
     let now = jiff::Timestamp::now();
     // Blocked since: carried in the continuation token from the first blocked check.
     let since = job.data().and_then(|d| d.continuation_token()).and_then(blocked_since).unwrap_or(now.as_millisecond());
@@ -131,26 +144,27 @@ async fn handle(client: &Client, cfg: &WorkerConfig, checker: &Checker, job: &Jo
         return Ok("succeeded".into());
     }
     let message = format!("gate `{name}` is {}: {why}", r.verdict.as_str());
-    match get("OnBlocked") {
-        None | Some("wait") => {}
-        Some("fail") => return fail(message).await,
-        Some("retry") => {
+    match on_blocked {
+        OnBlocked::Wait => {}
+        OnBlocked::Fail => return fail(message).await,
+        OnBlocked::Retry => {
             let Some(stage) = StageRun::of(job, name, now.as_millisecond(), max_wait) else {
                 return fail(format!("{message} (OnBlocked: retry needs the job's pipeline, stage and execution)"))
                     .await;
             };
             // Kept before the job fails: a worker that dies in between still retries it.
-            let mut pending = load(&cfg.state)?;
+            let state = State::lock(&cfg.state)?;
+            let mut pending = state.load()?;
             pending.retain(|p| !p.same_stage(&stage));
             pending.push(stage);
-            save(&cfg.state, &pending)?;
+            state.save(&pending)?;
+            drop(state);
             let retried = format!(
                 "{message}; the stage is retried when the gate clears (within {})",
                 opsbook_core::Dur(max_wait)
             );
             return fail(retried).await;
         }
-        Some(other) => return fail(format!("OnBlocked: `{other}` is not wait, fail or retry")).await,
     }
     if waited >= max_wait {
         let human = opsbook_core::Dur(max_wait);
@@ -214,37 +228,71 @@ impl StageRun {
     }
 }
 
-/// The stages waiting for their gate, from the state file (none when it does not exist).
-pub fn load(path: &std::path::Path) -> Result<Vec<StageRun>, String> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-    }
+/// What a blocked gate does to the job (`OnBlocked`).
+enum OnBlocked {
+    Wait,
+    Fail,
+    Retry,
 }
 
-/// Writes the state file whole: a temporary file, synced, renamed over the old one.
-fn save(path: &std::path::Path, pending: &[StageRun]) -> Result<(), String> {
-    use std::io::Write;
-    let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(fail)?;
+/// The state file, held: an exclusive lock on `PATH.lock` keeps workers that share the
+/// file (same host, same action) from losing each other's changes; released when dropped.
+struct State<'a> {
+    path: &'a std::path::Path,
+    _lock: std::fs::File,
+}
+
+impl State<'_> {
+    fn lock(path: &std::path::Path) -> Result<State<'_>, String> {
+        let fail = |e: std::io::Error| format!("cannot lock {}: {e}", path.display());
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(fail)?;
+        }
+        let lock = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path.with_extension("lock"))
+            .map_err(fail)?;
+        lock.lock().map_err(fail)?;
+        Ok(State { path, _lock: lock })
     }
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(fail)?;
-    f.write_all(serde_json::to_string_pretty(pending).expect("plain data").as_bytes()).map_err(fail)?;
-    f.sync_all().map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(fail)
+
+    /// The stages waiting for their gate (none when the file does not exist yet).
+    fn load(&self) -> Result<Vec<StageRun>, String> {
+        match std::fs::read_to_string(self.path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| format!("{}: {e}", self.path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(format!("cannot read {}: {e}", self.path.display())),
+        }
+    }
+
+    /// Writes the file whole: a temporary file, synced, renamed over the old one.
+    fn save(&self, pending: &[StageRun]) -> Result<(), String> {
+        use std::io::Write;
+        let fail = |e: std::io::Error| format!("cannot write {}: {e}", self.path.display());
+        let tmp = self.path.with_extension(format!("tmp.{}", std::process::id()));
+        let mut f = std::fs::File::create(&tmp).map_err(fail)?;
+        f.write_all(serde_json::to_string_pretty(pending).expect("plain data").as_bytes()).map_err(fail)?;
+        f.sync_all().map_err(fail)?;
+        std::fs::rename(&tmp, self.path).map_err(fail)
+    }
 }
 
 /// Retries the stages whose gate cleared; forgets those past their `MaxWait` or that
-/// CodePipeline will not retry (a newer run, a stage no longer failed).
+/// CodePipeline will never retry (a newer execution went past the stage, the pipeline or
+/// stage is gone). One it cannot retry yet (other actions of the stage still running) is
+/// tried again at the next poll.
 async fn retry_cleared(
     client: &Client,
     cfg: &WorkerConfig,
     checker: &Checker,
 ) -> Result<Vec<(String, String)>, String> {
-    let pending = load(&cfg.state)?;
+    if !cfg.state.exists() {
+        return Ok(Vec::new());
+    }
+    let state = State::lock(&cfg.state)?;
+    let pending = state.load()?;
     if pending.is_empty() {
         return Ok(Vec::new());
     }
@@ -252,16 +300,17 @@ async fn retry_cleared(
     let mut kept = Vec::new();
     let mut done = Vec::new();
     for run in pending {
-        let Some(gate) = cfg.gates.get(&run.gate) else {
-            done.push((run.label(), format!("not retried: no gate `{}` is defined now", run.gate)));
-            continue;
-        };
         if now.as_millisecond() > run.retry_until {
             let max_wait = Duration::from_millis(u64::try_from(run.retry_until - run.blocked_at).unwrap_or(0));
-            let waited = opsbook_core::Dur(max_wait);
-            done.push((run.label(), format!("not retried: gate `{}` still blocked after {waited}", run.gate)));
+            let within = opsbook_core::Dur(max_wait);
+            done.push((run.label(), format!("not retried: gate `{}` did not clear within {within}", run.gate)));
             continue;
         }
+        // A gate this worker's file does not define (now): kept, for a worker that does.
+        let Some(gate) = cfg.gates.get(&run.gate) else {
+            kept.push(run);
+            continue;
+        };
         let r = checker.check(&run.gate, gate, now).await;
         if !r.passes() {
             kept.push(run);
@@ -284,10 +333,7 @@ async fn retry_cleared(
                 if matches!(
                     s.err().code(),
                     Some(
-                        "StageNotRetryableException"
-                            | "NotLatestPipelineExecutionException"
-                            | "PipelineNotFoundException"
-                            | "StageNotFoundException"
+                        "NotLatestPipelineExecutionException" | "PipelineNotFoundException" | "StageNotFoundException"
                     )
                 ) =>
             {
@@ -301,7 +347,7 @@ async fn retry_cleared(
             }
         }
     }
-    save(&cfg.state, &kept)?;
+    state.save(&kept)?;
     Ok(done)
 }
 

@@ -18,12 +18,24 @@ use serde::{Deserialize, Serialize};
 pub use config::{FailMode, GateDef, GatesFile, Source};
 
 /// Reads a gates file; its `command` sources run in its directory. Errors name the file,
-/// line and column (`path:line:col: message`).
+/// line and column (`path:line:col: message`), then show the offending line with a caret,
+/// as runbook problems do (for a person at a terminal).
 pub fn read_gates_file(path: &std::path::Path) -> Result<GatesFile, String> {
+    read(path, |e, text| e.render(&path.display().to_string(), text))
+}
+
+/// The same with a one-line error (`path:line:col: message`), for a server's log: no
+/// line of the file (which could hold a URL with credentials), nothing to break a line
+/// parser.
+pub fn read_gates_file_for_log(path: &std::path::Path) -> Result<GatesFile, String> {
+    read(path, |e, _| e.render(&path.display().to_string(), ""))
+}
+
+fn read(path: &std::path::Path, error: impl Fn(&config::ConfigError, &str) -> String) -> Result<GatesFile, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let absolute = std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let dir = absolute.parent().unwrap_or(std::path::Path::new("/"));
-    GatesFile::parse_in(&text, dir).map_err(|e| e.render(&path.display().to_string(), &text))
+    GatesFile::parse_in(&text, dir).map_err(|e| error(&e, &text))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -98,7 +98,7 @@ async fn watch_gates(state: AppState, path: std::path::PathBuf) {
         }
         seen = now;
         let _guard = state.gates_lock.lock().await;
-        let read = match opsbook_gate::read_gates_file(&path) {
+        let read = match opsbook_gate::read_gates_file_for_log(&path) {
             Ok(file) => still_used(&state, &file.gates).await.map(|()| file.gates),
             Err(e) => Err(e),
         };

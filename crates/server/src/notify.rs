@@ -210,15 +210,19 @@ impl Observer for Notifier {
             }
             // A gate's wait went out as `blocked`, which says what blocks: one notification.
             Event::Waiting { kind: WaitKind::Gate, .. } => {}
-            Event::Waiting { kind, message, .. } => {
+            Event::Waiting { step_id, kind, message } => {
                 let id = &self.execution_id;
-                let how = match kind {
-                    WaitKind::Approval => {
-                        format!("decide on {PAGE}, or with `opsbook approve {id}` or `opsbook reject {id}`")
-                    }
-                    _ => format!("when it is done, confirm on {PAGE} or with `opsbook confirm {id}`"),
+                let (what, how) = match kind {
+                    WaitKind::Approval => (
+                        "approval",
+                        format!("decide on {PAGE}, or with `opsbook approve {id}` or `opsbook reject {id}`"),
+                    ),
+                    _ => ("a person", format!("when it is done, confirm on {PAGE} or with `opsbook confirm {id}`")),
                 };
-                self.send_with("waiting", Some(format!("{message}. To go on: {how}.")));
+                let message = message.trim_end_matches(['.', ' ']);
+                let stop = if message.ends_with(['?', '!']) { "" } else { "." };
+                let detail = format!("step `{step_id}` waits for {what}: {message}{stop} To go on: {how}.");
+                self.send_with("waiting", Some(detail));
             }
             Event::RollbackFinished { .. } => self.rolled_back.store(true, Ordering::Relaxed),
             Event::StepFinished { step_id, status, duration_ms, .. } => {

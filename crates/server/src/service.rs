@@ -323,7 +323,7 @@ pub async fn cancel(st: &AppState, ctx: &Ctx, id: &str) -> ApiResult<opsbook_api
                 st.stop_running(&exec.id);
             }
         }
-        other => return Err(ApiError::conflict(format!("execution {} is already {other}", exec.id))),
+        other => return Err(ApiError::conflict(format!("execution {} {} already", exec.id, other.phrase()))),
     }
     st.audit(ctx.user(), "execution.cancel", &exec.id, &ctx.request_id, json!({ "was": was.as_str() })).await;
     Ok(opsbook_api::CancelAccepted { id: exec.id })

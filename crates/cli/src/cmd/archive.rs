@@ -25,7 +25,10 @@ use super::{EXIT_OK, usage};
 use crate::client::{Client, enc};
 
 /// What the archive says of itself.
-const FORMAT: &str = "opsbook-export/1";
+/// Version 2 writes times as RFC 3339 (version 1 wrote some as epoch milliseconds);
+/// both read, since every time field takes either.
+const FORMAT: &str = "opsbook-export/2";
+const READS: [&str; 2] = ["opsbook-export/1", FORMAT];
 const ROOT: &str = "opsbook-export";
 
 #[derive(clap::Args, Debug)]
@@ -238,8 +241,8 @@ pub async fn import(store: &AnyStore, args: ImportArgs) -> Result<u8> {
         .get("manifest.json")
         .and_then(|m| serde_json::from_slice(m).ok())
         .ok_or_else(|| usage(format!("{shown}: not an opsbook export (no manifest.json)")))?;
-    if manifest.format != FORMAT {
-        return Err(usage(format!("{shown}: format `{}`; this opsbook reads `{FORMAT}`", manifest.format)));
+    if !READS.contains(&manifest.format.as_str()) {
+        return Err(usage(format!("{shown}: format `{}`; this opsbook reads {}", manifest.format, READS.join(", "))));
     }
     let mut runbooks = Vec::new();
     for name in &manifest.runbooks {

@@ -63,6 +63,6 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
             "execution {} was interrupted and is not running; undo it with `opsbook rollback {}`",
             e.id, e.id
         ))),
-        other => Err(usage(format!("execution {} is already {other}", e.id))),
+        other => Err(usage(format!("execution {} {} already", e.id, other.phrase()))),
     }
 }

@@ -57,7 +57,7 @@ pub struct WorkerArgs {
     #[arg(long)]
     pub once: bool,
     /// Where stages failed by a blocked gate (`OnBlocked: retry`) are kept until it
-    /// clears (default: $XDG_DATA_HOME/opsbook/codepipeline-retries.json)
+    /// clears (default: $XDG_DATA_HOME/opsbook/codepipeline-REGION-CATEGORY-PROVIDER-VERSION.retries.json)
     #[arg(long)]
     pub state: Option<PathBuf>,
 }
@@ -384,16 +384,30 @@ async fn exec_until_done(to: Target<'_>, cmd: Gate) -> Result<u8> {
             }
             let (_, file) = load_all(w.config.as_deref())?;
             let poll = duration("poll", &w.poll)?;
+            let client = opsbook_gate::codepipeline::client(w.region).await;
+            // A state file per region and action: workers of other regions or actions (even
+            // on this host) keep their own.
+            let state = w.state.unwrap_or_else(|| {
+                let region = client.config().region().map_or_else(|| "default".to_string(), |r| r.to_string());
+                let part = |s: &str| s.replace(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'), "_");
+                let name = format!(
+                    "codepipeline-{}-{}-{}-{}.retries.json",
+                    part(&region),
+                    part(&w.category),
+                    part(&w.provider),
+                    part(&w.action_version)
+                );
+                super::default_db().with_file_name(name)
+            });
             let cfg = opsbook_gate::codepipeline::WorkerConfig {
                 category: w.category,
                 provider: w.provider,
                 version: w.action_version,
                 gates: file.gates,
                 max_batch: 5,
-                state: w.state.unwrap_or_else(|| super::default_db().with_file_name("codepipeline-retries.json")),
+                state,
             };
             let checker = Checker::new(Duration::from_secs(20)).map_err(anyhow::Error::msg)?;
-            let client = opsbook_gate::codepipeline::client(w.region).await;
             loop {
                 match opsbook_gate::codepipeline::poll_once(&client, &cfg, &checker).await {
                     Ok(done) => {

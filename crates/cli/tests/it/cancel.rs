@@ -95,7 +95,7 @@ fn cancelling_a_waiting_execution_rolls_it_back() {
     assert_eq!(steps[1].status, StepStatus::Cancelled);
     let again = env.run(&["cancel", &e.id]);
     assert_eq!(again.code, 2);
-    assert!(again.stderr.contains("is already cancelled"), "{again:?}");
+    assert!(again.stderr.contains("was cancelled already"), "{again:?}");
 }
 
 /// With `on_failure: stop`, Ctrl-C says what happens: the step stops, nothing rolls back.

@@ -27,6 +27,7 @@ fn codepipeline_double(jobs: Value) -> (String, Calls) {
             let op = target.rsplit('.').next().unwrap_or("").to_string();
             let taken = op == "AcknowledgeJob" && input["nonce"] == "taken";
             let stale = op == "RetryStageExecution" && input["pipelineName"] == "old";
+            let busy = op == "RetryStageExecution" && input["pipelineName"] == "busy";
             let execution = input["pipelineExecutionId"].clone();
             c.lock().unwrap().push((op.clone(), input));
             let (status, reply) = match op.as_str() {
@@ -38,7 +39,12 @@ fn codepipeline_double(jobs: Value) -> (String, Calls) {
                 // A newer run of this pipeline went past the stage.
                 _ if stale => (
                     "400 Bad Request",
-                    json!({ "__type": "StageNotRetryableException", "message": "Stage is not in a failed state" }),
+                    json!({ "__type": "NotLatestPipelineExecutionException", "message": "A newer execution exists" }),
+                ),
+                // Other actions of the stage are still running: not yet.
+                _ if busy => (
+                    "400 Bad Request",
+                    json!({ "__type": "StageNotRetryableException", "message": "Stage is still in progress" }),
                 ),
                 "RetryStageExecution" => ("200 OK", json!({ "pipelineExecutionId": execution })),
                 "PollForJobs" => ("200 OK", json!({ "jobs": pending.take().unwrap_or(json!([])) })),
@@ -208,7 +214,11 @@ fn blocked_stages_fail_then_are_retried_when_the_gate_clears() {
             json!({ "pipelineName": pipeline, "stage": { "name": "Prod" }, "pipelineExecutionId": format!("pe-{id}") });
         j
     };
-    let (url, calls) = codepipeline_double(json!([in_pipeline("j7", "web"), job("j8", "prod", Some("retry"))]));
+    let (url, calls) = codepipeline_double(json!([
+        in_pipeline("j7", "web"),
+        job("j8", "prod", Some("retry")),
+        job("j9", "prod", Some("retyr"))
+    ]));
     let o = worker(&env, &url);
     assert_eq!(o.code, 0, "{o:?}");
     assert!(
@@ -218,6 +228,7 @@ fn blocked_stages_fail_then_are_retried_when_the_gate_clears() {
         "{o:?}"
     );
     assert!(o.stdout.contains("job j8: failed: gate `prod` is blocked: statuspage: API errors (OnBlocked: retry needs the job's pipeline, stage and execution)"), "{o:?}");
+    assert!(o.stdout.contains("job j9: failed: OnBlocked: `retyr` is not wait, fail or retry\n"), "{o:?}");
     let failed =
         calls.lock().unwrap().iter().find(|(op, i)| op == "PutJobFailureResult" && i["jobId"] == "j7").cloned();
     let message = failed.expect("j7 failed").1["failureDetails"]["message"].as_str().unwrap().to_string();
@@ -249,21 +260,33 @@ fn blocked_stages_fail_then_are_retried_when_the_gate_clears() {
     );
     assert_eq!(env.read("state/retries.json").split_whitespace().collect::<String>(), "[]");
 
-    // One past its MaxWait is let go; one CodePipeline will not retry is let go too.
+    // One past its MaxWait is let go; one a newer execution went past is let go too; one
+    // CodePipeline cannot retry yet is kept for the next poll.
     let now = jiff::Timestamp::now().as_millisecond();
-    let stale = json!([
-        { "pipeline": "web", "stage": "Prod", "pipeline_execution_id": "pe-1", "gate": "prod", "blocked_at": now - 7_200_000, "retry_until": now - 3_600_000 },
-        { "pipeline": "old", "stage": "Prod", "pipeline_execution_id": "pe-2", "gate": "prod", "blocked_at": now, "retry_until": now + 3_600_000 }
-    ]);
+    let run = |pipeline: &str, blocked_at: i64, retry_until: i64| json!({ "pipeline": pipeline, "stage": "Prod", "pipeline_execution_id": format!("pe-{pipeline}"), "gate": "prod", "blocked_at": blocked_at, "retry_until": retry_until });
+    let busy = run("busy", now, now + 3_600_000);
+    let stale = json!([run("web", now - 7_200_000, now - 3_600_000), run("old", now, now + 3_600_000), busy.clone()]);
     env.write("state/retries.json", &stale.to_string());
     let (url, _) = codepipeline_double(json!([]));
     let o = worker(&env, &url);
-    assert!(o.stdout.contains("stage web/Prod: not retried: gate `prod` still blocked after 1h\n"), "{o:?}");
+    assert!(o.stdout.contains("stage web/Prod: not retried: gate `prod` did not clear within 1h\n"), "{o:?}");
     assert!(
         o.stdout.contains(
-            "stage old/Prod: not retried: CodePipeline: StageNotRetryableException: Stage is not in a failed state"
+            "stage old/Prod: not retried: CodePipeline: NotLatestPipelineExecutionException: A newer execution exists"
         ),
         "{o:?}"
     );
-    assert_eq!(env.read("state/retries.json").split_whitespace().collect::<String>(), "[]");
+    assert!(
+        o.stdout
+            .contains("stage busy/Prod: error: CodePipeline: StageNotRetryableException: Stage is still in progress"),
+        "{o:?}"
+    );
+    assert_eq!(serde_json::from_str::<Value>(&env.read("state/retries.json")).unwrap(), json!([busy]));
+
+    // A state file that cannot be read is said, and spares the jobs.
+    env.write("state/retries.json", "not json");
+    let (url, _) = codepipeline_double(json!([job("j10", "prod", None)]));
+    let o = worker(&env, &url);
+    assert!(o.stdout.contains("retries: error: "), "{o:?}");
+    assert!(o.stdout.contains("job j10: succeeded"), "{o:?}");
 }

@@ -174,10 +174,10 @@ async fn waiting_says_what_for_and_how_to_decide() {
     let doc: Value = serde_json::from_str(&got.calls.lock().unwrap()[0].1).unwrap();
     assert_eq!(doc["event"], "waiting");
     let detail = doc["detail"].as_str().unwrap();
-    assert!(detail.contains("ship it?"), "{detail}");
+    assert!(detail.starts_with("step `go` waits for approval: ship it? To go on: "), "{detail}");
     assert!(
         detail.ends_with(&format!(
-            ". To go on: decide on https://ops.example/executions/{id}, or with `opsbook approve {id}` or `opsbook reject {id}`."
+            "? To go on: decide on https://ops.example/executions/{id}, or with `opsbook approve {id}` or `opsbook reject {id}`."
         )),
         "{detail}"
     );
