@@ -72,9 +72,58 @@ pub fn check_region(region: &str) -> Result<(), String> {
     })
 }
 
+/// The region of an availability zone name: `us-east-1b` → `us-east-1`,
+/// `us-west-2-lax-1a` (a Local Zone) → `us-west-2`, `us-gov-west-1a` → `us-gov-west-1`.
+pub fn region_of_zone(zone: &str) -> Option<String> {
+    let mut parts = Vec::new();
+    for part in zone.split('-') {
+        let digits = part.len() - part.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits > 0 {
+            parts.push(&part[..digits]);
+            return Some(parts.join("-"));
+        }
+        parts.push(part);
+    }
+    None
+}
+
+/// Checks an availability zone name (`us-east-1a`, or a Local Zone's `us-west-2-lax-1a`)
+/// and returns its region, which must be a known one.
+pub fn check_zone(zone: &str) -> Result<String, String> {
+    let shape = "an availability zone name such as us-east-1a";
+    let region = region_of_zone(zone).ok_or_else(|| format!("`{zone}` is not {shape}"))?;
+    check_region(&region).map_err(|e| format!("availability zone `{zone}`: {e}"))?;
+    let rest = &zone[region.len()..];
+    let local = rest
+        .strip_prefix('-')
+        .is_some_and(|r| r.len() > 1 && r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
+    let single = rest.len() == 1 && rest.bytes().all(|b| b.is_ascii_lowercase());
+    if (single || local) && rest.ends_with(|c: char| c.is_ascii_lowercase()) {
+        Ok(region)
+    } else {
+        Err(format!("`{zone}` is not {shape}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zones_name_known_regions() {
+        for (zone, region) in
+            [("us-east-1b", "us-east-1"), ("us-west-2-lax-1a", "us-west-2"), ("us-gov-west-1a", "us-gov-west-1")]
+        {
+            assert_eq!(check_zone(zone).as_deref(), Ok(region), "{zone}");
+        }
+        assert_eq!(
+            check_zone("us-east-7b"),
+            Err("availability zone `us-east-7b`: unknown AWS region `us-east-7` (did you mean `us-east-1`?)".into())
+        );
+        for bad in ["use1-az1", "us-east-1", "us-east-1ab", "us-east-1-"] {
+            assert_eq!(check_zone(bad), Err(format!("`{bad}` is not an availability zone name such as us-east-1a")));
+        }
+    }
 
     #[test]
     fn known_regions_pass_and_lookalikes_get_a_hint() {

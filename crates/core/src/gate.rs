@@ -218,6 +218,8 @@ pub struct CommandCheck {
 pub struct ConfigError {
     pub line: Option<u64>,
     pub column: Option<u64>,
+    /// How many characters the offending text spans (at least 1).
+    pub len: u64,
     pub message: String,
 }
 
@@ -229,7 +231,7 @@ impl ConfigError {
             (Some(line), Some(column)) => Some(crate::diagnostic::Pos {
                 line: u32::try_from(line).unwrap_or(u32::MAX),
                 column: u32::try_from(column).unwrap_or(u32::MAX),
-                len: 1,
+                len: u32::try_from(self.len.max(1)).unwrap_or(1),
             }),
             _ => None,
         };
@@ -265,13 +267,22 @@ impl GatesFile {
             ConfigError {
                 line: d.pos.map(|p| u64::from(p.line)),
                 column: d.pos.map(|p| u64::from(p.column)),
+                len: d.pos.map_or(1, |p| u64::from(p.len)),
                 message: d.message,
             }
         })?;
         for (name, gate) in &file.gates {
             let err = |at: Option<usize>, m: String| {
                 let (line, column) = place(text, name, at);
-                ConfigError { line, column, message: format!("gate `{name}`: {m}") }
+                // Within a source, the value the message quotes first, when it is there.
+                let (line, column, len) = match (line, column, at) {
+                    (Some(l), Some(c), Some(_)) => match quoted_in_block(text, l, c, &m) {
+                        Some((l, c, len)) => (Some(l), Some(c), len),
+                        None => (Some(l), Some(c), 1),
+                    },
+                    _ => (line, column, 1),
+                };
+                ConfigError { line, column, len, message: format!("gate `{name}`: {m}") }
             };
             if !is_gate_name(name) {
                 return Err(err(
@@ -288,6 +299,39 @@ impl GatesFile {
         }
         Ok(file)
     }
+}
+
+/// The place of the first `value` quoted in `message` (between backticks) in the block
+/// that starts at `line`:`column` (that line, and the lines after it indented deeper):
+/// `(line, column, length in characters)`.
+fn quoted_in_block(text: &str, line: u64, column: u64, message: &str) -> Option<(u64, u64, u64)> {
+    let value = message.split('`').nth(1).filter(|v| !v.is_empty())?;
+    let start = text.split_inclusive('\n').take(usize::try_from(line).ok()? - 1).map(str::len).sum::<usize>();
+    let indent = |l: &str| l.len() - l.trim_start_matches(' ').len();
+    let first = text[start..].lines().next()?;
+    for (i, l) in text[start..].split_inclusive('\n').enumerate() {
+        let content = l.trim_end_matches(['\n', '\r']);
+        if i > 0 && !content.trim().is_empty() && indent(content) <= indent(first) {
+            break;
+        }
+        // On the source's first line, only after its own start.
+        let from = if i == 0 {
+            content.char_indices().nth(usize::try_from(column).ok()? - 1).map_or(0, |(b, _)| b)
+        } else {
+            0
+        };
+        // The value as a whole word (`status`, not the end of `expect_status`).
+        let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || "_-./".contains(c));
+        let found = content[from..]
+            .match_indices(value)
+            .map(|(at, _)| from + at)
+            .find(|&b| !word(content[..b].chars().next_back()) && !word(content[b + value.len()..].chars().next()));
+        if let Some(byte) = found {
+            let col = content[..byte].chars().count() as u64 + 1;
+            return Some((line + i as u64, col, value.chars().count() as u64));
+        }
+    }
+    None
 }
 
 /// Where a gate (or its source number `at`) starts in the file, to place an error found
@@ -421,6 +465,16 @@ pub fn check_source(s: &Source) -> Result<(), String> {
             for r in a.regions.iter().filter(|r| *r != "global") {
                 crate::aws_regions::check_region(r).map_err(|e| format!("aws_health: {e}; a region, or `global`"))?;
             }
+            for z in &a.availability_zones {
+                let region = crate::aws_regions::check_zone(z).map_err(|e| format!("aws_health: {e}"))?;
+                let regional: Vec<&str> = a.regions.iter().map(String::as_str).filter(|r| *r != "global").collect();
+                if !regional.is_empty() && !regional.contains(&region.as_str()) {
+                    return Err(format!(
+                        "aws_health: availability zone `{z}` is in {region}, which `regions` does not list ({})",
+                        regional.join(", ")
+                    ));
+                }
+            }
             for sv in &a.services {
                 if sv.is_empty() || sv.chars().any(|c| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')) {
                     return Err(format!(
@@ -498,7 +552,7 @@ mod tests {
         );
         assert_eq!(
             file.unwrap_err().to_string(),
-            "4:9: gate `g`: expect_json.path: invalid JSON path `status`: it starts with `$` (e.g. `$.status` or `$.items[0].id`)"
+            "4:63: gate `g`: expect_json.path: invalid JSON path `status`: it starts with `$` (e.g. `$.status` or `$.items[0].id`)"
         );
     }
 
@@ -513,12 +567,19 @@ mod tests {
         );
         assert_eq!(
             file.unwrap_err().to_string(),
-            "4:9: gate `g`: aws_health: `ec2` is not an AWS Health service code: they are upper case, e.g. `EC2`"
+            "4:56: gate `g`: aws_health: `ec2` is not an AWS Health service code: they are upper case, e.g. `EC2`"
+        );
+        let file = GatesFile::parse(
+            "gates:\n  g:\n    sources:\n      - aws_health: { regions: [us-east-1], availability_zones: [eu-west-1a] }\n",
+        );
+        assert_eq!(
+            file.unwrap_err().to_string(),
+            "4:66: gate `g`: aws_health: availability zone `eu-west-1a` is in eu-west-1, which `regions` does not list (us-east-1)"
         );
         let file = GatesFile::parse("gates:\n  g:\n    sources:\n      - aws_health: { regions: [us-east1] }\n");
         assert_eq!(
             file.unwrap_err().to_string(),
-            "4:9: gate `g`: aws_health: unknown AWS region `us-east1` (did you mean `us-east-1`?); a region, or `global`"
+            "4:33: gate `g`: aws_health: unknown AWS region `us-east1` (did you mean `us-east-1`?); a region, or `global`"
         );
     }
 
@@ -609,7 +670,7 @@ mod tests {
   prod-us-east-1:
     fail_mode: closed
     sources:
-      - aws_health: { regions: [us-east-1, global], services: [EC2, RDS], categories: [issue], statuses: [open], availability_zones: [use1-az1], organization: false, lookahead: 2h }
+      - aws_health: { regions: [us-east-1, global], services: [EC2, RDS], categories: [issue], statuses: [open], availability_zones: [us-east-1a], organization: false, lookahead: 2h }
       - statuspage: { url: "https://www.githubstatus.com", components: ["Actions"], min_impact: minor }
       - alertmanager: { url: "http://127.0.0.1:9093", matchers: ['severity="critical"', 'team=~"web|api"'] }
       - freeze: { windows: [{ start: "0 17 * * FRI", duration: 63h, timezone: Europe/Berlin, reason: weekend freeze }], dates: ["2026-12-24/2026-12-27"] }

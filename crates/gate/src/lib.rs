@@ -196,7 +196,8 @@ impl Checker {
         let result = GateResult {
             gate: name.to_string(),
             verdict,
-            checked_at: now.to_string(),
+            // To the millisecond, as every time opsbook writes.
+            checked_at: jiff::Timestamp::from_millisecond(now.as_millisecond()).unwrap_or(now).to_string(),
             sources,
             records,
             fail_mode: gate.fail_mode,

@@ -171,7 +171,7 @@ impl Judge {
                 Ok(GateResult {
                     gate: name.clone(),
                     verdict: Verdict::Unknown,
-                    checked_at: jiff::Timestamp::now().to_string(),
+                    checked_at: opsbook_api::time(Some(opsbook_store::now_ms())).unwrap_or_default(),
                     sources: vec![opsbook_gate::SourceResult {
                         kind: "server".into(),
                         verdict: Verdict::Unknown,
@@ -210,14 +210,20 @@ fn print_text(r: &GateResult) {
     if !r.records.is_empty() {
         let mut t = Table::new();
         t.load_style(UTF8_FULL_CONDENSED);
-        t.set_header(vec!["Source", "What", "Where", "Since", "Link"]);
+        let clock = super::history::Clock::new();
+        let since = format!("Since ({})", clock.label);
+        t.set_header(vec!["Source", "What", "Where", &since, "Link"]);
         for b in &r.records {
             let place = place(b);
             t.add_row(vec![
                 b.source.clone(),
                 b.title.clone(),
                 place,
-                b.started_at.clone().unwrap_or_default(),
+                // A time a source gave that is not RFC 3339 shows as it came.
+                b.started_at
+                    .as_deref()
+                    .map(|t| Some(clock.show_text(Some(t))).filter(|s| !s.is_empty()).unwrap_or_else(|| t.to_string()))
+                    .unwrap_or_default(),
                 b.url.clone().unwrap_or_default(),
             ]);
         }

@@ -45,7 +45,14 @@ pub fn exec(args: Args) -> Result<u8> {
     let mut rows = Vec::new();
     let mut invalid = 0;
     for f in &files {
+        // A runbook's tests (NAME.test.yaml) and gates files are not runbooks to list.
+        if super::test::runbook_of(f).is_some() {
+            continue;
+        }
         let text = String::from_utf8_lossy(&std::fs::read(f)?).into_owned();
+        if super::validate::is_gates_file(&text) {
+            continue;
+        }
         match opsbook_core::parse(&text) {
             Ok(rb) => {
                 let review = match rb.review.as_ref().map(|r| r.due()) {

@@ -17,7 +17,7 @@ pub struct Args {
     /// Keep printing new lines until the execution ends (through approval and gate waits)
     #[arg(short, long)]
     pub follow: bool,
-    /// Start each line with the time it was written (UTC)
+    /// Start each line with the time it was written (local, with its offset; `--utc`: UTC)
     #[arg(short, long)]
     pub timestamps: bool,
 }

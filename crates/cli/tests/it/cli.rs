@@ -210,6 +210,15 @@ fn new_schema_and_list() {
     assert!(table.stdout.contains("Path") && table.stdout.contains("ops/db.yaml"), "{table:?}");
     let named = env.run(&["list", "tests", "--output", "json"]).json();
     assert_eq!(named[0]["name"], "fixture", "named, it is listed");
+    // The shipped examples hold runbooks, their tests and gates files: only the runbooks
+    // are listed, and nothing is called invalid.
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let shipped = env.run(&["list", examples, "--output", "json"]);
+    assert_eq!(shipped.code, 0, "{shipped:?}");
+    assert!(!shipped.stderr.contains("invalid"), "{shipped:?}");
+    let listed = shipped.json();
+    let names: Vec<&str> = listed.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"web-app-deploy") && !names.is_empty(), "{names:?}");
 }
 
 #[test]

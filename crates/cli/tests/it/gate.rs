@@ -135,7 +135,7 @@ fn check_reports_verdicts_and_exit_codes() {
     );
     let bad = env.run(&["gate", "check", "x", "--config", "bad.yaml"]);
     assert_eq!(bad.code, 2);
-    assert!(bad.stderr.contains("bad.yaml:5:9: gate `x`: unknown time zone `Mars/Base`"), "{bad:?}");
+    assert!(bad.stderr.contains("bad.yaml:5:78: gate `x`: unknown time zone `Mars/Base`"), "{bad:?}");
     // With the offending line and a caret, as runbook problems show; a typo gets a hint.
     env.write(
         "bad.yaml",
@@ -145,15 +145,16 @@ fn check_reports_verdicts_and_exit_codes() {
     assert_eq!(bad.code, 2);
     assert!(
         bad.stderr.contains(
-            "bad.yaml:4:9: gate `x`: unknown time zone `Europe/Berln` (did you mean `Europe/Berlin`?)\n  |\n4 |       - freeze: "
+            "bad.yaml:4:78: gate `x`: unknown time zone `Europe/Berln` (did you mean `Europe/Berlin`?)\n  |\n4 |       - freeze: "
         ),
         "{bad:?}"
     );
-    assert!(bad.stderr.contains("\n  |         ^"), "a caret under the place: {bad:?}");
+    let caret = format!("\n  | {}{}\n", " ".repeat(77), "^".repeat("Europe/Berln".len()));
+    assert!(bad.stderr.contains(&caret), "a caret under the value: {bad:?}");
     let checked = env.run(&["validate", "bad.yaml", "--output", "json"]);
     assert_eq!(checked.code, 1, "validate exits 1 on an invalid file: {checked:?}");
     let problem = &checked.json()[0]["problems"][0];
-    assert_eq!((problem["line"].as_u64(), problem["column"].as_u64()), (Some(4), Some(9)), "{checked:?}");
+    assert_eq!((problem["line"].as_u64(), problem["column"].as_u64()), (Some(4), Some(78)), "{checked:?}");
 }
 
 #[test]

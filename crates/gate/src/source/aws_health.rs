@@ -11,6 +11,8 @@ use aws_sdk_health::types::{
     DateTimeRange, EventAccountFilter, EventFilter, EventStatusCode, EventTypeCategory, OrganizationEventFilter,
 };
 
+use opsbook_core::aws_regions::region_of_zone;
+
 use crate::config::AwsHealth;
 use crate::{BlockRecord, Checker};
 
@@ -191,21 +193,6 @@ macro_rules! found {
             accounts: Vec::new(),
         }
     };
-}
-
-/// The region of an availability zone name: `us-east-1b` → `us-east-1`,
-/// `us-west-2-lax-1a` (a Local Zone) → `us-west-2`, `us-gov-west-1a` → `us-gov-west-1`.
-fn region_of_zone(zone: &str) -> Option<String> {
-    let mut parts = Vec::new();
-    for part in zone.split('-') {
-        let digits = part.len() - part.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-        if digits > 0 {
-            parts.push(&part[..digits]);
-            return Some(parts.join("-"));
-        }
-        parts.push(part);
-    }
-    None
 }
 
 /// What one DescribeEvents call asks for. The API filters by what it is given, so a
