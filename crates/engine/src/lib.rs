@@ -187,10 +187,12 @@ impl<S: Store> Engine<S> {
         runner::resume(self, id, secrets, hooks).await
     }
 
-    /// Checks, without changing anything, that `secrets` are what a `resume` or
-    /// `rollback` of execution `id` needs (the secret parameters it started with).
-    pub async fn check_secrets(&self, id: &str, secrets: &BTreeMap<String, Input>) -> Result<()> {
-        runner::check_secrets(self, id, secrets).await
+    /// Checks, without changing anything, that `secrets` are what a `resume` of execution
+    /// `id` needs (the secret parameters it started with that what is left names), or,
+    /// `rejecting`, what is left once the approval it waits on is rejected: its rollbacks.
+    pub async fn check_secrets(&self, id: &str, secrets: &BTreeMap<String, Input>, rejecting: bool) -> Result<()> {
+        let work = if rejecting { runner::Work::Rollbacks } else { runner::Work::Rest };
+        runner::check_secrets(self, id, secrets, work).await
     }
 
     /// The secret parameters a resume (or, `rollback`, a rollback) of execution `id` needs

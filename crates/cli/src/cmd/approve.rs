@@ -41,10 +41,11 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args, decision: 
         let who: Vec<&str> = wait.spec.approvers.iter().map(|a| a.value.as_str()).collect();
         return Err(usage(format!("{user} may not decide on step `{}` (approvers: {})", step.step_id, who.join(", "))));
     }
-    // What runs next needs the secrets again: refuse before recording anything.
+    // What runs next needs the secrets again: refuse before recording anything. (A
+    // rejection runs only the rollbacks: checked as if it were recorded.)
     let secrets = super::gather_params(&args.params, None, &args.secret)?;
-    engine.check_secrets(&e.id, &secrets).await?;
     let approved = decision == Decision::Approve;
+    engine.check_secrets(&e.id, &secrets, !approved).await?;
     let verb = if approved { "approved" } else { "rejected" };
     let tally = engine.decide(&wait, &user, approved, args.comment).await?;
     if !tally.settled {

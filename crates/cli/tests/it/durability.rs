@@ -92,6 +92,24 @@ fn state_is_committed_before_the_next_action() {
     child.wait().unwrap();
 }
 
+/// A rejection runs only the rollbacks: a secret only the steps after the approval name is
+/// not asked for again.
+#[test]
+fn a_rejection_needs_only_the_secrets_of_the_rollbacks() {
+    let env = Env::new();
+    let book = runbook(
+        "    pw: { type: secret }\n",
+        "    - id: a\n      run: echo a >> done\n      rollback:\n        run: echo a >> undone\n    - id: gate\n      approval: { message: \"ship it?\" }\n    - id: c\n      run: echo c {{ params.pw }} >> done\n",
+    );
+    assert_eq!(env.run_book(&book, &["-p", "pw=hunter2"]).code, 3);
+    let (e, _) = env.last();
+    let rejected = env.run(&["reject", &e.id, "--comment", "not today"]);
+    assert_eq!(rejected.code, 0, "{rejected:?}");
+    assert_eq!(env.read("undone"), "a\n");
+    assert_eq!(env.read("done"), "a\n", "c never ran");
+    assert_eq!(env.last().0.status, ExecStatus::Failed);
+}
+
 #[test]
 fn approval_without_a_terminal_waits_then_resumes() {
     let env = Env::new();

@@ -203,6 +203,7 @@ async fn load_exec<'e, 'h, S: Store>(
     let store = &engine.store;
     let rb = Runbook::clone(&*engine.stored_runbook(&exec.runbook_sha256).await?);
     let (steps, last_seq) = store.steps_and_last_seq(&exec.id).await?;
+    let work = after_decisions(store, &rb, &exec.id, &steps, work).await?;
     let needed = needed_secrets(&rb, &steps, work);
     let mut params = restore_params(&rb, &exec, secrets, &needed)?;
     if read_sources {
@@ -275,11 +276,38 @@ pub(crate) async fn check_secrets<S: Store>(
     engine: &Engine<S>,
     id: &str,
     secrets: &BTreeMap<String, Input>,
+    work: Work,
 ) -> Result<()> {
     let exec = engine.store.execution(id).await?;
     let rb = engine.stored_runbook(&exec.runbook_sha256).await?;
     let steps = engine.store.steps(&exec.id).await?;
-    restore_params(&rb, &exec, secrets, &needed_secrets(&rb, &steps, Work::Rest)).map(|_| ())
+    let work = after_decisions(&engine.store, &rb, &exec.id, &steps, work).await?;
+    restore_params(&rb, &exec, secrets, &needed_secrets(&rb, &steps, work)).map(|_| ())
+}
+
+/// What is left once people's decisions are counted: an approval the execution waits on
+/// that was rejected fails, so only rollbacks follow it, whatever the steps after it
+/// need. (Read only for a runbook with secrets and an approval waiting.)
+async fn after_decisions<S: Store>(
+    store: &S,
+    rb: &Runbook,
+    exec_id: &str,
+    steps: &[StepRecord],
+    work: Work,
+) -> Result<Work> {
+    let waiting_approval = |(step, rec): (&opsbook_core::Step, &StepRecord)| {
+        rec.status == StepStatus::Waiting && matches!(step.kind, opsbook_core::StepKind::Approval(_))
+    };
+    let Some((step, _)) = rb.steps.iter().zip(steps).find(|&p| waiting_approval(p)) else { return Ok(work) };
+    if work != Work::Rest || !rb.params.iter().any(|p| p.is_secret()) {
+        return Ok(work);
+    }
+    let rejected = store
+        .approvals(exec_id)
+        .await?
+        .iter()
+        .any(|a| a.step_id == step.id && !a.approved && !a.manual && a.phase == Phase::Step);
+    Ok(if rejected { Work::Rollbacks } else { work })
 }
 
 /// What is left of an execution to run.
