@@ -26,7 +26,10 @@ pub struct Args {
 pub fn exec(args: Args) -> Result<u8> {
     let Some(t) = RunbookType::parse(&args.runbook_type) else {
         let all: Vec<&str> = RunbookType::ALL.iter().map(|t| t.as_str()).collect();
-        return Err(usage(format!("unknown type `{}`: use one of {}", args.runbook_type, all.join(", "))));
+        let hint = opsbook_core::diagnostic::did_you_mean(&args.runbook_type, &all)
+            .map(|m| format!(" (did you mean `{m}`?)"))
+            .unwrap_or_default();
+        return Err(usage(format!("unknown type `{}`{hint}: use one of {}", args.runbook_type, all.join(", "))));
     };
     let text = template(&args.name, t);
     if let Err(diags) = opsbook_core::parse(&text) {

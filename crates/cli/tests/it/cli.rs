@@ -161,6 +161,8 @@ fn new_schema_and_list() {
     assert!(!env.path("other.yaml").exists() && !env.path("-").exists());
     let bad = env.run(&["new", "x", "--type", "deploy"]);
     assert!(bad.stderr.contains("unknown type `deploy`"), "{bad:?}");
+    let typo = env.run(&["new", "x", "--type", "maintainance"]);
+    assert!(typo.stderr.contains("unknown type `maintainance` (did you mean `maintenance`?): use one of"), "{typo:?}");
     // A fresh draft runs only with --allow-draft.
     let draft = env.run(&["run", "db-vacuum.yaml", "-p", "environment=staging"]);
     assert_eq!(draft.code, 2);
