@@ -136,8 +136,8 @@ pub fn next_step(doc: &ExecutionDoc, at: Where<'_>) -> Option<String> {
 
 /// How `logs` shows a line: `[step]` for its output, `[step stderr]` for what it wrote
 /// to standard error, `[step rollback]` for its rollback's, in colour on a terminal; with
-/// `timestamps`, the time first.
-pub fn log_line(l: &LogLine, timestamps: bool) -> String {
+/// `clock`, the time first.
+pub fn log_line(l: &LogLine, clock: Option<&crate::cmd::history::Clock>) -> String {
     let step = l.step.as_deref().unwrap_or("-");
     let tag = match (l.phase.as_str(), l.stream.as_str()) {
         (_, "system") => style(format!("[{step}]")).cyan(),
@@ -146,7 +146,7 @@ pub fn log_line(l: &LogLine, timestamps: bool) -> String {
         (_, "stderr") => style(format!("[{step} stderr]")).red(),
         _ => style(format!("[{step}]")).dim(),
     };
-    let time = match timestamps.then(|| crate::cmd::history::Clock::new().stamp(l.ts)).flatten() {
+    let time = match clock.and_then(|c| c.stamp(l.ts)) {
         Some(t) => format!("{t} "),
         None => String::new(),
     };
@@ -182,12 +182,13 @@ pub async fn logs(
             ids.join(", ")
         )));
     }
+    let clock = opts.timestamps.then(crate::cmd::history::Clock::new);
     let mut after = 0;
     let mut said: Option<String> = None;
     loop {
         let lines = fetch(after).await?;
         for l in lines.iter().filter(|l| opts.step.is_none() || l.step.as_deref() == opts.step) {
-            say!("{}", log_line(l, opts.timestamps));
+            say!("{}", log_line(l, clock.as_ref()));
         }
         if let Some(last) = lines.last() {
             after = last.seq;
@@ -216,7 +217,7 @@ pub async fn logs(
         if ended {
             // One last read, so nothing written just before the end is missed.
             for l in fetch(after).await?.iter().filter(|l| opts.step.is_none() || l.step.as_deref() == opts.step) {
-                say!("{}", log_line(l, opts.timestamps));
+                say!("{}", log_line(l, clock.as_ref()));
             }
             say_err!("execution {} {}", doc.summary.id, exec_status(doc.summary.status));
             return Ok(());

@@ -220,10 +220,10 @@ fn print_text(r: &GateResult) {
                 b.title.clone(),
                 place,
                 // A time a source gave that is not RFC 3339 shows as it came.
-                b.started_at
-                    .as_deref()
-                    .map(|t| Some(clock.show_text(Some(t))).filter(|s| !s.is_empty()).unwrap_or_else(|| t.to_string()))
-                    .unwrap_or_default(),
+                match clock.show_text(b.started_at.as_deref()) {
+                    shown if shown.is_empty() => b.started_at.clone().unwrap_or_default(),
+                    shown => shown,
+                },
                 b.url.clone().unwrap_or_default(),
             ]);
         }

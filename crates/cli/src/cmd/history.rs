@@ -57,34 +57,40 @@ impl Clock {
         Clock { zone, label }
     }
 
-    /// `2026-12-02 09:14:03` in this clock's zone.
-    pub fn show(&self, ms: Option<i64>) -> String {
-        ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok())
-            .map(|t| t.to_zoned(self.zone.clone()).strftime("%Y-%m-%d %H:%M:%S").to_string())
-            .unwrap_or_default()
+    /// An epoch-ms time in this clock's zone.
+    fn zoned(&self, ms: Option<i64>) -> Option<jiff::Zoned> {
+        Some(jiff::Timestamp::from_millisecond(ms?).ok()?.to_zoned(self.zone.clone()))
     }
 
-    /// The same for an RFC 3339 time (as the API sends them).
+    /// An RFC 3339 time (as the API sends them) as epoch milliseconds.
+    fn ms_of(text: Option<&str>) -> Option<i64> {
+        text?.parse::<jiff::Timestamp>().ok().map(|t| t.as_millisecond())
+    }
+
+    /// `2026-12-02 09:14:03` in this clock's zone.
+    pub fn show(&self, ms: Option<i64>) -> String {
+        self.zoned(ms).map(|z| z.strftime("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()
+    }
+
+    /// The same for an RFC 3339 time; empty for none or one that does not read.
     pub fn show_text(&self, text: Option<&str>) -> String {
-        self.show(text.and_then(|t| t.parse::<jiff::Timestamp>().ok()).map(|t| t.as_millisecond()))
+        self.show(Clock::ms_of(text))
     }
 
     /// `2026-12-02 10:14:03 CET`: with the zone, for a time shown alone.
     pub fn show_zoned(&self, ms: Option<i64>) -> Option<String> {
-        let t = jiff::Timestamp::from_millisecond(ms?).ok()?;
-        Some(t.to_zoned(self.zone.clone()).strftime("%Y-%m-%d %H:%M:%S %Z").to_string())
+        self.zoned(ms).map(|z| z.strftime("%Y-%m-%d %H:%M:%S %Z").to_string())
     }
 
-    /// The same for an RFC 3339 time (as the API sends them); `-` for none.
+    /// The same for an RFC 3339 time; `-` for none.
     pub fn show_text_zoned(&self, text: Option<&str>) -> String {
-        let ms = text.and_then(|t| t.parse::<jiff::Timestamp>().ok()).map(|t| t.as_millisecond());
-        self.show_zoned(ms).unwrap_or_else(|| "-".into())
+        self.show_zoned(Clock::ms_of(text)).unwrap_or_else(|| "-".into())
     }
 
     /// `2026-12-02T10:14:03.512+01:00`: a log line's time, to the millisecond (`Z` when
     /// the zone is at UTC's offset).
     pub fn stamp(&self, ms: i64) -> Option<String> {
-        let z = jiff::Timestamp::from_millisecond(ms).ok()?.to_zoned(self.zone.clone());
+        let z = self.zoned(Some(ms))?;
         Some(if z.offset() == jiff::tz::Offset::UTC {
             z.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
         } else {

@@ -295,13 +295,13 @@ async fn after_decisions<S: Store>(
     steps: &[StepRecord],
     work: Work,
 ) -> Result<Work> {
-    let waiting_approval = |(step, rec): (&opsbook_core::Step, &StepRecord)| {
-        rec.status == StepStatus::Waiting && matches!(step.kind, opsbook_core::StepKind::Approval(_))
-    };
-    let Some((step, _)) = rb.steps.iter().zip(steps).find(|&p| waiting_approval(p)) else { return Ok(work) };
     if work != Work::Rest || !rb.params.iter().any(|p| p.is_secret()) {
         return Ok(work);
     }
+    let waiting = rb.steps.iter().zip(steps).find(|(step, rec)| {
+        rec.status == StepStatus::Waiting && matches!(step.kind, opsbook_core::StepKind::Approval(_))
+    });
+    let Some((step, _)) = waiting else { return Ok(work) };
     let rejected = store
         .approvals(exec_id)
         .await?
