@@ -132,6 +132,41 @@ pub struct StepDoc {
     /// checklist: rendered, secrets masked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// A step with `targets`: how it went on each target, in the order listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetDoc>,
+}
+
+/// How a step with `targets` went on one target.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TargetDoc {
+    pub name: String,
+    /// `pending`, `running`, `succeeded`, `failed`, `timed_out`, `cancelled`, or
+    /// `skipped` (never started: too many targets failed, or a cancel).
+    #[schema(value_type = String, example = "succeeded")]
+    pub status: StepStatus,
+    pub attempts: i64,
+    pub exit_code: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub error: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub rollback_status: Option<StepStatus>,
+    pub rollback_error: Option<String>,
+}
+
+impl From<&opsbook_store::TargetRecord> for TargetDoc {
+    fn from(t: &opsbook_store::TargetRecord) -> TargetDoc {
+        TargetDoc {
+            name: t.name.clone(),
+            status: t.status,
+            attempts: t.attempts,
+            exit_code: t.exit_code,
+            duration_ms: t.started_at.zip(t.finished_at).map(|(s, f)| f - s),
+            error: t.error.clone(),
+            rollback_status: t.rollback_status,
+            rollback_error: t.rollback_error.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -224,6 +259,7 @@ impl ExecutionDoc {
                 outputs: s.outputs.clone(),
                 error: s.error.clone(),
                 message: (s.kind == "approval" || s.kind == "manual").then(|| s.rendered.clone()).flatten(),
+                targets: s.targets.iter().map(TargetDoc::from).collect(),
             })
             .collect();
         let rolled = steps

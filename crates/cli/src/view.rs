@@ -82,6 +82,9 @@ pub fn print_summary(doc: &ExecutionDoc, at: Where<'_>) {
         ]);
     }
     say!("{t}");
+    for s in doc.steps.iter().filter(|s| !s.targets.is_empty()) {
+        print_targets(s);
+    }
     let e = &doc.summary;
     let took = e.duration_ms.map(|d| format!(" in {}", duration(Some(d)))).unwrap_or_default();
     say!("Execution {} {}{took}", style(&e.id).bold(), exec_status(e.status));
@@ -94,6 +97,31 @@ pub fn print_summary(doc: &ExecutionDoc, at: Where<'_>) {
     if let Some(next) = next_step(doc, at) {
         say!("  {next}");
     }
+}
+
+/// The targets of a step with `targets`: each one's status, attempts, exit code,
+/// duration, rollback and error.
+fn print_targets(s: &opsbook_api::StepDoc) {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED);
+    if !std::io::stdout().is_terminal() {
+        t.force_no_tty();
+    }
+    t.set_header(vec!["Target", "Status", "Attempts", "Exit", "Duration", "Rollback", "Error"]);
+    for target in &s.targets {
+        let error = target.error.clone().or_else(|| target.rollback_error.clone()).unwrap_or_default();
+        t.add_row(vec![
+            Cell::new(&target.name),
+            step_cell(target.status),
+            Cell::new(target.attempts),
+            Cell::new(target.exit_code.map(|c| c.to_string()).unwrap_or_default()),
+            Cell::new(duration(target.duration_ms)),
+            Cell::new(target.rollback_status.map(|r| r.to_string()).unwrap_or_default()),
+            Cell::new(truncate(&error, 80)),
+        ]);
+    }
+    say!("Targets of step `{}`:", s.id);
+    say!("{t}");
 }
 
 /// What the reader can do about a waiting or interrupted execution.

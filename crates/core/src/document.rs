@@ -309,6 +309,9 @@ pub struct RawStep {
     /// Working directory, relative to the runbook file's directory.
     #[serde(default)]
     pub workdir: Option<String>,
+    /// Run steps: run once per target (host), here or over SSH, so many at a time.
+    #[serde(default)]
+    pub targets: Option<crate::step::targets::TargetsSpec>,
 
     /// Kind `http`: one HTTP request and its expectations.
     #[serde(default)]

@@ -105,6 +105,8 @@ pub struct Step {
     pub required: bool,
     pub when: Option<String>,
     pub idempotent: bool,
+    /// Run steps: the hosts the step runs for, one attempt each.
+    pub targets: Option<step::targets::Targets>,
     /// Line and column of the step in the source, for messages.
     pub line: u32,
     pub column: u32,

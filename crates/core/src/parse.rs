@@ -200,7 +200,7 @@ impl Checker<'_> {
             .into_iter()
             .map(|p| {
                 let check = p.check.map(|c| {
-                    let scope = Scope { params: &param_names, steps: &all_steps, visible_below: 0 };
+                    let scope = Scope { params: &param_names, steps: &all_steps, visible_below: 0, target: false };
                     self.script(&c.run, &scope, "check.run");
                     Script {
                         template: c.run.value,
@@ -223,8 +223,8 @@ impl Checker<'_> {
             if all_steps.get(id) != Some(&i) {
                 self.err(&raw_step.value.id.referenced, format!("duplicate step id `{id}`"));
             }
-            let scope = Scope { params: &param_names, steps: &all_steps, visible_below: i };
-            let rollback_scope = Scope { params: &param_names, steps: &all_steps, visible_below: i + 1 };
+            let scope = Scope { params: &param_names, steps: &all_steps, visible_below: i, target: false };
+            let rollback_scope = Scope { params: &param_names, steps: &all_steps, visible_below: i + 1, target: false };
             if let Some(step) = self.step(raw_step, &scope, &rollback_scope) {
                 steps.push(step);
             }

@@ -21,6 +21,8 @@ pub struct Context {
     pub execution_id: String,
     /// Dry run: steps that have not run render as `<steps.ID.outputs.KEY>` placeholders.
     pub placeholders: bool,
+    /// The current target's name, in a step with `targets`.
+    pub target: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -47,6 +49,9 @@ impl Context {
         }
         root.insert("steps".to_string(), steps);
         root.insert("execution".to_string(), Value::from(execution));
+        if let Some(t) = &self.target {
+            root.insert("target".to_string(), Value::from(t.as_str()));
+        }
         Value::from(root)
     }
 }
@@ -326,12 +331,15 @@ pub fn check_json(value: &serde_json::Value, scope: &Scope<'_>, path: &str) -> V
 }
 
 /// What a template may reference, for checks done before anything runs.
+#[derive(Clone, Copy)]
 pub struct Scope<'a> {
     pub params: &'a BTreeSet<String>,
     /// Every step id with its position (the first, for a duplicate).
     pub steps: &'a BTreeMap<String, usize>,
     /// Steps at positions below this one have run when the template renders.
     pub visible_below: usize,
+    /// `target` names the current target (a step with `targets`).
+    pub target: bool,
 }
 
 /// Checks syntax and references of a template (or of an expression when `expression`).
@@ -380,6 +388,11 @@ pub fn check(source: &str, expression: bool, scope: &Scope<'_>) -> Vec<String> {
             }
             ("execution", Some(f)) if f != "id" => errs.push(format!("`{var}`: execution exposes only `execution.id`")),
             ("params" | "steps" | "execution", _) => {}
+            ("target", None) if scope.target => {}
+            ("target", _) if scope.target => errs.push(format!("`{var}`: `target` is the target's name, a string")),
+            ("target", _) => {
+                errs.push("`target` is set only in steps with `targets` (and their rollbacks)".to_string())
+            }
             (other, _) => {
                 errs.push(format!("unknown variable `{other}`: templates can use params, steps and execution"))
             }
@@ -450,7 +463,7 @@ mod tests {
         assert!(render_json(&serde_json::json!({"x": "{{ params.missing }}"}), &c).is_err());
         let names = BTreeSet::from(["env".to_string()]);
         let steps = BTreeMap::new();
-        let scope = Scope { params: &names, steps: &steps, visible_below: 0 };
+        let scope = Scope { params: &names, steps: &steps, visible_below: 0, target: false };
         assert_eq!(
             check_json(
                 &serde_json::json!({"a": [{"b": "{{ params.nope }}"}], "c": "{{ params.env }}"}),
@@ -499,7 +512,7 @@ mod tests {
         let params: BTreeSet<String> = ["version".to_string()].into();
         let steps: BTreeMap<String, usize> =
             [("build".to_string(), 0), ("deploy".to_string(), 1), ("smoke".to_string(), 2)].into();
-        let scope = Scope { params: &params, steps: &steps, visible_below: 1 };
+        let scope = Scope { params: &params, steps: &steps, visible_below: 1, target: false };
         assert_eq!(check("{{ params.version }} {{ steps.build.outputs.x }}", false, &scope), Vec::<String>::new());
         assert_eq!(
             check("{{ params.verison }}", false, &scope),

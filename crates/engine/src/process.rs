@@ -33,6 +33,10 @@ pub struct ProcessSpec {
     /// Cancellation level that stops this process (1 for steps, 2 for rollbacks).
     pub cancel_level: u8,
     pub parent_death: ParentDeath,
+    /// Written to the process's standard input, which then stays open until it ends (an
+    /// SSH target's script, and the line whose end tells the remote side to stop it).
+    /// `None`: /dev/null.
+    pub stdin: Option<Vec<u8>>,
 }
 
 /// What happens to a step's shell when its runner dies.
@@ -125,7 +129,7 @@ pub async fn run(
         c.args(args)
             .current_dir(&spec.cwd)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
+            .stdin(if spec.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
     });
@@ -145,6 +149,23 @@ pub async fn run(
         }
     };
 
+    // Held open until the process ends: the far side of an SSH target reads its end as
+    // "stop" (the connection closed).
+    let _stdin = match (&spec.stdin, child.stdin().take()) {
+        (Some(data), Some(mut pipe)) => {
+            use tokio::io::AsyncWriteExt;
+            let data = data.clone();
+            Some(tokio::spawn(async move {
+                let _ = pipe.write_all(&data).await;
+                let _ = pipe.flush().await;
+                // Kept until the task is aborted (the process ended).
+                std::future::pending::<()>().await;
+                drop(pipe);
+            }))
+        }
+        _ => None,
+    }
+    .map(AbortOnDrop);
     let mut stdout = child.stdout().take();
     let mut stderr = child.stderr().take();
     let (mut obuf, mut ebuf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
@@ -206,6 +227,15 @@ pub async fn run(
             (None, None) => Exit::Code(-1),
         },
     })
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Reads a chunk; `None` at end of stream or on error.

@@ -47,6 +47,12 @@ pub(crate) fn process_record(pgid: u32) -> String {
     format!("{pgid}:{}", process_identity(pgid).unwrap_or_default())
 }
 
+/// Kills what is left of the recorded process groups (a step with targets runs several,
+/// recorded space-separated); whether anything was killed.
+fn kill_recorded(record: &str) -> bool {
+    record.split_whitespace().fold(false, |killed, one| kill_recorded_group(one) || killed)
+}
+
 /// Kills what is left of a recorded process group, if anything. The group is ours if its
 /// leader is the recorded process, or, the leader gone, if any process is still in the
 /// group (Linux gives no new process a PID that is still some group's id). Returns
@@ -170,7 +176,7 @@ pub(crate) async fn recover<S: Store>(store: &S, me: &str) -> Result<Vec<String>
             .collect();
         let mut killed = Vec::new();
         for (step_id, record) in processes.iter().filter(|(id, _)| live.contains(&id)) {
-            if kill_recorded_group(record) {
+            if kill_recorded(record) {
                 killed.push(step_id.clone());
             }
             store.set_process(&exec.id, step_id, None).await?;

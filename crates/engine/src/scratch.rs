@@ -16,6 +16,11 @@ pub(crate) struct Scratch {
 }
 
 impl Scratch {
+    /// The directory itself (made if need be): SSH's control sockets live there.
+    pub fn dir(&self) -> Result<PathBuf> {
+        Ok(self.path("dir")?.parent().expect("a path in the directory").to_path_buf())
+    }
+
     /// A fresh path in the directory, unique within this engine. The file is not created.
     pub fn path(&self, prefix: &str) -> Result<PathBuf> {
         let mut dir = self.dir.lock().unwrap_or_else(|p| p.into_inner());

@@ -32,7 +32,7 @@ const TABLES: &[(&str, &str, &str)] = &[
     (
         "execution_steps",
         "execution_id, idx, step_id, name, kind, status, attempts, exit_code, started_at, finished_at, error, outputs, \
-         rendered, wait_deadline, rollback_status, rollback_exit_code, rollback_error, process, wait_kind, overridden_by",
+         rendered, wait_deadline, rollback_status, rollback_exit_code, rollback_error, process, wait_kind, overridden_by, targets",
         "",
     ),
     (

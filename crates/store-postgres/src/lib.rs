@@ -46,6 +46,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/postgres/0002_audit_append.sql")),
     (3, include_str!("../migrations/postgres/0003_queue_index.sql")),
     (4, include_str!("../migrations/postgres/0004_quality.sql")),
+    (5, include_str!("../migrations/postgres/0005_step_targets.sql")),
 ];
 
 /// `?` on a driver call: its error becomes the backend-neutral storage error.

@@ -59,13 +59,13 @@ macro_rules! step_columns {
     () => {
         "execution_id, idx, step_id, name, kind, status, attempts, exit_code, started_at, finished_at, error, \
          outputs, rendered, wait_deadline, rollback_status, rollback_exit_code, rollback_error, wait_kind, \
-         overridden_by"
+         overridden_by, targets"
     };
 }
 pub(crate) use step_columns;
 
 /// How many columns `step_columns!()` names: the index of a column a query adds after them.
-pub(crate) const STEP_COLUMNS: usize = 19;
+pub(crate) const STEP_COLUMNS: usize = 20;
 
 pub(crate) fn step_from(row: &PgRow) -> Result<StepRecord> {
     Ok(StepRecord {
@@ -88,6 +88,7 @@ pub(crate) fn step_from(row: &PgRow) -> Result<StepRecord> {
         rollback_error: col(row, 16)?,
         wait_kind: col::<Option<&str>>(row, 17)?.and_then(WaitKind::parse),
         overridden_by: col(row, 18)?,
+        targets: opsbook_store::codec::parse_targets(col(row, 19)?)?,
     })
 }
 
@@ -180,7 +181,8 @@ pub(crate) async fn insert_execution<'c>(
                 .push_bind(s.rollback_exit_code)
                 .push_bind(&s.rollback_error)
                 .push_bind(wait_kind(s))
-                .push_bind(&s.overridden_by);
+                .push_bind(&s.overridden_by)
+                .push_bind(opsbook_store::codec::targets_text(&s.targets));
         });
         q.push(") AS v WHERE EXISTS (SELECT 1 FROM e))");
     }
@@ -227,6 +229,7 @@ pub(crate) fn push_step_update(q: &mut QueryBuilder<Postgres>, s: &StepRecord) {
     set.push("rollback_error = ").push_bind_unseparated(&s.rollback_error);
     set.push("wait_kind = ").push_bind_unseparated(wait_kind(s));
     set.push("overridden_by = ").push_bind_unseparated(&s.overridden_by);
+    set.push("targets = ").push_bind_unseparated(opsbook_store::codec::targets_text(&s.targets));
     q.push(" WHERE execution_id = ").push_bind(&s.execution_id).push(" AND idx = ").push_bind(s.idx);
 }
 

@@ -92,6 +92,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (13, include_str!("../migrations/sqlite/0013_quality.sql")),
     (14, include_str!("../migrations/sqlite/0014_claim_index.sql")),
     (15, include_str!("../migrations/sqlite/0015_claim_index_queued_only.sql")),
+    (16, include_str!("../migrations/sqlite/0016_step_targets.sql")),
 ];
 
 #[derive(Clone)]

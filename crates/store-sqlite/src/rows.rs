@@ -39,7 +39,7 @@ pub(crate) fn execution_from(row: &Row<'_>) -> Result<Execution> {
 
 pub(crate) const STEP_COLUMNS: &str = "execution_id, idx, step_id, name, kind, status, attempts, exit_code, started_at, \
     finished_at, error, outputs, rendered, wait_deadline, rollback_status, rollback_exit_code, rollback_error, wait_kind, \
-    overridden_by";
+    overridden_by, targets";
 
 pub(crate) fn step_from(row: &Row<'_>) -> Result<StepRecord> {
     Ok(StepRecord {
@@ -62,6 +62,7 @@ pub(crate) fn step_from(row: &Row<'_>) -> Result<StepRecord> {
         rollback_error: row.get(16).db()?,
         wait_kind: row.get::<_, Option<String>>(17).db()?.as_deref().and_then(WaitKind::parse),
         overridden_by: row.get(18).db()?,
+        targets: opsbook_store::codec::parse_targets(row.get(19).db()?)?,
     })
 }
 
@@ -82,7 +83,7 @@ pub(crate) fn collect<T>(
 pub(crate) fn insert_step(conn: &Connection, s: &StepRecord) -> Result<()> {
     let outputs = json_text(&s.outputs);
     conn.prepare_cached(&format!(
-        "INSERT INTO execution_steps ({STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO execution_steps ({STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ))
     .db()?
     .execute(params![
@@ -105,6 +106,7 @@ pub(crate) fn insert_step(conn: &Connection, s: &StepRecord) -> Result<()> {
         s.rollback_error,
         wait_kind(s),
         s.overridden_by,
+        opsbook_store::codec::targets_text(&s.targets),
     ])
     .db()?;
     Ok(())
@@ -123,8 +125,8 @@ pub(crate) fn update_step(conn: &Connection, s: &StepRecord, fence: Option<&str>
         .prepare_cached(
             "UPDATE execution_steps SET status = ?, attempts = ?, exit_code = ?, started_at = ?, finished_at = ?, \
              error = ?, outputs = ?, rendered = ?, wait_deadline = ?, rollback_status = ?, rollback_exit_code = ?, \
-             rollback_error = ?, wait_kind = ?, overridden_by = ? WHERE execution_id = ?15 AND idx = ?16 \
-             AND (?17 IS NULL OR EXISTS (SELECT 1 FROM executions WHERE id = ?15 AND owner = ?17))",
+             rollback_error = ?, wait_kind = ?, overridden_by = ?, targets = ? WHERE execution_id = ?16 AND idx = ?17 \
+             AND (?18 IS NULL OR EXISTS (SELECT 1 FROM executions WHERE id = ?16 AND owner = ?18))",
         )
         .db()?
         .execute(params![
@@ -142,6 +144,7 @@ pub(crate) fn update_step(conn: &Connection, s: &StepRecord, fence: Option<&str>
             s.rollback_error,
             wait_kind(s),
             s.overridden_by,
+            opsbook_store::codec::targets_text(&s.targets),
             s.execution_id,
             s.idx,
             fence,

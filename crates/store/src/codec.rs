@@ -49,3 +49,46 @@ pub fn decided_twice(a: &crate::Approval) -> String {
     };
     format!("{} has already {what} step `{}` of execution {}", a.approver, a.step_id, a.execution_id)
 }
+
+/// A step's targets as stored: NULL for a step without any.
+pub fn targets_text(targets: &[crate::TargetRecord]) -> Option<String> {
+    (!targets.is_empty()).then(|| json_text(&targets))
+}
+
+pub fn parse_targets(text: Option<String>) -> Result<Vec<crate::TargetRecord>> {
+    text.map_or(Ok(Vec::new()), |t| parse_json(&t, "step targets"))
+}
+
+/// A step status as its name, in JSON.
+pub mod status_name {
+    use opsbook_core::StepStatus;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(s: &StepStatus, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(s.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<StepStatus, D::Error> {
+        let s = String::deserialize(d)?;
+        StepStatus::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown step status `{s}`")))
+    }
+}
+
+/// An optional step status as its name, in JSON.
+pub mod opt_status_name {
+    use opsbook_core::StepStatus;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(s: &Option<StepStatus>, ser: S) -> Result<S::Ok, S::Error> {
+        match s {
+            Some(s) => ser.serialize_some(s.as_str()),
+            None => ser.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<StepStatus>, D::Error> {
+        let s = Option::<String>::deserialize(d)?;
+        s.map(|s| StepStatus::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown step status `{s}`"))))
+            .transpose()
+    }
+}

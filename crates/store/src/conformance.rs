@@ -135,6 +135,17 @@ async fn executions_round_trip<S: ServerStore>(s: S) {
     st[1].overridden_by = Some("root".into());
     s.update_step(&st[1], None).await.unwrap();
     assert_eq!(s.steps("EX0001").await.unwrap()[1].overridden_by.as_deref(), Some("root"));
+    // A step's targets are stored with it, each with its own status and rollback.
+    let mut web1 = crate::TargetRecord::pending("web-1");
+    web1.status = StepStatus::Succeeded;
+    web1.exit_code = Some(0);
+    web1.rollback_status = Some(StepStatus::Failed);
+    let mut web2 = crate::TargetRecord::pending("web-2");
+    web2.status = StepStatus::Skipped;
+    st[1].targets = vec![web1, web2];
+    s.update_step(&st[1], None).await.unwrap();
+    assert_eq!(s.steps("EX0001").await.unwrap()[1].targets, st[1].targets);
+    assert!(s.steps("EX0001").await.unwrap()[0].targets.is_empty());
 
     let lines: Vec<LogLine> = (1..=3)
         .map(|seq| LogLine {

@@ -69,6 +69,47 @@ pub struct StepRecord {
     /// The admin who waived this gate step (break glass): it then counts as passed and
     /// is not checked again for the rest of the run.
     pub overridden_by: Option<String>,
+    /// A step with `targets`: how it went on each target, in the order they are listed.
+    pub targets: Vec<TargetRecord>,
+}
+
+/// How a step with `targets` went on one target (stored as JSON with its step).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TargetRecord {
+    pub name: String,
+    /// `pending` until it starts; `skipped` when it never started (too many errors, or
+    /// a cancel).
+    #[serde(with = "crate::codec::status_name")]
+    pub status: StepStatus,
+    pub attempts: i64,
+    #[serde(default)]
+    pub exit_code: Option<i64>,
+    #[serde(default)]
+    pub started_at: Option<i64>,
+    #[serde(default)]
+    pub finished_at: Option<i64>,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default, with = "crate::codec::opt_status_name")]
+    pub rollback_status: Option<StepStatus>,
+    #[serde(default)]
+    pub rollback_error: Option<String>,
+}
+
+impl TargetRecord {
+    pub fn pending(name: &str) -> TargetRecord {
+        TargetRecord {
+            name: name.to_string(),
+            status: StepStatus::Pending,
+            attempts: 0,
+            exit_code: None,
+            started_at: None,
+            finished_at: None,
+            error: None,
+            rollback_status: None,
+            rollback_error: None,
+        }
+    }
 }
 
 /// What a waiting step waits for.
@@ -118,6 +159,7 @@ impl StepRecord {
             rollback_error: None,
             wait_kind: None,
             overridden_by: None,
+            targets: Vec::new(),
         }
     }
 

@@ -9,6 +9,7 @@ use serde_saphyr::{Location, Spanned};
 use super::Checker;
 use crate::document::{RawStep, Validation};
 use crate::step::aws::{self, LambdaSpec, SsmAutomationSpec, SsmCommandSpec};
+use crate::step::targets::{Amount, RawAmount, Source, Target, Targets, TargetsSpec, Via};
 use crate::step::{Rollback, StepKind, approval::Approver, run::Script, sleep::SleepSpec};
 use crate::template::{self, Scope};
 use crate::{CheckedValidation, Step};
@@ -59,6 +60,23 @@ impl Checker<'_> {
         if !is_run && (s.shell.is_some() || !s.env.is_empty() || s.workdir.is_some()) {
             self.err(&at, format!("step `{id}`: shell, env and workdir apply only to run steps"));
         }
+        let targets = s.targets.as_ref().and_then(|t| self.targets(t, &at, &id, is_run, scope));
+        if s.targets.as_ref().is_some_and(|t| t.via == crate::step::targets::Via::Ssh) && s.workdir.is_some() {
+            self.err(&at, format!("step `{id}`: workdir is a local directory; over SSH a script starts in the remote user's home (cd there in the script)"));
+        }
+        if targets.is_some()
+            && let Some(r) = &s.rollback
+            && r.run.is_none()
+            && (r.aws_lambda.is_some() || r.aws_ssm_command.is_some() || r.aws_ssm_automation.is_some())
+        {
+            self.err(&at, format!("step `{id}`: a step with targets rolls back with `run` (once per target it succeeded on) or `manual`"));
+        }
+        // With targets, the step's templates (and its rollback's) know `target`.
+        let (scope, rollback_scope) = if s.targets.is_some() {
+            (&Scope { target: true, ..*scope }, &Scope { target: true, ..*rollback_scope })
+        } else {
+            (scope, rollback_scope)
+        };
         for (k, v) in &s.env {
             if !crate::step::run::is_env_name(k) {
                 self.err(&at, format!("step `{id}`: invalid environment variable name `{k}`"));
@@ -223,6 +241,7 @@ impl Checker<'_> {
             required: s.required,
             when: s.when.map(|w| w.value),
             idempotent: s.idempotent,
+            targets,
             line: u32::try_from(at.line()).unwrap_or(0),
             column: u32::try_from(at.column()).unwrap_or(0),
         })
@@ -230,6 +249,78 @@ impl Checker<'_> {
 }
 
 impl Checker<'_> {
+    /// Checks a step's `targets`.
+    fn targets(
+        &mut self,
+        t: &TargetsSpec,
+        at: &Location,
+        id: &str,
+        is_run: bool,
+        scope: &Scope<'_>,
+    ) -> Option<Targets> {
+        let n = self.diags.len();
+        if !is_run {
+            self.err(at, format!("step `{id}`: targets apply only to run steps"));
+        }
+        let source = match (&t.inventory, t.hosts.is_empty()) {
+            (Some(inv), true) => {
+                if inv.value.trim().is_empty() {
+                    self.err(&inv.referenced, "targets.inventory: name the inventory file");
+                }
+                Source::Inventory { path: inv.value.clone(), group: t.group.as_ref().map(|g| g.value.clone()) }
+            }
+            (None, false) => {
+                if let Some(g) = &t.group {
+                    self.err(&g.referenced, "targets.group: a group is taken from an inventory; set targets.inventory");
+                }
+                for h in &t.hosts {
+                    if h.value.contains("{{") || h.value.contains("{%") {
+                        self.plain_template(&h.value, &h.referenced, scope, "targets.hosts");
+                    } else if let Err(e) = Target::parse_list(&h.value) {
+                        self.err(&h.referenced, format!("targets.hosts: {e}"));
+                    }
+                }
+                Source::Hosts(t.hosts.iter().map(|h| h.value.clone()).collect())
+            }
+            (Some(inv), false) => {
+                self.err(&inv.referenced, "targets: set hosts or inventory, not both");
+                return None;
+            }
+            (None, true) => {
+                self.err(
+                    at,
+                    format!(
+                        "step `{id}`: targets: list the hosts (targets.hosts) or name an inventory (targets.inventory)"
+                    ),
+                );
+                return None;
+            }
+        };
+        let mut amount =
+            |raw: &Option<serde_saphyr::Spanned<RawAmount>>, field: &str, zero_ok: bool, default: Amount| {
+                let Some(raw) = raw else { return default };
+                Amount::check(&raw.value, zero_ok).unwrap_or_else(|e| {
+                    self.err(&raw.referenced, format!("targets.{field}: {e}"));
+                    default
+                })
+            };
+        let max_concurrency = amount(&t.max_concurrency, "max_concurrency", false, Amount::Count(1));
+        let max_errors = amount(&t.max_errors, "max_errors", true, Amount::Count(0));
+        if t.via == Via::Local
+            && (t.ssh.user.is_some()
+                || t.ssh.port.is_some()
+                || t.ssh.identity_file.is_some()
+                || t.ssh.known_hosts.is_some()
+                || t.ssh.connect_timeout.is_some())
+        {
+            self.err(at, format!("step `{id}`: targets.ssh applies only with `via: ssh`"));
+        }
+        if self.diags.len() > n {
+            return None;
+        }
+        Some(Targets { source, via: t.via, max_concurrency, max_errors, ssh: t.ssh.clone() })
+    }
+
     /// Checks a `manual` action's templates (of a step or a rollback, as `field` says).
     fn manual(&mut self, m: &crate::step::manual::ManualSpec, scope: &Scope<'_>, field: &str) {
         if m.instructions.value.trim().is_empty() {

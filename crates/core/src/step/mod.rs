@@ -10,6 +10,7 @@ pub mod http;
 pub mod manual;
 pub mod run;
 pub mod sleep;
+pub mod targets;
 
 use crate::duration::Dur;
 

@@ -9,6 +9,8 @@ pub(crate) mod manual;
 pub(crate) mod mock;
 pub(crate) mod run;
 pub(crate) mod sleep;
+pub(crate) mod ssh;
+pub(crate) mod targets;
 pub(crate) mod validate;
 
 use std::collections::BTreeMap;
@@ -20,10 +22,13 @@ use crate::runner::Run;
 
 /// What a step is about to do, as shown and stored (secrets masked).
 pub(crate) fn display<S: Store>(run: &Run<'_, '_, S>, step: &Step) -> Option<String> {
-    let ctx = match &step.kind {
+    let mut ctx = match &step.kind {
         StepKind::Run(script) => run.context_for(true, &[&script.template]),
         _ => run.context(true),
     };
+    if step.targets.is_some() {
+        ctx.target = Some("<target>".into());
+    }
     let text = match &step.kind {
         StepKind::Run(script) => template::render_shell(&script.template, &ctx).ok()?,
         StepKind::Http(h) => format!("{} {}", h.method.as_str(), template::render_plain(&h.url.value, &ctx).ok()?),

@@ -29,6 +29,8 @@ pub(crate) struct ScriptRun<'a> {
     pub attempt: u32,
     pub validations: &'a [CheckedValidation],
     pub cancel_level: u8,
+    /// The target it runs for, in a step with `targets` (`$OPSBOOK_TARGET`, `{{ target }}`).
+    pub target: Option<&'a str>,
 }
 
 pub(crate) async fn attempt<S: Store>(
@@ -50,84 +52,33 @@ pub(crate) async fn attempt<S: Store>(
         attempt,
         validations: &step.validate,
         cancel_level: 1,
+        target: None,
     };
     exec_script(run, &sr).await
 }
 
+/// A script ready to start: its process, the checks it is judged by, its files.
+pub(crate) struct Prepared {
+    pub spec: ProcessSpec,
+    /// The validations, `output_contains` rendered.
+    pub validations: Vec<CheckedValidation>,
+    outputs_path: std::path::PathBuf,
+    script_path: Option<std::path::PathBuf>,
+}
+
+/// A script prepared, or settled without running (a template that does not render, a
+/// missing working directory, a runbook test's mock).
+pub(crate) enum Prep {
+    Ready(Prepared),
+    Done(AttemptResult),
+}
+
 pub(crate) async fn exec_script<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptRun<'_>) -> Result<AttemptResult> {
-    // The templates rendered here: the script's environment and `output_contains` checks.
-    let templates: Vec<&str> = (sr.validations.iter())
-        .filter_map(|v| match v {
-            CheckedValidation::OutputContains(t) => Some(t.as_str()),
-            _ => None,
-        })
-        .chain(sr.script.env.values().map(String::as_str))
-        .collect();
-    let ctx = run.context_for(false, &templates);
-    let mut validations = Vec::with_capacity(sr.validations.len());
-    for v in sr.validations {
-        validations.push(match v {
-            CheckedValidation::OutputContains(t) => match template::render_plain(t, &ctx) {
-                Ok(t) => CheckedValidation::OutputContains(t),
-                Err(e) => return Ok(AttemptResult::fatal(format!("validate.output_contains: {e}"))),
-            },
-            other => other.clone(),
-        });
-    }
-    let validations = validations.as_slice();
-    if let Some(mocks) = run.engine.config.mocks.clone() {
-        return super::mock::script(run, sr, validations, &mocks).await;
-    }
-    let mut env = run.params.env_vars();
-    // A secret's variable goes only to scripts that name it.
-    let names_it = |var: &str| sr.script.template.contains(var) || sr.script.env.values().any(|v| v.contains(var));
-    let secret_vars: Vec<String> =
-        run.params.secret_names.iter().map(|n| format!("OPSBOOK_PARAM_{}", n.to_ascii_uppercase())).collect();
-    env.retain(|(k, _)| !secret_vars.contains(k) || names_it(k));
-    for (k, v) in &sr.script.env {
-        match template::render_plain(v, &ctx) {
-            Ok(v) => env.push((k.clone(), v)),
-            Err(e) => return Ok(AttemptResult::fatal(format!("env.{k}: {e}"))),
-        }
-    }
-    let cwd = match &sr.script.workdir {
-        Some(w) => run.base_dir.join(w),
-        None => run.base_dir.clone(),
+    let prepared = match prepare(run, sr).await? {
+        Prep::Ready(p) => p,
+        Prep::Done(result) => return Ok(result),
     };
-    if !cwd.is_dir() {
-        return Ok(AttemptResult::fatal(format!("workdir {} does not exist", cwd.display())));
-    }
-    let outputs_path = run.scratch_path("outputs")?;
-    env.push(("OPSBOOK_OUTPUT".into(), outputs_path.to_string_lossy().into_owned()));
-    env.push(("OPSBOOK_EXECUTION_ID".into(), run.exec.id.clone()));
-    env.push(("OPSBOOK_STEP_ID".into(), sr.step_id.unwrap_or_default().to_string()));
-    env.push(("OPSBOOK_ATTEMPT".into(), sr.attempt.to_string()));
-
-    // With secrets about, the script goes in a file only this user can read (in the
-    // engine's 0700 scratch directory), not on the command line, where any local user could
-    // read it. Without, `-c` spares the file (a step's overhead is what users feel).
-    let mut argv: Vec<String> = sr.script.shell.argv().iter().map(|s| s.to_string()).collect();
-    argv[0] = resolve(&argv[0]);
-    let script_path = if run.params.secret_names.is_empty() {
-        argv.extend(["-c".to_string(), sr.text.to_string()]);
-        None
-    } else {
-        let path = run.scratch_path("script")?;
-        write_private(&path, sr.text)
-            .map_err(|e| Error::Io(format!("cannot write the script to {}: {e}", path.display())))?;
-        argv.push(path.to_string_lossy().into_owned());
-        Some(path)
-    };
-    let spec = ProcessSpec {
-        argv,
-        cwd,
-        env,
-        timeout: sr.timeout,
-        kill_grace: run.engine.config.kill_grace,
-        cancel_level: sr.cancel_level,
-        parent_death: run.engine.config.parent_death,
-    };
-
+    let validations = prepared.validations.as_slice();
     let (tx, mut rx) = mpsc::channel::<process::Chunk>(64);
     let cancel = run.hooks.cancel.clone();
     let observer = run.hooks.observer;
@@ -183,16 +134,112 @@ pub(crate) async fn exec_script<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptR
         }
     };
     let (exit, consumed, recorded) =
-        tokio::join!(process::run(&spec, &cancel, tx, Some(started_tx)), consume, recorded);
+        tokio::join!(process::run(&prepared.spec, &cancel, tx, Some(started_tx)), consume, recorded);
     recorded?;
-    if let Some(path) = &script_path {
+    consumed?;
+    conclude(run, sr, prepared, exit, &seen, None).await
+}
+
+/// Renders what a script needs and builds its process (`sh -c`, or its file when secrets
+/// are about), with the environment it gets.
+pub(crate) async fn prepare<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptRun<'_>) -> Result<Prep> {
+    // The templates rendered here: the script's environment and `output_contains` checks.
+    let templates: Vec<&str> = (sr.validations.iter())
+        .filter_map(|v| match v {
+            CheckedValidation::OutputContains(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .chain(sr.script.env.values().map(String::as_str))
+        .collect();
+    let mut ctx = run.context_for(false, &templates);
+    ctx.target = sr.target.map(str::to_string);
+    let mut validations = Vec::with_capacity(sr.validations.len());
+    for v in sr.validations {
+        validations.push(match v {
+            CheckedValidation::OutputContains(t) => match template::render_plain(t, &ctx) {
+                Ok(t) => CheckedValidation::OutputContains(t),
+                Err(e) => return Ok(Prep::Done(AttemptResult::fatal(format!("validate.output_contains: {e}")))),
+            },
+            other => other.clone(),
+        });
+    }
+    if let Some(mocks) = run.engine.config.mocks.clone() {
+        return Ok(Prep::Done(super::mock::script(run, sr, &validations, &mocks).await?));
+    }
+    let mut env = run.params.env_vars();
+    // A secret's variable goes only to scripts that name it.
+    let names_it = |var: &str| sr.script.template.contains(var) || sr.script.env.values().any(|v| v.contains(var));
+    let secret_vars: Vec<String> =
+        run.params.secret_names.iter().map(|n| format!("OPSBOOK_PARAM_{}", n.to_ascii_uppercase())).collect();
+    env.retain(|(k, _)| !secret_vars.contains(k) || names_it(k));
+    for (k, v) in &sr.script.env {
+        match template::render_plain(v, &ctx) {
+            Ok(v) => env.push((k.clone(), v)),
+            Err(e) => return Ok(Prep::Done(AttemptResult::fatal(format!("env.{k}: {e}")))),
+        }
+    }
+    let cwd = match &sr.script.workdir {
+        Some(w) => run.base_dir.join(w),
+        None => run.base_dir.clone(),
+    };
+    if !cwd.is_dir() {
+        return Ok(Prep::Done(AttemptResult::fatal(format!("workdir {} does not exist", cwd.display()))));
+    }
+    let outputs_path = run.scratch_path("outputs")?;
+    env.push(("OPSBOOK_OUTPUT".into(), outputs_path.to_string_lossy().into_owned()));
+    env.push(("OPSBOOK_EXECUTION_ID".into(), run.exec.id.clone()));
+    env.push(("OPSBOOK_STEP_ID".into(), sr.step_id.unwrap_or_default().to_string()));
+    env.push(("OPSBOOK_ATTEMPT".into(), sr.attempt.to_string()));
+    if let Some(t) = sr.target {
+        env.push(("OPSBOOK_TARGET".into(), t.to_string()));
+    }
+
+    // With secrets about, the script goes in a file only this user can read (in the
+    // engine's 0700 scratch directory), not on the command line, where any local user could
+    // read it. Without, `-c` spares the file (a step's overhead is what users feel).
+    let mut argv: Vec<String> = sr.script.shell.argv().iter().map(|s| s.to_string()).collect();
+    argv[0] = resolve(&argv[0]);
+    let script_path = if run.params.secret_names.is_empty() {
+        argv.extend(["-c".to_string(), sr.text.to_string()]);
+        None
+    } else {
+        let path = run.scratch_path("script")?;
+        write_private(&path, sr.text)
+            .map_err(|e| Error::Io(format!("cannot write the script to {}: {e}", path.display())))?;
+        argv.push(path.to_string_lossy().into_owned());
+        Some(path)
+    };
+    let spec = ProcessSpec {
+        argv,
+        cwd,
+        env,
+        timeout: sr.timeout,
+        kill_grace: run.engine.config.kill_grace,
+        cancel_level: sr.cancel_level,
+        parent_death: run.engine.config.parent_death,
+        stdin: None,
+    };
+    Ok(Prep::Ready(Prepared { spec, validations, outputs_path, script_path }))
+}
+
+/// Judges a script that ran: its exit, what its output showed (`seen`, per validation),
+/// and its outputs (the `$OPSBOOK_OUTPUT` file, or `outputs` when they came another way).
+pub(crate) async fn conclude<S: Store>(
+    run: &mut Run<'_, '_, S>,
+    sr: &ScriptRun<'_>,
+    prepared: Prepared,
+    exit: std::io::Result<Exit>,
+    seen: &[bool],
+    outputs: Option<String>,
+) -> Result<AttemptResult> {
+    if let Some(path) = &prepared.script_path {
         let _ = std::fs::remove_file(path);
     }
-    consumed?;
     let exit = match exit {
         Ok(exit) => exit,
         Err(e) => {
-            let program = spec.argv.first().cloned().unwrap_or_default();
+            let _ = std::fs::remove_file(&prepared.outputs_path);
+            let program = prepared.spec.argv.first().cloned().unwrap_or_default();
             return Ok(AttemptResult::fatal(format!("cannot start `{program}`: {e}")));
         }
     };
@@ -200,6 +247,7 @@ pub(crate) async fn exec_script<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptR
         Exit::Code(c) => (Some(c), Vec::new()),
         Exit::Signal(s) => (None, vec![format!("killed by signal {s}")]),
         Exit::TimedOut => {
+            let _ = std::fs::remove_file(&prepared.outputs_path);
             let mut r = AttemptResult::failed(
                 StepStatus::TimedOut,
                 format!("timed out after {}", opsbook_core::Dur(sr.timeout)),
@@ -208,14 +256,22 @@ pub(crate) async fn exec_script<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptR
             return Ok(r);
         }
         Exit::Cancelled => {
+            let _ = std::fs::remove_file(&prepared.outputs_path);
             return Ok(AttemptResult::failed(StepStatus::Cancelled, "cancelled".into()));
         }
     };
-    problems.extend(judge(validations, &seen, code));
-    let (outputs, warnings) = read_outputs(&outputs_path);
-    let _ = std::fs::remove_file(&outputs_path);
+    problems.extend(judge(&prepared.validations, seen, code));
+    let (outputs, warnings) = match outputs {
+        Some(text) => parse_outputs(&text),
+        None => read_outputs(&prepared.outputs_path),
+    };
+    let _ = std::fs::remove_file(&prepared.outputs_path);
     for w in warnings {
-        run.system(sr.step_id, sr.phase, &format!("warning: {w}")).await?;
+        let w = match sr.target {
+            Some(t) => format!("warning: {t}: {w}"),
+            None => format!("warning: {w}"),
+        };
+        run.system(sr.step_id, sr.phase, &w).await?;
     }
     let mut result = if problems.is_empty() {
         AttemptResult::ok(outputs)

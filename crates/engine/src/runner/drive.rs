@@ -40,6 +40,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                         attempt: 1,
                         validations: &[],
                         cancel_level: 1,
+                        target: None,
                     };
                     kinds::run::exec_script(self, &sr).await?
                 }
@@ -106,6 +107,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 None => match &step.kind {
                     StepKind::Approval(spec) => kinds::approval::run(self, idx, &step, spec).await?,
                     StepKind::Manual(spec) => kinds::manual::run(self, idx, &step, spec).await?,
+                    StepKind::Run(_) if step.targets.is_some() => kinds::targets::run_step(self, idx, &step).await?,
                     StepKind::Gate(spec) if self.engine.config.release_gate_waits => {
                         kinds::gate::run_released(self, idx, &step, spec).await?
                     }

@@ -223,7 +223,13 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 (s.step_id.clone(), StepContext { status: s.status.as_str().to_string(), outputs })
             })
             .collect();
-        Context { params, steps: std::sync::Arc::new(steps), execution_id: self.exec.id.clone(), placeholders: false }
+        Context {
+            params,
+            steps: std::sync::Arc::new(steps),
+            execution_id: self.exec.id.clone(),
+            placeholders: false,
+            target: None,
+        }
     }
 }
 

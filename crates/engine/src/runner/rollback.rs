@@ -21,7 +21,10 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         (0..self.steps.len())
             .rev()
             .filter(|&i| {
-                self.steps[i].status == StepStatus::Succeeded
+                // A step with targets is undone where it succeeded, even when it failed on others.
+                let done_somewhere = self.steps[i].status == StepStatus::Succeeded
+                    || self.steps[i].targets.iter().any(|t| t.status == StepStatus::Succeeded);
+                done_somewhere
                     && self.rb.steps[i].rollback.is_some()
                     && self.steps[i].rollback_status != Some(StepStatus::Succeeded)
             })
@@ -65,6 +68,9 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
             let started = now_ms();
             let timeout = rollback.timeout().unwrap_or(step.timeout).0;
             let result = match rollback {
+                Rollback::Run(script) if step.targets.is_some() => {
+                    kinds::targets::rollback(self, idx, &step, script, timeout).await?
+                }
                 Rollback::Run(script) => match template::render_shell(&script.template, &self.context(false)) {
                     Ok(text) => {
                         let sr = kinds::run::ScriptRun {
@@ -76,6 +82,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                             attempt: 1,
                             validations: &[],
                             cancel_level: 2,
+                            target: None,
                         };
                         kinds::run::exec_script(self, &sr).await?
                     }

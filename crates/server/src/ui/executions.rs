@@ -115,6 +115,18 @@ struct StepView {
     rollback: &'static str,
     /// A blocked gate's records (JSON, secrets masked), pretty.
     records: String,
+    /// A step with `targets`: one row per target.
+    targets: Vec<TargetView>,
+}
+
+struct TargetView {
+    name: String,
+    status: &'static str,
+    attempts: i64,
+    exit: String,
+    took: String,
+    error: String,
+    rollback: &'static str,
 }
 
 #[derive(Template)]
@@ -219,6 +231,19 @@ pub async fn page(State(st): State<AppState>, web: Web, Path(id): Path<String>) 
                 .get("records")
                 .map(|r| serde_json::to_string_pretty(r).unwrap_or_default())
                 .unwrap_or_default(),
+            targets: s
+                .targets
+                .iter()
+                .map(|t| TargetView {
+                    name: t.name.clone(),
+                    status: t.status.as_str(),
+                    attempts: t.attempts,
+                    exit: t.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+                    took: t.started_at.zip(t.finished_at).map(|(a, b)| took(b - a)).unwrap_or_default(),
+                    error: t.error.clone().or_else(|| t.rollback_error.clone()).unwrap_or_default(),
+                    rollback: t.rollback_status.map(|r| r.as_str()).unwrap_or(""),
+                })
+                .collect(),
         })
         .collect();
     let waiting = |kind: WaitKind| {
