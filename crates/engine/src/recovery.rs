@@ -50,7 +50,8 @@ pub(crate) fn process_record(pgid: u32) -> String {
 /// Kills what is left of the recorded process groups (a step with targets runs several,
 /// recorded space-separated); whether anything was killed.
 fn kill_recorded(record: &str) -> bool {
-    record.split_whitespace().fold(false, |killed, one| kill_recorded_group(one) || killed)
+    // Every group is killed: no short cut after the first.
+    record.split_whitespace().map(kill_recorded_group).filter(|&k| k).count() > 0
 }
 
 /// Kills what is left of a recorded process group, if anything. The group is ours if its

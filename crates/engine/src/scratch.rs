@@ -39,6 +39,29 @@ impl Scratch {
     }
 }
 
+impl Drop for Scratch {
+    /// SSH connections kept open for targets (control sockets in the directory) are closed
+    /// with the engine, rather than lingering for their idle time.
+    fn drop(&mut self) {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = self.dir.get_mut().unwrap_or_else(|p| p.into_inner());
+        let Some(dir) = dir.as_ref() else { return };
+        let Ok(entries) = std::fs::read_dir(dir.path()) else { return };
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_socket()) {
+                let _ = std::process::Command::new("ssh")
+                    .arg("-o")
+                    .arg(format!("ControlPath={}", entry.path().display()))
+                    .args(["-O", "exit", "opsbook-target"])
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,4 +16,5 @@ mod remote;
 mod security;
 mod server;
 mod support;
+mod targets;
 mod triggers;

@@ -28,13 +28,14 @@ trap '' PIPE
 IFS=' ' read -r n m || exit 125
 head -c "$n" >"$d/s" || exit 125
 OPSBOOK_OUTPUT="$d/o"; export OPSBOOK_OUTPUT
-if command -v setsid >/dev/null 2>&1; then setsid "$@" "$d/s" </dev/null & else "$@" "$d/s" </dev/null & fi
+exec 3<&0
+if command -v setsid >/dev/null 2>&1; then setsid "$@" "$d/s" </dev/null 3<&- & else "$@" "$d/s" </dev/null 3<&- & fi
 p=$!
-{ cat; kill -TERM -"$p" || kill -TERM "$p"; sleep 5; kill -KILL -"$p"; } >/dev/null 2>&1 &
+{ cat <&3; kill -TERM -"$p" || kill -TERM "$p"; sleep 5; kill -KILL -"$p"; } >/dev/null 2>&1 &
 w=$!
 wait "$p"; rc=$?
 kill "$w" 2>/dev/null
-if [ -s "$d/o" ]; then printf '\n%s\n' "$m"; cat "$d/o"; fi
+if [ -s "$d/o" ]; then printf '%s\n' "$m"; cat "$d/o"; fi
 exit "$rc""#;
 
 /// ssh's exit status when it could not connect (or the connection failed).

@@ -568,12 +568,12 @@ fn log_line<S: Store>(
     stream: Stream,
     line: Vec<u8>,
 ) {
-    if let Some(outputs) = &mut l.outputs {
-        if stream == Stream::Stdout {
-            outputs.push_str(&String::from_utf8_lossy(&line));
-            outputs.push('\n');
-            return;
-        }
+    if let Some(outputs) = &mut l.outputs
+        && stream == Stream::Stdout
+    {
+        outputs.push_str(&String::from_utf8_lossy(&line));
+        outputs.push('\n');
+        return;
     }
     let mut line = line;
     if stream == Stream::Stdout
@@ -688,7 +688,8 @@ async fn record<S: Store>(
             result.status.as_str(),
             opsbook_core::duration::human_ms(u64::try_from(finished - started).unwrap_or(0))
         ),
-        Some(e) => format!("[{name}] {}: {e}", result.status.as_str()),
+        Some(e) if result.status == StepStatus::Failed => format!("[{name}] failed: {e}"),
+        Some(e) => format!("[{name}] {e}"),
     };
     run.sink.push(run.hooks.observer, Some(&fleet.step.id), fleet.phase, attempt, Stream::System, shown.as_bytes());
     run.sink.flush().await?;
