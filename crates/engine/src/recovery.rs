@@ -209,6 +209,18 @@ async fn cancel_running_steps<S: Store>(
 ) -> Result<Option<String>> {
     let mut during = None;
     for s in steps.iter_mut() {
+        // A step with targets: those running were cancelled with it.
+        for t in &mut s.targets {
+            if t.status == StepStatus::Running {
+                t.status = StepStatus::Cancelled;
+                t.finished_at = Some(now);
+                t.error = Some(format!("interrupted: {what} while it ran here"));
+            }
+            if t.rollback_status == Some(StepStatus::Running) {
+                t.rollback_status = Some(StepStatus::Cancelled);
+                t.rollback_error = Some(format!("interrupted: {what} during its rollback"));
+            }
+        }
         if s.status == StepStatus::Running {
             s.status = StepStatus::Cancelled;
             s.finished_at = Some(now);

@@ -289,3 +289,49 @@ fn an_ssh_target_that_times_out_has_its_remote_command_killed() {
     let remote_child: i32 = env.read("remote-child").trim().parse().unwrap();
     wait_until(|| dead(remote) && dead(remote_child), "the remote command and its children to be killed");
 }
+
+#[test]
+fn kill_9_mid_targets_then_recovery_kills_every_target_and_resume_runs_only_the_rest() {
+    let env = Env::new();
+    let book = runbook(
+        "",
+        "    - id: fan\n      idempotent: true\n      run: |\n        echo {{ target }} >> \"$T/done\"\n        if [ {{ target }} != a ] && [ ! -e \"$T/crashed-{{ target }}\" ]; then\n          touch \"$T/crashed-{{ target }}\"; echo $$ > \"$T/pid-{{ target }}\"; sleep 300\n        fi\n      targets: { hosts: [a, b, c], via: local, max_concurrency: 3 }\n",
+    );
+    env.write("test.yaml", &book);
+    // The targets' groups outlive their runner, for recovery to find (as on a server).
+    let mut cmd = env.cmd(&["run", "test.yaml"]);
+    cmd.env("OPSBOOK_STEP_PARENT_DEATH", "recovery");
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let (b, c) = (env.wait_for_pid("pid-b"), env.wait_for_pid("pid-c"));
+    let a_done = || {
+        let s = env.store();
+        let e = s.block(s.store.executions(&Default::default())).unwrap();
+        e.first().is_some_and(|e| {
+            let steps = s.block(s.store.steps(&e.id)).unwrap();
+            steps[0].targets.first().is_some_and(|t| t.status == StepStatus::Succeeded)
+        })
+    };
+    wait_until(a_done, "target a to be on record as succeeded");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!dead(b) && !dead(c), "both targets' groups run on, orphaned");
+    let o = env.run(&["history"]);
+    assert!(o.stderr.contains("was interrupted"), "{o:?}");
+    wait_until(|| dead(b) && dead(c), "recovery to kill every target's group");
+    let (e, steps) = env.last();
+    assert!(e.error.as_deref().unwrap().contains("processes it left running (step `fan`) were killed"), "{e:?}");
+    let status: Vec<StepStatus> = steps[0].targets.iter().map(|t| t.status).collect();
+    assert_eq!(status, [StepStatus::Succeeded, StepStatus::Cancelled, StepStatus::Cancelled]);
+    let resumed = env.run(&["resume", &e.id, "--output", "json"]);
+    assert_eq!(resumed.code, 0, "{resumed:?}");
+    let mut done: Vec<String> = env.read("done").lines().map(str::to_string).collect();
+    done.sort();
+    assert_eq!(done, ["a", "b", "b", "c", "c"], "a ran once; b and c again");
+    let attempts: Vec<i64> = resumed.json()["steps"][0]["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["attempts"].as_i64().unwrap())
+        .collect();
+    assert_eq!(attempts, [1, 2, 2]);
+}

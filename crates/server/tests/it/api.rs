@@ -590,3 +590,40 @@ fn check_times(path: &str, v: &serde_json::Value) -> usize {
         _ => 0,
     }
 }
+
+/// A step with targets on the server: each target's state in the execution's document,
+/// the output lines named by target, the rollback where the step succeeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_are_reported_per_target() {
+    let s = Server::start().await;
+    let op = s.token("olga", &["operator", "author"]).await;
+    let book = runbook(
+        "fleet",
+        "1.0.0",
+        "",
+        "    hosts: { type: string, required: true }\n",
+        "    - id: restart\n      run: |\n        echo \"restarting {{ target }}\"\n        test {{ target }} != web-2\n      targets: { hosts: [\"{{ params.hosts }}\"], via: local, max_concurrency: 2, max_errors: 0 }\n      rollback:\n        run: echo \"undo {{ target }}\"\n",
+    );
+    s.publish(&op, &book).await;
+    let (status, sub) =
+        s.post("/api/v1/runbooks/fleet/executions", &op, json!({"params": {"hosts": "web-1,web-2"}})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sub}");
+    let id = sub["id"].as_str().unwrap().to_string();
+    let doc = s.settled(&id, &op).await;
+    assert_eq!(doc["status"], "failed", "{doc}");
+    let targets = &doc["steps"][0]["targets"];
+    assert_eq!(targets[0]["name"], "web-1");
+    assert_eq!(targets[0]["status"], "succeeded");
+    assert_eq!(targets[0]["exit_code"], 0);
+    assert_eq!(targets[0]["rollback_status"], "succeeded");
+    assert_eq!(targets[1]["status"], "failed");
+    assert_eq!(targets[1]["error"], "exited with code 1");
+    assert!(targets[1]["rollback_status"].is_null(), "no rollback where it failed");
+    assert_eq!(doc["steps"][0]["error"], "1 of 2 targets failed (web-2: exited with code 1)");
+    let (_, logs) = s.get(&format!("/api/v1/executions/{id}/logs"), &op).await;
+    let lines: Vec<&str> = logs["lines"].as_array().unwrap().iter().map(|l| l["line"].as_str().unwrap()).collect();
+    assert!(lines.contains(&"[web-2] restarting web-2"), "{lines:?}");
+    assert!(lines.contains(&"[web-1] undo web-1"), "{lines:?}");
+    assert!(!lines.contains(&"[web-2] undo web-2"), "{lines:?}");
+    s.stop().await;
+}
