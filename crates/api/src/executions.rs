@@ -135,9 +135,12 @@ pub struct StepDoc {
     /// A step with `targets`: how it went on each target, in the order listed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<TargetDoc>,
+    /// A `parallel` step: how each branch went (`name` is the branch's id), in the order written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub branches: Vec<TargetDoc>,
 }
 
-/// How a step with `targets` went on one target.
+/// How a step with `targets` went on one target, or a parallel step's branch went.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TargetDoc {
     pub name: String,
@@ -259,7 +262,16 @@ impl ExecutionDoc {
                 outputs: s.outputs.clone(),
                 error: s.error.clone(),
                 message: (s.kind == "approval" || s.kind == "manual").then(|| s.rendered.clone()).flatten(),
-                targets: s.targets.iter().map(TargetDoc::from).collect(),
+                targets: if s.kind == "parallel" {
+                    Vec::new()
+                } else {
+                    s.targets.iter().map(TargetDoc::from).collect()
+                },
+                branches: if s.kind == "parallel" {
+                    s.targets.iter().map(TargetDoc::from).collect()
+                } else {
+                    Vec::new()
+                },
             })
             .collect();
         let rolled = steps

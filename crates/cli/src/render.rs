@@ -19,13 +19,22 @@ pub struct Live {
     tty: bool,
     total: usize,
     current: Mutex<Option<ProgressBar>>,
+    /// The step that started last: lines of another step (a parallel step's branches)
+    /// are labelled with their own.
+    step: Mutex<String>,
 }
 
 impl Live {
     pub fn new(total_steps: usize) -> Live {
         let tty = std::io::stdout().is_terminal();
         let target = if tty { ProgressDrawTarget::stdout() } else { ProgressDrawTarget::hidden() };
-        Live { mp: MultiProgress::with_draw_target(target), tty, total: total_steps, current: Mutex::new(None) }
+        Live {
+            mp: MultiProgress::with_draw_target(target),
+            tty,
+            total: total_steps,
+            current: Mutex::new(None),
+            step: Mutex::default(),
+        }
     }
 
     pub fn progress(&self) -> MultiProgress {
@@ -139,6 +148,7 @@ impl Observer for Live {
                 self.line(&format!("{mark} prerequisite: {description}{err}"));
             }
             Event::StepStarted { idx, step_id, name, attempt, max_attempts } => {
+                *self.step.lock().expect("display lock") = step_id.to_string();
                 let retry = if *attempt > 1 { format!(" (attempt {attempt}/{max_attempts})") } else { String::new() };
                 let label = format!("[{}/{}] {}{}", idx + 1, self.total, style(step_id).bold(), retry);
                 let label = if name != step_id { format!("{label} {}", style(name).dim()) } else { label };
@@ -147,14 +157,18 @@ impl Observer for Live {
                 }
                 self.spinner(label);
             }
-            Event::Log { stream, line, phase, .. } => {
+            Event::Log { stream, line, phase, step_id } => {
                 let bar = match (phase, stream) {
                     (_, Stream::System) => style("  ›").cyan().to_string(),
                     (Phase::Rollback, _) => style("  ↺").magenta().to_string(),
                     (_, Stream::Stderr) => style("  │").red().dim().to_string(),
                     _ => style("  │").dim().to_string(),
                 };
-                self.line(&format!("{bar} {line}"));
+                let other = step_id.filter(|id| *id != self.step.lock().expect("display lock").as_str());
+                match other {
+                    Some(id) => self.line(&format!("{bar} {} {line}", style(format!("[{id}]")).dim())),
+                    None => self.line(&format!("{bar} {line}")),
+                }
             }
             Event::StepFinished { idx, step_id, status, duration_ms, error } => {
                 self.clear();

@@ -82,8 +82,13 @@ pub fn print_summary(doc: &ExecutionDoc, at: Where<'_>) {
         ]);
     }
     say!("{t}");
-    for s in doc.steps.iter().filter(|s| !s.targets.is_empty()) {
-        print_targets(s);
+    for s in &doc.steps {
+        if !s.targets.is_empty() {
+            print_parts(&s.id, "Target", &s.targets);
+        }
+        if !s.branches.is_empty() {
+            print_parts(&s.id, "Branch", &s.branches);
+        }
     }
     let e = &doc.summary;
     let took = e.duration_ms.map(|d| format!(" in {}", duration(Some(d)))).unwrap_or_default();
@@ -99,16 +104,16 @@ pub fn print_summary(doc: &ExecutionDoc, at: Where<'_>) {
     }
 }
 
-/// The targets of a step with `targets`: each one's status, attempts, exit code,
-/// duration, rollback and error.
-fn print_targets(s: &opsbook_api::StepDoc) {
+/// The targets of a step with `targets` (or a parallel step's branches): each one's
+/// status, attempts, exit code, duration, rollback and error.
+fn print_parts(step: &str, what: &str, parts: &[opsbook_api::TargetDoc]) {
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
     if !std::io::stdout().is_terminal() {
         t.force_no_tty();
     }
-    t.set_header(vec!["Target", "Status", "Attempts", "Exit", "Duration", "Rollback", "Error"]);
-    for target in &s.targets {
+    t.set_header(vec![what, "Status", "Attempts", "Exit", "Duration", "Rollback", "Error"]);
+    for target in parts {
         let error = target.error.clone().or_else(|| target.rollback_error.clone()).unwrap_or_default();
         t.add_row(vec![
             Cell::new(&target.name),
@@ -120,7 +125,8 @@ fn print_targets(s: &opsbook_api::StepDoc) {
             Cell::new(truncate(&error, 80)),
         ]);
     }
-    say!("Targets of step `{}`:", s.id);
+    let whose = if what == "Branch" { "Branches" } else { "Targets" };
+    say!("{whose} of step `{step}`:");
     say!("{t}");
 }
 
@@ -200,10 +206,15 @@ pub async fn logs(
     mut fetch: impl AsyncFnMut(i64) -> anyhow::Result<Vec<LogLine>>,
     mut state: impl AsyncFnMut() -> anyhow::Result<ExecutionDoc>,
 ) -> anyhow::Result<()> {
+    // A parallel step's branches are steps too (known once the step has started).
+    let ids: Vec<&str> = (first.steps.iter())
+        .flat_map(|s| std::iter::once(s.id.as_str()).chain(s.branches.iter().map(|b| b.name.as_str())))
+        .collect();
+    let unstarted_branches = first.steps.iter().any(|s| s.kind == "parallel" && s.branches.is_empty());
     if let Some(step) = opts.step
-        && !first.steps.iter().any(|s| s.id == step)
+        && !ids.contains(&step)
+        && !unstarted_branches
     {
-        let ids: Vec<&str> = first.steps.iter().map(|s| s.id.as_str()).collect();
         return Err(crate::cmd::usage(format!(
             "execution {} has no step `{step}`; its steps: {}",
             first.summary.id,

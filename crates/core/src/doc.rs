@@ -149,8 +149,28 @@ fn step(b: &mut Vec<Block>, n: usize, s: &Step) {
     if s.attempts() > 1 {
         limits.push_str(&format!(", up to {} attempts", s.attempts()));
     }
-    if !matches!(s.kind, StepKind::Approval(_) | StepKind::Manual(_)) {
+    if !matches!(s.kind, StepKind::Approval(_) | StepKind::Manual(_) | StepKind::Parallel(_)) {
         facts.push(("Limits".into(), limits));
+    }
+    if let Some(t) = &s.targets {
+        let on = match &t.source {
+            crate::step::targets::Source::Hosts(h) => h.join(", "),
+            crate::step::targets::Source::Inventory { path, group: Some(g) } => format!("group `{g}` of {path}"),
+            crate::step::targets::Source::Inventory { path, group: None } => format!("every host of {path}"),
+        };
+        let amount = |a: crate::step::targets::Amount| match a {
+            crate::step::targets::Amount::Count(n) => n.to_string(),
+            crate::step::targets::Amount::Percent(p) => format!("{p}%"),
+        };
+        facts.push((
+            "Targets".into(),
+            format!(
+                "{on} ({}, {} at a time, at most {} failing)",
+                t.via.as_str(),
+                amount(t.max_concurrency),
+                amount(t.max_errors)
+            ),
+        ));
     }
     if !s.required {
         facts.push(("Required".into(), "no: a failure is noted and the run goes on".into()));
@@ -270,6 +290,21 @@ fn action(b: &mut Vec<Block>, kind: &StepKind) {
             let params = serde_json::Value::Object(a.parameters.clone().into_iter().collect());
             b.push(Block::Para(format!("Start the SSM Automation runbook `{}`, with:", a.document.value)));
             b.push(Block::Code(format!("{params:#}")));
+        }
+        StepKind::Parallel(p) => {
+            let fail = match p.fail {
+                crate::step::parallel::FailMode::Fast => "the first that fails stops the others",
+                crate::step::parallel::FailMode::All => "all run, then the step fails if any did",
+            };
+            b.push(Block::Para(format!("Side by side, at most {} at a time ({fail}):", p.max)));
+            for branch in &p.branches {
+                b.push(Block::Para(format!("Branch `{}` (times out after {}):", branch.id, branch.timeout)));
+                action(b, &branch.kind);
+                if let Some(Rollback::Run(script)) = &branch.rollback {
+                    b.push(Block::Para(format!("Rollback of `{}`:", branch.id)));
+                    b.push(Block::Code(script.template.trim_end().to_string()));
+                }
+            }
         }
     }
 }

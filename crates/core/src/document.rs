@@ -286,7 +286,7 @@ impl Shell {
 }
 
 /// One step as written. Exactly one kind is set: `run`, `http`, `sleep`, `approval`, `manual`, `gate`,
-/// `aws_lambda`, `aws_ssm_command` or `aws_ssm_automation`.
+/// `aws_lambda`, `aws_ssm_command`, `aws_ssm_automation` or `parallel`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawStep {
@@ -337,6 +337,9 @@ pub struct RawStep {
     /// Kind `aws_ssm_automation`: run an SSM Automation runbook and wait for its end.
     #[serde(default)]
     pub aws_ssm_automation: Option<crate::step::aws::SsmAutomationSpec>,
+    /// Kind `parallel`: `run` steps (branches) side by side.
+    #[serde(default)]
+    pub parallel: Option<crate::step::parallel::RawParallel>,
 
     #[serde(default)]
     pub timeout: Option<Dur>,

@@ -194,6 +194,12 @@ impl Checker<'_> {
         for (i, s) in spec.steps.value.iter().enumerate() {
             all_steps.entry(s.value.id.value.clone()).or_insert(i);
         }
+        // A parallel step's branches are steps too, seen from where their group is.
+        for (i, s) in spec.steps.value.iter().enumerate() {
+            for b in s.value.parallel.iter().flat_map(|p| &p.steps.value) {
+                all_steps.entry(b.value.id.value.clone()).or_insert(i);
+            }
+        }
 
         let prerequisites = spec
             .prerequisites

@@ -260,6 +260,20 @@ const SHOWN: &[Shown] = &[
         r#"{"document": "AWS-RestartEC2Instance", "parameters": {"InstanceId": ["i-0abc"]}}"#,
     ),
     shown(
+        "RawParallel",
+        "Parallel",
+        "Parallel branches",
+        "`run` steps side by side, at most `max` at a time, each with its own id, timeout, retries, checks, log and rollback; `fail: fast` stops the others at the first failure, `fail: all` lets every branch run.",
+        r#"{"max": 3, "fail": "fast", "steps": [{"id": "cache_eu", "run": "./warm.sh eu"}, {"id": "cache_us", "run": "./warm.sh us"}]}"#,
+    ),
+    shown(
+        "ParallelFailMode",
+        "ParallelFailMode",
+        "When a branch fails",
+        "`fast`: the others are cancelled and no new branch starts; `all`: every branch runs, then the step fails.",
+        r#""fast""#,
+    ),
+    shown(
         "TargetsSpec",
         "Targets",
         "Targets",

@@ -33,6 +33,8 @@ pub fn plan(rb: &Runbook, params: &ParamValues) -> Vec<PlannedStep> {
         params: params.masked(),
         execution_id: "<execution.id>".into(),
         placeholders: true,
+        // Only steps with targets may name it.
+        target: Some("<target>".into()),
         ..Context::default()
     };
     let render = |t: &str, shell: bool| {
@@ -82,6 +84,15 @@ pub fn plan(rb: &Runbook, params: &ParamValues) -> Vec<PlannedStep> {
             format!("aws_lambda {} {payload}{where_}", render(&l.function.value, false))
         }
         StepKind::Manual(m) => manual(m),
+        StepKind::Parallel(p) => {
+            let branches: Vec<String> = (p.branches.iter())
+                .map(|b| match &b.kind {
+                    StepKind::Run(script) => format!("[{}] {}", b.id, render(&script.template, true)),
+                    other => format!("[{}] {}", b.id, other.name()),
+                })
+                .collect();
+            format!("parallel (at most {} at once, fail {}):\n{}", p.max, p.fail.as_str(), branches.join("\n"))
+        }
         StepKind::Approval(a) => {
             let msg = a.message.as_ref().map(|m| render(&m.value, false)).unwrap_or_default();
             let who: Vec<&str> = a.approvers.iter().map(|a| a.value.as_str()).collect();
@@ -95,7 +106,18 @@ pub fn plan(rb: &Runbook, params: &ParamValues) -> Vec<PlannedStep> {
     rb.steps
         .iter()
         .map(|s| {
-            let action = describe(&s.kind);
+            let mut action = describe(&s.kind);
+            if let Some(t) = &s.targets {
+                let on = match &t.source {
+                    opsbook_core::step::targets::Source::Hosts(h) => {
+                        h.iter().map(|h| render(h, false)).collect::<Vec<_>>().join(", ")
+                    }
+                    opsbook_core::step::targets::Source::Inventory { path, group } => {
+                        format!("{path}{}", group.as_ref().map(|g| format!(" group {g}")).unwrap_or_default())
+                    }
+                };
+                action = format!("on each of {on} (via {}): {action}", t.via.as_str());
+            }
             let env = match &s.kind {
                 StepKind::Run(script) => script.env.iter().map(|(k, v)| (k.clone(), render(v, false))).collect(),
                 _ => Vec::new(),

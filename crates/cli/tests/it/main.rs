@@ -10,6 +10,7 @@ mod durability;
 mod engine;
 mod gate;
 mod logs;
+mod parallel;
 mod postgres;
 mod quality;
 mod remote;

@@ -9,6 +9,7 @@ use serde_saphyr::{Location, Spanned};
 use super::Checker;
 use crate::document::{RawStep, Validation};
 use crate::step::aws::{self, LambdaSpec, SsmAutomationSpec, SsmCommandSpec};
+use crate::step::parallel::{ParallelSpec, RawParallel};
 use crate::step::targets::{Amount, RawAmount, Source, Target, Targets, TargetsSpec, Via};
 use crate::step::{Rollback, StepKind, approval::Approver, run::Script, sleep::SleepSpec};
 use crate::template::{self, Scope};
@@ -39,6 +40,7 @@ impl Checker<'_> {
             s.aws_lambda.is_some().then_some("aws_lambda"),
             s.aws_ssm_command.is_some().then_some("aws_ssm_command"),
             s.aws_ssm_automation.is_some().then_some("aws_ssm_automation"),
+            s.parallel.is_some().then_some("parallel"),
         ]
         .into_iter()
         .flatten()
@@ -179,6 +181,18 @@ impl Checker<'_> {
             self.ssm_command(c, scope, "aws_ssm_command")
         } else if let Some(a) = s.aws_ssm_automation {
             self.ssm_automation(a, scope, "aws_ssm_automation")
+        } else if let Some(p) = s.parallel {
+            let own = [
+                s.timeout.is_some().then_some("timeout"),
+                s.retries.is_some().then_some("retries"),
+                (!validate.is_empty()).then_some("validate"),
+                rollback.is_some().then_some("rollback"),
+            ];
+            let own: Vec<&str> = own.into_iter().flatten().collect();
+            if !own.is_empty() {
+                self.err(&at, format!("step `{id}`: {} belong on the branches of a parallel step", own.join(", ")));
+            }
+            self.parallel(p, &id, scope, rollback_scope)
         } else if let Some(d) = s.sleep {
             StepKind::Sleep(SleepSpec { duration: d })
         } else if let Some(m) = s.manual {
@@ -249,6 +263,51 @@ impl Checker<'_> {
 }
 
 impl Checker<'_> {
+    /// Checks a `parallel` step's branches: `run` steps with ids of their own.
+    fn parallel(&mut self, p: RawParallel, id: &str, scope: &Scope<'_>, rollback_scope: &Scope<'_>) -> StepKind {
+        if let Some(max) = p.max.as_ref().filter(|m| m.value == 0) {
+            self.err(&max.referenced, format!("step `{id}`: parallel.max must be at least 1"));
+        }
+        if p.steps.value.is_empty() {
+            self.err(&p.steps.referenced, format!("step `{id}`: parallel.steps: list the branches"));
+        }
+        let mut seen = BTreeSet::new();
+        let mut branches = Vec::new();
+        for raw in p.steps.value {
+            let b = &raw.value;
+            let where_ = raw.referenced;
+            let bid = b.id.value.clone();
+            // The branch's id belongs to its group's position, and to nothing else.
+            if !seen.insert(bid.clone()) || scope.steps.get(&bid) != Some(&scope.visible_below) || bid == id {
+                self.err(&b.id.referenced, format!("duplicate step id `{bid}`"));
+            }
+            let not_run = b.run.is_none();
+            let extra = [
+                b.targets.is_some().then_some("targets"),
+                b.when.is_some().then_some("when"),
+                b.parallel.is_some().then_some("parallel"),
+            ];
+            let extra: Vec<&str> = extra.into_iter().flatten().collect();
+            let odd_rollback = b.rollback.as_ref().is_some_and(|r| r.run.is_none());
+            if let Some(step) = self.step(raw, scope, rollback_scope) {
+                if odd_rollback {
+                    self.err(&where_, format!("branch `{bid}` of step `{id}`: a branch rolls back with `run`"));
+                } else if not_run {
+                    self.err(&where_, format!("branch `{bid}` of step `{id}`: a branch is a `run` step"));
+                } else if !extra.is_empty() {
+                    self.err(
+                        &where_,
+                        format!("branch `{bid}` of step `{id}`: {} cannot be set on a branch", extra.join(", ")),
+                    );
+                } else {
+                    branches.push(step);
+                }
+            }
+        }
+        let max = p.max.map_or(branches.len(), |m| m.value as usize).max(1);
+        StepKind::Parallel(ParallelSpec { max, fail: p.fail, branches })
+    }
+
     /// Checks a step's `targets`.
     fn targets(
         &mut self,

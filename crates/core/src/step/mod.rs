@@ -8,6 +8,7 @@ pub mod aws;
 pub mod gate;
 pub mod http;
 pub mod manual;
+pub mod parallel;
 pub mod run;
 pub mod sleep;
 pub mod targets;
@@ -26,6 +27,8 @@ pub enum StepKind {
     AwsLambda(aws::LambdaSpec),
     AwsSsmCommand(Box<aws::SsmCommandSpec>),
     AwsSsmAutomation(aws::SsmAutomationSpec),
+    /// `run` steps side by side.
+    Parallel(parallel::ParallelSpec),
 }
 
 /// What undoes a succeeded step: a script, or one of the AWS kinds.
@@ -71,6 +74,7 @@ impl StepKind {
             StepKind::AwsLambda(_) => "aws_lambda",
             StepKind::AwsSsmCommand(_) => "aws_ssm_command",
             StepKind::AwsSsmAutomation(_) => "aws_ssm_automation",
+            StepKind::Parallel(_) => "parallel",
         }
     }
 
@@ -86,10 +90,22 @@ impl StepKind {
             // Lambda's own limit is 15 minutes.
             StepKind::AwsLambda(_) => Dur::from_secs(16 * 60),
             StepKind::AwsSsmCommand(_) | StepKind::AwsSsmAutomation(_) => Dur::from_secs(3600),
+            // Each branch has its own; the group has none of its own.
+            StepKind::Parallel(p) => Dur(p.branches.iter().map(|b| b.timeout.0 * b.attempts()).sum()),
         }
     }
 }
 
 /// Names of the keys that select a kind, for error messages.
-pub const KIND_KEYS: [&str; 9] =
-    ["run", "http", "sleep", "approval", "manual", "gate", "aws_lambda", "aws_ssm_command", "aws_ssm_automation"];
+pub const KIND_KEYS: [&str; 10] = [
+    "run",
+    "http",
+    "sleep",
+    "approval",
+    "manual",
+    "gate",
+    "aws_lambda",
+    "aws_ssm_command",
+    "aws_ssm_automation",
+    "parallel",
+];

@@ -3,10 +3,12 @@
 pub(crate) mod approval;
 pub(crate) mod aws_lambda;
 pub(crate) mod aws_ssm;
+pub(crate) mod fleet;
 pub(crate) mod gate;
 pub(crate) mod http;
 pub(crate) mod manual;
 pub(crate) mod mock;
+pub(crate) mod parallel;
 pub(crate) mod run;
 pub(crate) mod sleep;
 pub(crate) mod ssh;
@@ -43,6 +45,10 @@ pub(crate) fn display<S: Store>(run: &Run<'_, '_, S>, step: &Step) -> Option<Str
         }
         StepKind::AwsSsmCommand(c) => aws_ssm::display_command(c, &ctx)?,
         StepKind::AwsSsmAutomation(a) => aws_ssm::display_automation(a, &ctx)?,
+        StepKind::Parallel(p) => {
+            let ids: Vec<&str> = p.branches.iter().map(|b| b.id.as_str()).collect();
+            format!("parallel: {} (at most {} at once, fail {})", ids.join(", "), p.max, p.fail.as_str())
+        }
     };
     Some(run.masker().mask(&text).into_owned())
 }

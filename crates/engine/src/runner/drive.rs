@@ -108,6 +108,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                     StepKind::Approval(spec) => kinds::approval::run(self, idx, &step, spec).await?,
                     StepKind::Manual(spec) => kinds::manual::run(self, idx, &step, spec).await?,
                     StepKind::Run(_) if step.targets.is_some() => kinds::targets::run_step(self, idx, &step).await?,
+                    StepKind::Parallel(spec) => kinds::parallel::run_step(self, idx, &step, spec).await?,
                     StepKind::Gate(spec) if self.engine.config.release_gate_waits => {
                         kinds::gate::run_released(self, idx, &step, spec).await?
                     }
@@ -278,7 +279,9 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 StepKind::Http(spec) => kinds::http::attempt(self, step, spec, attempt).await?,
                 StepKind::Sleep(spec) => kinds::sleep::attempt(self, spec).await,
                 StepKind::Gate(spec) => kinds::gate::attempt(self, &step.id, spec).await?,
-                StepKind::Approval(_) | StepKind::Manual(_) => unreachable!("people's steps are not attempted"),
+                StepKind::Approval(_) | StepKind::Manual(_) | StepKind::Parallel(_) => {
+                    unreachable!("people's steps and parallel groups are not attempted")
+                }
                 aws => {
                     let act = kinds::Action::step(&step.id, attempt, step.timeout.0);
                     kinds::aws(self, &act, aws).await?.expect("the AWS kinds")

@@ -210,19 +210,27 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         } else {
             serde_json::Value::Object(self.params.values.clone().into_iter().collect())
         };
-        let steps = self
+        let text = |v: &serde_json::Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+        let mut steps: std::collections::BTreeMap<String, StepContext> = self
             .steps
             .iter()
             .filter(|s| with_steps && s.status != StepStatus::Pending)
             .map(|s| {
-                let outputs = s
-                    .outputs
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
-                    .collect();
+                let outputs = s.outputs.iter().map(|(k, v)| (k.clone(), text(v))).collect();
                 (s.step_id.clone(), StepContext { status: s.status.as_str().to_string(), outputs })
             })
             .collect();
+        // A parallel step's branches, as steps of their own (their outputs are the group's
+        // `BRANCH.KEY`).
+        for s in self.steps.iter().filter(|s| with_steps && s.kind == "parallel") {
+            for b in s.targets.iter().filter(|b| b.status != StepStatus::Pending) {
+                let prefix = format!("{}.", b.name);
+                let outputs = (s.outputs.iter())
+                    .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|k| (k.to_string(), text(v))))
+                    .collect();
+                steps.insert(b.name.clone(), StepContext { status: b.status.as_str().to_string(), outputs });
+            }
+        }
         Context {
             params,
             steps: std::sync::Arc::new(steps),

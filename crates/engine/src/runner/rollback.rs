@@ -25,7 +25,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 let done_somewhere = self.steps[i].status == StepStatus::Succeeded
                     || self.steps[i].targets.iter().any(|t| t.status == StepStatus::Succeeded);
                 done_somewhere
-                    && self.rb.steps[i].rollback.is_some()
+                    && (self.rb.steps[i].rollback.is_some() || kinds::parallel::has_rollback(&self.rb.steps[i]))
                     && self.steps[i].rollback_status != Some(StepStatus::Succeeded)
             })
             .collect()
@@ -43,7 +43,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         let mut overall = StepStatus::Succeeded;
         for idx in todo {
             let step = self.rb.steps[idx].clone();
-            let rollback = step.rollback.as_ref().expect("filtered on rollback");
+            let rollback = step.rollback.as_ref();
             if self.cancel_level() >= 2 {
                 self.steps[idx].rollback_status = Some(StepStatus::Cancelled);
                 self.steps[idx].rollback_error = Some("skipped: cancelled twice".into());
@@ -66,33 +66,37 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 self.system(Some(&step.id), Phase::Rollback, &msg).await?;
             }
             let started = now_ms();
-            let timeout = rollback.timeout().unwrap_or(step.timeout).0;
-            let result = match rollback {
-                Rollback::Run(script) if step.targets.is_some() => {
-                    kinds::targets::rollback(self, idx, &step, script, timeout).await?
+            let timeout = rollback.and_then(Rollback::timeout).unwrap_or(step.timeout).0;
+            let result = match (rollback, &step.kind) {
+                (_, opsbook_core::StepKind::Parallel(spec)) => kinds::parallel::rollback(self, idx, spec).await?,
+                (None, _) => unreachable!("filtered on having a rollback"),
+                (Some(Rollback::Run(script)), _) if step.targets.is_some() => {
+                    kinds::targets::rollback(self, idx, &step, script).await?
                 }
-                Rollback::Run(script) => match template::render_shell(&script.template, &self.context(false)) {
-                    Ok(text) => {
-                        let sr = kinds::run::ScriptRun {
-                            text: &text,
-                            script,
-                            timeout,
-                            step_id: Some(&step.id),
-                            phase: Phase::Rollback,
-                            attempt: 1,
-                            validations: &[],
-                            cancel_level: 2,
-                            target: None,
-                        };
-                        kinds::run::exec_script(self, &sr).await?
+                (Some(Rollback::Run(script)), _) => {
+                    match template::render_shell(&script.template, &self.context(false)) {
+                        Ok(text) => {
+                            let sr = kinds::run::ScriptRun {
+                                text: &text,
+                                script,
+                                timeout,
+                                step_id: Some(&step.id),
+                                phase: Phase::Rollback,
+                                attempt: 1,
+                                validations: &[],
+                                cancel_level: 2,
+                                target: None,
+                            };
+                            kinds::run::exec_script(self, &sr).await?
+                        }
+                        Err(e) => AttemptResult::fatal(format!("rollback.run: {e}")),
                     }
-                    Err(e) => AttemptResult::fatal(format!("rollback.run: {e}")),
-                },
-                Rollback::Aws { kind, .. } => {
+                }
+                (Some(Rollback::Aws { kind, .. }), _) => {
                     let act = kinds::Action::rollback(&step.id, timeout);
                     kinds::aws(self, &act, kind).await?.expect("the AWS kinds")
                 }
-                Rollback::Manual(spec) => match self.manual_rollback(idx, spec).await? {
+                (Some(Rollback::Manual(spec)), _) => match self.manual_rollback(idx, spec).await? {
                     Some(result) => result,
                     None => {
                         // Older rollbacks wait for this one: undone newest first.

@@ -115,8 +115,10 @@ struct StepView {
     rollback: &'static str,
     /// A blocked gate's records (JSON, secrets masked), pretty.
     records: String,
-    /// A step with `targets`: one row per target.
+    /// A step with `targets` (or a parallel step's branches): one row each.
     targets: Vec<TargetView>,
+    /// `Target` or `Branch`.
+    part: &'static str,
 }
 
 struct TargetView {
@@ -231,6 +233,7 @@ pub async fn page(State(st): State<AppState>, web: Web, Path(id): Path<String>) 
                 .get("records")
                 .map(|r| serde_json::to_string_pretty(r).unwrap_or_default())
                 .unwrap_or_default(),
+            part: if s.kind == "parallel" { "Branch" } else { "Target" },
             targets: s
                 .targets
                 .iter()
