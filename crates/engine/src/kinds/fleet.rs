@@ -604,7 +604,11 @@ async fn record<S: Store>(
         Some(e) => format!("{p}{e}"),
     };
     run.sink.push(run.hooks.observer, Some(&part.step.id), fleet.phase, attempt, Stream::System, shown.as_bytes());
-    run.sink.flush().await?;
+    // The line goes out with the next batch (at most 250 ms on: the loop's timer), not in
+    // a commit of its own.
+    if run.sink.should_flush() {
+        run.sink.flush().await?;
+    }
     // A target's row is its step's, its error naming the target; a branch's is its own.
     let error = if part.prefix { error.map(|e| format!("{name}: {e}")) } else { error };
     let row = AttemptResult { error, ..result };
