@@ -335,3 +335,32 @@ fn kill_9_mid_targets_then_recovery_kills_every_target_and_resume_runs_only_the_
         .collect();
     assert_eq!(attempts, [1, 2, 2]);
 }
+
+#[test]
+fn ctrl_c_stops_the_running_targets_starts_no_more_and_rolls_back_where_it_succeeded() {
+    let env = Env::new();
+    let book = runbook(
+        "",
+        "    - id: fan\n      run: |\n        if [ {{ target }} = a ]; then exit 0; fi\n        echo $$ > \"$T/pid-{{ target }}\"\n        sleep 300\n      targets: { hosts: [a, b, c, d], via: local, max_concurrency: 2 }\n      rollback:\n        run: touch \"$T/undone-{{ target }}\"\n",
+    );
+    env.write("test.yaml", &book);
+    let child = env.spawn(&["run", "test.yaml", "--output", "json"]);
+    // a ends at once; b and c run (2 at a time); d waits for a place.
+    let (b, c) = (env.wait_for_pid("pid-b"), env.wait_for_pid("pid-c"));
+    crate::support::signal(&child, nix::sys::signal::Signal::SIGINT);
+    let out = crate::support::out(child.wait_with_output().unwrap());
+    assert_eq!(out.code, 1, "{out:?}");
+    wait_until(|| dead(b) && dead(c), "the running targets to be killed");
+    let doc = out.json();
+    assert_eq!(doc["status"], "cancelled");
+    let step = &doc["steps"][0];
+    assert_eq!(step["status"], "cancelled");
+    let status: Vec<&str> = step["targets"].as_array().unwrap().iter().map(|t| t["status"].as_str().unwrap()).collect();
+    assert_eq!(status, ["succeeded", "cancelled", "cancelled", "skipped"]);
+    assert_eq!(step["targets"][3]["error"], "not started: cancelled");
+    assert!(!env.path("pid-d").exists(), "d never started");
+    assert!(env.path("undone-a").exists(), "the rollback ran where the step succeeded");
+    for t in ["b", "c", "d"] {
+        assert!(!env.path(&format!("undone-{t}")).exists(), "no rollback on {t}");
+    }
+}
