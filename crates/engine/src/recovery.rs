@@ -215,6 +215,9 @@ async fn cancel_running_steps<S: Store>(
                 t.status = StepStatus::Cancelled;
                 t.finished_at = Some(now);
                 t.error = Some(format!("interrupted: {what} while it ran here"));
+            } else if t.status == StepStatus::Pending && s.status == StepStatus::Running {
+                t.status = StepStatus::Skipped;
+                t.error = Some(format!("not started: {what}"));
             }
             if t.rollback_status == Some(StepStatus::Running) {
                 t.rollback_status = Some(StepStatus::Cancelled);

@@ -16,11 +16,6 @@ pub(crate) struct Scratch {
 }
 
 impl Scratch {
-    /// The directory itself (made if need be): SSH's control sockets live there.
-    pub fn dir(&self) -> Result<PathBuf> {
-        Ok(self.path("dir")?.parent().expect("a path in the directory").to_path_buf())
-    }
-
     /// A fresh path in the directory, unique within this engine. The file is not created.
     pub fn path(&self, prefix: &str) -> Result<PathBuf> {
         let mut dir = self.dir.lock().unwrap_or_else(|p| p.into_inner());
@@ -40,23 +35,15 @@ impl Scratch {
 }
 
 impl Drop for Scratch {
-    /// SSH connections kept open for targets (control sockets in the directory) are closed
-    /// with the engine, rather than lingering for their idle time.
+    /// SSH connections a run left open (its control directory in here) are closed with
+    /// the engine, rather than lingering for their idle time.
     fn drop(&mut self) {
-        use std::os::unix::fs::FileTypeExt;
         let dir = self.dir.get_mut().unwrap_or_else(|p| p.into_inner());
         let Some(dir) = dir.as_ref() else { return };
         let Ok(entries) = std::fs::read_dir(dir.path()) else { return };
         for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_socket()) {
-                let _ = std::process::Command::new("ssh")
-                    .arg("-o")
-                    .arg(format!("ControlPath={}", entry.path().display()))
-                    .args(["-O", "exit", "opsbook-target"])
-                    .stdin(std::process::Stdio::null())
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .status();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                crate::kinds::ssh::close_connections(&entry.path());
             }
         }
     }

@@ -117,3 +117,16 @@ fn branch_mistakes_are_named_where_they_are() {
         assert!(out.stdout.contains(want), "{want}\n{}", out.stdout);
     }
 }
+
+#[test]
+fn a_skipped_group_gives_its_branches_its_status() {
+    let env = Env::new();
+    let book = runbook(
+        "",
+        "    - id: group\n      when: \"false\"\n      parallel:\n        steps:\n          - { id: a, run: \"true\" }\n    - id: next\n      run: echo \"a was {{ steps.a.status }}\"\n",
+    );
+    let out = env.run_book(&book, &["--output", "json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let logs = env.run(&["logs", out.json()["id"].as_str().unwrap()]).stdout;
+    assert!(logs.contains("a was skipped"), "{logs}");
+}

@@ -80,7 +80,7 @@ fn a_target_retries_on_its_own_and_percentages_allow_errors() {
     let env = Env::new();
     let book = runbook(
         "",
-        "    - id: flaky\n      run: |\n        n=$(cat \"$T/n-{{ target }}\" 2>/dev/null || echo 0); echo $((n+1)) > \"$T/n-{{ target }}\"\n        test {{ target }} != x || test $n -ge 1\n        test {{ target }} != broken\n      retries: { count: 2, delay: 10ms }\n      targets: { hosts: [x, y, broken, z], via: local, max_concurrency: 4, max_errors: \"25%\" }\n",
+        "    - id: flaky\n      run: |\n        echo $OPSBOOK_ATTEMPT >> \"$T/attempts-{{ target }}\"\n        n=$(cat \"$T/n-{{ target }}\" 2>/dev/null || echo 0); echo $((n+1)) > \"$T/n-{{ target }}\"\n        test {{ target }} != x || test $n -ge 1\n        test {{ target }} != broken\n      retries: { count: 2, delay: 10ms }\n      targets: { hosts: [x, y, broken, z], via: local, max_concurrency: 4, max_errors: \"25%\" }\n",
     );
     let out = env.run_book(&book, &["--output", "json"]);
     assert_eq!(out.code, 0, "one of four failing is within 25%: {out:?}");
@@ -90,6 +90,8 @@ fn a_target_retries_on_its_own_and_percentages_allow_errors() {
     assert_eq!((t[1]["status"].as_str(), t[1]["attempts"].as_i64()), (Some("succeeded"), Some(1)));
     assert_eq!((t[2]["status"].as_str(), t[2]["attempts"].as_i64()), (Some("failed"), Some(3)));
     assert_eq!(env.read("n-broken"), "3\n");
+    assert_eq!(env.read("attempts-x"), "1\n2\n", "each target counts its own attempts");
+    assert_eq!(env.read("attempts-y"), "1\n");
     assert_eq!(doc["steps"][0]["outputs"]["failed"], "broken");
     assert!(out.stderr.is_empty() || !out.stderr.contains("panick"), "{out:?}");
     let (_, steps) = env.last();
@@ -363,4 +365,48 @@ fn ctrl_c_stops_the_running_targets_starts_no_more_and_rolls_back_where_it_succe
     for t in ["b", "c", "d"] {
         assert!(!env.path(&format!("undone-{t}")).exists(), "no rollback on {t}");
     }
+}
+
+#[test]
+fn a_targets_step_that_is_not_required_still_counts_its_targets_failures() {
+    let env = Env::new();
+    let book = runbook(
+        "",
+        "    - id: fan\n      required: false\n      run: test {{ target }} != b\n      targets: { hosts: [a, b, c], via: local }\n    - id: next\n      run: \"true\"\n",
+    );
+    let out = env.run_book(&book, &["--output", "json"]);
+    assert_eq!(out.code, 0, "the run goes on: {out:?}");
+    let doc = out.json();
+    assert_eq!(doc["steps"][0]["status"], "failed");
+    assert_eq!(doc["steps"][0]["error"], "1 of 3 targets failed (b: exited with code 1); not started: c");
+    assert_eq!(doc["steps"][0]["outputs"]["failed"], "b");
+    assert_eq!(doc["steps"][1]["status"], "succeeded");
+}
+
+#[test]
+fn ssh_outputs_exit_codes_and_settings_are_each_targets_own() {
+    let sshd = Sshd::start();
+    let env = Env::new();
+    ssh_files(&env, &sshd);
+    // known_hosts with another key for 127.0.0.1: a step naming it must not ride on the
+    // connection the first step opened with the right one.
+    env.write("wrong_known_hosts", &sshd.known("127.0.0.1", "other_key.pub"));
+    let host = format!("127.0.0.1:{}", sshd.port);
+    let book = runbook(
+        "",
+        &format!(
+            "    - id: big\n      run: |\n        yes x | head -c 200000 | tr -dc x > \"$T/big\"\n        printf 'blob=' >> \"$OPSBOOK_OUTPUT\"; cat \"$T/big\" >> \"$OPSBOOK_OUTPUT\"; echo >> \"$OPSBOOK_OUTPUT\"\n        printf 'no newline at the end'\n      targets: {{ hosts: [\"{host}\"], via: ssh, ssh: {{ identity_file: user_key, known_hosts: known_hosts }} }}\n    - id: own255\n      run: exit 255\n      validate: [ {{ exit_code: 255 }} ]\n      targets: {{ hosts: [\"{host}\"], via: ssh, ssh: {{ identity_file: user_key, known_hosts: known_hosts }} }}\n    - id: impostor\n      required: false\n      run: \"true\"\n      targets: {{ hosts: [\"{host}\"], via: ssh, ssh: {{ identity_file: user_key, known_hosts: wrong_known_hosts }} }}\n"
+        ),
+    );
+    let out = env.run_book(&book, &["--output", "json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let doc = out.json();
+    let blob = doc["steps"][0]["outputs"]["127.0.0.1.blob"].as_str().unwrap().to_string();
+    assert!(blob.len() == 100_000 && blob.bytes().all(|b| b == b'x'), "a 100 kB output came back whole");
+    let logs = env.run(&["logs", doc["id"].as_str().unwrap()]).stdout;
+    assert!(logs.contains("[big] [127.0.0.1] no newline at the end"), "{logs}");
+    assert_eq!(doc["steps"][1]["status"], "succeeded", "the script's own 255 is its exit code");
+    assert!(doc["steps"][1]["targets"][0]["error"].is_null(), "{}", doc["steps"][1]);
+    assert_eq!(doc["steps"][2]["status"], "failed");
+    assert_eq!(doc["steps"][2]["targets"][0]["error"], "ssh to 127.0.0.1 failed: Host key verification failed.");
 }

@@ -197,6 +197,9 @@ impl Target {
                 "" => (h, None),
                 _ => (h, Some(after.strip_prefix(':').ok_or_else(|| format!("`{text}`: junk after `]`"))?)),
             }
+        } else if rest.matches(':').count() > 1 {
+            // A bare IPv6 address has no port (write `[addr]:port` for one).
+            (rest, None)
         } else {
             match rest.rsplit_once(':') {
                 Some((h, p)) => (h, Some(p)),
@@ -332,6 +335,10 @@ mod tests {
             Target { name: "web-2".into(), address: "web-2".into(), user: Some("deploy".into()), port: Some(2222) }
         );
         assert_eq!(Target::parse("[::1]:22").unwrap().address, "::1");
+        assert_eq!(
+            Target::parse("fe80::1").unwrap(),
+            Target { name: "fe80::1".into(), address: "fe80::1".into(), user: None, port: None }
+        );
         assert_eq!(Target::parse("web-1:0").unwrap_err(), "`web-1:0`: invalid port");
         assert_eq!(Target::parse("we b").unwrap_err(), "`we b`: invalid host name");
         assert_eq!(Target::parse_list("a, b c").unwrap().len(), 3);

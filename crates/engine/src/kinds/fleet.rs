@@ -42,6 +42,14 @@ pub(crate) struct Part<'a> {
     pub prefix: bool,
 }
 
+impl Part<'_> {
+    /// A branch with `required: false`: its failure is noted and does not count. (A
+    /// target's `required` is its step's: every target's failure counts.)
+    fn optional(&self) -> bool {
+        self.target.is_none() && !self.step.required
+    }
+}
+
 /// One run of scripts on parts: a step's, or its rollback's.
 pub(crate) struct Fleet<'a> {
     /// The step's position: its record holds the parts' records.
@@ -89,6 +97,28 @@ struct Live {
     /// SSH: the line after which the outputs come, and what came after it.
     marker: Option<String>,
     outputs: Option<String>,
+    /// SSH: more outputs came than are kept.
+    outputs_cut: bool,
+    /// SSH: the far side said the script started (an exit status of 255 is then its own).
+    remote_started: bool,
+}
+
+impl Live {
+    /// Adds to an SSH target's outputs, up to the size kept.
+    fn add_outputs(&mut self, text: &str) {
+        let Some(outputs) = &mut self.outputs else { return };
+        let room = (super::run::MAX_OUTPUTS as usize).saturating_sub(outputs.len());
+        if text.len() > room {
+            let mut at = room;
+            while !text.is_char_boundary(at) {
+                at -= 1;
+            }
+            outputs.push_str(&text[..at]);
+            self.outputs_cut = true;
+        } else {
+            outputs.push_str(text);
+        }
+    }
 }
 
 /// What a fleet came to.
@@ -128,6 +158,9 @@ pub(crate) async fn pending_parts<S: Store>(
         if t.status != StepStatus::Succeeded {
             t.status = StepStatus::Pending;
             t.error = None;
+            t.exit_code = None;
+            t.started_at = None;
+            t.finished_at = None;
             todo.push(i);
         }
     }
@@ -181,7 +214,6 @@ pub(crate) async fn drive<S: Store>(run: &mut Run<'_, '_, S>, fleet: &Fleet<'_>,
         cancelled: false,
     };
     let mut stop = false;
-    let mut next_attempt = run.steps[fleet.idx].targets.iter().map(|t| t.attempts).sum::<i64>();
     // The parts stop on the run's cancel, or when one failing stops the others.
     let (halt, cancel) = cancel_pair();
     let forward = {
@@ -198,9 +230,7 @@ pub(crate) async fn drive<S: Store>(run: &mut Run<'_, '_, S>, fleet: &Fleet<'_>,
         }
         while !stop && jobs.len() < fleet.concurrency {
             let Some(slot) = queue.pop_front() else { break };
-            next_attempt += 1;
-            let attempt = u32::try_from(next_attempt).unwrap_or(u32::MAX);
-            let job = Job { slot, try_n: 0, attempt, delay: Duration::ZERO };
+            let job = Job { slot, try_n: 0, delay: Duration::ZERO };
             start(run, fleet, job, &cancel, &tx, &mut jobs, &mut live).await?;
         }
         if jobs.is_empty() {
@@ -228,7 +258,9 @@ pub(crate) async fn drive<S: Store>(run: &mut Run<'_, '_, S>, fleet: &Fleet<'_>,
                     out.stopped.push(slot);
                     continue;
                 }
-                if !run_cancelled && retryable && try_n + 1 < fleet.max_attempts(slot) {
+                // Once the parts are stopping, a failure is not retried (its own error stands).
+                let halted = stop || cancel.level() >= fleet.cancel_level;
+                if !run_cancelled && !halted && retryable && try_n + 1 < fleet.max_attempts(slot) {
                     let part = &fleet.parts[slot];
                     let delay = part.step.retries.as_ref().map(|r| r.delay_before(try_n)).unwrap_or_default();
                     let delay = if run.engine.config.mocks.is_some() { Duration::ZERO } else { delay };
@@ -242,16 +274,14 @@ pub(crate) async fn drive<S: Store>(run: &mut Run<'_, '_, S>, fleet: &Fleet<'_>,
                         opsbook_core::duration::human_ms(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
                     );
                     run.system(Some(&part.step.id), fleet.phase, &msg).await?;
-                    next_attempt += 1;
-                    let attempt = u32::try_from(next_attempt).unwrap_or(u32::MAX);
-                    let job = Job { slot, try_n: try_n + 1, attempt, delay };
+                    let job = Job { slot, try_n: try_n + 1, delay };
                     start(run, fleet, job, &cancel, &tx, &mut jobs, &mut live).await?;
                     continue;
                 }
                 if run_cancelled {
                     out.cancelled = true;
                     stop = true;
-                } else if fleet.phase == Phase::Step && !fleet.parts[slot].step.required {
+                } else if fleet.phase == Phase::Step && fleet.parts[slot].optional() {
                     out.tolerated.push(slot);
                 } else {
                     out.failed.push(slot);
@@ -285,7 +315,6 @@ impl Drop for AbortOnDrop {
 struct Job {
     slot: usize,
     try_n: u32,
-    attempt: u32,
     delay: Duration,
 }
 
@@ -304,14 +333,17 @@ async fn start<S: Store>(
     jobs: &mut JoinSet<(usize, std::io::Result<Exit>)>,
     live: &mut BTreeMap<usize, Live>,
 ) -> Result<()> {
-    let Job { slot, try_n, attempt, delay } = job;
+    let Job { slot, try_n, delay } = job;
     let part = &fleet.parts[slot];
     let started = now_ms();
+    // Each part counts its own attempts (`$OPSBOOK_ATTEMPT`, the attempt's row).
+    let mut attempt = 1;
     {
         let t = &mut run.steps[fleet.idx].targets[slot];
         if fleet.phase == Phase::Step {
             t.status = StepStatus::Running;
             t.attempts += 1;
+            attempt = u32::try_from(t.attempts).unwrap_or(u32::MAX);
             t.started_at.get_or_insert(started);
             t.finished_at = None;
             t.error = None;
@@ -346,7 +378,7 @@ async fn start<S: Store>(
     let text = text.unwrap_or_default();
     let marker = match (&part.target, fleet.ssh) {
         (Some(target), Some(ssh)) if fleet.via == Via::Ssh => {
-            let control = run.engine.scratch.dir().unwrap_or_else(|_| std::env::temp_dir());
+            let control = run.ssh_dir()?;
             let shell = part.script.shell;
             Some(super::ssh::wrap(&mut prepared.spec, &text, shell, target, ssh, &run.base_dir, &control))
         }
@@ -390,6 +422,8 @@ async fn start<S: Store>(
             last_err: None,
             marker,
             outputs: None,
+            outputs_cut: false,
+            remote_started: false,
         },
     );
     Ok(())
@@ -431,6 +465,8 @@ impl Live {
             last_err: None,
             marker: None,
             outputs: None,
+            outputs_cut: false,
+            remote_started: false,
         }
     }
 }
@@ -449,14 +485,26 @@ async fn on_msg<S: Store>(
         }
         Msg::Chunk(slot, chunk) => {
             let Some(l) = live.get_mut(&slot) else { return Ok(()) };
+            if chunk.stream == Stream::Stdout && l.outputs.is_some() {
+                // After an SSH target's marker: its outputs, as they come.
+                l.add_outputs(&String::from_utf8_lossy(&chunk.data));
+                return Ok(());
+            }
             let masker = run.sink.masker().clone();
             let cut = |b: &[u8]| masker.safe_cut(b);
             let lines = match chunk.stream {
                 Stream::Stdout => l.out.push(&chunk.data, &cut),
                 _ => l.err.push(&chunk.data, &cut),
             };
+            let was_output = l.outputs.is_some();
             for line in lines {
                 log_line(run, fleet, slot, l, chunk.stream, line);
+            }
+            if !was_output && l.outputs.is_some() {
+                // The marker came in this chunk: what the splitter holds is outputs too.
+                if let Some(rest) = l.out.finish() {
+                    l.add_outputs(&String::from_utf8_lossy(&rest));
+                }
             }
             if run.sink.should_flush() {
                 run.sink.flush().await?;
@@ -476,11 +524,15 @@ fn log_line<S: Store>(
     stream: Stream,
     line: Vec<u8>,
 ) {
-    if let Some(outputs) = &mut l.outputs
-        && stream == Stream::Stdout
+    if l.outputs.is_some() && stream == Stream::Stdout {
+        l.add_outputs(&format!("{}\n", String::from_utf8_lossy(&line)));
+        return;
+    }
+    if stream == Stream::Stderr
+        && let Some(m) = &l.marker
+        && line == super::ssh::started_line(m).as_bytes()
     {
-        outputs.push_str(&String::from_utf8_lossy(&line));
-        outputs.push('\n');
+        l.remote_started = true;
         return;
     }
     let mut line = line;
@@ -544,7 +596,11 @@ async fn finish<S: Store>(
     }
     let part = &fleet.parts[slot];
     let ssh = l.marker.is_some();
-    let ssh_failed = ssh && matches!(exit, Ok(Exit::Code(super::ssh::SSH_FAILED)));
+    let ssh_failed = ssh && !l.remote_started && matches!(exit, Ok(Exit::Code(super::ssh::SSH_FAILED)));
+    if l.outputs_cut {
+        let msg = format!("warning: {}the outputs file is larger than 1 MiB; the rest was ignored", prefix(part));
+        run.system(Some(&part.step.id), fleet.phase, &msg).await?;
+    }
     let validations = prepared.validations.clone();
     let sr = script_run(fleet, slot, &l.text, l.attempt, &validations);
     let outputs = if ssh { Some(l.outputs.take().unwrap_or_default()) } else { None };

@@ -17,7 +17,7 @@ use crate::runner::Run;
 use crate::{Error, Result};
 
 /// Largest outputs file read; the rest is ignored with a warning.
-const MAX_OUTPUTS: u64 = 1 << 20;
+pub(crate) const MAX_OUTPUTS: u64 = 1 << 20;
 
 pub(crate) struct ScriptRun<'a> {
     /// The rendered script (values already shell-quoted).

@@ -24,13 +24,16 @@ use crate::process::ProcessSpec;
 /// What runs on the target, whatever the login shell (`exec sh -c WRAPPER opsbook SHELL…`).
 const REMOTE: &str = r#"d=$(mktemp -d 2>/dev/null || mktemp -d -t opsbook.XXXXXX) || { echo "opsbook: cannot make a temporary directory on $(hostname)" >&2; exit 125; }
 trap 'rm -rf "$d"' EXIT
-trap '' PIPE
 IFS=' ' read -r n m || exit 125
 head -c "$n" >"$d/s" || exit 125
+[ "$(wc -c <"$d/s")" -eq "$n" ] || { echo "opsbook: the script arrived incomplete" >&2; exit 125; }
 OPSBOOK_OUTPUT="$d/o"; export OPSBOOK_OUTPUT
 exec 3<&0
-if command -v setsid >/dev/null 2>&1; then setsid "$@" "$d/s" </dev/null 3<&- & else "$@" "$d/s" </dev/null 3<&- & fi
+e=; env --default-signal=INT,QUIT true 2>/dev/null && e='env --default-signal=INT,QUIT'
+printf '%s\n' "$m-started" >&2
+if command -v setsid >/dev/null 2>&1; then setsid $e "$@" "$d/s" </dev/null 3<&- & else $e "$@" "$d/s" </dev/null 3<&- & fi
 p=$!
+trap '' PIPE
 { cat <&3; kill -TERM -"$p" || kill -TERM "$p"; sleep 5; kill -KILL -"$p"; } >/dev/null 2>&1 &
 w=$!
 wait "$p"; rc=$?
@@ -74,17 +77,23 @@ pub(crate) fn wrap(
     opt("ServerAliveInterval=15".into());
     opt("ServerAliveCountMax=3".into());
     opt("LogLevel=ERROR".into());
-    // A control socket's path must fit a Unix socket address (108 bytes; %C is 40).
-    let control = control_dir.join("%C");
-    if control.as_os_str().len() < 100 {
+    // One connection per host, user, port and settings (a key or known_hosts of its
+    // own is never served by another's connection), in the run's own directory. The
+    // socket's path must fit a Unix socket address: 104 bytes with ssh's temporary
+    // suffix (`%C` is 40 characters, the settings 8, the suffix 17).
+    let settings_id =
+        &short_hash(&format!("{:?}|{:?}|{base_dir:?}", settings.identity_file, settings.known_hosts))[..8];
+    let dir = control_dir.display().to_string();
+    if dir.len() + 1 + 40 + 1 + 8 + 17 < 104 && !dir.contains(['"', ' ', '%']) {
         opt("ControlMaster=auto".into());
-        opt(format!("ControlPath={}", control.display()));
+        opt(format!("ControlPath={dir}/%C-{settings_id}"));
         opt("ControlPersist=60".into());
     } else {
         opt("ControlMaster=no".into());
     }
     if let Some(k) = &settings.known_hosts {
-        opt(format!("UserKnownHostsFile={}", base_dir.join(k).display()));
+        // Quoted: ssh splits an option's value at spaces.
+        opt(format!("UserKnownHostsFile=\"{}\"", base_dir.join(k).display()));
     }
     if let Some(i) = &settings.identity_file {
         opt("IdentitiesOnly=yes".into());
@@ -109,6 +118,40 @@ pub(crate) fn wrap(
     spec.env.clear();
     spec.stdin = Some(stdin);
     marker
+}
+
+/// The line the far side writes to stderr once the script starts: an exit status of 255
+/// after it is the script's own, not ssh's.
+pub(crate) fn started_line(marker: &str) -> String {
+    format!("{marker}-started")
+}
+
+/// Closes the SSH connections kept open in `dir` (their control sockets) and removes it.
+pub(crate) fn close_connections(dir: &Path) {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_socket()) {
+            let _ = std::process::Command::new("ssh")
+                .arg("-o")
+                .arg(format!("ControlPath={}", entry.path().display()))
+                .args(["-O", "exit", "opsbook-target"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn short_hash(text: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    // Not a secret, only a name: the standard hasher with fixed keys is stable enough
+    // within one run (the directory is the run's own).
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    format!("{:016x}", h.finish())
 }
 
 /// What an ssh failure (exit 255) says, from the last thing ssh wrote to stderr.

@@ -49,6 +49,8 @@ pub(crate) struct Run<'e, 'h, S: Store> {
     http: Option<reqwest::Client>,
     /// Scratch files given to this run's steps, removed when it ends.
     scratch: Vec<PathBuf>,
+    /// The run's SSH control sockets (connections to targets), closed when it ends.
+    ssh_dir: Option<PathBuf>,
     /// A step's final attempt, written with the next state change (see `save_step`).
     deferred: Option<(Attempt, usize)>,
     /// This run only polls a waiting gate (the server's gate pool, not a worker): when
@@ -63,6 +65,9 @@ impl<S: Store> Drop for Run<'_, '_, S> {
         }
         for path in &self.scratch {
             let _ = std::fs::remove_file(path);
+        }
+        if let Some(dir) = self.ssh_dir.take() {
+            crate::kinds::ssh::close_connections(&dir);
         }
     }
 }
@@ -92,6 +97,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
             heartbeat: None,
             http: None,
             scratch: Vec::new(),
+            ssh_dir: None,
             deferred: None,
             gate_poll_only: false,
         }
@@ -141,6 +147,17 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         let path = self.engine.scratch.path(prefix)?;
         self.scratch.push(path.clone());
         Ok(path)
+    }
+
+    /// The run's own directory for SSH control sockets (made on first use, private).
+    pub fn ssh_dir(&mut self) -> Result<PathBuf> {
+        if let Some(d) = &self.ssh_dir {
+            return Ok(d.clone());
+        }
+        let dir = self.engine.scratch.path("s")?;
+        std::fs::create_dir(&dir).map_err(|e| Error::Io(format!("cannot create {}: {e}", dir.display())))?;
+        self.ssh_dir = Some(dir.clone());
+        Ok(dir)
     }
 
     pub fn http_client(&mut self) -> Result<reqwest::Client> {
@@ -221,14 +238,24 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
             })
             .collect();
         // A parallel step's branches, as steps of their own (their outputs are the group's
-        // `BRANCH.KEY`).
-        for s in self.steps.iter().filter(|s| with_steps && s.kind == "parallel") {
-            for b in s.targets.iter().filter(|b| b.status != StepStatus::Pending) {
-                let prefix = format!("{}.", b.name);
+        // `BRANCH.KEY`); a group settled without running (skipped by `when`) gives its
+        // branches its own status.
+        for (s, step) in self.steps.iter().zip(&self.rb.steps).filter(|(s, _)| with_steps && s.kind == "parallel") {
+            let opsbook_core::StepKind::Parallel(spec) = &step.kind else { continue };
+            for branch in &spec.branches {
+                let status = match s.targets.iter().find(|b| b.name == branch.id) {
+                    Some(b) => b.status,
+                    None if s.status == StepStatus::Skipped || s.status.is_failure() => s.status,
+                    None => continue,
+                };
+                if status == StepStatus::Pending {
+                    continue;
+                }
+                let prefix = format!("{}.", branch.id);
                 let outputs = (s.outputs.iter())
                     .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|k| (k.to_string(), text(v))))
                     .collect();
-                steps.insert(b.name.clone(), StepContext { status: b.status.as_str().to_string(), outputs });
+                steps.insert(branch.id.clone(), StepContext { status: status.as_str().to_string(), outputs });
             }
         }
         Context {
