@@ -138,6 +138,17 @@ impl Runbook {
         self.params.iter().find(|p| p.name == name)
     }
 
+    /// Every step, a parallel step's branches after it.
+    pub fn all_steps(&self) -> impl Iterator<Item = &Step> {
+        self.steps.iter().flat_map(|s| {
+            let branches: &[Step] = match &s.kind {
+                StepKind::Parallel(p) => &p.branches,
+                _ => &[],
+            };
+            std::iter::once(s).chain(branches)
+        })
+    }
+
     pub fn step_index(&self, id: &str) -> Option<usize> {
         self.steps.iter().position(|s| s.id == id)
     }

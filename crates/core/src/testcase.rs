@@ -253,7 +253,7 @@ impl StepMock {
 /// kind, statuses are statuses, names are unique.
 pub fn check(rb: &Runbook, raw: Vec<RawTest>) -> Result<Vec<TestCase>, Vec<Diagnostic>> {
     let mut diags = Vec::new();
-    let ids: Vec<&str> = rb.steps.iter().map(|s| s.id.as_str()).collect();
+    let ids: Vec<&str> = rb.all_steps().map(|s| s.id.as_str()).collect();
     let step_ref = |diags: &mut Vec<Diagnostic>, at: &Location, id: &str, field: &str| -> bool {
         if ids.contains(&id) {
             return true;
@@ -279,7 +279,7 @@ pub fn check(rb: &Runbook, raw: Vec<RawTest>) -> Result<Vec<TestCase>, Vec<Diagn
             if !step_ref(&mut diags, &place, &id, "mocks") {
                 continue;
             }
-            let step = rb.steps.iter().find(|s| s.id == id).expect("checked just above");
+            let step = rb.all_steps().find(|s| s.id == id).expect("checked just above");
             for problem in fits(&m.value, &step.kind, step.rollback.as_ref()) {
                 diags.push(Diagnostic::at(&place, format!("mocks.{id}: {problem}")));
             }

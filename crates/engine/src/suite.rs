@@ -85,7 +85,8 @@ async fn run_case<S: Store>(
     let outcome = engine.start(req, &hooks).await?;
     let id = outcome.execution_id;
     let exec = engine.store.execution(&id).await?;
-    let steps = engine.store.steps(&id).await?;
+    let mut steps = engine.store.steps(&id).await?;
+    steps.extend(branch_records(&steps));
     let attempts = engine.store.attempts(&id).await?;
     let e = &case.expect;
     let mut failures = Vec::new();
@@ -168,4 +169,25 @@ async fn run_case<S: Store>(
         })
         .collect();
     Ok((failures, notes))
+}
+
+/// A parallel step's branches as step records of their own (for a case's expectations).
+fn branch_records(steps: &[opsbook_store::StepRecord]) -> Vec<opsbook_store::StepRecord> {
+    let mut out = Vec::new();
+    for group in steps.iter().filter(|s| s.kind == "parallel") {
+        for b in &group.targets {
+            let prefix = format!("{}.", b.name);
+            let mut rec = opsbook_store::StepRecord::pending(&group.execution_id, group.idx, &b.name, &b.name, "run");
+            rec.status = b.status;
+            rec.attempts = b.attempts;
+            rec.exit_code = b.exit_code;
+            rec.error = b.error.clone();
+            rec.rollback_status = b.rollback_status;
+            rec.outputs = (group.outputs.iter())
+                .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|k| (k.to_string(), v.clone())))
+                .collect();
+            out.push(rec);
+        }
+    }
+    out
 }

@@ -130,3 +130,19 @@ fn a_skipped_group_gives_its_branches_its_status() {
     let logs = env.run(&["logs", out.json()["id"].as_str().unwrap()]).stdout;
     assert!(logs.contains("a was skipped"), "{logs}");
 }
+
+#[test]
+fn runbook_tests_mock_and_check_branches() {
+    let env = Env::new();
+    let mut book = runbook(
+        "",
+        "    - id: warm\n      parallel:\n        fail: all\n        steps:\n          - { id: eu, run: ./warm.sh eu }\n          - { id: us, run: ./warm.sh us, retries: { count: 1, delay: 1s } }\n    - id: report\n      run: echo \"{{ steps.eu.outputs.hits }}\"\n",
+    );
+    book.push_str(
+        "tests:\n  - name: a failing branch fails the group after both ran\n    mocks:\n      eu: { outputs: { hits: \"42\" } }\n      us: { attempts: [ { exit_code: 2 }, { exit_code: 3 } ] }\n    expect:\n      status: failed\n      steps: { eu: succeeded, us: failed, report: pending }\n      attempts: { us: 2 }\n      outputs: { eu: { hits: \"42\" } }\n      error_contains: \"us: exited with code 3\"\n",
+    );
+    env.write("app.yaml", &book);
+    let o = env.run(&["test", "app.yaml"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.contains("1 passed"), "{o:?}");
+}
