@@ -455,3 +455,32 @@ async fn a_rollback_from_the_page_asks_for_the_secrets_it_needs() {
     assert!(!page.contains("hunter2"));
     srv.stop().await;
 }
+
+/// The execution page shows a table of a step's targets, and of a parallel step's branches.
+#[tokio::test]
+async fn the_execution_page_lists_targets_and_branches() {
+    let srv = Server::start().await;
+    let admin = srv.token("ann", &["admin"]).await;
+    let yaml = runbook(
+        "fleet",
+        "1.0.0",
+        "  status: active\n",
+        "",
+        "    - id: fan\n      required: false\n      run: test {{ target }} != web-2\n      targets: { hosts: [web-1, web-2], via: local, max_concurrency: 2 }\n    - id: warm\n      parallel:\n        steps:\n          - { id: cache_eu, run: \"true\" }\n          - { id: cache_us, run: \"true\" }\n",
+    );
+    assert!(srv.publish(&admin, &yaml).await.0.is_success());
+    let ann = Page::sign_in(&srv, &admin).await;
+    let (_, run) = srv.post("/api/v1/runbooks/fleet/executions", &admin, json!({})).await;
+    let id = run["id"].as_str().unwrap().to_string();
+    assert_eq!(srv.settled(&id, &admin).await["status"], "succeeded");
+    let (status, html) = ann.get(&format!("/executions/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("<th>Target</th>") && html.contains("<th>Branch</th>"), "{html}");
+    assert!(html.contains("<td><code>web-2</code></td><td><span class=\"badge failed\">failed</span></td>"), "{html}");
+    assert!(html.contains("<td>exited with code 1</td>"), "{html}");
+    assert!(
+        html.contains("<td><code>cache_us</code></td><td><span class=\"badge succeeded\">succeeded</span></td>"),
+        "{html}"
+    );
+    srv.stop().await;
+}
