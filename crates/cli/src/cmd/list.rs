@@ -45,12 +45,12 @@ pub fn exec(args: Args) -> Result<u8> {
     let mut rows = Vec::new();
     let mut invalid = 0;
     for f in &files {
-        // A runbook's tests (NAME.test.yaml) and gates files are not runbooks to list.
+        // A runbook's tests (NAME.test.yaml), gates files and inventories are not runbooks to list.
         if super::test::runbook_of(f).is_some() {
             continue;
         }
         let text = String::from_utf8_lossy(&std::fs::read(f)?).into_owned();
-        if super::validate::is_gates_file(&text) {
+        if super::validate::is_companion_file(&text) {
             continue;
         }
         match opsbook_core::parse(&text) {

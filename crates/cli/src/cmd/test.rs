@@ -50,7 +50,7 @@ pub async fn exec(args: Args) -> Result<u8> {
     let named: Vec<PathBuf> = paths.iter().filter(|p| p.is_file()).cloned().collect();
     let mut files = Vec::new();
     for f in super::runbook_files(&paths)? {
-        if is_test_file(&f) || (!named.contains(&f) && super::validate::is_gates_file(&read(&f)?)) {
+        if is_test_file(&f) || (!named.contains(&f) && super::validate::is_companion_file(&read(&f)?)) {
             continue;
         }
         files.push(f);

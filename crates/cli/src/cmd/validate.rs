@@ -21,15 +21,31 @@ pub struct Args {
     pub output: crate::Output,
 }
 
+/// The top-level keys that tell a runbook's companion files from runbooks.
+#[derive(serde::Deserialize)]
+struct Probe {
+    #[serde(rename = "apiVersion")]
+    api_version: Option<serde::de::IgnoredAny>,
+    gates: Option<serde::de::IgnoredAny>,
+    hosts: Option<serde::de::IgnoredAny>,
+    groups: Option<serde::de::IgnoredAny>,
+}
+
 /// Whether a YAML text is a gates file (`gates:` at the top, no `apiVersion`).
 pub(crate) fn is_gates_file(text: &str) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Probe {
-        #[serde(rename = "apiVersion")]
-        api_version: Option<serde::de::IgnoredAny>,
-        gates: Option<serde::de::IgnoredAny>,
-    }
     serde_saphyr::from_str::<Probe>(text).is_ok_and(|p| p.api_version.is_none() && p.gates.is_some())
+}
+
+/// Whether a YAML text is an inventory of targets (`hosts:` or `groups:` at the top, no
+/// `apiVersion`).
+pub(crate) fn is_inventory_file(text: &str) -> bool {
+    serde_saphyr::from_str::<Probe>(text)
+        .is_ok_and(|p| p.api_version.is_none() && p.gates.is_none() && (p.hosts.is_some() || p.groups.is_some()))
+}
+
+/// Whether a YAML text is one of a runbook's companions (gates file, inventory), not a runbook.
+pub(crate) fn is_companion_file(text: &str) -> bool {
+    is_gates_file(text) || is_inventory_file(text)
 }
 
 /// Gates files read so far, by path: runbooks side by side share one.
@@ -170,7 +186,8 @@ fn normalize(path: &Path) -> Option<PathBuf> {
 #[derive(Debug, serde::Serialize)]
 struct Report {
     file: String,
-    /// `runbook`, `gates` (a gates file), `tests` (a runbook's test file), or `unreadable`.
+    /// `runbook`, `gates` (a gates file), `tests` (a runbook's test file), `inventory`
+    /// (targets' hosts), or `unreadable`.
     kind: &'static str,
     valid: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -179,6 +196,7 @@ struct Report {
     version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     steps: Option<usize>,
+    /// Gates in a gates file, hosts in an inventory.
     #[serde(skip_serializing_if = "Option::is_none")]
     gates: Option<usize>,
     problems: Vec<Problem>,
@@ -245,6 +263,20 @@ fn check_file(f: &Path, explicit: Option<&Path>, gates_files: &mut GatesFiles) -
         report.rendered = diags.iter().map(|d| d.render(&shown, &text)).collect();
         return report;
     }
+    if is_inventory_file(&text) {
+        report.kind = "inventory";
+        match opsbook_core::step::targets::Inventory::parse(&text, &shown) {
+            Ok(inv) => {
+                report.valid = true;
+                report.gates = Some(inv.hosts.len());
+            }
+            Err(e) => {
+                report.problems.push(Problem { line: None, column: None, message: e.clone() });
+                report.rendered.push(e);
+            }
+        }
+        return report;
+    }
     if is_gates_file(&text) {
         report.kind = "gates";
         match opsbook_core::gate::GatesFile::parse(&text) {
@@ -309,6 +341,10 @@ pub fn exec(args: Args) -> Result<u8> {
                 (true, "gates") => {
                     let n = r.gates.unwrap_or(0);
                     println!("{}: ok (gates file, {n} gate{})", r.file, if n == 1 { "" } else { "s" });
+                }
+                (true, "inventory") => {
+                    let n = r.gates.unwrap_or(0);
+                    println!("{}: ok (inventory, {n} host{})", r.file, if n == 1 { "" } else { "s" });
                 }
                 (true, _) => println!(
                     "{}: ok ({} v{}, {} steps)",
