@@ -129,11 +129,15 @@ async fn follow(client: &Client, id: &str, start: Option<opsbook_engine::Start>,
         // the log read after it, so no line shows up under a later step.
         let doc = execution(client, &id).await?;
         let logs: LogPage = client.get(&format!("/api/v1/executions/{id}/logs?after={after}&limit=10000")).await?;
-        if !json_out {
-            show_progress(&live, &doc, &logs, &mut shown);
-        }
-        if let Some(next) = logs.next_after {
-            after = next;
+        let shown_upto = if json_out { None } else { show_progress(&live, &doc, &logs, &mut shown) };
+        match shown_upto {
+            // Lines the state read before them does not account for yet: the next round.
+            Some(seq) => after = seq,
+            None => {
+                if let Some(next) = logs.next_after {
+                    after = next;
+                }
+            }
         }
         if !doc.in_progress() && logs.lines.is_empty() {
             print_doc(client, &doc, output)?;
@@ -151,8 +155,11 @@ struct Shown {
 }
 
 /// The same display as a local run: a step starts, its output streams beneath, it ends;
-/// then the rollbacks, each with its output and how it ended.
-fn show_progress(live: &Live, doc: &ExecutionDoc, logs: &LogPage, shown: &mut Shown) {
+/// then the rollbacks, each with its output and how it ended. A rollback's line that the
+/// state (read just before) does not account for yet is held back, with every line after
+/// it, for the next round: the failure is shown before the rollbacks. Returns the
+/// sequence number of the last line shown when it held lines back.
+fn show_progress(live: &Live, doc: &ExecutionDoc, logs: &LogPage, shown: &mut Shown) -> Option<i64> {
     let steps = &doc.steps;
     let started = |idx: usize, s: &StepDoc| {
         live.on_event(&Event::StepStarted { idx, step_id: &s.id, name: &s.name, attempt: 1, max_attempts: 1 });
@@ -188,8 +195,18 @@ fn show_progress(live: &Live, doc: &ExecutionDoc, logs: &LogPage, shown: &mut Sh
             live.on_event(&Event::RollbackStarted { step_id: id });
         }
     };
+    let mut last_shown = None;
     for l in &logs.lines {
         let phase = Phase::parse(&l.phase).unwrap_or(Phase::Step);
+        // A rollback's line the state does not know of yet (its rollback is on record as
+        // running before it writes anything).
+        // (A parallel step's branch logs under its own id: never held.)
+        let unknown =
+            |id: &String| steps.iter().any(|s| &s.id == id) && !doc.rollback.steps.iter().any(|r| &r.id == id);
+        if phase == Phase::Rollback && l.step.as_ref().is_some_and(unknown) {
+            return Some(last_shown.unwrap_or(l.seq - 1));
+        }
+        last_shown = Some(l.seq);
         match (phase, steps.iter().position(|s| Some(&s.id) == l.step.as_ref())) {
             // Rollbacks come after every step that ran has ended.
             (Phase::Rollback, _) => {
@@ -223,6 +240,7 @@ fn show_progress(live: &Live, doc: &ExecutionDoc, logs: &LogPage, shown: &mut Sh
         live.on_event(&Event::RollbackFinished { step_id: &r.id, status: r.status, error: r.error.as_deref() });
         shown.rollbacks.insert(r.id.clone(), Some(r.status));
     }
+    None
 }
 
 fn print_doc(client: &Client, doc: &ExecutionDoc, output: Output) -> Result<()> {
