@@ -627,3 +627,38 @@ async fn targets_are_reported_per_target() {
     assert!(!lines.contains(&"[web-2] undo web-2"), "{lines:?}");
     s.stop().await;
 }
+
+/// A parallel step on the server: its branches side by side on one worker, each with its
+/// own log, reported in the document, their outputs read by a later step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_branches_are_reported_per_branch() {
+    let s = Server::start().await;
+    let op = s.token("olga", &["operator", "author"]).await;
+    let book = runbook(
+        "warm",
+        "1.0.0",
+        "",
+        "",
+        "    - id: warm\n      parallel:\n        fail: all\n        steps:\n          - { id: eu, run: \"echo warming eu; echo hits=7 >> $OPSBOOK_OUTPUT\" }\n          - { id: us, run: \"echo warming us; exit 2\" }\n    - id: never\n      run: echo {{ steps.eu.outputs.hits }}\n",
+    );
+    s.publish(&op, &book).await;
+    let (status, sub) = s.post("/api/v1/runbooks/warm/executions", &op, json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sub}");
+    let id = sub["id"].as_str().unwrap().to_string();
+    let doc = s.settled(&id, &op).await;
+    assert_eq!(doc["status"], "failed", "{doc}");
+    let warm = &doc["steps"][0];
+    assert_eq!(warm["kind"], "parallel");
+    assert_eq!(warm["error"], "1 of 2 branches failed (us: exited with code 2)");
+    assert_eq!(warm["branches"][0]["name"], "eu");
+    assert_eq!(warm["branches"][0]["status"], "succeeded");
+    assert_eq!(warm["branches"][1]["exit_code"], 2);
+    assert_eq!(warm["outputs"]["eu.hits"], "7");
+    let (_, logs) = s.get(&format!("/api/v1/executions/{id}/logs"), &op).await;
+    let by_step: Vec<(&str, &str)> = (logs["lines"].as_array().unwrap().iter())
+        .filter(|l| l["stream"] == "stdout")
+        .map(|l| (l["step"].as_str().unwrap(), l["line"].as_str().unwrap()))
+        .collect();
+    assert!(by_step.contains(&("eu", "warming eu")) && by_step.contains(&("us", "warming us")), "{by_step:?}");
+    s.stop().await;
+}
