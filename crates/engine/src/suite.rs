@@ -88,7 +88,7 @@ async fn run_case<S: Store>(
     let mut steps = engine.store.steps(&id).await?;
     // `ran` is about the runbook's own steps; the rest reads branches as steps too.
     let top = steps.len();
-    steps.extend(branch_records(&steps));
+    steps.extend(branch_records(rb, &steps));
     let attempts = engine.store.attempts(&id).await?;
     let e = &case.expect;
     let mut failures = Vec::new();
@@ -173,21 +173,31 @@ async fn run_case<S: Store>(
     Ok((failures, notes))
 }
 
-/// A parallel step's branches as step records of their own (for a case's expectations).
-fn branch_records(steps: &[opsbook_store::StepRecord]) -> Vec<opsbook_store::StepRecord> {
+/// A parallel step's branches as step records of their own (for a case's expectations):
+/// from the group's records, or, for a group that never ran its branches (skipped by
+/// `when`, or failed before), with the group's status, as templates see them.
+fn branch_records(rb: &opsbook_core::Runbook, steps: &[opsbook_store::StepRecord]) -> Vec<opsbook_store::StepRecord> {
     let mut out = Vec::new();
-    for group in steps.iter().filter(|s| s.kind == "parallel") {
-        for b in &group.targets {
-            let prefix = format!("{}.", b.name);
-            let mut rec = opsbook_store::StepRecord::pending(&group.execution_id, group.idx, &b.name, &b.name, "run");
-            rec.status = b.status;
-            rec.attempts = b.attempts;
-            rec.exit_code = b.exit_code;
-            rec.error = b.error.clone();
-            rec.rollback_status = b.rollback_status;
-            rec.outputs = (group.outputs.iter())
-                .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|k| (k.to_string(), v.clone())))
-                .collect();
+    for (group, step) in steps.iter().zip(&rb.steps) {
+        let opsbook_core::StepKind::Parallel(spec) = &step.kind else { continue };
+        for branch in &spec.branches {
+            let mut rec =
+                opsbook_store::StepRecord::pending(&group.execution_id, group.idx, &branch.id, &branch.id, "run");
+            match group.targets.iter().find(|b| b.name == branch.id) {
+                Some(b) => {
+                    let prefix = format!("{}.", b.name);
+                    rec.status = b.status;
+                    rec.attempts = b.attempts;
+                    rec.exit_code = b.exit_code;
+                    rec.error = b.error.clone();
+                    rec.rollback_status = b.rollback_status;
+                    rec.outputs = (group.outputs.iter())
+                        .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|k| (k.to_string(), v.clone())))
+                        .collect();
+                }
+                None if group.status == StepStatus::Skipped || group.status.is_failure() => rec.status = group.status,
+                None => {}
+            }
             out.push(rec);
         }
     }

@@ -198,21 +198,31 @@ fn show_progress(live: &Live, doc: &ExecutionDoc, logs: &LogPage, shown: &mut Sh
     let mut last_shown = None;
     for l in &logs.lines {
         let phase = Phase::parse(&l.phase).unwrap_or(Phase::Step);
-        // A rollback's line the state does not know of yet (its rollback is on record as
-        // running before it writes anything).
-        // (A parallel step's branch logs under its own id: never held.)
-        let unknown =
-            |id: &String| steps.iter().any(|s| &s.id == id) && !doc.rollback.steps.iter().any(|r| &r.id == id);
-        if phase == Phase::Rollback && l.step.as_ref().is_some_and(unknown) {
+        // The step a line belongs to: a step, or the parallel step whose branch it is.
+        let owner = l
+            .step
+            .as_ref()
+            .and_then(|id| steps.iter().position(|s| &s.id == id || s.branches.iter().any(|b| &b.name == id)));
+        // Held for the next round while the execution goes on: a line of a step (or
+        // branch) the state read before it does not know yet, and a rollback's line
+        // whose rollback it does not know yet (on record as running before it writes
+        // anything). A finished execution's state knows everything: nothing waits then.
+        let unknown_rollback = |i: usize| !doc.rollback.steps.iter().any(|r| r.id == steps[i].id);
+        let hold = doc.in_progress()
+            && match owner {
+                None => l.step.is_some(),
+                Some(i) => phase == Phase::Rollback && unknown_rollback(i),
+            };
+        if hold {
             return Some(last_shown.unwrap_or(l.seq - 1));
         }
         last_shown = Some(l.seq);
-        match (phase, steps.iter().position(|s| Some(&s.id) == l.step.as_ref())) {
+        match (phase, owner) {
             // Rollbacks come after every step that ran has ended.
             (Phase::Rollback, _) => {
                 finish(steps.len(), &mut shown.steps);
-                if let Some(id) = &l.step {
-                    rollback_started(id, &mut shown.rollbacks);
+                if let Some(i) = owner {
+                    rollback_started(&steps[i].id, &mut shown.rollbacks);
                 }
             }
             (_, Some(idx)) => {

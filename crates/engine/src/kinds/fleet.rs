@@ -96,7 +96,7 @@ struct Live {
     last_err: Option<String>,
     /// SSH: the line after which the outputs come, and what came after it.
     marker: Option<String>,
-    outputs: Option<String>,
+    outputs: Option<Vec<u8>>,
     /// SSH: more outputs came than are kept.
     outputs_cut: bool,
     /// SSH: the far side said the script started (an exit status of 255 is then its own).
@@ -104,20 +104,15 @@ struct Live {
 }
 
 impl Live {
-    /// Adds to an SSH target's outputs, up to the size kept.
-    fn add_outputs(&mut self, text: &str) {
+    /// Adds to an SSH target's outputs (bytes as they come: decoded once, at the end), up
+    /// to the size kept.
+    fn add_outputs(&mut self, bytes: &[u8]) {
         let Some(outputs) = &mut self.outputs else { return };
         let room = (super::run::MAX_OUTPUTS as usize).saturating_sub(outputs.len());
-        if text.len() > room {
-            let mut at = room;
-            while !text.is_char_boundary(at) {
-                at -= 1;
-            }
-            outputs.push_str(&text[..at]);
+        if bytes.len() > room {
             self.outputs_cut = true;
-        } else {
-            outputs.push_str(text);
         }
+        outputs.extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
 }
 
@@ -487,7 +482,7 @@ async fn on_msg<S: Store>(
             let Some(l) = live.get_mut(&slot) else { return Ok(()) };
             if chunk.stream == Stream::Stdout && l.outputs.is_some() {
                 // After an SSH target's marker: its outputs, as they come.
-                l.add_outputs(&String::from_utf8_lossy(&chunk.data));
+                l.add_outputs(&chunk.data);
                 return Ok(());
             }
             let masker = run.sink.masker().clone();
@@ -503,7 +498,7 @@ async fn on_msg<S: Store>(
             if !was_output && l.outputs.is_some() {
                 // The marker came in this chunk: what the splitter holds is outputs too.
                 if let Some(rest) = l.out.finish() {
-                    l.add_outputs(&String::from_utf8_lossy(&rest));
+                    l.add_outputs(&rest);
                 }
             }
             if run.sink.should_flush() {
@@ -525,7 +520,9 @@ fn log_line<S: Store>(
     line: Vec<u8>,
 ) {
     if l.outputs.is_some() && stream == Stream::Stdout {
-        l.add_outputs(&format!("{}\n", String::from_utf8_lossy(&line)));
+        let mut line = line;
+        line.push(b'\n');
+        l.add_outputs(&line);
         return;
     }
     if stream == Stream::Stderr
@@ -540,7 +537,7 @@ fn log_line<S: Store>(
         && let Some(m) = &l.marker
         && line.ends_with(m.as_bytes())
     {
-        l.outputs = Some(String::new());
+        l.outputs = Some(Vec::new());
         line.truncate(line.len() - m.len());
         if line.is_empty() {
             return;
@@ -603,7 +600,8 @@ async fn finish<S: Store>(
     }
     let validations = prepared.validations.clone();
     let sr = script_run(fleet, slot, &l.text, l.attempt, &validations);
-    let outputs = if ssh { Some(l.outputs.take().unwrap_or_default()) } else { None };
+    let outputs =
+        if ssh { Some(String::from_utf8_lossy(&l.outputs.take().unwrap_or_default()).into_owned()) } else { None };
     let mut result = super::run::conclude(run, &sr, prepared, exit, &l.seen, outputs).await?;
     if let (true, Some(target)) = (ssh_failed, &part.target) {
         result.error = Some(super::ssh::describe_failure(target, l.last_err.as_deref()));

@@ -10,9 +10,10 @@
 //! and the `$OPSBOOK_OUTPUT` file, which become the target's outputs.
 //!
 //! Host keys are checked against known_hosts, never accepted (`StrictHostKeyChecking
-//! yes`); nothing prompts (`BatchMode yes`); one connection per host is shared by the
-//! step's attempts and its rollback (`ControlMaster auto`, in the engine's private
-//! scratch directory).
+//! yes`); nothing prompts (`BatchMode yes`); within a run, one connection per host, user,
+//! port and key settings is shared by attempts, rollbacks and later steps (`ControlMaster
+//! auto`, in the run's own directory of the engine's private scratch directory, closed
+//! when the run ends).
 
 use std::path::Path;
 
@@ -24,6 +25,7 @@ use crate::process::ProcessSpec;
 /// What runs on the target, whatever the login shell (`exec sh -c WRAPPER opsbook SHELL…`).
 const REMOTE: &str = r#"d=$(mktemp -d 2>/dev/null || mktemp -d -t opsbook.XXXXXX) || { echo "opsbook: cannot make a temporary directory on $(hostname)" >&2; exit 125; }
 trap 'rm -rf "$d"' EXIT
+trap 'exit 141' PIPE HUP TERM
 IFS=' ' read -r n m || exit 125
 head -c "$n" >"$d/s" || exit 125
 [ "$(wc -c <"$d/s")" -eq "$n" ] || { echo "opsbook: the script arrived incomplete" >&2; exit 125; }
@@ -33,11 +35,10 @@ e=; env --default-signal=INT,QUIT true 2>/dev/null && e='env --default-signal=IN
 printf '%s\n' "$m-started" >&2
 if command -v setsid >/dev/null 2>&1; then setsid $e "$@" "$d/s" </dev/null 3<&- & else $e "$@" "$d/s" </dev/null 3<&- & fi
 p=$!
-trap '' PIPE
-{ cat <&3; kill -TERM -"$p" || kill -TERM "$p"; sleep 5; kill -KILL -"$p"; } >/dev/null 2>&1 &
+{ cat <&3; : >"$d/c"; kill -TERM -"$p" || kill -TERM "$p"; sleep 5; kill -KILL -"$p"; } >/dev/null 2>&1 &
 w=$!
 wait "$p"; rc=$?
-kill "$w" 2>/dev/null
+if [ -e "$d/c" ]; then wait "$w"; else kill "$w" 2>/dev/null; fi
 if [ -s "$d/o" ]; then printf '%s\n' "$m"; cat "$d/o"; fi
 exit "$rc""#;
 
