@@ -135,14 +135,14 @@ fn a_skipped_group_gives_its_branches_its_status() {
 fn runbook_tests_mock_and_check_branches() {
     let env = Env::new();
     let mut book = runbook(
-        "",
-        "    - id: warm\n      parallel:\n        fail: all\n        steps:\n          - { id: eu, run: ./warm.sh eu }\n          - { id: us, run: ./warm.sh us, retries: { count: 1, delay: 1s } }\n    - id: report\n      run: echo \"{{ steps.eu.outputs.hits }}\"\n",
+        "    warm: { type: boolean, default: true }\n",
+        "    - id: warm\n      when: params.warm\n      parallel:\n        fail: all\n        steps:\n          - { id: eu, run: ./warm.sh eu }\n          - { id: us, run: ./warm.sh us, retries: { count: 1, delay: 1s } }\n    - id: report\n      run: echo \"{{ steps.eu.outputs.hits }} {{ steps.eu.status }}\"\n",
     );
     book.push_str(
-        "tests:\n  - name: a failing branch fails the group after both ran\n    mocks:\n      eu: { outputs: { hits: \"42\" } }\n      us: { attempts: [ { exit_code: 2 }, { exit_code: 3 } ] }\n    expect:\n      status: failed\n      steps: { eu: succeeded, us: failed, report: pending }\n      attempts: { us: 2 }\n      outputs: { eu: { hits: \"42\" } }\n      error_contains: \"us: exited with code 3\"\n",
+        "tests:\n  - name: a failing branch fails the group after both ran\n    mocks:\n      eu: { outputs: { hits: \"42\" } }\n      us: { attempts: [ { exit_code: 2 }, { exit_code: 3 } ] }\n    expect:\n      status: failed\n      steps: { eu: succeeded, us: failed, report: pending }\n      attempts: { us: 2 }\n      outputs: { eu: { hits: \"42\" } }\n      error_contains: \"us: exited with code 3\"\n  - name: a skipped group skips its branches\n    params: { warm: false }\n    expect:\n      status: succeeded\n      skipped: [warm, eu, us]\n      rendered: { report: 'echo \" skipped\"' }\n",
     );
     env.write("app.yaml", &book);
     let o = env.run(&["test", "app.yaml"]);
     assert_eq!(o.code, 0, "{o:?}");
-    assert!(o.stdout.contains("1 passed"), "{o:?}");
+    assert!(o.stdout.contains("2 passed"), "{o:?}");
 }
