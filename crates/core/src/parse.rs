@@ -81,6 +81,8 @@ const LEVELS: &[(&str, &[&str])] = &[
             "aws_lambda",
             "aws_ssm_command",
             "aws_ssm_automation",
+            "parallel",
+            "targets",
             "timeout",
             "retries",
             "validate",

@@ -10,7 +10,7 @@ use std::time::Duration;
 use opsbook_core::step::run::Script;
 use opsbook_core::step::targets::{SshSettings, Target, Via};
 use opsbook_core::{Step, StepStatus, template};
-use opsbook_store::{Phase, Store, Stream, TargetRecord, now_ms};
+use opsbook_store::{Phase, Store, Stream, now_ms};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -134,63 +134,6 @@ impl Outcome {
     pub fn names(fleet: &Fleet<'_>, slots: &[usize]) -> String {
         slots.iter().map(|&i| fleet.parts[i].name.as_str()).collect::<Vec<_>>().join(", ")
     }
-}
-
-/// A step's part records, on record before they run: kept when the names are those of
-/// the step's last run (run again after a crash or a `resume`, only the parts that had
-/// not succeeded run), fresh otherwise. Returns the slots to run.
-pub(crate) async fn pending_parts<S: Store>(
-    run: &mut Run<'_, '_, S>,
-    idx: usize,
-    names: &[&str],
-) -> Result<Vec<usize>> {
-    let same = run.steps[idx].targets.iter().map(|t| t.name.as_str()).eq(names.iter().copied());
-    if !same {
-        run.steps[idx].targets = names.iter().map(|n| TargetRecord::pending(n)).collect();
-    }
-    let mut todo = Vec::new();
-    for (i, t) in run.steps[idx].targets.iter_mut().enumerate() {
-        if t.status != StepStatus::Succeeded {
-            t.status = StepStatus::Pending;
-            t.error = None;
-            t.exit_code = None;
-            t.started_at = None;
-            t.finished_at = None;
-            todo.push(i);
-        }
-    }
-    run.save_step(idx).await?;
-    Ok(todo)
-}
-
-/// What a rollback on parts came to (`what`: "targets", "branches"); the parts it did
-/// not reach (a second cancel) are marked.
-pub(crate) fn rolled_back<S: Store>(
-    run: &mut Run<'_, '_, S>,
-    fleet: &Fleet<'_>,
-    out: &Outcome,
-    what: &str,
-) -> AttemptResult {
-    for &i in &out.not_started {
-        let t = &mut run.steps[fleet.idx].targets[i];
-        t.rollback_status = Some(StepStatus::Cancelled);
-        t.rollback_error = Some("skipped: cancelled twice".into());
-    }
-    if out.cancelled {
-        return AttemptResult::failed(StepStatus::Cancelled, "cancelled".into());
-    }
-    if out.failed.is_empty() {
-        return AttemptResult::ok(BTreeMap::new());
-    }
-    let detail: Vec<String> = (out.failed.iter())
-        .map(|&i| {
-            let t = &run.steps[fleet.idx].targets[i];
-            format!("{}: {}", t.name, t.rollback_error.as_deref().unwrap_or("failed"))
-        })
-        .collect();
-    let n = run.steps[fleet.idx].targets.len();
-    let msg = format!("the rollback failed on {} of {n} {what} ({})", out.failed.len(), detail.join("; "));
-    AttemptResult::failed(StepStatus::Failed, msg)
 }
 
 /// Runs the `todo` parts (slots of `fleet.parts`, in this order), keeping their records

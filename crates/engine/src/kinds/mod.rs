@@ -9,6 +9,7 @@ pub(crate) mod http;
 pub(crate) mod manual;
 pub(crate) mod mock;
 pub(crate) mod parallel;
+pub(crate) mod parts;
 pub(crate) mod run;
 pub(crate) mod sleep;
 pub(crate) mod ssh;

@@ -10,12 +10,12 @@ use opsbook_core::step::Rollback;
 use opsbook_core::step::parallel::{FailMode, ParallelSpec};
 use opsbook_core::step::targets::Via;
 use opsbook_core::{Step, StepKind, StepStatus};
-use opsbook_store::{Phase, Store, now_ms};
+use opsbook_store::{Phase, Store};
 
 use super::AttemptResult;
 use super::fleet::{self, Fleet, Outcome, Part};
+use super::parts;
 use crate::Result;
-use crate::observer::Event;
 use crate::runner::{Flow, Run};
 
 /// Runs parallel step `idx`.
@@ -25,17 +25,9 @@ pub(crate) async fn run_step<S: Store>(
     step: &Step,
     spec: &ParallelSpec,
 ) -> Result<Flow> {
-    {
-        let rec = &mut run.steps[idx];
-        rec.status = StepStatus::Running;
-        rec.started_at.get_or_insert(now_ms());
-        rec.finished_at = None;
-        rec.error = None;
-    }
-    run.steps[idx].rendered = super::display(run, step);
-    run.event(&Event::StepStarted { idx, step_id: &step.id, name: &step.name, attempt: 1, max_attempts: 1 });
+    parts::begin_step(run, idx, step);
     let names: Vec<&str> = spec.branches.iter().map(|b| b.id.as_str()).collect();
-    let todo = fleet::pending_parts(run, idx, &names).await?;
+    let todo = parts::pending_parts(run, idx, &names).await?;
     let fast = spec.fail == FailMode::Fast;
     let fleet = Fleet {
         idx,
@@ -49,16 +41,7 @@ pub(crate) async fn run_step<S: Store>(
         cancel_level: 1,
     };
     let out = fleet::drive(run, &fleet, todo).await?;
-    let why = |run: &Run<'_, '_, S>, slots: &[usize]| {
-        slots
-            .iter()
-            .map(|&i| {
-                let t = &run.steps[idx].targets[i];
-                format!("{}: {}", t.name, t.error.as_deref().unwrap_or("failed"))
-            })
-            .collect::<Vec<_>>()
-            .join("; ")
-    };
+    let why = |run: &Run<'_, '_, S>, slots: &[usize]| parts::errors(run, idx, slots, false);
     if let Some(&first) = out.failed.first() {
         let name = run.steps[idx].targets[first].name.clone();
         for &i in &out.stopped {
@@ -97,7 +80,7 @@ pub(crate) async fn run_step<S: Store>(
     } else {
         (StepStatus::Failed, Some(format!("{} of {n} branches failed ({})", out.failed.len(), why(run, &out.failed))))
     };
-    super::targets::settle(run, idx, step, status, error).await
+    parts::settle(run, idx, step, status, error).await
 }
 
 /// The rollbacks of the branches that succeeded (and have one), one at a time, the
@@ -131,7 +114,7 @@ pub(crate) async fn rollback<S: Store>(
         cancel_level: 2,
     };
     let out = fleet::drive(run, &fleet, todo).await?;
-    Ok(fleet::rolled_back(run, &fleet, &out, "branches"))
+    Ok(parts::rolled_back(run, &fleet, &out, "branches"))
 }
 
 /// Whether a parallel step has anything to roll back with.

@@ -13,12 +13,12 @@ use std::collections::BTreeMap;
 use opsbook_core::step::run::Script;
 use opsbook_core::step::targets::{Inventory, Source, Target, Targets};
 use opsbook_core::{Step, StepStatus, template};
-use opsbook_store::{Phase, Store, now_ms};
+use opsbook_store::{Phase, Store};
 
 use super::AttemptResult;
 use super::fleet::{self, Fleet, Outcome, Part};
+use super::parts;
 use crate::Result;
-use crate::observer::Event;
 use crate::runner::{Flow, Run};
 
 /// Runs step `idx` on its targets.
@@ -26,23 +26,13 @@ pub(crate) async fn run_step<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, ste
     let (opsbook_core::StepKind::Run(script), Some(targets)) = (&step.kind, &step.targets) else {
         unreachable!("a run step with targets");
     };
-    let max = step.attempts();
-    let started = now_ms();
-    {
-        let rec = &mut run.steps[idx];
-        rec.status = StepStatus::Running;
-        rec.started_at.get_or_insert(started);
-        rec.finished_at = None;
-        rec.error = None;
-    }
-    run.steps[idx].rendered = super::display(run, step);
-    run.event(&Event::StepStarted { idx, step_id: &step.id, name: &step.name, attempt: 1, max_attempts: max });
+    parts::begin_step(run, idx, step);
     let resolved = match resolve(run, targets) {
         Ok(t) => t,
-        Err(e) => return settle(run, idx, step, StepStatus::Failed, Some(format!("targets: {e}"))).await,
+        Err(e) => return parts::settle(run, idx, step, StepStatus::Failed, Some(format!("targets: {e}"))).await,
     };
     let names: Vec<&str> = resolved.iter().map(|t| t.name.as_str()).collect();
-    let todo = fleet::pending_parts(run, idx, &names).await?;
+    let todo = parts::pending_parts(run, idx, &names).await?;
     let n = resolved.len();
     let fleet = Fleet {
         idx,
@@ -79,16 +69,7 @@ pub(crate) async fn run_step<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, ste
     }
     run.steps[idx].outputs = outputs;
     let allowed = fleet.allowed_errors.unwrap_or(0);
-    let detail = |run: &Run<'_, '_, S>| {
-        out.failed
-            .iter()
-            .map(|&i| {
-                let t = &run.steps[idx].targets[i];
-                format!("{}: {}", t.name, t.error.as_deref().unwrap_or("failed"))
-            })
-            .collect::<Vec<_>>()
-            .join("; ")
-    };
+    let detail = |run: &Run<'_, '_, S>| parts::errors(run, idx, &out.failed, false);
     let (status, error) = if out.cancelled {
         (StepStatus::Cancelled, Some("cancelled".to_string()))
     } else if out.failed.len() > allowed {
@@ -105,7 +86,7 @@ pub(crate) async fn run_step<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, ste
         }
         (StepStatus::Succeeded, None)
     };
-    settle(run, idx, step, status, error).await
+    parts::settle(run, idx, step, status, error).await
 }
 
 /// Runs a step's `run` rollback on each target it succeeded on (and whose rollback has
@@ -147,7 +128,7 @@ pub(crate) async fn rollback<S: Store>(
         cancel_level: 2,
     };
     let out = fleet::drive(run, &fleet, todo).await?;
-    Ok(fleet::rolled_back(run, &fleet, &out, "targets"))
+    Ok(parts::rolled_back(run, &fleet, &out, "targets"))
 }
 
 /// The step's targets as parts of a fleet.
@@ -158,27 +139,6 @@ fn parts<'a>(step: &'a Step, script: &'a Script, targets: Vec<Target>) -> Vec<Pa
 /// A target known only by its name (how the rollback reaches it when the inventory is gone).
 fn named(name: &str) -> Target {
     Target { name: name.to_string(), address: name.to_string(), user: None, port: None }
-}
-
-/// The step's final state, on record and announced.
-pub(crate) async fn settle<S: Store>(
-    run: &mut Run<'_, '_, S>,
-    idx: usize,
-    step: &Step,
-    status: StepStatus,
-    error: Option<String>,
-) -> Result<Flow> {
-    let finished = now_ms();
-    let error = error.map(|e| run.masker().mask(&e).into_owned());
-    let rec = &mut run.steps[idx];
-    rec.status = status;
-    rec.finished_at = Some(finished);
-    rec.error = error.clone();
-    rec.attempts = rec.targets.iter().map(|t| t.attempts).sum();
-    let duration_ms = finished - rec.started_at.unwrap_or(finished);
-    run.save_step(idx).await?;
-    run.event(&Event::StepFinished { idx, step_id: &step.id, status, duration_ms, error: error.as_deref() });
-    Ok(Flow::Done(status))
 }
 
 /// The targets a step names: its hosts (templates rendered), or an inventory's group.
