@@ -61,6 +61,46 @@ pub struct ExecutionSummary {
     #[schema(value_type = Object)]
     pub params: Value,
     pub error: Option<String>,
+    /// A child execution: the execution whose `runbook` step started it, and that step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentRef>,
+}
+
+/// The execution (and its `runbook` step) that started a child execution.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ParentRef {
+    pub id: String,
+    pub step: String,
+}
+
+/// The child execution a `runbook` step started (its newest, should it have started several).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChildRef {
+    pub id: String,
+    pub runbook: String,
+    pub version: String,
+    #[schema(value_type = String, example = "succeeded")]
+    pub status: ExecStatus,
+    pub error: Option<String>,
+    /// `succeeded` or `failed` once it was rolled back (as a whole, with this execution).
+    #[schema(value_type = Option<String>)]
+    pub rollback_status: Option<StepStatus>,
+    /// Its steps, in order.
+    pub steps: Vec<ChildStep>,
+}
+
+/// One step of a child execution, as its parent shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChildStep {
+    pub id: String,
+    pub kind: String,
+    #[schema(value_type = String, example = "succeeded")]
+    pub status: StepStatus,
+    pub attempts: i64,
+    pub duration_ms: Option<i64>,
+    pub error: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub rollback_status: Option<StepStatus>,
 }
 
 /// An execution with its steps and rollback: `GET /api/v1/executions/{id}`, and the
@@ -118,7 +158,7 @@ pub struct StepDoc {
     pub id: String,
     pub name: String,
     /// `run`, `http`, `sleep`, `approval`, `manual`, `gate`, `aws_lambda`,
-    /// `aws_ssm_command` or `aws_ssm_automation`.
+    /// `aws_ssm_command`, `aws_ssm_automation`, `parallel` or `runbook`.
     pub kind: String,
     #[schema(value_type = String, example = "succeeded")]
     pub status: StepStatus,
@@ -138,6 +178,9 @@ pub struct StepDoc {
     /// A `parallel` step: how each branch went (`name` is the branch's id), in the order written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub branches: Vec<TargetDoc>,
+    /// A `runbook` step: the child execution it started (`GET /api/v1/executions/{id}` for its steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<ChildRef>,
 }
 
 /// How a step with `targets` went on one target, or a parallel step's branch went.
@@ -198,7 +241,9 @@ impl ExecutionDoc {
     /// The step waiting on a gate (a gate step, or one a gate's recheck holds), if any.
     pub fn waits_on_gate(&self) -> bool {
         self.summary.status == ExecStatus::Waiting
-            && self.steps.iter().any(|s| s.status == StepStatus::Waiting && s.kind != "approval" && s.kind != "manual")
+            && self.steps.iter().any(|s| {
+                s.status == StepStatus::Waiting && s.kind != "approval" && s.kind != "manual" && s.kind != "runbook"
+            })
     }
 
     /// The manual step waiting for its confirmation, or the step whose manual rollback
@@ -242,6 +287,10 @@ impl From<&opsbook_store::Execution> for ExecutionSummary {
             duration_ms: e.duration_ms(),
             params: e.params.clone(),
             error: e.error.clone(),
+            parent: match (&e.parent_id, &e.parent_step) {
+                (Some(id), Some(step)) => Some(ParentRef { id: id.clone(), step: step.clone() }),
+                _ => None,
+            },
         }
     }
 }
@@ -272,6 +321,7 @@ impl ExecutionDoc {
                 } else {
                     Vec::new()
                 },
+                child: None,
             })
             .collect();
         let rolled = steps
@@ -292,6 +342,38 @@ impl ExecutionDoc {
             rollback: RollbackDoc { performed: e.rollback_status.is_some(), status: e.rollback_status, steps: rolled },
             approvals: Vec::new(),
         }
+    }
+
+    /// With the child executions its `runbook` steps started and their steps (newest
+    /// first, as listed).
+    pub fn with_children(
+        mut self,
+        children: &[(opsbook_store::Execution, Vec<opsbook_store::StepRecord>)],
+    ) -> ExecutionDoc {
+        for step in &mut self.steps {
+            let newest = children.iter().find(|(c, _)| c.parent_step.as_deref() == Some(step.id.as_str()));
+            step.child = newest.map(|(c, steps)| ChildRef {
+                id: c.id.clone(),
+                runbook: c.runbook_name.clone(),
+                version: c.runbook_version.clone(),
+                status: c.status,
+                error: c.error.clone(),
+                rollback_status: c.rollback_status,
+                steps: steps
+                    .iter()
+                    .map(|s| ChildStep {
+                        id: s.step_id.clone(),
+                        kind: s.kind.clone(),
+                        status: s.status,
+                        attempts: s.attempts,
+                        duration_ms: s.duration_ms(),
+                        error: s.error.clone(),
+                        rollback_status: s.rollback_status,
+                    })
+                    .collect(),
+            });
+        }
+        self
     }
 
     /// With the decisions on its approval steps.

@@ -183,10 +183,14 @@ impl Observer for Live {
                     style(human_ms(u64::try_from(*duration_ms).unwrap_or(0))).dim()
                 ));
             }
-            Event::Waiting { step_id, message, .. } => {
+            Event::Waiting { step_id, message, kind } => {
                 self.clear();
                 // A manual step's message says so itself ("manual step: …").
-                let what = if message.starts_with("manual ") { "waits for a person" } else { "waits for approval" };
+                let what = match kind {
+                    opsbook_store::WaitKind::Child => "waits",
+                    _ if message.starts_with("manual ") => "waits for a person",
+                    _ => "waits for approval",
+                };
                 self.line(&format!("{} {} {what}: {message}", status_mark(StepStatus::Waiting), style(step_id).bold()));
             }
             // The gate step logs every check itself; nothing more to show here.

@@ -45,6 +45,9 @@ pub fn print_header(doc: &ExecutionDoc) {
     say!("  started   {}", dash(&e.started_at));
     say!("  finished  {}", dash(&e.finished_at));
     say!("  params    {}", e.params);
+    if let Some(p) = &e.parent {
+        say!("  parent    execution {} (its step `{}` started this one)", p.id, p.step);
+    }
     for a in &doc.approvals {
         let verb = match a.decision.as_str() {
             "confirmed" => "done, confirmed",
@@ -89,6 +92,9 @@ pub fn print_summary(doc: &ExecutionDoc, at: Where<'_>) {
         if !s.branches.is_empty() {
             print_parts(&s.id, "Branch", &s.branches);
         }
+        if let Some(child) = &s.child {
+            print_child(&s.id, child);
+        }
     }
     let e = &doc.summary;
     let took = e.duration_ms.map(|d| format!(" in {}", duration(Some(d)))).unwrap_or_default();
@@ -130,6 +136,30 @@ fn print_parts(step: &str, what: &str, parts: &[opsbook_api::TargetDoc]) {
     say!("{t}");
 }
 
+/// The steps of the child execution a `runbook` step started.
+fn print_child(step: &str, c: &opsbook_api::ChildRef) {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED);
+    if !std::io::stdout().is_terminal() {
+        t.force_no_tty();
+    }
+    t.set_header(vec!["Step", "Kind", "Status", "Attempts", "Duration", "Rollback", "Error"]);
+    for s in &c.steps {
+        t.add_row(vec![
+            Cell::new(&s.id),
+            Cell::new(&s.kind),
+            step_cell(s.status),
+            Cell::new(s.attempts),
+            Cell::new(duration(s.duration_ms)),
+            Cell::new(s.rollback_status.map(|r| r.to_string()).unwrap_or_default()),
+            Cell::new(truncate(s.error.as_deref().unwrap_or_default(), 80)),
+        ]);
+    }
+    let rolled = c.rollback_status.map(|r| format!(", rollback {r}")).unwrap_or_default();
+    say!("Step `{step}` ran {} {} as execution {}: {}{rolled}", c.runbook, c.version, c.id, exec_status(c.status));
+    say!("{t}");
+}
+
 /// What the reader can do about a waiting or interrupted execution.
 pub fn next_step(doc: &ExecutionDoc, at: Where<'_>) -> Option<String> {
     let (id, ops) = (&doc.summary.id, at.opsbook());
@@ -150,6 +180,36 @@ pub fn next_step(doc: &ExecutionDoc, at: Where<'_>) -> Option<String> {
         return Some(format!(
             "{asks}{what} is for a person to do: when it is done, `{ops} confirm {id} --step {step}` (or \
              `--not-done`){secrets}; {then}"
+        ));
+    }
+    if doc.summary.status == ExecStatus::Waiting
+        && let Some(s) = doc.steps.iter().find(|s| s.status == opsbook_core::StepStatus::Waiting && s.kind == "runbook")
+        && let Some(c) = &s.child
+    {
+        let what = match c.steps.iter().find(|cs| cs.status == opsbook_core::StepStatus::Waiting) {
+            Some(cs) if cs.kind == "approval" => {
+                format!("decide on its step `{}` with `{ops} approve {}` (or reject)", cs.id, c.id)
+            }
+            Some(cs) if cs.kind == "manual" => format!("confirm its step `{}` with `{ops} confirm {}`", cs.id, c.id),
+            _ => "let it go on".to_string(),
+        };
+        return Some(match at {
+            Where::Here => format!(
+                "step `{}` waits on child execution {}: {what}, then `{ops} resume {id}`{secrets} goes on with both",
+                s.id, c.id
+            ),
+            Where::Server(_) => format!(
+                "step `{}` waits on child execution {}: {what}; this execution goes on when the child ends",
+                s.id, c.id
+            ),
+        });
+    }
+    if let (Some(p), Where::Here) = (&doc.summary.parent, at)
+        && doc.summary.status.is_terminal()
+    {
+        return Some(format!(
+            "it was started by step `{}` of execution {}: `{ops} resume {}` goes on with that one",
+            p.step, p.id, p.id
         ));
     }
     match (doc.summary.status, doc.waits_for_people(), at) {

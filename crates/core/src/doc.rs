@@ -306,6 +306,24 @@ fn action(b: &mut Vec<Block>, kind: &StepKind) {
                 }
             }
         }
+        StepKind::Runbook(c) => {
+            let what = match &c.callee {
+                crate::step::call::Callee::File(f) => format!("the runbook in `{f}`"),
+                crate::step::call::Callee::Name { name, version: Some(v) } => {
+                    format!("the published runbook `{name}` (version {v})")
+                }
+                crate::step::call::Callee::Name { name, version: None } => format!("the published runbook `{name}`"),
+            };
+            let how = "its own execution, with its own approvals and rollbacks; it is rolled back as a whole \
+                       when this runbook rolls back";
+            if c.params.is_empty() {
+                b.push(Block::Para(format!("Run {what} ({how}).")));
+            } else {
+                b.push(Block::Para(format!("Run {what} ({how}), with:")));
+                let lines: Vec<String> = c.params.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                b.push(Block::Code(lines.join("\n")));
+            }
+        }
     }
 }
 

@@ -286,7 +286,7 @@ impl Shell {
 }
 
 /// One step as written. Exactly one kind is set: `run`, `http`, `sleep`, `approval`, `manual`, `gate`,
-/// `aws_lambda`, `aws_ssm_command`, `aws_ssm_automation` or `parallel`.
+/// `aws_lambda`, `aws_ssm_command`, `aws_ssm_automation`, `parallel` or `runbook`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawStep {
@@ -340,6 +340,9 @@ pub struct RawStep {
     /// Kind `parallel`: `run` steps (branches) side by side.
     #[serde(default)]
     pub parallel: Option<crate::step::parallel::RawParallel>,
+    /// Kind `runbook`: run another runbook as a child execution.
+    #[serde(default)]
+    pub runbook: Option<crate::step::call::RawCall>,
 
     #[serde(default)]
     pub timeout: Option<Dur>,

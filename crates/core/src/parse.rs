@@ -82,6 +82,7 @@ const LEVELS: &[(&str, &[&str])] = &[
             "aws_ssm_command",
             "aws_ssm_automation",
             "parallel",
+            "runbook",
             "targets",
             "timeout",
             "retries",
@@ -370,7 +371,7 @@ impl Checker<'_> {
     }
 }
 
-fn is_slug(s: &str) -> bool {
+pub(crate) fn is_slug(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63

@@ -267,6 +267,13 @@ const SHOWN: &[Shown] = &[
         r#"{"max": 3, "fail": "fast", "steps": [{"id": "cache_eu", "run": "./warm.sh eu"}, {"id": "cache_us", "run": "./warm.sh us"}]}"#,
     ),
     shown(
+        "RawCall",
+        "RunbookCall",
+        "Call a runbook",
+        "Run another runbook as a child execution of its own (its own record, approvals, gates and rollbacks): `file` (relative to this runbook) or `name` (published, with a semver `version` requirement). Its parameters are templates; its steps' outputs become this step's outputs.",
+        r#"{"file": "./db-migrate.yaml", "params": {"db": "{{ params.db }}"}}"#,
+    ),
+    shown(
         "ParallelFailMode",
         "ParallelFailMode",
         "When a branch fails",

@@ -84,6 +84,10 @@ pub fn plan(rb: &Runbook, params: &ParamValues) -> Vec<PlannedStep> {
             format!("aws_lambda {} {payload}{where_}", render(&l.function.value, false))
         }
         StepKind::Manual(m) => manual(m),
+        StepKind::Runbook(c) => {
+            let params: Vec<String> = c.params.iter().map(|(k, v)| format!("{k}={}", render(v, false))).collect();
+            format!("runbook {} {}", c.callee, params.join(" ")).trim_end().to_string()
+        }
         StepKind::Parallel(p) => {
             let branches: Vec<String> = (p.branches.iter())
                 .map(|b| match &b.kind {

@@ -26,7 +26,7 @@ const TABLES: &[(&str, &str, &str)] = &[
         "executions",
         "id, runbook_name, runbook_version, runbook_sha256, source_path, base_dir, status, actor, params, \
          secret_digests, created_at, started_at, finished_at, error, current_step, rollback_status, owner, \
-         lease_expires_at, heartbeat_at, cancel_requested",
+         lease_expires_at, heartbeat_at, cancel_requested, parent_id, parent_step",
         "",
     ),
     (

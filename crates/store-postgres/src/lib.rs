@@ -47,6 +47,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/postgres/0003_queue_index.sql")),
     (4, include_str!("../migrations/postgres/0004_quality.sql")),
     (5, include_str!("../migrations/postgres/0005_step_targets.sql")),
+    (6, include_str!("../migrations/postgres/0006_child_executions.sql")),
 ];
 
 /// `?` on a driver call: its error becomes the backend-neutral storage error.

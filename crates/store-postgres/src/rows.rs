@@ -24,7 +24,7 @@ macro_rules! execution_columns {
     () => {
         "id, runbook_name, runbook_version, runbook_sha256, source_path, base_dir, status, actor, params, \
          secret_digests, created_at, started_at, finished_at, error, current_step, rollback_status, owner, \
-         lease_expires_at, heartbeat_at, cancel_requested"
+         lease_expires_at, heartbeat_at, cancel_requested, parent_id, parent_step"
     };
 }
 pub(crate) use execution_columns;
@@ -51,6 +51,8 @@ pub(crate) fn execution_from(row: &PgRow) -> Result<Execution> {
         lease_expires_at: col(row, 17)?,
         heartbeat_at: col(row, 18)?,
         cancel_requested: col(row, 19)?,
+        parent_id: col(row, 20)?,
+        parent_step: col(row, 21)?,
     })
 }
 
@@ -154,7 +156,9 @@ pub(crate) async fn insert_execution<'c>(
             .push_bind(&e.owner)
             .push_bind(e.lease_expires_at)
             .push_bind(e.heartbeat_at)
-            .push_bind(e.cancel_requested);
+            .push_bind(e.cancel_requested)
+            .push_bind(&e.parent_id)
+            .push_bind(&e.parent_step);
     }
     q.push(gate).push(" RETURNING id)");
     // The steps refer to the execution; references are checked at the statement's end.

@@ -229,6 +229,9 @@ impl Store for PgStore {
         if let Some(a) = &f.actor {
             q.push(" AND actor = ").push_bind(a);
         }
+        if let Some(p) = &f.parent {
+            q.push(" AND parent_id = ").push_bind(p);
+        }
         if let Some(t) = f.since {
             q.push(" AND created_at >= ").push_bind(t);
         }

@@ -93,6 +93,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (14, include_str!("../migrations/sqlite/0014_claim_index.sql")),
     (15, include_str!("../migrations/sqlite/0015_claim_index_queued_only.sql")),
     (16, include_str!("../migrations/sqlite/0016_step_targets.sql")),
+    (17, include_str!("../migrations/sqlite/0017_child_executions.sql")),
 ];
 
 #[derive(Clone)]

@@ -10,7 +10,7 @@ pub(crate) use opsbook_store::codec::{exec_status, json_text, opt_step_status, p
 
 pub(crate) const EXECUTION_COLUMNS: &str = "id, runbook_name, runbook_version, runbook_sha256, source_path, base_dir, status, \
     actor, params, secret_digests, created_at, started_at, finished_at, error, current_step, rollback_status, owner, \
-    lease_expires_at, heartbeat_at, cancel_requested";
+    lease_expires_at, heartbeat_at, cancel_requested, parent_id, parent_step";
 
 pub(crate) fn execution_from(row: &Row<'_>) -> Result<Execution> {
     Ok(Execution {
@@ -34,6 +34,8 @@ pub(crate) fn execution_from(row: &Row<'_>) -> Result<Execution> {
         lease_expires_at: row.get(17).db()?,
         heartbeat_at: row.get(18).db()?,
         cancel_requested: row.get::<_, i64>(19).db()? != 0,
+        parent_id: row.get(20).db()?,
+        parent_step: row.get(21).db()?,
     })
 }
 
@@ -160,7 +162,7 @@ pub(crate) fn update_step(conn: &Connection, s: &StepRecord, fence: Option<&str>
 /// Inserts an execution and its steps (inside the caller's transaction).
 pub(crate) fn insert_execution(tx: &rusqlite::Transaction<'_>, e: &Execution, steps: &[StepRecord]) -> Result<()> {
     tx.prepare_cached(&format!(
-        "INSERT INTO executions ({EXECUTION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO executions ({EXECUTION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )).db()?
     .execute(params![
         e.id,
@@ -183,6 +185,8 @@ pub(crate) fn insert_execution(tx: &rusqlite::Transaction<'_>, e: &Execution, st
         e.lease_expires_at,
         e.heartbeat_at,
         i64::from(e.cancel_requested),
+        e.parent_id,
+        e.parent_step,
     ]).db()?;
     for s in steps {
         insert_step(tx, s)?;

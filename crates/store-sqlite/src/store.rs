@@ -225,6 +225,10 @@ impl Store for SqliteStore {
             sql.push_str(" AND actor = ?");
             args.push(Box::new(a.clone()));
         }
+        if let Some(p) = &f.parent {
+            sql.push_str(" AND parent_id = ?");
+            args.push(Box::new(p.clone()));
+        }
         if let Some(t) = f.since {
             sql.push_str(" AND created_at >= ?");
             args.push(Box::new(t));

@@ -71,6 +71,8 @@ pub fn execution(id: &str, runbook: &str, status: ExecStatus, created_at: i64) -
         lease_expires_at: None,
         heartbeat_at: None,
         cancel_requested: false,
+        parent_id: None,
+        parent_step: None,
     }
 }
 
@@ -101,6 +103,17 @@ async fn executions_round_trip<S: ServerStore>(s: S) {
     assert_eq!(s.execution("EX0001").await.unwrap(), e);
     assert_eq!(s.execution("EX00").await.unwrap().id, "EX0001", "a unique prefix finds it");
     assert!(matches!(s.execution("NOPE").await, Err(crate::Error::NotFound(_))));
+    // A child execution names its parent and the step that started it; the parent finds it.
+    let child = Execution {
+        parent_id: Some("EX0001".into()),
+        parent_step: Some("s1".into()),
+        ..execution("CH0001", "demo", ExecStatus::Queued, 101)
+    };
+    s.create_execution(&child, &steps("CH0001", 1)).await.unwrap();
+    assert_eq!(s.execution("CH0001").await.unwrap(), child);
+    assert_eq!(s.executions(&ExecutionFilter::children("EX0001")).await.unwrap(), vec![child.clone()]);
+    assert_eq!(s.children("EX0001").await.unwrap(), vec![(child, steps("CH0001", 1))]);
+    assert!(s.executions(&ExecutionFilter::children("CH0001")).await.unwrap().is_empty());
 
     let mut st = s.steps("EX0001").await.unwrap();
     assert_eq!(st.len(), 2);

@@ -126,6 +126,18 @@ pub trait Store: Send + Sync + Clone + 'static {
     fn steps_and_last_seq(&self, execution_id: &str) -> impl Future<Output = Result<(Vec<StepRecord>, i64)>> + Send {
         async move { Ok((self.steps(execution_id).await?, self.last_log_seq(execution_id).await?)) }
     }
+    /// The child executions of execution `id` (started by its `runbook` steps), newest
+    /// first, each with its steps.
+    fn children(&self, id: &str) -> impl Future<Output = Result<Vec<(Execution, Vec<StepRecord>)>>> + Send {
+        async move {
+            let mut out = Vec::new();
+            for child in self.executions(&ExecutionFilter::children(id)).await? {
+                let steps = self.steps(&child.id).await?;
+                out.push((child, steps));
+            }
+            Ok(out)
+        }
+    }
     /// The end of a run: the final attempt still to be recorded, if any (with its steps,
     /// as `record_attempt`), then the execution's state, both fenced as
     /// `update_execution`. One atomic write where the backend can.

@@ -37,6 +37,10 @@ pub struct Execution {
     pub lease_expires_at: Option<i64>,
     pub heartbeat_at: Option<i64>,
     pub cancel_requested: bool,
+    /// The execution whose `runbook` step started this one (a child execution), and
+    /// that step's id.
+    pub parent_id: Option<String>,
+    pub parent_step: Option<String>,
 }
 
 impl Execution {
@@ -121,6 +125,8 @@ pub enum WaitKind {
     Gate,
     /// A person to do a manual step and confirm it.
     Manual,
+    /// A child execution (a `runbook` step's) that waits itself, or runs elsewhere.
+    Child,
 }
 
 impl WaitKind {
@@ -129,11 +135,12 @@ impl WaitKind {
             WaitKind::Approval => "approval",
             WaitKind::Gate => "gate",
             WaitKind::Manual => "manual",
+            WaitKind::Child => "child",
         }
     }
 
     pub fn parse(s: &str) -> Option<WaitKind> {
-        [WaitKind::Approval, WaitKind::Gate, WaitKind::Manual].into_iter().find(|k| k.as_str() == s)
+        [WaitKind::Approval, WaitKind::Gate, WaitKind::Manual, WaitKind::Child].into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -331,11 +338,21 @@ pub struct ExecutionFilter {
     pub runbook: Option<String>,
     pub status: Option<ExecStatus>,
     pub actor: Option<String>,
+    /// Only the children of this execution (started by its `runbook` steps).
+    pub parent: Option<String>,
     /// Only executions created at or after this time (epoch ms).
     pub since: Option<i64>,
     /// Keyset cursor: only executions strictly older than this `(created_at, id)`.
     pub before: Option<(i64, String)>,
     pub limit: i64,
+}
+
+impl ExecutionFilter {
+    /// The child executions of execution `id`, newest first (at most 500: a runbook's
+    /// steps start one each, and a resume does not start another).
+    pub fn children(id: &str) -> ExecutionFilter {
+        ExecutionFilter { parent: Some(id.to_string()), limit: 500, ..Default::default() }
+    }
 }
 
 #[derive(Debug, Clone, Default)]

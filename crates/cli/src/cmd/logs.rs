@@ -33,7 +33,8 @@ pub async fn doc(store: &impl Store, id: &str) -> Result<ExecutionDoc> {
     let e = store.execution(id).await?;
     let steps = store.steps(&e.id).await?;
     let approvals = store.approvals(&e.id).await?;
-    Ok(ExecutionDoc::new(&e, &steps).with_approvals(&approvals))
+    let children = store.children(&e.id).await?;
+    Ok(ExecutionDoc::new(&e, &steps).with_approvals(&approvals).with_children(&children))
 }
 
 pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<u8> {

@@ -61,6 +61,10 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
         return dry_run(&rb, &params, args.output);
     }
     let gates = load_gates(&rb, &args)?;
+    // The runbooks it calls read, parse and take the parameters given, with no cycle.
+    if let Some(d) = opsbook_core::step::call::check_calls(&args.file, &rb).into_iter().next() {
+        return Err(super::usage(d.headline(&args.file.display().to_string())));
+    }
     let mut engine = super::open(db).await?;
     engine.config.gates = opsbook_core::gate::GateBook::new(gates);
     let base_dir =

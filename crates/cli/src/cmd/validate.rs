@@ -302,7 +302,9 @@ fn check_file(f: &Path, explicit: Option<&Path>, gates_files: &mut GatesFiles) -
             report.version = Some(rb.version.to_string());
             report.steps = Some(rb.steps.len());
             report.warnings = bundle_warnings(&rb, f).iter().map(Problem::from).collect();
-            check_uses(&rb, f, explicit, gates_files)
+            let mut diags = check_uses(&rb, f, explicit, gates_files);
+            diags.extend(opsbook_core::step::call::check_calls(f, &rb));
+            diags
         }
         Err(diags) => diags,
     };

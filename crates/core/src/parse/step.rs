@@ -9,6 +9,7 @@ use serde_saphyr::{Location, Spanned};
 use super::Checker;
 use crate::document::{RawStep, Validation};
 use crate::step::aws::{self, LambdaSpec, SsmAutomationSpec, SsmCommandSpec};
+use crate::step::call::{CallSpec, Callee, RawCall};
 use crate::step::parallel::{ParallelSpec, RawParallel};
 use crate::step::targets::{Amount, RawAmount, Source, Target, Targets, TargetsSpec, Via};
 use crate::step::{Rollback, StepKind, approval::Approver, run::Script, sleep::SleepSpec};
@@ -16,6 +17,59 @@ use crate::template::{self, Scope};
 use crate::{CheckedValidation, Step};
 
 impl Checker<'_> {
+    /// Checks a `runbook` step: one of `file` or `name`, a version requirement only with
+    /// a name, parameter names and templates.
+    fn call(&mut self, c: RawCall, at: &Location, id: &str, scope: &Scope<'_>) -> StepKind {
+        let callee = match (c.file, c.name) {
+            (Some(file), None) => {
+                if c.version.is_some() {
+                    self.err(
+                        at,
+                        format!("step `{id}`: runbook.version goes with runbook.name (a file is the version it is)"),
+                    );
+                }
+                if file.value.trim().is_empty() || file.value.contains("{{") || file.value.contains("{%") {
+                    self.err(&file.referenced, "runbook.file: a path relative to this runbook, without templates");
+                }
+                Callee::File(file.value)
+            }
+            (None, Some(name)) => {
+                let version = c.version.and_then(|v| match semver::VersionReq::parse(v.value.trim()) {
+                    Ok(req) => Some(req),
+                    Err(e) => {
+                        let msg = format!(
+                            "runbook.version: `{}` is not a version requirement ({e}); e.g. ^1, ~1.4, =1.4.2",
+                            v.value
+                        );
+                        self.err(&v.referenced, msg);
+                        None
+                    }
+                });
+                if !super::is_slug(&name.value) {
+                    self.err(&name.referenced, format!("runbook.name: `{}` is not a runbook name", name.value));
+                }
+                Callee::Name { name: name.value, version }
+            }
+            (Some(_), Some(_)) => {
+                self.err(at, format!("step `{id}`: runbook sets file and name: set one"));
+                Callee::File(String::new())
+            }
+            (None, None) => {
+                self.err(at, format!("step `{id}`: runbook names no runbook: set file (a path) or name (published)"));
+                Callee::File(String::new())
+            }
+        };
+        let mut params = Vec::new();
+        for (name, value) in c.params {
+            if !crate::params::is_param_name(&name) {
+                self.err(&value.referenced, format!("runbook.params: `{name}` is not a parameter name"));
+            }
+            self.template(&value, false, scope, &format!("runbook.params.{name}"));
+            params.push((name, value.value));
+        }
+        StepKind::Runbook(CallSpec { callee, params })
+    }
+
     pub(super) fn step(
         &mut self,
         raw: Spanned<RawStep>,
@@ -41,6 +95,7 @@ impl Checker<'_> {
             s.aws_ssm_command.is_some().then_some("aws_ssm_command"),
             s.aws_ssm_automation.is_some().then_some("aws_ssm_automation"),
             s.parallel.is_some().then_some("parallel"),
+            s.runbook.is_some().then_some("runbook"),
         ]
         .into_iter()
         .flatten()
@@ -193,6 +248,25 @@ impl Checker<'_> {
                 self.err(&at, format!("step `{id}`: {} belong on the branches of a parallel step", own.join(", ")));
             }
             self.parallel(p, &id, scope, rollback_scope)
+        } else if let Some(c) = s.runbook {
+            let own = [
+                s.retries.is_some().then_some("retries"),
+                (!validate.is_empty()).then_some("validate"),
+                rollback.is_some().then_some("rollback"),
+                s.targets.is_some().then_some("targets"),
+            ];
+            let own: Vec<&str> = own.into_iter().flatten().collect();
+            if !own.is_empty() {
+                self.err(
+                    &at,
+                    format!(
+                        "step `{id}`: {} belong on the steps of the runbook it calls (a child that fails rolls itself back; \
+                         a child that succeeded is rolled back as a whole when this runbook rolls back)",
+                        own.join(", ")
+                    ),
+                );
+            }
+            self.call(c, &at, &id, scope)
         } else if let Some(d) = s.sleep {
             StepKind::Sleep(SleepSpec { duration: d })
         } else if let Some(m) = s.manual {

@@ -5,6 +5,7 @@
 
 pub mod approval;
 pub mod aws;
+pub mod call;
 pub mod gate;
 pub mod http;
 pub mod manual;
@@ -29,6 +30,8 @@ pub enum StepKind {
     AwsSsmAutomation(aws::SsmAutomationSpec),
     /// `run` steps side by side.
     Parallel(parallel::ParallelSpec),
+    /// Another runbook, run as a child execution.
+    Runbook(call::CallSpec),
 }
 
 /// What undoes a succeeded step: a script, or one of the AWS kinds.
@@ -75,6 +78,7 @@ impl StepKind {
             StepKind::AwsSsmCommand(_) => "aws_ssm_command",
             StepKind::AwsSsmAutomation(_) => "aws_ssm_automation",
             StepKind::Parallel(_) => "parallel",
+            StepKind::Runbook(_) => "runbook",
         }
     }
 
@@ -92,12 +96,14 @@ impl StepKind {
             StepKind::AwsSsmCommand(_) | StepKind::AwsSsmAutomation(_) => Dur::from_secs(3600),
             // Each branch has its own; the group has none of its own.
             StepKind::Parallel(p) => Dur(p.branches.iter().map(|b| b.timeout.0 * b.attempts()).sum()),
+            // The child's steps have their own; this bounds the whole child while it runs.
+            StepKind::Runbook(_) => Dur::from_secs(24 * 3600),
         }
     }
 }
 
 /// Names of the keys that select a kind, for error messages.
-pub const KIND_KEYS: [&str; 10] = [
+pub const KIND_KEYS: [&str; 11] = [
     "run",
     "http",
     "sleep",
@@ -108,4 +114,5 @@ pub const KIND_KEYS: [&str; 10] = [
     "aws_ssm_command",
     "aws_ssm_automation",
     "parallel",
+    "runbook",
 ];

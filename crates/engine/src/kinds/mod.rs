@@ -3,6 +3,7 @@
 pub(crate) mod approval;
 pub(crate) mod aws_lambda;
 pub(crate) mod aws_ssm;
+pub(crate) mod call;
 pub(crate) mod fleet;
 pub(crate) mod gate;
 pub(crate) mod http;
@@ -46,6 +47,13 @@ pub(crate) fn display<S: Store>(run: &Run<'_, '_, S>, step: &Step) -> Option<Str
         }
         StepKind::AwsSsmCommand(c) => aws_ssm::display_command(c, &ctx)?,
         StepKind::AwsSsmAutomation(a) => aws_ssm::display_automation(a, &ctx)?,
+        StepKind::Runbook(c) => {
+            let params: Vec<String> = (c.params.iter())
+                .map(|(k, v)| Ok(format!("{k}={}", template::render_plain(v, &ctx)?)))
+                .collect::<std::result::Result<_, String>>()
+                .ok()?;
+            format!("runbook {} {}", c.callee, params.join(" ")).trim_end().to_string()
+        }
         StepKind::Parallel(p) => {
             let ids: Vec<&str> = p.branches.iter().map(|b| b.id.as_str()).collect();
             format!("parallel: {} (at most {} at once, fail {})", ids.join(", "), p.max, p.fail.as_str())

@@ -109,6 +109,9 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                     StepKind::Manual(spec) => kinds::manual::run(self, idx, &step, spec).await?,
                     StepKind::Run(_) if step.targets.is_some() => kinds::targets::run_step(self, idx, &step).await?,
                     StepKind::Parallel(spec) => kinds::parallel::run_step(self, idx, &step, spec).await?,
+                    StepKind::Runbook(spec) if self.engine.config.mocks.is_none() => {
+                        kinds::call::run_step(self, idx, &step, spec).await?
+                    }
                     StepKind::Gate(spec) if self.engine.config.release_gate_waits => {
                         kinds::gate::run_released(self, idx, &step, spec).await?
                     }
@@ -151,6 +154,8 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
             Some("cancelled while waiting for confirmation")
         } else if self.waits_on(WaitKind::Gate) {
             Some("cancelled while waiting on a gate")
+        } else if self.waits_on(WaitKind::Child) {
+            Some("cancelled while waiting on a child execution")
         } else {
             None
         }
@@ -282,6 +287,12 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 StepKind::Approval(_) | StepKind::Manual(_) | StepKind::Parallel(_) => {
                     unreachable!("people's steps and parallel groups are not attempted")
                 }
+                // A runbook test: the child answers from the step's mock.
+                StepKind::Runbook(_) => {
+                    let mocks = self.engine.config.mocks.clone().expect("real calls run in kinds::call");
+                    let act = kinds::Action::step(&step.id, attempt, step.timeout.0);
+                    kinds::mock::aws(self, &act, &mocks).await?
+                }
                 aws => {
                     let act = kinds::Action::step(&step.id, attempt, step.timeout.0);
                     kinds::aws(self, &act, aws).await?.expect("the AWS kinds")
@@ -362,8 +373,13 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
             if self.steps[idx].status != StepStatus::Waiting {
                 continue;
             }
-            let held =
-                !matches!(self.rb.steps[idx].kind, StepKind::Approval(_) | StepKind::Manual(_) | StepKind::Gate(_));
+            if let StepKind::Runbook(spec) = &self.rb.steps[idx].kind.clone() {
+                kinds::call::cancel_waiting(self, idx, spec).await?;
+            }
+            let held = !matches!(
+                self.rb.steps[idx].kind,
+                StepKind::Approval(_) | StepKind::Manual(_) | StepKind::Gate(_) | StepKind::Runbook(_)
+            );
             let rec = &mut self.steps[idx];
             rec.wait_deadline = None;
             if held {

@@ -69,6 +69,8 @@ pub async fn new_execution<S: Store>(
         lease_expires_at: running.then(|| now + engine.config.lease_ms()),
         heartbeat_at: running.then_some(now),
         cancel_requested: false,
+        parent_id: None,
+        parent_step: None,
     };
     let steps: Vec<StepRecord> = rb
         .steps
@@ -96,12 +98,25 @@ fn stored_params(rb: &Runbook, params: &ParamValues) -> serde_json::Value {
 pub(crate) async fn start<S: Store>(engine: &Engine<S>, req: StartRequest, hooks: &Hooks<'_>) -> Result<Outcome> {
     let warning = check_lifecycle(&req.runbook, req.allow_draft)?;
     let (exec, steps) = new_execution(engine, &req, ExecStatus::Running).await?;
+    begin(engine, req.runbook, req.params, (exec, steps), warning, hooks).await
+}
+
+/// Stores a new execution (made by [`new_execution`], `running`) and runs it until it
+/// finishes or waits.
+pub(crate) async fn begin<S: Store>(
+    engine: &Engine<S>,
+    runbook: Runbook,
+    params: ParamValues,
+    (exec, steps): (Execution, Vec<StepRecord>),
+    warning: Option<String>,
+    hooks: &Hooks<'_>,
+) -> Result<Outcome> {
     // Read before anything is stored: a secret that cannot be read starts nothing.
-    let mut params = req.params;
+    let mut params = params;
     if engine.config.mocks.is_some() {
         // A runbook test reads nothing from AWS: a secret read from there and not
         // given by the test gets a stand-in value (masked like any secret).
-        for p in req.runbook.params.iter().filter(|p| p.source().is_some()) {
+        for p in runbook.params.iter().filter(|p| p.source().is_some()) {
             let value = params.values.entry(p.name.clone()).or_insert(serde_json::Value::Null);
             if value.is_null() {
                 *value = serde_json::Value::String(format!("mocked-{}", p.name));
@@ -109,11 +124,11 @@ pub(crate) async fn start<S: Store>(engine: &Engine<S>, req: StartRequest, hooks
             }
         }
     } else {
-        resolve_sources(&exec.id, &req.runbook, &mut params, None).await?;
+        resolve_sources(&exec.id, &runbook, &mut params, None).await?;
     }
     engine.store.create_execution(&exec, &steps).await?;
     let id = exec.id.clone();
-    let mut run = Run::new(engine, hooks, req.runbook, exec, steps, params, 0);
+    let mut run = Run::new(engine, hooks, runbook, exec, steps, params, 0);
     run.event(&Event::Started {
         execution_id: &id,
         runbook: &run.rb.name,
@@ -153,7 +168,7 @@ pub(crate) async fn run_claimed<S: Store>(
     }
     let fresh = run.steps.iter().all(|s| s.status == StepStatus::Pending);
     // Waiting on a gate: back to look again, not resumed.
-    let people = run.waits_on(WaitKind::Approval) || run.waits_on(WaitKind::Manual);
+    let people = run.waits_on(WaitKind::Approval) || run.waits_on(WaitKind::Manual) || run.waits_on(WaitKind::Child);
     let start = match (fresh, run.waits_on(WaitKind::Gate), people) {
         (true, _, _) => Start::Fresh,
         (false, true, _) => Start::GatePoll,
@@ -341,6 +356,15 @@ pub(crate) fn needed_secrets(rb: &Runbook, steps: &[StepRecord], work: Work) -> 
     let lines: Vec<&str> = rb.source.lines().collect();
     let done = |rec: &StepRecord| matches!(rec.status, StepStatus::Succeeded | StepStatus::Skipped);
     for (i, (step, rec)) in rb.steps.iter().zip(steps).enumerate() {
+        if rec.status == StepStatus::Succeeded
+            && rec.rollback_status != Some(StepStatus::Succeeded)
+            && matches!(step.kind, opsbook_core::StepKind::Runbook(_))
+        {
+            // A child is rolled back with the parameters the step hands it.
+            let from = (step.line as usize).saturating_sub(1);
+            let to = rb.steps.get(i + 1).map_or(lines.len(), |n| (n.line as usize).saturating_sub(1));
+            texts.push(lines.get(from..to.max(from)).map(|l| l.join("\n")).unwrap_or_default());
+        }
         if rec.status == StepStatus::Succeeded
             && rec.rollback_status != Some(StepStatus::Succeeded)
             && let Some(r) = &step.rollback
@@ -564,9 +588,9 @@ fn resume_point<S: Store>(run: &Run<'_, '_, S>) -> Result<(usize, Option<usize>)
 }
 
 /// Whether a rollback of `run` may start: `Ok(true)` when there is nothing to do.
-fn rollback_point<S: Store>(run: &Run<'_, '_, S>) -> Result<bool> {
+fn rollback_point<S: Store>(run: &Run<'_, '_, S>, succeeded_too: bool) -> Result<bool> {
     let id = &run.exec.id;
-    if run.exec.status == ExecStatus::Succeeded {
+    if run.exec.status == ExecStatus::Succeeded && !succeeded_too {
         return Err(Error::Invalid(format!("execution {id} succeeded; rolling back a success is not supported")));
     }
     if run.exec.rollback_status == Some(StepStatus::Succeeded) {
@@ -591,7 +615,7 @@ pub(crate) async fn check_resume<S: Store>(
     let (_handle, cancel) = crate::cancel::cancel_pair();
     let hooks = Hooks { observer: &crate::Quiet, prompt: None, cancel, cancel_handle: _handle };
     let run = load(engine, id, secrets, &hooks, if rollback { Work::Rollbacks } else { Work::Rest }).await?;
-    if rollback { rollback_point(&run).map(|_| ()) } else { resume_point(&run).map(|_| ()) }
+    if rollback { rollback_point(&run, false).map(|_| ()) } else { resume_point(&run).map(|_| ()) }
 }
 
 pub(crate) async fn rollback_only<S: Store>(
@@ -600,7 +624,18 @@ pub(crate) async fn rollback_only<S: Store>(
     secrets: &BTreeMap<String, Input>,
     hooks: &Hooks<'_>,
 ) -> Result<Outcome> {
-    claimed(engine, id, |id| async move { rollback_claimed(engine, &id, secrets, hooks).await }).await
+    claimed(engine, id, |id| async move { rollback_claimed(engine, &id, secrets, hooks, false).await }).await
+}
+
+/// Rolls back a child execution as a whole, when the runbook that called it rolls back:
+/// one that succeeded too.
+pub(crate) async fn rollback_child<S: Store>(
+    engine: &Engine<S>,
+    id: &str,
+    secrets: &BTreeMap<String, Input>,
+    hooks: &Hooks<'_>,
+) -> Result<Outcome> {
+    claimed(engine, id, |id| async move { rollback_claimed(engine, &id, secrets, hooks, true).await }).await
 }
 
 async fn rollback_claimed<S: Store>(
@@ -608,12 +643,13 @@ async fn rollback_claimed<S: Store>(
     id: &str,
     secrets: &BTreeMap<String, Input>,
     hooks: &Hooks<'_>,
+    succeeded_too: bool,
 ) -> Result<Outcome> {
     let mut run = load(engine, id, secrets, hooks, Work::Rollbacks).await?;
     let id = run.exec.id.clone();
     // Nothing to undo and nothing waiting to cancel: change nothing (not even the
     // finish time, which analytics read).
-    if rollback_point(&run)? {
+    if rollback_point(&run, succeeded_too)? {
         engine.store.release(&id, &engine.config.owner).await?;
         return Ok(Outcome { execution_id: id, status: run.exec.status, nothing_to_roll_back: true });
     }
@@ -621,6 +657,13 @@ async fn rollback_claimed<S: Store>(
     run.start_heartbeat();
     if run.exec.status == ExecStatus::Waiting {
         let why = run.cancelled_waiting().unwrap_or("cancelled while waiting");
+        for idx in 0..run.steps.len() {
+            if let opsbook_core::StepKind::Runbook(spec) = &run.rb.steps[idx].kind.clone()
+                && run.steps[idx].status == StepStatus::Waiting
+            {
+                crate::kinds::call::cancel_waiting(&mut run, idx, spec).await?;
+            }
+        }
         for s in run.steps.iter_mut().filter(|s| s.status == StepStatus::Waiting) {
             s.status = StepStatus::Cancelled;
             s.finished_at = Some(now_ms());

@@ -25,7 +25,9 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 let done_somewhere = self.steps[i].status == StepStatus::Succeeded
                     || self.steps[i].targets.iter().any(|t| t.status == StepStatus::Succeeded);
                 done_somewhere
-                    && (self.rb.steps[i].rollback.is_some() || kinds::parallel::has_rollback(&self.rb.steps[i]))
+                    && (self.rb.steps[i].rollback.is_some()
+                        || kinds::parallel::has_rollback(&self.rb.steps[i])
+                        || matches!(self.rb.steps[i].kind, opsbook_core::StepKind::Runbook(_)))
                     && self.steps[i].rollback_status != Some(StepStatus::Succeeded)
             })
             .collect()
@@ -69,6 +71,14 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
             let timeout = rollback.and_then(Rollback::timeout).unwrap_or(step.timeout).0;
             let result = match (rollback, &step.kind) {
                 (_, opsbook_core::StepKind::Parallel(spec)) => kinds::parallel::rollback(self, idx, spec).await?,
+                (_, opsbook_core::StepKind::Runbook(spec)) if self.engine.config.mocks.is_none() => {
+                    kinds::call::rollback(self, idx, spec).await?
+                }
+                (None, opsbook_core::StepKind::Runbook(_)) => {
+                    let act = kinds::Action::rollback(&step.id, timeout);
+                    let mocks = self.engine.config.mocks.clone().expect("real calls roll back in kinds::call");
+                    kinds::mock::aws(self, &act, &mocks).await?
+                }
                 (None, _) => unreachable!("filtered on having a rollback"),
                 (Some(Rollback::Run(script)), _) if step.targets.is_some() => {
                     kinds::targets::rollback(self, idx, &step, script).await?

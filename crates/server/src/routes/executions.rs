@@ -49,6 +49,8 @@ pub struct ListQuery {
     runbook: Option<String>,
     status: Option<String>,
     actor: Option<String>,
+    /// Only the child executions of this execution (started by its `runbook` steps).
+    parent: Option<String>,
     /// RFC 3339 time or epoch milliseconds.
     since: Option<String>,
     limit: Option<i64>,
@@ -97,7 +99,15 @@ pub async fn list(
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let list = st
         .store
-        .executions(&ExecutionFilter { runbook: q.runbook, status, actor: q.actor, since, before, limit })
+        .executions(&ExecutionFilter {
+            runbook: q.runbook,
+            status,
+            actor: q.actor,
+            since,
+            before,
+            limit,
+            parent: q.parent,
+        })
         .await?;
     let next = next_cursor(&list, limit);
     let items = list.iter().map(opsbook_api::ExecutionSummary::from).collect();
@@ -114,7 +124,8 @@ pub async fn get(
     let exec = st.store.execution(&id).await?;
     let steps = st.store.steps(&exec.id).await?;
     let approvals = st.store.approvals(&exec.id).await?;
-    Ok(Json(opsbook_api::ExecutionDoc::new(&exec, &steps).with_approvals(&approvals)))
+    let children = st.store.children(&exec.id).await?;
+    Ok(Json(opsbook_api::ExecutionDoc::new(&exec, &steps).with_approvals(&approvals).with_children(&children)))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

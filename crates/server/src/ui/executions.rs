@@ -75,7 +75,15 @@ pub async fn list(State(st): State<AppState>, web: Web, Query(f): Query<ListQuer
     let before = f.cursor.as_deref().and_then(crate::routes::executions::parse_cursor);
     let some = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
     let limit = 50;
-    let filter = ExecutionFilter { runbook: some(&f.runbook), status, actor: some(&f.actor), since, before, limit };
+    let filter = ExecutionFilter {
+        runbook: some(&f.runbook),
+        status,
+        actor: some(&f.actor),
+        since,
+        before,
+        limit,
+        parent: None,
+    };
     let found = st.store.executions(&filter).await?;
     let next = crate::routes::executions::next_cursor(&found, limit);
     let rows = found
@@ -197,7 +205,8 @@ pub async fn page(State(st): State<AppState>, web: Web, Path(id): Path<String>) 
     let exec = st.store.execution(&id).await?;
     let steps = st.store.steps(&exec.id).await?;
     let approvals = st.store.approvals(&exec.id).await?;
-    let d = opsbook_api::ExecutionDoc::new(&exec, &steps).with_approvals(&approvals);
+    let children = st.store.children(&exec.id).await?;
+    let d = opsbook_api::ExecutionDoc::new(&exec, &steps).with_approvals(&approvals).with_children(&children);
     let last_seq = st.store.last_log_seq(&exec.id).await?;
     let tail = st
         .store

@@ -86,6 +86,8 @@ async fn executions_of_a_dead_worker_are_recovered_on_start() {
         lease_expires_at: Some(now - 1_000),
         heartbeat_at: Some(now - 31_000),
         cancel_requested: false,
+        parent_id: None,
+        parent_step: None,
     };
     let mut step = StepRecord::pending(&exec.id, 0, "a", "a", "run");
     step.status = StepStatus::Running;

@@ -1,0 +1,167 @@
+//! The `runbook` kind: run another runbook as a child execution of its own (its own
+//! record, approvals, gates and rollbacks), linked both ways to the step that called it.
+//! The child's outputs become the step's.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// How deep runbooks may call runbooks (the top one is depth 0).
+pub const MAX_DEPTH: usize = 5;
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCall {
+    /// A runbook file, relative to this runbook's directory (runs here and, when inside
+    /// the published directory, on the server).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub file: Option<Spanned<String>>,
+    /// A runbook published to the server's registry (server runs only).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub name: Option<Spanned<String>>,
+    /// With `name`: which published version, as a semver requirement (`^1`, `=1.4.2`);
+    /// the newest active version that matches. Default: the newest active version.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub version: Option<Spanned<String>>,
+    /// The child's parameters: templates rendered with this runbook's parameters and
+    /// earlier steps' outputs, then checked against the child's parameter types.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub params: BTreeMap<String, Spanned<String>>,
+}
+
+/// Which runbook a step calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Callee {
+    /// A file, relative to the calling runbook's directory.
+    File(String),
+    /// A published runbook and the versions that may run.
+    Name { name: String, version: Option<semver::VersionReq> },
+}
+
+impl std::fmt::Display for Callee {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Callee::File(path) => write!(f, "{path}"),
+            Callee::Name { name, version: Some(v) } => write!(f, "{name} {v}"),
+            Callee::Name { name, version: None } => write!(f, "{name}"),
+        }
+    }
+}
+
+/// A checked `runbook` step.
+#[derive(Debug, Clone)]
+pub struct CallSpec {
+    pub callee: Callee,
+    /// Parameter name → template, in name order.
+    pub params: Vec<(String, String)>,
+}
+
+/// Walks the `runbook: { file }` calls from `root` (a parsed runbook read from
+/// `root_path`): every called file must read and parse, name only parameters it has and
+/// give every required one, call no runbook that is already being called (a cycle), and
+/// stay within [`MAX_DEPTH`]. A problem in the root's own steps is placed at the step; one
+/// deeper names the file, line and column of the call.
+pub fn check_calls(root_path: &Path, root: &crate::Runbook) -> Vec<crate::Diagnostic> {
+    let mut problems = Vec::new();
+    let canonical = root_path.canonicalize().unwrap_or_else(|_| root_path.to_path_buf());
+    walk(&canonical, root, &mut vec![canonical.clone()], &mut problems);
+    problems
+        .into_iter()
+        .map(|(file, step, message)| {
+            let text = format!("step `{}`: {message}", step.id);
+            if file == canonical {
+                let pos = crate::diagnostic::Pos { line: step.line, column: step.column, len: 1 };
+                crate::Diagnostic::new(Some(pos), text)
+            } else {
+                crate::Diagnostic::new(None, format!("{}:{}:{}: {text}", file.display(), step.line, step.column))
+            }
+        })
+        .collect()
+}
+
+type Problem = (PathBuf, crate::Step, String);
+
+fn walk(path: &Path, rb: &crate::Runbook, chain: &mut Vec<PathBuf>, problems: &mut Vec<Problem>) {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    for step in &rb.steps {
+        let crate::StepKind::Runbook(call) = &step.kind else { continue };
+        let Callee::File(file) = &call.callee else { continue };
+        let mut problem = |msg: String| problems.push((path.to_path_buf(), step.clone(), msg));
+        let target = dir.join(file);
+        let target = match target.canonicalize() {
+            Ok(t) => t,
+            Err(e) => {
+                problem(format!("cannot read runbook {}: {e}", target.display()));
+                continue;
+            }
+        };
+        if let Some(from) = chain.iter().position(|p| *p == target) {
+            let names: Vec<String> = chain[from..].iter().chain([&target]).map(|p| short(p, dir)).collect();
+            problem(format!("runbooks call each other in a cycle: {}", names.join(" → ")));
+            continue;
+        }
+        if chain.len() > MAX_DEPTH {
+            problem(format!(
+                "calls {} at depth {}; runbooks may call runbooks at most {MAX_DEPTH} deep",
+                short(&target, dir),
+                chain.len()
+            ));
+            continue;
+        }
+        let child = match std::fs::read_to_string(&target) {
+            Ok(text) => match crate::parse(&text) {
+                Ok(c) => c,
+                Err(diags) => {
+                    let first = diags.first().map(|d| d.to_string()).unwrap_or_default();
+                    problem(format!("the runbook it calls, {}, is invalid: {first}", target.display()));
+                    continue;
+                }
+            },
+            Err(e) => {
+                problem(format!("cannot read runbook {}: {e}", target.display()));
+                continue;
+            }
+        };
+        for p in param_problems(call, &child) {
+            problem(p);
+        }
+        chain.push(target.clone());
+        walk(&target, &child, chain, problems);
+        chain.pop();
+    }
+}
+
+/// What is wrong with the parameters a call gives `child`: names it does not have, and
+/// required ones (no default, no `from:`) left out.
+pub fn param_problems(call: &CallSpec, child: &crate::Runbook) -> Vec<String> {
+    let mut problems = Vec::new();
+    let known: Vec<&str> = child.params.iter().map(|p| p.name.as_str()).collect();
+    for (name, _) in &call.params {
+        if !known.contains(&name.as_str()) {
+            let hint = crate::diagnostic::did_you_mean(name, &known)
+                .map(|m| format!(" (did you mean `{m}`?)"))
+                .unwrap_or_default();
+            problems.push(format!("runbook `{}` has no parameter `{name}`{hint}", child.name));
+        }
+    }
+    for p in &child.params {
+        let given = call.params.iter().any(|(n, _)| *n == p.name);
+        if !given && p.spec.required && p.spec.default.is_none() && p.spec.from.is_none() {
+            problems.push(format!("parameter `{}` of runbook `{}` is required: set it in params", p.name, child.name));
+        }
+    }
+    problems
+}
+
+/// `path` as written relative to `dir` when it is below it.
+fn short(path: &Path, dir: &Path) -> String {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    path.strip_prefix(&dir).unwrap_or(path).display().to_string()
+}

@@ -1,0 +1,406 @@
+//! `runbook`: another runbook run as a child execution of its own, here, in this run's
+//! place (its own record, log, approvals, gates and rollbacks; the same people's prompt;
+//! a cancel of this run cancels it). A child that waits makes this run wait on it
+//! ([`WaitKind::Child`]); going on with this run goes on with the child. When this run
+//! rolls back, a child that succeeded is rolled back as a whole.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use opsbook_core::step::call::{CallSpec, Callee, MAX_DEPTH};
+use opsbook_core::{ExecStatus, Input, Runbook, Step, StepStatus, template};
+use opsbook_store::{Execution, ExecutionFilter, Phase, Store, Stream, WaitKind};
+
+use super::AttemptResult;
+use crate::observer::{Event, Observer};
+use crate::runner::{Flow, Run};
+use crate::{Error, Hooks, Outcome, Result, StartRequest, cancel_pair};
+
+pub(crate) async fn run_step<S: Store>(
+    run: &mut Run<'_, '_, S>,
+    idx: usize,
+    step: &Step,
+    spec: &CallSpec,
+) -> Result<Flow> {
+    run.started(idx);
+    {
+        let rec = &mut run.steps[idx];
+        rec.status = StepStatus::Running;
+        rec.finished_at = None;
+        rec.error = None;
+        rec.attempts = rec.attempts.max(1);
+    }
+    run.steps[idx].rendered = super::display(run, step);
+    run.save_step(idx).await?;
+    run.event(&Event::StepStarted { idx, step_id: &step.id, name: &step.name, attempt: 1, max_attempts: 1 });
+    let inputs = match inputs(run, spec) {
+        Ok(i) => i,
+        Err(e) => return run.settle(idx, StepStatus::Failed, Some(e)).await,
+    };
+    let child = latest_child(run, &step.id).await?;
+    if let Some(c) = &child
+        && matches!(c.status, ExecStatus::Queued | ExecStatus::Running)
+    {
+        // Another runner has it (a server's worker): this run waits until it ends.
+        let why = format!("waiting for child execution {} ({})", c.id, c.status.phrase());
+        return wait(run, idx, step, why).await;
+    }
+    let deadline = run.steps[idx].started_at.unwrap_or_else(opsbook_store::now_ms)
+        + i64::try_from(step.timeout.0.as_millis()).unwrap_or(i64::MAX / 2);
+    let (handle, cancel) = cancel_pair();
+    let relay = relay_cancel(run, handle.clone(), deadline);
+    let observer = Nested { inner: run.hooks.observer, step_id: &step.id };
+    let hooks = Hooks { observer: &observer, prompt: run.hooks.prompt.clone(), cancel, cancel_handle: handle };
+    let result = match child {
+        None => start(run, step, spec, inputs, &hooks).await,
+        Some(c) if matches!(c.status, ExecStatus::Waiting | ExecStatus::Interrupted) => {
+            let msg = format!("going on with child execution {}", c.id);
+            run.system(Some(&step.id), Phase::Step, &msg).await?;
+            Box::pin(crate::runner::resume(run.engine, &c.id, &child_secrets(run, &c, &inputs).await?, &hooks)).await
+        }
+        Some(c) => Ok(Outcome { execution_id: c.id, status: c.status, nothing_to_roll_back: false }),
+    };
+    let timed_out = relay.timed_out();
+    drop(relay);
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e @ (Error::Invalid(_) | Error::Params(_) | Error::Io(_))) => {
+            return run.settle(idx, StepStatus::Failed, Some(e.to_string())).await;
+        }
+        Err(e) => return Err(e),
+    };
+    let exec = run.store().execution(&outcome.execution_id).await?;
+    let what = format!("child execution {} ({} {})", exec.id, exec.runbook_name, exec.runbook_version);
+    match exec.status {
+        ExecStatus::Succeeded => {
+            run.steps[idx].outputs = outputs(run, &exec).await?;
+            run.system(Some(&step.id), Phase::Step, &format!("{what} succeeded")).await?;
+            run.settle(idx, StepStatus::Succeeded, None).await
+        }
+        ExecStatus::Waiting | ExecStatus::Queued | ExecStatus::Running => {
+            let on = waits_on(run, &exec).await?;
+            wait(run, idx, step, format!("waiting for {what}: {on}")).await
+        }
+        status => {
+            let why = exec.error.clone().unwrap_or_else(|| status.phrase().to_string());
+            let (status, error) = if timed_out {
+                (
+                    StepStatus::TimedOut,
+                    format!("{what} did not finish within {} and was cancelled: {why}", step.timeout),
+                )
+            } else if status == ExecStatus::Cancelled {
+                (StepStatus::Cancelled, format!("{what} was cancelled: {why}"))
+            } else {
+                (StepStatus::Failed, format!("{what} {}: {why}", status.phrase()))
+            };
+            run.settle(idx, status, Some(error)).await
+        }
+    }
+}
+
+/// Rolls back the child of step `idx` as a whole (every succeeded step's rollback, newest
+/// first, recorded in the child's execution).
+pub(crate) async fn rollback<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, spec: &CallSpec) -> Result<AttemptResult> {
+    let step_id = run.steps[idx].step_id.clone();
+    let Some(child) = latest_child(run, &step_id).await? else {
+        return Ok(AttemptResult::ok(BTreeMap::new()));
+    };
+    let inputs = inputs(run, spec).unwrap_or_default();
+    let secrets = child_secrets(run, &child, &inputs).await?;
+    let (handle, cancel) = cancel_pair();
+    let relay = relay_cancel(run, handle.clone(), i64::MAX);
+    let observer = Nested { inner: run.hooks.observer, step_id: &step_id };
+    let hooks = Hooks { observer: &observer, prompt: run.hooks.prompt.clone(), cancel, cancel_handle: handle };
+    let result = Box::pin(crate::runner::rollback_child(run.engine, &child.id, &secrets, &hooks)).await;
+    drop(relay);
+    let what = format!("child execution {}", child.id);
+    Ok(match result {
+        Ok(o) if o.nothing_to_roll_back => {
+            run.system(Some(&step_id), Phase::Rollback, &format!("{what}: nothing to roll back")).await?;
+            AttemptResult::ok(BTreeMap::new())
+        }
+        Ok(_) => match run.store().execution(&child.id).await?.rollback_status {
+            Some(StepStatus::Succeeded) | None => AttemptResult::ok(BTreeMap::new()),
+            Some(StepStatus::Waiting) => AttemptResult::failed(
+                StepStatus::Failed,
+                format!("{what} waits for a manual rollback to be confirmed; then `opsbook rollback` this execution"),
+            ),
+            Some(s) => AttemptResult::failed(s, format!("the rollback of {what} {}", s.as_str().replace('_', " "))),
+        },
+        Err(e) => AttemptResult::fatal(format!("cannot roll back {what}: {e}")),
+    })
+}
+
+/// Cancels the child a waiting step `idx` waits on (its waiting steps cancelled, its
+/// succeeded steps rolled back), as this run is cancelled.
+pub(crate) async fn cancel_waiting<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, spec: &CallSpec) -> Result<()> {
+    let step_id = run.steps[idx].step_id.clone();
+    if let Some(child) = latest_child(run, &step_id).await?
+        && child.status == ExecStatus::Waiting
+    {
+        let msg = format!("cancelling child execution {} (its succeeded steps roll back)", child.id);
+        run.system(Some(&step_id), Phase::Step, &msg).await?;
+        let result = rollback(run, idx, spec).await?;
+        if let Some(e) = result.error {
+            run.system(Some(&step_id), Phase::Step, &e).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The step waits on its child, on record and announced.
+async fn wait<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, step: &Step, why: String) -> Result<Flow> {
+    run.system(Some(&step.id), Phase::Step, &why).await?;
+    run.wait_step(idx, WaitKind::Child, None, Some(why.clone())).await?;
+    run.event(&Event::Waiting { step_id: &step.id, kind: WaitKind::Child, message: &why });
+    Ok(Flow::Wait)
+}
+
+/// Creates the child execution (linked to this run's step) and runs it here.
+async fn start<S: Store>(
+    run: &mut Run<'_, '_, S>,
+    step: &Step,
+    spec: &CallSpec,
+    inputs: BTreeMap<String, Input>,
+    hooks: &Hooks<'_>,
+) -> Result<Outcome> {
+    let (runbook, path) = callee(run, spec)?;
+    let chain = ancestors(run).await?;
+    if chain.len() >= MAX_DEPTH {
+        return Err(Error::Invalid(format!(
+            "runbooks may call runbooks at most {MAX_DEPTH} deep: {} → {}",
+            chain.join(" → "),
+            runbook.name
+        )));
+    }
+    if chain.contains(&runbook.name) {
+        return Err(Error::Invalid(format!(
+            "runbooks call each other in a cycle: {} → {}",
+            chain.join(" → "),
+            runbook.name
+        )));
+    }
+    let problems = opsbook_core::step::call::param_problems(spec, &runbook);
+    if !problems.is_empty() {
+        return Err(Error::Invalid(problems.join("; ")));
+    }
+    let params = opsbook_core::params::check_values(&runbook.params, &inputs).map_err(|errs| {
+        let errs: Vec<String> = errs.iter().map(|e| format!("runbook.params.{}", e)).collect();
+        Error::Invalid(format!("the parameters of runbook `{}`: {}", runbook.name, errs.join("; ")))
+    })?;
+    // A secret of this run handed to a parameter the child does not keep secret would be
+    // stored and shown in the clear.
+    let ours = run.params.secret_values();
+    for (name, value) in &params.values {
+        let text = value.as_str().map_or_else(|| value.to_string(), str::to_string);
+        if !params.secret_names.contains(name) && ours.iter().any(|s| !s.is_empty() && text.contains(s.as_str())) {
+            return Err(Error::Invalid(format!(
+                "parameter `{name}` of runbook `{}` would receive a secret; declare it `type: secret` there",
+                runbook.name
+            )));
+        }
+    }
+    let warning = crate::check_lifecycle(&runbook, true)?;
+    let base_dir = path.parent().map(PathBuf::from).unwrap_or_else(|| run.base_dir.clone());
+    let req = StartRequest {
+        runbook,
+        source_path: Some(path.display().to_string()),
+        base_dir,
+        params,
+        actor: run.exec.actor.clone(),
+        allow_draft: true,
+    };
+    let (mut exec, steps) = crate::runner::new_execution(run.engine, &req, ExecStatus::Running).await?;
+    exec.parent_id = Some(run.exec.id.clone());
+    exec.parent_step = Some(step.id.clone());
+    let msg = format!("starting runbook `{}` {} as child execution {}", req.runbook.name, req.runbook.version, exec.id);
+    run.system(Some(&step.id), Phase::Step, &msg).await?;
+    Box::pin(crate::runner::begin(run.engine, req.runbook, req.params, (exec, steps), warning, hooks)).await
+}
+
+/// The runbook a step calls and the path it was read from.
+fn callee<S: Store>(run: &Run<'_, '_, S>, spec: &CallSpec) -> Result<(Runbook, PathBuf)> {
+    match &spec.callee {
+        Callee::File(file) => {
+            let path = run.base_dir.join(file);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| Error::Invalid(format!("cannot read runbook {}: {e}", path.display())))?;
+            let rb = opsbook_core::parse(&text).map_err(|d| {
+                let first = d.first().map(ToString::to_string).unwrap_or_default();
+                Error::Invalid(format!("runbook {} is invalid: {first}", path.display()))
+            })?;
+            Ok((rb, path))
+        }
+        Callee::Name { name, .. } => Err(Error::Invalid(format!(
+            "`runbook: {{ name: {name} }}` runs on a server, from its registry; here, call a file \
+             (`runbook: {{ file: ... }}`)"
+        ))),
+    }
+}
+
+/// The runbook names from the top execution down to this one.
+async fn ancestors<S: Store>(run: &Run<'_, '_, S>) -> Result<Vec<String>> {
+    let mut chain = vec![run.exec.runbook_name.clone()];
+    let mut parent = run.exec.parent_id.clone();
+    while let Some(id) = parent {
+        let exec = run.store().execution(&id).await?;
+        chain.insert(0, exec.runbook_name);
+        parent = exec.parent_id;
+        if chain.len() > MAX_DEPTH + 1 {
+            break;
+        }
+    }
+    Ok(chain)
+}
+
+/// The child's parameters, rendered (secrets in the clear: they go to the child only).
+fn inputs<S: Store>(run: &Run<'_, '_, S>, spec: &CallSpec) -> std::result::Result<BTreeMap<String, Input>, String> {
+    let ctx = run.context(false);
+    let mut out = BTreeMap::new();
+    for (name, tpl) in &spec.params {
+        let value = template::render_plain(tpl, &ctx).map_err(|e| format!("runbook.params.{name}: {e}"))?;
+        out.insert(name.clone(), Input::Text(value));
+    }
+    Ok(out)
+}
+
+/// The secret parameters a child gets again when it goes on (or rolls back): those this
+/// step hands it.
+async fn child_secrets<S: Store>(
+    run: &Run<'_, '_, S>,
+    child: &Execution,
+    inputs: &BTreeMap<String, Input>,
+) -> Result<BTreeMap<String, Input>> {
+    let rb = run.engine.stored_runbook(&child.runbook_sha256).await?;
+    Ok(inputs
+        .iter()
+        .filter(|(k, _)| rb.param(k).is_some_and(|p| p.is_secret()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect())
+}
+
+/// The newest child execution step `step_id` of this run started.
+async fn latest_child<S: Store>(run: &Run<'_, '_, S>, step_id: &str) -> Result<Option<Execution>> {
+    let children = run.store().executions(&ExecutionFilter::children(&run.exec.id)).await?;
+    Ok(children.into_iter().find(|c| c.parent_step.as_deref() == Some(step_id)))
+}
+
+/// The child's outputs, as the step's: every output of its steps (a later step's wins
+/// over an earlier one of the same name), and `execution_id`.
+async fn outputs<S: Store>(
+    run: &Run<'_, '_, S>,
+    child: &Execution,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let mut out = serde_json::Map::new();
+    for s in run.store().steps(&child.id).await? {
+        out.extend(s.outputs);
+    }
+    out.insert("execution_id".into(), child.id.clone().into());
+    Ok(out)
+}
+
+/// What a waiting child waits on, in words.
+async fn waits_on<S: Store>(run: &Run<'_, '_, S>, child: &Execution) -> Result<String> {
+    let steps = run.store().steps(&child.id).await?;
+    let Some(s) =
+        steps.iter().find(|s| s.status == StepStatus::Waiting || s.rollback_status == Some(StepStatus::Waiting))
+    else {
+        return Ok(child.status.phrase().to_string());
+    };
+    Ok(match s.wait_kind {
+        Some(WaitKind::Approval) => format!("step `{}` waits for approval", s.step_id),
+        Some(WaitKind::Manual) => format!("step `{}` waits for confirmation", s.step_id),
+        Some(WaitKind::Gate) => format!("step `{}` waits on a gate", s.step_id),
+        Some(WaitKind::Child) | None => format!("step `{}` waits", s.step_id),
+    })
+}
+
+/// Passes this run's cancels on to the child, and cancels it at `deadline` (epoch ms).
+struct Relay {
+    task: tokio::task::JoinHandle<()>,
+    timed_out: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    fn timed_out(&self) -> bool {
+        self.timed_out.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn relay_cancel<S: Store>(run: &Run<'_, '_, S>, child: crate::CancelHandle, deadline: i64) -> Relay {
+    let ours = run.hooks.cancel.clone();
+    let timed_out = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = timed_out.clone();
+    let left = u64::try_from(deadline.saturating_sub(opsbook_store::now_ms())).unwrap_or(0);
+    let task = tokio::spawn(async move {
+        let timer = tokio::time::sleep(std::time::Duration::from_millis(left));
+        tokio::pin!(timer);
+        tokio::select! {
+            _ = ours.reached(1) => child.at_least(1),
+            _ = &mut timer => {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                child.at_least(1);
+            }
+        }
+        ours.reached(2).await;
+        child.at_least(2);
+    });
+    Relay { task, timed_out }
+}
+
+/// Shows a child's events as lines of the step that called it, `[STEP] …` (its own log
+/// keeps them under its own steps).
+struct Nested<'a> {
+    inner: &'a dyn Observer,
+    step_id: &'a str,
+}
+
+impl Observer for Nested<'_> {
+    fn on_event(&self, e: &Event<'_>) {
+        let line = match e {
+            // The step's own line names the child as it starts.
+            Event::Started { start: crate::Start::Fresh, .. } => return,
+            Event::Started { execution_id, runbook, version, .. } => {
+                format!("child execution {execution_id}: {runbook} {version} goes on")
+            }
+            Event::Warning { message } => format!("warning: {message}"),
+            Event::CheckStarted { .. } => return,
+            Event::CheckFinished { description, ok, error, .. } => match (ok, error) {
+                (true, _) => format!("prerequisite met: {description}"),
+                (false, e) => format!("prerequisite not met: {description} ({})", e.unwrap_or("check failed")),
+            },
+            Event::StepStarted { step_id, attempt, max_attempts, .. } if *max_attempts > 1 => {
+                format!("[{step_id}] started (attempt {attempt} of {max_attempts})")
+            }
+            Event::StepStarted { step_id, .. } => format!("[{step_id}] started"),
+            Event::Log { step_id, phase, stream, line } => {
+                let label = step_id.unwrap_or("-");
+                let text = format!("[{label}] {line}");
+                let event = Event::Log { step_id: Some(self.step_id), phase: *phase, stream: *stream, line: &text };
+                return self.inner.on_event(&event);
+            }
+            Event::StepFinished { step_id, status, error, .. } => match error {
+                Some(e) => format!("[{step_id}] {}: {e}", status.as_str().replace('_', " ")),
+                None => format!("[{step_id}] {}", status.as_str().replace('_', " ")),
+            },
+            Event::Waiting { step_id, message, .. } => format!("[{step_id}] waiting: {message}"),
+            Event::GateBlocked { step_id, gate, reasons } => format!("[{step_id}] gate `{gate}` blocks: {reasons}"),
+            Event::GateCleared { step_id, gate, .. } => format!("[{step_id}] gate `{gate}` is clear"),
+            Event::RollbackStarted { step_id } => format!("[{step_id}] rolling back"),
+            Event::RollbackFinished { step_id, status, error } => match error {
+                Some(e) => format!("[{step_id}] rollback {}: {e}", status.as_str().replace('_', " ")),
+                None => format!("[{step_id}] rollback {}", status.as_str().replace('_', " ")),
+            },
+            // The step's own line says how the child ended.
+            Event::Finished { .. } => return,
+        };
+        let event = Event::Log { step_id: Some(self.step_id), phase: Phase::Step, stream: Stream::System, line: &line };
+        self.inner.on_event(&event);
+    }
+}

@@ -1,0 +1,5 @@
+-- An execution started by another's `runbook` step (a child) names its parent and the
+-- step; NULL for the rest. (SQLite's v17.)
+ALTER TABLE executions ADD COLUMN parent_id TEXT;
+ALTER TABLE executions ADD COLUMN parent_step TEXT;
+CREATE INDEX executions_parent ON executions (parent_id) WHERE parent_id IS NOT NULL;
