@@ -349,6 +349,7 @@ fn fits(m: &StepMock, kind: &StepKind, rollback: Option<&Rollback>) -> Vec<Strin
             | StepKind::AwsLambda(_)
             | StepKind::AwsSsmCommand(_)
             | StepKind::AwsSsmAutomation(_)
+            | StepKind::Runbook(_)
     );
     if result_set && !attempted {
         problems.push(format!("{a_kind} step has no attempt result to mock (exit_code, stdout, http, aws…)"));
@@ -365,8 +366,8 @@ fn fits(m: &StepMock, kind: &StepKind, rollback: Option<&Rollback>) -> Vec<Strin
         if r.aws.is_some() && !kind_name.starts_with("aws_") {
             problems.push(format!("`aws` mocks an AWS step, not {a_kind} step"));
         }
-        if r.exit_code.is_some() && !matches!(kind, StepKind::Run(_)) {
-            problems.push(format!("`exit_code` mocks a run step, not {a_kind} step"));
+        if r.exit_code.is_some() && !matches!(kind, StepKind::Run(_) | StepKind::Runbook(_)) {
+            problems.push(format!("`exit_code` mocks a run step (or a runbook step's child), not {a_kind} step"));
         }
         if let Some(a) = &r.aws
             && a.response.is_some() == a.error.is_some()
@@ -386,7 +387,10 @@ fn fits(m: &StepMock, kind: &StepKind, rollback: Option<&Rollback>) -> Vec<Strin
     if m.manual.is_some() && !matches!(kind, StepKind::Manual(_)) {
         problems.push(format!("`manual` mocks a manual step, not {a_kind} step"));
     }
+    let called = matches!(kind, StepKind::Runbook(_));
     match (rollback, &m.rollback, &m.rollback_manual) {
+        // A called runbook rolls back as a whole: its rollback is mocked as one.
+        (None, Some(_), None) if called => {}
         (None, Some(_), _) | (None, _, Some(_)) => problems.push("the step has no rollback to mock".into()),
         (Some(Rollback::Manual(_)), Some(_), _) => {
             problems.push("its rollback is manual: mock it with `rollback_manual: done|not_done`".into())

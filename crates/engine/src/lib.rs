@@ -63,6 +63,45 @@ pub struct EngineConfig {
     /// A runbook test's mocks: every step answers from them and nothing runs (no
     /// process, no network). `None` in real runs.
     pub mocks: Option<Arc<BTreeMap<String, opsbook_core::testcase::StepMock>>>,
+    /// Where `runbook: { name }` steps find published runbooks, and what a child
+    /// execution needs before it runs (the server's registry and vault). `None` here:
+    /// only `runbook: { file }` runs.
+    pub calls: Option<CallHooks>,
+}
+
+/// A published runbook found for a `runbook: { name, version }` step.
+pub struct Resolved {
+    pub runbook: Runbook,
+    /// Its version was published with files (a bundle), written out for the child.
+    pub has_files: bool,
+}
+
+type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<T, String>> + Send + 'a>>;
+
+/// What a server lends the engine for `runbook` steps.
+pub trait Calls: Send + Sync {
+    /// The newest version of published runbook `name` that `version` allows (any, when
+    /// `None`), if the runbook may run.
+    fn resolve<'a>(&'a self, name: &'a str, version: Option<&'a semver::VersionReq>) -> Boxed<'a, Resolved>;
+    /// A child execution about to be stored: its working directory (set `base_dir`; a
+    /// published version's files written out there when `has_files`) and its secret
+    /// parameters kept for whichever runner goes on with it.
+    fn prepare<'a>(
+        &'a self,
+        child: &'a mut opsbook_store::Execution,
+        has_files: bool,
+        secrets: &'a BTreeMap<String, Input>,
+    ) -> Boxed<'a, ()>;
+}
+
+/// [`Calls`] as the engine's settings hold it.
+#[derive(Clone)]
+pub struct CallHooks(pub Arc<dyn Calls>);
+
+impl std::fmt::Debug for CallHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CallHooks")
+    }
 }
 
 impl EngineConfig {
@@ -83,6 +122,7 @@ impl Default for EngineConfig {
             release_gate_waits: false,
             parent_death: ParentDeath::Kill,
             mocks: None,
+            calls: None,
         }
     }
 }

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+mod calls;
 pub mod config;
 mod diff;
 mod error;
@@ -45,6 +46,14 @@ pub fn state(store: impl Into<Db>, config: Config) -> AppState {
     store.serve_reads();
     let (notify, rx) = tokio::sync::mpsc::unbounded_channel();
     notify::spawn_dispatcher(store.clone(), config.notify.clone(), config.public_url.clone(), rx);
+    // Checked where they are read (`opsbook serve`): a broken key text here is a bug.
+    let keys = Arc::new(match config.secret_keys.as_deref() {
+        Some(text) => vault::Keys::parse(text).expect("secret keys checked when read"),
+        None => {
+            tracing::warn!("no secret key configured: secret parameters will not outlive this process");
+            vault::Keys::parse(&vault::new_key_text()).expect("a new key parses")
+        }
+    });
     let engine_config = EngineConfig {
         kill_grace: Config::duration(&config.kill_grace),
         lease: Config::duration(&config.lease),
@@ -58,21 +67,18 @@ pub fn state(store: impl Into<Db>, config: Config) -> AppState {
             opsbook_engine::ParentDeath::LeaveToRecovery
         },
         mocks: None,
+        calls: Some(opsbook_engine::CallHooks(Arc::new(calls::ServerCalls {
+            store: store.clone(),
+            workdir: config.workdir.clone(),
+            keys: keys.clone(),
+        }))),
     };
     let auth_failures = Arc::new(limits::AuthFailures::new(config.auth_failures_per_minute));
-    // Checked where they are read (`opsbook serve`): a broken key text here is a bug.
-    let keys = match config.secret_keys.as_deref() {
-        Some(text) => vault::Keys::parse(text).expect("secret keys checked when read"),
-        None => {
-            tracing::warn!("no secret key configured: secret parameters will not outlive this process");
-            vault::Keys::parse(&vault::new_key_text()).expect("a new key parses")
-        }
-    };
     AppState {
         engine: Engine::new(store.clone(), engine_config),
         store,
         config: Arc::new(config),
-        keys: Arc::new(keys),
+        keys,
         running: Arc::new(Mutex::new(HashMap::new())),
         wake: Arc::new(Notify::new()),
         notify,

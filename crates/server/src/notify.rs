@@ -210,6 +210,12 @@ impl Observer for Notifier {
             }
             // A gate's wait went out as `blocked`, which says what blocks: one notification.
             Event::Waiting { kind: WaitKind::Gate, .. } => {}
+            // What the child waits for is in the message (the child's own approval, say).
+            Event::Waiting { step_id, kind: WaitKind::Child, message } => {
+                let detail =
+                    format!("step `{step_id}` is {message}. This execution goes on when the child execution ends.");
+                self.send_with("waiting", Some(detail));
+            }
             Event::Waiting { step_id, kind, message } => {
                 let id = &self.execution_id;
                 let (what, how) = match kind {

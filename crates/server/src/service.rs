@@ -375,7 +375,7 @@ pub async fn resume(
     may_carry_on(st, ctx, &exec).await?;
     let secrets: BTreeMap<String, Input> = params.into_iter().map(|(k, v)| (k, Input::Value(v))).collect();
     st.engine.check_resume(&exec.id, &secrets, rollback).await?;
-    crate::worker::prepare(st, &exec)
+    crate::worker::prepare(&st.store, &exec)
         .await
         .map_err(|why| ApiError::conflict(format!("cannot prepare the execution: {why}")))?;
     let action = if rollback { "rollback" } else { "resume" };

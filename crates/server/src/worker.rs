@@ -111,21 +111,19 @@ pub fn execution_dir(workdir: &Path, id: &str) -> PathBuf {
 
 /// Writes out the files of the execution's version as its working directory, unless it
 /// is there already (a later run of the same execution: a resume, a gate poll).
-pub(crate) async fn prepare(state: &AppState, exec: &Execution) -> Result<(), String> {
+pub(crate) async fn prepare(store: &crate::state::Db, exec: &Execution) -> Result<(), String> {
     let dir = PathBuf::from(&exec.base_dir);
     if dir.exists() {
         return Ok(());
     }
-    let (version, _) = state
-        .store
+    let (version, _) = store
         .registry_version(&exec.runbook_name, &exec.runbook_version)
         .await
         .map_err(|e| format!("cannot find the files of {} {}: {e}", exec.runbook_name, exec.runbook_version))?;
     let Some(sha) = version.bundle_sha256 else {
         return Err(format!("its working directory {} is gone", dir.display()));
     };
-    let bytes = state
-        .store
+    let bytes = store
         .bundle(&sha)
         .await
         .map_err(|e| e.to_string())?
@@ -180,7 +178,7 @@ async fn sweep_workdirs(state: &AppState) {
 /// poll of the gate it waits on, or what a resume or rollback asked for.
 async fn run_one(state: &AppState, exec: Execution, kind: RunKind, taken_up: Option<TakenUp>) {
     let (id, runbook) = (exec.id.as_str(), exec.runbook_name.as_str());
-    if let Err(why) = prepare(state, &exec).await {
+    if let Err(why) = prepare(&state.store, &exec).await {
         tracing::warn!(id, %why, "execution could not run");
         fail(state, id, format!("cannot prepare the execution: {why}")).await;
         return;
@@ -226,6 +224,17 @@ async fn run_one(state: &AppState, exec: Execution, kind: RunKind, taken_up: Opt
                 crate::vault::remove(state, id).await;
             }
             tidy(state, id, outcome.status);
+            // A child that went on alone (after its approval, or its gate cleared) ended:
+            // the execution waiting on it goes on.
+            if outcome.status.is_terminal()
+                && let Some(parent) = &exec.parent_id
+            {
+                match state.store.requeue(parent).await {
+                    Ok(true) => state.wake.notify_one(),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(%e, id, parent, "cannot wake the parent execution; it looks again soon"),
+                }
+            }
         }
         // This runner's claim lapsed and another took the execution (it was paused, or cut
         // off from the database): it stopped and wrote nothing more; the execution is the

@@ -2,6 +2,7 @@
 
 mod aws_health;
 mod aws_steps;
+mod calls;
 mod cancel;
 mod chaos;
 mod cli;

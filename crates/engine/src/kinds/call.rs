@@ -16,12 +16,31 @@ use crate::observer::{Event, Observer};
 use crate::runner::{Flow, Run};
 use crate::{Error, Hooks, Outcome, Result, StartRequest, cancel_pair};
 
+/// How often a server execution waiting on a child looks at it, should its wake-up be missed.
+const CHILD_LOOK_AGAIN_MS: i64 = 30_000;
+
 pub(crate) async fn run_step<S: Store>(
     run: &mut Run<'_, '_, S>,
     idx: usize,
     step: &Step,
     spec: &CallSpec,
 ) -> Result<Flow> {
+    let child = latest_child(run, &step.id).await?;
+    let server = run.engine.config.release_gate_waits;
+    if let Some(c) = &child
+        && (matches!(c.status, ExecStatus::Queued | ExecStatus::Running) || (server && c.status == ExecStatus::Waiting))
+    {
+        // Another runner has it (a server's worker), or it waits for people or a gate,
+        // which wake it on a server: this run waits until it ends.
+        if run.steps[idx].status == StepStatus::Waiting {
+            // Looked at again, still not done: waiting on, quietly.
+            let again = opsbook_store::now_ms() + CHILD_LOOK_AGAIN_MS;
+            run.wait_step(idx, WaitKind::Child, Some(again), None).await?;
+            return Ok(Flow::Wait);
+        }
+        let why = format!("waiting for child execution {} ({})", c.id, c.status.phrase());
+        return wait(run, idx, step, why).await;
+    }
     run.started(idx);
     {
         let rec = &mut run.steps[idx];
@@ -37,14 +56,6 @@ pub(crate) async fn run_step<S: Store>(
         Ok(i) => i,
         Err(e) => return run.settle(idx, StepStatus::Failed, Some(e)).await,
     };
-    let child = latest_child(run, &step.id).await?;
-    if let Some(c) = &child
-        && matches!(c.status, ExecStatus::Queued | ExecStatus::Running)
-    {
-        // Another runner has it (a server's worker): this run waits until it ends.
-        let why = format!("waiting for child execution {} ({})", c.id, c.status.phrase());
-        return wait(run, idx, step, why).await;
-    }
     let deadline = run.steps[idx].started_at.unwrap_or_else(opsbook_store::now_ms)
         + i64::try_from(step.timeout.0.as_millis()).unwrap_or(i64::MAX / 2);
     let (handle, cancel) = cancel_pair();
@@ -91,7 +102,7 @@ pub(crate) async fn run_step<S: Store>(
             } else if status == ExecStatus::Cancelled {
                 (StepStatus::Cancelled, format!("{what} was cancelled: {why}"))
             } else {
-                (StepStatus::Failed, format!("{what} {}: {why}", status.phrase()))
+                (StepStatus::Failed, format!("{what} {}: {why}", status.as_str()))
             };
             run.settle(idx, status, Some(error)).await
         }
@@ -151,7 +162,10 @@ pub(crate) async fn cancel_waiting<S: Store>(run: &mut Run<'_, '_, S>, idx: usiz
 /// The step waits on its child, on record and announced.
 async fn wait<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, step: &Step, why: String) -> Result<Flow> {
     run.system(Some(&step.id), Phase::Step, &why).await?;
-    run.wait_step(idx, WaitKind::Child, None, Some(why.clone())).await?;
+    // On a server the child's runner wakes this one when the child ends; should that be
+    // missed (a crash between), the execution is looked at again after a while.
+    let again = run.engine.config.release_gate_waits.then(|| opsbook_store::now_ms() + CHILD_LOOK_AGAIN_MS);
+    run.wait_step(idx, WaitKind::Child, again, Some(why.clone())).await?;
     run.event(&Event::Waiting { step_id: &step.id, kind: WaitKind::Child, message: &why });
     Ok(Flow::Wait)
 }
@@ -164,7 +178,7 @@ async fn start<S: Store>(
     inputs: BTreeMap<String, Input>,
     hooks: &Hooks<'_>,
 ) -> Result<Outcome> {
-    let (runbook, path) = callee(run, spec)?;
+    let (runbook, path, has_files) = callee(run, spec).await?;
     let chain = ancestors(run).await?;
     if chain.len() >= MAX_DEPTH {
         return Err(Error::Invalid(format!(
@@ -201,10 +215,12 @@ async fn start<S: Store>(
         }
     }
     let warning = crate::check_lifecycle(&runbook, true)?;
-    let base_dir = path.parent().map(PathBuf::from).unwrap_or_else(|| run.base_dir.clone());
+    let base_dir = path.as_ref().and_then(|p| p.parent()).map(PathBuf::from).unwrap_or_else(|| run.base_dir.clone());
+    let secrets: BTreeMap<String, Input> =
+        inputs.into_iter().filter(|(k, _)| params.secret_names.contains(k)).collect();
     let req = StartRequest {
         runbook,
-        source_path: Some(path.display().to_string()),
+        source_path: path.map(|p| p.display().to_string()),
         base_dir,
         params,
         actor: run.exec.actor.clone(),
@@ -213,13 +229,17 @@ async fn start<S: Store>(
     let (mut exec, steps) = crate::runner::new_execution(run.engine, &req, ExecStatus::Running).await?;
     exec.parent_id = Some(run.exec.id.clone());
     exec.parent_step = Some(step.id.clone());
+    if let Some(calls) = &run.engine.config.calls {
+        calls.0.prepare(&mut exec, has_files, &secrets).await.map_err(Error::Invalid)?;
+    }
     let msg = format!("starting runbook `{}` {} as child execution {}", req.runbook.name, req.runbook.version, exec.id);
     run.system(Some(&step.id), Phase::Step, &msg).await?;
     Box::pin(crate::runner::begin(run.engine, req.runbook, req.params, (exec, steps), warning, hooks)).await
 }
 
-/// The runbook a step calls and the path it was read from.
-fn callee<S: Store>(run: &Run<'_, '_, S>, spec: &CallSpec) -> Result<(Runbook, PathBuf)> {
+/// The runbook a step calls, the path it was read from (a file) and whether it comes with
+/// published files.
+async fn callee<S: Store>(run: &Run<'_, '_, S>, spec: &CallSpec) -> Result<(Runbook, Option<PathBuf>, bool)> {
     match &spec.callee {
         Callee::File(file) => {
             let path = run.base_dir.join(file);
@@ -229,12 +249,18 @@ fn callee<S: Store>(run: &Run<'_, '_, S>, spec: &CallSpec) -> Result<(Runbook, P
                 let first = d.first().map(ToString::to_string).unwrap_or_default();
                 Error::Invalid(format!("runbook {} is invalid: {first}", path.display()))
             })?;
-            Ok((rb, path))
+            Ok((rb, Some(path), false))
         }
-        Callee::Name { name, .. } => Err(Error::Invalid(format!(
-            "`runbook: {{ name: {name} }}` runs on a server, from its registry; here, call a file \
-             (`runbook: {{ file: ... }}`)"
-        ))),
+        Callee::Name { name, version } => {
+            let Some(calls) = &run.engine.config.calls else {
+                return Err(Error::Invalid(format!(
+                    "`runbook: {{ name: {name} }}` runs on a server, from its registry; here, call a file \
+                     (`runbook: {{ file: ... }}`)"
+                )));
+            };
+            let found = calls.0.resolve(name, version.as_ref()).await.map_err(Error::Invalid)?;
+            Ok((found.runbook, None, found.has_files))
+        }
     }
 }
 

@@ -147,6 +147,21 @@ pub(crate) async fn aws<S: Store>(run: &mut Run<'_, '_, S>, act: &Action<'_>, mo
     Ok(AttemptResult { document: Some(answer), ..AttemptResult::ok(outputs) })
 }
 
+/// A `runbook` step (or its rollback): the child's outputs as mocked; `exit_code` other
+/// than 0 is a child that failed, `timed_out` one that ran out of time.
+pub(crate) async fn call<S: Store>(run: &mut Run<'_, '_, S>, act: &Action<'_>, mocks: &Mocks) -> Result<AttemptResult> {
+    let r = result(mocks, Some(act.step_id), act.phase, act.attempt);
+    log(run, Some(act.step_id), act.phase, act.attempt, Stream::Stdout, r.stdout.as_deref().unwrap_or_default());
+    if r.timed_out {
+        let error = format!("child execution (mocked) did not finish within {}", opsbook_core::Dur(act.timeout));
+        return Ok(AttemptResult::failed(StepStatus::TimedOut, error));
+    }
+    match r.exit_code.unwrap_or(0) {
+        0 => Ok(AttemptResult::ok(r.outputs.clone())),
+        code => Ok(AttemptResult::failed(StepStatus::Failed, format!("child execution (mocked) failed ({code})"))),
+    }
+}
+
 /// A gate (its step, or a recheck of it): clear, or blocked as the mock says. Blocked
 /// fails the step as a real block would once it gave up: at once with `on_blocked:
 /// fail`, as timed out after `max_wait` otherwise.

@@ -291,7 +291,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 StepKind::Runbook(_) => {
                     let mocks = self.engine.config.mocks.clone().expect("real calls run in kinds::call");
                     let act = kinds::Action::step(&step.id, attempt, step.timeout.0);
-                    kinds::mock::aws(self, &act, &mocks).await?
+                    kinds::mock::call(self, &act, &mocks).await?
                 }
                 aws => {
                     let act = kinds::Action::step(&step.id, attempt, step.timeout.0);

@@ -168,9 +168,11 @@ pub(crate) async fn run_claimed<S: Store>(
     }
     let fresh = run.steps.iter().all(|s| s.status == StepStatus::Pending);
     // Waiting on a gate: back to look again, not resumed.
-    let people = run.waits_on(WaitKind::Approval) || run.waits_on(WaitKind::Manual) || run.waits_on(WaitKind::Child);
+    let people = run.waits_on(WaitKind::Approval) || run.waits_on(WaitKind::Manual);
     let start = match (fresh, run.waits_on(WaitKind::Gate), people) {
         (true, _, _) => Start::Fresh,
+        // Looking at the child it waits on again is no news either.
+        (false, true, _) | (false, false, false) if run.waits_on(WaitKind::Child) => Start::GatePoll,
         (false, true, _) => Start::GatePoll,
         (false, false, true) => Start::Resumed,
         // Queued again after a gate poll found its gate clear (the poll said so).

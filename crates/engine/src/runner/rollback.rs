@@ -77,7 +77,7 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
                 (None, opsbook_core::StepKind::Runbook(_)) => {
                     let act = kinds::Action::rollback(&step.id, timeout);
                     let mocks = self.engine.config.mocks.clone().expect("real calls roll back in kinds::call");
-                    kinds::mock::aws(self, &act, &mocks).await?
+                    kinds::mock::call(self, &act, &mocks).await?
                 }
                 (None, _) => unreachable!("filtered on having a rollback"),
                 (Some(Rollback::Run(script)), _) if step.targets.is_some() => {

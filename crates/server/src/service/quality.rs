@@ -29,7 +29,7 @@ pub async fn confirm(
     }
     st.engine.confirm(&wait, ctx.user(), body.done, body.note.clone()).await?;
     let next = if rollback {
-        crate::worker::prepare(st, exec)
+        crate::worker::prepare(&st.store, exec)
             .await
             .map_err(|why| ApiError::conflict(format!("cannot prepare the execution: {why}")))?;
         crate::vault::put(st, &exec.id, &secrets).await?;
