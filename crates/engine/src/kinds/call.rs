@@ -19,12 +19,20 @@ use crate::{Error, Hooks, Outcome, Result, StartRequest, cancel_pair};
 /// How often a server execution waiting on a child looks at it, should its wake-up be missed.
 const CHILD_LOOK_AGAIN_MS: i64 = 30_000;
 
-pub(crate) async fn run_step<S: Store>(
-    run: &mut Run<'_, '_, S>,
+/// A future whose type is not spelled out: a child's run holds its parent's step, so the
+/// entry points here are boxed to keep the types (and what they prove) from looping.
+type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send + 'a>>;
+
+pub(crate) fn run_step<'a, S: Store>(
+    run: &'a mut Run<'_, '_, S>,
     idx: usize,
-    step: &Step,
-    spec: &CallSpec,
-) -> Result<Flow> {
+    step: &'a Step,
+    spec: &'a CallSpec,
+) -> Boxed<'a, Flow> {
+    Box::pin(step_inner(run, idx, step, spec))
+}
+
+async fn step_inner<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, step: &Step, spec: &CallSpec) -> Result<Flow> {
     let child = latest_child(run, &step.id).await?;
     let server = run.engine.config.release_gate_waits;
     if let Some(c) = &child
@@ -58,21 +66,19 @@ pub(crate) async fn run_step<S: Store>(
     };
     let deadline = run.steps[idx].started_at.unwrap_or_else(opsbook_store::now_ms)
         + i64::try_from(step.timeout.0.as_millis()).unwrap_or(i64::MAX / 2);
-    let (handle, cancel) = cancel_pair();
-    let relay = relay_cancel(run, handle.clone(), deadline);
-    let observer = Nested { inner: run.hooks.observer, step_id: &step.id };
-    let hooks = Hooks { observer: &observer, prompt: run.hooks.prompt.clone(), cancel, cancel_handle: handle };
-    let result = match child {
-        None => start(run, step, spec, inputs, &hooks).await,
+    let (result, timed_out) = match child {
+        None => match start(run, step, spec, inputs).await {
+            Ok(job) => on_own_task(run, &step.id, deadline, job).await?,
+            Err(e) => (Err(e), false),
+        },
         Some(c) if matches!(c.status, ExecStatus::Waiting | ExecStatus::Interrupted) => {
             let msg = format!("going on with child execution {}", c.id);
             run.system(Some(&step.id), Phase::Step, &msg).await?;
-            Box::pin(crate::runner::resume(run.engine, &c.id, &child_secrets(run, &c, &inputs).await?, &hooks)).await
+            let secrets = child_secrets(run, &c, &inputs).await?;
+            on_own_task(run, &step.id, deadline, Job::Resume { id: c.id, secrets }).await?
         }
-        Some(c) => Ok(Outcome { execution_id: c.id, status: c.status, nothing_to_roll_back: false }),
+        Some(c) => (Ok(Outcome { execution_id: c.id, status: c.status, nothing_to_roll_back: false }), false),
     };
-    let timed_out = relay.timed_out();
-    drop(relay);
     let outcome = match result {
         Ok(o) => o,
         Err(e @ (Error::Invalid(_) | Error::Params(_) | Error::Io(_))) => {
@@ -111,19 +117,22 @@ pub(crate) async fn run_step<S: Store>(
 
 /// Rolls back the child of step `idx` as a whole (every succeeded step's rollback, newest
 /// first, recorded in the child's execution).
-pub(crate) async fn rollback<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, spec: &CallSpec) -> Result<AttemptResult> {
+pub(crate) fn rollback<'a, S: Store>(
+    run: &'a mut Run<'_, '_, S>,
+    idx: usize,
+    spec: &'a CallSpec,
+) -> Boxed<'a, AttemptResult> {
+    Box::pin(rollback_inner(run, idx, spec))
+}
+
+async fn rollback_inner<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, spec: &CallSpec) -> Result<AttemptResult> {
     let step_id = run.steps[idx].step_id.clone();
     let Some(child) = latest_child(run, &step_id).await? else {
         return Ok(AttemptResult::ok(BTreeMap::new()));
     };
     let inputs = inputs(run, spec).unwrap_or_default();
     let secrets = child_secrets(run, &child, &inputs).await?;
-    let (handle, cancel) = cancel_pair();
-    let relay = relay_cancel(run, handle.clone(), i64::MAX);
-    let observer = Nested { inner: run.hooks.observer, step_id: &step_id };
-    let hooks = Hooks { observer: &observer, prompt: run.hooks.prompt.clone(), cancel, cancel_handle: handle };
-    let result = Box::pin(crate::runner::rollback_child(run.engine, &child.id, &secrets, &hooks)).await;
-    drop(relay);
+    let (result, _) = on_own_task(run, &step_id, i64::MAX, Job::Rollback { id: child.id.clone(), secrets }).await?;
     let what = format!("child execution {}", child.id);
     Ok(match result {
         Ok(o) if o.nothing_to_roll_back => {
@@ -144,14 +153,22 @@ pub(crate) async fn rollback<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, spe
 
 /// Cancels the child a waiting step `idx` waits on (its waiting steps cancelled, its
 /// succeeded steps rolled back), as this run is cancelled.
-pub(crate) async fn cancel_waiting<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, spec: &CallSpec) -> Result<()> {
+pub(crate) fn cancel_waiting<'a, S: Store>(
+    run: &'a mut Run<'_, '_, S>,
+    idx: usize,
+    spec: &'a CallSpec,
+) -> Boxed<'a, ()> {
+    Box::pin(cancel_inner(run, idx, spec))
+}
+
+async fn cancel_inner<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, spec: &CallSpec) -> Result<()> {
     let step_id = run.steps[idx].step_id.clone();
     if let Some(child) = latest_child(run, &step_id).await?
         && child.status == ExecStatus::Waiting
     {
         let msg = format!("cancelling child execution {} (its succeeded steps roll back)", child.id);
         run.system(Some(&step_id), Phase::Step, &msg).await?;
-        let result = rollback(run, idx, spec).await?;
+        let result = rollback_inner(run, idx, spec).await?;
         if let Some(e) = result.error {
             run.system(Some(&step_id), Phase::Step, &e).await?;
         }
@@ -170,14 +187,88 @@ async fn wait<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, step: &Step, why: 
     Ok(Flow::Wait)
 }
 
-/// Creates the child execution (linked to this run's step) and runs it here.
+/// What a child's own task does.
+enum Job {
+    /// Stores a new child execution and runs it.
+    Start {
+        runbook: Runbook,
+        params: opsbook_core::ParamValues,
+        exec: Execution,
+        steps: Vec<opsbook_store::StepRecord>,
+        warning: Option<String>,
+    },
+    Resume {
+        id: String,
+        secrets: BTreeMap<String, Input>,
+    },
+    /// Rolls a child back as a whole (one that succeeded too).
+    Rollback {
+        id: String,
+        secrets: BTreeMap<String, Input>,
+    },
+}
+
+/// Runs `job` on a task of its own (a child's run is as deep as any run, and would
+/// otherwise stack on this one's), with this run's prompt, a cancel that follows this
+/// run's and fires at `deadline` (epoch ms), and its events shown as this step's lines.
+/// Returns its result and whether the deadline cancelled it.
+async fn on_own_task<S: Store>(
+    run: &Run<'_, '_, S>,
+    step_id: &str,
+    deadline: i64,
+    job: Job,
+) -> Result<(Result<Outcome>, bool)> {
+    let (handle, cancel) = cancel_pair();
+    let relay = relay_cancel(run, handle.clone(), deadline);
+    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    let engine = run.engine.clone();
+    let prompt = run.hooks.prompt.clone();
+    let task = tokio::spawn(async move {
+        let observer = Nested { lines: tx };
+        let hooks = Hooks { observer: &observer, prompt, cancel, cancel_handle: handle };
+        match job {
+            Job::Start { runbook, params, exec, steps, warning } => {
+                crate::runner::begin(&engine, runbook, params, (exec, steps), warning, &hooks).await
+            }
+            Job::Resume { id, secrets } => crate::runner::resume(&engine, &id, &secrets, &hooks).await,
+            Job::Rollback { id, secrets } => crate::runner::rollback_child(&engine, &id, &secrets, &hooks).await,
+        }
+    });
+    let mut task = AbortOnDrop(task);
+    let show = |(phase, stream, line): (Phase, Stream, String)| {
+        run.event(&Event::Log { step_id: Some(step_id), phase, stream, line: &line });
+    };
+    let result = loop {
+        tokio::select! {
+            Some(line) = lines.recv() => show(line),
+            done = &mut task.0 => break done,
+        }
+    };
+    while let Ok(line) = lines.try_recv() {
+        show(line);
+    }
+    let timed_out = relay.timed_out();
+    drop(relay);
+    let result = result.map_err(|e| Error::Io(format!("the child execution's task failed: {e}")))?;
+    Ok((result, timed_out))
+}
+
+/// Aborts the child's task should the step's future be dropped (its runner stopped).
+struct AbortOnDrop(tokio::task::JoinHandle<Result<Outcome>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Checks and makes the child execution (linked to this run's step, not stored yet).
 async fn start<S: Store>(
     run: &mut Run<'_, '_, S>,
     step: &Step,
     spec: &CallSpec,
     inputs: BTreeMap<String, Input>,
-    hooks: &Hooks<'_>,
-) -> Result<Outcome> {
+) -> Result<Job> {
     let (runbook, path, has_files) = callee(run, spec).await?;
     let chain = ancestors(run).await?;
     if chain.len() >= MAX_DEPTH {
@@ -234,7 +325,7 @@ async fn start<S: Store>(
     }
     let msg = format!("starting runbook `{}` {} as child execution {}", req.runbook.name, req.runbook.version, exec.id);
     run.system(Some(&step.id), Phase::Step, &msg).await?;
-    Box::pin(crate::runner::begin(run.engine, req.runbook, req.params, (exec, steps), warning, hooks)).await
+    Ok(Job::Start { runbook: req.runbook, params: req.params, exec, steps, warning })
 }
 
 /// The runbook a step calls, the path it was read from (a file) and whether it comes with
@@ -380,14 +471,13 @@ fn relay_cancel<S: Store>(run: &Run<'_, '_, S>, child: crate::CancelHandle, dead
     Relay { task, timed_out }
 }
 
-/// Shows a child's events as lines of the step that called it, `[STEP] …` (its own log
-/// keeps them under its own steps).
-struct Nested<'a> {
-    inner: &'a dyn Observer,
-    step_id: &'a str,
+/// Turns a child's events into lines of the step that called it, `[STEP] …` (its own
+/// log keeps them under its own steps), sent to the step's runner to show.
+struct Nested {
+    lines: tokio::sync::mpsc::UnboundedSender<(Phase, Stream, String)>,
 }
 
-impl Observer for Nested<'_> {
+impl Observer for Nested {
     fn on_event(&self, e: &Event<'_>) {
         let line = match e {
             // The step's own line names the child as it starts.
@@ -406,10 +496,9 @@ impl Observer for Nested<'_> {
             }
             Event::StepStarted { step_id, .. } => format!("[{step_id}] started"),
             Event::Log { step_id, phase, stream, line } => {
-                let label = step_id.unwrap_or("-");
-                let text = format!("[{label}] {line}");
-                let event = Event::Log { step_id: Some(self.step_id), phase: *phase, stream: *stream, line: &text };
-                return self.inner.on_event(&event);
+                let text = format!("[{}] {line}", step_id.unwrap_or("-"));
+                let _ = self.lines.send((*phase, *stream, text));
+                return;
             }
             Event::StepFinished { step_id, status, error, .. } => match error {
                 Some(e) => format!("[{step_id}] {}: {e}", status.as_str().replace('_', " ")),
@@ -426,7 +515,6 @@ impl Observer for Nested<'_> {
             // The step's own line says how the child ended.
             Event::Finished { .. } => return,
         };
-        let event = Event::Log { step_id: Some(self.step_id), phase: Phase::Step, stream: Stream::System, line: &line };
-        self.inner.on_event(&event);
+        let _ = self.lines.send((Phase::Step, Stream::System, line));
     }
 }

@@ -5,6 +5,7 @@ mod api;
 mod authz;
 mod browser;
 mod bundles;
+mod calls;
 mod contract;
 mod gates;
 mod notify;

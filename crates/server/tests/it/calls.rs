@@ -1,0 +1,94 @@
+//! `runbook` steps on the server: a published runbook called by name and version, its
+//! child execution parked on an approval, taken on by a worker after the decision, and
+//! the parent woken when it ends.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::support::{Server, runbook};
+
+fn migrate(version: &str) -> String {
+    runbook(
+        "db-migrate",
+        version,
+        "",
+        "    db: { type: string, required: true }\n    token: { type: secret, required: true }\n",
+        &format!(
+            "    - id: apply\n      run: |\n        echo \"migrating {{{{ params.db }}}} with $OPSBOOK_PARAM_TOKEN\"\n        echo version={version} >> \"$OPSBOOK_OUTPUT\"\n      rollback: {{ run: touch undone-{version} }}\n    - id: ok\n      approval: {{ approvers: [\"role:release-manager\"] }}\n"
+        ),
+    )
+}
+
+fn release(requirement: &str) -> String {
+    runbook(
+        "release",
+        "1.0.0",
+        "",
+        "    token: { type: secret, required: true }\n",
+        &format!(
+            "    - id: migrate\n      runbook: {{ name: db-migrate, version: \"{requirement}\", params: {{ db: orders, token: \"{{{{ params.token }}}}\" }} }}\n    - id: after\n      run: echo \"migrated to {{{{ steps.migrate.outputs.version }}}}\"\n"
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_runbook_runs_as_a_child_and_its_end_wakes_the_parent() {
+    let s = Server::start().await;
+    let author = s.token("ann", &["operator", "author"]).await;
+    let manager = s.token("max", &["approver", "release-manager"]).await;
+    for v in ["1.0.0", "1.2.0", "2.0.0"] {
+        let (status, answer) = s.publish(&author, &migrate(v)).await;
+        assert!(status.is_success(), "{answer}");
+    }
+    assert!(s.publish(&author, &release("^1")).await.0.is_success());
+    let body = json!({"params": {"token": "t0p-secret"}});
+    let (status, sub) = s.post("/api/v1/runbooks/release/executions", &author, body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sub}");
+    let parent = sub["id"].as_str().unwrap().to_string();
+    let doc = s.wait_for(&parent, &author, |d| d["status"] == "waiting").await;
+    let step = &doc["steps"][0];
+    assert_eq!(step["status"], "waiting", "{doc}");
+    assert_eq!(step["child"]["runbook"], "db-migrate");
+    assert_eq!(step["child"]["version"], "1.2.0", "the newest version ^1 allows");
+    assert_eq!(step["child"]["status"], "waiting");
+    let child = step["child"]["id"].as_str().unwrap().to_string();
+    // Linked both ways; the children of an execution are listed by `parent`.
+    let (_, c) = s.get(&format!("/api/v1/executions/{child}"), &author).await;
+    assert_eq!(c["parent"], json!({"id": parent, "step": "migrate"}));
+    assert_eq!(c["params"]["token"], "***");
+    let (_, list) = s.get(&format!("/api/v1/executions?parent={parent}"), &author).await;
+    let ids: Vec<&str> = list["items"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [child.as_str()]);
+    // The child's approval is decided as any execution's; a worker goes on with the child
+    // (its secret sealed for it), and its end wakes the parent.
+    let approve = json!({"decision": "approve"});
+    let (status, answer) = s.post(&format!("/api/v1/executions/{child}/approvals"), &manager, approve).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let ended = |d: &serde_json::Value| matches!(d["status"].as_str(), Some("succeeded" | "failed" | "cancelled"));
+    let done = s.wait_for(&parent, &author, ended).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["steps"][0]["outputs"]["version"], "1.2.0");
+    assert_eq!(done["steps"][0]["child"]["status"], "succeeded");
+    let (_, logs) = s.get(&format!("/api/v1/executions/{parent}/logs"), &author).await;
+    let lines: Vec<&str> = logs["lines"].as_array().unwrap().iter().map(|l| l["line"].as_str().unwrap()).collect();
+    assert!(lines.contains(&"migrated to 1.2.0"), "{lines:?}");
+    let (_, logs) = s.get(&format!("/api/v1/executions/{child}/logs"), &author).await;
+    let text = logs.to_string();
+    assert!(text.contains("migrating orders with ***") && !text.contains("t0p-secret"), "{text}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_requirement_nothing_matches_fails_the_step_saying_what_is_published() {
+    let s = Server::start().await;
+    let author = s.token("ann", &["operator", "author"]).await;
+    s.publish(&author, &migrate("1.0.0")).await;
+    s.publish(&author, &release("^3")).await;
+    let (_, sub) = s.post("/api/v1/runbooks/release/executions", &author, json!({"params": {"token": "x"}})).await;
+    let id = sub["id"].as_str().unwrap().to_string();
+    let doc = s.settled(&id, &author).await;
+    assert_eq!(doc["status"], "failed", "{doc}");
+    assert_eq!(doc["steps"][0]["error"], "no published version of `db-migrate` matches ^3 (published: 1.0.0)");
+    assert!(doc["steps"][0].get("child").is_none());
+    s.stop().await;
+}
