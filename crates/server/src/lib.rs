@@ -5,7 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
-mod calls;
+pub(crate) mod calls;
 pub mod config;
 mod diff;
 mod error;

@@ -99,6 +99,10 @@ pub async fn publish(
         )
         .with_details(Value::Array(details)));
     }
+    // Runbooks it calls by name must not call it back.
+    crate::calls::check_named_calls(&st.store, &rb)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_runbook", format!("invalid runbook: {e}")))?;
     if let Some(sha) = &pq.bundle {
         crate::routes::bundles::check_sha(sha)?;
         if st.store.bundle(sha).await?.is_none() {

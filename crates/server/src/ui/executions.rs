@@ -127,6 +127,18 @@ struct StepView {
     targets: Vec<TargetView>,
     /// `Target` or `Branch`.
     part: &'static str,
+    /// A `runbook` step: the child execution it started.
+    child: Option<ChildView>,
+}
+
+struct ChildView {
+    id: String,
+    runbook: String,
+    version: String,
+    status: &'static str,
+    rollback: &'static str,
+    /// Its steps, one row each.
+    steps: Vec<TargetView>,
 }
 
 struct TargetView {
@@ -243,6 +255,24 @@ pub async fn page(State(st): State<AppState>, web: Web, Path(id): Path<String>) 
                 .map(|r| serde_json::to_string_pretty(r).unwrap_or_default())
                 .unwrap_or_default(),
             part: if s.kind == "parallel" { "Branch" } else { "Target" },
+            child: doc.child.as_ref().map(|c| ChildView {
+                id: c.id.clone(),
+                runbook: c.runbook.clone(),
+                version: c.version.clone(),
+                status: c.status.as_str(),
+                rollback: c.rollback_status.map(|r| r.as_str()).unwrap_or(""),
+                steps: (c.steps.iter())
+                    .map(|cs| TargetView {
+                        name: cs.id.clone(),
+                        status: cs.status.as_str(),
+                        attempts: cs.attempts,
+                        exit: cs.kind.clone(),
+                        took: cs.duration_ms.map(took).unwrap_or_default(),
+                        error: cs.error.clone().unwrap_or_default(),
+                        rollback: cs.rollback_status.map(|r| r.as_str()).unwrap_or(""),
+                    })
+                    .collect(),
+            }),
             targets: s
                 .targets
                 .iter()

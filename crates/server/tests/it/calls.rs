@@ -92,3 +92,22 @@ async fn a_version_requirement_nothing_matches_fails_the_step_saying_what_is_pub
     assert!(doc["steps"][0].get("child").is_none());
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_a_runbook_that_would_call_itself_back_is_refused() {
+    let s = Server::start().await;
+    let author = s.token("ann", &["operator", "author"]).await;
+    let call = |name: &str, to: &str, version: &str| {
+        runbook(name, version, "", "", &format!("    - id: to_{to}\n      runbook: {{ name: {to} }}\n"))
+    };
+    assert!(s.publish(&author, &call("alpha", "beta", "1.0.0")).await.0.is_success(), "beta is not there yet");
+    assert!(s.publish(&author, &call("beta", "gamma", "1.0.0")).await.0.is_success());
+    let (status, answer) = s.publish(&author, &call("gamma", "alpha", "1.0.0")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(
+        answer["error"]["message"],
+        "invalid runbook: step `to_gamma` of `beta`: runbooks call each other in a cycle: gamma → alpha → beta → gamma"
+    );
+    assert_eq!(s.get("/api/v1/runbooks/gamma", &author).await.0, StatusCode::NOT_FOUND, "nothing was published");
+    s.stop().await;
+}

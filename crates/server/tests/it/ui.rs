@@ -484,3 +484,43 @@ async fn the_execution_page_lists_targets_and_branches() {
     );
     srv.stop().await;
 }
+
+/// The execution page of a parent links to its child and lists the child's steps; the
+/// child's page links back.
+#[tokio::test]
+async fn the_execution_page_links_parent_and_child() {
+    let srv = Server::start().await;
+    let admin = srv.token("ann", &["admin"]).await;
+    let child = runbook("db-migrate", "1.3.0", "  status: active\n", "", "    - id: apply\n      run: exit 4\n");
+    assert!(srv.publish(&admin, &child).await.0.is_success());
+    let parent = runbook(
+        "release",
+        "1.0.0",
+        "  status: active\n",
+        "",
+        "    - id: migrate\n      runbook: { name: db-migrate, version: \"^1\" }\n",
+    );
+    assert!(srv.publish(&admin, &parent).await.0.is_success());
+    let ann = Page::sign_in(&srv, &admin).await;
+    let (_, run) = srv.post("/api/v1/runbooks/release/executions", &admin, json!({})).await;
+    let id = run["id"].as_str().unwrap().to_string();
+    let doc = srv.settled(&id, &admin).await;
+    assert_eq!(doc["status"], "failed");
+    let child_id = doc["steps"][0]["child"]["id"].as_str().unwrap().to_string();
+    let (status, html) = ann.get(&format!("/executions/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let link = format!(
+        "<a href=\"/executions/{child_id}\" class=\"child-link\">db-migrate v1.3.0 · <code>{child_id}</code></a>"
+    );
+    assert!(html.contains(&link), "{html}");
+    assert!(html.contains("<td><code>apply</code></td><td><span class=\"badge failed\">failed</span></td>"), "{html}");
+    assert!(html.contains("<td>exited with code 4</td>"), "{html}");
+    let (_, html) = ann.get(&format!("/executions/{child_id}")).await;
+    assert!(
+        html.contains(&format!(
+            "Started by step <code>migrate</code> of <a href=\"/executions/{id}\" id=\"parent-link\">"
+        )),
+        "{html}"
+    );
+    srv.stop().await;
+}
