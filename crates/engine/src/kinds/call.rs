@@ -187,16 +187,19 @@ async fn wait<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, step: &Step, why: 
     Ok(Flow::Wait)
 }
 
+/// A child execution made, not stored yet, and what it runs.
+struct NewChild {
+    runbook: Runbook,
+    params: opsbook_core::ParamValues,
+    exec: Execution,
+    steps: Vec<opsbook_store::StepRecord>,
+    warning: Option<String>,
+}
+
 /// What a child's own task does.
 enum Job {
     /// Stores a new child execution and runs it.
-    Start {
-        runbook: Runbook,
-        params: opsbook_core::ParamValues,
-        exec: Execution,
-        steps: Vec<opsbook_store::StepRecord>,
-        warning: Option<String>,
-    },
+    Start(Box<NewChild>),
     Resume {
         id: String,
         secrets: BTreeMap<String, Input>,
@@ -227,7 +230,8 @@ async fn on_own_task<S: Store>(
         let observer = Nested { lines: tx };
         let hooks = Hooks { observer: &observer, prompt, cancel, cancel_handle: handle };
         match job {
-            Job::Start { runbook, params, exec, steps, warning } => {
+            Job::Start(c) => {
+                let NewChild { runbook, params, exec, steps, warning } = *c;
                 crate::runner::begin(&engine, runbook, params, (exec, steps), warning, &hooks).await
             }
             Job::Resume { id, secrets } => crate::runner::resume(&engine, &id, &secrets, &hooks).await,
@@ -325,7 +329,7 @@ async fn start<S: Store>(
     }
     let msg = format!("starting runbook `{}` {} as child execution {}", req.runbook.name, req.runbook.version, exec.id);
     run.system(Some(&step.id), Phase::Step, &msg).await?;
-    Ok(Job::Start { runbook: req.runbook, params: req.params, exec, steps, warning })
+    Ok(Job::Start(Box::new(NewChild { runbook: req.runbook, params: req.params, exec, steps, warning })))
 }
 
 /// The runbook a step calls, the path it was read from (a file) and whether it comes with
