@@ -278,3 +278,53 @@ fn runbook_tests_mock_a_called_runbook() {
     assert!(out.stdout.contains("2 passed, 0 failed"), "{out:?}");
     assert!(!env.path("marks").exists());
 }
+
+/// The runner dies (kill -9) while the child runs: `resume` goes on with the child when
+/// its step may run again; when it may not, the child is rolled back as a whole and the
+/// step fails, and the parent rolls back.
+#[test]
+fn after_a_crash_resume_goes_on_with_the_child_or_undoes_it() {
+    for idempotent in [true, false] {
+        let env = Env::new();
+        child(
+            &env,
+            "slow",
+            "",
+            &format!(
+                "    - id: a\n      run: \"true\"\n      rollback: {{ run: echo undo-a >> \"$T/marks\" }}\n    - id: wait\n      run: echo $$ > \"$T/pid\"; sleep 1; echo done\n      idempotent: {idempotent}\n"
+            ),
+        );
+        let book = runbook(
+            "",
+            "    - id: one\n      run: \"true\"\n      rollback: { run: echo undo-one >> \"$T/marks\" }\n    - id: call\n      runbook: { file: slow.yaml }\n",
+        );
+        env.write("test.yaml", &book);
+        let mut run = env.spawn(&["run", "test.yaml"]);
+        let pid = env.wait_for_pid("pid");
+        run.kill().unwrap();
+        run.wait().unwrap();
+        wait_until(|| dead(pid), "the step's shell to die with its runner");
+        let (parent, _) = {
+            let s = env.store();
+            let all = s.block(s.store.executions(&Default::default())).unwrap();
+            let p = all.iter().find(|e| e.parent_id.is_none()).unwrap().clone();
+            (p.id, ())
+        };
+        let out = env.run(&["resume", &parent, "--output", "json"]);
+        let doc = out.json();
+        let step = &doc["steps"][1];
+        if idempotent {
+            assert_eq!(out.code, 0, "{out:?}");
+            assert_eq!(step["status"], "succeeded");
+            assert_eq!(step["child"]["status"], "succeeded", "the same child went on");
+            assert!(!env.path("marks").exists());
+        } else {
+            assert_eq!(out.code, 1, "{out:?}");
+            let error = step["error"].as_str().unwrap();
+            assert!(error.contains("cannot go on: step `wait` was interrupted and is not idempotent"), "{error}");
+            assert!(error.ends_with("; it was rolled back"), "{error}");
+            assert_eq!(step["child"]["rollback_status"], "succeeded");
+            assert_eq!(env.read("marks"), "undo-a\nundo-one\n");
+        }
+    }
+}

@@ -16,6 +16,19 @@ use crate::observer::{Event, Observer};
 use crate::runner::{Flow, Run};
 use crate::{Error, Hooks, Outcome, Result, StartRequest, cancel_pair};
 
+/// Whether `step` calls a runbook.
+pub(crate) fn is_call(step: &Step) -> bool {
+    matches!(step.kind, opsbook_core::StepKind::Runbook(_))
+}
+
+/// A `runbook` step whose runner died while its child ran: the child may hold succeeded
+/// steps to undo (rolled back as a whole, as a succeeded one is).
+pub(crate) fn interrupted(step: &Step, rec: &opsbook_store::StepRecord) -> bool {
+    is_call(step)
+        && rec.status == StepStatus::Cancelled
+        && rec.error.as_deref().is_some_and(|e| e.starts_with("interrupted"))
+}
+
 /// How often a server execution waiting on a child looks at it, should its wake-up be missed.
 const CHILD_LOOK_AGAIN_MS: i64 = 30_000;
 
@@ -75,7 +88,23 @@ async fn step_inner<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, step: &Step,
             let msg = format!("going on with child execution {}", c.id);
             run.system(Some(&step.id), Phase::Step, &msg).await?;
             let secrets = child_secrets(run, &c, &inputs).await?;
-            on_own_task(run, &step.id, deadline, Job::Resume { id: c.id, secrets }).await?
+            let interrupted = c.status == ExecStatus::Interrupted;
+            let resumed = on_own_task(run, &step.id, deadline, Job::Resume { id: c.id.clone(), secrets }).await?;
+            if interrupted && let (Err(e @ Error::Invalid(_)), _) = &resumed {
+                // It cannot go on (a step of its own that may have partly run): it is
+                // undone as a whole, and the step fails saying why.
+                let e = e.to_string();
+                let e = e.split("; undo").next().unwrap_or_default();
+                let why = format!("child execution {} cannot go on: {e}", c.id);
+                run.system(Some(&step.id), Phase::Step, &why).await?;
+                let undone = rollback_inner(run, idx, spec).await?;
+                let how = match undone.error {
+                    Some(e) => format!("; {e}"),
+                    None => "; it was rolled back".to_string(),
+                };
+                return run.settle(idx, StepStatus::Failed, Some(format!("{why}{how}"))).await;
+            }
+            resumed
         }
         Some(c) => (Ok(Outcome { execution_id: c.id, status: c.status, nothing_to_roll_back: false }), false),
     };
@@ -130,6 +159,11 @@ async fn rollback_inner<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, spec: &C
     let Some(child) = latest_child(run, &step_id).await? else {
         return Ok(AttemptResult::ok(BTreeMap::new()));
     };
+    if child.rollback_status == Some(StepStatus::Succeeded) {
+        let msg = format!("child execution {} was rolled back already", child.id);
+        run.system(Some(&step_id), Phase::Rollback, &msg).await?;
+        return Ok(AttemptResult::ok(BTreeMap::new()));
+    }
     let inputs = inputs(run, spec).unwrap_or_default();
     let secrets = child_secrets(run, &child, &inputs).await?;
     let (result, _) = on_own_task(run, &step_id, i64::MAX, Job::Rollback { id: child.id.clone(), secrets }).await?;

@@ -562,7 +562,8 @@ fn resume_point<S: Store>(run: &Run<'_, '_, S>) -> Result<(usize, Option<usize>)
                 s.status == StepStatus::Cancelled && s.error.as_deref().is_some_and(|e| e.starts_with("interrupted"))
             });
             match hit {
-                Some(i) if !run.rb.steps[i].idempotent => {
+                // A child execution decides by its own steps whether it can go on.
+                Some(i) if !run.rb.steps[i].idempotent && !crate::kinds::call::is_call(&run.rb.steps[i]) => {
                     return Err(Error::Invalid(format!(
                         "step `{}` was interrupted and is not idempotent, so it may have partly run; \
                          undo the steps that succeeded with `opsbook rollback {id}`",

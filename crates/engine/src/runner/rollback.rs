@@ -23,7 +23,8 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
             .filter(|&i| {
                 // A step with targets is undone where it succeeded, even when it failed on others.
                 let done_somewhere = self.steps[i].status == StepStatus::Succeeded
-                    || self.steps[i].targets.iter().any(|t| t.status == StepStatus::Succeeded);
+                    || self.steps[i].targets.iter().any(|t| t.status == StepStatus::Succeeded)
+                    || kinds::call::interrupted(&self.rb.steps[i], &self.steps[i]);
                 done_somewhere
                     && (self.rb.steps[i].rollback.is_some()
                         || kinds::parallel::has_rollback(&self.rb.steps[i])
