@@ -1,10 +1,13 @@
-//! Systems Manager: Run Command (SendCommand, its invocations, CancelCommand) and
-//! Automation (StartAutomationExecution, GetAutomationExecution, StopAutomationExecution).
+//! Systems Manager: Run Command (SendCommand, its invocations, CancelCommand), the
+//! managed instances (DescribeInstanceInformation) and Automation
+//! (StartAutomationExecution, GetAutomationExecution, StopAutomationExecution).
 
 use std::collections::BTreeMap;
 
 use aws_sdk_ssm::Client;
-use aws_sdk_ssm::types::{CommandInvocationStatus, CommandStatus, StopType, Target as SsmTarget};
+use aws_sdk_ssm::types::{
+    CommandInvocationStatus, CommandStatus, InstanceInformationStringFilter, StopType, Target as SsmTarget,
+};
 
 use crate::{Call, Error, Target};
 
@@ -71,6 +74,35 @@ pub async fn send_command(target: &Target, req: &CommandRequest<'_>) -> Result<S
         .and_then(|c| c.command_id())
         .map(str::to_string)
         .ok_or_else(|| Error { message: "SSM answered SendCommand without a command id".into(), retryable: false })
+}
+
+/// The instances SSM manages that carry every tag of `tags` (one of its values each),
+/// by id, in order.
+pub async fn managed_instances(target: &Target, tags: &BTreeMap<String, Vec<String>>) -> Result<Vec<String>, Error> {
+    let client = client(target).await?;
+    let resource = "managed instances";
+    let mut ids = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let mut call = client.describe_instance_information().max_results(50).set_next_token(next.take());
+        for (key, values) in tags {
+            let filter = InstanceInformationStringFilter::builder()
+                .key(format!("tag:{key}"))
+                .set_values(Some(values.clone()))
+                .build()
+                .map_err(|e| Error::fatal(format!("tag filter `{key}`: {e}")))?;
+            call = call.filters(filter);
+        }
+        let page = call.send().await.map_err(|e| failed(target, "ssm:DescribeInstanceInformation", resource, &e))?;
+        ids.extend(page.instance_information_list().iter().filter_map(|i| i.instance_id()).map(str::to_string));
+        match page.next_token() {
+            Some(t) if !t.is_empty() => next = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
 }
 
 /// One instance's part of a command.

@@ -157,6 +157,10 @@ fn step(b: &mut Vec<Block>, n: usize, s: &Step) {
             crate::step::targets::Source::Hosts(h) => h.join(", "),
             crate::step::targets::Source::Inventory { path, group: Some(g) } => format!("group `{g}` of {path}"),
             crate::step::targets::Source::Inventory { path, group: None } => format!("every host of {path}"),
+            crate::step::targets::Source::Tags(tags) => {
+                let tags: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={}", v.join("|"))).collect();
+                format!("the instances SSM manages tagged {}", tags.join(", "))
+            }
         };
         let amount = |a: crate::step::targets::Amount| match a {
             crate::step::targets::Amount::Count(n) => n.to_string(),

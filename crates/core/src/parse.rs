@@ -12,6 +12,7 @@ use crate::template::{self, Scope};
 use crate::{Prerequisite, Review, Runbook};
 
 mod step;
+mod targets;
 
 const API_VERSION: &str = "opsbook/v1";
 

@@ -1,7 +1,7 @@
 //! A double of AWS Systems Manager as the SDK speaks it: awsJson1.1 (`POST /`,
 //! `X-Amz-Target: AmazonSSM.OPERATION`, JSON in and out, errors as `{"__type", "message"}`
 //! with HTTP 400). Run Command (SendCommand, ListCommands, ListCommandInvocations,
-//! CancelCommand), Automation (StartAutomationExecution, GetAutomationExecution,
+//! CancelCommand, DescribeInstanceInformation), Automation (StartAutomationExecution, GetAutomationExecution,
 //! StopAutomationExecution) and Parameter Store (GetParameter).
 //!
 //! Work progresses by polls: a command (or an automation) stays `InProgress` for its
@@ -246,6 +246,33 @@ fn answer(script: &Mutex<Script>, req: &Request) -> Reply {
             ok(
                 json!({ "Command": { "CommandId": id, "DocumentName": document, "InstanceIds": instances, "Status": "Pending", "TargetCount": instances.len() } }),
             )
+        }
+        "DescribeInstanceInformation" => {
+            // Each `tag:KEY` filter keeps the instances tagged KEY with one of its values.
+            let mut found: Option<std::collections::BTreeSet<String>> = None;
+            for f in input["Filters"].as_array().cloned().unwrap_or_default() {
+                let Some(key) = f["Key"].as_str().and_then(|k| k.strip_prefix("tag:")) else {
+                    return error("InvalidInstanceInformationFilterValue", "only tag:KEY filters are simulated");
+                };
+                let values: Vec<&str> =
+                    f["Values"].as_array().map(|v| v.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+                let matching: std::collections::BTreeSet<String> = values
+                    .iter()
+                    .flat_map(|v| s.tags.get(&format!("{key}={v}")).cloned().unwrap_or_default())
+                    .collect();
+                found = Some(match found {
+                    Some(before) => before.intersection(&matching).cloned().collect(),
+                    None => matching,
+                });
+            }
+            let all: std::collections::BTreeSet<String> = s.tags.values().flatten().cloned().collect();
+            let list: Vec<Value> = found
+                .unwrap_or(all)
+                .into_iter()
+                .filter(|i| !s.unmanaged.contains(i))
+                .map(|i| json!({ "InstanceId": i, "PingStatus": "Online", "PlatformType": "Linux" }))
+                .collect();
+            ok(json!({ "InstanceInformationList": list }))
         }
         "ListCommands" => {
             let id = text("CommandId");

@@ -119,6 +119,14 @@ pub fn plan(rb: &Runbook, params: &ParamValues) -> Vec<PlannedStep> {
                     opsbook_core::step::targets::Source::Inventory { path, group } => {
                         format!("{path}{}", group.as_ref().map(|g| format!(" group {g}")).unwrap_or_default())
                     }
+                    opsbook_core::step::targets::Source::Tags(tags) => {
+                        let tags: Vec<String> = (tags.iter())
+                            .map(|(k, v)| {
+                                format!("{k}={}", v.iter().map(|v| render(v, false)).collect::<Vec<_>>().join("|"))
+                            })
+                            .collect();
+                        format!("the instances tagged {}", tags.join(", "))
+                    }
                 };
                 action = format!("on each of {on} (via {}): {action}", t.via.as_str());
             }

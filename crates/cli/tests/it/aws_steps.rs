@@ -15,16 +15,16 @@ use serde_json::json;
 use crate::support::{Env, Out, out, runbook};
 
 /// The doubles a run talks to.
-struct Aws {
+pub(crate) struct Aws {
     lambda: Lambda,
-    ssm: Ssm,
+    pub(crate) ssm: Ssm,
     secrets: SecretsManager,
     sns: Sns,
     sts: Sts,
 }
 
 impl Aws {
-    fn start(functions: &[(&str, Function)]) -> Aws {
+    pub(crate) fn start(functions: &[(&str, Function)]) -> Aws {
         let script = lambda::Script {
             functions: functions.iter().map(|(n, f)| (n.to_string(), f.clone())).collect(),
             ..lambda::Script::default()
@@ -60,7 +60,7 @@ impl Aws {
 
     /// `opsbook run test.yaml ARGS` with `book`, pointed at the doubles, with example
     /// credentials and nothing read from the machine's AWS configuration.
-    fn run(&self, env: &Env, book: &str, extra: &[&str]) -> Out {
+    pub(crate) fn run(&self, env: &Env, book: &str, extra: &[&str]) -> Out {
         env.write("test.yaml", book);
         let mut args = vec!["run", "test.yaml"];
         args.extend_from_slice(extra);
@@ -69,7 +69,7 @@ impl Aws {
 }
 
 /// The step log lines of the newest execution.
-fn log_lines(env: &Env) -> Vec<String> {
+pub(crate) fn log_lines(env: &Env) -> Vec<String> {
     let (e, _) = env.last();
     let s = env.store();
     let logs = s.block(s.store.logs(&opsbook_store::LogQuery { execution_id: e.id, ..Default::default() })).unwrap();

@@ -17,6 +17,7 @@ mod quality;
 mod remote;
 mod security;
 mod server;
+mod ssm_targets;
 mod support;
 mod targets;
 mod triggers;

@@ -11,7 +11,6 @@ use crate::document::{RawStep, Validation};
 use crate::step::aws::{self, LambdaSpec, SsmAutomationSpec, SsmCommandSpec};
 use crate::step::call::{CallSpec, Callee, RawCall};
 use crate::step::parallel::{ParallelSpec, RawParallel};
-use crate::step::targets::{Amount, RawAmount, Source, Target, Targets, TargetsSpec, Via};
 use crate::step::{Rollback, StepKind, approval::Approver, run::Script, sleep::SleepSpec};
 use crate::template::{self, Scope};
 use crate::{CheckedValidation, Step};
@@ -120,6 +119,9 @@ impl Checker<'_> {
         let targets = s.targets.as_ref().and_then(|t| self.targets(t, &at, &id, is_run, scope));
         if s.targets.as_ref().is_some_and(|t| t.via == crate::step::targets::Via::Ssh) && s.workdir.is_some() {
             self.err(&at, format!("step `{id}`: workdir is a local directory; over SSH a script starts in the remote user's home (cd there in the script)"));
+        }
+        if s.targets.as_ref().is_some_and(|t| t.via == crate::step::targets::Via::Ssm) && s.workdir.is_some() {
+            self.err(&at, format!("step `{id}`: workdir is a local directory; through SSM a script starts in SSM's own directory on the instance (cd in the script)"));
         }
         if targets.is_some()
             && let Some(r) = &s.rollback
@@ -380,78 +382,6 @@ impl Checker<'_> {
         }
         let max = p.max.map_or(branches.len(), |m| m.value as usize).max(1);
         StepKind::Parallel(ParallelSpec { max, fail: p.fail, branches })
-    }
-
-    /// Checks a step's `targets`.
-    fn targets(
-        &mut self,
-        t: &TargetsSpec,
-        at: &Location,
-        id: &str,
-        is_run: bool,
-        scope: &Scope<'_>,
-    ) -> Option<Targets> {
-        let n = self.diags.len();
-        if !is_run {
-            self.err(at, format!("step `{id}`: targets apply only to run steps"));
-        }
-        let source = match (&t.inventory, t.hosts.is_empty()) {
-            (Some(inv), true) => {
-                if inv.value.trim().is_empty() {
-                    self.err(&inv.referenced, "targets.inventory: name the inventory file");
-                }
-                Source::Inventory { path: inv.value.clone(), group: t.group.as_ref().map(|g| g.value.clone()) }
-            }
-            (None, false) => {
-                if let Some(g) = &t.group {
-                    self.err(&g.referenced, "targets.group: a group is taken from an inventory; set targets.inventory");
-                }
-                for h in &t.hosts {
-                    if h.value.contains("{{") || h.value.contains("{%") {
-                        self.plain_template(&h.value, &h.referenced, scope, "targets.hosts");
-                    } else if let Err(e) = Target::parse_list(&h.value) {
-                        self.err(&h.referenced, format!("targets.hosts: {e}"));
-                    }
-                }
-                Source::Hosts(t.hosts.iter().map(|h| h.value.clone()).collect())
-            }
-            (Some(inv), false) => {
-                self.err(&inv.referenced, "targets: set hosts or inventory, not both");
-                return None;
-            }
-            (None, true) => {
-                self.err(
-                    at,
-                    format!(
-                        "step `{id}`: targets: list the hosts (targets.hosts) or name an inventory (targets.inventory)"
-                    ),
-                );
-                return None;
-            }
-        };
-        let mut amount =
-            |raw: &Option<serde_saphyr::Spanned<RawAmount>>, field: &str, zero_ok: bool, default: Amount| {
-                let Some(raw) = raw else { return default };
-                Amount::check(&raw.value, zero_ok).unwrap_or_else(|e| {
-                    self.err(&raw.referenced, format!("targets.{field}: {e}"));
-                    default
-                })
-            };
-        let max_concurrency = amount(&t.max_concurrency, "max_concurrency", false, Amount::Count(1));
-        let max_errors = amount(&t.max_errors, "max_errors", true, Amount::Count(0));
-        if t.via == Via::Local
-            && (t.ssh.user.is_some()
-                || t.ssh.port.is_some()
-                || t.ssh.identity_file.is_some()
-                || t.ssh.known_hosts.is_some()
-                || t.ssh.connect_timeout.is_some())
-        {
-            self.err(at, format!("step `{id}`: targets.ssh applies only with `via: ssh`"));
-        }
-        if self.diags.len() > n {
-            return None;
-        }
-        Some(Targets { source, via: t.via, max_concurrency, max_errors, ssh: t.ssh.clone() })
     }
 
     /// Checks a `manual` action's templates (of a step or a rollback, as `field` says).

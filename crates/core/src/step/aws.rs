@@ -134,7 +134,7 @@ impl SsmAutomationSpec {
     }
 }
 
-fn target(region: &Option<Spanned<String>>, role_arn: &Option<Spanned<String>>) -> Target {
+pub fn target(region: &Option<Spanned<String>>, role_arn: &Option<Spanned<String>>) -> Target {
     Target { region: region.as_ref().map(|r| r.value.clone()), role_arn: role_arn.as_ref().map(|r| r.value.clone()) }
 }
 

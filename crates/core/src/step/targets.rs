@@ -1,4 +1,5 @@
-//! `targets`: a `run` step once per target (a host), here or over SSH, with rate control
+//! `targets`: a `run` step once per target (a host), here, over SSH or through AWS SSM
+//! Run Command, with rate control
 //! (`max_concurrency`, `max_errors`, each a number or a percentage, as SSM's are), and the
 //! inventory files targets can come from.
 
@@ -14,8 +15,9 @@ use crate::duration::Dur;
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetsSpec {
-    /// Targets as `[user@]host[:port]`. An entry may be a template; one that renders to
-    /// several names (separated by commas or spaces) gives them all.
+    /// Targets as `[user@]host[:port]` (with `via: ssm`, instance ids such as
+    /// `i-0abc12345def67890`). An entry may be a template; one that renders to several
+    /// names (separated by commas or spaces) gives them all.
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub hosts: Vec<Spanned<String>>,
@@ -28,9 +30,23 @@ pub struct TargetsSpec {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub group: Option<Spanned<String>>,
+    /// With `via: ssm`: the instances SSM manages that carry these tags (each key a tag
+    /// name, its value one value or a list, any of which matches; templates).
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
+    pub tags: BTreeMap<String, serde_json::Value>,
     /// How a target is reached: `local` runs the step here once per target (per-host API
-    /// calls), `ssh` runs it on the target over the system OpenSSH client.
+    /// calls), `ssh` runs it on the target over the system OpenSSH client, `ssm` on an
+    /// instance through AWS Systems Manager Run Command (`AWS-RunShellScript`).
     pub via: Via,
+    /// With `via: ssm`: the AWS region (default: the AWS configuration's).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub region: Option<Spanned<String>>,
+    /// With `via: ssm`: an IAM role to assume for the calls.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub role_arn: Option<Spanned<String>>,
     /// How many targets run at once: a number, or a percentage of the targets (`"25%"`).
     /// Default 1: one target after the other.
     #[serde(default)]
@@ -118,6 +134,8 @@ pub enum Via {
     Local,
     /// On the target, over the system OpenSSH client.
     Ssh,
+    /// On the instance, through AWS SSM Run Command (`AWS-RunShellScript`).
+    Ssm,
 }
 
 impl Via {
@@ -125,6 +143,7 @@ impl Via {
         match self {
             Via::Local => "local",
             Via::Ssh => "ssh",
+            Via::Ssm => "ssm",
         }
     }
 }
@@ -162,6 +181,8 @@ pub struct Targets {
     pub max_concurrency: Amount,
     pub max_errors: Amount,
     pub ssh: SshSettings,
+    /// With `via: ssm`: where the calls go.
+    pub aws: crate::step::aws::Target,
 }
 
 #[derive(Debug, Clone)]
@@ -170,6 +191,8 @@ pub enum Source {
     Hosts(Vec<String>),
     /// An inventory file (relative to the runbook) and maybe a group.
     Inventory { path: String, group: Option<String> },
+    /// With `via: ssm`: the managed instances with these tags (values are templates).
+    Tags(BTreeMap<String, Vec<String>>),
 }
 
 /// One target, resolved: what `{{ target }}` says, and how to reach it.
@@ -214,6 +237,16 @@ impl Target {
             None => None,
         };
         Ok(Target { name: host.to_string(), address: host.to_string(), user: user.map(str::to_string), port })
+    }
+
+    /// An instance id for `via: ssm`: `i-` and 8 or 17 hex digits, or a managed server's `mi-` and 17.
+    pub fn is_instance_id(text: &str) -> bool {
+        let hex = |s: &str, n: &[usize]| n.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit());
+        match (text.strip_prefix("i-"), text.strip_prefix("mi-")) {
+            (Some(h), _) => hex(h, &[8, 17]),
+            (_, Some(h)) => hex(h, &[17]),
+            _ => false,
+        }
     }
 
     /// Splits a rendered `hosts` entry into its targets.

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use opsbook_core::step::run::Script;
-use opsbook_core::step::targets::{SshSettings, Target, Via};
+use opsbook_core::step::targets::{Target, Targets, Via};
 use opsbook_core::{Step, StepStatus, template};
 use opsbook_store::{Phase, Store, Stream, now_ms};
 use tokio::sync::mpsc;
@@ -57,7 +57,8 @@ pub(crate) struct Fleet<'a> {
     pub phase: Phase,
     pub parts: Vec<Part<'a>>,
     pub via: Via,
-    pub ssh: Option<&'a SshSettings>,
+    /// A step's targets (how they are reached); `None` for branches.
+    pub targets: Option<&'a Targets>,
     pub concurrency: usize,
     /// How many parts may fail before no new one starts; `None`: all run.
     pub allowed_errors: Option<usize>,
@@ -303,6 +304,16 @@ async fn start<S: Store>(
         }
         Err(e) => Prep::Done(AttemptResult::fatal(format!("{field}: {e}"))),
     };
+    // Through SSM the script is kept in the command's history: no secret may go with it.
+    let prep = match (prep, text.as_ref()) {
+        (Prep::Ready(p), Ok(t)) if fleet.via == Via::Ssm => {
+            match super::ssm_run::secrets_refused(run, part.script, t) {
+                Some(why) => Prep::Done(AttemptResult::fatal(why)),
+                None => Prep::Ready(p),
+            }
+        }
+        (prep, _) => prep,
+    };
     let mut prepared = match prep {
         Prep::Ready(p) => p,
         Prep::Done(result) => {
@@ -314,11 +325,25 @@ async fn start<S: Store>(
         }
     };
     let text = text.unwrap_or_default();
-    let marker = match (&part.target, fleet.ssh) {
-        (Some(target), Some(ssh)) if fleet.via == Via::Ssh => {
+    let mut ssm = None;
+    let marker = match (&part.target, fleet.targets) {
+        (Some(target), Some(t)) if fleet.via == Via::Ssh => {
             let control = run.ssh_dir()?;
             let shell = part.script.shell;
-            Some(super::ssh::wrap(&mut prepared.spec, &text, shell, target, ssh, &run.base_dir, &control))
+            Some(super::ssh::wrap(&mut prepared.spec, &text, shell, target, &t.ssh, &run.base_dir, &control))
+        }
+        (Some(target), Some(t)) if fleet.via == Via::Ssm => {
+            let marker = super::ssh::new_marker();
+            let secrets = run.params.secret_values();
+            // Secret parameters stay here (the script was checked not to need them).
+            let env: Vec<(String, String)> = (prepared.spec.env.iter())
+                .filter(|(_, v)| !secrets.iter().any(|s| !s.is_empty() && v.contains(s.as_str())))
+                .cloned()
+                .collect();
+            let command = super::ssm_run::command(&env, &text, part.script.shell, &marker);
+            let aws = run.aws_target(t.aws.clone());
+            ssm = Some(super::ssm_run::Job { aws, instance: target.name.clone(), command, marker: marker.clone() });
+            Some(marker)
         }
         _ => None,
     };
@@ -326,10 +351,22 @@ async fn start<S: Store>(
     let spec = prepared.spec.clone();
     let (cancel, tx) = (cancel.clone(), tx.clone());
     let level = fleet.cancel_level;
+    let timeout = fleet.timeout(slot);
     jobs.spawn(async move {
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = cancel.reached(level) => return (slot, Ok(Exit::Cancelled)),
+        }
+        if let Some(job) = ssm {
+            let (ctx, mut crx) = mpsc::channel::<Chunk>(64);
+            let forward = async {
+                while let Some(c) = crx.recv().await {
+                    let _ = tx.send(Msg::Chunk(slot, c)).await;
+                }
+            };
+            let sent = super::ssm_run::run(&job, timeout, &cancel, level, ctx);
+            let (exit, ()) = tokio::join!(sent, forward);
+            return (slot, exit);
         }
         let (ctx, mut crx) = mpsc::channel::<Chunk>(64);
         let (stx, srx) = tokio::sync::oneshot::channel();
@@ -536,7 +573,8 @@ async fn finish<S: Store>(
     }
     let part = &fleet.parts[slot];
     let ssh = l.marker.is_some();
-    let ssh_failed = ssh && !l.remote_started && matches!(exit, Ok(Exit::Code(super::ssh::SSH_FAILED)));
+    // SSH or SSM could not run the script (its error is the last line on standard error).
+    let remote_failed = ssh && !l.remote_started && matches!(exit, Ok(Exit::Code(super::ssh::SSH_FAILED)));
     if l.outputs_cut {
         let msg = format!("warning: {}the outputs file is larger than 1 MiB; the rest was ignored", prefix(part));
         run.system(Some(&part.step.id), fleet.phase, &msg).await?;
@@ -546,8 +584,12 @@ async fn finish<S: Store>(
     let outputs =
         if ssh { Some(String::from_utf8_lossy(&l.outputs.take().unwrap_or_default()).into_owned()) } else { None };
     let mut result = super::run::conclude(run, &sr, prepared, exit, &l.seen, outputs).await?;
-    if let (true, Some(target)) = (ssh_failed, &part.target) {
-        result.error = Some(super::ssh::describe_failure(target, l.last_err.as_deref()));
+    match (remote_failed, &part.target) {
+        (true, Some(target)) if fleet.via == Via::Ssh => {
+            result.error = Some(super::ssh::describe_failure(target, l.last_err.as_deref()));
+        }
+        (true, Some(_)) => result.error = l.last_err.clone().or(result.error),
+        _ => {}
     }
     if fleet.phase == Phase::Step {
         super::validate::after(run, part.step, &mut result).await?;

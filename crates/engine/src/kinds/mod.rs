@@ -14,6 +14,7 @@ pub(crate) mod parts;
 pub(crate) mod run;
 pub(crate) mod sleep;
 pub(crate) mod ssh;
+pub(crate) mod ssm_run;
 pub(crate) mod targets;
 pub(crate) mod validate;
 

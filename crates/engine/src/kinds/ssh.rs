@@ -56,7 +56,7 @@ pub(crate) fn wrap(
     base_dir: &Path,
     control_dir: &Path,
 ) -> String {
-    let marker = format!("::opsbook-outputs-{:016x}::", rand_u64());
+    let marker = new_marker();
     let mut script = String::new();
     for (k, v) in spec.env.iter().filter(|(k, _)| k != "OPSBOOK_OUTPUT") {
         script.push_str(&format!("export {k}={}\n", quote(v)));
@@ -123,6 +123,11 @@ pub(crate) fn wrap(
 
 /// The line the far side writes to stderr once the script starts: an exit status of 255
 /// after it is the script's own, not ssh's.
+/// A fresh marker that the outputs come after.
+pub(crate) fn new_marker() -> String {
+    format!("::opsbook-outputs-{:016x}::", rand_u64())
+}
+
 pub(crate) fn started_line(marker: &str) -> String {
     format!("{marker}-started")
 }

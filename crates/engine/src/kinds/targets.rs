@@ -27,7 +27,7 @@ pub(crate) async fn run_step<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, ste
         unreachable!("a run step with targets");
     };
     parts::begin_step(run, idx, step);
-    let resolved = match resolve(run, targets) {
+    let resolved = match resolve(run, targets).await {
         Ok(t) => t,
         Err(e) => return parts::settle(run, idx, step, StepStatus::Failed, Some(format!("targets: {e}"))).await,
     };
@@ -39,7 +39,7 @@ pub(crate) async fn run_step<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, ste
         phase: Phase::Step,
         parts: parts(step, script, resolved),
         via: targets.via,
-        ssh: Some(&targets.ssh),
+        targets: Some(targets),
         concurrency: targets.max_concurrency.of(n, true),
         allowed_errors: Some(targets.max_errors.of(n, false)),
         fail_fast: false,
@@ -101,7 +101,12 @@ pub(crate) async fn rollback<S: Store>(
     let records = run.steps[idx].targets.clone();
     // The targets as the step ran them (their addresses may have moved since: the step's
     // names are what it succeeded on).
-    let resolved = match resolve(run, targets) {
+    // (Instances by tag are their ids already: not looked up again.)
+    let looked_up = match &targets.source {
+        Source::Tags(_) => Err(String::new()),
+        _ => resolve(run, targets).await,
+    };
+    let resolved = match looked_up {
         Ok(found) => records
             .iter()
             .map(|r| found.iter().find(|t| t.name == r.name).cloned().unwrap_or_else(|| named(&r.name)))
@@ -121,7 +126,7 @@ pub(crate) async fn rollback<S: Store>(
         phase: Phase::Rollback,
         parts: parts(step, script, resolved),
         via: targets.via,
-        ssh: Some(&targets.ssh),
+        targets: Some(targets),
         concurrency: targets.max_concurrency.of(records.len(), true),
         allowed_errors: None,
         fail_fast: false,
@@ -141,15 +146,45 @@ fn named(name: &str) -> Target {
     Target { name: name.to_string(), address: name.to_string(), user: None, port: None }
 }
 
-/// The targets a step names: its hosts (templates rendered), or an inventory's group.
-fn resolve<S: Store>(run: &Run<'_, '_, S>, targets: &Targets) -> std::result::Result<Vec<Target>, String> {
+/// The targets a step names: its hosts (templates rendered), an inventory's group, or
+/// the instances SSM manages with its tags (looked up in AWS; in a runbook test, one
+/// stand-in target named after the tags).
+async fn resolve<S: Store>(run: &Run<'_, '_, S>, targets: &Targets) -> std::result::Result<Vec<Target>, String> {
     let found = match &targets.source {
+        Source::Tags(tags) => {
+            let ctx = run.context(false);
+            let mut rendered = BTreeMap::new();
+            for (k, values) in tags {
+                let vs = (values.iter())
+                    .map(|v| template::render_plain(v, &ctx).map_err(|e| format!("tags.{k}: {e}")))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                rendered.insert(k.clone(), vs);
+            }
+            let shown: Vec<String> = rendered.iter().map(|(k, v)| format!("{k}={}", v.join("|"))).collect();
+            if run.engine.config.mocks.is_some() {
+                return Ok(vec![named(&format!("tag:{}", shown.join(",")))]);
+            }
+            let aws = run.aws_target(targets.aws.clone());
+            let ids = opsbook_aws::ssm::managed_instances(&aws, &rendered).await.map_err(|e| e.message)?;
+            if ids.is_empty() {
+                return Err(format!("SSM manages no instance tagged {}", shown.join(", ")));
+            }
+            ids.iter().map(|id| named(id)).collect()
+        }
         Source::Hosts(hosts) => {
             let ctx = run.context(false);
             let mut found = Vec::new();
             for h in hosts {
                 let text = template::render_plain(h, &ctx).map_err(|e| format!("hosts: {e}"))?;
                 found.extend(Target::parse_list(&text).map_err(|e| format!("hosts: {e}"))?);
+            }
+            if targets.via == opsbook_core::step::targets::Via::Ssm
+                && let Some(bad) = found.iter().find(|t| !Target::is_instance_id(&t.name))
+            {
+                return Err(format!(
+                    "hosts: `{}` is not an instance id (i-0abc12345def67890) for `via: ssm`",
+                    bad.name
+                ));
             }
             found
         }

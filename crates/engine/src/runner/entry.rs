@@ -395,7 +395,7 @@ pub(crate) fn needed_secrets(rb: &Runbook, steps: &[StepRecord], work: Work) -> 
 }
 
 /// Whether a text may use secret parameter `name`.
-fn mentions(text: &str, name: &str) -> bool {
+pub(crate) fn mentions(text: &str, name: &str) -> bool {
     let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
     let var = format!("OPSBOOK_PARAM_{}", name.to_ascii_uppercase());
     let by_var = text.match_indices(&var).any(|(i, _)| !text[i + var.len()..].starts_with(ident));

@@ -20,8 +20,8 @@ mod persist;
 mod rollback;
 
 pub(crate) use entry::{
-    Work, begin, check_resume, check_secrets, needed_secrets, new_execution, resume, rollback_child, rollback_only,
-    run_claimed, start,
+    Work, begin, check_resume, check_secrets, mentions, needed_secrets, new_execution, resume, rollback_child,
+    rollback_only, run_claimed, start,
 };
 
 /// What a re-check of the gates before a step decided.
