@@ -112,3 +112,74 @@ pub async fn check_named_calls(store: &Db, rb: &opsbook_core::Runbook) -> Result
     }
     Ok(())
 }
+
+/// Refuses a run of `rb` by `who` when a runbook it would call by name (followed through
+/// what is published, as far as it can be known now) is one a policy keeps from `who`:
+/// a child runs as its parent's submitter, so its policies apply at submission. A
+/// parameter a call renders from earlier steps' outputs is not known yet; a policy's
+/// condition on it counts as holding. (A file in the parent's published directory is
+/// part of the parent, under the parent's policies.)
+pub async fn check_child_policies(
+    store: &Db,
+    policies: &[crate::policy::Policy],
+    who: &crate::auth::Principal,
+    rb: &opsbook_core::Runbook,
+    values: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), String> {
+    use opsbook_core::step::call::{Callee, MAX_DEPTH};
+    if policies.is_empty() {
+        return Ok(());
+    }
+    let mut todo = vec![(vec![rb.name.clone()], rb.clone(), values.clone())];
+    while let Some((chain, book, known)) = todo.pop() {
+        let ctx = opsbook_core::template::Context {
+            params: serde_json::Value::Object(known.clone()),
+            steps: Default::default(),
+            execution_id: String::new(),
+            placeholders: false,
+            target: None,
+        };
+        for step in book.all_steps() {
+            let opsbook_core::StepKind::Runbook(call) = &step.kind else { continue };
+            let Callee::Name { name, version } = &call.callee else { continue };
+            if chain.contains(name) || chain.len() > MAX_DEPTH {
+                continue;
+            }
+            let Ok(found) = newest(store, name, version.as_ref(), false).await else { continue };
+            let mut params = serde_json::Map::new();
+            let mut unknown = Vec::new();
+            for (k, tpl) in &call.params {
+                match opsbook_core::template::render_plain(tpl, &ctx) {
+                    Ok(v) => {
+                        params.insert(k.clone(), serde_json::Value::String(v));
+                    }
+                    Err(_) => unknown.push(k.clone()),
+                }
+            }
+            for p in &found.runbook.params {
+                if !params.contains_key(&p.name) && !unknown.contains(&p.name) {
+                    match &p.spec.default {
+                        Some(d) => {
+                            params.insert(p.name.clone(), d.clone());
+                        }
+                        None => unknown.push(p.name.clone()),
+                    }
+                }
+            }
+            let tags = &found.runbook.tags;
+            if let Some(p) = crate::policy::refusal_in_part(policies, who, name, tags, &params, &unknown) {
+                let why = p.description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
+                return Err(format!(
+                    "step `{}` of `{}` runs `{name}`, and running `{name}` like this needs one of the roles {}{why}",
+                    step.id,
+                    book.name,
+                    p.roles.join(", ")
+                ));
+            }
+            let mut next = chain.clone();
+            next.push(name.clone());
+            todo.push((next, found.runbook, params));
+        }
+    }
+    Ok(())
+}

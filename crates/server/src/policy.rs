@@ -67,6 +67,31 @@ impl Policy {
     }
 }
 
+/// [`refusal`] for a run whose parameters are known only in part (a child runbook, before
+/// the steps its values come from ran): a condition on a parameter in `unknown` may hold,
+/// so it counts as holding.
+pub fn refusal_in_part<'a>(
+    policies: &'a [Policy],
+    who: &Principal,
+    name: &str,
+    tags: &[String],
+    params: &serde_json::Map<String, Value>,
+    unknown: &[String],
+) -> Option<&'a Policy> {
+    if who.has_role("admin") {
+        return None;
+    }
+    policies.iter().find(|p| {
+        let maybe = p.param.as_ref().is_some_and(|c| unknown.contains(&c.name));
+        let covers = if maybe {
+            Policy { param: None, ..(*p).clone() }.covers(name, tags, params)
+        } else {
+            p.covers(name, tags, params)
+        };
+        covers && !p.roles.iter().any(|r| who.has_role(r))
+    })
+}
+
 /// The first policy that covers the run and that the caller does not satisfy.
 pub fn refusal<'a>(
     policies: &'a [Policy],

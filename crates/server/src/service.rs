@@ -85,6 +85,10 @@ pub async fn enqueue(
             p.roles.join(", ")
         )));
     }
+    if let Err(why) = crate::calls::check_child_policies(&st.store, &st.config.policies, who, &rb, &values).await {
+        st.audit(&who.user, "authz.denied", name, "", json!({ "policy": why, "roles": who.roles })).await;
+        return Err(ApiError::forbidden(why));
+    }
     let secrets: BTreeMap<String, Input> =
         inputs.into_iter().filter(|(k, _)| params.secret_names.contains(k)).collect();
     let masked = params.masked();

@@ -77,6 +77,9 @@ pub async fn create(
             p.roles.join(", ")
         )));
     }
+    crate::calls::check_child_policies(&st.store, &st.config.policies, &ctx.principal, &rb, &values)
+        .await
+        .map_err(ApiError::forbidden)?;
     let mut s = ScheduleRecord {
         id: opsbook_store::id::new_id(),
         runbook: b.runbook,

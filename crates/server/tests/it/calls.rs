@@ -111,3 +111,101 @@ async fn publishing_a_runbook_that_would_call_itself_back_is_refused() {
     assert_eq!(s.get("/api/v1/runbooks/gamma", &author).await.0, StatusCode::NOT_FOUND, "nothing was published");
     s.stop().await;
 }
+
+/// A child whose gate blocks parks; the gate pool polls the child (not the parent), a
+/// worker goes on with it once the incident closes, and its end wakes the parent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_waiting_on_a_gate_goes_on_by_itself_and_wakes_its_parent() {
+    let (s, incident) = crate::gates::gated_server().await;
+    let op = s.token("olga", &["operator", "author"]).await;
+    std::fs::write(&incident, "incident open").unwrap();
+    let child = runbook(
+        "guarded",
+        "1.0.0",
+        "",
+        "",
+        "    - id: health\n      gate: { use: prod, poll: 200ms, max_wait: 1h }\n    - id: ship\n      run: echo shipped=yes >> \"$OPSBOOK_OUTPUT\"\n",
+    );
+    assert!(s.publish(&op, &child).await.0.is_success());
+    let parent = runbook(
+        "train",
+        "1.0.0",
+        "",
+        "",
+        "    - id: call\n      runbook: { name: guarded }\n    - id: after\n      run: echo \"after {{ steps.call.outputs.shipped }}\"\n",
+    );
+    assert!(s.publish(&op, &parent).await.0.is_success());
+    let (_, sub) = s.post("/api/v1/runbooks/train/executions", &op, json!({})).await;
+    let id = sub["id"].as_str().unwrap().to_string();
+    let waiting = s.wait_for(&id, &op, |d| d["status"] == "waiting").await;
+    let step = &waiting["steps"][0];
+    assert!(step["error"].as_str().unwrap().ends_with("step `health` waits on a gate"), "{step}");
+    let child_id = step["child"]["id"].as_str().unwrap().to_string();
+    let (_, c) = s.get(&format!("/api/v1/executions/{child_id}"), &op).await;
+    assert_eq!(c["status"], "waiting");
+    assert_eq!(c["steps"][0]["error"], "gate `prod` blocked: command: incident open");
+    std::fs::remove_file(&incident).unwrap();
+    let done = s.wait_for(&id, &op, |d| d["status"] == "succeeded").await;
+    assert_eq!(done["steps"][0]["child"]["status"], "succeeded");
+    assert_eq!(done["steps"][0]["outputs"]["shipped"], "yes");
+    s.stop().await;
+}
+
+/// A child runs as its parent's submitter: the policies of the runbooks a parent calls by
+/// name apply when the parent is submitted (a parameter not known yet counts as matching).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policies_of_a_called_runbook_apply_to_whoever_runs_the_caller() {
+    use opsbook_server::policy::{ParamCondition, Policy};
+    let s = Server::start_with(|c| {
+        c.policies = vec![Policy {
+            description: Some("production databases".into()),
+            names: vec!["db-*".into()],
+            tags: vec![],
+            param: Some(ParamCondition { name: "db".into(), value: "prod".into() }),
+            roles: vec!["dba".into()],
+        }];
+    })
+    .await;
+    let author = s.token("ann", &["operator", "author"]).await;
+    let dba = s.token("dora", &["operator", "dba"]).await;
+    let child = runbook(
+        "db-migrate",
+        "1.0.0",
+        "",
+        "    db: { type: string, required: true }\n",
+        "    - id: m\n      run: \"true\"\n",
+    );
+    assert!(s.publish(&author, &child).await.0.is_success());
+    let parent = runbook(
+        "release",
+        "1.0.0",
+        "",
+        "    target: { type: string, required: true }\n",
+        "    - id: pick\n      run: echo db=prod >> \"$OPSBOOK_OUTPUT\"\n    - id: by_param\n      runbook: { name: db-migrate, params: { db: \"{{ params.target }}\" } }\n",
+    );
+    assert!(s.publish(&author, &parent).await.0.is_success());
+    assert_eq!(submit(&s, &author, "staging").await.0, StatusCode::ACCEPTED, "staging is not covered");
+    let (status, answer) = submit(&s, &author, "prod").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert_eq!(
+        answer["error"]["message"],
+        "step `by_param` of `release` runs `db-migrate`, and running `db-migrate` like this needs one of the roles dba (production databases)"
+    );
+    assert_eq!(submit(&s, &dba, "prod").await.0, StatusCode::ACCEPTED);
+    // A value that comes from a step's output is not known at submission: refused unless allowed.
+    let later = runbook(
+        "release",
+        "1.1.0",
+        "",
+        "    target: { type: string, required: true }\n",
+        "    - id: pick\n      run: echo db=prod >> \"$OPSBOOK_OUTPUT\"\n    - id: by_output\n      runbook: { name: db-migrate, params: { db: \"{{ steps.pick.outputs.db }}\" } }\n",
+    );
+    assert!(s.publish(&author, &later).await.0.is_success());
+    assert_eq!(submit(&s, &author, "staging").await.0, StatusCode::FORBIDDEN);
+    assert_eq!(submit(&s, &dba, "staging").await.0, StatusCode::ACCEPTED);
+    s.stop().await;
+}
+
+async fn submit(s: &Server, who: &str, target: &str) -> (StatusCode, serde_json::Value) {
+    s.post("/api/v1/runbooks/release/executions", who, json!({"params": {"target": target}})).await
+}
