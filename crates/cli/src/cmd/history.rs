@@ -160,7 +160,11 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
         let started = clock.show(e.started_at.or(Some(e.created_at)));
         t.add_row(vec![
             Cell::new(&e.id),
-            Cell::new(&e.runbook_name),
+            // A child names the execution (and step) that started it.
+            Cell::new(match (&e.parent_id, &e.parent_step) {
+                (Some(p), Some(step)) => format!("{} (child of {p}, step {step})", e.runbook_name),
+                _ => e.runbook_name.clone(),
+            }),
             Cell::new(&e.runbook_version),
             exec_cell(e.status),
             Cell::new(started),

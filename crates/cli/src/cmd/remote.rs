@@ -309,7 +309,10 @@ pub async fn history(client: &Client, a: &super::history::Args) -> Result<u8> {
         let started = clock.show_text(e.started_at.as_deref().or(e.created_at.as_deref()));
         t.add_row(vec![
             Cell::new(&e.id),
-            Cell::new(&e.runbook.name),
+            Cell::new(match &e.parent {
+                Some(p) => format!("{} (child of {}, step {})", e.runbook.name, p.id, p.step),
+                None => e.runbook.name.clone(),
+            }),
             Cell::new(&e.runbook.version),
             exec_cell(e.status),
             Cell::new(started),

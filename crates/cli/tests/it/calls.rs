@@ -64,6 +64,8 @@ fn a_child_is_an_execution_of_its_own_whose_outputs_become_the_steps() {
     assert!(logs.contains(&format!("as child execution {child_id}")), "{logs}");
     assert!(!logs.contains("migrating orders"), "{logs}");
     assert!(env.run(&["logs", &child_id]).stdout.contains("[apply] migrating orders"));
+    let history = env.run(&["history"]).stdout;
+    assert!(history.contains(&format!("db-migrate (child of {parent_id}, step migrate)")), "{history}");
     assert!(!env.path("marks").exists(), "nothing rolled back");
 }
 
