@@ -197,15 +197,25 @@ pub(crate) fn cancel_waiting<'a, S: Store>(
 
 async fn cancel_inner<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, spec: &CallSpec) -> Result<()> {
     let step_id = run.steps[idx].step_id.clone();
-    if let Some(child) = latest_child(run, &step_id).await?
-        && child.status == ExecStatus::Waiting
-    {
-        let msg = format!("cancelling child execution {} (its succeeded steps roll back)", child.id);
-        run.system(Some(&step_id), Phase::Step, &msg).await?;
-        let result = rollback_inner(run, idx, spec).await?;
-        if let Some(e) = result.error {
-            run.system(Some(&step_id), Phase::Step, &e).await?;
+    let Some(child) = latest_child(run, &step_id).await? else { return Ok(()) };
+    match child.status {
+        ExecStatus::Waiting => {
+            let msg = format!("cancelling child execution {} (its succeeded steps roll back)", child.id);
+            run.system(Some(&step_id), Phase::Step, &msg).await?;
+            let result = rollback_inner(run, idx, spec).await?;
+            if let Some(e) = result.error {
+                run.system(Some(&step_id), Phase::Step, &e).await?;
+            }
         }
+        // Another runner has it (a worker went on with it after its approval): that
+        // runner sees the cancel at its next heartbeat (a queued one, when it is taken).
+        ExecStatus::Running | ExecStatus::Queued => {
+            run.store().request_cancel(&child.id).await?;
+            let msg =
+                format!("asked child execution {} to stop (it runs elsewhere; its rollbacks run there)", child.id);
+            run.system(Some(&step_id), Phase::Step, &msg).await?;
+        }
+        _ => {}
     }
     Ok(())
 }

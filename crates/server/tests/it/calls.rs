@@ -209,3 +209,38 @@ async fn the_policies_of_a_called_runbook_apply_to_whoever_runs_the_caller() {
 async fn submit(s: &Server, who: &str, target: &str) -> (StatusCode, serde_json::Value) {
     s.post("/api/v1/runbooks/release/executions", who, json!({"params": {"target": target}})).await
 }
+
+/// Cancelling a parent whose child runs on another worker (it went on after its approval)
+/// asks that child to stop too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_parent_stops_a_child_running_on_another_worker() {
+    let s = Server::start().await;
+    let author = s.token("ann", &["operator", "author"]).await;
+    let manager = s.token("max", &["approver", "release-manager"]).await;
+    let child = runbook(
+        "slow-child",
+        "1.0.0",
+        "",
+        "",
+        "    - id: ok\n      approval: { approvers: [\"role:release-manager\"] }\n    - id: long\n      run: echo $$ > long.pid; sleep 60\n",
+    );
+    assert!(s.publish(&author, &child).await.0.is_success());
+    let parent = runbook("caller", "1.0.0", "", "", "    - id: call\n      runbook: { name: slow-child }\n");
+    assert!(s.publish(&author, &parent).await.0.is_success());
+    let (_, sub) = s.post("/api/v1/runbooks/caller/executions", &author, json!({})).await;
+    let id = sub["id"].as_str().unwrap().to_string();
+    let doc = s.wait_for(&id, &author, |d| d["status"] == "waiting").await;
+    let child_id = doc["steps"][0]["child"]["id"].as_str().unwrap().to_string();
+    let approve = json!({"decision": "approve"});
+    assert_eq!(s.post(&format!("/api/v1/executions/{child_id}/approvals"), &manager, approve).await.0, StatusCode::OK);
+    s.wait_for(&child_id, &author, |d| d["steps"][1]["status"] == "running").await;
+    let (status, answer) = s.post(&format!("/api/v1/executions/{id}/cancel"), &author, json!({})).await;
+    assert!(status.is_success(), "{answer}");
+    let ended = |d: &serde_json::Value| matches!(d["status"].as_str(), Some("succeeded" | "failed" | "cancelled"));
+    let child_doc = s.wait_for(&child_id, &author, ended).await;
+    assert_eq!(child_doc["status"], "cancelled", "{child_doc}");
+    assert_eq!(child_doc["steps"][1]["status"], "cancelled");
+    let parent_doc = s.wait_for(&id, &author, ended).await;
+    assert_eq!(parent_doc["status"], "cancelled", "{parent_doc}");
+    s.stop().await;
+}
