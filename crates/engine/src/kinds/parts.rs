@@ -31,9 +31,12 @@ pub(crate) fn begin_step<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, step: &
     });
 }
 
-/// `NAME: error; NAME: error` of the parts at `slots` (their step's errors, or their
+/// `NAME: error; NAME: error` of the parts at `slots`, in the order written (their step's errors, or their
 /// rollbacks' with `rollback`).
 pub(crate) fn errors<S: Store>(run: &Run<'_, '_, S>, idx: usize, slots: &[usize], rollback: bool) -> String {
+    // In the order written, whichever ended first.
+    let mut slots = slots.to_vec();
+    slots.sort_unstable();
     (slots.iter())
         .map(|&i| {
             let t = &run.steps[idx].targets[i];
