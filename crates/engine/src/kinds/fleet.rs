@@ -364,7 +364,8 @@ async fn start<S: Store>(
                     let _ = tx.send(Msg::Chunk(slot, c)).await;
                 }
             };
-            let sent = super::ssm_run::run(&job, timeout, &cancel, level, ctx);
+            // Boxed: the SDK calls' state would otherwise widen every part's task.
+            let sent = Box::pin(super::ssm_run::run(&job, timeout, &cancel, level, ctx));
             let (exit, ()) = tokio::join!(sent, forward);
             return (slot, exit);
         }
