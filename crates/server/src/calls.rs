@@ -100,7 +100,7 @@ pub async fn check_named_calls(store: &Db, rb: &opsbook_core::Runbook) -> Result
                     step.id, book.name
                 ));
             }
-            if chain.len() >= MAX_DEPTH {
+            if chain.len() > MAX_DEPTH {
                 return Err(format!("runbooks may call runbooks at most {MAX_DEPTH} deep: {path}"));
             }
             if let Ok(found) = newest(store, name, version.as_ref(), true).await {

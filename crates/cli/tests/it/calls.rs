@@ -245,7 +245,7 @@ fn cycles_and_wrong_parameters_are_refused_before_anything_runs() {
     );
     assert_eq!(env.run(&["run", "test.yaml"]).code, 2);
     let s = env.store();
-    assert!(s.block(s.store.executions(&Default::default())).unwrap_or_default().is_empty(), "nothing ran");
+    assert!(s.block(s.store.executions(&Default::default())).unwrap().is_empty(), "nothing ran");
 }
 
 #[test]
@@ -329,4 +329,27 @@ fn after_a_crash_resume_goes_on_with_the_child_or_undoes_it() {
             assert_eq!(env.read("marks"), "undo-a\nundo-one\n");
         }
     }
+}
+
+/// Runbooks may call runbooks 5 deep: `validate` and a run agree on where the line is.
+#[test]
+fn calls_go_at_most_five_deep() {
+    let env = Env::new();
+    for n in 0..7 {
+        let steps = if n < 6 {
+            format!("    - id: down\n      runbook: {{ file: d{}.yaml }}\n", n + 1)
+        } else {
+            "    - id: bottom\n      run: echo bottom\n".to_string()
+        };
+        child(&env, &format!("d{n}"), "", &steps);
+    }
+    assert_eq!(env.run(&["validate", "d1.yaml"]).code, 0, "d1 to d6: five calls deep");
+    let out = env.run(&["validate", "d0.yaml"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("calls d6.yaml at depth 6; runbooks may call runbooks at most 5 deep"), "{out:?}");
+    let out = env.run(&["run", "d1.yaml", "--output", "json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let s = env.store();
+    assert_eq!(s.block(s.store.executions(&Default::default())).unwrap().len(), 6);
+    assert_eq!(env.run(&["run", "d0.yaml"]).code, 2, "refused before it starts");
 }

@@ -77,8 +77,8 @@ async fn step_inner<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, step: &Step,
         Ok(i) => i,
         Err(e) => return run.settle(idx, StepStatus::Failed, Some(e)).await,
     };
-    let deadline = run.steps[idx].started_at.unwrap_or_else(opsbook_store::now_ms)
-        + i64::try_from(step.timeout.0.as_millis()).unwrap_or(i64::MAX / 2);
+    // The time the child runs here, this time (a wait for people or a gate is not counted).
+    let deadline = opsbook_store::now_ms() + i64::try_from(step.timeout.0.as_millis()).unwrap_or(i64::MAX / 2);
     let (result, timed_out) = match child {
         None => match start(run, step, spec, inputs).await {
             Ok(job) => on_own_task(run, &step.id, deadline, job).await?,
@@ -90,6 +90,12 @@ async fn step_inner<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, step: &Step,
             let secrets = child_secrets(run, &c, &inputs).await?;
             let interrupted = c.status == ExecStatus::Interrupted;
             let resumed = on_own_task(run, &step.id, deadline, Job::Resume { id: c.id.clone(), secrets }).await?;
+            // Held by another runner (a resume of its own): waited on, not undone.
+            let held = run.store().execution(&c.id).await?.owner.is_some();
+            if interrupted && held && matches!(resumed.0, Err(Error::Invalid(_))) {
+                let why = format!("waiting for child execution {}: another runner goes on with it", c.id);
+                return wait(run, idx, step, why).await;
+            }
             if interrupted && let (Err(e @ Error::Invalid(_)), _) = &resumed {
                 // It cannot go on (a step of its own that may have partly run): it is
                 // undone as a whole, and the step fails saying why.
@@ -319,7 +325,7 @@ async fn start<S: Store>(
 ) -> Result<Job> {
     let (runbook, path, has_files) = callee(run, spec).await?;
     let chain = ancestors(run).await?;
-    if chain.len() >= MAX_DEPTH {
+    if chain.len() > MAX_DEPTH {
         return Err(Error::Invalid(format!(
             "runbooks may call runbooks at most {MAX_DEPTH} deep: {} → {}",
             chain.join(" → "),

@@ -98,24 +98,22 @@ pub(crate) async fn run(
         max_errors: None,
         comment: Some("opsbook"),
     };
-    let id = tokio::select! {
-        sent = opsbook_aws::ssm::send_command(aws, &req) => match sent {
-            Ok(id) => id,
-            Err(e) => {
-                say(format!("SSM SendCommand to {instance}: {}", e.message)).await;
-                return Ok(Exit::Code(SSM_FAILED));
-            }
-        },
-        _ = cancel.reached(level) => return Ok(Exit::Cancelled),
-        _ = tokio::time::sleep_until(deadline.into()) => return Ok(Exit::TimedOut),
+    // Not abandoned half way: a command SSM took is cancelled there if need be (below).
+    let id = match opsbook_aws::ssm::send_command(aws, &req).await {
+        Ok(id) => id,
+        Err(e) => {
+            say(format!("SSM SendCommand to {instance}: {}", e.message)).await;
+            return Ok(Exit::Code(SSM_FAILED));
+        }
     };
     let mut pause = FIRST_POLL;
     let mut failures = 0;
     loop {
         let stop = tokio::select! {
-            _ = tokio::time::sleep(pause) => None,
+            biased;
             _ = cancel.reached(level) => Some(Exit::Cancelled),
             _ = tokio::time::sleep_until(deadline.into()) => Some(Exit::TimedOut),
+            _ = tokio::time::sleep(pause) => None,
         };
         if let Some(exit) = stop {
             match tokio::time::timeout(Duration::from_secs(15), opsbook_aws::ssm::cancel_command(aws, &id)).await {
