@@ -300,7 +300,8 @@ async fn requester(st: &AppState, exec: &Execution) -> ApiResult<String> {
 }
 
 /// Cancels execution `id`: a running one is stopped by its worker (rollbacks run); a
-/// queued one is cancelled at once; a waiting one is queued for a worker, which stops it
+/// queued one that never started is cancelled at once (one queued again after it started
+/// is stopped by the worker that takes it); a waiting one is queued for a worker, which stops it
 /// and runs its rollbacks (never this request: a client that gives up must not cut a
 /// rollback short).
 pub async fn cancel(st: &AppState, ctx: &Ctx, id: &str) -> ApiResult<opsbook_api::CancelAccepted> {
@@ -310,6 +311,14 @@ pub async fn cancel(st: &AppState, ctx: &Ctx, id: &str) -> ApiResult<opsbook_api
         ExecStatus::Running => {
             st.store.request_cancel(&exec.id).await?;
             st.stop_running(&exec.id);
+        }
+        // Queued again after it started (a decision, a cleared gate, a look at its child):
+        // the worker that takes it stops it, running its rollbacks.
+        ExecStatus::Queued
+            if st.store.steps(&exec.id).await?.iter().any(|s| s.status != opsbook_core::StepStatus::Pending) =>
+        {
+            st.store.request_cancel(&exec.id).await?;
+            st.wake.notify_one();
         }
         ExecStatus::Queued => {
             exec.status = ExecStatus::Cancelled;

@@ -84,7 +84,10 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
             {
                 continue;
             }
-            match self.recheck_gates(idx, &step).await? {
+            // A step looking again at the child it waits on is not starting: no recheck.
+            let child_wait = status == StepStatus::Waiting && self.steps[idx].wait_kind == Some(WaitKind::Child);
+            let recheck = if child_wait { Recheck::Go } else { self.recheck_gates(idx, &step).await? };
+            match recheck {
                 Recheck::Go => {}
                 Recheck::Stop(why) => return self.stop(ExecStatus::Failed, why).await,
                 Recheck::Wait if self.cancel_level() >= 1 => {

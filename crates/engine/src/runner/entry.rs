@@ -358,7 +358,8 @@ pub(crate) fn needed_secrets(rb: &Runbook, steps: &[StepRecord], work: Work) -> 
     let lines: Vec<&str> = rb.source.lines().collect();
     let done = |rec: &StepRecord| matches!(rec.status, StepStatus::Succeeded | StepStatus::Skipped);
     for (i, (step, rec)) in rb.steps.iter().zip(steps).enumerate() {
-        if rec.status == StepStatus::Succeeded
+        // (also one interrupted or waiting: its child is rolled back or cancelled as a whole)
+        if matches!(rec.status, StepStatus::Succeeded | StepStatus::Waiting | StepStatus::Cancelled)
             && rec.rollback_status != Some(StepStatus::Succeeded)
             && matches!(step.kind, opsbook_core::StepKind::Runbook(_))
         {
