@@ -2,6 +2,7 @@
 //! child execution parked on an approval, taken on by a worker after the decision, and
 //! the parent woken when it ends.
 
+use opsbook_store::Store;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -242,5 +243,40 @@ async fn cancelling_a_parent_stops_a_child_running_on_another_worker() {
     assert_eq!(child_doc["steps"][1]["status"], "cancelled");
     let parent_doc = s.wait_for(&id, &author, ended).await;
     assert_eq!(parent_doc["status"], "cancelled", "{parent_doc}");
+    s.stop().await;
+}
+
+/// An execution queued again after it started (a parent looking at its child) is not
+/// cancelled "before it started" (which would leave its child behind): the cancel is
+/// recorded for the worker that takes it, which stops it with its rollbacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_of_a_parent_queued_again_is_left_to_its_worker() {
+    let s = Server::start().await;
+    let author = s.token("ann", &["operator", "author"]).await;
+    let child = runbook(
+        "gated-child",
+        "1.0.0",
+        "",
+        "",
+        "    - id: ok\n      approval: { approvers: [\"role:release-manager\"] }\n",
+    );
+    assert!(s.publish(&author, &child).await.0.is_success());
+    let parent = runbook("caller", "1.0.0", "", "", "    - id: call\n      runbook: { name: gated-child }\n");
+    assert!(s.publish(&author, &parent).await.0.is_success());
+    let (_, sub) = s.post("/api/v1/runbooks/caller/executions", &author, json!({})).await;
+    let id = sub["id"].as_str().unwrap().to_string();
+    s.wait_for(&id, &author, |d| d["status"] == "waiting").await;
+    // Again with no worker, the parent queued as its 30 s look queues it.
+    let dir = s.stop_keep_dir().await;
+    let s = Server::start_in(dir, |c| c.workers = 0).await;
+    let author = s.token("ann", &["operator", "author"]).await;
+    s.sql(&format!("UPDATE executions SET status = 'queued', owner = NULL, lease_expires_at = NULL WHERE id = '{id}'"))
+        .await;
+    let (status, answer) = s.post(&format!("/api/v1/executions/{id}/cancel"), &author, json!({})).await;
+    assert!(status.is_success(), "{answer}");
+    let e = s.store.execution(&id).await.unwrap();
+    assert_eq!(e.status, opsbook_core::ExecStatus::Queued, "left for a worker: {e:?}");
+    assert!(e.cancel_requested);
+    assert_eq!(e.error, None, "not cancelled before it started");
     s.stop().await;
 }
