@@ -62,17 +62,9 @@ async fn step_inner<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, step: &Step,
         let why = format!("waiting for child execution {} ({})", c.id, c.status.phrase());
         return wait(run, idx, step, why).await;
     }
-    run.started(idx);
-    {
-        let rec = &mut run.steps[idx];
-        rec.status = StepStatus::Running;
-        rec.finished_at = None;
-        rec.error = None;
-        rec.attempts = rec.attempts.max(1);
-    }
-    run.steps[idx].rendered = super::display(run, step);
+    super::parts::begin_step(run, idx, step);
+    run.steps[idx].attempts = run.steps[idx].attempts.max(1);
     run.save_step(idx).await?;
-    run.event(&Event::StepStarted { idx, step_id: &step.id, name: &step.name, attempt: 1, max_attempts: 1 });
     let inputs = match inputs(run, spec) {
         Ok(i) => i,
         Err(e) => return run.settle(idx, StepStatus::Failed, Some(e)).await,
@@ -90,13 +82,12 @@ async fn step_inner<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, step: &Step,
             let secrets = child_secrets(run, &c, &inputs).await?;
             let interrupted = c.status == ExecStatus::Interrupted;
             let resumed = on_own_task(run, &step.id, deadline, Job::Resume { id: c.id.clone(), secrets }).await?;
-            // Held by another runner (a resume of its own): waited on, not undone.
-            let held = run.store().execution(&c.id).await?.owner.is_some();
-            if interrupted && held && matches!(resumed.0, Err(Error::Invalid(_))) {
-                let why = format!("waiting for child execution {}: another runner goes on with it", c.id);
-                return wait(run, idx, step, why).await;
-            }
             if interrupted && let (Err(e @ Error::Invalid(_)), _) = &resumed {
+                // Held by another runner (a resume of its own): waited on, not undone.
+                if run.store().execution(&c.id).await?.owner.is_some() {
+                    let why = format!("waiting for child execution {}: another runner goes on with it", c.id);
+                    return wait(run, idx, step, why).await;
+                }
                 // It cannot go on (a step of its own that may have partly run): it is
                 // undone as a whole, and the step fails saying why.
                 let e = e.to_string();

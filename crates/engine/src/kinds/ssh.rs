@@ -169,7 +169,7 @@ pub(crate) fn describe_failure(target: &Target, last_stderr: Option<&str>) -> St
     }
 }
 
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     shlex::try_quote(s).map_or_else(|_| "''".to_string(), |q| q.into_owned())
 }
 

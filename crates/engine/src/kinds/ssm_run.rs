@@ -17,6 +17,7 @@ use opsbook_core::document::Shell;
 use opsbook_store::Stream;
 use tokio::sync::mpsc;
 
+use super::ssh::quote;
 use crate::cancel::Cancel;
 use crate::process::{Chunk, Exit};
 
@@ -29,8 +30,9 @@ const MAX_POLL: Duration = Duration::from_secs(5);
 /// Polls that fail in a row (after the SDK's own retries) before the attempt fails.
 const POLL_FAILURES: u32 = 5;
 
-/// The job's exit when SSM could not run the script (the message is on standard error).
-pub(crate) const SSM_FAILED: i32 = 255;
+/// The job's exit when SSM could not run the script (the message is on standard error):
+/// ssh's, which the fleet reads the same way.
+const SSM_FAILED: i32 = super::ssh::SSH_FAILED;
 
 /// The command SSM runs on the instance: the environment as `export` lines, the script
 /// in a quoted here-document (nothing in it is expanded), and the wrapper.
@@ -216,10 +218,6 @@ fn split(output: &str, marker: &str) -> (Option<String>, String) {
         // Cut by SSM inside the outputs: the outputs it kept, nothing after them.
         None => (Some(rest.to_string()), String::new()),
     }
-}
-
-fn quote(s: &str) -> String {
-    shlex::try_quote(s).map_or_else(|_| "''".to_string(), |q| q.into_owned())
 }
 
 #[cfg(test)]
