@@ -301,6 +301,7 @@ pub fn spawn_reaper(state: &AppState, mut stop: watch::Receiver<bool>) -> JoinHa
         let lease = state.engine.config.lease_ms();
         let mut polls = tokio::task::JoinSet::new();
         let mut swept_at = 0;
+        let mut outage_at: Option<i64> = None;
         // Old working directories are looked for every minute (more often when they are
         // kept a short while).
         let keep = crate::config::Config::duration(&state.config.keep_failed_workdirs);
@@ -319,8 +320,19 @@ pub fn spawn_reaper(state: &AppState, mut stop: watch::Receiver<bool>) -> JoinHa
                     tracing::warn!(%e, "cannot prune the secrets of ended executions");
                 }
             }
-            if let Err(e) = state.engine.recover().await {
-                tracing::error!(%e, "recovery failed");
+            // After the database was out of reach, every lease looks lapsed, its holders'
+            // too: they could not renew it either. They get one lease from its return to
+            // renew before anyone takes their executions over.
+            let back_for = outage_at.map_or(i64::MAX, |t| now_ms() - t);
+            if back_for >= lease {
+                match state.engine.recover().await {
+                    Ok(_) => {}
+                    Err(opsbook_engine::Error::Store(opsbook_store::Error::Unavailable(e))) => {
+                        tracing::warn!(%e, "recovery waits for the database");
+                        outage_at = Some(now_ms());
+                    }
+                    Err(e) => tracing::error!(%e, "recovery failed"),
+                }
             }
             match state.store.expired_waits(now_ms()).await {
                 Ok(waits) => {
@@ -344,7 +356,12 @@ pub fn spawn_reaper(state: &AppState, mut stop: watch::Receiver<bool>) -> JoinHa
                         }
                     }
                 }
-                Err(e) => tracing::error!(%e, "cannot look for expired waits"),
+                Err(e) => {
+                    if matches!(e, opsbook_store::Error::Unavailable(_)) {
+                        outage_at = Some(now_ms());
+                    }
+                    tracing::error!(%e, "cannot look for expired waits");
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
