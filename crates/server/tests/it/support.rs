@@ -191,7 +191,7 @@ impl Server {
         self.call("POST", "/api/v1/runbooks", Some(token), Some(Body::Yaml(yaml.to_string()))).await
     }
 
-    /// Polls the execution until `done` says so (at most 20 s).
+    /// Polls the execution until `done` says so (at most 60 s: it only catches hangs).
     pub async fn wait_for(&self, id: &str, token: &str, done: impl Fn(&Value) -> bool) -> Value {
         let start = Instant::now();
         loop {
@@ -199,7 +199,7 @@ impl Server {
             if done(&doc) {
                 return doc;
             }
-            assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting on {id}: {doc}");
+            assert!(start.elapsed() < Duration::from_secs(60), "timed out waiting on {id}: {doc}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
