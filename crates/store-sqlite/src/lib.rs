@@ -213,6 +213,9 @@ impl SqliteStore {
         // would cost more than the command. SQLite's automatic checkpoints (every 1000
         // pages) keep the WAL bounded instead.
         conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true).db()?;
+        // Every statement the engine and the server use stays prepared (rusqlite keeps 16
+        // by default, fewer than a run cycles through, so some were parsed again each step).
+        conn.set_prepared_statement_cache_capacity(128);
         // Other connections read beside the writer only in a WAL file (not in memory,
         // `:memory:`, nor where WAL mode could not be set).
         let shared = journal.eq_ignore_ascii_case("wal") && conn.path().is_some_and(|p| !p.is_empty());

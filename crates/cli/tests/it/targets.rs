@@ -338,6 +338,37 @@ fn kill_9_mid_targets_then_recovery_kills_every_target_and_resume_runs_only_the_
     assert_eq!(attempts, [1, 2, 2]);
 }
 
+/// kill -9 of the runner with several targets' groups running: its guardian kills every
+/// live group at once, and leaves alone what a target that already ended left running
+/// (its group was released).
+#[test]
+fn kill_9_mid_targets_the_guardian_kills_every_live_group_and_no_ended_one() {
+    let env = Env::new();
+    let book = runbook(
+        "",
+        "    - id: fan\n      run: |\n        if [ {{ target }} = a ]; then sleep 300 > /dev/null 2>&1 & echo $! > \"$T/pid-a\"; exit 0; fi\n        echo $$ > \"$T/pid-{{ target }}\"\n        sleep 300\n      targets: { hosts: [a, b, c, d], via: local, max_concurrency: 4 }\n",
+    );
+    env.write("test.yaml", &book);
+    let mut child = env.cmd(&["run", "test.yaml"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let left = env.wait_for_pid("pid-a");
+    let live = [env.wait_for_pid("pid-b"), env.wait_for_pid("pid-c"), env.wait_for_pid("pid-d")];
+    let a_done = || {
+        let s = env.store();
+        let e = s.block(s.store.executions(&Default::default())).unwrap();
+        e.first().is_some_and(|e| {
+            let steps = s.block(s.store.steps(&e.id)).unwrap();
+            steps[0].targets.first().is_some_and(|t| t.status == StepStatus::Succeeded)
+        })
+    };
+    wait_until(a_done, "target a to be on record as succeeded");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_until(|| live.iter().all(|&p| dead(p)), "every running target's group to die with its runner");
+    let survived = !dead(left);
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(left), nix::sys::signal::Signal::SIGKILL);
+    assert!(survived, "what an ended target left running is not the guardian's to kill");
+}
+
 #[test]
 fn ctrl_c_stops_the_running_targets_starts_no_more_and_rolls_back_where_it_succeeded() {
     let env = Env::new();
