@@ -61,7 +61,8 @@ pub fn start() -> io::Result<()> {
         }
         ForkResult::Parent { .. } => {
             drop(reader);
-            let _ = GUARDIAN.set(Guardian { _pipe: writer, table: Mutex::new(Table { file: table, slots: Vec::new() }) });
+            let _ =
+                GUARDIAN.set(Guardian { _pipe: writer, table: Mutex::new(Table { file: table, slots: Vec::new() }) });
             Ok(())
         }
     }
