@@ -530,12 +530,16 @@ impl OnCancel {
 }
 
 /// Ctrl-C / SIGTERM escalate cancellation: first cancel, second skip rollbacks.
+///
+/// The handlers are in place when this returns: installed by the task instead, they
+/// waited for the run's first pause, and a Ctrl-C before it (a step's process already
+/// started) killed the runner outright.
 pub fn watch_signals(handle: opsbook_engine::CancelHandle, on_cancel: OnCancel) {
     use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return;
+    };
     tokio::spawn(async move {
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-            return;
-        };
         loop {
             tokio::select! {
                 _ = int.recv() => {}

@@ -513,7 +513,9 @@ async fn a_wait_whose_holder_died_is_let_go_and_polled_again() {
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     s.state.engine.recover().await.unwrap();
     let exec = s.store.execution(&id).await.unwrap();
-    assert_eq!((exec.status.as_str(), exec.owner), ("waiting", None));
+    // Let go (this server's own gate poll may hold it again already).
+    assert_eq!(exec.status.as_str(), "waiting");
+    assert_ne!(exec.owner.as_deref(), Some("server:gone:1"), "the dead holder's hold was let go");
     // Polled again: it goes on once the incident closes.
     std::fs::remove_file(&incident).unwrap();
     s.wait_for(&id, &op, |d| d["status"] == "succeeded").await;
