@@ -292,6 +292,16 @@ fn an_ssh_target_that_times_out_has_its_remote_command_killed() {
     wait_until(|| dead(remote) && dead(remote_child), "the remote command and its children to be killed");
 }
 
+/// The newest execution's first step has its first target on record as succeeded.
+fn first_target_succeeded(env: &Env) -> bool {
+    let s = env.store();
+    let e = s.block(s.store.executions(&Default::default())).unwrap();
+    e.first().is_some_and(|e| {
+        let steps = s.block(s.store.steps(&e.id)).unwrap();
+        steps[0].targets.first().is_some_and(|t| t.status == StepStatus::Succeeded)
+    })
+}
+
 #[test]
 fn kill_9_mid_targets_then_recovery_kills_every_target_and_resume_runs_only_the_rest() {
     let env = Env::new();
@@ -305,15 +315,7 @@ fn kill_9_mid_targets_then_recovery_kills_every_target_and_resume_runs_only_the_
     cmd.env("OPSBOOK_STEP_PARENT_DEATH", "recovery");
     let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let (b, c) = (env.wait_for_pid("pid-b"), env.wait_for_pid("pid-c"));
-    let a_done = || {
-        let s = env.store();
-        let e = s.block(s.store.executions(&Default::default())).unwrap();
-        e.first().is_some_and(|e| {
-            let steps = s.block(s.store.steps(&e.id)).unwrap();
-            steps[0].targets.first().is_some_and(|t| t.status == StepStatus::Succeeded)
-        })
-    };
-    wait_until(a_done, "target a to be on record as succeeded");
+    wait_until(|| first_target_succeeded(&env), "target a to be on record as succeeded");
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!dead(b) && !dead(c), "both targets' groups run on, orphaned");
@@ -352,15 +354,7 @@ fn kill_9_mid_targets_the_guardian_kills_every_live_group_and_no_ended_one() {
     let mut child = env.cmd(&["run", "test.yaml"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let left = env.wait_for_pid("pid-a");
     let live = [env.wait_for_pid("pid-b"), env.wait_for_pid("pid-c"), env.wait_for_pid("pid-d")];
-    let a_done = || {
-        let s = env.store();
-        let e = s.block(s.store.executions(&Default::default())).unwrap();
-        e.first().is_some_and(|e| {
-            let steps = s.block(s.store.steps(&e.id)).unwrap();
-            steps[0].targets.first().is_some_and(|t| t.status == StepStatus::Succeeded)
-        })
-    };
-    wait_until(a_done, "target a to be on record as succeeded");
+    wait_until(|| first_target_succeeded(&env), "target a to be on record as succeeded");
     child.kill().unwrap();
     child.wait().unwrap();
     wait_until(|| live.iter().all(|&p| dead(p)), "every running target's group to die with its runner");
