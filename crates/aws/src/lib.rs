@@ -21,6 +21,16 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
+/// What this crate's public async functions return: their futures are built and compiled
+/// here, and callers poll them through the box (an `async fn`'s state machine, with all
+/// it awaits down into the SDK or HTTP client, is otherwise compiled again in every crate
+/// and codegen unit that awaits it).
+pub type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+pub(crate) fn boxed<'a, T>(f: impl std::future::Future<Output = T> + Send + 'a) -> Boxed<'a, T> {
+    Box::pin(f)
+}
+
 /// Where a call goes: its region and role when not the standard chain's, and the session
 /// name an assumed role is used under (it shows in CloudTrail).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -99,44 +109,46 @@ pub async fn base() -> &'static SdkConfig {
 
 /// The configuration for calls to `target`: its region (or the chain's), and the
 /// assumed role's credentials when it names one.
-pub async fn config(target: &Target) -> Result<SdkConfig, Error> {
-    // The session matters only to an assumed role.
-    let key = Target {
-        session: if target.role_arn.is_some() { target.session.clone() } else { String::new() },
-        ..target.clone()
-    };
-    if let Some(conf) = TARGETS.lock().unwrap_or_else(|e| e.into_inner()).as_ref().and_then(|m| m.get(&key)) {
-        return Ok(conf.clone());
-    }
-    let base = base().await;
-    let region = match (&target.region, base.region()) {
-        (Some(r), _) => Region::new(r.clone()),
-        (None, Some(r)) => r.clone(),
-        (None, None) => {
-            return Err(Error::fatal(
+pub fn config<'a>(target: &'a Target) -> crate::Boxed<'a, Result<SdkConfig, Error>> {
+    crate::boxed(async move {
+        // The session matters only to an assumed role.
+        let key = Target {
+            session: if target.role_arn.is_some() { target.session.clone() } else { String::new() },
+            ..target.clone()
+        };
+        if let Some(conf) = TARGETS.lock().unwrap_or_else(|e| e.into_inner()).as_ref().and_then(|m| m.get(&key)) {
+            return Ok(conf.clone());
+        }
+        let base = base().await;
+        let region = match (&target.region, base.region()) {
+            (Some(r), _) => Region::new(r.clone()),
+            (None, Some(r)) => r.clone(),
+            (None, None) => {
+                return Err(Error::fatal(
                 "no AWS region: set `region:` on the step, or AWS_REGION (or a profile's region) where opsbook runs"
                     .into(),
             ));
+            }
+        };
+        let mut conf = base.to_builder().region(region.clone());
+        if let Some(role) = &target.role_arn {
+            let provider = aws_config::sts::AssumeRoleProvider::builder(role.clone())
+                .session_name(Target::session_name(&target.session))
+                .region(region)
+                .configure(base)
+                .build()
+                .await;
+            conf = conf.credentials_provider(SharedCredentialsProvider::new(provider));
         }
-    };
-    let mut conf = base.to_builder().region(region.clone());
-    if let Some(role) = &target.role_arn {
-        let provider = aws_config::sts::AssumeRoleProvider::builder(role.clone())
-            .session_name(Target::session_name(&target.session))
-            .region(region)
-            .configure(base)
-            .build()
-            .await;
-        conf = conf.credentials_provider(SharedCredentialsProvider::new(provider));
-    }
-    let conf = conf.build();
-    let mut cache = TARGETS.lock().unwrap_or_else(|e| e.into_inner());
-    let map = cache.get_or_insert_with(HashMap::new);
-    if map.len() >= MAX_TARGETS {
-        map.clear();
-    }
-    map.insert(key, conf.clone());
-    Ok(conf)
+        let conf = conf.build();
+        let mut cache = TARGETS.lock().unwrap_or_else(|e| e.into_inner());
+        let map = cache.get_or_insert_with(HashMap::new);
+        if map.len() >= MAX_TARGETS {
+            map.clear();
+        }
+        map.insert(key, conf.clone());
+        Ok(conf)
+    })
 }
 
 /// Error codes that mean the caller lacks a permission.

@@ -4,50 +4,61 @@
 use crate::{Call, Error, Target};
 
 /// A Secrets Manager secret's text (`SecretString`); `key` picks one field of its JSON.
-pub async fn secrets_manager(target: &Target, id: &str, key: Option<&str>) -> Result<String, Error> {
-    let client = aws_sdk_secretsmanager::Client::new(&crate::config(target).await?);
-    let resource = format!("secret `{id}`");
-    let out = client.get_secret_value().secret_id(id).send().await.map_err(|e| {
-        use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-        match e.as_service_error().and_then(ProvideErrorMetadata::code) {
-            Some("ResourceNotFoundException") => Error::fatal(format!("Secrets Manager has no secret `{id}`")),
-            _ => crate::describe(
-                &Call {
-                    service: "Secrets Manager",
-                    action: "secretsmanager:GetSecretValue",
-                    resource: &resource,
-                    target,
-                },
-                &e,
-            ),
+pub fn secrets_manager<'a>(
+    target: &'a Target,
+    id: &'a str,
+    key: Option<&'a str>,
+) -> crate::Boxed<'a, Result<String, Error>> {
+    crate::boxed(async move {
+        let client = aws_sdk_secretsmanager::Client::new(&crate::config(target).await?);
+        let resource = format!("secret `{id}`");
+        let out = client.get_secret_value().secret_id(id).send().await.map_err(|e| {
+            use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+            match e.as_service_error().and_then(ProvideErrorMetadata::code) {
+                Some("ResourceNotFoundException") => Error::fatal(format!("Secrets Manager has no secret `{id}`")),
+                _ => crate::describe(
+                    &Call {
+                        service: "Secrets Manager",
+                        action: "secretsmanager:GetSecretValue",
+                        resource: &resource,
+                        target,
+                    },
+                    &e,
+                ),
+            }
+        })?;
+        let Some(text) = out.secret_string() else {
+            return Err(Error::fatal(format!("secret `{id}` is binary; opsbook reads text secrets (SecretString)")));
+        };
+        let Some(key) = key else { return Ok(text.to_string()) };
+        let doc: serde_json::Value = serde_json::from_str(text)
+            .map_err(|_| Error::fatal(format!("secret `{id}` is not JSON, so it has no key `{key}`")))?;
+        match doc.get(key) {
+            Some(serde_json::Value::String(s)) => Ok(s.clone()),
+            Some(serde_json::Value::Null) | None => Err(Error::fatal(format!("secret `{id}` has no key `{key}`"))),
+            Some(other) => Ok(other.to_string()),
         }
-    })?;
-    let Some(text) = out.secret_string() else {
-        return Err(Error::fatal(format!("secret `{id}` is binary; opsbook reads text secrets (SecretString)")));
-    };
-    let Some(key) = key else { return Ok(text.to_string()) };
-    let doc: serde_json::Value = serde_json::from_str(text)
-        .map_err(|_| Error::fatal(format!("secret `{id}` is not JSON, so it has no key `{key}`")))?;
-    match doc.get(key) {
-        Some(serde_json::Value::String(s)) => Ok(s.clone()),
-        Some(serde_json::Value::Null) | None => Err(Error::fatal(format!("secret `{id}` has no key `{key}`"))),
-        Some(other) => Ok(other.to_string()),
-    }
+    })
 }
 
 /// A Parameter Store parameter's value, decrypted (`WithDecryption`).
-pub async fn ssm_parameter(target: &Target, name: &str) -> Result<String, Error> {
-    let client = aws_sdk_ssm::Client::new(&crate::config(target).await?);
-    let resource = format!("parameter `{name}`");
-    let out = client.get_parameter().name(name).with_decryption(true).send().await.map_err(|e| {
-        use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-        match e.as_service_error().and_then(ProvideErrorMetadata::code) {
-            Some("ParameterNotFound") => Error::fatal(format!("Parameter Store has no parameter `{name}`")),
-            _ => crate::describe(&Call { service: "SSM", action: "ssm:GetParameter", resource: &resource, target }, &e),
-        }
-    })?;
-    out.parameter()
-        .and_then(|p| p.value())
-        .map(str::to_string)
-        .ok_or_else(|| Error::fatal(format!("parameter `{name}` has no value")))
+pub fn ssm_parameter<'a>(target: &'a Target, name: &'a str) -> crate::Boxed<'a, Result<String, Error>> {
+    crate::boxed(async move {
+        let client = aws_sdk_ssm::Client::new(&crate::config(target).await?);
+        let resource = format!("parameter `{name}`");
+        let out = client.get_parameter().name(name).with_decryption(true).send().await.map_err(|e| {
+            use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+            match e.as_service_error().and_then(ProvideErrorMetadata::code) {
+                Some("ParameterNotFound") => Error::fatal(format!("Parameter Store has no parameter `{name}`")),
+                _ => crate::describe(
+                    &Call { service: "SSM", action: "ssm:GetParameter", resource: &resource, target },
+                    &e,
+                ),
+            }
+        })?;
+        out.parameter()
+            .and_then(|p| p.value())
+            .map(str::to_string)
+            .ok_or_else(|| Error::fatal(format!("parameter `{name}` has no value")))
+    })
 }

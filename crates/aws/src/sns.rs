@@ -26,31 +26,33 @@ fn subject(text: &str) -> String {
 
 /// Publishes `msg`; the message id. One try: SDK retries are off so that every attempt is
 /// the caller's, recorded.
-pub async fn publish(target: &Target, msg: &Message<'_>) -> Result<String, Error> {
-    use aws_sdk_sns::types::MessageAttributeValue;
-    let conf = crate::config(target).await?;
-    let conf =
-        aws_sdk_sns::config::Builder::from(&conf).retry_config(aws_config::retry::RetryConfig::disabled()).build();
-    let client = aws_sdk_sns::Client::from_conf(conf);
-    let mut call = client.publish().topic_arn(msg.topic_arn).subject(subject(msg.subject)).message(msg.body);
-    // SNS refuses an attribute with an empty value.
-    for (name, value) in msg.attributes.iter().filter(|(_, v)| !v.is_empty()) {
-        let v = MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(*value)
-            .build()
-            .map_err(|e| Error { message: format!("message attribute `{name}`: {e}"), retryable: false })?;
-        call = call.message_attributes(*name, v);
-    }
-    let out = call.send().await.map_err(|e| {
-        use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-        match e.as_service_error().and_then(ProvideErrorMetadata::code) {
-            Some("NotFound") => Error::fatal(format!("SNS topic {} does not exist", msg.topic_arn)),
-            _ => {
-                let resource = format!("topic {}", msg.topic_arn);
-                crate::describe(&Call { service: "SNS", action: "sns:Publish", resource: &resource, target }, &e)
-            }
+pub fn publish<'a>(target: &'a Target, msg: &'a Message<'_>) -> crate::Boxed<'a, Result<String, Error>> {
+    crate::boxed(async move {
+        use aws_sdk_sns::types::MessageAttributeValue;
+        let conf = crate::config(target).await?;
+        let conf =
+            aws_sdk_sns::config::Builder::from(&conf).retry_config(aws_config::retry::RetryConfig::disabled()).build();
+        let client = aws_sdk_sns::Client::from_conf(conf);
+        let mut call = client.publish().topic_arn(msg.topic_arn).subject(subject(msg.subject)).message(msg.body);
+        // SNS refuses an attribute with an empty value.
+        for (name, value) in msg.attributes.iter().filter(|(_, v)| !v.is_empty()) {
+            let v = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(*value)
+                .build()
+                .map_err(|e| Error { message: format!("message attribute `{name}`: {e}"), retryable: false })?;
+            call = call.message_attributes(*name, v);
         }
-    })?;
-    Ok(out.message_id().unwrap_or_default().to_string())
+        let out = call.send().await.map_err(|e| {
+            use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+            match e.as_service_error().and_then(ProvideErrorMetadata::code) {
+                Some("NotFound") => Error::fatal(format!("SNS topic {} does not exist", msg.topic_arn)),
+                _ => {
+                    let resource = format!("topic {}", msg.topic_arn);
+                    crate::describe(&Call { service: "SNS", action: "sns:Publish", resource: &resource, target }, &e)
+                }
+            }
+        })?;
+        Ok(out.message_id().unwrap_or_default().to_string())
+    })
 }

@@ -8,7 +8,7 @@ use opsbook_core::step::manual::ManualSpec;
 use opsbook_core::{ExecStatus, StepKind, StepStatus};
 use opsbook_store::{Approval, Execution, LogLine, Phase, ServerStore, StepRecord, Store, Stream, WaitKind, now_ms};
 
-use crate::{Engine, Error, Result};
+use crate::{Boxed, Engine, Error, Result, boxed};
 
 /// The approval step an execution waits on.
 #[derive(Debug, Clone)]
@@ -50,258 +50,277 @@ pub struct Overridden {
     pub blocked_by: Option<String>,
 }
 
-impl<S: Store> Engine<S> {
+impl Engine {
     /// The approval step execution `id` waits on; refused (naming why) when it waits on
     /// nothing or on a gate.
-    pub async fn approval_wait(&self, id: &str) -> Result<ApprovalWait> {
-        let execution = self.store.execution(id).await?;
-        if execution.status != ExecStatus::Waiting {
-            return Err(Error::Invalid(format!(
-                "execution {} {}, not waiting for approval",
-                execution.id,
-                execution.status.phrase()
-            )));
-        }
-        let steps = self.store.steps(&execution.id).await?;
-        let Some(step) = steps.into_iter().find(|s| s.status == StepStatus::Waiting) else {
-            return Err(Error::Invalid(format!("execution {} has no step waiting for approval", execution.id)));
-        };
-        let rb = self.stored_runbook(&execution.runbook_sha256).await?;
-        match usize::try_from(step.idx).ok().and_then(|i| rb.steps.get(i)).map(|s| &s.kind) {
-            Some(StepKind::Approval(spec)) => Ok(ApprovalWait { spec: spec.clone(), execution, step }),
-            Some(StepKind::Manual(_)) => Err(Error::Invalid(format!(
-                "execution {} waits for manual step `{}` to be done and confirmed (`opsbook confirm`), not for approval",
-                execution.id, step.step_id
-            ))),
-            _ => Err(Error::Invalid(format!(
-                "execution {} waits on a gate at step `{}`, not for approval (an admin may override it)",
-                execution.id, step.step_id
-            ))),
-        }
+    pub fn approval_wait<'a>(&'a self, id: &'a str) -> Boxed<'a, Result<ApprovalWait>> {
+        boxed(async move {
+            let execution = self.store.execution(id).await?;
+            if execution.status != ExecStatus::Waiting {
+                return Err(Error::Invalid(format!(
+                    "execution {} {}, not waiting for approval",
+                    execution.id,
+                    execution.status.phrase()
+                )));
+            }
+            let steps = self.store.steps(&execution.id).await?;
+            let Some(step) = steps.into_iter().find(|s| s.status == StepStatus::Waiting) else {
+                return Err(Error::Invalid(format!("execution {} has no step waiting for approval", execution.id)));
+            };
+            let rb = self.stored_runbook(&execution.runbook_sha256).await?;
+            match usize::try_from(step.idx).ok().and_then(|i| rb.steps.get(i)).map(|s| &s.kind) {
+                Some(StepKind::Approval(spec)) => Ok(ApprovalWait { spec: spec.clone(), execution, step }),
+                Some(StepKind::Manual(_)) => Err(Error::Invalid(format!(
+                    "execution {} waits for manual step `{}` to be done and confirmed (`opsbook confirm`), not for approval",
+                    execution.id, step.step_id
+                ))),
+                _ => Err(Error::Invalid(format!(
+                    "execution {} waits on a gate at step `{}`, not for approval (an admin may override it)",
+                    execution.id, step.step_id
+                ))),
+            }
+        })
     }
 
     /// The manual step (or rollback) execution `id` waits on: `step`, when given, must
     /// be it. Refused, naming why, when nothing manual waits.
-    pub async fn manual_wait(&self, id: &str, step: Option<&str>) -> Result<ManualWait> {
-        let execution = self.store.execution(id).await?;
-        let steps = self.store.steps(&execution.id).await?;
-        let rb = self.stored_runbook(&execution.runbook_sha256).await?;
-        let spec_of = |s: &StepRecord| usize::try_from(s.idx).ok().and_then(|i| rb.steps.get(i));
-        let waiting: Vec<ManualWait> = steps
-            .iter()
-            .filter_map(|s| {
-                let rb_step = spec_of(s)?;
-                match (&rb_step.kind, &rb_step.rollback) {
-                    (StepKind::Manual(spec), _)
-                        if execution.status == ExecStatus::Waiting
-                            && s.status == StepStatus::Waiting
-                            && s.wait_kind == Some(WaitKind::Manual) =>
-                    {
-                        Some((Phase::Step, spec.clone()))
+    pub fn manual_wait<'a>(&'a self, id: &'a str, step: Option<&'a str>) -> Boxed<'a, Result<ManualWait>> {
+        boxed(async move {
+            let execution = self.store.execution(id).await?;
+            let steps = self.store.steps(&execution.id).await?;
+            let rb = self.stored_runbook(&execution.runbook_sha256).await?;
+            let spec_of = |s: &StepRecord| usize::try_from(s.idx).ok().and_then(|i| rb.steps.get(i));
+            let waiting: Vec<ManualWait> = steps
+                .iter()
+                .filter_map(|s| {
+                    let rb_step = spec_of(s)?;
+                    match (&rb_step.kind, &rb_step.rollback) {
+                        (StepKind::Manual(spec), _)
+                            if execution.status == ExecStatus::Waiting
+                                && s.status == StepStatus::Waiting
+                                && s.wait_kind == Some(WaitKind::Manual) =>
+                        {
+                            Some((Phase::Step, spec.clone()))
+                        }
+                        (_, Some(Rollback::Manual(spec))) if s.rollback_status == Some(StepStatus::Waiting) => {
+                            Some((Phase::Rollback, spec.clone()))
+                        }
+                        _ => None,
                     }
-                    (_, Some(Rollback::Manual(spec))) if s.rollback_status == Some(StepStatus::Waiting) => {
-                        Some((Phase::Rollback, spec.clone()))
-                    }
-                    _ => None,
+                    .map(|(phase, spec)| ManualWait {
+                        execution: execution.clone(),
+                        step: s.clone(),
+                        phase,
+                        spec,
+                    })
+                })
+                .collect();
+            let names = |w: &[ManualWait]| {
+                w.iter()
+                    .map(|w| match w.phase {
+                        Phase::Rollback => format!("`{}` (its rollback)", w.step.step_id),
+                        _ => format!("`{}`", w.step.step_id),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            match step {
+                Some(want) => {
+                    let listed = names(&waiting);
+                    waiting.into_iter().find(|w| w.step.step_id == want).ok_or_else(|| {
+                        let others = if listed.is_empty() { String::new() } else { format!("; it waits on {listed}") };
+                        Error::Invalid(format!(
+                            "step `{want}` of execution {} is not waiting for confirmation{others}",
+                            execution.id
+                        ))
+                    })
                 }
-                .map(|(phase, spec)| ManualWait {
-                    execution: execution.clone(),
-                    step: s.clone(),
-                    phase,
-                    spec,
-                })
-            })
-            .collect();
-        let names = |w: &[ManualWait]| {
-            w.iter()
-                .map(|w| match w.phase {
-                    Phase::Rollback => format!("`{}` (its rollback)", w.step.step_id),
-                    _ => format!("`{}`", w.step.step_id),
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        match step {
-            Some(want) => {
-                let listed = names(&waiting);
-                waiting.into_iter().find(|w| w.step.step_id == want).ok_or_else(|| {
-                    let others = if listed.is_empty() { String::new() } else { format!("; it waits on {listed}") };
-                    Error::Invalid(format!(
-                        "step `{want}` of execution {} is not waiting for confirmation{others}",
-                        execution.id
-                    ))
-                })
+                None if waiting.is_empty() => {
+                    let what = if execution.status == ExecStatus::Waiting { "on something else" } else { "on nothing" };
+                    Err(Error::Invalid(format!(
+                        "execution {} has no manual step waiting for confirmation (it {} and waits {what})",
+                        execution.id,
+                        execution.status.phrase()
+                    )))
+                }
+                None => Ok(waiting.into_iter().next().expect("not empty")),
             }
-            None if waiting.is_empty() => {
-                let what = if execution.status == ExecStatus::Waiting { "on something else" } else { "on nothing" };
-                Err(Error::Invalid(format!(
-                    "execution {} has no manual step waiting for confirmation (it {} and waits {what})",
-                    execution.id,
-                    execution.status.phrase()
-                )))
-            }
-            None => Ok(waiting.into_iter().next().expect("not empty")),
-        }
+        })
     }
 
     /// Records `who`'s answer to a manual step or rollback: done (every item on its
     /// checklist) or not done. The front end then carries the execution on (locally),
     /// queues it or runs its rollbacks (on the server).
-    pub async fn confirm(&self, wait: &ManualWait, who: &str, done: bool, note: Option<String>) -> Result<()> {
-        let record = Approval {
-            execution_id: wait.execution.id.clone(),
-            step_id: wait.step.step_id.clone(),
-            phase: wait.phase,
-            approver: who.to_string(),
-            approved: done,
-            manual: true,
-            comment: note,
-            created_at: now_ms(),
-        };
-        if let Some(earlier) = self
-            .store
-            .approvals(&record.execution_id)
-            .await?
-            .into_iter()
-            .find(|a| a.manual && a.step_id == record.step_id && a.phase == record.phase)
-        {
-            return Err(Error::Invalid(format!(
-                "step `{}` of execution {} was already answered by {} ({})",
-                record.step_id,
-                record.execution_id,
-                earlier.approver,
-                earlier.decision()
-            )));
-        }
-        self.store.add_approval(&record).await?;
-        Ok(())
+    pub fn confirm<'a>(
+        &'a self,
+        wait: &'a ManualWait,
+        who: &'a str,
+        done: bool,
+        note: Option<String>,
+    ) -> Boxed<'a, Result<()>> {
+        boxed(async move {
+            let record = Approval {
+                execution_id: wait.execution.id.clone(),
+                step_id: wait.step.step_id.clone(),
+                phase: wait.phase,
+                approver: who.to_string(),
+                approved: done,
+                manual: true,
+                comment: note,
+                created_at: now_ms(),
+            };
+            if let Some(earlier) = self
+                .store
+                .approvals(&record.execution_id)
+                .await?
+                .into_iter()
+                .find(|a| a.manual && a.step_id == record.step_id && a.phase == record.phase)
+            {
+                return Err(Error::Invalid(format!(
+                    "step `{}` of execution {} was already answered by {} ({})",
+                    record.step_id,
+                    record.execution_id,
+                    earlier.approver,
+                    earlier.decision()
+                )));
+            }
+            self.store.add_approval(&record).await?;
+            Ok(())
+        })
     }
 
     /// Records `who`'s decision on the step (one person decides once) and tallies them.
     /// A settled step is the runner's to act on: the front end carries the execution on
     /// (locally) or queues it (on the server).
-    pub async fn decide(
-        &self,
-        wait: &ApprovalWait,
-        who: &str,
+    pub fn decide<'a>(
+        &'a self,
+        wait: &'a ApprovalWait,
+        who: &'a str,
         approved: bool,
         comment: Option<String>,
-    ) -> Result<Tally> {
-        let id = &wait.execution.id;
-        self.store
-            .add_approval(&Approval {
-                execution_id: id.clone(),
-                step_id: wait.step.step_id.clone(),
-                approver: who.to_string(),
-                phase: Phase::Step,
-                approved,
-                manual: false,
-                comment,
-                created_at: now_ms(),
-            })
-            .await?;
-        let approvals =
-            self.store.approvals(id).await?.iter().filter(|a| a.step_id == wait.step.step_id && a.approved).count();
-        let min_approvals = wait.spec.min_approvals;
-        Ok(Tally { approvals, min_approvals, settled: !approved || approvals >= min_approvals as usize })
+    ) -> Boxed<'a, Result<Tally>> {
+        boxed(async move {
+            let id = &wait.execution.id;
+            self.store
+                .add_approval(&Approval {
+                    execution_id: id.clone(),
+                    step_id: wait.step.step_id.clone(),
+                    approver: who.to_string(),
+                    phase: Phase::Step,
+                    approved,
+                    manual: false,
+                    comment,
+                    created_at: now_ms(),
+                })
+                .await?;
+            let approvals =
+                self.store.approvals(id).await?.iter().filter(|a| a.step_id == wait.step.step_id && a.approved).count();
+            let min_approvals = wait.spec.min_approvals;
+            Ok(Tally { approvals, min_approvals, settled: !approved || approvals >= min_approvals as usize })
+        })
     }
 }
 
 /// How long an override waits for a gate check under way before giving up.
 const OVERRIDE_PATIENCE_MS: i64 = 30_000;
 
-impl<S: ServerStore> Engine<S> {
+impl Engine {
     /// Break glass: the gate execution `id` waits on counts as passed (the gate step, or
     /// every gate whose recheck holds a later step), recorded on the steps (who, why) and
     /// in the execution's log; the execution is then queued to go on. A gate check under
     /// way is waited for (at most 30 s), so an override never races it.
-    pub async fn override_gate(&self, id: &str, by: &str, reason: &str) -> Result<Overridden> {
-        let exec = self.store.execution(id).await?;
-        let rb = self.stored_runbook(&exec.runbook_sha256).await?;
-        let kind = |s: &StepRecord| usize::try_from(s.idx).ok().and_then(|i| rb.steps.get(i)).map(|x| &x.kind);
-        let gate_wait = |steps: &[StepRecord]| {
-            steps.iter().position(|s| s.status == StepStatus::Waiting && s.wait_kind == Some(WaitKind::Gate))
-        };
-        let gate_checking = |steps: &[StepRecord]| {
-            steps.iter().any(|s| s.status == StepStatus::Running && matches!(kind(s), Some(StepKind::Gate(_))))
-        };
-        let owner = format!("override:{by}");
-        let deadline = now_ms() + OVERRIDE_PATIENCE_MS;
-        let (held, mut steps, i) = loop {
-            let steps = self.store.steps(&exec.id).await?;
-            let current = self.store.execution(&exec.id).await?;
-            let waiting = gate_wait(&steps).is_some();
-            let patient = now_ms() < deadline;
-            match current.status {
-                ExecStatus::Waiting if waiting => {
-                    if let Some(held) = self.store.claim_waiting(&exec.id, &owner, self.config.lease_ms()).await? {
-                        // Read again: a poll that just ended may have changed them.
-                        let steps = self.store.steps(&exec.id).await?;
-                        match gate_wait(&steps) {
-                            Some(i) => break (held, steps, i),
-                            None => {
-                                self.let_go(held, ExecStatus::Waiting).await?;
-                                return Err(Error::Invalid(format!(
-                                    "execution {} is no longer waiting on a gate",
-                                    exec.id
-                                )));
+    pub fn override_gate<'a>(&'a self, id: &'a str, by: &'a str, reason: &'a str) -> Boxed<'a, Result<Overridden>> {
+        boxed(async move {
+            let exec = self.store.execution(id).await?;
+            let rb = self.stored_runbook(&exec.runbook_sha256).await?;
+            let kind = |s: &StepRecord| usize::try_from(s.idx).ok().and_then(|i| rb.steps.get(i)).map(|x| &x.kind);
+            let gate_wait = |steps: &[StepRecord]| {
+                steps.iter().position(|s| s.status == StepStatus::Waiting && s.wait_kind == Some(WaitKind::Gate))
+            };
+            let gate_checking = |steps: &[StepRecord]| {
+                steps.iter().any(|s| s.status == StepStatus::Running && matches!(kind(s), Some(StepKind::Gate(_))))
+            };
+            let owner = format!("override:{by}");
+            let deadline = now_ms() + OVERRIDE_PATIENCE_MS;
+            let (held, mut steps, i) = loop {
+                let steps = self.store.steps(&exec.id).await?;
+                let current = self.store.execution(&exec.id).await?;
+                let waiting = gate_wait(&steps).is_some();
+                let patient = now_ms() < deadline;
+                match current.status {
+                    ExecStatus::Waiting if waiting => {
+                        if let Some(held) = self.store.claim_waiting(&exec.id, &owner, self.config.lease_ms()).await? {
+                            // Read again: a poll that just ended may have changed them.
+                            let steps = self.store.steps(&exec.id).await?;
+                            match gate_wait(&steps) {
+                                Some(i) => break (held, steps, i),
+                                None => {
+                                    self.let_go(held, ExecStatus::Waiting).await?;
+                                    return Err(Error::Invalid(format!(
+                                        "execution {} is no longer waiting on a gate",
+                                        exec.id
+                                    )));
+                                }
                             }
                         }
+                        // Else a poll holds it: try again when it is done.
                     }
-                    // Else a poll holds it: try again when it is done.
+                    ExecStatus::Running | ExecStatus::Queued if patient && (waiting || gate_checking(&steps)) => {}
+                    other => {
+                        return Err(Error::Invalid(format!(
+                            "execution {} {}, not waiting on a gate",
+                            exec.id,
+                            other.phrase()
+                        )));
+                    }
                 }
-                ExecStatus::Running | ExecStatus::Queued if patient && (waiting || gate_checking(&steps)) => {}
-                other => {
-                    return Err(Error::Invalid(format!(
-                        "execution {} {}, not waiting on a gate",
-                        exec.id,
-                        other.phrase()
-                    )));
-                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            };
+            let now = now_ms();
+            let blocked_by = steps[i].error.clone();
+            let at_gate_step = matches!(kind(&steps[i]), Some(StepKind::Gate(_)));
+            // The gates waived: the gate step itself, or every gate whose recheck holds step `i`.
+            let waived: Vec<usize> = if at_gate_step {
+                vec![i]
+            } else {
+                (0..i)
+                    .filter(|&g| steps[g].status == StepStatus::Succeeded && steps[g].overridden_by.is_none())
+                    .filter(|&g| matches!(kind(&steps[g]), Some(StepKind::Gate(spec)) if spec.recheck.is_some()))
+                    .collect()
+            };
+            for &g in &waived {
+                steps[g].waive(by, reason, now);
             }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        };
-        let now = now_ms();
-        let blocked_by = steps[i].error.clone();
-        let at_gate_step = matches!(kind(&steps[i]), Some(StepKind::Gate(_)));
-        // The gates waived: the gate step itself, or every gate whose recheck holds step `i`.
-        let waived: Vec<usize> = if at_gate_step {
-            vec![i]
-        } else {
-            (0..i)
-                .filter(|&g| steps[g].status == StepStatus::Succeeded && steps[g].overridden_by.is_none())
-                .filter(|&g| matches!(kind(&steps[g]), Some(StepKind::Gate(spec)) if spec.recheck.is_some()))
-                .collect()
-        };
-        for &g in &waived {
-            steps[g].waive(by, reason, now);
-        }
-        let mut changed = waived.clone();
-        if !at_gate_step {
-            // The held step runs when the execution goes on; its waiting is over.
-            steps[i].unhold();
-            changed.push(i);
-        }
-        for &c in &changed {
-            self.store.update_step(&steps[c], None).await?;
-        }
-        // In the execution's log too, where people following it look.
-        let seq = self.store.last_log_seq(&exec.id).await? + 1;
-        let line = LogLine {
-            execution_id: exec.id.clone(),
-            seq,
-            step_id: Some(steps[i].step_id.clone()),
-            phase: Phase::Step,
-            attempt: 0,
-            stream: Stream::System,
-            ts: now,
-            line: format!("gate overridden by {by}: {reason} (was: {})", blocked_by.as_deref().unwrap_or("blocked")),
-        };
-        self.store.append_logs(&[line]).await?;
-        let gate_steps = waived.iter().map(|&g| steps[g].step_id.clone()).collect();
-        let step = steps[i].step_id.clone();
-        let execution = self.let_go(held, ExecStatus::Queued).await?;
-        Ok(Overridden { execution, step, gate_steps, blocked_by })
+            let mut changed = waived.clone();
+            if !at_gate_step {
+                // The held step runs when the execution goes on; its waiting is over.
+                steps[i].unhold();
+                changed.push(i);
+            }
+            for &c in &changed {
+                self.store.update_step(&steps[c], None).await?;
+            }
+            // In the execution's log too, where people following it look.
+            let seq = self.store.last_log_seq(&exec.id).await? + 1;
+            let line = LogLine {
+                execution_id: exec.id.clone(),
+                seq,
+                step_id: Some(steps[i].step_id.clone()),
+                phase: Phase::Step,
+                attempt: 0,
+                stream: Stream::System,
+                ts: now,
+                line: format!(
+                    "gate overridden by {by}: {reason} (was: {})",
+                    blocked_by.as_deref().unwrap_or("blocked")
+                ),
+            };
+            self.store.append_logs(&[line]).await?;
+            let gate_steps = waived.iter().map(|&g| steps[g].step_id.clone()).collect();
+            let step = steps[i].step_id.clone();
+            let execution = self.let_go(held, ExecStatus::Queued).await?;
+            Ok(Overridden { execution, step, gate_steps, blocked_by })
+        })
     }
 
     /// Gives a held execution back: to the queue (it goes on) or to waiting.

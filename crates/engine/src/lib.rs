@@ -43,6 +43,21 @@ pub use observer::{
 pub use process::ParentDeath;
 pub use recovery::{local_owner, owner_pid};
 
+/// The store every engine runs on. One concrete type, not a generic parameter: the
+/// engine is compiled once, here, rather than again in each front end that uses it
+/// (release builds do not share generic code between crates).
+pub use opsbook_store_any::AnyStore as Db;
+
+/// What the engine's public async methods return: their futures are built and compiled
+/// here, and the front ends poll them through the box. An `async fn` body is otherwise
+/// compiled again in every crate (and every codegen unit) that awaits it, which made the
+/// runner three times part of the server's object code and once more of the CLI's.
+pub type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+fn boxed<'a, T>(f: impl std::future::Future<Output = T> + Send + 'a) -> Boxed<'a, T> {
+    Box::pin(f)
+}
+
 /// Settings of the engine; the defaults suit the local runner.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -76,13 +91,15 @@ pub struct Resolved {
     pub has_files: bool,
 }
 
-type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<T, String>> + Send + 'a>>;
-
 /// What a server lends the engine for `runbook` steps.
 pub trait Calls: Send + Sync {
     /// The newest version of published runbook `name` that `version` allows (any, when
     /// `None`), if the runbook may run.
-    fn resolve<'a>(&'a self, name: &'a str, version: Option<&'a semver::VersionReq>) -> Boxed<'a, Resolved>;
+    fn resolve<'a>(
+        &'a self,
+        name: &'a str,
+        version: Option<&'a semver::VersionReq>,
+    ) -> Boxed<'a, std::result::Result<Resolved, String>>;
     /// A child execution about to be stored: its working directory (set `base_dir`; a
     /// published version's files written out there when `has_files`) and its secret
     /// parameters kept for whichever runner goes on with it.
@@ -91,7 +108,7 @@ pub trait Calls: Send + Sync {
         child: &'a mut opsbook_store::Execution,
         has_files: bool,
         secrets: &'a BTreeMap<String, Input>,
-    ) -> Boxed<'a, ()>;
+    ) -> Boxed<'a, std::result::Result<(), String>>;
 }
 
 /// [`Calls`] as the engine's settings hold it.
@@ -128,8 +145,8 @@ impl Default for EngineConfig {
 }
 
 #[derive(Clone)]
-pub struct Engine<S: Store> {
-    pub store: S,
+pub struct Engine {
+    pub store: Db,
     pub config: EngineConfig,
     /// Stored runbooks already parsed, by sha256 (a version never changes).
     parsed: Arc<std::sync::Mutex<BTreeMap<String, Arc<Runbook>>>>,
@@ -184,8 +201,8 @@ pub fn check_lifecycle(rb: &Runbook, allow_draft: bool) -> Result<Option<String>
     }
 }
 
-impl<S: Store> Engine<S> {
-    pub fn new(store: S, config: EngineConfig) -> Engine<S> {
+impl Engine {
+    pub fn new(store: Db, config: EngineConfig) -> Engine {
         Engine { store, config, parsed: Arc::default(), scratch: Arc::default() }
     }
 
@@ -196,111 +213,137 @@ impl<S: Store> Engine<S> {
         self.parsed.lock().unwrap_or_else(|p| p.into_inner()).contains_key(sha256)
     }
 
-    pub async fn stored_runbook(&self, sha256: &str) -> Result<Arc<Runbook>> {
-        if let Some(rb) = self.parsed.lock().unwrap_or_else(|p| p.into_inner()).get(sha256) {
-            return Ok(rb.clone());
-        }
-        let content = self.store.runbook(sha256).await?.content;
-        let rb = Arc::new(opsbook_core::parse(&content).map_err(|d| {
-            Error::Store(opsbook_store::Error::Corrupt(format!(
-                "the stored runbook {} no longer parses: {}",
-                &sha256[..sha256.len().min(12)],
-                d.first().map(ToString::to_string).unwrap_or_default()
-            )))
-        })?);
-        let mut parsed = self.parsed.lock().unwrap_or_else(|p| p.into_inner());
-        if parsed.len() >= PARSED_RUNBOOKS {
-            parsed.clear();
-        }
-        parsed.insert(sha256.to_string(), rb.clone());
-        Ok(rb)
+    pub fn stored_runbook<'a>(&'a self, sha256: &'a str) -> Boxed<'a, Result<Arc<Runbook>>> {
+        boxed(async move {
+            if let Some(rb) = self.parsed.lock().unwrap_or_else(|p| p.into_inner()).get(sha256) {
+                return Ok(rb.clone());
+            }
+            let content = self.store.runbook(sha256).await?.content;
+            let rb = Arc::new(opsbook_core::parse(&content).map_err(|d| {
+                Error::Store(opsbook_store::Error::Corrupt(format!(
+                    "the stored runbook {} no longer parses: {}",
+                    &sha256[..sha256.len().min(12)],
+                    d.first().map(ToString::to_string).unwrap_or_default()
+                )))
+            })?);
+            let mut parsed = self.parsed.lock().unwrap_or_else(|p| p.into_inner());
+            if parsed.len() >= PARSED_RUNBOOKS {
+                parsed.clear();
+            }
+            parsed.insert(sha256.to_string(), rb.clone());
+            Ok(rb)
+        })
     }
 
     /// Runs a new execution until it finishes or waits for approval.
-    pub async fn start(&self, req: StartRequest, hooks: &Hooks<'_>) -> Result<Outcome> {
-        runner::start(self, req, hooks).await
+    pub fn start<'a>(&'a self, req: StartRequest, hooks: &'a Hooks<'_>) -> Boxed<'a, Result<Outcome>> {
+        boxed(async move { runner::start(self, req, hooks).await })
     }
 
     /// Continues a `waiting` or `interrupted` execution. Secret parameters must be
     /// supplied again (they are never stored); they are checked against digests.
-    pub async fn resume(&self, id: &str, secrets: &BTreeMap<String, Input>, hooks: &Hooks<'_>) -> Result<Outcome> {
-        runner::resume(self, id, secrets, hooks).await
+    pub fn resume<'a>(
+        &'a self,
+        id: &'a str,
+        secrets: &'a BTreeMap<String, Input>,
+        hooks: &'a Hooks<'_>,
+    ) -> Boxed<'a, Result<Outcome>> {
+        boxed(async move { runner::resume(self, id, secrets, hooks).await })
     }
 
     /// Checks, without changing anything, that `secrets` are what a `resume` of execution
     /// `id` needs (the secret parameters it started with that what is left names), or,
     /// `rejecting`, what is left once the approval it waits on is rejected: its rollbacks.
-    pub async fn check_secrets(&self, id: &str, secrets: &BTreeMap<String, Input>, rejecting: bool) -> Result<()> {
-        let work = if rejecting { runner::Work::Rollbacks } else { runner::Work::Rest };
-        runner::check_secrets(self, id, secrets, work).await
+    pub fn check_secrets<'a>(
+        &'a self,
+        id: &'a str,
+        secrets: &'a BTreeMap<String, Input>,
+        rejecting: bool,
+    ) -> Boxed<'a, Result<()>> {
+        boxed(async move {
+            let work = if rejecting { runner::Work::Rollbacks } else { runner::Work::Rest };
+            runner::check_secrets(self, id, secrets, work).await
+        })
     }
 
     /// The secret parameters a resume (or, `rollback`, a rollback) of execution `id` needs
     /// again: those that what is left to run mentions.
-    pub async fn secrets_needed(&self, id: &str, rollback: bool) -> Result<Vec<String>> {
-        let exec = self.store.execution(id).await?;
-        let rb = self.stored_runbook(&exec.runbook_sha256).await?;
-        let steps = self.store.steps(&exec.id).await?;
-        let work = if rollback { runner::Work::Rollbacks } else { runner::Work::Rest };
-        Ok(runner::needed_secrets(&rb, &steps, work).into_iter().collect())
+    pub fn secrets_needed<'a>(&'a self, id: &'a str, rollback: bool) -> Boxed<'a, Result<Vec<String>>> {
+        boxed(async move {
+            let exec = self.store.execution(id).await?;
+            let rb = self.stored_runbook(&exec.runbook_sha256).await?;
+            let steps = self.store.steps(&exec.id).await?;
+            let work = if rollback { runner::Work::Rollbacks } else { runner::Work::Rest };
+            Ok(runner::needed_secrets(&rb, &steps, work).into_iter().collect())
+        })
     }
 
     /// Checks, changing nothing, that execution `id` could resume (or, `rollback`, be
     /// rolled back) now with these secrets; the error is the refusal it would get.
-    pub async fn check_resume(&self, id: &str, secrets: &BTreeMap<String, Input>, rollback: bool) -> Result<()> {
-        runner::check_resume(self, id, secrets, rollback).await
+    pub fn check_resume<'a>(
+        &'a self,
+        id: &'a str,
+        secrets: &'a BTreeMap<String, Input>,
+        rollback: bool,
+    ) -> Boxed<'a, Result<()>> {
+        boxed(async move { runner::check_resume(self, id, secrets, rollback).await })
     }
 
     /// Rolls back a stopped execution: the rollback of every succeeded step, newest first.
-    pub async fn rollback(&self, id: &str, secrets: &BTreeMap<String, Input>, hooks: &Hooks<'_>) -> Result<Outcome> {
-        runner::rollback_only(self, id, secrets, hooks).await
+    pub fn rollback<'a>(
+        &'a self,
+        id: &'a str,
+        secrets: &'a BTreeMap<String, Input>,
+        hooks: &'a Hooks<'_>,
+    ) -> Boxed<'a, Result<Outcome>> {
+        boxed(async move { runner::rollback_only(self, id, secrets, hooks).await })
     }
 
     /// The records of a new execution in `status` (the server enqueues them as `queued`).
-    pub async fn new_execution(
-        &self,
-        req: &StartRequest,
+    pub fn new_execution<'a>(
+        &'a self,
+        req: &'a StartRequest,
         status: opsbook_core::ExecStatus,
-    ) -> Result<(opsbook_store::Execution, Vec<opsbook_store::StepRecord>)> {
-        runner::new_execution(self, req, status).await
+    ) -> Boxed<'a, Result<(opsbook_store::Execution, Vec<opsbook_store::StepRecord>)>> {
+        boxed(async move { runner::new_execution(self, req, status).await })
     }
 
     /// Runs an execution this engine's owner has claimed from the queue.
-    pub async fn run_claimed(
-        &self,
+    pub fn run_claimed<'a>(
+        &'a self,
         exec: opsbook_store::Execution,
-        secrets: &BTreeMap<String, Input>,
-        hooks: &Hooks<'_>,
-    ) -> Result<Outcome> {
-        runner::run_claimed(self, exec, secrets, hooks, false).await
+        secrets: &'a BTreeMap<String, Input>,
+        hooks: &'a Hooks<'_>,
+    ) -> Boxed<'a, Result<Outcome>> {
+        boxed(async move { runner::run_claimed(self, exec, secrets, hooks, false).await })
     }
 
     /// Checks the gate a claimed execution waits on, and nothing more: still blocked, it
     /// waits again; clear, it is queued for a worker (which checks once more and goes
     /// on). The server's gate pool runs these, so polls never take a worker.
-    pub async fn poll_gate(
-        &self,
+    pub fn poll_gate<'a>(
+        &'a self,
         exec: opsbook_store::Execution,
-        secrets: &BTreeMap<String, Input>,
-        hooks: &Hooks<'_>,
-    ) -> Result<Outcome> {
-        runner::run_claimed(self, exec, secrets, hooks, true).await
+        secrets: &'a BTreeMap<String, Input>,
+        hooks: &'a Hooks<'_>,
+    ) -> Boxed<'a, Result<Outcome>> {
+        boxed(async move { runner::run_claimed(self, exec, secrets, hooks, true).await })
     }
 
     /// Ends an execution still running in this process as `interrupted` because `what`
     /// happened (e.g. "the server shut down"), with `error` as its error; its running
     /// step is cancelled. False when it was no longer running.
-    pub async fn interrupt(&self, id: &str, what: &str, error: String) -> Result<bool> {
-        recovery::interrupt(&self.store, id, what, error).await
+    pub fn interrupt<'a>(&'a self, id: &'a str, what: &'a str, error: String) -> Boxed<'a, Result<bool>> {
+        boxed(async move { recovery::interrupt(&self.store, id, what, error).await })
     }
 
     /// Ends an execution that could not run (or whose runner broke) as failed, saying why.
-    pub async fn fail(&self, id: &str, why: String) -> Result<()> {
-        recovery::fail(&self.store, id, why).await
+    pub fn fail<'a>(&'a self, id: &'a str, why: String) -> Boxed<'a, Result<()>> {
+        boxed(async move { recovery::fail(&self.store, id, why).await })
     }
 
     /// Marks executions whose runner died as `interrupted`. Returns their ids.
-    pub async fn recover(&self) -> Result<Vec<String>> {
-        recovery::recover(&self.store, &self.config.owner).await
+    pub fn recover<'a>(&'a self) -> Boxed<'a, Result<Vec<String>>> {
+        boxed(async move { recovery::recover(&self.store, &self.config.owner).await })
     }
 }

@@ -1,9 +1,10 @@
 //! Masks output lines, hands them to the observer and writes them to the store in batches.
 
+use crate::Db;
 use std::time::{Duration, Instant};
 
 use opsbook_core::secret::Masker;
-use opsbook_store::{LogLine, Phase, Store, Stream, now_ms};
+use opsbook_store::{LogLine, Phase, Stream, now_ms};
 
 use crate::observer::{Event, Observer};
 
@@ -11,8 +12,8 @@ const BATCH_LINES: usize = 512;
 const BATCH_BYTES: usize = 1 << 20;
 const BATCH_AGE: Duration = Duration::from_millis(250);
 
-pub struct LogSink<S: Store> {
-    store: S,
+pub struct LogSink {
+    store: Db,
     execution_id: String,
     seq: i64,
     buf: Vec<LogLine>,
@@ -21,8 +22,8 @@ pub struct LogSink<S: Store> {
     masker: Masker,
 }
 
-impl<S: Store> LogSink<S> {
-    pub fn new(store: S, execution_id: &str, last_seq: i64, masker: Masker) -> LogSink<S> {
+impl LogSink {
+    pub fn new(store: Db, execution_id: &str, last_seq: i64, masker: Masker) -> LogSink {
         LogSink {
             store,
             execution_id: execution_id.to_string(),

@@ -3,6 +3,7 @@
 //! on, and what it did is recorded once the database answers again. A write whose claim
 //! was taken meanwhile fails as `LostClaim`, as any fenced write does.
 
+use crate::Db;
 use std::time::{Duration, Instant};
 
 use opsbook_store::{Attempt, Error, Execution, LogLine, Result, StepRecord, Store};
@@ -11,7 +12,7 @@ use opsbook_store::{Attempt, Error, Execution, LogLine, Result, StepRecord, Stor
 const PATIENCE: Duration = Duration::from_secs(15 * 60);
 
 /// A store whose writes wait out an unavailable database.
-pub struct Patient<'a, S>(pub &'a S);
+pub struct Patient<'a>(pub &'a Db);
 
 /// When a write that found the database unavailable tries again: after 100 ms, then
 /// twice as long each time up to 2 s; [`Backoff::wait`] says false once [`PATIENCE`] is spent.
@@ -62,7 +63,7 @@ macro_rules! patiently {
     }};
 }
 
-impl<S: Store> Patient<'_, S> {
+impl Patient<'_> {
     pub async fn record_attempt(&self, a: &Attempt, steps: &[&StepRecord], fence: Option<&str>) -> Result<()> {
         patiently!("an attempt", self.0.record_attempt(a, steps, fence))
     }

@@ -1,5 +1,6 @@
 //! Finding executions whose runner died (kill -9, power cut) and marking them `interrupted`.
 
+use crate::Db;
 use opsbook_core::{ExecStatus, StepStatus};
 use opsbook_store::{Execution, StepRecord, Store, now_ms};
 
@@ -135,7 +136,7 @@ pub(crate) fn holder_gone(owner: &str) -> bool {
 /// `me` takes over each one first, compare-and-set on the dead holder (a write fenced on
 /// it): of several processes recovering at once (API nodes and workers on one database),
 /// one does it, and none undoes a resume that happened since it looked.
-pub(crate) async fn recover<S: Store>(store: &S, me: &str) -> Result<Vec<String>> {
+pub(crate) async fn recover(store: &Db, me: &str) -> Result<Vec<String>> {
     let now = now_ms();
     let mut found = Vec::new();
     for mut exec in store.running().await? {
@@ -201,12 +202,7 @@ pub(crate) async fn recover<S: Store>(store: &S, me: &str) -> Result<Vec<String>
 
 /// Marks the steps (or rollbacks) that were running as cancelled, saying what stopped
 /// them; returns when that was, for the execution's error.
-async fn cancel_running_steps<S: Store>(
-    store: &S,
-    steps: &mut [StepRecord],
-    what: &str,
-    now: i64,
-) -> Result<Option<String>> {
+async fn cancel_running_steps(store: &Db, steps: &mut [StepRecord], what: &str, now: i64) -> Result<Option<String>> {
     let mut during = None;
     for s in steps.iter_mut() {
         // A step with targets: those running were cancelled with it.
@@ -240,7 +236,7 @@ async fn cancel_running_steps<S: Store>(
     Ok(during)
 }
 
-async fn end_interrupted<S: Store>(store: &S, exec: &mut Execution, error: String, now: i64) -> Result<()> {
+async fn end_interrupted(store: &Db, exec: &mut Execution, error: String, now: i64) -> Result<()> {
     exec.status = ExecStatus::Interrupted;
     exec.finished_at = Some(now);
     exec.error = Some(error);
@@ -253,7 +249,7 @@ async fn end_interrupted<S: Store>(store: &S, exec: &mut Execution, error: Strin
 /// Ends an execution still running here as `interrupted` because `what` (e.g. "the
 /// server shut down"): what was running is cancelled, as a crash would leave it for
 /// recovery, and `error` says why. Nothing happens to an execution no longer running.
-pub(crate) async fn interrupt<S: Store>(store: &S, id: &str, what: &str, error: String) -> Result<bool> {
+pub(crate) async fn interrupt(store: &Db, id: &str, what: &str, error: String) -> Result<bool> {
     let mut exec = store.execution(id).await?;
     if exec.status != ExecStatus::Running {
         return Ok(false);
@@ -266,7 +262,7 @@ pub(crate) async fn interrupt<S: Store>(store: &S, id: &str, what: &str, error: 
 }
 
 /// Ends an execution that could not run (or whose runner broke) as failed, saying why.
-pub(crate) async fn fail<S: Store>(store: &S, id: &str, why: String) -> Result<()> {
+pub(crate) async fn fail(store: &Db, id: &str, why: String) -> Result<()> {
     let mut exec = store.execution(id).await?;
     exec.status = ExecStatus::Failed;
     exec.error = Some(why);

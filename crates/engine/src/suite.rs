@@ -2,6 +2,7 @@
 //! mocks (nothing runs for real), then its records are held against what the case
 //! expects. The same for `opsbook test` and for the server's check on publish.
 
+use crate::Db;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use opsbook_core::testcase::TestCase;
 use opsbook_core::{Input, Runbook, StepStatus};
 use opsbook_store::{Phase, Store};
 
-use crate::{Engine, EngineConfig, Hooks, Quiet, StartRequest, cancel_pair};
+use crate::{Boxed, Engine, EngineConfig, Hooks, Quiet, StartRequest, boxed, cancel_pair};
 
 /// How one case went: `failures` empty when it passed.
 #[derive(Debug, Clone)]
@@ -32,28 +33,30 @@ impl CaseResult {
 
 /// Runs every test case of `rb` (with `extra` cases from a test file), each as a new
 /// execution in `store` (an in-memory one keeps nothing), with the gates of `config`.
-pub async fn run_tests<S: Store>(
-    store: S,
-    config: &EngineConfig,
-    rb: &Runbook,
-    extra: &[TestCase],
+pub fn run_tests<'a>(
+    store: Db,
+    config: &'a EngineConfig,
+    rb: &'a Runbook,
+    extra: &'a [TestCase],
     base_dir: PathBuf,
-) -> Vec<CaseResult> {
-    let mut out = Vec::new();
-    for case in rb.tests.iter().chain(extra) {
-        let started = Instant::now();
-        let (failures, notes) = match run_case(store.clone(), config, rb, case, base_dir.clone()).await {
-            Ok(f) => f,
-            Err(e) => (vec![e.to_string()], Vec::new()),
-        };
-        let took = started.elapsed();
-        out.push(CaseResult { runbook: rb.name.clone(), name: case.name.clone(), failures, notes, took });
-    }
-    out
+) -> Boxed<'a, Vec<CaseResult>> {
+    boxed(async move {
+        let mut out = Vec::new();
+        for case in rb.tests.iter().chain(extra) {
+            let started = Instant::now();
+            let (failures, notes) = match run_case(store.clone(), config, rb, case, base_dir.clone()).await {
+                Ok(f) => f,
+                Err(e) => (vec![e.to_string()], Vec::new()),
+            };
+            let took = started.elapsed();
+            out.push(CaseResult { runbook: rb.name.clone(), name: case.name.clone(), failures, notes, took });
+        }
+        out
+    })
 }
 
-async fn run_case<S: Store>(
-    store: S,
+async fn run_case(
+    store: Db,
     config: &EngineConfig,
     rb: &Runbook,
     case: &TestCase,

@@ -39,18 +39,20 @@ pub struct WorkerConfig {
 
 /// A client with the standard credential chain; the endpoint follows the SDK convention
 /// (`AWS_ENDPOINT_URL_CODEPIPELINE`, `AWS_ENDPOINT_URL`), which is how tests reach a double.
-pub async fn client(region: Option<String>) -> Client {
-    let mut loader = opsbook_aws::loader();
-    if let Some(r) = region {
-        loader = loader.region(Region::new(r));
-    }
-    let shared = loader.load().await;
-    let mut conf = aws_sdk_codepipeline::config::Builder::from(&shared);
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    if let Some(ep) = env("AWS_ENDPOINT_URL_CODEPIPELINE").or_else(|| env("AWS_ENDPOINT_URL")) {
-        conf = conf.endpoint_url(ep);
-    }
-    Client::from_conf(conf.build())
+pub fn client<'a>(region: Option<String>) -> crate::Boxed<'a, Client> {
+    crate::boxed(async move {
+        let mut loader = opsbook_aws::loader();
+        if let Some(r) = region {
+            loader = loader.region(Region::new(r));
+        }
+        let shared = loader.load().await;
+        let mut conf = aws_sdk_codepipeline::config::Builder::from(&shared);
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        if let Some(ep) = env("AWS_ENDPOINT_URL_CODEPIPELINE").or_else(|| env("AWS_ENDPOINT_URL")) {
+            conf = conf.endpoint_url(ep);
+        }
+        Client::from_conf(conf.build())
+    })
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -74,31 +76,38 @@ fn sdk_err<E: ProvideErrorMetadata + std::error::Error + 'static>(
 /// One poll: the stages waiting for their gate (`OnBlocked: retry`) are retried when it
 /// cleared, then every job handed out is acknowledged, decided and reported.
 /// Returns `(what: "job ID" or "stage PIPELINE/STAGE", what was done)`.
-pub async fn poll_once(
-    client: &Client,
-    cfg: &WorkerConfig,
-    checker: &Checker,
-) -> Result<Vec<(String, String)>, String> {
-    // Trouble with the state file is said, and spares the jobs.
-    let mut done = retry_cleared(client, cfg, checker)
-        .await
-        .unwrap_or_else(|e| vec![("retries".to_string(), format!("error: {e}"))]);
-    let action = ActionTypeId::builder()
-        .category(ActionCategory::from(cfg.category.as_str()))
-        .owner(ActionOwner::Custom)
-        .provider(&cfg.provider)
-        .version(&cfg.version)
-        .build()
-        .map_err(err)?;
-    let out =
-        client.poll_for_jobs().action_type_id(action).max_batch_size(cfg.max_batch).send().await.map_err(sdk_err)?;
-    for job in out.jobs() {
-        let id = job.id().unwrap_or_default().to_string();
-        // One job's trouble (e.g. another worker acknowledged it first) spares the others.
-        let outcome = handle(client, cfg, checker, job).await.unwrap_or_else(|e| format!("error: {e}"));
-        done.push((format!("job {id}"), outcome));
-    }
-    Ok(done)
+pub fn poll_once<'a>(
+    client: &'a Client,
+    cfg: &'a WorkerConfig,
+    checker: &'a Checker,
+) -> crate::Boxed<'a, Result<Vec<(String, String)>, String>> {
+    crate::boxed(async move {
+        // Trouble with the state file is said, and spares the jobs.
+        let mut done = retry_cleared(client, cfg, checker)
+            .await
+            .unwrap_or_else(|e| vec![("retries".to_string(), format!("error: {e}"))]);
+        let action = ActionTypeId::builder()
+            .category(ActionCategory::from(cfg.category.as_str()))
+            .owner(ActionOwner::Custom)
+            .provider(&cfg.provider)
+            .version(&cfg.version)
+            .build()
+            .map_err(err)?;
+        let out = client
+            .poll_for_jobs()
+            .action_type_id(action)
+            .max_batch_size(cfg.max_batch)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        for job in out.jobs() {
+            let id = job.id().unwrap_or_default().to_string();
+            // One job's trouble (e.g. another worker acknowledged it first) spares the others.
+            let outcome = handle(client, cfg, checker, job).await.unwrap_or_else(|e| format!("error: {e}"));
+            done.push((format!("job {id}"), outcome));
+        }
+        Ok(done)
+    })
 }
 
 async fn handle(client: &Client, cfg: &WorkerConfig, checker: &Checker, job: &Job) -> Result<String, String> {

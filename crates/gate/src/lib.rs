@@ -17,6 +17,16 @@ use serde::{Deserialize, Serialize};
 
 pub use config::{FailMode, GateDef, GatesFile, Source};
 
+/// What this crate's public async functions return: their futures are built and compiled
+/// here, and callers poll them through the box (an `async fn`'s state machine, with all
+/// it awaits down into the SDK or HTTP client, is otherwise compiled again in every crate
+/// and codegen unit that awaits it).
+pub type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+pub(crate) fn boxed<'a, T>(f: impl std::future::Future<Output = T> + Send + 'a) -> Boxed<'a, T> {
+    Box::pin(f)
+}
+
 /// Reads a gates file; its `command` sources run in its directory. Errors name the file,
 /// line and column (`path:line:col: message`), then show the offending line with a caret,
 /// as runbook problems do (for a person at a terminal).
@@ -158,52 +168,54 @@ impl Checker {
 
     /// Evaluates every source of a gate at time `now`, concurrently. One blocked source
     /// blocks; otherwise one unknown source makes the gate unknown.
-    pub async fn check(&self, name: &str, gate: &GateDef, now: jiff::Timestamp) -> GateResult {
-        let futures = gate.sources.iter().map(|s| async move {
-            let started = Instant::now();
-            let outcome = tokio::time::timeout(
-                self.timeout + Duration::from_secs(1),
-                source::check(self, s, gate.dir.as_deref(), now),
-            )
-            .await;
-            let (verdict, error, records) = match outcome {
-                Ok(Ok(records)) if records.is_empty() => (Verdict::Clear, None, records),
-                Ok(Ok(records)) => (Verdict::Blocked, None, records),
-                Ok(Err(e)) => (Verdict::Unknown, Some(e), Vec::new()),
-                Err(_) => (
-                    Verdict::Unknown,
-                    Some(format!("no answer within {}", opsbook_core::Dur(self.timeout))),
-                    Vec::new(),
-                ),
+    pub fn check<'a>(&'a self, name: &'a str, gate: &'a GateDef, now: jiff::Timestamp) -> crate::Boxed<'a, GateResult> {
+        crate::boxed(async move {
+            let futures = gate.sources.iter().map(|s| async move {
+                let started = Instant::now();
+                let outcome = tokio::time::timeout(
+                    self.timeout + Duration::from_secs(1),
+                    source::check(self, s, gate.dir.as_deref(), now),
+                )
+                .await;
+                let (verdict, error, records) = match outcome {
+                    Ok(Ok(records)) if records.is_empty() => (Verdict::Clear, None, records),
+                    Ok(Ok(records)) => (Verdict::Blocked, None, records),
+                    Ok(Err(e)) => (Verdict::Unknown, Some(e), Vec::new()),
+                    Err(_) => (
+                        Verdict::Unknown,
+                        Some(format!("no answer within {}", opsbook_core::Dur(self.timeout))),
+                        Vec::new(),
+                    ),
+                };
+                SourceResult {
+                    kind: s.kind().to_string(),
+                    verdict,
+                    error,
+                    duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    records,
+                }
+            });
+            let sources: Vec<SourceResult> = futures_util::future::join_all(futures).await;
+            let verdict = if sources.iter().any(|s| s.verdict == Verdict::Blocked) {
+                Verdict::Blocked
+            } else if sources.iter().any(|s| s.verdict == Verdict::Unknown) {
+                Verdict::Unknown
+            } else {
+                Verdict::Clear
             };
-            SourceResult {
-                kind: s.kind().to_string(),
+            let records = sources.iter().flat_map(|s| s.records.clone()).collect();
+            let result = GateResult {
+                gate: name.to_string(),
                 verdict,
-                error,
-                duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                // To the millisecond, as every time opsbook writes.
+                checked_at: jiff::Timestamp::from_millisecond(now.as_millisecond()).unwrap_or(now).to_string(),
+                sources,
                 records,
-            }
-        });
-        let sources: Vec<SourceResult> = futures_util::future::join_all(futures).await;
-        let verdict = if sources.iter().any(|s| s.verdict == Verdict::Blocked) {
-            Verdict::Blocked
-        } else if sources.iter().any(|s| s.verdict == Verdict::Unknown) {
-            Verdict::Unknown
-        } else {
-            Verdict::Clear
-        };
-        let records = sources.iter().flat_map(|s| s.records.clone()).collect();
-        let result = GateResult {
-            gate: name.to_string(),
-            verdict,
-            // To the millisecond, as every time opsbook writes.
-            checked_at: jiff::Timestamp::from_millisecond(now.as_millisecond()).unwrap_or(now).to_string(),
-            sources,
-            records,
-            fail_mode: gate.fail_mode,
-        };
-        record_metrics(&result);
-        result
+                fail_mode: gate.fail_mode,
+            };
+            record_metrics(&result);
+            result
+        })
     }
 }
 

@@ -25,6 +25,7 @@ mod worker;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use opsbook_engine::{Engine, EngineConfig};
@@ -217,11 +218,36 @@ impl Background {
 /// Serves the API on `listener` with the worker pool (none with `workers = 0`: an API
 /// node) until `shutdown` resolves; then stops claiming, lets running executions finish
 /// within the grace period, and marks the rest interrupted.
-pub async fn serve(
+pub fn serve(
     state: AppState,
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Boxed<std::io::Result<()>> {
+    serving(state, listener, metrics_listener, Box::pin(shutdown))
+}
+
+/// The future of a server's or worker's whole life, boxed: built here, so the binary
+/// that awaits it does not compile the server's state machines again (an `async fn` is
+/// compiled anew in every crate that awaits it; the caller of a generic one compiles it
+/// all). The shutdown signal comes boxed for the same reason.
+pub type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+#[inline(never)]
+fn serving(
+    state: AppState,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    shutdown: Boxed<()>,
+) -> Boxed<std::io::Result<()>> {
+    Box::pin(serve_until(state, listener, metrics_listener, shutdown))
+}
+
+async fn serve_until(
+    state: AppState,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    shutdown: Boxed<()>,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let background = Background::start(&state, &stop_rx);
@@ -258,7 +284,16 @@ pub async fn serve(
 /// Runs executions without serving HTTP (`opsbook worker`): the worker pool, the reaper
 /// and the scheduler, beside API nodes on the same database, until `shutdown` resolves.
 /// A worker picks up what any node queued within its poll interval (half a second).
-pub async fn work(state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) {
+pub fn work(state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> Boxed<()> {
+    working(state, Box::pin(shutdown))
+}
+
+#[inline(never)]
+fn working(state: AppState, shutdown: Boxed<()>) -> Boxed<()> {
+    Box::pin(work_until(state, shutdown))
+}
+
+async fn work_until(state: AppState, shutdown: Boxed<()>) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let background = Background::start(&state, &stop_rx);
     shutdown.await;

@@ -16,7 +16,7 @@ pub type Db = opsbook_store_any::AnyStore;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Db,
-    pub engine: Engine<Db>,
+    pub engine: Engine,
     pub config: Arc<Config>,
     /// The keys that seal the secret parameters of unfinished executions in the store
     /// (`vault`).

@@ -114,14 +114,26 @@ macro_rules! each {
 }
 
 /// Trait methods that hand their arguments to the backend's method of the same name.
+///
+/// The backend's future is boxed here: an `async fn`'s state machine is compiled again in
+/// every crate (and codegen unit) that awaits it, so unboxed, each backend's whole call
+/// tree (down into sqlx and rusqlite) was compiled into the engine, the server and the
+/// CLI once per codegen unit that stores anything. Boxed, it is compiled once, here, and
+/// what the callers compile is this small match. One allocation a call, beside a query.
 macro_rules! delegate {
     ($( fn $name:ident(&self $(, $arg:ident : $ty:ty)* $(,)?) -> $ret:ty; )*) => {
         $(
             async fn $name(&self $(, $arg: $ty)*) -> $ret {
-                each!(self, s => s.$name($($arg),*).await)
+                each!(self, s => boxed(s.$name($($arg),*)).await)
             }
         )*
     };
+}
+
+fn boxed<'a, T>(
+    f: impl std::future::Future<Output = T> + Send + 'a,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>> {
+    Box::pin(f)
 }
 
 impl Store for AnyStore {

@@ -342,7 +342,7 @@ pub fn resolve_db(flag: Option<DatabaseUrl>) -> Result<DbChoice> {
 }
 
 /// Opens the store and marks executions whose runner died as interrupted.
-pub async fn open(db: Option<DatabaseUrl>) -> Result<Engine<AnyStore>> {
+pub async fn open(db: Option<DatabaseUrl>) -> Result<Engine> {
     open_at(&resolve_db(db)?).await
 }
 
@@ -363,7 +363,7 @@ pub async fn open_store_with(url: &DatabaseUrl, pg: &opsbook_store_any::PgConfig
 }
 
 /// [`open`], for a database already resolved.
-pub async fn open_at(db: &DbChoice) -> Result<Engine<AnyStore>> {
+pub async fn open_at(db: &DbChoice) -> Result<Engine> {
     let store = open_store(&db.url).await?;
     let mut config = EngineConfig::default();
     if let Some(grace) = std::env::var("OPSBOOK_KILL_GRACE").ok().filter(|v| !v.is_empty()) {

@@ -8,7 +8,6 @@ use anyhow::Result;
 use opsbook_core::{Input, StepStatus};
 use opsbook_engine::{ApprovalPrompt, Engine, Hooks, Quiet, cancel_pair};
 use opsbook_store::Store;
-use opsbook_store_any::AnyStore;
 
 use super::{EXIT_FAILED, EXIT_OK, EXIT_WAITING, OnCancel};
 use crate::Output;
@@ -51,7 +50,7 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args, mode: Mode
 /// returns the exit code: for a rollback, 0 when it succeeded (or there was nothing to
 /// roll back); otherwise that of the execution's status.
 pub async fn carry_on(
-    engine: &mut Engine<AnyStore>,
+    engine: &mut Engine,
     id: &str,
     secrets: &BTreeMap<String, Input>,
     output: Output,

@@ -11,12 +11,7 @@ use crate::observer::{ApprovalRequest, Event};
 use crate::runner::{Flow, Run};
 use crate::{Error, Result};
 
-pub(crate) async fn run<S: Store>(
-    run: &mut Run<'_, '_, S>,
-    idx: usize,
-    step: &Step,
-    spec: &ApprovalSpec,
-) -> Result<Flow> {
+pub(crate) async fn run(run: &mut Run<'_, '_>, idx: usize, step: &Step, spec: &ApprovalSpec) -> Result<Flow> {
     let now = now_ms();
     let timeout_ms = i64::try_from(step.kind.default_timeout().0.as_millis()).unwrap_or(i64::MAX / 2);
     run.mark_running(idx, Some(now.saturating_add(timeout_ms))).await?;

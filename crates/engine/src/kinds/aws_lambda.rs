@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use opsbook_core::step::aws::LambdaSpec;
 use opsbook_core::{Dur, StepStatus, template};
-use opsbook_store::{Store, Stream};
+use opsbook_store::Stream;
 
 use super::{Action, AttemptResult};
 use crate::Result;
@@ -18,11 +18,7 @@ const MAX_OUTPUTS: usize = 100;
 /// Answer lines copied into the log.
 const LOGGED_LINES: usize = 20;
 
-pub(crate) async fn attempt<S: Store>(
-    run: &mut Run<'_, '_, S>,
-    act: &Action<'_>,
-    spec: &LambdaSpec,
-) -> Result<AttemptResult> {
+pub(crate) async fn attempt(run: &mut Run<'_, '_>, act: &Action<'_>, spec: &LambdaSpec) -> Result<AttemptResult> {
     let field = act.field("aws_lambda");
     let ctx = run.context(false);
     let function = match template::render_plain(&spec.function.value, &ctx) {

@@ -9,7 +9,7 @@ use opsbook_aws::Target;
 use opsbook_core::step::aws::{SsmAutomationSpec, SsmCommandSpec, ssm_parameters};
 use opsbook_core::template::{self, Context};
 use opsbook_core::{Dur, StepStatus};
-use opsbook_store::{Store, Stream};
+use opsbook_store::Stream;
 
 use super::{Action, AttemptResult};
 use crate::Result;
@@ -95,8 +95,8 @@ fn cancelled(what: String) -> AttemptResult {
 }
 
 /// Runs `f` until it ends, the deadline passes or the action is cancelled.
-async fn bounded<S: Store, T>(
-    run: &Run<'_, '_, S>,
+async fn bounded<T>(
+    run: &Run<'_, '_>,
     act: &Action<'_>,
     deadline: Instant,
     f: impl std::future::Future<Output = T>,
@@ -145,12 +145,7 @@ impl Poller {
         Poller { what, deadline, delay: FIRST_POLL, failures: 0 }
     }
 
-    async fn next<S: Store, T, F, Fut>(
-        &mut self,
-        run: &mut Run<'_, '_, S>,
-        act: &Action<'_>,
-        read: F,
-    ) -> Result<Polled<T>>
+    async fn next<T, F, Fut>(&mut self, run: &mut Run<'_, '_>, act: &Action<'_>, read: F) -> Result<Polled<T>>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, opsbook_aws::Error>>,
@@ -197,11 +192,7 @@ impl Poller {
     }
 }
 
-pub(crate) async fn command<S: Store>(
-    run: &mut Run<'_, '_, S>,
-    act: &Action<'_>,
-    spec: &SsmCommandSpec,
-) -> Result<AttemptResult> {
+pub(crate) async fn command(run: &mut Run<'_, '_>, act: &Action<'_>, spec: &SsmCommandSpec) -> Result<AttemptResult> {
     let prepared = match prepare_command(spec, &run.context(false), act.field("aws_ssm_command").as_str()) {
         Ok(p) => p,
         Err(e) => return Ok(AttemptResult::fatal(e)),
@@ -296,7 +287,7 @@ pub(crate) async fn command<S: Store>(
     Ok(AttemptResult { outputs, document: Some(document), ..AttemptResult::failed(StepStatus::Failed, error) })
 }
 
-async fn stop_command<S: Store>(run: &mut Run<'_, '_, S>, act: &Action<'_>, target: &Target, id: &str) -> Result<()> {
+async fn stop_command(run: &mut Run<'_, '_>, act: &Action<'_>, target: &Target, id: &str) -> Result<()> {
     let msg = match tokio::time::timeout(STOP_WITHIN, opsbook_aws::ssm::cancel_command(target, id)).await {
         Ok(Ok(())) => format!("CancelCommand sent for command {id}"),
         Ok(Err(e)) => format!("warning: CancelCommand for command {id} failed: {e}"),
@@ -311,8 +302,8 @@ fn client_token(parts: &[&str]) -> String {
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
-pub(crate) async fn automation<S: Store>(
-    run: &mut Run<'_, '_, S>,
+pub(crate) async fn automation(
+    run: &mut Run<'_, '_>,
     act: &Action<'_>,
     spec: &SsmAutomationSpec,
 ) -> Result<AttemptResult> {
@@ -389,12 +380,7 @@ pub(crate) async fn automation<S: Store>(
     Ok(AttemptResult { outputs, document: Some(document), ..AttemptResult::failed(StepStatus::Failed, error) })
 }
 
-async fn stop_automation<S: Store>(
-    run: &mut Run<'_, '_, S>,
-    act: &Action<'_>,
-    target: &Target,
-    id: &str,
-) -> Result<()> {
+async fn stop_automation(run: &mut Run<'_, '_>, act: &Action<'_>, target: &Target, id: &str) -> Result<()> {
     let msg = match tokio::time::timeout(STOP_WITHIN, opsbook_aws::ssm::stop_automation(target, id)).await {
         Ok(Ok(())) => format!("StopAutomationExecution sent for {id}"),
         Ok(Err(e)) => format!("warning: StopAutomationExecution for {id} failed: {e}"),

@@ -36,8 +36,8 @@ const CHILD_LOOK_AGAIN_MS: i64 = 30_000;
 /// entry points here are boxed to keep the types (and what they prove) from looping.
 type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send + 'a>>;
 
-pub(crate) fn run_step<'a, S: Store>(
-    run: &'a mut Run<'_, '_, S>,
+pub(crate) fn run_step<'a>(
+    run: &'a mut Run<'_, '_>,
     idx: usize,
     step: &'a Step,
     spec: &'a CallSpec,
@@ -45,7 +45,7 @@ pub(crate) fn run_step<'a, S: Store>(
     Box::pin(step_inner(run, idx, step, spec))
 }
 
-async fn step_inner<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, step: &Step, spec: &CallSpec) -> Result<Flow> {
+async fn step_inner(run: &mut Run<'_, '_>, idx: usize, step: &Step, spec: &CallSpec) -> Result<Flow> {
     let child = latest_child(run, &step.id).await?;
     let server = run.engine.config.release_gate_waits;
     if let Some(c) = &child
@@ -143,15 +143,11 @@ async fn step_inner<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, step: &Step,
 
 /// Rolls back the child of step `idx` as a whole (every succeeded step's rollback, newest
 /// first, recorded in the child's execution).
-pub(crate) fn rollback<'a, S: Store>(
-    run: &'a mut Run<'_, '_, S>,
-    idx: usize,
-    spec: &'a CallSpec,
-) -> Boxed<'a, AttemptResult> {
+pub(crate) fn rollback<'a>(run: &'a mut Run<'_, '_>, idx: usize, spec: &'a CallSpec) -> Boxed<'a, AttemptResult> {
     Box::pin(rollback_inner(run, idx, spec))
 }
 
-async fn rollback_inner<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, spec: &CallSpec) -> Result<AttemptResult> {
+async fn rollback_inner(run: &mut Run<'_, '_>, idx: usize, spec: &CallSpec) -> Result<AttemptResult> {
     let step_id = run.steps[idx].step_id.clone();
     let Some(child) = latest_child(run, &step_id).await? else {
         return Ok(AttemptResult::ok(BTreeMap::new()));
@@ -184,15 +180,11 @@ async fn rollback_inner<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, spec: &C
 
 /// Cancels the child a waiting step `idx` waits on (its waiting steps cancelled, its
 /// succeeded steps rolled back), as this run is cancelled.
-pub(crate) fn cancel_waiting<'a, S: Store>(
-    run: &'a mut Run<'_, '_, S>,
-    idx: usize,
-    spec: &'a CallSpec,
-) -> Boxed<'a, ()> {
+pub(crate) fn cancel_waiting<'a>(run: &'a mut Run<'_, '_>, idx: usize, spec: &'a CallSpec) -> Boxed<'a, ()> {
     Box::pin(cancel_inner(run, idx, spec))
 }
 
-async fn cancel_inner<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, spec: &CallSpec) -> Result<()> {
+async fn cancel_inner(run: &mut Run<'_, '_>, idx: usize, spec: &CallSpec) -> Result<()> {
     let step_id = run.steps[idx].step_id.clone();
     let Some(child) = latest_child(run, &step_id).await? else { return Ok(()) };
     match child.status {
@@ -218,7 +210,7 @@ async fn cancel_inner<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, spec: &Cal
 }
 
 /// The step waits on its child, on record and announced.
-async fn wait<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, step: &Step, why: String) -> Result<Flow> {
+async fn wait(run: &mut Run<'_, '_>, idx: usize, step: &Step, why: String) -> Result<Flow> {
     run.system(Some(&step.id), Phase::Step, &why).await?;
     // On a server the child's runner wakes this one when the child ends; should that be
     // missed (a crash between), the execution is looked at again after a while.
@@ -256,12 +248,7 @@ enum Job {
 /// otherwise stack on this one's), with this run's prompt, a cancel that follows this
 /// run's and fires at `deadline` (epoch ms), and its events shown as this step's lines.
 /// Returns its result and whether the deadline cancelled it.
-async fn on_own_task<S: Store>(
-    run: &Run<'_, '_, S>,
-    step_id: &str,
-    deadline: i64,
-    job: Job,
-) -> Result<(Result<Outcome>, bool)> {
+async fn on_own_task(run: &Run<'_, '_>, step_id: &str, deadline: i64, job: Job) -> Result<(Result<Outcome>, bool)> {
     let (handle, cancel) = cancel_pair();
     let relay = relay_cancel(run, handle.clone(), deadline);
     let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
@@ -308,12 +295,7 @@ impl Drop for AbortOnDrop {
 }
 
 /// Checks and makes the child execution (linked to this run's step, not stored yet).
-async fn start<S: Store>(
-    run: &mut Run<'_, '_, S>,
-    step: &Step,
-    spec: &CallSpec,
-    inputs: BTreeMap<String, Input>,
-) -> Result<Job> {
+async fn start(run: &mut Run<'_, '_>, step: &Step, spec: &CallSpec, inputs: BTreeMap<String, Input>) -> Result<Job> {
     let (runbook, path, has_files) = callee(run, spec).await?;
     let chain = ancestors(run).await?;
     if chain.len() > MAX_DEPTH {
@@ -375,7 +357,7 @@ async fn start<S: Store>(
 
 /// The runbook a step calls, the path it was read from (a file) and whether it comes with
 /// published files.
-async fn callee<S: Store>(run: &Run<'_, '_, S>, spec: &CallSpec) -> Result<(Runbook, Option<PathBuf>, bool)> {
+async fn callee(run: &Run<'_, '_>, spec: &CallSpec) -> Result<(Runbook, Option<PathBuf>, bool)> {
     match &spec.callee {
         Callee::File(file) => {
             let path = run.base_dir.join(file);
@@ -401,7 +383,7 @@ async fn callee<S: Store>(run: &Run<'_, '_, S>, spec: &CallSpec) -> Result<(Runb
 }
 
 /// The runbook names from the top execution down to this one.
-async fn ancestors<S: Store>(run: &Run<'_, '_, S>) -> Result<Vec<String>> {
+async fn ancestors(run: &Run<'_, '_>) -> Result<Vec<String>> {
     let mut chain = vec![run.exec.runbook_name.clone()];
     let mut parent = run.exec.parent_id.clone();
     while let Some(id) = parent {
@@ -416,7 +398,7 @@ async fn ancestors<S: Store>(run: &Run<'_, '_, S>) -> Result<Vec<String>> {
 }
 
 /// The child's parameters, rendered (secrets in the clear: they go to the child only).
-fn inputs<S: Store>(run: &Run<'_, '_, S>, spec: &CallSpec) -> std::result::Result<BTreeMap<String, Input>, String> {
+fn inputs(run: &Run<'_, '_>, spec: &CallSpec) -> std::result::Result<BTreeMap<String, Input>, String> {
     let ctx = run.context(false);
     let mut out = BTreeMap::new();
     for (name, tpl) in &spec.params {
@@ -428,8 +410,8 @@ fn inputs<S: Store>(run: &Run<'_, '_, S>, spec: &CallSpec) -> std::result::Resul
 
 /// The secret parameters a child gets again when it goes on (or rolls back): those this
 /// step hands it.
-async fn child_secrets<S: Store>(
-    run: &Run<'_, '_, S>,
+async fn child_secrets(
+    run: &Run<'_, '_>,
     child: &Execution,
     inputs: &BTreeMap<String, Input>,
 ) -> Result<BTreeMap<String, Input>> {
@@ -442,17 +424,14 @@ async fn child_secrets<S: Store>(
 }
 
 /// The newest child execution step `step_id` of this run started.
-async fn latest_child<S: Store>(run: &Run<'_, '_, S>, step_id: &str) -> Result<Option<Execution>> {
+async fn latest_child(run: &Run<'_, '_>, step_id: &str) -> Result<Option<Execution>> {
     let children = run.store().executions(&ExecutionFilter::children(&run.exec.id)).await?;
     Ok(children.into_iter().find(|c| c.parent_step.as_deref() == Some(step_id)))
 }
 
 /// The child's outputs, as the step's: every output of its steps (a later step's wins
 /// over an earlier one of the same name), and `execution_id`.
-async fn outputs<S: Store>(
-    run: &Run<'_, '_, S>,
-    child: &Execution,
-) -> Result<serde_json::Map<String, serde_json::Value>> {
+async fn outputs(run: &Run<'_, '_>, child: &Execution) -> Result<serde_json::Map<String, serde_json::Value>> {
     let mut out = serde_json::Map::new();
     for s in run.store().steps(&child.id).await? {
         out.extend(s.outputs);
@@ -462,7 +441,7 @@ async fn outputs<S: Store>(
 }
 
 /// What a waiting child waits on, in words.
-async fn waits_on<S: Store>(run: &Run<'_, '_, S>, child: &Execution) -> Result<String> {
+async fn waits_on(run: &Run<'_, '_>, child: &Execution) -> Result<String> {
     let steps = run.store().steps(&child.id).await?;
     let Some(s) =
         steps.iter().find(|s| s.status == StepStatus::Waiting || s.rollback_status == Some(StepStatus::Waiting))
@@ -495,7 +474,7 @@ impl Drop for Relay {
     }
 }
 
-fn relay_cancel<S: Store>(run: &Run<'_, '_, S>, child: crate::CancelHandle, deadline: i64) -> Relay {
+fn relay_cancel(run: &Run<'_, '_>, child: crate::CancelHandle, deadline: i64) -> Relay {
     let ours = run.hooks.cancel.clone();
     let timed_out = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = timed_out.clone();

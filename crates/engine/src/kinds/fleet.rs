@@ -139,7 +139,7 @@ impl Outcome {
 
 /// Runs the `todo` parts (slots of `fleet.parts`, in this order), keeping their records
 /// (the step's `targets`) up to date and on record.
-pub(crate) async fn drive<S: Store>(run: &mut Run<'_, '_, S>, fleet: &Fleet<'_>, todo: Vec<usize>) -> Result<Outcome> {
+pub(crate) async fn drive(run: &mut Run<'_, '_>, fleet: &Fleet<'_>, todo: Vec<usize>) -> Result<Outcome> {
     let (tx, mut rx) = mpsc::channel::<Msg>(256);
     let mut queue: VecDeque<usize> = todo.into();
     let mut jobs: JoinSet<(usize, std::io::Result<Exit>)> = JoinSet::new();
@@ -263,8 +263,8 @@ fn prefix(part: &Part<'_>) -> String {
 
 /// Prepares a part's attempt and starts it (after its delay), or settles it at once
 /// when it cannot run (a template, a mock).
-async fn start<S: Store>(
-    run: &mut Run<'_, '_, S>,
+async fn start(
+    run: &mut Run<'_, '_>,
     fleet: &Fleet<'_>,
     job: Job,
     cancel: &Cancel,
@@ -447,8 +447,8 @@ impl Live {
     }
 }
 
-async fn on_msg<S: Store>(
-    run: &mut Run<'_, '_, S>,
+async fn on_msg(
+    run: &mut Run<'_, '_>,
     fleet: &Fleet<'_>,
     msg: Msg,
     live: &mut BTreeMap<usize, Live>,
@@ -492,14 +492,7 @@ async fn on_msg<S: Store>(
 
 /// One line of a part's output: to the log (a target's with its name), or (after an SSH
 /// target's marker) to its outputs.
-fn log_line<S: Store>(
-    run: &mut Run<'_, '_, S>,
-    fleet: &Fleet<'_>,
-    slot: usize,
-    l: &mut Live,
-    stream: Stream,
-    line: Vec<u8>,
-) {
+fn log_line(run: &mut Run<'_, '_>, fleet: &Fleet<'_>, slot: usize, l: &mut Live, stream: Stream, line: Vec<u8>) {
     if l.outputs.is_some() && stream == Stream::Stdout {
         let mut line = line;
         line.push(b'\n');
@@ -538,11 +531,7 @@ fn log_line<S: Store>(
 }
 
 /// Every process group the targets run in, on record for recovery.
-async fn record_groups<S: Store>(
-    run: &Run<'_, '_, S>,
-    fleet: &Fleet<'_>,
-    groups: &BTreeMap<usize, String>,
-) -> Result<()> {
+async fn record_groups(run: &Run<'_, '_>, fleet: &Fleet<'_>, groups: &BTreeMap<usize, String>) -> Result<()> {
     let joined = groups.values().cloned().collect::<Vec<_>>().join(" ");
     let value = (!joined.is_empty()).then_some(joined);
     run.store().set_process(&run.exec.id, &run.steps[fleet.idx].step_id, value.as_deref()).await?;
@@ -551,8 +540,8 @@ async fn record_groups<S: Store>(
 
 /// A part's attempt ended: judged, on record. Returns its try, status and whether a
 /// retry could help.
-async fn finish<S: Store>(
-    run: &mut Run<'_, '_, S>,
+async fn finish(
+    run: &mut Run<'_, '_>,
     fleet: &Fleet<'_>,
     slot: usize,
     mut l: Live,
@@ -602,8 +591,8 @@ async fn finish<S: Store>(
 }
 
 /// A part's attempt on record: its state, the step's row, the attempt's row.
-async fn record<S: Store>(
-    run: &mut Run<'_, '_, S>,
+async fn record(
+    run: &mut Run<'_, '_>,
     fleet: &Fleet<'_>,
     slot: usize,
     attempt: u32,

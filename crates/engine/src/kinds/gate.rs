@@ -6,7 +6,7 @@ use std::time::Instant;
 use opsbook_core::step::gate::{GateStepSpec, OnBlocked};
 use opsbook_core::{StepStatus, gate::GateDef};
 use opsbook_gate::Checker;
-use opsbook_store::{Phase, Store, WaitKind};
+use opsbook_store::{Phase, WaitKind};
 
 use super::AttemptResult;
 use crate::Result;
@@ -15,14 +15,14 @@ use crate::runner::Run;
 
 /// Why a gate does not pass, masked: reasons come from outside and end up in logs,
 /// step records and notifications.
-fn describe<S: Store>(run: &Run<'_, '_, S>, r: &opsbook_gate::GateResult) -> String {
+fn describe(run: &Run<'_, '_>, r: &opsbook_gate::GateResult) -> String {
     run.masker().mask(&r.reasons().join("; ")).into_owned()
 }
 
 /// Checks the gate until it passes, it blocks under `on_blocked: fail`, `max_wait` runs
 /// out, or the run is cancelled. Progress goes to the log under `step_id`.
-pub(crate) async fn wait_until_clear<S: Store>(
-    run: &mut Run<'_, '_, S>,
+pub(crate) async fn wait_until_clear(
+    run: &mut Run<'_, '_>,
     step_id: &str,
     spec: &GateStepSpec,
     def: &GateDef,
@@ -89,11 +89,7 @@ pub(crate) async fn wait_until_clear<S: Store>(
     }
 }
 
-pub(crate) async fn attempt<S: Store>(
-    run: &mut Run<'_, '_, S>,
-    step_id: &str,
-    spec: &GateStepSpec,
-) -> Result<AttemptResult> {
+pub(crate) async fn attempt(run: &mut Run<'_, '_>, step_id: &str, spec: &GateStepSpec) -> Result<AttemptResult> {
     if let Some(mocks) = &run.engine.config.mocks {
         return Ok(super::mock::gate(mocks, step_id, spec));
     }
@@ -106,8 +102,8 @@ pub(crate) async fn attempt<S: Store>(
 
 /// The server's way: check once; while blocked, the execution waits without holding a
 /// worker and is queued again when `poll` has passed (the reaper requeues expired waits).
-pub(crate) async fn run_released<S: Store>(
-    run: &mut Run<'_, '_, S>,
+pub(crate) async fn run_released(
+    run: &mut Run<'_, '_>,
     idx: usize,
     step: &opsbook_core::Step,
     spec: &GateStepSpec,
@@ -207,8 +203,8 @@ fn waiting_on(rec: &opsbook_store::StepRecord) -> Option<String> {
     (rec.status == StepStatus::Waiting).then(|| rec.error.clone().unwrap_or_default())
 }
 
-async fn settle<S: Store>(
-    run: &mut Run<'_, '_, S>,
+async fn settle(
+    run: &mut Run<'_, '_>,
     idx: usize,
     status: StepStatus,
     error: Option<String>,
@@ -218,8 +214,8 @@ async fn settle<S: Store>(
 
 /// One re-check before step `idx` on the server: clear goes on; blocked parks the
 /// execution (the step waits until the next poll) or, after `max_wait`, stops the run.
-pub(crate) async fn recheck_released<S: Store>(
-    run: &mut Run<'_, '_, S>,
+pub(crate) async fn recheck_released(
+    run: &mut Run<'_, '_>,
     idx: usize,
     gate_step: &str,
     spec: &GateStepSpec,

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use opsbook_core::step::http::HttpSpec;
 use opsbook_core::{Step, StepStatus, template};
-use opsbook_store::{Phase, Store, Stream};
+use opsbook_store::{Phase, Stream};
 
 use super::AttemptResult;
 use crate::Result;
@@ -16,8 +16,8 @@ const MAX_BODY: usize = 1 << 20;
 /// Body lines copied into the log.
 const LOGGED_LINES: usize = 20;
 
-pub(crate) async fn attempt<S: Store>(
-    run: &mut Run<'_, '_, S>,
+pub(crate) async fn attempt(
+    run: &mut Run<'_, '_>,
     step: &Step,
     spec: &HttpSpec,
     attempt: u32,

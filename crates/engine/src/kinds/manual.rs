@@ -29,7 +29,7 @@ pub(crate) enum Answer {
 }
 
 /// The request for step `step_id`'s manual action in `phase`, rendered and masked.
-pub(crate) fn request<S: Store>(run: &Run<'_, '_, S>, step_id: &str, phase: Phase, spec: &ManualSpec) -> ManualRequest {
+pub(crate) fn request(run: &Run<'_, '_>, step_id: &str, phase: Phase, spec: &ManualSpec) -> ManualRequest {
     let ctx = run.context(true);
     let render = |t: &str| {
         let text = template::render_plain(t, &ctx).unwrap_or_else(|e| format!("{t} (could not render: {e})"));
@@ -55,8 +55,8 @@ pub fn describe(r: &ManualRequest) -> String {
 
 /// Settles the request from the recorded confirmation or, when there is none yet, from
 /// a person at hand (whose answer is recorded first); `deadline` in ms since the epoch.
-pub(crate) async fn answer<S: Store>(
-    run: &mut Run<'_, '_, S>,
+pub(crate) async fn answer(
+    run: &mut Run<'_, '_>,
     req: &ManualRequest,
     deadline: i64,
     cancel_level: u8,
@@ -135,12 +135,7 @@ pub(crate) fn said(done: bool, by: &str, note: Option<&str>) -> String {
     if done { format!("done, confirmed by {by}{note}") } else { format!("not done, said {by}{note}") }
 }
 
-pub(crate) async fn run<S: Store>(
-    run: &mut Run<'_, '_, S>,
-    idx: usize,
-    step: &Step,
-    spec: &ManualSpec,
-) -> Result<Flow> {
+pub(crate) async fn run(run: &mut Run<'_, '_>, idx: usize, step: &Step, spec: &ManualSpec) -> Result<Flow> {
     let wait_ms = i64::try_from(spec.wait().0.as_millis()).unwrap_or(i64::MAX / 2);
     run.mark_running(idx, Some(now_ms().saturating_add(wait_ms))).await?;
     let req = request(run, &step.id, Phase::Step, spec);

@@ -10,7 +10,7 @@ use opsbook_core::step::gate::{GateStepSpec, OnBlocked};
 use opsbook_core::step::http::HttpSpec;
 use opsbook_core::testcase::{GateVerdict, MockResult, StepMock};
 use opsbook_core::{Step, StepStatus, template};
-use opsbook_store::{Phase, Store, Stream};
+use opsbook_store::{Phase, Stream};
 
 use super::run::{ScriptRun, check_line, judge};
 use super::{Action, AttemptResult};
@@ -30,22 +30,15 @@ fn result(mocks: &Mocks, step_id: Option<&str>, phase: Phase, attempt: u32) -> M
 }
 
 /// Writes a mock's output to the log, line by line, as a process's would be.
-fn log<S: Store>(
-    run: &mut Run<'_, '_, S>,
-    step_id: Option<&str>,
-    phase: Phase,
-    attempt: u32,
-    stream: Stream,
-    text: &str,
-) {
+fn log(run: &mut Run<'_, '_>, step_id: Option<&str>, phase: Phase, attempt: u32, stream: Stream, text: &str) {
     for line in text.lines() {
         run.sink.push(run.hooks.observer, step_id, phase, attempt, stream, line.as_bytes());
     }
 }
 
 /// A `run` script (a step's attempt, a rollback, a prerequisite check, which passes).
-pub(crate) async fn script<S: Store>(
-    run: &mut Run<'_, '_, S>,
+pub(crate) async fn script(
+    run: &mut Run<'_, '_>,
     sr: &ScriptRun<'_>,
     validations: &[opsbook_core::CheckedValidation],
     mocks: &Mocks,
@@ -75,8 +68,8 @@ pub(crate) async fn script<S: Store>(
 }
 
 /// An `http` step: the mocked response is checked as a real one would be.
-pub(crate) async fn http<S: Store>(
-    run: &mut Run<'_, '_, S>,
+pub(crate) async fn http(
+    run: &mut Run<'_, '_>,
     step: &Step,
     spec: &HttpSpec,
     attempt: u32,
@@ -124,7 +117,7 @@ fn expected(spec: &HttpSpec) -> String {
 
 /// An AWS step or rollback: the mocked answer (its top-level keys become outputs) or
 /// the mocked error.
-pub(crate) async fn aws<S: Store>(run: &mut Run<'_, '_, S>, act: &Action<'_>, mocks: &Mocks) -> Result<AttemptResult> {
+pub(crate) async fn aws(run: &mut Run<'_, '_>, act: &Action<'_>, mocks: &Mocks) -> Result<AttemptResult> {
     let r = result(mocks, Some(act.step_id), act.phase, act.attempt);
     if r.timed_out {
         return Ok(AttemptResult::failed(
@@ -149,7 +142,7 @@ pub(crate) async fn aws<S: Store>(run: &mut Run<'_, '_, S>, act: &Action<'_>, mo
 
 /// A `runbook` step (or its rollback): the child's outputs as mocked; `exit_code` other
 /// than 0 is a child that failed, `timed_out` one that ran out of time.
-pub(crate) async fn call<S: Store>(run: &mut Run<'_, '_, S>, act: &Action<'_>, mocks: &Mocks) -> Result<AttemptResult> {
+pub(crate) async fn call(run: &mut Run<'_, '_>, act: &Action<'_>, mocks: &Mocks) -> Result<AttemptResult> {
     let r = result(mocks, Some(act.step_id), act.phase, act.attempt);
     log(run, Some(act.step_id), act.phase, act.attempt, Stream::Stdout, r.stdout.as_deref().unwrap_or_default());
     if r.timed_out {

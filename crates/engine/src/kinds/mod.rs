@@ -21,12 +21,12 @@ pub(crate) mod validate;
 use std::collections::BTreeMap;
 
 use opsbook_core::{Step, StepKind, StepStatus, template};
-use opsbook_store::{Phase, Store};
+use opsbook_store::Phase;
 
 use crate::runner::Run;
 
 /// What a step is about to do, as shown and stored (secrets masked).
-pub(crate) fn display<S: Store>(run: &Run<'_, '_, S>, step: &Step) -> Option<String> {
+pub(crate) fn display(run: &Run<'_, '_>, step: &Step) -> Option<String> {
     let mut ctx = match &step.kind {
         StepKind::Run(script) => run.context_for(true, &[&script.template]),
         _ => run.context(true),
@@ -86,9 +86,9 @@ impl<'a> Action<'a> {
 
     /// Writes `text` to the log, line by line, each prefixed and cut to the longest line
     /// a process's output may have; at most `max` lines.
-    pub async fn log<S: Store>(
+    pub async fn log(
         &self,
-        run: &mut Run<'_, '_, S>,
+        run: &mut Run<'_, '_>,
         stream: opsbook_store::Stream,
         prefix: &str,
         text: &str,
@@ -118,8 +118,8 @@ impl Action<'_> {
 }
 
 /// Runs one of the AWS kinds (`None` for any other kind).
-pub(crate) async fn aws<S: Store>(
-    run: &mut Run<'_, '_, S>,
+pub(crate) async fn aws(
+    run: &mut Run<'_, '_>,
     act: &Action<'_>,
     kind: &StepKind,
 ) -> crate::Result<Option<AttemptResult>> {

@@ -10,7 +10,7 @@ use opsbook_core::step::Rollback;
 use opsbook_core::step::parallel::{FailMode, ParallelSpec};
 use opsbook_core::step::targets::Via;
 use opsbook_core::{Step, StepKind, StepStatus};
-use opsbook_store::{Phase, Store};
+use opsbook_store::Phase;
 
 use super::AttemptResult;
 use super::fleet::{self, Fleet, Outcome, Part};
@@ -19,12 +19,7 @@ use crate::Result;
 use crate::runner::{Flow, Run};
 
 /// Runs parallel step `idx`.
-pub(crate) async fn run_step<S: Store>(
-    run: &mut Run<'_, '_, S>,
-    idx: usize,
-    step: &Step,
-    spec: &ParallelSpec,
-) -> Result<Flow> {
+pub(crate) async fn run_step(run: &mut Run<'_, '_>, idx: usize, step: &Step, spec: &ParallelSpec) -> Result<Flow> {
     parts::begin_step(run, idx, step);
     let names: Vec<&str> = spec.branches.iter().map(|b| b.id.as_str()).collect();
     let todo = parts::pending_parts(run, idx, &names).await?;
@@ -41,7 +36,7 @@ pub(crate) async fn run_step<S: Store>(
         cancel_level: 1,
     };
     let out = fleet::drive(run, &fleet, todo).await?;
-    let why = |run: &Run<'_, '_, S>, slots: &[usize]| parts::errors(run, idx, slots, false);
+    let why = |run: &Run<'_, '_>, slots: &[usize]| parts::errors(run, idx, slots, false);
     if let Some(&first) = out.failed.first() {
         let name = run.steps[idx].targets[first].name.clone();
         for &i in &out.stopped {
@@ -85,11 +80,7 @@ pub(crate) async fn run_step<S: Store>(
 
 /// The rollbacks of the branches that succeeded (and have one), one at a time, the
 /// branch that finished last first; every one is tried.
-pub(crate) async fn rollback<S: Store>(
-    run: &mut Run<'_, '_, S>,
-    idx: usize,
-    spec: &ParallelSpec,
-) -> Result<AttemptResult> {
+pub(crate) async fn rollback(run: &mut Run<'_, '_>, idx: usize, spec: &ParallelSpec) -> Result<AttemptResult> {
     let records = run.steps[idx].targets.clone();
     let mut todo: Vec<usize> = (0..records.len().min(spec.branches.len()))
         .filter(|&i| {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use opsbook_core::{Step, StepStatus};
-use opsbook_store::{Store, TargetRecord, now_ms};
+use opsbook_store::{TargetRecord, now_ms};
 
 use super::AttemptResult;
 use super::fleet::{Fleet, Outcome};
@@ -14,7 +14,7 @@ use crate::runner::{Flow, Run};
 
 /// A step with parts starts: running (on record with its parts, by `pending_parts`),
 /// what it does shown, announced.
-pub(crate) fn begin_step<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, step: &Step) {
+pub(crate) fn begin_step(run: &mut Run<'_, '_>, idx: usize, step: &Step) {
     let rec = &mut run.steps[idx];
     rec.status = StepStatus::Running;
     rec.started_at.get_or_insert(now_ms());
@@ -33,7 +33,7 @@ pub(crate) fn begin_step<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, step: &
 
 /// `NAME: error; NAME: error` of the parts at `slots`, in the order written (their step's errors, or their
 /// rollbacks' with `rollback`).
-pub(crate) fn errors<S: Store>(run: &Run<'_, '_, S>, idx: usize, slots: &[usize], rollback: bool) -> String {
+pub(crate) fn errors(run: &Run<'_, '_>, idx: usize, slots: &[usize], rollback: bool) -> String {
     // In the order written, whichever ended first.
     let mut slots = slots.to_vec();
     slots.sort_unstable();
@@ -48,8 +48,8 @@ pub(crate) fn errors<S: Store>(run: &Run<'_, '_, S>, idx: usize, slots: &[usize]
 }
 
 /// The step's final state, on record and announced.
-pub(crate) async fn settle<S: Store>(
-    run: &mut Run<'_, '_, S>,
+pub(crate) async fn settle(
+    run: &mut Run<'_, '_>,
     idx: usize,
     step: &Step,
     status: StepStatus,
@@ -77,11 +77,7 @@ pub(crate) async fn settle<S: Store>(
 /// A step's part records, on record before they run: kept when the names are those of
 /// the step's last run (run again after a crash or a `resume`, only the parts that had
 /// not succeeded run), fresh otherwise. Returns the slots to run.
-pub(crate) async fn pending_parts<S: Store>(
-    run: &mut Run<'_, '_, S>,
-    idx: usize,
-    names: &[&str],
-) -> Result<Vec<usize>> {
+pub(crate) async fn pending_parts(run: &mut Run<'_, '_>, idx: usize, names: &[&str]) -> Result<Vec<usize>> {
     let same = run.steps[idx].targets.iter().map(|t| t.name.as_str()).eq(names.iter().copied());
     if !same {
         run.steps[idx].targets = names.iter().map(|n| TargetRecord::pending(n)).collect();
@@ -103,12 +99,7 @@ pub(crate) async fn pending_parts<S: Store>(
 
 /// What a rollback on parts came to (`what`: "targets", "branches"); the parts it did
 /// not reach (a second cancel) are marked.
-pub(crate) fn rolled_back<S: Store>(
-    run: &mut Run<'_, '_, S>,
-    fleet: &Fleet<'_>,
-    out: &Outcome,
-    what: &str,
-) -> AttemptResult {
+pub(crate) fn rolled_back(run: &mut Run<'_, '_>, fleet: &Fleet<'_>, out: &Outcome, what: &str) -> AttemptResult {
     for &i in &out.not_started {
         let t = &mut run.steps[fleet.idx].targets[i];
         t.rollback_status = Some(StepStatus::Cancelled);

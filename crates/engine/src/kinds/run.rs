@@ -33,8 +33,8 @@ pub(crate) struct ScriptRun<'a> {
     pub target: Option<&'a str>,
 }
 
-pub(crate) async fn attempt<S: Store>(
-    run: &mut Run<'_, '_, S>,
+pub(crate) async fn attempt(
+    run: &mut Run<'_, '_>,
     step: &Step,
     script: &Script,
     attempt: u32,
@@ -73,7 +73,7 @@ pub(crate) enum Prep {
     Done(AttemptResult),
 }
 
-pub(crate) async fn exec_script<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptRun<'_>) -> Result<AttemptResult> {
+pub(crate) async fn exec_script(run: &mut Run<'_, '_>, sr: &ScriptRun<'_>) -> Result<AttemptResult> {
     let prepared = match prepare(run, sr).await? {
         Prep::Ready(p) => p,
         Prep::Done(result) => return Ok(result),
@@ -142,7 +142,7 @@ pub(crate) async fn exec_script<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptR
 
 /// Renders what a script needs and builds its process (`sh -c`, or its file when secrets
 /// are about), with the environment it gets.
-pub(crate) async fn prepare<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptRun<'_>) -> Result<Prep> {
+pub(crate) async fn prepare(run: &mut Run<'_, '_>, sr: &ScriptRun<'_>) -> Result<Prep> {
     // The templates rendered here: the script's environment and `output_contains` checks.
     let templates: Vec<&str> = (sr.validations.iter())
         .filter_map(|v| match v {
@@ -224,8 +224,8 @@ pub(crate) async fn prepare<S: Store>(run: &mut Run<'_, '_, S>, sr: &ScriptRun<'
 
 /// Judges a script that ran: its exit, what its output showed (`seen`, per validation),
 /// and its outputs (the `$OPSBOOK_OUTPUT` file, or `outputs` when they came another way).
-pub(crate) async fn conclude<S: Store>(
-    run: &mut Run<'_, '_, S>,
+pub(crate) async fn conclude(
+    run: &mut Run<'_, '_>,
     sr: &ScriptRun<'_>,
     prepared: Prepared,
     exit: std::io::Result<Exit>,

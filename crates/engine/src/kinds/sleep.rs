@@ -2,12 +2,11 @@
 
 use opsbook_core::StepStatus;
 use opsbook_core::step::sleep::SleepSpec;
-use opsbook_store::Store;
 
 use super::AttemptResult;
 use crate::runner::Run;
 
-pub(crate) async fn attempt<S: Store>(run: &mut Run<'_, '_, S>, spec: &SleepSpec) -> AttemptResult {
+pub(crate) async fn attempt(run: &mut Run<'_, '_>, spec: &SleepSpec) -> AttemptResult {
     // A runbook test does not wait.
     if run.engine.config.mocks.is_some() {
         return AttemptResult::ok(Default::default());

@@ -178,8 +178,8 @@ pub(crate) async fn run(
 
 /// Why a script may not go through SSM: it names a secret parameter (by template or
 /// variable), or its rendered text holds a secret's value. `None` when it may.
-pub(crate) fn secrets_refused<S: opsbook_store::Store>(
-    run: &crate::runner::Run<'_, '_, S>,
+pub(crate) fn secrets_refused(
+    run: &crate::runner::Run<'_, '_>,
     script: &opsbook_core::step::run::Script,
     rendered: &str,
 ) -> Option<String> {

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use opsbook_core::step::run::Script;
 use opsbook_core::step::targets::{Inventory, Source, Target, Targets};
 use opsbook_core::{Step, StepStatus, template};
-use opsbook_store::{Phase, Store};
+use opsbook_store::Phase;
 
 use super::AttemptResult;
 use super::fleet::{self, Fleet, Outcome, Part};
@@ -22,7 +22,7 @@ use crate::Result;
 use crate::runner::{Flow, Run};
 
 /// Runs step `idx` on its targets.
-pub(crate) async fn run_step<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, step: &Step) -> Result<Flow> {
+pub(crate) async fn run_step(run: &mut Run<'_, '_>, idx: usize, step: &Step) -> Result<Flow> {
     let (opsbook_core::StepKind::Run(script), Some(targets)) = (&step.kind, &step.targets) else {
         unreachable!("a run step with targets");
     };
@@ -69,7 +69,7 @@ pub(crate) async fn run_step<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, ste
     }
     run.steps[idx].outputs = outputs;
     let allowed = fleet.allowed_errors.unwrap_or(0);
-    let detail = |run: &Run<'_, '_, S>| parts::errors(run, idx, &out.failed, false);
+    let detail = |run: &Run<'_, '_>| parts::errors(run, idx, &out.failed, false);
     let (status, error) = if out.cancelled {
         (StepStatus::Cancelled, Some("cancelled".to_string()))
     } else if out.failed.len() > allowed {
@@ -91,12 +91,7 @@ pub(crate) async fn run_step<S: Store>(run: &mut Run<'_, '_, S>, idx: usize, ste
 
 /// Runs a step's `run` rollback on each target it succeeded on (and whose rollback has
 /// not), as many at a time as the step ran; all are tried, whatever fails.
-pub(crate) async fn rollback<S: Store>(
-    run: &mut Run<'_, '_, S>,
-    idx: usize,
-    step: &Step,
-    script: &Script,
-) -> Result<AttemptResult> {
+pub(crate) async fn rollback(run: &mut Run<'_, '_>, idx: usize, step: &Step, script: &Script) -> Result<AttemptResult> {
     let Some(targets) = &step.targets else { unreachable!("a step with targets") };
     let records = run.steps[idx].targets.clone();
     // The targets as the step ran them (their addresses may have moved since: the step's
@@ -149,7 +144,7 @@ fn named(name: &str) -> Target {
 /// The targets a step names: its hosts (templates rendered), an inventory's group, or
 /// the instances SSM manages with its tags (looked up in AWS; in a runbook test, one
 /// stand-in target named after the tags).
-async fn resolve<S: Store>(run: &Run<'_, '_, S>, targets: &Targets) -> std::result::Result<Vec<Target>, String> {
+async fn resolve(run: &Run<'_, '_>, targets: &Targets) -> std::result::Result<Vec<Target>, String> {
     let found = match &targets.source {
         Source::Tags(tags) => {
             let ctx = run.context(false);

@@ -4,7 +4,7 @@
 //! are applied while its process runs.
 
 use opsbook_core::{CheckedValidation, Step, StepStatus};
-use opsbook_store::{Phase, Store};
+use opsbook_store::Phase;
 
 use super::AttemptResult;
 use crate::Result;
@@ -12,7 +12,7 @@ use crate::runner::Run;
 
 /// Applies the step's `json` and `lambda` checks to a succeeded attempt; a failed check
 /// fails it (and may be retried like any failure).
-pub(crate) async fn after<S: Store>(run: &mut Run<'_, '_, S>, step: &Step, result: &mut AttemptResult) -> Result<()> {
+pub(crate) async fn after(run: &mut Run<'_, '_>, step: &Step, result: &mut AttemptResult) -> Result<()> {
     if result.status != StepStatus::Succeeded {
         return Ok(());
     }
@@ -81,12 +81,7 @@ fn short(v: &serde_json::Value) -> String {
 /// Invokes the validation function with the step's result (secrets masked): it passes
 /// on `true` (or `{"valid": true}`), fails on `false` (or `{"valid": false, "reason": …}`)
 /// or when the function fails.
-async fn lambda_check<S: Store>(
-    run: &mut Run<'_, '_, S>,
-    step: &Step,
-    result: &AttemptResult,
-    function: &str,
-) -> Result<Verdict> {
+async fn lambda_check(run: &mut Run<'_, '_>, step: &Step, result: &AttemptResult, function: &str) -> Result<Verdict> {
     let masker = run.masker().clone();
     let outputs: serde_json::Map<String, serde_json::Value> =
         result.outputs.iter().map(|(k, v)| (k.clone(), masker.mask(v).into_owned().into())).collect();

@@ -3,7 +3,7 @@
 
 use opsbook_core::template;
 use opsbook_core::{ExecStatus, OnFailure, Step, StepKind, StepStatus};
-use opsbook_store::{Phase, Store, WaitKind, now_ms};
+use opsbook_store::{Phase, WaitKind, now_ms};
 
 use crate::Result;
 use crate::kinds::{self, AttemptResult};
@@ -11,7 +11,7 @@ use crate::observer::Event;
 
 use super::{Flow, Recheck, Run, describe};
 
-impl<'e, 'h, S: Store> Run<'e, 'h, S> {
+impl<'e, 'h> Run<'e, 'h> {
     /// Runs the prerequisite checks; false when one failed (the execution is then finished).
     pub(super) async fn prerequisites(&mut self) -> Result<bool> {
         let prereqs = self.rb.prerequisites.clone();

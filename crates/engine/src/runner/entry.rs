@@ -1,6 +1,7 @@
 //! Where runs begin: a new execution, a claimed one, a resume or a rollback of a stopped
 //! one (claimed first), and the parameters restored from what was stored.
 
+use crate::Db;
 use std::collections::BTreeMap;
 
 use opsbook_core::params::ParamValues;
@@ -18,8 +19,8 @@ fn secret_digest(id: &str, value: &str) -> String {
 
 /// The records of a new execution: the execution (in `status`) and its pending steps.
 /// Also stores the runbook text it will run.
-pub async fn new_execution<S: Store>(
-    engine: &Engine<S>,
+pub async fn new_execution(
+    engine: &Engine,
     req: &StartRequest,
     status: ExecStatus,
 ) -> Result<(Execution, Vec<StepRecord>)> {
@@ -95,7 +96,7 @@ fn stored_params(rb: &Runbook, params: &ParamValues) -> serde_json::Value {
     shown
 }
 
-pub(crate) async fn start<S: Store>(engine: &Engine<S>, req: StartRequest, hooks: &Hooks<'_>) -> Result<Outcome> {
+pub(crate) async fn start(engine: &Engine, req: StartRequest, hooks: &Hooks<'_>) -> Result<Outcome> {
     let warning = check_lifecycle(&req.runbook, req.allow_draft)?;
     let (exec, steps) = new_execution(engine, &req, ExecStatus::Running).await?;
     begin(engine, req.runbook, req.params, (exec, steps), warning, hooks).await
@@ -103,8 +104,8 @@ pub(crate) async fn start<S: Store>(engine: &Engine<S>, req: StartRequest, hooks
 
 /// Stores a new execution (made by [`new_execution`], `running`) and runs it until it
 /// finishes or waits.
-pub(crate) async fn begin<S: Store>(
-    engine: &Engine<S>,
+pub(crate) async fn begin(
+    engine: &Engine,
     runbook: Runbook,
     params: ParamValues,
     (exec, steps): (Execution, Vec<StepRecord>),
@@ -151,8 +152,8 @@ pub(crate) async fn begin<S: Store>(
 
 /// Runs an execution a worker has claimed (status `running`, owned by this engine):
 /// a fresh one from its prerequisites, a requeued one (after an approval) from where it waited.
-pub(crate) async fn run_claimed<S: Store>(
-    engine: &Engine<S>,
+pub(crate) async fn run_claimed(
+    engine: &Engine,
     exec: Execution,
     secrets: &BTreeMap<String, Input>,
     hooks: &Hooks<'_>,
@@ -197,26 +198,26 @@ pub(crate) async fn run_claimed<S: Store>(
 }
 
 /// Loads a stored execution with its runbook and parameters for resuming or rolling back.
-async fn load<'e, 'h, S: Store>(
-    engine: &'e Engine<S>,
+async fn load<'e, 'h>(
+    engine: &'e Engine,
     id: &str,
     secrets: &BTreeMap<String, Input>,
     hooks: &'h Hooks<'h>,
     work: Work,
-) -> Result<Run<'e, 'h, S>> {
+) -> Result<Run<'e, 'h>> {
     let exec = engine.store.execution(id).await?;
     load_exec(engine, exec, secrets, hooks, work, true).await
 }
 
 /// [`load`], for an execution just read (as a claim returned it).
-async fn load_exec<'e, 'h, S: Store>(
-    engine: &'e Engine<S>,
+async fn load_exec<'e, 'h>(
+    engine: &'e Engine,
     exec: Execution,
     secrets: &BTreeMap<String, Input>,
     hooks: &'h Hooks<'h>,
     work: Work,
     read_sources: bool,
-) -> Result<Run<'e, 'h, S>> {
+) -> Result<Run<'e, 'h>> {
     let store = &engine.store;
     let rb = Runbook::clone(&*engine.stored_runbook(&exec.runbook_sha256).await?);
     let (steps, last_seq) = store.steps_and_last_seq(&exec.id).await?;
@@ -289,8 +290,8 @@ async fn resolve_sources(
     if errors.is_empty() { Ok(()) } else { Err(Error::Params(errors)) }
 }
 
-pub(crate) async fn check_secrets<S: Store>(
-    engine: &Engine<S>,
+pub(crate) async fn check_secrets(
+    engine: &Engine,
     id: &str,
     secrets: &BTreeMap<String, Input>,
     work: Work,
@@ -305,13 +306,7 @@ pub(crate) async fn check_secrets<S: Store>(
 /// What is left once people's decisions are counted: an approval the execution waits on
 /// that was rejected fails, so only rollbacks follow it, whatever the steps after it
 /// need. (Read only for a runbook with secrets and an approval waiting.)
-async fn after_decisions<S: Store>(
-    store: &S,
-    rb: &Runbook,
-    exec_id: &str,
-    steps: &[StepRecord],
-    work: Work,
-) -> Result<Work> {
+async fn after_decisions(store: &Db, rb: &Runbook, exec_id: &str, steps: &[StepRecord], work: Work) -> Result<Work> {
     if work != Work::Rest || !rb.params.iter().any(|p| p.is_secret()) {
         return Ok(work);
     }
@@ -460,7 +455,7 @@ fn restore_params(
 /// Holds a stopped execution for this engine's owner before acting on it, so that two
 /// commands (two `rollback`s, a `rollback` and a `resume`) never act at once. A holder
 /// that is a dead local process is taken over; a live one is named in the refusal.
-async fn claim<S: Store>(engine: &Engine<S>, id: &str) -> Result<String> {
+async fn claim(engine: &Engine, id: &str) -> Result<String> {
     let store = &engine.store;
     let exec = store.execution(id).await?;
     if exec.status == ExecStatus::Running {
@@ -488,8 +483,8 @@ async fn claim<S: Store>(engine: &Engine<S>, id: &str) -> Result<String> {
 
 /// Runs `act` on an execution held by [`claim`]; lets go of it if `act` fails before
 /// the execution finished or was handed back.
-async fn claimed<S: Store, F: Future<Output = Result<Outcome>>>(
-    engine: &Engine<S>,
+async fn claimed<F: Future<Output = Result<Outcome>>>(
+    engine: &Engine,
     id: &str,
     act: impl FnOnce(String) -> F,
 ) -> Result<Outcome> {
@@ -501,8 +496,8 @@ async fn claimed<S: Store, F: Future<Output = Result<Outcome>>>(
     result
 }
 
-pub(crate) async fn resume<S: Store>(
-    engine: &Engine<S>,
+pub(crate) async fn resume(
+    engine: &Engine,
     id: &str,
     secrets: &BTreeMap<String, Input>,
     hooks: &Hooks<'_>,
@@ -510,8 +505,8 @@ pub(crate) async fn resume<S: Store>(
     claimed(engine, id, |id| async move { resume_claimed(engine, &id, secrets, hooks).await }).await
 }
 
-async fn resume_claimed<S: Store>(
-    engine: &Engine<S>,
+async fn resume_claimed(
+    engine: &Engine,
     id: &str,
     secrets: &BTreeMap<String, Input>,
     hooks: &Hooks<'_>,
@@ -544,7 +539,7 @@ async fn resume_claimed<S: Store>(
 
 /// Where a resume of `run` goes on from (and the interrupted idempotent step it runs
 /// again, if any), or why it cannot resume. Changes nothing.
-fn resume_point<S: Store>(run: &Run<'_, '_, S>) -> Result<(usize, Option<usize>)> {
+fn resume_point(run: &Run<'_, '_>) -> Result<(usize, Option<usize>)> {
     let id = &run.exec.id;
     let point = match run.exec.status {
         ExecStatus::Waiting => (run.steps.iter().position(|s| s.status == StepStatus::Waiting).unwrap_or(0), None),
@@ -592,7 +587,7 @@ fn resume_point<S: Store>(run: &Run<'_, '_, S>) -> Result<(usize, Option<usize>)
 }
 
 /// Whether a rollback of `run` may start: `Ok(true)` when there is nothing to do.
-fn rollback_point<S: Store>(run: &Run<'_, '_, S>, succeeded_too: bool) -> Result<bool> {
+fn rollback_point(run: &Run<'_, '_>, succeeded_too: bool) -> Result<bool> {
     let id = &run.exec.id;
     if run.exec.status == ExecStatus::Succeeded && !succeeded_too {
         return Err(Error::Invalid(format!("execution {id} succeeded; rolling back a success is not supported")));
@@ -606,8 +601,8 @@ fn rollback_point<S: Store>(run: &Run<'_, '_, S>, succeeded_too: bool) -> Result
 /// Checks, changing nothing, that execution `id` could resume (`rollback` false) or be
 /// rolled back now with these secrets: the refusal `resume`/`rollback` would give.
 /// A front end that runs them in the background answers with this first.
-pub(crate) async fn check_resume<S: Store>(
-    engine: &Engine<S>,
+pub(crate) async fn check_resume(
+    engine: &Engine,
     id: &str,
     secrets: &BTreeMap<String, Input>,
     rollback: bool,
@@ -622,8 +617,8 @@ pub(crate) async fn check_resume<S: Store>(
     if rollback { rollback_point(&run, false).map(|_| ()) } else { resume_point(&run).map(|_| ()) }
 }
 
-pub(crate) async fn rollback_only<S: Store>(
-    engine: &Engine<S>,
+pub(crate) async fn rollback_only(
+    engine: &Engine,
     id: &str,
     secrets: &BTreeMap<String, Input>,
     hooks: &Hooks<'_>,
@@ -633,8 +628,8 @@ pub(crate) async fn rollback_only<S: Store>(
 
 /// Rolls back a child execution as a whole, when the runbook that called it rolls back:
 /// one that succeeded too.
-pub(crate) async fn rollback_child<S: Store>(
-    engine: &Engine<S>,
+pub(crate) async fn rollback_child(
+    engine: &Engine,
     id: &str,
     secrets: &BTreeMap<String, Input>,
     hooks: &Hooks<'_>,
@@ -642,8 +637,8 @@ pub(crate) async fn rollback_child<S: Store>(
     claimed(engine, id, |id| async move { rollback_claimed(engine, &id, secrets, hooks, true).await }).await
 }
 
-async fn rollback_claimed<S: Store>(
-    engine: &Engine<S>,
+async fn rollback_claimed(
+    engine: &Engine,
     id: &str,
     secrets: &BTreeMap<String, Input>,
     hooks: &Hooks<'_>,

@@ -1,6 +1,7 @@
 //! The execution loop: prerequisites, steps with retries, approvals, rollbacks, and
 //! the commit of every state change before the next action.
 
+use crate::Db;
 use std::path::PathBuf;
 
 use opsbook_core::params::ParamValues;
@@ -37,14 +38,14 @@ pub(crate) enum Flow {
     Wait,
 }
 
-pub(crate) struct Run<'e, 'h, S: Store> {
-    pub engine: &'e Engine<S>,
+pub(crate) struct Run<'e, 'h> {
+    pub engine: &'e Engine,
     pub hooks: &'h Hooks<'h>,
     pub rb: Runbook,
     pub exec: Execution,
     pub steps: Vec<StepRecord>,
     pub params: ParamValues,
-    pub sink: LogSink<S>,
+    pub sink: LogSink,
     pub base_dir: PathBuf,
     heartbeat: Option<JoinHandle<()>>,
     http: Option<reqwest::Client>,
@@ -59,7 +60,7 @@ pub(crate) struct Run<'e, 'h, S: Store> {
     pub gate_poll_only: bool,
 }
 
-impl<S: Store> Drop for Run<'_, '_, S> {
+impl Drop for Run<'_, '_> {
     fn drop(&mut self) {
         if let Some(h) = self.heartbeat.take() {
             h.abort();
@@ -73,9 +74,9 @@ impl<S: Store> Drop for Run<'_, '_, S> {
     }
 }
 
-impl<'e, 'h, S: Store> Run<'e, 'h, S> {
+impl<'e, 'h> Run<'e, 'h> {
     fn new(
-        engine: &'e Engine<S>,
+        engine: &'e Engine,
         hooks: &'h Hooks<'h>,
         rb: Runbook,
         exec: Execution,
@@ -104,12 +105,12 @@ impl<'e, 'h, S: Store> Run<'e, 'h, S> {
         }
     }
 
-    pub fn store(&self) -> &S {
+    pub fn store(&self) -> &Db {
         &self.engine.store
     }
 
     /// The store, for the run's own writes: they wait out an unavailable database.
-    pub fn patient(&self) -> crate::patient::Patient<'_, S> {
+    pub fn patient(&self) -> crate::patient::Patient<'_> {
         crate::patient::Patient(&self.engine.store)
     }
 

@@ -2,7 +2,7 @@
 //! step on the hot path), and the end of a run.
 
 use opsbook_core::{ExecStatus, StepStatus};
-use opsbook_store::{Attempt, Phase, StepRecord, Store, WaitKind, now_ms};
+use opsbook_store::{Attempt, Phase, StepRecord, WaitKind, now_ms};
 
 use crate::Result;
 use crate::kinds::AttemptResult;
@@ -10,7 +10,7 @@ use crate::observer::Event;
 
 use super::{Flow, Run};
 
-impl<'e, 'h, S: Store> Run<'e, 'h, S> {
+impl<'e, 'h> Run<'e, 'h> {
     pub async fn record(
         &mut self,
         step_id: &str,

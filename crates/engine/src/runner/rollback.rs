@@ -5,7 +5,7 @@ use opsbook_core::StepStatus;
 use opsbook_core::step::Rollback;
 use opsbook_core::step::manual::ManualSpec;
 use opsbook_core::template;
-use opsbook_store::{Phase, Store, WaitKind, now_ms};
+use opsbook_store::{Phase, WaitKind, now_ms};
 
 use crate::Result;
 use crate::kinds::manual::Answer;
@@ -14,7 +14,7 @@ use crate::observer::Event;
 
 use super::Run;
 
-impl<'e, 'h, S: Store> Run<'e, 'h, S> {
+impl<'e, 'h> Run<'e, 'h> {
     /// The steps whose rollback is still to run, newest first: they succeeded, have a
     /// rollback, and it has not succeeded yet.
     pub(super) fn rollbacks_left(&self) -> Vec<usize> {
