@@ -5,13 +5,20 @@
 //! `pre_exec` hook, and any such hook makes the standard library fork the whole runner for
 //! every step instead of `posix_spawn` (a vfork): 0.3 ms a step for the small local
 //! runner, more for a server. The guardian is told of each group over a pipe instead (a
-//! five-byte write, atomic on a pipe, so threads don't interleave), and sees the runner's
+//! nine-byte write, atomic on a pipe, so threads don't interleave), and sees the runner's
 //! death as the end of that pipe.
+//!
+//! A group is told of just after its spawn, so a runner killed in between (starved of CPU
+//! right after the spawn) would leave it unknown. Each step therefore carries a mark in
+//! its environment, [`MARK`] = this runner's random token and the spawn's number; when the
+//! runner is gone, the guardian looks through `/proc` for marked processes of spawns it
+//! was never told of, and kills their groups as well.
 
 use std::collections::HashSet;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use nix::sys::signal::{SigHandler, Signal, killpg, signal};
 use nix::unistd::{ForkResult, Pid};
@@ -22,7 +29,13 @@ static GUARDIAN: OnceLock<Guardian> = OnceLock::new();
 #[derive(Debug)]
 pub struct Guardian {
     pipe: io::PipeWriter,
+    /// This runner's token in the marks of its steps (random: process ids are reused).
+    token: u64,
+    spawns: AtomicU32,
 }
+
+/// The environment variable that marks a step's processes: `TOKEN:SPAWN`.
+pub const MARK: &str = "OPSBOOK_STEP_MARK";
 
 /// Starts the guardian of this process's steps. Call it early in `main`, before any
 /// thread exists: it refuses (and steps fall back to a parent-death signal) otherwise.
@@ -33,6 +46,7 @@ pub fn start() -> io::Result<()> {
     if threads()? != 1 {
         return Err(io::Error::other("the guardian must be started before any other thread"));
     }
+    let token = getrandom::u64().map_err(|e| io::Error::other(e.to_string()))?;
     let (reader, writer) = io::pipe()?;
     // SAFETY: the process has one thread (checked above), so the child is a full copy of a
     // consistent process: it may allocate, lock and use the standard library freely.
@@ -41,11 +55,11 @@ pub fn start() -> io::Result<()> {
     match forked {
         ForkResult::Child => {
             drop(writer);
-            guard(reader.into())
+            guard(reader.into(), token)
         }
         ForkResult::Parent { .. } => {
             drop(reader);
-            let _ = GUARDIAN.set(Guardian { pipe: writer });
+            let _ = GUARDIAN.set(Guardian { pipe: writer, token, spawns: AtomicU32::new(0) });
             Ok(())
         }
     }
@@ -57,19 +71,26 @@ pub fn get() -> Option<&'static Guardian> {
 }
 
 impl Guardian {
-    /// From now on the group dies with the runner.
-    pub fn watch(&self, pgid: i32) {
-        self.send(b'+', pgid);
+    /// A new spawn's number and the value of [`MARK`] to give its process.
+    pub fn mark(&self) -> (u32, String) {
+        let spawn = self.spawns.fetch_add(1, Ordering::Relaxed);
+        (spawn, format!("{:016x}:{spawn}", self.token))
+    }
+
+    /// From now on the group of spawn `spawn` dies with the runner.
+    pub fn watch(&self, pgid: i32, spawn: u32) {
+        self.send(b'+', pgid, spawn);
     }
 
     /// The group's leader ended: what it left running is its own business again.
     pub fn release(&self, pgid: i32) {
-        self.send(b'-', pgid);
+        self.send(b'-', pgid, 0);
     }
 
-    fn send(&self, op: u8, pgid: i32) {
-        let mut msg = [op, 0, 0, 0, 0];
-        msg[1..].copy_from_slice(&pgid.to_le_bytes());
+    fn send(&self, op: u8, pgid: i32, spawn: u32) {
+        let mut msg = [op, 0, 0, 0, 0, 0, 0, 0, 0];
+        msg[1..5].copy_from_slice(&pgid.to_le_bytes());
+        msg[5..].copy_from_slice(&spawn.to_le_bytes());
         // A guardian that died cannot be helped; recovery still kills recorded groups.
         let _ = (&self.pipe).write_all(&msg);
     }
@@ -80,7 +101,7 @@ fn threads() -> io::Result<usize> {
 }
 
 /// The guardian's life: keep the set of live groups until the pipe ends, then kill them.
-fn guard(pipe: OwnedFd) -> ! {
+fn guard(pipe: OwnedFd, token: u64) -> ! {
     let keep = pipe.as_raw_fd();
     // Signals meant for the runner's terminal or service (Ctrl-C, hang-up, stop) must not
     // take the guardian first: it ends on its own once the runner is gone.
@@ -110,11 +131,13 @@ fn guard(pipe: OwnedFd) -> ! {
     }
     let mut pipe = std::fs::File::from(pipe);
     let mut live = HashSet::new();
-    let mut msg = [0u8; 5];
+    let mut told = HashSet::new();
+    let mut msg = [0u8; 9];
     while pipe.read_exact(&mut msg).is_ok() {
         let pgid = i32::from_le_bytes([msg[1], msg[2], msg[3], msg[4]]);
         if msg[0] == b'+' {
             live.insert(pgid);
+            told.insert(u32::from_le_bytes([msg[5], msg[6], msg[7], msg[8]]));
         } else {
             live.remove(&pgid);
         }
@@ -122,5 +145,60 @@ fn guard(pipe: OwnedFd) -> ! {
     for pgid in live {
         let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
     }
+    // Spawns the runner died before telling of: found by their mark. Twice, since a
+    // child between its spawn and its `exec` does not carry the mark yet.
+    let prefix = format!("{MARK}={token:016x}:");
+    for pause in [0, 50] {
+        std::thread::sleep(std::time::Duration::from_millis(pause));
+        for pid in untold(&prefix, &told) {
+            let _ = match nix::unistd::getpgid(Some(pid)) {
+                Ok(pgid) if pgid == pid => killpg(pgid, Signal::SIGKILL),
+                _ => nix::sys::signal::kill(pid, Signal::SIGKILL),
+            };
+        }
+    }
     std::process::exit(0)
+}
+
+/// The processes whose environment holds `prefix` (the mark, up to the spawn's number)
+/// followed by a spawn number not in `told`.
+fn untold(prefix: &str, told: &HashSet<u32>) -> Vec<Pid> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let pids = dir.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok());
+    pids.filter(|&pid| {
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { return false };
+        env.split(|&b| b == 0).any(|var| {
+            var.strip_prefix(prefix.as_bytes())
+                .and_then(|n| std::str::from_utf8(n).ok()?.parse::<u32>().ok())
+                .is_some_and(|spawn| !told.contains(&spawn))
+        })
+    })
+    .map(Pid::from_raw)
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process marked by a spawn the guardian was never told of is found (and one it
+    /// was told of, or of another runner's token, is not).
+    #[test]
+    fn untold_finds_marked_processes_of_spawns_never_told_of() {
+        let mut marked = std::process::Command::new("sleep").arg("30").env(MARK, "00000000000000ab:7").spawn().unwrap();
+        let pid = Pid::from_raw(i32::try_from(marked.id()).unwrap());
+        // It carries the mark once it has exec'd.
+        let prefix = format!("{MARK}=00000000000000ab:");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut found = untold(&prefix, &HashSet::new());
+        while found.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            found = untold(&prefix, &HashSet::new());
+        }
+        assert_eq!(found, vec![pid]);
+        assert_eq!(untold(&prefix, &HashSet::from([7])), Vec::<Pid>::new());
+        assert_eq!(untold(&format!("{MARK}=00000000000000ac:"), &HashSet::new()), Vec::<Pid>::new());
+        marked.kill().unwrap();
+        marked.wait().unwrap();
+    }
 }

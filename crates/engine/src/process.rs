@@ -122,9 +122,13 @@ pub async fn run(
         ParentDeath::Kill => crate::guardian::get(),
         ParentDeath::LeaveToRecovery => None,
     };
+    let mark = guardian.map(|g| g.mark());
     let mut cmd = CommandWrap::with_new(program, |c| {
         if spec.parent_death == ParentDeath::Kill && guardian.is_none() {
             parent_death_signal(c);
+        }
+        if let Some((_, value)) = &mark {
+            c.env(crate::guardian::MARK, value);
         }
         c.args(args)
             .current_dir(&spec.cwd)
@@ -139,8 +143,8 @@ pub async fn run(
         let _ = tx.send(id);
     }
     let pgid = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
-    if let (Some(g), Some(pgid)) = (guardian, pgid) {
-        g.watch(pgid.as_raw());
+    if let (Some(g), Some(pgid), Some((spawn, _))) = (guardian, pgid, &mark) {
+        g.watch(pgid.as_raw(), *spawn);
     }
     let mut guard = GroupGuard { pgid, guardian };
     let signal = |sig| {
