@@ -87,6 +87,11 @@ impl Guardian {
         self.send(b'-', pgid, 0);
     }
 
+    /// Spawn `spawn` started no process: nothing carries its mark.
+    pub fn unmark(&self, spawn: u32) {
+        self.send(b'x', 0, spawn);
+    }
+
     fn send(&self, op: u8, pgid: i32, spawn: u32) {
         let mut msg = [op, 0, 0, 0, 0, 0, 0, 0, 0];
         msg[1..5].copy_from_slice(&pgid.to_le_bytes());
@@ -131,15 +136,20 @@ fn guard(pipe: OwnedFd, token: u64) -> ! {
     }
     let mut pipe = std::fs::File::from(pipe);
     let mut live = HashSet::new();
-    let mut told = HashSet::new();
+    let mut told = Told::default();
     let mut msg = [0u8; 9];
     while pipe.read_exact(&mut msg).is_ok() {
         let pgid = i32::from_le_bytes([msg[1], msg[2], msg[3], msg[4]]);
-        if msg[0] == b'+' {
-            live.insert(pgid);
-            told.insert(u32::from_le_bytes([msg[5], msg[6], msg[7], msg[8]]));
-        } else {
-            live.remove(&pgid);
+        let spawn = u32::from_le_bytes([msg[5], msg[6], msg[7], msg[8]]);
+        match msg[0] {
+            b'+' => {
+                live.insert(pgid);
+                told.insert(spawn);
+            }
+            b'x' => told.insert(spawn),
+            _ => {
+                live.remove(&pgid);
+            }
         }
     }
     for pgid in live {
@@ -160,9 +170,32 @@ fn guard(pipe: OwnedFd, token: u64) -> ! {
     std::process::exit(0)
 }
 
+/// The spawns the guardian was told of, in memory bounded by how many are told out of
+/// order (a server runs steps for months): every number below `below`, and `ahead`.
+#[derive(Debug, Default)]
+struct Told {
+    below: u32,
+    ahead: HashSet<u32>,
+}
+
+impl Told {
+    fn insert(&mut self, spawn: u32) {
+        if spawn >= self.below {
+            self.ahead.insert(spawn);
+            while self.ahead.remove(&self.below) {
+                self.below += 1;
+            }
+        }
+    }
+
+    fn contains(&self, spawn: u32) -> bool {
+        spawn < self.below || self.ahead.contains(&spawn)
+    }
+}
+
 /// The processes whose environment holds `prefix` (the mark, up to the spawn's number)
 /// followed by a spawn number not in `told`.
-fn untold(prefix: &str, told: &HashSet<u32>) -> Vec<Pid> {
+fn untold(prefix: &str, told: &Told) -> Vec<Pid> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     let pids = dir.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok());
     pids.filter(|&pid| {
@@ -170,7 +203,7 @@ fn untold(prefix: &str, told: &HashSet<u32>) -> Vec<Pid> {
         env.split(|&b| b == 0).any(|var| {
             var.strip_prefix(prefix.as_bytes())
                 .and_then(|n| std::str::from_utf8(n).ok()?.parse::<u32>().ok())
-                .is_some_and(|spawn| !told.contains(&spawn))
+                .is_some_and(|spawn| !told.contains(spawn))
         })
     })
     .map(Pid::from_raw)
@@ -190,15 +223,30 @@ mod tests {
         // It carries the mark once it has exec'd.
         let prefix = format!("{MARK}=00000000000000ab:");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let mut found = untold(&prefix, &HashSet::new());
+        let mut found = untold(&prefix, &Told::default());
         while found.is_empty() && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(5));
-            found = untold(&prefix, &HashSet::new());
+            found = untold(&prefix, &Told::default());
         }
         assert_eq!(found, vec![pid]);
-        assert_eq!(untold(&prefix, &HashSet::from([7])), Vec::<Pid>::new());
-        assert_eq!(untold(&format!("{MARK}=00000000000000ac:"), &HashSet::new()), Vec::<Pid>::new());
+        let mut told = Told::default();
+        told.insert(7);
+        assert_eq!(untold(&prefix, &told), Vec::<Pid>::new());
+        assert_eq!(untold(&format!("{MARK}=00000000000000ac:"), &Told::default()), Vec::<Pid>::new());
         marked.kill().unwrap();
         marked.wait().unwrap();
+    }
+
+    /// Told out of order, the spawns below the first gap fold into one number.
+    #[test]
+    fn told_keeps_only_what_is_out_of_order() {
+        let mut told = Told::default();
+        for spawn in [1, 3, 0, 4] {
+            told.insert(spawn);
+        }
+        assert_eq!((told.below, told.ahead.len()), (2, 2));
+        assert!(told.contains(0) && told.contains(1) && !told.contains(2) && told.contains(4));
+        told.insert(2);
+        assert_eq!((told.below, told.ahead.len()), (5, 0));
     }
 }

@@ -138,13 +138,24 @@ pub async fn run(
             .stderr(Stdio::piped());
     });
     cmd.wrap(ProcessGroup::leader());
-    let mut child = cmd.spawn()?;
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            if let (Some(g), Some((spawn, _))) = (guardian, &mark) {
+                g.unmark(*spawn);
+            }
+            return Err(e);
+        }
+    };
     if let (Some(tx), Some(id)) = (started, child.id()) {
         let _ = tx.send(id);
     }
     let pgid = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
-    if let (Some(g), Some(pgid), Some((spawn, _))) = (guardian, pgid, &mark) {
-        g.watch(pgid.as_raw(), *spawn);
+    if let (Some(g), Some((spawn, _))) = (guardian, &mark) {
+        match pgid {
+            Some(pgid) => g.watch(pgid.as_raw(), *spawn),
+            None => g.unmark(*spawn),
+        }
     }
     let mut guard = GroupGuard { pgid, guardian };
     let signal = |sig| {
