@@ -5,8 +5,8 @@
 //! A release build for x86-64 Linux, which rustc links with its own LLD, also folds
 //! identical functions (`--icf=all`): every crate and codegen unit that awaits an `async
 //! fn` compiles its own copy of the state machine (and its drop glue), and the copies are
-//! identical; folding them took 3 MB off the binary and about 1 MB off a local run's
-//! resident pages. Rust promises nothing about function addresses being unique.
+//! identical; folding them took 3 MB off the binary. Rust promises nothing about
+//! function addresses being unique.
 
 use std::process::Command;
 

@@ -21,15 +21,9 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-/// What this crate's public async functions return: their futures are built and compiled
-/// here, and callers poll them through the box (an `async fn`'s state machine, with all
-/// it awaits down into the SDK or HTTP client, is otherwise compiled again in every crate
-/// and codegen unit that awaits it).
-pub type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
-
-pub(crate) fn boxed<'a, T>(f: impl std::future::Future<Output = T> + Send + 'a) -> Boxed<'a, T> {
-    Box::pin(f)
-}
+// Public async functions return `Boxed` futures, so the SDK and HTTP client code they
+// await is compiled here only.
+pub(crate) use opsbook_core::{Boxed, boxed};
 
 /// Where a call goes: its region and role when not the standard chain's, and the session
 /// name an assumed role is used under (it shows in CloudTrail).

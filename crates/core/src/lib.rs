@@ -183,3 +183,14 @@ pub fn sha256_hex(text: &[u8]) -> String {
 }
 
 pub use schema::json_schema;
+
+/// A future built and compiled where it is defined, polled through the box by callers.
+/// Public async functions of the library crates return these: an `async fn`'s state
+/// machine is otherwise compiled again in every crate, and every codegen unit, that
+/// awaits it (with everything it awaits in turn).
+pub type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Boxes `f` as a [`Boxed`] future.
+pub fn boxed<'a, T>(f: impl std::future::Future<Output = T> + Send + 'a) -> Boxed<'a, T> {
+    Box::pin(f)
+}

@@ -48,15 +48,9 @@ pub use recovery::{local_owner, owner_pid};
 /// (release builds do not share generic code between crates).
 pub use opsbook_store_any::AnyStore as Db;
 
-/// What the engine's public async methods return: their futures are built and compiled
-/// here, and the front ends poll them through the box. An `async fn` body is otherwise
-/// compiled again in every crate (and every codegen unit) that awaits it, which made the
-/// runner three times part of the server's object code and once more of the CLI's.
-pub type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
-
-fn boxed<'a, T>(f: impl std::future::Future<Output = T> + Send + 'a) -> Boxed<'a, T> {
-    Box::pin(f)
-}
+// The public async methods return `Boxed` futures: unboxed, the runner was compiled into
+// the server's object code three times and once more into the CLI's.
+pub(crate) use opsbook_core::{Boxed, boxed};
 
 /// Settings of the engine; the defaults suit the local runner.
 #[derive(Debug, Clone)]
@@ -237,7 +231,7 @@ impl Engine {
 
     /// Runs a new execution until it finishes or waits for approval.
     pub fn start<'a>(&'a self, req: StartRequest, hooks: &'a Hooks<'_>) -> Boxed<'a, Result<Outcome>> {
-        boxed(async move { runner::start(self, req, hooks).await })
+        boxed(runner::start(self, req, hooks))
     }
 
     /// Continues a `waiting` or `interrupted` execution. Secret parameters must be
@@ -248,7 +242,7 @@ impl Engine {
         secrets: &'a BTreeMap<String, Input>,
         hooks: &'a Hooks<'_>,
     ) -> Boxed<'a, Result<Outcome>> {
-        boxed(async move { runner::resume(self, id, secrets, hooks).await })
+        boxed(runner::resume(self, id, secrets, hooks))
     }
 
     /// Checks, without changing anything, that `secrets` are what a `resume` of execution
@@ -286,7 +280,7 @@ impl Engine {
         secrets: &'a BTreeMap<String, Input>,
         rollback: bool,
     ) -> Boxed<'a, Result<()>> {
-        boxed(async move { runner::check_resume(self, id, secrets, rollback).await })
+        boxed(runner::check_resume(self, id, secrets, rollback))
     }
 
     /// Rolls back a stopped execution: the rollback of every succeeded step, newest first.
@@ -296,7 +290,7 @@ impl Engine {
         secrets: &'a BTreeMap<String, Input>,
         hooks: &'a Hooks<'_>,
     ) -> Boxed<'a, Result<Outcome>> {
-        boxed(async move { runner::rollback_only(self, id, secrets, hooks).await })
+        boxed(runner::rollback_only(self, id, secrets, hooks))
     }
 
     /// The records of a new execution in `status` (the server enqueues them as `queued`).
@@ -305,7 +299,7 @@ impl Engine {
         req: &'a StartRequest,
         status: opsbook_core::ExecStatus,
     ) -> Boxed<'a, Result<(opsbook_store::Execution, Vec<opsbook_store::StepRecord>)>> {
-        boxed(async move { runner::new_execution(self, req, status).await })
+        boxed(runner::new_execution(self, req, status))
     }
 
     /// Runs an execution this engine's owner has claimed from the queue.
@@ -315,7 +309,7 @@ impl Engine {
         secrets: &'a BTreeMap<String, Input>,
         hooks: &'a Hooks<'_>,
     ) -> Boxed<'a, Result<Outcome>> {
-        boxed(async move { runner::run_claimed(self, exec, secrets, hooks, false).await })
+        boxed(runner::run_claimed(self, exec, secrets, hooks, false))
     }
 
     /// Checks the gate a claimed execution waits on, and nothing more: still blocked, it
@@ -327,23 +321,23 @@ impl Engine {
         secrets: &'a BTreeMap<String, Input>,
         hooks: &'a Hooks<'_>,
     ) -> Boxed<'a, Result<Outcome>> {
-        boxed(async move { runner::run_claimed(self, exec, secrets, hooks, true).await })
+        boxed(runner::run_claimed(self, exec, secrets, hooks, true))
     }
 
     /// Ends an execution still running in this process as `interrupted` because `what`
     /// happened (e.g. "the server shut down"), with `error` as its error; its running
     /// step is cancelled. False when it was no longer running.
     pub fn interrupt<'a>(&'a self, id: &'a str, what: &'a str, error: String) -> Boxed<'a, Result<bool>> {
-        boxed(async move { recovery::interrupt(&self.store, id, what, error).await })
+        boxed(recovery::interrupt(&self.store, id, what, error))
     }
 
     /// Ends an execution that could not run (or whose runner broke) as failed, saying why.
     pub fn fail<'a>(&'a self, id: &'a str, why: String) -> Boxed<'a, Result<()>> {
-        boxed(async move { recovery::fail(&self.store, id, why).await })
+        boxed(recovery::fail(&self.store, id, why))
     }
 
     /// Marks executions whose runner died as `interrupted`. Returns their ids.
     pub fn recover<'a>(&'a self) -> Boxed<'a, Result<Vec<String>>> {
-        boxed(async move { recovery::recover(&self.store, &self.config.owner).await })
+        boxed(recovery::recover(&self.store, &self.config.owner))
     }
 }

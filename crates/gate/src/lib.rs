@@ -17,15 +17,9 @@ use serde::{Deserialize, Serialize};
 
 pub use config::{FailMode, GateDef, GatesFile, Source};
 
-/// What this crate's public async functions return: their futures are built and compiled
-/// here, and callers poll them through the box (an `async fn`'s state machine, with all
-/// it awaits down into the SDK or HTTP client, is otherwise compiled again in every crate
-/// and codegen unit that awaits it).
-pub type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
-
-pub(crate) fn boxed<'a, T>(f: impl std::future::Future<Output = T> + Send + 'a) -> Boxed<'a, T> {
-    Box::pin(f)
-}
+// Public async functions return `Boxed` futures, so the SDK and HTTP client code they
+// await is compiled here only.
+pub(crate) use opsbook_core::{Boxed, boxed};
 
 /// Reads a gates file; its `command` sources run in its directory. Errors name the file,
 /// line and column (`path:line:col: message`), then show the offending line with a caret,

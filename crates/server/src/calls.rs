@@ -19,7 +19,7 @@ pub struct ServerCalls {
     pub keys: Arc<Keys>,
 }
 
-type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, String>> + Send + 'a>>;
+type Boxed<'a, T> = opsbook_core::Boxed<'a, Result<T, String>>;
 
 impl Calls for ServerCalls {
     fn resolve<'a>(&'a self, name: &'a str, version: Option<&'a semver::VersionReq>) -> Boxed<'a, Resolved> {

@@ -25,7 +25,6 @@ mod worker;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use opsbook_engine::{Engine, EngineConfig};
@@ -231,7 +230,7 @@ pub fn serve(
 /// that awaits it does not compile the server's state machines again (an `async fn` is
 /// compiled anew in every crate that awaits it; the caller of a generic one compiles it
 /// all). The shutdown signal comes boxed for the same reason.
-pub type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+pub type Boxed<T> = opsbook_core::Boxed<'static, T>;
 
 #[inline(never)]
 fn serving(

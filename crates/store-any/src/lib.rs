@@ -124,16 +124,10 @@ macro_rules! delegate {
     ($( fn $name:ident(&self $(, $arg:ident : $ty:ty)* $(,)?) -> $ret:ty; )*) => {
         $(
             async fn $name(&self $(, $arg: $ty)*) -> $ret {
-                each!(self, s => boxed(s.$name($($arg),*)).await)
+                each!(self, s => opsbook_core::boxed(s.$name($($arg),*)).await)
             }
         )*
     };
-}
-
-fn boxed<'a, T>(
-    f: impl std::future::Future<Output = T> + Send + 'a,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>> {
-    Box::pin(f)
 }
 
 impl Store for AnyStore {

@@ -34,7 +34,7 @@ const CHILD_LOOK_AGAIN_MS: i64 = 30_000;
 
 /// A future whose type is not spelled out: a child's run holds its parent's step, so the
 /// entry points here are boxed to keep the types (and what they prove) from looping.
-type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send + 'a>>;
+type Boxed<'a, T> = opsbook_core::Boxed<'a, Result<T>>;
 
 pub(crate) fn run_step<'a>(
     run: &'a mut Run<'_, '_>,
