@@ -2,7 +2,7 @@
 
 use crate::Db;
 use opsbook_core::{ExecStatus, StepStatus};
-use opsbook_store::{Execution, StepRecord, Store, now_ms};
+use opsbook_store::{Execution, Phase, StepRecord, Store, now_ms};
 
 use crate::Result;
 
@@ -132,21 +132,23 @@ pub(crate) fn holder_gone(owner: &str) -> bool {
     parse_local(owner).is_some_and(|o| o.host == hostname() && !alive(&o))
 }
 
+/// Finds the executions whose runner died and ends them `interrupted`, killing what it
+/// left running; their ids.
 ///
 /// `me` takes over each one first, compare-and-set on the dead holder (a write fenced on
 /// it): of several processes recovering at once (API nodes and workers on one database),
 /// one does it, and none undoes a resume that happened since it looked.
 pub(crate) async fn recover(store: &Db, me: &str) -> Result<Vec<String>> {
     let now = now_ms();
-    let mut found = Vec::new();
+    let mut dead = Vec::new();
     for mut exec in store.running().await? {
         let owner = exec.owner.clone().unwrap_or_default();
-        let dead = match parse_local(&owner) {
+        let gone = match parse_local(&owner) {
             Some(o) if o.host == hostname() => !alive(&o),
             // Another host or a server worker: trust the lease.
             _ => exec.lease_expires_at.is_none_or(|t| t < now),
         };
-        if !dead {
+        if !gone {
             continue;
         }
         if let Some(holder) = exec.owner.clone() {
@@ -159,7 +161,7 @@ pub(crate) async fn recover(store: &Db, me: &str) -> Result<Vec<String>> {
                 Err(e) => return Err(e.into()),
             }
         }
-        let mut steps = store.steps(&exec.id).await?;
+        let steps = store.steps(&exec.id).await?;
         // A wait whose holder died (a gate poll, a cancel, an override) that still waits
         // is simply let go: it is polled or decided again.
         if exec.status == ExecStatus::Waiting && steps.iter().any(|s| s.status == StepStatus::Waiting) {
@@ -183,21 +185,172 @@ pub(crate) async fn recover(store: &Db, me: &str) -> Result<Vec<String>> {
             }
             store.set_process(&exec.id, step_id, None).await?;
         }
+        dead.push(Dead { exec, steps, owner, killed });
+    }
+    // Groups the runner died before recording (between a spawn and its write) are found
+    // by the variables of their steps. Twice, since a child between its spawn and its
+    // `exec` does not carry them yet.
+    let spawns: Vec<Spawn<'_>> =
+        dead.iter().filter(|d| on_this_host(&d.owner)).flat_map(|d| spawns(&d.exec.id, &d.steps)).collect();
+    let mut unrecorded = Vec::new();
+    if !spawns.is_empty() {
+        for pause in [0, 50] {
+            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            unrecorded.extend(kill_unrecorded(&spawns));
+        }
+    }
+    for (exec_id, step_id) in unrecorded {
+        if let Some(d) = dead.iter_mut().find(|d| d.exec.id == exec_id && !d.killed.contains(&step_id)) {
+            d.killed.push(step_id);
+        }
+    }
+    let mut found = Vec::new();
+    for Dead { mut exec, mut steps, owner, killed } in dead {
         let during = cancel_running_steps(store, &mut steps, "the runner stopped", now).await?;
         let mut error = match during {
             Some(when) => format!("the runner ({owner}) stopped unexpectedly {when}"),
             None => format!("the runner ({owner}) stopped unexpectedly"),
         };
-        if !killed.is_empty() {
+        // A prerequisite check has no step id.
+        let (checks, steps): (Vec<String>, Vec<String>) = killed.into_iter().partition(String::is_empty);
+        if !steps.is_empty() {
             error.push_str(&format!(
                 "; processes it left running (step {}) were killed",
-                killed.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+                steps.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
             ));
+        }
+        if !checks.is_empty() {
+            error.push_str("; processes a prerequisite check left running were killed");
         }
         end_interrupted(store, &mut exec, error, now).await?;
         found.push(exec.id);
     }
     Ok(found)
+}
+
+/// An execution whose runner died, taken over and being ended.
+struct Dead {
+    exec: Execution,
+    steps: Vec<StepRecord>,
+    owner: String,
+    /// The steps whose processes were killed.
+    killed: Vec<String>,
+}
+
+/// What may have processes running in an execution whose runner died: its running steps'
+/// current attempts and rollbacks (per target in a step with targets), or its
+/// prerequisite checks when no step has started. What an ended step, target or attempt
+/// left running is not ours to kill.
+fn spawns<'a>(exec_id: &'a str, steps: &'a [StepRecord]) -> Vec<Spawn<'a>> {
+    let spawn = |step_id, phase, attempt, target| Spawn { exec_id, step_id, phase, attempt, target };
+    let mut spawns = Vec::new();
+    if steps.iter().all(|s| s.status == StepStatus::Pending && s.rollback_status.is_none()) {
+        spawns.push(spawn("", Phase::Check, None, None));
+    }
+    for s in steps {
+        let id = s.step_id.as_str();
+        if s.status == StepStatus::Running && s.targets.is_empty() {
+            spawns.push(spawn(id, Phase::Step, Some(s.attempts), None));
+        }
+        if s.rollback_status == Some(StepStatus::Running) && s.targets.is_empty() {
+            spawns.push(spawn(id, Phase::Rollback, None, None));
+        }
+        for t in &s.targets {
+            if s.status == StepStatus::Running && t.status == StepStatus::Running {
+                spawns.push(spawn(id, Phase::Step, Some(t.attempts), Some(&t.name)));
+            }
+            if t.rollback_status == Some(StepStatus::Running) {
+                spawns.push(spawn(id, Phase::Rollback, None, Some(&t.name)));
+            }
+        }
+    }
+    spawns
+}
+
+/// Whether the runner named by `owner` ran on this host (a local runner or a server's).
+fn on_this_host(owner: &str) -> bool {
+    let local = owner.strip_prefix("server:").map(|rest| format!("local:{rest}"));
+    parse_local(local.as_deref().unwrap_or(owner)).is_some_and(|o| o.host == hostname())
+}
+
+/// One run of a script that may have processes: they carry `OPSBOOK_EXECUTION_ID`,
+/// `OPSBOOK_STEP_ID` (empty for a prerequisite check), `OPSBOOK_PHASE`, `OPSBOOK_ATTEMPT`
+/// (any, when `None`) and `OPSBOOK_TARGET` (absent when `None`).
+#[derive(Debug)]
+struct Spawn<'a> {
+    exec_id: &'a str,
+    step_id: &'a str,
+    phase: Phase,
+    attempt: Option<i64>,
+    target: Option<&'a str>,
+}
+
+impl Spawn<'_> {
+    fn matches(&self, vars: &StepVars) -> bool {
+        vars.execution_id == self.exec_id
+            && vars.step_id == self.step_id
+            && vars.phase == self.phase.as_str()
+            && self.attempt.is_none_or(|a| vars.attempt == a.to_string())
+            && vars.target.as_deref() == self.target
+    }
+}
+
+/// The variables a step's process was started with (`/proc/PID/environ`: its start,
+/// whatever it set since).
+#[derive(Debug, Default)]
+struct StepVars {
+    execution_id: String,
+    step_id: String,
+    phase: String,
+    attempt: String,
+    target: Option<String>,
+}
+
+fn step_vars(pid: i32) -> Option<StepVars> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let mut vars = StepVars::default();
+    for var in environ.split(|&b| b == 0) {
+        let Some(var) = var.strip_prefix(b"OPSBOOK_") else { continue };
+        let Some((name, value)) = std::str::from_utf8(var).ok().and_then(|v| v.split_once('=')) else { continue };
+        let value = value.to_string();
+        match name {
+            "EXECUTION_ID" => vars.execution_id = value,
+            "STEP_ID" => vars.step_id = value,
+            "PHASE" => vars.phase = value,
+            "ATTEMPT" => vars.attempt = value,
+            "TARGET" => vars.target = Some(value),
+            _ => {}
+        }
+    }
+    (!vars.execution_id.is_empty()).then_some(vars)
+}
+
+/// Kills the processes of `spawns` found on this machine, by their variables (a leader's
+/// whole group; a process whose leader is gone, itself: its group may be another's by
+/// now); which (execution, step) they belonged to.
+fn kill_unrecorded(spawns: &[Spawn<'_>]) -> Vec<(String, String)> {
+    use nix::sys::signal::{Signal, kill, killpg};
+    use nix::unistd::{Pid, getpgid};
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let me = Pid::this();
+    let my_group = getpgid(None).ok();
+    let mut killed = Vec::new();
+    for pid in dir.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()) {
+        let pid = Pid::from_raw(pid);
+        if pid == me {
+            continue;
+        }
+        let Some(vars) = step_vars(pid.as_raw()) else { continue };
+        let Some(spawn) = spawns.iter().find(|s| s.matches(&vars)) else { continue };
+        let done = match getpgid(Some(pid)) {
+            Ok(pgid) if pgid == pid && Some(pgid) != my_group => killpg(pgid, Signal::SIGKILL),
+            _ => kill(pid, Signal::SIGKILL),
+        };
+        if done.is_ok() {
+            killed.push((spawn.exec_id.to_string(), spawn.step_id.to_string()));
+        }
+    }
+    killed
 }
 
 /// Marks the steps (or rollbacks) that were running as cancelled, saying what stopped
@@ -295,5 +448,53 @@ mod tests {
         // Other hosts and servers are judged by their lease, not here.
         assert!(!holder_gone("local:elsewhere:1:x.1"));
         assert!(!holder_gone("server:host:12"));
+    }
+
+    /// A dead runner's processes whose group never made it to the store are found by
+    /// their variables: the running attempt's and the running target's, not what an
+    /// earlier attempt, an ended target or another execution left behind.
+    #[test]
+    fn unrecorded_processes_of_live_spawns_are_killed_and_no_others() {
+        use std::os::unix::process::CommandExt;
+        let mut a = StepRecord::pending("e1", 0, "a", "a", "run");
+        a.status = StepStatus::Running;
+        a.attempts = 2;
+        let mut fan = StepRecord::pending("e1", 1, "fan", "fan", "run");
+        fan.status = StepStatus::Running;
+        fan.targets = vec![opsbook_store::TargetRecord::pending("x"), opsbook_store::TargetRecord::pending("y")];
+        fan.targets[0].status = StepStatus::Succeeded;
+        fan.targets[0].attempts = 1;
+        fan.targets[1].status = StepStatus::Running;
+        fan.targets[1].attempts = 1;
+        let steps = [a, fan];
+        let start = |exec: &str, step: &str, attempt: &str, target: Option<&str>| {
+            let mut cmd = std::process::Command::new("sleep");
+            cmd.arg("30").process_group(0).env("OPSBOOK_EXECUTION_ID", exec).env("OPSBOOK_STEP_ID", step);
+            cmd.env("OPSBOOK_PHASE", "step").env("OPSBOOK_ATTEMPT", attempt);
+            if let Some(t) = target {
+                cmd.env("OPSBOOK_TARGET", t);
+            }
+            cmd.spawn().unwrap()
+        };
+        let mut live = [start("e1", "a", "2", None), start("e1", "fan", "1", Some("y"))];
+        let mut spared = [start("e1", "a", "1", None), start("e1", "fan", "1", Some("x")), start("e2", "a", "2", None)];
+        let mut killed = kill_unrecorded(&spawns("e1", &steps));
+        killed.sort();
+        let expected = [("e1".to_string(), "a".to_string()), ("e1".to_string(), "fan".to_string())];
+        assert_eq!(killed, expected);
+        for child in &mut live {
+            let status = child.wait().unwrap();
+            assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
+        }
+        for child in &mut spared {
+            assert!(child.try_wait().unwrap().is_none(), "spared");
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        // No step started: a prerequisite check may be running, and only then.
+        let pending = [StepRecord::pending("e1", 0, "a", "a", "run")];
+        let checks = spawns("e1", &pending);
+        assert!(matches!(checks[..], [Spawn { step_id: "", phase: Phase::Check, attempt: None, .. }]), "{checks:?}");
+        assert!(spawns("e1", &steps).iter().all(|s| s.phase != Phase::Check));
     }
 }

@@ -190,6 +190,8 @@ pub(crate) async fn prepare(run: &mut Run<'_, '_>, sr: &ScriptRun<'_>) -> Result
     env.push(("OPSBOOK_EXECUTION_ID".into(), run.exec.id.clone()));
     env.push(("OPSBOOK_STEP_ID".into(), sr.step_id.unwrap_or_default().to_string()));
     env.push(("OPSBOOK_ATTEMPT".into(), sr.attempt.to_string()));
+    // With the three above, what recovery finds a dead runner's processes by (`recovery`).
+    env.push(("OPSBOOK_PHASE".into(), sr.phase.as_str().to_string()));
     if let Some(t) = sr.target {
         env.push(("OPSBOOK_TARGET".into(), t.to_string()));
     }
