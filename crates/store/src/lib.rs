@@ -179,8 +179,8 @@ pub trait Store: Send + Sync + Clone + 'static {
         lease_ms: i64,
         take_over_from: Option<&str>,
     ) -> impl Future<Output = Result<Option<Execution>>> + Send;
-    /// Records the process group a step's attempt or rollback runs in (`PGID:IDENTITY`),
-    /// right after it is spawned.
+    /// Records the process group a step's attempt or rollback runs in (`PGID:IDENTITY`)
+    /// once it has run a moment, or clears it (`None`) when it ended.
     fn set_process(
         &self,
         execution_id: &str,

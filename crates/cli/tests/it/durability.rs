@@ -373,6 +373,36 @@ fn kill_9_leaves_no_process_running() {
     }
 }
 
+/// A step that runs on has its process group on record (for recovery to kill, should
+/// the runner die), and once it ends no longer: what it left behind is not a later
+/// attempt's to kill.
+#[test]
+fn a_running_steps_process_group_is_on_record_until_it_ends() {
+    let env = Env::new();
+    env.write(
+        "test.yaml",
+        &runbook(
+            "",
+            "    - id: a\n      run: |\n        echo $$ > shell\n        while [ ! -e go ]; do sleep 0.05; done\n",
+        ),
+    );
+    let child = env.spawn(&["run", "test.yaml"]);
+    let shell = env.wait_for_pid("shell");
+    let recorded = || {
+        let s = env.store();
+        let (e, _) = env.last();
+        s.block(s.store.processes(&e.id)).unwrap()
+    };
+    wait_until(|| !recorded().is_empty(), "the step's process group to be on record");
+    let processes = recorded();
+    assert_eq!(processes[0].0, "a");
+    assert!(processes[0].1.starts_with(&format!("{shell}:")), "the shell leads the group: {processes:?}");
+    env.write("go", "");
+    let out = out(child.wait_with_output().unwrap());
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(recorded(), Vec::<(String, String)>::new());
+}
+
 /// The child of `pid` named `opsbook-guard`, if any.
 fn guardian_of(pid: u32) -> Option<i32> {
     let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;

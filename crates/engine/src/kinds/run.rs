@@ -121,24 +121,41 @@ pub(crate) async fn exec_script(run: &mut Run<'_, '_>, sr: &ScriptRun<'_>) -> Re
         sink.flush().await?;
         Ok::<(), Error>(())
     };
-    // The process group is on record as soon as it exists: if this runner dies, the next
-    // one kills what is left of it before deciding anything.
+    // The process group goes on record once the step has run for `RECORD_AFTER`: if this
+    // runner dies, the next one kills what is left of it before deciding anything. Before
+    // that, recovery finds its processes by their step variables; most steps end sooner,
+    // and spare the write.
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
     let recorded = {
         let store = run.engine.store.clone();
         let (exec_id, step_id) = (run.exec.id.clone(), sr.step_id.map(str::to_string));
         async move {
-            let (Ok(pgid), Some(step_id)) = (started_rx.await, step_id) else { return Ok(()) };
+            let (Ok(pgid), Some(step_id)) = (started_rx.await, step_id) else { return Ok(None) };
+            tokio::select! {
+                _ = tokio::time::sleep(RECORD_AFTER) => {}
+                _ = ended_rx => return Ok(None),
+            }
             let process = crate::recovery::process_record(pgid);
-            store.set_process(&exec_id, &step_id, Some(&process)).await
+            store.set_process(&exec_id, &step_id, Some(&process)).await.map(|()| Some(step_id))
         }
     };
-    let (exit, consumed, recorded) =
-        tokio::join!(process::run(&prepared.spec, &cancel, tx, Some(started_tx)), consume, recorded);
-    recorded?;
+    let ran = async {
+        let exit = process::run(&prepared.spec, &cancel, tx, Some(started_tx)).await;
+        let _ = ended_tx.send(());
+        exit
+    };
+    let (exit, consumed, recorded) = tokio::join!(ran, consume, recorded);
+    // What the group left behind is not a later attempt's to kill.
+    if let Some(step_id) = recorded? {
+        run.engine.store.set_process(&run.exec.id, &step_id, None).await?;
+    }
     consumed?;
     conclude(run, sr, prepared, exit, &seen, None).await
 }
+
+/// How long a step runs before its process group is written down (see [`exec_script`]).
+const RECORD_AFTER: std::time::Duration = std::time::Duration::from_millis(25);
 
 /// Renders what a script needs and builds its process (`sh -c`, or its file when secrets
 /// are about), with the environment it gets.
