@@ -302,14 +302,16 @@ impl Engine {
         boxed(runner::new_execution(self, req, status))
     }
 
-    /// Runs an execution this engine's owner has claimed from the queue.
+    /// Runs an execution this engine's owner has claimed from the queue; `loaded`: its
+    /// steps and last log sequence number when they came with the claim (else read here).
     pub fn run_claimed<'a>(
         &'a self,
         exec: opsbook_store::Execution,
+        loaded: Option<(Vec<opsbook_store::StepRecord>, i64)>,
         secrets: &'a BTreeMap<String, Input>,
         hooks: &'a Hooks<'_>,
     ) -> Boxed<'a, Result<Outcome>> {
-        boxed(runner::run_claimed(self, exec, secrets, hooks, false))
+        boxed(runner::run_claimed(self, exec, loaded, secrets, hooks, false))
     }
 
     /// Checks the gate a claimed execution waits on, and nothing more: still blocked, it
@@ -321,7 +323,7 @@ impl Engine {
         secrets: &'a BTreeMap<String, Input>,
         hooks: &'a Hooks<'_>,
     ) -> Boxed<'a, Result<Outcome>> {
-        boxed(runner::run_claimed(self, exec, secrets, hooks, true))
+        boxed(runner::run_claimed(self, exec, None, secrets, hooks, true))
     }
 
     /// Ends an execution still running in this process as `interrupted` because `what`

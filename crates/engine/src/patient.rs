@@ -88,4 +88,8 @@ impl Patient<'_> {
     pub async fn append_logs(&self, lines: &[LogLine]) -> Result<()> {
         patiently!("log lines", self.0.append_logs(lines))
     }
+
+    pub async fn set_process(&self, execution_id: &str, step_id: &str, process: Option<&str>) -> Result<()> {
+        patiently!("a step's process group", self.0.set_process(execution_id, step_id, process))
+    }
 }

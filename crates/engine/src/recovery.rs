@@ -141,6 +141,7 @@ pub(crate) fn holder_gone(owner: &str) -> bool {
 pub(crate) async fn recover(store: &Db, me: &str) -> Result<Vec<String>> {
     let now = now_ms();
     let mut dead = Vec::new();
+    let mut failed = None;
     for mut exec in store.running().await? {
         let owner = exec.owner.clone().unwrap_or_default();
         let gone = match parse_local(&owner) {
@@ -158,37 +159,24 @@ pub(crate) async fn recover(store: &Db, me: &str) -> Result<Vec<String>> {
             match store.update_execution(&taken, Some(&holder)).await {
                 Ok(()) => exec = taken,
                 Err(opsbook_store::Error::LostClaim(_)) => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    failed = Some(e.into());
+                    break;
+                }
             }
         }
-        let steps = store.steps(&exec.id).await?;
-        // A wait whose holder died (a gate poll, a cancel, an override) that still waits
-        // is simply let go: it is polled or decided again.
-        if exec.status == ExecStatus::Waiting && steps.iter().any(|s| s.status == StepStatus::Waiting) {
-            exec.owner = None;
-            exec.lease_expires_at = None;
-            store.update_execution(&exec, None).await?;
-            continue;
-        }
-        // What the dead runner left running goes first: nothing may run beside a
-        // resumed step or a rollback, nor finish unrecorded.
-        let processes = store.processes(&exec.id).await?;
-        let live: Vec<&String> = steps
-            .iter()
-            .filter(|s| s.status == StepStatus::Running || s.rollback_status == Some(StepStatus::Running))
-            .map(|s| &s.step_id)
-            .collect();
-        let mut killed = Vec::new();
-        for (step_id, record) in processes.iter().filter(|(id, _)| live.contains(&id)) {
-            if kill_recorded(record) {
-                killed.push(step_id.clone());
+        match take_up(store, exec, owner).await {
+            Ok(Some(d)) => dead.push(d),
+            Ok(None) => {}
+            // Those taken up so far are still ended.
+            Err(e) => {
+                failed = Some(e);
+                break;
             }
-            store.set_process(&exec.id, step_id, None).await?;
         }
-        dead.push(Dead { exec, steps, owner, killed });
     }
-    // Groups the runner died before recording (between a spawn and its write) are found
-    // by the variables of their steps. Twice, since a child between its spawn and its
+    // Groups not on record (a step's first moments, before its group is written down)
+    // are found by the variables of their steps. Twice, since a child between its spawn and its
     // `exec` does not carry them yet.
     let spawns: Vec<Spawn<'_>> =
         dead.iter().filter(|d| on_this_host(&d.owner)).flat_map(|d| spawns(&d.exec.id, &d.steps)).collect();
@@ -204,28 +192,72 @@ pub(crate) async fn recover(store: &Db, me: &str) -> Result<Vec<String>> {
             d.killed.push(step_id);
         }
     }
+    // Each one taken over is ended, whatever happens to another: one left taken over but
+    // not ended waits out this holder's lease before anyone looks at it again.
     let mut found = Vec::new();
-    for Dead { mut exec, mut steps, owner, killed } in dead {
-        let during = cancel_running_steps(store, &mut steps, "the runner stopped", now).await?;
-        let mut error = match during {
-            Some(when) => format!("the runner ({owner}) stopped unexpectedly {when}"),
-            None => format!("the runner ({owner}) stopped unexpectedly"),
-        };
-        // A prerequisite check has no step id.
-        let (checks, steps): (Vec<String>, Vec<String>) = killed.into_iter().partition(String::is_empty);
-        if !steps.is_empty() {
-            error.push_str(&format!(
-                "; processes it left running (step {}) were killed",
-                steps.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
-            ));
+    for d in dead {
+        let id = d.exec.id.clone();
+        match end_dead(store, d, now).await {
+            Ok(()) => found.push(id),
+            Err(e) => failed = failed.or(Some(e)),
         }
-        if !checks.is_empty() {
-            error.push_str("; processes a prerequisite check left running were killed");
-        }
-        end_interrupted(store, &mut exec, error, now).await?;
-        found.push(exec.id);
     }
-    Ok(found)
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(found),
+    }
+}
+
+/// Ends an execution whose runner died as `interrupted`, saying what was running and
+/// what was killed.
+async fn end_dead(store: &Db, Dead { mut exec, mut steps, owner, killed }: Dead, now: i64) -> Result<()> {
+    let during = cancel_running_steps(store, &mut steps, "the runner stopped", now).await?;
+    let mut error = match during {
+        Some(when) => format!("the runner ({owner}) stopped unexpectedly {when}"),
+        None => format!("the runner ({owner}) stopped unexpectedly"),
+    };
+    // A prerequisite check has no step id.
+    let (checks, steps): (Vec<String>, Vec<String>) = killed.into_iter().partition(String::is_empty);
+    if !steps.is_empty() {
+        error.push_str(&format!(
+            "; processes it left running (step {}) were killed",
+            steps.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if !checks.is_empty() {
+        error.push_str("; processes a prerequisite check left running were killed");
+    }
+    end_interrupted(store, &mut exec, error, now).await
+}
+
+/// Kills what the dead runner of `exec` (taken over) left on record as running; `None`
+/// for a wait, simply let go.
+async fn take_up(store: &Db, mut exec: Execution, owner: String) -> Result<Option<Dead>> {
+    let steps = store.steps(&exec.id).await?;
+    // A wait whose holder died (a gate poll, a cancel, an override) that still waits
+    // is simply let go: it is polled or decided again.
+    if exec.status == ExecStatus::Waiting && steps.iter().any(|s| s.status == StepStatus::Waiting) {
+        exec.owner = None;
+        exec.lease_expires_at = None;
+        store.update_execution(&exec, None).await?;
+        return Ok(None);
+    }
+    // What the dead runner left running goes first: nothing may run beside a
+    // resumed step or a rollback, nor finish unrecorded.
+    let processes = store.processes(&exec.id).await?;
+    let live: Vec<&String> = steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Running || s.rollback_status == Some(StepStatus::Running))
+        .map(|s| &s.step_id)
+        .collect();
+    let mut killed = Vec::new();
+    for (step_id, record) in processes.iter().filter(|(id, _)| live.contains(&id)) {
+        if kill_recorded(record) {
+            killed.push(step_id.clone());
+        }
+        store.set_process(&exec.id, step_id, None).await?;
+    }
+    Ok(Some(Dead { exec, steps, owner, killed }))
 }
 
 /// An execution whose runner died, taken over and being ended.

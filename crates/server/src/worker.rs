@@ -23,7 +23,9 @@ async fn worker(state: AppState, mut stop: watch::Receiver<bool>) {
             return;
         }
         match state.store.claim_next(&state.engine.config.owner, lease).await {
-            Ok(Some(exec)) => run_guarded(&state, exec, RunKind::Whole).await,
+            Ok(Some(c)) => {
+                run_guarded_then(&state, c.execution, Some((c.steps, c.last_seq)), RunKind::Whole, None).await
+            }
             Ok(None) => {
                 tokio::select! {
                     _ = state.wake.notified() => {}
@@ -38,6 +40,9 @@ async fn worker(state: AppState, mut stop: watch::Receiver<bool>) {
         }
     }
 }
+
+/// An execution's steps and last log sequence number, as its claim returned them.
+type Loaded = (Vec<opsbook_store::StepRecord>, i64);
 
 /// What a runner does with an execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,16 +61,22 @@ pub(crate) enum RunKind {
 /// panic included) takes its worker down: the execution fails with what happened, and
 /// the worker goes on to the next.
 async fn run_guarded(state: &AppState, exec: Execution, kind: RunKind) {
-    run_guarded_then(state, exec, kind, None).await
+    run_guarded_then(state, exec, None, kind, None).await
 }
 
 /// [`run_guarded`], saying on `taken_up` when the runner has taken the execution up (its
 /// start is written), or dropping it if the runner never got that far.
-async fn run_guarded_then(state: &AppState, exec: Execution, kind: RunKind, taken_up: Option<TakenUp>) {
+async fn run_guarded_then(
+    state: &AppState,
+    exec: Execution,
+    loaded: Option<Loaded>,
+    kind: RunKind,
+    taken_up: Option<TakenUp>,
+) {
     let id = exec.id.clone();
     let mut task = AbortOnDrop({
         let state = state.clone();
-        tokio::spawn(async move { run_one(&state, exec, kind, taken_up).await })
+        tokio::spawn(async move { run_one(&state, exec, loaded, kind, taken_up).await })
     });
     if let Err(e) = (&mut task.0).await {
         let why = match e.try_into_panic() {
@@ -176,7 +187,7 @@ async fn sweep_workdirs(state: &AppState) {
 
 /// Runs a claimed execution (as its claim returned it): all of it (a worker), or only a
 /// poll of the gate it waits on, or what a resume or rollback asked for.
-async fn run_one(state: &AppState, exec: Execution, kind: RunKind, taken_up: Option<TakenUp>) {
+async fn run_one(state: &AppState, exec: Execution, loaded: Option<Loaded>, kind: RunKind, taken_up: Option<TakenUp>) {
     let (id, runbook) = (exec.id.as_str(), exec.runbook_name.as_str());
     if let Err(why) = prepare(&state.store, &exec).await {
         tracing::warn!(id, %why, "execution could not run");
@@ -198,7 +209,7 @@ async fn run_one(state: &AppState, exec: Execution, kind: RunKind, taken_up: Opt
     let observer = Announcing { inner: &notifier, taken_up: std::sync::Mutex::new(taken_up) };
     let hooks = Hooks { observer: &observer, prompt: None, cancel, cancel_handle: handle };
     let result = match kind {
-        RunKind::Whole => state.engine.run_claimed(exec.clone(), &secrets, &hooks).await,
+        RunKind::Whole => state.engine.run_claimed(exec.clone(), loaded, &secrets, &hooks).await,
         RunKind::GatePoll => state.engine.poll_gate(exec.clone(), &secrets, &hooks).await,
         RunKind::Resume => state.engine.resume(id, &secrets, &hooks).await,
         RunKind::Rollback => state.engine.rollback(id, &secrets, &hooks).await,
@@ -264,7 +275,7 @@ async fn run_one(state: &AppState, exec: Execution, kind: RunKind, taken_up: Opt
 pub(crate) async fn spawn_carry_on(state: &AppState, exec: Execution, kind: RunKind) {
     let state = state.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move { run_guarded_then(&state, exec, kind, Some(tx)).await });
+    tokio::spawn(async move { run_guarded_then(&state, exec, None, kind, Some(tx)).await });
     let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
 }
 

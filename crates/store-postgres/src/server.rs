@@ -5,12 +5,15 @@ use opsbook_core::{ExecStatus, StepStatus};
 use sqlx::postgres::PgRow;
 
 use opsbook_store::{
-    AnalyticsRow, AuditFilter, AuditRecord, Error, Execution, Feedback, LifecycleEvent, NewAudit, NotificationAttempt,
-    Publish, Published, PublishedVersion, RegistryEntry, Result, Review, RunbookQuery, ScheduleRecord, SealedSecrets,
-    ServerStore, StepRecord, Token, WaitKind, WebSession, now_ms,
+    AnalyticsRow, AuditFilter, AuditRecord, Claimed, Error, Execution, Feedback, LifecycleEvent, NewAudit,
+    NotificationAttempt, Publish, Published, PublishedVersion, RegistryEntry, Result, Review, RunbookQuery,
+    ScheduleRecord, SealedSecrets, ServerStore, StepRecord, Token, WaitKind, WebSession, now_ms,
 };
 
-use crate::rows::{col, execution_columns, execution_from, insert_execution, json_text, map_rows, parse_json};
+use crate::rows::{
+    EXECUTION_COLUMNS, STEP_COLUMNS, col, execution_columns, execution_from, insert_execution, json_text, map_rows,
+    parse_json, step_at, step_columns,
+};
 use crate::{Db, PgStore};
 
 fn token_from(row: &PgRow) -> Result<Token> {
@@ -220,27 +223,38 @@ impl ServerStore for PgStore {
         Ok(id)
     }
 
-    async fn claim_next(&self, owner: &str, lease_ms: i64) -> Result<Option<Execution>> {
+    async fn claim_next(&self, owner: &str, lease_ms: i64) -> Result<Option<Claimed>> {
         let now = now_ms();
         // SKIP LOCKED: claimers in other processes pass over a row being claimed rather
         // than queue behind it, and each takes a different execution. `queued` is written
         // out, not bound, so that the planner uses the partial queue index (migration 3).
-        let row = sqlx::query(concat!(
-            "UPDATE executions SET status = $4, owner = $1, lease_expires_at = $2, heartbeat_at = $3, \
-             started_at = COALESCE(started_at, $3) \
+        // The steps and the last log sequence number come in the same round trip: a row
+        // per step, the execution's columns first (one row with no step if it has none).
+        let rows = sqlx::query(concat!(
+            "WITH claimed AS (UPDATE executions SET status = $4, owner = $1, lease_expires_at = $2, \
+             heartbeat_at = $3, started_at = COALESCE(started_at, $3) \
              WHERE id = (SELECT id FROM executions WHERE status = 'queued' \
              ORDER BY COALESCE(heartbeat_at, created_at), id LIMIT 1 FOR UPDATE SKIP LOCKED) \
              RETURNING ",
-            execution_columns!()
+            execution_columns!(),
+            ") SELECT claimed.*, s.*, (SELECT MAX(seq) FROM execution_logs WHERE execution_id = claimed.id) \
+             FROM claimed LEFT JOIN LATERAL (SELECT ",
+            step_columns!(),
+            " FROM execution_steps WHERE execution_id = claimed.id) s ON true ORDER BY s.idx"
         ))
         .bind(owner)
         .bind(now + lease_ms)
         .bind(now)
         .bind(ExecStatus::Running.as_str())
-        .fetch_optional(self.pool())
+        .fetch_all(self.pool())
         .await
         .db()?;
-        row.as_ref().map(execution_from).transpose()
+        let Some(first) = rows.first() else { return Ok(None) };
+        let execution = execution_from(first)?;
+        let has_steps = col::<Option<String>>(first, EXECUTION_COLUMNS)?.is_some();
+        let steps = if has_steps { map_rows(&rows, |r| step_at(r, EXECUTION_COLUMNS))? } else { Vec::new() };
+        let last_seq = col::<Option<i64>>(first, EXECUTION_COLUMNS + STEP_COLUMNS)?.unwrap_or(0);
+        Ok(Some(Claimed { execution, steps, last_seq }))
     }
 
     async fn claim_waiting(&self, execution_id: &str, owner: &str, lease_ms: i64) -> Result<Option<Execution>> {

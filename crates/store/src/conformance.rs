@@ -300,9 +300,11 @@ async fn claims_are_exclusive<S: ServerStore>(s: S) {
             let s = s.clone();
             tokio::spawn(async move {
                 let mut mine = Vec::new();
-                while let Some(e) = s.claim_next(&format!("worker-{w}"), 30_000).await.unwrap() {
-                    assert_eq!(e.status, ExecStatus::Running);
-                    mine.push(e.id);
+                while let Some(c) = s.claim_next(&format!("worker-{w}"), 30_000).await.unwrap() {
+                    assert_eq!(c.execution.status, ExecStatus::Running);
+                    assert_eq!(c.steps, s.steps(&c.execution.id).await.unwrap(), "its steps come with it");
+                    assert_eq!(c.last_seq, 0, "no log yet");
+                    mine.push(c.execution.id);
                 }
                 mine
             })
@@ -317,6 +319,27 @@ async fn claims_are_exclusive<S: ServerStore>(s: S) {
     assert_eq!(s.count_queued().await.unwrap(), 0);
     let first = s.execution("Q0000").await.unwrap();
     assert!(first.owner.as_deref().is_some_and(|o| o.starts_with("worker-")));
+
+    // Queued again after it ran a while (a gate cleared): its steps, in order, and the
+    // last sequence number of its log come with its claim.
+    let e = execution("QLOG", "demo", ExecStatus::Queued, 5000);
+    s.create_execution(&e, &steps("QLOG", 3)).await.unwrap();
+    let line = |seq| LogLine {
+        execution_id: "QLOG".into(),
+        seq,
+        step_id: Some("s1".into()),
+        phase: Phase::Step,
+        attempt: 1,
+        stream: Stream::Stdout,
+        ts: 5000 + seq,
+        line: format!("line {seq}"),
+    };
+    s.append_logs(&[line(1), line(2)]).await.unwrap();
+    let c = s.claim_next("worker-x", 30_000).await.unwrap().expect("a queued execution");
+    assert_eq!((c.execution.id.as_str(), c.execution.owner.as_deref(), c.last_seq), ("QLOG", Some("worker-x"), 2));
+    assert_eq!(c.steps, s.steps("QLOG").await.unwrap());
+    assert_eq!(c.steps.iter().map(|s| s.idx).collect::<Vec<_>>(), [0, 1, 2]);
+    assert!(s.claim_next("worker-x", 30_000).await.unwrap().is_none(), "nothing left");
 }
 
 async fn leases_lapse_and_holders_are_named<S: ServerStore>(s: S) {

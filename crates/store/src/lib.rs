@@ -244,8 +244,9 @@ pub trait ServerStore: Store {
         audit: &NewAudit,
     ) -> impl Future<Output = Result<String>> + Send;
     /// Claims the queued execution that has waited longest for a runner (since it was
-    /// created, or since it last ran) for `owner` until the lease expires.
-    fn claim_next(&self, owner: &str, lease_ms: i64) -> impl Future<Output = Result<Option<Execution>>> + Send;
+    /// created, or since it last ran) for `owner` until the lease expires, with its steps
+    /// and last log sequence number (as [`Store::steps_and_last_seq`]).
+    fn claim_next(&self, owner: &str, lease_ms: i64) -> impl Future<Output = Result<Option<Claimed>>> + Send;
     /// Holds a waiting execution (to poll its gate, cancel or override it) unless someone
     /// else holds it or moved it. It stays `waiting` meanwhile: that is what it does.
     fn claim_waiting(

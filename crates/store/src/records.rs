@@ -333,6 +333,15 @@ pub struct Feedback {
     pub at: i64,
 }
 
+/// An execution a runner has just claimed, with what it needs to start: its steps and
+/// the last sequence number of its log (read in the same round trip where the backend can).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    pub execution: Execution,
+    pub steps: Vec<StepRecord>,
+    pub last_seq: i64,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ExecutionFilter {
     pub runbook: Option<String>,

@@ -7,11 +7,12 @@ use std::time::Duration;
 use opsbook_core::step::run::Script;
 use opsbook_core::template;
 use opsbook_core::{CheckedValidation, Step, StepStatus};
-use opsbook_store::{Phase, Store};
+use opsbook_store::Phase;
 use tokio::sync::mpsc;
 
 use super::AttemptResult;
 use crate::lines::LineSplitter;
+use crate::patient::Patient;
 use crate::process::{self, Exit, ProcessSpec};
 use crate::runner::Run;
 use crate::{Error, Result};
@@ -136,8 +137,10 @@ pub(crate) async fn exec_script(run: &mut Run<'_, '_>, sr: &ScriptRun<'_>) -> Re
                 _ = tokio::time::sleep(RECORD_AFTER) => {}
                 _ = ended_rx => return Ok(None),
             }
+            // Written even if the step ends meanwhile (then cleared below): a write that
+            // went out unanswered may still have been made.
             let process = crate::recovery::process_record(pgid);
-            store.set_process(&exec_id, &step_id, Some(&process)).await.map(|()| Some(step_id))
+            Patient(&store).set_process(&exec_id, &step_id, Some(&process)).await.map(|()| Some(step_id))
         }
     };
     let ran = async {
@@ -148,7 +151,7 @@ pub(crate) async fn exec_script(run: &mut Run<'_, '_>, sr: &ScriptRun<'_>) -> Re
     let (exit, consumed, recorded) = tokio::join!(ran, consume, recorded);
     // What the group left behind is not a later attempt's to kill.
     if let Some(step_id) = recorded? {
-        run.engine.store.set_process(&run.exec.id, &step_id, None).await?;
+        Patient(&run.engine.store).set_process(&run.exec.id, &step_id, None).await?;
     }
     consumed?;
     conclude(run, sr, prepared, exit, &seen, None).await

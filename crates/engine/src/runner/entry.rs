@@ -155,12 +155,13 @@ pub(crate) async fn begin(
 pub(crate) async fn run_claimed(
     engine: &Engine,
     exec: Execution,
+    loaded: Option<Loaded>,
     secrets: &BTreeMap<String, Input>,
     hooks: &Hooks<'_>,
     gate_poll_only: bool,
 ) -> Result<Outcome> {
     // A gate poll runs no step: it needs no secret read from AWS.
-    let mut run = load_exec(engine, exec, secrets, hooks, Work::Rest, !gate_poll_only).await?;
+    let mut run = load_exec(engine, exec, loaded, secrets, hooks, Work::Rest, !gate_poll_only).await?;
     run.gate_poll_only = gate_poll_only;
     // A cancel asked for while another runner had the execution (e.g. mid gate check)
     // is still owed.
@@ -206,13 +207,18 @@ async fn load<'e, 'h>(
     work: Work,
 ) -> Result<Run<'e, 'h>> {
     let exec = engine.store.execution(id).await?;
-    load_exec(engine, exec, secrets, hooks, work, true).await
+    load_exec(engine, exec, None, secrets, hooks, work, true).await
 }
 
-/// [`load`], for an execution just read (as a claim returned it).
+/// An execution's steps and the last sequence number of its log, when they came with
+/// its claim.
+pub(crate) type Loaded = (Vec<opsbook_store::StepRecord>, i64);
+
+/// [`load`], for an execution just read (as a claim returned it, `loaded` with it or not).
 async fn load_exec<'e, 'h>(
     engine: &'e Engine,
     exec: Execution,
+    loaded: Option<Loaded>,
     secrets: &BTreeMap<String, Input>,
     hooks: &'h Hooks<'h>,
     work: Work,
@@ -220,7 +226,10 @@ async fn load_exec<'e, 'h>(
 ) -> Result<Run<'e, 'h>> {
     let store = &engine.store;
     let rb = Runbook::clone(&*engine.stored_runbook(&exec.runbook_sha256).await?);
-    let (steps, last_seq) = store.steps_and_last_seq(&exec.id).await?;
+    let (steps, last_seq) = match loaded {
+        Some(loaded) => loaded,
+        None => store.steps_and_last_seq(&exec.id).await?,
+    };
     let work = after_decisions(store, &rb, &exec.id, &steps, work).await?;
     let needed = needed_secrets(&rb, &steps, work);
     let mut params = restore_params(&rb, &exec, secrets, &needed)?;
