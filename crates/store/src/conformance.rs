@@ -160,18 +160,7 @@ async fn executions_round_trip<S: ServerStore>(s: S) {
     assert_eq!(s.steps("EX0001").await.unwrap()[1].targets, st[1].targets);
     assert!(s.steps("EX0001").await.unwrap()[0].targets.is_empty());
 
-    let lines: Vec<LogLine> = (1..=3)
-        .map(|seq| LogLine {
-            execution_id: "EX0001".into(),
-            seq,
-            step_id: Some("s0".into()),
-            phase: Phase::Step,
-            attempt: 1,
-            stream: Stream::Stdout,
-            ts: 100 + seq,
-            line: format!("line {seq}"),
-        })
-        .collect();
+    let lines: Vec<LogLine> = (1..=3).map(|seq| log_line("EX0001", "s0", seq, 100 + seq)).collect();
     s.append_logs(&lines).await.unwrap();
     let q = LogQuery { execution_id: "EX0001".into(), step_id: None, after_seq: 1, limit: 10 };
     assert_eq!(s.logs(&q).await.unwrap(), lines[1..].to_vec());
@@ -324,22 +313,26 @@ async fn claims_are_exclusive<S: ServerStore>(s: S) {
     // last sequence number of its log come with its claim.
     let e = execution("QLOG", "demo", ExecStatus::Queued, 5000);
     s.create_execution(&e, &steps("QLOG", 3)).await.unwrap();
-    let line = |seq| LogLine {
-        execution_id: "QLOG".into(),
-        seq,
-        step_id: Some("s1".into()),
-        phase: Phase::Step,
-        attempt: 1,
-        stream: Stream::Stdout,
-        ts: 5000 + seq,
-        line: format!("line {seq}"),
-    };
-    s.append_logs(&[line(1), line(2)]).await.unwrap();
+    s.append_logs(&[log_line("QLOG", "s1", 1, 5001), log_line("QLOG", "s1", 2, 5002)]).await.unwrap();
     let c = s.claim_next("worker-x", 30_000).await.unwrap().expect("a queued execution");
     assert_eq!((c.execution.id.as_str(), c.execution.owner.as_deref(), c.last_seq), ("QLOG", Some("worker-x"), 2));
     assert_eq!(c.steps, s.steps("QLOG").await.unwrap());
     assert_eq!(c.steps.iter().map(|s| s.idx).collect::<Vec<_>>(), [0, 1, 2]);
     assert!(s.claim_next("worker-x", 30_000).await.unwrap().is_none(), "nothing left");
+}
+
+/// Line `seq` of a step's standard output, logged at `ts`.
+fn log_line(execution_id: &str, step_id: &str, seq: i64, ts: i64) -> LogLine {
+    LogLine {
+        execution_id: execution_id.into(),
+        seq,
+        step_id: Some(step_id.into()),
+        phase: Phase::Step,
+        attempt: 1,
+        stream: Stream::Stdout,
+        ts,
+        line: format!("line {seq}"),
+    }
 }
 
 async fn leases_lapse_and_holders_are_named<S: ServerStore>(s: S) {
