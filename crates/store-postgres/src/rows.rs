@@ -29,9 +29,6 @@ macro_rules! execution_columns {
 }
 pub(crate) use execution_columns;
 
-/// How many columns `execution_columns!()` names.
-pub(crate) const EXECUTION_COLUMNS: usize = 22;
-
 pub(crate) fn execution_from(row: &PgRow) -> Result<Execution> {
     Ok(Execution {
         id: col(row, 0)?,
@@ -73,32 +70,27 @@ pub(crate) use step_columns;
 pub(crate) const STEP_COLUMNS: usize = 20;
 
 pub(crate) fn step_from(row: &PgRow) -> Result<StepRecord> {
-    step_at(row, 0)
-}
-
-/// A step read from `row`'s columns from `at` on (after an execution's, in a claim).
-pub(crate) fn step_at(row: &PgRow, at: usize) -> Result<StepRecord> {
     Ok(StepRecord {
-        execution_id: col(row, at)?,
-        idx: col(row, at + 1)?,
-        step_id: col(row, at + 2)?,
-        name: col(row, at + 3)?,
-        kind: col(row, at + 4)?,
-        status: step_status(col(row, at + 5)?)?,
-        attempts: col(row, at + 6)?,
-        exit_code: col(row, at + 7)?,
-        started_at: col(row, at + 8)?,
-        finished_at: col(row, at + 9)?,
-        error: col(row, at + 10)?,
-        outputs: parse_json(col(row, at + 11)?, "step outputs")?,
-        rendered: col(row, at + 12)?,
-        wait_deadline: col(row, at + 13)?,
-        rollback_status: opt_step_status(col(row, at + 14)?)?,
-        rollback_exit_code: col(row, at + 15)?,
-        rollback_error: col(row, at + 16)?,
-        wait_kind: col::<Option<&str>>(row, at + 17)?.and_then(WaitKind::parse),
-        overridden_by: col(row, at + 18)?,
-        targets: opsbook_store::codec::parse_targets(col(row, at + 19)?)?,
+        execution_id: col(row, 0)?,
+        idx: col(row, 1)?,
+        step_id: col(row, 2)?,
+        name: col(row, 3)?,
+        kind: col(row, 4)?,
+        status: step_status(col(row, 5)?)?,
+        attempts: col(row, 6)?,
+        exit_code: col(row, 7)?,
+        started_at: col(row, 8)?,
+        finished_at: col(row, 9)?,
+        error: col(row, 10)?,
+        outputs: parse_json(col(row, 11)?, "step outputs")?,
+        rendered: col(row, 12)?,
+        wait_deadline: col(row, 13)?,
+        rollback_status: opt_step_status(col(row, 14)?)?,
+        rollback_exit_code: col(row, 15)?,
+        rollback_error: col(row, 16)?,
+        wait_kind: col::<Option<&str>>(row, 17)?.and_then(WaitKind::parse),
+        overridden_by: col(row, 18)?,
+        targets: opsbook_store::codec::parse_targets(col(row, 19)?)?,
     })
 }
 
@@ -319,11 +311,10 @@ pub(crate) async fn check_fence<'e>(
 
 #[cfg(test)]
 mod tests {
-    /// The counts that place columns after these lists (a claim reads a step after an
-    /// execution, and the last log sequence number after a step) match the lists.
+    /// The count that places a column after the steps' (the last log sequence number)
+    /// matches the list.
     #[test]
-    fn column_counts_match_the_lists() {
-        assert_eq!(execution_columns!().split(',').count(), super::EXECUTION_COLUMNS);
+    fn the_step_column_count_matches_the_list() {
         assert_eq!(step_columns!().split(',').count(), super::STEP_COLUMNS);
     }
 }

@@ -7,13 +7,10 @@ use sqlx::postgres::PgRow;
 use opsbook_store::{
     AnalyticsRow, AuditFilter, AuditRecord, Claimed, Error, Execution, Feedback, LifecycleEvent, NewAudit,
     NotificationAttempt, Publish, Published, PublishedVersion, RegistryEntry, Result, Review, RunbookQuery,
-    ScheduleRecord, SealedSecrets, ServerStore, StepRecord, Token, WaitKind, WebSession, now_ms,
+    ScheduleRecord, SealedSecrets, ServerStore, StepRecord, Store, Token, WaitKind, WebSession, now_ms,
 };
 
-use crate::rows::{
-    EXECUTION_COLUMNS, STEP_COLUMNS, col, execution_columns, execution_from, insert_execution, json_text, map_rows,
-    parse_json, step_at, step_columns,
-};
+use crate::rows::{col, execution_columns, execution_from, insert_execution, json_text, map_rows, parse_json};
 use crate::{Db, PgStore};
 
 fn token_from(row: &PgRow) -> Result<Token> {
@@ -228,32 +225,23 @@ impl ServerStore for PgStore {
         // SKIP LOCKED: claimers in other processes pass over a row being claimed rather
         // than queue behind it, and each takes a different execution. `queued` is written
         // out, not bound, so that the planner uses the partial queue index (migration 3).
-        // The steps and the last log sequence number come in the same round trip: a row
-        // per step, the execution's columns first (one row with no step if it has none).
-        let rows = sqlx::query(concat!(
-            "WITH claimed AS (UPDATE executions SET status = $4, owner = $1, lease_expires_at = $2, \
-             heartbeat_at = $3, started_at = COALESCE(started_at, $3) \
+        let row = sqlx::query(concat!(
+            "UPDATE executions SET status = $4, owner = $1, lease_expires_at = $2, heartbeat_at = $3, \
+             started_at = COALESCE(started_at, $3) \
              WHERE id = (SELECT id FROM executions WHERE status = 'queued' \
              ORDER BY COALESCE(heartbeat_at, created_at), id LIMIT 1 FOR UPDATE SKIP LOCKED) \
              RETURNING ",
-            execution_columns!(),
-            ") SELECT claimed.*, s.*, (SELECT MAX(seq) FROM execution_logs WHERE execution_id = claimed.id) \
-             FROM claimed LEFT JOIN LATERAL (SELECT ",
-            step_columns!(),
-            " FROM execution_steps WHERE execution_id = claimed.id) s ON true ORDER BY s.idx"
+            execution_columns!()
         ))
         .bind(owner)
         .bind(now + lease_ms)
         .bind(now)
         .bind(ExecStatus::Running.as_str())
-        .fetch_all(self.pool())
+        .fetch_optional(self.pool())
         .await
         .db()?;
-        let Some(first) = rows.first() else { return Ok(None) };
-        let execution = execution_from(first)?;
-        let has_steps = col::<Option<String>>(first, EXECUTION_COLUMNS)?.is_some();
-        let steps = if has_steps { map_rows(&rows, |r| step_at(r, EXECUTION_COLUMNS))? } else { Vec::new() };
-        let last_seq = col::<Option<i64>>(first, EXECUTION_COLUMNS + STEP_COLUMNS)?.unwrap_or(0);
+        let Some(execution) = row.as_ref().map(execution_from).transpose()? else { return Ok(None) };
+        let (steps, last_seq) = self.steps_and_last_seq(&execution.id).await?;
         Ok(Some(Claimed { execution, steps, last_seq }))
     }
 
