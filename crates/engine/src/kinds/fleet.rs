@@ -10,7 +10,7 @@ use std::time::Duration;
 use opsbook_core::step::run::Script;
 use opsbook_core::step::targets::{Target, Targets, Via};
 use opsbook_core::{Step, StepStatus, template};
-use opsbook_store::{Phase, Store, Stream, now_ms};
+use opsbook_store::{Phase, Stream, now_ms};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -534,7 +534,7 @@ fn log_line(run: &mut Run<'_, '_>, fleet: &Fleet<'_>, slot: usize, l: &mut Live,
 async fn record_groups(run: &Run<'_, '_>, fleet: &Fleet<'_>, groups: &BTreeMap<usize, String>) -> Result<()> {
     let joined = groups.values().cloned().collect::<Vec<_>>().join(" ");
     let value = (!joined.is_empty()).then_some(joined);
-    run.store().set_process(&run.exec.id, &run.steps[fleet.idx].step_id, value.as_deref()).await?;
+    run.patient().set_process(&run.exec.id, &run.steps[fleet.idx].step_id, value.as_deref()).await?;
     Ok(())
 }
 
