@@ -340,6 +340,6 @@ impl Engine {
 
     /// Marks executions whose runner died as `interrupted`. Returns their ids.
     pub fn recover<'a>(&'a self) -> Boxed<'a, Result<Vec<String>>> {
-        boxed(recovery::recover(&self.store, &self.config.owner))
+        boxed(recovery::recover(&self.store, &self.config.owner, self.config.lease_ms()))
     }
 }

@@ -138,7 +138,7 @@ pub(crate) fn holder_gone(owner: &str) -> bool {
 /// `me` takes over each one first, compare-and-set on the dead holder (a write fenced on
 /// it): of several processes recovering at once (API nodes and workers on one database),
 /// one does it, and none undoes a resume that happened since it looked.
-pub(crate) async fn recover(store: &Db, me: &str) -> Result<Vec<String>> {
+pub(crate) async fn recover(store: &Db, me: &str, lease_ms: i64) -> Result<Vec<String>> {
     let now = now_ms();
     let mut dead = Vec::new();
     let mut failed = None;
@@ -155,7 +155,9 @@ pub(crate) async fn recover(store: &Db, me: &str) -> Result<Vec<String>> {
         if let Some(holder) = exec.owner.clone() {
             let mut taken = exec.clone();
             taken.owner = Some(me.to_string());
-            taken.lease_expires_at = Some(now + 60_000);
+            // One lease, as a runner's claim: should this recovery fail half-way (its
+            // writes refused), the next one looks again that much later.
+            taken.lease_expires_at = Some(now + lease_ms);
             match store.update_execution(&taken, Some(&holder)).await {
                 Ok(()) => exec = taken,
                 Err(opsbook_store::Error::LostClaim(_)) => continue,
@@ -193,7 +195,7 @@ pub(crate) async fn recover(store: &Db, me: &str) -> Result<Vec<String>> {
         }
     }
     // Each one taken over is ended, whatever happens to another: one left taken over but
-    // not ended waits out this holder's lease before anyone looks at it again.
+    // not ended waits out the lease before anyone looks at it again.
     let mut found = Vec::new();
     for d in dead {
         let id = d.exec.id.clone();
