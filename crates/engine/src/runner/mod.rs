@@ -19,11 +19,10 @@ mod drive;
 mod entry;
 mod persist;
 mod rollback;
+mod secrets;
 
-pub(crate) use entry::{
-    Work, begin, check_resume, check_secrets, mentions, needed_secrets, new_execution, resume, rollback_child,
-    rollback_only, run_claimed, start,
-};
+pub(crate) use entry::{begin, check_resume, new_execution, resume, rollback_child, rollback_only, run_claimed, start};
+pub(crate) use secrets::{Work, check_secrets, mentions, needed_secrets};
 
 /// What a re-check of the gates before a step decided.
 pub(crate) enum Recheck {
