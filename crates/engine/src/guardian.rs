@@ -161,10 +161,7 @@ fn guard(pipe: OwnedFd, token: u64) -> ! {
     for pause in [0, 50] {
         std::thread::sleep(std::time::Duration::from_millis(pause));
         for pid in untold(&prefix, &told) {
-            let _ = match nix::unistd::getpgid(Some(pid)) {
-                Ok(pgid) if pgid == pid => killpg(pgid, Signal::SIGKILL),
-                _ => nix::sys::signal::kill(pid, Signal::SIGKILL),
-            };
+            let _ = crate::recovery::kill_found(pid);
         }
     }
     std::process::exit(0)
@@ -196,18 +193,17 @@ impl Told {
 /// The processes whose environment holds `prefix` (the mark, up to the spawn's number)
 /// followed by a spawn number not in `told`.
 fn untold(prefix: &str, told: &Told) -> Vec<Pid> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    let pids = dir.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok());
-    pids.filter(|&pid| {
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { return false };
-        env.split(|&b| b == 0).any(|var| {
-            var.strip_prefix(prefix.as_bytes())
-                .and_then(|n| std::str::from_utf8(n).ok()?.parse::<u32>().ok())
-                .is_some_and(|spawn| !told.contains(spawn))
+    crate::recovery::pids()
+        .filter(|&pid| {
+            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { return false };
+            env.split(|&b| b == 0).any(|var| {
+                var.strip_prefix(prefix.as_bytes())
+                    .and_then(|n| std::str::from_utf8(n).ok()?.parse::<u32>().ok())
+                    .is_some_and(|spawn| !told.contains(spawn))
+            })
         })
-    })
-    .map(Pid::from_raw)
-    .collect()
+        .map(Pid::from_raw)
+        .collect()
 }
 
 #[cfg(test)]

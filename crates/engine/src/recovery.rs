@@ -77,9 +77,8 @@ fn kill_recorded_group(record: &str) -> bool {
 
 /// Whether any process on this machine that is not a zombie is in process group `pgid`.
 fn group_has_live_members(pgid: i32) -> bool {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return false };
-    dir.flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()).any(|pid| {
-        let Some(rest) = stat_after_command(pid) else { return false };
+    pids().any(|pid| {
+        let Some(rest) = stat_after_command(pid.unsigned_abs()) else { return false };
         let mut fields = rest.split_whitespace();
         let (state, group) = (fields.next(), fields.nth(1).and_then(|g| g.parse::<i32>().ok()));
         group == Some(pgid) && !matches!(state, Some("Z" | "X") | None)
@@ -363,28 +362,34 @@ fn step_vars(pid: i32) -> Option<StepVars> {
 /// whole group; a process whose leader is gone, itself: its group may be another's by
 /// now); which (execution, step) they belonged to.
 fn kill_unrecorded(spawns: &[Spawn<'_>]) -> Vec<(String, String)> {
-    use nix::sys::signal::{Signal, kill, killpg};
-    use nix::unistd::{Pid, getpgid};
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    let me = Pid::this();
-    let my_group = getpgid(None).ok();
+    let me = std::process::id().cast_signed();
     let mut killed = Vec::new();
-    for pid in dir.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()) {
-        let pid = Pid::from_raw(pid);
-        if pid == me {
-            continue;
-        }
-        let Some(vars) = step_vars(pid.as_raw()) else { continue };
+    for pid in pids().filter(|&pid| pid != me) {
+        let Some(vars) = step_vars(pid) else { continue };
         let Some(spawn) = spawns.iter().find(|s| s.matches(&vars)) else { continue };
-        let done = match getpgid(Some(pid)) {
-            Ok(pgid) if pgid == pid && Some(pgid) != my_group => killpg(pgid, Signal::SIGKILL),
-            _ => kill(pid, Signal::SIGKILL),
-        };
-        if done.is_ok() {
+        if kill_found(nix::unistd::Pid::from_raw(pid)).is_ok() {
             killed.push((spawn.exec_id.to_string(), spawn.step_id.to_string()));
         }
     }
     killed
+}
+
+/// The processes on this machine (as `/proc` lists them).
+pub(crate) fn pids() -> impl Iterator<Item = i32> {
+    let dir = std::fs::read_dir("/proc").into_iter().flatten().flatten();
+    dir.filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+}
+
+/// Kills a step's process found by a scan: its whole group if it leads one (and the group
+/// is not this process's), else itself, since the group of a process whose leader is gone
+/// may be another's by now.
+pub(crate) fn kill_found(pid: nix::unistd::Pid) -> nix::Result<()> {
+    use nix::sys::signal::{Signal, kill, killpg};
+    use nix::unistd::getpgid;
+    match getpgid(Some(pid)) {
+        Ok(pgid) if pgid == pid && getpgid(None).ok() != Some(pgid) => killpg(pgid, Signal::SIGKILL),
+        _ => kill(pid, Signal::SIGKILL),
+    }
 }
 
 /// Marks the steps (or rollbacks) that were running as cancelled, saying what stopped
