@@ -190,7 +190,7 @@ impl ServerStore for AnyStore {
             idempotency_key: Option<&str>,
             audit: &NewAudit,
         ) -> Result<String>;
-        fn claim_next(&self, owner: &str, lease_ms: i64) -> Result<Option<Claimed>>;
+        fn claim_queued(&self, owner: &str, lease_ms: i64) -> Result<Option<Execution>>;
         fn claim_waiting(&self, execution_id: &str, owner: &str, lease_ms: i64) -> Result<Option<Execution>>;
         fn requeue(&self, execution_id: &str) -> Result<bool>;
         fn count_by_status(&self) -> Result<Vec<(String, i64)>>;

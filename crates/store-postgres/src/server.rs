@@ -5,9 +5,9 @@ use opsbook_core::{ExecStatus, StepStatus};
 use sqlx::postgres::PgRow;
 
 use opsbook_store::{
-    AnalyticsRow, AuditFilter, AuditRecord, Claimed, Error, Execution, Feedback, LifecycleEvent, NewAudit,
-    NotificationAttempt, Publish, Published, PublishedVersion, RegistryEntry, Result, Review, RunbookQuery,
-    ScheduleRecord, SealedSecrets, ServerStore, StepRecord, Store, Token, WaitKind, WebSession, now_ms,
+    AnalyticsRow, AuditFilter, AuditRecord, Error, Execution, Feedback, LifecycleEvent, NewAudit, NotificationAttempt,
+    Publish, Published, PublishedVersion, RegistryEntry, Result, Review, RunbookQuery, ScheduleRecord, SealedSecrets,
+    ServerStore, StepRecord, Token, WaitKind, WebSession, now_ms,
 };
 
 use crate::rows::{col, execution_columns, execution_from, insert_execution, json_text, map_rows, parse_json};
@@ -220,7 +220,7 @@ impl ServerStore for PgStore {
         Ok(id)
     }
 
-    async fn claim_next(&self, owner: &str, lease_ms: i64) -> Result<Option<Claimed>> {
+    async fn claim_queued(&self, owner: &str, lease_ms: i64) -> Result<Option<Execution>> {
         let now = now_ms();
         // SKIP LOCKED: claimers in other processes pass over a row being claimed rather
         // than queue behind it, and each takes a different execution. `queued` is written
@@ -240,9 +240,7 @@ impl ServerStore for PgStore {
         .fetch_optional(self.pool())
         .await
         .db()?;
-        let Some(execution) = row.as_ref().map(execution_from).transpose()? else { return Ok(None) };
-        let (steps, last_seq) = self.steps_and_last_seq(&execution.id).await?;
-        Ok(Some(Claimed { execution, steps, last_seq }))
+        row.as_ref().map(execution_from).transpose()
     }
 
     async fn claim_waiting(&self, execution_id: &str, owner: &str, lease_ms: i64) -> Result<Option<Execution>> {

@@ -4,9 +4,9 @@ use opsbook_core::{ExecStatus, StepStatus};
 use rusqlite::{OptionalExtension, Row, ToSql, TransactionBehavior, params, params_from_iter};
 
 use opsbook_store::{
-    AnalyticsRow, AuditFilter, AuditRecord, Claimed, Error, Execution, Feedback, LifecycleEvent, NewAudit,
-    NotificationAttempt, Publish, Published, PublishedVersion, RegistryEntry, Result, Review, RunbookQuery,
-    ScheduleRecord, SealedSecrets, ServerStore, StepRecord, Store, Token, WaitKind, WebSession, audit_hash, now_ms,
+    AnalyticsRow, AuditFilter, AuditRecord, Error, Execution, Feedback, LifecycleEvent, NewAudit, NotificationAttempt,
+    Publish, Published, PublishedVersion, RegistryEntry, Result, Review, RunbookQuery, ScheduleRecord, SealedSecrets,
+    ServerStore, StepRecord, Token, WaitKind, WebSession, audit_hash, now_ms,
 };
 
 use crate::rows::{EXECUTION_COLUMNS, collect, execution_from, insert_execution, json_text, parse_json};
@@ -204,10 +204,20 @@ impl ServerStore for SqliteStore {
         Ok(exec.id.clone())
     }
 
-    async fn claim_next(&self, owner: &str, lease_ms: i64) -> Result<Option<Claimed>> {
-        let Some(execution) = self.claim_queued(owner, lease_ms)? else { return Ok(None) };
-        let (steps, last_seq) = self.steps_and_last_seq(&execution.id).await?;
-        Ok(Some(Claimed { execution, steps, last_seq }))
+    async fn claim_queued(&self, owner: &str, lease_ms: i64) -> Result<Option<Execution>> {
+        let now = now_ms();
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "UPDATE executions SET status = ?4, owner = ?1, lease_expires_at = ?2, heartbeat_at = ?3, \
+             started_at = COALESCE(started_at, ?3) \
+             WHERE id = (SELECT id FROM executions INDEXED BY executions_claim WHERE status = 'queued' \
+             ORDER BY COALESCE(heartbeat_at, created_at), id LIMIT 1) \
+             RETURNING {EXECUTION_COLUMNS}"
+            ))
+            .db()?;
+        let running = ExecStatus::Running.as_str();
+        Ok(collect(&mut stmt, params![owner, now + lease_ms, now, running], execution_from)?.pop())
     }
 
     async fn claim_waiting(&self, execution_id: &str, owner: &str, lease_ms: i64) -> Result<Option<Execution>> {
@@ -636,23 +646,4 @@ fn append_audit_in(tx: &rusqlite::Transaction<'_>, r: &NewAudit) -> Result<Audit
     .execute(params![seq, at, r.actor, r.action, r.target, r.request_id, details, prev_hash, hash])
     .db()?;
     Ok(r.recorded(seq, at, prev_hash, hash))
-}
-
-impl SqliteStore {
-    /// Claims the queued execution that has waited longest (see `ServerStore::claim_next`).
-    fn claim_queued(&self, owner: &str, lease_ms: i64) -> Result<Option<Execution>> {
-        let now = now_ms();
-        let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare_cached(&format!(
-                "UPDATE executions SET status = ?4, owner = ?1, lease_expires_at = ?2, heartbeat_at = ?3, \
-             started_at = COALESCE(started_at, ?3) \
-             WHERE id = (SELECT id FROM executions INDEXED BY executions_claim WHERE status = 'queued' \
-             ORDER BY COALESCE(heartbeat_at, created_at), id LIMIT 1) \
-             RETURNING {EXECUTION_COLUMNS}"
-            ))
-            .db()?;
-        let running = ExecStatus::Running.as_str();
-        Ok(collect(&mut stmt, params![owner, now + lease_ms, now, running], execution_from)?.pop())
-    }
 }

@@ -244,9 +244,18 @@ pub trait ServerStore: Store {
         audit: &NewAudit,
     ) -> impl Future<Output = Result<String>> + Send;
     /// Claims the queued execution that has waited longest for a runner (since it was
-    /// created, or since it last ran) for `owner` until the lease expires, with its steps
-    /// and last log sequence number (as [`Store::steps_and_last_seq`]).
-    fn claim_next(&self, owner: &str, lease_ms: i64) -> impl Future<Output = Result<Option<Claimed>>> + Send;
+    /// created, or since it last ran) for `owner` until the lease expires.
+    fn claim_queued(&self, owner: &str, lease_ms: i64) -> impl Future<Output = Result<Option<Execution>>> + Send;
+    /// [`ServerStore::claim_queued`], with the execution's steps and last log sequence
+    /// number (as [`Store::steps_and_last_seq`]). A backend that can read them in the
+    /// same round trip overrides it (and a wrapper must then hand it on).
+    fn claim_next(&self, owner: &str, lease_ms: i64) -> impl Future<Output = Result<Option<Claimed>>> + Send {
+        async move {
+            let Some(execution) = self.claim_queued(owner, lease_ms).await? else { return Ok(None) };
+            let (steps, last_seq) = self.steps_and_last_seq(&execution.id).await?;
+            Ok(Some(Claimed { execution, steps, last_seq }))
+        }
+    }
     /// Holds a waiting execution (to poll its gate, cancel or override it) unless someone
     /// else holds it or moved it. It stays `waiting` meanwhile: that is what it does.
     fn claim_waiting(
