@@ -237,7 +237,8 @@ pub(crate) fn push_step_update(q: &mut QueryBuilder<Postgres>, s: &StepRecord) {
     q.push(" WHERE execution_id = ").push_bind(&s.execution_id).push(" AND idx = ").push_bind(s.idx);
 }
 
-/// `UPDATE executions SET … WHERE id = …`, only while `fence` (when there is one) holds it.
+/// `UPDATE executions SET … WHERE id = …`, only while `fence` (when there is one) holds it;
+/// not the actor, which is set at creation and never changes.
 pub(crate) fn push_execution_update(q: &mut QueryBuilder<Postgres>, e: &Execution, fence: Option<&str>) {
     q.push("UPDATE executions SET ");
     let mut set = q.separated(", ");
@@ -250,7 +251,6 @@ pub(crate) fn push_execution_update(q: &mut QueryBuilder<Postgres>, e: &Executio
     set.push("owner = ").push_bind_unseparated(&e.owner);
     set.push("lease_expires_at = ").push_bind_unseparated(e.lease_expires_at);
     set.push("heartbeat_at = ").push_bind_unseparated(e.heartbeat_at);
-    set.push("actor = ").push_bind_unseparated(&e.actor);
     q.push(" WHERE id = ").push_bind(&e.id);
     q.push(" AND (").push_bind(fence).push("::text IS NULL OR owner = ").push_bind(fence).push(")");
 }

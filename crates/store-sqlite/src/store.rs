@@ -56,33 +56,7 @@ impl Store for SqliteStore {
 
     async fn update_execution(&self, e: &Execution, fence: Option<&str>) -> Result<()> {
         let conn = self.conn()?;
-        let done = conn
-            .prepare_cached(
-                "UPDATE executions SET status = ?, started_at = ?, finished_at = ?, error = ?, current_step = ?, \
-                 rollback_status = ?, owner = ?, lease_expires_at = ?, heartbeat_at = ?, actor = ? \
-                 WHERE id = ?11 AND (?12 IS NULL OR owner = ?12)",
-            )
-            .db()?
-            .execute(params![
-                e.status.as_str(),
-                e.started_at,
-                e.finished_at,
-                e.error,
-                e.current_step,
-                e.rollback_status.map(StepStatus::as_str),
-                e.owner,
-                e.lease_expires_at,
-                e.heartbeat_at,
-                e.actor,
-                e.id,
-                fence,
-            ])
-            .db()?;
-        if done == 0 {
-            check_fence(&conn, &e.id, fence)?;
-            return Err(Error::NotFound(format!("execution {}", e.id)));
-        }
-        Ok(())
+        write_execution(&conn, e, fence)
     }
 
     async fn update_step(&self, s: &StepRecord, fence: Option<&str>) -> Result<()> {
@@ -93,34 +67,25 @@ impl Store for SqliteStore {
     async fn record_attempt(&self, a: &Attempt, steps: &[&StepRecord], fence: Option<&str>) -> Result<()> {
         let mut conn = self.conn()?;
         let tx = conn.transaction().db()?;
-        // The fence is checked by the first write; from there the transaction holds the
-        // write lock, so no one can take the claim before the commit.
-        let inserted = tx
-            .prepare_cached(
-                "INSERT INTO step_attempts (execution_id, step_id, phase, attempt, status, exit_code, started_at, \
-                 finished_at, error) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 \
-                 WHERE ?10 IS NULL OR EXISTS (SELECT 1 FROM executions WHERE id = ?1 AND owner = ?10)",
-            )
-            .db()?
-            .execute(params![
-                a.execution_id,
-                a.step_id,
-                a.phase.as_str(),
-                a.attempt,
-                a.status.as_str(),
-                a.exit_code,
-                a.started_at,
-                a.finished_at,
-                a.error,
-                fence,
-            ])
-            .db()?;
-        if inserted == 0 {
-            check_fence(&tx, &a.execution_id, fence)?;
+        write_attempt(&tx, a, steps, fence)?;
+        tx.commit().db()?;
+        Ok(())
+    }
+
+    async fn finish_execution(
+        &self,
+        e: &Execution,
+        last: Option<(&Attempt, &[&StepRecord])>,
+        fence: Option<&str>,
+    ) -> Result<()> {
+        // One commit for the last attempt and the execution's end (a commit less per
+        // execution, of the five a one-step execution makes on a server).
+        let mut conn = self.conn()?;
+        let tx = conn.transaction().db()?;
+        if let Some((a, steps)) = last {
+            write_attempt(&tx, a, steps, fence)?;
         }
-        for s in steps {
-            update_step(&tx, s, None)?;
-        }
+        write_execution(&tx, e, fence)?;
         tx.commit().db()?;
         Ok(())
     }
@@ -425,6 +390,70 @@ impl Store for SqliteStore {
 }
 
 /// `Error::LostClaim` unless execution `id` is held by `fence` (when there is one).
+/// Writes an execution's state (not its actor, which is set at creation and never
+/// changes: naming it in the `SET` list rewrote its index entry on every write).
+fn write_execution(conn: &rusqlite::Connection, e: &Execution, fence: Option<&str>) -> Result<()> {
+    let done = conn
+        .prepare_cached(
+            "UPDATE executions SET status = ?, started_at = ?, finished_at = ?, error = ?, current_step = ?, \
+             rollback_status = ?, owner = ?, lease_expires_at = ?, heartbeat_at = ? \
+             WHERE id = ?10 AND (?11 IS NULL OR owner = ?11)",
+        )
+        .db()?
+        .execute(params![
+            e.status.as_str(),
+            e.started_at,
+            e.finished_at,
+            e.error,
+            e.current_step,
+            e.rollback_status.map(StepStatus::as_str),
+            e.owner,
+            e.lease_expires_at,
+            e.heartbeat_at,
+            e.id,
+            fence,
+        ])
+        .db()?;
+    if done == 0 {
+        check_fence(conn, &e.id, fence)?;
+        return Err(Error::NotFound(format!("execution {}", e.id)));
+    }
+    Ok(())
+}
+
+/// Records a finished attempt and the state of `steps`, inside the caller's transaction.
+fn write_attempt(tx: &rusqlite::Connection, a: &Attempt, steps: &[&StepRecord], fence: Option<&str>) -> Result<()> {
+    // The fence is checked by the first write; from there the transaction holds the
+    // write lock, so no one can take the claim before the commit.
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO step_attempts (execution_id, step_id, phase, attempt, status, exit_code, started_at, \
+             finished_at, error) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 \
+             WHERE ?10 IS NULL OR EXISTS (SELECT 1 FROM executions WHERE id = ?1 AND owner = ?10)",
+        )
+        .db()?
+        .execute(params![
+            a.execution_id,
+            a.step_id,
+            a.phase.as_str(),
+            a.attempt,
+            a.status.as_str(),
+            a.exit_code,
+            a.started_at,
+            a.finished_at,
+            a.error,
+            fence,
+        ])
+        .db()?;
+    if inserted == 0 {
+        check_fence(tx, &a.execution_id, fence)?;
+    }
+    for s in steps {
+        update_step(tx, s, None)?;
+    }
+    Ok(())
+}
+
 pub(crate) fn check_fence(conn: &rusqlite::Connection, id: &str, fence: Option<&str>) -> Result<()> {
     let Some(fence) = fence else { return Ok(()) };
     let holder: Option<Option<String>> = conn

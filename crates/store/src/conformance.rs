@@ -212,6 +212,10 @@ async fn executions_round_trip<S: ServerStore>(s: S) {
     done.error = Some("step `s1` failed".into());
     s.update_execution(&done, None).await.unwrap();
     assert_eq!(s.execution("EX0001").await.unwrap(), done);
+    // The actor is set at creation: a write of the state does not change it.
+    let impostor = Execution { actor: "mallory".into(), ..done.clone() };
+    s.update_execution(&impostor, None).await.unwrap();
+    assert_eq!(s.execution("EX0001").await.unwrap().actor, done.actor);
     s.set_process("EX0001", "s1", Some("123:abc.1")).await.unwrap();
     assert_eq!(s.processes("EX0001").await.unwrap(), vec![("s1".to_string(), "123:abc.1".to_string())]);
     s.set_process("EX0001", "s1", None).await.unwrap();

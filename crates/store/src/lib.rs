@@ -100,6 +100,7 @@ pub trait Store: Send + Sync + Clone + 'static {
     /// Writes an execution's state. With a `fence` (the owner its runner claimed it as),
     /// the write happens only while the execution is still held by that owner, checked
     /// in the same transaction; otherwise `Error::LostClaim` and nothing is written.
+    /// The actor is not written: it is set at creation and never changes.
     fn update_execution(&self, exec: &Execution, fence: Option<&str>) -> impl Future<Output = Result<()>> + Send;
     fn update_step(&self, step: &StepRecord, fence: Option<&str>) -> impl Future<Output = Result<()>> + Send;
     /// Records a finished attempt and, in the same transaction, the new state of the given
