@@ -389,7 +389,6 @@ impl Store for SqliteStore {
     }
 }
 
-/// `Error::LostClaim` unless execution `id` is held by `fence` (when there is one).
 /// Writes an execution's state (not its actor, which is set at creation and never
 /// changes: naming it in the `SET` list rewrote its index entry on every write).
 fn write_execution(conn: &rusqlite::Connection, e: &Execution, fence: Option<&str>) -> Result<()> {
@@ -454,6 +453,7 @@ fn write_attempt(tx: &rusqlite::Connection, a: &Attempt, steps: &[&StepRecord], 
     Ok(())
 }
 
+/// `Error::LostClaim` unless execution `id` is held by `fence` (when there is one).
 pub(crate) fn check_fence(conn: &rusqlite::Connection, id: &str, fence: Option<&str>) -> Result<()> {
     let Some(fence) = fence else { return Ok(()) };
     let holder: Option<Option<String>> = conn
