@@ -42,6 +42,7 @@ pub use observer::{
 };
 pub use process::ParentDeath;
 pub use recovery::{local_owner, owner_pid};
+pub use runner::Loaded;
 
 /// The store every engine runs on. One concrete type, not a generic parameter: the
 /// engine is compiled once, here, rather than again in each front end that uses it
@@ -307,7 +308,7 @@ impl Engine {
     pub fn run_claimed<'a>(
         &'a self,
         exec: opsbook_store::Execution,
-        loaded: Option<(Vec<opsbook_store::StepRecord>, i64)>,
+        loaded: Option<Loaded>,
         secrets: &'a BTreeMap<String, Input>,
         hooks: &'a Hooks<'_>,
     ) -> Boxed<'a, Result<Outcome>> {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use opsbook_core::ExecStatus;
-use opsbook_engine::{Hooks, cancel_pair};
+use opsbook_engine::{Hooks, Loaded, cancel_pair};
 use opsbook_store::{Execution, ServerStore, Store, now_ms};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -40,9 +40,6 @@ async fn worker(state: AppState, mut stop: watch::Receiver<bool>) {
         }
     }
 }
-
-/// An execution's steps and last log sequence number, as its claim returned them.
-type Loaded = (Vec<opsbook_store::StepRecord>, i64);
 
 /// What a runner does with an execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -334,7 +334,7 @@ pub struct Feedback {
 }
 
 /// An execution a runner has just claimed, with what it needs to start: its steps and
-/// the last sequence number of its log (read in the same round trip where the backend can).
+/// the last sequence number of its log (both backends read them right after the claim).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claimed {
     pub execution: Execution,

@@ -207,8 +207,8 @@ async fn load<'e, 'h>(
 }
 
 /// An execution's steps and the last sequence number of its log, when they came with
-/// its claim.
-pub(crate) type Loaded = (Vec<opsbook_store::StepRecord>, i64);
+/// its claim (`ServerStore::claim_next`).
+pub type Loaded = (Vec<opsbook_store::StepRecord>, i64);
 
 /// [`load`], for an execution just read (as a claim returned it, `loaded` with it or not).
 async fn load_exec<'e, 'h>(

@@ -21,6 +21,7 @@ mod persist;
 mod rollback;
 mod secrets;
 
+pub use entry::Loaded;
 pub(crate) use entry::{begin, check_resume, new_execution, resume, rollback_child, rollback_only, run_claimed, start};
 pub(crate) use secrets::{Work, check_secrets, mentions, needed_secrets};
 

@@ -134,6 +134,12 @@ pub(crate) fn needed_secrets(rb: &Runbook, steps: &[StepRecord], work: Work) -> 
         t
     };
     let lines: Vec<&str> = rb.source.lines().collect();
+    // Step `i`'s whole text in the runbook: every field, from its line to the next step's.
+    let step_text = |i: usize| {
+        let from = (rb.steps[i].line as usize).saturating_sub(1);
+        let to = rb.steps.get(i + 1).map_or(lines.len(), |n| (n.line as usize).saturating_sub(1));
+        lines.get(from..to.max(from)).map(|l| l.join("\n")).unwrap_or_default()
+    };
     let done = |rec: &StepRecord| matches!(rec.status, StepStatus::Succeeded | StepStatus::Skipped);
     for (i, (step, rec)) in rb.steps.iter().zip(steps).enumerate() {
         // (also one interrupted or waiting: its child is rolled back or cancelled as a whole)
@@ -142,9 +148,7 @@ pub(crate) fn needed_secrets(rb: &Runbook, steps: &[StepRecord], work: Work) -> 
             && matches!(step.kind, opsbook_core::StepKind::Runbook(_))
         {
             // A child is rolled back with the parameters the step hands it.
-            let from = (step.line as usize).saturating_sub(1);
-            let to = rb.steps.get(i + 1).map_or(lines.len(), |n| (n.line as usize).saturating_sub(1));
-            texts.push(lines.get(from..to.max(from)).map(|l| l.join("\n")).unwrap_or_default());
+            texts.push(step_text(i));
         }
         if rec.status == StepStatus::Succeeded
             && rec.rollback_status != Some(StepStatus::Succeeded)
@@ -154,17 +158,13 @@ pub(crate) fn needed_secrets(rb: &Runbook, steps: &[StepRecord], work: Work) -> 
                 Some(script) => texts.push(script_text(script)),
                 // An AWS rollback: the step's whole text, which holds it.
                 None => {
-                    let from = (step.line as usize).saturating_sub(1);
-                    let to = rb.steps.get(i + 1).map_or(lines.len(), |n| (n.line as usize).saturating_sub(1));
-                    texts.push(lines.get(from..to.max(from)).map(|l| l.join("\n")).unwrap_or_default());
+                    texts.push(step_text(i));
                 }
             }
         }
         if work == Work::Rest && !done(rec) {
             // All of a step that is still to run: its text in the runbook, every field.
-            let from = (step.line as usize).saturating_sub(1);
-            let to = rb.steps.get(i + 1).map_or(lines.len(), |n| (n.line as usize).saturating_sub(1));
-            texts.push(lines.get(from..to.max(from)).map(|l| l.join("\n")).unwrap_or_default());
+            texts.push(step_text(i));
         }
     }
     if work == Work::Rest && steps.iter().all(|s| s.status == StepStatus::Pending) {
