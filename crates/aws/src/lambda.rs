@@ -1,8 +1,6 @@
-//! Lambda: one synchronous Invoke (`RequestResponse`, `LogType: Tail`).
+//! Lambda: one synchronous Invoke (`RequestResponse`, `LogType: Tail`), restJson1.
 
-use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{InvocationType, LogType};
-
+use crate::wire::{LAMBDA, percent_encode};
 use crate::{Call, Error, Target};
 
 /// What an invocation returned.
@@ -27,42 +25,41 @@ pub fn invoke<'a>(
 ) -> crate::Boxed<'a, Result<Invoked, Error>> {
     crate::boxed(async move {
         let conf = crate::config(target).await?;
-        let client = aws_sdk_lambda::Client::new(&conf);
-        let sent = client
-            .invoke()
-            .function_name(function)
-            .set_qualifier(qualifier.map(str::to_string))
-            .invocation_type(InvocationType::RequestResponse)
-            .log_type(LogType::Tail)
-            .payload(Blob::new(payload))
-            .send()
-            .await;
-        let out = match sent {
+        let client = conf.client(&LAMBDA);
+        let mut path = format!("/2015-03-31/functions/{}/invocations", percent_encode(function));
+        if let Some(q) = qualifier {
+            path.push_str(&format!("?Qualifier={}", percent_encode(q)));
+        }
+        let headers = [
+            ("content-type", "application/octet-stream"),
+            ("x-amz-invocation-type", "RequestResponse"),
+            ("x-amz-log-type", "Tail"),
+        ];
+        let out = match client.rest("POST", &path, &headers, payload).await {
             Ok(out) => out,
+            Err(e) if e.code() == Some("ResourceNotFoundException") => {
+                return Err(Error::fatal(format!(
+                    "Lambda function `{function}`{} not found in {}",
+                    qualifier.map(|q| format!(" (qualifier {q})")).unwrap_or_default(),
+                    conf.region
+                )));
+            }
             Err(e) => {
                 let resource = format!("function `{function}`");
                 let call = Call { service: "Lambda", action: "lambda:InvokeFunction", resource: &resource, target };
-                let code = e.as_service_error().and_then(aws_smithy_types::error::metadata::ProvideErrorMetadata::code);
-                if code == Some("ResourceNotFoundException") {
-                    let region = conf.region().map_or("", |r| r.as_ref());
-                    return Err(Error::fatal(format!(
-                        "Lambda function `{function}`{} not found in {region}",
-                        qualifier.map(|q| format!(" (qualifier {q})")).unwrap_or_default()
-                    )));
-                }
                 return Err(crate::describe(&call, &e));
             }
         };
         let log_tail = out
-            .log_result()
+            .header("x-amz-log-result")
             .and_then(|b64| aws_smithy_types::base64::decode(b64).ok())
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
             .unwrap_or_default();
         Ok(Invoked {
-            payload: out.payload().map(|b| b.as_ref().to_vec()).unwrap_or_default(),
-            function_error: out.function_error().map(str::to_string),
+            function_error: out.header("x-amz-function-error").map(str::to_string),
+            version: out.header("x-amz-executed-version").map(str::to_string),
+            payload: out.body,
             log_tail,
-            version: out.executed_version().map(str::to_string),
         })
     })
 }

@@ -1,27 +1,32 @@
-//! AWS calls made by steps, on the official SDK crates.
+//! AWS calls made by steps and gates: each service's wire protocol over one shared HTTP
+//! client ([`wire`]), signed with SigV4 (`aws-sigv4`).
 //!
-//! One configuration is loaded per process from the standard chain (environment,
-//! profiles, SSO, web identity, container and instance roles) with one HTTP client, so
-//! every service client shares its connection pool and TLS stack. A step may name its
+//! Credentials and the region come from the standard chain (`aws-config`: environment,
+//! profiles, SSO, web identity, container and instance roles), loaded once per process;
+//! credentials are kept until shortly before they expire. A step may name its
 //! own region and a role to assume; an assumed role's credentials are cached per role,
-//! region and session (an execution), so its steps assume the role once. Endpoints follow the SDK's convention (`AWS_ENDPOINT_URL_LAMBDA`, …,
-//! `AWS_ENDPOINT_URL`), which is how the tests reach local doubles.
+//! region and session (an execution), so its steps assume the role once. Endpoints follow
+//! the SDKs' convention (`AWS_ENDPOINT_URL_LAMBDA`, …, `AWS_ENDPOINT_URL`, a profile's
+//! `endpoint_url`), which is how the tests reach local doubles.
 #![forbid(unsafe_code)]
 
 pub mod lambda;
 pub mod secrets;
 pub mod sns;
 pub mod ssm;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use std::sync::Arc;
+
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
-use aws_credential_types::provider::error::CredentialsError;
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-// Public async functions return `Boxed` futures, so the SDK and HTTP client code they
+pub use wire::{Credential, Failure, Policy, Service};
+
+// Public async functions return `Boxed` futures, so the signing and HTTP client code they
 // await is compiled here only.
 pub(crate) use opsbook_core::{Boxed, boxed};
 
@@ -53,7 +58,7 @@ impl Target {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
     pub message: String,
-    /// Whether trying again later can help (throttling after the SDK's own retries, a
+    /// Whether trying again later can help (throttling after the call's own retries, a
     /// service error, a network failure), as opposed to access denied or not found.
     pub retryable: bool,
 }
@@ -72,14 +77,21 @@ impl Error {
     }
 }
 
-static BASE: tokio::sync::OnceCell<SdkConfig> = tokio::sync::OnceCell::const_new();
-/// Configurations by target, so assumed-role credentials are reused until they expire.
-static TARGETS: Mutex<Option<HashMap<Target, SdkConfig>>> = Mutex::new(None);
+/// The standard chain's configuration and its credentials, loaded once per process.
+struct Base {
+    config: SdkConfig,
+    credential: Option<Arc<Credential>>,
+}
+
+static BASE: tokio::sync::OnceCell<Base> = tokio::sync::OnceCell::const_new();
+/// Connections by target, so assumed-role credentials are reused until they expire.
+static TARGETS: Mutex<Option<HashMap<Target, Arc<Resolved>>>> = Mutex::new(None);
 /// Bound on the cache above (one entry per role, region and session).
 const MAX_TARGETS: usize = 256;
 
-/// The one HTTP client (connection pool, TLS stack) of every AWS call in the process.
-pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+/// The HTTP client of the standard chain's own calls (instance metadata, STS for web
+/// identity and roles).
+fn chain_http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
     static CLIENT: std::sync::OnceLock<aws_smithy_runtime_api::client::http::SharedHttpClient> =
         std::sync::OnceLock::new();
     CLIENT
@@ -90,20 +102,55 @@ pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
         .clone()
 }
 
-/// A configuration loader from the standard chain with the shared HTTP client, for
-/// callers that set more (the health gate sets its region and timeouts per route).
-pub fn loader() -> aws_config::ConfigLoader {
-    aws_config::defaults(BehaviorVersion::latest()).http_client(http_client())
+async fn base() -> &'static Base {
+    BASE.get_or_init(|| async {
+        let config = aws_config::defaults(BehaviorVersion::latest()).http_client(chain_http_client()).load().await;
+        let credential = config.credentials_provider().map(Credential::new);
+        Base { config, credential }
+    })
+    .await
 }
 
-/// The process's configuration from the standard chain, with the one shared HTTP client.
-pub async fn base() -> &'static SdkConfig {
-    BASE.get_or_init(|| loader().load()).await
+/// The standard chain's credentials (environment, profiles, web identity, container and
+/// instance roles), shared by every caller in the process.
+pub fn chain_credential<'a>() -> crate::Boxed<'a, Result<Arc<Credential>, Error>> {
+    crate::boxed(async move { base().await.credential.clone().ok_or_else(no_credentials) })
 }
 
-/// The configuration for calls to `target`: its region (or the chain's), and the
-/// assumed role's credentials when it names one.
-pub fn config<'a>(target: &'a Target) -> crate::Boxed<'a, Result<SdkConfig, Error>> {
+fn no_credentials() -> Error {
+    Error::fatal(format!("{NO_CREDENTIALS}: none is configured"))
+}
+
+const NO_CREDENTIALS: &str = "no AWS credentials (environment, profile, SSO, web identity, container or instance role)";
+
+/// Where a target's calls go: its region, the credentials they are signed with, and
+/// the endpoint settings of the chain (a profile's `endpoint_url`, FIPS, dual-stack).
+pub struct Resolved {
+    pub region: String,
+    credential: Arc<Credential>,
+    endpoint_url: Option<String>,
+    fips: bool,
+    dual_stack: bool,
+    /// Attempts per call: the chain's `AWS_MAX_ATTEMPTS` (or a profile's `max_attempts`), else 3.
+    attempts: u32,
+}
+
+impl Resolved {
+    /// A client of `service` for this target, retrying as the chain says.
+    pub fn client(&self, service: &'static Service) -> wire::Client {
+        self.client_with(service, Policy { attempts: self.attempts, timeout: None })
+    }
+
+    /// A client of `service` for this target with its own retries and time bound.
+    pub fn client_with(&self, service: &'static Service, policy: Policy) -> wire::Client {
+        let endpoint = wire::endpoint(service, &self.region, self.endpoint_url.as_deref(), self.fips, self.dual_stack);
+        wire::Client::new(service, &self.region, endpoint, self.credential.clone(), policy)
+    }
+}
+
+/// The connection for calls to `target`: its region (or the chain's), and the assumed
+/// role's credentials when it names one.
+pub fn config<'a>(target: &'a Target) -> crate::Boxed<'a, Result<Arc<Resolved>, Error>> {
     crate::boxed(async move {
         // The session matters only to an assumed role.
         let key = Target {
@@ -114,9 +161,9 @@ pub fn config<'a>(target: &'a Target) -> crate::Boxed<'a, Result<SdkConfig, Erro
             return Ok(conf.clone());
         }
         let base = base().await;
-        let region = match (&target.region, base.region()) {
-            (Some(r), _) => Region::new(r.clone()),
-            (None, Some(r)) => r.clone(),
+        let region = match (&target.region, base.config.region()) {
+            (Some(r), _) => r.clone(),
+            (None, Some(r)) => r.to_string(),
             (None, None) => {
                 return Err(Error::fatal(
                 "no AWS region: set `region:` on the step, or AWS_REGION (or a profile's region) where opsbook runs"
@@ -124,17 +171,26 @@ pub fn config<'a>(target: &'a Target) -> crate::Boxed<'a, Result<SdkConfig, Erro
             ));
             }
         };
-        let mut conf = base.to_builder().region(region.clone());
-        if let Some(role) = &target.role_arn {
-            let provider = aws_config::sts::AssumeRoleProvider::builder(role.clone())
-                .session_name(Target::session_name(&target.session))
-                .region(region)
-                .configure(base)
-                .build()
-                .await;
-            conf = conf.credentials_provider(SharedCredentialsProvider::new(provider));
-        }
-        let conf = conf.build();
+        let credential = match &target.role_arn {
+            Some(role) => {
+                let provider = aws_config::sts::AssumeRoleProvider::builder(role.clone())
+                    .session_name(Target::session_name(&target.session))
+                    .region(Region::new(region.clone()))
+                    .configure(&base.config)
+                    .build()
+                    .await;
+                Credential::new(SharedCredentialsProvider::new(provider))
+            }
+            None => base.credential.clone().ok_or_else(no_credentials)?,
+        };
+        let conf = Arc::new(Resolved {
+            region,
+            credential,
+            endpoint_url: base.config.endpoint_url().map(str::to_string),
+            fips: base.config.use_fips().unwrap_or(false),
+            dual_stack: base.config.use_dual_stack().unwrap_or(false),
+            attempts: base.config.retry_config().map_or(3, |r| r.max_attempts()),
+        });
         let mut cache = TARGETS.lock().unwrap_or_else(|e| e.into_inner());
         let map = cache.get_or_insert_with(HashMap::new);
         if map.len() >= MAX_TARGETS {
@@ -142,6 +198,21 @@ pub fn config<'a>(target: &'a Target) -> crate::Boxed<'a, Result<SdkConfig, Erro
         }
         map.insert(key, conf.clone());
         Ok(conf)
+    })
+}
+
+/// The chain's endpoint settings for a client the caller places itself (the health gate
+/// picks its region per route).
+pub fn chain_endpoint<'a>(service: &'static Service, region: &'a str) -> crate::Boxed<'a, String> {
+    crate::boxed(async move {
+        let c = &base().await.config;
+        wire::endpoint(
+            service,
+            region,
+            c.endpoint_url(),
+            c.use_fips().unwrap_or(false),
+            c.use_dual_stack().unwrap_or(false),
+        )
     })
 }
 
@@ -162,7 +233,7 @@ const BAD_CREDENTIALS: [&str; 6] = [
     "ExpiredTokenException",
     "ExpiredToken",
 ];
-/// Error codes of throttling (the SDK retried them with backoff before giving up).
+/// Error codes of throttling (retried with backoff before giving up).
 const THROTTLED: [&str; 6] = [
     "ThrottlingException",
     "Throttling",
@@ -182,71 +253,39 @@ pub struct Call<'a> {
 }
 
 /// Says what went wrong with a call, naming what to fix.
-pub fn describe<E>(
-    call: &Call<'_>,
-    e: &aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
-) -> Error
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    use aws_smithy_runtime_api::client::result::SdkError;
+pub fn describe(call: &Call<'_>, failure: &Failure) -> Error {
     let Call { service, action, resource, target } = call;
-    match e {
-        SdkError::ServiceError(s) => {
-            let err = s.err();
-            let code = err.code().unwrap_or("an unnamed error");
-            let msg = err.message().unwrap_or("").trim();
+    match failure {
+        Failure::Service { code, message, .. } => {
+            let msg = message.trim();
             let detail = if msg.is_empty() { code.to_string() } else { format!("{code}: {msg}") };
             let who = target
                 .role_arn
                 .as_deref()
                 .map_or_else(|| "the credentials opsbook runs with".to_string(), |r| format!("role {r}"));
+            let code = code.as_str();
             if DENIED.contains(&code) {
                 Error::fatal(format!("access denied: allow `{action}` on {resource} for {who} ({detail})"))
             } else if BAD_CREDENTIALS.contains(&code) {
                 Error::fatal(format!("{service} refused the credentials of {who} ({detail})"))
             } else if THROTTLED.contains(&code) {
                 Error {
-                    message: format!("{service} throttled `{action}` and the SDK's retries ran out ({detail})"),
+                    message: format!("{service} throttled `{action}` and the retries ran out ({detail})"),
                     retryable: true,
                 }
             } else {
                 Error { message: format!("{service} `{action}` failed ({detail})"), retryable: true }
             }
         }
-        SdkError::TimeoutError(_) => Error { message: format!("{service} did not answer in time"), retryable: true },
-        SdkError::DispatchFailure(d) => {
-            let cause =
-                d.as_connector_error().map(|c| root_cause(c)).unwrap_or_else(|| "the request could not be sent".into());
-            let creds = d.as_connector_error().is_some_and(|c| credentials_failed(c));
-            match (creds, &target.role_arn) {
-                (true, Some(role)) => Error::fatal(format!(
-                    "cannot assume role {role}: {cause} (the caller needs `sts:AssumeRole` on it, and the role's trust policy must allow the caller)"
-                )),
-                (true, None) => Error::fatal(format!(
-                    "no AWS credentials (environment, profile, SSO, web identity, container or instance role): {cause}"
-                )),
-                (false, _) => Error { message: format!("cannot reach {service}: {cause}"), retryable: true },
-            }
-        }
-        other => Error {
-            message: format!("{service}: {}", aws_smithy_types::error::display::DisplayErrorContext(other)),
-            retryable: true,
+        Failure::Timeout => Error { message: format!("{service} did not answer in time"), retryable: true },
+        Failure::Credentials(cause) => match &target.role_arn {
+            Some(role) => Error::fatal(format!(
+                "cannot assume role {role}: {cause} (the caller needs `sts:AssumeRole` on it, and the role's trust policy must allow the caller)"
+            )),
+            None => Error::fatal(format!("{NO_CREDENTIALS}: {cause}")),
         },
+        Failure::Unreachable(cause) => Error { message: format!("cannot reach {service}: {cause}"), retryable: true },
     }
-}
-
-/// Whether the request never left because credentials could not be had (none found, or
-/// the role could not be assumed).
-pub fn credentials_failed(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(e) = cur {
-        if e.is::<CredentialsError>() {
-            return true;
-        }
-        cur = e.source();
-    }
-    false
 }
 
 /// Why a call failed: a service's refusal in the chain (STS's AccessDenied behind a

@@ -1,6 +1,9 @@
 //! Secret parameters read from AWS when an execution starts: a Secrets Manager secret
 //! (whole, or one key of its JSON) or a Parameter Store parameter (decrypted).
 
+use serde_json::json;
+
+use crate::wire::{SECRETS_MANAGER, SSM};
 use crate::{Call, Error, Target};
 
 /// A Secrets Manager secret's text (`SecretString`); `key` picks one field of its JSON.
@@ -10,24 +13,21 @@ pub fn secrets_manager<'a>(
     key: Option<&'a str>,
 ) -> crate::Boxed<'a, Result<String, Error>> {
     crate::boxed(async move {
-        let client = aws_sdk_secretsmanager::Client::new(&crate::config(target).await?);
+        let client = crate::config(target).await?.client(&SECRETS_MANAGER);
         let resource = format!("secret `{id}`");
-        let out = client.get_secret_value().secret_id(id).send().await.map_err(|e| {
-            use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-            match e.as_service_error().and_then(ProvideErrorMetadata::code) {
-                Some("ResourceNotFoundException") => Error::fatal(format!("Secrets Manager has no secret `{id}`")),
-                _ => crate::describe(
-                    &Call {
-                        service: "Secrets Manager",
-                        action: "secretsmanager:GetSecretValue",
-                        resource: &resource,
-                        target,
-                    },
-                    &e,
-                ),
-            }
+        let out = client.json("GetSecretValue", &json!({ "SecretId": id })).await.map_err(|e| match e.code() {
+            Some("ResourceNotFoundException") => Error::fatal(format!("Secrets Manager has no secret `{id}`")),
+            _ => crate::describe(
+                &Call {
+                    service: "Secrets Manager",
+                    action: "secretsmanager:GetSecretValue",
+                    resource: &resource,
+                    target,
+                },
+                &e,
+            ),
         })?;
-        let Some(text) = out.secret_string() else {
+        let Some(text) = out["SecretString"].as_str() else {
             return Err(Error::fatal(format!("secret `{id}` is binary; opsbook reads text secrets (SecretString)")));
         };
         let Some(key) = key else { return Ok(text.to_string()) };
@@ -44,20 +44,15 @@ pub fn secrets_manager<'a>(
 /// A Parameter Store parameter's value, decrypted (`WithDecryption`).
 pub fn ssm_parameter<'a>(target: &'a Target, name: &'a str) -> crate::Boxed<'a, Result<String, Error>> {
     crate::boxed(async move {
-        let client = aws_sdk_ssm::Client::new(&crate::config(target).await?);
+        let client = crate::config(target).await?.client(&SSM);
         let resource = format!("parameter `{name}`");
-        let out = client.get_parameter().name(name).with_decryption(true).send().await.map_err(|e| {
-            use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-            match e.as_service_error().and_then(ProvideErrorMetadata::code) {
-                Some("ParameterNotFound") => Error::fatal(format!("Parameter Store has no parameter `{name}`")),
-                _ => crate::describe(
-                    &Call { service: "SSM", action: "ssm:GetParameter", resource: &resource, target },
-                    &e,
-                ),
-            }
+        let input = json!({ "Name": name, "WithDecryption": true });
+        let out = client.json("GetParameter", &input).await.map_err(|e| match e.code() {
+            Some("ParameterNotFound") => Error::fatal(format!("Parameter Store has no parameter `{name}`")),
+            _ => crate::describe(&Call { service: "SSM", action: "ssm:GetParameter", resource: &resource, target }, &e),
         })?;
-        out.parameter()
-            .and_then(|p| p.value())
+        out["Parameter"]["Value"]
+            .as_str()
             .map(str::to_string)
             .ok_or_else(|| Error::fatal(format!("parameter `{name}` has no value")))
     })

@@ -1,28 +1,29 @@
 //! Systems Manager: Run Command (SendCommand, its invocations, CancelCommand), the
 //! managed instances (DescribeInstanceInformation) and Automation
-//! (StartAutomationExecution, GetAutomationExecution, StopAutomationExecution).
+//! (StartAutomationExecution, GetAutomationExecution, StopAutomationExecution), awsJson1_1.
 
 use std::collections::BTreeMap;
 
-use aws_sdk_ssm::Client;
-use aws_sdk_ssm::types::{
-    CommandInvocationStatus, CommandStatus, InstanceInformationStringFilter, StopType, Target as SsmTarget,
-};
+use serde_json::{Value, json};
 
+use crate::wire::{Client, Failure, SSM};
 use crate::{Call, Error, Target};
 
 async fn client(target: &Target) -> Result<Client, Error> {
-    Ok(Client::new(&crate::config(target).await?))
+    Ok(crate::config(target).await?.client(&SSM))
 }
 
-fn failed<E>(target: &Target, action: &str, resource: &str, e: &aws_sdk_ssm::error::SdkError<E>) -> Error
-where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
-{
-    use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-    let code = e.as_service_error().and_then(ProvideErrorMetadata::code);
-    let message = e.as_service_error().and_then(ProvideErrorMetadata::message).unwrap_or("");
-    match code {
+/// One SSM operation; its refusals said in SSM's terms.
+async fn call(client: &Client, target: &Target, op: &str, resource: &str, input: Value) -> Result<Value, Error> {
+    client.json(op, &input).await.map_err(|e| failed(target, &format!("ssm:{op}"), resource, &e))
+}
+
+fn failed(target: &Target, action: &str, resource: &str, e: &Failure) -> Error {
+    let message = match e {
+        Failure::Service { message, .. } => message.as_str(),
+        _ => "",
+    };
+    match e.code() {
         Some("InvalidDocument") => Error::fatal(format!("SSM {resource} not found or not usable ({message})")),
         Some("InvalidInstanceId") => Error::fatal(format!(
             "SSM cannot run {resource} on these instances: not managed, not running, or unknown ({message})"
@@ -33,6 +34,27 @@ where
         Some("AutomationDefinitionNotFoundException") => Error::fatal(format!("SSM {resource} not found ({message})")),
         _ => crate::describe(&Call { service: "SSM", action, resource, target }, e),
     }
+}
+
+/// A `{"Key": "tag:NAME", "Values": [...]}` list (SendCommand's targets, the instance filters).
+fn tag_filters(tags: &BTreeMap<String, Vec<String>>) -> Vec<Value> {
+    tags.iter().map(|(k, v)| json!({ "Key": format!("tag:{k}"), "Values": v })).collect()
+}
+
+/// Sets `key` when `value` is given.
+fn set(doc: &mut Value, key: &str, value: Option<impl Into<Value>>) {
+    if let Some(v) = value {
+        doc[key] = v.into();
+    }
+}
+
+/// The next page's token, when there is one.
+fn next_token(page: &Value) -> Option<String> {
+    page["NextToken"].as_str().filter(|t| !t.is_empty()).map(str::to_string)
+}
+
+fn text(v: &Value) -> Option<String> {
+    v.as_str().map(str::to_string)
 }
 
 /// A command to send.
@@ -52,28 +74,23 @@ pub struct CommandRequest<'a> {
 pub fn send_command<'a>(target: &'a Target, req: &'a CommandRequest<'_>) -> crate::Boxed<'a, Result<String, Error>> {
     crate::boxed(async move {
         let client = client(target).await?;
-        let mut call = client
-            .send_command()
-            .document_name(req.document)
-            .set_document_version(req.document_version.map(str::to_string))
-            .set_max_concurrency(req.max_concurrency.map(str::to_string))
-            .set_max_errors(req.max_errors.map(str::to_string))
-            .set_comment(req.comment.map(|c| c.chars().take(100).collect()));
+        let mut input = json!({ "DocumentName": req.document });
+        set(&mut input, "DocumentVersion", req.document_version);
+        set(&mut input, "MaxConcurrency", req.max_concurrency);
+        set(&mut input, "MaxErrors", req.max_errors);
+        set(&mut input, "Comment", req.comment.map(|c| c.chars().take(100).collect::<String>()));
         if !req.instance_ids.is_empty() {
-            call = call.set_instance_ids(Some(req.instance_ids.to_vec()));
+            input["InstanceIds"] = json!(req.instance_ids);
         }
-        for (key, values) in req.tags {
-            let t = SsmTarget::builder().key(format!("tag:{key}")).set_values(Some(values.clone())).build();
-            call = call.targets(t);
+        if !req.tags.is_empty() {
+            input["Targets"] = json!(tag_filters(req.tags));
         }
-        for (k, v) in req.parameters {
-            call = call.parameters(k, v.clone());
+        if !req.parameters.is_empty() {
+            input["Parameters"] = json!(req.parameters);
         }
         let resource = format!("document `{}`", req.document);
-        let out = call.send().await.map_err(|e| failed(target, "ssm:SendCommand", &resource, &e))?;
-        out.command()
-            .and_then(|c| c.command_id())
-            .map(str::to_string)
+        let out = call(&client, target, "SendCommand", &resource, input).await?;
+        text(&out["Command"]["CommandId"])
             .ok_or_else(|| Error { message: "SSM answered SendCommand without a command id".into(), retryable: false })
     })
 }
@@ -86,25 +103,20 @@ pub fn managed_instances<'a>(
 ) -> crate::Boxed<'a, Result<Vec<String>, Error>> {
     crate::boxed(async move {
         let client = client(target).await?;
-        let resource = "managed instances";
         let mut ids = Vec::new();
         let mut next: Option<String> = None;
         loop {
-            let mut call = client.describe_instance_information().max_results(50).set_next_token(next.take());
-            for (key, values) in tags {
-                let filter = InstanceInformationStringFilter::builder()
-                    .key(format!("tag:{key}"))
-                    .set_values(Some(values.clone()))
-                    .build()
-                    .map_err(|e| Error::fatal(format!("tag filter `{key}`: {e}")))?;
-                call = call.filters(filter);
+            let mut input = json!({ "MaxResults": 50 });
+            if !tags.is_empty() {
+                input["Filters"] = json!(tag_filters(tags));
             }
-            let page =
-                call.send().await.map_err(|e| failed(target, "ssm:DescribeInstanceInformation", resource, &e))?;
-            ids.extend(page.instance_information_list().iter().filter_map(|i| i.instance_id()).map(str::to_string));
-            match page.next_token() {
-                Some(t) if !t.is_empty() => next = Some(t.to_string()),
-                _ => break,
+            set(&mut input, "NextToken", next.take());
+            let page = call(&client, target, "DescribeInstanceInformation", "managed instances", input).await?;
+            let list = page["InstanceInformationList"].as_array().map(Vec::as_slice).unwrap_or_default();
+            ids.extend(list.iter().filter_map(|i| text(&i["InstanceId"])));
+            match next_token(&page) {
+                Some(t) => next = Some(t),
+                None => break,
             }
         }
         ids.sort();
@@ -137,14 +149,9 @@ pub struct CommandState {
     pub invocations: Vec<Invocation>,
 }
 
-fn invocation_terminal(s: &CommandInvocationStatus) -> bool {
-    matches!(
-        s,
-        CommandInvocationStatus::Success
-            | CommandInvocationStatus::Failed
-            | CommandInvocationStatus::TimedOut
-            | CommandInvocationStatus::Cancelled
-    )
+/// Whether a command's or an invocation's status is final.
+fn command_terminal(status: &str) -> bool {
+    matches!(status, "Success" | "Failed" | "TimedOut" | "Cancelled")
 }
 
 /// The command's status and every invocation with its output.
@@ -152,53 +159,44 @@ pub fn command_state<'a>(target: &'a Target, command_id: &'a str) -> crate::Boxe
     crate::boxed(async move {
         let client = client(target).await?;
         let resource = format!("command {command_id}");
-        let listed = client
-            .list_commands()
-            .command_id(command_id)
-            .send()
-            .await
-            .map_err(|e| failed(target, "ssm:ListCommands", &resource, &e))?;
-        let command = listed.commands().first().cloned();
-        let status = command.as_ref().and_then(|c| c.status().cloned());
-        let terminal = matches!(
-            status,
-            Some(CommandStatus::Success | CommandStatus::Failed | CommandStatus::TimedOut | CommandStatus::Cancelled)
-        );
+        let listed = call(&client, target, "ListCommands", &resource, json!({ "CommandId": command_id })).await?;
+        let command = listed["Commands"].get(0).cloned().unwrap_or(Value::Null);
+        let status = text(&command["Status"]);
         let mut invocations = Vec::new();
         let mut next: Option<String> = None;
         loop {
-            let page = client
-                .list_command_invocations()
-                .command_id(command_id)
-                .details(true)
-                .set_next_token(next.take())
-                .send()
-                .await
-                .map_err(|e| failed(target, "ssm:ListCommandInvocations", &resource, &e))?;
-            for inv in page.command_invocations() {
-                let status = inv.status().cloned().unwrap_or(CommandInvocationStatus::Pending);
-                let plugins = inv.command_plugins();
-                let exit_code = plugins.iter().rev().map(|p| p.response_code()).find(|c| *c >= 0);
-                let output: Vec<&str> = plugins.iter().filter_map(|p| p.output()).filter(|o| !o.is_empty()).collect();
+            let mut input = json!({ "CommandId": command_id, "Details": true });
+            set(&mut input, "NextToken", next.take());
+            let page = call(&client, target, "ListCommandInvocations", &resource, input).await?;
+            for inv in page["CommandInvocations"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                let status = text(&inv["Status"]).unwrap_or_else(|| "Pending".into());
+                let plugins = inv["CommandPlugins"].as_array().map(Vec::as_slice).unwrap_or_default();
+                let exit_code = plugins
+                    .iter()
+                    .rev()
+                    .map(|p| p["ResponseCode"].as_i64().and_then(|c| i32::try_from(c).ok()).unwrap_or(0))
+                    .find(|c| *c >= 0);
+                let output: Vec<&str> =
+                    plugins.iter().filter_map(|p| p["Output"].as_str()).filter(|o| !o.is_empty()).collect();
                 invocations.push(Invocation {
-                    instance_id: inv.instance_id().unwrap_or_default().to_string(),
-                    terminal: invocation_terminal(&status),
-                    success: status == CommandInvocationStatus::Success,
-                    status: status.as_str().to_string(),
-                    details: inv.status_details().map(str::to_string),
+                    instance_id: text(&inv["InstanceId"]).unwrap_or_default(),
+                    terminal: command_terminal(&status),
+                    success: status == "Success",
+                    details: text(&inv["StatusDetails"]),
                     exit_code: if plugins.is_empty() { None } else { exit_code },
                     output: output.join("\n"),
+                    status,
                 });
             }
-            match page.next_token() {
-                Some(t) if !t.is_empty() => next = Some(t.to_string()),
-                _ => break,
+            match next_token(&page) {
+                Some(t) => next = Some(t),
+                None => break,
             }
         }
         Ok(CommandState {
-            status: status.map_or_else(|| "Pending".to_string(), |s| s.as_str().to_string()),
-            terminal,
-            details: command.and_then(|c| c.status_details().map(str::to_string)),
+            terminal: status.as_deref().is_some_and(command_terminal),
+            status: status.unwrap_or_else(|| "Pending".to_string()),
+            details: text(&command["StatusDetails"]),
             invocations,
         })
     })
@@ -209,12 +207,7 @@ pub fn cancel_command<'a>(target: &'a Target, command_id: &'a str) -> crate::Box
     crate::boxed(async move {
         let client = client(target).await?;
         let resource = format!("command {command_id}");
-        client
-            .cancel_command()
-            .command_id(command_id)
-            .send()
-            .await
-            .map_err(|e| failed(target, "ssm:CancelCommand", &resource, &e))?;
+        call(&client, target, "CancelCommand", &resource, json!({ "CommandId": command_id })).await?;
         Ok(())
     })
 }
@@ -229,17 +222,14 @@ pub fn start_automation<'a>(
 ) -> crate::Boxed<'a, Result<String, Error>> {
     crate::boxed(async move {
         let client = client(target).await?;
-        let mut call = client
-            .start_automation_execution()
-            .document_name(document)
-            .set_document_version(version.map(str::to_string))
-            .client_token(token);
-        for (k, v) in parameters {
-            call = call.parameters(k, v.clone());
+        let mut input = json!({ "DocumentName": document, "ClientToken": token });
+        set(&mut input, "DocumentVersion", version);
+        if !parameters.is_empty() {
+            input["Parameters"] = json!(parameters);
         }
         let resource = format!("Automation runbook `{document}`");
-        let out = call.send().await.map_err(|e| failed(target, "ssm:StartAutomationExecution", &resource, &e))?;
-        out.automation_execution_id().map(str::to_string).ok_or_else(|| Error {
+        let out = call(&client, target, "StartAutomationExecution", &resource, input).await?;
+        text(&out["AutomationExecutionId"]).ok_or_else(|| Error {
             message: "SSM answered without an automation execution id".into(),
             retryable: false,
         })
@@ -259,32 +249,39 @@ pub struct AutomationState {
 
 pub fn automation_state<'a>(target: &'a Target, id: &'a str) -> crate::Boxed<'a, Result<AutomationState, Error>> {
     crate::boxed(async move {
-        use aws_sdk_ssm::types::AutomationExecutionStatus as S;
         let client = client(target).await?;
         let resource = format!("automation execution {id}");
-        let out = client
-            .get_automation_execution()
-            .automation_execution_id(id)
-            .send()
-            .await
-            .map_err(|e| failed(target, "ssm:GetAutomationExecution", &resource, &e))?;
-        let Some(a) = out.automation_execution() else {
+        let input = json!({ "AutomationExecutionId": id });
+        let out = call(&client, target, "GetAutomationExecution", &resource, input).await?;
+        let a = &out["AutomationExecution"];
+        if !a.is_object() {
             return Err(Error { message: format!("SSM did not describe {resource}"), retryable: true });
-        };
-        let status = a.automation_execution_status().cloned().unwrap_or(S::Pending);
-        let success = matches!(status, S::Success | S::CompletedWithSuccess);
+        }
+        let status = text(&a["AutomationExecutionStatus"]).unwrap_or_else(|| "Pending".into());
+        let success = matches!(status.as_str(), "Success" | "CompletedWithSuccess");
         let terminal = success
             || matches!(
-                status,
-                S::Failed | S::Timedout | S::Cancelled | S::CompletedWithFailure | S::Rejected | S::Exited
+                status.as_str(),
+                "Failed" | "TimedOut" | "Cancelled" | "CompletedWithFailure" | "Rejected" | "Exited"
             );
+        let outputs = a["Outputs"]
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| {
+                        let values = v.as_array().map(Vec::as_slice).unwrap_or_default();
+                        (k.clone(), values.iter().filter_map(text).collect())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(AutomationState {
-            status: status.as_str().to_string(),
+            status,
             terminal,
             success,
-            current_step: a.current_step_name().map(str::to_string),
-            failure: a.failure_message().map(str::to_string),
-            outputs: a.outputs().map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
+            current_step: text(&a["CurrentStepName"]),
+            failure: text(&a["FailureMessage"]),
+            outputs,
         })
     })
 }
@@ -294,13 +291,8 @@ pub fn stop_automation<'a>(target: &'a Target, id: &'a str) -> crate::Boxed<'a, 
     crate::boxed(async move {
         let client = client(target).await?;
         let resource = format!("automation execution {id}");
-        client
-            .stop_automation_execution()
-            .automation_execution_id(id)
-            .r#type(StopType::Cancel)
-            .send()
-            .await
-            .map_err(|e| failed(target, "ssm:StopAutomationExecution", &resource, &e))?;
+        let input = json!({ "AutomationExecutionId": id, "Type": "Cancel" });
+        call(&client, target, "StopAutomationExecution", &resource, input).await?;
         Ok(())
     })
 }

@@ -1,6 +1,5 @@
-//! A double of the AWS Health API as the SDK speaks it: Smithy RPCv2 CBOR
-//! (`POST /service/AWSHealth_20160804/operation/OP`, `smithy-protocol: rpc-v2-cbor`),
-//! with paging, filters, event details, organization views, throttling, errors and an
+//! A double of the AWS Health API in its awsJson1_1 protocol (`POST /`,
+//! `X-Amz-Target: AWSHealth_20160804.OP`, timestamps as epoch seconds), with paging, filters, event details, organization views, throttling, errors and an
 //! outage mode. Its events are JSON values in the API's shape (`startTime` as
 //! `{"$ts": epoch_secs}`), plus `account` for organization events and `description` for
 //! DescribeEventDetails (default `Details of ID`); a test scripts them to open, update and
@@ -9,8 +8,6 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use minicbor::data::{IanaTag, Type};
-use minicbor::{Decoder, Encoder};
 use serde_json::{Value, json};
 
 use crate::http::Request;
@@ -58,11 +55,10 @@ impl Health {
                 let Ok(mut stream) = stream else { continue };
                 let Some(req) = Request::read(&stream) else { continue };
                 let (status, reply) = answer(&mut s.lock().unwrap_or_else(|e| e.into_inner()), &req);
-                let mut buf = Vec::new();
-                encode(&mut Encoder::new(&mut buf), &reply);
+                let buf = timestamps(reply).to_string().into_bytes();
                 let _ = write!(
                     stream,
-                    "HTTP/1.1 {status} X\r\nsmithy-protocol: rpc-v2-cbor\r\ncontent-type: application/cbor\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                     buf.len()
                 );
                 let _ = stream.write_all(&buf);
@@ -108,11 +104,14 @@ fn error(code: &str, message: &str) -> (u16, Value) {
 }
 
 fn answer(s: &mut Script, req: &Request) -> (u16, Value) {
-    let op = req.path.rsplit('/').next().unwrap_or("").to_string();
-    let input = if req.body.is_empty() { json!({}) } else { decode(&mut Decoder::new(&req.body)) };
+    let op = req.header("x-amz-target").and_then(|t| t.strip_prefix("AWSHealth_20160804.")).unwrap_or("").to_string();
+    let input: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
     s.calls.push(Call { op: op.clone(), input: input.clone(), region: req.signed_region() });
-    if req.header("smithy-protocol") != Some("rpc-v2-cbor") {
-        return error("SerializationException", "expected smithy-protocol: rpc-v2-cbor");
+    if req.method != "POST" || req.path != "/" || req.header("content-type") != Some("application/x-amz-json-1.1") {
+        return error("SerializationException", "expected POST / with Content-Type: application/x-amz-json-1.1");
+    }
+    if !input.is_object() {
+        return error("SerializationException", "the body is not a JSON object");
     }
     if s.unavailable {
         return (503, json!({ "__type": "ServiceUnavailableException", "message": "Service unavailable" }));
@@ -198,95 +197,12 @@ fn details(e: &Value, account: Option<&Value>) -> Value {
     d
 }
 
-/// Decodes any CBOR item into JSON (timestamps become `{"$ts": secs}`).
-pub fn decode(d: &mut Decoder<'_>) -> Value {
-    let Ok(ty) = d.datatype() else { return Value::Null };
-    match ty {
-        Type::Map | Type::MapIndef => {
-            let len = d.map().ok().flatten();
-            let mut m = serde_json::Map::new();
-            let mut n = 0;
-            while len.is_none_or(|l| n < l) {
-                if len.is_none() && d.datatype().is_ok_and(|t| t == Type::Break) {
-                    let _ = d.skip();
-                    break;
-                }
-                let Ok(k) = d.str() else { break };
-                let k = k.to_string();
-                m.insert(k, decode(d));
-                n += 1;
-            }
-            Value::Object(m)
-        }
-        Type::Array | Type::ArrayIndef => {
-            let len = d.array().ok().flatten();
-            let mut a = Vec::new();
-            while len.is_none_or(|l| (a.len() as u64) < l) {
-                if len.is_none() && d.datatype().is_ok_and(|t| t == Type::Break) {
-                    let _ = d.skip();
-                    break;
-                }
-                if d.datatype().is_err() {
-                    break;
-                }
-                a.push(decode(d));
-            }
-            Value::Array(a)
-        }
-        Type::String | Type::StringIndef => d.str().map_or(Value::Null, |s| Value::from(s.to_string())),
-        Type::Bool => d.bool().map_or(Value::Null, Value::from),
-        Type::U8 | Type::U16 | Type::U32 | Type::U64 => d.u64().map_or(Value::Null, Value::from),
-        Type::I8 | Type::I16 | Type::I32 | Type::I64 | Type::Int => d.i64().map_or(Value::Null, Value::from),
-        Type::Tag => {
-            let _ = d.tag();
-            json!({ "$ts": decode(d) })
-        }
-        Type::F64 => d.f64().map_or(Value::Null, Value::from),
-        Type::F32 => d.f32().map_or(Value::Null, Value::from),
-        _ => {
-            let _ = d.skip();
-            Value::Null
-        }
-    }
-}
-
-/// Encodes JSON as CBOR; `{"$ts": secs}` becomes a tag-1 epoch timestamp.
-pub fn encode(e: &mut Encoder<&mut Vec<u8>>, v: &Value) {
-    // Writing into a Vec cannot fail.
+/// The scripted `{"$ts": secs}` timestamps as awsJson writes them: epoch seconds.
+fn timestamps(v: Value) -> Value {
     match v {
-        Value::Object(m) if m.contains_key("$ts") => {
-            let _ = e.tag(IanaTag::Timestamp);
-            let _ = e.f64(m["$ts"].as_f64().unwrap_or(0.0));
-        }
-        Value::Object(m) => {
-            let _ = e.map(m.len() as u64);
-            for (k, v) in m {
-                let _ = e.str(k);
-                encode(e, v);
-            }
-        }
-        Value::Array(a) => {
-            let _ = e.array(a.len() as u64);
-            for v in a {
-                encode(e, v);
-            }
-        }
-        Value::String(s) => {
-            let _ = e.str(s);
-        }
-        Value::Bool(b) => {
-            let _ = e.bool(*b);
-        }
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => {
-                let _ = e.i64(i);
-            }
-            None => {
-                let _ = e.f64(n.as_f64().unwrap_or(0.0));
-            }
-        },
-        Value::Null => {
-            let _ = e.null();
-        }
+        Value::Object(m) if m.contains_key("$ts") => m["$ts"].clone(),
+        Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| (k, timestamps(v))).collect()),
+        Value::Array(a) => Value::Array(a.into_iter().map(timestamps).collect()),
+        other => other,
     }
 }

@@ -15,13 +15,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use aws_config::Region;
-use aws_sdk_codepipeline::Client;
-use aws_sdk_codepipeline::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_codepipeline::types::{
-    ActionCategory, ActionOwner, ActionTypeId, ExecutionDetails, FailureDetails, FailureType, Job, StageRetryMode,
-};
+use opsbook_aws::wire::{CODEPIPELINE, Client, Failure};
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use crate::Checker;
 use crate::config::GateDef;
@@ -37,21 +33,14 @@ pub struct WorkerConfig {
     pub state: PathBuf,
 }
 
-/// A client with the standard credential chain; the endpoint follows the SDK convention
-/// (`AWS_ENDPOINT_URL_CODEPIPELINE`, `AWS_ENDPOINT_URL`), which is how tests reach a double.
-pub fn client<'a>(region: Option<String>) -> crate::Boxed<'a, Client> {
+/// A client with the standard credential chain, in `region` (or the chain's); the
+/// endpoint follows the SDK convention (`AWS_ENDPOINT_URL_CODEPIPELINE`,
+/// `AWS_ENDPOINT_URL`), which is how tests reach a double.
+pub fn client<'a>(region: Option<String>) -> crate::Boxed<'a, Result<Client, String>> {
     crate::boxed(async move {
-        let mut loader = opsbook_aws::loader();
-        if let Some(r) = region {
-            loader = loader.region(Region::new(r));
-        }
-        let shared = loader.load().await;
-        let mut conf = aws_sdk_codepipeline::config::Builder::from(&shared);
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        if let Some(ep) = env("AWS_ENDPOINT_URL_CODEPIPELINE").or_else(|| env("AWS_ENDPOINT_URL")) {
-            conf = conf.endpoint_url(ep);
-        }
-        Client::from_conf(conf.build())
+        let target = opsbook_aws::Target { region, ..Default::default() };
+        let conf = opsbook_aws::config(&target).await.map_err(|e| err(e.message))?;
+        Ok(conf.client(&CODEPIPELINE))
     })
 }
 
@@ -59,18 +48,21 @@ fn err(e: impl std::fmt::Display) -> String {
     format!("CodePipeline: {e}")
 }
 
-/// CodePipeline's own words for a refusal (`InvalidNonceException: …`), else the whole chain.
-fn sdk_err<E: ProvideErrorMetadata + std::error::Error + 'static>(
-    e: SdkError<E, aws_sdk_codepipeline::config::http::HttpResponse>,
-) -> String {
-    match &e {
-        SdkError::ServiceError(s) => {
-            let code = s.err().code().unwrap_or("unknown error");
-            err(format!("{code}: {}", s.err().message().unwrap_or("")).trim_end_matches([':', ' ']))
-        }
-        SdkError::TimeoutError(_) => err("no answer in time"),
-        _ => err(aws_sdk_codepipeline::error::DisplayErrorContext(e)),
+/// CodePipeline's own words for a refusal (`InvalidNonceException: …`), else what failed.
+fn sdk_err(e: Failure) -> String {
+    match e {
+        Failure::Service { code, message, .. } => err(format!("{code}: {message}").trim_end_matches([':', ' '])),
+        Failure::Timeout => err("no answer in time"),
+        Failure::Unreachable(why) => err(format!("cannot reach it: {why}")),
+        Failure::Credentials(why) => err(format!(
+            "no AWS credentials (environment, profile, SSO, web identity, container or instance role): {why}"
+        )),
     }
+}
+
+/// The text at `path` in a document.
+fn text<'v>(doc: &'v Value, path: &[&str]) -> Option<&'v str> {
+    path.iter().try_fold(doc, |v, k| v.get(k))?.as_str()
 }
 
 /// One poll: the stages waiting for their gate (`OnBlocked: retry`) are retried when it
@@ -86,22 +78,18 @@ pub fn poll_once<'a>(
         let mut done = retry_cleared(client, cfg, checker)
             .await
             .unwrap_or_else(|e| vec![("retries".to_string(), format!("error: {e}"))]);
-        let action = ActionTypeId::builder()
-            .category(ActionCategory::from(cfg.category.as_str()))
-            .owner(ActionOwner::Custom)
-            .provider(&cfg.provider)
-            .version(&cfg.version)
-            .build()
-            .map_err(err)?;
-        let out = client
-            .poll_for_jobs()
-            .action_type_id(action)
-            .max_batch_size(cfg.max_batch)
-            .send()
-            .await
-            .map_err(sdk_err)?;
-        for job in out.jobs() {
-            let id = job.id().unwrap_or_default().to_string();
+        let input = json!({
+            "actionTypeId": {
+                "category": cfg.category,
+                "owner": "Custom",
+                "provider": cfg.provider,
+                "version": cfg.version,
+            },
+            "maxBatchSize": cfg.max_batch,
+        });
+        let out = client.json("PollForJobs", &input).await.map_err(sdk_err)?;
+        for job in out["jobs"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let id = text(job, &["id"]).unwrap_or_default().to_string();
             // One job's trouble (e.g. another worker acknowledged it first) spares the others.
             let outcome = handle(client, cfg, checker, job).await.unwrap_or_else(|e| format!("error: {e}"));
             done.push((format!("job {id}"), outcome));
@@ -110,18 +98,15 @@ pub fn poll_once<'a>(
     })
 }
 
-async fn handle(client: &Client, cfg: &WorkerConfig, checker: &Checker, job: &Job) -> Result<String, String> {
-    let id = job.id().unwrap_or_default();
-    client.acknowledge_job().job_id(id).nonce(job.nonce().unwrap_or_default()).send().await.map_err(sdk_err)?;
-    let conf = job.data().and_then(|d| d.action_configuration()).and_then(|c| c.configuration());
-    let get = |k: &str| conf.and_then(|c| c.get(k)).map(String::as_str);
+async fn handle(client: &Client, cfg: &WorkerConfig, checker: &Checker, job: &Value) -> Result<String, String> {
+    let id = text(job, &["id"]).unwrap_or_default();
+    let nonce = text(job, &["nonce"]).unwrap_or_default();
+    client.json("AcknowledgeJob", &json!({ "jobId": id, "nonce": nonce })).await.map_err(sdk_err)?;
+    let get = |k: &str| text(job, &["data", "actionConfiguration", "configuration", k]);
     let fail = |message: String| async move {
-        let details = FailureDetails::builder()
-            .r#type(FailureType::JobFailed)
-            .message(truncate(&message, 5000))
-            .build()
-            .map_err(err)?;
-        client.put_job_failure_result().job_id(id).failure_details(details).send().await.map_err(sdk_err)?;
+        let details = json!({ "type": "JobFailed", "message": truncate(&message, 5000) });
+        let input = json!({ "jobId": id, "failureDetails": details });
+        client.json("PutJobFailureResult", &input).await.map_err(sdk_err)?;
         Ok::<String, String>(format!("failed: {message}"))
     };
     let Some(name) = get("Gate") else { return fail("the action configuration names no Gate".into()).await };
@@ -142,14 +127,15 @@ async fn handle(client: &Client, cfg: &WorkerConfig, checker: &Checker, job: &Jo
     };
     let now = jiff::Timestamp::now();
     // Blocked since: carried in the continuation token from the first blocked check.
-    let since = job.data().and_then(|d| d.continuation_token()).and_then(blocked_since).unwrap_or(now.as_millisecond());
+    let since = text(job, &["data", "continuationToken"]).and_then(blocked_since).unwrap_or(now.as_millisecond());
     let waited = Duration::from_millis(u64::try_from(now.as_millisecond() - since).unwrap_or(0));
     let r = checker.check(name, gate, now).await;
     let why = r.reasons().join("; ");
     if r.passes() {
         let summary = format!("gate `{name}` is {}", r.verdict.as_str());
-        let details = ExecutionDetails::builder().summary(truncate(&summary, 2048)).percent_complete(100).build();
-        client.put_job_success_result().job_id(id).execution_details(details).send().await.map_err(sdk_err)?;
+        let details = json!({ "summary": truncate(&summary, 2048), "percentComplete": 100 });
+        let input = json!({ "jobId": id, "executionDetails": details });
+        client.json("PutJobSuccessResult", &input).await.map_err(sdk_err)?;
         return Ok("succeeded".into());
     }
     let message = format!("gate `{name}` is {}: {why}", r.verdict.as_str());
@@ -189,15 +175,12 @@ async fn handle(client: &Client, cfg: &WorkerConfig, checker: &Checker, job: &Jo
             opsbook_core::Dur(max_wait)
         )
     };
-    let details = ExecutionDetails::builder().summary(truncate(&message, 2048)).percent_complete(0).build();
-    client
-        .put_job_success_result()
-        .job_id(id)
-        .continuation_token(format!("{TOKEN_PREFIX}{since}"))
-        .execution_details(details)
-        .send()
-        .await
-        .map_err(sdk_err)?;
+    let input = json!({
+        "jobId": id,
+        "continuationToken": format!("{TOKEN_PREFIX}{since}"),
+        "executionDetails": { "summary": truncate(&message, 2048), "percentComplete": 0 },
+    });
+    client.json("PutJobSuccessResult", &input).await.map_err(sdk_err)?;
     Ok(format!("waiting: {message}"))
 }
 
@@ -215,12 +198,12 @@ pub struct StageRun {
 }
 
 impl StageRun {
-    fn of(job: &Job, gate: &str, now: i64, max_wait: Duration) -> Option<StageRun> {
-        let ctx = job.data()?.pipeline_context()?;
+    fn of(job: &Value, gate: &str, now: i64, max_wait: Duration) -> Option<StageRun> {
+        let ctx = &job["data"]["pipelineContext"];
         Some(StageRun {
-            pipeline: ctx.pipeline_name()?.to_string(),
-            stage: ctx.stage()?.name()?.to_string(),
-            pipeline_execution_id: ctx.pipeline_execution_id()?.to_string(),
+            pipeline: text(ctx, &["pipelineName"])?.to_string(),
+            stage: text(ctx, &["stage", "name"])?.to_string(),
+            pipeline_execution_id: text(ctx, &["pipelineExecutionId"])?.to_string(),
             gate: gate.to_string(),
             blocked_at: now,
             retry_until: now.saturating_add(i64::try_from(max_wait.as_millis()).unwrap_or(i64::MAX)),
@@ -325,29 +308,24 @@ async fn retry_cleared(
             kept.push(run);
             continue;
         }
-        let sent = client
-            .retry_stage_execution()
-            .pipeline_name(&run.pipeline)
-            .stage_name(&run.stage)
-            .pipeline_execution_id(&run.pipeline_execution_id)
-            .retry_mode(StageRetryMode::FailedActions)
-            .send()
-            .await;
-        match sent {
+        let input = json!({
+            "pipelineName": run.pipeline,
+            "stageName": run.stage,
+            "pipelineExecutionId": run.pipeline_execution_id,
+            "retryMode": "FAILED_ACTIONS",
+        });
+        match client.json("RetryStageExecution", &input).await {
             Ok(_) => done.push((
                 run.label(),
                 format!("retried (pipeline execution {}): gate `{}` is clear", run.pipeline_execution_id, run.gate),
             )),
-            Err(SdkError::ServiceError(s))
+            Err(Failure::Service { code, message, .. })
                 if matches!(
-                    s.err().code(),
-                    Some(
-                        "NotLatestPipelineExecutionException" | "PipelineNotFoundException" | "StageNotFoundException"
-                    )
+                    code.as_str(),
+                    "NotLatestPipelineExecutionException" | "PipelineNotFoundException" | "StageNotFoundException"
                 ) =>
             {
-                let why = format!("{}: {}", s.err().code().unwrap_or_default(), s.err().message().unwrap_or_default());
-                done.push((run.label(), format!("not retried: CodePipeline: {why}")));
+                done.push((run.label(), format!("not retried: CodePipeline: {code}: {message}")));
             }
             // Unreachable, throttled…: tried again at the next poll.
             Err(e) => {

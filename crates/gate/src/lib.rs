@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use config::{FailMode, GateDef, GatesFile, Source};
 
-// Public async functions return `Boxed` futures, so the SDK and HTTP client code they
+// Public async functions return `Boxed` futures, so the HTTP client code they
 // await is compiled here only.
 pub(crate) use opsbook_core::{Boxed, boxed};
 

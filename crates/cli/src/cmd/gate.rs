@@ -390,11 +390,11 @@ async fn exec_until_done(to: Target<'_>, cmd: Gate) -> Result<u8> {
             }
             let (_, file) = load_all(w.config.as_deref())?;
             let poll = duration("poll", &w.poll)?;
-            let client = opsbook_gate::codepipeline::client(w.region).await;
+            let client = opsbook_gate::codepipeline::client(w.region).await.map_err(|e| anyhow::anyhow!(e))?;
             // A state file per region and action: workers of other regions or actions (even
             // on this host) keep their own.
             let state = w.state.unwrap_or_else(|| {
-                let region = client.config().region().map_or_else(|| "default".to_string(), |r| r.to_string());
+                let region = client.region().to_string();
                 let part = |s: &str| s.replace(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'), "_");
                 let name = format!(
                     "codepipeline-{}-{}-{}-{}.retries.json",

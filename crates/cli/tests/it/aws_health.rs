@@ -1,5 +1,5 @@
-//! The AWS Health source against a local double of the Health API that speaks the SDK's
-//! real wire protocol: Smithy RPCv2 CBOR, with paging, event details and errors.
+//! The AWS Health source against a local double of the Health API that speaks its real
+//! wire protocol: awsJson1_1, with paging, event details and errors.
 
 use opsbook_doubles::health::{Health, Script, event};
 use serde_json::json;

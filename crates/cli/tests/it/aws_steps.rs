@@ -1,5 +1,5 @@
 //! AWS step kinds through the binary, against local doubles that speak each service's
-//! real protocol (Lambda restJson1, SSM awsJson1.1, STS awsQuery), so the real SDK talks
+//! real protocol (Lambda restJson1, SSM awsJson1.1, STS awsQuery), so opsbook's AWS client talks
 //! to them.
 
 use std::time::{Duration, Instant};
@@ -229,7 +229,7 @@ fn a_lambda_validation_gets_the_result_and_decides() {
 }
 
 #[test]
-fn throttling_is_retried_by_the_sdk_and_denials_name_the_action() {
+fn throttling_is_retried_with_backoff_and_denials_name_the_action() {
     let aws = Aws::start(&[
         ("check", Function::returning(json!({ "ok": true }))),
         ("secret-fn", Function::returning(json!(1))),
@@ -244,7 +244,7 @@ fn throttling_is_retried_by_the_sdk_and_denials_name_the_action() {
     let o = aws.run(&env, &book, &["--output", "json"]);
     let doc = o.json();
     assert_eq!(doc["steps"][0]["status"], "succeeded", "{doc}");
-    assert_eq!(doc["steps"][0]["attempts"], 1, "the SDK retried the throttled calls inside one attempt");
+    assert_eq!(doc["steps"][0]["attempts"], 1, "the client retried the throttled calls inside one attempt");
     let calls = aws.lambda.calls();
     assert_eq!(calls.iter().filter(|c| c.function == "check").count(), 3, "{calls:?}");
 

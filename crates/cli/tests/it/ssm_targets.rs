@@ -1,5 +1,5 @@
 //! `targets: { via: ssm }`: a `run` step on EC2 instances through SSM Run Command, against
-//! the SSM double (awsJson1.1, the real SDK talking to it), whose `AWS-RunShellScript`
+//! the SSM double (awsJson1.1, opsbook's AWS client talking to it), whose `AWS-RunShellScript`
 //! really runs the command it is sent, here, as the instance would.
 
 use opsbook_doubles::ssm::{Document, InstanceResult};

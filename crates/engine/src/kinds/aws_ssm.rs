@@ -18,7 +18,7 @@ use crate::runner::Run;
 /// The first pause between polls; each pause is half again as long, up to `MAX_POLL`.
 const FIRST_POLL: Duration = Duration::from_millis(500);
 const MAX_POLL: Duration = Duration::from_secs(10);
-/// A poll that fails this many times in a row (after the SDK's own retries) fails the step.
+/// A poll that fails this many times in a row (after the call's own retries) fails the step.
 const POLL_FAILURES: u32 = 5;
 /// How long stopping the work in AWS may take once the step gave up on it.
 const STOP_WITHIN: Duration = Duration::from_secs(15);
@@ -319,7 +319,7 @@ pub(crate) async fn automation(
     };
     let target = run.aws_target(spec.target());
     let attempt = act.attempt.to_string();
-    // One token per start: the SDK's own retries of this call reuse it; a later attempt
+    // One token per start: the call's own retries reuse it; a later attempt
     // (or a rollback run again) starts anew.
     let nonce = opsbook_store::id::new_id();
     let token = client_token(&[&run.exec.id, act.step_id, act.phase.as_str(), &attempt, &nonce]);

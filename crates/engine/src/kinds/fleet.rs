@@ -364,7 +364,7 @@ async fn start(
                     let _ = tx.send(Msg::Chunk(slot, c)).await;
                 }
             };
-            // Boxed: the SDK calls' state would otherwise widen every part's task.
+            // Boxed: the AWS calls' state would otherwise widen every part's task.
             let sent = Box::pin(super::ssm_run::run(&job, timeout, &cancel, level, ctx));
             let (exit, ()) = tokio::join!(sent, forward);
             return (slot, exit);

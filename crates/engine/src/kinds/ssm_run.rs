@@ -27,7 +27,7 @@ pub(crate) const DOCUMENT: &str = "AWS-RunShellScript";
 /// The first pause between polls; each pause is half again as long, up to `MAX_POLL`.
 const FIRST_POLL: Duration = Duration::from_millis(300);
 const MAX_POLL: Duration = Duration::from_secs(5);
-/// Polls that fail in a row (after the SDK's own retries) before the attempt fails.
+/// Polls that fail in a row (after the call's own retries) before the attempt fails.
 const POLL_FAILURES: u32 = 5;
 
 /// The job's exit when SSM could not run the script (the message is on standard error):

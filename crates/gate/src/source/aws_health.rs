@@ -3,15 +3,11 @@
 //! organization view, the affected accounts and DescribeEventDetailsForOrganization).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use aws_config::Region;
-use aws_sdk_health::Client;
-use aws_sdk_health::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_health::types::{
-    DateTimeRange, EventAccountFilter, EventFilter, EventStatusCode, EventTypeCategory, OrganizationEventFilter,
-};
-
+use opsbook_aws::wire::{Client, Credential, Failure, HEALTH, Policy};
 use opsbook_core::aws_regions::region_of_zone;
+use serde_json::{Value, json};
 
 use crate::config::AwsHealth;
 use crate::{BlockRecord, Checker};
@@ -52,43 +48,26 @@ fn explicit_endpoint(a: &AwsHealth) -> Option<String> {
     a.endpoint_url.clone().or_else(|| env("AWS_ENDPOINT_URL_HEALTH")).or_else(|| env("AWS_ENDPOINT_URL"))
 }
 
-fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
-    e: &SdkError<E, aws_sdk_health::config::http::HttpResponse>,
-) -> (String, bool) {
+/// What went wrong, and whether another region may do better (it may not when AWS
+/// answered, refusing: that answer is the same in every region).
+fn describe(e: &Failure) -> (String, bool) {
     match e {
-        SdkError::ServiceError(s) => {
-            let server_side = s.raw().status().is_server_error();
-            let err = s.err();
-            let code = err.code().unwrap_or("unknown error");
+        Failure::Service { status, code, message } => {
             let msg = if code == "SubscriptionRequiredException" {
                 "the AWS Health API needs a Business, Enterprise On-Ramp or Enterprise support plan".to_string()
             } else {
-                format!("AWS Health answered {code}: {}", err.message().unwrap_or(""))
+                format!("AWS Health answered {code}: {message}")
             };
-            (msg, server_side)
+            (msg, *status >= 500)
         }
-        SdkError::TimeoutError(_) => ("AWS Health did not answer in time".into(), true),
-        SdkError::DispatchFailure(d) if d.as_connector_error().is_some_and(|c| opsbook_aws::credentials_failed(c)) => {
-            let why = d.as_connector_error().map(|c| super::root_cause(c)).unwrap_or_default();
-            // The same credentials sign for every region: no failover.
-            (
-                format!(
-                    "no AWS credentials (environment, profile, SSO, web identity, container or instance role): {why}"
-                ),
-                false,
-            )
-        }
-        SdkError::DispatchFailure(d) => {
-            let why =
-                d.as_connector_error().map_or_else(|| "the request could not be sent".into(), |c| super::root_cause(c));
-            (format!("cannot reach AWS Health: {why}"), true)
-        }
-        other => (format!("AWS Health: {}", aws_sdk_health::error::DisplayErrorContext(other)), true),
+        Failure::Timeout => ("AWS Health did not answer in time".into(), true),
+        // The same credentials sign for every region: no failover.
+        Failure::Credentials(why) => (
+            format!("no AWS credentials (environment, profile, SSO, web identity, container or instance role): {why}"),
+            false,
+        ),
+        Failure::Unreachable(why) => (format!("cannot reach AWS Health: {why}"), true),
     }
-}
-
-fn status_of(s: &str) -> EventStatusCode {
-    EventStatusCode::from(s)
 }
 
 /// One way to reach the API: the region to sign for and, when configured, the endpoint.
@@ -113,36 +92,31 @@ fn routes(explicit: Option<String>, active: Option<&'static str>) -> Vec<Route> 
 pub(crate) async fn check(c: &Checker, a: &AwsHealth, now: jiff::Timestamp) -> Result<Vec<BlockRecord>, String> {
     let explicit = explicit_endpoint(a);
     let active = if explicit.is_some() { None } else { active_region().await };
-    check_routes(c, a, now, &routes(explicit, active), opsbook_aws::loader).await
+    let credential = opsbook_aws::chain_credential().await.map_err(|e| e.message)?;
+    check_routes(c, a, now, &routes(explicit, active), credential).await
 }
 
 /// Tries each route until one answers. A region that cannot be reached, times out or
 /// answers 5xx fails over to the next; an answer (even a refusal such as
 /// SubscriptionRequiredException, the same in every region) is final. Each route gets
-/// its share of the timeout, and one retry when another route is left. `loader` is where
-/// the configuration (credentials) comes from: the standard chain, outside tests.
+/// its share of the timeout, and one retry when another route is left.
 async fn check_routes(
     c: &Checker,
     a: &AwsHealth,
     now: jiff::Timestamp,
     routes: &[Route],
-    loader: impl Fn() -> aws_config::ConfigLoader,
+    credential: Arc<Credential>,
 ) -> Result<Vec<BlockRecord>, String> {
     let share = c.timeout / u32::try_from(routes.len().max(1)).unwrap_or(1);
     let mut last = String::from("no AWS Health endpoint to try");
     for (i, route) in routes.iter().enumerate() {
         let attempts = if i + 1 < routes.len() { 2 } else { 4 };
-        let shared = loader()
-            .region(Region::new(route.region))
-            .timeout_config(aws_config::timeout::TimeoutConfig::builder().operation_timeout(share).build())
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(attempts))
-            .load()
-            .await;
-        let mut conf = aws_sdk_health::config::Builder::from(&shared);
-        if let Some(ep) = &route.endpoint {
-            conf = conf.endpoint_url(ep);
-        }
-        let client = Client::from_conf(conf.build());
+        let endpoint = match &route.endpoint {
+            Some(ep) => ep.trim_end_matches('/').to_string(),
+            None => opsbook_aws::chain_endpoint(&HEALTH, route.region).await,
+        };
+        let policy = Policy { attempts, timeout: Some(share) };
+        let client = Client::new(&HEALTH, route.region, endpoint, credential.clone(), policy);
         match fetch(&client, a, now).await {
             Ok(records) => return Ok(records),
             Err((msg, fail_over)) => {
@@ -172,27 +146,47 @@ struct Found {
     accounts: Vec<String>,
 }
 
-fn ts(t: Option<&aws_sdk_health::primitives::DateTime>) -> Option<i64> {
-    t.map(|d| d.secs() * 1000 + i64::from(d.subsec_nanos() / 1_000_000))
+/// An awsJson timestamp (epoch seconds, with a fraction) in epoch milliseconds.
+fn ts(t: &Value) -> Option<i64> {
+    #[allow(clippy::cast_possible_truncation)]
+    t.as_f64().map(|secs| (secs * 1000.0).round() as i64)
 }
 
-/// Account and organization events have the same fields under different types.
-macro_rules! found {
-    ($e:expr, $az:expr) => {
+fn text(v: &Value) -> Option<String> {
+    v.as_str().map(str::to_string)
+}
+
+impl Found {
+    /// An event as DescribeEvents (or its organization form) lists it.
+    fn new(e: &Value) -> Found {
         Found {
-            arn: $e.arn().unwrap_or_default().to_string(),
-            service: $e.service().map(str::to_string),
-            code: $e.event_type_code().map(str::to_string),
-            category: $e.event_type_category().map(|c| c.as_str().to_string()),
-            region: $e.region().map(str::to_string),
-            az: $az,
-            status: $e.status_code().map(|s| s.as_str().to_string()),
-            start: ts($e.start_time()),
-            updated: ts($e.last_updated_time()),
-            scope: $e.event_scope_code().map(|s| s.as_str().to_string()),
+            arn: text(&e["arn"]).unwrap_or_default(),
+            service: text(&e["service"]),
+            code: text(&e["eventTypeCode"]),
+            category: text(&e["eventTypeCategory"]),
+            region: text(&e["region"]),
+            az: text(&e["availabilityZone"]),
+            status: text(&e["statusCode"]),
+            start: ts(&e["startTime"]),
+            updated: ts(&e["lastUpdatedTime"]),
+            scope: text(&e["eventScopeCode"]),
             accounts: Vec::new(),
         }
-    };
+    }
+}
+
+/// The items of a list member (none when it is absent).
+fn items<'v>(doc: &'v Value, key: &str) -> &'v [Value] {
+    doc[key].as_array().map(Vec::as_slice).unwrap_or_default()
+}
+
+/// Adds each event's latest description from a DescribeEventDetails* answer.
+fn add_descriptions(out: &Value, descriptions: &mut HashMap<String, String>) {
+    for d in items(out, "successfulSet") {
+        if let (Some(arn), Some(desc)) = (text(&d["event"]["arn"]), text(&d["eventDescription"]["latestDescription"])) {
+            descriptions.insert(arn, desc);
+        }
+    }
 }
 
 /// What one DescribeEvents call asks for. The API filters by what it is given, so a
@@ -260,58 +254,46 @@ impl Wanted {
 
 async fn fetch(client: &Client, a: &AwsHealth, now: jiff::Timestamp) -> Result<Vec<BlockRecord>, (String, bool)> {
     let wanted = Wanted::new(a, now);
-    let list = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
-    let categories = || Some(wanted.categories.iter().map(|c| EventTypeCategory::from(c.as_str())).collect());
-    let statuses = || Some(wanted.statuses.iter().map(|s| status_of(s)).collect());
+    let mut filter = json!({
+        "eventTypeCategories": wanted.categories,
+        "eventStatusCodes": wanted.statuses,
+    });
+    for (key, list) in [("regions", &wanted.regions), ("services", &a.services)] {
+        if !list.is_empty() {
+            filter[key] = json!(list);
+        }
+    }
+    let op = if a.organization {
+        if !a.accounts.is_empty() {
+            filter["awsAccountIds"] = json!(a.accounts);
+        }
+        if a.lookahead.is_some() {
+            // The organization filter takes single time ranges: anything still relevant.
+            #[allow(clippy::cast_precision_loss)]
+            let from = now.as_millisecond() as f64 / 1000.0;
+            filter["endTime"] = json!({ "from": from });
+        }
+        "DescribeEventsForOrganization"
+    } else {
+        "DescribeEvents"
+    };
     let mut found = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        if a.organization {
-            let mut f = OrganizationEventFilter::builder()
-                .set_regions(list(&wanted.regions))
-                .set_services(list(&a.services))
-                .set_aws_account_ids(list(&a.accounts))
-                .set_event_type_categories(categories())
-                .set_event_status_codes(statuses());
-            if a.lookahead.is_some() {
-                // The organization filter takes single time ranges: anything still relevant.
-                f = f.end_time(
-                    DateTimeRange::builder()
-                        .from(aws_sdk_health::primitives::DateTime::from_millis(now.as_millisecond()))
-                        .build(),
-                );
-            }
-            let out = client
-                .describe_events_for_organization()
-                .filter(f.build())
-                .set_next_token(token.clone())
-                .max_results(100)
-                .send()
-                .await
-                .map_err(|e| describe(&e))?;
-            for e in out.events() {
-                found.push(found!(e, None));
-            }
-            token = out.next_token().map(str::to_string);
-        } else {
-            let f = EventFilter::builder()
-                .set_regions(list(&wanted.regions))
-                .set_services(list(&a.services))
-                .set_event_type_categories(categories())
-                .set_event_status_codes(statuses());
-            let out = client
-                .describe_events()
-                .filter(f.build())
-                .set_next_token(token.clone())
-                .max_results(100)
-                .send()
-                .await
-                .map_err(|e| describe(&e))?;
-            for e in out.events() {
-                found.push(found!(e, e.availability_zone().map(str::to_string)));
-            }
-            token = out.next_token().map(str::to_string);
+        let mut input = json!({ "filter": filter, "maxResults": 100 });
+        if let Some(t) = token.take() {
+            input["nextToken"] = json!(t);
         }
+        let out = client.json(op, &input).await.map_err(|e| describe(&e))?;
+        for e in items(&out, "events") {
+            let mut f = Found::new(e);
+            // The organization's events name no zone.
+            if a.organization {
+                f.az = None;
+            }
+            found.push(f);
+        }
+        token = text(&out["nextToken"]).filter(|t| !t.is_empty());
         if token.is_none() {
             break;
         }
@@ -360,13 +342,9 @@ async fn fetch(client: &Client, a: &AwsHealth, now: jiff::Timestamp) -> Result<V
 async fn account_details(client: &Client, found: &[Found]) -> HashMap<String, String> {
     let mut descriptions = HashMap::new();
     for chunk in found.chunks(10) {
-        let arns: Vec<String> = chunk.iter().map(|f| f.arn.clone()).collect();
-        if let Ok(out) = client.describe_event_details().set_event_arns(Some(arns)).send().await {
-            for d in out.successful_set() {
-                if let (Some(e), Some(desc)) = (d.event(), d.event_description().and_then(|x| x.latest_description())) {
-                    descriptions.insert(e.arn().unwrap_or_default().to_string(), desc.to_string());
-                }
-            }
+        let arns: Vec<&str> = chunk.iter().map(|f| f.arn.as_str()).collect();
+        if let Ok(out) = client.json("DescribeEventDetails", &json!({ "eventArns": arns })).await {
+            add_descriptions(&out, &mut descriptions);
         }
     }
     descriptions
@@ -381,50 +359,39 @@ async fn organization_details(client: &Client, a: &AwsHealth, found: &mut [Found
         let mut token: Option<String> = None;
         // Bounded: ten pages of 100 accounts name enough of them.
         for _ in 0..10 {
-            let Ok(out) = client
-                .describe_affected_accounts_for_organization()
-                .event_arn(&f.arn)
-                .set_next_token(token.clone())
-                .max_results(100)
-                .send()
-                .await
-            else {
+            let mut input = json!({ "eventArn": f.arn, "maxResults": 100 });
+            if let Some(t) = token.take() {
+                input["nextToken"] = json!(t);
+            }
+            let Ok(out) = client.json("DescribeAffectedAccountsForOrganization", &input).await else {
                 break;
             };
             f.accounts.extend(
-                out.affected_accounts().iter().filter(|acc| a.accounts.is_empty() || a.accounts.contains(acc)).cloned(),
+                items(&out, "affectedAccounts")
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter(|acc| a.accounts.is_empty() || a.accounts.iter().any(|x| x == acc))
+                    .map(str::to_string),
             );
-            token = out.next_token().map(str::to_string);
+            token = text(&out["nextToken"]).filter(|t| !t.is_empty());
             if token.is_none() {
                 break;
             }
         }
     }
     let mut descriptions = HashMap::new();
-    let filters: Vec<EventAccountFilter> = found
+    let filters: Vec<Value> = found
         .iter()
         .filter(|f| f.scope.as_deref() != Some("ACCOUNT_SPECIFIC") || !f.accounts.is_empty())
-        .filter_map(|f| {
-            EventAccountFilter::builder()
-                .event_arn(&f.arn)
-                .set_aws_account_id((f.scope.as_deref() == Some("ACCOUNT_SPECIFIC")).then(|| f.accounts[0].clone()))
-                .build()
-                .ok()
+        .map(|f| match f.scope.as_deref() {
+            Some("ACCOUNT_SPECIFIC") => json!({ "eventArn": f.arn, "awsAccountId": f.accounts[0] }),
+            _ => json!({ "eventArn": f.arn }),
         })
         .collect();
     for chunk in filters.chunks(10) {
-        let Ok(out) = client
-            .describe_event_details_for_organization()
-            .set_organization_event_detail_filters(Some(chunk.to_vec()))
-            .send()
-            .await
-        else {
-            continue;
-        };
-        for d in out.successful_set() {
-            if let (Some(e), Some(desc)) = (d.event(), d.event_description().and_then(|x| x.latest_description())) {
-                descriptions.insert(e.arn().unwrap_or_default().to_string(), desc.to_string());
-            }
+        let input = json!({ "organizationEventDetailFilters": chunk });
+        if let Ok(out) = client.json("DescribeEventDetailsForOrganization", &input).await {
+            add_descriptions(&out, &mut descriptions);
         }
     }
     descriptions
@@ -444,7 +411,6 @@ fn accounts_label(accounts: &[String]) -> String {
 mod tests {
     use std::time::Duration;
 
-    use aws_config::BehaviorVersion;
     use opsbook_doubles::health::{Health, Script, event};
 
     use super::{Route, check_routes, routes};
@@ -473,10 +439,8 @@ mod tests {
         );
     }
 
-    fn loader() -> aws_config::ConfigLoader {
-        let key =
-            aws_sdk_health::config::Credentials::new("AKIDEXAMPLE", "wJalrXUtnFEMI/EXAMPLEKEY", None, None, "test");
-        aws_config::defaults(BehaviorVersion::latest()).credentials_provider(key)
+    fn key() -> std::sync::Arc<opsbook_aws::Credential> {
+        opsbook_aws::Credential::fixed("AKIDEXAMPLE", "wJalrXUtnFEMI/EXAMPLEKEY")
     }
 
     /// The active region is in an outage (HTTP 503): the check signs for it, gives up
@@ -496,7 +460,7 @@ mod tests {
             Route { region: "us-east-1", endpoint: Some(up.url.clone()) },
         ];
         let checker = Checker::new(Duration::from_secs(20)).unwrap();
-        let records = check_routes(&checker, &a, now, &order, loader).await.unwrap();
+        let records = check_routes(&checker, &a, now, &order, key()).await.unwrap();
         assert_eq!(records.len(), 1);
         assert!(records[0].id.ends_with("/f1"), "{records:?}");
         let tried: Vec<_> = down.script().calls.iter().map(|c| (c.op.clone(), c.region.clone())).collect();
@@ -506,7 +470,7 @@ mod tests {
 
         // Both regions down: unknown, naming the last one tried.
         up.script().unavailable = true;
-        let err = check_routes(&checker, &a, now, &order, loader).await.unwrap_err();
+        let err = check_routes(&checker, &a, now, &order, key()).await.unwrap_err();
         assert_eq!(err, "AWS Health answered ServiceUnavailableException: Service unavailable (signing for us-east-1)");
 
         // A refusal is the same in every region: no failover.
@@ -517,7 +481,7 @@ mod tests {
             Route { region: "us-east-1", endpoint: Some(up.url.clone()) },
         ];
         up.script().calls.clear();
-        let err = check_routes(&checker, &a, now, &order, loader).await.unwrap_err();
+        let err = check_routes(&checker, &a, now, &order, key()).await.unwrap_err();
         assert!(err.starts_with("the AWS Health API needs a Business"), "{err}");
         assert!(up.script().calls.is_empty());
     }
