@@ -10,6 +10,7 @@
 //! `endpoint_url`), which is how the tests reach local doubles.
 #![forbid(unsafe_code)]
 
+mod chain_http;
 pub mod lambda;
 pub mod secrets;
 pub mod sns;
@@ -89,22 +90,9 @@ static TARGETS: Mutex<Option<HashMap<Target, Arc<Resolved>>>> = Mutex::new(None)
 /// Bound on the cache above (one entry per role, region and session).
 const MAX_TARGETS: usize = 256;
 
-/// The HTTP client of the standard chain's own calls (instance metadata, STS for web
-/// identity and roles).
-fn chain_http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    static CLIENT: std::sync::OnceLock<aws_smithy_runtime_api::client::http::SharedHttpClient> =
-        std::sync::OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-            aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::AwsLc)).build_https()
-        })
-        .clone()
-}
-
 async fn base() -> &'static Base {
     BASE.get_or_init(|| async {
-        let config = aws_config::defaults(BehaviorVersion::latest()).http_client(chain_http_client()).load().await;
+        let config = aws_config::defaults(BehaviorVersion::latest()).http_client(chain_http::client()).load().await;
         let credential = config.credentials_provider().map(Credential::new);
         Base { config, credential }
     })

@@ -192,7 +192,7 @@ fn dns_suffix(region: &str, dual_stack: bool) -> &'static str {
 }
 
 /// The one HTTP client of every AWS call in the process.
-fn http() -> &'static reqwest::Client {
+pub(crate) fn http() -> &'static reqwest::Client {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     CLIENT.get_or_init(|| {
         reqwest::Client::builder()
