@@ -304,6 +304,47 @@ fn a_step_assumes_its_role_in_its_region() {
     );
 }
 
+/// Credentials and the region from a profile of the standard chain: here a
+/// `credential_process` (as aws-vault or a company's helper provides them), run once for
+/// the two calls, whose keys sign them, in the profile's region.
+#[test]
+fn a_profile_s_credential_process_signs_the_calls_in_its_region() {
+    let aws = Aws::start(&[("check", Function::returning(json!({ "ok": true })))]);
+    let env = Env::new();
+    let counter = env.path("process-runs");
+    let helper = env.write(
+        "creds.sh",
+        &format!(
+            "echo run >> '{}'\nprintf '%s' '{{\"Version\": 1, \"AccessKeyId\": \"AKIDPROCESS\", \"SecretAccessKey\": \"c2VjcmV0\", \"SessionToken\": \"tok\", \"Expiration\": \"2099-01-01T00:00:00Z\"}}'\n",
+            counter.display()
+        ),
+    );
+    let config = env.write(
+        "aws-config",
+        &format!("[profile ops]\nregion = eu-west-2\ncredential_process = sh {}\n", helper.display()),
+    );
+    env.write(
+        "test.yaml",
+        &runbook("", "    - id: one\n      aws_lambda: { function: check }\n    - id: two\n      aws_lambda: { function: check }\n"),
+    );
+    let mut cmd = aws.cmd(&env, &["run", "test.yaml"]);
+    cmd.env("AWS_PROFILE", "ops")
+        .env("AWS_CONFIG_FILE", &config)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_REGION");
+    let o = out(cmd.output().unwrap());
+    assert_eq!(o.code, 0, "{o:?}");
+    let calls = aws.lambda.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    for c in &calls {
+        assert_eq!(c.access_key.as_deref(), Some("AKIDPROCESS"), "signed with the process's keys");
+        assert_eq!(c.region.as_deref(), Some("eu-west-2"), "in the profile's region");
+    }
+    let runs = std::fs::read_to_string(&counter).unwrap();
+    assert_eq!(runs.lines().count(), 1, "the credentials are kept until they expire");
+}
+
 fn instance(success: bool, code: i32, output: &str) -> InstanceResult {
     InstanceResult { success, code, output: output.to_string() }
 }
