@@ -5,6 +5,7 @@
 //! variant here and one arm in [`each!`]; nothing above this crate changes.
 #![forbid(unsafe_code)]
 
+use opsbook_core::{Boxed, boxed};
 use opsbook_store::*;
 use opsbook_store_postgres::PgStore;
 use opsbook_store_sqlite::SqliteStore;
@@ -31,16 +32,18 @@ impl From<PgStore> for AnyStore {
 }
 
 /// Opens (creating or migrating as needed) the database a URL names.
-pub async fn open(url: &DatabaseUrl) -> Result<AnyStore> {
-    open_with(url, &PgConfig::default()).await
+pub fn open(url: &DatabaseUrl) -> Boxed<'_, Result<AnyStore>> {
+    boxed(async move { open_with(url, &PgConfig::default()).await })
 }
 
 /// [`open`], with the connection settings of a PostgreSQL database.
-pub async fn open_with(url: &DatabaseUrl, pg: &PgConfig) -> Result<AnyStore> {
-    match url {
-        DatabaseUrl::Sqlite(path) => Ok(AnyStore::Sqlite(SqliteStore::open(path).await?)),
-        DatabaseUrl::Postgres(u) => Ok(AnyStore::Postgres(PgStore::open_with(u, pg).await?)),
-    }
+pub fn open_with<'a>(url: &'a DatabaseUrl, pg: &'a PgConfig) -> Boxed<'a, Result<AnyStore>> {
+    boxed(async move {
+        match url {
+            DatabaseUrl::Sqlite(path) => Ok(AnyStore::Sqlite(SqliteStore::open(path).await?)),
+            DatabaseUrl::Postgres(u) => Ok(AnyStore::Postgres(PgStore::open_with(u, pg).await?)),
+        }
+    })
 }
 
 impl AnyStore {
@@ -59,11 +62,13 @@ impl AnyStore {
     }
 
     /// The schema version of the database and the newest this build knows.
-    pub async fn schema_version(&self) -> Result<(i64, i64)> {
-        match self {
-            AnyStore::Sqlite(s) => s.schema_version(),
-            AnyStore::Postgres(s) => s.schema_version().await,
-        }
+    pub fn schema_version(&self) -> Boxed<'_, Result<(i64, i64)>> {
+        boxed(async move {
+            match self {
+                AnyStore::Sqlite(s) => s.schema_version(),
+                AnyStore::Postgres(s) => s.schema_version().await,
+            }
+        })
     }
 
     /// Sets the store up for a server, whose clients read while its workers write: on
@@ -86,7 +91,14 @@ impl AnyStore {
 
 /// Copies a SQLite server's database into an empty PostgreSQL one (`opsbook admin copy`):
 /// every row, in one transaction; returns how many rows each table received.
-pub async fn copy(from: &DatabaseUrl, to: &DatabaseUrl) -> std::result::Result<opsbook_store_postgres::Copied, String> {
+pub fn copy<'a>(
+    from: &'a DatabaseUrl,
+    to: &'a DatabaseUrl,
+) -> Boxed<'a, std::result::Result<opsbook_store_postgres::Copied, String>> {
+    boxed(copy_now(from, to))
+}
+
+async fn copy_now(from: &DatabaseUrl, to: &DatabaseUrl) -> std::result::Result<opsbook_store_postgres::Copied, String> {
     let (DatabaseUrl::Sqlite(path), DatabaseUrl::Postgres(target)) = (from, to) else {
         return Err(
             "copy goes from a SQLite database to a PostgreSQL one: --from sqlite:///path --to postgres://…".into()
@@ -115,16 +127,20 @@ macro_rules! each {
 
 /// Trait methods that hand their arguments to the backend's method of the same name.
 ///
-/// The backend's future is boxed here: an `async fn`'s state machine is compiled again in
-/// every crate (and codegen unit) that awaits it, so unboxed, each backend's whole call
-/// tree (down into sqlx and rusqlite) was compiled into the engine, the server and the
-/// CLI once per codegen unit that stores anything. Boxed, it is compiled once, here, and
-/// what the callers compile is this small match. One allocation a call, beside a query.
+/// The backend's future is boxed here, in a plain function: an `async fn`'s state machine
+/// is compiled again in every crate (and codegen unit) that awaits it, so unboxed, each
+/// backend's whole call tree (down into sqlx and rusqlite) was compiled into the engine,
+/// the server and the CLI once per codegen unit that stores anything. Boxed inside an
+/// `async fn` it still was (the box, and the vtable naming the backend's state machine,
+/// were built in the caller's copy of that `async fn`). Boxed in a function that is not
+/// `async` nor generic, it is compiled once, here, and what the callers compile is a
+/// call and a poll through the box. One allocation a call, beside a query.
 macro_rules! delegate {
-    ($( fn $name:ident(&self $(, $arg:ident : $ty:ty)* $(,)?) -> $ret:ty; )*) => {
+    ($( fn $name:ident<$lt:lifetime>(&$self_lt:lifetime self $(, $arg:ident : $ty:ty)* $(,)?) -> $ret:ty; )*) => {
         $(
-            async fn $name(&self $(, $arg: $ty)*) -> $ret {
-                each!(self, s => opsbook_core::boxed(s.$name($($arg),*)).await)
+            fn $name<$lt>(&$self_lt self $(, $arg: $ty)*) -> impl std::future::Future<Output = $ret> + Send {
+                let fut: Boxed<$lt, $ret> = each!(self, s => Box::pin(s.$name($($arg),*)));
+                fut
             }
         )*
     };
@@ -132,99 +148,99 @@ macro_rules! delegate {
 
 impl Store for AnyStore {
     delegate! {
-        fn save_runbook(&self, rb: &RunbookVersion) -> Result<()>;
-        fn runbook(&self, sha256: &str) -> Result<RunbookVersion>;
-        fn create_execution(&self, exec: &Execution, steps: &[StepRecord]) -> Result<()>;
-        fn update_execution(&self, exec: &Execution, fence: Option<&str>) -> Result<()>;
-        fn update_step(&self, step: &StepRecord, fence: Option<&str>) -> Result<()>;
-        fn record_attempt(&self, attempt: &Attempt, steps: &[&StepRecord], fence: Option<&str>) -> Result<()>;
-        fn append_logs(&self, lines: &[LogLine]) -> Result<()>;
-        fn execution(&self, id_or_prefix: &str) -> Result<Execution>;
-        fn steps(&self, execution_id: &str) -> Result<Vec<StepRecord>>;
-        fn attempts(&self, execution_id: &str) -> Result<Vec<Attempt>>;
-        fn executions(&self, filter: &ExecutionFilter) -> Result<Vec<Execution>>;
-        fn logs(&self, query: &LogQuery) -> Result<Vec<LogLine>>;
-        fn last_log_seq(&self, execution_id: &str) -> Result<i64>;
-        fn steps_and_last_seq(&self, execution_id: &str) -> Result<(Vec<StepRecord>, i64)>;
-        fn finish_execution(
-            &self,
-            exec: &Execution,
-            last: Option<(&Attempt, &[&StepRecord])>,
-            fence: Option<&str>,
+        fn save_runbook<'a>(&'a self, rb: &'a RunbookVersion) -> Result<()>;
+        fn runbook<'a>(&'a self, sha256: &'a str) -> Result<RunbookVersion>;
+        fn create_execution<'a>(&'a self, exec: &'a Execution, steps: &'a [StepRecord]) -> Result<()>;
+        fn update_execution<'a>(&'a self, exec: &'a Execution, fence: Option<&'a str>) -> Result<()>;
+        fn update_step<'a>(&'a self, step: &'a StepRecord, fence: Option<&'a str>) -> Result<()>;
+        fn record_attempt<'a>(&'a self, attempt: &'a Attempt, steps: &'a [&'a StepRecord], fence: Option<&'a str>) -> Result<()>;
+        fn append_logs<'a>(&'a self, lines: &'a [LogLine]) -> Result<()>;
+        fn execution<'a>(&'a self, id_or_prefix: &'a str) -> Result<Execution>;
+        fn steps<'a>(&'a self, execution_id: &'a str) -> Result<Vec<StepRecord>>;
+        fn attempts<'a>(&'a self, execution_id: &'a str) -> Result<Vec<Attempt>>;
+        fn executions<'a>(&'a self, filter: &'a ExecutionFilter) -> Result<Vec<Execution>>;
+        fn logs<'a>(&'a self, query: &'a LogQuery) -> Result<Vec<LogLine>>;
+        fn last_log_seq<'a>(&'a self, execution_id: &'a str) -> Result<i64>;
+        fn steps_and_last_seq<'a>(&'a self, execution_id: &'a str) -> Result<(Vec<StepRecord>, i64)>;
+        fn finish_execution<'a>(
+            &'a self,
+            exec: &'a Execution,
+            last: Option<(&'a Attempt, &'a [&'a StepRecord])>,
+            fence: Option<&'a str>,
         ) -> Result<()>;
-        fn add_approval(&self, approval: &Approval) -> Result<()>;
-        fn approvals(&self, execution_id: &str) -> Result<Vec<Approval>>;
-        fn add_feedback(&self, feedback: &Feedback) -> Result<()>;
-        fn feedback(&self, execution_id: &str) -> Result<Vec<Feedback>>;
-        fn heartbeat(&self, execution_id: &str, owner: &str, lease_ms: i64) -> Result<bool>;
-        fn request_cancel(&self, execution_id: &str) -> Result<()>;
-        fn claim_stopped(
-            &self,
-            execution_id: &str,
-            owner: &str,
+        fn add_approval<'a>(&'a self, approval: &'a Approval) -> Result<()>;
+        fn approvals<'a>(&'a self, execution_id: &'a str) -> Result<Vec<Approval>>;
+        fn add_feedback<'a>(&'a self, feedback: &'a Feedback) -> Result<()>;
+        fn feedback<'a>(&'a self, execution_id: &'a str) -> Result<Vec<Feedback>>;
+        fn heartbeat<'a>(&'a self, execution_id: &'a str, owner: &'a str, lease_ms: i64) -> Result<bool>;
+        fn request_cancel<'a>(&'a self, execution_id: &'a str) -> Result<()>;
+        fn claim_stopped<'a>(
+            &'a self,
+            execution_id: &'a str,
+            owner: &'a str,
             lease_ms: i64,
-            take_over_from: Option<&str>,
+            take_over_from: Option<&'a str>,
         ) -> Result<Option<Execution>>;
-        fn set_process(&self, execution_id: &str, step_id: &str, process: Option<&str>) -> Result<()>;
-        fn processes(&self, execution_id: &str) -> Result<Vec<(String, String)>>;
-        fn release(&self, execution_id: &str, owner: &str) -> Result<()>;
-        fn running(&self) -> Result<Vec<Execution>>;
+        fn set_process<'a>(&'a self, execution_id: &'a str, step_id: &'a str, process: Option<&'a str>) -> Result<()>;
+        fn processes<'a>(&'a self, execution_id: &'a str) -> Result<Vec<(String, String)>>;
+        fn release<'a>(&'a self, execution_id: &'a str, owner: &'a str) -> Result<()>;
+        fn running<'a>(&'a self) -> Result<Vec<Execution>>;
     }
 }
 
 impl ServerStore for AnyStore {
     delegate! {
-        fn publish(&self, p: &Publish) -> Result<Published>;
-        fn registry(&self, q: &RunbookQuery) -> Result<Vec<RegistryEntry>>;
-        fn registry_entry(&self, name: &str) -> Result<RegistryEntry>;
-        fn registry_versions(&self, name: &str) -> Result<Vec<PublishedVersion>>;
-        fn save_bundle(&self, sha256: &str, content: &[u8]) -> Result<()>;
-        fn bundle(&self, sha256: &str) -> Result<Option<Vec<u8>>>;
-        fn registry_version(&self, name: &str, version: &str) -> Result<(PublishedVersion, String)>;
-        fn set_lifecycle(&self, e: &LifecycleEvent) -> Result<Vec<ScheduleRecord>>;
-        fn lifecycle_events(&self, name: &str) -> Result<Vec<LifecycleEvent>>;
-        fn create_execution_once(
-            &self,
-            exec: &Execution,
-            steps: &[StepRecord],
-            idempotency_key: Option<&str>,
-            audit: &NewAudit,
+        fn publish<'a>(&'a self, p: &'a Publish) -> Result<Published>;
+        fn registry<'a>(&'a self, q: &'a RunbookQuery) -> Result<Vec<RegistryEntry>>;
+        fn registry_entry<'a>(&'a self, name: &'a str) -> Result<RegistryEntry>;
+        fn registry_versions<'a>(&'a self, name: &'a str) -> Result<Vec<PublishedVersion>>;
+        fn save_bundle<'a>(&'a self, sha256: &'a str, content: &'a [u8]) -> Result<()>;
+        fn bundle<'a>(&'a self, sha256: &'a str) -> Result<Option<Vec<u8>>>;
+        fn registry_version<'a>(&'a self, name: &'a str, version: &'a str) -> Result<(PublishedVersion, String)>;
+        fn set_lifecycle<'a>(&'a self, e: &'a LifecycleEvent) -> Result<Vec<ScheduleRecord>>;
+        fn lifecycle_events<'a>(&'a self, name: &'a str) -> Result<Vec<LifecycleEvent>>;
+        fn create_execution_once<'a>(
+            &'a self,
+            exec: &'a Execution,
+            steps: &'a [StepRecord],
+            idempotency_key: Option<&'a str>,
+            audit: &'a NewAudit,
         ) -> Result<String>;
-        fn claim_queued(&self, owner: &str, lease_ms: i64) -> Result<Option<Execution>>;
-        fn claim_waiting(&self, execution_id: &str, owner: &str, lease_ms: i64) -> Result<Option<Execution>>;
-        fn requeue(&self, execution_id: &str) -> Result<bool>;
-        fn count_by_status(&self) -> Result<Vec<(String, i64)>>;
-        fn count_queued(&self) -> Result<i64>;
-        fn count_waiting(&self) -> Result<(i64, i64)>;
-        fn expired_waits(&self, now: i64) -> Result<Vec<(String, bool)>>;
-        fn create_token(&self, token: &Token, hash: &str) -> Result<()>;
-        fn token(&self, id: &str) -> Result<Option<(Token, String)>>;
-        fn token_used(&self, id: &str, at: i64) -> Result<()>;
-        fn tokens(&self) -> Result<Vec<Token>>;
-        fn revoke_token(&self, id: &str) -> Result<()>;
-        fn put_secrets(&self, s: &SealedSecrets) -> Result<()>;
-        fn sealed_secrets(&self, execution_id: &str) -> Result<Option<SealedSecrets>>;
-        fn delete_secrets(&self, execution_id: &str) -> Result<()>;
-        fn prune_secrets(&self, before: i64) -> Result<u64>;
-        fn create_session(&self, s: &WebSession) -> Result<()>;
-        fn session(&self, hash: &str) -> Result<Option<WebSession>>;
-        fn end_session(&self, hash: &str, at: i64) -> Result<()>;
-        fn prune_sessions(&self, before: i64) -> Result<u64>;
-        fn sync_schedules(&self, runbook: &str, schedules: &[ScheduleRecord]) -> Result<()>;
-        fn create_schedule(&self, s: &ScheduleRecord) -> Result<()>;
-        fn schedules(&self) -> Result<Vec<ScheduleRecord>>;
-        fn delete_schedule(&self, id: &str) -> Result<()>;
-        fn due_schedules(&self, now: i64) -> Result<Vec<ScheduleRecord>>;
-        fn schedule_ran(&self, id: &str, ran_at: i64, next: Option<i64>, result: &str) -> Result<()>;
-        fn has_active_execution(&self, actor: &str) -> Result<bool>;
-        fn analytics_rows(&self, since: i64, runbook: Option<&str>) -> Result<Vec<AnalyticsRow>>;
-        fn add_review(&self, review: &Review) -> Result<()>;
-        fn reviews(&self, name: Option<&str>) -> Result<Vec<Review>>;
-        fn feedback_since(&self, since: i64, runbook: Option<&str>) -> Result<Vec<(String, Feedback)>>;
-        fn record_notification(&self, a: &NotificationAttempt) -> Result<()>;
-        fn notifications(&self, execution_id: &str) -> Result<Vec<NotificationAttempt>>;
-        fn append_audit(&self, record: &NewAudit) -> Result<AuditRecord>;
-        fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>>;
-        fn verify_audit(&self) -> Result<std::result::Result<i64, String>>;
+        fn claim_queued<'a>(&'a self, owner: &'a str, lease_ms: i64) -> Result<Option<Execution>>;
+        fn claim_waiting<'a>(&'a self, execution_id: &'a str, owner: &'a str, lease_ms: i64) -> Result<Option<Execution>>;
+        fn requeue<'a>(&'a self, execution_id: &'a str) -> Result<bool>;
+        fn count_by_status<'a>(&'a self) -> Result<Vec<(String, i64)>>;
+        fn count_queued<'a>(&'a self) -> Result<i64>;
+        fn count_waiting<'a>(&'a self) -> Result<(i64, i64)>;
+        fn expired_waits<'a>(&'a self, now: i64) -> Result<Vec<(String, bool)>>;
+        fn create_token<'a>(&'a self, token: &'a Token, hash: &'a str) -> Result<()>;
+        fn token<'a>(&'a self, id: &'a str) -> Result<Option<(Token, String)>>;
+        fn token_used<'a>(&'a self, id: &'a str, at: i64) -> Result<()>;
+        fn tokens<'a>(&'a self) -> Result<Vec<Token>>;
+        fn revoke_token<'a>(&'a self, id: &'a str) -> Result<()>;
+        fn put_secrets<'a>(&'a self, s: &'a SealedSecrets) -> Result<()>;
+        fn sealed_secrets<'a>(&'a self, execution_id: &'a str) -> Result<Option<SealedSecrets>>;
+        fn delete_secrets<'a>(&'a self, execution_id: &'a str) -> Result<()>;
+        fn prune_secrets<'a>(&'a self, before: i64) -> Result<u64>;
+        fn create_session<'a>(&'a self, s: &'a WebSession) -> Result<()>;
+        fn session<'a>(&'a self, hash: &'a str) -> Result<Option<WebSession>>;
+        fn end_session<'a>(&'a self, hash: &'a str, at: i64) -> Result<()>;
+        fn prune_sessions<'a>(&'a self, before: i64) -> Result<u64>;
+        fn sync_schedules<'a>(&'a self, runbook: &'a str, schedules: &'a [ScheduleRecord]) -> Result<()>;
+        fn create_schedule<'a>(&'a self, s: &'a ScheduleRecord) -> Result<()>;
+        fn schedules<'a>(&'a self) -> Result<Vec<ScheduleRecord>>;
+        fn delete_schedule<'a>(&'a self, id: &'a str) -> Result<()>;
+        fn due_schedules<'a>(&'a self, now: i64) -> Result<Vec<ScheduleRecord>>;
+        fn schedule_ran<'a>(&'a self, id: &'a str, ran_at: i64, next: Option<i64>, result: &'a str) -> Result<()>;
+        fn has_active_execution<'a>(&'a self, actor: &'a str) -> Result<bool>;
+        fn analytics_rows<'a>(&'a self, since: i64, runbook: Option<&'a str>) -> Result<Vec<AnalyticsRow>>;
+        fn add_review<'a>(&'a self, review: &'a Review) -> Result<()>;
+        fn reviews<'a>(&'a self, name: Option<&'a str>) -> Result<Vec<Review>>;
+        fn feedback_since<'a>(&'a self, since: i64, runbook: Option<&'a str>) -> Result<Vec<(String, Feedback)>>;
+        fn record_notification<'a>(&'a self, a: &'a NotificationAttempt) -> Result<()>;
+        fn notifications<'a>(&'a self, execution_id: &'a str) -> Result<Vec<NotificationAttempt>>;
+        fn append_audit<'a>(&'a self, record: &'a NewAudit) -> Result<AuditRecord>;
+        fn audit<'a>(&'a self, f: &'a AuditFilter) -> Result<Vec<AuditRecord>>;
+        fn verify_audit<'a>(&'a self) -> Result<std::result::Result<i64, String>>;
     }
 }

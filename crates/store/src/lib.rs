@@ -92,44 +92,59 @@ pub fn now_ms() -> i64 {
 /// before it returns, so a crash never loses an acknowledged state change.
 pub trait Store: Send + Sync + Clone + 'static {
     /// Stores the exact text of a runbook version (no-op if already stored).
-    fn save_runbook(&self, rb: &RunbookVersion) -> impl Future<Output = Result<()>> + Send;
-    fn runbook(&self, sha256: &str) -> impl Future<Output = Result<RunbookVersion>> + Send;
+    fn save_runbook<'a>(&'a self, rb: &'a RunbookVersion) -> impl Future<Output = Result<()>> + Send;
+    fn runbook<'a>(&'a self, sha256: &'a str) -> impl Future<Output = Result<RunbookVersion>> + Send;
 
     /// Creates an execution and its pending steps in one transaction.
-    fn create_execution(&self, exec: &Execution, steps: &[StepRecord]) -> impl Future<Output = Result<()>> + Send;
+    fn create_execution<'a>(
+        &'a self,
+        exec: &'a Execution,
+        steps: &'a [StepRecord],
+    ) -> impl Future<Output = Result<()>> + Send;
     /// Writes an execution's state. With a `fence` (the owner its runner claimed it as),
     /// the write happens only while the execution is still held by that owner, checked
     /// in the same transaction; otherwise `Error::LostClaim` and nothing is written.
     /// The actor is not written: it is set at creation and never changes.
-    fn update_execution(&self, exec: &Execution, fence: Option<&str>) -> impl Future<Output = Result<()>> + Send;
-    fn update_step(&self, step: &StepRecord, fence: Option<&str>) -> impl Future<Output = Result<()>> + Send;
+    fn update_execution<'a>(
+        &'a self,
+        exec: &'a Execution,
+        fence: Option<&'a str>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn update_step<'a>(
+        &'a self,
+        step: &'a StepRecord,
+        fence: Option<&'a str>,
+    ) -> impl Future<Output = Result<()>> + Send;
     /// Records a finished attempt and, in the same transaction, the new state of the given
     /// steps (its own, and possibly the next step's start); fenced as `update_execution`.
-    fn record_attempt(
-        &self,
-        attempt: &Attempt,
-        steps: &[&StepRecord],
-        fence: Option<&str>,
+    fn record_attempt<'a>(
+        &'a self,
+        attempt: &'a Attempt,
+        steps: &'a [&'a StepRecord],
+        fence: Option<&'a str>,
     ) -> impl Future<Output = Result<()>> + Send;
-    fn append_logs(&self, lines: &[LogLine]) -> impl Future<Output = Result<()>> + Send;
+    fn append_logs<'a>(&'a self, lines: &'a [LogLine]) -> impl Future<Output = Result<()>> + Send;
 
     /// Finds an execution by full id or unique prefix (at least 4 characters).
-    fn execution(&self, id_or_prefix: &str) -> impl Future<Output = Result<Execution>> + Send;
-    fn steps(&self, execution_id: &str) -> impl Future<Output = Result<Vec<StepRecord>>> + Send;
-    fn attempts(&self, execution_id: &str) -> impl Future<Output = Result<Vec<Attempt>>> + Send;
-    fn executions(&self, filter: &ExecutionFilter) -> impl Future<Output = Result<Vec<Execution>>> + Send;
-    fn logs(&self, query: &LogQuery) -> impl Future<Output = Result<Vec<LogLine>>> + Send;
-    fn last_log_seq(&self, execution_id: &str) -> impl Future<Output = Result<i64>> + Send;
+    fn execution<'a>(&'a self, id_or_prefix: &'a str) -> impl Future<Output = Result<Execution>> + Send;
+    fn steps<'a>(&'a self, execution_id: &'a str) -> impl Future<Output = Result<Vec<StepRecord>>> + Send;
+    fn attempts<'a>(&'a self, execution_id: &'a str) -> impl Future<Output = Result<Vec<Attempt>>> + Send;
+    fn executions<'a>(&'a self, filter: &'a ExecutionFilter) -> impl Future<Output = Result<Vec<Execution>>> + Send;
+    fn logs<'a>(&'a self, query: &'a LogQuery) -> impl Future<Output = Result<Vec<LogLine>>> + Send;
+    fn last_log_seq<'a>(&'a self, execution_id: &'a str) -> impl Future<Output = Result<i64>> + Send;
     /// An execution's steps and the sequence number of its last log line (0 when it has
     /// none): what a runner loads before it goes on. One round trip where the backend can.
     /// (A wrapper such as `AnyStore` must hand this and `finish_execution` on, or the
     /// defaults below hide the backend's own.)
-    fn steps_and_last_seq(&self, execution_id: &str) -> impl Future<Output = Result<(Vec<StepRecord>, i64)>> + Send {
+    fn steps_and_last_seq<'a>(
+        &'a self,
+        execution_id: &'a str,
+    ) -> impl Future<Output = Result<(Vec<StepRecord>, i64)>> + Send {
         async move { Ok((self.steps(execution_id).await?, self.last_log_seq(execution_id).await?)) }
     }
     /// The child executions of execution `id` (started by its `runbook` steps), newest
     /// first, each with its steps.
-    fn children(&self, id: &str) -> impl Future<Output = Result<Vec<(Execution, Vec<StepRecord>)>>> + Send {
+    fn children<'a>(&'a self, id: &'a str) -> impl Future<Output = Result<Vec<(Execution, Vec<StepRecord>)>>> + Send {
         async move {
             let mut out = Vec::new();
             for child in self.executions(&ExecutionFilter::children(id)).await? {
@@ -142,11 +157,11 @@ pub trait Store: Send + Sync + Clone + 'static {
     /// The end of a run: the final attempt still to be recorded, if any (with its steps,
     /// as `record_attempt`), then the execution's state, both fenced as
     /// `update_execution`. One atomic write where the backend can.
-    fn finish_execution(
-        &self,
-        exec: &Execution,
-        last: Option<(&Attempt, &[&StepRecord])>,
-        fence: Option<&str>,
+    fn finish_execution<'a>(
+        &'a self,
+        exec: &'a Execution,
+        last: Option<(&'a Attempt, &'a [&'a StepRecord])>,
+        fence: Option<&'a str>,
     ) -> impl Future<Output = Result<()>> + Send {
         async move {
             if let Some((attempt, steps)) = last {
@@ -158,40 +173,45 @@ pub trait Store: Send + Sync + Clone + 'static {
 
     /// Records a decision (an approval, or a manual step's confirmation); one person
     /// decides once per step and phase.
-    fn add_approval(&self, approval: &Approval) -> impl Future<Output = Result<()>> + Send;
-    fn approvals(&self, execution_id: &str) -> impl Future<Output = Result<Vec<Approval>>> + Send;
+    fn add_approval<'a>(&'a self, approval: &'a Approval) -> impl Future<Output = Result<()>> + Send;
+    fn approvals<'a>(&'a self, execution_id: &'a str) -> impl Future<Output = Result<Vec<Approval>>> + Send;
 
     /// Records a person's rating of an execution; given again, it replaces theirs.
-    fn add_feedback(&self, feedback: &Feedback) -> impl Future<Output = Result<()>> + Send;
+    fn add_feedback<'a>(&'a self, feedback: &'a Feedback) -> impl Future<Output = Result<()>> + Send;
     /// An execution's ratings, oldest first.
-    fn feedback(&self, execution_id: &str) -> impl Future<Output = Result<Vec<Feedback>>> + Send;
+    fn feedback<'a>(&'a self, execution_id: &'a str) -> impl Future<Output = Result<Vec<Feedback>>> + Send;
 
     /// Extends the claim of `owner` on a running execution; returns whether cancel was requested.
-    fn heartbeat(&self, execution_id: &str, owner: &str, lease_ms: i64) -> impl Future<Output = Result<bool>> + Send;
-    fn request_cancel(&self, execution_id: &str) -> impl Future<Output = Result<()>> + Send;
+    fn heartbeat<'a>(
+        &'a self,
+        execution_id: &'a str,
+        owner: &'a str,
+        lease_ms: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    fn request_cancel<'a>(&'a self, execution_id: &'a str) -> impl Future<Output = Result<()>> + Send;
     /// Claims an execution that is not running or queued (to resume, roll back or cancel
     /// it) for `owner`, compare-and-set: only when no one holds it, its holder's lease
     /// lapsed, `owner` holds it already, or its holder is `take_over_from` (a runner known
     /// to be dead). `None` when someone else holds it (or it started running).
-    fn claim_stopped(
-        &self,
-        execution_id: &str,
-        owner: &str,
+    fn claim_stopped<'a>(
+        &'a self,
+        execution_id: &'a str,
+        owner: &'a str,
         lease_ms: i64,
-        take_over_from: Option<&str>,
+        take_over_from: Option<&'a str>,
     ) -> impl Future<Output = Result<Option<Execution>>> + Send;
     /// Records the process group a step's attempt or rollback runs in (`PGID:IDENTITY`)
     /// once it has run a moment, or clears it (`None`) when it ended.
-    fn set_process(
-        &self,
-        execution_id: &str,
-        step_id: &str,
-        process: Option<&str>,
+    fn set_process<'a>(
+        &'a self,
+        execution_id: &'a str,
+        step_id: &'a str,
+        process: Option<&'a str>,
     ) -> impl Future<Output = Result<()>> + Send;
     /// `(step id, process)` of the steps that recorded one.
-    fn processes(&self, execution_id: &str) -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
+    fn processes<'a>(&'a self, execution_id: &'a str) -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
     /// Lets go of a claim of `owner` (nothing happens if someone else holds it).
-    fn release(&self, execution_id: &str, owner: &str) -> impl Future<Output = Result<()>> + Send;
+    fn release<'a>(&'a self, execution_id: &'a str, owner: &'a str) -> impl Future<Output = Result<()>> + Send;
     /// Executions in `running` state, and `waiting` ones someone holds (a gate poll, a
     /// cancel, an override), for crash recovery.
     fn running(&self) -> impl Future<Output = Result<Vec<Execution>>> + Send;
@@ -202,56 +222,60 @@ pub trait Store: Send + Sync + Clone + 'static {
 pub trait ServerStore: Store {
     /// Publishes a runbook version. Identical content is a no-op (`Unchanged`); a new
     /// version must be greater than the newest one; a published version never changes.
-    fn publish(&self, p: &Publish) -> impl Future<Output = Result<Published>> + Send;
-    fn registry(&self, q: &RunbookQuery) -> impl Future<Output = Result<Vec<RegistryEntry>>> + Send;
-    fn registry_entry(&self, name: &str) -> impl Future<Output = Result<RegistryEntry>> + Send;
-    fn registry_versions(&self, name: &str) -> impl Future<Output = Result<Vec<PublishedVersion>>> + Send;
+    fn publish<'a>(&'a self, p: &'a Publish) -> impl Future<Output = Result<Published>> + Send;
+    fn registry<'a>(&'a self, q: &'a RunbookQuery) -> impl Future<Output = Result<Vec<RegistryEntry>>> + Send;
+    fn registry_entry<'a>(&'a self, name: &'a str) -> impl Future<Output = Result<RegistryEntry>> + Send;
+    fn registry_versions<'a>(&'a self, name: &'a str) -> impl Future<Output = Result<Vec<PublishedVersion>>> + Send;
     /// Stores a bundle of files under its SHA-256 (no-op if stored already). The caller
     /// has checked that `sha256` is the digest of `content`.
-    fn save_bundle(&self, sha256: &str, content: &[u8]) -> impl Future<Output = Result<()>> + Send;
+    fn save_bundle<'a>(&'a self, sha256: &'a str, content: &'a [u8]) -> impl Future<Output = Result<()>> + Send;
     /// A stored bundle's bytes.
-    fn bundle(&self, sha256: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
+    fn bundle<'a>(&'a self, sha256: &'a str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
     /// A published version and its exact text.
-    fn registry_version(
-        &self,
-        name: &str,
-        version: &str,
+    fn registry_version<'a>(
+        &'a self,
+        name: &'a str,
+        version: &'a str,
     ) -> impl Future<Output = Result<(PublishedVersion, String)>> + Send;
     /// Records a lifecycle transition. Archiving a runbook (it can never run again)
     /// removes its schedules in the same transaction; they are returned.
-    fn set_lifecycle(&self, e: &LifecycleEvent) -> impl Future<Output = Result<Vec<ScheduleRecord>>> + Send;
-    fn lifecycle_events(&self, name: &str) -> impl Future<Output = Result<Vec<LifecycleEvent>>> + Send;
+    fn set_lifecycle<'a>(&'a self, e: &'a LifecycleEvent) -> impl Future<Output = Result<Vec<ScheduleRecord>>> + Send;
+    fn lifecycle_events<'a>(&'a self, name: &'a str) -> impl Future<Output = Result<Vec<LifecycleEvent>>> + Send;
     /// Records a review of a runbook.
-    fn add_review(&self, review: &Review) -> impl Future<Output = Result<()>> + Send;
+    fn add_review<'a>(&'a self, review: &'a Review) -> impl Future<Output = Result<()>> + Send;
     /// The reviews of one runbook (or of all), oldest first.
-    fn reviews(&self, name: Option<&str>) -> impl Future<Output = Result<Vec<Review>>> + Send;
+    fn reviews<'a>(&'a self, name: Option<&'a str>) -> impl Future<Output = Result<Vec<Review>>> + Send;
     /// Ratings given since `since` (optionally on one runbook's executions), each with
     /// its execution's runbook, oldest first.
-    fn feedback_since(
-        &self,
+    fn feedback_since<'a>(
+        &'a self,
         since: i64,
-        runbook: Option<&str>,
+        runbook: Option<&'a str>,
     ) -> impl Future<Output = Result<Vec<(String, Feedback)>>> + Send;
 
     /// Creates an execution and appends `audit` (its record in the audit trail, with the
     /// execution's id as its target) in the same transaction, unless `(actor, key)` was
     /// used before: then returns the earlier id and appends nothing. No execution is ever
     /// queued unaudited.
-    fn create_execution_once(
-        &self,
-        exec: &Execution,
-        steps: &[StepRecord],
-        idempotency_key: Option<&str>,
-        audit: &NewAudit,
+    fn create_execution_once<'a>(
+        &'a self,
+        exec: &'a Execution,
+        steps: &'a [StepRecord],
+        idempotency_key: Option<&'a str>,
+        audit: &'a NewAudit,
     ) -> impl Future<Output = Result<String>> + Send;
     /// Claims the queued execution that has waited longest for a runner (since it was
     /// created, or since it last ran) for `owner` until the lease expires.
-    fn claim_queued(&self, owner: &str, lease_ms: i64) -> impl Future<Output = Result<Option<Execution>>> + Send;
+    fn claim_queued<'a>(
+        &'a self,
+        owner: &'a str,
+        lease_ms: i64,
+    ) -> impl Future<Output = Result<Option<Execution>>> + Send;
     /// [`ServerStore::claim_queued`], with the execution's steps and last log sequence
     /// number (as [`Store::steps_and_last_seq`]). A backend that could read them in the
     /// same round trip would override it (and a wrapper then hand it on); PostgreSQL's
     /// one-statement version was measured slower, so none does.
-    fn claim_next(&self, owner: &str, lease_ms: i64) -> impl Future<Output = Result<Option<Claimed>>> + Send {
+    fn claim_next<'a>(&'a self, owner: &'a str, lease_ms: i64) -> impl Future<Output = Result<Option<Claimed>>> + Send {
         async move {
             let Some(execution) = self.claim_queued(owner, lease_ms).await? else { return Ok(None) };
             let (steps, last_seq) = self.steps_and_last_seq(&execution.id).await?;
@@ -260,14 +284,14 @@ pub trait ServerStore: Store {
     }
     /// Holds a waiting execution (to poll its gate, cancel or override it) unless someone
     /// else holds it or moved it. It stays `waiting` meanwhile: that is what it does.
-    fn claim_waiting(
-        &self,
-        execution_id: &str,
-        owner: &str,
+    fn claim_waiting<'a>(
+        &'a self,
+        execution_id: &'a str,
+        owner: &'a str,
         lease_ms: i64,
     ) -> impl Future<Output = Result<Option<Execution>>> + Send;
     /// Puts a waiting execution back in the queue (after an approval decision).
-    fn requeue(&self, execution_id: &str) -> impl Future<Output = Result<bool>> + Send;
+    fn requeue<'a>(&'a self, execution_id: &'a str) -> impl Future<Output = Result<bool>> + Send;
     fn count_by_status(&self) -> impl Future<Output = Result<Vec<(String, i64)>>> + Send;
     /// Executions waiting in the queue for a worker.
     fn count_queued(&self) -> impl Future<Output = Result<i64>> + Send;
@@ -278,61 +302,71 @@ pub trait ServerStore: Store {
     /// gate (to poll it) rather than an approval (to requeue, so it times out).
     fn expired_waits(&self, now: i64) -> impl Future<Output = Result<Vec<(String, bool)>>> + Send;
 
-    fn create_token(&self, token: &Token, hash: &str) -> impl Future<Output = Result<()>> + Send;
+    fn create_token<'a>(&'a self, token: &'a Token, hash: &'a str) -> impl Future<Output = Result<()>> + Send;
     /// The token with this id and its stored hash. Comparing the hash (in constant
     /// time), expiry and revocation are the caller's to check.
-    fn token(&self, id: &str) -> impl Future<Output = Result<Option<(Token, String)>>> + Send;
+    fn token<'a>(&'a self, id: &'a str) -> impl Future<Output = Result<Option<(Token, String)>>> + Send;
     /// Records that a token was accepted (only then: a refused one is not "used").
-    fn token_used(&self, id: &str, at: i64) -> impl Future<Output = Result<()>> + Send;
+    fn token_used<'a>(&'a self, id: &'a str, at: i64) -> impl Future<Output = Result<()>> + Send;
     fn tokens(&self) -> impl Future<Output = Result<Vec<Token>>> + Send;
-    fn revoke_token(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
+    fn revoke_token<'a>(&'a self, id: &'a str) -> impl Future<Output = Result<()>> + Send;
 
     /// Keeps (or replaces) an execution's sealed secrets.
-    fn put_secrets(&self, s: &SealedSecrets) -> impl Future<Output = Result<()>> + Send;
-    fn sealed_secrets(&self, execution_id: &str) -> impl Future<Output = Result<Option<SealedSecrets>>> + Send;
-    fn delete_secrets(&self, execution_id: &str) -> impl Future<Output = Result<()>> + Send;
+    fn put_secrets<'a>(&'a self, s: &'a SealedSecrets) -> impl Future<Output = Result<()>> + Send;
+    fn sealed_secrets<'a>(
+        &'a self,
+        execution_id: &'a str,
+    ) -> impl Future<Output = Result<Option<SealedSecrets>>> + Send;
+    fn delete_secrets<'a>(&'a self, execution_id: &'a str) -> impl Future<Output = Result<()>> + Send;
     /// Deletes the secrets of executions that ended (succeeded, failed, cancelled) or
     /// do not exist, keeping those created after `before` (one being queued right now);
     /// returns how many went.
     fn prune_secrets(&self, before: i64) -> impl Future<Output = Result<u64>> + Send;
 
-    fn create_session(&self, s: &WebSession) -> impl Future<Output = Result<()>> + Send;
+    fn create_session<'a>(&'a self, s: &'a WebSession) -> impl Future<Output = Result<()>> + Send;
     /// The session whose cookie hashes to `hash`, ended or not (the caller checks).
-    fn session(&self, hash: &str) -> impl Future<Output = Result<Option<WebSession>>> + Send;
+    fn session<'a>(&'a self, hash: &'a str) -> impl Future<Output = Result<Option<WebSession>>> + Send;
     /// Ends a session (sign-out); ending an ended or unknown one is no error.
-    fn end_session(&self, hash: &str, at: i64) -> impl Future<Output = Result<()>> + Send;
+    fn end_session<'a>(&'a self, hash: &'a str, at: i64) -> impl Future<Output = Result<()>> + Send;
     /// Forgets sessions that expired or ended before `before`; returns how many.
     fn prune_sessions(&self, before: i64) -> impl Future<Output = Result<u64>> + Send;
 
     /// Replaces a runbook's own schedules (source `runbook`) with these.
-    fn sync_schedules(&self, runbook: &str, schedules: &[ScheduleRecord]) -> impl Future<Output = Result<()>> + Send;
-    fn create_schedule(&self, s: &ScheduleRecord) -> impl Future<Output = Result<()>> + Send;
+    fn sync_schedules<'a>(
+        &'a self,
+        runbook: &'a str,
+        schedules: &'a [ScheduleRecord],
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn create_schedule<'a>(&'a self, s: &'a ScheduleRecord) -> impl Future<Output = Result<()>> + Send;
     fn schedules(&self) -> impl Future<Output = Result<Vec<ScheduleRecord>>> + Send;
-    fn delete_schedule(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
+    fn delete_schedule<'a>(&'a self, id: &'a str) -> impl Future<Output = Result<()>> + Send;
     fn due_schedules(&self, now: i64) -> impl Future<Output = Result<Vec<ScheduleRecord>>> + Send;
-    fn schedule_ran(
-        &self,
-        id: &str,
+    fn schedule_ran<'a>(
+        &'a self,
+        id: &'a str,
         ran_at: i64,
         next: Option<i64>,
-        result: &str,
+        result: &'a str,
     ) -> impl Future<Output = Result<()>> + Send;
     /// Whether an execution started by `actor` is still queued, running or waiting.
-    fn has_active_execution(&self, actor: &str) -> impl Future<Output = Result<bool>> + Send;
+    fn has_active_execution<'a>(&'a self, actor: &'a str) -> impl Future<Output = Result<bool>> + Send;
 
     /// Executions created since `since` (optionally of one runbook), for analytics.
-    fn analytics_rows(
-        &self,
+    fn analytics_rows<'a>(
+        &'a self,
         since: i64,
-        runbook: Option<&str>,
+        runbook: Option<&'a str>,
     ) -> impl Future<Output = Result<Vec<AnalyticsRow>>> + Send;
 
-    fn record_notification(&self, a: &NotificationAttempt) -> impl Future<Output = Result<()>> + Send;
-    fn notifications(&self, execution_id: &str) -> impl Future<Output = Result<Vec<NotificationAttempt>>> + Send;
+    fn record_notification<'a>(&'a self, a: &'a NotificationAttempt) -> impl Future<Output = Result<()>> + Send;
+    fn notifications<'a>(
+        &'a self,
+        execution_id: &'a str,
+    ) -> impl Future<Output = Result<Vec<NotificationAttempt>>> + Send;
 
     /// Appends to the hash-chained audit trail.
-    fn append_audit(&self, record: &NewAudit) -> impl Future<Output = Result<AuditRecord>> + Send;
-    fn audit(&self, f: &AuditFilter) -> impl Future<Output = Result<Vec<AuditRecord>>> + Send;
+    fn append_audit<'a>(&'a self, record: &'a NewAudit) -> impl Future<Output = Result<AuditRecord>> + Send;
+    fn audit<'a>(&'a self, f: &'a AuditFilter) -> impl Future<Output = Result<Vec<AuditRecord>>> + Send;
     /// Checks the whole chain: `Ok(count)` or a description of the first broken record.
     fn verify_audit(&self) -> impl Future<Output = Result<std::result::Result<i64, String>>> + Send;
 }
