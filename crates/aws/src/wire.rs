@@ -261,8 +261,26 @@ impl Client {
         Ok(String::from_utf8_lossy(&reply.body).into_owned())
     }
 
-    /// Sends with retries within the policy's time; a failure answer is an error.
-    async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Result<Reply, Failure> {
+    /// Sends with retries within the policy's time; a failure answer is an error. Boxed
+    /// here, in a plain function, so the signing and HTTP code is compiled in this crate
+    /// once, not again in every crate that awaits `json`, `rest` or `query`.
+    fn send<'a>(
+        &'a self,
+        method: &'a str,
+        path: &'a str,
+        headers: &'a [(&'a str, &'a str)],
+        body: Vec<u8>,
+    ) -> crate::Boxed<'a, Result<Reply, Failure>> {
+        crate::boxed(self.send_now(method, path, headers, body))
+    }
+
+    async fn send_now(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Reply, Failure> {
         let attempts = async {
             let mut attempt = 0;
             loop {
