@@ -84,6 +84,11 @@ async fn a_version_runs_with_its_own_files() {
     let said = format!("deploying prod from {}", dir.display());
     let lines: Vec<&str> = logs["lines"].as_array().unwrap().iter().filter_map(|l| l["line"].as_str()).collect();
     assert!(lines.contains(&said.as_str()), "{said:?} in {lines:?}");
+    // Removed by the worker right after it records the end, which the API may show first.
+    let removed_by = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while dir.exists() && std::time::Instant::now() < removed_by {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert!(!dir.exists(), "a successful execution's directory is removed");
 
     // One that fails keeps its directory, to look into.
