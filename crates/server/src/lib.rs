@@ -11,6 +11,7 @@ mod diff;
 mod error;
 pub mod limits;
 mod listen;
+pub mod live;
 pub mod metrics;
 pub mod notify;
 pub mod openapi;
@@ -76,6 +77,7 @@ pub fn state(store: impl Into<Db>, config: Config) -> AppState {
     let auth_failures = Arc::new(limits::AuthFailures::new(config.auth_failures_per_minute));
     AppState {
         engine: Engine::new(store.clone(), engine_config),
+        live: live::Live::new(store.clone()),
         store,
         config: Arc::new(config),
         keys,

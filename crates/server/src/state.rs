@@ -37,6 +37,8 @@ pub struct AppState {
     pub queue_count: Arc<Mutex<(i64, i64)>>,
     /// The web UI's analytics, summarized at most once a minute per window.
     pub figures: Arc<crate::routes::analytics::FiguresCache>,
+    /// The executions event streams follow, looked at once a tick for all of them.
+    pub live: Arc<crate::live::Live>,
     /// Published versions read so far, by (runbook, version): they never change.
     pub versions: Arc<Mutex<HashMap<(String, String), opsbook_store::PublishedVersion>>>,
 }

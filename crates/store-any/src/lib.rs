@@ -161,6 +161,7 @@ impl Store for AnyStore {
         fn executions<'a>(&'a self, filter: &'a ExecutionFilter) -> Result<Vec<Execution>>;
         fn logs<'a>(&'a self, query: &'a LogQuery) -> Result<Vec<LogLine>>;
         fn last_log_seq<'a>(&'a self, execution_id: &'a str) -> Result<i64>;
+        fn heads<'a>(&'a self, ids: &'a [String]) -> Result<Vec<Head>>;
         fn steps_and_last_seq<'a>(&'a self, execution_id: &'a str) -> Result<(Vec<StepRecord>, i64)>;
         fn finish_execution<'a>(
             &'a self,

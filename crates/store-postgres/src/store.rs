@@ -3,7 +3,7 @@
 
 use opsbook_core::ExecStatus;
 use opsbook_store::{
-    Approval, Attempt, Error, Execution, ExecutionFilter, Feedback, LogLine, LogQuery, Result, RunbookVersion,
+    Approval, Attempt, Error, Execution, ExecutionFilter, Feedback, Head, LogLine, LogQuery, Result, RunbookVersion,
     StepRecord, Store, Stream, codec, now_ms,
 };
 use sqlx::QueryBuilder;
@@ -298,6 +298,24 @@ impl Store for PgStore {
             .await
             .db()?;
         Ok(seq.unwrap_or(0))
+    }
+
+    async fn heads(&self, ids: &[String]) -> Result<Vec<Head>> {
+        let rows = sqlx::query(
+            "SELECT id, status, (SELECT MAX(seq) FROM execution_logs l WHERE l.execution_id = e.id) \
+             FROM executions e WHERE id = ANY($1)",
+        )
+        .bind(ids)
+        .fetch_all(self.pool())
+        .await
+        .db()?;
+        map_rows(&rows, |row| {
+            Ok(Head {
+                id: col(row, 0)?,
+                status: codec::exec_status(col(row, 1)?)?,
+                last_seq: col::<Option<i64>>(row, 2)?.unwrap_or(0),
+            })
+        })
     }
 
     async fn add_approval(&self, a: &Approval) -> Result<()> {

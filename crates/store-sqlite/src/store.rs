@@ -3,7 +3,7 @@
 
 use opsbook_core::{ExecStatus, StepStatus};
 use opsbook_store::{
-    Approval, Attempt, Error, Execution, ExecutionFilter, Feedback, LogLine, LogQuery, Result, RunbookVersion,
+    Approval, Attempt, Error, Execution, ExecutionFilter, Feedback, Head, LogLine, LogQuery, Result, RunbookVersion,
     StepRecord, Store, Stream, codec, now_ms,
 };
 use rusqlite::{OptionalExtension, ToSql, params, params_from_iter};
@@ -15,6 +15,8 @@ use crate::rows::{
     update_step,
 };
 
+/// Executions a statement of `heads` asks about at most.
+const HEADS_CHUNK: usize = 64;
 impl Store for SqliteStore {
     async fn save_runbook(&self, rb: &RunbookVersion) -> Result<()> {
         self.conn()?
@@ -243,6 +245,31 @@ impl Store for SqliteStore {
             .query_row([execution_id], |r| r.get(0))
             .db()?;
         Ok(seq.unwrap_or(0))
+    }
+
+    async fn heads(&self, ids: &[String]) -> Result<Vec<Head>> {
+        let conn = self.reader()?;
+        let mut out = Vec::with_capacity(ids.len());
+        // Statements of a few sizes, each prepared once: chunks of 64, the last padded
+        // (a repeated id finds its row once).
+        for chunk in ids.chunks(HEADS_CHUNK) {
+            let size = chunk.len().next_power_of_two();
+            let marks = vec!["?"; size].join(", ");
+            let sql = format!(
+                "SELECT id, status, (SELECT MAX(seq) FROM execution_logs l WHERE l.execution_id = e.id) \
+                 FROM executions e WHERE id IN ({marks})"
+            );
+            let mut stmt = conn.prepare_cached(&sql).db()?;
+            let padded = chunk.iter().chain(std::iter::repeat(&chunk[0])).take(size);
+            out.extend(collect(&mut stmt, params_from_iter(padded), |row| {
+                Ok(Head {
+                    id: row.get(0).db()?,
+                    status: codec::exec_status(&row.get::<_, String>(1).db()?)?,
+                    last_seq: row.get::<_, Option<i64>>(2).db()?.unwrap_or(0),
+                })
+            })?);
+        }
+        Ok(out)
     }
 
     async fn add_approval(&self, a: &Approval) -> Result<()> {

@@ -13,9 +13,9 @@ use std::future::Future;
 use opsbook_core::{ExecStatus, StepStatus};
 
 use crate::{
-    Approval, Attempt, AuditFilter, Execution, ExecutionFilter, Feedback, LifecycleEvent, LogLine, LogQuery, NewAudit,
-    Phase, Publish, Published, RegistryEntry, Review, RunbookQuery, RunbookVersion, ScheduleRecord, SealedSecrets,
-    ServerStore, StepRecord, Stream, Token, WaitKind, WebSession,
+    Approval, Attempt, AuditFilter, Execution, ExecutionFilter, Feedback, Head, LifecycleEvent, LogLine, LogQuery,
+    NewAudit, Phase, Publish, Published, RegistryEntry, Review, RunbookQuery, RunbookVersion, ScheduleRecord,
+    SealedSecrets, ServerStore, StepRecord, Stream, Token, WaitKind, WebSession,
 };
 
 /// Edits a backend's audit trail directly, as an attacker with database access would.
@@ -44,6 +44,7 @@ where
     registry_rules(fresh().await).await;
     tokens_and_schedules(fresh().await).await;
     fenced_writes_need_the_claim(fresh().await).await;
+    heads_follow_status_and_logs(fresh().await).await;
     let store = fresh().await;
     audit_chain_catches_tampering(&store, &tamper(&store)).await;
 }
@@ -77,7 +78,7 @@ pub fn execution(id: &str, runbook: &str, status: ExecStatus, created_at: i64) -
 }
 
 /// Saves the runbook text every execution here runs (executions refer to their runbook).
-async fn runbook_text<S: ServerStore>(s: &S) -> RunbookVersion {
+pub async fn runbook_text<S: ServerStore>(s: &S) -> RunbookVersion {
     let rb = RunbookVersion {
         sha256: "0".repeat(64),
         name: "demo".into(),
@@ -634,4 +635,40 @@ async fn audit_chain_catches_tampering<S: ServerStore>(s: &S, tamper: &impl Tamp
     tamper.delete(6);
     tamper.delete(3);
     assert!(s.verify_audit().await.unwrap().is_err_and(|e| e.contains("record 3 is missing")), "a delete");
+}
+
+/// `heads` answers for the executions that exist, and moves with their status and logs.
+async fn heads_follow_status_and_logs<S: ServerStore>(s: S) {
+    runbook_text(&s).await;
+    let ids: Vec<String> = (0..150).map(|i| format!("HD{i:04}")).collect();
+    for id in &ids {
+        s.create_execution(&execution(id, "demo", ExecStatus::Queued, 100), &steps(id, 1)).await.unwrap();
+    }
+    let line = |seq: i64| LogLine {
+        execution_id: "HD0007".into(),
+        seq,
+        step_id: Some("s0".into()),
+        phase: Phase::Step,
+        attempt: 1,
+        stream: Stream::Stdout,
+        ts: 200,
+        line: format!("line {seq}"),
+    };
+    s.append_logs(&[line(1), line(2)]).await.unwrap();
+    let mut done = execution("HD0009", "demo", ExecStatus::Succeeded, 100);
+    done.finished_at = Some(300);
+    s.update_execution(&done, None).await.unwrap();
+    // More than one statement's worth, one unknown id, one asked twice.
+    let mut asked = ids.clone();
+    asked.push("NOPE".into());
+    asked.push("HD0007".into());
+    let mut heads = s.heads(&asked).await.unwrap();
+    heads.sort_by(|a, b| a.id.cmp(&b.id));
+    heads.dedup();
+    assert_eq!(heads.len(), 150, "one head per execution that exists");
+    let head = |id: &str| heads.iter().find(|h| h.id == id).unwrap().clone();
+    assert_eq!(head("HD0007"), Head { id: "HD0007".into(), status: ExecStatus::Queued, last_seq: 2 });
+    assert_eq!(head("HD0009"), Head { id: "HD0009".into(), status: ExecStatus::Succeeded, last_seq: 0 });
+    assert_eq!(head("HD0000"), Head { id: "HD0000".into(), status: ExecStatus::Queued, last_seq: 0 });
+    assert!(s.heads(&[]).await.unwrap().is_empty());
 }

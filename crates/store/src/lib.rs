@@ -132,6 +132,10 @@ pub trait Store: Send + Sync + Clone + 'static {
     fn executions<'a>(&'a self, filter: &'a ExecutionFilter) -> impl Future<Output = Result<Vec<Execution>>> + Send;
     fn logs<'a>(&'a self, query: &'a LogQuery) -> impl Future<Output = Result<Vec<LogLine>>> + Send;
     fn last_log_seq<'a>(&'a self, execution_id: &'a str) -> impl Future<Output = Result<i64>> + Send;
+    /// Where each of `ids` that exists stands (its status and last log line), in no
+    /// particular order: what live views poll, in one round trip for all the executions
+    /// they follow, to see which changed.
+    fn heads<'a>(&'a self, ids: &'a [String]) -> impl Future<Output = Result<Vec<Head>>> + Send;
     /// An execution's steps and the sequence number of its last log line (0 when it has
     /// none): what a runner loads before it goes on. One round trip where the backend can.
     /// (A wrapper such as `AnyStore` must hand this and `finish_execution` on, or the

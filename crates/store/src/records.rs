@@ -364,6 +364,15 @@ impl ExecutionFilter {
     }
 }
 
+/// Where an execution stands, as live views compare it: its status and the sequence
+/// number of its last log line (0 with none). Any event a view shows changes one of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub id: String,
+    pub status: ExecStatus,
+    pub last_seq: i64,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct LogQuery {
     pub execution_id: String,

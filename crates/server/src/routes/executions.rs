@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -175,9 +174,18 @@ pub async fn events(
         status: Option<ExecStatus>,
         pending: std::collections::VecDeque<Event>,
         done: bool,
+        watch: crate::live::Watch,
     }
-    let cursor =
-        Cursor { store: st.store.clone(), id: exec.id, after, status: None, pending: Default::default(), done: false };
+    let watch = st.live.follow(&exec.id);
+    let cursor = Cursor {
+        store: st.store.clone(),
+        id: exec.id,
+        after,
+        status: None,
+        pending: Default::default(),
+        done: false,
+        watch,
+    };
     let stream = futures_util::stream::unfold(cursor, |mut c| async move {
         loop {
             if let Some(ev) = c.pending.pop_front() {
@@ -186,6 +194,7 @@ pub async fn events(
             if c.done {
                 return None;
             }
+            c.watch.seen();
             // The status first: an execution's last lines are stored before its end, so
             // once a status read before the lines says it ended, no line can follow them.
             let exec = c.store.execution(&c.id).await;
@@ -214,7 +223,7 @@ pub async fn events(
                 c.done = true;
             }
             if c.pending.is_empty() && !c.done {
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                c.watch.changed().await;
             }
         }
     });

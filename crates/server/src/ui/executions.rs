@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::time::Duration;
 
 use askama::Template;
 use axum::body::Body;
@@ -469,17 +468,19 @@ pub async fn live(
         .and_then(|v| v.parse::<i64>().ok())
         .unwrap_or(q.after);
     let shown = q.status.as_deref().and_then(ExecStatus::parse).unwrap_or(exec.status);
-    let state = (st.store.clone(), exec.id, after, shown, false);
-    let stream = futures_util::stream::unfold(state, |(store, id, after, status, done)| async move {
+    let watch = st.live.follow(&exec.id);
+    let state = (st.store.clone(), exec.id, after, shown, false, watch);
+    let stream = futures_util::stream::unfold(state, |(store, id, after, status, done, mut watch)| async move {
         if done {
             return None;
         }
         loop {
+            watch.seen();
             let q = LogQuery { execution_id: id.clone(), step_id: None, after_seq: after, limit: 1000 };
             let lines = store.logs(&q).await.unwrap_or_default();
             if let Some(last) = lines.last() {
                 let ev = Event::default().event("lines").id(last.seq.to_string()).data(lines_html(&lines));
-                return Some((Ok::<_, Infallible>(ev), (store, id, last.seq, status, false)));
+                return Some((Ok::<_, Infallible>(ev), (store, id, last.seq, status, false, watch)));
             }
             let now = match store.execution(&id).await {
                 Ok(e) => e.status,
@@ -488,9 +489,9 @@ pub async fn live(
             if now != status || now.is_terminal() {
                 // Sent once the lines before it are: the page reloads for the final state.
                 let ev = Event::default().event("status").data(now.as_str());
-                return Some((Ok(ev), (store, id, after, now, now.is_terminal())));
+                return Some((Ok(ev), (store, id, after, now, now.is_terminal(), watch)));
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            watch.changed().await;
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())

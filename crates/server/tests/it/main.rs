@@ -8,6 +8,7 @@ mod bundles;
 mod calls;
 mod contract;
 mod gates;
+mod live;
 mod notify;
 mod quality;
 mod restart;
