@@ -270,6 +270,10 @@ pub fn describe(call: &Call<'_>, failure: &Failure) -> Error {
             Some(role) => Error::fatal(format!(
                 "cannot assume role {role}: {cause} (the caller needs `sts:AssumeRole` on it, and the role's trust policy must allow the caller)"
             )),
+            // The SSO portal refused the cached sign-in (expired, or signed out).
+            None if cause.starts_with("UnauthorizedException") => {
+                Error::fatal(format!("{NO_CREDENTIALS}: {cause} (sign in again: `aws sso login`)"))
+            }
             None => Error::fatal(format!("{NO_CREDENTIALS}: {cause}")),
         },
         Failure::Unreachable(cause) => Error { message: format!("cannot reach {service}: {cause}"), retryable: true },

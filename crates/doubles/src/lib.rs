@@ -11,4 +11,5 @@ pub mod scenario;
 pub mod secrets;
 pub mod sns;
 pub mod ssm;
+pub mod sso;
 pub mod sts;

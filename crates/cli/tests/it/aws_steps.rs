@@ -16,7 +16,7 @@ use crate::support::{Env, Out, out, runbook};
 
 /// The doubles a run talks to.
 pub(crate) struct Aws {
-    lambda: Lambda,
+    pub(crate) lambda: Lambda,
     pub(crate) ssm: Ssm,
     secrets: SecretsManager,
     sns: Sns,
@@ -40,7 +40,7 @@ impl Aws {
 
     /// `opsbook ARGS` pointed at the doubles, with example credentials and nothing read
     /// from the machine's AWS configuration.
-    fn cmd(&self, env: &Env, args: &[&str]) -> std::process::Command {
+    pub(crate) fn cmd(&self, env: &Env, args: &[&str]) -> std::process::Command {
         let mut cmd = env.cmd(args);
         cmd.env("AWS_ENDPOINT_URL_LAMBDA", &self.lambda.url)
             .env("AWS_ENDPOINT_URL_SSM", &self.ssm.url)
