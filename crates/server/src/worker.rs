@@ -271,9 +271,14 @@ async fn run_one(state: &AppState, exec: Execution, loaded: Option<Loaded>, kind
 /// it sees it running rather than as it was), or could not (within 10 s).
 pub(crate) async fn spawn_carry_on(state: &AppState, exec: Execution, kind: RunKind) {
     let state = state.clone();
+    let id = exec.id.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move { run_guarded_then(&state, exec, None, kind, Some(tx)).await });
-    let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
+    match tokio::time::timeout(Duration::from_secs(10), rx).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => tracing::warn!(id, ?kind, "the runner stopped before it took the execution up"),
+        Err(_) => tracing::warn!(id, ?kind, "the runner has not taken the execution up within 10 s; answering anyway"),
+    }
 }
 
 /// Told once when a runner takes an execution up.
