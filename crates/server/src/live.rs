@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use crate::state::Db;
 
 /// How often the followed executions are looked at.
-const TICK: Duration = Duration::from_millis(200);
+pub(crate) const TICK: Duration = Duration::from_millis(200);
 
 /// How long a stream waits without news before it reads anyway (should the store be
 /// failing the poller's reads).
@@ -96,6 +96,17 @@ impl Live {
 
 /// Looks every tick while the server (its [`Live`]) is there.
 async fn poll(live: Weak<Live>) {
+    // Should this task end otherwise (a panic, the runtime aborting it), the next stream
+    // to follow an execution starts another.
+    struct Polling(Weak<Live>);
+    impl Drop for Polling {
+        fn drop(&mut self) {
+            if let Some(live) = self.0.upgrade() {
+                live.polling.store(false, Ordering::SeqCst);
+            }
+        }
+    }
+    let _polling = Polling(live.clone());
     loop {
         match live.upgrade() {
             Some(live) => live.look().await,
@@ -169,7 +180,7 @@ mod tests {
             ts: 2,
             line: "hello".into(),
         };
-        store.append_logs(&[line]).await.unwrap();
+        store.append_logs(&[line.clone()]).await.unwrap();
         assert!(hears(&mut a, Duration::from_secs(2)).await, "a new line is news");
         assert!(hears(&mut b, Duration::from_secs(2)).await);
         assert!(!hears(&mut c, TICK * 3).await, "not for another execution's stream");
@@ -177,6 +188,14 @@ mod tests {
         ended.status = ExecStatus::Succeeded;
         store.update_execution(&ended, None).await.unwrap();
         assert!(hears(&mut c, Duration::from_secs(2)).await, "a new status is news");
+        // A status this version does not know (a newer node's, in a rolling upgrade) is
+        // news too, and does not stop the others' news.
+        let db = rusqlite::Connection::open(dir.path().join("live.db")).unwrap();
+        db.execute("UPDATE executions SET status = 'hibernating' WHERE id = 'E2'", []).unwrap();
+        let line = LogLine { seq: 2, line: "again".into(), ..line };
+        store.append_logs(&[line]).await.unwrap();
+        assert!(hears(&mut c, Duration::from_secs(2)).await, "an unknown status is news");
+        assert!(hears(&mut a, Duration::from_secs(2)).await, "and others still hear theirs");
         // Streams that went are forgotten at the next look.
         drop((a, b));
         tokio::time::sleep(TICK * 3).await;

@@ -310,11 +310,7 @@ impl Store for PgStore {
         .await
         .db()?;
         map_rows(&rows, |row| {
-            Ok(Head {
-                id: col(row, 0)?,
-                status: codec::exec_status(col(row, 1)?)?,
-                last_seq: col::<Option<i64>>(row, 2)?.unwrap_or(0),
-            })
+            Ok(Head { id: col(row, 0)?, status: col(row, 1)?, last_seq: col::<Option<i64>>(row, 2)?.unwrap_or(0) })
         })
     }
 

@@ -264,7 +264,7 @@ impl Store for SqliteStore {
             out.extend(collect(&mut stmt, params_from_iter(padded), |row| {
                 Ok(Head {
                     id: row.get(0).db()?,
-                    status: codec::exec_status(&row.get::<_, String>(1).db()?)?,
+                    status: row.get(1).db()?,
                     last_seq: row.get::<_, Option<i64>>(2).db()?.unwrap_or(0),
                 })
             })?);

@@ -667,8 +667,11 @@ async fn heads_follow_status_and_logs<S: ServerStore>(s: S) {
     heads.dedup();
     assert_eq!(heads.len(), 150, "one head per execution that exists");
     let head = |id: &str| heads.iter().find(|h| h.id == id).unwrap().clone();
-    assert_eq!(head("HD0007"), Head { id: "HD0007".into(), status: ExecStatus::Queued, last_seq: 2 });
-    assert_eq!(head("HD0009"), Head { id: "HD0009".into(), status: ExecStatus::Succeeded, last_seq: 0 });
-    assert_eq!(head("HD0000"), Head { id: "HD0000".into(), status: ExecStatus::Queued, last_seq: 0 });
+    assert_eq!(head("HD0007"), Head { id: "HD0007".into(), status: ExecStatus::Queued.as_str().into(), last_seq: 2 });
+    assert_eq!(
+        head("HD0009"),
+        Head { id: "HD0009".into(), status: ExecStatus::Succeeded.as_str().into(), last_seq: 0 }
+    );
+    assert_eq!(head("HD0000"), Head { id: "HD0000".into(), status: ExecStatus::Queued.as_str().into(), last_seq: 0 });
     assert!(s.heads(&[]).await.unwrap().is_empty());
 }

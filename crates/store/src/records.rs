@@ -366,10 +366,12 @@ impl ExecutionFilter {
 
 /// Where an execution stands, as live views compare it: its status and the sequence
 /// number of its last log line (0 with none). Any event a view shows changes one of them.
+/// The status is the stored text, not decoded: a row a newer version wrote (in a rolling
+/// upgrade) still compares, and does not fail the look at every other execution.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
     pub id: String,
-    pub status: ExecStatus,
+    pub status: String,
     pub last_seq: i64,
 }
 

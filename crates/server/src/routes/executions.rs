@@ -197,18 +197,32 @@ pub async fn events(
             c.watch.seen();
             // The status first: an execution's last lines are stored before its end, so
             // once a status read before the lines says it ended, no line can follow them.
-            let exec = c.store.execution(&c.id).await;
-            let lines = c
-                .store
-                .logs(&LogQuery { execution_id: c.id.clone(), step_id: None, after_seq: c.after, limit: 500 })
-                .await
-                .unwrap_or_default();
+            let exec = match c.store.execution(&c.id).await {
+                Ok(e) => Some(e),
+                Err(opsbook_store::Error::NotFound(_)) => None,
+                Err(e) => {
+                    // The database is failing (restarting, say): read again shortly,
+                    // with nothing sent or skipped.
+                    tracing::debug!(%e, "event stream cannot read its execution");
+                    tokio::time::sleep(crate::live::TICK).await;
+                    continue;
+                }
+            };
+            let query = LogQuery { execution_id: c.id.clone(), step_id: None, after_seq: c.after, limit: 500 };
+            let lines = match c.store.logs(&query).await {
+                Ok(lines) => lines,
+                Err(e) => {
+                    tracing::debug!(%e, "event stream cannot read its logs");
+                    tokio::time::sleep(crate::live::TICK).await;
+                    continue;
+                }
+            };
             for l in &lines {
                 c.after = l.seq;
                 let data = service::to_value(&opsbook_api::LogLine::from(l)).to_string();
                 c.pending.push_back(Event::default().event("log").id(l.seq.to_string()).data(data));
             }
-            if let Ok(e) = exec {
+            if let Some(e) = exec {
                 if c.status != Some(e.status) {
                     c.status = Some(e.status);
                     let data = service::to_value(&opsbook_api::StatusEvent { status: e.status, error: e.error });

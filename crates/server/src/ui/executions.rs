@@ -477,14 +477,27 @@ pub async fn live(
         loop {
             watch.seen();
             let q = LogQuery { execution_id: id.clone(), step_id: None, after_seq: after, limit: 1000 };
-            let lines = store.logs(&q).await.unwrap_or_default();
+            let lines = match store.logs(&q).await {
+                Ok(lines) => lines,
+                Err(e) => {
+                    // The database is failing (restarting, say): read again shortly.
+                    tracing::debug!(%e, "live log cannot read its lines");
+                    tokio::time::sleep(crate::live::TICK).await;
+                    continue;
+                }
+            };
             if let Some(last) = lines.last() {
                 let ev = Event::default().event("lines").id(last.seq.to_string()).data(lines_html(&lines));
                 return Some((Ok::<_, Infallible>(ev), (store, id, last.seq, status, false, watch)));
             }
             let now = match store.execution(&id).await {
                 Ok(e) => e.status,
-                Err(_) => return None,
+                Err(opsbook_store::Error::NotFound(_)) => return None,
+                Err(e) => {
+                    tracing::debug!(%e, "live log cannot read its execution");
+                    tokio::time::sleep(crate::live::TICK).await;
+                    continue;
+                }
             };
             if now != status || now.is_terminal() {
                 // Sent once the lines before it are: the page reloads for the final state.
