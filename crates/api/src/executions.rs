@@ -263,10 +263,13 @@ impl ExecutionDoc {
         (self.summary.status == ExecStatus::Waiting).then(|| !self.waits_on_gate())
     }
 
-    /// Still going: queued, running, or waiting on a gate (which resumes by itself), as
-    /// opposed to waiting for people or stopped.
+    /// Still going: queued, running, waiting on a gate (which resumes by itself), or
+    /// running a rollback (of a stopped execution), as opposed to waiting for people or
+    /// stopped.
     pub fn in_progress(&self) -> bool {
-        matches!(self.summary.status, ExecStatus::Queued | ExecStatus::Running) || self.waits_on_gate()
+        matches!(self.summary.status, ExecStatus::Queued | ExecStatus::Running)
+            || self.waits_on_gate()
+            || self.rollback.steps.iter().any(|r| r.status == StepStatus::Running)
     }
 }
 

@@ -103,8 +103,18 @@ pub async fn resume(
     if !rollback {
         return Ok(code);
     }
-    // A rollback did what was asked when its rollbacks (if any) succeeded.
-    let doc = execution(client, &done.id).await?;
+    // A rollback did what was asked when its rollbacks (if any) succeeded. The overall
+    // result is written a moment after the last rollback ended: waited for, briefly.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let doc = loop {
+        let doc = execution(client, &done.id).await?;
+        let settled = !matches!(doc.rollback.status, None | Some(StepStatus::Running));
+        let untouched = doc.rollback.steps.is_empty();
+        if settled || untouched || tokio::time::Instant::now() >= deadline {
+            break doc;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     Ok(if matches!(doc.rollback.status, None | Some(StepStatus::Succeeded)) { EXIT_OK } else { EXIT_FAILED })
 }
 

@@ -56,14 +56,16 @@ impl<'e, 'h> Run<'e, 'h> {
             }
             // A manual rollback still waiting is looked at again, not run again.
             let waited = self.steps[idx].rollback_status == Some(StepStatus::Waiting);
-            if !waited {
-                self.event(&Event::RollbackStarted { step_id: &step.id });
-            }
             // On record before it runs: a rollback never runs (or runs again) unrecorded.
+            // And before it is announced: whoever hears of it (a server answering the
+            // request for it) finds it on record as running.
             let again = self.steps[idx].rollback_status.is_some() && !waited;
             self.steps[idx].rollback_status = Some(StepStatus::Running);
             self.steps[idx].rollback_error = None;
             self.save_step(idx).await?;
+            if !waited {
+                self.event(&Event::RollbackStarted { step_id: &step.id });
+            }
             if again {
                 let msg = format!("running the rollback of step `{}` again (it did not succeed before)", step.id);
                 self.system(Some(&step.id), Phase::Rollback, &msg).await?;

@@ -526,6 +526,37 @@ async fn cancel_of_a_waiting_execution_answers_at_once_and_a_worker_rolls_back()
     s.stop().await;
 }
 
+/// A rollback of a stopped execution is answered once it is on record as running, so a
+/// client following it (`opsbook rollback`) sees it in progress rather than as it was,
+/// and follows it to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_is_answered_once_it_is_on_record_as_running() {
+    let s = Server::start().await;
+    let op = s.token("olga", &["operator", "author"]).await;
+    let steps = "    - id: a\n      run: \"true\"\n      rollback:\n        run: sleep 1; touch undone\n    - id: b\n      run: exit 3\n";
+    let book = runbook("undo", "1.0.0", "", "", steps).replace("spec:\n", "spec:\n  on_failure: stop\n");
+    s.publish(&op, &book).await;
+    let (_, doc) = s.post("/api/v1/runbooks/undo/executions", &op, json!({})).await;
+    let id = doc["id"].as_str().unwrap().to_string();
+    let failed = s.settled(&id, &op).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(failed["rollback"]["steps"].as_array().unwrap().is_empty(), "{failed}");
+    let (status, answer) = s.post(&format!("/api/v1/executions/{id}/rollback"), &op, json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let (_, now) = s.get(&format!("/api/v1/executions/{id}"), &op).await;
+    assert_eq!(now["status"], "failed", "the execution's own status stays: {now}");
+    assert_eq!(now["rollback"]["steps"][0]["id"], "a", "{now}");
+    assert_eq!(now["rollback"]["steps"][0]["status"], "running", "{now}");
+    let typed: opsbook_api::ExecutionDoc = serde_json::from_value(now).unwrap();
+    assert!(typed.in_progress(), "a running rollback is progress");
+    assert!(!s.dir.path().join("undone").exists());
+    let done = s.wait_for(&id, &op, |d| d["rollback"]["status"] == "succeeded").await;
+    let typed: opsbook_api::ExecutionDoc = serde_json::from_value(done).unwrap();
+    assert!(!typed.in_progress());
+    assert!(s.dir.path().join("undone").exists());
+    s.stop().await;
+}
+
 /// Every time in every answer is RFC 3339 in UTC (`…Z`), whatever it is the time of.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_time_is_rfc3339_utc() {
