@@ -180,7 +180,7 @@ mod tests {
             ts: 2,
             line: "hello".into(),
         };
-        store.append_logs(&[line.clone()]).await.unwrap();
+        store.append_logs(std::slice::from_ref(&line)).await.unwrap();
         assert!(hears(&mut a, Duration::from_secs(2)).await, "a new line is news");
         assert!(hears(&mut b, Duration::from_secs(2)).await);
         assert!(!hears(&mut c, TICK * 3).await, "not for another execution's stream");
