@@ -4,7 +4,8 @@
 //! What is packed: every regular file under the runbook's directory, except hidden ones
 //! (a name starting with `.`), runbooks (the runbook's own text is its version already,
 //! and runbooks sharing a directory each have their own versions: editing one must not
-//! change the others) and what `.opsbookignore` in that directory lists. A
+//! change the others) other than those the runbook calls (`runbook: { file }`), which are
+//! part of it, and what `.opsbookignore` in that directory lists. A
 //! symbolic link is packed as the file it points to when that file is inside the
 //! directory; one pointing outside (or to a directory) is refused, so no path leaves
 //! the bundle.
@@ -19,13 +20,14 @@ use opsbook_core::bundle::Bundle;
 /// directory; `*` and `?` match within a name.
 pub const IGNORE_FILE: &str = ".opsbookignore";
 
-/// Packs the files under `dir` (see the module documentation), refusing more than
-/// `max_bytes` of them with the largest named.
-pub fn pack_dir(dir: &Path, max_bytes: usize) -> Result<Bundle, String> {
+/// Packs the files under `dir` (see the module documentation) with the runbooks in
+/// `called` (canonical paths: those the runbook calls), refusing more than `max_bytes` of
+/// them with the largest named.
+pub fn pack_dir(dir: &Path, max_bytes: usize, called: &[PathBuf]) -> Result<Bundle, String> {
     let root = dir.canonicalize().map_err(|e| format!("{}: {e}", dir.display()))?;
     let ignore = Ignore::read(&root.join(IGNORE_FILE))?;
     let mut found = Vec::new();
-    walk(&root, &root, "", &ignore, &mut found)?;
+    walk(&Walk { root: &root, ignore: &ignore, called }, &root, "", &mut found)?;
     // Whoever may read runbooks may read their files: what looks private is refused, never
     // sent quietly (listed in .opsbookignore, it stays home).
     let private: Vec<String> =
@@ -83,7 +85,15 @@ fn private_why(f: &Found) -> Option<&'static str> {
     (read.ok() == Some(16) && &magic == b"SQLite format 3\0").then_some("a database")
 }
 
-fn walk(root: &Path, dir: &Path, prefix: &str, ignore: &Ignore, found: &mut Vec<Found>) -> Result<(), String> {
+/// What a walk of a runbook's directory keeps to.
+struct Walk<'a> {
+    root: &'a Path,
+    ignore: &'a Ignore,
+    called: &'a [PathBuf],
+}
+
+fn walk(w: &Walk<'_>, dir: &Path, prefix: &str, found: &mut Vec<Found>) -> Result<(), String> {
+    let (root, ignore) = (w.root, w.ignore);
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?
         .collect::<Result<_, _>>()
@@ -101,7 +111,7 @@ fn walk(root: &Path, dir: &Path, prefix: &str, ignore: &Ignore, found: &mut Vec<
             continue;
         }
         if is_dir {
-            walk(root, &entry.path(), &format!("{rel}/"), ignore, found)?;
+            walk(w, &entry.path(), &format!("{rel}/"), found)?;
             continue;
         }
         let (source, meta) = if meta.file_type().is_symlink() {
@@ -127,7 +137,7 @@ fn walk(root: &Path, dir: &Path, prefix: &str, ignore: &Ignore, found: &mut Vec<
         if !meta.is_file() {
             return Err(format!("{rel}: not a regular file (list it in {IGNORE_FILE})"));
         }
-        if is_runbook(&source, meta.len()) {
+        if is_runbook(&source, meta.len()) && !w.called.iter().any(|c| *c == source) {
             continue;
         }
         let mode = meta.permissions().mode();
@@ -277,10 +287,15 @@ mod tests {
         write(&src.join(".git/config"), "hidden\n", 0o644);
         write(&src.join(".opsbookignore"), "# not needed\n*.tmp\nbuild/\n", 0o644);
         std::os::unix::fs::symlink("scripts/deploy.sh", src.join("run.sh")).unwrap();
-        let b = pack_dir(&src, 1 << 20).unwrap();
+        let b = pack_dir(&src, 1 << 20, &[]).unwrap();
         let listed: Vec<(&str, bool)> = b.files().map(|(p, f)| (p, f.executable)).collect();
         // Runbooks are not bundled (each is its own version); other YAML is.
         assert_eq!(listed, vec![("config.yaml", false), ("run.sh", true), ("scripts/deploy.sh", true)]);
+        // Except the runbooks it calls, which are part of it.
+        let called = [src.join("other.yml").canonicalize().unwrap()];
+        let with = pack_dir(&src, 1 << 20, &called).unwrap();
+        let listed: Vec<&str> = with.files().map(|(p, _)| p).collect();
+        assert_eq!(listed, vec!["config.yaml", "other.yml", "run.sh", "scripts/deploy.sh"]);
 
         let out = tmp.path().join("work/exec1");
         assert!(materialize(&b, &out).unwrap());
@@ -305,31 +320,31 @@ mod tests {
         write(&src.join("deploy.sh"), "echo deploy\n", 0o644);
         write(&tmp.path().join("secret.txt"), "outside\n", 0o644);
         std::os::unix::fs::symlink("../secret.txt", src.join("leak")).unwrap();
-        let err = pack_dir(&src, 1 << 20).unwrap_err();
+        let err = pack_dir(&src, 1 << 20, &[]).unwrap_err();
         assert!(
             err.starts_with("leak: a symbolic link to ") && err.contains("outside the runbook's directory"),
             "{err}"
         );
         std::fs::remove_file(src.join("leak")).unwrap();
         std::os::unix::fs::symlink(".", src.join("loop")).unwrap();
-        let err = pack_dir(&src, 1 << 20).unwrap_err();
+        let err = pack_dir(&src, 1 << 20, &[]).unwrap_err();
         assert!(err.contains("loop: a symbolic link to a directory"), "{err}");
         std::fs::remove_file(src.join("loop")).unwrap();
 
         // What looks private stays home: owner-only files, databases.
         write(&src.join("creds.toml"), "token = \"obk_x\"\n", 0o600);
-        let err = pack_dir(&src, 1 << 20).unwrap_err();
+        let err = pack_dir(&src, 1 << 20, &[]).unwrap_err();
         assert!(err.starts_with("creds.toml (readable by its owner only): these look private"), "{err}");
         std::fs::remove_file(src.join("creds.toml")).unwrap();
         write(&src.join("state.db"), "SQLite format 3\0 and pages", 0o644);
-        let err = pack_dir(&src, 1 << 20).unwrap_err();
+        let err = pack_dir(&src, 1 << 20, &[]).unwrap_err();
         assert!(err.starts_with("state.db (a database)"), "{err}");
         write(&src.join(".opsbookignore"), "*.db\n", 0o644);
-        assert!(pack_dir(&src, 1 << 20).is_ok(), "listed, it stays home");
+        assert!(pack_dir(&src, 1 << 20, &[]).is_ok(), "listed, it stays home");
         std::fs::remove_file(src.join("state.db")).unwrap();
 
         write(&src.join("artifact.bin"), &"x".repeat(4096), 0o644);
-        let err = pack_dir(&src, 2048).unwrap_err();
+        let err = pack_dir(&src, 2048, &[]).unwrap_err();
         assert!(err.contains("over the 2.0 KiB a bundle may hold"), "{err}");
         assert!(err.contains("(largest: artifact.bin (4.0 KiB), deploy.sh (12 bytes))"), "{err}");
     }

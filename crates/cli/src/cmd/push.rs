@@ -26,6 +26,13 @@ pub struct Args {
     pub dry_run: bool,
 }
 
+/// What a bundle is packed from: a directory, with the runbooks called from it.
+#[derive(PartialEq)]
+struct Packed {
+    dir: PathBuf,
+    called: Vec<PathBuf>,
+}
+
 /// A runbook to publish: where it is, its text, name and version, and its bundle.
 struct Doc {
     path: String,
@@ -41,21 +48,40 @@ pub async fn exec(server: Option<String>, profile: Option<&str>, args: Args) -> 
         return Err(usage("no runbook files found"));
     }
     let mut docs = Vec::new();
-    let mut bundles: Vec<(PathBuf, String, Bundle)> = Vec::new();
+    // Packed once per directory and set of runbooks called from it.
+    let mut bundles: Vec<(Packed, String, Bundle)> = Vec::new();
     let mut invalid = 0;
     for f in &files {
         let shown = f.display().to_string();
         let text = std::fs::read_to_string(f).map_err(|e| usage(format!("cannot read {shown}: {e}")))?;
+        // A runbook's tests, gates file and inventory are not runbooks: they travel in the
+        // bundle of the runbook beside them.
+        if super::test::runbook_of(f).is_some() || super::validate::is_companion_file(&text) {
+            continue;
+        }
         match opsbook_core::parse(&text) {
             Ok(rb) => {
-                // The files beside it travel with it, packed once per directory.
+                // The files beside it travel with it, and the runbooks it calls.
                 let dir = f.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-                let sha = match bundles.iter().find(|(d, _, _)| d == dir) {
+                let called = opsbook_core::step::call::called_files(f, &rb);
+                let root = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+                if let Some(outside) = called.iter().find(|c| !c.starts_with(&root)) {
+                    invalid += 1;
+                    eprintln!(
+                        "{} {shown}: calls {}, outside its directory: a server would not have it (move it beside \
+                         the runbook, or publish it and call it by name)",
+                        style("error:").red().bold().for_stderr(),
+                        outside.display()
+                    );
+                    continue;
+                }
+                let key = Packed { dir: dir.to_path_buf(), called };
+                let sha = match bundles.iter().find(|(k, _, _)| *k == key) {
                     Some((_, sha, _)) => sha.clone(),
-                    None => match opsbook_engine::bundle::pack_dir(dir, args.max_bundle_bytes) {
+                    None => match opsbook_engine::bundle::pack_dir(dir, args.max_bundle_bytes, &key.called) {
                         Ok(b) => {
                             let sha = b.sha256();
-                            bundles.push((dir.to_path_buf(), sha.clone(), b));
+                            bundles.push((key, sha.clone(), b));
                             sha
                         }
                         Err(e) => {
@@ -98,11 +124,11 @@ pub async fn exec(server: Option<String>, profile: Option<&str>, args: Args) -> 
         .ok_or_else(|| usage("push needs a server: `opsbook login URL` once, or --server URL (or OPSBOOK_SERVER)"))?;
     let client = Client::new(&server, profile)?;
     // Bundles are stored by their digest: uploading one is not publishing anything.
-    for (dir, sha, bundle) in &bundles {
+    for (key, sha, bundle) in &bundles {
         let stored: BundleStored = client
             .put_bytes(&format!("/api/v1/bundles/{sha}"), bundle.encode())
             .await
-            .map_err(|e| e.context(format!("cannot upload the files of {}", dir.display())))?;
+            .map_err(|e| e.context(format!("cannot upload the files of {}", key.dir.display())))?;
         debug_assert_eq!(&stored.sha256, sha);
     }
     let mut refused = 0;

@@ -515,6 +515,47 @@ fn pushed_runbooks_bring_their_files() {
     assert!(refused.stderr.contains("nothing was pushed"), "{refused:?}");
 }
 
+/// `push` of a whole directory (the examples) publishes its runbooks and leaves their
+/// tests and inventories to travel beside them; runbooks called by file travel with
+/// their caller, so the release train runs its children on the server; a call out of
+/// the directory is refused before anything is sent.
+#[test]
+fn pushed_directories_bring_called_runbooks_and_skip_companions() {
+    let env = Env::new();
+    let admin = token(&env, "ann", &["admin"]);
+    let srv = serve(&env);
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let listed = client(&env, &srv.url, &admin, &["push", examples.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(listed.code, 0, "{listed:?}");
+    let block: String = listed
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("release-train 1.0.0"))
+        .skip(1)
+        .take_while(|l| l.starts_with("    "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(block.contains("    db-migrate.yaml (") && block.contains("    smoke-test.yaml ("), "{listed:?}");
+    assert!(!listed.stdout.contains("hosts.yaml 1."), "an inventory is no runbook: {listed:?}");
+    let pushed = client(&env, &srv.url, &admin, &["push", examples.to_str().unwrap()]);
+    assert_eq!(pushed.code, 0, "{pushed:?}");
+    assert!(pushed.stdout.contains("created   release-train 1.0.0"), "{pushed:?}");
+    assert!(pushed.stdout.contains("created   log-cleanup"), "{pushed:?}");
+    let ran = client(&env, &srv.url, &admin, &["run", "release-train", "-p", "version=2.4.0", "--output", "json"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let doc = ran.json();
+    assert_eq!(doc["status"], "succeeded", "{doc}");
+    assert_eq!(doc["steps"][0]["child"]["runbook"], "db-migrate", "{doc}");
+    assert_eq!(doc["steps"][0]["child"]["status"], "succeeded", "{doc}");
+
+    env.write("a/outer.yaml", &runbook("", "    - id: call\n      runbook: { file: ../b/inner.yaml }\n"));
+    env.write("b/inner.yaml", &runbook("", "    - id: go\n      run: \"true\"\n").replace("name: test", "name: inner"));
+    let refused = client(&env, &srv.url, &admin, &["push", "a"]);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(refused.stderr.contains("inner.yaml, outside its directory: a server would not have it"), "{refused:?}");
+    assert!(refused.stderr.contains("nothing was pushed"), "{refused:?}");
+}
+
 /// `opsbook login URL` keeps the server and token as a profile; later commands use it
 /// unless told `--local` (or `--db`); a command with no server form refuses `--server`
 /// rather than quietly acting here.

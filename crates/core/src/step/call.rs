@@ -138,6 +138,33 @@ fn walk(path: &Path, rb: &crate::Runbook, chain: &mut Vec<PathBuf>, problems: &m
     }
 }
 
+/// The runbook files `root` (read from `root_path`) calls with `runbook: { file }`, and
+/// those they call in turn, each once, as canonical paths. Files that do not read or parse
+/// are left out ([`check_calls`] reports them).
+pub fn called_files(root_path: &Path, root: &crate::Runbook) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let canonical = root_path.canonicalize().unwrap_or_else(|_| root_path.to_path_buf());
+    collect(&canonical, root, 0, &mut found);
+    found
+}
+
+fn collect(path: &Path, rb: &crate::Runbook, depth: usize, found: &mut Vec<PathBuf>) {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    for step in &rb.steps {
+        let crate::StepKind::Runbook(call) = &step.kind else { continue };
+        let Callee::File(file) = &call.callee else { continue };
+        let Ok(target) = dir.join(file).canonicalize() else { continue };
+        if found.contains(&target) || depth > MAX_DEPTH {
+            continue;
+        }
+        found.push(target.clone());
+        let child = std::fs::read_to_string(&target).ok().and_then(|text| crate::parse(&text).ok());
+        if let Some(child) = child {
+            collect(&target, &child, depth + 1, found);
+        }
+    }
+}
+
 /// What is wrong with the parameters a call gives `child`: names it does not have, and
 /// required ones (no default, no `from:`) left out.
 pub fn param_problems(call: &CallSpec, child: &crate::Runbook) -> Vec<String> {
