@@ -18,6 +18,25 @@ pub struct ApprovalWait {
     pub spec: ApprovalSpec,
 }
 
+impl ApprovalWait {
+    /// Why no decision may be made any more, once the step's deadline has passed: the
+    /// step has timed out, whether or not anything has marked it so yet (a local run has
+    /// nothing watching the clock between commands).
+    pub fn expired(&self) -> Option<String> {
+        let deadline = self.step.wait_deadline?;
+        if now_ms() <= deadline {
+            return None;
+        }
+        let waited = u64::try_from(deadline - self.step.started_at.unwrap_or(deadline)).unwrap_or(0);
+        Some(format!(
+            "step `{}` of execution {} timed out: no decision within {}",
+            self.step.step_id,
+            self.execution.id,
+            opsbook_core::Dur(std::time::Duration::from_millis(waited))
+        ))
+    }
+}
+
 /// Where the decisions on a step stand after one more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tally {
@@ -201,6 +220,9 @@ impl Engine {
     ) -> Boxed<'a, Result<Tally>> {
         boxed(async move {
             let id = &wait.execution.id;
+            if let Some(why) = wait.expired() {
+                return Err(Error::Invalid(why));
+            }
             self.store
                 .add_approval(&Approval {
                     execution_id: id.clone(),

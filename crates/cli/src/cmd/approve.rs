@@ -45,6 +45,15 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args, decision: 
     // rejection runs only the rollbacks: checked as if it were recorded.)
     let secrets = super::gather_params(&args.params, None, &args.secret)?;
     let approved = decision == Decision::Approve;
+    // Too late to decide: the step timed out. Nothing watches the clock between local
+    // commands, so this one carries the execution on, and its rollbacks run.
+    if let Some(why) = wait.expired() {
+        engine.check_secrets(&e.id, &secrets, true).await?;
+        say_err!("{why}; the decision is not recorded, and the execution goes on as its runbook says on a failure");
+        let id = e.id.clone();
+        carry_on(&mut engine, &id, &secrets, args.output, Mode::Resume).await?;
+        return Ok(EXIT_FAILED);
+    }
     engine.check_secrets(&e.id, &secrets, !approved).await?;
     let verb = if approved { "approved" } else { "rejected" };
     let tally = engine.decide(&wait, &user, approved, args.comment).await?;

@@ -212,6 +212,36 @@ fn approval_timeout_fails_the_step() {
     assert_eq!(resumed.json()["steps"][0]["status"], "timed_out");
 }
 
+/// A decision after the deadline is not taken: the step timed out, the execution fails
+/// and rolls back, and the late approval is not recorded (as on a server, where it gets 409).
+#[test]
+fn a_late_approval_is_refused_and_the_step_times_out() {
+    let env = Env::new();
+    let steps = "    - id: a\n      run: touch made\n      rollback: { run: rm made }\n    - id: gate\n      approval: { timeout: 1s }\n    - id: b\n      run: touch shipped\n";
+    assert_eq!(env.run_book(&runbook("", steps), &[]).code, 3);
+    assert!(env.path("made").exists());
+    let (e, _) = env.last();
+    wait_until(
+        || {
+            std::time::SystemTime::now()
+                > std::time::UNIX_EPOCH + std::time::Duration::from_millis((e.created_at + 1100) as u64)
+        },
+        "the deadline",
+    );
+    let late = env.run(&["approve", &e.id]);
+    assert_eq!(late.code, 1, "{late:?}");
+    let why =
+        format!("step `gate` of execution {} timed out: no decision within 1s; the decision is not recorded", e.id);
+    assert!(late.stderr.contains(&why), "{late:?}");
+    let (e, steps) = env.last();
+    assert_eq!(e.status, ExecStatus::Failed);
+    assert_eq!(steps[1].status, StepStatus::TimedOut);
+    assert!(!env.path("shipped").exists(), "the step after it never ran");
+    assert!(!env.path("made").exists(), "rolled back");
+    let s = env.store();
+    assert!(s.block(s.store.approvals(&e.id)).unwrap().is_empty(), "nothing recorded");
+}
+
 #[test]
 fn a_second_runner_cannot_resume_a_running_execution() {
     let env = Env::new();
