@@ -119,9 +119,16 @@ pub fn owner_pid(owner: &str) -> Option<u32> {
 }
 
 fn alive(o: &LocalOwner<'_>) -> bool {
+    // A zombie (killed, not yet reaped by a parent that does not wait, as in a container
+    // without an init) runs nothing any more.
+    let Some(stat) = stat_after_command(o.pid) else { return false };
+    let mut fields = stat.split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X" | "x")) {
+        return false;
+    }
     match o.identity {
-        Some(identity) => process_identity(o.pid).as_deref() == Some(identity),
-        None => std::path::Path::new(&format!("/proc/{}", o.pid)).exists(),
+        Some(identity) => fields.nth(18).map(|start| format!("{}.{start}", boot_id())).as_deref() == Some(identity),
+        None => true,
     }
 }
 

@@ -27,6 +27,33 @@ fn crash(env: &Env) -> String {
     e.id
 }
 
+/// A runner killed and not reaped (its parent does not wait, as in a container without
+/// an init) is a zombie: dead, so its execution is recovered without waiting for a reaper.
+#[test]
+fn a_killed_runner_left_a_zombie_counts_as_dead() {
+    let env = Env::new();
+    env.write("test.yaml", &crashing_book(true));
+    let mut child = env.spawn(&["run", "test.yaml"]);
+    let pid = env.wait_for_pid("pid");
+    child.kill().unwrap(); // not waited for: a zombie
+    let runner = child.id();
+    wait_until(
+        || {
+            std::fs::read_to_string(format!("/proc/{runner}/stat"))
+                .is_ok_and(|s| s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
+        },
+        "the runner to be a zombie",
+    );
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    wait_until(|| dead(pid), "the orphaned step to die");
+    let show = env.run(&["show", "--output", "json", &env.last().0.id]);
+    assert_eq!(show.json()["status"], "interrupted", "{show:?}");
+    let resumed = env.run(&["resume", &env.last().0.id]);
+    assert_eq!(resumed.code, 0, "{resumed:?}");
+    assert_eq!(env.read("done"), "a\nb\nb\nc\n");
+    child.wait().unwrap();
+}
+
 #[test]
 fn kill_9_then_resume_an_idempotent_step() {
     let env = Env::new();
