@@ -223,6 +223,8 @@ pub fn next_step(doc: &ExecutionDoc, at: Where<'_>) -> Option<String> {
             "waiting on a gate: it goes on by itself when the gate clears; an admin may override with `{ops} gate \
              override {id} --reason \"…\"`"
         )),
+        // Rolled back: nothing is left to do with it.
+        (ExecStatus::Interrupted, _, _) if doc.rollback.status == Some(opsbook_core::StepStatus::Succeeded) => None,
         (ExecStatus::Interrupted, _, _) => Some(format!("see `{ops} resume {id}` or `{ops} rollback {id}`")),
         _ => None,
     }

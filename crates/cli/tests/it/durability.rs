@@ -95,6 +95,12 @@ fn kill_9_then_a_non_idempotent_step_offers_rollback() {
     assert_eq!(doc["rollback"]["performed"], true);
     let again = env.run(&["rollback", &id]);
     assert!(again.stderr.contains("was already rolled back"), "{again:?}");
+    // Rolled back, it is done with: no resume, and no hint that offers one.
+    let resume = env.run(&["resume", &id]);
+    assert_eq!(resume.code, 2, "{resume:?}");
+    assert!(resume.stderr.contains(&format!("execution {id} was rolled back; it cannot resume")), "{resume:?}");
+    let shown = env.run(&["show", &id]);
+    assert!(!shown.stdout.contains("resume") && !shown.stderr.contains("resume"), "{shown:?}");
 }
 
 #[test]

@@ -332,6 +332,9 @@ async fn resume_claimed(
 /// again, if any), or why it cannot resume. Changes nothing.
 fn resume_point(run: &Run<'_, '_>) -> Result<(usize, Option<usize>)> {
     let id = &run.exec.id;
+    if run.exec.rollback_status.is_some() {
+        return Err(Error::Invalid(format!("execution {id} was rolled back; it cannot resume")));
+    }
     let point = match run.exec.status {
         ExecStatus::Waiting => (run.steps.iter().position(|s| s.status == StepStatus::Waiting).unwrap_or(0), None),
         ExecStatus::Interrupted => {
@@ -371,9 +374,6 @@ fn resume_point(run: &Run<'_, '_>) -> Result<(usize, Option<usize>)> {
             )));
         }
     };
-    if run.exec.rollback_status.is_some() {
-        return Err(Error::Invalid(format!("execution {id} was rolled back; it cannot resume")));
-    }
     Ok(point)
 }
 
