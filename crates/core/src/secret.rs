@@ -18,6 +18,14 @@ impl std::fmt::Debug for Masker {
 }
 
 impl Masker {
+    /// A masker for submitted secret values (as given: text, or typed values as their text).
+    pub fn for_inputs<'a>(secrets: impl IntoIterator<Item = &'a crate::Input>) -> Masker {
+        Masker::new(secrets.into_iter().map(|s| match s {
+            crate::Input::Text(t) | crate::Input::Value(serde_json::Value::String(t)) => t.clone(),
+            crate::Input::Value(v) => v.to_string(),
+        }))
+    }
+
     pub fn new(secrets: impl IntoIterator<Item = String>) -> Masker {
         let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
         // A multi-line secret is also masked line by line, since logs are stored per line.

@@ -233,6 +233,7 @@ pub async fn decide(
         st.audit(ctx.user(), "authz.denied", &exec_id, rid, json!({ "reason": reason })).await;
         return Err(ApiError::forbidden(message));
     }
+    let comment = crate::vault::masked(st, &wait.execution, &BTreeMap::new(), comment).await;
     let tally = st.engine.decide(&wait, ctx.user(), approved, comment.clone()).await?;
     if tally.settled && st.store.requeue(&exec_id).await? {
         st.wake.notify_one();

@@ -151,6 +151,21 @@ pub async fn get(st: &AppState, exec: &Execution) -> Result<BTreeMap<String, Inp
     }
 }
 
+/// `text` (an approval's comment, a manual step's note) with the secrets of `exec` (kept
+/// in the vault, and those just `supplied`) masked, before it is stored or audited: people
+/// paste values into comments.
+pub async fn masked(
+    st: &AppState,
+    exec: &Execution,
+    supplied: &BTreeMap<String, Input>,
+    text: Option<String>,
+) -> Option<String> {
+    let text = text?;
+    let kept = get(st, exec).await.unwrap_or_default();
+    let masker = opsbook_core::secret::Masker::for_inputs(kept.values().chain(supplied.values()));
+    Some(masker.mask(&text).into_owned())
+}
+
 /// Whether an execution was given secret parameters (their digests are stored with it):
 /// only then is there anything sealed to read or delete.
 pub fn has_secrets(exec: &Execution) -> bool {

@@ -56,7 +56,10 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args, decision: 
     }
     engine.check_secrets(&e.id, &secrets, !approved).await?;
     let verb = if approved { "approved" } else { "rejected" };
-    let tally = engine.decide(&wait, &user, approved, args.comment).await?;
+    // A secret pasted into the comment is masked, as everywhere (those given again here).
+    let comment =
+        args.comment.map(|c| opsbook_core::secret::Masker::for_inputs(secrets.values()).mask(&c).into_owned());
+    let tally = engine.decide(&wait, &user, approved, comment).await?;
     if !tally.settled {
         say!(
             "{user} approved step `{}` of execution {} ({} of {} approvals); it waits for more",

@@ -40,7 +40,9 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
     engine.check_resume(&wait.execution.id, &secrets, rollback).await?;
     let user = super::os_user();
     let done = !args.not_done;
-    engine.confirm(&wait, &user, done, args.note).await?;
+    // A secret pasted into the note is masked, as everywhere (those given again here).
+    let note = args.note.map(|n| opsbook_core::secret::Masker::for_inputs(secrets.values()).mask(&n).into_owned());
+    engine.confirm(&wait, &user, done, note).await?;
     if args.output == Output::Text {
         let what = if rollback { "the rollback of step" } else { "step" };
         let said = if done { "done" } else { "not done" };

@@ -170,7 +170,7 @@ fn approval_without_a_terminal_waits_then_resumes() {
     let s = env.store();
     assert!(s.block(s.store.approvals(&e.id)).unwrap().is_empty(), "nothing half-applied");
     // Approving carries the execution on, in the foreground.
-    let approve = env.run(&["approve", &e.id, "--comment", "go", "-p", "pw=hunter2", "--output", "json"]);
+    let approve = env.run(&["approve", &e.id, "--comment", "go with hunter2", "-p", "pw=hunter2", "--output", "json"]);
     assert_eq!(approve.code, 0, "{approve:?}");
     assert_eq!(env.read("done"), "a\nc hunter2\n");
     let doc = approve.json();
@@ -182,7 +182,7 @@ fn approval_without_a_terminal_waits_then_resumes() {
     assert!(twice.stderr.contains("has succeeded, not waiting for approval"), "{twice:?}");
     let approvals = s.block(s.store.approvals(&e.id)).unwrap();
     assert_eq!(approvals.len(), 1);
-    assert_eq!(approvals[0].comment.as_deref(), Some("go"));
+    assert_eq!(approvals[0].comment.as_deref(), Some("go with ***"), "a pasted secret is masked");
     let show = env.run(&["show", &e.id]);
     assert!(show.stdout.contains(&format!("step `gate` approved by {me}")), "{show:?}");
 }

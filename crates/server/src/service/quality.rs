@@ -27,7 +27,8 @@ pub async fn confirm(
         // The rollbacks after it must be able to run: refuse before recording anything.
         st.engine.check_resume(&exec.id, &secrets, true).await?;
     }
-    st.engine.confirm(&wait, ctx.user(), body.done, body.note.clone()).await?;
+    let note = crate::vault::masked(st, exec, &secrets, body.note).await;
+    st.engine.confirm(&wait, ctx.user(), body.done, note.clone()).await?;
     let next = if rollback {
         crate::worker::prepare(&st.store, exec)
             .await
@@ -48,7 +49,7 @@ pub async fn confirm(
         phase: wait.phase.as_str().into(),
         done: body.done,
         by: ctx.user().to_string(),
-        note: body.note,
+        note,
         checklist,
         next: next.into(),
     };

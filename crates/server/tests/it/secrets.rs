@@ -52,11 +52,17 @@ async fn secrets_are_sealed_survive_a_restart_and_go_when_the_execution_ends() {
     // The server restarts while the execution waits: its secret is still there.
     let dir = srv.stop_keep_dir().await;
     let srv = Server::start_in(dir, |_| {}).await;
-    let (status, body) =
-        srv.post(&format!("/api/v1/executions/{id}/approvals"), &approver, json!({ "decision": "approve" })).await;
+    // A secret pasted into the comment is masked before it is stored or audited.
+    let decision = json!({ "decision": "approve", "comment": "checked, the pw is correct-horse-battery" });
+    let (status, body) = srv.post(&format!("/api/v1/executions/{id}/approvals"), &approver, decision).await;
     assert!(status.is_success(), "{body}");
+    assert_eq!(body["comment"], "checked, the pw is ***", "{body}");
     let done = srv.settled(&id, &op).await;
     assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["approvals"][0]["comment"], "checked, the pw is ***", "{done}");
+    let admin = srv.token("ann", &["admin"]).await;
+    let (_, audit) = srv.get("/api/v1/audit?action=execution.approval", &admin).await;
+    assert!(audit.to_string().contains("the pw is ***"), "{audit}");
     let (_, logs) = srv.get(&format!("/api/v1/executions/{id}/logs"), &op).await;
     assert!(logs.to_string().contains("used it"), "{logs}");
     assert!(
