@@ -154,6 +154,10 @@ where
         if bytes.is_empty() {
             return Err(ApiError::bad_request("request body: expected a JSON document, got nothing"));
         }
+        // Every body is an object: serde would read an array into a struct by position.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::bad_request("request body: expected a JSON object ({...})"));
+        }
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         serde_path_to_error::deserialize(&mut de).map(ApiJson).map_err(|e| {
             let (field, message) = named(e.path().to_string(), e.inner().to_string());

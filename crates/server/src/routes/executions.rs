@@ -11,6 +11,7 @@ use futures_util::Stream;
 use opsbook_core::{ExecStatus, Input};
 use opsbook_store::{ExecutionFilter, LogQuery, Store};
 use serde::Deserialize;
+use serde_json::json;
 
 use crate::auth::{Ctx, Perm};
 use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
@@ -84,15 +85,21 @@ pub async fn list(
         Some(s) => Some(ExecStatus::parse(s).ok_or_else(|| {
             let all: Vec<&str> = ExecStatus::ALL.iter().map(|s| s.as_str()).collect();
             ApiError::bad_request(format!("unknown status `{s}`: use one of {}", all.join(", ")))
+                .with_details(json!({ "param": "status" }))
         })?),
         None => None,
     };
     let since = match q.since.as_deref() {
-        Some(s) => Some(parse_time(s).ok_or_else(|| ApiError::bad_request(format!("since: `{s}` is not a time")))?),
+        Some(s) => Some(parse_time(s).ok_or_else(|| {
+            ApiError::bad_request(format!("since: `{s}` is not a time")).with_details(json!({ "param": "since" }))
+        })?),
         None => None,
     };
     let before = match q.cursor.as_deref() {
-        Some(c) => Some(parse_cursor(c).ok_or_else(|| ApiError::bad_request("invalid cursor"))?),
+        Some(c) => Some(
+            parse_cursor(c)
+                .ok_or_else(|| ApiError::bad_request("invalid cursor").with_details(json!({ "param": "cursor" })))?,
+        ),
         None => None,
     };
     let limit = q.limit.unwrap_or(50).clamp(1, 500);

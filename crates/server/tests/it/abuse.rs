@@ -32,6 +32,12 @@ async fn malformed_requests_get_named_refusals_in_the_error_shape() {
     let (status, doc) = s.post("/api/v1/runbooks/a/executions", &op, json!({ "params": [] })).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{doc}");
     assert_eq!(doc["error"]["details"]["field"], "params");
+    // A body is an object, not an array read by position.
+    for body in [json!([]), json!([{ "count": 1 }]), json!("text")] {
+        let (status, doc) = s.post("/api/v1/runbooks/a/executions", &op, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{doc}");
+        assert_eq!(error_shape(&doc), "request body: expected a JSON object ({...})");
+    }
 
     // Megabytes of input are not echoed back.
     let huge = "x".repeat(500_000);

@@ -200,7 +200,11 @@ async fn executions_validate_run_and_page() {
     sorted.sort_by(|a, b| b.cmp(a));
     assert_eq!(ids, sorted, "newest first, no repeats");
     assert_eq!(s.get("/api/v1/executions?actor=nobody", &op).await.1["items"], json!([]));
-    assert_eq!(s.get("/api/v1/executions?status=finished", &op).await.0, StatusCode::BAD_REQUEST);
+    for (query, param) in [("status=finished", "status"), ("since=yesterday", "since"), ("cursor=x", "cursor")] {
+        let (status, doc) = s.get(&format!("/api/v1/executions?{query}"), &op).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{doc}");
+        assert_eq!(doc["error"]["details"]["param"], param, "the refusal names the parameter: {doc}");
+    }
     s.stop().await;
 }
 
