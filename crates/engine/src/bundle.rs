@@ -137,7 +137,7 @@ fn walk(w: &Walk<'_>, dir: &Path, prefix: &str, found: &mut Vec<Found>) -> Resul
         if !meta.is_file() {
             return Err(format!("{rel}: not a regular file (list it in {IGNORE_FILE})"));
         }
-        if is_runbook(&source, meta.len()) && !w.called.iter().any(|c| *c == source) {
+        if is_runbook(&source, meta.len()) && !w.called.contains(&source) {
             continue;
         }
         let mode = meta.permissions().mode();
