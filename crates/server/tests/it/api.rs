@@ -695,5 +695,13 @@ async fn parallel_branches_are_reported_per_branch() {
         .map(|l| (l["step"].as_str().unwrap(), l["line"].as_str().unwrap()))
         .collect();
     assert!(by_step.contains(&("eu", "warming eu")) && by_step.contains(&("us", "warming us")), "{by_step:?}");
+    // A branch is a step to ask the log for; a name the execution does not have is refused.
+    let (status, eu) = s.get(&format!("/api/v1/executions/{id}/logs?step=eu"), &op).await;
+    assert_eq!(status, StatusCode::OK, "{eu}");
+    assert!(eu["lines"].as_array().unwrap().iter().all(|l| l["step"] == "eu"), "{eu}");
+    let (status, nope) = s.get(&format!("/api/v1/executions/{id}/logs?step=nope"), &op).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{nope}");
+    assert_eq!(nope["error"]["message"], format!("execution {id} has no step `nope`; its steps: warm, eu, us, never"));
+    assert_eq!(nope["error"]["details"]["param"], "step");
     s.stop().await;
 }
