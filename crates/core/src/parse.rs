@@ -24,9 +24,15 @@ pub fn parse(source: &str) -> Result<Runbook, Vec<Diagnostic>> {
     // Once the document had to be patched up, what it lacks may be what was misspelt:
     // a missing `name` after "unknown field `nmae` (did you mean `name`?)" says nothing new.
     let suggested: Vec<String> = diags.iter().filter_map(|d| crate::recover::suggestion(&d.message)).collect();
-    diags.extend(
-        c.diags.into_iter().filter(|d| !suggested.iter().any(|s| d.message == format!("missing required field `{s}`"))),
-    );
+    // Likewise a step whose only kind key was blanked out (`sleep: 5x`) "does nothing".
+    let blanked: Vec<crate::Pos> = diags.iter().filter_map(|d| d.pos).collect();
+    let consequence = |d: &Diagnostic| {
+        d.message.contains("does nothing: set exactly one of")
+            && d.pos.is_some_and(|at| blanked.iter().any(|b| within_block(source, at, *b)))
+    };
+    diags.extend(c.diags.into_iter().filter(|d| {
+        !suggested.iter().any(|s| d.message == format!("missing required field `{s}`")) && !consequence(d)
+    }));
     match runbook {
         Some(rb) if diags.is_empty() => Ok(rb),
         _ => {
@@ -35,6 +41,23 @@ pub fn parse(source: &str) -> Result<Runbook, Vec<Diagnostic>> {
             Err(diags)
         }
     }
+}
+
+/// Whether `inner` lies in the YAML node that starts at `at`: later on its line, or on a
+/// following line, every line up to it indented at least as far as `at` (blank lines
+/// aside).
+fn within_block(source: &str, at: crate::Pos, inner: crate::Pos) -> bool {
+    if inner.line == at.line {
+        return inner.column > at.column;
+    }
+    if inner.line < at.line {
+        return false;
+    }
+    let indent = at.column.saturating_sub(1) as usize;
+    (source.lines())
+        .skip(at.line as usize)
+        .take((inner.line - at.line) as usize)
+        .all(|l| l.trim().is_empty() || l.len() - l.trim_start_matches(' ').len() >= indent)
 }
 
 pub(crate) fn yaml_diagnostic(e: &serde_saphyr::Error) -> Diagnostic {
