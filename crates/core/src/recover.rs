@@ -15,6 +15,30 @@ const MAX_RECOVERIES: usize = 30;
 pub(crate) fn read_recovering(source: &str) -> (Option<RawRunbook>, Vec<Diagnostic>) {
     use serde_saphyr::Error as E;
     let options = serde_saphyr::options! { with_snippet: false };
+    // A syntax error is always reported (with the problems before it): read as a runbook,
+    // a problem of a key before it in the same entry is found first, and blanking that
+    // entry out would hide it.
+    let syntax = match serde_saphyr::from_str_with_options::<serde::de::IgnoredAny>(source, options.clone()) {
+        Err(e) if is_syntax(&e) => {
+            let mut d = yaml_diagnostic(&e);
+            hint_shape(&mut d, source);
+            Some(d)
+        }
+        _ => None,
+    };
+    let (raw, mut diags) = read_problems(source, options);
+    let Some(syntax) = syntax else { return (raw, diags) };
+    if !diags.iter().any(|d| d.pos == syntax.pos) {
+        let at = |d: &Diagnostic| d.pos.map(|p| (p.line, p.column));
+        diags.retain(|d| at(d) < at(&syntax));
+        diags.push(syntax);
+    }
+    (None, diags)
+}
+
+/// The reading and blanking out of [`read_recovering`].
+fn read_problems(source: &str, options: serde_saphyr::Options) -> (Option<RawRunbook>, Vec<Diagnostic>) {
+    use serde_saphyr::Error as E;
     let mut text = source.to_string();
     let mut diags: Vec<Diagnostic> = Vec::new();
     for _ in 0..MAX_RECOVERIES {
@@ -48,16 +72,7 @@ pub(crate) fn read_recovering(source: &str) -> (Option<RawRunbook>, Vec<Diagnost
             }
         }
         // A syntax error ends the reading: what follows it cannot be trusted.
-        let syntax = matches!(
-            e,
-            E::ExternalMessage { .. }
-                | E::IndentationError { .. }
-                | E::IOError { .. }
-                | E::Eof { .. }
-                | E::MultipleDocuments { .. }
-                | E::Budget { .. }
-                | E::InvalidUtf8Input
-        );
+        let syntax = is_syntax(&e);
         let at = d.pos;
         diags.push(d);
         match at.filter(|_| !syntax) {
@@ -66,6 +81,21 @@ pub(crate) fn read_recovering(source: &str) -> (Option<RawRunbook>, Vec<Diagnost
         }
     }
     (None, diags)
+}
+
+/// Whether `e` is the YAML's own (a syntax error, an early end), not a runbook's.
+fn is_syntax(e: &serde_saphyr::Error) -> bool {
+    use serde_saphyr::Error as E;
+    matches!(
+        e,
+        E::ExternalMessage { .. }
+            | E::IndentationError { .. }
+            | E::IOError { .. }
+            | E::Eof { .. }
+            | E::MultipleDocuments { .. }
+            | E::Budget { .. }
+            | E::InvalidUtf8Input
+    )
 }
 
 /// Replaces the entry on the line of `pos` (its key and value; a list item's `- `
