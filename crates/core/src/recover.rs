@@ -13,7 +13,6 @@ const MAX_RECOVERIES: usize = 30;
 /// under it) and reads again, so one pass reports every problem it can, not the first
 /// one only. Returns the document read in the end (with its problems blanked out).
 pub(crate) fn read_recovering(source: &str) -> (Option<RawRunbook>, Vec<Diagnostic>) {
-    use serde_saphyr::Error as E;
     let options = serde_saphyr::options! { with_snippet: false };
     // A syntax error is always reported (with the problems before it): read as a runbook,
     // a problem of a key before it in the same entry is found first, and blanking that
