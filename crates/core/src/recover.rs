@@ -17,16 +17,19 @@ pub(crate) fn read_recovering(source: &str) -> (Option<RawRunbook>, Vec<Diagnost
     // A syntax error is always reported (with the problems before it): read as a runbook,
     // a problem of a key before it in the same entry is found first, and blanking that
     // entry out would hide it.
-    let syntax = match serde_saphyr::from_str_with_options::<serde::de::IgnoredAny>(source, options.clone()) {
+    // (A document read without a problem has none: the check costs nothing then.)
+    let (raw, mut diags) = read_problems(source, options.clone());
+    if diags.is_empty() {
+        return (raw, diags);
+    }
+    let syntax = match serde_saphyr::from_str_with_options::<serde::de::IgnoredAny>(source, options) {
         Err(e) if is_syntax(&e) => {
             let mut d = yaml_diagnostic(&e);
             hint_shape(&mut d, source);
-            Some(d)
+            d
         }
-        _ => None,
+        _ => return (raw, diags),
     };
-    let (raw, mut diags) = read_problems(source, options);
-    let Some(syntax) = syntax else { return (raw, diags) };
     if !diags.iter().any(|d| d.pos == syntax.pos) {
         let at = |d: &Diagnostic| d.pos.map(|p| (p.line, p.column));
         diags.retain(|d| at(d) < at(&syntax));
