@@ -263,6 +263,19 @@ impl ExecutionDoc {
         (self.summary.status == ExecStatus::Waiting).then(|| !self.waits_on_gate())
     }
 
+    /// Whether its log may be asked for `step`: one of its steps, or a parallel step's
+    /// branch (any name while a parallel step has not started its branches); else why not.
+    pub fn check_step(&self, step: &str) -> Result<(), String> {
+        let names: Vec<&str> = (self.steps.iter())
+            .flat_map(|s| std::iter::once(s.id.as_str()).chain(s.branches.iter().map(|b| b.name.as_str())))
+            .collect();
+        let unstarted_branches = self.steps.iter().any(|s| s.kind == "parallel" && s.branches.is_empty());
+        if names.contains(&step) || unstarted_branches {
+            return Ok(());
+        }
+        Err(format!("execution {} has no step `{step}`; its steps: {}", self.summary.id, names.join(", ")))
+    }
+
     /// Still going: queued, running, waiting on a gate (which resumes by itself), or
     /// running a rollback (of a stopped execution), as opposed to waiting for people or
     /// stopped.

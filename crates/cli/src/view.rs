@@ -269,19 +269,10 @@ pub async fn logs(
     mut state: impl AsyncFnMut() -> anyhow::Result<ExecutionDoc>,
 ) -> anyhow::Result<()> {
     // A parallel step's branches are steps too (known once the step has started).
-    let ids: Vec<&str> = (first.steps.iter())
-        .flat_map(|s| std::iter::once(s.id.as_str()).chain(s.branches.iter().map(|b| b.name.as_str())))
-        .collect();
-    let unstarted_branches = first.steps.iter().any(|s| s.kind == "parallel" && s.branches.is_empty());
     if let Some(step) = opts.step
-        && !ids.contains(&step)
-        && !unstarted_branches
+        && let Err(why) = first.check_step(step)
     {
-        return Err(crate::cmd::usage(format!(
-            "execution {} has no step `{step}`; its steps: {}",
-            first.summary.id,
-            ids.join(", ")
-        )));
+        return Err(crate::cmd::usage(why));
     }
     let clock = opts.timestamps.then(crate::cmd::history::Clock::new);
     let mut after = 0;

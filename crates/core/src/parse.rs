@@ -27,7 +27,7 @@ pub fn parse(source: &str) -> Result<Runbook, Vec<Diagnostic>> {
     // Likewise a step whose only kind key was blanked out (`sleep: 5x`) "does nothing".
     let blanked: Vec<crate::Pos> = diags.iter().filter_map(|d| d.pos).collect();
     let consequence = |d: &Diagnostic| {
-        d.message.contains("does nothing: set exactly one of")
+        d.message.contains(step::DOES_NOTHING)
             && d.pos.is_some_and(|at| blanked.iter().any(|b| within_block(source, at, *b)))
     };
     diags.extend(c.diags.into_iter().filter(|d| {

@@ -14,8 +14,12 @@ fn hostname() -> String {
 /// something else after a reboot or in another PID namespace): the boot id and the
 /// process's start time in clock ticks since boot, `BOOT8.TICKS`.
 fn process_identity(pid: u32) -> Option<String> {
-    let start = stat_field(pid, 19)?;
-    Some(format!("{}.{start}", boot_id()))
+    stat_field(pid, 19).map(|start| identity(&start))
+}
+
+/// The identity of a process started at `start` (field 19 of its stat) in this boot.
+fn identity(start: &str) -> String {
+    format!("{}.{start}", boot_id())
 }
 
 /// Field `n` of `/proc/PID/stat`, counted after the command (field 2, in parentheses,
@@ -127,7 +131,8 @@ fn alive(o: &LocalOwner<'_>) -> bool {
         return false;
     }
     match o.identity {
-        Some(identity) => fields.nth(18).map(|start| format!("{}.{start}", boot_id())).as_deref() == Some(identity),
+        // Field 19, the start time (field 0 was read above).
+        Some(id) => fields.nth(18).map(identity).as_deref() == Some(id),
         None => true,
     }
 }

@@ -227,19 +227,19 @@ fn one_of_two_approvals_keeps_waiting() {
     assert_eq!(env.last().0.status, ExecStatus::Waiting);
 }
 
+/// Waits until the clock is past `ms` (epoch milliseconds).
+fn wait_past(ms: i64) {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    wait_until(|| std::time::SystemTime::now() > at, "the deadline");
+}
+
 #[test]
 fn approval_timeout_fails_the_step() {
     let env = Env::new();
     let book = runbook("", "    - id: gate\n      approval: { timeout: 1s }\n");
     assert_eq!(env.run_book(&book, &[]).code, 3);
     let (e, _) = env.last();
-    wait_until(
-        || {
-            std::time::SystemTime::now()
-                > std::time::UNIX_EPOCH + std::time::Duration::from_millis((e.created_at + 1100) as u64)
-        },
-        "the deadline",
-    );
+    wait_past(e.created_at + 1100);
     let resumed = env.run(&["resume", &e.id, "--output", "json"]);
     assert_eq!(resumed.code, 1, "{resumed:?}");
     assert_eq!(resumed.json()["steps"][0]["status"], "timed_out");
@@ -254,13 +254,7 @@ fn a_late_approval_is_refused_and_the_step_times_out() {
     assert_eq!(env.run_book(&runbook("", steps), &[]).code, 3);
     assert!(env.path("made").exists());
     let (e, _) = env.last();
-    wait_until(
-        || {
-            std::time::SystemTime::now()
-                > std::time::UNIX_EPOCH + std::time::Duration::from_millis((e.created_at + 1100) as u64)
-        },
-        "the deadline",
-    );
+    wait_past(e.created_at + 1100);
     let late = env.run(&["approve", &e.id]);
     assert_eq!(late.code, 1, "{late:?}");
     let why =

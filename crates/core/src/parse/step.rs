@@ -13,6 +13,9 @@ use crate::step::call::{CallSpec, Callee, RawCall};
 use crate::step::parallel::{ParallelSpec, RawParallel};
 use crate::step::{Rollback, StepKind, approval::Approver, run::Script, sleep::SleepSpec};
 use crate::template::{self, Scope};
+
+/// What is said of a step with no kind key (before the list of them).
+pub(super) const DOES_NOTHING: &str = "does nothing: set exactly one of";
 use crate::{CheckedValidation, Step};
 
 impl Checker<'_> {
@@ -101,7 +104,7 @@ impl Checker<'_> {
         .collect();
         if set.len() != 1 {
             let msg = if set.is_empty() {
-                format!("step `{id}` does nothing: set exactly one of {}", crate::step::KIND_KEYS.join(", "))
+                format!("step `{id}` {DOES_NOTHING} {}", crate::step::KIND_KEYS.join(", "))
             } else {
                 format!(
                     "step `{id}` sets {}: set exactly one of {}",

@@ -71,7 +71,7 @@ pub struct CallSpec {
 pub fn check_calls(root_path: &Path, root: &crate::Runbook) -> Vec<crate::Diagnostic> {
     let mut problems = Vec::new();
     let canonical = root_path.canonicalize().unwrap_or_else(|_| root_path.to_path_buf());
-    walk(&canonical, root, &mut vec![canonical.clone()], &mut problems);
+    walk(&canonical, root, &mut vec![canonical.clone()], &mut problems, &mut Vec::new());
     problems
         .into_iter()
         .map(|(file, step, message)| {
@@ -88,7 +88,15 @@ pub fn check_calls(root_path: &Path, root: &crate::Runbook) -> Vec<crate::Diagno
 
 type Problem = (PathBuf, crate::Step, String);
 
-fn walk(path: &Path, rb: &crate::Runbook, chain: &mut Vec<PathBuf>, problems: &mut Vec<Problem>) {
+/// Walks the calls from `rb` (read from `path`), noting each problem and each file
+/// called (once, in `called`).
+fn walk(
+    path: &Path,
+    rb: &crate::Runbook,
+    chain: &mut Vec<PathBuf>,
+    problems: &mut Vec<Problem>,
+    called: &mut Vec<PathBuf>,
+) {
     let dir = path.parent().unwrap_or(Path::new("."));
     for step in &rb.steps {
         let crate::StepKind::Runbook(call) = &step.kind else { continue };
@@ -115,6 +123,9 @@ fn walk(path: &Path, rb: &crate::Runbook, chain: &mut Vec<PathBuf>, problems: &m
             ));
             continue;
         }
+        if !called.contains(&target) {
+            called.push(target.clone());
+        }
         let child = match std::fs::read_to_string(&target) {
             Ok(text) => match crate::parse(&text) {
                 Ok(c) => c,
@@ -133,36 +144,20 @@ fn walk(path: &Path, rb: &crate::Runbook, chain: &mut Vec<PathBuf>, problems: &m
             problem(p);
         }
         chain.push(target.clone());
-        walk(&target, &child, chain, problems);
+        walk(&target, &child, chain, problems, called);
         chain.pop();
     }
 }
 
 /// The runbook files `root` (read from `root_path`) calls with `runbook: { file }`, and
-/// those they call in turn, each once, as canonical paths. Files that do not read or parse
-/// are left out ([`check_calls`] reports them).
+/// those they call in turn, each once, as canonical paths: the walk of [`check_calls`],
+/// whose problems it leaves to that (a missing file is not listed, one that does not
+/// parse is listed but not followed).
 pub fn called_files(root_path: &Path, root: &crate::Runbook) -> Vec<PathBuf> {
-    let mut found = Vec::new();
+    let mut called = Vec::new();
     let canonical = root_path.canonicalize().unwrap_or_else(|_| root_path.to_path_buf());
-    collect(&canonical, root, 0, &mut found);
-    found
-}
-
-fn collect(path: &Path, rb: &crate::Runbook, depth: usize, found: &mut Vec<PathBuf>) {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    for step in &rb.steps {
-        let crate::StepKind::Runbook(call) = &step.kind else { continue };
-        let Callee::File(file) = &call.callee else { continue };
-        let Ok(target) = dir.join(file).canonicalize() else { continue };
-        if found.contains(&target) || depth > MAX_DEPTH {
-            continue;
-        }
-        found.push(target.clone());
-        let child = std::fs::read_to_string(&target).ok().and_then(|text| crate::parse(&text).ok());
-        if let Some(child) = child {
-            collect(&target, &child, depth + 1, found);
-        }
-    }
+    walk(&canonical, root, &mut vec![canonical.clone()], &mut Vec::new(), &mut called);
+    called
 }
 
 /// What is wrong with the parameters a call gives `child`: names it does not have, and

@@ -152,21 +152,9 @@ pub async fn logs(
     ctx.require(&st, Perm::Read, &id).await?;
     let exec = st.store.execution(&id).await?;
     if let Some(step) = &q.step {
-        // A step it has, or a parallel step's branch (known once that step started).
-        let steps = st.store.steps(&exec.id).await?;
-        let known = steps
-            .iter()
-            .any(|s| s.step_id == *step || (s.kind == "parallel" && s.targets.iter().any(|t| t.name == *step)));
-        let unstarted_branches = steps.iter().any(|s| s.kind == "parallel" && s.targets.is_empty());
-        if !known && !unstarted_branches {
-            let ids: Vec<&str> = (steps.iter())
-                .flat_map(|s| {
-                    let branches = s.targets.iter().filter(|_| s.kind == "parallel").map(|t| t.name.as_str());
-                    std::iter::once(s.step_id.as_str()).chain(branches)
-                })
-                .collect();
-            let message = format!("execution {} has no step `{step}`; its steps: {}", exec.id, ids.join(", "));
-            return Err(ApiError::bad_request(message).with_details(json!({ "param": "step" })));
+        let doc = opsbook_api::ExecutionDoc::new(&exec, &st.store.steps(&exec.id).await?);
+        if let Err(why) = doc.check_step(step) {
+            return Err(ApiError::bad_request(why).with_details(json!({ "param": "step" })));
         }
     }
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
