@@ -124,10 +124,11 @@ async fn webhooks_are_signed_retried_and_recorded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_receiver_never_slows_an_execution() {
     // Nothing listens on this port: every attempt fails at once; the run is unaffected.
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}/hook", l.local_addr().unwrap())
-    };
+    // The port stays bound (never listening) for the whole test, so no other test's
+    // server can take it meanwhile and answer in its place.
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let dead = format!("http://{}/hook", held.local_addr().unwrap());
     let s = Server::start_with(|c| {
         c.notify = vec![Rule { attempts: 3, backoff: "50ms".into(), ..rule("dead", Kind::Webhook, &dead, &[]) }]
     })
