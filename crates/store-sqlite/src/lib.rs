@@ -36,6 +36,52 @@ impl<T> Db<T> for rusqlite::Result<T> {
 
 const LOCKED: &str = "the database is locked by another process; try again shortly";
 
+/// How long a call waits for a database another process holds before it gives up.
+const BUSY_WAIT: Duration = Duration::from_secs(10);
+
+/// Calls waiting out a database another process holds, in this process.
+static WAITING: AtomicUsize = AtomicUsize::new(0);
+
+/// SQLite's busy handler: sleeps in short slices until [`BUSY_WAIT`] has passed since the
+/// statement first met the lock. Calls are synchronous (see the module's comment), so
+/// on a multi-threaded runtime the sleeping thread first hands its other tasks to
+/// another thread: a database locked for seconds must not stall the server's requests,
+/// connections and timers (hyper closed connections whose headers had waited out its
+/// read deadline on stalled threads).
+fn wait_for_other_process(tries: i32) -> bool {
+    thread_local! {
+        static SINCE: Cell<Option<std::time::Instant>> = const { Cell::new(None) };
+    }
+    let since = match SINCE.get() {
+        Some(since) if tries > 0 => since,
+        _ => {
+            let now = std::time::Instant::now();
+            SINCE.set(Some(now));
+            now
+        }
+    };
+    let waited = since.elapsed();
+    if waited >= BUSY_WAIT {
+        return false;
+    }
+    let slice = Duration::from_millis(1 << tries.clamp(0, 5) as u32).min(BUSY_WAIT - waited);
+    WAITING.fetch_add(1, Ordering::Relaxed);
+    off_the_runtime(|| std::thread::sleep(slice));
+    WAITING.fetch_sub(1, Ordering::Relaxed);
+    true
+}
+
+/// Runs `f`, which blocks, after handing this thread's runtime tasks to another thread
+/// when it is a worker of a multi-threaded runtime (elsewhere that is not allowed, or
+/// there is nothing to hand over).
+fn off_the_runtime<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 thread_local! {
     /// Set when a call on this thread met a database another process held past the busy
     /// wait; the writer guard held around it tells its store (see [`SqliteStore::conn`]).
@@ -154,7 +200,7 @@ impl Readers {
         use rusqlite::OpenFlags;
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
         let conn = Connection::open_with_flags(path, flags).db()?;
-        conn.busy_timeout(Duration::from_secs(10)).db()?;
+        conn.busy_handler(Some(wait_for_other_process)).db()?;
         Ok(conn)
     }
 }
@@ -203,7 +249,7 @@ impl SqliteStore {
                 .map_err(|e| Error::Open(format!("cannot create directory {}: {e}", dir.display())))?;
         }
         let conn = Connection::open(path).db()?;
-        conn.busy_timeout(Duration::from_secs(10)).db()?;
+        conn.busy_handler(Some(wait_for_other_process)).db()?;
         // WAL + NORMAL: a commit survives a crash of the process (kill -9); only an OS
         // crash or power loss can lose the last commits.
         let journal: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).db()?;
@@ -274,7 +320,15 @@ impl SqliteStore {
         let seen = self.gave_up.load(Ordering::Relaxed);
         // A panic while holding the lock cannot leave a half-done transaction behind
         // (rusqlite rolls back on drop), so a poisoned lock is still usable.
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = match self.conn.try_lock() {
+            Ok(conn) => conn,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            // Held by a call waiting out another process's lock: wait off the runtime.
+            Err(std::sync::TryLockError::WouldBlock) if WAITING.load(Ordering::Relaxed) > 0 => {
+                off_the_runtime(|| self.conn.lock().unwrap_or_else(|p| p.into_inner()))
+            }
+            Err(std::sync::TryLockError::WouldBlock) => self.conn.lock().unwrap_or_else(|p| p.into_inner()),
+        };
         GAVE_UP.set(false);
         if self.gave_up.load(Ordering::Relaxed) != seen {
             return Err(Error::Unavailable(LOCKED.into()));

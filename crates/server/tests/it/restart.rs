@@ -167,7 +167,16 @@ async fn a_locked_database_answers_503_and_recovers() {
             .send()
     };
     let holder = Holder::lock(&s.database).await;
-    let resp = submit().await.unwrap();
+    let waiting = tokio::spawn(submit());
+    // While writes wait for the database, the server still serves what needs no write:
+    // the waits do not hold its threads (the submission is still waiting after these).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..3 {
+        let health = reqwest::get(format!("{}/healthz", s.url)).await.unwrap();
+        assert_eq!(health.status(), reqwest::StatusCode::OK);
+    }
+    assert!(!waiting.is_finished(), "the submission waits for the database meanwhile");
+    let resp = waiting.await.unwrap().unwrap();
     assert_eq!(resp.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(resp.headers()["retry-after"], "2");
     let body: serde_json::Value = resp.json().await.unwrap();
