@@ -199,9 +199,26 @@ impl Client {
                 _ => format!("  {d}"),
             })
             .collect();
-        let message = error.message;
+        let message = self.reached_here(&error.message);
         let full = if details.is_empty() { message } else { format!("{message}\n{}", details.join("\n")) };
         if status.is_client_error() { usage(full) } else { anyhow!("server error: {full}") }
+    }
+
+    /// A server's message with the commands it suggests (`opsbook rollback ID`) made to
+    /// reach this server, as the CLI's own hints are (`opsbook --server URL rollback ID`).
+    fn reached_here(&self, message: &str) -> String {
+        let mut out = String::with_capacity(message.len());
+        let mut rest = message;
+        while let Some(at) = rest.find("`opsbook ") {
+            let (before, from) = rest.split_at(at + "`opsbook ".len());
+            out.push_str(before);
+            if !from.starts_with("--server") {
+                out.push_str(&format!("--server {} ", self.base));
+            }
+            rest = from;
+        }
+        out.push_str(rest);
+        out
     }
 
     /// A POST whose refusal the caller wants to read (`Err` of the inner result: the
@@ -290,4 +307,23 @@ pub fn enc(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server's refusal that suggests a command names the server it came from, once.
+    #[test]
+    fn suggested_commands_reach_the_server_that_refused() {
+        let client = Client::with_token("http://ops.example:8080/", "t").unwrap();
+        let body = serde_json::json!({ "error": { "code": "conflict", "message":
+            "step `b` may have partly run; undo with `opsbook rollback 01J`, or `opsbook --server http://x show 01J`" } });
+        let refused = client.refusal(reqwest::StatusCode::CONFLICT, "/api/v1/executions/01J/resume", &body.to_string());
+        assert_eq!(
+            refused.to_string(),
+            "step `b` may have partly run; undo with `opsbook --server http://ops.example:8080 rollback 01J`, \
+             or `opsbook --server http://x show 01J`"
+        );
+    }
 }

@@ -229,6 +229,19 @@ where
     }
 }
 
+/// The `limit` of a page: `default` when not given; one above `max` is lowered to it
+/// (the page's cursor leads on); one below 1 is refused.
+pub fn page_limit(given: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
+    match given {
+        None => Ok(default),
+        Some(n) if n < 1 => {
+            Err(ApiError::bad_request(format!("query parameter `limit`: must be at least 1 (got {n})"))
+                .with_details(json!({ "param": "limit" })))
+        }
+        Some(n) => Ok(n.min(max)),
+    }
+}
+
 /// Reads a query string into `T`, naming the parameter a refusal is about.
 pub fn parse_query<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));

@@ -85,13 +85,13 @@ pub async fn audit(
             target: q.target,
             after_seq: q.after.unwrap_or(0),
             since: match q.since.as_deref() {
-                Some(s) => Some(
-                    crate::routes::executions::parse_time(s)
-                        .ok_or_else(|| ApiError::bad_request(format!("since: `{s}` is not a time")))?,
-                ),
+                Some(s) => Some(crate::routes::executions::parse_time(s).ok_or_else(|| {
+                    ApiError::bad_request(format!("since: `{s}` is not a time"))
+                        .with_details(json!({ "param": "since" }))
+                })?),
                 None => None,
             },
-            limit: q.limit.unwrap_or(100).clamp(1, 1000),
+            limit: crate::error::page_limit(q.limit, 100, 1000)?,
         })
         .await?;
     Ok(Json(Items { items: items.into_iter().map(AuditEntry::from).collect() }))

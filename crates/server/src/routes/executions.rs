@@ -102,7 +102,7 @@ pub async fn list(
         ),
         None => None,
     };
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let limit = crate::error::page_limit(q.limit, 50, 500)?;
     let list = st
         .store
         .executions(&ExecutionFilter {
@@ -150,6 +150,7 @@ pub async fn logs(
     ApiQuery(q): ApiQuery<LogsQuery>,
 ) -> ApiResult<Json<opsbook_api::LogPage>> {
     ctx.require(&st, Perm::Read, &id).await?;
+    let limit = crate::error::page_limit(q.limit, 1000, 10_000)?;
     let exec = st.store.execution(&id).await?;
     if let Some(step) = &q.step {
         let doc = opsbook_api::ExecutionDoc::new(&exec, &st.store.steps(&exec.id).await?);
@@ -157,7 +158,6 @@ pub async fn logs(
             return Err(ApiError::bad_request(why).with_details(json!({ "param": "step" })));
         }
     }
-    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
     let lines = st
         .store
         .logs(&LogQuery { execution_id: exec.id, step_id: q.step, after_seq: q.after.unwrap_or(0), limit })
