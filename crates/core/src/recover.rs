@@ -25,7 +25,7 @@ pub(crate) fn read_recovering(source: &str) -> (Option<RawRunbook>, Vec<Diagnost
     let syntax = match serde_saphyr::from_str_with_options::<serde::de::IgnoredAny>(source, options) {
         Err(e) if is_syntax(&e) => {
             let mut d = yaml_diagnostic(&e);
-            hint_shape(&mut d, source);
+            hint_shape(&mut d, source, true);
             d
         }
         _ => return (raw, diags),
@@ -43,18 +43,25 @@ fn read_problems(source: &str, options: serde_saphyr::Options) -> (Option<RawRun
     use serde_saphyr::Error as E;
     let mut text = source.to_string();
     let mut diags: Vec<Diagnostic> = Vec::new();
+    // Where the last problem was blanked out inside a flow collection, if it was.
+    let mut in_flow: Option<crate::Pos> = None;
     for _ in 0..MAX_RECOVERIES {
         let e = match serde_saphyr::from_str_with_options::<RawRunbook>(&text, options.clone()) {
             Ok(raw) => return (Some(raw), diags),
             Err(e) => e,
         };
         let mut d = yaml_diagnostic(&e);
-        hint_shape(&mut d, &text);
+        hint_shape(&mut d, &text, is_syntax(&e));
         // After a key was blanked out, only a later problem of a key or a value is a
         // problem of its own: one before it, a missing field or an early end is what
-        // blanking did (a parent left empty), and is not reported.
+        // blanking did (a parent left empty), and is not reported. (Later means on a later
+        // line, or further on the same one after a blank inside a flow collection.)
         if let Some(last) = diags.last() {
-            let later = matches!((d.pos, last.pos), (Some(now), Some(before)) if now.line > before.line);
+            let later = match (d.pos, last.pos) {
+                (Some(now), Some(before)) if in_flow.is_some() => (now.line, now.column) > (before.line, before.column),
+                (Some(now), Some(before)) => now.line > before.line,
+                _ => false,
+            };
             let own = matches!(
                 e,
                 E::SerdeUnknownField { .. }
@@ -70,15 +77,21 @@ fn read_problems(source: &str, options: serde_saphyr::Options) -> (Option<RawRun
                     | E::ExternalMessage { .. }
             );
             if !(later && own) {
-                return (None, diags);
+                // A collection left without a key it needs: blank out its whole entry, as
+                // for block style, and read on.
+                match in_flow.take() {
+                    Some(pos) if blank_out(&mut text, pos, false).is_some() => continue,
+                    _ => return (None, diags),
+                }
             }
         }
         // A syntax error ends the reading: what follows it cannot be trusted.
         let syntax = is_syntax(&e);
         let at = d.pos;
         diags.push(d);
-        match at.filter(|_| !syntax) {
-            Some(pos) if blank_out(&mut text, pos) => {}
+        match at.filter(|_| !syntax).map(|pos| (pos, blank_out(&mut text, pos, true))) {
+            Some((pos, Some(Blanked::FlowEntry))) => in_flow = Some(pos),
+            Some((_, Some(Blanked::Entry))) => in_flow = None,
             _ => return (None, diags),
         }
     }
@@ -100,17 +113,32 @@ fn is_syntax(e: &serde_saphyr::Error) -> bool {
     )
 }
 
+/// What [`blank_out`] replaced with spaces.
+enum Blanked {
+    /// The entry of the line, and the lines nested under it.
+    Entry,
+    /// One entry of a flow collection on the line.
+    FlowEntry,
+}
+
 /// Replaces the entry on the line of `pos` (its key and value; a list item's `- `
-/// stays) and the lines nested under it with spaces, keeping every other position.
-/// False when there is nothing left to blank out there.
-fn blank_out(text: &mut String, pos: crate::Pos) -> bool {
+/// stays) and the lines nested under it with spaces, keeping every other position; or,
+/// with `flow` and `pos` inside a flow collection (`- { id: x, sleep: 5x }`), that
+/// entry of the collection only, so the rest of it is still read. `None` when there is
+/// nothing left to blank out there.
+fn blank_out(text: &mut String, pos: crate::Pos, flow: bool) -> Option<Blanked> {
     let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
-    let Some(idx) = (pos.line as usize).checked_sub(1).filter(|&i| i < lines.len()) else { return false };
+    let idx = (pos.line as usize).checked_sub(1).filter(|&i| i < lines.len())?;
     let line = lines[idx].clone();
+    if let Some(blanked) = blank_flow_entry(&line, (pos.column as usize).saturating_sub(1)).filter(|_| flow) {
+        lines[idx] = blanked;
+        *text = lines.join("\n");
+        return Some(Blanked::FlowEntry);
+    }
     // Where the entry starts: after the indentation and any `- ` of a list item.
     let start = line.len() - line.trim_start_matches([' ', '-']).len();
     if line[start..].trim().is_empty() {
-        return false;
+        return None;
     }
     let spaces = |n: usize| " ".repeat(n);
     lines[idx] = format!("{}{}", &line[..start], spaces(line[start..].chars().count()));
@@ -126,7 +154,63 @@ fn blank_out(text: &mut String, pos: crate::Pos) -> bool {
         *next = spaces(next.chars().count());
     }
     *text = lines.join("\n");
-    true
+    Some(Blanked::Entry)
+}
+
+/// `line` with the entry of a flow collection at character `at` (`key: value` or an
+/// item, with one comma beside it) replaced by spaces; `None` when `at` is not inside a
+/// flow collection, or the entry does not end on this line.
+fn blank_flow_entry(line: &str, at: usize) -> Option<String> {
+    let chars: Vec<char> = line.chars().collect();
+    if at >= chars.len() {
+        return None;
+    }
+    // Where each open collection's current entry starts, innermost last.
+    let mut starts: Vec<usize> = Vec::new();
+    let mut quote = None;
+    for (i, &c) in chars.iter().enumerate().take(at) {
+        if quoted(&mut quote, c, true) {
+            continue;
+        }
+        match c {
+            '#' if i > 0 && chars[i - 1] == ' ' => return None,
+            '{' | '[' => starts.push(i + 1),
+            '}' | ']' => {
+                starts.pop();
+            }
+            ',' => *starts.last_mut()? = i + 1,
+            _ => {}
+        }
+    }
+    let start = *starts.last()?;
+    let mut depth = 0usize;
+    let mut end = None;
+    for (i, &c) in chars.iter().enumerate().skip(at) {
+        if quoted(&mut quote, c, true) {
+            continue;
+        }
+        match c {
+            '{' | '[' => depth += 1,
+            '}' | ']' if depth > 0 => depth -= 1,
+            ',' if depth > 0 => {}
+            '}' | ']' | ',' => {
+                end = Some((i, c == ','));
+                break;
+            }
+            _ => {}
+        }
+    }
+    let (end, comma) = end?;
+    // The comma after the entry goes with it; for the last entry, the comma before it.
+    let (from, to) = match (comma, chars[..start].last()) {
+        (true, _) => (start, end + 1),
+        (false, Some(',')) => (start - 1, end),
+        (false, _) => (start, end),
+    };
+    let mut out: String = chars[..from].iter().collect();
+    out.push_str(&" ".repeat(to - from));
+    out.extend(&chars[to..]);
+    Some(out)
 }
 
 /// What a key takes, for a value of the wrong shape (`retries: 3`).
@@ -147,9 +231,18 @@ const SHAPES: &[(&str, &str)] = &[
 ];
 
 /// Adds what was meant to a diagnostic about a value of the wrong shape, from the key on
-/// its line; and to a syntax error, that indentation is the usual cause.
-fn hint_shape(d: &mut Diagnostic, text: &str) {
+/// its line; and to a syntax error, a `[` or `{` left open before it, or else that
+/// indentation is the usual cause.
+fn hint_shape(d: &mut Diagnostic, text: &str, syntax: bool) {
     let Some(pos) = d.pos else { return };
+    if syntax
+        && !d.message.contains("(hint:")
+        && let Some((line, column, open)) = unclosed_flow(text, pos)
+    {
+        let close = if open == '[' { ']' } else { '}' };
+        d.message.push_str(&format!(" (hint: the `{open}` at line {line}, column {column} has no `{close}`)"));
+        return;
+    }
     let Some(line) = text.lines().nth((pos.line as usize).saturating_sub(1)) else { return };
     let key = line.trim_start_matches([' ', '-']).split(':').next().unwrap_or("").trim();
     if d.message.starts_with("expected a ") || d.message.starts_with("invalid type") {
@@ -166,8 +259,90 @@ fn hint_shape(d: &mut Diagnostic, text: &str) {
     }
 }
 
+/// Whether `c` belongs to a quoted scalar (its quotes too), following `quote`, the quote
+/// open before it; a quote opens one only where `may_open`.
+fn quoted(quote: &mut Option<char>, c: char, may_open: bool) -> bool {
+    match *quote {
+        Some(q) => {
+            if c == q {
+                *quote = None;
+            }
+            true
+        }
+        None if may_open && matches!(c, '"' | '\'') => {
+            *quote = Some(c);
+            true
+        }
+        None => false,
+    }
+}
+
+/// The innermost flow collection (`[` or `{`, at its line and column) still open at
+/// `pos`: one that starts a value (after `:`, `- `, `,` or another opener, or a line's
+/// start), outside quotes and comments.
+fn unclosed_flow(text: &str, pos: crate::Pos) -> Option<(usize, usize, char)> {
+    let mut open: Vec<(usize, usize, char)> = Vec::new();
+    for (n, line) in text.lines().enumerate().take(pos.line as usize) {
+        let mut quote = None;
+        let mut prev = None; // the character before, on this line
+        let mut before = None; // the last one that is not a space
+        for (i, c) in line.chars().enumerate() {
+            if n + 1 == pos.line as usize && i + 1 >= pos.column as usize {
+                break;
+            }
+            let starts_value = !open.is_empty() || matches!(before, None | Some(':' | '-' | ',' | '[' | '{'));
+            if !quoted(&mut quote, c, starts_value) {
+                match c {
+                    '#' if matches!(prev, None | Some(' ' | '\t')) => break,
+                    '[' | '{' if starts_value => open.push((n + 1, i + 1, c)),
+                    ']' | '}' if !open.is_empty() => {
+                        open.pop();
+                    }
+                    _ => {}
+                }
+            }
+            prev = Some(c);
+            if c != ' ' {
+                before = Some(c);
+            }
+        }
+    }
+    open.pop()
+}
+
 /// The key a diagnostic suggests (`did you mean `X`?`).
 pub(crate) fn suggestion(message: &str) -> Option<String> {
     let rest = message.split("(did you mean `").nth(1)?;
     Some(rest.split('`').next()?.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::blank_flow_entry;
+
+    #[test]
+    fn an_unclosed_flow_collection_is_found_before_a_syntax_error() {
+        let at = |line, column| crate::Pos { line, column, len: 1 };
+        let text = "a:\n  tags: [web, db\nspec:\n";
+        assert_eq!(super::unclosed_flow(text, at(3, 5)), Some((2, 9, '[')));
+        let text = "a: { b: [1, 2], c: \"[\" # [\n  d: 1\ne: f: g\n";
+        assert_eq!(super::unclosed_flow(text, at(3, 5)), Some((1, 4, '{')), "not what is in strings or comments");
+        let text = "a: [1]\nrun: echo [x\nb: c: d\n";
+        assert_eq!(super::unclosed_flow(text, at(3, 5)), None, "nor in plain text");
+    }
+
+    #[test]
+    fn a_flow_entry_is_blanked_with_one_comma() {
+        let at = |line: &str, word: &str| blank_flow_entry(line, line.find(word).unwrap());
+        let line = "    - { id: x, sleep: 10 minutes }";
+        assert_eq!(at(line, "10").as_deref(), Some("    - { id: x                    }"));
+        let line = "    - { sleep: 5x, id: y }";
+        assert_eq!(at(line, "5x").as_deref(), Some("    - {            id: y }"));
+        let line = "    - { id: z, check: { run: \"a, b\", bad: 1 }, run: \"c\" }";
+        assert_eq!(at(line, "bad").as_deref(), Some("    - { id: z, check: { run: \"a, b\"         }, run: \"c\" }"));
+        assert_eq!(at("      sleep: 5x", "5x"), None, "not in a flow collection");
+        assert_eq!(at("    - { id: x, run: [a,", "run"), None, "the entry goes on past the line");
+        let line = "    - { run: [a, b], sleep: 5x }";
+        assert_eq!(at(line, "run").as_deref(), Some("    - {              sleep: 5x }"));
+    }
 }
