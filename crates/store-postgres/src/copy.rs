@@ -199,7 +199,10 @@ async fn insert(tx: &mut Tx<'_>, table: &str, columns: &str, kinds: &[String], r
             match (kind.as_str(), value) {
                 ("bigint", Value::Integer(n)) => b.push_bind(*n),
                 ("bigint", Value::Null) => b.push_bind(None::<i64>),
+                ("integer", Value::Integer(n)) if i32::try_from(*n).is_ok() => b.push_bind(*n as i32),
+                ("integer", Value::Null) => b.push_bind(None::<i32>),
                 ("boolean", Value::Integer(n)) => b.push_bind(*n != 0),
+                ("boolean", Value::Null) => b.push_bind(None::<bool>),
                 ("bytea", Value::Blob(bytes)) => b.push_bind(bytes.clone()),
                 ("bytea", Value::Null) => b.push_bind(None::<Vec<u8>>),
                 ("text", Value::Text(t)) => b.push_bind(t.clone()),

@@ -28,8 +28,11 @@ fn admin_copy_moves_a_sqlite_server_to_postgres() {
     assert_eq!(o.code, 0, "{o:?}");
     let o = env.run(&["admin", "token", "create", "--user", "ann", "--role", "admin"]);
     assert_eq!(o.code, 0, "{o:?}");
+    let id = env.run(&["history", "--output", "json"]).json()[0]["id"].as_str().unwrap().to_string();
+    // Feedback has the one 32-bit column (its rating).
+    let o = env.run(&["feedback", &id, "--rating", "4", "--comment", "smooth"]);
+    assert_eq!(o.code, 0, "{o:?}");
     let before = env.run(&["history", "--output", "json"]).json();
-    let id = before[0]["id"].as_str().unwrap().to_string();
 
     let pg = fresh_database();
     let from = format!("sqlite://{}", env.path("state/opsbook.db").display());
@@ -43,6 +46,7 @@ fn admin_copy_moves_a_sqlite_server_to_postgres() {
     assert_eq!(copied("executions"), 1);
     assert_eq!(copied("execution_steps"), 2);
     assert_eq!(copied("api_tokens"), 1);
+    assert_eq!(copied("execution_feedback"), 1);
     assert!(copied("execution_logs") >= 1 && copied("audit_log") >= 1, "{o:?}");
 
     let on_pg = |args: &[&str]| {

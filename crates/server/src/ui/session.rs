@@ -28,9 +28,13 @@ pub struct Next {
 }
 
 /// Where to go after signing in: a path of this site only (never `//host` or a URL).
+/// Browsers drop tabs and line breaks from a location (`/\t/host` is `//host`), and a
+/// line break cannot go in a header: a path with any control character or space is
+/// refused too.
 fn local_path(next: Option<&str>) -> String {
+    let plain = |n: &str| !n.contains('\\') && !n.chars().any(|c| c.is_control() || c.is_whitespace());
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && plain(n) => n.to_string(),
         _ => "/".to_string(),
     }
 }
@@ -114,7 +118,16 @@ mod tests {
     #[test]
     fn only_local_paths_are_followed() {
         assert_eq!(super::local_path(Some("/executions/x?y=1")), "/executions/x?y=1");
-        for bad in ["//evil.example", "https://evil.example", "/\\evil", "evil"] {
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil",
+            "evil",
+            "/\t/evil.example",
+            "/\n/evil",
+            "/x\r\nSet-Cookie: a=b",
+            "/ /evil",
+        ] {
             assert_eq!(super::local_path(Some(bad)), "/", "{bad}");
         }
     }

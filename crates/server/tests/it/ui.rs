@@ -110,14 +110,18 @@ async fn sessions_start_end_and_follow_their_token() {
     assert!(stored.expires_at - stored.created_at == 12 * 3600 * 1000, "the default session_ttl");
     assert!(srv.store.session(&value).await.unwrap().is_none(), "never the cookie itself");
 
-    // An off-site `next` is not followed.
-    let resp = http
-        .post(format!("{}/login", srv.url))
-        .form(&[("token", admin.as_str()), ("next", "//evil.example/")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.headers()[LOCATION], "/", "the home page (the catalog)");
+    // An off-site `next` is not followed (a browser reads `/<tab>/host` as `//host`), nor
+    // one with a line break.
+    for next in ["//evil.example/", "/\t/evil.example", "/runbooks\r\nX: y"] {
+        let resp = http
+            .post(format!("{}/login", srv.url))
+            .form(&[("token", admin.as_str()), ("next", next)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{next:?}");
+        assert_eq!(resp.headers()[LOCATION], "/", "the home page (the catalog): {next:?}");
+    }
 
     // Signing out ends it in the store: the same cookie no longer works.
     let page = Page::sign_in(&srv, &admin).await;
