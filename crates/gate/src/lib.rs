@@ -173,8 +173,10 @@ impl Checker {
                 .await;
                 let (verdict, error, records) = match outcome {
                     Ok(Ok(records)) if records.is_empty() => (Verdict::Clear, None, records),
-                    Ok(Ok(records)) => (Verdict::Blocked, None, records),
-                    Ok(Err(e)) => (Verdict::Unknown, Some(e), Vec::new()),
+                    Ok(Ok(records)) => {
+                        (Verdict::Blocked, None, records.into_iter().map(BlockRecord::one_line).collect())
+                    }
+                    Ok(Err(e)) => (Verdict::Unknown, Some(one_line(&e)), Vec::new()),
                     Err(_) => (
                         Verdict::Unknown,
                         Some(format!("no answer within {}", opsbook_core::Dur(self.timeout))),
@@ -213,6 +215,66 @@ impl Checker {
     }
 }
 
+impl BlockRecord {
+    /// The record with each text on one line (see [`one_line`]).
+    fn one_line(self) -> BlockRecord {
+        let opt = |s: Option<String>| s.map(|s| one_line(&s));
+        BlockRecord {
+            source: one_line(&self.source),
+            id: one_line(&self.id),
+            title: one_line(&self.title),
+            region: opt(self.region),
+            availability_zone: opt(self.availability_zone),
+            service: opt(self.service),
+            category: opt(self.category),
+            status: opt(self.status),
+            started_at: opt(self.started_at),
+            updated_at: opt(self.updated_at),
+            url: opt(self.url),
+            ..self
+        }
+    }
+}
+
+/// Text from a source (a status page's incident name, an alert's summary, a command's
+/// output) as one line of plain text: terminal escape sequences dropped, other control
+/// characters (line breaks, tabs) and runs of spaces made one space. It is printed in CI
+/// logs, where a line of its own starting `::` would be a GitHub Actions workflow
+/// command, and on terminals.
+pub fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    let mut space = false;
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            match chars.next() {
+                // CSI: parameters and intermediates up to a final byte in @..~.
+                Some('[') => while chars.next().is_some_and(|c| !('@'..='~').contains(&c)) {},
+                // OSC and the other strings: up to BEL or ESC \.
+                Some(']' | 'P' | '_' | '^') => {
+                    while let Some(c) = chars.next() {
+                        if c == '\u{7}' || (c == '\u{1b}' && chars.next_if_eq(&'\\').is_some()) {
+                            break;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
+        if c.is_control() || c.is_whitespace() {
+            space = !out.is_empty();
+            continue;
+        }
+        if space {
+            out.push(' ');
+            space = false;
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Prometheus figures for `opsbook serve` (a no-op without a recorder, as in the CLI):
 /// checks by verdict, whether each gate blocked at its last check, and how long sources take.
 fn record_metrics(r: &GateResult) {
@@ -223,5 +285,16 @@ fn record_metrics(r: &GateResult) {
     for s in &r.sources {
         metrics::histogram!("opsbook_gate_source_duration_seconds", "type" => s.kind.clone(), "verdict" => s.verdict.as_str())
             .record(s.duration_ms as f64 / 1000.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn source_text_is_one_plain_line() {
+        let text =
+            "  a\nb\r\n::cmd::x\t\u{1b}[1;31mred\u{1b}[0m \u{1b}]8;;http://x\u{7}link\u{1b}]8;;\u{1b}\\ end\u{0}  ";
+        assert_eq!(super::one_line(text), "a b ::cmd::x red link end");
+        assert_eq!(super::one_line("trailing escape \u{1b}"), "trailing escape");
     }
 }

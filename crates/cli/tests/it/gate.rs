@@ -193,6 +193,23 @@ fn github_output_writes_annotations_and_a_step_summary() {
     let md = std::fs::read_to_string(&summary).unwrap();
     assert!(md.starts_with("### opsbook gate `prod`: blocked\n"), "{md}");
     assert!(md.contains("| statuspage | Delayed jobs |"), "{md}");
+
+    // A source's text cannot start a line of its own (a workflow command under GitHub
+    // Actions) nor reach the log as terminal escapes: it is one line of plain text.
+    let injected = page_with_incident("critical", "Actions").replace(
+        "Delayed jobs",
+        r"line1\n::warning title=x::INJECTED\r\n::stop-commands::tok \u001b[31mred\u001b[0m\ttab",
+    );
+    status.set("/api/v2/summary.json", 200, &injected);
+    let o = env.run(&["gate", "wait", "prod", "--poll", "100ms", "--max-wait", "300ms", "--output", "github"]);
+    assert_eq!(o.code, 3, "{o:?}");
+    let commands: Vec<&str> = o.stdout.lines().filter(|l| l.starts_with("::")).collect();
+    assert!(
+        !commands.is_empty() && commands.iter().all(|l| l.starts_with("::error title=opsbook gate prod::")),
+        "{o:?}"
+    );
+    assert!(o.stdout.contains("line1 ::warning title=x::INJECTED ::stop-commands::tok red tab"), "{o:?}");
+    assert!(!o.stdout.contains('\u{1b}') && !o.stdout.contains('\r'), "{o:?}");
 }
 
 #[test]
