@@ -40,6 +40,20 @@ impl Diagnostic {
         Diagnostic::new(Pos::from_location(loc), message)
     }
 
+    /// A file's bytes as text, or where the first byte that is not UTF-8 is (every file
+    /// opsbook reads is UTF-8).
+    pub fn utf8(bytes: Vec<u8>) -> Result<String, Diagnostic> {
+        String::from_utf8(bytes).map_err(|e| {
+            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let valid = std::str::from_utf8(valid).unwrap_or_default();
+            let line = valid.matches('\n').count() + 1;
+            let column = valid.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            let byte = e.as_bytes()[valid.len()];
+            let pos = Pos { line: line as u32, column: column as u32, len: 1 };
+            Diagnostic::new(Some(pos), format!("not valid UTF-8 (byte 0x{byte:02X}): save the file as UTF-8"))
+        })
+    }
+
     /// `path:line:col: message`, the first line of every rendered problem.
     pub fn headline(&self, path: &str) -> String {
         match self.pos {

@@ -49,7 +49,14 @@ pub fn exec(args: Args) -> Result<u8> {
         if super::test::runbook_of(f).is_some() {
             continue;
         }
-        let text = String::from_utf8_lossy(&std::fs::read(f)?).into_owned();
+        let text = match opsbook_core::Diagnostic::utf8(std::fs::read(f)?) {
+            Ok(text) => text,
+            Err(d) => {
+                invalid += 1;
+                eprintln!("{} {}", style("invalid:").red().bold().for_stderr(), d.headline(&f.display().to_string()));
+                continue;
+            }
+        };
         if super::validate::is_companion_file(&text) {
             continue;
         }

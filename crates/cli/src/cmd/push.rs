@@ -53,7 +53,8 @@ pub async fn exec(server: Option<String>, profile: Option<&str>, args: Args) -> 
     let mut invalid = 0;
     for f in &files {
         let shown = f.display().to_string();
-        let text = std::fs::read_to_string(f).map_err(|e| usage(format!("cannot read {shown}: {e}")))?;
+        let bytes = std::fs::read(f).map_err(|e| usage(format!("cannot read {shown}: {e}")))?;
+        let text = opsbook_core::Diagnostic::utf8(bytes).map_err(|d| usage(d.headline(&shown)))?;
         // A runbook's tests, gates file and inventory are not runbooks: they travel in the
         // bundle of the runbook beside them.
         if super::test::runbook_of(f).is_some() || super::validate::is_companion_file(&text) {

@@ -42,7 +42,7 @@ pub fn runbook_of(test_file: &Path) -> Option<PathBuf> {
 
 fn read(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
-    String::from_utf8(bytes).map_err(|_| usage(format!("{}: not valid UTF-8", path.display())))
+    opsbook_core::Diagnostic::utf8(bytes).map_err(|d| usage(d.headline(&path.display().to_string())))
 }
 
 pub async fn exec(args: Args) -> Result<u8> {

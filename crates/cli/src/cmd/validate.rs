@@ -233,8 +233,19 @@ fn check_file(f: &Path, explicit: Option<&Path>, gates_files: &mut GatesFiles) -
         warnings: Vec::new(),
         rendered: Vec::new(),
     };
-    let text = match std::fs::read(f) {
-        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+    let text = match std::fs::read(f).map(Diagnostic::utf8) {
+        Ok(Ok(text)) => text,
+        Ok(Err(d)) => {
+            report.kind = "unreadable";
+            let pos = d.pos.expect("a UTF-8 problem has a place");
+            report.problems.push(Problem {
+                line: Some(pos.line),
+                column: Some(pos.column),
+                message: d.message.clone(),
+            });
+            report.rendered.push(d.headline(&shown));
+            return report;
+        }
         Err(e) => {
             report.kind = "unreadable";
             report.problems.push(Problem { line: None, column: None, message: format!("cannot read: {e}") });

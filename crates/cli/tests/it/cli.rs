@@ -119,6 +119,34 @@ fn validate_reports_every_file() {
     assert_eq!(env.run(&["validate", "books/good.yaml"]).code, 0);
 }
 
+/// A file that is not UTF-8 (Latin-1 here) is refused by every command, at its first
+/// bad byte: `validate` does not pass what `run` and `push` then refuse.
+#[test]
+fn a_file_that_is_not_utf8_is_refused_at_its_place() {
+    let env = Env::new();
+    let text = runbook("", "    - id: a\n      run: echo caf\u{e9}\n");
+    let mut bytes = text.into_bytes();
+    let at = bytes.windows(2).position(|w| w == [0xC3, 0xA9]).unwrap();
+    bytes.splice(at..at + 2, [0xE9]);
+    std::fs::write(env.path("latin1.yaml"), &bytes).unwrap();
+    let place = "latin1.yaml:10:20: not valid UTF-8 (byte 0xE9): save the file as UTF-8";
+    let o = env.run(&["validate", "latin1.yaml"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stdout.contains(place), "{o:?}");
+    let o = env.run(&["validate", "latin1.yaml", "--output", "json"]);
+    let problem = &o.json()[0]["problems"][0];
+    assert_eq!((problem["line"].as_u64(), problem["column"].as_u64()), (Some(10), Some(20)), "{o:?}");
+    for args in [&["run", "latin1.yaml", "--dry-run"][..], &["list", "."][..]] {
+        let o = env.run(args);
+        assert_ne!(o.code, 0, "{args:?}: {o:?}");
+        assert!(o.stderr.contains(place), "{args:?}: {o:?}");
+    }
+    std::fs::write(env.path("gates.yaml"), b"gates:\n  g:\n    sources: [] # \xff\n").unwrap();
+    let o = env.run(&["gate", "check", "g", "--config", "gates.yaml"]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(o.stderr.contains("gates.yaml:3:19: not valid UTF-8 (byte 0xFF)"), "{o:?}");
+}
+
 #[test]
 fn examples_are_valid() {
     let env = Env::new();
