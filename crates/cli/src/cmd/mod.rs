@@ -247,6 +247,12 @@ fn server_for(cli: &Cli) -> Result<(Option<String>, bool)> {
         return Err(usage("--local and --server: choose one"));
     }
     if let Some(s) = cli.server.as_ref().filter(|_| !cli.local) {
+        // A command that only ever acts here runs here under OPSBOOK_SERVER (a CI job
+        // sets it for `push` and also runs `validate`); asked for with --server, it is
+        // refused (see `local_only`).
+        if from_env.as_ref() == Some(s) && no_server_form(&cli.command).is_some() {
+            return Ok((None, false));
+        }
         return Ok((Some(s.clone()), true));
     }
     let stays_local = cli.local || cli.db.is_some() || cli.database.is_some();
@@ -275,9 +281,7 @@ fn local_only(command: &Command, explicit: bool) -> Option<String> {
         ));
     }
     let name = no_server_form(command)?;
-    explicit.then(|| {
-        format!("{name} and has no server form: drop --server (or unset OPSBOOK_SERVER), or use `opsbook --local`")
-    })
+    explicit.then(|| format!("{name} and has no server form: drop --server, or use `opsbook --local`"))
 }
 
 /// What a command that only ever acts here does (for the refusal of `--server`).

@@ -638,6 +638,16 @@ fn login_profiles_choose_the_server() {
         .output()
         .unwrap());
     assert_eq!(env_local.code, 0, "{env_local:?}");
+    // Under OPSBOOK_SERVER alone (a CI job that pushes), what only acts here runs here.
+    let env_only = out(env
+        .cmd(&["validate", "books"])
+        .env_remove("OPSBOOK_DB")
+        .env("OPSBOOK_SERVER", &srv.url)
+        .env("XDG_CONFIG_HOME", env.path("config"))
+        .output()
+        .unwrap());
+    assert_eq!(env_only.code, 0, "{env_only:?}");
+    assert!(env_only.stdout.contains("ok"), "{env_only:?}");
     let admin_here = cmd(&["admin", "token", "list"]);
     assert_eq!(admin_here.code, 0, "admin works on this machine's database: {admin_here:?}");
 
