@@ -15,9 +15,53 @@ pub struct Schedule {
     pub missed: Missed,
 }
 
-/// Checks a cron pattern (5 fields, or 6 with leading seconds).
+/// The fields of a cron pattern of 5, 6 (leading seconds) or 7 (and a trailing year) fields.
+const FIELDS: [(&str, &str); 7] = [
+    ("second", "0-59"),
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day-of-month", "1-31"),
+    ("month", "1-12 or JAN-DEC"),
+    ("day-of-week", "0-7 or SUN-SAT"),
+    ("year", "1-9999"),
+];
+
+/// Checks a cron pattern (5 fields, 6 with leading seconds, 7 with a trailing year),
+/// naming the field at fault.
 pub fn check_cron(pattern: &str) -> Result<croner::Cron, String> {
-    croner::Cron::from_str(pattern).map_err(|e| format!("invalid cron pattern `{pattern}`: {e}"))
+    const SHAPE: &str = "expected 5 fields (minute hour day-of-month month day-of-week), \
+                         6 with leading seconds, or 7 with a trailing year";
+    let fields: Vec<&str> = pattern.split_whitespace().collect();
+    if !(5..=7).contains(&fields.len()) {
+        return Err(match fields.len() {
+            0 => format!("the cron pattern is empty: {SHAPE}"),
+            n => format!("invalid cron pattern `{pattern}`: {n} field{}; {SHAPE}", if n == 1 { "" } else { "s" }),
+        });
+    }
+    croner::Cron::from_str(pattern).map_err(|e| {
+        // The field at fault: the first that fails with every other field `*`.
+        let names = match fields.len() {
+            5 => &FIELDS[1..6],
+            6 => &FIELDS[..6],
+            _ => &FIELDS[..],
+        };
+        let why = match &e {
+            croner::errors::CronError::ComponentError(m) | croner::errors::CronError::InvalidPattern(m) => m.clone(),
+            other => other.to_string(),
+        };
+        let why = why.trim_end_matches('.').to_lowercase();
+        let culprit = (0..fields.len()).find(|&i| {
+            let alone: Vec<&str> = (0..fields.len()).map(|j| if j == i { fields[j] } else { "*" }).collect();
+            croner::Cron::from_str(&alone.join(" ")).is_err()
+        });
+        match culprit {
+            Some(i) => format!(
+                "invalid cron pattern `{pattern}`: {} field `{}`: {why} (allowed: {})",
+                names[i].0, fields[i], names[i].1
+            ),
+            None => format!("invalid cron pattern `{pattern}`: {why}"),
+        }
+    })
 }
 
 /// Checks a cron pattern that is to fire: valid, and naming a time that exists (`0 0 30 2 *`,
@@ -57,7 +101,16 @@ mod tests {
         assert_eq!(next_after("*/15 * * * *", &utc, ms("2026-11-23T10:00:00Z")).unwrap(), ms("2026-11-23T10:15:00Z"));
         let fixed = jiff::tz::TimeZone::fixed(jiff::tz::offset(2));
         assert_eq!(next_after("0 3 * * *", &fixed, ms("2026-11-23T10:00:00Z")).unwrap(), ms("2026-11-24T01:00:00Z"));
-        assert!(check_cron("61 * * * *").is_err());
+        assert_eq!(
+            check_cron("61 * * * *").unwrap_err(),
+            "invalid cron pattern `61 * * * *`: minute field `61`: number out of bounds (allowed: 0-59)"
+        );
+        assert_eq!(
+            check_cron("0 0 25 * * *").unwrap_err(),
+            "invalid cron pattern `0 0 25 * * *`: hour field `25`: number out of bounds (allowed: 0-23)"
+        );
+        assert!(check_cron("bad").unwrap_err().starts_with("invalid cron pattern `bad`: 1 field; expected 5 fields"));
+        assert!(check_cron(" ").unwrap_err().starts_with("the cron pattern is empty: expected 5 fields"));
         assert!(check_cron("every day").is_err());
         assert_eq!(
             check_cron_fires("0 0 30 2 *").unwrap_err(),

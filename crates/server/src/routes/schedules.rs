@@ -96,6 +96,10 @@ pub async fn create(
         last_result: None,
     };
     s.next_run_at = next_run(&s, now_ms());
+    if s.next_run_at.is_none() {
+        // Valid cron that matched once, e.g. with a year gone by (`0 0 0 1 1 * 2020`).
+        return Err(ApiError::bad_request(format!("cron pattern `{}` never fires again", s.cron)));
+    }
     st.store.create_schedule(&s).await?;
     let doc = Schedule::from(s);
     st.audit(ctx.user(), "schedule.create", &doc.id, &rid, to_value(&doc)).await;

@@ -77,6 +77,12 @@ async fn overlap_and_missed_runs_follow_their_policy() {
         (status, bad["error"]["message"].as_str()),
         (StatusCode::BAD_REQUEST, Some("cron pattern `0 0 31 4 *` never fires: no date matches it"))
     );
+    let (status, bad) =
+        s.post("/api/v1/schedules", &op, json!({ "runbook": "slow", "cron": "0 0 0 1 1 * 2020" })).await;
+    assert_eq!(
+        (status, bad["error"]["message"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("cron pattern `0 0 0 1 1 * 2020` never fires again"))
+    );
     let (status, bad) = s
         .post("/api/v1/schedules", &op, json!({ "runbook": "slow", "cron": "* * * * *", "timezone": "Mars/Olympus" }))
         .await;
