@@ -59,6 +59,26 @@ fn check_reports_verdicts_and_exit_codes() {
     let kinds: Vec<&str> = doc["sources"].as_array().unwrap().iter().map(|s| s["type"].as_str().unwrap()).collect();
     assert_eq!(kinds, vec!["statuspage", "alertmanager", "command"]);
 
+    // An answer larger than a health source sends is refused as it arrives (unknown).
+    status.set("/api/v2/summary.json", 200, CLEAR_PAGE);
+    am.set("/api/v2/alerts", 200, &format!("[{}0]", "0,".repeat(4_300_000)));
+    let huge = env.run(&["gate", "check", "prod", "--output", "json"]);
+    assert_eq!(huge.code, 3, "{huge:?}");
+    let doc = huge.json();
+    assert_eq!(doc["verdict"], "unknown");
+    let error = doc["sources"][1]["error"].as_str().unwrap();
+    assert!(error.ends_with("answered more than 8 MiB, more than a health source sends"), "{error}");
+    am.set("/api/v2/alerts", 200, "[]");
+    // JSON that is not a Statuspage summary says so (not "has no component").
+    status.set("/api/v2/summary.json", 200, "{}");
+    let odd = env.run(&["gate", "check", "prod", "--output", "json"]);
+    assert_eq!(odd.code, 3, "{odd:?}");
+    let error = odd.json()["sources"][0]["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("/api/v2/summary.json is not a Statuspage summary (no `components` and `incidents` lists)"),
+        "{error}"
+    );
+
     // An incident on a component the gate does not watch, or below min_impact, does not block.
     status.set(
         "/api/v2/summary.json",

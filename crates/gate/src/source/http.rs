@@ -31,7 +31,7 @@ pub(crate) async fn check(c: &Checker, h: &HttpCheck) -> Result<Vec<BlockRecord>
         )]);
     }
     let Some(exp) = &h.expect_json else { return Ok(Vec::new()) };
-    let body: Value = resp.json().await.map_err(|e| format!("{} did not answer JSON: {}", h.url, e.without_url()))?;
+    let body: Value = super::read_json(c, &h.url, resp).await?;
     match lookup(&body, &exp.path) {
         Some(v) if *v == exp.equals => Ok(Vec::new()),
         found => Ok(vec![record(

@@ -46,5 +46,30 @@ pub(crate) async fn get_json(c: &Checker, url: &str) -> Result<serde_json::Value
     if !status.is_success() {
         return Err(format!("{url} answered HTTP {status}"));
     }
-    resp.json().await.map_err(|e| format!("{url} did not answer JSON: {}", e.without_url()))
+    read_json(c, url, resp).await
+}
+
+/// The most a source's answer may hold: a status page summary is tens of kilobytes, and
+/// thousands of alerts a few megabytes. A larger answer is refused as it arrives, before
+/// it is parsed (a parsed document takes many times its size in memory).
+pub(crate) const MAX_ANSWER: usize = 8 << 20;
+
+/// Reads a JSON body of at most [`MAX_ANSWER`] bytes.
+pub(crate) async fn read_json(
+    c: &Checker,
+    url: &str,
+    mut resp: reqwest::Response,
+) -> Result<serde_json::Value, String> {
+    let too_large = || format!("{url} answered more than {} MiB, more than a health source sends", MAX_ANSWER >> 20);
+    if resp.content_length().is_some_and(|n| n > MAX_ANSWER as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| unreachable(c, url, &e))? {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("{url} did not answer JSON: {e}"))
 }

@@ -20,6 +20,12 @@ pub(crate) async fn check(c: &Checker, p: &Statuspage) -> Result<Vec<BlockRecord
     let base = base.strip_suffix("/api/v2/summary.json").unwrap_or(base);
     let url = format!("{base}/api/v2/summary.json");
     let doc = super::get_json(c, &url).await?;
+    if !doc["components"].is_array() || !doc["incidents"].is_array() {
+        return Err(format!(
+            "{url} is not a Statuspage summary (no `components` and `incidents` lists): is {} a Statuspage page?",
+            p.url
+        ));
+    }
     let wanted = |name: &str| p.components.is_empty() || p.components.iter().any(|c| c == name);
     let page = doc["page"]["url"].as_str().unwrap_or(&p.url).to_string();
     // A watched component the page does not have (a typo, a rename) would never block:
@@ -39,7 +45,7 @@ pub(crate) async fn check(c: &Checker, p: &Statuspage) -> Result<Vec<BlockRecord
         ));
     }
     let mut records = Vec::new();
-    for inc in doc["incidents"].as_array().ok_or_else(|| format!("{url}: no incidents list"))? {
+    for inc in doc["incidents"].as_array().into_iter().flatten() {
         if matches!(inc["status"].as_str(), Some("resolved" | "postmortem")) {
             continue;
         }
