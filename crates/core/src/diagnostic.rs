@@ -62,7 +62,8 @@ impl Diagnostic {
         }
     }
 
-    /// The headline followed by the offending source line with a caret underneath.
+    /// The headline followed by the offending source line with a caret underneath (at
+    /// most [`SNIPPET`] characters of it).
     pub fn render(&self, path: &str, source: &str) -> String {
         let mut out = self.headline(path);
         let Some(pos) = self.pos else { return out };
@@ -73,12 +74,28 @@ impl Diagnostic {
         let pad = " ".repeat(gutter.len());
         let col = pos.column.saturating_sub(1) as usize;
         let line_chars = line.chars().count();
-        let width = (pos.len.max(1) as usize).min(line_chars.saturating_sub(col).max(1));
-        let lead: String = line.chars().take(col).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
-        out.push_str(&format!("\n{pad} |\n{gutter} | {line}\n{pad} | {lead}{}", "^".repeat(width)));
+        // A long line (minified, generated) is shown around the place only, marked `…`.
+        let (from, to) = if line_chars <= SNIPPET {
+            (0, line_chars)
+        } else {
+            let from = col.saturating_sub(SNIPPET / 3).min(line_chars - SNIPPET);
+            (from, from + SNIPPET)
+        };
+        let shown: String = line.chars().skip(from).take(to - from).collect();
+        let (before, after) = (if from > 0 { "…" } else { "" }, if to < line_chars { "…" } else { "" });
+        let width = (pos.len.max(1) as usize).min(to.saturating_sub(col).max(1));
+        let lead: String = before
+            .chars()
+            .map(|_| ' ')
+            .chain(line.chars().skip(from).take(col.saturating_sub(from)).map(|c| if c == '\t' { '\t' } else { ' ' }))
+            .collect();
+        out.push_str(&format!("\n{pad} |\n{gutter} | {before}{shown}{after}\n{pad} | {lead}{}", "^".repeat(width)));
         out
     }
 }
+
+/// The most of a source line a rendered problem shows.
+pub const SNIPPET: usize = 160;
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -137,6 +154,19 @@ mod tests {
             d.render("rb.yaml", "metadata:\n  nmae: x\n"),
             "rb.yaml:2:3: unknown field `nmae`\n  |\n2 |   nmae: x\n  |   ^^^^"
         );
+    }
+
+    #[test]
+    fn a_long_line_is_shown_around_the_place() {
+        let line = format!("x: {}BAD{}", "a".repeat(500), "b".repeat(500));
+        let d = Diagnostic::new(Some(Pos { line: 1, column: 504, len: 3 }), "bad");
+        let shown = d.render("f.yaml", &line);
+        let lines: Vec<&str> = shown.lines().collect();
+        assert!(lines[2].starts_with("1 | …aaa") && lines[2].ends_with("bbb…"), "{shown}");
+        assert_eq!(lines[2].chars().count(), "1 | ".len() + SNIPPET + 2);
+        // In characters, as a terminal shows them (`…` is one).
+        let caret = lines[3].chars().position(|c| c == '^').unwrap();
+        assert_eq!(lines[2].chars().skip(caret).take(3).collect::<String>(), "BAD", "{shown}");
     }
 
     #[test]

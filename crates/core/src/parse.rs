@@ -60,13 +60,29 @@ fn within_block(source: &str, at: crate::Pos, inner: crate::Pos) -> bool {
         .all(|l| l.trim().is_empty() || l.len() - l.trim_start_matches(' ').len() >= indent)
 }
 
+/// A YAML or shape problem of a file (a gates file, an inventory, tests).
 pub(crate) fn yaml_diagnostic(e: &serde_saphyr::Error) -> Diagnostic {
+    diagnostic(e, &[])
+}
+
+/// [`yaml_diagnostic`] for a runbook: a key at the wrong level says where it belongs.
+pub(crate) fn runbook_diagnostic(e: &serde_saphyr::Error) -> Diagnostic {
+    diagnostic(e, LEVELS)
+}
+
+fn diagnostic(e: &serde_saphyr::Error, levels: &[(&str, &[&str])]) -> Diagnostic {
     use serde_saphyr::Error as E;
     let loc = e.location();
     let message = match e {
-        E::SerdeUnknownField { field, expected, .. } => unknown("field", field, expected),
-        E::SerdeUnknownVariant { variant, expected, .. } => unknown("value", variant, expected),
+        E::SerdeUnknownField { field, expected, .. } => unknown("field", field, expected, levels),
+        E::SerdeUnknownVariant { variant, expected, .. } => unknown("value", variant, expected, levels),
         E::SerdeMissingField { field, .. } => format!("missing required field `{field}`"),
+        E::MultipleDocuments { .. } => {
+            "a second YAML document (after `---`): a file holds one runbook, gates file or test list".to_string()
+        }
+        E::Budget { .. } => "the file is too large or too deeply nested to be read: it holds more nodes than \
+                             a runbook ever needs (split it, or call other runbooks with `runbook:` steps)"
+            .to_string(),
         other => {
             let msg = clean_message(&other.without_snippet().to_string());
             if msg.contains("flow mapping") || msg.contains("flow sequence") {
@@ -119,8 +135,8 @@ const LEVELS: &[(&str, &[&str])] = &[
     ),
 ];
 
-fn unknown(what: &str, got: &str, expected: &[&str]) -> String {
-    let elsewhere = LEVELS
+fn unknown(what: &str, got: &str, expected: &[&str], levels: &[(&str, &[&str])]) -> String {
+    let elsewhere = levels
         .iter()
         .find(|(_, keys)| keys.contains(&got) && !expected.contains(&got))
         .map(|(level, _)| format!(" (check the indentation: `{got}` is a key of {level})"));
