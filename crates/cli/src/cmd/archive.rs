@@ -217,7 +217,12 @@ pub async fn export(source: Result<AnyStore, Client>, args: ExportArgs) -> Resul
     Ok(EXIT_OK)
 }
 
-/// Reads an archive; every file under `opsbook-export/`, by its path below it.
+/// The most one file of an archive may hold once unpacked: a bundle's limit, with room.
+/// (A small `.tar.gz` can unpack to gigabytes.)
+const MAX_ENTRY: u64 = 4 * opsbook_core::bundle::DEFAULT_MAX_BYTES as u64;
+
+/// Reads an archive; every file under `opsbook-export/`, by its path below it, except
+/// executions, which are kept for the record and only counted (an empty entry each).
 fn read_archive(path: &std::path::Path) -> Result<BTreeMap<String, Vec<u8>>> {
     let file = std::fs::File::open(path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
@@ -227,8 +232,19 @@ fn read_archive(path: &std::path::Path) -> Result<BTreeMap<String, Vec<u8>>> {
         let mut entry = entry.map_err(bad)?;
         let name = entry.path().map_err(bad)?.to_string_lossy().into_owned();
         let Some(rel) = name.strip_prefix(&format!("{ROOT}/")).map(str::to_string) else { continue };
+        if rel.starts_with("executions/") {
+            files.insert(rel, Vec::new());
+            continue;
+        }
         let mut data = Vec::new();
-        entry.read_to_end(&mut data).map_err(bad)?;
+        (&mut entry).take(MAX_ENTRY + 1).read_to_end(&mut data).map_err(bad)?;
+        if data.len() as u64 > MAX_ENTRY {
+            return Err(usage(format!(
+                "{}: {rel} unpacks to more than {} MiB, more than an export holds",
+                path.display(),
+                MAX_ENTRY >> 20
+            )));
+        }
         files.insert(rel, data);
     }
     Ok(files)
@@ -239,8 +255,10 @@ pub async fn import(store: &AnyStore, args: ImportArgs) -> Result<u8> {
     let files = read_archive(&args.file)?;
     let manifest: Manifest = files
         .get("manifest.json")
-        .and_then(|m| serde_json::from_slice(m).ok())
-        .ok_or_else(|| usage(format!("{shown}: not an opsbook export (no manifest.json)")))?;
+        .ok_or_else(|| usage(format!("{shown}: not an opsbook export (no manifest.json)")))
+        .and_then(|m| {
+            serde_json::from_slice(m).map_err(|e| usage(format!("{shown}: not an opsbook export (manifest.json: {e})")))
+        })?;
     if !READS.contains(&manifest.format.as_str()) {
         return Err(usage(format!("{shown}: format `{}`; this opsbook reads {}", manifest.format, READS.join(", "))));
     }
@@ -264,7 +282,18 @@ pub async fn import(store: &AnyStore, args: ImportArgs) -> Result<u8> {
         }
         for v in &r.versions {
             match files.get(&format!("runbooks/{name}/{}.yaml", v.version)) {
-                Some(text) if opsbook_core::sha256_hex(text) == v.sha256 => {}
+                // The text names the runbook and version it is filed under (the check
+                // on existing runbooks above is by that name).
+                Some(text) if opsbook_core::sha256_hex(text) == v.sha256 => {
+                    match std::str::from_utf8(text).ok().map(opsbook_core::parse) {
+                        Some(Ok(rb)) if rb.name == *name && rb.version.to_string() == v.version => {}
+                        Some(Ok(rb)) => problems.push(format!(
+                            "runbook `{name}` v{}: its text is runbook `{}` v{}",
+                            v.version, rb.name, rb.version
+                        )),
+                        _ => problems.push(format!("runbook `{name}` v{}: its text is not a valid runbook", v.version)),
+                    }
+                }
                 Some(_) => {
                     problems.push(format!("runbook `{name}` v{}: its text does not match its sha256", v.version))
                 }

@@ -152,7 +152,10 @@ fn check_reports_verdicts_and_exit_codes() {
     env.write("bad.yaml", "gates:\n  x:\n    sources:\n      - http: { url: \"http://x\", timeout: 1s }\n");
     let bad = env.run(&["gate", "check", "x", "--config", "bad.yaml"]);
     assert_eq!(bad.code, 2);
-    assert!(bad.stderr.contains("bad.yaml:4:34: unknown field `timeout`; expected one of: url, expect_status, expect_json"), "{bad:?}");
+    assert!(
+        bad.stderr.contains("bad.yaml:4:34: unknown field `timeout`; expected one of: url, expect_status, expect_json"),
+        "{bad:?}"
+    );
     assert!(!bad.stderr.contains("a key of a step"), "{bad:?}");
     // Errors found after parsing name their place too.
     env.write(

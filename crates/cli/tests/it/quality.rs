@@ -386,6 +386,28 @@ fn export_and_import_carry_the_registry_to_another_database() {
     env.write("junk.tar.gz", "not an archive");
     let junk = env.run(&["--db", other, "import", "junk.tar.gz"]);
     assert_fails_saying(&junk, 2, "junk.tar.gz: not an opsbook export");
+
+    // Crafted archives, unpacked and packed again with tar: a text filed under another
+    // runbook's name (its sha256 fixed up) is refused, not imported under its own name.
+    let tar = |args: &[&str]| {
+        assert!(std::process::Command::new("tar").args(args).current_dir(env.path("")).status().unwrap().success())
+    };
+    tar(&["xzf", "registry.tar.gz"]);
+    let text = env.read("opsbook-export/runbooks/web/1.0.0.yaml");
+    let renamed = text.replace("name: web", "name: other");
+    env.write("opsbook-export/runbooks/web/1.0.0.yaml", &renamed);
+    let record = env.read("opsbook-export/runbooks/web/runbook.json");
+    let (old, new) = (opsbook_core::sha256_hex(text.as_bytes()), opsbook_core::sha256_hex(renamed.as_bytes()));
+    env.write("opsbook-export/runbooks/web/runbook.json", &record.replace(&old, &new));
+    tar(&["czf", "renamed.tar.gz", "opsbook-export"]);
+    let fresh = env.path("fresh/opsbook.db");
+    let renamed = env.run(&["--db", fresh.to_str().unwrap(), "import", "renamed.tar.gz"]);
+    assert_fails_saying(&renamed, 2, "runbook `web` v1.0.0: its text is runbook `other` v1.0.0");
+    // A small archive that unpacks to a huge file is refused as it unpacks.
+    std::fs::write(env.path("opsbook-export/manifest.json"), vec![b' '; 41 << 20]).unwrap();
+    tar(&["czf", "bomb.tar.gz", "opsbook-export"]);
+    let bomb = env.run(&["--db", fresh.to_str().unwrap(), "import", "bomb.tar.gz"]);
+    assert_fails_saying(&bomb, 2, "bomb.tar.gz: manifest.json unpacks to more than 40 MiB, more than an export holds");
 }
 
 #[test]
