@@ -89,6 +89,11 @@ pub async fn exec(client: &Client, cmd: &Schedules) -> Result<u8> {
             println!("schedule {} runs {} at `{}` ({}); next run {next}", s.id, s.runbook, s.cron, s.timezone);
         }
         Schedules::Delete { id } => {
+            if id.trim().is_empty() {
+                return Err(super::usage(
+                    "schedules delete: give the id of a schedule (`opsbook schedules list` shows them)",
+                ));
+            }
             let done: Deleted = client.delete(&format!("/api/v1/schedules/{}", enc(id))).await?;
             println!("deleted schedule {}", done.id);
         }

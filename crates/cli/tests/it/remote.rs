@@ -85,6 +85,9 @@ fn the_cli_is_a_client_of_the_whole_server() {
     let id = made.stdout.split_whitespace().nth(1).unwrap().to_string();
     let schedules = c(&["schedules", "list", "--output", "json"]);
     assert_eq!(schedules.json()[0]["timezone"], "Europe/Paris", "{schedules:?}");
+    let empty = c(&["schedules", "delete", ""]);
+    assert_eq!(empty.code, 2, "{empty:?}");
+    assert!(empty.stderr.contains("schedules delete: give the id of a schedule"), "{empty:?}");
     assert_eq!(c(&["schedules", "delete", &id[..6]]).code, 0, "a prefix names it");
     assert_eq!(c(&["schedules", "list", "--output", "json"]).json().as_array().unwrap().len(), 0);
 

@@ -156,6 +156,8 @@ struct RunbookPage {
     steps: Vec<StepRow>,
     versions: Vec<VersionRow>,
     diff: Option<(String, String, Vec<DiffRow>)>,
+    /// Why the comparison asked for cannot be shown (a version it does not have).
+    diff_error: Option<String>,
     lifecycle: Vec<LifecycleRow>,
     next_states: Vec<&'static str>,
     schedules: Vec<opsbook_store::ScheduleRecord>,
@@ -213,7 +215,7 @@ pub async fn page(
         })
         .collect();
     let published = st.store.registry_versions(&name).await?;
-    let versions = published
+    let versions: Vec<VersionRow> = published
         .iter()
         .map(|v| VersionRow {
             version: v.version.clone(),
@@ -223,11 +225,23 @@ pub async fn page(
             at: Stamp(v.published_at),
         })
         .collect();
+    // A comparison of versions the runbook does not have (an edited address) is said
+    // on the page, which still shows.
+    let mut diff_error = None;
     let diff = match (dq.from, dq.to) {
         (Some(from), Some(to)) => {
-            let (_, a) = st.store.registry_version(&name, &from).await?;
-            let (_, b) = st.store.registry_version(&name, &to).await?;
-            Some((from, to, side_by_side(&a, &b)))
+            match (versions.iter().any(|v| v.version == from), versions.iter().any(|v| v.version == to)) {
+                (true, true) => {
+                    let (_, a) = st.store.registry_version(&name, &from).await?;
+                    let (_, b) = st.store.registry_version(&name, &to).await?;
+                    Some((from, to, side_by_side(&a, &b)))
+                }
+                (has_from, _) => {
+                    let missing = if has_from { to } else { from };
+                    diff_error = Some(format!("cannot compare: this runbook has no version {missing}"));
+                    None
+                }
+            }
         }
         _ => None,
     };
@@ -263,6 +277,7 @@ pub async fn page(
         steps,
         versions,
         diff,
+        diff_error,
         lifecycle,
         next_states,
         schedules,

@@ -166,6 +166,11 @@ async fn forms_from_other_sites_and_without_the_form_token_are_refused() {
     let admin = srv.token("ann", &["admin"]).await;
     publish_deploy(&srv, &admin).await;
     let page = Page::sign_in(&srv, &admin).await;
+    // A comparison with a version the runbook lacks (an edited address) is said on the
+    // page, which still shows (it was a 404 for the whole page).
+    let (status, html) = page.get("/runbooks/deploy?from=1.0.0&to=9.9.9").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("cannot compare: this runbook has no version 9.9.9"), "{html}");
     let (_, html) = page.get("/runbooks/deploy/run").await;
     let csrf = between(&html, "name=\"csrf\" value=\"", "\"").to_string();
     let fields = [("csrf", csrf.as_str()), ("app", "web"), ("env", "staging"), ("action", "run")];
