@@ -88,6 +88,9 @@ fn read_problems(source: &str, options: serde_saphyr::Options) -> (Option<RawRun
         // A syntax error ends the reading: what follows it cannot be trusted.
         let syntax = is_syntax(&e);
         let at = d.pos;
+        if matches!(e, E::SerdeMissingField { .. }) {
+            d.pos = d.pos.map(|p| owner(&text, p));
+        }
         diags.push(d);
         match at.filter(|_| !syntax).map(|pos| (pos, blank_out(&mut text, pos, true))) {
             Some((pos, Some(Blanked::FlowEntry))) => in_flow = Some(pos),
@@ -96,6 +99,38 @@ fn read_problems(source: &str, options: serde_saphyr::Options) -> (Option<RawRun
         }
     }
     (None, diags)
+}
+
+/// The key or list item that owns the mapping holding `pos` (where a missing field is
+/// missing: `metadata:`, a step's `- id: …`), found as the nearest line above that starts
+/// further left; `pos` itself when there is none.
+fn owner(text: &str, pos: crate::Pos) -> crate::Pos {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = |l: &str| l.len() - l.trim_start_matches(' ').len();
+    let Some(here) = lines.get((pos.line as usize).saturating_sub(1)) else { return pos };
+    // On a list item's own line (`- id: a`), the item is the owner.
+    let col = (pos.column as usize).saturating_sub(1);
+    if here.get(start(here)..col).is_some_and(|before| before.trim_end().ends_with('-')) {
+        let key = here[start(here)..].trim_start_matches(['-', ' ']);
+        return crate::Pos { column: (here.len() - key.len() + 1) as u32, len: key_len(key), ..pos };
+    }
+    let found = (0..(pos.line as usize).saturating_sub(1)).rev().find(|&i| {
+        let l = lines[i];
+        !l.trim().is_empty() && !l.trim_start().starts_with('#') && start(l) < col
+    });
+    match found {
+        Some(i) => {
+            let l = lines[i];
+            let key = l[start(l)..].trim_start_matches(['-', ' ']);
+            crate::Pos { line: i as u32 + 1, column: (l.len() - key.len() + 1) as u32, len: key_len(key) }
+        }
+        None => pos,
+    }
+}
+
+/// The length in characters of the key a line starts with (`metadata` of `metadata:`).
+fn key_len(key: &str) -> u32 {
+    key.split(':').next().unwrap_or(key).trim_end().chars().count().max(1) as u32
 }
 
 /// Whether `e` is the YAML's own (a syntax error, an early end), not a runbook's.
