@@ -51,6 +51,32 @@ pub(crate) fn is_companion_file(text: &str) -> bool {
 /// Gates files read so far, by path: runbooks side by side share one.
 type GatesFiles = std::collections::HashMap<PathBuf, Result<opsbook_core::gate::GatesFile, String>>;
 
+/// Freezes of a gates file that can no longer freeze anything: a window whose pattern
+/// matches no time from `now` on (a year gone by), dates all past. Warnings, not errors:
+/// a file that was right when written must not start failing as time passes.
+fn stale_freezes(g: &opsbook_core::gate::GatesFile, now: jiff::Timestamp) -> Vec<Problem> {
+    use opsbook_core::gate::{Source, date_range, timezone};
+    let mut stale = Vec::new();
+    for (name, gate) in &g.gates {
+        for source in &gate.sources {
+            let Source::Freeze(f) = source else { continue };
+            for w in &f.windows {
+                let tz = timezone(w.timezone.as_deref()).unwrap_or(jiff::tz::TimeZone::UTC);
+                if opsbook_core::schedule::next_after(&w.start, &tz, now.as_millisecond()).is_err() {
+                    stale.push(format!("gate `{name}`: freeze window `{}` never starts again", w.start));
+                }
+            }
+            let today = now.to_zoned(timezone(f.timezone.as_deref()).unwrap_or(jiff::tz::TimeZone::UTC)).date();
+            for d in &f.dates {
+                if date_range(d).is_ok_and(|(_, end)| end < today) {
+                    stale.push(format!("gate `{name}`: freeze dates `{d}` are past"));
+                }
+            }
+        }
+    }
+    stale.into_iter().map(|message| Problem { line: None, column: None, message }).collect()
+}
+
 /// Checks a runbook's `use:` of named gates.
 fn check_uses(
     rb: &opsbook_core::Runbook,
@@ -294,6 +320,7 @@ fn check_file(f: &Path, explicit: Option<&Path>, gates_files: &mut GatesFiles) -
             Ok(g) => {
                 report.valid = true;
                 report.gates = Some(g.gates.len());
+                report.warnings = stale_freezes(&g, jiff::Timestamp::now());
             }
             Err(e) => {
                 let place = |n: Option<u64>| n.and_then(|n| u32::try_from(n).ok());

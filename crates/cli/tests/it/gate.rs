@@ -184,6 +184,24 @@ fn check_reports_verdicts_and_exit_codes() {
     assert_eq!(checked.code, 1, "validate exits 1 on an invalid file: {checked:?}");
     let problem = &checked.json()[0]["problems"][0];
     assert_eq!((problem["line"].as_u64(), problem["column"].as_u64()), (Some(4), Some(78)), "{checked:?}");
+
+    // Freezes that can no longer freeze anything are valid (the file must not start
+    // failing as time passes), with a warning from validate.
+    env.write(
+        "stale.yaml",
+        "gates:\n  old:\n    sources:\n      - freeze: { windows: [{ start: \"0 0 0 1 1 * 2020\", duration: 1h }], dates: [\"2020-12-24/2020-12-26\"] }\n",
+    );
+    let stale = env.run(&["validate", "stale.yaml"]);
+    assert_eq!(stale.code, 0, "{stale:?}");
+    assert!(
+        stale.stdout.contains("stale.yaml: warning: gate `old`: freeze window `0 0 0 1 1 * 2020` never starts again"),
+        "{stale:?}"
+    );
+    assert!(
+        stale.stdout.contains("stale.yaml: warning: gate `old`: freeze dates `2020-12-24/2020-12-26` are past"),
+        "{stale:?}"
+    );
+    assert_eq!(env.run(&["gate", "check", "old", "--config", "stale.yaml"]).code, 0, "clear, as before");
 }
 
 #[test]
