@@ -22,6 +22,7 @@ pub mod shell;
 pub mod status;
 pub mod step;
 pub mod template;
+pub mod terminal;
 pub mod testcase;
 #[cfg(test)]
 mod testing;

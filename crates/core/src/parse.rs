@@ -57,7 +57,7 @@ fn within_block(source: &str, at: crate::Pos, inner: crate::Pos) -> bool {
     (source.lines())
         .skip(at.line as usize)
         .take((inner.line - at.line) as usize)
-        .all(|l| l.trim().is_empty() || l.len() - l.trim_start_matches(' ').len() >= indent)
+        .all(|l| l.trim().is_empty() || crate::recover::indent(l) >= indent)
 }
 
 /// A YAML or shape problem of a file (a gates file, an inventory, tests).

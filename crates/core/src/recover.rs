@@ -106,26 +106,30 @@ fn read_problems(source: &str, options: serde_saphyr::Options) -> (Option<RawRun
 /// further left; `pos` itself when there is none.
 fn owner(text: &str, pos: crate::Pos) -> crate::Pos {
     let lines: Vec<&str> = text.lines().collect();
-    let start = |l: &str| l.len() - l.trim_start_matches(' ').len();
     let Some(here) = lines.get((pos.line as usize).saturating_sub(1)) else { return pos };
     // On a list item's own line (`- id: a`), the item is the owner.
     let col = (pos.column as usize).saturating_sub(1);
-    if here.get(start(here)..col).is_some_and(|before| before.trim_end().ends_with('-')) {
-        let key = here[start(here)..].trim_start_matches(['-', ' ']);
+    if here.get(indent(here)..col).is_some_and(|before| before.trim_end().ends_with('-')) {
+        let key = here[indent(here)..].trim_start_matches(['-', ' ']);
         return crate::Pos { column: (here.len() - key.len() + 1) as u32, len: key_len(key), ..pos };
     }
     let found = (0..(pos.line as usize).saturating_sub(1)).rev().find(|&i| {
         let l = lines[i];
-        !l.trim().is_empty() && !l.trim_start().starts_with('#') && start(l) < col
+        !l.trim().is_empty() && !l.trim_start().starts_with('#') && indent(l) < col
     });
     match found {
         Some(i) => {
             let l = lines[i];
-            let key = l[start(l)..].trim_start_matches(['-', ' ']);
+            let key = l[indent(l)..].trim_start_matches(['-', ' ']);
             crate::Pos { line: i as u32 + 1, column: (l.len() - key.len() + 1) as u32, len: key_len(key) }
         }
         None => pos,
     }
+}
+
+/// How many spaces a line starts with.
+pub(crate) fn indent(line: &str) -> usize {
+    line.len() - line.trim_start_matches(' ').len()
 }
 
 /// The length in characters of the key a line starts with (`metadata` of `metadata:`).
@@ -165,7 +169,7 @@ fn blank_out(text: &mut String, pos: crate::Pos, flow: bool) -> Option<Blanked> 
     let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
     let idx = (pos.line as usize).checked_sub(1).filter(|&i| i < lines.len())?;
     let line = lines[idx].clone();
-    if let Some(blanked) = blank_flow_entry(&line, (pos.column as usize).saturating_sub(1)).filter(|_| flow) {
+    if flow && let Some(blanked) = blank_flow_entry(&line, (pos.column as usize).saturating_sub(1)) {
         lines[idx] = blanked;
         *text = lines.join("\n");
         return Some(Blanked::FlowEntry);
@@ -177,7 +181,6 @@ fn blank_out(text: &mut String, pos: crate::Pos, flow: bool) -> Option<Blanked> 
     }
     let spaces = |n: usize| " ".repeat(n);
     lines[idx] = format!("{}{}", &line[..start], spaces(line[start..].chars().count()));
-    let indent = |s: &str| s.len() - s.trim_start_matches(' ').len();
     for next in lines.iter_mut().skip(idx + 1) {
         let trimmed = next.trim_start();
         if trimmed.is_empty() || trimmed.starts_with('#') {

@@ -243,35 +243,21 @@ impl BlockRecord {
 /// logs, where a line of its own starting `::` would be a GitHub Actions workflow
 /// command, and on terminals.
 pub fn one_line(text: &str) -> String {
+    use opsbook_core::terminal::{Piece, pieces};
     let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
     let mut space = false;
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            match chars.next() {
-                // CSI: parameters and intermediates up to a final byte in @..~.
-                Some('[') => while chars.next().is_some_and(|c| !('@'..='~').contains(&c)) {},
-                // OSC and the other strings: up to BEL or ESC \.
-                Some(']' | 'P' | '_' | '^') => {
-                    while let Some(c) = chars.next() {
-                        if c == '\u{7}' || (c == '\u{1b}' && chars.next_if_eq(&'\\').is_some()) {
-                            break;
-                        }
-                    }
+    for piece in pieces(text) {
+        match piece {
+            Piece::Char(c) if c.is_control() || c.is_whitespace() => space = !out.is_empty(),
+            Piece::Char(c) => {
+                if space {
+                    out.push(' ');
+                    space = false;
                 }
-                _ => {}
+                out.push(c);
             }
-            continue;
+            Piece::Csi { .. } | Piece::Other => {}
         }
-        if c.is_control() || c.is_whitespace() {
-            space = !out.is_empty();
-            continue;
-        }
-        if space {
-            out.push(' ');
-            space = false;
-        }
-        out.push(c);
     }
     out
 }

@@ -320,14 +320,13 @@ impl SqliteStore {
         let seen = self.gave_up.load(Ordering::Relaxed);
         // A panic while holding the lock cannot leave a half-done transaction behind
         // (rusqlite rolls back on drop), so a poisoned lock is still usable.
+        let lock = || self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let conn = match self.conn.try_lock() {
             Ok(conn) => conn,
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
             // Held by a call waiting out another process's lock: wait off the runtime.
-            Err(std::sync::TryLockError::WouldBlock) if WAITING.load(Ordering::Relaxed) > 0 => {
-                off_the_runtime(|| self.conn.lock().unwrap_or_else(|p| p.into_inner()))
-            }
-            Err(std::sync::TryLockError::WouldBlock) => self.conn.lock().unwrap_or_else(|p| p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) if WAITING.load(Ordering::Relaxed) > 0 => off_the_runtime(lock),
+            Err(std::sync::TryLockError::WouldBlock) => lock(),
         };
         GAVE_UP.set(false);
         if self.gave_up.load(Ordering::Relaxed) != seen {

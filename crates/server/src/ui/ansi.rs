@@ -4,6 +4,8 @@
 
 use std::fmt::Write;
 
+use opsbook_core::terminal::Piece;
+
 #[derive(Default, Clone, PartialEq)]
 struct Pen {
     bold: bool,
@@ -122,62 +124,38 @@ pub fn to_html(line: &str) -> String {
     let mut open = false;
     // Text between sequences, escaped as a whole when a sequence (or the end) comes.
     let mut text = String::new();
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\x1b' {
-            if !c.is_control() || c == '\t' {
-                text.push(c);
+    for piece in opsbook_core::terminal::pieces(line) {
+        let (params, last) = match piece {
+            Piece::Char(c) => {
+                if !c.is_control() || c == '\t' {
+                    text.push(c);
+                }
+                continue;
             }
-            continue;
-        }
+            Piece::Csi { params, last } => (params, last),
+            Piece::Other => (String::new(), '\0'),
+        };
         out.push_str(&super::escape(&text));
         text.clear();
-        match chars.peek() {
-            Some('[') => {
-                chars.next();
-                let mut body = String::new();
-                let mut end = None;
-                for c in chars.by_ref() {
-                    if ('\x40'..='\x7e').contains(&c) {
-                        end = Some(c);
-                        break;
-                    }
-                    body.push(c);
-                }
-                if end != Some('m') {
-                    continue;
-                }
-                let params: Vec<u16> = if body.is_empty() {
-                    Vec::new()
-                } else {
-                    body.split([';', ':']).map(|p| p.parse().unwrap_or(0)).collect()
-                };
-                let before = pen.clone();
-                pen.apply(&params);
-                if pen != before {
-                    if open {
-                        out.push_str("</span>");
-                        open = false;
-                    }
-                    if !pen.is_plain() {
-                        pen.open(&mut out);
-                        open = true;
-                    }
-                }
+        if last != 'm' {
+            continue;
+        }
+        let params: Vec<u16> = if params.is_empty() {
+            Vec::new()
+        } else {
+            params.split([';', ':']).map(|p| p.parse().unwrap_or(0)).collect()
+        };
+        let before = pen.clone();
+        pen.apply(&params);
+        if pen != before {
+            if open {
+                out.push_str("</span>");
+                open = false;
             }
-            Some(']') => {
-                // An operating-system command (a title, a link): up to BEL or ESC \.
-                chars.next();
-                while let Some(c) = chars.next() {
-                    if c == '\x07' || (c == '\x1b' && chars.next_if_eq(&'\\').is_some()) {
-                        break;
-                    }
-                }
+            if !pen.is_plain() {
+                pen.open(&mut out);
+                open = true;
             }
-            Some(_) => {
-                chars.next();
-            }
-            None => {}
         }
     }
     out.push_str(&super::escape(&text));
