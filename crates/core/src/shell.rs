@@ -23,6 +23,10 @@ pub enum Context {
     Heredoc(Heredoc),
     /// The body of a here-document with a quoted delimiter (`<<'EOF'`): the raw value.
     HeredocLiteral(Heredoc),
+    /// Where the shell evaluates the value as arithmetic (`$(( ))`, `(( ))`, `let`,
+    /// `[[ … -eq … ]]`, `declare -i`, an array subscript): only an integer is written,
+    /// because both bash and dash run a command substitution hidden in anything else.
+    Arithmetic,
     /// After `#`: the value is shown with its line breaks as spaces (a line break would
     /// end the comment and run the rest).
     Comment,
@@ -62,11 +66,15 @@ const AFTER_DOLLAR: &str =
     "a `$` right before {{ … }} would make the shell read the value as code or a variable name: remove it";
 const IN_PARAMETER: &str =
     "inside ${…} a value cannot be quoted safely: set a variable first (X={{ … }}) and use ${X…}";
+const AS_NAME: &str = "here a value would be a variable name, which bash evaluates (`a[$(cmd)]` runs cmd): \
+     write the name in the script";
+const NOT_AN_INTEGER: &str = "a value the shell evaluates as arithmetic ($(( )), (( )), let, [[ … -eq … ]], \
+     declare -i, an array subscript) must be an integer: the shell would run a command hidden in anything else";
 
 #[derive(Debug, Clone, PartialEq)]
 enum Frame {
-    /// Commands: the top level or inside `$( )` (with the depth of plain parentheses).
-    Command(u32),
+    /// Commands: the top level or inside `$( )`.
+    Command(Cmd),
     Double,
     Single,
     AnsiC,
@@ -78,7 +86,47 @@ enum Frame {
         strip_tabs: bool,
         literal: bool,
     },
+    /// `$(( ))` and `(( ))` with the depth of plain parentheses, or bash's `$[ ]` with
+    /// the depth of brackets.
+    Arithmetic { depth: u32, bracket: bool },
 }
+
+/// Where a command list is: enough to know which `)` closes it, and what the current
+/// simple command does with its words.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Cmd {
+    /// Open plain parentheses (subshells, a case pattern's optional `(`).
+    depth: u32,
+    /// Open `case … esac`: a `)` there ends a pattern, not the `$( )`.
+    cases: u32,
+    /// The next word is in command position (a command, reserved word or assignment).
+    fresh: bool,
+    kind: Kind,
+    /// Where the current word began.
+    word: Option<usize>,
+}
+
+/// What a simple command does with its words, where that matters for a value.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+enum Kind {
+    #[default]
+    Other,
+    /// `let`, `declare -i` and the like: words are arithmetic.
+    Arithmetic,
+    /// `declare`, `typeset`, `local`, `export`, `readonly`: a word before its `=` is a name.
+    Declare,
+    /// `unset`, `declare -n`: every word is a name.
+    Names,
+    /// `read`: words are names, except the arguments of its options.
+    Read,
+    /// `printf`, `test`, `[`: the word after `-v` (or `-R`) is a name.
+    NameAfterOption,
+    /// `[[ … ]]`: names after `-v`/`-R`, and the operands of `-eq`, `-lt`… are arithmetic.
+    Test,
+}
+
+const RESERVED_WORDS: &[&str] = &["!", "{", "}", "if", "then", "else", "elif", "do", "while", "until", "time"];
+const ARITHMETIC_TESTS: &[&str] = &["-eq", "-ne", "-lt", "-le", "-gt", "-ge"];
 
 struct Pending {
     delimiter: String,
@@ -94,7 +142,7 @@ pub fn interpolations(script: &str) -> Vec<Interpolation> {
         i: 0,
         line: 1,
         nth: 0,
-        stack: vec![Frame::Command(0)],
+        stack: vec![Frame::Command(Cmd { fresh: true, ..Cmd::default() })],
         out: Vec::new(),
         glued: None,
     }
@@ -148,6 +196,7 @@ impl Scanner<'_> {
             }
             let c = self.b[self.i];
             if c == b'\n' {
+                self.end_command();
                 self.newline();
                 self.i += 1;
                 // Here-documents start on the line after their operator, one after another.
@@ -194,11 +243,29 @@ impl Scanner<'_> {
                     b'\\' => self.escape_next(),
                     _ => self.quote_or_expansion(),
                 },
-                Frame::Command(depth) => match c {
-                    b'\\' => self.escape_next(),
-                    b'(' => self.set_depth(depth + 1),
-                    b')' if depth > 0 => self.set_depth(depth - 1),
+                Frame::Command(cmd) => match c {
+                    b'(' if self.at(b"((") => {
+                        self.command().depth += 1;
+                        self.command().fresh = false;
+                        self.stack.push(Frame::Arithmetic { depth: 0, bracket: false });
+                        self.i += 2;
+                        continue;
+                    }
+                    // Inside `[[ ]]`, `&&`, `||` and parentheses group conditions.
+                    b'(' | b')' | b'&' | b'|' if cmd.kind == Kind::Test => self.command().word = None,
+                    b'(' => {
+                        self.end_command();
+                        self.command().depth += 1;
+                    }
+                    b')' if cmd.depth > 0 => {
+                        self.end_command();
+                        self.command().depth -= 1;
+                    }
+                    // The end of a case pattern.
+                    b')' if cmd.cases > 0 => self.end_command(),
                     b')' => self.pop(),
+                    b';' | b'&' | b'|' => self.end_command(),
+                    b' ' | b'\t' => self.command().word = None,
                     b'#' if self.i == 0 || b" \t\n;&|(".contains(&self.b[self.i - 1]) => {
                         self.comment();
                         continue;
@@ -210,12 +277,102 @@ impl Scanner<'_> {
                         }
                         continue;
                     }
+                    // Redirections end a word; `>&` and `<&` do not end the command.
+                    b'<' | b'>' => {
+                        self.command().word = None;
+                        if self.b.get(self.i + 1) == Some(&b'&') {
+                            self.i += 1;
+                        }
+                    }
+                    _ => {
+                        self.word_starts();
+                        if c == b'\\' {
+                            self.escape_next();
+                        } else {
+                            self.quote_or_expansion();
+                        }
+                    }
+                },
+                Frame::Arithmetic { depth, bracket } => match c {
+                    b'(' if !bracket => self.set_depth(depth + 1),
+                    b'[' if bracket => self.set_depth(depth + 1),
+                    b')' if !bracket && depth > 0 => self.set_depth(depth - 1),
+                    b']' if bracket && depth > 0 => self.set_depth(depth - 1),
+                    b')' if !bracket => self.pop(),
+                    b']' if bracket => self.pop(),
+                    b'\\' => self.escape_next(),
                     _ => self.quote_or_expansion(),
                 },
             }
             self.i += 1;
         }
         self.out
+    }
+
+    /// The command list at the top of the stack (the bottom one is never popped).
+    fn command(&mut self) -> &mut Cmd {
+        let at = self.stack.iter().rposition(|f| matches!(f, Frame::Command(_))).unwrap_or(0);
+        match &mut self.stack[at] {
+            Frame::Command(cmd) => cmd,
+            _ => unreachable!("the bottom frame is a command list"),
+        }
+    }
+
+    /// After `;`, `&`, `|`, `(`, a case pattern's `)` or a line break, the next word
+    /// starts a new command.
+    fn end_command(&mut self) {
+        if let Some(Frame::Command(cmd)) = self.stack.last_mut() {
+            cmd.fresh = true;
+            cmd.kind = Kind::Other;
+            cmd.word = None;
+        }
+    }
+
+    /// A word begins at `self.i` unless one is under way; in command position it says
+    /// what the command is.
+    fn word_starts(&mut self) {
+        let (start, src) = (self.i, self.src);
+        let mut end = start;
+        while end < self.b.len()
+            && !b" \t\n;&|()<>\"'`$\\".contains(&self.b[end])
+            && !(self.b[end] == b'{' && matches!(self.b.get(end + 1), Some(b'{' | b'%' | b'#')))
+        {
+            end += 1;
+        }
+        let text = &src[start..end];
+        let cmd = self.command();
+        if cmd.word.is_some() {
+            return;
+        }
+        cmd.word = Some(start);
+        if !cmd.fresh {
+            match cmd.kind {
+                Kind::Declare if text.starts_with('-') && text.contains('i') => cmd.kind = Kind::Arithmetic,
+                Kind::Declare if text.starts_with('-') && text.contains('n') => cmd.kind = Kind::Names,
+                Kind::Test if text == "]]" => cmd.kind = Kind::Other,
+                _ => {}
+            }
+            return;
+        }
+        let assignment = text.split_once('=').is_some_and(|(name, _)| is_name(name));
+        if assignment || RESERVED_WORDS.contains(&text) {
+            return;
+        }
+        cmd.fresh = false;
+        cmd.kind = match text {
+            "let" => Kind::Arithmetic,
+            "declare" | "typeset" | "local" | "export" | "readonly" => Kind::Declare,
+            "unset" => Kind::Names,
+            "read" => Kind::Read,
+            "printf" | "test" | "[" => Kind::NameAfterOption,
+            "[[" => Kind::Test,
+            _ => Kind::Other,
+        };
+        match text {
+            "case" => cmd.cases += 1,
+            "esac" => cmd.cases = cmd.cases.saturating_sub(1),
+            _ => {}
+        }
     }
 
     fn start_heredoc(&mut self, pending: &mut Vec<Pending>) {
@@ -241,7 +398,7 @@ impl Scanner<'_> {
     }
 
     fn set_depth(&mut self, d: u32) {
-        if let Some(Frame::Command(depth) | Frame::Parameter(depth)) = self.stack.last_mut() {
+        if let Some(Frame::Parameter(depth) | Frame::Arithmetic { depth, .. }) = self.stack.last_mut() {
             *depth = d;
         }
     }
@@ -266,8 +423,17 @@ impl Scanner<'_> {
             return;
         }
         match (self.b[self.i], self.b.get(self.i + 1)) {
+            (b'$', Some(b'(')) if self.b.get(self.i + 2) == Some(&b'(') => {
+                self.stack.push(Frame::Command(Cmd::default()));
+                self.stack.push(Frame::Arithmetic { depth: 0, bracket: false });
+                self.i += 2;
+            }
             (b'$', Some(b'(')) => {
-                self.stack.push(Frame::Command(0));
+                self.stack.push(Frame::Command(Cmd { fresh: true, ..Cmd::default() }));
+                self.i += 1;
+            }
+            (b'$', Some(b'[')) => {
+                self.stack.push(Frame::Arithmetic { depth: 0, bracket: true });
                 self.i += 1;
             }
             (b'$', Some(b'{')) => {
@@ -303,6 +469,16 @@ impl Scanner<'_> {
         if self.b[start + 1] == b'{' {
             let context = self.context_here(start, end);
             self.out.push(Interpolation { start, end, line: self.line, nth: self.nth, context });
+            // A value that starts a word in command position is the command.
+            if let Some(Frame::Command(cmd)) = self.stack.last_mut()
+                && cmd.word.is_none()
+            {
+                cmd.word = Some(start);
+                if cmd.fresh {
+                    cmd.fresh = false;
+                    cmd.kind = Kind::Other;
+                }
+            }
         }
         if self.b[start + 1] != b'#' {
             self.nth += 1;
@@ -321,8 +497,14 @@ impl Scanner<'_> {
         {
             return Context::Refused(why);
         }
+        if self.stack.iter().any(|f| matches!(f, Frame::Arithmetic { .. })) {
+            return Context::Arithmetic;
+        }
+        if let Some(context) = self.in_command(start, end) {
+            return context;
+        }
         match self.top() {
-            Frame::Command(_) => Context::Bare,
+            Frame::Command(_) | Frame::Arithmetic { .. } => Context::Bare,
             Frame::Double => Context::Double,
             Frame::Single => Context::Single,
             Frame::AnsiC => Context::AnsiC,
@@ -339,6 +521,36 @@ impl Scanner<'_> {
                 };
                 if *literal { Context::HeredocLiteral(h) } else { Context::Heredoc(h) }
             }
+        }
+    }
+
+    /// What the command a value is a word of (perhaps in quotes) makes of it, where
+    /// that is more than a word: arithmetic, or a variable name.
+    fn in_command(&self, start: usize, end: usize) -> Option<Context> {
+        let quotes = self.stack.iter().rev().take_while(|f| matches!(f, Frame::Double | Frame::Single | Frame::AnsiC));
+        let Some(Frame::Command(cmd)) = self.stack.iter().rev().nth(quotes.count()) else { return None };
+        let word = cmd.word.unwrap_or(start);
+        let prefix = &self.src[word..start];
+        let before = self.src[..word].trim_end_matches([' ', '\t']);
+        let previous = &before[before.rfind([' ', '\t', '\n']).map_or(0, |p| p + 1)..];
+        let after = &self.src[end..];
+        let after = &after[after.find([' ', '\t', '\n']).unwrap_or(after.len())..];
+        let next = after.trim_start_matches([' ', '\t']).split([' ', '\t', '\n']).next().unwrap_or_default();
+        let named_by_option = matches!(previous, "-v" | "-R");
+        let subscript = prefix.split_once('[').is_some_and(|(name, rest)| is_name(name) && !rest.contains(']'));
+        match cmd.kind {
+            Kind::Arithmetic => Some(Context::Arithmetic),
+            Kind::Names => Some(Context::Refused(AS_NAME)),
+            Kind::Declare if !prefix.contains('=') => Some(Context::Refused(AS_NAME)),
+            Kind::Read if !matches!(previous, "-p" | "-d" | "-t" | "-u" | "-n" | "-N" | "-i") => {
+                Some(Context::Refused(AS_NAME))
+            }
+            Kind::NameAfterOption | Kind::Test if named_by_option => Some(Context::Refused(AS_NAME)),
+            Kind::Test if ARITHMETIC_TESTS.contains(&previous) || ARITHMETIC_TESTS.contains(&next) => {
+                Some(Context::Arithmetic)
+            }
+            _ if subscript => Some(Context::Arithmetic),
+            _ => None,
         }
     }
 
@@ -449,9 +661,22 @@ pub fn escape(value: &str, context: &Context) -> Result<String, String> {
             refuse_delimiter_lines(value, h)?;
             value.to_string()
         }
+        Context::Arithmetic => {
+            let digits = value.strip_prefix(['-', '+']).unwrap_or(value);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(NOT_AN_INTEGER.into());
+            }
+            value.to_string()
+        }
         Context::Comment => value.replace(['\n', '\r'], " "),
         Context::Refused(why) => return Err((*why).to_string()),
     })
+}
+
+/// A shell variable name.
+fn is_name(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 fn quote_word(value: &str) -> Result<String, String> {
@@ -486,97 +711,4 @@ fn refuse_delimiter_lines(value: &str, h: &Heredoc) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::{Context, interpolations};
-
-    fn contexts(script: &str) -> Vec<Context> {
-        interpolations(script).into_iter().map(|i| i.context).collect()
-    }
-
-    fn heredoc(c: &Context) -> (&str, bool) {
-        match c {
-            Context::Heredoc(h) => (h.delimiter.as_str(), false),
-            Context::HeredocLiteral(h) => (h.delimiter.as_str(), true),
-            other => panic!("not a here-document: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn finds_the_context_of_each_value() {
-        use Context::*;
-        assert_eq!(contexts("echo {{ x }}"), [Bare]);
-        assert_eq!(contexts("echo \"Deploying {{ x }}\" '{{ y }}' {{ z }}"), [Double, Single, Bare]);
-        assert_eq!(contexts("echo \"$(cat {{ f }})\" \"$(echo \"{{ g }}\")\""), [Bare, Double]);
-        assert_eq!(contexts("echo \"it's\" {{ x }}\necho \"{{ y }}\""), [Bare, Double]);
-        assert_eq!(contexts("echo {{ x | replace('a', \"b\") }} \"ok\""), [Bare]);
-        assert_eq!(contexts("# don't {{ x }}\necho {{ y }}"), [Comment, Bare]);
-        assert_eq!(contexts("echo a#{{ x }} $#"), [Bare]);
-        assert_eq!(contexts("echo \\\"{{ x }}"), [Bare]);
-        assert_eq!(contexts("echo $'a {{ x }}'"), [AnsiC]);
-        assert_eq!(contexts("echo $((1 + {{ n }})) {{ m }}"), [Bare, Bare]);
-        assert_eq!(contexts("echo `echo {{ x }}`")[0], Refused(super::IN_BACKQUOTES));
-        assert_eq!(contexts("echo \"`echo {{ x }}`\"")[0], Refused(super::IN_BACKQUOTES));
-        assert_eq!(contexts("echo ${A:-{{ x }}}")[0], Refused(super::IN_PARAMETER));
-        assert_eq!(contexts("echo \"${A:-{{ x }}}\" {{ y }}")[1], Bare);
-        assert_eq!(contexts("{% raw %}echo \"{{ x }}\"{% endraw %} {{ y }}"), [Bare]);
-        assert_eq!(contexts("echo {# \" #} {{ x }}"), [Bare]);
-        assert_eq!(
-            contexts("echo \\{{ x }} \"\\{{ y }}\" '\\{{ z }}'"),
-            [Refused(super::AFTER_BACKSLASH), Refused(super::AFTER_BACKSLASH), Single]
-        );
-        assert_eq!(
-            contexts("echo ${{ x }} \"${{ y }}\""),
-            [Refused(super::AFTER_DOLLAR), Refused(super::AFTER_DOLLAR)]
-        );
-        assert_eq!(contexts("echo a\\\n{{ x }}"), [Bare]);
-        assert_eq!(interpolations("echo a\\\n{{ x }}")[0].line, 2);
-    }
-
-    #[test]
-    fn reads_here_documents() {
-        let script = "cat <<EOF > out\nDeploying {{ v }} \"{{ w }}\"\nEOF\necho {{ x }}\ncat <<'END'\n{{ y }}\nEND\ncat <<-\"T\" <<U\n\t{{ z }}\n\tT\n$(echo {{ q }})\nU\n";
-        let found = interpolations(script);
-        let cs: Vec<&Context> = found.iter().map(|i| &i.context).collect();
-        assert_eq!(heredoc(cs[0]), ("EOF", false));
-        assert_eq!(heredoc(cs[1]), ("EOF", false), "quotes mean nothing in a here-document");
-        assert_eq!(*cs[2], Context::Bare);
-        assert_eq!(heredoc(cs[3]), ("END", true));
-        assert_eq!(heredoc(cs[4]), ("T", true));
-        assert_eq!(*cs[5], Context::Bare, "a command substitution in an unquoted body");
-        assert_eq!(found[0].line, 2);
-        assert_eq!((found[1].line, found[1].nth), (2, 1));
-        match cs[0] {
-            Context::Heredoc(h) => assert_eq!((h.before.as_str(), h.after.as_str()), ("Deploying ", " \"{{ w }}\"")),
-            _ => unreachable!(),
-        }
-        // Here-strings are not here-documents.
-        assert_eq!(contexts("cat <<< {{ x }}\necho {{ y }}"), [Context::Bare, Context::Bare]);
-    }
-
-    #[test]
-    fn writes_values_for_their_context() {
-        use super::escape;
-        let dq = escape("a\"b$c`d\\e", &Context::Double).unwrap();
-        assert_eq!(dq, "a\\\"b\\$c\\`d\\\\e");
-        assert_eq!(escape("it's", &Context::Single).unwrap(), "'\"it's\"'");
-        assert_eq!(escape("a\nb", &Context::Comment).unwrap(), "a b");
-        let h =
-            super::Heredoc { delimiter: "EOF".into(), strip_tabs: false, before: String::new(), after: String::new() };
-        assert!(escape("x\nEOF\nrm -rf /", &Context::Heredoc(h.clone())).unwrap_err().contains("here-document"));
-        assert!(escape("EOF", &Context::HeredocLiteral(h.clone())).is_err());
-        assert_eq!(escape("$HOME `x` \\", &Context::Heredoc(h.clone())).unwrap(), "\\$HOME \\`x\\` \\\\");
-        assert_eq!(escape("$HOME", &Context::HeredocLiteral(h)).unwrap(), "$HOME");
-        let tabs =
-            super::Heredoc { delimiter: "EOF".into(), strip_tabs: true, before: "E".into(), after: String::new() };
-        assert!(escape("OF", &Context::Heredoc(tabs.clone())).is_err(), "completes the delimiter line");
-        assert!(escape("x\n\t\tEOF", &Context::Heredoc(tabs)).is_err());
-        assert!(escape("a\0b", &Context::Bare).is_err());
-        // dash drops the first byte of a non-ASCII character after a delimiter prefix.
-        let eof =
-            super::Heredoc { delimiter: "EOF".into(), strip_tabs: false, before: String::new(), after: String::new() };
-        assert!(escape("x\nE¡", &Context::Heredoc(eof.clone())).unwrap_err().contains("dash"));
-        assert!(escape("x\nEOFx", &Context::Heredoc(eof.clone())).is_err());
-        assert!(escape("x\nEz¡ and E", &Context::Heredoc(eof)).is_ok());
-        assert!(escape("x", &Context::Refused("no")).is_err());
-    }
-}
+mod tests;

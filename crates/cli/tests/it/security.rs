@@ -98,6 +98,9 @@ fn injection_corpus_never_executes_in_any_quoting_context() {
             "        cat > hl <<'EOF'\n",
             "        [{{ params.p }}]\n",
             "        EOF\n",
+            // `<<` in arithmetic is a shift, and a case pattern's `)` does not end `$( )`.
+            "        n=$((1 << 2)); printf '%s' {{ params.p }} > ar\n",
+            "        printf '%s' \"$(case a in a) echo x;; esac){{ params.p }}\" > cs\n",
         ),
     );
     env.write("contexts.yaml", &book);
@@ -110,12 +113,49 @@ fn injection_corpus_never_executes_in_any_quoting_context() {
         assert_eq!(env.read("sub"), payload.trim_end_matches('\n'), "command substitution in double quotes");
         assert_eq!(env.read("hd"), format!("[{payload}]\n"), "here-document");
         assert_eq!(env.read("hl"), format!("[{payload}]\n"), "here-document, quoted delimiter");
+        assert_eq!(env.read("ar"), *payload, "after an arithmetic shift");
+        assert_eq!(env.read("cs"), format!("x{payload}"), "after a case pattern in $( )");
     }
     // A value that would end the here-document early is refused before anything runs.
     let o = env.run(&["run", "contexts.yaml", "-p", "p=x\nEOF\ntouch pwned"]);
     assert_eq!(o.code, 1, "{o:?}");
     assert!(o.stdout.contains("would end the here-document early"), "{o:?}");
     assert!(!env.path("pwned").exists());
+}
+
+/// Where bash or dash evaluate a value as arithmetic, or as a variable name, a quoted
+/// word is not enough (`$((1 + '$(cmd)'))` runs cmd): only integers go in, names never.
+#[test]
+fn arithmetic_takes_only_integers() {
+    let env = Env::new();
+    let book = runbook(
+        "    n: { type: string }\n",
+        concat!(
+            "    - id: sums\n",
+            "      shell: bash\n",
+            "      run: |\n",
+            "        echo $(( {{ params.n }} + 1 )) > sum\n",
+            "        (( m = {{ params.n }} << 1 )); let k={{ params.n }}\n",
+            "        if [[ \"{{ params.n }}\" -gt 0 ]]; then echo \"$m $k\" > more; fi\n",
+        ),
+    );
+    env.write("sums.yaml", &book);
+    let o = env.run(&["run", "sums.yaml", "-p", "n=41"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!((env.read("sum").as_str(), env.read("more").as_str()), ("42\n", "82 41\n"));
+    for payload in ["a[$(touch pwned)]", "$(touch pwned)", "1; touch pwned", "x", "1.5"] {
+        std::fs::remove_file(env.path("sum")).unwrap_or_default();
+        let o = env.run(&["run", "sums.yaml", "-p", &format!("n={payload}")]);
+        assert_eq!(o.code, 1, "{payload:?}: {o:?}");
+        assert!(o.stdout.contains("evaluates as arithmetic") && o.stdout.contains("must be an integer"), "{o:?}");
+        assert!(!env.path("pwned").exists(), "payload {payload:?} executed");
+        assert!(!env.path("sum").exists(), "nothing ran");
+    }
+    // A value as a variable name is refused when the runbook is read.
+    env.write("names.yaml", &runbook("    n: { type: string }\n", "    - id: u\n      run: unset {{ params.n }}\n"));
+    let o = env.run(&["validate", "names.yaml"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stdout.contains("names.yaml:") && o.stdout.contains("would be a variable name"), "{o:?}");
 }
 
 #[test]
