@@ -8,7 +8,8 @@ use opsbook_store::{ScheduleRecord, ServerStore, now_ms};
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::auth::Principal;
+use crate::auth::{Perm, Principal};
+use crate::error::ApiError;
 use crate::service::AuditAs;
 use crate::state::AppState;
 
@@ -54,6 +55,44 @@ pub fn runbook_schedules(rb: &opsbook_core::Runbook, actor: &str, now: i64) -> V
         .collect()
 }
 
+/// Refuses a schedule that `ctx`'s caller may not set up: a schedule runs the runbook on
+/// their authority, so they must be allowed to run it with these parameters, under its
+/// policies and those of the runbooks it calls. `what` names the schedule in messages.
+pub async fn may_schedule(
+    state: &AppState,
+    ctx: &crate::auth::Ctx,
+    rb: &opsbook_core::Runbook,
+    params: &serde_json::Map<String, serde_json::Value>,
+    what: &str,
+) -> Result<(), ApiError> {
+    if !ctx.principal.can(Perm::Run) {
+        let details = json!({ "needs": "run", "roles": ctx.principal.roles });
+        state.audit(ctx.user(), "authz.denied", &rb.name, &ctx.request_id, details).await;
+        return Err(ApiError::forbidden(format!(
+            "{what} would run `{}` on your authority, and running it needs the {} role",
+            rb.name,
+            Perm::Run.roles()
+        )));
+    }
+    let inputs = params.iter().map(|(k, v)| (k.clone(), opsbook_core::Input::Value(v.clone()))).collect();
+    let checked = rb.check_params(&inputs).map_err(|e| crate::error::params_error(&e))?;
+    let values = checked.values.into_iter().collect();
+    let policies = &state.config.policies;
+    let refused = match crate::policy::refusal(policies, &ctx.principal, &rb.name, &rb.tags, &values) {
+        Some(p) => Some(format!("{what} runs `{}` like this, which needs one of the roles {}", rb.name, p.roles.join(", "))),
+        None => crate::calls::check_child_policies(&state.store, policies, &ctx.principal, rb, &values)
+            .await
+            .err()
+            .map(|why| format!("{what}: {why}")),
+    };
+    if let Some(why) = refused {
+        let details = json!({ "policy": why, "roles": ctx.principal.roles });
+        state.audit(ctx.user(), "authz.denied", &rb.name, &ctx.request_id, details).await;
+        return Err(ApiError::forbidden(why));
+    }
+    Ok(())
+}
+
 /// Starts every schedule due at `now`; returns `(schedule id, what happened)`.
 pub async fn tick(state: &AppState, now: i64) -> Vec<(String, String)> {
     let due = match state.store.due_schedules(now).await {
@@ -71,38 +110,10 @@ pub async fn tick(state: &AppState, now: i64) -> Vec<(String, String)> {
             "missed while the server was down; skipped".to_string()
         } else if s.overlap == "skip" && state.store.has_active_execution(&actor).await.unwrap_or(false) {
             "skipped: the previous run is still going".to_string()
-        } else if s.source == "api" && !has_valid_token(state, &s.created_by, now).await {
-            // Whoever scheduled it can no longer act (every token revoked or expired).
-            format!(
-                "not started: {} created this schedule and has no valid token any more (revoked or expired); \
-                 delete it, or recreate it as someone who may run it",
-                s.created_by
-            )
         } else {
-            let inputs = s
-                .params
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| (k.clone(), opsbook_core::Input::Value(v.clone())))
-                .collect();
-            // Policies were checked when the schedule was created (or its runbook published
-            // by an author); a due run is not refused again.
-            let who = Principal {
-                user: actor.clone(),
-                roles: vec!["operator".into(), "admin".into()],
-                token_id: String::new(),
-            };
-            // One execution per (schedule, fire time), however many servers see it due:
-            // the fire is the idempotency key of the schedule's own actor.
-            let fire = format!("fire:{due_at}");
-            let mut details = serde_json::Map::new();
-            details.insert("requested_by".into(), json!(s.created_by));
-            let audit = AuditAs { actor: &actor, action: "execution.submit", request_id: "", details };
-            match crate::service::enqueue(state, &s.runbook, None, inputs, &who, Some(&fire), audit).await {
-                Ok(q) if q.repeated => format!("started {} (by another server)", q.id),
-                Ok(q) => format!("started {}", q.id),
-                Err(e) => format!("not started: {}", e.message),
+            match on_behalf_of(state, &s, &actor, now).await {
+                Err(why) => format!("not started: {why}"),
+                Ok(who) => fire(state, &s, &who, due_at).await,
             }
         };
         let next = next_run(&s, now);
@@ -114,14 +125,59 @@ pub async fn tick(state: &AppState, now: i64) -> Vec<(String, String)> {
     done
 }
 
-/// Whether `user` holds a token that is neither revoked nor expired.
-async fn has_valid_token(state: &AppState, user: &str, now: i64) -> bool {
-    match state.store.tokens().await {
-        Ok(tokens) => tokens.iter().any(|t| {
-            crate::auth::same_user(&t.user, user) && t.revoked_at.is_none() && t.expires_at.is_none_or(|e| e > now)
-        }),
-        // Unknown: the run goes ahead as before (a database error shows elsewhere).
-        Err(_) => true,
+/// Who a due run acts as: the schedule's own actor, with the roles its creator holds now
+/// (whoever created it through the API, or last published the runbook that defines it).
+/// Roles lost or tokens revoked since stop the schedule; the runbook's policies are
+/// checked against the version that runs, as for any run.
+async fn on_behalf_of(state: &AppState, s: &ScheduleRecord, actor: &str, now: i64) -> Result<Principal, String> {
+    let tokens = state.store.tokens().await.map_err(|e| format!("cannot read who may run it: {e}"))?;
+    let mut roles: Vec<String> = Vec::new();
+    let valid = tokens.iter().filter(|t| {
+        crate::auth::same_user(&t.user, &s.created_by) && t.revoked_at.is_none() && t.expires_at.is_none_or(|e| e > now)
+    });
+    for r in valid.flat_map(|t| &t.roles) {
+        if !roles.contains(r) {
+            roles.push(r.clone());
+        }
+    }
+    let who = Principal { user: actor.to_string(), roles, token_id: String::new() };
+    if who.roles.is_empty() {
+        return Err(format!(
+            "{} created this schedule and has no valid token any more (revoked or expired); delete it, or \
+             recreate it as someone who may run it",
+            s.created_by
+        ));
+    }
+    if !who.can(Perm::Run) {
+        return Err(format!(
+            "{} created this schedule and no longer has a role that may run runbooks ({}); delete it, or \
+             recreate it as someone who may run it",
+            s.created_by,
+            Perm::Run.roles()
+        ));
+    }
+    Ok(who)
+}
+
+/// Queues the run of schedule `s` due at `due_at`; returns what happened.
+async fn fire(state: &AppState, s: &ScheduleRecord, who: &Principal, due_at: i64) -> String {
+    let inputs = s
+        .params
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), opsbook_core::Input::Value(v.clone())))
+        .collect();
+    // One execution per (schedule, fire time), however many servers see it due:
+    // the fire is the idempotency key of the schedule's own actor.
+    let fire = format!("fire:{due_at}");
+    let mut details = serde_json::Map::new();
+    details.insert("requested_by".into(), json!(s.created_by));
+    let audit = AuditAs { actor: &who.user, action: "execution.submit", request_id: "", details };
+    match crate::service::enqueue(state, &s.runbook, None, inputs, who, Some(&fire), audit).await {
+        Ok(q) if q.repeated => format!("started {} (by another server)", q.id),
+        Ok(q) => format!("started {}", q.id),
+        Err(e) => format!("not started: {}", e.message),
     }
 }
 

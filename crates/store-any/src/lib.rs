@@ -227,7 +227,6 @@ impl ServerStore for AnyStore {
         fn session<'a>(&'a self, hash: &'a str) -> Result<Option<WebSession>>;
         fn end_session<'a>(&'a self, hash: &'a str, at: i64) -> Result<()>;
         fn prune_sessions<'a>(&'a self, before: i64) -> Result<u64>;
-        fn sync_schedules<'a>(&'a self, runbook: &'a str, schedules: &'a [ScheduleRecord]) -> Result<()>;
         fn create_schedule<'a>(&'a self, s: &'a ScheduleRecord) -> Result<()>;
         fn schedules<'a>(&'a self) -> Result<Vec<ScheduleRecord>>;
         fn delete_schedule<'a>(&'a self, id: &'a str) -> Result<()>;

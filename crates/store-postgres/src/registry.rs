@@ -186,6 +186,14 @@ impl PgStore {
         .execute(&mut *tx)
         .await
         .db()?;
+        sqlx::query("DELETE FROM schedules WHERE runbook = $1 AND source = 'runbook'")
+            .bind(&e.name)
+            .execute(&mut *tx)
+            .await
+            .db()?;
+        for s in &p.schedules {
+            crate::server::insert_schedule(&mut *tx, s).await?;
+        }
         tx.commit().await.db()?;
         Ok(outcome)
     }

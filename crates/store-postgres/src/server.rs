@@ -51,7 +51,7 @@ fn schedule_from(row: &PgRow) -> Result<ScheduleRecord> {
     })
 }
 
-async fn insert_schedule<'e>(e: impl sqlx::Executor<'e, Database = sqlx::Postgres>, s: &ScheduleRecord) -> Result<()> {
+pub(crate) async fn insert_schedule<'e>(e: impl sqlx::Executor<'e, Database = sqlx::Postgres>, s: &ScheduleRecord) -> Result<()> {
     sqlx::query(concat!(
         "INSERT INTO schedules (",
         schedule_columns!(),
@@ -334,19 +334,6 @@ impl ServerStore for PgStore {
         .await
         .db()?;
         map_rows(&rows, |r| Ok((col(r, 0)?, col::<Option<bool>>(r, 1)?.unwrap_or(false))))
-    }
-
-    async fn sync_schedules(&self, runbook: &str, schedules: &[ScheduleRecord]) -> Result<()> {
-        let mut tx = self.pool().begin().await.db()?;
-        sqlx::query("DELETE FROM schedules WHERE runbook = $1 AND source = 'runbook'")
-            .bind(runbook)
-            .execute(&mut *tx)
-            .await
-            .db()?;
-        for s in schedules {
-            insert_schedule(&mut *tx, s).await?;
-        }
-        tx.commit().await.db()
     }
 
     async fn create_schedule(&self, s: &ScheduleRecord) -> Result<()> {

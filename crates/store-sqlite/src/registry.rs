@@ -141,6 +141,10 @@ impl SqliteStore {
             params![e.name, e.title, e.description.clone().unwrap_or_default(), e.tags.join(" "), p.steps_text],
         )
         .db()?;
+        tx.execute("DELETE FROM schedules WHERE runbook = ? AND source = 'runbook'", [&e.name]).db()?;
+        for s in &p.schedules {
+            crate::server::insert_schedule(&tx, s)?;
+        }
         tx.commit().db()?;
         Ok(outcome)
     }

@@ -59,7 +59,7 @@ fn schedule_from(row: &Row<'_>) -> Result<ScheduleRecord> {
     })
 }
 
-fn insert_schedule(conn: &rusqlite::Connection, s: &ScheduleRecord) -> Result<()> {
+pub(crate) fn insert_schedule(conn: &rusqlite::Connection, s: &ScheduleRecord) -> Result<()> {
     conn.execute(
         &format!("INSERT INTO schedules ({SCHEDULE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
         params![
@@ -296,17 +296,6 @@ impl ServerStore for SqliteStore {
             .db()?;
         let args = params![now, ExecStatus::Waiting.as_str(), StepStatus::Waiting.as_str(), WaitKind::Gate.as_str()];
         collect(&mut stmt, args, |row| Ok((row.get(0).db()?, row.get(1).db()?)))
-    }
-
-    async fn sync_schedules(&self, runbook: &str, schedules: &[ScheduleRecord]) -> Result<()> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction().db()?;
-        tx.execute("DELETE FROM schedules WHERE runbook = ? AND source = 'runbook'", [runbook]).db()?;
-        for s in schedules {
-            insert_schedule(&tx, s)?;
-        }
-        tx.commit().db()?;
-        Ok(())
     }
 
     async fn create_schedule(&self, s: &ScheduleRecord) -> Result<()> {

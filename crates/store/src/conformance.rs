@@ -473,6 +473,7 @@ async fn registry_rules<S: ServerStore>(s: S) {
         steps_text: "deploy".into(),
         actor: "ann".into(),
         bundle_sha256: None,
+        schedules: Vec::new(),
     };
     assert_eq!(s.publish(&publish("1.0.0", "a")).await.unwrap(), Published::Created);
     assert_eq!(s.publish(&publish("1.0.0", "a")).await.unwrap(), Published::Unchanged);
@@ -611,6 +612,28 @@ async fn tokens_and_schedules<S: ServerStore>(s: S) {
     assert_eq!((now[0].next_run_at, now[0].last_result.as_deref()), (Some(200), Some("started X")));
     s.delete_schedule("sch1").await.unwrap();
     assert!(s.schedules().await.unwrap().is_empty());
+
+    // A runbook's own schedules change with its published versions, in the publishing
+    // transaction; a schedule made through the API stays.
+    s.create_schedule(&sched).await.unwrap();
+    let own = ScheduleRecord { id: "nightly#1".into(), runbook: "nightly".into(), source: "runbook".into(), ..sched };
+    let publish = |version: &str, schedules: Vec<ScheduleRecord>| Publish {
+        entry: RegistryEntry { latest_sha256: format!("sha-{version}"), ..entry("nightly", version, "active") },
+        content: version.into(),
+        steps_text: String::new(),
+        actor: "ann".into(),
+        bundle_sha256: None,
+        schedules,
+    };
+    let ids = || async { s.schedules().await.unwrap().into_iter().map(|r| r.id).collect::<Vec<_>>() };
+    assert_eq!(s.publish(&publish("1.0.0", vec![own.clone()])).await.unwrap(), Published::Created);
+    assert_eq!(ids().await, ["nightly#1", "sch1"]);
+    assert_eq!(s.publish(&publish("1.0.0", Vec::new())).await.unwrap(), Published::Unchanged);
+    assert_eq!(ids().await, ["nightly#1", "sch1"], "an unchanged version changes nothing");
+    assert!(s.publish(&publish("0.9.0", Vec::new())).await.is_err());
+    assert_eq!(ids().await, ["nightly#1", "sch1"], "a refused version changes nothing");
+    assert_eq!(s.publish(&publish("1.1.0", Vec::new())).await.unwrap(), Published::Updated);
+    assert_eq!(ids().await, ["sch1"]);
 }
 
 async fn audit_chain_catches_tampering<S: ServerStore>(s: &S, tamper: &impl Tamper) {

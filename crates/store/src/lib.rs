@@ -335,12 +335,6 @@ pub trait ServerStore: Store {
     /// Forgets sessions that expired or ended before `before`; returns how many.
     fn prune_sessions(&self, before: i64) -> impl Future<Output = Result<u64>> + Send;
 
-    /// Replaces a runbook's own schedules (source `runbook`) with these.
-    fn sync_schedules<'a>(
-        &'a self,
-        runbook: &'a str,
-        schedules: &'a [ScheduleRecord],
-    ) -> impl Future<Output = Result<()>> + Send;
     fn create_schedule<'a>(&'a self, s: &'a ScheduleRecord) -> impl Future<Output = Result<()>> + Send;
     fn schedules(&self) -> impl Future<Output = Result<Vec<ScheduleRecord>>> + Send;
     fn delete_schedule<'a>(&'a self, id: &'a str) -> impl Future<Output = Result<()>> + Send;

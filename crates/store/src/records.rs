@@ -410,6 +410,9 @@ pub struct Publish {
     pub actor: String,
     /// The files published with it (`ServerStore::save_bundle` first), if any.
     pub bundle_sha256: Option<String>,
+    /// The runbook's own schedules (`spec.schedules`): they replace the previous
+    /// version's in the same transaction, so a version never runs on another's schedules.
+    pub schedules: Vec<ScheduleRecord>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -329,7 +329,6 @@ pub async fn import(store: &AnyStore, args: ImportArgs) -> Result<u8> {
 /// lifecycle transitions and reviews as recorded. Returns the versions written.
 async fn restore(store: &AnyStore, r: &Archived, files: &BTreeMap<String, Vec<u8>>) -> Result<usize> {
     let name = &r.doc.entry.name;
-    let mut newest = None;
     for v in &r.versions {
         let text = String::from_utf8_lossy(&files[&format!("runbooks/{name}/{}.yaml", v.version)]).into_owned();
         let rb = opsbook_core::parse(&text).map_err(|d| anyhow!("v{}: {}", v.version, d[0]))?;
@@ -351,20 +350,16 @@ async fn restore(store: &AnyStore, r: &Archived, files: &BTreeMap<String, Vec<u8
             updated_at: v.published_at,
         };
         let steps_text = rb.steps.iter().map(|s| format!("{} {}", s.id, s.name)).collect::<Vec<_>>().join(" ");
+        // Each version brings its own schedules, as publishing it did: the newest's stay.
         let publish = Publish {
             entry,
             content: text,
             steps_text,
             actor: v.published_by.clone(),
             bundle_sha256: v.bundle_sha256.clone(),
+            schedules: opsbook_server::scheduler::runbook_schedules(&rb, &v.published_by, opsbook_store::now_ms()),
         };
         store.publish(&publish).await?;
-        newest = Some((rb, v.published_by.clone()));
-    }
-    // The schedules its newest version defines, as publishing it would set them.
-    if let Some((rb, by)) = newest {
-        let schedules = opsbook_server::scheduler::runbook_schedules(&rb, &by, opsbook_store::now_ms());
-        store.sync_schedules(name, &schedules).await?;
     }
     for e in r.doc.lifecycle.iter().filter(|e| e.from_status.is_some()) {
         let event = opsbook_store::LifecycleEvent {

@@ -116,6 +116,12 @@ pub async fn publish(
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_runbook", format!("invalid runbook: schedules: {e}"))
         })?;
     }
+    // Its own schedules run it on the publisher's authority, who must be allowed to.
+    for (i, s) in rb.schedules.iter().enumerate() {
+        let params = s.params.clone().into_iter().collect();
+        let what = format!("schedule {} (`{}`)", i + 1, s.cron);
+        crate::scheduler::may_schedule(&st, &ctx, &rb, &params, &what).await?;
+    }
     // Its tests run on every publish; it may not be (or stay) active while they fail.
     let tests = crate::service::quality::run_tests(&st, &rb, pq.bundle.as_deref()).await?;
     let status = match st.store.registry_entry(&rb.name).await {
@@ -139,8 +145,15 @@ pub async fn publish(
         created_at: now_ms(),
         updated_at: now_ms(),
     };
-    let publish =
-        Publish { entry, content: body, steps_text, actor: ctx.user().to_string(), bundle_sha256: pq.bundle.clone() };
+    let schedules = crate::scheduler::runbook_schedules(&rb, ctx.user(), now_ms());
+    let publish = Publish {
+        entry,
+        content: body,
+        steps_text,
+        actor: ctx.user().to_string(),
+        bundle_sha256: pq.bundle.clone(),
+        schedules,
+    };
     if pq.dry_run {
         let outcome = would_publish(&st, &publish).await?;
         let doc = PublishResult {
@@ -165,9 +178,6 @@ pub async fn publish(
         tests: tests_doc(&tests),
     };
     if outcome != Published::Unchanged {
-        let now = now_ms();
-        let schedules = crate::scheduler::runbook_schedules(&rb, ctx.user(), now);
-        st.store.sync_schedules(&rb.name, &schedules).await?;
         st.audit(ctx.user(), "runbook.publish", &rb.name, &rid, to_value(&doc)).await;
     }
     let status = if outcome == Published::Created { StatusCode::CREATED } else { StatusCode::OK };

@@ -8,7 +8,7 @@ use opsbook_store::{ScheduleRecord, ServerStore, now_ms};
 use serde_json::{Value, json};
 
 use crate::auth::{Ctx, Perm};
-use crate::error::{ApiError, ApiJson, ApiResult, params_error};
+use crate::error::{ApiError, ApiJson, ApiResult};
 use crate::scheduler::{next_run, timezone};
 use crate::service::to_value;
 use crate::state::AppState;
@@ -51,7 +51,6 @@ pub async fn create(
     }
     let (published, _) = st.store.registry_version(&b.runbook, &entry.latest_version).await?;
     let rb = st.engine.stored_runbook(&published.sha256).await?;
-    let inputs = b.params.iter().map(|(k, v)| (k.clone(), opsbook_core::Input::Value(v.clone()))).collect();
     // Secrets are never stored, and a schedule is stored: no secret value goes in one,
     // required or not (it would sit in clear in the schedule and its audit record).
     if let Some(p) = rb.params.iter().find(|p| p.is_secret() && b.params.contains_key(&p.name)) {
@@ -68,18 +67,7 @@ pub async fn create(
         ))
         .with_details(json!({ "param": p.name })));
     }
-    let params = rb.check_params(&inputs).map_err(|e| params_error(&e))?;
-    let values = params.values.clone().into_iter().collect();
-    if let Some(p) = crate::policy::refusal(&st.config.policies, &ctx.principal, &b.runbook, &rb.tags, &values) {
-        return Err(ApiError::forbidden(format!(
-            "scheduling `{}` like this needs one of the roles {}",
-            b.runbook,
-            p.roles.join(", ")
-        )));
-    }
-    crate::calls::check_child_policies(&st.store, &st.config.policies, &ctx.principal, &rb, &values)
-        .await
-        .map_err(ApiError::forbidden)?;
+    crate::scheduler::may_schedule(&st, &ctx, &rb, &b.params, "this schedule").await?;
     let mut s = ScheduleRecord {
         id: opsbook_store::id::new_id(),
         runbook: b.runbook,

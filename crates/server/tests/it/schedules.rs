@@ -299,3 +299,94 @@ async fn a_fire_starts_one_execution_however_many_servers_see_it() {
     assert_eq!(submits.len(), 1, "audited once");
     s.stop().await;
 }
+
+/// A schedule runs on the authority of whoever set it up: publishing a runbook's
+/// schedules needs the right to run it so, and each run is checked against what its
+/// creator may do at that moment, under the policies of the version that runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_run_on_their_creators_authority() {
+    let s = Server::start_with(|c| {
+        c.policies = toml::from_str::<opsbook_server::Config>(
+            "[[policy]]\nparam = { name = \"environment\", value = \"production\" }\nroles = [\"prod-deployer\"]\n",
+        )
+        .unwrap()
+        .policies;
+    })
+    .await;
+    let admin = s.token("root", &["admin"]).await;
+    let book = |version: &str, env: &str| {
+        runbook(
+            "deploy",
+            version,
+            "",
+            "    environment: { type: enum, values: [staging, production], required: true }\n",
+            "    - id: a\n      run: \"true\"\n",
+        )
+        .replace("  steps:", &format!("  schedules:\n    - {{ cron: \"0 3 * * *\", params: {{ environment: {env} }} }}\n  steps:"))
+    };
+    let token = |user: &str, roles: &[&str]| {
+        let (labels, roles): (Vec<&str>, Vec<&str>) = roles.iter().partition(|r| r.contains('-'));
+        let body = json!({ "user": user, "roles": roles, "labels": labels });
+        let s = &s;
+        let admin = admin.clone();
+        async move {
+            let (status, doc) = s.post("/api/v1/tokens", &admin, body).await;
+            assert_eq!(status, StatusCode::CREATED, "{doc}");
+            (doc["token"].as_str().unwrap().to_string(), doc["id"].as_str().unwrap().to_string())
+        }
+    };
+    // An author who may not run the runbook cannot make it run every night.
+    let (ann, _) = token("ann", &["author"]).await;
+    let (status, doc) = s.publish(&ann, &book("1.0.0", "staging")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{doc}");
+    assert_eq!(
+        doc["error"]["message"],
+        "schedule 1 (`0 3 * * *`) would run `deploy` on your authority, and running it needs the operator or admin role"
+    );
+    assert_eq!(s.get("/api/v1/runbooks/deploy", &admin).await.0, StatusCode::NOT_FOUND, "nothing published");
+    // Nor may an operator schedule what the policies keep from them.
+    let (bob, bob_id) = token("bob", &["author", "operator"]).await;
+    let (status, doc) = s.publish(&bob, &book("1.0.0", "production")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{doc}");
+    assert_eq!(
+        doc["error"]["message"],
+        "schedule 1 (`0 3 * * *`) runs `deploy` like this, which needs one of the roles prod-deployer"
+    );
+    let (status, doc) = s.publish(&bob, &book("1.0.0", "staging")).await;
+    assert_eq!(status, StatusCode::CREATED, "{doc}");
+    let (_, list) = s.get("/api/v1/schedules", &admin).await;
+    assert_eq!(list["items"][0]["created_by"], "bob");
+    let due = at_ms(&list["items"][0]["next_run_at"]);
+    // Bob keeps only the author role: his schedule no longer starts runs.
+    s.call("DELETE", &format!("/api/v1/tokens/{bob_id}"), Some(&admin), None).await;
+    token("bob", &["author"]).await;
+    let ran = tick(&s.state, due).await;
+    assert_eq!(
+        ran[0].1,
+        "not started: bob created this schedule and no longer has a role that may run runbooks (operator or admin); \
+         delete it, or recreate it as someone who may run it"
+    );
+
+    // A schedule made through the API by a production deployer who is one no more.
+    let (pia, pia_id) = token("pia", &["operator", "prod-deployer"]).await;
+    let (status, sched) = s
+        .post(
+            "/api/v1/schedules",
+            &pia,
+            json!({ "runbook": "deploy", "cron": "0 5 * * *", "params": { "environment": "production" } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sched}");
+    let due = at_ms(&sched["next_run_at"]);
+    s.call("DELETE", &format!("/api/v1/tokens/{pia_id}"), Some(&admin), None).await;
+    token("pia", &["operator"]).await;
+    let ran = tick(&s.state, due).await;
+    assert_eq!(ran.len(), 1);
+    assert_eq!(ran[0].1, "not started: running `deploy` like this needs one of the roles prod-deployer");
+    let audit = s.state.store.audit(&opsbook_store::AuditFilter { action: Some("authz.denied".into()), ..Default::default() }).await.unwrap();
+    let sched_actor = format!("schedule:{}", sched["id"].as_str().unwrap());
+    assert!(audit.iter().any(|r| r.actor == sched_actor), "{audit:?}");
+    let runs = s.state.store.executions(&ExecutionFilter::default()).await.unwrap();
+    assert!(runs.is_empty(), "no run started: {runs:?}");
+    s.stop().await;
+}
