@@ -88,7 +88,10 @@ enum Frame {
     },
     /// `$(( ))` and `(( ))` with the depth of plain parentheses, or bash's `$[ ]` with
     /// the depth of brackets.
-    Arithmetic { depth: u32, bracket: bool },
+    Arithmetic {
+        depth: u32,
+        bracket: bool,
+    },
 }
 
 /// Where a command list is: enough to know which `)` closes it, and what the current

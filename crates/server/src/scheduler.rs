@@ -79,7 +79,9 @@ pub async fn may_schedule(
     let values = checked.values.into_iter().collect();
     let policies = &state.config.policies;
     let refused = match crate::policy::refusal(policies, &ctx.principal, &rb.name, &rb.tags, &values) {
-        Some(p) => Some(format!("{what} runs `{}` like this, which needs one of the roles {}", rb.name, p.roles.join(", "))),
+        Some(p) => {
+            Some(format!("{what} runs `{}` like this, which needs one of the roles {}", rb.name, p.roles.join(", ")))
+        }
         None => crate::calls::check_child_policies(&state.store, policies, &ctx.principal, rb, &values)
             .await
             .err()

@@ -278,15 +278,13 @@ pub async fn may_decide(
 }
 
 /// Who asked for an execution, for the two-person rule: its actor, or for a scheduled
-/// run the user who created the schedule (from the schedule, or from the audit record
-/// of the run once the schedule is gone).
+/// run the user on whose authority it started, as the run's audit record says (the
+/// schedule's creator changes when its runbook is published again). Without that record,
+/// the schedule's creator now.
 async fn requester(st: &AppState, exec: &Execution) -> ApiResult<String> {
     let Some(schedule) = exec.actor.strip_prefix("schedule:") else {
         return Ok(exec.actor.clone());
     };
-    if let Some(s) = st.store.schedules().await?.into_iter().find(|s| s.id == schedule) {
-        return Ok(s.created_by);
-    }
     let filter = opsbook_store::AuditFilter {
         action: Some("execution.submit".into()),
         target: Some(exec.id.clone()),
@@ -294,10 +292,10 @@ async fn requester(st: &AppState, exec: &Execution) -> ApiResult<String> {
         ..Default::default()
     };
     let submitted = st.store.audit(&filter).await?;
-    Ok(submitted
-        .first()
-        .and_then(|r| r.details["requested_by"].as_str().map(str::to_string))
-        .unwrap_or_else(|| exec.actor.clone()))
+    if let Some(by) = submitted.first().and_then(|r| r.details["requested_by"].as_str()) {
+        return Ok(by.to_string());
+    }
+    Ok(st.store.schedules().await?.into_iter().find(|s| s.id == schedule).map_or(exec.actor.clone(), |s| s.created_by))
 }
 
 /// Cancels execution `id`: a running one is stopped by its worker (rollbacks run); a
@@ -306,27 +304,27 @@ async fn requester(st: &AppState, exec: &Execution) -> ApiResult<String> {
 /// and runs its rollbacks (never this request: a client that gives up must not cut a
 /// rollback short).
 pub async fn cancel(st: &AppState, ctx: &Ctx, id: &str) -> ApiResult<opsbook_api::CancelAccepted> {
-    let mut exec = st.store.execution(id).await?;
+    let exec = st.store.execution(id).await?;
+    // Cancelling runs the rollbacks: the runbook's policies apply as to carrying it on.
+    may_carry_on(st, ctx, &exec).await?;
     let was = exec.status;
     match exec.status {
         ExecStatus::Running => {
             st.store.request_cancel(&exec.id).await?;
             st.stop_running(&exec.id);
         }
-        // Queued again after it started (a decision, a cleared gate, a look at its child):
-        // the worker that takes it stops it, running its rollbacks.
-        ExecStatus::Queued
-            if st.store.steps(&exec.id).await?.iter().any(|s| s.status != opsbook_core::StepStatus::Pending) =>
-        {
-            st.store.request_cancel(&exec.id).await?;
-            st.wake.notify_one();
-        }
         ExecStatus::Queued => {
-            exec.status = ExecStatus::Cancelled;
-            exec.finished_at = Some(now_ms());
-            exec.error = Some(format!("cancelled by {} before it started", ctx.principal.user));
-            st.store.update_execution(&exec, None).await?;
-            crate::vault::remove(st, &exec.id).await;
+            let error = format!("cancelled by {} before it started", ctx.principal.user);
+            if st.store.cancel_unstarted(&exec.id, now_ms(), &error).await? {
+                crate::vault::remove(st, &exec.id).await;
+            } else {
+                // Queued again after it started (a decision, a cleared gate, a look at its
+                // child), or taken by a worker since it was read: its runner stops it,
+                // running its rollbacks.
+                st.store.request_cancel(&exec.id).await?;
+                st.stop_running(&exec.id);
+                st.wake.notify_one();
+            }
         }
         ExecStatus::Waiting => {
             // Recorded first: a gate poll holding the execution sees it and cancels.

@@ -210,6 +210,7 @@ impl ServerStore for AnyStore {
         fn claim_queued<'a>(&'a self, owner: &'a str, lease_ms: i64) -> Result<Option<Execution>>;
         fn claim_waiting<'a>(&'a self, execution_id: &'a str, owner: &'a str, lease_ms: i64) -> Result<Option<Execution>>;
         fn requeue<'a>(&'a self, execution_id: &'a str) -> Result<bool>;
+        fn cancel_unstarted<'a>(&'a self, execution_id: &'a str, at: i64, error: &'a str) -> Result<bool>;
         fn count_by_status<'a>(&'a self) -> Result<Vec<(String, i64)>>;
         fn count_queued<'a>(&'a self) -> Result<i64>;
         fn count_waiting<'a>(&'a self) -> Result<(i64, i64)>;

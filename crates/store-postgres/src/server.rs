@@ -51,7 +51,10 @@ fn schedule_from(row: &PgRow) -> Result<ScheduleRecord> {
     })
 }
 
-pub(crate) async fn insert_schedule<'e>(e: impl sqlx::Executor<'e, Database = sqlx::Postgres>, s: &ScheduleRecord) -> Result<()> {
+pub(crate) async fn insert_schedule<'e>(
+    e: impl sqlx::Executor<'e, Database = sqlx::Postgres>,
+    s: &ScheduleRecord,
+) -> Result<()> {
     sqlx::query(concat!(
         "INSERT INTO schedules (",
         schedule_columns!(),
@@ -278,6 +281,24 @@ impl ServerStore for PgStore {
             crate::announce_queued(&mut *tx).await?;
         }
         tx.commit().await.db()?;
+        Ok(n.rows_affected() == 1)
+    }
+
+    async fn cancel_unstarted(&self, execution_id: &str, at: i64, error: &str) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE executions SET status = $2, finished_at = $3, error = $4 \
+             WHERE id = $1 AND status = $5 AND owner IS NULL AND NOT EXISTS \
+             (SELECT 1 FROM execution_steps WHERE execution_id = $1 AND status <> $6)",
+        )
+        .bind(execution_id)
+        .bind(ExecStatus::Cancelled.as_str())
+        .bind(at)
+        .bind(error)
+        .bind(ExecStatus::Queued.as_str())
+        .bind(StepStatus::Pending.as_str())
+        .execute(self.pool())
+        .await
+        .db()?;
         Ok(n.rows_affected() == 1)
     }
 

@@ -246,6 +246,27 @@ impl ServerStore for SqliteStore {
         Ok(n == 1)
     }
 
+    async fn cancel_unstarted(&self, execution_id: &str, at: i64, error: &str) -> Result<bool> {
+        let n = self
+            .conn()?
+            .prepare_cached(
+                "UPDATE executions SET status = ?2, finished_at = ?3, error = ?4 \
+                 WHERE id = ?1 AND status = ?5 AND owner IS NULL AND NOT EXISTS \
+                 (SELECT 1 FROM execution_steps WHERE execution_id = ?1 AND status <> ?6)",
+            )
+            .db()?
+            .execute(params![
+                execution_id,
+                ExecStatus::Cancelled.as_str(),
+                at,
+                error,
+                ExecStatus::Queued.as_str(),
+                StepStatus::Pending.as_str()
+            ])
+            .db()?;
+        Ok(n == 1)
+    }
+
     async fn count_queued(&self) -> Result<i64> {
         self.reader()?
             .prepare_cached("SELECT COUNT(*) FROM executions WHERE status = ?")

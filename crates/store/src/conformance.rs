@@ -324,6 +324,29 @@ async fn claims_are_exclusive<S: ServerStore>(s: S) {
     assert_eq!(c.steps, s.steps("QLOG").await.unwrap());
     assert_eq!(c.steps.iter().map(|s| s.idx).collect::<Vec<_>>(), [0, 1, 2]);
     assert!(s.claim_next("worker-x", 30_000).await.unwrap().is_none(), "nothing left");
+
+    // Cancelling before it starts is one conditional write: it loses to a worker's claim,
+    // and to a step that started.
+    for (i, id) in ["QC1", "QC2", "QC3"].into_iter().enumerate() {
+        let e = execution(id, "demo", ExecStatus::Queued, 6000 + i as i64);
+        s.create_execution(&e, &steps(id, 2)).await.unwrap();
+    }
+    assert!(s.cancel_unstarted("QC1", 6001, "cancelled by ann before it started").await.unwrap());
+    let gone = s.execution("QC1").await.unwrap();
+    assert_eq!(
+        (gone.status, gone.finished_at, gone.error.as_deref()),
+        (ExecStatus::Cancelled, Some(6001), Some("cancelled by ann before it started"))
+    );
+    assert!(!s.cancel_unstarted("QC1", 6002, "again").await.unwrap(), "not queued any more");
+    let c = s.claim_next("worker-y", 30_000).await.unwrap().expect("QC2");
+    assert_eq!(c.execution.id, "QC2", "the oldest first");
+    assert!(!s.cancel_unstarted("QC2", 6003, "late").await.unwrap(), "a worker holds it");
+    assert_eq!(s.execution("QC2").await.unwrap().status, ExecStatus::Running);
+    let mut started = s.steps("QC3").await.unwrap();
+    started[0].status = StepStatus::Succeeded;
+    s.update_step(&started[0], None).await.unwrap();
+    assert!(!s.cancel_unstarted("QC3", 6004, "late").await.unwrap(), "a step ran");
+    assert_eq!(s.execution("QC3").await.unwrap().status, ExecStatus::Queued);
 }
 
 /// Line `seq` of a step's standard output, logged at `ts`.

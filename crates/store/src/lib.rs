@@ -296,6 +296,14 @@ pub trait ServerStore: Store {
     ) -> impl Future<Output = Result<Option<Execution>>> + Send;
     /// Puts a waiting execution back in the queue (after an approval decision).
     fn requeue<'a>(&'a self, execution_id: &'a str) -> impl Future<Output = Result<bool>> + Send;
+    /// Cancels a queued execution that no worker holds and none of whose steps started,
+    /// in one conditional write: `false` if a worker took it (or it started) first.
+    fn cancel_unstarted<'a>(
+        &'a self,
+        execution_id: &'a str,
+        at: i64,
+        error: &'a str,
+    ) -> impl Future<Output = Result<bool>> + Send;
     fn count_by_status(&self) -> impl Future<Output = Result<Vec<(String, i64)>>> + Send;
     /// Executions waiting in the queue for a worker.
     fn count_queued(&self) -> impl Future<Output = Result<i64>> + Send;

@@ -35,10 +35,7 @@ fn finds_the_context_of_each_value() {
         contexts("echo \\{{ x }} \"\\{{ y }}\" '\\{{ z }}'"),
         [Refused(super::AFTER_BACKSLASH), Refused(super::AFTER_BACKSLASH), Single]
     );
-    assert_eq!(
-        contexts("echo ${{ x }} \"${{ y }}\""),
-        [Refused(super::AFTER_DOLLAR), Refused(super::AFTER_DOLLAR)]
-    );
+    assert_eq!(contexts("echo ${{ x }} \"${{ y }}\""), [Refused(super::AFTER_DOLLAR), Refused(super::AFTER_DOLLAR)]);
     assert_eq!(contexts("echo a\\\n{{ x }}"), [Bare]);
     assert_eq!(interpolations("echo a\\\n{{ x }}")[0].line, 2);
 }
@@ -71,14 +68,12 @@ fn writes_values_for_their_context() {
     assert_eq!(dq, "a\\\"b\\$c\\`d\\\\e");
     assert_eq!(escape("it's", &Context::Single).unwrap(), "'\"it's\"'");
     assert_eq!(escape("a\nb", &Context::Comment).unwrap(), "a b");
-    let h =
-        super::Heredoc { delimiter: "EOF".into(), strip_tabs: false, before: String::new(), after: String::new() };
+    let h = super::Heredoc { delimiter: "EOF".into(), strip_tabs: false, before: String::new(), after: String::new() };
     assert!(escape("x\nEOF\nrm -rf /", &Context::Heredoc(h.clone())).unwrap_err().contains("here-document"));
     assert!(escape("EOF", &Context::HeredocLiteral(h.clone())).is_err());
     assert_eq!(escape("$HOME `x` \\", &Context::Heredoc(h.clone())).unwrap(), "\\$HOME \\`x\\` \\\\");
     assert_eq!(escape("$HOME", &Context::HeredocLiteral(h)).unwrap(), "$HOME");
-    let tabs =
-        super::Heredoc { delimiter: "EOF".into(), strip_tabs: true, before: "E".into(), after: String::new() };
+    let tabs = super::Heredoc { delimiter: "EOF".into(), strip_tabs: true, before: "E".into(), after: String::new() };
     assert!(escape("OF", &Context::Heredoc(tabs.clone())).is_err(), "completes the delimiter line");
     assert!(escape("x\n\t\tEOF", &Context::Heredoc(tabs)).is_err());
     assert!(escape("a\0b", &Context::Bare).is_err());
@@ -100,13 +95,19 @@ fn values_in_arithmetic_are_integers_only() {
     assert_eq!(contexts("echo \"$(( {{ n }} * (2 + 1) ))\" {{ v }}"), [Arithmetic, Bare]);
     assert_eq!(contexts("echo $[ {{ n }} << 2 ] {{ v }}"), [Arithmetic, Bare]);
     assert_eq!(contexts("echo $(( $(wc -l < {{ f }}) + 1 ))"), [Arithmetic]);
-    assert_eq!(contexts("if true; then let x={{ n }} \"y = {{ m }}\"; fi; echo {{ v }}"), [Arithmetic, Arithmetic, Bare]);
-    assert_eq!(contexts("let x=1<<EOF\n{{ v }}\nEOF"), [Context::Heredoc(super::Heredoc {
-        delimiter: "EOF".into(),
-        strip_tabs: false,
-        before: String::new(),
-        after: String::new(),
-    })]);
+    assert_eq!(
+        contexts("if true; then let x={{ n }} \"y = {{ m }}\"; fi; echo {{ v }}"),
+        [Arithmetic, Arithmetic, Bare]
+    );
+    assert_eq!(
+        contexts("let x=1<<EOF\n{{ v }}\nEOF"),
+        [Context::Heredoc(super::Heredoc {
+            delimiter: "EOF".into(),
+            strip_tabs: false,
+            before: String::new(),
+            after: String::new(),
+        })]
+    );
     assert_eq!(contexts("declare -i n={{ n }}; declare s={{ s }}; export X=\"{{ x }}\""), [Arithmetic, Bare, Double]);
     assert_eq!(contexts("a[{{ i }}]=1; a[1]={{ v }}"), [Arithmetic, Bare]);
     assert_eq!(contexts("[[ {{ n }} -gt 3 && \"{{ m }}\" -eq 1 && {{ e }} == prod ]]"), [Arithmetic, Arithmetic, Bare]);

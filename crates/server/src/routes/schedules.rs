@@ -124,6 +124,21 @@ pub async fn delete(State(st): State<AppState>, ctx: Ctx, Path(id): Path<String>
         }
         None => id,
     };
+    // Its creator may stop it; anyone else needs what creating it would (its policies).
+    if let Some(s) = all.iter().find(|s| s.id == id && !crate::auth::same_user(&s.created_by, ctx.user())) {
+        let tags = st.store.registry_entry(&s.runbook).await.map(|e| e.tags).unwrap_or_default();
+        let values = s.params.as_object().cloned().unwrap_or_default();
+        if let Some(p) = crate::policy::refusal(&st.config.policies, &ctx.principal, &s.runbook, &tags, &values) {
+            let details = json!({ "roles": ctx.principal.roles });
+            st.audit(ctx.user(), "authz.denied", &id, &rid, details).await;
+            return Err(ApiError::forbidden(format!(
+                "deleting {}'s schedule of `{}` needs one of the roles {}",
+                s.created_by,
+                s.runbook,
+                p.roles.join(", ")
+            )));
+        }
+    }
     st.store.delete_schedule(&id).await?;
     st.audit(ctx.user(), "schedule.delete", &id, &rid, json!({})).await;
     Ok(Json(Deleted { id, deleted: true }))

@@ -220,5 +220,11 @@ async fn policies_narrow_who_may_run_what() {
     assert_eq!(doc["error"]["message"], "carrying `site` on needs one of the roles prod-deployer");
     let (status, _) = s.post(&format!("/api/v1/executions/{id}/rollback"), &prod, json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT, "allowed, and refused for what it is: a success");
+    // Cancelling runs rollbacks: the same policies apply.
+    let (status, doc) = s.post(&format!("/api/v1/executions/{id}/cancel"), &web, json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{doc}");
+    assert_eq!(doc["error"]["message"], "carrying `site` on needs one of the roles prod-deployer");
+    let (status, _) = s.post(&format!("/api/v1/executions/{id}/cancel"), &prod, json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "allowed, and refused for what it is: ended");
     s.stop().await;
 }

@@ -322,7 +322,10 @@ async fn schedules_run_on_their_creators_authority() {
             "    environment: { type: enum, values: [staging, production], required: true }\n",
             "    - id: a\n      run: \"true\"\n",
         )
-        .replace("  steps:", &format!("  schedules:\n    - {{ cron: \"0 3 * * *\", params: {{ environment: {env} }} }}\n  steps:"))
+        .replace(
+            "  steps:",
+            &format!("  schedules:\n    - {{ cron: \"0 3 * * *\", params: {{ environment: {env} }} }}\n  steps:"),
+        )
     };
     let token = |user: &str, roles: &[&str]| {
         let (labels, roles): (Vec<&str>, Vec<&str>) = roles.iter().partition(|r| r.contains('-'));
@@ -383,10 +386,48 @@ async fn schedules_run_on_their_creators_authority() {
     let ran = tick(&s.state, due).await;
     assert_eq!(ran.len(), 1);
     assert_eq!(ran[0].1, "not started: running `deploy` like this needs one of the roles prod-deployer");
-    let audit = s.state.store.audit(&opsbook_store::AuditFilter { action: Some("authz.denied".into()), ..Default::default() }).await.unwrap();
+    let audit = s
+        .state
+        .store
+        .audit(&opsbook_store::AuditFilter { action: Some("authz.denied".into()), ..Default::default() })
+        .await
+        .unwrap();
     let sched_actor = format!("schedule:{}", sched["id"].as_str().unwrap());
     assert!(audit.iter().any(|r| r.actor == sched_actor), "{audit:?}");
     let runs = s.state.store.executions(&ExecutionFilter::default()).await.unwrap();
     assert!(runs.is_empty(), "no run started: {runs:?}");
+    // Deleting someone else's schedule needs what creating it would; its creator may.
+    let (wes, _) = token("wes", &["operator"]).await;
+    let path = format!("/api/v1/schedules/{}", sched["id"].as_str().unwrap());
+    let (status, doc) = s.call("DELETE", &path, Some(&wes), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{doc}");
+    assert_eq!(doc["error"]["message"], "deleting pia's schedule of `deploy` needs one of the roles prod-deployer");
+    let (pia, _) = token("pia", &["operator"]).await;
+    assert_eq!(s.call("DELETE", &path, Some(&pia), None).await.0, StatusCode::OK);
+    s.stop().await;
+}
+
+/// A scheduled run's requester is who it started for, even after someone else publishes
+/// the runbook again (which makes them the creator of its schedules from then on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_runs_requester_stays_after_a_new_publisher() {
+    let s = Server::start().await;
+    let ann = s.token("ann", &["author", "operator", "approver"]).await;
+    let bob = s.token("bob", &["author", "operator"]).await;
+    let book =
+        runbook("gated", "1.0.0", "", "", "    - id: gate\n      approval: {}\n    - id: b\n      run: \"true\"\n")
+            .replace("  steps:", "  schedules:\n    - { cron: \"0 3 * * *\" }\n  steps:");
+    assert_eq!(s.publish(&ann, &book).await.0, StatusCode::CREATED);
+    let (_, list) = s.get("/api/v1/schedules", &ann).await;
+    let ran = tick(&s.state, at_ms(&list["items"][0]["next_run_at"])).await;
+    let id = ran[0].1.trim_start_matches("started ").to_string();
+    s.wait_for(&id, &ann, |d| d["status"] == "waiting").await;
+    assert_eq!(s.publish(&bob, &book.replace("1.0.0", "1.1.0")).await.0, StatusCode::OK);
+    let (_, list) = s.get("/api/v1/schedules", &ann).await;
+    assert_eq!(list["items"][0]["created_by"], "bob");
+    let (status, doc) =
+        s.post(&format!("/api/v1/executions/{id}/approvals"), &ann, json!({ "decision": "approve" })).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{doc}");
+    assert_eq!(doc["error"]["message"], "the requester cannot approve their own execution");
     s.stop().await;
 }
