@@ -63,16 +63,78 @@ impl Masker {
     }
 
     pub fn mask<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        if !self.secrets.iter().any(|s| text.contains(s.as_str())) {
-            return Cow::Borrowed(text);
+        let masked = if self.secrets.iter().any(|s| text.contains(s.as_str())) {
+            let mut out = text.to_string();
+            for s in &self.secrets {
+                if out.contains(s.as_str()) {
+                    out = out.replace(s.as_str(), MASK);
+                }
+            }
+            Cow::Owned(out)
+        } else {
+            Cow::Borrowed(text)
+        };
+        if !masked.contains('\x1b') || self.secrets.is_empty() {
+            return masked;
         }
-        let mut out = text.to_string();
-        for s in &self.secrets {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), MASK);
+        match self.mask_between_escapes(&masked) {
+            Some(out) => Cow::Owned(out),
+            None => masked,
+        }
+    }
+
+    /// Terminal escape sequences inside a secret (`hun\x1b[1mter2`) hide it from a plain
+    /// search, not from whoever reads the text as a terminal or the web UI shows it: a
+    /// secret in the text without its escape sequences is masked too, the sequences kept.
+    fn mask_between_escapes(&self, text: &str) -> Option<String> {
+        use crate::terminal::{Piece, spans};
+        let spans: Vec<_> = spans(text).collect();
+        let mut visible = String::new();
+        // For each byte of `visible`, the span it comes from.
+        let mut from = Vec::new();
+        for (i, (_, piece)) in spans.iter().enumerate() {
+            if let Piece::Char(c) = piece {
+                visible.push(*c);
+                from.extend(std::iter::repeat_n(i, c.len_utf8()));
             }
         }
-        Cow::Owned(out)
+        let mut taken = vec![false; visible.len()];
+        let mut hidden: Vec<(usize, usize)> = Vec::new();
+        for s in &self.secrets {
+            for (at, _) in visible.match_indices(s.as_str()) {
+                let bytes = at..at + s.len();
+                if taken[bytes.clone()].iter().any(|t| *t) {
+                    continue;
+                }
+                taken[bytes.clone()].fill(true);
+                hidden.push((from[bytes.start], from[bytes.end - 1]));
+            }
+        }
+        if hidden.is_empty() {
+            return None;
+        }
+        hidden.sort_unstable();
+        let mut out = String::with_capacity(text.len());
+        let mut next = hidden.iter().peekable();
+        let mut i = 0;
+        while i < spans.len() {
+            match next.next_if(|(first, _)| *first == i) {
+                Some(&(first, last)) => {
+                    out.push_str(MASK);
+                    for (range, piece) in &spans[first..=last] {
+                        if !matches!(piece, Piece::Char(_)) {
+                            out.push_str(&text[range.clone()]);
+                        }
+                    }
+                    i = last + 1;
+                }
+                None => {
+                    out.push_str(&text[spans[i].0.clone()]);
+                    i += 1;
+                }
+            }
+        }
+        Some(out)
     }
 
     pub fn mask_json(&self, value: &serde_json::Value) -> serde_json::Value {
@@ -149,6 +211,22 @@ mod tests {
         assert_eq!(m.mask("nothing here"), "nothing here");
         assert_eq!(m.safe_cut(b"abc hunt"), 4);
         assert_eq!(m.safe_cut(b"abc xyz"), 7);
+    }
+
+    #[test]
+    fn masks_secrets_split_by_terminal_escapes() {
+        let m = Masker::new(["hunter2".to_string()]);
+        // The colours stay; the secret's characters go, whatever sequences sit among them.
+        assert_eq!(m.mask("pw=hun\x1b[1mter2\x1b[0m!"), "pw=***\x1b[1m\x1b[0m!");
+        assert_eq!(m.mask("\x1b[31mh\x1b]0;t\x07unter2 hunter2"), "\x1b[31m***\x1b]0;t\x07 ***");
+        assert_eq!(m.mask("\x1b[1mhunte\x1b[0m"), "\x1b[1mhunte\x1b[0m", "no whole secret");
+        let shown: String = crate::terminal::pieces(&m.mask("é hu\x1b[4mnter2é"))
+            .filter_map(|p| match p {
+                crate::terminal::Piece::Char(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(shown, "é ***é");
     }
 
     #[test]

@@ -17,34 +17,44 @@ pub enum Piece {
 
 /// The pieces of `text`, in order.
 pub fn pieces(text: &str) -> impl Iterator<Item = Piece> + '_ {
-    let mut chars = text.chars().peekable();
+    spans(text).map(|(_, piece)| piece)
+}
+
+/// The pieces of `text` with the byte range each takes.
+pub fn spans(text: &str) -> impl Iterator<Item = (std::ops::Range<usize>, Piece)> + '_ {
+    let mut chars = text.char_indices().peekable();
+    let mut end =
+        move |chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>| chars.peek().map_or(text.len(), |&(i, _)| i);
     std::iter::from_fn(move || {
-        let c = chars.next()?;
+        let (start, c) = chars.next()?;
         if c != '\x1b' {
-            return Some(Piece::Char(c));
+            return Some((start..start + c.len_utf8(), Piece::Char(c)));
         }
-        Some(match chars.next() {
+        let piece = match chars.next().map(|(_, c)| c) {
             Some('[') => {
                 let mut params = String::new();
-                for c in chars.by_ref() {
+                let mut last = None;
+                for (_, c) in chars.by_ref() {
                     if ('\x40'..='\x7e').contains(&c) {
-                        return Some(Piece::Csi { params, last: c });
+                        last = Some(c);
+                        break;
                     }
                     params.push(c);
                 }
-                Piece::Other
+                last.map_or(Piece::Other, |last| Piece::Csi { params, last })
             }
             // Strings (OSC, DCS, APC, PM): up to BEL or ESC \.
             Some(']' | 'P' | '_' | '^') => {
-                while let Some(c) = chars.next() {
-                    if c == '\x07' || (c == '\x1b' && chars.next_if_eq(&'\\').is_some()) {
+                while let Some((_, c)) = chars.next() {
+                    if c == '\x07' || (c == '\x1b' && chars.next_if(|&(_, n)| n == '\\').is_some()) {
                         break;
                     }
                 }
                 Piece::Other
             }
             _ => Piece::Other,
-        })
+        };
+        Some((start..end(&mut chars), piece))
     })
 }
 
@@ -69,5 +79,8 @@ mod tests {
                 Piece::Other,
             ]
         );
+        let text = "é\x1b[1mx\x1b]0;t\x07";
+        let ranges: Vec<_> = super::spans(text).map(|(r, _)| r).collect();
+        assert_eq!(ranges, [0..2, 2..6, 6..7, 7..13]);
     }
 }
