@@ -23,7 +23,7 @@ pub fn pieces(text: &str) -> impl Iterator<Item = Piece> + '_ {
 /// The pieces of `text` with the byte range each takes.
 pub fn spans(text: &str) -> impl Iterator<Item = (std::ops::Range<usize>, Piece)> + '_ {
     let mut chars = text.char_indices().peekable();
-    let mut end =
+    let end =
         move |chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>| chars.peek().map_or(text.len(), |&(i, _)| i);
     std::iter::from_fn(move || {
         let (start, c) = chars.next()?;

@@ -392,11 +392,12 @@ pub async fn resume(
         .map_err(|why| ApiError::conflict(format!("cannot prepare the execution: {why}")))?;
     let action = if rollback { "rollback" } else { "resume" };
     let secret_names: Vec<&String> = secrets.keys().collect();
+    // In the vault, where the runner (and later runs of it, after an approval or a gate)
+    // finds them: exactly the ones supplied now. Before the audit record: a failure here
+    // leaves no record of a resume that did not happen.
+    crate::vault::put(st, &exec.id, &secrets).await?;
     let details = json!({ "was": exec.status.as_str(), "secrets_supplied": secret_names });
     st.audit(ctx.user(), &format!("execution.{action}"), &exec.id, &ctx.request_id, details).await;
-    // In the vault, where the runner (and later runs of it, after an approval or a gate)
-    // finds them: exactly the ones supplied now.
-    crate::vault::put(st, &exec.id, &secrets).await?;
     let kind = if rollback { crate::worker::RunKind::Rollback } else { crate::worker::RunKind::Resume };
     crate::worker::spawn_carry_on(st, exec.clone(), kind).await;
     Ok(opsbook_api::Resumed { id: exec.id, action: action.into() })

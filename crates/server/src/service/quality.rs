@@ -24,16 +24,17 @@ pub async fn confirm(
     let secrets: std::collections::BTreeMap<String, opsbook_core::Input> =
         body.params.iter().map(|(k, v)| (k.clone(), opsbook_core::Input::Value(v.clone()))).collect();
     if rollback {
-        // The rollbacks after it must be able to run: refuse before recording anything.
+        // The rollbacks after it must be able to run: refuse, or fail to prepare them,
+        // before the answer is recorded.
         st.engine.check_resume(&exec.id, &secrets, true).await?;
-    }
-    let note = crate::vault::masked(st, exec, &secrets, body.note).await;
-    st.engine.confirm(&wait, ctx.user(), body.done, note.clone()).await?;
-    let next = if rollback {
         crate::worker::prepare(&st.store, exec)
             .await
             .map_err(|why| ApiError::conflict(format!("cannot prepare the execution: {why}")))?;
         crate::vault::put(st, &exec.id, &secrets).await?;
+    }
+    let note = crate::vault::masked(st, exec, &secrets, body.note).await;
+    st.engine.confirm(&wait, ctx.user(), body.done, note.clone()).await?;
+    let next = if rollback {
         crate::worker::spawn_carry_on(st, exec.clone(), crate::worker::RunKind::Rollback).await;
         "rolling_back"
     } else {
