@@ -25,17 +25,20 @@ fn finds_the_context_of_each_value() {
     assert_eq!(contexts("echo \\\"{{ x }}"), [Bare]);
     assert_eq!(contexts("echo $'a {{ x }}'"), [AnsiC]);
     assert_eq!(contexts("echo $((1 + {{ n }})) {{ m }}"), [Arithmetic, Bare]);
-    assert_eq!(contexts("echo `echo {{ x }}`")[0], Refused(super::IN_BACKQUOTES));
-    assert_eq!(contexts("echo \"`echo {{ x }}`\"")[0], Refused(super::IN_BACKQUOTES));
-    assert_eq!(contexts("echo ${A:-{{ x }}}")[0], Refused(super::IN_PARAMETER));
+    assert_eq!(contexts("echo `echo {{ x }}`")[0], Refused(super::scan::IN_BACKQUOTES));
+    assert_eq!(contexts("echo \"`echo {{ x }}`\"")[0], Refused(super::scan::IN_BACKQUOTES));
+    assert_eq!(contexts("echo ${A:-{{ x }}}")[0], Refused(super::scan::IN_PARAMETER));
     assert_eq!(contexts("echo \"${A:-{{ x }}}\" {{ y }}")[1], Bare);
     assert_eq!(contexts("{% raw %}echo \"{{ x }}\"{% endraw %} {{ y }}"), [Bare]);
     assert_eq!(contexts("echo {# \" #} {{ x }}"), [Bare]);
     assert_eq!(
         contexts("echo \\{{ x }} \"\\{{ y }}\" '\\{{ z }}'"),
-        [Refused(super::AFTER_BACKSLASH), Refused(super::AFTER_BACKSLASH), Single]
+        [Refused(super::scan::AFTER_BACKSLASH), Refused(super::scan::AFTER_BACKSLASH), Single]
     );
-    assert_eq!(contexts("echo ${{ x }} \"${{ y }}\""), [Refused(super::AFTER_DOLLAR), Refused(super::AFTER_DOLLAR)]);
+    assert_eq!(
+        contexts("echo ${{ x }} \"${{ y }}\""),
+        [Refused(super::scan::AFTER_DOLLAR), Refused(super::scan::AFTER_DOLLAR)]
+    );
     assert_eq!(contexts("echo a\\\n{{ x }}"), [Bare]);
     assert_eq!(interpolations("echo a\\\n{{ x }}")[0].line, 2);
 }
@@ -124,14 +127,13 @@ fn values_in_arithmetic_are_integers_only() {
 #[test]
 fn values_as_variable_names_are_refused() {
     use Context::*;
-    let name = Refused(super::AS_NAME);
-    assert_eq!(contexts("unset {{ x }}"), [name.clone()]);
-    assert_eq!(contexts("read -r {{ x }}"), [name.clone()]);
+    for script in ["unset {{ x }}", "read -r {{ x }}", "declare {{ x }}=1", "declare -n r={{ x }}", "[[ -v {{ x }} ]]"]
+    {
+        assert_eq!(contexts(script), [Refused(super::scan::AS_NAME)], "{script}");
+    }
     assert_eq!(contexts("read -p {{ prompt }} answer"), [Bare]);
-    assert_eq!(contexts("declare {{ x }}=1"), [name.clone()]);
-    assert_eq!(contexts("declare -n r={{ x }}"), [name.clone()]);
-    assert_eq!(contexts("printf -v {{ x }} %s 1; printf %s {{ y }}"), [name.clone(), Bare]);
-    assert_eq!(contexts("[[ -v {{ x }} ]]; test -v \"{{ y }}\""), [name.clone(), name]);
+    assert_eq!(contexts("printf -v {{ x }} %s 1; printf %s {{ y }}"), [Refused(super::scan::AS_NAME), Bare]);
+    assert_eq!(contexts("test -v \"{{ y }}\""), [Refused(super::scan::AS_NAME)]);
 }
 
 #[test]
@@ -143,4 +145,96 @@ fn case_patterns_do_not_end_a_command_substitution() {
     assert_eq!(contexts(script), [Bare, Double]);
     // `case` as an argument is no keyword.
     assert_eq!(contexts("x=\"$(echo case) {{ v }}\""), [Double]);
+}
+
+#[test]
+fn follows_template_blocks_or_refuses_what_follows() {
+    use super::scan::{BUILT_WORD, CONDITIONAL_SHELL};
+    use Context::*;
+    let lost = Refused(CONDITIONAL_SHELL);
+    // Branches that leave the shell in the same place are followed.
+    assert_eq!(contexts("{% if prod %}sudo {% endif %}systemctl restart {{ s }}"), [Bare]);
+    assert_eq!(contexts("{% for h in hosts %}\nssh {{ h }} uptime\n{% endfor %}\necho {{ x }}"), [Bare, Bare]);
+    assert_eq!(contexts("deploy {% if x %}--a{% else %}--b{% endif %} {{ v }}"), [Bare]);
+    assert_eq!(
+        contexts("echo {% if x %}\"a {{ v }}\"{% elif y %}'b {{ w }}'{% else %}c{% endif %} {{ z }}"),
+        [Double, Single, Bare]
+    );
+    assert_eq!(contexts("echo pre{% if x %}a{% endif %}{{ v }}"), [Bare]);
+    let conf = "cat > f <<EOF\n{% for h in hosts %}\nserver {{ h }}\n{% endfor %}\nEOF\necho {{ x }}";
+    assert!(matches!(contexts(conf)[..], [Heredoc(_), Bare]));
+    // A comment, a quote or a here-document opened in one branch only: lost.
+    assert_eq!(contexts("{% if q %}#{% endif %}echo {{ p }} > out"), [lost.clone()]);
+    assert_eq!(contexts("echo {% if q %}\"{% endif %}{{ p }}\" {{ r }}"), [lost.clone(), lost.clone()]);
+    assert_eq!(
+        contexts("{% if q %}cat <<'EOF' {% else %}cat <<EOF {% endif %}\n{{ p }}\nEOF\necho {{ r }}"),
+        [lost.clone(), lost.clone()]
+    );
+    assert_eq!(contexts("{% for x in xs %}(cd {{ x }}{% endfor %}) {{ y }}"), [lost.clone(), lost.clone()]);
+    assert_eq!(contexts("echo {% for x in xs %}\"{{ x }}{% endfor %}"), [lost]);
+    // A word the template builds, in a command that reads names.
+    assert_eq!(contexts("declare {% if x %}N={% endif %}{{ v }}"), [Refused(BUILT_WORD)]);
+    // Let and the like chosen by the template: the stricter reading.
+    assert_eq!(contexts("{% if x %}let{% else %}echo{% endif %} y={{ v }}"), [Arithmetic]);
+}
+
+#[test]
+fn refuses_what_changes_the_text_around_it() {
+    use super::scan::{ANSI_C_QUOTE, CONTINUATION, TAG_AS_DELIMITER, TAG_ON_DELIMITER_LINE, TRIMMING};
+    use Context::*;
+    assert_eq!(contexts("echo start # log\n{{- p }}"), [Refused(TRIMMING)]);
+    assert_eq!(contexts("echo \\\n  {{- p }}"), [Refused(TRIMMING)]);
+    assert_eq!(contexts("{% if x -%}\necho {{ p }}\n{% endif %}"), [Refused(TRIMMING)]);
+    assert_eq!(contexts("echo a{{- p -}}b"), [Bare], "trimming nothing changes nothing");
+    assert_eq!(
+        contexts("cat <<{{ q }} > out\nEOF\necho {{ p }}"),
+        [Refused(TAG_AS_DELIMITER), Refused(TAG_AS_DELIMITER)]
+    );
+    assert_eq!(contexts("cat <<EOF\nx\nEOF{# end #}\necho {{ p }}"), [Refused(TAG_ON_DELIMITER_LINE)]);
+    assert_eq!(contexts("echo $'it\\'s' {{ p }}"), [Refused(ANSI_C_QUOTE)]);
+    assert_eq!(contexts("echo $'a\\nb' {{ p }}"), [Bare]);
+    assert_eq!(contexts("x=\"$(ca\\\nse a in a) echo;; esac)\"; echo {{ p }}"), [Refused(CONTINUATION)]);
+    assert_eq!(contexts("echo a\\\nb {{ p }}"), [Bare], "a continued argument is one word");
+}
+
+#[test]
+fn reads_bash_syntax_that_moves_values() {
+    use Context::*;
+    // `#` in a `[[ =~ ]]` pattern is no comment; `((` inside `[[ ]]` is grouping.
+    assert_eq!(contexts("[[ x =~ ^(#|$) ]] && echo {{ p }}"), [Bare]);
+    assert_eq!(contexts("r=\"$([[ ((a == a)) ]] && echo y)\"; echo {{ p }}"), [Bare]);
+    assert_eq!(contexts("[[ 1 -eq 1 &&\n {{ p }} -eq 0 ]]"), [Arithmetic]);
+    // A pattern word `case` is no keyword.
+    assert_eq!(contexts("x=\"$(case {{ q }} in\n case) echo;; esac)\"; echo {{ p }}"), [Bare, Bare]);
+    assert_eq!(
+        contexts("case $x in\n  (a|b) echo {{ p }};;\n  *) echo \"{{ q }}\"\nesac; echo {{ r }}"),
+        [Bare, Double, Bare]
+    );
+    // Arrays: an integer array's words and any subscript are arithmetic.
+    for script in [
+        "declare -i arr=({{ p }})",
+        "declare -ai a=([0]=1 {{ p }})",
+        "a=([{{ p }}]=1)",
+        "a[ {{ p }} ]=1",
+        "declare -i x; x={{ p }}",
+        "typeset -i x; x+={{ p }}",
+        "f(){ local -i n; n={{ p }}; }",
+        "builtin let {{ p }}",
+        "command let {{ p }}",
+        "time -p let {{ p }}",
+        "coproc let {{ p }}",
+        "function f { let {{ p }}; }",
+        "builtin declare -i x={{ p }}",
+    ] {
+        assert_eq!(contexts(script), [Arithmetic], "{script}");
+    }
+    assert_eq!(contexts("a=({{ p }} \"{{ q }}\")"), [Bare, Double]);
+    for script in ["eval echo {{ p }}", "trap {{ p }} EXIT", "{% if x %}eval{% else %}echo{% endif %} {{ p }}"] {
+        assert_eq!(contexts(script), [Refused(super::scan::AS_CODE)], "{script}");
+    }
+    for script in ["printf -v{{ p }} %s x", "wait -n -p {{ p }}"] {
+        assert_eq!(contexts(script), [Refused(super::scan::AS_NAME)], "{script}");
+    }
+    // Non-ASCII text anywhere is no trouble.
+    assert_eq!(contexts("./undeplo￼੍{ x }} {{ y }}"), [Bare]);
 }

@@ -1,0 +1,668 @@
+//! The scanner behind [`super::interpolations`]: reads a script template as the shell
+//! will read what it renders to (quotes, `$( )`, `${ }`, backquotes, comments,
+//! here-documents, arithmetic, `case`, `[[ ]]`, the commands that evaluate their words),
+//! skipping template tags, and gives each `{{ }}` its [`Context`].
+//!
+//! `{% if %}` and `{% for %}` blocks are followed: each branch is scanned from the state
+//! where the block opened, and the branches must leave the shell in the same place. Where
+//! they do not (a quote opened in one branch only), or where the template changes the
+//! script's text around it (`{%-` trimming, a tag on a here-document's delimiter line),
+//! the scanner cannot tell where later values land, and refuses them all.
+
+use super::{Context, Heredoc, Interpolation, is_name};
+
+mod blocks;
+mod words;
+
+use blocks::{Block, without_tags};
+
+pub(super) const IN_BACKQUOTES: &str = "inside backquotes `…` a value cannot be quoted safely: write $( … ) instead";
+pub(super) const AFTER_BACKSLASH: &str =
+    "a backslash right before {{ … }} would quote the first character of the value: remove it";
+pub(super) const AFTER_DOLLAR: &str =
+    "a `$` right before {{ … }} would make the shell read the value as code or a variable name: remove it";
+pub(super) const IN_PARAMETER: &str =
+    "inside ${…} a value cannot be quoted safely: set a variable first (X={{ … }}) and use ${X…}";
+pub(super) const AS_NAME: &str = "here a value would be a variable name, which bash evaluates (`a[$(cmd)]` runs \
+     cmd): write the name in the script";
+pub(super) const AS_CODE: &str = "`eval` and `trap` run their words as shell code, so a value there would be run: \
+     pass it as an argument or variable of the code instead";
+pub(super) const CONDITIONAL_SHELL: &str = "the {% %} block before this opens or closes shell syntax (a quote, a \
+     here-document, a comment, `$( )`, `case`) in one branch and not in another, so where the values after it land \
+     cannot be told: keep such syntax whole inside each branch, or outside the block";
+pub(super) const TRIMMING: &str = "a `-` in a template tag ({%- … -%}, {{- … -}}) removes the spaces and line breaks \
+     beside it, which changes how the shell reads the script: write the tag without `-`";
+pub(super) const TAG_AS_DELIMITER: &str =
+    "a here-document's delimiter cannot come from a template tag: write the delimiter in the script";
+pub(super) const TAG_ON_DELIMITER_LINE: &str =
+    "a template tag on a here-document's delimiter line may end it or not: write that line plainly";
+pub(super) const ANSI_C_QUOTE: &str =
+    "`\\'` inside $'…' ends the quote in sh (dash) but not in bash: write \\x27 for the quote instead";
+pub(super) const CONTINUATION: &str = "a line continuation (`\\` at the end of a line) inside a word cannot be \
+     followed: break the line between words";
+pub(super) const BUILT_WORD: &str = "{% %} logic builds part of the word this value is in, so what the word is \
+     cannot be told: give the value a word of its own";
+
+#[derive(Debug, Clone, PartialEq)]
+enum Frame {
+    /// Commands: the top level or inside `$( )`.
+    Command(Cmd),
+    Double,
+    Single,
+    AnsiC,
+    Backquote,
+    /// `${ … }`, with the depth of nested braces.
+    Parameter(u32),
+    Heredoc {
+        delimiter: String,
+        strip_tabs: bool,
+        literal: bool,
+    },
+    /// `$(( ))` and `(( ))` with the depth of plain parentheses, or a subscript or bash's
+    /// `$[ ]` with the depth of brackets.
+    Arithmetic {
+        depth: u32,
+        bracket: bool,
+    },
+    /// The words of `NAME=( … )`; an integer array's are arithmetic.
+    Array {
+        arithmetic: bool,
+    },
+    /// After `#`, to the end of the line.
+    Comment,
+}
+
+/// Where a command list is: enough to know which `)` closes it, and what the current
+/// simple command does with its words.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Cmd {
+    /// Open plain parentheses (subshells, function definitions).
+    depth: u32,
+    /// Open `case … esac`.
+    cases: u32,
+    /// Reading a case pattern: its `)` ends it, and `esac` may come.
+    pattern: bool,
+    /// The next word is in command position (a command, reserved word or assignment).
+    fresh: bool,
+    kind: Kind,
+    /// Where the current word began; `Some(usize::MAX)` if template logic built it.
+    word: Option<usize>,
+    /// Where the word that said what the command is began.
+    command_word: Option<usize>,
+}
+
+/// What a simple command does with its words, where that matters for a value.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+enum Kind {
+    #[default]
+    Other,
+    /// `let`: words are arithmetic.
+    Arithmetic,
+    /// `declare -i` and the like: words are arithmetic, and the names assigned are integers.
+    DeclareInt,
+    /// `declare`, `typeset`, `local`, `export`, `readonly`: a word before its `=` is a name.
+    Declare,
+    /// `unset`, `declare -n`: every word is a name.
+    Names,
+    /// `eval`, `trap`: words are code.
+    Code,
+    /// `read`: words are names, except the arguments of its options.
+    Read,
+    /// The word after one of these options is a name (`printf -v`, `wait -p`).
+    NameAfter(&'static [&'static str]),
+    /// `[[ … ]]`: names after `-v`/`-R`, and the operands of `-eq`, `-lt`… are arithmetic.
+    Test,
+    /// `case WORD`, until `in`.
+    Case,
+    /// `function`: the next word is its name.
+    Function,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Pending {
+    delimiter: String,
+    strip_tabs: bool,
+    literal: bool,
+}
+
+pub(super) struct Scanner<'a> {
+    b: &'a [u8],
+    src: &'a str,
+    i: usize,
+    line: usize,
+    nth: usize,
+    stack: Vec<Frame>,
+    pending: Vec<Pending>,
+    blocks: Vec<Block>,
+    out: Vec<Interpolation>,
+    /// A `\` or `$` right before a tag at this offset, and why that is refused.
+    glued: Option<(usize, &'static str)>,
+    /// Why the rest of the script cannot be followed, once that happened.
+    lost: Option<&'static str>,
+    /// The end of the last template tag, the shell byte before the run of tags it ends,
+    /// and whether a value was among them.
+    tags: Option<(usize, Option<u8>, bool)>,
+    /// Variables given the integer attribute (`declare -i n`).
+    integers: Vec<String>,
+}
+
+impl<'a> Scanner<'a> {
+    pub(super) fn new(script: &'a str) -> Scanner<'a> {
+        Scanner {
+            b: script.as_bytes(),
+            src: script,
+            i: 0,
+            line: 1,
+            nth: 0,
+            stack: vec![Frame::Command(Cmd { fresh: true, ..Cmd::default() })],
+            pending: Vec::new(),
+            blocks: Vec::new(),
+            out: Vec::new(),
+            glued: None,
+            lost: None,
+            tags: None,
+            integers: Vec::new(),
+        }
+    }
+
+    fn top(&self) -> &Frame {
+        self.stack.last().expect("the command frame is never popped")
+    }
+
+    fn at(&self, s: &[u8]) -> bool {
+        self.b[self.i..].starts_with(s)
+    }
+
+    /// Text between two byte offsets, or nothing if they are not character boundaries.
+    fn text(&self, from: usize, to: usize) -> &'a str {
+        self.src.get(from..to).unwrap_or_default()
+    }
+
+    fn newline(&mut self) {
+        self.line += 1;
+        self.nth = 0;
+    }
+
+    fn lose(&mut self, why: &'static str) {
+        self.lost.get_or_insert(why);
+    }
+
+    fn pop(&mut self) {
+        if self.stack.len() > 1 {
+            self.stack.pop();
+        }
+    }
+
+    pub(super) fn run(mut self) -> Vec<Interpolation> {
+        let mut raw = false;
+        while self.i < self.b.len() {
+            // Template tags are not shell text; `{{ }}` is where a value lands.
+            if !raw && (self.at(b"{{") || self.at(b"{%") || self.at(b"{#")) {
+                raw = self.tag();
+                continue;
+            }
+            if raw && self.at(b"{%") && self.tag_is("endraw") {
+                raw = self.tag();
+                continue;
+            }
+            let c = self.b[self.i];
+            if c == b'\n' {
+                self.line_break();
+                continue;
+            }
+            match self.top().clone() {
+                Frame::Comment => {}
+                Frame::Single => {
+                    if c == b'\'' {
+                        self.pop();
+                    }
+                }
+                Frame::AnsiC => match c {
+                    b'\\' if self.b.get(self.i + 1) == Some(&b'\'') => {
+                        self.lose(ANSI_C_QUOTE);
+                        self.i += 1;
+                    }
+                    b'\\' => self.escape_next(),
+                    b'\'' => self.pop(),
+                    _ => {}
+                },
+                Frame::Double => match c {
+                    b'\\' => self.escape_next(),
+                    b'"' => self.pop(),
+                    _ => self.expansion(),
+                },
+                Frame::Heredoc { literal: true, .. } => {}
+                Frame::Heredoc { literal: false, .. } => match c {
+                    b'\\' => self.escape_next(),
+                    _ => self.expansion(),
+                },
+                Frame::Backquote => match c {
+                    b'\\' => self.escape_next(),
+                    b'`' => self.pop(),
+                    _ => self.quote_or_expansion(),
+                },
+                Frame::Parameter(depth) => match c {
+                    b'}' if depth == 0 => self.pop(),
+                    b'}' => self.set_depth(depth - 1),
+                    b'{' => self.set_depth(depth + 1),
+                    b'\\' => self.escape_next(),
+                    _ => self.quote_or_expansion(),
+                },
+                Frame::Command(cmd) => {
+                    if self.command_byte(c, &cmd) {
+                        continue;
+                    }
+                }
+                Frame::Arithmetic { depth, bracket } => match c {
+                    b'(' if !bracket => self.set_depth(depth + 1),
+                    b'[' if bracket => self.set_depth(depth + 1),
+                    b')' if !bracket && depth > 0 => self.set_depth(depth - 1),
+                    b']' if bracket && depth > 0 => self.set_depth(depth - 1),
+                    b')' if !bracket => self.pop(),
+                    b']' if bracket => self.pop(),
+                    b'\\' => self.escape_next(),
+                    _ => self.quote_or_expansion(),
+                },
+                Frame::Array { .. } => match c {
+                    b')' => self.pop(),
+                    b'[' if b" \t(".contains(&self.b[self.i - 1]) => {
+                        self.stack.push(Frame::Arithmetic { depth: 0, bracket: true });
+                    }
+                    b'\\' => self.escape_next(),
+                    _ => self.quote_or_expansion(),
+                },
+            }
+            self.i += 1;
+        }
+        self.out
+    }
+
+    /// One byte of a command list; `true` if it moved `self.i` itself.
+    fn command_byte(&mut self, c: u8, cmd: &Cmd) -> bool {
+        match c {
+            // Inside `[[ ]]`, `&&`, `||` and parentheses group conditions.
+            b'(' | b')' | b'&' | b'|' if cmd.kind == Kind::Test => self.command().word = None,
+            // In a case pattern, `(` may open it, `|` separates alternatives, `)` ends it.
+            b'(' | b'|' if cmd.pattern => {}
+            b')' if cmd.pattern => {
+                self.command().pattern = false;
+                self.end_command();
+            }
+            b'(' if self.at(b"((") => {
+                self.command().depth += 1;
+                self.command().fresh = false;
+                self.stack.push(Frame::Arithmetic { depth: 0, bracket: false });
+                self.i += 2;
+                return true;
+            }
+            // `NAME=( … )`: an array's words.
+            b'(' if cmd.word.is_some() && self.b[self.i - 1] == b'=' => {
+                let name = self.text(cmd.word.unwrap_or(self.i), self.i - 1).trim_end_matches('+');
+                let arithmetic = cmd.kind == Kind::DeclareInt || self.integers.iter().any(|n| n == name);
+                self.stack.push(Frame::Array { arithmetic });
+            }
+            b'(' => {
+                self.end_command();
+                self.command().depth += 1;
+            }
+            b')' if cmd.depth > 0 => {
+                self.end_command();
+                self.command().depth -= 1;
+            }
+            b')' => self.pop(),
+            b';' => {
+                // `;;`, `;&` and `;;&` end a case item: a pattern comes next.
+                if cmd.cases > 0 && matches!(self.b.get(self.i + 1), Some(b';' | b'&')) {
+                    self.command().pattern = true;
+                    self.i += 1 + usize::from(self.at(b";;&"));
+                }
+                self.end_command();
+            }
+            b'&' | b'|' => self.end_command(),
+            b' ' | b'\t' => self.command().word = None,
+            b'#' if self.starts_comment(cmd) => self.stack.push(Frame::Comment),
+            b'<' if self.at(b"<<<") => self.i += 2,
+            b'<' if self.at(b"<<") => {
+                if let Some(p) = self.heredoc_operator() {
+                    self.pending.push(p);
+                }
+                return true;
+            }
+            // Redirections end a word; `>&` and `<&` do not end the command.
+            b'<' | b'>' => {
+                self.command().word = None;
+                if self.b.get(self.i + 1) == Some(&b'&') {
+                    self.i += 1;
+                }
+            }
+            // A subscript: `a[…]=`, `declare a[…]`.
+            b'[' if cmd.word.is_some_and(|w| is_name(self.text(w, self.i))) => {
+                self.stack.push(Frame::Arithmetic { depth: 0, bracket: true });
+            }
+            b'\\' => {
+                self.word_starts();
+                self.escape_next();
+            }
+            _ => {
+                self.word_starts();
+                self.quote_or_expansion();
+            }
+        }
+        false
+    }
+
+    /// Whether a `#` at `self.i` starts a comment: at the start of a word, judged by the
+    /// shell text before it (template tags are no text; a value is at least `''`).
+    fn starts_comment(&self, cmd: &Cmd) -> bool {
+        let before = match self.tags {
+            Some((end, before, value)) if end == self.i => {
+                if value {
+                    return false;
+                }
+                before
+            }
+            _ => self.i.checked_sub(1).map(|p| self.b[p]),
+        };
+        let separators: &[u8] = if cmd.kind == Kind::Test { b" \t\n" } else { b" \t\n;&|(" };
+        before.is_none_or(|b| separators.contains(&b))
+    }
+
+    fn line_break(&mut self) {
+        if matches!(self.top(), Frame::Comment) {
+            self.pop();
+        }
+        // Inside `[[ ]]` a line break is a space.
+        if !matches!(self.top(), Frame::Command(c) if c.kind == Kind::Test) {
+            self.end_command();
+        }
+        self.newline();
+        self.i += 1;
+        // Here-documents start on the line after their operator, one after another.
+        self.start_heredoc();
+        while let Frame::Heredoc { delimiter, strip_tabs, .. } = self.top().clone() {
+            match self.delimiter_line(&delimiter, strip_tabs) {
+                Some(true) => {
+                    self.stack.pop();
+                    self.skip_line();
+                    self.start_heredoc();
+                }
+                Some(false) => break,
+                None => {
+                    self.lose(TAG_ON_DELIMITER_LINE);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// The command list at the top of the stack (the bottom one is never popped).
+    fn command(&mut self) -> &mut Cmd {
+        let at = self.stack.iter().rposition(|f| matches!(f, Frame::Command(_))).unwrap_or(0);
+        match &mut self.stack[at] {
+            Frame::Command(cmd) => cmd,
+            _ => unreachable!("the bottom frame is a command list"),
+        }
+    }
+
+    /// After `;`, `&`, `|`, `(`, a case pattern's `)` or a line break, the next word
+    /// starts a new command.
+    fn end_command(&mut self) {
+        if let Some(Frame::Command(cmd)) = self.stack.last_mut() {
+            cmd.fresh = true;
+            cmd.kind = Kind::Other;
+            cmd.word = None;
+        }
+    }
+
+    fn start_heredoc(&mut self) {
+        if matches!(self.top(), Frame::Command(_)) && !self.pending.is_empty() {
+            let p = self.pending.remove(0);
+            self.stack.push(Frame::Heredoc { delimiter: p.delimiter, strip_tabs: p.strip_tabs, literal: p.literal });
+        }
+    }
+
+    /// A backslash at `self.i` quotes the next character, which is skipped; a template
+    /// tag is not skipped (it is no character of the script), but noted: the backslash
+    /// would then quote the first character of the value.
+    fn escape_next(&mut self) {
+        match self.b.get(self.i + 1) {
+            Some(b'\n') => {
+                let in_word = matches!(self.top(), Frame::Command(c)
+                    if c.word.is_some_and(|w| w < self.i) && c.word == c.command_word);
+                if in_word {
+                    self.lose(CONTINUATION);
+                }
+                self.newline();
+                self.i += 1;
+            }
+            Some(b'{') => self.glued = Some((self.i + 1, AFTER_BACKSLASH)),
+            Some(_) => self.i += 1,
+            None => {}
+        }
+    }
+
+    fn set_depth(&mut self, d: u32) {
+        if let Some(Frame::Parameter(depth) | Frame::Arithmetic { depth, .. }) = self.stack.last_mut() {
+            *depth = d;
+        }
+    }
+
+    /// `'`, `"`, `$'` and the expansions, where they start something (at `self.i`).
+    fn quote_or_expansion(&mut self) {
+        match self.b[self.i] {
+            b'\'' => self.stack.push(Frame::Single),
+            b'"' => self.stack.push(Frame::Double),
+            b'$' if self.b.get(self.i + 1) == Some(&b'\'') => {
+                self.stack.push(Frame::AnsiC);
+                self.i += 1;
+            }
+            _ => self.expansion(),
+        }
+    }
+
+    /// `$(`, `$((`, `$[`, `${` and `` ` `` (the expansions that also work inside double quotes).
+    fn expansion(&mut self) {
+        if self.b[self.i] == b'$' && self.b[self.i + 1..].starts_with(b"{{") {
+            self.glued = Some((self.i + 1, AFTER_DOLLAR));
+            return;
+        }
+        match (self.b[self.i], self.b.get(self.i + 1)) {
+            (b'$', Some(b'(')) if self.b.get(self.i + 2) == Some(&b'(') => {
+                self.stack.push(Frame::Command(Cmd::default()));
+                self.stack.push(Frame::Arithmetic { depth: 0, bracket: false });
+                self.i += 2;
+            }
+            (b'$', Some(b'(')) => {
+                self.stack.push(Frame::Command(Cmd { fresh: true, ..Cmd::default() }));
+                self.i += 1;
+            }
+            (b'$', Some(b'[')) => {
+                self.stack.push(Frame::Arithmetic { depth: 0, bracket: true });
+                self.i += 1;
+            }
+            (b'$', Some(b'{')) => {
+                self.stack.push(Frame::Parameter(0));
+                self.i += 1;
+            }
+            (b'`', _) => self.stack.push(Frame::Backquote),
+            _ => {}
+        }
+    }
+
+    /// Whether the tag at `self.i` is `{% NAME %}` (with any whitespace control).
+    fn tag_is(&self, name: &str) -> bool {
+        self.tag_words().0 == name
+    }
+
+    /// The first word of the `{% %}` tag at `self.i`, and whether it assigns (`=`).
+    fn tag_words(&self) -> (&'a str, bool) {
+        let rest = self.text(self.i + 2, self.b.len());
+        let Some(end) = rest.find("%}") else { return ("", false) };
+        let inner = rest[..end].trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
+        (inner.split_whitespace().next().unwrap_or_default(), inner.contains('='))
+    }
+
+    /// Skips the template tag at `self.i`, recording `{{ }}`; returns whether it opened
+    /// a `{% raw %}` block.
+    fn tag(&mut self) -> bool {
+        let start = self.i;
+        let kind = self.b[start + 1];
+        let close: &[u8] = match kind {
+            b'{' => b"}}",
+            b'%' => b"%}",
+            _ => b"#}",
+        };
+        let end = match self.b[start + 2..].windows(2).position(|w| w == close) {
+            Some(p) => start + 2 + p + 2,
+            None => self.b.len(),
+        };
+        let space = |b: Option<&u8>| b.is_some_and(|b| b" \t\r\n".contains(b));
+        let trims_before = self.b.get(start + 2) == Some(&b'-') && start > 0 && space(self.b.get(start - 1));
+        let trims_after = end >= start + 5 && self.b[end - 3] == b'-' && space(self.b.get(end));
+        if trims_before || trims_after {
+            self.lose(TRIMMING);
+        }
+        let opens_raw = kind == b'%' && self.tag_is("raw");
+        if kind == b'%' {
+            self.control(start);
+        }
+        if kind == b'{' {
+            let context = self.context_here(start, end);
+            self.out.push(Interpolation { start, end, line: self.line, nth: self.nth, context });
+            // A value that starts a word in command position is the command.
+            if let Some(Frame::Command(cmd)) = self.stack.last_mut()
+                && cmd.word.is_none()
+            {
+                cmd.word = Some(start);
+                if cmd.fresh {
+                    cmd.fresh = false;
+                    cmd.kind = Kind::Other;
+                }
+            }
+        }
+        if kind != b'#' {
+            self.nth += 1;
+        }
+        let before = match self.tags {
+            Some((last_end, before, _)) if last_end == start => before,
+            _ => start.checked_sub(1).map(|p| self.b[p]),
+        };
+        let value = kind == b'{' || matches!(self.tags, Some((last_end, _, true)) if last_end == start);
+        self.tags = Some((end, before, value));
+        let newlines = self.b[start..end].iter().filter(|&&x| x == b'\n').count();
+        for _ in 0..newlines {
+            self.newline();
+        }
+        self.i = end;
+        opens_raw
+    }
+
+    fn context_here(&self, start: usize, end: usize) -> Context {
+        if let Some(why) = self.lost {
+            return Context::Refused(why);
+        }
+        if let Some((at, why)) = self.glued
+            && at == start
+        {
+            return Context::Refused(why);
+        }
+        let arithmetic = |f: &Frame| matches!(f, Frame::Arithmetic { .. } | Frame::Array { arithmetic: true });
+        if self.stack.iter().any(arithmetic) {
+            return Context::Arithmetic;
+        }
+        if let Some(context) = self.in_command(start, end) {
+            return context;
+        }
+        match self.top() {
+            Frame::Command(_) | Frame::Arithmetic { .. } | Frame::Array { .. } => Context::Bare,
+            Frame::Comment => Context::Comment,
+            Frame::Double => Context::Double,
+            Frame::Single => Context::Single,
+            Frame::AnsiC => Context::AnsiC,
+            Frame::Backquote => Context::Refused(IN_BACKQUOTES),
+            Frame::Parameter(_) => Context::Refused(IN_PARAMETER),
+            Frame::Heredoc { delimiter, strip_tabs, literal } => {
+                let line_start = self.src[..start].rfind('\n').map_or(0, |p| p + 1);
+                let line_end = self.src[end..].find('\n').map_or(self.src.len(), |p| end + p);
+                let h = Heredoc {
+                    delimiter: delimiter.clone(),
+                    strip_tabs: *strip_tabs,
+                    before: self.src[line_start..start].to_string(),
+                    after: self.src[end..line_end].to_string(),
+                };
+                if *literal { Context::HeredocLiteral(h) } else { Context::Heredoc(h) }
+            }
+        }
+    }
+
+    /// `<<WORD` or `<<-WORD` at `self.i`: reads the delimiter (quoted parts make the body
+    /// literal) and moves past it.
+    fn heredoc_operator(&mut self) -> Option<Pending> {
+        self.i += 2;
+        let strip_tabs = self.at(b"-");
+        if strip_tabs {
+            self.i += 1;
+        }
+        while self.i < self.b.len() && (self.b[self.i] == b' ' || self.b[self.i] == b'\t') {
+            self.i += 1;
+        }
+        if self.at(b"{{") || self.at(b"{%") || self.at(b"{#") {
+            self.lose(TAG_AS_DELIMITER);
+            return None;
+        }
+        let mut delimiter: Vec<u8> = Vec::new();
+        let mut literal = false;
+        let mut quote: Option<u8> = None;
+        while self.i < self.b.len() {
+            let c = self.b[self.i];
+            if c == b'{' && matches!(self.b.get(self.i + 1), Some(b'{' | b'%' | b'#')) {
+                self.lose(TAG_AS_DELIMITER);
+                break;
+            }
+            match (quote, c) {
+                (Some(q), _) if c == q => quote = None,
+                (Some(_), _) => delimiter.push(c),
+                (None, b'\'' | b'"') => {
+                    quote = Some(c);
+                    literal = true;
+                }
+                (None, b'\\') => {
+                    literal = true;
+                    self.i += 1;
+                    if let Some(&n) = self.b.get(self.i) {
+                        delimiter.push(n);
+                    }
+                }
+                (None, b' ' | b'\t' | b'\n' | b';' | b'&' | b'|' | b'<' | b'>' | b'(' | b')') => break,
+                (None, _) => delimiter.push(c),
+            }
+            self.i += 1;
+        }
+        let delimiter = String::from_utf8_lossy(&delimiter).into_owned();
+        (!delimiter.is_empty()).then_some(Pending { delimiter, strip_tabs, literal })
+    }
+
+    /// Whether the line starting at `self.i` is the delimiter line; `None` if template
+    /// tags on it decide (without its `{% %}` and `{# #}` tags it would be).
+    fn delimiter_line(&self, delimiter: &str, strip_tabs: bool) -> Option<bool> {
+        let rest = self.text(self.i, self.b.len());
+        let line = rest.split('\n').next().unwrap_or_default();
+        let line = if strip_tabs { line.trim_start_matches('\t') } else { line };
+        if line == delimiter {
+            return Some(true);
+        }
+        let plain = without_tags(line, None);
+        let plain = if strip_tabs { plain.trim_start_matches('\t') } else { plain.as_str() };
+        if plain != line && plain.starts_with(delimiter) { None } else { Some(false) }
+    }
+
+    fn skip_line(&mut self) {
+        while self.i < self.b.len() && self.b[self.i] != b'\n' {
+            self.i += 1;
+        }
+        if self.i < self.b.len() {
+            self.newline();
+            self.i += 1;
+        }
+    }
+}

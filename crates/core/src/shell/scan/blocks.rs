@@ -1,0 +1,149 @@
+//! Template blocks (`{% if %}`, `{% for %}`…): each branch is scanned from the state
+//! where the block opened, and the branches must leave the shell in the same place.
+
+use super::{CONDITIONAL_SHELL, Context, Frame, Kind, Pending, Scanner};
+
+/// The part of the scanner's state that template branches must agree on.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct State {
+    stack: Vec<Frame>,
+    pending: Vec<Pending>,
+}
+
+/// An open `{% %}` block.
+pub(super) struct Block {
+    /// `if`: branches; `for` (and the blocks whose body is not written where it stands,
+    /// such as `macro`): a body that may be written any number of times, so it must end
+    /// where it began.
+    branches: bool,
+    /// Where its opening tag is.
+    start: usize,
+    at_open: State,
+    ends: Vec<State>,
+    has_else: bool,
+}
+
+impl Block {
+    fn new(branches: bool, start: usize, at_open: State) -> Block {
+        Block { branches, start, at_open, ends: Vec::new(), has_else: false }
+    }
+}
+
+impl Scanner<'_> {
+    /// Follows `{% if %}`, `{% for %}` and the blocks like them (the tag at `start`).
+    pub(super) fn control(&mut self, start: usize) {
+        let (word, assigns) = self.tag_words();
+        let state = self.state();
+        match word {
+            "if" | "for" | "macro" | "call" => self.blocks.push(Block::new(word == "if", start, state)),
+            // `{% set x %}…{% endset %}` keeps its text for later.
+            "set" if !assigns => self.blocks.push(Block::new(false, start, state)),
+            "elif" | "else" => {
+                if let Some(block) = self.blocks.last_mut() {
+                    block.ends.push(state);
+                    block.has_else |= word == "else";
+                    let restart = block.at_open.clone();
+                    self.restore(restart);
+                }
+            }
+            "endif" | "endfor" | "endmacro" | "endcall" | "endset" => {
+                if let Some(mut block) = self.blocks.pop() {
+                    block.ends.push(state);
+                    if !block.branches || !block.has_else {
+                        block.ends.push(block.at_open.clone());
+                    }
+                    match join(&block.ends, block.start) {
+                        Some(joined) => self.restore(joined),
+                        None => {
+                            // The values inside it cannot be told either (a loop's second
+                            // round starts where its first ended).
+                            for i in self.out.iter_mut().filter(|i| i.start > block.start) {
+                                i.context = Context::Refused(CONDITIONAL_SHELL);
+                            }
+                            self.lose(CONDITIONAL_SHELL);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn state(&self) -> State {
+        State { stack: self.stack.clone(), pending: self.pending.clone() }
+    }
+
+    fn restore(&mut self, s: State) {
+        self.stack = s.stack;
+        self.pending = s.pending;
+    }
+}
+
+/// The state after a block (opened at `start`) whose branches ended in `ends`, if they
+/// agree on the shell syntax that is open. The current command may differ: it counts as
+/// the stricter of the branches' commands, and a word that the block began is one that
+/// template logic built.
+fn join(ends: &[State], start: usize) -> Option<State> {
+    let (first, rest) = ends.split_first()?;
+    let mut joined = first.clone();
+    for s in rest {
+        if s.pending != joined.pending || s.stack.len() != joined.stack.len() {
+            return None;
+        }
+        for (a, b) in joined.stack.iter_mut().zip(&s.stack) {
+            match (a, b) {
+                (Frame::Command(a), Frame::Command(b)) => {
+                    if (a.depth, a.cases, a.pattern) != (b.depth, b.cases, b.pattern) {
+                        return None;
+                    }
+                    a.fresh |= b.fresh;
+                    if a.kind != b.kind {
+                        let refused = [Kind::Code, Kind::Names].into_iter().find(|k| a.kind == *k || b.kind == *k);
+                        a.kind = refused.unwrap_or(Kind::Arithmetic);
+                    }
+                    let inside = |w: Option<usize>| w.is_some_and(|w| w >= start);
+                    if a.word.is_some() != b.word.is_some() || inside(a.word) || inside(b.word) {
+                        a.word = Some(usize::MAX);
+                    }
+                }
+                (a, b) if a == b => {}
+                _ => return None,
+            }
+        }
+    }
+    // A single branch (a loop's body against the state before it) still counts.
+    for frame in &mut joined.stack {
+        if let Frame::Command(c) = frame
+            && c.word.is_some_and(|w| w >= start)
+        {
+            c.word = Some(usize::MAX);
+        }
+    }
+    Some(joined)
+}
+
+/// Shell text of a template piece: `{% %}` and `{# #}` tags removed, and each `{{ }}`
+/// replaced by `value` (kept as written if `None`).
+pub(super) fn without_tags(text: &str, value: Option<&str>) -> String {
+    let mut plain = String::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        plain.push_str(&rest[..open]);
+        let close = match rest.as_bytes().get(open + 1) {
+            Some(b'%') => "%}",
+            Some(b'#') => "#}",
+            Some(b'{') if value.is_some() => "}}",
+            _ => {
+                plain.push('{');
+                rest = &rest[open + 1..];
+                continue;
+            }
+        };
+        if close == "}}" {
+            plain.push_str(value.unwrap_or_default());
+        }
+        rest = rest[open..].find(close).map_or("", |c| &rest[open + c + 2..]);
+    }
+    plain.push_str(rest);
+    plain
+}

@@ -1,0 +1,133 @@
+//! The words of a simple command: which command it is, and what it makes of a value.
+
+use super::{AS_CODE, AS_NAME, Context, Frame, Kind, Scanner, is_name, without_tags};
+
+/// Words that leave the next word in command position.
+const PREFIXES: &[&str] =
+    &["!", "{", "}", "if", "then", "else", "elif", "do", "while", "until", "time", "builtin", "command", "coproc"];
+const ARITHMETIC_TESTS: &[&str] = &["-eq", "-ne", "-lt", "-le", "-gt", "-ge"];
+
+impl Scanner<'_> {
+    /// A word begins at `self.i` unless one is under way; in command position it says
+    /// what the command is.
+    pub(super) fn word_starts(&mut self) {
+        let start = self.i;
+        let mut end = start;
+        while end < self.b.len()
+            && !b" \t\n;&|()<>\"'`$\\".contains(&self.b[end])
+            && !(self.b[end] == b'{' && matches!(self.b.get(end + 1), Some(b'{' | b'%' | b'#')))
+        {
+            end += 1;
+        }
+        let text = self.text(start, end);
+        let cmd = self.command();
+        if cmd.word.is_some() {
+            return;
+        }
+        cmd.word = Some(start);
+        if cmd.fresh {
+            cmd.command_word = Some(start);
+        }
+        if cmd.pattern {
+            if text == "esac" {
+                cmd.cases = cmd.cases.saturating_sub(1);
+                cmd.pattern = false;
+                cmd.fresh = false;
+            }
+            return;
+        }
+        if !cmd.fresh {
+            let flags = text.strip_prefix('-').filter(|_| matches!(cmd.kind, Kind::Declare | Kind::DeclareInt));
+            match cmd.kind {
+                _ if flags.is_some_and(|f| f.contains('n')) => cmd.kind = Kind::Names,
+                _ if flags.is_some_and(|f| f.contains('i')) => cmd.kind = Kind::DeclareInt,
+                Kind::DeclareInt if flags.is_none() => {
+                    let name = text.split(['=', '+', '[']).next().unwrap_or_default();
+                    if is_name(name) {
+                        let name = name.to_string();
+                        self.integers.push(name);
+                    }
+                }
+                Kind::Test if text == "]]" => cmd.kind = Kind::Other,
+                Kind::Case if text == "in" => {
+                    cmd.kind = Kind::Other;
+                    cmd.pattern = true;
+                }
+                _ => {}
+            }
+            return;
+        }
+        let assignment = text.split_once('=').is_some_and(|(name, _)| {
+            let name = name.trim_end_matches('+');
+            is_name(name.split_once('[').map_or(name, |(n, _)| n))
+        });
+        if assignment || PREFIXES.contains(&text) || text.starts_with('-') {
+            return;
+        }
+        if cmd.kind == Kind::Function {
+            // The function's name; its body follows.
+            cmd.kind = Kind::Other;
+            return;
+        }
+        cmd.fresh = text == "function";
+        cmd.kind = match text {
+            "let" => Kind::Arithmetic,
+            "declare" | "typeset" | "local" | "export" | "readonly" => Kind::Declare,
+            "unset" => Kind::Names,
+            "eval" | "trap" => Kind::Code,
+            "read" => Kind::Read,
+            "printf" | "test" | "[" => Kind::NameAfter(&["-v", "-R"]),
+            "wait" => Kind::NameAfter(&["-p"]),
+            "[[" => Kind::Test,
+            "case" => Kind::Case,
+            "function" => Kind::Function,
+            _ => Kind::Other,
+        };
+        match text {
+            "case" => cmd.cases += 1,
+            "esac" => cmd.cases = cmd.cases.saturating_sub(1),
+            _ => {}
+        }
+    }
+
+    /// What the command a value is a word of (perhaps in quotes) makes of it, where
+    /// that is more than a word: arithmetic, code, or a variable name.
+    pub(super) fn in_command(&self, start: usize, end: usize) -> Option<Context> {
+        let quotes = self.stack.iter().rev().take_while(|f| matches!(f, Frame::Double | Frame::Single | Frame::AnsiC));
+        let Some(Frame::Command(cmd)) = self.stack.iter().rev().nth(quotes.count()) else { return None };
+        if cmd.word == Some(usize::MAX) {
+            return Some(Context::Refused(super::BUILT_WORD));
+        }
+        let word = cmd.word.unwrap_or(start);
+        let prefix = without_tags(self.text(word, start), Some("x"));
+        let prefix = prefix.as_str();
+        let before = self.text(0, word).trim_end_matches([' ', '\t']);
+        let previous = &before[before.rfind([' ', '\t', '\n']).map_or(0, |p| p + 1)..];
+        let after = self.text(end, self.b.len());
+        let after = &after[after.find([' ', '\t', '\n']).unwrap_or(after.len())..];
+        let next = after.trim_start_matches([' ', '\t']).split([' ', '\t', '\n']).next().unwrap_or_default();
+        let integer = prefix
+            .split_once('=')
+            .is_some_and(|(name, _)| self.integers.iter().any(|n| n == name.trim_end_matches('+')));
+        match cmd.kind {
+            Kind::Arithmetic | Kind::DeclareInt => Some(Context::Arithmetic),
+            Kind::Names => Some(Context::Refused(AS_NAME)),
+            Kind::Code => Some(Context::Refused(AS_CODE)),
+            Kind::Declare if !prefix.contains('=') => Some(Context::Refused(AS_NAME)),
+            Kind::Read if !matches!(previous, "-p" | "-d" | "-t" | "-u" | "-n" | "-N" | "-i") => {
+                Some(Context::Refused(AS_NAME))
+            }
+            Kind::NameAfter(options) if options.contains(&previous) || options.contains(&prefix) => {
+                Some(Context::Refused(AS_NAME))
+            }
+            Kind::Test if matches!(previous, "-v" | "-R") || matches!(prefix, "-v" | "-R") => {
+                Some(Context::Refused(AS_NAME))
+            }
+            Kind::Test if ARITHMETIC_TESTS.contains(&previous) || ARITHMETIC_TESTS.contains(&next) => {
+                Some(Context::Arithmetic)
+            }
+            _ if integer => Some(Context::Arithmetic),
+            _ => None,
+        }
+    }
+}
