@@ -144,6 +144,9 @@ pub(super) struct Scanner<'a> {
     tags: Option<(usize, Option<u8>, bool)>,
     /// Variables given the integer attribute (`declare -i n`).
     integers: Vec<String>,
+    /// Variables assigned a value (`X={{ … }}`), with the value's place in `out`: if the
+    /// shell later evaluates one as arithmetic (`$((X))`), only an integer may go in.
+    assigned: Vec<(String, usize)>,
 }
 
 impl<'a> Scanner<'a> {
@@ -162,6 +165,7 @@ impl<'a> Scanner<'a> {
             lost: None,
             tags: None,
             integers: Vec::new(),
+            assigned: Vec::new(),
         }
     }
 
@@ -210,6 +214,10 @@ impl<'a> Scanner<'a> {
                 self.line_break();
                 continue;
             }
+            if (c.is_ascii_alphabetic() || c == b'_') && !self.i.checked_sub(1).is_some_and(|p| is_word_byte(self.b[p]))
+            {
+                self.identifier();
+            }
             match self.top().clone() {
                 Frame::Comment => {}
                 Frame::Single => {
@@ -245,6 +253,8 @@ impl<'a> Scanner<'a> {
                     b'}' if depth == 0 => self.pop(),
                     b'}' => self.set_depth(depth - 1),
                     b'{' => self.set_depth(depth + 1),
+                    // `${a[…]}`: a subscript.
+                    b'[' => self.stack.push(Frame::Arithmetic { depth: 0, bracket: true }),
                     b'\\' => self.escape_next(),
                     _ => self.quote_or_expansion(),
                 },
@@ -529,6 +539,9 @@ impl<'a> Scanner<'a> {
         if kind == b'{' {
             let context = self.context_here(start, end);
             self.out.push(Interpolation { start, end, line: self.line, nth: self.nth, context });
+            if let Some(name) = self.assigns_to(start) {
+                self.assigned.push((name, self.out.len() - 1));
+            }
             // A value that starts a word in command position is the command.
             if let Some(Frame::Command(cmd)) = self.stack.last_mut()
                 && cmd.word.is_none()
@@ -593,6 +606,56 @@ impl<'a> Scanner<'a> {
                 if *literal { Context::HeredocLiteral(h) } else { Context::Heredoc(h) }
             }
         }
+    }
+
+    /// An identifier starts at `self.i`: if the shell evaluates it as arithmetic here, the
+    /// values assigned to that variable must be integers.
+    fn identifier(&mut self) {
+        let end = self.b[self.i..].iter().position(|&b| !is_word_byte(b)).map_or(self.b.len(), |p| self.i + p);
+        let name = self.text(self.i, end);
+        if !self.evaluates_names() {
+            return;
+        }
+        for (n, at) in &self.assigned {
+            if n == name
+                && let Some(i) = self.out.get_mut(*at)
+                && !matches!(i.context, Context::Refused(_) | Context::Comment)
+            {
+                i.context = Context::Arithmetic;
+            }
+        }
+    }
+
+    /// Whether a variable name here is evaluated as arithmetic: in `$(( ))`, `(( ))`, a
+    /// subscript, `let`, `declare -i`, or a `[[ ]]` that compares numbers.
+    fn evaluates_names(&self) -> bool {
+        if self.stack.iter().any(|f| matches!(f, Frame::Arithmetic { .. } | Frame::Array { arithmetic: true })) {
+            return true;
+        }
+        let quotes = self.stack.iter().rev().take_while(|f| matches!(f, Frame::Double | Frame::Single));
+        match self.stack.iter().rev().nth(quotes.count()) {
+            Some(Frame::Command(cmd)) => match cmd.kind {
+                Kind::Arithmetic | Kind::DeclareInt => true,
+                Kind::Test => {
+                    let from = cmd.command_word.unwrap_or(self.i);
+                    let test = self.text(from, self.b.len());
+                    let test = &test[..test.find("]]").unwrap_or(test.len())];
+                    test.split_whitespace().any(|w| words::ARITHMETIC_TESTS.contains(&w))
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// The variable a value at `start` is assigned to (`X={{ … }}`, `export X="…{{ … }}"`).
+    fn assigns_to(&self, start: usize) -> Option<String> {
+        let quotes = self.stack.iter().rev().take_while(|f| matches!(f, Frame::Double | Frame::Single | Frame::AnsiC));
+        let Some(Frame::Command(cmd)) = self.stack.iter().rev().nth(quotes.count()) else { return None };
+        let prefix = without_tags(self.text(cmd.word.unwrap_or(start), start), Some("x"));
+        let (name, _) = prefix.split_once('=')?;
+        let name = name.trim_end_matches('+');
+        is_name(name).then(|| name.to_string())
     }
 
     /// `<<WORD` or `<<-WORD` at `self.i`: reads the delimiter (quoted parts make the body
@@ -665,4 +728,8 @@ impl<'a> Scanner<'a> {
             self.i += 1;
         }
     }
+}
+
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
 }

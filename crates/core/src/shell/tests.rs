@@ -229,6 +229,17 @@ fn reads_bash_syntax_that_moves_values() {
         assert_eq!(contexts(script), [Arithmetic], "{script}");
     }
     assert_eq!(contexts("a=({{ p }} \"{{ q }}\")"), [Bare, Double]);
+    // A variable holding a value, evaluated as arithmetic later on.
+    for script in [
+        "x={{ p }}; echo $((x))",
+        "x=\"{{ p }}\" let y=x",
+        "n={{ p }}\n[[ $n -gt 3 ]]",
+        "i={{ p }}; echo ${a[i]}",
+        "export N={{ p }}; (( N > 1 ))",
+    ] {
+        assert_eq!(contexts(script), [Arithmetic], "{script}");
+    }
+    assert_eq!(contexts("n={{ p }}; [[ $n == 3 ]]; v={{ q }}; echo \"$v\" $((1 + 2))"), [Bare, Bare]);
     for script in ["eval echo {{ p }}", "trap {{ p }} EXIT", "{% if x %}eval{% else %}echo{% endif %} {{ p }}"] {
         assert_eq!(contexts(script), [Refused(super::scan::AS_CODE)], "{script}");
     }

@@ -5,7 +5,7 @@ use super::{AS_CODE, AS_NAME, Context, Frame, Kind, Scanner, is_name, without_ta
 /// Words that leave the next word in command position.
 const PREFIXES: &[&str] =
     &["!", "{", "}", "if", "then", "else", "elif", "do", "while", "until", "time", "builtin", "command", "coproc"];
-const ARITHMETIC_TESTS: &[&str] = &["-eq", "-ne", "-lt", "-le", "-gt", "-ge"];
+pub(super) const ARITHMETIC_TESTS: &[&str] = &["-eq", "-ne", "-lt", "-le", "-gt", "-ge"];
 
 impl Scanner<'_> {
     /// A word begins at `self.i` unless one is under way; in command position it says
