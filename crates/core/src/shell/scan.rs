@@ -25,8 +25,8 @@ pub(super) const IN_PARAMETER: &str =
     "inside ${…} a value cannot be quoted safely: set a variable first (X={{ … }}) and use ${X…}";
 pub(super) const AS_NAME: &str = "here a value would be a variable name, which bash evaluates (`a[$(cmd)]` runs \
      cmd): write the name in the script";
-pub(super) const AS_CODE: &str = "`eval` and `trap` run their words as shell code, so a value there would be run: \
-     pass it as an argument or variable of the code instead";
+pub(super) const AS_CODE: &str = "`eval`, `trap` and `sh -c` run these words as shell code, so a value there would \
+     be run: pass it as an argument of the code instead (sh -c 'deploy \"$1\"' sh {{ … }})";
 pub(super) const CONDITIONAL_SHELL: &str = "the {% %} block before this opens or closes shell syntax (a quote, a \
      here-document, a comment, `$( )`, `case`) in one branch and not in another, so where the values after it land \
      cannot be told: keep such syntax whole inside each branch, or outside the block";
@@ -106,6 +106,8 @@ enum Kind {
     Names,
     /// `eval`, `trap`: words are code.
     Code,
+    /// `sh`, `bash`…: the word after `-c` is code.
+    Shell,
     /// `read`: words are names, except the arguments of its options.
     Read,
     /// The word after one of these options is a name (`printf -v`, `wait -p`).

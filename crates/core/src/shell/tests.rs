@@ -164,7 +164,7 @@ fn follows_template_blocks_or_refuses_what_follows() {
     let conf = "cat > f <<EOF\n{% for h in hosts %}\nserver {{ h }}\n{% endfor %}\nEOF\necho {{ x }}";
     assert!(matches!(contexts(conf)[..], [Heredoc(_), Bare]));
     // A comment, a quote or a here-document opened in one branch only: lost.
-    assert_eq!(contexts("{% if q %}#{% endif %}echo {{ p }} > out"), [lost.clone()]);
+    assert_eq!(contexts("{% if q %}#{% endif %}echo {{ p }} > out"), std::slice::from_ref(&lost));
     assert_eq!(contexts("echo {% if q %}\"{% endif %}{{ p }}\" {{ r }}"), [lost.clone(), lost.clone()]);
     assert_eq!(
         contexts("{% if q %}cat <<'EOF' {% else %}cat <<EOF {% endif %}\n{{ p }}\nEOF\necho {{ r }}"),
@@ -229,6 +229,7 @@ fn reads_bash_syntax_that_moves_values() {
         assert_eq!(contexts(script), [Arithmetic], "{script}");
     }
     assert_eq!(contexts("a=({{ p }} \"{{ q }}\")"), [Bare, Double]);
+    assert_eq!(contexts("sh -c 'deploy \"$1\"' sh {{ p }}; bash ./x.sh {{ q }}"), [Bare, Bare]);
     // A variable holding a value, evaluated as arithmetic later on.
     for script in [
         "x={{ p }}; echo $((x))",
@@ -240,7 +241,13 @@ fn reads_bash_syntax_that_moves_values() {
         assert_eq!(contexts(script), [Arithmetic], "{script}");
     }
     assert_eq!(contexts("n={{ p }}; [[ $n == 3 ]]; v={{ q }}; echo \"$v\" $((1 + 2))"), [Bare, Bare]);
-    for script in ["eval echo {{ p }}", "trap {{ p }} EXIT", "{% if x %}eval{% else %}echo{% endif %} {{ p }}"] {
+    for script in [
+        "eval echo {{ p }}",
+        "trap {{ p }} EXIT",
+        "{% if x %}eval{% else %}echo{% endif %} {{ p }}",
+        "sh -c {{ p }}",
+        "bash -ec \"{{ p }}\"",
+    ] {
         assert_eq!(contexts(script), [Refused(super::scan::AS_CODE)], "{script}");
     }
     for script in ["printf -v{{ p }} %s x", "wait -n -p {{ p }}"] {

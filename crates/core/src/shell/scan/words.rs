@@ -75,6 +75,7 @@ impl Scanner<'_> {
             "declare" | "typeset" | "local" | "export" | "readonly" => Kind::Declare,
             "unset" => Kind::Names,
             "eval" | "trap" => Kind::Code,
+            "sh" | "bash" | "dash" | "zsh" | "ksh" => Kind::Shell,
             "read" => Kind::Read,
             "printf" | "test" | "[" => Kind::NameAfter(&["-v", "-R"]),
             "wait" => Kind::NameAfter(&["-p"]),
@@ -113,6 +114,13 @@ impl Scanner<'_> {
             Kind::Arithmetic | Kind::DeclareInt => Some(Context::Arithmetic),
             Kind::Names => Some(Context::Refused(AS_NAME)),
             Kind::Code => Some(Context::Refused(AS_CODE)),
+            Kind::Shell
+                if [previous, prefix]
+                    .iter()
+                    .any(|w| w.starts_with('-') && !w.starts_with("--") && w.ends_with('c')) =>
+            {
+                Some(Context::Refused(AS_CODE))
+            }
             Kind::Declare if !prefix.contains('=') => Some(Context::Refused(AS_NAME)),
             Kind::Read if !matches!(previous, "-p" | "-d" | "-t" | "-u" | "-n" | "-N" | "-i") => {
                 Some(Context::Refused(AS_NAME))
