@@ -27,9 +27,12 @@ pub enum Context {
     /// `[[ … -eq … ]]`, `declare -i`, an array subscript): only an integer is written,
     /// because both bash and dash run a command substitution hidden in anything else.
     Arithmetic,
-    /// After `#`: the value is shown with its line breaks as spaces (a line break would
-    /// end the comment and run the rest).
+    /// After `#`: the value is shown as a quoted word with its line breaks as spaces (a
+    /// line break would end the comment and run the rest).
     Comment,
+    /// The value of `declare NAME=…` (and `local`, `typeset`…): as `inner`, but a value
+    /// starting with `(` is refused, since bash reads it as an array and runs what is in it.
+    Declared(Box<Context>),
     /// A place where no value can be made safe; the message says why and what to write.
     Refused(&'static str),
 }
@@ -59,6 +62,10 @@ pub struct Interpolation {
     pub context: Context,
 }
 
+const SUBSCRIPT: &str = "a value with a name and `[` followed by `$(`, `${` or a backquote is refused: bash runs the \
+     command in such a subscript wherever it evaluates the value as a variable name or arithmetic";
+const DECLARED_ARRAY: &str = "a value starting with `(` after `declare NAME=` is read by bash as an array, running \
+     what is in it: assign it with NAME=… first";
 const NOT_AN_INTEGER: &str = "a value the shell evaluates as arithmetic ($(( )), (( )), let, [[ … -eq … ]], \
      declare -i, an array subscript) must be an integer: the shell would run a command hidden in anything else";
 
@@ -74,7 +81,12 @@ pub fn escape(value: &str, context: &Context) -> Result<String, String> {
     if value.contains('\0') {
         return Err("a value contains a NUL byte, which no shell can take".into());
     }
+    if !matches!(context, Context::Refused(_)) && runs_in_a_subscript(value) {
+        return Err(SUBSCRIPT.into());
+    }
     Ok(match context {
+        Context::Declared(_) if value.starts_with('(') => return Err(DECLARED_ARRAY.into()),
+        Context::Declared(inner) => escape(value, inner)?,
         Context::Bare => quote_word(value)?,
         Context::Double => {
             let mut out = String::with_capacity(value.len());
@@ -110,9 +122,26 @@ pub fn escape(value: &str, context: &Context) -> Result<String, String> {
             }
             value.to_string()
         }
-        Context::Comment => value.replace(['\n', '\r'], " "),
+        // Quoted as a word too: were the `#` no comment after all, it would still be one.
+        Context::Comment => quote_word(&value.replace(['\n', '\r'], " "))?,
         Context::Refused(why) => return Err((*why).to_string()),
     })
+}
+
+/// Whether bash would run a command from `value` if it ever evaluated it as a name or as
+/// arithmetic (`a[$(cmd)]`): a name, `[`, then a command or parameter substitution. That
+/// is how bash runs code from data, whichever way the script passes the value on
+/// (`$((X))`, `${!X}`, `declare -n`, `printf -v`, a function's `$1`), so such a value is
+/// refused everywhere.
+pub fn runs_in_a_subscript(value: &str) -> bool {
+    let b = value.as_bytes();
+    let Some(open) = (0..b.len()).find(|&i| {
+        b[i] == b'[' && b[..i].trim_ascii_end().last().is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    }) else {
+        return false;
+    };
+    let rest = &value[open..];
+    rest.contains("$(") || rest.contains("${") || rest.contains('`')
 }
 
 /// A shell variable name.
@@ -144,7 +173,7 @@ fn refuse_delimiter_lines(value: &str, h: &Heredoc) -> Result<(), String> {
             return Err(format!(
                 "a value has a line beginning with `{}` and a non-ASCII character, which /bin/sh (dash) misreads in a \
                  here-document with delimiter `{}`; choose another delimiter",
-                &line[..matched],
+                String::from_utf8_lossy(&line.as_bytes()[..matched]),
                 h.delimiter
             ));
         }

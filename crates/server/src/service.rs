@@ -305,8 +305,11 @@ async fn requester(st: &AppState, exec: &Execution) -> ApiResult<String> {
 /// rollback short).
 pub async fn cancel(st: &AppState, ctx: &Ctx, id: &str) -> ApiResult<opsbook_api::CancelAccepted> {
     let exec = st.store.execution(id).await?;
+    if exec.status.is_terminal() {
+        return Err(ended(&exec));
+    }
     // Cancelling runs the rollbacks: the runbook's policies apply as to carrying it on.
-    may_carry_on(st, ctx, &exec).await?;
+    allowed(st, ctx, &exec, &format!("cancelling `{}`", exec.runbook_name)).await?;
     let was = exec.status;
     match exec.status {
         ExecStatus::Running => {
@@ -317,6 +320,11 @@ pub async fn cancel(st: &AppState, ctx: &Ctx, id: &str) -> ApiResult<opsbook_api
             let error = format!("cancelled by {} before it started", ctx.principal.user);
             if st.store.cancel_unstarted(&exec.id, now_ms(), &error).await? {
                 crate::vault::remove(st, &exec.id).await;
+            } else if let now = st.store.execution(&exec.id).await?
+                && now.status.is_terminal()
+            {
+                // It ended meanwhile (ran to its end, or another cancel came first).
+                return Err(ended(&now));
             } else {
                 // Queued again after it started (a decision, a cleared gate, a look at its
                 // child), or taken by a worker since it was read: its runner stops it,
@@ -335,7 +343,7 @@ pub async fn cancel(st: &AppState, ctx: &Ctx, id: &str) -> ApiResult<opsbook_api
                 st.stop_running(&exec.id);
             }
         }
-        other => return Err(ApiError::conflict(format!("execution {} {} already", exec.id, other.phrase()))),
+        _ => return Err(ended(&exec)),
     }
     st.audit(ctx.user(), "execution.cancel", &exec.id, &ctx.request_id, json!({ "was": was.as_str() })).await;
     Ok(opsbook_api::CancelAccepted { id: exec.id })
@@ -403,19 +411,31 @@ pub async fn resume(
     Ok(opsbook_api::Resumed { id: exec.id, action: action.into() })
 }
 
+fn ended(exec: &Execution) -> ApiError {
+    ApiError::conflict(format!("execution {} {} already", exec.id, exec.status.phrase()))
+}
+
 /// Carrying an execution on is running its runbook: the same policies decide (refusals
 /// audited).
 pub async fn may_carry_on(st: &AppState, ctx: &Ctx, exec: &Execution) -> ApiResult<()> {
-    let rb = st.engine.stored_runbook(&exec.runbook_sha256).await?;
+    allowed(st, ctx, exec, &format!("carrying `{}` on", exec.runbook_name)).await
+}
+
+/// Refuses `doing` something to `exec` that its runbook's policies keep from the caller.
+async fn allowed(st: &AppState, ctx: &Ctx, exec: &Execution, doing: &str) -> ApiResult<()> {
+    // The tags of the version it runs; the registry's if that text no longer reads (a
+    // cancel must still be possible then).
+    let tags = match st.engine.stored_runbook(&exec.runbook_sha256).await {
+        Ok(rb) => rb.tags.clone(),
+        Err(e) => match st.store.registry_entry(&exec.runbook_name).await {
+            Ok(entry) => entry.tags,
+            Err(_) => return Err(e.into()),
+        },
+    };
     let values = exec.params.as_object().cloned().unwrap_or_default();
-    if let Some(p) = crate::policy::refusal(&st.config.policies, &ctx.principal, &exec.runbook_name, &rb.tags, &values)
-    {
+    if let Some(p) = crate::policy::refusal(&st.config.policies, &ctx.principal, &exec.runbook_name, &tags, &values) {
         st.audit(ctx.user(), "authz.denied", &exec.id, &ctx.request_id, json!({ "roles": ctx.principal.roles })).await;
-        return Err(ApiError::forbidden(format!(
-            "carrying `{}` on needs one of the roles {}",
-            exec.runbook_name,
-            p.roles.join(", ")
-        )));
+        return Err(ApiError::forbidden(format!("{doing} needs one of the roles {}", p.roles.join(", "))));
     }
     Ok(())
 }

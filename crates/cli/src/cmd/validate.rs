@@ -107,7 +107,7 @@ fn relative_paths(script: &str) -> Vec<&str> {
     let mut found = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
-        let starts = script[i..].starts_with("./") || script[i..].starts_with("../");
+        let starts = bytes[i..].starts_with(b"./") || bytes[i..].starts_with(b"../");
         let boundary =
             i == 0 || matches!(bytes[i - 1], b' ' | b'\t' | b'\n' | b'"' | b'\'' | b'=' | b'(' | b';' | b'|' | b'&');
         if starts && boundary {

@@ -89,6 +89,15 @@ struct Cmd {
     word: Option<usize>,
     /// Where the word that said what the command is began.
     command_word: Option<usize>,
+    /// The next word is a redirection's target, not the command.
+    target: bool,
+    /// Template branches disagree on whether the next word is the command: it is read
+    /// both ways, and the stricter reading counts.
+    maybe_fresh: bool,
+    /// `sh -c` and the like: the next word that is no option is code…
+    code_next: bool,
+    /// …and this is where it began.
+    code: Option<usize>,
 }
 
 /// What a simple command does with its words, where that matters for a value.
@@ -277,6 +286,7 @@ impl<'a> Scanner<'a> {
                 },
                 Frame::Array { .. } => match c {
                     b')' => self.pop(),
+                    b'#' if b" \t\n(".contains(&self.b[self.i - 1]) => self.stack.push(Frame::Comment),
                     b'[' if b" \t(".contains(&self.b[self.i - 1]) => {
                         self.stack.push(Frame::Arithmetic { depth: 0, bracket: true });
                     }
@@ -333,7 +343,10 @@ impl<'a> Scanner<'a> {
             b'&' | b'|' => self.end_command(),
             b' ' | b'\t' => self.command().word = None,
             b'#' if self.starts_comment(cmd) => self.stack.push(Frame::Comment),
-            b'<' if self.at(b"<<<") => self.i += 2,
+            b'<' if self.at(b"<<<") => {
+                self.command().target = true;
+                self.i += 2;
+            }
             b'<' if self.at(b"<<") => {
                 if let Some(p) = self.heredoc_operator() {
                     self.pending.push(p);
@@ -343,6 +356,7 @@ impl<'a> Scanner<'a> {
             // Redirections end a word; `>&` and `<&` do not end the command.
             b'<' | b'>' => {
                 self.command().word = None;
+                self.command().target = true;
                 if self.b.get(self.i + 1) == Some(&b'&') {
                     self.i += 1;
                 }
@@ -423,6 +437,10 @@ impl<'a> Scanner<'a> {
             cmd.fresh = true;
             cmd.kind = Kind::Other;
             cmd.word = None;
+            cmd.target = false;
+            cmd.maybe_fresh = false;
+            cmd.code_next = false;
+            cmd.code = None;
         }
     }
 
@@ -514,6 +532,26 @@ impl<'a> Scanner<'a> {
         (inner.split_whitespace().next().unwrap_or_default(), inner.contains('='))
     }
 
+    /// Where a tag whose text starts at `from` ends (after `close`); a `}}` or `%}` in a
+    /// template string (`{{ "}}" }}`) does not end it.
+    fn tag_end(&self, from: usize, close: &[u8], strings: bool) -> usize {
+        let mut quote = None;
+        let mut i = from;
+        while i < self.b.len() {
+            let c = self.b[i];
+            match quote {
+                Some(_) if c == b'\\' => i += 1,
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None if strings && (c == b'"' || c == b'\'') => quote = Some(c),
+                None if self.b[i..].starts_with(close) => return i + 2,
+                None => {}
+            }
+            i += 1;
+        }
+        self.b.len()
+    }
+
     /// Skips the template tag at `self.i`, recording `{{ }}`; returns whether it opened
     /// a `{% raw %}` block.
     fn tag(&mut self) -> bool {
@@ -524,10 +562,7 @@ impl<'a> Scanner<'a> {
             b'%' => b"%}",
             _ => b"#}",
         };
-        let end = match self.b[start + 2..].windows(2).position(|w| w == close) {
-            Some(p) => start + 2 + p + 2,
-            None => self.b.len(),
-        };
+        let end = self.tag_end(start + 2, close, kind != b'#');
         let space = |b: Option<&u8>| b.is_some_and(|b| b" \t\r\n".contains(b));
         let trims_before = self.b.get(start + 2) == Some(&b'-') && start > 0 && space(self.b.get(start - 1));
         let trims_after = end >= start + 5 && self.b[end - 3] == b'-' && space(self.b.get(end));
@@ -549,9 +584,16 @@ impl<'a> Scanner<'a> {
                 && cmd.word.is_none()
             {
                 cmd.word = Some(start);
-                if cmd.fresh {
-                    cmd.fresh = false;
-                    cmd.kind = Kind::Other;
+                if !std::mem::take(&mut cmd.target) {
+                    if std::mem::take(&mut cmd.code_next) {
+                        cmd.code = Some(start);
+                    }
+                    if std::mem::take(&mut cmd.maybe_fresh) {
+                        cmd.kind = strictest(cmd.kind, Kind::Other);
+                    } else if cmd.fresh {
+                        cmd.fresh = false;
+                        cmd.kind = Kind::Other;
+                    }
                 }
             }
         }
@@ -585,9 +627,15 @@ impl<'a> Scanner<'a> {
         if self.stack.iter().any(arithmetic) {
             return Context::Arithmetic;
         }
-        if let Some(context) = self.in_command(start, end) {
-            return context;
+        match self.in_command(start, end) {
+            Some(Context::Declared(_)) => Context::Declared(Box::new(self.quoting(start, end))),
+            Some(context) => context,
+            None => self.quoting(start, end),
         }
+    }
+
+    /// The context of a value at `start..end` from the quotes (or their absence) around it.
+    fn quoting(&self, start: usize, end: usize) -> Context {
         match self.top() {
             Frame::Command(_) | Frame::Arithmetic { .. } | Frame::Array { .. } => Context::Bare,
             Frame::Comment => Context::Comment,
@@ -684,6 +732,11 @@ impl<'a> Scanner<'a> {
                 self.lose(TAG_AS_DELIMITER);
                 break;
             }
+            // bash reads `$'…'` and `$"…"` in a delimiter as quotes.
+            if quote.is_none() && c == b'$' && matches!(self.b.get(self.i + 1), Some(b'\'' | b'"')) {
+                self.i += 1;
+                continue;
+            }
             match (quote, c) {
                 (Some(q), _) if c == q => quote = None,
                 (Some(_), _) => delimiter.push(c),
@@ -734,4 +787,13 @@ impl<'a> Scanner<'a> {
 
 fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// The stricter of two readings of a command, for a value in it: the same, or one that
+/// refuses it, or else integers only (safe wherever a value goes).
+fn strictest(a: Kind, b: Kind) -> Kind {
+    if a == b {
+        return a;
+    }
+    [Kind::Code, Kind::Names].into_iter().find(|k| a == *k || b == *k).unwrap_or(Kind::Arithmetic)
 }

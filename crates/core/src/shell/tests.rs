@@ -70,7 +70,16 @@ fn writes_values_for_their_context() {
     let dq = escape("a\"b$c`d\\e", &Context::Double).unwrap();
     assert_eq!(dq, "a\\\"b\\$c\\`d\\\\e");
     assert_eq!(escape("it's", &Context::Single).unwrap(), "'\"it's\"'");
-    assert_eq!(escape("a\nb", &Context::Comment).unwrap(), "a b");
+    assert_eq!(escape("a\nb", &Context::Comment).unwrap(), "'a b'", "a quoted word, were it no comment");
+    // A value bash would run a command from, were it ever taken as a name: refused anywhere.
+    for context in [Context::Bare, Context::Double, Context::Comment] {
+        assert!(escape("a[$(touch pwned)]", &context).unwrap_err().contains("subscript"));
+        assert!(escape("x [ `id` ]", &context).is_err());
+    }
+    assert_eq!(escape("[INFO] $(x) a[1]", &Context::Bare).unwrap(), "'[INFO] $(x) a[1]'");
+    let declared = Context::Declared(Box::new(Context::Bare));
+    assert!(escape("($(touch pwned))", &declared).unwrap_err().contains("array"));
+    assert_eq!(escape("a (b)", &declared).unwrap(), "'a (b)'");
     let h = super::Heredoc { delimiter: "EOF".into(), strip_tabs: false, before: String::new(), after: String::new() };
     assert!(escape("x\nEOF\nrm -rf /", &Context::Heredoc(h.clone())).unwrap_err().contains("here-document"));
     assert!(escape("EOF", &Context::HeredocLiteral(h.clone())).is_err());
@@ -111,7 +120,10 @@ fn values_in_arithmetic_are_integers_only() {
             after: String::new(),
         })]
     );
-    assert_eq!(contexts("declare -i n={{ n }}; declare s={{ s }}; export X=\"{{ x }}\""), [Arithmetic, Bare, Double]);
+    assert_eq!(
+        contexts("declare -i n={{ n }}; declare s={{ s }}; export X=\"{{ x }}\""),
+        [Arithmetic, Declared(Box::new(Bare)), Declared(Box::new(Double))]
+    );
     assert_eq!(contexts("a[{{ i }}]=1; a[1]={{ v }}"), [Arithmetic, Bare]);
     assert_eq!(contexts("[[ {{ n }} -gt 3 && \"{{ m }}\" -eq 1 && {{ e }} == prod ]]"), [Arithmetic, Arithmetic, Bare]);
     assert_eq!(contexts("[ {{ n }} -gt 3 ]"), [Bare], "test and [ compare integers strictly");
@@ -119,7 +131,7 @@ fn values_in_arithmetic_are_integers_only() {
     let escape = |v: &str| super::escape(v, &Arithmetic);
     assert_eq!(escape("-42").unwrap(), "-42");
     assert_eq!(escape("+7").unwrap(), "+7");
-    for bad in ["", "-", "1.5", "a[$(touch pwned)]", "1; rm -rf /", " 1", "x"] {
+    for bad in ["", "-", "1.5", "a[1]", "1; rm -rf /", " 1", "x"] {
         assert_eq!(escape(bad).unwrap_err(), super::NOT_AN_INTEGER, "{bad:?}");
     }
 }
@@ -255,4 +267,62 @@ fn reads_bash_syntax_that_moves_values() {
     }
     // Non-ASCII text anywhere is no trouble.
     assert_eq!(contexts("./undeplo￼੍{ x }} {{ y }}"), [Bare]);
+}
+
+/// The second round of attempts at values the shell would run.
+#[test]
+fn holds_against_tags_redirections_and_wrappers() {
+    use super::scan::{AS_CODE, AS_NAME};
+    use Context::*;
+    let code = Refused(AS_CODE);
+    // Template strings holding `}}` or `%}` do not end their tag.
+    assert_eq!(contexts("echo {{ \"}} #\" }} {{ p }}"), [Bare, Bare]);
+    assert_eq!(contexts("{% set s = \"%}\" %}echo {{ p }}"), [Bare]);
+    // A `#` the scanner takes for a comment writes a quoted word all the same.
+    assert_eq!(contexts("echo x{% if q %} {% endif %}#{{ p }}"), [Comment]);
+    assert_eq!(contexts("echo a\\ #{{ p }}"), [Comment]);
+    assert_eq!(contexts("a=(1 #{{ p }}\n)"), [Comment]);
+    // Branches that disagree on whether the next word is the command: both readings.
+    assert_eq!(contexts("{% if q %}eval {% endif %}echo {{ p }}"), [code.clone()]);
+    assert_eq!(contexts("{% if q %}let {% endif %}true {{ p }}"), [Arithmetic]);
+    assert_eq!(contexts("{% if q %}eval {% endif %}{{ p }} {{ r }}"), [code.clone(), code.clone()]);
+    // A loop body that does not end where it began.
+    assert_eq!(
+        contexts("{% for i in xs %}echo {{ p }}; eval {% endfor %}true"),
+        [Refused(super::scan::CONDITIONAL_SHELL)]
+    );
+    // Tags between an operator and the value.
+    for script in
+        ["[[ 1 -eq {% if q %}{{ p }}{% endif %} ]]", "[[ 1 -eq {# n #}{{ p }} ]]", "[[ {{ p }} {# x #} -eq 1 ]]"]
+    {
+        assert_eq!(contexts(script), [Arithmetic], "{script}");
+    }
+    for script in ["sh -c {% if q %}{{ p }}{% endif %}", "sh -c {# x #} {{ p }}"] {
+        assert_eq!(contexts(script), [code.clone()], "{script}");
+    }
+    assert_eq!(contexts("printf -v {# x #}{{ p }} %s 1"), [Refused(AS_NAME)]);
+    // Redirections before the command.
+    for script in [">/dev/null eval {{ p }}", "2>/dev/null eval {{ p }}", "<in eval {{ p }}"] {
+        assert_eq!(contexts(script), [code.clone()], "{script}");
+    }
+    assert_eq!(contexts(">out let x={{ p }}"), [Arithmetic]);
+    assert_eq!(contexts("echo 2>/dev/null {{ p }} > {{ q }}"), [Bare, Bare]);
+    // A shell's code argument, however the shell is reached.
+    for script in [
+        "exec sh -c {{ p }}",
+        "sh -ce {{ p }}",
+        "sh -c -- {{ p }}",
+        "/bin/sh -c {{ p }}",
+        "env A=1 sh -c {{ p }}",
+        "timeout 5 bash -c \"{{ p }}\"",
+        "alias foo={{ p }}",
+    ] {
+        assert_eq!(contexts(script), [code.clone()], "{script}");
+    }
+    assert_eq!(contexts("timeout 5 sh -c 'echo \"$1\"' sh {{ p }}"), [Bare]);
+    // `declare -a x=…` reads `(…)` as an array.
+    assert_eq!(contexts("declare -a x={{ p }}"), [Declared(Box::new(Bare))]);
+    // bash reads `$'EOF'` as a quoted delimiter.
+    let h = contexts("cat > out <<$'EOF'\n{{ p }}\nEOF\necho {{ q }}");
+    assert!(matches!(&h[..], [HeredocLiteral(d), Bare] if d.delimiter == "EOF"), "{h:?}");
 }

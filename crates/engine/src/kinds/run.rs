@@ -506,8 +506,13 @@ mod tests {
                             };
                             prop_assert_eq!(out, expected, "{}", script);
                         }
-                        // Only a value that would end the here-document (or that dash
-                        // would misread there) is refused.
+                        // A value bash would run a command from as a name is refused
+                        // everywhere (`a[$(cmd)]`).
+                        Err(e) if opsbook_core::shell::runs_in_a_subscript(&v) => {
+                            prop_assert!(e.contains("subscript"), "{}: {}", script, e);
+                        }
+                        // Otherwise only a value that would end the here-document (or that
+                        // dash would misread there) is refused.
                         Err(e) => {
                             prop_assert!(script.contains("<<") && e.contains("here-document"), "{}: {}", script, e);
                             let risky = |l: &str| {

@@ -1,7 +1,7 @@
 //! Template blocks (`{% if %}`, `{% for %}`…): each branch is scanned from the state
 //! where the block opened, and the branches must leave the shell in the same place.
 
-use super::{CONDITIONAL_SHELL, Context, Frame, Kind, Pending, Scanner};
+use super::{CONDITIONAL_SHELL, Context, Frame, Pending, Scanner, strictest};
 
 /// The part of the scanner's state that template branches must agree on.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,7 +52,10 @@ impl Scanner<'_> {
                     if !block.branches || !block.has_else {
                         block.ends.push(block.at_open.clone());
                     }
-                    match join(&block.ends, block.start) {
+                    // A loop's next round starts where its body ended: that must be where
+                    // the body began, as far as any value in it is concerned.
+                    let settled = block.branches || block.ends.iter().all(|e| same_command(e, &block.at_open));
+                    match join(&block.ends, block.start).filter(|_| settled) {
                         Some(joined) => self.restore(joined),
                         None => {
                             // The values inside it cannot be told either (a loop's second
@@ -96,11 +99,16 @@ fn join(ends: &[State], start: usize) -> Option<State> {
                     if (a.depth, a.cases, a.pattern) != (b.depth, b.cases, b.pattern) {
                         return None;
                     }
-                    a.fresh |= b.fresh;
-                    if a.kind != b.kind {
-                        let refused = [Kind::Code, Kind::Names].into_iter().find(|k| a.kind == *k || b.kind == *k);
-                        a.kind = refused.unwrap_or(Kind::Arithmetic);
+                    // Whether the next word is the command is read both ways if the
+                    // branches differ on it.
+                    if a.fresh != b.fresh || a.maybe_fresh || b.maybe_fresh {
+                        a.fresh = false;
+                        a.maybe_fresh = true;
                     }
+                    a.kind = strictest(a.kind, b.kind);
+                    a.code_next |= b.code_next;
+                    a.code = a.code.or(b.code);
+                    a.target |= b.target;
                     let inside = |w: Option<usize>| w.is_some_and(|w| w >= start);
                     if a.word.is_some() != b.word.is_some() || inside(a.word) || inside(b.word) {
                         a.word = Some(usize::MAX);
@@ -146,4 +154,19 @@ pub(super) fn without_tags(text: &str, value: Option<&str>) -> String {
     }
     plain.push_str(rest);
     plain
+}
+
+/// Whether two states agree on everything but where the current word began.
+fn same_command(a: &State, b: &State) -> bool {
+    let plain = |s: &State| {
+        let mut s = s.clone();
+        for frame in &mut s.stack {
+            if let Frame::Command(c) = frame {
+                c.word = None;
+                c.command_word = None;
+            }
+        }
+        s
+    };
+    plain(a) == plain(b)
 }

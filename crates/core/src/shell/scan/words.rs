@@ -20,11 +20,31 @@ impl Scanner<'_> {
             end += 1;
         }
         let text = self.text(start, end);
+        let fd = !text.is_empty()
+            && text.bytes().all(|b| b.is_ascii_digit())
+            && matches!(self.b.get(end), Some(b'<' | b'>'));
         let cmd = self.command();
         if cmd.word.is_some() {
             return;
         }
         cmd.word = Some(start);
+        // A redirection's target, or the file descriptor before one (`2>`), is no
+        // command and no argument.
+        if std::mem::take(&mut cmd.target) || fd {
+            return;
+        }
+        // `sh -c CODE`, wherever the shell comes in the command (`timeout 5 sh -c …`).
+        let shell = matches!(text.rsplit('/').next(), Some("sh" | "bash" | "dash" | "zsh" | "ksh" | "su"));
+        let option = text.starts_with('-') && text != "--";
+        if !option && text != "--" && std::mem::take(&mut cmd.code_next) {
+            cmd.code = Some(start);
+        }
+        if cmd.kind == Kind::Shell && option && !text.starts_with("--") && text.contains('c') {
+            cmd.code_next = true;
+        }
+        if shell && !cmd.fresh && !cmd.maybe_fresh {
+            cmd.kind = if cmd.kind == Kind::Other { Kind::Shell } else { super::strictest(cmd.kind, Kind::Shell) };
+        }
         if cmd.fresh {
             cmd.command_word = Some(start);
         }
@@ -33,6 +53,23 @@ impl Scanner<'_> {
                 cmd.cases = cmd.cases.saturating_sub(1);
                 cmd.pattern = false;
                 cmd.fresh = false;
+            }
+            return;
+        }
+        let assignment = text.split_once('=').is_some_and(|(name, _)| {
+            let name = name.trim_end_matches('+');
+            is_name(name.split_once('[').map_or(name, |(n, _)| n))
+        });
+        let prefix = assignment || PREFIXES.contains(&text) || option;
+        if cmd.maybe_fresh {
+            // Template branches disagree on whether this is the command: both readings.
+            if prefix {
+                return;
+            }
+            cmd.maybe_fresh = false;
+            cmd.kind = super::strictest(cmd.kind, command_kind(text));
+            if matches!(text, "case" | "esac" | "function") {
+                self.lose(super::CONDITIONAL_SHELL);
             }
             return;
         }
@@ -57,11 +94,7 @@ impl Scanner<'_> {
             }
             return;
         }
-        let assignment = text.split_once('=').is_some_and(|(name, _)| {
-            let name = name.trim_end_matches('+');
-            is_name(name.split_once('[').map_or(name, |(n, _)| n))
-        });
-        if assignment || PREFIXES.contains(&text) || text.starts_with('-') {
+        if prefix {
             return;
         }
         if cmd.kind == Kind::Function {
@@ -70,20 +103,7 @@ impl Scanner<'_> {
             return;
         }
         cmd.fresh = text == "function";
-        cmd.kind = match text {
-            "let" => Kind::Arithmetic,
-            "declare" | "typeset" | "local" | "export" | "readonly" => Kind::Declare,
-            "unset" => Kind::Names,
-            "eval" | "trap" => Kind::Code,
-            "sh" | "bash" | "dash" | "zsh" | "ksh" => Kind::Shell,
-            "read" => Kind::Read,
-            "printf" | "test" | "[" => Kind::NameAfter(&["-v", "-R"]),
-            "wait" => Kind::NameAfter(&["-p"]),
-            "[[" => Kind::Test,
-            "case" => Kind::Case,
-            "function" => Kind::Function,
-            _ => Kind::Other,
-        };
+        cmd.kind = command_kind(text);
         match text {
             "case" => cmd.cases += 1,
             "esac" => cmd.cases = cmd.cases.saturating_sub(1),
@@ -102,11 +122,15 @@ impl Scanner<'_> {
         let word = cmd.word.unwrap_or(start);
         let prefix = without_tags(self.text(word, start), Some("x"));
         let prefix = prefix.as_str();
-        let before = self.text(0, word).trim_end_matches([' ', '\t']);
-        let previous = &before[before.rfind([' ', '\t', '\n']).map_or(0, |p| p + 1)..];
-        let after = self.text(end, self.b.len());
-        let after = &after[after.find([' ', '\t', '\n']).unwrap_or(after.len())..];
-        let next = after.trim_start_matches([' ', '\t']).split([' ', '\t', '\n']).next().unwrap_or_default();
+        // The words around it on its line, as the shell sees them (template tags aside).
+        let line_start = self.text(0, word.min(start)).rfind('\n').map_or(0, |p| p + 1);
+        let before = without_tags(self.text(line_start, word.min(start)), Some("x"));
+        let before = before.trim_end_matches([' ', '\t']);
+        let previous = &before[before.rfind([' ', '\t']).map_or(0, |p| p + 1)..];
+        let line_end = self.src[end..].find('\n').map_or(self.b.len(), |p| end + p);
+        let after = without_tags(self.text(end, line_end), Some("x"));
+        let after = &after[after.find([' ', '\t']).unwrap_or(after.len())..];
+        let next = after.trim_start_matches([' ', '\t']).split([' ', '\t']).next().unwrap_or_default();
         let integer = prefix
             .split_once('=')
             .is_some_and(|(name, _)| self.integers.iter().any(|n| n == name.trim_end_matches('+')));
@@ -114,14 +138,11 @@ impl Scanner<'_> {
             Kind::Arithmetic | Kind::DeclareInt => Some(Context::Arithmetic),
             Kind::Names => Some(Context::Refused(AS_NAME)),
             Kind::Code => Some(Context::Refused(AS_CODE)),
-            Kind::Shell
-                if [previous, prefix]
-                    .iter()
-                    .any(|w| w.starts_with('-') && !w.starts_with("--") && w.ends_with('c')) =>
-            {
-                Some(Context::Refused(AS_CODE))
-            }
+            _ if cmd.code_next || (cmd.code.is_some() && cmd.code == cmd.word) => Some(Context::Refused(AS_CODE)),
             Kind::Declare if !prefix.contains('=') => Some(Context::Refused(AS_NAME)),
+            Kind::Declare if prefix.trim_end_matches(['"', '\'']).ends_with('=') => {
+                Some(Context::Declared(Box::new(Context::Bare)))
+            }
             Kind::Read if !matches!(previous, "-p" | "-d" | "-t" | "-u" | "-n" | "-N" | "-i") => {
                 Some(Context::Refused(AS_NAME))
             }
@@ -137,5 +158,23 @@ impl Scanner<'_> {
             _ if integer => Some(Context::Arithmetic),
             _ => None,
         }
+    }
+}
+
+/// What a command named `text` does with its words, where that matters for a value.
+fn command_kind(text: &str) -> Kind {
+    match text.rsplit('/').next().unwrap_or(text) {
+        "let" => Kind::Arithmetic,
+        "declare" | "typeset" | "local" | "export" | "readonly" => Kind::Declare,
+        "unset" => Kind::Names,
+        "eval" | "trap" | "alias" | "watch" => Kind::Code,
+        "sh" | "bash" | "dash" | "zsh" | "ksh" | "su" => Kind::Shell,
+        "read" => Kind::Read,
+        "printf" | "test" | "[" => Kind::NameAfter(&["-v", "-R"]),
+        "wait" => Kind::NameAfter(&["-p"]),
+        "[[" => Kind::Test,
+        "case" => Kind::Case,
+        "function" => Kind::Function,
+        _ => Kind::Other,
     }
 }
