@@ -74,7 +74,8 @@ impl Masker {
         } else {
             Cow::Borrowed(text)
         };
-        if !masked.contains('\x1b') || self.secrets.is_empty() {
+        let hidden = |c: char| c.is_control() && c != '\t';
+        if self.secrets.is_empty() || !masked.contains(hidden) {
             return masked;
         }
         match self.mask_between_escapes(&masked) {
@@ -83,9 +84,10 @@ impl Masker {
         }
     }
 
-    /// Terminal escape sequences inside a secret (`hun\x1b[1mter2`) hide it from a plain
-    /// search, not from whoever reads the text as a terminal or the web UI shows it: a
-    /// secret in the text without its escape sequences is masked too, the sequences kept.
+    /// Terminal escape sequences or control characters inside a secret (`hun\x1b[1mter2`,
+    /// `hun\x0fter2`) hide it from a plain search, not from whoever reads the text as a
+    /// terminal or the web UI shows it: a secret in the text without them is masked too,
+    /// the sequences kept.
     fn mask_between_escapes(&self, text: &str) -> Option<String> {
         use crate::terminal::{Piece, spans};
         let spans: Vec<_> = spans(text).collect();
@@ -93,7 +95,10 @@ impl Masker {
         // For each byte of `visible`, the span it comes from.
         let mut from = Vec::new();
         for (i, (_, piece)) in spans.iter().enumerate() {
-            if let Piece::Char(c) = piece {
+            // What a terminal or the web UI shows: no sequences, no control characters.
+            if let Piece::Char(c) = piece
+                && (!c.is_control() || *c == '\t')
+            {
                 visible.push(*c);
                 from.extend(std::iter::repeat_n(i, c.len_utf8()));
             }
@@ -220,6 +225,10 @@ mod tests {
         assert_eq!(m.mask("pw=hun\x1b[1mter2\x1b[0m!"), "pw=***\x1b[1m\x1b[0m!");
         assert_eq!(m.mask("\x1b[31mh\x1b]0;t\x07unter2 hunter2"), "\x1b[31m***\x1b]0;t\x07 ***");
         assert_eq!(m.mask("\x1b[1mhunte\x1b[0m"), "\x1b[1mhunte\x1b[0m", "no whole secret");
+        // Control characters the UI drops, and `tput sgr0`'s `ESC ( B`.
+        assert_eq!(m.mask("a hun\x0fter2 b"), "a *** b");
+        assert_eq!(m.mask("hun\x00ter2"), "***");
+        assert_eq!(m.mask("hun\x1b(B\x1b[mter2"), "***\x1b(B\x1b[m");
         let shown: String = crate::terminal::pieces(&m.mask("é hu\x1b[4mnter2é"))
             .filter_map(|p| match p {
                 crate::terminal::Piece::Char(c) => Some(c),

@@ -496,7 +496,7 @@ mod tests {
         let c = Context { placeholders: true, ..ctx(serde_json::json!({})) };
         assert_eq!(
             render_shell("curl {{ steps.deploy.outputs.url }} # {{ steps.deploy.status }}", &c).unwrap(),
-            "curl '<steps.deploy.outputs.url>' # <steps.deploy.status>"
+            "curl '<steps.deploy.outputs.url>' # '<steps.deploy.status>'"
         );
     }
 

@@ -52,6 +52,12 @@ pub fn spans(text: &str) -> impl Iterator<Item = (std::ops::Range<usize>, Piece)
                 }
                 Piece::Other
             }
+            // Intermediate bytes, then the final one: `ESC ( B` picks a character set.
+            Some(c) if ('\x20'..='\x2f').contains(&c) => {
+                while chars.next_if(|&(_, c)| ('\x20'..='\x2f').contains(&c)).is_some() {}
+                chars.next_if(|&(_, c)| ('\x30'..='\x7e').contains(&c));
+                Piece::Other
+            }
             _ => Piece::Other,
         };
         Some((start..end(&mut chars), piece))
@@ -75,12 +81,11 @@ mod tests {
                 Piece::Char('c'),
                 Piece::Other,
                 Piece::Other,
-                Piece::Char('d'),
                 Piece::Other,
             ]
         );
-        let text = "é\x1b[1mx\x1b]0;t\x07";
+        let text = "é\x1b[1mx\x1b]0;t\x07\x1b(By";
         let ranges: Vec<_> = super::spans(text).map(|(r, _)| r).collect();
-        assert_eq!(ranges, [0..2, 2..6, 6..7, 7..13]);
+        assert_eq!(ranges, [0..2, 2..6, 6..7, 7..13, 13..16, 16..17]);
     }
 }

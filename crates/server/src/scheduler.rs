@@ -152,7 +152,7 @@ async fn on_behalf_of(state: &AppState, s: &ScheduleRecord, actor: &str, now: i6
     }
     if !who.can(Perm::Run) {
         return Err(format!(
-            "{} created this schedule and no longer has a role that may run runbooks ({}); delete it, or \
+            "{} created this schedule and has no role that may run runbooks now ({}); delete it, or \
              recreate it as someone who may run it",
             s.created_by,
             Perm::Run.roles()

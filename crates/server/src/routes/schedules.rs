@@ -125,18 +125,27 @@ pub async fn delete(State(st): State<AppState>, ctx: Ctx, Path(id): Path<String>
         None => id,
     };
     // Its creator may stop it; anyone else needs what creating it would (its policies).
-    if let Some(s) = all.iter().find(|s| s.id == id && !crate::auth::same_user(&s.created_by, ctx.user())) {
-        let tags = st.store.registry_entry(&s.runbook).await.map(|e| e.tags).unwrap_or_default();
+    let others = |s: &&ScheduleRecord| !crate::auth::same_user(&s.created_by, ctx.user()) && !ctx.principal.has_role("admin");
+    if let Some(s) = all.iter().filter(others).find(|s| s.id == id) {
+        let entry = st.store.registry_entry(&s.runbook).await?;
         let values = s.params.as_object().cloned().unwrap_or_default();
-        if let Some(p) = crate::policy::refusal(&st.config.policies, &ctx.principal, &s.runbook, &tags, &values) {
-            let details = json!({ "roles": ctx.principal.roles });
-            st.audit(ctx.user(), "authz.denied", &id, &rid, details).await;
-            return Err(ApiError::forbidden(format!(
+        let policies = &st.config.policies;
+        let refused = match crate::policy::refusal(policies, &ctx.principal, &s.runbook, &entry.tags, &values) {
+            Some(p) => Some(format!(
                 "deleting {}'s schedule of `{}` needs one of the roles {}",
                 s.created_by,
                 s.runbook,
                 p.roles.join(", ")
-            )));
+            )),
+            None => {
+                let (published, _) = st.store.registry_version(&s.runbook, &entry.latest_version).await?;
+                let rb = st.engine.stored_runbook(&published.sha256).await?;
+                crate::calls::check_child_policies(&st.store, policies, &ctx.principal, &rb, &values).await.err()
+            }
+        };
+        if let Some(why) = refused {
+            st.audit(ctx.user(), "authz.denied", &id, &rid, json!({ "roles": ctx.principal.roles })).await;
+            return Err(ApiError::forbidden(why));
         }
     }
     st.store.delete_schedule(&id).await?;

@@ -220,11 +220,24 @@ async fn policies_narrow_who_may_run_what() {
     assert_eq!(doc["error"]["message"], "carrying `site` on needs one of the roles prod-deployer");
     let (status, _) = s.post(&format!("/api/v1/executions/{id}/rollback"), &prod, json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT, "allowed, and refused for what it is: a success");
-    // Cancelling runs rollbacks: the same policies apply.
+    // Cancelling runs rollbacks: the same policies apply (an ended one is 409 for all).
+    let (status, _) = s.post(&format!("/api/v1/executions/{id}/cancel"), &web, json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let gated = runbook(
+        "site-gated",
+        "1.0.0",
+        "  tags: [web]\n",
+        "    environment: { type: enum, values: [staging, production], required: true }\n",
+        "    - id: ask\n      approval: {}\n",
+    );
+    s.publish(&admin, &gated).await;
+    let (_, sub) = s.post("/api/v1/runbooks/site-gated/executions", &prod, submit("production")).await;
+    let id = sub["id"].as_str().unwrap().to_string();
+    s.wait_for(&id, &admin, |d| d["status"] == "waiting").await;
     let (status, doc) = s.post(&format!("/api/v1/executions/{id}/cancel"), &web, json!({})).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{doc}");
-    assert_eq!(doc["error"]["message"], "carrying `site` on needs one of the roles prod-deployer");
-    let (status, _) = s.post(&format!("/api/v1/executions/{id}/cancel"), &prod, json!({})).await;
-    assert_eq!(status, StatusCode::CONFLICT, "allowed, and refused for what it is: ended");
+    assert_eq!(doc["error"]["message"], "cancelling `site-gated` needs one of the roles prod-deployer");
+    let (status, doc) = s.post(&format!("/api/v1/executions/{id}/cancel"), &prod, json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{doc}");
     s.stop().await;
 }

@@ -366,7 +366,7 @@ async fn schedules_run_on_their_creators_authority() {
     let ran = tick(&s.state, due).await;
     assert_eq!(
         ran[0].1,
-        "not started: bob created this schedule and no longer has a role that may run runbooks (operator or admin); \
+        "not started: bob created this schedule and has no role that may run runbooks now (operator or admin); \
          delete it, or recreate it as someone who may run it"
     );
 
