@@ -29,7 +29,12 @@ pub fn next_run(s: &ScheduleRecord, after: i64) -> Option<i64> {
 
 /// The schedules a runbook defines (`spec.schedules`), as published by `actor` at `now`:
 /// ids `NAME#1`, `NAME#2`…, each with its next run.
-pub fn runbook_schedules(rb: &opsbook_core::Runbook, actor: &str, now: i64) -> Vec<ScheduleRecord> {
+pub fn runbook_schedules(
+    rb: &opsbook_core::Runbook,
+    actor: &str,
+    roles: Option<&[String]>,
+    now: i64,
+) -> Vec<ScheduleRecord> {
     rb.schedules
         .iter()
         .enumerate()
@@ -48,6 +53,7 @@ pub fn runbook_schedules(rb: &opsbook_core::Runbook, actor: &str, now: i64) -> V
                 next_run_at: None,
                 last_run_at: None,
                 last_result: None,
+                roles: roles.map(<[String]>::to_vec),
             };
             rec.next_run_at = next_run(&rec, now);
             rec
@@ -141,6 +147,10 @@ async fn on_behalf_of(state: &AppState, s: &ScheduleRecord, actor: &str, now: i6
         if !roles.contains(r) {
             roles.push(r.clone());
         }
+    }
+    // Never more than the credential it was made with had.
+    if let Some(had) = &s.roles {
+        roles.retain(|r| had.contains(r));
     }
     let who = Principal { user: actor.to_string(), roles, token_id: String::new() };
     if who.roles.is_empty() {

@@ -48,6 +48,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/postgres/0004_quality.sql")),
     (5, include_str!("../migrations/postgres/0005_step_targets.sql")),
     (6, include_str!("../migrations/postgres/0006_child_executions.sql")),
+    (7, include_str!("../migrations/postgres/0007_schedule_roles.sql")),
 ];
 
 /// `?` on a driver call: its error becomes the backend-neutral storage error.

@@ -29,7 +29,7 @@ fn token_from(row: &PgRow) -> Result<Token> {
 macro_rules! schedule_columns {
     () => {
         "id, runbook, source, cron, timezone, params, overlap, missed, created_by, created_at, next_run_at, \
-         last_run_at, last_result"
+         last_run_at, last_result, roles"
     };
 }
 
@@ -48,6 +48,9 @@ fn schedule_from(row: &PgRow) -> Result<ScheduleRecord> {
         next_run_at: col(row, 10)?,
         last_run_at: col(row, 11)?,
         last_result: col(row, 12)?,
+        roles: col::<Option<&str>>(row, 13)?
+            .map(|r| parse_json::<Vec<String>>(r, "schedule roles"))
+            .transpose()?,
     })
 }
 
@@ -58,7 +61,7 @@ pub(crate) async fn insert_schedule<'e>(
     sqlx::query(concat!(
         "INSERT INTO schedules (",
         schedule_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
     ))
     .bind(&s.id)
     .bind(&s.runbook)
@@ -73,6 +76,7 @@ pub(crate) async fn insert_schedule<'e>(
     .bind(s.next_run_at)
     .bind(s.last_run_at)
     .bind(&s.last_result)
+    .bind(s.roles.as_ref().map(json_text))
     .execute(e)
     .await
     .db()?;

@@ -140,6 +140,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (15, include_str!("../migrations/sqlite/0015_claim_index_queued_only.sql")),
     (16, include_str!("../migrations/sqlite/0016_step_targets.sql")),
     (17, include_str!("../migrations/sqlite/0017_child_executions.sql")),
+    (18, include_str!("../migrations/sqlite/0018_schedule_roles.sql")),
 ];
 
 #[derive(Clone)]

@@ -39,7 +39,7 @@ fn audit_from(row: &Row<'_>) -> Result<AuditRecord> {
 }
 
 const SCHEDULE_COLUMNS: &str = "id, runbook, source, cron, timezone, params, overlap, missed, created_by, created_at, \
-    next_run_at, last_run_at, last_result";
+    next_run_at, last_run_at, last_result, roles";
 
 fn schedule_from(row: &Row<'_>) -> Result<ScheduleRecord> {
     Ok(ScheduleRecord {
@@ -56,12 +56,17 @@ fn schedule_from(row: &Row<'_>) -> Result<ScheduleRecord> {
         next_run_at: row.get(10).db()?,
         last_run_at: row.get(11).db()?,
         last_result: row.get(12).db()?,
+        roles: row
+            .get::<_, Option<String>>(13)
+            .db()?
+            .map(|r| parse_json::<Vec<String>>(&r, "schedule roles"))
+            .transpose()?,
     })
 }
 
 pub(crate) fn insert_schedule(conn: &rusqlite::Connection, s: &ScheduleRecord) -> Result<()> {
     conn.execute(
-        &format!("INSERT INTO schedules ({SCHEDULE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+        &format!("INSERT INTO schedules ({SCHEDULE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
         params![
             s.id,
             s.runbook,
@@ -75,7 +80,8 @@ pub(crate) fn insert_schedule(conn: &rusqlite::Connection, s: &ScheduleRecord) -
             s.created_at,
             s.next_run_at,
             s.last_run_at,
-            s.last_result
+            s.last_result,
+            s.roles.as_ref().map(json_text)
         ],
     )
     .db()?;

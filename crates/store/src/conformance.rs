@@ -626,6 +626,7 @@ async fn tokens_and_schedules<S: ServerStore>(s: S) {
         next_run_at: Some(100),
         last_run_at: None,
         last_result: None,
+        roles: Some(vec!["operator".into(), "team-web".into()]),
     };
     s.create_schedule(&sched).await.unwrap();
     assert!(s.due_schedules(99).await.unwrap().is_empty());

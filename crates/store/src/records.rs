@@ -575,6 +575,9 @@ pub struct ScheduleRecord {
     pub next_run_at: Option<i64>,
     pub last_run_at: Option<i64>,
     pub last_result: Option<String>,
+    /// The roles of the credential it was created with: a run never has more. `None` for
+    /// schedules from before they were recorded (and restored ones): the creator's now.
+    pub roles: Option<Vec<String>>,
 }
 
 /// The columns analytics need of one execution.

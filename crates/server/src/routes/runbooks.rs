@@ -145,7 +145,7 @@ pub async fn publish(
         created_at: now_ms(),
         updated_at: now_ms(),
     };
-    let schedules = crate::scheduler::runbook_schedules(&rb, ctx.user(), now_ms());
+    let schedules = crate::scheduler::runbook_schedules(&rb, ctx.user(), Some(&ctx.principal.roles), now_ms());
     let publish = Publish {
         entry,
         content: body,

@@ -82,6 +82,7 @@ pub async fn create(
         next_run_at: None,
         last_run_at: None,
         last_result: None,
+        roles: Some(ctx.principal.roles.clone()),
     };
     s.next_run_at = next_run(&s, now_ms());
     if s.next_run_at.is_none() {

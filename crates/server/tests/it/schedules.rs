@@ -307,7 +307,8 @@ async fn a_fire_starts_one_execution_however_many_servers_see_it() {
 async fn schedules_run_on_their_creators_authority() {
     let s = Server::start_with(|c| {
         c.policies = toml::from_str::<opsbook_server::Config>(
-            "[[policy]]\nparam = { name = \"environment\", value = \"production\" }\nroles = [\"prod-deployer\"]\n",
+            "[[policy]]\nparam = { name = \"environment\", value = \"production\" }\nroles = [\"prod-deployer\"]\n\n\
+             [[policy]]\ntags = [\"web\"]\nroles = [\"team-web\"]\n",
         )
         .unwrap()
         .policies;
@@ -404,6 +405,19 @@ async fn schedules_run_on_their_creators_authority() {
     assert_eq!(doc["error"]["message"], "deleting pia's schedule of `deploy` needs one of the roles prod-deployer");
     let (pia, _) = token("pia", &["operator"]).await;
     assert_eq!(s.call("DELETE", &path, Some(&pia), None).await.0, StatusCode::OK);
+
+    // A run never has more than the credential its schedule was made with, whatever
+    // other tokens its creator holds.
+    let (cara, _) = token("cara", &["operator"]).await;
+    token("cara", &["operator", "team-web"]).await;
+    let body = json!({ "runbook": "deploy", "cron": "0 6 * * *", "params": { "environment": "staging" } });
+    let (status, sched) = s.post("/api/v1/schedules", &cara, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{sched}");
+    let web = book("1.1.0", "staging").replace("spec:\n", "  tags: [web]\nspec:\n");
+    assert_eq!(s.publish(&admin, &web).await.0, StatusCode::OK);
+    let ran = tick(&s.state, at_ms(&sched["next_run_at"])).await;
+    let mine: Vec<_> = ran.iter().filter(|(id, _)| sched["id"] == id.as_str()).collect();
+    assert_eq!(mine[0].1, "not started: running `deploy` like this needs one of the roles team-web");
     s.stop().await;
 }
 
