@@ -48,9 +48,7 @@ fn schedule_from(row: &PgRow) -> Result<ScheduleRecord> {
         next_run_at: col(row, 10)?,
         last_run_at: col(row, 11)?,
         last_result: col(row, 12)?,
-        roles: col::<Option<&str>>(row, 13)?
-            .map(|r| parse_json::<Vec<String>>(r, "schedule roles"))
-            .transpose()?,
+        roles: col::<Option<&str>>(row, 13)?.map(|r| parse_json::<Vec<String>>(r, "schedule roles")).transpose()?,
     })
 }
 

@@ -357,7 +357,12 @@ async fn restore(store: &AnyStore, r: &Archived, files: &BTreeMap<String, Vec<u8
             steps_text,
             actor: v.published_by.clone(),
             bundle_sha256: v.bundle_sha256.clone(),
-            schedules: opsbook_server::scheduler::runbook_schedules(&rb, &v.published_by, None, opsbook_store::now_ms()),
+            schedules: opsbook_server::scheduler::runbook_schedules(
+                &rb,
+                &v.published_by,
+                None,
+                opsbook_store::now_ms(),
+            ),
         };
         store.publish(&publish).await?;
     }

@@ -147,7 +147,8 @@ fn arithmetic_takes_only_integers() {
         std::fs::remove_file(env.path("sum")).unwrap_or_default();
         let o = env.run(&["run", "sums.yaml", "-p", &format!("n={payload}")]);
         assert_eq!(o.code, 1, "{payload:?}: {o:?}");
-        let why = if payload.starts_with("a[") { "bash runs the command in such a subscript" } else { "must be an integer" };
+        let why =
+            if payload.starts_with("a[") { "bash runs the command in such a subscript" } else { "must be an integer" };
         assert!(o.stdout.contains(why), "{o:?}");
         assert!(!env.path("pwned").exists(), "payload {payload:?} executed");
         assert!(!env.path("sum").exists(), "nothing ran");

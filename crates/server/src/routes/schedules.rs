@@ -126,7 +126,8 @@ pub async fn delete(State(st): State<AppState>, ctx: Ctx, Path(id): Path<String>
         None => id,
     };
     // Its creator may stop it; anyone else needs what creating it would (its policies).
-    let others = |s: &&ScheduleRecord| !crate::auth::same_user(&s.created_by, ctx.user()) && !ctx.principal.has_role("admin");
+    let others =
+        |s: &&ScheduleRecord| !crate::auth::same_user(&s.created_by, ctx.user()) && !ctx.principal.has_role("admin");
     if let Some(s) = all.iter().filter(others).find(|s| s.id == id) {
         let entry = st.store.registry_entry(&s.runbook).await?;
         let values = s.params.as_object().cloned().unwrap_or_default();
