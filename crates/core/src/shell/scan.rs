@@ -40,6 +40,10 @@ pub(super) const ANSI_C_QUOTE: &str =
     "`\\'` inside $'…' ends the quote in sh (dash) but not in bash: write \\x27 for the quote instead";
 pub(super) const CONTINUATION: &str = "a line continuation (`\\` at the end of a line) inside a word cannot be \
      followed: break the line between words";
+pub(super) const FILTER_BLOCK: &str = "a {% filter %} block changes the text of the values in it after they are \
+     written for the shell: apply the filter inside {{ … }} instead";
+pub(super) const SHELLS_DIFFER: &str = "sh (dash) and bash read this here-document differently (a $'…' delimiter, a \
+     delimiter followed by `)`, or `$( … <<EOF)` closed on the operator's line): write it plainly";
 pub(super) const BUILT_WORD: &str = "{% %} logic builds part of the word this value is in, so what the word is \
      cannot be told: give the value a word of its own";
 
@@ -98,6 +102,8 @@ struct Cmd {
     code_next: bool,
     /// …and this is where it began.
     code: Option<usize>,
+    /// A `[[ ]]` that compares numbers (`-eq`, `-lt`…).
+    numeric: bool,
 }
 
 /// What a simple command does with its words, where that matters for a value.
@@ -127,6 +133,8 @@ enum Kind {
     Case,
     /// `function`: the next word is its name.
     Function,
+    /// `coproc`: a name may come before the command.
+    Coproc,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -134,6 +142,8 @@ struct Pending {
     delimiter: String,
     strip_tabs: bool,
     literal: bool,
+    /// How many frames were open at its operator.
+    depth: usize,
 }
 
 pub(super) struct Scanner<'a> {
@@ -331,7 +341,14 @@ impl<'a> Scanner<'a> {
                 self.end_command();
                 self.command().depth -= 1;
             }
-            b')' => self.pop(),
+            b')' => {
+                self.pop();
+                // dash gives a here-document opened inside a `$( )` that closes on its
+                // line no body; bash reads the next lines as its body.
+                if self.pending.iter().any(|p| p.depth > self.stack.len()) {
+                    self.lose(SHELLS_DIFFER);
+                }
+            }
             b';' => {
                 // `;;`, `;&` and `;;&` end a case item: a pattern comes next.
                 if cmd.cases > 0 && matches!(self.b.get(self.i + 1), Some(b';' | b'&')) {
@@ -414,7 +431,9 @@ impl<'a> Scanner<'a> {
                 }
                 Some(false) => break,
                 None => {
-                    self.lose(TAG_ON_DELIMITER_LINE);
+                    let line = self.text(self.i, self.b.len()).trim_start_matches('\t');
+                    let paren = line.strip_prefix(delimiter.as_str()).is_some_and(|r| r.starts_with(')'));
+                    self.lose(if paren { SHELLS_DIFFER } else { TAG_ON_DELIMITER_LINE });
                     break;
                 }
             }
@@ -686,12 +705,7 @@ impl<'a> Scanner<'a> {
         match self.stack.iter().rev().nth(quotes.count()) {
             Some(Frame::Command(cmd)) => match cmd.kind {
                 Kind::Arithmetic | Kind::DeclareInt => true,
-                Kind::Test => {
-                    let from = cmd.command_word.unwrap_or(self.i);
-                    let test = self.text(from, self.b.len());
-                    let test = &test[..test.find("]]").unwrap_or(test.len())];
-                    test.split_whitespace().any(|w| words::ARITHMETIC_TESTS.contains(&w))
-                }
+                Kind::Test => cmd.numeric,
                 _ => false,
             },
             _ => false,
@@ -732,10 +746,10 @@ impl<'a> Scanner<'a> {
                 self.lose(TAG_AS_DELIMITER);
                 break;
             }
-            // bash reads `$'…'` and `$"…"` in a delimiter as quotes.
+            // bash reads `$'…'` (decoding its escapes) and `$"…"` in a delimiter as quotes,
+            // dash as a `$` and a quote.
             if quote.is_none() && c == b'$' && matches!(self.b.get(self.i + 1), Some(b'\'' | b'"')) {
-                self.i += 1;
-                continue;
+                self.lose(SHELLS_DIFFER);
             }
             match (quote, c) {
                 (Some(q), _) if c == q => quote = None,
@@ -757,7 +771,8 @@ impl<'a> Scanner<'a> {
             self.i += 1;
         }
         let delimiter = String::from_utf8_lossy(&delimiter).into_owned();
-        (!delimiter.is_empty()).then_some(Pending { delimiter, strip_tabs, literal })
+        let depth = self.stack.len();
+        (!delimiter.is_empty()).then_some(Pending { delimiter, strip_tabs, literal, depth })
     }
 
     /// Whether the line starting at `self.i` is the delimiter line; `None` if template
@@ -768,6 +783,10 @@ impl<'a> Scanner<'a> {
         let line = if strip_tabs { line.trim_start_matches('\t') } else { line };
         if line == delimiter {
             return Some(true);
+        }
+        // bash also ends one inside `$( )` at `EOF)`; dash does not.
+        if line.strip_prefix(delimiter).is_some_and(|rest| rest.starts_with(')')) {
+            return None;
         }
         let plain = without_tags(line, None);
         let plain = if strip_tabs { plain.trim_start_matches('\t') } else { plain.as_str() };

@@ -36,6 +36,8 @@ impl Scanner<'_> {
         let state = self.state();
         match word {
             "if" | "for" | "macro" | "call" => self.blocks.push(Block::new(word == "if", start, state)),
+            // A filter changes the text after the values in it were written for the shell.
+            "filter" => self.lose(super::FILTER_BLOCK),
             // `{% set x %}…{% endset %}` keeps its text for later.
             "set" if !assigns => self.blocks.push(Block::new(false, start, state)),
             "elif" | "else" => {

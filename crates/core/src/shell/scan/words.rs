@@ -4,10 +4,20 @@ use super::{AS_CODE, AS_NAME, Context, Frame, Kind, Scanner, is_name, without_ta
 
 /// Words that leave the next word in command position.
 const PREFIXES: &[&str] =
-    &["!", "{", "}", "if", "then", "else", "elif", "do", "while", "until", "time", "builtin", "command", "coproc"];
+    &["!", "{", "}", "if", "then", "else", "elif", "do", "while", "until", "time", "builtin", "command"];
+/// How far around a value its neighbouring words are looked for.
+const WINDOW: usize = 512;
 pub(super) const ARITHMETIC_TESTS: &[&str] = &["-eq", "-ne", "-lt", "-le", "-gt", "-ge"];
 
 impl Scanner<'_> {
+    /// `at`, or the character boundary before it.
+    fn boundary(&self, mut at: usize) -> usize {
+        while !self.src.is_char_boundary(at) {
+            at -= 1;
+        }
+        at
+    }
+
     /// A word begins at `self.i` unless one is under way; in command position it says
     /// what the command is.
     pub(super) fn word_starts(&mut self) {
@@ -23,6 +33,16 @@ impl Scanner<'_> {
         let fd = !text.is_empty()
             && text.bytes().all(|b| b.is_ascii_digit())
             && matches!(self.b.get(end), Some(b'<' | b'>'));
+        let numeric = text == "[[" && {
+            let test = self.text(start, self.b.len());
+            let test = &test[..test.find("]]").unwrap_or(test.len())];
+            test.split_whitespace().any(|w| ARITHMETIC_TESTS.contains(&w))
+        };
+        // `coproc NAME { … }`: the name, then the command.
+        let names_coproc = {
+            let after = self.text(end, self.b.len()).trim_start_matches([' ', '\t']);
+            after.starts_with("{ ") || after.starts_with("{\n") || after.starts_with('(')
+        };
         let cmd = self.command();
         if cmd.word.is_some() {
             return;
@@ -68,6 +88,7 @@ impl Scanner<'_> {
             }
             cmd.maybe_fresh = false;
             cmd.kind = super::strictest(cmd.kind, command_kind(text));
+            cmd.numeric |= numeric;
             if matches!(text, "case" | "esac" | "function") {
                 self.lose(super::CONDITIONAL_SHELL);
             }
@@ -97,13 +118,14 @@ impl Scanner<'_> {
         if prefix {
             return;
         }
-        if cmd.kind == Kind::Function {
-            // The function's name; its body follows.
+        if cmd.kind == Kind::Function || (cmd.kind == Kind::Coproc && names_coproc) {
+            // The function's or the coprocess's name; its body follows.
             cmd.kind = Kind::Other;
             return;
         }
-        cmd.fresh = text == "function";
+        cmd.fresh = matches!(text, "function" | "coproc");
         cmd.kind = command_kind(text);
+        cmd.numeric = numeric;
         match text {
             "case" => cmd.cases += 1,
             "esac" => cmd.cases = cmd.cases.saturating_sub(1),
@@ -122,12 +144,15 @@ impl Scanner<'_> {
         let word = cmd.word.unwrap_or(start);
         let prefix = without_tags(self.text(word, start), Some("x"));
         let prefix = prefix.as_str();
-        // The words around it on its line, as the shell sees them (template tags aside).
-        let line_start = self.text(0, word.min(start)).rfind('\n').map_or(0, |p| p + 1);
+        // The words around it on its line, as the shell sees them (template tags aside),
+        // within a window: a long line costs no more per value.
+        let from = self.boundary(word.min(start).saturating_sub(WINDOW));
+        let line_start = self.text(from, word.min(start)).rfind('\n').map_or(from, |p| from + p + 1);
         let before = without_tags(self.text(line_start, word.min(start)), Some("x"));
         let before = before.trim_end_matches([' ', '\t']);
         let previous = &before[before.rfind([' ', '\t']).map_or(0, |p| p + 1)..];
-        let line_end = self.src[end..].find('\n').map_or(self.b.len(), |p| end + p);
+        let window = self.boundary((end + WINDOW).min(self.b.len()));
+        let line_end = self.text(end, window).find('\n').map_or(window, |p| end + p);
         let after = without_tags(self.text(end, line_end), Some("x"));
         let after = &after[after.find([' ', '\t']).unwrap_or(after.len())..];
         let next = after.trim_start_matches([' ', '\t']).split([' ', '\t']).next().unwrap_or_default();
@@ -175,6 +200,7 @@ fn command_kind(text: &str) -> Kind {
         "[[" => Kind::Test,
         "case" => Kind::Case,
         "function" => Kind::Function,
+        "coproc" => Kind::Coproc,
         _ => Kind::Other,
     }
 }
