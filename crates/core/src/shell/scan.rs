@@ -44,6 +44,8 @@ pub(super) const FILTER_BLOCK: &str = "a {% filter %} block changes the text of 
      written for the shell: apply the filter inside {{ … }} instead";
 pub(super) const SHELLS_DIFFER: &str = "sh (dash) and bash read this here-document differently (a $'…' delimiter, a \
      delimiter followed by `)`, or `$( … <<EOF)` closed on the operator's line): write it plainly";
+pub(super) const DUP_TARGET: &str = "after `>&` bash expands a word that is no file descriptor a second time, \
+     running a `$( … )` in the value: redirect to a file with `>` or `&>` instead";
 pub(super) const BUILT_WORD: &str = "{% %} logic builds part of the word this value is in, so what the word is \
      cannot be told: give the value a word of its own";
 
@@ -104,6 +106,10 @@ struct Cmd {
     code: Option<usize>,
     /// A `[[ ]]` that compares numbers (`-eq`, `-lt`…).
     numeric: bool,
+    /// The redirection's target follows `>&` or `<&`…
+    dup: bool,
+    /// …and this is where it began.
+    dup_word: Option<usize>,
 }
 
 /// What a simple command does with its words, where that matters for a value.
@@ -375,6 +381,7 @@ impl<'a> Scanner<'a> {
                 self.command().word = None;
                 self.command().target = true;
                 if self.b.get(self.i + 1) == Some(&b'&') {
+                    self.command().dup = true;
                     self.i += 1;
                 }
             }
@@ -460,6 +467,8 @@ impl<'a> Scanner<'a> {
             cmd.maybe_fresh = false;
             cmd.code_next = false;
             cmd.code = None;
+            cmd.dup = false;
+            cmd.dup_word = None;
         }
     }
 
@@ -603,7 +612,11 @@ impl<'a> Scanner<'a> {
                 && cmd.word.is_none()
             {
                 cmd.word = Some(start);
-                if !std::mem::take(&mut cmd.target) {
+                let target = std::mem::take(&mut cmd.target);
+                if target && std::mem::take(&mut cmd.dup) {
+                    cmd.dup_word = Some(start);
+                }
+                if !target {
                     if std::mem::take(&mut cmd.code_next) {
                         cmd.code = Some(start);
                     }
@@ -641,6 +654,10 @@ impl<'a> Scanner<'a> {
             && at == start
         {
             return Context::Refused(why);
+        }
+        let duplicated = |f: &Frame| matches!(f, Frame::Command(c) if (c.target && c.dup) || (c.dup_word.is_some() && c.dup_word == c.word));
+        if self.stack.iter().any(duplicated) {
+            return Context::Refused(DUP_TARGET);
         }
         let arithmetic = |f: &Frame| matches!(f, Frame::Arithmetic { .. } | Frame::Array { arithmetic: true });
         if self.stack.iter().any(arithmetic) {

@@ -353,3 +353,14 @@ fn long_scripts_scan_quickly() {
     let line = "echo {{ p }} ".repeat(5_000);
     assert_eq!(contexts(&line).len(), 5_000);
 }
+
+/// The fourth round: bash expands the word after `>&` again when it is no number.
+#[test]
+fn refuses_values_after_a_duplicating_redirection() {
+    use super::scan::DUP_TARGET;
+    use Context::*;
+    for script in ["echo a >&{{ p }}", "echo a 1>&\"{{ p }}\"", "echo a >&'{{ p }}'", "echo a >&\"$(echo {{ p }})\""] {
+        assert_eq!(contexts(script), [Refused(DUP_TARGET)], "{script}");
+    }
+    assert_eq!(contexts("echo a >&2 {{ p }}; echo b > {{ q }}; echo c &> {{ r }}"), [Bare, Bare, Bare]);
+}

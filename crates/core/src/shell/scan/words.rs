@@ -50,7 +50,11 @@ impl Scanner<'_> {
         cmd.word = Some(start);
         // A redirection's target, or the file descriptor before one (`2>`), is no
         // command and no argument.
-        if std::mem::take(&mut cmd.target) || fd {
+        let target = std::mem::take(&mut cmd.target);
+        if target && std::mem::take(&mut cmd.dup) {
+            cmd.dup_word = Some(start);
+        }
+        if target || fd {
             return;
         }
         // `sh -c CODE`, wherever the shell comes in the command (`timeout 5 sh -c …`).
