@@ -12,6 +12,7 @@
 use super::{Context, Heredoc, Interpolation, is_name};
 
 mod blocks;
+mod heredoc;
 mod words;
 
 use blocks::{Block, without_tags};
@@ -472,13 +473,6 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn start_heredoc(&mut self) {
-        if matches!(self.top(), Frame::Command(_)) && !self.pending.is_empty() {
-            let p = self.pending.remove(0);
-            self.stack.push(Frame::Heredoc { delimiter: p.delimiter, strip_tabs: p.strip_tabs, literal: p.literal });
-        }
-    }
-
     /// A backslash at `self.i` quotes the next character, which is skipped; a template
     /// tag is not skipped (it is no character of the script), but noted: the backslash
     /// would then quote the first character of the value.
@@ -545,39 +539,6 @@ impl<'a> Scanner<'a> {
             (b'`', _) => self.stack.push(Frame::Backquote),
             _ => {}
         }
-    }
-
-    /// Whether the tag at `self.i` is `{% NAME %}` (with any whitespace control).
-    fn tag_is(&self, name: &str) -> bool {
-        self.tag_words().0 == name
-    }
-
-    /// The first word of the `{% %}` tag at `self.i`, and whether it assigns (`=`).
-    fn tag_words(&self) -> (&'a str, bool) {
-        let rest = self.text(self.i + 2, self.b.len());
-        let Some(end) = rest.find("%}") else { return ("", false) };
-        let inner = rest[..end].trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
-        (inner.split_whitespace().next().unwrap_or_default(), inner.contains('='))
-    }
-
-    /// Where a tag whose text starts at `from` ends (after `close`); a `}}` or `%}` in a
-    /// template string (`{{ "}}" }}`) does not end it.
-    fn tag_end(&self, from: usize, close: &[u8], strings: bool) -> usize {
-        let mut quote = None;
-        let mut i = from;
-        while i < self.b.len() {
-            let c = self.b[i];
-            match quote {
-                Some(_) if c == b'\\' => i += 1,
-                Some(q) if c == q => quote = None,
-                Some(_) => {}
-                None if strings && (c == b'"' || c == b'\'') => quote = Some(c),
-                None if self.b[i..].starts_with(close) => return i + 2,
-                None => {}
-            }
-            i += 1;
-        }
-        self.b.len()
     }
 
     /// Skips the template tag at `self.i`, recording `{{ }}`; returns whether it opened
@@ -691,132 +652,6 @@ impl<'a> Scanner<'a> {
                 };
                 if *literal { Context::HeredocLiteral(h) } else { Context::Heredoc(h) }
             }
-        }
-    }
-
-    /// An identifier starts at `self.i`: if the shell evaluates it as arithmetic here, the
-    /// values assigned to that variable must be integers.
-    fn identifier(&mut self) {
-        let end = self.b[self.i..].iter().position(|&b| !is_word_byte(b)).map_or(self.b.len(), |p| self.i + p);
-        let name = self.text(self.i, end);
-        if !self.evaluates_names() {
-            return;
-        }
-        for (n, at) in &self.assigned {
-            if n == name
-                && let Some(i) = self.out.get_mut(*at)
-                && !matches!(i.context, Context::Refused(_) | Context::Comment)
-            {
-                i.context = Context::Arithmetic;
-            }
-        }
-    }
-
-    /// Whether a variable name here is evaluated as arithmetic: in `$(( ))`, `(( ))`, a
-    /// subscript, `let`, `declare -i`, or a `[[ ]]` that compares numbers.
-    fn evaluates_names(&self) -> bool {
-        if self.stack.iter().any(|f| matches!(f, Frame::Arithmetic { .. } | Frame::Array { arithmetic: true })) {
-            return true;
-        }
-        let quotes = self.stack.iter().rev().take_while(|f| matches!(f, Frame::Double | Frame::Single));
-        match self.stack.iter().rev().nth(quotes.count()) {
-            Some(Frame::Command(cmd)) => match cmd.kind {
-                Kind::Arithmetic | Kind::DeclareInt => true,
-                Kind::Test => cmd.numeric,
-                _ => false,
-            },
-            _ => false,
-        }
-    }
-
-    /// The variable a value at `start` is assigned to (`X={{ … }}`, `export X="…{{ … }}"`).
-    fn assigns_to(&self, start: usize) -> Option<String> {
-        let quotes = self.stack.iter().rev().take_while(|f| matches!(f, Frame::Double | Frame::Single | Frame::AnsiC));
-        let Some(Frame::Command(cmd)) = self.stack.iter().rev().nth(quotes.count()) else { return None };
-        let prefix = without_tags(self.text(cmd.word.unwrap_or(start), start), Some("x"));
-        let (name, _) = prefix.split_once('=')?;
-        let name = name.trim_end_matches('+');
-        is_name(name).then(|| name.to_string())
-    }
-
-    /// `<<WORD` or `<<-WORD` at `self.i`: reads the delimiter (quoted parts make the body
-    /// literal) and moves past it.
-    fn heredoc_operator(&mut self) -> Option<Pending> {
-        self.i += 2;
-        let strip_tabs = self.at(b"-");
-        if strip_tabs {
-            self.i += 1;
-        }
-        while self.i < self.b.len() && (self.b[self.i] == b' ' || self.b[self.i] == b'\t') {
-            self.i += 1;
-        }
-        if self.at(b"{{") || self.at(b"{%") || self.at(b"{#") {
-            self.lose(TAG_AS_DELIMITER);
-            return None;
-        }
-        let mut delimiter: Vec<u8> = Vec::new();
-        let mut literal = false;
-        let mut quote: Option<u8> = None;
-        while self.i < self.b.len() {
-            let c = self.b[self.i];
-            if c == b'{' && matches!(self.b.get(self.i + 1), Some(b'{' | b'%' | b'#')) {
-                self.lose(TAG_AS_DELIMITER);
-                break;
-            }
-            // bash reads `$'…'` (decoding its escapes) and `$"…"` in a delimiter as quotes,
-            // dash as a `$` and a quote.
-            if quote.is_none() && c == b'$' && matches!(self.b.get(self.i + 1), Some(b'\'' | b'"')) {
-                self.lose(SHELLS_DIFFER);
-            }
-            match (quote, c) {
-                (Some(q), _) if c == q => quote = None,
-                (Some(_), _) => delimiter.push(c),
-                (None, b'\'' | b'"') => {
-                    quote = Some(c);
-                    literal = true;
-                }
-                (None, b'\\') => {
-                    literal = true;
-                    self.i += 1;
-                    if let Some(&n) = self.b.get(self.i) {
-                        delimiter.push(n);
-                    }
-                }
-                (None, b' ' | b'\t' | b'\n' | b';' | b'&' | b'|' | b'<' | b'>' | b'(' | b')') => break,
-                (None, _) => delimiter.push(c),
-            }
-            self.i += 1;
-        }
-        let delimiter = String::from_utf8_lossy(&delimiter).into_owned();
-        let depth = self.stack.len();
-        (!delimiter.is_empty()).then_some(Pending { delimiter, strip_tabs, literal, depth })
-    }
-
-    /// Whether the line starting at `self.i` is the delimiter line; `None` if template
-    /// tags on it decide (without its `{% %}` and `{# #}` tags it would be).
-    fn delimiter_line(&self, delimiter: &str, strip_tabs: bool) -> Option<bool> {
-        let rest = self.text(self.i, self.b.len());
-        let line = rest.split('\n').next().unwrap_or_default();
-        let line = if strip_tabs { line.trim_start_matches('\t') } else { line };
-        if line == delimiter {
-            return Some(true);
-        }
-        // bash also ends one inside `$( )` at `EOF)`; dash does not.
-        if line.strip_prefix(delimiter).is_some_and(|rest| rest.starts_with(')')) {
-            return None;
-        }
-        let plain = without_tags(line, None);
-        let plain = if strip_tabs { plain.trim_start_matches('\t') } else { plain.as_str() };
-        if plain != line && plain.starts_with(delimiter) { None } else { Some(false) }
-    }
-
-    fn skip_line(&mut self) {
-        while self.i < self.b.len() && self.b[self.i] != b'\n' {
-            self.i += 1;
-        }
-        if self.i < self.b.len() {
-            self.newline();
-            self.i += 1;
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Template blocks (`{% if %}`, `{% for %}`…): each branch is scanned from the state
-//! where the block opened, and the branches must leave the shell in the same place.
+//! Template tags and blocks (`{% if %}`, `{% for %}`…): each branch is scanned from the
+//! state where the block opened, and the branches must leave the shell in the same place.
 
 use super::{CONDITIONAL_SHELL, Context, Frame, Pending, Scanner, strictest};
 
@@ -29,7 +29,7 @@ impl Block {
     }
 }
 
-impl Scanner<'_> {
+impl<'a> Scanner<'a> {
     /// Follows `{% if %}`, `{% for %}` and the blocks like them (the tag at `start`).
     pub(super) fn control(&mut self, start: usize) {
         let (word, assigns) = self.tag_words();
@@ -72,6 +72,39 @@ impl Scanner<'_> {
             }
             _ => {}
         }
+    }
+
+    /// Whether the tag at `self.i` is `{% NAME %}` (with any whitespace control).
+    pub(super) fn tag_is(&self, name: &str) -> bool {
+        self.tag_words().0 == name
+    }
+
+    /// The first word of the `{% %}` tag at `self.i`, and whether it assigns (`=`).
+    pub(super) fn tag_words(&self) -> (&'a str, bool) {
+        let rest = self.text(self.i + 2, self.b.len());
+        let Some(end) = rest.find("%}") else { return ("", false) };
+        let inner = rest[..end].trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
+        (inner.split_whitespace().next().unwrap_or_default(), inner.contains('='))
+    }
+
+    /// Where a tag whose text starts at `from` ends (after `close`); a `}}` or `%}` in a
+    /// template string (`{{ "}}" }}`) does not end it.
+    pub(super) fn tag_end(&self, from: usize, close: &[u8], strings: bool) -> usize {
+        let mut quote = None;
+        let mut i = from;
+        while i < self.b.len() {
+            let c = self.b[i];
+            match quote {
+                Some(_) if c == b'\\' => i += 1,
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None if strings && (c == b'"' || c == b'\'') => quote = Some(c),
+                None if self.b[i..].starts_with(close) => return i + 2,
+                None => {}
+            }
+            i += 1;
+        }
+        self.b.len()
     }
 
     fn state(&self) -> State {

@@ -1,6 +1,6 @@
 //! The words of a simple command: which command it is, and what it makes of a value.
 
-use super::{AS_CODE, AS_NAME, Context, Frame, Kind, Scanner, is_name, without_tags};
+use super::{AS_CODE, AS_NAME, Context, Frame, Kind, Scanner, is_name, is_word_byte, without_tags};
 
 /// Words that leave the next word in command position.
 const PREFIXES: &[&str] =
@@ -206,5 +206,52 @@ fn command_kind(text: &str) -> Kind {
         "function" => Kind::Function,
         "coproc" => Kind::Coproc,
         _ => Kind::Other,
+    }
+}
+
+impl Scanner<'_> {
+    /// An identifier starts at `self.i`: if the shell evaluates it as arithmetic here, the
+    /// values assigned to that variable must be integers.
+    pub(super) fn identifier(&mut self) {
+        let end = self.b[self.i..].iter().position(|&b| !is_word_byte(b)).map_or(self.b.len(), |p| self.i + p);
+        let name = self.text(self.i, end);
+        if !self.evaluates_names() {
+            return;
+        }
+        for (n, at) in &self.assigned {
+            if n == name
+                && let Some(i) = self.out.get_mut(*at)
+                && !matches!(i.context, Context::Refused(_) | Context::Comment)
+            {
+                i.context = Context::Arithmetic;
+            }
+        }
+    }
+
+    /// Whether a variable name here is evaluated as arithmetic: in `$(( ))`, `(( ))`, a
+    /// subscript, `let`, `declare -i`, or a `[[ ]]` that compares numbers.
+    pub(super) fn evaluates_names(&self) -> bool {
+        if self.stack.iter().any(|f| matches!(f, Frame::Arithmetic { .. } | Frame::Array { arithmetic: true })) {
+            return true;
+        }
+        let quotes = self.stack.iter().rev().take_while(|f| matches!(f, Frame::Double | Frame::Single));
+        match self.stack.iter().rev().nth(quotes.count()) {
+            Some(Frame::Command(cmd)) => match cmd.kind {
+                Kind::Arithmetic | Kind::DeclareInt => true,
+                Kind::Test => cmd.numeric,
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// The variable a value at `start` is assigned to (`X={{ … }}`, `export X="…{{ … }}"`).
+    pub(super) fn assigns_to(&self, start: usize) -> Option<String> {
+        let quotes = self.stack.iter().rev().take_while(|f| matches!(f, Frame::Double | Frame::Single | Frame::AnsiC));
+        let Some(Frame::Command(cmd)) = self.stack.iter().rev().nth(quotes.count()) else { return None };
+        let prefix = without_tags(self.text(cmd.word.unwrap_or(start), start), Some("x"));
+        let (name, _) = prefix.split_once('=')?;
+        let name = name.trim_end_matches('+');
+        is_name(name).then(|| name.to_string())
     }
 }
