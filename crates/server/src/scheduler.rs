@@ -83,22 +83,50 @@ pub async fn may_schedule(
     let inputs = params.iter().map(|(k, v)| (k.clone(), opsbook_core::Input::Value(v.clone()))).collect();
     let checked = rb.check_params(&inputs).map_err(|e| crate::error::params_error(&e))?;
     let values = checked.values.into_iter().collect();
-    let policies = &state.config.policies;
-    let refused = match crate::policy::refusal(policies, &ctx.principal, &rb.name, &rb.tags, &values) {
-        Some(p) => {
-            Some(format!("{what} runs `{}` like this, which needs one of the roles {}", rb.name, p.roles.join(", ")))
+    let refused = match policy_refusal(state, ctx, rb, &values).await {
+        Some(Refused::Roles(roles)) => {
+            Some(format!("{what} runs `{}` like this, which needs one of the roles {roles}", rb.name))
         }
-        None => crate::calls::check_child_policies(&state.store, policies, &ctx.principal, rb, &values)
-            .await
-            .err()
-            .map(|why| format!("{what}: {why}")),
+        Some(Refused::Child(why)) => Some(format!("{what}: {why}")),
+        None => None,
     };
-    if let Some(why) = refused {
-        let details = json!({ "policy": why, "roles": ctx.principal.roles });
-        state.audit(ctx.user(), "authz.denied", &rb.name, &ctx.request_id, details).await;
-        return Err(ApiError::forbidden(why));
+    match refused {
+        Some(why) => Err(denied(state, ctx, &rb.name, why).await),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// Why the policies keep a schedule of `rb` with `values` from `ctx`'s caller.
+pub enum Refused {
+    /// The runbook's own: one of these roles is needed.
+    Roles(String),
+    /// Those of a runbook it calls, with the reason.
+    Child(String),
+}
+
+/// The policies of `rb`, and of the runbooks it calls, that refuse `ctx`'s caller a
+/// schedule of it with `values`.
+pub async fn policy_refusal(
+    state: &AppState,
+    ctx: &crate::auth::Ctx,
+    rb: &opsbook_core::Runbook,
+    values: &serde_json::Map<String, serde_json::Value>,
+) -> Option<Refused> {
+    let policies = &state.config.policies;
+    if let Some(p) = crate::policy::refusal(policies, &ctx.principal, &rb.name, &rb.tags, values) {
+        return Some(Refused::Roles(p.roles.join(", ")));
+    }
+    crate::calls::check_child_policies(&state.store, policies, &ctx.principal, rb, values)
+        .await
+        .err()
+        .map(Refused::Child)
+}
+
+/// A refusal, audited against `target`.
+pub async fn denied(state: &AppState, ctx: &crate::auth::Ctx, target: &str, why: String) -> ApiError {
+    let details = json!({ "policy": why, "roles": ctx.principal.roles });
+    state.audit(ctx.user(), "authz.denied", target, &ctx.request_id, details).await;
+    ApiError::forbidden(why)
 }
 
 /// Starts every schedule due at `now`; returns `(schedule id, what happened)`.

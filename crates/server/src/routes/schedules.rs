@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::auth::{Ctx, Perm};
 use crate::error::{ApiError, ApiJson, ApiResult};
-use crate::scheduler::{next_run, timezone};
+use crate::scheduler::{Refused, next_run, timezone};
 use crate::service::to_value;
 use crate::state::AppState;
 
@@ -130,24 +130,18 @@ pub async fn delete(State(st): State<AppState>, ctx: Ctx, Path(id): Path<String>
         |s: &&ScheduleRecord| !crate::auth::same_user(&s.created_by, ctx.user()) && !ctx.principal.has_role("admin");
     if let Some(s) = all.iter().filter(others).find(|s| s.id == id) {
         let entry = st.store.registry_entry(&s.runbook).await?;
+        let (published, _) = st.store.registry_version(&s.runbook, &entry.latest_version).await?;
+        let rb = st.engine.stored_runbook(&published.sha256).await?;
         let values = s.params.as_object().cloned().unwrap_or_default();
-        let policies = &st.config.policies;
-        let refused = match crate::policy::refusal(policies, &ctx.principal, &s.runbook, &entry.tags, &values) {
-            Some(p) => Some(format!(
-                "deleting {}'s schedule of `{}` needs one of the roles {}",
-                s.created_by,
-                s.runbook,
-                p.roles.join(", ")
-            )),
-            None => {
-                let (published, _) = st.store.registry_version(&s.runbook, &entry.latest_version).await?;
-                let rb = st.engine.stored_runbook(&published.sha256).await?;
-                crate::calls::check_child_policies(&st.store, policies, &ctx.principal, &rb, &values).await.err()
+        let refused = match crate::scheduler::policy_refusal(&st, &ctx, &rb, &values).await {
+            Some(Refused::Roles(roles)) => {
+                format!("deleting {}'s schedule of `{}` needs one of the roles {roles}", s.created_by, s.runbook)
             }
+            Some(Refused::Child(why)) => why,
+            None => String::new(),
         };
-        if let Some(why) = refused {
-            st.audit(ctx.user(), "authz.denied", &id, &rid, json!({ "roles": ctx.principal.roles })).await;
-            return Err(ApiError::forbidden(why));
+        if !refused.is_empty() {
+            return Err(crate::scheduler::denied(&st, &ctx, &id, refused).await);
         }
     }
     st.store.delete_schedule(&id).await?;

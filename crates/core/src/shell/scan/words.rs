@@ -140,8 +140,7 @@ impl Scanner<'_> {
     /// What the command a value is a word of (perhaps in quotes) makes of it, where
     /// that is more than a word: arithmetic, code, or a variable name.
     pub(super) fn in_command(&self, start: usize, end: usize) -> Option<Context> {
-        let quotes = self.stack.iter().rev().take_while(|f| matches!(f, Frame::Double | Frame::Single | Frame::AnsiC));
-        let Some(Frame::Command(cmd)) = self.stack.iter().rev().nth(quotes.count()) else { return None };
+        let cmd = self.word_of()?;
         if cmd.word == Some(usize::MAX) {
             return Some(Context::Refused(super::BUILT_WORD));
         }
@@ -234,24 +233,28 @@ impl Scanner<'_> {
         if self.stack.iter().any(|f| matches!(f, Frame::Arithmetic { .. } | Frame::Array { arithmetic: true })) {
             return true;
         }
-        let quotes = self.stack.iter().rev().take_while(|f| matches!(f, Frame::Double | Frame::Single));
-        match self.stack.iter().rev().nth(quotes.count()) {
-            Some(Frame::Command(cmd)) => match cmd.kind {
-                Kind::Arithmetic | Kind::DeclareInt => true,
-                Kind::Test => cmd.numeric,
-                _ => false,
-            },
+        self.word_of().is_some_and(|cmd| match cmd.kind {
+            Kind::Arithmetic | Kind::DeclareInt => true,
+            Kind::Test => cmd.numeric,
             _ => false,
-        }
+        })
     }
 
     /// The variable a value at `start` is assigned to (`X={{ … }}`, `export X="…{{ … }}"`).
     pub(super) fn assigns_to(&self, start: usize) -> Option<String> {
-        let quotes = self.stack.iter().rev().take_while(|f| matches!(f, Frame::Double | Frame::Single | Frame::AnsiC));
-        let Some(Frame::Command(cmd)) = self.stack.iter().rev().nth(quotes.count()) else { return None };
+        let cmd = self.word_of()?;
         let prefix = without_tags(self.text(cmd.word.unwrap_or(start), start), Some("x"));
         let (name, _) = prefix.split_once('=')?;
         let name = name.trim_end_matches('+');
         is_name(name).then(|| name.to_string())
+    }
+
+    /// The command whose word is being read here, perhaps inside quotes.
+    fn word_of(&self) -> Option<&super::Cmd> {
+        let quotes = self.stack.iter().rev().take_while(|f| matches!(f, Frame::Double | Frame::Single | Frame::AnsiC));
+        match self.stack.iter().rev().nth(quotes.count()) {
+            Some(Frame::Command(cmd)) => Some(cmd),
+            _ => None,
+        }
     }
 }
