@@ -220,6 +220,11 @@ pub struct Schedule {
     #[serde(default, with = "crate::rfc3339::option")]
     pub last_run_at: Option<i64>,
     pub last_result: Option<String>,
+    /// The roles of the token the schedule was created with. A run acts with those of
+    /// them its creator still holds. Absent for a runbook's own schedules published before
+    /// roles were recorded and for restored ones: those act with the creator's roles of now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
 }
 
 impl From<opsbook_store::ScheduleRecord> for Schedule {
@@ -238,6 +243,7 @@ impl From<opsbook_store::ScheduleRecord> for Schedule {
             next_run_at: s.next_run_at,
             last_run_at: s.last_run_at,
             last_result: s.last_result,
+            roles: s.roles,
         }
     }
 }

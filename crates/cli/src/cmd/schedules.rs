@@ -51,7 +51,7 @@ pub async fn exec(client: &Client, cmd: &Schedules) -> Result<u8> {
             t.load_style(UTF8_FULL_CONDENSED);
             let clock = super::history::Clock::new();
             let (next, last) = (format!("Next run ({})", clock.label), format!("Last run ({})", clock.label));
-            t.set_header(vec!["ID", "Runbook", "Cron", "Zone", &next, &last, "Last result", "By"]);
+            t.set_header(vec!["ID", "Runbook", "Cron", "Zone", &next, &last, "Last result", "By", "Roles"]);
             let time = |ms: Option<i64>| if ms.is_some() { clock.show(ms) } else { "-".into() };
             for s in &found.items {
                 t.add_row(vec![
@@ -63,6 +63,8 @@ pub async fn exec(client: &Client, cmd: &Schedules) -> Result<u8> {
                     time(s.last_run_at),
                     s.last_result.clone().unwrap_or_default(),
                     s.created_by.clone(),
+                    // A schedule without recorded roles runs with its creator's of now.
+                    s.roles.as_ref().map_or_else(|| "(creator's)".into(), |r| r.join(", ")),
                 ]);
             }
             println!("{t}");

@@ -112,7 +112,7 @@ fn relative_paths(script: &str) -> Vec<&str> {
             i == 0 || matches!(bytes[i - 1], b' ' | b'\t' | b'\n' | b'"' | b'\'' | b'=' | b'(' | b';' | b'|' | b'&');
         if starts && boundary {
             let end = script[i..]
-                .find(|c: char| !(c.is_ascii_alphanumeric() || "._-/".contains(c)))
+                .find(|c: char| !(c.is_alphanumeric() || "._-/".contains(c)))
                 .map_or(script.len(), |n| i + n);
             let token = script[i..end].trim_end_matches('.');
             if token.len() > 2 && !token.ends_with('/') && !script[end..].starts_with("{{") {
@@ -421,5 +421,6 @@ mod tests {
         let script = "./scripts/deploy.sh {{ x }} && cd ../up; cat \"./a b\" x=./conf/app.env ./{{ y }} / ./";
         assert_eq!(super::relative_paths(script), vec!["./scripts/deploy.sh", "../up", "./a", "./conf/app.env"]);
         assert!(super::relative_paths("echo a./b http://x/./y").is_empty());
+        assert_eq!(super::relative_paths("cat ./données/été.csv|x"), vec!["./données/été.csv"], "paths in any script");
     }
 }

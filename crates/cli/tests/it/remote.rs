@@ -85,6 +85,9 @@ fn the_cli_is_a_client_of_the_whole_server() {
     let id = made.stdout.split_whitespace().nth(1).unwrap().to_string();
     let schedules = c(&["schedules", "list", "--output", "json"]);
     assert_eq!(schedules.json()[0]["timezone"], "Europe/Paris", "{schedules:?}");
+    assert_eq!(schedules.json()[0]["roles"], serde_json::json!(["admin"]), "{schedules:?}");
+    let table = c(&["schedules", "list"]);
+    assert!(table.stdout.contains("Roles") && table.stdout.contains("┆ admin │"), "{table:?}");
     let empty = c(&["schedules", "delete", ""]);
     assert_eq!(empty.code, 2, "{empty:?}");
     assert!(empty.stderr.contains("schedules delete: give the id of a schedule"), "{empty:?}");

@@ -360,6 +360,7 @@ async fn schedules_run_on_their_creators_authority() {
     assert_eq!(status, StatusCode::CREATED, "{doc}");
     let (_, list) = s.get("/api/v1/schedules", &admin).await;
     assert_eq!(list["items"][0]["created_by"], "bob");
+    assert_eq!(list["items"][0]["roles"], json!(["author", "operator"]), "the roles it runs with, at most");
     let due = at_ms(&list["items"][0]["next_run_at"]);
     // Bob keeps only the author role: his schedule no longer starts runs.
     s.call("DELETE", &format!("/api/v1/tokens/{bob_id}"), Some(&admin), None).await;
@@ -413,6 +414,7 @@ async fn schedules_run_on_their_creators_authority() {
     let body = json!({ "runbook": "deploy", "cron": "0 6 * * *", "params": { "environment": "staging" } });
     let (status, sched) = s.post("/api/v1/schedules", &cara, body).await;
     assert_eq!(status, StatusCode::CREATED, "{sched}");
+    assert_eq!(sched["roles"], json!(["operator"]), "the roles of the token it was made with");
     let web = book("1.1.0", "staging").replace("spec:\n", "  tags: [web]\nspec:\n");
     assert_eq!(s.publish(&admin, &web).await.0, StatusCode::OK);
     let ran = tick(&s.state, at_ms(&sched["next_run_at"])).await;

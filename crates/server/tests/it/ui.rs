@@ -242,6 +242,11 @@ async fn roles_decide_pages_and_forms_not_buttons() {
     for page in ["/runbooks", "/executions", "/approvals", "/gates", "/analytics", "/schedules"] {
         assert_eq!(vic.get(page).await.0, StatusCode::OK, "{page}");
     }
+    let body =
+        serde_json::json!({ "runbook": "deploy", "cron": "0 3 * * *", "params": { "app": "web", "env": "staging" } });
+    assert_eq!(srv.post("/api/v1/schedules", &admin, body).await.0, StatusCode::CREATED);
+    let (_, html) = vic.get("/schedules").await;
+    assert!(html.contains("api · ann<div class=\"muted\">as admin</div>"), "who it runs as: {html}");
     let executions = srv.store.executions(&opsbook_store::ExecutionFilter { limit: 10, ..Default::default() }).await;
     assert!(executions.unwrap().is_empty());
     let denied = srv
