@@ -27,7 +27,8 @@ impl Engine {
                     exec.status.phrase()
                 )));
             }
-            let comment = comment.map(|c| c.trim().to_string()).filter(|c| !c.is_empty());
+            // Its secrets are gone by now; a value pasted into the comment is still masked.
+            let comment = comment.map(|c| crate::runner::mask_secret_words(&exec, c.trim())).filter(|c| !c.is_empty());
             let f = Feedback { execution_id: exec.id, user: who.to_string(), rating, comment, at: now_ms() };
             self.store.add_feedback(&f).await?;
             Ok(f)

@@ -42,6 +42,10 @@ pub use observer::{
 };
 pub use process::ParentDeath;
 pub use recovery::{local_owner, owner_pid};
+
+/// What a secret parameter given again (to resume, roll back, reject) is told when it is
+/// not the value the execution started with.
+pub const SECRET_DIFFERS: &str = "differs from the value the execution started with";
 pub use runner::Loaded;
 
 /// The store every engine runs on. One concrete type, not a generic parameter: the

@@ -75,6 +75,21 @@ pub fn user_name(name: &str) -> String {
     name.trim().to_lowercase()
 }
 
+/// The user of a new token, as [`user_name`] keeps it, once checked: letters, digits and
+/// `- _ . @ +` only, so that no user can pass for one of opsbook's own actors
+/// (`schedule:ID`, `local:NAME`) or write a line break into the history and audit trail.
+pub fn check_user(name: &str) -> Result<String, String> {
+    let user = user_name(name);
+    if user.is_empty() {
+        return Err("user must not be empty".into());
+    }
+    let ok = user.chars().count() <= 64 && user.chars().all(|c| c.is_alphanumeric() || "-_.@+".contains(c));
+    if !ok {
+        return Err(format!("invalid user `{}`: use letters, digits, - _ . @ + (at most 64)", user.escape_debug()));
+    }
+    Ok(user)
+}
+
 /// User names compare as people mean them: case and surrounding spaces aside.
 pub fn same_user(a: &str, b: &str) -> bool {
     user_name(a) == user_name(b)
@@ -120,6 +135,13 @@ pub fn check_roles(roles: &[String], labels: &[String]) -> Result<(), String> {
         let ok = !l.is_empty() && l.len() <= 64 && l.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
         if !ok {
             return Err(format!("invalid label `{l}`: use letters, digits, - _ . (at most 64)"));
+        }
+        // A label grants nothing; one spelled like a role would read as that role.
+        if let Some(role) = BUILTIN_ROLES.iter().find(|r| r.eq_ignore_ascii_case(l)) {
+            return Err(format!(
+                "label `{l}` is the built-in role `{role}`: give it as a role (--role, \"roles\" in the API) \
+                 if it is meant, labels grant nothing"
+            ));
         }
     }
     Ok(())
@@ -377,6 +399,27 @@ mod tests {
         assert!(made_up.contains("--label"), "{made_up}");
         assert!(check_roles(&[], &[]).unwrap_err().starts_with("a token needs at least one role"));
         assert!(check_roles(&[], &v(&["a b"])).unwrap_err().starts_with("invalid label `a b`"));
+        assert_eq!(
+            check_roles(&v(&["viewer"]), &v(&["Admin"])).unwrap_err(),
+            "label `Admin` is the built-in role `admin`: give it as a role (--role, \"roles\" in the API) \
+             if it is meant, labels grant nothing"
+        );
+    }
+
+    #[test]
+    fn users_cannot_pass_for_opsbooks_own_actors() {
+        assert_eq!(check_user("  Ann.Lee@example.com "), Ok("ann.lee@example.com".into()));
+        assert_eq!(check_user("zoë"), Ok("zoë".into()));
+        assert_eq!(check_user(" ").unwrap_err(), "user must not be empty");
+        assert_eq!(
+            check_user("schedule:nightly#1").unwrap_err(),
+            "invalid user `schedule:nightly#1`: use letters, digits, - _ . @ + (at most 64)"
+        );
+        assert_eq!(
+            check_user("x y\nz").unwrap_err(),
+            "invalid user `x y\\nz`: use letters, digits, - _ . @ + (at most 64)"
+        );
+        assert!(check_user(&"a".repeat(65)).is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use opsbook_core::step::approval::Approver;
 use opsbook_core::{ExecStatus, Input};
-use opsbook_engine::StartRequest;
+use opsbook_engine::{SECRET_DIFFERS, StartRequest};
 use opsbook_store::{Execution, ServerStore, Store, now_ms};
 use serde_json::{Value, json};
 
@@ -394,11 +394,14 @@ pub async fn resume(
     let exec = st.store.execution(id).await?;
     may_carry_on(st, ctx, &exec).await?;
     let secrets: BTreeMap<String, Input> = params.into_iter().map(|(k, v)| (k, Input::Value(v))).collect();
-    st.engine.check_resume(&exec.id, &secrets, rollback).await?;
+    let action = if rollback { "rollback" } else { "resume" };
+    if let Err(e) = st.engine.check_resume(&exec.id, &secrets, rollback).await {
+        audit_secret_mismatch(st, ctx, &exec.id, action, &e).await;
+        return Err(e.into());
+    }
     crate::worker::prepare(&st.store, &exec)
         .await
         .map_err(|why| ApiError::conflict(format!("cannot prepare the execution: {why}")))?;
-    let action = if rollback { "rollback" } else { "resume" };
     let secret_names: Vec<&String> = secrets.keys().collect();
     // In the vault, where the runner (and later runs of it, after an approval or a gate)
     // finds them: exactly the ones supplied now. Before the audit record: a failure here
@@ -409,6 +412,18 @@ pub async fn resume(
     let kind = if rollback { crate::worker::RunKind::Rollback } else { crate::worker::RunKind::Resume };
     crate::worker::spawn_carry_on(st, exec.clone(), kind).await;
     Ok(opsbook_api::Resumed { id: exec.id, action: action.into() })
+}
+
+/// A secret given again that differs from the one the execution started with is a
+/// guess as far as anyone can tell: audited (`execution.secret_mismatch`, which
+/// parameters, never the values), so that repeated guessing shows.
+async fn audit_secret_mismatch(st: &AppState, ctx: &Ctx, id: &str, action: &str, e: &opsbook_engine::Error) {
+    let opsbook_engine::Error::Params(errors) = e else { return };
+    let wrong: Vec<&str> = errors.iter().filter(|p| p.message == SECRET_DIFFERS).map(|p| p.param.as_str()).collect();
+    if !wrong.is_empty() {
+        let details = json!({ "action": action, "params": wrong });
+        st.audit(ctx.user(), "execution.secret_mismatch", id, &ctx.request_id, details).await;
+    }
 }
 
 fn ended(exec: &Execution) -> ApiError {

@@ -91,10 +91,7 @@ async fn on_database(db: Option<opsbook_store::DatabaseUrl>, cmd: Admin) -> Resu
                 None => None,
             };
             // Names are kept as people mean them: no surrounding spaces, one case.
-            let user = opsbook_server::auth::user_name(&user);
-            if user.is_empty() {
-                return Err(usage("--user must not be empty"));
-            }
+            let user = opsbook_server::auth::check_user(&user).map_err(|e| usage(format!("--user: {e}")))?;
             let new = opsbook_server::auth::generate(&user, roles, expires_at);
             store.create_token(&new.record, &new.hash).await?;
             let info = opsbook_api::TokenInfo::from(new.record.clone());

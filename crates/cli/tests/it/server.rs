@@ -316,6 +316,16 @@ fn token_roles_are_checked() {
     }
     let s = env.store();
     assert!(s.block(opsbook_store::ServerStore::tokens(&s.store)).unwrap().is_empty(), "nothing was created");
+    // Neither a label that reads as a role nor a user that reads as opsbook's own actor.
+    for (args, says) in [
+        (["--user", "u", "--role", "viewer", "--label", "admin"], "label `admin` is the built-in role `admin`"),
+        (["--user", "schedule:x", "--role", "viewer", "--label", "x"], "--user: invalid user `schedule:x`"),
+    ] {
+        let o = env.run(&[&["admin", "token", "create"][..], &args[..]].concat());
+        assert_eq!(o.code, 2, "{o:?}");
+        assert!(o.stderr.contains(says), "{o:?}");
+    }
+    assert!(s.block(opsbook_store::ServerStore::tokens(&s.store)).unwrap().is_empty(), "nothing was created");
     let o = env.run(&["admin", "token", "create", "--user", "u", "--role", "approver", "--label", "release-manager"]);
     assert_eq!(o.code, 0, "{o:?}");
     let tokens = s.block(opsbook_store::ServerStore::tokens(&s.store)).unwrap();

@@ -332,9 +332,7 @@ async fn resume_claimed(
 /// again, if any), or why it cannot resume. Changes nothing.
 fn resume_point(run: &Run<'_, '_>) -> Result<(usize, Option<usize>)> {
     let id = &run.exec.id;
-    if run.exec.rollback_status.is_some() {
-        return Err(Error::Invalid(format!("execution {id} was rolled back; it cannot resume")));
-    }
+    refused_by_state(&run.exec, false, false)?;
     let point = match run.exec.status {
         ExecStatus::Waiting => (run.steps.iter().position(|s| s.status == StepStatus::Waiting).unwrap_or(0), None),
         ExecStatus::Interrupted => {
@@ -366,26 +364,42 @@ fn resume_point(run: &Run<'_, '_>) -> Result<(usize, Option<usize>)> {
                 }
             }
         }
-        // (A running execution was refused by the claim.)
-        other => {
-            return Err(Error::Invalid(format!(
-                "execution {id} {}; only waiting or interrupted executions can resume",
-                other.phrase()
-            )));
-        }
+        // (Refused above; a running execution, by the claim.)
+        _ => return Err(not_resumable(&run.exec)),
     };
     Ok(point)
 }
 
+fn not_resumable(exec: &Execution) -> Error {
+    Error::Invalid(format!(
+        "execution {} {}; only waiting or interrupted executions can resume",
+        exec.id,
+        exec.status.phrase()
+    ))
+}
+
+/// The refusal of a resume (or, `rollback`, a rollback) that `exec`'s state alone gives,
+/// its steps and parameters aside.
+fn refused_by_state(exec: &Execution, rollback: bool, succeeded_too: bool) -> Result<()> {
+    let id = &exec.id;
+    if rollback {
+        if exec.status == ExecStatus::Succeeded && !succeeded_too {
+            return Err(Error::Invalid(format!("execution {id} succeeded; rolling back a success is not supported")));
+        }
+        if exec.rollback_status == Some(StepStatus::Succeeded) {
+            return Err(Error::Invalid(format!("execution {id} was already rolled back")));
+        }
+    } else if exec.rollback_status.is_some() {
+        return Err(Error::Invalid(format!("execution {id} was rolled back; it cannot resume")));
+    } else if !matches!(exec.status, ExecStatus::Waiting | ExecStatus::Interrupted) {
+        return Err(not_resumable(exec));
+    }
+    Ok(())
+}
+
 /// Whether a rollback of `run` may start: `Ok(true)` when there is nothing to do.
 fn rollback_point(run: &Run<'_, '_>, succeeded_too: bool) -> Result<bool> {
-    let id = &run.exec.id;
-    if run.exec.status == ExecStatus::Succeeded && !succeeded_too {
-        return Err(Error::Invalid(format!("execution {id} succeeded; rolling back a success is not supported")));
-    }
-    if run.exec.rollback_status == Some(StepStatus::Succeeded) {
-        return Err(Error::Invalid(format!("execution {id} was already rolled back")));
-    }
+    refused_by_state(&run.exec, true, succeeded_too)?;
     Ok(run.exec.status != ExecStatus::Waiting && run.rollbacks_left().is_empty())
 }
 
@@ -402,6 +416,9 @@ pub(crate) async fn check_resume(
     if matches!(exec.status, ExecStatus::Running | ExecStatus::Queued) {
         return Err(Error::Invalid(format!("execution {} {}; it is not stopped", exec.id, exec.status.phrase())));
     }
+    // What the execution's state alone refuses comes before any secret is compared: an
+    // execution that could not go on anyway is no oracle for its secrets' values.
+    refused_by_state(&exec, rollback, false)?;
     let (_handle, cancel) = crate::cancel::cancel_pair();
     let hooks = Hooks { observer: &crate::Quiet, prompt: None, cancel, cancel_handle: _handle };
     let run = load(engine, id, secrets, &hooks, if rollback { Work::Rollbacks } else { Work::Rest }).await?;

@@ -23,11 +23,10 @@ pub async fn create_token(
     let rid = ctx.request_id.clone();
     ctx.require(&st, Perm::Admin, "tokens").await?;
     // Names are kept as people mean them: no surrounding spaces, one case.
-    let user = auth::user_name(&body.user);
-    if user.is_empty() {
-        return Err(ApiError::bad_request("user must not be empty"));
-    }
-    auth::check_roles(&body.roles, &body.labels).map_err(ApiError::bad_request)?;
+    let user =
+        auth::check_user(&body.user).map_err(|e| ApiError::bad_request(e).with_details(json!({ "field": "user" })))?;
+    auth::check_roles(&body.roles, &body.labels)
+        .map_err(|e| ApiError::bad_request(e).with_details(json!({ "field": "roles" })))?;
     let expires_at = match body.expires_in.as_deref() {
         Some(d) => {
             let d = opsbook_core::duration::parse(d).map_err(|e| ApiError::bad_request(format!("expires_in: {e}")))?;

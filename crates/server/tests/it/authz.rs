@@ -163,6 +163,15 @@ async fn revoked_and_expired_tokens_are_refused_and_audited() {
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let temp = created["token"].as_str().unwrap().to_string();
     assert_eq!(s.get("/api/v1/whoami", &temp).await.0, StatusCode::OK);
+    // A label is never a role, and a user never one of opsbook's own actors.
+    let (status, doc) =
+        s.post("/api/v1/tokens", &admin, json!({"user": "lab", "roles": ["viewer"], "labels": ["admin"]})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{doc}");
+    assert_eq!(doc["error"]["details"]["field"], "roles");
+    let (status, doc) = s.post("/api/v1/tokens", &admin, json!({"user": "schedule:a#1", "roles": ["admin"]})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{doc}");
+    assert_eq!(doc["error"]["message"], "invalid user `schedule:a#1`: use letters, digits, - _ . @ + (at most 64)");
+    assert_eq!(doc["error"]["details"]["field"], "user");
     // The secret is never listed or stored.
     let (_, list) = s.get("/api/v1/tokens", &admin).await;
     assert!(!list.to_string().contains(&temp));
@@ -239,5 +248,69 @@ async fn policies_narrow_who_may_run_what() {
     assert_eq!(doc["error"]["message"], "cancelling `site-gated` needs one of the roles prod-deployer");
     let (status, doc) = s.post(&format!("/api/v1/executions/{id}/cancel"), &prod, json!({})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{doc}");
+    s.stop().await;
+}
+
+/// Giving a secret again is no way to test guesses at it: an execution that could not go
+/// on anyway says so before any secret is compared, and a wrong one is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_given_again_are_no_oracle() {
+    let s = Server::start().await;
+    let op = s.token("olga", &["operator", "author"]).await;
+    let admin = s.token("root", &["admin"]).await;
+    let steps = |last: &str| {
+        format!(
+            "    - id: a\n      run: \"true\"\n      rollback:\n        run: test {{{{ params.pw }}}} = hunter2\n    - id: b\n      run: {last}\n"
+        )
+    };
+    let params = "    pw: { type: secret, required: true }\n";
+    for (name, last) in [("fine", "\"true\""), ("stops", "exit 3")] {
+        let book = runbook(name, "1.0.0", "", params, &steps(last)).replace("spec:\n", "spec:\n  on_failure: stop\n");
+        assert!(s.publish(&op, &book).await.0.is_success());
+    }
+    let run = |name: &'static str| {
+        let (s, op) = (&s, op.clone());
+        async move {
+            let (_, sub) =
+                s.post(&format!("/api/v1/runbooks/{name}/executions"), &op, json!({"params": {"pw": "hunter2"}})).await;
+            let id = sub["id"].as_str().unwrap().to_string();
+            s.settled(&id, &op).await;
+            id
+        }
+    };
+    let (fine, stops) = (run("fine").await, run("stops").await);
+    let guess = json!({"params": {"pw": "guess"}});
+    for (id, action, says) in [
+        (&fine, "resume", "has succeeded; only waiting or interrupted executions can resume"),
+        (&fine, "rollback", "succeeded; rolling back a success is not supported"),
+        (&stops, "resume", "has failed; only waiting or interrupted executions can resume"),
+    ] {
+        let (status, doc) = s.post(&format!("/api/v1/executions/{id}/{action}"), &op, guess.clone()).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{action}: {doc}");
+        assert!(doc["error"]["message"].as_str().unwrap().contains(says), "{doc}");
+    }
+    // A rollback that could run compares, refuses, and leaves a record of the attempt.
+    let (status, doc) = s.post(&format!("/api/v1/executions/{stops}/rollback"), &op, guess).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{doc}");
+    assert_eq!(doc["error"]["details"][0]["message"], "differs from the value the execution started with");
+    let (_, audit) = s.get("/api/v1/audit?action=execution.secret_mismatch", &admin).await;
+    let records = audit["items"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{audit}");
+    assert_eq!(records[0]["actor"], "olga");
+    assert_eq!(records[0]["target"], stops.as_str());
+    assert_eq!(records[0]["details"], json!({"action": "rollback", "params": ["pw"]}));
+    assert!(!audit.to_string().contains("guess"), "never the value: {audit}");
+    // The execution ended and its secrets are gone; one pasted into feedback is masked.
+    let (status, doc) = s
+        .post(
+            &format!("/api/v1/executions/{fine}/feedback"),
+            &op,
+            json!({"rating": 4, "comment": "nice, hunter2 worked"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    assert_eq!(doc["comment"], "nice, *** worked");
+    let (_, all) = s.get("/api/v1/audit?action=execution.feedback", &admin).await;
+    assert!(!all.to_string().contains("hunter2") && all.to_string().contains("nice, ***"), "{all}");
     s.stop().await;
 }
