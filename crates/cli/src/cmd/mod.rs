@@ -505,11 +505,42 @@ fn walk_skipping(dir: &Path, out: &mut Vec<PathBuf>, skip: &[&str]) -> std::io::
             if !skip.contains(&name.as_ref()) {
                 walk_skipping(&path, out, skip)?;
             }
-        } else if matches!(path.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")) {
+        } else if matches!(path.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")) && !is_foreign_yaml(&path) {
             out.push(path);
         }
     }
     Ok(())
+}
+
+/// Whether a YAML file found in a directory is someone else's (a Kubernetes manifest, a
+/// chart's values): its top-level `apiVersion` is not `opsbook/…` (and its `kind` not
+/// `Runbook`), or it has none of the
+/// top-level keys of opsbook's files (`apiVersion`, `kind`, `metadata`, `spec`; a gates
+/// file's `gates`, an inventory's `hosts`/`groups`, a test file's `tests`). Such
+/// files are not runbooks to check or push, only files to carry in a bundle. Read line
+/// by line (a file of many documents, or with errors, is judged by its keys all the same).
+fn is_foreign_yaml(path: &Path) -> bool {
+    const OURS: &[&str] = &["apiVersion", "kind", "metadata", "spec", "gates", "hosts", "groups", "tests"];
+    let Ok(meta) = std::fs::metadata(path) else { return false };
+    if meta.len() > 4 << 20 {
+        return false;
+    }
+    let Ok(bytes) = std::fs::read(path) else { return false };
+    let text = String::from_utf8_lossy(&bytes);
+    let mut keys = text.lines().filter_map(|l| {
+        let (key, value) = l.split_once(':')?;
+        let key = key.trim_end().trim_matches(['"', '\'']);
+        (!key.is_empty() && !l.starts_with([' ', '\t', '#', '-'])).then(|| (key, value.trim()))
+    });
+    let (mut ours, mut other_api, mut runbook_kind) = (false, false, false);
+    for (key, value) in keys.by_ref() {
+        let value = value.trim_matches(['"', '\'']);
+        other_api |= key == "apiVersion" && !value.starts_with("opsbook/");
+        runbook_kind |= key == "kind" && value == "Runbook";
+        ours |= OURS.contains(&key);
+    }
+    // (`kind: Runbook` with a mistyped `apiVersion` is ours, to be told about it.)
+    !ours || (other_api && !runbook_kind)
 }
 
 /// What a Ctrl-C does to the run in the foreground, to say so truthfully.

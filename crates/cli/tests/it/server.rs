@@ -523,6 +523,32 @@ fn pushed_runbooks_bring_their_files() {
     assert_eq!(refused.code, 2, "{refused:?}");
     assert!(refused.stderr.contains("leak.txt: a symbolic link to"), "{refused:?}");
     assert!(refused.stderr.contains("nothing was pushed"), "{refused:?}");
+
+    // Other tools' YAML beside a runbook travels with it; it is not taken for a runbook.
+    env.write("c/deploy.yaml", &runbook("", "    - id: go\n      run: \"true\"\n").replace("name: test", "name: kube"));
+    env.write(
+        "c/k8s/deployment.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n---\nkind: Service\n",
+    );
+    env.write("c/values.yaml", "replicas: 3\n");
+    env.write(
+        "c/typo.yaml",
+        &runbook("", "    - id: go\n      run: \"true\"\n").replace("apiVersion: opsbook/", "apiVersion: opsbok/"),
+    );
+    let typo = client(&env, &srv.url, &admin, &["push", "c", "--dry-run"]);
+    assert_eq!(typo.code, 2, "a runbook with a mistyped apiVersion is still checked: {typo:?}");
+    assert!(typo.stderr.contains("c/typo.yaml") && !typo.stderr.contains("values.yaml"), "{typo:?}");
+    std::fs::remove_file(env.path("c/typo.yaml")).unwrap();
+    let listed = client(&env, &srv.url, &admin, &["push", "c", "--dry-run"]);
+    assert_eq!(listed.code, 0, "{listed:?}");
+    assert!(listed.stdout.contains("kube 1.0.0 (c/deploy.yaml) would go with 3 file(s)"), "{listed:?}");
+    assert!(
+        listed.stdout.contains("    k8s/deployment.yaml (") && listed.stdout.contains("    values.yaml ("),
+        "{listed:?}"
+    );
+    let checked = env.run(&["validate", "c"]);
+    assert_eq!(checked.code, 0, "{checked:?}");
+    assert_eq!(checked.stdout.lines().count(), 1, "only the runbook: {checked:?}");
 }
 
 /// `push` of a whole directory (the examples) publishes its runbooks and leaves their
