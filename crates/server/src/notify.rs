@@ -167,17 +167,24 @@ pub struct Notifier {
     pub runbook: String,
     pub tx: mpsc::UnboundedSender<Note>,
     rolled_back: std::sync::atomic::AtomicBool,
-    started: std::time::Instant,
+    /// When the execution first started (epoch ms), over waits and restarts; else when
+    /// this stretch of it did.
+    started_at: i64,
 }
 
 impl Notifier {
-    pub fn new(execution_id: &str, runbook: &str, tx: mpsc::UnboundedSender<Note>) -> Notifier {
+    pub fn new(
+        execution_id: &str,
+        runbook: &str,
+        started_at: Option<i64>,
+        tx: mpsc::UnboundedSender<Note>,
+    ) -> Notifier {
         Notifier {
             execution_id: execution_id.to_string(),
             runbook: runbook.to_string(),
             tx,
             rolled_back: Default::default(),
-            started: std::time::Instant::now(),
+            started_at: started_at.unwrap_or_else(opsbook_store::now_ms),
         }
     }
 
@@ -236,7 +243,9 @@ impl Observer for Notifier {
             }
             Event::Finished { status } => {
                 if status.is_terminal() {
-                    let secs = self.started.elapsed().as_secs_f64();
+                    // The whole execution, as analytics count it: waits for approvals and
+                    // gates, and stretches on other workers, included.
+                    let secs = (opsbook_store::now_ms() - self.started_at).max(0) as f64 / 1000.0;
                     crate::metrics::execution_finished(&self.runbook, status.as_str(), secs);
                 }
                 if self.rolled_back.swap(false, Ordering::Relaxed) {

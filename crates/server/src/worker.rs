@@ -202,7 +202,7 @@ async fn run_one(state: &AppState, exec: Execution, loaded: Option<Loaded>, kind
     let gate_poll = kind == RunKind::GatePoll;
     let (handle, cancel) = cancel_pair();
     state.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), handle.clone());
-    let notifier = crate::notify::Notifier::new(id, runbook, state.notify.clone());
+    let notifier = crate::notify::Notifier::new(id, runbook, exec.started_at, state.notify.clone());
     let observer = Announcing { inner: &notifier, taken_up: std::sync::Mutex::new(taken_up) };
     let hooks = Hooks { observer: &observer, prompt: None, cancel, cancel_handle: handle };
     let result = match kind {

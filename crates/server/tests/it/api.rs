@@ -361,14 +361,14 @@ async fn an_unanswered_approval_times_out_without_holding_a_worker() {
     let s = Server::start_with(|c| c.workers = 1).await;
     let op = s.token("olga", &["operator", "author"]).await;
     let book = runbook(
-        "gate",
+        "waits",
         "1.0.0",
         "",
         "",
         "    - id: a\n      run: \"true\"\n      rollback:\n        run: touch undone\n    - id: wait\n      approval: { timeout: 1s }\n",
     );
     s.publish(&op, &book).await;
-    let (_, sub) = s.post("/api/v1/runbooks/gate/executions", &op, json!({})).await;
+    let (_, sub) = s.post("/api/v1/runbooks/waits/executions", &op, json!({})).await;
     let id = sub["id"].as_str().unwrap().to_string();
     s.wait_for(&id, &op, |d| d["status"] == "waiting").await;
     // The only worker is free: another execution runs while the first waits.
@@ -380,6 +380,13 @@ async fn an_unanswered_approval_times_out_without_holding_a_worker() {
     assert_eq!(done["steps"][1]["status"], "timed_out");
     assert_eq!(done["steps"][1]["error"], "no decision within 1s");
     assert!(s.dir.path().join("undone").exists());
+    // Its duration is the whole execution's, the wait included, not its last stretch.
+    let text = reqwest::get(&s.metrics_url).await.unwrap().text().await.unwrap();
+    let sum = text
+        .lines()
+        .find_map(|l| l.strip_prefix("opsbook_execution_duration_seconds_sum{runbook=\"waits\"} "))
+        .unwrap_or_else(|| panic!("no duration in\n{text}"));
+    assert!(sum.parse::<f64>().unwrap() >= 1.0, "{sum}");
     s.stop().await;
 }
 
