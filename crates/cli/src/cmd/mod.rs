@@ -150,8 +150,8 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             Command::Approve(a) | Command::Reject(a) if !a.params.is_empty() => {
                 return Err(usage("-p is not needed with --server: the server keeps what its executions need"));
             }
-            Command::Approve(a) => return remote::decide(&client()?, &a.id, true, a.comment.clone()).await,
-            Command::Reject(a) => return remote::decide(&client()?, &a.id, false, a.comment.clone()).await,
+            Command::Approve(a) => return remote::decide(&client()?, &a.id, true, a.comment.clone(), a.output).await,
+            Command::Reject(a) => return remote::decide(&client()?, &a.id, false, a.comment.clone(), a.output).await,
             Command::Cancel(a) => return remote::cancel(&client()?, &a.id).await,
             Command::Confirm(a) => return confirm::remote(&client()?, a).await,
             Command::Feedback(a) => return quality::feedback_remote(&client()?, a).await,

@@ -103,11 +103,16 @@ pub async fn resume(
     if !rollback {
         return Ok(code);
     }
-    // A rollback did what was asked when its rollbacks (if any) succeeded. The overall
-    // result is written a moment after the last rollback ended: waited for, briefly.
+    rollback_code(client, &done.id).await
+}
+
+/// How a rollback the CLI followed ended: exit 0 when its rollbacks (if any) succeeded.
+/// The overall result is written a moment after the last rollback ended: waited for,
+/// briefly.
+async fn rollback_code(client: &Client, id: &str) -> Result<u8> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let doc = loop {
-        let doc = execution(client, &done.id).await?;
+        let doc = execution(client, id).await?;
         let settled = !matches!(doc.rollback.status, None | Some(StepStatus::Running));
         let untouched = doc.rollback.steps.is_empty();
         if settled || untouched || tokio::time::Instant::now() >= deadline {
@@ -353,19 +358,29 @@ pub async fn logs(client: &Client, args: &super::logs::Args) -> Result<u8> {
     Ok(EXIT_OK)
 }
 
-pub async fn decide(client: &Client, id: &str, approved: bool, comment: Option<String>) -> Result<u8> {
+/// Decides on the approval step an execution waits on, then follows it as the local
+/// commands carry it on: the rest of its steps (exit as `run`), or, rejected, its
+/// rollbacks (exit 0 when they succeeded); exit 3 while it waits for more approvals.
+pub async fn decide(client: &Client, id: &str, approved: bool, comment: Option<String>, output: Output) -> Result<u8> {
     let body = Decide { decision: if approved { "approve" } else { "reject" }.into(), comment };
     let done: Decided = client.post(&format!("/api/v1/executions/{}/approvals", enc(id)), &body).await?;
     let verb = if approved { "approved" } else { "rejected" };
-    println!(
-        "{verb} step `{}` of execution {} ({} of {} approvals{})",
-        done.step,
-        done.execution,
-        done.approvals,
-        done.min_approvals,
-        if done.settled { "; the execution continues" } else { "" }
-    );
-    Ok(EXIT_OK)
+    if !done.settled {
+        say!(
+            "{verb} step `{}` of execution {} ({} of {} approvals); it waits for more",
+            done.step,
+            done.execution,
+            done.approvals,
+            done.min_approvals
+        );
+        return Ok(EXIT_WAITING);
+    }
+    if output == Output::Text {
+        let next = if approved { "going on" } else { "rolling back" };
+        say!("{verb} step `{}` of execution {}; {next}", done.step, done.execution);
+    }
+    let code = follow(client, &done.execution, approved.then_some(opsbook_engine::Start::Resumed), output).await?;
+    if approved { Ok(code) } else { rollback_code(client, &done.execution).await }
 }
 
 pub async fn cancel(client: &Client, id: &str) -> Result<u8> {

@@ -48,6 +48,7 @@ fn push_run_and_approve_through_the_server() {
     let env = Env::new();
     let author = token(&env, "ann", &["author", "operator", "approver"]);
     let approver = token(&env, "sam", &["approver"]);
+    let second = token(&env, "rob", &["approver"]);
     let srv = serve(&env);
 
     env.write(
@@ -97,8 +98,28 @@ fn push_run_and_approve_through_the_server() {
     assert_eq!(own.code, 2);
     assert!(own.stderr.contains("the requester cannot approve their own execution"), "{own:?}");
     let ok = client(&env, &srv.url, &approver, &["approve", &id, "--comment", "go"]);
-    assert_eq!(ok.code, 0, "{ok:?}");
-    assert!(ok.stdout.contains("the execution continues"), "{ok:?}");
+    assert_eq!(ok.code, 0, "followed to its end, as a local approve carries it on: {ok:?}");
+    assert!(ok.stdout.contains(&format!("approved step `gate` of execution {id}; going on")), "{ok:?}");
+    assert!(ok.stdout.contains("approved"), "{ok:?}");
+    let shown = client(&env, &srv.url, &approver, &["show", &id, "--output", "json"]);
+    assert_eq!(shown.json()["status"], "succeeded", "{shown:?}");
+    // Two approvals: the first leaves it waiting (exit 3); a rejection ends it.
+    env.write(
+        "books/two.yaml",
+        &runbook("", "    - id: gate\n      approval: { min_approvals: 2 }\n    - id: after\n      run: \"true\"\n")
+            .replace("name: test", "name: two"),
+    );
+    assert_eq!(client(&env, &srv.url, &author, &["push", "books/two.yaml"]).code, 0);
+    let waiting = client(&env, &srv.url, &author, &["run", "two", "--output", "json"]);
+    let id = waiting.json()["id"].as_str().unwrap().to_string();
+    let first = client(&env, &srv.url, &approver, &["approve", &id]);
+    assert_eq!(first.code, 3, "{first:?}");
+    assert!(first.stdout.contains("(1 of 2 approvals); it waits for more"), "{first:?}");
+    let no = client(&env, &srv.url, &second, &["reject", &id, "--comment", "not today"]);
+    assert!(no.stdout.contains(&format!("rejected step `gate` of execution {id}; rolling back")), "{no:?}");
+    assert_eq!(no.code, 0, "nothing to roll back: done as asked: {no:?}");
+    let shown = client(&env, &srv.url, &approver, &["show", &id, "--output", "json"]);
+    assert_eq!(shown.json()["status"], "failed", "{shown:?}");
 
     // login keeps the token for later commands.
     let login = out(env
