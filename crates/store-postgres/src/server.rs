@@ -81,22 +81,23 @@ pub(crate) async fn insert_schedule<'e>(
     Ok(())
 }
 
-/// The execution an idempotency key was first used for, and its runbook.
+/// The execution an idempotency key was first used for.
 async fn keyed_execution<'c>(
     c: impl sqlx::Executor<'c, Database = sqlx::Postgres>,
     actor: &str,
     key: &str,
-) -> Result<Option<(String, String)>> {
-    let row = sqlx::query(
-        "SELECT k.execution_id, e.runbook_name FROM idempotency_keys k \
-         JOIN executions e ON e.id = k.execution_id WHERE k.actor = $1 AND k.key = $2",
-    )
+) -> Result<Option<Execution>> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        execution_columns!(),
+        " FROM executions WHERE id = (SELECT execution_id FROM idempotency_keys WHERE actor = $1 AND key = $2)"
+    ))
     .bind(actor)
     .bind(key)
     .fetch_optional(c)
     .await
     .db()?;
-    row.map(|r| Ok((col(&r, 0)?, col(&r, 1)?))).transpose()
+    row.as_ref().map(execution_from).transpose()
 }
 
 impl ServerStore for PgStore {
@@ -213,16 +214,10 @@ impl ServerStore for PgStore {
         let Some(key) = key else {
             return Err(Error::Conflict(format!("execution {} exists already", exec.id)));
         };
-        let (id, runbook) = keyed_execution(self.pool(), &exec.actor, key)
+        let earlier = keyed_execution(self.pool(), &exec.actor, key)
             .await?
             .ok_or_else(|| Error::Corrupt(format!("idempotency key of {} without its execution", exec.actor)))?;
-        if runbook != exec.runbook_name {
-            return Err(Error::Mismatch(format!(
-                "this Idempotency-Key was used for runbook `{runbook}` (execution {id}), not `{}`: use a new key",
-                exec.runbook_name
-            )));
-        }
-        Ok(id)
+        opsbook_store::keyed_repeat(&earlier, exec)
     }
 
     async fn claim_queued(&self, owner: &str, lease_ms: i64) -> Result<Option<Execution>> {

@@ -178,23 +178,14 @@ impl ServerStore for SqliteStore {
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
         if let Some(key) = key {
-            let earlier: Option<(String, String)> = tx
-                .query_row(
-                    "SELECT k.execution_id, e.runbook_name FROM idempotency_keys k \
-                     JOIN executions e ON e.id = k.execution_id WHERE k.actor = ? AND k.key = ?",
-                    [&exec.actor, key],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
+            let mut earlier = tx
+                .prepare_cached(&format!(
+                    "SELECT {EXECUTION_COLUMNS} FROM executions \
+                     WHERE id = (SELECT execution_id FROM idempotency_keys WHERE actor = ? AND key = ?)"
+                ))
                 .db()?;
-            if let Some((id, runbook)) = earlier {
-                if runbook != exec.runbook_name {
-                    return Err(Error::Mismatch(format!(
-                        "this Idempotency-Key was used for runbook `{runbook}` (execution {id}), not `{}`: use a new key",
-                        exec.runbook_name
-                    )));
-                }
-                return Ok(id);
+            if let Some(earlier) = collect(&mut earlier, [&exec.actor, key], execution_from)?.pop() {
+                return opsbook_store::keyed_repeat(&earlier, exec);
             }
         }
         insert_execution(&tx, exec, steps)?;

@@ -443,6 +443,15 @@ async fn idempotency_keys_hold_under_concurrent_submits<S: ServerStore>(s: S) {
         s.create_execution_once(&other, &steps("KX", 1), Some("key-0"), &submitted(99)).await,
         Err(crate::Error::Mismatch(_))
     ));
+    // The same runbook with other parameters is another request, not a retry.
+    let mut changed = execution("KY", "demo", ExecStatus::Queued, 99);
+    changed.params = serde_json::json!({ "n": 2 });
+    match s.create_execution_once(&changed, &steps("KY", 2), Some("key-0"), &submitted(99)).await {
+        Err(crate::Error::Mismatch(m)) => {
+            assert!(m.starts_with("this Idempotency-Key was used with other parameters"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!(s.verify_audit().await.unwrap(), Ok(20), "a refused submit audits nothing");
 }
 

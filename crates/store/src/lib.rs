@@ -82,6 +82,25 @@ pub fn publish_rule(
     Ok(None)
 }
 
+/// A repeated submission with an idempotency key returns the execution `earlier` the key
+/// was first used for, unless it asks for something else: another runbook, or other
+/// parameters (as stored, secrets masked: a secret's value cannot be compared).
+pub fn keyed_repeat(earlier: &Execution, exec: &Execution) -> Result<String> {
+    let id = &earlier.id;
+    if earlier.runbook_name != exec.runbook_name {
+        return Err(Error::Mismatch(format!(
+            "this Idempotency-Key was used for runbook `{}` (execution {id}), not `{}`: use a new key",
+            earlier.runbook_name, exec.runbook_name
+        )));
+    }
+    if earlier.params != exec.params {
+        return Err(Error::Mismatch(format!(
+            "this Idempotency-Key was used with other parameters (execution {id}): use a new key"
+        )));
+    }
+    Ok(id.clone())
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();

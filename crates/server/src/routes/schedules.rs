@@ -101,7 +101,7 @@ pub async fn list(State(st): State<AppState>, ctx: Ctx) -> ApiResult<Json<Items<
     Ok(Json(Items { items: st.store.schedules().await?.into_iter().map(Schedule::from).collect() }))
 }
 
-#[utoipa::path(delete, path = "/api/v1/schedules/{id}", operation_id = "deleteSchedule", tag = "schedules", params(("id" = String, Path)), responses((status = 200, description = "Deleted", body = Deleted), (status = 404, description = "Unknown (or a runbook's own) schedule", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+#[utoipa::path(delete, path = "/api/v1/schedules/{id}", operation_id = "deleteSchedule", tag = "schedules", params(("id" = String, Path)), responses((status = 200, description = "Deleted", body = Deleted), (status = 404, description = "Unknown schedule", body = crate::openapi::ErrorBody), (status = 409, description = "A runbook's own schedule: it changes with the runbook", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn delete(State(st): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Json<Deleted>> {
     let rid = ctx.request_id.clone();
     ctx.require(&st, Perm::Run, &id).await?;
@@ -125,6 +125,14 @@ pub async fn delete(State(st): State<AppState>, ctx: Ctx, Path(id): Path<String>
         }
         None => id,
     };
+    // A runbook's own schedule is part of its published version: a new version changes it.
+    if let Some(own) = all.iter().find(|s| s.id == id && s.source != "api") {
+        return Err(ApiError::conflict(format!(
+            "schedule `{id}` is runbook `{}`'s own (`schedules:` in its YAML): publish a version without it, \
+             or archive the runbook",
+            own.runbook
+        )));
+    }
     // Its creator may stop it; anyone else needs what creating it would (its policies).
     let others =
         |s: &&ScheduleRecord| !crate::auth::same_user(&s.created_by, ctx.user()) && !ctx.principal.has_role("admin");

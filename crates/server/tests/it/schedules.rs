@@ -57,6 +57,14 @@ async fn runbook_schedules_fire_when_due() {
     let (_, list) = s.get("/api/v1/schedules", &author).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     assert_eq!(list["items"][0]["cron"], "30 4 * * *");
+    // It goes with a version, not by itself.
+    let (status, doc) = s.call("DELETE", "/api/v1/schedules/nightly%231", Some(&author), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{doc}");
+    assert_eq!(
+        doc["error"]["message"],
+        "schedule `nightly#1` is runbook `nightly`'s own (`schedules:` in its YAML): publish a version without it, \
+         or archive the runbook"
+    );
     s.stop().await;
 }
 
