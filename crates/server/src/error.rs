@@ -41,6 +41,16 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
+    /// 400 about one field of the request body (`details: {field}`).
+    pub fn field(name: &str, message: impl Into<String>) -> ApiError {
+        ApiError::bad_request(message).with_details(json!({ "field": name }))
+    }
+
+    /// 400 about one query parameter (`details: {param}`).
+    pub fn param(name: &str, message: impl Into<String>) -> ApiError {
+        ApiError::bad_request(message).with_details(json!({ "param": name }))
+    }
+
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }
@@ -161,7 +171,9 @@ where
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         serde_path_to_error::deserialize(&mut de).map(ApiJson).map_err(|e| {
             let (field, message) = named(e.path().to_string(), e.inner().to_string());
-            ApiError::bad_request(format!("request body: {message}")).with_details(json!({ "field": field }))
+            let refusal = ApiError::bad_request(format!("request body: {message}"));
+            // (A body cut short, or not JSON, is about no field.)
+            if field.is_empty() { refusal } else { refusal.with_details(json!({ "field": field })) }
         })
     }
 }
@@ -197,7 +209,8 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for ApiText {
 fn named(path: String, inner: String) -> (String, String) {
     let quoted = |prefix: &str| inner.strip_prefix(prefix).and_then(|r| r.split('`').nth(1)).map(str::to_string);
     let from_message = quoted("missing field ").or_else(|| quoted("unknown field "));
-    let at_top = path == "." || path.is_empty();
+    // (`?`: serde_path_to_error's path when the document ended or broke before a field.)
+    let at_top = path == "." || path == "?" || path.is_empty();
     let field = match (at_top, from_message) {
         (true, Some(f)) => f,
         (false, Some(f)) if path == f || path.ends_with(&format!(".{f}")) => path,
@@ -255,4 +268,29 @@ pub fn parse_query<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, Api
         };
         ApiError::bad_request(message).with_details(json!({ "param": param }))
     })
+}
+
+/// Refusals made by axum's own extractors (a path segment that is not UTF-8, say) come
+/// as plain text: under `/api/`, they are answered in the API's `{"error": …}` shape too.
+pub async fn plain_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let api = req.uri().path().starts_with("/api/");
+    let resp = next.run(req).await;
+    let plain = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/plain"));
+    if !api || !plain || !resp.status().is_client_error() {
+        return resp;
+    }
+    let status = resp.status();
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        _ => "bad_request",
+    };
+    let bytes = axum::body::to_bytes(resp.into_body(), 64 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    ApiError::new(status, code, bounded(text.trim(), 300)).into_response()
 }

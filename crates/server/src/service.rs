@@ -176,12 +176,13 @@ pub async fn change_lifecycle(
     let valid =
         [LifecycleStatus::Draft, LifecycleStatus::Active, LifecycleStatus::Deprecated, LifecycleStatus::Archived];
     if !valid.iter().any(|s| s.as_str() == status) {
-        return Err(ApiError::bad_request(format!(
-            "unknown status `{status}`: use draft, active, deprecated or archived"
-        )));
+        return Err(ApiError::field(
+            "status",
+            format!("unknown status `{status}`: use draft, active, deprecated or archived"),
+        ));
     }
     let reason =
-        reason.filter(|r| !r.trim().is_empty()).ok_or_else(|| ApiError::bad_request("a reason is required"))?;
+        reason.filter(|r| !r.trim().is_empty()).ok_or_else(|| ApiError::field("reason", "a reason is required"))?;
     let entry = st.store.registry_entry(name).await?;
     if !lifecycle_allowed(&entry.status, status) {
         return Err(ApiError::conflict(format!("runbook `{name}` cannot go from {} to {status}", entry.status)));

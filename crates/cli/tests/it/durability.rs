@@ -164,7 +164,7 @@ fn approval_without_a_terminal_waits_then_resumes() {
     let no_secret = env.run(&["approve", &e.id, "--comment", "go"]);
     assert_eq!(no_secret.code, 2, "{no_secret:?}");
     assert!(
-        no_secret.stderr.contains("parameter `pw`: is a secret and is never stored: pass it again with -p"),
+        no_secret.stderr.contains("parameter `pw`: is a secret and is never stored: give it again (`-p pw=…` on"),
         "{no_secret:?}"
     );
     let s = env.store();

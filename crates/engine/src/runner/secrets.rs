@@ -263,7 +263,10 @@ pub(super) fn restore_params(
                 (None, Some(_)) if !needed.contains(name) => {}
                 (None, Some(_)) => errors.push(opsbook_core::ParamError {
                     param: name.clone(),
-                    message: "is a secret and is never stored: pass it again with -p".into(),
+                    message: format!(
+                        "is a secret and is never stored: give it again (`-p {name}=…` on the command line, \
+                         `params` in the API)"
+                    ),
                 }),
                 (_, None) => {
                     out.values.insert(name.clone(), serde_json::Value::Null);

@@ -23,13 +23,12 @@ pub async fn create_token(
     let rid = ctx.request_id.clone();
     ctx.require(&st, Perm::Admin, "tokens").await?;
     // Names are kept as people mean them: no surrounding spaces, one case.
-    let user =
-        auth::check_user(&body.user).map_err(|e| ApiError::bad_request(e).with_details(json!({ "field": "user" })))?;
-    auth::check_roles(&body.roles, &body.labels)
-        .map_err(|e| ApiError::bad_request(e).with_details(json!({ "field": "roles" })))?;
+    let user = auth::check_user(&body.user).map_err(|e| ApiError::field("user", e))?;
+    auth::check_roles(&body.roles, &body.labels).map_err(|e| ApiError::field("roles", e))?;
     let expires_at = match body.expires_in.as_deref() {
         Some(d) => {
-            let d = opsbook_core::duration::parse(d).map_err(|e| ApiError::bad_request(format!("expires_in: {e}")))?;
+            let d = opsbook_core::duration::parse(d)
+                .map_err(|e| ApiError::field("expires_in", format!("expires_in: {e}")))?;
             Some(now_ms() + i64::try_from(d.0.as_millis()).unwrap_or(i64::MAX / 2))
         }
         None => None,

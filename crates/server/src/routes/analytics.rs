@@ -182,7 +182,7 @@ pub async fn analytics(
             .parse::<i64>()
             .ok()
             .or_else(|| s.parse::<jiff::Timestamp>().ok().map(|t| t.as_millisecond()))
-            .ok_or_else(|| ApiError::bad_request(format!("since: `{s}` is not a time")))?,
+            .ok_or_else(|| ApiError::param("since", format!("since: `{s}` is not a time")))?,
         None => now_ms() - 90 * 86_400_000,
     };
     Ok(Json(figures(&st, since, q.runbook.as_deref()).await?))

@@ -283,7 +283,7 @@ pub async fn approve(
     let approved = match body.decision.as_str() {
         "approve" | "approved" => true,
         "reject" | "rejected" => false,
-        other => return Err(ApiError::bad_request(format!("decision must be approve or reject, not `{other}`"))),
+        other => return Err(ApiError::field("decision", format!("decision must be approve or reject, not `{other}`"))),
     };
     Ok(Json(service::decide(&st, &ctx, &id, approved, body.comment).await?))
 }

@@ -58,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::ui::router())
         .fallback(unknown_path)
         .method_not_allowed_fallback(wrong_method)
+        .layer(axum::middleware::from_fn(crate::error::plain_errors))
         .with_state(state)
 }
 

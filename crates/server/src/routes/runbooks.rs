@@ -104,11 +104,12 @@ pub async fn publish(
         .await
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_runbook", format!("invalid runbook: {e}")))?;
     if let Some(sha) = &pq.bundle {
-        crate::routes::bundles::check_sha(sha)?;
+        crate::routes::bundles::check_sha(sha).map_err(|e| e.with_details(json!({ "param": "bundle" })))?;
         if st.store.bundle(sha).await?.is_none() {
-            return Err(ApiError::bad_request(format!(
-                "bundle {sha} is not on this server: upload it first (PUT /api/v1/bundles/{sha})"
-            )));
+            return Err(ApiError::param(
+                "bundle",
+                format!("bundle {sha} is not on this server: upload it first (PUT /api/v1/bundles/{sha})"),
+            ));
         }
     }
     for s in &rb.schedules {
@@ -195,13 +196,24 @@ pub struct ListQuery {
     owner: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/runbooks", operation_id = "listRunbooks", tag = "runbooks", params(ListQuery), responses((status = 200, description = "Matching runbooks", body = Items<RunbookEntry>), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+#[utoipa::path(get, path = "/api/v1/runbooks", operation_id = "listRunbooks", tag = "runbooks", params(ListQuery), responses((status = 200, description = "Matching runbooks", body = Items<RunbookEntry>), (status = 400, description = "An unknown type or status", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn list(
     State(st): State<AppState>,
     ctx: Ctx,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Items<RunbookEntry>>> {
     ctx.require(&st, Perm::Read, "runbooks").await?;
+    // A filter that can match nothing is a mistake, said as one (as for executions).
+    if let Some(t) = q.runbook_type.as_deref().filter(|t| opsbook_core::RunbookType::parse(t).is_none()) {
+        let all: Vec<&str> = opsbook_core::RunbookType::ALL.iter().map(|t| t.as_str()).collect();
+        return Err(ApiError::param("type", format!("unknown type `{t}`: use one of {}", all.join(", "))));
+    }
+    if let Some(s) = q.status.as_deref().filter(|s| !["draft", "active", "deprecated", "archived"].contains(s)) {
+        return Err(ApiError::param(
+            "status",
+            format!("unknown status `{s}`: use draft, active, deprecated or archived"),
+        ));
+    }
     let items = st
         .store
         .registry(&RunbookQuery { q: q.q, runbook_type: q.runbook_type, tag: q.tag, status: q.status, owner: q.owner })

@@ -21,16 +21,16 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<Schedule>)> {
     let rid = ctx.request_id.clone();
     ctx.require(&st, Perm::Run, &b.runbook).await?;
-    opsbook_core::schedule::check_cron_fires(&b.cron).map_err(ApiError::bad_request)?;
+    opsbook_core::schedule::check_cron_fires(&b.cron).map_err(|e| ApiError::field("cron", e))?;
     let tz = b.timezone.unwrap_or_else(|| "UTC".into());
-    timezone(&tz).map_err(ApiError::bad_request)?;
+    timezone(&tz).map_err(|e| ApiError::field("timezone", e))?;
     let overlap = b.overlap.unwrap_or_else(|| "skip".into());
     let missed = b.missed.unwrap_or_else(|| "skip".into());
     if overlap != "skip" && overlap != "queue" {
-        return Err(ApiError::bad_request("overlap must be skip or queue"));
+        return Err(ApiError::field("overlap", format!("overlap must be skip or queue, not `{overlap}`")));
     }
     if missed != "skip" && missed != "run_once" {
-        return Err(ApiError::bad_request("missed must be skip or run_once"));
+        return Err(ApiError::field("missed", format!("missed must be skip or run_once, not `{missed}`")));
     }
     let entry = st.store.registry_entry(&b.runbook).await?;
     match entry.status.as_str() {
@@ -87,7 +87,7 @@ pub async fn create(
     s.next_run_at = next_run(&s, now_ms());
     if s.next_run_at.is_none() {
         // Valid cron that matched once, e.g. with a year gone by (`0 0 0 1 1 * 2020`).
-        return Err(ApiError::bad_request(format!("cron pattern `{}` never fires again", s.cron)));
+        return Err(ApiError::field("cron", format!("cron pattern `{}` never fires again", s.cron)));
     }
     st.store.create_schedule(&s).await?;
     let doc = Schedule::from(s);

@@ -77,7 +77,7 @@ pub async fn feedback(
     body: opsbook_api::FeedbackIn,
 ) -> ApiResult<opsbook_api::FeedbackDoc> {
     if !(1..=5).contains(&body.rating) {
-        return Err(ApiError::bad_request(format!("rating: {} is not between 1 and 5", body.rating)));
+        return Err(ApiError::field("rating", format!("rating: {} is not between 1 and 5", body.rating)));
     }
     let f = st.engine.rate(id, ctx.user(), body.rating, body.comment).await?;
     let doc = opsbook_api::FeedbackDoc::from(&f);
@@ -90,7 +90,7 @@ pub async fn feedback(
 pub async fn review(st: &AppState, ctx: &Ctx, name: &str, note: String) -> ApiResult<opsbook_api::ReviewDoc> {
     let note = note.trim().to_string();
     if note.is_empty() {
-        return Err(ApiError::bad_request("note: say what the review checked or found"));
+        return Err(ApiError::field("note", "note: say what the review checked or found"));
     }
     let entry = st.store.registry_entry(name).await?;
     let r = Review {

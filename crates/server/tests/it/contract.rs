@@ -125,3 +125,71 @@ fn every_documented_answer_has_a_schema() {
     }
     assert!(untyped.is_empty(), "answers without a schema: {untyped:#?}");
 }
+
+/// Every refusal is in the `{"error": …}` shape and names what it is about: the body's
+/// `field`, or the query's `param`; a filter that can match nothing is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_names_what_it_is_about() {
+    let s = Server::start().await;
+    let admin = s.token("root", &["admin"]).await;
+    let book = runbook("a", "1.0.0", "  status: active\n", "", "    - id: a\n      run: \"true\"\n");
+    assert!(s.publish(&admin, &book).await.0.is_success());
+    let (_, sub) = s.post("/api/v1/runbooks/a/executions", &admin, json!({})).await;
+    let id = sub["id"].as_str().unwrap().to_string();
+    s.settled(&id, &admin).await;
+    let schedule = |extra: Value| {
+        let mut body = json!({ "runbook": "a", "cron": "0 3 * * *" });
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let gets = [
+        ("/api/v1/runbooks?status=bogus", "param", "status", "unknown status `bogus`: use draft, active"),
+        ("/api/v1/runbooks?type=bogus", "param", "type", "unknown type `bogus`: use one of deployment"),
+        ("/api/v1/analytics?since=bogus", "param", "since", "since: `bogus` is not a time"),
+    ];
+    for (path, kind, name, says) in gets {
+        let (status, doc) = s.get(path, &admin).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {doc}");
+        assert_eq!(doc["error"]["details"][kind], name, "{path}: {doc}");
+        assert!(doc["error"]["message"].as_str().unwrap().starts_with(says), "{path}: {doc}");
+    }
+    let posts = [
+        ("/api/v1/schedules".to_string(), schedule(json!({ "overlap": "sometimes" })), "overlap"),
+        ("/api/v1/schedules".into(), schedule(json!({ "missed": "all" })), "missed"),
+        ("/api/v1/schedules".into(), schedule(json!({ "cron": "nope" })), "cron"),
+        ("/api/v1/schedules".into(), schedule(json!({ "timezone": "Mars/Olympus" })), "timezone"),
+        (format!("/api/v1/executions/{id}/approvals"), json!({ "decision": "maybe" }), "decision"),
+        ("/api/v1/runbooks/a/lifecycle".into(), json!({ "status": "gone", "reason": "x" }), "status"),
+        ("/api/v1/runbooks/a/lifecycle".into(), json!({ "status": "deprecated" }), "reason"),
+        (format!("/api/v1/executions/{id}/feedback"), json!({ "rating": 9 }), "rating"),
+        ("/api/v1/runbooks/a/reviews".into(), json!({ "note": " " }), "note"),
+        ("/api/v1/tokens".into(), json!({ "user": "u", "roles": ["viewer"], "expires_in": "soon" }), "expires_in"),
+    ];
+    for (path, body, field) in posts {
+        let (status, doc) = s.post(&path, &admin, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body}: {doc}");
+        assert_eq!(doc["error"]["details"]["field"], field, "{path} {body}: {doc}");
+    }
+    let http = reqwest::Client::new();
+    // A body cut short is about no field.
+    let cut = http
+        .post(format!("{}/api/v1/runbooks/a/executions", s.url))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body(r#"{"params":{"n":1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cut.status(), StatusCode::BAD_REQUEST);
+    let doc: Value = cut.json().await.unwrap();
+    assert!(doc["error"]["message"].as_str().unwrap().starts_with("request body: EOF while parsing"), "{doc}");
+    assert_eq!(doc["error"]["details"], Value::Null, "{doc}");
+    // A path segment that is not UTF-8: refused by the router, in the API's shape all the same.
+    let bad = http.get(format!("{}/api/v1/executions/%FF%FE", s.url)).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert!(bad.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    let doc: Value = bad.json().await.unwrap();
+    assert_eq!(doc["error"]["code"], "bad_request", "{doc}");
+    assert!(doc["error"]["message"].as_str().unwrap().contains("UTF-8"), "{doc}");
+    s.stop().await;
+}
