@@ -198,6 +198,31 @@ fn secrets_never_reach_storage_or_output() {
     }
 }
 
+/// A secret in an `http` step's URL, which the HTTP client would quote back encoded its
+/// own way (`/` and `&` as they are, a space as %20) in its error, never shows.
+#[test]
+fn secrets_in_urls_stay_out_of_http_errors() {
+    let env = Env::new();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let book = runbook(
+        "    tok: { type: secret, required: true }\n",
+        &format!("    - id: h\n      http: {{ url: \"http://127.0.0.1:{closed}/x?token={{{{ params.tok }}}}\" }}\n"),
+    );
+    let o = env.run_book(&book, &["-p", "tok=s3cr3t/with space&x", "--output", "json"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let error = o.json()["steps"][0]["error"].as_str().unwrap().to_string();
+    assert!(error.starts_with(&format!("GET http://127.0.0.1:{closed}/x?token=***: ")), "{error}");
+    let id = o.json()["id"].as_str().unwrap().to_string();
+    let shown = [o.stdout, o.stderr, env.run(&["show", &id]).stdout, env.run(&["logs", &id]).stdout];
+    for s in &shown {
+        assert!(!s.contains("s3cr3t"), "secret shown:\n{s}");
+    }
+    for entry in std::fs::read_dir(env.db.parent().unwrap()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!bytes.windows(6).any(|w| w == b"s3cr3t"), "secret stored on disk");
+    }
+}
+
 /// Scripts are not passed on the command line (any local user can read
 /// /proc/PID/cmdline), and a secret's variable goes only to the steps that name it.
 #[test]

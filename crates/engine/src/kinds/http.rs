@@ -69,7 +69,10 @@ pub(crate) async fn attempt(
             ));
         }
         Err(e) => {
-            let detail = run.masker().mask(&error_chain(&e)).into_owned();
+            // Without reqwest's copy of the URL: the request's values are in it, encoded
+            // its own way (a space as %20, `/` and `&` as they are), which masking of the
+            // forms a secret is printed in cannot all foresee; the masked URL leads.
+            let detail = run.masker().mask(&error_chain(&e.without_url())).into_owned();
             return Ok(AttemptResult::failed(StepStatus::Failed, format!("{method} {shown_url}: {detail}")));
         }
     };
@@ -90,7 +93,7 @@ pub(crate) async fn attempt(
             }
             Ok(None) => break,
             Err(e) => {
-                let detail = run.masker().mask(&error_chain(&e)).into_owned();
+                let detail = run.masker().mask(&error_chain(&e.without_url())).into_owned();
                 return Ok(AttemptResult::failed(StepStatus::Failed, format!("reading the response body: {detail}")));
             }
         }
