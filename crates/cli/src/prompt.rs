@@ -3,12 +3,15 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use indicatif::MultiProgress;
-use opsbook_engine::{ApprovalPrompt, ApprovalRequest, Confirmation, Decision, ManualRequest};
+use opsbook_engine::{ApprovalPrompt, ApprovalRequest, Cancel, Confirmation, Decision, ManualRequest};
 
 /// Asks on the terminal when stdin is one; otherwise the execution waits.
 pub struct TerminalPrompt {
     pub progress: MultiProgress,
     pub user: String,
+    /// The run's cancellation: a Ctrl-C abandons the question at once (the progress
+    /// display, held while asking, is let go for the rollbacks to show).
+    pub cancel: Cancel,
 }
 
 impl TerminalPrompt {
@@ -34,10 +37,7 @@ impl ApprovalPrompt for TerminalPrompt {
             let answer = loop {
                 let _ = write!(err, "Approve as {}? [y]es / [n]o / [l]ater: ", self.user);
                 let _ = err.flush();
-                let mut line = String::new();
-                if std::io::stdin().lock().read_line(&mut line).ok()? == 0 {
-                    return None;
-                }
+                let line = read_line(&self.cancel)?;
                 match line.trim().to_ascii_lowercase().as_str() {
                     "y" | "yes" => break true,
                     "n" | "no" => break false,
@@ -45,7 +45,8 @@ impl ApprovalPrompt for TerminalPrompt {
                     _ => continue,
                 }
             };
-            Some(Decision { approver: self.user.clone(), approved: answer, comment: optional(&mut err, "Comment") })
+            let comment = optional(&mut err, "Comment", &self.cancel);
+            (self.cancel.level() == 0).then(|| Decision { approver: self.user.clone(), approved: answer, comment })
         })
     }
 
@@ -65,7 +66,7 @@ impl ApprovalPrompt for TerminalPrompt {
             let mut done = true;
             for (i, item) in r.checklist.iter().enumerate() {
                 let question = format!("  [{}/{}] {item}: done? [y]es / [n]o / [l]ater: ", i + 1, r.checklist.len());
-                match ask(&mut err, &question, &["y", "n", "l"])?.as_str() {
+                match ask(&mut err, &question, &["y", "n", "l"], &self.cancel)?.as_str() {
                     "y" => {}
                     "n" => {
                         done = false;
@@ -75,7 +76,7 @@ impl ApprovalPrompt for TerminalPrompt {
                 }
             }
             if done && r.checklist.is_empty() {
-                match ask(&mut err, "Done? [y]es / [n]o / [l]ater: ", &["y", "n", "l"])?.as_str() {
+                match ask(&mut err, "Done? [y]es / [n]o / [l]ater: ", &["y", "n", "l"], &self.cancel)?.as_str() {
                     "y" => {}
                     "n" => done = false,
                     _ => return None,
@@ -83,25 +84,23 @@ impl ApprovalPrompt for TerminalPrompt {
             }
             if !done {
                 let q = "Could it not be done at all (the step fails)? [y]es, it failed / [l]ater: ";
-                if ask(&mut err, q, &["y", "l"])? != "y" {
+                if ask(&mut err, q, &["y", "l"], &self.cancel)? != "y" {
                     return None;
                 }
             }
-            Some(Confirmation { by: self.user.clone(), done, note: optional(&mut err, "Note") })
+            let note = optional(&mut err, "Note", &self.cancel);
+            (self.cancel.level() == 0).then(|| Confirmation { by: self.user.clone(), done, note })
         })
     }
 }
 
 /// Asks until the answer is one of `choices` (by first letter, or the word); an empty
-/// answer is the last choice. `None` at end of input.
-fn ask(err: &mut std::io::Stderr, question: &str, choices: &[&str]) -> Option<String> {
+/// answer is the last choice. `None` at end of input, or once the run is cancelled.
+fn ask(err: &mut std::io::Stderr, question: &str, choices: &[&str], cancel: &Cancel) -> Option<String> {
     loop {
         let _ = write!(err, "{question}");
         let _ = err.flush();
-        let mut line = String::new();
-        if std::io::stdin().lock().read_line(&mut line).ok()? == 0 {
-            return None;
-        }
+        let line = read_line(cancel)?;
         let answer = line.trim().to_ascii_lowercase();
         if answer.is_empty() {
             return choices.last().map(|c| c.to_string());
@@ -113,11 +112,35 @@ fn ask(err: &mut std::io::Stderr, question: &str, choices: &[&str]) -> Option<St
 }
 
 /// An optional line of text (a comment, a note).
-fn optional(err: &mut std::io::Stderr, what: &str) -> Option<String> {
+fn optional(err: &mut std::io::Stderr, what: &str, cancel: &Cancel) -> Option<String> {
     let _ = write!(err, "{what} (optional): ");
     let _ = err.flush();
-    let mut text = String::new();
-    let _ = std::io::stdin().lock().read_line(&mut text);
+    let text = read_line(cancel)?;
     let text = text.trim();
     (!text.is_empty()).then(|| text.to_string())
+}
+
+/// A line from stdin: `None` at its end, or as soon as the run is cancelled (a Ctrl-C
+/// while waiting for an answer), rather than after the next Enter.
+fn read_line(cancel: &Cancel) -> Option<String> {
+    use nix::poll::{PollFd, PollFlags, poll};
+    use std::os::fd::AsFd;
+    let stdin = std::io::stdin();
+    loop {
+        if cancel.level() > 0 {
+            let _ = writeln!(std::io::stderr());
+            return None;
+        }
+        let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, 100u16) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => break,
+            Err(_) => return None,
+        }
+    }
+    let mut line = String::new();
+    if stdin.lock().read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    Some(line)
 }

@@ -75,8 +75,9 @@ pub async fn carry_on(
     let live = Live::new(steps.len());
     let json = output == Output::Json;
     // Rollbacks ask only for manual ones to be confirmed.
-    let prompt: Option<Arc<dyn ApprovalPrompt>> = (TerminalPrompt::available() && !json)
-        .then(|| Arc::new(TerminalPrompt { progress: live.progress(), user: super::os_user() }) as _);
+    let prompt: Option<Arc<dyn ApprovalPrompt>> = (TerminalPrompt::available() && !json).then(|| {
+        Arc::new(TerminalPrompt { progress: live.progress(), user: super::os_user(), cancel: cancel.clone() }) as _
+    });
     let hooks = Hooks { observer: if json { &Quiet } else { &live }, prompt, cancel, cancel_handle: handle };
     let outcome = match mode {
         Mode::Rollback => engine.rollback(&exec.id, secrets, &hooks).await?,

@@ -74,8 +74,9 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
     let live = Live::new(rb.steps.len());
     let json = args.output == Output::Json;
     let user = super::os_user();
-    let prompt: Option<Arc<dyn ApprovalPrompt>> = (TerminalPrompt::available() && !json)
-        .then(|| Arc::new(TerminalPrompt { progress: live.progress(), user: user.clone() }) as _);
+    let prompt: Option<Arc<dyn ApprovalPrompt>> = (TerminalPrompt::available() && !json).then(|| {
+        Arc::new(TerminalPrompt { progress: live.progress(), user: user.clone(), cancel: cancel.clone() }) as _
+    });
     let hooks = Hooks { observer: if json { &Quiet } else { &live }, prompt, cancel, cancel_handle: handle };
     let req = StartRequest {
         runbook: rb,

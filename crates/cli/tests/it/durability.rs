@@ -302,6 +302,28 @@ fn interrupted_while_rolling_back_can_only_finish_the_rollback() {
     assert_eq!(env.read("undone"), "b\na\n", "b's rollback ran again (it never finished), then a's");
 }
 
+/// A Ctrl-C while the terminal asks for an approval stops the question at once and rolls
+/// back, without waiting for an Enter (the display the question held is let go).
+#[test]
+fn ctrl_c_at_an_approval_prompt_rolls_back_at_once() {
+    let env = Env::new();
+    let book = runbook(
+        "",
+        "    - id: ok\n      run: \"true\"\n      rollback:\n        run: touch undone\n    - id: gate\n      approval: { message: \"ship it?\" }\n",
+    );
+    env.write("test.yaml", &book);
+    let cmd = format!("{} run test.yaml", env!("CARGO_BIN_EXE_opsbook"));
+    let child = env.cmd(&[]).spawn_with_program("script", &["-qec", &cmd, "/dev/null"]);
+    let started = std::time::Instant::now();
+    let (status, screen) = crate::support::type_at_prompt(child, "[l]ater: ", b"\x03");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "it did not hang: {screen}");
+    assert!(screen.contains("cancelled"), "{screen}");
+    assert!(env.path("undone").exists(), "rolled back: {screen}");
+    let (e, _) = env.last();
+    assert_eq!(e.status, opsbook_core::ExecStatus::Cancelled, "{screen}");
+    assert_eq!(status.code(), Some(1), "{screen}");
+}
+
 #[test]
 fn terminal_approval_records_the_os_user_and_comment() {
     let env = Env::new();

@@ -130,7 +130,12 @@ pub trait SpawnWith {
 /// Waits for `prompt` in a terminal program's output (under `script`), types `answer`,
 /// and returns how it ended with everything it showed. A program that shows no prompt,
 /// or does not end, within a minute is killed and the test fails with its screen.
-pub fn answer_prompt(mut child: Child, prompt: &str, answer: &str) -> (std::process::ExitStatus, String) {
+pub fn answer_prompt(child: Child, prompt: &str, answer: &str) -> (std::process::ExitStatus, String) {
+    type_at_prompt(child, prompt, format!("{answer}\n").as_bytes())
+}
+
+/// [`answer_prompt`], typing `keys` as they are (`\x03`: a Ctrl-C, with no Enter after it).
+pub fn type_at_prompt(mut child: Child, prompt: &str, keys: &[u8]) -> (std::process::ExitStatus, String) {
     use std::io::{Read, Write};
     use std::sync::mpsc;
     let mut stdout = child.stdout.take().expect("piped");
@@ -148,7 +153,7 @@ pub fn answer_prompt(mut child: Child, prompt: &str, answer: &str) -> (std::proc
     let mut answered = false;
     loop {
         if !answered && String::from_utf8_lossy(&seen).contains(prompt) {
-            child.stdin.as_mut().expect("piped").write_all(format!("{answer}\n").as_bytes()).expect("answer");
+            child.stdin.as_mut().expect("piped").write_all(keys).expect("answer");
             answered = true;
         }
         let left = deadline.saturating_duration_since(Instant::now());
