@@ -401,6 +401,25 @@ pub fn check(source: &str, expression: bool, scope: &Scope<'_>) -> Vec<String> {
     errs
 }
 
+/// Whether a text may use secret parameter `name`.
+pub fn mentions(text: &str, name: &str) -> bool {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let var = format!("OPSBOOK_PARAM_{}", name.to_ascii_uppercase());
+    let by_var = text.match_indices(&var).any(|(i, _)| !text[i + var.len()..].starts_with(ident));
+    if by_var || text.contains(&format!("params['{name}']")) || text.contains(&format!("params[\"{name}\"]")) {
+        return true;
+    }
+    let dotted = format!("params.{name}");
+    let by_name = text.match_indices(&dotted).any(|(i, _)| !text[i + dotted.len()..].starts_with(ident));
+    // `params` handed on whole (`{{ params | tojson }}`) may carry any of them.
+    let whole = text.match_indices("params").any(|(i, _)| {
+        let before_ok = i == 0 || !text[..i].ends_with(ident);
+        let after = &text[i + "params".len()..];
+        before_ok && !after.starts_with(ident) && !after.starts_with('.') && !after.starts_with('[')
+    });
+    by_name || whole
+}
+
 /// The filters (`x | name`) and tests (`x is name`) a template names that templates do
 /// not have: minijinja finds those only when it renders, after earlier steps have run.
 fn unknown_functions(source: &str, expression: bool) -> Vec<String> {
@@ -417,7 +436,9 @@ fn unknown_functions(source: &str, expression: bool) -> Vec<String> {
         };
         let unknown = env.compile_expression(&probe).is_ok_and(|e| e.eval(()).is_err_and(|e| e.kind() == missing));
         if unknown {
-            errs.push(format!("unknown {kind} `{name}` (see \"Templates\" in docs/runbook-format.md for those there are)"));
+            errs.push(format!(
+                "unknown {kind} `{name}` (see \"Templates\" in docs/runbook-format.md for those there are)"
+            ));
         }
     }
     errs
@@ -515,9 +536,15 @@ mod tests {
         let steps = BTreeMap::new();
         let scope = Scope { params: &params, steps: &steps, visible_below: 0, target: false };
         let errs = check("echo {{ params.env | nosuchfilter }} {{ params.env | upper }}", false, &scope);
-        assert_eq!(errs, vec!["unknown filter `nosuchfilter` (see \"Templates\" in docs/runbook-format.md for those there are)"]);
+        assert_eq!(
+            errs,
+            vec!["unknown filter `nosuchfilter` (see \"Templates\" in docs/runbook-format.md for those there are)"]
+        );
         let errs = check("{% if params.env is not nosuchtest %}x{% endif %}{{ 'a|b is c' }}", false, &scope);
-        assert_eq!(errs, vec!["unknown test `nosuchtest` (see \"Templates\" in docs/runbook-format.md for those there are)"]);
+        assert_eq!(
+            errs,
+            vec!["unknown test `nosuchtest` (see \"Templates\" in docs/runbook-format.md for those there are)"]
+        );
         assert!(check("params.env | lower | default('x')", true, &scope).is_empty());
         assert!(check("{{ params.env | replace('|', 'is x') }}", false, &scope).is_empty());
     }

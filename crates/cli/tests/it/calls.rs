@@ -248,22 +248,27 @@ fn cycles_and_wrong_parameters_are_refused_before_anything_runs() {
     assert!(s.block(s.store.executions(&Default::default())).unwrap().is_empty(), "nothing ran");
 }
 
+/// A secret handed to a parameter the called runbook does not keep secret would be
+/// stored and shown in the clear: refused by `validate`, and before anything runs.
 #[test]
 fn a_secret_handed_to_a_plain_parameter_is_refused() {
     let env = Env::new();
     migrate(&env);
     let book = runbook(
         "    pw: { type: secret, required: true }\n",
-        "    - id: m\n      runbook: { file: db-migrate.yaml, params: { db: \"x{{ params.pw }}\" } }\n",
+        "    - id: first\n      run: touch ran\n    - id: m\n      runbook: { file: db-migrate.yaml, params: { db: \"x{{ params.pw }}\" } }\n",
     );
-    let out = env.run_book(&book, &["-p", "pw=hunter2", "--output", "json"]);
-    assert_eq!(out.code, 1, "{out:?}");
-    let step = &out.json()["steps"][0];
-    assert_eq!(
-        step["error"],
-        "parameter `db` of runbook `db-migrate` would receive a secret; declare it `type: secret` there"
-    );
-    assert!(step.get("child").is_none(), "no child was stored");
+    env.write("test.yaml", &book);
+    let says = "step `m`: parameter `db` of runbook `db-migrate` would receive the secret `pw`; declare it `type: secret` there";
+    let checked = env.run(&["validate", "test.yaml"]);
+    assert_eq!(checked.code, 1, "{checked:?}");
+    assert!(checked.stdout.contains(says), "{checked:?}");
+    let out = env.run(&["run", "test.yaml", "-p", "pw=hunter2"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains(says), "{out:?}");
+    assert!(!env.path("ran").exists(), "nothing ran");
+    let s = env.store();
+    assert!(s.block(s.store.executions(&Default::default())).unwrap().is_empty(), "nothing was stored");
 }
 
 #[test]

@@ -140,7 +140,7 @@ fn walk(
                 continue;
             }
         };
-        for p in param_problems(call, &child) {
+        for p in param_problems(call, rb, &child) {
             problem(p);
         }
         chain.push(target.clone());
@@ -160,9 +160,10 @@ pub fn called_files(root_path: &Path, root: &crate::Runbook) -> Vec<PathBuf> {
     called
 }
 
-/// What is wrong with the parameters a call gives `child`: names it does not have, and
-/// required ones (no default, no `from:`) left out.
-pub fn param_problems(call: &CallSpec, child: &crate::Runbook) -> Vec<String> {
+/// What is wrong with the parameters a call from `caller` gives `child`: names it does
+/// not have, required ones (no default, no `from:`) left out, and a secret of the caller
+/// given to a parameter the child does not keep secret (stored and shown in the clear).
+pub fn param_problems(call: &CallSpec, caller: &crate::Runbook, child: &crate::Runbook) -> Vec<String> {
     let mut problems = Vec::new();
     let known: Vec<&str> = child.params.iter().map(|p| p.name.as_str()).collect();
     for (name, _) in &call.params {
@@ -171,6 +172,17 @@ pub fn param_problems(call: &CallSpec, child: &crate::Runbook) -> Vec<String> {
                 .map(|m| format!(" (did you mean `{m}`?)"))
                 .unwrap_or_default();
             problems.push(format!("runbook `{}` has no parameter `{name}`{hint}", child.name));
+        }
+    }
+    for (name, template) in &call.params {
+        let Some(p) = child.params.iter().find(|p| p.name == *name).filter(|p| !p.is_secret()) else { continue };
+        if let Some(secret) =
+            caller.params.iter().find(|s| s.is_secret() && crate::template::mentions(template, &s.name))
+        {
+            problems.push(format!(
+                "parameter `{}` of runbook `{}` would receive the secret `{}`; declare it `type: secret` there",
+                p.name, child.name, secret.name
+            ));
         }
     }
     for p in &child.params {

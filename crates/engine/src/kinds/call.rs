@@ -312,7 +312,7 @@ async fn start(run: &mut Run<'_, '_>, step: &Step, spec: &CallSpec, inputs: BTre
             runbook.name
         )));
     }
-    let problems = opsbook_core::step::call::param_problems(spec, &runbook);
+    let problems = opsbook_core::step::call::param_problems(spec, &run.rb, &runbook);
     if !problems.is_empty() {
         return Err(Error::Invalid(problems.join("; ")));
     }

@@ -216,24 +216,7 @@ pub(crate) fn needed_secrets(rb: &Runbook, steps: &[StepRecord], work: Work) -> 
     secrets.into_iter().filter(|name| texts.iter().any(|t| mentions(t, name))).map(str::to_string).collect()
 }
 
-/// Whether a text may use secret parameter `name`.
-pub(crate) fn mentions(text: &str, name: &str) -> bool {
-    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    let var = format!("OPSBOOK_PARAM_{}", name.to_ascii_uppercase());
-    let by_var = text.match_indices(&var).any(|(i, _)| !text[i + var.len()..].starts_with(ident));
-    if by_var || text.contains(&format!("params['{name}']")) || text.contains(&format!("params[\"{name}\"]")) {
-        return true;
-    }
-    let dotted = format!("params.{name}");
-    let by_name = text.match_indices(&dotted).any(|(i, _)| !text[i + dotted.len()..].starts_with(ident));
-    // `params` handed on whole (`{{ params | tojson }}`) may carry any of them.
-    let whole = text.match_indices("params").any(|(i, _)| {
-        let before_ok = i == 0 || !text[..i].ends_with(ident);
-        let after = &text[i + "params".len()..];
-        before_ok && !after.starts_with(ident) && !after.starts_with('.') && !after.starts_with('[')
-    });
-    by_name || whole
-}
+pub(crate) use opsbook_core::template::mentions;
 
 /// Stored (masked) values plus the secrets supplied again, checked against their digests.
 /// A secret is required only when what is left to run needs it (`needed`); one not
