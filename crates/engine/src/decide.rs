@@ -93,6 +93,22 @@ impl Engine {
                     "execution {} waits for manual step `{}` to be done and confirmed (`opsbook confirm`), not for approval",
                     execution.id, step.step_id
                 ))),
+                // What waits is the child: its approval is decided on it.
+                _ if step.wait_kind == Some(WaitKind::Child) => {
+                    let children = self.store.executions(&opsbook_store::ExecutionFilter::children(&execution.id)).await?;
+                    let child = children.iter().find(|c| c.parent_step.as_deref() == Some(step.step_id.as_str()));
+                    Err(Error::Invalid(match child {
+                        Some(c) => format!(
+                            "execution {} waits on its child execution {} (runbook `{}`) at step `{}`: decide on the \
+                             child, `opsbook approve {}` (or `reject`)",
+                            execution.id, c.id, c.runbook_name, step.step_id, c.id
+                        ),
+                        None => format!(
+                            "execution {} waits on a child execution at step `{}`, not for approval",
+                            execution.id, step.step_id
+                        ),
+                    }))
+                }
                 _ => Err(Error::Invalid(format!(
                     "execution {} waits on a gate at step `{}`, not for approval (an admin may override it)",
                     execution.id, step.step_id

@@ -157,6 +157,15 @@ fn a_waiting_child_parks_its_parent_and_resuming_the_parent_goes_on_with_it() {
     let logs = env.run(&["logs", &child_id]).stdout;
     assert!(logs.contains("using ***") && !logs.contains("s3cret-value"), "{logs}");
     // The approval is the child's; then the parent goes on from where it waited.
+    let wrong = env.run(&["approve", &parent, "-p", "token=s3cret-value"]);
+    assert_eq!(wrong.code, 2, "{wrong:?}");
+    assert!(
+        wrong.stderr.contains(&format!(
+            "waits on its child execution {child_id} (runbook `needs-ok`) at step `call`: decide on the child, \
+             `opsbook approve {child_id}`"
+        )),
+        "{wrong:?}"
+    );
     let approved = env.run(&["approve", &child_id, "-p", "token=s3cret-value"]);
     assert_eq!(approved.code, 0, "{approved:?}");
     assert!(approved.stdout.contains(&format!("`opsbook resume {parent}` goes on with that one")), "{approved:?}");
