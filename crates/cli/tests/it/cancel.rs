@@ -98,6 +98,25 @@ fn cancelling_a_waiting_execution_rolls_it_back() {
     assert!(again.stderr.contains("was cancelled already"), "{again:?}");
 }
 
+/// A cancel whose rollbacks leave a manual one for a person ends waiting (exit 3), as a
+/// run does, saying how to confirm it.
+#[test]
+fn a_cancel_that_leaves_a_manual_rollback_waits() {
+    let env = Env::new();
+    let book = runbook(
+        "",
+        "    - id: m\n      run: \"true\"\n      rollback:\n        manual: { instructions: \"Switch back by hand\" }\n    - id: gate\n      approval: {}\n",
+    );
+    assert_eq!(env.run_book(&book, &[]).code, 3);
+    let (e, _) = env.last();
+    let cancel = env.run(&["cancel", &e.id]);
+    assert_eq!(cancel.code, 3, "{cancel:?}");
+    assert!(cancel.stdout.contains(&format!("opsbook confirm {} --step m", e.id)), "{cancel:?}");
+    let (e, _) = env.last();
+    assert_eq!(e.status, ExecStatus::Cancelled);
+    assert_eq!(e.rollback_status, Some(StepStatus::Waiting));
+}
+
 /// With `on_failure: stop`, Ctrl-C says what happens: the step stops, nothing rolls back.
 #[test]
 fn ctrl_c_says_nothing_is_rolled_back_with_on_failure_stop() {
