@@ -566,13 +566,21 @@ async fn finish(
     // SSH or SSM could not run the script (its error is the last line on standard error).
     let remote_failed = ssh && !l.remote_started && matches!(exit, Ok(Exit::Code(super::ssh::SSH_FAILED)));
     if l.outputs_cut {
-        let msg = format!("warning: {}the outputs file is larger than 1 MiB; the rest was ignored", prefix(part));
+        let msg = format!("warning: {}{}", prefix(part), super::run::CUT);
         run.system(Some(&part.step.id), fleet.phase, &msg).await?;
     }
     let validations = prepared.validations.clone();
     let sr = script_run(fleet, slot, &l.text, l.attempt, &validations);
     let outputs =
-        if ssh { Some(String::from_utf8_lossy(&l.outputs.take().unwrap_or_default()).into_owned()) } else { None };
+        if ssh {
+            let mut bytes = l.outputs.take().unwrap_or_default();
+            if l.outputs_cut {
+                super::run::whole_lines(&mut bytes);
+            }
+            Some(String::from_utf8_lossy(&bytes).into_owned())
+        } else {
+            None
+        };
     let mut result = super::run::conclude(run, &sr, prepared, exit, &l.seen, outputs).await?;
     match (remote_failed, &part.target) {
         (true, Some(target)) if fleet.via == Via::Ssh => {

@@ -387,11 +387,23 @@ fn read_outputs(path: &std::path::Path) -> (BTreeMap<String, String>, Vec<String
     }
     if text.len() as u64 > MAX_OUTPUTS {
         text.truncate(MAX_OUTPUTS as usize);
-        warnings.push("the outputs file is larger than 1 MiB; the rest was ignored".into());
+        whole_lines(&mut text);
+        warnings.push(CUT.into());
     }
     let (outputs, mut more) = parse_outputs(&String::from_utf8_lossy(&text));
     warnings.append(&mut more);
     (outputs, warnings)
+}
+
+/// What a step is told when its outputs file passed [`MAX_OUTPUTS`].
+pub(crate) const CUT: &str =
+    "the outputs file is larger than 1 MiB; the line the limit fell in, and all after it, were ignored";
+
+/// Outputs cut at the size kept end at their last whole line: a value cut short is not
+/// passed on as if it were the value.
+pub(crate) fn whole_lines(text: &mut Vec<u8>) {
+    let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |nl| nl + 1);
+    text.truncate(keep);
 }
 
 /// Parses `key=value` lines and `key<<DELIMITER` blocks, as GitHub Actions does.
@@ -446,6 +458,19 @@ pub(crate) fn parse_outputs(text: &str) -> (BTreeMap<String, String>, Vec<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An outputs file past 1 MiB keeps its whole lines before the limit: the value the
+    /// limit cut is dropped, not passed on short.
+    #[test]
+    fn outputs_past_the_limit_keep_whole_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outputs");
+        let big = "x".repeat(2 << 20);
+        std::fs::write(&path, format!("a=1\nbig={big}\nk=v\n")).unwrap();
+        let (out, warnings) = read_outputs(&path);
+        assert_eq!(out.into_iter().collect::<Vec<_>>(), vec![("a".to_string(), "1".to_string())]);
+        assert_eq!(warnings, vec![CUT.to_string()]);
+    }
 
     #[test]
     fn parses_outputs() {
