@@ -172,7 +172,11 @@ pub fn next_step(doc: &ExecutionDoc, at: Where<'_>) -> Option<String> {
         .iter()
         .find(|s| s.status == opsbook_core::StepStatus::Waiting)
         .and_then(|s| s.message.as_deref())
-        .map(|m| format!("step asks: {m}; "))
+        .map(|m| match m.trim_end() {
+            // Instructions with a checklist: set apart, then what to do on a line of its own.
+            m if m.contains('\n') => format!("step asks:\n  {}\n", m.replace('\n', "\n  ")),
+            m => format!("step asks: {m}; "),
+        })
         .unwrap_or_default();
     if let Some((step, rollback)) = doc.waits_for_confirmation() {
         let what = if rollback { format!("the rollback of step `{step}`") } else { format!("step `{step}`") };

@@ -23,6 +23,10 @@ fn manual_step_waits_then_confirm_carries_it_on() {
     );
     assert!(waiting.stdout.contains("- [ ] Traffic to web-1 at 0"), "{waiting:?}");
     assert!(waiting.stdout.contains("`opsbook confirm"), "the summary says what to do: {waiting:?}");
+    assert!(
+        waiting.stdout.contains("  - [ ] Alarms quiet\nstep `drain` is for a person to do: when it is done"),
+        "the checklist set apart from what to do: {waiting:?}"
+    );
     let (e, steps) = env.last();
     assert_eq!(e.status, ExecStatus::Waiting);
     assert_eq!((steps[1].status, steps[1].wait_kind), (StepStatus::Waiting, Some(WaitKind::Manual)));
