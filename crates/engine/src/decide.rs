@@ -95,7 +95,8 @@ impl Engine {
                 ))),
                 // What waits is the child: its approval is decided on it.
                 _ if step.wait_kind == Some(WaitKind::Child) => {
-                    let children = self.store.executions(&opsbook_store::ExecutionFilter::children(&execution.id)).await?;
+                    let children =
+                        self.store.executions(&opsbook_store::ExecutionFilter::children(&execution.id)).await?;
                     let child = children.iter().find(|c| c.parent_step.as_deref() == Some(step.step_id.as_str()));
                     Err(Error::Invalid(match child {
                         Some(c) => format!(

@@ -571,16 +571,15 @@ async fn finish(
     }
     let validations = prepared.validations.clone();
     let sr = script_run(fleet, slot, &l.text, l.attempt, &validations);
-    let outputs =
-        if ssh {
-            let mut bytes = l.outputs.take().unwrap_or_default();
-            if l.outputs_cut {
-                super::run::whole_lines(&mut bytes);
-            }
-            Some(String::from_utf8_lossy(&bytes).into_owned())
-        } else {
-            None
-        };
+    let outputs = if ssh {
+        let mut bytes = l.outputs.take().unwrap_or_default();
+        if l.outputs_cut {
+            super::run::whole_lines(&mut bytes);
+        }
+        Some(String::from_utf8_lossy(&bytes).into_owned())
+    } else {
+        None
+    };
     let mut result = super::run::conclude(run, &sr, prepared, exit, &l.seen, outputs).await?;
     match (remote_failed, &part.target) {
         (true, Some(target)) if fleet.via == Via::Ssh => {
