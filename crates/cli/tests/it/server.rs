@@ -562,7 +562,7 @@ fn pushed_runbooks_bring_their_files() {
     std::fs::remove_file(env.path("c/typo.yaml")).unwrap();
     let listed = client(&env, &srv.url, &admin, &["push", "c", "--dry-run"]);
     assert_eq!(listed.code, 0, "{listed:?}");
-    assert!(listed.stdout.contains("kube 1.0.0 (c/deploy.yaml) would go with 3 file(s)"), "{listed:?}");
+    assert!(listed.stdout.contains("kube 1.0.0 (c/deploy.yaml) would go with 2 file(s)"), "{listed:?}");
     assert!(
         listed.stdout.contains("    k8s/deployment.yaml (") && listed.stdout.contains("    values.yaml ("),
         "{listed:?}"
