@@ -19,7 +19,7 @@ pub enum Schedules {
     Create {
         /// The runbook
         runbook: String,
-        /// Five fields: minute hour day-of-month month day-of-week, e.g. "0 3 * * 1-5"
+        /// minute hour day-of-month month day-of-week, e.g. "0 3 * * 1-5" (six fields: seconds first)
         #[arg(long)]
         cron: String,
         /// IANA time zone (default UTC)
@@ -85,7 +85,15 @@ pub async fn exec(client: &Client, cmd: &Schedules) -> Result<u8> {
                 .next_run_at
                 .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
                 .zip(jiff::tz::TimeZone::get(&s.timezone).ok())
-                .map(|(t, tz)| t.to_zoned(tz).strftime("%Y-%m-%d %H:%M %Z").to_string())
+                .map(|(t, tz)| {
+                    // Seconds only for a cron that has them (six fields or more).
+                    let format = if s.cron.split_whitespace().count() > 5 {
+                        "%Y-%m-%d %H:%M:%S %Z"
+                    } else {
+                        "%Y-%m-%d %H:%M %Z"
+                    };
+                    t.to_zoned(tz).strftime(format).to_string()
+                })
                 .or_else(|| super::history::Clock::new().show_zoned(s.next_run_at))
                 .unwrap_or_else(|| "never".into());
             println!("schedule {} runs {} at `{}` ({}); next run {next}", s.id, s.runbook, s.cron, s.timezone);

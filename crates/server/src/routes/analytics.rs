@@ -69,7 +69,7 @@ pub fn weekly(rows: &[&AnalyticsRow], window_start: i64, now: i64) -> Vec<WeekFi
                 rows.iter().filter(|r| r.created_at >= from && r.created_at < to).collect();
             let done = inside.iter().filter(|r| finished(r)).count();
             let ok = inside.iter().filter(|r| r.status == "succeeded").count();
-            let users: BTreeSet<&str> = inside.iter().map(|r| r.actor.as_str()).collect();
+            let users: BTreeSet<&str> = inside.iter().map(|r| r.actor.as_str()).filter(|a| is_person(a)).collect();
             WeekFigures {
                 week: opsbook_api::time(Some(from)).map(|t| t.chars().take(10).collect()).unwrap_or_default(),
                 runs: inside.len(),
@@ -103,7 +103,7 @@ pub fn summarize(runbook: &str, rows: &[AnalyticsRow], window_start: i64, now: i
     durations.sort_unstable();
     let first = rows.iter().map(|r| r.created_at).min().unwrap_or(now).max(window_start);
     let weeks = ((now - first) as f64 / WEEK_MS).max(1.0);
-    let users: BTreeSet<&str> = rows.iter().map(|r| r.actor.as_str()).collect();
+    let users: BTreeSet<&str> = rows.iter().map(|r| r.actor.as_str()).filter(|a| is_person(a)).collect();
     let weekly = weekly(&all, window_start, now);
     let last_two = weekly.len().checked_sub(2).map(|i| (&weekly[i], &weekly[i + 1]));
     let success_trend =
@@ -188,6 +188,12 @@ pub async fn analytics(
     Ok(Json(figures(&st, since, q.runbook.as_deref()).await?))
 }
 
+/// Whether an execution's actor is a person: not a schedule or a trigger starting it
+/// (`schedule:ID`, `trigger:NAME`), which adoption figures do not count as users.
+fn is_person(actor: &str) -> bool {
+    !actor.starts_with("schedule:") && !actor.starts_with("trigger:")
+}
+
 /// The figures of every runbook (or one) since `since`, and the overdue reviews: what
 /// the API answers, `opsbook report` prints and the web UI draws.
 pub async fn figures(st: &AppState, since: i64, runbook: Option<&str>) -> ApiResult<Analytics> {
@@ -262,7 +268,7 @@ pub async fn figures(st: &AppState, since: i64, runbook: Option<&str>) -> ApiRes
     let done: Vec<&AnalyticsRow> = rows.iter().copied().filter(|r| finished(r)).collect();
     let of_type =
         |t: &str| -> Vec<&AnalyticsRow> { done.iter().copied().filter(|r| type_of(&r.runbook) == Some(t)).collect() };
-    let users: BTreeSet<&str> = rows.iter().map(|r| r.actor.as_str()).collect();
+    let users: BTreeSet<&str> = rows.iter().map(|r| r.actor.as_str()).filter(|a| is_person(a)).collect();
     let totals = Totals {
         runs: rows.len(),
         finished: done.len(),
@@ -377,6 +383,12 @@ mod tests {
         assert_eq!(f.runs_per_week, 2.0);
         assert_eq!(f.distinct_users, 3);
         assert_eq!(f.rollback_rate, Some(0.25));
+        // Runs a schedule or a trigger started are runs, not users.
+        let mut more = rows.clone();
+        more.push(row("succeeded", "schedule:r#1", 40, 400, false));
+        more.push(row("succeeded", "trigger:alarm", 50, 400, false));
+        let g = summarize("r", &more, 0, 2 * week, Meta::default());
+        assert_eq!((g.runs, g.distinct_users), (6, 3));
         assert_eq!(f.mttr_ms, Some(Some(233)));
         // Not an incident response: no time to recovery at all (not even null).
         let doc = serde_json::to_value(summarize("r", &rows, 0, 2 * week, Meta::default())).unwrap();
