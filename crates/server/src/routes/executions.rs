@@ -168,8 +168,8 @@ pub async fn logs(
 
 /// `GET .../events`: server-sent events — `log` events (id = log sequence number, so
 /// `Last-Event-ID` resumes after it) and `status` events; the stream ends when the
-/// execution stops running.
-#[utoipa::path(get, path = "/api/v1/executions/{id}/events", tag = "executions", params(("id" = String, Path), ("Last-Event-ID" = Option<String>, Header, description = "Resume after this log sequence number")), responses((status = 200, description = "Server-sent events: log and status", content_type = "text/event-stream"), (status = 404, description = "Unknown execution", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+/// execution stops running (ends, or waits: for an approval, a person, a gate).
+#[utoipa::path(get, path = "/api/v1/executions/{id}/events", tag = "executions", params(("id" = String, Path), ("Last-Event-ID" = Option<String>, Header, description = "Resume after this log sequence number")), responses((status = 200, description = "Server-sent events: log and status", content_type = "text/event-stream"), (status = 400, description = "A Last-Event-ID that is no log sequence number", body = crate::openapi::ErrorBody), (status = 404, description = "Unknown execution", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn events(
     State(st): State<AppState>,
     ctx: Ctx,
@@ -178,8 +178,18 @@ pub async fn events(
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     ctx.require(&st, Perm::Read, &id).await?;
     let exec = st.store.execution(&id).await?;
-    let after =
-        headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+    // A Last-Event-ID that is not one of this stream's ids (a log sequence number) would
+    // replay the whole log silently: refused.
+    let after = match headers.get("last-event-id") {
+        None => 0,
+        Some(v) => v.to_str().ok().and_then(|v| v.trim().parse::<i64>().ok()).filter(|n| *n >= 0).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "Last-Event-ID `{}`: expected the id of an event of this stream (a log sequence number)",
+                crate::limits::bounded(&String::from_utf8_lossy(v.as_bytes()), 80)
+            ))
+            .with_details(json!({ "header": "Last-Event-ID" }))
+        })?,
+    };
     struct Cursor {
         store: crate::state::Db,
         id: String,

@@ -284,6 +284,11 @@ async fn live_events_resume_after_the_last_event_id() {
     let resumed: Vec<&str> = rest.lines().filter(|l| l.starts_with("data: {\"seq\"")).collect();
     assert_eq!(resumed.len(), 2, "{rest}");
     assert!(resumed[0].contains("\"line\":\"line 4\""), "{rest}");
+    // An id this stream never sent is refused, not taken as "from the start".
+    let bad = events(Some("abc")).send().await.unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let doc: serde_json::Value = bad.json().await.unwrap();
+    assert_eq!(doc["error"]["details"]["header"], "Last-Event-ID", "{doc}");
     s.stop().await;
 }
 
