@@ -264,6 +264,11 @@ impl Param {
         let value = match spec.ty {
             ParamType::String | ParamType::Secret => {
                 let len = text.chars().count() as u64;
+                // An empty secret is never one (an unset variable, an empty file): refused
+                // rather than masked everywhere as nothing.
+                if secret && text.is_empty() {
+                    return Err("is empty: a secret needs a value".to_string());
+                }
                 if let Some(min) = spec.min_length
                     && len < min
                 {
@@ -538,7 +543,12 @@ mod tests {
         let mut s = param("{ type: secret, pattern: \"[a-z]+\" }");
         s.name = "pw".into();
         check(std::slice::from_ref(&s), &[("pw", "abc")], Ok(serde_json::json!({"pw": "***"})));
-        check(&[s], &[("pw", "Hunter2")], Err(vec!["parameter `pw`: the value does not match the pattern [a-z]+"]));
+        check(
+            std::slice::from_ref(&s),
+            &[("pw", "Hunter2")],
+            Err(vec!["parameter `pw`: the value does not match the pattern [a-z]+"]),
+        );
+        check(&[s], &[("pw", "")], Err(vec!["parameter `pw`: is empty: a secret needs a value"]));
     }
 
     #[test]
