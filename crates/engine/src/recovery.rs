@@ -525,7 +525,15 @@ mod tests {
             if let Some(t) = target {
                 cmd.env("OPSBOOK_TARGET", t);
             }
-            cmd.spawn().unwrap()
+            let child = cmd.spawn().unwrap();
+            // Until it has exec'd, /proc shows the test's own environment, not the step's.
+            let comm = format!("/proc/{}/comm", child.id());
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while std::fs::read_to_string(&comm).unwrap_or_default().trim() != "sleep" {
+                assert!(std::time::Instant::now() < deadline, "sleep never started");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            child
         };
         let mut live = [start("e1", "a", "2", None), start("e1", "fan", "1", Some("y"))];
         let mut spared = [start("e1", "a", "1", None), start("e1", "fan", "1", Some("x")), start("e2", "a", "2", None)];

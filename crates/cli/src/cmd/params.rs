@@ -24,6 +24,9 @@ impl SecretArgs {
         let mut out = BTreeMap::new();
         let stdin = std::io::stdin();
         for name in &self.secrets {
+            if out.contains_key(name) {
+                return Err(usage(format!("--secret {name}: given twice")));
+            }
             let mut line = String::new();
             let n = std::io::BufRead::read_line(&mut stdin.lock(), &mut line)
                 .map_err(|e| usage(format!("--secret {name}: cannot read standard input: {e}")))?;
@@ -113,7 +116,12 @@ fn param_value(key: &str, v: &str) -> Result<String> {
 /// `--secret` values read from standard input.
 pub fn gather_params(pairs: &[String], file: Option<&Path>, secret: &SecretArgs) -> Result<BTreeMap<String, Input>> {
     let mut out = collect_params(pairs, file)?;
-    out.extend(secret.read()?);
+    for (k, v) in secret.read()? {
+        if pairs.iter().any(|p| p.split_once('=').is_some_and(|(n, _)| n.trim() == k)) {
+            return Err(usage(format!("--secret {k}: parameter `{k}` is given with -p too")));
+        }
+        out.insert(k, v);
+    }
     Ok(out)
 }
 
@@ -142,9 +150,15 @@ pub fn collect_params(pairs: &[String], file: Option<&Path>) -> Result<BTreeMap<
         })?;
         out.extend(map.into_iter().map(|(k, v)| (k, Input::Value(v))));
     }
+    let mut given = std::collections::BTreeSet::new();
     for p in pairs {
         let (k, v) = p.split_once('=').ok_or_else(|| usage(format!("-p {p:?}: expected key=value")))?;
         let k = k.trim();
+        // A second `-p` for the same name is a slip, not an override (the params file is
+        // what `-p` overrides).
+        if !given.insert(k.to_string()) {
+            return Err(usage(format!("-p {k}=…: parameter `{k}` is given twice")));
+        }
         out.insert(k.to_string(), Input::Text(param_value(k, v)?));
     }
     Ok(out)

@@ -167,6 +167,15 @@ fn approval_without_a_terminal_waits_then_resumes() {
         no_secret.stderr.contains("parameter `pw`: is a secret and is never stored: give it again (`-p pw=…` on"),
         "{no_secret:?}"
     );
+    // Only secrets are given again, each once.
+    for (args, says) in [
+        (vec!["-p", "pw=hunter2", "-p", "foo=1"], "parameter `foo`: is not a secret parameter of this runbook"),
+        (vec!["-p", "pw=hunter2", "-p", "pw=other"], "-p pw=…: parameter `pw` is given twice"),
+    ] {
+        let o = env.run(&[&["approve", e.id.as_str()][..], &args[..]].concat());
+        assert_eq!(o.code, 2, "{o:?}");
+        assert!(o.stderr.contains(says), "{o:?}");
+    }
     let s = env.store();
     assert!(s.block(s.store.approvals(&e.id)).unwrap().is_empty(), "nothing half-applied");
     // Approving carries the execution on, in the foreground.

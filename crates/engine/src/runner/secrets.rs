@@ -229,6 +229,15 @@ pub(super) fn restore_params(
 ) -> Result<ParamValues> {
     let mut out = ParamValues::default();
     let mut errors = Vec::new();
+    // Only secrets are given again (the rest are stored): another name is a slip.
+    for name in secrets.keys().filter(|n| !rb.params.iter().any(|p| p.is_secret() && p.name == **n)) {
+        let message = if rb.params.iter().any(|p| p.name == *name) {
+            "is not a secret: its value is the one the execution started with, and cannot be given again"
+        } else {
+            "is not a secret parameter of this runbook"
+        };
+        errors.push(opsbook_core::ParamError { param: name.clone(), message: message.into() });
+    }
     let stored = exec.params.as_object().cloned().unwrap_or_default();
     for p in &rb.params {
         let name = &p.name;
