@@ -118,8 +118,8 @@ fn blocks(rb: &Runbook) -> Vec<Block> {
 
     b.push(Block::Heading(2, "Steps".into()));
     b.push(Block::Para(
-        "In `{{ params.NAME }}`, put the parameter's value; `{{ steps.ID.outputs.KEY }}` is what an earlier step \
-         printed as `KEY=value`."
+        "In `{{ params.NAME }}`, put the parameter's value; `{{ steps.ID.outputs.KEY }}` is an output of an \
+         earlier step: the `KEY=value` line it wrote to the file `$OPSBOOK_OUTPUT` names."
             .into(),
     ));
     for (i, s) in rb.steps.iter().enumerate() {
@@ -207,7 +207,12 @@ fn step(b: &mut Vec<Block>, n: usize, s: &Step) {
         None => b.push(Block::Para("Rollback: none.".into())),
         Some(Rollback::Run(script)) => {
             b.push(Block::Para("Rollback (undoes this step):".into()));
-            b.push(Block::Code(script.template.trim_end().to_string()));
+            // A rollback runs with its step's environment.
+            let env = match &s.kind {
+                StepKind::Run(step) if script.env.is_empty() => &step.env,
+                _ => &script.env,
+            };
+            b.push(Block::Code(with_env(&script.template, env)));
         }
         Some(Rollback::Aws { kind, .. }) => {
             b.push(Block::Para("Rollback (undoes this step):".into()));
@@ -222,6 +227,13 @@ fn step(b: &mut Vec<Block>, n: usize, s: &Step) {
     }
 }
 
+/// A script as one would run it by hand: its environment set first.
+fn with_env(template: &str, env: &std::collections::BTreeMap<String, String>) -> String {
+    let mut code: Vec<String> = env.iter().map(|(k, v)| format!("export {k}=\"{v}\"")).collect();
+    code.push(template.trim_end().to_string());
+    code.join("\n")
+}
+
 /// What a step (or an AWS rollback) does, as one would do it by hand.
 fn action(b: &mut Vec<Block>, kind: &StepKind) {
     match kind {
@@ -230,8 +242,12 @@ fn action(b: &mut Vec<Block>, kind: &StepKind) {
                 crate::document::Shell::Sh => "sh",
                 crate::document::Shell::Bash => "bash",
             };
-            b.push(Block::Para(format!("Run ({shell}):")));
-            b.push(Block::Code(script.template.trim_end().to_string()));
+            let mut how = format!("Run ({shell}");
+            if let Some(dir) = &script.workdir {
+                how.push_str(&format!(", in `{dir}`"));
+            }
+            b.push(Block::Para(format!("{how}):")));
+            b.push(Block::Code(with_env(&script.template, &script.env)));
         }
         StepKind::Http(h) => {
             let mut req = format!("{} {}", h.method.as_str(), h.url.value);

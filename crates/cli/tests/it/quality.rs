@@ -208,7 +208,7 @@ fn doc_writes_the_runbook_for_people() {
     let env = Env::new();
     let book = runbook(
         "    node: { type: string, description: \"Node to drain\" }\n    pw: { type: secret }\n",
-        "    - id: check\n      run: curl -sf \"http://{{ params.node }}/health\" | grep -q '<ok>'\n      retries: { count: 2 }\n      rollback:\n        run: echo undo\n    - id: drain\n      manual: { instructions: \"Drain {{ params.node }}\", checklist: [\"Traffic at 0\", \"Alarms quiet\"] }\n    - id: ok\n      approval: { approvers: [\"role:sre\"], message: \"Go?\" }\n",
+        "    - id: check\n      run: curl -sf \"http://{{ params.node }}/health\" | grep -q '<ok>'\n      env: { NODE: \"{{ params.node }}\" }\n      retries: { count: 2 }\n      rollback:\n        run: echo undo\n    - id: drain\n      manual: { instructions: \"Drain {{ params.node }}\", checklist: [\"Traffic at 0\", \"Alarms quiet\"] }\n    - id: ok\n      approval: { approvers: [\"role:sre\"], message: \"Go?\" }\n",
     );
     env.write("book.yaml", &book);
     let md = env.run(&["doc", "book.yaml"]);
@@ -219,8 +219,9 @@ fn doc_writes_the_runbook_for_people() {
         "| pw | secret | no | (secret) |  |",
         "### 1. check (`check`)",
         "- **Limits:** times out after 1h, up to 3 attempts",
-        "curl -sf \"http://{{ params.node }}/health\" | grep -q '<ok>'",
-        "Rollback (undoes this step):\n\n```\necho undo\n```",
+        "export NODE=\"{{ params.node }}\"\ncurl -sf \"http://{{ params.node }}/health\" | grep -q '<ok>'",
+        "Rollback (undoes this step):\n\n```\nexport NODE=\"{{ params.node }}\"\necho undo\n```",
+        "the `KEY=value` line it wrote to the file `$OPSBOOK_OUTPUT` names",
         "By hand: Drain {{ params.node }}\n\n- [ ] Traffic at 0\n- [ ] Alarms quiet\n",
         "Approval: 1 approval(s) needed, from role:sre. They are asked: “Go?”",
     ] {
