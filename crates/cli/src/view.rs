@@ -229,7 +229,21 @@ pub fn next_step(doc: &ExecutionDoc, at: Where<'_>) -> Option<String> {
         )),
         // Rolled back: nothing is left to do with it.
         (ExecStatus::Interrupted, _, _) if doc.rollback.status == Some(opsbook_core::StepStatus::Succeeded) => None,
+        // Its rollback had begun: only finishing it is left (a resume is refused).
+        (ExecStatus::Interrupted, _, _) if doc.rollback.status.is_some() || !doc.rollback.steps.is_empty() => {
+            Some(format!("it stopped while rolling back: finish with `{ops} rollback {id}`{secrets}"))
+        }
         (ExecStatus::Interrupted, _, _) => Some(format!("see `{ops} resume {id}` or `{ops} rollback {id}`")),
+        // A failure that rolled nothing back (`on_failure: stop`): what succeeded stays done.
+        (ExecStatus::Failed, _, _)
+            if doc.rollback.status.is_none()
+                && doc.steps.iter().any(|s| s.status == opsbook_core::StepStatus::Succeeded) =>
+        {
+            Some(format!(
+                "nothing was rolled back: the steps that succeeded stay done (`{ops} rollback {id}`{secrets} runs \
+                 the rollbacks they have)"
+            ))
+        }
         _ => None,
     }
 }

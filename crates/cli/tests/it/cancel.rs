@@ -142,8 +142,12 @@ fn ctrl_c_says_nothing_is_rolled_back_with_on_failure_stop() {
 fn rollback_with_nothing_to_roll_back_changes_nothing() {
     let env = Env::new();
     let text = runbook("", "    - id: a\n      run: \"true\"\n    - id: b\n      run: exit 1\n");
-    assert_eq!(env.run_book(&text, &[]).code, 1);
+    let failed = env.run_book(&text, &[]);
+    assert_eq!(failed.code, 1);
     let (before, steps_before) = env.last();
+    // The summary says what stayed done and what could undo it.
+    let hint = format!("nothing was rolled back: the steps that succeeded stay done (`opsbook rollback {}`", before.id);
+    assert!(failed.stdout.contains(&hint), "{failed:?}");
     std::thread::sleep(std::time::Duration::from_millis(20));
     for _ in 0..2 {
         let o = env.run(&["rollback", &before.id]);

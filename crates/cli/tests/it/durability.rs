@@ -79,6 +79,11 @@ fn kill_9_then_a_non_idempotent_step_offers_rollback() {
     let env = Env::new();
     env.write("test.yaml", &crashing_book(false));
     let id = crash(&env);
+    let shown = env.run(&["show", &id]);
+    assert!(
+        shown.stdout.contains(&format!("it stopped while rolling back: finish with `opsbook rollback {id}`")),
+        "the hint names only what can be done: {shown:?}"
+    );
     let resumed = env.run(&["resume", &id]);
     assert_eq!(resumed.code, 2, "{resumed:?}");
     assert!(
