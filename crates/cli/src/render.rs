@@ -164,6 +164,7 @@ impl Observer for Live {
                     (_, Stream::Stderr) => style("  │").red().dim().to_string(),
                     _ => style("  │").dim().to_string(),
                 };
+                let line = opsbook_core::terminal::for_terminal(line);
                 let other = step_id.filter(|id| *id != self.step.lock().expect("display lock").as_str());
                 match other {
                     Some(id) => self.line(&format!("{bar} {} {line}", style(format!("[{id}]")).dim())),

@@ -264,7 +264,7 @@ pub fn log_line(l: &LogLine, clock: Option<&crate::cmd::history::Clock>) -> Stri
         Some(t) => format!("{t} "),
         None => String::new(),
     };
-    format!("{time}{tag} {}", l.line)
+    format!("{time}{tag} {}", opsbook_core::terminal::for_terminal(&l.line))
 }
 
 /// How `logs` reads: the options both local and remote follow.

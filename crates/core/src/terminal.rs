@@ -64,9 +64,35 @@ pub fn spans(text: &str) -> impl Iterator<Item = (std::ops::Range<usize>, Piece)
     })
 }
 
+/// A line of a step's output as a terminal is shown it: colours (`ESC [ … m`) kept,
+/// every other escape sequence (a title, a link, the clipboard, cursor movement) and
+/// control character (a carriage return, a backspace, a bell) dropped, tabs kept, so
+/// that output cannot rewrite what the operator sees or reaches beyond the line.
+pub fn for_terminal(line: &str) -> std::borrow::Cow<'_, str> {
+    if !line.chars().any(|c| c.is_control() && c != '\t') {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(line.len());
+    for (range, piece) in spans(line) {
+        match piece {
+            Piece::Char(c) if c.is_control() && c != '\t' => {}
+            Piece::Csi { last: 'm', .. } | Piece::Char(_) => out.push_str(&line[range]),
+            Piece::Csi { .. } | Piece::Other => {}
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Piece, pieces};
+
+    #[test]
+    fn terminals_are_shown_colours_and_text_only() {
+        let line = "a\x1b[1;31mred\x1b[0m\x1b]0;TITLE\x07\x1b]52;c;Y2xpcA==\x07\x1b[2J\x1b[Hb\rc\x08\td";
+        assert_eq!(super::for_terminal(line), "a\x1b[1;31mred\x1b[0mbc\td");
+        assert!(matches!(super::for_terminal("plain\ttext"), std::borrow::Cow::Borrowed(_)));
+    }
 
     #[test]
     fn sequences_are_told_from_text() {

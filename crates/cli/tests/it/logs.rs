@@ -61,6 +61,29 @@ fn invalid_utf8_and_endless_lines_are_stored() {
     assert_eq!((err.line.as_str(), err.phase, err.step_id.as_deref()), ("to stderr", Phase::Step, Some("bytes")));
 }
 
+/// Escape sequences in a step's output other than colours (a window title, the
+/// clipboard, clearing the screen) are stored as printed but never reach the terminal.
+#[test]
+fn output_cannot_drive_the_operators_terminal() {
+    let env = Env::new();
+    let book = runbook(
+        "",
+        "    - id: esc\n      run: printf 'a\\033]0;TITLE\\007\\033]52;c;eA==\\007\\033[2J\\033[1mbold\\033[0m\\r!\\n'\n",
+    );
+    let o = env.run_book(&book, &[]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let (e, _) = env.last();
+    let logs = env.run(&["logs", &e.id]);
+    for shown in [&o.stdout, &logs.stdout] {
+        assert!(shown.contains("a\x1b[1mbold\x1b[0m!"), "colours kept: {shown:?}");
+        assert!(!shown.contains("TITLE") && !shown.contains("]52;") && !shown.contains("\x1b[2J"), "{shown:?}");
+        assert!(!shown.contains('\r'), "{shown:?}");
+    }
+    let s = env.store();
+    let stored = s.block(s.store.logs(&LogQuery { execution_id: e.id.clone(), ..Default::default() })).unwrap();
+    assert!(stored.iter().any(|l| l.line.contains("\x1b]0;TITLE")), "stored as printed: {stored:?}");
+}
+
 #[test]
 fn logs_command_filters_and_follows() {
     let env = Env::new();
