@@ -305,7 +305,8 @@ pub struct RawStep {
     #[serde(default)]
     pub shell: Option<Shell>,
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub env: BTreeMap<String, Spanned<String>>,
     /// Working directory, relative to the runbook file's directory.
     #[serde(default)]
     pub workdir: Option<String>,
@@ -372,12 +373,13 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Retries {
-    /// Extra attempts after the first.
+    /// Extra attempts after the first (at most 100).
+    #[serde(deserialize_with = "retry_count")]
     pub count: u32,
     #[serde(default)]
     pub delay: Option<Dur>,
-    /// Multiplier applied to the delay after each attempt.
-    #[serde(default = "one")]
+    /// Multiplier applied to the delay after each attempt (1.0 to 10.0).
+    #[serde(default = "one", deserialize_with = "retry_backoff")]
     pub backoff: f64,
     #[serde(default)]
     pub max_delay: Option<Dur>,
@@ -385,6 +387,23 @@ pub struct Retries {
 
 fn one() -> f64 {
     1.0
+}
+
+// Checked as they are read, so that the error points at the value itself.
+fn retry_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = u32::deserialize(d)?;
+    if n > 100 {
+        return Err(serde::de::Error::custom(format!("retries.count {n} is more than 100")));
+    }
+    Ok(n)
+}
+
+fn retry_backoff<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let f = f64::deserialize(d)?;
+    if !f.is_finite() || !(1.0..=10.0).contains(&f) {
+        return Err(serde::de::Error::custom(format!("retries.backoff {f} must be between 1.0 and 10.0")));
+    }
+    Ok(f)
 }
 
 impl Retries {

@@ -79,7 +79,7 @@ impl Checker<'_> {
         rollback_scope: &Scope<'_>,
     ) -> Option<Step> {
         let at = raw.referenced;
-        let s = raw.value;
+        let mut s = raw.value;
         let id = s.id.value.clone();
         if !is_step_id(&id) {
             let msg = format!("invalid step id `{id}`: use lowercase letters, digits and _, starting with a letter");
@@ -140,11 +140,19 @@ impl Checker<'_> {
             (scope, rollback_scope)
         };
         for (k, v) in &s.env {
+            // (Placed at the value, on the name's line.)
             if !crate::step::run::is_env_name(k) {
-                self.err(&at, format!("step `{id}`: invalid environment variable name `{k}`"));
+                self.err(
+                    &v.referenced,
+                    format!(
+                        "invalid environment variable name `{k}`: letters, digits and _, not starting with a digit"
+                    ),
+                );
             }
-            self.plain_template(v, &at, scope, &format!("env.{k}"));
+            self.plain_template(&v.value, &at, scope, &format!("env.{k}"));
         }
+        let env: std::collections::BTreeMap<String, String> =
+            std::mem::take(&mut s.env).into_iter().map(|(k, v)| (k, v.value)).collect();
         if let Some(when) = &s.when {
             let bare = when.value.trim();
             if bare.starts_with("{{") && bare.ends_with("}}") {
@@ -157,14 +165,7 @@ impl Checker<'_> {
                 self.template(when, true, scope, "when");
             }
         }
-        if let Some(r) = &s.retries {
-            if r.count > 100 {
-                self.err(&at, format!("step `{id}`: retries.count {} is more than 100", r.count));
-            }
-            if !r.backoff.is_finite() || r.backoff < 1.0 || r.backoff > 10.0 {
-                self.err(&at, format!("step `{id}`: retries.backoff must be between 1.0 and 10.0"));
-            }
-        }
+        // (`retries.count` and `.backoff` are checked as they are read, at their values.)
         let kind_name = set[0];
         let mut validate = Vec::new();
         for v in s.validate {
@@ -204,7 +205,7 @@ impl Checker<'_> {
                 return Some(Rollback::Run(Script {
                     template: run.value,
                     shell,
-                    env: s.env.clone(),
+                    env: env.clone(),
                     workdir: s.workdir.clone(),
                     timeout,
                 }));
@@ -220,7 +221,7 @@ impl Checker<'_> {
         });
         let kind = if let Some(run) = s.run {
             self.script(&run, scope, "run");
-            StepKind::Run(Script { template: run.value, shell, env: s.env, workdir: s.workdir, timeout: s.timeout })
+            StepKind::Run(Script { template: run.value, shell, env, workdir: s.workdir, timeout: s.timeout })
         } else if let Some(http) = s.http {
             self.template(&http.url, false, scope, "http.url");
             if let Some(body) = &http.body {
@@ -543,7 +544,17 @@ impl Checker<'_> {
             return None;
         }
         Some(match v {
-            Validation { exit_code: Some(c), .. } => CheckedValidation::ExitCode(c),
+            Validation { exit_code: Some(c), .. } => {
+                let codes = match &c {
+                    crate::document::ExitCodes::One(c) => std::slice::from_ref(c),
+                    crate::document::ExitCodes::Many(cs) => cs.as_slice(),
+                };
+                if let Some(bad) = codes.iter().find(|c| !(0..=255).contains(*c)) {
+                    self.err(&at, format!("validate: exit_code {bad} can never match: exit codes are 0 to 255"));
+                    return None;
+                }
+                CheckedValidation::ExitCode(c)
+            }
             Validation { output_contains: Some(t), .. } => {
                 self.plain_template(&t, &at, scope, "validate.output_contains");
                 CheckedValidation::OutputContains(t)
