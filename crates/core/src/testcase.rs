@@ -161,7 +161,8 @@ pub enum ManualAnswer {
 pub struct Expect {
     /// The execution's status: succeeded, failed, waiting, cancelled.
     #[serde(default)]
-    pub status: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub status: Option<Spanned<String>>,
     /// Exactly the steps that ran (attempted, decided or confirmed), in order.
     #[serde(default)]
     pub ran: Option<Vec<String>>,
@@ -170,7 +171,8 @@ pub struct Expect {
     pub skipped: Vec<String>,
     /// Steps' statuses, by step id.
     #[serde(default)]
-    pub steps: BTreeMap<String, String>,
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub steps: BTreeMap<String, Spanned<String>>,
     /// Attempts made, by step id.
     #[serde(default)]
     pub attempts: BTreeMap<String, u32>,
@@ -182,7 +184,8 @@ pub struct Expect {
     pub rollback_order: Option<Vec<String>>,
     /// The rollbacks' overall status (`none`: no rollback ran).
     #[serde(default)]
-    pub rollback_status: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub rollback_status: Option<Spanned<String>>,
     /// Each step's rendered command as recorded (secrets masked), exactly.
     #[serde(default)]
     pub rendered: BTreeMap<String, String>,
@@ -305,16 +308,18 @@ pub fn check(rb: &Runbook, raw: Vec<RawTest>) -> Result<Vec<TestCase>, Vec<Diagn
         for (id, field) in named {
             step_ref(&mut diags, &at, id, field);
         }
+        // Each placed at the value it is about.
         if let Some(s) = &e.status
-            && ExecStatus::parse(s).is_none()
+            && ExecStatus::parse(&s.value).is_none()
         {
-            diags.push(Diagnostic::at(&at, format!("expect.status: `{s}` is not an execution status")));
+            let v = &s.value;
+            diags.push(Diagnostic::at(&s.referenced, format!("expect.status: `{v}` is not an execution status")));
         }
         for (id, s) in e.steps.iter().map(|(k, v)| (k.as_str(), v)).chain(e.rollback_status.iter().map(|s| ("", s))) {
             // `rollback_status: none`: nothing was rolled back.
-            if StepStatus::parse(s).is_none() && !(id.is_empty() && s == "none") {
+            if StepStatus::parse(&s.value).is_none() && !(id.is_empty() && s.value == "none") {
                 let field = if id.is_empty() { "expect.rollback_status".into() } else { format!("expect.steps.{id}") };
-                diags.push(Diagnostic::at(&at, format!("{field}: `{s}` is not a step status")));
+                diags.push(Diagnostic::at(&s.referenced, format!("{field}: `{}` is not a step status", s.value)));
             }
         }
         out.push(TestCase {

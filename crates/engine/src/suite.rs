@@ -95,7 +95,7 @@ async fn run_case(
     let attempts = engine.store.attempts(&id).await?;
     let e = &case.expect;
     let mut failures = Vec::new();
-    if let Some(want) = e.status.as_deref().filter(|w| *w != exec.status.as_str()) {
+    if let Some(want) = e.status.as_ref().map(|s| s.value.as_str()).filter(|w| *w != exec.status.as_str()) {
         let why = exec.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
         failures.push(format!("status: expected {want}, got {}{why}", exec.status));
     }
@@ -120,7 +120,7 @@ async fn run_case(
     }
     for (id, want) in &e.steps {
         let got = step(id).map(|s| s.status.as_str()).unwrap_or("missing");
-        check(format!("step `{id}`"), want, got);
+        check(format!("step `{id}`"), &want.value, got);
     }
     for (id, want) in &e.attempts {
         let got = step(id).map(|s| s.attempts.to_string()).unwrap_or_default();
@@ -148,7 +148,7 @@ async fn run_case(
         check("rollback order".into(), &list(want), &list(&order));
     }
     if let Some(want) = &e.rollback_status {
-        check("rollback status".into(), want, exec.rollback_status.map_or("none", |s| s.as_str()));
+        check("rollback status".into(), &want.value, exec.rollback_status.map_or("none", |s| s.as_str()));
     }
     for (id, want) in &e.rendered {
         let got = step(id).and_then(|s| s.rendered.clone());

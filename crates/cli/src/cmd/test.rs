@@ -100,7 +100,8 @@ pub async fn exec(args: Args) -> Result<u8> {
     if !untested.is_empty() {
         say!("{} without tests: {}", style("note:").yellow(), untested.join(", "));
     }
-    say!("{passed} passed, {failed} failed");
+    let not_run = if invalid > 0 { format!("; {invalid} file(s) not valid, not run") } else { String::new() };
+    say!("{passed} passed, {failed} failed{not_run}");
     if let Some(path) = &args.junit {
         std::fs::write(path, junit(&results)).with_context(|| format!("cannot write {}", path.display()))?;
     }

@@ -290,6 +290,15 @@ fn opsbook_test_runs_cases_without_running_anything() {
     env.write("app.test.yaml", wrong_kind);
     let bad = env.run(&["test", "app.yaml"]);
     assert!(bad.stderr.contains("mocks.notify: `http` mocks an http step, not a run step"), "{bad:?}");
+    assert!(bad.stdout.contains("0 passed, 0 failed; 1 file(s) not valid, not run"), "{bad:?}");
+    // A value that is no status is placed at the value.
+    env.write(
+        "app.test.yaml",
+        "tests:\n  - name: x\n    expect:\n      status: finished\n      steps: { ship: bogus }\n",
+    );
+    let bad = env.run(&["test", "app.yaml"]);
+    assert!(bad.stderr.contains("app.test.yaml:4:15: expect.status: `finished` is not an execution status"), "{bad:?}");
+    assert!(bad.stderr.contains("app.test.yaml:5:22: expect.steps.ship: `bogus` is not a step status"), "{bad:?}");
     let validate = env.run(&["validate", "app.test.yaml"]);
     assert_eq!(validate.code, 1, "{validate:?}");
 
