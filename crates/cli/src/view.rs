@@ -252,8 +252,10 @@ pub fn next_step(doc: &ExecutionDoc, at: Where<'_>) -> Option<String> {
 /// to standard error, `[step rollback]` for its rollback's, in colour on a terminal; with
 /// `clock`, the time first.
 pub fn log_line(l: &LogLine, clock: Option<&crate::cmd::history::Clock>) -> String {
-    let step = l.step.as_deref().unwrap_or("-");
+    // A prerequisite's check belongs to no step.
+    let step = l.step.as_deref().unwrap_or(if l.phase == "check" { "check" } else { "-" });
     let tag = match (l.phase.as_str(), l.stream.as_str()) {
+        ("rollback", "system") => style(format!("[{step} rollback]")).cyan(),
         (_, "system") => style(format!("[{step}]")).cyan(),
         ("rollback", "stderr") => style(format!("[{step} rollback stderr]")).magenta(),
         ("rollback", _) => style(format!("[{step} rollback]")).magenta(),

@@ -332,6 +332,7 @@ impl<'e, 'h> Run<'e, 'h> {
                 self.record(&step.id, Phase::Step, attempt, started, &result, Some(idx)).await?;
             }
             if last {
+                self.note_end(&step.id, Phase::Step, result.status, error.as_deref()).await?;
                 let duration_ms = finished - self.steps[idx].started_at.unwrap_or(finished);
                 self.event(&Event::StepFinished {
                     idx,

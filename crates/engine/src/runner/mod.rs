@@ -143,6 +143,28 @@ impl<'e, 'h> Run<'e, 'h> {
         Ok(())
     }
 
+    /// How a step (or its rollback) that did not succeed ended, in its log, for `logs`
+    /// to show what the live display did (which says it otherwise, so not to it again).
+    pub(crate) async fn note_end(
+        &mut self,
+        step_id: &str,
+        phase: Phase,
+        status: StepStatus,
+        error: Option<&str>,
+    ) -> Result<()> {
+        if status == StepStatus::Succeeded {
+            return Ok(());
+        }
+        // (The line's phase says whether it was the rollback.)
+        let msg = match error {
+            Some(e) => format!("{status}: {e}"),
+            None => status.to_string(),
+        };
+        self.sink.push(&crate::Quiet, Some(step_id), phase, 0, Stream::System, msg.as_bytes());
+        self.sink.flush().await?;
+        Ok(())
+    }
+
     /// A fresh path in the engine's private scratch directory, removed when the run ends.
     /// The file is not created: `>> "$OPSBOOK_OUTPUT"` creates it, and most steps never do.
     pub fn scratch_path(&mut self, prefix: &str) -> Result<PathBuf> {

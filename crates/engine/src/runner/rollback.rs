@@ -125,6 +125,7 @@ impl<'e, 'h> Run<'e, 'h> {
             rec.rollback_exit_code = result.exit_code.map(i64::from);
             rec.rollback_error = error.clone();
             self.record(&step.id, Phase::Rollback, 1, started, &result, Some(idx)).await?;
+            self.note_end(&step.id, Phase::Rollback, result.status, error.as_deref()).await?;
             self.event(&Event::RollbackFinished { step_id: &step.id, status: result.status, error: error.as_deref() });
             if result.status != StepStatus::Succeeded && overall == StepStatus::Succeeded {
                 overall =
