@@ -153,3 +153,22 @@ fn logs_follow_through_an_approval() {
     assert!(f.stderr.contains(&format!("decide with `opsbook approve {id}`")), "{f:?}");
     assert!(f.stderr.contains(&format!("execution {id} succeeded")), "{f:?}");
 }
+
+/// `logs` tells how a step and a rollback that did not succeed ended, as the live display
+/// did, and labels a prerequisite's check and a rollback's notes.
+#[test]
+fn logs_show_how_failures_ended() {
+    let env = Env::new();
+    let book = runbook(
+        "",
+        "    - id: a\n      run: \"true\"\n      rollback: { run: \"exit 7\" }\n    - id: b\n      run: echo trying; exit 1\n",
+    )
+    .replace("spec:\n", "spec:\n  prerequisites:\n    - { description: ready, check: { run: echo looking } }\n");
+    let o = env.run_book(&book, &[]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let (e, _) = env.last();
+    let logs = env.run(&["logs", &e.id]).stdout;
+    assert!(logs.contains("[check] looking\n"), "{logs}");
+    assert!(logs.contains("[b] trying\n[b] failed: exited with code 1\n"), "{logs}");
+    assert!(logs.contains("[a rollback] failed: exited with code 7\n"), "{logs}");
+}
