@@ -135,8 +135,13 @@ pub enum Command {
     Gate(cmd::gate::Gate),
     /// Print shell completions (bash, zsh, fish, elvish, powershell)
     Completions { shell: clap_complete::Shell },
-    /// Print the manual page (roff): `opsbook man | man -l -`
-    Man,
+    /// Print the manual page (roff): `opsbook man | man -l -`; with --dir, write it and a
+    /// page for every subcommand (opsbook-run.1, opsbook-admin-token.1, …) there
+    Man {
+        /// Directory to write every page to (e.g. /usr/local/share/man/man1)
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Default)]

@@ -204,7 +204,15 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             clap_complete::generate(shell, &mut cli, "opsbook", &mut std::io::stdout());
             Ok(EXIT_OK)
         }
-        Command::Man => {
+        Command::Man { dir: Some(dir) } => {
+            let cli = <Cli as clap::CommandFactory>::command();
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(cli, &dir)
+                .with_context(|| format!("cannot write the pages to {}", dir.display()))?;
+            say!("manual pages written to {} (read one with `man -l {}/opsbook-run.1`)", dir.display(), dir.display());
+            Ok(EXIT_OK)
+        }
+        Command::Man { dir: None } => {
             let cli = <Cli as clap::CommandFactory>::command();
             match clap_mangen::Man::new(cli).render(&mut std::io::stdout()) {
                 // `opsbook man | head`: the reader had enough.
@@ -290,7 +298,7 @@ fn no_server_form(command: &Command) -> Option<&'static str> {
         Command::Validate(_) => "validate checks files here",
         Command::Schema => "schema prints the runbook format",
         Command::Completions { .. } => "completions prints shell completions",
-        Command::Man => "man prints the manual page",
+        Command::Man { .. } => "man prints the manual page",
         Command::New(_) => "new writes a file here",
         Command::Doc(_) => "doc renders a file here",
         Command::Test(_) => "test runs runbooks' tests here",

@@ -412,6 +412,14 @@ fn completions_man_page_and_time_zones() {
         "{}",
         &man.stdout[..200]
     );
+    // Every page the main one names, written out.
+    let pages = env.run(&["man", "--dir", "man1"]);
+    assert_eq!(pages.code, 0, "{pages:?}");
+    assert!(man.stdout.contains("opsbook\\-run(1)"), "the main page names the run page");
+    for page in ["opsbook.1", "opsbook-run.1", "opsbook-admin-token-create.1", "opsbook-gate-check.1"] {
+        let text = env.read(&format!("man1/{page}"));
+        assert!(text.contains(".TH "), "{page}: {}", &text[..text.len().min(200)]);
+    }
     let bad = env.run(&["completions", "tcsh"]);
     assert_eq!(bad.code, 2, "{bad:?}");
 
