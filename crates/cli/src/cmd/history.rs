@@ -27,6 +27,7 @@ pub struct Args {
     pub since: Option<String>,
     #[arg(long, default_value_t = 20)]
     pub limit: i64,
+    /// How to print: text for people, or json (one document on stdout) for programs
     #[arg(long, value_enum, default_value_t)]
     pub output: crate::Output,
 }

@@ -17,6 +17,7 @@ pub struct AnalyticsArgs {
     /// From this time (RFC 3339, a date, or a duration ago such as 30d; default 90 days)
     #[arg(long)]
     pub since: Option<String>,
+    /// How to print: text for people, or json (one document on stdout) for programs
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
 }
@@ -84,6 +85,7 @@ pub struct AuditArgs {
     pub since: Option<String>,
     #[arg(long, default_value_t = 100)]
     pub limit: i64,
+    /// How to print: text for people, or json (one document on stdout) for programs
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
 }

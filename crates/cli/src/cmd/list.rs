@@ -15,6 +15,7 @@ pub struct Args {
     pub dir: Option<PathBuf>,
     #[command(flatten)]
     pub filters: super::registry::Filters,
+    /// How to print: text for people, or json (one document on stdout) for programs
     #[arg(long, value_enum, default_value_t)]
     pub output: crate::Output,
 }
@@ -25,6 +26,7 @@ pub struct SearchArgs {
     pub query: String,
     #[command(flatten)]
     pub filters: super::registry::Filters,
+    /// How to print: text for people, or json (one document on stdout) for programs
     #[arg(long, value_enum, default_value_t)]
     pub output: crate::Output,
 }

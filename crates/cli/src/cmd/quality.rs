@@ -17,6 +17,7 @@ pub struct FeedbackArgs {
     /// What went well or badly
     #[arg(short, long)]
     pub comment: Option<String>,
+    /// How to print: text for people, or json (one document on stdout) for programs
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
 }
@@ -28,6 +29,7 @@ pub struct ReviewArgs {
     /// What the review checked, found or changed
     #[arg(short, long)]
     pub note: String,
+    /// How to print: text for people, or json (one document on stdout) for programs
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
 }

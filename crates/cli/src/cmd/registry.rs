@@ -132,6 +132,7 @@ pub async fn show(client: &Client, name: &str, output: Output) -> Result<u8> {
 pub struct VersionsArgs {
     /// A published runbook
     pub name: String,
+    /// How to print: text for people, or json (one document on stdout) for programs
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
 }

@@ -23,6 +23,7 @@ pub struct Args {
     pub params: Vec<String>,
     #[command(flatten)]
     pub secret: super::SecretArgs,
+    /// How to print: text for people, or json (one document on stdout) for programs
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
 }

@@ -36,6 +36,7 @@ pub struct Args {
     /// (default: opsbook.yaml beside the runbook, else in the current directory)
     #[arg(long, value_name = "FILE")]
     pub gates: Option<PathBuf>,
+    /// How to print: text for people, or json (one document on stdout) for programs
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
 }

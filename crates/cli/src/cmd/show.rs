@@ -8,6 +8,7 @@ use super::EXIT_OK;
 pub struct Args {
     /// Execution id (or a unique prefix of at least 4 characters)
     pub id: String,
+    /// How to print: text for people, or json (one document on stdout) for programs
     #[arg(long, value_enum, default_value_t)]
     pub output: crate::Output,
 }

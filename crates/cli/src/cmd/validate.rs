@@ -17,6 +17,7 @@ pub struct Args {
     /// opsbook.yaml beside each runbook, else in the current directory)
     #[arg(long, value_name = "FILE")]
     pub gates: Option<PathBuf>,
+    /// How to print: text for people, or json (one document on stdout) for programs
     #[arg(long, value_enum, default_value_t)]
     pub output: crate::Output,
 }
