@@ -19,7 +19,7 @@ use crate::service;
 use crate::state::AppState;
 
 /// `POST /api/v1/runbooks/{name}/executions` → 202 `{id}`; parameters are checked first.
-#[utoipa::path(post, path = "/api/v1/runbooks/{name}/executions", tag = "executions", params(("name" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries return the first execution")), request_body = opsbook_api::Submit, responses((status = 202, description = "Queued", body = opsbook_api::Submitted), (status = 400, description = "Invalid parameters, each listed", body = crate::openapi::ErrorBody), (status = 409, description = "The runbook does not run (draft or archived)", body = crate::openapi::ErrorBody), (status = 422, description = "The Idempotency-Key was used for another runbook or other parameters", body = crate::openapi::ErrorBody), (status = 429, description = "The queue is full (max_queued): try again after Retry-After seconds", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+#[utoipa::path(post, path = "/api/v1/runbooks/{name}/executions", tag = "executions", params(("name" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries return the first execution")), request_body = opsbook_api::Submit, responses((status = 202, description = "Queued", body = opsbook_api::Submitted), (status = 404, description = "Unknown runbook or version", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid parameters, each listed", body = crate::openapi::ErrorBody), (status = 409, description = "The runbook does not run (draft or archived)", body = crate::openapi::ErrorBody), (status = 422, description = "The Idempotency-Key was used for another runbook or other parameters", body = crate::openapi::ErrorBody), (status = 429, description = "The queue is full (max_queued): try again after Retry-After seconds", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn submit(
     State(st): State<AppState>,
     ctx: Ctx,
@@ -120,7 +120,7 @@ pub async fn list(
     Ok(Json(opsbook_api::ExecutionPage { items, next_cursor: next }))
 }
 
-#[utoipa::path(get, path = "/api/v1/executions/{id}", operation_id = "getExecution", tag = "executions", params(("id" = String, Path)), responses((status = 200, description = "The execution document", body = opsbook_api::ExecutionDoc), (status = 404, description = "Unknown execution", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+#[utoipa::path(get, path = "/api/v1/executions/{id}", operation_id = "getExecution", tag = "executions", params(("id" = String, Path)), responses((status = 200, description = "The execution document", body = opsbook_api::ExecutionDoc), (status = 400, description = "An id prefix that names more than one execution", body = crate::openapi::ErrorBody), (status = 404, description = "Unknown execution", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn get(
     State(st): State<AppState>,
     ctx: Ctx,
@@ -142,7 +142,7 @@ pub struct LogsQuery {
     limit: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/api/v1/executions/{id}/logs", tag = "executions", params(("id" = String, Path), LogsQuery), responses((status = 200, description = "Log lines after `after`", body = opsbook_api::LogPage), (status = 404, description = "Unknown execution", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+#[utoipa::path(get, path = "/api/v1/executions/{id}/logs", tag = "executions", params(("id" = String, Path), LogsQuery), responses((status = 200, description = "Log lines after `after`", body = opsbook_api::LogPage), (status = 400, description = "An id prefix that names more than one execution, or a bad limit", body = crate::openapi::ErrorBody), (status = 404, description = "Unknown execution", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn logs(
     State(st): State<AppState>,
     ctx: Ctx,
@@ -270,7 +270,7 @@ pub async fn events(
 /// `POST .../cancel`: a running execution is stopped by its worker (rollbacks run);
 /// a queued one is cancelled at once; a waiting one is queued for a worker, which stops
 /// it and runs its rollbacks. The answer (202) comes at once in every case.
-#[utoipa::path(post, path = "/api/v1/executions/{id}/cancel", tag = "executions", params(("id" = String, Path)), responses((status = 202, description = "Cancel requested or done", body = opsbook_api::CancelAccepted), (status = 409, description = "Already finished", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+#[utoipa::path(post, path = "/api/v1/executions/{id}/cancel", tag = "executions", params(("id" = String, Path)), responses((status = 202, description = "Cancel requested or done", body = opsbook_api::CancelAccepted), (status = 404, description = "Unknown execution", body = crate::openapi::ErrorBody), (status = 400, description = "An id prefix that names more than one execution", body = crate::openapi::ErrorBody), (status = 409, description = "Already finished", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn cancel(
     State(st): State<AppState>,
     ctx: Ctx,
@@ -282,7 +282,7 @@ pub async fn cancel(
 
 /// `POST .../approvals {decision: approve|reject, comment}`. The requester can never
 /// approve their own execution; one person decides once.
-#[utoipa::path(post, path = "/api/v1/executions/{id}/approvals", tag = "executions", params(("id" = String, Path)), request_body = opsbook_api::Decide, responses((status = 200, description = "Decision recorded", body = opsbook_api::Decided), (status = 409, description = "Not waiting, or already decided", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+#[utoipa::path(post, path = "/api/v1/executions/{id}/approvals", tag = "executions", params(("id" = String, Path)), request_body = opsbook_api::Decide, responses((status = 200, description = "Decision recorded", body = opsbook_api::Decided), (status = 404, description = "Unknown execution", body = crate::openapi::ErrorBody), (status = 400, description = "No valid decision, a secret missing or wrong, or an ambiguous id prefix", body = crate::openapi::ErrorBody), (status = 409, description = "Not waiting, or already decided", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn approve(
     State(st): State<AppState>,
     ctx: Ctx,
@@ -300,7 +300,7 @@ pub async fn approve(
 
 /// `POST .../resume {params}`: goes on with an interrupted execution (runs again an
 /// interrupted step only if it is idempotent); secret parameters are supplied again.
-#[utoipa::path(post, path = "/api/v1/executions/{id}/resume", tag = "executions", params(("id" = String, Path)), request_body = opsbook_api::Resume, responses((status = 202, description = "Resuming on the server; follow it like any execution", body = opsbook_api::Resumed), (status = 400, description = "A secret missing or not the one it started with", body = crate::openapi::ErrorBody), (status = 409, description = "Not stopped, or it may not resume (the message says what to do)", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+#[utoipa::path(post, path = "/api/v1/executions/{id}/resume", tag = "executions", params(("id" = String, Path)), request_body = opsbook_api::Resume, responses((status = 202, description = "Resuming on the server; follow it like any execution", body = opsbook_api::Resumed), (status = 404, description = "Unknown execution", body = crate::openapi::ErrorBody), (status = 400, description = "A secret missing or not the one it started with", body = crate::openapi::ErrorBody), (status = 409, description = "Not stopped, or it may not resume (the message says what to do)", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn resume(
     State(st): State<AppState>,
     ctx: Ctx,
@@ -313,7 +313,7 @@ pub async fn resume(
 
 /// `POST .../rollback {params}`: runs the rollbacks of the succeeded steps of a stopped
 /// execution, newest first (a waiting one is cancelled first).
-#[utoipa::path(post, path = "/api/v1/executions/{id}/rollback", tag = "executions", params(("id" = String, Path)), request_body = opsbook_api::Resume, responses((status = 202, description = "Rolling back on the server; follow it like any execution", body = opsbook_api::Resumed), (status = 400, description = "A secret missing or not the one it started with", body = crate::openapi::ErrorBody), (status = 409, description = "Not stopped, succeeded, or rolled back already", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+#[utoipa::path(post, path = "/api/v1/executions/{id}/rollback", tag = "executions", params(("id" = String, Path)), request_body = opsbook_api::Resume, responses((status = 202, description = "Rolling back on the server; follow it like any execution", body = opsbook_api::Resumed), (status = 404, description = "Unknown execution", body = crate::openapi::ErrorBody), (status = 400, description = "A secret missing or not the one it started with", body = crate::openapi::ErrorBody), (status = 409, description = "Not stopped, succeeded, or rolled back already", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn rollback(
     State(st): State<AppState>,
     ctx: Ctx,

@@ -20,7 +20,7 @@ pub async fn check(State(st): State<AppState>, ctx: Ctx, Path(name): Path<String
 
 /// `POST /api/v1/executions/{id}/override {reason}` (admin): break glass — the gate step
 /// the execution waits on counts as passed; the reason goes to the audit trail.
-#[utoipa::path(post, path = "/api/v1/executions/{id}/override", tag = "gates", params(("id" = String, Path)), request_body = opsbook_api::Override, responses((status = 200, description = "Overridden; the execution goes on", body = opsbook_api::Overridden), (status = 400, description = "No reason", body = crate::openapi::ErrorBody), (status = 409, description = "Not waiting on a gate", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+#[utoipa::path(post, path = "/api/v1/executions/{id}/override", tag = "gates", params(("id" = String, Path)), request_body = opsbook_api::Override, responses((status = 200, description = "Overridden; the execution goes on", body = opsbook_api::Overridden), (status = 404, description = "Unknown execution", body = crate::openapi::ErrorBody), (status = 400, description = "No reason", body = crate::openapi::ErrorBody), (status = 409, description = "Not waiting on a gate", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn override_gate(
     State(st): State<AppState>,
     ctx: Ctx,

@@ -12,7 +12,7 @@ use crate::state::AppState;
 /// `POST .../confirmations {step?, done, note?}`: the manual step (or manual rollback)
 /// the execution waits on was done (every checklist item), or could not be (`done:
 /// false`: it fails, and the rollbacks run as the runbook says). Recorded and audited.
-#[utoipa::path(post, path = "/api/v1/executions/{id}/confirmations", tag = "executions", params(("id" = String, Path)), request_body = opsbook_api::Confirm, responses((status = 200, description = "Confirmation recorded; the execution goes on", body = opsbook_api::Confirmed), (status = 409, description = "Nothing manual waits, that step does not, or it was answered already", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+#[utoipa::path(post, path = "/api/v1/executions/{id}/confirmations", tag = "executions", params(("id" = String, Path)), request_body = opsbook_api::Confirm, responses((status = 200, description = "Confirmation recorded; the execution goes on", body = opsbook_api::Confirmed), (status = 404, description = "Unknown execution", body = crate::openapi::ErrorBody), (status = 400, description = "A secret missing or wrong, or an ambiguous id prefix", body = crate::openapi::ErrorBody), (status = 409, description = "Nothing manual waits, that step does not, or it was answered already", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn confirm(
     State(st): State<AppState>,
     ctx: Ctx,
@@ -25,7 +25,7 @@ pub async fn confirm(
 
 /// `POST .../feedback {rating, comment?}`: rates an execution that ended (1-5); given
 /// again, it replaces the earlier rating of the same person.
-#[utoipa::path(post, path = "/api/v1/executions/{id}/feedback", tag = "executions", params(("id" = String, Path)), request_body = opsbook_api::FeedbackIn, responses((status = 200, description = "Rating recorded", body = opsbook_api::FeedbackDoc), (status = 400, description = "Rating not between 1 and 5", body = crate::openapi::ErrorBody), (status = 409, description = "The execution has not ended", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+#[utoipa::path(post, path = "/api/v1/executions/{id}/feedback", tag = "executions", params(("id" = String, Path)), request_body = opsbook_api::FeedbackIn, responses((status = 200, description = "Rating recorded", body = opsbook_api::FeedbackDoc), (status = 404, description = "Unknown execution", body = crate::openapi::ErrorBody), (status = 400, description = "Rating not between 1 and 5", body = crate::openapi::ErrorBody), (status = 409, description = "The execution has not ended", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn add_feedback(
     State(st): State<AppState>,
     ctx: Ctx,

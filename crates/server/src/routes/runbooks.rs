@@ -286,7 +286,7 @@ async fn bundle_of(st: &AppState, sha: Option<&str>) -> ApiResult<opsbook_core::
     opsbook_core::bundle::Bundle::decode(&bytes).map_err(ApiError::internal)
 }
 
-#[utoipa::path(post, path = "/api/v1/runbooks/{name}/lifecycle", tag = "runbooks", params(("name" = String, Path)), request_body = LifecycleChange, responses((status = 200, description = "The recorded transition", body = LifecycleChanged), (status = 400, description = "Unknown status or no reason", body = crate::openapi::ErrorBody), (status = 409, description = "Transition not allowed", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
+#[utoipa::path(post, path = "/api/v1/runbooks/{name}/lifecycle", tag = "runbooks", params(("name" = String, Path)), request_body = LifecycleChange, responses((status = 200, description = "The recorded transition", body = LifecycleChanged), (status = 404, description = "Unknown runbook", body = crate::openapi::ErrorBody), (status = 400, description = "Unknown status or no reason", body = crate::openapi::ErrorBody), (status = 409, description = "Transition not allowed", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
 pub async fn lifecycle(
     State(st): State<AppState>,
     ctx: Ctx,

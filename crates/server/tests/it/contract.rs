@@ -193,3 +193,33 @@ async fn every_refusal_names_what_it_is_about() {
     assert!(doc["error"]["message"].as_str().unwrap().contains("UTF-8"), "{doc}");
     s.stop().await;
 }
+
+/// What the server answers about an execution it does not have is in the document, for
+/// every route that takes one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_executions_answer_as_documented() {
+    let s = Server::start().await;
+    let admin = s.token("root", &["admin"]).await;
+    let doc = opsbook_server::openapi::document();
+    let routes = [
+        ("GET", "", None),
+        ("GET", "/logs", None),
+        ("GET", "/feedback", None),
+        ("POST", "/cancel", Some(json!({}))),
+        ("POST", "/approvals", Some(json!({ "decision": "approve" }))),
+        ("POST", "/resume", Some(json!({}))),
+        ("POST", "/rollback", Some(json!({}))),
+        ("POST", "/confirmations", Some(json!({ "step": "x" }))),
+        ("POST", "/feedback", Some(json!({ "rating": 3 }))),
+        ("POST", "/override", Some(json!({ "reason": "x" }))),
+    ];
+    for (method, tail, body) in routes {
+        let path = format!("/api/v1/executions/nosuchexecution{tail}");
+        let (status, answer) = s.call(method, &path, Some(&admin), body.map(crate::support::Body::Json)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {answer}");
+        let documented =
+            &doc["paths"][format!("/api/v1/executions/{{id}}{tail}")][method.to_lowercase()]["responses"]["404"];
+        assert!(documented.is_object(), "{method} {tail}: 404 is not documented");
+    }
+    s.stop().await;
+}
