@@ -453,11 +453,21 @@ fn named_functions(source: &str, expression: bool) -> Vec<(&'static str, &str)> 
         let (body, after) = if expression {
             (rest, "")
         } else {
-            let Some(open) = rest.find("{{").into_iter().chain(rest.find("{%")).min() else { break };
-            let close = if rest[open..].starts_with("{{") { "}}" } else { "%}" };
+            let Some(open) = ["{{", "{%", "{#"].iter().filter_map(|t| rest.find(t)).min() else { break };
             let inner = &rest[open + 2..];
+            // A comment, and a `{% raw %}` block, are text: no filter in them runs.
+            if rest[open..].starts_with("{#") {
+                rest = inner.find("#}").map_or("", |e| &inner[e + 2..]);
+                continue;
+            }
+            let close = if rest[open..].starts_with("{{") { "}}" } else { "%}" };
             let end = tag_end(inner, close);
-            (&inner[..end], &inner[(end + close.len()).min(inner.len())..])
+            let after = &inner[(end + close.len()).min(inner.len())..];
+            if close == "%}" && inner[..end].trim_matches(|c: char| c.is_whitespace() || "-+~".contains(c)) == "raw" {
+                rest = raw_end(after);
+                continue;
+            }
+            (&inner[..end], after)
         };
         scan_tag(body, &mut found);
         if expression || after.is_empty() {
@@ -466,6 +476,20 @@ fn named_functions(source: &str, expression: bool) -> Vec<(&'static str, &str)> 
         rest = after;
     }
     found
+}
+
+/// What follows the `{% endraw %}` that ends a raw block `text` is in (nothing, if none).
+fn raw_end(text: &str) -> &str {
+    let mut rest = text;
+    while let Some(open) = rest.find("{%") {
+        let inner = &rest[open + 2..];
+        let Some(close) = inner.find("%}") else { return "" };
+        if inner[..close].trim_matches(|c: char| c.is_whitespace() || "-+~".contains(c)) == "endraw" {
+            return &inner[close + 2..];
+        }
+        rest = &inner[close + 2..];
+    }
+    ""
 }
 
 /// Where `close` ends a tag's text, outside its string literals.
@@ -547,6 +571,13 @@ mod tests {
         );
         assert!(check("params.env | lower | default('x')", true, &scope).is_empty());
         assert!(check("{{ params.env | replace('|', 'is x') }}", false, &scope).is_empty());
+        // Text: a raw block and a comment run nothing.
+        let raw =
+            "helm --set x='{% raw %}{{ .Values.tag | quote }}{% endraw %}' {# {{ x | nope }} #}{{ params.env | bad }}";
+        assert_eq!(
+            check(raw, false, &scope),
+            vec!["unknown filter `bad` (see \"Templates\" in docs/runbook-format.md for those there are)"]
+        );
     }
 
     fn ctx(params: serde_json::Value) -> Context {

@@ -84,7 +84,8 @@ pub fn publish_rule(
 
 /// A repeated submission with an idempotency key returns the execution `earlier` the key
 /// was first used for, unless it asks for something else: another runbook, or other
-/// parameters (as stored, secrets masked: a secret's value cannot be compared).
+/// parameters of the same version (as stored, secrets masked: a secret's value cannot be
+/// compared; across versions, defaults differ and are not compared).
 pub fn keyed_repeat(earlier: &Execution, exec: &Execution) -> Result<String> {
     let id = &earlier.id;
     if earlier.runbook_name != exec.runbook_name {
@@ -93,7 +94,9 @@ pub fn keyed_repeat(earlier: &Execution, exec: &Execution) -> Result<String> {
             earlier.runbook_name, exec.runbook_name
         )));
     }
-    if earlier.params != exec.params {
+    // Compared within one version: a retry after a new version resolved its defaults
+    // anew, and is still the same request.
+    if earlier.runbook_version == exec.runbook_version && earlier.params != exec.params {
         return Err(Error::Mismatch(format!(
             "this Idempotency-Key was used with other parameters (execution {id}): use a new key"
         )));

@@ -68,11 +68,14 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
 }
 
 /// How a cancel ended, by its rollbacks: 3 while a manual rollback waits for a person
-/// (`opsbook confirm`), 1 when one failed, else 0.
+/// (`opsbook confirm`), 1 when one failed or was skipped, else 0.
 fn rollback_code(e: &opsbook_store::Execution) -> u8 {
     match e.rollback_status {
         Some(opsbook_core::StepStatus::Waiting) => EXIT_WAITING,
-        Some(opsbook_core::StepStatus::Failed | opsbook_core::StepStatus::TimedOut) => EXIT_FAILED,
+        // (Cancelled: a second Ctrl-C or cancel skipped the rollbacks left.)
+        Some(
+            opsbook_core::StepStatus::Failed | opsbook_core::StepStatus::TimedOut | opsbook_core::StepStatus::Cancelled,
+        ) => EXIT_FAILED,
         _ => EXIT_OK,
     }
 }

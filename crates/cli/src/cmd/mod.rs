@@ -540,15 +540,23 @@ fn is_foreign_yaml(path: &Path) -> bool {
         let key = key.trim_end().trim_matches(['"', '\'']);
         (!key.is_empty() && !l.starts_with([' ', '\t', '#', '-'])).then(|| (key, value.trim()))
     });
-    let (mut ours, mut other_api, mut runbook_kind) = (false, false, false);
+    let (mut ours, mut other_api, mut runbook_kind, mut only_inventory) = (false, false, false, true);
     for (key, value) in keys.by_ref() {
         let value = value.trim_matches(['"', '\'']);
         other_api |= key == "apiVersion" && !value.starts_with("opsbook/");
         runbook_kind |= key == "kind" && value == "Runbook";
         ours |= OURS.contains(&key);
+        only_inventory &= key == "hosts" || key == "groups";
     }
     // (`kind: Runbook` with a mistyped `apiVersion` is ours, to be told about it.)
-    !ours || (other_api && !runbook_kind)
+    if !ours || (other_api && !runbook_kind) {
+        return true;
+    }
+    // An inventory's `hosts` and `groups` are mappings; a list under `groups:` is another
+    // tool's (Prometheus and Loki rule files).
+    only_inventory
+        && serde_saphyr::from_str::<serde_json::Value>(&text)
+            .is_ok_and(|v| ["hosts", "groups"].iter().any(|k| v.get(k).is_some_and(|x| !x.is_object() && !x.is_null())))
 }
 
 /// What a Ctrl-C does to the run in the foreground, to say so truthfully.

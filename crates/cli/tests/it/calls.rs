@@ -280,6 +280,32 @@ fn a_secret_handed_to_a_plain_parameter_is_refused() {
     assert!(s.block(s.store.executions(&Default::default())).unwrap().is_empty(), "nothing was stored");
 }
 
+/// An optional secret left out is left out of the call too (not refused as empty), and
+/// a call that only tests whether a secret was given passes no secret on.
+#[test]
+fn an_optional_secret_left_out_is_not_handed_on() {
+    let env = Env::new();
+    env.write(
+        "child.yaml",
+        &runbook(
+            "    tok: { type: secret }\n    has: { type: string, default: \"?\" }\n",
+            "    - id: show\n      run: echo \"has={{ params.has }} tok-set=${OPSBOOK_PARAM_TOK:+yes}\"\n",
+        )
+        .replace("name: test", "name: child"),
+    );
+    let book = runbook(
+        "    tok: { type: secret }\n",
+        "    - id: call\n      runbook: { file: child.yaml, params: { tok: \"{{ params.tok }}\", has: \"{{ 'yes' if params.tok else 'no' }}\" } }\n",
+    );
+    env.write("test.yaml", &book);
+    let checked = env.run(&["validate", "test.yaml"]);
+    assert_eq!(checked.code, 0, "a test of the secret hands no secret on: {checked:?}");
+    let out = env.run(&["run", "test.yaml", "--output", "json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let child = out.json()["steps"][0]["child"]["id"].as_str().unwrap().to_string();
+    assert!(env.run(&["logs", &child]).stdout.contains("has=no tok-set=\n"), "{out:?}");
+}
+
 #[test]
 fn runbook_tests_mock_a_called_runbook() {
     let env = Env::new();

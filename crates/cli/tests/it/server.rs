@@ -552,6 +552,7 @@ fn pushed_runbooks_bring_their_files() {
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n---\nkind: Service\n",
     );
     env.write("c/values.yaml", "replicas: 3\n");
+    env.write("c/rules.yaml", "groups:\n  - name: web\n    rules:\n      - alert: Down\n        expr: up == 0\n");
     env.write(
         "c/typo.yaml",
         &runbook("", "    - id: go\n      run: \"true\"\n").replace("apiVersion: opsbook/", "apiVersion: opsbok/"),
@@ -562,9 +563,11 @@ fn pushed_runbooks_bring_their_files() {
     std::fs::remove_file(env.path("c/typo.yaml")).unwrap();
     let listed = client(&env, &srv.url, &admin, &["push", "c", "--dry-run"]);
     assert_eq!(listed.code, 0, "{listed:?}");
-    assert!(listed.stdout.contains("kube 1.0.0 (c/deploy.yaml) would go with 2 file(s)"), "{listed:?}");
+    assert!(listed.stdout.contains("kube 1.0.0 (c/deploy.yaml) would go with 3 file(s)"), "{listed:?}");
     assert!(
-        listed.stdout.contains("    k8s/deployment.yaml (") && listed.stdout.contains("    values.yaml ("),
+        listed.stdout.contains("    k8s/deployment.yaml (")
+            && listed.stdout.contains("    values.yaml (")
+            && listed.stdout.contains("    rules.yaml ("),
         "{listed:?}"
     );
     let checked = env.run(&["validate", "c"]);

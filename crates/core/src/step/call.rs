@@ -176,9 +176,7 @@ pub fn param_problems(call: &CallSpec, caller: &crate::Runbook, child: &crate::R
     }
     for (name, template) in &call.params {
         let Some(p) = child.params.iter().find(|p| p.name == *name).filter(|p| !p.is_secret()) else { continue };
-        if let Some(secret) =
-            caller.params.iter().find(|s| s.is_secret() && crate::template::mentions(template, &s.name))
-        {
+        if let Some(secret) = caller.params.iter().find(|s| s.is_secret() && hands_on(template, &s.name)) {
             problems.push(format!(
                 "parameter `{}` of runbook `{}` would receive the secret `{}`; declare it `type: secret` there",
                 p.name, child.name, secret.name
@@ -194,8 +192,55 @@ pub fn param_problems(call: &CallSpec, caller: &crate::Runbook, child: &crate::R
     problems
 }
 
+/// Whether `template` writes secret parameter `name` out: a `{{ }}` whose expression is
+/// the secret itself, through filters other than those that only measure it (`length`,
+/// `count`, `bool`), or joined to more text (`~`). A test of it (`'yes' if params.tok`)
+/// hands nothing on; what this cannot see, the value check when the call starts does.
+fn hands_on(template: &str, name: &str) -> bool {
+    let refs = [format!("params.{name}"), format!("params['{name}']"), format!("params[\"{name}\"]")];
+    let mut rest = template;
+    while let Some(open) = rest.find("{{") {
+        let inner = &rest[open + 2..];
+        let end = inner.find("}}").unwrap_or(inner.len());
+        let expr = inner[..end].trim_matches(|c: char| c.is_whitespace() || "-+~".contains(c));
+        rest = &inner[(end + 2).min(inner.len())..];
+        let Some(after) = refs.iter().find_map(|r| expr.strip_prefix(r.as_str())) else { continue };
+        if after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+            continue; // `params.tok_hint`: another parameter
+        }
+        let after = after.trim_start();
+        if after.is_empty() || after.starts_with('~') {
+            return true;
+        }
+        if let Some(filters) = after.strip_prefix('|') {
+            let measures = |f: &str| {
+                let f = f.trim();
+                let name = f.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).next().unwrap_or(f);
+                matches!(name, "length" | "count" | "bool")
+            };
+            if !filters.split('|').all(measures) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
 /// `path` as written relative to `dir` when it is below it.
 fn short(path: &Path, dir: &Path) -> String {
     let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     path.strip_prefix(&dir).unwrap_or(path).display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn writing_a_secret_out_is_told_from_testing_it() {
+        for t in ["{{ params.tok }}", "x{{- params.tok -}}y", "{{ params['tok'] | upper }}", "{{ params.tok ~ '!' }}"] {
+            assert!(super::hands_on(t, "tok"), "{t}");
+        }
+        for t in ["{{ 'yes' if params.tok else 'no' }}", "{{ params.tok | length }}", "{{ params.token }}", "params"] {
+            assert!(!super::hands_on(t, "tok"), "{t}");
+        }
+    }
 }

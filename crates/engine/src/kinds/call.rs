@@ -295,8 +295,18 @@ impl Drop for AbortOnDrop {
 }
 
 /// Checks and makes the child execution (linked to this run's step, not stored yet).
-async fn start(run: &mut Run<'_, '_>, step: &Step, spec: &CallSpec, inputs: BTreeMap<String, Input>) -> Result<Job> {
+async fn start(
+    run: &mut Run<'_, '_>,
+    step: &Step,
+    spec: &CallSpec,
+    mut inputs: BTreeMap<String, Input>,
+) -> Result<Job> {
     let (runbook, path, has_files) = callee(run, spec).await?;
+    // A secret handed on that renders empty was not given to this run (an optional
+    // secret left out): not given to the child either, rather than refused as empty.
+    inputs.retain(|k, v| {
+        !(runbook.param(k).is_some_and(|p| p.is_secret()) && matches!(v, Input::Text(t) if t.is_empty()))
+    });
     let chain = ancestors(run).await?;
     if chain.len() > MAX_DEPTH {
         return Err(Error::Invalid(format!(

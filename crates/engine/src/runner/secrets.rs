@@ -15,49 +15,6 @@ pub(super) fn secret_digest(id: &str, value: &str) -> String {
     opsbook_core::sha256_hex(format!("{id}:{value}").as_bytes())
 }
 
-/// `text` with every word that is one of `exec`'s secret values masked (`***`), found by
-/// their digests: what people write about an execution after it ended, when its secrets
-/// are gone. A word is taken whole, without the punctuation around it, and after a
-/// `=` or `:` in it (`pw=VALUE`).
-pub(crate) fn mask_secret_words(exec: &Execution, text: &str) -> String {
-    mask_words(&exec.id, &exec.secret_digests, text)
-}
-
-fn mask_words(id: &str, secret_digests: &serde_json::Value, text: &str) -> String {
-    let digests: Vec<&str> = secret_digests.as_object().into_iter().flatten().filter_map(|(_, d)| d.as_str()).collect();
-    if digests.is_empty() {
-        return text.to_string();
-    }
-    let is_secret = |s: &str| !s.is_empty() && digests.contains(&secret_digest(id, s).as_str());
-    if is_secret(text) {
-        return "***".into();
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while !rest.is_empty() {
-        let space = rest.find(|c: char| !c.is_whitespace()).unwrap_or(rest.len());
-        out.push_str(&rest[..space]);
-        rest = &rest[space..];
-        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-        let word = &rest[..end];
-        rest = &rest[end..];
-        let bare = word.trim_matches(|c: char| c.is_ascii_punctuation());
-        let after =
-            bare.rfind(['=', ':']).map_or("", |i| bare[i + 1..].trim_matches(|c: char| c.is_ascii_punctuation()));
-        let hit = [word, bare, after].into_iter().find(|c| is_secret(c));
-        match hit {
-            Some(h) => {
-                let at = word.find(h).unwrap_or(0);
-                out.push_str(&word[..at]);
-                out.push_str("***");
-                out.push_str(&word[at + h.len()..]);
-            }
-            None => out.push_str(word),
-        }
-    }
-    out
-}
-
 /// How long reading one secret from AWS may take.
 const SOURCE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -274,17 +231,6 @@ pub(super) fn restore_params(
 #[cfg(test)]
 mod tests {
     use super::mentions;
-
-    #[test]
-    fn secret_words_are_masked_by_their_digests() {
-        let digests = serde_json::json!({ "pw": super::secret_digest("E1", "hunter2") });
-        let m = |t: &str| super::mask_words("E1", &digests, t);
-        assert_eq!(m("nice, hunter2 worked"), "nice, *** worked");
-        assert_eq!(m("(hunter2). pw=hunter2 pw:'hunter2'"), "(***). pw=*** pw:'***'");
-        assert_eq!(m("hunter2"), "***");
-        assert_eq!(m("hunter22 xhunter2 hunter"), "hunter22 xhunter2 hunter", "other words stay");
-        assert_eq!(super::mask_words("E2", &digests, "hunter2"), "hunter2", "digests are the execution's own");
-    }
 
     #[test]
     fn a_secret_is_mentioned_by_name_by_variable_or_with_all_params() {

@@ -300,17 +300,5 @@ async fn secrets_given_again_are_no_oracle() {
     assert_eq!(records[0]["target"], stops.as_str());
     assert_eq!(records[0]["details"], json!({"action": "rollback", "params": ["pw"]}));
     assert!(!audit.to_string().contains("guess"), "never the value: {audit}");
-    // The execution ended and its secrets are gone; one pasted into feedback is masked.
-    let (status, doc) = s
-        .post(
-            &format!("/api/v1/executions/{fine}/feedback"),
-            &op,
-            json!({"rating": 4, "comment": "nice, hunter2 worked"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{doc}");
-    assert_eq!(doc["comment"], "nice, *** worked");
-    let (_, all) = s.get("/api/v1/audit?action=execution.feedback", &admin).await;
-    assert!(!all.to_string().contains("hunter2") && all.to_string().contains("nice, ***"), "{all}");
     s.stop().await;
 }
