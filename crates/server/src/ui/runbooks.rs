@@ -446,7 +446,8 @@ pub async fn run(State(st): State<AppState>, Path(name): Path<String>, form: Web
     let mut given = BTreeMap::new();
     let mut inputs = BTreeMap::new();
     for p in &rb.params {
-        let Some(v) = form.get(&p.name) else { continue };
+        // `p.NAME`: a parameter may be called `action` or `csrf`, as the form's own fields are.
+        let Some(v) = form.get(&format!("p.{}", p.name)) else { continue };
         given.insert(p.name.clone(), v.to_string());
         // An empty input is one not filled in: its default applies, or it is missing.
         if !v.is_empty() {

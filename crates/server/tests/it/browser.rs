@@ -133,8 +133,8 @@ async fn sign_in_search_run_follow_and_approve_in_a_browser() {
     wait_text(&a, "#err-app", "required").await;
     wait_text(&a, "#err-env", "required").await;
     // Filled in: the run starts and its page follows it live.
-    a.find(Locator::Css("input[name=app]")).await.unwrap().send_keys("web").await.unwrap();
-    a.find(Locator::Css("select[name=env]")).await.unwrap().select_by_value("production").await.unwrap();
+    a.find(Locator::Css("input[id=p-app]")).await.unwrap().send_keys("web").await.unwrap();
+    a.find(Locator::Css("select[id=p-env]")).await.unwrap().select_by_value("production").await.unwrap();
     a.find(Locator::Css("button[value=run]")).await.unwrap().click().await.unwrap();
     wait_text(&a, "#status", "waiting").await;
     wait_text(&a, "#log", "building web").await;
@@ -194,7 +194,7 @@ async fn a_viewer_cannot_run_even_by_forging_and_other_sites_cannot_post() {
         .execute_async(
             r#"const done = arguments[arguments.length - 1];
                const csrf = document.querySelector("input[name=csrf]").value;
-               const body = new URLSearchParams({ csrf, app: "web", env: "staging", action: "run" });
+               const body = new URLSearchParams({ csrf, "p.app": "web", "p.env": "staging", action: "run" });
                fetch("/runbooks/deploy/run", { method: "POST", body }).then(r => done(r.status));"#,
             vec![],
         )

@@ -173,7 +173,7 @@ async fn forms_from_other_sites_and_without_the_form_token_are_refused() {
     assert!(html.contains("cannot compare: this runbook has no version 9.9.9"), "{html}");
     let (_, html) = page.get("/runbooks/deploy/run").await;
     let csrf = between(&html, "name=\"csrf\" value=\"", "\"").to_string();
-    let fields = [("csrf", csrf.as_str()), ("app", "web"), ("env", "staging"), ("action", "run")];
+    let fields = [("csrf", csrf.as_str()), ("p.app", "web"), ("p.env", "staging"), ("action", "run")];
     let http = Page::client();
     let url = format!("{}/runbooks/deploy/run", srv.url);
     let post = |headers: Vec<(&'static str, String)>, fields: Vec<(&'static str, String)>| {
@@ -233,7 +233,7 @@ async fn roles_decide_pages_and_forms_not_buttons() {
     assert!(!html.contains("Change lifecycle"), "nor lifecycle actions");
     assert_eq!(vic.get("/runbooks/deploy/run").await.0, StatusCode::FORBIDDEN);
     // A forged POST from the viewer's own session: refused by the server, audited.
-    let forged = vic.post("/runbooks/deploy/run", &[("app", "web"), ("env", "staging"), ("action", "run")]).await;
+    let forged = vic.post("/runbooks/deploy/run", &[("p.app", "web"), ("p.env", "staging"), ("action", "run")]).await;
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     assert!(forged.text().await.unwrap().contains("this needs the operator or admin role"));
     let forged = vic.post("/runbooks/deploy/lifecycle", &[("status", "deprecated"), ("reason", "x")]).await;
@@ -277,13 +277,13 @@ async fn the_run_form_names_inputs_after_parameters_and_shows_every_problem() {
     let (status, html) = ann.get("/runbooks/deploy/run").await;
     assert_eq!(status, StatusCode::OK);
     for expected in [
-        "name=\"app\" type=\"text\"",
-        "name=\"replicas\" type=\"number\" value=\"2\"",
+        "name=\"p.app\" type=\"text\"",
+        "name=\"p.replicas\" type=\"number\" value=\"2\"",
         "min=\"1\" max=\"5\" step=\"1\"",
-        "<select id=\"p-env\" name=\"env\" required>",
+        "<select id=\"p-env\" name=\"p.env\" required>",
         "<option value=\"production\">production</option>",
-        "type=\"checkbox\" id=\"p-canary\" name=\"canary\" value=\"true\" checked",
-        "name=\"pw\" type=\"password\"",
+        "type=\"checkbox\" id=\"p-canary\" name=\"p.canary\" value=\"true\" checked",
+        "name=\"p.pw\" type=\"password\"",
         ">Run</button>",
     ] {
         assert!(html.contains(expected), "{expected} in {html}");
@@ -291,7 +291,7 @@ async fn the_run_form_names_inputs_after_parameters_and_shows_every_problem() {
     let key = between(&html, "name=\"idempotency_key\" value=\"", "\"").to_string();
 
     // Every problem at once, each at its input; what was typed stays.
-    let bad = ann.post("/runbooks/deploy/run", &[("app", "Web1"), ("replicas", "9"), ("action", "run")]).await;
+    let bad = ann.post("/runbooks/deploy/run", &[("p.app", "Web1"), ("p.replicas", "9"), ("action", "run")]).await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     let page = bad.text().await.unwrap();
     assert!(page.contains("3 invalid parameter(s)"), "{page}");
@@ -302,7 +302,10 @@ async fn the_run_form_names_inputs_after_parameters_and_shows_every_problem() {
 
     // The preview renders the steps (secrets masked) and queues nothing.
     let preview = ann
-        .post("/runbooks/deploy/run", &[("app", "web"), ("env", "staging"), ("pw", "hunter2"), ("action", "preview")])
+        .post(
+            "/runbooks/deploy/run",
+            &[("p.app", "web"), ("p.env", "staging"), ("p.pw", "hunter2"), ("action", "preview")],
+        )
         .await;
     assert_eq!(preview.status(), StatusCode::OK);
     let page = preview.text().await.unwrap();
@@ -310,8 +313,13 @@ async fn the_run_form_names_inputs_after_parameters_and_shows_every_problem() {
     assert!(!page.contains("hunter2"), "{page}");
 
     // Submitted twice with the form's key (a double click): one execution.
-    let fields =
-        [("app", "web"), ("env", "staging"), ("canary", "false"), ("idempotency_key", key.as_str()), ("action", "run")];
+    let fields = [
+        ("p.app", "web"),
+        ("p.env", "staging"),
+        ("p.canary", "false"),
+        ("idempotency_key", key.as_str()),
+        ("action", "run"),
+    ];
     let first = ann.post("/runbooks/deploy/run", &fields).await;
     assert_eq!(first.status(), StatusCode::SEE_OTHER);
     let to = first.headers()[LOCATION].to_str().unwrap().to_string();
@@ -536,5 +544,37 @@ async fn the_execution_page_links_parent_and_child() {
         )),
         "{html}"
     );
+    srv.stop().await;
+}
+
+/// A parameter may be named like the run form's own fields (`action`, `csrf`,
+/// `idempotency_key`): the form names its inputs `p.NAME`, so both reach the server.
+#[tokio::test]
+async fn parameters_named_like_the_forms_own_fields_run() {
+    let srv = Server::start().await;
+    let admin = srv.token("ann", &["admin"]).await;
+    let params = "    action: { type: enum, values: [start, stop], required: true }\n    csrf: { type: string, required: true }\n    idempotency_key: { type: string, default: k }\n";
+    let yaml = runbook(
+        "collide",
+        "1.0.0",
+        "  status: active\n",
+        params,
+        "    - id: s\n      run: echo {{ params.action }} {{ params.csrf }}\n",
+    );
+    assert!(srv.publish(&admin, &yaml).await.0.is_success());
+    let ann = Page::sign_in(&srv, &admin).await;
+    let (_, html) = ann.get("/runbooks/collide/run").await;
+    let key = between(&html, "name=\"idempotency_key\" value=\"", "\"").to_string();
+    let fields = [
+        ("p.action", "stop"),
+        ("p.csrf", "mine"),
+        ("p.idempotency_key", "x"),
+        ("idempotency_key", key.as_str()),
+        ("action", "run"),
+    ];
+    let sent = ann.post("/runbooks/collide/run", &fields).await;
+    assert_eq!(sent.status(), StatusCode::SEE_OTHER);
+    let all = srv.store.executions(&opsbook_store::ExecutionFilter { limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(all[0].params, serde_json::json!({ "action": "stop", "csrf": "mine", "idempotency_key": "x" }));
     srv.stop().await;
 }
