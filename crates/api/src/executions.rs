@@ -500,6 +500,10 @@ pub struct Resumed {
     pub id: String,
     /// `resume` or `rollback`.
     pub action: String,
+    /// A rollback with nothing to roll back (no step that succeeded has a rollback left):
+    /// nothing was changed, nothing runs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nothing_to_roll_back: bool,
 }
 
 /// `POST /api/v1/executions/{id}/override`.

@@ -279,12 +279,13 @@ impl Engine {
 
     /// Checks, changing nothing, that execution `id` could resume (or, `rollback`, be
     /// rolled back) now with these secrets; the error is the refusal it would get.
+    /// `Ok(true)`: a rollback that would find nothing to roll back.
     pub fn check_resume<'a>(
         &'a self,
         id: &'a str,
         secrets: &'a BTreeMap<String, Input>,
         rollback: bool,
-    ) -> Boxed<'a, Result<()>> {
+    ) -> Boxed<'a, Result<bool>> {
         boxed(runner::check_resume(self, id, secrets, rollback))
     }
 

@@ -396,9 +396,16 @@ pub async fn resume(
     may_carry_on(st, ctx, &exec).await?;
     let secrets: BTreeMap<String, Input> = params.into_iter().map(|(k, v)| (k, Input::Value(v))).collect();
     let action = if rollback { "rollback" } else { "resume" };
-    if let Err(e) = st.engine.check_resume(&exec.id, &secrets, rollback).await {
-        audit_secret_mismatch(st, ctx, &exec.id, action, &e).await;
-        return Err(e.into());
+    let nothing = match st.engine.check_resume(&exec.id, &secrets, rollback).await {
+        Ok(nothing) => nothing,
+        Err(e) => {
+            audit_secret_mismatch(st, ctx, &exec.id, action, &e).await;
+            return Err(e.into());
+        }
+    };
+    // Nothing to undo: nothing changes, nothing runs (as `opsbook rollback` says locally).
+    if nothing {
+        return Ok(opsbook_api::Resumed { id: exec.id, action: action.into(), nothing_to_roll_back: true });
     }
     crate::worker::prepare(&st.store, &exec)
         .await
@@ -412,7 +419,7 @@ pub async fn resume(
     st.audit(ctx.user(), &format!("execution.{action}"), &exec.id, &ctx.request_id, details).await;
     let kind = if rollback { crate::worker::RunKind::Rollback } else { crate::worker::RunKind::Resume };
     crate::worker::spawn_carry_on(st, exec.clone(), kind).await;
-    Ok(opsbook_api::Resumed { id: exec.id, action: action.into() })
+    Ok(opsbook_api::Resumed { id: exec.id, action: action.into(), nothing_to_roll_back: false })
 }
 
 /// A secret given again that differs from the one the execution started with is a

@@ -98,6 +98,17 @@ pub async fn resume(
             client.post(&path, &Resume { params }).await?
         }
     };
+    if done.nothing_to_roll_back {
+        if output == Output::Json {
+            println!("{}", serde_json::to_string_pretty(&execution(client, &done.id).await?)?);
+        } else {
+            say!(
+                "nothing to roll back: no step of execution {} that succeeded has a rollback left to run; nothing was changed",
+                done.id
+            );
+        }
+        return Ok(EXIT_OK);
+    }
     let start = (!rollback).then_some(opsbook_engine::Start::Resumed);
     let code = follow(client, &done.id, start, output).await?;
     if !rollback {

@@ -166,6 +166,22 @@ fn resume_and_rollback_through_the_server() {
     let undid_at = auto.stdout.find("undid").unwrap_or_else(|| panic!("{auto:?}"));
     assert!(failed_at < undid_at, "the failure, then the rollback: {auto:?}");
     assert!(auto.stdout.contains("rollback of one succeeded"), "{auto:?}");
+    // A failure whose steps have no rollback: a rollback asked for finds nothing, says so
+    // and changes nothing (as locally: no audit record, no run).
+    env.write(
+        "books/bare.yaml",
+        &runbook("", "    - id: one\n      run: \"true\"\n    - id: two\n      run: exit 3\n")
+            .replace("name: test", "name: bare")
+            .replace("spec:\n", "spec:\n  on_failure: stop\n"),
+    );
+    assert_eq!(c(&srv.url, &["push", "books/bare.yaml"]).code, 0);
+    let bare = c(&srv.url, &["run", "bare", "--output", "json"]);
+    let bare_id = bare.json()["id"].as_str().unwrap().to_string();
+    let nothing = c(&srv.url, &["rollback", &bare_id]);
+    assert_eq!(nothing.code, 0, "{nothing:?}");
+    assert!(nothing.stdout.contains("nothing to roll back: no step of execution"), "{nothing:?}");
+    let audit = c(&srv.url, &["audit", "--action", "execution.rollback", "--output", "json"]);
+    assert!(!audit.stdout.contains(&bare_id), "nothing was recorded: {audit:?}");
     let failed = c(&srv.url, &["run", "undo", "-p", "pw=hunter2", "--output", "json"]);
     assert_eq!(failed.code, 1, "{failed:?}");
     let id = failed.json()["id"].as_str().unwrap().to_string();

@@ -411,7 +411,7 @@ pub(crate) async fn check_resume(
     id: &str,
     secrets: &BTreeMap<String, Input>,
     rollback: bool,
-) -> Result<()> {
+) -> Result<bool> {
     let exec = engine.store.execution(id).await?;
     if matches!(exec.status, ExecStatus::Running | ExecStatus::Queued) {
         return Err(Error::Invalid(format!("execution {} {}; it is not stopped", exec.id, exec.status.phrase())));
@@ -422,7 +422,7 @@ pub(crate) async fn check_resume(
     let (_handle, cancel) = crate::cancel::cancel_pair();
     let hooks = Hooks { observer: &crate::Quiet, prompt: None, cancel, cancel_handle: _handle };
     let run = load(engine, id, secrets, &hooks, if rollback { Work::Rollbacks } else { Work::Rest }).await?;
-    if rollback { rollback_point(&run, false).map(|_| ()) } else { resume_point(&run).map(|_| ()) }
+    if rollback { rollback_point(&run, false) } else { resume_point(&run).map(|_| false) }
 }
 
 pub(crate) async fn rollback_only(
