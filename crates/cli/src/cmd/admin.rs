@@ -146,6 +146,19 @@ async fn on_database(db: Option<opsbook_store::DatabaseUrl>, cmd: Admin) -> Resu
 
 /// `admin copy`: every row of a SQLite server's database into an empty PostgreSQL one.
 async fn copy(from: &opsbook_store::DatabaseUrl, to: &opsbook_store::DatabaseUrl) -> Result<u8> {
+    // A server still writing to the source would lose what it writes after the copy.
+    if let opsbook_store::DatabaseUrl::Sqlite(path) = from {
+        let lock = super::serve::serving_lock_path(path);
+        if let Ok(file) = std::fs::OpenOptions::new().write(true).open(&lock)
+            && let Err(std::fs::TryLockError::WouldBlock) = file.try_lock()
+        {
+            return Err(usage(format!(
+                "a server is serving {} (it holds {}): stop it first, or what it writes after the copy is lost",
+                path.display(),
+                lock.display()
+            )));
+        }
+    }
     eprintln!("copying {} to {}", AnyStore::describe(from), AnyStore::describe(to));
     let copied = opsbook_store_any::copy(from, to).await.map_err(usage)?;
     for (name, rows) in &copied {

@@ -39,6 +39,11 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
         return Ok(EXIT_OK);
     }
     let (mut config, url, store) = setup(db, args.config.as_deref()).await?;
+    // Held while serving, so that `opsbook admin copy` knows not to copy a live database.
+    let _serving = match &url {
+        opsbook_store::DatabaseUrl::Sqlite(path) => Some(serving_lock(path)?),
+        _ => None,
+    };
     if let Some(l) = args.listen {
         config.listen = l;
     }
@@ -112,6 +117,26 @@ async fn setup(
     config.secret_keys = Some(secret_keys(&config, &url)?);
     let store = super::open_store_with(&url, &config.postgres()).await?;
     Ok((config, url, store))
+}
+
+/// The file beside a SQLite database that a server holds a shared lock on while it
+/// serves it (released by the kernel however the server ends).
+pub fn serving_lock_path(db: &std::path::Path) -> PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".serving");
+    db.with_file_name(name)
+}
+
+fn serving_lock(db: &std::path::Path) -> Result<std::fs::File> {
+    let path = serving_lock_path(db);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| usage(format!("cannot open {}: {e}", path.display())))?;
+    file.try_lock_shared().map_err(|e| usage(format!("cannot lock {}: {e}", path.display())))?;
+    Ok(file)
 }
 
 /// Resolves at SIGINT or SIGTERM.

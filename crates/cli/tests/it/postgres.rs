@@ -36,6 +36,12 @@ fn admin_copy_moves_a_sqlite_server_to_postgres() {
 
     let pg = fresh_database();
     let from = format!("sqlite://{}", env.path("state/opsbook.db").display());
+    // Not while a server still writes to it: what it wrote after the copy would be lost.
+    let live = crate::server::serve(&env);
+    let o = env.run(&["admin", "copy", "--from", &from, "--to", &pg]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(o.stderr.contains("a server is serving") && o.stderr.contains("stop it first"), "{o:?}");
+    drop(live); // kill -9: the kernel lets go of its lock
     let o = env.run(&["admin", "copy", "--from", &from, "--to", &pg]);
     assert_eq!(o.code, 0, "{o:?}");
     assert!(o.stdout.contains("the audit trail verifies"), "{o:?}");
