@@ -270,17 +270,22 @@ pub fn parse_query<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, Api
     })
 }
 
-/// Refusals made by axum's own extractors (a path segment that is not UTF-8, say) come
-/// as plain text: under `/api/`, they are answered in the API's `{"error": …}` shape too.
+/// Refusals made by axum's own extractors (a path segment that is not UTF-8, a query
+/// string that does not read) come as plain text: under `/api/`, they are answered in
+/// the API's `{"error": …}` shape too; elsewhere (the web UI) as its error page, as are
+/// the API-shaped answers of unknown paths and methods there.
 pub async fn plain_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let api = req.uri().path().starts_with("/api/");
+    let path = req.uri().path();
+    let api = path.starts_with("/api/");
+    let probe = path == "/healthz" || path == "/readyz";
     let resp = next.run(req).await;
-    let plain = resp
-        .headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("text/plain"));
-    if !api || !plain || !resp.status().is_client_error() {
+    let content_type = resp.headers().get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let plain = content_type.is_some_and(|ct| ct.starts_with("text/plain"));
+    let json = content_type.is_some_and(|ct| ct.starts_with("application/json"));
+    // (The UI answers the others itself, some with headers of their own: a sign-in's
+    // `HX-Redirect`, a `Retry-After`.)
+    let router_made = matches!(resp.status().as_u16(), 400 | 404 | 405 | 413);
+    if probe || !router_made || !(plain || (json && !api)) {
         return resp;
     }
     let status = resp.status();
@@ -292,5 +297,13 @@ pub async fn plain_errors(req: axum::extract::Request, next: axum::middleware::N
     };
     let bytes = axum::body::to_bytes(resp.into_body(), 64 * 1024).await.unwrap_or_default();
     let text = String::from_utf8_lossy(&bytes);
-    ApiError::new(status, code, bounded(text.trim(), 300)).into_response()
+    let message = match json {
+        true => serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| text.trim().to_string()),
+        false => text.trim().to_string(),
+    };
+    let e = ApiError::new(status, code, bounded(&message, 300));
+    if api { e.into_response() } else { crate::ui::UiError(e).into_response() }
 }

@@ -555,7 +555,13 @@ pub async fn confirm(State(st): State<AppState>, Path(id): Path<String>, form: W
 pub async fn rate(State(st): State<AppState>, Path(id): Path<String>, form: WebForm) -> UiResult<Response> {
     let web = &form.web;
     web.require(&st, Perm::Read, &id).await?;
-    let rating = form.get("rating").and_then(|r| r.parse::<u8>().ok()).unwrap_or(0);
+    let given = form.get("rating").unwrap_or_default();
+    let rating = given.trim().parse::<u8>().map_err(|_| {
+        ApiError::field(
+            "rating",
+            format!("rating: `{}` is not a number from 1 to 5", crate::limits::bounded(given, 40)),
+        )
+    })?;
     let body = opsbook_api::FeedbackIn { rating, comment: form.text("comment") };
     crate::service::quality::feedback(&st, &web.ctx, &id, body).await?;
     Ok(back(&form, &id))

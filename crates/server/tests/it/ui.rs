@@ -578,3 +578,32 @@ async fn parameters_named_like_the_forms_own_fields_run() {
     assert_eq!(all[0].params, serde_json::json!({ "action": "stop", "csrf": "mine", "idempotency_key": "x" }));
     srv.stop().await;
 }
+
+/// What the router refuses on a page (an unknown address, a method, a query string that
+/// does not read) is the UI's error page, not the API's JSON or plain text.
+#[tokio::test]
+async fn router_refusals_are_error_pages() {
+    let srv = Server::start().await;
+    let admin = srv.token("ann", &["admin"]).await;
+    let page = Page::sign_in(&srv, &admin).await;
+    for (path, status, says) in [
+        ("/analytics?days=bogus", StatusCode::BAD_REQUEST, "days"),
+        ("/audit?after=abc", StatusCode::BAD_REQUEST, "after"),
+        ("/nonexistent", StatusCode::NOT_FOUND, "no such endpoint: /nonexistent"),
+        ("/logout", StatusCode::METHOD_NOT_ALLOWED, "GET is not served at /logout"),
+    ] {
+        let (got, html) = page.get(path).await;
+        assert_eq!(got, status, "{path}: {html}");
+        assert!(html.starts_with("<!doctype html>") && html.contains(says), "{path}: {html}");
+    }
+    // A rating that is no number says what it was given.
+    let book = runbook("quick", "1.0.0", "", "", "    - id: a\n      run: \"true\"\n");
+    assert!(srv.publish(&admin, &book).await.0.is_success());
+    let (_, sub) = srv.post("/api/v1/runbooks/quick/executions", &admin, json!({})).await;
+    let id = sub["id"].as_str().unwrap().to_string();
+    srv.settled(&id, &admin).await;
+    let rated = page.post(&format!("/executions/{id}/feedback"), &[("rating", "abc")]).await;
+    assert_eq!(rated.status(), StatusCode::BAD_REQUEST);
+    assert!(rated.text().await.unwrap().contains("rating: `abc` is not a number from 1 to 5"));
+    srv.stop().await;
+}
