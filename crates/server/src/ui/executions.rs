@@ -65,7 +65,8 @@ pub async fn list(State(st): State<AppState>, web: Web, Query(f): Query<ListQuer
         "24h" => Some(now_ms() - day),
         "30d" => Some(now_ms() - 30 * day),
         "all" => None,
-        _ => Some(now_ms() - 7 * day),
+        "" | "7d" => Some(now_ms() - 7 * day),
+        w => return Err(ApiError::param("window", format!("unknown window `{w}`: use 24h, 7d, 30d or all")).into()),
     };
     let status = match f.status.as_str() {
         "" => None,

@@ -184,7 +184,10 @@ fn percent(v: Option<f64>) -> String {
 /// `GET /analytics`: per runbook, as charts drawn here (inline SVG) and as a table.
 pub async fn analytics(State(st): State<AppState>, web: Web, Query(w): Query<Window>) -> UiResult<Response> {
     web.require(&st, Perm::Read, "analytics").await?;
-    let days = w.days.unwrap_or(90).clamp(1, 3650);
+    let days = w.days.unwrap_or(90);
+    if !(1..=3650).contains(&days) {
+        return Err(crate::error::ApiError::param("days", format!("days: {days} is not from 1 to 3650")).into());
+    }
     let (at, a) = crate::routes::analytics::cached(&st, days, None).await?;
     let a = opsbook_api::Analytics::clone(&a);
     let chart_success = super::chart::bars(
@@ -241,7 +244,7 @@ pub async fn analytics(State(st): State<AppState>, web: Web, Query(w): Query<Win
         chart_success,
         chart_duration,
         chart_runs,
-        window: format!("last {days} days"),
+        window: if days == 1 { "last day".to_string() } else { format!("last {days} days") },
         days,
         at: Stamp(at),
     })

@@ -55,6 +55,13 @@ fn some(s: &str) -> Option<String> {
 
 pub async fn catalog(State(st): State<AppState>, web: Web, Query(f): Query<CatalogQuery>) -> UiResult<Response> {
     web.require(&st, Perm::Read, "runbooks").await?;
+    // A filter that can match nothing is a mistake, said as one (as the API does).
+    if let Some(t) = some(&f.runbook_type).filter(|t| opsbook_core::RunbookType::parse(t).is_none()) {
+        return Err(ApiError::param("type", format!("unknown type `{t}`")).into());
+    }
+    if let Some(s) = some(&f.status).filter(|s| !["draft", "active", "deprecated", "archived"].contains(&s.as_str())) {
+        return Err(ApiError::param("status", format!("unknown status `{s}`")).into());
+    }
     let query = RunbookQuery {
         q: some(&f.q),
         runbook_type: some(&f.runbook_type),

@@ -591,6 +591,11 @@ async fn router_refusals_are_error_pages() {
         ("/audit?after=abc", StatusCode::BAD_REQUEST, "after"),
         ("/nonexistent", StatusCode::NOT_FOUND, "no such endpoint: /nonexistent"),
         ("/logout", StatusCode::METHOD_NOT_ALLOWED, "GET is not served at /logout"),
+        // Filters that could only mislead are refused, saying why.
+        ("/runbooks?status=bogus", StatusCode::BAD_REQUEST, "unknown status `bogus`"),
+        ("/runbooks?type=bogus", StatusCode::BAD_REQUEST, "unknown type `bogus`"),
+        ("/executions?window=bogus", StatusCode::BAD_REQUEST, "unknown window `bogus`: use 24h, 7d, 30d or all"),
+        ("/analytics?days=0", StatusCode::BAD_REQUEST, "days: 0 is not from 1 to 3650"),
     ] {
         let (got, html) = page.get(path).await;
         assert_eq!(got, status, "{path}: {html}");
