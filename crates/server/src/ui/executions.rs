@@ -166,6 +166,10 @@ struct ExecutionPage {
     last_seq: i64,
     /// A waiting approval step this person may decide on.
     decide: Option<String>,
+    /// Where that step's approvals stand ("1 of 2 approvals"), and why this person has
+    /// no say in it, when they have none (they asked for the run, or decided already).
+    decide_progress: String,
+    decide_why_not: String,
     can_cancel: bool,
     can_resume: bool,
     can_rollback: bool,
@@ -292,8 +296,34 @@ pub async fn page(State(st): State<AppState>, web: Web, Path(id): Path<String>) 
         steps.iter().find(|s| s.status == StepStatus::Waiting && s.wait_kind == Some(kind)).map(|s| s.step_id.clone())
     };
     let stopped = matches!(exec.status, ExecStatus::Failed | ExecStatus::Cancelled | ExecStatus::Interrupted);
-    let decide =
+    let mut decide =
         (exec.status == ExecStatus::Waiting && web.can(Perm::Approve)).then(|| waiting(WaitKind::Approval)).flatten();
+    let (mut decide_progress, mut decide_why_not) = (String::new(), String::new());
+    if let Some(step) = decide.clone()
+        && let Ok(wait) = st.engine.approval_wait(&exec.id).await
+    {
+        let approvals = st.store.approvals(&exec.id).await?;
+        let on_step: Vec<_> = approvals
+            .iter()
+            .filter(|a| a.step_id == *step && !a.manual && a.phase == opsbook_store::Phase::Step)
+            .collect();
+        let yes = on_step.iter().filter(|a| a.approved).count();
+        decide_progress = format!(
+            "{yes} of {} approval{}",
+            wait.spec.min_approvals,
+            if wait.spec.min_approvals == 1 { "" } else { "s" }
+        );
+        let me = web.ctx.user();
+        if on_step.iter().any(|a| crate::auth::same_user(&a.approver, me)) {
+            decide_why_not = "You have decided on it; it waits for other approvers.".into();
+        } else if crate::auth::same_user(&exec.actor, me) {
+            decide_why_not = "You asked for this run: another approver decides (two-person rule).".into();
+        }
+        if !decide_why_not.is_empty() {
+            decide = None;
+            decide_why_not = format!("Step `{step}` waits for approval ({decide_progress}). {decide_why_not}");
+        }
+    }
     let override_gate =
         (exec.status == ExecStatus::Waiting && web.can(Perm::Admin)).then(|| waiting(WaitKind::Gate)).flatten();
     let can_run = web.can(Perm::Run);
@@ -351,6 +381,8 @@ pub async fn page(State(st): State<AppState>, web: Web, Path(id): Path<String>) 
         first_seq,
         last_seq,
         decide,
+        decide_progress,
+        decide_why_not,
         can_cancel: can_run && !exec.status.is_terminal(),
         can_resume,
         can_rollback,

@@ -612,3 +612,31 @@ async fn router_refusals_are_error_pages() {
     assert!(rated.text().await.unwrap().contains("rating: `abc` is not a number from 1 to 5"));
     srv.stop().await;
 }
+
+/// The execution page offers a decision only to who may make it, and says where the
+/// approvals stand.
+#[tokio::test]
+async fn the_decision_is_offered_to_who_may_make_it() {
+    let srv = Server::start().await;
+    let ann = srv.token("ann", &["admin"]).await;
+    let bob = srv.token("bob", &["approver"]).await;
+    let book = runbook("two", "1.0.0", "", "", "    - id: gate\n      approval: { min_approvals: 2 }\n");
+    assert!(srv.publish(&ann, &book).await.0.is_success());
+    let (_, sub) = srv.post("/api/v1/runbooks/two/executions", &ann, json!({})).await;
+    let id = sub["id"].as_str().unwrap().to_string();
+    srv.wait_for(&id, &ann, |d| d["status"] == "waiting").await;
+    let path = format!("/executions/{id}");
+    let (_, html) = Page::sign_in(&srv, &ann).await.get(&path).await;
+    assert!(!html.contains("value=\"approve\""), "the requester gets no Approve button: {html}");
+    assert!(html.contains("Step `gate` waits for approval (0 of 2 approvals). You asked for this run"), "{html}");
+    let bob_page = Page::sign_in(&srv, &bob).await;
+    let (_, html) = bob_page.get(&path).await;
+    assert!(html.contains("value=\"approve\"") && html.contains("(0 of 2 approvals so far)"), "{html}");
+    let csrf = between(&html, "name=\"csrf\" value=\"", "\"").to_string();
+    let decided = bob_page.post(&format!("/executions/{id}/decide"), &[("csrf", &csrf), ("decision", "approve")]).await;
+    assert!(decided.status().is_redirection(), "{}", decided.status());
+    let (_, html) = bob_page.get(&path).await;
+    assert!(!html.contains("value=\"approve\""), "{html}");
+    assert!(html.contains("(1 of 2 approvals). You have decided on it"), "{html}");
+    srv.stop().await;
+}
