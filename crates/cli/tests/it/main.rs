@@ -14,6 +14,7 @@ mod gate;
 mod logs;
 mod parallel;
 mod postgres;
+mod push;
 mod quality;
 mod remote;
 mod security;

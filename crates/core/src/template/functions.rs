@@ -1,0 +1,167 @@
+//! The filters and tests a template names, checked before it renders: minijinja finds an
+//! unknown one only when the template renders, after earlier steps have run.
+
+use std::collections::BTreeSet;
+
+use minijinja::{Environment, ErrorKind};
+
+/// The filters (`x | name`) and tests (`x is name`) a template names that templates do
+/// not have: minijinja finds those only when it renders, after earlier steps have run.
+pub(super) fn unknown(source: &str, expression: bool, env: &Environment<'_>) -> Vec<String> {
+    let mut errs = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (kind, name) in named_functions(source, expression) {
+        if !seen.insert((kind, name)) {
+            continue;
+        }
+        let (probe, missing) = match kind {
+            "filter" => (format!("none | {name}"), ErrorKind::UnknownFilter),
+            _ => (format!("none is {name}"), ErrorKind::UnknownTest),
+        };
+        let unknown = env.compile_expression(&probe).is_ok_and(|e| e.eval(()).is_err_and(|e| e.kind() == missing));
+        if unknown {
+            errs.push(format!(
+                "unknown {kind} `{name}` (see \"Templates\" in docs/runbook-format.md for those there are)"
+            ));
+        }
+    }
+    errs
+}
+
+/// Each filter and test name in the tags of `source` (the whole of it, `expression`),
+/// string literals aside.
+fn named_functions(source: &str, expression: bool) -> Vec<(&'static str, &str)> {
+    let mut found = Vec::new();
+    let mut rest = source;
+    loop {
+        let (body, after) = if expression {
+            (rest, "")
+        } else {
+            let Some(open) = ["{{", "{%", "{#"].iter().filter_map(|t| rest.find(t)).min() else { break };
+            let inner = &rest[open + 2..];
+            // A comment, and a `{% raw %}` block, are text: no filter in them runs.
+            if rest[open..].starts_with("{#") {
+                rest = inner.find("#}").map_or("", |e| &inner[e + 2..]);
+                continue;
+            }
+            let close = if rest[open..].starts_with("{{") { "}}" } else { "%}" };
+            let end = tag_end(inner, close);
+            let after = &inner[(end + close.len()).min(inner.len())..];
+            if close == "%}" && inner[..end].trim_matches(|c: char| c.is_whitespace() || "-+~".contains(c)) == "raw" {
+                rest = raw_end(after);
+                continue;
+            }
+            (&inner[..end], after)
+        };
+        scan_tag(body, &mut found);
+        if expression || after.is_empty() {
+            break;
+        }
+        rest = after;
+    }
+    found
+}
+
+/// What follows the `{% endraw %}` that ends a raw block `text` is in (nothing, if none).
+fn raw_end(text: &str) -> &str {
+    let mut rest = text;
+    while let Some(open) = rest.find("{%") {
+        let inner = &rest[open + 2..];
+        let Some(close) = inner.find("%}") else { return "" };
+        if inner[..close].trim_matches(|c: char| c.is_whitespace() || "-+~".contains(c)) == "endraw" {
+            return &inner[close + 2..];
+        }
+        rest = &inner[close + 2..];
+    }
+    ""
+}
+
+/// Where `close` ends a tag's text, outside its string literals.
+fn tag_end(inner: &str, close: &str) -> usize {
+    let mut quote = None;
+    let mut chars = inner.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match (quote, c) {
+            (Some(_), '\\') => {
+                chars.next();
+            }
+            (Some(q), c) if c == q => quote = None,
+            (None, '\'' | '"') => quote = Some(c),
+            (None, _) if inner[i..].starts_with(close) => return i,
+            _ => {}
+        }
+    }
+    inner.len()
+}
+
+/// The names after `|` (filters) and after `is`/`is not` (tests) in a tag's text.
+fn scan_tag<'a>(tag: &'a str, found: &mut Vec<(&'static str, &'a str)>) {
+    let ident = |s: &'a str| -> &'a str {
+        let s = s.trim_start();
+        let end = s.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(s.len());
+        &s[..end]
+    };
+    let mut quote = None;
+    let mut chars = tag.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match (quote, c) {
+            (Some(_), '\\') => {
+                chars.next();
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '|') => {
+                let name = ident(&tag[i + 1..]);
+                if !name.is_empty() {
+                    found.push(("filter", name));
+                }
+            }
+            (None, _) => {
+                let word_start = i == 0 || !tag[..i].ends_with(|p: char| p.is_ascii_alphanumeric() || p == '_');
+                if word_start && tag[i..].starts_with("is") && tag[i + 2..].starts_with(char::is_whitespace) {
+                    let mut after = tag[i + 2..].trim_start();
+                    if let Some(rest) = after.strip_prefix("not").filter(|r| r.starts_with(char::is_whitespace)) {
+                        after = rest;
+                    }
+                    let name = ident(after);
+                    if !name.is_empty() {
+                        found.push(("test", name));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    #[test]
+    fn unknown_filters_and_tests_are_found_before_anything_renders() {
+        let params: BTreeSet<String> = ["env".to_string()].into();
+        let steps = BTreeMap::new();
+        let scope = super::super::Scope { params: &params, steps: &steps, visible_below: 0, target: false };
+        let errs = super::super::check("echo {{ params.env | nosuchfilter }} {{ params.env | upper }}", false, &scope);
+        assert_eq!(
+            errs,
+            vec!["unknown filter `nosuchfilter` (see \"Templates\" in docs/runbook-format.md for those there are)"]
+        );
+        let errs =
+            super::super::check("{% if params.env is not nosuchtest %}x{% endif %}{{ 'a|b is c' }}", false, &scope);
+        assert_eq!(
+            errs,
+            vec!["unknown test `nosuchtest` (see \"Templates\" in docs/runbook-format.md for those there are)"]
+        );
+        assert!(super::super::check("params.env | lower | default('x')", true, &scope).is_empty());
+        assert!(super::super::check("{{ params.env | replace('|', 'is x') }}", false, &scope).is_empty());
+        // Text: a raw block and a comment run nothing.
+        let raw =
+            "helm --set x='{% raw %}{{ .Values.tag | quote }}{% endraw %}' {# {{ x | nope }} #}{{ params.env | bad }}";
+        assert_eq!(
+            super::super::check(raw, false, &scope),
+            vec!["unknown filter `bad` (see \"Templates\" in docs/runbook-format.md for those there are)"]
+        );
+    }
+}
