@@ -266,7 +266,7 @@ impl Param {
                 let len = text.chars().count() as u64;
                 // An empty secret is never one (an unset variable, an empty file): refused
                 // rather than masked everywhere as nothing.
-                if secret && text.is_empty() {
+                if secret && text.trim().is_empty() {
                     return Err("is empty: a secret needs a value".to_string());
                 }
                 if let Some(min) = spec.min_length

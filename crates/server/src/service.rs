@@ -425,7 +425,7 @@ pub async fn resume(
 /// A secret given again that differs from the one the execution started with is a
 /// guess as far as anyone can tell: audited (`execution.secret_mismatch`, which
 /// parameters, never the values), so that repeated guessing shows.
-async fn audit_secret_mismatch(st: &AppState, ctx: &Ctx, id: &str, action: &str, e: &opsbook_engine::Error) {
+pub(crate) async fn audit_secret_mismatch(st: &AppState, ctx: &Ctx, id: &str, action: &str, e: &opsbook_engine::Error) {
     let opsbook_engine::Error::Params(errors) = e else { return };
     let wrong: Vec<&str> = errors.iter().filter(|p| p.message == SECRET_DIFFERS).map(|p| p.param.as_str()).collect();
     if !wrong.is_empty() {

@@ -26,7 +26,10 @@ pub async fn confirm(
     if rollback {
         // The rollbacks after it must be able to run: refuse, or fail to prepare them,
         // before the answer is recorded.
-        st.engine.check_resume(&exec.id, &secrets, true).await?;
+        if let Err(e) = st.engine.check_resume(&exec.id, &secrets, true).await {
+            super::audit_secret_mismatch(st, ctx, &exec.id, "confirm", &e).await;
+            return Err(e.into());
+        }
         crate::worker::prepare(&st.store, exec)
             .await
             .map_err(|why| ApiError::conflict(format!("cannot prepare the execution: {why}")))?;

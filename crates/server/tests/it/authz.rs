@@ -300,5 +300,22 @@ async fn secrets_given_again_are_no_oracle() {
     assert_eq!(records[0]["target"], stops.as_str());
     assert_eq!(records[0]["details"], json!({"action": "rollback", "params": ["pw"]}));
     assert!(!audit.to_string().contains("guess"), "never the value: {audit}");
+    // Nothing to roll back: said whatever the secret, which is not compared.
+    let book = runbook(
+        "norb",
+        "1.0.0",
+        "",
+        params,
+        "    - id: a\n      run: \"true\"\n      env: { PW: \"{{ params.pw }}\" }\n    - id: b\n      run: exit 4\n",
+    )
+    .replace("spec:\n", "spec:\n  on_failure: stop\n");
+    assert!(s.publish(&op, &book).await.0.is_success());
+    let norb = run("norb").await;
+    for pw in ["guess", "hunter2"] {
+        let (status, doc) =
+            s.post(&format!("/api/v1/executions/{norb}/rollback"), &op, json!({"params": {"pw": pw}})).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{doc}");
+        assert_eq!(doc["nothing_to_roll_back"], true, "{pw}: {doc}");
+    }
     s.stop().await;
 }
