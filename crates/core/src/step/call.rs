@@ -192,34 +192,42 @@ pub fn param_problems(call: &CallSpec, caller: &crate::Runbook, child: &crate::R
     problems
 }
 
-/// Whether `template` writes secret parameter `name` out: a `{{ }}` whose expression is
-/// the secret itself, through filters other than those that only measure it (`length`,
-/// `count`, `bool`), or joined to more text (`~`). A test of it (`'yes' if params.tok`)
-/// hands nothing on; what this cannot see, the value check when the call starts does.
+/// Whether `template` may write secret parameter `name` out: any use of it in a tag
+/// (`{{ }}`, `{% %}`: sliced, joined, set to a variable…) except a test of it (`if
+/// params.tok`, `not params.tok`, `params.tok == …`) or a measure (`params.tok | length`,
+/// `count`, `bool`). What this cannot see, the value check when the call starts does.
 fn hands_on(template: &str, name: &str) -> bool {
     let refs = [format!("params.{name}"), format!("params['{name}']"), format!("params[\"{name}\"]")];
     let mut rest = template;
-    while let Some(open) = rest.find("{{") {
+    while let Some(open) = ["{{", "{%"].iter().filter_map(|t| rest.find(t)).min() {
+        let close = if rest[open..].starts_with("{{") { "}}" } else { "%}" };
         let inner = &rest[open + 2..];
-        let end = inner.find("}}").unwrap_or(inner.len());
-        let expr = inner[..end].trim_matches(|c: char| c.is_whitespace() || "-+~".contains(c));
+        let end = inner.find(close).unwrap_or(inner.len());
+        let tag = &inner[..end];
         rest = &inner[(end + 2).min(inner.len())..];
-        let Some(after) = refs.iter().find_map(|r| expr.strip_prefix(r.as_str())) else { continue };
-        if after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
-            continue; // `params.tok_hint`: another parameter
-        }
-        let after = after.trim_start();
-        if after.is_empty() || after.starts_with('~') {
-            return true;
-        }
-        if let Some(filters) = after.strip_prefix('|') {
-            let measures = |f: &str| {
-                let f = f.trim();
-                let name = f.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).next().unwrap_or(f);
-                matches!(name, "length" | "count" | "bool")
-            };
-            if !filters.split('|').all(measures) {
-                return true;
+        for r in &refs {
+            for (at, _) in tag.match_indices(r.as_str()) {
+                let after = &tag[at + r.len()..];
+                if after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+                    continue; // `params.tok_hint`: another parameter
+                }
+                let before = tag[..at].trim_end();
+                let word = |w: &str| before.strip_suffix(w).is_some_and(|b| b.is_empty() || b.ends_with([' ', '(']));
+                let tested = word("if") || word("not") || word("and") || word("or");
+                let after = after.trim_start();
+                let compared = ["==", "!="].iter().any(|op| after.starts_with(op));
+                let measured = after.strip_prefix('|').is_some_and(|f| {
+                    let f = f.trim_start();
+                    ["length", "count", "bool"].iter().any(|m| {
+                        f.strip_prefix(m)
+                            .is_some_and(|x| !x.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_'))
+                    })
+                });
+                let ended = after.is_empty() || after.starts_with(['%', ')', 'e']) || after.starts_with("else");
+                if !(compared || measured || (tested && (ended || after.starts_with("and") || after.starts_with("or"))))
+                {
+                    return true;
+                }
             }
         }
     }
@@ -236,10 +244,27 @@ fn short(path: &Path, dir: &Path) -> String {
 mod tests {
     #[test]
     fn writing_a_secret_out_is_told_from_testing_it() {
-        for t in ["{{ params.tok }}", "x{{- params.tok -}}y", "{{ params['tok'] | upper }}", "{{ params.tok ~ '!' }}"] {
+        for t in [
+            "{{ params.tok }}",
+            "x{{- params.tok -}}y",
+            "{{ params['tok'] | upper }}",
+            "{{ params.tok ~ '!' }}",
+            "{{ 'x' ~ params.tok }}",
+            "{{ params.tok[1:] }}",
+            "{{ (params.tok) }}",
+            "{{ params.tok if true }}",
+            "{% set t = params.tok %}{{ t }}",
+        ] {
             assert!(super::hands_on(t, "tok"), "{t}");
         }
-        for t in ["{{ 'yes' if params.tok else 'no' }}", "{{ params.tok | length }}", "{{ params.token }}", "params"] {
+        for t in [
+            "{{ 'yes' if params.tok else 'no' }}",
+            "{{ params.tok | length }}",
+            "{% if not params.tok %}none{% endif %}",
+            "{{ params.tok == 'x' }}",
+            "{{ params.token }}",
+            "params",
+        ] {
             assert!(!super::hands_on(t, "tok"), "{t}");
         }
     }
