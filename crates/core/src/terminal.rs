@@ -64,23 +64,57 @@ pub fn spans(text: &str) -> impl Iterator<Item = (std::ops::Range<usize>, Piece)
     })
 }
 
-/// A line of a step's output as a terminal is shown it: colours (`ESC [ … m`) kept,
-/// every other escape sequence (a title, a link, the clipboard, cursor movement) and
-/// control character (a carriage return, a backspace, a bell) dropped, tabs kept, so
-/// that output cannot rewrite what the operator sees or reaches beyond the line.
+/// A line of a step's output as a terminal is shown it: colours and weight (`ESC [ … m`
+/// with colour, bold, dim, italic, underline and reset parameters) kept and reset at the
+/// line's end; every other escape sequence (a title, a link, the clipboard, cursor
+/// movement, concealed or blinking text), control character (a carriage return, a
+/// backspace, a bell, C1 controls) and bidirectional override dropped, tabs kept, so that
+/// output cannot rewrite what the operator sees or reach beyond its line.
 pub fn for_terminal(line: &str) -> std::borrow::Cow<'_, str> {
-    if !line.chars().any(|c| c.is_control() && c != '\t') {
+    let unsafe_char = |c: char| (c.is_control() && c != '\t') || is_bidi_control(c);
+    if !line.chars().any(unsafe_char) {
         return std::borrow::Cow::Borrowed(line);
     }
     let mut out = String::with_capacity(line.len());
+    let mut styled = false;
     for (range, piece) in spans(line) {
         match piece {
-            Piece::Char(c) if c.is_control() && c != '\t' => {}
-            Piece::Csi { last: 'm', .. } | Piece::Char(_) => out.push_str(&line[range]),
+            Piece::Char(c) if unsafe_char(c) => {}
+            Piece::Char(_) => out.push_str(&line[range]),
+            Piece::Csi { params, last: 'm' } if is_colour(&params) => {
+                out.push_str(&line[range]);
+                styled = true;
+            }
             Piece::Csi { .. } | Piece::Other => {}
         }
     }
+    if styled {
+        out.push_str("\x1b[0m");
+    }
     std::borrow::Cow::Owned(out)
+}
+
+/// Whether an SGR sequence's parameters only set colours or weight (or reset them).
+fn is_colour(params: &str) -> bool {
+    let mut nums = params.split([';', ':']).map(|p| if p.is_empty() { Some(0) } else { p.parse::<u16>().ok() });
+    while let Some(n) = nums.next() {
+        match n {
+            Some(0..=4 | 21..=24 | 30..=37 | 39..=47 | 49 | 90..=97 | 100..=107) => {}
+            // 256 colours (`38;5;N`) or true colour (`38;2;R;G;B`), as foreground or background.
+            Some(38 | 48 | 58) => match nums.next() {
+                Some(Some(5)) => _ = nums.next(),
+                Some(Some(2)) => (0..3).for_each(|_| _ = nums.next()),
+                _ => return false,
+            },
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// The characters that reorder how text is shown (right-to-left overrides, isolates).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
 }
 
 #[cfg(test)]
@@ -90,7 +124,11 @@ mod tests {
     #[test]
     fn terminals_are_shown_colours_and_text_only() {
         let line = "a\x1b[1;31mred\x1b[0m\x1b]0;TITLE\x07\x1b]52;c;Y2xpcA==\x07\x1b[2J\x1b[Hb\rc\x08\td";
-        assert_eq!(super::for_terminal(line), "a\x1b[1;31mred\x1b[0mbc\td");
+        assert_eq!(super::for_terminal(line), "a\x1b[1;31mred\x1b[0mbc\td\x1b[0m");
+        // Concealed and blinking text, C1 controls and bidi overrides do not get through.
+        assert_eq!(super::for_terminal("hide:\x1b[8msecret\x1b[5m!"), "hide:secret!");
+        assert_eq!(super::for_terminal("a\u{9b}b\u{202e}cba"), "abcba");
+        assert_eq!(super::for_terminal("\x1b[38;5;196mx"), "\x1b[38;5;196mx\x1b[0m");
         assert!(matches!(super::for_terminal("plain\ttext"), std::borrow::Cow::Borrowed(_)));
     }
 
