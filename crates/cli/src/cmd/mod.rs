@@ -6,6 +6,7 @@ pub mod archive;
 pub mod cancel;
 pub mod confirm;
 pub mod doc;
+mod files;
 pub mod gate;
 pub mod history;
 pub mod insights;
@@ -13,7 +14,7 @@ pub mod list;
 pub mod login;
 pub mod logs;
 pub mod new;
-pub mod params;
+mod params;
 pub mod push;
 pub mod quality;
 pub mod registry;
@@ -469,95 +470,7 @@ pub fn os_user() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Finds runbook files: the files given, and `*.yaml`/`*.yml` under directories given.
-pub fn runbook_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            walk(p, &mut out).with_context(|| format!("cannot read directory {}", p.display()))?;
-        } else if p.exists() {
-            out.push(p.clone());
-        } else {
-            return Err(usage(format!("{}: no such file or directory", p.display())));
-        }
-    }
-    Ok(out)
-}
-
-/// Directories `opsbook list` looks into only when named: test fixtures, build output.
-const NOT_RUNBOOKS: &[&str] = &["tests", "test", "fixtures", "target", "node_modules"];
-
-/// Runbook files under the current directory, leaving out test fixtures and build output
-/// (`list` without a directory).
-pub fn runbook_files_here() -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    walk_skipping(Path::new("."), &mut out, NOT_RUNBOOKS).context("cannot read the current directory")?;
-    Ok(out.into_iter().map(|p| p.strip_prefix(".").map(Path::to_path_buf).unwrap_or(p)).collect())
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    walk_skipping(dir, out, &[])
-}
-
-fn walk_skipping(dir: &Path, out: &mut Vec<PathBuf>, skip: &[&str]) -> std::io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<std::io::Result<_>>()?;
-    entries.sort_by_key(|e| e.path());
-    for e in entries {
-        let path = e.path();
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') {
-            continue;
-        }
-        if e.file_type()?.is_dir() {
-            if !skip.contains(&name.as_ref()) {
-                walk_skipping(&path, out, skip)?;
-            }
-        } else if matches!(path.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")) && !is_foreign_yaml(&path) {
-            out.push(path);
-        }
-    }
-    Ok(())
-}
-
-/// Whether a YAML file found in a directory is someone else's (a Kubernetes manifest, a
-/// chart's values): its top-level `apiVersion` is not `opsbook/…` (and its `kind` not
-/// `Runbook`), or it has none of the
-/// top-level keys of opsbook's files (`apiVersion`, `kind`, `metadata`, `spec`; a gates
-/// file's `gates`, an inventory's `hosts`/`groups`, a test file's `tests`). Such
-/// files are not runbooks to check or push, only files to carry in a bundle. Read line
-/// by line (a file of many documents, or with errors, is judged by its keys all the same).
-fn is_foreign_yaml(path: &Path) -> bool {
-    const OURS: &[&str] = &["apiVersion", "kind", "metadata", "spec", "gates", "hosts", "groups", "tests"];
-    let Ok(meta) = std::fs::metadata(path) else { return false };
-    if meta.len() > 4 << 20 {
-        return false;
-    }
-    let Ok(bytes) = std::fs::read(path) else { return false };
-    let text = String::from_utf8_lossy(&bytes);
-    let mut keys = text.lines().filter_map(|l| {
-        let (key, value) = l.split_once(':')?;
-        let key = key.trim_end().trim_matches(['"', '\'']);
-        (!key.is_empty() && !l.starts_with([' ', '\t', '#', '-'])).then(|| (key, value.trim()))
-    });
-    let (mut ours, mut other_api, mut runbook_kind, mut only_inventory) = (false, false, false, true);
-    for (key, value) in keys.by_ref() {
-        let value = value.trim_matches(['"', '\'']);
-        other_api |= key == "apiVersion" && !value.starts_with("opsbook/");
-        runbook_kind |= key == "kind" && value == "Runbook";
-        ours |= OURS.contains(&key);
-        only_inventory &= key == "hosts" || key == "groups";
-    }
-    // (`kind: Runbook` with a mistyped `apiVersion` is ours, to be told about it.)
-    if !ours || (other_api && !runbook_kind) {
-        return true;
-    }
-    // An inventory's `hosts` and `groups` are mappings; a list under `groups:` is another
-    // tool's (Prometheus and Loki rule files).
-    only_inventory
-        && serde_saphyr::from_str::<serde_json::Value>(&text)
-            .is_ok_and(|v| ["hosts", "groups"].iter().any(|k| v.get(k).is_some_and(|x| !x.is_object() && !x.is_null())))
-}
+pub use files::{runbook_files, runbook_files_here};
 
 /// What a Ctrl-C does to the run in the foreground, to say so truthfully.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -102,7 +102,9 @@ fn pushed_runbooks_bring_their_files() {
     );
     let typo = client(&env, &srv.url, &admin, &["push", "c", "--dry-run"]);
     assert_eq!(typo.code, 2, "a runbook with a mistyped apiVersion is still checked: {typo:?}");
-    assert!(typo.stderr.contains("c/typo.yaml") && !typo.stderr.contains("values.yaml"), "{typo:?}");
+    assert!(typo.stderr.contains("c/typo.yaml") && !typo.stderr.contains("values.yaml:"), "{typo:?}");
+    // What was left out is named, so that nothing is skipped unseen.
+    assert!(typo.stderr.contains("note: left out 3 YAML file(s) that are not opsbook's"), "{typo:?}");
     std::fs::remove_file(env.path("c/typo.yaml")).unwrap();
     let listed = client(&env, &srv.url, &admin, &["push", "c", "--dry-run"]);
     assert_eq!(listed.code, 0, "{listed:?}");
