@@ -122,6 +122,8 @@ async fn setup(
 /// The file beside a SQLite database that a server holds a shared lock on while it
 /// serves it (released by the kernel however the server ends).
 pub fn serving_lock_path(db: &std::path::Path) -> PathBuf {
+    // The file itself, however it is named (a link to it, a relative path).
+    let db = db.canonicalize().unwrap_or_else(|_| db.to_path_buf());
     let mut name = db.file_name().unwrap_or_default().to_os_string();
     name.push(".serving");
     db.with_file_name(name)
@@ -166,6 +168,11 @@ pub struct WorkerArgs {
 /// serving HTTP; any number of them.
 pub async fn worker(db: Option<opsbook_store::DatabaseUrl>, args: WorkerArgs) -> Result<u8> {
     let (mut config, url, store) = setup(db, args.config.as_deref()).await?;
+    // A worker on a SQLite database writes to it as a server does.
+    let _serving = match &url {
+        opsbook_store::DatabaseUrl::Sqlite(path) => Some(serving_lock(path)?),
+        _ => None,
+    };
     if let Some(n) = args.concurrency {
         config.workers = n;
     }

@@ -41,6 +41,11 @@ fn admin_copy_moves_a_sqlite_server_to_postgres() {
     let o = env.run(&["admin", "copy", "--from", &from, "--to", &pg]);
     assert_eq!(o.code, 2, "{o:?}");
     assert!(o.stderr.contains("a server is serving") && o.stderr.contains("stop it first"), "{o:?}");
+    // However the file is named.
+    std::os::unix::fs::symlink(env.path("state/opsbook.db"), env.path("alias.db")).unwrap();
+    let alias = format!("sqlite://{}", env.path("alias.db").display());
+    let o = env.run(&["admin", "copy", "--from", &alias, "--to", &pg]);
+    assert_eq!(o.code, 2, "through a link: {o:?}");
     drop(live); // kill -9: the kernel lets go of its lock
     let o = env.run(&["admin", "copy", "--from", &from, "--to", &pg]);
     assert_eq!(o.code, 0, "{o:?}");
