@@ -101,6 +101,15 @@ fn scan_tag<'a>(tag: &'a str, found: &mut Vec<(&'static str, &'a str)>) {
         let end = s.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(s.len());
         &s[..end]
     };
+    // `{% filter name %}…{% endfilter %}` applies a filter to a block.
+    if let Some(rest) = tag.trim_start_matches(['-', '+', '~']).trim_start().strip_prefix("filter")
+        && rest.starts_with(char::is_whitespace)
+    {
+        let name = ident(rest);
+        if !name.is_empty() {
+            found.push(("filter", name));
+        }
+    }
     let mut quote = None;
     let mut chars = tag.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
@@ -162,6 +171,11 @@ mod tests {
         assert_eq!(
             super::super::check(raw, false, &scope),
             vec!["unknown filter `bad` (see \"Templates\" in docs/runbook-format.md for those there are)"]
+        );
+        let block = "{% filter nosuch %}{{ params.env }}{% endfilter %}{% filter upper %}x{% endfilter %}";
+        assert_eq!(
+            super::super::check(block, false, &scope),
+            vec!["unknown filter `nosuch` (see \"Templates\" in docs/runbook-format.md for those there are)"]
         );
     }
 }

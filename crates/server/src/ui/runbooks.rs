@@ -452,6 +452,20 @@ pub async fn run(State(st): State<AppState>, Path(name): Path<String>, form: Web
     let rb = st.engine.stored_runbook(&e.latest_sha256).await?;
     let mut given = BTreeMap::new();
     let mut inputs = BTreeMap::new();
+    // A field for no parameter (an edited form, an old one), or one given twice, is
+    // refused rather than dropped: the run would go ahead on defaults.
+    let mut seen = std::collections::BTreeSet::new();
+    for (k, _) in &form.fields {
+        let Some(name) = k.strip_prefix("p.") else { continue };
+        if !rb.params.iter().any(|p| p.name == name) {
+            return Err(ApiError::field(k, format!("runbook `{}` has no parameter `{name}`", rb.name)).into());
+        }
+        if !seen.insert(name)
+            && !rb.params.iter().any(|p| p.name == name && p.spec.ty == opsbook_core::params::ParamType::Boolean)
+        {
+            return Err(ApiError::field(k, format!("parameter `{name}` is given twice")).into());
+        }
+    }
     for p in &rb.params {
         // `p.NAME`: a parameter may be called `action` or `csrf`, as the form's own fields are.
         let Some(v) = form.get(&format!("p.{}", p.name)) else { continue };

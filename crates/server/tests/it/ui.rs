@@ -576,6 +576,18 @@ async fn parameters_named_like_the_forms_own_fields_run() {
     assert_eq!(sent.status(), StatusCode::SEE_OTHER);
     let all = srv.store.executions(&opsbook_store::ExecutionFilter { limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(all[0].params, serde_json::json!({ "action": "stop", "csrf": "mine", "idempotency_key": "x" }));
+    // A field for no parameter, or a parameter twice, is refused (not run on defaults).
+    for (fields, says) in [
+        (vec![("p.action", "stop"), ("p.csrf", "c"), ("p.zzz", "1"), ("action", "run")], "has no parameter `zzz`"),
+        (
+            vec![("p.action", "stop"), ("p.action", "start"), ("p.csrf", "c"), ("action", "run")],
+            "`action` is given twice",
+        ),
+    ] {
+        let sent = ann.post("/runbooks/collide/run", &fields).await;
+        assert_eq!(sent.status(), StatusCode::BAD_REQUEST);
+        assert!(sent.text().await.unwrap().contains(says), "{says}");
+    }
     srv.stop().await;
 }
 
