@@ -124,6 +124,7 @@ fn scan_tag<'a>(tag: &'a str, found: &mut Vec<(&'static str, &'a str)>) {
                 let name = ident(&tag[i + 1..]);
                 if !name.is_empty() {
                     found.push(("filter", name));
+                    named_in_call(name, &tag[i + 1..], found);
                 }
             }
             (None, _) => {
@@ -140,6 +141,36 @@ fn scan_tag<'a>(tag: &'a str, found: &mut Vec<(&'static str, &'a str)>) {
                 }
             }
         }
+    }
+}
+
+/// The filter or test named by a string in a call of `map`, `select`, `reject`,
+/// `selectattr` or `rejectattr` (`map("upper")`, `selectattr("ok", "defined")`).
+fn named_in_call<'a>(filter: &str, after_bar: &'a str, found: &mut Vec<(&'static str, &'a str)>) {
+    let (kind, position) = match filter {
+        "map" => ("filter", 0),
+        "select" | "reject" => ("test", 0),
+        "selectattr" | "rejectattr" => ("test", 1),
+        _ => return,
+    };
+    let Some(open) = after_bar.find('(') else { return };
+    let args = &after_bar[open + 1..];
+    let args = &args[..args.find(')').unwrap_or(args.len())];
+    // `map(attribute="x")` names an attribute, not a filter.
+    if args.contains('=') {
+        return;
+    }
+    let strings: Vec<&str> = args
+        .split(',')
+        .map(str::trim)
+        .filter_map(|a| {
+            a.strip_prefix('"').and_then(|a| a.strip_suffix('"')).or_else(|| a.strip_prefix('\'')?.strip_suffix('\''))
+        })
+        .collect();
+    if let Some(name) =
+        strings.get(position).filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    {
+        found.push((kind, name));
     }
 }
 
@@ -171,6 +202,14 @@ mod tests {
         assert_eq!(
             super::super::check(raw, false, &scope),
             vec!["unknown filter `bad` (see \"Templates\" in docs/runbook-format.md for those there are)"]
+        );
+        let calls = "{{ [params.env] | map('nosuchmap') | list }}{{ [params.env] | select(\"nosuchtest\") | list }}{{ [params.env] | map('upper') | list }}";
+        assert_eq!(
+            super::super::check(calls, false, &scope),
+            vec![
+                "unknown filter `nosuchmap` (see \"Templates\" in docs/runbook-format.md for those there are)",
+                "unknown test `nosuchtest` (see \"Templates\" in docs/runbook-format.md for those there are)"
+            ]
         );
         let block = "{% filter nosuch %}{{ params.env }}{% endfilter %}{% filter upper %}x{% endfilter %}";
         assert_eq!(
