@@ -171,6 +171,10 @@ fn quiet_on_broken_pipe() {
 
 fn main() -> ExitCode {
     quiet_on_broken_pipe();
+    // A program that asked for JSON gets its refusal as JSON on standard output too.
+    let args: Vec<String> = std::env::args().collect();
+    let json =
+        args.iter().any(|a| a == "--output=json") || args.windows(2).any(|w| w[0] == "--output" && w[1] == "json");
     let cli = Cli::parse();
     cmd::history::Clock::set_utc(cli.utc);
     // Commands that may run steps get a guardian (it kills their process groups if this
@@ -208,7 +212,12 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("{} {e:#}", console::style("error:").red().bold().for_stderr());
-            ExitCode::from(cmd::exit_code_of(&e))
+            let code = cmd::exit_code_of(&e);
+            if json {
+                let doc = serde_json::json!({ "error": { "exit_code": code, "message": format!("{e:#}") } });
+                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            }
+            ExitCode::from(code)
         }
     }
 }

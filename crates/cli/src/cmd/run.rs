@@ -48,13 +48,7 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
     inputs.extend(super::prompt_secrets(&super::missing_secrets(&rb, &inputs))?);
     let params = match rb.check_params(&inputs) {
         Ok(p) => p,
-        Err(errors) => {
-            for e in &errors {
-                say_err!("{} {e}", style("error:").red().bold().for_stderr());
-            }
-            say_err!("nothing ran: {} invalid parameter{}", errors.len(), if errors.len() == 1 { "" } else { "s" });
-            return Ok(EXIT_INVALID);
-        }
+        Err(errors) => return Ok(refuse_params(&errors, args.output)),
     };
     // A dry run of a draft is how a draft is tried: it runs nothing.
     opsbook_engine::check_lifecycle(&rb, args.allow_draft || args.dry_run)?;
@@ -129,13 +123,7 @@ pub fn dry_run_checked(
 ) -> Result<u8> {
     match rb.check_params(inputs) {
         Ok(params) => dry_run(rb, &params, output),
-        Err(errors) => {
-            for e in &errors {
-                say_err!("{} {e}", style("error:").red().bold().for_stderr());
-            }
-            say_err!("nothing ran: {} invalid parameter{}", errors.len(), if errors.len() == 1 { "" } else { "s" });
-            Ok(EXIT_INVALID)
-        }
+        Err(errors) => Ok(refuse_params(&errors, output)),
     }
 }
 
@@ -190,4 +178,22 @@ fn dry_run(rb: &Runbook, params: &ParamValues, output: Output) -> Result<u8> {
         }
     }
     Ok(EXIT_OK)
+}
+
+/// Says which parameters were refused (on standard error; as JSON on standard output
+/// too, for `--output json`), and that nothing ran.
+fn refuse_params(errors: &[opsbook_core::ParamError], output: Output) -> u8 {
+    for e in errors {
+        say_err!("{} {e}", style("error:").red().bold().for_stderr());
+    }
+    let summary =
+        format!("nothing ran: {} invalid parameter{}", errors.len(), if errors.len() == 1 { "" } else { "s" });
+    say_err!("{summary}");
+    if output == Output::Json {
+        let details: Vec<serde_json::Value> =
+            errors.iter().map(|e| serde_json::json!({ "param": e.param, "message": e.message })).collect();
+        let doc = serde_json::json!({ "error": { "exit_code": EXIT_INVALID, "message": summary, "details": details } });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    }
+    EXIT_INVALID
 }

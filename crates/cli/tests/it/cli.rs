@@ -43,6 +43,18 @@ fn every_parameter_problem_is_reported_and_nothing_runs() {
     }
     assert!(!env.path("ran").exists());
     assert!(!env.db.exists(), "no execution is recorded for invalid parameters");
+    // A program that asked for JSON gets the refusal as JSON on standard output.
+    let json = env.run_book(&book, &["-p", "replicas=25", "--output", "json"]);
+    assert_eq!(json.code, 2, "{json:?}");
+    let doc = json.json();
+    assert_eq!(doc["error"]["exit_code"], 2);
+    assert_eq!(doc["error"]["message"], "nothing ran: 3 invalid parameters", "{doc}");
+    assert_eq!(
+        doc["error"]["details"][1],
+        serde_json::json!({ "param": "replicas", "message": "25 is greater than the maximum 20" })
+    );
+    let unknown = env.run(&["show", "zzzzzzzz", "--output", "json"]);
+    assert_eq!(unknown.json()["error"]["message"], "execution `zzzzzzzz` not found");
 }
 
 #[test]
