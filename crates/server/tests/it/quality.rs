@@ -308,7 +308,8 @@ async fn a_manual_rollback_takes_the_secrets_the_older_rollbacks_need() {
     assert!(s.publish(&op, &book).await.0.is_success());
     let (_, sub) = s.post("/api/v1/runbooks/vaulted/executions", &op, json!({"params": {"pw": "hunter2"}})).await;
     let id = sub["id"].as_str().unwrap().to_string();
-    s.wait_for(&id, &op, |d| d["rollback"]["status"] == "waiting").await;
+    // (Its runner lets go of it a moment after the rollback starts waiting.)
+    s.wait_for(&id, &op, |d| d["rollback"]["status"] == "waiting" && d["status"] != "running").await;
     let path = format!("/api/v1/executions/{id}/confirmations");
     // The execution ended: its secrets are gone, and the rollback after the manual one needs one.
     let (status, body) = s.post(&path, &op, json!({"step": "switch"})).await;
