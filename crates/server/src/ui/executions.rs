@@ -156,6 +156,8 @@ struct TargetView {
 struct ExecutionPage {
     l: Layout,
     d: opsbook_api::ExecutionDoc,
+    /// When each of `d.approvals` was made, shown as every time on the pages is.
+    decided_at: Vec<Option<Stamp>>,
     created: Stamp,
     took: String,
     status: &'static str,
@@ -370,7 +372,13 @@ pub async fn page(State(st): State<AppState>, web: Web, Path(id): Path<String>) 
                 .collect()
         })
         .unwrap_or_default();
+    let decided_at = d
+        .approvals
+        .iter()
+        .map(|a| a.at.as_deref().and_then(|t| t.parse::<jiff::Timestamp>().ok()).map(|t| Stamp(t.as_millisecond())))
+        .collect();
     render(ExecutionPage {
+        decided_at,
         l: web.layout("executions"),
         created: Stamp(exec.created_at),
         took: d.summary.duration_ms.map(took).unwrap_or_default(),

@@ -650,5 +650,8 @@ async fn the_decision_is_offered_to_who_may_make_it() {
     let (_, html) = bob_page.get(&path).await;
     assert!(!html.contains("value=\"approve\""), "{html}");
     assert!(html.contains("(1 of 2 approvals). You have decided on it"), "{html}");
+    // The decision's time as every time on the pages is: readable, with its zone.
+    let decision = between(&html, "<strong>bob</strong> approved", "</li>").to_string();
+    assert!(decision.contains(" UTC\">") && decision.contains(" UTC</time>"), "{decision}");
     srv.stop().await;
 }
