@@ -13,6 +13,9 @@ use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
 use crate::shell;
 
 mod functions;
+mod tags;
+
+pub(crate) use tags::{close_at, tags};
 
 /// What templates can see: `params`, `steps.<id>.outputs/status`, `execution.id`.
 #[derive(Debug, Clone, Default)]

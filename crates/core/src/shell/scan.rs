@@ -546,10 +546,10 @@ impl<'a> Scanner<'a> {
     fn tag(&mut self) -> bool {
         let start = self.i;
         let kind = self.b[start + 1];
-        let close: &[u8] = match kind {
-            b'{' => b"}}",
-            b'%' => b"%}",
-            _ => b"#}",
+        let close = match kind {
+            b'{' => "}}",
+            b'%' => "%}",
+            _ => "#}",
         };
         let end = self.tag_end(start + 2, close, kind != b'#');
         let space = |b: Option<&u8>| b.is_some_and(|b| b" \t\r\n".contains(b));

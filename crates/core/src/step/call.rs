@@ -198,13 +198,7 @@ pub fn param_problems(call: &CallSpec, caller: &crate::Runbook, child: &crate::R
 /// `count`, `bool`). What this cannot see, the value check when the call starts does.
 fn hands_on(template: &str, name: &str) -> bool {
     let refs = [format!("params.{name}"), format!("params['{name}']"), format!("params[\"{name}\"]")];
-    let mut rest = template;
-    while let Some(open) = ["{{", "{%"].iter().filter_map(|t| rest.find(t)).min() {
-        let close = if rest[open..].starts_with("{{") { "}}" } else { "%}" };
-        let inner = &rest[open + 2..];
-        let end = inner.find(close).unwrap_or(inner.len());
-        let tag = &inner[..end];
-        rest = &inner[(end + 2).min(inner.len())..];
+    for tag in crate::template::tags(template) {
         for r in &refs {
             for (at, _) in tag.match_indices(r.as_str()) {
                 let after = &tag[at + r.len()..];

@@ -32,66 +32,14 @@ pub(super) fn unknown(source: &str, expression: bool, env: &Environment<'_>) -> 
 /// string literals aside.
 fn named_functions(source: &str, expression: bool) -> Vec<(&'static str, &str)> {
     let mut found = Vec::new();
-    let mut rest = source;
-    loop {
-        let (body, after) = if expression {
-            (rest, "")
-        } else {
-            let Some(open) = ["{{", "{%", "{#"].iter().filter_map(|t| rest.find(t)).min() else { break };
-            let inner = &rest[open + 2..];
-            // A comment, and a `{% raw %}` block, are text: no filter in them runs.
-            if rest[open..].starts_with("{#") {
-                rest = inner.find("#}").map_or("", |e| &inner[e + 2..]);
-                continue;
-            }
-            let close = if rest[open..].starts_with("{{") { "}}" } else { "%}" };
-            let end = tag_end(inner, close);
-            let after = &inner[(end + close.len()).min(inner.len())..];
-            if close == "%}" && inner[..end].trim_matches(|c: char| c.is_whitespace() || "-+~".contains(c)) == "raw" {
-                rest = raw_end(after);
-                continue;
-            }
-            (&inner[..end], after)
-        };
-        scan_tag(body, &mut found);
-        if expression || after.is_empty() {
-            break;
+    if expression {
+        scan_tag(source, &mut found);
+    } else {
+        for tag in super::tags(source) {
+            scan_tag(tag, &mut found);
         }
-        rest = after;
     }
     found
-}
-
-/// What follows the `{% endraw %}` that ends a raw block `text` is in (nothing, if none).
-fn raw_end(text: &str) -> &str {
-    let mut rest = text;
-    while let Some(open) = rest.find("{%") {
-        let inner = &rest[open + 2..];
-        let Some(close) = inner.find("%}") else { return "" };
-        if inner[..close].trim_matches(|c: char| c.is_whitespace() || "-+~".contains(c)) == "endraw" {
-            return &inner[close + 2..];
-        }
-        rest = &inner[close + 2..];
-    }
-    ""
-}
-
-/// Where `close` ends a tag's text, outside its string literals.
-fn tag_end(inner: &str, close: &str) -> usize {
-    let mut quote = None;
-    let mut chars = inner.char_indices();
-    while let Some((i, c)) = chars.next() {
-        match (quote, c) {
-            (Some(_), '\\') => {
-                chars.next();
-            }
-            (Some(q), c) if c == q => quote = None,
-            (None, '\'' | '"') => quote = Some(c),
-            (None, _) if inner[i..].starts_with(close) => return i,
-            _ => {}
-        }
-    }
-    inner.len()
 }
 
 /// The names after `|` (filters) and after `is`/`is not` (tests) in a tag's text.

@@ -89,22 +89,8 @@ impl<'a> Scanner<'a> {
 
     /// Where a tag whose text starts at `from` ends (after `close`); a `}}` or `%}` in a
     /// template string (`{{ "}}" }}`) does not end it.
-    pub(super) fn tag_end(&self, from: usize, close: &[u8], strings: bool) -> usize {
-        let mut quote = None;
-        let mut i = from;
-        while i < self.b.len() {
-            let c = self.b[i];
-            match quote {
-                Some(_) if c == b'\\' => i += 1,
-                Some(q) if c == q => quote = None,
-                Some(_) => {}
-                None if strings && (c == b'"' || c == b'\'') => quote = Some(c),
-                None if self.b[i..].starts_with(close) => return i + 2,
-                None => {}
-            }
-            i += 1;
-        }
-        self.b.len()
+    pub(super) fn tag_end(&self, from: usize, close: &str, strings: bool) -> usize {
+        crate::template::close_at(self.text(from, self.b.len()), close, strings).map_or(self.b.len(), |i| from + i + 2)
     }
 
     fn state(&self) -> State {
