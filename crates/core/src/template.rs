@@ -429,6 +429,16 @@ pub fn mentions(text: &str, name: &str) -> bool {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_secret_is_mentioned_by_name_by_variable_or_with_all_params() {
+        assert!(mentions("echo {{ params.pw }}", "pw"));
+        assert!(mentions("echo {{ params['pw'] }}", "pw"));
+        assert!(mentions("echo \"$OPSBOOK_PARAM_PW\"", "pw"));
+        assert!(mentions("curl -d '{{ params | tojson }}'", "pw"));
+        assert!(!mentions("echo {{ params.pw_old }} {{ params.other }}", "pw"));
+        assert!(!mentions("echo {{ myparams.x }} $OPSBOOK_PARAM_PWD", "pw"));
+    }
+
     fn ctx(params: serde_json::Value) -> Context {
         Context { params, execution_id: "EX1".into(), ..Context::default() }
     }

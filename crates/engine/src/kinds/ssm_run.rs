@@ -189,7 +189,7 @@ pub(crate) fn secrets_refused(
         text.push_str(v);
     }
     let named: Vec<&str> = (run.rb.params.iter())
-        .filter(|p| p.is_secret() && crate::runner::mentions(&text, &p.name))
+        .filter(|p| p.is_secret() && opsbook_core::template::mentions(&text, &p.name))
         .map(|p| p.name.as_str())
         .collect();
     let carried = run.params.secret_values().iter().any(|s| !s.is_empty() && rendered.contains(s.as_str()));

@@ -421,15 +421,18 @@ pub(crate) async fn check_resume(
     refused_by_state(&exec, rollback, false)?;
     let (_handle, cancel) = crate::cancel::cancel_pair();
     let hooks = Hooks { observer: &crate::Quiet, prompt: None, cancel, cancel_handle: _handle };
-    // A rollback that would find nothing to do says so whatever secrets are given: found
-    // without them (nothing left to run needs one), so none is compared.
-    if rollback
-        && let Ok(bare) = load(engine, id, &BTreeMap::new(), &hooks, Work::Rollbacks).await
-        && rollback_point(&bare, false)?
-    {
-        return Ok(true);
-    }
-    let run = load(engine, id, secrets, &hooks, if rollback { Work::Rollbacks } else { Work::Rest }).await?;
+    let run = match load(engine, id, secrets, &hooks, if rollback { Work::Rollbacks } else { Work::Rest }).await {
+        Ok(run) => run,
+        // A rollback that would find nothing to do says so whatever secrets were given:
+        // found without them (nothing left to run needs one), so none is compared.
+        Err(refused) if rollback => {
+            return match load(engine, id, &BTreeMap::new(), &hooks, Work::Rollbacks).await {
+                Ok(bare) if rollback_point(&bare, false)? => Ok(true),
+                _ => Err(refused),
+            };
+        }
+        Err(refused) => return Err(refused),
+    };
     if rollback { rollback_point(&run, false) } else { resume_point(&run).map(|_| false) }
 }
 

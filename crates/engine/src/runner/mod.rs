@@ -23,7 +23,7 @@ mod secrets;
 
 pub use entry::Loaded;
 pub(crate) use entry::{begin, check_resume, new_execution, resume, rollback_child, rollback_only, run_claimed, start};
-pub(crate) use secrets::{Work, check_secrets, mentions, needed_secrets};
+pub(crate) use secrets::{Work, check_secrets, needed_secrets};
 
 /// What a re-check of the gates before a step decided.
 pub(crate) enum Recheck {

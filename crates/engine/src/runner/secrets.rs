@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use opsbook_core::params::ParamValues;
+use opsbook_core::template::mentions;
 use opsbook_core::{Input, Runbook, StepStatus};
 use opsbook_store::{Execution, Phase, StepRecord, Store};
 
@@ -173,8 +174,6 @@ pub(crate) fn needed_secrets(rb: &Runbook, steps: &[StepRecord], work: Work) -> 
     secrets.into_iter().filter(|name| texts.iter().any(|t| mentions(t, name))).map(str::to_string).collect()
 }
 
-pub(crate) use opsbook_core::template::mentions;
-
 /// Stored (masked) values plus the secrets supplied again, checked against their digests.
 /// A secret is required only when what is left to run needs it (`needed`); one not
 /// needed and not given stays undefined.
@@ -226,19 +225,4 @@ pub(super) fn restore_params(
         }
     }
     if errors.is_empty() { Ok(out) } else { Err(Error::Params(errors)) }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::mentions;
-
-    #[test]
-    fn a_secret_is_mentioned_by_name_by_variable_or_with_all_params() {
-        assert!(mentions("echo {{ params.pw }}", "pw"));
-        assert!(mentions("echo {{ params['pw'] }}", "pw"));
-        assert!(mentions("echo \"$OPSBOOK_PARAM_PW\"", "pw"));
-        assert!(mentions("curl -d '{{ params | tojson }}'", "pw"));
-        assert!(!mentions("echo {{ params.pw_old }} {{ params.other }}", "pw"));
-        assert!(!mentions("echo {{ myparams.x }} $OPSBOOK_PARAM_PWD", "pw"));
-    }
 }
