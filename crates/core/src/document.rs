@@ -120,6 +120,13 @@ pub enum LifecycleStatus {
 }
 
 impl LifecycleStatus {
+    pub const ALL: [LifecycleStatus; 4] =
+        [LifecycleStatus::Draft, LifecycleStatus::Active, LifecycleStatus::Deprecated, LifecycleStatus::Archived];
+
+    pub fn parse(s: &str) -> Option<LifecycleStatus> {
+        LifecycleStatus::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             LifecycleStatus::Draft => "draft",

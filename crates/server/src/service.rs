@@ -173,9 +173,7 @@ pub async fn change_lifecycle(
     reason: Option<String>,
 ) -> ApiResult<opsbook_api::LifecycleChanged> {
     use opsbook_core::LifecycleStatus;
-    let valid =
-        [LifecycleStatus::Draft, LifecycleStatus::Active, LifecycleStatus::Deprecated, LifecycleStatus::Archived];
-    if !valid.iter().any(|s| s.as_str() == status) {
+    if LifecycleStatus::parse(status).is_none() {
         return Err(ApiError::field(
             "status",
             format!("unknown status `{status}`: use draft, active, deprecated or archived"),
@@ -215,6 +213,22 @@ pub async fn change_lifecycle(
     }
     st.audit(ctx.user(), "runbook.lifecycle", name, &ctx.request_id, to_value(&doc)).await;
     Ok(doc)
+}
+
+/// Refuses registry filters that can match nothing (an unknown runbook type or
+/// lifecycle status): a mistake, said as one, by the API and the web UI alike.
+pub fn check_registry_filters(runbook_type: Option<&str>, status: Option<&str>) -> ApiResult<()> {
+    if let Some(t) = runbook_type.filter(|t| opsbook_core::RunbookType::parse(t).is_none()) {
+        let all: Vec<&str> = opsbook_core::RunbookType::ALL.iter().map(|t| t.as_str()).collect();
+        return Err(ApiError::param("type", format!("unknown type `{t}`: use one of {}", all.join(", "))));
+    }
+    if let Some(s) = status.filter(|s| opsbook_core::LifecycleStatus::parse(s).is_none()) {
+        return Err(ApiError::param(
+            "status",
+            format!("unknown status `{s}`: use draft, active, deprecated or archived"),
+        ));
+    }
+    Ok(())
 }
 
 /// Records `ctx`'s decision on the approval step execution `id` waits on: never the

@@ -203,17 +203,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Items<RunbookEntry>>> {
     ctx.require(&st, Perm::Read, "runbooks").await?;
-    // A filter that can match nothing is a mistake, said as one (as for executions).
-    if let Some(t) = q.runbook_type.as_deref().filter(|t| opsbook_core::RunbookType::parse(t).is_none()) {
-        let all: Vec<&str> = opsbook_core::RunbookType::ALL.iter().map(|t| t.as_str()).collect();
-        return Err(ApiError::param("type", format!("unknown type `{t}`: use one of {}", all.join(", "))));
-    }
-    if let Some(s) = q.status.as_deref().filter(|s| !["draft", "active", "deprecated", "archived"].contains(s)) {
-        return Err(ApiError::param(
-            "status",
-            format!("unknown status `{s}`: use draft, active, deprecated or archived"),
-        ));
-    }
+    crate::service::check_registry_filters(q.runbook_type.as_deref(), q.status.as_deref())?;
     let items = st
         .store
         .registry(&RunbookQuery { q: q.q, runbook_type: q.runbook_type, tag: q.tag, status: q.status, owner: q.owner })

@@ -315,11 +315,14 @@ pub async fn page(State(st): State<AppState>, web: Web, Path(id): Path<String>) 
             wait.spec.min_approvals,
             if wait.spec.min_approvals == 1 { "" } else { "s" }
         );
-        let me = web.ctx.user();
-        if on_step.iter().any(|a| crate::auth::same_user(&a.approver, me)) {
+        // Who may decide is the service's call, as when the decision is posted.
+        if on_step.iter().any(|a| crate::auth::same_user(&a.approver, web.ctx.user())) {
             decide_why_not = "You have decided on it; it waits for other approvers.".into();
-        } else if crate::auth::same_user(&exec.actor, me) {
-            decide_why_not = "You asked for this run: another approver decides (two-person rule).".into();
+        } else if let Err((reason, message)) = crate::service::may_decide(&st, &web.ctx.principal, &wait).await? {
+            decide_why_not = match reason {
+                "two-person rule" => "You asked for this run: another approver decides (two-person rule).".into(),
+                _ => format!("{message}."),
+            };
         }
         if !decide_why_not.is_empty() {
             decide = None;

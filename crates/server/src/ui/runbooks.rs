@@ -55,13 +55,7 @@ fn some(s: &str) -> Option<String> {
 
 pub async fn catalog(State(st): State<AppState>, web: Web, Query(f): Query<CatalogQuery>) -> UiResult<Response> {
     web.require(&st, Perm::Read, "runbooks").await?;
-    // A filter that can match nothing is a mistake, said as one (as the API does).
-    if let Some(t) = some(&f.runbook_type).filter(|t| opsbook_core::RunbookType::parse(t).is_none()) {
-        return Err(ApiError::param("type", format!("unknown type `{t}`")).into());
-    }
-    if let Some(s) = some(&f.status).filter(|s| !["draft", "active", "deprecated", "archived"].contains(&s.as_str())) {
-        return Err(ApiError::param("status", format!("unknown status `{s}`")).into());
-    }
+    crate::service::check_registry_filters(some(&f.runbook_type).as_deref(), some(&f.status).as_deref())?;
     let query = RunbookQuery {
         q: some(&f.q),
         runbook_type: some(&f.runbook_type),
@@ -85,7 +79,7 @@ pub async fn catalog(State(st): State<AppState>, web: Web, Query(f): Query<Catal
         f,
         rows,
         types: opsbook_core::RunbookType::ALL.iter().map(|t| t.as_str()).collect(),
-        statuses: vec!["draft", "active", "deprecated", "archived"],
+        statuses: opsbook_core::LifecycleStatus::ALL.iter().map(|s| s.as_str()).collect(),
     })
 }
 
