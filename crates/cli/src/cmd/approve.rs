@@ -2,11 +2,10 @@
 //! carry the execution on in the foreground (the rest of its steps, or its rollbacks).
 
 use anyhow::Result;
-use opsbook_core::StepStatus;
 use opsbook_store::Store;
 
 use super::resume::{Mode, carry_on};
-use super::{EXIT_FAILED, EXIT_OK, EXIT_WAITING, usage};
+use super::{EXIT_FAILED, EXIT_WAITING, usage};
 use crate::Output;
 
 #[derive(clap::Args, Debug)]
@@ -81,6 +80,5 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args, decision: 
         return Ok(code);
     }
     // A rejection did what was asked when its rollbacks (if any) succeeded.
-    let rolled = engine.store.execution(&id).await?.rollback_status;
-    Ok(if matches!(rolled, None | Some(StepStatus::Succeeded)) { EXIT_OK } else { EXIT_FAILED })
+    Ok(super::rollback_exit(engine.store.execution(&id).await?.rollback_status))
 }

@@ -9,7 +9,7 @@ use opsbook_core::ExecStatus;
 use opsbook_engine::{Hooks, cancel_pair};
 use opsbook_store::Store;
 
-use super::{EXIT_FAILED, EXIT_OK, EXIT_WAITING, usage};
+use super::{EXIT_FAILED, usage};
 use crate::render::{Live, exec_status};
 
 #[derive(clap::Args, Debug)]
@@ -42,7 +42,11 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
                 let now = store.execution(&e.id).await?;
                 if now.status != ExecStatus::Running {
                     say!("execution {} {}", e.id, exec_status(now.status));
-                    return Ok(if now.status == ExecStatus::Cancelled { rollback_code(&now) } else { EXIT_FAILED });
+                    return Ok(if now.status == ExecStatus::Cancelled {
+                        super::rollback_exit(now.rollback_status)
+                    } else {
+                        EXIT_FAILED
+                    });
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -57,25 +61,12 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
             let hooks = Hooks { observer: &live, prompt: None, cancel, cancel_handle: handle };
             let outcome = engine.rollback(&e.id, &secrets, &hooks).await?;
             super::run::finish(store, &outcome.execution_id, crate::Output::Text).await?;
-            Ok(rollback_code(&store.execution(&e.id).await?))
+            Ok(super::rollback_exit(store.execution(&e.id).await?.rollback_status))
         }
         ExecStatus::Interrupted => Err(usage(format!(
             "execution {} was interrupted and is not running; undo it with `opsbook rollback {}`",
             e.id, e.id
         ))),
         other => Err(usage(format!("execution {} {} already", e.id, other.phrase()))),
-    }
-}
-
-/// How a cancel ended, by its rollbacks: 3 while a manual rollback waits for a person
-/// (`opsbook confirm`), 1 when one failed or was skipped, else 0.
-fn rollback_code(e: &opsbook_store::Execution) -> u8 {
-    match e.rollback_status {
-        Some(opsbook_core::StepStatus::Waiting) => EXIT_WAITING,
-        // (Cancelled: a second Ctrl-C or cancel skipped the rollbacks left.)
-        Some(
-            opsbook_core::StepStatus::Failed | opsbook_core::StepStatus::TimedOut | opsbook_core::StepStatus::Cancelled,
-        ) => EXIT_FAILED,
-        _ => EXIT_OK,
     }
 }

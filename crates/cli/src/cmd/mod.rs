@@ -472,6 +472,17 @@ pub fn os_user() -> String {
 
 pub use files::{runbook_files, runbook_files_here};
 
+/// How a command that ran rollbacks ends, by their overall status: 0 when they
+/// succeeded (or there were none), 3 while a manual one waits for a person (`opsbook
+/// confirm`), 1 when one failed or they were skipped (a second cancel).
+pub fn rollback_exit(status: Option<opsbook_core::StepStatus>) -> u8 {
+    match status {
+        None | Some(opsbook_core::StepStatus::Succeeded) => EXIT_OK,
+        Some(opsbook_core::StepStatus::Waiting) => EXIT_WAITING,
+        Some(_) => EXIT_FAILED,
+    }
+}
+
 /// What a Ctrl-C does to the run in the foreground, to say so truthfully.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnCancel {

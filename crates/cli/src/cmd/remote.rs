@@ -131,7 +131,7 @@ async fn rollback_code(client: &Client, id: &str) -> Result<u8> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    Ok(if matches!(doc.rollback.status, None | Some(StepStatus::Succeeded)) { EXIT_OK } else { EXIT_FAILED })
+    Ok(super::rollback_exit(doc.rollback.status))
 }
 
 /// Follows an execution on the server until it stops running, shown as a local run is.

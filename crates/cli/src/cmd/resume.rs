@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Result;
-use opsbook_core::{Input, StepStatus};
+use opsbook_core::Input;
 use opsbook_engine::{ApprovalPrompt, Engine, Hooks, Quiet, cancel_pair};
 use opsbook_store::Store;
 
-use super::{EXIT_FAILED, EXIT_OK, EXIT_WAITING, OnCancel};
+use super::{EXIT_OK, OnCancel};
 use crate::Output;
 use crate::prompt::TerminalPrompt;
 use crate::render::Live;
@@ -97,12 +97,7 @@ pub async fn carry_on(
     }
     let code = super::run::finish(&engine.store, &outcome.execution_id, output).await?;
     if mode == Mode::Rollback {
-        let rolled = engine.store.execution(&outcome.execution_id).await?.rollback_status;
-        return Ok(match rolled {
-            None | Some(StepStatus::Succeeded) => EXIT_OK,
-            Some(StepStatus::Waiting) => EXIT_WAITING,
-            _ => EXIT_FAILED,
-        });
+        return Ok(super::rollback_exit(engine.store.execution(&outcome.execution_id).await?.rollback_status));
     }
     Ok(code)
 }
