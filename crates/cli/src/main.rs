@@ -214,8 +214,7 @@ fn main() -> ExitCode {
             eprintln!("{} {e:#}", console::style("error:").red().bold().for_stderr());
             let code = cmd::exit_code_of(&e);
             if json {
-                let doc = serde_json::json!({ "error": { "exit_code": code, "message": format!("{e:#}") } });
-                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+                cmd::print_refusal(code, &format!("{e:#}"), None);
             }
             ExitCode::from(code)
         }

@@ -472,6 +472,16 @@ pub fn os_user() -> String {
 
 pub use files::{runbook_files, runbook_files_here};
 
+/// A refusal as a program that asked for `--output json` reads it, on standard output:
+/// `{"error": {"exit_code", "message", "details"?}}`.
+pub fn print_refusal(exit_code: u8, message: &str, details: Option<serde_json::Value>) {
+    let mut error = serde_json::json!({ "exit_code": exit_code, "message": message });
+    if let Some(d) = details {
+        error["details"] = d;
+    }
+    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "error": error })).unwrap_or_default());
+}
+
 /// How a command that ran rollbacks ends, by their overall status: 0 when they
 /// succeeded (or there were none), 3 while a manual one waits for a person (`opsbook
 /// confirm`), 1 when one failed or they were skipped (a second cancel).

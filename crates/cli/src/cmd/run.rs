@@ -190,10 +190,8 @@ fn refuse_params(errors: &[opsbook_core::ParamError], output: Output) -> u8 {
         format!("nothing ran: {} invalid parameter{}", errors.len(), if errors.len() == 1 { "" } else { "s" });
     say_err!("{summary}");
     if output == Output::Json {
-        let details: Vec<serde_json::Value> =
-            errors.iter().map(|e| serde_json::json!({ "param": e.param, "message": e.message })).collect();
-        let doc = serde_json::json!({ "error": { "exit_code": EXIT_INVALID, "message": summary, "details": details } });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        let details = errors.iter().map(|e| serde_json::json!({ "param": e.param, "message": e.message })).collect();
+        super::print_refusal(EXIT_INVALID, &summary, Some(serde_json::Value::Array(details)));
     }
     EXIT_INVALID
 }

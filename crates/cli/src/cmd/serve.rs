@@ -40,10 +40,7 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
     }
     let (mut config, url, store) = setup(db, args.config.as_deref()).await?;
     // Held while serving, so that `opsbook admin copy` knows not to copy a live database.
-    let _serving = match &url {
-        opsbook_store::DatabaseUrl::Sqlite(path) => Some(serving_lock(path)?),
-        _ => None,
-    };
+    let _serving = serving_lock(&url)?;
     if let Some(l) = args.listen {
         config.listen = l;
     }
@@ -129,7 +126,9 @@ pub fn serving_lock_path(db: &std::path::Path) -> PathBuf {
     db.with_file_name(name)
 }
 
-fn serving_lock(db: &std::path::Path) -> Result<std::fs::File> {
+/// The serving lock of `url`'s database, when it is a SQLite one.
+fn serving_lock(url: &opsbook_store::DatabaseUrl) -> Result<Option<std::fs::File>> {
+    let opsbook_store::DatabaseUrl::Sqlite(db) = url else { return Ok(None) };
     let path = serving_lock_path(db);
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -138,7 +137,7 @@ fn serving_lock(db: &std::path::Path) -> Result<std::fs::File> {
         .open(&path)
         .map_err(|e| usage(format!("cannot open {}: {e}", path.display())))?;
     file.try_lock_shared().map_err(|e| usage(format!("cannot lock {}: {e}", path.display())))?;
-    Ok(file)
+    Ok(Some(file))
 }
 
 /// Resolves at SIGINT or SIGTERM.
@@ -169,10 +168,7 @@ pub struct WorkerArgs {
 pub async fn worker(db: Option<opsbook_store::DatabaseUrl>, args: WorkerArgs) -> Result<u8> {
     let (mut config, url, store) = setup(db, args.config.as_deref()).await?;
     // A worker on a SQLite database writes to it as a server does.
-    let _serving = match &url {
-        opsbook_store::DatabaseUrl::Sqlite(path) => Some(serving_lock(path)?),
-        _ => None,
-    };
+    let _serving = serving_lock(&url)?;
     if let Some(n) = args.concurrency {
         config.workers = n;
     }
