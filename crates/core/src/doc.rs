@@ -230,8 +230,8 @@ fn step(b: &mut Vec<Block>, n: usize, s: &Step) {
 /// A script as one would run it by hand: its environment set first.
 fn with_env(template: &str, env: &std::collections::BTreeMap<String, String>) -> String {
     // Each value quoted for the shell, as the runner hands it over: literally.
-    let quote =
-        |v: &str| shlex::try_quote(v).map_or_else(|_| format!("'{}'", v.replace('\'', "'\\''")), |q| q.into_owned());
+    // (A NUL byte, which no shell takes, is left out: shlex then always quotes.)
+    let quote = |v: &str| shlex::try_quote(&v.replace('\0', "")).map(|q| q.into_owned()).unwrap_or_default();
     let mut code: Vec<String> = env.iter().map(|(k, v)| format!("export {k}={}", quote(v))).collect();
     code.push(template.trim_end().to_string());
     code.join("\n")
