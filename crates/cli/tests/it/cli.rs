@@ -311,7 +311,7 @@ fn terminal_output_lines_are_not_padded() {
     use crate::support::SpawnWith;
     let env = Env::new();
     env.write("test.yaml", &runbook("", "    - id: a\n      run: echo first-line && echo second-line\n"));
-    let cmd = format!("{} run test.yaml", env!("CARGO_BIN_EXE_opsbook"));
+    let cmd = format!("exec {} run test.yaml", env!("CARGO_BIN_EXE_opsbook"));
     let child = env
         .cmd(&[])
         .stdin(std::process::Stdio::null())

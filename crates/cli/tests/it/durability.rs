@@ -326,7 +326,7 @@ fn ctrl_c_at_an_approval_prompt_rolls_back_at_once() {
         "    - id: ok\n      run: \"true\"\n      rollback:\n        run: touch undone\n    - id: gate\n      approval: { message: \"ship it?\" }\n",
     );
     env.write("test.yaml", &book);
-    let cmd = format!("{} run test.yaml", env!("CARGO_BIN_EXE_opsbook"));
+    let cmd = format!("exec {} run test.yaml", env!("CARGO_BIN_EXE_opsbook"));
     let child = env.cmd(&[]).spawn_with_program("script", &["-qec", &cmd, "/dev/null"]);
     let started = std::time::Instant::now();
     let (status, screen) = crate::support::type_at_prompt(child, "[l]ater: ", b"\x03");
@@ -347,7 +347,7 @@ fn terminal_approval_records_the_os_user_and_comment() {
     );
     env.write("test.yaml", &book);
     // `script` gives opsbook a real terminal; the answers arrive on it.
-    let cmd = format!("{} run test.yaml", env!("CARGO_BIN_EXE_opsbook"));
+    let cmd = format!("exec {} run test.yaml", env!("CARGO_BIN_EXE_opsbook"));
     let mut child = env
         .cmd(&[])
         .stdin(std::process::Stdio::piped())

@@ -114,7 +114,7 @@ fn manual_step_on_a_terminal_asks_each_item() {
     let env = Env::new();
     let book = runbook("    node: { type: string }\n", DRAIN);
     env.write("test.yaml", &book);
-    let cmd = format!("{} run test.yaml -p node=web-2", env!("CARGO_BIN_EXE_opsbook"));
+    let cmd = format!("exec {} run test.yaml -p node=web-2", env!("CARGO_BIN_EXE_opsbook"));
     let mut child = env
         .cmd(&[])
         .stdin(std::process::Stdio::piped())

@@ -196,7 +196,7 @@ fn resume_and_rollback_through_the_server() {
     assert!(wrong.stderr.contains("differs from the value the execution started with"), "{wrong:?}");
     assert!(env.path("made").exists(), "nothing was done");
     // On a terminal, the secret the server says it still needs is asked for (not echoed).
-    let cmd = format!("{} --server {} rollback {id}", env!("CARGO_BIN_EXE_opsbook"), srv.url);
+    let cmd = format!("exec {} --server {} rollback {id}", env!("CARGO_BIN_EXE_opsbook"), srv.url);
     let child = env.cmd(&[]).env("OPSBOOK_TOKEN", &admin).spawn_with_program("script", &["-qec", &cmd, "/dev/null"]);
     let (status, screen) = crate::support::answer_prompt(child, "pw (secret, not shown): ", "hunter2");
     assert!(status.success(), "{screen}");

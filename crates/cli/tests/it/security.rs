@@ -302,7 +302,7 @@ fn secrets_come_from_the_environment_a_file_stdin_or_a_prompt() {
     assert!(empty.stderr.contains("--secret pw: standard input ended before its value"), "{empty:?}");
 
     // On a terminal, a required secret not given is asked for, and not echoed.
-    let cmd = format!("{} run test.yaml", env!("CARGO_BIN_EXE_opsbook"));
+    let cmd = format!("exec {} run test.yaml", env!("CARGO_BIN_EXE_opsbook"));
     let child = env.cmd(&[]).spawn_with_program("script", &["-qec", &cmd, "/dev/null"]);
     // Answer once the prompt is shown (echo is off by then).
     let (status, shown) = crate::support::answer_prompt(child, "not shown): ", "hunter2");

@@ -487,7 +487,7 @@ fn login_profiles_choose_the_server() {
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
     // On a terminal, the token is asked for and not echoed.
-    let login_cmd = format!("{} login {} --profile readonly", env!("CARGO_BIN_EXE_opsbook"), srv.url);
+    let login_cmd = format!("exec {} login {} --profile readonly", env!("CARGO_BIN_EXE_opsbook"), srv.url);
     let child = env
         .cmd(&[])
         .env_remove("OPSBOOK_DB")

@@ -130,6 +130,10 @@ pub trait SpawnWith {
 /// Waits for `prompt` in a terminal program's output (under `script`), types `answer`,
 /// and returns how it ended with everything it showed. A program that shows no prompt,
 /// or does not end, within a minute is killed and the test fails with its screen.
+///
+/// The command given to `script -qec` starts with `exec`: a shell left between `script`
+/// and opsbook (dash keeps itself when `$SHELL` is `/bin/sh`) dies of a typed Ctrl-C, and
+/// `script` then reports 130 whatever opsbook exits with.
 pub fn answer_prompt(child: Child, prompt: &str, answer: &str) -> (std::process::ExitStatus, String) {
     type_at_prompt(child, prompt, format!("{answer}\n").as_bytes())
 }
