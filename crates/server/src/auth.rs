@@ -169,14 +169,34 @@ pub fn generate(user: &str, roles: Vec<String>, expires_at: Option<i64>) -> NewT
 
 /// Resolves a bearer token to a principal; `None` for any kind of invalid token.
 pub async fn authenticate<S: ServerStore>(store: &S, bearer: &str) -> Result<Option<Principal>, ApiError> {
+    match presented(store, bearer).await? {
+        Some(token) => principal_of(store, token).await,
+        None => Ok(None),
+    }
+}
+
+/// The token whose secret `bearer` is, revoked or expired as it may be.
+async fn presented<S: ServerStore>(store: &S, bearer: &str) -> Result<Option<Token>, ApiError> {
     let Some(rest) = bearer.strip_prefix(PREFIX) else { return Ok(None) };
     let Some((id, _)) = rest.split_once('_') else { return Ok(None) };
     let Some((token, stored)) = store.token(id).await? else { return Ok(None) };
     let presented = hash(bearer);
-    if !bool::from(presented.as_bytes().ct_eq(stored.as_bytes())) {
-        return Ok(None);
+    Ok(bool::from(presented.as_bytes().ct_eq(stored.as_bytes())).then_some(token))
+}
+
+/// Why a refused token is refused (for the audit, and the answer), told only to whoever
+/// presents its secret, who holds the token anyway: revoked, or expired and when. `None`
+/// for anything else (an unknown id, a wrong secret), answered as if no token were given.
+pub async fn lapsed<S: ServerStore>(store: &S, bearer: &str) -> Result<Option<(&'static str, String)>, ApiError> {
+    let Some(token) = presented(store, bearer).await? else { return Ok(None) };
+    if token.revoked_at.is_some() {
+        return Ok(Some(("token revoked", "this API token was revoked; ask an admin for a new one".into())));
     }
-    principal_of(store, token).await
+    Ok(token.expires_at.filter(|&t| t <= now_ms()).map(|t| {
+        let when = jiff::Timestamp::from_millisecond(t).map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string());
+        let when = when.as_deref().unwrap_or("?");
+        ("token expired", format!("this API token expired at {when}; ask an admin for a new one"))
+    }))
 }
 
 /// The principal of a token found by its id or through a session: none once revoked or
@@ -323,8 +343,20 @@ impl FromRequestParts<AppState> for Ctx {
         match principal {
             Some(principal) => Ok(Ctx { principal, request_id: crate::state::request_id(&parts.headers) }),
             None => {
-                let reason = if credential.is_some() { "invalid, expired or revoked token" } else { "no token" };
-                Err(failed(state, parts, reason).await.unwrap_or_else(ApiError::unauthenticated))
+                let lapsed = match credential {
+                    Some(Credential::Bearer(bearer)) => lapsed(&state.store, bearer).await?,
+                    _ => None,
+                };
+                let reason = match (&lapsed, credential) {
+                    (Some((reason, _)), _) => reason,
+                    (None, Some(_)) => "invalid, expired or revoked token",
+                    (None, None) => "no token",
+                };
+                let refused = failed(state, parts, reason).await;
+                Err(refused.unwrap_or_else(|| match lapsed {
+                    Some((_, why)) => ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "unauthenticated", why),
+                    None => ApiError::unauthenticated(),
+                }))
             }
         }
     }

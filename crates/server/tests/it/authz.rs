@@ -178,9 +178,24 @@ async fn revoked_and_expired_tokens_are_refused_and_audited() {
     let (_, revoke) =
         s.call("DELETE", &format!("/api/v1/tokens/{}", created["id"].as_str().unwrap()), Some(&admin), None).await;
     assert_eq!(revoke["revoked"], true);
-    assert_eq!(s.get("/api/v1/whoami", &temp).await.0, StatusCode::UNAUTHORIZED);
+    // Whoever holds a revoked token is told so; a wrong secret learns nothing.
+    let (status, doc) = s.get("/api/v1/whoami", &temp).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(doc["error"]["message"], "this API token was revoked; ask an admin for a new one");
     let (_, audit) = s.get("/api/v1/audit?action=auth.failed", &admin).await;
-    assert_eq!(audit["items"][0]["details"]["reason"], "invalid, expired or revoked token");
+    assert_eq!(audit["items"][0]["details"]["reason"], "token revoked");
+    let expired = opsbook_server::auth::generate("eve", vec!["viewer".into()], Some(1_764_000_000_000));
+    opsbook_store::ServerStore::create_token(&s.store, &expired.record, &expired.hash).await.unwrap();
+    let (status, doc) = s.get("/api/v1/whoami", &expired.secret).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        doc["error"]["message"],
+        "this API token expired at 2025-11-24 16:00:00 UTC; ask an admin for a new one"
+    );
+    let wrong = format!("obk_{}_{}", created["id"].as_str().unwrap(), "0".repeat(64));
+    let (status, doc) = s.get("/api/v1/whoami", &wrong).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(doc["error"]["message"], "a valid API token is required (Authorization: Bearer ...)");
     s.stop().await;
 }
 
