@@ -57,16 +57,16 @@ pub async fn sign_in(State(st): State<AppState>, req: Request) -> UiResult<Respo
     let token = token.trim();
     let principal = crate::auth::authenticate(&st.store, token).await?;
     let Some(principal) = principal else {
-        if let Some(too_many) =
-            crate::auth::failed(&st, &parts, "sign-in with an invalid, expired or revoked token").await
-        {
+        let lapsed = crate::auth::lapsed(&st.store, token).await?;
+        let reason = lapsed.as_ref().map_or("sign-in with an invalid, expired or revoked token", |(r, _)| r);
+        if let Some(too_many) = crate::auth::failed(&st, &parts, reason).await {
             return Err(UiError(too_many));
         }
-        let page = LoginPage {
-            css: css_path(),
-            next,
-            error: Some("That token is not valid: it may be mistyped, expired or revoked.".into()),
+        let error = match lapsed {
+            Some((_, why)) => format!("{}.", capitalized(&why)),
+            None => "That token is not valid: it may be mistyped, expired or revoked.".into(),
         };
+        let page = LoginPage { css: css_path(), next, error: Some(error) };
         let mut r = render(page)?;
         *r.status_mut() = StatusCode::UNAUTHORIZED;
         return Ok(r);
@@ -111,6 +111,12 @@ pub async fn sign_out(State(st): State<AppState>, form: WebForm) -> UiResult<Res
     let clear = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     r.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&clear).map_err(ApiError::internal)?);
     Ok(r.into_response())
+}
+
+/// `why` with its first letter upper-case, as a sentence on a page starts.
+fn capitalized(why: &str) -> String {
+    let mut chars = why.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 #[cfg(test)]

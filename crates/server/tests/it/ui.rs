@@ -92,6 +92,13 @@ async fn sessions_start_end_and_follow_their_token() {
     let resp = http.post(format!("{}/login", srv.url)).form(&[("token", "obk_nope_nope")]).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert!(resp.text().await.unwrap().contains("That token is not valid"));
+    // An expired one is told so.
+    let old = opsbook_server::auth::generate("eve", vec!["viewer".into()], Some(1_764_000_000_000));
+    opsbook_store::ServerStore::create_token(&srv.store, &old.record, &old.hash).await.unwrap();
+    let resp = http.post(format!("{}/login", srv.url)).form(&[("token", old.secret.as_str())]).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("This API token expired at 2025-11-24 16:00:00 UTC; ask an admin for a new one."), "{page}");
 
     // A good one: an HttpOnly, SameSite=Strict cookie; the store keeps only its hash.
     let resp = http
