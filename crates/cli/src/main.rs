@@ -55,6 +55,10 @@ pub struct Cli {
     pub utc: bool,
     #[command(subcommand)]
     pub command: Command,
+    /// The database and server flags typed on the command line (not from the
+    /// environment): commands that name their databases themselves refuse them.
+    #[arg(skip)]
+    pub typed: Vec<&'static str>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -175,7 +179,12 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let json =
         args.iter().any(|a| a == "--output=json") || args.windows(2).any(|w| w[0] == "--output" && w[1] == "json");
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let mut cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    cli.typed = ["db", "database", "server", "profile", "local"]
+        .into_iter()
+        .filter(|id| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+        .collect();
     cmd::history::Clock::set_utc(cli.utc);
     // Commands that may run steps get a guardian (it kills their process groups if this
     // process dies); it must be forked now, while this is the only thread.

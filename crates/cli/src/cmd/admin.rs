@@ -64,9 +64,15 @@ pub enum AuditCmd {
 
 use opsbook_store_any::AnyStore;
 
-pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, cmd: Admin) -> Result<u8> {
+pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, typed: &[&str], cmd: Admin) -> Result<u8> {
     match cmd {
-        // Names both databases itself: the one every command finds is not opened.
+        // Names both databases itself: the one every command finds is not opened, and a
+        // flag typed to name it would be ignored, so it is refused.
+        Admin::Copy { .. } if !typed.is_empty() => Err(usage(format!(
+            "admin copy names both databases with --from and --to: --{} {} not apply",
+            typed.join(", --"),
+            if typed.len() == 1 { "does" } else { "do" }
+        ))),
         Admin::Copy { from, to } => copy(&from, &to).await,
         cmd => on_database(db, cmd).await,
     }

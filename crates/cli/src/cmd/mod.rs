@@ -188,7 +188,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Worker(a) => serve::worker(db, a).await,
         Command::Push(a) => push::exec(server, profile, a).await,
         Command::Login(a) => login::exec(if explicit { server } else { None }, profile, a).await,
-        Command::Admin(a) => admin::exec(db, a).await,
+        Command::Admin(a) => admin::exec(db, &cli.typed, a).await,
         Command::Gate(g) => gate::exec(server.as_deref(), explicit, profile, g).await,
         Command::Run(a) => run::exec(db, a).await,
         Command::Validate(a) => validate::exec(a),

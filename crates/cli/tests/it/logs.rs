@@ -21,7 +21,16 @@ fn fifty_megabytes_of_output_in_bounded_memory() {
     );
     env.write("test.yaml", &book);
     let mut child = env.cmd(&["run", "test.yaml"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    env.wait_for_file("paused");
+    // 50 MB through a debug build: seconds alone, over a minute beside the other suites on
+    // two cores, so a longer wait than other tests' (and the runner killed if it is spent).
+    let started = std::time::Instant::now();
+    while !env.path("paused").exists() {
+        if started.elapsed() > std::time::Duration::from_secs(300) {
+            let _ = child.kill();
+            panic!("the 50 MB step did not end within 5 minutes");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let peak_kb = vm_hwm_kb(child.id()).expect("peak memory of the runner");
     env.write("go", "");
     assert!(child.wait().unwrap().success());

@@ -83,6 +83,16 @@ fn admin_copy_moves_a_sqlite_server_to_postgres() {
     let backwards = env.run(&["admin", "copy", "--from", &pg, "--to", &from]);
     assert_eq!(backwards.code, 2, "{backwards:?}");
     assert!(backwards.stderr.contains("from a SQLite database to a PostgreSQL one"), "{backwards:?}");
+    // A database flag typed beside them would be ignored: refused (OPSBOOK_DB, set in the
+    // environment of every run here, is not).
+    let stray = env.run(&["admin", "copy", "--db", "x.db", "--from", &from, "--to", &pg]);
+    assert_eq!(stray.code, 2, "{stray:?}");
+    assert!(
+        stray.stderr.contains("admin copy names both databases with --from and --to: --db does not apply"),
+        "{stray:?}"
+    );
+    let stray = env.run(&["admin", "copy", "--local", "--from", &from, "--to", &pg, "--database", &from]);
+    assert!(stray.stderr.contains("--database, --local do not apply"), "{stray:?}");
 }
 
 /// One HTTP/1.1 request over a new connection: the status and the body.
