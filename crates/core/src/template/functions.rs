@@ -58,24 +58,16 @@ fn scan_tag<'a>(tag: &'a str, found: &mut Vec<(&'static str, &'a str)>) {
             found.push(("filter", name));
         }
     }
-    let mut quote = None;
-    let mut chars = tag.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        match (quote, c) {
-            (Some(_), '\\') => {
-                chars.next();
-            }
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '\'' | '"') => quote = Some(c),
-            (None, '|') => {
+    for (i, c) in super::tags::code_chars(tag) {
+        match c {
+            '|' => {
                 let name = ident(&tag[i + 1..]);
                 if !name.is_empty() {
                     found.push(("filter", name));
                     named_in_call(name, &tag[i + 1..], found);
                 }
             }
-            (None, _) => {
+            _ => {
                 let word_start = i == 0 || !tag[..i].ends_with(|p: char| p.is_ascii_alphanumeric() || p == '_');
                 if word_start && tag[i..].starts_with("is") && tag[i + 2..].starts_with(char::is_whitespace) {
                     let mut after = tag[i + 2..].trim_start();

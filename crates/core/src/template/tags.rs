@@ -4,21 +4,29 @@
 /// Where `close` starts in `text` (a tag's text after its opening), outside string
 /// literals when `strings`; `None` when the tag is not closed.
 pub(crate) fn close_at(text: &str, close: &str, strings: bool) -> Option<usize> {
+    let starts = |&(i, _): &(usize, char)| text[i..].starts_with(close);
+    if strings { code_chars(text).find(starts) } else { text.char_indices().find(starts) }.map(|(i, _)| i)
+}
+
+/// The characters of a tag's text outside its string literals (`'…'`, `"…"`, with
+/// backslash escapes), with their byte offsets; the quotes themselves are left out.
+pub(crate) fn code_chars(text: &str) -> impl Iterator<Item = (usize, char)> + '_ {
     let mut quote = None;
     let mut chars = text.char_indices();
-    while let Some((i, c)) = chars.next() {
-        match (quote, c) {
-            (Some(_), '\\') => {
-                chars.next();
+    std::iter::from_fn(move || {
+        while let Some((i, c)) = chars.next() {
+            match (quote, c) {
+                (Some(_), '\\') => {
+                    chars.next();
+                }
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '\'' | '"') => quote = Some(c),
+                (None, _) => return Some((i, c)),
             }
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '\'' | '"') if strings => quote = Some(c),
-            (None, _) if text[i..].starts_with(close) => return Some(i),
-            (None, _) => {}
         }
-    }
-    None
+        None
+    })
 }
 
 /// The text of each `{{ }}` and `{% %}` tag of `source`, in order: comments (`{# #}`)
