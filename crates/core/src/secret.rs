@@ -1,19 +1,23 @@
 //! Masking of secret values in any text that is shown or stored.
 
 use std::borrow::Cow;
+use std::sync::{Arc, RwLock};
 
 use crate::params::MASK;
 
 /// Replaces every occurrence of any secret with `***`.
+///
+/// Clones share one list: a value found later to be derived from a secret
+/// ([`Masker::add`], a template filter's result) is masked by every clone from then on.
 #[derive(Clone, Default)]
 pub struct Masker {
     /// Longest first, so a secret containing another is masked whole.
-    secrets: Vec<String>,
+    secrets: Arc<RwLock<Vec<String>>>,
 }
 
 impl std::fmt::Debug for Masker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Masker({} secrets)", self.secrets.len())
+        write!(f, "Masker({} secrets)", self.list().len())
     }
 }
 
@@ -27,45 +31,37 @@ impl Masker {
     }
 
     pub fn new(secrets: impl IntoIterator<Item = String>) -> Masker {
-        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
-        // A multi-line secret is also masked line by line, since logs are stored per line.
-        let lines: Vec<String> = secrets
-            .iter()
-            .filter(|s| s.contains('\n'))
-            .flat_map(|s| s.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect::<Vec<_>>())
-            .collect();
-        secrets.extend(lines);
-        // Rendered scripts hold secrets as written for their shell context (quoted,
-        // backslash-escaped), which is not the value itself when it has special characters.
-        let written: Vec<String> = secrets
-            .iter()
-            .flat_map(|s| {
-                [crate::shell::Context::Bare, crate::shell::Context::Double]
-                    .iter()
-                    .filter_map(|c| crate::shell::escape(s, c).ok())
-                    .filter(|w| w != s && !w.contains(s.as_str()))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        secrets.extend(written);
-        // The common encodings a script may print a secret in. Only the encoding of the
-        // whole value is caught: a secret encoded together with other text (base64 of
-        // `user:password`) is not.
-        let encoded: Vec<String> = secrets.iter().flat_map(|s| encodings(s)).filter(|e| e.len() >= 4).collect();
-        secrets.extend(encoded);
-        secrets.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
-        secrets.dedup();
-        Masker { secrets }
+        let masker = Masker::default();
+        masker.add(secrets);
+        masker
+    }
+
+    /// Masks these values too (and the forms they may be written in), in this masker and
+    /// every clone of it.
+    pub fn add(&self, secrets: impl IntoIterator<Item = String>) {
+        let forms = forms(secrets.into_iter().filter(|s| !s.is_empty()).collect());
+        if forms.is_empty() {
+            return;
+        }
+        let mut list = self.secrets.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        list.extend(forms);
+        list.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+        list.dedup();
+    }
+
+    fn list(&self) -> std::sync::RwLockReadGuard<'_, Vec<String>> {
+        self.secrets.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.secrets.is_empty()
+        self.list().is_empty()
     }
 
     pub fn mask<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let masked = if self.secrets.iter().any(|s| text.contains(s.as_str())) {
+        let secrets = self.list();
+        let masked = if secrets.iter().any(|s| text.contains(s.as_str())) {
             let mut out = text.to_string();
-            for s in &self.secrets {
+            for s in secrets.iter() {
                 if out.contains(s.as_str()) {
                     out = out.replace(s.as_str(), MASK);
                 }
@@ -75,71 +71,13 @@ impl Masker {
             Cow::Borrowed(text)
         };
         let hidden = |c: char| c.is_control() && c != '\t';
-        if self.secrets.is_empty() || !masked.contains(hidden) {
+        if secrets.is_empty() || !masked.contains(hidden) {
             return masked;
         }
-        match self.mask_between_escapes(&masked) {
+        match mask_between_escapes(&secrets, &masked) {
             Some(out) => Cow::Owned(out),
             None => masked,
         }
-    }
-
-    /// Terminal escape sequences or control characters inside a secret (`hun\x1b[1mter2`,
-    /// `hun\x0fter2`) hide it from a plain search, not from whoever reads the text as a
-    /// terminal or the web UI shows it: a secret in the text without them is masked too,
-    /// the sequences kept.
-    fn mask_between_escapes(&self, text: &str) -> Option<String> {
-        use crate::terminal::{Piece, spans};
-        let spans: Vec<_> = spans(text).collect();
-        let mut visible = String::new();
-        // For each byte of `visible`, the span it comes from.
-        let mut from = Vec::new();
-        for (i, (_, piece)) in spans.iter().enumerate() {
-            // What a terminal or the web UI shows: no sequences, no control characters.
-            if let Piece::Char(c) = piece
-                && (!c.is_control() || *c == '\t')
-            {
-                visible.push(*c);
-                from.extend(std::iter::repeat_n(i, c.len_utf8()));
-            }
-        }
-        let mut taken = vec![false; visible.len()];
-        let mut hidden: Vec<(usize, usize)> = Vec::new();
-        for s in &self.secrets {
-            for (at, _) in visible.match_indices(s.as_str()) {
-                let bytes = at..at + s.len();
-                if taken[bytes.clone()].iter().any(|t| *t) {
-                    continue;
-                }
-                taken[bytes.clone()].fill(true);
-                hidden.push((from[bytes.start], from[bytes.end - 1]));
-            }
-        }
-        if hidden.is_empty() {
-            return None;
-        }
-        hidden.sort_unstable();
-        let mut out = String::with_capacity(text.len());
-        let mut next = hidden.iter().peekable();
-        let mut i = 0;
-        while i < spans.len() {
-            match next.next_if(|(first, _)| *first == i) {
-                Some(&(first, last)) => {
-                    out.push_str(MASK);
-                    for (range, piece) in &spans[first..=last] {
-                        if !matches!(piece, Piece::Char(_)) {
-                            out.push_str(&text[range.clone()]);
-                        }
-                    }
-                    i = last + 1;
-                }
-                None => {
-                    out.push_str(&text[spans[i].0.clone()]);
-                    i += 1;
-                }
-            }
-        }
-        Some(out)
     }
 
     pub fn mask_json(&self, value: &serde_json::Value) -> serde_json::Value {
@@ -156,7 +94,7 @@ impl Masker {
     /// straddles the cut: returns a length `<= buf.len()`.
     pub fn safe_cut(&self, buf: &[u8]) -> usize {
         let mut cut = buf.len();
-        for s in &self.secrets {
+        for s in self.list().iter() {
             let s = s.as_bytes();
             for k in (1..s.len()).rev() {
                 if k <= buf.len() && buf[buf.len() - k..] == s[..k] {
@@ -167,6 +105,95 @@ impl Masker {
         }
         cut
     }
+}
+
+/// Terminal escape sequences or control characters inside a secret (`hun\x1b[1mter2`,
+/// `hun\x0fter2`) hide it from a plain search, not from whoever reads the text as a
+/// terminal or the web UI shows it: a secret in the text without them is masked too,
+/// the sequences kept.
+fn mask_between_escapes(secrets: &[String], text: &str) -> Option<String> {
+    use crate::terminal::{Piece, spans};
+    let spans: Vec<_> = spans(text).collect();
+    let mut visible = String::new();
+    // For each byte of `visible`, the span it comes from.
+    let mut from = Vec::new();
+    for (i, (_, piece)) in spans.iter().enumerate() {
+        // What a terminal or the web UI shows: no sequences, no control characters.
+        if let Piece::Char(c) = piece
+            && (!c.is_control() || *c == '\t')
+        {
+            visible.push(*c);
+            from.extend(std::iter::repeat_n(i, c.len_utf8()));
+        }
+    }
+    let mut taken = vec![false; visible.len()];
+    let mut hidden: Vec<(usize, usize)> = Vec::new();
+    for s in secrets {
+        for (at, _) in visible.match_indices(s.as_str()) {
+            let bytes = at..at + s.len();
+            if taken[bytes.clone()].iter().any(|t| *t) {
+                continue;
+            }
+            taken[bytes.clone()].fill(true);
+            hidden.push((from[bytes.start], from[bytes.end - 1]));
+        }
+    }
+    if hidden.is_empty() {
+        return None;
+    }
+    hidden.sort_unstable();
+    let mut out = String::with_capacity(text.len());
+    let mut next = hidden.iter().peekable();
+    let mut i = 0;
+    while i < spans.len() {
+        match next.next_if(|(first, _)| *first == i) {
+            Some(&(first, last)) => {
+                out.push_str(MASK);
+                for (range, piece) in &spans[first..=last] {
+                    if !matches!(piece, Piece::Char(_)) {
+                        out.push_str(&text[range.clone()]);
+                    }
+                }
+                i = last + 1;
+            }
+            None => {
+                out.push_str(&text[spans[i].0.clone()]);
+                i += 1;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The secrets with the forms they may be shown in: line by line, as written into a
+/// script, and in the common encodings.
+fn forms(mut secrets: Vec<String>) -> Vec<String> {
+    // A multi-line secret is also masked line by line, since logs are stored per line.
+    let lines: Vec<String> = secrets
+        .iter()
+        .filter(|s| s.contains('\n'))
+        .flat_map(|s| s.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    secrets.extend(lines);
+    // Rendered scripts hold secrets as written for their shell context (quoted,
+    // backslash-escaped), which is not the value itself when it has special characters.
+    let written: Vec<String> = secrets
+        .iter()
+        .flat_map(|s| {
+            [crate::shell::Context::Bare, crate::shell::Context::Double]
+                .iter()
+                .filter_map(|c| crate::shell::escape(s, c).ok())
+                .filter(|w| w != s && !w.contains(s.as_str()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    secrets.extend(written);
+    // The common encodings a script may print a secret in. Only the encoding of the
+    // whole value is caught: a secret encoded together with other text (base64 of
+    // `user:password`) is not.
+    let encoded: Vec<String> = secrets.iter().flat_map(|s| encodings(s)).filter(|e| e.len() >= 4).collect();
+    secrets.extend(encoded);
+    secrets
 }
 
 /// A value's base64 (standard, padded and not; URL-safe), percent-encoded and

@@ -12,6 +12,7 @@ use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
 
 use crate::shell;
 
+mod derived;
 mod functions;
 mod tags;
 
@@ -28,6 +29,16 @@ pub struct Context {
     pub placeholders: bool,
     /// The current target's name, in a step with `targets`.
     pub target: Option<String>,
+    /// Where `params` holds secrets in the clear: what a template derives from them.
+    pub secrets: Option<Secrets>,
+}
+
+/// The secret parameters of a context, and the masker that must hide whatever a
+/// template makes of them (`{{ params.pw | upper }}`, `{{ params.pw[2:] }}`).
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    pub names: std::sync::Arc<[String]>,
+    pub masker: crate::secret::Masker,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -166,8 +177,9 @@ fn shell_env() -> &'static Environment<'static> {
                 .and_then(|p| p.downcast_object_ref::<Plans>())
                 .and_then(|p| p.0.get(n))
                 .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "no shell context for this value"))?;
-            let text =
-                shell::escape(&text_of(&value), context).map_err(|e| Error::new(ErrorKind::InvalidOperation, e))?;
+            let raw = text_of(&value);
+            derived::record(&raw);
+            let text = shell::escape(&raw, context).map_err(|e| Error::new(ErrorKind::InvalidOperation, e))?;
             Ok(Value::from_object(Written(text)))
         });
         env.set_formatter(|out, _state, value| {
@@ -175,8 +187,10 @@ fn shell_env() -> &'static Environment<'static> {
                 out.write_str(text)?;
                 return Ok(());
             }
-            let text = shell::escape(&text_of(value), &shell::Context::Bare)
-                .map_err(|e| Error::new(ErrorKind::InvalidOperation, e))?;
+            let raw = text_of(value);
+            derived::record(&raw);
+            let text =
+                shell::escape(&raw, &shell::Context::Bare).map_err(|e| Error::new(ErrorKind::InvalidOperation, e))?;
             out.write_str(&text)?;
             Ok(())
         });
@@ -225,7 +239,9 @@ fn plain_env() -> &'static Environment<'static> {
     ENV.get_or_init(|| {
         let mut env = base_env();
         env.set_formatter(|out, _state, value| {
-            out.write_str(&text_of(value))?;
+            let text = text_of(value);
+            derived::record(&text);
+            out.write_str(&text)?;
             Ok(())
         });
         env
@@ -265,8 +281,10 @@ pub fn render_shell(template: &str, ctx: &Context) -> Result<String, String> {
         return Ok(text);
     }
     let (source, plans) = plan_shell(template)?;
-    let root = ctx.to_value(Some(plans));
-    shell_env().render_str(&source, root).map_err(|e| describe(&e))
+    derived::tracked(template, ctx, |ctx| {
+        let root = ctx.to_value(Some(plans.clone()));
+        shell_env().render_str(&source, root).map_err(|e| describe(&e))
+    })
 }
 
 /// Renders text that no shell reads (URLs, messages, environment values).
@@ -274,7 +292,9 @@ pub fn render_plain(template: &str, ctx: &Context) -> Result<String, String> {
     if let Some(text) = untemplated(template) {
         return Ok(text);
     }
-    plain_env().render_str(template, ctx.to_value(None)).map_err(|e| describe(&e))
+    derived::tracked(template, ctx, |ctx| {
+        plain_env().render_str(template, ctx.to_value(None)).map_err(|e| describe(&e))
+    })
 }
 
 /// Evaluates a `when:` expression to a boolean.
@@ -298,11 +318,14 @@ pub fn render_json(value: &serde_json::Value, ctx: &Context) -> Result<serde_jso
         J::String(s) => match sole_expression(s) {
             Some(expr) => {
                 let compiled = plain_env().compile_expression(expr).map_err(|e| describe(&e))?;
-                let v = compiled.eval(ctx.to_value(None)).map_err(|e| describe(&e))?;
-                if v.is_undefined() {
-                    return Err(format!("`{}` is undefined", expr.trim()));
-                }
-                serde_json::to_value(&v).map_err(|e| format!("{{{{ {} }}}} is not a JSON value: {e}", expr.trim()))?
+                let eval = |ctx: &Context| {
+                    let v = compiled.eval(ctx.to_value(None)).map_err(|e| describe(&e))?;
+                    if v.is_undefined() {
+                        return Err(format!("`{}` is undefined", expr.trim()));
+                    }
+                    serde_json::to_value(&v).map_err(|e| format!("{{{{ {} }}}} is not a JSON value: {e}", expr.trim()))
+                };
+                derived::tracked_json(expr, ctx, eval)?
             }
             None if s.contains("{{") || s.contains("{%") => J::String(render_plain(s, ctx)?),
             None => J::String(s.clone()),

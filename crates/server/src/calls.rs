@@ -135,9 +135,7 @@ pub async fn check_child_policies(
         let ctx = opsbook_core::template::Context {
             params: serde_json::Value::Object(known.clone()),
             steps: Default::default(),
-            execution_id: String::new(),
-            placeholders: false,
-            target: None,
+            ..Default::default()
         };
         for step in book.all_steps() {
             let opsbook_core::StepKind::Runbook(call) = &step.kind else { continue };

@@ -198,6 +198,35 @@ fn secrets_never_reach_storage_or_output() {
     }
 }
 
+/// What a template filter makes of a secret (`upper`, a slice, a variable) is no longer
+/// the secret's text: it is masked all the same, in output, logs, outputs and storage.
+#[test]
+fn secrets_through_template_filters_are_masked() {
+    let env = Env::new();
+    let book = runbook(
+        "    pw: { type: secret }\n",
+        "    - id: shout\n      env: { LOUD: \"{{ params.pw | lower }}\" }\n      run: |\n        {% set tail = params.pw[3:] %}\n        echo upper {{ params.pw | upper }} tail {{ tail }}\n        echo \"env $LOUD\" >&2\n        echo \"token={{ params.pw | reverse }}\" >> \"$OPSBOOK_OUTPUT\"\n        echo length {{ params.pw | length }}\n",
+    );
+    let o = env.run_book(&book, &["-p", "pw=HuntEr2-Zulu", "--output", "json"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(o.json()["steps"][0]["outputs"]["token"], "***");
+    let id = o.json()["id"].as_str().unwrap().to_string();
+    let logs = env.run(&["logs", &id]);
+    assert!(logs.stdout.contains("upper *** tail ***"), "{logs:?}");
+    assert!(logs.stdout.contains("env ***") && logs.stdout.contains("length 12"), "{logs:?}");
+    let text = env.run_book(&book, &["-p", "pw=HuntEr2-Zulu"]);
+    let derived = ["HUNTER2-ZULU", "hunter2-zulu", "tEr2-Zulu", "uluZ-2rEtnuH"];
+    for shown in [&o.stdout, &o.stderr, &logs.stdout, &text.stdout, &text.stderr] {
+        assert!(!derived.iter().any(|d| shown.contains(d)), "derived secret shown:\n{shown}");
+    }
+    for entry in std::fs::read_dir(env.db.parent().unwrap()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        for d in derived {
+            assert!(!bytes.windows(d.len()).any(|w| w == d.as_bytes()), "{d} stored on disk");
+        }
+    }
+}
+
 /// A secret in an `http` step's URL, which the HTTP client would quote back encoded its
 /// own way (`/` and `&` as they are, a space as %20) in its error, never shows.
 #[test]

@@ -288,6 +288,11 @@ impl<'e, 'h> Run<'e, 'h> {
             execution_id: self.exec.id.clone(),
             placeholders: false,
             target: None,
+            // In the clear: what a template makes of a secret is masked as the secret is.
+            secrets: (!masked && !self.params.secret_names.is_empty()).then(|| opsbook_core::template::Secrets {
+                names: self.params.secret_names.iter().cloned().collect(),
+                masker: self.masker().clone(),
+            }),
         }
     }
 }
