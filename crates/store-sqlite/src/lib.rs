@@ -242,13 +242,39 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// Creates the database file where it does not exist yet, readable by its owner only (0600,
+/// in a directory of its own made 0700): it holds every execution's parameters, output
+/// and audit trail. SQLite gives its `-wal` and `-shm` files the database file's mode.
+/// An existing file or directory keeps the mode it has.
+fn create_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if path.as_os_str() == ":memory:" || path.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        if let Some(above) = dir.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(above)
+                .map_err(|e| Error::Open(format!("cannot create directory {}: {e}", above.display())))?;
+        }
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::Open(format!("cannot create directory {}: {e}", dir.display())));
+            }
+            _ => {}
+        }
+    }
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(Error::Open(format!("cannot create {}: {e}", path.display())))
+        }
+        _ => Ok(()),
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<SqliteStore> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::Open(format!("cannot create directory {}: {e}", dir.display())))?;
-        }
+        create_private(path)?;
         let conn = Connection::open(path).db()?;
         conn.busy_handler(Some(wait_for_other_process)).db()?;
         // WAL + NORMAL: a commit survives a crash of the process (kill -9); only an OS

@@ -338,6 +338,28 @@ fn a_closed_pipe_ends_quietly() {
     assert!(!o.stderr.contains("panicked"), "{o:?}");
 }
 
+/// The database holds every execution's parameters, output and audit trail: a new one is
+/// its owner's only (0600, its `-wal` and `-shm` too, in a new directory made 0700).
+#[test]
+fn a_new_database_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let ok = env.run_book(&runbook("", "    - id: a\n      run: \"true\"\n"), &[]);
+    assert_eq!(ok.code, 0, "{ok:?}");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = env.db.parent().unwrap();
+    assert_eq!(mode(dir), 0o700, "{}", dir.display());
+    let files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(files.iter().any(|f| f.to_string_lossy().ends_with("-wal")), "{files:?}");
+    for f in &files {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+    // An existing file keeps the mode its owner gave it.
+    std::fs::set_permissions(&env.db, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert_eq!(env.run(&["history"]).code, 0);
+    assert_eq!(mode(&env.db), 0o640);
+}
+
 /// `--database URL` (and `database_url` in opsbook.toml) name the database as a URL;
 /// a database that cannot be opened is named (without credentials) before anything runs.
 #[test]
