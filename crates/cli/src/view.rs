@@ -63,7 +63,9 @@ pub fn print_header(doc: &ExecutionDoc) {
 }
 
 /// The table of steps (with their rollbacks), the status, and what to do next.
-pub fn print_summary(doc: &ExecutionDoc, at: Where<'_>) {
+/// `rollbacks`: whether its steps that succeeded may have rollbacks to run (false when
+/// it is known they have none).
+pub fn print_summary(doc: &ExecutionDoc, at: Where<'_>, rollbacks: bool) {
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
     if !std::io::stdout().is_terminal() {
@@ -105,7 +107,7 @@ pub fn print_summary(doc: &ExecutionDoc, at: Where<'_>) {
     if let Some(rb) = doc.rollback.status {
         say!("  rollback {rb}");
     }
-    if let Some(next) = next_step(doc, at) {
+    if let Some(next) = next_step(doc, at, rollbacks) {
         say!("  {next}");
     }
 }
@@ -160,12 +162,16 @@ fn print_child(step: &str, c: &opsbook_api::ChildRef) {
     say!("{t}");
 }
 
-/// What the reader can do about a waiting or interrupted execution.
-pub fn next_step(doc: &ExecutionDoc, at: Where<'_>) -> Option<String> {
+/// What the reader can do about a waiting or interrupted execution (`rollbacks` as for
+/// [`print_summary`]).
+pub fn next_step(doc: &ExecutionDoc, at: Where<'_>, rollbacks: bool) -> Option<String> {
     let (id, ops) = (&doc.summary.id, at.opsbook());
+    // Its secrets are shown masked: only then are they asked for again.
+    let has_secrets = (doc.summary.params.as_object())
+        .is_some_and(|p| p.values().any(|v| v.as_str() == Some(opsbook_core::params::MASK)));
     let secrets = match at {
-        Where::Here => " (pass secret parameters again with -p)",
-        Where::Server(_) => "",
+        Where::Here if has_secrets => " (pass secret parameters again with -p)",
+        _ => "",
     };
     let asks = doc
         .steps
@@ -239,6 +245,9 @@ pub fn next_step(doc: &ExecutionDoc, at: Where<'_>) -> Option<String> {
             if doc.rollback.status.is_none()
                 && doc.steps.iter().any(|s| s.status == opsbook_core::StepStatus::Succeeded) =>
         {
+            if !rollbacks {
+                return Some("nothing was rolled back: no step that succeeded has a rollback".to_string());
+            }
             Some(format!(
                 "nothing was rolled back: the steps that succeeded stay done (`{ops} rollback {id}`{secrets} runs \
                  the rollbacks they have)"
@@ -315,7 +324,7 @@ pub async fn logs(
             ExecStatus::Waiting => {
                 // Once per wait: what it waits for and how it goes on (on stderr, so the
                 // log lines on stdout stay just those).
-                let now = next_step(&doc, opts.at);
+                let now = next_step(&doc, opts.at, true);
                 if now != said {
                     if let Some(n) = &now {
                         say_err!("execution {} waits: {n}", doc.summary.id);

@@ -300,8 +300,10 @@ pub struct RawStep {
     /// ^[a-z][a-z0-9_]*$, unique within the runbook.
     #[schemars(with = "String", regex(pattern = r"^[a-z][a-z0-9_]*$"))]
     pub id: Spanned<String>,
+    /// Shown as written (no templates).
     #[serde(default)]
-    pub name: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub name: Option<Spanned<String>>,
     #[serde(default)]
     pub description: Option<String>,
 

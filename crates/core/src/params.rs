@@ -52,18 +52,27 @@ pub struct ParamSpec {
     /// Allowed values of an `enum`.
     #[serde(default)]
     pub values: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "given")]
     pub min: Option<f64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "given")]
     pub max: Option<f64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "given")]
     pub min_length: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "given")]
     pub max_length: Option<u64>,
     /// A secret's value read from AWS when the execution starts (never stored):
     /// `aws-secretsmanager:NAME_OR_ARN[#json_key]` or `aws-ssm-parameter:/path`.
     #[serde(default)]
     pub from: Option<String>,
+}
+
+/// A bound that is written must have a value: `min:` left empty is a mistake, not "no
+/// minimum" (leave the key out for that).
+fn given<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    match Option::<T>::deserialize(d)? {
+        Some(v) => Ok(Some(v)),
+        None => Err(serde::de::Error::custom("the bound is empty: give a number, or leave the key out")),
+    }
 }
 
 /// Where a secret parameter's value is read from when an execution starts.
@@ -195,6 +204,15 @@ impl Param {
         let numeric = matches!(ty, ParamType::Integer | ParamType::Number);
         if !numeric && (spec.min.is_some() || spec.max.is_some()) {
             errs.push(format!("parameter `{name}`: `min`/`max` apply only to integer and number parameters"));
+        }
+        if ty == ParamType::Integer {
+            for (bound, v) in [("min", spec.min), ("max", spec.max)] {
+                if let Some(v) = v.filter(|v| v.fract() != 0.0 || !v.is_finite()) {
+                    errs.push(format!(
+                        "parameter `{name}`: {bound} {v} is not a whole number (the parameter is an integer)"
+                    ));
+                }
+            }
         }
         if let (Some(lo), Some(hi)) = (spec.min, spec.max)
             && lo > hi

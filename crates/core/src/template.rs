@@ -248,6 +248,58 @@ fn plain_env() -> &'static Environment<'static> {
     })
 }
 
+/// [`describe`], and for an undefined value the reference that has none and why
+/// (`steps.a.outputs.url`: step `a` has no output `url`; its outputs: none).
+fn explain(err: &Error, source: &str, expression: bool, ctx: &Context) -> String {
+    let mut text = describe(err);
+    if expression {
+        // An expression is one line: its line number says nothing.
+        text = text.trim_end_matches(" (template line 1)").to_string();
+    }
+    if err.kind() != ErrorKind::UndefinedError {
+        return text;
+    }
+    let vars = if expression {
+        plain_env().compile_expression(source).map(|e| e.undeclared_variables(true))
+    } else {
+        plain_env().template_from_str(source).map(|t| t.undeclared_variables(true))
+    };
+    let mut vars: Vec<String> = vars.map(|v| v.into_iter().collect()).unwrap_or_default();
+    vars.sort();
+    match vars.iter().find_map(|var| missing(var, ctx)) {
+        Some(why) => text.replacen("undefined value", &why, 1),
+        None => text,
+    }
+}
+
+/// Why `var` (a dotted path a template uses) has no value in `ctx`, if it has none.
+fn missing(var: &str, ctx: &Context) -> Option<String> {
+    let parts: Vec<&str> = var.split('.').collect();
+    match parts.as_slice() {
+        ["params", name, ..] if ctx.params.get(name).is_none() => {
+            Some(format!("`params.{name}` is undefined: the parameter has no value (not given, no default)"))
+        }
+        ["steps", id, rest @ ..] if !ctx.steps.contains_key(*id) => {
+            let path = std::iter::once(format!("steps.{id}")).chain(rest.iter().map(|p| p.to_string()));
+            let path: Vec<String> = path.collect();
+            Some(format!("`{}` is undefined: step `{id}` has not run", path.join(".")))
+        }
+        ["steps", id, "outputs", key, ..] => {
+            let step = ctx.steps.get(*id)?;
+            if step.outputs.contains_key(*key) {
+                return None;
+            }
+            let known: Vec<String> = step.outputs.keys().map(|k| format!("`{k}`")).collect();
+            let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+            Some(format!(
+                "`steps.{id}.outputs.{key}` is undefined: step `{id}` ({}) has no output `{key}`; its outputs: {known}",
+                step.status
+            ))
+        }
+        _ => None,
+    }
+}
+
 fn describe(err: &Error) -> String {
     let mut msg = match err.kind() {
         ErrorKind::UndefinedError => "undefined value".to_string(),
@@ -283,7 +335,7 @@ pub fn render_shell(template: &str, ctx: &Context) -> Result<String, String> {
     let (source, plans) = plan_shell(template)?;
     derived::tracked(template, ctx, |ctx| {
         let root = ctx.to_value(Some(plans.clone()));
-        shell_env().render_str(&source, root).map_err(|e| describe(&e))
+        shell_env().render_str(&source, root).map_err(|e| explain(&e, template, false, ctx))
     })
 }
 
@@ -293,14 +345,14 @@ pub fn render_plain(template: &str, ctx: &Context) -> Result<String, String> {
         return Ok(text);
     }
     derived::tracked(template, ctx, |ctx| {
-        plain_env().render_str(template, ctx.to_value(None)).map_err(|e| describe(&e))
+        plain_env().render_str(template, ctx.to_value(None)).map_err(|e| explain(&e, template, false, ctx))
     })
 }
 
 /// Evaluates a `when:` expression to a boolean.
 pub fn eval_condition(expr: &str, ctx: &Context) -> Result<bool, String> {
     let compiled = plain_env().compile_expression(expr).map_err(|e| describe(&e))?;
-    compiled.eval(ctx.to_value(None)).map(|v| v.is_true()).map_err(|e| describe(&e))
+    compiled.eval(ctx.to_value(None)).map(|v| v.is_true()).map_err(|e| explain(&e, expr, true, ctx))
 }
 
 /// The expression inside a string that is only `{{ expression }}`, if it is one.
@@ -319,7 +371,7 @@ pub fn render_json(value: &serde_json::Value, ctx: &Context) -> Result<serde_jso
             Some(expr) => {
                 let compiled = plain_env().compile_expression(expr).map_err(|e| describe(&e))?;
                 let eval = |ctx: &Context| {
-                    let v = compiled.eval(ctx.to_value(None)).map_err(|e| describe(&e))?;
+                    let v = compiled.eval(ctx.to_value(None)).map_err(|e| explain(&e, expr, true, ctx))?;
                     if v.is_undefined() {
                         return Err(format!("`{}` is undefined", expr.trim()));
                     }
@@ -545,7 +597,25 @@ mod tests {
     fn strict_undefined() {
         let c = ctx(serde_json::json!({}));
         let err = render_shell("{{ params.nope }}", &c).unwrap_err();
-        assert!(err.starts_with("undefined value"), "{err}");
+        assert_eq!(
+            err,
+            "`params.nope` is undefined: the parameter has no value (not given, no default) (template line 1)"
+        );
+        // A step's missing output is named, with the outputs it has.
+        let mut steps = BTreeMap::new();
+        let outputs = BTreeMap::from([("url".to_string(), "http://x".to_string())]);
+        steps.insert("a".to_string(), StepContext { status: "succeeded".into(), outputs });
+        let c = Context { steps: std::sync::Arc::new(steps), ..c };
+        assert_eq!(
+            eval_condition("steps.a.outputs.missing == 'x'", &c).unwrap_err(),
+            "`steps.a.outputs.missing` is undefined: step `a` (succeeded) has no output `missing`; its outputs: `url`"
+        );
+        assert_eq!(
+            render_plain("{{ steps.b.status }}", &c).unwrap_err(),
+            "`steps.b.status` is undefined: step `b` has not run (template line 1)"
+        );
+        // What is not a missing reference keeps minijinja's words.
+        assert!(render_plain("{{ steps.a.outputs.url.nope.x }}", &c).unwrap_err().starts_with("undefined value"));
     }
 
     #[test]

@@ -205,13 +205,13 @@ impl Engine {
         Engine { store, config, parsed: Arc::default(), scratch: Arc::default() }
     }
 
-    /// The runbook stored under `sha256`, parsed once and kept (every front end loads
-    /// stored runbooks through this).
     /// Whether the runbook text with this digest was read from the store (so it is there).
     fn has_stored_runbook(&self, sha256: &str) -> bool {
         self.parsed.lock().unwrap_or_else(|p| p.into_inner()).contains_key(sha256)
     }
 
+    /// The runbook stored under `sha256`, parsed once and kept (every front end loads
+    /// stored runbooks through this).
     pub fn stored_runbook<'a>(&'a self, sha256: &'a str) -> Boxed<'a, Result<Arc<Runbook>>> {
         boxed(async move {
             if let Some(rb) = self.parsed.lock().unwrap_or_else(|p| p.into_inner()).get(sha256) {

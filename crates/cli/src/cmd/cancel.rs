@@ -60,7 +60,7 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
             super::watch_signals(handle.clone(), super::OnCancel::RollingBack);
             let hooks = Hooks { observer: &live, prompt: None, cancel, cancel_handle: handle };
             let outcome = engine.rollback(&e.id, &secrets, &hooks).await?;
-            super::run::finish(store, &outcome.execution_id, crate::Output::Text).await?;
+            super::run::finish(&engine, &outcome.execution_id, crate::Output::Text).await?;
             Ok(super::rollback_exit(store.execution(&e.id).await?.rollback_status))
         }
         ExecStatus::Interrupted => Err(usage(format!(

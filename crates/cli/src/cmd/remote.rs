@@ -284,7 +284,7 @@ fn print_doc(client: &Client, doc: &ExecutionDoc, output: Output) -> Result<()> 
         println!("{}", serde_json::to_string_pretty(doc)?);
         return Ok(());
     }
-    view::print_summary(doc, Where::Server(client.base()));
+    view::print_summary(doc, Where::Server(client.base()), true);
     Ok(())
 }
 

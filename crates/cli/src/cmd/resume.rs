@@ -86,7 +86,7 @@ pub async fn carry_on(
     };
     if outcome.nothing_to_roll_back {
         if json {
-            super::run::finish(&engine.store, &outcome.execution_id, output).await?;
+            super::run::finish(engine, &outcome.execution_id, output).await?;
         } else {
             say!(
                 "nothing to roll back: no step of execution {} that succeeded has a rollback left to run; nothing was changed",
@@ -95,7 +95,7 @@ pub async fn carry_on(
         }
         return Ok(EXIT_OK);
     }
-    let code = super::run::finish(&engine.store, &outcome.execution_id, output).await?;
+    let code = super::run::finish(engine, &outcome.execution_id, output).await?;
     if mode == Mode::Rollback {
         return Ok(super::rollback_exit(engine.store.execution(&outcome.execution_id).await?.rollback_status));
     }

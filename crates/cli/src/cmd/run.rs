@@ -7,7 +7,6 @@ use anyhow::Result;
 use console::style;
 use opsbook_core::{ExecStatus, ParamValues, Runbook};
 use opsbook_engine::{ApprovalPrompt, Hooks, Quiet, StartRequest, cancel_pair};
-use opsbook_store::Store;
 
 use super::{EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_WAITING};
 use crate::Output;
@@ -82,7 +81,7 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
         allow_draft: args.allow_draft,
     };
     let outcome = engine.start(req, &hooks).await?;
-    finish(&engine.store, &outcome.execution_id, args.output).await
+    finish(&engine, &outcome.execution_id, args.output).await
 }
 
 /// The named gates the runbook's `gate` steps use; every name must exist before anything runs.
@@ -99,11 +98,11 @@ fn load_gates(rb: &Runbook, args: &Args) -> Result<std::collections::BTreeMap<St
 }
 
 /// Prints the result of an execution and returns the exit code for its status.
-pub async fn finish(store: &impl Store, id: &str, output: Output) -> Result<u8> {
-    let doc = super::logs::doc(store, id).await?;
+pub async fn finish(engine: &opsbook_engine::Engine, id: &str, output: Output) -> Result<u8> {
+    let doc = super::logs::doc(&engine.store, id).await?;
     match output {
         Output::Json => say!("{}", serde_json::to_string_pretty(&doc)?),
-        Output::Text => crate::view::print_summary(&doc, crate::view::Where::Here),
+        Output::Text => print_summary(engine, &doc).await,
     }
     Ok(match doc.summary.status {
         ExecStatus::Succeeded => EXIT_OK,
@@ -112,6 +111,15 @@ pub async fn finish(store: &impl Store, id: &str, output: Output) -> Result<u8> 
         _ if doc.waits_for_confirmation().is_some() => EXIT_WAITING,
         _ => EXIT_FAILED,
     })
+}
+
+/// [`crate::view::print_summary`] of an execution in the local database, which tells
+/// whether a failed execution has rollbacks left to run.
+pub async fn print_summary(engine: &opsbook_engine::Engine, doc: &opsbook_api::ExecutionDoc) {
+    let failed = doc.summary.status == ExecStatus::Failed && doc.rollback.status.is_none();
+    // What `opsbook rollback` would answer (no secret needed to find out).
+    let none_left = failed && matches!(engine.check_resume(&doc.summary.id, &Default::default(), true).await, Ok(true));
+    crate::view::print_summary(doc, crate::view::Where::Here, !none_left);
 }
 
 /// A dry run of a runbook (a published one, fetched from a server) after checking the

@@ -21,6 +21,6 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
         return Ok(EXIT_OK);
     }
     crate::view::print_header(&doc);
-    crate::view::print_summary(&doc, crate::view::Where::Here);
+    super::run::print_summary(&engine, &doc).await;
     Ok(EXIT_OK)
 }

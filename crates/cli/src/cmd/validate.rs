@@ -387,13 +387,16 @@ pub fn exec(args: Args) -> Result<u8> {
                     let n = r.gates.unwrap_or(0);
                     println!("{}: ok (inventory, {n} host{})", r.file, if n == 1 { "" } else { "s" });
                 }
-                (true, _) => println!(
-                    "{}: ok ({} v{}, {} steps)",
-                    r.file,
-                    r.name.as_deref().unwrap_or("?"),
-                    r.version.as_deref().unwrap_or("?"),
-                    r.steps.unwrap_or(0)
-                ),
+                (true, _) => {
+                    let n = r.steps.unwrap_or(0);
+                    println!(
+                        "{}: ok ({} v{}, {n} step{})",
+                        r.file,
+                        r.name.as_deref().unwrap_or("?"),
+                        r.version.as_deref().unwrap_or("?"),
+                        if n == 1 { "" } else { "s" }
+                    )
+                }
                 (false, _) => r.rendered.iter().for_each(|p| println!("{p}\n")),
             }
         }

@@ -123,7 +123,7 @@ fn validate_reports_every_file() {
     env.write("books/notes.txt", "not a runbook");
     let out = env.run(&["validate", "books"]);
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(out.stdout.contains("books/good.yaml: ok (test v1.0.0, 1 steps)"), "{out:?}");
+    assert!(out.stdout.contains("books/good.yaml: ok (test v1.0.0, 1 step)"), "{out:?}");
     assert!(out.stdout.contains(
         "books/nested/bad.yml:11:16: invalid duration `soon`: expected a number followed by ms, s, m, h or d (e.g. 30s, 10m, 1h30m)\n   |\n11 |       timeout: soon\n   |                ^^^^"
     ), "{out:?}");
@@ -525,4 +525,45 @@ fn validate_reports_every_problem_in_one_pass() {
             .iter()
             .all(|r| r["valid"] == true && r["problems"].as_array().unwrap().is_empty())
     );
+}
+
+/// A template in a step's name (never rendered), and integer bounds that are fractions or
+/// left empty, are refused where they are written.
+#[test]
+fn validate_refuses_names_with_templates_and_loose_bounds() {
+    let env = Env::new();
+    env.write(
+        "loose.yaml",
+        &runbook(
+            "    n: { type: integer, min: 1.5, default: 2 }\n    m: { type: integer, max: , default: 2 }\n",
+            "    - id: a\n      name: \"Deploy {{ params.n }}\"\n      run: echo a\n",
+        ),
+    );
+    let o = env.run(&["validate", "loose.yaml"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    for expected in [
+        "parameter `n`: min 1.5 is not a whole number (the parameter is an integer)",
+        "the bound is empty: give a number, or leave the key out",
+        "step `a`: name: a step's name is shown as written, templates are not rendered in it",
+    ] {
+        assert!(o.stdout.contains(expected), "{expected} in {o:?}");
+    }
+    assert!(o.stdout.contains("loose.yaml:10:28:") && o.stdout.contains("loose.yaml:13:13:"), "{o:?}");
+}
+
+/// A `when` that names an output its step does not have says which; a failure whose
+/// succeeded steps have no rollback does not suggest `opsbook rollback`.
+#[test]
+fn a_missing_output_is_named_and_no_rollback_is_suggested_without_one() {
+    let env = Env::new();
+    let book = runbook(
+        "",
+        "    - id: a\n      run: echo \"url=x\" >> \"$OPSBOOK_OUTPUT\"\n    - id: b\n      when: \"steps.a.outputs.missing == 'x'\"\n      run: echo b\n",
+    );
+    let o = env.run_book(&book, &[]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let why = "when: `steps.a.outputs.missing` is undefined: step `a` (succeeded) has no output `missing`; its outputs: `url`";
+    assert!(o.stdout.contains(why), "{o:?}");
+    assert!(o.stdout.contains("nothing was rolled back: no step that succeeded has a rollback"), "{o:?}");
+    assert!(!o.stdout.contains("opsbook rollback") && !o.stdout.contains("-p)"), "{o:?}");
 }

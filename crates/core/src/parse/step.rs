@@ -86,6 +86,13 @@ impl Checker<'_> {
             self.err(&s.id.referenced, msg);
         }
         let n = self.diags.len();
+        if let Some(name) = s.name.as_ref().filter(|n| ["{{", "{%", "{#"].iter().any(|t| n.value.contains(t))) {
+            let msg = format!(
+                "step `{id}`: name: a step's name is shown as written, templates are not rendered in it; \
+                 name the step plainly (its script or message can show values)"
+            );
+            self.err(&name.referenced, msg);
+        }
         let set: Vec<&str> = [
             s.run.is_some().then_some("run"),
             s.http.is_some().then_some("http"),
@@ -324,7 +331,7 @@ impl Checker<'_> {
         }
         let timeout = s.timeout.unwrap_or_else(|| kind.default_timeout());
         Some(Step {
-            name: s.name.unwrap_or_else(|| id.clone()),
+            name: s.name.map_or_else(|| id.clone(), |n| n.value),
             id,
             description: s.description,
             kind,
