@@ -566,4 +566,18 @@ fn a_missing_output_is_named_and_no_rollback_is_suggested_without_one() {
     assert!(o.stdout.contains(why), "{o:?}");
     assert!(o.stdout.contains("nothing was rolled back: no step that succeeded has a rollback"), "{o:?}");
     assert!(!o.stdout.contains("opsbook rollback") && !o.stdout.contains("-p)"), "{o:?}");
+    // Stopped where it failed, with a rollback left to run: that one is suggested, and
+    // the secrets asked for again.
+    let stop = runbook(
+        "    pw: { type: secret }\n",
+        "    - id: a\n      run: \"true\"\n      rollback: { run: \"true\" }\n    - id: b\n      run: exit 1\n",
+    )
+    .replace("spec:\n", "spec:\n  on_failure: stop\n");
+    let o = env.run_book(&stop, &["-p", "pw=hunter2"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let id = env.last().0.id;
+    let hint = format!(
+        "nothing was rolled back: the steps that succeeded stay done (`opsbook rollback {id}` (pass secret parameters again with -p) runs the rollbacks they have)"
+    );
+    assert!(o.stdout.contains(&hint), "{o:?}");
 }
