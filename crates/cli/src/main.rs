@@ -173,13 +173,62 @@ fn quiet_on_broken_pipe() {
     }));
 }
 
+/// Flags each command has no use for: hidden from its help, manual page and completions
+/// (the global database and server flags; a command given one it cannot use refuses it).
+const UNUSED: &[(&[&str], &[&str])] = &[
+    (
+        &["validate", "schema", "new", "test", "doc", "completions", "man"],
+        &["db", "database", "server", "profile", "local"],
+    ),
+    (&["serve", "worker", "admin", "import"], &["server", "profile", "local"]),
+    (&["push", "login"], &["db", "database", "local"]),
+];
+
+/// The command line as people read it (help, manual pages, completions): flags a command
+/// has no use for hidden, and the values of `--status` and `--type` offered for completion
+/// (they are checked by the commands themselves, which name what was meant).
+pub fn command() -> clap::Command {
+    use clap::builder::PossibleValuesParser;
+    use opsbook_core::{ExecStatus, LifecycleStatus, RunbookType};
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    // A subcommand that has a global flag of its own is not given the global one: its
+    // own is the same flag, hidden.
+    for (commands, flags) in UNUSED {
+        let hidden: Vec<clap::Arg> = (cmd.get_arguments())
+            .filter(|a| flags.contains(&a.get_id().as_str()))
+            .map(|a| a.clone().hide(true))
+            .collect();
+        for name in *commands {
+            cmd = cmd.mut_subcommand(name, |c| c.args(hidden.clone()));
+        }
+    }
+    let types: Vec<&'static str> = RunbookType::ALL.iter().map(|t| t.as_str()).collect();
+    let lifecycle: Vec<&'static str> = LifecycleStatus::ALL.iter().map(|t| t.as_str()).collect();
+    let statuses: Vec<&'static str> = ExecStatus::ALL.iter().map(|t| t.as_str()).collect();
+    let values: &[(&str, &str, &[&'static str])] = &[
+        ("history", "status", &statuses),
+        ("new", "runbook_type", &types),
+        ("list", "runbook_type", &types),
+        ("search", "runbook_type", &types),
+        ("list", "status", &lifecycle),
+        ("search", "status", &lifecycle),
+    ];
+    for (name, arg, vals) in values {
+        cmd = cmd.mut_subcommand(name, |c| {
+            c.mut_arg(arg, |a| a.value_parser(PossibleValuesParser::new(vals.to_vec())).hide_possible_values(true))
+        });
+    }
+    cmd
+}
+
 fn main() -> ExitCode {
     quiet_on_broken_pipe();
     // A program that asked for JSON gets its refusal as JSON on standard output too.
     let args: Vec<String> = std::env::args().collect();
     let json =
         args.iter().any(|a| a == "--output=json") || args.windows(2).any(|w| w[0] == "--output" && w[1] == "json");
-    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let help = args.iter().skip(1).any(|a| a == "-h" || a == "--help") || args.get(1).is_some_and(|a| a == "help");
+    let matches = if help { command() } else { <Cli as clap::CommandFactory>::command() }.get_matches();
     let mut cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     cli.typed = ["db", "database", "server", "profile", "local"]
         .into_iter()
@@ -237,5 +286,6 @@ mod tests {
     fn the_command_line_is_well_formed() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+        super::command().debug_assert();
     }
 }

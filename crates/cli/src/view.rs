@@ -284,6 +284,8 @@ pub struct Follow<'a> {
     pub step: Option<&'a str>,
     pub follow: bool,
     pub timestamps: bool,
+    /// Each line as a JSON object of its own (JSON Lines), as the API gives it.
+    pub json: bool,
     pub at: Where<'a>,
 }
 
@@ -304,12 +306,20 @@ pub async fn logs(
         return Err(crate::cmd::usage(why));
     }
     let clock = opts.timestamps.then(crate::cmd::history::Clock::new);
+    let show = |l: &LogLine| -> anyhow::Result<()> {
+        if opts.json {
+            say!("{}", serde_json::to_string(l)?);
+        } else {
+            say!("{}", log_line(l, clock.as_ref()));
+        }
+        Ok(())
+    };
     let mut after = 0;
     let mut said: Option<String> = None;
     loop {
         let lines = fetch(after).await?;
         for l in lines.iter().filter(|l| opts.step.is_none() || l.step.as_deref() == opts.step) {
-            say!("{}", log_line(l, clock.as_ref()));
+            show(l)?;
         }
         if let Some(last) = lines.last() {
             after = last.seq;
@@ -338,7 +348,7 @@ pub async fn logs(
         if ended {
             // One last read, so nothing written just before the end is missed.
             for l in fetch(after).await?.iter().filter(|l| opts.step.is_none() || l.step.as_deref() == opts.step) {
-                say!("{}", log_line(l, clock.as_ref()));
+                show(l)?;
             }
             say_err!("execution {} {}", doc.summary.id, exec_status(doc.summary.status));
             return Ok(());

@@ -83,7 +83,7 @@ fn blocks(rb: &Runbook) -> Vec<Block> {
             .map(|p| {
                 let s = &p.spec;
                 let default = match (&s.default, p.is_secret()) {
-                    (_, true) => s.from.as_ref().map(|f| format!("from {f}")).unwrap_or_else(|| "(secret)".into()),
+                    (_, true) => s.from.as_ref().map(|f| format!("from {f}")).unwrap_or_default(),
                     (Some(v), _) => v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()),
                     (None, _) => String::new(),
                 };

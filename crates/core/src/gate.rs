@@ -263,7 +263,7 @@ impl GatesFile {
     pub fn parse(text: &str) -> Result<GatesFile, ConfigError> {
         let options = serde_saphyr::options! { with_snippet: false };
         let file: GatesFile = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
-            let d = crate::parse::yaml_diagnostic(&e);
+            let d = crate::parse::yaml_diagnostic(&e, text);
             ConfigError {
                 line: d.pos.map(|p| u64::from(p.line)),
                 column: d.pos.map(|p| u64::from(p.column)),

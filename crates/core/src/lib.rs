@@ -35,6 +35,8 @@ pub use document::{LifecycleStatus, OnFailure, RunbookType, Shell, Validation};
 pub use duration::Dur;
 pub use params::{Input, Param, ParamError, ParamValues};
 pub use parse::parse;
+/// A YAML problem of any file opsbook reads, at its place.
+pub use parse::yaml_diagnostic;
 pub use status::{ExecStatus, StepStatus};
 pub use step::StepKind;
 

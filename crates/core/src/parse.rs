@@ -61,16 +61,16 @@ fn within_block(source: &str, at: crate::Pos, inner: crate::Pos) -> bool {
 }
 
 /// A YAML or shape problem of a file (a gates file, an inventory, tests).
-pub(crate) fn yaml_diagnostic(e: &serde_saphyr::Error) -> Diagnostic {
-    diagnostic(e, &[])
+pub fn yaml_diagnostic(e: &serde_saphyr::Error, source: &str) -> Diagnostic {
+    diagnostic(e, source, &[])
 }
 
 /// [`yaml_diagnostic`] for a runbook: a key at the wrong level says where it belongs.
-pub(crate) fn runbook_diagnostic(e: &serde_saphyr::Error) -> Diagnostic {
-    diagnostic(e, LEVELS)
+pub(crate) fn runbook_diagnostic(e: &serde_saphyr::Error, source: &str) -> Diagnostic {
+    diagnostic(e, source, LEVELS)
 }
 
-fn diagnostic(e: &serde_saphyr::Error, levels: &[(&str, &[&str])]) -> Diagnostic {
+fn diagnostic(e: &serde_saphyr::Error, source: &str, levels: &[(&str, &[&str])]) -> Diagnostic {
     use serde_saphyr::Error as E;
     let loc = e.location();
     let message = match e {
@@ -85,6 +85,14 @@ fn diagnostic(e: &serde_saphyr::Error, levels: &[(&str, &[&str])]) -> Diagnostic
             .to_string(),
         other => {
             let msg = clean_message(&other.without_snippet().to_string());
+            // The scanner names the token before the tab; the tab is what to fix.
+            if msg.contains("found a tab") || msg.contains("tabs") {
+                let from = loc.as_ref().and_then(crate::Pos::from_location).map_or(1, |p| p.line);
+                if let Some(at) = first_tab(source, from) {
+                    let message = "a tab character: YAML indents with spaces only (replace the tab with spaces)";
+                    return Diagnostic::new(Some(at), message.to_string());
+                }
+            }
             if msg.contains("flow mapping") || msg.contains("flow sequence") {
                 format!(
                     "{msg} (hint: a value containing `{{{{ }}}}` inside `{{ }}` or `[ ]` must be quoted, or use block style)"
@@ -95,6 +103,26 @@ fn diagnostic(e: &serde_saphyr::Error, levels: &[(&str, &[&str])]) -> Diagnostic
         }
     };
     Diagnostic::new(loc.as_ref().and_then(crate::Pos::from_location), message)
+}
+
+/// The first tab on line `from` or after it, outside quotes on its line.
+fn first_tab(source: &str, from: u32) -> Option<crate::Pos> {
+    for (i, line) in source.lines().enumerate().skip(from.saturating_sub(1) as usize) {
+        let mut quote = None;
+        for (col, c) in line.chars().enumerate() {
+            match (quote, c) {
+                (None, '\t') => {
+                    let (line, column) = (u32::try_from(i + 1).ok()?, u32::try_from(col + 1).ok()?);
+                    return Some(crate::Pos { line, column, len: 1 });
+                }
+                (None, '#') => break,
+                (None, '"' | '\'') => quote = Some(c),
+                (Some(q), c) if c == q => quote = None,
+                _ => {}
+            }
+        }
+    }
+    None
 }
 
 /// Keys by where they belong, to tell a mis-indented key from a misspelt one.

@@ -24,7 +24,7 @@ pub(crate) fn read_recovering(source: &str) -> (Option<RawRunbook>, Vec<Diagnost
     }
     let syntax = match serde_saphyr::from_str_with_options::<serde::de::IgnoredAny>(source, options) {
         Err(e) if is_syntax(&e) => {
-            let mut d = runbook_diagnostic(&e);
+            let mut d = runbook_diagnostic(&e, source);
             hint_shape(&mut d, source, true);
             d
         }
@@ -50,7 +50,7 @@ fn read_problems(source: &str, options: serde_saphyr::Options) -> (Option<RawRun
             Ok(raw) => return (Some(raw), diags),
             Err(e) => e,
         };
-        let mut d = runbook_diagnostic(&e);
+        let mut d = runbook_diagnostic(&e, &text);
         hint_shape(&mut d, &text, is_syntax(&e));
         // After a key was blanked out, only a later problem of a key or a value is a
         // problem of its own: one before it, a missing field or an early end is what

@@ -411,7 +411,7 @@ fn fits(m: &StepMock, kind: &StepKind, rollback: Option<&Rollback>) -> Vec<Strin
 /// Reads and checks a test file written beside `rb` (`NAME.test.yaml`).
 pub fn parse_file(source: &str, rb: &Runbook) -> Result<Vec<TestCase>, Vec<Diagnostic>> {
     let options = serde_saphyr::options! { with_snippet: false };
-    let file: RawTestFile =
-        serde_saphyr::from_str_with_options(source, options).map_err(|e| vec![crate::parse::yaml_diagnostic(&e)])?;
+    let file: RawTestFile = serde_saphyr::from_str_with_options(source, options)
+        .map_err(|e| vec![crate::parse::yaml_diagnostic(&e, source)])?;
     check(rb, file.tests)
 }

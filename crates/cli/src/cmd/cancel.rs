@@ -21,6 +21,10 @@ pub struct Args {
     pub params: Vec<String>,
     #[command(flatten)]
     pub secret: super::SecretArgs,
+    /// How to print: text for people, or json (the execution's document once it stopped;
+    /// with --server, `{"id": …}` once the cancel is asked for) for programs
+    #[arg(long, value_enum, default_value_t)]
+    pub output: crate::Output,
 }
 
 pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<u8> {
@@ -36,12 +40,19 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
             {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
             }
-            say!("cancel requested for execution {}", e.id);
+            let json = args.output == crate::Output::Json;
+            if !json {
+                say!("cancel requested for execution {}", e.id);
+            }
             let start = Instant::now();
             while start.elapsed() < Duration::from_secs(120) {
                 let now = store.execution(&e.id).await?;
                 if now.status != ExecStatus::Running {
-                    say!("execution {} {}", e.id, exec_status(now.status));
+                    if json {
+                        say!("{}", serde_json::to_string_pretty(&super::logs::doc(store, &e.id).await?)?);
+                    } else {
+                        say!("execution {} {}", e.id, exec_status(now.status));
+                    }
                     return Ok(if now.status == ExecStatus::Cancelled {
                         super::rollback_exit(now.rollback_status)
                     } else {
@@ -58,9 +69,11 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
             let live = Live::new(store.steps(&e.id).await?.len());
             let (handle, cancel) = cancel_pair();
             super::watch_signals(handle.clone(), super::OnCancel::RollingBack);
-            let hooks = Hooks { observer: &live, prompt: None, cancel, cancel_handle: handle };
+            let observer: &dyn opsbook_engine::Observer =
+                if args.output == crate::Output::Json { &opsbook_engine::Quiet } else { &live };
+            let hooks = Hooks { observer, prompt: None, cancel, cancel_handle: handle };
             let outcome = engine.rollback(&e.id, &secrets, &hooks).await?;
-            super::run::finish(&engine, &outcome.execution_id, crate::Output::Text).await?;
+            super::run::finish(&engine, &outcome.execution_id, args.output).await?;
             Ok(super::rollback_exit(store.execution(&e.id).await?.rollback_status))
         }
         ExecStatus::Interrupted => Err(usage(format!(

@@ -12,6 +12,7 @@ use super::EXIT_OK;
 pub struct Args {
     /// The runbook file
     pub file: PathBuf,
+    /// Markdown, or a standalone HTML page
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
     /// Write it to this file instead of standard output

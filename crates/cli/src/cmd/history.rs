@@ -25,6 +25,7 @@ pub struct Args {
     /// Only executions created since (RFC 3339 time, a date, or a duration ago such as 24h or 7d)
     #[arg(long)]
     pub since: Option<String>,
+    /// At most this many executions, newest first
     #[arg(long, default_value_t = 20)]
     pub limit: i64,
     /// How to print: text for people, or json (one document on stdout) for programs
@@ -115,9 +116,14 @@ pub fn since_ms(text: &str) -> Result<i64> {
     {
         return Ok(z.timestamp().as_millisecond());
     }
-    if let Ok(d) = opsbook_core::duration::parse(t) {
-        let ago = i64::try_from(d.0.as_millis()).unwrap_or(i64::MAX);
-        return Ok(opsbook_store::now_ms().saturating_sub(ago));
+    match opsbook_core::duration::parse(t) {
+        Ok(d) => {
+            let ago = i64::try_from(d.0.as_millis()).unwrap_or(i64::MAX);
+            return Ok(opsbook_store::now_ms().saturating_sub(ago));
+        }
+        // A duration, but one out of range (`99999d`): that is what to say.
+        Err(e) if !e.contains("expected a number") => return Err(usage(format!("--since: {e}"))),
+        Err(_) => {}
     }
     Err(usage(format!(
         "--since `{text}`: expected a time (2026-12-01T08:00:00Z), a date (2026-12-01) or a duration ago (24h, 7d)"

@@ -20,11 +20,16 @@ pub struct Args {
     /// Start each line with the time it was written (local, with its offset; `--utc`: UTC)
     #[arg(short, long)]
     pub timestamps: bool,
+    /// How to print: text for people, or json (one JSON object per line, as the API's
+    /// log lines: seq, step, phase, attempt, stream, ts, line) for programs
+    #[arg(long, value_enum, default_value_t)]
+    pub output: crate::Output,
 }
 
 impl Args {
     pub fn follow<'a>(&'a self, at: Where<'a>) -> Follow<'a> {
-        Follow { step: self.step.as_deref(), follow: self.follow, timestamps: self.timestamps, at }
+        let json = self.output == crate::Output::Json;
+        Follow { step: self.step.as_deref(), follow: self.follow, timestamps: self.timestamps, json, at }
     }
 }
 

@@ -153,7 +153,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             }
             Command::Approve(a) => return remote::decide(&client()?, &a.id, true, a.comment.clone(), a.output).await,
             Command::Reject(a) => return remote::decide(&client()?, &a.id, false, a.comment.clone(), a.output).await,
-            Command::Cancel(a) => return remote::cancel(&client()?, &a.id).await,
+            Command::Cancel(a) => return remote::cancel(&client()?, &a.id, a.output).await,
             Command::Confirm(a) => return confirm::remote(&client()?, a).await,
             Command::Feedback(a) => return quality::feedback_remote(&client()?, a).await,
             Command::Review(a) => return quality::review(&client()?, a).await,
@@ -201,12 +201,12 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Test(a) => test::exec(a).await,
         Command::List(a) => list::exec(a),
         Command::Completions { shell } => {
-            let mut cli = <Cli as clap::CommandFactory>::command();
+            let mut cli = crate::command();
             clap_complete::generate(shell, &mut cli, "opsbook", &mut std::io::stdout());
             Ok(EXIT_OK)
         }
         Command::Man { dir: Some(dir) } => {
-            let cli = <Cli as clap::CommandFactory>::command();
+            let cli = crate::command();
             std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
             clap_mangen::generate_to(cli, &dir)
                 .with_context(|| format!("cannot write the pages to {}", dir.display()))?;
@@ -214,7 +214,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Man { dir: None } => {
-            let cli = <Cli as clap::CommandFactory>::command();
+            let cli = crate::command();
             match clap_mangen::Man::new(cli).render(&mut std::io::stdout()) {
                 // `opsbook man | head`: the reader had enough.
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(EXIT_OK),

@@ -144,9 +144,13 @@ pub fn collect_params(pairs: &[String], file: Option<&Path>) -> Result<BTreeMap<
     let mut out = BTreeMap::new();
     if let Some(f) = file {
         let text = std::fs::read_to_string(f).map_err(|e| usage(format!("cannot read {}: {e}", f.display())))?;
+        let path = f.display().to_string();
+        // A syntax error is named as such; a document of another shape is told what it must be.
+        serde_saphyr::from_str::<serde::de::IgnoredAny>(&text)
+            .map_err(|e| usage(opsbook_core::yaml_diagnostic(&e, &text).render(&path, &text)))?;
         let map: BTreeMap<String, serde_json::Value> = serde_saphyr::from_str(&text).map_err(|e| {
             let at = e.location().map(|l| format!(":{}:{}", l.line(), l.column())).unwrap_or_default();
-            usage(format!("{}{at}: expected a mapping of parameter names to values", f.display()))
+            usage(format!("{path}{at}: expected a mapping of parameter names to values"))
         })?;
         out.extend(map.into_iter().map(|(k, v)| (k, Input::Value(v))));
     }

@@ -394,9 +394,12 @@ pub async fn decide(client: &Client, id: &str, approved: bool, comment: Option<S
     if approved { Ok(code) } else { rollback_code(client, &done.execution).await }
 }
 
-pub async fn cancel(client: &Client, id: &str) -> Result<u8> {
+pub async fn cancel(client: &Client, id: &str, output: Output) -> Result<u8> {
     let done: CancelAccepted =
         client.post(&format!("/api/v1/executions/{}/cancel", enc(id)), &serde_json::json!({})).await?;
-    println!("cancel requested for execution {}", done.id);
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&done)?),
+        Output::Text => println!("cancel requested for execution {}", done.id),
+    }
     Ok(EXIT_OK)
 }

@@ -87,9 +87,12 @@ fn cancelling_a_waiting_execution_rolls_it_back() {
     );
     assert_eq!(env.run_book(&book, &[]).code, 3);
     let (e, _) = env.last();
-    let cancel = env.run(&["cancel", &e.id]);
+    let cancel = env.run(&["cancel", &e.id, "--output", "json"]);
     assert_eq!(cancel.code, 0, "{cancel:?}");
     assert!(env.path("undone").exists());
+    // For programs: the execution's document alone on stdout.
+    let doc = cancel.json();
+    assert_eq!((doc["status"].as_str(), doc["rollback"]["status"].as_str()), (Some("cancelled"), Some("succeeded")));
     let (e, steps) = env.last();
     assert_eq!(e.status, ExecStatus::Cancelled);
     assert_eq!(steps[1].status, StepStatus::Cancelled);

@@ -68,6 +68,18 @@ fn params_file_and_overrides() {
     let out = env.run_book(&book, &["--params-file", "p.yaml", "-p", "replicas=4"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(env.read("got"), "2.0.0/4/staging\n");
+    // A file that is not YAML says so at its place; one of another shape is told its shape.
+    env.write("bad.yaml", "version: 2.0.0\n\treplicas: 3\n");
+    let o = env.run_book(&book, &["--params-file", "bad.yaml"]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(o.stderr.contains("bad.yaml:2:1: a tab character: YAML indents with spaces only"), "{o:?}");
+    env.write("list.yaml", "- version\n");
+    let o = env.run_book(&book, &["--params-file", "list.yaml"]);
+    assert!(o.stderr.contains("list.yaml:1:1: expected a mapping of parameter names to values"), "{o:?}");
+    // A tab in a runbook is named where it is, not at the token before it.
+    let tabbed = runbook("", "    - id: a\n\trun: echo a\n");
+    let o = env.run_book(&tabbed, &[]);
+    assert!(o.stderr.contains("test.yaml:10:1: a tab character: YAML indents with spaces only"), "{o:?}");
 }
 
 #[test]
@@ -456,6 +468,21 @@ fn completions_man_page_and_time_zones() {
     }
     let bad = env.run(&["completions", "tcsh"]);
     assert_eq!(bad.code, 2, "{bad:?}");
+    // Statuses and types are offered, not file names.
+    let statuses = "compgen -W \"queued running waiting succeeded failed cancelled interrupted\"";
+    assert!(bash.stdout.contains(statuses), "history --status");
+    assert!(bash.stdout.contains("compgen -W \"draft active deprecated archived\""), "list --status");
+    assert!(bash.stdout.contains("compgen -W \"deployment maintenance incident_response"), "--type");
+    // Help lists only the flags a command uses.
+    let help = env.run(&["validate", "--help"]);
+    assert!(help.stdout.contains("--gates") && !help.stdout.contains("--server") && !help.stdout.contains("--db"));
+    let help = env.run(&["serve", "--help"]);
+    assert!(help.stdout.contains("--db") && !help.stdout.contains("--server"), "{help:?}");
+    let help = env.run(&["history", "--help"]);
+    assert!(help.stdout.contains("--server") && help.stdout.contains("At most this many executions"));
+    let far = env.run(&["history", "--since", "99999d"]);
+    assert_eq!(far.code, 2);
+    assert!(far.stderr.contains("--since: invalid duration `99999d`: longer than 10 years (3650d)"), "{far:?}");
 
     env.write("test.yaml", &runbook("", "    - id: a\n      run: echo hi\n"));
     let ran = env.run(&["run", "test.yaml", "--output", "json"]);

@@ -115,6 +115,12 @@ fn logs_command_filters_and_follows() {
     assert_eq!(f.stdout, "[one] first\n[two] second\n[two] third\n");
     let only = env.run(&["logs", &id[..6], "--step", "one"]);
     assert_eq!(only.stdout, "[one] first\n");
+    // For programs: one JSON object per line, as the API gives them.
+    let json = env.run(&["logs", &id, "--output", "json"]);
+    let lines: Vec<serde_json::Value> = json.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3, "{json:?}");
+    assert_eq!((lines[2]["step"].as_str(), lines[2]["stream"].as_str()), (Some("two"), Some("stdout")));
+    assert_eq!((lines[2]["line"].as_str(), lines[2]["seq"].as_i64()), (Some("third"), Some(3)));
 }
 
 /// `logs` marks what a step wrote to standard error and what its rollback wrote,

@@ -216,7 +216,7 @@ fn doc_writes_the_runbook_for_people() {
     for part in [
         "# test\n",
         "| node | string | no |  | Node to drain |",
-        "| pw | secret | no | (secret) |  |",
+        "| pw | secret | no |  |  |",
         "### 1. check (`check`)",
         "- **Limits:** times out after 1h, up to 3 attempts",
         "export NODE='{{ params.node }}'\ncurl -sf \"http://{{ params.node }}/health\" | grep -q '<ok>'",

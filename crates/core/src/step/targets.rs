@@ -294,7 +294,7 @@ impl Inventory {
     pub fn parse(text: &str, path: &str) -> Result<Inventory, String> {
         let options = serde_saphyr::options! { with_snippet: false };
         let inv: Inventory = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
-            let d = crate::parse::yaml_diagnostic(&e);
+            let d = crate::parse::yaml_diagnostic(&e, text);
             d.headline(path)
         })?;
         for (name, spec) in &inv.hosts {
