@@ -591,6 +591,9 @@ mod tests {
             "echo 'x; rm -rf /' 3 '' true"
         );
         assert_eq!(render_plain("{{ execution.id }}", &c).unwrap(), "EX1");
+        // A dict literal's `}}` is inside the tag: the whole value is one quoted word.
+        let dict = render_shell("echo \"{{ {'k': {'v': params.a}}['k'].v }}\" {{ {'k': params.a}.k }}", &c).unwrap();
+        assert_eq!(dict, "echo \"x; rm -rf /\" 'x; rm -rf /'");
     }
 
     #[test]

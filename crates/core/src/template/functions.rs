@@ -156,5 +156,11 @@ mod tests {
             super::super::check(block, false, &scope),
             vec!["unknown filter `nosuch` (see \"Templates\" in docs/runbook-format.md for those there are)"]
         );
+        // A `}}` that closes a dict literal does not end the tag (as minijinja reads it).
+        let dict = "{{ {'a': {'b': params.env}} | nosuchjson }}";
+        assert_eq!(
+            super::super::check(dict, false, &scope),
+            vec!["unknown filter `nosuchjson` (see \"Templates\" in docs/runbook-format.md for those there are)"]
+        );
     }
 }

@@ -1,11 +1,25 @@
 //! Template tags as minijinja reads them, for the checks done before a template renders:
 //! where a tag ends (a `}}` in a string literal does not end it), and which tags run.
 
-/// Where `close` starts in `text` (a tag's text after its opening), outside string
-/// literals when `strings`; `None` when the tag is not closed.
-pub(crate) fn close_at(text: &str, close: &str, strings: bool) -> Option<usize> {
-    let starts = |&(i, _): &(usize, char)| text[i..].starts_with(close);
-    if strings { code_chars(text).find(starts) } else { text.char_indices().find(starts) }.map(|(i, _)| i)
+/// Where `close` starts in `text` (a tag's text after its opening); `None` when the tag
+/// is not closed. With `code`, as minijinja's lexer reads a tag: outside string literals,
+/// and not inside brackets (`{{ {'a': {'b': 1}} | tojson }}` ends at its last `}}`).
+pub(crate) fn close_at(text: &str, close: &str, code: bool) -> Option<usize> {
+    if !code {
+        return text.find(close);
+    }
+    let mut depth = 0isize;
+    for (i, c) in code_chars(text) {
+        if depth <= 0 && text[i..].starts_with(close) {
+            return Some(i);
+        }
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The characters of a tag's text outside its string literals (`'…'`, `"…"`, with
