@@ -89,6 +89,7 @@ pub fn state(store: impl Into<Db>, config: Config) -> AppState {
         queue_count: Arc::new(Mutex::new((0, 0))),
         figures: Arc::default(),
         versions: Arc::default(),
+        carrying: Arc::default(),
     }
 }
 

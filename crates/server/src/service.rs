@@ -408,6 +408,8 @@ pub async fn resume(
 ) -> ApiResult<opsbook_api::Resumed> {
     let exec = st.store.execution(id).await?;
     may_carry_on(st, ctx, &exec).await?;
+    // Held from the checks on: a second request now is refused, not run twice.
+    let hold = st.carry(&exec.id)?;
     let secrets: BTreeMap<String, Input> = params.into_iter().map(|(k, v)| (k, Input::Value(v))).collect();
     let action = if rollback { "rollback" } else { "resume" };
     let nothing = match st.engine.check_resume(&exec.id, &secrets, rollback).await {
@@ -432,7 +434,7 @@ pub async fn resume(
     let details = json!({ "was": exec.status.as_str(), "secrets_supplied": secret_names });
     st.audit(ctx.user(), &format!("execution.{action}"), &exec.id, &ctx.request_id, details).await;
     let kind = if rollback { crate::worker::RunKind::Rollback } else { crate::worker::RunKind::Resume };
-    crate::worker::spawn_carry_on(st, exec.clone(), kind).await;
+    crate::worker::spawn_carry_on(st, exec.clone(), kind, hold).await;
     Ok(opsbook_api::Resumed { id: exec.id, action: action.into(), nothing_to_roll_back: false })
 }
 

@@ -1,6 +1,6 @@
 //! What every handler and worker shares.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use axum::http::HeaderMap;
@@ -41,6 +41,22 @@ pub struct AppState {
     pub live: Arc<crate::live::Live>,
     /// Published versions read so far, by (runbook, version): they never change.
     pub versions: Arc<Mutex<HashMap<(String, String), opsbook_store::PublishedVersion>>>,
+    /// Executions a resume, rollback or confirmed manual rollback of this process is
+    /// carrying on, from the request's checks until its runner ends. A claim is the
+    /// node's, the same for every runner in it, so it cannot keep two of them apart.
+    pub carrying: Arc<Mutex<HashSet<String>>>,
+}
+
+/// [`AppState::carrying`]'s hold on one execution, let go when dropped.
+pub struct Carrying {
+    set: Arc<Mutex<HashSet<String>>>,
+    id: String,
+}
+
+impl Drop for Carrying {
+    fn drop(&mut self) {
+        self.set.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
+    }
 }
 
 /// The caller's request id (`X-Request-Id`), or a new one.
@@ -54,6 +70,19 @@ pub fn request_id(headers: &HeaderMap) -> String {
 }
 
 impl AppState {
+    /// Holds execution `id` for one carrying on (a resume, a rollback); a second one while
+    /// it is held is refused (409), as another node's would be by the claim.
+    pub fn carry(&self, id: &str) -> crate::error::ApiResult<Carrying> {
+        let mut set = self.carrying.lock().unwrap_or_else(|p| p.into_inner());
+        if !set.insert(id.to_string()) {
+            return Err(crate::error::ApiError::conflict(format!(
+                "execution {id} is held by this server: another resume, rollback or confirmation is acting on it; \
+                 try again when it is done"
+            )));
+        }
+        Ok(Carrying { set: self.carrying.clone(), id: id.to_string() })
+    }
+
     /// Appends to the audit trail. A failure to audit is logged, never hidden.
     pub async fn audit(&self, actor: &str, action: &str, target: &str, request_id: &str, details: serde_json::Value) {
         let record = self.audit_record(actor, action, target, request_id, &details);

@@ -269,11 +269,14 @@ async fn run_one(state: &AppState, exec: Execution, loaded: Option<Loaded>, kind
 ///
 /// Returns once the runner has taken it up (its start written, so that whoever follows
 /// it sees it running rather than as it was), or could not (within 10 s).
-pub(crate) async fn spawn_carry_on(state: &AppState, exec: Execution, kind: RunKind) {
+pub(crate) async fn spawn_carry_on(state: &AppState, exec: Execution, kind: RunKind, hold: crate::state::Carrying) {
     let state = state.clone();
     let id = exec.id.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move { run_guarded_then(&state, exec, None, kind, Some(tx)).await });
+    tokio::spawn(async move {
+        run_guarded_then(&state, exec, None, kind, Some(tx)).await;
+        drop(hold);
+    });
     match tokio::time::timeout(Duration::from_secs(10), rx).await {
         Ok(Ok(())) => {}
         Ok(Err(_)) => tracing::warn!(id, ?kind, "the runner stopped before it took the execution up"),

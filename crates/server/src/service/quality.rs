@@ -21,6 +21,7 @@ pub async fn confirm(
     let exec = &wait.execution;
     super::may_carry_on(st, ctx, exec).await?;
     let rollback = wait.phase == Phase::Rollback;
+    let hold = if rollback { Some(st.carry(&exec.id)?) } else { None };
     let secrets: std::collections::BTreeMap<String, opsbook_core::Input> =
         body.params.iter().map(|(k, v)| (k.clone(), opsbook_core::Input::Value(v.clone()))).collect();
     if rollback {
@@ -37,8 +38,8 @@ pub async fn confirm(
     }
     let note = crate::vault::masked(st, exec, &secrets, body.note).await;
     st.engine.confirm(&wait, ctx.user(), body.done, note.clone()).await?;
-    let next = if rollback {
-        crate::worker::spawn_carry_on(st, exec.clone(), crate::worker::RunKind::Rollback).await;
+    let next = if let Some(hold) = hold {
+        crate::worker::spawn_carry_on(st, exec.clone(), crate::worker::RunKind::Rollback, hold).await;
         "rolling_back"
     } else {
         if st.store.requeue(&exec.id).await? {

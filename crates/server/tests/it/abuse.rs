@@ -152,3 +152,34 @@ async fn connections_and_the_queue_are_bounded() {
     assert!(error_shape(&answers[3].1).contains("(max_queued)"));
     s.stop().await;
 }
+
+/// Rollback requests sent at once for one execution: one runs the rollbacks, the others
+/// are refused (409) while it does; every rollback script runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_rollbacks_run_the_rollbacks_once() {
+    let s = Server::start().await;
+    let op = s.token("olga", &["operator", "author"]).await;
+    let steps = "    - id: a\n      run: \"true\"\n      rollback:\n        run: sleep 0.3; echo a >> undone\n    - id: b\n      run: \"true\"\n      rollback:\n        run: echo b >> undone\n    - id: c\n      run: exit 3\n";
+    let book =
+        crate::support::runbook("twice", "1.0.0", "", "", steps).replace("spec:\n", "spec:\n  on_failure: stop\n");
+    s.publish(&op, &book).await;
+    let (_, doc) = s.post("/api/v1/runbooks/twice/executions", &op, json!({})).await;
+    let id = doc["id"].as_str().unwrap().to_string();
+    assert_eq!(s.settled(&id, &op).await["status"], "failed");
+    let path = format!("/api/v1/executions/{id}/rollback");
+    let asks = (0..6).map(|_| s.post(&path, &op, json!({})));
+    let answers = futures_util::future::join_all(asks).await;
+    let accepted = answers.iter().filter(|(status, _)| *status == StatusCode::ACCEPTED).count();
+    assert_eq!(accepted, 1, "{answers:?}");
+    for (status, doc) in answers.iter().filter(|(status, _)| *status != StatusCode::ACCEPTED) {
+        assert_eq!(*status, StatusCode::CONFLICT, "{doc}");
+        let why = error_shape(doc);
+        assert!(why.contains("another resume, rollback") || why.contains("rolled back"), "{doc}");
+    }
+    s.wait_for(&id, &op, |d| d["rollback"]["status"] == "succeeded").await;
+    assert_eq!(std::fs::read_to_string(s.dir.path().join("undone")).unwrap(), "b\na\n");
+    // Once it is done, another is told so.
+    let (status, doc) = s.post(&path, &op, json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{doc}");
+    s.stop().await;
+}
