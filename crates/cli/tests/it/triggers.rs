@@ -59,6 +59,13 @@ fn events_start_runbooks_once_each_and_every_call_is_audited() {
     });
     let _srv = Serve { child, url: url.clone() };
     env.write("books/respond.yaml", &book());
+    // A trigger runs the runbook whenever it is called: an author who may not run it may
+    // not publish one (they would hold a token that runs code).
+    let author = token(&env, "art", &["author"]);
+    let refused = client(&env, &url, &author, &["push", "books"]);
+    assert_ne!(refused.code, 0, "{refused:?}");
+    let why = "trigger `on-alarm` would run `respond` whenever it is called, and running it needs the";
+    assert!(refused.stderr.contains(why), "{refused:?}");
     let pushed = client(&env, &url, &admin, &["push", "books"]);
     assert_eq!(pushed.code, 0, "{pushed:?}");
 
@@ -70,8 +77,9 @@ fn events_start_runbooks_once_each_and_every_call_is_audited() {
     assert_eq!(first["runbook"], "respond");
     assert_eq!(first["event_id"], "7bf73129-1428-4cd3-a780-95db273d1602");
     let id = first["execution_id"].as_str().unwrap().to_string();
-    // The same event again (EventBridge delivers at least once): nothing new.
-    let (status, again) = fire(&url, "on-alarm", &bearer, &event);
+    // The same event again (EventBridge delivers at least once): nothing new; the
+    // scheme's case does not matter.
+    let (status, again) = fire(&url, "on-alarm", &[("Authorization", "bearer eventbridge-token")], &event);
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["execution_id"], id.as_str());
     assert_eq!(again["repeated"], true);

@@ -123,6 +123,20 @@ pub async fn publish(
         let what = format!("schedule {} (`{}`)", i + 1, s.cron);
         crate::scheduler::may_schedule(&st, &ctx, &rb, &params, &what).await?;
     }
+    // Its triggers run it whenever they are called: the publisher must be allowed to run
+    // it (an author could otherwise run code through a trigger token of their own).
+    if let Some(t) = rb.triggers.first()
+        && !ctx.principal.can(crate::auth::Perm::Run)
+    {
+        let details = json!({ "needs": "run", "roles": ctx.principal.roles });
+        st.audit(ctx.user(), "authz.denied", &rb.name, &ctx.request_id, details).await;
+        return Err(ApiError::forbidden(format!(
+            "trigger `{}` would run `{}` whenever it is called, and running it needs the {} role",
+            t.name,
+            rb.name,
+            crate::auth::Perm::Run.roles()
+        )));
+    }
     // Its tests run on every publish; it may not be (or stay) active while they fail.
     let tests = crate::service::quality::run_tests(&st, &rb, pq.bundle.as_deref()).await?;
     let status = match st.store.registry_entry(&rb.name).await {

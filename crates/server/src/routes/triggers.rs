@@ -137,7 +137,11 @@ async fn find(st: &AppState, name: &str) -> ApiResult<Vec<(String, Trigger)>> {
 fn authentic(auth: &Auth, headers: &HeaderMap, body: &[u8]) -> Result<(), &'static str> {
     match auth {
         Auth::Token { sha256 } => {
-            let sent = header(headers, "authorization").and_then(|a| a.strip_prefix("Bearer ").map(str::to_string));
+            // The scheme is case-insensitive (RFC 9110), as on the rest of the API.
+            let sent = header(headers, "authorization").and_then(|a| {
+                let (scheme, token) = a.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+            });
             let Some(token) = sent else { return Err("no bearer token") };
             let digest = opsbook_core::sha256_hex(token.trim().as_bytes());
             if bool::from(digest.as_bytes().ct_eq(sha256.as_bytes())) { Ok(()) } else { Err("wrong token") }
