@@ -261,6 +261,10 @@ impl Checker<'_> {
             }
         }
         let param_names: BTreeSet<String> = spec.parameters.0.iter().map(|(n, _)| n.value.clone()).collect();
+        let secret_names: BTreeSet<String> = (spec.parameters.0.iter())
+            .filter(|(_, p)| p.ty == crate::params::ParamType::Secret)
+            .map(|(n, _)| n.value.clone())
+            .collect();
         let mut all_steps: BTreeMap<String, usize> = BTreeMap::new();
         for (i, s) in spec.steps.value.iter().enumerate() {
             all_steps.entry(s.value.id.value.clone()).or_insert(i);
@@ -277,7 +281,13 @@ impl Checker<'_> {
             .into_iter()
             .map(|p| {
                 let check = p.check.map(|c| {
-                    let scope = Scope { params: &param_names, steps: &all_steps, visible_below: 0, target: false };
+                    let scope = Scope {
+                        params: &param_names,
+                        secrets: &secret_names,
+                        steps: &all_steps,
+                        visible_below: 0,
+                        target: false,
+                    };
                     self.script(&c.run, &scope, "check.run");
                     Script {
                         template: c.run.value,
@@ -300,8 +310,20 @@ impl Checker<'_> {
             if all_steps.get(id) != Some(&i) {
                 self.err(&raw_step.value.id.referenced, format!("duplicate step id `{id}`"));
             }
-            let scope = Scope { params: &param_names, steps: &all_steps, visible_below: i, target: false };
-            let rollback_scope = Scope { params: &param_names, steps: &all_steps, visible_below: i + 1, target: false };
+            let scope = Scope {
+                params: &param_names,
+                secrets: &secret_names,
+                steps: &all_steps,
+                visible_below: i,
+                target: false,
+            };
+            let rollback_scope = Scope {
+                params: &param_names,
+                secrets: &secret_names,
+                steps: &all_steps,
+                visible_below: i + 1,
+                target: false,
+            };
             if let Some(step) = self.step(raw_step, &scope, &rollback_scope) {
                 steps.push(step);
             }

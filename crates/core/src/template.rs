@@ -414,6 +414,8 @@ pub fn check_json(value: &serde_json::Value, scope: &Scope<'_>, path: &str) -> V
 #[derive(Clone, Copy)]
 pub struct Scope<'a> {
     pub params: &'a BTreeSet<String>,
+    /// The secret ones among them.
+    pub secrets: &'a BTreeSet<String>,
     /// Every step id with its position (the first, for a duplicate).
     pub steps: &'a BTreeMap<String, usize>,
     /// Steps at positions below this one have run when the template renders.
@@ -572,7 +574,7 @@ mod tests {
         assert!(render_json(&serde_json::json!({"x": "{{ params.missing }}"}), &c).is_err());
         let names = BTreeSet::from(["env".to_string()]);
         let steps = BTreeMap::new();
-        let scope = Scope { params: &names, steps: &steps, visible_below: 0, target: false };
+        let scope = Scope { params: &names, secrets: &BTreeSet::new(), steps: &steps, visible_below: 0, target: false };
         assert_eq!(
             check_json(
                 &serde_json::json!({"a": [{"b": "{{ params.nope }}"}], "c": "{{ params.env }}"}),
@@ -642,7 +644,8 @@ mod tests {
         let params: BTreeSet<String> = ["version".to_string()].into();
         let steps: BTreeMap<String, usize> =
             [("build".to_string(), 0), ("deploy".to_string(), 1), ("smoke".to_string(), 2)].into();
-        let scope = Scope { params: &params, steps: &steps, visible_below: 1, target: false };
+        let scope =
+            Scope { params: &params, secrets: &BTreeSet::new(), steps: &steps, visible_below: 1, target: false };
         assert_eq!(check("{{ params.version }} {{ steps.build.outputs.x }}", false, &scope), Vec::<String>::new());
         assert_eq!(
             check("{{ params.verison }}", false, &scope),

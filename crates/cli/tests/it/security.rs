@@ -225,6 +225,30 @@ fn secrets_through_template_filters_are_masked() {
             assert!(!bytes.windows(d.len()).any(|w| w == d.as_bytes()), "{d} stored on disk");
         }
     }
+    // A secret a character at a time cannot be masked: the step fails before it runs.
+    let spelled = runbook(
+        "    pw: { type: secret }\n",
+        "    - id: spell\n      env: { C: \"{% for c in params.pw %}{{ c }} {% endfor %}\" }\n      run: echo \"$C\" > spelled\n",
+    );
+    let o = env.run_book(&spelled, &["-p", "pw=HuntEr2-Zulu", "--output", "json"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let error = o.json()["steps"][0]["error"].as_str().unwrap().to_string();
+    assert!(error.contains("a piece of a secret parameter too short to mask"), "{error}");
+    assert!(!env.path("spelled").exists());
+    // A target's name is shown and stored: it may not come from a secret.
+    let hosts = runbook(
+        "    pw: { type: secret }\n",
+        "    - id: on\n      targets: { hosts: [\"{{ params.pw }}\"], via: local }\n      run: \"true\"\n",
+    );
+    env.write("hosts.yaml", &hosts);
+    let o = env.run(&["validate", "hosts.yaml"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        o.stdout.contains(
+            "targets.hosts: a target's name is shown and stored as it is, so it may not carry secret parameter `pw`"
+        ),
+        "{o:?}"
+    );
 }
 
 /// A secret in an `http` step's URL, which the HTTP client would quote back encoded its

@@ -68,7 +68,13 @@ impl Checker<'_> {
                     self.err(&g.referenced, "targets.group: a group is taken from an inventory; set targets.inventory");
                 }
                 for h in &t.hosts {
-                    if h.value.contains("{{") || h.value.contains("{%") {
+                    if let Some(secret) = scope.secrets.iter().find(|s| crate::template::mentions(&h.value, s)) {
+                        let msg = format!(
+                            "step `{id}`: targets.hosts: a target's name is shown and stored as it is, so it may not \
+                             carry secret parameter `{secret}`"
+                        );
+                        self.err(&h.referenced, msg);
+                    } else if h.value.contains("{{") || h.value.contains("{%") {
                         self.plain_template(&h.value, &h.referenced, scope, "targets.hosts");
                     } else if let Err(e) = Target::parse_list(&h.value) {
                         self.err(&h.referenced, format!("targets.hosts: {e}"));

@@ -45,7 +45,7 @@ pub(super) fn tracked(
     let (out, real) = recording(|| render(ctx));
     let out = out?;
     let (_, other) = recording(|| render(&changed(ctx, secrets)));
-    secrets.masker.add(derived(real, &other, shortest));
+    secrets.masker.add(derived(real, &other, shortest)?);
     Ok(out)
 }
 
@@ -65,7 +65,7 @@ pub(super) fn tracked_json(
     if let Ok(v) = eval(&changed(ctx, secrets)) {
         leaves(&v, &mut other);
     }
-    secrets.masker.add(derived(mine, &other, shortest));
+    secrets.masker.add(derived(mine, &other, shortest)?);
     Ok(real)
 }
 
@@ -122,16 +122,24 @@ fn change(text: &str) -> String {
 /// What was written from the secrets: the values that differ between the two renders,
 /// in the order written. When the secrets steered the template (a loop over their
 /// characters, a test on them), the two renders wrote different numbers of values, and
-/// whatever the first wrote that the second never did is taken as theirs. Values shorter
-/// than 4 characters (and than the shortest secret) are left: a length, or a first
-/// letter, masked everywhere would hide ordinary text and reveal next to nothing.
-fn derived(real: Vec<String>, other: &[String], shortest: usize) -> Vec<String> {
-    let long = |s: &String| !s.trim().is_empty() && s.chars().count() >= shortest.min(4);
-    if real.len() == other.len() {
-        real.into_iter().zip(other).filter(|(a, b)| a != *b).map(|(a, _)| a).filter(long).collect()
+/// whatever the first wrote that the second never did is taken as theirs. A comparison's
+/// `true` or `false` is left. A piece too short to mask (under 4 characters, and shorter
+/// than the shortest secret: a first letter, each character in a loop) fails the render:
+/// masked everywhere it would hide ordinary text, and left, a loop spells the secret out.
+fn derived(real: Vec<String>, other: &[String], shortest: usize) -> Result<Vec<String>, String> {
+    let differ: Vec<String> = if real.len() == other.len() {
+        real.into_iter().zip(other).filter(|(a, b)| a != *b).map(|(a, _)| a).collect()
     } else {
-        real.into_iter().filter(|a| !other.contains(a)).filter(long).collect()
+        real.into_iter().filter(|a| !other.contains(a)).collect()
+    };
+    let differ: Vec<String> =
+        differ.into_iter().filter(|s| !s.trim().is_empty() && s != "true" && s != "false").collect();
+    if differ.iter().any(|s| s.chars().count() < shortest.min(4)) {
+        return Err("a template writes a piece of a secret parameter too short to mask (under 4 characters): \
+                    pass the secret whole, or keep it out of what is written"
+            .to_string());
     }
+    Ok(differ)
 }
 
 /// The strings and numbers of a JSON value, as text.
@@ -181,11 +189,16 @@ mod tests {
     }
 
     #[test]
-    fn what_says_little_of_a_secret_stays_visible() {
+    fn what_says_little_of_a_secret_stays_visible_and_pieces_of_it_are_refused() {
         let masker = crate::secret::Masker::new(["hunter2".to_string()]);
         let ctx = ctx(&masker);
-        render_shell("echo {{ params.pw | length }} {{ params.pw[0] }} {{ params.user }}", &ctx).unwrap();
-        assert_eq!(masker.mask("7 h alice hunter2"), "7 h alice ***");
+        render_shell("echo {{ params.pw | length }} {{ params.pw == 'x' }} {{ params.user }}", &ctx).unwrap();
+        assert_eq!(masker.mask("7 false alice hunter2"), "7 false alice ***");
+        // A piece too short to mask, or the secret a character at a time, is no render.
+        for pieces in ["echo {{ params.pw[0] }}", "{% for c in params.pw %}{{ c }} {% endfor %}"] {
+            let err = render_plain(pieces, &ctx).unwrap_err();
+            assert!(err.starts_with("a template writes a piece of a secret parameter too short to mask"), "{err}");
+        }
         // A context without secrets in the clear (a dry run's) records nothing.
         let shown = Context { secrets: None, ..ctx.clone() };
         render_plain("{{ params.pw | upper }}", &shown).unwrap();

@@ -122,7 +122,9 @@ mod tests {
     fn unknown_filters_and_tests_are_found_before_anything_renders() {
         let params: BTreeSet<String> = ["env".to_string()].into();
         let steps = BTreeMap::new();
-        let scope = super::super::Scope { params: &params, steps: &steps, visible_below: 0, target: false };
+        let none = BTreeSet::new();
+        let scope =
+            super::super::Scope { params: &params, secrets: &none, steps: &steps, visible_below: 0, target: false };
         let errs = super::super::check("echo {{ params.env | nosuchfilter }} {{ params.env | upper }}", false, &scope);
         assert_eq!(
             errs,
