@@ -1,5 +1,6 @@
 //! The guardian: a small process, forked before the runtime starts, that kills the live
-//! steps' process groups when their runner dies (kill -9, out of memory).
+//! steps' process groups when their runner dies (kill -9, out of memory), and removes the
+//! runner's scratch directory (its scripts hold secrets).
 //!
 //! A parent-death signal would do the same from each step's side, but setting one needs a
 //! `pre_exec` hook, and any such hook makes the standard library fork the whole runner for
@@ -92,6 +93,23 @@ impl Guardian {
         self.send(b'x', 0, spawn);
     }
 
+    /// The runner's scratch directory (scripts with secrets in them): removed when the
+    /// runner is gone, should it die before removing it itself.
+    pub fn scratch(&self, dir: &std::path::Path) {
+        use std::os::unix::ffi::OsStrExt;
+        let path = dir.as_os_str().as_bytes();
+        // One write of at most PIPE_BUF bytes is atomic: no other message lands inside it.
+        let Ok(len) = u32::try_from(path.len()) else { return };
+        if path.len() + 9 > 4096 {
+            return;
+        }
+        let mut msg = vec![b'd'];
+        msg.extend_from_slice(&len.to_le_bytes());
+        msg.extend_from_slice(&[0; 4]);
+        msg.extend_from_slice(path);
+        let _ = (&self.pipe).write_all(&msg);
+    }
+
     fn send(&self, op: u8, pgid: i32, spawn: u32) {
         let mut msg = [op, 0, 0, 0, 0, 0, 0, 0, 0];
         msg[1..5].copy_from_slice(&pgid.to_le_bytes());
@@ -137,6 +155,7 @@ fn guard(pipe: OwnedFd, token: u64) -> ! {
     let mut pipe = std::fs::File::from(pipe);
     let mut live = HashSet::new();
     let mut told = Told::default();
+    let mut scratch = Vec::new();
     let mut msg = [0u8; 9];
     while pipe.read_exact(&mut msg).is_ok() {
         let pgid = i32::from_le_bytes([msg[1], msg[2], msg[3], msg[4]]);
@@ -147,6 +166,14 @@ fn guard(pipe: OwnedFd, token: u64) -> ! {
                 told.insert(spawn);
             }
             b'x' => told.insert(spawn),
+            b'd' => {
+                use std::os::unix::ffi::OsStrExt;
+                let mut path = vec![0u8; u32::from_le_bytes([msg[1], msg[2], msg[3], msg[4]]) as usize];
+                if pipe.read_exact(&mut path).is_err() {
+                    break;
+                }
+                scratch.push(std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&path)));
+            }
             _ => {
                 live.remove(&pgid);
             }
@@ -163,6 +190,10 @@ fn guard(pipe: OwnedFd, token: u64) -> ! {
         for pid in untold(&prefix, &told) {
             let _ = crate::recovery::kill_found(pid);
         }
+    }
+    // The scripts it wrote, secrets and all, go with it (gone already after a clean exit).
+    for dir in scratch {
+        let _ = std::fs::remove_dir_all(dir);
     }
     std::process::exit(0)
 }

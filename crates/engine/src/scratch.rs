@@ -27,6 +27,9 @@ impl Scratch {
                 .permissions(std::fs::Permissions::from_mode(0o700))
                 .tempdir()
                 .map_err(|e| Error::Io(format!("cannot create a temporary directory: {e}")))?;
+            if let Some(g) = crate::guardian::get() {
+                g.scratch(made.path());
+            }
             *dir = Some(made);
         }
         let n = self.next.fetch_add(1, Ordering::Relaxed);

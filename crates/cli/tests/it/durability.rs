@@ -434,13 +434,16 @@ fn a_reused_pid_does_not_keep_an_execution_running() {
 #[test]
 fn kill_9_leaves_no_process_running() {
     let book = runbook(
-        "",
-        "    - id: a\n      run: |\n        echo $$ > shell\n        sleep 300 &\n        echo $! > child\n        wait\n",
+        "    pw: { type: secret }\n",
+        "    - id: a\n      run: |\n        echo {{ params.pw }} > /dev/null\n        echo $$ > shell\n        sleep 300 &\n        echo $! > child\n        wait\n",
     );
     for leave_to_recovery in [false, true] {
         let env = Env::new();
         env.write("test.yaml", &book);
-        let mut cmd = env.cmd(&["run", "test.yaml"]);
+        std::fs::create_dir(env.path("tmp")).unwrap();
+        let mut cmd = env.cmd(&["run", "test.yaml", "-p", "pw=Sc4atch-secret"]);
+        // Its scratch directory (the script, secret and all) where the test can see it.
+        cmd.env("TMPDIR", env.path("tmp"));
         if leave_to_recovery {
             cmd.env("OPSBOOK_STEP_PARENT_DEATH", "recovery");
         }
@@ -448,6 +451,8 @@ fn kill_9_leaves_no_process_running() {
         let orphan = env.wait_for_pid("child");
         let guardian = guardian_of(child.id());
         assert!(guardian.is_some(), "`opsbook run` has a guardian process");
+        let scratch = || std::fs::read_dir(env.path("tmp")).unwrap().count();
+        assert_eq!(scratch(), 1, "the runner's scratch directory");
         child.kill().unwrap();
         child.wait().unwrap();
         let shell: i32 = env.read("shell").trim().parse().unwrap();
@@ -457,6 +462,7 @@ fn kill_9_leaves_no_process_running() {
             wait_until(|| dead(shell) && dead(orphan), "the step's group to die with its runner");
         }
         wait_until(|| dead(guardian.unwrap()), "the guardian to end after its runner");
+        assert_eq!(scratch(), 0, "the guardian removed the scratch directory with its script");
         let o = env.run(&["history"]);
         assert!(o.stderr.contains("was interrupted"), "{o:?}");
         wait_until(|| dead(shell) && dead(orphan), "the orphaned group to be killed");
