@@ -46,6 +46,18 @@ impl ApiError {
         ApiError::bad_request(message).with_details(json!({ "field": name }))
     }
 
+    /// 400 when free text (a comment, a reason, a note) is longer than anyone writes:
+    /// it is stored and shown on every page about its execution or runbook.
+    pub fn check_text(name: &str, text: Option<&str>) -> Result<(), ApiError> {
+        const MAX_TEXT: usize = 10_000;
+        match text.map(|t| t.chars().count()) {
+            Some(n) if n > MAX_TEXT => {
+                Err(ApiError::field(name, format!("{name}: {n} characters, at most {MAX_TEXT} are kept")))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// 400 about one query parameter (`details: {param}`).
     pub fn param(name: &str, message: impl Into<String>) -> ApiError {
         ApiError::bad_request(message).with_details(json!({ "param": name }))
@@ -79,6 +91,8 @@ impl ApiError {
 
 /// Refusals never echo megabytes of input back: messages are cut at this many characters.
 const MAX_MESSAGE: usize = 1000;
+/// And their details to this many entries per list or map (every string cut too).
+const MAX_DETAILS: usize = 100;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -87,7 +101,8 @@ impl IntoResponse for ApiError {
             error: opsbook_api::ErrorDetail {
                 code: self.code.to_string(),
                 message,
-                details: (!self.details.is_null()).then_some(self.details),
+                details: (!self.details.is_null())
+                    .then(|| crate::limits::bounded_json(&self.details, MAX_MESSAGE, MAX_DETAILS)),
             },
         };
         let mut response = (self.status, Json(body)).into_response();

@@ -173,6 +173,7 @@ pub async fn change_lifecycle(
     reason: Option<String>,
 ) -> ApiResult<opsbook_api::LifecycleChanged> {
     use opsbook_core::LifecycleStatus;
+    ApiError::check_text("reason", reason.as_deref())?;
     if LifecycleStatus::parse(status).is_none() {
         return Err(ApiError::field(
             "status",
@@ -241,6 +242,7 @@ pub async fn decide(
     approved: bool,
     comment: Option<String>,
 ) -> ApiResult<opsbook_api::Decided> {
+    ApiError::check_text("comment", comment.as_deref())?;
     let wait = st.engine.approval_wait(id).await?;
     let exec_id = wait.execution.id.clone();
     let rid = &ctx.request_id;
@@ -371,6 +373,7 @@ pub async fn override_gate(st: &AppState, ctx: &Ctx, id: &str, reason: &str) -> 
     if reason.trim().is_empty() {
         return Err(ApiError::bad_request("a reason is required to override a gate"));
     }
+    ApiError::check_text("reason", Some(reason))?;
     let done = st.engine.override_gate(id, ctx.user(), reason).await?;
     let exec_id = done.execution.id.clone();
     let answer = opsbook_api::Overridden {

@@ -17,6 +17,7 @@ pub async fn confirm(
     id: &str,
     body: opsbook_api::Confirm,
 ) -> ApiResult<opsbook_api::Confirmed> {
+    ApiError::check_text("note", body.note.as_deref())?;
     let wait = st.engine.manual_wait(id, body.step.as_deref()).await?;
     let exec = &wait.execution;
     super::may_carry_on(st, ctx, exec).await?;
@@ -80,6 +81,7 @@ pub async fn feedback(
     id: &str,
     body: opsbook_api::FeedbackIn,
 ) -> ApiResult<opsbook_api::FeedbackDoc> {
+    ApiError::check_text("comment", body.comment.as_deref())?;
     if !(1..=5).contains(&body.rating) {
         return Err(ApiError::field("rating", format!("rating: {} is not between 1 and 5", body.rating)));
     }
@@ -92,6 +94,7 @@ pub async fn feedback(
 /// Records `ctx`'s review of runbook `name`'s newest version; the next review is due
 /// `review.every` after today.
 pub async fn review(st: &AppState, ctx: &Ctx, name: &str, note: String) -> ApiResult<opsbook_api::ReviewDoc> {
+    ApiError::check_text("note", Some(&note))?;
     let note = note.trim().to_string();
     if note.is_empty() {
         return Err(ApiError::field("note", "note: say what the review checked or found"));

@@ -47,6 +47,22 @@ async fn malformed_requests_get_named_refusals_in_the_error_shape() {
     let (status, doc) = s.get(&format!("/api/v1/executions?limit={}", "9".repeat(5_000)), &op).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(doc.to_string().len() < 2_000);
+    // Nor are thousands of unknown parameters, or a megabyte-long name, in the details.
+    let many: serde_json::Map<String, Value> = (0..20_000).map(|i| (format!("p{i}"), json!(1))).collect();
+    let (status, doc) = s.post("/api/v1/runbooks/a/executions", &op, json!({ "params": many })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(doc["error"]["details"].as_array().unwrap().len(), 100, "at most 100 entries");
+    assert!(doc.to_string().len() < 20_000, "{} bytes", doc.to_string().len());
+    let long = json!({ "params": { "k".repeat(300_000): 1 } });
+    let (status, doc) = s.post("/api/v1/runbooks/a/executions", &op, long).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(doc.to_string().len() < 5_000, "{} bytes", doc.to_string().len());
+    // Free text is bounded: a comment, a reason, a note of a megabyte is refused.
+    let (status, doc) =
+        s.post("/api/v1/runbooks/a/lifecycle", &op, json!({ "status": "active", "reason": "r".repeat(10_001) })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{doc}");
+    assert_eq!(error_shape(&doc), "reason: 10001 characters, at most 10000 are kept");
+    assert_eq!(doc["error"]["details"]["field"], "reason");
 
     // Over the body limit: 413, same shape. Just over it: the server answers as soon as
     // it sees the length and closes, and a client still writing a much larger body can
