@@ -50,10 +50,12 @@ impl Trigger {
 
     /// The event's id, as text, if it has one.
     pub fn event_id(&self, event: &serde_json::Value) -> Option<String> {
+        // An id that is not text (a number, an object) is its JSON: the same event gives
+        // the same id, so a repeated delivery is still told apart from a new event.
         match self.event_id.find(event)? {
             serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
-            serde_json::Value::Number(n) => Some(n.to_string()),
-            _ => None,
+            serde_json::Value::String(_) | serde_json::Value::Null => None,
+            other => Some(other.to_string()),
         }
     }
 }
@@ -170,5 +172,7 @@ mod tests {
         assert_eq!(t.event_id(&event).as_deref(), Some("abc-1"));
         assert_eq!(t.event_id(&json!({ "id": "" })), None);
         assert_eq!(t.event_id(&json!({ "id": 7 })).as_deref(), Some("7"));
+        assert_eq!(t.event_id(&json!({ "id": { "b": 1, "a": [2] } })).as_deref(), Some(r#"{"b":1,"a":[2]}"#));
+        assert_eq!(t.event_id(&json!({ "id": null })), None);
     }
 }

@@ -112,35 +112,52 @@ pub fn hash(token: &str) -> String {
     hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
+/// A token's roles then labels, each once, in the order given.
+pub fn token_roles(roles: Vec<String>, labels: Vec<String>) -> Vec<String> {
+    let mut all: Vec<String> = Vec::new();
+    for r in roles.into_iter().chain(labels) {
+        if !all.contains(&r) {
+            all.push(r);
+        }
+    }
+    all
+}
+
 /// Checks the roles of a new token: `roles` must be built-in (a typo such as `admn` or a
 /// made-up `superuser` is refused, naming the valid ones); `labels` are any other names
 /// that approval steps (`role:NAME`) and policies use, which grant nothing by themselves.
-pub fn check_roles(roles: &[String], labels: &[String]) -> Result<(), String> {
+pub fn check_roles(roles: &[String], labels: &[String]) -> Result<(), (&'static str, String)> {
     if roles.is_empty() && labels.is_empty() {
-        return Err(format!("a token needs at least one role: {}", BUILTIN_ROLES.join(", ")));
+        return Err(("roles", format!("a token needs at least one role: {}", BUILTIN_ROLES.join(", "))));
     }
     for r in roles {
         if !BUILTIN_ROLES.contains(&r.as_str()) {
             let hint = opsbook_core::diagnostic::did_you_mean(r, &BUILTIN_ROLES)
                 .map(|m| format!(" (did you mean `{m}`?)"))
                 .unwrap_or_default();
-            return Err(format!(
-                "unknown role `{r}`{hint}: the roles are {}. A name that approval steps or policies use \
-                 (such as release-manager) is a label: give it with --label (\"labels\" in the API)",
-                BUILTIN_ROLES.join(", ")
+            return Err((
+                "roles",
+                format!(
+                    "unknown role `{r}`{hint}: the roles are {}. A name that approval steps or policies use \
+                     (such as release-manager) is a label: give it with --label (\"labels\" in the API)",
+                    BUILTIN_ROLES.join(", ")
+                ),
             ));
         }
     }
     for l in labels {
         let ok = !l.is_empty() && l.len() <= 64 && l.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
         if !ok {
-            return Err(format!("invalid label `{l}`: use letters, digits, - _ . (at most 64)"));
+            return Err(("labels", format!("invalid label `{l}`: use letters, digits, - _ . (at most 64)")));
         }
         // A label grants nothing; one spelled like a role would read as that role.
         if let Some(role) = BUILTIN_ROLES.iter().find(|r| r.eq_ignore_ascii_case(l)) {
-            return Err(format!(
-                "label `{l}` is the built-in role `{role}`: give it as a role (--role, \"roles\" in the API) \
-                 if it is meant, labels grant nothing"
+            return Err((
+                "labels",
+                format!(
+                    "label `{l}` is the built-in role `{role}`: give it as a role (--role, \"roles\" in the API) \
+                     if it is meant, labels grant nothing"
+                ),
             ));
         }
     }
@@ -419,20 +436,20 @@ mod tests {
         let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(check_roles(&v(&["admin", "viewer"]), &v(&["release-manager"])), Ok(()));
         assert_eq!(check_roles(&[], &v(&["release-manager"])), Ok(()));
-        let typo = check_roles(&v(&["admn"]), &[]).unwrap_err();
+        let typo = check_roles(&v(&["admn"]), &[]).unwrap_err().1;
         assert!(
             typo.starts_with(
                 "unknown role `admn` (did you mean `admin`?): the roles are viewer, operator, approver, author, admin."
             ),
             "{typo}"
         );
-        let made_up = check_roles(&v(&["superuser"]), &[]).unwrap_err();
+        let made_up = check_roles(&v(&["superuser"]), &[]).unwrap_err().1;
         assert!(made_up.starts_with("unknown role `superuser`: the roles are"), "{made_up}");
         assert!(made_up.contains("--label"), "{made_up}");
-        assert!(check_roles(&[], &[]).unwrap_err().starts_with("a token needs at least one role"));
-        assert!(check_roles(&[], &v(&["a b"])).unwrap_err().starts_with("invalid label `a b`"));
+        assert!(check_roles(&[], &[]).unwrap_err().1.starts_with("a token needs at least one role"));
+        assert!(check_roles(&[], &v(&["a b"])).unwrap_err().1.starts_with("invalid label `a b`"));
         assert_eq!(
-            check_roles(&v(&["viewer"]), &v(&["Admin"])).unwrap_err(),
+            check_roles(&v(&["viewer"]), &v(&["Admin"])).unwrap_err().1,
             "label `Admin` is the built-in role `admin`: give it as a role (--role, \"roles\" in the API) \
              if it is meant, labels grant nothing"
         );

@@ -223,7 +223,8 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for ApiText {
 /// or unknown field, which are reported at the parent) and the message, cut short.
 fn named(path: String, inner: String) -> (String, String) {
     let quoted = |prefix: &str| inner.strip_prefix(prefix).and_then(|r| r.split('`').nth(1)).map(str::to_string);
-    let from_message = quoted("missing field ").or_else(|| quoted("unknown field "));
+    let from_message =
+        quoted("missing field ").or_else(|| quoted("unknown field ")).or_else(|| quoted("duplicate field "));
     // (`?`: serde_path_to_error's path when the document ended or broke before a field.)
     let at_top = path == "." || path == "?" || path.is_empty();
     let field = match (at_top, from_message) {
@@ -278,6 +279,7 @@ pub fn parse_query<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, Api
         let (param, _) = named(e.path().to_string(), inner.clone());
         let message = match inner.strip_prefix("missing field ") {
             Some(_) => format!("query parameter `{param}` is required"),
+            None if inner.starts_with("duplicate field ") => format!("query parameter `{param}` is given twice"),
             None if param.is_empty() => format!("query string: {}", bounded(&inner, 200)),
             None => format!("query parameter `{param}`: {}", bounded(&inner, 200)),
         };

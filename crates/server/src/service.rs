@@ -79,14 +79,15 @@ pub async fn enqueue(
     let values = params.values.clone().into_iter().collect();
     if let Some(p) = crate::policy::refusal(&st.config.policies, who, name, &rb.tags, &values) {
         let why = p.description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
-        st.audit(&who.user, "authz.denied", name, "", json!({ "policy": why, "roles": who.roles })).await;
+        let details = json!({ "policy": p.description, "needs": p.roles, "roles": who.roles });
+        st.audit(&who.user, "authz.denied", name, audit.request_id, details).await;
         return Err(ApiError::forbidden(format!(
             "running `{name}` like this needs one of the roles {}{why}",
             p.roles.join(", ")
         )));
     }
     if let Err(why) = crate::calls::check_child_policies(&st.store, &st.config.policies, who, &rb, &values).await {
-        st.audit(&who.user, "authz.denied", name, "", json!({ "policy": why, "roles": who.roles })).await;
+        st.audit(&who.user, "authz.denied", name, audit.request_id, json!({ "policy": why, "roles": who.roles })).await;
         return Err(ApiError::forbidden(why));
     }
     let secrets: BTreeMap<String, Input> =

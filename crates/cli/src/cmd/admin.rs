@@ -87,8 +87,8 @@ async fn on_database(db: Option<opsbook_store::DatabaseUrl>, cmd: Admin) -> Resu
     let actor = format!("local:{}", super::os_user());
     match cmd {
         Admin::Token(TokenCmd::Create { user, roles, labels, expires }) => {
-            opsbook_server::auth::check_roles(&roles, &labels).map_err(usage)?;
-            let roles: Vec<String> = roles.into_iter().chain(labels).collect();
+            opsbook_server::auth::check_roles(&roles, &labels).map_err(|(_, e)| usage(e))?;
+            let roles = opsbook_server::auth::token_roles(roles, labels);
             let expires_at = match expires {
                 Some(d) => {
                     let d = opsbook_core::duration::parse(&d).map_err(|e| usage(format!("--expires: {e}")))?;

@@ -24,7 +24,7 @@ pub async fn create_token(
     ctx.require(&st, Perm::Admin, "tokens").await?;
     // Names are kept as people mean them: no surrounding spaces, one case.
     let user = auth::check_user(&body.user).map_err(|e| ApiError::field("user", e))?;
-    auth::check_roles(&body.roles, &body.labels).map_err(|e| ApiError::field("roles", e))?;
+    auth::check_roles(&body.roles, &body.labels).map_err(|(field, e)| ApiError::field(field, e))?;
     let expires_at = match body.expires_in.as_deref() {
         Some(d) => {
             let d = opsbook_core::duration::parse(d)
@@ -33,7 +33,7 @@ pub async fn create_token(
         }
         None => None,
     };
-    let roles = body.roles.into_iter().chain(body.labels).collect();
+    let roles = auth::token_roles(body.roles, body.labels);
     let new = auth::generate(&user, roles, expires_at);
     st.store.create_token(&new.record, &new.hash).await?;
     let info = TokenInfo::from(new.record);

@@ -47,6 +47,11 @@ async fn malformed_requests_get_named_refusals_in_the_error_shape() {
     let (status, doc) = s.get(&format!("/api/v1/executions?limit={}", "9".repeat(5_000)), &op).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(doc.to_string().len() < 2_000);
+    // A query parameter given twice is named.
+    let (status, doc) = s.get("/api/v1/executions?limit=1&limit=2", &op).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_shape(&doc), "query parameter `limit` is given twice");
+    assert_eq!(doc["error"]["details"]["param"], "limit");
     // Nor are thousands of unknown parameters, or a megabyte-long name, in the details.
     let many: serde_json::Map<String, Value> = (0..20_000).map(|i| (format!("p{i}"), json!(1))).collect();
     let (status, doc) = s.post("/api/v1/runbooks/a/executions", &op, json!({ "params": many })).await;

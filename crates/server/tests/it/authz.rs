@@ -167,7 +167,13 @@ async fn revoked_and_expired_tokens_are_refused_and_audited() {
     let (status, doc) =
         s.post("/api/v1/tokens", &admin, json!({"user": "lab", "roles": ["viewer"], "labels": ["admin"]})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{doc}");
-    assert_eq!(doc["error"]["details"]["field"], "roles");
+    assert_eq!(doc["error"]["details"]["field"], "labels");
+    // Each role once, however often it was given.
+    let (status, doc) = s
+        .post("/api/v1/tokens", &admin, json!({"user": "dup", "roles": ["viewer", "viewer"], "labels": ["x", "x"]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{doc}");
+    assert_eq!(doc["roles"], json!(["viewer", "x"]), "{doc}");
     let (status, doc) = s.post("/api/v1/tokens", &admin, json!({"user": "schedule:a#1", "roles": ["admin"]})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{doc}");
     assert_eq!(doc["error"]["message"], "invalid user `schedule:a#1`: use letters, digits, - _ . @ + (at most 64)");
@@ -234,6 +240,11 @@ async fn policies_narrow_who_may_run_what() {
     let (status, doc) = s.post(path, &web, submit("production")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(doc["error"]["message"], "running `site` like this needs one of the roles prod-deployer");
+    // The refusal is audited with the request's id and which policy refused it.
+    let (_, audit) = s.get("/api/v1/audit?action=authz.denied", &admin).await;
+    let last = audit["items"].as_array().unwrap().iter().rfind(|r| r["actor"] == "wes").unwrap().clone();
+    assert_eq!(last["details"]["needs"], json!(["prod-deployer"]), "{last}");
+    assert!(last["request_id"].as_str().is_some_and(|r| !r.is_empty()), "{last}");
     let (_, sub) = s.post(path, &prod, submit("production")).await;
     assert_eq!(s.post(path, &admin, submit("production")).await.0, StatusCode::ACCEPTED);
     // Carrying an execution on (resume, rollback) is running it: the same policies apply.
