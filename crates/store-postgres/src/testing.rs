@@ -65,10 +65,23 @@ fn script(args: &[&str]) -> String {
 
 impl Cluster {
     pub fn start(durability: Durability) -> Cluster {
-        let exports = match durability {
-            Durability::Throwaway => script(&["start"]),
-            Durability::Durable => script(&["start", "durable"]),
+        let args: &[&str] = match durability {
+            Durability::Throwaway => &["start"],
+            Durability::Durable => &["start", "durable"],
         };
+        // The port it picks is free when picked; a server the other tests start at the
+        // same moment can take it first. Then it picks another.
+        let mut exports = None;
+        for _ in 0..3 {
+            let o = std::process::Command::new(SCRIPT).args(args).output().expect("run scripts/postgres");
+            let err = String::from_utf8_lossy(&o.stderr).to_string();
+            if o.status.success() {
+                exports = Some(String::from_utf8(o.stdout).expect("text"));
+                break;
+            }
+            assert!(err.contains("Address already in use"), "scripts/postgres {args:?}: {err}");
+        }
+        let exports = exports.expect("a free port in 3 tries");
         let value = |name: &str| {
             let line = exports.lines().find(|l| l.starts_with(&format!("export {name}="))).expect("exported");
             line.split_once('=').expect("NAME=VALUE").1.to_string()

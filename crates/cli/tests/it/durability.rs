@@ -247,8 +247,9 @@ fn approval_timeout_fails_the_step() {
     let env = Env::new();
     let book = runbook("", "    - id: gate\n      approval: { timeout: 1s }\n");
     assert_eq!(env.run_book(&book, &[]).code, 3);
-    let (e, _) = env.last();
-    wait_past(e.created_at + 1100);
+    let (e, steps) = env.last();
+    // The deadline counts from the step's start (later than the execution's on a loaded machine).
+    wait_past(steps[0].started_at.unwrap() + 1100);
     let resumed = env.run(&["resume", &e.id, "--output", "json"]);
     assert_eq!(resumed.code, 1, "{resumed:?}");
     assert_eq!(resumed.json()["steps"][0]["status"], "timed_out");
@@ -262,8 +263,8 @@ fn a_late_approval_is_refused_and_the_step_times_out() {
     let steps = "    - id: a\n      run: touch made\n      rollback: { run: rm made }\n    - id: gate\n      approval: { timeout: 1s }\n    - id: b\n      run: touch shipped\n";
     assert_eq!(env.run_book(&runbook("", steps), &[]).code, 3);
     assert!(env.path("made").exists());
-    let (e, _) = env.last();
-    wait_past(e.created_at + 1100);
+    let (e, steps) = env.last();
+    wait_past(steps[1].started_at.unwrap() + 1100);
     let late = env.run(&["approve", &e.id]);
     assert_eq!(late.code, 1, "{late:?}");
     let why =

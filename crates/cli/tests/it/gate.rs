@@ -300,7 +300,10 @@ fn wait_resumes_when_the_incident_clears() {
     let o = env.run(&["gate", "wait", "prod", "--poll", "1s", "--max-wait", "1500ms"]);
     assert_eq!(o.code, 3, "{o:?}");
     assert!(started.elapsed() >= std::time::Duration::from_millis(1500), "{o:?}");
-    assert_eq!(status.seen.lock().unwrap().len() - before, 3, "checks at 0s, 1s and 1.5s: {o:?}");
+    // Checks at 0s, 1s and 1.5s (on a loaded machine a slow first check can push the
+    // second past the deadline, which then takes its place).
+    let checks = status.seen.lock().unwrap().len() - before;
+    assert!((2..=3).contains(&checks), "{checks} checks, not at 0s, 1s and 1.5s: {o:?}");
 }
 
 #[test]
