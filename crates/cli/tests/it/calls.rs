@@ -278,6 +278,18 @@ fn a_secret_handed_to_a_plain_parameter_is_refused() {
     assert!(!env.path("ran").exists(), "nothing ran");
     let s = env.store();
     assert!(s.block(s.store.executions(&Default::default())).unwrap().is_empty(), "nothing was stored");
+    // Through an earlier step's output (stored masked) the child would get `***`: the step
+    // fails before the child starts.
+    let through = runbook(
+        "    pw: { type: secret, required: true }\n",
+        "    - id: first\n      run: echo \"token=$OPSBOOK_PARAM_PW\" >> \"$OPSBOOK_OUTPUT\"\n    - id: m\n      runbook: { file: db-migrate.yaml, params: { db: \"{{ steps.first.outputs.token }}\" } }\n",
+    );
+    let out = env.run_book(&through, &["-p", "pw=hunter2", "--output", "json"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let error = out.json()["steps"][1]["error"].as_str().unwrap().to_string();
+    assert!(error.contains("an earlier step's output it names held a secret and is stored masked"), "{error}");
+    let s = env.store();
+    assert_eq!(s.block(s.store.executions(&Default::default())).unwrap().len(), 1, "no child execution");
 }
 
 /// An optional secret left out is left out of the call too (not refused as empty), and

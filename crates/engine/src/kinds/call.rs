@@ -335,7 +335,10 @@ async fn start(
     let ours = run.params.secret_values();
     for (name, value) in &params.values {
         let text = value.as_str().map_or_else(|| value.to_string(), str::to_string);
-        if !params.secret_names.contains(name) && ours.iter().any(|s| !s.is_empty() && text.contains(s.as_str())) {
+        // (The masker also knows what templates made of the secrets.)
+        let secret =
+            ours.iter().any(|s| !s.is_empty() && text.contains(s.as_str())) || run.masker().mask(&text) != text;
+        if !params.secret_names.contains(name) && secret {
             return Err(Error::Invalid(format!(
                 "parameter `{name}` of runbook `{}` would receive a secret; declare it `type: secret` there",
                 runbook.name
@@ -413,6 +416,13 @@ fn inputs(run: &Run<'_, '_>, spec: &CallSpec) -> std::result::Result<BTreeMap<St
     let mut out = BTreeMap::new();
     for (name, tpl) in &spec.params {
         let value = template::render_plain(tpl, &ctx).map_err(|e| format!("runbook.params.{name}: {e}"))?;
+        // An output that held a secret was stored masked: the child would get `***`.
+        if tpl.contains("steps") && value.contains(opsbook_core::params::MASK) {
+            return Err(format!(
+                "runbook.params.{name}: an earlier step's output it names held a secret and is stored masked \
+                 (`***`); hand the secret on from a parameter (`{{{{ params.NAME }}}}`) to a `type: secret` one"
+            ));
+        }
         out.insert(name.clone(), Input::Text(value));
     }
     Ok(out)
