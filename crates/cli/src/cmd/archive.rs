@@ -306,6 +306,7 @@ pub async fn import(store: &AnyStore, args: ImportArgs) -> Result<u8> {
                 }
             }
         }
+        problems.extend(lifecycle_problems(r).into_iter().map(|p| format!("runbook `{name}`: runbook.json: {p}")));
     }
     if !problems.is_empty() {
         let list: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
@@ -323,6 +324,35 @@ pub async fn import(store: &AnyStore, args: ImportArgs) -> Result<u8> {
     };
     say!("imported {} runbooks ({versions} versions) from {shown}{kept}", runbooks.len());
     Ok(EXIT_OK)
+}
+
+/// What is wrong with a runbook's recorded lifecycle: a status opsbook does not have, a
+/// transition it does not make, or one that does not start where the one before ended.
+fn lifecycle_problems(r: &Archived) -> Vec<String> {
+    let known = |s: &str| opsbook_core::LifecycleStatus::parse(s).is_some();
+    let mut problems = Vec::new();
+    let mut now: Option<&str> = None;
+    for (i, e) in r.doc.lifecycle.iter().enumerate() {
+        let at = format!("lifecycle[{i}]");
+        for s in std::iter::once(&e.to_status).chain(&e.from_status) {
+            if !known(s) {
+                problems.push(format!("{at}: unknown status `{s}` (draft, active, deprecated or archived)"));
+            }
+        }
+        match (e.from_status.as_deref(), now) {
+            (None, None) => {}
+            (None, Some(_)) => problems.push(format!("{at}: a first status after the runbook had one")),
+            (Some(from), last) if last != Some(from) => {
+                problems.push(format!("{at}: goes from {from}, but the runbook was {}", last.unwrap_or("nothing yet")))
+            }
+            (Some(from), _) if !opsbook_server::service::lifecycle_allowed(from, &e.to_status) => {
+                problems.push(format!("{at}: a runbook cannot go from {from} to {}", e.to_status))
+            }
+            _ => {}
+        }
+        now = Some(&e.to_status);
+    }
+    problems
 }
 
 /// Publishes a runbook's versions oldest first (with their bundles), then replays its

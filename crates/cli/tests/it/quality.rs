@@ -417,6 +417,16 @@ fn export_and_import_carry_the_registry_to_another_database() {
     let fresh = env.path("fresh/opsbook.db");
     let renamed = env.run(&["--db", fresh.to_str().unwrap(), "import", "renamed.tar.gz"]);
     assert_fails_saying(&renamed, 2, "runbook `web` v1.0.0: its text is runbook `other` v1.0.0");
+    // A lifecycle status opsbook does not have (the runbook could never leave it).
+    env.write("opsbook-export/runbooks/web/1.0.0.yaml", &text);
+    let mut doc: serde_json::Value = serde_json::from_str(&record).unwrap();
+    let last = doc["lifecycle"].as_array_mut().unwrap().last_mut().unwrap();
+    last["to_status"] = "bogus".into();
+    env.write("opsbook-export/runbooks/web/runbook.json", &doc.to_string());
+    tar(&["czf", "bogus.tar.gz", "opsbook-export"]);
+    let bogus = env.run(&["--db", fresh.to_str().unwrap(), "import", "bogus.tar.gz"]);
+    assert_eq!(bogus.code, 2, "{bogus:?}");
+    assert!(bogus.stderr.contains("runbook `web`: runbook.json: lifecycle[1]: unknown status `bogus`"), "{bogus:?}");
     // A small archive that unpacks to a huge file is refused as it unpacks.
     std::fs::write(env.path("opsbook-export/manifest.json"), vec![b' '; 41 << 20]).unwrap();
     tar(&["czf", "bomb.tar.gz", "opsbook-export"]);
