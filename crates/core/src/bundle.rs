@@ -155,7 +155,14 @@ pub fn check_path(path: &str) -> Result<(), String> {
     if path.chars().any(|c| c.is_control() || c == '\\') {
         return Err(format!("`{}`: control characters or backslashes in a path", truncate(path).escape_debug()));
     }
+    // What every file system takes: 255 bytes a name, 1,024 a path inside the bundle.
+    if path.len() > 1024 {
+        return Err(format!("`{}…`: a path of {} bytes, at most 1024", truncate(path), path.len()));
+    }
     for part in path.split('/') {
+        if part.len() > 255 {
+            return Err(format!("`{}…`: a name of {} bytes, at most 255", truncate(part), part.len()));
+        }
         match part {
             "" => return Err(format!("`{}`: an empty path component", truncate(path))),
             "." => return Err(format!("`{}`: a `.` component", truncate(path))),
@@ -219,6 +226,8 @@ mod tests {
             ("a//b", "an empty path component"),
             ("./a", "a `.` component"),
             ("a\nb", "control characters"),
+            (&"a".repeat(300), "a name of 300 bytes, at most 255"),
+            (&"abcd/".repeat(300), "a path of 1500 bytes, at most 1024"),
             ("a\\..\\b", "backslashes"),
             ("", "an empty path"),
         ] {

@@ -249,8 +249,18 @@ pub fn materialize(bundle: &Bundle, dir: &Path) -> std::io::Result<bool> {
         std::fs::remove_dir_all(&partial)?;
     }
     std::fs::create_dir(&partial)?;
+    let written = write_files(bundle, &partial).and_then(|()| std::fs::rename(&partial, dir));
+    if let Err(e) = written {
+        // Nothing half-written stays behind.
+        let _ = std::fs::remove_dir_all(&partial);
+        return Err(e);
+    }
+    Ok(true)
+}
+
+fn write_files(bundle: &Bundle, root: &Path) -> std::io::Result<()> {
     for (path, file) in bundle.files() {
-        let target = partial.join(path);
+        let target = root.join(path);
         if let Some(p) = target.parent() {
             std::fs::create_dir_all(p)?;
         }
@@ -260,8 +270,7 @@ pub fn materialize(bundle: &Bundle, dir: &Path) -> std::io::Result<bool> {
         // Whatever the umask: the mode is part of the bundle.
         f.set_permissions(std::fs::Permissions::from_mode(mode))?;
     }
-    std::fs::rename(&partial, dir)?;
-    Ok(true)
+    Ok(())
 }
 
 #[cfg(test)]
