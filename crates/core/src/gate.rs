@@ -441,10 +441,21 @@ pub fn timezone(name: Option<&str>) -> Result<jiff::tz::TimeZone, String> {
 
 /// `YYYY-MM-DD` or `YYYY-MM-DD/YYYY-MM-DD`.
 pub fn date_range(s: &str) -> Result<(jiff::civil::Date, jiff::civil::Date), String> {
-    let bad = || format!("invalid date range `{s}`: use YYYY-MM-DD or YYYY-MM-DD/YYYY-MM-DD");
+    let date = |d: &str| -> Result<jiff::civil::Date, String> {
+        let d = d.trim();
+        d.parse().map_err(|_| {
+            // Written as a date, but no such day (2026-02-30): say that, not the format.
+            let shaped = d.len() == 10
+                && d.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+            if shaped {
+                format!("invalid date range `{s}`: {d} is no day of the calendar")
+            } else {
+                format!("invalid date range `{s}`: use YYYY-MM-DD or YYYY-MM-DD/YYYY-MM-DD")
+            }
+        })
+    };
     let (a, b) = s.split_once('/').unwrap_or((s, s));
-    let a: jiff::civil::Date = a.trim().parse().map_err(|_| bad())?;
-    let b: jiff::civil::Date = b.trim().parse().map_err(|_| bad())?;
+    let (a, b) = (date(a)?, date(b)?);
     if b < a {
         return Err(format!("invalid date range `{s}`: it ends before it starts"));
     }
@@ -658,6 +669,9 @@ mod tests {
             GatesFile::parse("gates:\n  prod:\n    sources:\n      - freeze: { dates: [\"2026-12-27/2026-12-24\"] }\n")
                 .unwrap_err();
         assert_eq!(bad.message, "gate `prod`: invalid date range `2026-12-27/2026-12-24`: it ends before it starts");
+        let bad = GatesFile::parse("gates:\n  prod:\n    sources:\n      - freeze: { dates: [\"2026-02-30\"] }\n")
+            .unwrap_err();
+        assert_eq!(bad.message, "gate `prod`: invalid date range `2026-02-30`: 2026-02-30 is no day of the calendar");
         let bad = GatesFile::parse(
             "gates:\n  p:\n    sources:\n      - alertmanager: { url: \"http://am\", matchers: [severity] }\n",
         )

@@ -27,7 +27,7 @@ pub fn pack_dir(dir: &Path, max_bytes: usize, called: &[PathBuf]) -> Result<Bund
     let root = dir.canonicalize().map_err(|e| format!("{}: {e}", dir.display()))?;
     let ignore = Ignore::read(&root.join(IGNORE_FILE))?;
     let mut found = Vec::new();
-    walk(&Walk { root: &root, ignore: &ignore, called }, &root, "", &mut found)?;
+    walk(&Walk { root: &root, ignore: &ignore, called }, &root, "", false, &mut found)?;
     // Whoever may read runbooks may read their files: what looks private is refused, never
     // sent quietly (listed in .opsbookignore, it stays home).
     let private: Vec<String> =
@@ -69,6 +69,8 @@ struct Found {
     executable: bool,
     size: u64,
     mode: u32,
+    /// Under a directory (below the runbook's) that only its owner may enter.
+    hidden_by_dir: bool,
 }
 
 /// Why a file looks private: readable by its owner only, a database, or its journal.
@@ -76,13 +78,24 @@ fn private_why(f: &Found) -> Option<&'static str> {
     if f.mode & 0o044 == 0 {
         return Some("readable by its owner only");
     }
+    if f.hidden_by_dir {
+        return Some("in a directory only its owner may enter");
+    }
     let name = f.rel.rsplit('/').next().unwrap_or(&f.rel);
     if [".db-wal", ".db-shm", ".db-journal", ".sqlite-wal", ".sqlite-shm"].iter().any(|s| name.ends_with(s)) {
         return Some("a database journal");
     }
-    let mut magic = [0u8; 16];
-    let read = std::fs::File::open(&f.source).and_then(|mut file| std::io::Read::read(&mut file, &mut magic));
-    (read.ok() == Some(16) && &magic == b"SQLite format 3\0").then_some("a database")
+    if name.ends_with(".tfstate") || name.ends_with(".tfstate.backup") {
+        return Some("Terraform state, which holds secrets");
+    }
+    let mut head = [0u8; 4096];
+    let read = std::fs::File::open(&f.source).and_then(|mut file| std::io::Read::read(&mut file, &mut head));
+    let head = &head[..read.unwrap_or(0)];
+    if head.starts_with(b"SQLite format 3\0") {
+        return Some("a database");
+    }
+    let text = String::from_utf8_lossy(head);
+    (text.contains("-----BEGIN") && text.contains("PRIVATE KEY-----")).then_some("a private key")
 }
 
 /// What a walk of a runbook's directory keeps to.
@@ -92,7 +105,8 @@ struct Walk<'a> {
     called: &'a [PathBuf],
 }
 
-fn walk(w: &Walk<'_>, dir: &Path, prefix: &str, found: &mut Vec<Found>) -> Result<(), String> {
+/// `hidden`: `dir` is (under) a directory below the root that only its owner may enter.
+fn walk(w: &Walk<'_>, dir: &Path, prefix: &str, hidden: bool, found: &mut Vec<Found>) -> Result<(), String> {
     let (root, ignore) = (w.root, w.ignore);
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?
@@ -111,7 +125,8 @@ fn walk(w: &Walk<'_>, dir: &Path, prefix: &str, found: &mut Vec<Found>) -> Resul
             continue;
         }
         if is_dir {
-            walk(w, &entry.path(), &format!("{rel}/"), found)?;
+            let owner_only = meta.permissions().mode() & 0o055 == 0;
+            walk(w, &entry.path(), &format!("{rel}/"), hidden || owner_only, found)?;
             continue;
         }
         let (source, meta) = if meta.file_type().is_symlink() {
@@ -141,7 +156,7 @@ fn walk(w: &Walk<'_>, dir: &Path, prefix: &str, found: &mut Vec<Found>) -> Resul
             continue;
         }
         let mode = meta.permissions().mode();
-        found.push(Found { rel, source, executable: mode & 0o111 != 0, size: meta.len(), mode });
+        found.push(Found { rel, source, executable: mode & 0o111 != 0, size: meta.len(), mode, hidden_by_dir: hidden });
     }
     Ok(())
 }
@@ -351,6 +366,20 @@ mod tests {
         write(&src.join(".opsbookignore"), "*.db\n", 0o644);
         assert!(pack_dir(&src, 1 << 20, &[]).is_ok(), "listed, it stays home");
         std::fs::remove_file(src.join("state.db")).unwrap();
+        // A private key, Terraform state, a file in a directory only its owner may enter.
+        for (name, text, why) in [
+            ("deploy-key", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n", "deploy-key (a private key)"),
+            ("infra.tfstate", "{}", "infra.tfstate (Terraform state, which holds secrets)"),
+            ("priv/notes.txt", "x", "priv/notes.txt (in a directory only its owner may enter)"),
+        ] {
+            std::fs::create_dir_all(src.join("priv")).unwrap();
+            std::fs::set_permissions(src.join("priv"), std::fs::Permissions::from_mode(0o700)).unwrap();
+            write(&src.join(name), text, 0o644);
+            let err = pack_dir(&src, 1 << 20, &[]).unwrap_err();
+            assert!(err.starts_with(why), "{err}");
+            std::fs::remove_file(src.join(name)).unwrap();
+        }
+        std::fs::remove_dir(src.join("priv")).unwrap();
 
         write(&src.join("artifact.bin"), &"x".repeat(4096), 0o644);
         let err = pack_dir(&src, 2048, &[]).unwrap_err();
