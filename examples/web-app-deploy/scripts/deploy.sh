@@ -19,6 +19,11 @@ if command -v python3 >/dev/null 2>&1; then
   # Detached from our output so the step does not wait for the server.
   python3 -m http.server "$port" --bind 127.0.0.1 --directory "$release" >/dev/null 2>&1 &
   echo "server_pid=$!" >> "$OPSBOOK_OUTPUT"
+  # Deployed means listening: wait for the new release to take connections (up to 30 s).
+  for _ in $(seq 1 300); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+  done
   echo "port=$port" >> "$OPSBOOK_OUTPUT"
   echo "health_mode=http" >> "$OPSBOOK_OUTPUT"
 else
