@@ -368,7 +368,9 @@ fn runbook_gate_steps_wait_fail_and_recheck() {
     let o = env.run_book(&short, &["--output", "json"]);
     assert_eq!(o.code, 1, "{o:?}");
     assert!(started.elapsed() >= std::time::Duration::from_millis(1500), "{o:?}");
-    assert_eq!(status.seen.lock().unwrap().len() - before, 3, "checks at 0s, 1s and 1.5s: {o:?}");
+    // Checks at 0s, 1s and 1.5s (as in `gate wait` above: under load, 2 of them).
+    let checks = status.seen.lock().unwrap().len() - before;
+    assert!((2..=3).contains(&checks), "{checks} checks, not at 0s, 1s and 1.5s: {o:?}");
     let doc = o.json();
     assert_eq!(doc["steps"][1]["status"], "timed_out");
     assert_eq!(doc["steps"][1]["error"], "gate `prod` still blocked after 1s500ms: statuspage: Delayed jobs");
