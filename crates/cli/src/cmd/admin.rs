@@ -154,6 +154,19 @@ async fn on_database(db: Option<opsbook_store::DatabaseUrl>, cmd: Admin) -> Resu
 async fn copy(from: &opsbook_store::DatabaseUrl, to: &opsbook_store::DatabaseUrl) -> Result<u8> {
     // A server still writing to the source would lose what it writes after the copy.
     if let opsbook_store::DatabaseUrl::Sqlite(path) = from {
+        // A server serving it under another (hard-linked) name holds another lock file.
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.nlink() > 1
+        {
+            return Err(usage(format!(
+                "{} has {} hard links: a server may serve it under another name, unseen here; copy from a \
+                 copy of it (`sqlite3 {} \".backup /tmp/copy.db\"`) or remove the other links",
+                path.display(),
+                meta.nlink(),
+                path.display()
+            )));
+        }
         let lock = super::serve::serving_lock_path(path);
         if let Ok(file) = std::fs::OpenOptions::new().write(true).open(&lock)
             && let Err(std::fs::TryLockError::WouldBlock) = file.try_lock()

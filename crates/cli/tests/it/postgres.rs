@@ -46,6 +46,13 @@ fn admin_copy_moves_a_sqlite_server_to_postgres() {
     let alias = format!("sqlite://{}", env.path("alias.db").display());
     let o = env.run(&["admin", "copy", "--from", &alias, "--to", &pg]);
     assert_eq!(o.code, 2, "through a link: {o:?}");
+    // A hard link is another name for the same file, with a lock file of its own: refused.
+    std::fs::hard_link(env.path("state/opsbook.db"), env.path("hard.db")).unwrap();
+    let hard = format!("sqlite://{}", env.path("hard.db").display());
+    let o = env.run(&["admin", "copy", "--from", &hard, "--to", &pg]);
+    assert_eq!(o.code, 2, "through a hard link: {o:?}");
+    assert!(o.stderr.contains("has 2 hard links: a server may serve it under another name"), "{o:?}");
+    std::fs::remove_file(env.path("hard.db")).unwrap();
     drop(live); // kill -9: the kernel lets go of its lock
     let o = env.run(&["admin", "copy", "--from", &from, "--to", &pg]);
     assert_eq!(o.code, 0, "{o:?}");
