@@ -276,19 +276,15 @@ impl Checker<'_> {
             }
         }
 
+        // What templates may reference, seen from before the first step.
+        let base =
+            Scope { params: &param_names, secrets: &secret_names, steps: &all_steps, visible_below: 0, target: false };
         let prerequisites = spec
             .prerequisites
             .into_iter()
             .map(|p| {
                 let check = p.check.map(|c| {
-                    let scope = Scope {
-                        params: &param_names,
-                        secrets: &secret_names,
-                        steps: &all_steps,
-                        visible_below: 0,
-                        target: false,
-                    };
-                    self.script(&c.run, &scope, "check.run");
+                    self.script(&c.run, &base, "check.run");
                     Script {
                         template: c.run.value,
                         shell: c.shell,
@@ -310,20 +306,8 @@ impl Checker<'_> {
             if all_steps.get(id) != Some(&i) {
                 self.err(&raw_step.value.id.referenced, format!("duplicate step id `{id}`"));
             }
-            let scope = Scope {
-                params: &param_names,
-                secrets: &secret_names,
-                steps: &all_steps,
-                visible_below: i,
-                target: false,
-            };
-            let rollback_scope = Scope {
-                params: &param_names,
-                secrets: &secret_names,
-                steps: &all_steps,
-                visible_below: i + 1,
-                target: false,
-            };
+            let scope = Scope { visible_below: i, ..base };
+            let rollback_scope = Scope { visible_below: i + 1, ..base };
             if let Some(step) = self.step(raw_step, &scope, &rollback_scope) {
                 steps.push(step);
             }

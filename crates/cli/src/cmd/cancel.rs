@@ -31,6 +31,7 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
     let engine = super::open(db).await?;
     let store = &engine.store;
     let e = store.execution(&args.id).await?;
+    let json = args.output == crate::Output::Json;
     match e.status {
         ExecStatus::Running => {
             store.request_cancel(&e.id).await?;
@@ -40,7 +41,6 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
             {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
             }
-            let json = args.output == crate::Output::Json;
             if !json {
                 say!("cancel requested for execution {}", e.id);
             }
@@ -69,8 +69,7 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
             let live = Live::new(store.steps(&e.id).await?.len());
             let (handle, cancel) = cancel_pair();
             super::watch_signals(handle.clone(), super::OnCancel::RollingBack);
-            let observer: &dyn opsbook_engine::Observer =
-                if args.output == crate::Output::Json { &opsbook_engine::Quiet } else { &live };
+            let observer: &dyn opsbook_engine::Observer = if json { &opsbook_engine::Quiet } else { &live };
             let hooks = Hooks { observer, prompt: None, cancel, cancel_handle: handle };
             let outcome = engine.rollback(&e.id, &secrets, &hooks).await?;
             super::run::finish(&engine, &outcome.execution_id, args.output).await?;

@@ -331,14 +331,11 @@ async fn start(
         Error::Invalid(format!("the parameters of runbook `{}`: {}", runbook.name, errs.join("; ")))
     })?;
     // A secret of this run handed to a parameter the child does not keep secret would be
-    // stored and shown in the clear.
-    let ours = run.params.secret_values();
+    // stored and shown in the clear: whatever this run masks (its secrets, and what
+    // templates made of them).
     for (name, value) in &params.values {
         let text = value.as_str().map_or_else(|| value.to_string(), str::to_string);
-        // (The masker also knows what templates made of the secrets.)
-        let secret =
-            ours.iter().any(|s| !s.is_empty() && text.contains(s.as_str())) || run.masker().mask(&text) != text;
-        if !params.secret_names.contains(name) && secret {
+        if !params.secret_names.contains(name) && run.masker().mask(&text) != text {
             return Err(Error::Invalid(format!(
                 "parameter `{name}` of runbook `{}` would receive a secret; declare it `type: secret` there",
                 runbook.name
