@@ -274,10 +274,11 @@ fn an_ssh_target_that_times_out_has_its_remote_command_killed() {
     let sshd = Sshd::start();
     let env = Env::new();
     ssh_files(&env, &sshd);
+    // The timeout leaves room for ssh's handshake on a loaded machine (2 s did not, in CI).
     let book = runbook(
         "",
         &format!(
-            "    - id: slow\n      timeout: 2s\n      run: |\n        sh -c 'echo $$ > \"{d}/remote-child\"; exec sleep 300' &\n        echo $$ > \"{d}/remote\"\n        sleep 300\n      targets:\n        hosts: [\"127.0.0.1:{p}\"]\n        via: ssh\n        ssh: {{ identity_file: user_key, known_hosts: known_hosts }}\n",
+            "    - id: slow\n      timeout: 8s\n      run: |\n        sh -c 'echo $$ > \"{d}/remote-child\"; exec sleep 300' &\n        echo $$ > \"{d}/remote\"\n        sleep 300\n      targets:\n        hosts: [\"127.0.0.1:{p}\"]\n        via: ssh\n        ssh: {{ identity_file: user_key, known_hosts: known_hosts }}\n",
             d = env.dir.path().display(),
             p = sshd.port
         ),
@@ -286,7 +287,7 @@ fn an_ssh_target_that_times_out_has_its_remote_command_killed() {
     assert_eq!(out.code, 1, "{out:?}");
     let doc = out.json();
     assert_eq!(doc["steps"][0]["targets"][0]["status"], "timed_out");
-    assert_eq!(doc["steps"][0]["error"], "1 of 1 targets failed (127.0.0.1: timed out after 2s)");
+    assert_eq!(doc["steps"][0]["error"], "1 of 1 targets failed (127.0.0.1: timed out after 8s)");
     let remote: i32 = env.read("remote").trim().parse().unwrap();
     let remote_child: i32 = env.read("remote-child").trim().parse().unwrap();
     wait_until(|| dead(remote) && dead(remote_child), "the remote command and its children to be killed");
