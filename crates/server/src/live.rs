@@ -166,7 +166,7 @@ mod tests {
         assert_eq!(live.followed(), 2, "one entry per execution, however many streams");
         // The first look tells everyone.
         for w in [&mut a, &mut b, &mut c] {
-            assert!(hears(w, Duration::from_secs(2)).await);
+            assert!(hears(w, Duration::from_secs(5)).await);
         }
         // Nothing changed: nobody hears anything.
         assert!(!hears(&mut a, TICK * 3).await);
@@ -181,24 +181,27 @@ mod tests {
             line: "hello".into(),
         };
         store.append_logs(std::slice::from_ref(&line)).await.unwrap();
-        assert!(hears(&mut a, Duration::from_secs(2)).await, "a new line is news");
-        assert!(hears(&mut b, Duration::from_secs(2)).await);
+        assert!(hears(&mut a, Duration::from_secs(5)).await, "a new line is news");
+        assert!(hears(&mut b, Duration::from_secs(5)).await);
         assert!(!hears(&mut c, TICK * 3).await, "not for another execution's stream");
         let mut ended = execution("E2");
         ended.status = ExecStatus::Succeeded;
         store.update_execution(&ended, None).await.unwrap();
-        assert!(hears(&mut c, Duration::from_secs(2)).await, "a new status is news");
+        assert!(hears(&mut c, Duration::from_secs(5)).await, "a new status is news");
         // A status this version does not know (a newer node's, in a rolling upgrade) is
         // news too, and does not stop the others' news.
         let db = rusqlite::Connection::open(dir.path().join("live.db")).unwrap();
         db.execute("UPDATE executions SET status = 'hibernating' WHERE id = 'E2'", []).unwrap();
         let line = LogLine { seq: 2, line: "again".into(), ..line };
         store.append_logs(&[line]).await.unwrap();
-        assert!(hears(&mut c, Duration::from_secs(2)).await, "an unknown status is news");
-        assert!(hears(&mut a, Duration::from_secs(2)).await, "and others still hear theirs");
+        assert!(hears(&mut c, Duration::from_secs(5)).await, "an unknown status is news");
+        assert!(hears(&mut a, Duration::from_secs(5)).await, "and others still hear theirs");
         // Streams that went are forgotten at the next look.
         drop((a, b));
-        tokio::time::sleep(TICK * 3).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while live.followed() != 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(TICK).await;
+        }
         assert_eq!(live.followed(), 1);
         drop(c);
     }

@@ -506,7 +506,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("l.db");
         let store = rt.block_on(SqliteStore::open(&path)).unwrap();
-        store.conn().unwrap().busy_timeout(Duration::from_secs(2)).unwrap();
+        store.conn().unwrap().busy_timeout(Duration::from_secs(5)).unwrap();
         let holder = rusqlite::Connection::open(&path).unwrap();
         holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
         let write = |store: SqliteStore| {
@@ -518,17 +518,17 @@ mod tests {
             })
         };
         let first = write(store.clone());
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(Duration::from_secs(1));
         let second = write(store.clone());
         let (first, first_took) = first.join().unwrap();
         let (second, second_took) = second.join().unwrap();
         assert!(matches!(first, Err(opsbook_store::Error::Unavailable(_))), "{first:?}");
-        assert!(first_took >= Duration::from_secs(2), "the first write waited out the busy timeout");
+        assert!(first_took >= Duration::from_secs(5), "the first write waited out the busy timeout");
         match second {
             Err(opsbook_store::Error::Unavailable(m)) => assert_eq!(m, LOCKED),
             other => panic!("{other:?}"),
         }
-        assert!(second_took < Duration::from_secs(3), "the second write gave up with the first: {second_took:?}");
+        assert!(second_took < Duration::from_secs(7), "the second write gave up with the first: {second_took:?}");
         // Once the lock is gone, writes go through again.
         holder.execute_batch("ROLLBACK").unwrap();
         rt.block_on(store.save_runbook(&version_abc())).unwrap();

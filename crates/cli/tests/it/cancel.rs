@@ -171,7 +171,7 @@ fn a_second_rollback_or_resume_is_refused_while_one_runs() {
     let env = Env::new();
     let text = runbook(
         "",
-        "    - id: a\n      run: \"true\"\n      rollback:\n        run: touch rolling; sleep 1; echo a >> undone\n    - id: b\n      run: exit 1\n",
+        "    - id: a\n      run: \"true\"\n      rollback:\n        run: touch rolling; while [ ! -e go ]; do sleep 0.05; done; echo a >> undone\n    - id: b\n      run: exit 1\n",
     )
     .replace("  steps:", "  on_failure: stop\n  steps:");
     assert_eq!(env.run_book(&text, &[]).code, 1);
@@ -183,6 +183,7 @@ fn a_second_rollback_or_resume_is_refused_while_one_runs() {
         assert_eq!(o.code, 2, "{o:?}");
         assert!(o.stderr.contains(&format!("execution {} is held by local:", e.id)), "{o:?}");
     }
+    env.write("go", "");
     let o = out(first.wait_with_output().unwrap());
     assert_eq!(o.code, 0, "{o:?}");
     assert_eq!(env.read("undone"), "a\n", "the rollback ran once");

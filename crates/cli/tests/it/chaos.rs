@@ -212,9 +212,10 @@ fn kill_9_the_server_with_executions_in_flight() {
 }
 
 /// Every process group a step or rollback shell led (its `$$`, noted in `pids`) is empty
-/// within a second: the shell died with its runner, its children with recovery.
+/// soon (10 s, for a loaded machine): the shell died with its runner, its children with
+/// recovery.
 fn assert_no_group_left(env: &Env, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(1);
+    let deadline = Instant::now() + Duration::from_secs(10);
     for pgid in lines(env, "pids") {
         let pgid: i32 = pgid.parse().unwrap();
         while group_members(pgid) > 0 {

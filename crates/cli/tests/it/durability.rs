@@ -3,7 +3,7 @@
 use opsbook_core::{ExecStatus, StepStatus};
 use opsbook_store::Store;
 
-use crate::support::{Env, SpawnWith, dead, out, runbook, wait_until};
+use crate::support::{Env, SpawnWith, dead, out, runbook, wait_past, wait_until};
 
 fn crashing_book(idempotent: bool) -> String {
     runbook(
@@ -234,12 +234,6 @@ fn one_of_two_approvals_keeps_waiting() {
     assert!(approve.stdout.contains("(1 of 2 approvals); it waits for more"), "{approve:?}");
     assert!(!env.path("ran").exists());
     assert_eq!(env.last().0.status, ExecStatus::Waiting);
-}
-
-/// Waits until the clock is past `ms` (epoch milliseconds).
-fn wait_past(ms: i64) {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    wait_until(|| std::time::SystemTime::now() > at, "the deadline");
 }
 
 #[test]

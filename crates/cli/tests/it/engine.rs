@@ -11,13 +11,13 @@ fn timeout_kills_the_whole_process_group() {
     // The step starts a grandchild that ignores SIGTERM, then hangs.
     let book = runbook(
         "",
-        "    - id: hang\n      run: |\n        sh -c 'trap \"\" TERM; echo $$ > grandchild; exec sleep 300' &\n        echo $$ > child\n        sleep 300\n      timeout: 1s\n",
+        "    - id: hang\n      run: |\n        sh -c 'trap \"\" TERM; echo $$ > grandchild; exec sleep 300' &\n        echo $$ > child\n        sleep 300\n      timeout: 5s\n",
     );
     let out = env.run_book(&book, &["--output", "json"]);
     assert_eq!(out.code, 1, "{out:?}");
     let doc = out.json();
     assert_eq!(doc["steps"][0]["status"], "timed_out");
-    assert_eq!(doc["steps"][0]["error"], "timed out after 1s");
+    assert_eq!(doc["steps"][0]["error"], "timed out after 5s");
     let child: i32 = env.read("child").trim().parse().unwrap();
     let grandchild: i32 = env.read("grandchild").trim().parse().unwrap();
     assert!(dead(child), "the step's shell was killed");

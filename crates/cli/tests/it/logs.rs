@@ -158,15 +158,16 @@ fn logs_follow_through_an_approval() {
     let ran = env.run(&["run", "test.yaml", "--output", "json"]);
     assert_eq!(ran.code, 3, "{ran:?}");
     let id = ran.json()["id"].as_str().unwrap().to_string();
-    let follow = env.spawn(&["logs", &id, "--follow"]);
-    std::thread::sleep(std::time::Duration::from_millis(800));
+    let stderr = std::fs::File::create(env.path("follow.err")).unwrap();
+    let follow = env.cmd(&["logs", &id, "--follow"]).stdout(Stdio::piped()).stderr(stderr).spawn().unwrap();
+    let decide = format!("decide with `opsbook approve {id}`");
+    wait_until(|| env.read("follow.err").contains(&decide), "the follower to show the approval");
     let approved = env.run(&["approve", &id]);
     assert_eq!(approved.code, 0, "{approved:?}");
     let f = out(follow.wait_with_output().unwrap());
     assert_eq!(f.code, 0, "{f:?}");
     assert!(f.stdout.contains("[before] before\n") && f.stdout.contains("[after] after\n"), "{f:?}");
-    assert!(f.stderr.contains(&format!("decide with `opsbook approve {id}`")), "{f:?}");
-    assert!(f.stderr.contains(&format!("execution {id} succeeded")), "{f:?}");
+    assert!(env.read("follow.err").contains(&format!("execution {id} succeeded")), "{f:?}");
 }
 
 /// `logs` tells how a step and a rollback that did not succeed ended, as the live display

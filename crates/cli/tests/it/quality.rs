@@ -3,7 +3,7 @@
 use opsbook_core::{ExecStatus, StepStatus};
 use opsbook_store::{Phase, Store, WaitKind};
 
-use crate::support::{Env, SpawnWith, assert_fails_saying, out, runbook, wait_until};
+use crate::support::{Env, SpawnWith, assert_fails_saying, out, runbook, wait_past, wait_until};
 
 fn me() -> String {
     nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().unwrap().name
@@ -140,9 +140,9 @@ fn manual_step_times_out() {
     let env = Env::new();
     let book = runbook("", "    - id: drain\n      manual: { instructions: \"Drain it\", timeout: 1s }\n");
     assert_eq!(env.run_book(&book, &[]).code, 3);
-    let (e, _) = env.last();
-    let deadline = std::time::UNIX_EPOCH + std::time::Duration::from_millis((e.created_at + 1200) as u64);
-    wait_until(|| std::time::SystemTime::now() > deadline, "the deadline");
+    let (e, steps) = env.last();
+    // The deadline counts from the step's start (later than the execution's on a loaded machine).
+    wait_past(steps[0].started_at.unwrap() + 1100);
     let resumed = env.run(&["resume", &e.id, "--output", "json"]);
     assert_eq!(resumed.code, 1, "{resumed:?}");
     assert_eq!(resumed.json()["steps"][0]["status"], "timed_out");

@@ -140,7 +140,7 @@ fn a_target_past_its_timeout_is_cancelled_in_ssm() {
     let book = runbook(
         "",
         &format!(
-            "    - id: slow\n      run: sleep 1\n      timeout: 1s\n      targets: {{ via: ssm, hosts: [{WEB_1}] }}\n"
+            "    - id: slow\n      run: sleep 1\n      timeout: 5s\n      targets: {{ via: ssm, hosts: [{WEB_1}] }}\n"
         ),
     );
     let out = aws.run(&env, &book, &["--output", "json"]);

@@ -318,3 +318,9 @@ pub fn request(url: &str, method: &str, path: &str, headers: &[(&str, &str)], bo
     let body = body.lines().max_by_key(|l| l.len()).unwrap_or_default().to_string();
     (status, body)
 }
+
+/// Waits until the clock is past `ms` (epoch milliseconds).
+pub fn wait_past(ms: i64) {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    wait_until(|| std::time::SystemTime::now() > at, "the deadline");
+}

@@ -216,7 +216,7 @@ fn ssh_targets_run_remotely_and_refusals_and_wrong_host_keys_fail_their_target()
     let secret = "S3cr3t-never-on-a-command-line";
     let book = runbook(
         "    token: { type: secret, required: true }\n    note: { type: string, default: \"it's \\\"quoted\\\" $HOME\" }\n",
-        "    - id: remote\n      run: |\n        echo \"on {{ target }}: {{ params.note }} token $(echo \"$OPSBOOK_PARAM_TOKEN\" | wc -c) bytes; $OPSBOOK_PARAM_TOKEN\"\n        echo \"remote_pid=$$\" >> \"$OPSBOOK_OUTPUT\"\n        echo to-stderr >&2\n        sleep 1\n      targets:\n        inventory: hosts.yaml\n        via: ssh\n        max_concurrency: 3\n        max_errors: 2\n        ssh: { identity_file: user_key, known_hosts: known_hosts, connect_timeout: 5s }\n",
+        "    - id: remote\n      run: |\n        echo \"on {{ target }}: {{ params.note }} token $(echo \"$OPSBOOK_PARAM_TOKEN\" | wc -c) bytes; $OPSBOOK_PARAM_TOKEN\"\n        echo \"remote_pid=$$\" >> \"$OPSBOOK_OUTPUT\"\n        echo to-stderr >&2\n        sleep 2\n      targets:\n        inventory: hosts.yaml\n        via: ssh\n        max_concurrency: 3\n        max_errors: 2\n        ssh: { identity_file: user_key, known_hosts: known_hosts, connect_timeout: 20s }\n",
     );
     env.write("test.yaml", &book);
     env.write("secret.yaml", &format!("token: {secret}\n"));

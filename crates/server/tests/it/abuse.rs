@@ -132,7 +132,7 @@ async fn unauthenticated_floods_do_not_fill_the_audit_trail() {
 async fn connections_and_the_queue_are_bounded() {
     use std::io::{Read, Write};
     let s = Server::start_with(|c| {
-        c.header_read_timeout = "1s".into();
+        c.header_read_timeout = "3s".into();
         c.max_connections = 3;
         c.max_queued = 2;
         c.workers = 1;
@@ -141,11 +141,11 @@ async fn connections_and_the_queue_are_bounded() {
     let addr = s.url.trim_start_matches("http://").to_string();
     let mut half = std::net::TcpStream::connect(&addr).unwrap();
     half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
-    half.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    half.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
     let started = std::time::Instant::now();
     let mut buf = Vec::new();
     let _ = half.read_to_end(&mut buf);
-    assert!(started.elapsed() < std::time::Duration::from_secs(5), "closed after the header deadline");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "closed after the header deadline");
 
     // Three silent connections take every slot: a fourth client waits for one.
     let silent: Vec<_> = (0..3).map(|_| std::net::TcpStream::connect(&addr).unwrap()).collect();
@@ -161,16 +161,22 @@ async fn connections_and_the_queue_are_bounded() {
 
     // The queue: one runs, two wait, the next is refused.
     let op = s.token("olga", &["operator", "author"]).await;
-    s.publish(&op, &crate::support::runbook("slow", "1.0.0", "", "", "    - id: a\n      run: sleep 2\n")).await;
-    let mut answers = Vec::new();
-    for _ in 0..4 {
-        answers.push(s.post("/api/v1/runbooks/slow/executions", &op, json!({})).await);
+    let go = s.dir.path().join("go");
+    let step = format!("    - id: a\n      run: while [ ! -e '{}' ]; do sleep 0.05; done\n", go.display());
+    s.publish(&op, &crate::support::runbook("slow", "1.0.0", "", "", &step)).await;
+    let mut answers = vec![s.post("/api/v1/runbooks/slow/executions", &op, json!({})).await];
+    let first = answers[0].1["id"].as_str().unwrap().to_string();
+    s.wait_for(&first, &op, |d| d["status"] == "running").await;
+    for _ in 0..3 {
+        // Past the node's cached count of the queue (100 ms), so each sees the last.
         tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        answers.push(s.post("/api/v1/runbooks/slow/executions", &op, json!({})).await);
     }
     let codes: Vec<StatusCode> = answers.iter().map(|(c, _)| *c).collect();
     assert_eq!(codes[..3], [StatusCode::ACCEPTED; 3], "{answers:?}");
     assert_eq!(codes[3], StatusCode::TOO_MANY_REQUESTS, "{answers:?}");
     assert!(error_shape(&answers[3].1).contains("(max_queued)"));
+    std::fs::write(&go, "").unwrap();
     s.stop().await;
 }
 

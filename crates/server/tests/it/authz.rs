@@ -159,7 +159,7 @@ async fn revoked_and_expired_tokens_are_refused_and_audited() {
     let s = Server::start().await;
     let admin = s.token("root", &["admin"]).await;
     let (status, created) =
-        s.post("/api/v1/tokens", &admin, json!({"user": "temp", "roles": ["viewer"], "expires_in": "1s"})).await;
+        s.post("/api/v1/tokens", &admin, json!({"user": "temp", "roles": ["viewer"], "expires_in": "1h"})).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let temp = created["token"].as_str().unwrap().to_string();
     assert_eq!(s.get("/api/v1/whoami", &temp).await.0, StatusCode::OK);

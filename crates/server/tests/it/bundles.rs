@@ -117,7 +117,7 @@ async fn a_version_runs_with_its_own_files() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_executions_keep_their_files_for_a_while() {
-    let s = Server::start_with(|c| c.keep_failed_workdirs = "2s".into()).await;
+    let s = Server::start_with(|c| c.keep_failed_workdirs = "5s".into()).await;
     let author = s.token("root", &["admin"]).await;
     let files = bundle(&[("fail.sh", true, "#!/bin/sh\necho no >&2\nexit 1\n")]);
     assert_eq!(upload(&s, &author, &files).await.0, StatusCode::CREATED);
@@ -129,7 +129,7 @@ async fn failed_executions_keep_their_files_for_a_while() {
     let dir = s.dir.path().join("executions").join(&id);
     assert!(dir.join("fail.sh").exists(), "kept right after");
     let start = std::time::Instant::now();
-    while dir.exists() && start.elapsed() < std::time::Duration::from_secs(15) {
+    while dir.exists() && start.elapsed() < std::time::Duration::from_secs(30) {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     assert!(!dir.exists(), "removed once keep_failed_workdirs passed");

@@ -119,7 +119,7 @@ async fn publishing_a_runbook_that_would_call_itself_back_is_refused() {
 async fn a_child_waiting_on_a_gate_goes_on_by_itself_and_wakes_its_parent() {
     let (s, incident) = crate::gates::gated_server().await;
     let op = s.token("olga", &["operator", "author"]).await;
-    std::fs::write(&incident, "incident open").unwrap();
+    crate::gates::set_incident(&incident, "incident open");
     let child = runbook(
         "guarded",
         "1.0.0",

@@ -124,7 +124,7 @@ async fn a_runner_whose_claim_is_taken_stops_and_writes_nothing() {
         "",
         "",
         &format!(
-            "    - id: long\n      run: touch {d}/started; sleep 4; touch {d}/finished\n    - id: next\n      run: touch {d}/next\n",
+            "    - id: long\n      run: echo $$ > {d}/pid; touch {d}/started; sleep 30; touch {d}/finished\n    - id: next\n      run: touch {d}/next\n",
             d = dir.display()
         ),
     );
@@ -139,7 +139,13 @@ async fn a_runner_whose_claim_is_taken_stops_and_writes_nothing() {
     // Another runner takes the claim, as after a lapsed lease.
     let far = now_ms() + 3_600_000;
     s.sql(&format!("UPDATE executions SET owner = 'server:thief', lease_expires_at = {far} WHERE id = '{id}'")).await;
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    let pid: i32 = std::fs::read_to_string(dir.join("pid")).unwrap().trim().parse().unwrap();
+    while !dead(pid) {
+        assert!(start.elapsed() < Duration::from_secs(40), "the step's shell {pid} was not killed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Whatever the stale runner would still write has had time to land.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(!dir.join("finished").exists(), "the step's process group was killed");
     assert!(!dir.join("next").exists(), "no next step");
     let exec = s.store.execution(&id).await.unwrap();
