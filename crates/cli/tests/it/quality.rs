@@ -3,7 +3,7 @@
 use opsbook_core::{ExecStatus, StepStatus};
 use opsbook_store::{Phase, Store, WaitKind};
 
-use crate::support::{Env, SpawnWith, assert_fails_saying, out, runbook, wait_past, wait_until};
+use crate::support::{Env, SpawnWith, assert_fails_saying, out, runbook, wait_past};
 
 fn me() -> String {
     nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().unwrap().name
