@@ -324,11 +324,22 @@ impl Checker<'_> {
                 !tz.is_empty() && tz.len() <= 64 && tz.chars().all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c));
             if !valid_tz {
                 self.err(&sched.cron.referenced, format!("schedules: invalid time zone `{tz}`"));
+            } else if let Err(e) = crate::gate::timezone(Some(&tz)) {
+                self.err(&sched.cron.referenced, format!("schedules: {e}"));
             }
             if params.iter().any(|p| p.is_secret() && p.spec.required) {
                 self.err(
                     &sched.cron.referenced,
                     "schedules: this runbook needs a secret parameter, and secrets cannot be scheduled",
+                );
+            }
+            for p in params.iter().filter(|p| p.is_secret() && sched.params.contains_key(&p.name)) {
+                self.err(
+                    &sched.cron.referenced,
+                    format!(
+                        "schedules: parameter `{}` is a secret: secrets are never stored, so they cannot be scheduled",
+                        p.name
+                    ),
                 );
             }
             let inputs = sched.params.iter().map(|(k, v)| (k.clone(), crate::Input::Value(v.clone()))).collect();
