@@ -250,6 +250,18 @@ impl Client {
         self.send(self.http.delete(format!("{}{path}", self.base))).await
     }
 
+    /// A GET of what may not exist: `None` for 404.
+    pub async fn get_opt<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
+        let (status, path, text) = self.exchange(self.http.get(format!("{}{path}", self.base))).await?;
+        match status {
+            reqwest::StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => serde_json::from_str(&text).map(Some).map_err(|e| {
+                anyhow!("{} answered {path} with a document this opsbook does not understand: {e}", self.base)
+            }),
+            s => Err(self.refusal(s, &path, &text)),
+        }
+    }
+
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.send(self.http.get(format!("{}{path}", self.base))).await
     }

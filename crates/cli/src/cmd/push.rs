@@ -33,12 +33,13 @@ struct Packed {
     called: Vec<PathBuf>,
 }
 
-/// A runbook to publish: where it is, its text, name and version, and its bundle.
+/// A runbook to publish: where it is, its text, what it reads as, and its bundle.
 struct Doc {
     path: String,
     text: String,
     name: String,
     version: String,
+    runbook: opsbook_core::Runbook,
     bundle: String,
 }
 
@@ -92,7 +93,14 @@ pub async fn exec(server: Option<String>, profile: Option<&str>, args: Args) -> 
                         }
                     },
                 };
-                docs.push(Doc { path: shown, text, name: rb.name, version: rb.version.to_string(), bundle: sha });
+                docs.push(Doc {
+                    path: shown,
+                    text,
+                    name: rb.name.clone(),
+                    version: rb.version.to_string(),
+                    runbook: rb,
+                    bundle: sha,
+                });
             }
             Err(diags) => {
                 invalid += 1;
@@ -140,6 +148,12 @@ pub async fn exec(server: Option<String>, profile: Option<&str>, args: Args) -> 
             eprintln!("{} {} ({} {}): {e:#}", style("refused:").red().bold().for_stderr(), d.path, d.name, d.version);
         }
     }
+    // The server checks each runbook's calls by name against what is published, which
+    // cannot see the others pushed with it: their calls to one another are checked here.
+    if let Err((d, e)) = check_calls_together(&client, &docs).await? {
+        refused += 1;
+        eprintln!("{} {} ({} {}): {e}", style("refused:").red().bold().for_stderr(), d.path, d.name, d.version);
+    }
     if refused > 0 {
         eprintln!("{refused} file(s) refused by the server: nothing was pushed");
         return Ok(EXIT_FAILED);
@@ -155,4 +169,80 @@ pub async fn exec(server: Option<String>, profile: Option<&str>, args: Args) -> 
         }
     }
     Ok(EXIT_OK)
+}
+
+/// Follows the `runbook: { name }` calls of the runbooks pushed together through one
+/// another and what the server has published (the newest version a call allows, as the
+/// server follows them): the first runbook whose calls come back to it, or go deeper than
+/// runbooks may call runbooks, with why.
+async fn check_calls_together<'a>(client: &Client, docs: &'a [Doc]) -> Result<Result<(), (&'a Doc, String)>> {
+    use opsbook_core::step::call::{Callee, MAX_DEPTH};
+    let named = |rb: &opsbook_core::Runbook| -> Vec<(String, Option<semver::VersionReq>)> {
+        let calls = rb.all_steps().into_iter().filter_map(|s| match &s.kind {
+            opsbook_core::StepKind::Runbook(c) => Some(&c.callee),
+            _ => None,
+        });
+        calls
+            .filter_map(|c| match c {
+                Callee::Name { name, version } => Some((name.clone(), version.clone())),
+                Callee::File(_) => None,
+            })
+            .collect()
+    };
+    // Nothing to add to the server's checks unless one calls another pushed with it.
+    let pushed = |n: &str| docs.iter().any(|d| d.name == n);
+    if !docs.iter().any(|d| named(&d.runbook).iter().any(|(n, _)| pushed(n))) {
+        return Ok(Ok(()));
+    }
+    let mut published: std::collections::HashMap<(String, String), Option<opsbook_core::Runbook>> = Default::default();
+    for root in docs {
+        let mut todo = vec![(vec![root.name.clone()], root.runbook.clone())];
+        while let Some((chain, book)) = todo.pop() {
+            for (name, req) in named(&book) {
+                let path = format!("{} → {name}", chain.join(" → "));
+                if chain.contains(&name) {
+                    return Ok(Err((root, format!("runbooks call each other in a cycle: {path}"))));
+                }
+                if chain.len() > MAX_DEPTH {
+                    return Ok(Err((root, format!("runbooks may call runbooks at most {MAX_DEPTH} deep: {path}"))));
+                }
+                let allows = |v: &semver::Version| req.as_ref().is_none_or(|r| r.matches(v));
+                let next = match docs.iter().find(|d| d.name == name && allows(&d.runbook.version)) {
+                    Some(d) => Some(d.runbook.clone()),
+                    None => {
+                        let key = (name.clone(), req.as_ref().map(ToString::to_string).unwrap_or_default());
+                        if !published.contains_key(&key) {
+                            let found = newest_published(client, &name, &allows).await?;
+                            published.insert(key.clone(), found);
+                        }
+                        published[&key].clone()
+                    }
+                };
+                if let Some(next) = next {
+                    let mut chain = chain.clone();
+                    chain.push(name);
+                    todo.push((chain, next));
+                }
+            }
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// The newest published version of `name` that `allows`, read as a runbook (`None` if
+/// there is none, or it no longer reads: the server does not follow those either).
+async fn newest_published(
+    client: &Client,
+    name: &str,
+    allows: &dyn Fn(&semver::Version) -> bool,
+) -> Result<Option<opsbook_core::Runbook>> {
+    let path = format!("/api/v1/runbooks/{name}/versions");
+    let Some(versions) = client.get_opt::<opsbook_api::Items<opsbook_api::VersionEntry>>(&path).await? else {
+        return Ok(None);
+    };
+    let newest =
+        versions.items.iter().filter_map(|v| semver::Version::parse(&v.version).ok()).filter(|v| allows(v)).max();
+    let Some(newest) = newest else { return Ok(None) };
+    let doc: opsbook_api::VersionDoc = client.get(&format!("{path}/{newest}")).await?;
+    Ok(opsbook_core::parse(&doc.content).ok())
 }

@@ -160,3 +160,51 @@ fn pushed_directories_bring_called_runbooks_and_skip_companions() {
     assert!(refused.stderr.contains("inner.yaml, outside its directory: a server would not have it"), "{refused:?}");
     assert!(refused.stderr.contains("nothing was pushed"), "{refused:?}");
 }
+
+/// Runbooks pushed together that call one another by name: a cycle or a chain too deep,
+/// through one another and what is published, is refused before any is published.
+#[test]
+fn runbooks_pushed_together_are_checked_together() {
+    let env = Env::new();
+    let admin = token(&env, "ann", &["admin"]);
+    let srv = serve(&env);
+    let book = |name: &str, calls: Option<&str>| {
+        let step = match calls {
+            Some(c) => format!("    - id: call\n      runbook: {{ name: {c} }}\n"),
+            None => "    - id: go\n      run: \"true\"\n".to_string(),
+        };
+        runbook("", &step).replace("name: test", &format!("name: {name}"))
+    };
+    let listed = |env: &Env| client(env, &srv.url, &admin, &["list", "--output", "json"]).json();
+    // Seven deep, in one push: refused as a whole.
+    for n in 1..=7 {
+        let next = format!("deep-{}", n + 1);
+        env.write(&format!("deep/deep-{n}.yaml"), &book(&format!("deep-{n}"), (n < 7).then_some(next.as_str())));
+    }
+    let deep = client(&env, &srv.url, &admin, &["push", "deep"]);
+    assert_eq!(deep.code, 1, "{deep:?}");
+    assert!(
+        deep.stderr.contains(
+            "runbooks may call runbooks at most 5 deep: deep-1 → deep-2 → deep-3 → deep-4 → deep-5 → deep-6 → deep-7"
+        ),
+        "{deep:?}"
+    );
+    assert!(deep.stderr.contains("nothing was pushed"), "{deep:?}");
+    assert_eq!(listed(&env), serde_json::json!([]), "nothing published");
+    // A cycle through a published runbook: mid calls low (not published yet), then top
+    // and low come together, low calling top.
+    env.write("mid/mid.yaml", &book("mid", Some("low")));
+    assert_eq!(client(&env, &srv.url, &admin, &["push", "mid"]).code, 0);
+    env.write("cyc/top.yaml", &book("top", Some("mid")));
+    env.write("cyc/low.yaml", &book("low", Some("top")));
+    let cyc = client(&env, &srv.url, &admin, &["push", "cyc"]);
+    assert_eq!(cyc.code, 1, "{cyc:?}");
+    assert!(cyc.stderr.contains("runbooks call each other in a cycle: "), "{cyc:?}");
+    let names: Vec<String> =
+        listed(&env).as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names, ["mid"], "only what was published before");
+    // Without the cycle, together they go.
+    env.write("cyc/low.yaml", &book("low", None));
+    let ok = client(&env, &srv.url, &admin, &["push", "cyc"]);
+    assert_eq!(ok.code, 0, "{ok:?}");
+}
