@@ -178,7 +178,7 @@ pub async fn exec(server: Option<String>, profile: Option<&str>, args: Args) -> 
 async fn check_calls_together<'a>(client: &Client, docs: &'a [Doc]) -> Result<Result<(), (&'a Doc, String)>> {
     use opsbook_core::step::call::{Callee, MAX_DEPTH};
     let named = |rb: &opsbook_core::Runbook| -> Vec<(String, Option<semver::VersionReq>)> {
-        let calls = rb.all_steps().into_iter().filter_map(|s| match &s.kind {
+        let calls = rb.all_steps().filter_map(|s| match &s.kind {
             opsbook_core::StepKind::Runbook(c) => Some(&c.callee),
             _ => None,
         });
