@@ -77,13 +77,37 @@ pub fn check_cron_fires(pattern: &str) -> Result<croner::Cron, String> {
 }
 
 /// The first time strictly after `after_ms` (epoch ms) that `pattern` fires in `tz`.
-/// Daylight-saving gaps and folds follow croner: a skipped local time fires at the
-/// next valid instant, a repeated one fires once.
+/// A pattern names times on the clock of `tz`: they are found there, then placed in
+/// time. The times a daylight-saving change skips fire once, at the instant the clocks
+/// jump, however many of them the pattern names; the times it repeats fire once, the
+/// first time round.
 pub fn next_after(pattern: &str, tz: &jiff::tz::TimeZone, after_ms: i64) -> Result<i64, String> {
+    use jiff::tz::AmbiguousOffset;
     let cron = check_cron(pattern)?;
-    let start = jiff::Timestamp::from_millisecond(after_ms).map_err(|e| e.to_string())?.to_zoned(tz.clone());
-    let next = cron.find_next_occurrence(&start, false).map_err(|e| format!("`{pattern}` never fires: {e}"))?;
-    Ok(next.timestamp().as_millisecond())
+    let never = |e: &dyn std::fmt::Display| format!("`{pattern}` never fires: {e}");
+    let after = jiff::Timestamp::from_millisecond(after_ms).map_err(|e| e.to_string())?;
+    let mut clock = tz.to_datetime(after);
+    // Each turn passes a time already gone round once (in a repeated hour): at most 3,600.
+    for _ in 0..4_000 {
+        let from = clock.to_zoned(jiff::tz::TimeZone::UTC).map_err(|e| never(&e))?;
+        let next = cron.find_next_occurrence(&from, false).map_err(|e| never(&e))?.datetime();
+        let at = match tz.to_ambiguous_zoned(next).offset() {
+            AmbiguousOffset::Unambiguous { offset } => offset.to_timestamp(next),
+            AmbiguousOffset::Gap { before, .. } => {
+                // The jump is the last transition before this clock time read on the old offset.
+                let late = before.to_timestamp(next).map_err(|e| never(&e))?;
+                let jump = tz.preceding(late + jiff::SignedDuration::from_secs(1)).next();
+                Ok(jump.map_or(late, |t| t.timestamp()))
+            }
+            AmbiguousOffset::Fold { before, .. } => before.to_timestamp(next),
+        }
+        .map_err(|e| never(&e))?;
+        if at > after {
+            return Ok(at.as_millisecond());
+        }
+        clock = next;
+    }
+    Err(never(&"no time after this one"))
 }
 
 #[cfg(test)]
@@ -143,6 +167,18 @@ mod dst {
         assert_eq!(fall, ms("2026-10-25T00:30:00Z"));
         let after = next_after("30 2 * * *", &paris, fall).unwrap();
         assert_eq!(after, ms("2026-10-26T01:30:00Z"), "not again at the repeated 02:30");
+        // Several times in the skipped hour: one run, when the clocks jump (03:00 CEST).
+        for pattern in ["0 */30 2 28 3 *", "0 0,30 2 28 3 *", "0 * 2 28 3 *", "0 */30 2 28 3 * 2027"] {
+            let at = next_after(pattern, &paris, ms("2026-12-01T00:00:00Z")).unwrap();
+            assert_eq!(at, ms("2027-03-28T01:00:00Z"), "{pattern}");
+            let again = next_after(pattern, &paris, at);
+            assert!(again.as_ref().is_err() || again.unwrap() >= ms("2028-03-28T00:00:00Z"), "{pattern}: once");
+        }
+        // Every half hour through the repeated hour: 02:00 and 02:30 once each, then 03:00.
+        let first = next_after("0 */30 * * * *", &paris, ms("2026-10-25T00:10:00Z")).unwrap();
+        assert_eq!(first, ms("2026-10-25T00:30:00Z"), "02:30 CEST");
+        let then = next_after("0 */30 * * * *", &paris, first).unwrap();
+        assert_eq!(then, ms("2026-10-25T02:00:00Z"), "03:00 CET: not 02:00 and 02:30 again");
         // A daily 09:00 stays at 09:00 local across the change.
         assert_eq!(next_after("0 9 * * *", &paris, ms("2026-03-28T12:00:00Z")).unwrap(), ms("2026-03-29T07:00:00Z"));
     }

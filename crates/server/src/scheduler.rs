@@ -140,25 +140,55 @@ pub async fn tick(state: &AppState, now: i64) -> Vec<(String, String)> {
     };
     let mut done = Vec::new();
     for s in due {
-        let due_at = s.next_run_at.unwrap_or(now);
+        let mut due_at = s.next_run_at.unwrap_or(now);
         let actor = format!("schedule:{}", s.id);
-        let result = if now - due_at > MISSED_AFTER_MS && s.missed == "skip" {
+        // A run held back behind the previous one (`overlap: queue`) was looked at when it
+        // was due: however long it waits, it is not missed.
+        let held = s.last_run_at.is_some_and(|t| t >= due_at);
+        if !held && now - due_at > MISSED_AFTER_MS {
+            // The server was down. A time it was due within the last minute is not missed.
+            if let Some(recent) = latest_due(&s, now) {
+                due_at = recent;
+            }
+        }
+        let active = || async { state.store.has_active_execution(&actor).await.unwrap_or(false) };
+        let mut next = next_run(&s, now);
+        let result = if !held && now - due_at > MISSED_AFTER_MS && s.missed == "skip" {
             "missed while the server was down; skipped".to_string()
-        } else if s.overlap == "skip" && state.store.has_active_execution(&actor).await.unwrap_or(false) {
+        } else if s.overlap == "skip" && active().await {
             "skipped: the previous run is still going".to_string()
+        } else if s.overlap == "queue" && active().await {
+            // It stays due, and starts once the previous run has ended.
+            if held {
+                continue;
+            }
+            next = Some(due_at);
+            "waiting for the previous run to end".to_string()
         } else {
             match on_behalf_of(state, &s, &actor, now).await {
                 Err(why) => format!("not started: {why}"),
                 Ok(who) => fire(state, &s, &who, due_at).await,
             }
         };
-        let next = next_run(&s, now);
         if let Err(e) = state.store.schedule_ran(&s.id, now, next, &result).await {
             tracing::error!(%e, schedule = s.id, "cannot record a schedule run");
         }
         done.push((s.id, result));
     }
     done
+}
+
+/// The latest time schedule `s` was due in the minute before `now` (within
+/// [`MISSED_AFTER_MS`]), if any.
+fn latest_due(s: &ScheduleRecord, now: i64) -> Option<i64> {
+    let mut latest = None;
+    let mut after = now - MISSED_AFTER_MS - 1;
+    // At most one a second: 61 steps at the most.
+    while let Some(t) = next_run(s, after).filter(|t| *t <= now) {
+        latest = Some(t);
+        after = t;
+    }
+    latest
 }
 
 /// Who a due run acts as: the schedule's own actor, with the roles its creator holds now

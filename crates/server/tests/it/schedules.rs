@@ -110,12 +110,26 @@ async fn overlap_and_missed_runs_follow_their_policy() {
     let second = tick(&s.state, t1 + 60_000).await;
     assert_eq!(second[0].1, "skipped: the previous run is still going");
 
-    // With overlap: queue, a second run starts anyway.
+    // With overlap: queue, the next run waits for the previous one to end, then starts
+    // (once, however many times it came due meanwhile).
     s.call("DELETE", &format!("/api/v1/schedules/{}", skip["id"].as_str().unwrap()), Some(&op), None).await;
     let (_, queue) = s.post("/api/v1/schedules", &op, create("queue", "skip")).await;
     let t = at_ms(&queue["next_run_at"]);
-    assert!(tick(&s.state, t).await[0].1.starts_with("started "));
-    assert!(tick(&s.state, t + 60_000).await[0].1.starts_with("started "));
+    let first = tick(&s.state, t).await;
+    let id = first[0].1.trim_start_matches("started ").to_string();
+    s.wait_for(&id, &op, |d| d["status"] == "waiting").await;
+    assert_eq!(tick(&s.state, t + 60_000).await[0].1, "waiting for the previous run to end");
+    let (_, list) = s.get("/api/v1/schedules", &op).await;
+    assert_eq!(at_ms(&list["items"][0]["next_run_at"]), t + 60_000, "still due");
+    // Held for minutes: neither missed nor run again while it waits.
+    assert!(tick(&s.state, t + 5 * 60_000).await.is_empty(), "nothing new to say");
+    let (status, _) = s.post(&format!("/api/v1/executions/{id}/cancel"), &op, json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    s.settled(&id, &op).await;
+    let next = tick(&s.state, t + 5 * 60_000 + 1_000).await;
+    assert!(next[0].1.starts_with("started "), "{next:?}");
+    let (_, list) = s.get("/api/v1/schedules", &op).await;
+    assert_eq!(at_ms(&list["items"][0]["next_run_at"]), t + 6 * 60_000, "the times it waited through are folded");
     s.call("DELETE", &format!("/api/v1/schedules/{}", queue["id"].as_str().unwrap()), Some(&op), None).await;
 
     // Missed while down for three days: skip runs nothing; run_once runs once.
@@ -132,7 +146,16 @@ async fn overlap_and_missed_runs_follow_their_policy() {
     let before = count(&s).await;
     let (_, missed_skip) =
         s.post("/api/v1/schedules", &op, json!({ "runbook": "slow", "cron": "* * * * *", "overlap": "queue" })).await;
-    let late = at_ms(&missed_skip["next_run_at"]) + 3 * DAY;
+    // Back 30 s after a time it was due: that one is not missed.
+    let late = at_ms(&missed_skip["next_run_at"]) + 3 * DAY + 30_000;
+    let r = tick(&s.state, late).await;
+    assert!(r[0].1.starts_with("started "), "{r:?}");
+    assert_eq!(count(&s).await, before + 1);
+    let before = before + 1;
+    s.call("DELETE", &format!("/api/v1/schedules/{}", missed_skip["id"].as_str().unwrap()), Some(&op), None).await;
+    let (_, missed_skip) =
+        s.post("/api/v1/schedules", &op, json!({ "runbook": "slow", "cron": "0 * * * *", "overlap": "queue" })).await;
+    let late = at_ms(&missed_skip["next_run_at"]) + 3 * DAY + 5 * 60_000;
     let r = tick(&s.state, late).await;
     assert_eq!(r[0].1, "missed while the server was down; skipped");
     assert_eq!(count(&s).await, before);
@@ -273,7 +296,7 @@ async fn a_schedule_is_its_creators_request() {
 async fn a_fire_starts_one_execution_however_many_servers_see_it() {
     let s = Server::start().await;
     let op = s.token("olga", &["operator", "author"]).await;
-    s.publish(&op, &runbook("slow", "1.0.0", "", "", "    - id: a\n      run: sleep 0.2\n")).await;
+    s.publish(&op, &runbook("slow", "1.0.0", "", "", "    - id: a\n      run: \"true\"\n")).await;
     let (_, sched) =
         s.post("/api/v1/schedules", &op, json!({ "runbook": "slow", "cron": "0 4 * * *", "overlap": "queue" })).await;
     let due = at_ms(&sched["next_run_at"]);
@@ -283,6 +306,8 @@ async fn a_fire_starts_one_execution_however_many_servers_see_it() {
     let other = opsbook_server::state(other_store, config);
     let a = tick(&s.state, due).await;
     assert!(a[0].1.starts_with("started "), "{a:?}");
+    // (Ended, so that the other server does not hold its run back behind it.)
+    s.settled(a[0].1.trim_start_matches("started "), &op).await;
     // The other server read the schedule as due before the first recorded the run.
     let id = sched["id"].as_str().unwrap();
     s.store.schedule_ran(id, due, Some(due), "as the other server saw it").await.unwrap();
