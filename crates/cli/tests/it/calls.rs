@@ -373,11 +373,22 @@ fn after_a_crash_resume_goes_on_with_the_child_or_undoes_it() {
             assert_eq!(step["child"]["status"], "succeeded", "the same child went on");
             assert!(!env.path("marks").exists());
         } else {
-            assert_eq!(out.code, 1, "{out:?}");
-            let error = step["error"].as_str().unwrap();
-            assert!(error.contains("cannot go on: step `wait` was interrupted and is not idempotent"), "{error}");
-            assert!(error.ends_with("; it was rolled back"), "{error}");
-            assert_eq!(step["child"]["rollback_status"], "succeeded");
+            // Refused as a resume of the child would be, changing nothing; the parent's
+            // rollback undoes the child as a whole, then the parent.
+            assert_eq!(out.code, 2, "{out:?}");
+            assert!(
+                out.stderr.contains("step `call`: child execution ")
+                    && out.stderr.contains(
+                        "cannot go on: step `wait` was interrupted and is not idempotent, so it may have partly run; \
+                         undo the steps that succeeded, the child's with them, with `opsbook rollback"
+                    ),
+                "{out:?}"
+            );
+            assert!(!env.path("marks").exists(), "nothing undone by a resume");
+            let (e, _) = env.last();
+            assert_eq!(e.status, opsbook_core::ExecStatus::Interrupted);
+            let undone = env.run(&["rollback", &parent]);
+            assert_eq!(undone.code, 0, "{undone:?}");
             assert_eq!(env.read("marks"), "undo-a\nundo-one\n");
         }
     }

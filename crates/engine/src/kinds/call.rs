@@ -29,6 +29,39 @@ pub(crate) fn interrupted(step: &Step, rec: &opsbook_store::StepRecord) -> bool 
         && rec.error.as_deref().is_some_and(|e| e.starts_with("interrupted"))
 }
 
+/// Why interrupted child execution `id` could not go on, from its steps alone (as its own
+/// resume would refuse): a step of its own that was interrupted and is not idempotent,
+/// here or in a child of its own in turn. `None` if it could, or is not interrupted.
+pub(crate) fn why_child_cannot_go_on<'a>(engine: &'a crate::Engine, id: &'a str) -> Boxed<'a, Option<String>> {
+    Box::pin(async move {
+        let exec = engine.store.execution(id).await?;
+        if exec.status != ExecStatus::Interrupted {
+            return Ok(None);
+        }
+        let rb = engine.stored_runbook(&exec.runbook_sha256).await?;
+        let records = engine.store.steps(id).await?;
+        for (step, rec) in rb.steps.iter().zip(&records) {
+            let cut = rec.status == StepStatus::Cancelled
+                && rec.error.as_deref().is_some_and(|e| e.starts_with("interrupted"));
+            if !cut {
+                continue;
+            }
+            if !is_call(step) {
+                return Ok((!step.idempotent).then(|| {
+                    format!("step `{}` was interrupted and is not idempotent, so it may have partly run", step.id)
+                }));
+            }
+            let children = engine.store.executions(&ExecutionFilter::children(id)).await?;
+            let Some(child) = children.into_iter().find(|c| c.parent_step.as_deref() == Some(step.id.as_str())) else {
+                return Ok(None);
+            };
+            let why = why_child_cannot_go_on(engine, &child.id).await?;
+            return Ok(why.map(|w| format!("child execution {} cannot go on: {w}", child.id)));
+        }
+        Ok(None)
+    })
+}
+
 /// How often a server execution waiting on a child looks at it, should its wake-up be missed.
 const CHILD_LOOK_AGAIN_MS: i64 = 30_000;
 
