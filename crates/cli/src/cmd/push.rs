@@ -61,7 +61,11 @@ pub async fn exec(server: Option<String>, profile: Option<&str>, args: Args) -> 
         if super::test::runbook_of(f).is_some() || super::validate::is_companion_file(&text) {
             continue;
         }
-        match opsbook_core::parse(&text) {
+        let read = opsbook_core::parse(&text).and_then(|rb| {
+            let problems = opsbook_core::step::targets::check_inventories(f, &rb);
+            if problems.is_empty() { Ok(rb) } else { Err(problems) }
+        });
+        match read {
             Ok(rb) => {
                 // The files beside it travel with it, and the runbooks it calls.
                 let dir = f.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));

@@ -56,7 +56,9 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
     }
     let gates = load_gates(&rb, &args)?;
     // The runbooks it calls read, parse and take the parameters given, with no cycle.
-    if let Some(d) = opsbook_core::step::call::check_calls(&args.file, &rb).into_iter().next() {
+    // So are the inventories its targets come from, before any step runs.
+    let found = opsbook_core::step::call::check_calls(&args.file, &rb).into_iter();
+    if let Some(d) = found.chain(opsbook_core::step::targets::check_inventories(&args.file, &rb)).next() {
         return Err(super::usage(d.headline(&args.file.display().to_string())));
     }
     let mut engine = super::open(db).await?;

@@ -343,6 +343,7 @@ fn check_file(f: &Path, explicit: Option<&Path>, gates_files: &mut GatesFiles) -
             report.warnings = bundle_warnings(&rb, f).iter().map(Problem::from).collect();
             let mut diags = check_uses(&rb, f, explicit, gates_files);
             diags.extend(opsbook_core::step::call::check_calls(f, &rb));
+            diags.extend(opsbook_core::step::targets::check_inventories(f, &rb));
             diags
         }
         Err(diags) => diags,

@@ -117,9 +117,24 @@ fn targets_come_from_an_inventory_group_and_a_wrong_group_is_named() {
     let out = env.run_book(&book("web"), &[]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(env.read("seen"), "web-2\nweb-1\n", "in the group's order, one at a time");
-    let out = env.run_book(&book("wbe"), &["--output", "json"]);
-    assert_eq!(out.code, 1);
-    assert_eq!(out.json()["steps"][0]["error"], "targets: hosts.yaml: no group `wbe` (did you mean `web`?)");
+    // A wrong group, a missing inventory or a broken one: refused before any step runs,
+    // and by `validate`, at the step.
+    let first = "    - id: first\n      run: touch \"$T/first\"\n";
+    env.write("dup.yaml", "hosts:\n  h1:\n  h1:\n");
+    for (targets, why) in [
+        ("inventory: hosts.yaml, group: wbe", "hosts.yaml: no group `wbe` (did you mean `web`?)"),
+        ("inventory: missing.yaml", "cannot read the inventory missing.yaml: No such file or directory (os error 2)"),
+        ("inventory: dup.yaml", "dup.yaml:3:3: duplicate key"),
+    ] {
+        let steps = format!("{first}    - id: each\n      run: \"true\"\n      targets: {{ {targets}, via: local }}\n");
+        let out = env.run_book(&runbook("", &steps), &[]);
+        assert_eq!(out.code, 2, "{out:?}");
+        assert!(out.stderr.contains(&format!("test.yaml:11:7: step `each`: targets: {why}")), "{out:?}");
+        assert!(!env.path("first").exists(), "nothing ran");
+        let checked = env.run(&["validate", "test.yaml"]);
+        assert_eq!(checked.code, 1, "{checked:?}");
+        assert!(checked.stdout.contains(&format!("test.yaml:11:7: step `each`: targets: {why}")), "{checked:?}");
+    }
 }
 
 /// A real OpenSSH server on a free loopback port, with its own host key and one

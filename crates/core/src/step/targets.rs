@@ -356,6 +356,31 @@ impl Inventory {
     }
 }
 
+/// Reads every inventory the steps of `rb` (read from `root_path`) take targets from, as
+/// a run would when it reaches them: each must read and parse, name its group, and give
+/// targets. A problem is placed at the step.
+pub fn check_inventories(root_path: &std::path::Path, rb: &crate::Runbook) -> Vec<crate::Diagnostic> {
+    let dir = root_path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let mut problems = Vec::new();
+    for step in rb.all_steps() {
+        let Some(Targets { source: Source::Inventory { path, group }, .. }) = &step.targets else { continue };
+        let found = std::fs::read_to_string(dir.join(path))
+            .map_err(|e| format!("cannot read the inventory {path}: {e}"))
+            .and_then(|text| Inventory::parse(&text, path))
+            .and_then(|inv| inv.targets(group.as_deref(), path));
+        let problem = match found {
+            Ok(t) if t.is_empty() => {
+                format!("{path}: no hosts{}", group.as_ref().map(|g| format!(" in group `{g}`")).unwrap_or_default())
+            }
+            Ok(_) => continue,
+            Err(e) => e,
+        };
+        let pos = crate::diagnostic::Pos { line: step.line, column: step.column, len: 1 };
+        problems.push(crate::Diagnostic::new(Some(pos), format!("step `{}`: targets: {problem}", step.id)));
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
