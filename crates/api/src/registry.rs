@@ -71,6 +71,10 @@ pub struct PublishResult {
     /// active runbook may not).
     #[serde(default)]
     pub tests: TestsRun,
+    /// What the publisher should know: a `metadata.status` that a new version does not
+    /// change (only a first publish reads it; `lifecycle` moves a runbook).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// How a runbook's tests went.

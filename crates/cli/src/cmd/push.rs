@@ -167,6 +167,9 @@ pub async fn exec(server: Option<String>, profile: Option<&str>, args: Args) -> 
         let done: PublishResult = client.post_text(&path, d.text.clone()).await?;
         let files = bundles.iter().find(|(_, sha, _)| *sha == d.bundle).map_or(0, |(_, _, b)| b.len());
         println!("{:<9} {} {}  ({}, with {files} file(s) beside it)", done.result, d.name, d.version, d.path);
+        for w in &done.warnings {
+            eprintln!("warning: {} {}: {w}", d.name, d.version);
+        }
         // A draft may be published while its tests fail (an active runbook is refused).
         for t in &done.tests.failed {
             eprintln!("warning: {} {}: test `{}` fails: {}", d.name, d.version, t.test, t.failures.join("; "));

@@ -143,6 +143,16 @@ pub async fn publish(
         Ok(e) => e.status,
         Err(_) => rb.status.as_str().to_string(),
     };
+    let mut warnings = Vec::new();
+    if status != rb.status.as_str() {
+        warnings.push(format!(
+            "metadata.status is `{}`, but only a first publish reads it: `{}` stays {status} (`opsbook lifecycle {} \
+             STATUS` moves it)",
+            rb.status.as_str(),
+            rb.name,
+            rb.name
+        ));
+    }
     if status == "active" {
         crate::service::quality::refuse_failing(&rb.name, &tests)?;
     }
@@ -160,7 +170,12 @@ pub async fn publish(
         created_at: now_ms(),
         updated_at: now_ms(),
     };
-    let schedules = crate::scheduler::runbook_schedules(&rb, ctx.user(), Some(&ctx.principal.roles), now_ms());
+    // An archived runbook never runs again: a new version of it installs no schedules.
+    let schedules = if status == "archived" {
+        Vec::new()
+    } else {
+        crate::scheduler::runbook_schedules(&rb, ctx.user(), Some(&ctx.principal.roles), now_ms())
+    };
     let publish = Publish {
         entry,
         content: body,
@@ -179,6 +194,7 @@ pub async fn publish(
             dry_run: true,
             bundle_sha256: pq.bundle,
             tests: tests_doc(&tests),
+            warnings,
         };
         return Ok((StatusCode::OK, Json(doc)).into_response());
     }
@@ -191,6 +207,7 @@ pub async fn publish(
         dry_run: false,
         bundle_sha256: pq.bundle,
         tests: tests_doc(&tests),
+        warnings,
     };
     if outcome != Published::Unchanged {
         st.audit(ctx.user(), "runbook.publish", &rb.name, &rid, to_value(&doc)).await;

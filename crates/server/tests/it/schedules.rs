@@ -204,6 +204,18 @@ async fn only_runnable_runbooks_are_scheduled_and_archiving_removes_schedules() 
     assert!(doc["note"].as_str().unwrap().contains("1 schedule(s) were removed"), "{doc}");
     let (_, list) = s.get("/api/v1/schedules", &author).await;
     assert_eq!(list["items"], json!([]));
+    // A new version of it, with schedules of its own: published, its schedules not installed.
+    let later = runbook("later", "1.1.0", "", "", "    - id: a\n      run: \"true\"\n")
+        .replace("spec:\n", "spec:\n  schedules: [ { cron: \"*/10 * * * * *\" } ]\n");
+    let (status, doc) = s.publish(&author, &later).await;
+    assert!(status.is_success(), "{doc}");
+    assert_eq!(
+        doc["warnings"],
+        json!(["metadata.status is `active`, but only a first publish reads it: `later` stays archived (`opsbook \
+             lifecycle later STATUS` moves it)"])
+    );
+    let (_, list) = s.get("/api/v1/schedules", &author).await;
+    assert_eq!(list["items"], json!([]), "an archived runbook's schedules are not installed");
     let (status, doc) = s.post("/api/v1/schedules", &author, body).await;
     assert_eq!(status, StatusCode::CONFLICT, "{doc}");
     assert_eq!(
