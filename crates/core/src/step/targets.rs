@@ -68,6 +68,8 @@ pub struct TargetsSpec {
 pub enum RawAmount {
     Number(u64),
     Text(String),
+    /// Anything else (`1.5`, `-1`, a list): refused by [`Amount::check`], naming it.
+    Other(serde_json::Value),
 }
 
 /// For the schema: a count (`2`) or a percentage (`"50%"`).
@@ -115,6 +117,9 @@ impl Amount {
                     Ok(v) => Amount::Count(v),
                     Err(_) => return Err(format!("`{t}` is neither a number nor a percentage like \"25%\"")),
                 }
+            }
+            RawAmount::Other(v) => {
+                return Err(format!("`{v}` is neither a whole number of targets nor a percentage like \"25%\""));
             }
         };
         let v = match amount {
