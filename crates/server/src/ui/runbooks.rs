@@ -470,7 +470,13 @@ pub async fn run(State(st): State<AppState>, Path(name): Path<String>, form: Web
         }
     }
     let key = form.get("idempotency_key").filter(|k| k.len() <= crate::service::MAX_IDEMPOTENCY_KEY);
-    let submitted = if form.get("action") == Some("preview") {
+    // The form's two buttons (Enter sends the first, `run`); nothing else starts a run.
+    let action = form.get("action");
+    if let Some(other) = action.filter(|a| !matches!(*a, "run" | "preview")) {
+        let shown: String = other.chars().take(40).collect();
+        return Err(ApiError::field("action", format!("unknown action `{shown}`: run or preview")).into());
+    }
+    let submitted = if action == Some("preview") {
         match rb.check_params(&inputs) {
             Ok(params) => {
                 let fields = fields_of(&rb, &given, &[]);

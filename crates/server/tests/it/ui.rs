@@ -318,6 +318,10 @@ async fn the_run_form_names_inputs_after_parameters_and_shows_every_problem() {
     let page = preview.text().await.unwrap();
     assert!(page.contains("echo building web") && page.contains("ship web?"), "{page}");
     assert!(!page.contains("hunter2"), "{page}");
+    // An action the form does not have starts nothing.
+    let bogus = ann.post("/runbooks/deploy/run", &[("p.app", "web"), ("p.env", "staging"), ("action", "bogus")]).await;
+    assert_eq!(bogus.status(), StatusCode::BAD_REQUEST);
+    assert!(bogus.text().await.unwrap().contains("unknown action `bogus`: run or preview"));
 
     // Submitted twice with the form's key (a double click): one execution.
     let fields = [
