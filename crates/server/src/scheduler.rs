@@ -247,7 +247,17 @@ async fn fire(state: &AppState, s: &ScheduleRecord, who: &Principal, due_at: i64
     match crate::service::enqueue(state, &s.runbook, None, inputs, who, Some(&fire), audit).await {
         Ok(q) if q.repeated => format!("started {} (by another server)", q.id),
         Ok(q) => format!("started {}", q.id),
-        Err(e) => format!("not started: {}", e.message),
+        Err(e) => {
+            // Each parameter at fault, by name (a new version may need one it lacks).
+            let named: Vec<String> = (e.details.as_array().into_iter().flatten())
+                .filter_map(|d| Some(format!("parameter `{}`: {}", d["param"].as_str()?, d["message"].as_str()?)))
+                .collect();
+            if named.is_empty() {
+                format!("not started: {}", e.message)
+            } else {
+                format!("not started: {}: {}", e.message, named.join("; "))
+            }
+        }
     }
 }
 

@@ -492,3 +492,23 @@ async fn a_scheduled_runs_requester_stays_after_a_new_publisher() {
     assert_eq!(doc["error"]["message"], "the requester cannot approve their own execution");
     s.stop().await;
 }
+
+/// A new version a schedule's parameters no longer fit: publishing says so, and the due
+/// run names the parameter at fault.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_a_schedule_no_longer_fits_is_named() {
+    let s = Server::start().await;
+    let op = s.token("olga", &["author", "operator"]).await;
+    let step = "    - id: a\n      run: \"true\"\n";
+    s.publish(&op, &runbook("lc", "1.0.0", "", "", step)).await;
+    let (_, sched) = s.post("/api/v1/schedules", &op, json!({ "runbook": "lc", "cron": "0 4 * * *" })).await;
+    let id = sched["id"].as_str().unwrap();
+    let (status, doc) =
+        s.publish(&op, &runbook("lc", "1.5.0", "", "    must: { type: string, required: true }\n", step)).await;
+    assert!(status.is_success(), "{doc}");
+    let warned = format!("schedule {id} will not start with this version: parameter `must`: ");
+    assert!(doc["warnings"][0].as_str().unwrap().starts_with(&warned), "{doc}");
+    let ran = tick(&s.state, at_ms(&sched["next_run_at"])).await;
+    assert!(ran[0].1.starts_with("not started: 1 invalid parameter(s): parameter `must`: "), "{ran:?}");
+    s.stop().await;
+}
