@@ -182,6 +182,39 @@ async fn sweep_workdirs(state: &AppState) {
     }
 }
 
+/// Starts the log of a fresh execution of a deprecated runbook with a warning, as a
+/// local run's does (the submitter was told in the answer; the log is for whoever reads
+/// it later). Hands back what the claim brought, the log's new end included.
+async fn note_deprecated(state: &AppState, exec: &Execution, loaded: Option<Loaded>) -> Option<Loaded> {
+    let (steps, last) = match loaded {
+        Some(l) => l,
+        None => state.store.steps_and_last_seq(&exec.id).await.ok()?,
+    };
+    let fresh = last == 0 && steps.iter().all(|s| s.status == opsbook_core::StepStatus::Pending);
+    let deprecated =
+        fresh && state.store.registry_entry(&exec.runbook_name).await.is_ok_and(|e| e.status == "deprecated");
+    if !deprecated {
+        return Some((steps, last));
+    }
+    let line = opsbook_store::LogLine {
+        execution_id: exec.id.clone(),
+        seq: 1,
+        step_id: None,
+        phase: opsbook_store::Phase::Check,
+        attempt: 0,
+        stream: opsbook_store::Stream::System,
+        ts: now_ms(),
+        line: format!("warning: runbook `{}` is deprecated; prefer its replacement", exec.runbook_name),
+    };
+    match state.store.append_logs(&[line]).await {
+        Ok(()) => Some((steps, 1)),
+        Err(e) => {
+            tracing::warn!(%e, id = exec.id, "cannot note the runbook's deprecation in the log");
+            Some((steps, last))
+        }
+    }
+}
+
 /// Runs a claimed execution (as its claim returned it): all of it (a worker), or only a
 /// poll of the gate it waits on, or what a resume or rollback asked for.
 async fn run_one(state: &AppState, exec: Execution, loaded: Option<Loaded>, kind: RunKind, taken_up: Option<TakenUp>) {
@@ -206,7 +239,10 @@ async fn run_one(state: &AppState, exec: Execution, loaded: Option<Loaded>, kind
     let observer = Announcing { inner: &notifier, taken_up: std::sync::Mutex::new(taken_up) };
     let hooks = Hooks { observer: &observer, prompt: None, cancel, cancel_handle: handle };
     let result = match kind {
-        RunKind::Whole => state.engine.run_claimed(exec.clone(), loaded, &secrets, &hooks).await,
+        RunKind::Whole => {
+            let loaded = note_deprecated(state, &exec, loaded).await;
+            state.engine.run_claimed(exec.clone(), loaded, &secrets, &hooks).await
+        }
         RunKind::GatePoll => state.engine.poll_gate(exec.clone(), &secrets, &hooks).await,
         RunKind::Resume => state.engine.resume(id, &secrets, &hooks).await,
         RunKind::Rollback => state.engine.rollback(id, &secrets, &hooks).await,

@@ -62,6 +62,9 @@ fn the_cli_is_a_client_of_the_whole_server() {
     assert_eq!(ran.code, 0, "{ran:?}");
     // (web was deprecated above.)
     assert!(ran.stderr.contains("warning: runbook `web` is deprecated; prefer its replacement"), "{ran:?}");
+    // Its log says so too, for whoever reads it later.
+    let logs = c(&["logs", ran.json()["id"].as_str().unwrap()]);
+    assert!(logs.stdout.contains("[check] warning: runbook `web` is deprecated; prefer its replacement"), "{logs:?}");
     let mine = c(&["history", "--actor", "ann", "--since", "1h", "--output", "json"]);
     assert_eq!(mine.json().as_array().unwrap().len(), 1, "{mine:?}");
     let nobody = c(&["history", "--actor", "bob", "--output", "json"]);
