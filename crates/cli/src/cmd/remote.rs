@@ -55,12 +55,16 @@ pub async fn published(client: &Client, name: &str) -> Result<opsbook_core::Runb
     let version = &entry.entry.latest_version;
     let path = format!("/api/v1/runbooks/{}/versions/{}", enc(name), enc(version));
     let doc: opsbook_api::VersionDoc = client.get(&path).await?;
-    opsbook_core::parse(&doc.content).map_err(|d| {
+    let mut rb = opsbook_core::parse(&doc.content).map_err(|d| {
         anyhow::anyhow!(
             "{name} {version}: the published text no longer parses: {}",
             d.first().map(ToString::to_string).unwrap_or_default()
         )
-    })
+    })?;
+    // Its lifecycle is the registry's (a version's own `metadata.status` is not).
+    let status = opsbook_core::LifecycleStatus::ALL.into_iter().find(|s| s.as_str() == entry.entry.status);
+    rb.status = status.unwrap_or(rb.status);
+    Ok(rb)
 }
 
 /// Resumes (or rolls back) an execution on the server, with the secrets it needs, and

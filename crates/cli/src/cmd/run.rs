@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use console::style;
-use opsbook_core::{ExecStatus, ParamValues, Runbook};
+use opsbook_core::{ExecStatus, LifecycleStatus, ParamValues, Runbook};
 use opsbook_engine::{ApprovalPrompt, Hooks, Quiet, StartRequest, cancel_pair};
 
 use super::{EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_WAITING};
@@ -141,7 +141,7 @@ fn dry_run(rb: &Runbook, params: &ParamValues, output: Output) -> Result<u8> {
     let steps = opsbook_engine::plan::plan(rb, params);
     if output == Output::Json {
         let doc = serde_json::json!({
-            "runbook": { "name": rb.name, "version": rb.version.to_string(), "sha256": rb.sha256 },
+            "runbook": { "name": rb.name, "version": rb.version.to_string(), "sha256": rb.sha256, "status": rb.status.as_str() },
             "dry_run": true,
             "params": params.masked(),
             "steps": steps.iter().map(|s| serde_json::json!({
@@ -156,6 +156,16 @@ fn dry_run(rb: &Runbook, params: &ParamValues, output: Output) -> Result<u8> {
         return Ok(EXIT_OK);
     }
     say!("Dry run of {} v{} — nothing will run", style(&rb.name).bold(), rb.version);
+    // What a real run would meet, said before the steps.
+    let status = match rb.status {
+        LifecycleStatus::Draft => Some("a draft: a real run is refused (locally, `--allow-draft` tries it)"),
+        LifecycleStatus::Archived => Some("archived: a real run is refused"),
+        LifecycleStatus::Deprecated => Some("deprecated: a real run warns; prefer its replacement"),
+        LifecycleStatus::Active => None,
+    };
+    if let Some(s) = status {
+        say!("  {} {s}", style("note:").yellow().bold());
+    }
     for p in &rb.prerequisites {
         let check = p.check.as_ref().map(|c| format!(": {}", c.template)).unwrap_or_default();
         say!("  prerequisite: {}{check}", p.description);

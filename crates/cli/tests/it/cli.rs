@@ -312,6 +312,16 @@ fn dry_run_renders_and_runs_nothing() {
     let json = env.run_book(&book, &["--dry-run", "-p", "pw=hunter2", "-p", "target=x y", "--output", "json"]);
     assert_eq!(json.json()["steps"][0]["env"], serde_json::json!({ "PW": "***", "T": "at x y" }), "{json:?}");
     assert!(!json.stdout.contains("hunter2"));
+    assert!(!out.stdout.contains("note:"), "an active runbook runs: {out:?}");
+    // A draft is tried with a dry run, which says what a real run would meet.
+    let draft = env.run_book(
+        &book.replace("version: 1.0.0", "version: 1.0.0\n  status: draft"),
+        &["--dry-run", "-p", "pw=x", "-p", "target=y"],
+    );
+    assert!(
+        draft.stdout.contains("note: a draft: a real run is refused (locally, `--allow-draft` tries it)"),
+        "{draft:?}"
+    );
     assert!(!env.path("ran").exists());
     assert!(!env.db.exists());
 }

@@ -57,6 +57,7 @@ fn the_cli_is_a_client_of_the_whole_server() {
     let dry = c(&["run", "web", "--dry-run"]);
     assert_eq!(dry.code, 0, "{dry:?}");
     assert!(dry.stdout.contains("sh ./deploy.sh"), "{dry:?}");
+    assert!(dry.stdout.contains("note: deprecated: a real run warns; prefer its replacement"), "{dry:?}");
     assert_eq!(c(&["history", "--output", "json"]).json().as_array().unwrap().len(), 0, "nothing ran");
     let ran = c(&["run", "web", "--output", "json"]);
     assert_eq!(ran.code, 0, "{ran:?}");
