@@ -88,6 +88,7 @@ fn private_why(f: &Found) -> Option<&'static str> {
     if name.ends_with(".tfstate") || name.ends_with(".tfstate.backup") {
         return Some("Terraform state, which holds secrets");
     }
+
     let mut head = [0u8; 4096];
     let read = std::fs::File::open(&f.source).and_then(|mut file| std::io::Read::read(&mut file, &mut head));
     let head = &head[..read.unwrap_or(0)];
@@ -95,7 +96,10 @@ fn private_why(f: &Found) -> Option<&'static str> {
         return Some("a database");
     }
     let text = String::from_utf8_lossy(head);
-    (text.contains("-----BEGIN") && text.contains("PRIVATE KEY-----")).then_some("a private key")
+    if text.contains("-----BEGIN") && text.contains("PRIVATE KEY-----") {
+        return Some("a private key");
+    }
+    text.to_ascii_lowercase().contains("aws_secret_access_key").then_some("AWS credentials")
 }
 
 /// What a walk of a runbook's directory keeps to.
@@ -370,9 +374,11 @@ mod tests {
         for (name, text, why) in [
             ("deploy-key", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n", "deploy-key (a private key)"),
             ("infra.tfstate", "{}", "infra.tfstate (Terraform state, which holds secrets)"),
+            ("aws/credentials", "[default]\naws_secret_access_key = x\n", "aws/credentials (AWS credentials)"),
             ("priv/notes.txt", "x", "priv/notes.txt (in a directory only its owner may enter)"),
         ] {
             std::fs::create_dir_all(src.join("priv")).unwrap();
+            std::fs::create_dir_all(src.join("aws")).unwrap();
             std::fs::set_permissions(src.join("priv"), std::fs::Permissions::from_mode(0o700)).unwrap();
             write(&src.join(name), text, 0o644);
             let err = pack_dir(&src, 1 << 20, &[]).unwrap_err();
@@ -380,6 +386,7 @@ mod tests {
             std::fs::remove_file(src.join(name)).unwrap();
         }
         std::fs::remove_dir(src.join("priv")).unwrap();
+        std::fs::remove_dir(src.join("aws")).unwrap();
 
         write(&src.join("artifact.bin"), &"x".repeat(4096), 0o644);
         let err = pack_dir(&src, 2048, &[]).unwrap_err();
