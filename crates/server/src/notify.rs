@@ -79,6 +79,15 @@ fn one_second() -> String {
 
 impl Rule {
     pub fn check(&self) -> Result<(), String> {
+        // A key that is not there would send every delivery unsigned, saying nothing.
+        if let Some(var) = &self.secret_env
+            && std::env::var(var).map_or(true, |v| v.is_empty())
+        {
+            return Err(format!(
+                "notify `{}`: secret_env names `{var}`, which is not set (or empty) in the server's environment",
+                self.name
+            ));
+        }
         for e in &self.events {
             if !EVENTS.contains(&e.as_str()) {
                 return Err(format!("notify `{}`: unknown event `{e}` (use {})", self.name, EVENTS.join(", ")));
@@ -334,14 +343,17 @@ fn body(rule: &Rule, note: &Note, summary: &Value, link: Option<&str>, delivery:
                 json!({ "type": "section", "fields": [
                     { "type": "mrkdwn", "text": format!("*Runbook*\n{name} {version}") },
                     { "type": "mrkdwn", "text": format!("*Status*\n{}", summary["status"].as_str().unwrap_or("?")) },
-                    { "type": "mrkdwn", "text": format!("*Actor*\n{}", summary["actor"].as_str().unwrap_or("?")) },
+                    { "type": "mrkdwn", "text": format!("*Actor*\n{}", slack_escaped(summary["actor"].as_str().unwrap_or("?"))) },
                     { "type": "mrkdwn", "text": format!("*Duration*\n{duration}") },
                 ]}),
             ];
+            // What others wrote (an incident's name, a step's error) is text, not Slack markup:
+            // no `<!channel>`, no disguised link.
             if let Some(d) = &note.detail {
-                blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": d } }));
+                blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": slack_escaped(d) } }));
             } else if let Some(err) = summary["error"].as_str() {
-                blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": format!("```{err}```") } }));
+                let text = format!("```{}```", slack_escaped(&err.replace("```", "'''")));
+                blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": text } }));
             }
             if let Some(l) = link {
                 blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": format!("<{l}|Open execution {}>", summary["id"].as_str().unwrap_or("")) } }));
@@ -349,6 +361,12 @@ fn body(rule: &Rule, note: &Note, summary: &Value, link: Option<&str>, delivery:
             json!({ "text": format!("{name} {version}: {event}"), "blocks": blocks })
         }
     }
+}
+
+/// Text as Slack shows it, not as markup: `&`, `<` and `>` escaped (Slack's own rule), so
+/// that `<!channel>` or `<https://…|a label>` arrive as written.
+fn slack_escaped(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 async fn deliver(http: reqwest::Client, store: Db, rule: Rule, note: Note, summary: Value, link: Option<String>) {
@@ -417,7 +435,9 @@ async fn post(
     match req.send().await {
         Ok(r) if r.status().is_success() => (Some(i64::from(r.status().as_u16())), None),
         Ok(r) => (Some(i64::from(r.status().as_u16())), Some(format!("HTTP {}", r.status()))),
-        Err(e) => (None, Some(e.without_url().to_string())),
+        // Why, not only that it failed (`error sending request`): refused, timed out, DNS.
+        Err(e) if e.is_timeout() => (None, Some("no answer in time".into())),
+        Err(e) => (None, Some(opsbook_core::diagnostic::root_cause(&e.without_url()))),
     }
 }
 
@@ -472,6 +492,30 @@ mod tests {
             rule("kind = \"slack\"\nurl = \"ftp://x\""),
             Err("notify `n`: url must be http:// or https://".into())
         );
+        assert_eq!(
+            rule("kind = \"webhook\"\nurl = \"https://x\"\nsecret_env = \"OPSBOOK_TEST_NO_SUCH_KEY\""),
+            Err(
+                "notify `n`: secret_env names `OPSBOOK_TEST_NO_SUCH_KEY`, which is not set (or empty) in the server's \
+                 environment"
+                    .into()
+            )
+        );
+    }
+
+    /// What a status page or a step wrote reaches Slack as text: no mention, no link.
+    #[test]
+    fn slack_messages_escape_what_others_wrote() {
+        let rule: super::Rule = toml::from_str("name = \"s\"\nkind = \"slack\"\nurl = \"https://x\"").unwrap();
+        let note = super::Note {
+            execution_id: "e".into(),
+            event: "blocked",
+            detail: Some("statuspage: <!channel> <http://evil.example|Log in> & more".into()),
+            runbook: None,
+        };
+        let summary = serde_json::json!({ "runbook": { "name": "web", "version": "1.0.0" }, "actor": "ann" });
+        let body = super::body(&rule, &note, &summary, None, "d").to_string();
+        assert!(body.contains("statuspage: &lt;!channel&gt; &lt;http://evil.example|Log in&gt; &amp; more"), "{body}");
+        assert!(!body.contains("<!channel>"), "{body}");
     }
 
     #[test]

@@ -141,6 +141,17 @@ fn check_reports_verdicts_and_exit_codes() {
         checks.json()["records"].as_array().unwrap().iter().map(|r| r["title"].as_str().unwrap().to_string()).collect();
     assert_eq!(titles, vec!["$.status is \"degraded\" (expected \"ok\")", "error budget spent"]);
 
+    // Credentials in a source's URL are never shown: `***` in their place.
+    env.write(
+        "cred.yaml",
+        "gates:\n  c:\n    sources:\n      - alertmanager: { url: \"http://admin:S3cretPass@127.0.0.1:1/am?api_key=K3y\" }\n",
+    );
+    let cred = env.run(&["gate", "check", "c", "--config", "cred.yaml", "--output", "json"]);
+    assert_eq!(cred.code, 3, "{cred:?}");
+    let all = format!("{}{}", cred.stdout, cred.stderr);
+    assert!(!all.contains("S3cretPass") && !all.contains("K3y"), "{all}");
+    assert!(all.contains("http://admin:***@127.0.0.1:1/am/api/v2/alerts?api_key=***&active=true"), "{all}");
+
     let missing = env.run(&["gate", "check", "prd"]);
     assert_eq!(missing.code, 2);
     assert!(missing.stderr.contains("no gate `prd` in opsbook.yaml (did you mean `prod`?)"), "{missing:?}");

@@ -13,13 +13,15 @@ fn encode(s: &str) -> String {
 }
 
 pub(crate) async fn check(c: &Checker, a: &Alertmanager) -> Result<Vec<BlockRecord>, String> {
-    let mut url = format!("{}/api/v2/alerts?active=true&silenced=false&inhibited=false", a.url.trim_end_matches('/'));
+    let mut url = super::with_path(&a.url, "/api/v2/alerts");
+    url.push(if url.contains('?') { '&' } else { '?' });
+    url.push_str("active=true&silenced=false&inhibited=false");
     for m in &a.matchers {
         url.push_str("&filter=");
         url.push_str(&encode(m));
     }
     let doc = super::get_json(c, &url).await?;
-    let alerts = doc.as_array().ok_or_else(|| format!("{url}: expected a list of alerts"))?;
+    let alerts = doc.as_array().ok_or_else(|| format!("{}: expected a list of alerts", super::shown(&url)))?;
     Ok(alerts
         .iter()
         .filter(|al| al["status"]["state"].as_str().is_none_or(|s| s == "active"))

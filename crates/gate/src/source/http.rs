@@ -15,20 +15,18 @@ pub(crate) async fn check(c: &Checker, h: &HttpCheck) -> Result<Vec<BlockRecord>
     let status = resp.status().as_u16();
     let ok_status =
         if h.expect_status.is_empty() { (200..300).contains(&status) } else { h.expect_status.contains(&status) };
+    let url = super::shown(&h.url);
     let record = |title: String, rule: String| BlockRecord {
         source: "http".into(),
-        id: h.url.clone(),
+        id: url.clone(),
         title,
         status: Some(status.to_string()),
-        url: Some(h.url.clone()),
+        url: Some(url.clone()),
         rule,
         ..BlockRecord::default()
     };
     if !ok_status {
-        return Ok(vec![record(
-            format!("{} answered {status}", h.url),
-            format!("expect_status {:?}", h.expect_status),
-        )]);
+        return Ok(vec![record(format!("{url} answered {status}"), format!("expect_status {:?}", h.expect_status))]);
     }
     let Some(exp) = &h.expect_json else { return Ok(Vec::new()) };
     let body: Value = super::read_json(c, &h.url, resp).await?;

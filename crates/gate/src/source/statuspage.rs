@@ -16,18 +16,20 @@ fn component_impact(status: &str) -> Option<Impact> {
 
 pub(crate) async fn check(c: &Checker, p: &Statuspage) -> Result<Vec<BlockRecord>, String> {
     // The page's address, or the API's own (`…/api/v2/summary.json`) as people paste it.
-    let base = p.url.trim_end_matches('/');
-    let base = base.strip_suffix("/api/v2/summary.json").unwrap_or(base);
-    let url = format!("{base}/api/v2/summary.json");
+    let summary = "/api/v2/summary.json";
+    let url = match reqwest::Url::parse(&p.url) {
+        Ok(u) if u.path().trim_end_matches('/').ends_with(summary) => p.url.clone(),
+        _ => super::with_path(&p.url, summary),
+    };
     let doc = super::get_json(c, &url).await?;
+    let (url, given) = (super::shown(&url), super::shown(&p.url));
     if !doc["components"].is_array() || !doc["incidents"].is_array() {
         return Err(format!(
-            "{url} is not a Statuspage summary (no `components` and `incidents` lists): is {} a Statuspage page?",
-            p.url
+            "{url} is not a Statuspage summary (no `components` and `incidents` lists): is {given} a Statuspage page?"
         ));
     }
     let wanted = |name: &str| p.components.is_empty() || p.components.iter().any(|c| c == name);
-    let page = doc["page"]["url"].as_str().unwrap_or(&p.url).to_string();
+    let page = doc["page"]["url"].as_str().map_or(given, str::to_string);
     // A watched component the page does not have (a typo, a rename) would never block:
     // say so instead of passing.
     let listed: Vec<&str> =
