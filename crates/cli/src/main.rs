@@ -156,7 +156,9 @@ pub enum Output {
 }
 
 /// `opsbook ... | head` must end quietly when the reader goes away, as other Unix tools
-/// do (exit status 141, as if killed by SIGPIPE), not report a panic.
+/// do (exit status 141, as if killed by SIGPIPE), not report a panic; and output that
+/// cannot be written at all (`> /dev/full`, a full disk) is an error that says so
+/// (exit status 2), not a panic.
 fn quiet_on_broken_pipe() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -168,6 +170,10 @@ fn quiet_on_broken_pipe() {
             .unwrap_or_default();
         if message.contains("Broken pipe") {
             std::process::exit(141);
+        }
+        if let Some(why) = message.strip_prefix("failed printing to stdout: ") {
+            say_err!("error: cannot write to standard output: {why}");
+            std::process::exit(2);
         }
         default(info);
     }));

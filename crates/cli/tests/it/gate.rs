@@ -152,6 +152,14 @@ fn check_reports_verdicts_and_exit_codes() {
     assert!(!all.contains("S3cretPass") && !all.contains("K3y"), "{all}");
     assert!(all.contains("http://admin:***@127.0.0.1:1/am/api/v2/alerts?api_key=***&active=true"), "{all}");
 
+    // Output that cannot be written is an error that says so, not a panic.
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let o =
+        crate::support::out(env.cmd(&["gate", "check", "c", "--config", "cred.yaml"]).stdout(full).output().unwrap());
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(o.stderr.contains("error: cannot write to standard output: No space left on device"), "{o:?}");
+    assert!(!o.stderr.contains("panicked"), "{o:?}");
+
     let missing = env.run(&["gate", "check", "prd"]);
     assert_eq!(missing.code, 2);
     assert!(missing.stderr.contains("no gate `prd` in opsbook.yaml (did you mean `prod`?)"), "{missing:?}");
