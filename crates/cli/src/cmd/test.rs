@@ -49,7 +49,19 @@ pub async fn exec(args: Args) -> Result<u8> {
     let paths = if args.paths.is_empty() { vec![PathBuf::from(".")] } else { args.paths.clone() };
     let named: Vec<PathBuf> = paths.iter().filter(|p| p.is_file()).cloned().collect();
     let mut files = Vec::new();
+    let (mut invalid, mut untested) = (0, Vec::new());
     for f in super::runbook_files(&paths)? {
+        // Tests beside no runbook (it was renamed, or removed) would stop running unseen.
+        if let Some(rb) = runbook_of(&f).filter(|rb| !rb.is_file()) {
+            eprintln!(
+                "{} {}: the tests of {}, which is missing",
+                style("error:").red().bold().for_stderr(),
+                f.display(),
+                rb.display()
+            );
+            invalid += 1;
+            continue;
+        }
         if is_test_file(&f) || (!named.contains(&f) && super::validate::is_companion_file(&read(&f)?)) {
             continue;
         }
@@ -57,7 +69,6 @@ pub async fn exec(args: Args) -> Result<u8> {
     }
     let store = AnyStore::in_memory()?;
     let mut results: Vec<CaseResult> = Vec::new();
-    let (mut invalid, mut untested) = (0, Vec::new());
     for f in &files {
         let shown = f.display().to_string();
         let text = read(f)?;

@@ -275,6 +275,13 @@ fn opsbook_test_runs_cases_without_running_anything() {
     assert!(xml.contains("<testcase name=\"wrong on purpose\" classname=\"test\""), "{xml}");
     assert!(xml.contains("<failure message=\"status: expected succeeded, got failed (step `build` failed: output does not contain &quot;built&quot;)\">"), "{xml}");
 
+    // Tests beside no runbook (renamed away) are not skipped quietly: the run fails.
+    env.write("orphan.test.yaml", "tests:\n  - name: x\n    expect: { status: succeeded }\n");
+    let o = env.run(&["test", "."]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(o.stderr.contains("error: ./orphan.test.yaml: the tests of ./orphan.yaml, which is missing"), "{o:?}");
+    std::fs::remove_file(env.path("orphan.test.yaml")).unwrap();
+
     // Cases that name no step of the runbook, or check nothing, are refused with their place.
     env.write(
         "app.test.yaml",
