@@ -56,7 +56,8 @@ pub fn print_header(doc: &ExecutionDoc) {
             _ => "rejected",
         };
         let what = if a.phase == "rollback" { "the rollback of step" } else { "step" };
-        let why = a.comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default();
+        let why =
+            a.comment.as_deref().map(|c| format!(": {}", opsbook_core::terminal::plain_line(c))).unwrap_or_default();
         say!("  decision  {what} `{}` {verb} by {} at {}{why}", a.step, a.approver, dash(&a.at));
     }
     say!("");

@@ -64,6 +64,23 @@ pub fn spans(text: &str) -> impl Iterator<Item = (std::ops::Range<usize>, Piece)
     })
 }
 
+/// Text someone typed (a comment, a reason) as one plain line on a terminal: every
+/// escape sequence, control character and bidirectional override dropped (colours
+/// too), line breaks and tabs made spaces, so it can neither restyle the screen nor
+/// pass for lines of its own.
+pub fn plain_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (range, piece) in spans(text) {
+        match piece {
+            Piece::Char('\n' | '\r' | '\t') => out.push(' '),
+            Piece::Char(c) if c.is_control() || is_bidi_control(c) => {}
+            Piece::Char(_) => out.push_str(&text[range]),
+            Piece::Csi { .. } | Piece::Other => {}
+        }
+    }
+    out
+}
+
 /// A line of a step's output as a terminal is shown it: colours and weight (`ESC [ … m`
 /// with colour, bold, dim, italic, underline and reset parameters) kept and reset at the
 /// line's end; every other escape sequence (a title, a link, the clipboard, cursor
@@ -130,6 +147,8 @@ mod tests {
         assert_eq!(super::for_terminal("a\u{9b}b\u{202e}cba"), "abcba");
         assert_eq!(super::for_terminal("\x1b[38;5;196mx"), "\x1b[38;5;196mx\x1b[0m");
         assert!(matches!(super::for_terminal("plain\ttext"), std::borrow::Cow::Borrowed(_)));
+        // Typed text is one plain line: no colour either, no line of its own.
+        assert_eq!(super::plain_line("\x1b[31mred\x1b[0m <b>\nline2\u{202e}x\x07"), "red <b> line2x");
     }
 
     #[test]

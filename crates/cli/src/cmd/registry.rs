@@ -121,7 +121,8 @@ pub async fn show(client: &Client, name: &str, output: Output) -> Result<u8> {
     let clock = super::history::Clock::new();
     for ev in &doc.lifecycle {
         let from = ev.from_status.as_deref().map(|f| format!("{f} -> ")).unwrap_or_default();
-        let why = ev.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+        let why =
+            ev.reason.as_deref().map(|r| format!(": {}", opsbook_core::terminal::plain_line(r))).unwrap_or_default();
         let at = clock.show_zoned(Some(ev.at)).unwrap_or_default();
         println!("  {at}  {from}{} by {}{why}", ev.to_status, ev.actor);
     }

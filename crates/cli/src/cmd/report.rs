@@ -159,7 +159,8 @@ fn table(doc: &Analytics) {
     }
     for f in &doc.runbooks {
         for c in &f.recent_comments {
-            say!("Comment on {} ({}/5 by {}): {}", f.runbook, c.rating, c.user, c.comment);
+            let comment = opsbook_core::terminal::plain_line(&c.comment);
+            say!("Comment on {} ({}/5 by {}): {comment}", f.runbook, c.rating, c.user);
         }
     }
 }
