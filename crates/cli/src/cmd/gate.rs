@@ -133,7 +133,7 @@ fn load(path: Option<&Path>, name: &str) -> Result<GateDef> {
 /// (its gates, its network, one place to keep them).
 enum Judge {
     Local { name: String, gate: GateDef, checker: Checker },
-    Remote { name: String, server: String, client: crate::client::Client },
+    Remote { name: String, server: String, client: crate::client::Client, timeout: Duration },
 }
 
 impl Judge {
@@ -144,7 +144,7 @@ impl Judge {
                 return Err(usage("--config and --server: the server evaluates its own gates; use one or the other"));
             }
             let client = crate::client::Client::new(server, profile)?.with_timeout(timeout + Duration::from_secs(5))?;
-            return Ok(Judge::Remote { name: a.name.clone(), server: server.to_string(), client });
+            return Ok(Judge::Remote { name: a.name.clone(), server: server.to_string(), client, timeout });
         }
         let gate = load(a.config.as_deref(), &a.name)?;
         let checker = Checker::new(timeout).map_err(anyhow::Error::msg)?;
@@ -157,9 +157,14 @@ impl Judge {
     async fn check(&self) -> Result<GateResult> {
         match self {
             Judge::Local { name, gate, checker } => Ok(checker.check(name, gate, jiff::Timestamp::now()).await),
-            Judge::Remote { name, server, client } => {
+            Judge::Remote { name, server, client, timeout } => {
                 let started = Instant::now();
-                let path = format!("/api/v1/gates/{}", crate::client::enc(name));
+                // The server gives each source this long too (at most its own 20 s).
+                let path = format!(
+                    "/api/v1/gates/{}?timeout={}",
+                    crate::client::enc(name),
+                    crate::client::enc(&opsbook_core::Dur(*timeout).to_string())
+                );
                 let error = match client.get::<serde_json::Value>(&path).await {
                     Ok(doc) => match serde_json::from_value::<GateResult>(doc) {
                         Ok(r) => return Ok(r),

@@ -484,6 +484,14 @@ async fn a_first_check_that_is_slow_is_handed_from_the_worker_to_the_gate_pool()
     let book = "    - id: health\n      gate: { use: sluggish, poll: 1s }\n    - id: ship\n      run: echo shipped\n";
     s.publish(&op, &runbook("sluggish", "1.0.0", "", "", book)).await;
     s.publish(&op, &runbook("plain", "1.0.0", "", "", "    - id: a\n      run: \"true\"\n")).await;
+    // Asked over the API with a CI job's own bound, each source gets that long.
+    let started = std::time::Instant::now();
+    let (status, verdict) = s.get("/api/v1/gates/sluggish?timeout=1s", &op).await;
+    assert_eq!(status, StatusCode::OK, "{verdict}");
+    assert!(verdict["sources"][0]["error"].as_str().unwrap().ends_with("did not finish within 1s"), "{verdict}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(7), "not the source's 8 s");
+    let (status, bad) = s.get("/api/v1/gates/sluggish?timeout=soon", &op).await;
+    assert_eq!((status, bad["error"]["details"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("timeout")));
     let (_, gated) = s.post("/api/v1/runbooks/sluggish/executions", &op, json!({})).await;
     let gated = gated["id"].as_str().unwrap().to_string();
     s.wait_for(&gated, &op, |d| d["steps"][0]["status"] == "running").await;
