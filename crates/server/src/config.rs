@@ -320,8 +320,12 @@ impl Config {
         ] {
             opsbook_core::duration::parse(v).map_err(|e| format!("{name}: {e}"))?;
         }
-        for rule in &self.notify {
+        for (i, rule) in self.notify.iter().enumerate() {
             rule.check()?;
+            // Deliveries are recorded by rule name: two of one name could not be told apart.
+            if self.notify[..i].iter().any(|r| r.name == rule.name) {
+                return Err(format!("notify `{}`: two rules have this name; give each its own", rule.name));
+            }
         }
         Ok(())
     }
@@ -361,5 +365,10 @@ mod tests {
         assert_eq!((pg.max_connections, pg.acquire_timeout), (40, std::time::Duration::from_secs(2)));
         assert_eq!(parse("database_pool = 1\n").unwrap_err(), "database_pool must be between 2 and 1000, not 1");
         assert!(parse("database_wait = \"soon\"\n").unwrap_err().starts_with("database_wait: "));
+        let rule = "[[notify]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"https://x\"\n";
+        assert_eq!(
+            parse(&format!("{rule}{rule}")).unwrap_err(),
+            "notify `ops`: two rules have this name; give each its own"
+        );
     }
 }

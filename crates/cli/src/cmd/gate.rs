@@ -443,9 +443,13 @@ async fn exec_until_done(to: Target<'_>, cmd: Gate) -> Result<u8> {
         }
         Gate::Wait(w) => {
             let a = w.check;
-            let judge = Judge::new(checks_on, to.profile, &a)?;
             let max_wait = duration("max-wait", &w.max_wait)?;
             let poll = duration("poll", &w.poll)?;
+            // Polled faster, a status page or Alertmanager would be hammered for nothing.
+            if poll < Duration::from_millis(100) {
+                return Err(usage(format!("--poll {}: poll at most every 100ms", w.poll)));
+            }
+            let judge = Judge::new(checks_on, to.profile, &a)?;
             let started = Instant::now();
             let mut said: Vec<String> = Vec::new();
             loop {

@@ -514,6 +514,12 @@ fn server_flag_mistakes_are_usage_errors() {
         "admin commands work on the server's database: run them on the server's machine without --server",
     );
     assert!(!env.db.exists(), "no local database was created");
+    // A poll that would hammer the sources is refused.
+    crate::support::assert_fails_saying(
+        &env.run(&["gate", "wait", "prod", "--poll", "1ms"]),
+        2,
+        "--poll 1ms: poll at most every 100ms",
+    );
     // Something that is not an opsbook server answers: said so, not a bare "HTTP 404".
     let other = FakeHttp::start();
     crate::support::assert_fails_saying(

@@ -82,7 +82,8 @@ pub(crate) async fn check(c: &Checker, cmd: &CommandCheck, dir: Option<&Path>) -
     match out.status.code() {
         Some(0) => Ok(Vec::new()),
         Some(1) => {
-            let why = first(&out.stdout);
+            // Its reason: the first line it wrote, on standard output or else on standard error.
+            let why = Some(first(&out.stdout)).filter(|w| !w.is_empty()).unwrap_or_else(|| first(&out.stderr));
             Ok(vec![BlockRecord {
                 source: "command".into(),
                 id: cmd.run.clone(),
@@ -108,6 +109,15 @@ mod tests {
     use std::time::Duration;
 
     use crate::Checker;
+
+    /// A check that blocks says why on either output.
+    #[tokio::test]
+    async fn a_blocking_check_s_reason_may_come_on_standard_error() {
+        let checker = Checker::new(Duration::from_secs(10)).unwrap();
+        let cmd = super::CommandCheck { run: "echo only-on-stderr >&2; exit 1".into() };
+        let records = super::check(&checker, &cmd, None).await.unwrap();
+        assert_eq!(records[0].title, "only-on-stderr");
+    }
 
     /// A check that times out is unknown, and what it started is gone with it.
     #[tokio::test]

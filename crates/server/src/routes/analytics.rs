@@ -185,6 +185,12 @@ pub async fn analytics(
             .ok_or_else(|| ApiError::param("since", format!("since: `{s}` is not a time")))?,
         None => now_ms() - 90 * 86_400_000,
     };
+    // A misspelt name is not a runbook that never ran.
+    if let Some(name) = &q.runbook
+        && let Err(opsbook_store::Error::NotFound(_)) = st.store.registry_entry(name).await
+    {
+        return Err(ApiError::not_found(format!("runbook `{name}` not found")));
+    }
     Ok(Json(figures(&st, since, q.runbook.as_deref()).await?))
 }
 

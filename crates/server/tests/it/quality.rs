@@ -192,6 +192,8 @@ async fn ratings_and_reviews_feed_the_kpis() {
     assert_eq!(a["runbooks"][0]["review"], "ok");
     assert_eq!(a["runbooks"][0]["review_due"], due.as_str());
     assert_eq!(a["review_overdue"], json!([]));
+    let (status, nope) = s.get("/api/v1/analytics?runbook=shp", &op).await;
+    assert_eq!((status, nope["error"]["message"].as_str()), (StatusCode::NOT_FOUND, Some("runbook `shp` not found")));
     let scrape = reqwest::get(&s.metrics_url).await.unwrap().text().await.unwrap();
     assert_eq!(metric(&scrape), "opsbook_runbooks_review_overdue 0");
     assert_eq!(s.get("/api/v1/runbooks/nope/reviews", &op).await.0, StatusCode::NOT_FOUND);
