@@ -114,6 +114,10 @@ async fn watch_gates(state: AppState, path: std::path::PathBuf) {
         match read {
             Ok(gates) => {
                 tracing::info!(file = %path.display(), gates = gates.len(), "gates file reloaded");
+                // A gate that is gone blocks nothing: an alert on its gauge must clear.
+                for gone in state.engine.config.gates.snapshot().keys().filter(|k| !gates.contains_key(*k)) {
+                    ::metrics::gauge!("opsbook_gate_blocked", "gate" => gone.clone()).set(0.0);
+                }
                 state.engine.config.gates.replace(gates);
                 ::metrics::counter!("opsbook_gates_reloads_total", "result" => "ok").increment(1);
             }

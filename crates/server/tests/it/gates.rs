@@ -360,6 +360,16 @@ async fn an_edited_gates_file_is_picked_up_and_a_broken_one_ignored() {
     std::fs::write(&file, one).unwrap();
     scrape_until(&s, &["opsbook_gates_reloads_total{result=\"error\"} 2"]).await;
     assert_eq!(s.get("/api/v1/gates/staging", &viewer).await.0, StatusCode::OK);
+
+    // Once nothing uses it, it goes, and its gauge says it blocks nothing (an alert clears).
+    scrape_until(&s, &["opsbook_gate_blocked{gate=\"staging\"} 1"]).await;
+    for status in ["deprecated", "archived"] {
+        let change = json!({ "status": status, "reason": "replaced" });
+        assert_eq!(s.post("/api/v1/runbooks/stage-deploy/lifecycle", &op, change).await.0, StatusCode::OK);
+    }
+    std::fs::write(&file, format!("{one}\n")).unwrap();
+    scrape_until(&s, &["opsbook_gate_blocked{gate=\"staging\"} 0"]).await;
+    assert_eq!(s.get("/api/v1/gates/staging", &viewer).await.0, StatusCode::NOT_FOUND);
     s.stop().await;
 }
 
