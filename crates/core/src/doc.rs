@@ -149,7 +149,8 @@ fn step(b: &mut Vec<Block>, n: usize, s: &Step) {
     if s.attempts() > 1 {
         limits.push_str(&format!(", up to {} attempts", s.attempts()));
     }
-    if !matches!(s.kind, StepKind::Approval(_) | StepKind::Manual(_) | StepKind::Parallel(_)) {
+    // How long people or a gate may take is said with the step itself.
+    if !matches!(s.kind, StepKind::Approval(_) | StepKind::Manual(_) | StepKind::Parallel(_) | StepKind::Gate(_)) {
         facts.push(("Limits".into(), limits));
     }
     if let Some(t) = &s.targets {
@@ -287,11 +288,18 @@ fn action(b: &mut Vec<Block>, kind: &StepKind) {
                 crate::step::gate::OnBlocked::Fail => "stop (the step fails)".into(),
             };
             let recheck = if g.recheck.is_some() { " It is checked again before every later step." } else { "" };
+            let (what, verdict) = match &g.use_gate {
+                Some(name) => {
+                    (format!("Health gate `{name}`"), format!(" (`opsbook gate check {name}` shows the verdict.)"))
+                }
+                None => {
+                    let kinds: Vec<&str> = g.sources.iter().map(|s| s.value.kind()).collect();
+                    (format!("Health gate of its own ({})", kinds.join(", ")), String::new())
+                }
+            };
             b.push(Block::Para(format!(
-                "Health gate `{}`: go on only while no incident, alert or freeze window blocks it; if it \
-                 does, {blocked}.{recheck} (`opsbook gate check {}` shows the verdict.)",
-                g.name(),
-                g.name()
+                "{what}: go on only while no incident, alert or freeze window blocks it; if it does, \
+                 {blocked}.{recheck}{verdict}"
             )));
         }
         StepKind::AwsLambda(l) => {

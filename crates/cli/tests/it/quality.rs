@@ -208,7 +208,7 @@ fn doc_writes_the_runbook_for_people() {
     let env = Env::new();
     let book = runbook(
         "    node: { type: string, description: \"Node to drain\" }\n    pw: { type: secret }\n",
-        "    - id: check\n      run: curl -sf \"http://{{ params.node }}/health\" | grep -q '<ok>'\n      env: { NODE: \"{{ params.node }}\" }\n      retries: { count: 2 }\n      rollback:\n        run: echo undo\n    - id: drain\n      manual: { instructions: \"Drain {{ params.node }}\", checklist: [\"Traffic at 0\", \"Alarms quiet\"] }\n    - id: ok\n      approval: { approvers: [\"role:sre\"], message: \"Go?\" }\n",
+        "    - id: check\n      run: curl -sf \"http://{{ params.node }}/health\" | grep -q '<ok>'\n      env: { NODE: \"{{ params.node }}\" }\n      retries: { count: 2 }\n      rollback:\n        run: echo undo\n    - id: drain\n      manual: { instructions: \"Drain {{ params.node }}\", checklist: [\"Traffic at 0\", \"Alarms quiet\"] }\n    - id: ok\n      approval: { approvers: [\"role:sre\"], message: \"Go?\" }\n    - id: health\n      gate: { sources: [ { freeze: { dates: [\"2000-01-01\"] } } ], on_blocked: fail }\n",
     );
     env.write("book.yaml", &book);
     let md = env.run(&["doc", "book.yaml"]);
@@ -224,9 +224,12 @@ fn doc_writes_the_runbook_for_people() {
         "the `KEY=value` line it wrote to the file `$OPSBOOK_OUTPUT` names",
         "By hand: Drain {{ params.node }}\n\n- [ ] Traffic at 0\n- [ ] Alarms quiet\n",
         "Approval: 1 approval(s) needed, from role:sre. They are asked: “Go?”",
+        "Health gate of its own (freeze): go on only while no incident, alert or freeze window blocks it; if it \
+         does, stop (the step fails).\n",
     ] {
         assert!(md.stdout.contains(part), "expected {part:?} in\n{}", md.stdout);
     }
+    assert!(!md.stdout.contains("gate check inline"), "{}", md.stdout);
     let html = env.run(&["doc", "book.yaml", "--format", "html", "-o", "book.html"]);
     assert_eq!(html.code, 0, "{html:?}");
     let page = env.read("book.html");
