@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use opsbook_core::doc::{Format as DocFormat, render};
 
 use super::EXIT_OK;
@@ -36,7 +36,7 @@ pub fn exec(args: Args) -> Result<u8> {
     let text = render(&rb, format);
     match &args.output {
         Some(path) => {
-            std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+            std::fs::write(path, text).map_err(|e| super::usage(format!("cannot write {}: {e}", path.display())))?;
             say_err!("wrote {}", path.display());
         }
         None => print!("{text}"),

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use console::style;
 use opsbook_engine::EngineConfig;
 use opsbook_engine::suite::{CaseResult, run_tests};
@@ -114,7 +114,8 @@ pub async fn exec(args: Args) -> Result<u8> {
     let not_run = if invalid > 0 { format!("; {invalid} file(s) not valid, not run") } else { String::new() };
     say!("{passed} passed, {failed} failed{not_run}");
     if let Some(path) = &args.junit {
-        std::fs::write(path, junit(&results)).with_context(|| format!("cannot write {}", path.display()))?;
+        // Not a failing test (exit 1): the report could not be written (exit 2).
+        std::fs::write(path, junit(&results)).map_err(|e| usage(format!("cannot write {}: {e}", path.display())))?;
     }
     if invalid > 0 {
         return Err(usage(format!("{invalid} file(s) are not valid; their tests did not run")));

@@ -230,6 +230,8 @@ fn doc_writes_the_runbook_for_people() {
         assert!(md.stdout.contains(part), "expected {part:?} in\n{}", md.stdout);
     }
     assert!(!md.stdout.contains("gate check inline"), "{}", md.stdout);
+    let nowhere = env.run(&["doc", "book.yaml", "-o", "no/such/dir/book.md"]);
+    assert_fails_saying(&nowhere, 2, "cannot write no/such/dir/book.md: No such file or directory");
     let html = env.run(&["doc", "book.yaml", "--format", "html", "-o", "book.html"]);
     assert_eq!(html.code, 0, "{html:?}");
     let page = env.read("book.html");
