@@ -201,7 +201,8 @@ auth_failures_per_minute = 60
 step_parent_death_signal = false
 
 # Notifications on execution events: started, resumed, succeeded, failed, cancelled,
-# waiting, blocked, overridden, rolled_back (none listed: all). Delivery is retried with backoff and every
+# waiting, blocked, overridden, rolled_back, and review_due for a runbook whose review is
+# due (none listed: all). Delivery is retried with backoff and every
 # attempt is recorded; a failing receiver never slows an execution down.
 #
 # [[notify]]

@@ -88,6 +88,15 @@ impl Rule {
                 self.name
             ));
         }
+        if self.runbooks.iter().any(|p| p.trim().is_empty()) {
+            return Err(format!("notify `{}`: runbooks: an empty pattern matches no runbook", self.name));
+        }
+        if matches!(self.kind, Some(Kind::Slack)) && (self.secret.is_some() || self.secret_env.is_some()) {
+            return Err(format!(
+                "notify `{}`: Slack messages are not signed: `secret` and `secret_env` are for webhooks",
+                self.name
+            ));
+        }
         for e in &self.events {
             if !EVENTS.contains(&e.as_str()) {
                 return Err(format!("notify `{}`: unknown event `{e}` (use {})", self.name, EVENTS.join(", ")));
@@ -491,6 +500,14 @@ mod tests {
         assert_eq!(
             rule("kind = \"slack\"\nurl = \"ftp://x\""),
             Err("notify `n`: url must be http:// or https://".into())
+        );
+        assert_eq!(
+            rule("kind = \"slack\"\nurl = \"https://x\"\nsecret = \"k\""),
+            Err("notify `n`: Slack messages are not signed: `secret` and `secret_env` are for webhooks".into())
+        );
+        assert_eq!(
+            rule("kind = \"webhook\"\nurl = \"https://x\"\nrunbooks = [\"web-*\", \"\"]"),
+            Err("notify `n`: runbooks: an empty pattern matches no runbook".into())
         );
         assert_eq!(
             rule("kind = \"webhook\"\nurl = \"https://x\"\nsecret_env = \"OPSBOOK_TEST_NO_SUCH_KEY\""),
