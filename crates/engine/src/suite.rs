@@ -162,12 +162,20 @@ async fn run_case(
     }
     let notes = case
         .mocks
-        .keys()
-        .filter_map(|id| {
+        .iter()
+        .filter_map(|(id, mock)| {
             let s = steps.iter().find(|s| &s.step_id == id)?;
             let why = match s.status {
                 StepStatus::Pending => "it never ran",
                 StepStatus::Skipped => "it was skipped",
+                // Attempts the step never made: the retries, or the mock, are not as meant.
+                _ if mock.attempts.len() > usize::try_from(s.attempts).unwrap_or(0) => {
+                    return Some(format!(
+                        "the mock of step `{id}` gives {} attempts; the step made {}",
+                        mock.attempts.len(),
+                        s.attempts
+                    ));
+                }
                 _ => return None,
             };
             Some(format!("the mock of step `{id}` was not used ({why})"))

@@ -286,6 +286,14 @@ fn opsbook_test_runs_cases_without_running_anything() {
     assert_eq!(o.code, 2, "{o:?}");
     assert!(o.stderr.contains("error: ./orphan.test.yaml: the tests of ./orphan.yaml, which is missing"), "{o:?}");
     std::fs::remove_file(env.path("orphan.test.yaml")).unwrap();
+    // A mock of more attempts than the step makes is noted (its retries are not as meant).
+    env.write("m/one.yaml", &runbook("", "    - id: once\n      run: \"true\"\n"));
+    env.write(
+        "m/one.test.yaml",
+        "tests:\n  - name: x\n    mocks: { once: { attempts: [ { exit_code: 1 }, {}, {} ] } }\n    expect: { status: failed }\n",
+    );
+    let o = env.run(&["test", "m"]);
+    assert!(o.stdout.contains("note: the mock of step `once` gives 3 attempts; the step made 1"), "{o:?}");
 
     // Cases that name no step of the runbook, or check nothing, are refused with their place.
     env.write(
