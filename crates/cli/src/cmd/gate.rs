@@ -475,7 +475,14 @@ async fn exec_until_done(to: Target<'_>, cmd: Gate) -> Result<u8> {
                 }
                 let waited = started.elapsed();
                 if waited >= max_wait {
-                    report(&r, a.output)?;
+                    // The summary says how long the deployment waited before giving up.
+                    let note = format!(
+                        "Waited {} (--max-wait {}); still {}",
+                        opsbook_core::duration::human_ms(waited.as_millis() as u64),
+                        opsbook_core::Dur(max_wait),
+                        r.verdict.as_str()
+                    );
+                    report_with(&r, a.output, Some(&note))?;
                     eprintln!(
                         "gate {} still {} after {}: giving up",
                         a.name,

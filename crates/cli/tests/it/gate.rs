@@ -259,6 +259,16 @@ fn github_output_writes_annotations_and_a_step_summary() {
     let md = std::fs::read_to_string(&summary).unwrap();
     assert!(md.starts_with("### opsbook gate `prod`: blocked\n"), "{md}");
     assert!(md.contains("| statuspage | Delayed jobs |"), "{md}");
+    // A wait that gives up says in the summary how long it waited.
+    std::fs::remove_file(&summary).unwrap();
+    let o = out(env
+        .cmd(&["gate", "wait", "prod", "--poll", "100ms", "--max-wait", "300ms"])
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap());
+    assert_eq!(o.code, 3, "{o:?}");
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(md.contains("(--max-wait 300ms); still blocked"), "{md}");
 
     // A source's text cannot start a line of its own (a workflow command under GitHub
     // Actions) nor reach the log as terminal escapes: it is one line of plain text.
