@@ -58,7 +58,7 @@ pub fn exec(args: Args) -> Result<u8> {
     // A draft may be dry-run as it is; running it for real needs --allow-draft (or status: active).
     let shown = path.display().to_string();
     let arg = if shown.contains(char::is_whitespace) { format!("'{shown}'") } else { shown.clone() };
-    println!("wrote {shown} — try `opsbook run {arg} --dry-run -p environment=staging`");
+    println!("wrote {shown} — try `opsbook run {arg} --dry-run -p environment=staging`, and `opsbook test {arg}`");
     Ok(EXIT_OK)
 }
 
@@ -126,6 +126,18 @@ spec:
       name: Apply the change
       run: echo applying, prepare started at {{{{ steps.prepare.outputs.started }}}}
       idempotent: true              # safe to re-run after a crash
+
+# `opsbook test` runs these with every step mocked (nothing runs); see docs/quality.md.
+tests:
+  - name: staging runs every step but the approval
+    params: {{ environment: staging }}
+    mocks:
+      prepare: {{ stdout: "preparing staging in batches of 10", outputs: {{ started: "1700000000" }} }}
+    expect:
+      status: succeeded
+      ran: [prepare, apply]
+      skipped: [confirm]
+      rendered: {{ apply: "echo applying, prepare started at 1700000000" }}
 "#,
         t = t.as_str()
     )

@@ -191,6 +191,10 @@ fn new_schema_and_list() {
     let args: Vec<&str> = suggested.split_whitespace().skip(1).collect();
     let tried = env.run(&args);
     assert_eq!(tried.code, 0, "{suggested}: {tried:?}");
+    // So do its tests (its steps mocked).
+    let tested = env.run(&["test", "db-vacuum.yaml"]);
+    assert_eq!(tested.code, 0, "{tested:?}");
+    assert!(tested.stdout.ends_with("1 passed, 0 failed\n"), "{tested:?}");
     let again = env.run(&["new", "db-vacuum", "--type", "maintenance"]);
     assert_eq!(again.code, 2, "never overwrites: {again:?}");
     assert!(
