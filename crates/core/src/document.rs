@@ -64,8 +64,9 @@ pub struct RawMetadata {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawReview {
-    /// How often the runbook must be reviewed, e.g. 90d.
-    pub every: Dur,
+    /// How often the runbook must be reviewed, e.g. 90d (a day at least).
+    #[schemars(with = "Dur")]
+    pub every: Spanned<Dur>,
     /// Date of the last review, YYYY-MM-DD.
     #[serde(default)]
     #[schemars(with = "Option<String>")]

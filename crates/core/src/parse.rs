@@ -260,7 +260,11 @@ impl Checker<'_> {
                     None
                 }
             });
-            Review { every: r.every, last_reviewed }
+            if r.every.value.0 < std::time::Duration::from_secs(86_400) {
+                let msg = format!("review.every `{}`: reviews are counted in days; at least 1d", r.every.value);
+                self.err(&r.every.referenced, msg);
+            }
+            Review { every: r.every.value, last_reviewed }
         });
 
         let spec = raw.spec;
