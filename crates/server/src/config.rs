@@ -229,9 +229,13 @@ step_parent_death_signal = false
 impl Config {
     /// Reads `path` (if given, it must exist; else `opsbook.toml` if present), then the environment.
     pub fn load(path: Option<&Path>) -> Result<Config, String> {
-        let mut config = match path {
+        let file = match path {
+            Some(p) => Some(p),
+            None if Path::new("opsbook.toml").exists() => Some(Path::new("opsbook.toml")),
+            None => None,
+        };
+        let mut config = match file {
             Some(p) => Self::from_file(p)?,
-            None if Path::new("opsbook.toml").exists() => Self::from_file(Path::new("opsbook.toml"))?,
             None => Config::default(),
         };
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -273,7 +277,9 @@ impl Config {
                 *slot = v;
             }
         }
-        config.check()?;
+        config.check_settings()?;
+        // Rules come from the file only: their mistakes name it.
+        config.check_notify().map_err(|e| file.map_or(e.clone(), |p| format!("{}: {e}", p.display())))?;
         if let Some(path) = &config.gates_file {
             config.gates = opsbook_gate::read_gates_file(path)?.gates;
         }
@@ -300,7 +306,25 @@ impl Config {
         toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
+    #[cfg(test)]
     fn check(&self) -> Result<(), String> {
+        self.check_settings()?;
+        self.check_notify()
+    }
+
+    /// The `[[notify]]` rules, each and together.
+    fn check_notify(&self) -> Result<(), String> {
+        for (i, rule) in self.notify.iter().enumerate() {
+            rule.check()?;
+            // Deliveries are recorded by rule name: two of one name could not be told apart.
+            if self.notify[..i].iter().any(|r| r.name == rule.name) {
+                return Err(format!("notify `{}`: two rules have this name; give each its own", rule.name));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_settings(&self) -> Result<(), String> {
         if self.workers > 256 {
             return Err(format!("workers must be between 0 (an API node only) and 256, not {}", self.workers));
         }
@@ -320,13 +344,6 @@ impl Config {
             ("database_wait", &self.database_wait),
         ] {
             opsbook_core::duration::parse(v).map_err(|e| format!("{name}: {e}"))?;
-        }
-        for (i, rule) in self.notify.iter().enumerate() {
-            rule.check()?;
-            // Deliveries are recorded by rule name: two of one name could not be told apart.
-            if self.notify[..i].iter().any(|r| r.name == rule.name) {
-                return Err(format!("notify `{}`: two rules have this name; give each its own", rule.name));
-            }
         }
         Ok(())
     }

@@ -363,6 +363,11 @@ fn a_taken_metrics_port_names_the_flag() {
     assert_eq!(o.code, 2, "{o:?}");
     assert!(o.stderr.contains(&format!("cannot listen on {addr} for /metrics")), "{o:?}");
     assert!(o.stderr.contains("--metrics-listen ADDR") && o.stderr.contains("--metrics-listen \"\""), "{o:?}");
+    // A notification rule's mistake names the file it is in.
+    env.write("bad.toml", "[[notify]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"https://x\"\nevents = [\"faild\"]\n");
+    let o = env.run(&["serve", "--config", "bad.toml", "--listen", "127.0.0.1:0", "--metrics-listen", ""]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(o.stderr.contains("bad.toml: notify `a`: unknown event `faild`"), "{o:?}");
 }
 
 /// `serve --workers 0` serves the API only; `opsbook worker` processes on the same
