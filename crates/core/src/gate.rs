@@ -9,7 +9,7 @@ use serde_saphyr::Spanned;
 
 mod check;
 
-pub use check::{check_source, date_range, is_gate_name, matcher, timezone};
+pub use check::{calendar_date, check_source, date_range, is_gate_name, matcher, timezone};
 
 /// `fail_mode`: what a source that cannot be read means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]

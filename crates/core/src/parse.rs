@@ -242,19 +242,14 @@ impl Checker<'_> {
             }
         };
         let review = m.review.map(|r| {
-            let last_reviewed = r.last_reviewed.and_then(|d| match d.value.parse::<jiff::civil::Date>() {
+            let last_reviewed = r.last_reviewed.and_then(|d| match crate::gate::calendar_date(&d.value) {
                 // A review to come has not happened: it would keep the runbook from ever being due.
                 Ok(date) if date > jiff::Zoned::now().date() => {
                     self.err(&d.referenced, format!("last_reviewed `{date}` is in the future"));
                     None
                 }
                 Ok(date) => Some(date),
-                Err(_) => {
-                    let shaped = d.value.len() == 10
-                        && d.value
-                            .bytes()
-                            .enumerate()
-                            .all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+                Err(shaped) => {
                     let why = if shaped { "is no day of the calendar" } else { "is not a date: expected YYYY-MM-DD" };
                     self.err(&d.referenced, format!("last_reviewed `{}` {why}", d.value));
                     None

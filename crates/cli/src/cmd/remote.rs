@@ -62,8 +62,7 @@ pub async fn published(client: &Client, name: &str) -> Result<opsbook_core::Runb
         )
     })?;
     // Its lifecycle is the registry's (a version's own `metadata.status` is not).
-    let status = opsbook_core::LifecycleStatus::ALL.into_iter().find(|s| s.as_str() == entry.entry.status);
-    rb.status = status.unwrap_or(rb.status);
+    rb.status = opsbook_core::LifecycleStatus::parse(&entry.entry.status).unwrap_or(rb.status);
     Ok(rb)
 }
 

@@ -86,14 +86,21 @@ pub fn timezone(name: Option<&str>) -> Result<jiff::tz::TimeZone, String> {
     }
 }
 
+/// A `YYYY-MM-DD` date. What is wrong otherwise: written as a date but no such day
+/// (2026-02-30, `Err(true)`: say that, not the format), or not written as a date
+/// (`Err(false)`).
+pub fn calendar_date(d: &str) -> Result<jiff::civil::Date, bool> {
+    d.parse().map_err(|_| {
+        d.len() == 10
+            && d.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() })
+    })
+}
+
 /// `YYYY-MM-DD` or `YYYY-MM-DD/YYYY-MM-DD`.
 pub fn date_range(s: &str) -> Result<(jiff::civil::Date, jiff::civil::Date), String> {
     let date = |d: &str| -> Result<jiff::civil::Date, String> {
         let d = d.trim();
-        d.parse().map_err(|_| {
-            // Written as a date, but no such day (2026-02-30): say that, not the format.
-            let shaped = d.len() == 10
-                && d.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+        calendar_date(d).map_err(|shaped| {
             if shaped {
                 format!("invalid date range `{s}`: {d} is no day of the calendar")
             } else {
