@@ -24,15 +24,18 @@ pub(crate) fn is_call(step: &Step) -> bool {
 /// A `runbook` step whose runner died while its child ran: the child may hold succeeded
 /// steps to undo (rolled back as a whole, as a succeeded one is).
 pub(crate) fn interrupted(step: &Step, rec: &opsbook_store::StepRecord) -> bool {
-    is_call(step)
-        && rec.status == StepStatus::Cancelled
-        && rec.error.as_deref().is_some_and(|e| e.starts_with("interrupted"))
+    is_call(step) && cut_by_crash(rec)
 }
 
-/// Why interrupted child execution `id` could not go on, from its steps alone (as its own
-/// resume would refuse): a step of its own that was interrupted and is not idempotent,
-/// here or in a child of its own in turn. `None` if it could, or is not interrupted.
-pub(crate) fn why_child_cannot_go_on<'a>(engine: &'a crate::Engine, id: &'a str) -> Boxed<'a, Option<String>> {
+/// A step whose runner died while it ran (recovery recorded it so).
+pub(crate) fn cut_by_crash(rec: &opsbook_store::StepRecord) -> bool {
+    rec.status == StepStatus::Cancelled && rec.error.as_deref().is_some_and(|e| e.starts_with("interrupted"))
+}
+
+/// Why interrupted execution `id` could not go on, from its steps alone (as its resume
+/// would refuse): a step that was cut by a crash and is not idempotent, in it or in a
+/// child it was running, in turn. `None` if it could, or is not interrupted.
+pub(crate) fn why_cannot_go_on<'a>(engine: &'a crate::Engine, id: &'a str) -> Boxed<'a, Option<String>> {
     Box::pin(async move {
         let exec = engine.store.execution(id).await?;
         if exec.status != ExecStatus::Interrupted {
@@ -40,25 +43,17 @@ pub(crate) fn why_child_cannot_go_on<'a>(engine: &'a crate::Engine, id: &'a str)
         }
         let rb = engine.stored_runbook(&exec.runbook_sha256).await?;
         let records = engine.store.steps(id).await?;
-        for (step, rec) in rb.steps.iter().zip(&records) {
-            let cut = rec.status == StepStatus::Cancelled
-                && rec.error.as_deref().is_some_and(|e| e.starts_with("interrupted"));
-            if !cut {
-                continue;
-            }
-            if !is_call(step) {
-                return Ok((!step.idempotent).then(|| {
-                    format!("step `{}` was interrupted and is not idempotent, so it may have partly run", step.id)
-                }));
-            }
-            let children = engine.store.executions(&ExecutionFilter::children(id)).await?;
-            let Some(child) = children.into_iter().find(|c| c.parent_step.as_deref() == Some(step.id.as_str())) else {
-                return Ok(None);
-            };
-            let why = why_child_cannot_go_on(engine, &child.id).await?;
-            return Ok(why.map(|w| format!("child execution {} cannot go on: {w}", child.id)));
+        let Some((step, _)) = rb.steps.iter().zip(&records).find(|(_, rec)| cut_by_crash(rec)) else {
+            return Ok(None);
+        };
+        if !is_call(step) {
+            return Ok((!step.idempotent).then(|| {
+                format!("step `{}` was interrupted and is not idempotent, so it may have partly run", step.id)
+            }));
         }
-        Ok(None)
+        let Some(child) = child_of(&engine.store, id, &step.id).await? else { return Ok(None) };
+        let why = why_cannot_go_on(engine, &child.id).await?;
+        Ok(why.map(|w| format!("step `{}`: child execution {} cannot go on: {w}", step.id, child.id)))
     })
 }
 
@@ -475,7 +470,12 @@ async fn child_secrets(
 
 /// The newest child execution step `step_id` of this run started.
 async fn latest_child(run: &Run<'_, '_>, step_id: &str) -> Result<Option<Execution>> {
-    let children = run.store().executions(&ExecutionFilter::children(&run.exec.id)).await?;
+    child_of(run.store(), &run.exec.id, step_id).await
+}
+
+/// The newest child execution that step `step_id` of execution `parent` started.
+async fn child_of(store: &crate::Db, parent: &str, step_id: &str) -> Result<Option<Execution>> {
+    let children = store.executions(&ExecutionFilter::children(parent)).await?;
     Ok(children.into_iter().find(|c| c.parent_step.as_deref() == Some(step_id)))
 }
 

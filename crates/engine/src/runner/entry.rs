@@ -305,7 +305,7 @@ async fn resume_claimed(
     let mut run = load(engine, id, secrets, hooks, Work::Rest).await?;
     let id = run.exec.id.clone();
     let (from, rerun) = resume_point(&run)?;
-    refuse_cut_child(&run, rerun).await?;
+    refuse_cut_child(&run).await?;
     if let Some(i) = rerun {
         run.steps[i].status = StepStatus::Pending;
         run.steps[i].error = None;
@@ -347,9 +347,7 @@ fn resume_point(run: &Run<'_, '_>) -> Result<(usize, Option<usize>)> {
                      finish the rollback with `opsbook rollback {id}`"
                 )));
             }
-            let hit = run.steps.iter().position(|s| {
-                s.status == StepStatus::Cancelled && s.error.as_deref().is_some_and(|e| e.starts_with("interrupted"))
-            });
+            let hit = run.steps.iter().position(|s| crate::kinds::call::cut_by_crash(s));
             match hit {
                 // A child execution decides by its own steps whether it can go on.
                 Some(i) if !run.rb.steps[i].idempotent && !crate::kinds::call::is_call(&run.rb.steps[i]) => {
@@ -437,28 +435,22 @@ pub(crate) async fn check_resume(
     if rollback {
         return rollback_point(&run, false);
     }
-    let (_, cut) = resume_point(&run)?;
-    refuse_cut_child(&run, cut).await?;
+    resume_point(&run)?;
+    refuse_cut_child(&run).await?;
     Ok(false)
 }
 
-/// A `runbook` step cut by its runner's death (`cut`, from [`resume_point`]) goes on with
-/// its child, which decides by its own steps: refused as the child would be, with the
-/// parent's rollback (which undoes the child as a whole) to undo what succeeded.
-async fn refuse_cut_child(run: &Run<'_, '_>, cut: Option<usize>) -> Result<()> {
-    let Some(i) = cut.filter(|i| crate::kinds::call::is_call(&run.rb.steps[*i])) else { return Ok(()) };
-    let (engine, id, step) = (run.engine, &run.exec.id, &run.rb.steps[i].id);
-    let children = engine.store.executions(&opsbook_store::ExecutionFilter::children(id)).await?;
-    if let Some(child) = children.iter().find(|c| c.parent_step.as_deref() == Some(step.as_str()))
-        && let Some(why) = crate::kinds::call::why_child_cannot_go_on(engine, &child.id).await?
-    {
-        return Err(Error::Invalid(format!(
-            "step `{step}`: child execution {} cannot go on: {why}; undo the steps that succeeded, the child's \
-             with them, with `opsbook rollback {id}`",
-            child.id
-        )));
+/// A `runbook` step cut by its runner's death goes on with its child, which decides by
+/// its own steps: refused as the child would be (after [`resume_point`], which refuses a
+/// step of this execution's own), with the rollback that undoes the child as a whole.
+async fn refuse_cut_child(run: &Run<'_, '_>) -> Result<()> {
+    let id = &run.exec.id;
+    match crate::kinds::call::why_cannot_go_on(run.engine, id).await? {
+        Some(why) => Err(Error::Invalid(format!(
+            "{why}; undo the steps that succeeded, the child's with them, with `opsbook rollback {id}`"
+        ))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 pub(crate) async fn rollback_only(
