@@ -347,7 +347,7 @@ fn resume_point(run: &Run<'_, '_>) -> Result<(usize, Option<usize>)> {
                      finish the rollback with `opsbook rollback {id}`"
                 )));
             }
-            let hit = run.steps.iter().position(|s| crate::kinds::call::cut_by_crash(s));
+            let hit = run.steps.iter().position(crate::kinds::call::cut_by_crash);
             match hit {
                 // A child execution decides by its own steps whether it can go on.
                 Some(i) if !run.rb.steps[i].idempotent && !crate::kinds::call::is_call(&run.rb.steps[i]) => {
