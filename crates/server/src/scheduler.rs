@@ -229,15 +229,15 @@ async fn on_behalf_of(state: &AppState, s: &ScheduleRecord, actor: &str, now: i6
     Ok(who)
 }
 
+/// The parameters schedule `s` runs its runbook with.
+pub fn inputs(s: &ScheduleRecord) -> std::collections::BTreeMap<String, opsbook_core::Input> {
+    let params = s.params.as_object().into_iter().flatten();
+    params.map(|(k, v)| (k.clone(), opsbook_core::Input::Value(v.clone()))).collect()
+}
+
 /// Queues the run of schedule `s` due at `due_at`; returns what happened.
 async fn fire(state: &AppState, s: &ScheduleRecord, who: &Principal, due_at: i64) -> String {
-    let inputs = s
-        .params
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), opsbook_core::Input::Value(v.clone())))
-        .collect();
+    let inputs = inputs(s);
     // One execution per (schedule, fire time), however many servers see it due:
     // the fire is the idempotency key of the schedule's own actor.
     let fire = format!("fire:{due_at}");

@@ -172,9 +172,7 @@ pub async fn publish(
     };
     // Schedules made through the API run the newest version: say which it no longer fits.
     for s in st.store.schedules().await?.iter().filter(|s| s.source == "api" && s.runbook == rb.name) {
-        let inputs = s.params.as_object().into_iter().flatten();
-        let inputs = inputs.map(|(k, v)| (k.clone(), opsbook_core::Input::Value(v.clone()))).collect();
-        if let Err(errors) = rb.check_params(&inputs) {
+        if let Err(errors) = rb.check_params(&crate::scheduler::inputs(s)) {
             let why: Vec<String> = errors.iter().map(ToString::to_string).collect();
             warnings.push(format!("schedule {} will not start with this version: {}", s.id, why.join("; ")));
         }
