@@ -191,16 +191,16 @@ fn dns_suffix(region: &str, dual_stack: bool) -> &'static str {
     if dual_stack { dual } else { plain }
 }
 
+/// A builder for every HTTP client opsbook makes (AWS calls, gate sources, webhooks,
+/// `http` steps, the CLI's API client), naming opsbook and its version as user agent.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().user_agent(concat!("opsbook/", env!("CARGO_PKG_VERSION")))
+}
+
 /// The one HTTP client of every AWS call in the process.
 pub(crate) fn http() -> &'static reqwest::Client {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(3100))
-            .user_agent(concat!("opsbook/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default()
-    })
+    CLIENT.get_or_init(|| client_builder().connect_timeout(Duration::from_millis(3100)).build().unwrap_or_default())
 }
 
 /// Characters a form value or path label keeps as they are (RFC 3986 unreserved).

@@ -144,13 +144,13 @@ impl Client {
     }
 
     pub fn with_token(base: &str, token: &str) -> Result<Client> {
-        let http = http_client(reqwest::Client::builder())?;
+        let http = http_client(opsbook_aws::wire::client_builder())?;
         Ok(Client { base: base.trim_end_matches('/').to_string(), token: token.to_string(), http })
     }
 
     /// Every request gives up after `timeout` (the default waits as long as the server takes).
     pub fn with_timeout(mut self, timeout: std::time::Duration) -> Result<Client> {
-        self.http = http_client(reqwest::Client::builder().timeout(timeout))?;
+        self.http = http_client(opsbook_aws::wire::client_builder().timeout(timeout))?;
         Ok(self)
     }
 
@@ -305,10 +305,7 @@ impl Client {
 }
 
 fn http_client(builder: reqwest::ClientBuilder) -> Result<reqwest::Client> {
-    builder
-        .user_agent(concat!("opsbook/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| anyhow!("cannot create the HTTP client: {e}"))
+    builder.build().map_err(|e| anyhow!("cannot create the HTTP client: {e}"))
 }
 
 /// Percent-encodes a path segment or query value.

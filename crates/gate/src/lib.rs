@@ -153,8 +153,7 @@ pub struct Checker {
 
 impl Checker {
     pub fn new(timeout: Duration) -> Result<Checker, String> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("opsbook/", env!("CARGO_PKG_VERSION")))
+        let http = opsbook_aws::wire::client_builder()
             .timeout(timeout)
             .build()
             .map_err(|e| format!("cannot create the HTTP client: {e}"))?;

@@ -289,7 +289,7 @@ pub fn spawn_dispatcher(
     mut rx: mpsc::UnboundedReceiver<Note>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let http = match reqwest::Client::builder().timeout(Duration::from_secs(10)).build() {
+        let http = match opsbook_aws::wire::client_builder().timeout(Duration::from_secs(10)).build() {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(%e, "notifications disabled: cannot create the HTTP client");

@@ -541,3 +541,81 @@ fn server_flag_mistakes_are_usage_errors() {
         ),
     );
 }
+
+/// Runs openssl with `args` in the test's directory; it must succeed.
+fn openssl(env: &Env, args: &[&str]) {
+    let o = std::process::Command::new("openssl").args(args).current_dir(env.path(".")).output().expect("run openssl");
+    assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn https_sources_are_read_over_tls_trusting_the_system_store() {
+    // A real TLS server (openssl s_server) with a certificate from a CA of the test's own.
+    let env = Env::new();
+    env.write(
+        "ext.cnf",
+        "[leaf]\nbasicConstraints=critical,CA:FALSE\nsubjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    );
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(
+        &env,
+        &[
+            &["req", "-x509"],
+            &ec[..],
+            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=opsbook test CA"],
+        ]
+        .concat(),
+    );
+    openssl(
+        &env,
+        &[&["req"], &ec[..], &["-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=localhost"]].concat(),
+    );
+    openssl(
+        &env,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-out",
+            "leaf.pem",
+            "-extfile",
+            "ext.cnf",
+            "-extensions",
+            "leaf",
+        ],
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let accept = format!("127.0.0.1:{port}");
+    let mut server = std::process::Command::new("openssl")
+        .args(["s_server", "-accept", &accept, "-cert", "leaf.pem", "-key", "leaf.key", "-www"])
+        .current_dir(env.path("."))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start openssl s_server");
+    crate::support::wait_until(|| std::net::TcpStream::connect(&accept).is_ok(), "openssl s_server");
+    env.write(
+        "opsbook.yaml",
+        &format!("gates:\n  tls:\n    sources:\n      - http: {{ url: \"https://localhost:{port}/\", expect_status: [200] }}\n"),
+    );
+
+    // The system's store does not trust the test's CA: the handshake fails, and says why.
+    let o = env.run(&["gate", "check", "tls"]);
+    assert_eq!(o.code, 3, "{o:?}");
+    assert!(o.stdout.contains("invalid peer certificate: UnknownIssuer"), "{o:?}");
+    // Trusted through SSL_CERT_FILE: the request is made and answered.
+    let o = out(env.cmd(&["gate", "check", "tls"]).env("SSL_CERT_FILE", env.path("ca.pem")).output().unwrap());
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.contains("gate tls: clear"), "{o:?}");
+}

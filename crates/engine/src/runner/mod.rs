@@ -186,8 +186,7 @@ impl<'e, 'h> Run<'e, 'h> {
 
     pub fn http_client(&mut self) -> Result<reqwest::Client> {
         if self.http.is_none() {
-            let client = reqwest::Client::builder()
-                .user_agent(concat!("opsbook/", env!("CARGO_PKG_VERSION")))
+            let client = opsbook_aws::wire::client_builder()
                 .build()
                 .map_err(|e| Error::Io(format!("cannot create the HTTP client: {e}")))?;
             self.http = Some(client);
