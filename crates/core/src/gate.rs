@@ -305,6 +305,14 @@ impl GatesFile {
     }
 }
 
+/// The place of the first value quoted in `message` within the source that starts at
+/// `at` (an inline source of a runbook's `gate` step).
+pub(crate) fn quoted_place(text: &str, at: &serde_saphyr::Location, message: &str) -> Option<crate::diagnostic::Pos> {
+    let (line, column, len) = quoted_in_block(text, at.line(), at.column(), message)?;
+    let n = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    Some(crate::diagnostic::Pos { line: n(line), column: n(column), len: n(len) })
+}
+
 /// The place of the first `value` quoted in `message` (between backticks) in the block
 /// that starts at `line`:`column` (that line, and the lines after it indented deeper):
 /// `(line, column, length in characters)`.
@@ -324,27 +332,29 @@ fn quoted_in_block(text: &str, line: u64, column: u64, message: &str) -> Option<
         } else {
             0
         };
-        // The value as a whole word (`status`, not the end of `expect_status`).
+        // The value as a whole word (`status`, not the end of `expect_status`), as written:
+        // plain or single-quoted, or double-quoted with its `"` escaped.
         let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || "_-./".contains(c));
-        let found = content[from..]
-            .match_indices(value)
-            .map(|(at, _)| from + at)
-            .find(|&b| !word(content[..b].chars().next_back()) && !word(content[b + value.len()..].chars().next()));
-        if let Some(byte) = found {
-            let col = content[..byte].chars().count() as u64 + 1;
-            return Some((line + i as u64, col, value.chars().count() as u64));
+        for written in [value.to_string(), value.replace('\'', "''"), value.replace('"', "\\\"")] {
+            let found = content[from..].match_indices(written.as_str()).map(|(at, _)| from + at).find(|&b| {
+                !word(content[..b].chars().next_back()) && !word(content[b + written.len()..].chars().next())
+            });
+            if let Some(byte) = found {
+                let col = content[..byte].chars().count() as u64 + 1;
+                return Some((line + i as u64, col, written.chars().count() as u64));
+            }
         }
     }
     None
 }
 
-/// Where a gate (or its source number `at`) starts in the file, to place an error found
+/// Where a gate's name (or its source number `at`) is in the file, to place an error found
 /// after parsing. Read again only on that error path.
 fn place(text: &str, gate: &str, at: Option<usize>) -> (Option<u64>, Option<u64>) {
     #[derive(Deserialize)]
     struct Places {
         #[serde(default)]
-        gates: BTreeMap<String, Spanned<PlacedGate>>,
+        gates: std::collections::HashMap<Spanned<String>, Spanned<PlacedGate>>,
     }
     #[derive(Deserialize)]
     struct PlacedGate {
@@ -352,10 +362,10 @@ fn place(text: &str, gate: &str, at: Option<usize>) -> (Option<u64>, Option<u64>
         sources: Vec<Spanned<serde::de::IgnoredAny>>,
     }
     let Ok(places) = serde_saphyr::from_str::<Places>(text) else { return (None, None) };
-    let Some(g) = places.gates.get(gate) else { return (None, None) };
+    let Some((name, g)) = places.gates.iter().find(|(name, _)| name.value == gate) else { return (None, None) };
     let loc = match at {
         Some(i) => g.value.sources.get(i).map(|s| s.referenced),
-        None => Some(g.referenced),
+        None => Some(name.referenced),
     };
     loc.map_or((None, None), |l| (Some(l.line()), Some(l.column())))
 }
@@ -447,6 +457,27 @@ mod tests {
     }
 
     #[test]
+    fn errors_in_flow_mappings_point_at_the_value_as_written() {
+        let err = |source: &str| {
+            GatesFile::parse(&format!("gates:\n  g:\n    sources:\n      - {source}\n")).unwrap_err().to_string()
+        };
+        assert_eq!(
+            err(r#"http: { url: "https://x.test/s", expect_status: [200, 999] }"#),
+            "4:63: gate `g`: http.expect_status: `999` is not an HTTP status code"
+        );
+        assert_eq!(
+            err(r#"alertmanager: { url: "http://am.test", matchers: ["severity=\"critical"] }"#),
+            "4:60: gate `g`: invalid Alertmanager matcher `severity=\"critical`: the quoted value is not closed with `\"`"
+        );
+        assert_eq!(
+            err("alertmanager: { url: 'http://am.test', matchers: ['team=''web'] }"),
+            "4:60: gate `g`: invalid Alertmanager matcher `team='web`: the bare value `'web` has `'`: put the value in double quotes"
+        );
+        let empty = GatesFile::parse("gates:\n  g:\n    sources: []\n  h: { sources: [] }\n").unwrap_err();
+        assert_eq!(empty.to_string(), "2:3: gate `g`: a gate needs at least one source");
+    }
+
+    #[test]
     fn gate_names_are_safe_in_urls_and_logs() {
         for ok in ["prod", "prod-us-east-1", "web_eu.v2", "1st"] {
             assert!(is_gate_name(ok), "{ok}");
@@ -458,7 +489,7 @@ mod tests {
             GatesFile::parse("gates:\n  \"a/b\":\n    sources:\n      - command: { run: \"true\" }\n").unwrap_err();
         assert_eq!(
             bad.to_string(),
-            "3:5: gate `a/b`: a gate name is letters, digits, `-`, `_` and `.`, starting with a letter or digit (it goes in URLs and CI logs)"
+            "2:3: gate `a/b`: a gate name is letters, digits, `-`, `_` and `.`, starting with a letter or digit (it goes in URLs and CI logs)"
         );
     }
 

@@ -165,10 +165,12 @@ pub struct Expect {
     pub status: Option<Spanned<String>>,
     /// Exactly the steps that ran (attempted, decided or confirmed), in order.
     #[serde(default)]
-    pub ran: Option<Vec<String>>,
+    #[schemars(with = "Option<Vec<String>>")]
+    pub ran: Option<Vec<Spanned<String>>>,
     /// Steps skipped (their `when` was false).
     #[serde(default)]
-    pub skipped: Vec<String>,
+    #[schemars(with = "Vec<String>")]
+    pub skipped: Vec<Spanned<String>>,
     /// Steps' statuses, by step id.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, String>")]
@@ -181,7 +183,8 @@ pub struct Expect {
     pub outputs: BTreeMap<String, BTreeMap<String, String>>,
     /// Exactly the rollbacks that ran, in order (newest step first).
     #[serde(default)]
-    pub rollback_order: Option<Vec<String>>,
+    #[schemars(with = "Option<Vec<String>>")]
+    pub rollback_order: Option<Vec<Spanned<String>>>,
     /// The rollbacks' overall status (`none`: no rollback ran).
     #[serde(default)]
     #[schemars(with = "Option<String>")]
@@ -192,6 +195,11 @@ pub struct Expect {
     /// A piece of the execution's error.
     #[serde(default)]
     pub error_contains: Option<String>,
+}
+
+/// The values of a list read with their places (`ran`, `skipped`, `rollback_order`).
+pub fn values(v: &[Spanned<String>]) -> Vec<String> {
+    v.iter().map(|s| s.value.clone()).collect()
 }
 
 impl Expect {
@@ -298,15 +306,22 @@ pub fn check(rb: &Runbook, raw: Vec<RawTest>) -> Result<Vec<TestCase>, Vec<Diagn
                 ),
             ));
         }
-        let mut named: Vec<(&str, &str)> = e.skipped.iter().map(|s| (s.as_str(), "expect.skipped")).collect();
-        named.extend(e.ran.iter().flatten().map(|s| (s.as_str(), "expect.ran")));
-        named.extend(e.rollback_order.iter().flatten().map(|s| (s.as_str(), "expect.rollback_order")));
-        named.extend(e.steps.keys().map(|s| (s.as_str(), "expect.steps")));
-        named.extend(e.attempts.keys().map(|s| (s.as_str(), "expect.attempts")));
-        named.extend(e.outputs.keys().map(|s| (s.as_str(), "expect.outputs")));
-        named.extend(e.rendered.keys().map(|s| (s.as_str(), "expect.rendered")));
-        for (id, field) in named {
-            step_ref(&mut diags, &at, id, field);
+        // Each at the id in a list, at the value of a step's status, else at the test.
+        let mut named: Vec<(&str, Location, &str)> = Vec::new();
+        let lists = [
+            (Some(&e.skipped), "expect.skipped"),
+            (e.ran.as_ref(), "expect.ran"),
+            (e.rollback_order.as_ref(), "expect.rollback_order"),
+        ];
+        for (list, field) in lists {
+            named.extend(list.into_iter().flatten().map(|s| (s.value.as_str(), s.referenced, field)));
+        }
+        named.extend(e.steps.iter().map(|(id, s)| (id.as_str(), s.referenced, "expect.steps")));
+        named.extend(e.attempts.keys().map(|s| (s.as_str(), at, "expect.attempts")));
+        named.extend(e.outputs.keys().map(|s| (s.as_str(), at, "expect.outputs")));
+        named.extend(e.rendered.keys().map(|s| (s.as_str(), at, "expect.rendered")));
+        for (id, place, field) in named {
+            step_ref(&mut diags, &place, id, field);
         }
         // Each placed at the value it is about.
         if let Some(s) = &e.status

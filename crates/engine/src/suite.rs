@@ -105,17 +105,18 @@ async fn run_case(
         }
     };
     let list = |v: &[String]| format!("[{}]", v.join(", "));
+    let values = opsbook_core::testcase::values;
     if let Some(want) = &e.ran {
         let ran: Vec<String> = steps[..top]
             .iter()
             .filter(|s| !matches!(s.status, StepStatus::Pending | StepStatus::Skipped))
             .map(|s| s.step_id.clone())
             .collect();
-        check("ran".into(), &list(want), &list(&ran));
+        check("ran".into(), &list(&values(want)), &list(&ran));
     }
     let step = |id: &str| steps.iter().find(|s| s.step_id == id);
-    for id in &e.skipped {
-        let got = step(id).map(|s| s.status.as_str()).unwrap_or("missing");
+    for id in values(&e.skipped) {
+        let got = step(&id).map(|s| s.status.as_str()).unwrap_or("missing");
         check(format!("step `{id}`"), "skipped", got);
     }
     for (id, want) in &e.steps {
@@ -145,7 +146,7 @@ async fn run_case(
                 order.push(a.step_id.clone());
             }
         }
-        check("rollback order".into(), &list(want), &list(&order));
+        check("rollback order".into(), &list(&values(want)), &list(&order));
     }
     if let Some(want) = &e.rollback_status {
         check("rollback status".into(), &want.value, exec.rollback_status.map_or("none", |s| s.as_str()));

@@ -314,11 +314,12 @@ fn opsbook_test_runs_cases_without_running_anything() {
     // A value that is no status is placed at the value.
     env.write(
         "app.test.yaml",
-        "tests:\n  - name: x\n    expect:\n      status: finished\n      steps: { ship: bogus }\n",
+        "tests:\n  - name: x\n    expect:\n      status: finished\n      steps: { ship: bogus }\n      ran: [build, biuld]\n",
     );
     let bad = env.run(&["test", "app.yaml"]);
     assert!(bad.stderr.contains("app.test.yaml:4:15: expect.status: `finished` is not an execution status"), "{bad:?}");
     assert!(bad.stderr.contains("app.test.yaml:5:22: expect.steps.ship: `bogus` is not a step status"), "{bad:?}");
+    assert!(bad.stderr.contains("app.test.yaml:6:20: expect.ran: no step `biuld` in runbook `test`"), "{bad:?}");
     let validate = env.run(&["validate", "app.test.yaml"]);
     assert_eq!(validate.code, 1, "{validate:?}");
 

@@ -187,7 +187,7 @@ pub fn check_source(s: &Source) -> Result<(), String> {
             check_url(&h.url)?;
             for code in &h.expect_status {
                 if !(100..=599).contains(code) {
-                    return Err(format!("http.expect_status: {code} is not an HTTP status code"));
+                    return Err(format!("http.expect_status: `{code}` is not an HTTP status code"));
                 }
             }
             match &h.expect_json {

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use serde_saphyr::{Location, Spanned};
 
 use super::Checker;
+use crate::diagnostic::{Diagnostic, Pos};
 use crate::document::{RawStep, Validation};
 use crate::step::aws::{self, LambdaSpec, SsmAutomationSpec, SsmCommandSpec};
 use crate::step::call::{CallSpec, Callee, RawCall};
@@ -293,7 +294,10 @@ impl Checker<'_> {
             StepKind::Manual(m)
         } else if let Some(g) = s.gate {
             if let Err((place, e)) = g.check() {
-                self.err(place.as_ref().unwrap_or(&at), format!("step `{id}`: {e}"));
+                // At the value the message quotes, else at the source (or the step).
+                let pos = place.as_ref().and_then(|p| crate::gate::quoted_place(self.source, p, &e));
+                let pos = pos.or_else(|| Pos::from_location(place.as_ref().unwrap_or(&at)));
+                self.diags.push(Diagnostic::new(pos, format!("step `{id}`: {e}")));
             }
             StepKind::Gate(g)
         } else {
