@@ -305,6 +305,56 @@ impl GatesFile {
     }
 }
 
+/// A `gate: { use: NAME }` step whose gate is not defined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownUse {
+    /// Where the name is written.
+    pub pos: crate::diagnostic::Pos,
+    pub step: String,
+    pub name: String,
+    /// The likeliest meant name among the known ones.
+    pub meant: Option<String>,
+}
+
+/// Each `gate: { use: NAME }` step of a runbook's text whose gate is not among `known`.
+/// Read from the text alone, so it is found even when the runbook has other problems
+/// (whatever else cannot be read is left to the runbook's own checks).
+pub fn unknown_uses(text: &str, known: &[&str]) -> Vec<UnknownUse> {
+    #[derive(Deserialize)]
+    struct Doc {
+        spec: Option<Spec>,
+    }
+    #[derive(Deserialize)]
+    struct Spec {
+        #[serde(default)]
+        steps: Vec<Step>,
+    }
+    #[derive(Deserialize)]
+    struct Step {
+        id: Option<String>,
+        gate: Option<Use>,
+    }
+    #[derive(Deserialize)]
+    struct Use {
+        #[serde(rename = "use")]
+        name: Option<Spanned<String>>,
+    }
+    let Ok(Doc { spec: Some(spec) }) = serde_saphyr::from_str::<Doc>(text) else { return Vec::new() };
+    let uses = spec.steps.into_iter().filter_map(|s| Some((s.id.unwrap_or_default(), s.gate?.name?)));
+    uses.filter(|(_, name)| !known.contains(&name.value.as_str()))
+        .map(|(step, name)| UnknownUse {
+            pos: crate::diagnostic::Pos::from_location(&name.referenced).unwrap_or(crate::diagnostic::Pos {
+                line: 1,
+                column: 1,
+                len: 1,
+            }),
+            meant: crate::diagnostic::did_you_mean(&name.value, known).map(str::to_string),
+            step,
+            name: name.value,
+        })
+        .collect()
+}
+
 /// The place of the first value quoted in `message` within the source that starts at
 /// `at` (an inline source of a runbook's `gate` step).
 pub(crate) fn quoted_place(text: &str, at: &serde_saphyr::Location, message: &str) -> Option<crate::diagnostic::Pos> {

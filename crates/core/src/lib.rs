@@ -156,23 +156,6 @@ impl Runbook {
         self.steps.iter().position(|s| s.id == id)
     }
 
-    /// Each `gate: { use: NAME }` step whose gate is not among `known`: where the step
-    /// is, its id, the name, and the likeliest meant name.
-    pub fn unknown_gates<'a>(&'a self, known: &[&'a str]) -> Vec<(Pos, &'a str, &'a str, Option<&'a str>)> {
-        self.steps
-            .iter()
-            .filter_map(|s| match &s.kind {
-                StepKind::Gate(g) => g.use_gate.as_deref().map(|n| (s, n)),
-                _ => None,
-            })
-            .filter(|(_, n)| !known.contains(n))
-            .map(|(s, n)| {
-                let pos = Pos { line: s.line, column: s.column, len: 1 };
-                (pos, s.id.as_str(), n, diagnostic::did_you_mean(n, known))
-            })
-            .collect()
-    }
-
     /// Checks submitted values against the declared parameters.
     pub fn check_params(&self, inputs: &BTreeMap<String, Input>) -> Result<ParamValues, Vec<ParamError>> {
         params::check_values(&self.params, inputs)

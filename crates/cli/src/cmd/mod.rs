@@ -433,29 +433,28 @@ pub fn gates_file_for(runbook: &Path, explicit: Option<&Path>) -> Option<PathBuf
     beside.or_else(|| Some(PathBuf::from("opsbook.yaml")).filter(|p| p.exists()))
 }
 
-/// Each `gate: { use: NAME }` step whose gate is not defined, placed at the step.
+/// Each `gate: { use: NAME }` step of a runbook's text whose gate is not defined, placed
+/// at the name.
 pub fn unknown_gates(
-    rb: &opsbook_core::Runbook,
+    text: &str,
     gates: &BTreeMap<String, opsbook_core::gate::GateDef>,
     path: Option<&Path>,
 ) -> Vec<opsbook_core::Diagnostic> {
     let known: Vec<&str> = gates.keys().map(String::as_str).collect();
-    rb.unknown_gates(&known)
+    opsbook_core::gate::unknown_uses(text, &known)
         .into_iter()
-        .map(|(pos, step, name, meant)| {
+        .map(|u| {
             let place = match path {
                 None => {
                     "no gates file was found (opsbook.yaml beside the runbook or here, or --gates FILE)".to_string()
                 }
                 Some(p) => {
-                    let hint = meant.map(|m| format!(" (did you mean `{m}`?)")).unwrap_or_default();
+                    let hint = u.meant.map(|m| format!(" (did you mean `{m}`?)")).unwrap_or_default();
                     format!("not in {}{hint}", p.display())
                 }
             };
-            opsbook_core::Diagnostic::new(
-                Some(pos),
-                format!("step `{step}`: gate `{name}` is used by the runbook but {place}"),
-            )
+            let message = format!("step `{}`: gate `{}` is used by the runbook but {place}", u.step, u.name);
+            opsbook_core::Diagnostic::new(Some(u.pos), message)
         })
         .collect()
 }

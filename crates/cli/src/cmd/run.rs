@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use console::style;
-use opsbook_core::{ExecStatus, LifecycleStatus, ParamValues, Runbook};
+use opsbook_core::{ExecStatus, LifecycleStatus, ParamValues, Runbook, StepKind};
 use opsbook_engine::{ApprovalPrompt, Hooks, Quiet, StartRequest, cancel_pair};
 
 use super::{EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_WAITING};
@@ -93,7 +93,10 @@ fn load_gates(rb: &Runbook, args: &Args) -> Result<std::collections::BTreeMap<St
         Some(p) => super::read_gates(p)?.gates,
         None => Default::default(),
     };
-    if let Some(d) = super::unknown_gates(rb, &gates, path.as_deref()).into_iter().next() {
+    let uses_named = rb.steps.iter().any(|s| matches!(&s.kind, StepKind::Gate(g) if g.use_gate.is_some()));
+    // The file was read and parsed just before; read again only to place a name.
+    let text = if uses_named { std::fs::read_to_string(&args.file).unwrap_or_default() } else { String::new() };
+    if let Some(d) = super::unknown_gates(&text, &gates, path.as_deref()).into_iter().next() {
         return Err(super::usage(d.headline(&args.file.display().to_string())));
     }
     Ok(gates)

@@ -78,17 +78,12 @@ fn stale_freezes(g: &opsbook_core::gate::GatesFile, now: jiff::Timestamp) -> Vec
     stale.into_iter().map(|message| Problem { line: None, column: None, message }).collect()
 }
 
-/// Checks a runbook's `use:` of named gates.
-fn check_uses(
-    rb: &opsbook_core::Runbook,
-    file: &Path,
-    explicit: Option<&Path>,
-    read: &mut GatesFiles,
-) -> Vec<Diagnostic> {
+/// Checks a runbook's `use:` of named gates, from its text: also when the runbook has
+/// other problems.
+fn check_uses(text: &str, file: &Path, explicit: Option<&Path>, read: &mut GatesFiles) -> Vec<Diagnostic> {
     let path = super::gates_file_for(file, explicit);
-    let uses_named =
-        rb.steps.iter().any(|s| matches!(&s.kind, opsbook_core::StepKind::Gate(g) if g.use_gate.is_some()));
-    if !uses_named {
+    // No named gate at all (to an empty list, every name is unknown).
+    if opsbook_core::gate::unknown_uses(text, &[]).is_empty() {
         return Vec::new();
     }
     let none = Default::default();
@@ -99,7 +94,7 @@ fn check_uses(
         },
         None => &none,
     };
-    super::unknown_gates(rb, gates, path.as_deref())
+    super::unknown_gates(text, gates, path.as_deref())
 }
 
 /// The relative paths (`./x`, `../x`) a script names, as written.
@@ -341,12 +336,16 @@ fn check_file(f: &Path, explicit: Option<&Path>, gates_files: &mut GatesFiles) -
             report.version = Some(rb.version.to_string());
             report.steps = Some(rb.steps.len());
             report.warnings = bundle_warnings(&rb, f).iter().map(Problem::from).collect();
-            let mut diags = check_uses(&rb, f, explicit, gates_files);
+            let mut diags = check_uses(&text, f, explicit, gates_files);
             diags.extend(opsbook_core::step::call::check_calls(f, &rb));
             diags.extend(opsbook_core::step::targets::check_inventories(f, &rb));
             diags
         }
-        Err(diags) => diags,
+        Err(mut diags) => {
+            diags.extend(check_uses(&text, f, explicit, gates_files));
+            diags.sort_by_key(|d| d.pos.map(|p| (p.line, p.column)));
+            diags
+        }
     };
     report.valid = diags.is_empty();
     report.problems = diags.iter().map(Problem::from).collect();

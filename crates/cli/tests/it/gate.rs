@@ -360,7 +360,7 @@ fn runbook_gate_steps_wait_fail_and_recheck() {
     assert_eq!(unknown.code, 2);
     assert!(
         unknown.stderr.contains(
-            "test.yaml:13:7: step `health`: gate `prdo` is used by the runbook but not in opsbook.yaml (did you mean `prod`?)"
+            "test.yaml:14:20: step `health`: gate `prdo` is used by the runbook but not in opsbook.yaml (did you mean `prod`?)"
         ),
         "{unknown:?}"
     );
@@ -370,9 +370,18 @@ fn runbook_gate_steps_wait_fail_and_recheck() {
     assert_eq!(checked.code, 1, "{checked:?}");
     assert!(checked.stdout.contains("./opsbook.yaml: ok (gates file, 6 gates)"), "{checked:?}");
     assert!(
-        checked.stdout.contains("./test.yaml:13:7: step `health`: gate `prdo` is used by the runbook but not in ./opsbook.yaml (did you mean `prod`?)\n   |\n13 |     - id: health\n"),
+        checked.stdout.contains("./test.yaml:14:20: step `health`: gate `prdo` is used by the runbook but not in ./opsbook.yaml (did you mean `prod`?)\n   |\n14 |       gate: { use: prdo, on_blocked: fail }\n   |                    ^^^^\n"),
         "{checked:?}"
     );
+    // Also beside the runbook's other problems, each in its place.
+    env.write(
+        "test.yaml",
+        &fail.replace("use: prod", "use: prdo").replace("touch deployed", "touch {{ params.nope }}"),
+    );
+    let checked = env.run(&["validate", "test.yaml"]);
+    assert!(checked.stdout.contains("test.yaml:14:20: step `health`: gate `prdo` is used"), "{checked:?}");
+    assert!(checked.stdout.contains("test.yaml:16:12: run: unknown parameter `params.nope`"), "{checked:?}");
+    assert!(checked.stderr.contains("1 of 1 file invalid (2 problems)"), "{checked:?}");
     env.write("test.yaml", &fail);
     assert_eq!(env.run(&["validate", "test.yaml"]).code, 0);
 

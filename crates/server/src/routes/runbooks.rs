@@ -83,13 +83,14 @@ pub async fn publish(
     let _gates_guard = st.gates_lock.lock().await;
     let gates = st.engine.config.gates.snapshot();
     let known: Vec<&str> = gates.keys().map(String::as_str).collect();
-    let unknown = rb.unknown_gates(&known);
-    if let Some((_, step, name, meant)) = unknown.first() {
-        let hint = meant.map(|m| format!(" (did you mean `{m}`?)")).unwrap_or_default();
+    let unknown = opsbook_core::gate::unknown_uses(&body, &known);
+    if let Some(opsbook_core::gate::UnknownUse { step, name, meant, .. }) = unknown.first() {
+        let hint = meant.as_ref().map(|m| format!(" (did you mean `{m}`?)")).unwrap_or_default();
         let details: Vec<Value> = unknown
             .iter()
-            .map(|(pos, step, name, _)| {
-                json!({ "line": pos.line, "column": pos.column, "message": format!("step `{step}`: no gate `{name}` on this server") })
+            .map(|u| {
+                let message = format!("step `{}`: no gate `{}` on this server", u.step, u.name);
+                json!({ "line": u.pos.line, "column": u.pos.column, "message": message })
             })
             .collect();
         return Err(ApiError::new(
