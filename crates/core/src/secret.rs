@@ -5,6 +5,31 @@ use std::sync::{Arc, RwLock};
 
 use crate::params::MASK;
 
+/// The process's own credentials, when it is a server or a worker.
+struct Private {
+    names: Vec<String>,
+    values: Vec<String>,
+}
+
+static PRIVATE: std::sync::OnceLock<Private> = std::sync::OnceLock::new();
+
+/// Keeps the process's own credentials from its steps (a server or a worker, at start;
+/// the first call counts): the environment variables `names` are left out of every
+/// step's and every command source's environment, and their values and `values` (its
+/// secret keys, its database password, webhook keys) are masked in every execution, as
+/// secret parameters are. Values shorter than 6 characters are not masked (they would
+/// hide common text and protect nothing).
+pub fn keep_private(names: Vec<String>, mut values: Vec<String>) {
+    values.extend(names.iter().filter_map(|n| std::env::var(n).ok()));
+    values.retain(|v| v.trim().chars().count() >= 6);
+    let _ = PRIVATE.set(Private { names, values });
+}
+
+/// The environment variables that steps and command sources do not inherit.
+pub fn private_env() -> &'static [String] {
+    PRIVATE.get().map_or(&[], |p| p.names.as_slice())
+}
+
 /// Replaces every occurrence of any secret with `***`.
 ///
 /// Clones share one list: a value found later to be derived from a secret
@@ -30,9 +55,10 @@ impl Masker {
         }))
     }
 
+    /// A masker for these secrets and the process's own credentials ([`keep_private`]).
     pub fn new(secrets: impl IntoIterator<Item = String>) -> Masker {
         let masker = Masker::default();
-        masker.add(secrets);
+        masker.add(secrets.into_iter().chain(PRIVATE.get().iter().flat_map(|p| p.values.iter().cloned())));
         masker
     }
 

@@ -130,6 +130,9 @@ pub async fn run(
         if let Some((_, value)) = &mark {
             c.env(crate::guardian::MARK, value);
         }
+        for name in opsbook_core::secret::private_env() {
+            c.env_remove(name);
+        }
         c.args(args)
             .current_dir(&spec.cwd)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))

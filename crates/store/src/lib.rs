@@ -39,11 +39,54 @@ impl DatabaseUrl {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(DatabaseUrl::Postgres(url.to_string()));
         }
+        // Shown without its user and password.
+        let shown = match url.split_once("://") {
+            Some((scheme, rest)) => format!("{scheme}://{}", rest.rsplit('@').next().unwrap_or(rest)),
+            None => url.split('@').next_back().unwrap_or(url).to_string(),
+        };
         Err(format!(
-            "`{}`: not a database URL opsbook knows (sqlite:///path/to/opsbook.db, or postgres://user@host/db)",
-            url.split('@').next_back().unwrap_or(url)
+            "`{shown}`: not a database URL opsbook knows (sqlite:///path/to/opsbook.db, or postgres://user@host/db)"
         ))
     }
+
+    /// The password in a PostgreSQL URL (`postgres://user:password@host/db`), as written
+    /// and percent-decoded; none for SQLite.
+    pub fn password(&self) -> Vec<String> {
+        match self {
+            DatabaseUrl::Sqlite(_) => Vec::new(),
+            DatabaseUrl::Postgres(url) => password(url),
+        }
+    }
+}
+
+/// The password of a `scheme://user:password@host/…` URL, as written and percent-decoded.
+fn password(url: &str) -> Vec<String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let Some((userinfo, _)) = authority.rsplit_once('@') else { return Vec::new() };
+    let Some((_, written)) = userinfo.split_once(':') else { return Vec::new() };
+    let decoded = percent_decoded(written);
+    vec![written.to_string(), decoded]
+}
+
+fn percent_decoded(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What publishing a version does, decided the same way by every backend (inside its
@@ -477,5 +520,10 @@ mod tests {
         assert!(DatabaseUrl::parse("sqlite://").unwrap_err().contains("no file named"));
         let err = DatabaseUrl::parse("mysql://root:secret@h/db").unwrap_err();
         assert!(err.contains("not a database URL") && !err.contains("secret"), "{err}");
+        assert!(err.starts_with("`mysql://h/db`: "), "the scheme is what is wrong: {err}");
+        let url = DatabaseUrl::parse("postgres://ops:S3cret%21x@db:5432/opsbook?sslmode=require").unwrap();
+        assert_eq!(url.password(), ["S3cret%21x", "S3cret!x"]);
+        assert!(DatabaseUrl::parse("postgres://ops@db/opsbook").unwrap().password().is_empty());
+        assert!(DatabaseUrl::parse("sqlite:///x.db").unwrap().password().is_empty());
     }
 }

@@ -112,8 +112,24 @@ async fn setup(
         (None, None) => super::resolve_db(None)?.url,
     };
     config.secret_keys = Some(secret_keys(&config, &url)?);
+    keep_private(&config, &url);
     let store = super::open_store_with(&url, &config.postgres()).await?;
     Ok((config, url, store))
+}
+
+/// The server's own credentials stay out of its steps: the variables that hold them are
+/// not passed on, and they are masked in executions' output wherever a step finds them.
+fn keep_private(config: &Config, url: &opsbook_store::DatabaseUrl) {
+    let mut names: Vec<String> =
+        ["OPSBOOK_SECRET_KEY", "OPSBOOK_DATABASE_URL", "OPSBOOK_TOKEN", "PGPASSWORD"].map(String::from).into();
+    names.extend(config.notify.iter().filter_map(|r| r.secret_env.clone()));
+    // The keys themselves (from a key file too), one by one, without the file's comments.
+    let keys = config.secret_keys.as_deref().unwrap_or_default().lines();
+    let keys = keys.map(str::trim).filter(|l| !l.starts_with('#')).flat_map(|l| l.split(','));
+    let mut values: Vec<String> = keys.map(|k| k.trim().to_string()).collect();
+    values.extend(config.notify.iter().filter_map(|r| r.secret.clone()));
+    values.extend(url.password());
+    opsbook_core::secret::keep_private(names, values);
 }
 
 /// The file beside a SQLite database that a server holds a shared lock on while it

@@ -391,3 +391,32 @@ fn rollback_asks_only_for_the_secrets_it_uses() {
     assert_eq!(rolled.code, 0, "{rolled:?}");
     assert!(!env.path("deployed").exists());
 }
+
+/// A server's own credentials (its secret key, its database password) do not reach its
+/// steps: the variables are not passed on, and a value a step finds anyway is masked.
+#[test]
+fn a_servers_own_credentials_stay_out_of_its_steps() {
+    let env = Env::new();
+    let key = "5e0c2f8a1b3d4c6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6";
+    let op = crate::server::token(&env, "olga", &["author", "operator"]);
+    let mut cmd = env.cmd(&["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "", "--workers", "1"]);
+    cmd.env("OPSBOOK_SECRET_KEY", key).env("OPSBOOK_TOKEN", &op).env("PGPASSWORD", "pg-password-1");
+    let (mut child, url, _) = crate::support::start_server(cmd);
+    env.write("found.txt", &format!("key={key}\n"));
+    env.write(
+        "books/leak.yaml",
+        &runbook(
+            "",
+            "    - id: look\n      run: env | grep -E 'OPSBOOK_(SECRET_KEY|TOKEN)|PGPASSWORD' || echo none passed on\n    - id: find\n      run: cat $T/found.txt\n",
+        )
+        .replace("name: test", "name: leak"),
+    );
+    assert_eq!(crate::server::client(&env, &url, &op, &["push", "books"]).code, 0);
+    let ran = crate::server::client(&env, &url, &op, &["run", "leak", "--output", "json"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let id = ran.json()["id"].as_str().unwrap().to_string();
+    let logs = crate::server::client(&env, &url, &op, &["logs", &id]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(logs.stdout, "[look] none passed on\n[find] key=***\n", "{logs:?}");
+}

@@ -52,6 +52,9 @@ fn collect(pipe: Option<impl AsyncRead + Unpin + Send + 'static>) -> (Arc<Mutex<
 
 pub(crate) async fn check(c: &Checker, cmd: &CommandCheck, dir: Option<&Path>) -> Result<Vec<BlockRecord>, String> {
     let mut wrap = CommandWrap::with_new("sh", |w| {
+        for name in opsbook_core::secret::private_env() {
+            w.env_remove(name);
+        }
         w.args(["-c", &cmd.run]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         if let Some(dir) = dir {
             w.current_dir(dir);
