@@ -72,7 +72,7 @@ const TABLES: &[(&str, &str, &str)] = &[
     (
         "schedules",
         "id, runbook, source, cron, timezone, params, overlap, missed, created_by, created_at, next_run_at, \
-         last_run_at, last_result",
+         last_run_at, last_result, roles",
         "",
     ),
     ("web_sessions", "hash, token_id, created_at, expires_at, ended_at", ""),
@@ -111,6 +111,7 @@ pub async fn copy_from_sqlite(from: &Path, to: &PgStore) -> Result<Copied> {
                 .into(),
         ));
     }
+    carries_every_column(to).await?;
     let (tx_rows, mut rx_rows) = mpsc::channel::<(usize, Rows)>(4);
     let path = from.to_path_buf();
     let reader = tokio::task::spawn_blocking(move || read_sqlite(&path, &tx_rows));
@@ -145,12 +146,51 @@ pub async fn copy_from_sqlite(from: &Path, to: &PgStore) -> Result<Copied> {
     Ok(copied)
 }
 
+/// Refuses to copy when a column of the target is not in [`TABLES`] (a column added to
+/// the schema and not to the copy), which would be left empty.
+async fn carries_every_column(to: &PgStore) -> Result<()> {
+    for (table, columns, _) in TABLES {
+        let have: Vec<String> = sqlx::query_scalar(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() \
+             AND table_name = $1",
+        )
+        .bind(table)
+        .fetch_all(to.pool())
+        .await
+        .db()?;
+        let listed: Vec<&str> = columns.split(',').map(str::trim).collect();
+        left_behind(table, have.iter().map(String::as_str).filter(|c| !listed.contains(c)))?;
+    }
+    Ok(())
+}
+
+/// An error naming the columns of `table` that the copy would leave behind, if any.
+fn left_behind<'a>(table: &str, columns: impl Iterator<Item = &'a str>) -> Result<()> {
+    let missing: Vec<&str> = columns.collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Conflict(format!(
+        "this build's copy does not carry {table}.{}: nothing was copied",
+        missing.join(&format!(", {table}."))
+    )))
+}
+
 /// Reads every table of [`TABLES`] in one read transaction and sends it in batches.
 fn read_sqlite(path: &Path, out: &mpsc::Sender<(usize, Rows)>) -> Result<()> {
     let sqlite = |e: rusqlite::Error| Error::Open(format!("{}: {e}", path.display()));
     let conn =
         rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sqlite)?;
     conn.execute_batch("BEGIN").map_err(sqlite)?;
+    for (table, columns, select) in TABLES {
+        // Every column of the source is read (by name, or in the expression that reads it).
+        let select = if select.is_empty() { columns } else { select };
+        let words: Vec<&str> = select.split(|c: char| !(c.is_alphanumeric() || c == '_')).collect();
+        let mut stmt = conn.prepare(&format!("SELECT name FROM pragma_table_info('{table}')")).map_err(sqlite)?;
+        let names = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(sqlite)?;
+        let names: Vec<String> = names.collect::<rusqlite::Result<_>>().map_err(sqlite)?;
+        left_behind(table, names.iter().map(String::as_str).filter(|n| !words.contains(n)))?;
+    }
     for (i, (table, columns, select)) in TABLES.iter().enumerate() {
         let select = if select.is_empty() { columns } else { select };
         let mut stmt = conn.prepare(&format!("SELECT {select} FROM {table}")).map_err(sqlite)?;
