@@ -354,7 +354,7 @@ impl Engine {
                     blocked_by.as_deref().unwrap_or("blocked")
                 ),
             };
-            self.store.append_logs(&[line]).await?;
+            self.store.append_logs(&[line], None).await?;
             let gate_steps = waived.iter().map(|&g| steps[g].step_id.clone()).collect();
             let step = steps[i].step_id.clone();
             let execution = self.let_go(held, ExecStatus::Queued).await?;

@@ -20,12 +20,15 @@ pub struct LogSink {
     bytes: usize,
     since: Instant,
     masker: Masker,
+    fence: Option<String>,
 }
 
 impl LogSink {
-    pub fn new(store: Db, execution_id: &str, last_seq: i64, masker: Masker) -> LogSink {
+    /// A sink for an execution's lines, written fenced by `fence` (its runner's claim).
+    pub fn new(store: Db, execution_id: &str, last_seq: i64, masker: Masker, fence: Option<String>) -> LogSink {
         LogSink {
             store,
+            fence,
             execution_id: execution_id.to_string(),
             seq: last_seq,
             buf: Vec::new(),
@@ -79,7 +82,7 @@ impl LogSink {
         if self.buf.is_empty() {
             return Ok(());
         }
-        crate::patient::Patient(&self.store).append_logs(&self.buf).await?;
+        crate::patient::Patient(&self.store).append_logs(&self.buf, self.fence.as_deref()).await?;
         self.buf.clear();
         self.bytes = 0;
         Ok(())

@@ -85,8 +85,8 @@ impl Patient<'_> {
         patiently!("the end of the execution", self.0.finish_execution(e, last, fence))
     }
 
-    pub async fn append_logs(&self, lines: &[LogLine]) -> Result<()> {
-        patiently!("log lines", self.0.append_logs(lines))
+    pub async fn append_logs(&self, lines: &[LogLine], fence: Option<&str>) -> Result<()> {
+        patiently!("log lines", self.0.append_logs(lines, fence))
     }
 
     pub async fn set_process(&self, execution_id: &str, step_id: &str, process: Option<&str>) -> Result<()> {

@@ -180,7 +180,7 @@ mod tests {
             ts: 2,
             line: "hello".into(),
         };
-        store.append_logs(std::slice::from_ref(&line)).await.unwrap();
+        store.append_logs(std::slice::from_ref(&line), None).await.unwrap();
         assert!(hears(&mut a, Duration::from_secs(5)).await, "a new line is news");
         assert!(hears(&mut b, Duration::from_secs(5)).await);
         assert!(!hears(&mut c, TICK * 3).await, "not for another execution's stream");
@@ -193,7 +193,7 @@ mod tests {
         let db = rusqlite::Connection::open(dir.path().join("live.db")).unwrap();
         db.execute("UPDATE executions SET status = 'hibernating' WHERE id = 'E2'", []).unwrap();
         let line = LogLine { seq: 2, line: "again".into(), ..line };
-        store.append_logs(&[line]).await.unwrap();
+        store.append_logs(&[line], None).await.unwrap();
         assert!(hears(&mut c, Duration::from_secs(5)).await, "an unknown status is news");
         assert!(hears(&mut a, Duration::from_secs(5)).await, "and others still hear theirs");
         // Streams that went are forgotten at the next look.

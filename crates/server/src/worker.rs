@@ -206,7 +206,7 @@ async fn note_deprecated(state: &AppState, exec: &Execution, loaded: Option<Load
         ts: now_ms(),
         line: format!("warning: runbook `{}` is deprecated; prefer its replacement", exec.runbook_name),
     };
-    match state.store.append_logs(&[line]).await {
+    match state.store.append_logs(&[line], None).await {
         Ok(()) => Some((steps, 1)),
         Err(e) => {
             tracing::warn!(%e, id = exec.id, "cannot note the runbook's deprecation in the log");

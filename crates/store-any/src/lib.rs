@@ -154,7 +154,7 @@ impl Store for AnyStore {
         fn update_execution<'a>(&'a self, exec: &'a Execution, fence: Option<&'a str>) -> Result<()>;
         fn update_step<'a>(&'a self, step: &'a StepRecord, fence: Option<&'a str>) -> Result<()>;
         fn record_attempt<'a>(&'a self, attempt: &'a Attempt, steps: &'a [&'a StepRecord], fence: Option<&'a str>) -> Result<()>;
-        fn append_logs<'a>(&'a self, lines: &'a [LogLine]) -> Result<()>;
+        fn append_logs<'a>(&'a self, lines: &'a [LogLine], fence: Option<&'a str>) -> Result<()>;
         fn execution<'a>(&'a self, id_or_prefix: &'a str) -> Result<Execution>;
         fn steps<'a>(&'a self, execution_id: &'a str) -> Result<Vec<StepRecord>>;
         fn attempts<'a>(&'a self, execution_id: &'a str) -> Result<Vec<Attempt>>;

@@ -120,13 +120,32 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn append_logs(&self, lines: &[LogLine]) -> Result<()> {
+    async fn append_logs(&self, lines: &[LogLine], fence: Option<&str>) -> Result<()> {
         if lines.is_empty() {
             return Ok(());
         }
         // A statement per chunk of lines (a round trip per line would bound a chatty
         // step; PostgreSQL takes at most 65,535 parameters, 8 a line), all in one commit.
+        // With a fence, the execution's row is share-locked while `fence` holds it, as a
+        // step write does (no claim passes until the commit), and the lines go in only then.
         let mut tx = self.pool().begin().await.db()?;
+        if let Some(fence) = fence {
+            let mut ids: Vec<&str> = lines.iter().map(|l| l.execution_id.as_str()).collect();
+            ids.dedup();
+            for id in ids {
+                let held: Option<i32> =
+                    sqlx::query_scalar("SELECT 1 FROM executions WHERE id = $1 AND owner = $2 FOR SHARE")
+                        .bind(id)
+                        .bind(fence)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .db()?;
+                if held.is_none() {
+                    check_fence(&mut *tx, id, Some(fence)).await?;
+                    return Err(Error::NotFound(format!("execution {id}")));
+                }
+            }
+        }
         for chunk in lines.chunks(4096) {
             let mut q = QueryBuilder::new(
                 "INSERT INTO execution_logs (execution_id, seq, step_id, phase, attempt, stream, ts, line) ",

@@ -92,12 +92,19 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn append_logs(&self, lines: &[LogLine]) -> Result<()> {
+    async fn append_logs(&self, lines: &[LogLine], fence: Option<&str>) -> Result<()> {
         if lines.is_empty() {
             return Ok(());
         }
         let mut conn = self.conn()?;
         let tx = conn.transaction().db()?;
+        if fence.is_some() {
+            let mut ids: Vec<&str> = lines.iter().map(|l| l.execution_id.as_str()).collect();
+            ids.dedup();
+            for id in ids {
+                check_fence(&tx, id, fence)?;
+            }
+        }
         {
             let mut stmt = tx
                 .prepare_cached(

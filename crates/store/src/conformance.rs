@@ -165,7 +165,7 @@ async fn executions_round_trip<S: ServerStore>(s: S) {
     assert!(s.steps("EX0001").await.unwrap()[0].targets.is_empty());
 
     let lines: Vec<LogLine> = (1..=3).map(|seq| log_line("EX0001", "s0", seq, 100 + seq)).collect();
-    s.append_logs(&lines).await.unwrap();
+    s.append_logs(&lines, None).await.unwrap();
     let q = LogQuery { execution_id: "EX0001".into(), step_id: None, after_seq: 1, limit: 10 };
     assert_eq!(s.logs(&q).await.unwrap(), lines[1..].to_vec());
     assert_eq!(s.last_log_seq("EX0001").await.unwrap(), 3);
@@ -261,6 +261,10 @@ async fn fenced_writes_need_the_claim<S: ServerStore>(s: S) {
     finished.owner = None;
     assert!(lost(s.update_execution(&finished, Some("w1")).await), "the execution");
     assert!(lost(s.finish_execution(&finished, Some((&attempt, &[&st[0]])), Some("w1")).await), "the end");
+    assert!(lost(s.append_logs(&[log_line("EXF001", "s0", 1, 103)], Some("w1")).await), "log lines");
+    assert_eq!(s.last_log_seq("EXF001").await.unwrap(), 0, "no line written");
+    s.append_logs(&[log_line("EXF001", "s0", 1, 104)], Some("w2")).await.unwrap();
+    assert_eq!(s.last_log_seq("EXF001").await.unwrap(), 1, "the holder's line");
     assert_eq!(s.steps("EXF001").await.unwrap()[0].status, StepStatus::Running, "nothing written");
     assert!(s.attempts("EXF001").await.unwrap().is_empty());
     assert_eq!(s.execution("EXF001").await.unwrap(), taken);
@@ -321,7 +325,7 @@ async fn claims_are_exclusive<S: ServerStore>(s: S) {
     // last sequence number of its log come with its claim.
     let e = execution("QLOG", "demo", ExecStatus::Queued, 5000);
     s.create_execution(&e, &steps("QLOG", 3)).await.unwrap();
-    s.append_logs(&[log_line("QLOG", "s1", 1, 5001), log_line("QLOG", "s1", 2, 5002)]).await.unwrap();
+    s.append_logs(&[log_line("QLOG", "s1", 1, 5001), log_line("QLOG", "s1", 2, 5002)], None).await.unwrap();
     let c = s.claim_next("worker-x", 30_000).await.unwrap().expect("a queued execution");
     assert_eq!((c.execution.id.as_str(), c.execution.owner.as_deref(), c.last_seq), ("QLOG", Some("worker-x"), 2));
     assert_eq!(c.steps, s.steps("QLOG").await.unwrap());
@@ -609,7 +613,7 @@ async fn heads_follow_status_and_logs<S: ServerStore>(s: S) {
         ts: 200,
         line: format!("line {seq}"),
     };
-    s.append_logs(&[line(1), line(2)]).await.unwrap();
+    s.append_logs(&[line(1), line(2)], None).await.unwrap();
     let mut done = execution("HD0009", "demo", ExecStatus::Succeeded, 100);
     done.finished_at = Some(300);
     s.update_execution(&done, None).await.unwrap();

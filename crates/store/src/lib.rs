@@ -188,7 +188,12 @@ pub trait Store: Send + Sync + Clone + 'static {
         steps: &'a [&'a StepRecord],
         fence: Option<&'a str>,
     ) -> impl Future<Output = Result<()>> + Send;
-    fn append_logs<'a>(&'a self, lines: &'a [LogLine]) -> impl Future<Output = Result<()>> + Send;
+    /// Appends log lines (of one execution); with a `fence`, fenced as state writes are.
+    fn append_logs<'a>(
+        &'a self,
+        lines: &'a [LogLine],
+        fence: Option<&'a str>,
+    ) -> impl Future<Output = Result<()>> + Send;
 
     /// Finds an execution by full id or unique prefix (at least 4 characters).
     fn execution<'a>(&'a self, id_or_prefix: &'a str) -> impl Future<Output = Result<Execution>> + Send;

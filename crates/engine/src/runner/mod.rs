@@ -85,7 +85,8 @@ impl<'e, 'h> Run<'e, 'h> {
         last_seq: i64,
     ) -> Self {
         let masker = Masker::new(params.secret_values());
-        let sink = LogSink::new(engine.store.clone(), &exec.id, last_seq, masker);
+        let fence = Some(engine.config.owner.clone());
+        let sink = LogSink::new(engine.store.clone(), &exec.id, last_seq, masker, fence);
         let base_dir = PathBuf::from(&exec.base_dir);
         Run {
             engine,

@@ -260,7 +260,7 @@ async fn a_50_mb_log_opens_at_its_tail_and_pages_back() {
                 }
             })
             .collect();
-        srv.store.append_logs(&batch).await.unwrap();
+        srv.store.append_logs(&batch, None).await.unwrap();
     }
     let driver = Driver::start().await;
     let b = driver.browser(1280).await;

@@ -124,7 +124,7 @@ async fn a_runner_whose_claim_is_taken_stops_and_writes_nothing() {
         "",
         "",
         &format!(
-            "    - id: long\n      run: echo $$ > {d}/pid; touch {d}/started; sleep 30; touch {d}/finished\n    - id: next\n      run: touch {d}/next\n",
+            "    - id: long\n      run: echo $$ > {d}/pid; touch {d}/started; i=0; while [ $i -lt 600 ]; do echo tick $i; i=$((i+1)); sleep 0.05; done; touch {d}/finished\n    - id: next\n      run: touch {d}/next\n",
             d = dir.display()
         ),
     );
@@ -139,6 +139,8 @@ async fn a_runner_whose_claim_is_taken_stops_and_writes_nothing() {
     // Another runner takes the claim, as after a lapsed lease.
     let far = now_ms() + 3_600_000;
     s.sql(&format!("UPDATE executions SET owner = 'server:thief', lease_expires_at = {far} WHERE id = '{id}'")).await;
+    // The step goes on printing until its runner notices; none of it is written any more.
+    let lines_at_theft = s.store.last_log_seq(&id).await.unwrap();
     let pid: i32 = std::fs::read_to_string(dir.join("pid")).unwrap().trim().parse().unwrap();
     while !dead(pid) {
         assert!(start.elapsed() < Duration::from_secs(40), "the step's shell {pid} was not killed");
@@ -154,6 +156,7 @@ async fn a_runner_whose_claim_is_taken_stops_and_writes_nothing() {
     assert_eq!(steps[0].status, StepStatus::Running, "the stale runner did not settle it");
     assert_eq!(steps[1].status, StepStatus::Pending);
     assert!(s.store.attempts(&id).await.unwrap().is_empty(), "no attempt written");
+    assert_eq!(s.store.last_log_seq(&id).await.unwrap(), lines_at_theft, "no log line written");
     s.stop().await;
 }
 
