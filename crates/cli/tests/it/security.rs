@@ -420,3 +420,31 @@ fn a_servers_own_credentials_stay_out_of_its_steps() {
     let _ = child.wait();
     assert_eq!(logs.stdout, "[look] none passed on\n[find] key=***\n", "{logs:?}");
 }
+
+/// A here-document a shell reads as its program is code: a value there is refused before
+/// anything runs, and the form the message gives (an argument) carries any value as data.
+#[test]
+fn here_documents_read_by_a_shell_take_no_values() {
+    let env = Env::new();
+    let fed = runbook(
+        "    app: { type: string }\n",
+        "    - id: first\n      run: touch first-ran\n    - id: restart\n      run: |\n        bash -s <<OPSBOOK_END\n        echo \"restarting {{ params.app }}\" > restarted\n        OPSBOOK_END\n",
+    );
+    env.write("fed.yaml", &fed);
+    let o = env.run(&["validate", "fed.yaml"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stdout.contains("fed.yaml:16:26: run: this here-document"), "{o:?}");
+    assert!(o.stdout.contains("is read by a shell or an interpreter"), "{o:?}");
+    let o = env.run(&["run", "fed.yaml", "-p", "app=x\"; touch pwned; echo \""]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(!env.path("pwned").exists() && !env.path("first-ran").exists(), "nothing ran");
+    let safe = runbook(
+        "    app: { type: string }\n",
+        "    - id: restart\n      run: |\n        bash -s -- {{ params.app }} <<'OPSBOOK_END'\n        echo \"restarting $1\" > restarted\n        OPSBOOK_END\n",
+    );
+    env.write("safe.yaml", &safe);
+    let o = env.run(&["run", "safe.yaml", "-p", "app=x\"; touch pwned; echo \""]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(env.read("restarted"), "restarting x\"; touch pwned; echo \"\n");
+    assert!(!env.path("pwned").exists());
+}

@@ -47,6 +47,11 @@ pub(super) const SHELLS_DIFFER: &str = "sh (dash) and bash read this here-docume
      delimiter followed by `)`, or `$( … <<EOF)` closed on the operator's line): write it plainly";
 pub(super) const DUP_TARGET: &str = "after `>&` bash expands a word that is no file descriptor a second time, \
      running a `$( … )` in the value: redirect to a file with `>` or `&>` instead";
+pub(super) const FED_TO_SHELL: &str = "this here-document (or here-string) is read by a shell or an interpreter \
+     (`bash -s <<EOF`, `ssh HOST <<EOF`, `… | sh`) as code, so a value in it would be run: pass the value as an \
+     argument (bash -s -- {{ … }} <<'EOF' … \"$1\" … EOF) or in the environment (env: in the step)";
+pub(super) const PROMPT_CODE: &str = "bash expands PS0, PS1, PS2, PS4 and PROMPT_COMMAND as code when it uses them \
+     (PS4 on every traced line), and runs the file ENV and BASH_ENV name: set them without values";
 pub(super) const BUILT_WORD: &str = "{% %} logic builds part of the word this value is in, so what the word is \
      cannot be told: give the value a word of its own";
 
@@ -64,6 +69,8 @@ enum Frame {
         delimiter: String,
         strip_tabs: bool,
         literal: bool,
+        /// Read as code (by a shell or an interpreter).
+        code: bool,
     },
     /// `$(( ))` and `(( ))` with the depth of plain parentheses, or a subscript or bash's
     /// `$[ ]` with the depth of brackets.
@@ -107,6 +114,10 @@ struct Cmd {
     code: Option<usize>,
     /// A `[[ ]]` that compares numbers (`-eq`, `-lt`…).
     numeric: bool,
+    /// The next redirection target is a here-string that a shell reads as code…
+    code_target: bool,
+    /// …and `code` is that here-string, not a `-c` argument.
+    code_is_input: bool,
     /// The redirection's target follows `>&` or `<&`…
     dup: bool,
     /// …and this is where it began.
@@ -149,6 +160,7 @@ struct Pending {
     delimiter: String,
     strip_tabs: bool,
     literal: bool,
+    code: bool,
     /// How many frames were open at its operator.
     depth: usize,
 }
@@ -368,7 +380,9 @@ impl<'a> Scanner<'a> {
             b' ' | b'\t' => self.command().word = None,
             b'#' if self.starts_comment(cmd) => self.stack.push(Frame::Comment),
             b'<' if self.at(b"<<<") => {
+                let code = self.feeds_code(self.i);
                 self.command().target = true;
+                self.command().code_target = code;
                 self.i += 2;
             }
             b'<' if self.at(b"<<") => {
@@ -468,6 +482,8 @@ impl<'a> Scanner<'a> {
             cmd.maybe_fresh = false;
             cmd.code_next = false;
             cmd.code = None;
+            cmd.code_target = false;
+            cmd.code_is_input = false;
             cmd.dup = false;
             cmd.dup_word = None;
         }
@@ -577,6 +593,10 @@ impl<'a> Scanner<'a> {
                 if target && std::mem::take(&mut cmd.dup) {
                     cmd.dup_word = Some(start);
                 }
+                if target && std::mem::take(&mut cmd.code_target) {
+                    cmd.code = Some(start);
+                    cmd.code_is_input = true;
+                }
                 if !target {
                     if std::mem::take(&mut cmd.code_next) {
                         cmd.code = Some(start);
@@ -641,7 +661,8 @@ impl<'a> Scanner<'a> {
             Frame::AnsiC => Context::AnsiC,
             Frame::Backquote => Context::Refused(IN_BACKQUOTES),
             Frame::Parameter(_) => Context::Refused(IN_PARAMETER),
-            Frame::Heredoc { delimiter, strip_tabs, literal } => {
+            Frame::Heredoc { code: true, .. } => Context::Refused(FED_TO_SHELL),
+            Frame::Heredoc { delimiter, strip_tabs, literal, .. } => {
                 let line_start = self.src[..start].rfind('\n').map_or(0, |p| p + 1);
                 let line_end = self.src[end..].find('\n').map_or(self.src.len(), |p| end + p);
                 let h = Heredoc {

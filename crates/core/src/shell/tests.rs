@@ -364,3 +364,62 @@ fn refuses_values_after_a_duplicating_redirection() {
     }
     assert_eq!(contexts("echo a >&2 {{ p }}; echo b > {{ q }}; echo c &> {{ r }}"), [Bare, Bare, Bare]);
 }
+
+/// A value in what a shell or an interpreter reads as its program (a here-document, a
+/// here-string), in a command word written in quotes, or in a prompt variable is code.
+#[test]
+fn values_in_code_read_from_input_quoted_commands_and_prompts() {
+    use super::scan::{AS_CODE, FED_TO_SHELL, PROMPT_CODE};
+    use Context::*;
+    for script in [
+        "bash -s <<OPSBOOK_END\ncd /tmp && echo \"restarting {{ p }}\"\nOPSBOOK_END",
+        "bash <<EOF\necho {{ p }}\nEOF",
+        "sh <<'EOF'\necho {{ p }}\nEOF",
+        "sudo -u app bash -s -- x <<EOF\necho {{ p }}\nEOF",
+        "ssh -i key.pem -p 2222 deploy@web1 <<EOF\necho {{ p }}\nEOF",
+        "ssh web1 bash -s <<EOF\necho {{ p }}\nEOF",
+        "kubectl exec -i pod -- sh <<EOF\necho {{ p }}\nEOF",
+        "su - app <<EOF\necho {{ p }}\nEOF",
+        "python3 - <<EOF\nprint('{{ p }}')\nEOF",
+        "cat <<EOF | sh\necho {{ p }}\nEOF",
+        "bash -o pipefail <<EOF\necho {{ p }}\nEOF",
+        "sh <<< {{ p }}",
+        "bash <<< \"echo {{ p }}\"",
+    ] {
+        assert_eq!(contexts(script), [Refused(FED_TO_SHELL)], "{script}");
+    }
+    // Input that is data: to a script file, a remote command, a program that is no shell.
+    for script in [
+        "bash ./deploy.sh <<EOF\n{{ p }}\nEOF",
+        "ssh web1 'cat > /etc/app.conf' <<EOF\n{{ p }}\nEOF",
+        "sh -c 'cat > f' <<EOF\n{{ p }}\nEOF",
+        "cat > notes.sh <<EOF\n{{ p }}\nEOF",
+        "python3 render.py <<EOF\n{{ p }}\nEOF",
+        "kubectl apply -f - <<EOF\nname: {{ p }}\nEOF",
+    ] {
+        assert!(matches!(contexts(script)[..], [Heredoc(_)]), "{script}: {:?}", contexts(script));
+    }
+    assert_eq!(contexts("grep x <<< {{ p }}"), [Bare]);
+    // A command word in quotes or with backslashes is what it spells.
+    for script in
+        ["\"eval\" echo {{ p }}", "'sh' -c {{ p }}", "e\\val {{ p }}", "s\\h -c {{ p }}", "\"ba\"sh -c {{ p }}"]
+    {
+        assert_eq!(contexts(script), [Refused(AS_CODE)], "{script}");
+    }
+    // One made at run time may be a shell: its `-c` takes code; other words are words.
+    for script in ["$SHELL -c {{ p }}", "\"$SH\" -c {{ p }}", "script -qc {{ p }} /dev/null", "flock /tmp/l -c {{ p }}"]
+    {
+        assert_eq!(contexts(script), [Refused(AS_CODE)], "{script}");
+    }
+    assert_eq!(contexts("\"$KUBECTL\" apply -f {{ p }}"), [Bare]);
+    // Variables bash runs.
+    for script in [
+        "PS4='+ [{{ p }}] '; set -x",
+        "export PROMPT_COMMAND={{ p }}",
+        "ENV={{ p }} sh -i",
+        "BASH_ENV=\"{{ p }}\" bash x.sh",
+    ] {
+        assert_eq!(contexts(script), [Refused(PROMPT_CODE)], "{script}");
+    }
+    assert_eq!(contexts("PS5={{ p }}; MY_ENV={{ q }}"), [Bare, Bare]);
+}

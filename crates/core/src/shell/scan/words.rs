@@ -1,6 +1,14 @@
 //! The words of a simple command: which command it is, and what it makes of a value.
 
-use super::{AS_CODE, AS_NAME, Context, Frame, Kind, Scanner, is_name, is_word_byte, without_tags};
+use super::{
+    AS_CODE, AS_NAME, Context, FED_TO_SHELL, Frame, Kind, PROMPT_CODE, Scanner, is_name, is_word_byte, without_tags,
+};
+
+/// Variables bash reads as code (prompts, expanded when shown; PS4 on every traced line)
+/// or as the name of a file it runs.
+const CODE_VARIABLES: &[&str] = &["PS0", "PS1", "PS2", "PS4", "PROMPT_COMMAND", "ENV", "BASH_ENV"];
+/// Commands whose `-c` argument is a command line run by a shell.
+const RUN_C: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "su", "runuser", "script", "flock"];
 
 /// Words that leave the next word in command position.
 const PREFIXES: &[&str] =
@@ -54,11 +62,21 @@ impl Scanner<'_> {
         if target && std::mem::take(&mut cmd.dup) {
             cmd.dup_word = Some(start);
         }
+        if target && std::mem::take(&mut cmd.code_target) {
+            cmd.code = Some(start);
+            cmd.code_is_input = true;
+        }
         if target || fd {
             return;
         }
-        // `sh -c CODE`, wherever the shell comes in the command (`timeout 5 sh -c …`).
-        let shell = matches!(text.rsplit('/').next(), Some("sh" | "bash" | "dash" | "zsh" | "ksh" | "su"));
+        // What the word is once quotes and backslashes are gone (`"eval"`, `e\val`);
+        // `None` when an expansion makes it (`$SHELL`, `$(…)`), known only at run time.
+        let quoted = self.b.get(end).is_some_and(|c| b"\"'\\$`".contains(c));
+        let name = if quoted { self.dequoted(start) } else { Some(text.to_string()) };
+        let cmd = self.command();
+        // `sh -c CODE`, wherever the shell comes in the command (`timeout 5 sh -c …`); a
+        // command made at run time (in command position) is taken for one.
+        let shell = name.as_deref().is_some_and(|n| RUN_C.contains(&n.rsplit('/').next().unwrap_or(n)));
         let option = text.starts_with('-') && text != "--";
         if !option && text != "--" && std::mem::take(&mut cmd.code_next) {
             cmd.code = Some(start);
@@ -91,7 +109,7 @@ impl Scanner<'_> {
                 return;
             }
             cmd.maybe_fresh = false;
-            cmd.kind = super::strictest(cmd.kind, command_kind(text));
+            cmd.kind = super::strictest(cmd.kind, name.as_deref().map_or(Kind::Shell, command_kind));
             cmd.numeric |= numeric;
             if matches!(text, "case" | "esac" | "function") {
                 self.lose(super::CONDITIONAL_SHELL);
@@ -128,7 +146,7 @@ impl Scanner<'_> {
             return;
         }
         cmd.fresh = matches!(text, "function" | "coproc");
-        cmd.kind = command_kind(text);
+        cmd.kind = name.as_deref().map_or(Kind::Shell, command_kind);
         cmd.numeric = numeric;
         match text {
             "case" => cmd.cases += 1,
@@ -162,10 +180,16 @@ impl Scanner<'_> {
         let integer = prefix
             .split_once('=')
             .is_some_and(|(name, _)| self.integers.iter().any(|n| n == name.trim_end_matches('+')));
+        let assigned = prefix.split_once('=').map(|(name, _)| name.trim_end_matches('+'));
         match cmd.kind {
+            _ if assigned.is_some_and(|n| CODE_VARIABLES.contains(&n)) => Some(Context::Refused(PROMPT_CODE)),
             Kind::Arithmetic | Kind::DeclareInt => Some(Context::Arithmetic),
             Kind::Names => Some(Context::Refused(AS_NAME)),
             Kind::Code => Some(Context::Refused(AS_CODE)),
+            _ if cmd.target && cmd.code_target => Some(Context::Refused(FED_TO_SHELL)),
+            _ if cmd.code.is_some() && cmd.code == cmd.word && cmd.code_is_input => {
+                Some(Context::Refused(FED_TO_SHELL))
+            }
             _ if cmd.code_next || (cmd.code.is_some() && cmd.code == cmd.word) => Some(Context::Refused(AS_CODE)),
             Kind::Declare if !prefix.contains('=') => Some(Context::Refused(AS_NAME)),
             Kind::Declare if prefix.trim_end_matches(['"', '\'']).ends_with('=') => {
@@ -189,6 +213,39 @@ impl Scanner<'_> {
     }
 }
 
+impl Scanner<'_> {
+    /// The word at `start` without its quotes and backslashes, up to where it ends or a
+    /// template tag begins; `None` if part of it is an expansion (`$…`, a backquote).
+    fn dequoted(&self, start: usize) -> Option<String> {
+        let mut out = Vec::new();
+        let mut quote: Option<u8> = None;
+        let mut i = start;
+        while let Some(&c) = self.b.get(i) {
+            if c == b'{' && matches!(self.b.get(i + 1), Some(b'{' | b'%' | b'#')) {
+                break;
+            }
+            match (quote, c) {
+                (Some(q), _) if c == q => quote = None,
+                (Some(b'"') | None, b'$' | b'`') => return None,
+                (Some(b'"'), b'\\') if matches!(self.b.get(i + 1), Some(b'$' | b'`' | b'"' | b'\\')) => {
+                    i += 1;
+                    out.push(self.b[i]);
+                }
+                (Some(_), _) => out.push(c),
+                (None, b'\'' | b'"') => quote = Some(c),
+                (None, b'\\') => {
+                    i += 1;
+                    out.extend(self.b.get(i).filter(|&&n| n != b'\n'));
+                }
+                (None, b' ' | b'\t' | b'\n' | b';' | b'&' | b'|' | b'<' | b'>' | b'(' | b')') => break,
+                (None, _) => out.push(c),
+            }
+            i += 1;
+        }
+        Some(String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
 /// What a command named `text` does with its words, where that matters for a value.
 fn command_kind(text: &str) -> Kind {
     match text.rsplit('/').next().unwrap_or(text) {
@@ -196,7 +253,7 @@ fn command_kind(text: &str) -> Kind {
         "declare" | "typeset" | "local" | "export" | "readonly" => Kind::Declare,
         "unset" => Kind::Names,
         "eval" | "trap" | "alias" | "watch" => Kind::Code,
-        "sh" | "bash" | "dash" | "zsh" | "ksh" | "su" => Kind::Shell,
+        name if RUN_C.contains(&name) => Kind::Shell,
         "read" => Kind::Read,
         "printf" | "test" | "[" => Kind::NameAfter(&["-v", "-R"]),
         "wait" => Kind::NameAfter(&["-p"]),
