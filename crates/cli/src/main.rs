@@ -37,7 +37,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "OPSBOOK_DB", value_name = "PATH")]
     pub db: Option<PathBuf>,
     /// The database as a URL (sqlite:///path/to/opsbook.db, or postgres://user@host/db for a server shared by many nodes); wins over --db
-    #[arg(long, global = true, env = "OPSBOOK_DATABASE_URL", value_name = "URL")]
+    #[arg(long, global = true, env = "OPSBOOK_DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database: Option<String>,
     /// Talk to an opsbook server instead of the local database (token: OPSBOOK_TOKEN or
     /// `opsbook login`); without it, the server of the login profile in use, if any

@@ -163,6 +163,31 @@ impl Runbook {
 }
 
 /// SHA-256 of a text, hex encoded.
+/// The most a document opsbook reads (a runbook, its tests, a gates file, an inventory,
+/// a parameters file) may hold: far more than any needs, and a bound on what a wrong
+/// path (`/dev/zero`, a log file) can cost.
+pub const DOCUMENT_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// Reads a document, refusing one larger than [`DOCUMENT_LIMIT`] (a device or pipe
+/// included: it is read up to the limit, no further).
+pub fn read_document(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(DOCUMENT_LIMIT + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > DOCUMENT_LIMIT {
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB, which no runbook, gates file or inventory is: is it the file you meant?",
+            DOCUMENT_LIMIT / (1024 * 1024)
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Reads a document as text (see [`read_document`]).
+pub fn read_document_text(path: &std::path::Path) -> std::io::Result<String> {
+    String::from_utf8(read_document(path)?).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
 pub fn sha256_hex(text: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(text))

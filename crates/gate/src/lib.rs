@@ -36,7 +36,7 @@ pub fn read_gates_file_for_log(path: &std::path::Path) -> Result<GatesFile, Stri
 }
 
 fn read(path: &std::path::Path, error: impl Fn(&config::ConfigError, &str) -> String) -> Result<GatesFile, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = opsbook_core::read_document(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let text = opsbook_core::Diagnostic::utf8(bytes).map_err(|d| d.headline(&path.display().to_string()))?;
     let absolute = std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let dir = absolute.parent().unwrap_or(std::path::Path::new("/"));

@@ -274,6 +274,7 @@ impl Config {
             ("OPSBOOK_DATABASE_WAIT", &mut config.database_wait),
         ] {
             if let Some(v) = env(k) {
+                opsbook_core::duration::parse(&v).map_err(|e| format!("{k}: {e}"))?;
                 *slot = v;
             }
         }
@@ -345,6 +346,14 @@ impl Config {
         ] {
             opsbook_core::duration::parse(v).map_err(|e| format!("{name}: {e}"))?;
         }
+        // A runner renews its claim every second: a lease near that would pass the claims
+        // of runners that are alive to others.
+        if Self::duration(&self.lease) < std::time::Duration::from_secs(2) {
+            return Err(format!(
+                "lease (OPSBOOK_LEASE): at least 2s, two of the runners' one-second heartbeats, not {}",
+                self.lease
+            ));
+        }
         Ok(())
     }
 
@@ -383,6 +392,10 @@ mod tests {
         assert_eq!((pg.max_connections, pg.acquire_timeout), (40, std::time::Duration::from_secs(2)));
         assert_eq!(parse("database_pool = 1\n").unwrap_err(), "database_pool must be between 2 and 1000, not 1");
         assert!(parse("database_wait = \"soon\"\n").unwrap_err().starts_with("database_wait: "));
+        assert_eq!(
+            parse("lease = \"500ms\"\n").unwrap_err(),
+            "lease (OPSBOOK_LEASE): at least 2s, two of the runners' one-second heartbeats, not 500ms"
+        );
         let rule = "[[notify]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"https://x\"\n";
         assert_eq!(
             parse(&format!("{rule}{rule}")).unwrap_err(),

@@ -51,7 +51,7 @@ pub fn exec(args: Args) -> Result<u8> {
         if super::test::runbook_of(f).is_some() {
             continue;
         }
-        let text = match opsbook_core::Diagnostic::utf8(std::fs::read(f)?) {
+        let text = match opsbook_core::Diagnostic::utf8(opsbook_core::read_document(f)?) {
             Ok(text) => text,
             Err(d) => {
                 invalid += 1;

@@ -402,7 +402,7 @@ pub async fn open_at(db: &DbChoice) -> Result<Engine> {
 
 /// Reads and checks a runbook file; problems are printed with snippets.
 pub fn load_runbook(path: &Path) -> Result<Runbook> {
-    let text = std::fs::read(path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+    let text = opsbook_core::read_document(path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
     let text = opsbook_core::Diagnostic::utf8(text).map_err(|d| usage(d.headline(&path.display().to_string())))?;
     opsbook_core::parse(&text).map_err(|diags| {
         let shown = path.display().to_string();

@@ -143,7 +143,8 @@ pub fn as_json(inputs: BTreeMap<String, Input>) -> BTreeMap<String, serde_json::
 pub fn collect_params(pairs: &[String], file: Option<&Path>) -> Result<BTreeMap<String, Input>> {
     let mut out = BTreeMap::new();
     if let Some(f) = file {
-        let text = std::fs::read_to_string(f).map_err(|e| usage(format!("cannot read {}: {e}", f.display())))?;
+        let text =
+            opsbook_core::read_document_text(f).map_err(|e| usage(format!("cannot read {}: {e}", f.display())))?;
         let path = f.display().to_string();
         // A syntax error is named as such; a document of another shape is told what it must be.
         serde_saphyr::from_str::<serde::de::IgnoredAny>(&text)

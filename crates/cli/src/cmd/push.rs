@@ -54,7 +54,7 @@ pub async fn exec(server: Option<String>, profile: Option<&str>, args: Args) -> 
     let mut invalid = 0;
     for f in &files {
         let shown = f.display().to_string();
-        let bytes = std::fs::read(f).map_err(|e| usage(format!("cannot read {shown}: {e}")))?;
+        let bytes = opsbook_core::read_document(f).map_err(|e| usage(format!("cannot read {shown}: {e}")))?;
         let text = opsbook_core::Diagnostic::utf8(bytes).map_err(|d| usage(d.headline(&shown)))?;
         // A runbook's tests, gates file and inventory are not runbooks: they travel in the
         // bundle of the runbook beside them.

@@ -189,7 +189,11 @@ pub async fn worker(db: Option<opsbook_store::DatabaseUrl>, args: WorkerArgs) ->
         config.workers = n;
     }
     if config.workers == 0 {
-        return Err(usage("--concurrency must be at least 1: a worker that runs nothing is an API node"));
+        let whence = if args.concurrency.is_some() { "--concurrency" } else { "workers (in the settings)" };
+        return Err(usage(format!(
+            "{whence} is 0, but a worker runs at least one execution at once: give it --concurrency N \
+             (`workers = 0` is for API nodes)"
+        )));
     }
     println!(
         "opsbook worker running up to {} executions at once (database {})",

@@ -255,7 +255,7 @@ fn check_file(f: &Path, explicit: Option<&Path>, gates_files: &mut GatesFiles) -
         warnings: Vec::new(),
         rendered: Vec::new(),
     };
-    let text = match std::fs::read(f).map(Diagnostic::utf8) {
+    let text = match opsbook_core::read_document(f).map(Diagnostic::utf8) {
         Ok(Ok(text)) => text,
         Ok(Err(d)) => {
             report.kind = "unreadable";

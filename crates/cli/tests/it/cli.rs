@@ -169,6 +169,16 @@ fn a_file_that_is_not_utf8_is_refused_at_its_place() {
     let o = env.run(&["gate", "check", "g", "--config", "gates.yaml"]);
     assert_eq!(o.code, 2, "{o:?}");
     assert!(o.stderr.contains("gates.yaml:3:19: not valid UTF-8 (byte 0xFF)"), "{o:?}");
+    // A file no document is that large (a device that never ends) is read no further.
+    let huge = "larger than 16 MiB, which no runbook, gates file or inventory is";
+    let o = env.run(&["validate", "/dev/zero"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stdout.contains(huge), "{o:?}");
+    for args in [&["run", "/dev/zero"][..], &["gate", "check", "g", "--config", "/dev/zero"][..]] {
+        let o = env.run(args);
+        assert_eq!(o.code, 2, "{args:?}: {o:?}");
+        assert!(o.stderr.contains(huge), "{args:?}: {o:?}");
+    }
 }
 
 #[test]
@@ -412,6 +422,11 @@ fn the_database_is_named_by_a_url() {
     let o = out(env.cmd(&["admin", "token", "list"]).env_remove("OPSBOOK_DB").output().unwrap());
     assert_eq!(o.code, 0, "{o:?}");
     assert!(o.stderr.contains("database from-toml.db (chosen by opsbook.toml)"), "{o:?}");
+    // Help names the variable but never shows its value (a password may be in it).
+    let url = "postgres://ops:hunter2secret@db:5432/opsbook";
+    let o = out(env.cmd(&["serve", "--help"]).env("OPSBOOK_DATABASE_URL", url).output().unwrap());
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.contains("[env: OPSBOOK_DATABASE_URL]") && !o.stdout.contains("hunter2"), "{o:?}");
 }
 
 /// `validate` warns about files a script names that would not travel with the runbook

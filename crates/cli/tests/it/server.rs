@@ -567,3 +567,21 @@ fn login_profiles_choose_the_server() {
     assert_eq!(broken.code, 2, "{broken:?}");
     assert!(broken.stderr.contains("credentials.toml"), "{broken:?}");
 }
+
+/// A worker that would run nothing says which setting made it so.
+#[test]
+fn a_worker_with_no_concurrency_names_the_setting() {
+    let env = Env::new();
+    let o = env.run(&["worker", "--concurrency", "0"]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(o.stderr.contains("--concurrency is 0, but a worker runs at least one execution at once"), "{o:?}");
+    env.write("opsbook.toml", "workers = 0\n");
+    let o = env.run(&["worker", "--config", "opsbook.toml"]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(o.stderr.contains("workers (in the settings) is 0"), "{o:?}");
+    let o = out(env.cmd(&["worker"]).env("OPSBOOK_LEASE", "1s").output().unwrap());
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(o.stderr.contains("lease (OPSBOOK_LEASE): at least 2s"), "{o:?}");
+    let o = out(env.cmd(&["worker"]).env("OPSBOOK_LEASE", "bogus").output().unwrap());
+    assert!(o.stderr.contains("OPSBOOK_LEASE: "), "{o:?}");
+}

@@ -126,7 +126,7 @@ fn walk(
         if !called.contains(&target) {
             called.push(target.clone());
         }
-        let child = match std::fs::read_to_string(&target) {
+        let child = match crate::read_document_text(&target) {
             Ok(text) => match crate::parse(&text) {
                 Ok(c) => c,
                 Err(diags) => {

@@ -369,7 +369,7 @@ pub fn check_inventories(root_path: &std::path::Path, rb: &crate::Runbook) -> Ve
     let mut problems = Vec::new();
     for step in rb.all_steps() {
         let Some(Targets { source: Source::Inventory { path, group }, .. }) = &step.targets else { continue };
-        let found = std::fs::read_to_string(dir.join(path))
+        let found = crate::read_document_text(&dir.join(path))
             .map_err(|e| format!("cannot read the inventory {path}: {e}"))
             .and_then(|text| Inventory::parse(&text, path))
             .and_then(|inv| inv.targets(group.as_deref(), path));
