@@ -23,18 +23,23 @@ impl ApprovalWait {
     /// step has timed out, whether or not anything has marked it so yet (a local run has
     /// nothing watching the clock between commands).
     pub fn expired(&self) -> Option<String> {
-        let deadline = self.step.wait_deadline?;
-        if now_ms() <= deadline {
-            return None;
-        }
-        let waited = u64::try_from(deadline - self.step.started_at.unwrap_or(deadline)).unwrap_or(0);
-        Some(format!(
-            "step `{}` of execution {} timed out: no decision within {}",
-            self.step.step_id,
-            self.execution.id,
-            opsbook_core::Dur(std::time::Duration::from_millis(waited))
-        ))
+        expired(&self.execution, &self.step, "no decision")
     }
+}
+
+/// Why a step that waits for people may not be answered any more: its deadline passed.
+fn expired(execution: &Execution, step: &StepRecord, missing: &str) -> Option<String> {
+    let deadline = step.wait_deadline?;
+    if now_ms() <= deadline {
+        return None;
+    }
+    let waited = u64::try_from(deadline - step.started_at.unwrap_or(deadline)).unwrap_or(0);
+    Some(format!(
+        "step `{}` of execution {} timed out: {missing} within {}",
+        step.step_id,
+        execution.id,
+        opsbook_core::Dur(std::time::Duration::from_millis(waited))
+    ))
 }
 
 /// Where the decisions on a step stand after one more.
@@ -55,6 +60,13 @@ pub struct ManualWait {
     /// `Step`, or `Rollback` when it is the step's manual rollback that waits.
     pub phase: Phase,
     pub spec: ManualSpec,
+}
+
+impl ManualWait {
+    /// Why the step may not be confirmed any more (see [`ApprovalWait::expired`]).
+    pub fn expired(&self) -> Option<String> {
+        expired(&self.execution, &self.step, "not confirmed")
+    }
 }
 
 /// A gate waived by an admin (break glass).

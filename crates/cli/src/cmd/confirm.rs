@@ -39,6 +39,13 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
     // What runs next needs the secrets again: refuse before recording anything.
     let secrets = super::gather_params(&args.params, None, &args.secret)?;
     engine.check_resume(&wait.execution.id, &secrets, rollback).await?;
+    let mode = if rollback { Mode::Rollback } else { Mode::Resume };
+    // Too late: the step timed out (nothing watches the clock between local commands).
+    if let Some(why) = wait.expired() {
+        say_err!("{why}; the confirmation is not recorded, and the execution goes on as its runbook says on a failure");
+        carry_on(&mut engine, &wait.execution.id, &secrets, args.output, mode).await?;
+        return Ok(super::EXIT_FAILED);
+    }
     let user = super::os_user();
     let done = !args.not_done;
     // A secret pasted into the note is masked, as everywhere (those given again here).
@@ -54,7 +61,6 @@ pub async fn exec(db: Option<opsbook_store::DatabaseUrl>, args: Args) -> Result<
         };
         say!("{user} confirmed {what} `{}` of execution {} {said}; {next}", wait.step.step_id, wait.execution.id);
     }
-    let mode = if rollback { Mode::Rollback } else { Mode::Resume };
     carry_on(&mut engine, &wait.execution.id, &secrets, args.output, mode).await
 }
 

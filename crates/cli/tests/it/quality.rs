@@ -147,6 +147,16 @@ fn manual_step_times_out() {
     assert_eq!(resumed.code, 1, "{resumed:?}");
     assert_eq!(resumed.json()["steps"][0]["status"], "timed_out");
     assert_eq!(resumed.json()["steps"][0]["error"], "not confirmed within 1s");
+    // A confirmation after the deadline is not taken: the step timed out.
+    let book = format!("{book}    - id: after\n      run: touch after\n");
+    assert_eq!(env.run_book(&book, &[]).code, 3);
+    let (e, steps) = env.last();
+    wait_past(steps[0].started_at.unwrap() + 1100);
+    let late = env.run(&["confirm", &e.id, "--output", "json"]);
+    assert_eq!(late.code, 1, "{late:?}");
+    assert!(late.stderr.contains("timed out: not confirmed within 1s; the confirmation is not recorded"), "{late:?}");
+    assert_eq!(late.json()["steps"][0]["status"], "timed_out");
+    assert!(!env.path("after").exists());
 }
 
 #[test]
