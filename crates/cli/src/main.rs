@@ -275,10 +275,12 @@ fn main() -> ExitCode {
     match runtime.block_on(cmd::dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("{} {e:#}", console::style("error:").red().bold().for_stderr());
+            // What the user typed may be quoted in it (a parameter's name or value).
+            let message = opsbook_core::terminal::plain_text(&format!("{e:#}"));
+            eprintln!("{} {message}", console::style("error:").red().bold().for_stderr());
             let code = cmd::exit_code_of(&e);
             if json {
-                cmd::print_refusal(code, &format!("{e:#}"), None);
+                cmd::print_refusal(code, &message, None);
             }
             ExitCode::from(code)
         }

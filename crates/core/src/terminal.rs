@@ -64,6 +64,23 @@ pub fn spans(text: &str) -> impl Iterator<Item = (std::ops::Range<usize>, Piece)
     })
 }
 
+/// Text shown on a terminal over lines of its own (a rendered approval message, manual
+/// instructions, an error): every escape sequence, control character but line breaks
+/// and tabs, and bidirectional override dropped, so it cannot restyle the screen, write
+/// the clipboard or hide what it says.
+pub fn plain_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (range, piece) in spans(text) {
+        match piece {
+            Piece::Char(c @ ('\n' | '\t')) => out.push(c),
+            Piece::Char(c) if c.is_control() || is_bidi_control(c) => {}
+            Piece::Char(_) => out.push_str(&text[range]),
+            Piece::Csi { .. } | Piece::Other => {}
+        }
+    }
+    out
+}
+
 /// Text someone typed (a comment, a reason) as one plain line on a terminal: every
 /// escape sequence, control character and bidirectional override dropped (colours
 /// too), line breaks and tabs made spaces, so it can neither restyle the screen nor

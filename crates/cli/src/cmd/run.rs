@@ -207,6 +207,8 @@ fn dry_run(rb: &Runbook, params: &ParamValues, output: Output) -> Result<u8> {
 /// too, for `--output json`), and that nothing ran.
 fn refuse_params(errors: &[opsbook_core::ParamError], output: Output) -> u8 {
     for e in errors {
+        // The names and values quoted are as typed: shown as plain text.
+        let e = opsbook_core::terminal::plain_text(&e.to_string());
         say_err!("{} {e}", style("error:").red().bold().for_stderr());
     }
     let summary =

@@ -448,3 +448,28 @@ fn here_documents_read_by_a_shell_take_no_values() {
     assert_eq!(env.read("restarted"), "restarting x\"; touch pwned; echo \"\n");
     assert!(!env.path("pwned").exists());
 }
+
+/// Escape sequences in a parameter reach no terminal through what a runbook renders for
+/// people (an approval's message, a manual step's instructions) or through an error
+/// quoting what was typed.
+#[test]
+fn escape_sequences_in_parameters_are_shown_as_plain_text() {
+    let env = Env::new();
+    let book = runbook(
+        "    s: { type: string }\n",
+        "    - id: b\n      approval: { message: \"Promote {{ params.s }}?\" }\n    - id: m\n      manual: { instructions: \"Drain {{ params.s }}\", checklist: [\"Check {{ params.s }}\"] }\n",
+    );
+    env.write("esc.yaml", &book);
+    let value = "s=1.2\x1b]52;c;cGF3bmVk\x07\x1b[2J";
+    let o = env.run(&["run", "esc.yaml", "-p", value]);
+    assert_eq!(o.code, 3, "{o:?}");
+    assert!(o.stdout.contains("Promote 1.2?"), "{o:?}");
+    let (e, _) = env.last();
+    let shown = env.run(&["show", &e.id]);
+    let typed = env.run(&["run", "esc.yaml", "-p", "s=1", "-p", "zz\x1b[2J=1"]);
+    assert_eq!(typed.code, 2, "{typed:?}");
+    assert!(typed.stderr.contains("parameter `zz`: unknown parameter"), "{typed:?}");
+    for out in [&o.stdout, &o.stderr, &shown.stdout, &typed.stderr] {
+        assert!(!out.contains('\x1b') && !out.contains('\x07'), "an escape sequence reached the terminal: {out:?}");
+    }
+}

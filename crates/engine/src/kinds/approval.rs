@@ -19,7 +19,8 @@ pub(crate) async fn run(run: &mut Run<'_, '_>, idx: usize, step: &Step, spec: &A
         Some(m) => template::render_plain(&m.value, &run.context(true)).unwrap_or_else(|e| format!("(message: {e})")),
         None => format!("Approve step `{}` of {}?", step.name, run.rb.name),
     };
-    let message = run.masker().mask(&message).into_owned();
+    // Values from parameters may hold escape sequences: shown as plain text.
+    let message = opsbook_core::terminal::plain_text(&run.masker().mask(&message));
     run.steps[idx].rendered = Some(message.clone());
     // A runbook test's decision, recorded as a person's would be.
     if let Some(m) = run.engine.config.mocks.as_ref().and_then(|m| m.get(&step.id)).cloned()

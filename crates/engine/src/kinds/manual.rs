@@ -33,7 +33,7 @@ pub(crate) fn request(run: &Run<'_, '_>, step_id: &str, phase: Phase, spec: &Man
     let ctx = run.context(true);
     let render = |t: &str| {
         let text = template::render_plain(t, &ctx).unwrap_or_else(|e| format!("{t} (could not render: {e})"));
-        run.masker().mask(&text).into_owned()
+        opsbook_core::terminal::plain_text(&run.masker().mask(&text))
     };
     ManualRequest {
         execution_id: run.exec.id.clone(),
