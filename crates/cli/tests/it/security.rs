@@ -473,3 +473,21 @@ fn escape_sequences_in_parameters_are_shown_as_plain_text() {
         assert!(!out.contains('\x1b') && !out.contains('\x07'), "an escape sequence reached the terminal: {out:?}");
     }
 }
+
+/// An output that held a secret is stored masked: a later step that would be handed it
+/// fails before it runs, rather than run with `***` for the value.
+#[test]
+fn a_masked_output_is_never_handed_on_as_stars() {
+    let env = Env::new();
+    let book = runbook(
+        "    pw: { type: secret }\n",
+        "    - id: a\n      env: { P: \"{{ params.pw }}\" }\n      run: echo \"conn=postgres://app:$P@db/x\" >> \"$OPSBOOK_OUTPUT\"\n    - id: b\n      run: printf '%s\\n' {{ steps.a.outputs.conn }} > received\n",
+    );
+    let o = env.run_book(&book, &["-p", "pw=hunter22", "--output", "json"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let doc = o.json();
+    assert_eq!(doc["steps"][0]["outputs"]["conn"], "postgres://app:***@db/x");
+    let error = doc["steps"][1]["error"].as_str().unwrap();
+    assert!(error.starts_with("run: an earlier step's output it names held a secret and is stored masked"), "{error}");
+    assert!(!env.path("received").exists(), "the step did not run");
+}

@@ -40,13 +40,43 @@ pub(super) fn tracked(
     render: impl Fn(&Context) -> Result<String, String>,
 ) -> Result<String, String> {
     let Some((secrets, shortest)) = named(template, ctx) else {
-        return render(ctx);
+        let out = render(ctx)?;
+        masked_outputs(template, ctx, &out, &render)?;
+        return Ok(out);
     };
     let (out, real) = recording(|| render(ctx));
     let out = out?;
+    masked_outputs(template, ctx, &out, &render)?;
     let (_, other) = recording(|| render(&changed(ctx, secrets)));
     secrets.masker.add(derived(real, &other, shortest)?);
     Ok(out)
+}
+
+/// An earlier step's output that held a secret is stored masked: a template (rendered
+/// for a step, with the secrets in the clear) that writes one out would hand the step
+/// `***` for the value. Found by rendering again with the masks changed.
+fn masked_outputs(
+    template: &str,
+    ctx: &Context,
+    out: &str,
+    render: &impl Fn(&Context) -> Result<String, String>,
+) -> Result<(), String> {
+    let mask = crate::params::MASK;
+    let masked = |ctx: &Context| ctx.steps.values().any(|s| s.outputs.values().any(|v| v.contains(mask)));
+    if ctx.secrets.is_none() || !template.contains("steps") || !masked(ctx) {
+        return Ok(());
+    }
+    let mut steps = (*ctx.steps).clone();
+    for v in steps.values_mut().flat_map(|s| s.outputs.values_mut()) {
+        *v = v.replace(mask, "\u{1}");
+    }
+    let other = Context { steps: std::sync::Arc::new(steps), ..ctx.clone() };
+    match render(&other) {
+        Ok(again) if again != out => Err("an earlier step's output it names held a secret and is stored masked \
+             (`***`), so the step would get `***`: hand the secret on from its parameter ({{ params.NAME }}) instead"
+            .to_string()),
+        _ => Ok(()),
+    }
 }
 
 /// [`tracked`] for an expression that gives a JSON value (a Lambda payload's

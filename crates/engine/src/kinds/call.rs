@@ -440,14 +440,8 @@ fn inputs(run: &Run<'_, '_>, spec: &CallSpec) -> std::result::Result<BTreeMap<St
     let ctx = run.context(false);
     let mut out = BTreeMap::new();
     for (name, tpl) in &spec.params {
+        // An output that held a secret was stored masked: rendering refuses to hand on `***`.
         let value = template::render_plain(tpl, &ctx).map_err(|e| format!("runbook.params.{name}: {e}"))?;
-        // An output that held a secret was stored masked: the child would get `***`.
-        if tpl.contains("steps") && value.contains(opsbook_core::params::MASK) {
-            return Err(format!(
-                "runbook.params.{name}: an earlier step's output it names held a secret and is stored masked \
-                 (`***`); hand the secret on from a parameter (`{{{{ params.NAME }}}}`) to a `type: secret` one"
-            ));
-        }
         out.insert(name.clone(), Input::Text(value));
     }
     Ok(out)
