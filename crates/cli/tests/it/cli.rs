@@ -592,7 +592,7 @@ fn validate_refuses_names_with_templates_and_loose_bounds() {
         "loose.yaml",
         &runbook(
             "    n: { type: integer, min: 1.5, default: 2 }\n    m: { type: integer, max: , default: 2 }\n",
-            "    - id: a\n      name: \"Deploy {{ params.n }}\"\n      run: echo a\n",
+            "    - id: a\n      name: \"Deploy {{ params.n }}\"\n      run: echo a\n    - id: b\n      workdir: \"{{ params.m }}\"\n      run: pwd\n",
         ),
     );
     let o = env.run(&["validate", "loose.yaml"]);
@@ -601,6 +601,7 @@ fn validate_refuses_names_with_templates_and_loose_bounds() {
         "parameter `n`: min 1.5 is not a whole number (the parameter is an integer)",
         "the bound is empty: give a number, or leave the key out",
         "step `a`: name: a step's name is shown as written, templates are not rendered in it",
+        "step `b`: workdir is a directory as written, templates are not rendered in it",
     ] {
         assert!(o.stdout.contains(expected), "{expected} in {o:?}");
     }

@@ -128,6 +128,13 @@ impl Checker<'_> {
             self.err(&at, format!("step `{id}`: shell, env and workdir apply only to run steps"));
         }
         let targets = s.targets.as_ref().and_then(|t| self.targets(t, &at, &id, is_run, scope));
+        if s.workdir.as_ref().is_some_and(|w| ["{{", "{%", "{#"].iter().any(|t| w.contains(t))) {
+            let msg = format!(
+                "step `{id}`: workdir is a directory as written, templates are not rendered in it; \
+                 write it plainly, or `cd` in the script (cd {{{{ params.dir }}}})"
+            );
+            self.err(&at, msg);
+        }
         if s.targets.as_ref().is_some_and(|t| t.via == crate::step::targets::Via::Ssh) && s.workdir.is_some() {
             self.err(&at, format!("step `{id}`: workdir is a local directory; over SSH a script starts in the remote user's home (cd there in the script)"));
         }
