@@ -31,7 +31,11 @@ impl Checker<'_> {
                         format!("step `{id}`: runbook.version goes with runbook.name (a file is the version it is)"),
                     );
                 }
-                if file.value.trim().is_empty() || file.value.contains("{{") || file.value.contains("{%") {
+                if file.value.trim().is_empty()
+                    || file.value.contains("{{")
+                    || file.value.contains("{%")
+                    || std::path::Path::new(&file.value).is_absolute()
+                {
                     self.err(&file.referenced, "runbook.file: a path relative to this runbook, without templates");
                 }
                 Callee::File(file.value)
