@@ -34,6 +34,9 @@ mod store;
 /// The channel `NOTIFY` announces queued executions on.
 pub(crate) const QUEUE_CHANNEL: &str = "opsbook_queue";
 
+/// How long a node waits for PostgreSQL to answer its first connection.
+const CONNECT_WAIT: Duration = Duration::from_secs(10);
+
 /// A pooled connection idle this long is pinged before it is handed out.
 const IDLE_PING: Duration = Duration::from_secs(1);
 
@@ -143,9 +146,22 @@ impl PgStore {
             ]);
         // One connection first, so that what is wrong (refused, no such database, a
         // password refused) is said rather than a pool's time-out.
-        let first = sqlx::PgConnection::connect_with(&options)
-            .await
-            .map_err(|e| Error::Open(format!("PostgreSQL at {}: {e}", redact(url))))?;
+        // Bounded: a server that takes the connection and never answers must not hang a
+        // node's start (or `admin migrate`) without a word.
+        let first = match tokio::time::timeout(CONNECT_WAIT, sqlx::PgConnection::connect_with(&options)).await {
+            Ok(connected) => connected.map_err(|e| {
+                // PostgreSQL's own message, not the place in its sources it came from.
+                let why = e.as_database_error().map_or_else(|| e.to_string(), |d| d.message().to_string());
+                Error::Open(format!("PostgreSQL at {}: {why}", redact(url)))
+            })?,
+            Err(_) => {
+                return Err(Error::Open(format!(
+                    "PostgreSQL at {}: no answer within {}s (is it a PostgreSQL server, and is it up?)",
+                    redact(url),
+                    CONNECT_WAIT.as_secs()
+                )));
+            }
+        };
         let _ = first.close().await;
         // sqlx pings every connection it hands out (a round trip of its own, as many as
         // the queries themselves); one used within the last second is alive, and should it

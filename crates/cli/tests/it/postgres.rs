@@ -391,3 +391,20 @@ fn output_and_secrets_travel_between_nodes() {
     let (_, doc) = http(&b.1, "GET", &format!("/api/v1/executions/{id}"), &admin, "");
     assert!(doc.contains("\"status\":\"succeeded\""), "{doc}");
 }
+
+/// A server that takes the connection and never answers (not PostgreSQL, or hung) is
+/// named after a bounded wait, not waited on for ever.
+#[test]
+fn a_database_that_never_answers_is_named() {
+    let env = Env::new();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("postgres://ops:pw@{}/opsbook", silent.local_addr().unwrap());
+    // Connections are accepted (by the kernel's backlog) and never answered.
+    let started = std::time::Instant::now();
+    let o = env.run(&["admin", "migrate", "--database", &url]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stderr.contains("no answer within 10s (is it a PostgreSQL server, and is it up?)"), "{o:?}");
+    assert!(!o.stderr.contains(":pw@"), "{o:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "bounded");
+    drop(silent);
+}
