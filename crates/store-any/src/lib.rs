@@ -212,6 +212,7 @@ impl ServerStore for AnyStore {
         fn requeue<'a>(&'a self, execution_id: &'a str) -> Result<bool>;
         fn cancel_unstarted<'a>(&'a self, execution_id: &'a str, at: i64, error: &'a str) -> Result<bool>;
         fn count_by_status<'a>(&'a self) -> Result<Vec<(String, i64)>>;
+        fn ping<'a>(&'a self) -> Result<()>;
         fn count_queued<'a>(&'a self) -> Result<i64>;
         fn count_waiting<'a>(&'a self) -> Result<(i64, i64)>;
         fn expired_waits<'a>(&'a self, now: i64) -> Result<Vec<(String, bool)>>;

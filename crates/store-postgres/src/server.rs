@@ -307,6 +307,10 @@ impl ServerStore for PgStore {
             .db()
     }
 
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(self.pool()).await.db().map(drop)
+    }
+
     async fn count_by_status(&self) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query("SELECT status, COUNT(*) FROM executions GROUP BY status ORDER BY status")
             .fetch_all(self.pool())

@@ -272,6 +272,10 @@ impl ServerStore for SqliteStore {
             .db()
     }
 
+    async fn ping(&self) -> Result<()> {
+        self.reader()?.query_row("SELECT 1", [], |_| Ok(())).db()
+    }
+
     async fn count_by_status(&self) -> Result<Vec<(String, i64)>> {
         let conn = self.reader()?;
         let mut stmt =

@@ -375,6 +375,8 @@ pub trait ServerStore: Store {
         error: &'a str,
     ) -> impl Future<Output = Result<bool>> + Send;
     fn count_by_status(&self) -> impl Future<Output = Result<Vec<(String, i64)>>> + Send;
+    /// Whether the database answers (a readiness check: one round trip, no table read).
+    fn ping(&self) -> impl Future<Output = Result<()>> + Send;
     /// Executions waiting in the queue for a worker.
     fn count_queued(&self) -> impl Future<Output = Result<i64>> + Send;
     /// Waiting executions by what they wait on: `(people, gate)`: people are approvals

@@ -184,6 +184,9 @@ async fn a_locked_database_answers_503_and_recovers() {
         let health = reqwest::get(format!("{}/healthz", s.url)).await.unwrap();
         assert_eq!(health.status(), reqwest::StatusCode::OK);
     }
+    // The database answers (a lock held is no outage): ready, without waiting on the lock.
+    let ready = reqwest::get(format!("{}/readyz", s.url)).await.unwrap();
+    assert_eq!(ready.status(), reqwest::StatusCode::OK);
     assert!(!waiting.is_finished(), "the submission waits for the database meanwhile");
     let resp = waiting.await.unwrap().unwrap();
     assert_eq!(resp.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
