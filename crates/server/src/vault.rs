@@ -71,6 +71,11 @@ impl Keys {
         Ok(Keys { keys })
     }
 
+    /// Whether a key of this id is among these.
+    pub fn has(&self, id: &str) -> bool {
+        self.keys.iter().any(|k| k.id == id)
+    }
+
     /// Seals `secrets` for execution `id` with the current key.
     pub fn seal(&self, id: &str, secrets: &BTreeMap<String, Input>) -> SealedSecrets {
         let key = &self.keys[0];

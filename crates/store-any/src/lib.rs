@@ -225,6 +225,7 @@ impl ServerStore for AnyStore {
         fn sealed_secrets<'a>(&'a self, execution_id: &'a str) -> Result<Option<SealedSecrets>>;
         fn delete_secrets<'a>(&'a self, execution_id: &'a str) -> Result<()>;
         fn prune_secrets<'a>(&'a self, before: i64) -> Result<u64>;
+        fn secret_key_ids<'a>(&'a self) -> Result<Vec<String>>;
         fn create_session<'a>(&'a self, s: &'a WebSession) -> Result<()>;
         fn session<'a>(&'a self, hash: &'a str) -> Result<Option<WebSession>>;
         fn end_session<'a>(&'a self, hash: &'a str, at: i64) -> Result<()>;

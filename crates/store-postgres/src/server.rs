@@ -608,6 +608,13 @@ impl ServerStore for PgStore {
         Ok(())
     }
 
+    async fn secret_key_ids(&self) -> Result<Vec<String>> {
+        sqlx::query_scalar("SELECT DISTINCT key_id FROM execution_secrets ORDER BY key_id")
+            .fetch_all(self.pool())
+            .await
+            .db()
+    }
+
     async fn prune_secrets(&self, before: i64) -> Result<u64> {
         let n = sqlx::query(
             "DELETE FROM execution_secrets s WHERE s.created_at < $1 AND NOT EXISTS \

@@ -532,6 +532,12 @@ impl ServerStore for SqliteStore {
         Ok(())
     }
 
+    async fn secret_key_ids(&self) -> Result<Vec<String>> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached("SELECT DISTINCT key_id FROM execution_secrets ORDER BY key_id").db()?;
+        collect(&mut stmt, [], |row| row.get(0).db())
+    }
+
     async fn prune_secrets(&self, before: i64) -> Result<u64> {
         let ended = [ExecStatus::Succeeded, ExecStatus::Failed, ExecStatus::Cancelled];
         let n = self

@@ -406,6 +406,8 @@ pub trait ServerStore: Store {
     /// do not exist, keeping those created after `before` (one being queued right now);
     /// returns how many went.
     fn prune_secrets(&self, before: i64) -> impl Future<Output = Result<u64>> + Send;
+    /// The keys the kept secrets are sealed with (their ids), each once.
+    fn secret_key_ids(&self) -> impl Future<Output = Result<Vec<String>>> + Send;
 
     fn create_session<'a>(&'a self, s: &'a WebSession) -> impl Future<Output = Result<()>> + Send;
     /// The session whose cookie hashes to `hash`, ended or not (the caller checks).

@@ -114,7 +114,24 @@ async fn setup(
     config.secret_keys = Some(secret_keys(&config, &url)?);
     keep_private(&config, &url);
     let store = super::open_store_with(&url, &config.postgres()).await?;
+    has_every_key(&config, &store).await?;
     Ok((config, url, store))
+}
+
+/// Refuses a node that could not open secrets the database keeps: each execution it
+/// claimed with them would fail, for good.
+async fn has_every_key(config: &Config, store: &opsbook_store_any::AnyStore) -> Result<()> {
+    use opsbook_store::ServerStore;
+    let keys = opsbook_server::vault::Keys::parse(config.secret_keys.as_deref().unwrap_or_default()).map_err(usage)?;
+    let unknown: Vec<String> = store.secret_key_ids().await?.into_iter().filter(|id| !keys.has(id)).collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(usage(format!(
+        "the database keeps secret parameters sealed with key {}, which this node does not have: give every \
+         node the same keys (OPSBOOK_SECRET_KEY=NEW,OLD while rotating; docs/server.md, Secret parameters)",
+        unknown.join(", ")
+    )))
 }
 
 /// The server's own credentials stay out of its steps: the variables that hold them are

@@ -585,3 +585,38 @@ fn a_worker_with_no_concurrency_names_the_setting() {
     let o = out(env.cmd(&["worker"]).env("OPSBOOK_LEASE", "bogus").output().unwrap());
     assert!(o.stderr.contains("OPSBOOK_LEASE: "), "{o:?}");
 }
+
+/// A node without the key that sealed the secrets the database keeps does not start: each
+/// execution it claimed with them would fail for good.
+#[test]
+fn a_node_without_the_key_of_kept_secrets_does_not_start() {
+    let env = Env::new();
+    let op = token(&env, "olga", &["author", "operator"]);
+    let srv = serve(&env);
+    env.write(
+        "books/held.yaml",
+        &runbook(
+            "    pw: { type: secret }\n",
+            "    - id: gate\n      approval: {}\n    - id: use\n      run: test -n \"$OPSBOOK_PARAM_PW\"\n",
+        )
+        .replace("name: test", "name: held"),
+    );
+    assert_eq!(client(&env, &srv.url, &op, &["push", "books"]).code, 0);
+    let waiting = client(&env, &srv.url, &op, &["run", "held", "-p", "pw=hunter22"]);
+    assert_eq!(waiting.code, 3, "{waiting:?}");
+    drop(srv);
+    let old = std::fs::read_to_string(env.db.with_file_name("opsbook-secret.key")).unwrap();
+    let old = old.lines().find(|l| !l.starts_with('#')).unwrap().to_string();
+    let new = "5e0c2f8a1b3d4c6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6";
+    let args = ["serve", "--listen", "127.0.0.1:0", "--metrics-listen", ""];
+    let o = out(env.cmd(&args).env("OPSBOOK_SECRET_KEY", new).output().unwrap());
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(o.stderr.contains("the database keeps secret parameters sealed with key "), "{o:?}");
+    assert!(o.stderr.contains("which this node does not have"), "{o:?}");
+    // With the old key beside the new one (rotation), it starts.
+    let mut cmd = env.cmd(&args);
+    cmd.env("OPSBOOK_SECRET_KEY", format!("{new},{old}"));
+    let (mut child, _, _) = start_server(cmd);
+    let _ = child.kill();
+    let _ = child.wait();
+}
