@@ -417,6 +417,19 @@ impl Checker<'_> {
     /// Checks a shell script template: references, and no `{{ }}` where no value can be
     /// written safely (inside backquotes or `${…}`, right after `\` or `$`).
     fn script(&mut self, text: &Spanned<String>, scope: &Scope<'_>, field: &str) {
+        // The shell's `${#VAR}` (a length) opens a template comment, which would take the
+        // script's text up to the next `#}` away, or fail to parse.
+        if let Some(at) = text.value.find("${#").filter(|_| !text.value.contains("{% raw")) {
+            let line = text.value[..at].matches('\n').count() + 1;
+            let pos = self.locate_text(&text.referenced, line, "${#");
+            let msg = format!(
+                "{field}: `{{#` starts a template comment here, which would take the script's text up to the \
+                 next `#}}` out (or not parse): for the shell's length of a variable write \
+                 {{% raw %}}${{#VAR}}{{% endraw %}}"
+            );
+            self.diags.push(Diagnostic::new(pos, msg));
+            return;
+        }
         self.template(text, false, scope, field);
         for i in crate::shell::interpolations(&text.value) {
             if let crate::shell::Context::Refused(why) = i.context {
@@ -427,6 +440,22 @@ impl Checker<'_> {
         if text.value.contains(template::RESERVED) {
             self.err(&text.referenced, format!("{field}: `{}…` names are reserved", template::RESERVED));
         }
+    }
+
+    /// The position of `needle` on line `line` of a script that starts at `at`.
+    fn locate_text(&self, at: &Location, line: usize, needle: &str) -> Option<crate::Pos> {
+        let start = crate::Pos::from_location(at)?;
+        // A block scalar (`run: |`) starts on the line after its indicator.
+        let first = self.source.lines().nth(start.line as usize - 1)?;
+        let block = first.trim_end().ends_with(['|', '>']) || first.trim_end().ends_with("|-");
+        let file_line = start.line as usize + line - usize::from(!block);
+        let text = self.source.lines().nth(file_line - 1)?;
+        let byte = text.find(needle)?;
+        Some(crate::Pos {
+            line: u32::try_from(file_line).ok()?,
+            column: u32::try_from(text[..byte].chars().count() + 1).ok()?,
+            len: u32::try_from(needle.len()).ok()?,
+        })
     }
 
     /// The position of the `nth` template tag on line `line` of a script that starts at `at`.
