@@ -156,13 +156,58 @@ impl Runbook {
         self.steps.iter().position(|s| s.id == id)
     }
 
-    /// Checks submitted values against the declared parameters.
+    /// Checks submitted values against the declared parameters, and against what the
+    /// scripts do with them: a value a script takes as a number in shell arithmetic must
+    /// be an integer, known before any step runs (else the run stops at that step).
     pub fn check_params(&self, inputs: &BTreeMap<String, Input>) -> Result<ParamValues, Vec<ParamError>> {
-        params::check_values(&self.params, inputs)
+        let values = params::check_values(&self.params, inputs)?;
+        let errors = self.arithmetic_params(&values);
+        if errors.is_empty() { Ok(values) } else { Err(errors) }
+    }
+
+    /// The parameters written (as `{{ params.NAME }}`) where a script's shell evaluates
+    /// arithmetic, whose values are no integers.
+    fn arithmetic_params(&self, values: &ParamValues) -> Vec<ParamError> {
+        let scripts = self.prerequisites.iter().filter_map(|p| p.check.as_ref().map(|c| ("a prerequisite", c)));
+        let steps = self.all_steps().flat_map(|s| {
+            let own = match &s.kind {
+                StepKind::Run(c) => Some((s.id.as_str(), c)),
+                _ => None,
+            };
+            own.into_iter().chain(s.rollback.as_ref().and_then(step::Rollback::script).map(|c| (s.id.as_str(), c)))
+        });
+        let mut errors: Vec<ParamError> = Vec::new();
+        for (step, script) in scripts.chain(steps) {
+            for i in shell::interpolations(&script.template) {
+                if i.context != shell::Context::Arithmetic {
+                    continue;
+                }
+                let expr = script.template[i.start + 2..i.end - 2].trim();
+                let Some(name) = expr.strip_prefix("params.").filter(|n| params::is_param_name(n)) else { continue };
+                let Some(value) = values.values.get(name) else { continue };
+                let text = value.as_str().map_or_else(|| value.to_string(), str::to_string);
+                let integer = text.strip_prefix('-').unwrap_or(&text);
+                if (!integer.is_empty() && integer.bytes().all(|b| b.is_ascii_digit())) || value.is_null() {
+                    continue;
+                }
+                if errors.iter().any(|e| e.param == name) {
+                    continue;
+                }
+                let shown = if values.secret_names.contains(name) { String::new() } else { format!(", not `{text}`") };
+                let place = if step == "a prerequisite" { step.to_string() } else { format!("step `{step}`") };
+                errors.push(ParamError {
+                    param: name.to_string(),
+                    message: format!(
+                        "{place} uses it as a number in shell arithmetic ($(( )), let, [[ … -eq … ]]): \
+                         it must be an integer{shown}"
+                    ),
+                });
+            }
+        }
+        errors
     }
 }
 
-/// SHA-256 of a text, hex encoded.
 /// The most a document opsbook reads (a runbook, its tests, a gates file, an inventory,
 /// a parameters file) may hold: far more than any needs, and a bound on what a wrong
 /// path (`/dev/zero`, a log file) can cost.
@@ -188,6 +233,7 @@ pub fn read_document_text(path: &std::path::Path) -> std::io::Result<String> {
     String::from_utf8(read_document(path)?).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
+/// SHA-256 of a text, hex encoded.
 pub fn sha256_hex(text: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(text))

@@ -143,15 +143,28 @@ fn arithmetic_takes_only_integers() {
     let o = env.run(&["run", "sums.yaml", "-p", "n=41"]);
     assert_eq!(o.code, 0, "{o:?}");
     assert_eq!((env.read("sum").as_str(), env.read("more").as_str()), ("42\n", "82 41\n"));
+    // Known before anything runs: the parameter is refused with the step that uses it.
     for payload in ["a[$(touch pwned)]", "$(touch pwned)", "1; touch pwned", "x", "1.5"] {
         std::fs::remove_file(env.path("sum")).unwrap_or_default();
         let o = env.run(&["run", "sums.yaml", "-p", &format!("n={payload}")]);
+        assert_eq!(o.code, 2, "{payload:?}: {o:?}");
+        let why = "parameter `n`: step `sums` uses it as a number in shell arithmetic";
+        assert!(o.stderr.contains(why) && o.stderr.contains("it must be an integer, not `"), "{o:?}");
+        assert!(!env.path("pwned").exists(), "payload {payload:?} executed");
+        assert!(!env.path("sum").exists(), "nothing ran");
+    }
+    // A value made by a template (not the parameter as it is) is checked when its step runs.
+    env.write(
+        "made.yaml",
+        &runbook("    n: { type: string }\n", "    - id: made\n      run: echo $(( {{ params.n ~ '' }} + 1 )) > sum\n"),
+    );
+    for payload in ["a[$(touch pwned)]", "1; touch pwned"] {
+        let o = env.run(&["run", "made.yaml", "-p", &format!("n={payload}")]);
         assert_eq!(o.code, 1, "{payload:?}: {o:?}");
         let why =
             if payload.starts_with("a[") { "bash runs the command in such a subscript" } else { "must be an integer" };
         assert!(o.stdout.contains(why), "{o:?}");
-        assert!(!env.path("pwned").exists(), "payload {payload:?} executed");
-        assert!(!env.path("sum").exists(), "nothing ran");
+        assert!(!env.path("pwned").exists() && !env.path("sum").exists(), "payload {payload:?} executed");
     }
     // A value as a variable name is refused when the runbook is read.
     env.write("names.yaml", &runbook("    n: { type: string }\n", "    - id: u\n      run: unset {{ params.n }}\n"));
