@@ -227,3 +227,14 @@ fn http_steps_check_status_and_body() {
     assert!(logs.iter().any(|l| l.phase == Phase::Step && l.line == "status: ok"));
     assert_eq!(e.status, ExecStatus::Failed);
 }
+
+/// A script longer than one command-line argument may be (128 KiB on Linux) runs from a
+/// file instead of `sh -c`.
+#[test]
+fn a_script_longer_than_an_argument_runs() {
+    let env = Env::new();
+    let book = runbook("", "    - id: big\n      run: printf %s {{ \"x\" * 200000 }} | wc -c > count\n");
+    let o = env.run_book(&book, &[]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(env.read("count").trim(), "200000");
+}

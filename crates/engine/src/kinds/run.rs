@@ -157,6 +157,9 @@ pub(crate) async fn exec_script(run: &mut Run<'_, '_>, sr: &ScriptRun<'_>) -> Re
     conclude(run, sr, prepared, exit, &seen, None).await
 }
 
+/// The longest script passed as `sh -c TEXT`; a longer one goes in a file.
+const MAX_ARGUMENT: usize = 64 * 1024;
+
 /// How long a step runs before its process group is written down (see [`exec_script`]).
 const RECORD_AFTER: std::time::Duration = std::time::Duration::from_millis(25);
 
@@ -218,10 +221,11 @@ pub(crate) async fn prepare(run: &mut Run<'_, '_>, sr: &ScriptRun<'_>) -> Result
 
     // With secrets about, the script goes in a file only this user can read (in the
     // engine's 0700 scratch directory), not on the command line, where any local user could
-    // read it. Without, `-c` spares the file (a step's overhead is what users feel).
+    // read it. Without, `-c` spares the file (a step's overhead is what users feel), unless
+    // the script is longer than one argument may be (Linux: 128 KiB).
     let mut argv: Vec<String> = sr.script.shell.argv().iter().map(|s| s.to_string()).collect();
     argv[0] = resolve(&argv[0]);
-    let script_path = if run.params.secret_names.is_empty() {
+    let script_path = if run.params.secret_names.is_empty() && sr.text.len() <= MAX_ARGUMENT {
         argv.extend(["-c".to_string(), sr.text.to_string()]);
         None
     } else {
