@@ -89,8 +89,25 @@ fn store_code(e: &opsbook_store::Error) -> u8 {
     }
 }
 
+/// Whether `--server` was given on the command line (not taken from `OPSBOOK_SERVER` or a
+/// login profile).
+fn server_flag_given(cli: &Cli) -> bool {
+    cli.server.as_ref().is_some_and(|s| std::env::var("OPSBOOK_SERVER").ok().as_ref() != Some(s))
+}
+
+/// Whether `--database` or `--db` was given on the command line (not taken from the
+/// environment).
+fn database_flag_given(cli: &Cli) -> bool {
+    let from_env = |var: &str, value: &std::ffi::OsStr| std::env::var_os(var).is_some_and(|v| v == value);
+    cli.database.as_ref().is_some_and(|d| !from_env("OPSBOOK_DATABASE_URL", std::ffi::OsStr::new(d)))
+        || cli.db.as_ref().is_some_and(|d| !from_env("OPSBOOK_DB", d.as_os_str()))
+}
+
 pub async fn dispatch(cli: Cli) -> Result<u8> {
     let (server, explicit) = server_for(&cli)?;
+    // Admin commands run here on a database named on the command line, even with a server
+    // named by the environment (or a login).
+    let admin_here = database_flag_given(&cli) && !server_flag_given(&cli);
     let db = match &cli.database {
         Some(url) => {
             let parsed = DatabaseUrl::parse(url).map_err(|e| usage(format!("--database: {e}")))?;
@@ -172,11 +189,12 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
                 let params = as_json(gather_params(&a.params, None, &a.secret)?);
                 return remote::resume(&client()?, &a.id, params, rollback, a.output).await;
             }
+            Command::Admin(_) if admin_here => {}
             // Never answer for the server from a local database (an empty one says "intact").
             Command::Admin(_) => {
                 return Err(usage(
                     "admin commands work on the server's database: run them on the server's machine \
-                     without --server (and with --db / OPSBOOK_DB if it is not the default)",
+                     without --server (and with --database URL, or --db PATH, if it is not the default)",
                 ));
             }
             _ => {}

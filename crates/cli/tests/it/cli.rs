@@ -422,6 +422,14 @@ fn the_database_is_named_by_a_url() {
     let o = out(env.cmd(&["admin", "token", "list"]).env_remove("OPSBOOK_DB").output().unwrap());
     assert_eq!(o.code, 0, "{o:?}");
     assert!(o.stderr.contains("database from-toml.db (chosen by opsbook.toml)"), "{o:?}");
+    // A server the environment names does not take `admin` from a database named here.
+    let db = env.db.display().to_string();
+    let mut cmd = env.cmd(&["admin", "token", "list", "--db", &db]);
+    let o = out(cmd.env_remove("OPSBOOK_DB").env("OPSBOOK_SERVER", "http://127.0.0.1:9").output().unwrap());
+    assert_eq!(o.code, 0, "{o:?}");
+    let o = out(env.cmd(&["admin", "token", "list"]).env("OPSBOOK_SERVER", "http://127.0.0.1:9").output().unwrap());
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(o.stderr.contains("without --server (and with --database URL, or --db PATH"), "{o:?}");
     // Help names the variable but never shows its value (a password may be in it).
     let url = "postgres://ops:hunter2secret@db:5432/opsbook";
     let o = out(env.cmd(&["serve", "--help"]).env("OPSBOOK_DATABASE_URL", url).output().unwrap());
