@@ -467,11 +467,39 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::
     serde_json::Value::deserialize(d).map(Some)
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, JsonSchema)]
 #[serde(untagged)]
 pub enum ExitCodes {
     One(i32),
     Many(Vec<i32>),
+}
+
+/// One code or a list, with a message that says so (not serde's "did not match any
+/// variant of untagged enum").
+impl<'de> Deserialize<'de> for ExitCodes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Codes;
+        impl<'de> serde::de::Visitor<'de> for Codes {
+            type Value = ExitCodes;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an exit code (a whole number such as 0) or a list of them ([0, 3])")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ExitCodes, E> {
+                i32::try_from(v).map(ExitCodes::One).map_err(|_| E::custom(format!("exit code {v} is out of range")))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ExitCodes, E> {
+                i32::try_from(v).map(ExitCodes::One).map_err(|_| E::custom(format!("exit code {v} is out of range")))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ExitCodes, A::Error> {
+                let mut codes = Vec::new();
+                while let Some(c) = seq.next_element::<i32>()? {
+                    codes.push(c);
+                }
+                Ok(ExitCodes::Many(codes))
+            }
+        }
+        d.deserialize_any(Codes)
+    }
 }
 
 impl ExitCodes {
