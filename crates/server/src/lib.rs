@@ -263,17 +263,7 @@ async fn serve_until(
         drain: Config::duration(&state.config.shutdown_grace),
     };
     let server = tokio::spawn(listen::serve(listener, app(state.clone()), limits, stop_rx.clone()));
-    let metrics_server = metrics_listener.map(|l| {
-        let mut stop = stop_rx.clone();
-        let app = metrics::router(state.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(l, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
-        })
-    });
+    let metrics_server = metrics_listener.map(|l| serve_metrics(l, &state, &stop_rx));
     shutdown.await;
     tracing::info!("shutting down: no new executions are claimed");
     let _ = stop_tx.send(true);
@@ -287,23 +277,44 @@ async fn serve_until(
     }
 }
 
-/// Runs executions without serving HTTP (`opsbook worker`): the worker pool, the reaper
-/// and the scheduler, beside API nodes on the same database, until `shutdown` resolves.
-/// A worker picks up what any node queued within its poll interval (half a second).
-pub fn work(state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> Boxed<()> {
-    working(state, Box::pin(shutdown))
+/// Serves `/metrics` on `listener` until `stop` turns true.
+fn serve_metrics(listener: TcpListener, state: &AppState, stop: &watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    let mut stop = stop.clone();
+    let app = metrics::router(state.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+    })
+}
+
+/// Runs executions without serving the API (`opsbook worker`): the worker pool, the
+/// reaper and the scheduler, beside API nodes on the same database, until `shutdown`
+/// resolves, and `/metrics` on `metrics_listener` when there is one.
+pub fn work(
+    state: AppState,
+    metrics_listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Boxed<()> {
+    working(state, metrics_listener, Box::pin(shutdown))
 }
 
 #[inline(never)]
-fn working(state: AppState, shutdown: Boxed<()>) -> Boxed<()> {
-    Box::pin(work_until(state, shutdown))
+fn working(state: AppState, metrics_listener: Option<TcpListener>, shutdown: Boxed<()>) -> Boxed<()> {
+    Box::pin(work_until(state, metrics_listener, shutdown))
 }
 
-async fn work_until(state: AppState, shutdown: Boxed<()>) {
+async fn work_until(state: AppState, metrics_listener: Option<TcpListener>, shutdown: Boxed<()>) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let background = Background::start(&state, &stop_rx);
+    let metrics_server = metrics_listener.map(|l| serve_metrics(l, &state, &stop_rx));
     shutdown.await;
     tracing::info!("shutting down: no new executions are claimed");
     let _ = stop_tx.send(true);
     background.finish(&state).await;
+    if let Some(m) = metrics_server {
+        let _ = m.await;
+    }
 }

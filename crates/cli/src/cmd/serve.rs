@@ -194,6 +194,10 @@ pub struct WorkerArgs {
     /// Executions run at once (default: `workers` of the settings, 4)
     #[arg(long)]
     pub concurrency: Option<usize>,
+    /// Serve Prometheus metrics on ADDR (`/metrics`: this worker's executions, steps and
+    /// queue); off unless given (a worker beside an API node would take its port)
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 /// `opsbook worker`: runs executions queued by API nodes on the same database, without
@@ -212,13 +216,25 @@ pub async fn worker(db: Option<opsbook_store::DatabaseUrl>, args: WorkerArgs) ->
              (`workers = 0` is for API nodes)"
         )));
     }
+    let metrics = match args.metrics_listen.as_deref().filter(|a| !a.is_empty()) {
+        None => None,
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            usage(format!(
+                "cannot listen on {addr} for /metrics: {e}; choose another address with --metrics-listen ADDR"
+            ))
+        })?),
+    };
+    let metrics_note = match &metrics {
+        Some(l) => format!(", metrics on http://{}/metrics", l.local_addr()?),
+        None => String::new(),
+    };
     println!(
-        "opsbook worker running up to {} executions at once (database {})",
+        "opsbook worker running up to {} executions at once (database {}{metrics_note})",
         config.workers,
         opsbook_store_any::AnyStore::describe(&url)
     );
     let state = opsbook_server::state(store, config);
-    opsbook_server::work(state, signalled()).await;
+    opsbook_server::work(state, metrics, signalled()).await;
     Ok(EXIT_OK)
 }
 

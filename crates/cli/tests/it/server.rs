@@ -382,11 +382,17 @@ fn api_nodes_and_worker_processes_share_one_database() {
         start_server(env.cmd(&["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "", "--workers", "0"]));
     assert!(line.contains("(no workers: an API node, database"), "{line}");
     let api = Serve { child, url };
-    let mut worker =
-        env.cmd(&["worker", "--concurrency", "2"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut worker = env
+        .cmd(&["worker", "--concurrency", "2", "--metrics-listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let mut first = String::new();
     BufReader::new(worker.stdout.take().unwrap()).read_line(&mut first).unwrap();
     assert!(first.starts_with("opsbook worker running up to 2 executions at once"), "{first}");
+    let metrics = first.split_whitespace().find(|w| w.starts_with("http://")).expect("metrics address").to_string();
+    let metrics = metrics.trim_end_matches(')').trim_end_matches("/metrics").to_string();
     let _worker = Serve { child: worker, url: String::new() };
     env.write(
         "books/secret.yaml",
@@ -406,6 +412,17 @@ fn api_nodes_and_worker_processes_share_one_database() {
     let id = ran.json()["id"].as_str().unwrap().to_string();
     let logs = client(&env, &api.url, &admin, &["logs", &id]);
     assert!(logs.stdout.contains("got it") && !logs.stdout.contains("hunter2"), "{logs:?}");
+    // The worker's own /metrics counts what it ran.
+    let body = {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(metrics.trim_start_matches("http://")).unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.contains("opsbook_executions_finished_total{runbook=\"test\",status=\"succeeded\"} 1"), "{body}");
 
     // Cancelled on the API node while its step runs in the worker: it stops there.
     let mut follower = env
