@@ -358,29 +358,46 @@ fn action(b: &mut Vec<Block>, kind: &StepKind) {
     }
 }
 
+/// Text for Markdown: HTML in it (an owner, a description) shown as text, not passed
+/// to whatever renders the page; `` `code` `` spans kept as they are.
+fn md(text: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in text.split('`').enumerate() {
+        if i > 0 {
+            out.push('`');
+        }
+        if i % 2 == 1 {
+            out.push_str(part);
+        } else {
+            out.push_str(&part.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;"));
+        }
+    }
+    out
+}
+
 fn markdown(blocks: &[Block]) -> String {
     let mut out = String::new();
     for block in blocks {
         match block {
             Block::Heading(level, text) => {
-                out.push_str(&format!("{} {text}\n\n", "#".repeat(usize::from(*level))));
+                out.push_str(&format!("{} {}\n\n", "#".repeat(usize::from(*level)), md(text)));
             }
-            Block::Para(text) => out.push_str(&format!("{text}\n\n")),
+            Block::Para(text) => out.push_str(&format!("{}\n\n", md(text))),
             Block::Facts(facts) => {
                 for (k, v) in facts {
-                    out.push_str(&format!("- **{k}:** {v}\n"));
+                    out.push_str(&format!("- **{}:** {}\n", md(k), md(v)));
                 }
                 out.push('\n');
             }
             Block::List(items) => {
                 for i in items {
-                    out.push_str(&format!("- {i}\n"));
+                    out.push_str(&format!("- {}\n", md(i)));
                 }
                 out.push('\n');
             }
             Block::Checklist(items) => {
                 for i in items {
-                    out.push_str(&format!("- [ ] {i}\n"));
+                    out.push_str(&format!("- [ ] {}\n", md(i)));
                 }
                 out.push('\n');
             }
@@ -391,7 +408,7 @@ fn markdown(blocks: &[Block]) -> String {
                 out.push_str(&format!("{fence}\n{text}\n{fence}\n\n"));
             }
             Block::Table(header, rows) => {
-                let cell = |c: &str| c.replace('|', "\\|").replace('\n', " ");
+                let cell = |c: &str| md(c).replace('|', "\\|").replace('\n', " ");
                 out.push_str(&format!("| {} |\n", header.join(" | ")));
                 out.push_str(&format!("|{}\n", " --- |".repeat(header.len())));
                 for r in rows {

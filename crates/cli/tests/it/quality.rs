@@ -217,7 +217,7 @@ fn feedback_rates_executions_that_ended() {
 fn doc_writes_the_runbook_for_people() {
     let env = Env::new();
     let book = runbook(
-        "    node: { type: string, description: \"Node to drain\" }\n    pw: { type: secret }\n",
+        "    node: { type: string, description: \"Node to drain <img src=x onerror=alert(1)>\" }\n    pw: { type: secret }\n",
         "    - id: check\n      run: curl -sf \"http://{{ params.node }}/health\" | grep -q '<ok>'\n      env: { NODE: \"{{ params.node }}\" }\n      retries: { count: 2 }\n      rollback:\n        run: echo undo\n    - id: drain\n      manual: { instructions: \"Drain {{ params.node }}\", checklist: [\"Traffic at 0\", \"Alarms quiet\"] }\n    - id: ok\n      approval: { approvers: [\"role:sre\"], message: \"Go?\" }\n    - id: health\n      gate: { sources: [ { freeze: { dates: [\"2000-01-01\"] } } ], on_blocked: fail }\n",
     );
     env.write("book.yaml", &book);
@@ -225,7 +225,7 @@ fn doc_writes_the_runbook_for_people() {
     assert_eq!(md.code, 0, "{md:?}");
     for part in [
         "# test\n",
-        "| node | string | no |  | Node to drain |",
+        "| node | string | no |  | Node to drain &lt;img src=x onerror=alert(1)&gt; |",
         "| pw | secret | no |  |  |",
         "### 1. check (`check`)",
         "- **Limits:** times out after 1h, up to 3 attempts",
