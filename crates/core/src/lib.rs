@@ -169,7 +169,8 @@ impl Runbook {
     /// arithmetic, whose values are no integers.
     fn arithmetic_params(&self, values: &ParamValues) -> Vec<ParamError> {
         let scripts = self.prerequisites.iter().filter_map(|p| p.check.as_ref().map(|c| ("a prerequisite", c)));
-        let steps = self.all_steps().flat_map(|s| {
+        // Steps a `when` may skip are checked when they run, as values a template makes are.
+        let steps = self.all_steps().filter(|s| s.when.is_none()).flat_map(|s| {
             let own = match &s.kind {
                 StepKind::Run(c) => Some((s.id.as_str(), c)),
                 _ => None,
@@ -187,7 +188,8 @@ impl Runbook {
                 let Some(value) = values.values.get(name) else { continue };
                 let text = value.as_str().map_or_else(|| value.to_string(), str::to_string);
                 let integer = text.strip_prefix('-').unwrap_or(&text);
-                if (!integer.is_empty() && integer.bytes().all(|b| b.is_ascii_digit())) || value.is_null() {
+                let empty = text.is_empty() && value.is_string();
+                if (!integer.is_empty() && integer.bytes().all(|b| b.is_ascii_digit())) || value.is_null() || empty {
                     continue;
                 }
                 if errors.iter().any(|e| e.param == name) {

@@ -419,7 +419,7 @@ impl Checker<'_> {
     fn script(&mut self, text: &Spanned<String>, scope: &Scope<'_>, field: &str) {
         // The shell's `${#VAR}` (a length) opens a template comment, which would take the
         // script's text up to the next `#}` away, or fail to parse.
-        if let Some(at) = text.value.find("${#").filter(|_| !text.value.contains("{% raw")) {
+        if let Some(at) = outside_raw(&text.value, "${#") {
             let line = text.value[..at].matches('\n').count() + 1;
             let pos = self.locate_text(&text.referenced, line, "${#");
             let msg = format!(
@@ -447,7 +447,9 @@ impl Checker<'_> {
         let start = crate::Pos::from_location(at)?;
         // A block scalar (`run: |`) starts on the line after its indicator.
         let first = self.source.lines().nth(start.line as usize - 1)?;
-        let block = first.trim_end().ends_with(['|', '>']) || first.trim_end().ends_with("|-");
+        // `|`, `>`, with a chomping or indentation indicator (`|-`, `>+`, `|2`).
+        let indicator = first.trim_end().rsplit([' ', ':']).next().unwrap_or_default();
+        let block = indicator.starts_with(['|', '>']);
         let file_line = start.line as usize + line - usize::from(!block);
         let text = self.source.lines().nth(file_line - 1)?;
         let byte = text.find(needle)?;
@@ -493,6 +495,20 @@ impl Checker<'_> {
             self.err(loc, format!("{field}: {e}"));
         }
     }
+}
+
+/// Where `needle` first is in a template outside its `{% raw %}` blocks.
+fn outside_raw(template: &str, needle: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(found) = template[from..].find(needle).map(|p| from + p) {
+        let opened = template[..found].rfind("{% raw").or_else(|| template[..found].rfind("{%- raw"));
+        let closed = template[..found].rfind("endraw");
+        match (opened, closed) {
+            (Some(o), c) if c.is_none_or(|c| c < o) => from = found + needle.len(),
+            _ => return Some(found),
+        }
+    }
+    None
 }
 
 pub(crate) fn is_slug(s: &str) -> bool {

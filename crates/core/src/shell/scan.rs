@@ -116,8 +116,9 @@ struct Cmd {
     numeric: bool,
     /// The next redirection target is a here-string that a shell reads as code…
     code_target: bool,
-    /// …and `code` is that here-string, not a `-c` argument.
-    code_is_input: bool,
+    /// Why the word at `code` is code, when it is no `-c` argument (`AS_CODE`): a
+    /// here-string a shell reads, an assignment to a prompt.
+    code_why: Option<&'static str>,
     /// The redirection's target follows `>&` or `<&`…
     dup: bool,
     /// …and this is where it began.
@@ -483,7 +484,7 @@ impl<'a> Scanner<'a> {
             cmd.code_next = false;
             cmd.code = None;
             cmd.code_target = false;
-            cmd.code_is_input = false;
+            cmd.code_why = None;
             cmd.dup = false;
             cmd.dup_word = None;
         }
@@ -595,7 +596,7 @@ impl<'a> Scanner<'a> {
                 }
                 if target && std::mem::take(&mut cmd.code_target) {
                     cmd.code = Some(start);
-                    cmd.code_is_input = true;
+                    cmd.code_why = Some(FED_TO_SHELL);
                 }
                 if !target {
                     if std::mem::take(&mut cmd.code_next) {
@@ -635,6 +636,10 @@ impl<'a> Scanner<'a> {
             && at == start
         {
             return Context::Refused(why);
+        }
+        // Anywhere in a here-document read as code, `$( … )` within it included.
+        if self.stack.iter().any(|f| matches!(f, Frame::Heredoc { code: true, .. })) {
+            return Context::Refused(FED_TO_SHELL);
         }
         let duplicated = |f: &Frame| matches!(f, Frame::Command(c) if (c.target && c.dup) || (c.dup_word.is_some() && c.dup_word == c.word));
         if self.stack.iter().any(duplicated) {

@@ -385,8 +385,25 @@ fn values_in_code_read_from_input_quoted_commands_and_prompts() {
         "bash -o pipefail <<EOF\necho {{ p }}\nEOF",
         "sh <<< {{ p }}",
         "bash <<< \"echo {{ p }}\"",
+        "bash -s <<EOT\necho hello $(echo {{ p }})\nEOT",
+        "ssh deploy@{{ q | lower }} <<EOT\necho {{ p }}\nEOT",
+        "bash -s 2>&1 <<EOT\necho {{ p }}\nEOT",
+        "ssh web1 > /tmp/log 2>&1 <<EOT\necho {{ p }}\nEOT",
+        "ssh -o StrictHostKeyChecking=no \\\n  deploy@web1 <<EOT\necho {{ p }}\nEOT",
+        "bash /dev/stdin <<EOT\necho {{ p }}\nEOT",
+        "source /dev/stdin <<EOT\necho {{ p }}\nEOT",
+        "python3.11 - <<EOT\nprint('{{ p }}')\nEOT",
+        "nodejs <<EOT\nconsole.log('{{ p }}')\nEOT",
+        "sudo -iu postgres <<EOT\necho {{ p }}\nEOT",
+        "ssh web1 sudo -i <<EOT\necho {{ p }}\nEOT",
+        "at now + 5 minutes <<EOT\necho {{ p }}\nEOT",
+        "$SHELL <<EOT\necho {{ p }}\nEOT",
+        "cat <<EOT | tee f | bash\necho {{ p }}\nEOT",
+        "cat <<EOT |& bash\necho {{ p }}\nEOT",
+        "eval \"$(cat <<EOT\necho {{ p }}\nEOT\n)\"",
     ] {
-        assert_eq!(contexts(script), [Refused(FED_TO_SHELL)], "{script}");
+        let got = contexts(script);
+        assert_eq!(got.last(), Some(&Refused(FED_TO_SHELL)), "{script}: {got:?}");
     }
     // Input that is data: to a script file, a remote command, a program that is no shell.
     for script in [
@@ -396,6 +413,9 @@ fn values_in_code_read_from_input_quoted_commands_and_prompts() {
         "cat > notes.sh <<EOF\n{{ p }}\nEOF",
         "python3 render.py <<EOF\n{{ p }}\nEOF",
         "kubectl apply -f - <<EOF\nname: {{ p }}\nEOF",
+        "vault kv put secret/ssh - <<EOF\n{{ p }}\nEOF",
+        "cat > /opt/app/bin/node <<EOF\n{{ p }}\nEOF",
+        "psql -v ON_ERROR_STOP=1 2>&1 <<EOF\n{{ p }}\nEOF",
     ] {
         assert!(matches!(contexts(script)[..], [Heredoc(_)]), "{script}: {:?}", contexts(script));
     }
@@ -406,20 +426,35 @@ fn values_in_code_read_from_input_quoted_commands_and_prompts() {
     {
         assert_eq!(contexts(script), [Refused(AS_CODE)], "{script}");
     }
-    // One made at run time may be a shell: its `-c` takes code; other words are words.
-    for script in ["$SHELL -c {{ p }}", "\"$SH\" -c {{ p }}", "script -qc {{ p }} /dev/null", "flock /tmp/l -c {{ p }}"]
-    {
+    // The variables that name the shell are one; other commands made at run time are not.
+    for script in [
+        "$SHELL -c {{ p }}",
+        "\"$SH\" -c {{ p }}",
+        "timeout 5 \"${SHELL}\" -c {{ p }}",
+        "script -qc {{ p }} /dev/null",
+        "flock /tmp/l -c {{ p }}",
+    ] {
         assert_eq!(contexts(script), [Refused(AS_CODE)], "{script}");
     }
-    assert_eq!(contexts("\"$KUBECTL\" apply -f {{ p }}"), [Bare]);
-    // Variables bash runs.
     for script in [
-        "PS4='+ [{{ p }}] '; set -x",
-        "export PROMPT_COMMAND={{ p }}",
-        "ENV={{ p }} sh -i",
-        "BASH_ENV=\"{{ p }}\" bash x.sh",
+        "\"$KUBECTL\" apply -f {{ p }}",
+        "\"$KUBECTL\" logs deploy/web -c {{ p }}",
+        "$SUDO tar -czf {{ p }} /srv/data",
+        "${KUBECTL:-kubectl} exec -i pod -c {{ p }}",
     ] {
+        assert_eq!(contexts(script), [Bare], "{script}");
+    }
+    // Assignments bash runs (in command position, or declared), and only those.
+    for script in ["PS4='+ [{{ p }}] '; set -x", "export PROMPT_COMMAND={{ p }}", "BASH_ENV=\"{{ p }}\" bash x.sh"] {
         assert_eq!(contexts(script), [Refused(PROMPT_CODE)], "{script}");
     }
-    assert_eq!(contexts("PS5={{ p }}; MY_ENV={{ q }}"), [Bare, Bare]);
+    for script in [
+        "PS5={{ p }}",
+        "MY_ENV={{ p }}",
+        "ENV={{ p }} ./deploy.sh",
+        "docker run --rm -e ENV={{ p }} app",
+        "kubectl set env deployment/web PS4={{ p }}",
+    ] {
+        assert_eq!(contexts(script), [Bare], "{script}");
+    }
 }

@@ -6,7 +6,9 @@ use super::{
 
 /// Variables bash reads as code (prompts, expanded when shown; PS4 on every traced line)
 /// or as the name of a file it runs.
-const CODE_VARIABLES: &[&str] = &["PS0", "PS1", "PS2", "PS4", "PROMPT_COMMAND", "ENV", "BASH_ENV"];
+const CODE_VARIABLES: &[&str] = &["PS0", "PS1", "PS2", "PS4", "PROMPT_COMMAND", "BASH_ENV"];
+/// The variables that name a shell, as a command (`$SHELL -c …`).
+const SHELL_VARIABLES: &[&str] = &["SHELL", "BASH", "SH", "ZSH_NAME"];
 /// Commands whose `-c` argument is a command line run by a shell.
 const RUN_C: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "su", "runuser", "script", "flock"];
 
@@ -64,22 +66,30 @@ impl Scanner<'_> {
         }
         if target && std::mem::take(&mut cmd.code_target) {
             cmd.code = Some(start);
-            cmd.code_is_input = true;
+            cmd.code_why = Some(FED_TO_SHELL);
         }
         if target || fd {
             return;
         }
         // What the word is once quotes and backslashes are gone (`"eval"`, `e\val`);
-        // `None` when an expansion makes it (`$SHELL`, `$(…)`), known only at run time.
+        // `None` when an expansion makes it (`$(…)`, `$X`), known only at run time, except
+        // the variables that name the shell (`$SHELL`, `"${BASH}"`), taken for `sh`.
         let quoted = self.b.get(end).is_some_and(|c| b"\"'\\$`".contains(c));
-        let name = if quoted { self.dequoted(start) } else { Some(text.to_string()) };
+        let name =
+            if quoted { self.dequoted(start).or_else(|| self.names_shell(start)) } else { Some(text.to_string()) };
+        // `PS4=…`, `export PROMPT_COMMAND=…`: an assignment bash later runs as code.
+        let assigns_code = text.split_once('=').is_some_and(|(n, _)| CODE_VARIABLES.contains(&n.trim_end_matches('+')));
         let cmd = self.command();
-        // `sh -c CODE`, wherever the shell comes in the command (`timeout 5 sh -c …`); a
-        // command made at run time (in command position) is taken for one.
+        if assigns_code && (cmd.fresh || matches!(cmd.kind, Kind::Declare | Kind::DeclareInt)) {
+            cmd.code = Some(start);
+            cmd.code_why = Some(PROMPT_CODE);
+        }
+        // `sh -c CODE`, wherever the shell comes in the command (`timeout 5 sh -c …`).
         let shell = name.as_deref().is_some_and(|n| RUN_C.contains(&n.rsplit('/').next().unwrap_or(n)));
         let option = text.starts_with('-') && text != "--";
         if !option && text != "--" && std::mem::take(&mut cmd.code_next) {
             cmd.code = Some(start);
+            cmd.code_why = None;
         }
         if cmd.kind == Kind::Shell && option && !text.starts_with("--") && text.contains('c') {
             cmd.code_next = true;
@@ -109,7 +119,7 @@ impl Scanner<'_> {
                 return;
             }
             cmd.maybe_fresh = false;
-            cmd.kind = super::strictest(cmd.kind, name.as_deref().map_or(Kind::Shell, command_kind));
+            cmd.kind = super::strictest(cmd.kind, name.as_deref().map_or(Kind::Other, command_kind));
             cmd.numeric |= numeric;
             if matches!(text, "case" | "esac" | "function") {
                 self.lose(super::CONDITIONAL_SHELL);
@@ -146,7 +156,7 @@ impl Scanner<'_> {
             return;
         }
         cmd.fresh = matches!(text, "function" | "coproc");
-        cmd.kind = name.as_deref().map_or(Kind::Shell, command_kind);
+        cmd.kind = name.as_deref().map_or(Kind::Other, command_kind);
         cmd.numeric = numeric;
         match text {
             "case" => cmd.cases += 1,
@@ -180,15 +190,16 @@ impl Scanner<'_> {
         let integer = prefix
             .split_once('=')
             .is_some_and(|(name, _)| self.integers.iter().any(|n| n == name.trim_end_matches('+')));
-        let assigned = prefix.split_once('=').map(|(name, _)| name.trim_end_matches('+'));
         match cmd.kind {
-            _ if assigned.is_some_and(|n| CODE_VARIABLES.contains(&n)) => Some(Context::Refused(PROMPT_CODE)),
+            _ if cmd.code.is_some() && cmd.code == cmd.word && cmd.code_why == Some(PROMPT_CODE) => {
+                Some(Context::Refused(PROMPT_CODE))
+            }
             Kind::Arithmetic | Kind::DeclareInt => Some(Context::Arithmetic),
             Kind::Names => Some(Context::Refused(AS_NAME)),
             Kind::Code => Some(Context::Refused(AS_CODE)),
             _ if cmd.target && cmd.code_target => Some(Context::Refused(FED_TO_SHELL)),
-            _ if cmd.code.is_some() && cmd.code == cmd.word && cmd.code_is_input => {
-                Some(Context::Refused(FED_TO_SHELL))
+            _ if cmd.code.is_some() && cmd.code == cmd.word && cmd.code_why.is_some() => {
+                Some(Context::Refused(cmd.code_why.unwrap_or(AS_CODE)))
             }
             _ if cmd.code_next || (cmd.code.is_some() && cmd.code == cmd.word) => Some(Context::Refused(AS_CODE)),
             Kind::Declare if !prefix.contains('=') => Some(Context::Refused(AS_NAME)),
@@ -214,6 +225,16 @@ impl Scanner<'_> {
 }
 
 impl Scanner<'_> {
+    /// `sh` when the word at `start` is only a variable that names the shell (`$SHELL`,
+    /// `"${BASH}"`).
+    fn names_shell(&self, start: usize) -> Option<String> {
+        let rest = self.text(start, self.b.len());
+        let word = rest.split([' ', '\t', '\n', ';', '&', '|', '<', '>', '(', ')']).next().unwrap_or_default();
+        let var = word.trim_matches('"').strip_prefix('$')?;
+        let var = var.strip_prefix('{').and_then(|v| v.strip_suffix('}')).unwrap_or(var);
+        SHELL_VARIABLES.contains(&var).then(|| "sh".to_string())
+    }
+
     /// The word at `start` without its quotes and backslashes, up to where it ends or a
     /// template tag begins; `None` if part of it is an expansion (`$…`, a backquote).
     fn dequoted(&self, start: usize) -> Option<String> {
