@@ -120,7 +120,7 @@ impl From<opsbook_store::Error> for ApiError {
             E::NotFound(what) => ApiError::not_found(format!("{what} not found")),
             E::Conflict(msg) | E::LostClaim(msg) => ApiError::conflict(msg),
             E::Mismatch(msg) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", msg),
-            E::Ambiguous(_) => ApiError::bad_request(e.to_string()),
+            E::Ambiguous { .. } => ApiError::bad_request(e.to_string()),
             E::Unavailable(why) => {
                 tracing::warn!(%why, "database unavailable");
                 let mut e = ApiError::new(

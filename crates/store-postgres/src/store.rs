@@ -187,16 +187,20 @@ impl Store for PgStore {
         let found = sqlx::query(concat!(
             "SELECT ",
             execution_columns!(),
-            " FROM executions WHERE id >= $1 AND id < $1 || '~' LIMIT 2"
+            " FROM executions WHERE id >= $1 AND id < $1 || '~' ORDER BY id LIMIT $2"
         ))
         .bind(id)
+        .bind(opsbook_store::AMBIGUOUS_SHOWN as i64)
         .fetch_all(self.pool())
         .await
         .db()?;
         match found.len() {
             1 => execution_from(&found[0]),
             0 => Err(Error::NotFound(format!("execution `{id}`"))),
-            _ => Err(Error::Ambiguous(id.to_string())),
+            _ => {
+                let matches = found.iter().map(execution_from).map(|e| e.map(|e| e.id)).collect::<Result<_>>()?;
+                Err(Error::Ambiguous { prefix: id.to_string(), matches })
+            }
         }
     }
 

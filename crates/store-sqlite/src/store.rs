@@ -143,13 +143,15 @@ impl Store for SqliteStore {
         if !id.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(Error::NotFound(format!("execution `{id}`")));
         }
-        let mut prefix =
-            conn.prepare_cached(&format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id LIKE ? LIMIT 2")).db()?;
-        let mut found = collect(&mut prefix, [format!("{id}%")], execution_from)?;
+        let mut prefix = conn
+            .prepare_cached(&format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id LIKE ? ORDER BY id LIMIT ?"))
+            .db()?;
+        let shown = opsbook_store::AMBIGUOUS_SHOWN as i64;
+        let mut found = collect(&mut prefix, params![format!("{id}%"), shown], execution_from)?;
         match found.len() {
             1 => Ok(found.remove(0)),
             0 => Err(Error::NotFound(format!("execution `{id}`"))),
-            _ => Err(Error::Ambiguous(id.to_string())),
+            _ => Err(Error::Ambiguous { prefix: id.to_string(), matches: found.into_iter().map(|e| e.id).collect() }),
         }
     }
 

@@ -114,6 +114,18 @@ async fn executions_round_trip<S: ServerStore>(s: S) {
         ..execution("CH0001", "demo", ExecStatus::Queued, 101)
     };
     s.create_execution(&child, &steps("CH0001", 1)).await.unwrap();
+    // A prefix several share names them, the first few by id.
+    for id in ["AMB001", "AMB002", "AMB003", "AMB004", "AMB005", "AMB006"] {
+        s.create_execution(&execution(id, "demo", ExecStatus::Queued, 102), &steps(id, 1)).await.unwrap();
+    }
+    let Err(crate::Error::Ambiguous { prefix, matches }) = s.execution("AMB0").await else { panic!("ambiguous") };
+    assert_eq!(
+        (prefix.as_str(), matches),
+        (
+            "AMB0",
+            vec!["AMB001", "AMB002", "AMB003", "AMB004", "AMB005"].into_iter().map(String::from).collect::<Vec<_>>()
+        )
+    );
     assert_eq!(s.execution("CH0001").await.unwrap(), child);
     assert_eq!(s.executions(&ExecutionFilter::children("EX0001")).await.unwrap(), vec![child.clone()]);
     assert_eq!(s.children("EX0001").await.unwrap(), vec![(child, steps("CH0001", 1))]);

@@ -13,8 +13,10 @@ pub enum Error {
     /// The request repeats an earlier one (an idempotency key) but asks for something else.
     #[error("{0}")]
     Mismatch(String),
-    #[error("ambiguous id prefix `{0}`: it matches several executions")]
-    Ambiguous(String),
+    /// A shortened id that several executions begin with: the prefix, and the first few
+    /// of them (by id, so the oldest first).
+    #[error("ambiguous id prefix `{prefix}`: it matches several executions ({}{}); give more of the id", matches.join(", "), if matches.len() >= AMBIGUOUS_SHOWN { ", …" } else { "" })]
+    Ambiguous { prefix: String, matches: Vec<String> },
     /// The database cannot be reached or used right now (locked past the wait, down,
     /// restarting): worth trying again shortly.
     #[error("database unavailable: {0}")]
@@ -29,3 +31,6 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How many of the executions an ambiguous prefix matches are named.
+pub const AMBIGUOUS_SHOWN: usize = 5;

@@ -15,7 +15,7 @@ mod records;
 
 use std::future::Future;
 
-pub use error::{Error, Result};
+pub use error::{AMBIGUOUS_SHOWN, Error, Result};
 pub use records::*;
 
 /// Where a store lives, from a URL: `sqlite:///abs/path.db`, `sqlite://rel/path.db` or

@@ -82,9 +82,9 @@ pub fn exit_code_of(e: &anyhow::Error) -> u8 {
 
 fn store_code(e: &opsbook_store::Error) -> u8 {
     match e {
-        opsbook_store::Error::NotFound(_) | opsbook_store::Error::Ambiguous(_) | opsbook_store::Error::Conflict(_) => {
-            EXIT_INVALID
-        }
+        opsbook_store::Error::NotFound(_)
+        | opsbook_store::Error::Ambiguous { .. }
+        | opsbook_store::Error::Conflict(_) => EXIT_INVALID,
         _ => EXIT_FAILED,
     }
 }
