@@ -200,6 +200,8 @@ fn clean_message(msg: &str) -> String {
         "one kind per entry: this entry already has one; start the next with `- `".into()
     } else if let Some(key) = first.strip_prefix("duplicate mapping key: ") {
         format!("duplicate key `{}`", key.split(", set DuplicateKeyPolicy").next().unwrap_or(key))
+    } else if first == "invalid floating point" || first.starts_with("non-finite float") {
+        "expected a finite number (at most about 1.8e308; not inf or nan)".into()
     } else if let Some(r) = first.strip_prefix("invalid ").and_then(range) {
         format!("expected a whole number ({r})")
     } else {
