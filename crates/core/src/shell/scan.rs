@@ -50,6 +50,9 @@ pub(super) const DUP_TARGET: &str = "after `>&` bash expands a word that is no f
 pub(super) const FED_TO_SHELL: &str = "this here-document (or here-string) is read by a shell or an interpreter \
      (`bash -s <<EOF`, `ssh HOST <<EOF`, `… | sh`) as code, so a value in it would be run: pass the value as an \
      argument (bash -s -- {{ … }} <<'EOF' … \"$1\" … EOF) or in the environment (env: in the step)";
+pub(super) const PROGRAM: &str = "an interpreter runs this word as its program (`python3 -c`, `perl -e`, `node -e`, \
+     `ruby -e`, `php -r`), so a value there would be run: pass it as an argument of the program instead \
+     (python3 -c 'import sys; print(sys.argv[1])' {{ … }})";
 pub(super) const PROMPT_CODE: &str = "bash expands PS0, PS1, PS2, PS4 and PROMPT_COMMAND as code when it uses them \
      (PS4 on every traced line), and runs the file ENV and BASH_ENV name: set them without values";
 pub(super) const BUILT_WORD: &str = "{% %} logic builds part of the word this value is in, so what the word is \
@@ -108,8 +111,10 @@ struct Cmd {
     /// Template branches disagree on whether the next word is the command: it is read
     /// both ways, and the stricter reading counts.
     maybe_fresh: bool,
-    /// `sh -c` and the like: the next word that is no option is code…
+    /// `sh -c` and the like: the next word that is no option is code (`next_why`: why,
+    /// when not as shell code)…
     code_next: bool,
+    next_why: Option<&'static str>,
     /// …and this is where it began.
     code: Option<usize>,
     /// A `[[ ]]` that compares numbers (`-eq`, `-lt`…).
@@ -142,6 +147,8 @@ enum Kind {
     Code,
     /// `sh`, `bash`…: the word after `-c` is code.
     Shell,
+    /// `python3`, `perl`, `node`…: the word after one of these options is a program.
+    Interpreter(&'static [&'static str]),
     /// `read`: words are names, except the arguments of its options.
     Read,
     /// The word after one of these options is a name (`printf -v`, `wait -p`).
@@ -482,6 +489,7 @@ impl<'a> Scanner<'a> {
             cmd.target = false;
             cmd.maybe_fresh = false;
             cmd.code_next = false;
+            cmd.next_why = None;
             cmd.code = None;
             cmd.code_target = false;
             cmd.code_why = None;

@@ -444,6 +444,30 @@ fn values_in_code_read_from_input_quoted_commands_and_prompts() {
     ] {
         assert_eq!(contexts(script), [Bare], "{script}");
     }
+    // An interpreter's program given as a word is code; its arguments are words.
+    for script in [
+        "python3 -c \"print('{{ p }}')\"",
+        "python3.11 -Bc {{ p }}",
+        "perl -ne 'print if /{{ p }}/' f",
+        "perl -pi -e 's/x/{{ p }}/' f",
+        "node -e {{ p }}",
+        "nodejs --eval \"{{ p }}\"",
+        "ruby -e {{ p }}",
+        "php -r {{ p }}",
+        "timeout 5 python3 -c {{ p }}",
+    ] {
+        assert_eq!(contexts(script), [Refused(super::scan::PROGRAM)], "{script}");
+    }
+    for script in [
+        "python3 deploy.py --version {{ p }}",
+        "python3 -m http.server {{ p }}",
+        "perl -w script.pl {{ p }}",
+        "node app.js --port {{ p }}",
+        "php -dmemory_limit=1G artisan {{ p }}",
+        "sudo -u app python3 manage.py migrate {{ p }}",
+    ] {
+        assert_eq!(contexts(script), [Bare], "{script}");
+    }
     // Assignments bash runs (in command position, or declared), and only those.
     for script in ["PS4='+ [{{ p }}] '; set -x", "export PROMPT_COMMAND={{ p }}", "BASH_ENV=\"{{ p }}\" bash x.sh"] {
         assert_eq!(contexts(script), [Refused(PROMPT_CODE)], "{script}");

@@ -1,7 +1,8 @@
 //! The words of a simple command: which command it is, and what it makes of a value.
 
 use super::{
-    AS_CODE, AS_NAME, Context, FED_TO_SHELL, Frame, Kind, PROMPT_CODE, Scanner, is_name, is_word_byte, without_tags,
+    AS_CODE, AS_NAME, Context, FED_TO_SHELL, Frame, Kind, PROGRAM, PROMPT_CODE, Scanner, is_name, is_word_byte,
+    without_tags,
 };
 
 /// Variables bash reads as code (prompts, expanded when shown; PS4 on every traced line)
@@ -89,13 +90,27 @@ impl Scanner<'_> {
         let option = text.starts_with('-') && text != "--";
         if !option && text != "--" && std::mem::take(&mut cmd.code_next) {
             cmd.code = Some(start);
-            cmd.code_why = None;
+            cmd.code_why = cmd.next_why.take();
         }
         if cmd.kind == Kind::Shell && option && !text.starts_with("--") && text.contains('c') {
             cmd.code_next = true;
         }
+        // `python3 -c CODE`, `perl -ne CODE`, `node --eval CODE`.
+        if let Kind::Interpreter(options) = cmd.kind
+            && option
+            && options
+                .iter()
+                .any(|o| *o == text || (o.len() == 2 && !text.starts_with("--") && text.ends_with(&o[1..])))
+        {
+            cmd.code_next = true;
+            cmd.next_why = Some(PROGRAM);
+        }
         if shell && !cmd.fresh && !cmd.maybe_fresh {
             cmd.kind = if cmd.kind == Kind::Other { Kind::Shell } else { super::strictest(cmd.kind, Kind::Shell) };
+        }
+        let program = name.as_deref().and_then(|n| interpreter(n.rsplit('/').next().unwrap_or(n)));
+        if let Some(kind) = program.filter(|_| !cmd.fresh && !cmd.maybe_fresh && cmd.kind == Kind::Other) {
+            cmd.kind = kind;
         }
         if cmd.fresh {
             cmd.command_word = Some(start);
@@ -201,7 +216,8 @@ impl Scanner<'_> {
             _ if cmd.code.is_some() && cmd.code == cmd.word && cmd.code_why.is_some() => {
                 Some(Context::Refused(cmd.code_why.unwrap_or(AS_CODE)))
             }
-            _ if cmd.code_next || (cmd.code.is_some() && cmd.code == cmd.word) => Some(Context::Refused(AS_CODE)),
+            _ if cmd.code_next => Some(Context::Refused(cmd.next_why.unwrap_or(AS_CODE))),
+            _ if cmd.code.is_some() && cmd.code == cmd.word => Some(Context::Refused(cmd.code_why.unwrap_or(AS_CODE))),
             Kind::Declare if !prefix.contains('=') => Some(Context::Refused(AS_NAME)),
             Kind::Declare if prefix.trim_end_matches(['"', '\'']).ends_with('=') => {
                 Some(Context::Declared(Box::new(Context::Bare)))
@@ -267,6 +283,21 @@ impl Scanner<'_> {
     }
 }
 
+/// An interpreter's kind: the options whose next word is its program.
+fn interpreter(name: &str) -> Option<Kind> {
+    let versioned =
+        |base: &str| name.strip_prefix(base).is_some_and(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'));
+    Some(Kind::Interpreter(match name {
+        _ if versioned("python") => &["-c"],
+        _ if versioned("perl") => &["-e", "-E"],
+        _ if versioned("ruby") => &["-e"],
+        "node" | "nodejs" => &["-e", "-p", "--eval", "--print"],
+        _ if versioned("php") => &["-r"],
+        _ if versioned("lua") => &["-e"],
+        _ => return None,
+    }))
+}
+
 /// What a command named `text` does with its words, where that matters for a value.
 fn command_kind(text: &str) -> Kind {
     match text.rsplit('/').next().unwrap_or(text) {
@@ -275,6 +306,7 @@ fn command_kind(text: &str) -> Kind {
         "unset" => Kind::Names,
         "eval" | "trap" | "alias" | "watch" => Kind::Code,
         name if RUN_C.contains(&name) => Kind::Shell,
+        name if interpreter(name).is_some() => interpreter(name).unwrap_or(Kind::Other),
         "read" => Kind::Read,
         "printf" | "test" | "[" => Kind::NameAfter(&["-v", "-R"]),
         "wait" => Kind::NameAfter(&["-p"]),
