@@ -124,6 +124,29 @@ fn relative_paths(script: &str) -> Vec<&str> {
 
 /// Warnings for files a runbook's scripts name that would not travel with it to a
 /// server (`opsbook push` sends what is beside it: its bundle).
+/// `when: params.NAME` (or `not params.NAME`) of a text parameter: true for any value
+/// but the empty one, `"false"` and `"no"` included, which is seldom what was meant.
+fn text_conditions(rb: &opsbook_core::Runbook) -> Vec<Diagnostic> {
+    use opsbook_core::params::ParamType;
+    let mut warnings = Vec::new();
+    for s in rb.all_steps() {
+        let Some(when) = s.when.as_deref().map(str::trim) else { continue };
+        let name = when.strip_prefix("not ").unwrap_or(when).trim().strip_prefix("params.").unwrap_or_default();
+        let Some(p) = rb.param(name) else { continue };
+        if matches!(p.spec.ty, ParamType::String | ParamType::Enum) {
+            let at = opsbook_core::Pos { line: s.line, column: s.column, len: 0 };
+            let message = format!(
+                "step `{}`: when: `{when}` is true for any {} value but an empty one (\"false\" and \"no\" \
+                 included): compare it (`params.{name} == 'yes'`) or declare the parameter `type: boolean`",
+                s.id,
+                p.spec.ty.as_str()
+            );
+            warnings.push(Diagnostic::new(Some(at), message));
+        }
+    }
+    warnings
+}
+
 fn bundle_warnings(rb: &opsbook_core::Runbook, file: &Path) -> Vec<Diagnostic> {
     use opsbook_engine::bundle::{IGNORE_FILE, Ignore};
     let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -336,6 +359,7 @@ fn check_file(f: &Path, explicit: Option<&Path>, gates_files: &mut GatesFiles) -
             report.version = Some(rb.version.to_string());
             report.steps = Some(rb.steps.len());
             report.warnings = bundle_warnings(&rb, f).iter().map(Problem::from).collect();
+            report.warnings.extend(text_conditions(&rb).iter().map(Problem::from));
             let mut diags = check_uses(&text, f, explicit, gates_files);
             diags.extend(opsbook_core::step::call::check_calls(f, &rb));
             diags.extend(opsbook_core::step::targets::check_inventories(f, &rb));

@@ -646,3 +646,23 @@ fn a_missing_output_is_named_and_no_rollback_is_suggested_without_one() {
     );
     assert!(o.stdout.contains(&hint), "{o:?}");
 }
+
+/// A `when` that tests a text parameter as it is warns: "false" is true there.
+#[test]
+fn validate_warns_of_a_text_parameter_taken_for_a_boolean() {
+    let env = Env::new();
+    env.write(
+        "when.yaml",
+        &runbook(
+            "    flag: { type: string, default: \"false\" }\n    on: { type: boolean, default: false }\n",
+            "    - id: a\n      when: params.flag\n      run: touch a\n    - id: b\n      when: params.on\n      run: touch b\n",
+        ),
+    );
+    let o = env.run(&["validate", "when.yaml"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.contains("when.yaml:12:7: warning: step `a`: when: `params.flag` is true for any string value but an empty one (\"false\" and \"no\" included)"), "{o:?}");
+    assert!(!o.stdout.contains("step `b`"), "{o:?}");
+    // As it warns: the step runs with the default "false".
+    assert_eq!(env.run(&["run", "when.yaml"]).code, 0);
+    assert!(env.path("a").exists() && !env.path("b").exists());
+}
