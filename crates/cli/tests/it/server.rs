@@ -413,7 +413,7 @@ fn api_nodes_and_worker_processes_share_one_database() {
     let logs = client(&env, &api.url, &admin, &["logs", &id]);
     assert!(logs.stdout.contains("got it") && !logs.stdout.contains("hunter2"), "{logs:?}");
     // The worker's own /metrics counts what it ran.
-    let body = {
+    let scrape = || {
         use std::io::{Read, Write};
         let mut conn = std::net::TcpStream::connect(metrics.trim_start_matches("http://")).unwrap();
         conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
@@ -421,8 +421,10 @@ fn api_nodes_and_worker_processes_share_one_database() {
         conn.read_to_string(&mut answer).unwrap();
         answer
     };
-    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
-    assert!(body.contains("opsbook_executions_finished_total{runbook=\"test\",status=\"succeeded\"} 1"), "{body}");
+    assert!(scrape().starts_with("HTTP/1.1 200"));
+    // Counted as the worker's runner ends, just after the execution's end is stored.
+    let finished = "opsbook_executions_finished_total{runbook=\"test\",status=\"succeeded\"} 1";
+    crate::support::wait_until(|| scrape().contains(finished), "the worker's metric");
 
     // Cancelled on the API node while its step runs in the worker: it stops there.
     let mut follower = env
