@@ -187,9 +187,8 @@ impl Runbook {
                 let Some(name) = expr.strip_prefix("params.").filter(|n| params::is_param_name(n)) else { continue };
                 let Some(value) = values.values.get(name) else { continue };
                 let text = value.as_str().map_or_else(|| value.to_string(), str::to_string);
-                let integer = text.strip_prefix('-').unwrap_or(&text);
                 let empty = text.is_empty() && value.is_string();
-                if (!integer.is_empty() && integer.bytes().all(|b| b.is_ascii_digit())) || value.is_null() || empty {
+                if shell::is_integer(&text) || value.is_null() || empty {
                     continue;
                 }
                 if errors.iter().any(|e| e.param == name) {

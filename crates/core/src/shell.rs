@@ -116,8 +116,7 @@ pub fn escape(value: &str, context: &Context) -> Result<String, String> {
             value.to_string()
         }
         Context::Arithmetic => {
-            let digits = value.strip_prefix(['-', '+']).unwrap_or(value);
-            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            if !is_integer(value) {
                 return Err(NOT_AN_INTEGER.into());
             }
             value.to_string()
@@ -142,6 +141,12 @@ pub fn runs_in_a_subscript(value: &str) -> bool {
     };
     let rest = &value[open..];
     rest.contains("$(") || rest.contains("${") || rest.contains('`')
+}
+
+/// What may go where the shell evaluates arithmetic: an integer, written plainly.
+pub fn is_integer(value: &str) -> bool {
+    let digits = value.strip_prefix(['-', '+']).unwrap_or(value);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// A shell variable name.

@@ -49,14 +49,7 @@ impl Keys {
     /// starts a comment); the first is the one that seals.
     pub fn parse(text: &str) -> Result<Keys, String> {
         let mut keys = Vec::new();
-        for (i, word) in text
-            .lines()
-            .map(|l| l.split('#').next().unwrap_or_default())
-            .flat_map(|l| l.split(','))
-            .map(str::trim)
-            .filter(|w| !w.is_empty())
-            .enumerate()
-        {
+        for (i, word) in Keys::words(text).enumerate() {
             let bytes = hex::decode(word).ok().filter(|b| b.len() == 32).ok_or_else(|| {
                 format!("key {}: expected 64 hex digits (32 bytes), e.g. from `openssl rand -hex 32`", i + 1)
             })?;
@@ -69,6 +62,13 @@ impl Keys {
             return Err("no key: expected 64 hex digits (32 bytes), e.g. from `openssl rand -hex 32`".into());
         }
         Ok(Keys { keys })
+    }
+
+    /// The keys of a key text as written (64 hex digits each, unchecked), comments left out.
+    pub fn words(text: &str) -> impl Iterator<Item = &str> {
+        (text.lines().map(|l| l.split('#').next().unwrap_or_default()).flat_map(|l| l.split(',')))
+            .map(str::trim)
+            .filter(|w| !w.is_empty())
     }
 
     /// Whether a key of this id is among these.

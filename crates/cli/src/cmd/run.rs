@@ -93,11 +93,13 @@ fn load_gates(rb: &Runbook, args: &Args) -> Result<std::collections::BTreeMap<St
         Some(p) => super::read_gates(p)?.gates,
         None => Default::default(),
     };
-    let uses_named = rb.steps.iter().any(|s| matches!(&s.kind, StepKind::Gate(g) if g.use_gate.is_some()));
-    // The file was read and parsed just before; read again only to place a name.
-    let text = if uses_named { std::fs::read_to_string(&args.file).unwrap_or_default() } else { String::new() };
-    if let Some(d) = super::unknown_gates(&text, &gates, path.as_deref()).into_iter().next() {
-        return Err(super::usage(d.headline(&args.file.display().to_string())));
+    let unknown = |s: &opsbook_core::Step| matches!(&s.kind, StepKind::Gate(g) if g.use_gate.as_ref().is_some_and(|n| !gates.contains_key(n)));
+    if rb.steps.iter().any(unknown) {
+        // The file was read and parsed just before: read again only to place the name.
+        let text = opsbook_core::read_document_text(&args.file).unwrap_or_default();
+        if let Some(d) = super::unknown_gates(&text, &gates, path.as_deref()).into_iter().next() {
+            return Err(super::usage(d.headline(&args.file.display().to_string())));
+        }
     }
     Ok(gates)
 }

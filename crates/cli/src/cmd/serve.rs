@@ -140,11 +140,9 @@ fn keep_private(config: &Config, url: &opsbook_store::DatabaseUrl) {
     let mut names: Vec<String> =
         ["OPSBOOK_SECRET_KEY", "OPSBOOK_DATABASE_URL", "OPSBOOK_TOKEN", "PGPASSWORD"].map(String::from).into();
     names.extend(config.notify.iter().filter_map(|r| r.secret_env.clone()));
-    // The keys themselves (from a key file too), one by one, without the file's comments.
-    // As `Keys::parse` reads them: `#` starts a comment, on a line of its own or after a key.
-    let keys = config.secret_keys.as_deref().unwrap_or_default().lines();
-    let keys = keys.map(|l| l.split('#').next().unwrap_or_default()).flat_map(|l| l.split(','));
-    let mut values: Vec<String> = keys.map(|k| k.trim().to_string()).collect();
+    // The keys themselves (from a key file too), one by one, as `Keys::parse` reads them.
+    let keys = opsbook_server::vault::Keys::words(config.secret_keys.as_deref().unwrap_or_default());
+    let mut values: Vec<String> = keys.map(str::to_string).collect();
     values.extend(config.notify.iter().filter_map(|r| r.secret.clone()));
     values.extend(url.password());
     opsbook_core::secret::keep_private(names, values);

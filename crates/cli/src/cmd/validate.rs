@@ -122,8 +122,6 @@ fn relative_paths(script: &str) -> Vec<&str> {
     found
 }
 
-/// Warnings for files a runbook's scripts name that would not travel with it to a
-/// server (`opsbook push` sends what is beside it: its bundle).
 /// `when: params.NAME` (or `not params.NAME`) of a text parameter: true for any value
 /// but the empty one, `"false"` and `"no"` included, which is seldom what was meant.
 fn text_conditions(rb: &opsbook_core::Runbook) -> Vec<Diagnostic> {
@@ -147,6 +145,8 @@ fn text_conditions(rb: &opsbook_core::Runbook) -> Vec<Diagnostic> {
     warnings
 }
 
+/// Warnings for files a runbook's scripts name that would not travel with it to a
+/// server (`opsbook push` sends what is beside it: its bundle).
 fn bundle_warnings(rb: &opsbook_core::Runbook, file: &Path) -> Vec<Diagnostic> {
     use opsbook_engine::bundle::{IGNORE_FILE, Ignore};
     let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));

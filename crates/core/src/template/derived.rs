@@ -62,8 +62,8 @@ fn masked_outputs(
     render: &impl Fn(&Context) -> Result<String, String>,
 ) -> Result<(), String> {
     let mask = crate::params::MASK;
-    let masked = |ctx: &Context| ctx.steps.values().any(|s| s.outputs.values().any(|v| v.contains(mask)));
-    if ctx.secrets.is_none() || !template.contains("steps") || !masked(ctx) {
+    let masked = ctx.steps.values().any(|s| s.outputs.values().any(|v| v.contains(mask)));
+    if ctx.secrets.is_none() || !template.contains("steps") || !masked {
         return Ok(());
     }
     let mut steps = (*ctx.steps).clone();

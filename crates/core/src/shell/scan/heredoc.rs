@@ -5,7 +5,6 @@ use super::{Frame, Kind, Pending, SHELLS_DIFFER, Scanner, TAG_AS_DELIMITER, with
 /// Commands that read their standard input as code when given no script (or remote
 /// command) to run instead.
 const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "ash", "mksh"];
-const INTERPRETERS: &[&str] = &["python", "perl", "ruby", "node", "nodejs", "php", "lua", "deno", "bun"];
 /// Commands that start a shell (or run commands) reading the input: `su`, `sudo -i`…
 const READERS: &[&str] = &["su", "ssh", "sudo", "doas", "at", "batch", "source", "."];
 /// ssh's options that take an argument (`-i KEY`, `-p PORT`…).
@@ -200,10 +199,7 @@ fn reads_code(words: &[String]) -> bool {
     let name = |w: &str| w.rsplit('/').next().unwrap_or(w).to_string();
     // A program, not a path under a directory of data (`secret/ssh`).
     let program = |w: &str| !w.contains('/') || w.starts_with('/') || w.starts_with('.');
-    let interpreter = |n: &str| {
-        INTERPRETERS.iter().any(|i| n == *i || n.strip_prefix(i).is_some_and(|v| v.starts_with(['.', '-'])))
-            || n.strip_prefix("python").is_some_and(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'))
-    };
+    let interpreter = |n: &str| super::words::interpreter(n).is_some();
     let dynamic = |w: &str| w.starts_with('$');
     let Some(at) = words.iter().position(|w| {
         let n = name(w);

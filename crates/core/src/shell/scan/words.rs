@@ -213,9 +213,6 @@ impl Scanner<'_> {
             Kind::Names => Some(Context::Refused(AS_NAME)),
             Kind::Code => Some(Context::Refused(AS_CODE)),
             _ if cmd.target && cmd.code_target => Some(Context::Refused(FED_TO_SHELL)),
-            _ if cmd.code.is_some() && cmd.code == cmd.word && cmd.code_why.is_some() => {
-                Some(Context::Refused(cmd.code_why.unwrap_or(AS_CODE)))
-            }
             _ if cmd.code_next => Some(Context::Refused(cmd.next_why.unwrap_or(AS_CODE))),
             _ if cmd.code.is_some() && cmd.code == cmd.word => Some(Context::Refused(cmd.code_why.unwrap_or(AS_CODE))),
             Kind::Declare if !prefix.contains('=') => Some(Context::Refused(AS_NAME)),
@@ -283,8 +280,9 @@ impl Scanner<'_> {
     }
 }
 
-/// An interpreter's kind: the options whose next word is its program.
-fn interpreter(name: &str) -> Option<Kind> {
+/// An interpreter's kind (`python3.11`, `perl`, `node`…): the options whose next word is
+/// its program.
+pub(super) fn interpreter(name: &str) -> Option<Kind> {
     let versioned =
         |base: &str| name.strip_prefix(base).is_some_and(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'));
     Some(Kind::Interpreter(match name {
@@ -294,6 +292,8 @@ fn interpreter(name: &str) -> Option<Kind> {
         "node" | "nodejs" => &["-e", "-p", "--eval", "--print"],
         _ if versioned("php") => &["-r"],
         _ if versioned("lua") => &["-e"],
+        "bun" => &["-e", "--eval"],
+        "deno" => &[],
         _ => return None,
     }))
 }
