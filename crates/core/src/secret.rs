@@ -206,7 +206,12 @@ fn forms(mut secrets: Vec<String>) -> Vec<String> {
     let written: Vec<String> = secrets
         .iter()
         .flat_map(|s| {
-            [crate::shell::Context::Bare, crate::shell::Context::Double]
+            // ssh's remote command: quoted for the remote shell, then for the script.
+            let twice = crate::shell::Context::Remote(
+                Box::new(crate::shell::Context::Bare),
+                Box::new(crate::shell::Context::Bare),
+            );
+            [crate::shell::Context::Bare, crate::shell::Context::Double, twice]
                 .iter()
                 .filter_map(|c| crate::shell::escape(s, c).ok())
                 .filter(|w| w != s && !w.contains(s.as_str()))
@@ -312,5 +317,11 @@ mod tests {
         assert_eq!(m.mask(r#"echo "pw=it's \$ecret" done"#), r#"echo "pw=***" done"#);
         let quoted = crate::shell::escape("it's $ecret", &crate::shell::Context::Bare).unwrap();
         assert_eq!(m.mask(&format!("login {quoted}")), "login ***");
+        // As `set -x` shows an ssh command whose remote line holds it.
+        let remote =
+            crate::shell::Context::Remote(Box::new(crate::shell::Context::Bare), Box::new(crate::shell::Context::Bare));
+        let twice = crate::shell::escape("it's $ecret", &remote).unwrap();
+        assert_ne!(twice, quoted);
+        assert_eq!(m.mask(&format!("+ ssh web1 login {twice}")), "+ ssh web1 login ***");
     }
 }

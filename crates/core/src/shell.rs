@@ -5,7 +5,8 @@
 //! `${ }`, backquotes, comments, here-documents), skipping template tags, and gives
 //! each `{{ }}` its [`Context`]. [`escape`] then writes a value for that context:
 //! bare → one quoted word; in `"…"` → backslash escapes; in `'…'` → close, quoted word,
-//! reopen; in a here-document → escapes (or the raw text after a quoted delimiter).
+//! reopen; in a here-document → escapes (or the raw text after a quoted delimiter); in
+//! ssh's remote command → written for the remote line, then for the script.
 
 /// The shell context of one interpolation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +34,14 @@ pub enum Context {
     /// The value of `declare NAME=…` (and `local`, `typeset`…): as `inner`, but a value
     /// starting with `(` is refused, since bash reads it as an array and runs what is in it.
     Declared(Box<Context>),
+    /// A word of ssh's remote command, which the remote shell reads again: the value is
+    /// written for where it lands in the remote line (first), then for where it is in
+    /// the script (second).
+    Remote(Box<Context>, Box<Context>),
+    /// The start of a word where ssh reads options (its destination, the word after it):
+    /// as `inner`, but a value beginning with `-` is refused, since ssh would read it as
+    /// an option (`-oProxyCommand=…` runs a command).
+    NotAnOption(Box<Context>),
     /// A place where no value can be made safe; the message says why and what to write.
     Refused(&'static str),
 }
@@ -66,6 +75,8 @@ const SUBSCRIPT: &str = "a value with a name and `[` followed by `$(`, `${` or a
      command in such a subscript wherever it evaluates the value as a variable name or arithmetic";
 const DECLARED_ARRAY: &str = "a value starting with `(` after `declare NAME=` is read by bash as an array, running \
      what is in it: assign it with NAME=… first";
+const SSH_OPTION: &str = "a value that begins ssh's destination, or the word after it, must not begin with `-`: ssh \
+     would read it as an option (-oProxyCommand=… runs a command); write `--` before the destination";
 const NOT_AN_INTEGER: &str = "a value the shell evaluates as arithmetic ($(( )), (( )), let, [[ … -eq … ]], \
      declare -i, an array subscript) must be an integer: the shell would run a command hidden in anything else";
 
@@ -87,6 +98,9 @@ pub fn escape(value: &str, context: &Context) -> Result<String, String> {
     Ok(match context {
         Context::Declared(_) if value.starts_with('(') => return Err(DECLARED_ARRAY.into()),
         Context::Declared(inner) => escape(value, inner)?,
+        Context::Remote(remote, local) => escape(&escape(value, remote)?, local)?,
+        Context::NotAnOption(_) if value.starts_with('-') => return Err(SSH_OPTION.into()),
+        Context::NotAnOption(inner) => escape(value, inner)?,
         Context::Bare => quote_word(value)?,
         Context::Double => {
             let mut out = String::with_capacity(value.len());

@@ -14,6 +14,7 @@ use super::{Context, Heredoc, Interpolation, is_name};
 mod blocks;
 mod heredoc;
 mod refusals;
+mod ssh;
 mod words;
 
 use blocks::{Block, without_tags};
@@ -89,6 +90,8 @@ struct Cmd {
     dup: bool,
     /// …and this is where it began.
     dup_word: Option<usize>,
+    /// The roles of an `ssh` command's words.
+    ssh: ssh::Ssh,
 }
 
 /// What a simple command does with its words, where that matters for a value.
@@ -122,6 +125,8 @@ enum Kind {
     Function,
     /// `coproc`: a name may come before the command.
     Coproc,
+    /// `ssh`: options, the destination, then a remote command its shell reads again.
+    Ssh,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -456,6 +461,7 @@ impl<'a> Scanner<'a> {
             cmd.code_why = None;
             cmd.dup = false;
             cmd.dup_word = None;
+            cmd.ssh = ssh::Ssh::default();
         }
     }
 
@@ -549,6 +555,15 @@ impl<'a> Scanner<'a> {
             self.control(start);
         }
         if kind == b'{' {
+            // A value that starts a word of an ssh command takes that word's role.
+            if let Some(Frame::Command(cmd)) = self.stack.last_mut()
+                && cmd.word.is_none()
+                && cmd.kind == Kind::Ssh
+                && !cmd.fresh
+                && !cmd.target
+            {
+                cmd.ssh.word("", start);
+            }
             let context = self.context_here(start, end);
             self.out.push(Interpolation { start, end, line: self.line, nth: self.nth, context });
             if let Some(name) = self.assigns_to(start) {

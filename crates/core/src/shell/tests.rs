@@ -166,7 +166,10 @@ fn follows_template_blocks_or_refuses_what_follows() {
     let lost = Refused(CONDITIONAL_SHELL);
     // Branches that leave the shell in the same place are followed.
     assert_eq!(contexts("{% if prod %}sudo {% endif %}systemctl restart {{ s }}"), [Bare]);
-    assert_eq!(contexts("{% for h in hosts %}\nssh {{ h }} uptime\n{% endfor %}\necho {{ x }}"), [Bare, Bare]);
+    assert_eq!(
+        contexts("{% for h in hosts %}\nssh {{ h }} uptime\n{% endfor %}\necho {{ x }}"),
+        [NotAnOption(Box::new(Bare)), Bare]
+    );
     assert_eq!(contexts("deploy {% if x %}--a{% else %}--b{% endif %} {{ v }}"), [Bare]);
     assert_eq!(
         contexts("echo {% if x %}\"a {{ v }}\"{% elif y %}'b {{ w }}'{% else %}c{% endif %} {{ z }}"),
@@ -481,4 +484,58 @@ fn values_in_code_read_from_input_quoted_commands_and_prompts() {
     ] {
         assert_eq!(contexts(script), [Bare], "{script}");
     }
+}
+
+#[test]
+fn ssh_remote_commands_are_written_for_the_remote_shell_too() {
+    use Context::*;
+    let remote = |r: Context, l: Context| Remote(Box::new(r), Box::new(l));
+    let leading = |c: Context| NotAnOption(Box::new(c));
+    assert_eq!(contexts("ssh web1 deploy {{ v }}"), [remote(Bare, Bare)]);
+    assert_eq!(contexts("ssh web1 \"deploy {{ v }}\""), [remote(Bare, Double)]);
+    assert_eq!(contexts("ssh web1 \"deploy '{{ v }}'\""), [remote(Single, Double)]);
+    assert_eq!(contexts("ssh web1 'deploy \"{{ v }}\"'"), [remote(Double, Single)]);
+    assert_eq!(contexts("ssh web1 \"echo \\\"{{ v }}\\\"\""), [remote(Double, Double)]);
+    assert_eq!(contexts("ssh web1 deploy \"'\" {{ v }} \"'\""), [remote(Single, Bare)]);
+    assert_eq!(contexts("ssh web1 \"cd $DIR && deploy {{ v }}\" && echo {{ w }}"), [remote(Bare, Double), Bare]);
+    assert_eq!(contexts("ssh -p 2222 -i key.pem deploy@{{ h }} uptime {{ v }}"), [Bare, remote(Bare, Bare)]);
+    assert_eq!(contexts("ssh -tt -l {{ u }} -p{{ port }} web1 -- {{ v }}"), [Bare, Bare, remote(Bare, Bare)]);
+    assert_eq!(contexts("ssh web1 -p 22 {{ v }}"), [leading(remote(Bare, Bare))]);
+    assert_eq!(contexts("ssh web1 deploy > {{ f }}"), [Bare]);
+    assert_eq!(contexts("ssh web1 \"echo $(( {{ n }} + 1 ))\""), [Arithmetic], "the script's own");
+    assert_eq!(contexts("ssh web1 'echo $(( {{ n }} + 1 ))'"), [remote(Arithmetic, Single)]);
+    // Where ssh reads options, a value must not be one.
+    assert_eq!(contexts("ssh {{ h }} uptime"), [leading(Bare)]);
+    assert_eq!(contexts("ssh -v \"{{ h }}\" uptime"), [leading(Double)]);
+    assert_eq!(contexts("ssh -- {{ h }} {{ v }}"), [Bare, remote(Bare, Bare)]);
+    // Configuration runs commands (ProxyCommand…); a remote shell running code refuses as
+    // a local one does.
+    for script in [
+        "ssh -o {{ o }} web1 uptime",
+        "ssh -o \"ProxyCommand=nc {{ h }} 22\" web1",
+        "ssh -o \"ProxyCommand=nc {{ params.host }} 22\" web1 uptime",
+        "ssh \"-oProxyCommand={{ h }}\" web1",
+        "ssh -vo StrictHostKeyChecking={{ s }} web1",
+        "ssh web1 -o {{ o }} uptime",
+    ] {
+        assert_eq!(contexts(script), [Refused(super::scan::SSH_CONFIG)], "{script}");
+    }
+    assert_eq!(contexts("ssh web1 bash -c \"'deploy {{ v }}'\""), [Refused(super::scan::AS_CODE)]);
+    assert_eq!(contexts("ssh web1 \"eval {{ v }}\""), [Refused(super::scan::AS_CODE)]);
+    // Written twice: the script's shell hands ssh the value quoted for the remote shell,
+    // which reads back the value.
+    let sh = |script: &str| {
+        let out = std::process::Command::new("sh").args(["-c", script]).output().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for value in ["a'b; c", "$(touch pwned)", "\"x\" `y`", "plain", "-oProxyCommand=id"] {
+        let once = super::escape(value, &Bare).unwrap();
+        let twice = super::escape(value, &remote(Bare, Bare)).unwrap();
+        assert_eq!(sh(&format!("printf %s {twice}")), once, "{value}");
+        assert_eq!(sh(&format!("printf %s {once}")), value);
+        let double = super::escape(value, &remote(Single, Double)).unwrap();
+        assert_eq!(sh(&format!("printf %s \"'{double}'\"")), format!("''{once}''"), "{value}");
+    }
+    assert!(super::escape("-oProxyCommand=id", &leading(Bare)).unwrap_err().contains("must not begin with `-`"));
+    assert_eq!(super::escape("web1", &leading(Bare)).unwrap(), "web1");
 }

@@ -7,8 +7,6 @@ use super::{Frame, Kind, Pending, SHELLS_DIFFER, Scanner, TAG_AS_DELIMITER, with
 const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "ash", "mksh"];
 /// Commands that start a shell (or run commands) reading the input: `su`, `sudo -i`…
 const READERS: &[&str] = &["su", "ssh", "sudo", "doas", "at", "batch", "source", "."];
-/// ssh's options that take an argument (`-i KEY`, `-p PORT`…).
-const SSH_ARGUMENTS: &str = "BbcDEeFIiJLlmOopQRSWw";
 
 impl Scanner<'_> {
     pub(super) fn start_heredoc(&mut self) {
@@ -234,7 +232,7 @@ fn reads_code(words: &[String]) -> bool {
             // Options (some with an argument), the host, then the remote command if any.
             let mut i = 0;
             while i < rest.len() && rest[i].starts_with('-') {
-                let takes = rest[i].len() == 2 && SSH_ARGUMENTS.contains(&rest[i][1..]);
+                let takes = rest[i].len() == 2 && super::ssh::ARGUMENTS.contains(&rest[i][1..]);
                 i += 1 + usize::from(takes);
             }
             let remote = rest.get(i + 1..).unwrap_or_default();

@@ -41,3 +41,6 @@ pub(in crate::shell) const PROMPT_CODE: &str = "bash expands PS0, PS1, PS2, PS4 
      (PS4 on every traced line), and runs the file BASH_ENV names: set them without values";
 pub(in crate::shell) const BUILT_WORD: &str = "{% %} logic builds part of the word this value is in, so what the word is \
      cannot be told: give the value a word of its own";
+pub(in crate::shell) const SSH_CONFIG: &str = "ssh reads the argument of `-o` as a line of configuration, where \
+     ProxyCommand, LocalCommand and the like run commands: write the option in the script, or pass the value with an \
+     option of its own (-p {{ … }}, -i {{ … }}, -l {{ … }})";

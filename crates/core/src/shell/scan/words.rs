@@ -105,7 +105,8 @@ impl Scanner<'_> {
             cmd.code_next = true;
             cmd.next_why = Some(PROGRAM);
         }
-        if shell && !cmd.fresh && !cmd.maybe_fresh {
+        // (On an ssh command line a shell is remote: the remote line is read as a script.)
+        if shell && !cmd.fresh && !cmd.maybe_fresh && cmd.kind != Kind::Ssh {
             cmd.kind = if cmd.kind == Kind::Other { Kind::Shell } else { super::strictest(cmd.kind, Kind::Shell) };
         }
         let program = name.as_deref().and_then(|n| interpreter(n.rsplit('/').next().unwrap_or(n)));
@@ -154,6 +155,14 @@ impl Scanner<'_> {
                     }
                 }
                 Kind::Test if text == "]]" => cmd.kind = Kind::Other,
+                Kind::Ssh => {
+                    // A value in the word is text of it (`-p{{ port }}`: the port is there).
+                    let rest = self.text(start, self.b.len());
+                    let raw = &rest[..rest.find([' ', '\t', '\n', ';', '&', '|', '<', '>']).unwrap_or(rest.len())];
+                    let tagged = if raw.contains("{{") { "x" } else { "" };
+                    let word = format!("{}{tagged}", name.as_deref().unwrap_or("x"));
+                    self.command().ssh.word(&word, start);
+                }
                 Kind::Case if text == "in" => {
                     cmd.kind = Kind::Other;
                     cmd.pattern = true;
@@ -215,6 +224,7 @@ impl Scanner<'_> {
             _ if cmd.target && cmd.code_target => Some(Context::Refused(FED_TO_SHELL)),
             _ if cmd.code_next => Some(Context::Refused(cmd.next_why.unwrap_or(AS_CODE))),
             _ if cmd.code.is_some() && cmd.code == cmd.word => Some(Context::Refused(cmd.code_why.unwrap_or(AS_CODE))),
+            Kind::Ssh => self.in_ssh(cmd, word, start, end),
             Kind::Declare if !prefix.contains('=') => Some(Context::Refused(AS_NAME)),
             Kind::Declare if prefix.trim_end_matches(['"', '\'']).ends_with('=') => {
                 Some(Context::Declared(Box::new(Context::Bare)))
@@ -250,34 +260,62 @@ impl Scanner<'_> {
 
     /// The word at `start` without its quotes and backslashes, up to where it ends or a
     /// template tag begins; `None` if part of it is an expansion (`$…`, a backquote).
-    fn dequoted(&self, start: usize) -> Option<String> {
+    pub(super) fn dequoted(&self, start: usize) -> Option<String> {
         let mut out = Vec::new();
         let mut quote: Option<u8> = None;
         let mut i = start;
-        while let Some(&c) = self.b.get(i) {
-            if c == b'{' && matches!(self.b.get(i + 1), Some(b'{' | b'%' | b'#')) {
-                break;
+        while i < self.b.len() && !self.at_tag(i) {
+            match self.unquote(&mut quote, &mut i, &mut out) {
+                Unquoted::Text => {}
+                Unquoted::Expansion => return None,
+                Unquoted::Blank | Unquoted::Operator => break,
             }
-            match (quote, c) {
-                (Some(q), _) if c == q => quote = None,
-                (Some(b'"') | None, b'$' | b'`') => return None,
-                (Some(b'"'), b'\\') if matches!(self.b.get(i + 1), Some(b'$' | b'`' | b'"' | b'\\')) => {
-                    i += 1;
-                    out.push(self.b[i]);
-                }
-                (Some(_), _) => out.push(c),
-                (None, b'\'' | b'"') => quote = Some(c),
-                (None, b'\\') => {
-                    i += 1;
-                    out.extend(self.b.get(i).filter(|&&n| n != b'\n'));
-                }
-                (None, b' ' | b'\t' | b'\n' | b';' | b'&' | b'|' | b'<' | b'>' | b'(' | b')') => break,
-                (None, _) => out.push(c),
-            }
-            i += 1;
         }
         Some(String::from_utf8_lossy(&out).into_owned())
     }
+
+    /// Whether a template tag begins at `i`.
+    pub(super) fn at_tag(&self, i: usize) -> bool {
+        self.b[i] == b'{' && matches!(self.b.get(i + 1), Some(b'{' | b'%' | b'#'))
+    }
+
+    /// Reads the byte at `*i` as the shell does, inside the quote `quote` or none: what it
+    /// stands for goes to `out` and `*i` moves past it, or it says where the word stops
+    /// (`*i` left there).
+    pub(super) fn unquote(&self, quote: &mut Option<u8>, i: &mut usize, out: &mut Vec<u8>) -> Unquoted {
+        let c = self.b[*i];
+        match (*quote, c) {
+            (Some(q), _) if c == q => *quote = None,
+            (Some(b'"') | None, b'$' | b'`') => return Unquoted::Expansion,
+            (Some(b'"'), b'\\') if matches!(self.b.get(*i + 1), Some(b'$' | b'`' | b'"' | b'\\')) => {
+                *i += 1;
+                out.push(self.b[*i]);
+            }
+            (Some(_), _) => out.push(c),
+            (None, b'\'' | b'"') => *quote = Some(c),
+            (None, b'\\') => {
+                *i += 1;
+                out.extend(self.b.get(*i).filter(|&&n| n != b'\n'));
+            }
+            (None, b' ' | b'\t' | b'\n') => return Unquoted::Blank,
+            (None, b';' | b'&' | b'|' | b'<' | b'>' | b'(' | b')') => return Unquoted::Operator,
+            (None, _) => out.push(c),
+        }
+        *i += 1;
+        Unquoted::Text
+    }
+}
+
+/// What a byte of a word is, read as the shell does.
+pub(super) enum Unquoted {
+    /// Text of the word (perhaps none: a quote).
+    Text,
+    /// An expansion begins (`$…`, a backquote).
+    Expansion,
+    /// Unquoted space, tab or line break.
+    Blank,
+    /// An unquoted operator (`;`, `|`, `<`…).
+    Operator,
 }
 
 /// An interpreter's kind (`python3.11`, `perl`, `node`…): the options whose next word is
@@ -314,6 +352,7 @@ fn command_kind(text: &str) -> Kind {
         "case" => Kind::Case,
         "function" => Kind::Function,
         "coproc" => Kind::Coproc,
+        "ssh" => Kind::Ssh,
         _ => Kind::Other,
     }
 }
