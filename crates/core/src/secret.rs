@@ -242,7 +242,9 @@ fn encodings(value: &str) -> Vec<String> {
         })
         .collect();
     let json = serde_json::to_string(value).map(|j| j[1..j.len() - 1].to_string()).unwrap_or_default();
-    let mut out = vec![padded, bare, url_safe, percent, json];
+    // In a form, a space is `+`.
+    let form = percent.replace("%20", "+");
+    let mut out = vec![padded, bare, url_safe, percent, form, json];
     out.retain(|e| e != value);
     out.dedup();
     out
@@ -304,7 +306,7 @@ mod tests {
         );
         let m = Masker::new(["p@ss w/rd\"x".to_string()]);
         for shown in
-            ["cEBzcyB3L3JkIng=", "cEBzcyB3L3JkIng", "cEBzcyB3L3JkIng", "p%40ss%20w%2Frd%22x", r#"p@ss w/rd\"x"#]
+            ["cEBzcyB3L3JkIng=", "cEBzcyB3L3JkIng", "p%40ss%20w%2Frd%22x", "p%40ss+w%2Frd%22x", r#"p@ss w/rd\"x"#]
         {
             assert_eq!(m.mask(&format!("token={shown};")), "token=***;", "{shown}");
         }

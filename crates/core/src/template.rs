@@ -15,8 +15,10 @@ use crate::shell;
 mod derived;
 mod functions;
 mod tags;
+mod web;
 
 pub(crate) use tags::{close_at, tags};
+pub use web::{Body, render_body, render_url};
 
 /// What templates can see: `params`, `steps.<id>.outputs/status`, `execution.id`.
 #[derive(Debug, Clone, Default)]

@@ -561,3 +561,94 @@ fn ssh_remote_commands_never_run_a_value() {
     assert!(o.stdout.contains("must not begin with `-`"), "{o:?}");
     assert!(!env.path("pwned").exists());
 }
+
+/// An `http` step's values stay values: the corpus through a JSON body (inside a string
+/// and as a value), a form body and the URL's path and query arrive at a real server
+/// on loopback as exactly the value, and never as JSON fields, form fields or path
+/// segments of their own.
+#[test]
+fn http_requests_carry_values_as_values() {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let Some(req) = crate::support::Request::read(&stream) else { continue };
+            let _ = write!(stream, "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+            log.lock().unwrap().push(req);
+        }
+    });
+    let env = Env::new();
+    let book = runbook(
+        "    p: { type: string }\n    port: { type: integer }\n",
+        concat!(
+            "    - id: json\n",
+            "      http:\n",
+            "        method: POST\n",
+            "        url: \"http://127.0.0.1:{{ params.port }}/items/{{ params.p }}?q={{ params.p }}&env=staging\"\n",
+            "        body: '{\"text\": \"Deploying {{ params.p }}\", \"env\": \"staging\", \"raw\": {{ params.p }}, \"n\": {{ params.port }}}'\n",
+            "    - id: form\n",
+            "      http:\n",
+            "        method: POST\n",
+            "        url: \"http://127.0.0.1:{{ params.port }}/form\"\n",
+            "        headers: { Content-Type: application/x-www-form-urlencoded }\n",
+            "        body: \"text={{ params.p }}&env=staging\"\n",
+        ),
+    );
+    env.write("http.yaml", &book);
+    for payload in CORPUS.iter().filter(|p| !matches!(**p, "" | "." | "..")) {
+        seen.lock().unwrap().clear();
+        let o = env.run(&["run", "http.yaml", "-p", &format!("p={payload}"), "-p", &format!("port={port}")]);
+        assert_eq!(o.code, 0, "payload {payload:?}: {o:?}");
+        let requests = std::mem::take(&mut *seen.lock().unwrap());
+        assert_eq!(requests.len(), 2, "payload {payload:?}");
+        let (json, form) = (&requests[0], &requests[1]);
+        assert_eq!(json.header("content-type"), Some("application/json"));
+        let body: serde_json::Value = serde_json::from_slice(&json.body).unwrap();
+        let expected = serde_json::json!({
+            "text": format!("Deploying {payload}"), "env": "staging", "raw": payload, "n": port,
+        });
+        assert_eq!(body, expected, "payload {payload:?}");
+        let (path, query) = json.path.split_once('?').unwrap();
+        let segments: Vec<String> = path.split('/').map(|s| decode(s, false)).collect();
+        assert_eq!(segments, ["", "items", payload], "payload {payload:?}");
+        let pairs: Vec<(String, String)> = query
+            .split('&')
+            .map(|kv| kv.split_once('=').map(|(k, v)| (decode(k, true), decode(v, true))).unwrap())
+            .collect();
+        assert_eq!(pairs, [("q".to_string(), payload.to_string()), ("env".into(), "staging".into())]);
+        let form: Vec<(String, String)> = String::from_utf8_lossy(&form.body)
+            .split('&')
+            .map(|kv| kv.split_once('=').map(|(k, v)| (decode(k, true), decode(v, true))).unwrap())
+            .collect();
+        assert_eq!(form, [("text".to_string(), payload.to_string()), ("env".into(), "staging".into())]);
+    }
+    // A whole path segment of `..` would move up the path: refused, nothing sent.
+    seen.lock().unwrap().clear();
+    let o = env.run(&["run", "http.yaml", "-p", "p=..", "-p", &format!("port={port}")]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stdout.contains("would move up the path"), "{o:?}");
+    assert!(seen.lock().unwrap().is_empty());
+}
+
+/// Percent-decoding (and `+` as a space in a query or form).
+fn decode(text: &str, plus: bool) -> String {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap());
+                i += 2;
+            }
+            b'+' if plus => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
+}

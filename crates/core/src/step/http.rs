@@ -13,11 +13,15 @@ use crate::duration::Dur;
 pub struct HttpSpec {
     #[serde(default)]
     pub method: Method,
-    /// Template; rendered without shell quoting.
+    /// Template; each value is percent-encoded for the part of the URL it lands in (a
+    /// value before the path, such as a base URL, as it is).
     #[schemars(with = "String")]
     pub url: Spanned<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Template; in a JSON body (by `Content-Type`, or one that begins with `{` or `[`)
+    /// values are JSON-escaped in strings and JSON values elsewhere; in a form body,
+    /// form-encoded.
     #[serde(default)]
     pub body: Option<String>,
     /// Accepted status codes. Default: any 2xx.

@@ -26,7 +26,7 @@ pub(crate) async fn attempt(
         return super::mock::http(run, step, spec, attempt, &mocks).await;
     }
     let ctx = run.context(false);
-    let url = match template::render_plain(&spec.url.value, &ctx) {
+    let url = match template::render_url(&spec.url.value, &ctx) {
         Ok(u) => u,
         Err(e) => return Ok(AttemptResult::fatal(format!("http.url: {e}"))),
     };
@@ -37,7 +37,12 @@ pub(crate) async fn attempt(
             Err(e) => return Ok(AttemptResult::fatal(format!("http.headers.{k}: {e}"))),
         }
     }
-    let body = match spec.body.as_deref().map(|b| template::render_plain(b, &ctx)).transpose() {
+    let content_type = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-type")).map(|(_, v)| v.as_str());
+    let kind = spec.body.as_deref().map(|b| template::Body::of(content_type, b));
+    if kind == Some(template::Body::Json) && content_type.is_none() {
+        headers.push(("Content-Type".to_string(), "application/json".to_string()));
+    }
+    let body = match spec.body.as_deref().zip(kind).map(|(b, kind)| template::render_body(b, kind, &ctx)).transpose() {
         Ok(b) => b,
         Err(e) => return Ok(AttemptResult::fatal(format!("http.body: {e}"))),
     };

@@ -75,7 +75,7 @@ pub(crate) async fn http(
     attempt: u32,
     mocks: &Mocks,
 ) -> Result<AttemptResult> {
-    let url = match template::render_plain(&spec.url.value, &run.context(false)) {
+    let url = match template::render_url(&spec.url.value, &run.context(false)) {
         Ok(u) => run.masker().mask(&u).into_owned(),
         Err(e) => return Ok(AttemptResult::fatal(format!("http.url: {e}"))),
     };

@@ -36,7 +36,7 @@ pub(crate) fn display(run: &Run<'_, '_>, step: &Step) -> Option<String> {
     }
     let text = match &step.kind {
         StepKind::Run(script) => template::render_shell(&script.template, &ctx).ok()?,
-        StepKind::Http(h) => format!("{} {}", h.method.as_str(), template::render_plain(&h.url.value, &ctx).ok()?),
+        StepKind::Http(h) => format!("{} {}", h.method.as_str(), template::render_url(&h.url.value, &ctx).ok()?),
         StepKind::Sleep(s) => format!("sleep {}", s.duration),
         StepKind::Approval(_) => return None,
         StepKind::Manual(m) => return Some(manual::describe(&manual::request(run, &step.id, Phase::Step, m))),
