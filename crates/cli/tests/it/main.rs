@@ -1,6 +1,7 @@
 //! End-to-end tests of the `opsbook` binary: real processes, a real SQLite file.
 
 mod aws_health;
+mod aws_secrets;
 mod aws_sso;
 mod aws_steps;
 mod calls;

@@ -3,6 +3,7 @@
 mod abuse;
 mod api;
 mod authz;
+mod branches;
 mod browser;
 mod bundles;
 mod calls;
