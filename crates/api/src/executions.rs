@@ -542,8 +542,8 @@ mod tests {
             "runbook": { "name": "deploy", "version": "1.2.0", "sha256": "ab12" },
             "status": "waiting",
             "actor": "alice",
-            "created_at": "2026-12-02T08:00:00Z",
-            "started_at": "2026-12-02T08:00:01Z",
+            "created_at": "2026-12-02T08:00:00.000Z",
+            "started_at": "2026-12-02T08:00:01.000Z",
             "finished_at": null,
             "duration_ms": null,
             "params": { "env": "prod", "token": "***" },
@@ -556,7 +556,7 @@ mod tests {
             ],
             "rollback": { "performed": false, "status": null, "steps": [] },
             "approvals": [{ "step": "ok", "phase": "step", "decision": "approved", "approver": "bob", "approved": true,
-                            "comment": "go", "at": "2026-12-02T08:00:02Z" }]
+                            "comment": "go", "at": "2026-12-02T08:00:02.000Z" }]
         });
         let typed: ExecutionDoc = serde_json::from_value(doc.clone()).unwrap();
         assert_eq!(typed.status(), ExecStatus::Waiting);

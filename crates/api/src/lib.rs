@@ -42,9 +42,9 @@ pub struct Items<T> {
     pub items: Vec<T>,
 }
 
-/// RFC 3339 time of an epoch-ms value (null when there is none).
+/// RFC 3339 time of an epoch-ms value (null when there is none), as [`rfc3339`] writes it.
 pub fn time(ms: Option<i64>) -> Option<String> {
-    ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok()).map(|t| t.to_string())
+    ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok()).map(|t| format!("{t:.3}"))
 }
 
 /// Serde for a time held as epoch milliseconds and sent as RFC 3339 text (UTC, with
@@ -73,7 +73,8 @@ pub mod rfc3339 {
 
     pub fn serialize<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
         match jiff::Timestamp::from_millisecond(*ms) {
-            Ok(t) => s.serialize_str(&t.to_string()),
+            // Always three fractional digits (`…:03.000Z`): times then sort as text.
+            Ok(t) => s.serialize_str(&format!("{t:.3}")),
             // Beyond year 9999 (a corrupt or hand-made row): the number as stored, which
             // reads back, rather than failing the whole answer.
             Err(_) => s.serialize_i64(*ms),
@@ -140,6 +141,10 @@ mod tests {
         assert_eq!(old, Stamped { at: 1_764_666_843_512, next: Some(5) });
         let missing: Stamped = serde_json::from_value(serde_json::json!({ "at": "2025-12-02T09:14:03Z" })).unwrap();
         assert_eq!(missing, Stamped { at: 1_764_666_843_000, next: None });
+        // Whole seconds keep their three digits, so that times sort as text.
+        assert_eq!(serde_json::to_value(&missing).unwrap()["at"], "2025-12-02T09:14:03.000Z");
+        let tenth = Stamped { at: 1_764_666_843_100, next: None };
+        assert_eq!(serde_json::to_value(&tenth).unwrap()["at"], "2025-12-02T09:14:03.100Z");
         // A time beyond year 9999 (a corrupt row) goes out as its number, not as an error.
         let far = serde_json::to_value(Stamped { at: i64::MAX, next: None }).unwrap();
         assert_eq!(far["at"], i64::MAX);

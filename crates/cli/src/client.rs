@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::cmd::usage;
+use crate::cmd::{unavailable, usage};
 
 pub struct Client {
     base: String,
@@ -159,7 +159,7 @@ impl Client {
         let resp = req.bearer_auth(&self.token).send().await.map_err(|e| {
             let why =
                 if e.is_timeout() { "no answer in time".into() } else { opsbook_core::diagnostic::root_cause(&e) };
-            anyhow!("cannot reach {}: {why}", self.base)
+            unavailable(format!("cannot reach {}: {why}", self.base))
         })?;
         let status = resp.status();
         let path = resp.url().path().to_string();
@@ -184,7 +184,7 @@ impl Client {
         let Ok(ErrorBody { error }) = serde_json::from_str::<ErrorBody>(text) else {
             let message =
                 format!("{} answered HTTP {status} to {path}: is it an opsbook server (`opsbook serve`)?", self.base);
-            return if status.is_client_error() { usage(message) } else { anyhow!("server error: {message}") };
+            return server_error(status, message);
         };
         let details: Vec<String> = error
             .details
@@ -201,7 +201,7 @@ impl Client {
             .collect();
         let message = self.reached_here(&error.message);
         let full = if details.is_empty() { message } else { format!("{message}\n{}", details.join("\n")) };
-        if status.is_client_error() { usage(full) } else { anyhow!("server error: {full}") }
+        server_error(status, full)
     }
 
     /// A server's message with the commands it suggests (`opsbook rollback ID`) made to
@@ -273,13 +273,9 @@ impl Client {
     /// A binary answer (a bundle).
     pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>> {
         let url = format!("{}{path}", self.base);
-        let resp = self
-            .http
-            .get(&url)
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| anyhow!("cannot reach {}: {}", self.base, opsbook_core::diagnostic::root_cause(&e)))?;
+        let resp = self.http.get(&url).bearer_auth(&self.token).send().await.map_err(|e| {
+            unavailable(format!("cannot reach {}: {}", self.base, opsbook_core::diagnostic::root_cause(&e)))
+        })?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| anyhow!("reading {path}: {e}"))?;
         if status.is_success() {
@@ -301,6 +297,17 @@ impl Client {
     pub async fn post_text<T: DeserializeOwned>(&self, path: &str, body: String) -> Result<T> {
         let req = self.http.post(format!("{}{path}", self.base)).header("content-type", "application/yaml").body(body);
         self.send(req).await
+    }
+}
+
+/// The error for an answer that is no success: a refusal of what was asked (4xx, exit
+/// 2), the server or the proxy before it unavailable (502, 503, 504: exit 4, worth a
+/// retry), or a fault of the server (exit 1).
+fn server_error(status: reqwest::StatusCode, message: String) -> anyhow::Error {
+    match status.as_u16() {
+        _ if status.is_client_error() => usage(message),
+        502..=504 => unavailable(format!("server unavailable: {message}")),
+        _ => anyhow!("server error: {message}"),
     }
 }
 

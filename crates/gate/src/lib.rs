@@ -204,7 +204,7 @@ impl Checker {
                 gate: name.to_string(),
                 verdict,
                 // To the millisecond, as every time opsbook writes.
-                checked_at: jiff::Timestamp::from_millisecond(now.as_millisecond()).unwrap_or(now).to_string(),
+                checked_at: format!("{:.3}", jiff::Timestamp::from_millisecond(now.as_millisecond()).unwrap_or(now)),
                 sources,
                 records,
                 fail_mode: gate.fail_mode,

@@ -170,7 +170,7 @@ impl Judge {
                         Ok(r) => return Ok(r),
                         Err(e) => format!("{server}{path}: not a gate verdict: {e}"),
                     },
-                    Err(e) if e.downcast_ref::<super::Usage>().is_some() => return Err(e),
+                    Err(e) if super::is_usage(&e) => return Err(e),
                     Err(e) => e.to_string(),
                 };
                 Ok(GateResult {

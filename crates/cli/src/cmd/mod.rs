@@ -46,26 +46,43 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_INVALID: u8 = 2;
 pub const EXIT_WAITING: u8 = 3;
+/// The server could not be reached, or answered that it is unavailable (502, 503, 504):
+/// what was asked may not have been done; worth a retry.
+pub const EXIT_UNAVAILABLE: u8 = 4;
 
-/// A problem with what the user asked for: exit code 2, nothing ran.
+/// An error that says which exit code it ends the command with.
 #[derive(Debug)]
-pub struct Usage(pub String);
+pub struct Coded {
+    pub code: u8,
+    pub message: String,
+}
 
-impl std::fmt::Display for Usage {
+impl std::fmt::Display for Coded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
-impl std::error::Error for Usage {}
+impl std::error::Error for Coded {}
 
+/// A problem with what the user asked for: exit code 2, nothing ran.
 pub fn usage(msg: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(Usage(msg.into()))
+    anyhow::Error::new(Coded { code: EXIT_INVALID, message: msg.into() })
+}
+
+/// Whether `e` is a problem with what the user asked for ([`usage`]).
+pub fn is_usage(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<Coded>().is_some_and(|c| c.code == EXIT_INVALID)
+}
+
+/// The server could not be reached, or said it is unavailable: exit code 4.
+pub fn unavailable(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Coded { code: EXIT_UNAVAILABLE, message: msg.into() })
 }
 
 pub fn exit_code_of(e: &anyhow::Error) -> u8 {
-    if e.downcast_ref::<Usage>().is_some() {
-        return EXIT_INVALID;
+    if let Some(coded) = e.downcast_ref::<Coded>() {
+        return coded.code;
     }
     if let Some(e) = e.downcast_ref::<opsbook_engine::Error>() {
         return match e {

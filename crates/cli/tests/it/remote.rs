@@ -250,3 +250,43 @@ fn resume_and_rollback_through_the_server() {
     let audit = c(&srv.url, &["audit", "--action", "execution.resume", "--output", "json"]);
     assert_eq!(audit.json()[0]["details"]["secrets_supplied"][0], "pw", "{audit:?}");
 }
+
+/// A server that cannot be reached, or says it is unavailable (as an API node does while
+/// its database is down), exits 4: worth a retry, unlike a refusal (2) or a failure (1).
+#[test]
+fn an_unavailable_server_exits_4() {
+    use std::io::Write;
+    let env = Env::new();
+    let run = |server: &str| {
+        crate::support::out(env.cmd(&["--server", server, "history"]).env("OPSBOOK_TOKEN", "obk_x_y").output().unwrap())
+    };
+    let gone = run("http://127.0.0.1:9");
+    assert_eq!(gone.code, 4, "{gone:?}");
+    assert!(gone.stderr.contains("cannot reach http://127.0.0.1:9"), "{gone:?}");
+    // A server answering each request with the next of these statuses.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let answers = [(503, "database unavailable"), (502, "bad gateway"), (500, "boom"), (403, "not allowed")];
+        for ((status, message), stream) in answers.into_iter().zip(listener.incoming()) {
+            let mut stream = stream.unwrap();
+            let _ = crate::support::Request::read(&stream);
+            let body = format!(r#"{{"error":{{"code":"x","message":"{message}"}}}}"#);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    for (code, says) in [
+        (4, "server unavailable: database unavailable"),
+        (4, "bad gateway"),
+        (1, "server error: boom"),
+        (2, "not allowed"),
+    ] {
+        let o = run(&url);
+        assert_eq!(o.code, code, "{o:?}");
+        assert!(o.stderr.contains(says), "{o:?}");
+    }
+}

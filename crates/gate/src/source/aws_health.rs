@@ -304,7 +304,7 @@ async fn fetch(client: &Client, a: &AwsHealth, now: jiff::Timestamp) -> Result<V
     } else {
         account_details(client, &found).await
     };
-    let time = |ms: Option<i64>| ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok()).map(|t| t.to_string());
+    let time = |ms: Option<i64>| ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok()).map(|t| format!("{t:.3}"));
     Ok(found
         .into_iter()
         .map(|f| {

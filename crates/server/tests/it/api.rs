@@ -611,6 +611,8 @@ fn check_times(path: &str, v: &serde_json::Value) -> usize {
                 if TIMES.contains(&k.as_str()) && !v.is_null() {
                     let t = v.as_str().unwrap_or_else(|| panic!("{path}: `{k}` is {v}, not RFC 3339 text"));
                     assert!(t.ends_with('Z') && t.parse::<jiff::Timestamp>().is_ok(), "{path}: `{k}` = {t}");
+                    // Milliseconds always written, so that times sort as text.
+                    assert!(t.len() == 24 && &t[19..20] == ".", "{path}: `{k}` = {t}");
                     1
                 } else {
                     check_times(path, v)
