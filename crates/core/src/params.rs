@@ -10,6 +10,9 @@ use serde_saphyr::Spanned;
 
 use crate::diagnostic::did_you_mean;
 
+/// The length a secret parameter's value must have at least.
+pub const MIN_SECRET: u64 = 4;
+
 /// Parameters in declaration order, with the location of each name.
 #[derive(Debug, Clone, Default)]
 pub struct ParamMap(pub Vec<(Spanned<String>, ParamSpec)>);
@@ -287,6 +290,15 @@ impl Param {
                 if secret && text.trim().is_empty() {
                     return Err("is empty: a secret needs a value".to_string());
                 }
+                // Masked wherever it shows, a shorter secret would hide ordinary text (every
+                // `ab` of a log) and so tell what it is.
+                if secret && len < MIN_SECRET {
+                    return Err(format!(
+                        "is {len} character{} long: a secret needs at least {MIN_SECRET}, since output is masked \
+                         wherever the secret shows and a shorter one would hide ordinary text",
+                        if len == 1 { "" } else { "s" }
+                    ));
+                }
                 if let Some(min) = spec.min_length
                     && len < min
                 {
@@ -560,7 +572,15 @@ mod tests {
     fn secrets_are_masked_and_never_echoed() {
         let mut s = param("{ type: secret, pattern: \"[a-z]+\" }");
         s.name = "pw".into();
-        check(std::slice::from_ref(&s), &[("pw", "abc")], Ok(serde_json::json!({"pw": "***"})));
+        check(std::slice::from_ref(&s), &[("pw", "abcd")], Ok(serde_json::json!({"pw": "***"})));
+        check(
+            std::slice::from_ref(&s),
+            &[("pw", "abc")],
+            Err(vec![
+                "parameter `pw`: is 3 characters long: a secret needs at least 4, since output is masked wherever the \
+                 secret shows and a shorter one would hide ordinary text",
+            ]),
+        );
         check(
             std::slice::from_ref(&s),
             &[("pw", "Hunter2")],

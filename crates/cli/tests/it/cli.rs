@@ -330,7 +330,7 @@ fn dry_run_renders_and_runs_nothing() {
     // A draft is tried with a dry run, which says what a real run would meet.
     let draft = env.run_book(
         &book.replace("version: 1.0.0", "version: 1.0.0\n  status: draft"),
-        &["--dry-run", "-p", "pw=x", "-p", "target=y"],
+        &["--dry-run", "-p", "pw=xxxx", "-p", "target=y"],
     );
     assert!(
         draft.stdout.contains("note: a draft: a real run is refused (locally, `--allow-draft` tries it)"),

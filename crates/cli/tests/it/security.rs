@@ -385,12 +385,22 @@ fn rollback_asks_only_for_the_secrets_it_uses() {
         "test.yaml",
         &runbook(
             "    deploy_pw: { type: secret, required: true }\n    undo_pw: { type: secret, required: true }\n    spare_pw: { type: secret, required: true }\n",
-            "    - id: deploy\n      run: test {{ params.deploy_pw }} = d && touch deployed\n      rollback: { run: test \"$OPSBOOK_PARAM_UNDO_PW\" = u && rm deployed }\n    - id: boom\n      run: exit 1\n",
+            "    - id: deploy\n      run: test {{ params.deploy_pw }} = dddd && touch deployed\n      rollback: { run: test \"$OPSBOOK_PARAM_UNDO_PW\" = uuuu && rm deployed }\n    - id: boom\n      run: exit 1\n",
         )
         .replace("spec:\n", "spec:\n  on_failure: stop\n"),
     );
-    let ran =
-        env.run(&["run", "test.yaml", "-p", "deploy_pw=d", "-p", "undo_pw=u", "-p", "spare_pw=s", "--output", "json"]);
+    let ran = env.run(&[
+        "run",
+        "test.yaml",
+        "-p",
+        "deploy_pw=dddd",
+        "-p",
+        "undo_pw=uuuu",
+        "-p",
+        "spare_pw=ssss",
+        "--output",
+        "json",
+    ]);
     assert_eq!(ran.code, 1, "{ran:?}");
     let id = ran.json()["id"].as_str().unwrap().to_string();
     let none = env.run(&["rollback", &id]);
@@ -400,7 +410,7 @@ fn rollback_asks_only_for_the_secrets_it_uses() {
         !none.stderr.contains("deploy_pw") && !none.stderr.contains("spare_pw"),
         "only what the rollback uses: {none:?}"
     );
-    let rolled = env.run(&["rollback", &id, "-p", "undo_pw=u"]);
+    let rolled = env.run(&["rollback", &id, "-p", "undo_pw=uuuu"]);
     assert_eq!(rolled.code, 0, "{rolled:?}");
     assert!(!env.path("deployed").exists());
 }

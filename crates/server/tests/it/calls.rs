@@ -85,7 +85,7 @@ async fn a_version_requirement_nothing_matches_fails_the_step_saying_what_is_pub
     let author = s.token("ann", &["operator", "author"]).await;
     s.publish(&author, &migrate("1.0.0")).await;
     s.publish(&author, &release("^3")).await;
-    let (_, sub) = s.post("/api/v1/runbooks/release/executions", &author, json!({"params": {"token": "x"}})).await;
+    let (_, sub) = s.post("/api/v1/runbooks/release/executions", &author, json!({"params": {"token": "t0k3n"}})).await;
     let id = sub["id"].as_str().unwrap().to_string();
     let doc = s.settled(&id, &author).await;
     assert_eq!(doc["status"], "failed", "{doc}");
