@@ -662,3 +662,26 @@ fn decode(text: &str, plus: bool) -> String {
     }
     String::from_utf8(out).unwrap()
 }
+
+/// A value in an awk program would be awk code (`system()` runs commands): refused at its
+/// place; passed with `-v` it is data, and arrives as itself.
+#[test]
+fn awk_programs_take_values_only_through_v() {
+    let env = Env::new();
+    let program =
+        runbook("    p: { type: string }\n", "    - id: a\n      run: echo x | awk '{ print \"{{ params.p }}\" }'\n");
+    env.write("program.yaml", &program);
+    let o = env.run(&["validate", "program.yaml"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stdout.contains("program.yaml:") && o.stdout.contains("awk runs this word as its program"), "{o:?}");
+    let data = runbook(
+        "    p: { type: string }\n",
+        "    - id: a\n      run: echo x | awk -v v={{ params.p }} '{ printf \"%s\", v }' > out\n",
+    );
+    env.write("data.yaml", &data);
+    let payload = "\"); system(\"touch pwned\"); print(\"";
+    let o = env.run(&["run", "data.yaml", "-p", &format!("p={payload}")]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(env.read("out"), payload);
+    assert!(!env.path("pwned").exists());
+}

@@ -76,6 +76,9 @@ struct Cmd {
     /// `sh -c` and the like: the next word that is no option is code (`next_why`: why,
     /// when not as shell code)…
     code_next: bool,
+    /// …but not the next word, an option's argument (`awk -F , PROGRAM`), which began here.
+    skip: bool,
+    argument: Option<usize>,
     next_why: Option<&'static str>,
     /// …and this is where it began.
     code: Option<usize>,
@@ -127,6 +130,8 @@ enum Kind {
     Coproc,
     /// `ssh`: options, the destination, then a remote command its shell reads again.
     Ssh,
+    /// `awk`: the first word that is no option (nor an option's argument) is its program.
+    Awk,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -455,6 +460,8 @@ impl<'a> Scanner<'a> {
             cmd.target = false;
             cmd.maybe_fresh = false;
             cmd.code_next = false;
+            cmd.skip = false;
+            cmd.argument = None;
             cmd.next_why = None;
             cmd.code = None;
             cmd.code_target = false;
@@ -583,7 +590,9 @@ impl<'a> Scanner<'a> {
                     cmd.code_why = Some(FED_TO_SHELL);
                 }
                 if !target {
-                    if std::mem::take(&mut cmd.code_next) {
+                    if std::mem::take(&mut cmd.skip) {
+                        cmd.argument = Some(start);
+                    } else if std::mem::take(&mut cmd.code_next) {
                         cmd.code = Some(start);
                     }
                     if std::mem::take(&mut cmd.maybe_fresh) {

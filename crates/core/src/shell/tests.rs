@@ -539,3 +539,25 @@ fn ssh_remote_commands_are_written_for_the_remote_shell_too() {
     assert!(super::escape("-oProxyCommand=id", &leading(Bare)).unwrap_err().contains("must not begin with `-`"));
     assert_eq!(super::escape("web1", &leading(Bare)).unwrap(), "web1");
 }
+
+#[test]
+fn awk_programs_take_no_values() {
+    use Context::*;
+    let program = Refused(super::scan::AWK_PROGRAM);
+    for script in [
+        "awk '{ print \"{{ p }}\" }' file",
+        "awk -F , '{ print $1, \"{{ p }}\" }'",
+        "awk -F: -v n=1 {{ p }}",
+        "gawk -e 'BEGIN { x = {{ p }} }'",
+        "sudo -u app awk '{ print {{ p }} }' log",
+        "/usr/bin/mawk -- '{{ p }}'",
+    ] {
+        assert_eq!(contexts(script), [program.clone()], "{script}");
+    }
+    // Data: -v assignments, the argument of an option, files, a program from a file.
+    assert_eq!(contexts("awk -v v={{ p }} '{ print v }' {{ f }}"), [Bare, Bare]);
+    assert_eq!(contexts("awk -F {{ sep }} -v \"v={{ p }}\" '{ print v }' x=1 {{ f }}"), [Bare, Double, Bare]);
+    assert_eq!(contexts("awk -f report.awk {{ f }}"), [Bare]);
+    assert_eq!(contexts("echo awk {{ p }}"), [Bare]);
+    assert_eq!(contexts("awk -v v={{ p }} '{ print v }' | awk '{ print $1 }' > {{ f }}"), [Bare, Bare]);
+}

@@ -128,6 +128,11 @@ fn join(ends: &[State], start: usize) -> Option<State> {
                     }
                     a.kind = strictest(a.kind, b.kind);
                     a.code_next |= b.code_next;
+                    // An option's argument only if it is one either way.
+                    a.skip &= b.skip;
+                    if a.ssh != b.ssh {
+                        return None;
+                    }
                     a.code = a.code.or(b.code);
                     a.target |= b.target;
                     let inside = |w: Option<usize>| w.is_some_and(|w| w >= start);

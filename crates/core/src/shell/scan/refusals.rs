@@ -44,3 +44,5 @@ pub(in crate::shell) const BUILT_WORD: &str = "{% %} logic builds part of the wo
 pub(in crate::shell) const SSH_CONFIG: &str = "ssh reads the argument of `-o` as a line of configuration, where \
      ProxyCommand, LocalCommand and the like run commands: write the option in the script, or pass the value with an \
      option of its own (-p {{ … }}, -i {{ … }}, -l {{ … }})";
+pub(in crate::shell) const AWK_PROGRAM: &str = "awk runs this word as its program, where `system()` and `| getline` \
+     run commands, so a value there would be run: pass it with -v (awk -v v={{ … }} '{ print v }')";

@@ -1,8 +1,8 @@
 //! The words of a simple command: which command it is, and what it makes of a value.
 
 use super::{
-    AS_CODE, AS_NAME, Context, FED_TO_SHELL, Frame, Kind, PROGRAM, PROMPT_CODE, Scanner, is_name, is_word_byte,
-    without_tags,
+    AS_CODE, AS_NAME, AWK_PROGRAM, Context, FED_TO_SHELL, Frame, Kind, PROGRAM, PROMPT_CODE, Scanner, is_name,
+    is_word_byte, without_tags,
 };
 
 /// Variables bash reads as code (prompts, expanded when shown; PS4 on every traced line)
@@ -13,6 +13,8 @@ const SHELL_VARIABLES: &[&str] = &["SHELL", "BASH", "SH", "ZSH_NAME"];
 /// Commands whose `-c` argument is a command line run by a shell.
 const RUN_C: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "su", "runuser", "script", "flock"];
 
+/// Commands that run the command in their words (`sudo awk …`).
+const WRAPPERS: &[&str] = &["sudo", "doas", "timeout", "nice", "ionice", "nohup", "env", "xargs", "stdbuf", "chroot"];
 /// Words that leave the next word in command position.
 const PREFIXES: &[&str] =
     &["!", "{", "}", "if", "then", "else", "elif", "do", "while", "until", "time", "builtin", "command"];
@@ -88,7 +90,9 @@ impl Scanner<'_> {
         // `sh -c CODE`, wherever the shell comes in the command (`timeout 5 sh -c …`).
         let shell = name.as_deref().is_some_and(|n| RUN_C.contains(&n.rsplit('/').next().unwrap_or(n)));
         let option = text.starts_with('-') && text != "--";
-        if !option && text != "--" && std::mem::take(&mut cmd.code_next) {
+        if !option && text != "--" && std::mem::take(&mut cmd.skip) {
+            cmd.argument = Some(start);
+        } else if !option && text != "--" && std::mem::take(&mut cmd.code_next) {
             cmd.code = Some(start);
             cmd.code_why = cmd.next_why.take();
         }
@@ -112,6 +116,17 @@ impl Scanner<'_> {
         let program = name.as_deref().and_then(|n| interpreter(n.rsplit('/').next().unwrap_or(n)));
         if let Some(kind) = program.filter(|_| !cmd.fresh && !cmd.maybe_fresh && cmd.kind == Kind::Other) {
             cmd.kind = kind;
+        }
+        // `sudo awk …`, `timeout 5 awk …`: awk run by a command that runs its words.
+        let wrapped = cmd.command_word.is_some_and(|w| {
+            let first = self.text(w, self.b.len()).split([' ', '\t', '\n']).next().unwrap_or_default();
+            WRAPPERS.contains(&first.rsplit('/').next().unwrap_or(first))
+        });
+        let cmd = self.command();
+        if wrapped && !cmd.fresh && !cmd.maybe_fresh && cmd.kind == Kind::Other && name.as_deref().is_some_and(is_awk) {
+            cmd.kind = Kind::Awk;
+            cmd.code_next = true;
+            cmd.next_why = Some(AWK_PROGRAM);
         }
         if cmd.fresh {
             cmd.command_word = Some(start);
@@ -167,6 +182,19 @@ impl Scanner<'_> {
                     cmd.kind = Kind::Other;
                     cmd.pattern = true;
                 }
+                // awk's options: the program from a file (`-f FILE`) leaves no program
+                // word; `-F`, `-v`… take the next word; `-e` (gawk) gives the program.
+                Kind::Awk if option && cmd.code_next => match text {
+                    "-f" | "--file" => {
+                        cmd.code_next = false;
+                        cmd.skip = true;
+                    }
+                    _ if text.starts_with("-f") || text.starts_with("--file=") => cmd.code_next = false,
+                    "-F" | "-v" | "-i" | "-l" | "--assign" | "--field-separator" | "--include" | "--load" => {
+                        cmd.skip = true
+                    }
+                    _ => {}
+                },
                 _ => {}
             }
             return;
@@ -181,6 +209,10 @@ impl Scanner<'_> {
         }
         cmd.fresh = matches!(text, "function" | "coproc");
         cmd.kind = name.as_deref().map_or(Kind::Other, command_kind);
+        if cmd.kind == Kind::Awk {
+            cmd.code_next = true;
+            cmd.next_why = Some(AWK_PROGRAM);
+        }
         cmd.numeric = numeric;
         match text {
             "case" => cmd.cases += 1,
@@ -222,7 +254,9 @@ impl Scanner<'_> {
             Kind::Names => Some(Context::Refused(AS_NAME)),
             Kind::Code => Some(Context::Refused(AS_CODE)),
             _ if cmd.target && cmd.code_target => Some(Context::Refused(FED_TO_SHELL)),
-            _ if cmd.code_next => Some(Context::Refused(cmd.next_why.unwrap_or(AS_CODE))),
+            _ if cmd.code_next && !cmd.skip && cmd.argument != Some(word) => {
+                Some(Context::Refused(cmd.next_why.unwrap_or(AS_CODE)))
+            }
             _ if cmd.code.is_some() && cmd.code == cmd.word => Some(Context::Refused(cmd.code_why.unwrap_or(AS_CODE))),
             Kind::Ssh => self.in_ssh(cmd, word, start, end),
             Kind::Declare if !prefix.contains('=') => Some(Context::Refused(AS_NAME)),
@@ -318,6 +352,11 @@ pub(super) enum Unquoted {
     Operator,
 }
 
+/// awk by any of its names.
+fn is_awk(name: &str) -> bool {
+    matches!(name.rsplit('/').next().unwrap_or(name), "awk" | "gawk" | "mawk" | "nawk" | "busybox-awk")
+}
+
 /// An interpreter's kind (`python3.11`, `perl`, `node`…): the options whose next word is
 /// its program.
 pub(super) fn interpreter(name: &str) -> Option<Kind> {
@@ -353,6 +392,7 @@ fn command_kind(text: &str) -> Kind {
         "function" => Kind::Function,
         "coproc" => Kind::Coproc,
         "ssh" => Kind::Ssh,
+        name if is_awk(name) => Kind::Awk,
         _ => Kind::Other,
     }
 }
