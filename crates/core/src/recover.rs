@@ -169,7 +169,14 @@ fn blank_out(text: &mut String, pos: crate::Pos, flow: bool) -> Option<Blanked> 
     let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
     let idx = (pos.line as usize).checked_sub(1).filter(|&i| i < lines.len())?;
     let line = lines[idx].clone();
-    if flow && let Some(blanked) = blank_flow_entry(&line, (pos.column as usize).saturating_sub(1)) {
+    if flow && let Some(mut blanked) = blank_flow_entry(&line, (pos.column as usize).saturating_sub(1)) {
+        // A collection left empty inside another goes too (`[{ bad: 1 }]` reads as `[]`),
+        // as a block-style item does, rather than as an empty entry.
+        while let Some(again) =
+            emptied(&blanked, (pos.column as usize).saturating_sub(1)).and_then(|open| blank_flow_entry(&blanked, open))
+        {
+            blanked = again;
+        }
         lines[idx] = blanked;
         *text = lines.join("\n");
         return Some(Blanked::FlowEntry);
@@ -193,6 +200,29 @@ fn blank_out(text: &mut String, pos: crate::Pos, flow: bool) -> Option<Blanked> 
     }
     *text = lines.join("\n");
     Some(Blanked::Entry)
+}
+
+/// Where the flow collection around character `at` of `line` opens, when it holds
+/// nothing but spaces and is an entry of another flow collection.
+fn emptied(line: &str, at: usize) -> Option<usize> {
+    let chars: Vec<char> = line.chars().collect();
+    let mut open: Vec<usize> = Vec::new();
+    let mut quote = None;
+    for (i, &c) in chars.iter().enumerate().take(at.min(chars.len())) {
+        if quoted(&mut quote, c, true) {
+            continue;
+        }
+        match c {
+            '{' | '[' => open.push(i),
+            '}' | ']' => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    let (&inner, outer) = open.split_last()?;
+    let close = chars.iter().skip(inner + 1).position(|c| !c.is_whitespace()).map(|p| inner + 1 + p)?;
+    (!outer.is_empty() && matches!(chars[close], '}' | ']')).then_some(inner)
 }
 
 /// `line` with the entry of a flow collection at character `at` (`key: value` or an
@@ -282,7 +312,14 @@ fn hint_shape(d: &mut Diagnostic, text: &str, syntax: bool) {
         return;
     }
     let Some(line) = text.lines().nth((pos.line as usize).saturating_sub(1)) else { return };
-    let key = line.trim_start_matches([' ', '-']).split(':').next().unwrap_or("").trim();
+    // The key the diagnostic points at (`{exit_code: "0"}` in a flow mapping), or else the
+    // line's first.
+    let at = line.char_indices().nth((pos.column as usize).saturating_sub(1)).map_or("", |(i, _)| &line[i..]);
+    let pointed = at
+        .split_once(':')
+        .map(|(k, _)| k)
+        .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    let key = pointed.unwrap_or_else(|| line.trim_start_matches([' ', '-']).split(':').next().unwrap_or("").trim());
     if d.message.starts_with("expected a ") || d.message.starts_with("invalid type") {
         if let Some((_, shape)) = SHAPES.iter().find(|(k, _)| *k == key) {
             d.message.push_str(&format!(" (write `{shape}`)"));
@@ -382,5 +419,23 @@ mod tests {
         assert_eq!(at("    - { id: x, run: [a,", "run"), None, "the entry goes on past the line");
         let line = "    - { run: [a, b], sleep: 5x }";
         assert_eq!(at(line, "run").as_deref(), Some("    - {              sleep: 5x }"));
+    }
+
+    #[test]
+    fn a_flow_collection_left_empty_inside_another_is_blanked_too() {
+        let original = "      validate: [{exit_code: \"0\"}, {output_contains: ok}]";
+        let mut text = original.to_string();
+        let pos = crate::Pos { line: 1, column: 19, len: 9 };
+        assert!(super::blank_out(&mut text, pos, true).is_some());
+        assert_eq!(text, format!("      validate: [{}{{output_contains: ok}}]", " ".repeat(18)));
+        assert_eq!(text.len(), original.len(), "every other position kept");
+        let mut text = "    - { id: x, check: { bad: 1 } }".to_string();
+        let pos = crate::Pos { line: 1, column: 25, len: 3 };
+        assert!(super::blank_out(&mut text, pos, true).is_some());
+        assert_eq!(text, "    - { id: x                    }");
+        let mut text = "  tags: {bad: 1}".to_string();
+        let pos = crate::Pos { line: 1, column: 10, len: 3 };
+        assert!(super::blank_out(&mut text, pos, true).is_some());
+        assert_eq!(text, "  tags: {      }", "no collection around it: it stays");
     }
 }
