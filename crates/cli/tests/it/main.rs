@@ -18,6 +18,7 @@ mod postgres;
 mod push;
 mod quality;
 mod remote;
+mod reread;
 mod security;
 mod server;
 mod ssm_targets;

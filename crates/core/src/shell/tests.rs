@@ -561,3 +561,17 @@ fn awk_programs_take_no_values() {
     assert_eq!(contexts("echo awk {{ p }}"), [Bare]);
     assert_eq!(contexts("awk -v v={{ p }} '{ print v }' | awk '{ print $1 }' > {{ f }}"), [Bare, Bare]);
 }
+
+#[test]
+fn command_lines_in_variables_are_written_for_the_shell_that_runs_them() {
+    use Context::*;
+    let remote = |r: Context, l: Context| Remote(Box::new(r), Box::new(l));
+    assert_eq!(contexts("GIT_SSH_COMMAND=\"ssh -i {{ key }}\" git pull"), [remote(Bare, Double)]);
+    assert_eq!(contexts("export GIT_SSH_COMMAND={{ cmd }}"), [remote(Bare, Bare)]);
+    assert_eq!(contexts("PAGER='less -R {{ x }}' git log"), [remote(Bare, Single)]);
+    assert_eq!(contexts("docker run -e EDITOR=\"vim '{{ f }}'\" img"), [remote(Single, Double)]);
+    assert_eq!(contexts("GIT_SSH_COMMAND=\"sh -c {{ x }}\" git pull"), [Refused(super::scan::AS_CODE)]);
+    // Other variables hold data.
+    assert_eq!(contexts("GIT_AUTHOR_NAME=\"{{ n }}\" git commit"), [Double]);
+    assert_eq!(contexts("export MY_PAGER={{ x }}"), [Declared(Box::new(Bare))]);
+}

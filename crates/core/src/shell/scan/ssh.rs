@@ -1,10 +1,30 @@
-//! `ssh`: which of its words are options, which is the destination, and which make the
-//! remote command. ssh joins the remote command's words with spaces and hands the line
-//! to the remote user's shell, which reads it again: a value there is written twice,
-//! first for where it lands in that line, then for where it is in the script.
+//! Command lines a second shell reads again. `ssh` joins its remote command's words with
+//! spaces and hands the line to the remote user's shell; git, less and editors run the
+//! command line in `GIT_SSH_COMMAND`, `PAGER`, `EDITOR`… with `sh -c`. A value there is
+//! written twice: first for where it lands in that line, then for where it is in the
+//! script. For ssh, also which of its words are options and which is the destination.
 
 use super::words::Unquoted;
 use super::{Cmd, Context, SSH_CONFIG, Scanner};
+
+/// Variables whose value programs run as a command line with `sh -c`.
+const COMMAND_LINES: &[&str] = &[
+    "GIT_SSH_COMMAND",
+    "GIT_PROXY_COMMAND",
+    "GIT_EDITOR",
+    "GIT_SEQUENCE_EDITOR",
+    "GIT_PAGER",
+    "GIT_EXTERNAL_DIFF",
+    "EDITOR",
+    "VISUAL",
+    "SUDO_EDITOR",
+    "PAGER",
+    "MANPAGER",
+    "SYSTEMD_PAGER",
+    "LESSOPEN",
+    "LESSCLOSE",
+    "RSYNC_RSH",
+];
 
 /// ssh's options that take an argument (`-i KEY`, `-p PORT`…).
 pub(super) const ARGUMENTS: &str = "BbcDEeFIiJLlmOopQRSWw";
@@ -109,21 +129,33 @@ impl Scanner<'_> {
         if cmd.target || self.text(from, word).trim_end().ends_with(['<', '>']) {
             return None;
         }
-        // The remote line as ssh will send it, the values before this one as words of
-        // text, then this value: where it lands there is read from that line.
-        let line = format!("{}{{{{ x }}}}", self.remote_line(from, start));
-        let remote = Scanner::new(&line).run().pop().map_or(Context::Bare, |i| i.context);
-        Some(match remote {
-            Context::Refused(_) => remote,
-            remote => {
-                let written = Context::Remote(Box::new(remote), Box::new(self.quoting(start, end)));
-                if word == from && ssh.remote_optional && leads {
-                    Context::NotAnOption(Box::new(written))
-                } else {
-                    written
-                }
+        Some(match self.read_again(from, start, end) {
+            written @ Context::Remote(..) if word == from && ssh.remote_optional && leads => {
+                Context::NotAnOption(Box::new(written))
             }
+            context => context,
         })
+    }
+
+    /// The context of a value at `start..end` in the assignment at `word` to a variable
+    /// whose value programs run as a command line (`GIT_SSH_COMMAND="ssh -i {{ … }}"`).
+    pub(super) fn run_by_a_shell(&self, word: usize, start: usize, end: usize) -> Option<Context> {
+        let prefix = self.text(word, start);
+        let (name, _) = prefix.split_once('=')?;
+        let name = name.trim_end_matches('+');
+        let from = word + prefix.find('=')? + 1;
+        COMMAND_LINES.contains(&name).then(|| self.read_again(from, start, end))
+    }
+
+    /// A value at `start..end` in a line that `from` begins and a second shell reads:
+    /// where it lands in that line (the values before it as words of text), then where
+    /// it is in the script.
+    fn read_again(&self, from: usize, start: usize, end: usize) -> Context {
+        let line = format!("{}{{{{ x }}}}", self.remote_line(from, start));
+        match Scanner::new(&line).run().pop().map_or(Context::Bare, |i| i.context) {
+            refused @ Context::Refused(_) => refused,
+            remote => Context::Remote(Box::new(remote), Box::new(self.quoting(start, end))),
+        }
     }
 
     /// The text from `from` to `to` as the script's shell passes it to ssh, which joins

@@ -246,6 +246,7 @@ impl Scanner<'_> {
         let integer = prefix
             .split_once('=')
             .is_some_and(|(name, _)| self.integers.iter().any(|n| n == name.trim_end_matches('+')));
+        let again = self.run_by_a_shell(word, start, end);
         match cmd.kind {
             _ if cmd.code.is_some() && cmd.code == cmd.word && cmd.code_why == Some(PROMPT_CODE) => {
                 Some(Context::Refused(PROMPT_CODE))
@@ -258,6 +259,8 @@ impl Scanner<'_> {
                 Some(Context::Refused(cmd.next_why.unwrap_or(AS_CODE)))
             }
             _ if cmd.code.is_some() && cmd.code == cmd.word => Some(Context::Refused(cmd.code_why.unwrap_or(AS_CODE))),
+            // `GIT_SSH_COMMAND="ssh -i {{ … }}"`, `export PAGER={{ … }}`: a command line.
+            _ if again.is_some() => again,
             Kind::Ssh => self.in_ssh(cmd, word, start, end),
             Kind::Declare if !prefix.contains('=') => Some(Context::Refused(AS_NAME)),
             Kind::Declare if prefix.trim_end_matches(['"', '\'']).ends_with('=') => {
