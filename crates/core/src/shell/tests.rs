@@ -552,7 +552,7 @@ fn awk_programs_take_no_values() {
         "sudo -u app awk '{ print {{ p }} }' log",
         "/usr/bin/mawk -- '{{ p }}'",
     ] {
-        assert_eq!(contexts(script), [program.clone()], "{script}");
+        assert_eq!(contexts(script), std::slice::from_ref(&program), "{script}");
     }
     // Data: -v assignments, the argument of an option, files, a program from a file.
     assert_eq!(contexts("awk -v v={{ p }} '{ print v }' {{ f }}"), [Bare, Bare]);
