@@ -256,10 +256,10 @@ fn action(b: &mut Vec<Block>, kind: &StepKind) {
         StepKind::Http(h) => {
             let mut req = format!("{} {}", h.method.as_str(), h.url.value);
             for (k, v) in &h.headers {
-                req.push_str(&format!("\n{k}: {v}"));
+                req.push_str(&format!("\n{k}: {}", v.value));
             }
             if let Some(body) = &h.body {
-                req.push_str(&format!("\n\n{body}"));
+                req.push_str(&format!("\n\n{}", body.value));
             }
             b.push(Block::Para("Send:".into()));
             b.push(Block::Code(req));

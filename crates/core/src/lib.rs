@@ -158,16 +158,18 @@ impl Runbook {
 
     /// Checks submitted values against the declared parameters, and against what the
     /// scripts do with them: a value a script takes as a number in shell arithmetic must
-    /// be an integer, known before any step runs (else the run stops at that step).
+    /// be an integer, and one given to ssh where it reads options must not be one, known
+    /// before any step runs (else the run stops at that step).
     pub fn check_params(&self, inputs: &BTreeMap<String, Input>) -> Result<ParamValues, Vec<ParamError>> {
         let values = params::check_values(&self.params, inputs)?;
-        let errors = self.arithmetic_params(&values);
+        let errors = self.misplaced_params(&values);
         if errors.is_empty() { Ok(values) } else { Err(errors) }
     }
 
     /// The parameters written (as `{{ params.NAME }}`) where a script's shell evaluates
-    /// arithmetic, whose values are no integers.
-    fn arithmetic_params(&self, values: &ParamValues) -> Vec<ParamError> {
+    /// arithmetic, whose values are no integers, or where ssh reads options, whose values
+    /// begin with `-`.
+    fn misplaced_params(&self, values: &ParamValues) -> Vec<ParamError> {
         let scripts = self.prerequisites.iter().filter_map(|p| p.check.as_ref().map(|c| ("a prerequisite", c)));
         // Steps a `when` may skip are checked when they run, as values a template makes are.
         let steps = self.all_steps().filter(|s| s.when.is_none()).flat_map(|s| {
@@ -180,7 +182,8 @@ impl Runbook {
         let mut errors: Vec<ParamError> = Vec::new();
         for (step, script) in scripts.chain(steps) {
             for i in shell::interpolations(&script.template) {
-                if i.context != shell::Context::Arithmetic {
+                let arithmetic = i.context == shell::Context::Arithmetic;
+                if !arithmetic && !matches!(i.context, shell::Context::NotAnOption(_)) {
                     continue;
                 }
                 let expr = script.template[i.start + 2..i.end - 2].trim();
@@ -188,21 +191,24 @@ impl Runbook {
                 let Some(value) = values.values.get(name) else { continue };
                 let text = value.as_str().map_or_else(|| value.to_string(), str::to_string);
                 let empty = text.is_empty() && value.is_string();
-                if shell::is_integer(&text) || value.is_null() || empty {
-                    continue;
-                }
-                if errors.iter().any(|e| e.param == name) {
+                let fits = if arithmetic { shell::is_integer(&text) } else { !text.starts_with('-') };
+                if fits || value.is_null() || empty || errors.iter().any(|e| e.param == name) {
                     continue;
                 }
                 let shown = if values.secret_names.contains(name) { String::new() } else { format!(", not `{text}`") };
                 let place = if step == "a prerequisite" { step.to_string() } else { format!("step `{step}`") };
-                errors.push(ParamError {
-                    param: name.to_string(),
-                    message: format!(
+                let message = if arithmetic {
+                    format!(
                         "{place} uses it as a number in shell arithmetic ($(( )), let, [[ … -eq … ]]): \
                          it must be an integer{shown}"
-                    ),
-                });
+                    )
+                } else {
+                    format!(
+                        "{place} gives it to ssh where ssh reads options (its destination, or the word after \
+                         it): it may not begin with `-`{shown}"
+                    )
+                };
+                errors.push(ParamError { param: name.to_string(), message });
             }
         }
         errors

@@ -233,6 +233,11 @@ impl Param {
         {
             errs.push(format!("parameter `{name}`: min_length {lo} is greater than max_length {hi}"));
         }
+        if let Some(hi) = spec.max_length.filter(|&hi| ty == ParamType::Secret && hi < MIN_SECRET) {
+            errs.push(format!(
+                "parameter `{name}`: max_length {hi} leaves no value possible: a secret has at least {MIN_SECRET} characters"
+            ));
+        }
         if spec.required && spec.default.is_some() {
             errs.push(format!("parameter `{name}`: a required parameter cannot have a default"));
         }
@@ -292,11 +297,13 @@ impl Param {
                 }
                 // Masked wherever it shows, a shorter secret would hide ordinary text (every
                 // `ab` of a log) and so tell what it is.
-                if secret && len < MIN_SECRET {
+                let shown = text.trim().chars().count() as u64;
+                if secret && shown < MIN_SECRET {
                     return Err(format!(
-                        "is {len} character{} long: a secret needs at least {MIN_SECRET}, since output is masked \
+                        "is {shown} character{} long{}: a secret needs at least {MIN_SECRET}, since output is masked \
                          wherever the secret shows and a shorter one would hide ordinary text",
-                        if len == 1 { "" } else { "s" }
+                        if shown == 1 { "" } else { "s" },
+                        if shown < len { " without the spaces around it" } else { "" }
                     ));
                 }
                 if let Some(min) = spec.min_length
@@ -586,7 +593,20 @@ mod tests {
             &[("pw", "Hunter2")],
             Err(vec!["parameter `pw`: the value does not match the pattern [a-z]+"]),
         );
-        check(&[s], &[("pw", "")], Err(vec!["parameter `pw`: is empty: a secret needs a value"]));
+        check(std::slice::from_ref(&s), &[("pw", "")], Err(vec!["parameter `pw`: is empty: a secret needs a value"]));
+        let mut spaced = param("{ type: secret }");
+        spaced.name = "pw".into();
+        check(
+            &[spaced],
+            &[("pw", "a   ")],
+            Err(vec![
+                "parameter `pw`: is 1 character long without the spaces around it: a secret needs at least 4, since \
+                 output is masked wherever the secret shows and a shorter one would hide ordinary text",
+            ]),
+        );
+        let short: ParamSpec = serde_saphyr::from_str("{ type: secret, max_length: 3 }").unwrap();
+        let err = Param::check_spec("pw", &short).unwrap_err();
+        assert!(err.iter().any(|e| e.contains("max_length 3 leaves no value possible")), "{err:?}");
     }
 
     #[test]

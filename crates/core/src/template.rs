@@ -303,14 +303,13 @@ fn missing(var: &str, ctx: &Context) -> Option<String> {
 }
 
 fn describe(err: &Error) -> String {
-    let mut msg = match err.kind() {
-        ErrorKind::UndefinedError => "undefined value".to_string(),
-        _ => err.kind().to_string(),
+    let mut msg = match (err.kind(), err.detail()) {
+        (ErrorKind::UndefinedError, None) => "undefined value".to_string(),
+        // A refusal of opsbook's own (where a value cannot go) is its whole message.
+        (ErrorKind::InvalidOperation, Some(detail)) => detail.to_string(),
+        (kind, Some(detail)) => format!("{kind}: {detail}"),
+        (kind, None) => kind.to_string(),
     };
-    if let Some(detail) = err.detail() {
-        msg.push_str(": ");
-        msg.push_str(detail);
-    }
     if let Some(line) = err.line() {
         msg.push_str(&format!(" (template line {line})"));
     }

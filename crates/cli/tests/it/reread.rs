@@ -56,8 +56,9 @@ fn ssh_remote_commands_never_run_a_value() {
         .env("PATH", &path)
         .output()
         .unwrap());
-    assert_eq!(o.code, 1, "{o:?}");
-    assert!(o.stdout.contains("must not begin with `-`"), "{o:?}");
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(o.stderr.contains("gives it to ssh where ssh reads options"), "{o:?}");
+    assert!(o.stderr.contains("it may not begin with `-`"), "{o:?}");
     assert!(!env.path("pwned").exists());
 }
 

@@ -244,10 +244,13 @@ impl Checker<'_> {
         } else if let Some(http) = s.http {
             self.template(&http.url, false, scope, "http.url");
             if let Some(body) = &http.body {
-                self.plain_template(body, &http.url.referenced, scope, "http.body");
+                self.plain_template(&body.value, &body.referenced, scope, "http.body");
+            }
+            if let Some(needle) = &http.expect_body_contains {
+                self.plain_template(&needle.value, &needle.referenced, scope, "http.expect_body_contains");
             }
             for (k, v) in &http.headers {
-                self.plain_template(v, &http.url.referenced, scope, &format!("http.headers.{k}"));
+                self.plain_template(&v.value, &v.referenced, scope, &format!("http.headers.{k}"));
             }
             for code in &http.expect_status {
                 if !(100..=599).contains(code) {

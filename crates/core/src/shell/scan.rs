@@ -569,7 +569,7 @@ impl<'a> Scanner<'a> {
                 && !cmd.fresh
                 && !cmd.target
             {
-                cmd.ssh.word("", start);
+                cmd.ssh.word(Some(""), start);
             }
             let context = self.context_here(start, end);
             self.out.push(Interpolation { start, end, line: self.line, nth: self.nth, context });

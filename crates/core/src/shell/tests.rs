@@ -575,3 +575,42 @@ fn command_lines_in_variables_are_written_for_the_shell_that_runs_them() {
     assert_eq!(contexts("GIT_AUTHOR_NAME=\"{{ n }}\" git commit"), [Double]);
     assert_eq!(contexts("export MY_PAGER={{ x }}"), [Declared(Box::new(Bare))]);
 }
+
+#[test]
+fn commands_run_by_other_commands_are_read_as_themselves() {
+    use Context::*;
+    let remote = |r: Context, l: Context| Remote(Box::new(r), Box::new(l));
+    let leading = |c: Context| NotAnOption(Box::new(c));
+    for script in [
+        "timeout 30 ssh web1 \"echo {{ v }}\"",
+        "exec ssh web1 \"echo {{ v }}\"",
+        "env FOO=1 ssh web1 \"echo {{ v }}\"",
+        "nohup ssh web1 \"echo {{ v }}\"",
+        "sudo -u deploy ssh web1 \"echo {{ v }}\"",
+        "echo web1 | xargs -I{} ssh {} \"echo {{ v }}\"",
+        "find . -name x -exec ssh web1 \"echo {{ v }}\" \\;",
+    ] {
+        assert_eq!(contexts(script), [remote(Bare, Double)], "{script}");
+    }
+    assert_eq!(contexts("timeout 10 ssh {{ h }} uptime"), [leading(Bare)]);
+    for script in [
+        "exec awk 'BEGIN { print \"{{ v }}\" }'",
+        "find . -name data.txt -exec awk '{ print \"{{ v }}\" }' {} \\;",
+        "busybox awk '{ print \"{{ v }}\" }'",
+    ] {
+        assert_eq!(contexts(script), [Refused(super::scan::AWK_PROGRAM)], "{script}");
+    }
+    // Arguments named like them are words.
+    assert_eq!(contexts("find . -name ssh -newer {{ f }}"), [Bare]);
+    assert_eq!(contexts("echo ssh web1 {{ v }}"), [Bare]);
+    // awk's own assignments, attached to their option.
+    assert_eq!(contexts("awk -vv={{ v }} '{ print v }'"), [Bare]);
+    assert_eq!(contexts("gawk --assign=v={{ v }} '{ print v }'"), [Bare]);
+    // Where ssh's words are made at run time, no value may be an option.
+    assert_eq!(contexts("ssh $SSH_OPTS web1 {{ v }}"), [leading(remote(Bare, Bare))]);
+    assert_eq!(contexts("ssh $SSH_OPTS web1 deploy {{ v }}"), [leading(remote(Bare, Bare))]);
+    assert_eq!(contexts("ssh -P tag web1 {{ v }}"), [leading(remote(Bare, Bare))]);
+    // bash's $'…' in a line read again is not decoded: refused.
+    assert_eq!(contexts("ssh web1 $'echo \"{{ v }}\"'"), [Refused(super::scan::ANSI_C_AGAIN)]);
+    assert_eq!(contexts("ssh web1 $'cd /srv' deploy {{ v }}"), [Refused(super::scan::ANSI_C_AGAIN)]);
+}

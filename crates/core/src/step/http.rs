@@ -17,18 +17,23 @@ pub struct HttpSpec {
     /// value before the path, such as a base URL, as it is).
     #[schemars(with = "String")]
     pub url: Spanned<String>,
+    /// Templates, each written as it is (a line break refused).
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub headers: BTreeMap<String, Spanned<String>>,
     /// Template; in a JSON body (by `Content-Type`, or one that begins with `{` or `[`)
     /// values are JSON-escaped in strings and JSON values elsewhere; in a form body,
     /// form-encoded.
     #[serde(default)]
-    pub body: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub body: Option<Spanned<String>>,
     /// Accepted status codes. Default: any 2xx.
     #[serde(default)]
     pub expect_status: Vec<u16>,
+    /// Template: text the response's body must contain.
     #[serde(default)]
-    pub expect_body_contains: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub expect_body_contains: Option<Spanned<String>>,
     /// Timeout of one request (the step timeout bounds all attempts of one try).
     #[serde(default)]
     pub timeout: Option<Dur>,

@@ -43,10 +43,28 @@ impl Body {
             Some(t) if t.contains("json") => Body::Json,
             Some(t) if t.contains("application/x-www-form-urlencoded") => Body::Form,
             Some(_) => Body::Text,
-            None if template.trim_start().starts_with(['{', '[']) => Body::Json,
+            None if starts_as_json(template) => Body::Json,
             None => Body::Text,
         }
     }
+}
+
+/// Whether a template's text begins with `{` or `[` of its own, past spaces and `{% %}`
+/// and `{# #}` tags (`{{ x }}` first: what it writes is not known).
+fn starts_as_json(template: &str) -> bool {
+    let mut rest = template.trim_start();
+    loop {
+        let close = match rest.get(..2) {
+            Some("{%") => "%}",
+            Some("{#") => "#}",
+            _ => break,
+        };
+        match rest[2..].find(close) {
+            Some(at) => rest = rest[2 + at + 2..].trim_start(),
+            None => return false,
+        }
+    }
+    !rest.starts_with("{{") && rest.starts_with(['{', '['])
 }
 
 /// Renders a request's URL: each value percent-encoded for the part it lands in. A value
@@ -159,6 +177,10 @@ fn write_json(pieces: &[Piece<'_>]) -> Result<String, String> {
                 let json = serde_json::to_string(&text(v)?).map_err(|e| e.to_string())?;
                 out.push_str(&json[1..json.len() - 1]);
             }
+            // Text that is a JSON value itself (`3`, `true`, an earlier step's JSON output)
+            // goes in as that value, whole; any other text, a JSON string's own text
+            // (`"a"`, quotes and all) included, as a JSON string.
+            Piece::Value(v) if v.as_str().is_some_and(is_json_not_string) => out.push_str(&text(v)?),
             Piece::Value(v) => {
                 text(v)?;
                 let json = serde_json::to_string(v).map_err(|e| format!("a value is no JSON value: {e}"))?;
@@ -167,6 +189,11 @@ fn write_json(pieces: &[Piece<'_>]) -> Result<String, String> {
         }
     }
     Ok(out)
+}
+
+/// Whether `text` is a whole JSON value other than a string.
+fn is_json_not_string(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| !v.is_string())
 }
 
 fn write_form(pieces: &[Piece<'_>]) -> Result<String, String> {
@@ -203,37 +230,48 @@ fn write_url(pieces: &[Piece<'_>]) -> Result<String, String> {
     let mut out = String::new();
     let mut part = Part::Base;
     for (i, piece) in pieces.iter().enumerate() {
+        let next = match pieces.get(i + 1) {
+            Some(Piece::Text(t)) => *t,
+            _ => "",
+        };
         match piece {
             Piece::Text(t) => {
-                let mut rest = *t;
-                while let Some(c) = rest.chars().next() {
-                    part = match (part, c) {
-                        (Part::Base, ':') if rest.starts_with("://") => {
-                            out.push_str("://");
-                            rest = &rest[3..];
-                            part = Part::Authority;
-                            continue;
-                        }
-                        (Part::Base | Part::Authority, '/') => Part::Path,
-                        (Part::Base | Part::Authority | Part::Path, '?') => Part::Query,
-                        (Part::Query | Part::Path | Part::Base | Part::Authority, '#') => Part::Fragment,
-                        (part, _) => part,
-                    };
-                    out.push(c);
-                    rest = &rest[c.len_utf8()..];
-                }
+                out.push_str(t);
+                part = advance(part, t);
             }
-            Piece::Value(v) if v.is_safe() => out.push_str(&text(v)?),
+            Piece::Value(v) if v.is_safe() => {
+                let value = text(v)?;
+                out.push_str(&value);
+                part = advance(part, &value);
+            }
             Piece::Value(v) => {
                 let value = text(v)?;
                 match part {
-                    Part::Base | Part::Authority => out.push_str(&value),
+                    // The base URL itself: the part it ends in is where what follows is.
+                    Part::Base => {
+                        out.push_str(&value);
+                        part = advance(part, &value);
+                    }
+                    // Before `@`: the user or password.
+                    Part::Authority
+                        if next.find(['@', '/', '?', '#']).is_some_and(|at| next[at..].starts_with('@')) =>
+                    {
+                        encode(&mut out, &value)
+                    }
+                    Part::Authority => {
+                        if value.contains(['/', '?', '#', '@', '\\'])
+                            || value.chars().any(|c| c.is_whitespace() || c.is_control())
+                        {
+                            return Err(format!(
+                                "a value in the URL's host or port may not hold `/`, `?`, `#`, `@`, `\\` or spaces: {}",
+                                crate::terminal::plain_text(&value)
+                            ));
+                        }
+                        out.push_str(&value);
+                    }
                     Part::Path => {
-                        let next = match pieces.get(i + 1) {
-                            Some(Piece::Text(t)) => t.chars().next(),
-                            _ => None,
-                        };
-                        let whole = out.ends_with('/') && next.is_none_or(|c| matches!(c, '/' | '?' | '#'));
+                        let whole =
+                            out.ends_with('/') && next.chars().next().is_none_or(|c| matches!(c, '/' | '?' | '#'));
                         if whole && matches!(value.as_str(), "." | "..") {
                             return Err(format!(
                                 "a value `{value}` as a whole segment of the URL's path would move up the path"
@@ -247,6 +285,26 @@ fn write_url(pieces: &[Piece<'_>]) -> Result<String, String> {
         }
     }
     Ok(out)
+}
+
+/// The part of a URL after `text`, from `part`.
+fn advance(mut part: Part, text: &str) -> Part {
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if part == Part::Base && rest.starts_with("://") {
+            part = Part::Authority;
+            rest = &rest[3..];
+            continue;
+        }
+        part = match (part, c) {
+            (Part::Base | Part::Authority, '/') => Part::Path,
+            (Part::Base | Part::Authority | Part::Path, '?') => Part::Query,
+            (Part::Base | Part::Authority | Part::Path | Part::Query, '#') => Part::Fragment,
+            (part, _) => part,
+        };
+        rest = &rest[c.len_utf8()..];
+    }
+    part
 }
 
 /// Percent-encodes `value` onto `out`: all but the unreserved characters, which is valid
@@ -279,7 +337,7 @@ mod tests {
         assert_eq!(parsed["version"], "v1\", \"env\": \"prod");
         assert_eq!(parsed["env"], "staging");
         assert_eq!(parsed["replicas"], 3);
-        assert_eq!(parsed["s"], "3");
+        assert_eq!(parsed["s"], 3, "text that is a JSON value goes in as it");
         assert_eq!(parsed["l"], serde_json::json!(["a", "b"]));
         assert_eq!(parsed["m"], "a\nb\\");
         // Loops and conditions are done before values are placed.
@@ -315,6 +373,18 @@ mod tests {
         assert!(err.contains("move up the path"), "{err}");
         assert_eq!(render_url("http://h/v{{ params.up }}", &c).unwrap(), "http://h/v..");
         assert_eq!(render_url("http://h/{{ params.id | safe }}", &c).unwrap(), "http://h/a/b?c#d e");
+        // A base URL's own query: what follows it is in the query.
+        let c = ctx(
+            serde_json::json!({"base": "http://h/api?key=1", "v": "x&admin=1", "pw": "p@ss/w#rd", "host": "evil.example/x?"}),
+        );
+        assert_eq!(
+            render_url("{{ params.base }}&name={{ params.v }}", &c).unwrap(),
+            "http://h/api?key=1&name=x%26admin%3D1"
+        );
+        // A password before `@` is encoded; a host may not change the URL's parts.
+        assert_eq!(render_url("http://admin:{{ params.pw }}@h/x", &c).unwrap(), "http://admin:p%40ss%2Fw%23rd@h/x");
+        let err = render_url("https://{{ params.host }}/health", &c).unwrap_err();
+        assert!(err.contains("host or port may not hold"), "{err}");
     }
 
     #[test]
@@ -327,5 +397,17 @@ mod tests {
         assert_eq!(Body::of(Some("text/plain"), "{"), Body::Text);
         assert_eq!(Body::of(None, "  {\"a\": 1}"), Body::Json);
         assert_eq!(Body::of(None, "a=1"), Body::Text);
+        assert_eq!(Body::of(None, "{{ params.t }}"), Body::Text, "a value's braces are no JSON's");
+        assert_eq!(Body::of(None, "{# note #}\n{% if true %}[1]{% endif %}"), Body::Json);
+        // An earlier step's JSON output, whole, and text that is none (a JSON string's
+        // own text included).
+        let c = ctx(
+            serde_json::json!({"doc": "{\"a\": [1, 2]}", "half": "1, \"admin\": true", "yes": "true", "q": "\"x\""}),
+        );
+        let body =
+            "{\"d\": {{ params.doc }}, \"h\": {{ params.half }}, \"y\": {{ params.yes }}, \"q\": {{ params.q }}}";
+        let parsed: serde_json::Value = serde_json::from_str(&render_body(body, Body::Json, &c).unwrap()).unwrap();
+        let expected = serde_json::json!({"d": {"a": [1, 2]}, "h": "1, \"admin\": true", "y": true, "q": "\"x\""});
+        assert_eq!(parsed, expected);
     }
 }

@@ -32,19 +32,29 @@ pub(crate) async fn attempt(
     };
     let mut headers = Vec::new();
     for (k, v) in &spec.headers {
-        match template::render_plain(v, &ctx) {
+        match template::render_plain(&v.value, &ctx) {
+            Ok(v) if v.contains(['\r', '\n']) => {
+                return Ok(AttemptResult::fatal(format!(
+                    "http.headers.{k}: a header's value may not hold a line break"
+                )));
+            }
             Ok(v) => headers.push((k.clone(), v)),
             Err(e) => return Ok(AttemptResult::fatal(format!("http.headers.{k}: {e}"))),
         }
     }
     let content_type = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-type")).map(|(_, v)| v.as_str());
-    let kind = spec.body.as_deref().map(|b| template::Body::of(content_type, b));
+    let body = spec.body.as_ref().map(|b| b.value.as_str());
+    let kind = body.map(|b| template::Body::of(content_type, b));
     if kind == Some(template::Body::Json) && content_type.is_none() {
         headers.push(("Content-Type".to_string(), "application/json".to_string()));
     }
-    let body = match spec.body.as_deref().zip(kind).map(|(b, kind)| template::render_body(b, kind, &ctx)).transpose() {
+    let body = match body.zip(kind).map(|(b, kind)| template::render_body(b, kind, &ctx)).transpose() {
         Ok(b) => b,
         Err(e) => return Ok(AttemptResult::fatal(format!("http.body: {e}"))),
+    };
+    let needle = match needle(spec, &ctx) {
+        Ok(n) => n,
+        Err(e) => return Ok(AttemptResult::fatal(e)),
     };
     let shown_url = run.masker().mask(&url).into_owned();
     let method = spec.method.as_str();
@@ -120,10 +130,10 @@ pub(crate) async fn attempt(
         };
         problems.push(format!("status {status} (expected {expected})"));
     }
-    if let Some(needle) = &spec.expect_body_contains
+    if let Some(needle) = &needle
         && !text.contains(needle.as_str())
     {
-        problems.push(format!("response body does not contain {needle:?}"));
+        problems.push(run.masker().mask(&format!("response body does not contain {needle:?}")).into_owned());
     }
     let mut result = if problems.is_empty() {
         let mut outputs = BTreeMap::new();
@@ -146,4 +156,10 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     msg
+}
+
+/// The text the response's body must contain, rendered.
+pub(crate) fn needle(spec: &HttpSpec, ctx: &template::Context) -> std::result::Result<Option<String>, String> {
+    let Some(needle) = &spec.expect_body_contains else { return Ok(None) };
+    template::render_plain(&needle.value, ctx).map(Some).map_err(|e| format!("http.expect_body_contains: {e}"))
 }

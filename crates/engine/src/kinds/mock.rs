@@ -93,10 +93,14 @@ pub(crate) async fn http(
     if !spec.accepts_status(status) {
         problems.push(format!("status {status} (expected {})", expected(spec)));
     }
-    if let Some(needle) = &spec.expect_body_contains
+    let needle = match super::http::needle(spec, &run.context(false)) {
+        Ok(n) => n,
+        Err(e) => return Ok(AttemptResult::fatal(e)),
+    };
+    if let Some(needle) = &needle
         && !body.contains(needle.as_str())
     {
-        problems.push(format!("response body does not contain {needle:?}"));
+        problems.push(run.masker().mask(&format!("response body does not contain {needle:?}")).into_owned());
     }
     if !problems.is_empty() {
         return Ok(AttemptResult::failed(StepStatus::Failed, problems.join("; ")));

@@ -45,4 +45,8 @@ pub(in crate::shell) const SSH_CONFIG: &str = "ssh reads the argument of `-o` as
      ProxyCommand, LocalCommand and the like run commands: write the option in the script, or pass the value with an \
      option of its own (-p {{ … }}, -i {{ … }}, -l {{ … }})";
 pub(in crate::shell) const AWK_PROGRAM: &str = "awk runs this word as its program, where `system()` and `| getline` \
-     run commands, so a value there would be run: pass it with -v (awk -v v={{ … }} '{ print v }')";
+     run commands, so a value there would be run: pass it in the environment, exactly as it is (env: { V: \"{{ … }}\" } \
+     in the step, then ENVIRON[\"V\"] in the program), or with -v (awk -v v={{ … }} '{ print v }'), which reads \
+     backslash escapes in it";
+pub(in crate::shell) const ANSI_C_AGAIN: &str = "a value after bash's $'…' quoting in a command line that another \
+     shell reads again (ssh's remote command, GIT_SSH_COMMAND…) cannot be placed: write that part with '…' or \"…\"";

@@ -5,7 +5,7 @@
 //! script. For ssh, also which of its words are options and which is the destination.
 
 use super::words::Unquoted;
-use super::{Cmd, Context, SSH_CONFIG, Scanner};
+use super::{ANSI_C_AGAIN, Cmd, Context, SSH_CONFIG, Scanner};
 
 /// Variables whose value programs run as a command line with `sh -c`.
 const COMMAND_LINES: &[&str] = &[
@@ -27,7 +27,7 @@ const COMMAND_LINES: &[&str] = &[
 ];
 
 /// ssh's options that take an argument (`-i KEY`, `-p PORT`…).
-pub(super) const ARGUMENTS: &str = "BbcDEeFIiJLlmOopQRSWw";
+pub(super) const ARGUMENTS: &str = "BbcDEeFIiJLlmOoPpQRSWw";
 
 /// Where an `ssh` command is in its words, and where its roles began. OpenSSH reads
 /// options before the destination and again right after it (`ssh web1 -p 22 uptime`),
@@ -45,6 +45,9 @@ pub(super) struct Ssh {
     /// …and whether ssh was still reading options there, so that a value leading it is
     /// an option if it begins with `-`.
     remote_optional: bool,
+    /// A word before the remote command was made at run time (`ssh $SSH_OPTS web1 …`):
+    /// which word is the destination, and where options end, cannot be told.
+    uncertain: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -66,8 +69,12 @@ enum State {
 
 impl Ssh {
     /// A word of the command begins at `start`; `word` is what it is without its quotes,
-    /// up to the first template tag.
-    pub(super) fn word(&mut self, word: &str, start: usize) {
+    /// up to the first template tag (`None`: an expansion makes it, known at run time).
+    pub(super) fn word(&mut self, word: Option<&str>, start: usize) {
+        if word.is_none() && self.state != State::Remote {
+            self.uncertain = true;
+        }
+        let word = word.unwrap_or("x");
         let options = |after| if after { State::OptionsAfter } else { State::Options };
         self.state = match self.state {
             State::Options if word == "--" => State::Destination,
@@ -130,7 +137,7 @@ impl Scanner<'_> {
             return None;
         }
         Some(match self.read_again(from, start, end) {
-            written @ Context::Remote(..) if word == from && ssh.remote_optional && leads => {
+            written @ Context::Remote(..) if leads && (ssh.uncertain || (word == from && ssh.remote_optional)) => {
                 Context::NotAnOption(Box::new(written))
             }
             context => context,
@@ -151,7 +158,8 @@ impl Scanner<'_> {
     /// where it lands in that line (the values before it as words of text), then where
     /// it is in the script.
     fn read_again(&self, from: usize, start: usize, end: usize) -> Context {
-        let line = format!("{}{{{{ x }}}}", self.remote_line(from, start));
+        let Some(line) = self.remote_line(from, start) else { return Context::Refused(ANSI_C_AGAIN) };
+        let line = format!("{line}{{{{ x }}}}");
         match Scanner::new(&line).run().pop().map_or(Context::Bare, |i| i.context) {
             refused @ Context::Refused(_) => refused,
             remote => Context::Remote(Box::new(remote), Box::new(self.quoting(start, end))),
@@ -161,7 +169,7 @@ impl Scanner<'_> {
     /// The text from `from` to `to` as the script's shell passes it to ssh, which joins
     /// its words with spaces: quotes and backslashes gone, each value and expansion as
     /// one word of text (`x`), other template tags as nothing.
-    fn remote_line(&self, from: usize, to: usize) -> String {
+    fn remote_line(&self, from: usize, to: usize) -> Option<String> {
         let mut out = Vec::with_capacity(to - from);
         let mut quote: Option<u8> = None;
         let mut i = from;
@@ -180,6 +188,8 @@ impl Scanner<'_> {
             }
             match self.unquote(&mut quote, &mut i, &mut out) {
                 Unquoted::Text => {}
+                // bash's `$'…'` would have to be decoded to know the line.
+                Unquoted::Expansion if quote.is_none() && self.b.get(i + 1) == Some(&b'\'') => return None,
                 Unquoted::Expansion => {
                     out.push(b'x');
                     i = self.expansion_end(i).min(to);
@@ -196,7 +206,7 @@ impl Scanner<'_> {
                 }
             }
         }
-        String::from_utf8_lossy(&out).into_owned()
+        Some(String::from_utf8_lossy(&out).into_owned())
     }
 
     /// Where the expansion starting at `at` (`$NAME`, `${…}`, `$(…)`, `` `…` ``) ends.

@@ -14,10 +14,11 @@ const SHELL_VARIABLES: &[&str] = &["SHELL", "BASH", "SH", "ZSH_NAME"];
 const RUN_C: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "su", "runuser", "script", "flock"];
 
 /// Commands that run the command in their words (`sudo awk …`).
-const WRAPPERS: &[&str] = &["sudo", "doas", "timeout", "nice", "ionice", "nohup", "env", "xargs", "stdbuf", "chroot"];
+const WRAPPERS: &[&str] =
+    &["sudo", "doas", "timeout", "nice", "ionice", "nohup", "env", "xargs", "stdbuf", "chroot", "busybox", "setsid"];
 /// Words that leave the next word in command position.
 const PREFIXES: &[&str] =
-    &["!", "{", "}", "if", "then", "else", "elif", "do", "while", "until", "time", "builtin", "command"];
+    &["!", "{", "}", "if", "then", "else", "elif", "do", "while", "until", "time", "builtin", "command", "exec"];
 /// How far around a value its neighbouring words are looked for.
 const WINDOW: usize = 512;
 pub(super) const ARITHMETIC_TESTS: &[&str] = &["-eq", "-ne", "-lt", "-le", "-gt", "-ge"];
@@ -117,16 +118,26 @@ impl Scanner<'_> {
         if let Some(kind) = program.filter(|_| !cmd.fresh && !cmd.maybe_fresh && cmd.kind == Kind::Other) {
             cmd.kind = kind;
         }
-        // `sudo awk …`, `timeout 5 awk …`: awk run by a command that runs its words.
+        // `sudo awk …`, `timeout 5 ssh …`, `find … -exec awk …`: a command run by another.
         let wrapped = cmd.command_word.is_some_and(|w| {
             let first = self.text(w, self.b.len()).split([' ', '\t', '\n']).next().unwrap_or_default();
             WRAPPERS.contains(&first.rsplit('/').next().unwrap_or(first))
-        });
+        }) || matches!(self.previous_word(start), "-exec" | "-execdir" | "-ok" | "-okdir");
         let cmd = self.command();
-        if wrapped && !cmd.fresh && !cmd.maybe_fresh && cmd.kind == Kind::Other && name.as_deref().is_some_and(is_awk) {
-            cmd.kind = Kind::Awk;
-            cmd.code_next = true;
-            cmd.next_why = Some(AWK_PROGRAM);
+        if wrapped && !cmd.fresh && !cmd.maybe_fresh && cmd.kind == Kind::Other {
+            match name.as_deref().map(|n| n.rsplit('/').next().unwrap_or(n)) {
+                Some(n) if is_awk(n) => {
+                    cmd.kind = Kind::Awk;
+                    cmd.code_next = true;
+                    cmd.next_why = Some(AWK_PROGRAM);
+                    return;
+                }
+                Some("ssh") => {
+                    cmd.kind = Kind::Ssh;
+                    return;
+                }
+                _ => {}
+            }
         }
         if cmd.fresh {
             cmd.command_word = Some(start);
@@ -175,8 +186,8 @@ impl Scanner<'_> {
                     let rest = self.text(start, self.b.len());
                     let raw = &rest[..rest.find([' ', '\t', '\n', ';', '&', '|', '<', '>']).unwrap_or(rest.len())];
                     let tagged = if raw.contains("{{") { "x" } else { "" };
-                    let word = format!("{}{tagged}", name.as_deref().unwrap_or("x"));
-                    self.command().ssh.word(&word, start);
+                    let word = name.as_deref().map(|n| format!("{n}{tagged}"));
+                    self.command().ssh.word(word.as_deref(), start);
                 }
                 Kind::Case if text == "in" => {
                     cmd.kind = Kind::Other;
@@ -255,7 +266,8 @@ impl Scanner<'_> {
             Kind::Names => Some(Context::Refused(AS_NAME)),
             Kind::Code => Some(Context::Refused(AS_CODE)),
             _ if cmd.target && cmd.code_target => Some(Context::Refused(FED_TO_SHELL)),
-            _ if cmd.code_next && !cmd.skip && cmd.argument != Some(word) => {
+            // (A value in an option's own word, `-vv={{ … }}`, is no code word.)
+            _ if cmd.code_next && !cmd.skip && cmd.argument != Some(word) && !prefix.starts_with('-') => {
                 Some(Context::Refused(cmd.next_why.unwrap_or(AS_CODE)))
             }
             _ if cmd.code.is_some() && cmd.code == cmd.word => Some(Context::Refused(cmd.code_why.unwrap_or(AS_CODE))),
@@ -293,6 +305,14 @@ impl Scanner<'_> {
         let var = word.trim_matches('"').strip_prefix('$')?;
         let var = var.strip_prefix('{').and_then(|v| v.strip_suffix('}')).unwrap_or(var);
         SHELL_VARIABLES.contains(&var).then(|| "sh".to_string())
+    }
+
+    /// The word before `start` on its line (within a window), as written.
+    fn previous_word(&self, start: usize) -> &str {
+        let from = self.boundary(start.saturating_sub(WINDOW));
+        let before = self.text(from, start);
+        let line = &before[before.rfind('\n').map_or(0, |p| p + 1)..];
+        line.trim_end().rsplit([' ', '\t']).next().unwrap_or_default()
     }
 
     /// The word at `start` without its quotes and backslashes, up to where it ends or a
