@@ -182,9 +182,13 @@ impl Client {
     /// opsbook's error document, that it did not come from an opsbook server.
     pub fn refusal(&self, status: reqwest::StatusCode, path: &str, text: &str) -> anyhow::Error {
         let Ok(ErrorBody { error }) = serde_json::from_str::<ErrorBody>(text) else {
-            let message =
-                format!("{} answered HTTP {status} to {path}: is it an opsbook server (`opsbook serve`)?", self.base);
-            return server_error(status, message);
+            // Without opsbook's error document: a proxy's or another server's answer.
+            let why = match status.as_u16() {
+                401 | 403 => "the token was not accepted there, or it is no opsbook server",
+                502..=504 => "the server (or the proxy before it) cannot serve now",
+                _ => "is it an opsbook server (`opsbook serve`)?",
+            };
+            return server_error(status, format!("{} answered HTTP {status} to {path}: {why}", self.base));
         };
         let details: Vec<String> = error
             .details

@@ -267,11 +267,17 @@ fn an_unavailable_server_exits_4() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     std::thread::spawn(move || {
-        let answers = [(503, "database unavailable"), (502, "bad gateway"), (500, "boom"), (403, "not allowed")];
+        let answers =
+            [(503, "database unavailable"), (502, "bad gateway"), (500, "boom"), (403, "not allowed"), (504, "")];
         for ((status, message), stream) in answers.into_iter().zip(listener.incoming()) {
             let mut stream = stream.unwrap();
             let _ = crate::support::Request::read(&stream);
-            let body = format!(r#"{{"error":{{"code":"x","message":"{message}"}}}}"#);
+            // The last as a proxy answers: no error document of opsbook's.
+            let body = if message.is_empty() {
+                "<html>Gateway Timeout</html>".to_string()
+            } else {
+                format!(r#"{{"error":{{"code":"x","message":"{message}"}}}}"#)
+            };
             let _ = write!(
                 stream,
                 "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -284,6 +290,10 @@ fn an_unavailable_server_exits_4() {
         (4, "bad gateway"),
         (1, "server error: boom"),
         (2, "not allowed"),
+        (
+            4,
+            "answered HTTP 504 Gateway Timeout to /api/v1/executions: the server (or the proxy before it) cannot serve now",
+        ),
     ] {
         let o = run(&url);
         assert_eq!(o.code, code, "{o:?}");
