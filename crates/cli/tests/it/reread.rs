@@ -18,7 +18,7 @@ fn ssh_remote_commands_never_run_a_value() {
         concat!(
             "#!/bin/sh\n",
             "options() { while [ $# -gt 0 ]; do case $1 in\n",
-            "  --) echo $(($n + 1)); return ;; -[BbcDEeFIiJLlmOopQRSWw]) n=$((n + 2)); shift 2 ;;\n",
+            "  --) echo $(($n + 1)); return ;; -[BbcDEeFIiJLlmOoPpQRSWw]) n=$((n + 2)); shift 2 ;;\n",
             "  -*) n=$((n + 1)); shift ;; *) echo $n; return ;; esac; done; echo $n; }\n",
             "n=0; shift $(options \"$@\"); printf '%s\\n' \"$1\" >> destinations; shift\n",
             "n=0; shift $(options \"$@\"); exec sh -c \"$*\"\n",

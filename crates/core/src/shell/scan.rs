@@ -76,8 +76,9 @@ struct Cmd {
     /// `sh -c` and the like: the next word that is no option is code (`next_why`: why,
     /// when not as shell code)…
     code_next: bool,
-    /// …but not the next word, an option's argument (`awk -F , PROGRAM`), which began here.
+    /// …but not the next word, an option's argument (`awk -F , PROGRAM`)…
     skip: bool,
+    /// …which began here.
     argument: Option<usize>,
     next_why: Option<&'static str>,
     /// …and this is where it began.
@@ -641,6 +642,9 @@ impl<'a> Scanner<'a> {
         let arithmetic = |f: &Frame| matches!(f, Frame::Arithmetic { .. } | Frame::Array { arithmetic: true });
         if self.stack.iter().any(arithmetic) {
             return Context::Arithmetic;
+        }
+        if let Some(why) = self.substituted_into_code(start) {
+            return Context::Refused(why);
         }
         match self.in_command(start, end) {
             Some(Context::Declared(_)) => Context::Declared(Box::new(self.quoting(start, end))),

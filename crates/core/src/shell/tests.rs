@@ -614,3 +614,60 @@ fn commands_run_by_other_commands_are_read_as_themselves() {
     assert_eq!(contexts("ssh web1 $'echo \"{{ v }}\"'"), [Refused(super::scan::ANSI_C_AGAIN)]);
     assert_eq!(contexts("ssh web1 $'cd /srv' deploy {{ v }}"), [Refused(super::scan::ANSI_C_AGAIN)]);
 }
+
+#[test]
+fn lines_read_again_hold_against_quotes_expansions_and_blocks() {
+    use super::scan::{APPENDED_AGAIN, AWK_PROGRAM, BLOCK_AGAIN, HEREDOC_AGAIN, SSH_FLAGS, SUBSTITUTED_AGAIN};
+    use Context::*;
+    let remote = |r: Context, l: Context| Remote(Box::new(r), Box::new(l));
+    let leading = |c: Context| NotAnOption(Box::new(c));
+    // A `$` that starts nothing is text of the remote line; `$"…"` is a quote.
+    assert_eq!(contexts("ssh web1 \"grep 'ERROR$' app.log; echo '{{ v }}'\""), [remote(Single, Double)]);
+    assert_eq!(contexts("ssh web1 \"echo \\\"a$\\\" '{{ v }}'\""), [remote(Single, Double)]);
+    // An expansion before the value may be empty: the value may lead the word.
+    assert_eq!(contexts("ssh ${SSH_USER:+$SSH_USER@}{{ host }} uptime"), [leading(Bare)]);
+    // An assignment in the remote line is read by the remote shell, then by the pager's.
+    assert_eq!(contexts("ssh web1 PAGER={{ x }} git log"), [remote(remote(Bare, Bare), Bare)]);
+    // A `$( )` whose output is code, or is read again.
+    for script in [
+        "ssh web1 \"cd $(dirname {{ path }}) && ls\"",
+        "GIT_SSH_COMMAND=\"ssh -i $(realpath {{ key }})\" git pull",
+        "eval \"$(echo {{ p }})\"",
+        "sh -c \"$(echo {{ p }})\"",
+    ] {
+        assert_eq!(contexts(script), [Refused(SUBSTITUTED_AGAIN)], "{script}");
+    }
+    assert_eq!(contexts("X=$(dirname {{ path }}); ssh web1 ls"), [Bare]);
+    // Flags with no argument take no value glued to them.
+    assert_eq!(contexts("ssh -v{{ f }} web1"), [Refused(SSH_FLAGS)]);
+    assert_eq!(contexts("ssh -{{ f }} web1"), [Refused(SSH_FLAGS)]);
+    assert_eq!(contexts("ssh -p{{ port }} web1"), [Bare]);
+    // awk: mawk's -W takes a word; gawk's -e after -f is a program.
+    assert_eq!(contexts("mawk -W interactive '{ print \"{{ v }}\" }'"), [Refused(AWK_PROGRAM)]);
+    assert_eq!(contexts("gawk -f lib.awk -e '{{ p }}'"), [Refused(AWK_PROGRAM)]);
+    // Wrappers: only the command they run, not a word named like one.
+    assert_eq!(contexts("sudo apt-get install -y gawk {{ pkg }}"), [Bare]);
+    assert_eq!(contexts("timeout 5 echo ssh h {{ v }}"), [Bare]);
+    assert_eq!(contexts("sshpass -p secret ssh web1 \"deploy {{ v }}\""), [remote(Bare, Double)]);
+    // Template blocks: ssh's roles are followed through them; quotes after one in the
+    // remote line cannot be.
+    assert_eq!(
+        contexts("ssh {{ host }} {% if sudo %}sudo {% endif %}systemctl restart {{ svc }}"),
+        [leading(Bare), leading(remote(Bare, Bare))]
+    );
+    assert_eq!(contexts("ssh h \"echo {% if a %}'{% endif %}{{ v }}\""), [Refused(BLOCK_AGAIN)]);
+    // Appending to a command line, and a here-document inside a remote line.
+    assert_eq!(contexts("GIT_SSH_COMMAND+=\" -o X={{ v }}\" git pull"), [Refused(APPENDED_AGAIN)]);
+    assert_eq!(contexts("ssh web1 'cat <<EOF\n{{ v }}\nEOF'"), [Refused(HEREDOC_AGAIN)]);
+}
+
+#[test]
+fn here_documents_to_ssh_are_told_apart_by_ssh_s_own_reading() {
+    use Context::*;
+    // `-tp 2222`: the port, then the host; `web1 -t`: an option after the destination.
+    for script in ["ssh -tp 2222 web1 <<EOF\necho {{ p }}\nEOF", "ssh web1 -t <<EOF\necho {{ p }}\nEOF"] {
+        assert_eq!(contexts(script), [Refused(super::scan::FED_TO_SHELL)], "{script}");
+    }
+    let data = contexts("ssh -p 2222 web1 'cat > f' <<EOF\n{{ p }}\nEOF");
+    assert!(matches!(data[0], Heredoc(_)), "{data:?}");
+}

@@ -177,10 +177,10 @@ fn write_json(pieces: &[Piece<'_>]) -> Result<String, String> {
                 let json = serde_json::to_string(&text(v)?).map_err(|e| e.to_string())?;
                 out.push_str(&json[1..json.len() - 1]);
             }
-            // Text that is a JSON value itself (`3`, `true`, an earlier step's JSON output)
-            // goes in as that value, whole; any other text, a JSON string's own text
-            // (`"a"`, quotes and all) included, as a JSON string.
-            Piece::Value(v) if v.as_str().is_some_and(is_json_not_string) => out.push_str(&text(v)?),
+            // Text that is a JSON number, `true`, `false` or `null` goes in as that value;
+            // any other text (an object's text too: `{"$ne": null}` from a parameter
+            // would be an operator) as a JSON string.
+            Piece::Value(v) if v.as_str().is_some_and(is_json_scalar) => out.push_str(&text(v)?),
             Piece::Value(v) => {
                 text(v)?;
                 let json = serde_json::to_string(v).map_err(|e| format!("a value is no JSON value: {e}"))?;
@@ -191,9 +191,9 @@ fn write_json(pieces: &[Piece<'_>]) -> Result<String, String> {
     Ok(out)
 }
 
-/// Whether `text` is a whole JSON value other than a string.
-fn is_json_not_string(text: &str) -> bool {
-    serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| !v.is_string())
+/// Whether `text` is a JSON number, `true`, `false` or `null`.
+fn is_json_scalar(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| v.is_number() || v.is_boolean() || v.is_null())
 }
 
 fn write_form(pieces: &[Piece<'_>]) -> Result<String, String> {
@@ -234,6 +234,15 @@ fn write_url(pieces: &[Piece<'_>]) -> Result<String, String> {
             Some(Piece::Text(t)) => *t,
             _ => "",
         };
+        // Whether an `@` comes before the path, past later values: the user information.
+        let userinfo = pieces[i + 1..]
+            .iter()
+            .filter_map(|p| match p {
+                Piece::Text(t) => t.find(['@', '/', '?', '#']).map(|at| t[at..].starts_with('@')),
+                Piece::Value(_) => None,
+            })
+            .next()
+            .unwrap_or(false);
         match piece {
             Piece::Text(t) => {
                 out.push_str(t);
@@ -253,11 +262,7 @@ fn write_url(pieces: &[Piece<'_>]) -> Result<String, String> {
                         part = advance(part, &value);
                     }
                     // Before `@`: the user or password.
-                    Part::Authority
-                        if next.find(['@', '/', '?', '#']).is_some_and(|at| next[at..].starts_with('@')) =>
-                    {
-                        encode(&mut out, &value)
-                    }
+                    Part::Authority if userinfo => encode(&mut out, &value),
                     Part::Authority => {
                         if value.contains(['/', '?', '#', '@', '\\'])
                             || value.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -383,6 +388,8 @@ mod tests {
         );
         // A password before `@` is encoded; a host may not change the URL's parts.
         assert_eq!(render_url("http://admin:{{ params.pw }}@h/x", &c).unwrap(), "http://admin:p%40ss%2Fw%23rd@h/x");
+        let both = "http://{{ params.pw }}:{{ params.pw }}@h/x";
+        assert_eq!(render_url(both, &c).unwrap(), "http://p%40ss%2Fw%23rd:p%40ss%2Fw%23rd@h/x");
         let err = render_url("https://{{ params.host }}/health", &c).unwrap_err();
         assert!(err.contains("host or port may not hold"), "{err}");
     }
@@ -399,15 +406,15 @@ mod tests {
         assert_eq!(Body::of(None, "a=1"), Body::Text);
         assert_eq!(Body::of(None, "{{ params.t }}"), Body::Text, "a value's braces are no JSON's");
         assert_eq!(Body::of(None, "{# note #}\n{% if true %}[1]{% endif %}"), Body::Json);
-        // An earlier step's JSON output, whole, and text that is none (a JSON string's
-        // own text included).
+        // Text that is a JSON scalar goes in as it; any other text (an object's text, a
+        // JSON string's own text) as a string.
         let c = ctx(
             serde_json::json!({"doc": "{\"a\": [1, 2]}", "half": "1, \"admin\": true", "yes": "true", "q": "\"x\""}),
         );
         let body =
             "{\"d\": {{ params.doc }}, \"h\": {{ params.half }}, \"y\": {{ params.yes }}, \"q\": {{ params.q }}}";
         let parsed: serde_json::Value = serde_json::from_str(&render_body(body, Body::Json, &c).unwrap()).unwrap();
-        let expected = serde_json::json!({"d": {"a": [1, 2]}, "h": "1, \"admin\": true", "y": true, "q": "\"x\""});
+        let expected = serde_json::json!({"d": "{\"a\": [1, 2]}", "h": "1, \"admin\": true", "y": true, "q": "\"x\""});
         assert_eq!(parsed, expected);
     }
 }

@@ -229,14 +229,12 @@ fn reads_code(words: &[String]) -> bool {
         "at" | "batch" => true,
         "source" | "." => rest.first().is_some_and(|w| from_stdin(w)),
         "ssh" => {
-            // Options (some with an argument), the host, then the remote command if any.
-            let mut i = 0;
-            while i < rest.len() && rest[i].starts_with('-') {
-                let takes = rest[i].len() == 2 && super::ssh::ARGUMENTS.contains(&rest[i][1..]);
-                i += 1 + usize::from(takes);
+            // Options, the destination, options again, then the remote command if any.
+            let mut ssh = super::ssh::Ssh::default();
+            for (i, w) in rest.iter().enumerate() {
+                ssh.word(Some(w), i);
             }
-            let remote = rest.get(i + 1..).unwrap_or_default();
-            remote.is_empty() || reads_code(remote)
+            ssh.remote().is_none_or(|i| reads_code(&rest[i..]))
         }
         _ if SHELLS.contains(&command.as_str()) => {
             // `-s`: the words after are arguments; `-c`: the code is a word; a first word

@@ -50,3 +50,15 @@ pub(in crate::shell) const AWK_PROGRAM: &str = "awk runs this word as its progra
      backslash escapes in it";
 pub(in crate::shell) const ANSI_C_AGAIN: &str = "a value after bash's $'…' quoting in a command line that another \
      shell reads again (ssh's remote command, GIT_SSH_COMMAND…) cannot be placed: write that part with '…' or \"…\"";
+pub(in crate::shell) const BLOCK_AGAIN: &str = "a {% %} block in a command line that another shell reads again \
+     (ssh's remote command, GIT_SSH_COMMAND…) has quotes or `$` after it, so where this value lands in that line \
+     cannot be told: keep the quotes whole in each branch, or build the line in a variable first";
+pub(in crate::shell) const HEREDOC_AGAIN: &str = "a value in a here-document inside a command line that another shell \
+     reads again (ssh's remote command) cannot be placed safely: send the document as ssh's input instead";
+pub(in crate::shell) const APPENDED_AGAIN: &str = "a value appended (+=) to a variable that holds a command line \
+     (GIT_SSH_COMMAND, PAGER…) cannot be placed: what the line holds already is not known here; assign it whole";
+pub(in crate::shell) const SSH_FLAGS: &str = "a value glued to ssh's flags would be read as more flags \
+     (-oProxyCommand=… runs a command): give it a word of its own, after an option that takes it (-p {{ … }})";
+pub(in crate::shell) const SUBSTITUTED_AGAIN: &str = "the output of this $( … ) is read as code, or again by another \
+     shell (eval, sh -c, ssh's remote command, GIT_SSH_COMMAND…), unquoted there whatever the value holds: give the \
+     value itself (template filters can shape it), or quote the output for that shell (printf %q)";

@@ -5,7 +5,10 @@
 //! script. For ssh, also which of its words are options and which is the destination.
 
 use super::words::Unquoted;
-use super::{ANSI_C_AGAIN, Cmd, Context, SSH_CONFIG, Scanner};
+use super::{
+    ANSI_C_AGAIN, APPENDED_AGAIN, BLOCK_AGAIN, Cmd, Context, Frame, HEREDOC_AGAIN, Kind, SSH_CONFIG, SSH_FLAGS,
+    SUBSTITUTED_AGAIN, Scanner,
+};
 
 /// Variables whose value programs run as a command line with `sh -c`.
 const COMMAND_LINES: &[&str] = &[
@@ -52,15 +55,13 @@ pub(super) struct Ssh {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 enum State {
-    /// Options, before the destination (`after`: after it).
+    /// Options, before the destination…
     #[default]
     Options,
+    /// …and after it, up to the first other word.
     OptionsAfter,
     /// The next word is an option's argument (`-o`: configuration).
-    Argument {
-        config: bool,
-        after: bool,
-    },
+    Argument { config: bool, after: bool },
     /// After `--` before the destination: the destination, then the remote command.
     Destination,
     /// The remote command's words.
@@ -68,6 +69,39 @@ enum State {
 }
 
 impl Ssh {
+    /// The roles after a template block whose branches left ssh in different places
+    /// (`ssh {{ h }} {% if sudo %}sudo {% endif %}systemctl …`): the furthest reading,
+    /// with which word leads the remote command uncertain.
+    pub(super) fn merged(a: &Ssh, b: &Ssh) -> Ssh {
+        if a == b {
+            return a.clone();
+        }
+        let rank = |s: State| match s {
+            State::Options => 0,
+            State::Argument { .. } => 1,
+            State::Destination => 2,
+            State::OptionsAfter => 3,
+            State::Remote => 4,
+        };
+        let earliest = |x: Option<usize>, y: Option<usize>| match (x, y) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        };
+        Ssh {
+            state: if rank(a.state) >= rank(b.state) { a.state } else { b.state },
+            destination: earliest(a.destination, b.destination),
+            config: a.config.or(b.config),
+            remote: earliest(a.remote, b.remote),
+            remote_optional: a.remote_optional || b.remote_optional,
+            uncertain: true,
+        }
+    }
+
+    /// Where the remote command begins, if it has.
+    pub(super) fn remote(&self) -> Option<usize> {
+        self.remote
+    }
+
     /// A word of the command begins at `start`; `word` is what it is without its quotes,
     /// up to the first template tag (`None`: an expansion makes it, known at run time).
     pub(super) fn word(&mut self, word: Option<&str>, start: usize) {
@@ -127,7 +161,15 @@ impl Scanner<'_> {
         if ssh.config == Some(word) || (option && before.as_deref().is_some_and(|w| w.starts_with("-o"))) {
             return Some(Context::Refused(SSH_CONFIG));
         }
-        let leads = before.is_some_and(|b| b.is_empty());
+        // Glued to flags that take no argument (`-v{{ … }}`), a value is more flags.
+        if option
+            && let Some(flags) = before.as_deref().and_then(|w| w.strip_prefix('-'))
+            && !flags.starts_with('-')
+            && !flags.contains(|c| ARGUMENTS.contains(c))
+        {
+            return Some(Context::Refused(SSH_FLAGS));
+        }
+        let leads = self.may_lead(word, start);
         if ssh.destination == Some(word) && leads {
             return Some(Context::NotAnOption(Box::new(self.quoting(start, end))));
         }
@@ -149,29 +191,80 @@ impl Scanner<'_> {
     pub(super) fn run_by_a_shell(&self, word: usize, start: usize, end: usize) -> Option<Context> {
         let prefix = self.text(word, start);
         let (name, _) = prefix.split_once('=')?;
-        let name = name.trim_end_matches('+');
         let from = word + prefix.find('=')? + 1;
-        COMMAND_LINES.contains(&name).then(|| self.read_again(from, start, end))
+        match name.strip_suffix('+') {
+            // What the line holds already is not known here.
+            Some(name) => COMMAND_LINES.contains(&name).then_some(Context::Refused(APPENDED_AGAIN)),
+            None => COMMAND_LINES.contains(&name).then(|| self.read_again(from, start, end)),
+        }
+    }
+
+    /// Whether a value at `start` may begin the word at `word`: nothing but quotes and
+    /// expansions, which may be empty (`${U:+$U@}{{ host }}`), come before it.
+    fn may_lead(&self, word: usize, start: usize) -> bool {
+        let (mut quote, mut i, mut text) = (None, word, Vec::new());
+        while i < start && !self.at_tag(i) {
+            match self.unquote(&mut quote, &mut i, &mut text) {
+                Unquoted::Expansion => i = self.expansion_end(i),
+                Unquoted::Text if text.is_empty() => {}
+                _ => return false,
+            }
+        }
+        text.is_empty()
+    }
+
+    /// Why a value at `start` inside `$( )` is refused: the substitution's output lands in
+    /// code (`eval "$(…)"`, `sh -c "$(…)"`) or in a line another shell reads again (ssh's
+    /// remote command, `GIT_SSH_COMMAND=…`), unquoted there whatever the value held.
+    pub(super) fn substituted_into_code(&self, start: usize) -> Option<&'static str> {
+        let mut commands: Vec<&Cmd> = self
+            .stack
+            .iter()
+            .filter_map(|f| match f {
+                Frame::Command(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        commands.pop(); // the value's own command
+        commands
+            .into_iter()
+            .any(|c| {
+                let Some(word) = c.word.filter(|&w| w != usize::MAX && w < start) else { return false };
+                let code = (c.code.is_some() && c.code == c.word) || c.kind == Kind::Code;
+                let remote = c.kind == Kind::Ssh && c.ssh.remote().is_some_and(|r| word >= r);
+                let line = self
+                    .text(word, start)
+                    .split_once('=')
+                    .is_some_and(|(n, _)| COMMAND_LINES.contains(&n.trim_end_matches('+')));
+                code || remote || line
+            })
+            .then_some(SUBSTITUTED_AGAIN)
     }
 
     /// A value at `start..end` in a line that `from` begins and a second shell reads:
     /// where it lands in that line (the values before it as words of text), then where
     /// it is in the script.
     fn read_again(&self, from: usize, start: usize, end: usize) -> Context {
-        let Some(line) = self.remote_line(from, start) else { return Context::Refused(ANSI_C_AGAIN) };
-        let line = format!("{line}{{{{ x }}}}");
+        let line = match self.remote_line(from, start) {
+            Ok(line) => format!("{line}{{{{ x }}}}"),
+            Err(why) => return Context::Refused(why),
+        };
         match Scanner::new(&line).run().pop().map_or(Context::Bare, |i| i.context) {
             refused @ Context::Refused(_) => refused,
+            // The rest of a here-document's delimiter line is not in the line read.
+            Context::Heredoc(_) | Context::HeredocLiteral(_) => Context::Refused(HEREDOC_AGAIN),
             remote => Context::Remote(Box::new(remote), Box::new(self.quoting(start, end))),
         }
     }
 
-    /// The text from `from` to `to` as the script's shell passes it to ssh, which joins
-    /// its words with spaces: quotes and backslashes gone, each value and expansion as
-    /// one word of text (`x`), other template tags as nothing.
-    fn remote_line(&self, from: usize, to: usize) -> Option<String> {
+    /// The text from `from` to `to` as the script's shell passes it on (ssh joins its
+    /// words with spaces): quotes and backslashes gone, each value and expansion as one
+    /// word of text (`x`), comments as nothing; or why that line cannot be known.
+    fn remote_line(&self, from: usize, to: usize) -> Result<String, &'static str> {
         let mut out = Vec::with_capacity(to - from);
         let mut quote: Option<u8> = None;
+        // Where the line stood at the first `{% %}` tag in it, if any.
+        let mut block_at = None;
         let mut i = from;
         while i < to {
             if self.at_tag(i) {
@@ -180,16 +273,31 @@ impl Scanner<'_> {
                     b'%' => "%}",
                     _ => "#}",
                 };
-                if self.b[i + 1] == b'{' {
-                    out.push(b'x');
+                match self.b[i + 1] {
+                    b'{' => out.push(b'x'),
+                    b'%' => _ = block_at.get_or_insert(out.len()),
+                    _ => {}
                 }
-                i = self.text(i + 2, to).find(close).map_or(to, |p| i + 2 + p + 2);
+                i = self.tag_end(i + 2, close, close != "#}").min(to);
                 continue;
             }
             match self.unquote(&mut quote, &mut i, &mut out) {
                 Unquoted::Text => {}
-                // bash's `$'…'` would have to be decoded to know the line.
-                Unquoted::Expansion if quote.is_none() && self.b.get(i + 1) == Some(&b'\'') => return None,
+                Unquoted::Expansion if self.b[i] == b'$' => match self.b.get(i + 1) {
+                    // bash's `$'…'` would have to be decoded to know the line.
+                    Some(b'\'') if quote.is_none() => return Err(ANSI_C_AGAIN),
+                    // `$"…"`: a double-quoted string.
+                    Some(b'"') if quote.is_none() => i += 1,
+                    Some(&c) if c.is_ascii_alphanumeric() || b"_({[@*#?$!-".contains(&c) => {
+                        out.push(b'x');
+                        i = self.expansion_end(i).min(to);
+                    }
+                    // A `$` that starts nothing (`'ERROR$'`, `"a$"`) is itself.
+                    _ => {
+                        out.push(b'$');
+                        i += 1;
+                    }
+                },
                 Unquoted::Expansion => {
                     out.push(b'x');
                     i = self.expansion_end(i).min(to);
@@ -206,7 +314,12 @@ impl Scanner<'_> {
                 }
             }
         }
-        Some(String::from_utf8_lossy(&out).into_owned())
+        // After a `{% if %}` or `{% for %}` in the line, its branches may leave its quotes
+        // apart: where the value lands is known only if nothing after it quotes.
+        if block_at.is_some_and(|at| out[at..].iter().any(|c| b"'\"\\$`#".contains(c))) {
+            return Err(BLOCK_AGAIN);
+        }
+        Ok(String::from_utf8_lossy(&out).into_owned())
     }
 
     /// Where the expansion starting at `at` (`$NAME`, `${…}`, `$(…)`, `` `…` ``) ends.

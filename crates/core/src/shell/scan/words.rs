@@ -14,8 +14,27 @@ const SHELL_VARIABLES: &[&str] = &["SHELL", "BASH", "SH", "ZSH_NAME"];
 const RUN_C: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "su", "runuser", "script", "flock"];
 
 /// Commands that run the command in their words (`sudo awk …`).
-const WRAPPERS: &[&str] =
-    &["sudo", "doas", "timeout", "nice", "ionice", "nohup", "env", "xargs", "stdbuf", "chroot", "busybox", "setsid"];
+const WRAPPERS: &[&str] = &[
+    "sudo",
+    "doas",
+    "timeout",
+    "nice",
+    "ionice",
+    "nohup",
+    "env",
+    "xargs",
+    "stdbuf",
+    "busybox",
+    "setsid",
+    "sshpass",
+    "flock",
+    "chrt",
+    "taskset",
+    "unbuffer",
+    "systemd-run",
+    "runuser",
+    "nsenter",
+];
 /// Words that leave the next word in command position.
 const PREFIXES: &[&str] =
     &["!", "{", "}", "if", "then", "else", "elif", "do", "while", "until", "time", "builtin", "command", "exec"];
@@ -119,10 +138,8 @@ impl Scanner<'_> {
             cmd.kind = kind;
         }
         // `sudo awk …`, `timeout 5 ssh …`, `find … -exec awk …`: a command run by another.
-        let wrapped = cmd.command_word.is_some_and(|w| {
-            let first = self.text(w, self.b.len()).split([' ', '\t', '\n']).next().unwrap_or_default();
-            WRAPPERS.contains(&first.rsplit('/').next().unwrap_or(first))
-        }) || matches!(self.previous_word(start), "-exec" | "-execdir" | "-ok" | "-okdir");
+        let wrapped = cmd.command_word.is_some_and(|w| self.wraps(w, start))
+            || matches!(self.previous_word(start), "-exec" | "-execdir" | "-ok" | "-okdir");
         let cmd = self.command();
         if wrapped && !cmd.fresh && !cmd.maybe_fresh && cmd.kind == Kind::Other {
             match name.as_deref().map(|n| n.rsplit('/').next().unwrap_or(n)) {
@@ -195,14 +212,19 @@ impl Scanner<'_> {
                 }
                 // awk's options: the program from a file (`-f FILE`) leaves no program
                 // word; `-F`, `-v`… take the next word; `-e` (gawk) gives the program.
-                Kind::Awk if option && cmd.code_next => match text {
+                Kind::Awk if option && cmd.code.is_none() => match text {
                     "-f" | "--file" => {
                         cmd.code_next = false;
                         cmd.skip = true;
                     }
                     _ if text.starts_with("-f") || text.starts_with("--file=") => cmd.code_next = false,
-                    "-F" | "-v" | "-i" | "-l" | "--assign" | "--field-separator" | "--include" | "--load" => {
+                    "-F" | "-v" | "-i" | "-l" | "-W" | "--assign" | "--field-separator" | "--include" | "--load" => {
                         cmd.skip = true
+                    }
+                    // gawk's program as an option's argument, a program file or not.
+                    "-e" | "--source" => {
+                        cmd.code_next = true;
+                        cmd.next_why = Some(AWK_PROGRAM);
                     }
                     _ => {}
                 },
@@ -271,9 +293,10 @@ impl Scanner<'_> {
                 Some(Context::Refused(cmd.next_why.unwrap_or(AS_CODE)))
             }
             _ if cmd.code.is_some() && cmd.code == cmd.word => Some(Context::Refused(cmd.code_why.unwrap_or(AS_CODE))),
+            // (ssh's remote line first: an assignment in it is read there, a shell later.)
+            Kind::Ssh => self.in_ssh(cmd, word, start, end),
             // `GIT_SSH_COMMAND="ssh -i {{ … }}"`, `export PAGER={{ … }}`: a command line.
             _ if again.is_some() => again,
-            Kind::Ssh => self.in_ssh(cmd, word, start, end),
             Kind::Declare if !prefix.contains('=') => Some(Context::Refused(AS_NAME)),
             Kind::Declare if prefix.trim_end_matches(['"', '\'']).ends_with('=') => {
                 Some(Context::Declared(Box::new(Context::Bare)))
@@ -305,6 +328,28 @@ impl Scanner<'_> {
         let var = word.trim_matches('"').strip_prefix('$')?;
         let var = var.strip_prefix('{').and_then(|v| v.strip_suffix('}')).unwrap_or(var);
         SHELL_VARIABLES.contains(&var).then(|| "sh".to_string())
+    }
+
+    /// Whether the command word at `command` runs the command that starts at `start`: it
+    /// is a wrapper (`sudo`, `timeout`…), and every word between is one of its options,
+    /// an option's argument, an assignment or a number (`timeout 30`, `sudo -u app`,
+    /// `env A=1`), not a command of its own (`sudo apt-get install gawk`).
+    fn wraps(&self, command: usize, start: usize) -> bool {
+        let text = self.text(command, start);
+        let mut words = text.split_whitespace();
+        let first = words.next().unwrap_or_default();
+        if !WRAPPERS.contains(&first.rsplit('/').next().unwrap_or(first)) {
+            return false;
+        }
+        let mut argument = false;
+        words.all(|w| {
+            let plain = std::mem::take(&mut argument)
+                || w.starts_with('-')
+                || w.split_once('=').is_some_and(|(n, _)| is_name(n))
+                || w.trim_end_matches(['s', 'm', 'h', 'd']).parse::<f64>().is_ok();
+            argument = w.len() == 2 && w.starts_with('-') && "ugnskIPpfdCUhrTDLEcx".contains(&w[1..]);
+            plain
+        })
     }
 
     /// The word before `start` on its line (within a window), as written.
