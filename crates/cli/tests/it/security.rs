@@ -605,3 +605,29 @@ fn decode(text: &str, plus: bool) -> String {
     }
     String::from_utf8(out).unwrap()
 }
+
+/// A runbook test mocks an `http` step's answer, not how its request is written: what a
+/// run would refuse (a `..` segment, a line break in a header) fails the test's run too.
+#[test]
+fn mocked_http_steps_render_their_request() {
+    let env = Env::new();
+    let book = runbook(
+        "    p: { type: string }\n",
+        "    - id: get\n      http:\n        url: \"http://127.0.0.1:9/files/{{ params.p }}\"\n        headers: { X-Note: \"{{ params.p }}\" }\n",
+    );
+    env.write("h.yaml", &book);
+    env.write(
+        "h.test.yaml",
+        concat!(
+            "tests:\n",
+            "  - name: a plain value\n    params: { p: a }\n    mocks: { get: { http: { status: 200 } } }\n    expect: { status: succeeded }\n",
+            "  - name: up the path\n    params: { p: \"..\" }\n    mocks: { get: { http: { status: 200 } } }\n",
+            "    expect: { status: failed, error_contains: would move up the path }\n",
+            "  - name: a header's line break\n    params: { p: \"a\\nb\" }\n    mocks: { get: { http: { status: 200 } } }\n",
+            "    expect: { status: failed, error_contains: \"http.headers.X-Note: a header's value may not hold a line break\" }\n",
+        ),
+    );
+    let o = env.run(&["test", "h.yaml"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.contains("3 passed, 0 failed"), "{o:?}");
+}

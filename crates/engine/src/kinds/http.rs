@@ -25,35 +25,8 @@ pub(crate) async fn attempt(
     if let Some(mocks) = run.engine.config.mocks.clone() {
         return super::mock::http(run, step, spec, attempt, &mocks).await;
     }
-    let ctx = run.context(false);
-    let url = match template::render_url(&spec.url.value, &ctx) {
-        Ok(u) => u,
-        Err(e) => return Ok(AttemptResult::fatal(format!("http.url: {e}"))),
-    };
-    let mut headers = Vec::new();
-    for (k, v) in &spec.headers {
-        match template::render_plain(&v.value, &ctx) {
-            Ok(v) if v.contains(['\r', '\n']) => {
-                return Ok(AttemptResult::fatal(format!(
-                    "http.headers.{k}: a header's value may not hold a line break"
-                )));
-            }
-            Ok(v) => headers.push((k.clone(), v)),
-            Err(e) => return Ok(AttemptResult::fatal(format!("http.headers.{k}: {e}"))),
-        }
-    }
-    let content_type = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-type")).map(|(_, v)| v.as_str());
-    let body = spec.body.as_ref().map(|b| b.value.as_str());
-    let kind = body.map(|b| template::Body::of(content_type, b));
-    if kind == Some(template::Body::Json) && content_type.is_none() {
-        headers.push(("Content-Type".to_string(), "application/json".to_string()));
-    }
-    let body = match body.zip(kind).map(|(b, kind)| template::render_body(b, kind, &ctx)).transpose() {
-        Ok(b) => b,
-        Err(e) => return Ok(AttemptResult::fatal(format!("http.body: {e}"))),
-    };
-    let needle = match needle(spec, &ctx) {
-        Ok(n) => n,
+    let Request { url, headers, body, needle } = match Request::render(spec, &run.context(false)) {
+        Ok(r) => r,
         Err(e) => return Ok(AttemptResult::fatal(e)),
     };
     let shown_url = run.masker().mask(&url).into_owned();
@@ -158,8 +131,44 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     msg
 }
 
-/// The text the response's body must contain, rendered.
-pub(crate) fn needle(spec: &HttpSpec, ctx: &template::Context) -> std::result::Result<Option<String>, String> {
-    let Some(needle) = &spec.expect_body_contains else { return Ok(None) };
-    template::render_plain(&needle.value, ctx).map(Some).map_err(|e| format!("http.expect_body_contains: {e}"))
+/// A request as its templates render: each value written for where it lands.
+pub(crate) struct Request {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+    /// The text the response's body must contain.
+    pub needle: Option<String>,
+}
+
+impl Request {
+    /// Renders `spec`'s templates, or says which field could not be (for the step's
+    /// error); a JSON body without a `Content-Type` gets `application/json`.
+    pub(crate) fn render(spec: &HttpSpec, ctx: &template::Context) -> std::result::Result<Request, String> {
+        let url = template::render_url(&spec.url.value, ctx).map_err(|e| format!("http.url: {e}"))?;
+        let mut headers = Vec::new();
+        for (k, v) in &spec.headers {
+            let v = template::render_plain(&v.value, ctx).map_err(|e| format!("http.headers.{k}: {e}"))?;
+            if v.contains(['\r', '\n']) {
+                return Err(format!("http.headers.{k}: a header's value may not hold a line break"));
+            }
+            headers.push((k.clone(), v));
+        }
+        let content_type =
+            headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-type")).map(|(_, v)| v.as_str());
+        let body = spec.body.as_ref().map(|b| b.value.as_str());
+        let kind = body.map(|b| template::Body::of(content_type, b));
+        if kind == Some(template::Body::Json) && content_type.is_none() {
+            headers.push(("Content-Type".to_string(), "application/json".to_string()));
+        }
+        let body = body
+            .zip(kind)
+            .map(|(b, kind)| template::render_body(b, kind, ctx))
+            .transpose()
+            .map_err(|e| format!("http.body: {e}"))?;
+        let needle = (spec.expect_body_contains.as_ref())
+            .map(|n| template::render_plain(&n.value, ctx))
+            .transpose()
+            .map_err(|e| format!("http.expect_body_contains: {e}"))?;
+        Ok(Request { url, headers, body, needle })
+    }
 }

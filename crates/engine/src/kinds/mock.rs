@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use opsbook_core::step::gate::{GateStepSpec, OnBlocked};
 use opsbook_core::step::http::HttpSpec;
 use opsbook_core::testcase::{GateVerdict, MockResult, StepMock};
-use opsbook_core::{Step, StepStatus, template};
+use opsbook_core::{Step, StepStatus};
 use opsbook_store::{Phase, Stream};
 
 use super::run::{ScriptRun, check_line, judge};
@@ -75,9 +75,10 @@ pub(crate) async fn http(
     attempt: u32,
     mocks: &Mocks,
 ) -> Result<AttemptResult> {
-    let url = match template::render_url(&spec.url.value, &run.context(false)) {
-        Ok(u) => run.masker().mask(&u).into_owned(),
-        Err(e) => return Ok(AttemptResult::fatal(format!("http.url: {e}"))),
+    // Rendered as for a real request, so that a test meets what a run would refuse.
+    let (url, needle) = match super::http::Request::render(spec, &run.context(false)) {
+        Ok(r) => (run.masker().mask(&r.url).into_owned(), r.needle),
+        Err(e) => return Ok(AttemptResult::fatal(e)),
     };
     let r = result(mocks, Some(&step.id), Phase::Step, attempt);
     if r.timed_out {
@@ -93,10 +94,6 @@ pub(crate) async fn http(
     if !spec.accepts_status(status) {
         problems.push(format!("status {status} (expected {})", expected(spec)));
     }
-    let needle = match super::http::needle(spec, &run.context(false)) {
-        Ok(n) => n,
-        Err(e) => return Ok(AttemptResult::fatal(e)),
-    };
     if let Some(needle) = &needle
         && !body.contains(needle.as_str())
     {

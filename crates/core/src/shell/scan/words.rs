@@ -126,8 +126,7 @@ impl Scanner<'_> {
                 .iter()
                 .any(|o| *o == text || (o.len() == 2 && !text.starts_with("--") && text.ends_with(&o[1..])))
         {
-            cmd.code_next = true;
-            cmd.next_why = Some(PROGRAM);
+            cmd.code_follows(PROGRAM);
         }
         // (On an ssh command line a shell is remote: the remote line is read as a script.)
         if shell && !cmd.fresh && !cmd.maybe_fresh && cmd.kind != Kind::Ssh {
@@ -145,8 +144,7 @@ impl Scanner<'_> {
             match name.as_deref().map(|n| n.rsplit('/').next().unwrap_or(n)) {
                 Some(n) if is_awk(n) => {
                     cmd.kind = Kind::Awk;
-                    cmd.code_next = true;
-                    cmd.next_why = Some(AWK_PROGRAM);
+                    cmd.code_follows(AWK_PROGRAM);
                     return;
                 }
                 Some("ssh") => {
@@ -222,10 +220,7 @@ impl Scanner<'_> {
                         cmd.skip = true
                     }
                     // gawk's program as an option's argument, a program file or not.
-                    "-e" | "--source" => {
-                        cmd.code_next = true;
-                        cmd.next_why = Some(AWK_PROGRAM);
-                    }
+                    "-e" | "--source" => cmd.code_follows(AWK_PROGRAM),
                     _ => {}
                 },
                 _ => {}
@@ -243,8 +238,7 @@ impl Scanner<'_> {
         cmd.fresh = matches!(text, "function" | "coproc");
         cmd.kind = name.as_deref().map_or(Kind::Other, command_kind);
         if cmd.kind == Kind::Awk {
-            cmd.code_next = true;
-            cmd.next_why = Some(AWK_PROGRAM);
+            cmd.code_follows(AWK_PROGRAM);
         }
         cmd.numeric = numeric;
         match text {
@@ -405,6 +399,14 @@ impl Scanner<'_> {
         }
         *i += 1;
         Unquoted::Text
+    }
+}
+
+impl super::Cmd {
+    /// The next word that is no option is code, for `why`.
+    fn code_follows(&mut self, why: &'static str) {
+        self.code_next = true;
+        self.next_why = Some(why);
     }
 }
 
