@@ -42,6 +42,9 @@ pub enum Context {
     /// as `inner`, but a value beginning with `-` is refused, since ssh would read it as
     /// an option (`-oProxyCommand=…` runs a command).
     NotAnOption(Box<Context>),
+    /// ssh's destination (`[user@]host`): as `inner`, but only the characters of a host
+    /// and user name; older OpenSSH puts it into `ProxyCommand` (`%h`) for a shell.
+    Host(Box<Context>),
     /// A place where no value can be made safe; the message says why and what to write.
     Refused(&'static str),
 }
@@ -77,6 +80,8 @@ const DECLARED_ARRAY: &str = "a value starting with `(` after `declare NAME=` is
      what is in it: assign it with NAME=… first";
 const SSH_OPTION: &str = "a value that begins ssh's destination, or the word after it, must not begin with `-`: ssh \
      would read it as an option (-oProxyCommand=… runs a command); write `--` before the destination";
+const SSH_HOST: &str = "a value in ssh's destination may hold only letters, digits and . _ - @ : % [ ] / +: \
+     older OpenSSH hands the destination to a shell in ProxyCommand (%h, %r)";
 const NOT_AN_INTEGER: &str = "a value the shell evaluates as arithmetic ($(( )), (( )), let, [[ … -eq … ]], \
      declare -i, an array subscript) must be an integer: the shell would run a command hidden in anything else";
 
@@ -101,6 +106,10 @@ pub fn escape(value: &str, context: &Context) -> Result<String, String> {
         Context::Remote(remote, local) => escape(&escape(value, remote)?, local)?,
         Context::NotAnOption(_) if value.starts_with('-') => return Err(SSH_OPTION.into()),
         Context::NotAnOption(inner) => escape(value, inner)?,
+        Context::Host(_) if !value.chars().all(|c| c.is_ascii_alphanumeric() || "._-@:%[]/+".contains(c)) => {
+            return Err(SSH_HOST.into());
+        }
+        Context::Host(inner) => escape(value, inner)?,
         Context::Bare => quote_word(value)?,
         Context::Double => {
             let mut out = String::with_capacity(value.len());

@@ -168,7 +168,7 @@ fn follows_template_blocks_or_refuses_what_follows() {
     assert_eq!(contexts("{% if prod %}sudo {% endif %}systemctl restart {{ s }}"), [Bare]);
     assert_eq!(
         contexts("{% for h in hosts %}\nssh {{ h }} uptime\n{% endfor %}\necho {{ x }}"),
-        [NotAnOption(Box::new(Bare)), Bare]
+        [NotAnOption(Box::new(Host(Box::new(Bare)))), Bare]
     );
     assert_eq!(contexts("deploy {% if x %}--a{% else %}--b{% endif %} {{ v }}"), [Bare]);
     assert_eq!(
@@ -498,15 +498,18 @@ fn ssh_remote_commands_are_written_for_the_remote_shell_too() {
     assert_eq!(contexts("ssh web1 \"echo \\\"{{ v }}\\\"\""), [remote(Double, Double)]);
     assert_eq!(contexts("ssh web1 deploy \"'\" {{ v }} \"'\""), [remote(Single, Bare)]);
     assert_eq!(contexts("ssh web1 \"cd $DIR && deploy {{ v }}\" && echo {{ w }}"), [remote(Bare, Double), Bare]);
-    assert_eq!(contexts("ssh -p 2222 -i key.pem deploy@{{ h }} uptime {{ v }}"), [Bare, remote(Bare, Bare)]);
+    assert_eq!(
+        contexts("ssh -p 2222 -i key.pem deploy@{{ h }} uptime {{ v }}"),
+        [Host(Box::new(Bare)), remote(Bare, Bare)]
+    );
     assert_eq!(contexts("ssh -tt -l {{ u }} -p{{ port }} web1 -- {{ v }}"), [Bare, Bare, remote(Bare, Bare)]);
     assert_eq!(contexts("ssh web1 -p 22 {{ v }}"), [leading(remote(Bare, Bare))]);
     assert_eq!(contexts("ssh web1 deploy > {{ f }}"), [Bare]);
     assert_eq!(contexts("ssh web1 \"echo $(( {{ n }} + 1 ))\""), [Arithmetic], "the script's own");
     assert_eq!(contexts("ssh web1 'echo $(( {{ n }} + 1 ))'"), [remote(Arithmetic, Single)]);
     // Where ssh reads options, a value must not be one.
-    assert_eq!(contexts("ssh {{ h }} uptime"), [leading(Bare)]);
-    assert_eq!(contexts("ssh -v \"{{ h }}\" uptime"), [leading(Double)]);
+    assert_eq!(contexts("ssh {{ h }} uptime"), [leading(Host(Box::new(Bare)))]);
+    assert_eq!(contexts("ssh -v \"{{ h }}\" uptime"), [leading(Host(Box::new(Double)))]);
     assert_eq!(contexts("ssh -- {{ h }} {{ v }}"), [Bare, remote(Bare, Bare)]);
     // Configuration runs commands (ProxyCommand…); a remote shell running code refuses as
     // a local one does.
@@ -538,6 +541,9 @@ fn ssh_remote_commands_are_written_for_the_remote_shell_too() {
     }
     assert!(super::escape("-oProxyCommand=id", &leading(Bare)).unwrap_err().contains("must not begin with `-`"));
     assert_eq!(super::escape("web1", &leading(Bare)).unwrap(), "web1");
+    let host = Host(Box::new(Bare));
+    assert_eq!(super::escape("deploy@web-1.example.com", &host).unwrap(), "deploy@web-1.example.com");
+    assert!(super::escape("web1 $(id)", &host).unwrap_err().contains("ssh's destination may hold only"));
 }
 
 #[test]
@@ -592,7 +598,7 @@ fn commands_run_by_other_commands_are_read_as_themselves() {
     ] {
         assert_eq!(contexts(script), [remote(Bare, Double)], "{script}");
     }
-    assert_eq!(contexts("timeout 10 ssh {{ h }} uptime"), [leading(Bare)]);
+    assert_eq!(contexts("timeout 10 ssh {{ h }} uptime"), [leading(Host(Box::new(Bare)))]);
     for script in [
         "exec awk 'BEGIN { print \"{{ v }}\" }'",
         "find . -name data.txt -exec awk '{ print \"{{ v }}\" }' {} \\;",
@@ -625,7 +631,7 @@ fn lines_read_again_hold_against_quotes_expansions_and_blocks() {
     assert_eq!(contexts("ssh web1 \"grep 'ERROR$' app.log; echo '{{ v }}'\""), [remote(Single, Double)]);
     assert_eq!(contexts("ssh web1 \"echo \\\"a$\\\" '{{ v }}'\""), [remote(Single, Double)]);
     // An expansion before the value may be empty: the value may lead the word.
-    assert_eq!(contexts("ssh ${SSH_USER:+$SSH_USER@}{{ host }} uptime"), [leading(Bare)]);
+    assert_eq!(contexts("ssh ${SSH_USER:+$SSH_USER@}{{ host }} uptime"), [leading(Host(Box::new(Bare)))]);
     // An assignment in the remote line is read by the remote shell, then by the pager's.
     assert_eq!(contexts("ssh web1 PAGER={{ x }} git log"), [remote(remote(Bare, Bare), Bare)]);
     // A `$( )` whose output is code, or is read again.
@@ -653,7 +659,7 @@ fn lines_read_again_hold_against_quotes_expansions_and_blocks() {
     // remote line cannot be.
     assert_eq!(
         contexts("ssh {{ host }} {% if sudo %}sudo {% endif %}systemctl restart {{ svc }}"),
-        [leading(Bare), leading(remote(Bare, Bare))]
+        [leading(Host(Box::new(Bare))), leading(remote(Bare, Bare))]
     );
     assert_eq!(contexts("ssh h \"echo {% if a %}'{% endif %}{{ v }}\""), [Refused(BLOCK_AGAIN)]);
     // Appending to a command line, and a here-document inside a remote line.

@@ -170,8 +170,9 @@ impl Scanner<'_> {
             return Some(Context::Refused(SSH_FLAGS));
         }
         let leads = self.may_lead(word, start);
-        if ssh.destination == Some(word) && leads {
-            return Some(Context::NotAnOption(Box::new(self.quoting(start, end))));
+        if ssh.destination == Some(word) {
+            let host = Context::Host(Box::new(self.quoting(start, end)));
+            return Some(if leads { Context::NotAnOption(Box::new(host)) } else { host });
         }
         let from = ssh.remote.filter(|&r| word >= r)?;
         // A redirection's target is the script's own file, not ssh's.
