@@ -576,6 +576,9 @@ fn command_lines_in_variables_are_written_for_the_shell_that_runs_them() {
     assert_eq!(contexts("export GIT_SSH_COMMAND={{ cmd }}"), [remote(Bare, Bare)]);
     assert_eq!(contexts("PAGER='less -R {{ x }}' git log"), [remote(Bare, Single)]);
     assert_eq!(contexts("docker run -e EDITOR=\"vim '{{ f }}'\" img"), [remote(Single, Double)]);
+    // rsync splits its remote shell's command line itself, quotes and all.
+    assert_eq!(contexts("rsync -az -e \"ssh -i {{ key }} -o X=no\" {{ src }} h:/opt/"), [remote(Bare, Double), Bare]);
+    assert_eq!(contexts("rsync --rsh=\"ssh -p {{ port }}\" a h:b"), [remote(Bare, Double)]);
     assert_eq!(contexts("GIT_SSH_COMMAND=\"sh -c {{ x }}\" git pull"), [Refused(super::scan::AS_CODE)]);
     // Other variables hold data.
     assert_eq!(contexts("GIT_AUTHOR_NAME=\"{{ n }}\" git commit"), [Double]);

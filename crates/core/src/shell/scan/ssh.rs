@@ -200,6 +200,24 @@ impl Scanner<'_> {
         }
     }
 
+    /// The context of a value at `start..end` in rsync's remote shell command line (`-e
+    /// "ssh -i {{ … }}"`, `--rsh=…`), which rsync splits into words itself, with quotes.
+    pub(super) fn rsync_shell(&self, cmd: &Cmd, word: usize, start: usize, end: usize) -> Option<Context> {
+        let command = self.text(cmd.command_word?, self.b.len()).split([' ', '\t', '\n']).next()?;
+        if command.rsplit('/').next() != Some("rsync") {
+            return None;
+        }
+        let prefix = self.text(word, start);
+        let from = if matches!(self.previous_word(word), "-e" | "--rsh") {
+            word
+        } else if let Some(rest) = prefix.strip_prefix("--rsh=") {
+            start - rest.len()
+        } else {
+            return None;
+        };
+        Some(self.read_again(from, start, end))
+    }
+
     /// Whether a value at `start` may begin the word at `word`: nothing but quotes and
     /// expansions, which may be empty (`${U:+$U@}{{ host }}`), come before it.
     fn may_lead(&self, word: usize, start: usize) -> bool {

@@ -273,7 +273,7 @@ impl Scanner<'_> {
         let integer = prefix
             .split_once('=')
             .is_some_and(|(name, _)| self.integers.iter().any(|n| n == name.trim_end_matches('+')));
-        let again = self.run_by_a_shell(word, start, end);
+        let again = self.run_by_a_shell(word, start, end).or_else(|| self.rsync_shell(cmd, word, start, end));
         match cmd.kind {
             _ if cmd.code.is_some() && cmd.code == cmd.word && cmd.code_why == Some(PROMPT_CODE) => {
                 Some(Context::Refused(PROMPT_CODE))
@@ -347,7 +347,7 @@ impl Scanner<'_> {
     }
 
     /// The word before `start` on its line (within a window), as written.
-    fn previous_word(&self, start: usize) -> &str {
+    pub(super) fn previous_word(&self, start: usize) -> &str {
         let from = self.boundary(start.saturating_sub(WINDOW));
         let before = self.text(from, start);
         let line = &before[before.rfind('\n').map_or(0, |p| p + 1)..];
