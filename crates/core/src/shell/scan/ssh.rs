@@ -218,6 +218,16 @@ impl Scanner<'_> {
         Some(self.read_again(from, start, end))
     }
 
+    /// A word of an ssh command begins at `start`, `name` without its quotes (`None`: made
+    /// by an expansion); a value in it is text of it (`-p{{ port }}`: the port is there).
+    pub(super) fn ssh_word(&mut self, name: Option<&str>, start: usize) {
+        let rest = self.text(start, self.b.len());
+        let raw = &rest[..rest.find([' ', '\t', '\n', ';', '&', '|', '<', '>']).unwrap_or(rest.len())];
+        let tagged = if raw.contains("{{") { "x" } else { "" };
+        let word = name.map(|n| format!("{n}{tagged}"));
+        self.command().ssh.word(word.as_deref(), start);
+    }
+
     /// Whether a value at `start` may begin the word at `word`: nothing but quotes and
     /// expansions, which may be empty (`${U:+$U@}{{ host }}`), come before it.
     fn may_lead(&self, word: usize, start: usize) -> bool {

@@ -136,24 +136,10 @@ impl Scanner<'_> {
         if let Some(kind) = program.filter(|_| !cmd.fresh && !cmd.maybe_fresh && cmd.kind == Kind::Other) {
             cmd.kind = kind;
         }
-        // `sudo awk …`, `timeout 5 ssh …`, `find … -exec awk …`: a command run by another.
-        let wrapped = cmd.command_word.is_some_and(|w| self.wraps(w, start))
-            || matches!(self.previous_word(start), "-exec" | "-execdir" | "-ok" | "-okdir");
-        let cmd = self.command();
-        if wrapped && !cmd.fresh && !cmd.maybe_fresh && cmd.kind == Kind::Other {
-            match name.as_deref().map(|n| n.rsplit('/').next().unwrap_or(n)) {
-                Some(n) if is_awk(n) => {
-                    cmd.kind = Kind::Awk;
-                    cmd.code_follows(AWK_PROGRAM);
-                    return;
-                }
-                Some("ssh") => {
-                    cmd.kind = Kind::Ssh;
-                    return;
-                }
-                _ => {}
-            }
+        if self.wrapped_command(name.as_deref(), start) {
+            return;
         }
+        let cmd = self.command();
         if cmd.fresh {
             cmd.command_word = Some(start);
         }
@@ -196,33 +182,12 @@ impl Scanner<'_> {
                     }
                 }
                 Kind::Test if text == "]]" => cmd.kind = Kind::Other,
-                Kind::Ssh => {
-                    // A value in the word is text of it (`-p{{ port }}`: the port is there).
-                    let rest = self.text(start, self.b.len());
-                    let raw = &rest[..rest.find([' ', '\t', '\n', ';', '&', '|', '<', '>']).unwrap_or(rest.len())];
-                    let tagged = if raw.contains("{{") { "x" } else { "" };
-                    let word = name.as_deref().map(|n| format!("{n}{tagged}"));
-                    self.command().ssh.word(word.as_deref(), start);
-                }
+                Kind::Ssh => self.ssh_word(name.as_deref(), start),
                 Kind::Case if text == "in" => {
                     cmd.kind = Kind::Other;
                     cmd.pattern = true;
                 }
-                // awk's options: the program from a file (`-f FILE`) leaves no program
-                // word; `-F`, `-v`… take the next word; `-e` (gawk) gives the program.
-                Kind::Awk if option && cmd.code.is_none() => match text {
-                    "-f" | "--file" => {
-                        cmd.code_next = false;
-                        cmd.skip = true;
-                    }
-                    _ if text.starts_with("-f") || text.starts_with("--file=") => cmd.code_next = false,
-                    "-F" | "-v" | "-i" | "-l" | "-W" | "--assign" | "--field-separator" | "--include" | "--load" => {
-                        cmd.skip = true
-                    }
-                    // gawk's program as an option's argument, a program file or not.
-                    "-e" | "--source" => cmd.code_follows(AWK_PROGRAM),
-                    _ => {}
-                },
+                Kind::Awk if option && cmd.code.is_none() => cmd.awk_option(text),
                 _ => {}
             }
             return;
@@ -407,6 +372,53 @@ impl super::Cmd {
     fn code_follows(&mut self, why: &'static str) {
         self.code_next = true;
         self.next_why = Some(why);
+    }
+
+    /// One of awk's options, before its program: the program from a file (`-f FILE`)
+    /// leaves no program word; `-F`, `-v`… take the next word; `-e` (gawk) gives the
+    /// program.
+    fn awk_option(&mut self, option: &str) {
+        match option {
+            "-f" | "--file" => {
+                self.code_next = false;
+                self.skip = true;
+            }
+            _ if option.starts_with("-f") || option.starts_with("--file=") => self.code_next = false,
+            "-F" | "-v" | "-i" | "-l" | "-W" | "--assign" | "--field-separator" | "--include" | "--load" => {
+                self.skip = true
+            }
+            // gawk's program as an option's argument, a program file or not.
+            "-e" | "--source" => self.code_follows(AWK_PROGRAM),
+            _ => {}
+        }
+    }
+}
+
+impl Scanner<'_> {
+    /// `sudo awk …`, `timeout 5 ssh …`, `find … -exec awk …`: when the word at `start`,
+    /// named `name`, is awk or ssh run by the command before it, it becomes the command;
+    /// whether it did.
+    fn wrapped_command(&mut self, name: Option<&str>, start: usize) -> bool {
+        let cmd = self.command();
+        let (open, command_word) = (!cmd.fresh && !cmd.maybe_fresh && cmd.kind == Kind::Other, cmd.command_word);
+        if !open {
+            return false;
+        }
+        let wrapped = command_word.is_some_and(|w| self.wraps(w, start))
+            || matches!(self.previous_word(start), "-exec" | "-execdir" | "-ok" | "-okdir");
+        let cmd = self.command();
+        match name.map(|n| n.rsplit('/').next().unwrap_or(n)).filter(|_| wrapped) {
+            Some(n) if is_awk(n) => {
+                cmd.kind = Kind::Awk;
+                cmd.code_follows(AWK_PROGRAM);
+                true
+            }
+            Some("ssh") => {
+                cmd.kind = Kind::Ssh;
+                true
+            }
+            _ => false,
+        }
     }
 }
 
