@@ -44,7 +44,7 @@ pub struct Items<T> {
 
 /// RFC 3339 time of an epoch-ms value (null when there is none), as [`rfc3339`] writes it.
 pub fn time(ms: Option<i64>) -> Option<String> {
-    ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok()).map(|t| format!("{t:.3}"))
+    ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok()).map(rfc3339::text)
 }
 
 /// Serde for a time held as epoch milliseconds and sent as RFC 3339 text (UTC, with
@@ -71,10 +71,15 @@ pub mod rfc3339 {
         }
     }
 
+    /// A time as the API writes it: UTC, always three fractional digits (`…:03.000Z`),
+    /// so that times sort as text.
+    pub fn text(t: jiff::Timestamp) -> String {
+        format!("{t:.3}")
+    }
+
     pub fn serialize<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
         match jiff::Timestamp::from_millisecond(*ms) {
-            // Always three fractional digits (`…:03.000Z`): times then sort as text.
-            Ok(t) => s.serialize_str(&format!("{t:.3}")),
+            Ok(t) => s.serialize_str(&text(t)),
             // Beyond year 9999 (a corrupt or hand-made row): the number as stored, which
             // reads back, rather than failing the whole answer.
             Err(_) => s.serialize_i64(*ms),

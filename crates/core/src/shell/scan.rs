@@ -546,11 +546,7 @@ impl<'a> Scanner<'a> {
     fn tag(&mut self) -> bool {
         let start = self.i;
         let kind = self.b[start + 1];
-        let close = match kind {
-            b'{' => "}}",
-            b'%' => "%}",
-            _ => "#}",
-        };
+        let close = words::closing(kind);
         let end = self.tag_end(start + 2, close, kind != b'#');
         let space = |b: Option<&u8>| b.is_some_and(|b| b" \t\r\n".contains(b));
         let trims_before = self.b.get(start + 2) == Some(&b'-') && start > 0 && space(self.b.get(start - 1));

@@ -38,7 +38,7 @@ impl Scanner<'_> {
         let mut quote: Option<u8> = None;
         while self.i < self.b.len() {
             let c = self.b[self.i];
-            if c == b'{' && matches!(self.b.get(self.i + 1), Some(b'{' | b'%' | b'#')) {
+            if self.at_tag(self.i) {
                 self.lose(TAG_AS_DELIMITER);
                 break;
             }
@@ -194,7 +194,7 @@ fn pipeline_after(line: &str) -> Vec<Vec<String>> {
 
 /// Whether a simple command (its words, quotes removed) reads its standard input as code.
 fn reads_code(words: &[String]) -> bool {
-    let name = |w: &str| w.rsplit('/').next().unwrap_or(w).to_string();
+    let name = |w: &str| super::words::basename(w).to_string();
     // A program, not a path under a directory of data (`secret/ssh`).
     let program = |w: &str| !w.contains('/') || w.starts_with('/') || w.starts_with('.');
     let interpreter = |n: &str| super::words::interpreter(n).is_some();

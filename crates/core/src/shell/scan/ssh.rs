@@ -30,7 +30,7 @@ const COMMAND_LINES: &[&str] = &[
 ];
 
 /// ssh's options that take an argument (`-i KEY`, `-p PORT`…).
-pub(super) const ARGUMENTS: &str = "BbcDEeFIiJLlmOoPpQRSWw";
+const ARGUMENTS: &str = "BbcDEeFIiJLlmOoPpQRSWw";
 
 /// Where an `ssh` command is in its words, and where its roles began. OpenSSH reads
 /// options before the destination and again right after it (`ssh web1 -p 22 uptime`),
@@ -190,21 +190,16 @@ impl Scanner<'_> {
     /// The context of a value at `start..end` in the assignment at `word` to a variable
     /// whose value programs run as a command line (`GIT_SSH_COMMAND="ssh -i {{ … }}"`).
     pub(super) fn run_by_a_shell(&self, word: usize, start: usize, end: usize) -> Option<Context> {
-        let prefix = self.text(word, start);
-        let (name, _) = prefix.split_once('=')?;
-        let from = word + prefix.find('=')? + 1;
-        match name.strip_suffix('+') {
-            // What the line holds already is not known here.
-            Some(name) => COMMAND_LINES.contains(&name).then_some(Context::Refused(APPENDED_AGAIN)),
-            None => COMMAND_LINES.contains(&name).then(|| self.read_again(from, start, end)),
-        }
+        let (at, appended) = command_line_assignment(self.text(word, start))?;
+        // What the line holds already is not known here.
+        Some(if appended { Context::Refused(APPENDED_AGAIN) } else { self.read_again(word + at + 1, start, end) })
     }
 
     /// The context of a value at `start..end` in rsync's remote shell command line (`-e
     /// "ssh -i {{ … }}"`, `--rsh=…`), which rsync splits into words itself, with quotes.
     pub(super) fn rsync_shell(&self, cmd: &Cmd, word: usize, start: usize, end: usize) -> Option<Context> {
         let command = self.text(cmd.command_word?, self.b.len()).split([' ', '\t', '\n']).next()?;
-        if command.rsplit('/').next() != Some("rsync") {
+        if super::words::basename(command) != "rsync" {
             return None;
         }
         let prefix = self.text(word, start);
@@ -261,10 +256,7 @@ impl Scanner<'_> {
                 let Some(word) = c.word.filter(|&w| w != usize::MAX && w < start) else { return false };
                 let code = (c.code.is_some() && c.code == c.word) || c.kind == Kind::Code;
                 let remote = c.kind == Kind::Ssh && c.ssh.remote().is_some_and(|r| word >= r);
-                let line = self
-                    .text(word, start)
-                    .split_once('=')
-                    .is_some_and(|(n, _)| COMMAND_LINES.contains(&n.trim_end_matches('+')));
+                let line = command_line_assignment(self.text(word, start)).is_some();
                 code || remote || line
             })
             .then_some(SUBSTITUTED_AGAIN)
@@ -297,11 +289,7 @@ impl Scanner<'_> {
         let mut i = from;
         while i < to {
             if self.at_tag(i) {
-                let close = match self.b[i + 1] {
-                    b'{' => "}}",
-                    b'%' => "%}",
-                    _ => "#}",
-                };
+                let close = super::words::closing(self.b[i + 1]);
                 match self.b[i + 1] {
                     b'{' => out.push(b'x'),
                     b'%' => _ = block_at.get_or_insert(out.len()),
@@ -382,4 +370,15 @@ impl Scanner<'_> {
             None => at + 1,
         }
     }
+}
+
+/// Where the `=` is in `prefix`, the text of a word up to a value, when the word assigns
+/// (`=`, or appends, `+=`) to a variable that holds a command line.
+fn command_line_assignment(prefix: &str) -> Option<(usize, bool)> {
+    let at = prefix.find('=')?;
+    let (name, appended) = match prefix[..at].strip_suffix('+') {
+        Some(name) => (name, true),
+        None => (&prefix[..at], false),
+    };
+    COMMAND_LINES.contains(&name).then_some((at, appended))
 }

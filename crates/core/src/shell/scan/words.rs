@@ -56,10 +56,7 @@ impl Scanner<'_> {
     pub(super) fn word_starts(&mut self) {
         let start = self.i;
         let mut end = start;
-        while end < self.b.len()
-            && !b" \t\n;&|()<>\"'`$\\".contains(&self.b[end])
-            && !(self.b[end] == b'{' && matches!(self.b.get(end + 1), Some(b'{' | b'%' | b'#')))
-        {
+        while end < self.b.len() && !b" \t\n;&|()<>\"'`$\\".contains(&self.b[end]) && !self.at_tag(end) {
             end += 1;
         }
         let text = self.text(start, end);
@@ -108,7 +105,7 @@ impl Scanner<'_> {
             cmd.code_why = Some(PROMPT_CODE);
         }
         // `sh -c CODE`, wherever the shell comes in the command (`timeout 5 sh -c …`).
-        let shell = name.as_deref().is_some_and(|n| RUN_C.contains(&n.rsplit('/').next().unwrap_or(n)));
+        let shell = name.as_deref().is_some_and(|n| RUN_C.contains(&basename(n)));
         let option = text.starts_with('-') && text != "--";
         if !option && text != "--" && std::mem::take(&mut cmd.skip) {
             cmd.argument = Some(start);
@@ -132,7 +129,7 @@ impl Scanner<'_> {
         if shell && !cmd.fresh && !cmd.maybe_fresh && cmd.kind != Kind::Ssh {
             cmd.kind = if cmd.kind == Kind::Other { Kind::Shell } else { super::strictest(cmd.kind, Kind::Shell) };
         }
-        let program = name.as_deref().and_then(|n| interpreter(n.rsplit('/').next().unwrap_or(n)));
+        let program = name.as_deref().and_then(|n| interpreter(basename(n)));
         if let Some(kind) = program.filter(|_| !cmd.fresh && !cmd.maybe_fresh && cmd.kind == Kind::Other) {
             cmd.kind = kind;
         }
@@ -297,7 +294,7 @@ impl Scanner<'_> {
         let text = self.text(command, start);
         let mut words = text.split_whitespace();
         let first = words.next().unwrap_or_default();
-        if !WRAPPERS.contains(&first.rsplit('/').next().unwrap_or(first)) {
+        if !WRAPPERS.contains(&basename(first)) {
             return false;
         }
         let mut argument = false;
@@ -339,7 +336,18 @@ impl Scanner<'_> {
     pub(super) fn at_tag(&self, i: usize) -> bool {
         self.b[i] == b'{' && matches!(self.b.get(i + 1), Some(b'{' | b'%' | b'#'))
     }
+}
 
+/// What closes the template tag whose second character is `kind` (`{{`, `{%`, `{#`).
+pub(super) fn closing(kind: u8) -> &'static str {
+    match kind {
+        b'{' => "}}",
+        b'%' => "%}",
+        _ => "#}",
+    }
+}
+
+impl Scanner<'_> {
     /// Reads the byte at `*i` as the shell does, inside the quote `quote` or none: what it
     /// stands for goes to `out` and `*i` moves past it, or it says where the word stops
     /// (`*i` left there).
@@ -407,7 +415,7 @@ impl Scanner<'_> {
         let wrapped = command_word.is_some_and(|w| self.wraps(w, start))
             || matches!(self.previous_word(start), "-exec" | "-execdir" | "-ok" | "-okdir");
         let cmd = self.command();
-        match name.map(|n| n.rsplit('/').next().unwrap_or(n)).filter(|_| wrapped) {
+        match name.map(basename).filter(|_| wrapped) {
             Some(n) if is_awk(n) => {
                 cmd.kind = Kind::Awk;
                 cmd.code_follows(AWK_PROGRAM);
@@ -434,9 +442,14 @@ pub(super) enum Unquoted {
     Operator,
 }
 
+/// A command's name without its directory (`/usr/bin/awk`: `awk`).
+pub(super) fn basename(name: &str) -> &str {
+    name.rsplit('/').next().unwrap_or(name)
+}
+
 /// awk by any of its names.
 fn is_awk(name: &str) -> bool {
-    matches!(name.rsplit('/').next().unwrap_or(name), "awk" | "gawk" | "mawk" | "nawk" | "busybox-awk")
+    matches!(basename(name), "awk" | "gawk" | "mawk" | "nawk" | "busybox-awk")
 }
 
 /// An interpreter's kind (`python3.11`, `perl`, `node`…): the options whose next word is
@@ -459,7 +472,7 @@ pub(super) fn interpreter(name: &str) -> Option<Kind> {
 
 /// What a command named `text` does with its words, where that matters for a value.
 fn command_kind(text: &str) -> Kind {
-    match text.rsplit('/').next().unwrap_or(text) {
+    match basename(text) {
         "let" => Kind::Arithmetic,
         "declare" | "typeset" | "local" | "export" | "readonly" => Kind::Declare,
         "unset" => Kind::Names,
