@@ -167,8 +167,8 @@ impl Runbook {
     }
 
     /// The parameters written (as `{{ params.NAME }}`) where a script's shell evaluates
-    /// arithmetic, whose values are no integers, or where ssh reads options, whose values
-    /// begin with `-`.
+    /// arithmetic, whose values are no integers, or where ssh, scp or rsync read options or
+    /// a host or a remote path, whose values do not fit there.
     fn misplaced_params(&self, values: &ParamValues) -> Vec<ParamError> {
         let scripts = self.prerequisites.iter().filter_map(|p| p.check.as_ref().map(|c| ("a prerequisite", c)));
         // Steps a `when` may skip are checked when they run, as values a template makes are.
@@ -182,8 +182,9 @@ impl Runbook {
         let mut errors: Vec<ParamError> = Vec::new();
         for (step, script) in scripts.chain(steps) {
             for i in shell::interpolations(&script.template) {
-                let arithmetic = i.context == shell::Context::Arithmetic;
-                if !arithmetic && !matches!(i.context, shell::Context::NotAnOption(_)) {
+                use shell::Context::{Arithmetic, CopyOperand, Host, NotAnOption, RemotePath};
+                let arithmetic = i.context == Arithmetic;
+                if !matches!(i.context, Arithmetic | NotAnOption(_) | Host(_) | RemotePath(_) | CopyOperand(..)) {
                     continue;
                 }
                 let expr = script.template[i.start + 2..i.end - 2].trim();
@@ -191,8 +192,10 @@ impl Runbook {
                 let Some(value) = values.values.get(name) else { continue };
                 let text = value.as_str().map_or_else(|| value.to_string(), str::to_string);
                 let empty = text.is_empty() && value.is_string();
-                let fits = if arithmetic { shell::is_integer(&text) } else { !text.starts_with('-') };
-                if fits || value.is_null() || empty || errors.iter().any(|e| e.param == name) {
+                let option = matches!(i.context, NotAnOption(_)) && text.starts_with('-');
+                let unfit =
+                    if arithmetic { !shell::is_integer(&text) } else { shell::escape(&text, &i.context).is_err() };
+                if !unfit || value.is_null() || empty || errors.iter().any(|e| e.param == name) {
                     continue;
                 }
                 let shown = if values.secret_names.contains(name) { String::new() } else { format!(", not `{text}`") };
@@ -202,11 +205,14 @@ impl Runbook {
                         "{place} uses it as a number in shell arithmetic ($(( )), let, [[ … -eq … ]]): \
                          it must be an integer{shown}"
                     )
-                } else {
+                } else if option {
                     format!(
-                        "{place} gives it to ssh where ssh reads options (its destination, or the word after \
-                         it): it may not begin with `-`{shown}"
+                        "{place} gives it to ssh, scp or rsync where they read options (ssh's destination or the \
+                         word after it, an scp or rsync operand): it may not begin with `-`{shown}"
                     )
+                } else {
+                    let why = shell::escape(&text, &i.context).err().unwrap_or_default();
+                    format!("{place} cannot take it where it is{shown}: {why}")
                 };
                 errors.push(ParamError { param: name.to_string(), message });
             }

@@ -45,6 +45,15 @@ pub enum Context {
     /// ssh's destination (`[user@]host`): as `inner`, but only the characters of a host
     /// and user name; older OpenSSH puts it into `ProxyCommand` (`%h`) for a shell.
     Host(Box<Context>),
+    /// A remote path of scp or rsync (`web1:{{ … }}`), which legacy scp and rsync before
+    /// 3.2.4 hand to the remote shell: as `inner`, but only characters no shell treats
+    /// specially.
+    RemotePath(Box<Context>),
+    /// An scp or rsync operand the value may make remote (`scp app.tar {{ dest }}`): as
+    /// `inner`, but if the value holds a `:` before any `/`, the text before it is a host
+    /// (as [`Context::Host`]) and, when the second field says a shell reads it again, the
+    /// text after it a remote path (as [`Context::RemotePath`]).
+    CopyOperand(Box<Context>, bool),
     /// A place where no value can be made safe; the message says why and what to write.
     Refused(&'static str),
 }
@@ -78,10 +87,17 @@ const SUBSCRIPT: &str = "a value with a name and `[` followed by `$(`, `${` or a
      command in such a subscript wherever it evaluates the value as a variable name or arithmetic";
 const DECLARED_ARRAY: &str = "a value starting with `(` after `declare NAME=` is read by bash as an array, running \
      what is in it: assign it with NAME=… first";
-const SSH_OPTION: &str = "a value that begins ssh's destination, or the word after it, must not begin with `-`: ssh \
-     would read it as an option (-oProxyCommand=… runs a command); write `--` before the destination";
+const SSH_OPTION: &str = "a value that begins a word where ssh, scp or rsync reads options (ssh's destination or \
+     the word after it, an scp or rsync operand) must not begin with `-`: it would be read as an option \
+     (-oProxyCommand=… runs a command); write `--` before the operands";
 const SSH_HOST: &str = "a value in ssh's destination may hold only letters, digits and . _ - @ : % [ ] / +: \
      older OpenSSH hands the destination to a shell in ProxyCommand (%h, %r)";
+const COPY_HOST: &str = "a value in the host of an scp or rsync operand (`host:path`) may hold only letters, digits \
+     and . _ - @ % [ ] +: ssh gets it as its destination, which older OpenSSH hands to a shell in ProxyCommand";
+const REMOTE_PATH: &str = "a value in a remote path of scp or rsync (`host:path`) may hold only letters, digits and \
+     . _ - / @ % + , = : ~ * ? [ ]: legacy scp (OpenSSH before 9.0, or -O) and rsync before 3.2.4 hand the path to \
+     the remote shell, which reads it again; with scp -s (SFTP) or rsync -s (--secluded-args) the path reaches no \
+     shell and may hold anything";
 const NOT_AN_INTEGER: &str = "a value the shell evaluates as arithmetic ($(( )), (( )), let, [[ … -eq … ]], \
      declare -i, an array subscript) must be an integer: the shell would run a command hidden in anything else";
 
@@ -110,6 +126,19 @@ pub fn escape(value: &str, context: &Context) -> Result<String, String> {
             return Err(SSH_HOST.into());
         }
         Context::Host(inner) => escape(value, inner)?,
+        Context::RemotePath(_) if !value.chars().all(in_a_remote_path) => return Err(REMOTE_PATH.into()),
+        Context::RemotePath(inner) => escape(value, inner)?,
+        Context::CopyOperand(inner, again) => {
+            if let Some((host, path)) = value.split_once(':').filter(|(host, _)| !host.contains('/')) {
+                if !host.chars().all(|c| c.is_ascii_alphanumeric() || "._-@%[]+".contains(c)) {
+                    return Err(COPY_HOST.into());
+                }
+                if *again && !path.chars().all(in_a_remote_path) {
+                    return Err(REMOTE_PATH.into());
+                }
+            }
+            escape(value, inner)?
+        }
         Context::Bare => quote_word(value)?,
         Context::Double => {
             let mut out = String::with_capacity(value.len());
@@ -148,6 +177,12 @@ pub fn escape(value: &str, context: &Context) -> Result<String, String> {
         Context::Comment => quote_word(&value.replace(['\n', '\r'], " "))?,
         Context::Refused(why) => return Err((*why).to_string()),
     })
+}
+
+/// What a remote path may hold that a remote shell reads again: nothing a shell treats
+/// specially but glob characters, which name files.
+fn in_a_remote_path(c: char) -> bool {
+    c.is_alphanumeric() || "._-/@%+,=:~*?[]".contains(c)
 }
 
 /// Whether bash would run a command from `value` if it ever evaluated it as a name or as

@@ -448,11 +448,7 @@ fn command_sources_run_beside_their_file_and_stop_when_asked() {
 
     let env = Env::new();
     // A gates file elsewhere: `./check.sh` is found beside it, whatever the current directory.
-    env.write("conf/check.sh", "#!/bin/sh\necho maintenance window open\nexit 1\n");
-    let script = env.path("conf/check.sh");
-    let mut perms = std::fs::metadata(&script).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(&script, perms).unwrap();
+    let script = env.write_executable("conf/check.sh", "#!/bin/sh\necho maintenance window open\nexit 1\n");
     env.write(
         "conf/opsbook.yaml",
         "gates:\n  beside:\n    sources:\n      - command: { run: ./check.sh }\n  background:\n    sources:\n      - command: { run: \"sleep 30 & echo $! > bg.pid; echo ok\" }\n  hang:\n    sources:\n      - command: { run: \"echo $$ > hang.pid; sleep 77\" }\n  outage:\n    sources:\n      - command: { run: \"echo '100% down\nfor real'; exit 1\" }\n",

@@ -13,7 +13,7 @@ fn ssh_remote_commands_never_run_a_value() {
     let env = Env::new();
     let bin = env.path("bin");
     std::fs::create_dir(&bin).unwrap();
-    env.write(
+    env.write_executable(
         "bin/ssh",
         concat!(
             "#!/bin/sh\n",
@@ -24,9 +24,6 @@ fn ssh_remote_commands_never_run_a_value() {
             "n=0; shift $(options \"$@\"); exec sh -c \"$*\"\n",
         ),
     );
-    let mut perms = std::fs::metadata(env.path("bin/ssh")).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(env.path("bin/ssh"), perms).unwrap();
     let book = runbook(
         "    p: { type: string }\n    host: { type: string, default: web1 }\n",
         concat!(
@@ -57,7 +54,7 @@ fn ssh_remote_commands_never_run_a_value() {
         .output()
         .unwrap());
     assert_eq!(o.code, 2, "{o:?}");
-    assert!(o.stderr.contains("gives it to ssh where ssh reads options"), "{o:?}");
+    assert!(o.stderr.contains("gives it to ssh, scp or rsync where they read options"), "{o:?}");
     assert!(o.stderr.contains("it may not begin with `-`"), "{o:?}");
     assert!(!env.path("pwned").exists());
 }
@@ -90,10 +87,7 @@ fn awk_programs_take_values_only_through_v() {
 #[test]
 fn command_line_variables_never_run_a_value() {
     let env = Env::new();
-    env.write("pager.sh", "#!/bin/sh\nexec sh -c \"$PAGER\"\n");
-    let mut perms = std::fs::metadata(env.path("pager.sh")).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(env.path("pager.sh"), perms).unwrap();
+    env.write_executable("pager.sh", "#!/bin/sh\nexec sh -c \"$PAGER\"\n");
     let book = runbook(
         "    p: { type: string }\n",
         "    - id: page\n      run: |\n        PAGER=\"printf '%s' {{ params.p }} > out\" ./pager.sh\n        export PAGER='printf \"%s\" \"[{{ params.p }}]\" > out2'\n        ./pager.sh\n",
@@ -106,4 +100,82 @@ fn command_line_variables_never_run_a_value() {
         assert_eq!(env.read("out"), *payload);
         assert_eq!(env.read("out2"), format!("[{payload}]"));
     }
+}
+
+/// Legacy scp (OpenSSH before 9.0, or `-O`) and rsync before 3.2.4 hand a remote path
+/// (`host:path`) to the remote user's shell. A stand-in for such an scp on PATH reads its
+/// options, records each operand's host, and has `sh -c` read each remote path again
+/// (with `-s`, SFTP, it takes the path as it is): no value runs; one that does not fit a
+/// remote path or a host, or that would be an option, is refused before any step runs.
+#[test]
+fn scp_remote_paths_never_run_a_value() {
+    let env = Env::new();
+    std::fs::create_dir(env.path("bin")).unwrap();
+    env.write_executable(
+        "bin/scp",
+        concat!(
+            "#!/bin/sh\n",
+            "sftp=\n",
+            "while [ $# -gt 0 ]; do case $1 in\n",
+            "  --) shift; break ;; -s) sftp=1; shift ;; -[cDFiJloPSX]) shift 2 ;; -*) shift ;; *) break ;;\n",
+            "esac; done\n",
+            "for a in \"$@\"; do case ${a%%/*} in\n",
+            "  *:*) printf '%s\\n' \"${a%%:*}\" >> hosts; path=${a#*:}\n",
+            "    if [ -n \"$sftp\" ]; then printf '%s\\n' \"$path\" >> remote\n",
+            "    else sh -c \"printf '%s\\n' $path >> remote\"; fi ;;\n",
+            "  *) printf '%s\\n' \"$a\" >> locals ;;\n",
+            "esac; done\n",
+        ),
+    );
+    let path = format!("{}:{}", env.path("bin").display(), std::env::var("PATH").unwrap());
+    let last = |file: &str| env.read(file).lines().last().unwrap_or_default().to_string();
+    let book = runbook(
+        "    p: { type: string }\n",
+        "    - id: copy\n      run: scp -P 2222 app.tar deploy@web1:/srv/x-{{ params.p }}\n",
+    );
+    env.write("scp.yaml", &book);
+    let mut arrived = 0;
+    for payload in CORPUS.iter().filter(|p| !p.contains('\n')) {
+        let o = out(env.cmd(&["run", "scp.yaml", "-p", &format!("p={payload}")]).env("PATH", &path).output().unwrap());
+        assert!(!env.path("pwned").exists(), "payload {payload:?} executed");
+        if o.code == 0 {
+            assert_eq!(last("remote"), format!("/srv/x-{payload}"), "payload {payload:?}");
+            assert_eq!(last("hosts"), "deploy@web1");
+            arrived += 1;
+        } else {
+            assert_eq!(o.code, 2, "payload {payload:?}: {o:?}");
+            assert!(o.stderr.contains("a value in a remote path of scp or rsync"), "{o:?}");
+        }
+    }
+    assert!(arrived >= 5, "{arrived} payloads fit a remote path");
+    // With SFTP (`-s`) the path reaches no shell: any value goes, as itself.
+    let sftp =
+        runbook("    p: { type: string }\n", "    - id: copy\n      run: scp -s app.tar web1:/srv/{{ params.p }}\n");
+    env.write("sftp.yaml", &sftp);
+    let o = out(env.cmd(&["run", "sftp.yaml", "-p", "p=a b; c"]).env("PATH", &path).output().unwrap());
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(last("remote"), "/srv/a b; c");
+    // A whole operand: local, remote, or refused as it says.
+    let whole = runbook("    dest: { type: string }\n", "    - id: copy\n      run: scp app.tar {{ params.dest }}\n");
+    env.write("whole.yaml", &whole);
+    let run = |dest: &str| {
+        out(env.cmd(&["run", "whole.yaml", "-p", &format!("dest={dest}")]).env("PATH", &path).output().unwrap())
+    };
+    let o = run("web1:/srv/releases");
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!((last("hosts"), last("remote")), ("web1".to_string(), "/srv/releases".to_string()));
+    let o = run("backup copy.tar");
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(last("locals"), "backup copy.tar");
+    for (dest, why) in [
+        ("web1:/srv/x;touch pwned", "a value in a remote path of scp or rsync"),
+        ("web1 x:/srv", "a value in the host of an scp or rsync operand"),
+        ("-oProxyCommand=touch pwned", "where they read options"),
+    ] {
+        let o = run(dest);
+        assert_eq!(o.code, 2, "{dest}: {o:?}");
+        assert!(o.stderr.contains(why), "{dest}: {o:?}");
+        assert!(o.stderr.contains("step `copy`"), "{o:?}");
+    }
+    assert!(!env.path("pwned").exists());
 }

@@ -51,10 +51,7 @@ pub(crate) const CORPUS: &[&str] = &[
 fn injection_corpus_never_executes() {
     assert!(CORPUS.len() >= 30);
     let env = Env::new();
-    env.write("argv.sh", "#!/bin/sh\nprintf '%s' \"$#\" > count\nprintf '%s' \"$1\" > value\n");
-    let mut perms = std::fs::metadata(env.path("argv.sh")).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(env.path("argv.sh"), perms).unwrap();
+    env.write_executable("argv.sh", "#!/bin/sh\nprintf '%s' \"$#\" > count\nprintf '%s' \"$1\" > value\n");
     let book = runbook(
         "    p: { type: string }\n",
         "    - id: echo\n      run: ./argv.sh {{ params.p }}\n      rollback:\n        run: ./argv.sh {{ params.p }}\n    - id: out\n      run: printf 'v=%s\\n' \"$OPSBOOK_PARAM_P\" | head -n 1 >> \"$OPSBOOK_OUTPUT\"\n    - id: again\n      run: ./argv.sh {{ steps.out.outputs.v }} && test -e count\n",

@@ -60,6 +60,15 @@ impl Env {
         p
     }
 
+    /// Writes a script others run (mode 0755).
+    pub fn write_executable(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.write(name, content);
+        let mut perms = std::fs::metadata(&p).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&p, perms).unwrap();
+        p
+    }
+
     pub fn read(&self, name: &str) -> String {
         std::fs::read_to_string(self.path(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
     }

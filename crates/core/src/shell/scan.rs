@@ -12,6 +12,7 @@
 use super::{Context, Heredoc, Interpolation, is_name};
 
 mod blocks;
+mod copy;
 mod heredoc;
 mod refusals;
 mod ssh;
@@ -95,7 +96,9 @@ struct Cmd {
     /// …and this is where it began.
     dup_word: Option<usize>,
     /// The roles of an `ssh` command's words.
-    ssh: ssh::Ssh,
+    ssh: Box<ssh::Ssh>,
+    /// The roles of an `scp` or `rsync` command's words.
+    copy: Box<copy::Copy>,
 }
 
 /// What a simple command does with its words, where that matters for a value.
@@ -133,6 +136,9 @@ enum Kind {
     Ssh,
     /// `awk`: the first word that is no option (nor an option's argument) is its program.
     Awk,
+    /// `scp` or `rsync`: an operand may name a remote file (`host:path`), whose path a
+    /// remote shell may read again.
+    Copy { rsync: bool },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -469,7 +475,8 @@ impl<'a> Scanner<'a> {
             cmd.code_why = None;
             cmd.dup = false;
             cmd.dup_word = None;
-            cmd.ssh = ssh::Ssh::default();
+            *cmd.ssh = Default::default();
+            *cmd.copy = Default::default();
         }
     }
 
@@ -559,15 +566,7 @@ impl<'a> Scanner<'a> {
             self.control(start);
         }
         if kind == b'{' {
-            // A value that starts a word of an ssh command takes that word's role.
-            if let Some(Frame::Command(cmd)) = self.stack.last_mut()
-                && cmd.word.is_none()
-                && cmd.kind == Kind::Ssh
-                && !cmd.fresh
-                && !cmd.target
-            {
-                cmd.ssh.word(Some(""), start);
-            }
+            self.value_starts_a_word(start);
             let context = self.context_here(start, end);
             self.out.push(Interpolation { start, end, line: self.line, nth: self.nth, context });
             if let Some(name) = self.assigns_to(start) {

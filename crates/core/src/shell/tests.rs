@@ -502,7 +502,15 @@ fn ssh_remote_commands_are_written_for_the_remote_shell_too() {
         contexts("ssh -p 2222 -i key.pem deploy@{{ h }} uptime {{ v }}"),
         [Host(Box::new(Bare)), remote(Bare, Bare)]
     );
-    assert_eq!(contexts("ssh -tt -l {{ u }} -p{{ port }} web1 -- {{ v }}"), [Bare, Bare, remote(Bare, Bare)]);
+    assert_eq!(
+        contexts("ssh -tt -l {{ u }} -p{{ port }} web1 -- {{ v }}"),
+        [Host(Box::new(Bare)), Bare, remote(Bare, Bare)]
+    );
+    // A jump host or a user: older OpenSSH puts them into ProxyJump's command line.
+    assert_eq!(
+        contexts("ssh -J {{ j }} -vl{{ u }} -i {{ k }} web1 true"),
+        [Host(Box::new(Bare)), Host(Box::new(Bare)), Bare]
+    );
     assert_eq!(contexts("ssh web1 -p 22 {{ v }}"), [leading(remote(Bare, Bare))]);
     assert_eq!(contexts("ssh web1 deploy > {{ f }}"), [Bare]);
     assert_eq!(contexts("ssh web1 \"echo $(( {{ n }} + 1 ))\""), [Arithmetic], "the script's own");
@@ -577,7 +585,10 @@ fn command_lines_in_variables_are_written_for_the_shell_that_runs_them() {
     assert_eq!(contexts("PAGER='less -R {{ x }}' git log"), [remote(Bare, Single)]);
     assert_eq!(contexts("docker run -e EDITOR=\"vim '{{ f }}'\" img"), [remote(Single, Double)]);
     // rsync splits its remote shell's command line itself, quotes and all.
-    assert_eq!(contexts("rsync -az -e \"ssh -i {{ key }} -o X=no\" {{ src }} h:/opt/"), [remote(Bare, Double), Bare]);
+    assert_eq!(
+        contexts("rsync -az -e \"ssh -i {{ key }} -o X=no\" {{ src }} h:/opt/"),
+        [remote(Bare, Double), NotAnOption(Box::new(CopyOperand(Box::new(Bare), true)))]
+    );
     assert_eq!(contexts("rsync --rsh=\"ssh -p {{ port }}\" a h:b"), [remote(Bare, Double)]);
     assert_eq!(contexts("GIT_SSH_COMMAND=\"sh -c {{ x }}\" git pull"), [Refused(super::scan::AS_CODE)]);
     // Other variables hold data.

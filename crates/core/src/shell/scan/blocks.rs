@@ -130,7 +130,8 @@ fn join(ends: &[State], start: usize) -> Option<State> {
                     a.code_next |= b.code_next;
                     // An option's argument only if it is one either way.
                     a.skip &= b.skip;
-                    a.ssh = super::ssh::Ssh::merged(&a.ssh, &b.ssh);
+                    *a.ssh = super::ssh::Ssh::merged(&a.ssh, &b.ssh);
+                    *a.copy = super::copy::Copy::merged(&a.copy, &b.copy);
                     a.code = a.code.or(b.code);
                     a.target |= b.target;
                     let inside = |w: Option<usize>| w.is_some_and(|w| w >= start);

@@ -62,3 +62,6 @@ pub(in crate::shell) const SSH_FLAGS: &str = "a value glued to ssh's flags would
 pub(in crate::shell) const SUBSTITUTED_AGAIN: &str = "the output of this $( … ) is read as code, or again by another \
      shell (eval, sh -c, ssh's remote command, GIT_SSH_COMMAND…), unquoted there whatever the value holds: give the \
      value itself (template filters can shape it), or quote the output for that shell (printf %q)";
+pub(in crate::shell) const COPY_PROGRAM: &str = "scp runs the argument of `-S` as its ssh, and rsync sends \
+     --rsync-path and -M/--remote-option to the remote shell, so a value there would be run: write the program in the \
+     script";

@@ -51,6 +51,9 @@ pub(super) struct Ssh {
     /// A word before the remote command was made at run time (`ssh $SSH_OPTS web1 …`):
     /// which word is the destination, and where options end, cannot be told.
     uncertain: bool,
+    /// The words that are (or hold, glued: `-ldeploy`) the argument of `-J` or `-l`: a
+    /// jump host or a user, which older OpenSSH puts into a command line for a shell.
+    hosts: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -60,8 +63,9 @@ enum State {
     Options,
     /// …and after it, up to the first other word.
     OptionsAfter,
-    /// The next word is an option's argument (`-o`: configuration).
-    Argument { config: bool, after: bool },
+    /// The next word is an option's argument (`-o`: configuration; `-J`, `-l`: a host
+    /// or a user).
+    Argument { config: bool, host: bool, after: bool },
     /// After `--` before the destination: the destination, then the remote command.
     Destination,
     /// The remote command's words.
@@ -94,6 +98,7 @@ impl Ssh {
             remote: earliest(a.remote, b.remote),
             remote_optional: a.remote_optional || b.remote_optional,
             uncertain: true,
+            hosts: a.hosts.iter().chain(&b.hosts).copied().collect(),
         }
     }
 
@@ -119,17 +124,26 @@ impl Ssh {
                 // that argument, or the next word is when nothing is left (`-tp 22`).
                 let flags = &word[1..];
                 match flags.char_indices().find(|&(_, c)| ARGUMENTS.contains(c)) {
-                    Some((at, c)) if at + c.len_utf8() == flags.len() => State::Argument { config: c == 'o', after },
+                    Some((at, c)) if at + c.len_utf8() == flags.len() => {
+                        State::Argument { config: c == 'o', host: matches!(c, 'J' | 'l'), after }
+                    }
                     Some((_, 'o')) => {
                         self.config = Some(start);
+                        options(after)
+                    }
+                    Some((_, 'J' | 'l')) => {
+                        self.hosts.push(start);
                         options(after)
                     }
                     _ => options(after),
                 }
             }
-            State::Argument { config, after } => {
+            State::Argument { config, host, after } => {
                 if config {
                     self.config = Some(start);
+                }
+                if host {
+                    self.hosts.push(start);
                 }
                 options(after)
             }
@@ -160,6 +174,11 @@ impl Scanner<'_> {
         let option = ssh.remote.is_none_or(|r| word < r);
         if ssh.config == Some(word) || (option && before.as_deref().is_some_and(|w| w.starts_with("-o"))) {
             return Some(Context::Refused(SSH_CONFIG));
+        }
+        // A jump host (`-J`) or a user (`-l`): older OpenSSH puts them into the command
+        // line of ProxyJump's ssh (`%r`), for a shell.
+        if option && ssh.hosts.contains(&word) {
+            return Some(Context::Host(Box::new(self.quoting(start, end))));
         }
         // Glued to flags that take no argument (`-v{{ … }}`), a value is more flags.
         if option
@@ -198,8 +217,7 @@ impl Scanner<'_> {
     /// The context of a value at `start..end` in rsync's remote shell command line (`-e
     /// "ssh -i {{ … }}"`, `--rsh=…`), which rsync splits into words itself, with quotes.
     pub(super) fn rsync_shell(&self, cmd: &Cmd, word: usize, start: usize, end: usize) -> Option<Context> {
-        let command = self.text(cmd.command_word?, self.b.len()).split([' ', '\t', '\n']).next()?;
-        if super::words::basename(command) != "rsync" {
+        if cmd.kind != (Kind::Copy { rsync: true }) {
             return None;
         }
         let prefix = self.text(word, start);
@@ -225,7 +243,7 @@ impl Scanner<'_> {
 
     /// Whether a value at `start` may begin the word at `word`: nothing but quotes and
     /// expansions, which may be empty (`${U:+$U@}{{ host }}`), come before it.
-    fn may_lead(&self, word: usize, start: usize) -> bool {
+    pub(super) fn may_lead(&self, word: usize, start: usize) -> bool {
         let (mut quote, mut i, mut text) = (None, word, Vec::new());
         while i < start && !self.at_tag(i) {
             match self.unquote(&mut quote, &mut i, &mut text) {

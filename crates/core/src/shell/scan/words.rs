@@ -180,6 +180,7 @@ impl Scanner<'_> {
                 }
                 Kind::Test if text == "]]" => cmd.kind = Kind::Other,
                 Kind::Ssh => self.ssh_word(name.as_deref(), start),
+                Kind::Copy { rsync } => self.copy_word(rsync, name.as_deref(), start),
                 Kind::Case if text == "in" => {
                     cmd.kind = Kind::Other;
                     cmd.pattern = true;
@@ -253,6 +254,8 @@ impl Scanner<'_> {
             Kind::Ssh => self.in_ssh(cmd, word, start, end),
             // `GIT_SSH_COMMAND="ssh -i {{ … }}"`, `export PAGER={{ … }}`: a command line.
             _ if again.is_some() => again,
+            // `scp app.tar {{ host }}:/srv`: a host, and a remote path a shell may read again.
+            Kind::Copy { rsync } => self.in_copy(cmd, rsync, word, start, end),
             Kind::Declare if !prefix.contains('=') => Some(Context::Refused(AS_NAME)),
             Kind::Declare if prefix.trim_end_matches(['"', '\'']).ends_with('=') => {
                 Some(Context::Declared(Box::new(Context::Bare)))
@@ -306,6 +309,22 @@ impl Scanner<'_> {
             argument = w.len() == 2 && w.starts_with('-') && "ugnskIPpfdCUhrTDLEcx".contains(&w[1..]);
             plain
         })
+    }
+
+    /// A value at `start` that starts a word of an ssh, scp or rsync command gives that
+    /// word its role (the destination, an option's argument…).
+    pub(super) fn value_starts_a_word(&mut self, start: usize) {
+        if let Some(Frame::Command(cmd)) = self.stack.last_mut()
+            && cmd.word.is_none()
+            && !cmd.fresh
+            && !cmd.target
+        {
+            match cmd.kind {
+                Kind::Ssh => cmd.ssh.word(Some(""), start),
+                Kind::Copy { rsync } => cmd.copy.word(rsync, Some(""), start),
+                _ => {}
+            }
+        }
     }
 
     /// The word before `start` on its line (within a window), as written.
@@ -404,8 +423,8 @@ impl super::Cmd {
 
 impl Scanner<'_> {
     /// `sudo awk …`, `timeout 5 ssh …`, `find … -exec awk …`: when the word at `start`,
-    /// named `name`, is awk or ssh run by the command before it, it becomes the command;
-    /// whether it did.
+    /// named `name`, is awk, ssh, scp or rsync run by the command before it, it becomes
+    /// the command; whether it did.
     fn wrapped_command(&mut self, name: Option<&str>, start: usize) -> bool {
         let cmd = self.command();
         let (open, command_word) = (!cmd.fresh && !cmd.maybe_fresh && cmd.kind == Kind::Other, cmd.command_word);
@@ -423,6 +442,10 @@ impl Scanner<'_> {
             }
             Some("ssh") => {
                 cmd.kind = Kind::Ssh;
+                true
+            }
+            Some(n @ ("scp" | "rsync")) => {
+                cmd.kind = Kind::Copy { rsync: n == "rsync" };
                 true
             }
             _ => false,
@@ -487,6 +510,8 @@ fn command_kind(text: &str) -> Kind {
         "function" => Kind::Function,
         "coproc" => Kind::Coproc,
         "ssh" => Kind::Ssh,
+        "scp" => Kind::Copy { rsync: false },
+        "rsync" => Kind::Copy { rsync: true },
         name if is_awk(name) => Kind::Awk,
         _ => Kind::Other,
     }
