@@ -448,7 +448,7 @@ fn command_sources_run_beside_their_file_and_stop_when_asked() {
 
     let env = Env::new();
     // A gates file elsewhere: `./check.sh` is found beside it, whatever the current directory.
-    let script = env.write_executable("conf/check.sh", "#!/bin/sh\necho maintenance window open\nexit 1\n");
+    env.write_executable("conf/check.sh", "#!/bin/sh\necho maintenance window open\nexit 1\n");
     env.write(
         "conf/opsbook.yaml",
         "gates:\n  beside:\n    sources:\n      - command: { run: ./check.sh }\n  background:\n    sources:\n      - command: { run: \"sleep 30 & echo $! > bg.pid; echo ok\" }\n  hang:\n    sources:\n      - command: { run: \"echo $$ > hang.pid; sleep 77\" }\n  outage:\n    sources:\n      - command: { run: \"echo '100% down\nfor real'; exit 1\" }\n",
