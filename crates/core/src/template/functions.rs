@@ -25,7 +25,57 @@ pub(super) fn unknown(source: &str, expression: bool, env: &Environment<'_>) -> 
             ));
         }
     }
+    for name in method_calls(source, expression) {
+        if seen.insert(("method", name)) {
+            errs.push(no_method(name, env));
+        }
+    }
     errs
+}
+
+/// Why `.name(…)` fails: values in templates have no methods (Jinja2's Python string and
+/// dict methods are not there), and what to write instead.
+fn no_method(name: &str, env: &Environment<'_>) -> String {
+    let instead = match name {
+        "strip" | "lstrip" | "rstrip" => "the filter `| trim`".to_string(),
+        "startswith" => "the test `is startingwith(…)`".to_string(),
+        "endswith" => "the test `is endingwith(…)`".to_string(),
+        "get" => "`x['key'] | default(…)`".to_string(),
+        "keys" | "values" => "`| items` (pairs of key and value)".to_string(),
+        _ if env
+            .compile_expression(&format!("'' | {name}"))
+            .is_ok_and(|e| e.eval(()).map_or_else(|e| e.kind() != ErrorKind::UnknownFilter, |_| true)) =>
+        {
+            format!("the filter `| {name}(…)`")
+        }
+        _ => "a filter (see \"Templates\" in docs/runbook-format.md for those there are)".to_string(),
+    };
+    format!("values in templates have no methods, so `.{name}(…)` fails when the step runs: write {instead}")
+}
+
+/// The method names called in the tags of `source` (`x.split(',')`), string literals
+/// aside; `loop.cycle(…)` and `loop.changed(…)` are methods of the loop, and stay.
+fn method_calls(source: &str, expression: bool) -> Vec<&str> {
+    let tags = if expression { vec![source] } else { super::tags(source) };
+    let mut found = Vec::new();
+    for tag in tags {
+        let code: Vec<(usize, char)> = super::tags::code_chars(tag).collect();
+        for (n, &(i, c)) in code.iter().enumerate() {
+            let after_value = n > 0 && matches!(code[n - 1].1, ')' | ']' | '_' | 'a'..='z' | 'A'..='Z' | '0'..='9');
+            if c != '.' || !after_value {
+                continue;
+            }
+            let rest = &tag[i + 1..];
+            let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+            let (name, call) = (&rest[..end], rest[end..].trim_start().starts_with('('));
+            let receiver = tag[..i].rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).next();
+            let numeric = name.starts_with(|c: char| c.is_ascii_digit());
+            if call && !name.is_empty() && !numeric && receiver != Some("loop") {
+                found.push(name);
+            }
+        }
+    }
+    found
 }
 
 /// Each filter and test name in the tags of `source` (the whole of it, `expression`),
@@ -157,6 +207,23 @@ mod tests {
         assert_eq!(
             super::super::check(block, false, &scope),
             vec!["unknown filter `nosuch` (see \"Templates\" in docs/runbook-format.md for those there are)"]
+        );
+        // Values have no methods (Jinja2's Python ones are not there); the loop's stay.
+        let methods = "{{ params.env.split(',') }}{{ params.env.upper() }}{{ params.env.strip() }}\
+                       {% for x in [1] %}{{ loop.cycle('a', 'b') }}{% endfor %}{{ 'a.b(c)' }}{{ 1.5 }}";
+        assert_eq!(
+            super::super::check(methods, false, &scope),
+            vec![
+                "values in templates have no methods, so `.split(…)` fails when the step runs: write the filter `| split(…)`",
+                "values in templates have no methods, so `.upper(…)` fails when the step runs: write the filter `| upper(…)`",
+                "values in templates have no methods, so `.strip(…)` fails when the step runs: write the filter `| trim`",
+            ]
+        );
+        assert_eq!(
+            super::super::check("params.env.startswith('p')", true, &scope),
+            vec![
+                "values in templates have no methods, so `.startswith(…)` fails when the step runs: write the test `is startingwith(…)`"
+            ]
         );
         // A `}}` that closes a dict literal does not end the tag (as minijinja reads it).
         let dict = "{{ {'a': {'b': params.env}} | nosuchjson }}";
