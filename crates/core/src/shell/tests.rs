@@ -565,6 +565,10 @@ fn awk_programs_take_no_values() {
         "gawk -e 'BEGIN { x = {{ p }} }'",
         "sudo -u app awk '{ print {{ p }} }' log",
         "/usr/bin/mawk -- '{{ p }}'",
+        "sudo timeout 5 awk '{ print {{ p }} }' log",
+        "find /var/log -name '*.log' -exec sudo awk '{ print \"{{ p }}\" }' {} +",
+        "find . -exec awk '{{ p }}' {} ;",
+        "timeout 60 find . -exec awk '{{ p }}' {} ;",
     ] {
         assert_eq!(contexts(script), std::slice::from_ref(&program), "{script}");
     }
@@ -574,6 +578,15 @@ fn awk_programs_take_no_values() {
     assert_eq!(contexts("awk -f report.awk {{ f }}"), [Bare]);
     assert_eq!(contexts("echo awk {{ p }}"), [Bare]);
     assert_eq!(contexts("awk -v v={{ p }} '{ print v }' | awk '{ print $1 }' > {{ f }}"), [Bare, Bare]);
+    // Commands named like awk that a wrapper does not run stay data.
+    for script in [
+        "sudo apt-get install -y gawk {{ p }}",
+        "sudo timeout 5 apt-get install awk {{ p }}",
+        "find . -name {{ p }} -print",
+        "find . -exec grep -l x {} + | xargs -n1 echo {{ p }}",
+    ] {
+        assert_eq!(contexts(script), [Bare], "{script}");
+    }
 }
 
 #[test]

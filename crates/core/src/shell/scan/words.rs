@@ -290,22 +290,33 @@ impl Scanner<'_> {
     }
 
     /// Whether the command word at `command` runs the command that starts at `start`: it
-    /// is a wrapper (`sudo`, `timeout`…), and every word between is one of its options,
-    /// an option's argument, an assignment or a number (`timeout 30`, `sudo -u app`,
-    /// `env A=1`), not a command of its own (`sudo apt-get install gawk`).
+    /// is a wrapper (`sudo`, `timeout`…), or `find` with `-exec`, and every word between
+    /// is one of its options, an option's argument, an assignment, a number or another
+    /// wrapper (`timeout 30`, `sudo -u app`, `env A=1`, `sudo timeout 5`, `find . -exec
+    /// sudo`), not a command of its own (`sudo apt-get install gawk`).
     fn wraps(&self, command: usize, start: usize) -> bool {
         let text = self.text(command, start);
-        let mut words = text.split_whitespace();
-        let first = words.next().unwrap_or_default();
-        if !WRAPPERS.contains(&basename(first)) {
+        let mut words: Vec<&str> = text.split_whitespace().collect();
+        let exec = words.iter().rposition(|w| matches!(*w, "-exec" | "-execdir" | "-ok" | "-okdir"));
+        match exec {
+            Some(at) if words.first().is_some_and(|w| basename(w) == "find") => {
+                words.drain(..=at);
+                if words.is_empty() {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+        if !words.first().is_some_and(|w| WRAPPERS.contains(&basename(w))) {
             return false;
         }
         let mut argument = false;
-        words.all(|w| {
+        words[1..].iter().all(|w| {
             let plain = std::mem::take(&mut argument)
                 || w.starts_with('-')
                 || w.split_once('=').is_some_and(|(n, _)| is_name(n))
-                || w.trim_end_matches(['s', 'm', 'h', 'd']).parse::<f64>().is_ok();
+                || w.trim_end_matches(['s', 'm', 'h', 'd']).parse::<f64>().is_ok()
+                || WRAPPERS.contains(&basename(w));
             argument = w.len() == 2 && w.starts_with('-') && "ugnskIPpfdCUhrTDLEcx".contains(&w[1..]);
             plain
         })
