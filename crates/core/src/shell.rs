@@ -45,9 +45,9 @@ pub enum Context {
     /// ssh's destination (`[user@]host`): as `inner`, but only the characters of a host
     /// and user name; older OpenSSH puts it into `ProxyCommand` (`%h`) for a shell.
     Host(Box<Context>),
-    /// A remote path of scp or rsync (`web1:{{ … }}`), which legacy scp and rsync before
-    /// 3.2.4 hand to the remote shell: as `inner`, but only characters no shell treats
-    /// specially.
+    /// A remote path of scp or rsync (`web1:{{ … }}`), or an rsync option's argument sent
+    /// to the remote side (`--backup-dir`), which legacy scp and rsync before 3.2.4 hand to
+    /// the remote shell: as `inner`, but only characters no shell treats specially.
     RemotePath(Box<Context>),
     /// An scp or rsync operand the value may make remote (`scp app.tar {{ dest }}`): as
     /// `inner`, but if the value holds a `:` before any `/`, the text before it is a host
@@ -94,10 +94,10 @@ const SSH_HOST: &str = "a value in ssh's destination may hold only letters, digi
      older OpenSSH hands the destination to a shell in ProxyCommand (%h, %r)";
 const COPY_HOST: &str = "a value in the host of an scp or rsync operand (`host:path`) may hold only letters, digits \
      and . _ - @ % [ ] +: ssh gets it as its destination, which older OpenSSH hands to a shell in ProxyCommand";
-const REMOTE_PATH: &str = "a value in a remote path of scp or rsync (`host:path`) may hold only letters, digits and \
-     . _ - / @ % + , = : ~ * ? [ ]: legacy scp (OpenSSH before 9.0, or -O) and rsync before 3.2.4 hand the path to \
-     the remote shell, which reads it again; with scp -s (SFTP) or rsync -s (--secluded-args) the path reaches no \
-     shell and may hold anything";
+const REMOTE_PATH: &str = "a value in a remote path of scp or rsync (`host:path`), or in an rsync option sent to the \
+     remote side (--backup-dir, --suffix, -T…), may hold only letters, digits and . _ - / @ % + , = : ~ * ? [ ]: legacy \
+     scp (OpenSSH before 9.0, or -O) and rsync before 3.2.4 hand it to the remote shell, which reads it again; with \
+     scp -s (SFTP) or rsync -s (--secluded-args) it reaches no shell and may hold anything";
 const NOT_AN_INTEGER: &str = "a value the shell evaluates as arithmetic ($(( )), (( )), let, [[ … -eq … ]], \
      declare -i, an array subscript) must be an integer: the shell would run a command hidden in anything else";
 

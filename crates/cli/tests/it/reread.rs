@@ -179,3 +179,40 @@ fn scp_remote_paths_never_run_a_value() {
     }
     assert!(!env.path("pwned").exists());
 }
+
+/// rsync before 3.2.4 sends some options' arguments (`--backup-dir`, `--suffix`…) to the
+/// remote rsync on its command line, which the remote shell reads, as it reads the remote
+/// path. A stand-in for such an rsync on PATH does that with `sh -c`: no value runs.
+#[test]
+fn rsync_remote_arguments_never_run_a_value() {
+    let env = Env::new();
+    env.write_executable(
+        "bin/rsync",
+        concat!(
+            "#!/bin/sh\n",
+            "line=\n",
+            "while [ $# -gt 0 ]; do case $1 in\n",
+            "  --backup-dir=*|--suffix=*) line=\"$line $1\"; shift ;; --backup-dir|--suffix) line=\"$line $1=$2\"; shift 2 ;;\n",
+            "  -*) shift ;; *:*) line=\"$line ${1#*:}\"; shift ;; *) shift ;;\n",
+            "esac; done\n",
+            "exec sh -c \"printf '%s\\n' $line >> remote\"\n",
+        ),
+    );
+    let path = format!("{}:{}", env.path("bin").display(), std::env::var("PATH").unwrap());
+    let book = runbook(
+        "    b: { type: string }\n",
+        "    - id: sync\n      run: rsync -az --backup-dir={{ params.b }} --suffix \"~{{ params.b }}\" dist/ web1:/srv/\n",
+    );
+    env.write("rsync.yaml", &book);
+    let run =
+        |b: &str| out(env.cmd(&["run", "rsync.yaml", "-p", &format!("b={b}")]).env("PATH", &path).output().unwrap());
+    let o = run("/srv/backups/2026-12-06");
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(env.read("remote"), "--backup-dir=/srv/backups/2026-12-06\n--suffix=~/srv/backups/2026-12-06\n/srv/\n");
+    for payload in ["x;touch pwned", "$(touch pwned)", "`touch pwned`", "a b", "'"] {
+        let o = run(payload);
+        assert_eq!(o.code, 2, "{payload}: {o:?}");
+        assert!(o.stderr.contains("or in an rsync option sent to the remote side"), "{o:?}");
+    }
+    assert!(!env.path("pwned").exists());
+}

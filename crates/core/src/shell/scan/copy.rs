@@ -12,6 +12,63 @@ use super::{COPY_PROGRAM, Cmd, Context, SSH_CONFIG, Scanner};
 const SCP_ARGUMENTS: &str = "cDFiJloPSX";
 /// rsync's short options that take an argument (`-e` is read as a command line elsewhere).
 const RSYNC_ARGUMENTS: &str = "efBMT";
+/// rsync's long options whose argument it sends to the remote rsync on its command line,
+/// which the remote shell reads (rsync before 3.2.4, without `-s`).
+const RSYNC_SENT: &[&str] = &[
+    "backup-dir",
+    "suffix",
+    "compare-dest",
+    "copy-dest",
+    "link-dest",
+    "partial-dir",
+    "temp-dir",
+    "chmod",
+    "chown",
+    "usermap",
+    "groupmap",
+    "iconv",
+    "checksum-choice",
+    "compress-choice",
+    "skip-compress",
+    "max-size",
+    "min-size",
+    "max-delete",
+    "max-alloc",
+    "timeout",
+    "block-size",
+    "modify-window",
+    "compress-level",
+    "checksum-seed",
+    "bwlimit",
+    "files-from",
+];
+/// rsync's other long options that take an argument, which stays on this side.
+const RSYNC_LOCAL: &[&str] = &[
+    "address",
+    "contimeout",
+    "copy-as",
+    "debug",
+    "early-input",
+    "exclude",
+    "exclude-from",
+    "filter",
+    "include",
+    "include-from",
+    "info",
+    "log-file",
+    "log-file-format",
+    "only-write-batch",
+    "out-format",
+    "outbuf",
+    "password-file",
+    "port",
+    "read-batch",
+    "rsh",
+    "sockopts",
+    "stop-after",
+    "stop-at",
+    "write-batch",
+];
 
 /// What an option's argument is to the command.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -23,6 +80,9 @@ enum Role {
     Program,
     /// scp's `-J`: a jump host, put into a command line by older OpenSSH.
     Host,
+    /// An rsync option's argument sent to the remote rsync on its command line, for the
+    /// remote shell (`--backup-dir`, `--suffix`, `-T`…).
+    Sent,
     /// Anything else (`-i KEY`, `-P PORT`): a word.
     Other,
 }
@@ -68,12 +128,21 @@ impl Copy {
         }
         if let Some(long) = word.strip_prefix("--") {
             let (name, glued) = long.split_once('=').map_or((long, false), |(n, _)| (n, true));
-            match name {
-                "protect-args" | "secluded-args" if rsync => self.protected = true,
-                "rsync-path" | "remote-option" if rsync && glued => self.arguments.push((start, Role::Program)),
-                "rsync-path" | "remote-option" if rsync => self.pending = Some(Role::Program),
-                // Other long options' arguments are read as operands, which is stricter.
-                _ => {}
+            let role = match name {
+                "protect-args" | "secluded-args" if rsync => {
+                    self.protected = true;
+                    return;
+                }
+                "rsync-path" | "remote-option" if rsync => Role::Program,
+                _ if rsync && RSYNC_SENT.contains(&name) => Role::Sent,
+                _ if rsync && RSYNC_LOCAL.contains(&name) => Role::Other,
+                // scp has no long options; rsync's others take no argument.
+                _ => return,
+            };
+            if glued {
+                self.arguments.push((start, role));
+            } else {
+                self.pending = Some(role);
             }
             return;
         }
@@ -88,6 +157,7 @@ impl Copy {
                     (false, 'o') => Role::Config,
                     (false, 'S') | (true, 'M') => Role::Program,
                     (false, 'J') => Role::Host,
+                    (true, 'B' | 'T') => Role::Sent,
                     _ => Role::Other,
                 };
                 if at + 1 == flags.len() {
@@ -117,7 +187,8 @@ impl Scanner<'_> {
                 Role::Config => Some(Context::Refused(SSH_CONFIG)),
                 Role::Program => Some(Context::Refused(COPY_PROGRAM)),
                 Role::Host => Some(Context::Host(quoting)),
-                Role::Other => None,
+                Role::Sent if !copy.protected => Some(Context::RemotePath(quoting)),
+                Role::Sent | Role::Other => None,
             };
         }
         // The word around the value as the command sees it, other values as `x`.
@@ -202,6 +273,11 @@ mod tests {
             ("rsync --secluded-args a web1:{{ p }}", vec![Bare]),
             ("rsync a web1::backups/{{ p }}", vec![Bare]),
             ("rsync --exclude={{ x }} a web1:", vec![Bare]),
+            ("rsync --exclude \"{{ x }}\" a web1:", vec![Double]),
+            ("rsync -a --delete {{ src }} web1:", vec![leading(CopyOperand(b(), true))]),
+            ("rsync --backup-dir={{ d }} a web1:", vec![RemotePath(b())]),
+            ("rsync --suffix \"{{ s }}\" -T {{ t }} a web1:", vec![RemotePath(Box::new(Double)), RemotePath(b())]),
+            ("rsync -s --backup-dir {{ d }} a web1:", vec![Bare]),
             ("rsync a $DEST/{{ p }}", vec![RemotePath(b())]),
             ("timeout 60 rsync -a {{ src }} /tmp/", vec![leading(CopyOperand(b(), true))]),
         ] {
