@@ -179,6 +179,11 @@ fn shell_env() -> &'static Environment<'static> {
                 .and_then(|p| p.downcast_object_ref::<Plans>())
                 .and_then(|p| p.0.get(n))
                 .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "no shell context for this value"))?;
+            // Strict undefined, as where the value is printed: an undefined value given to
+            // a filter would otherwise be written as nothing (`rm -rf "/data/{{ typo }}"`).
+            if value.is_undefined() {
+                return Err(Error::from(ErrorKind::UndefinedError));
+            }
             let raw = text_of(&value);
             derived::record(&raw);
             let text = shell::escape(&raw, context).map_err(|e| Error::new(ErrorKind::InvalidOperation, e))?;
@@ -619,6 +624,26 @@ mod tests {
         assert_eq!(
             render_plain("{{ steps.b.status }}", &c).unwrap_err(),
             "`steps.b.status` is undefined: step `b` has not run (template line 1)"
+        );
+        // Wherever the value lands in the script: in quotes, in a here-document, in a
+        // comment, as the shell's arithmetic. It was written as nothing there.
+        for script in [
+            "rm -rf \"/data/{{ steps.a.outputs.dir }}\"",
+            "echo '[{{ steps.a.outputs.dir }}]'",
+            "cat <<EOF\n{{ steps.a.outputs.dir }}\nEOF",
+            "# {{ steps.a.outputs.dir }}",
+            "echo $(( {{ steps.a.outputs.dir }} + 1 ))",
+            "ssh web1 \"ls {{ steps.a.outputs.dir }}\"",
+        ] {
+            assert_eq!(
+                render_shell(script, &c).unwrap_err().split(" (template line").next().unwrap(),
+                "`steps.a.outputs.dir` is undefined: step `a` (succeeded) has no output `dir`; its outputs: `url`",
+                "{script}"
+            );
+        }
+        assert_eq!(
+            render_shell("rm -rf \"/data/{{ steps.a.outputs.dir | default('tmp') }}\"", &c).unwrap(),
+            "rm -rf \"/data/tmp\""
         );
         // What is not a missing reference keeps minijinja's words.
         assert!(render_plain("{{ steps.a.outputs.url.nope.x }}", &c).unwrap_err().starts_with("undefined value"));

@@ -238,3 +238,24 @@ fn a_script_longer_than_an_argument_runs() {
     assert_eq!(o.code, 0, "{o:?}");
     assert_eq!(env.read("count").trim(), "200000");
 }
+
+/// A misspelt output in quotes fails its step before it runs, as it does written bare: it
+/// was written as nothing, so `rm -rf "data/{{ typo }}"` removed all of `data/`.
+#[test]
+fn an_undefined_value_in_quotes_fails_its_step() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.path("data/keep")).unwrap();
+    let book = runbook(
+        "",
+        concat!(
+            "    - id: a\n      run: echo \"dir=old\" >> \"$OPSBOOK_OUTPUT\"\n",
+            "    - id: b\n      run: rm -rf \"data/{{ steps.a.outputs.dri }}\"\n",
+        ),
+    );
+    env.write("typo.yaml", &book);
+    let o = env.run(&["run", "typo.yaml"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let why = "`steps.a.outputs.dri` is undefined: step `a` (succeeded) has no output `dri`; its outputs: `dir`";
+    assert!(o.stdout.contains(why), "{o:?}");
+    assert!(env.path("data/keep").exists(), "the step ran");
+}
