@@ -633,6 +633,8 @@ mod tests {
             "cat <<EOF\n{{ steps.a.outputs.dir }}\nEOF",
             "# {{ steps.a.outputs.dir }}",
             "echo $(( {{ steps.a.outputs.dir }} + 1 ))",
+            "echo {{ steps.a.outputs.dir | upper }} \"{{ steps.a.outputs.dir | lower }}\"",
+            "echo \"{{ steps.a.outputs.dir ~ '/x' }}\" {{ steps.a.outputs.dir | trim }}",
             "ssh web1 \"ls {{ steps.a.outputs.dir }}\"",
         ] {
             assert_eq!(
