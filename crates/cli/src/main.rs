@@ -34,17 +34,17 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[command(name = "opsbook", version, about, propagate_version = true)]
 pub struct Cli {
     /// SQLite database (default: $XDG_DATA_HOME/opsbook/opsbook.db)
-    #[arg(long, global = true, env = "OPSBOOK_DB", value_name = "PATH")]
+    #[arg(long, global = true, env = "OPSBOOK_DB", value_name = "PATH", hide_env_values = true)]
     pub db: Option<PathBuf>,
     /// The database as a URL (sqlite:///path/to/opsbook.db, or postgres://user@host/db for a server shared by many nodes); wins over --db
     #[arg(long, global = true, env = "OPSBOOK_DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database: Option<String>,
     /// Talk to an opsbook server instead of the local database (token: OPSBOOK_TOKEN or
     /// `opsbook login`); without it, the server of the login profile in use, if any
-    #[arg(long, global = true, env = "OPSBOOK_SERVER", value_name = "URL")]
+    #[arg(long, global = true, env = "OPSBOOK_SERVER", value_name = "URL", hide_env_values = true)]
     pub server: Option<String>,
     /// The `opsbook login` profile to use (default: the one marked default)
-    #[arg(long, global = true, env = "OPSBOOK_PROFILE", value_name = "NAME")]
+    #[arg(long, global = true, env = "OPSBOOK_PROFILE", value_name = "NAME", hide_env_values = true)]
     pub profile: Option<String>,
     /// Use the local database even when logged in to a server
     #[arg(long, global = true)]

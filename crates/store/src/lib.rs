@@ -101,14 +101,24 @@ pub fn publish_rule(
 ) -> Result<Option<Published>> {
     let e = &p.entry;
     if let Some((sha, bundle)) = same_version {
-        return if sha == e.latest_sha256 && bundle == p.bundle_sha256.as_deref() {
-            Ok(Some(Published::Unchanged))
-        } else {
-            Err(Error::Conflict(format!(
-                "{} {} is already published with different content; published versions never change, so bump the version",
-                e.name, e.latest_version
-            )))
+        let files = match (bundle, p.bundle_sha256.as_deref()) {
+            _ if sha != e.latest_sha256 => None,
+            (old, new) if old == new => return Ok(Some(Published::Unchanged)),
+            (None, _) => Some("without the files beside it now"),
+            (_, None) => Some("with files beside it, where none go now"),
+            _ => Some("with other files beside it (`opsbook push --dry-run` lists what goes now)"),
         };
+        let (name, version) = (&e.name, &e.latest_version);
+        return Err(Error::Conflict(match files {
+            None => format!(
+                "{name} {version} is already published with different content; published versions never change, \
+                 so bump the version"
+            ),
+            Some(files) => format!(
+                "{name} {version} is already published with the same text but {files}; published versions never \
+                 change, so bump the version, or leave the new files out with .opsbookignore"
+            ),
+        }));
     }
     if let Some(latest) = latest {
         let newer = match (semver::Version::parse(&e.latest_version), semver::Version::parse(latest)) {

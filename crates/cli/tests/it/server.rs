@@ -80,6 +80,21 @@ fn push_run_and_approve_through_the_server() {
     assert!(refused.stderr.contains("nothing was pushed"), "{refused:?}");
     let listed = client(&env, &srv.url, &author, &["show", "nope"]);
     assert_eq!(listed.code, 2);
+    // The same text with a file beside it that did not go before: said so.
+    let hello = runbook(
+        "    who: { type: string, default: world }\n",
+        "    - id: hi\n      run: echo hello {{ params.who }}\n",
+    );
+    env.write("books/hello.yaml", &hello);
+    std::fs::remove_file(env.path("books/new.yaml")).unwrap();
+    env.write("books/notes.txt", "on-call notes\n");
+    let refused = client(&env, &srv.url, &author, &["push", "books"]);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    let why = "test 1.0.0 is already published with the same text but with other files beside it";
+    assert!(refused.stderr.contains(why), "{refused:?}");
+    std::fs::remove_file(env.path("books/notes.txt")).unwrap();
+    let unchanged = client(&env, &srv.url, &author, &["push", "books"]);
+    assert_eq!(unchanged.code, 0, "{unchanged:?}");
 
     let ran = client(&env, &srv.url, &author, &["run", "test", "-p", "who=cli", "--output", "json"]);
     assert_eq!(ran.code, 0, "{ran:?}");
