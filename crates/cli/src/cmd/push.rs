@@ -82,13 +82,12 @@ pub async fn exec(server: Option<String>, profile: Option<&str>, args: Args) -> 
                     continue;
                 }
                 let key = Packed { dir: dir.to_path_buf(), called };
-                let sha = match bundles.iter().find(|(k, _, _)| *k == key) {
-                    Some((_, sha, _)) => sha.clone(),
+                let at = match bundles.iter().position(|(k, _, _)| *k == key) {
+                    Some(at) => at,
                     None => match opsbook_engine::bundle::pack_dir(dir, args.max_bundle_bytes, &key.called) {
                         Ok(b) => {
-                            let sha = b.sha256();
-                            bundles.push((key, sha.clone(), b));
-                            sha
+                            bundles.push((key, b.sha256(), b));
+                            bundles.len() - 1
                         }
                         Err(e) => {
                             invalid += 1;
@@ -97,6 +96,22 @@ pub async fn exec(server: Option<String>, profile: Option<&str>, args: Args) -> 
                         }
                     },
                 };
+                let (_, sha, bundle) = &bundles[at];
+                let sha = sha.clone();
+                let holding = secret_values_in(bundle, &rb);
+                if !holding.is_empty() {
+                    invalid += 1;
+                    eprintln!(
+                        "{} {shown}: its files: {}: these hold a value for a secret parameter, and a runbook's files \
+                         can be read by everyone who may read runbooks; list them in {}/{} (and pass secrets with \
+                         --secret or a secret store)",
+                        style("error:").red().bold().for_stderr(),
+                        holding.join(", "),
+                        dir.display(),
+                        opsbook_engine::bundle::IGNORE_FILE,
+                    );
+                    continue;
+                }
                 docs.push(Doc {
                     path: shown,
                     text,
@@ -252,4 +267,32 @@ async fn newest_published(
     let Some(newest) = newest else { return Ok(None) };
     let doc: opsbook_api::VersionDoc = client.get(&format!("{path}/{newest}")).await?;
     Ok(opsbook_core::parse(&doc.content).ok())
+}
+
+/// The YAML and JSON files of `bundle` that give a value to one of `rb`'s secret
+/// parameters (a parameters file: `api_token: …`), with the parameter's name.
+fn secret_values_in(bundle: &opsbook_core::bundle::Bundle, rb: &opsbook_core::Runbook) -> Vec<String> {
+    let secrets: Vec<&str> = rb.params.iter().filter(|p| p.is_secret()).map(|p| p.name.as_str()).collect();
+    if secrets.is_empty() {
+        return Vec::new();
+    }
+    let mut found = Vec::new();
+    for (path, file) in bundle.files() {
+        if ![".yaml", ".yml", ".json"].iter().any(|e| path.ends_with(e)) {
+            continue;
+        }
+        let Ok(text) = std::str::from_utf8(&file.data) else { continue };
+        let Ok(map) = serde_saphyr::from_str::<std::collections::BTreeMap<String, serde_json::Value>>(text) else {
+            continue;
+        };
+        let given = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => !s.trim().is_empty(),
+            serde_json::Value::Null => false,
+            _ => true,
+        };
+        if let Some(name) = secrets.iter().find(|n| map.get(**n).is_some_and(given)) {
+            found.push(format!("{path} (`{name}`)"));
+        }
+    }
+    found
 }

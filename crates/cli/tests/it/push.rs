@@ -79,6 +79,24 @@ fn pushed_runbooks_bring_their_files() {
     assert_eq!(private.code, 2, "{private:?}");
     assert!(private.stderr.contains("token.txt (readable by its owner only): these look private"), "{private:?}");
     std::fs::remove_file(env.path("svc/token.txt")).unwrap();
+    // A parameters file giving a secret parameter its value is refused too, naming both.
+    env.write(
+        "vault/deploy.yaml",
+        &runbook("    api_token: { type: secret }\n    env: { type: string }\n", "    - id: go\n      run: \"true\"\n")
+            .replace("name: test", "name: vaulted"),
+    );
+    env.write("vault/staging.yaml", "env: staging\napi_token: abcdefghij\n");
+    env.write("vault/prod.json", "{\"env\": \"prod\", \"api_token\": \"\"}\n");
+    let secret = client(&env, &srv.url, &admin, &["push", "vault"]);
+    assert_eq!(secret.code, 2, "{secret:?}");
+    assert!(
+        secret.stderr.contains("its files: staging.yaml (`api_token`): these hold a value for a secret"),
+        "{secret:?}"
+    );
+    assert!(!secret.stderr.contains("prod.json"), "an empty value gives nothing away: {secret:?}");
+    env.write("vault/.opsbookignore", "staging.yaml\n");
+    let ignored = client(&env, &srv.url, &admin, &["push", "vault"]);
+    assert_eq!(ignored.code, 0, "{ignored:?}");
 
     // A link out of the directory is refused before anything is sent.
     env.write("outside.txt", "secret\n");
