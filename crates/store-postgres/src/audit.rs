@@ -80,9 +80,17 @@ impl PgStore {
         if let Some(since) = f.since {
             q.push(" AND at >= ").push_bind(since);
         }
-        q.push(" ORDER BY seq LIMIT ").push_bind(if f.limit > 0 { f.limit } else { 100 });
+        q.push(if f.newest { " ORDER BY seq DESC LIMIT " } else { " ORDER BY seq LIMIT " }).push_bind(if f.limit > 0 {
+            f.limit
+        } else {
+            100
+        });
         let rows = q.build().fetch_all(self.pool()).await.db()?;
-        map_rows(&rows, audit_from)
+        let mut records = map_rows(&rows, audit_from)?;
+        if f.newest {
+            records.reverse();
+        }
+        Ok(records)
     }
 
     pub(crate) async fn verify_audit_now(&self) -> Result<std::result::Result<i64, String>> {

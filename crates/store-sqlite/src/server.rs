@@ -619,11 +619,15 @@ impl ServerStore for SqliteStore {
             sql.push_str(" AND at >= ?");
             args.push(Box::new(since));
         }
-        sql.push_str(" ORDER BY seq LIMIT ?");
+        sql.push_str(if f.newest { " ORDER BY seq DESC LIMIT ?" } else { " ORDER BY seq LIMIT ?" });
         args.push(Box::new(if f.limit > 0 { f.limit } else { 100 }));
         let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(&sql).db()?;
-        collect(&mut stmt, params_from_iter(args.iter()), audit_from)
+        let mut records = collect(&mut stmt, params_from_iter(args.iter()), audit_from)?;
+        if f.newest {
+            records.reverse();
+        }
+        Ok(records)
     }
 
     async fn verify_audit(&self) -> Result<std::result::Result<i64, String>> {

@@ -597,6 +597,10 @@ async fn audit_chain_catches_tampering<S: ServerStore>(s: &S, tamper: &impl Tamp
     }
     assert_eq!(s.verify_audit().await.unwrap(), Ok(5));
     assert_eq!(s.audit(&AuditFilter { limit: 10, ..Default::default() }).await.unwrap().len(), 5);
+    let seqs = |records: Vec<crate::AuditRecord>| records.iter().map(|r| r.seq).collect::<Vec<_>>();
+    let first = s.audit(&AuditFilter { limit: 2, ..Default::default() }).await.unwrap();
+    let newest = s.audit(&AuditFilter { limit: 2, newest: true, ..Default::default() }).await.unwrap();
+    assert_eq!((seqs(first), seqs(newest)), (vec![1, 2], vec![4, 5]), "the newest, in order");
     tamper.edit(2);
     assert!(s.verify_audit().await.unwrap().is_err_and(|e| e.contains("record 2")), "an edit");
     tamper.edit(2); // edits it back

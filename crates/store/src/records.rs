@@ -545,6 +545,8 @@ pub struct AuditFilter {
     /// Only records at or after this time (epoch ms).
     pub since: Option<i64>,
     pub limit: i64,
+    /// The newest `limit` records that match, rather than the first; in order still.
+    pub newest: bool,
 }
 
 /// One try at delivering a notification.

@@ -83,8 +83,13 @@ pub struct AuditArgs {
     /// From this time (RFC 3339, a date, or a duration ago such as 24h)
     #[arg(long)]
     pub since: Option<String>,
+    /// How many records: the newest that match, shown oldest first
     #[arg(long, default_value_t = 100)]
     pub limit: i64,
+    /// The first records that match instead of the newest (the start of the trail, or of
+    /// --since)
+    #[arg(long)]
+    pub oldest: bool,
     /// How to print: text for people, or json (one document on stdout) for programs
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
@@ -92,6 +97,9 @@ pub struct AuditArgs {
 
 pub async fn audit(client: &Client, a: &AuditArgs) -> Result<u8> {
     let mut q = vec![format!("limit={}", a.limit)];
+    if !a.oldest {
+        q.push("newest=true".to_string());
+    }
     for (k, v) in [("actor", &a.actor), ("action", &a.action), ("target", &a.target)] {
         if let Some(v) = v {
             q.push(format!("{k}={}", enc(v)));

@@ -104,6 +104,15 @@ fn the_cli_is_a_client_of_the_whole_server() {
     let audit = c(&["audit", "--action", "runbook.lifecycle", "--since", "1h", "--output", "json"]);
     assert_eq!(audit.json().as_array().unwrap().len(), 1, "{audit:?}");
     assert_eq!(audit.json()[0]["details"]["reason"], "web2 replaces it");
+    // The newest records by default, in order; the first with --oldest.
+    let seqs = |args: &[&str]| {
+        let all = [&["audit", "--output", "json"][..], args].concat();
+        c(&all).json().as_array().unwrap().iter().map(|r| r["seq"].as_i64().unwrap()).collect::<Vec<_>>()
+    };
+    let every = seqs(&["--limit", "1000"]);
+    assert!(every.len() > 3, "{every:?}");
+    assert_eq!(seqs(&["--limit", "2"]), every[every.len() - 2..], "the newest two");
+    assert_eq!(seqs(&["--limit", "2", "--oldest"]), every[..2], "the first two");
 
     let made = c(&["tokens", "create", "--user", "ci", "--role", "operator", "--expires", "30d"]);
     assert_eq!(made.code, 0, "{made:?}");

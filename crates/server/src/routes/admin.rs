@@ -66,6 +66,8 @@ pub struct AuditQuery {
     target: Option<String>,
     after: Option<i64>,
     limit: Option<i64>,
+    /// The newest `limit` records that match, rather than the first (still in order).
+    newest: Option<bool>,
 }
 
 #[utoipa::path(get, path = "/api/v1/audit", tag = "admin", params(AuditQuery), responses((status = 200, description = "Audit records in order", body = Items<AuditEntry>), (status = 401, description = "No valid token", body = crate::openapi::ErrorBody), (status = 403, description = "Not allowed", body = crate::openapi::ErrorBody)), security(("token" = [])))]
@@ -90,6 +92,7 @@ pub async fn audit(
                 None => None,
             },
             limit: crate::error::page_limit(q.limit, 100, 1000)?,
+            newest: q.newest.unwrap_or(false),
         })
         .await?;
     Ok(Json(Items { items: items.into_iter().map(AuditEntry::from).collect() }))

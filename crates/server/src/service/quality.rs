@@ -193,7 +193,8 @@ pub async fn remind_reviews(st: &AppState, today: jiff::civil::Date) -> ApiResul
         let filter = AuditFilter {
             action: Some("runbook.review_due".into()),
             target: Some(e.name.clone()),
-            limit: 1000,
+            limit: 1,
+            newest: true,
             ..Default::default()
         };
         let told = st.store.audit(&filter).await?;

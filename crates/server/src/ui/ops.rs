@@ -295,6 +295,7 @@ pub async fn audit(State(st): State<AppState>, web: Web, Query(f): Query<AuditQu
         after_seq: f.after,
         since: None,
         limit,
+        newest: false,
     };
     let records = st.store.audit(&filter).await?;
     let next = (records.len() as i64 == limit).then(|| records.last().map(|r| r.seq)).flatten();
