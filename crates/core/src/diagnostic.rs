@@ -124,13 +124,24 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 /// The closest candidate to `word`, if it is close enough to be a plausible typo.
 pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).max(1) + 1;
-    candidates
+    let close = candidates
         .iter()
         .map(|c| (edit_distance(word, c), *c))
         // A "match" that changes every character of the word is no hint.
         .filter(|(d, _)| *d <= limit && *d < word.chars().count())
         .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
+        .map(|(_, c)| c);
+    // Else a word cut short, or all but its last letter a beginning (`prod` for
+    // `production`, `retry` for `retries`).
+    let n = word.chars().count();
+    let common = |c: &str| word.chars().zip(c.chars()).take_while(|(a, b)| a == b).count();
+    close.or_else(|| {
+        candidates
+            .iter()
+            .filter(|c| n >= 3 && common(c) >= n.saturating_sub(1).max(3) && c.chars().count() > n)
+            .max_by_key(|c| (common(c), std::cmp::Reverse(c.len())))
+            .copied()
+    })
 }
 
 /// Why something failed, in words a person can act on: the innermost cause of an error
@@ -146,6 +157,16 @@ pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn suggests_a_close_word_or_one_cut_short() {
+        assert_eq!(did_you_mean("nmae", &["name", "type"]), Some("name"));
+        assert_eq!(did_you_mean("prod", &["staging", "production"]), Some("production"));
+        assert_eq!(did_you_mean("retry", &["retries", "timeout"]), Some("retries"));
+        assert_eq!(did_you_mean("onee", &["one", "two"]), Some("one"));
+        assert_eq!(did_you_mean("xyz", &["production"]), None);
+        assert_eq!(did_you_mean("pr", &["production"]), None, "too short to say");
+    }
 
     #[test]
     fn renders_snippet_with_caret() {

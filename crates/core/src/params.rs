@@ -320,7 +320,11 @@ impl Param {
             }
             ParamType::Enum => {
                 if !spec.values.contains(&text) {
-                    return Err(format!("{} is not one of: {}", shown(&text), spec.values.join(", ")));
+                    let values: Vec<&str> = spec.values.iter().map(String::as_str).collect();
+                    let hint = crate::diagnostic::did_you_mean(&text, &values)
+                        .map(|m| format!(" (did you mean `{m}`?)"))
+                        .unwrap_or_default();
+                    return Err(format!("{} is not one of: {}{hint}", shown(&text), spec.values.join(", ")));
                 }
                 Value::String(text)
             }

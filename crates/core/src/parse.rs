@@ -16,6 +16,17 @@ mod targets;
 
 const API_VERSION: &str = "opsbook/v1";
 
+/// Whether `source` has `name` as a key somewhere (`name:`, `{ name: …`), block or flow.
+fn declares_key(source: &str, name: &str) -> bool {
+    source.lines().any(|line| {
+        line.match_indices(name).any(|(at, _)| {
+            let before = line[..at].trim_end_matches(' ');
+            let starts = before.is_empty() || before.ends_with(['{', ',', '-']);
+            starts && line[at + name.len()..].trim_start_matches(' ').starts_with(':')
+        })
+    })
+}
+
 /// Parses and checks a runbook. On failure returns every problem found, in source order.
 pub fn parse(source: &str) -> Result<Runbook, Vec<Diagnostic>> {
     let (raw, mut diags) = crate::recover::read_recovering(source);
@@ -30,8 +41,16 @@ pub fn parse(source: &str) -> Result<Runbook, Vec<Diagnostic>> {
         d.message.contains(step::DOES_NOTHING)
             && d.pos.is_some_and(|at| blanked.iter().any(|b| within_block(source, at, *b)))
     };
+    // And a parameter whose declaration was blanked out (`type: int`) is no unknown one.
+    let recovered = !diags.is_empty();
+    let undeclared = |d: &Diagnostic| {
+        let name = d.message.split("unknown parameter `params.").nth(1).and_then(|r| r.split('`').next());
+        recovered && name.is_some_and(|n| declares_key(source, n))
+    };
     diags.extend(c.diags.into_iter().filter(|d| {
-        !suggested.iter().any(|s| d.message == format!("missing required field `{s}`")) && !consequence(d)
+        !suggested.iter().any(|s| d.message == format!("missing required field `{s}`"))
+            && !consequence(d)
+            && !undeclared(d)
     }));
     match runbook {
         Some(rb) if diags.is_empty() => Ok(rb),

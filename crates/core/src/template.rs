@@ -463,7 +463,11 @@ pub fn check(source: &str, expression: bool, scope: &Scope<'_>) -> Vec<String> {
                 if scope.steps.contains_key(s) {
                     errs.push(format!("`steps.{s}` refers to a step that has not run yet at this point"));
                 } else {
-                    errs.push(format!("unknown step `steps.{s}`"));
+                    let known: Vec<&str> = scope.steps.keys().map(String::as_str).collect();
+                    let hint = crate::diagnostic::did_you_mean(s, &known)
+                        .map(|m| format!(" (did you mean `steps.{m}`?)"))
+                        .unwrap_or_default();
+                    errs.push(format!("unknown step `steps.{s}`{hint}"));
                 }
             }
             ("steps", Some(_)) => {

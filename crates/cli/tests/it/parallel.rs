@@ -137,7 +137,7 @@ fn runbook_tests_mock_and_check_branches() {
     let env = Env::new();
     let mut book = runbook(
         "    warm: { type: boolean, default: true }\n",
-        "    - id: warm\n      when: params.warm\n      parallel:\n        fail: all\n        steps:\n          - { id: eu, run: ./warm.sh eu }\n          - { id: us, run: ./warm.sh us, retries: { count: 1, delay: 1s } }\n    - id: report\n      run: echo \"{{ steps.eu.outputs.hits }} {{ steps.eu.status }}\"\n",
+        "    - id: warm\n      when: params.warm\n      parallel:\n        fail: all\n        steps:\n          - { id: eu, run: ./warm.sh eu }\n          - { id: us, run: ./warm.sh us, retries: { count: 1, delay: 1s } }\n    - id: report\n      run: echo \"{{ steps.eu.outputs.hits | default('') }} {{ steps.eu.status }}\"\n",
     );
     book.push_str(
         "tests:\n  - name: a failing branch fails the group after both ran\n    mocks:\n      eu: { outputs: { hits: \"42\" } }\n      us: { attempts: [ { exit_code: 2 }, { exit_code: 3 } ] }\n    expect:\n      status: failed\n      steps: { eu: succeeded, us: failed, report: pending }\n      attempts: { us: 2 }\n      outputs: { eu: { hits: \"42\" } }\n      error_contains: \"us: exited with code 3\"\n  - name: a skipped group skips its branches\n    params: { warm: false }\n    expect:\n      status: succeeded\n      skipped: [warm, eu, us]\n      rendered: { report: 'echo \" skipped\"' }\n",
