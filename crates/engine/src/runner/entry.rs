@@ -383,7 +383,10 @@ fn refused_by_state(exec: &Execution, rollback: bool, succeeded_too: bool) -> Re
     let id = &exec.id;
     if rollback {
         if exec.status == ExecStatus::Succeeded && !succeeded_too {
-            return Err(Error::Invalid(format!("execution {id} succeeded; rolling back a success is not supported")));
+            return Err(Error::Invalid(format!(
+                "execution {id} succeeded; rolling back a success is not supported (only a stopped execution's \
+                 steps are undone): run the runbook again with the earlier version, or one written to undo it"
+            )));
         }
         if exec.rollback_status == Some(StepStatus::Succeeded) {
             return Err(Error::Invalid(format!("execution {id} was already rolled back")));
