@@ -152,6 +152,13 @@ impl ParamType {
         }
     }
 
+    /// The type's name after `a` or `an` (`an integer`, `a string`).
+    fn with_article(self) -> String {
+        let name = self.as_str();
+        let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+        format!("{article} {name}")
+    }
+
     fn is_textual(self) -> bool {
         matches!(self, ParamType::String | ParamType::Secret | ParamType::Enum)
     }
@@ -268,8 +275,12 @@ impl Param {
     pub fn coerce(&self, input: &Input) -> Result<Value, String> {
         let spec = &self.spec;
         let secret = self.is_secret();
-        let shown = |v: &str| {
-            if secret { "the value".to_string() } else { format!("{v:?}") }
+        // A JSON number or boolean is shown as it was given, not as text (`5`, not `"5"`).
+        let bare = matches!(input, Input::Value(Value::Number(_) | Value::Bool(_)));
+        let shown = |v: &str| match () {
+            _ if secret => "the value".to_string(),
+            _ if bare => v.to_string(),
+            _ => format!("{v:?}"),
         };
         let text = match input {
             Input::Text(s) => Some(s.clone()),
@@ -278,11 +289,11 @@ impl Param {
             Input::Value(Value::Bool(b)) => Some(b.to_string()),
             Input::Value(Value::Null) => None,
             Input::Value(_) => {
-                return Err(format!("expected a {} but got a list or mapping", spec.ty.as_str()));
+                return Err(format!("expected {} but got a list or mapping", spec.ty.with_article()));
             }
         };
         let Some(text) = text else {
-            return Err(format!("expected a {} but got null", spec.ty.as_str()));
+            return Err(format!("expected {} but got null", spec.ty.with_article()));
         };
         if text.contains('\0') {
             return Err("contains a NUL byte".to_string());
@@ -329,7 +340,22 @@ impl Param {
                 Value::String(text)
             }
             ParamType::Integer => {
-                let n: i64 = text.trim().parse().map_err(|_| format!("{} is not an integer", shown(&text)))?;
+                let n: i64 = text.trim().parse().map_err(|_| {
+                    if crate::shell::is_integer(text.trim()) {
+                        format!(
+                            "{} is out of range: an integer is at most 9223372036854775807 either way",
+                            shown(&text)
+                        )
+                    } else {
+                        format!("{} is not an integer", shown(&text))
+                    }
+                })?;
+                self.check_range(n as f64)?;
+                Value::from(n)
+            }
+            // A whole number stays one (`1`, not `1.0`, in a script).
+            ParamType::Number if text.trim().parse::<i64>().is_ok() => {
+                let n: i64 = text.trim().parse().unwrap_or_default();
                 self.check_range(n as f64)?;
                 Value::from(n)
             }
@@ -620,7 +646,24 @@ mod tests {
         let mut b = param("{ type: boolean, default: false }");
         b.name = "flag".into();
         check(&[n.clone(), b.clone()], &[], Ok(serde_json::json!({"flag": false, "ratio": 1.5})));
-        check(&[n, b], &[("flag", "yes"), ("ratio", "2")], Ok(serde_json::json!({"flag": true, "ratio": 2.0})));
+        // A whole number stays one: a script gets `2`, not `2.0`.
+        check(&[n.clone(), b], &[("flag", "yes"), ("ratio", "2")], Ok(serde_json::json!({"flag": true, "ratio": 2})));
+        assert_eq!(n.coerce(&Input::Text("2.0".into())).unwrap(), serde_json::json!(2.0), "as written");
+        let i = param("{ type: integer }");
+        let big = i.coerce(&Input::Text("12345678901234567890".into())).unwrap_err();
+        assert!(big.contains("is out of range: an integer is at most 9223372036854775807"), "{big}");
+        assert!(i.coerce(&Input::Text("1.5".into())).unwrap_err().contains("is not an integer"));
+        // A JSON value is shown as given; the type with its article.
+        let flag = param("{ type: boolean }");
+        assert_eq!(
+            flag.coerce(&Input::Value(serde_json::json!(5))).unwrap_err(),
+            "5 is not a boolean (use true or false)"
+        );
+        let e = param("{ type: enum, values: [a] }");
+        assert_eq!(
+            e.coerce(&Input::Value(serde_json::json!([1]))).unwrap_err(),
+            "expected an enum but got a list or mapping"
+        );
     }
 
     proptest! {

@@ -143,7 +143,8 @@ pub async fn exec(server: Option<String>, profile: Option<&str>, args: Args) -> 
                     format!("    {p} ({} bytes{})", f.data.len(), if f.executable { ", executable" } else { "" })
                 })
                 .collect();
-            println!("{} {} ({}) would go with {} file(s):", d.name, d.version, d.path, list.len());
+            let colon = if list.is_empty() { "" } else { ":" };
+            println!("{} {} ({}) would go with {} file(s){colon}", d.name, d.version, d.path, list.len());
             list.iter().for_each(|l| println!("{l}"));
         }
         return Ok(EXIT_OK);
