@@ -16,6 +16,32 @@ mod targets;
 
 const API_VERSION: &str = "opsbook/v1";
 
+/// A document that is a mapping with none of a runbook's top-level keys (a parameters
+/// file, another tool's YAML): one message saying so, rather than one per key.
+fn not_a_runbook(source: &str) -> Option<Diagnostic> {
+    use std::collections::BTreeMap;
+    let keys = serde_saphyr::from_str::<BTreeMap<String, serde::de::IgnoredAny>>(source).ok()?;
+    if keys.is_empty() || ["apiVersion", "kind", "metadata", "spec"].iter().any(|k| keys.contains_key(*k)) {
+        return None;
+    }
+    let (line, text) = source
+        .lines()
+        .enumerate()
+        .find(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#') && !l.starts_with("---"))?;
+    let key = text.split(':').next().unwrap_or(text).trim_end();
+    let pos = crate::Pos { line: line as u32 + 1, column: 1, len: key.chars().count().max(1) as u32 };
+    let some: Vec<String> = keys.keys().take(3).map(|k| format!("`{k}`")).collect();
+    Some(Diagnostic::new(
+        Some(pos),
+        format!(
+            "not a runbook: it has {}{} but no `apiVersion: opsbook/v1`, `kind: Runbook`, `metadata` or `spec` \
+             (a file of parameter values goes to `run --params-file`)",
+            some.join(", "),
+            if keys.len() > 3 { " and more" } else { "" }
+        ),
+    ))
+}
+
 /// Whether `source` has `name` as a key somewhere (`name:`, `{ name: …`), block or flow.
 fn declares_key(source: &str, name: &str) -> bool {
     source.lines().any(|line| {
@@ -29,6 +55,9 @@ fn declares_key(source: &str, name: &str) -> bool {
 
 /// Parses and checks a runbook. On failure returns every problem found, in source order.
 pub fn parse(source: &str) -> Result<Runbook, Vec<Diagnostic>> {
+    if let Some(d) = not_a_runbook(source) {
+        return Err(vec![d]);
+    }
     let (raw, mut diags) = crate::recover::read_recovering(source);
     let mut c = Checker { diags: Vec::new(), source };
     let runbook = raw.and_then(|raw| c.runbook(raw, source));
