@@ -259,3 +259,15 @@ fn an_undefined_value_in_quotes_fails_its_step() {
     assert!(o.stdout.contains(why), "{o:?}");
     assert!(env.path("data/keep").exists(), "the step ran");
 }
+
+/// An http step that cannot connect says so in a few words, not reqwest's whole chain.
+#[test]
+fn an_http_step_that_cannot_connect_says_why() {
+    let env = Env::new();
+    let book = runbook("", "    - id: ping\n      http: { url: \"http://127.0.0.1:9/health\", timeout: 5s }\n");
+    env.write("ping.yaml", &book);
+    let o = env.run(&["run", "ping.yaml"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stdout.contains("GET http://127.0.0.1:9/health: cannot connect: Connection refused"), "{o:?}");
+    assert!(!o.stdout.contains("error sending request"), "{o:?}");
+}

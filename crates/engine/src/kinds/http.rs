@@ -60,7 +60,15 @@ pub(crate) async fn attempt(
             // Without reqwest's copy of the URL: the request's values are in it, encoded
             // its own way (a space as %20, `/` and `&` as they are), which masking of the
             // forms a secret is printed in cannot all foresee; the masked URL leads.
-            let detail = run.masker().mask(&error_chain(&e.without_url())).into_owned();
+            // A refused or unreachable connection is said in its own words, the rest of
+            // the chain being reqwest's and hyper's wrapping of it.
+            let e = e.without_url();
+            let detail = if e.is_connect() {
+                format!("cannot connect: {}", opsbook_core::diagnostic::root_cause(&e))
+            } else {
+                error_chain(&e)
+            };
+            let detail = run.masker().mask(&detail).into_owned();
             return Ok(AttemptResult::failed(StepStatus::Failed, format!("{method} {shown_url}: {detail}")));
         }
     };
