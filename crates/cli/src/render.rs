@@ -173,15 +173,25 @@ impl Observer for Live {
             }
             Event::StepFinished { idx, step_id, status, duration_ms, error } => {
                 self.clear();
-                let err = error.map(|e| format!(" — {}", style(e).red())).unwrap_or_default();
+                // A skipped step says why (its `when`), and took no time.
+                let skipped = *status == StepStatus::Skipped;
+                let err = match error {
+                    Some(e) if skipped => format!(" — {}", style(e).dim()),
+                    Some(e) => format!(" — {}", style(e).red()),
+                    None => String::new(),
+                };
+                let took = if skipped {
+                    String::new()
+                } else {
+                    format!(" {}", style(human_ms(u64::try_from(*duration_ms).unwrap_or(0))).dim())
+                };
                 self.line(&format!(
-                    "{} [{}/{}] {} {} {}{err}",
+                    "{} [{}/{}] {} {}{took}{err}",
                     status_mark(*status),
                     idx + 1,
                     self.total,
                     style(step_id).bold(),
                     status,
-                    style(human_ms(u64::try_from(*duration_ms).unwrap_or(0))).dim()
                 ));
             }
             Event::Waiting { step_id, message, kind } => {

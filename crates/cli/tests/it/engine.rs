@@ -271,3 +271,17 @@ fn an_http_step_that_cannot_connect_says_why() {
     assert!(o.stdout.contains("GET http://127.0.0.1:9/health: cannot connect: Connection refused"), "{o:?}");
     assert!(!o.stdout.contains("error sending request"), "{o:?}");
 }
+
+/// A step its `when` skips says why as it goes by.
+#[test]
+fn a_skipped_step_says_why() {
+    let env = Env::new();
+    let book = runbook(
+        "    env: { type: string, default: staging }\n",
+        "    - id: page\n      when: \"params.env == 'production'\"\n      run: \"true\"\n",
+    );
+    env.write("skip.yaml", &book);
+    let o = env.run(&["run", "skip.yaml"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.contains("[1/1] page skipped — `when: params.env == 'production'` is false"), "{o:?}");
+}

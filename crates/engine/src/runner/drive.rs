@@ -253,7 +253,13 @@ impl<'e, 'h> Run<'e, 'h> {
         rec.finished_at = Some(now);
         rec.error = error.clone();
         self.save_step(idx).await?;
-        self.event(&Event::StepFinished { idx, step_id: &step.id, status, duration_ms: 0, error: error.as_deref() });
+        // Why it was skipped, for whoever watches (not an error: none is stored).
+        let why = error.unwrap_or_else(|| {
+            let shown: String = when.chars().take(80).collect();
+            let more = if shown.len() < when.len() { "…" } else { "" };
+            format!("`when: {shown}{more}` is false")
+        });
+        self.event(&Event::StepFinished { idx, step_id: &step.id, status, duration_ms: 0, error: Some(&why) });
         Ok(Some(Flow::Done(status)))
     }
 
