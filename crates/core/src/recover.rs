@@ -92,6 +92,16 @@ fn read_problems(source: &str, options: serde_saphyr::Options) -> (Option<RawRun
             d.pos = d.pos.map(|p| owner(&text, p));
         }
         diags.push(d);
+        // A value of the wrong kind that a right one can stand in for (a misspelt `type`,
+        // a duration in words) is replaced, not blanked: its mapping keeps what it needs,
+        // and the problems after it are still found.
+        if let Some(pos) = at.filter(|_| !syntax)
+            && let Some(stand_in) = stand_in(&e)
+            && replace_value(&mut text, pos, stand_in)
+        {
+            in_flow = Some(pos);
+            continue;
+        }
         match at.filter(|_| !syntax).map(|pos| (pos, blank_out(&mut text, pos, true))) {
             Some((pos, Some(Blanked::FlowEntry))) => in_flow = Some(pos),
             Some((_, Some(Blanked::Entry))) => in_flow = None,
@@ -99,6 +109,36 @@ fn read_problems(source: &str, options: serde_saphyr::Options) -> (Option<RawRun
         }
     }
     (None, diags)
+}
+
+/// A valid value to put in place of the one `e` is about: one of an enumeration's values
+/// (the shortest), or a duration.
+fn stand_in(e: &serde_saphyr::Error) -> Option<&'static str> {
+    use serde_saphyr::Error as E;
+    match e {
+        E::SerdeUnknownVariant { expected, .. } => expected.iter().copied().min_by_key(|v| v.len()),
+        _ if e.to_string().contains("invalid duration") => Some("1s"),
+        _ => None,
+    }
+}
+
+/// Writes `value` over the plain scalar at `pos` (padded with spaces, so that every other
+/// position stays), if it fits there; `false` for a quoted scalar or one too short.
+fn replace_value(text: &mut String, pos: crate::Pos, value: &str) -> bool {
+    let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
+    let Some(line) = (pos.line as usize).checked_sub(1).and_then(|i| lines.get_mut(i)) else { return false };
+    let chars: Vec<char> = line.chars().collect();
+    let (from, len) = ((pos.column as usize).saturating_sub(1), pos.len as usize);
+    let Some(old) = chars.get(from..from + len) else { return false };
+    let quoted =
+        old.first().is_some_and(|c| matches!(c, '"' | '\'')) || from > 0 && matches!(chars[from - 1], '"' | '\'');
+    if quoted || value.chars().count() > len || len == 0 {
+        return false;
+    }
+    let padded = format!("{value}{}", " ".repeat(len - value.chars().count()));
+    *line = chars[..from].iter().chain(padded.chars().collect::<Vec<_>>().iter()).chain(&chars[from + len..]).collect();
+    *text = lines.join("\n");
+    true
 }
 
 /// The key or list item that owns the mapping holding `pos` (where a missing field is
