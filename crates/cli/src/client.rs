@@ -203,7 +203,16 @@ impl Client {
                 _ => format!("  {d}"),
             })
             .collect();
-        let message = self.reached_here(&error.message);
+        // The API's words for a missing or unknown token, in a CLI user's.
+        let message = if error.code == "unauthenticated" {
+            format!(
+                "{} did not accept the token (unknown, revoked or expired): check it, or have an admin create one \
+                 (`opsbook tokens create`)",
+                self.base
+            )
+        } else {
+            self.reached_here(&error.message)
+        };
         let full = if details.is_empty() { message } else { format!("{message}\n{}", details.join("\n")) };
         server_error(status, full)
     }

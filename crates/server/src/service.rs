@@ -185,7 +185,15 @@ pub async fn change_lifecycle(
         reason.filter(|r| !r.trim().is_empty()).ok_or_else(|| ApiError::field("reason", "a reason is required"))?;
     let entry = st.store.registry_entry(name).await?;
     if !lifecycle_allowed(&entry.status, status) {
-        return Err(ApiError::conflict(format!("runbook `{name}` cannot go from {} to {status}", entry.status)));
+        let next: Vec<&str> = ["draft", "active", "deprecated", "archived"]
+            .into_iter()
+            .filter(|to| lifecycle_allowed(&entry.status, to))
+            .collect();
+        let next = if next.is_empty() { "nowhere (it is final)".to_string() } else { next.join(" or ") };
+        return Err(ApiError::conflict(format!(
+            "runbook `{name}` cannot go from {} to {status}; from {} it can go to {next}",
+            entry.status, entry.status
+        )));
     }
     if status == LifecycleStatus::Active.as_str() {
         // Its newest version's tests must pass (they are run again: nothing is cached).

@@ -51,7 +51,10 @@ fn the_cli_is_a_client_of_the_whole_server() {
     assert!(moved.stdout.contains("web: active -> deprecated"), "{moved:?}");
     let bad = c(&["lifecycle", "web", "draft", "--reason", "no"]);
     assert_eq!(bad.code, 2, "{bad:?}");
-    assert!(bad.stderr.contains("cannot go from deprecated to draft"), "{bad:?}");
+    assert!(
+        bad.stderr.contains("cannot go from deprecated to draft; from deprecated it can go to active or archived"),
+        "{bad:?}"
+    );
 
     // A dry run of a published runbook is rendered here; nothing is submitted.
     let dry = c(&["run", "web", "--dry-run"]);
