@@ -560,21 +560,22 @@ pub fn watch_signals(handle: opsbook_engine::CancelHandle, on_cancel: OnCancel) 
     };
     tokio::spawn(async move {
         loop {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
+            // SIGTERM comes from elsewhere (`opsbook cancel`, a supervisor), not a key.
+            let asked = tokio::select! {
+                _ = int.recv() => "press Ctrl-C again",
+                _ = term.recv() => "cancelled from elsewhere; cancel again",
+            };
             let level = handle.escalate();
             match (on_cancel, level) {
-                (OnCancel::RollBack, 1) => say_err!(
-                    "\ncancelling: stopping the current step, then rolling back (press Ctrl-C again to skip rollbacks)"
-                ),
+                (OnCancel::RollBack, 1) => {
+                    say_err!("\ncancelling: stopping the current step, then rolling back ({asked} to skip rollbacks)")
+                }
                 (OnCancel::RollBack, _) => say_err!("\ncancelling: skipping the remaining rollbacks"),
                 (OnCancel::Stop, _) => say_err!(
                     "\ncancelling: stopping the current step; nothing is rolled back (the runbook says on_failure: stop)"
                 ),
                 (OnCancel::RollingBack, 1) => {
-                    say_err!("\nthe rollbacks go on (press Ctrl-C again to stop the running one and skip the rest)")
+                    say_err!("\nthe rollbacks go on ({asked} to stop the running one and skip the rest)")
                 }
                 (OnCancel::RollingBack, _) => say_err!("\ncancelling: stopping the rollback and skipping the rest"),
             }

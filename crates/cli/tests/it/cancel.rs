@@ -76,6 +76,9 @@ fn cancel_command_stops_a_run_in_another_process() {
     let o = out(child.wait_with_output().unwrap());
     assert_eq!(o.code, 1, "{o:?}");
     assert!(env.path("undone").exists());
+    // The runner says where the cancel came from: no key was pressed there.
+    assert!(o.stderr.contains("(cancelled from elsewhere; cancel again to skip rollbacks)"), "{o:?}");
+    assert!(!o.stderr.contains("Ctrl-C"), "{o:?}");
 }
 
 #[test]
