@@ -50,7 +50,20 @@ pub fn plan(rb: &Runbook, params: &ParamValues) -> Vec<PlannedStep> {
     };
     let describe = |kind: &StepKind| match kind {
         StepKind::Run(script) => render(&script.template, true),
-        StepKind::Http(h) => format!("{} {}", h.method.as_str(), render(&h.url.value, false)),
+        // The request as a run would send it: its URL, headers and body.
+        StepKind::Http(h) => match crate::kinds::http::Request::render(h, &ctx) {
+            Ok(r) => {
+                let mut text = format!("{} {}", h.method.as_str(), r.url);
+                for (k, v) in &r.headers {
+                    text.push_str(&format!("\n{k}: {v}"));
+                }
+                if let Some(body) = &r.body {
+                    text.push_str(&format!("\n\n{body}"));
+                }
+                text
+            }
+            Err(e) => format!("{} <cannot render: {e}>", h.method.as_str()),
+        },
         StepKind::AwsSsmCommand(c) => {
             aws_ssm::display_command(c, &ctx).unwrap_or_else(|| "aws_ssm_command <cannot render>".into())
         }

@@ -285,3 +285,30 @@ fn a_skipped_step_says_why() {
     assert_eq!(o.code, 0, "{o:?}");
     assert!(o.stdout.contains("[1/1] page skipped — `when: params.env == 'production'` is false"), "{o:?}");
 }
+
+/// A dry run shows an http step's request as a run would send it, secrets masked.
+#[test]
+fn a_dry_run_shows_an_http_request_whole() {
+    let env = Env::new();
+    let book = runbook(
+        "    v: { type: string }\n    tok: { type: secret }\n",
+        concat!(
+            "    - id: notify\n      http:\n        method: POST\n",
+            "        url: \"https://hooks.example.com/deploy?v={{ params.v }}\"\n",
+            "        headers: { Authorization: \"Bearer {{ params.tok }}\" }\n",
+            "        body: '{\"version\": \"{{ params.v }}\"}'\n",
+        ),
+    );
+    env.write("notify.yaml", &book);
+    let o = env.run(&["run", "notify.yaml", "--dry-run", "-p", "v=1.4 rc", "-p", "tok=s3cr3t-token"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    for line in [
+        "POST https://hooks.example.com/deploy?v=1.4%20rc",
+        "Authorization: Bearer ***",
+        "Content-Type: application/json",
+        "{\"version\": \"1.4 rc\"}",
+    ] {
+        assert!(o.stdout.contains(line), "{line}: {o:?}");
+    }
+    assert!(!o.stdout.contains("s3cr3t"), "{o:?}");
+}
