@@ -102,6 +102,7 @@ const NOT_AN_INTEGER: &str = "a value the shell evaluates as arithmetic ($(( )),
      declare -i, an array subscript) must be an integer: the shell would run a command hidden in anything else";
 
 mod scan;
+pub use scan::runs_as_command_line;
 
 /// Finds every `{{ }}` of a script template and the shell context it lands in.
 pub fn interpolations(script: &str) -> Vec<Interpolation> {

@@ -144,7 +144,11 @@ pub fn plan(rb: &Runbook, params: &ParamValues) -> Vec<PlannedStep> {
                 action = format!("on each of {on} (via {}): {action}", t.via.as_str());
             }
             let env = match &s.kind {
-                StepKind::Run(script) => script.env.iter().map(|(k, v)| (k.clone(), render(v, false))).collect(),
+                StepKind::Run(script) => script
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), render(v, opsbook_core::shell::runs_as_command_line(k))))
+                    .collect(),
                 _ => Vec::new(),
             };
             let when = s.when.as_ref().map(|w| {

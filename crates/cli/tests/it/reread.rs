@@ -100,6 +100,18 @@ fn command_line_variables_never_run_a_value() {
         assert_eq!(env.read("out"), *payload);
         assert_eq!(env.read("out2"), format!("[{payload}]"));
     }
+    // The same variable set in the step's `env:` is a command line too.
+    let book = runbook(
+        "    p: { type: string }\n",
+        "    - id: page\n      env: { PAGER: \"printf '%s' {{ params.p }} > out3\" }\n      run: ./pager.sh\n",
+    );
+    env.write("env.yaml", &book);
+    for payload in CORPUS.iter().filter(|p| !p.contains('\n')) {
+        let o = env.run(&["run", "env.yaml", "-p", &format!("p={payload}")]);
+        assert_eq!(o.code, 0, "payload {payload:?}: {o:?}");
+        assert!(!env.path("pwned").exists(), "payload {payload:?} executed");
+        assert_eq!(env.read("out3"), *payload);
+    }
 }
 
 /// Legacy scp (OpenSSH before 9.0, or `-O`) and rsync before 3.2.4 hand a remote path

@@ -20,6 +20,7 @@ mod words;
 
 use blocks::{Block, without_tags};
 pub(super) use refusals::*;
+pub use ssh::runs_as_command_line;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Frame {

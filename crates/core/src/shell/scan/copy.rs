@@ -6,12 +6,12 @@
 //! from the shell), and a value leading an operand may not begin with `-`.
 
 use super::blocks::without_tags;
-use super::{COPY_PROGRAM, Cmd, Context, SSH_CONFIG, Scanner};
+use super::{COPY_FLAGS, COPY_PROGRAM, Cmd, Context, SSH_CONFIG, Scanner};
 
 /// scp's options that take an argument (`-i KEY`, `-P PORT`…).
 const SCP_ARGUMENTS: &str = "cDFiJloPSX";
 /// rsync's short options that take an argument (`-e` is read as a command line elsewhere).
-const RSYNC_ARGUMENTS: &str = "efBMT";
+pub(super) const RSYNC_ARGUMENTS: &str = "efBMT";
 /// rsync's long options whose argument it sends to the remote rsync on its command line,
 /// which the remote shell reads (rsync before 3.2.4, without `-s`).
 const RSYNC_SENT: &[&str] = &[
@@ -40,7 +40,6 @@ const RSYNC_SENT: &[&str] = &[
     "compress-level",
     "checksum-seed",
     "bwlimit",
-    "files-from",
 ];
 /// rsync's other long options that take an argument, which stays on this side.
 const RSYNC_LOCAL: &[&str] = &[
@@ -51,6 +50,7 @@ const RSYNC_LOCAL: &[&str] = &[
     "early-input",
     "exclude",
     "exclude-from",
+    "files-from",
     "filter",
     "include",
     "include-from",
@@ -98,6 +98,8 @@ pub(super) struct Copy {
     pending: Option<Role>,
     /// …and these words are (or hold, glued: `-Jbastion`) such arguments.
     arguments: Vec<(usize, Role)>,
+    /// An operand so far may name a remote file (`host:path`, or made at run time).
+    remote: bool,
 }
 
 impl Copy {
@@ -111,6 +113,7 @@ impl Copy {
             protected: a.protected && b.protected,
             pending: a.pending.or(b.pending),
             arguments,
+            remote: a.remote || b.remote,
         }
     }
 
@@ -121,7 +124,11 @@ impl Copy {
             self.arguments.push((start, role));
             return;
         }
-        let Some(word) = word.filter(|w| !self.ended && w.len() > 1 && w.starts_with('-')) else { return };
+        if !word.is_some_and(|w| !self.ended && w.len() > 1 && w.starts_with('-')) {
+            self.remote |= word.is_none_or(may_be_remote);
+            return;
+        }
+        let Some(word) = word else { return };
         if word == "--" {
             self.ended = true;
             return;
@@ -131,6 +138,11 @@ impl Copy {
             let role = match name {
                 "protect-args" | "secluded-args" if rsync => {
                     self.protected = true;
+                    return;
+                }
+                // The last of these wins.
+                "no-protect-args" | "no-secluded-args" | "no-s" | "old-args" if rsync => {
+                    self.protected = false;
                     return;
                 }
                 "rsync-path" | "remote-option" if rsync => Role::Program,
@@ -149,13 +161,16 @@ impl Copy {
         let takes = if rsync { RSYNC_ARGUMENTS } else { SCP_ARGUMENTS };
         let flags = &word[1..];
         for (at, c) in flags.char_indices() {
-            if c == 's' {
-                self.protected = true;
+            match c {
+                's' => self.protected = true,
+                // scp's legacy protocol, after `-s` or not.
+                'O' if !rsync => self.protected = false,
+                _ => {}
             }
             if takes.contains(c) {
                 let role = match (rsync, c) {
                     (false, 'o') => Role::Config,
-                    (false, 'S') | (true, 'M') => Role::Program,
+                    (false, 'S' | 'D') | (true, 'M') => Role::Program,
                     (false, 'J') => Role::Host,
                     (true, 'B' | 'T') => Role::Sent,
                     _ => Role::Other,
@@ -174,7 +189,11 @@ impl Copy {
 impl Scanner<'_> {
     /// A word of an scp or rsync command begins at `start`, `name` without its quotes.
     pub(super) fn copy_word(&mut self, rsync: bool, name: Option<&str>, start: usize) {
-        self.command().copy.word(rsync, name, start);
+        // A value in the word is text of it: `-o{{ … }}` holds `-o`'s argument.
+        let rest = self.text(start, self.b.len());
+        let raw = &rest[..rest.find([' ', '\t', '\n', ';', '&', '|', '<', '>']).unwrap_or(rest.len())];
+        let name = name.map(|n| if raw.contains("{{") { format!("{n}x") } else { n.to_string() });
+        self.command().copy.word(rsync, name.as_deref(), start);
     }
 
     /// The context of a value at `start..end` in the word at `word` of an scp or rsync
@@ -187,15 +206,22 @@ impl Scanner<'_> {
                 Role::Config => Some(Context::Refused(SSH_CONFIG)),
                 Role::Program => Some(Context::Refused(COPY_PROGRAM)),
                 Role::Host => Some(Context::Host(quoting)),
-                Role::Sent if !copy.protected => Some(Context::RemotePath(quoting)),
+                // (Sent only when a file is remote: `rsync --link-dest=… /a/ /b/` is local.)
+                Role::Sent if !copy.protected && (copy.remote || self.remote_operand_after(end)) => {
+                    Some(Context::RemotePath(quoting))
+                }
                 Role::Sent | Role::Other => None,
             };
         }
-        // The word around the value as the command sees it, other values as `x`.
-        let plain = |text: &str| without_tags(text, Some("x")).replace(['"', '\'', '\\'], "");
+        // The word around the value as the command sees it, other values as `$` (made
+        // when the step runs, as an expansion is).
+        let plain = |text: &str| without_tags(text, Some("$")).replace(['"', '\'', '\\'], "");
         let before = plain(self.text(word, start));
         if !copy.ended && before.starts_with('-') {
-            return None;
+            // `--name=…` is that option's argument; a value in an option's name, or glued
+            // to flags that take no argument (`-{{ … }}`, `-av{{ … }}`), would be options.
+            let argument = before.starts_with("--") && before.contains('=');
+            return if argument { None } else { Some(Context::Refused(COPY_FLAGS)) };
         }
         let rest = self.text(end, self.b.len());
         let after = plain(&rest[..rest.find([' ', '\t', '\n', ';', '&', '|', '<', '>', ')']).unwrap_or(rest.len())]);
@@ -208,6 +234,31 @@ impl Scanner<'_> {
         };
         Some(if !copy.ended && self.may_lead(word, start) { Context::NotAnOption(Box::new(operand)) } else { operand })
     }
+}
+
+impl Scanner<'_> {
+    /// Whether a word after `end`, to the end of the command, may name a remote file.
+    fn remote_operand_after(&self, end: usize) -> bool {
+        let rest = self.text(end, self.b.len());
+        let mut command = rest;
+        for (i, c) in rest.char_indices() {
+            let continued = c == '\n' && rest[..i].ends_with('\\');
+            if matches!(c, ';' | '&' | '|') || (c == '\n' && !continued) {
+                command = &rest[..i];
+                break;
+            }
+        }
+        // (The rest of the value's own word first, if the value does not end it.)
+        let own = usize::from(!command.starts_with([' ', '\t', '\\']));
+        command.split_whitespace().skip(own).filter(|w| !w.starts_with('-')).any(may_be_remote)
+    }
+}
+
+/// Whether an operand as written may name a remote file: a `:` before any `/`, or text
+/// made when the step runs.
+fn may_be_remote(word: &str) -> bool {
+    let first = |c: char| word.find(c).unwrap_or(usize::MAX);
+    first(':') < first('/') || word.contains(['$', '`']) || word.contains("{{")
 }
 
 /// Where a value lands in an operand: `before` and `after` are the operand's text on
@@ -225,7 +276,13 @@ enum Part {
 }
 
 fn operand_part(before: &str, after: &str, rsync: bool) -> Part {
-    if rsync && (before.contains("::") || before.starts_with("rsync://")) {
+    // rsync's daemon (`host::module`, `rsync://host/module`) reads paths itself; an IPv6
+    // address's `::` (`[2001:db8::5]:/srv`) is no daemon's.
+    let unbracketed: String = before.split('[').map(|s| s.split_once(']').map_or(s, |(_, rest)| rest)).collect();
+    if let Some(url) = before.strip_prefix("rsync://").filter(|_| rsync) {
+        return if url.contains('/') { Part::Local } else { Part::Host };
+    }
+    if rsync && unbracketed.contains("::") {
         return Part::Local;
     }
     if let Some(url) = before.strip_prefix("scp://") {
@@ -292,6 +349,37 @@ mod tests {
         assert_eq!(contexts("scp -J {{ j }} a web1:"), [Host(b())]);
         assert_eq!(contexts("rsync -e \"ssh -p {{ port }}\" a web1:"), [Remote(b(), Box::new(Double))]);
         assert_eq!(contexts("sudo rsync -e \"ssh -i {{ k }}\" a web1:"), [Remote(b(), Box::new(Double))]);
+        // Found by an attack trial: arguments glued to their option, values as flags,
+        // rsync's `-e` in a cluster or glued, two values in one operand, IPv6 hosts.
+        for (script, expected) in [
+            ("scp -o{{ o }} a web1:", Refused(super::SSH_CONFIG)),
+            ("scp -S{{ p }} a web1:", Refused(super::COPY_PROGRAM)),
+            ("scp -D {{ p }} a web1:", Refused(super::COPY_PROGRAM)),
+            ("rsync -aT{{ d }} ./dist/ web1:/srv/", RemotePath(b())),
+            ("rsync -az -M{{ m }} a web1:", Refused(super::COPY_PROGRAM)),
+            ("scp -J{{ j }} a web1:", Host(b())),
+            ("rsync -{{ flags }} ./dist/ web1:", Refused(super::COPY_FLAGS)),
+            ("scp -v{{ flags }} a web1:", Refused(super::COPY_FLAGS)),
+            ("rsync --{{ name }} a web1:", Refused(super::COPY_FLAGS)),
+            ("rsync -avze \"ssh -i {{ k }}\" a web1:", Remote(b(), Box::new(Double))),
+            ("rsync -az -e\"ssh -p {{ port }}\" a web1:", Remote(b(), Box::new(Double))),
+            ("rsync -az \"--rsh=ssh -p {{ port }}\" a web1:", Remote(b(), Box::new(Double))),
+            ("rsync -az -e{{ e }} a web1:", Remote(b(), b())),
+            ("rsync -az ./dist/ deploy@[2001:db8::5]:/srv/{{ p }}", RemotePath(b())),
+            ("rsync -az ./dist/ rsync://{{ h }}/mod/", Host(b())),
+            ("flock /tmp/lock rsync -a ./dist/ web1:{{ p }}", RemotePath(b())),
+            ("flock -n /tmp/lock scp a web1:{{ p }}", RemotePath(b())),
+            ("taskset 0x1 scp a web1:{{ p }}", RemotePath(b())),
+            ("scp -s -O a web1:{{ p }}", RemotePath(b())),
+            ("rsync -s --no-s a web1:{{ p }}", RemotePath(b())),
+        ] {
+            assert_eq!(contexts(script).last(), Some(&expected), "{script}");
+        }
+        assert_eq!(contexts("rsync ./dist/ {{ h }}{{ p }}")[1], leading(RemotePath(b())), "the first may hold `host:`");
+        // An option sent to the remote side is no remote's when every file is local.
+        assert_eq!(contexts("rsync -a --link-dest=\"{{ prev }}\" /srv/a/ /backup/b/"), [Double]);
+        assert_eq!(contexts("rsync -a --suffix {{ s }} /srv/a/ web1:/b/"), [RemotePath(b())]);
+        assert_eq!(contexts("rsync -a --suffix {{ s }} /srv/a/ \"$DEST\""), [RemotePath(b())]);
     }
 
     #[test]
@@ -333,6 +421,9 @@ mod tests {
         }
         assert_eq!(operand_part("web1::module/", "", true), Part::Local);
         assert_eq!(operand_part("rsync://web1/", "", true), Part::Local);
+        assert_eq!(operand_part("rsync://", "/module/", true), Part::Host);
+        assert_eq!(operand_part("deploy@[2001:db8::5]:/srv/", "", true), Part::Path);
+        assert_eq!(operand_part("$", "", true), Part::Path, "another value before it");
         assert_eq!(operand_part("web1::module/", "", false), Part::Path);
     }
 }

@@ -65,3 +65,6 @@ pub(in crate::shell) const SUBSTITUTED_AGAIN: &str = "the output of this $( … 
 pub(in crate::shell) const COPY_PROGRAM: &str = "scp runs the argument of `-S` as its ssh, and rsync sends \
      --rsync-path and -M/--remote-option to the remote shell, so a value there would be run: write the program in the \
      script";
+pub(in crate::shell) const COPY_FLAGS: &str = "a value glued to scp's or rsync's flags, or in an option's name, \
+     would be read as options (-oProxyCommand=…, -e… run commands): give it a word of its own, after the option that \
+     takes it (-P {{ … }}, --backup-dir={{ … }})";

@@ -27,7 +27,14 @@ const COMMAND_LINES: &[&str] = &[
     "LESSOPEN",
     "LESSCLOSE",
     "RSYNC_RSH",
+    "RSYNC_CONNECT_PROG",
 ];
+
+/// Whether programs run the value of the environment variable `name` as a command line
+/// (`GIT_SSH_COMMAND`, `PAGER`, `RSYNC_RSH`…), with `sh -c` or a split of their own.
+pub fn runs_as_command_line(name: &str) -> bool {
+    COMMAND_LINES.contains(&name)
+}
 
 /// ssh's options that take an argument (`-i KEY`, `-p PORT`…).
 const ARGUMENTS: &str = "BbcDEeFIiJLlmOoPpQRSWw";
@@ -220,11 +227,22 @@ impl Scanner<'_> {
         if cmd.kind != (Kind::Copy { rsync: true }) {
             return None;
         }
+        // Flags up to the first that takes an argument, if it is `-e` (`-avze`): where that
+        // argument begins in `raw` (its length: the next word).
+        let after_e = |raw: &str| {
+            let flags = raw.trim_start_matches(['"', '\'']).strip_prefix('-').filter(|f| !f.starts_with('-'))?;
+            let at = flags.find(|c| super::copy::RSYNC_ARGUMENTS.contains(c))?;
+            (flags[at..].starts_with('e')).then(|| raw.len() - flags.len() + at + 1)
+        };
         let prefix = self.text(word, start);
-        let from = if matches!(self.previous_word(word), "-e" | "--rsh") {
+        let previous = self.previous_word(word);
+        let from = if previous == "--rsh" || after_e(previous) == Some(previous.len()) {
             word
-        } else if let Some(rest) = prefix.strip_prefix("--rsh=") {
-            start - rest.len()
+        } else if let Some(at) = prefix.find("--rsh=").filter(|&at| prefix[..at].chars().all(|c| c == '"' || c == '\''))
+        {
+            word + at + "--rsh=".len()
+        } else if let Some(at) = after_e(prefix) {
+            word + at
         } else {
             return None;
         };

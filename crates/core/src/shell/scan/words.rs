@@ -34,6 +34,9 @@ const WRAPPERS: &[&str] = &[
     "systemd-run",
     "runuser",
     "nsenter",
+    "chronic",
+    "trickle",
+    "eatmydata",
 ];
 /// Words that leave the next word in command position.
 const PREFIXES: &[&str] =
@@ -311,13 +314,18 @@ impl Scanner<'_> {
             return false;
         }
         let mut argument = false;
+        // `flock FILE command…`: the lock's file comes before the command.
+        let mut lock_file = basename(words[0]) == "flock";
         words[1..].iter().all(|w| {
+            let option = w.starts_with('-');
             let plain = std::mem::take(&mut argument)
-                || w.starts_with('-')
+                || option
                 || w.split_once('=').is_some_and(|(n, _)| is_name(n))
                 || w.trim_end_matches(['s', 'm', 'h', 'd']).parse::<f64>().is_ok()
+                || w.strip_prefix("0x").is_some_and(|h| u64::from_str_radix(h, 16).is_ok())
+                || std::mem::take(&mut lock_file)
                 || WRAPPERS.contains(&basename(w));
-            argument = w.len() == 2 && w.starts_with('-') && "ugnskIPpfdCUhrTDLEcx".contains(&w[1..]);
+            argument = w.len() == 2 && option && "ugnskIPpfdCUhrTDLEcx".contains(&w[1..]);
             plain
         })
     }
@@ -438,7 +446,11 @@ impl Scanner<'_> {
     /// the command; whether it did.
     fn wrapped_command(&mut self, name: Option<&str>, start: usize) -> bool {
         let cmd = self.command();
-        let (open, command_word) = (!cmd.fresh && !cmd.maybe_fresh && cmd.kind == Kind::Other, cmd.command_word);
+        let command_word = cmd.command_word;
+        // (`flock` is read as a shell for its `-c`; `flock FILE rsync …` runs rsync.)
+        let flock = cmd.kind == Kind::Shell && command_word.is_some_and(|w| self.text(w, start).starts_with("flock "));
+        let cmd = self.command();
+        let open = !cmd.fresh && !cmd.maybe_fresh && (cmd.kind == Kind::Other || flock);
         if !open {
             return false;
         }
