@@ -203,10 +203,11 @@ impl Client {
                 _ => format!("  {d}"),
             })
             .collect();
-        // The API's words for a missing or unknown token, in a CLI user's.
-        let message = if error.code == "unauthenticated" {
+        // The API's words for an unknown token, in a CLI user's (a revoked or expired one
+        // says so itself).
+        let message = if error.code == "unauthenticated" && error.message.starts_with("a valid API token is required") {
             format!(
-                "{} did not accept the token (unknown, revoked or expired): check it, or have an admin create one \
+                "{} did not accept the token (unknown, or none was given): check it, or have an admin create one \
                  (`opsbook tokens create`)",
                 self.base
             )

@@ -347,7 +347,7 @@ impl Param {
                 let n: i64 = text.trim().parse().map_err(|_| {
                     if crate::shell::is_integer(text.trim()) {
                         format!(
-                            "{} is out of range: an integer is at most 9223372036854775807 either way",
+                            "{} is out of range: an integer is from -9223372036854775808 to 9223372036854775807",
                             shown(&text)
                         )
                     } else {

@@ -76,10 +76,15 @@ pub fn parse(source: &str) -> Result<Runbook, Vec<Diagnostic>> {
         let name = d.message.split("unknown parameter `params.").nth(1).and_then(|r| r.split('`').next());
         recovered && name.is_some_and(|n| declares_key(source, n))
     };
+    // And what the checker says of a value the reading stood in for (`every: 6 months`
+    // read as `1s`, then "reviews are counted in days") is about a value never written.
+    let at = |d: &Diagnostic| d.pos.map(|p| (p.line, p.column));
+    let stood_in = |d: &Diagnostic| blanked.iter().any(|b| Some((b.line, b.column)) == at(d));
     diags.extend(c.diags.into_iter().filter(|d| {
         !suggested.iter().any(|s| d.message == format!("missing required field `{s}`"))
             && !consequence(d)
             && !undeclared(d)
+            && !stood_in(d)
     }));
     match runbook {
         Some(rb) if diags.is_empty() => Ok(rb),

@@ -179,10 +179,11 @@ fn shell_env() -> &'static Environment<'static> {
                 .and_then(|p| p.downcast_object_ref::<Plans>())
                 .and_then(|p| p.0.get(n))
                 .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "no shell context for this value"))?;
-            // Strict undefined, as where the value is printed: an undefined value given to
-            // a filter would otherwise be written as nothing (`rm -rf "/data/{{ typo }}"`).
+            // Undefined: handed on as it is, for printing to decide as it does for a bare
+            // word: a missing value fails (it would be written as nothing, `rm -rf
+            // "/data/{{ typo }}"`), the empty one of `{{ x if cond }}` prints nothing.
             if value.is_undefined() {
-                return Err(Error::from(ErrorKind::UndefinedError));
+                return Ok(value);
             }
             let raw = text_of(&value);
             derived::record(&raw);
@@ -192,6 +193,11 @@ fn shell_env() -> &'static Environment<'static> {
         env.set_formatter(|out, _state, value| {
             if let Some(Written(text)) = value.downcast_object_ref::<Written>() {
                 out.write_str(text)?;
+                return Ok(());
+            }
+            // (Strict undefined refused a missing value before this: this one is the
+            // nothing of `{{ x if cond }}`, nothing in any place of the script.)
+            if value.is_undefined() {
                 return Ok(());
             }
             let raw = text_of(value);
@@ -651,6 +657,9 @@ mod tests {
             render_shell("rm -rf \"/data/{{ steps.a.outputs.dir | default('tmp') }}\"", &c).unwrap(),
             "rm -rf \"/data/tmp\""
         );
+        // An `if` without `else` gives nothing, wherever it is (found by review).
+        let flag = "deploy \"A {{ '--dry-run' if steps.a.status == 'failed' }} B\" {{ 'x' if false }}<<EOF\n{{ 'y' if false }}\nEOF";
+        assert_eq!(render_shell(flag, &c).unwrap(), "deploy \"A  B\" <<EOF\n\nEOF");
         // What is not a missing reference keeps minijinja's words.
         assert!(render_plain("{{ steps.a.outputs.url.nope.x }}", &c).unwrap_err().starts_with("undefined value"));
     }

@@ -1,3 +1,5 @@
+//! Parameter declarations and values: types, bounds, patterns, secrets, defaults.
+
 use super::*;
 use proptest::prelude::*;
 
@@ -119,7 +121,7 @@ fn defaults_and_types() {
     assert_eq!(n.coerce(&Input::Text("2.0".into())).unwrap(), serde_json::json!(2.0), "as written");
     let i = param("{ type: integer }");
     let big = i.coerce(&Input::Text("12345678901234567890".into())).unwrap_err();
-    assert!(big.contains("is out of range: an integer is at most 9223372036854775807"), "{big}");
+    assert!(big.contains("is out of range: an integer is from -9223372036854775808 to 9223372036854775807"), "{big}");
     assert!(i.coerce(&Input::Text("1.5".into())).unwrap_err().contains("is not an integer"));
     // A JSON value is shown as given; the type with its article.
     let flag = param("{ type: boolean }");

@@ -50,7 +50,6 @@ const RSYNC_LOCAL: &[&str] = &[
     "early-input",
     "exclude",
     "exclude-from",
-    "files-from",
     "filter",
     "include",
     "include-from",
@@ -83,6 +82,8 @@ enum Role {
     /// An rsync option's argument sent to the remote rsync on its command line, for the
     /// remote shell (`--backup-dir`, `--suffix`, `-T`…).
     Sent,
+    /// A file that may be remote (`--files-from=host:list`): read as an operand is.
+    Operand,
     /// Anything else (`-i KEY`, `-P PORT`): a word.
     Other,
 }
@@ -146,6 +147,7 @@ impl Copy {
                     return;
                 }
                 "rsync-path" | "remote-option" if rsync => Role::Program,
+                "files-from" if rsync => Role::Operand,
                 _ if rsync && RSYNC_SENT.contains(&name) => Role::Sent,
                 _ if rsync && RSYNC_LOCAL.contains(&name) => Role::Other,
                 // scp has no long options; rsync's others take no argument.
@@ -192,8 +194,14 @@ impl Scanner<'_> {
         // A value in the word is text of it: `-o{{ … }}` holds `-o`'s argument.
         let rest = self.text(start, self.b.len());
         let raw = &rest[..rest.find([' ', '\t', '\n', ';', '&', '|', '<', '>']).unwrap_or(rest.len())];
-        let name = name.map(|n| if raw.contains("{{") { format!("{n}x") } else { n.to_string() });
-        self.command().copy.word(rsync, name.as_deref(), start);
+        let tagged = raw.contains("{{");
+        let name = name.map(|n| if tagged { format!("{n}x") } else { n.to_string() });
+        let copy = &mut self.command().copy;
+        copy.word(rsync, name.as_deref(), start);
+        // An operand with a value in it may be remote (`deploy@{{ host }}:/srv/`).
+        if tagged && !name.as_deref().is_some_and(|n| n.starts_with('-')) {
+            copy.remote = true;
+        }
     }
 
     /// The context of a value at `start..end` in the word at `word` of an scp or rsync
@@ -201,7 +209,8 @@ impl Scanner<'_> {
     pub(super) fn in_copy(&self, cmd: &Cmd, rsync: bool, word: usize, start: usize, end: usize) -> Option<Context> {
         let copy = &cmd.copy;
         let quoting = Box::new(self.quoting(start, end));
-        if let Some(&(_, role)) = copy.arguments.iter().find(|(w, _)| *w == word) {
+        let role = copy.arguments.iter().find(|(w, _)| *w == word).map(|&(_, role)| role);
+        if let Some(role) = role.filter(|r| *r != Role::Operand) {
             return match role {
                 Role::Config => Some(Context::Refused(SSH_CONFIG)),
                 Role::Program => Some(Context::Refused(COPY_PROGRAM)),
@@ -210,14 +219,17 @@ impl Scanner<'_> {
                 Role::Sent if !copy.protected && (copy.remote || self.remote_operand_after(end)) => {
                     Some(Context::RemotePath(quoting))
                 }
-                Role::Sent | Role::Other => None,
+                Role::Sent | Role::Other | Role::Operand => None,
             };
         }
         // The word around the value as the command sees it, other values as `$` (made
         // when the step runs, as an expansion is).
         let plain = |text: &str| without_tags(text, Some("$")).replace(['"', '\'', '\\'], "");
-        let before = plain(self.text(word, start));
-        if !copy.ended && before.starts_with('-') {
+        let mut before = plain(self.text(word, start));
+        if role == Some(Role::Operand) {
+            // `--files-from=web1:{{ … }}`: what follows the `=` is the operand.
+            before = before.split_once('=').map_or(before.clone(), |(_, b)| b.to_string());
+        } else if !copy.ended && before.starts_with('-') {
             // `--name=…` is that option's argument; a value in an option's name, or glued
             // to flags that take no argument (`-{{ … }}`, `-av{{ … }}`), would be options.
             let argument = before.starts_with("--") && before.contains('=');
@@ -282,7 +294,7 @@ fn operand_part(before: &str, after: &str, rsync: bool) -> Part {
     if let Some(url) = before.strip_prefix("rsync://").filter(|_| rsync) {
         return if url.contains('/') { Part::Local } else { Part::Host };
     }
-    if rsync && unbracketed.contains("::") {
+    if rsync && unbracketed.find("::").is_some_and(|at| !unbracketed[..at].contains('/')) {
         return Part::Local;
     }
     if let Some(url) = before.strip_prefix("scp://") {
@@ -369,6 +381,7 @@ mod tests {
             ("rsync -az ./dist/ rsync://{{ h }}/mod/", Host(b())),
             ("flock /tmp/lock rsync -a ./dist/ web1:{{ p }}", RemotePath(b())),
             ("flock -n /tmp/lock scp a web1:{{ p }}", RemotePath(b())),
+            ("sudo flock /tmp/lock scp a web1:{{ p }}", RemotePath(b())),
             ("taskset 0x1 scp a web1:{{ p }}", RemotePath(b())),
             ("scp -s -O a web1:{{ p }}", RemotePath(b())),
             ("rsync -s --no-s a web1:{{ p }}", RemotePath(b())),
@@ -380,6 +393,17 @@ mod tests {
         assert_eq!(contexts("rsync -a --link-dest=\"{{ prev }}\" /srv/a/ /backup/b/"), [Double]);
         assert_eq!(contexts("rsync -a --suffix {{ s }} /srv/a/ web1:/b/"), [RemotePath(b())]);
         assert_eq!(contexts("rsync -a --suffix {{ s }} /srv/a/ \"$DEST\""), [RemotePath(b())]);
+        // (Found by review.) An operand that is a value before the option, and a list of
+        // files that may be remote.
+        for script in [
+            "rsync -a {{ src }} {{ dest }} --backup-dir={{ bk }}",
+            "rsync -a {{ src }} \"{{ dest }}\" --backup-dir={{ bk }}",
+            "rsync -a ./dist/ deploy@{{ host }}:/srv/ --backup-dir={{ bk }}",
+        ] {
+            assert_eq!(contexts(script).last(), Some(&RemotePath(b())), "{script}");
+        }
+        assert_eq!(contexts("rsync -a --files-from=web1:{{ p }} / /bk/"), [RemotePath(b())]);
+        assert_eq!(contexts("rsync -a --files-from=\"{{ p }}\" / /bk/"), [CopyOperand(Box::new(Double), true)]);
     }
 
     #[test]
@@ -425,5 +449,6 @@ mod tests {
         assert_eq!(operand_part("deploy@[2001:db8::5]:/srv/", "", true), Part::Path);
         assert_eq!(operand_part("$", "", true), Part::Path, "another value before it");
         assert_eq!(operand_part("web1::module/", "", false), Part::Path);
+        assert_eq!(operand_part("web1:/srv/a::b/", "", true), Part::Path, "no daemon's `::`");
     }
 }

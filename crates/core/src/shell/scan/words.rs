@@ -318,13 +318,15 @@ impl Scanner<'_> {
         let mut lock_file = basename(words[0]) == "flock";
         words[1..].iter().all(|w| {
             let option = w.starts_with('-');
+            let wrapper = WRAPPERS.contains(&basename(w));
             let plain = std::mem::take(&mut argument)
                 || option
                 || w.split_once('=').is_some_and(|(n, _)| is_name(n))
                 || w.trim_end_matches(['s', 'm', 'h', 'd']).parse::<f64>().is_ok()
                 || w.strip_prefix("0x").is_some_and(|h| u64::from_str_radix(h, 16).is_ok())
                 || std::mem::take(&mut lock_file)
-                || WRAPPERS.contains(&basename(w));
+                || wrapper;
+            lock_file |= basename(w) == "flock";
             argument = w.len() == 2 && option && "ugnskIPpfdCUhrTDLEcx".contains(&w[1..]);
             plain
         })
@@ -340,7 +342,7 @@ impl Scanner<'_> {
         {
             match cmd.kind {
                 Kind::Ssh => cmd.ssh.word(Some(""), start),
-                Kind::Copy { rsync } => cmd.copy.word(rsync, Some(""), start),
+                Kind::Copy { rsync } => cmd.copy.word(rsync, None, start),
                 _ => {}
             }
         }
@@ -447,10 +449,10 @@ impl Scanner<'_> {
     fn wrapped_command(&mut self, name: Option<&str>, start: usize) -> bool {
         let cmd = self.command();
         let command_word = cmd.command_word;
-        // (`flock` is read as a shell for its `-c`; `flock FILE rsync …` runs rsync.)
-        let flock = cmd.kind == Kind::Shell && command_word.is_some_and(|w| self.text(w, start).starts_with("flock "));
-        let cmd = self.command();
-        let open = !cmd.fresh && !cmd.maybe_fresh && (cmd.kind == Kind::Other || flock);
+        // (`flock` and `runuser` are read as shells for their `-c`; without it they run
+        // the command after them, which `wraps` checks.)
+        let shell = cmd.kind == Kind::Shell && !cmd.code_next && cmd.code.is_none();
+        let open = !cmd.fresh && !cmd.maybe_fresh && (cmd.kind == Kind::Other || shell);
         if !open {
             return false;
         }

@@ -164,6 +164,10 @@ fn commands_run_by_other_commands_are_read_as_themselves() {
     // bash's $'…' in a line read again is not decoded: refused.
     assert_eq!(contexts("ssh web1 $'echo \"{{ v }}\"'"), [Refused(crate::shell::scan::ANSI_C_AGAIN)]);
     assert_eq!(contexts("ssh web1 $'cd /srv' deploy {{ v }}"), [Refused(crate::shell::scan::ANSI_C_AGAIN)]);
+    // Wrappers read as shells for their `-c` run the command after them without it.
+    assert_eq!(contexts("runuser -u app -- ssh web1 \"ls {{ p }}\"")[0], remote(Bare, Double));
+    assert_eq!(contexts("sudo flock /tmp/l ssh web1 \"ls {{ p }}\"")[0], remote(Bare, Double));
+    assert_eq!(contexts("flock /tmp/l -c \"deploy {{ p }}\"")[0], Refused(crate::shell::scan::AS_CODE));
 }
 
 #[test]
