@@ -377,6 +377,7 @@ mod tests {
             ("rsync -az -e\"ssh -p {{ port }}\" a web1:", Remote(b(), Box::new(Double))),
             ("rsync -az \"--rsh=ssh -p {{ port }}\" a web1:", Remote(b(), Box::new(Double))),
             ("rsync -az -e{{ e }} a web1:", Remote(b(), b())),
+            ("rsync -az \"-e\" \"ssh -i {{ k }}\" a web1:", Remote(b(), Box::new(Double))),
             ("rsync -az ./dist/ deploy@[2001:db8::5]:/srv/{{ p }}", RemotePath(b())),
             ("rsync -az ./dist/ rsync://{{ h }}/mod/", Host(b())),
             ("flock /tmp/lock rsync -a ./dist/ web1:{{ p }}", RemotePath(b())),

@@ -235,7 +235,7 @@ impl Scanner<'_> {
             (flags[at..].starts_with('e')).then(|| raw.len() - flags.len() + at + 1)
         };
         let prefix = self.text(word, start);
-        let previous = self.previous_word(word);
+        let previous = self.previous_word(word).trim_matches(['"', '\'']);
         let from = if previous == "--rsh" || after_e(previous) == Some(previous.len()) {
             word
         } else if let Some(at) = prefix.find("--rsh=").filter(|&at| prefix[..at].chars().all(|c| c == '"' || c == '\''))
