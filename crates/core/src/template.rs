@@ -361,6 +361,13 @@ pub fn render_plain(template: &str, ctx: &Context) -> Result<String, String> {
     })
 }
 
+/// The value of the environment variable `name` of a step's `env:`: as text, or, for a
+/// variable programs run as a command line (`GIT_SSH_COMMAND`, `RSYNC_RSH`…), as a line
+/// of a script, each value written for the shell that reads it.
+pub fn render_env(name: &str, template: &str, ctx: &Context) -> Result<String, String> {
+    if crate::shell::runs_as_command_line(name) { render_shell(template, ctx) } else { render_plain(template, ctx) }
+}
+
 /// Evaluates a `when:` expression to a boolean.
 pub fn eval_condition(expr: &str, ctx: &Context) -> Result<bool, String> {
     let compiled = plain_env().compile_expression(expr).map_err(|e| describe(&e))?;

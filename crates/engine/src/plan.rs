@@ -147,7 +147,11 @@ pub fn plan(rb: &Runbook, params: &ParamValues) -> Vec<PlannedStep> {
                 StepKind::Run(script) => script
                     .env
                     .iter()
-                    .map(|(k, v)| (k.clone(), render(v, opsbook_core::shell::runs_as_command_line(k))))
+                    .map(|(k, v)| {
+                        let value =
+                            template::render_env(k, v, &ctx).unwrap_or_else(|e| format!("<cannot render: {e}>"));
+                        (k.clone(), value)
+                    })
                     .collect(),
                 _ => Vec::new(),
             };

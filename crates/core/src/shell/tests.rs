@@ -1,6 +1,6 @@
 use super::{Context, interpolations};
 
-fn contexts(script: &str) -> Vec<Context> {
+pub(super) fn contexts(script: &str) -> Vec<Context> {
     interpolations(script).into_iter().map(|i| i.context).collect()
 }
 

@@ -14,12 +14,7 @@ pub(super) fn unknown(source: &str, expression: bool, env: &Environment<'_>) -> 
         if !seen.insert((kind, name)) {
             continue;
         }
-        let (probe, missing) = match kind {
-            "filter" => (format!("none | {name}"), ErrorKind::UnknownFilter),
-            _ => (format!("none is {name}"), ErrorKind::UnknownTest),
-        };
-        let unknown = env.compile_expression(&probe).is_ok_and(|e| e.eval(()).is_err_and(|e| e.kind() == missing));
-        if unknown {
+        if !known(env, kind, name) {
             errs.push(format!(
                 "unknown {kind} `{name}` (see \"Templates\" in docs/runbook-format.md for those there are)"
             ));
@@ -33,6 +28,20 @@ pub(super) fn unknown(source: &str, expression: bool, env: &Environment<'_>) -> 
     errs
 }
 
+/// Whether templates have the filter (`kind` "filter") or test called `name`.
+fn known(env: &Environment<'_>, kind: &str, name: &str) -> bool {
+    let (probe, missing) = match kind {
+        "filter" => (format!("none | {name}"), ErrorKind::UnknownFilter),
+        _ => (format!("none is {name}"), ErrorKind::UnknownTest),
+    };
+    !env.compile_expression(&probe).is_ok_and(|e| e.eval(()).is_err_and(|e| e.kind() == missing))
+}
+
+/// The text of each tag of `source`, or the whole of it when it is an `expression`.
+fn tag_texts(source: &str, expression: bool) -> Vec<&str> {
+    if expression { vec![source] } else { super::tags(source) }
+}
+
 /// Why `.name(…)` fails: values in templates have no methods (Jinja2's Python string and
 /// dict methods are not there), and what to write instead.
 fn no_method(name: &str, env: &Environment<'_>) -> String {
@@ -42,12 +51,7 @@ fn no_method(name: &str, env: &Environment<'_>) -> String {
         "endswith" => "the test `is endingwith(…)`".to_string(),
         "get" => "`x['key'] | default(…)`".to_string(),
         "keys" | "values" => "`| items` (pairs of key and value)".to_string(),
-        _ if env
-            .compile_expression(&format!("'' | {name}"))
-            .is_ok_and(|e| e.eval(()).map_or_else(|e| e.kind() != ErrorKind::UnknownFilter, |_| true)) =>
-        {
-            format!("the filter `| {name}(…)`")
-        }
+        _ if known(env, "filter", name) => format!("the filter `| {name}(…)`"),
         _ => "a filter (see \"Templates\" in docs/runbook-format.md for those there are)".to_string(),
     };
     format!("values in templates have no methods, so `.{name}(…)` fails when the step runs: write {instead}")
@@ -56,9 +60,8 @@ fn no_method(name: &str, env: &Environment<'_>) -> String {
 /// The method names called in the tags of `source` (`x.split(',')`), string literals
 /// aside; `loop.cycle(…)` and `loop.changed(…)` are methods of the loop, and stay.
 fn method_calls(source: &str, expression: bool) -> Vec<&str> {
-    let tags = if expression { vec![source] } else { super::tags(source) };
     let mut found = Vec::new();
-    for tag in tags {
+    for tag in tag_texts(source, expression) {
         let code: Vec<(usize, char)> = super::tags::code_chars(tag).collect();
         for (n, &(i, c)) in code.iter().enumerate() {
             let after_value = n > 0 && matches!(code[n - 1].1, ')' | ']' | '_' | 'a'..='z' | 'A'..='Z' | '0'..='9');
@@ -82,12 +85,8 @@ fn method_calls(source: &str, expression: bool) -> Vec<&str> {
 /// string literals aside.
 fn named_functions(source: &str, expression: bool) -> Vec<(&'static str, &str)> {
     let mut found = Vec::new();
-    if expression {
-        scan_tag(source, &mut found);
-    } else {
-        for tag in super::tags(source) {
-            scan_tag(tag, &mut found);
-        }
+    for tag in tag_texts(source, expression) {
+        scan_tag(tag, &mut found);
     }
     found
 }

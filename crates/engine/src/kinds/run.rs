@@ -196,14 +196,7 @@ pub(crate) async fn prepare(run: &mut Run<'_, '_>, sr: &ScriptRun<'_>) -> Result
         run.params.secret_names.iter().map(|n| format!("OPSBOOK_PARAM_{}", n.to_ascii_uppercase())).collect();
     env.retain(|(k, _)| !secret_vars.contains(k) || names_it(k));
     for (k, v) in &sr.script.env {
-        // A variable a program runs as a command line (`GIT_SSH_COMMAND`, `RSYNC_RSH`…)
-        // is one: its values are written for the shell that reads it.
-        let rendered = if opsbook_core::shell::runs_as_command_line(k) {
-            template::render_shell(v, &ctx)
-        } else {
-            template::render_plain(v, &ctx)
-        };
-        match rendered {
+        match template::render_env(k, v, &ctx) {
             Ok(v) => env.push((k.clone(), v)),
             Err(e) => return Ok(Prep::Done(AttemptResult::fatal(format!("env.{k}: {e}")))),
         }

@@ -191,11 +191,7 @@ impl Copy {
 impl Scanner<'_> {
     /// A word of an scp or rsync command begins at `start`, `name` without its quotes.
     pub(super) fn copy_word(&mut self, rsync: bool, name: Option<&str>, start: usize) {
-        // A value in the word is text of it: `-o{{ … }}` holds `-o`'s argument.
-        let rest = self.text(start, self.b.len());
-        let raw = &rest[..rest.find([' ', '\t', '\n', ';', '&', '|', '<', '>']).unwrap_or(rest.len())];
-        let tagged = raw.contains("{{");
-        let name = name.map(|n| if tagged { format!("{n}x") } else { n.to_string() });
+        let (name, tagged) = self.with_values(name, start);
         let copy = &mut self.command().copy;
         copy.word(rsync, name.as_deref(), start);
         // An operand with a value in it may be remote (`deploy@{{ host }}:/srv/`).
@@ -210,17 +206,16 @@ impl Scanner<'_> {
         let copy = &cmd.copy;
         let quoting = Box::new(self.quoting(start, end));
         let role = copy.arguments.iter().find(|(w, _)| *w == word).map(|&(_, role)| role);
-        if let Some(role) = role.filter(|r| *r != Role::Operand) {
-            return match role {
-                Role::Config => Some(Context::Refused(SSH_CONFIG)),
-                Role::Program => Some(Context::Refused(COPY_PROGRAM)),
-                Role::Host => Some(Context::Host(quoting)),
-                // (Sent only when a file is remote: `rsync --link-dest=… /a/ /b/` is local.)
-                Role::Sent if !copy.protected && (copy.remote || self.remote_operand_after(end)) => {
-                    Some(Context::RemotePath(quoting))
-                }
-                Role::Sent | Role::Other | Role::Operand => None,
-            };
+        match role {
+            Some(Role::Config) => return Some(Context::Refused(SSH_CONFIG)),
+            Some(Role::Program) => return Some(Context::Refused(COPY_PROGRAM)),
+            Some(Role::Host) => return Some(Context::Host(quoting)),
+            // (Sent only when a file is remote: `rsync --link-dest=… /a/ /b/` is local.)
+            Some(Role::Sent) if !copy.protected && (copy.remote || self.remote_operand_after(end)) => {
+                return Some(Context::RemotePath(quoting));
+            }
+            Some(Role::Sent | Role::Other) => return None,
+            Some(Role::Operand) | None => {}
         }
         // The word around the value as the command sees it, other values as `$` (made
         // when the step runs, as an expansion is).
@@ -235,8 +230,7 @@ impl Scanner<'_> {
             let argument = before.starts_with("--") && before.contains('=');
             return if argument { None } else { Some(Context::Refused(COPY_FLAGS)) };
         }
-        let rest = self.text(end, self.b.len());
-        let after = plain(&rest[..rest.find([' ', '\t', '\n', ';', '&', '|', '<', '>', ')']).unwrap_or(rest.len())]);
+        let after = plain(self.raw_word(end));
         let operand = match operand_part(&before, &after, rsync) {
             Part::Local => return None,
             Part::Host => Context::Host(quoting),
@@ -315,11 +309,8 @@ fn operand_part(before: &str, after: &str, rsync: bool) -> Part {
 #[cfg(test)]
 mod tests {
     use super::{Part, operand_part};
-    use crate::shell::{Context, escape, interpolations};
-
-    fn contexts(script: &str) -> Vec<Context> {
-        interpolations(script).into_iter().map(|i| i.context).collect()
-    }
+    use crate::shell::tests::contexts;
+    use crate::shell::{Context, escape};
 
     #[test]
     fn scp_and_rsync_operands() {

@@ -252,10 +252,7 @@ impl Scanner<'_> {
     /// A word of an ssh command begins at `start`, `name` without its quotes (`None`: made
     /// by an expansion); a value in it is text of it (`-p{{ port }}`: the port is there).
     pub(super) fn ssh_word(&mut self, name: Option<&str>, start: usize) {
-        let rest = self.text(start, self.b.len());
-        let raw = &rest[..rest.find([' ', '\t', '\n', ';', '&', '|', '<', '>']).unwrap_or(rest.len())];
-        let tagged = if raw.contains("{{") { "x" } else { "" };
-        let word = name.map(|n| format!("{n}{tagged}"));
+        let (word, _) = self.with_values(name, start);
         self.command().ssh.word(word.as_deref(), start);
     }
 

@@ -348,6 +348,20 @@ impl Scanner<'_> {
         }
     }
 
+    /// The text from `at` to where its word ends (a blank or an operator), as written.
+    pub(super) fn raw_word(&self, at: usize) -> &str {
+        let rest = self.text(at, self.b.len());
+        &rest[..rest.find([' ', '\t', '\n', ';', '&', '|', '<', '>', ')']).unwrap_or(rest.len())]
+    }
+
+    /// The name of the word at `start` (without its quotes, up to its first template tag)
+    /// with a value in it read as text of it (`-p{{ port }}`: `-px`, the port is there),
+    /// and whether it holds one.
+    pub(super) fn with_values(&self, name: Option<&str>, start: usize) -> (Option<String>, bool) {
+        let tagged = self.raw_word(start).contains("{{");
+        (name.map(|n| if tagged { format!("{n}x") } else { n.to_string() }), tagged)
+    }
+
     /// The word before `start` on its line (within a window), as written.
     pub(super) fn previous_word(&self, start: usize) -> &str {
         let from = self.boundary(start.saturating_sub(WINDOW));
